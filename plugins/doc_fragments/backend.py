@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backend options shared by every module and plugin (see module_utils/config.py)."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # For modules (all run on the controller through their action plugins).
+    DOCUMENTATION = r"""
+options:
+  backend:
+    description:
+      - Which system of record to use.
+      - If not set, the value of the E(CHANGEOPS_BACKEND) environment variable, then
+        C(backend) in the C([changeops]) section of C(ansible.cfg), then V(sqlite).
+      - Set it once for a whole play with C(module_defaults) and the
+        C(group/changeops.itsm.itsm) action group.
+    type: str
+    choices: [sqlite, postgresql, servicenow]
+  sqlite_path:
+    description:
+      - Path of the SQLite ledger file (created with mode C(0600) when missing).
+      - If not set, E(CHANGEOPS_SQLITE_PATH), then C(sqlite_path) in C([changeops]) of
+        C(ansible.cfg), then C(~/.ansible/changeops/ledger.sqlite) on the controller.
+    type: path
+  busy_timeout:
+    description:
+      - Seconds to wait for another writer to release the ledger's write lock.
+      - If not set, E(CHANGEOPS_BUSY_TIMEOUT), then C(busy_timeout) in C([changeops]), then V(60).
+    type: int
+  postgresql_dsn:
+    description:
+      - libpq connection string or URI of the PostgreSQL system of record, for O(backend=postgresql).
+      - If not set, E(CHANGEOPS_POSTGRESQL_DSN), then C(postgresql_dsn) in C([changeops]).
+        Standard libpq variables (E(PGHOST), E(PGPASSWORD), ...) fill in what the string leaves out.
+    type: str
+notes:
+  - Runs on the controller; the system of record is never opened on a managed host, so no
+    C(delegate_to) is needed.
+"""
+
+    # For callback and inventory plugins, which Ansible configures itself.
+    PLUGINS = r"""
+options:
+  backend:
+    description: Which system of record to use.
+    type: str
+    choices: [sqlite, postgresql, servicenow]
+    default: sqlite
+    env:
+      - name: CHANGEOPS_BACKEND
+    ini:
+      - section: changeops
+        key: backend
+  sqlite_path:
+    description: Path of the SQLite ledger file.
+    type: path
+    default: ~/.ansible/changeops/ledger.sqlite
+    env:
+      - name: CHANGEOPS_SQLITE_PATH
+    ini:
+      - section: changeops
+        key: sqlite_path
+  busy_timeout:
+    description: Seconds to wait for another writer to release the ledger's write lock.
+    type: int
+    default: 60
+    env:
+      - name: CHANGEOPS_BUSY_TIMEOUT
+    ini:
+      - section: changeops
+        key: busy_timeout
+  postgresql_dsn:
+    description: libpq connection string or URI of the PostgreSQL system of record.
+    type: str
+    env:
+      - name: CHANGEOPS_POSTGRESQL_DSN
+    ini:
+      - section: changeops
+        key: postgresql_dsn
+"""

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Canonical JSON and time helpers.
+
+Every ledger entry is hashed over its canonical JSON form, so the exact byte
+layout is part of the on-disk contract: keys sorted, no insignificant
+whitespace, UTF-8, no NaN/Infinity. Changing this function breaks every
+existing chain: don't.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+
+GENESIS_HASH = "0" * 64
+
+
+def _default(value):
+    # Ansible hands us tagged str/dict subclasses and occasionally sets or
+    # datetimes; reduce them to plain JSON types deterministically.
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, (datetime.datetime, datetime.date)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def to_plain(value):
+    """Return ``value`` as plain JSON types (dict/list/str/int/float/bool/None)."""
+    return json.loads(json.dumps(value, default=_default, allow_nan=False))
+
+
+def canonical_json(value):
+    """Serialise ``value`` canonically; returns ``str``."""
+    return json.dumps(
+        value,
+        default=_default,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def chain_hash(prev_hash, canonical_entry):
+    """SHA-256 over the previous entry's hash followed by this entry's canonical JSON."""
+    digest = hashlib.sha256()
+    digest.update(prev_hash.encode("ascii"))
+    digest.update(canonical_entry.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def utc_now():
+    """Current time as an ISO 8601 UTC string with microseconds and a ``Z``."""
+    return format_time(datetime.datetime.now(datetime.timezone.utc))
+
+
+def format_time(moment):
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    moment = moment.astimezone(datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text):
+    """Parse an ISO 8601 time (``Z`` or offset; naive means UTC) into an aware datetime."""
+    if isinstance(text, datetime.datetime):
+        moment = text
+    else:
+        value = str(text).strip()
+        if value.endswith("Z"):
+            value = value[:-1] + "+00:00"
+        moment = datetime.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment

@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Secret redaction applied to everything before it reaches the ledger.
+
+Three nets, because no single one is enough (ARA issue #394 shows secrets in
+results of tasks nobody marked ``no_log``):
+
+1. values under keys that look like secrets (``password``, ``token``...),
+   anywhere in a nested structure, including ``key=value`` pairs inside
+   strings such as command lines;
+2. exact known secret strings (vault plaintexts, ``no_log`` values, extra-var
+   values) collected by the caller, replaced wherever they occur, also inside
+   longer strings such as diffs;
+3. the caller drops whole results for ``no_log`` tasks/items before this runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+REDACTED = "********"
+
+DEFAULT_SECRET_KEY_PATTERNS = (
+    "password", "passwd", "passphrase", "pwd", "secret", "token", "api_key", "apikey", "private_key",
+    "privatekey", "access_key", "secret_key", "client_secret", "credential", "authorization", "cookie",
+    "session_id", "sessionid", "otp", "pin_code", "vault_pass", "become_pass", "ssh_pass", "key_data",
+    "signing_key", "encryption_key", "dsn", "connection_string",
+)
+
+# Secrets shorter than this are not substituted inside longer strings: a
+# 1-character "secret" would otherwise shred every string in the record.
+MIN_KNOWN_SECRET_LENGTH = 4
+
+
+class Redactor(object):
+    """Redacts nested data; build one per run and feed it known secrets as they appear."""
+
+    def __init__(self, key_patterns=DEFAULT_SECRET_KEY_PATTERNS, extra_key_patterns=(), replacement=REDACTED):
+        patterns = [p for p in list(key_patterns) + list(extra_key_patterns) if p]
+        self.replacement = replacement
+        alternatives = "|".join(re.escape(p.lower()).replace("_", "[_-]?") for p in patterns)
+        self._key_re = re.compile(r"(%s)" % alternatives, re.IGNORECASE) if patterns else None
+        # key=value / key: value / "key": "value" / --key value inside strings
+        self._inline_re = re.compile(
+            r"""(?P<key>[\w.-]*(?:%s)[\w.-]*)(?P<sep>["']?\s*[=:]\s*|\s+)(?P<quote>["']?)(?P<value>[^\s"',;&]+)"""
+            % alternatives, re.IGNORECASE) if patterns else None
+        self._known = set()
+        self._known_re = None
+
+    def is_secret_key(self, key):
+        return bool(self._key_re and isinstance(key, str) and self._key_re.search(key))
+
+    def add_known_secret(self, value):
+        if value is None:
+            return
+        if isinstance(value, (list, tuple, set)):
+            for item in value:
+                self.add_known_secret(item)
+            return
+        if isinstance(value, dict):
+            for item in value.values():
+                self.add_known_secret(item)
+            return
+        if isinstance(value, bool):
+            return
+        text = str(value)
+        if len(text) < MIN_KNOWN_SECRET_LENGTH or text in self._known:
+            return
+        self._known.add(text)
+        # longest first, so a secret containing another is replaced whole
+        ordered = sorted(self._known, key=len, reverse=True)
+        self._known_re = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def redact_string(self, text):
+        if self._known_re is not None:
+            text = self._known_re.sub(self.replacement, text)
+        if self._inline_re is not None:
+            text = self._inline_re.sub(self._inline_replacement, text)
+        return text
+
+    def _inline_replacement(self, match):
+        value = match.group("value")
+        # "--password abc" is a secret; "change password for bob" is prose
+        if not match.group("sep").strip() and not match.group("key").startswith("-"):
+            return match.group(0)
+        if value == self.replacement:
+            return match.group(0)
+        return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("quote"), self.replacement)
+
+    def redact(self, value):
+        """Return a redacted copy of ``value`` (dicts, lists, strings, scalars)."""
+        if isinstance(value, dict):
+            redacted = {}
+            for key, item in value.items():
+                if self.is_secret_key(key) and item not in (None, "", [], {}) and not isinstance(item, bool):
+                    redacted[key] = self.replacement
+                else:
+                    redacted[key] = self.redact(item)
+            return redacted
+        if isinstance(value, (list, tuple, set)):
+            return [self.redact(item) for item in value]
+        if isinstance(value, str):
+            return self.redact_string(value)
+        if isinstance(value, bytes):
+            return self.redact_string(value.decode("utf-8", "replace"))
+        return value

@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one interface every plugin talks to.
+
+Writes happen only through :meth:`SystemOfRecord.append`: a batch of ledger
+entries that is sealed into the hash chain and applied to the query tables
+(projections) atomically. Reads are domain queries returning plain dicts.
+Backends (SQLite, PostgreSQL, a REST ITSM tool) implement this class; modules,
+the gate, the callback, the inventory and the register never see which one
+they got. Open one with
+``system_of_record.factory.open_system_of_record(config)``.
+"""
+
+from __future__ import annotations
+
+import abc
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import verify_rows
+
+
+class SystemOfRecord(abc.ABC):
+    """Abstract system of record."""
+
+    #: short backend name, e.g. ``sqlite``
+    backend_name = "abstract"
+
+    def __init__(self, config):
+        self.config = config
+
+    # -- lifecycle -------------------------------------------------------
+    def close(self):
+        """Release connections; idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def describe(self):
+        """Secret-free one-line location, for messages."""
+        return self.backend_name
+
+    # -- ledger ----------------------------------------------------------
+    @abc.abstractmethod
+    def append(self, entries):
+        """Seal ``entries`` (list of ``ledger.Entry``) into the chain and apply them, atomically.
+
+        Entries whose ``id`` is already in the ledger are skipped (replaying a
+        spool twice is harmless). Returns the list of entries actually
+        appended, with ``seq``/``prev_hash``/``hash`` set. Raises
+        ``ConflictError`` (nothing written) when a projection refuses an
+        entry, ``BackendUnavailable`` when storage cannot be written.
+        """
+
+    @abc.abstractmethod
+    def iter_entries(self, after_seq=0, kinds=None, subject=None, limit=None):
+        """Yield committed entries in chain order."""
+
+    @abc.abstractmethod
+    def head(self):
+        """``(seq, hash)`` of the newest entry, ``(0, None)`` when empty."""
+
+    def verify(self, expected_head=None):
+        """Walk the whole chain; returns ``ledger.VerifyReport``."""
+        return verify_rows(self.iter_entries(), expected_head=expected_head)
+
+    def has_entry(self, entry_id):
+        raise NotImplementedError
+
+    # -- change events (playbook runs) ------------------------------------
+    @abc.abstractmethod
+    def get_change_event(self, run_id):
+        """One change event as a dict, or None."""
+
+    @abc.abstractmethod
+    def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
+                           authorisation=None, controller=None, status=None, limit=None, offset=0):
+        """Change events, newest first."""
+
+    @abc.abstractmethod
+    def get_task_results(self, run_id, host=None, changed_only=False):
+        """Per-host task results of one run, in the order recorded."""
+
+    # -- configuration items ----------------------------------------------
+    @abc.abstractmethod
+    def get_ci(self, ci_id):
+        """One CI (with ``relationships``) or None."""
+
+    @abc.abstractmethod
+    def find_cis(self, name=None, ci_class=None, status=None, environment=None, names=None, limit=None):
+        """CIs matching all given filters, ordered by name."""
+
+    @abc.abstractmethod
+    def find_ci_by_identity(self, kind, value):
+        """The ``ci_id`` holding identity ``kind=value`` or None."""
+
+    @abc.abstractmethod
+    def get_relationships(self, ci_id=None, rel_type=None, direction="both"):
+        """Relationships ``{source, type, target}`` touching ``ci_id``."""
+
+    # -- change requests ----------------------------------------------------
+    @abc.abstractmethod
+    def get_change_request(self, number):
+        """One change request or None."""
+
+    @abc.abstractmethod
+    def find_change_requests(self, state=None, change_type=None, ci_id=None, limit=None):
+        """Change requests, newest first."""
+
+    @abc.abstractmethod
+    def next_number(self, counter):
+        """Allocate the next value of a named counter (e.g. change request numbers)."""
+
+    # -- checklist evidence and reviews ------------------------------------
+    @abc.abstractmethod
+    def find_evidence(self, run_id=None, ci_id=None, host=None, checklist=None, limit=None):
+        """Evidence records, newest first."""
+
+    @abc.abstractmethod
+    def find_reviews(self, run_id=None):
+        """Post-implementation reviews, newest first."""

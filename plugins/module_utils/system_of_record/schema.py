@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Schema migrations shared by the SQL backends (SQLite and PostgreSQL).
+
+Each migration is ``(version, description, [statements])``. Statements use
+``{int}`` for a 64-bit integer column type so one text serves both dialects.
+Migrations only ever append: never edit one that has shipped, add a new one.
+
+``ledger`` is the source of truth; every other table is a projection that
+``projections.py`` maintains from ledger entries in the same transaction and
+that could be rebuilt by replaying the ledger.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS = [
+    (1, "ledger, change events, task results, CMDB, change requests, evidence, reviews", [
+        """CREATE TABLE ledger (
+            seq {int} PRIMARY KEY,
+            entry_id TEXT NOT NULL UNIQUE,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            actor TEXT,
+            data TEXT NOT NULL,
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX ledger_subject ON ledger (subject, seq)",
+        "CREATE INDEX ledger_kind ON ledger (kind, seq)",
+        """CREATE TABLE change_events (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL,
+            dry_run {int} NOT NULL DEFAULT 0,
+            user_name TEXT,
+            controller TEXT,
+            playbook TEXT,
+            environment TEXT,
+            authorisation TEXT,
+            authorisation_ref TEXT,
+            review_status TEXT,
+            host_count {int} NOT NULL DEFAULT 0,
+            changed_host_count {int} NOT NULL DEFAULT 0,
+            failed_host_count {int} NOT NULL DEFAULT 0,
+            doc TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX change_events_started ON change_events (started_at)",
+        "CREATE INDEX change_events_status ON change_events (status, controller)",
+        """CREATE TABLE run_hosts (
+            run_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            ok {int} NOT NULL DEFAULT 0,
+            changed {int} NOT NULL DEFAULT 0,
+            failed {int} NOT NULL DEFAULT 0,
+            skipped {int} NOT NULL DEFAULT 0,
+            unreachable {int} NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, host)
+        )""",
+        "CREATE INDEX run_hosts_host ON run_hosts (host)",
+        """CREATE TABLE task_results (
+            seq {int} PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            play_id TEXT,
+            task_uuid TEXT,
+            task_name TEXT,
+            action TEXT,
+            host TEXT NOT NULL,
+            item_label TEXT,
+            status TEXT NOT NULL,
+            changed {int} NOT NULL DEFAULT 0,
+            started_at TEXT,
+            duration_ms {int},
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX task_results_run ON task_results (run_id, host)",
+        """CREATE TABLE configuration_items (
+            ci_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            ci_class TEXT NOT NULL,
+            status TEXT NOT NULL,
+            environment TEXT,
+            attributes TEXT NOT NULL,
+            version {int} NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            last_change_run_id TEXT,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX configuration_items_name ON configuration_items (name)",
+        "CREATE INDEX configuration_items_class ON configuration_items (ci_class, status)",
+        """CREATE TABLE ci_identities (
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            ci_id TEXT NOT NULL,
+            PRIMARY KEY (kind, value)
+        )""",
+        "CREATE INDEX ci_identities_ci ON ci_identities (ci_id)",
+        """CREATE TABLE ci_relationships (
+            source TEXT NOT NULL,
+            rel_type TEXT NOT NULL,
+            target TEXT NOT NULL,
+            created_seq {int} NOT NULL,
+            PRIMARY KEY (source, rel_type, target)
+        )""",
+        "CREATE INDEX ci_relationships_target ON ci_relationships (target, rel_type)",
+        """CREATE TABLE change_requests (
+            number TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            change_type TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            version {int} NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX change_requests_state ON change_requests (state)",
+        """CREATE TABLE evidence (
+            seq {int} PRIMARY KEY,
+            run_id TEXT,
+            host TEXT,
+            ci_id TEXT,
+            checklist TEXT NOT NULL,
+            status TEXT,
+            recorded_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX evidence_run ON evidence (run_id)",
+        "CREATE INDEX evidence_ci ON evidence (ci_id)",
+        """CREATE TABLE reviews (
+            seq {int} PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            reviewer TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            reviewed_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX reviews_run ON reviews (run_id)",
+        """CREATE TABLE counters (
+            name TEXT PRIMARY KEY,
+            value {int} NOT NULL
+        )""",
+    ]),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+
+def statements_for(dialect_int_type, migration):
+    return [statement.format(int=dialect_int_type) for statement in migration[2]]

@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The part of the system of record that SQL backends share.
+
+A subclass supplies a DB-API connection, its placeholder style, how to take
+the chain's write lock (``_write_transaction``) and how to migrate. Everything
+else, the append algorithm, projections and queries, lives here once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+
+LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
+
+
+class _Statements(object):
+    """Wraps a cursor so projections can write ``?`` placeholders on any dialect."""
+
+    def __init__(self, cursor, placeholder):
+        self._cursor = cursor
+        self._placeholder = placeholder
+
+    def execute(self, sql, params=()):
+        if self._placeholder != "?":
+            sql = sql.replace("%", "%%").replace("?", self._placeholder)
+        self._cursor.execute(sql, params)
+        return self._cursor
+
+
+class SqlSystemOfRecord(SystemOfRecord):
+    placeholder = "?"
+
+    # -- to be provided by the dialect --------------------------------------
+    def _connection(self):
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        """Yield a cursor holding the chain's exclusive write lock; commit on success."""
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    # -- helpers --------------------------------------------------------------
+    def _sql(self, sql):
+        if self.placeholder == "?":
+            return sql
+        return sql.replace("%", "%%").replace("?", self.placeholder)
+
+    def _query(self, sql, params=()):
+        cursor = self._connection().cursor()
+        try:
+            cursor.execute(self._sql(sql), params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+            self._end_read()
+
+    def _end_read(self):
+        """Dialects with implicit transactions end the read here."""
+
+    # -- ledger ---------------------------------------------------------------
+    def append(self, entries):
+        entries = list(entries)
+        if not entries:
+            return []
+        appended = []
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder)
+            row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            seen = set()
+            for entry in entries:
+                if entry.id in seen or db.execute(
+                        "SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
+                    continue
+                seen.add(entry.id)
+                seq += 1
+                entry.seal(seq, prev_hash)
+                prev_hash = entry.hash
+                db.execute(
+                    "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                    (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                     entry.prev_hash, entry.hash))
+                projections.project(db, entry)
+                appended.append(entry)
+        return appended
+
+    def iter_entries(self, after_seq=0, kinds=None, subject=None, limit=None, batch=2000):
+        clauses = ["seq > ?"]
+        params = [after_seq]
+        if kinds:
+            clauses.append("kind IN (%s)" % ", ".join("?" * len(kinds)))
+            params.extend(kinds)
+        if subject is not None:
+            clauses.append("subject = ?")
+            params.append(subject)
+        produced = 0
+        last = after_seq
+        while True:
+            size = batch if limit is None else min(batch, limit - produced)
+            if size <= 0:
+                return
+            params[0] = last
+            rows = self._query(
+                "SELECT %s FROM ledger WHERE %s ORDER BY seq LIMIT %d" % (LEDGER_COLUMNS, " AND ".join(clauses), size),
+                tuple(params))
+            for row in rows:
+                yield Entry.from_row(row)
+            produced += len(rows)
+            if len(rows) < size:
+                return
+            last = rows[-1][0]
+
+    def head(self):
+        rows = self._query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+        return (rows[0][0], rows[0][1]) if rows else (0, None)
+
+    def has_entry(self, entry_id):
+        return bool(self._query("SELECT 1 FROM ledger WHERE entry_id = ?", (entry_id,)))
+
+    # -- change events ----------------------------------------------------------
+    _EVENT_COLUMNS = ("run_id, started_at, ended_at, status, dry_run, user_name, controller, playbook, environment,"
+                      " authorisation, authorisation_ref, review_status, host_count, changed_host_count,"
+                      " failed_host_count, doc, last_seq")
+
+    @staticmethod
+    def _event(row):
+        doc = json.loads(row[15])
+        event = dict(doc)
+        event.update(
+            run_id=row[0], started_at=row[1], ended_at=row[2], status=row[3], dry_run=bool(row[4]),
+            user=row[5], controller=row[6], playbook=row[7], environment=row[8],
+            authorisation=row[9], authorisation_ref=row[10], review_status=row[11], host_count=row[12],
+            changed_host_count=row[13], failed_host_count=row[14], last_seq=row[16])
+        return event
+
+    def get_change_event(self, run_id):
+        rows = self._query("SELECT %s FROM change_events WHERE run_id = ?" % self._EVENT_COLUMNS, (run_id,))
+        if not rows:
+            return None
+        event = self._event(rows[0])
+        event["hosts"] = [
+            {"host": r[0], "ok": r[1], "changed": r[2], "failed": r[3], "skipped": r[4], "unreachable": r[5]}
+            for r in self._query(
+                "SELECT host, ok, changed, failed, skipped, unreachable FROM run_hosts WHERE run_id = ? ORDER BY host",
+                (run_id,))]
+        return event
+
+    def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
+                           authorisation=None, controller=None, status=None, limit=None, offset=0):
+        clauses, params = [], []
+        if since:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("started_at <= ?")
+            params.append(until)
+        if host:
+            clauses.append("run_id IN (SELECT run_id FROM run_hosts WHERE host = ?)")
+            params.append(host)
+        if playbook:
+            clauses.append("playbook LIKE ?")
+            params.append("%" + playbook + "%")
+        for column, value in (("status", outcome or status), ("authorisation", authorisation),
+                              ("controller", controller)):
+            if value:
+                values = value if isinstance(value, (list, tuple)) else [value]
+                clauses.append("%s IN (%s)" % (column, ", ".join("?" * len(values))))
+                params.extend(values)
+        sql = "SELECT %s FROM change_events" % self._EVENT_COLUMNS
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY started_at DESC, run_id"
+        if limit:
+            sql += " LIMIT %d OFFSET %d" % (int(limit), int(offset or 0))
+        return [self._event(row) for row in self._query(sql, tuple(params))]
+
+    def get_task_results(self, run_id, host=None, changed_only=False):
+        sql = "SELECT seq, doc FROM task_results WHERE run_id = ?"
+        params = [run_id]
+        if host:
+            sql += " AND host = ?"
+            params.append(host)
+        if changed_only:
+            sql += " AND changed = 1"
+        sql += " ORDER BY seq"
+        results = []
+        for seq, doc in self._query(sql, tuple(params)):
+            result = json.loads(doc)
+            result["seq"] = seq
+            results.append(result)
+        return results
+
+    # -- configuration items ----------------------------------------------------
+    _CI_COLUMNS = "ci_id, attributes, version, created_at, updated_at, last_change_run_id, last_seq"
+
+    @staticmethod
+    def _ci(row):
+        ci = {"ci_id": row[0], "attributes": json.loads(row[1]), "version": row[2], "created_at": row[3],
+              "updated_at": row[4], "last_change_run_id": row[5], "last_seq": row[6]}
+        for key in ("name", "class", "status", "environment"):
+            ci[key] = ci["attributes"].get(key)
+        return ci
+
+    def get_ci(self, ci_id):
+        rows = self._query("SELECT %s FROM configuration_items WHERE ci_id = ?" % self._CI_COLUMNS, (ci_id,))
+        if not rows:
+            return None
+        ci = self._ci(rows[0])
+        ci["identities"] = dict(self._query("SELECT kind, value FROM ci_identities WHERE ci_id = ?", (ci_id,)))
+        ci["relationships"] = self.get_relationships(ci_id)
+        return ci
+
+    def find_cis(self, name=None, ci_class=None, status=None, environment=None, names=None, limit=None):
+        clauses, params = [], []
+        for column, value in (("name", name), ("ci_class", ci_class), ("status", status),
+                              ("environment", environment), ("name", names)):
+            if value:
+                values = value if isinstance(value, (list, tuple, set)) else [value]
+                clauses.append("%s IN (%s)" % (column, ", ".join("?" * len(values))))
+                params.extend(values)
+        sql = "SELECT %s FROM configuration_items" % self._CI_COLUMNS
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY name, ci_id"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        return [self._ci(row) for row in self._query(sql, tuple(params))]
+
+    def find_ci_by_identity(self, kind, value):
+        rows = self._query("SELECT ci_id FROM ci_identities WHERE kind = ? AND value = ?", (kind, str(value)))
+        return rows[0][0] if rows else None
+
+    def get_relationships(self, ci_id=None, rel_type=None, direction="both"):
+        clauses, params = [], []
+        if ci_id is not None:
+            if direction == "outbound":
+                clauses.append("source = ?")
+                params.append(ci_id)
+            elif direction == "inbound":
+                clauses.append("target = ?")
+                params.append(ci_id)
+            else:
+                clauses.append("(source = ? OR target = ?)")
+                params.extend([ci_id, ci_id])
+        if rel_type:
+            clauses.append("rel_type = ?")
+            params.append(rel_type)
+        sql = "SELECT source, rel_type, target FROM ci_relationships"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY source, rel_type, target"
+        return [{"source": r[0], "type": r[1], "target": r[2]} for r in self._query(sql, tuple(params))]
+
+    # -- change requests ----------------------------------------------------------
+    def get_change_request(self, number):
+        rows = self._query("SELECT doc, version FROM change_requests WHERE number = ?", (number,))
+        if not rows:
+            return None
+        record = json.loads(rows[0][0])
+        record["version"] = rows[0][1]
+        return record
+
+    def find_change_requests(self, state=None, change_type=None, ci_id=None, limit=None):
+        clauses, params = [], []
+        for column, value in (("state", state), ("change_type", change_type)):
+            if value:
+                values = value if isinstance(value, (list, tuple)) else [value]
+                clauses.append("%s IN (%s)" % (column, ", ".join("?" * len(values))))
+                params.extend(values)
+        sql = "SELECT doc, version FROM change_requests"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY created_at DESC, number DESC"
+        records = []
+        for doc, version in self._query(sql, tuple(params)):
+            record = json.loads(doc)
+            record["version"] = version
+            if ci_id and ci_id not in (record.get("affected_cis") or []):
+                continue
+            records.append(record)
+            if limit and len(records) >= limit:
+                break
+        return records
+
+    def next_number(self, counter):
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder)
+            db.execute("INSERT INTO counters (name, value) VALUES (?, 1)"
+                       " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1", (counter,))
+            return db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+
+    # -- evidence and reviews ------------------------------------------------------
+    def find_evidence(self, run_id=None, ci_id=None, host=None, checklist=None, limit=None):
+        clauses, params = [], []
+        for column, value in (("run_id", run_id), ("ci_id", ci_id), ("host", host), ("checklist", checklist)):
+            if value:
+                clauses.append("%s = ?" % column)
+                params.append(value)
+        sql = "SELECT seq, doc FROM evidence"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY seq DESC"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        records = []
+        for seq, doc in self._query(sql, tuple(params)):
+            record = json.loads(doc)
+            record["seq"] = seq
+            records.append(record)
+        return records
+
+    def find_reviews(self, run_id=None):
+        sql = "SELECT seq, doc FROM reviews"
+        params = ()
+        if run_id:
+            sql += " WHERE run_id = ?"
+            params = (run_id,)
+        sql += " ORDER BY seq DESC"
+        return [dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql, params)]

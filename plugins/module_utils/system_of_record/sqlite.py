@@ -1,0 +1,157 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SQLite backend: the embedded default, one file, no set-up.
+
+Concurrency model: WAL journal so readers never block the writer; every
+append takes SQLite's single write lock with ``BEGIN IMMEDIATE`` *before* it
+reads the chain head, so concurrent ``ansible-playbook`` processes (and the
+recorder's writer thread) queue up instead of forking the chain. The busy
+timeout bounds how long a writer waits for that lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable, ConfigurationError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
+
+# Retry the lock a few times beyond the busy handler: SQLite may report BUSY
+# without waiting when it detects that waiting could deadlock.
+_LOCK_ATTEMPTS = 5
+
+
+def _is_locked(exc):
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+class SqliteSystemOfRecord(SqlSystemOfRecord):
+    backend_name = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, config):
+        super(SqliteSystemOfRecord, self).__init__(config)
+        self.path = config.get("sqlite_path")
+        if not self.path:
+            raise ConfigurationError("sqlite_path is empty: set it or CHANGEOPS_SQLITE_PATH")
+        self.busy_timeout = int(config.get("busy_timeout") or 60)
+        self._conn = None
+
+    def describe(self):
+        return "sqlite:%s" % self.path
+
+    # -- connection and schema ---------------------------------------------
+    def _connection(self):
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self):
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o700)
+            created = not os.path.exists(self.path)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            if created:
+                os.chmod(self.path, 0o600)
+            conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise BackendUnavailable("%s: cannot switch the ledger to WAL mode (got %s)" % (self.path, mode))
+            # FULL: a committed batch survives power loss too; the recorder
+            # commits in batches, so the fsync cost is paid rarely.
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot open the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+        except OSError as exc:
+            raise BackendUnavailable("cannot create the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+        return conn
+
+    def _migrate(self, conn):
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                      " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+        if current >= schema.LATEST_VERSION:
+            if current > schema.LATEST_VERSION:
+                raise ConfigurationError(
+                    "%s has schema version %d, newer than this collection understands (%d): upgrade changeops.itsm"
+                    % (self.path, current, schema.LATEST_VERSION))
+            return
+        self._lock(conn)
+        try:
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            for migration in schema.MIGRATIONS:
+                if migration[0] <= current:
+                    continue
+                for statement in schema.statements_for("INTEGER", migration):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                             (migration[0], migration[1], utc_now()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self):
+        return self._query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0]
+
+    def _lock(self, conn):
+        for attempt in range(_LOCK_ATTEMPTS):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or attempt == _LOCK_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        conn = self._connection()
+        try:
+            self._lock(conn)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot lock the SQLite ledger %s for writing: %s" % (self.path, exc),
+                                     path=self.path)
+        cursor = conn.cursor()
+        try:
+            yield cursor
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback(conn)
+            raise BackendUnavailable("cannot write the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+        except BaseException:
+            self._rollback(conn)
+            raise
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def _rollback(conn):
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _query(self, sql, params=()):
+        try:
+            return super(SqliteSystemOfRecord, self)._query(sql, params)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot read the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

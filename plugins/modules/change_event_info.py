@@ -1,0 +1,162 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: change_event_info
+short_description: Query recorded change events (playbook runs)
+version_added: 0.1.0
+description:
+  - Lists the change events that the P(changeops.itsm.change_recorder#callback) callback
+    recorded in the system of record, newest first, optionally with their per-host task
+    results and checklist evidence.
+  - Optionally verifies the ledger's hash chain in the same call.
+  - Runs on the controller; no C(delegate_to) is needed.
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  run_id:
+    description: Return only this change event.
+    type: str
+  since:
+    description:
+      - Only events started at or after this time.
+      - An ISO 8601 time or date (V(2026-11-23T08:00:00Z), V(2026-11-23)) or a duration back
+        from now (V(30m), V(24h), V(7d), V(2w)).
+    type: str
+  until:
+    description: Only events started at or before this time; same formats as O(since).
+    type: str
+  host:
+    description: Only events that ran a task on this inventory host.
+    type: str
+  playbook:
+    description: Only events whose playbook path contains this text.
+    type: str
+  outcome:
+    description: Only events with one of these outcomes.
+    type: list
+    elements: str
+    choices: [running, successful, failed, interrupted]
+  authorisation:
+    description:
+      - Only events authorised this way, for example V(standard), V(normal), V(emergency),
+        V(unauthorised), V(dry-run) or V(no-change).
+    type: list
+    elements: str
+  limit:
+    description: At most this many events.
+    type: int
+    default: 50
+  include_results:
+    description: Also return each event's task results (per host, per loop item) and evidence.
+    type: bool
+    default: false
+  verify:
+    description: Also verify the ledger's hash chain and return RV(verification).
+    type: bool
+    default: false
+seealso:
+  - plugin: changeops.itsm.change_recorder
+    plugin_type: callback
+  - module: changeops.itsm.ledger_verify
+"""
+
+EXAMPLES = r"""
+- name: Failed or unauthorised changes to web01 in the last week
+  changeops.itsm.change_event_info:
+    host: web01
+    since: 7d
+    outcome: [failed]
+  register: recent
+
+- name: One run with everything it did
+  changeops.itsm.change_event_info:
+    run_id: "{{ run_id }}"
+    include_results: true
+    verify: true
+  register: run
+"""
+
+RETURN = r"""
+change_events:
+  description: Matching change events, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    run_id:
+      description: Unique id of the playbook run.
+      type: str
+    started_at:
+      description: Start time, ISO 8601 UTC.
+      type: str
+    ended_at:
+      description: End time, ISO 8601 UTC; null while running.
+      type: str
+    status:
+      description: V(running), V(successful), V(failed) or V(interrupted).
+      type: str
+    dry_run:
+      description: True for a check-mode run, which changed nothing.
+      type: bool
+    user:
+      description: Who ran the playbook.
+      type: str
+    controller:
+      description: Host name of the controller.
+      type: str
+    playbook:
+      description: The (first) playbook path.
+      type: str
+    authorisation:
+      description: How the run's changes were authorised.
+      type: str
+    hosts:
+      description: Per-host counts, when one event was asked for by O(run_id).
+      type: list
+      elements: dict
+    results:
+      description: Task results when O(include_results=true).
+      type: list
+      elements: dict
+  sample:
+    - run_id: 6f1c0c3e2b7f4bd0a1c6f0b3f7a2d9e1
+      status: successful
+      authorisation: standard
+verification:
+  description: Chain verification report, when O(verify=true).
+  returned: when requested
+  type: dict
+  sample:
+    valid: true
+    entries_checked: 1204
+    summary: "ledger chain verified: 1204 entries, head 3f9a0c5d1e2b4a67"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_events import (
+    CHANGE_EVENT_INFO_SPEC,
+    query_change_events,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import run_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=CHANGE_EVENT_INFO_SPEC, supports_check_mode=True)
+    run_module(module, query_change_events)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: ledger_verify
+short_description: Verify the hash chain of the change ledger
+version_added: 0.1.0
+description:
+  - Walks every entry of the ledger, recomputes each entry's SHA-256 over its canonical JSON
+    and its predecessor's hash, and reports the first entry that was edited, deleted,
+    inserted or reordered.
+  - Fails the task when the chain is broken, unless O(fail_on_broken=false).
+  - Runs on the controller; no C(delegate_to) is needed.
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  expected_head:
+    description:
+      - A head hash recorded earlier (for example printed by a previous verification and kept
+        outside the ledger). Verification also fails when that hash is no longer part of the
+        chain, which detects entries removed from the end.
+    type: str
+  fail_on_broken:
+    description: Fail the task when the chain is broken.
+    type: bool
+    default: true
+seealso:
+  - module: changeops.itsm.change_event_info
+"""
+
+EXAMPLES = r"""
+- name: Verify the ledger before the CAB meeting
+  changeops.itsm.ledger_verify:
+  register: ledger
+
+- name: Keep the head somewhere the ledger's writers cannot reach
+  ansible.builtin.copy:
+    content: "{{ ledger.verification.head_hash }}\n"
+    dest: /srv/audit/ledger-head.txt
+    mode: "0644"
+"""
+
+RETURN = r"""
+verification:
+  description: The verification report.
+  returned: always
+  type: dict
+  contains:
+    valid:
+      description: True when every entry checked out.
+      type: bool
+    entries_checked:
+      description: Number of entries walked.
+      type: int
+    head_seq:
+      description: Sequence number of the newest entry.
+      type: int
+    head_hash:
+      description: Hash of the newest entry; null when the chain is broken.
+      type: str
+    first_broken:
+      description: The first broken entry (V(seq), V(entry_id), V(problem) one of V(edited),
+        V(deleted), V(inserted), V(reordered), and V(detail)); null when valid.
+      type: dict
+    summary:
+      description: One line for people.
+      type: str
+  sample:
+    valid: false
+    first_broken:
+      seq: 42
+      problem: edited
+      detail: "entry 42 (run.result 6f1c...) was edited: its content does not match its hash"
+backend:
+  description: Which system of record was verified (no secrets).
+  returned: always
+  type: str
+  sample: sqlite:/home/ops/.ansible/changeops/ledger.sqlite
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import run_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=LEDGER_VERIFY_SPEC, supports_check_mode=True)
+    run_module(module, verify_ledger)
+
+
+if __name__ == "__main__":
+    main()

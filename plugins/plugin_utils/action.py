@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Base class of every action plugin that talks to the system of record.
+
+Subclasses set ``ARGUMENT_SPEC`` (the same dict the module's ``main()`` uses)
+and ``operation`` (a function from module_utils), and may override
+:meth:`build_context` to hand the operation controller-side knowledge (facts,
+the play). Everything runs on the controller: no connection to the managed
+host is opened, so SQLite stays one file on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible import constants as C
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section, resolve_backend_config
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+
+def ansible_cfg_path():
+    return getattr(C.config, "_config_file", None)
+
+
+def resolve_controller_backend_config(params):
+    """Backend config for controller-side code: arguments, env, ansible.cfg, defaults."""
+    cfg = ansible_cfg_path()
+    return resolve_backend_config(params, os.environ, read_ini_section(cfg), cfg or "ansible.cfg")
+
+
+class SystemOfRecordAction(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    ARGUMENT_SPEC = {}
+    MUTUALLY_EXCLUSIVE = None
+    REQUIRED_IF = None
+    REQUIRED_ONE_OF = None
+    REQUIRED_TOGETHER = None
+
+    #: ``function(ctx) -> dict``; a staticmethod on the subclass
+    operation = None
+
+    def build_context(self, sor, params, task_vars):
+        """Context for the operation; override to add more (call super first)."""
+        return OperationContext(
+            sor,
+            params,
+            check_mode=bool(self._task.check_mode),
+            diff=bool(self._task.diff),
+            host=task_vars.get("inventory_hostname"),
+            task_vars=task_vars,
+            play=self._task.get_play() if hasattr(self._task, "get_play") else None,
+            task=self._task,
+            warn=self._display.warning,
+            display=self._display,
+        )
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(SystemOfRecordAction, self).run(tmp, task_vars)
+        del tmp
+        _validation, params = self.validate_argument_spec(
+            argument_spec=self.ARGUMENT_SPEC,
+            mutually_exclusive=self.MUTUALLY_EXCLUSIVE,
+            required_if=self.REQUIRED_IF,
+            required_one_of=self.REQUIRED_ONE_OF,
+            required_together=self.REQUIRED_TOGETHER,
+        )
+        try:
+            config = resolve_controller_backend_config(params)
+            sor = open_system_of_record(config)
+            try:
+                context = self.build_context(sor, params, task_vars)
+                outcome = type(self).operation(context)
+            finally:
+                sor.close()
+        except ChangeopsError as exc:
+            result.update(exc.to_result())
+            result["failed"] = True
+            result.setdefault("changed", False)
+            return result
+        except AnsibleActionFail:
+            raise
+        result.update(outcome)
+        result.setdefault("changed", False)
+        if context.warnings and "warnings" not in result:
+            # already shown through display.warning; keep them in the result for registered use
+            result["changeops_warnings"] = context.warnings
+        return result
