@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+"""Fixtures shared by unit and integration tests.
+
+``backend`` is parametrised over the system-of-record backends, so a test that
+takes ``sor``, ``backend_env`` or ``project`` runs once per backend. Tests that
+only make sense for one backend use the ``sqlite_sor``/``sqlite_project``
+fixtures or ``pytest.mark.backends("sqlite")``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from support.project import Project, ensure_collection_tree  # noqa: E402
+
+ensure_collection_tree()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "collections"))
+
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
+    open_system_of_record,
+)
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends(*names): run only against these system-of-record backends")
+
+
+def _postgresql_backend_env(request):
+    """Backend env for PostgreSQL: a fresh database on the session's real server."""
+    try:
+        from support import postgresql_server  # provided with the PostgreSQL backend
+    except ImportError:
+        pytest.skip("the PostgreSQL backend is not implemented yet")
+    return postgresql_server.fresh_database_env(request)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    marker = request.node.get_closest_marker("backends")
+    if marker is not None and request.param not in marker.args:
+        pytest.skip("test is for backends %s only" % ", ".join(marker.args))
+    return request.param
+
+
+@pytest.fixture
+def backend_env(backend, request, tmp_path):
+    """Environment variables that select a fresh, empty system of record."""
+    if backend == "sqlite":
+        return {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(tmp_path / "ledger.sqlite")}
+    return _postgresql_backend_env(request)
+
+
+def backend_config(env):
+    return {
+        "backend": env["CHANGEOPS_BACKEND"],
+        "sqlite_path": env.get("CHANGEOPS_SQLITE_PATH"),
+        "postgresql_dsn": env.get("CHANGEOPS_POSTGRESQL_DSN"),
+        "busy_timeout": int(env.get("CHANGEOPS_BUSY_TIMEOUT", "60")),
+    }
+
+
+@pytest.fixture
+def open_sor(backend_env):
+    """Factory: open the test's system of record (callers may open several connections)."""
+    opened = []
+
+    def _open(**overrides):
+        config = backend_config(backend_env)
+        config.update(overrides)
+        sor = open_system_of_record(config)
+        opened.append(sor)
+        return sor
+
+    yield _open
+    for sor in opened:
+        sor.close()
+
+
+@pytest.fixture
+def sor(open_sor):
+    return open_sor()
+
+
+@pytest.fixture
+def project(tmp_path, backend_env):
+    """An Ansible project whose runs record into the test's system of record."""
+    return Project(tmp_path / "project", backend_env)
+
+
+@pytest.fixture
+def sqlite_env(tmp_path):
+    return {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(tmp_path / "ledger.sqlite")}
+
+
+@pytest.fixture
+def sqlite_sor(sqlite_env):
+    sor = open_system_of_record(backend_config(sqlite_env))
+    yield sor
+    sor.close()
+
+
+@pytest.fixture
+def sqlite_project(tmp_path, sqlite_env):
+    return Project(tmp_path / "project", sqlite_env)

@@ -1,0 +1,139 @@
+# -*- coding: utf-8 -*-
+"""A throwaway Ansible project for integration tests: ansible.cfg, inventory, playbooks.
+
+Every run is a real ``ansible-playbook`` subprocess with the collection on
+ANSIBLE_COLLECTIONS_PATH and, by default, the change_recorder callback
+enabled. HOME and ANSIBLE_HOME point into the project so defaults (the
+ledger path, the spool) never touch the developer's own files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build", "collections")
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def ensure_collection_tree():
+    """The collection must sit at ansible_collections/changeops/itsm; make the symlink if missing."""
+    link = os.path.join(COLLECTIONS_PATH, "ansible_collections", "changeops", "itsm")
+    if not os.path.lexists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO_ROOT, link)
+    return COLLECTIONS_PATH
+
+
+class Project(object):
+    def __init__(self, root, backend_env, callbacks=("changeops.itsm.change_recorder",)):
+        self.root = str(root)
+        self.backend_env = dict(backend_env)
+        self.callbacks = list(callbacks)
+        self.home = os.path.join(self.root, "home")
+        os.makedirs(self.home, exist_ok=True)
+        self.spool_dir = os.path.join(self.home, ".ansible", "changeops", "spool")
+        self.cfg_extra = ""
+        self.write_inventory(["localhost"])
+        self.write_cfg()
+
+    # -- files ------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def write(self, relative, content, mode=None):
+        target = self.path(relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "w") as handle:
+            handle.write(textwrap.dedent(content).lstrip("\n"))
+        if mode is not None:
+            os.chmod(target, mode)
+        return target
+
+    def write_cfg(self, extra=""):
+        self.cfg_extra = extra
+        self.write("ansible.cfg", """
+            [defaults]
+            inventory = inventory.ini
+            host_key_checking = False
+            retry_files_enabled = False
+            interpreter_python = {python}
+            forks = 10
+            {extra}
+            """.format(python=sys.executable, extra=textwrap.dedent(extra).strip()))
+
+    def write_inventory(self, hosts, group="all_hosts", host_vars=None):
+        lines = ["[%s]" % group]
+        for host in hosts:
+            line = "%s ansible_connection=local ansible_python_interpreter=%s" % (host, sys.executable)
+            for key, value in (host_vars or {}).get(host, {}).items():
+                line += " %s=%s" % (key, value)
+            lines.append(line)
+        self.write("inventory.ini", "\n".join(lines) + "\n")
+
+    def write_playbook(self, name, content):
+        return self.write(name, content)
+
+    # -- running ------------------------------------------------------------
+    def env(self, extra=None):
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
+        env.update(
+            HOME=self.home,
+            ANSIBLE_HOME=os.path.join(self.home, ".ansible"),
+            ANSIBLE_CONFIG=self.path("ansible.cfg"),
+            ANSIBLE_COLLECTIONS_PATH=ensure_collection_tree(),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_DEPRECATION_WARNINGS="False",
+            PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
+            PYTHONUNBUFFERED="1",
+        )
+        if self.callbacks:
+            env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(self.callbacks)
+        env.update(self.backend_env)
+        if extra:
+            env.update(extra)
+        return env
+
+    def command(self, playbook, *args):
+        return [os.path.join(VENV_BIN, "ansible-playbook"), playbook] + list(args)
+
+    def run(self, playbook, *args, env=None, check=True, timeout=600):
+        """Run ansible-playbook to completion; raise with its output when ``check`` and it failed."""
+        completed = subprocess.run(
+            self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+        if check and completed.returncode != 0:
+            raise AssertionError("ansible-playbook %s %s exited %d:\n%s" % (
+                playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))
+        return completed
+
+    def start(self, playbook, *args, env=None):
+        """Start ansible-playbook in the background (its own process group); returns Popen."""
+        return subprocess.Popen(
+            self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, start_new_session=True)
+
+    @staticmethod
+    def kill(process, sig=signal.SIGKILL):
+        """Kill a started run and all its workers."""
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            pass
+        return process.wait(timeout=60)
+
+    @staticmethod
+    def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
