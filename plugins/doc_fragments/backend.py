@@ -18,7 +18,7 @@ options:
       - Set it once for a whole play with C(module_defaults) and the
         C(group/changeops.itsm.itsm) action group.
     type: str
-    choices: [sqlite, postgresql, servicenow]
+    choices: [sqlite, postgresql]
   sqlite_path:
     description:
       - Path of the SQLite ledger file (created with mode C(0600) when missing).
@@ -47,7 +47,7 @@ options:
   backend:
     description: Which system of record to use.
     type: str
-    choices: [sqlite, postgresql, servicenow]
+    choices: [sqlite, postgresql]
     default: sqlite
     env:
       - name: CHANGEOPS_BACKEND

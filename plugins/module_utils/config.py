@@ -21,7 +21,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Confi
 
 INI_SECTION = "changeops"
 DEFAULT_SQLITE_PATH = "~/.ansible/changeops/ledger.sqlite"
-BACKENDS = ("sqlite", "postgresql", "servicenow")
+BACKENDS = ("sqlite", "postgresql")
 
 BACKEND_OPTIONS = {
     "backend": {

@@ -24,4 +24,4 @@ def open_system_of_record(config):
         except ImportError as exc:
             raise ConfigurationError("the postgresql backend is not available: %s" % exc)
         return PostgresqlSystemOfRecord(config)
-    raise ConfigurationError("backend %r is not supported yet; choose sqlite or postgresql" % backend)
+    raise ConfigurationError("unknown backend %r: choose sqlite or postgresql" % backend)
