@@ -83,6 +83,24 @@ class SystemOfRecord(abc.ABC):
     def get_task_results(self, run_id, host=None, changed_only=False):
         """Per-host task results of one run, in the order recorded."""
 
+    def find_task_results(self, run_ids=None, statuses=None):
+        """Task results of many runs at once (the bulk form of :meth:`get_task_results`).
+
+        ``run_ids``: only these runs (None: every run); ``statuses``: only results
+        with one of these statuses (for example ``["changed", "failed",
+        "unreachable"]``). Yields result dicts (with ``seq``) in recorded order.
+        Backends should override this with one query; this fallback asks per run.
+        """
+        if run_ids is None:
+            run_ids = [event["run_id"] for event in self.find_change_events()]
+        wanted = set(statuses) if statuses else None
+        results = []
+        for run_id in run_ids:
+            results.extend(result for result in self.get_task_results(run_id)
+                           if wanted is None or result.get("status") in wanted)
+        results.sort(key=lambda result: result.get("seq") or 0)
+        return iter(results)
+
     # -- configuration items ----------------------------------------------
     @abc.abstractmethod
     def get_ci(self, ci_id):

@@ -199,6 +199,37 @@ class SqlSystemOfRecord(SystemOfRecord):
             results.append(result)
         return results
 
+    def find_task_results(self, run_ids=None, statuses=None, batch=500):
+        # One query for every run (or one per batch of run ids, which keeps the
+        # statement under the dialects' bound-parameter limits).
+        status_clause, status_params = "", ()
+        if statuses:
+            status_clause = " AND status IN (%s)" % ", ".join("?" * len(statuses))
+            status_params = tuple(statuses)
+        if run_ids is None:
+            batches = [None]
+        else:
+            run_ids = list(run_ids)
+            batches = [run_ids[start:start + batch] for start in range(0, len(run_ids), batch)]
+        rows = []
+        for chunk in batches:
+            if chunk is None:
+                sql = "SELECT seq, doc FROM task_results WHERE 1 = 1" + status_clause
+                params = status_params
+            elif not chunk:
+                continue
+            else:
+                sql = "SELECT seq, doc FROM task_results WHERE run_id IN (%s)%s" % (
+                    ", ".join("?" * len(chunk)), status_clause)
+                params = tuple(chunk) + status_params
+            rows.extend(self._query(sql + " ORDER BY seq", params))
+        if run_ids is not None and len(batches) > 1:
+            rows.sort(key=lambda row: row[0])
+        for seq, doc in rows:
+            result = json.loads(doc)
+            result["seq"] = seq
+            yield result
+
     # -- configuration items ----------------------------------------------------
     _CI_COLUMNS = "ci_id, attributes, version, created_at, updated_at, last_change_run_id, last_seq"
 
