@@ -1,0 +1,328 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL backend: one shared system of record for many controllers.
+
+Same schema, canonical JSON and hash chain as the SQLite default (the SQL and
+the append algorithm live once in ``sql.py``); this module only supplies the
+connection, the write lock and the migrations.
+
+Concurrency model: every append runs in a short READ COMMITTED transaction
+that first takes ``pg_advisory_xact_lock(LEDGER_LOCK_KEY)`` and only then
+reads the chain head, so writers from any number of controllers queue up on
+that lock and never fork the chain (``ledger.seq`` being the primary key is
+the second line of defence). The lock is released by COMMIT/ROLLBACK, so a
+writer that dies mid-transaction cannot leave it held. Readers never take it.
+
+Faults: a connection that cannot be opened, or that broke, raises
+``BackendUnavailable`` with a secret-free reason (the recorder callback spools
+on it, the change gate fails closed on it). A connection found broken is
+replaced once, transparently, before giving up: appends are safe to retry
+because entry ids are idempotency keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+try:
+    import psycopg
+    from psycopg import conninfo as _conninfo
+    from psycopg import errors as _pg_errors
+except ImportError as _import_error:  # pragma: no cover - depends on the controller's Python
+    psycopg = None
+    PSYCOPG_IMPORT_ERROR = _import_error
+else:
+    PSYCOPG_IMPORT_ERROR = None
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.config import redact_dsn
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependency,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
+
+#: ``pg_advisory_xact_lock`` keys (64-bit, database-wide). Chosen once and
+#: never changed: every controller version must agree on them. They spell
+#: "chgops" + a suffix in ASCII so they are recognisable in ``pg_locks``.
+LEDGER_LOCK_KEY = 0x6368676F70730001
+MIGRATION_LOCK_KEY = 0x6368676F70730002
+
+#: libpq parameters we set when the DSN does not: fail fast when the server is
+#: unreachable (the recorder then spools instead of stalling the playbook), and
+#: notice a silently dropped TCP connection within about a minute.
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "10",
+    "application_name": "changeops.itsm",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+#: libpq environment variables that name *where* the server is (never PGPASSWORD).
+_LOCATION_ENV = ("PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSSLMODE")
+
+#: SQLSTATE 55P03: lock_timeout expired while waiting for the ledger lock.
+_LOCK_NOT_AVAILABLE = "55P03"
+
+#: connections inherited from a parent process (a forked Ansible worker):
+#: kept referenced and never closed here, because closing would end the
+#: parent's session; psycopg itself skips the close in a forked child on GC.
+_INHERITED_CONNECTIONS = []
+
+
+def require_psycopg():
+    if psycopg is None:
+        raise MissingDependency(
+            "the postgresql backend needs the Python library psycopg 3 on the controller"
+            " (pip install 'psycopg[binary]'): %s" % PSYCOPG_IMPORT_ERROR)
+
+
+def secret_values(dsn, environ=None):
+    """Every password that ``dsn`` or the libpq environment carries, for scrubbing messages."""
+    environ = os.environ if environ is None else environ
+    secrets = set()
+    if environ.get("PGPASSWORD"):
+        secrets.add(environ["PGPASSWORD"])
+    if dsn:
+        if psycopg is not None:
+            try:
+                password = _conninfo.conninfo_to_dict(dsn).get("password")
+                if password:
+                    secrets.add(str(password))
+            except psycopg.Error:
+                pass
+        # a DSN libpq cannot parse still must not leak what looks like its password
+        match = re.search(r"://[^:/@]*:([^@]*)@", dsn)
+        if match and match.group(1):
+            secrets.add(match.group(1))
+        for match in re.finditer(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn, flags=re.IGNORECASE):
+            value = match.group(1)
+            secrets.add(value)
+            secrets.add(value.strip("'"))
+    return sorted((s for s in secrets if s), key=len, reverse=True)
+
+
+def scrub(text, dsn, environ=None):
+    """``text`` with the DSN's password (in any form) replaced by asterisks."""
+    text = redact_dsn(str(text))
+    for secret in secret_values(dsn, environ):
+        text = text.replace(secret, "********")
+    return text
+
+
+def describe_dsn(dsn, environ=None):
+    """Secret-free location: the redacted DSN, or the libpq variables that place the server."""
+    environ = os.environ if environ is None else environ
+    if dsn:
+        return "postgresql:%s" % scrub(dsn, dsn, environ)
+    parts = ["%s=%s" % (name, environ[name]) for name in _LOCATION_ENV if environ.get(name)]
+    return "postgresql:(libpq environment%s)" % ((": " + " ".join(parts)) if parts else " and defaults")
+
+
+def connection_kwargs(dsn):
+    """Defaults from :data:`CONNECTION_DEFAULTS` for every parameter ``dsn`` leaves unset."""
+    given = _conninfo.conninfo_to_dict(dsn or "")
+    return {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
+
+
+class _ConnectionLost(Exception):
+    """Internal: the connection broke; the caller may reconnect and retry once."""
+
+    def __init__(self, cause):
+        super(_ConnectionLost, self).__init__(str(cause))
+        self.cause = cause
+
+
+class PostgresqlSystemOfRecord(SqlSystemOfRecord):
+    backend_name = "postgresql"
+    placeholder = "%s"
+
+    def __init__(self, config):
+        super(PostgresqlSystemOfRecord, self).__init__(config)
+        require_psycopg()
+        self.dsn = config.get("postgresql_dsn") or ""
+        self.busy_timeout = int(config.get("busy_timeout") or 60)
+        try:
+            self._connect_kwargs = connection_kwargs(self.dsn)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError("postgresql_dsn is not a valid libpq connection string (%s): %s"
+                                     % (self.describe(), self._scrub(exc)))
+        self._conn = None
+        self._pid = None
+
+    def describe(self):
+        return describe_dsn(self.dsn)
+
+    def _scrub(self, text):
+        return scrub(text, self.dsn)
+
+    # -- connection and schema ---------------------------------------------
+    def _connection(self):
+        if self._conn is not None and self._pid != os.getpid():
+            _INHERITED_CONNECTIONS.append(self._conn)
+            self._conn = None
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._discard()
+        if self._conn is None:
+            self._conn = self._open()
+            self._pid = os.getpid()
+        return self._conn
+
+    def _open(self):
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            raise BackendUnavailable(
+                "cannot connect to the PostgreSQL system of record %s: %s"
+                % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+        try:
+            # READ COMMITTED whatever the server default: the head must be read
+            # with a snapshot taken *after* the ledger lock was granted.
+            conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", ("%ds" % self.busy_timeout,))
+            self._migrate(conn)
+        except psycopg.Error as exc:
+            _close_quietly(conn)
+            raise BackendUnavailable(
+                "cannot prepare the PostgreSQL system of record %s: %s"
+                % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+        except BaseException:
+            _close_quietly(conn)
+            raise
+        return conn
+
+    def _migrate(self, conn):
+        current = self._schema_version(conn)
+        if current is not None and current >= schema.LATEST_VERSION:
+            self._refuse_newer(current)
+            return
+        # DDL is transactional in PostgreSQL: a migration applies whole or not
+        # at all, and the advisory lock makes concurrent first opens queue up
+        # and then find the work done.
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                         " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            current = self._schema_version(conn) or 0
+            self._refuse_newer(current)
+            for migration in schema.MIGRATIONS:
+                if migration[0] <= current:
+                    continue
+                for statement in schema.statements_for("BIGINT", migration):
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
+                             (migration[0], migration[1], utc_now()))
+
+    @staticmethod
+    def _schema_version(conn):
+        """Applied schema version, or None when the database has no changeops tables yet."""
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+        if not exists:
+            return None
+        return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+    def _refuse_newer(self, current):
+        if current > schema.LATEST_VERSION:
+            raise ConfigurationError(
+                "%s has schema version %d, newer than this collection understands (%d): upgrade changeops.itsm"
+                % (self.describe(), current, schema.LATEST_VERSION))
+
+    def schema_version(self):
+        return self._query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0]
+
+    def _discard(self):
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_quietly(conn)
+
+    def _lost(self, exc):
+        """True when ``exc`` means the connection itself is gone (not a refused statement)."""
+        conn = self._conn
+        return conn is None or conn.closed or conn.broken or isinstance(exc, psycopg.InterfaceError)
+
+    # -- transactions ---------------------------------------------------------
+    @contextlib.contextmanager
+    def _write_transaction(self):
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                with conn.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+                    yield cursor
+        except psycopg.Error as exc:
+            if self._lost(exc):
+                self._discard()
+                raise _ConnectionLost(exc)
+            if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+                raise BackendUnavailable(
+                    "another writer held the ledger lock of %s for more than %d s (busy_timeout)"
+                    % (self.describe(), self.busy_timeout), backend=self.describe())
+            raise BackendUnavailable("cannot write the PostgreSQL system of record %s: %s"
+                                     % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+
+    def _retrying(self, action, what):
+        """Run ``action``; on a lost connection reconnect and run it once more."""
+        try:
+            return action()
+        except _ConnectionLost:
+            pass
+        try:
+            return action()
+        except _ConnectionLost as exc:
+            raise BackendUnavailable(
+                "lost the connection to the PostgreSQL system of record %s while %s: %s"
+                % (self.describe(), what, self._scrub(_first_line(exc.cause))), backend=self.describe())
+
+    def append(self, entries):
+        entries = list(entries)
+        parent = super(PostgresqlSystemOfRecord, self)
+        return self._retrying(lambda: parent.append(entries), "appending to the ledger")
+
+    def next_number(self, counter):
+        # A retry after a COMMIT whose acknowledgement was lost may skip one
+        # number; numbers stay unique, which is what matters.
+        parent = super(PostgresqlSystemOfRecord, self)
+        return self._retrying(lambda: parent.next_number(counter), "allocating a number")
+
+    def _query(self, sql, params=()):
+        parent = super(PostgresqlSystemOfRecord, self)
+
+        def attempt():
+            self._connection()
+            try:
+                return parent._query(sql, params)
+            except psycopg.Error as exc:
+                if self._lost(exc):
+                    self._discard()
+                    raise _ConnectionLost(exc)
+                raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
+                                         % (self.describe(), self._scrub(_first_line(exc))),
+                                         backend=self.describe())
+
+        return self._retrying(attempt, "reading")
+
+    def close(self):
+        if self._conn is not None and self._pid != os.getpid():
+            _INHERITED_CONNECTIONS.append(self._conn)
+            self._conn = None
+        self._discard()
+
+
+def _first_line(exc):
+    """The error text on one line (libpq spreads hints over several)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) if lines else type(exc).__name__
+
+
+def _close_quietly(conn):
+    try:
+        conn.close()
+    except Exception:  # pylint: disable=broad-except
+        pass
