@@ -181,11 +181,15 @@ def verify_rows(rows, expected_head=None):
                     entry.seq, entry.kind, entry.subject)))
         expected_prev = previous.hash if previous else GENESIS_HASH
         if entry.prev_hash != expected_prev:
-            if previous_previous is not None and entry.prev_hash == previous_previous.hash:
+            # an entry forged in front of the first one sits between entry 1 and the genesis hash
+            skipped_hash = previous_previous.hash if previous_previous is not None else GENESIS_HASH
+            if previous is not None and entry.prev_hash == skipped_hash:
                 return VerifyReport(len(positions), None, None, _broken(
                     previous, "inserted",
-                    "entry %s (%s %s) was inserted: entry %s is chained directly to entry %s" % (
-                        previous.seq, previous.kind, previous.subject, entry.seq, previous_previous.seq)))
+                    "entry %s (%s %s) was inserted: entry %s is chained directly to %s" % (
+                        previous.seq, previous.kind, previous.subject, entry.seq,
+                        "entry %s" % previous_previous.seq if previous_previous is not None
+                        else "the start of the chain")))
             linked = by_hash.get(entry.prev_hash)
             if linked is not None:
                 return VerifyReport(len(positions), None, None, _broken(
@@ -193,6 +197,18 @@ def verify_rows(rows, expected_head=None):
                     "entry %s (%s %s) was moved: it follows entry %s in the chain, not entry %s" % (
                         entry.seq, entry.kind, entry.subject, linked.seq,
                         previous.seq if previous else "(start)")))
+            if previous is not None and entry.seq == previous.seq + 1:
+                # Adjacent positions, unknown link: the predecessor was edited and its hash
+                # recomputed (or the rows after a deletion were renumbered). The earliest
+                # entry that can have been altered is the predecessor: name it.
+                broken = _broken(
+                    previous, "edited",
+                    "entry %s (%s %s) was rewritten: its hash was recomputed, but entry %s still names the "
+                    "original (%s); or entries after entry %s were deleted and the rest renumbered" % (
+                        previous.seq, previous.kind, previous.subject, entry.seq, entry.prev_hash[:16],
+                        previous.seq))
+                broken["next_seq"] = entry.seq
+                return VerifyReport(len(positions), None, None, broken)
             missing_from = previous.seq + 1 if previous else 1
             broken = _broken(
                 entry, "deleted",
