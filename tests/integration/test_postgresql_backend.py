@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+"""The PostgreSQL system of record against a real server: schema, concurrency, faults, secrets."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+
+import psycopg
+import pytest
+
+from support import postgresql_server
+
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    ConflictError,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import postgresql, schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.backends("postgresql")]
+
+
+def pg_config(dsn, **overrides):
+    config = {"backend": "postgresql", "postgresql_dsn": dsn, "busy_timeout": 60}
+    config.update(overrides)
+    return config
+
+
+def started(run_id):
+    return Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-11-23T10:00:00Z",
+                                         "playbooks": ["site.yml"], "controller": "ctl"})
+
+
+def result(run_id, host, index, status="changed"):
+    return Entry("run.result", run_id, {
+        "run_id": run_id, "play_id": "p1", "host": host, "status": status, "changed": status == "changed",
+        "task": {"uuid": "t%d" % index, "name": "task %d" % index, "action": "ansible.builtin.copy"},
+        "item": None})
+
+
+def ci_created(ci_id, name):
+    return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "linux_server"},
+                                       "identities": {"fqdn": name + ".example.org"}})
+
+
+@pytest.fixture
+def dsn(backend_env):
+    return backend_env["CHANGEOPS_POSTGRESQL_DSN"]
+
+
+@pytest.fixture(scope="module")
+def private_server():
+    """A cluster of our own, for tests that stop and start the server."""
+    server = postgresql_server.LocalServer(max_connections=50).start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def private_dsn(private_server):
+    if not private_server.running():
+        private_server.start()
+    name = postgresql_server.create_database(private_server, prefix="changeops_fault")
+    yield private_server.dsn(name)
+    if not private_server.running():
+        private_server.start()
+    postgresql_server.drop_database(private_server, name)
+
+
+# --------------------------------------------------------------------------
+# schema
+# --------------------------------------------------------------------------
+def test_first_open_creates_the_shared_schema_with_64_bit_integers(sor, dsn):
+    assert sor.schema_version() == schema.LATEST_VERSION
+    with psycopg.connect(dsn) as conn:
+        types = dict(conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'ledger'").fetchall())
+        indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+    assert types["seq"] == "bigint"
+    assert types["data"] == "text"
+    # the indexes the info modules, inventory and register rely on exist on PostgreSQL too
+    assert {"ledger_subject", "ledger_kind", "change_events_started", "run_hosts_host", "task_results_run",
+            "configuration_items_name", "ci_identities_ci", "ci_relationships_target", "change_requests_state",
+            "evidence_run", "reviews_run"} <= indexes
+
+
+def test_concurrent_first_opens_migrate_exactly_once(dsn):
+    opened, failures = [], []
+    barrier = threading.Barrier(8)
+
+    def first_open():
+        try:
+            barrier.wait()
+            sor = open_system_of_record(pg_config(dsn))
+            opened.append(sor.schema_version())
+            sor.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=first_open) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert opened == [schema.LATEST_VERSION] * 8
+    with psycopg.connect(dsn) as conn:
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [migration[0] for migration in schema.MIGRATIONS]
+
+
+def test_a_database_from_a_newer_collection_is_refused(sor, dsn):
+    sor.head()
+    sor.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (%s, 'from the future', 'now')", (schema.LATEST_VERSION + 1,))
+    with pytest.raises(ConfigurationError, match="newer than this collection understands"):
+        open_system_of_record(pg_config(dsn)).head()
+
+
+# --------------------------------------------------------------------------
+# the append algorithm on PostgreSQL
+# --------------------------------------------------------------------------
+def test_appends_project_and_verify_like_sqlite(sor):
+    appended = sor.append([started("r1"), result("r1", "web1", 1), result("r1", "web2", 2, "ok"),
+                           ci_created("ci1", "web1"),
+                           Entry("run.finished", "r1", {"run_id": "r1", "outcome": "successful"})])
+    assert [entry.seq for entry in appended] == [1, 2, 3, 4, 5]
+    event = sor.get_change_event("r1")
+    assert (event["status"], event["host_count"], event["changed_host_count"]) == ("successful", 2, 1)
+    assert [r["host"] for r in sor.get_task_results("r1", changed_only=True)] == ["web1"]
+    assert sor.find_ci_by_identity("fqdn", "web1.example.org") == "ci1"
+    assert sor.find_change_events(playbook="site")[0]["run_id"] == "r1"
+    report = sor.verify()
+    assert report.valid and report.entries_checked == 5
+    assert sor.head() == (5, appended[-1].hash)
+
+
+def test_replaying_the_same_entries_is_a_no_op(sor):
+    batch = [started("r1"), result("r1", "web1", 1)]
+    assert len(sor.append(batch)) == 2
+    replay = [Entry.from_dict(entry.to_dict()) for entry in batch]
+    assert sor.append(replay) == []
+    assert sor.head()[0] == 2
+
+
+def test_a_refused_projection_rolls_the_whole_batch_back(sor):
+    sor.append([ci_created("ci1", "web1")])
+    with pytest.raises(ConflictError, match="already belongs"):
+        sor.append([started("r1"), Entry("ci.created", "ci2", {
+            "ci_id": "ci2", "attributes": {"name": "other"}, "identities": {"fqdn": "web1.example.org"}})])
+    assert sor.head()[0] == 1
+    assert sor.get_change_event("r1") is None
+    assert sor.append([started("r1")])[0].seq == 2
+
+
+def _writer_process(dsn, writer, batches, queue):
+    """Child process: several threads, each with its own connection, appending small batches."""
+    failures = []
+
+    def thread_main(thread_index):
+        sor = open_system_of_record(pg_config(dsn))
+        try:
+            for batch in range(batches):
+                run_id = "w%d-t%d" % (writer, thread_index)
+                entries = [result(run_id, "host%d" % n, batch * 10 + n) for n in range(1 + batch % 3)]
+                if batch == 0:
+                    entries.insert(0, started(run_id))
+                # every writer also races to append the same shared entry: stored once
+                entries.append(Entry("run.play", "shared", {"run_id": "shared", "play_id": "p%d" % batch},
+                                     entry_id="shared-play-%d" % batch))
+                sor.append(entries)
+        except Exception as exc:  # pylint: disable=broad-except
+            failures.append(repr(exc))
+        finally:
+            sor.close()
+
+    threads = [threading.Thread(target=thread_main, args=(index,)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    queue.put((writer, failures))
+
+
+def test_many_processes_and_threads_append_one_unforked_chain(sor, dsn):
+    writers, batches = 6, 25
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    processes = [context.Process(target=_writer_process, args=(dsn, writer, batches, queue))
+                 for writer in range(writers)]
+    for process in processes:
+        process.start()
+    outcomes = dict(queue.get(timeout=300) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    assert all(failures == [] for failures in outcomes.values()), outcomes
+    assert all(process.exitcode == 0 for process in processes)
+
+    per_thread = 1 + sum(1 + batch % 3 for batch in range(batches))
+    expected = writers * 3 * per_thread + batches  # + one stored copy of each shared entry
+    report = sor.verify()
+    assert report.valid, report.summary()
+    assert report.entries_checked == expected
+    assert sor.head()[0] == expected
+    with psycopg.connect(dsn) as conn:
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM ledger ORDER BY seq")]
+        shared = conn.execute("SELECT COUNT(*) FROM ledger WHERE entry_id LIKE 'shared-play-%%'").fetchone()[0]
+        results = conn.execute("SELECT COUNT(*) FROM task_results").fetchone()[0]
+    assert seqs == list(range(1, expected + 1))
+    assert shared == batches
+    assert results == writers * 3 * (per_thread - 1)
+
+
+def test_a_writer_waiting_longer_than_busy_timeout_for_the_lock_gets_backend_unavailable(open_sor, dsn):
+    sor = open_sor(busy_timeout=1)
+    sor.append([started("r1")])
+    with psycopg.connect(dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s)", (postgresql.LEDGER_LOCK_KEY,))
+        with pytest.raises(BackendUnavailable, match="held the ledger lock .* more than 1 s"):
+            sor.append([result("r1", "web1", 1)])
+        holder.rollback()
+    assert sor.append([result("r1", "web1", 1)])[0].seq == 2
+    assert sor.verify().valid
+
+
+# --------------------------------------------------------------------------
+# faults and secrets
+# --------------------------------------------------------------------------
+def test_unreachable_server_at_open_is_backend_unavailable_without_the_password():
+    dsn = "postgresql://changeops:Sup3rSecret!@127.0.0.1:%d/ledger?connect_timeout=3" % postgresql_server.free_port()
+    with pytest.raises(BackendUnavailable) as raised:
+        open_system_of_record(pg_config(dsn)).head()
+    message = raised.value.message
+    assert "cannot connect to the PostgreSQL system of record" in message
+    assert "127.0.0.1" in message and "refused" in message.lower()
+    assert "Sup3rSecret" not in message and "Sup3rSecret" not in repr(raised.value.details)
+
+
+def test_wrong_password_is_reported_without_either_password(dsn):
+    wrong = psycopg.conninfo.make_conninfo(dsn, password="Wr0ngPassw0rd")
+    with pytest.raises(BackendUnavailable, match="password authentication failed") as raised:
+        open_system_of_record(pg_config(wrong)).head()
+    assert "Wr0ngPassw0rd" not in raised.value.message
+
+
+def test_an_invalid_dsn_is_a_configuration_error_without_the_password():
+    with pytest.raises(ConfigurationError, match="not a valid libpq connection string") as raised:
+        open_system_of_record(pg_config("host=127.0.0.1 password=Hunter2Hunter2 frobnicate=yes"))
+    assert "Hunter2Hunter2" not in raised.value.message
+    assert "frobnicate" in raised.value.message
+
+
+def test_tls_options_are_passed_through_to_libpq(dsn):
+    # the test server has no certificate: sslmode=require must make libpq refuse it
+    with pytest.raises(BackendUnavailable, match="(?i)ssl") as raised:
+        open_system_of_record(pg_config(dsn + "?sslmode=require")).head()
+    assert "********" in raised.value.message
+    open_system_of_record(pg_config(dsn + "?sslmode=prefer")).close()
+
+
+def test_libpq_environment_variables_locate_the_server(dsn, monkeypatch):
+    parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    for name, key in (("PGHOST", "host"), ("PGPORT", "port"), ("PGUSER", "user"), ("PGPASSWORD", "password"),
+                      ("PGDATABASE", "dbname")):
+        monkeypatch.setenv(name, str(parts[key]))
+    sor = open_system_of_record(pg_config(None))
+    try:
+        assert sor.append([started("r1")])[0].seq == 1
+        description = sor.describe()
+        assert "PGHOST=127.0.0.1" in description and "PGDATABASE=%s" % parts["dbname"] in description
+        assert parts["password"] not in description
+    finally:
+        sor.close()
+
+
+def test_a_terminated_session_is_replaced_transparently(sor, dsn):
+    sor.append([started("r1")])
+    backend_pid = sor._connection().info.backend_pid  # pylint: disable=protected-access
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,)).fetchone()[0]
+    assert sor.append([result("r1", "web1", 1)])[0].seq == 2
+    assert sor._connection().info.backend_pid != backend_pid  # pylint: disable=protected-access
+    assert sor.get_change_event("r1")["host_count"] == 0
+
+
+def test_server_stopped_mid_run_then_restarted(private_server, private_dsn):
+    sor = open_system_of_record(pg_config(private_dsn))
+    try:
+        sor.append([started("r1"), result("r1", "web1", 1)])
+        private_server.stop("immediate")
+        with pytest.raises(BackendUnavailable) as raised:
+            sor.append([result("r1", "web2", 2)])
+        assert "PostgreSQL system of record" in raised.value.message
+        assert private_server.password not in raised.value.message
+        with pytest.raises(BackendUnavailable):
+            sor.get_change_event("r1")
+        private_server.start()
+        # the same object reconnects by itself once the server is back
+        assert sor.append([result("r1", "web2", 2)])[0].seq == 3
+        report = sor.verify()
+        assert report.valid and report.entries_checked == 3
+    finally:
+        sor.close()
+
+
+def _use_in_child(sor, queue):
+    try:
+        queue.put(sor.append([result("r1", "child", 9)])[0].seq)
+        sor.close()
+    except Exception as exc:  # pylint: disable=broad-except
+        queue.put(repr(exc))
+
+
+def test_a_forked_worker_never_closes_its_parents_session(sor):
+    sor.append([started("r1")])
+    parent_pid = sor._connection().info.backend_pid  # pylint: disable=protected-access
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_use_in_child, args=(sor, queue))
+    child.start()
+    assert queue.get(timeout=60) == 2
+    child.join(timeout=60)
+    assert sor._connection().info.backend_pid == parent_pid  # pylint: disable=protected-access
+    assert sor.append([result("r1", "parent", 10)])[0].seq == 3
+    assert os.getpid() == sor._pid  # pylint: disable=protected-access
