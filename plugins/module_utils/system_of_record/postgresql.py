@@ -132,11 +132,12 @@ def connection_kwargs(dsn):
     return {key: value for key, value in CONNECTION_DEFAULTS.items() if key not in given}
 
 
-class _ConnectionLost(Exception):
-    """Internal: the connection broke; the caller may reconnect and retry once."""
+class _ConnectionLost(BackendUnavailable):
+    """The connection broke. Callers that can retry (see ``_retrying``) reconnect and try once
+    more; anywhere else it surfaces as the ``BackendUnavailable`` it is."""
 
-    def __init__(self, cause):
-        super(_ConnectionLost, self).__init__(str(cause))
+    def __init__(self, message, cause, **details):
+        super(_ConnectionLost, self).__init__(message, **details)
         self.cause = cause
 
 
@@ -181,7 +182,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 "cannot connect to the PostgreSQL system of record %s: %s"
-                % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+                % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
         try:
             # READ COMMITTED whatever the server default: the head must be read
             # with a snapshot taken *after* the ledger lock was granted.
@@ -192,7 +193,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             _close_quietly(conn)
             raise BackendUnavailable(
                 "cannot prepare the PostgreSQL system of record %s: %s"
-                % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+                % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
         except BaseException:
             _close_quietly(conn)
             raise
@@ -259,13 +260,15 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         except psycopg.Error as exc:
             if self._lost(exc):
                 self._discard()
-                raise _ConnectionLost(exc)
+                raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while writing: %s"
+                                      % (self.describe(), self._scrub(_one_line(exc))), exc,
+                                      backend=self.describe())
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise BackendUnavailable(
                     "another writer held the ledger lock of %s for more than %d s (busy_timeout)"
                     % (self.describe(), self.busy_timeout), backend=self.describe())
             raise BackendUnavailable("cannot write the PostgreSQL system of record %s: %s"
-                                     % (self.describe(), self._scrub(_first_line(exc))), backend=self.describe())
+                                     % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
     def _retrying(self, action, what):
         """Run ``action``; on a lost connection reconnect and run it once more."""
@@ -278,12 +281,16 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         except _ConnectionLost as exc:
             raise BackendUnavailable(
                 "lost the connection to the PostgreSQL system of record %s while %s: %s"
-                % (self.describe(), what, self._scrub(_first_line(exc.cause))), backend=self.describe())
+                % (self.describe(), what, self._scrub(_one_line(exc.cause))), backend=self.describe())
 
-    def append(self, entries):
+    def append(self, entries, expected_head=None):
         entries = list(entries)
         parent = super(PostgresqlSystemOfRecord, self)
-        return self._retrying(lambda: parent.append(entries), "appending to the ledger")
+        return self._retrying(lambda: parent.append(entries, expected_head=expected_head), "appending to the ledger")
+
+    def advance_counters(self, values):
+        parent = super(PostgresqlSystemOfRecord, self)
+        return self._retrying(lambda: parent.advance_counters(values), "advancing counters")
 
     def next_number(self, counter):
         # A retry after a COMMIT whose acknowledgement was lost may skip one
@@ -301,9 +308,11 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             except psycopg.Error as exc:
                 if self._lost(exc):
                     self._discard()
-                    raise _ConnectionLost(exc)
+                    raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
+                                          % (self.describe(), self._scrub(_one_line(exc))), exc,
+                                          backend=self.describe())
                 raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
-                                         % (self.describe(), self._scrub(_first_line(exc))),
+                                         % (self.describe(), self._scrub(_one_line(exc))),
                                          backend=self.describe())
 
         return self._retrying(attempt, "reading")
@@ -315,7 +324,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         self._discard()
 
 
-def _first_line(exc):
+def _one_line(exc):
     """The error text on one line (libpq spreads hints over several)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return "; ".join(lines) if lines else type(exc).__name__

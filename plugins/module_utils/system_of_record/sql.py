@@ -15,6 +15,7 @@ import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
@@ -67,7 +68,10 @@ class SqlSystemOfRecord(SystemOfRecord):
         """Dialects with implicit transactions end the read here."""
 
     # -- ledger ---------------------------------------------------------------
-    def append(self, entries):
+    def append(self, entries, expected_head=None):
+        """See ``SystemOfRecord.append``. ``expected_head`` ``(seq, hash)`` (``(0, None)``: empty ledger)
+        makes the append refuse with ``ConflictError`` when another writer moved the head meanwhile;
+        ``ledger_migrate`` relies on it to copy a chain without interleaving foreign entries."""
         entries = list(entries)
         if not entries:
             return []
@@ -76,6 +80,9 @@ class SqlSystemOfRecord(SystemOfRecord):
             db = _Statements(cursor, self.placeholder)
             row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+            if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
+                raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
+                                    % (seq, expected_head[0]), head_seq=seq)
             seen = set()
             for entry in entries:
                 if entry.id in seen or db.execute(
@@ -328,6 +335,24 @@ class SqlSystemOfRecord(SystemOfRecord):
             db.execute("INSERT INTO counters (name, value) VALUES (?, 1)"
                        " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1", (counter,))
             return db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
+
+    def counters(self):
+        """Every named counter and its last allocated value (counters live outside the ledger)."""
+        return dict(self._query("SELECT name, value FROM counters ORDER BY name"))
+
+    def advance_counters(self, values):
+        """Raise counters to at least ``values`` ({name: value}), never lower them; returns the names raised."""
+        raised = []
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder)
+            for name, value in sorted(values.items()):
+                row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+                if row is not None and row[0] >= value:
+                    continue
+                db.execute("INSERT INTO counters (name, value) VALUES (?, ?)"
+                           " ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, int(value)))
+                raised.append(name)
+        return raised
 
     # -- evidence and reviews ------------------------------------------------------
     def find_evidence(self, run_id=None, ci_id=None, host=None, checklist=None, limit=None):
