@@ -39,6 +39,7 @@ BACKEND_OPTIONS = {
         "type": "int",
         "env": "CHANGEOPS_BUSY_TIMEOUT",
         "default": 60,
+        "minimum": 1,
     },
     "postgresql_dsn": {
         "type": "str",
@@ -68,10 +69,14 @@ def _coerce(name, value, origin):
         return None
     if option["type"] == "int":
         try:
-            return int(value)
+            number = int(value)
         except (TypeError, ValueError):
             raise ConfigurationError(
                 "%s: option %s must be an integer, got %r" % (origin, name, value))
+        if "minimum" in option and number < option["minimum"]:
+            raise ConfigurationError(
+                "%s: option %s must be at least %d, got %r" % (origin, name, option["minimum"], value))
+        return number
     value = str(value)
     if option["type"] == "path":
         value = os.path.expandvars(os.path.expanduser(value))
@@ -87,7 +92,9 @@ def read_ini_section(config_file):
         return {}
     import configparser
 
-    parser = configparser.ConfigParser(interpolation=None)
+    # Parse the way ansible-core parses ansible.cfg (";" starts an inline comment, "%" is literal), so
+    # the callback (configured by Ansible itself) and the modules (reading the file here) see one value.
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
     try:
         parser.read(config_file)
     except configparser.Error as exc:

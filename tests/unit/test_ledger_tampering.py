@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+"""Tamper with a real SQLite ledger file through sqlite3 and check verify names the first broken entry.
+
+This is what an administrator with write access to ``ledger.sqlite`` could do
+behind the collection's back: edit a row, delete rows, move rows, slip one in.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import chain_hash, canonical_json
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+ENTRIES = 12
+
+
+def populate(sor):
+    """A realistic ledger: one run with a play, task results on several hosts, a finish; three batches."""
+    run_id = "run-tamper"
+    sor.append([Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-11-23T10:00:00.000000Z",
+                                                "user": "ops", "controller": "ctl", "playbooks": ["site.yml"]}),
+                Entry("run.play", run_id, {"run_id": run_id, "play_id": "p1", "name": "web"})])
+    sor.append([Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % n,
+                                               "task": {"name": "t%d" % n, "action": "ansible.builtin.copy"},
+                                               "status": "changed", "changed": True, "item": None})
+                for n in range(1, ENTRIES - 2)])
+    sor.append([Entry("run.finished", run_id, {"run_id": run_id, "ended_at": "2026-11-23T10:05:00.000000Z",
+                                                 "outcome": "successful"})])
+    seq, head = sor.head()
+    assert seq == ENTRIES
+    assert sor.verify().valid
+    return head
+
+
+def raw(sor):
+    conn = sqlite3.connect(sor.path, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def row(conn, seq):
+    return conn.execute("SELECT seq, entry_id, at, kind, subject, actor, data, prev_hash, hash FROM ledger"
+                        " WHERE seq = ?", (seq,)).fetchone()
+
+
+def verify_fresh(sor, expected_head=None):
+    """Verify through a new connection, as a later ledger_verify run would."""
+    fresh = open_system_of_record(dict(sor.config))
+    try:
+        return fresh.verify(expected_head=expected_head)
+    finally:
+        fresh.close()
+
+
+def move(conn, seq, to):
+    conn.execute("UPDATE ledger SET seq = ? WHERE seq = ?", (to, seq))
+
+
+def edit_data(conn):
+    data = json.loads(row(conn, 5)[6])
+    data["status"] = "ok"
+    data["changed"] = False
+    conn.execute("UPDATE ledger SET data = ? WHERE seq = 5", (canonical_json(data),))
+    return 5, "edited"
+
+
+def edit_actor(conn):
+    conn.execute("UPDATE ledger SET actor = 'someone-else@ctl' WHERE seq = 7")
+    return 7, "edited"
+
+
+def edit_and_rehash(conn):
+    entry = Entry.from_row(row(conn, 6))
+    entry.data["host"] = "innocent"
+    entry.hash = chain_hash(entry.prev_hash, entry.canonical())
+    conn.execute("UPDATE ledger SET data = ?, hash = ? WHERE seq = 6", (entry.data_json(), entry.hash))
+    return 6, "edited"
+
+
+def delete_middle(conn):
+    conn.execute("DELETE FROM ledger WHERE seq = 4")
+    return 4, "deleted"
+
+
+def delete_first(conn):
+    conn.execute("DELETE FROM ledger WHERE seq = 1")
+    return 1, "deleted"
+
+
+def delete_and_renumber(conn):
+    conn.execute("DELETE FROM ledger WHERE seq = 8")
+    for seq in range(9, ENTRIES + 1):
+        move(conn, seq, seq - 1)
+    # structurally identical to entry 7 being rewritten: the earliest entry that may be altered
+    return 7, "edited"
+
+
+def swap(conn):
+    move(conn, 3, -1)
+    move(conn, 9, 3)
+    move(conn, -1, 9)
+    return 3, "reordered"
+
+
+def insert_forged(conn):
+    for seq in range(ENTRIES, 5, -1):
+        move(conn, seq, seq + 1)
+    forged = Entry("run.result", "run-tamper", {"run_id": "run-tamper", "host": "web99", "status": "ok"})
+    forged.seal(6, row(conn, 5)[8])
+    conn.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (6, forged.id, forged.at, forged.kind, forged.subject, forged.actor, forged.data_json(),
+                  forged.prev_hash, forged.hash))
+    return 6, "inserted"
+
+
+@pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, delete_middle, delete_first,
+                                    delete_and_renumber, swap, insert_forged], ids=lambda f: f.__name__)
+def test_verify_names_the_first_broken_entry(sqlite_sor, tamper):
+    populate(sqlite_sor)
+    conn = raw(sqlite_sor)
+    try:
+        expected_seq, expected_problem = tamper(conn)
+    finally:
+        conn.close()
+    report = verify_fresh(sqlite_sor)
+    assert not report.valid
+    broken = report.first_broken
+    assert (broken["seq"], broken["problem"]) == (expected_seq, expected_problem), broken
+    assert str(expected_seq) in report.summary()
+
+
+def test_each_new_tampering_moves_the_report_to_the_first_break(sqlite_sor):
+    populate(sqlite_sor)
+    conn = raw(sqlite_sor)
+    try:
+        conn.execute("UPDATE ledger SET kind = 'run.play' WHERE seq = 10")
+        assert verify_fresh(sqlite_sor).first_broken["seq"] == 10
+        conn.execute("DELETE FROM ledger WHERE seq = 6")
+        broken = verify_fresh(sqlite_sor).first_broken
+        assert (broken["seq"], broken["problem"]) == (6, "deleted")
+        move(conn, 2, 0)
+        move(conn, 3, 2)
+        move(conn, 0, 3)
+        broken = verify_fresh(sqlite_sor).first_broken
+        assert (broken["seq"], broken["problem"]) == (2, "reordered")
+    finally:
+        conn.close()
+
+
+def test_truncating_the_tail_is_caught_against_an_anchored_head(sqlite_sor):
+    anchored = populate(sqlite_sor)
+    conn = raw(sqlite_sor)
+    try:
+        conn.execute("DELETE FROM ledger WHERE seq > 9")
+    finally:
+        conn.close()
+    # the remaining chain is internally consistent...
+    assert verify_fresh(sqlite_sor).valid
+    # ...but the head kept elsewhere is gone
+    report = verify_fresh(sqlite_sor, expected_head=anchored)
+    assert not report.valid
+    assert anchored[:16] in report.summary()
+
+
+def test_appending_after_tampering_does_not_launder_the_break(sqlite_sor):
+    populate(sqlite_sor)
+    conn = raw(sqlite_sor)
+    try:
+        conn.execute("UPDATE ledger SET subject = 'other' WHERE seq = 2")
+    finally:
+        conn.close()
+    sqlite_sor.append([Entry("run.started", "run-2", {"run_id": "run-2"})])
+    report = verify_fresh(sqlite_sor)
+    assert report.first_broken["seq"] == 2
+    assert report.entries_checked == ENTRIES + 1

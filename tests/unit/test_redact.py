@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+"""Secret redaction: keys that look secret, inline key=value, known secret strings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED, Redactor
+
+
+@pytest.fixture
+def redactor():
+    return Redactor()
+
+
+@pytest.mark.parametrize("key", ["password", "Password", "db_password", "PASSWD", "api_key", "api-key", "apiKey",
+                                 "private_key", "client_secret", "auth_token", "X-Authorization", "vault_pass",
+                                 "become_pass", "ssh_pass", "secret", "postgresql_dsn", "session_id", "Cookie"])
+def test_secret_looking_keys_are_redacted_at_any_depth(redactor, key):
+    value = {"outer": [{"inner": {key: "hunter2-value"}}], key: "top-level-value"}
+    redacted = redactor.redact(value)
+    assert redacted["outer"][0]["inner"][key] == REDACTED
+    assert redacted[key] == REDACTED
+    assert "hunter2" not in json.dumps(redacted)
+
+
+@pytest.mark.parametrize("key", ["name", "state", "path", "owner", "changed", "msg", "host", "keyboard"])
+def test_ordinary_keys_are_kept(redactor, key):
+    assert redactor.redact({key: "visible"}) == {key: "visible"}
+
+
+def test_empty_and_boolean_secret_values_stay_informative(redactor):
+    # "password set: yes/no" and empty values carry no secret and help reviewers
+    value = {"password": "", "token": None, "update_password": True, "secrets": [], "api_key": {}}
+    assert redactor.redact(value) == value
+
+
+def test_nested_secret_containers_are_replaced_whole(redactor):
+    redacted = redactor.redact({"credentials": {"user": "bob", "pw": "x"}})
+    assert redacted == {"credentials": REDACTED}
+
+
+def test_input_is_not_modified(redactor):
+    original = {"password": "p4ssw0rd", "list": [{"token": "t0k3n"}]}
+    snapshot = json.loads(json.dumps(original))
+    redactor.redact(original)
+    assert original == snapshot
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("mysql -u root --password=s3cr3t-pw -e 'select 1'", "s3cr3t-pw"),
+    ("curl -H 'Authorization: Bearer-abc123' https://x", "Bearer-abc123"),
+    ("connect password=s3cr3t-pw host=db", "s3cr3t-pw"),
+    ("PGPASSWORD=s3cr3t-pw psql", "s3cr3t-pw"),
+    ('{"api_key": "k3y-value", "name": "x"}', "k3y-value"),
+    ("useradd --password s3cr3t-pw bob", "s3cr3t-pw"),
+    ("token: t0k3n-value", "t0k3n-value"),
+    ("export AWS_SECRET_ACCESS_KEY=abcd/efgh", "abcd/efgh"),
+])
+def test_inline_secrets_in_strings_are_redacted(redactor, text, secret):
+    redacted = redactor.redact({"cmd": text, "stdout_lines": [text]})
+    assert secret not in json.dumps(redacted), redacted
+    assert REDACTED in redacted["cmd"]
+
+
+@pytest.mark.parametrize("text", [
+    "change password for bob",
+    "the token expired",
+    "rotate secrets weekly",
+])
+def test_prose_mentioning_secret_words_is_kept(redactor, text):
+    assert redactor.redact(text) == text
+
+
+def test_known_secrets_are_replaced_inside_longer_strings(redactor):
+    redactor.add_known_secret("Sup3rS3cret!")
+    value = {"diff": {"after": "line1\nconfig value Sup3rS3cret! end\n"}, "msg": ["got Sup3rS3cret!"]}
+    redacted = redactor.redact(value)
+    assert "Sup3rS3cret!" not in json.dumps(redacted)
+    assert redacted["diff"]["after"] == "line1\nconfig value %s end\n" % REDACTED
+
+
+def test_known_secrets_from_containers_and_longest_first(redactor):
+    redactor.add_known_secret({"a": "abcd", "b": ["abcdefgh"]})
+    assert redactor.redact("x abcdefgh y abcd") == "x %s y %s" % (REDACTED, REDACTED)
+
+
+def test_short_booleans_and_none_are_not_known_secrets(redactor):
+    for value in (None, True, False, "abc", 42):
+        redactor.add_known_secret(value)
+    assert redactor.redact("abc 42 True None") == "abc 42 True None"
+
+
+def test_bytes_are_decoded_and_redacted(redactor):
+    redactor.add_known_secret("b1n4ry-secret")
+    assert redactor.redact(b"value b1n4ry-secret") == "value %s" % REDACTED
+
+
+def test_extra_key_patterns_are_configurable():
+    redactor = Redactor(extra_key_patterns=["license_code"])
+    assert redactor.redact({"license_code": "L-123", "name": "n"}) == {"license_code": REDACTED, "name": "n"}
+    assert Redactor().redact({"license_code": "L-123"}) == {"license_code": "L-123"}
+
+
+def test_key_patterns_can_be_replaced_entirely():
+    redactor = Redactor(key_patterns=["pin"])
+    assert redactor.redact({"password": "p", "pin": "1234"}) == {"password": "p", "pin": REDACTED}
+    assert Redactor(key_patterns=[]).redact({"password": "p"}) == {"password": "p"}
+
+
+def test_custom_replacement():
+    assert Redactor(replacement="<hidden>").redact({"token": "t"}) == {"token": "<hidden>"}
+
+
+def test_scalars_pass_through(redactor):
+    assert redactor.redact(5) == 5
+    assert redactor.redact(None) is None
+    assert redactor.redact((1, "a")) == [1, "a"]
+
+
+secret_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="\\"),
+                      min_size=4, max_size=24)
+
+
+@settings(max_examples=100, deadline=None)
+@given(secret=secret_text, prefix=st.text(max_size=20), suffix=st.text(max_size=20))
+def test_a_known_secret_never_survives_anywhere(secret, prefix, suffix):
+    redactor = Redactor()
+    redactor.add_known_secret(secret)
+    document = {"stdout": prefix + secret + suffix, "results": [{"item": secret, "msg": [prefix, secret]}],
+                "diff": [{"before": suffix, "after": prefix + secret}]}
+    assert not [text for text in strings(redactor.redact(document)) if secret in text]
+
+
+def strings(value):
+    """Every string in a nested structure (JSON escaping would hide quotes from a plain ``in``)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings(item)
+    elif isinstance(value, str):
+        yield value
