@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+"""Appending to a real system of record (every backend): sealing, idempotency, atomicity, concurrency."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build", "collections")
+
+
+def evidence(n, run_id="run-1"):
+    return Entry("evidence.recorded", run_id, {"run_id": run_id, "host": "h%d" % n, "checklist": "cis",
+                                               "status": "pass", "n": n})
+
+
+def ci_created(ci_id, name, identities=None):
+    return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "server"},
+                                       "identities": identities or {}})
+
+
+def test_append_seals_entries_into_one_chain(sor):
+    first = sor.append([evidence(1), evidence(2)])
+    second = sor.append([evidence(3)])
+    assert [e.seq for e in first + second] == [1, 2, 3]
+    assert first[1].prev_hash == first[0].hash and second[0].prev_hash == first[1].hash
+    assert sor.head() == (3, second[0].hash)
+    stored = list(sor.iter_entries())
+    assert [e.to_dict() for e in stored] == [e.to_dict() for e in first + second]
+    assert sor.verify().valid
+
+
+def test_empty_ledger(sor):
+    assert sor.head() == (0, None)
+    assert sor.append([]) == []
+    report = sor.verify()
+    assert report.valid and report.entries_checked == 0
+
+
+def test_iter_entries_filters(sor):
+    sor.append([evidence(1, "a"), evidence(2, "b"), ci_created("ci-1", "web01"), evidence(3, "a")])
+    assert [e.seq for e in sor.iter_entries(subject="a")] == [1, 4]
+    assert [e.seq for e in sor.iter_entries(kinds=["ci.created"])] == [3]
+    assert [e.seq for e in sor.iter_entries(after_seq=2)] == [3, 4]
+    assert [e.seq for e in sor.iter_entries(limit=2)] == [1, 2]
+    assert [e.seq for e in sor.iter_entries(kinds=["evidence.recorded"], after_seq=1, limit=1)] == [2]
+
+
+def test_verify_walks_ledgers_larger_than_one_read_batch(sor):
+    sor.append([evidence(n) for n in range(2500)])
+    report = sor.verify()
+    assert report.valid and report.entries_checked == 2500 and report.head_seq == 2500
+
+
+def test_reappending_known_entry_ids_is_a_no_op(sor):
+    originals = sor.append([evidence(1), evidence(2)])
+    head = sor.head()
+    replayed = [Entry.from_dict(e.to_dict()) for e in originals]
+    assert sor.append(replayed) == []
+    assert sor.head() == head
+    assert len(sor.find_evidence()) == 2  # projections were not applied twice either
+
+
+def test_a_batch_mixing_known_and_new_entries_appends_only_the_new(sor):
+    known = sor.append([evidence(1)])[0]
+    fresh = evidence(2)
+    appended = sor.append([Entry.from_dict(known.to_dict()), fresh, Entry.from_dict(fresh.to_dict())])
+    assert [e.id for e in appended] == [fresh.id]
+    assert sor.head()[0] == 2
+    assert sor.has_entry(known.id) and sor.has_entry(fresh.id) and not sor.has_entry("nope")
+    assert sor.verify().valid
+
+
+def test_projection_conflict_rolls_back_the_whole_batch(sor):
+    sor.append([ci_created("ci-1", "web01", {"serial": "S1"})])
+    head = sor.head()
+    batch = [evidence(1), ci_created("ci-2", "web02"), ci_created("ci-3", "web03", {"serial": "S1"}), evidence(2)]
+    with pytest.raises(ConflictError) as caught:
+        sor.append(batch)
+    assert "serial" in str(caught.value) and "ci-1" in str(caught.value)
+    assert sor.head() == head
+    assert sor.get_ci("ci-2") is None and sor.get_ci("ci-3") is None
+    assert sor.find_evidence() == []
+    assert not any(sor.has_entry(e.id) for e in batch)
+    # the connection is usable afterwards and the chain continues from the old head
+    appended = sor.append([evidence(3)])
+    assert appended[0].seq == head[0] + 1 and appended[0].prev_hash == head[1]
+    assert sor.verify().valid
+
+
+def test_unknown_entry_kind_rolls_back(sor):
+    with pytest.raises(ValidationError) as caught:
+        sor.append([evidence(1), Entry("run.teleported", "r", {})])
+    assert "run.teleported" in str(caught.value)
+    assert sor.head() == (0, None)
+
+
+def test_a_conflict_is_reported_by_a_second_connection_too(open_sor):
+    """Conflicts are decided inside the write lock, against what another writer committed."""
+    writer, other = open_sor(), open_sor()
+    writer.append([ci_created("ci-1", "web01", {"serial": "S1"})])
+    with pytest.raises(ConflictError):
+        other.append([ci_created("ci-2", "web02", {"serial": "S1"})])
+    assert other.get_ci("ci-2") is None
+
+
+def test_concurrent_threads_keep_one_chain(backend_env, open_sor):
+    """One connection per thread, as the recorder's writer thread has its own (sqlite3 connections are per thread)."""
+    threads_count, batches, per_batch = 4, 25, 3
+    errors = []
+    start = threading.Barrier(threads_count)
+
+    def work(index):
+        try:
+            sor = open_system_of_record(resolve_backend_config({}, backend_env))
+            try:
+                start.wait()
+                for batch in range(batches):
+                    sor.append([evidence(index * 1000 + batch * per_batch + k, run_id="t%d" % index)
+                                for k in range(per_batch)])
+            finally:
+                sor.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            errors.append(repr(exc))
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads_count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(300)
+    assert errors == []
+    check = open_sor()
+    report = check.verify()
+    total = threads_count * batches * per_batch
+    assert report.valid and report.entries_checked == total
+    entries = list(check.iter_entries())
+    assert [e.seq for e in entries] == list(range(1, total + 1))
+    for index in range(threads_count):
+        assert len([e for e in entries if e.subject == "t%d" % index]) == batches * per_batch
+
+
+WRITER = textwrap.dedent("""
+    import os, sys, time
+    from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+    name, batches, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    sor = open_system_of_record(resolve_backend_config({}, os.environ))
+    try:
+        for batch in range(batches):
+            sor.append([Entry("evidence.recorded", name, {"run_id": name, "checklist": "c", "n": batch, "k": k})
+                        for k in range(2)])
+    finally:
+        sor.close()
+    print("done", name)
+""")
+
+
+def test_concurrent_processes_keep_one_chain(backend_env, open_sor, tmp_path):
+    """Several processes start together on a ledger nobody opened yet (so they also race the migration)."""
+    processes_count, batches = 4, 30
+    go = tmp_path / "go"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CHANGEOPS_")}
+    env.update(backend_env, PYTHONPATH=COLLECTIONS_PATH)
+    processes = [subprocess.Popen([sys.executable, "-c", WRITER, "p%d" % i, str(batches), str(go)], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                 for i in range(processes_count)]
+    go.write_text("")
+    outputs = [process.communicate(timeout=300) for process in processes]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr
+        assert "locked" not in (stdout + stderr).lower()
+    sor = open_sor()
+    report = sor.verify()
+    assert report.valid, report.summary()
+    assert report.entries_checked == processes_count * batches * 2
+    for index in range(processes_count):
+        assert len(list(sor.iter_entries(subject="p%d" % index))) == batches * 2
