@@ -158,6 +158,17 @@ def test_a_refused_projection_rolls_the_whole_batch_back(sor):
     assert sor.append([started("r1")])[0].seq == 2
 
 
+def test_an_append_guarded_by_a_stale_head_is_refused_and_writes_nothing(sor):
+    first = sor.append([started("r1")])[0]
+    sor.append([result("r1", "web1", 1)])
+    with pytest.raises(ConflictError, match="head moved to entry 2"):
+        sor.append([result("r1", "web2", 2)], expected_head=(first.seq, first.hash))
+    assert sor.head()[0] == 2
+    with pytest.raises(ConflictError):
+        sor.append([result("r1", "web2", 2)], expected_head=(0, None))
+    assert sor.append([result("r1", "web2", 2)], expected_head=sor.head())[0].seq == 3
+
+
 def _writer_process(dsn, writer, batches, queue):
     """Child process: several threads, each with its own connection, appending small batches."""
     failures = []
