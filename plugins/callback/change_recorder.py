@@ -1,0 +1,615 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: change_recorder
+short_description: Record every playbook run as a change event in the tamper-evident ledger
+description:
+  - Records each C(ansible-playbook) run as one change event in the changeops.itsm system of record
+    (by default a local SQLite ledger). It records who ran what, from which git commit, with which
+    options, and for every play, task, host and loop item the status, timing, a redacted result summary and, in
+    diff mode, redacted diffs.
+  - Recording never slows the playbook down. Callback methods only queue a small, already-redacted
+    record; a writer thread appends batches to the ledger in transactions.
+  - Recording never loses data. Results are written while the run goes on. A run killed with
+    C(kill -9) keeps every finished task, and the next run on the same controller marks it
+    interrupted. When the ledger cannot be written, entries go to a durable local spool (one
+    warning, never a failed playbook) and are replayed later, in order, exactly once.
+  - Recording never stores a secret. C(no_log) results (also per loop item) are censored. Vault
+    plaintexts and extra-var values are redacted wherever they appear. Values of secret-looking
+    keys are replaced in results and diffs, and task arguments are never recorded.
+  - A run in check mode is recorded as a dry run, not as a change.
+type: aggregate
+author:
+  - changeops.itsm contributors
+version_added: 0.1.0
+requirements:
+  - Enable it in C(ansible.cfg) (C(callbacks_enabled = changeops.itsm.change_recorder)) or with
+    E(ANSIBLE_CALLBACKS_ENABLED).
+extends_documentation_fragment:
+  - changeops.itsm.backend.PLUGINS
+  - changeops.itsm.recorder_post_run
+options:
+  spool_dir:
+    description:
+      - Directory of the durable local spool that holds entries the system of record could not take.
+      - Each system of record gets its own sub-directory, so entries are only ever replayed into the
+        ledger they were meant for.
+    type: path
+    default: ~/.ansible/changeops/spool
+    env:
+      - name: CHANGEOPS_SPOOL_DIR
+    ini:
+      - section: changeops
+        key: spool_dir
+      - section: callback_change_recorder
+        key: spool_dir
+  redact_keys:
+    description:
+      - Extra key name patterns whose values are redacted anywhere in results and diffs, added to the
+        built-in ones (C(password), C(passwd), C(secret), C(token), C(api_key), C(private_key) and others).
+      - Matching is case-insensitive and by substring; C(_) in a pattern also matches C(-) or nothing.
+    type: list
+    elements: str
+    default: []
+    env:
+      - name: CHANGEOPS_REDACT_KEYS
+    ini:
+      - section: changeops
+        key: redact_keys
+      - section: callback_change_recorder
+        key: redact_keys
+  batch_size:
+    description: Most entries appended in one transaction; a full batch is written at once.
+    type: int
+    default: 200
+    env:
+      - name: CHANGEOPS_RECORDER_BATCH_SIZE
+    ini:
+      - section: callback_change_recorder
+        key: batch_size
+  flush_interval:
+    description:
+      - Seconds an entry may wait in memory before its batch is written, so that a run killed with
+        C(kill -9) loses at most this much.
+    type: float
+    default: 1.0
+    env:
+      - name: CHANGEOPS_RECORDER_FLUSH_INTERVAL
+    ini:
+      - section: callback_change_recorder
+        key: flush_interval
+  flush_timeout:
+    description:
+      - Seconds the end of the run waits for the final write to the system of record.
+      - When it expires, what was not written goes to the spool, so nothing is lost. The run then
+        ends, and post-run actions (CMDB links, hooks) are skipped for this run.
+    type: float
+    default: 60.0
+    env:
+      - name: CHANGEOPS_RECORDER_FLUSH_TIMEOUT
+    ini:
+      - section: callback_change_recorder
+        key: flush_timeout
+  spool_retry_interval:
+    description: Seconds between attempts to replay the spool into the system of record during a run.
+    type: float
+    default: 10.0
+    env:
+      - name: CHANGEOPS_RECORDER_SPOOL_RETRY_INTERVAL
+    ini:
+      - section: callback_change_recorder
+        key: spool_retry_interval
+  max_output_chars:
+    description:
+      - Longest recorded C(msg), C(stdout), C(stderr) or other result string; longer ones are
+        truncated, and the recorded value says how many characters were left out.
+    type: int
+    default: 2000
+    env:
+      - name: CHANGEOPS_RECORDER_MAX_OUTPUT_CHARS
+    ini:
+      - section: callback_change_recorder
+        key: max_output_chars
+  record_diffs:
+    description:
+      - Record the (redacted) diffs of tasks that run in diff mode (C(--diff) or the C(diff) keyword).
+    type: bool
+    default: true
+    env:
+      - name: CHANGEOPS_RECORDER_RECORD_DIFFS
+    ini:
+      - section: callback_change_recorder
+        key: record_diffs
+  max_diff_chars:
+    description: Longest recorded C(before) or C(after) text of one diff; longer ones are truncated.
+    type: int
+    default: 20000
+    env:
+      - name: CHANGEOPS_RECORDER_MAX_DIFF_CHARS
+    ini:
+      - section: callback_change_recorder
+        key: max_diff_chars
+notes:
+  - The run id is exported to the controller's environment as E(CHANGEOPS_RUN_ID) at playbook start,
+    so the collection's modules can tie their own records to the run.
+  - Extra-var values are treated as secrets. Every occurrence of one (4 characters or longer) is
+    replaced in recorded output, and only extra-var names are recorded.
+  - Ad-hoc C(ansible) commands are recorded only with E(ANSIBLE_LOAD_CALLBACK_PLUGINS=1).
+seealso:
+  - module: changeops.itsm.change_event_info
+  - module: changeops.itsm.ledger_verify
+"""
+
+EXAMPLES = r"""
+# ansible.cfg: record every run in the default ledger (~/.ansible/changeops/ledger.sqlite)
+# [defaults]
+# callbacks_enabled = changeops.itsm.change_recorder
+
+# ansible.cfg: a shared ledger file, extra secret keys, smaller output excerpts
+# [changeops]
+# sqlite_path = /srv/changeops/ledger.sqlite
+# redact_keys = ldap_bind, x_vendor_auth
+# [callback_change_recorder]
+# max_output_chars = 500
+"""
+
+import atexit
+import os
+import signal
+import threading
+import time
+import uuid
+
+from ansible import context
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.callback import CallbackBase
+from ansible.release import __version__ as ansible_version
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.config import (
+    BACKEND_OPTIONS,
+    describe,
+    resolve_backend_config,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
+    collect_plain_values,
+    collect_vault_secrets,
+)
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer import (
+    PREFIX,
+    RecorderWriter,
+    entry_document,
+    is_record_only_action,
+)
+
+RUN_ID_ENV = "CHANGEOPS_RUN_ID"
+
+
+def _iso(moment):
+    import datetime
+
+    return format_time(datetime.datetime.fromtimestamp(moment, datetime.timezone.utc))
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "changeops.itsm.change_recorder"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, display=None):
+        super(CallbackModule, self).__init__(display)
+        self._writer = None
+        self._run_id = None
+        self._redactor = None
+        self._started_at = None
+        self._run_started_queued = False
+        self._finished = False
+        self._owner_pid = os.getpid()
+        self._playbooks = []
+        self._stats_seen = 0
+        self._tasks_since_stats = 0
+        self._play_id = None
+        self._loader = None
+        self._variable_manager = None
+        self._scanned_files = set()
+        self._seen_secret_containers = set()
+        self._inventory_scanned = False
+        self._starts = {}
+        self._item_marks = {}
+        self._item_counters = {}
+        self._last_stats = None
+        self._task_infos = {}
+        self._changed_hosts = set()
+        self._previous_sigterm = None
+        self._diff_mode = False
+        self._check_mode = False
+
+    # ------------------------------------------------------------------
+    # options
+    # ------------------------------------------------------------------
+    def _options_dict(self):
+        options = dict(getattr(self, "_options", None) or {})
+        for name in BACKEND_OPTIONS:
+            options.setdefault(name, self.get_option(name))
+        return options
+
+    def _backend_config(self):
+        return resolve_backend_config(params={name: self.get_option(name) for name in BACKEND_OPTIONS})
+
+    # ------------------------------------------------------------------
+    # run lifecycle
+    # ------------------------------------------------------------------
+    def v2_playbook_on_start(self, playbook):
+        if self._run_id is None and not self.disabled:
+            self._start_run(playbook)
+
+    def _start_run(self, playbook):
+        try:
+            config = self._backend_config()
+        except ChangeopsError as exc:
+            self._display.warning(PREFIX + "not recording this run: %s" % exc)
+            self.disabled = True
+            return
+        self._run_id = uuid.uuid4().hex
+        # set before the first task forks a worker, so action plugins inherit it
+        os.environ[RUN_ID_ENV] = self._run_id
+        self._started_at = utc_now()
+        self._redactor = Redactor(extra_key_patterns=self.get_option("redact_keys") or ())
+        cli = context.CLIARGS
+        self._check_mode = bool(cli.get("check"))
+        self._diff_mode = bool(cli.get("diff"))
+        self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
+        if not self._playbooks and getattr(playbook, "_file_name", None):
+            self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
+        self._writer = RecorderWriter(
+            config,
+            Spool(self.get_option("spool_dir"), target_key(config), describe(config)),
+            self._display,
+            options=self._options_dict(),
+            batch_size=self.get_option("batch_size"),
+            flush_interval=self.get_option("flush_interval"),
+            retry_interval=self.get_option("spool_retry_interval"),
+        )
+        self._writer.start()
+        atexit.register(self._at_exit)
+        self._install_sigterm_handler()
+
+    def _queue_run_started(self):
+        if self._run_started_queued:
+            return
+        self._run_started_queued = True
+        cli = context.CLIARGS
+        extra_vars = getattr(self._variable_manager, "extra_vars", None) or {}
+        inventory = getattr(self._variable_manager, "_inventory", None)
+        sources = getattr(inventory, "_sources", None) or cli.get("inventory") or []
+        data = {
+            "run_id": self._run_id,
+            "started_at": self._started_at,
+            "pid": self._owner_pid,
+            "playbooks": list(self._playbooks),
+            "ansible_version": ansible_version,
+            "check_mode": self._check_mode,
+            "diff_mode": self._diff_mode,
+            "limit": self._redactor.redact_string(to_text(cli["subset"])) if cli.get("subset") else None,
+            "tags": sorted(to_text(tag) for tag in (cli.get("tags") or ())),
+            "skip_tags": sorted(to_text(tag) for tag in (cli.get("skip_tags") or ())),
+            "extra_var_names": sorted(to_text(name) for name in extra_vars),
+            "inventory": [self._redactor.redact_string(to_text(source)) for source in sources],
+            "forks": cli.get("forks"),
+            "become": bool(cli.get("become")),
+            "verbosity": cli.get("verbosity", 0),
+        }
+        self._writer.put_run_started(entry_document("run.started", self._run_id, data, at=self._started_at))
+
+    def v2_playbook_on_play_start(self, play):
+        if self._writer is None:
+            return
+        self._variable_manager = getattr(play, "_variable_manager", None) or self._variable_manager
+        self._loader = getattr(play, "_loader", None) or self._loader
+        self._collect_run_secrets(play)
+        self._queue_run_started()
+        self._play_id = play._uuid
+        inventory = getattr(self._variable_manager, "_inventory", None)
+        try:
+            hosts = [host.name for host in inventory.get_hosts(play.hosts)] if inventory is not None else []
+        except Exception:  # pylint: disable=broad-except
+            hosts = []
+        pattern = play.hosts
+        self._writer.put(entry_document("run.play", self._run_id, {
+            "run_id": self._run_id,
+            "play_id": play._uuid,
+            "name": self._redactor.redact_string(to_text(play.get_name())),
+            "pattern": [to_text(p) for p in pattern] if isinstance(pattern, (list, tuple)) else to_text(pattern),
+            "hosts": hosts,
+            "roles": [role.get_name() for role in getattr(play, "roles", None) or []],
+            "tags": sorted(to_text(tag) for tag in (play.tags or [])),
+            "strategy": to_text(play.strategy) if getattr(play, "strategy", None) else None,
+            "started_at": utc_now(),
+        }))
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_started(task)
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task_started(task)
+
+    def _task_started(self, task):
+        if self._writer is None:
+            return
+        self._tasks_since_stats += 1
+        try:
+            collect_vault_secrets(task.get_vars(), self._redactor.add_known_secret)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        self._scan_loaded_files()
+
+    def v2_playbook_on_stats(self, stats):
+        if self._writer is None or self._finished:
+            return
+        self._stats_seen += 1
+        self._tasks_since_stats = 0
+        host_stats = {host: stats.summarize(host) for host in sorted(stats.processed)}
+        if self._stats_seen < len(self._playbooks):
+            # more playbooks follow in this run: write what we have, do not wait
+            self._last_stats = host_stats
+            self._writer.request_flush()
+            return
+        self._finish_run(self._outcome(host_stats), host_stats)
+
+    @staticmethod
+    def _outcome(host_stats):
+        failed = any(counts.get("failures") or counts.get("unreachable") for counts in host_stats.values())
+        return "failed" if failed else "successful"
+
+    def _finish_run(self, outcome, host_stats=None, interrupted_reason=None):
+        if self._finished or self._writer is None:
+            return
+        self._finished = True
+        self._queue_run_started()
+        data = {"run_id": self._run_id, "ended_at": utc_now(), "stats": host_stats or {}}
+        if interrupted_reason:
+            data["reason"] = interrupted_reason
+            self._writer.put(entry_document("run.interrupted", self._run_id, data))
+        else:
+            data["outcome"] = outcome
+            self._writer.put(entry_document("run.finished", self._run_id, data))
+        self._writer.finish(self._run_id, self._changed_hosts, self.get_option("flush_timeout"))
+
+    def _at_exit(self):
+        if os.getpid() != self._owner_pid or self._finished:
+            return
+        last_stats = self._last_stats
+        if last_stats is not None and not self._tasks_since_stats:
+            # ansible-playbook stops running further playbooks after one whose hosts failed
+            self._finish_run("failed", last_stats)
+        else:
+            self._finish_run(None, last_stats, interrupted_reason=(
+                "ansible-playbook exited before the end of the run (interrupted or a fatal error)"))
+
+    def _install_sigterm_handler(self):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            self._previous_sigterm = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError):
+            self._previous_sigterm = None
+
+    def _on_sigterm(self, signum, frame):
+        if os.getpid() == self._owner_pid:
+            self._finish_run(None, self._last_stats,
+                             interrupted_reason="ansible-playbook received SIGTERM")
+        previous = self._previous_sigterm
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            os.kill(os.getpid(), signum)
+
+    # ------------------------------------------------------------------
+    # secrets that must never be recorded
+    # ------------------------------------------------------------------
+    def _collect_run_secrets(self, play):
+        add = self._redactor.add_known_secret
+        extra_vars = getattr(self._variable_manager, "extra_vars", None)
+        if extra_vars:
+            collect_plain_values(dict(extra_vars), add)
+        seen = self._seen_secret_containers
+        try:
+            play_vars = play.get_vars()
+            collect_vault_secrets(play_vars, add, seen)
+            for prompt in getattr(play, "vars_prompt", None) or []:
+                # private prompts (the default) ask for passwords
+                if isinstance(prompt, dict) and prompt.get("private", True) and prompt.get("name") in play_vars:
+                    collect_plain_values(play_vars[prompt["name"]], add)
+            for role in getattr(play, "roles", None) or []:
+                collect_vault_secrets(role.get_default_vars(), add, seen)
+                collect_vault_secrets(role.get_vars(include_params=False), add, seen)
+        except Exception:  # pylint: disable=broad-except
+            pass
+        self._collect_vars_files(play)
+        self._collect_inventory_secrets()
+        self._scan_loaded_files()
+
+    def _collect_vars_files(self, play):
+        """vars_files with inline ``!vault`` values: the loader does not cache those, so read them once."""
+        loader = self._loader
+        if loader is None:
+            return
+        for item in play.get_vars_files() or []:
+            for name in item if isinstance(item, list) else [item]:
+                name = to_text(name)
+                if "{{" in name or "{%" in name:
+                    continue  # depends on host variables; each host's file is scanned when cached
+                try:
+                    found = loader.path_dwim_relative_stack(play.get_search_path(), "vars", name)
+                    if found in self._scanned_files:
+                        continue
+                    self._scanned_files.add(found)
+                    data = loader.load_from_file(found, unsafe=True, cache="vaulted", trusted_as_template=True)
+                except Exception:  # pylint: disable=broad-except
+                    continue
+                collect_vault_secrets(data, self._redactor.add_known_secret)
+
+    def _collect_inventory_secrets(self):
+        inventory = getattr(self._variable_manager, "_inventory", None)
+        if inventory is None:
+            return
+        add = self._redactor.add_known_secret
+        try:
+            for host in list(inventory.hosts.values()):
+                collect_vault_secrets(host.vars, add)
+            for group in list(inventory.groups.values()):
+                collect_vault_secrets(group.vars, add)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+    def _scan_loaded_files(self):
+        """Walk files the loader parsed since last time (group_vars, host_vars, roles, includes)."""
+        cache = getattr(self._loader, "_FILE_CACHE", None)
+        if not cache or len(cache) <= len(self._scanned_files):
+            return
+        for path in list(cache):
+            if path in self._scanned_files:
+                continue
+            self._scanned_files.add(path)
+            try:
+                collect_vault_secrets(cache[path], self._redactor.add_known_secret)
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    # ------------------------------------------------------------------
+    # results
+    # ------------------------------------------------------------------
+    def v2_runner_on_start(self, host, task):
+        if self._writer is not None:
+            now = time.time()
+            key = (host.get_name(), task._uuid)
+            self._starts[key] = now
+            self._item_marks.pop(key, None)
+
+    def v2_runner_on_ok(self, result):
+        self._record("ok", result)
+
+    def v2_runner_on_failed(self, result, ignore_errors=False):
+        self._record("failed", result, ignored=ignore_errors)
+
+    def v2_runner_on_skipped(self, result):
+        self._record("skipped", result)
+
+    def v2_runner_on_unreachable(self, result):
+        self._record("unreachable", result)
+
+    def v2_runner_item_on_ok(self, result):
+        self._record("ok", result, item=True)
+
+    def v2_runner_item_on_failed(self, result):
+        self._record("failed", result, item=True)
+
+    def v2_runner_item_on_skipped(self, result):
+        self._record("skipped", result, item=True)
+
+    @staticmethod
+    def _raw(result):
+        # the tagged copy (same censoring as ``result.result``) still shows which values came from vault
+        raw = getattr(result, "_return_data", None)
+        if isinstance(raw, dict):
+            return raw
+        return result._result
+
+    def _task_info(self, task, result):
+        info = self._task_infos.get(task._uuid)
+        name = getattr(result, "task_name", None)
+        if info is None or (name and info["name"] != self._redactor.redact_string(to_text(name))):
+            info = summary.task_info(task, self._redactor, name=name)
+            self._task_infos[task._uuid] = info
+        elif info["action"] != summary.action_of(task, result):
+            info = dict(info, action=summary.action_of(task, result))
+            self._task_infos[task._uuid] = info
+        return info
+
+    def _record(self, event, result, item=False, ignored=False):
+        if self._writer is None or self._finished:
+            return
+        try:
+            self._record_result(event, result, item, ignored)
+        except Exception as exc:  # pylint: disable=broad-except
+            # a result we cannot summarise is still recorded, without its content
+            self._display.warning(PREFIX + "could not summarise a result (%s: %s); recorded its status only" % (
+                type(exc).__name__, exc))
+            self._record_minimal(event, result, item)
+
+    def _record_result(self, event, result, item, ignored):
+        task = result._task
+        host = result._host.get_name()
+        key = (host, task._uuid)
+        now = time.time()
+        raw = self._raw(result)
+        self._scan_loaded_files()
+        censored = summary.is_censored(raw, task)
+        if item:
+            started = self._item_marks.get(key) or self._starts.get(key) or now
+            self._item_marks[key] = now
+            index = self._item_counters_next(key)
+            item_value = {"index": index, "label": summary.item_label(raw, self._redactor, censored)}
+        else:
+            started = self._starts.pop(key, None) or now
+            self._item_marks.pop(key, None)
+            self._item_counters.pop(key, None)
+            item_value = None
+        status = summary.status_of(event, raw)
+        info = self._task_info(task, result)
+        data = {
+            "run_id": self._run_id,
+            "play_id": self._play_id,
+            "task": info,
+            "host": host,
+            "item": item_value,
+            "status": status,
+            "changed": bool(raw.get("changed")) and status != "skipped",
+            "started_at": _iso(started),
+            "ended_at": _iso(now),
+            "duration_ms": int(round((now - started) * 1000)),
+            "result": summary.summarise_result(raw, self._redactor, self.get_option("max_output_chars"), censored),
+        }
+        if ignored:
+            data["ignored"] = True
+        delegated = (raw.get("_ansible_delegated_vars") or {}).get("ansible_host")
+        if delegated:
+            data["delegated_to"] = to_text(delegated)
+        if not censored and self.get_option("record_diffs") and "diff" in raw and (
+                self._diff_mode or getattr(task, "diff", False)):
+            diffs = summary.summarise_diff(raw, self._redactor, self.get_option("max_diff_chars"))
+            if diffs:
+                data["diff"] = diffs
+        if not item and status == "changed" and not is_record_only_action(info["action"]):
+            self._changed_hosts.add(host)
+        self._writer.put(entry_document("run.result", self._run_id, data))
+
+    def _item_counters_next(self, key):
+        self._item_counters[key] = self._item_counters.get(key, -1) + 1
+        return self._item_counters[key]
+
+    def _record_minimal(self, event, result, item):
+        try:
+            task = result._task
+            host = result._host.get_name()
+            self._writer.put(entry_document("run.result", self._run_id, {
+                "run_id": self._run_id, "play_id": self._play_id,
+                "task": {"uuid": task._uuid, "name": None, "action": summary.action_of(task), "path": None,
+                         "tags": [], "role": None, "handler": False},
+                "host": host, "item": {"index": None, "label": None} if item else None,
+                "status": event, "changed": False, "started_at": None, "ended_at": utc_now(),
+                "duration_ms": None, "result": {"censored": "the recorder could not summarise this result"},
+            }))
+        except Exception:  # pylint: disable=broad-except
+            pass

@@ -1,0 +1,82 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Post-run hooks: code that runs once a recorded run has reached the ledger.
+
+A feature that wants to act after a playbook run (close its change request,
+refresh a report...) puts a module in ``plugin_utils/recorder/post_run/``
+that calls :func:`register_post_run_hook` at import time. The recorder's
+writer thread imports every module there, and after the run's final flush
+calls each hook as ``func(sor, run_id, options, display)``:
+
+``sor``      the open ``SystemOfRecord`` (owned by the writer thread: use it
+             only inside the call);
+``run_id``   the run just recorded;
+``options``  the callback's resolved options as a dict (backend options and
+             any option a doc fragment added to the callback);
+``display``  Ansible's ``Display``, to warn or report.
+
+A hook that raises is reported as a warning; it never fails the playbook and
+never stops the other hooks. Hooks run only when the run's entries reached the
+system of record (not while they wait in the spool).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+_POST_RUN_HOOKS = []
+_PACKAGE = "ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.post_run"
+_discovered = False
+
+
+def register_post_run_hook(func):
+    """Register ``func(sor, run_id, options, display)``; returns ``func`` so it works as a decorator."""
+    if not callable(func):
+        raise TypeError("post-run hook %r is not callable" % (func,))
+    if func not in _POST_RUN_HOOKS:
+        _POST_RUN_HOOKS.append(func)
+    return func
+
+
+def unregister_post_run_hook(func):
+    if func in _POST_RUN_HOOKS:
+        _POST_RUN_HOOKS.remove(func)
+
+
+def discover_post_run_hooks():
+    """Import every module of the ``post_run`` package once; returns import errors as messages."""
+    global _discovered  # pylint: disable=global-statement
+    if _discovered:
+        return []
+    _discovered = True
+    problems = []
+    try:
+        package = importlib.import_module(_PACKAGE)
+    except ImportError as exc:
+        return ["cannot import %s: %s" % (_PACKAGE, exc)]
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda info: info.name):
+        try:
+            importlib.import_module("%s.%s" % (_PACKAGE, module.name))
+        except Exception as exc:  # pylint: disable=broad-except
+            problems.append("cannot load post-run hook module %s: %s" % (module.name, exc))
+    return problems
+
+
+def post_run_hooks():
+    """Registered hooks in registration order (modules are imported in name order)."""
+    return list(_POST_RUN_HOOKS)
+
+
+def run_post_run_hooks(sor, run_id, options, display):
+    """Call every hook; a failing hook becomes a warning. Returns the number of hooks that failed."""
+    failures = 0
+    for hook in post_run_hooks():
+        try:
+            hook(sor, run_id, options, display)
+        except Exception as exc:  # pylint: disable=broad-except
+            failures += 1
+            display.warning("changeops.itsm.change_recorder: post-run hook %s failed for run %s: %s" % (
+                getattr(hook, "__qualname__", repr(hook)), run_id, exc))
+    return failures

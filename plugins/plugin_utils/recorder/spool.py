@@ -1,0 +1,189 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Durable local spool for ledger entries that could not be appended.
+
+One file per batch, JSON lines of entry documents (``id, at, kind, subject,
+actor, data``), written to a temporary name, fsynced, atomically renamed and
+the directory fsynced: a file is either complete or absent, even after a
+crash or power loss. Names sort in write order
+(``<time_ns>-<pid>-<counter>.jsonl``) so a replay keeps entry order.
+
+Each system of record gets its own sub-directory (a hash of its location),
+so entries spooled for one ledger are never replayed into another. Replay is
+idempotent because entry ids are: ``SystemOfRecord.append`` skips ids it
+already holds, so a file replayed twice (a crash between append and unlink)
+does no harm.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import itertools
+import json
+import os
+import threading
+import time
+
+SPOOL_SUFFIX = ".jsonl"
+_TEMP_PREFIX = ".tmp-"
+_BAD_SUFFIX = ".bad"
+_counter = itertools.count(1)
+_counter_lock = threading.Lock()
+
+
+def target_key(config):
+    """Directory name for one system of record: backend + hash of its location (no secret in clear)."""
+    backend = config.get("backend") or "sqlite"
+    if backend == "sqlite":
+        location = os.path.realpath(os.path.expanduser(config.get("sqlite_path") or ""))
+    else:
+        location = config.get("postgresql_dsn") or config.get("instance") or ""
+    digest = hashlib.sha256(("%s\0%s" % (backend, location)).encode("utf-8")).hexdigest()[:16]
+    return "%s-%s" % (backend, digest)
+
+
+class SpoolError(Exception):
+    """The spool itself cannot be written (disk full, permissions)."""
+
+
+class Spool(object):
+    def __init__(self, root, key, label=None):
+        self.root = os.path.expanduser(root)
+        self.directory = os.path.join(self.root, key)
+        self.label = label
+
+    # -- writing --------------------------------------------------------------
+    def _ensure_directory(self):
+        if not os.path.isdir(self.directory):
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            if self.label:
+                # a human-readable note of which ledger this spool belongs to
+                self._write_atomically(os.path.join(self.directory, "TARGET"), self.label + "\n")
+
+    def _write_atomically(self, final_path, text):
+        temp_path = os.path.join(self.directory, "%s%d-%s" % (_TEMP_PREFIX, os.getpid(), os.path.basename(final_path)))
+        descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.rename(temp_path, final_path)
+        except BaseException:
+            try:
+                os.unlink(temp_path)
+            except OSError:
+                pass
+            raise
+        self._fsync_directory()
+
+    def _fsync_directory(self):
+        try:
+            descriptor = os.open(self.directory, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(descriptor)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
+
+    def write(self, documents):
+        """Durably store one batch (list of entry dicts); returns the file path."""
+        documents = list(documents)
+        if not documents:
+            return None
+        with _counter_lock:
+            number = next(_counter)
+        name = "%020d-%08d-%06d%s" % (time.time_ns(), os.getpid(), number, SPOOL_SUFFIX)
+        text = "".join(json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n" for document in documents)
+        try:
+            self._ensure_directory()
+            path = os.path.join(self.directory, name)
+            self._write_atomically(path, text)
+        except OSError as exc:
+            raise SpoolError("cannot write the spool %s: %s" % (self.directory, exc))
+        return path
+
+    # -- reading ----------------------------------------------------------------
+    def pending(self):
+        """Spooled batch files, oldest first."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return []
+        return [os.path.join(self.directory, name) for name in sorted(names)
+                if name.endswith(SPOOL_SUFFIX) and not name.startswith(_TEMP_PREFIX)]
+
+    @staticmethod
+    def read(path):
+        documents = []
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    documents.append(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError("%s line %d: not JSON: %s" % (path, number, exc))
+        return documents
+
+    def _lock(self):
+        """Non-blocking exclusive lock on the spool; None when another process is replaying it."""
+        self._ensure_directory()
+        descriptor = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(descriptor)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                return None
+            raise
+        return descriptor
+
+    def replay(self, append, build_entry):
+        """Append every spooled batch in order with ``append(list_of_entries)``.
+
+        Stops at (and re-raises) the first append failure, so later batches
+        never overtake earlier ones. A file that cannot be parsed is renamed
+        ``*.bad`` and reported in the returned ``problems``. Returns
+        ``(batches, entries, problems)``; ``(0, 0, [])`` when another process
+        holds the spool (it is replaying it already).
+        """
+        if not self.pending():
+            return 0, 0, []
+        descriptor = self._lock()
+        if descriptor is None:
+            return 0, 0, []
+        batches = entries = 0
+        problems = []
+        try:
+            for path in self.pending():
+                try:
+                    documents = self.read(path)
+                except FileNotFoundError:
+                    continue
+                except (OSError, ValueError) as exc:
+                    problems.append("set aside unreadable spool file %s: %s" % (path, exc))
+                    try:
+                        os.rename(path, path + _BAD_SUFFIX)
+                    except OSError:
+                        pass
+                    continue
+                append([build_entry(document) for document in documents])
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                batches += 1
+                entries += len(documents)
+            if batches:
+                self._fsync_directory()
+        finally:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            os.close(descriptor)
+        return batches, entries, problems

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn Ansible task results into small, redacted ``run.result`` payloads.
+
+Runs on the callback thread, so it only copies a few keys and never does I/O.
+What is kept is an allow-list (``KEPT_RESULT_KEYS``): module arguments
+(``invocation``), facts and registered loop results never reach the ledger.
+Every kept value goes through the ``Redactor`` (secret-looking keys, inline
+``key=value``, known secret strings) after vault-tagged values were replaced.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import is_vaulted
+
+#: result keys worth keeping: what happened, not what was asked
+KEPT_RESULT_KEYS = (
+    "msg", "rc", "cmd", "stdout", "stderr", "module_stdout", "module_stderr",
+    "state", "path", "dest", "src", "name", "owner", "group", "mode", "checksum",
+    "skip_reason", "false_condition", "censored", "attempts", "retries", "warnings",
+    "start", "end", "delta", "backup_file", "changed_when_result", "failed_when_result",
+)
+CENSORED = "the output has been hidden because no_log was set for this result"
+ITEM_LABEL_LIMIT = 200
+_DIFF_TEXT_KEYS = ("before", "after")
+_DIFF_HEADER_KEYS = ("before_header", "after_header")
+_MAX_DEPTH = 32
+
+
+def truncate(text, limit):
+    if limit and len(text) > limit:
+        return "%s... [%d more characters not recorded]" % (text[:limit], len(text) - limit)
+    return text
+
+
+def plain(value, limit, depth=0):
+    """Plain JSON-able copy with vaulted values replaced and long strings truncated."""
+    if depth > _MAX_DEPTH:
+        return "[nested too deep]"
+    if is_vaulted(value):
+        return REDACTED
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return truncate(value + "", limit)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, bytes):
+        return truncate(value.decode("utf-8", "replace"), limit)
+    if isinstance(value, dict):
+        return {str(key): plain(item, limit, depth + 1) for key, item in list(value.items())}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(item, limit, depth + 1) for item in list(value)]
+    return truncate(str(value), limit)
+
+
+def is_censored(result_dict, task=None):
+    if result_dict.get("_ansible_no_log") or "censored" in result_dict:
+        return True
+    no_log = getattr(task, "no_log", None)
+    return isinstance(no_log, bool) and no_log
+
+
+def summarise_result(result_dict, redactor, max_chars, censored=False):
+    """The redacted summary of one (aggregate or item) result."""
+    if censored:
+        summary = {"censored": CENSORED}
+        for key in ("changed", "attempts", "retries"):
+            if key in result_dict and isinstance(result_dict[key], (bool, int)):
+                summary[key] = result_dict[key]
+        return summary
+    summary = {}
+    for key in KEPT_RESULT_KEYS:
+        if key in result_dict:
+            summary[key] = plain(result_dict[key], max_chars)
+    if isinstance(result_dict.get("results"), list):
+        summary["item_count"] = len(result_dict["results"])
+    return redactor.redact(summary)
+
+
+def summarise_diff(result_dict, redactor, max_chars):
+    """Redacted diffs of a result (list), or None when it has none."""
+    diff = result_dict.get("diff")
+    if not diff:
+        return None
+    diffs = diff if isinstance(diff, list) else [diff]
+    recorded = []
+    for one in diffs:
+        if not isinstance(one, dict):
+            continue
+        entry = {}
+        for key in _DIFF_HEADER_KEYS:
+            if one.get(key) is not None:
+                entry[key] = plain(one[key], 1024)
+        for key in _DIFF_TEXT_KEYS:
+            if key in one:
+                entry[key] = plain(one[key], max_chars)
+        if "prepared" in one:
+            entry["prepared"] = plain(one["prepared"], max_chars)
+        if entry:
+            recorded.append(redactor.redact(entry))
+    return recorded or None
+
+
+def item_label(result_dict, redactor, censored):
+    if censored:
+        return "(censored)"
+    label = result_dict.get("_ansible_item_label", result_dict.get("item"))
+    if label is None:
+        return None
+    if not isinstance(label, str):
+        from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+
+        label = canonical_json(plain(label, ITEM_LABEL_LIMIT))
+    # redact before truncating, so a cut never leaves half a secret behind
+    return truncate(redactor.redact_string(plain(label, 0)), ITEM_LABEL_LIMIT)
+
+
+def status_of(event, result_dict):
+    """ok / changed / failed / skipped / unreachable from the callback event and the result."""
+    if event in ("failed", "unreachable", "skipped"):
+        return event
+    return "changed" if result_dict.get("changed") else "ok"
+
+
+def action_of(task, result=None):
+    """The task's action, as a FQCN when Ansible has resolved it (never triggers its warning)."""
+    resolved = getattr(task, "_resolved_action", None)
+    if resolved:
+        return str(resolved)
+    fields = getattr(result, "task_fields", None) or getattr(result, "_task_fields", None) or {}
+    action = fields.get("action") or getattr(task, "action", None)
+    return str(action) if action is not None else None
+
+
+def task_info(task, redactor, name=None):
+    """Identity of a task as recorded: never its arguments."""
+    from ansible.playbook.handler import Handler
+
+    role = getattr(task, "_role", None)
+    try:
+        path = task.get_path()
+    except Exception:  # pylint: disable=broad-except
+        path = None
+    tags = getattr(task, "tags", None) or []
+    return {
+        "uuid": task._uuid,
+        "name": redactor.redact_string(plain(name if name is not None else task.get_name(), 500)),
+        "action": action_of(task),
+        "path": path or None,
+        "tags": sorted(str(tag) for tag in tags) if isinstance(tags, (list, tuple, set)) else [str(tags)],
+        "role": role.get_name() if role is not None else None,
+        "handler": isinstance(task, Handler),
+    }

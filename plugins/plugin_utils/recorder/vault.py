@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Find vault-protected values so their plaintext never reaches the ledger.
+
+ansible-core 2.19 represents an inline ``!vault`` value as an
+``EncryptedString`` until it is used, and tags every plaintext decrypted from
+one with ``VaultedValue``; data parsed from a wholly encrypted file carries
+``SourceWasEncrypted`` on its container. A module output never carries those
+tags (``command: echo {{ secret }}`` returns plain text), so the recorder
+collects the plaintexts up front and feeds them to the ``Redactor`` as known
+secrets; the tags are also honoured wherever a result still carries them.
+
+Decryption happens here on the callback thread (vault secrets are loaded
+there); it is CPU work only, done once per value.
+"""
+
+from __future__ import annotations
+
+try:  # ansible-core >= 2.19
+    from ansible.parsing.vault import EncryptedString, VaultHelper
+    from ansible._internal._datatag._tags import SourceWasEncrypted  # pylint: disable=import-private-name
+except ImportError:  # pragma: no cover - older cores
+    EncryptedString = None
+    VaultHelper = None
+    SourceWasEncrypted = None
+
+try:  # ansible-core < 2.19 kept vaulted values in this class
+    from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode
+except ImportError:  # pragma: no cover
+    AnsibleVaultEncryptedUnicode = None
+
+_MAX_DEPTH = 64
+
+
+def is_vaulted(value):
+    """True for an encrypted value or a plaintext that came from one."""
+    if EncryptedString is not None and type(value) is EncryptedString:  # pylint: disable=unidiomatic-typecheck
+        return True
+    if AnsibleVaultEncryptedUnicode is not None and isinstance(value, AnsibleVaultEncryptedUnicode):
+        return True
+    if VaultHelper is not None and isinstance(value, str):
+        try:
+            return VaultHelper.get_ciphertext(value, with_tags=False) is not None
+        except Exception:  # pylint: disable=broad-except
+            return False
+    return False
+
+
+def source_was_encrypted(value):
+    if SourceWasEncrypted is None:
+        return False
+    try:
+        return SourceWasEncrypted.is_tagged_on(value)
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def plaintext_of(value):
+    """The plaintext of a vaulted value, or None when it cannot be decrypted here."""
+    try:
+        return str(value) + ""  # ``+ ""`` drops data tags: a plain str comes back
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def collect_vault_secrets(value, add_secret, seen=None, inside_encrypted=False, depth=0):
+    """Walk ``value`` and call ``add_secret(plaintext)`` for every vault-protected scalar.
+
+    Everything below a container parsed from a wholly encrypted file counts as
+    vaulted. ``seen`` (a set of ``id()``) avoids re-walking shared structures.
+    """
+    if depth > _MAX_DEPTH or value is None:
+        return
+    if is_vaulted(value):
+        plaintext = plaintext_of(value)
+        if plaintext is not None:
+            add_secret(plaintext)
+        return
+    if isinstance(value, (dict, list, tuple, set, frozenset)):
+        if seen is not None:
+            if id(value) in seen:
+                return
+            seen.add(id(value))
+        inside_encrypted = inside_encrypted or source_was_encrypted(value)
+        items = value.values() if isinstance(value, dict) else value
+        for item in list(items):
+            collect_vault_secrets(item, add_secret, seen, inside_encrypted, depth + 1)
+        return
+    if inside_encrypted and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        add_secret(str(value) + "" if isinstance(value, str) else str(value))
+
+
+def collect_plain_values(value, add_secret, depth=0):
+    """Every scalar under ``value`` is a secret (extra vars: their values are never recorded)."""
+    if depth > _MAX_DEPTH or value is None or isinstance(value, bool):
+        return
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            collect_plain_values(item, add_secret, depth + 1)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in list(value):
+            collect_plain_values(item, add_secret, depth + 1)
+    elif is_vaulted(value):
+        plaintext = plaintext_of(value)
+        if plaintext is not None:
+            add_secret(plaintext)
+    elif isinstance(value, (str, int, float)):
+        add_secret(str(value) + "" if isinstance(value, str) else str(value))
