@@ -1,0 +1,19 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Runs changeops.itsm.configuration_item on the controller."""
+
+from __future__ import annotations
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb import (
+    CONFIGURATION_ITEM_REQUIRED_ONE_OF,
+    CONFIGURATION_ITEM_SPEC,
+    configuration_item,
+)
+from ansible_collections.changeops.itsm.plugins.plugin_utils.action import SystemOfRecordAction
+
+
+class ActionModule(SystemOfRecordAction):
+    ARGUMENT_SPEC = CONFIGURATION_ITEM_SPEC
+    REQUIRED_ONE_OF = CONFIGURATION_ITEM_REQUIRED_ONE_OF
+    operation = staticmethod(configuration_item)

@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: cmdb
+short_description: Hosts from the changeops.itsm CMDB
+version_added: 0.1.0
+description:
+  - Builds the inventory from the configuration items (CIs) in the changeops.itsm system of
+    record, the same CMDB that P(changeops.itsm.register_host#module) fills, so there is one repository of truth.
+  - By default lists operational CIs of the host classes V(server), V(virtual_machine) and
+    V(container); retired CIs are left out.
+  - Hosts are named after their CI; every CI attribute becomes a host variable under
+    O(hostvar_prefix) (for example C(cmdb_os), C(cmdb_primary_ipv4)), plus C(cmdb_ci_id),
+    C(cmdb_last_change_run_id) and C(cmdb_updated_at).
+  - Default groups by environment (C(environment_production)), class (C(class_server)) and
+    service (C(service_billing)); O(compose), O(groups) and O(keyed_groups) work as in the
+    P(ansible.builtin.constructed#inventory) plugin.
+  - The configuration file must be named C(*.cmdb.yml), C(*.cmdb.yaml), C(cmdb.yml) or C(cmdb.yaml).
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend.PLUGINS
+  - constructed
+  - inventory_cache
+options:
+  plugin:
+    description: Marks the file as this plugin's configuration.
+    type: str
+    required: true
+    choices: [changeops.itsm.cmdb]
+  classes:
+    description: CI classes to list.
+    type: list
+    elements: str
+    default: [server, virtual_machine, container]
+  statuses:
+    description: CI statuses to list.
+    type: list
+    elements: str
+    default: [operational]
+  environments:
+    description: Only CIs in these environments (default all).
+    type: list
+    elements: str
+    default: []
+  services:
+    description: Only CIs that belong to at least one of these services (default all).
+    type: list
+    elements: str
+    default: []
+  filter:
+    description:
+      - A JMESPath expression over each CI's attributes (plus C(ci_id)); only CIs for which it is
+        true are listed, for example V(os_family == 'Debian').
+    type: str
+  hostvar_prefix:
+    description: Prefix of the host variables that carry CI attributes.
+    type: str
+    default: cmdb_
+  default_groups:
+    description: Which default groups to build.
+    type: list
+    elements: str
+    choices: [environment, class, service]
+    default: [environment, class, service]
+  ansible_host_from:
+    description:
+      - Set C(ansible_host) from this CI attribute when the CI has it (V(primary_ipv4),
+        V(primary_ipv6) or V(fqdn)); V(none) leaves C(ansible_host) unset.
+    type: str
+    choices: [none, primary_ipv4, primary_ipv6, fqdn]
+    default: none
+requirements:
+  - jmespath (on the controller)
+"""
+
+EXAMPLES = r"""
+# production.cmdb.yml
+plugin: changeops.itsm.cmdb
+environments: [production]
+ansible_host_from: primary_ipv4
+keyed_groups:
+  - key: cmdb_os | lower
+    prefix: os
+compose:
+  needs_reboot: cmdb_kernel != '6.1.0-18-amd64'
+groups:
+  big_iron: cmdb_memory_mb | int >= 65536
+
+# everything.cmdb.yml, from a PostgreSQL system of record, cached for an hour
+plugin: changeops.itsm.cmdb
+backend: postgresql
+statuses: [operational, maintenance]
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: ~/.cache/changeops-inventory
+cache_timeout: 3600
+"""
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb import find_configuration_items
+from ansible_collections.changeops.itsm.plugins.module_utils.config import BACKEND_OPTIONS, resolve_backend_config
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+_CONFIG_NAMES = ("cmdb.yml", "cmdb.yaml")
+_METADATA = ("ci_id", "last_change_run_id", "updated_at")
+
+
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
+    NAME = "changeops.itsm.cmdb"
+
+    def verify_file(self, path):
+        if not super(InventoryModule, self).verify_file(path):
+            return False
+        return path.endswith(_CONFIG_NAMES)
+
+    def parse(self, inventory, loader, path, cache=True):
+        super(InventoryModule, self).parse(inventory, loader, path, cache)
+        self._read_config_data(path)
+        cache_key = self.get_cache_key(path)
+        use_cache = self.get_option("cache")
+        records = None
+        update_cache = False
+        if use_cache and cache:
+            try:
+                records = self._cache[cache_key]
+            except KeyError:
+                update_cache = True
+        elif use_cache:
+            update_cache = True
+        if records is None:
+            records = self._fetch(path)
+        if update_cache:
+            self._cache[cache_key] = records
+        self._populate(records)
+
+    def _fetch(self, path):
+        # Ansible has already applied env/ini precedence to the options.
+        params = dict((name, self.get_option(name)) for name in BACKEND_OPTIONS)
+        try:
+            config = resolve_backend_config(params, environ={}, ini={}, ini_origin=path)
+            sor = open_system_of_record(config)
+            try:
+                cis = find_configuration_items(
+                    sor, classes=self.get_option("classes") or None, statuses=self.get_option("statuses") or None,
+                    environments=self.get_option("environments") or None, expression=self.get_option("filter"))
+            finally:
+                sor.close()
+        except ChangeopsError as exc:
+            raise AnsibleParserError("%s: %s" % (path, exc.message))
+        services = set(self.get_option("services") or ())
+        records = []
+        for ci in cis:
+            attributes = ci.get("attributes") or {}
+            if services and not services.intersection(_as_list(attributes.get("services"))):
+                continue
+            record = {"attributes": attributes}
+            for key in _METADATA:
+                record[key] = ci.get(key)
+            records.append(record)
+        return records
+
+    def _populate(self, records):
+        prefix = self.get_option("hostvar_prefix") or ""
+        default_groups = set(self.get_option("default_groups") or ())
+        address_from = self.get_option("ansible_host_from")
+        strict = self.get_option("strict")
+        for record in records:
+            attributes = record["attributes"]
+            host = attributes.get("name")
+            if not host:
+                continue
+            self.inventory.add_host(host)
+            for key, value in sorted(attributes.items()):
+                self.inventory.set_variable(host, prefix + key, value)
+            for key in _METADATA:
+                self.inventory.set_variable(host, prefix + key, record.get(key))
+            if address_from and address_from != "none" and attributes.get(address_from):
+                self.inventory.set_variable(host, "ansible_host", attributes[address_from])
+            if "environment" in default_groups and attributes.get("environment"):
+                self._add_to_group(host, "environment_%s" % attributes["environment"])
+            if "class" in default_groups and attributes.get("class"):
+                self._add_to_group(host, "class_%s" % attributes["class"])
+            if "service" in default_groups:
+                for service in _as_list(attributes.get("services")):
+                    self._add_to_group(host, "service_%s" % service)
+            hostvars = self.inventory.get_host(host).get_vars()
+            self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
+            hostvars = self.inventory.get_host(host).get_vars()
+            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)
+
+    def _add_to_group(self, host, name):
+        group = self.inventory.add_group(self._sanitize_group_name(name))
+        self.inventory.add_child(group, host)
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple, set)):
+        return [str(item) for item in value]
+    return [str(value)]

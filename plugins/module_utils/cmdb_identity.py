@@ -1,0 +1,180 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Identification and reconciliation of host CIs (a small IRE).
+
+PRIVATE to the collection. A host is matched to an existing CI by the first
+of its identities (in ``identify_by`` order) that an existing CI holds. The
+match is then checked before anything is written:
+
+* every other identity the host claims must be free, held by the same CI, or
+  held by a *retired* CI (which then yields it);
+* the matched CI must not carry a different hardware identity (product UUID,
+  serial number) than the host reports: that is another machine;
+* the matched CI must not be another host of the same play: two hosts
+  claiming one identity (cloned VMs sharing a machine id) is an error, not a
+  rename.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES, is_placeholder
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
+
+#: identification order for hosts; ``name`` is the CI name (the inventory host name by default)
+IDENTITY_ORDER = ("product_uuid", "machine_id", "serial_number", "fqdn", "name")
+#: identities of the hardware itself: a different value means a different machine
+HARDWARE_IDENTITIES = ("product_uuid", "serial_number")
+#: identities compared without regard to case
+_CASELESS = frozenset(("product_uuid", "fqdn", "name", "machine_id"))
+
+
+def name_identity(ci_class, name):
+    """Value of the ``name`` identity: host classes share one namespace, others are per class."""
+    namespace = "host" if (ci_class or "server") in HOST_CLASSES else ci_class
+    return "%s/%s" % (namespace, str(name).strip().lower())
+
+
+def identity_value(kind, value):
+    """Normalised identity value, or None when it does not identify anything."""
+    if isinstance(value, (list, dict)) or is_placeholder(value):
+        return None
+    text = str(value).strip()
+    return text.lower() if kind in _CASELESS else text
+
+
+def host_identities(attributes, kinds=IDENTITY_ORDER):
+    """``{kind: value}`` of a host CI's attributes, for the kinds in use, placeholders dropped."""
+    identities = {}
+    for kind in kinds:
+        if kind == "name":
+            if attributes.get("name"):
+                identities["name"] = name_identity(attributes.get("class"), attributes["name"])
+            continue
+        value = identity_value(kind, attributes.get(kind))
+        if value is not None:
+            identities[kind] = value
+    return identities
+
+
+class Match(object):
+    """Outcome of identification: the CI to update (or None: create) and what to release."""
+
+    def __init__(self, ci=None, matched_by=None, released=None):
+        self.ci = ci
+        self.matched_by = matched_by
+        #: ``{ci_id: [kinds]}`` identities retired CIs must give up for this host
+        self.released = released or {}
+
+
+def _describe(ci):
+    return "CI %s (%s, %s, status %s)" % (ci["ci_id"], ci.get("name"), ci.get("class"), ci.get("status"))
+
+
+def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=()):
+    """Find the CI for ``identities``; raise ``ConflictError`` on contradictions.
+
+    ``host`` names the inventory host in messages; ``play_hosts`` are the other
+    hosts of the current play (a CI named after one of them is theirs).
+    """
+    holders = {}
+    cache = {}
+
+    def load(ci_id):
+        if ci_id not in cache:
+            cache[ci_id] = sor.get_ci(ci_id)
+        return cache[ci_id]
+
+    for kind in order:
+        if kind in identities:
+            holder = sor.find_ci_by_identity(kind, identities[kind])
+            if holder is not None:
+                holders[kind] = holder
+
+    matched, matched_by = None, None
+    released = {}
+    for kind in order:
+        ci_id = holders.get(kind)
+        if ci_id is None:
+            continue
+        candidate = load(ci_id)
+        if candidate is None:
+            continue
+        if _other_machine(candidate, identities):
+            if candidate.get("status") == "retired":
+                # A retired machine's identity passes to the new one that claims it.
+                released.setdefault(ci_id, []).append(kind)
+                continue
+            raise ConflictError(
+                "host %s: its %s %r is held by %s, which is a different machine (%s); two hosts claim one "
+                "identity. Retire that CI, correct its identities, or drop %s from identify_by"
+                % (host, kind, identities[kind], _describe(candidate), _hardware_difference(candidate, identities),
+                   kind), host=host, identity=kind, value=identities[kind], ci_id=ci_id)
+        matched, matched_by = candidate, kind
+        break
+
+    if matched is not None:
+        _refuse_play_sibling(host, matched, matched_by, identities, play_hosts)
+
+    for kind, ci_id in holders.items():
+        if matched is not None and ci_id == matched["ci_id"]:
+            continue
+        if ci_id in released and kind in released[ci_id]:
+            continue
+        holder = load(ci_id)
+        if holder is None:
+            continue
+        if holder.get("status") == "retired":
+            released.setdefault(ci_id, []).append(kind)
+            continue
+        if matched is None:
+            # unreachable in practice: the first holder found is matched above
+            continue
+        raise ConflictError(
+            "host %s: identified as %s by %s, but its %s %r belongs to %s; two CIs claim this host. "
+            "Merge or retire one of them, or drop %s from identify_by"
+            % (host, _describe(matched), matched_by, kind, identities[kind], _describe(holder), kind),
+            host=host, identity=kind, value=identities[kind], ci_id=ci_id)
+    return Match(matched, matched_by, released)
+
+
+def _other_machine(ci, identities):
+    stored = ci.get("identities") or {}
+    for kind in HARDWARE_IDENTITIES:
+        if kind in identities and kind in stored and stored[kind] != identities[kind]:
+            return True
+    return False
+
+
+def _hardware_difference(ci, identities):
+    stored = ci.get("identities") or {}
+    return ", ".join("%s %r there, %r here" % (kind, stored[kind], identities[kind])
+                     for kind in HARDWARE_IDENTITIES
+                     if kind in identities and kind in stored and stored[kind] != identities[kind])
+
+
+def _refuse_play_sibling(host, ci, matched_by, identities, play_hosts):
+    name = ci.get("name")
+    if not name or str(name).lower() == str(host).lower():
+        return
+    siblings = dict((str(other).lower(), other) for other in play_hosts or () if other != host)
+    if str(name).lower() in siblings:
+        raise ConflictError(
+            "hosts %s and %s both claim %s %r (%s): give each host its own identity (for example regenerate "
+            "/etc/machine-id on cloned machines) or drop %s from identify_by"
+            % (siblings[str(name).lower()], host, matched_by, identities[matched_by], _describe(ci), matched_by),
+            host=host, other_host=siblings[str(name).lower()], identity=matched_by, ci_id=ci["ci_id"])
+
+
+def release_entries_data(sor, released, run_id):
+    """``ci.updated`` data that takes released identities away from retired CIs."""
+    updates = []
+    for ci_id, kinds in sorted(released.items()):
+        ci = sor.get_ci(ci_id)
+        if ci is None:
+            continue
+        remaining = dict((kind, value) for kind, value in (ci.get("identities") or {}).items() if kind not in kinds)
+        updates.append({"ci_id": ci_id, "base_version": ci["version"], "changes": {}, "identities": remaining,
+                        "run_id": run_id, "reason": "identities %s taken over by a new machine" % ", ".join(sorted(kinds))})
+    return updates
+
