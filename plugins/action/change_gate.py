@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Runs changeops.itsm.change_gate once per play (batch) on the controller.
+
+``BYPASS_HOST_LOOP`` makes the linear strategy run the task once for the whole
+batch and treat a failure as fatal for every host of the play: a denied gate
+stops the play before any host is touched. Users need not write ``run_once``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+
+from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
+    SystemOfRecordAction,
+    ansible_cfg_path,
+    resolve_controller_backend_config,
+)
+from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
+
+
+def resolve_policy_path(params):
+    """Policy file: argument > CHANGEOPS_GATE_POLICY > ansible.cfg [changeops] gate_policy > built-in default."""
+    if params.get("policy"):
+        return params["policy"]
+    if os.environ.get(change_gate.POLICY_ENV):
+        return os.path.expanduser(os.environ[change_gate.POLICY_ENV])
+    cfg = ansible_cfg_path()
+    value = read_ini_section(cfg).get(change_gate.POLICY_INI_KEY)
+    if value:
+        value = os.path.expanduser(value)
+        if not os.path.isabs(value) and cfg:
+            value = os.path.join(os.path.dirname(os.path.abspath(cfg)), value)
+        return value
+    return None
+
+
+def _host_groups(hosts, task_vars):
+    wanted = set(hosts)
+    groups = {}
+    for group, members in (task_vars.get("groups") or {}).items():
+        for host in members or ():
+            if host in wanted:
+                groups.setdefault(host, []).append(group)
+    return groups
+
+
+class ActionModule(SystemOfRecordAction):
+    BYPASS_HOST_LOOP = True
+    ARGUMENT_SPEC = change_gate.CHANGE_GATE_SPEC
+    operation = staticmethod(change_gate.module_operation)
+
+    def _now(self):
+        return datetime.datetime.now(datetime.timezone.utc)
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(SystemOfRecordAction, self).run(tmp, task_vars)  # pylint: disable=bad-super-call
+        del tmp
+        # The strategy copies the worker's task attributes back: with run_once
+        # set, the registered result lands on every host of the play and a
+        # denial fails all of them, exactly as if the user had written run_once.
+        self._task.run_once = True
+        _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
+        for option in ("approval_timeout", "poll_interval"):
+            if params.get(option) is not None and params[option] < (0 if option == "approval_timeout" else 1):
+                result.update(failed=True, changed=False,
+                              msg="%s must be %s seconds, got %r" % (
+                                  option, "0 or more" if option == "approval_timeout" else "1 or more", params[option]))
+                return result
+        check_mode = bool(self._task.check_mode)
+        play_obj = self._task.get_play()
+        play_id = getattr(play_obj, "_uuid", None)
+        hosts = list(task_vars.get("ansible_play_batch") or task_vars.get("ansible_play_hosts") or
+                     [task_vars.get("inventory_hostname")])
+        playbook = (self._task.get_path() or "").rsplit(":", 1)[0] or None
+        play = {"name": getattr(play_obj, "name", None) or ""}
+        try:
+            play = inspect_play(play_obj, task_vars, templar=self._templar, playbook=playbook)
+        except Exception as exc:  # pylint: disable=broad-except
+            # Not knowing what the play does must not let it through unchecked.
+            result.update(change_gate.fail_closed(
+                params, ChangeopsError("cannot inspect the play's tasks: %s" % exc), self._now(), play, play_id,
+                hosts, check_mode))
+            return result
+
+        try:
+            policy = change_policy.load_policy(resolve_policy_path(params))
+        except ChangeopsError as exc:
+            # A broken policy is a configuration error: the play never runs, whatever fail_on_deny says.
+            result.update(change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, False))
+            result["failed"] = True
+            result["msg"] = "change policy is invalid: %s" % exc.message
+            return result
+
+        sor = None
+        try:
+            sor = open_system_of_record(resolve_controller_backend_config(params))
+            context = OperationContext(
+                sor, params, check_mode=check_mode, diff=bool(self._task.diff),
+                host=task_vars.get("inventory_hostname"), task_vars=task_vars, play=play_obj, task=self._task,
+                warn=self._display.warning, display=self._display)
+            outcome = change_gate.run_gate(
+                context, policy, play, hosts, _host_groups(hosts, task_vars), play_id, self._task._uuid,
+                now_func=self._now, progress=self._display.display)
+        except ChangeopsError as exc:
+            # Fail closed: whatever kept us from reading or recording, the answer is no.
+            outcome = change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, check_mode)
+        finally:
+            if sor is not None:
+                sor.close()
+        result.update(outcome)
+        if not outcome.get("failed"):
+            if outcome["decision"].get("review_required"):
+                self._display.warning(outcome["msg"])
+        return result

@@ -1,0 +1,465 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The change gate's decision: may this play change the hosts it targets?
+
+:func:`decide` is pure: policy, change context, the change request record (if
+any), who asks and when. It always returns a complete decision document with
+*every* reason it was not allowed, so the person reading a denial can fix all
+of it at once. :func:`run_gate` is the operation around it: it reads the
+change request (polling while it awaits approval when asked to), decides and
+appends the ``run.gate`` ledger entry that the change event's authorisation is
+computed from. Anything that stops the gate from reading the system of record
+is a denial (fail closed), never an error that lets the play go on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+import uuid
+
+from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
+from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+
+DECISION_TYPES = ("standard", "normal", "emergency", "dry-run", "denied")
+#: reasons listed one by one before the rest is summarised (a 10,000-host play
+#: missing from a change request should not produce a 10,000-line message)
+MAX_HOST_REASONS = 20
+
+CHANGE_GATE_SPEC = dict(
+    backend_argument_spec(),
+    policy=dict(type="path"),
+    change_request=dict(type="str"),
+    standard_template=dict(type="str"),
+    emergency=dict(type="bool", default=False),
+    justification=dict(type="str"),
+    fail_on_deny=dict(type="bool", default=True),
+    wait_for_approval=dict(type="bool", default=False),
+    approval_timeout=dict(type="int", default=3600),
+    poll_interval=dict(type="int", default=60),
+)
+
+POLICY_ENV = "CHANGEOPS_GATE_POLICY"
+POLICY_INI_KEY = "gate_policy"
+
+
+# --------------------------------------------------------------------------
+# the change context
+# --------------------------------------------------------------------------
+def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
+    """The document that template conditions (JMESPath) are evaluated against.
+
+    ``play`` is what the action plugin found in the play (see
+    ``plugin_utils/play_inspection.py``); ``cis`` the CMDB records of the
+    targeted hosts. Aggregates (``environments``, ``groups``...) are computed
+    here once so that conditions stay cheap for plays of many hosts.
+    """
+    by_name = {}
+    for ci in cis:
+        by_name.setdefault(ci.get("name"), ci)
+    ci_docs = []
+    hosts_without_ci = []
+    hosts_without_environment = []
+    environments, classes, services = set(), set(), set()
+    for host in hosts:
+        ci = by_name.get(host)
+        if ci is None:
+            hosts_without_ci.append(host)
+            hosts_without_environment.append(host)
+            continue
+        attributes = ci.get("attributes") or {}
+        doc = {
+            "name": host,
+            "ci_id": ci.get("ci_id"),
+            "environment": ci.get("environment") or attributes.get("environment"),
+            "class": ci.get("class") or attributes.get("class"),
+            "service": attributes.get("service") or attributes.get("business_service"),
+            "status": ci.get("status") or attributes.get("status"),
+        }
+        ci_docs.append(doc)
+        if doc["environment"]:
+            environments.add(doc["environment"])
+        else:
+            hosts_without_environment.append(host)
+        if doc["class"]:
+            classes.add(doc["class"])
+        if doc["service"]:
+            services.add(doc["service"])
+    groups = set()
+    for host in hosts:
+        groups.update(host_groups.get(host, ()))
+    groups.discard("all")
+    groups.discard("ungrouped")
+    local_now = now.astimezone(datetime.timezone.utc)
+    return {
+        "playbook": play.get("playbook"),
+        "playbook_name": play.get("playbook_name"),
+        "play": play.get("name") or "",
+        "pattern": play.get("pattern"),
+        "hosts": list(hosts),
+        "host_count": len(hosts),
+        "groups": sorted(groups),
+        "roles": list(play.get("roles") or []),
+        "tags": list(play.get("tags") or []),
+        "run_tags": list(play.get("run_tags") or []),
+        "skip_tags": list(play.get("skip_tags") or []),
+        "modules": list(play.get("modules") or []),
+        "paths": list(play.get("paths") or []),
+        "dynamic_includes": list(play.get("dynamic_includes") or []),
+        "cis": ci_docs,
+        "hosts_without_ci": hosts_without_ci,
+        "hosts_without_environment": hosts_without_environment,
+        "environments": sorted(environments),
+        "ci_classes": sorted(classes),
+        "services": sorted(services),
+        "check_mode": bool(check_mode),
+        "user": user,
+        "now": format_time(local_now),
+        "weekday": change_policy.WEEKDAYS[local_now.weekday()],
+        "hour": local_now.hour,
+    }
+
+
+def context_summary(context):
+    """What the ledger keeps of the context: everything but the per-host CI documents."""
+    summary = {key: value for key, value in context.items() if key not in ("cis",)}
+    return summary
+
+
+# --------------------------------------------------------------------------
+# wording
+# --------------------------------------------------------------------------
+def humanise(delta):
+    seconds = int(abs(delta.total_seconds()))
+    if seconds < 60:
+        return "%d s" % seconds
+    minutes = seconds // 60
+    if minutes < 60:
+        return "%d min" % minutes
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return "%d h" % hours if minutes == 0 or hours >= 10 else "%d h %d min" % (hours, minutes)
+    days, hours = divmod(hours, 24)
+    return "%d d" % days if hours == 0 else "%d d %d h" % (days, hours)
+
+
+def _local(moment_text, tz_name):
+    moment = parse_time(moment_text)
+    try:
+        tz = change_policy.load_timezone(tz_name or "UTC", _raise_bad_zone)
+    except ValidationError:
+        tz, tz_name = datetime.timezone.utc, "UTC"
+    return "%s %s" % (moment.astimezone(tz).strftime("%Y-%m-%d %H:%M"), tz_name or "UTC")
+
+
+def _raise_bad_zone(message):
+    raise ValidationError(message)
+
+
+def _host_reasons(missing, number):
+    reasons = ["%s is not an affected CI of %s" % (host, number) for host in missing[:MAX_HOST_REASONS]]
+    if len(missing) > MAX_HOST_REASONS:
+        reasons.append("%d more hosts are not affected CIs of %s" % (len(missing) - MAX_HOST_REASONS, number))
+    return reasons
+
+
+def _matched_by(touch):
+    return ", ".join(touch["matched_by"][:3]) + (" and %d more" % (len(touch["matched_by"]) - 3)
+                                                  if len(touch["matched_by"]) > 3 else "")
+
+
+def _freeze_reasons(freezes, change_type):
+    reasons = []
+    for freeze in freezes:
+        if change_type in freeze.allowed_change_types:
+            continue
+        text = "freeze '%s' in force until %s" % (
+            freeze.name, change_policy.describe_local(freeze.end, freeze.timezone, freeze.tz))
+        if freeze.environments:
+            text += " for %s" % ", ".join(freeze.environments)
+        if freeze.allowed_change_types:
+            text += " (only %s changes allowed)" % " or ".join(freeze.allowed_change_types)
+        else:
+            text += " (no changes allowed)"
+        if freeze.reason:
+            text += ": %s" % freeze.reason
+        reasons.append(text)
+    return reasons
+
+
+# --------------------------------------------------------------------------
+# the decision
+# --------------------------------------------------------------------------
+def awaiting_approval(record):
+    """A request that may still become implementable without anyone editing the play."""
+    if record is None:
+        return False
+    return record.get("state") in ("new", "assess", "authorise") and record.get("approval") != "rejected"
+
+
+def check_change_request(policy, context, record, number, now):
+    """Every reason ``record`` does not authorise this play now (empty: it does)."""
+    if record is None:
+        return ["%s does not exist in the system of record" % number]
+    reasons = []
+    state = record.get("state")
+    if state not in policy.normal_states:
+        reasons.append("%s is in state %s, not %s" % (number, state, " or ".join(policy.normal_states)))
+    change_type = record.get("type")
+    if change_type != "standard":
+        approval = record.get("approval") or "not requested"
+        if approval == "rejected":
+            last = [a for a in record.get("approvals") or [] if a.get("decision") == "rejected"]
+            who = (" by %s" % last[-1].get("approver")) if last else ""
+            comment = (": %s" % last[-1]["comment"]) if last and last[-1].get("comment") else ""
+            reasons.append("%s was rejected%s%s" % (number, who, comment))
+        elif approval != "approved":
+            reasons.append("%s is not approved (approval: %s)" % (number, approval))
+    start, end = record.get("planned_start"), record.get("planned_end")
+    tz_name = record.get("timezone") or "UTC"
+    if not start or not end:
+        reasons.append("%s has no planned window (planned_start and planned_end)" % number)
+    else:
+        if now < parse_time(start):
+            reasons.append("now is %s before the window starts (%s)"
+                           % (humanise(parse_time(start) - now), _local(start, tz_name)))
+        if now >= parse_time(end):
+            reasons.append("now is %s after the window ends (%s)" % (humanise(now - parse_time(end)),
+                                                                      _local(end, tz_name)))
+    affected = set(record.get("affected_cis") or ())
+    missing = [host for host in context["hosts"] if host not in affected]
+    reasons.extend(_host_reasons(missing, number))
+    return reasons
+
+
+def decide(policy, context, now, change_request=None, record=None, emergency=False, justification=None,
+           standard_template=None, user=None):
+    """The decision document (without ids); see module RETURN for its fields."""
+    touched = change_policy.protected_areas_touched(policy, context)
+    freezes = change_policy.freezes_in_force(policy, context, now)
+    decision = {
+        "allowed": False,
+        "type": "denied",
+        "reference": None,
+        "reasons": [],
+        "review_required": False,
+        "protected_areas": touched,
+        "freezes": [{"name": f.name, "until": format_time(f.end), "timezone": f.timezone,
+                     "allowed_change_types": f.allowed_change_types} for f in freezes],
+        "standard": None,
+        "change_request": None,
+        "emergency": None,
+        "checked_at": format_time(now),
+    }
+    reasons = decision["reasons"]
+    if emergency:
+        rules = policy.emergency
+        text = (justification or "").strip()
+        decision["emergency"] = {"declared_by": user, "justification": text or None,
+                                 "change_request": change_request}
+        if not rules.allowed:
+            reasons.append("emergency changes are disabled by %s" % policy.origin)
+        if not rules.may_declare(user or ""):
+            reasons.append("%s may not declare an emergency change (allowed: %s)"
+                           % (user, ", ".join(rules.declarers) or "nobody"))
+        if rules.require_justification and len(text) < max(rules.min_justification_length, 1):
+            reasons.append("an emergency change needs a justification of at least %d characters%s"
+                           % (max(rules.min_justification_length, 1), " (got %d)" % len(text) if text else ""))
+        if change_request and record is None:
+            reasons.append("%s does not exist in the system of record" % change_request)
+        reasons.extend(_freeze_reasons(freezes, "emergency"))
+        if not reasons:
+            decision.update(allowed=True, type="emergency", reference=change_request or "emergency",
+                            review_required=True)
+        return decision
+
+    if change_request:
+        change_reasons = check_change_request(policy, context, record, change_request, now)
+        reasons.extend(change_reasons)
+        change_type = (record or {}).get("type") or "normal"
+        if record is not None:
+            decision["change_request"] = {
+                "number": change_request, "state": record.get("state"), "type": change_type,
+                "approval": record.get("approval"), "planned_start": record.get("planned_start"),
+                "planned_end": record.get("planned_end"), "timezone": record.get("timezone")}
+        if change_type == "standard":
+            for touch in touched:
+                reasons.append("play touches protected area %s (%s), which standard change request %s cannot cover"
+                               % (touch["area"], _matched_by(touch), change_request))
+        gate_type = "emergency" if change_type == "emergency" else "normal"
+        reasons.extend(_freeze_reasons(freezes, gate_type if change_type != "standard" else "standard"))
+        if not reasons:
+            decision.update(allowed=True, type=gate_type, reference=change_request,
+                            review_required=gate_type == "emergency")
+        return decision
+
+    standard = change_policy.evaluate_standard(policy, context, now, only_template=standard_template)
+    decision["standard"] = {"covered_by": standard["covered_by"], "candidates": standard["candidates"]}
+    names = standard["covered_by"] or standard["candidates"]
+    for touch in touched:
+        if names:
+            reasons.append("play touches protected area %s (%s), which standard change '%s' cannot cover"
+                           % (touch["area"], _matched_by(touch), names[0]))
+        else:
+            reasons.append("play touches protected area %s (%s): it needs an approved normal change request"
+                           % (touch["area"], _matched_by(touch)))
+    if not standard["covered_by"]:
+        reasons.extend(standard["reasons"])
+    reasons.extend(_freeze_reasons(freezes, "standard"))
+    if not reasons:
+        decision.update(allowed=True, type="standard", reference=standard["covered_by"][0])
+    return decision
+
+
+def dry_run_decision(would_be):
+    """Check mode changes nothing, so it is always allowed; keep what a real run would get."""
+    decision = dict(would_be)
+    decision.update(allowed=True, type="dry-run", reference=None, reasons=[], review_required=False,
+                    would_be={"allowed": would_be["allowed"], "type": would_be["type"],
+                              "reference": would_be["reference"], "reasons": would_be["reasons"]})
+    return decision
+
+
+def denied(reason, now, **extra):
+    decision = {"allowed": False, "type": "denied", "reference": None, "reasons": [reason],
+                "review_required": False, "checked_at": format_time(now)}
+    decision.update(extra)
+    return decision
+
+
+def decision_message(decision, play_name):
+    label = "play '%s'" % play_name if play_name else "this play"
+    if decision["type"] == "dry-run":
+        would = decision.get("would_be") or {}
+        if would.get("allowed"):
+            return "check mode: %s allowed; a real run would be a %s change (%s)" % (
+                label, would.get("type"), would.get("reference"))
+        return "check mode: %s allowed; a real run would be denied: %s" % (
+            label, "; ".join(would.get("reasons") or []))
+    if decision["allowed"]:
+        text = "%s authorised as a %s change (%s)" % (label, decision["type"], decision["reference"])
+        if decision.get("review_required"):
+            text += "; flagged for retrospective review"
+        return text
+    return "change gate denied %s: %s" % (label, "; ".join(decision["reasons"]))
+
+
+# --------------------------------------------------------------------------
+# the operation
+# --------------------------------------------------------------------------
+def new_decision_id(run_id, play_id, hosts, task_uuid):
+    """Stable per (run, play, batch, task): a replayed or repeated evaluation records once."""
+    digest = hashlib.sha256()
+    for part in (run_id or "", play_id or "", task_uuid or "", "\n".join(hosts)):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:32]
+
+
+def read_change_request(sor, number):
+    return sor.get_change_request(number) if number else None
+
+
+def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic):
+    """Read the change request, polling while it awaits approval (``wait_for_approval``)."""
+    params = ctx.params
+    record = read_change_request(ctx.sor, number)
+    if not (params.get("wait_for_approval") and number and not ctx.check_mode):
+        return record, None
+    timeout = max(int(params.get("approval_timeout") or 0), 0)
+    interval = max(int(params.get("poll_interval") or 1), 1)
+    started = clock()
+    polls = 0
+    while awaiting_approval(record):
+        elapsed = clock() - started
+        left = timeout - elapsed
+        if left <= 0:
+            return record, ("%s still awaits approval after %s (state %s, approval %s): approval_timeout reached"
+                            % (number, humanise(datetime.timedelta(seconds=elapsed)), record.get("state"),
+                               record.get("approval")))
+        polls += 1
+        progress("change_gate: waiting for approval of %s (state %s, approval %s): poll %d, %s elapsed, %s left"
+                 % (number, record.get("state"), record.get("approval") or "not requested", polls,
+                    humanise(datetime.timedelta(seconds=elapsed)), humanise(datetime.timedelta(seconds=left))))
+        sleep(min(interval, max(left, 0.0)))
+        record = read_change_request(ctx.sor, number)
+    return record, None
+
+
+def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func=None, progress=None):
+    """Decide, record the ``run.gate`` entry and return the task result.
+
+    ``ctx.sor`` must be open; reading errors propagate as ``ChangeopsError``
+    for the caller to turn into a fail-closed denial.
+    """
+    params = ctx.params
+    now_func = now_func or (lambda: datetime.datetime.now(datetime.timezone.utc))
+    progress = progress or ctx.warn
+    number = params.get("change_request")
+    record, timeout_reason = wait_and_read(ctx, number, progress)
+    now = now_func()
+    cis = ctx.sor.find_cis(names=list(hosts)) if hosts else []
+    user = ctx.actor.split("@", 1)[0]
+    context = build_change_context(play, hosts, host_groups, cis, user, ctx.check_mode, now)
+    decision = decide(policy, context, now, change_request=number, record=record,
+                      emergency=params.get("emergency"), justification=params.get("justification"),
+                      standard_template=params.get("standard_template"), user=user)
+    if timeout_reason:
+        decision["reasons"].insert(0, timeout_reason)
+        decision.update(allowed=False, type="denied", reference=None, review_required=False)
+    if ctx.check_mode:
+        decision = dry_run_decision(decision)
+    return finish(ctx, decision, context_summary(context), policy, play, play_id, task_uuid, hosts)
+
+
+def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, record=True):
+    """Give the decision its ids, append it to the ledger, build the task result."""
+    run_id = ctx.run_id
+    recorded_run_id = run_id or "gate-%s" % uuid.uuid4().hex
+    decision = dict(decision)
+    decision.update(
+        decision_id=new_decision_id(recorded_run_id, play_id, hosts, task_uuid),
+        run_id=recorded_run_id,
+        run_id_generated=not run_id,
+        play_id=play_id,
+        play=play.get("name") if play else None,
+        hosts=list(hosts),
+        host_count=len(hosts),
+        policy=policy.describe() if policy is not None else None,
+        context=context,
+    )
+    if record:
+        ctx.sor.append([Entry("run.gate", recorded_run_id, decision, actor=ctx.actor,
+                              entry_id="gate-%s" % decision["decision_id"])])
+    decision["recorded"] = bool(record)
+    return gate_result(ctx.params, decision, play)
+
+
+def gate_result(params, decision, play):
+    message = decision_message(decision, (play or {}).get("name"))
+    result = {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
+    if not decision["allowed"] and params.get("fail_on_deny", True):
+        result["failed"] = True
+    return result
+
+
+def fail_closed(params, error, now, play, play_id, hosts, check_mode):
+    """A decision for when the system of record or the policy could not be read."""
+    reason = error.message if isinstance(error, ChangeopsError) else str(error)
+    decision = denied(reason, now, decision_id=uuid.uuid4().hex[:32], play_id=play_id,
+                      play=(play or {}).get("name"), hosts=list(hosts), host_count=len(hosts), recorded=False)
+    if check_mode:
+        decision = dry_run_decision(decision)
+        decision["recorded"] = False
+    return gate_result(params, decision, play)
+
+
+def module_operation(ctx):
+    raise ValidationError(
+        "changeops.itsm.change_gate decides for a whole play and needs the play's hosts, roles and tasks: "
+        "run it as a task in the play (its action plugin runs on the controller), not as a bare module")

@@ -1,0 +1,237 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: change_gate
+short_description: Decide whether a play may change the hosts it targets, and record the decision
+version_added: 0.1.0
+description:
+  - Put it as the first task of a play. It decides, before any host is touched, whether the change
+    the play is about to make is authorised, records the decision in the system of record (a
+    C(run.gate) ledger entry the P(changeops.itsm.change_recorder#callback) callback attaches to
+    the run's change event) and fails the play with every reason when it is not.
+  - It runs once per play (per batch with C(serial)) on the controller, whatever the number of
+    hosts; C(run_once) is not needed. It reads the play's targeted hosts (the current batch), the
+    roles, tags, modules and file paths of the tasks that will run, check mode and the user, and
+    looks the hosts up as configuration items (environment, class, service).
+  - B(standard) - no O(change_request) and no O(emergency); a standard change template of the
+    policy matches the play (its JMESPath conditions hold and its limits allow it) and the play
+    touches no protected area.
+  - B(normal) - O(change_request) is approved, in state V(scheduled) or V(implement), now is inside
+    its planned window and every targeted host is one of its affected CIs.
+  - B(emergency) - O(emergency=true) by a user the policy lets declare emergencies, with a
+    justification. Allowed, recorded and flagged for retrospective review.
+  - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
+  - B(dry-run) - in check mode the play is always allowed; the decision a real run would get is
+    returned under C(decision.would_be).
+  - B(denied) otherwise, with every reason. It fails closed - if the system of record cannot be read
+    or the decision cannot be recorded, the decision is denied with that reason.
+  - A policy file that is not valid fails the task (and so the play) with one error naming the
+    file, the key path, its line and the value, whatever O(fail_on_deny) says.
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend
+attributes:
+  check_mode:
+    support: full
+    details: Check-mode runs are always allowed and recorded as type V(dry-run).
+  diff_mode:
+    support: none
+options:
+  policy:
+    description:
+      - Path of the change policy file (YAML; see C(docs/policy-schema.md) and
+        C(playbooks/policies/change-policy.example.yml) in the collection).
+      - If not set, E(CHANGEOPS_GATE_POLICY), then C(gate_policy) in the C([changeops]) section of
+        C(ansible.cfg) (relative to that file), then the built-in default policy - no standard
+        templates, the default protected areas, no freezes, emergencies by anyone with a justification.
+    type: path
+  change_request:
+    description:
+      - Number of the change request that authorises this play (normal change), for example V(CHG0000042).
+      - With O(emergency=true), the emergency change request to link the decision to (optional).
+    type: str
+  standard_template:
+    description:
+      - Consider only this standard change template, and report every way it does not cover the play.
+      - By default any template of the policy may match.
+    type: str
+  emergency:
+    description: Declare an emergency change (needs O(justification) unless the policy says otherwise).
+    type: bool
+    default: false
+  justification:
+    description: Why this is an emergency (incident number, impact). Recorded with the decision.
+    type: str
+  fail_on_deny:
+    description:
+      - Fail the task, and so the play, when the change is denied.
+      - With V(false) the decision is returned (and recorded) and the play goes on; use RV(allowed) in
+        later conditions. A play that then changes hosts is recorded as unauthorised.
+    type: bool
+    default: true
+  wait_for_approval:
+    description:
+      - When O(change_request) still awaits approval (state V(new), V(assess) or V(authorise), not
+        rejected), poll it until it is approved and scheduled (go on), rejected (deny) or
+        O(approval_timeout) passes (deny), with a progress line on each poll - the way pipeline
+        change gates hold a deployment step.
+    type: bool
+    default: false
+  approval_timeout:
+    description: Seconds to wait for approval with O(wait_for_approval).
+    type: int
+    default: 3600
+  poll_interval:
+    description: Seconds between two reads of the change request with O(wait_for_approval).
+    type: int
+    default: 60
+notes:
+  - With the C(free) strategy Ansible runs the gate once per host; each evaluation decides for the
+    whole play and identical decisions are recorded once.
+  - Tasks pulled in at run time (C(include_tasks), C(include_role)) cannot be inspected in advance;
+    they are listed in the change context as C(dynamic_includes) (and C(include_role) names count as
+    roles), so a policy can refuse them.
+seealso:
+  - module: changeops.itsm.change_request
+  - plugin: changeops.itsm.change_recorder
+    plugin_type: callback
+"""
+
+EXAMPLES = r"""
+- name: Monthly patching (a pre-authorised standard change)
+  hosts: web
+  tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: /etc/changeops/policy.yml
+
+    - name: Patch
+      ansible.builtin.apt:
+        upgrade: safe
+
+- name: SSH hardening under an approved change request
+  hosts: web
+  roles:
+    - ssh_hardening
+  pre_tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: /etc/changeops/policy.yml
+        change_request: CHG0000042
+        wait_for_approval: true
+        approval_timeout: 1800
+        poll_interval: 30
+
+- name: Fix a production outage now
+  hosts: db01
+  tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        emergency: true
+        justification: "INC0012345: primary database refuses connections"
+
+- name: Decide, but let the play decide what to do
+  hosts: all
+  tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        fail_on_deny: false
+      register: gate
+
+    - name: Only report when not authorised
+      ansible.builtin.debug:
+        msg: "{{ gate.decision.reasons }}"
+      when: not gate.allowed
+"""
+
+RETURN = r"""
+allowed:
+  description: Whether the play may go on.
+  returned: always
+  type: bool
+  sample: false
+msg:
+  description: The decision in one line, with every reason when denied.
+  returned: always
+  type: str
+  sample: "change gate denied play 'Harden SSH': CHG0000012 is in state assess, not scheduled or implement;
+    web03 is not an affected CI of CHG0000012"
+decision:
+  description: The decision document, as recorded in the C(run.gate) ledger entry.
+  returned: always
+  type: dict
+  contains:
+    decision_id:
+      description: Id of the decision.
+      type: str
+    allowed:
+      description: Whether the play may go on.
+      type: bool
+    type:
+      description: V(standard), V(normal), V(emergency), V(dry-run) or V(denied).
+      type: str
+    reference:
+      description: The standard change template name, the change request number, or V(emergency).
+      type: str
+    reasons:
+      description: Every reason the play was denied (empty when allowed).
+      type: list
+      elements: str
+    review_required:
+      description: True for emergency changes, which need a retrospective review.
+      type: bool
+    protected_areas:
+      description: Protected areas the play touches, each with C(area) and C(matched_by).
+      type: list
+      elements: dict
+    freezes:
+      description: Freeze windows in force for the play's hosts.
+      type: list
+      elements: dict
+    run_id:
+      description: Run the decision belongs to; generated (see C(run_id_generated)) without the recorder.
+      type: str
+    play_id:
+      description: Id of the play.
+      type: str
+    hosts:
+      description: Hosts the decision covers (the play's current batch).
+      type: list
+      elements: str
+    would_be:
+      description: In check mode, the decision a real run would get.
+      type: dict
+    context:
+      description: The change context the policy was evaluated against, without per-host CI records.
+      type: dict
+    recorded:
+      description: Whether the decision was written to the system of record.
+      type: bool
+  sample:
+    decision_id: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
+    allowed: true
+    type: standard
+    reference: patching
+    reasons: []
+    review_required: false
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_gate import CHANGE_GATE_SPEC, module_operation
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import run_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=CHANGE_GATE_SPEC, supports_check_mode=True)
+    run_module(module, module_operation)
+
+
+if __name__ == "__main__":
+    main()

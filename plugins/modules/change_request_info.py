@@ -1,0 +1,112 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: change_request_info
+short_description: Query change requests
+version_added: 0.1.0
+description:
+  - Lists change requests from the system of record, newest first, by number, state, type or
+    affected configuration item.
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  number:
+    description: Return only this change request.
+    type: str
+  state:
+    description: Only requests in one of these states.
+    type: list
+    elements: str
+    choices: [new, assess, authorise, scheduled, implement, review, closed, cancelled, authorize, canceled]
+  type:
+    description: Only requests of these types.
+    type: list
+    elements: str
+    choices: [standard, normal, emergency]
+  ci:
+    description: Only requests that list this configuration item (by name) as affected.
+    type: str
+  limit:
+    description: At most this many requests.
+    type: int
+    default: 50
+seealso:
+  - module: changeops.itsm.change_request
+"""
+
+EXAMPLES = r"""
+- name: Changes scheduled or implementing on web01
+  changeops.itsm.change_request_info:
+    ci: web01
+    state: [scheduled, implement]
+  register: open_changes
+
+- name: One request
+  changeops.itsm.change_request_info:
+    number: CHG0000042
+  register: chg
+"""
+
+RETURN = r"""
+change_requests:
+  description: Matching change requests, newest first (see RV(changeops.itsm.change_request#module:change_request)).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    number:
+      description: Change request number.
+      type: str
+    state:
+      description: Current state.
+      type: str
+    type:
+      description: Change model.
+      type: str
+    approval:
+      description: Approval status.
+      type: str
+    version:
+      description: Stored version, incremented on every change.
+      type: int
+    next_states:
+      description: States the request may move to next.
+      type: list
+      elements: str
+  sample:
+    - number: CHG0000042
+      state: scheduled
+      type: normal
+      approval: approved
+      version: 4
+      next_states: [implement, new, cancelled]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import (
+    CHANGE_REQUEST_INFO_SPEC,
+    query_change_requests,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import run_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=CHANGE_REQUEST_INFO_SPEC, supports_check_mode=True)
+    run_module(module, query_change_requests)
+
+
+if __name__ == "__main__":
+    main()
