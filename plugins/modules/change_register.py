@@ -1,0 +1,149 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: change_register
+short_description: Generate the change register, a static HTML page for ITSM reviewers
+version_added: 0.1.0
+description:
+  - Writes one self-contained HTML file listing every change event (playbook run) recorded in
+    the system of record, for people who review changes but do not run Ansible. It opens from
+    disk or any static web server, works offline and loads nothing from the network.
+  - "The list view shows when, who, playbook, environment, hosts, outcome, authorisation (standard
+    template, change request number, emergency or B(unauthorised)) and review status, with dry runs
+    set apart; it filters by date, host or CI, outcome, authorisation, environment and review status,
+    searches free text, sorts by any column, pages through tens of thousands of changes and exports
+    the filtered list as CSV or JSON."
+  - "Each change has a page: plays, changed tasks per host with their redacted diffs, failures, the
+    gate decisions and their reasons, checklist evidence with per-control status, the CIs touched
+    (with their ledger history), the post-implementation reviews, and the ledger chain's
+    verification status at generation time."
+  - Only rewrites the file when its content would change (the generation time alone does not count),
+    so the task is idempotent; the file is replaced atomically.
+  - Runs on the controller; O(path) is a path on the controller.
+author:
+  - changeops.itsm maintainers
+extends_documentation_fragment:
+  - changeops.itsm.backend
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: partial
+    details: The diff names the files that would be rewritten and the register's counts, not the HTML.
+options:
+  path:
+    description:
+      - Where to write the HTML register on the controller. Its directory must exist.
+    type: path
+    required: true
+  json_path:
+    description:
+      - Also write the complete register data (every row and every change's details) as JSON here,
+        for audit tooling. The HTML does not need it.
+    type: path
+  title:
+    description: Title shown at the top of the page.
+    type: str
+    default: Change register
+  since:
+    description:
+      - Only changes started at or after this time. An ISO 8601 time or date (V(2026-11-01)) or a
+        duration back from now (V(24h), V(30d), V(12w)). Default is every recorded change.
+    type: str
+  until:
+    description: Only changes started at or before this time; same formats as O(since).
+    type: str
+  verify_chain:
+    description:
+      - Verify the ledger's hash chain and show the result (verified, or broken at entry N) on every
+        page of the register. Walks the whole ledger, so it costs time on very large ledgers.
+    type: bool
+    default: true
+  mode:
+    description:
+      - File mode of the written files, as an octal string such as V('0640').
+      - When not set, an existing file keeps its mode and a new one gets the default for the
+        controller's umask.
+    type: raw
+notes:
+  - The register holds operational detail (host names, task names, redacted diffs); publish it where
+    only people allowed to review changes can read it, or set O(mode).
+seealso:
+  - module: changeops.itsm.change_review
+  - module: changeops.itsm.change_event_info
+  - module: changeops.itsm.ledger_verify
+"""
+
+EXAMPLES = r"""
+- name: Publish the change register for the CAB
+  changeops.itsm.change_register:
+    path: /srv/www/changes/index.html
+    mode: "0640"
+
+- name: Last quarter only, with the data for the auditors
+  changeops.itsm.change_register:
+    path: "{{ playbook_dir }}/cab/register.html"
+    json_path: "{{ playbook_dir }}/cab/register.json"
+    since: 13w
+    title: Changes, last quarter
+"""
+
+RETURN = r"""
+path:
+  description: The HTML file written (or that would be written in check mode).
+  returned: always
+  type: str
+  sample: /srv/www/changes/index.html
+json_path:
+  description: The JSON file written, when O(json_path) was given.
+  returned: always
+  type: str
+fingerprint:
+  description: SHA-256 over the register's content and templates, excluding the generation time.
+  returned: always
+  type: str
+counts:
+  description: How many changes the register holds, by what needs attention.
+  returned: always
+  type: dict
+  sample:
+    changes: 1204
+    unauthorised: 2
+    failed: 7
+    interrupted: 1
+    emergency: 3
+    dry_runs: 40
+    no_change: 311
+    awaiting_review: 12
+    follow_up: 1
+verification:
+  description: The ledger chain verification report shown in the register (null when O(verify_chain=false)).
+  returned: always
+  type: dict
+  sample:
+    valid: true
+    entries_checked: 48211
+    summary: "ledger chain verified: 48211 entries, head 3f9a0c5d1e2b4a67"
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_register import (
+    CHANGE_REGISTER_SPEC,
+    generate_register_operation,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import run_module
+
+
+def main():
+    module = AnsibleModule(argument_spec=CHANGE_REGISTER_SPEC, supports_check_mode=True)
+    run_module(module, generate_register_operation)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+# -*- coding: utf-8 -*-
+"""Ledger entries shaped exactly like the recorder's, for register tests that need many or odd runs.
+
+Real-run tests fill the ledger with ``ansible-playbook``; these generators add
+what real runs on one machine cannot produce cheaply: ten thousand changes
+(bench/register_load), every authorisation type at once, CIs and evidence.
+Every entry still goes through ``SystemOfRecord.append``, so projections,
+hashing and authorisation are the real ones.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import uuid
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+
+ENVIRONMENTS = ("production", "staging", "development")
+PLAYBOOKS = ("site.yml", "patch.yml", "deploy_web.yml", "rotate_certs.yml", "db_maintenance.yml", "hardening.yml")
+USERS = ("alice", "bob", "carol", "deploy-bot")
+
+
+def _time(moment):
+    return format_time(moment)
+
+
+def synthetic_run(number, started, rng, hosts, kind, environment=None, diff=True):
+    """Entries of one run. ``kind``: standard, normal, emergency, unauthorised, dry-run, no-change, failed."""
+    run_id = uuid.UUID(int=rng.getrandbits(128)).hex
+    play_id = "play-%d" % number
+    dry = kind == "dry-run"
+    clock = [started]
+
+    def tick(seconds=1.0):
+        clock[0] = clock[0] + datetime.timedelta(seconds=seconds)
+        return _time(clock[0])
+
+    playbook = "/srv/ansible/%s" % PLAYBOOKS[number % len(PLAYBOOKS)]
+    entries = [Entry("run.started", run_id, {
+        "run_id": run_id, "started_at": _time(started), "user": USERS[number % len(USERS)], "controller": "ctl01",
+        "pid": 1000 + number, "playbooks": [playbook], "git": {"commit": "%040x" % rng.getrandbits(160), "dirty": False},
+        "ansible_version": "2.19.4", "check_mode": dry, "diff_mode": diff, "limit": None, "tags": [], "skip_tags": [],
+        "extra_var_names": ["release"], "inventory": ["/srv/ansible/inventory"], "forks": 10}, at=_time(started)),
+        Entry("run.play", run_id, {"run_id": run_id, "play_id": play_id, "name": "Configure %s" % environment,
+                                   "pattern": "web", "hosts": hosts, "roles": ["web"], "tags": [],
+                                   "started_at": tick()}, at=_time(clock[0]))]
+    if kind in ("standard", "normal", "emergency", "failed"):
+        gate_type = "standard" if kind in ("standard", "failed") else kind
+        reference = "nginx-config-v2" if gate_type == "standard" else "CHG%07d" % (1000 + number)
+        entries.append(Entry("run.gate", run_id, {
+            "run_id": run_id, "play_id": play_id, "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            "allowed": True, "type": gate_type, "reference": reference,
+            "reasons": ["%s change %s covers hosts %s" % (gate_type, reference, ", ".join(hosts)),
+                        "inside the maintenance window"], "context": {"environment": environment}}, at=tick()))
+    stats = {}
+    for host in hosts:
+        counts = {"ok": 0, "changed": 0, "failures": 0, "unreachable": 0, "skipped": 0, "rescued": 0, "ignored": 0}
+        tasks = [("Install nginx", "ansible.builtin.package", "ok"), ("Template nginx.conf", "ansible.builtin.template",
+                 "ok" if kind in ("no-change", "dry-run") else "changed"), ("Restart nginx", "ansible.builtin.service", "ok")]
+        if kind == "failed" and host == hosts[-1]:
+            tasks.append(("Check health", "ansible.builtin.uri", "failed"))
+        for name, action, status in tasks:
+            start = tick(0.5)
+            result = {"msg": "Status code was 503 and not [200]: HTTP Error 503" if status == "failed" else "",
+                      "status": 503} if status == "failed" else {"dest": "/etc/nginx/nginx.conf"}
+            record = {"run_id": run_id, "play_id": play_id,
+                      "task": {"uuid": "task-%s" % name.replace(" ", "-"), "name": name, "action": action,
+                               "path": "roles/web/tasks/main.yml:%d" % (len(name)), "tags": [], "role": "web",
+                               "handler": False},
+                      "host": host, "item": None, "status": status, "changed": status == "changed",
+                      "started_at": start, "ended_at": tick(0.2), "duration_ms": 200, "result": result}
+            if status == "changed" and diff:
+                record["diff"] = [{"before": "worker_processes 2;\nkeepalive_timeout 65;\n",
+                                   "after": "worker_processes 4;\nkeepalive_timeout 65;\n",
+                                   "before_header": "/etc/nginx/nginx.conf", "after_header": "/etc/nginx/nginx.conf"}]
+            entries.append(Entry("run.result", run_id, record, at=_time(clock[0])))
+            counts[{"ok": "ok", "changed": "changed", "failed": "failures"}[status]] += 1
+            if status == "changed":
+                counts["ok"] += 1
+        stats[host] = counts
+    entries.append(Entry("run.finished", run_id, {
+        "run_id": run_id, "ended_at": tick(), "outcome": "failed" if kind == "failed" else "successful",
+        "stats": stats}, at=_time(clock[0])))
+    return run_id, entries
+
+
+KIND_CYCLE = ("standard", "standard", "normal", "no-change", "dry-run", "standard", "emergency", "normal",
+              "unauthorised", "failed")
+
+
+def fill_synthetic_ledger(sor, count, seed=7, start=None, batch=50, hosts_per_run=3, host_pool=40, with_cis=True):
+    """Append ``count`` runs 37 minutes apart, newest last; returns their run ids.
+
+    With ``with_cis`` every host of the pool is first registered as a CI (its
+    environment by position), which is where a run's environment comes from.
+    """
+    rng = random.Random(seed)
+    start = start or datetime.datetime(2026, 1, 5, 8, 0, tzinfo=datetime.timezone.utc)
+    pool = ["web%02d.example.net" % index for index in range(1, host_pool + 1)]
+    if with_cis:
+        for position, environment in enumerate(ENVIRONMENTS):
+            register_cis(sor, pool[position::len(ENVIRONMENTS)], environment)
+    run_ids, pending = [], []
+    for number in range(count):
+        started = start + datetime.timedelta(minutes=37 * number)
+        hosts = sorted(rng.sample(pool, hosts_per_run))
+        environment = ENVIRONMENTS[number % len(ENVIRONMENTS)]
+        run_id, entries = synthetic_run(number, started, rng, hosts, KIND_CYCLE[number % len(KIND_CYCLE)], environment)
+        run_ids.append(run_id)
+        pending.extend(entries)
+        if len(pending) >= batch * 12:
+            sor.append(pending)
+            pending = []
+    if pending:
+        sor.append(pending)
+    return run_ids
+
+
+def register_cis(sor, hosts, environment="production"):
+    """Create a CI per host name (as the CMDB's register_host would), so runs link to CIs."""
+    entries = []
+    for host in hosts:
+        ci_id = uuid.uuid5(uuid.NAMESPACE_DNS, host).hex
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {
+            "name": host, "class": "cmdb_ci_linux_server", "status": "operational", "environment": environment,
+            "os": "Debian 12"}, "identities": {"fqdn": host}, "run_id": None}))
+    sor.append(entries)
+    return {host: uuid.uuid5(uuid.NAMESPACE_DNS, host).hex for host in hosts}
