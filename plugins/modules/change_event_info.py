@@ -16,13 +16,15 @@ description:
   - Optionally verifies the ledger's hash chain in the same call.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Can run in check mode and return the same information.
     support: full
   diff_mode:
+    description: Reads only, so there is nothing to diff.
     support: none
 options:
   run_id:

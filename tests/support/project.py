@@ -107,7 +107,8 @@ class Project(object):
         """Run ansible-playbook to completion; raise with its output when ``check`` and it failed."""
         completed = subprocess.run(
             self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
+            check=False)
         if check and completed.returncode != 0:
             raise AssertionError("ansible-playbook %s %s exited %d:\n%s" % (
                 playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))

@@ -10,7 +10,6 @@ else, the append algorithm, projections and queries, lives here once.
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -43,11 +42,9 @@ class SqlSystemOfRecord(SystemOfRecord):
     def _connection(self):
         raise NotImplementedError
 
-    @contextlib.contextmanager
     def _write_transaction(self):
-        """Yield a cursor holding the chain's exclusive write lock; commit on success."""
+        """Context manager yielding a cursor that holds the chain's exclusive write lock; commits on success."""
         raise NotImplementedError
-        yield  # pragma: no cover
 
     # -- helpers --------------------------------------------------------------
     def _sql(self, sql):

@@ -79,7 +79,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
 
     def _migrate(self, conn):
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                      " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
+                     " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
         current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
         if current >= schema.LATEST_VERSION:
             if current > schema.LATEST_VERSION:
