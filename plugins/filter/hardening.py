@@ -1,0 +1,42 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters used by the changeops.itsm.hardening role (logic in plugin_utils/hardening.py)."""
+
+from __future__ import annotations
+
+import functools
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.changeops.itsm.plugins.plugin_utils import hardening
+
+
+def _friendly(function):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except hardening.HardeningError as exc:
+            raise AnsibleFilterError("changeops.itsm.hardening: %s" % exc)
+    return wrapper
+
+
+class FilterModule(object):
+    def filters(self):
+        return {
+            "hardening_plan": _friendly(hardening.plan),
+            "hardening_evaluate": _friendly(hardening.evaluate),
+            "hardening_summary": _friendly(hardening.summarise),
+            "hardening_evidence": _friendly(hardening.evidence),
+            "hardening_junit": _friendly(hardening.junit),
+            "hardening_sshd_settings": _friendly(hardening.sshd_settings),
+            "hardening_sysctl_settings": _friendly(hardening.sysctl_settings),
+            "hardening_managed_files": _friendly(hardening.managed_files),
+            "hardening_managed_modules": _friendly(hardening.managed_modules),
+            "hardening_managed": _friendly(hardening.managed),
+            "hardening_openssh_version": _friendly(hardening.openssh_version),
+            "hardening_rule_variable": _friendly(hardening.rule_variable),
+            "hardening_file_mode_fixes": _friendly(hardening.file_mode_fixes),
+            "hardening_sysctl_live_fixes": _friendly(hardening.sysctl_live_fixes),
+        }

@@ -1,0 +1,678 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller-side logic of the hardening role: plan, evaluate, summarise, render evidence.
+
+The role's tasks only gather raw observations from the target (command output, stat results,
+package facts); every decision — which controls run, what a waiver means, whether an observation
+passes, what the score is — is made here, in plain Python, so it is the same in audit and enforce
+mode, testable without a target, and never templated twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import posixpath
+import re
+from xml.sax.saxutils import escape, quoteattr
+
+SEVERITIES = ["low", "medium", "high", "critical"]
+STATUSES = ["pass", "fail", "fixed", "waived", "not_applicable", "error"]
+WAIVER_FIELDS = ("id", "justification", "approver", "ticket", "expires")
+EVIDENCE_SCHEMA = "https://changeops.example/schemas/checklist-evidence/v1"
+CHECK_TYPES = ("sshd", "sysctl", "key_value", "file_lines", "file_regex", "modprobe", "file_mode",
+               "packages_absent", "packages_present", "service_enabled", "find")
+
+SYSCTL_DIRS = ["/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d", "/lib/sysctl.d"]
+MODPROBE_GLOBS = ["/etc/modprobe.d/*.conf", "/run/modprobe.d/*.conf", "/usr/lib/modprobe.d/*.conf",
+                  "/lib/modprobe.d/*.conf"]
+DISABLED_INSTALL = re.compile(r"^install\s+(\S+)\s+(/usr)?/bin/(false|true)\s*$")
+
+
+class HardeningError(Exception):
+    """A problem a person must fix in their inventory (bad waiver, unknown toggle, bad catalogue)."""
+
+
+# --------------------------------------------------------------------------- small helpers
+def rule_variable(control_id):
+    """``SSH-01`` -> ``hardening_rule_ssh_01``."""
+    return "hardening_rule_" + re.sub(r"[^a-z0-9]+", "_", control_id.lower()).strip("_")
+
+
+def version_tuple(text):
+    match = re.search(r"(\d+)\.(\d+)", str(text or ""))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def openssh_version(ssh_v_output):
+    """``OpenSSH_9.2p1 Debian-2, OpenSSL ...`` -> ``9.2`` (None when not OpenSSH)."""
+    match = re.search(r"OpenSSH_(\d+\.\d+)", str(ssh_v_output or ""))
+    return match.group(1) if match else None
+
+
+def _norm(value):
+    return " ".join(str(value).split())
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _parse_date(text):
+    return datetime.datetime.strptime(str(text), "%Y-%m-%d").date()
+
+
+# --------------------------------------------------------------------------- waivers
+def validate_waivers(waivers, known_ids, today):
+    """Normalise ``hardening_waivers``; raise HardeningError naming the entry, field and value."""
+    if waivers in (None, ""):
+        return {}
+    if not isinstance(waivers, list):
+        raise HardeningError("hardening_waivers must be a list of waivers, got %s" % type(waivers).__name__)
+    result = {}
+    for index, waiver in enumerate(waivers):
+        where = "hardening_waivers[%d]" % index
+        if not isinstance(waiver, dict):
+            raise HardeningError("%s must be a mapping with %s, got %r" % (where, ", ".join(WAIVER_FIELDS), waiver))
+        if waiver.get("id"):
+            where += " (id %s)" % waiver.get("id")
+        unknown = sorted(set(waiver) - set(WAIVER_FIELDS))
+        if unknown:
+            raise HardeningError("%s: unknown field(s) %s; a waiver has exactly %s"
+                                 % (where, ", ".join(unknown), ", ".join(WAIVER_FIELDS)))
+        for field in WAIVER_FIELDS:
+            value = waiver.get(field)
+            if value is None or not str(value).strip():
+                raise HardeningError("%s: field '%s' is missing or empty (value %r); every waiver needs %s"
+                                     % (where, field, value, ", ".join(WAIVER_FIELDS)))
+        control_id = str(waiver["id"])
+        if control_id not in known_ids:
+            raise HardeningError("%s: field 'id' value %r is not a control of the catalogue" % (where, control_id))
+        if control_id in result:
+            raise HardeningError("%s: a second waiver for %s; keep one waiver per control" % (where, control_id))
+        expires_text = waiver["expires"]
+        if isinstance(expires_text, (datetime.date, datetime.datetime)):
+            expires_text = expires_text.strftime("%Y-%m-%d")
+        try:
+            expires = _parse_date(expires_text)
+        except ValueError:
+            raise HardeningError("%s: field 'expires' value %r is not a date (YYYY-MM-DD)" % (where, waiver["expires"]))
+        result[control_id] = {
+            "id": control_id,
+            "justification": str(waiver["justification"]),
+            "approver": str(waiver["approver"]),
+            "ticket": str(waiver["ticket"]),
+            "expires": expires.isoformat(),
+            # valid through the expiry date itself
+            "expired": today > expires,
+        }
+    return result
+
+
+# --------------------------------------------------------------------------- plan
+def _resolve_control(control, family, crypto):
+    resolved = dict(control)
+    check = dict(control.get("check") or {})
+    check.update(((control.get("family") or {}).get(family)) or {})
+    if check.get("type") == "sshd":
+        options = {}
+        for keyword, expected in (check.get("options") or {}).items():
+            if expected == "@ssh_crypto":
+                if not crypto:
+                    expected = None
+                else:
+                    expected = ",".join(crypto[keyword])
+            options[keyword] = expected
+        check["options"] = options
+    resolved["check"] = check
+    resolved.pop("family", None)
+    return resolved
+
+
+def select_crypto(catalogue, ssh_version):
+    version = version_tuple(ssh_version)
+    if version is None:
+        return None
+    chosen = None
+    for profile in catalogue.get("ssh_crypto") or []:
+        if version_tuple(profile["min_version"]) <= version:
+            if chosen is None or version_tuple(profile["min_version"]) > version_tuple(chosen["min_version"]):
+                chosen = profile
+    return chosen
+
+
+def validate_catalogue(catalogue):
+    if not isinstance(catalogue, dict) or not isinstance(catalogue.get("controls"), list):
+        raise HardeningError("the hardening catalogue must be a mapping with a 'controls' list")
+    seen = set()
+    for index, control in enumerate(catalogue["controls"]):
+        where = "catalogue controls[%d]" % index
+        for field in ("id", "title", "severity", "level", "check", "remediation"):
+            if field not in control:
+                raise HardeningError("%s (id %s): field '%s' is missing" % (where, control.get("id"), field))
+        if control["id"] in seen:
+            raise HardeningError("%s: id %s is used twice" % (where, control["id"]))
+        seen.add(control["id"])
+        if control["severity"] not in SEVERITIES:
+            raise HardeningError("%s (id %s): field 'severity' value %r is not one of %s"
+                                 % (where, control["id"], control["severity"], ", ".join(SEVERITIES)))
+        if control["check"].get("type") not in CHECK_TYPES:
+            raise HardeningError("%s (id %s): field 'check.type' value %r is not one of %s"
+                                 % (where, control["id"], control["check"].get("type"), ", ".join(CHECK_TYPES)))
+    return seen
+
+
+def plan(catalogue, family, ssh_version=None, level=1, allow_disruptive=False, toggles=None, waivers=None,
+         today=None, families=("Debian", "RedHat")):
+    """Which controls run, which may be remediated, and the waiver that applies to each."""
+    known = validate_catalogue(catalogue)
+    today = _parse_date(today) if today else datetime.date.today()
+    toggles = dict(toggles or {})
+    by_variable = {rule_variable(cid): cid for cid in known}
+    unknown = sorted(name for name in toggles if name not in by_variable)
+    if unknown:
+        raise HardeningError("unknown control toggle variable(s): %s (controls are %s..)"
+                             % (", ".join(unknown), ", ".join(sorted(by_variable)[:3])))
+    waivers = validate_waivers(waivers, known, today)
+    crypto = select_crypto(catalogue, ssh_version)
+    planned = []
+    for control in catalogue["controls"]:
+        item = _resolve_control(control, family, crypto)
+        variable = rule_variable(item["id"])
+        toggle = toggles.get(variable)
+        reason = None
+        if family not in (item.get("families") or families):
+            reason = "not for OS family %s" % family
+        elif toggle is not None and not _truthy(toggle):
+            reason = "disabled by %s" % variable
+        elif toggle is None and int(item["level"]) > int(level):
+            reason = "level %s control; hardening_level is %s" % (item["level"], level)
+        item["selected"] = reason is None
+        item["reason"] = reason
+        item["toggle"] = variable
+        item["waiver"] = waivers.get(item["id"])
+        waived = bool(item["waiver"]) and not item["waiver"]["expired"]
+        if not item["selected"]:
+            item["remediate"], item["remediate_reason"] = False, reason
+        elif item.get("remediation") != "auto":
+            item["remediate"], item["remediate_reason"] = False, "report only: needs a manual fix"
+        elif waived:
+            item["remediate"], item["remediate_reason"] = False, "waived until %s" % item["waiver"]["expires"]
+        elif item.get("disruptive") and not allow_disruptive:
+            item["remediate"], item["remediate_reason"] = False, "disruptive; hardening_allow_disruptive is false"
+        else:
+            item["remediate"], item["remediate_reason"] = True, None
+        if item["check"].get("type") == "sshd" and any(v is None for v in item["check"]["options"].values()):
+            item["remediate"], item["remediate_reason"] = False, "OpenSSH version unknown: no crypto profile"
+        planned.append(item)
+    return planned
+
+
+def _truthy(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on", "y")
+
+
+def managed(planned, check_type):
+    """Controls of one check type that enforce mode may change."""
+    return [c for c in planned if c["remediate"] and c["check"]["type"] == check_type]
+
+
+def sshd_settings(planned):
+    settings = {}
+    for control in managed(planned, "sshd"):
+        settings.update(control["check"]["options"])
+    return settings
+
+
+def sysctl_settings(planned):
+    settings = {}
+    for control in managed(planned, "sysctl"):
+        settings.update(control["check"]["settings"])
+    return settings
+
+
+def managed_files(planned):
+    """target path -> lines, for the file_lines controls enforce mode writes."""
+    files = {}
+    for control in managed(planned, "file_lines"):
+        files.setdefault(control["check"]["target"], []).extend(control["check"]["lines"])
+    return [{"path": path, "lines": lines} for path, lines in sorted(files.items())]
+
+
+def managed_modules(planned):
+    modules = []
+    for control in managed(planned, "modprobe"):
+        modules.extend(control["check"]["modules"])
+    return modules
+
+
+# --------------------------------------------------------------------------- observations
+def parse_grep_h(stdout):
+    """``grep -Hs '' FILES`` output -> {path: [lines]} (our globs never contain ':')."""
+    files = {}
+    for line in (stdout or "").splitlines():
+        path, sep, content = line.partition(":")
+        if sep:
+            files.setdefault(path, []).append(content)
+    return files
+
+
+def _matching(files, patterns):
+    return sorted(path for path in files if any(fnmatch.fnmatchcase(path, p) for p in _as_list(patterns)))
+
+
+def persisted_sysctls(files):
+    """Effective persisted values, in the order systemd-sysctl applies them (later wins)."""
+    chosen = {}
+    for directory in SYSCTL_DIRS:
+        for path in files:
+            if posixpath.dirname(path) == directory and path.endswith(".conf"):
+                chosen.setdefault(posixpath.basename(path), path)
+    ordered = [chosen[name] for name in sorted(chosen)]
+    if "/etc/sysctl.conf" in files:
+        ordered.append("/etc/sysctl.conf")
+    values = {}
+    for path in ordered:
+        for line in files[path]:
+            line = line.strip()
+            if not line or line[0] in "#;" or "=" not in line:
+                continue
+            key, _sep, value = line.partition("=")
+            key = key.strip().lstrip("-").replace("/", ".")
+            values[key] = _norm(value)
+    return values
+
+
+def parse_sysctl_live(stdout):
+    live = {}
+    for line in (stdout or "").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 3:
+            live[parts[0]] = {"value": _norm(parts[1]), "access": parts[2]}
+    return live
+
+
+def parse_sshd_t(stdout):
+    effective = {}
+    for line in (stdout or "").splitlines():
+        keyword, _sep, value = line.strip().partition(" ")
+        if keyword:
+            effective.setdefault(keyword.lower(), value.strip())
+    return effective
+
+
+# --------------------------------------------------------------------------- evaluation
+def _check_sshd(check, obs):
+    sshd = obs.get("sshd") or {}
+    if sshd.get("rc") is None or sshd.get("missing"):
+        return "not_applicable", {}, "sshd is not installed"
+    if sshd.get("rc") != 0:
+        return "error", {}, "sshd -T failed: %s" % _norm(sshd.get("stderr") or sshd.get("stdout") or "")[:300]
+    effective = parse_sshd_t(sshd.get("stdout"))
+    observed, bad = {}, []
+    for keyword, expected in check["options"].items():
+        actual = effective.get(keyword)
+        observed[keyword] = actual
+        if expected is None:
+            bad.append("%s: no crypto profile for this OpenSSH version" % keyword)
+        elif actual is None or actual.lower() != str(expected).lower():
+            bad.append("%s is %s, expected %s" % (keyword, actual, expected))
+    return ("fail" if bad else "pass"), observed, "; ".join(bad)
+
+
+def _check_sysctl(check, obs):
+    persisted = persisted_sysctls(obs.get("files") or {})
+    live = obs.get("sysctl") or {}
+    observed, bad, notes = {}, [], []
+    for key, expected in check["settings"].items():
+        expected = _norm(expected)
+        state = live.get(key) or {"value": None, "access": "missing"}
+        observed[key] = {"persisted": persisted.get(key), "live": state["value"], "live_access": state["access"]}
+        if persisted.get(key) != expected:
+            bad.append("%s persisted as %s, expected %s" % (key, persisted.get(key), expected))
+        if state["access"] == "missing":
+            notes.append("%s does not exist in this kernel" % key)
+        elif state["value"] != expected:
+            if state["access"] == "rw":
+                bad.append("%s is %s live, expected %s" % (key, state["value"], expected))
+            else:
+                notes.append("%s is %s live and read-only here (container): not applied live, the persisted "
+                              "value applies at boot" % (key, state["value"]))
+    return ("fail" if bad else "pass"), observed, "; ".join(bad + notes)
+
+
+def _key_value(lines, key, separator):
+    if separator == "equals":
+        pattern = re.compile(r"^\s*%s\s*=\s*(.*?)\s*$" % re.escape(key), re.IGNORECASE)
+    else:
+        pattern = re.compile(r"^\s*%s\s+(\S+)" % re.escape(key))
+    value = None
+    for line in lines:
+        match = pattern.match(line)
+        if match and not line.lstrip().startswith("#"):
+            value = match.group(1)
+    return value
+
+
+def _check_key_value(check, obs):
+    files = obs.get("files") or {}
+    path = check["path"]
+    if path not in files:
+        return "fail", {"path": path, check["key"]: None}, "%s does not exist" % path
+    actual = _key_value(files[path], check["key"], check.get("separator", "space"))
+    observed = {check["key"]: actual}
+    expected = check["expected"]
+    compare = check.get("compare", "eq")
+    ok = False
+    if actual is not None:
+        try:
+            if compare == "max":
+                ok = int(actual) <= int(expected)
+            elif compare == "min":
+                ok = int(actual) >= int(expected)
+            elif compare == "one_of":
+                ok = actual.upper() in [str(a).upper() for a in check.get("accepted") or [expected]]
+            else:
+                ok = actual.lower() == str(expected).lower()
+        except ValueError:
+            ok = False
+    words = {"max": "at most", "min": "at least", "one_of": "one of", "eq": ""}
+    want = check.get("accepted") if compare == "one_of" else expected
+    message = "" if ok else "%s %s is %s, expected %s %s" % (path, check["key"], actual, words[compare], want)
+    return ("pass" if ok else "fail"), observed, _norm(message)
+
+
+def _check_file_lines(check, obs):
+    files = obs.get("files") or {}
+    present = set()
+    for path in _matching(files, check["paths"]):
+        present.update(_norm(line) for line in files[path] if not line.lstrip().startswith("#"))
+    missing = [line for line in check["lines"] if _norm(line) not in present]
+    observed = {"missing_lines": missing, "files": _matching(files, check["paths"])}
+    return ("fail" if missing else "pass"), observed, ("missing: %s" % "; ".join(missing)) if missing else ""
+
+
+def _check_file_regex(check, obs):
+    files = obs.get("files") or {}
+    pattern = re.compile(check["regex"])
+    hits = ["%s: %s" % (path, line) for path in _matching(files, check["paths"]) for line in files[path]
+            if pattern.search(line)]
+    return ("pass" if hits else "fail"), {"matches": hits[:10]}, "" if hits else "no line matches %s" % check["regex"]
+
+
+def _check_modprobe(check, obs):
+    files = obs.get("files") or {}
+    disabled = set()
+    for path in _matching(files, MODPROBE_GLOBS):
+        for line in files[path]:
+            match = DISABLED_INSTALL.match(line.strip())
+            if match:
+                disabled.add(match.group(1).replace("-", "_"))
+    loaded_known = "/proc/modules" in files
+    loaded = {line.split()[0] for line in files.get("/proc/modules", []) if line.strip()}
+    observed, bad = {}, []
+    for module in check["modules"]:
+        name = module.replace("-", "_")
+        observed[module] = {"disabled": name in disabled, "loaded": (name in loaded) if loaded_known else None}
+        if name not in disabled:
+            bad.append("%s can be loaded (no 'install %s /bin/false')" % (module, module))
+        if loaded_known and name in loaded:
+            bad.append("%s is loaded now (unload it or reboot)" % module)
+    note = "" if loaded_known else "; /proc/modules is not readable here: loaded state unknown"
+    return ("fail" if bad else "pass"), observed, ("; ".join(bad) + note).strip("; ")
+
+
+def _check_file_mode(check, obs):
+    stats = obs.get("stat") or {}
+    expected_mode = int(str(check["mode"]), 8)
+    observed, bad = {}, []
+    for path in check["paths"]:
+        stat = stats.get(path) or {}
+        if not stat.get("exists"):
+            continue
+        mode = int(str(stat["mode"]), 8)
+        observed[path] = {"owner": stat.get("pw_name"), "group": stat.get("gr_name"), "mode": "%04o" % mode}
+        if mode & ~expected_mode & 0o7777:
+            bad.append("%s mode %04o is more permissive than %s" % (path, mode, check["mode"]))
+        if stat.get("pw_name") != check["owner"]:
+            bad.append("%s owner %s, expected %s" % (path, stat.get("pw_name"), check["owner"]))
+        if stat.get("gr_name") != check["group"]:
+            bad.append("%s group %s, expected %s" % (path, stat.get("gr_name"), check["group"]))
+    if not observed:
+        return "not_applicable", {}, "none of %s exists" % ", ".join(check["paths"])
+    return ("fail" if bad else "pass"), observed, "; ".join(bad)
+
+
+def _check_packages_absent(check, obs):
+    installed = set(obs.get("packages") or [])
+    found = [p for p in check["packages"] if p in installed]
+    return ("fail" if found else "pass"), {"installed": found}, ("installed: %s" % ", ".join(found)) if found else ""
+
+
+def _check_packages_present(check, obs):
+    installed = set(obs.get("packages") or [])
+    missing = [p for p in check["packages"] if p not in installed]
+    return ("fail" if missing else "pass"), {"missing": missing}, ("not installed: %s" % ", ".join(missing)) if missing else ""
+
+
+def _check_service_enabled(check, obs):
+    state = (obs.get("services") or {}).get(check["service"])
+    ok = state in ("enabled", "enabled-runtime", "static", "alias")
+    return ("pass" if ok else "fail"), {"enabled": state}, "" if ok else "%s is %s" % (check["service"], state or "not found")
+
+
+def _check_find(check, obs):
+    found = (obs.get("find") or {}).get(check["kind"])
+    if found is None:
+        return "error", {}, "the %s search did not run" % check["kind"]
+    return ("fail" if found else "pass"), {"count": len(found), "sample": found[:20]}, \
+        ("%d found (first: %s)" % (len(found), ", ".join(found[:5]))) if found else ""
+
+
+CHECKERS = {
+    "sshd": _check_sshd, "sysctl": _check_sysctl, "key_value": _check_key_value, "file_lines": _check_file_lines,
+    "file_regex": _check_file_regex, "modprobe": _check_modprobe, "file_mode": _check_file_mode,
+    "packages_absent": _check_packages_absent, "packages_present": _check_packages_present,
+    "service_enabled": _check_service_enabled, "find": _check_find,
+}
+
+
+def _expected(check):
+    kind = check["type"]
+    if kind == "sshd":
+        return check["options"]
+    if kind == "sysctl":
+        return {k: _norm(v) for k, v in check["settings"].items()}
+    if kind == "key_value":
+        return {check["key"]: check.get("accepted") if check.get("compare") == "one_of" else check["expected"],
+                "compare": check.get("compare", "eq")}
+    if kind == "file_lines":
+        return {"lines": check["lines"]}
+    if kind == "file_regex":
+        return {"regex": check["regex"]}
+    if kind == "modprobe":
+        return {m: {"disabled": True, "loaded": False} for m in check["modules"]}
+    if kind == "file_mode":
+        return {"owner": check["owner"], "group": check["group"], "max_mode": str(check["mode"])}
+    if kind == "packages_absent":
+        return {"absent": check["packages"]}
+    if kind == "packages_present":
+        return {"present": check["packages"]}
+    if kind == "service_enabled":
+        return {"enabled": check["service"]}
+    return {"found": 0}
+
+
+def normalise_observations(raw):
+    """Turn the role's registered task results into what the checkers read."""
+    obs = {"files": parse_grep_h((raw.get("files") or {}).get("stdout", ""))}
+    sshd = raw.get("sshd") or {}
+    obs["sshd"] = {"rc": sshd.get("rc"), "stdout": sshd.get("stdout", ""), "stderr": sshd.get("stderr", ""),
+                   "missing": sshd.get("rc") == 127 or bool(sshd.get("skipped"))}
+    obs["sysctl"] = parse_sysctl_live((raw.get("sysctl") or {}).get("stdout", ""))
+    obs["stat"] = {}
+    for result in (raw.get("stat") or {}).get("results", []):
+        obs["stat"][result["item"]] = result.get("stat") or {}
+    obs["packages"] = sorted((raw.get("packages") or {}).keys())
+    obs["services"] = {}
+    for result in (raw.get("services") or {}).get("results", []):
+        obs["services"][result["item"]] = (result.get("stdout") or "").strip() or None
+    obs["find"] = {}
+    for result in (raw.get("find") or {}).get("results", []):
+        if not result.get("skipped"):
+            obs["find"][result["item"]] = [line for line in (result.get("stdout") or "").splitlines() if line]
+    return obs
+
+
+def evaluate(planned, raw_observations, before=None):
+    """Per-control results. ``before``: results of the pre-remediation check (enforce) for ``fixed``."""
+    obs = normalise_observations(raw_observations)
+    previous = {r["id"]: r for r in (before or [])}
+    results = []
+    for control in planned:
+        check = control["check"]
+        result = {
+            "id": control["id"], "title": control["title"], "severity": control["severity"],
+            "level": control["level"], "disruptive": bool(control.get("disruptive")),
+            "refs": control.get("refs") or {}, "remediation": control.get("remediation"),
+            "expected": _expected(check), "observed": None, "message": "", "waiver": control.get("waiver"),
+        }
+        if not control["selected"]:
+            result.update(status="not_applicable", check_status=None, message=control["reason"])
+            results.append(result)
+            continue
+        try:
+            status, observed, message = CHECKERS[check["type"]](check, obs)
+        except (KeyError, TypeError, ValueError) as exc:
+            status, observed, message = "error", None, "could not evaluate: %s: %s" % (type(exc).__name__, exc)
+        result.update(check_status=status, observed=observed, message=message)
+        waiver = control.get("waiver")
+        if waiver and not waiver["expired"]:
+            result["status"] = "waived"
+            result["message"] = ("waived until %s by %s (%s): %s%s" % (
+                waiver["expires"], waiver["approver"], waiver["ticket"], waiver["justification"],
+                ("; check: " + message) if message else ""))
+        else:
+            if waiver:
+                result["message"] = _norm("waiver expired on %s (%s); %s" % (waiver["expires"], waiver["ticket"], message))
+            result["status"] = status
+            if status == "pass" and previous.get(control["id"], {}).get("status") in ("fail", "error"):
+                result["status"] = "fixed"
+                result["message"] = "fixed in this run (was: %s)" % previous[control["id"]].get("message")
+        if result["status"] in ("fail", "error") and not control["remediate"] and control.get("remediate_reason"):
+            result["message"] = _norm("%s [not remediated: %s]" % (result["message"], control["remediate_reason"]))
+        results.append(result)
+    return results
+
+
+def summarise(results, fail_severity="high"):
+    if fail_severity not in SEVERITIES:
+        raise HardeningError("hardening_fail_severity value %r is not one of %s" % (fail_severity, ", ".join(SEVERITIES)))
+    counts = {status: 0 for status in STATUSES}
+    for result in results:
+        counts[result["status"]] += 1
+    threshold = SEVERITIES.index(fail_severity)
+    failing = [r for r in results if r["status"] in ("fail", "error")]
+    blocking = [r["id"] for r in failing if SEVERITIES.index(r["severity"]) >= threshold]
+    scored = counts["pass"] + counts["fixed"] + counts["fail"] + counts["error"]
+    score = round(100.0 * (counts["pass"] + counts["fixed"]) / scored, 1) if scored else 100.0
+    status = "fail" if blocking else ("warn" if failing else "pass")
+    return {
+        "status": status, "score": score, "counts": counts, "total": len(results),
+        "fail_severity": fail_severity, "blocking_failures": blocking,
+        "failures": [r["id"] for r in failing],
+        "waived": [r["id"] for r in results if r["status"] == "waived"],
+        "expired_waivers": [r["id"] for r in results if r.get("waiver") and r["waiver"]["expired"]],
+    }
+
+
+def evidence(host, catalogue, mode, results, summary, generated_at, check_mode=False, facts=None, settings=None):
+    facts = facts or {}
+    return {
+        "$schema": EVIDENCE_SCHEMA,
+        "checklist": "hardening",
+        "host": host,
+        "catalogue": {"name": catalogue.get("name"), "version": str(catalogue.get("version"))},
+        "mode": mode,
+        "check_mode": bool(check_mode),
+        "generated_at": generated_at,
+        "target": {k: facts.get(k) for k in ("os_family", "distribution", "distribution_version", "openssh_version",
+                                              "container")},
+        "settings": settings or {},
+        "summary": summary,
+        "controls": [{k: r.get(k) for k in ("id", "title", "severity", "level", "status", "check_status", "observed",
+                                            "expected", "message", "refs", "waiver")} for r in results],
+    }
+
+
+def junit(document):
+    """JUnit XML: one testsuite per host, one testcase per control."""
+    summary = document["summary"]["counts"]
+    host = document["host"]
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<testsuites name=%s>' % quoteattr("hardening %s" % document["catalogue"]["version"]),
+             '  <testsuite name=%s tests="%d" failures="%d" errors="%d" skipped="%d" timestamp=%s>' % (
+                 quoteattr("hardening.%s" % host), len(document["controls"]), summary["fail"], summary["error"],
+                 summary["waived"] + summary["not_applicable"], quoteattr(document["generated_at"])),
+             '    <properties>',
+             '      <property name="mode" value=%s/>' % quoteattr(document["mode"]),
+             '      <property name="score" value=%s/>' % quoteattr(str(document["summary"]["score"])),
+             '    </properties>']
+    for control in document["controls"]:
+        name = quoteattr("%s %s" % (control["id"], control["title"]))
+        classname = quoteattr("hardening.%s.%s" % (host, control["id"].split("-")[0]))
+        message = quoteattr(control.get("message") or "")
+        body = escape("observed: %s\nexpected: %s" % (control.get("observed"), control.get("expected")))
+        status = control["status"]
+        if status == "fail":
+            inner = '<failure message=%s type="%s">%s</failure>' % (message, control["severity"], body)
+        elif status == "error":
+            inner = '<error message=%s>%s</error>' % (message, body)
+        elif status in ("waived", "not_applicable"):
+            inner = '<skipped message=%s/>' % quoteattr("%s: %s" % (status, control.get("message") or ""))
+        else:
+            inner = '<system-out>%s</system-out>' % escape("%s: %s" % (status, control.get("message") or ""))
+        lines.append('    <testcase name=%s classname=%s>%s</testcase>' % (name, classname, inner))
+    lines += ['  </testsuite>', '</testsuites>', '']
+    return "\n".join(lines)
+
+
+def file_mode_fixes(planned, stat_results):
+    """Owner/group/mode for every existing path of the file_mode controls enforce may change.
+
+    The mode only ever loses bits (observed AND allowed), so a file that is already stricter
+    than the catalogue asks (e.g. 0600 where 0644 is allowed) is left alone.
+    """
+    stats = {r["item"]: r.get("stat") or {} for r in (stat_results or {}).get("results", [])}
+    fixes = []
+    for control in managed(planned, "file_mode"):
+        check = control["check"]
+        allowed = int(str(check["mode"]), 8)
+        for path in check["paths"]:
+            stat = stats.get(path) or {}
+            if not stat.get("exists"):
+                continue
+            mode = int(str(stat["mode"]), 8) & allowed
+            fixes.append({"id": control["id"], "path": path, "owner": check["owner"], "group": check["group"],
+                          "mode": "%04o" % mode})
+    return fixes
+
+
+def sysctl_live_fixes(planned, sysctl_result):
+    """Kernel parameters to set now: writable here and different from the catalogue.
+
+    Read-only ones (kernel.*, fs.* inside a container belong to the host kernel) are left to the
+    persisted file and reported as not applied live.
+    """
+    live = parse_sysctl_live((sysctl_result or {}).get("stdout", ""))
+    fixes = []
+    for key, value in sorted(sysctl_settings(planned).items()):
+        state = live.get(key)
+        if state and state["access"] == "rw" and state["value"] != _norm(value):
+            fixes.append({"key": key, "value": _norm(value)})
+    return fixes
