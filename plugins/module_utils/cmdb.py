@@ -513,15 +513,16 @@ def _ensure_ci(ctx, ci, attributes, state):
     _append_or_stale(ctx, entries)
 
     after_rels = sorted((existing | wanted) - set(removed))
-    names = _ci_names(ctx.sor, [target for _kind, target in after_rels + sorted(existing)])
+    inbound = [rel for rel in (ci or {}).get("relationships") or [] if rel["target"] == ci_id and rel["source"] != ci_id]
+    names = _ci_names(ctx.sor, [target for _kind, target in after_rels + sorted(existing)]
+                      + [rel["source"] for rel in inbound])
     names[ci_id] = after_attributes.get("name")
-    rel_views_after = [_relationship_view({"source": ci_id, "type": kind, "target": target}, names)
-                       for kind, target in after_rels]
     after = predicted_ci(ci, after_attributes, identities, ctx.run_id if changes else None, now, ci_id=ci_id) \
         if entries else dict(ci)
     after = dict(after)
-    inbound = [rel for rel in (ci or {}).get("relationships") or [] if rel["target"] == ci_id and rel["source"] != ci_id]
-    after["relationships"] = rel_views_after + inbound
+    after["relationships"] = [_relationship_view(rel, names) for rel in
+                              [{"source": ci_id, "type": kind, "target": target} for kind, target in after_rels]
+                              + inbound]
     result = {"changed": bool(entries), "created": ci is None, "ci_id": ci_id, "changes": changes,
               "relationships_added": [{"type": kind, "target": target, "target_name": names.get(target)}
                                       for kind, target in added],

@@ -1,0 +1,367 @@
+# -*- coding: utf-8 -*-
+"""CMDB operations against a real system of record: register_host, configuration_item, _info."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils import cmdb
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+
+def _defaults(spec):
+    params = {}
+    for name, option in spec.items():
+        params[name] = option.get("default")
+        if option.get("type") == "list" and option.get("default") is not None:
+            params[name] = list(option["default"])
+    return params
+
+
+def make_ctx(sor, spec, params, host=None, facts=None, check_mode=False, diff=True, run_id="run-1",
+             play_hosts=None):
+    full = _defaults(spec)
+    full.update(params)
+    task_vars = {"ansible_play_hosts_all": list(play_hosts or ([host] if host else []))}
+    ctx = OperationContext(sor, full, check_mode=check_mode, diff=diff, host=host, task_vars=task_vars,
+                           run_id=run_id, actor="tester@controller")
+    ctx.facts = facts or {}
+    return ctx
+
+
+def facts_for(name, machine_id, **extra):
+    facts = {"hostname": name, "fqdn": "%s.example.com" % name, "machine_id": machine_id,
+             "distribution": "Debian", "memtotal_mb": 4096,
+             "default_ipv4": {"address": "10.0.0.%d" % (sum(map(ord, name)) % 250)}}
+    facts.update(extra)
+    return facts
+
+
+def register(sor, host, facts, **params):
+    options = dict(params)
+    check_mode = options.pop("check_mode", False)
+    play_hosts = options.pop("play_hosts", None)
+    run_id = options.pop("run_id", "run-1")
+    return cmdb.register_host(make_ctx(sor, cmdb.REGISTER_HOST_SPEC, options, host=host, facts=facts,
+                                       check_mode=check_mode, play_hosts=play_hosts, run_id=run_id))
+
+
+def ci_item(sor, check_mode=False, **params):
+    return cmdb.configuration_item(make_ctx(sor, cmdb.CONFIGURATION_ITEM_SPEC, params, check_mode=check_mode))
+
+
+def info(sor, **params):
+    return cmdb.configuration_item_info(make_ctx(sor, cmdb.CONFIGURATION_ITEM_INFO_SPEC, params))
+
+
+def head(sor):
+    return sor.head()[0]
+
+
+# --------------------------------------------------------------------------
+# register_host
+# --------------------------------------------------------------------------
+def test_register_creates_then_changes_nothing(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"), environment="prod", services=["billing", "api"])
+    assert first["changed"] and first["created"]
+    ci = sor.get_ci(first["ci_id"])
+    assert ci["name"] == "web01" and ci["class"] == "server" and ci["status"] == "operational"
+    assert ci["attributes"]["services"] == ["api", "billing"]
+    assert ci["last_change_run_id"] == "run-1"
+    assert ci["identities"] == {"name": "host/web01", "fqdn": "web01.example.com", "machine_id": "m1"}
+    before = head(sor)
+
+    again = register(sor, "web01", facts_for("web01", "m1"), environment="prod", services=["api", "billing"],
+                     run_id="run-2")
+    assert not again["changed"] and again["matched_by"] == "machine_id" and again["changes"] == {}
+    assert head(sor) == before
+    assert sor.get_ci(first["ci_id"])["last_change_run_id"] == "run-1"
+
+
+def test_one_changed_fact_updates_exactly_that_attribute(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"))
+    other = register(sor, "web02", facts_for("web02", "m2"))
+    changed = register(sor, "web01", facts_for("web01", "m1", memtotal_mb=8192), run_id="run-2")
+    assert changed["changed"] and not changed["created"]
+    assert set(changed["changes"]) == {"memory_mb", "last_seen"}
+    assert changed["changes"]["memory_mb"] == {"from": 4096, "to": 8192}
+    assert changed["diff"]["before"]["memory_mb"] == 4096 and changed["diff"]["after"]["memory_mb"] == 8192
+    assert sor.get_ci(first["ci_id"])["last_change_run_id"] == "run-2"
+    assert sor.get_ci(other["ci_id"])["version"] == 1
+    kinds = [entry.kind for entry in sor.iter_entries(subject=first["ci_id"])]
+    assert kinds == ["ci.created", "ci.updated"]
+
+
+def test_rename_with_the_same_machine_id_updates_the_same_ci(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"))
+    renamed = register(sor, "app07", facts_for("app07", "m1"))
+    assert renamed["ci_id"] == first["ci_id"] and renamed["matched_by"] == "machine_id"
+    assert renamed["changes"]["name"] == {"from": "web01", "to": "app07"}
+    assert [ci["name"] for ci in sor.find_cis()] == ["app07"]
+    assert sor.find_ci_by_identity("name", "host/app07") == first["ci_id"]
+    assert sor.find_ci_by_identity("name", "host/web01") is None
+
+
+def test_reimage_keeps_the_ci_through_the_product_uuid(sor):
+    uuid = "4c4c4544-0042-3510-8052-b4c04f4d4d32"
+    first = register(sor, "db01", facts_for("db01", "old-machine-id", product_uuid=uuid, product_serial="CZ12"))
+    again = register(sor, "db01", facts_for("db01", "new-machine-id", product_uuid=uuid.upper(),
+                                            product_serial="CZ12", distribution_version="13"))
+    assert again["ci_id"] == first["ci_id"] and again["matched_by"] == "product_uuid"
+    assert sor.get_ci(first["ci_id"])["identities"]["machine_id"] == "new-machine-id"
+    assert len(sor.find_cis()) == 1
+
+
+def test_ip_change_updates_the_same_ci(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"))
+    moved = register(sor, "web01", facts_for("web01", "m1", default_ipv4={"address": "192.168.9.9"}))
+    assert moved["ci_id"] == first["ci_id"]
+    assert moved["changes"]["primary_ipv4"]["to"] == "192.168.9.9"
+
+
+def test_two_hosts_of_one_play_claiming_one_machine_id_fail_and_write_nothing(sor):
+    play = ["web01", "web02"]
+    register(sor, "web01", facts_for("web01", "cloned"), play_hosts=play)
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        register(sor, "web02", facts_for("web02", "cloned"), play_hosts=play)
+    assert "web01" in error.value.message and "web02" in error.value.message
+    assert "machine_id" in error.value.message
+    assert head(sor) == before
+    assert [ci["name"] for ci in sor.find_cis()] == ["web01"]
+
+
+def test_a_different_machine_claiming_a_serial_is_refused(sor):
+    register(sor, "db01", facts_for("db01", "m1", product_uuid="aaaa-1111-2222", product_serial="CZ12"))
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        register(sor, "db02", facts_for("db02", "m2", product_uuid="bbbb-3333-4444", product_serial="CZ12"))
+    assert "serial_number" in error.value.message and "different machine" in error.value.message
+    assert head(sor) == before
+
+
+def test_an_identity_held_by_a_second_ci_is_refused(sor):
+    register(sor, "web01", facts_for("web01", "m1"))
+    register(sor, "web02", facts_for("web02", "m2"))
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        # machine id says web01's CI, the fqdn belongs to web02's CI
+        register(sor, "web01", facts_for("web01", "m1", fqdn="web02.example.com"))
+    assert "two CIs claim this host" in error.value.message
+    assert head(sor) == before
+
+
+def test_a_retired_ci_yields_its_identity_to_a_new_machine(sor):
+    old = register(sor, "web01", facts_for("web01", "m1", product_uuid="aaaa-1111"))
+    ci_item(sor, ci_id=old["ci_id"], state="retired")
+    new = register(sor, "web01", facts_for("web01", "m9", product_uuid="bbbb-2222"))
+    assert new["created"] and new["ci_id"] != old["ci_id"]
+    retired = sor.get_ci(old["ci_id"])
+    assert retired["status"] == "retired" and "name" not in retired["identities"]
+    assert sor.find_ci_by_identity("name", "host/web01") == new["ci_id"]
+
+
+def test_shared_placeholder_serials_never_merge_hosts(sor):
+    a = register(sor, "a1", facts_for("a1", "ma", product_serial="To Be Filled By O.E.M.", product_uuid="NA"))
+    b = register(sor, "b1", facts_for("b1", "mb", product_serial="To Be Filled By O.E.M.", product_uuid="NA"))
+    assert a["ci_id"] != b["ci_id"] and b["created"]
+    assert "serial_number" not in sor.get_ci(a["ci_id"])["attributes"]
+
+
+def test_check_mode_predicts_and_writes_nothing(sor):
+    register(sor, "web01", facts_for("web01", "m1"))
+    before = head(sor)
+    predicted = register(sor, "web01", facts_for("web01", "m1", memtotal_mb=1024), check_mode=True)
+    assert predicted["changed"] and predicted["ci"]["attributes"]["memory_mb"] == 1024
+    assert predicted["diff"]["before"]["memory_mb"] == 4096
+    new = register(sor, "web09", facts_for("web09", "m9"), check_mode=True)
+    assert new["changed"] and new["created"]
+    assert head(sor) == before
+    assert sor.get_ci(predicted["ci_id"])["attributes"]["memory_mb"] == 4096
+
+
+def test_last_seen_is_refreshed_only_when_stale(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"))
+    ci_id = first["ci_id"]
+    ci = sor.get_ci(ci_id)
+    sor.append([Entry("ci.updated", ci_id, {"ci_id": ci_id, "base_version": ci["version"], "changes": {
+        "last_seen": {"from": ci["attributes"]["last_seen"], "to": "2020-01-01T00:00:00.000000Z"}}})])
+    assert not register(sor, "web01", facts_for("web01", "m1"), last_seen_refresh="never")["changed"]
+    refreshed = register(sor, "web01", facts_for("web01", "m1"))
+    assert refreshed["changed"] and set(refreshed["changes"]) == {"last_seen"}
+    assert not register(sor, "web01", facts_for("web01", "m1"))["changed"]
+
+
+def test_register_without_facts_uses_explicit_attributes(sor):
+    result = register(sor, "vm01", {}, attributes={"class": "virtual_machine", "machine_id": "mm",
+                                                   "serial_number": "SER-1"}, owner="team-a")
+    ci = sor.get_ci(result["ci_id"])
+    assert ci["class"] == "virtual_machine" and ci["attributes"]["owner"] == "team-a"
+    assert ci["identities"]["serial_number"] == "SER-1"
+    # a later run with facts but no virtualization facts keeps the class
+    assert register(sor, "vm01", facts_for("vm01", "mm"))["ci"]["class"] == "virtual_machine"
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"attribute_map": {"rack": "ansible_local.[dc"}}, "attribute_map.rack"),
+    ({"attributes": {"status": "on_fire"}}, "attributes.status"),
+    ({"attributes": {"name": None}}, "attributes"),
+    ({"last_seen_refresh": "sometimes"}, "last_seen_refresh"),
+])
+def test_bad_input_is_a_clear_error_and_writes_nothing(sor, params, field):
+    with pytest.raises(ValidationError) as error:
+        register(sor, "web01", facts_for("web01", "m1"), **params)
+    assert field in error.value.message
+    assert head(sor) == 0
+
+
+# --------------------------------------------------------------------------
+# configuration_item
+# --------------------------------------------------------------------------
+@pytest.fixture
+def estate(sor):
+    db = register(sor, "db01", facts_for("db01", "m-db"))
+    ci_item(sor, name="billing-db", ci_class="database", attributes={"engine": "postgresql"},
+            relationships=[{"type": "runs_on", "target": "db01"}])
+    ci_item(sor, name="billing", ci_class="application", attributes={"environment": "prod", "services": ["billing"]},
+            relationships=[{"type": "depends_on", "target": "billing-db"}])
+    ci_item(sor, name="reports", ci_class="application",
+            relationships=[{"type": "depends_on", "target": "billing", "target_class": "application"}])
+    return db["ci_id"]
+
+
+def test_configuration_item_with_relationships_is_idempotent(sor, estate):
+    before = head(sor)
+    again = ci_item(sor, name="billing-db", ci_class="database", attributes={"engine": "postgresql"},
+                    relationships=[{"type": "runs_on", "target": "db01"}])
+    assert not again["changed"] and head(sor) == before
+    names = [(rel["source_name"], rel["type"], rel["target_name"]) for rel in again["ci"]["relationships"]]
+    assert ("billing-db", "runs_on", "db01") in names and ("billing", "depends_on", "billing-db") in names
+
+
+def test_unknown_relationship_type_is_refused_and_nothing_written(sor, estate):
+    before = head(sor)
+    with pytest.raises(ValidationError) as error:
+        ci_item(sor, name="cache", ci_class="application", relationships=[{"type": "talks_to", "target": "db01"}])
+    assert "relationships[0].type" in error.value.message and "talks_to" in error.value.message
+    assert head(sor) == before and not sor.find_cis(name="cache")
+
+
+def test_relationship_to_a_missing_ci_is_refused_and_nothing_written(sor, estate):
+    before = head(sor)
+    with pytest.raises(ValidationError) as error:
+        ci_item(sor, name="cache", ci_class="application", relationships=[
+            {"type": "runs_on", "target": "db01"}, {"type": "depends_on", "target": "db99"}])
+    assert "relationships[1].target" in error.value.message and "db99" in error.value.message
+    assert head(sor) == before and not sor.find_cis(name="cache")
+
+
+def test_custom_relationship_types(sor, estate):
+    result = ci_item(sor, name="www.example.com", ci_class="certificate",
+                     relationship_types=["secures", "depends_on"],
+                     relationships=[{"type": "secures", "target": "db01"}])
+    assert result["relationships_added"][0]["type"] == "secures"
+
+
+def test_absent_is_refused_while_others_depend_on_it(sor, estate):
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        ci_item(sor, name="billing-db", state="absent")
+    assert "billing (depends_on billing-db)" in error.value.message
+    assert head(sor) == before
+    removed = ci_item(sor, name="billing-db", state="absent", force=True, reason="test")
+    assert removed["changed"]
+    assert not sor.find_cis(name="billing-db")
+    assert not [rel for rel in sor.get_relationships() if "billing-db" in (rel["source"], rel["target"])]
+    assert not ci_item(sor, name="billing-db", state="absent")["changed"]
+
+
+def test_retire_keeps_history_and_present_brings_back(sor, estate):
+    retired = ci_item(sor, name="reports", state="retired")
+    assert retired["changed"] and retired["ci"]["status"] == "retired"
+    assert not ci_item(sor, name="reports", state="retired")["changed"]
+    ci = sor.find_cis(name="reports")[0]
+    assert [entry.kind for entry in sor.iter_entries(subject=ci["ci_id"])][:2] == ["ci.created",
+                                                                                    "ci.relationship_added"]
+    assert ci_item(sor, name="reports", ci_class="application")["ci"]["status"] == "operational"
+
+
+def test_configuration_item_check_mode_and_diff(sor, estate):
+    before = head(sor)
+    predicted = ci_item(sor, check_mode=True, name="billing", ci_class="application", attributes={"tier": 1},
+                        relationships=[{"type": "runs_on", "target": "db01"}], purge_relationships=True)
+    assert predicted["changed"]
+    assert predicted["diff"]["before"]["relationships"] == ["depends_on billing-db"]
+    assert predicted["diff"]["after"]["relationships"] == ["runs_on db01"]
+    assert predicted["diff"]["after"]["tier"] == 1
+    assert head(sor) == before
+
+
+def test_purge_relationships(sor, estate):
+    result = ci_item(sor, name="billing", ci_class="application", relationships=[{"type": "runs_on",
+                                                                                  "target": "db01"}],
+                     purge_relationships=True)
+    assert [rel["target_name"] for rel in result["relationships_removed"]] == ["billing-db"]
+    billing = sor.find_cis(name="billing")[0]["ci_id"]
+    assert [rel["type"] for rel in sor.get_relationships(billing, direction="outbound")] == ["runs_on"]
+
+
+def test_ambiguous_names_need_a_class(sor, estate):
+    ci_item(sor, name="billing", ci_class="service")
+    with pytest.raises(ValidationError) as error:
+        ci_item(sor, name="reports", relationships=[{"type": "member_of", "target": "billing"}])
+    assert "2 CIs are named 'billing'" in error.value.message
+
+
+def test_creating_needs_a_class(sor):
+    with pytest.raises(ValidationError) as error:
+        ci_item(sor, name="mystery")
+    assert "ci_class" in error.value.message
+
+
+def test_retiring_a_missing_ci_is_an_error(sor):
+    with pytest.raises(NotFound):
+        ci_item(sor, name="ghost", ci_class="application", state="retired")
+
+
+# --------------------------------------------------------------------------
+# configuration_item_info
+# --------------------------------------------------------------------------
+def test_info_filters(sor, estate):
+    register(sor, "web01", facts_for("web01", "m-web", memtotal_mb=1024), environment="prod", services=["billing"])
+    assert [ci["name"] for ci in info(sor, ci_class=["server"])["configuration_items"]] == ["db01", "web01"]
+    assert [ci["name"] for ci in info(sor, service="billing")["configuration_items"]] == ["billing", "web01"]
+    assert [ci["name"] for ci in info(sor, environment=["prod"], ci_class=["application"])[
+        "configuration_items"]] == ["billing"]
+    assert [ci["name"] for ci in info(sor, filter="memory_mb < `2048`")["configuration_items"]] == ["web01"]
+    assert [ci["name"] for ci in info(sor, filter="engine == 'postgresql'")["configuration_items"]] == [
+        "billing-db"]
+    with pytest.raises(ValidationError) as error:
+        info(sor, filter="memory_mb <")
+    assert "filter" in error.value.message and "memory_mb <" in error.value.message
+
+
+def test_info_follows_relationships(sor, estate):
+    direct = info(sor, related_to={"ci": "db01", "direction": "inbound", "transitive": False})
+    assert [ci["name"] for ci in direct["configuration_items"]] == ["billing-db"]
+    everything = info(sor, related_to={"ci": "db01", "direction": "inbound", "transitive": True})
+    assert [ci["name"] for ci in everything["configuration_items"]] == ["billing", "billing-db", "reports"]
+    only_depends = info(sor, related_to={"ci": "billing-db", "types": ["depends_on"], "transitive": True})
+    assert [ci["name"] for ci in only_depends["configuration_items"]] == ["billing", "reports"]
+    outbound = info(sor, related_to={"ci": "reports", "direction": "outbound", "transitive": True})
+    assert [ci["name"] for ci in outbound["configuration_items"]] == ["billing", "billing-db", "db01"]
+    with pytest.raises(NotFound):
+        info(sor, related_to={"ci": "nope"})
+
+
+def test_info_history_includes_runs_that_changed_the_host(sor, estate):
+    sor.append([Entry("ci.changed_by_run", estate, {"ci_id": estate, "run_id": "run-77", "host": "db01"})])
+    found = info(sor, name=["db01"], include_history=True)["configuration_items"][0]
+    kinds = [item["kind"] for item in found["history"]]
+    assert kinds[0] == "ci.created" and kinds[-1] == "ci.changed_by_run"
+    assert found["history"][-1]["data"]["run_id"] == "run-77"
+    assert found["last_change_run_id"] == "run-77"
+    assert len(info(sor, name=["db01"], include_history=True, history_limit=1)["configuration_items"][0][
+        "history"]) == 1
