@@ -32,6 +32,7 @@ requirements:
 extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - changeops.itsm.recorder_post_run
+  - changeops.itsm.recorder_register
 options:
   spool_dir:
     description:

@@ -1,0 +1,53 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""change_recorder options that refresh the change register after every recorded run."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    DOCUMENTATION = r"""
+options:
+  register_path:
+    description:
+      - When set, regenerate the change register (the static HTML page that
+        M(changeops.itsm.change_register) writes) at this path on the controller after every
+        recorded run, so the published register is never stale.
+      - The file is only rewritten when its content changes, and replaced atomically; a failure
+        to write it is a warning, never a failed playbook.
+    type: path
+    env:
+      - name: CHANGEOPS_REGISTER_PATH
+    ini:
+      - section: callback_change_recorder
+        key: register_path
+  register_json_path:
+    description: Also refresh the register's JSON data at this path (see O(register_path)).
+    type: path
+    env:
+      - name: CHANGEOPS_REGISTER_JSON_PATH
+    ini:
+      - section: callback_change_recorder
+        key: register_json_path
+  register_title:
+    description: Title of the refreshed register.
+    type: str
+    default: Change register
+    env:
+      - name: CHANGEOPS_REGISTER_TITLE
+    ini:
+      - section: callback_change_recorder
+        key: register_title
+  register_verify_chain:
+    description:
+      - Verify the ledger's hash chain on every refresh and show the result in the register.
+        Turn off on very large ledgers if the refresh after each run takes too long.
+    type: bool
+    default: true
+    env:
+      - name: CHANGEOPS_REGISTER_VERIFY_CHAIN
+    ini:
+      - section: callback_change_recorder
+        key: register_verify_chain
+"""
