@@ -116,9 +116,14 @@ class RecorderWriter(threading.Thread):
             return
         try:
             self.spool.write(documents)
-            self._warn("the ledger did not take this run's last %d entries within the flush timeout; they were"
+            message = ("the ledger did not take this run's last %d entries within the flush timeout; they were"
                        " saved to the spool %s and will be replayed by the next run" % (
                            len(documents), self.spool.directory))
+            if self._warned:
+                # the user was already told that entries go to the spool: one warning per run
+                self.display.vv(PREFIX + message)
+            else:
+                self._warn(message)
         except SpoolError as exc:
             self._warn("%d entries of this run are LOST: the ledger did not take them in time and %s" % (
                 len(documents), exc))
