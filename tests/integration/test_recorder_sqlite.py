@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+"""change_recorder with an SQLite ledger that stops taking writes mid-run.
+
+Tests run as root, so file permissions cannot make the ledger unwritable; instead the test process
+holds SQLite's write lock (``BEGIN EXCLUSIVE``) for longer than the recorder's busy timeout, which
+is exactly what a stuck writer or a long maintenance transaction does to a real controller.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sqlite3
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LOCK_ENV = {
+    "CHANGEOPS_BUSY_TIMEOUT": "1",
+    "CHANGEOPS_RECORDER_FLUSH_INTERVAL": "0.2",
+    "CHANGEOPS_RECORDER_SPOOL_RETRY_INTERVAL": "1",
+}
+
+
+def steps_playbook(count, pause="0.3"):
+    tasks = "".join("""
+    - name: Step {n}
+      ansible.builtin.command: sleep {pause}
+""".format(n=n, pause=pause) for n in range(1, count + 1))
+    return """
+- hosts: all_hosts
+  gather_facts: false
+  tasks:
+""" + tasks
+
+
+def spooled_files(project):
+    return glob.glob(os.path.join(project.spool_dir, "*", "*.jsonl"))
+
+
+def recorder_warnings(output):
+    return [line for line in output.splitlines() if "[WARNING]" in line and "change_recorder" in line]
+
+
+class WriteLock(object):
+    """Hold the ledger's write lock from another connection, as a stuck writer would."""
+
+    def __init__(self, path):
+        self.connection = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.connection.execute("BEGIN EXCLUSIVE")
+
+    def release(self):
+        self.connection.execute("ROLLBACK")
+        self.connection.close()
+
+
+def first_run_id(sor):
+    return project_events(sor)[0]["run_id"]
+
+
+def project_events(sor):
+    return sorted(sor.find_change_events(), key=lambda event: event["started_at"])
+
+
+def wait_for_results(project, sqlite_sor, count):
+    def recorded():
+        running = sqlite_sor.find_change_events(status="running")
+        return running and len(sqlite_sor.get_task_results(running[0]["run_id"])) >= count and running[0]["run_id"]
+    return project.wait_for(recorded, timeout=120, what="%d recorded results" % count)
+
+
+def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlite_sor, sqlite_env):
+    project = sqlite_project
+    project.write_inventory(["l1", "l2"])
+    steps = 24
+    project.write_playbook("steps.yml", steps_playbook(steps))
+    process = project.start("steps.yml", env=LOCK_ENV)
+    run_id = wait_for_results(project, sqlite_sor, 2)
+
+    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+    try:
+        project.wait_for(lambda: spooled_files(project), timeout=60, what="entries in the spool")
+        recorded_while_locked = len(sqlite_sor.get_task_results(run_id))
+    finally:
+        lock.release()
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+
+    assert recorded_while_locked < steps * 2
+    assert len(recorder_warnings(output)) == 1, output
+    assert "spool" in recorder_warnings(output)[0]
+    results = sqlite_sor.get_task_results(run_id)
+    assert sorted((r["task"]["name"], r["host"]) for r in results) == sorted(
+        ("Step %d" % n, host) for n in range(1, steps + 1) for host in ("l1", "l2"))
+    assert [r["task"]["name"] for r in results if r["host"] == "l1"] == ["Step %d" % n for n in range(1, steps + 1)], \
+        "replay changed the order of the run's results"
+    assert sqlite_sor.get_change_event(run_id)["status"] == "successful"
+    assert spooled_files(project) == []
+    assert sqlite_sor.verify().valid
+
+
+def test_ledger_locked_until_the_end_is_replayed_by_the_next_run(sqlite_project, sqlite_sor, sqlite_env):
+    project = sqlite_project
+    project.write_inventory(["m1", "m2"])
+    project.write_playbook("steps.yml", steps_playbook(6))
+    env = dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2")
+    process = project.start("steps.yml", env=env)
+    run_id = wait_for_results(project, sqlite_sor, 2)
+
+    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+    try:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output
+    finally:
+        lock.release()
+    assert len(recorder_warnings(output)) == 1, output
+    assert spooled_files(project), "nothing was spooled although the ledger was locked"
+    assert sqlite_sor.get_change_event(run_id)["status"] == "running"
+    assert len(sqlite_sor.get_task_results(run_id)) < 12
+
+    project.write_playbook("next.yml", """
+        - hosts: m1
+          gather_facts: false
+          tasks:
+            - ansible.builtin.debug:
+                msg: the next run
+        """)
+    second = project.run("next.yml", env=LOCK_ENV)
+    assert recorder_warnings(second.stdout) == []
+    assert spooled_files(project) == []
+    assert len(sqlite_sor.get_task_results(run_id)) == 12
+    assert sqlite_sor.get_change_event(run_id)["status"] == "successful"
+    assert [event["status"] for event in project_events(sqlite_sor)] == ["successful", "successful"]
+    report = sqlite_sor.verify()
+    assert report.valid, report.summary()
+    # replaying twice is harmless: entry ids are idempotency keys
+    assert report.entries_checked == len(set(entry.id for entry in sqlite_sor.iter_entries()))
+
+
+def test_ledger_locked_for_a_whole_run(sqlite_project, sqlite_sor, sqlite_env):
+    project = sqlite_project
+    project.write_playbook("short.yml", steps_playbook(2, pause="0"))
+    project.run("short.yml")  # creates the ledger
+    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+    try:
+        locked = project.run("short.yml", env=dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="3"))
+    finally:
+        lock.release()
+    assert len(recorder_warnings(locked.stdout)) == 1, locked.stdout
+    assert len(project_events(sqlite_sor)) == 1
+
+    project.run("short.yml")
+    events = project_events(sqlite_sor)
+    assert [event["status"] for event in events] == ["successful"] * 3
+    assert all(len(sqlite_sor.get_task_results(event["run_id"])) == 2 for event in events)
+    assert spooled_files(project) == []
+    assert sqlite_sor.verify().valid
