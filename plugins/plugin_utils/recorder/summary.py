@@ -12,6 +12,8 @@ Every kept value goes through the ``Redactor`` (secret-looking keys, inline
 
 from __future__ import annotations
 
+import shlex
+
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import is_vaulted
 
@@ -27,6 +29,8 @@ ITEM_LABEL_LIMIT = 200
 _DIFF_TEXT_KEYS = ("before", "after")
 _DIFF_HEADER_KEYS = ("before_header", "after_header")
 _MAX_DEPTH = 32
+# strings are cut to this before redaction only to bound the work on pathological outputs
+PRE_REDACTION_LIMIT = 1000000
 
 
 def truncate(text, limit):
@@ -36,7 +40,12 @@ def truncate(text, limit):
 
 
 def plain(value, limit, depth=0):
-    """Plain JSON-able copy with vaulted values replaced and long strings truncated."""
+    """Plain JSON-able copy with vaulted values replaced and long strings truncated.
+
+    Callers that redact pass ``limit=PRE_REDACTION_LIMIT`` here and truncate
+    *after* redacting (:func:`truncate_strings`): cutting first could leave
+    half a known secret that the redactor no longer recognises.
+    """
     if depth > _MAX_DEPTH:
         return "[nested too deep]"
     if is_vaulted(value):
@@ -58,6 +67,16 @@ def plain(value, limit, depth=0):
     return truncate(str(value), limit)
 
 
+def truncate_strings(value, limit):
+    if isinstance(value, str):
+        return truncate(value, limit)
+    if isinstance(value, dict):
+        return {key: truncate_strings(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [truncate_strings(item, limit) for item in value]
+    return value
+
+
 def is_censored(result_dict, task=None):
     if result_dict.get("_ansible_no_log") or "censored" in result_dict:
         return True
@@ -76,10 +95,13 @@ def summarise_result(result_dict, redactor, max_chars, censored=False):
     summary = {}
     for key in KEPT_RESULT_KEYS:
         if key in result_dict:
-            summary[key] = plain(result_dict[key], max_chars)
+            summary[key] = plain(result_dict[key], PRE_REDACTION_LIMIT)
+    if isinstance(summary.get("cmd"), list):
+        # one string, so "--password VALUE" split over two argv elements is still seen as a pair
+        summary["cmd"] = shlex.join(str(part) for part in summary["cmd"])
     if isinstance(result_dict.get("results"), list):
         summary["item_count"] = len(result_dict["results"])
-    return redactor.redact(summary)
+    return truncate_strings(redactor.redact(summary), max_chars)
 
 
 def summarise_diff(result_dict, redactor, max_chars):
@@ -93,16 +115,11 @@ def summarise_diff(result_dict, redactor, max_chars):
         if not isinstance(one, dict):
             continue
         entry = {}
-        for key in _DIFF_HEADER_KEYS:
-            if one.get(key) is not None:
-                entry[key] = plain(one[key], 1024)
-        for key in _DIFF_TEXT_KEYS:
-            if key in one:
-                entry[key] = plain(one[key], max_chars)
-        if "prepared" in one:
-            entry["prepared"] = plain(one["prepared"], max_chars)
+        for key in _DIFF_HEADER_KEYS + _DIFF_TEXT_KEYS + ("prepared",):
+            if key in one and one[key] is not None:
+                entry[key] = plain(one[key], PRE_REDACTION_LIMIT)
         if entry:
-            recorded.append(redactor.redact(entry))
+            recorded.append(truncate_strings(redactor.redact(entry), max_chars))
     return recorded or None
 
 
@@ -115,9 +132,9 @@ def item_label(result_dict, redactor, censored):
     if not isinstance(label, str):
         from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 
-        label = canonical_json(plain(label, ITEM_LABEL_LIMIT))
+        label = canonical_json(redactor.redact(plain(label, PRE_REDACTION_LIMIT)))
     # redact before truncating, so a cut never leaves half a secret behind
-    return truncate(redactor.redact_string(plain(label, 0)), ITEM_LABEL_LIMIT)
+    return truncate(redactor.redact_string(plain(label, PRE_REDACTION_LIMIT)), ITEM_LABEL_LIMIT)
 
 
 def status_of(event, result_dict):
@@ -149,7 +166,8 @@ def task_info(task, redactor, name=None):
     tags = getattr(task, "tags", None) or []
     return {
         "uuid": task._uuid,
-        "name": redactor.redact_string(plain(name if name is not None else task.get_name(), 500)),
+        "name": truncate(redactor.redact_string(plain(name if name is not None else task.get_name(),
+                                                      PRE_REDACTION_LIMIT)), 500),
         "action": action_of(task),
         "path": path or None,
         "tags": sorted(str(tag) for tag in tags) if isinstance(tags, (list, tuple, set)) else [str(tags)],

@@ -1,0 +1,236 @@
+# -*- coding: utf-8 -*-
+"""Unit tests of the recorder's parts: spool, result summaries, vault detection, process identity, hooks, writer."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, summary, vault
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer import RecorderWriter, entry_document
+
+
+def documents(run_id, count, start=0):
+    return [entry_document("run.result", run_id, {"run_id": run_id, "host": "h%d" % n, "status": "ok",
+                                                  "task": {"uuid": "t", "name": "n"}, "item": None})
+            for n in range(start, start + count)]
+
+
+# -- spool -------------------------------------------------------------------------------------
+def test_spool_writes_complete_files_in_order_and_replays_them_in_order(tmp_path, sqlite_sor):
+    spool = Spool(str(tmp_path / "spool"), "sqlite-test", "sqlite:/x")
+    batches = [documents("r1", 3, start) for start in (0, 3, 6)]
+    paths = [spool.write(batch) for batch in batches]
+    assert spool.pending() == paths
+    assert oct(os.stat(paths[0]).st_mode & 0o777) == "0o600"
+    assert [d["id"] for d in Spool.read(paths[1])] == [d["id"] for d in batches[1]]
+    assert not [name for name in os.listdir(spool.directory) if name.startswith(".tmp-")]
+
+    replayed, entries, problems = spool.replay(sqlite_sor.append, Entry.from_dict)
+    assert (replayed, entries, problems) == (3, 9, [])
+    assert spool.pending() == []
+    assert [e.data["host"] for e in sqlite_sor.iter_entries()] == ["h%d" % n for n in range(9)]
+
+    # a second copy of an already replayed batch is skipped by entry id
+    spool.write(batches[0])
+    assert spool.replay(sqlite_sor.append, Entry.from_dict)[:2] == (1, 3)
+    assert sqlite_sor.head()[0] == 9
+    assert sqlite_sor.verify().valid
+
+
+def test_spool_replay_stops_at_the_first_failure_to_keep_order(tmp_path):
+    spool = Spool(str(tmp_path / "spool"), "k")
+    paths = [spool.write(documents("r", 1, n)) for n in range(3)]
+    appended = []
+
+    def flaky_append(entries):
+        if len(appended) == 1:
+            raise BackendUnavailable("ledger locked")
+        appended.append(entries)
+
+    with pytest.raises(BackendUnavailable):
+        spool.replay(flaky_append, Entry.from_dict)
+    assert spool.pending() == paths[1:]
+
+
+def test_spool_sets_aside_an_unreadable_file_and_goes_on(tmp_path, sqlite_sor):
+    spool = Spool(str(tmp_path / "spool"), "k")
+    good = spool.write(documents("r", 2))
+    bad = os.path.join(spool.directory, "00000000000000000000-1-1.jsonl")
+    with open(bad, "w") as handle:
+        handle.write("{not json\n")
+    replayed, entries, problems = spool.replay(sqlite_sor.append, Entry.from_dict)
+    assert (replayed, entries) == (1, 2)
+    assert len(problems) == 1 and bad in problems[0] and "line 1" in problems[0]
+    assert os.path.exists(bad + ".bad") and not os.path.exists(good)
+
+
+def test_spool_directories_are_per_ledger_and_hide_the_dsn():
+    first = target_key({"backend": "sqlite", "sqlite_path": "/a/ledger.sqlite"})
+    assert first != target_key({"backend": "sqlite", "sqlite_path": "/b/ledger.sqlite"})
+    dsn_key = target_key({"backend": "postgresql", "postgresql_dsn": "postgresql://u:hunter22@db/x"})
+    assert dsn_key.startswith("postgresql-") and "hunter22" not in dsn_key
+
+
+# -- summaries -----------------------------------------------------------------------------------
+def test_summary_keeps_outcome_keys_only_redacts_and_truncates():
+    redactor = Redactor()
+    redactor.add_known_secret("s3cr3t-value")
+    result = {
+        "changed": True, "rc": 0, "stdout": "x" * 50 + " token=abc123", "stderr": "using s3cr3t-value",
+        "invocation": {"module_args": {"password": "hunter2"}}, "ansible_facts": {"a": 1},
+        "cmd": ["deploy", "--api-key", "k-123"], "results": [{"item": 1}, {"item": 2}],
+        "nested_password_holder": "not kept",
+    }
+    recorded = summary.summarise_result(result, redactor, max_chars=30)
+    assert set(recorded) == {"rc", "stdout", "stderr", "cmd", "item_count"}
+    assert recorded["stdout"] == "x" * 30 + "... [%d more characters not recorded]" % (len("x" * 50 + " token=********") - 30)
+    assert recorded["stderr"] == "using ********"
+    assert recorded["cmd"] == "deploy --api-key ********"
+    assert recorded["item_count"] == 2
+
+
+def test_censored_results_keep_only_status_fields():
+    recorded = summary.summarise_result({"censored": "hidden", "changed": True, "stdout": "secret"}, Redactor(),
+                                        100, censored=True)
+    assert recorded == {"censored": summary.CENSORED, "changed": True}
+    assert summary.item_label({"_ansible_no_log": True, "item": "secret"}, Redactor(), censored=True) == "(censored)"
+
+
+def test_truncation_never_leaves_part_of_a_secret():
+    redactor = Redactor()
+    redactor.add_known_secret("ABCDEFGHIJKLMNOP")
+    recorded = summary.summarise_result({"stdout": "0123456789ABCDEFGHIJKLMNOP"}, redactor, max_chars=14)
+    assert recorded["stdout"].startswith("0123456789****")
+    assert "ABCD" not in recorded["stdout"]
+
+
+def test_diffs_are_redacted_and_truncated():
+    diff = {"before": "password: old-one\n", "after": "password: new-one\n" + "y" * 100,
+            "before_header": "/etc/app.conf", "after_header": "/etc/app.conf"}
+    [recorded] = summary.summarise_diff({"diff": diff}, Redactor(), max_chars=40)
+    assert recorded["before"] == "password: ********\n"
+    assert "new-one" not in recorded["after"] and "more characters not recorded" in recorded["after"]
+    assert recorded["before_header"] == "/etc/app.conf"
+    assert summary.summarise_diff({"changed": True}, Redactor(), 10) is None
+
+
+def test_item_label_prefers_loop_control_label_and_redacts():
+    redactor = Redactor()
+    redactor.add_known_secret("topsecret")
+    assert summary.item_label({"_ansible_item_label": "web", "item": {"x": 1}}, redactor, False) == "web"
+    assert summary.item_label({"item": {"user": "bob", "pw": "topsecret"}}, redactor, False) == \
+        '{"pw":"********","user":"bob"}'
+    assert summary.status_of("ok", {"changed": True}) == "changed"
+    assert summary.status_of("failed", {"changed": True}) == "failed"
+
+
+def test_vaulted_values_are_detected_and_their_plaintext_collected():
+    from ansible.parsing.vault import VaultLib, VaultSecret, VaultSecretsContext, EncryptedString
+
+    secret = VaultSecret(b"pw")
+    ciphertext = VaultLib([("default", secret)]).encrypt("plain-vault-text").decode()
+    if VaultSecretsContext.current(optional=True) is None:
+        VaultSecretsContext.initialize(VaultSecretsContext([("default", secret)]))
+    encrypted = EncryptedString(ciphertext=ciphertext)
+    found = []
+    vault.collect_vault_secrets({"a": [1, {"b": encrypted}], "c": "plain"}, found.append)
+    assert found == ["plain-vault-text"] and type(found[0]) is str
+    assert summary.plain({"k": encrypted}, 100) == {"k": "********"}
+    decrypted = str(encrypted)
+    assert vault.is_vaulted(decrypted), "a decrypted plaintext keeps its VaultedValue tag"
+    extra = []
+    vault.collect_plain_values({"n": 8080, "flag": True, "l": ["abc"]}, extra.append)
+    assert sorted(extra) == ["8080", "abc"]
+
+
+# -- processes -------------------------------------------------------------------------------------
+def test_process_identity_tells_live_dead_and_reused_pids():
+    me = os.getpid()
+    identity = processes.process_identity(me)
+    assert identity and processes.process_identity(me) == identity
+    assert processes.run_process_is_gone(me, identity) is False
+    assert processes.run_process_is_gone(me, identity + "-other-start") is True, "a reused pid counts as gone"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert processes.run_process_is_gone(child.pid, None) is True
+    assert processes.run_process_is_gone(None, None) is True
+
+
+# -- hooks and writer ----------------------------------------------------------------------------------
+class RecordingDisplay(object):
+    def __init__(self):
+        self.warnings = []
+        self.messages = []
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+    def vv(self, message):
+        self.messages.append(message)
+
+    display = vv
+
+
+def test_writer_batches_links_cis_and_runs_hooks(tmp_path, sqlite_env):
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 5}
+    with open_system_of_record(config) as sor:
+        sor.append([Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "h1"}})])
+    calls = []
+
+    def good_hook(sor, run_id, options, display):
+        calls.append((run_id, options["marker"], sor.get_change_event(run_id)["status"]))
+
+    def bad_hook(sor, run_id, options, display):
+        raise RuntimeError("hook exploded")
+
+    display = RecordingDisplay()
+    hooks.register_post_run_hook(bad_hook)
+    hooks.register_post_run_hook(good_hook)
+    try:
+        writer = RecorderWriter(config, Spool(str(tmp_path / "spool"), target_key(config)), display,
+                                options={"marker": 42}, batch_size=2, flush_interval=30)
+        writer.start()
+        writer.put_run_started(entry_document("run.started", "run-1", {"run_id": "run-1", "pid": os.getpid(),
+                                                                       "playbooks": [str(tmp_path)]}))
+        for document in documents("run-1", 3):
+            writer.put(document)
+        writer.put(entry_document("run.finished", "run-1", {"run_id": "run-1", "outcome": "successful"}))
+        assert writer.finish("run-1", ["h1", "h2"], timeout=60)
+    finally:
+        hooks.unregister_post_run_hook(bad_hook)
+        hooks.unregister_post_run_hook(good_hook)
+    assert calls == [("run-1", 42, "successful")]
+    assert len(display.warnings) == 1 and "hook exploded" in display.warnings[0]
+    with open_system_of_record(config) as sor:
+        kinds = [entry.kind for entry in sor.iter_entries()]
+        assert kinds == ["ci.created", "run.started"] + ["run.result"] * 3 + ["run.finished", "ci.changed_by_run"]
+        started = next(sor.iter_entries(kinds=["run.started"])).data
+        assert started["user"] and started["controller"] and started["pid_identity"]
+        assert sor.verify().valid
+    assert writer.reached_ledger and writer.spooled == 0
+
+
+def test_writer_spools_when_the_ledger_cannot_be_opened_and_warns_once(tmp_path):
+    def unavailable(config):
+        raise BackendUnavailable("ledger is on fire")
+
+    display = RecordingDisplay()
+    spool = Spool(str(tmp_path / "spool"), "k")
+    writer = RecorderWriter({"backend": "sqlite"}, spool, display, batch_size=1, flush_interval=0.05,
+                            opener=unavailable)
+    writer.start()
+    for document in documents("run-2", 4):
+        writer.put(document)
+    assert writer.finish("run-2", [], timeout=30)
+    assert sum(len(Spool.read(path)) for path in spool.pending()) == 4
+    assert len(display.warnings) == 1 and "ledger is on fire" in display.warnings[0]
+    assert not writer.reached_ledger
