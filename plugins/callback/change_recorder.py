@@ -24,7 +24,7 @@ description:
   - A run in check mode is recorded as a dry run, not as a change.
 type: aggregate
 author:
-  - changeops.itsm contributors
+  - changeops.itsm maintainers (@changeops)
 version_added: 0.1.0
 requirements:
   - Enable it in C(ansible.cfg) (C(callbacks_enabled = changeops.itsm.change_recorder)) or with
@@ -32,6 +32,7 @@ requirements:
 extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - changeops.itsm.recorder_post_run
+  - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
 options:
   spool_dir:

@@ -266,7 +266,7 @@ def test_four_concurrent_playbooks_keep_one_valid_chain(project, sor):
               changed_when: false
         """)
     fast_flush = {"CHANGEOPS_RECORDER_FLUSH_INTERVAL": "0.05", "CHANGEOPS_RECORDER_BATCH_SIZE": "5"}
-    processes = [project.start("busy.yml", env=fast_flush) for _ in range(4)]
+    processes = [project.start("busy.yml", env=fast_flush) for run in range(4)]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output
@@ -397,4 +397,3 @@ def test_multiple_playbooks_are_one_run(project, sor):
         project.path("one.yml"), project.path("two.yml")]
     assert [r["task"]["name"] for r in sor.get_task_results(run_id)] == ["Task of one.yml", "Task of two.yml"]
     assert len(run_entries(sor, run_id, "run.finished")) == 1
-

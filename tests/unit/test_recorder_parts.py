@@ -116,7 +116,9 @@ def test_truncation_never_leaves_part_of_a_secret():
 def test_diffs_are_redacted_and_truncated():
     diff = {"before": "password: old-one\n", "after": "password: new-one\n" + "y" * 100,
             "before_header": "/etc/app.conf", "after_header": "/etc/app.conf"}
-    [recorded] = summary.summarise_diff({"diff": diff}, Redactor(), max_chars=40)
+    diffs = summary.summarise_diff({"diff": diff}, Redactor(), max_chars=40)
+    assert diffs and len(diffs) == 1
+    recorded = diffs[0]
     assert recorded["before"] == "password: ********\n"
     assert "new-one" not in recorded["after"] and "more characters not recorded" in recorded["after"]
     assert recorded["before_header"] == "/etc/app.conf"
@@ -143,7 +145,7 @@ def test_vaulted_values_are_detected_and_their_plaintext_collected():
     encrypted = EncryptedString(ciphertext=ciphertext)
     found = []
     vault.collect_vault_secrets({"a": [1, {"b": encrypted}], "c": "plain"}, found.append)
-    assert found == ["plain-vault-text"] and type(found[0]) is str
+    assert found == ["plain-vault-text"] and not vault.is_vaulted(found[0]), "the collected secret keeps no tag"
     assert summary.plain({"k": encrypted}, 100) == {"k": "********"}
     decrypted = str(encrypted)
     assert vault.is_vaulted(decrypted), "a decrypted plaintext keeps its VaultedValue tag"

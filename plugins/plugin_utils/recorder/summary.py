@@ -12,6 +12,7 @@ Every kept value goes through the ``Redactor`` (secret-looking keys, inline
 
 from __future__ import annotations
 
+import math
 import shlex
 
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED
@@ -57,7 +58,7 @@ def plain(value, limit, depth=0):
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return float(value) if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        return float(value) if math.isfinite(value) else str(value)
     if isinstance(value, bytes):
         return truncate(value.decode("utf-8", "replace"), limit)
     if isinstance(value, dict):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 try:  # ansible-core >= 2.19
     from ansible.parsing.vault import EncryptedString, VaultHelper
-    from ansible._internal._datatag._tags import SourceWasEncrypted  # pylint: disable=import-private-name
+    from ansible._internal._datatag._tags import SourceWasEncrypted
 except ImportError:  # pragma: no cover - older cores
     EncryptedString = None
     VaultHelper = None

@@ -31,7 +31,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.pr
     RECORD_ONLY_ACTION_PREFIX,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, runinfo
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, SpoolError
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import SpoolError
 
 PREFIX = "changeops.itsm.change_recorder: "
 
