@@ -32,6 +32,8 @@ requirements:
 extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - changeops.itsm.recorder_post_run
+  - changeops.itsm.recorder_register
+  - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
 options:
