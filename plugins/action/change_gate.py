@@ -26,10 +26,18 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
 from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
 
 
-def resolve_policy_path(params):
-    """Policy file: argument > CHANGEOPS_GATE_POLICY > ansible.cfg [changeops] gate_policy > built-in default."""
+def resolve_policy_path(params, playbook_dir=None):
+    """Policy file: argument > CHANGEOPS_GATE_POLICY > ansible.cfg [changeops] gate_policy > built-in default.
+
+    A relative ``policy`` argument is looked up next to the playbook first, like other playbook files.
+    """
     if params.get("policy"):
-        return params["policy"]
+        path = params["policy"]
+        if not os.path.isabs(path) and playbook_dir:
+            beside_playbook = os.path.join(playbook_dir, path)
+            if os.path.exists(beside_playbook):
+                return beside_playbook
+        return path
     if os.environ.get(change_gate.POLICY_ENV):
         return os.path.expanduser(os.environ[change_gate.POLICY_ENV])
     cfg = ansible_cfg_path()
@@ -92,7 +100,7 @@ class ActionModule(SystemOfRecordAction):
             return result
 
         try:
-            policy = change_policy.load_policy(resolve_policy_path(params))
+            policy = change_policy.load_policy(resolve_policy_path(params, task_vars.get("playbook_dir")))
         except ChangeopsError as exc:
             # A broken policy is a configuration error: the play never runs, whatever fail_on_deny says.
             result.update(change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, False))
@@ -118,6 +126,9 @@ class ActionModule(SystemOfRecordAction):
                 sor.close()
         result.update(outcome)
         if not outcome.get("failed"):
+            # an "ok" line alone does not say how the play was authorised
             if outcome["decision"].get("review_required"):
                 self._display.warning(outcome["msg"])
+            else:
+                self._display.display("change_gate: %s" % outcome["msg"])
         return result

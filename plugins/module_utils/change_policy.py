@@ -105,11 +105,17 @@ if yaml is not None:
 
         YAML 1.1 reads an unquoted 18:00 as the base-60 integer 1080; in a
         policy it is always a time of day, so the sexagesimal form is dropped.
+        Dates and times are parsed by the validator, not by YAML.
         """
 
     _PolicyLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    # Dates stay strings so that an impossible one (2026-13-20) gets our error message naming the key.
+    _PolicyLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in _PolicyLoader.yaml_implicit_resolvers.items()
     }
     _PolicyLoader.add_implicit_resolver(
         "tag:yaml.org,2002:int",
