@@ -24,6 +24,10 @@ because entry ids are idempotency keys.
 from __future__ import annotations
 
 import contextlib
+# libpq resolves host names through Python's idna codec on the first connect;
+# importing it now keeps that import out of a writer thread that may be
+# running while the main thread forks (see factory.load_backend).
+import encodings.idna  # noqa: F401 pylint: disable=unused-import
 import os
 import re
 
