@@ -24,7 +24,7 @@ because entry ids are idempotency keys.
 from __future__ import annotations
 
 import contextlib
-# libpq resolves host names through Python's idna codec on the first connect;
+# psycopg resolves host names with socket.getaddrinfo, which imports the idna codec on first use;
 # importing it now keeps that import out of a writer thread that may be
 # running while the main thread forks (see factory.load_backend).
 import encodings.idna  # noqa: F401 pylint: disable=unused-import

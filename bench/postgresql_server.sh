@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL server on loopback for benchmarks (bench/recorder_overhead) and manual tries.
+#
+#   bash bench/postgresql_server.sh start [DIR]   initdb + start; prints the DSN on stdout (last line)
+#   bash bench/postgresql_server.sh dsn   [DIR]   print the DSN of the running server again
+#   bash bench/postgresql_server.sh stop  [DIR]   stop the server and remove DIR
+#
+# DIR defaults to /tmp/changeops-bench-pg. Uses Debian's server binaries (/usr/lib/postgresql/<v>/bin,
+# `apt-get install postgresql`); as root, initdb and the server run as the `postgres` user, since initdb
+# refuses root. Only 127.0.0.1 is listened on, with scram-sha-256 password authentication and the
+# default durability settings (fsync on), so the figures are those of a real, if local, server.
+#
+# Benchmark the recorder against it:
+#   DSN=$(bash bench/postgresql_server.sh start | tail -n1)
+#   .venv/bin/python bench/recorder_overhead/run.py --backend postgresql --dsn "$DSN"
+#   bash bench/postgresql_server.sh stop
+set -euo pipefail
+
+action="${1:-}"
+dir="${2:-/tmp/changeops-bench-pg}"
+db=changeops_bench
+
+die() { echo "postgresql_server.sh: $*" >&2; exit 1; }
+
+bin_dir() {
+    local d
+    while read -r d; do
+        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
+    done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5 -n -r)
+    die "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin: apt-get install postgresql"
+}
+
+as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+dsn() {
+    if [ ! -f "$dir/port" ] || [ ! -f "$dir/password" ]; then die "no server in $dir (run: $0 start $dir)"; fi
+    echo "postgresql://postgres:$(cat "$dir/password")@127.0.0.1:$(cat "$dir/port")/$db"
+}
+
+case "$action" in
+start)
+    [ ! -e "$dir" ] || die "$dir exists: stop that server first ($0 stop $dir) or give another directory"
+    bin="$(bin_dir)"
+    mkdir -p "$dir" && chmod 700 "$dir"
+    [ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
+    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+    (umask 077; echo "$password" >"$dir/pwfile"; echo "$password" >"$dir/password"; echo "$port" >"$dir/port")
+    [ "$(id -u)" -ne 0 ] || chown postgres: "$dir/pwfile"
+    (cd "$dir" && as_owner "$bin/initdb" -D "$dir/data" -U postgres --pwfile "$dir/pwfile" --auth-local=trust \
+        --auth-host=scram-sha-256 --encoding=UTF8 --no-locale >"$dir/initdb.log") || die "initdb failed: see $dir/initdb.log"
+    rm -f "$dir/pwfile"
+    (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null) \
+        || die "the server did not start: see $dir/server.log"
+    as_owner "$bin/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAt -c "CREATE DATABASE $db" >/dev/null
+    echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir" >&2
+    dsn
+    ;;
+dsn)
+    dsn
+    ;;
+stop)
+    [ -d "$dir" ] || exit 0
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null)
+    fi
+    rm -rf "$dir"
+    ;;
+*)
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
