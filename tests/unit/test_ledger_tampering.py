@@ -22,15 +22,16 @@ ENTRIES = 12
 def populate(sor):
     """A realistic ledger: one run with a play, task results on several hosts, a finish; three batches."""
     run_id = "run-tamper"
-    sor.append([Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-11-23T10:00:00.000000Z",
-                                                "user": "ops", "controller": "ctl", "playbooks": ["site.yml"]}),
+    started = {"run_id": run_id, "started_at": "2026-11-23T10:00:00.000000Z", "user": "ops", "controller": "ctl",
+               "playbooks": ["site.yml"]}
+    sor.append([Entry("run.started", run_id, started),
                 Entry("run.play", run_id, {"run_id": run_id, "play_id": "p1", "name": "web"})])
-    sor.append([Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % n,
-                                               "task": {"name": "t%d" % n, "action": "ansible.builtin.copy"},
-                                               "status": "changed", "changed": True, "item": None})
+    sor.append([Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % n, "item": None,
+                                             "task": {"name": "t%d" % n, "action": "ansible.builtin.copy"},
+                                             "status": "changed", "changed": True})
                 for n in range(1, ENTRIES - 2)])
-    sor.append([Entry("run.finished", run_id, {"run_id": run_id, "ended_at": "2026-11-23T10:05:00.000000Z",
-                                                 "outcome": "successful"})])
+    finished = {"run_id": run_id, "ended_at": "2026-11-23T10:05:00.000000Z", "outcome": "successful"}
+    sor.append([Entry("run.finished", run_id, finished)])
     seq, head = sor.head()
     assert seq == ENTRIES
     assert sor.verify().valid

@@ -299,5 +299,5 @@ def test_change_request_versions(sor):
 
 
 def test_counters_allocate_increasing_numbers(sor):
-    assert [sor.next_number("change_request") for _ in range(3)] == [1, 2, 3]
+    assert [sor.next_number("change_request") for _attempt in range(3)] == [1, 2, 3]
     assert sor.next_number("other") == 1

@@ -173,7 +173,7 @@ def test_reopening_does_not_reapply_migrations(tmp_path):
     conn = raw(path)
     before = conn.execute("SELECT version, applied_at FROM schema_migrations ORDER BY version").fetchall()
     conn.close()
-    for _ in range(3):
+    for _reopen in range(3):
         with open_system_of_record(sqlite_config(path)) as sor:
             assert sor.head()[0] == 1
     conn = raw(path)
@@ -192,7 +192,7 @@ def test_a_new_migration_is_applied_once_to_an_existing_ledger(tmp_path, monkeyp
                ["CREATE TABLE test_notes (id {int} PRIMARY KEY, note TEXT)"])
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [upgrade])
     monkeypatch.setattr(schema, "LATEST_VERSION", upgrade[0])
-    for _ in range(2):  # CREATE TABLE without IF NOT EXISTS fails if it ever runs twice
+    for _reopen in range(2):  # CREATE TABLE without IF NOT EXISTS fails if it ever runs twice
         with open_system_of_record(sqlite_config(path)) as sor:
             assert sor.schema_version() == upgrade[0]
             assert sor.verify().valid and sor.head()[0] == 1
