@@ -252,6 +252,11 @@ class _Checker(object):
         return None  # pragma: no cover
 
 
+def _or_default(value, default):
+    """Only an absent or null key takes the default: ``templates: {}`` is an error, not "no templates"."""
+    return default if value is None else value
+
+
 def _join(path, key):
     return "%s.%s" % (path, key) if path else str(key)
 
@@ -416,7 +421,7 @@ def parse_policy(document, origin, digest=None):
         check.fail("version", "only policy version 1 exists", document["version"], line(document, "version"))
 
     templates = []
-    raw_templates = document.get("templates") or []
+    raw_templates = _or_default(document.get("templates"), [])
     if not isinstance(raw_templates, list):
         check.fail("templates", "must be a list of templates", raw_templates, line(document, "templates"))
     names = set()
@@ -460,7 +465,7 @@ def parse_policy(document, origin, digest=None):
         for name, spec in DEFAULT_PROTECTED_AREAS.items():
             areas[name] = ProtectedArea(name, spec["description"], list(spec["modules"]), list(spec["roles"]),
                                         list(spec["tags"]), list(spec["paths"]))
-    raw_areas = document.get("protected_areas") or _Mapping()
+    raw_areas = _or_default(document.get("protected_areas"), _Mapping())
     check.mapping(raw_areas, "protected_areas", set(raw_areas) if isinstance(raw_areas, dict) else (),
                   line=line(document, "protected_areas"))
     for name, raw in raw_areas.items():
@@ -478,7 +483,7 @@ def parse_policy(document, origin, digest=None):
         areas[name] = ProtectedArea(name, description, **lists)
 
     freezes = []
-    raw_freezes = document.get("freezes") or []
+    raw_freezes = _or_default(document.get("freezes"), [])
     if not isinstance(raw_freezes, list):
         check.fail("freezes", "must be a list of freeze windows", raw_freezes, line(document, "freezes"))
     for index, raw in enumerate(raw_freezes):
@@ -501,7 +506,7 @@ def parse_policy(document, origin, digest=None):
             check.fail(path + ".reason", "must be a string", reason, line(raw, "reason"))
         freezes.append(Freeze(name, reason, start, end, raw["timezone"], tz, environments, allowed))
 
-    raw_emergency = document.get("emergency") or _Mapping()
+    raw_emergency = _or_default(document.get("emergency"), _Mapping())
     check.mapping(raw_emergency, "emergency", EMERGENCY_KEYS, line=line(document, "emergency"))
     emergency = EmergencyPolicy()
     if "allowed" in raw_emergency:
@@ -519,7 +524,7 @@ def parse_policy(document, origin, digest=None):
             raw_emergency["min_justification_length"], "emergency.min_justification_length",
             line(raw_emergency, "min_justification_length"), minimum=0)
 
-    raw_normal = document.get("normal") or _Mapping()
+    raw_normal = _or_default(document.get("normal"), _Mapping())
     check.mapping(raw_normal, "normal", NORMAL_KEYS, line=line(document, "normal"))
     normal_states = ["scheduled", "implement"]
     if "allowed_states" in raw_normal:

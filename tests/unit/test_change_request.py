@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+"""change_request / change_request_info operations against every real backend."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import (
+    CHANGE_REQUEST_INFO_SPEC,
+    query_change_requests,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+from support.change_requests import add_ci, approved_change, change_request
+
+
+def info(sor, **params):
+    full = {name: spec.get("default") for name, spec in CHANGE_REQUEST_INFO_SPEC.items()}
+    full.update(params)
+    return query_change_requests(OperationContext(sor, full))["change_requests"]
+
+
+def ledger_kinds(sor, number):
+    return [entry.kind for entry in sor.iter_entries(subject=number)]
+
+
+def test_create_allocates_numbers_and_records_the_creation(sor):
+    first = change_request(sor, short_description="one", planned_start="2026-11-23T22:00",
+                           planned_end="2026-11-24T01:00", timezone="Europe/Paris", validate_cis=False)
+    second = change_request(sor, short_description="two")
+    assert first["changed"] and first["number"] == "CHG0000001" and second["number"] == "CHG0000002"
+    record = first["change_request"]
+    assert (record["state"], record["type"], record["approval"]) == ("new", "normal", "not requested")
+    # the window is read in its time zone and stored in UTC
+    assert record["planned_start"] == "2026-11-23T21:00:00.000000Z"
+    assert record["planned_end"] == "2026-11-24T00:00:00.000000Z"
+    assert first["diff"] == {"before": {}, "after": record}
+    assert ledger_kinds(sor, "CHG0000001") == ["change_request.created"]
+
+
+def test_check_mode_predicts_without_writing(sor):
+    result = change_request(sor, check_mode=True, short_description="predict")
+    assert result["changed"] and result["number"] is None
+    assert result["change_request"]["state"] == "new"
+    assert info(sor) == []
+    number = change_request(sor, short_description="real")["number"]
+    assert number == "CHG0000001", "check mode must not consume a number"
+    predicted = change_request(sor, check_mode=True, number=number, state="assess")
+    assert predicted["changed"] and predicted["change_request"]["state"] == "assess"
+    assert sor.get_change_request(number)["state"] == "new"
+
+
+def test_same_desired_state_appends_nothing(sor):
+    number = change_request(sor, short_description="idem", risk="low")["number"]
+    head = sor.head()
+    again = change_request(sor, number=number, short_description="idem", risk="low", state="new")
+    assert again["changed"] is False
+    assert sor.head() == head
+    assert change_request(sor, number=number, state="assess")["changed"] is True
+    assert change_request(sor, number=number, state="assess")["changed"] is False
+    assert ledger_kinds(sor, number) == ["change_request.created", "change_request.transitioned"]
+
+
+def test_correlation_id_makes_creation_idempotent(sor):
+    first = change_request(sor, correlation_id="pipeline-42", short_description="deploy")
+    second = change_request(sor, correlation_id="pipeline-42", short_description="deploy")
+    assert first["changed"] and not second["changed"]
+    assert second["number"] == first["number"]
+    assert len(info(sor)) == 1
+
+
+def test_no_jumping_between_states(sor):
+    number = change_request(sor, short_description="jump")["number"]
+    with pytest.raises(ValidationError) as error:
+        change_request(sor, number=number, state="closed")
+    assert error.value.message == (
+        "%s cannot move from new to closed; from new a normal change may go to assess, cancelled" % number)
+    assert ledger_kinds(sor, number) == ["change_request.created"]
+
+
+def test_normal_change_needs_approval_before_scheduling(sor):
+    number = change_request(sor, short_description="cab")["number"]
+    change_request(sor, number=number, state="assess")
+    authorised = change_request(sor, number=number, state="authorise")
+    assert authorised["change_request"]["approval"] == "requested"
+    with pytest.raises(ValidationError, match="cannot be scheduled before it is approved"):
+        change_request(sor, number=number, state="scheduled")
+    approved = change_request(sor, number=number, approval={"approver": "carol", "comment": "ok"})
+    assert approved["change_request"]["approval"] == "approved"
+    assert approved["change_request"]["approvals"][0]["approver"] == "carol"
+    assert change_request(sor, number=number, approval={"approver": "carol"})["changed"] is False
+    change_request(sor, number=number, state="scheduled")
+    assert ledger_kinds(sor, number) == [
+        "change_request.created", "change_request.transitioned", "change_request.transitioned",
+        "change_request.approved", "change_request.transitioned"]
+
+
+def test_closing_needs_a_close_code_and_is_final(sor):
+    number = approved_change(sor, ["web01"], "2026-11-23T10:00Z", "2026-11-23T12:00Z", state="implement")
+    change_request(sor, number=number, state="review")
+    with pytest.raises(ValidationError, match="without close_code"):
+        change_request(sor, number=number, state="closed")
+    closed = change_request(sor, number=number, state="closed", close_code="successful", close_notes="done")
+    record = closed["change_request"]
+    assert record["state"] == "closed" and record["actual_start"] and record["actual_end"]
+    assert ledger_kinds(sor, number)[-1] == "change_request.closed"
+    with pytest.raises(ValidationError, match="cannot change state any more"):
+        change_request(sor, number=number, state="new")
+
+
+def test_standard_and_emergency_shortcuts(sor):
+    standard = change_request(sor, short_description="std", type="standard")["number"]
+    assert change_request(sor, number=standard, state="scheduled")["change_request"]["state"] == "scheduled"
+    emergency = change_request(sor, short_description="fire", type="emergency")["number"]
+    assert change_request(sor, number=emergency, state="authorise")["changed"]
+
+
+def test_affected_cis_must_exist_unless_told_otherwise(sor):
+    add_ci(sor, "web01", environment="production")
+    with pytest.raises(ValidationError) as error:
+        change_request(sor, short_description="cis", affected_cis=["web01", "web09"])
+    assert "affected_cis: web09 is not a configuration item in the CMDB" in error.value.message
+    assert info(sor) == [], "nothing is half-written"
+    number = change_request(sor, short_description="cis", affected_cis=["web09", "web01"],
+                            validate_cis=False)["number"]
+    assert sor.get_change_request(number)["affected_cis"] == ["web01", "web09"]
+
+
+def test_bad_window_and_time_zone_are_refused(sor):
+    with pytest.raises(ValidationError, match="planned_end .* must be after planned_start"):
+        change_request(sor, short_description="w", planned_start="2026-11-23T22:00", planned_end="2026-11-23T21:00")
+    with pytest.raises(ValidationError, match="timezone: unknown time zone 'Mars/Olympus'"):
+        change_request(sor, short_description="w", timezone="Mars/Olympus")
+    with pytest.raises(ValidationError, match="planned_start: 'tomorrow' is not an ISO 8601 time"):
+        change_request(sor, short_description="w", planned_start="tomorrow")
+
+
+def test_unknown_number_is_not_found(sor):
+    with pytest.raises(NotFound, match="CHG0009999 does not exist"):
+        change_request(sor, number="CHG0009999", state="assess")
+
+
+def test_info_filters(sor):
+    add_ci(sor, "db01")
+    first = change_request(sor, short_description="a", affected_cis=["db01"])["number"]
+    second = change_request(sor, short_description="b", type="emergency")["number"]
+    change_request(sor, number=first, state="assess")
+    assert [r["number"] for r in info(sor, state=["assess"])] == [first]
+    assert [r["number"] for r in info(sor, type=["emergency"])] == [second]
+    assert [r["number"] for r in info(sor, ci="db01")] == [first]
+    assert info(sor, number=second)[0]["next_states"] == ["assess", "authorise", "cancelled"]
+    assert [r["number"] for r in info(sor, state=["authorize", "new"])] == [second]

@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+"""Change policy: validation errors name file, key path, line and value; matching and windows."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
+from ansible_collections.changeops.itsm.plugins.module_utils.change_gate import build_change_context, decide
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+
+UTC = datetime.timezone.utc
+
+
+def load(tmp_path, text):
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    return change_policy.load_policy(str(path))
+
+
+def error_of(tmp_path, text):
+    with pytest.raises(ValidationError) as error:
+        load(tmp_path, text)
+    return error.value.message.replace(str(tmp_path) + "/", "")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("colour: red\n", "policy.yml line 1: colour: unknown key; expected one of default_protected_areas, emergency, "
+                      "freezes, normal, protected_areas, templates, version (got 'red')"),
+    ("templates: {}\n", "policy.yml line 1: templates: must be a list of templates (got {})"),
+    ("templates:\n  - name: a\n", "policy.yml line 1: templates[0]: missing required key 'conditions'"),
+    ("templates:\n  - name: a\n    conditions: []\n",
+     "policy.yml line 3: templates[0].conditions: must be a non-empty list of JMESPath expressions (got [])"),
+    ("templates:\n  - name: a\n    conditions: ['length(hosts) >']\n",
+     "policy.yml line 3: templates[0].conditions[0]: invalid JMESPath expression"),
+    ("templates:\n  - {name: a, conditions: ['`true`']}\n  - {name: a, conditions: ['`true`']}\n",
+     "policy.yml line 3: templates[1].name: another template already has this name (got 'a')"),
+    ("templates:\n  - name: a\n    conditions: ['`true`']\n    max_hosts: 0\n",
+     "policy.yml line 4: templates[0].max_hosts: must be at least 1 (got 0)"),
+    ("templates:\n  - name: a\n    conditions: ['`true`']\n    windows:\n      - {start: '25:00', end: '18:00', "
+     "timezone: UTC}\n",
+     "policy.yml line 5: templates[0].windows[0].start: must be a time of day HH:MM between 00:00 and 24:00"),
+    ("templates:\n  - name: a\n    conditions: ['`true`']\n    windows:\n      - {days: [monday], start: '08:00', "
+     "end: '18:00', timezone: UTC}\n",
+     "policy.yml line 5: templates[0].windows[0].days[0]: must be one of mon, tue, wed, thu, fri, sat, sun "
+     "(got 'monday')"),
+    ("freezes:\n  - name: f\n    start: 2027-01-03\n    end: 2026-12-20\n    timezone: UTC\n",
+     "policy.yml line 4: freezes[0].end: must be after start (2027-01-03) (got '2026-12-20')"),
+    ("freezes:\n  - name: f\n    start: 2026-12-20\n    end: 2027-01-03\n    timezone: Europe/Pariss\n",
+     "policy.yml line 5: freezes[0].timezone: unknown time zone; use an IANA name such as Europe/Paris or UTC "
+     "(got 'Europe/Pariss')"),
+    ("freezes:\n  - name: f\n    start: 2026-12-20\n    end: 2027-01-03\n    timezone: UTC\n"
+     "    allowed_change_types: [urgent]\n",
+     "policy.yml line 6: freezes[0].allowed_change_types[0]: must be one of standard, normal, emergency "
+     "(got 'urgent')"),
+    ("protected_areas:\n  database: {}\n",
+     "policy.yml line 2: protected_areas.database: must list at least one of modules, roles, tags or paths"),
+    ("protected_areas:\n  database:\n    module: [x]\n",
+     "policy.yml line 3: protected_areas.database.module: unknown key"),
+    ("emergency:\n  require_justification: 'yes please'\n",
+     "policy.yml line 2: emergency.require_justification: must be true or false (got 'yes please')"),
+    ("version: 2\n", "policy.yml line 1: version: only policy version 1 exists (got 2)"),
+    ("templates: [\n", "policy.yml line 2: not valid YAML"),
+    ("emergency:\n  allowed: true\n  allowed: false\n", "policy.yml line 3: key 'allowed' appears twice"),
+])
+def test_malformed_policies_give_one_clear_error(tmp_path, text, message):
+    assert message in error_of(tmp_path, text)
+
+
+def test_error_details_carry_file_path_and_value(tmp_path):
+    with pytest.raises(ValidationError) as error:
+        load(tmp_path, "templates:\n  - name: a\n    conditions: ['`true`']\n    max_hosts: ten\n")
+    details = error.value.details
+    assert details["file"].endswith("policy.yml")
+    assert (details["path"], details["line"], details["value"]) == ("templates[0].max_hosts", 4, "ten")
+
+
+def test_missing_policy_file_is_named(tmp_path):
+    with pytest.raises(ValidationError, match="cannot read the change policy .*nope.yml"):
+        change_policy.load_policy(str(tmp_path / "nope.yml"))
+
+
+def test_times_of_day_are_not_read_as_base_60_numbers(tmp_path):
+    policy = load(tmp_path, "templates:\n  - name: a\n    conditions: ['`true`']\n    windows:\n"
+                            "      - {days: [mon], start: 08:00, end: 18:00, timezone: Europe/Paris}\n")
+    window = policy.templates[0].windows[0]
+    assert (window.start, window.end) == (8 * 60, 18 * 60)
+    monday_noon_paris = datetime.datetime(2026, 11, 23, 11, 0, tzinfo=UTC)
+    assert window.contains(monday_noon_paris)
+    assert not window.contains(monday_noon_paris + datetime.timedelta(hours=7))
+    assert not window.contains(monday_noon_paris + datetime.timedelta(days=1))
+
+
+def test_overnight_window_belongs_to_the_day_it_starts():
+    window = change_policy.TimeWindow(["fri"], 22 * 60, 4 * 60, UTC, "UTC")
+    friday = datetime.datetime(2026, 11, 27, tzinfo=UTC)
+    assert window.contains(friday.replace(hour=23))
+    assert window.contains(friday.replace(hour=3) + datetime.timedelta(days=1))
+    assert not window.contains(friday.replace(hour=3))
+
+
+def test_default_policy_protects_authentication_and_access():
+    policy = change_policy.load_policy(None)
+    assert [area.name for area in policy.protected_areas] == ["firewall", "pam", "sshd", "sudoers", "users_keys"]
+    play = {"modules": ["community.general.ufw", "ansible.builtin.copy"], "roles": ["ssh_hardening"],
+            "tags": ["sudoers"], "paths": ["/etc/pam.d/sshd", "/home/bob/.ssh/authorized_keys", "/srv/app.conf"]}
+    touched = {t["area"]: t["matched_by"] for t in change_policy.protected_areas_touched(policy, play)}
+    assert touched == {
+        "firewall": ["module community.general.ufw"],
+        "pam": ["path /etc/pam.d/sshd"],
+        "sshd": ["role ssh_hardening"],
+        "sudoers": ["tag sudoers"],
+        "users_keys": ["path /home/bob/.ssh/authorized_keys"],
+    }
+
+
+def test_defaults_can_be_replaced_and_extended(tmp_path):
+    policy = load(tmp_path, "default_protected_areas: false\nprotected_areas:\n  database:\n"
+                            "    modules: [postgresql_*]\n    paths: [/etc/postgresql/]\n")
+    assert [area.name for area in policy.protected_areas] == ["database"]
+    touched = change_policy.protected_areas_touched(
+        policy, {"modules": ["community.postgresql.postgresql_user"], "paths": ["/etc/postgresql/15/main/pg_hba.conf"]})
+    assert touched == [{"area": "database", "matched_by": ["module community.postgresql.postgresql_user",
+                                                           "path /etc/postgresql/15/main/pg_hba.conf"]}]
+
+
+def _context(hosts, environment="test", **play):
+    cis = [{"name": host, "environment": environment, "class": "cmdb_ci_linux_server", "attributes": {}}
+           for host in hosts]
+    return build_change_context(dict({"name": "p", "tags": ["patching"]}, **play), hosts, {}, cis, "alice",
+                                False, datetime.datetime(2026, 11, 23, 12, tzinfo=UTC))
+
+
+def test_template_limits_are_each_reported(tmp_path):
+    policy = load(tmp_path, """
+templates:
+  - name: patching
+    conditions: ["contains(tags, 'patching')"]
+    max_hosts: 2
+    environments: [test]
+    windows: [{days: [sat, sun], start: '02:00', end: '06:00', timezone: Europe/Paris}]
+""")
+    now = datetime.datetime(2026, 11, 23, 12, tzinfo=UTC)
+    decision = decide(policy, _context(["a", "b", "c"], environment="production"), now, user="alice")
+    assert decision["reasons"] == [
+        "standard change 'patching' allows at most 2 hosts; the play targets 3",
+        "standard change 'patching' is allowed in environment test only; a, b, c are in production",
+        "standard change 'patching' is allowed Sat,Sun 02:00-06:00 Europe/Paris only; now is Mon 13:00 Europe/Paris",
+    ]
+
+
+def test_no_template_matching_is_one_reason(tmp_path):
+    policy = load(tmp_path, "templates:\n  - {name: a, conditions: [\"contains(roles, 'x')\"]}\n")
+    decision = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice")
+    assert decision["reasons"] == ["no standard change template matches this play (1 checked in %s)"
+                                   % policy.origin]
+    named = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice",
+                   standard_template="a")
+    assert named["reasons"] == ["standard change 'a': condition contains(roles, 'x') is false for this play"]
+
+
+def test_emergency_declarers_and_justification(tmp_path):
+    policy = load(tmp_path, "emergency:\n  declarers: [oncall-*]\n  min_justification_length: 20\n")
+    now = datetime.datetime(2026, 11, 23, tzinfo=UTC)
+    refused = decide(policy, _context(["a"]), now, emergency=True, justification="short", user="alice")
+    assert refused["reasons"] == ["alice may not declare an emergency change (allowed: oncall-*)",
+                                  "an emergency change needs a justification of at least 20 characters (got 5)"]
+    allowed = decide(policy, _context(["a"]), now, emergency=True, user="oncall-bob",
+                     justification="INC0001: database down for every customer")
+    assert (allowed["allowed"], allowed["type"], allowed["review_required"]) == (True, "emergency", True)
