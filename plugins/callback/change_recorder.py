@@ -32,7 +32,6 @@ requirements:
 extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - changeops.itsm.recorder_post_run
-  - changeops.itsm.recorder_register
   - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
@@ -374,7 +373,7 @@ class CallbackModule(CallbackBase):
         failed = any(counts.get("failures") or counts.get("unreachable") for counts in host_stats.values())
         return "failed" if failed else "successful"
 
-    def _finish_run(self, outcome, host_stats=None, interrupted_reason=None):
+    def _finish_run(self, outcome, host_stats=None, interrupted_reason=None, from_signal=False):
         if self._finished or self._writer is None:
             return
         self._finished = True
@@ -386,7 +385,8 @@ class CallbackModule(CallbackBase):
         else:
             data["outcome"] = outcome
             self._writer.put(entry_document("run.finished", self._run_id, data))
-        self._writer.finish(self._run_id, self._changed_hosts, self.get_option("flush_timeout"))
+        self._writer.finish(self._run_id, self._changed_hosts, self.get_option("flush_timeout"),
+                            wake=not from_signal)
 
     def _at_exit(self):
         if os.getpid() != self._owner_pid or self._finished:
@@ -411,7 +411,7 @@ class CallbackModule(CallbackBase):
     def _on_sigterm(self, signum, frame):
         if os.getpid() == self._owner_pid:
             self._finish_run(None, self._last_stats,
-                             interrupted_reason="ansible-playbook received SIGTERM")
+                             interrupted_reason="ansible-playbook received SIGTERM", from_signal=True)
         previous = self._previous_sigterm
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         if callable(previous):

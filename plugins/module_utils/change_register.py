@@ -130,16 +130,24 @@ def diff_text(diffs):
 _RESULT_NOISE = ("invocation", "_ansible_no_log", "_ansible_verbose_always", "changed", "failed", "diff")
 
 
+def _clip_values(value, limit):
+    if isinstance(value, str):
+        return _clip(value, limit)
+    if isinstance(value, dict):
+        return {key: _clip_values(item, limit) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clip_values(item, limit) for item in value[:200]]
+    return value
+
+
 def result_summary(result):
-    """A reviewer-sized text of a (redacted) task result: the message first, then the rest."""
+    """A reviewer-sized (redacted) task result: noise dropped, long texts clipped; the page pretty-prints it."""
     if result in (None, {}, []):
         return None
     if not isinstance(result, dict):
         return _clip(_as_text(result), 4000)
     shown = {key: value for key, value in result.items() if key not in _RESULT_NOISE and value not in (None, "", [], {})}
-    if not shown:
-        return None
-    return _clip(_as_text(shown), 4000)
+    return _clip_values(shown, 4000) if shown else None
 
 
 def failure_message(result):
@@ -222,9 +230,15 @@ def _ci_history_item(entry):
 # --------------------------------------------------------------------------
 # the register
 # --------------------------------------------------------------------------
-def build_register(sor, since=None, until=None, verify_chain=True, title="Change register", now=None):
-    """Everything the register page shows, as plain JSON-able data."""
-    events = sor.find_change_events(since=since, until=until)
+def build_register(sor, since=None, until=None, verify_chain=True, title="Change register", now=None,
+                   exclude_run_ids=()):
+    """Everything the register page shows, as plain JSON-able data.
+
+    ``exclude_run_ids``: runs left out, namely the run generating the register,
+    which has not finished and would otherwise make every generation differ.
+    """
+    excluded = set(exclude_run_ids or ())
+    events = [event for event in sor.find_change_events(since=since, until=until) if event["run_id"] not in excluded]
     run_ids = [event["run_id"] for event in events]
     selected = set(run_ids)
     whole_ledger = since is None and until is None
@@ -363,6 +377,7 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
 
     gates = []
     for gate in event.get("gates") or []:
+        emergency = gate.get("emergency") if isinstance(gate.get("emergency"), dict) else {}
         gates.append({
             "play": (plays.get(gate.get("play_id")) or {}).get("name"),
             "decision_id": gate.get("decision_id"),
@@ -370,7 +385,13 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
             "type": gate.get("type"),
             "reference": gate.get("reference"),
             "reasons": [_as_text(reason) for reason in gate.get("reasons") or []],
-            "context": gate.get("context"),
+            "justification": emergency.get("justification"),
+            "declared_by": emergency.get("declared_by"),
+            "change_request": gate.get("change_request") or emergency.get("change_request"),
+            "policy": (gate.get("policy") or {}).get("source") if isinstance(gate.get("policy"), dict) else gate.get("policy"),
+            "protected_areas": gate.get("protected_areas") or [],
+            "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
+            "review_required": gate.get("review_required"),
         })
 
     references = [ref.strip() for ref in (event.get("authorisation_ref") or "").split(",") if ref.strip()]
@@ -399,7 +420,8 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "authorisation_ref": event.get("authorisation_ref"),
         "review_status": latest_review.get("outcome") if latest_review else None,
         "awaiting_review": awaiting,
-        "ci_names": [ci["name"] for ci in touched_cis if ci.get("name")],
+        # CI names that differ from the host names (usually none), for the host/CI filter
+        "ci_names": [ci["name"] for ci in touched_cis if ci.get("name") and ci["name"] not in hosts],
         "chunk": chunk,
     }
     detail = {
@@ -416,21 +438,26 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
             for host, counts in sorted(hosts.items())],
         "changes": [{"host": host, "tasks": tasks} for host, tasks in sorted(changes.items(), key=lambda i: str(i[0]))],
         "failures": failures,
-        "evidence": [{
-            "checklist": record.get("checklist"),
-            "host": record.get("host"),
-            "ci_id": record.get("ci_id"),
-            "status": record.get("status"),
-            "summary": record.get("summary"),
-            "controls": evidence_controls(record.get("document")),
-            "document": None if evidence_controls(record.get("document")) else _clip(_as_text(record.get("document")), 4000),
-        } for record in evidence],
+        "evidence": [_evidence(record) for record in evidence],
         "cis": touched_cis,
         "change_requests": requests,
         "reviews": [{key: review.get(key) for key in ("reviewer", "outcome", "comment", "reviewed_at")}
                     for review in reviews],
     }
     return row, detail
+
+
+def _evidence(record):
+    controls = evidence_controls(record.get("document"))
+    return {
+        "checklist": record.get("checklist"),
+        "host": record.get("host"),
+        "ci_id": record.get("ci_id"),
+        "status": record.get("status"),
+        "summary": record.get("summary"),
+        "controls": controls,
+        "document": None if controls else _clip(_as_text(record.get("document")), 4000),
+    }
 
 
 def _counts(rows):
@@ -480,9 +507,20 @@ def _ci_summaries(cis, ci_history, ci_runs):
 
 
 def fingerprint(register, salt=""):
-    """What makes two generations the same register: everything but the generation time."""
+    """What makes two generations the same register for a reader.
+
+    Not the generation time, and not the chain's length and head: entries a
+    run appends to the ledger while it generates the register would otherwise
+    make every generation differ. Whether the chain verified, and where it
+    broke, does count.
+    """
     stable = dict(register)
     stable.pop("generated_at", None)
+    stable.pop("head", None)
+    verification = stable.get("verification")
+    if verification:
+        stable["verification"] = {"valid": verification.get("valid"), "first_broken": verification.get("first_broken"),
+                                  "anchor_mismatch": verification.get("anchor_mismatch")}
     digest = hashlib.sha256(salt.encode("utf-8"))
     digest.update(canonical_json(stable).encode("utf-8"))
     return digest.hexdigest()
@@ -554,7 +592,7 @@ def json_fingerprint(stream):
         return None
 
 
-def generate_register(sor, params, renderer, check_mode=False, want_diff=False):
+def generate_register(sor, params, renderer, check_mode=False, want_diff=False, current_run_id=None):
     """Build, render and (unless ``check_mode``) write the register; returns the module result.
 
     ``renderer`` is the controller-side object that knows the templates:
@@ -576,6 +614,7 @@ def generate_register(sor, params, renderer, check_mode=False, want_diff=False):
         until=parse_moment("until", params.get("until")),
         verify_chain=params.get("verify_chain", True),
         title=params.get("title") or "Change register",
+        exclude_run_ids=[current_run_id] if current_run_id else (),
     )
     print_ = fingerprint(register, renderer.digest)
     targets = [("path", path, renderer.read_fingerprint)]
@@ -620,7 +659,8 @@ def generate_register_operation(ctx):
         raise ChangeopsError(
             "changeops.itsm.change_register renders its templates on the controller: run it as a task "
             "(through its action plugin), not as a module executed on a managed host")
-    return generate_register(ctx.sor, ctx.params, renderer, check_mode=ctx.check_mode, want_diff=ctx.diff)
+    return generate_register(ctx.sor, ctx.params, renderer, check_mode=ctx.check_mode, want_diff=ctx.diff,
+                             current_run_id=ctx.run_id)
 
 
 # --------------------------------------------------------------------------

@@ -128,3 +128,84 @@ def register_cis(sor, hosts, environment="production"):
             "os": "Debian 12"}, "identities": {"fqdn": host}, "run_id": None}))
     sor.append(entries)
     return {host: uuid.uuid5(uuid.NAMESPACE_DNS, host).hex for host in hosts}
+
+
+# --------------------------------------------------------------------------
+# real runs: what the register tests and the browser tests record
+# --------------------------------------------------------------------------
+MOTD_PLAYBOOK = """
+- name: Update the message of the day
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Write the message of the day
+      ansible.builtin.copy:
+        content: "{{ motd_text }}\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.motd"
+        mode: "0644"
+"""
+
+EMERGENCY_PLAYBOOK = """
+- name: Emergency fix of the web tier
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        emergency: true
+        justification: "INC0012345: web tier refuses connections"
+
+    - name: Raise the connection limit
+      ansible.builtin.copy:
+        content: "max_connections {{ limit }}\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.limits"
+        mode: "0644"
+"""
+
+FAILING_PLAYBOOK = """
+- name: Deploy the application
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Copy the release marker
+      ansible.builtin.copy:
+        content: "release 42\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.release"
+        mode: "0644"
+
+    - name: Health check that fails on web02
+      ansible.builtin.command: /bin/false
+      when: inventory_hostname == 'web02'
+      changed_when: false
+"""
+
+
+CMDB_PLAYBOOK = """
+- name: Record the web servers in the CMDB
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Register each web server as a configuration item
+      changeops.itsm.configuration_item:
+        name: "{{ item }}"
+        ci_class: cmdb_ci_linux_server
+        attributes:
+          environment: production
+      loop: "{{ groups['all_hosts'] }}"
+"""
+
+
+def record_real_runs(project, workdir):
+    """Five real ansible-playbook runs: CMDB registration (no change to hosts), unauthorised change,
+    dry run, emergency change, failed deploy."""
+    project.write_inventory(["web01", "web02"])
+    project.write_playbook("cmdb.yml", CMDB_PLAYBOOK)
+    project.write_playbook("motd.yml", MOTD_PLAYBOOK)
+    project.write_playbook("emergency.yml", EMERGENCY_PLAYBOOK)
+    project.write_playbook("deploy.yml", FAILING_PLAYBOOK)
+    common = ["-e", "workdir=%s" % workdir]
+    project.run("cmdb.yml")
+    project.run("motd.yml", "--diff", "-e", "motd_text=Welcome-release-7", *common)
+    project.run("motd.yml", "--check", "--diff", "-e", "motd_text=Planned-release-8", *common)
+    project.run("emergency.yml", "--diff", "-e", "limit=4096", *common)
+    project.run("deploy.yml", *common, check=False)

@@ -359,8 +359,15 @@
     parts.push(section('Authorisation', 'sec-auth', [
       summaryList([['Decision', authText(row)], ['Reference', row.authorisation_ref]]),
       gates.length ? table('Gate decisions, one per play', ['Play', 'Decision', 'Type', 'Reference', 'Reasons'], gates.map(function (gate) {
+        var reasons = (gate.reasons || []).slice();
+        if (gate.justification) { reasons.push('Emergency declared' + (gate.declared_by ? ' by ' + gate.declared_by : '') + ': ' + gate.justification); }
+        if (gate.change_request) { reasons.push('Change request ' + gate.change_request); }
+        if ((gate.protected_areas || []).length) { reasons.push('Touches protected areas: ' + gate.protected_areas.join(', ')); }
+        (gate.freezes || []).forEach(function (freeze) { reasons.push('Change freeze: ' + freeze); });
+        if (gate.policy) { reasons.push('Policy: ' + gate.policy); }
+        if (gate.review_required) { reasons.push('Post-implementation review required'); }
         return [gate.play || '—', gate.allowed ? badge('Allowed', 'badge-ok') : badge('Denied', 'badge-bad'), gate.type, gate.reference,
-          [el('ul', { className: 'reasons' }, (gate.reasons || []).map(function (reason) { return el('li', { text: reason }); }))]];
+          [el('ul', { className: 'reasons' }, reasons.map(function (reason) { return el('li', { text: reason }); }))]];
       })) : empty(row.authorisation_types.indexOf('unauthorised') >= 0
         ? 'No gate allowed this change: it was made without authorisation.' : 'No gate decision was recorded for this run.'),
       (detail.change_requests || []).length ? table('Change requests', ['Number', 'State', 'Type', 'Description', 'Window'],
@@ -392,7 +399,8 @@
       changeParts.push(table('Tasks that changed ' + group.host, ['Task', 'Action', 'Item', 'Diff', 'Result'], group.tasks.map(function (task) {
         return [task.task + (task.handler ? ' (handler)' : ''), task.action, task.item,
           task.diff ? [el('details', { open: '' }, [el('summary', { text: 'Diff' }), diffBlock(task.diff)])] : '—',
-          task.result ? [el('details', null, [el('summary', { text: 'Show result' }), el('pre', { className: 'wrap', text: task.result })])] : '—'];
+          task.result ? [el('details', null, [el('summary', { text: 'Show result' }), el('pre', { className: 'wrap',
+            text: typeof task.result === 'string' ? task.result : JSON.stringify(task.result, null, 2) })])] : '—'];
       })));
     });
     parts.push(section('Changed tasks', 'sec-changes', changeParts.length ? changeParts
