@@ -31,10 +31,13 @@ except ImportError:  # pragma: no cover
     AnsibleVaultEncryptedUnicode = None
 
 _MAX_DEPTH = 64
+_UNTAGGED_TYPES = frozenset((str, int, float, bool, type(None), dict, list, tuple, bytes))
 
 
 def is_vaulted(value):
     """True for an encrypted value or a plaintext that came from one."""
+    if type(value) in _UNTAGGED_TYPES:  # pylint: disable=unidiomatic-typecheck
+        return False  # the common case, decided without a tag lookup: plain builtins carry no tags
     if EncryptedString is not None and type(value) is EncryptedString:  # pylint: disable=unidiomatic-typecheck
         return True
     if AnsibleVaultEncryptedUnicode is not None and isinstance(value, AnsibleVaultEncryptedUnicode):
