@@ -26,15 +26,17 @@ description:
     so the task is idempotent; the file is replaced atomically.
   - Runs on the controller; O(path) is a path on the controller.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Builds the register and reports whether the files would change, writing nothing.
     support: full
   diff_mode:
+    description: The diff names the files that would be rewritten and the register's counts, not the HTML.
     support: partial
-    details: The diff names the files that would be rewritten and the register's counts, not the HTML.
+    details: The HTML itself is not diffed.
 options:
   path:
     description:

@@ -10,22 +10,24 @@ module: change_review
 short_description: Record the post-implementation review of a recorded change
 version_added: 0.1.0
 description:
-  - Signs off a change event (a playbook run the recorder captured) after it was implemented:
+  - Signs off a change event (a playbook run the recorder captured) after it was implemented, as
     V(accepted), or V(follow-up) when something needs doing. The sign-off is itself an entry in the
     tamper-evident ledger, with the reviewer, the outcome, a comment and the time.
   - The change register shows the latest review of each change and lists the changes still
     awaiting one, unauthorised and emergency changes first.
-  - Idempotent: recording the same reviewer, outcome and comment as the latest review changes
+  - Idempotent. Recording the same reviewer, outcome and comment as the latest review changes
     nothing. A different outcome or comment adds a new review; earlier ones stay in the ledger.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Reports the review that would be recorded without appending it to the ledger.
     support: full
   diff_mode:
+    description: Shows the latest review before and the review after.
     support: full
 options:
   run_id:
