@@ -33,14 +33,15 @@ description:
   - A policy file that is not valid fails the task (and so the play) with one error naming the
     file, the key path, its line and the value, whatever O(fail_on_deny) says.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Check-mode runs are always allowed and recorded as type V(dry-run), with the decision a real run would get.
     support: full
-    details: Check-mode runs are always allowed and recorded as type V(dry-run).
   diff_mode:
+    description: Decides and records only; there is nothing to diff.
     support: none
 options:
   policy:

@@ -27,14 +27,15 @@ description:
     request is approved, V(scheduled) or V(implement), inside its planned window and lists every
     targeted host as an affected CI.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Predicts the record without writing; the number of a request to be created is not allocated (RV(number) is null).
     support: full
-    details: In check mode the number of a request to be created is not allocated (RV(number) is null).
   diff_mode:
+    description: Returns the record before and after.
     support: full
 options:
   number:

@@ -13,13 +13,15 @@ description:
   - Lists change requests from the system of record, newest first, by number, state, type or
     affected configuration item.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Can run in check mode and return the same information.
     support: full
   diff_mode:
+    description: Reads only, so there is nothing to diff.
     support: none
 options:
   number:

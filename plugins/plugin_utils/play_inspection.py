@@ -41,8 +41,7 @@ def _walk(blocks):
     for block in blocks or ():
         if isinstance(block, Block):
             for section in (block.block, block.rescue, block.always):
-                for item in _walk(section):
-                    yield item
+                yield from _walk(section)
         else:
             yield block
 

@@ -313,7 +313,7 @@ poll_interval: 1
         approver = open_sor()
         change_request(approver, number=number, approval={"approver": "cab", "decision": "approved"})
         change_request(approver, number=number, state="scheduled")
-        rest, _ = process.communicate(timeout=120)
+        rest = process.communicate(timeout=120)[0]
     finally:
         if process.poll() is None:
             project.kill(process)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 
 import pytest
 
@@ -170,3 +171,11 @@ def test_emergency_declarers_and_justification(tmp_path):
     allowed = decide(policy, _context(["a"]), now, emergency=True, user="oncall-bob",
                      justification="INC0001: database down for every customer")
     assert (allowed["allowed"], allowed["type"], allowed["review_required"]) == (True, "emergency", True)
+
+
+def test_the_sample_policy_is_valid():
+    sample = os.path.join(os.path.dirname(__file__), "..", "..", "playbooks", "policies",
+                          "change-policy.example.yml")
+    policy = change_policy.load_policy(sample)
+    assert [t.name for t in policy.templates] == ["patching", "web-content", "certificate-renewal"]
+    assert {"sshd", "database_access"} <= set(a.name for a in policy.protected_areas)
