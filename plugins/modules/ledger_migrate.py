@@ -23,13 +23,15 @@ description:
     their value in the source, so numbers are never handed out twice.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Verifies both ledgers and reports how many entries would be copied, writing nothing.
     support: full
   diff_mode:
+    description: Shows the destination head and counters before and after the copy.
     support: full
 options:
   source_path:
@@ -132,7 +134,7 @@ destination:
       description: One line for people.
       type: str
 diff:
-  description: Destination head and counters before and after, with O(diff=true) (C(--diff)).
+  description: Destination head and counters before and after, in diff mode (C(--diff)).
   returned: when diff mode is on
   type: dict
 """

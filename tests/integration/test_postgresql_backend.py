@@ -101,7 +101,7 @@ def test_concurrent_first_opens_migrate_exactly_once(dsn):
         except Exception as exc:  # pylint: disable=broad-except
             failures.append(repr(exc))
 
-    threads = [threading.Thread(target=first_open) for _ in range(8)]
+    threads = [threading.Thread(target=first_open) for _opener in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -206,7 +206,7 @@ def test_many_processes_and_threads_append_one_unforked_chain(sor, dsn):
                  for writer in range(writers)]
     for process in processes:
         process.start()
-    outcomes = dict(queue.get(timeout=300) for _ in processes)
+    outcomes = dict(queue.get(timeout=300) for _process in processes)
     for process in processes:
         process.join(timeout=60)
     assert all(failures == [] for failures in outcomes.values()), outcomes

@@ -135,7 +135,7 @@ def test_eight_concurrent_runs_on_one_database_record_every_result_in_one_chain(
     outputs = []
     try:
         for process in processes:
-            output, _ = process.communicate(timeout=900)
+            output, _stderr = process.communicate(timeout=900)
             outputs.append(output)
             assert process.returncode == 0, output[-5000:]
     finally:
@@ -180,7 +180,7 @@ def test_database_stopped_mid_run_loses_nothing_once_the_next_run_replays_the_sp
         server.stop("fast")
         with open(release, "w"):
             pass
-        output, _ = run.communicate(timeout=600)
+        output, _stderr = run.communicate(timeout=600)
     finally:
         if run.poll() is None:
             Project.kill(run)

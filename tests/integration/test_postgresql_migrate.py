@@ -66,7 +66,7 @@ def realistic_history(sor, runs=12):
                                               "status": "passed", "summary": {"passed": 10}}),
         Entry("run.reviewed", "run-01", {"run_id": "run-01", "reviewer": "cab", "outcome": "accepted"}),
     ])
-    for _ in range(3):
+    for _request in range(3):
         number = "CHG%07d" % sor.next_number("change_request")
         sor.append([Entry("change_request.created", number, {
             "record": {"number": number, "state": "new", "type": "normal", "affected_cis": ["ci-db"]},
@@ -144,7 +144,7 @@ def test_copies_every_entry_with_its_seq_and_hash_and_rebuilds_the_records(sourc
 def test_a_second_run_changes_nothing(source, migrate, sor):
     migrate(source)
     head = sor.head()
-    _, again = migrate(source)
+    _completed, again = migrate(source)
     assert again["changed"] is False
     assert again["entries_copied"] == 0
     assert "already holds all" in again["msg"]
@@ -152,7 +152,7 @@ def test_a_second_run_changes_nothing(source, migrate, sor):
 
 
 def test_check_mode_reports_the_copy_and_writes_nothing(source, migrate, sor):
-    _, result = migrate(source, "--check", "--diff")
+    _completed, result = migrate(source, "--check", "--diff")
     assert result["changed"] is True
     assert result["entries_copied"] == result["source"]["entries"] > 0
     assert result["diff"]["before"]["head_seq"] == 0
@@ -170,7 +170,7 @@ def test_an_interrupted_copy_resumes_where_it_stopped(source, migrate, sor):
         total = src.head()[0]
     finally:
         src.close()
-    _, result = migrate(source, batch=9)
+    _completed, result = migrate(source, batch=9)
     assert result["entries_copied"] == total - 20
     assert result["destination"]["entries"] == total
     assert sor.verify().valid and sor.head()[0] == total
@@ -179,7 +179,7 @@ def test_an_interrupted_copy_resumes_where_it_stopped(source, migrate, sor):
 def test_a_destination_holding_other_entries_is_refused_before_writing(source, migrate, sor):
     sor.append([Entry("run.started", "elsewhere", {"run_id": "elsewhere", "started_at": "2026-11-30T00:00:00Z"})])
     head = sor.head()
-    completed, _ = migrate(source, check=False)
+    completed, _result = migrate(source, check=False)
     assert completed.returncode != 0
     assert "holds a different ledger" in completed.stdout
     assert "keep the recorder on the SQLite ledger" in completed.stdout
@@ -190,7 +190,7 @@ def test_a_destination_holding_other_entries_is_refused_before_writing(source, m
 def test_a_broken_source_is_refused_and_nothing_is_copied(source, migrate, sor):
     with sqlite3.connect(source) as conn:
         conn.execute("UPDATE ledger SET data = replace(data, 'web1', 'evil') WHERE seq = 7")
-    completed, _ = migrate(source, check=False)
+    completed, _result = migrate(source, check=False)
     assert completed.returncode != 0
     assert "is broken" in completed.stdout and "entry 7" in completed.stdout
     assert sor.head() == (0, None)
@@ -198,7 +198,7 @@ def test_a_broken_source_is_refused_and_nothing_is_copied(source, migrate, sor):
 
 def test_a_missing_source_is_named(tmp_path, migrate, sor):
     missing = str(tmp_path / "nowhere" / "ledger.sqlite")
-    completed, _ = migrate(missing, check=False)
+    completed, _result = migrate(missing, check=False)
     assert completed.returncode != 0
     assert "source_path: %s does not exist" % missing in completed.stdout
     assert sor.head() == (0, None)

@@ -106,7 +106,8 @@ class LocalServer(object):
 
     def _run(self, name, *args, **kwargs):
         completed = subprocess.run(self._command(name, *args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, universal_newlines=True, timeout=120, cwd=self.root, **kwargs)
+                                   stderr=subprocess.STDOUT, universal_newlines=True, timeout=120, cwd=self.root,
+                                   check=False, **kwargs)
         if completed.returncode != 0:
             raise RuntimeError("%s %s failed (exit %d):\n%s%s" % (
                 name, " ".join(args), completed.returncode, completed.stdout, self.log_tail()))
