@@ -39,4 +39,5 @@ class FilterModule(object):
             "hardening_rule_variable": _friendly(hardening.rule_variable),
             "hardening_file_mode_fixes": _friendly(hardening.file_mode_fixes),
             "hardening_sysctl_live_fixes": _friendly(hardening.sysctl_live_fixes),
+            "hardening_find_argv": _friendly(hardening.find_argv),
         }

@@ -113,13 +113,21 @@ def validate_waivers(waivers, known_ids, today):
 
 
 # --------------------------------------------------------------------------- plan
-def _resolve_control(control, family, crypto):
+def _keyword_for_version(keyword, aliases, version):
+    for alias in aliases or []:
+        if alias["keyword"] == keyword and version is not None and version < version_tuple(alias["before"]):
+            return alias["use"]
+    return keyword
+
+
+def _resolve_control(control, family, crypto, aliases=None, version=None):
     resolved = dict(control)
     check = dict(control.get("check") or {})
     check.update(((control.get("family") or {}).get(family)) or {})
     if check.get("type") == "sshd":
         options = {}
         for keyword, expected in (check.get("options") or {}).items():
+            keyword = _keyword_for_version(keyword, aliases, version)
             if expected == "@ssh_crypto":
                 if not crypto:
                     expected = None
@@ -180,7 +188,8 @@ def plan(catalogue, family, ssh_version=None, level=1, allow_disruptive=False, t
     crypto = select_crypto(catalogue, ssh_version)
     planned = []
     for control in catalogue["controls"]:
-        item = _resolve_control(control, family, crypto)
+        item = _resolve_control(control, family, crypto, catalogue.get("ssh_keyword_aliases"),
+                                version_tuple(ssh_version))
         variable = rule_variable(item["id"])
         toggle = toggles.get(variable)
         reason = None
@@ -217,9 +226,17 @@ def _truthy(value):
     return str(value).strip().lower() in ("1", "true", "yes", "on", "y")
 
 
-def managed(planned, check_type):
-    """Controls of one check type that enforce mode may change."""
-    return [c for c in planned if c["remediate"] and c["check"]["type"] == check_type]
+def managed(planned, check_type, results=None):
+    """Controls of one check type that enforce mode may change.
+
+    With ``results`` (the pre-remediation evaluation), only those that did not pass: for settings
+    edited in place, so a compliant value written differently (a tab instead of a space) is left alone.
+    """
+    failing = None
+    if results is not None:
+        failing = {r["id"] for r in results if r.get("check_status") in ("fail", "error")}
+    return [c for c in planned if c["remediate"] and c["check"]["type"] == check_type
+            and (failing is None or c["id"] in failing)]
 
 
 def sshd_settings(planned):
@@ -676,3 +693,17 @@ def sysctl_live_fixes(planned, sysctl_result):
         if state and state["access"] == "rw" and state["value"] != _norm(value):
             fixes.append({"key": key, "value": _norm(value)})
     return fixes
+
+
+def find_argv(kind, exclude=None):
+    """``find`` command line for the FS-04/FS-05 report (argv: no shell, no quoting issues)."""
+    argv = ["find", "/", "-xdev"]
+    for path in exclude or []:
+        argv += ["-path", str(path), "-prune", "-o"]
+    if kind == "world_writable":
+        argv += ["-type", "f", "-perm", "-0002"]
+    elif kind == "unowned":
+        argv += ["(", "-nouser", "-o", "-nogroup", ")"]
+    else:
+        raise HardeningError("find check kind %r is not world_writable or unowned" % kind)
+    return argv + ["-print"]

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+"""changeops.itsm.checklist_evidence in real ansible-playbook runs with the change recorder enabled."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+
+pytestmark = pytest.mark.integration
+
+PLAYBOOK = """
+- name: Attach checklist evidence
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Attach
+      changeops.itsm.checklist_evidence:
+        checklist: hardening
+        status: fail
+        summary: {score: 87.5, blocking_failures: [SSH-01]}
+        document: {generated_at: "2026-06-01T10:00:00Z", controls: [{id: SSH-01, status: fail}]}
+      register: first
+
+    - name: Attach the same document again in the same run
+      changeops.itsm.checklist_evidence:
+        checklist: hardening
+        status: fail
+        summary: {score: 87.5, blocking_failures: [SSH-01]}
+        document: {generated_at: "2026-06-01T10:00:00Z", controls: [{id: SSH-01, status: fail}]}
+      register: second
+
+    - name: Show what happened
+      ansible.builtin.copy:
+        dest: "{{ playbook_dir }}/result-{{ inventory_hostname }}.json"
+        content: "{{ {'first': first, 'second': second} | to_json }}"
+        mode: "0644"
+      delegate_to: localhost
+"""
+
+
+def _ci(sor, name):
+    ci_id = uuid.uuid5(uuid.NAMESPACE_DNS, name).hex
+    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "cmdb_ci_linux_server"},
+                                             "identities": {"fqdn": name}, "run_id": None})])
+    return ci_id
+
+
+def test_evidence_shows_on_the_change_event_and_the_ci(project, open_sor):
+    sor = open_sor()
+    ci_id = _ci(sor, "localhost")
+    project.write_playbook("pb.yml", PLAYBOOK)
+    project.run("pb.yml")
+    (event,) = sor.find_change_events()
+    evidence = sor.find_evidence(run_id=event["run_id"])
+    assert len(evidence) == 1, evidence  # the repeated task was a no-op
+    assert evidence[0]["host"] == "localhost" and evidence[0]["ci_id"] == ci_id
+    assert evidence[0]["summary"]["blocking_failures"] == ["SSH-01"] and evidence[0]["score"] == 87.5
+    ci = sor.get_ci(ci_id)
+    compliance = ci["attributes"]["compliance.hardening"]
+    assert compliance == {"status": "fail", "score": 87.5, "last_audit": "2026-06-01T10:00:00Z",
+                          "run_id": event["run_id"], "evidence_sha256": evidence[0]["document_sha256"]}
+    with open(project.path("result-localhost.json")) as handle:
+        result = json.load(handle)
+    assert result["first"]["changed"] is True and result["second"]["changed"] is False
+
+    project.write_playbook("info.yml", """
+        - name: Read the change event back
+          hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Query
+              changeops.itsm.change_event_info:
+                run_id: %s
+                include_results: true
+              register: info
+            - name: Save
+              ansible.builtin.copy:
+                dest: "{{ playbook_dir }}/info.json"
+                content: "{{ info | to_json }}"
+                mode: "0644"
+        """ % event["run_id"])
+    project.run("info.yml")
+    with open(project.path("info.json")) as handle:
+        info = json.load(handle)
+    (shown,) = info["change_events"][0]["evidence"]
+    assert shown["checklist"] == "hardening" and shown["summary"]["score"] == 87.5
+
+
+def test_check_mode_records_nothing_and_diff_shows_the_ci_change(project, open_sor):
+    sor = open_sor()
+    _ci(sor, "localhost")
+    project.write_playbook("pb.yml", PLAYBOOK)
+    out = project.run("pb.yml", "--check", "--diff").stdout
+    assert sor.find_evidence() == []
+    assert "compliance.hardening" in out
+
+
+def test_ambiguous_ci_name_and_bad_checklist_are_clear_errors(project, open_sor):
+    sor = open_sor()
+    for _ in range(2):
+        ci_id = uuid.uuid4().hex
+        sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "localhost"}, "run_id": None})])
+    project.write_playbook("pb.yml", PLAYBOOK)
+    completed = project.run("pb.yml", check=False)
+    assert completed.returncode != 0
+    assert "ci_name: 2 CIs are named 'localhost'" in completed.stdout
+    assert sor.find_evidence() == []  # nothing half-written
+    project.write_playbook("bad.yml", PLAYBOOK.replace("checklist: hardening", "checklist: os.hardening", 1))
+    completed = project.run("bad.yml", "-e", "unused=1", check=False)
+    assert "checklist: 'os.hardening' must be a non-empty name without spaces, dots or slashes" in completed.stdout

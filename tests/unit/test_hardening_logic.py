@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+"""The hardening role's decision logic (plugin_utils/hardening.py) on recorded observations."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import jsonschema
+import pytest
+import yaml
+
+from ansible_collections.changeops.itsm.plugins.plugin_utils import hardening
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+OS_VARS = {"shadow_group": "shadow", "shadow_mode": "0640", "chrony_service": "chrony",
+           "chrony_conf": "/etc/chrony/chrony.conf", "chrony_conf_dir": "/etc/chrony/conf.d",
+           "encrypt_method": "SHA512"}
+DEFAULTS = {"hardening_ssh_permit_root_login": "no", "hardening_ssh_max_auth_tries": "4",
+            "hardening_ssh_client_alive_interval": "300", "hardening_ssh_client_alive_count_max": "3",
+            "hardening_ssh_login_grace_time": "60", "hardening_password_max_days": "365",
+            "hardening_password_min_days": "1", "hardening_password_warn_age": "7", "hardening_umask": "027"}
+
+
+def _render(value):
+    """Stand-in for Ansible's templating of the catalogue's {{ hardening_* }} references."""
+    if isinstance(value, dict):
+        return {k: _render(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v) for v in value]
+    if isinstance(value, str) and "{{" in value:
+        for name, text in DEFAULTS.items():
+            value = value.replace("{{ %s }}" % name, text)
+        for name, text in OS_VARS.items():
+            value = value.replace("{{ __hardening_os.%s }}" % name, text)
+        assert "{{" not in value, value
+    return value
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    with open(os.path.join(REPO, "roles", "hardening", "vars", "catalogue.yml")) as handle:
+        return _render(yaml.safe_load(handle)["__hardening_catalogue"])
+
+
+def _plan(catalogue, **kwargs):
+    kwargs.setdefault("ssh_version", "9.2")
+    kwargs.setdefault("today", "2026-06-01")
+    return hardening.plan(catalogue, "Debian", **kwargs)
+
+
+def _raw(sshd="", files="", sysctl="", packages=(), services=None, stats=None, find=None):
+    return {
+        "files": {"stdout": files}, "sshd": {"rc": 0, "stdout": sshd, "stderr": ""},
+        "sysctl": {"stdout": sysctl}, "packages": {p: [{}] for p in packages},
+        "stat": {"results": [{"item": p, "stat": s} for p, s in (stats or {}).items()]},
+        "services": {"results": [{"item": k, "stdout": v} for k, v in (services or {}).items()]},
+        "find": {"results": [{"item": k, "stdout": "\n".join(v)} for k, v in (find or {}).items()]},
+    }
+
+
+def _by_id(results):
+    return {r["id"]: r for r in results}
+
+
+WAIVER = {"id": "SSH-06", "justification": "legacy clients", "approver": "ciso", "ticket": "RISK-42",
+          "expires": "2026-06-01"}
+
+
+def test_catalogue_ids_are_unique_and_complete(catalogue):
+    ids = hardening.validate_catalogue(catalogue)
+    prefixes = {i.split("-")[0] for i in ids}
+    assert prefixes == {"SSH", "KRN", "AUTH", "FS", "SVC", "AUD", "TIME"}
+    for control in catalogue["controls"]:
+        assert control["refs"]["nist"], control["id"]
+        assert control["rationale"], control["id"]
+
+
+def test_crypto_follows_the_openssh_version(catalogue):
+    old = {c["id"]: c for c in _plan(catalogue, ssh_version="8.4")}
+    new = {c["id"]: c for c in _plan(catalogue, ssh_version="9.2")}
+    assert "sntrup761" not in old["SSH-04"]["check"]["options"]["kexalgorithms"]
+    assert new["SSH-04"]["check"]["options"]["kexalgorithms"].startswith("sntrup761x25519-sha512@openssh.com")
+    # before 8.7 keyboard-interactive is ChallengeResponseAuthentication
+    assert "challengeresponseauthentication" in old["SSH-02"]["check"]["options"]
+    assert "kbdinteractiveauthentication" in new["SSH-02"]["check"]["options"]
+    unknown = {c["id"]: c for c in _plan(catalogue, ssh_version=None)}
+    assert unknown["SSH-03"]["remediate"] is False
+
+
+def test_levels_toggles_and_disruptive(catalogue):
+    plan = {c["id"]: c for c in _plan(catalogue, toggles={"hardening_rule_ssh_01": False,
+                                                          "hardening_rule_krn_21": True})}
+    assert not plan["SSH-01"]["selected"] and "hardening_rule_ssh_01" in plan["SSH-01"]["reason"]
+    assert not plan["KRN-23"]["selected"] and "level 2" in plan["KRN-23"]["reason"]
+    assert plan["KRN-21"]["selected"]  # level 2, switched on explicitly
+    assert plan["KRN-01"]["selected"] and not plan["KRN-01"]["remediate"]  # disruptive: audited, not fixed
+    allowed = {c["id"]: c for c in _plan(catalogue, allow_disruptive=True)}
+    assert allowed["KRN-01"]["remediate"]
+
+
+def test_unknown_toggle_is_an_error(catalogue):
+    with pytest.raises(hardening.HardeningError, match="hardening_rule_ssh_99"):
+        _plan(catalogue, toggles={"hardening_rule_ssh_99": False})
+
+
+def test_active_waiver_reports_waived_but_still_checks(catalogue):
+    plan = _plan(catalogue, waivers=[WAIVER], today="2026-06-01")  # the expiry day itself is still valid
+    result = _by_id(hardening.evaluate(plan, _raw(sshd="maxauthtries 6\n")))["SSH-06"]
+    assert result["status"] == "waived"
+    assert result["check_status"] == "fail"
+    assert result["observed"] == {"maxauthtries": "6"}
+    assert "RISK-42" in result["message"]
+    assert not {c["id"]: c for c in plan}["SSH-06"]["remediate"]
+
+
+def test_expired_waiver_fails_again(catalogue):
+    plan = _plan(catalogue, waivers=[WAIVER], today="2026-06-02")
+    results = hardening.evaluate(plan, _raw(sshd="maxauthtries 6\n"))
+    assert _by_id(results)["SSH-06"]["status"] == "fail"
+    assert "waiver expired on 2026-06-01" in _by_id(results)["SSH-06"]["message"]
+    assert hardening.summarise(results)["expired_waivers"] == ["SSH-06"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"approver": ""}, "hardening_waivers[0] (id SSH-06): field 'approver' is missing or empty"),
+    ({"expires": "2026-13-01"}, "field 'expires' value '2026-13-01' is not a date"),
+    ({"id": "SSH-99"}, "field 'id' value 'SSH-99' is not a control"),
+    ({"owner": "me"}, "unknown field(s) owner"),
+])
+def test_malformed_waivers_are_clear_errors(catalogue, change, message):
+    waiver = dict(WAIVER, **change)
+    with pytest.raises(hardening.HardeningError) as error:
+        _plan(catalogue, waivers=[waiver])
+    assert message in str(error.value)
+
+
+def test_duplicate_waiver_is_an_error(catalogue):
+    with pytest.raises(hardening.HardeningError, match="second waiver for SSH-06"):
+        _plan(catalogue, waivers=[WAIVER, WAIVER])
+
+
+def test_sysctl_read_only_in_container_is_pass_with_note(catalogue):
+    plan = _plan(catalogue)
+    files = "/etc/sysctl.d/60-changeops-hardening.conf:kernel.randomize_va_space = 2\n"
+    sysctl = "kernel.randomize_va_space\t1\tro\nnet.ipv4.tcp_syncookies\t0\trw\n"
+    results = _by_id(hardening.evaluate(plan, _raw(files=files, sysctl=sysctl)))
+    assert results["KRN-10"]["status"] == "pass"
+    assert "not applied live" in results["KRN-10"]["message"]
+    assert results["KRN-08"]["status"] == "fail"  # writable and wrong live, not persisted
+
+
+def test_sysctl_order_later_file_wins(catalogue):
+    files = ("/usr/lib/sysctl.d/50-default.conf:net.ipv4.tcp_syncookies = 1\n"
+             "/etc/sysctl.d/99-local.conf:net.ipv4.tcp_syncookies=0\n")
+    assert hardening.persisted_sysctls(hardening.parse_grep_h(files))["net.ipv4.tcp_syncookies"] == "0"
+    # a file in /etc/sysctl.d masks the same name in /usr/lib/sysctl.d
+    files = ("/usr/lib/sysctl.d/60-x.conf:net.ipv4.tcp_syncookies = 0\n"
+             "/etc/sysctl.d/60-x.conf:net.ipv4.tcp_syncookies = 1\n")
+    assert hardening.persisted_sysctls(hardening.parse_grep_h(files))["net.ipv4.tcp_syncookies"] == "1"
+
+
+def test_fixed_status_and_gate(catalogue):
+    plan = _plan(catalogue)
+    before = hardening.evaluate(plan, _raw(sshd="permitrootlogin yes\n"))
+    after = hardening.evaluate(plan, _raw(sshd="permitrootlogin no\n"), before=before)
+    assert _by_id(before)["SSH-01"]["status"] == "fail"
+    assert _by_id(after)["SSH-01"]["status"] == "fixed"
+    summary = hardening.summarise(before, "high")
+    assert "SSH-01" in summary["blocking_failures"] and summary["status"] == "fail"
+    assert "AUTH-02" not in summary["blocking_failures"]  # low severity: counted, not blocking
+    assert "AUTH-02" in hardening.summarise(before, "low")["blocking_failures"]
+    with pytest.raises(hardening.HardeningError, match="hardening_fail_severity"):
+        hardening.summarise(before, "urgent")
+
+
+def test_file_mode_and_packages(catalogue):
+    plan = _plan(catalogue)
+    stats = {"/etc/shadow": {"exists": True, "mode": "0644", "pw_name": "root", "gr_name": "shadow"},
+             "/etc/passwd": {"exists": True, "mode": "0644", "pw_name": "root", "gr_name": "root"}}
+    results = _by_id(hardening.evaluate(plan, _raw(stats=stats, packages=["telnet", "auditd"])))
+    assert results["FS-02"]["status"] == "fail" and "0644" in results["FS-02"]["message"]
+    assert results["FS-01"]["status"] == "pass"
+    assert results["FS-03"]["status"] == "not_applicable"
+    assert results["SVC-01"]["status"] == "fail" and results["SVC-01"]["observed"] == {"installed": ["telnet"]}
+    assert results["AUD-01"]["status"] == "pass"
+    fixes = hardening.file_mode_fixes(plan, {"results": [{"item": p, "stat": s} for p, s in stats.items()]})
+    assert {"id": "FS-02", "path": "/etc/shadow", "owner": "root", "group": "shadow", "mode": "0640"} in fixes
+    # never loosens: /etc/passwd at 0644 stays 0644, a 0600 file stays 0600
+    assert {f["path"]: f["mode"] for f in fixes}["/etc/passwd"] == "0644"
+
+
+def test_sshd_failure_is_error_not_pass(catalogue):
+    raw = _raw()
+    raw["sshd"] = {"rc": 255, "stdout": "", "stderr": "Missing privilege separation directory: /run/sshd"}
+    results = _by_id(hardening.evaluate(_plan(catalogue), raw))
+    assert results["SSH-01"]["status"] == "error" and "privilege separation" in results["SSH-01"]["message"]
+
+
+def test_evidence_validates_and_junit_matches(catalogue):
+    plan = _plan(catalogue, waivers=[dict(WAIVER, expires="2099-01-01")])
+    results = hardening.evaluate(plan, _raw(sshd="permitrootlogin no\nmaxauthtries 9\n", packages=["telnet"]))
+    summary = hardening.summarise(results)
+    document = hardening.evidence("web01", catalogue, "audit", results, summary, "2026-06-01T10:00:00Z",
+                                  facts={"os_family": "Debian"}, settings={"level": 1})
+    with open(os.path.join(REPO, "docs", "evidence.schema.json")) as handle:
+        schema = json.load(handle)
+    jsonschema.validate(json.loads(json.dumps(document)), schema)
+    suite = ET.fromstring(hardening.junit(document)).find("testsuite")
+    assert int(suite.get("tests")) == len(catalogue["controls"])
+    assert int(suite.get("failures")) == summary["counts"]["fail"]
+    failing = [case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None]
+    assert any(name.startswith("SVC-01 ") for name in failing)
+    bad = dict(document, controls=[dict(document["controls"][0], status="ok")])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+def test_argument_specs_and_readme_match_defaults_and_catalogue(catalogue):
+    import subprocess
+    import sys
+    gen = os.path.join(REPO, "roles", "hardening", "tools", "gen_docs.py")
+    completed = subprocess.run([sys.executable, gen, "--check"], stdout=subprocess.PIPE, universal_newlines=True)
+    assert completed.returncode == 0, completed.stdout
+    with open(os.path.join(REPO, "roles", "hardening", "defaults", "main.yml")) as handle:
+        defaults = yaml.safe_load(handle)
+    with open(os.path.join(REPO, "roles", "hardening", "meta", "argument_specs.yml")) as handle:
+        options = yaml.safe_load(handle)["argument_specs"]["main"]["options"]
+    assert set(defaults) == {name for name in options if not name.startswith("hardening_rule_")}
+    assert {hardening.rule_variable(c["id"]) for c in catalogue["controls"]} == \
+        {name for name in options if name.startswith("hardening_rule_")}
+    for name, value in defaults.items():
+        assert name.startswith("hardening_")
+        if "{{" not in str(value):
+            assert options[name].get("default") == value, name
+
+
+def test_redhat_family_values(catalogue):
+    plan = {c["id"]: c for c in hardening.plan(catalogue, "RedHat", ssh_version="8.7", today="2026-06-01")}
+    assert plan["SVC-01"]["check"]["packages"] == ["telnet"]
+    assert plan["AUD-01"]["check"]["packages"] == ["audit"]
+    assert "kbdinteractiveauthentication" in plan["SSH-02"]["check"]["options"]
+    assert not hardening.plan(catalogue, "Suse", today="2026-06-01")[0]["selected"]
+
+
+def test_find_argv_needs_no_shell():
+    argv = hardening.find_argv("unowned", ["/tmp", "/my dir"])
+    assert argv[:3] == ["find", "/", "-xdev"] and ["-path", "/my dir", "-prune", "-o"] == argv[7:11]
+    assert argv[-6:] == ["(", "-nouser", "-o", "-nogroup", ")", "-print"]
+    with pytest.raises(hardening.HardeningError):
+        hardening.find_argv("suid")
