@@ -299,12 +299,12 @@ def plan(gates, extra_gates=None, overrides=None, skips=None, service_tier="A", 
             "id": str(gate_id), "title": str(gate["title"]), "tier": tier, "blocking": blocking, "owner": str(owner),
             "category": gate.get("category") or check["type"], "description": gate.get("description"),
             "remediation": gate.get("remediation"), "type": check["type"], "run": False, "status": None,
-            "message": None, "skip": None,
+            "message": None, "skip": None, "configured": False,
         }
         configured, missing = _configured(check)
         if configured:
             check = _validate_check(check, where)
-        entry["check"] = check
+        entry.update(check=check, configured=configured)
         if TIER_RANK[tier] > TIER_RANK[str(service_tier)]:
             entry.update(status="skipped", message="tier %s gate; the service is tier %s" % (tier, service_tier))
         elif check["type"] in CONTROLLER_TYPES and not cmdb_enabled:
@@ -945,7 +945,8 @@ def evaluate(planned, raw, context=None):
     results = []
     for gate in planned:
         result = {key: gate[key] for key in ("id", "title", "tier", "blocking", "owner", "category", "type")}
-        result.update(expected=_expected(gate) if gate["run"] or gate["status"] != "error" else None,
+        # an unconfigured check was never normalised, so there is nothing meaningful to expect
+        result.update(expected=_expected(gate) if gate["configured"] else None,
                       observed=None, skip=gate["skip"], remediation=gate.get("remediation"))
         if not gate["run"]:
             result.update(status=gate["status"], message=gate["message"], checked_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"))
