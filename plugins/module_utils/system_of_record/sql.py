@@ -235,14 +235,17 @@ class SqlSystemOfRecord(SystemOfRecord):
             yield result
 
     # -- configuration items ----------------------------------------------------
-    _CI_COLUMNS = "ci_id, attributes, version, created_at, updated_at, last_change_run_id, last_seq"
+    _CI_COLUMNS = ("ci_id, attributes, version, created_at, updated_at, last_change_run_id, last_seq,"
+                   " name, ci_class, status, environment")
 
     @staticmethod
     def _ci(row):
         ci = {"ci_id": row[0], "attributes": json.loads(row[1]), "version": row[2], "created_at": row[3],
               "updated_at": row[4], "last_change_run_id": row[5], "last_seq": row[6]}
-        for key in ("name", "class", "status", "environment"):
-            ci[key] = ci["attributes"].get(key)
+        # The indexed columns hold the effective values (a CI registered without
+        # a class is a cmdb_ci), so report those rather than the raw attributes.
+        ci.update(name=row[7], status=row[9], environment=row[10])
+        ci["class"] = row[8]
         return ci
 
     def get_ci(self, ci_id):
