@@ -21,7 +21,7 @@ description:
     P(ansible.builtin.constructed#inventory) plugin.
   - The configuration file must be named C(*.cmdb.yml), C(*.cmdb.yaml), C(cmdb.yml) or C(cmdb.yaml).
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - constructed

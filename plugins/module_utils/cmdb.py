@@ -165,8 +165,9 @@ def ci_view(ci):
     """The CI as modules return it (attributes plus metadata)."""
     if ci is None:
         return None
-    view = dict((key, ci.get(key)) for key in ("ci_id", "name", "class", "status", "environment", "version",
-                                                "created_at", "updated_at", "last_change_run_id"))
+    keys = ("ci_id", "name", "class", "status", "environment", "version", "created_at", "updated_at",
+            "last_change_run_id")
+    view = dict((key, ci.get(key)) for key in keys)
     view["attributes"] = dict(ci.get("attributes") or {})
     if "identities" in ci:
         view["identities"] = dict(ci["identities"])
@@ -665,9 +666,9 @@ def ci_history(sor, ci_id, limit=None):
         if run_id:
             if run_id not in events:
                 event = sor.get_change_event(run_id)
-                events[run_id] = None if event is None else dict(
-                    (key, event.get(key)) for key in ("run_id", "playbook", "status", "started_at", "ended_at",
-                                                     "user", "authorisation", "authorisation_ref"))
+                keys = ("run_id", "playbook", "status", "started_at", "ended_at", "user", "authorisation",
+                        "authorisation_ref")
+                events[run_id] = None if event is None else dict((key, event.get(key)) for key in keys)
             item["change_event"] = events[run_id]
         history.append(item)
     return history
@@ -715,4 +716,3 @@ def configuration_item_info(ctx):
     if anchor is not None:
         result["related_to"] = ci_view(anchor)
     return result
-

@@ -177,4 +177,3 @@ def release_entries_data(sor, released, run_id):
         updates.append({"ci_id": ci_id, "base_version": ci["version"], "changes": {}, "identities": remaining,
                         "run_id": run_id, "reason": "identities %s taken over by a new machine" % ", ".join(sorted(kinds))})
     return updates
-

@@ -19,13 +19,15 @@ description:
     of dependents unless O(force=true).
   - Every write is a batch of ledger entries appended atomically; nothing is half-written.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Computes the predicted CI and changes without writing to the ledger.
     support: full
   diff_mode:
+    description: Shows the CI's attributes (and relationships) before and after.
     support: full
 options:
   name:

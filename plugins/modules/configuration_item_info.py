@@ -18,13 +18,15 @@ description:
     (playbook runs) that changed the host (C(ci.changed_by_run) entries written by the
     P(changeops.itsm.change_recorder#callback) callback).
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Can run in check mode and return the same information.
     support: full
   diff_mode:
+    description: Reads only, so there is nothing to diff.
     support: none
 options:
   ci_id:

@@ -31,13 +31,15 @@ description:
   - Every write is one ledger entry (C(ci.created) or C(ci.updated)) carrying the current
     change event's run id, so the CI records which change last touched it.
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Computes the predicted CI and changes without writing to the ledger.
     support: full
   diff_mode:
+    description: Shows the CI's attributes (and relationships) before and after.
     support: full
 options:
   name:

@@ -48,7 +48,7 @@ def ansible_inventory(project, config_name, config):
     completed = subprocess.run(
         [os.path.join(os.path.dirname(project.command("x")[0]), "ansible-inventory"), "-i", config_name, "--list"],
         cwd=project.root, env=project.env({"ANSIBLE_INVENTORY_UNPARSED_FAILED": "true"}),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
     return completed
 
 

@@ -283,8 +283,8 @@ def test_retire_keeps_history_and_present_brings_back(sor, estate):
     assert retired["changed"] and retired["ci"]["status"] == "retired"
     assert not ci_item(sor, name="reports", state="retired")["changed"]
     ci = sor.find_cis(name="reports")[0]
-    assert [entry.kind for entry in sor.iter_entries(subject=ci["ci_id"])][:2] == ["ci.created",
-                                                                                    "ci.relationship_added"]
+    kinds = [entry.kind for entry in sor.iter_entries(subject=ci["ci_id"])]
+    assert kinds[:2] == ["ci.created", "ci.relationship_added"]
     assert ci_item(sor, name="reports", ci_class="application")["ci"]["status"] == "operational"
 
 
