@@ -240,9 +240,14 @@ def test_gate_with_the_database_down_denies_with_the_reason(tmp_path, dsn, serve
     project = make_project(tmp_path / "project", dsn)
     marker = tmp_path / "changed-by-the-play"
     server.stop("fast")
-    completed = project.run("gated.yml", "-e", "marker=%s" % marker, check=False, timeout=300)
-    assert completed.returncode != 0
-    assert "cannot connect to the PostgreSQL system of record" in completed.stdout
-    assert server.password not in completed.stdout
+    run = project.start("gated.yml", "-e", "marker=%s" % marker)
+    try:
+        output, _stderr = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            Project.kill(run)
+    assert run.returncode != 0
+    assert "cannot connect to the PostgreSQL system of record" in output
+    assert server.password not in output
     assert not marker.exists(), "the play ran although the gate could not read the system of record"
     server.start()
