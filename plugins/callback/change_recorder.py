@@ -180,6 +180,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
@@ -273,6 +274,13 @@ class CallbackModule(CallbackBase):
         self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
         if not self._playbooks and getattr(playbook, "_file_name", None):
             self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
+        try:
+            # Import the backend (psycopg for PostgreSQL) here, on the main thread: a
+            # worker forked while the writer thread is halfway through that import
+            # inherits the import lock held for ever and hangs.
+            load_backend(config)
+        except ChangeopsError:
+            pass  # the writer meets the same error when it opens the backend, and spools
         self._writer = RecorderWriter(
             config,
             Spool(self.get_option("spool_dir"), target_key(config), describe(config)),
