@@ -70,7 +70,7 @@ def generate(sor, out):
 
 def measure(browser, html, repeat, interact):
     loads, searches, opens = [], [], []
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         errors = []
@@ -118,13 +118,13 @@ def main():
     with ledger(os.path.join(args.workdir, "ledger-%d.sqlite" % args.changes), args.changes) as sor:
         generation_s, result = generate(sor, full_html)
     with open_system_of_record({"backend": "sqlite", "sqlite_path": os.path.join(empty_dir, "empty.sqlite")}) as sor:
-        empty_generation_s, _ = generate(sor, empty_html)
+        empty_generation_s = generate(sor, empty_html)[0]
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         try:
             measure(browser, empty_html, 1, False)   # warm the browser's own caches once
-            base_loads, _, _ = measure(browser, empty_html, args.repeat, False)
+            base_loads = measure(browser, empty_html, args.repeat, False)[0]
             loads, searches, opens = measure(browser, full_html, args.repeat, True)
         finally:
             browser.close()

@@ -208,8 +208,8 @@ def _group(records, key):
 def _ci_history_item(entry):
     data = entry.data or {}
     if entry.kind == "ci.created":
-        text = "created (%s)" % ", ".join("%s=%s" % (k, v) for k, v in sorted((data.get("attributes") or {}).items())
-                                         if not isinstance(v, (dict, list)))
+        attributes = sorted((data.get("attributes") or {}).items())
+        text = "created (%s)" % ", ".join("%s=%s" % (k, v) for k, v in attributes if not isinstance(v, (dict, list)))
     elif entry.kind == "ci.updated":
         text = "updated: %s" % ", ".join("%s %s -> %s" % (k, (c or {}).get("from"), (c or {}).get("to"))
                                          for k, c in sorted((data.get("changes") or {}).items()))
@@ -635,8 +635,9 @@ def generate_register(sor, params, renderer, check_mode=False, want_diff=False, 
             "" if stale else " (already up to date)"),
     }
     if want_diff and stale:
-        result["diff"] = {"before": {"files": [option for option, _, _ in targets if option not in stale]},
-                          "after": {"files": [option for option, _, _ in targets], "counts": register["counts"]}}
+        options = [target[0] for target in targets]
+        result["diff"] = {"before": {"files": [option for option in options if option not in stale]},
+                          "after": {"files": options, "counts": register["counts"]}}
     if stale and not check_mode:
         html = renderer.render_html(register, print_)
         document = None

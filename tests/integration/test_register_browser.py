@@ -9,9 +9,9 @@ an attachment. Screenshots go to $CHANGEOPS_SCREENSHOTS_DIR (artifacts/screensho
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
+import time
 
 import pytest
 
@@ -80,6 +80,19 @@ def shot(page, name, full_page=False):
     page.screenshot(path=os.path.join(SCREENSHOTS, "register-%s.png" % name), full_page=full_page)
 
 
+def wait_rows(page, count, timeout=10.0):
+    """Wait until the list shows ``count`` rows. Polls with evaluate (a function, run through CDP):
+    Playwright's wait_for_function with a string would need 'unsafe-eval', which the page's CSP forbids."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = page.evaluate("() => document.querySelectorAll('#rows tr[data-run-id]').length")
+        if shown == count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("expected %d rows, the list shows %d" % (count, shown))
+        page.wait_for_timeout(50)
+
+
 def visible_run_ids(page):
     return page.eval_on_selector_all("#rows tr[data-run-id]", "rows => rows.map(r => r.dataset.runId)")
 
@@ -104,35 +117,37 @@ def test_list_counts_filters_search_sort(page, register):
     shot(page, "list")
 
     page.select_option("#f-outcome", "failed")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 1")
+    wait_rows(page, 1)
     assert visible_run_ids(page) == [runs["deploy.yml"]["run_id"]]
     page.click("#f-reset")
     page.select_option("#f-auth", "emergency")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 1")
+    wait_rows(page, 1)
     assert visible_run_ids(page) == [runs["emergency.yml"]["run_id"]]
     page.click("#f-reset")
 
     page.fill("#f-search", "emergency.yml")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 1")
+    wait_rows(page, 1)
+    assert visible_run_ids(page) == [runs["emergency.yml"]["run_id"]]
     page.fill("#f-search", runs["deploy.yml"]["run_id"][:10])
-    page.wait_for_function("document.querySelector('#rows tr[data-run-id]') && "
-                           "document.querySelectorAll('#rows tr[data-run-id]').length === 1")
-    assert visible_run_ids(page) == [runs["deploy.yml"]["run_id"]]
+    deadline = time.monotonic() + 10
+    while visible_run_ids(page) != [runs["deploy.yml"]["run_id"]]:
+        assert time.monotonic() < deadline, "searching a run id prefix did not find that run"
+        page.wait_for_timeout(50)
     page.fill("#f-search", "")
     page.fill("#f-host", "web02")
     page.select_option("#f-env", "production")
-    page.wait_for_timeout(300)
+    wait_rows(page, 4)
     assert set(visible_run_ids(page)) == {runs[name]["run_id"] for name in ("motd.yml", "motd.yml:check", "emergency.yml", "deploy.yml")}
     page.fill("#f-host", "db01")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 0")
+    wait_rows(page, 0)
     assert "No matching changes" in page.inner_text("#result-count")
     page.click("#f-reset")
     page.fill("#f-from", "2999-01-01")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 0")
+    wait_rows(page, 0)
     page.fill("#f-from", runs["deploy.yml"]["started_at"][:10])
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 4")
+    wait_rows(page, 4)
     page.check("#f-nochange")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 5")
+    wait_rows(page, 5)
     shot(page, "filtered")
 
     page.click("th[data-key=playbook] button")
@@ -159,6 +174,7 @@ def test_change_page_shows_what_the_run_did(page, register):
     assert view.locator("pre.diff .add").count() >= 2, "the redacted diff is shown, added lines marked"
     assert "Verified: the ledger chain was intact" in text
     assert "awaiting post-implementation review" in text
+    view.locator(".signoff summary").click()
     assert "changeops.itsm.change_review" in view.locator(".signoff pre").inner_text()
     shot(page, "change", full_page=True)
 
@@ -197,7 +213,7 @@ def test_keyboard_review_list_and_print(page, register):
     page.keyboard.press("/")
     assert page.evaluate("document.activeElement.id") == "f-search"
     page.keyboard.type("deploy")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 1")
+    wait_rows(page, 1)
     page.focus("#rows tr td.when a")
     page.keyboard.press("Enter")
     page.wait_for_selector("#change-view:not([hidden])")
@@ -228,7 +244,7 @@ def test_keyboard_review_list_and_print(page, register):
 def test_exports_are_the_filtered_list(page, register):
     runs = register["runs"]
     page.select_option("#f-auth", "unauthorised")
-    page.wait_for_function("document.querySelectorAll('#rows tr[data-run-id]').length === 2")
+    wait_rows(page, 2)
     with page.expect_download() as download_info:
         page.click("#export-csv")
     download = download_info.value
@@ -253,4 +269,3 @@ def test_exports_are_the_filtered_list(page, register):
     assert exported["count"] == 2 and exported["filters"]["auth"] == "unauthorised"
     assert [change["run_id"] for change in exported["changes"]] == [record["run_id"] for record in records]
     assert exported["verification"]["valid"] is True
-
