@@ -122,9 +122,8 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
 
 
 def context_summary(context):
-    """What the ledger keeps of the context: everything but the per-host CI documents."""
-    summary = {key: value for key, value in context.items() if key not in ("cis",)}
-    return summary
+    """What the ledger keeps of the context: everything but the per-host lists (the decision has ``hosts``)."""
+    return {key: value for key, value in context.items() if key not in ("cis", "hosts")}
 
 
 # --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 import pytest
 
@@ -303,21 +304,23 @@ approval_timeout: 120
 poll_interval: 1
 """ % number))
     process = project.start("pb.yml")
+    seen = []
+    # a thread reads the output so that a silent, hung run cannot block the test past its timeouts
+    reader = threading.Thread(target=lambda: seen.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        seen = []
-
-        def polled_twice():
-            seen.append(process.stdout.readline())
-            return sum("waiting for approval of %s" % number in line for line in seen) >= 2
-        project.wait_for(polled_twice, timeout=60, interval=0, what="two progress lines")
+        project.wait_for(lambda: sum("waiting for approval of %s" % number in line for line in list(seen)) >= 2,
+                         timeout=120, what="two progress lines")
         approver = open_sor()
         change_request(approver, number=number, approval={"approver": "cab", "decision": "approved"})
         change_request(approver, number=number, state="scheduled")
-        rest = process.communicate(timeout=120)[0]
+        process.wait(timeout=180)
+        reader.join(timeout=30)
     finally:
         if process.poll() is None:
             project.kill(process)
-    output = "".join(seen) + rest
+        process.stdout.close()
+    output = "".join(seen)
     assert process.returncode == 0, output
     assert re.search(r"waiting for approval of %s \(state authorise, approval requested\): poll 1, " % number, output)
     assert written(project) == ["web01.txt", "web02.txt"]
