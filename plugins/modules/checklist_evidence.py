@@ -20,13 +20,15 @@ description:
   - Runs on the controller; no C(delegate_to) is needed. The run id comes from the
     P(changeops.itsm.change_recorder#callback) callback (E(CHANGEOPS_RUN_ID)).
 author:
-  - changeops.itsm maintainers
+  - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
+    description: Reports what would be recorded and the CI change, and records nothing.
     support: full
   diff_mode:
+    description: Shows the CI's C(compliance.<checklist>) attribute before and after.
     support: full
 options:
   checklist:

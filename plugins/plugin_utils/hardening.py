@@ -358,8 +358,8 @@ def _check_sysctl(check, obs):
             if state["access"] == "rw":
                 bad.append("%s is %s live, expected %s" % (key, state["value"], expected))
             else:
-                notes.append("%s is %s live and read-only here (container): not applied live, the persisted "
-                              "value applies at boot" % (key, state["value"]))
+                notes.append("%s is %s live and read-only here (container): not applied live, "
+                             "the persisted value applies at boot" % (key, state["value"]))
     return ("fail" if bad else "pass"), observed, "; ".join(bad + notes)
 
 
@@ -618,8 +618,8 @@ def evidence(host, catalogue, mode, results, summary, generated_at, check_mode=F
         "mode": mode,
         "check_mode": bool(check_mode),
         "generated_at": generated_at,
-        "target": {k: facts.get(k) for k in ("os_family", "distribution", "distribution_version", "openssh_version",
-                                              "container")},
+        "target": {k: facts.get(k) for k in ("os_family", "distribution", "distribution_version",
+                                             "openssh_version", "container")},
         "settings": settings or {},
         "summary": summary,
         "controls": [{k: r.get(k) for k in ("id", "title", "severity", "level", "status", "check_status", "observed",

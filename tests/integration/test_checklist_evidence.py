@@ -44,8 +44,9 @@ PLAYBOOK = """
 
 def _ci(sor, name):
     ci_id = uuid.uuid5(uuid.NAMESPACE_DNS, name).hex
-    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "cmdb_ci_linux_server"},
-                                             "identities": {"fqdn": name}, "run_id": None})])
+    data = {"ci_id": ci_id, "attributes": {"name": name, "class": "cmdb_ci_linux_server"},
+            "identities": {"fqdn": name}, "run_id": None}
+    sor.append([Entry("ci.created", ci_id, data)])
     return ci_id
 
 
@@ -101,7 +102,7 @@ def test_check_mode_records_nothing_and_diff_shows_the_ci_change(project, open_s
 
 def test_ambiguous_ci_name_and_bad_checklist_are_clear_errors(project, open_sor):
     sor = open_sor()
-    for _ in range(2):
+    for _copy in range(2):
         ci_id = uuid.uuid4().hex
         sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "localhost"}, "run_id": None})])
     project.write_playbook("pb.yml", PLAYBOOK)
