@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
@@ -25,6 +26,18 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sq
 # Retry the lock a few times beyond the busy handler: SQLite may report BUSY
 # without waiting when it detects that waiting could deadlock.
 _LOCK_ATTEMPTS = 5
+
+# Ansible forks its workers from the controller process, where the
+# change_recorder's writer thread keeps a connection. A child forked while that
+# thread is inside a transaction inherits SQLite's in-process lock bookkeeping
+# ("this process holds the write lock") without the lock itself, so every
+# write from the child fails with "database is locked" after the busy timeout.
+# Every use of a connection holds this lock, and fork takes it first, so no
+# worker is ever born mid-transaction.
+_FORK_GUARD = threading.RLock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
+                        after_in_child=_FORK_GUARD.release)
 
 
 def _is_locked(exc):
@@ -117,6 +130,12 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
 
     @contextlib.contextmanager
     def _write_transaction(self):
+        with _FORK_GUARD:
+            with self._unguarded_write_transaction() as cursor:
+                yield cursor
+
+    @contextlib.contextmanager
+    def _unguarded_write_transaction(self):
         conn = self._connection()
         try:
             self._lock(conn)
@@ -145,11 +164,16 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
 
     def _query(self, sql, params=()):
         try:
-            return super(SqliteSystemOfRecord, self)._query(sql, params)
+            with _FORK_GUARD:
+                return super(SqliteSystemOfRecord, self)._query(sql, params)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot read the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
 
     def close(self):
+        with _FORK_GUARD:
+            self._close()
+
+    def _close(self):
         if self._conn is not None:
             try:
                 self._conn.close()
