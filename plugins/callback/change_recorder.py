@@ -33,7 +33,6 @@ extends_documentation_fragment:
   - changeops.itsm.backend.PLUGINS
   - changeops.itsm.recorder_post_run
   - changeops.itsm.recorder_change_request
-  - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
 options:
   spool_dir:
@@ -241,7 +240,8 @@ class CallbackModule(CallbackBase):
     # options
     # ------------------------------------------------------------------
     def _options_dict(self):
-        options = dict(getattr(self, "_options", None) or {})
+        # Ansible keeps a plugin's resolved options in _plugin_options; post-run hooks read theirs from here
+        options = dict(getattr(self, "_plugin_options", None) or {})
         for name in BACKEND_OPTIONS:
             options.setdefault(name, self.get_option(name))
         return options

@@ -11,7 +11,6 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.hooks impo
 from ansible_collections.changeops.itsm.plugins.plugin_utils.register_render import RegisterRenderer
 
 PREFIX = "changeops.itsm.change_recorder"
-CALLBACK_CONFIG_NAMES = ("ansible_collections.changeops.itsm.plugins.callback.change_recorder", PREFIX)
 
 
 def _truthy(value, default=True):
@@ -22,34 +21,8 @@ def _truthy(value, default=True):
     return bool(value)
 
 
-def _with_callback_options(options):
-    """``options`` plus the recorder's own resolved options, when the caller did not pass them.
-
-    The recorder hands hooks its options dict; should that dict lack this
-    fragment's options, ask Ansible's configuration for the callback's resolved
-    options (env, ini, defaults) rather than silently never refreshing.
-    """
-    if "register_path" in options:
-        return options
-    resolved = {}
-    try:
-        from ansible import constants as C
-
-        # collection callbacks are registered under their Python module name
-        for name in CALLBACK_CONFIG_NAMES:
-            resolved = C.config.get_plugin_options("callback", name)
-            if resolved:
-                break
-    except Exception:  # pylint: disable=broad-except
-        return options
-    merged = dict(resolved or {})
-    merged.update(options)
-    return merged
-
-
 @register_post_run_hook
 def refresh_change_register(sor, run_id, options, display):
-    options = _with_callback_options(options)
     path = options.get("register_path")
     if not path:
         return
