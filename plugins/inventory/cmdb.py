@@ -91,6 +91,7 @@ compose:
 groups:
   big_iron: cmdb_memory_mb | int >= 65536
 
+---
 # everything.cmdb.yml, from a PostgreSQL system of record, cached for an hour
 plugin: changeops.itsm.cmdb
 backend: postgresql

@@ -244,7 +244,7 @@ def plan(gates, extra_gates=None, overrides=None, skips=None, service_tier="A", 
     """Validate the checklist and decide, per gate, whether it runs or why it is skipped."""
     if str(service_tier) not in TIERS:
         raise ReadinessError("release_readiness_service_tier must be one of %s, got %r" % (", ".join(TIERS),
-                                                                                            service_tier))
+                                                                                           service_tier))
     if unconfigured not in ("skip", "error"):
         raise ReadinessError("release_readiness_unconfigured_gates must be skip or error, got %r" % unconfigured)
     today = datetime.date.today() if today is None else (
@@ -496,7 +496,7 @@ def _check_service(gate, raw):
     facts = (raw.get("service") or {}).get("ansible_facts", {}).get("services")
     if facts is None:
         return "error", None, "service facts could not be gathered: %s" % (_msg(raw.get("service") or {}) or
-                                                                            "no systemd/service manager answered")
+                                                                           "no systemd/service manager answered")
     check = gate["check"]
     observed, problems = {}, []
     for name in check["names"]:
@@ -598,7 +598,7 @@ def _check_http(gate, result):
         return "fail", observed, "%s returned %s but the body does not contain %r" % (url, status, check["body"])
     if check["body_regex"] and not re.search(check["body_regex"], body):
         return "fail", observed, "%s returned %s but the body does not match /%s/" % (url, status,
-                                                                                    check["body_regex"])
+                                                                                      check["body_regex"])
     return "pass", observed, "%s returned %s in %ss" % (url, status, result.get("elapsed"))
 
 
@@ -855,7 +855,7 @@ def _check_cmdb_relationships(gate, cmdb, context):
         return "error", None, "the CMDB could not be read: %s" % _msg(cmdb.get("service") or {})
     if not cmdb["service"]["configuration_items"]:
         return "fail", None, "service CI %r does not exist, so it has no relationship to host CI %r" % (service,
-                                                                                                       host_ci)
+                                                                                                        host_ci)
     related = cmdb.get("related") or {}
     if _cmdb_error(related):
         return "error", None, "the relationships of service CI %r could not be read: %s" % (service, _msg(related))
@@ -888,7 +888,7 @@ def _expected(gate):
     kind = gate["type"]
     if kind == "service":
         return "%s %s%s" % (", ".join(check["names"]), check["state"], {True: ", enabled", False: ", disabled",
-                                                                         None: ""}[check["enabled"]])
+                                                                        None: ""}[check["enabled"]])
     if kind == "port":
         return "%s %s listening%s" % (check["protocol"], ", ".join(str(p) for p in check["ports"]),
                                       " on %s" % check["address"] if check["address"] else "")

@@ -183,7 +183,7 @@ def test_evidence_lands_on_the_change_event_and_the_service_ci(project, open_sor
     assert service["attributes"]["ready_for_release_checked_at"] == evidence["shop"]["document"]["generated_at"]
     assert service["attributes"]["compliance.release_readiness"]["run_id"] == run_id
     assert service["attributes"]["compliance.release_readiness"]["status"] == "pass"
-    host_ci = [ci for ci in sor.find_cis(names=["localhost"])][0]
+    host_ci = sor.find_cis(names=["localhost"])[0]
     assert host_ci["attributes"]["compliance.release_readiness"]["status"] == "pass"
     with open(os.path.join(root, "evidence", "service-shop.json")) as handle:
         assert json.load(handle)["summary"]["ready"] is True
@@ -228,4 +228,3 @@ def test_a_checklist_error_names_the_variable_gate_and_field(project, loopback_s
                          check=False)
     assert result.returncode == 2
     assert "release_readiness_skip_gates[0] (id GATE-TLS-01): field 'reason' is required" in result.stdout
-

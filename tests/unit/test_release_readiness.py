@@ -75,7 +75,7 @@ def test_unconfigured_gates_are_skipped_or_errors():
     empty = gate(check={"type": "http", "url": ""})
     skipped = plan([empty])[0]
     assert (skipped["run"], skipped["status"], skipped["message"]) == (False, "skipped",
-                                                                      "not configured: check.url is empty")
+                                                                       "not configured: check.url is empty")
     errored = plan([empty], unconfigured="error")[0]
     assert (errored["run"], errored["status"]) == (False, "error")
 
@@ -115,7 +115,7 @@ def test_the_default_checklist_is_valid(tmp_path):
     import yaml
 
     with open(rr.__file__.replace("plugins/plugin_utils/release_readiness.py",
-                                   "roles/release_readiness/defaults/main.yml")) as handle:
+                                  "roles/release_readiness/defaults/main.yml")) as handle:
         defaults = yaml.safe_load(handle)
     # render the role-variable references the way Ansible would for an unconfigured adopter
     gates = []
