@@ -92,7 +92,6 @@ def test_standard_change_allowed(project, sor):
     assert event["authorisation_ref"] == "patching"
 
 
-@pytest.mark.backends("sqlite")
 def test_standard_change_refused_when_a_protected_area_is_touched(project, sor):
     setup(project, sor)
     project.write("roles/ssh_hardening/tasks/main.yml", """
@@ -113,7 +112,6 @@ def test_standard_change_refused_when_a_protected_area_is_touched(project, sor):
     assert decision["protected_areas"][0]["area"] == "sshd"
 
 
-@pytest.mark.backends("sqlite")
 def test_protected_file_path_and_module_are_detected(project, sor):
     setup(project, sor)
     extra = """
@@ -162,7 +160,6 @@ def test_normal_change_allowed_and_closed_by_the_recorder(project, sor):
     assert kinds[-3:] == ["change_request.transitioned", "change_request.transitioned", "change_request.closed"]
 
 
-@pytest.mark.backends("sqlite")
 def test_normal_change_denied_with_every_reason(project, sor):
     setup(project, sor)
     number = change_request(sor, type="normal", short_description="rework", affected_cis=["web01"],
@@ -182,7 +179,6 @@ def test_normal_change_denied_with_every_reason(project, sor):
     assert len(decision["reasons"]) == 4
 
 
-@pytest.mark.backends("sqlite")
 def test_normal_change_denied_before_its_window_and_when_rejected(project, sor):
     setup(project, sor)
     number = approved_change(sor, ["web01", "web02"], iso(hours=3), iso(hours=5), timezone="Europe/Paris")
@@ -192,7 +188,6 @@ def test_normal_change_denied_before_its_window_and_when_rejected(project, sor):
     assert re.search(r"now is (2 h 5\d min|3 h) before the window starts \(.* Europe/Paris\)", flat(run.stdout))
 
 
-@pytest.mark.backends("sqlite")
 def test_freeze_denies_a_standard_change(project, sor):
     policy = POLICY + """
 freezes:
@@ -212,7 +207,6 @@ freezes:
     assert written(project) == []
 
 
-@pytest.mark.backends("sqlite")
 def test_emergency_change_allowed_flagged_and_refused_without_justification(project, sor):
     setup(project, sor)
     project.write("pb.yml", gated_playbook(gate_args="""
@@ -233,7 +227,6 @@ justification: "INC0012345: the web tier returns 500 to every customer"
     assert "an emergency change needs a justification of at least 10 characters" in flat(run.stdout)
 
 
-@pytest.mark.backends("sqlite")
 def test_check_mode_is_always_allowed_as_dry_run(project, sor):
     setup(project, sor)
     project.write("roles/ssh_hardening/tasks/main.yml", """
@@ -250,7 +243,7 @@ def test_check_mode_is_always_allowed_as_dry_run(project, sor):
     assert last_event(sor)["authorisation"] == "dry-run"
 
 
-@pytest.mark.backends("sqlite")
+@pytest.mark.backends("sqlite")  # the PostgreSQL equivalent is in test_postgresql_faults
 def test_unreadable_system_of_record_denies(project, sor, tmp_path):
     setup(project, sor)
     garbage = tmp_path / "garbage.sqlite"
@@ -279,7 +272,6 @@ def test_unauthorised_change_recorded_when_no_gate_ran(project, sor):
     assert sor.find_change_events(authorisation=["unauthorised"])[0]["run_id"] == event["run_id"]
 
 
-@pytest.mark.backends("sqlite")
 def test_serial_batches_get_one_decision_each(project, sor):
     setup(project, sor)
     project.write("pb.yml", gated_playbook().replace("  gather_facts: false\n", "  gather_facts: false\n  serial: 1\n"))
@@ -290,7 +282,6 @@ def test_serial_batches_get_one_decision_each(project, sor):
     assert last_event(sor)["authorisation"] == "standard"
 
 
-@pytest.mark.backends("sqlite")
 def test_wait_for_approval_goes_on_once_approved(project, sor, open_sor):
     setup(project, sor)
     number = change_request(sor, type="normal", short_description="wait", affected_cis=["web01", "web02"],
@@ -327,7 +318,6 @@ poll_interval: 1
     assert gate_entries(sor)[0]["type"] == "normal"
 
 
-@pytest.mark.backends("sqlite")
 def test_wait_for_approval_denies_on_rejection_and_on_timeout(project, sor):
     setup(project, sor)
     rejected = change_request(sor, type="normal", short_description="reject me", affected_cis=["web01", "web02"],
@@ -374,7 +364,6 @@ BAD_POLICIES = [
 ]
 
 
-@pytest.mark.backends("sqlite")
 @pytest.mark.parametrize("policy,message", BAD_POLICIES, ids=["unknown-key", "wrong-type", "bad-timezone",
                                                               "bad-date", "bad-jmespath"])
 def test_malformed_policy_stops_the_play_with_one_clear_error(project, sor, policy, message):

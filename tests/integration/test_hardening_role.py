@@ -21,7 +21,6 @@ MOLECULE = os.path.join(REPO, "tests", "molecule")
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.backends("sqlite"),
     pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("systemd-nspawn") or not shutil.which("debootstrap"),
                        reason="needs root, systemd-nspawn and debootstrap (scripts/bootstrap installs them)"),
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import sqlite3
 import subprocess
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from support.project import VENV_BIN, Project
+from support.raw_ledger import raw_ledger_connection
 
 pytestmark = pytest.mark.integration
 
@@ -134,10 +134,10 @@ def test_bad_filter_fails_the_task_with_a_clear_message(quiet_project, sor):
     assert "since: 'last tuesday' is neither an ISO 8601 time" in completed.stdout
 
 
-def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, sqlite_env, sqlite_sor):
-    project = Project(tmp_path / "project", sqlite_env, callbacks=())
-    seed(sqlite_sor)
-    conn = sqlite3.connect(sqlite_sor.path, isolation_level=None)
+def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, backend_env, sor):
+    project = Project(tmp_path / "project", backend_env, callbacks=())
+    seed(sor)
+    conn = raw_ledger_connection(sor, backend_env)
     conn.execute("DELETE FROM ledger WHERE seq = 4")
     conn.close()
     project.write_playbook("verify.yml", """

@@ -16,6 +16,7 @@ import types
 
 import pytest
 
+from support import postgresql_server
 from support.project import Project
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -30,11 +31,14 @@ def _config(env):
             "postgresql_dsn": env.get("CHANGEOPS_POSTGRESQL_DSN"), "busy_timeout": 60}
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
-    """One SQLite ledger filled by five real runs, shared by the read-only tests of this module."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def recorded(request, tmp_path_factory):
+    """One system of record per backend filled by five real runs, shared by the read-only tests of this module."""
     root = tmp_path_factory.mktemp("register")
-    env = {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(root / "ledger.sqlite")}
+    if request.param == "sqlite":
+        env = {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(root / "ledger.sqlite")}
+    else:
+        env = postgresql_server.fresh_database_env(request)
     project = Project(root / "project", env)
     workdir = root / "work"
     workdir.mkdir()
@@ -394,10 +398,9 @@ SECRETS_PLAYBOOK = """
 """ % SECRETS
 
 
-def test_no_planted_secret_reaches_the_register(sqlite_project, tmp_path):
+def test_no_planted_secret_reaches_the_register(project, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
-    project = sqlite_project
     project.write_inventory(["web01"])
     project.write("library/set_service_password.py", SECRET_MODULE)
     project.write_playbook("secrets.yml", SECRETS_PLAYBOOK)
@@ -419,12 +422,11 @@ def test_no_planted_secret_reaches_the_register(sqlite_project, tmp_path):
         assert secret not in raw_json, "%s secret leaked into the JSON" % where
 
 
-def test_recorder_refreshes_the_register_after_each_run(sqlite_project, tmp_path):
+def test_recorder_refreshes_the_register_after_each_run(project, tmp_path):
     out = tmp_path / "published" / "register.html"
     out.parent.mkdir()
     workdir = tmp_path / "work"
     workdir.mkdir()
-    project = sqlite_project
     project.write_inventory(["web01"])
     project.write_playbook("change.yml", CHANGING_PLAYBOOK)
     env = {"CHANGEOPS_REGISTER_PATH": str(out), "CHANGEOPS_REGISTER_JSON_PATH": str(tmp_path / "published" / "r.json")}

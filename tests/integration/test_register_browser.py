@@ -4,6 +4,10 @@
 The ledger is filled by real ansible-playbook runs; the register is generated
 with the collection playbook and opened from file://, the way a reviewer opens
 an attachment. Screenshots go to $CHANGEOPS_SCREENSHOTS_DIR (artifacts/screenshots/).
+
+These tests are about the page, so they read one SQLite ledger; the same
+register generated from PostgreSQL is checked, data and HTML, by
+test_register.py, which runs on both backends.
 """
 
 from __future__ import annotations

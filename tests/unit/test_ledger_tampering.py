@@ -1,16 +1,18 @@
 # -*- coding: utf-8 -*-
-"""Tamper with a real SQLite ledger file through sqlite3 and check verify names the first broken entry.
+"""Tamper with a real ledger behind the collection's back and check verify names the first broken entry.
 
-This is what an administrator with write access to ``ledger.sqlite`` could do
-behind the collection's back: edit a row, delete rows, move rows, slip one in.
+This is what an administrator with write access to ``ledger.sqlite`` (through
+sqlite3) or to the shared PostgreSQL database (through psycopg) could do: edit
+a row, delete rows, move rows, slip one in. Each test runs on both backends.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+
+from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import chain_hash, canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -36,12 +38,6 @@ def populate(sor):
     assert seq == ENTRIES
     assert sor.verify().valid
     return head
-
-
-def raw(sor):
-    conn = sqlite3.connect(sor.path, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    return conn
 
 
 def row(conn, seq):
@@ -122,61 +118,61 @@ def insert_forged(conn):
 
 @pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, delete_middle, delete_first,
                                     delete_and_renumber, swap, insert_forged], ids=lambda f: f.__name__)
-def test_verify_names_the_first_broken_entry(sqlite_sor, tamper):
-    populate(sqlite_sor)
-    conn = raw(sqlite_sor)
+def test_verify_names_the_first_broken_entry(sor, backend_env, tamper):
+    populate(sor)
+    conn = raw_ledger_connection(sor, backend_env)
     try:
         expected_seq, expected_problem = tamper(conn)
     finally:
         conn.close()
-    report = verify_fresh(sqlite_sor)
+    report = verify_fresh(sor)
     assert not report.valid
     broken = report.first_broken
     assert (broken["seq"], broken["problem"]) == (expected_seq, expected_problem), broken
     assert str(expected_seq) in report.summary()
 
 
-def test_each_new_tampering_moves_the_report_to_the_first_break(sqlite_sor):
-    populate(sqlite_sor)
-    conn = raw(sqlite_sor)
+def test_each_new_tampering_moves_the_report_to_the_first_break(sor, backend_env):
+    populate(sor)
+    conn = raw_ledger_connection(sor, backend_env)
     try:
         conn.execute("UPDATE ledger SET kind = 'run.play' WHERE seq = 10")
-        assert verify_fresh(sqlite_sor).first_broken["seq"] == 10
+        assert verify_fresh(sor).first_broken["seq"] == 10
         conn.execute("DELETE FROM ledger WHERE seq = 6")
-        broken = verify_fresh(sqlite_sor).first_broken
+        broken = verify_fresh(sor).first_broken
         assert (broken["seq"], broken["problem"]) == (6, "deleted")
         move(conn, 2, 0)
         move(conn, 3, 2)
         move(conn, 0, 3)
-        broken = verify_fresh(sqlite_sor).first_broken
+        broken = verify_fresh(sor).first_broken
         assert (broken["seq"], broken["problem"]) == (2, "reordered")
     finally:
         conn.close()
 
 
-def test_truncating_the_tail_is_caught_against_an_anchored_head(sqlite_sor):
-    anchored = populate(sqlite_sor)
-    conn = raw(sqlite_sor)
+def test_truncating_the_tail_is_caught_against_an_anchored_head(sor, backend_env):
+    anchored = populate(sor)
+    conn = raw_ledger_connection(sor, backend_env)
     try:
         conn.execute("DELETE FROM ledger WHERE seq > 9")
     finally:
         conn.close()
     # the remaining chain is internally consistent...
-    assert verify_fresh(sqlite_sor).valid
+    assert verify_fresh(sor).valid
     # ...but the head kept elsewhere is gone
-    report = verify_fresh(sqlite_sor, expected_head=anchored)
+    report = verify_fresh(sor, expected_head=anchored)
     assert not report.valid
     assert anchored[:16] in report.summary()
 
 
-def test_appending_after_tampering_does_not_launder_the_break(sqlite_sor):
-    populate(sqlite_sor)
-    conn = raw(sqlite_sor)
+def test_appending_after_tampering_does_not_launder_the_break(sor, backend_env):
+    populate(sor)
+    conn = raw_ledger_connection(sor, backend_env)
     try:
         conn.execute("UPDATE ledger SET subject = 'other' WHERE seq = 2")
     finally:
         conn.close()
-    sqlite_sor.append([Entry("run.started", "run-2", {"run_id": "run-2"})])
-    report = verify_fresh(sqlite_sor)
+    sor.append([Entry("run.started", "run-2", {"run_id": "run-2"})])
+    report = verify_fresh(sor)
     assert report.first_broken["seq"] == 2
     assert report.entries_checked == ENTRIES + 1
