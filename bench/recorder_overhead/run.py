@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -254,17 +255,21 @@ def run_once(variant, index, workdir, venv, args):
     command = [os.path.join(venv, "bin", "ansible-playbook"), "bench.yml", "-e", "out_dir=%s" % out_dir]
     env = variant_env(variant, workdir, venv, args)
     with open(log_path, "w") as output:
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         completed = subprocess.run(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=output,
                                    stderr=subprocess.STDOUT, check=False)
         elapsed = time.perf_counter() - started
+        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of ansible-playbook and every worker it reaped: far steadier than wall time on a shared VM
+    cpu = (usage_after.ru_utime + usage_after.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime)
     if completed.returncode != 0:
         raise SystemExit("%s run %d failed (exit %d): see %s" % (variant, index, completed.returncode, log_path))
     with open(log_path) as handle:
         text = handle.read()
     if "[WARNING]: Skipping callback" in text or "Traceback" in text:
         raise SystemExit("%s run %d: a callback did not load cleanly: see %s" % (variant, index, log_path))
-    return elapsed
+    return elapsed, cpu
 
 
 # --------------------------------------------------------------------------- proof that the callbacks recorded
@@ -307,37 +312,48 @@ def check_ara(workdir, runs):
 
 
 # --------------------------------------------------------------------------- report
-def summarise(timings, args, checks):
-    medians = {variant: statistics.median(values) for variant, values in timings.items()}
+def report_ratios(label, medians, samples, args):
+    """Print one table (wall-clock or CPU seconds) and its ratios; return the ratios for the JSON figures."""
+    ratios = {}
+    log("")
+    log("%-16s %10s   %s" % ("variant", "median %s s" % label, "runs (s)"))
+    for variant in args.variants:
+        log("%-16s %10.1f   %s" % (variant, medians[variant], ", ".join("%.1f" % t for t in samples[variant])))
+    base = medians.get("none")
+    rec = medians.get("change_recorder")
+    ara = medians.get("ara")
+    if base and rec is not None:
+        ratios["recorder_ratio"] = rec / base
+        log("%s: change_recorder / none  = %.3f   (target <= %.2f: %s)" % (
+            label, rec / base, TARGET_RATIO, "met" if rec / base <= TARGET_RATIO else "MISSED"))
+    if base and ara is not None:
+        ratios["ara_ratio"] = ara / base
+        log("%s: ara / none              = %.3f" % (label, ara / base))
+    if base and rec is not None and ara is not None:
+        if ara - base > 0:
+            share = (rec - base) / (ara - base)
+            ratios["recorder_share_of_ara_overhead"] = share
+            log("%s: recorder added / ara added = %.3f   (target <= %.2f: %s)" % (
+                label, share, TARGET_SHARE_OF_ARA, "met" if share <= TARGET_SHARE_OF_ARA else "MISSED"))
+        else:
+            log("%s: recorder added / ara added: undefined (ARA added no time in this sample)" % label)
+    return ratios
+
+
+def summarise(timings, cpu_timings, args, checks):
     figures = {"hosts": args.hosts, "tasks": TASKS.count("- name:"), "forks": args.forks, "runs": args.runs,
-               "backend": args.backend, "timings": timings, "medians": medians, "checks": checks}
+               "backend": args.backend, "timings": timings, "cpu_timings": cpu_timings, "checks": checks}
     figures["load_average"] = {"start": args.load_at_start, "end": os.getloadavg()[0], "cpus": os.cpu_count()}
     log("")
     log("recorder overhead: %d hosts x %d tasks, forks %d, %d run(s) per variant, recorder backend %s"
         % (args.hosts, figures["tasks"], args.forks, args.runs, args.backend))
     log("1-minute load average %.1f at the start, %.1f at the end, on %d CPUs (other work on the machine"
         " makes the figures noisier)" % (args.load_at_start, figures["load_average"]["end"], os.cpu_count()))
-    log("%-16s %10s   %s" % ("variant", "median s", "runs (s)"))
-    for variant in args.variants:
-        log("%-16s %10.1f   %s" % (variant, medians[variant], ", ".join("%.1f" % t for t in timings[variant])))
-    base = medians.get("none")
-    rec = medians.get("change_recorder")
-    ara = medians.get("ara")
-    if base and rec is not None:
-        figures["recorder_ratio"] = rec / base
-        log("change_recorder / none  = %.3f   (target <= %.2f: %s)" % (
-            rec / base, TARGET_RATIO, "met" if rec / base <= TARGET_RATIO else "MISSED"))
-    if base and ara is not None:
-        figures["ara_ratio"] = ara / base
-        log("ara / none              = %.3f" % (ara / base))
-    if base and rec is not None and ara is not None:
-        if ara - base > 0:
-            share = (rec - base) / (ara - base)
-            figures["recorder_share_of_ara_overhead"] = share
-            log("recorder added / ara added = %.3f   (target <= %.2f: %s)" % (
-                share, TARGET_SHARE_OF_ARA, "met" if share <= TARGET_SHARE_OF_ARA else "MISSED"))
-        else:
-            log("recorder added / ara added: undefined (ARA added no time in this sample)")
+    for label, samples in (("wall", timings), ("cpu", cpu_timings)):
+        medians = {variant: statistics.median(values) for variant, values in samples.items()}
+        figures["medians" if label == "wall" else "cpu_medians"] = medians
+        ratios = report_ratios(label, medians, samples, args)
+        figures.update({(key if label == "wall" else "cpu_" + key): value for key, value in ratios.items()})
     for variant, text in checks.items():
         log("check %-16s %s" % (variant, text))
     return figures
@@ -360,20 +376,22 @@ def main(argv=None):
     args.load_at_start = os.getloadavg()[0]
     log("scratch directory: %s" % workdir)
     timings = {variant: [] for variant in args.variants}
+    cpu_timings = {variant: [] for variant in args.variants}
     try:
         for index in range(args.runs):
             # rotate the order each round so drift in machine load is shared out
             order = args.variants[index % len(args.variants):] + args.variants[:index % len(args.variants)]
             for variant in order:
-                elapsed = run_once(variant, index, workdir, venv, args)
+                elapsed, cpu = run_once(variant, index, workdir, venv, args)
                 timings[variant].append(elapsed)
-                log("round %d/%d  %-16s %7.1f s" % (index + 1, args.runs, variant, elapsed))
+                cpu_timings[variant].append(cpu)
+                log("round %d/%d  %-16s %7.1f s wall %7.1f s CPU" % (index + 1, args.runs, variant, elapsed, cpu))
         checks = {}
         if "change_recorder" in args.variants:
             checks["change_recorder"] = check_recorder(workdir, args, args.runs)
         if "ara" in args.variants:
             checks["ara"] = check_ara(workdir, args.runs)
-        figures = summarise(timings, args, checks)
+        figures = summarise(timings, cpu_timings, args, checks)
         if args.json_path:
             with open(args.json_path, "w") as handle:
                 json.dump(figures, handle, indent=2, sort_keys=True)
