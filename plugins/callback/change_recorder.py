@@ -485,6 +485,15 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             pass
 
+    def _collect_included_vars(self, host):
+        """Vault values include_vars loaded in a worker: the strategy put them in the host's vars cache
+        before this result reached the callback, so later results that echo them are redacted."""
+        cache = getattr(self._variable_manager, "_vars_cache", None) or {}
+        try:
+            collect_vault_secrets(cache.get(host), self._redactor.add_known_secret)
+        except Exception:  # pylint: disable=broad-except
+            pass
+
     def _scan_loaded_files(self):
         """Walk files the loader parsed since last time (group_vars, host_vars, roles, includes)."""
         cache = getattr(self._loader, "_FILE_CACHE", None)
@@ -580,6 +589,8 @@ class CallbackModule(CallbackBase):
             item_value = None
         status = summary.status_of(event, raw)
         info = self._task_info(task, result)
+        if info["action"].rsplit(".", 1)[-1] == "include_vars":
+            self._collect_included_vars(host)
         data = {
             "run_id": self._run_id,
             "play_id": self._play_id,

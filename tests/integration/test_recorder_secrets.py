@@ -2,7 +2,8 @@
 """No secret reaches the system of record: a playbook plants every kind of secret, the ledger holds none.
 
 Secrets are planted through: no_log on a task, no_log on one loop item, vaulted values (play vars,
-playbook group_vars, a vars_file with an inline !vault value, a wholly encrypted vars_file) echoed by
+playbook group_vars, a vars_file with an inline !vault value, a wholly encrypted vars_file, and both
+kinds of file loaded at run time by ``include_vars``, which parses them in a worker) echoed by
 ``command`` and shown in a diff, a ``password`` argument that a careless module echoes back in its
 result, an extra var echoed by a task (and used in its name), and a password on a command line.
 On SQLite the ledger's raw bytes (database, WAL and shared-memory files) are searched as well.
@@ -56,16 +57,19 @@ def indent(text, spaces):
 def test_no_secret_reaches_the_ledger(project, backend, open_sor):
     secrets = {kind: secret(kind) for kind in (
         "NoLogTask", "NoLogItem", "VaultPlay", "VaultGroup", "VaultFile", "VaultWhole", "ArgPassword",
-        "ExtraVar", "CmdLine")}
+        "ExtraVar", "CmdLine", "IncludedWhole", "IncludedInline")}
     public_value = secret("PublicItem")
     project.write("vault-pass", "correct horse battery staple\n", mode=0o600)
     project.write("library/leaky_login.py", LEAKY_MODULE)
     project.write("group_vars/all_hosts.yml", encrypt_string(project, secrets["VaultGroup"], "vault_group"))
     project.write("vars/inline.yml", encrypt_string(project, secrets["VaultFile"], "vault_file"))
     project.write("vars/whole.yml", "vault_whole: %s\n" % secrets["VaultWhole"])
-    subprocess.run([os.path.join(os.path.dirname(project.command("x")[0]), "ansible-vault"), "encrypt",
-                    "--vault-password-file", project.path("vault-pass"), project.path("vars/whole.yml")],
-                   cwd=project.root, env=project.env(), check=True, stdout=subprocess.DEVNULL)
+    project.write("vars/included_whole.yml", "included_whole: %s\n" % secrets["IncludedWhole"])
+    project.write("vars/included_inline.yml", encrypt_string(project, secrets["IncludedInline"], "included_inline"))
+    for path in ("vars/whole.yml", "vars/included_whole.yml"):
+        subprocess.run([os.path.join(os.path.dirname(project.command("x")[0]), "ansible-vault"), "encrypt",
+                        "--vault-password-file", project.path("vault-pass"), project.path(path)],
+                       cwd=project.root, env=project.env(), check=True, stdout=subprocess.DEVNULL)
     target = project.path("rendered.txt")
     project.write("secrets.yml", """
         - name: Plant secrets
@@ -113,6 +117,15 @@ def test_no_secret_reaches_the_ledger(project, backend, open_sor):
 
             - name: Password on a command line
               ansible.builtin.command: echo mysqladmin --password={cmd_line} status
+
+            - name: Load a vaulted file at run time
+              ansible.builtin.include_vars: vars/included_whole.yml
+
+            - name: Load a file with an inline vaulted value at run time
+              ansible.builtin.include_vars: vars/included_inline.yml
+
+            - name: Echo the values loaded at run time
+              ansible.builtin.command: echo {{{{ included_whole }}}} {{{{ included_inline }}}}
         """.format(play_vault=indent(encrypt_string(project, secrets["VaultPlay"], "vault_play"), 4),
                    public=public_value, no_log_item=secrets["NoLogItem"], target=target,
                    no_log_task=secrets["NoLogTask"], arg_password=secrets["ArgPassword"],
@@ -148,6 +161,7 @@ def test_no_secret_reaches_the_ledger(project, backend, open_sor):
     assert "********" in login["stdout"]
     assert results[("Echo ********", None)]["result"]["stdout"] == "********"
     assert "--password=********" in results[("Password on a command line", None)]["result"]["stdout"]
+    assert results[("Echo the values loaded at run time", None)]["result"]["stdout"] == "******** ********"
     assert [entry.data["extra_var_names"] for entry in sor.iter_entries(kinds=["run.started"])] == [["deploy_note"]]
 
     everything = "\n".join(entry.canonical() for entry in sor.iter_entries())

@@ -154,6 +154,23 @@ def test_vaulted_values_are_detected_and_their_plaintext_collected():
     assert sorted(extra) == ["8080", "abc"]
 
 
+
+def test_values_whose_origin_is_an_encrypted_file_are_secrets(tmp_path):
+    """include_vars hands the controller bare values: only their Origin tag says they came from a vault file."""
+    from ansible._internal._datatag._tags import Origin
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    encrypted_file = tmp_path / "secret.yml"
+    encrypted_file.write_bytes(VaultLib([("default", VaultSecret(b"pw"))]).encrypt("db_password: s3cret\n"))
+    plain_file = tmp_path / "plain.yml"
+    plain_file.write_text("region: eu-west-1\n")
+    from_vault = Origin(path=str(encrypted_file), line_num=1, col_num=14).tag("s3cret")
+    from_plain = Origin(path=str(plain_file), line_num=1, col_num=9).tag("eu-west-1")
+    found = []
+    vault.collect_vault_secrets({"db_password": from_vault, "region": from_plain, "untagged": "x"}, found.append)
+    assert found == ["s3cret"]
+    assert not vault.from_encrypted_file(Origin(path=str(tmp_path / "gone.yml")).tag("v")), "a missing file is no vault"
+
 # -- processes -------------------------------------------------------------------------------------
 def test_process_identity_tells_live_dead_and_reused_pids():
     me = os.getpid()

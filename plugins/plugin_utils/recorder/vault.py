@@ -6,7 +6,10 @@
 ansible-core 2.19 represents an inline ``!vault`` value as an
 ``EncryptedString`` until it is used, and tags every plaintext decrypted from
 one with ``VaultedValue``; data parsed from a wholly encrypted file carries
-``SourceWasEncrypted`` on its container. A module output never carries those
+``SourceWasEncrypted`` on its container, and each of its values an ``Origin``
+naming the file. ``include_vars`` parses in a worker and hands the controller
+only the values (the container and its tag stay behind), so for those the
+``Origin`` file itself is checked for a vault header. A module output never carries those
 tags (``command: echo {{ secret }}`` returns plain text), so the recorder
 collects the plaintexts up front and feeds them to the ``Redactor`` as known
 secrets; the tags are also honoured wherever a result still carries them.
@@ -19,11 +22,14 @@ from __future__ import annotations
 
 try:  # ansible-core >= 2.19
     from ansible.parsing.vault import EncryptedString, VaultHelper
-    from ansible._internal._datatag._tags import SourceWasEncrypted
+    from ansible._internal._datatag._tags import Origin, SourceWasEncrypted
 except ImportError:  # pragma: no cover - older cores
     EncryptedString = None
     VaultHelper = None
+    Origin = None
     SourceWasEncrypted = None
+
+from ansible.parsing.vault import is_encrypted_file
 
 try:  # ansible-core < 2.19 kept vaulted values in this class
     from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode
@@ -59,6 +65,28 @@ def source_was_encrypted(value):
         return False
 
 
+_ENCRYPTED_FILES = {}
+
+
+def from_encrypted_file(value):
+    """True for a value whose ``Origin`` names a wholly vault-encrypted file (checked once per file)."""
+    if Origin is None or type(value) in _UNTAGGED_TYPES:  # pylint: disable=unidiomatic-typecheck
+        return False
+    try:
+        path = getattr(Origin.get_tag(value), "path", None)
+    except Exception:  # pylint: disable=broad-except
+        return False
+    if not path:
+        return False
+    if path not in _ENCRYPTED_FILES:
+        try:
+            with open(path, "rb") as handle:
+                _ENCRYPTED_FILES[path] = is_encrypted_file(handle)
+        except (OSError, ValueError):
+            _ENCRYPTED_FILES[path] = False
+    return _ENCRYPTED_FILES[path]
+
+
 def plaintext_of(value):
     """The plaintext of a vaulted value, or None when it cannot be decrypted here."""
     try:
@@ -90,7 +118,8 @@ def collect_vault_secrets(value, add_secret, seen=None, inside_encrypted=False, 
         for item in list(items):
             collect_vault_secrets(item, add_secret, seen, inside_encrypted, depth + 1)
         return
-    if inside_encrypted and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and (
+            inside_encrypted or from_encrypted_file(value)):
         add_secret(str(value) + "" if isinstance(value, str) else str(value))
 
 
