@@ -88,7 +88,7 @@ options:
     description:
       - Seconds the end of the run waits for the final write to the system of record.
       - When it expires, what was not written goes to the spool, so nothing is lost. The run then
-        ends, and post-run actions (CMDB links, hooks) are skipped for this run.
+        ends; the run that replays the spool makes this run's CMDB links, and its post-run hooks are skipped.
     type: float
     default: 60.0
     env:
@@ -190,7 +190,7 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer imp
     PREFIX,
     RecorderWriter,
     entry_document,
-    is_record_only_action,
+    is_host_change,
 )
 
 RUN_ID_ENV = "CHANGEOPS_RUN_ID"
@@ -614,7 +614,7 @@ class CallbackModule(CallbackBase):
             diffs = summary.summarise_diff(raw, self._redactor, self.get_option("max_diff_chars"))
             if diffs:
                 data["diff"] = diffs
-        if not item and status == "changed" and not is_record_only_action(info["action"]):
+        if is_host_change(data):
             self._changed_hosts.add(host)
         self._writer.put(entry_document("run.result", self._run_id, data))
 

@@ -316,6 +316,9 @@ SLOW_PLAYBOOK = """
 def test_sigkill_keeps_finished_tasks_and_next_run_marks_it_interrupted(project, open_sor):
     project.write_inventory(["k1", "k2", "k3"])
     project.write_playbook("slow.yml", SLOW_PLAYBOOK)
+    ci_id = uuid.uuid4().hex
+    open_sor().append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "k2", "class": "server"},
+                                                   "identities": {}})])
     process = project.start("slow.yml")
     run_id = wait_for_results(project, open_sor, 9)
     time.sleep(0.5)  # the slow task has started on every host
@@ -344,6 +347,9 @@ def test_sigkill_keeps_finished_tasks_and_next_run_marks_it_interrupted(project,
     next_run = [e for e in sor.find_change_events() if e["run_id"] != run_id][0]
     assert next_run["status"] == "successful"
     assert interrupted.data["detected_by_run"] == next_run["run_id"]
+    # the killed run changed k2 (its quick tasks finished): the run that found it dead links the CI
+    links = [entry.data for entry in sor.iter_entries(kinds=["ci.changed_by_run"])]
+    assert links == [{"ci_id": ci_id, "run_id": run_id, "host": "k2"}]
     assert sor.verify().valid
 
 

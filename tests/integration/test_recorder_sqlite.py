@@ -11,8 +11,11 @@ from __future__ import annotations
 import glob
 import os
 import sqlite3
+import uuid
 
 import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -103,6 +106,9 @@ def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlit
 def test_ledger_locked_until_the_end_is_replayed_by_the_next_run(sqlite_project, sqlite_sor, sqlite_env):
     project = sqlite_project
     project.write_inventory(["m1", "m2"])
+    ci_id = uuid.uuid4().hex
+    sqlite_sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "m2", "class": "server"},
+                                                   "identities": {}})])
     project.write_playbook("steps.yml", steps_playbook(6))
     env = dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2")
     process = project.start("steps.yml", env=env)
@@ -132,6 +138,9 @@ def test_ledger_locked_until_the_end_is_replayed_by_the_next_run(sqlite_project,
     assert len(sqlite_sor.get_task_results(run_id)) == 12
     assert sqlite_sor.get_change_event(run_id)["status"] == "successful"
     assert [event["status"] for event in project_events(sqlite_sor)] == ["successful", "successful"]
+    # the spooled run's writer could not link the CI of the host it changed; the run that replayed it did
+    links = [entry.data for entry in sqlite_sor.iter_entries(kinds=["ci.changed_by_run"])]
+    assert links == [{"ci_id": ci_id, "run_id": run_id, "host": "m2"}]
     report = sqlite_sor.verify()
     assert report.valid, report.summary()
     # replaying twice is harmless: entry ids are idempotency keys

@@ -38,6 +38,7 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hoo
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import SpoolError
 
 PREFIX = "changeops.itsm.change_recorder: "
+RUN_END_KINDS = ("run.finished", "run.interrupted")
 
 
 def entry_document(kind, subject, data, at=None):
@@ -232,21 +233,44 @@ class RecorderWriter(threading.Thread):
     def _replay_spool(self):
         """Replay the spool in order; True when none of this run's entries remain in it."""
         self._next_retry = time.monotonic() + self.retry_interval
+        ended_runs = []
+
+        def append_and_note_ended_runs(entries):
+            appended = self._append_entries(entries)
+            ended_runs.extend(entry.subject for entry in appended or () if entry.kind in RUN_END_KINDS)
+            return appended
+
         try:
-            _batches, _entries, problems = self.spool.replay(self._append_entries, Entry.from_dict)
+            _batches, _entries, problems = self.spool.replay(append_and_note_ended_runs, Entry.from_dict)
         except Exception as exc:  # pylint: disable=broad-except
             self.last_error = exc
         else:
             for problem in problems:
                 self._warn(problem, always=True)
         self._my_spool_files = set(path for path in self._my_spool_files if os.path.exists(path))
+        own_run = os.environ.get("CHANGEOPS_RUN_ID")
+        for run_id in ended_runs:
+            if run_id != own_run:  # this run links its own hosts in _finish
+                self._link_hosts_of_ended_run(run_id)
         return not self._my_spool_files
+
+    def _link_hosts_of_ended_run(self, run_id):
+        """CMDB links of a run whose own writer could not make them: its end reached the ledger only through
+        the spool, or it was killed. Queued, not flushed: this may run inside a flush."""
+        try:
+            results = self._open().get_task_results(run_id, changed_only=True)
+        except Exception as exc:  # pylint: disable=broad-except
+            self._warn("could not link the hosts changed by run %s to configuration items: %s"
+                       % (run_id, exc), always=True)
+            return
+        self._link_changed_cis(run_id, set(r["host"] for r in results if is_host_change(r)), flush=False)
 
     def _prepare(self):
         """Replay what earlier runs left in the spool, then close runs whose process died."""
         try:
             self._replay_spool()
             self._mark_dead_runs_interrupted()
+            self._flush()
         except Exception as exc:  # pylint: disable=broad-except
             # not fatal: the first flush will find out and spool if the ledger is really unavailable
             self.last_error = exc
@@ -270,6 +294,8 @@ class RecorderWriter(threading.Thread):
                   "reason": "process %s on %s ended without finishing the run (killed or crashed); detected"
                             " by a later run" % (event.get("pid"), self._controller),
                   "detected_by_run": own_run}) for event in stale])
+        for event in stale:
+            self._link_hosts_of_ended_run(event["run_id"])
 
     def _flush(self, retry_spool=False):
         """Append the pending batch, or spool it; never raises."""
@@ -327,7 +353,7 @@ class RecorderWriter(threading.Thread):
                 return
             hooks.run_post_run_hooks(sor, info["run_id"], self.options, self.display)
 
-    def _link_changed_cis(self, run_id, changed_hosts):
+    def _link_changed_cis(self, run_id, changed_hosts, flush=True):
         """``ci.changed_by_run`` for each changed host that is a configuration item."""
         if not changed_hosts:
             return
@@ -339,7 +365,8 @@ class RecorderWriter(threading.Thread):
         for ci in cis:
             self._add(entry_document("ci.changed_by_run", ci["ci_id"], {
                 "ci_id": ci["ci_id"], "run_id": run_id, "host": ci["name"]}), flush=False)
-        self._flush()
+        if flush:
+            self._flush()
 
     # -- run.started ---------------------------------------------------------
     def _complete_run_started(self, document, slow_facts=True):
@@ -380,3 +407,10 @@ class RecorderWriter(threading.Thread):
 
 def is_record_only_action(action):
     return bool(action) and str(action).startswith(RECORD_ONLY_ACTION_PREFIX)
+
+
+def is_host_change(result):
+    """Whether a ``run.result`` changed its host: a changed task result (a loop counts once, by its own
+    result, not per item) of an action that changes hosts rather than only writing to the record."""
+    return (not result.get("item") and result.get("status") == "changed"
+            and not is_record_only_action((result.get("task") or {}).get("action")))
