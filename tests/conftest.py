@@ -30,6 +30,7 @@ BACKENDS = ["sqlite", "postgresql"]
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run only against these system-of-record backends")
+    config.addinivalue_line("markers", "tampers_query_tables: edits query tables on purpose (no consistency check)")
 
 
 def _postgresql_backend_env(request):
@@ -67,8 +68,14 @@ def backend_config(env):
 
 
 @pytest.fixture
-def open_sor(backend_env):
-    """Factory: open the test's system of record (callers may open several connections)."""
+def open_sor(backend_env, request):
+    """Factory: open the test's system of record (callers may open several connections).
+
+    After the test, the query tables must still match a replay of the ledger, so
+    every test that writes through the collection also checks that projections are
+    deterministic. Tests that edit query tables on purpose opt out with
+    ``pytest.mark.tampers_query_tables``.
+    """
     opened = []
 
     def _open(**overrides):
@@ -81,6 +88,22 @@ def open_sor(backend_env):
     yield _open
     for sor in opened:
         sor.close()
+    if opened and request.node.get_closest_marker("tampers_query_tables") is None:
+        _assert_query_tables_match_the_ledger(backend_env)
+
+
+def _assert_query_tables_match_the_ledger(backend_env):
+    try:
+        sor = open_system_of_record(backend_config(backend_env))
+    except Exception:  # pylint: disable=broad-except
+        return  # a fault test left the store unreachable or unreadable on purpose
+    try:
+        report = sor.verify(projections=True)
+    finally:
+        sor.close()
+    if report.first_broken is None and report.projection_problems:
+        pytest.fail("after the test the query tables disagree with a replay of the ledger: %s"
+                    % report.projection_problems)
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ LEDGER_VERIFY_SPEC = dict(
     backend_argument_spec(),
     expected_head=dict(type="str"),
     fail_on_broken=dict(type="bool", default=True),
+    check_projections=dict(type="bool", default=True),
 )
 
 _RELATIVE = re.compile(r"^\s*-?(\d+)\s*([smhdw])\s*$")
@@ -79,12 +80,13 @@ def query_change_events(ctx):
             event["evidence"] = sor.find_evidence(run_id=event["run_id"])
     result = {"changed": False, "change_events": events}
     if params.get("verify"):
-        result["verification"] = sor.verify().to_dict()
+        result["verification"] = sor.verify(projections=True).to_dict()
     return result
 
 
 def verify_ledger(ctx):
-    report = ctx.sor.verify(expected_head=ctx.params.get("expected_head"))
+    report = ctx.sor.verify(expected_head=ctx.params.get("expected_head"),
+                            projections=ctx.params.get("check_projections", True))
     result = {"changed": False, "verification": report.to_dict(), "backend": ctx.sor.describe()}
     if not report.valid and ctx.params.get("fail_on_broken", True):
         result["failed"] = True

@@ -114,10 +114,13 @@ class VerifyReport(object):
         self.head_seq = head_seq
         self.first_broken = first_broken
         self.anchor_mismatch = anchor_mismatch
+        #: None: not asked for; True: compared; False: asked for but the ledger kept changing
+        self.projections_checked = None
+        self.projection_problems = []
 
     @property
     def valid(self):
-        return self.first_broken is None and self.anchor_mismatch is None
+        return self.first_broken is None and self.anchor_mismatch is None and not self.projection_problems
 
     def to_dict(self):
         return {
@@ -127,6 +130,8 @@ class VerifyReport(object):
             "head_hash": self.head_hash,
             "first_broken": self.first_broken,
             "anchor_mismatch": self.anchor_mismatch,
+            "projections_checked": self.projections_checked,
+            "projection_problems": list(self.projection_problems),
             "summary": self.summary(),
         }
 
@@ -136,7 +141,17 @@ class VerifyReport(object):
                 self.first_broken["seq"], self.first_broken["detail"])
         if self.anchor_mismatch:
             return self.anchor_mismatch
-        return "ledger chain verified: %d entries, head %s" % (self.entries_checked, (self.head_hash or GENESIS_HASH)[:16])
+        if self.projection_problems:
+            first = self.projection_problems[0]
+            return "ledger chain intact, but the query tables disagree with it (%d problem%s, first: %s)" % (
+                len(self.projection_problems), "" if len(self.projection_problems) == 1 else "s", first["detail"])
+        summary = "ledger chain verified: %d entries, head %s" % (
+            self.entries_checked, (self.head_hash or GENESIS_HASH)[:16])
+        if self.projections_checked:
+            summary += "; query tables match the ledger"
+        elif self.projections_checked is False:
+            summary += "; query tables not compared: the ledger kept changing during the check"
+        return summary
 
 
 def _broken(entry, problem, detail):

@@ -65,7 +65,9 @@ options:
     type: bool
     default: false
   verify:
-    description: Also verify the ledger's hash chain and return RV(verification).
+    description:
+      - Also verify the ledger's hash chain and that the query tables this module reads match it, and
+        return RV(verification) (see M(changeops.itsm.ledger_verify)).
     type: bool
     default: false
 seealso:
@@ -137,7 +139,7 @@ change_events:
       status: successful
       authorisation: standard
 verification:
-  description: Chain verification report, when O(verify=true).
+  description: Verification report (chain and query tables), when O(verify=true).
   returned: when requested
   type: dict
   sample:

@@ -165,6 +165,48 @@ def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, backend_env, sor):
     assert "ok=2" in completed.stdout and "failed=1" in completed.stdout
 
 
+
+@pytest.mark.tampers_query_tables
+def test_ledger_verify_names_a_query_table_row_edited_behind_the_chain(tmp_path, backend_env, sor):
+    project = Project(tmp_path / "project", backend_env, callbacks=())
+    seed(sor)
+    conn = raw_ledger_connection(sor, backend_env)
+    # make a failed change look successful where the register and the info modules read it
+    conn.execute("UPDATE change_events SET status = 'successful' WHERE run_id = 'r-week'")
+    conn.close()
+    project.write_playbook("verify.yml", """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: The chain alone is intact
+              changeops.itsm.ledger_verify:
+                check_projections: false
+
+            - name: Compare the query tables too (the default)
+              changeops.itsm.ledger_verify:
+                fail_on_broken: false
+              register: report
+
+            - name: The report names the edited row
+              ansible.builtin.assert:
+                that:
+                  - not report.verification.valid
+                  - report.verification.first_broken is none
+                  - report.verification.projections_checked
+                  - report.verification.projection_problems | length == 1
+                  - report.verification.projection_problems[0].table == 'change_events'
+                  - report.verification.projection_problems[0].key == 'run_id=r-week'
+                  - report.verification.projection_problems[0].problem == 'altered'
+
+            - name: Fail the play
+              changeops.itsm.ledger_verify:
+        """)
+    completed = project.run("verify.yml", check=False)
+    assert completed.returncode == 2, completed.stdout
+    assert "the query tables disagree with it (1 problem, first: change_events row run_id=r-week: columns status" \
+        in completed.stdout
+    assert "ok=3" in completed.stdout and "failed=1" in completed.stdout
+
 CONFIG_PLAYBOOK = """
 - hosts: localhost
   gather_facts: false

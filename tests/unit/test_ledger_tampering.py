@@ -45,11 +45,11 @@ def row(conn, seq):
                         " WHERE seq = ?", (seq,)).fetchone()
 
 
-def verify_fresh(sor, expected_head=None):
+def verify_fresh(sor, expected_head=None, projections=False):
     """Verify through a new connection, as a later ledger_verify run would."""
     fresh = open_system_of_record(dict(sor.config))
     try:
-        return fresh.verify(expected_head=expected_head)
+        return fresh.verify(expected_head=expected_head, projections=projections)
     finally:
         fresh.close()
 
@@ -150,6 +150,7 @@ def test_each_new_tampering_moves_the_report_to_the_first_break(sor, backend_env
         conn.close()
 
 
+@pytest.mark.tampers_query_tables
 def test_truncating_the_tail_is_caught_against_an_anchored_head(sor, backend_env):
     anchored = populate(sor)
     conn = raw_ledger_connection(sor, backend_env)
@@ -163,6 +164,12 @@ def test_truncating_the_tail_is_caught_against_an_anchored_head(sor, backend_env
     report = verify_fresh(sor, expected_head=anchored)
     assert not report.valid
     assert anchored[:16] in report.summary()
+    # ...and the query tables still hold what the removed entries projected
+    report = verify_fresh(sor, projections=True)
+    assert not report.valid
+    assert {(p["table"], p["key"], p["problem"]) for p in report.projection_problems} >= {
+        ("task_results", "seq=10", "unexpected"), ("task_results", "seq=11", "unexpected"),
+        ("change_events", "run_id=run-tamper", "altered")}
 
 
 def test_appending_after_tampering_does_not_launder_the_break(sor, backend_env):
@@ -176,3 +183,37 @@ def test_appending_after_tampering_does_not_launder_the_break(sor, backend_env):
     report = verify_fresh(sor)
     assert report.first_broken["seq"] == 2
     assert report.entries_checked == ENTRIES + 1
+
+
+QUERY_TABLE_TAMPERINGS = [
+    ("UPDATE task_results SET status = 'ok', changed = 0 WHERE seq = 5",
+     "task_results", "seq=5", "altered", "columns status, changed differ"),
+    ("DELETE FROM task_results WHERE seq = 7", "task_results", "seq=7", "missing", None),
+    ("INSERT INTO task_results (seq, run_id, host, status, changed, doc)"
+     " VALUES (99, 'run-tamper', 'web99', 'changed', 1, '{}')", "task_results", "seq=99", "unexpected", None),
+    ("UPDATE change_events SET status = 'failed' WHERE run_id = 'run-tamper'",
+     "change_events", "run_id=run-tamper", "altered", "columns status differ"),
+]
+
+
+@pytest.mark.tampers_query_tables
+@pytest.mark.parametrize("statement,table,key,problem,columns", QUERY_TABLE_TAMPERINGS,
+                         ids=["edit-result", "delete-result", "insert-result", "edit-event"])
+def test_verify_with_projections_names_the_edited_query_table_row(sor, backend_env, statement, table, key, problem,
+                                                                   columns):
+    """The chain is untouched, so only comparing the query tables with a replay of it finds these."""
+    populate(sor)
+    assert verify_fresh(sor, projections=True).projections_checked is True
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        conn.execute(statement)
+    finally:
+        conn.close()
+    assert verify_fresh(sor).valid, "the chain itself is intact"
+    report = verify_fresh(sor, projections=True)
+    assert not report.valid
+    [found] = report.projection_problems
+    assert (found["table"], found["key"], found["problem"]) == (table, key, problem), found
+    if columns:
+        assert columns in found["detail"]
+    assert "query tables disagree" in report.summary() and key in report.summary()

@@ -62,8 +62,12 @@ class SystemOfRecord(abc.ABC):
     def head(self):
         """``(seq, hash)`` of the newest entry, ``(0, None)`` when empty."""
 
-    def verify(self, expected_head=None):
-        """Walk the whole chain; returns ``ledger.VerifyReport``."""
+    def verify(self, expected_head=None, projections=False):
+        """Walk the whole chain; returns ``ledger.VerifyReport``.
+
+        ``projections``: also check that the query tables match a replay of the
+        chain, for backends that keep query tables (the report says whether it was checked).
+        """
         return verify_rows(self.iter_entries(), expected_head=expected_head)
 
     def has_entry(self, entry_id):

@@ -15,7 +15,7 @@ import json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
 LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
@@ -122,6 +122,36 @@ class SqlSystemOfRecord(SystemOfRecord):
             if len(rows) < size:
                 return
             last = rows[-1][0]
+
+    def verify(self, expected_head=None, projections=False):
+        """See ``SystemOfRecord.verify``; with ``projections`` a valid chain is also replayed into fresh query
+        tables that must match the live ones (see ``projection_check``)."""
+        report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head)
+        if projections and report.valid:
+            report.projections_checked, report.projection_problems = self._check_projections()
+        return report
+
+    def _check_projections(self, limit=20, attempts=3):
+        """``(checked, problems)``. A comparison counts only if no entry was appended while it ran;
+        after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm."""
+        for _attempt in range(attempts):
+            head_seq = self.head()[0]
+            rebuilt = projection_check.rebuild(entry for entry in self.iter_entries() if entry.seq <= head_seq)
+            try:
+                problems = []
+                for table, key_column in projection_check.PROJECTION_TABLES.items():
+                    columns = projection_check.columns_of(rebuilt, table)
+                    select = "SELECT %s FROM %s" % (", ".join(columns), table)
+                    problems += projection_check.compare_table(
+                        table, key_column, columns, self._query(select), rebuilt.execute(select).fetchall(),
+                        limit - len(problems))
+                    if len(problems) >= limit:
+                        break
+            finally:
+                rebuilt.close()
+            if self.head()[0] == head_seq:
+                return True, problems
+        return False, []
 
     def head(self):
         rows = self._query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")

@@ -1,0 +1,108 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Check that the query tables still say what the ledger says.
+
+The hash chain protects the ledger, but the register, the info modules, the
+gate and the inventory read the query tables (projections). Someone who can
+write the database could edit those and leave the chain intact. This module
+replays the ledger into a fresh in-memory SQLite database with the same
+projectors and compares every query table with the live one, row by row.
+
+Counters (change request numbers) live outside the ledger and are not compared.
+"""
+
+from __future__ import annotations
+
+import collections
+import sqlite3
+
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
+    MIGRATIONS,
+    statements_for,
+)
+
+#: query tables and the column that identifies a row in a report
+PROJECTION_TABLES = collections.OrderedDict([
+    ("change_events", "run_id"),
+    ("run_hosts", "run_id"),
+    ("task_results", "seq"),
+    ("configuration_items", "ci_id"),
+    ("ci_identities", "ci_id"),
+    ("ci_relationships", "source"),
+    ("change_requests", "number"),
+    ("evidence", "seq"),
+    ("reviews", "seq"),
+])
+
+
+class _Statements(object):
+    def __init__(self, cursor):
+        self._cursor = cursor
+
+    def execute(self, sql, params=()):
+        self._cursor.execute(sql, params)
+        return self._cursor
+
+
+def rebuild(entries):
+    """An in-memory SQLite database holding the query tables rebuilt from ``entries`` (in chain order)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for migration in MIGRATIONS:
+        for statement in statements_for("INTEGER", migration):
+            conn.execute(statement)
+    conn.execute("BEGIN")
+    db = _Statements(conn.cursor())
+    for entry in entries:
+        # the ledger table too: projectors may look up earlier entries
+        db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                    entry.prev_hash, entry.hash))
+        projections.project(db, entry)
+    conn.execute("COMMIT")
+    return conn
+
+
+def columns_of(conn, table):
+    return [row[1] for row in conn.execute("PRAGMA table_info(%s)" % table)]
+
+
+def _sort_key(row):
+    return tuple((value is None, str(value)) for value in row)
+
+
+def compare_table(table, key_column, columns, live_rows, rebuilt_rows, limit):
+    """Problems (dicts) where ``live_rows`` differ from ``rebuilt_rows``; at most ``limit``."""
+    live = collections.Counter(tuple(row) for row in live_rows)
+    rebuilt = collections.Counter(tuple(row) for row in rebuilt_rows)
+    if live == rebuilt:
+        return []
+    key_index = columns.index(key_column)
+    only_live = sorted((live - rebuilt).elements(), key=_sort_key)
+    only_rebuilt = sorted((rebuilt - live).elements(), key=_sort_key)
+    rebuilt_by_key = collections.defaultdict(list)
+    for row in only_rebuilt:
+        rebuilt_by_key[row[key_index]].append(row)
+    problems = []
+    for row in only_live:
+        key = row[key_index]
+        if rebuilt_by_key.get(key):
+            expected = rebuilt_by_key[key].pop(0)
+            changed = [columns[i] for i, (a, b) in enumerate(zip(row, expected)) if a != b]
+            problems.append(_problem(table, key_column, key, "altered",
+                                     "columns %s differ from what the ledger says" % ", ".join(changed)))
+        else:
+            problems.append(_problem(table, key_column, key, "unexpected",
+                                     "the row has no ledger entry behind it"))
+    for key, rows in sorted(rebuilt_by_key.items(), key=lambda item: _sort_key((item[0],))):
+        for _row in rows:
+            problems.append(_problem(table, key_column, key, "missing",
+                                     "the ledger has it but the table does not"))
+    return problems[:limit]
+
+
+def _problem(table, key_column, key, problem, detail):
+    return {"table": table, "key": "%s=%s" % (key_column, key), "problem": problem,
+            "detail": "%s row %s=%s: %s" % (table, key_column, key, detail)}
