@@ -37,15 +37,6 @@ PROJECTION_TABLES = collections.OrderedDict([
 ])
 
 
-class _Statements(object):
-    def __init__(self, cursor):
-        self._cursor = cursor
-
-    def execute(self, sql, params=()):
-        self._cursor.execute(sql, params)
-        return self._cursor
-
-
 def rebuild(entries):
     """An in-memory SQLite database holding the query tables rebuilt from ``entries`` (in chain order)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
@@ -53,7 +44,7 @@ def rebuild(entries):
         for statement in statements_for("INTEGER", migration):
             conn.execute(statement)
     conn.execute("BEGIN")
-    db = _Statements(conn.cursor())
+    db = conn.cursor()  # sqlite3 speaks the projectors' dialect: ``?`` placeholders, execute() returns the cursor
     for entry in entries:
         # the ledger table too: projectors may look up earlier entries
         db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
