@@ -165,7 +165,6 @@ def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, backend_env, sor):
     assert "ok=2" in completed.stdout and "failed=1" in completed.stdout
 
 
-
 @pytest.mark.tampers_query_tables
 def test_ledger_verify_names_a_query_table_row_edited_behind_the_chain(tmp_path, backend_env, sor):
     project = Project(tmp_path / "project", backend_env, callbacks=())
@@ -206,6 +205,7 @@ def test_ledger_verify_names_a_query_table_row_edited_behind_the_chain(tmp_path,
     assert "the query tables disagree with it (1 problem, first: change_events row run_id=r-week: columns status" \
         in completed.stdout
     assert "ok=3" in completed.stdout and "failed=1" in completed.stdout
+
 
 CONFIG_PLAYBOOK = """
 - hosts: localhost

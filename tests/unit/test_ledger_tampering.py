@@ -199,8 +199,8 @@ QUERY_TABLE_TAMPERINGS = [
 @pytest.mark.tampers_query_tables
 @pytest.mark.parametrize("statement,table,key,problem,columns", QUERY_TABLE_TAMPERINGS,
                          ids=["edit-result", "delete-result", "insert-result", "edit-event"])
-def test_verify_with_projections_names_the_edited_query_table_row(sor, backend_env, statement, table, key, problem,
-                                                                   columns):
+def test_verify_with_projections_names_the_edited_query_table_row(sor, backend_env, statement, table, key,
+                                                                  problem, columns):
     """The chain is untouched, so only comparing the query tables with a replay of it finds these."""
     populate(sor)
     assert verify_fresh(sor, projections=True).projections_checked is True

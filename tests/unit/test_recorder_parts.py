@@ -154,7 +154,6 @@ def test_vaulted_values_are_detected_and_their_plaintext_collected():
     assert sorted(extra) == ["8080", "abc"]
 
 
-
 def test_values_whose_origin_is_an_encrypted_file_are_secrets(tmp_path):
     """include_vars hands the controller bare values: only their Origin tag says they came from a vault file."""
     from ansible._internal._datatag._tags import Origin
@@ -170,6 +169,7 @@ def test_values_whose_origin_is_an_encrypted_file_are_secrets(tmp_path):
     vault.collect_vault_secrets({"db_password": from_vault, "region": from_plain, "untagged": "x"}, found.append)
     assert found == ["s3cret"]
     assert not vault.from_encrypted_file(Origin(path=str(tmp_path / "gone.yml")).tag("v")), "a missing file is no vault"
+
 
 # -- processes -------------------------------------------------------------------------------------
 def test_process_identity_tells_live_dead_and_reused_pids():
