@@ -134,12 +134,19 @@ def test_bad_filter_fails_the_task_with_a_clear_message(quiet_project, sor):
     assert "since: 'last tuesday' is neither an ISO 8601 time" in completed.stdout
 
 
-def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, backend_env, sor):
-    project = Project(tmp_path / "project", backend_env, callbacks=())
+def seed_and_tamper(sor, backend_env, statement):
+    """Seed the ledger, then run ``statement`` on its storage behind the collection's back."""
     seed(sor)
     conn = raw_ledger_connection(sor, backend_env)
-    conn.execute("DELETE FROM ledger WHERE seq = 4")
-    conn.close()
+    try:
+        conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def test_ledger_verify_fails_on_a_tampered_ledger(quiet_project, backend_env, sor):
+    project = quiet_project
+    seed_and_tamper(sor, backend_env, "DELETE FROM ledger WHERE seq = 4")
     project.write_playbook("verify.yml", """
         - hosts: localhost
           gather_facts: false
@@ -166,13 +173,10 @@ def test_ledger_verify_fails_on_a_tampered_ledger(tmp_path, backend_env, sor):
 
 
 @pytest.mark.tampers_query_tables
-def test_ledger_verify_names_a_query_table_row_edited_behind_the_chain(tmp_path, backend_env, sor):
-    project = Project(tmp_path / "project", backend_env, callbacks=())
-    seed(sor)
-    conn = raw_ledger_connection(sor, backend_env)
+def test_ledger_verify_names_a_query_table_row_edited_behind_the_chain(quiet_project, backend_env, sor):
+    project = quiet_project
     # make a failed change look successful where the register and the info modules read it
-    conn.execute("UPDATE change_events SET status = 'successful' WHERE run_id = 'r-week'")
-    conn.close()
+    seed_and_tamper(sor, backend_env, "UPDATE change_events SET status = 'successful' WHERE run_id = 'r-week'")
     project.write_playbook("verify.yml", """
         - hosts: localhost
           gather_facts: false
