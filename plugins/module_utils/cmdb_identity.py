@@ -159,11 +159,16 @@ def _refuse_play_sibling(host, ci, matched_by, identities, play_hosts):
         return
     siblings = dict((str(other).lower(), other) for other in play_hosts or () if other != host)
     if str(name).lower() in siblings:
+        other = siblings[str(name).lower()]
+        # Hosts of one play register in parallel, so which of the two gets the
+        # CI is a race: name them in a fixed order so the message is the same
+        # on every run.
+        first, second = sorted((str(other), str(host)))
         raise ConflictError(
             "hosts %s and %s both claim %s %r (%s): give each host its own identity (for example regenerate "
             "/etc/machine-id on cloned machines) or drop %s from identify_by"
-            % (siblings[str(name).lower()], host, matched_by, identities[matched_by], _describe(ci), matched_by),
-            host=host, other_host=siblings[str(name).lower()], identity=matched_by, ci_id=ci["ci_id"])
+            % (first, second, matched_by, identities[matched_by], _describe(ci), matched_by),
+            host=host, other_host=other, identity=matched_by, ci_id=ci["ci_id"])
 
 
 def release_entries_data(sor, released, run_id):

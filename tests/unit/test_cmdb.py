@@ -133,6 +133,16 @@ def test_two_hosts_of_one_play_claiming_one_machine_id_fail_and_write_nothing(so
     assert [ci["name"] for ci in sor.find_cis()] == ["web01"]
 
 
+@pytest.mark.parametrize("winner, loser", [("web01", "web02"), ("web02", "web01")])
+def test_the_clash_message_does_not_depend_on_which_host_registered_first(sor, winner, loser):
+    play = ["web01", "web02"]
+    register(sor, winner, facts_for(winner, "cloned"), play_hosts=play)
+    with pytest.raises(ConflictError) as error:
+        register(sor, loser, facts_for(loser, "cloned"), play_hosts=play)
+    assert error.value.message.startswith("hosts web01 and web02 both claim machine_id 'cloned' (CI ")
+    assert error.value.details["host"] == loser
+
+
 def test_a_different_machine_claiming_a_serial_is_refused(sor):
     register(sor, "db01", facts_for("db01", "m1", product_uuid="aaaa-1111-2222", product_serial="CZ12"))
     before = head(sor)
