@@ -16,6 +16,10 @@ options:
         V(review) -> V(closed)) with close code V(successful) when the run succeeded and
         V(unsuccessful) otherwise, and the run's start and end as the actual start and end.
       - Check-mode runs and requests not in V(scheduled), V(implement) or V(review) are left alone.
+      - When the ledger was unavailable at the end of the run, the run's entries wait in the spool and
+        the next run that replays them closes the change request, with this run's outcome, start and end.
+        A run that was killed before it could record its end is marked V(interrupted) by the next run;
+        its change request is left open for a person to decide on.
     type: bool
     default: false
     env:

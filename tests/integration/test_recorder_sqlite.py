@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from support.change_requests import approved_change, iso
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -164,4 +165,48 @@ def test_ledger_locked_for_a_whole_run(sqlite_project, sqlite_sor, sqlite_env):
     assert [event["status"] for event in events] == ["successful"] * 3
     assert all(len(sqlite_sor.get_task_results(event["run_id"])) == 2 for event in events)
     assert spooled_files(project) == []
+    assert sqlite_sor.verify().valid
+
+
+def test_a_spooled_run_closes_its_change_request_when_the_next_run_replays_it(sqlite_project, sqlite_sor, sqlite_env):
+    project = sqlite_project
+    project.write_inventory(["m1", "m2"])
+    project.write("policy.yml", "templates: []\n")
+    number = approved_change(sqlite_sor, ["m1", "m2"], iso(hours=-1), iso(hours=2))
+    project.write_playbook("gated.yml", """
+        - hosts: all_hosts
+          gather_facts: false
+          pre_tasks:
+            - name: Change gate
+              changeops.itsm.change_gate:
+                policy: policy.yml
+                change_request: %s
+          tasks:
+        """ % number + "".join("""
+            - name: Step {n}
+              ansible.builtin.command: sleep 0.3
+        """.format(n=n) for n in range(1, 7)))
+    env = dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2", CHANGEOPS_CLOSE_CHANGE_REQUESTS="true")
+    process = project.start("gated.yml", env=env)
+    run_id = wait_for_results(project, sqlite_sor, 2)
+
+    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+    try:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output
+    finally:
+        lock.release()
+    assert spooled_files(project), "nothing was spooled although the ledger was locked"
+    assert sqlite_sor.get_change_request(number)["state"] == "scheduled", "closed before its run was recorded"
+
+    project.write_playbook("next.yml", steps_playbook(1, pause="0"))
+    second = project.run("next.yml", env=env)
+    assert "closed %s as successful" % number in second.stdout, second.stdout
+    event = sqlite_sor.get_change_event(run_id)
+    assert (event["status"], event["authorisation_ref"]) == ("successful", number)
+    record = sqlite_sor.get_change_request(number)
+    assert (record["state"], record["close_code"]) == ("closed", "successful")
+    assert (record["actual_start"], record["actual_end"]) == (event["started_at"], event["ended_at"])
+    closing = [entry for entry in sqlite_sor.iter_entries(subject=number, kinds=["change_request.closed"])]
+    assert [entry.data.get("run_id") for entry in closing] == [run_id]
     assert sqlite_sor.verify().valid

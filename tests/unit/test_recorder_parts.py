@@ -238,6 +238,40 @@ def test_writer_batches_links_cis_and_runs_hooks(tmp_path, sqlite_env):
     assert writer.reached_ledger and writer.spooled == 0
 
 
+def test_a_run_replayed_from_the_spool_gets_the_hooks_meant_for_replayed_runs(tmp_path, sqlite_env):
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 5}
+    spool = Spool(str(tmp_path / "spool"), target_key(config))
+    spool.write([entry_document("run.started", "spooled-run", {"run_id": "spooled-run", "pid": os.getpid(),
+                                                               "playbooks": [str(tmp_path)]})]
+                + documents("spooled-run", 2)
+                + [entry_document("run.finished", "spooled-run", {"run_id": "spooled-run", "outcome": "failed"})])
+    every_run, replayed_too = [], []
+
+    def own_runs_only(sor, run_id, options, display):
+        every_run.append(run_id)
+
+    def for_replayed_runs_too(sor, run_id, options, display):
+        replayed_too.append((run_id, sor.get_change_event(run_id)["status"]))
+
+    hooks.register_post_run_hook(own_runs_only)
+    hooks.register_post_run_hook(replayed_runs=True)(for_replayed_runs_too)
+    try:
+        writer = RecorderWriter(config, spool, RecordingDisplay(), options={}, batch_size=2, flush_interval=30)
+        writer.start()
+        writer.put_run_started(entry_document("run.started", "next-run", {"run_id": "next-run", "pid": os.getpid(),
+                                                                          "playbooks": [str(tmp_path)]}))
+        writer.put(entry_document("run.finished", "next-run", {"run_id": "next-run", "outcome": "successful"}))
+        assert writer.finish("next-run", [], timeout=60)
+    finally:
+        hooks.unregister_post_run_hook(own_runs_only)
+        hooks.unregister_post_run_hook(for_replayed_runs_too)
+    assert replayed_too == [("spooled-run", "failed"), ("next-run", "successful")]
+    assert every_run == ["next-run"]
+    assert spool.pending() == []
+    assert hooks.post_run_hooks(replayed=True) == [
+        hook for hook in hooks.post_run_hooks() if getattr(hook, "__name__", "") == "close_linked_change_requests"]
+
+
 def test_writer_spools_when_the_ledger_cannot_be_opened_and_warns_once(tmp_path):
     def unavailable(config):
         raise BackendUnavailable("ledger is on fire")

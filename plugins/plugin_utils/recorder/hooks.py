@@ -19,6 +19,14 @@ calls each hook as ``func(sor, run_id, options, display)``:
 A hook that raises is reported as a warning; it never fails the playbook and
 never stops the other hooks. Hooks run only when the run's entries reached the
 system of record (not while they wait in the spool).
+
+A run whose end reached the ledger only later, when another run replayed the
+spool, gets the hooks registered with ``replayed_runs=True``, called by the
+replaying run's writer with that run's ``options``: a hook whose effect
+belongs to the recorded run (closing its change request) should say so; a hook
+whose effect is global (refreshing the register) should not, because the
+replaying run calls it at its own end anyway. A run killed before it could
+record its end gets no hooks: a person decides what its change request needs.
 """
 
 from __future__ import annotations
@@ -27,22 +35,32 @@ import importlib
 import pkgutil
 
 _POST_RUN_HOOKS = []
+_REPLAYED_RUN_HOOKS = []
 _PACKAGE = "ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.post_run"
 _discovered = False
 
 
-def register_post_run_hook(func):
-    """Register ``func(sor, run_id, options, display)``; returns ``func`` so it works as a decorator."""
+def register_post_run_hook(func=None, replayed_runs=False):
+    """Register ``func(sor, run_id, options, display)``; returns ``func`` so it works as a decorator,
+    bare (``@register_post_run_hook``) or with options (``@register_post_run_hook(replayed_runs=True)``).
+
+    ``replayed_runs``: also call it for runs whose end reached the ledger through another run's spool replay.
+    """
+    if func is None:
+        return lambda decorated: register_post_run_hook(decorated, replayed_runs=replayed_runs)
     if not callable(func):
         raise TypeError("post-run hook %r is not callable" % (func,))
     if func not in _POST_RUN_HOOKS:
         _POST_RUN_HOOKS.append(func)
+    if replayed_runs and func not in _REPLAYED_RUN_HOOKS:
+        _REPLAYED_RUN_HOOKS.append(func)
     return func
 
 
 def unregister_post_run_hook(func):
-    if func in _POST_RUN_HOOKS:
-        _POST_RUN_HOOKS.remove(func)
+    for registry in (_POST_RUN_HOOKS, _REPLAYED_RUN_HOOKS):
+        if func in registry:
+            registry.remove(func)
 
 
 def discover_post_run_hooks():
@@ -64,15 +82,17 @@ def discover_post_run_hooks():
     return problems
 
 
-def post_run_hooks():
-    """Registered hooks in registration order (modules are imported in name order)."""
-    return list(_POST_RUN_HOOKS)
+def post_run_hooks(replayed=False):
+    """Registered hooks in registration order (modules are imported in name order); ``replayed``: only
+    those that also run for a run replayed from the spool."""
+    return list(_REPLAYED_RUN_HOOKS if replayed else _POST_RUN_HOOKS)
 
 
-def run_post_run_hooks(sor, run_id, options, display):
-    """Call every hook; a failing hook becomes a warning. Returns the number of hooks that failed."""
+def run_post_run_hooks(sor, run_id, options, display, replayed=False):
+    """Call every hook (``replayed``: every hook for replayed runs); a failing hook becomes a warning.
+    Returns the number of hooks that failed."""
     failures = 0
-    for hook in post_run_hooks():
+    for hook in post_run_hooks(replayed):
         try:
             hook(sor, run_id, options, display)
         except Exception as exc:  # pylint: disable=broad-except

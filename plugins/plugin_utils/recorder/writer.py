@@ -250,8 +250,9 @@ class RecorderWriter(threading.Thread):
         self._my_spool_files = set(path for path in self._my_spool_files if os.path.exists(path))
         own_run = os.environ.get("CHANGEOPS_RUN_ID")
         for run_id in ended_runs:
-            if run_id != own_run:  # this run links its own hosts in _finish
+            if run_id != own_run:  # this run links its own hosts and runs its hooks in _finish
                 self._link_hosts_of_ended_run(run_id)
+                self._run_hooks(run_id, replayed=True)
         return not self._my_spool_files
 
     def _link_hosts_of_ended_run(self, run_id):
@@ -343,15 +344,20 @@ class RecorderWriter(threading.Thread):
         self._link_changed_cis(info["run_id"], info["changed_hosts"])
         if self._pending or self._my_spool_files:
             return
+        self._run_hooks(info["run_id"])
+
+    def _run_hooks(self, run_id, replayed=False):
         for problem in hooks.discover_post_run_hooks():
             self._warn(problem, always=True)
-        if hooks.post_run_hooks():
-            try:
-                sor = self._open()
-            except Exception as exc:  # pylint: disable=broad-except
-                self._warn("post-run hooks skipped: cannot open the system of record: %s" % exc, always=True)
-                return
-            hooks.run_post_run_hooks(sor, info["run_id"], self.options, self.display)
+        if not hooks.post_run_hooks(replayed):
+            return
+        try:
+            sor = self._open()
+        except Exception as exc:  # pylint: disable=broad-except
+            self._warn("post-run hooks skipped for run %s: cannot open the system of record: %s" % (run_id, exc),
+                       always=True)
+            return
+        hooks.run_post_run_hooks(sor, run_id, self.options, self.display, replayed=replayed)
 
     def _link_changed_cis(self, run_id, changed_hosts, flush=True):
         """``ci.changed_by_run`` for each changed host that is a configuration item."""

@@ -31,7 +31,9 @@ def linked_change_requests(event):
     return numbers
 
 
-@register_post_run_hook
+# A run whose end was spooled still closes its change request, when the run
+# that replays the spool writes that end.
+@register_post_run_hook(replayed_runs=True)
 def close_linked_change_requests(sor, run_id, options, display):
     if not _truthy(options.get("close_change_requests")):
         return
