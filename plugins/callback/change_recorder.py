@@ -88,7 +88,8 @@ options:
     description:
       - Seconds the end of the run waits for the final write to the system of record.
       - When it expires, what was not written goes to the spool, so nothing is lost. The run then
-        ends; the run that replays the spool makes this run's CMDB links, and its post-run hooks are skipped.
+        ends; the run that replays the spool makes this run's CMDB links and closes its change requests
+        (see O(close_change_requests)).
     type: float
     default: 60.0
     env:

@@ -50,4 +50,17 @@ options:
     ini:
       - section: callback_change_recorder
         key: register_verify_chain
+  register_check_projections:
+    description:
+      - With O(register_verify_chain), also compare the records the register shows with a replay of the
+        ledger on every refresh (see the C(check_projections) option of M(changeops.itsm.change_register)).
+        This about triples the verification time; on a very large ledger turn it off and run
+        M(changeops.itsm.ledger_verify) before reviews instead.
+    type: bool
+    default: true
+    env:
+      - name: CHANGEOPS_REGISTER_CHECK_PROJECTIONS
+    ini:
+      - section: callback_change_recorder
+        key: register_check_projections
 """

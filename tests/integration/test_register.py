@@ -18,6 +18,7 @@ import pytest
 
 from support import postgresql_server
 from support.project import Project
+from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
@@ -124,6 +125,7 @@ def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
         assert events["motd.yml"]["run_id"] in ci["runs"]
 
     assert register["verification"]["valid"] is True
+    assert register["verification"]["projections_checked"] is True
     with open_system_of_record(_config(recorded.env)) as sor:
         assert register["verification"]["entries_checked"] <= sor.head()[0]
 
@@ -316,6 +318,44 @@ CHANGING_PLAYBOOK = """
         dest: "{{ workdir }}/{{ inventory_hostname }}.txt"
         mode: "0644"
 """
+
+
+@pytest.mark.tampers_query_tables
+def test_a_record_edited_behind_the_ledger_marks_the_register(project, open_sor, backend_env, tmp_path):
+    project.write_inventory(["web01"])
+    project.write_playbook("broken.yml", """
+        - name: A change that fails
+          hosts: all_hosts
+          gather_facts: false
+          tasks:
+            - name: Fail
+              ansible.builtin.fail:
+                msg: the release did not start
+        """)
+    assert project.run("broken.yml", check=False).returncode != 0
+    sor = open_sor()
+    run_id = sor.find_change_events(playbook="broken.yml")[0]["run_id"]
+    conn = raw_ledger_connection(sor, backend_env)
+    try:  # hide the failure where reviewers read it
+        conn.execute("UPDATE change_events SET status = 'successful' WHERE run_id = ?", (run_id,))
+    finally:
+        conn.close()
+
+    register, page = generate(project, tmp_path)
+    verification = register["verification"]
+    assert verification["valid"] is False and verification["first_broken"] is None
+    assert [(p["table"], p["key"], p["problem"]) for p in verification["projection_problems"]] == [
+        ("change_events", "run_id=%s" % run_id, "altered")]
+    status = re.search(r'<p id="chain-status"[^>]*>(.*?)</p>', page, re.S)
+    assert 'data-valid="false"' in status.group(0)
+    assert "Records shown DO NOT MATCH the ledger" in status.group(1)
+    assert "change_events row run_id=%s: columns status" % run_id in status.group(1)
+
+    # without the comparison the page says what it did not check, rather than claiming more
+    unchecked, page = generate(project, tmp_path, "-e", "register_check_projections=false")
+    assert unchecked["verification"]["valid"] is True
+    assert unchecked["verification"]["projections_checked"] is None
+    assert "The records shown were not compared with it" in page
 
 
 def test_review_sign_off_is_a_ledger_entry_and_shows_in_the_register(project, open_sor, tmp_path):

@@ -176,7 +176,8 @@ def test_change_page_shows_what_the_run_did(page, register):
     assert "Write the message of the day" in text
     assert view.locator("h4").all_inner_texts()[:2] == ["web01 (1 change)", "web02 (1 change)"]
     assert view.locator("pre.diff .add").count() >= 2, "the redacted diff is shown, added lines marked"
-    assert "Verified: the ledger chain was intact" in text
+    assert "Verified: the ledger chain was intact at generation" in text
+    assert "and the records shown match it" in text
     assert "awaiting post-implementation review" in text
     view.locator(".signoff summary").click()
     assert "changeops.itsm.change_review" in view.locator(".signoff pre").inner_text()

@@ -295,8 +295,14 @@
   function chainNote() {
     var verification = index.verification;
     if (!verification) { return el('p', { className: 'chain chain-unknown', text: 'The ledger chain was not verified when this register was generated.' }); }
+    if (verification.valid && verification.projections_checked) {
+      return el('p', { className: 'chain chain-ok', text: 'Verified: the ledger chain was intact at generation (' + verification.entries_checked + ' entries) and the records shown match it.' });
+    }
     if (verification.valid) {
-      return el('p', { className: 'chain chain-ok', text: 'Verified: the ledger chain was intact at generation (' + verification.entries_checked + ' entries).' });
+      return el('p', { className: 'chain chain-unknown', text: 'The ledger chain was intact at generation (' + verification.entries_checked + ' entries), but the records shown were not compared with it.' });
+    }
+    if (!verification.first_broken && !verification.anchor_mismatch) {
+      return el('p', { className: 'chain chain-broken', text: 'Records shown DO NOT MATCH the ledger: ' + verification.summary });
     }
     var at = verification.first_broken ? ' at entry ' + verification.first_broken.seq : '';
     return el('p', { className: 'chain chain-broken', text: 'BROKEN' + at + ': ' + verification.summary });

@@ -31,6 +31,7 @@ def refresh_change_register(sor, run_id, options, display):
         "json_path": options.get("register_json_path") or None,
         "title": options.get("register_title") or "Change register",
         "verify_chain": _truthy(options.get("register_verify_chain")),
+        "check_projections": _truthy(options.get("register_check_projections")),
     }
     try:
         result = generate_register(sor, params, RegisterRenderer())
