@@ -74,6 +74,21 @@ def wait_for_results(project, sqlite_sor, count):
     return project.wait_for(recorded, timeout=120, what="%d recorded results" % count)
 
 
+def run_with_the_end_spooled(project, sqlite_sor, sqlite_env, playbook, env):
+    """Run ``playbook`` and lock the ledger once two results are in, until the run ends: its end is spooled.
+    Returns (run id, output)."""
+    process = project.start(playbook, env=dict(env, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2"))
+    run_id = wait_for_results(project, sqlite_sor, 2)
+    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+    try:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output
+    finally:
+        lock.release()
+    assert spooled_files(project), "nothing was spooled although the ledger was locked"
+    return run_id, output
+
+
 def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlite_sor, sqlite_env):
     project = sqlite_project
     project.write_inventory(["l1", "l2"])
@@ -111,18 +126,8 @@ def test_ledger_locked_until_the_end_is_replayed_by_the_next_run(sqlite_project,
     sqlite_sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "m2", "class": "server"},
                                                    "identities": {}})])
     project.write_playbook("steps.yml", steps_playbook(6))
-    env = dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2")
-    process = project.start("steps.yml", env=env)
-    run_id = wait_for_results(project, sqlite_sor, 2)
-
-    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
-    try:
-        output = process.communicate(timeout=600)[0]
-        assert process.returncode == 0, output
-    finally:
-        lock.release()
+    run_id, output = run_with_the_end_spooled(project, sqlite_sor, sqlite_env, "steps.yml", LOCK_ENV)
     assert len(recorder_warnings(output)) == 1, output
-    assert spooled_files(project), "nothing was spooled although the ledger was locked"
     assert sqlite_sor.get_change_event(run_id)["status"] == "running"
     assert len(sqlite_sor.get_task_results(run_id)) < 12
 
@@ -186,17 +191,8 @@ def test_a_spooled_run_closes_its_change_request_when_the_next_run_replays_it(sq
             - name: Step {n}
               ansible.builtin.command: sleep 0.3
         """.format(n=n) for n in range(1, 7)))
-    env = dict(LOCK_ENV, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2", CHANGEOPS_CLOSE_CHANGE_REQUESTS="true")
-    process = project.start("gated.yml", env=env)
-    run_id = wait_for_results(project, sqlite_sor, 2)
-
-    lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
-    try:
-        output = process.communicate(timeout=600)[0]
-        assert process.returncode == 0, output
-    finally:
-        lock.release()
-    assert spooled_files(project), "nothing was spooled although the ledger was locked"
+    env = dict(LOCK_ENV, CHANGEOPS_CLOSE_CHANGE_REQUESTS="true")
+    run_id = run_with_the_end_spooled(project, sqlite_sor, sqlite_env, "gated.yml", env)[0]
     assert sqlite_sor.get_change_request(number)["state"] == "scheduled", "closed before its run was recorded"
 
     project.write_playbook("next.yml", steps_playbook(1, pause="0"))
