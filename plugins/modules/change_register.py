@@ -141,6 +141,25 @@ verification:
       ledger, and RV(verification.projection_problems) lists each row that differs.
   returned: always
   type: dict
+  contains:
+    valid:
+      description: True when the chain and the records shown check out.
+      type: bool
+    entries_checked:
+      description: Number of ledger entries walked.
+      type: int
+    projections_checked:
+      description: V(true) when the records shown were compared with a replay of the ledger, V(false) when the
+        ledger kept changing during the comparison, null when the chain is broken.
+      type: bool
+    projection_problems:
+      description: Rows that disagree with the replay (at most 20), each with V(table), V(key), V(problem) and
+        V(detail).
+      type: list
+      elements: dict
+    summary:
+      description: One line for people.
+      type: str
   sample:
     valid: true
     entries_checked: 48211

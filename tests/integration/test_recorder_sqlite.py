@@ -203,6 +203,6 @@ def test_a_spooled_run_closes_its_change_request_when_the_next_run_replays_it(sq
     record = sqlite_sor.get_change_request(number)
     assert (record["state"], record["close_code"]) == ("closed", "successful")
     assert (record["actual_start"], record["actual_end"]) == (event["started_at"], event["ended_at"])
-    closing = [entry for entry in sqlite_sor.iter_entries(subject=number, kinds=["change_request.closed"])]
+    closing = list(sqlite_sor.iter_entries(subject=number, kinds=["change_request.closed"]))
     assert [entry.data.get("run_id") for entry in closing] == [run_id]
     assert sqlite_sor.verify().valid
