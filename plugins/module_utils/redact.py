@@ -8,10 +8,12 @@ results of tasks nobody marked ``no_log``):
 
 1. values under keys that look like secrets (``password``, ``token``...),
    anywhere in a nested structure, including ``key=value`` pairs inside
-   strings such as command lines;
+   strings such as command lines (a quoted value whole, the credential after
+   ``Bearer``/``Basic``, the rest of a ``password: ...`` line) and the
+   password of a URL (``scheme://user:password@host``);
 2. exact known secret strings (vault plaintexts, ``no_log`` values, extra-var
    values) collected by the caller, replaced wherever they occur, also inside
-   longer strings such as diffs;
+   longer strings such as diffs, and in dict keys as well as values;
 3. the caller drops whole results for ``no_log`` tasks/items before this runs.
 """
 
@@ -28,6 +30,14 @@ DEFAULT_SECRET_KEY_PATTERNS = (
     "signing_key", "encryption_key", "dsn", "connection_string",
 )
 
+# HTTP authentication schemes: in "Authorization: Bearer <token>" the secret is the word after the scheme
+_AUTH_SCHEMES = r"(?:Bearer|Basic|Digest|Token|Negotiate|NTLM|Bot|ApiKey|Key|AWS4-HMAC-SHA256)"
+
+# The password of a URL's user information: scheme://user:password@host (RFC 3986 userinfo holds no
+# "/", "?", "#" or "@", so the match cannot run into the path)
+_URL_PASSWORD_RE = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/?#@\"']*:)(?P<value>[^\s/?#@\"']+)@",
+                              re.IGNORECASE)
+
 # Secrets shorter than this are not substituted inside longer strings: a
 # 1-character "secret" would otherwise shred every string in the record.
 MIN_KNOWN_SECRET_LENGTH = 4
@@ -41,10 +51,22 @@ class Redactor(object):
         self.replacement = replacement
         alternatives = "|".join(re.escape(p.lower()).replace("_", "[_-]?") for p in patterns)
         self._key_re = re.compile(r"(%s)" % alternatives, re.IGNORECASE) if patterns else None
-        # key=value / key: value / "key": "value" / --key value inside strings
+        # key=value / key: value / "key": "value" / --key value inside strings. A quoted value is taken
+        # whole up to its closing quote (spaces, commas and escaped quotes included); an unquoted one runs to
+        # the next space or quote, so "token=abc,def" loses "abc,def"; an HTTP auth scheme ("Bearer x")
+        # is kept readable while its credential, the word after it, is replaced.
         self._inline_re = re.compile(
-            r"""(?P<key>[\w.-]*(?:%s)[\w.-]*)(?P<sep>["']?\s*[=:]\s*|\s+)(?P<quote>["']?)(?P<value>[^\s"',;&]+)"""
-            % alternatives, re.IGNORECASE) if patterns else None
+            r"""(?P<key>[\w.-]*(?:%s)[\w.-]*)(?P<sep>["']?\s*[=:]\s*|\s+)"""
+            r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*)(?P<close>(?P=quote)?)"""
+            r"""|(?P<scheme>%s\s+)?(?P<value>[^\s"']+))"""
+            % (alternatives, _AUTH_SCHEMES), re.IGNORECASE) if patterns else None
+        # "password: correct horse battery" or "password = correct horse battery" on a line of its own
+        # (YAML, HTTP headers, ini and config dumps): the value is the rest of the line, spaces included.
+        # Not "PGPASSWORD=x psql": without spaces around "=" that is a shell assignment before a command.
+        self._line_re = re.compile(
+            r"""^(?P<key>[ \t]*(?:-[ \t]+)?[\w.-]*(?:%s)[\w.-]*)(?P<sep>[ \t]*:[ \t]*|[ \t]+=[ \t]*)"""
+            r"""(?P<scheme>%s[ \t]+)?(?P<value>[^\s"'][^\n]*?)[ \t]*$"""
+            % (alternatives, _AUTH_SCHEMES), re.IGNORECASE | re.MULTILINE) if patterns else None
         self._known = set()
         self._known_re = None
 
@@ -75,18 +97,33 @@ class Redactor(object):
     def redact_string(self, text):
         if self._known_re is not None:
             text = self._known_re.sub(self.replacement, text)
+        text = _URL_PASSWORD_RE.sub(self._url_replacement, text)
+        if self._line_re is not None:
+            text = self._line_re.sub(self._line_replacement, text)
         if self._inline_re is not None:
             text = self._inline_re.sub(self._inline_replacement, text)
         return text
 
+    def _url_replacement(self, match):
+        return "%s%s@" % (match.group("head"), self.replacement)
+
+    def _line_replacement(self, match):
+        if match.group("value") == self.replacement:
+            return match.group(0)
+        return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", self.replacement)
+
     def _inline_replacement(self, match):
-        value = match.group("value")
+        quote = match.group("quote")
+        value = match.group("quoted") if quote else match.group("value")
         # "--password abc" is a secret; "change password for bob" is prose
         if not match.group("sep").strip() and not match.group("key").startswith("-"):
             return match.group(0)
-        if value == self.replacement:
-            return match.group(0)
-        return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("quote"), self.replacement)
+        if value == self.replacement or (quote and not value):
+            return match.group(0)  # already redacted, or an empty value that tells "no password set"
+        if quote:
+            return "%s%s%s%s%s" % (match.group("key"), match.group("sep"), quote, self.replacement,
+                                   match.group("close"))
+        return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", self.replacement)
 
     def redact(self, value):
         """Return a redacted copy of ``value`` (dicts, lists, strings, scalars)."""
@@ -94,9 +131,18 @@ class Redactor(object):
             redacted = {}
             for key, item in value.items():
                 if self.is_secret_key(key) and item not in (None, "", [], {}) and not isinstance(item, bool):
-                    redacted[key] = self.replacement
+                    item = self.replacement
                 else:
-                    redacted[key] = self.redact(item)
+                    item = self.redact(item)
+                # a secret can be a key too ({"<password>": "user"}): keys go through the same net
+                if isinstance(key, (str, bytes)):
+                    key = self.redact(key)
+                    unique, number = key, 1
+                    while unique in redacted:
+                        number += 1
+                        unique = "%s (%d)" % (key, number)
+                    key = unique
+                redacted[key] = item
             return redacted
         if isinstance(value, (list, tuple, set)):
             return [self.redact(item) for item in value]

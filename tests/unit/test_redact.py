@@ -146,3 +146,66 @@ def strings(value):
             yield from strings(item)
     elif isinstance(value, str):
         yield value
+
+
+@pytest.mark.parametrize("text, secret", [
+    ('password="correct horse battery"', "horse battery"),
+    ("password='correct horse battery' user=bob", "horse battery"),
+    ('{"api_key": "k3y with \\" quote, and comma", "name": "x"}', "quote, and comma"),
+    ('--password "correct horse battery" --user bob', "horse battery"),
+    ("token=abc,def", "def"),
+    ("secret=abc;def&ghi", "def"),
+    ("Authorization: Bearer eyJhbGciOi.payload.sig", "eyJhbGciOi"),
+    ("curl -H 'Authorization: Bearer eyJhbGciOi.payload.sig' https://api", "eyJhbGciOi"),
+    ('curl -H "Authorization: Basic dXNlcjpwYXNz" https://api', "dXNlcjpwYXNz"),
+    ("X-Auth-Token: Token t0k3n-value", "t0k3n-value"),
+    ("git clone https://deploy:Hunter2Pw@git.example.com/repo.git", "Hunter2Pw"),
+    ("psql postgresql://app:Hunter2Pw@db:5432/app", "Hunter2Pw"),
+    ("redis://:Hunter2Pw@cache:6379/0", "Hunter2Pw"),
+    ("config:\n  db_password: correct horse battery\n  user: bob\n", "horse battery"),
+    ("[db]\npassword = correct horse battery\n", "horse battery"),
+])
+def test_whole_secret_values_are_redacted(redactor, text, secret):
+    redacted = redactor.redact_string(text)
+    assert secret not in redacted, redacted
+    assert REDACTED in redacted
+    assert redactor.redact_string(redacted) == redacted, "redaction must be idempotent"
+
+
+@pytest.mark.parametrize("text, kept", [
+    ("curl -H 'Authorization: Bearer eyJhbGciOi' https://api.example.com/v1", ["Bearer", "https://api.example.com/v1"]),
+    ("password='correct horse battery' user=bob", ["user=bob"]),
+    ("git clone https://deploy:Hunter2Pw@git.example.com/repo.git", ["https://deploy:", "@git.example.com/repo.git"]),
+    ("https://git.example.com:8443/path@ref", ["https://git.example.com:8443/path@ref"]),
+    ("config:\n  db_password: correct horse\n  user: bob\n", ["config:\n", "  user: bob\n"]),
+    ("PGPASSWORD=s3cr3t-pw psql -c 'select 1'", ["psql -c 'select 1'"]),
+    ('{"password": "", "user": "bob"}', ['"password": ""']),
+])
+def test_what_follows_a_secret_is_kept(redactor, text, kept):
+    redacted = redactor.redact_string(text)
+    for part in kept:
+        assert part in redacted, redacted
+
+
+def test_secrets_as_dict_keys_are_redacted(redactor):
+    redactor.add_known_secret("Hunter2Value")
+    redactor.add_known_secret("Other-Value9")
+    redacted = redactor.redact({"msg": {"Hunter2Value": "x", "Other-Value9": "y", "visible": "z"},
+                                "stdout_lines": [{"https://u:Url-Pass9@host/": "ok"}]})
+    assert not [text for text in strings(redacted) if "Hunter2Value" in text or "Other-Value9" in text
+                or "Url-Pass9" in text]
+    # two keys redacted alike must not overwrite each other's values
+    assert sorted(redacted["msg"].values()) == ["x", "y", "z"]
+    assert redacted["msg"]["visible"] == "z"
+
+
+quoted_secret_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="\\\"'"),
+                             min_size=1, max_size=30).filter(lambda text: text.strip() == text and text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(secret=quoted_secret_text, quote=st.sampled_from(['"', "'"]),
+       key=st.sampled_from(["password", "api_key", "X-Auth-Token"]), separator=st.sampled_from(["=", ": ", " = ", '": ']))
+def test_no_word_of_a_quoted_secret_survives(secret, quote, key, separator):
+    text = "run %s%s%s%s%s --verbose" % (key, separator, quote, secret, quote)
+    assert Redactor().redact_string(text) == "run %s%s%s%s%s --verbose" % (key, separator, quote, REDACTED, quote)
