@@ -44,7 +44,7 @@ SERVICES = ["shop", "search", "payments", "identity", "reporting"]
 def make_play(hosts):
     cis = [{"name": host, "ci_id": "ci-%d" % index, "environment": ENVIRONMENTS[index % 3],
             "class": "cmdb_ci_linux_server", "status": "operational",
-            "attributes": {"service": SERVICES[index % len(SERVICES)]}} for index, host in enumerate(hosts)]
+            "attributes": {"services": [SERVICES[index % len(SERVICES)]]}} for index, host in enumerate(hosts)]
     host_groups = {host: ["web", "dc%d" % (index % 4), ENVIRONMENTS[index % 3]] for index, host in enumerate(hosts)}
     play = {"name": "Monthly patching", "pattern": "web", "playbook": "/srv/ansible/patch.yml",
             "playbook_name": "patch.yml", "roles": ["common", "patching", "nginx"],

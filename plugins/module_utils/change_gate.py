@@ -51,6 +51,15 @@ POLICY_INI_KEY = "gate_policy"
 # --------------------------------------------------------------------------
 # the change context
 # --------------------------------------------------------------------------
+def ci_service_names(ci):
+    """The business services of a CI, as the CMDB stores them: ``attributes.services``, a list
+    (register_host, configuration_item), or one name written by hand."""
+    services = (ci.get("attributes") or {}).get("services")
+    if isinstance(services, str):
+        return [services] if services else []
+    return [str(name) for name in services or () if name]
+
+
 def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     """The document that template conditions (JMESPath) are evaluated against.
 
@@ -72,20 +81,18 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
             hosts_without_ci.append(host)
             hosts_without_environment.append(host)
             continue
-        attributes = ci.get("attributes") or {}
         environment = ci.get("environment")
         ci_class = ci.get("class")
-        service = attributes.get("service") or attributes.get("business_service")
+        ci_services = ci_service_names(ci)
         ci_docs.append({"name": host, "ci_id": ci.get("ci_id"), "environment": environment, "class": ci_class,
-                        "service": service, "status": ci.get("status")})
+                        "services": ci_services, "status": ci.get("status")})
         if environment:
             environments.add(environment)
         else:
             hosts_without_environment.append(host)
         classes.add(ci_class)
-        services.add(service)
+        services.update(ci_services)
     classes.discard(None)
-    services.discard(None)
     groups = set()
     for host in hosts:
         groups.update(host_groups.get(host, ()))
