@@ -169,33 +169,60 @@ def authorisation_categories(authorisation):
 _CONTROL_LISTS = ("controls", "results", "gates", "checks", "items")
 
 
-def evidence_controls(document):
-    """Per-control rows ``{id, title, status, observed, expected, detail}`` from an evidence document.
+def _control_items(items):
+    """``(host, item)`` pairs of one control list, or None when ``items`` is not one.
 
-    Hardening evidence lists ``controls``, readiness evidence ``gates``; other
-    checklists may use ``results``/``checks``/``items``. Anything else is shown
-    as the raw document instead.
+    Accepted shapes: a list of result dicts (hardening ``controls``, a host's
+    readiness ``gates``); a ``{control id: result or status}`` dict; and the
+    service-scope readiness document's ``{host: [gate, ...]}``, flattened to
+    one pair per host and gate so each gate keeps its own status.
+    """
+    if isinstance(items, dict) and items and all(isinstance(value, list) for value in items.values()):
+        pairs = [(str(host), item) for host, gates in sorted(items.items()) for item in gates]
+        return pairs if pairs and all(isinstance(item, dict) for _host, item in pairs) else None
+    if isinstance(items, dict):
+        items = [dict(value, id=name) if isinstance(value, dict) else {"id": name, "status": value}
+                 for name, value in sorted(items.items())]
+    if isinstance(items, list) and items and all(isinstance(item, dict) for item in items):
+        return [(None, item) for item in items]
+    return None
+
+
+def _scalar_text(value, limit=200):
+    """A status or title as text: structured values are shown as JSON, never as a JavaScript object."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return _clip(_as_text(value), limit)
+
+
+def evidence_controls(document):
+    """Per-control rows ``{host, id, title, status, observed, expected, detail}`` from an evidence document.
+
+    Hardening evidence lists ``controls``, readiness evidence ``gates`` (per
+    host in a service-scope document: ``host`` says whose gate a row is, and is
+    None in single-host documents); other checklists may use
+    ``results``/``checks``/``items``. Anything else is shown as the raw
+    document instead.
     """
     if not isinstance(document, dict):
         return []
     for key in _CONTROL_LISTS:
-        items = document.get(key)
-        if isinstance(items, dict):
-            items = [dict(value, id=name) if isinstance(value, dict) else {"id": name, "status": value}
-                     for name, value in sorted(items.items())]
-        if isinstance(items, list) and items and all(isinstance(item, dict) for item in items):
-            controls = []
-            for item in items:
-                controls.append({
-                    "id": str(item.get("id") or item.get("control") or item.get("gate") or item.get("name") or ""),
-                    "title": item.get("title") or item.get("description") or item.get("name"),
-                    "status": item.get("status"),
-                    "observed": _clip(_as_text(item.get("observed")), 500) if "observed" in item else None,
-                    "expected": _clip(_as_text(item.get("expected")), 500) if "expected" in item else None,
-                    "detail": _clip(_as_text(item.get("reason") or item.get("waiver") or item.get("message")), 500)
-                    if (item.get("reason") or item.get("waiver") or item.get("message")) else None,
-                })
-            return controls
+        pairs = _control_items(document.get(key))
+        if pairs is None:
+            continue
+        controls = []
+        for host, item in pairs:
+            detail = item.get("reason") or item.get("waiver") or item.get("message")
+            controls.append({
+                "host": host,
+                "id": str(item.get("id") or item.get("control") or item.get("gate") or item.get("name") or ""),
+                "title": _scalar_text(item.get("title") or item.get("description") or item.get("name")),
+                "status": _scalar_text(item.get("status")),
+                "observed": _clip(_as_text(item.get("observed")), 500) if "observed" in item else None,
+                "expected": _clip(_as_text(item.get("expected")), 500) if "expected" in item else None,
+                "detail": _clip(_as_text(detail), 500) if detail else None,
+            })
+        return controls
     return []
 
 

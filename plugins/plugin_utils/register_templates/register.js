@@ -427,12 +427,16 @@
         }
       }
       if ((record.controls || []).length) {
-        evidenceParts.push(table('Per-control results of ' + (record.checklist || 'the checklist'), ['Control', 'Title', 'Status', 'Observed', 'Expected', 'Detail'],
+        // a service-scope document holds every host's controls: say whose each row is
+        var perHost = record.controls.some(function (control) { return control.host; });
+        evidenceParts.push(table('Per-control results of ' + (record.checklist || 'the checklist'),
+          (perHost ? ['Host'] : []).concat(['Control', 'Title', 'Status', 'Observed', 'Expected', 'Detail']),
           record.controls.map(function (control) {
             var status = String(control.status || '');
             var cls = /^(pass|passed|ok|fixed|compliant)$/i.test(status) ? 'badge-ok'
               : /^(fail|failed|error|non-compliant)$/i.test(status) ? 'badge-bad' : 'badge-plain';
-            return [control.id, control.title, badge(status || 'unknown', cls), control.observed, control.expected, control.detail];
+            return (perHost ? [control.host] : []).concat([control.id, control.title, badge(status || 'unknown', cls),
+              control.observed, control.expected, control.detail]);
           })));
       } else if (record.document) {
         evidenceParts.push(el('pre', { className: 'wrap', tabindex: '0', text: record.document }));
