@@ -214,15 +214,16 @@ def check_change_request(policy, context, record, number, now):
     if state not in policy.normal_states:
         reasons.append("%s is in state %s, not %s" % (number, state, " or ".join(policy.normal_states)))
     change_type = record.get("type")
-    if change_type != "standard":
-        approval = record.get("approval") or "not requested"
-        if approval == "rejected":
-            last = [a for a in record.get("approvals") or [] if a.get("decision") == "rejected"]
-            who = (" by %s" % last[-1].get("approver")) if last else ""
-            comment = (": %s" % last[-1]["comment"]) if last and last[-1].get("comment") else ""
-            reasons.append("%s was rejected%s%s" % (number, who, comment))
-        elif approval != "approved":
-            reasons.append("%s is not approved (approval: %s)" % (number, approval))
+    # A standard request is pre-approved by its template (checked against the play by decide()).
+    authorising = ("pre-approved", "approved") if change_type == "standard" else ("approved",)
+    approval = record.get("approval") or "not requested"
+    if approval == "rejected":
+        last = [a for a in record.get("approvals") or [] if a.get("decision") == "rejected"]
+        who = (" by %s" % last[-1].get("approver")) if last else ""
+        comment = (": %s" % last[-1]["comment"]) if last and last[-1].get("comment") else ""
+        reasons.append("%s was rejected%s%s" % (number, who, comment))
+    elif approval not in authorising:
+        reasons.append("%s is not approved (approval: %s)" % (number, approval))
     start, end = record.get("planned_start"), record.get("planned_end")
     tz_name = record.get("timezone") or "UTC"
     if not start or not end:
@@ -237,6 +238,24 @@ def check_change_request(policy, context, record, number, now):
     affected = set(record.get("affected_cis") or ())
     missing = [host for host in context["hosts"] if host not in affected]
     reasons.extend(_host_reasons(missing, number))
+    return reasons
+
+
+def _standard_request_reasons(policy, context, now, decision, record, number, standard_template):
+    """A standard change request authorises only what its template covers: the template is the
+    pre-authorisation, the request merely schedules one instance of it."""
+    template = record.get("template")
+    if not template:
+        return ["%s is a standard change request but names no standard change template; set its template "
+                "to the policy template that covers this work (%s), or raise a normal change request"
+                % (number, ", ".join(t.name for t in policy.templates[:5]) or "the policy has none")]
+    reasons = []
+    if standard_template and standard_template != template:
+        reasons.append("standard_template '%s' is not the template of %s ('%s')" % (standard_template, number, template))
+    standard = change_policy.evaluate_standard(policy, context, now, only_template=template)
+    decision["standard"] = {"covered_by": standard["covered_by"], "candidates": standard["candidates"]}
+    if not standard["covered_by"]:
+        reasons.extend("%s: %s" % (number, reason) for reason in standard["reasons"])
     return reasons
 
 
@@ -289,13 +308,18 @@ def decide(policy, context, now, change_request=None, record=None, emergency=Fal
             decision["change_request"] = {
                 "number": change_request, "state": record.get("state"), "type": change_type,
                 "approval": record.get("approval"), "planned_start": record.get("planned_start"),
-                "planned_end": record.get("planned_end"), "timezone": record.get("timezone")}
+                "planned_end": record.get("planned_end"), "timezone": record.get("timezone"),
+                "template": record.get("template")}
         if change_type == "standard":
+            gate_type = "standard"
+            reasons.extend(_standard_request_reasons(policy, context, now, decision, record, change_request,
+                                                     standard_template))
             for touch in touched:
                 reasons.append("play touches protected area %s (%s), which standard change request %s cannot cover"
                                % (touch["area"], _matched_by(touch), change_request))
-        gate_type = "emergency" if change_type == "emergency" else "normal"
-        reasons.extend(_freeze_reasons(freezes, gate_type if change_type != "standard" else "standard"))
+        else:
+            gate_type = "emergency" if change_type == "emergency" else "normal"
+        reasons.extend(_freeze_reasons(freezes, gate_type))
         if not reasons:
             decision.update(allowed=True, type=gate_type, reference=change_request,
                             review_required=gate_type == "emergency")

@@ -23,6 +23,10 @@ description:
     touches no protected area.
   - B(normal) - O(change_request) is approved, in state V(scheduled) or V(implement), now is inside
     its planned window and every targeted host is one of its affected CIs.
+  - A O(change_request) of type V(standard) is pre-approved only through its policy template - it must
+    name one (its C(template) field), and the decision is B(standard) only when that template covers
+    the play as above (conditions, limits, no protected area), besides the state, window and
+    affected CI checks of a normal change.
   - B(emergency) - O(emergency=true) by a user the policy lets declare emergencies, with a
     justification. Allowed, recorded and flagged for retrospective review.
   - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
