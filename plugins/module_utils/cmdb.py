@@ -273,19 +273,25 @@ def register_host(ctx):
     order = [kind for kind in IDENTITY_ORDER if kind in (params.get("identify_by") or IDENTITY_ORDER)]
     desired = desired_host_attributes(params, getattr(ctx, "facts", None), ctx.host)
     host = ctx.host or desired["name"]
-    play_hosts = ctx.task_vars.get("ansible_play_hosts_all") or ()
+    known = {
+        "play_hosts": ctx.task_vars.get("ansible_play_hosts_all") or (),
+        # groups.all is the whole inventory whatever --limit says: a clone run
+        # on its own must still meet the host whose identity it copied.
+        "inventory_hosts": (ctx.task_vars.get("groups") or {}).get("all") or (),
+        "own_names": (host, desired["name"]),
+    }
 
     def attempt():
-        return _register_once(ctx, desired, order, refresh, host, play_hosts)
+        return _register_once(ctx, desired, order, refresh, host, known)
 
     return _with_retries(attempt)
 
 
-def _register_once(ctx, desired, order, refresh, host, play_hosts):
+def _register_once(ctx, desired, order, refresh, host, known):
     now = utc_now()
     desired = dict(desired)
     claimed = host_identities(dict(desired, **{"class": desired.get("class") or "server"}), order)
-    match = identify_host(ctx.sor, host, claimed, order, play_hosts)
+    match = identify_host(ctx.sor, host, claimed, order, **known)
     ci = match.ci
     entries = []
     for update in release_entries_data(ctx.sor, match.released, ctx.run_id):

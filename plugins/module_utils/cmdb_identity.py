@@ -11,9 +11,9 @@ match is then checked before anything is written:
   held by a *retired* CI (which then yields it);
 * the matched CI must not carry a different hardware identity (product UUID,
   serial number) than the host reports: that is another machine;
-* the matched CI must not be another host of the same play: two hosts
-  claiming one identity (cloned VMs sharing a machine id) is an error, not a
-  rename.
+* the matched CI must not be named after another host of the inventory:
+  two hosts claiming one identity (cloned VMs sharing a machine id) is an
+  error, not a rename, whether they run in one play or in separate runs.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ IDENTITY_ORDER = ("product_uuid", "machine_id", "serial_number", "fqdn", "name")
 HARDWARE_IDENTITIES = ("product_uuid", "serial_number")
 #: identities compared without regard to case
 _CASELESS = frozenset(("product_uuid", "fqdn", "name", "machine_id"))
+#: first labels and domains of FQDNs that mean "no DNS name configured" (kept as the attribute, never an identity)
+_LOCAL_HOST_LABELS = frozenset(("localhost", "localhost4", "localhost6", "ip6-localhost", "ip6-loopback"))
+_LOCAL_DOMAINS = frozenset(("localdomain", "localdomain4", "localdomain6", "localhost"))
 
 
 def name_identity(ci_class, name):
@@ -35,12 +38,23 @@ def name_identity(ci_class, name):
     return "%s/%s" % (namespace, str(name).strip().lower())
 
 
+def _local_fqdn(text):
+    # What an unconfigured resolver reports (ansible_fqdn of a fresh image, a
+    # container, a laptop): thousands of machines share it, so it names none.
+    labels = text.rstrip(".").split(".")
+    return labels[0] in _LOCAL_HOST_LABELS or labels[-1] in _LOCAL_DOMAINS
+
+
 def identity_value(kind, value):
     """Normalised identity value, or None when it does not identify anything."""
     if isinstance(value, (list, dict)) or is_placeholder(value):
         return None
     text = str(value).strip()
-    return text.lower() if kind in _CASELESS else text
+    if kind in _CASELESS:
+        text = text.lower()
+    if kind == "fqdn" and _local_fqdn(text):
+        return None
+    return text
 
 
 def host_identities(attributes, kinds=IDENTITY_ORDER):
@@ -71,11 +85,13 @@ def _describe(ci):
     return "CI %s (%s, %s, status %s)" % (ci["ci_id"], ci.get("name"), ci.get("class"), ci.get("status"))
 
 
-def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=()):
+def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=(), inventory_hosts=(), own_names=()):
     """Find the CI for ``identities``; raise ``ConflictError`` on contradictions.
 
-    ``host`` names the inventory host in messages; ``play_hosts`` are the other
-    hosts of the current play (a CI named after one of them is theirs).
+    ``host`` names the inventory host in messages. A CI named after another
+    host of ``play_hosts`` or ``inventory_hosts`` (the whole inventory, not
+    just this run's ``--limit``) is that host's; ``own_names`` are the names
+    this host registers under (its inventory name and the CI name it asks for).
     """
     holders = {}
     cache = {}
@@ -114,7 +130,8 @@ def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=()):
         break
 
     if matched is not None:
-        _refuse_play_sibling(host, matched, matched_by, identities, play_hosts)
+        _refuse_other_host(host, matched, matched_by, identities, play_hosts, inventory_hosts,
+                           own_names or (host,))
 
     for kind, ci_id in holders.items():
         if matched is not None and ci_id == matched["ci_id"]:
@@ -153,22 +170,44 @@ def _hardware_difference(ci, identities):
                      if kind in identities and kind in stored and stored[kind] != identities[kind])
 
 
-def _refuse_play_sibling(host, ci, matched_by, identities, play_hosts):
+def _inventory_host_named(name, hosts, own):
+    # Linear, and only reached when the matched CI carries another name (a
+    # rename or a clone), so a 5,000-host inventory costs nothing per host
+    # in the usual case.
+    for other in hosts or ():
+        if str(other).lower() == name and str(other).lower() not in own:
+            return other
+    return None
+
+
+def _refuse_other_host(host, ci, matched_by, identities, play_hosts, inventory_hosts, own_names):
+    """A CI still named after another inventory host is that host's: this one is a clone, not a rename."""
     name = ci.get("name")
-    if not name or str(name).lower() == str(host).lower():
+    own = set(str(alias).lower() for alias in own_names if alias)
+    if not name or str(name).lower() in own:
         return
-    siblings = dict((str(other).lower(), other) for other in play_hosts or () if other != host)
-    if str(name).lower() in siblings:
-        other = siblings[str(name).lower()]
+    name = str(name).lower()
+    value = identities[matched_by]
+    sibling = _inventory_host_named(name, play_hosts, own)
+    if sibling is not None:
         # Hosts of one play register in parallel, so which of the two gets the
         # CI is a race: name them in a fixed order so the message is the same
         # on every run.
-        first, second = sorted((str(other), str(host)))
+        first, second = sorted((str(sibling), str(host)))
         raise ConflictError(
             "hosts %s and %s both claim %s %r (%s): give each host its own identity (for example regenerate "
             "/etc/machine-id on cloned machines) or drop %s from identify_by"
-            % (first, second, matched_by, identities[matched_by], _describe(ci), matched_by),
-            host=host, other_host=other, identity=matched_by, ci_id=ci["ci_id"])
+            % (first, second, matched_by, value, _describe(ci), matched_by),
+            host=host, other_host=sibling, identity=matched_by, value=value, ci_id=ci["ci_id"])
+    other = _inventory_host_named(name, inventory_hosts, own)
+    if other is not None:
+        raise ConflictError(
+            "host %s claims %s %r, which identifies %s registered for inventory host %s, still in the "
+            "inventory: two hosts claim one identity. If %s replaces %s (a rename), remove %s from the inventory "
+            "and run again: the CI is then renamed. If both are live machines (a clone), give %s its own "
+            "identity (for example regenerate /etc/machine-id) or drop %s from identify_by"
+            % (host, matched_by, value, _describe(ci), other, host, other, other, host, matched_by),
+            host=host, other_host=other, identity=matched_by, value=value, ci_id=ci["ci_id"])
 
 
 def release_entries_data(sor, released, run_id):

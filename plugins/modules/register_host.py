@@ -23,11 +23,12 @@ description:
     that an existing CI holds (product UUID, machine id, serial number, FQDN, name). Re-imaging,
     renaming or re-addressing a machine updates the same CI. Placeholder values that firmware
     puts in unset fields (V(None), V(0), V(To Be Filled By O.E.M.), all-zero UUIDs, ...) never
-    identify anything."
+    identify anything, nor do FQDNs like V(localhost.localdomain) (kept as the C(fqdn) attribute)."
   - "Two hosts claiming one identity is an error, never a silent merge: a CI matched by one
     identity that holds a different product UUID or serial number, an identity held by a second
-    CI, or a CI that belongs to another host of the same play (for example cloned VMs sharing
-    C(/etc/machine-id)). A retired CI gives up an identity that a different machine now claims."
+    CI, or a CI named after another host of the inventory, in this run or not (for example cloned
+    VMs sharing C(/etc/machine-id)). A retired CI gives up an identity that a different machine
+    now claims."
   - Every write is one ledger entry (C(ci.created) or C(ci.updated)) carrying the current
     change event's run id, so the CI records which change last touched it.
 author:

@@ -21,10 +21,11 @@ def _defaults(spec):
 
 
 def make_ctx(sor, spec, params, host=None, facts=None, check_mode=False, diff=True, run_id="run-1",
-             play_hosts=None):
+             play_hosts=None, inventory=None):
     full = _defaults(spec)
     full.update(params)
-    task_vars = {"ansible_play_hosts_all": list(play_hosts or ([host] if host else []))}
+    play = list(play_hosts or ([host] if host else []))
+    task_vars = {"ansible_play_hosts_all": play, "groups": {"all": list(inventory or play)}}
     ctx = OperationContext(sor, full, check_mode=check_mode, diff=diff, host=host, task_vars=task_vars,
                            run_id=run_id, actor="tester@controller")
     ctx.facts = facts or {}
@@ -43,9 +44,11 @@ def register(sor, host, facts, **params):
     options = dict(params)
     check_mode = options.pop("check_mode", False)
     play_hosts = options.pop("play_hosts", None)
+    inventory = options.pop("inventory", None)
     run_id = options.pop("run_id", "run-1")
     return cmdb.register_host(make_ctx(sor, cmdb.REGISTER_HOST_SPEC, options, host=host, facts=facts,
-                                       check_mode=check_mode, play_hosts=play_hosts, run_id=run_id))
+                                       check_mode=check_mode, play_hosts=play_hosts, run_id=run_id,
+                                       inventory=inventory))
 
 
 def ci_item(sor, check_mode=False, **params):
@@ -141,6 +144,73 @@ def test_the_clash_message_does_not_depend_on_which_host_registered_first(sor, w
         register(sor, loser, facts_for(loser, "cloned"), play_hosts=play)
     assert error.value.message.startswith("hosts web01 and web02 both claim machine_id 'cloned' (CI ")
     assert error.value.details["host"] == loser
+
+
+def test_a_clone_run_on_its_own_is_refused_while_the_original_is_in_the_inventory(sor):
+    inventory = ["web01", "web02", "db01"]
+    original = register(sor, "web01", facts_for("web01", "cloned"), play_hosts=["web01"], inventory=inventory)
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        register(sor, "web02", facts_for("web02", "cloned"), play_hosts=["web02"], inventory=inventory)
+    assert error.value.message.startswith(
+        "host web02 claims machine_id 'cloned', which identifies CI %s (web01, server, status operational) "
+        "registered for inventory host web01, still in the inventory" % original["ci_id"])
+    assert error.value.details == {"host": "web02", "other_host": "web01", "identity": "machine_id",
+                                   "value": "cloned", "ci_id": original["ci_id"]}
+    assert head(sor) == before
+    # the inventory names hosts as written; the CI name is compared without case
+    with pytest.raises(ConflictError):
+        register(sor, "web02", facts_for("web02", "cloned"), play_hosts=["web02"], inventory=["WEB01", "web02"])
+    # web01 gone from the inventory: web02 is its new name
+    renamed = register(sor, "web02", facts_for("web02", "cloned"), play_hosts=["web02"], inventory=["web02", "db01"])
+    assert renamed["ci_id"] == original["ci_id"] and renamed["changes"]["name"] == {"from": "web01", "to": "web02"}
+
+
+def test_a_host_registering_under_the_cis_own_name_is_no_clash(sor):
+    inventory = ["web01", "web01-mgmt"]
+    original = register(sor, "web01", facts_for("web01", "m1"), play_hosts=["web01"], inventory=inventory)
+    again = register(sor, "web01-mgmt", facts_for("web01", "m1"), name="web01", play_hosts=["web01-mgmt"],
+                     inventory=inventory)
+    assert again["ci_id"] == original["ci_id"] and not again["changed"]
+
+
+@pytest.mark.parametrize("fqdn", ["localhost", "localhost.localdomain", "LOCALHOST.LOCALDOMAIN.",
+                                  "localhost6.localdomain6", "localhost4", "ip6-localhost", "debian.localdomain"])
+def test_hosts_sharing_a_local_fqdn_are_different_hosts(sor, fqdn):
+    inventory = ["alpha", "beta"]
+    alpha = register(sor, "alpha", facts_for("alpha", "m-alpha", fqdn=fqdn), play_hosts=inventory, inventory=inventory)
+    beta = register(sor, "beta", facts_for("beta", "m-beta", fqdn=fqdn), play_hosts=inventory, inventory=inventory)
+    assert beta["created"] and beta["ci_id"] != alpha["ci_id"]
+    assert sor.get_ci(alpha["ci_id"])["attributes"]["fqdn"] == fqdn
+    assert "fqdn" not in sor.get_ci(alpha["ci_id"])["identities"]
+
+
+@pytest.mark.parametrize("matched_by, stored, claimed", [
+    # same fqdn, new machine id, another product uuid and serial
+    ("fqdn", {"product_uuid": "aaaa-1111-2222", "product_serial": "CZ12"},
+     {"hostname": "other", "product_uuid": "bbbb-3333-4444", "product_serial": "CZ99"}),
+    # same name, new machine id and fqdn, another serial (no product uuid on either side)
+    ("name", {"product_serial": "CZ12"}, {"fqdn": "elsewhere.example.com", "product_serial": "CZ99"}),
+])
+def test_a_match_by_fqdn_or_name_with_other_hardware_is_another_machine(sor, matched_by, stored, claimed):
+    original = register(sor, "db01", facts_for("db01", "m1", **stored))
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        register(sor, "db01", dict(facts_for("db01", "m-new"), **claimed))
+    assert "its %s" % matched_by in error.value.message and "different machine" in error.value.message
+    assert head(sor) == before
+    # the same host re-imaged without hardware facts (a VM without SMBIOS data): nothing contradicts the match
+    bare = register(sor, "db01", dict(facts_for("db01", "m-new"), **dict(claimed, product_uuid="NA",
+                                                                          product_serial="NA")))
+    assert bare["matched_by"] == matched_by and bare["ci_id"] == original["ci_id"]
+
+
+def test_hardware_identities_left_out_of_identify_by_are_not_compared(sor):
+    original = register(sor, "db01", facts_for("db01", "m1", product_uuid="aaaa-1111-2222"),
+                        identify_by=["fqdn", "name"])
+    again = register(sor, "db01", facts_for("db01", "m2", product_uuid="bbbb-3333-4444"), identify_by=["fqdn", "name"])
+    assert again["ci_id"] == original["ci_id"] and again["matched_by"] == "fqdn"
+    assert again["changes"]["product_uuid"] == {"from": "aaaa-1111-2222", "to": "bbbb-3333-4444"}
 
 
 def test_a_different_machine_claiming_a_serial_is_refused(sor):

@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+"""Identification across runs, with real ansible-playbook runs: clones, placeholder FQDNs, swaps, facts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from test_cmdb_register import REGISTER_PLAY, ci_entries, host_facts, recap, run, write_inventory
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_clone_registered_in_a_later_run_is_refused_not_merged(project, open_sor):
+    inventory = {"web01": host_facts("web01", machine_id="cloned"),
+                 "web02": host_facts("web02", machine_id="cloned")}
+    write_inventory(project, inventory)
+    project.write_playbook("register.yml", REGISTER_PLAY)
+    run(project, "register.yml", "--limit", "web01")
+    sor = open_sor()
+    original = sor.find_cis(name="web01")[0]
+    written = len(ci_entries(sor))
+
+    clone = run(project, "register.yml", "--limit", "web02", check=False)
+    assert clone.returncode != 0
+    assert ("host web02 claims machine_id 'cloned', which identifies CI %s (web01, virtual_machine, status "
+            "operational) registered for inventory host web01, still in the inventory" % original["ci_id"]
+            ) in clone.stdout, clone.stdout
+    assert "remove web01 from the inventory" in clone.stdout
+    assert "give web02 its own identity" in clone.stdout
+    assert len(ci_entries(sor)) == written
+    assert [(ci["ci_id"], ci["name"]) for ci in sor.find_cis()] == [(original["ci_id"], "web01")]
+
+    # once web01 has left the inventory, web02 is web01 renamed: the same CI is updated
+    del inventory["web01"]
+    write_inventory(project, inventory)
+    run(project, "register.yml")
+    assert [(ci["ci_id"], ci["name"]) for ci in sor.find_cis()] == [(original["ci_id"], "web02")]
+
+
+def test_localhost_fqdns_identify_nothing(project, open_sor):
+    inventory = {"alpha": host_facts("alpha", fqdn="localhost.localdomain"),
+                 "beta": host_facts("beta", fqdn="localhost.localdomain")}
+    write_inventory(project, inventory)
+    project.write_playbook("register.yml", REGISTER_PLAY)
+    run(project, "register.yml", "--limit", "alpha")
+    run(project, "register.yml", "--limit", "beta")
+    sor = open_sor()
+    cis = sor.find_cis()
+    assert [ci["name"] for ci in cis] == ["alpha", "beta"]
+    assert [ci["attributes"]["fqdn"] for ci in cis] == ["localhost.localdomain"] * 2
+    assert all("fqdn" not in ci["identities"] for ci in (sor.get_ci(ci["ci_id"]) for ci in cis))
+
+    # both in one play: no false "both claim fqdn" clash
+    inventory["gamma"] = host_facts("gamma", fqdn="localhost")
+    write_inventory(project, inventory)
+    together = run(project, "register.yml")
+    assert set(recap(together.stdout)) == {"alpha", "beta", "gamma"}
+    assert [ci["name"] for ci in sor.find_cis()] == ["alpha", "beta", "gamma"]
