@@ -200,8 +200,8 @@ def test_a_match_by_fqdn_or_name_with_other_hardware_is_another_machine(sor, mat
     assert "its %s" % matched_by in error.value.message and "different machine" in error.value.message
     assert head(sor) == before
     # the same host re-imaged without hardware facts (a VM without SMBIOS data): nothing contradicts the match
-    bare = register(sor, "db01", dict(facts_for("db01", "m-new"), **dict(claimed, product_uuid="NA",
-                                                                          product_serial="NA")))
+    bare_facts = dict(facts_for("db01", "m-new"), **dict(claimed, product_uuid="NA", product_serial="NA"))
+    bare = register(sor, "db01", bare_facts)
     assert bare["matched_by"] == matched_by and bare["ci_id"] == original["ci_id"]
 
 
