@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime
 import os
 
+from ansible import context as ansible_context
+
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
@@ -50,6 +52,24 @@ def resolve_policy_path(params, playbook_dir=None):
     return None
 
 
+def run_check_mode():
+    """The run's --check, not the gate task's own check_mode: a gate task marked
+    ``check_mode: true`` must not turn its decision into an always-allowed dry run
+    while the rest of the play changes hosts."""
+    return bool(ansible_context.CLIARGS.get("check", False))
+
+
+def run_playbook(play_obj):
+    """The playbook file holding the play (an imported playbook is its own file), else the first
+    playbook on the command line; never the file of the gate task, which may be a tasks file."""
+    path = (play_obj.get_path() if hasattr(play_obj, "get_path") else "") or ""
+    path = path.rsplit(":", 1)[0] if path else ""
+    if not path:
+        playbooks = ansible_context.CLIARGS.get("args") or ()
+        path = playbooks[0] if playbooks else ""
+    return os.path.abspath(path) if path else None
+
+
 def _host_groups(hosts, task_vars):
     wanted = set(hosts)
     groups = {}
@@ -83,21 +103,22 @@ class ActionModule(SystemOfRecordAction):
                               msg="%s must be %s seconds, got %r" % (
                                   option, "0 or more" if option == "approval_timeout" else "1 or more", params[option]))
                 return result
-        check_mode = bool(self._task.check_mode)
         play_obj = self._task.get_play()
         play_id = getattr(play_obj, "_uuid", None)
         hosts = list(task_vars.get("ansible_play_batch") or task_vars.get("ansible_play_hosts") or
                      [task_vars.get("inventory_hostname")])
-        playbook = (self._task.get_path() or "").rsplit(":", 1)[0] or None
         play = {"name": getattr(play_obj, "name", None) or ""}
         try:
-            play = inspect_play(play_obj, task_vars, templar=self._templar, playbook=playbook)
+            play = inspect_play(play_obj, task_vars, templar=self._templar, playbook=run_playbook(play_obj),
+                                check_mode=run_check_mode())
         except Exception as exc:  # pylint: disable=broad-except
-            # Not knowing what the play does must not let it through unchecked.
+            # Not knowing what the play does must not let it through unchecked, nor call it a dry run.
             result.update(change_gate.fail_closed(
                 params, ChangeopsError("cannot inspect the play's tasks: %s" % exc), self._now(), play, play_id,
-                hosts, check_mode))
+                hosts, False))
             return result
+        # A --check run whose play has tasks that run for real is judged as a real run.
+        check_mode = run_check_mode() and not play.get("real_in_check_mode")
 
         try:
             policy = change_policy.load_policy(resolve_policy_path(params, task_vars.get("playbook_dir")))

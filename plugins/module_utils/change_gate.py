@@ -114,6 +114,7 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "modules": list(play.get("modules") or []),
         "paths": list(play.get("paths") or []),
         "dynamic_includes": list(play.get("dynamic_includes") or []),
+        "real_in_check_mode": list(play.get("real_in_check_mode") or []),
         "cis": ci_docs,
         "hosts_without_ci": hosts_without_ci,
         "hosts_without_environment": hosts_without_environment,
@@ -368,12 +369,17 @@ def decision_message(decision, play_name):
                 label, would.get("type"), would.get("reference"))
         return "check mode: %s allowed; a real run would be denied: %s" % (
             label, "; ".join(would.get("reasons") or []))
+    real = (decision.get("context") or {}).get("real_in_check_mode") or []
+    note = ""
+    if real:
+        note = " (check mode, but %d task%s run%s for real with check_mode: false, e.g. %s: judged as a real run)" % (
+            len(real), "" if len(real) == 1 else "s", "s" if len(real) == 1 else "", real[0])
     if decision["allowed"]:
-        text = "%s authorised as a %s change (%s)" % (label, decision["type"], decision["reference"])
+        text = "%s authorised as a %s change (%s)%s" % (label, decision["type"], decision["reference"], note)
         if decision.get("review_required"):
             text += "; flagged for retrospective review"
         return text
-    return "change gate denied %s: %s" % (label, "; ".join(decision["reasons"]))
+    return "change gate denied %s%s: %s" % (label, note, "; ".join(decision["reasons"]))
 
 
 # --------------------------------------------------------------------------

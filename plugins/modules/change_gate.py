@@ -30,8 +30,10 @@ description:
   - B(emergency) - O(emergency=true) by a user the policy lets declare emergencies, with a
     justification. Allowed, recorded and flagged for retrospective review.
   - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
-  - B(dry-run) - in check mode the play is always allowed; the decision a real run would get is
-    returned under C(decision.would_be).
+  - B(dry-run) - in a C(--check) run the play is always allowed; the decision a real run would get is
+    returned under C(decision.would_be). What counts is the run's C(--check), not the gate task's own
+    C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode: false)) is
+    judged as a real run.
   - B(denied) otherwise, with every reason. It fails closed - if the system of record cannot be read
     or the decision cannot be recorded, the decision is denied with that reason.
   - A policy file that is not valid fails the task (and so the play) with one error naming the
@@ -42,7 +44,10 @@ extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
-    description: Check-mode runs are always allowed and recorded as type V(dry-run), with the decision a real run would get.
+    description:
+      - C(--check) runs are always allowed and recorded as type V(dry-run), with the decision a real run would get,
+        unless some task of the play runs for real (C(check_mode: false)).
+      - The gate task's own C(check_mode) is ignored.
     support: full
   diff_mode:
     description: Decides and records only; there is nothing to diff.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.playbook.block import Block
 
 #: arguments that name a file a task writes, for any module
@@ -31,6 +32,8 @@ DEFAULT_MODULE_PATHS = {
     "authorized_key": "~/.ssh/authorized_keys",
 }
 DYNAMIC_INCLUDES = {"include_tasks", "include_role", "include_vars", "include"}
+#: actions that only write to the system of record (see projections.RECORD_ONLY_ACTION_PREFIX)
+RECORD_ONLY_PREFIX = "changeops.itsm."
 
 
 def _short(action):
@@ -64,11 +67,37 @@ def _template(templar, value):
     return rendered if isinstance(rendered, str) else value
 
 
-def inspect_play(play, task_vars, templar=None, playbook=None):
-    """``{name, pattern, roles, tags, modules, paths, dynamic_includes, ...}`` of ``play``."""
+def _where(task):
+    return task.get_path() or "(unknown file)"
+
+
+def _runs_for_real(task, templar):
+    """In a --check run: does this task set (or inherit) ``check_mode: false``?
+
+    An expression that cannot be resolved yet counts as real: the gate must not call a play
+    a dry run when it cannot tell.
+    """
+    value = getattr(task, "check_mode", None)
+    if isinstance(value, str):
+        value = _template(templar, value)
+        if isinstance(value, str) and "{" in value:
+            return True
+        try:
+            value = boolean(value, strict=True)
+        except TypeError:
+            return True
+    return value is False
+
+
+def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False):
+    """``{name, pattern, roles, tags, modules, paths, dynamic_includes, ...}`` of ``play``.
+
+    ``check_mode`` is the run's ``--check``: tasks that still run for real are listed in
+    ``real_in_check_mode``.
+    """
     only_tags = set(getattr(play, "only_tags", None) or ["all"])
     skip_tags = set(getattr(play, "skip_tags", None) or [])
-    roles, tags, modules, paths, includes = [], [], [], [], []
+    roles, tags, modules, paths, includes, real = [], [], [], [], [], []
 
     def add(target, value):
         if value and value not in target:
@@ -104,6 +133,8 @@ def inspect_play(play, task_vars, templar=None, playbook=None):
             add(tags, str(tag))
         short = _short(action)
         args = task.args or {}
+        if check_mode and not action.startswith(RECORD_ONLY_PREFIX) and _runs_for_real(task, templar):
+            add(real, "%s (%s)" % (_where(task), task.get_name()))
         if short in DYNAMIC_INCLUDES:
             target = args.get("name") or args.get("file") or args.get("_raw_params")
             add(includes, "%s %s" % (short, target))
@@ -138,4 +169,5 @@ def inspect_play(play, task_vars, templar=None, playbook=None):
         "modules": sorted(modules),
         "paths": sorted(paths),
         "dynamic_includes": includes,
+        "real_in_check_mode": real,
     }

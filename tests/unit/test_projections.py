@@ -43,18 +43,23 @@ class Run(object):
         self.sor.append([self.entry("run.play", play_id=play_id, name=name, pattern="all", hosts=[])])
         return self
 
-    def result_entry(self, play_id, host, status, action="ansible.builtin.copy", item=None, task="task"):
+    def result_entry(self, play_id, host, status, action="ansible.builtin.copy", item=None, task="task",
+                     started_at=None, **task_fields):
         return self.entry("run.result", play_id=play_id, host=host, status=status, changed=status == "changed",
-                          item=item, task={"uuid": "u-" + task, "name": task, "action": action},
-                          started_at=self.started_at, duration_ms=5, result={"msg": "x"})
+                          item=item, task=dict({"uuid": "u-" + task, "name": task, "action": action}, **task_fields),
+                          started_at=started_at or self.started_at, duration_ms=5, result={"msg": "x"})
 
     def result(self, play_id, host, status, **kwargs):
         self.sor.append([self.result_entry(play_id, host, status, **kwargs)])
         return self
 
-    def gate(self, play_id, allowed=True, gate_type="standard", reference=None):
-        self.sor.append([self.entry("run.gate", play_id=play_id, decision_id="d-%s-%s" % (play_id, gate_type),
-                                    allowed=allowed, type=gate_type, reference=reference, reasons=[])])
+    def gate(self, play_id, allowed=True, gate_type="standard", reference=None, hosts=("web01", "web02"),
+             checked_at=None):
+        """A run.gate decision as the gate records it: the hosts it covers and when it was taken."""
+        decision_id = "d-%s-%s-%s" % (play_id, gate_type, "-".join(hosts))
+        self.sor.append([self.entry("run.gate", play_id=play_id, decision_id=decision_id, allowed=allowed,
+                                    type=gate_type, reference=reference, reasons=[], hosts=list(hosts),
+                                    checked_at=checked_at or self.started_at)])
         return self
 
     def finish(self, outcome="successful"):
@@ -301,3 +306,62 @@ def test_change_request_versions(sor):
 def test_counters_allocate_increasing_numbers(sor):
     assert [sor.next_number("change_request") for _attempt in range(3)] == [1, 2, 3]
     assert sor.next_number("other") == 1
+
+
+# ----------------------------------------------------------------------------- what a gate decision authorises
+def test_a_dry_run_decision_never_authorises_a_real_change(sor):
+    run = Run(sor).start().play("p1").gate("p1", gate_type="dry-run").result("p1", "web01", "changed")
+    assert run.finish()["authorisation"] == "unauthorised"
+
+
+@pytest.mark.parametrize("task_check_mode, expected", [(True, "dry-run"), (None, "dry-run"),
+                                                       (False, "unauthorised")])
+def test_in_a_check_run_only_tasks_forced_out_of_check_mode_change_hosts(sor, task_check_mode, expected):
+    run = Run(sor, check_mode=True).start().play("p1").gate("p1", gate_type="dry-run")
+    fields = {} if task_check_mode is None else {"check_mode": task_check_mode}
+    run.result("p1", "web01", "changed", **fields)
+    run.result("p1", "web02", "changed", task="predicted", check_mode=True)
+    event = run.finish()
+    assert event["dry_run"] is True
+    assert event["authorisation"] == expected
+
+
+def test_a_real_change_in_a_check_run_is_authorised_by_a_real_decision(sor):
+    run = Run(sor, check_mode=True).start().play("p1").gate("p1", gate_type="normal", reference="CHG0000003")
+    run.result("p1", "web01", "changed", check_mode=False).result("p1", "web02", "changed", task="t2", check_mode=True)
+    event = run.finish()
+    assert (event["authorisation"], event["authorisation_ref"]) == ("normal", "CHG0000003")
+
+
+def test_a_decision_covers_only_its_own_hosts(sor):
+    """serial: batch 1 allowed, batch 2 denied (fail_on_deny: false): batch 2's changes are not authorised."""
+    run = Run(sor).start().play("p1").gate("p1", hosts=["web01"], reference="std-a")
+    run.result("p1", "web01", "changed")
+    run.gate("p1", allowed=False, gate_type="denied", hosts=["web02"]).result("p1", "web02", "changed")
+    assert run.finish()["authorisation"] == "unauthorised"
+    only_first = Run(sor).start().play("p1").gate("p1", hosts=["web01"], reference="std-a")
+    only_first.result("p1", "web01", "changed")
+    only_first.gate("p1", allowed=False, gate_type="denied", hosts=["web02"]).result("p1", "web02", "ok")
+    assert only_first.finish()["authorisation"] == "standard"
+
+
+def test_a_change_recorded_before_the_decision_is_not_authorised_by_it(sor):
+    run = Run(sor).start().play("p1").result("p1", "web01", "changed", task="before")
+    run.gate("p1", reference="std-a").result("p1", "web01", "changed", task="after")
+    assert run.finish()["authorisation"] == "unauthorised"
+
+
+def test_a_change_started_before_the_decision_but_written_after_it_is_not_authorised(sor):
+    """The recorder writes results from a queue: ledger order alone would credit them."""
+    run = Run(sor).start().play("p1").gate("p1", reference="std-a", checked_at="2026-11-23T10:00:05.000000Z")
+    run.result("p1", "web01", "changed", task="queued", started_at="2026-11-23T10:00:01.000000Z")
+    assert run.finish()["authorisation"] == "unauthorised"
+    later = Run(sor).start().play("p1").gate("p1", reference="std-a", checked_at="2026-11-23T10:00:05.000000Z")
+    later.result("p1", "web01", "changed", started_at="2026-11-23T10:00:06.000000Z")
+    assert later.finish()["authorisation"] == "standard"
+
+
+def test_a_later_denial_for_the_same_hosts_withdraws_the_authorisation(sor):
+    run = Run(sor).start().play("p1").gate("p1", reference="std-a")
+    run.gate("p1", allowed=False, gate_type="denied").result("p1", "web01", "changed")
+    assert run.finish()["authorisation"] == "unauthorised"

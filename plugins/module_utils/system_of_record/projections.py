@@ -156,35 +156,71 @@ def _run_gate(db, entry):
     run_id = entry.data["run_id"]
     doc = _ensure_event(db, entry, run_id)
     gates = [gate for gate in doc.get("gates", []) if gate.get("decision_id") != entry.data.get("decision_id")]
-    gates.append(entry.data)
+    # the ledger position says which results came after the decision (see _authorisation)
+    gates.append(dict(entry.data, seq=entry.seq))
     doc["gates"] = gates
     _save_event_doc(db, run_id, doc, entry.seq)
 
 
-def _authorisation(db, run_id, doc, dry_run):
-    """Decide how the run's changes were authorised, play by play.
+#: a result that ran for real in a --check run (task ``check_mode: false``) carries this in its
+#: canonical JSON; the text test only narrows the rows whose document is then read
+_REAL_IN_CHECK_MODE = '%"check_mode":false%'
 
-    A play that changed a managed host is authorised only by an allowing gate
-    decision for that play; one such play without it makes the whole run
-    ``unauthorised``.
+
+def _changed_results(db, run_id, dry_run):
+    """``(seq, play_id, host, started_at)`` of the results that changed a managed host."""
+    sql = ("SELECT seq, play_id, host, started_at%s FROM task_results WHERE run_id = ? AND changed = 1"
+           " AND status <> 'failed' AND (action IS NULL OR action NOT LIKE ?)")
+    if not dry_run:
+        return db.execute(sql % "" + " ORDER BY seq", (run_id, RECORD_ONLY_ACTION_PREFIX + "%")).fetchall()
+    # In a --check run only tasks forced out of check mode change anything; results recorded
+    # before the recorder said so (no task.check_mode) keep counting as dry-run.
+    rows = db.execute(sql % ", doc" + " AND doc LIKE ? ORDER BY seq",
+                      (run_id, RECORD_ONLY_ACTION_PREFIX + "%", _REAL_IN_CHECK_MODE)).fetchall()
+    return [row[:4] for row in rows if (_load(row[4]).get("task") or {}).get("check_mode") is False]
+
+
+def _decisions_by_host(doc):
+    """``{(play_id, host): [gate, ...]}`` in ledger order, every gate listed under each host it covers."""
+    index = {}
+    for gate in sorted(doc.get("gates", []), key=lambda gate: gate.get("seq") or 0):
+        play_id = gate.get("play_id")
+        for host in gate.get("hosts") or ():
+            index.setdefault((play_id, host), []).append(gate)
+    return index
+
+
+def _decision_in_force(decisions, seq, started_at):
+    """The latest decision recorded, and taken, before the result; None when there is none.
+
+    Ledger order alone is not enough: the recorder writes results from a queue, so a change
+    made before the gate ran may be appended after the gate's entry. Its start time is not."""
+    for gate in reversed(decisions):
+        if gate.get("seq") is not None and gate["seq"] >= seq:
+            continue
+        if started_at and gate.get("checked_at") and started_at < gate["checked_at"]:
+            continue
+        return gate
+    return None
+
+
+def _authorisation(db, run_id, doc, dry_run):
+    """Decide how the run's changes were authorised, change by change.
+
+    A change to a managed host is authorised only by an allowing, non-dry-run gate decision for
+    its play that covers its host and was in force when it started (the latest decision for
+    that play and host before it). One change without such a decision makes the whole run
+    ``unauthorised``. A --check run is a ``dry-run`` unless some of its tasks ran for real.
     """
-    if dry_run:
-        return "dry-run", None
-    changed_plays = [row[0] for row in db.execute(
-        "SELECT DISTINCT play_id FROM task_results WHERE run_id = ? AND changed = 1 AND status <> 'failed'"
-        " AND (action IS NULL OR action NOT LIKE ?)",
-        (run_id, RECORD_ONLY_ACTION_PREFIX + "%")).fetchall()]
-    if not changed_plays:
-        return "no-change", None
-    allowing = {}
-    for gate in doc.get("gates", []):
-        if gate.get("allowed"):
-            allowing[gate.get("play_id")] = gate
+    changes = _changed_results(db, run_id, dry_run)
+    if not changes:
+        return ("dry-run" if dry_run else "no-change"), None
+    decisions = _decisions_by_host(doc)
     kinds = []
     references = []
-    for play_id in changed_plays:
-        gate = allowing.get(play_id)
-        if gate is None:
+    for seq, play_id, host, started_at in changes:
+        gate = _decision_in_force(decisions.get((play_id, host), ()), seq, started_at)
+        if gate is None or not gate.get("allowed") or gate.get("type") == "dry-run":
             return "unauthorised", None
         if gate.get("type") not in kinds:
             kinds.append(gate.get("type"))
