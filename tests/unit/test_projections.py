@@ -365,3 +365,12 @@ def test_a_later_denial_for_the_same_hosts_withdraws_the_authorisation(sor):
     run = Run(sor).start().play("p1").gate("p1", reference="std-a")
     run.gate("p1", allowed=False, gate_type="denied").result("p1", "web01", "changed")
     assert run.finish()["authorisation"] == "unauthorised"
+
+
+def test_a_decision_recorded_without_hosts_covers_its_whole_play(sor):
+    """Ledgers written before the gate recorded its hosts keep their authorisation on replay."""
+    run = Run(sor).start().play("p1")
+    sor.append([run.entry("run.gate", play_id="p1", decision_id="legacy", allowed=True, type="standard",
+                          reference="std-a", reasons=[])])
+    run.result("p1", "web07", "changed")
+    assert run.finish()["authorisation"] == "standard"

@@ -181,13 +181,26 @@ def _changed_results(db, run_id, dry_run):
 
 
 def _decisions_by_host(doc):
-    """``{(play_id, host): [gate, ...]}`` in ledger order, every gate listed under each host it covers."""
+    """``{(play_id, host): [gate, ...]}`` in ledger order, every gate listed under each host it covers.
+
+    A decision without ``hosts`` (entries written before the gate recorded them) is listed
+    under ``(play_id, None)``: it covers every host of its play.
+    """
     index = {}
     for gate in sorted(doc.get("gates", []), key=lambda gate: gate.get("seq") or 0):
         play_id = gate.get("play_id")
-        for host in gate.get("hosts") or ():
+        hosts = gate.get("hosts")
+        for host in hosts if hosts is not None else (None,):
             index.setdefault((play_id, host), []).append(gate)
     return index
+
+
+def _decisions_for(index, play_id, host):
+    decisions = index.get((play_id, host), [])
+    play_wide = index.get((play_id, None))
+    if play_wide:
+        decisions = sorted(decisions + play_wide, key=lambda gate: gate.get("seq") or 0)
+    return decisions
 
 
 def _decision_in_force(decisions, seq, started_at):
@@ -219,7 +232,7 @@ def _authorisation(db, run_id, doc, dry_run):
     kinds = []
     references = []
     for seq, play_id, host, started_at in changes:
-        gate = _decision_in_force(decisions.get((play_id, host), ()), seq, started_at)
+        gate = _decision_in_force(_decisions_for(decisions, play_id, host), seq, started_at)
         if gate is None or not gate.get("allowed") or gate.get("type") == "dry-run":
             return "unauthorised", None
         if gate.get("type") not in kinds:
