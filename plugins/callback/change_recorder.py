@@ -224,7 +224,13 @@ class CallbackModule(CallbackBase):
         self._play_id = None
         self._loader = None
         self._variable_manager = None
-        self._scanned_files = set()
+        self._play = None
+        # loader cache keys already walked; kept apart from the vars_files this callback read itself, which
+        # are never in that cache (the early exit in _scan_loaded_files compares the two sizes)
+        self._scanned_cache_keys = set()
+        self._read_vars_files = set()
+        self._templated_vars_files = False
+        self._host_vars_scanned = set()
         self._seen_secret_containers = set()
         self._inventory_scanned = False
         self._starts = {}
@@ -327,6 +333,8 @@ class CallbackModule(CallbackBase):
             return
         self._variable_manager = getattr(play, "_variable_manager", None) or self._variable_manager
         self._loader = getattr(play, "_loader", None) or self._loader
+        self._play = play
+        self._host_vars_scanned = set()
         self._collect_run_secrets(play)
         self._queue_run_started()
         self._play_id = play._uuid
@@ -454,7 +462,12 @@ class CallbackModule(CallbackBase):
         self._scan_loaded_files()
 
     def _collect_vars_files(self, play):
-        """vars_files with inline ``!vault`` values: the loader does not cache those, so read them once."""
+        """vars_files with inline ``!vault`` values: the loader does not cache those, so read them once.
+
+        A name with a template (``vars/{{ site }}.yml``) can name another file for each host: those are
+        found per host, from the host's variables (:meth:`_collect_host_play_secrets`).
+        """
+        self._templated_vars_files = False
         loader = self._loader
         if loader is None:
             return
@@ -462,16 +475,33 @@ class CallbackModule(CallbackBase):
             for name in item if isinstance(item, list) else [item]:
                 name = to_text(name)
                 if "{{" in name or "{%" in name:
-                    continue  # depends on host variables; each host's file is scanned when cached
+                    self._templated_vars_files = True
+                    continue
                 try:
                     found = loader.path_dwim_relative_stack(play.get_search_path(), "vars", name)
-                    if found in self._scanned_files:
+                    if found in self._read_vars_files:
                         continue
-                    self._scanned_files.add(found)
+                    self._read_vars_files.add(found)
                     data = loader.load_from_file(found, unsafe=True, cache="vaulted", trusted_as_template=True)
                 except Exception:  # pylint: disable=broad-except
                     continue
                 collect_vault_secrets(data, self._redactor.add_known_secret)
+
+    def _collect_host_play_secrets(self, host):
+        """Vault values of the vars_files a template names for this host.
+
+        Ansible templates and reads those files for every host and task (``cache='vaulted'`` keeps only
+        wholly encrypted files), so nothing else would ever see an inline ``!vault`` value in them. The
+        host's play variables hold what they loaded: walk those, once per host and play, and again after
+        a result that may change what the templates resolve to (facts, registered values). Runs before
+        the host's task is executed, so its result is already redacted with these secrets.
+        """
+        self._host_vars_scanned.add(host.get_name())
+        try:
+            variables = self._variable_manager.get_vars(play=self._play, host=host, include_hostvars=False)
+            collect_vault_secrets(variables, self._redactor.add_known_secret)
+        except Exception:  # pylint: disable=broad-except
+            pass
 
     def _collect_inventory_secrets(self):
         inventory = getattr(self._variable_manager, "_inventory", None)
@@ -496,14 +526,17 @@ class CallbackModule(CallbackBase):
             pass
 
     def _scan_loaded_files(self):
-        """Walk files the loader parsed since last time (group_vars, host_vars, roles, includes)."""
+        """Walk files the loader parsed since last time (group_vars, host_vars, roles, includes).
+
+        The loader only ever adds keys to its cache, so an unchanged size means nothing new to walk.
+        """
         cache = getattr(self._loader, "_FILE_CACHE", None)
-        if not cache or len(cache) <= len(self._scanned_files):
+        if not cache or len(cache) <= len(self._scanned_cache_keys):
             return
         for path in list(cache):
-            if path in self._scanned_files:
+            if path in self._scanned_cache_keys:
                 continue
-            self._scanned_files.add(path)
+            self._scanned_cache_keys.add(path)
             try:
                 collect_vault_secrets(cache[path], self._redactor.add_known_secret)
             except Exception:  # pylint: disable=broad-except
@@ -518,6 +551,8 @@ class CallbackModule(CallbackBase):
             key = (host.get_name(), task._uuid)
             self._starts[key] = now
             self._item_marks.pop(key, None)
+            if self._templated_vars_files and key[0] not in self._host_vars_scanned:
+                self._collect_host_play_secrets(host)
 
     def v2_runner_on_ok(self, result):
         self._record("ok", result)
@@ -592,6 +627,9 @@ class CallbackModule(CallbackBase):
         info = self._task_info(task, result)
         if info["action"].rsplit(".", 1)[-1] == "include_vars":
             self._collect_included_vars(host)
+        if raw.get("ansible_facts") or getattr(task, "register", None):
+            # a fact or a registered value may name another vars_file for this host from its next task on
+            self._host_vars_scanned.discard(host)
         data = {
             "run_id": self._run_id,
             "play_id": self._play_id,
