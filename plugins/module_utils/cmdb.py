@@ -17,9 +17,11 @@ import uuid
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time, to_plain, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import (
     IDENTITY_ORDER,
+    ci_identities,
     host_identities,
     identify_host,
     name_identity,
+    refuse_held_identities,
     release_entries_data,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import (
@@ -38,6 +40,8 @@ STATUSES = ["planned", "operational", "maintenance", "non_operational", "retired
 DEFAULT_RELATIONSHIP_TYPES = ["runs_on", "depends_on", "hosted_on", "member_of"]
 #: columns the projection indexes; everything else is a free attribute
 CORE_ATTRIBUTES = ("name", "class", "status", "environment")
+#: attributes holding a list of names (services the CI belongs to, tags)
+NAME_LIST_ATTRIBUTES = ("services", "tags")
 DEFAULT_CLASS = "cmdb_ci"
 #: how many times a write is recomputed when another writer got there first
 WRITE_ATTEMPTS = 3
@@ -134,7 +138,23 @@ def validate_attributes(attributes, field="attributes"):
         if key == "environment" and value is not None and not isinstance(value, str):
             raise ValidationError("%s.environment must be a string, got %r" % (field, value),
                                   field="%s.environment" % field, value=value)
+    attributes = dict(attributes)
+    for key in NAME_LIST_ATTRIBUTES:
+        if attributes.get(key) is not None:
+            attributes[key] = _name_list("%s.%s" % (field, key), attributes[key])
     return to_plain(attributes)
+
+
+def _name_list(field, value):
+    # One name written as a plain string is what people type for a single
+    # service; everything that reads services (the gate, the inventory's
+    # service_* groups, service filters) expects a list.
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ValidationError("%s must be a list of names (or one name as a string), got %r" % (field, value),
+                              field=field, value=value)
+    return value
 
 
 def attribute_changes(current, desired):
@@ -239,6 +259,9 @@ def desired_host_attributes(params, facts, host):
     user_map = compile_attribute_map(params.get("attribute_map") or {})
     explicit = validate_attributes(params.get("attributes") or {})
     desired = map_facts(facts or {}, user_map, use_defaults=params.get("default_mapping", True))
+    for key in NAME_LIST_ATTRIBUTES:
+        if key in desired:
+            desired[key] = _name_list("attribute_map.%s" % key, desired[key])
     for option in ("environment", "owner", "support_group", "services", "tags", "status"):
         if params.get(option) is not None:
             desired[option] = params[option]
@@ -482,7 +505,8 @@ def _ensure_ci(ctx, ci, attributes, state):
             raise ValidationError("ci_class: required to create CI %r" % desired.get("name"), field="ci_class")
         new_attributes = dict((key, value) for key, value in desired.items() if value is not None)
         ci_id = new_ci_id()
-        identities = {"name": name_identity(new_attributes["class"], new_attributes["name"])}
+        identities = ci_identities(new_attributes, changes=new_attributes)
+        refuse_held_identities(ctx.sor, ci_id, identities, {}, _identity_fields(params, new_attributes))
         relationships = _desired_relationships(ctx.sor, params, None, new_attributes["name"])
         entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": new_attributes,
                                                    "identities": identities, "run_id": ctx.run_id},
@@ -495,14 +519,14 @@ def _ensure_ci(ctx, ci, attributes, state):
         current = dict(ci.get("attributes") or {})
         changes = attribute_changes(current, desired)
         after_attributes = apply_changes(current, changes)
-        identities = dict(ci.get("identities") or {})
-        if "name" in changes or "class" in changes:
-            identities["name"] = name_identity(after_attributes.get("class"), after_attributes.get("name"))
+        stored = dict(ci.get("identities") or {})
+        identities = ci_identities(after_attributes, stored, changes)
+        refuse_held_identities(ctx.sor, ci_id, identities, stored, _identity_fields(params, after_attributes))
         relationships = _desired_relationships(ctx.sor, params, ci_id, after_attributes.get("name"))
         before_rels = [rel for rel in ci.get("relationships") or [] if rel["source"] == ci_id]
-        if changes or identities != (ci.get("identities") or {}):
+        if changes or identities != stored:
             data = {"ci_id": ci_id, "base_version": ci["version"], "changes": changes, "run_id": ctx.run_id}
-            if identities != (ci.get("identities") or {}):
+            if identities != stored:
                 data["identities"] = identities
             entries.append(Entry("ci.updated", ci_id, data, actor=ctx.actor))
         before = current
@@ -536,6 +560,9 @@ def _ensure_ci(ctx, ci, attributes, state):
               "relationships_removed": [{"type": kind, "target": target, "target_name": names.get(target)}
                                         for kind, target in removed],
               "ci": ci_view(after)}
+    before_identities = dict((ci or {}).get("identities") or {})
+    if ci is not None and identities != before_identities:
+        result["identities"] = {"from": before_identities, "to": identities}
     if ctx.diff and entries:
         result["diff"] = {
             "before": dict(before, relationships=["%s %s" % (kind, names.get(target) or target)
@@ -545,7 +572,18 @@ def _ensure_ci(ctx, ci, attributes, state):
             "before_header": "CI %s" % (ci_id if ci else "(none)"),
             "after_header": "CI %s (%s)" % (ci_id, after_attributes.get("name")),
         }
+        if "identities" in result:
+            # the identities decide which host register_host matches: a change to them is shown
+            result["diff"]["before"]["identities"] = before_identities
+            result["diff"]["after"]["identities"] = identities
     return result
+
+
+def _identity_fields(params, attributes):
+    """Which option each identity of a configuration_item write comes from, and the value shown."""
+    fields = dict((kind, ("attributes.%s" % kind, attributes.get(kind))) for kind in IDENTITY_ORDER)
+    fields["name"] = ("name" if params.get("name") else "attributes.name", attributes.get("name"))
+    return fields
 
 
 def _remove_ci(ctx, ci):

@@ -57,6 +57,10 @@ def identity_value(kind, value):
     return text
 
 
+def _describe(ci):
+    return "CI %s (%s, %s, status %s)" % (ci["ci_id"], ci.get("name"), ci.get("class"), ci.get("status"))
+
+
 def host_identities(attributes, kinds=IDENTITY_ORDER):
     """``{kind: value}`` of a host CI's attributes, for the kinds in use, placeholders dropped."""
     identities = {}
@@ -71,6 +75,51 @@ def host_identities(attributes, kinds=IDENTITY_ORDER):
     return identities
 
 
+def ci_identities(attributes, stored=None, changes=None):
+    """Identities a CI holds after ``configuration_item`` wrote ``attributes``.
+
+    Host CIs recompute them with the same rules as register_host, for the
+    kinds the CI already holds (register_host's ``identify_by`` chose them, and
+    a retired CI may have given some up) plus the kinds this write touches: so
+    correcting ``product_uuid`` after a motherboard swap moves the identity
+    too. Other classes only have their name identity.
+    """
+    stored = dict(stored or {})
+    touched = set(changes or ())
+    if "class" in touched:
+        touched.add("name")
+    if attributes.get("class") in HOST_CLASSES:
+        kinds = [kind for kind in IDENTITY_ORDER if kind in stored or kind in touched]
+        return host_identities(attributes, kinds)
+    if "name" in touched or "name" not in stored:
+        stored["name"] = name_identity(attributes.get("class"), attributes.get("name"))
+    return stored
+
+
+def refuse_held_identities(sor, ci_id, identities, stored, fields):
+    """Before writing: every identity the CI newly claims must be free (``fields``: kind -> option named)."""
+    for kind, value in sorted(identities.items()):
+        if (stored or {}).get(kind) == value:
+            continue
+        holder = sor.find_ci_by_identity(kind, value)
+        if holder is None or holder == ci_id:
+            continue
+        other = sor.get_ci(holder) or {"ci_id": holder}
+        field, shown = fields.get(kind, ("attributes.%s" % kind, value))
+        if kind == "name":
+            raise ConflictError(
+                "%s: %r is already the name of %s; %s. Update that CI (by its ci_id, or with ci_class: %s) or "
+                "choose another name" % (
+                    field, shown, _describe(other),
+                    "servers, virtual machines and containers share one namespace of names"
+                    if value.startswith("host/") else "names are unique per class",
+                    other.get("class")),
+                field=field, value=shown, ci_id=holder)
+        raise ConflictError(
+            "%s: %r already identifies %s; two CIs cannot claim one identity. Correct or retire that CI first"
+            % (field, shown, _describe(other)), field=field, value=shown, identity=kind, ci_id=holder)
+
+
 class Match(object):
     """Outcome of identification: the CI to update (or None: create) and what to release."""
 
@@ -79,10 +128,6 @@ class Match(object):
         self.matched_by = matched_by
         #: ``{ci_id: [kinds]}`` identities retired CIs must give up for this host
         self.released = released or {}
-
-
-def _describe(ci):
-    return "CI %s (%s, %s, status %s)" % (ci["ci_id"], ci.get("name"), ci.get("class"), ci.get("status"))
 
 
 def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=(), inventory_hosts=(), own_names=()):

@@ -17,6 +17,13 @@ description:
   - Retiring keeps the CI, its relationships and its history; the inventory plugin leaves
     retired CIs out. O(state=absent) on a CI that other CIs depend on is refused with the list
     of dependents unless O(force=true).
+  - "For a CI of a host class (V(server), V(virtual_machine), V(container)) the identities that
+    M(changeops.itsm.register_host) matches hosts by (C(product_uuid), C(machine_id),
+    C(serial_number), C(fqdn), C(name)) follow its attributes: setting C(product_uuid) and
+    C(serial_number) after a motherboard swap moves those identities, so the host registers again."
+  - A name or identity that another CI already holds is refused before anything is written,
+    naming the field, the value and that CI. Servers, virtual machines and containers share one
+    namespace of names; other classes have one per class.
   - Every write is a batch of ledger entries appended atomically; nothing is half-written.
 author:
   - changeops.itsm maintainers (@changeops)
@@ -27,7 +34,7 @@ attributes:
     description: Computes the predicted CI and changes without writing to the ledger.
     support: full
   diff_mode:
-    description: Shows the CI's attributes (and relationships) before and after.
+    description: Shows the CI's attributes (and relationships, and identities when they change) before and after.
     support: full
 options:
   name:
@@ -57,6 +64,7 @@ options:
       - Attributes to set; other attributes are kept. A V(null) value removes the attribute.
       - C(status) must be one of V(planned), V(operational), V(maintenance), V(non_operational),
         V(retired).
+      - C(services) and C(tags) are lists of names; one name given as a string becomes a list of one.
     type: dict
     default: {}
   relationships:
@@ -136,6 +144,13 @@ EXAMPLES = r"""
       - type: secures
         target: lb01
 
+- name: After a motherboard swap, give the server's CI the new board's identities
+  changeops.itsm.configuration_item:
+    name: db01
+    attributes:
+      product_uuid: 4c4c4544-0042-3510-8052-b4c04f4d4d32
+      serial_number: CZ1234ABCD
+
 - name: Retire an old server (history kept)
   changeops.itsm.configuration_item:
     name: web07
@@ -162,6 +177,10 @@ created:
 changes:
   description: "Attribute changes, C({attr: {from, to}})."
   returned: always
+  type: dict
+identities:
+  description: "The CI's identities before and after, C({from, to}), when they changed (or would)."
+  returned: when identities changed
   type: dict
 relationships_added:
   description: Relationships added (or that would be), C(type), C(target), C(target_name).

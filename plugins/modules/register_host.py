@@ -53,6 +53,8 @@ options:
       - Attributes to set, overriding the mapped facts. A V(null) value removes the attribute.
       - C(class), C(status), C(environment) and C(name) are indexed; C(status) must be one of
         V(planned), V(operational), V(maintenance), V(non_operational), V(retired).
+      - C(services) and C(tags) are lists of names; one name given as a string becomes a list of one
+        (also when it comes from O(attribute_map)).
     type: dict
     default: {}
   attribute_map:

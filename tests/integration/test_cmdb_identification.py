@@ -60,3 +60,51 @@ def test_localhost_fqdns_identify_nothing(project, open_sor):
     together = run(project, "register.yml")
     assert set(recap(together.stdout)) == {"alpha", "beta", "gamma"}
     assert [ci["name"] for ci in sor.find_cis()] == ["alpha", "beta", "gamma"]
+
+
+FIX_PLAY = """
+- name: Correct the CI after the motherboard swap
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: New board, new product uuid and serial
+      changeops.itsm.configuration_item:
+        name: db01
+        attributes:
+          product_uuid: 4c4c4544-0000-4000-8000-00000000b002
+          serial_number: SN-NEW-BOARD
+"""
+
+
+def test_a_motherboard_swap_is_refused_until_configuration_item_corrects_the_identities(project, open_sor):
+    localhost = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    board = {"ansible_product_uuid": "4c4c4544-0000-4000-8000-00000000a001", "ansible_product_serial": "SN-OLD-BOARD"}
+    db01 = dict(host_facts("db01"), **board)
+    write_inventory(project, {"db01": db01, "localhost": localhost})
+    project.write_playbook("register.yml", REGISTER_PLAY.replace("hosts: all", "hosts: db01"))
+    run(project, "register.yml")
+    sor = open_sor()
+    ci_id = sor.find_cis(name="db01")[0]["ci_id"]
+
+    db01.update(ansible_product_uuid="4c4c4544-0000-4000-8000-00000000b002", ansible_product_serial="SN-NEW-BOARD",
+                ansible_memtotal_mb=16384)
+    write_inventory(project, {"db01": db01, "localhost": localhost})
+    swapped = run(project, "register.yml", check=False)
+    assert swapped.returncode != 0
+    assert "which is a different machine (product_uuid '4c4c4544-0000-4000-8000-00000000a001' there" in swapped.stdout
+    assert "correct its identities" in swapped.stdout
+    written = len(ci_entries(sor))
+
+    project.write_playbook("fix.yml", FIX_PLAY)
+    dry = run(project, "fix.yml", "--check", "--diff")
+    assert recap(dry.stdout)["localhost"][1] == 1
+    assert '-        "serial_number": "SN-OLD-BOARD"' in dry.stdout, dry.stdout
+    assert '+        "serial_number": "SN-NEW-BOARD"' in dry.stdout, dry.stdout
+    assert len(ci_entries(sor)) == written
+    run(project, "fix.yml")
+    assert sor.get_ci(ci_id)["identities"]["product_uuid"] == "4c4c4544-0000-4000-8000-00000000b002"
+
+    again = run(project, "register.yml")
+    assert recap(again.stdout)["db01"][1] == 1
+    assert [ci["ci_id"] for ci in sor.find_cis()] == [ci_id]
+    assert sor.get_ci(ci_id)["attributes"]["memory_mb"] == 16384

@@ -406,6 +406,82 @@ def test_retiring_a_missing_ci_is_an_error(sor):
         ci_item(sor, name="ghost", ci_class="application", state="retired")
 
 
+def test_correcting_a_host_cis_hardware_attributes_moves_its_identities(sor):
+    old = {"product_uuid": "aaaa-1111-2222", "product_serial": "CZ12"}
+    new = {"product_uuid": "bbbb-3333-4444", "product_serial": "CZ99"}
+    first = register(sor, "db01", facts_for("db01", "m1", **old))
+    with pytest.raises(ConflictError) as error:
+        register(sor, "db01", facts_for("db01", "m1", **new))  # motherboard swap
+    assert "different machine" in error.value.message
+    before = head(sor)
+    fix = {"product_uuid": "BBBB-3333-4444", "serial_number": "CZ99"}
+    predicted = ci_item(sor, check_mode=True, name="db01", attributes=fix)
+    assert predicted["changed"] and head(sor) == before
+    assert predicted["identities"]["from"]["product_uuid"] == "aaaa-1111-2222"
+    assert predicted["identities"]["to"]["product_uuid"] == "bbbb-3333-4444"
+    assert predicted["identities"]["to"]["serial_number"] == "CZ99"
+    assert predicted["diff"]["before"]["identities"]["serial_number"] == "CZ12"
+    assert predicted["diff"]["after"]["identities"]["serial_number"] == "CZ99"
+    assert predicted["ci"]["identities"] == predicted["identities"]["to"]
+
+    fixed = ci_item(sor, name="db01", attributes=fix)
+    ci = sor.get_ci(first["ci_id"])
+    assert ci["identities"] == fixed["identities"]["to"] == dict(
+        predicted["identities"]["from"], product_uuid="bbbb-3333-4444", serial_number="CZ99")
+    assert not ci_item(sor, name="db01", attributes=fix)["changed"]
+    after = register(sor, "db01", facts_for("db01", "m1", memtotal_mb=8192, **new))
+    assert after["ci_id"] == first["ci_id"] and after["matched_by"] == "product_uuid"
+    # the identity was compared without case; the attribute takes the host's spelling
+    assert set(after["changes"]) == {"memory_mb", "last_seen", "product_uuid"}
+    assert not after.get("identities")
+
+
+def test_a_host_ci_made_by_configuration_item_is_identified_like_a_registered_one(sor):
+    made = ci_item(sor, name="vm05", ci_class="virtual_machine", attributes={"machine_id": "M5", "serial_number": "NA"})
+    assert sor.get_ci(made["ci_id"])["identities"] == {"name": "host/vm05", "machine_id": "m5"}
+    found = register(sor, "vm05-new", facts_for("vm05-new", "m5"))
+    assert found["ci_id"] == made["ci_id"] and found["matched_by"] == "machine_id"
+
+
+def test_a_name_held_by_another_host_class_is_refused_before_writing(sor, monkeypatch):
+    web = register(sor, "web01", facts_for("web01", "m-web"))
+    appends = []
+    monkeypatch.setattr(sor, "append", lambda entries: appends.append(entries))
+    with pytest.raises(ConflictError) as error:
+        ci_item(sor, name="web01", ci_class="virtual_machine")
+    assert error.value.message.startswith(
+        "name: 'web01' is already the name of CI %s (web01, server, status operational); servers, virtual machines "
+        "and containers share one namespace of names" % web["ci_id"])
+    assert error.value.details["field"] == "name" and error.value.details["ci_id"] == web["ci_id"]
+    with pytest.raises(ConflictError) as error:
+        ci_item(sor, name="vm09", ci_class="virtual_machine", attributes={"machine_id": "M-WEB"})
+    assert error.value.message.startswith(
+        "attributes.machine_id: 'M-WEB' already identifies CI %s (web01, server" % web["ci_id"])
+    assert appends == []  # refused before any write (no retries against the projection)
+
+
+def test_services_as_one_string_becomes_a_list(sor):
+    made = ci_item(sor, name="billing-app", ci_class="application", attributes={"services": "billing"})
+    assert sor.get_ci(made["ci_id"])["attributes"]["services"] == ["billing"]
+    assert [ci["name"] for ci in info(sor, service="billing")["configuration_items"]] == ["billing-app"]
+    registered = register(sor, "web01", facts_for("web01", "m1"), attributes={"services": "billing", "tags": "dmz"})
+    assert registered["ci"]["attributes"]["services"] == ["billing"]
+    assert registered["ci"]["attributes"]["tags"] == ["dmz"]
+
+
+@pytest.mark.parametrize("value", [3, {"name": "billing"}, ["billing", 7], [""]])
+def test_services_that_are_not_names_are_refused(sor, value):
+    with pytest.raises(ValidationError) as error:
+        ci_item(sor, name="billing-app", ci_class="application", attributes={"services": value})
+    assert error.value.message == "attributes.services must be a list of names (or one name as a string), got %r" % (
+        value,)
+    with pytest.raises(ValidationError) as error:
+        register(sor, "web01", {"ansible_local": {"app": {"services": value}}},
+                 attribute_map={"services": "ansible_local.app.services"})
+    assert error.value.message.startswith("attribute_map.services must be a list of names")
+    assert head(sor) == 0
+
+
 # --------------------------------------------------------------------------
 # configuration_item_info
 # --------------------------------------------------------------------------
