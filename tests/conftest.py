@@ -16,6 +16,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from support.backends import BACKENDS, backend_config, fresh_env  # noqa: E402
 from support.project import Project, ensure_collection_tree  # noqa: E402
 
 ensure_collection_tree()
@@ -26,21 +27,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
     open_system_of_record,
 )
 
-BACKENDS = ["sqlite", "postgresql"]
-
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends(*names): run only against these system-of-record backends")
     config.addinivalue_line("markers", "tampers_query_tables: edits query tables on purpose (no consistency check)")
-
-
-def _postgresql_backend_env(request):
-    """Backend env for PostgreSQL: a fresh database on the session's real server."""
-    try:
-        from support import postgresql_server  # provided with the PostgreSQL backend
-    except ImportError:
-        pytest.skip("the PostgreSQL backend is not implemented yet")
-    return postgresql_server.fresh_database_env(request)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -54,18 +44,7 @@ def backend(request):
 @pytest.fixture
 def backend_env(backend, request, tmp_path):
     """Environment variables that select a fresh, empty system of record."""
-    if backend == "sqlite":
-        return {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(tmp_path / "ledger.sqlite")}
-    return _postgresql_backend_env(request)
-
-
-def backend_config(env):
-    return {
-        "backend": env["CHANGEOPS_BACKEND"],
-        "sqlite_path": env.get("CHANGEOPS_SQLITE_PATH"),
-        "postgresql_dsn": env.get("CHANGEOPS_POSTGRESQL_DSN"),
-        "busy_timeout": int(env.get("CHANGEOPS_BUSY_TIMEOUT", "60")),
-    }
+    return fresh_env(backend, request, tmp_path)
 
 
 @pytest.fixture

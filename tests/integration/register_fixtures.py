@@ -16,6 +16,8 @@ import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from support.change_requests import approved_change, iso
 
 ENVIRONMENTS = ("production", "staging", "development")
 PLAYBOOKS = ("site.yml", "patch.yml", "deploy_web.yml", "rotate_certs.yml", "db_maintenance.yml", "hardening.yml")
@@ -194,18 +196,95 @@ CMDB_PLAYBOOK = """
       loop: "{{ groups['all_hosts'] }}"
 """
 
+#: the standard change template the patch run is authorised by
+PATCHING_POLICY = """
+templates:
+  - name: monthly-patching
+    description: Monthly OS patching of the web servers
+    conditions:
+      - "contains(tags, 'patching')"
+    max_hosts: 20
+"""
+
+PATCH_PLAYBOOK = """
+- name: Monthly patching of the web tier
+  hosts: all_hosts
+  gather_facts: false
+  pre_tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: policy.yml
+      tags: [always]
+  tasks:
+    - name: Record the patch level
+      ansible.builtin.copy:
+        content: "patch level 2026-01\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.patch"
+        mode: "0644"
+      tags: [patching]
+
+    - name: Service check that fails on web01
+      ansible.builtin.command: /bin/false
+      when: inventory_hostname == 'web01'
+      changed_when: false
+      tags: [patching]
+"""
+
+RELEASE_PLAYBOOK = """
+- name: Release 2.4 of the web tier
+  hosts: all_hosts
+  gather_facts: false
+  pre_tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: policy.yml
+        change_request: "{{ change_number }}"
+  tasks:
+    - name: Write the release version
+      ansible.builtin.copy:
+        content: "2.4.0\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.version"
+        mode: "0644"
+"""
+
+#: record_real_runs' playbooks in the order they run; the name (the file's
+#: basename, ':check' for a dry run) is how tests refer to each run
+REAL_RUNS = ("cmdb.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "deploy.yml")
+
+
+def _open(project):
+    env = project.backend_env
+    return open_system_of_record({"backend": env["CHANGEOPS_BACKEND"], "sqlite_path": env.get("CHANGEOPS_SQLITE_PATH"),
+                                  "postgresql_dsn": env.get("CHANGEOPS_POSTGRESQL_DSN"), "busy_timeout": 60})
+
 
 def record_real_runs(project, workdir):
-    """Five real ansible-playbook runs: CMDB registration (no change to hosts), unauthorised change,
-    dry run, emergency change, failed deploy."""
+    """Seven real ansible-playbook runs, one of each kind a reviewer meets, oldest first:
+
+    ``cmdb.yml`` CMDB registration (changes no managed host), ``motd.yml``
+    unauthorised change, ``motd.yml:check`` dry run, ``emergency.yml`` emergency
+    change, ``patch.yml`` standard change that fails on web01, ``release.yml``
+    normal change under an approved change request, ``deploy.yml`` unauthorised
+    change that fails on web02. The order lets a wrong awaiting-review order show:
+    newest first alone would put the authorised changes before the emergency one.
+    Returns the change request number of ``release.yml``.
+    """
     project.write_inventory(["web01", "web02"])
+    project.write("policy.yml", PATCHING_POLICY)
     project.write_playbook("cmdb.yml", CMDB_PLAYBOOK)
     project.write_playbook("motd.yml", MOTD_PLAYBOOK)
     project.write_playbook("emergency.yml", EMERGENCY_PLAYBOOK)
+    project.write_playbook("patch.yml", PATCH_PLAYBOOK)
+    project.write_playbook("release.yml", RELEASE_PLAYBOOK)
     project.write_playbook("deploy.yml", FAILING_PLAYBOOK)
     common = ["-e", "workdir=%s" % workdir]
     project.run("cmdb.yml")
     project.run("motd.yml", "--diff", "-e", "motd_text=Welcome-release-7", *common)
     project.run("motd.yml", "--check", "--diff", "-e", "motd_text=Planned-release-8", *common)
     project.run("emergency.yml", "--diff", "-e", "limit=4096", *common)
+    project.run("patch.yml", "--diff", *common, check=False)
+    with _open(project) as sor:
+        number = approved_change(sor, ["web01", "web02"], iso(hours=-1), iso(hours=3))
+    project.run("release.yml", "--diff", "-e", "change_number=%s" % number, *common)
     project.run("deploy.yml", *common, check=False)
+    return number

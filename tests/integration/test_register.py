@@ -12,42 +12,42 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import types
 
 import pytest
 
-from support import postgresql_server
+from support.backends import BACKENDS, backend_config, fresh_env
 from support.project import Project
 from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
-from register_fixtures import record_real_runs
+from register_fixtures import REAL_RUNS, fill_synthetic_ledger, record_real_runs
 
 pytestmark = [pytest.mark.integration]
 
+#: awaiting review, riskiest first: unauthorised, emergency, failed, the rest; newest first within each
+AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "patch.yml", "release.yml"]
+
 
 def _config(env):
-    return {"backend": env["CHANGEOPS_BACKEND"], "sqlite_path": env.get("CHANGEOPS_SQLITE_PATH"),
-            "postgresql_dsn": env.get("CHANGEOPS_POSTGRESQL_DSN"), "busy_timeout": 60}
+    return backend_config(env)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def recorded(request, tmp_path_factory):
-    """One system of record per backend filled by five real runs, shared by the read-only tests of this module."""
+    """One system of record per backend filled by real runs of every kind, shared by the read-only tests of this module."""
     root = tmp_path_factory.mktemp("register")
-    if request.param == "sqlite":
-        env = {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(root / "ledger.sqlite")}
-    else:
-        env = postgresql_server.fresh_database_env(request)
+    env = fresh_env(request.param, request, root)
     project = Project(root / "project", env)
     workdir = root / "work"
     workdir.mkdir()
-    record_real_runs(project, str(workdir))
+    change_number = record_real_runs(project, str(workdir))
     with open_system_of_record(_config(env)) as sor:
         events = {event["playbook"].rsplit("/", 1)[-1] + (":check" if event["dry_run"] else ""): event
                   for event in sor.find_change_events()}
-    return types.SimpleNamespace(project=project, env=env, root=root, events=events)
+    return types.SimpleNamespace(project=project, env=env, root=root, events=events, change_number=change_number)
 
 
 def generate(project, out_dir, *extra):
@@ -73,7 +73,7 @@ def details(register):
 def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
     register, page = generate(recorded.project, tmp_path)
     events = recorded.events
-    assert set(events) == {"cmdb.yml", "motd.yml", "motd.yml:check", "emergency.yml", "deploy.yml"}
+    assert set(events) == set(REAL_RUNS)
     rows = {row["run_id"]: row for row in register["rows"]}
     assert set(rows) == {event["run_id"] for event in events.values()}, "the generating run itself is left out"
     by_name = {name: rows[event["run_id"]] for name, event in events.items()}
@@ -82,19 +82,23 @@ def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
     assert by_name["motd.yml:check"]["dry_run"] is True
     assert by_name["motd.yml:check"]["authorisation_types"] == ["dry-run"]
     assert by_name["emergency.yml"]["authorisation_types"] == ["emergency"]
+    assert by_name["patch.yml"]["authorisation_types"] == ["standard"]
+    assert by_name["patch.yml"]["authorisation_ref"] == "monthly-patching"
+    assert by_name["patch.yml"]["outcome"] == "failed" and by_name["patch.yml"]["failed_hosts"] == ["web01"]
+    assert by_name["release.yml"]["authorisation_types"] == ["change-request"]
+    assert by_name["release.yml"]["authorisation_ref"] == recorded.change_number
     assert by_name["deploy.yml"]["outcome"] == "failed"
     assert by_name["deploy.yml"]["failed_hosts"] == ["web02"]
     assert by_name["cmdb.yml"]["authorisation_types"] == ["no-change"]
-    for name in ("motd.yml", "emergency.yml", "deploy.yml"):
+    for name in ("motd.yml", "emergency.yml", "patch.yml", "release.yml", "deploy.yml"):
         assert by_name[name]["hosts"] == ["web01", "web02"]
         assert by_name[name]["environments"] == ["production"], "environment comes from the hosts' CIs"
     assert register["counts"]["unauthorised"] == 2   # motd.yml and deploy.yml changed hosts without a gate
-    assert register["counts"]["failed"] == 1
+    assert register["counts"]["failed"] == 2         # patch.yml and deploy.yml
+    assert register["counts"]["emergency"] == 1
     assert register["counts"]["dry_runs"] == 1
-    # awaiting review: implemented changes only, unauthorised first; no dry run, no no-change run
-    awaiting = register["awaiting_review"]
-    assert set(awaiting) == {events[name]["run_id"] for name in ("motd.yml", "emergency.yml", "deploy.yml")}
-    assert rows[awaiting[-1]]["authorisation_types"] == ["emergency"]
+    # awaiting review: implemented changes only (no dry run, no run that changed nothing), riskiest first
+    assert register["awaiting_review"] == [events[name]["run_id"] for name in AWAITING_ORDER]
 
     detail = details(register)
     motd = detail[events["motd.yml"]["run_id"]]
@@ -113,6 +117,10 @@ def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
     assert gate["allowed"] is True and gate["type"] == "emergency"
     assert gate["justification"] == "INC0012345: web tier refuses connections"
     assert gate["play"] == "Emergency fix of the web tier"
+
+    release = detail[events["release.yml"]["run_id"]]
+    assert [(gate["type"], gate["reference"]) for gate in release["gates"]] == [("normal", recorded.change_number)]
+    assert [cr["number"] for cr in release["change_requests"]] == [recorded.change_number]
 
     deploy = detail[events["deploy.yml"]["run_id"]]
     assert [(f["host"], f["task"]) for f in deploy["failures"]] == [("web02", "Health check that fails on web02")]
@@ -358,6 +366,38 @@ def test_a_record_edited_behind_the_ledger_marks_the_register(project, open_sor,
     assert "The records shown were not compared with it" in page
 
 
+def test_a_ledger_entry_edited_in_the_database_shows_the_chain_broken_at_that_entry(project, open_sor, backend_env,
+                                                                                    tmp_path):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    project.write_inventory(["web01", "web02"])
+    project.write_playbook("change.yml", CHANGING_PLAYBOOK)
+    project.run("change.yml", "-e", "workdir=%s" % workdir)
+    project.run("change.yml", "-e", "workdir=%s" % workdir)
+    sor = open_sor()
+    # hide that web02 was changed by the first run: an entry in the middle of the chain, not its head
+    first_run = sorted(sor.find_change_events(), key=lambda event: event["started_at"])[0]["run_id"]
+    (target,) = [entry for entry in sor.iter_entries(kinds=["run.result"], subject=first_run)
+                 if entry.data["host"] == "web02"]
+    assert target.seq < sor.head()[0] - 5
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        edited = conn.execute("UPDATE ledger SET data = REPLACE(data, ?, ?) WHERE seq = ?",
+                              ('"status":"changed"', '"status":"ok"', target.seq))
+        assert edited.rowcount == 1
+    finally:
+        conn.close()
+
+    register, page = generate(project, tmp_path)
+    verification = register["verification"]
+    assert verification["valid"] is False
+    assert (verification["first_broken"]["seq"], verification["first_broken"]["problem"]) == (target.seq, "edited")
+    status = re.search(r'<p id="chain-status"[^>]*>(.*?)</p>', page, re.S)
+    assert 'data-valid="false"' in status.group(0)
+    assert "Ledger chain BROKEN at entry %d</strong>" % target.seq in status.group(1)
+    assert "Records from that entry on cannot be trusted" in status.group(1)
+
+
 def test_review_sign_off_is_a_ledger_entry_and_shows_in_the_register(project, open_sor, tmp_path):
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -481,3 +521,34 @@ def test_recorder_refreshes_the_register_after_each_run(project, tmp_path):
         second = json.load(stream)
     assert len(second["rows"]) == 2 and second["rows"][0]["dry_run"] is True
     assert out.exists() and second["fingerprint"] in out.read_text()
+    # the per-run refresh checks the chain but leaves the (slow) replay to the playbook and ledger_verify
+    assert second["verification"]["valid"] is True and second["verification"]["projections_checked"] is None
+
+
+def test_a_refresh_that_overruns_its_budget_is_given_up_and_leaves_the_register_whole(project, open_sor, tmp_path):
+    published = tmp_path / "published"
+    published.mkdir()
+    out, data = published / "register.html", published / "r.json"
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    project.write_inventory(["web01"])
+    project.write_playbook("change.yml", CHANGING_PLAYBOOK)
+    env = {"CHANGEOPS_REGISTER_PATH": str(out), "CHANGEOPS_REGISTER_JSON_PATH": str(data)}
+    project.run("change.yml", "-e", "workdir=%s" % workdir, env=env)
+    before = (out.read_text(), data.read_text())
+    # a ledger big enough that a refresh cannot finish in 50 ms
+    fill_synthetic_ledger(open_sor(), 300, with_cis=False)
+
+    started = time.monotonic()
+    slow = project.run("change.yml", "-e", "workdir=%s" % workdir,
+                       env=dict(env, CHANGEOPS_REGISTER_REFRESH_TIMEOUT="0.05"))
+    output = re.sub(r"\s+", " ", slow.stdout)
+    assert re.search(r"change register %s not refreshed after run [0-9a-f]{32}: gave up after \d+ s "
+                     r"\(register_refresh_timeout\)" % re.escape(str(out)), output), slow.stdout[-3000:]
+    assert time.monotonic() - started < 60
+    assert (out.read_text(), data.read_text()) == before, "a given-up refresh must leave the files as they were"
+    assert sorted(os.listdir(str(published))) == ["r.json", "register.html"], "no temporary file left"
+
+    project.run("change.yml", "-e", "workdir=%s" % workdir, env=env)
+    with open(str(data)) as stream:
+        assert len(json.load(stream)["rows"]) == 303, "the next refresh within its budget catches up"
