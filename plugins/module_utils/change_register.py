@@ -18,11 +18,14 @@ register of 10,000 changes interactive within a second or two.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
 import os
+import re
 import tempfile
+import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import parse_moment
@@ -581,9 +584,48 @@ def _check_target(option, path):
                               option=option, value=path)
 
 
+#: a temporary file older than this is left over from a generator that died while writing
+#: (a write takes well under a second, even for a 40 MB register)
+STALE_TEMPORARY_SECONDS = 600
+_TEMPORARY_SUFFIX = re.compile(r"^[A-Za-z0-9_]{8}$")
+
+
+def temporary_prefix(path):
+    return ".%s." % os.path.basename(path)
+
+
+def remove_stale_temporaries(path, older_than=STALE_TEMPORARY_SECONDS, now=None):
+    """Delete the temporary files (see :func:`write_atomically`) a killed generation of ``path`` left behind.
+
+    Only names ``write_atomically`` makes for this very file, and only old ones:
+    a younger one may be another controller's write in progress. Returns the
+    removed paths.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    prefix = temporary_prefix(path)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and _TEMPORARY_SUFFIX.match(name[len(prefix):])):
+            continue
+        candidate = os.path.join(directory, name)
+        try:
+            if now - os.lstat(candidate).st_mtime >= older_than:
+                os.unlink(candidate)
+                removed.append(candidate)
+        except OSError:
+            pass  # gone already, or not ours to delete
+    return removed
+
+
 def write_atomically(path, text, mode=None):
     """Replace ``path`` with ``text`` so readers see the old file or the new one, never half of one."""
     directory = os.path.dirname(os.path.abspath(path))
+    remove_stale_temporaries(path)
     if mode is None:
         if os.path.exists(path):
             mode = os.stat(path).st_mode & 0o7777
@@ -591,7 +633,7 @@ def write_atomically(path, text, mode=None):
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
-    handle, temporary = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=directory)
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), dir=directory)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -623,13 +665,18 @@ def json_fingerprint(stream):
         return None
 
 
-def generate_register(sor, params, renderer, check_mode=False, want_diff=False, current_run_id=None):
+def generate_register(sor, params, renderer, check_mode=False, want_diff=False, current_run_id=None,
+                      write_guard=None):
     """Build, render and (unless ``check_mode``) write the register; returns the module result.
 
     ``renderer`` is the controller-side object that knows the templates:
     ``renderer.digest`` (changes when the templates change),
     ``renderer.render_html(register, fingerprint)`` and
     ``renderer.read_fingerprint(stream)``.
+
+    ``write_guard``: a context manager factory entered around writing both
+    files; it raises to stop a generation that was given up on (the recorder's
+    per-run refresh) from writing after all.
     """
     path = params["path"]
     json_path = params.get("json_path")
@@ -676,13 +723,19 @@ def generate_register(sor, params, renderer, check_mode=False, want_diff=False, 
         if json_path:
             document = json.dumps(dict(register, fingerprint=print_), sort_keys=True, ensure_ascii=False)
         try:
-            if document is not None:
-                write_atomically(json_path, document, mode)
-            write_atomically(path, html, mode)
+            with write_guard() if write_guard else _no_guard():
+                if document is not None:
+                    write_atomically(json_path, document, mode)
+                write_atomically(path, html, mode)
         except OSError as exc:
             raise ConfigurationError("cannot write the change register %s: %s" % (exc.filename or path, exc.strerror),
                                      path=exc.filename or path)
     return result
+
+
+@contextlib.contextmanager
+def _no_guard():
+    yield
 
 
 def generate_register_operation(ctx):
