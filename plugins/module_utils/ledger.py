@@ -32,7 +32,7 @@ HASHED_FIELDS = ("id", "at", "kind", "subject", "actor", "data")
 class Entry(object):
     """One ledger entry before (``seq``/``hash`` None) or after it is committed."""
 
-    __slots__ = ("id", "at", "kind", "subject", "actor", "data", "seq", "prev_hash", "hash")
+    __slots__ = ("id", "at", "kind", "subject", "actor", "data", "seq", "prev_hash", "hash", "stored_data")
 
     def __init__(self, kind, subject, data, actor=None, entry_id=None, at=None,
                  seq=None, prev_hash=None, hash=None):  # pylint: disable=redefined-builtin
@@ -45,6 +45,8 @@ class Entry(object):
         self.seq = seq
         self.prev_hash = prev_hash
         self.hash = hash
+        #: the ``data`` text exactly as storage holds it (None for entries not read from storage)
+        self.stored_data = None
 
     def hashed_document(self):
         return {
@@ -100,6 +102,7 @@ class Entry(object):
         entry.subject = subject
         entry.actor = actor
         entry.data = json.loads(data) if isinstance(data, str) else data
+        entry.stored_data = data if isinstance(data, str) else None
         entry.prev_hash = prev_hash
         entry.hash = entry_hash
         return entry
@@ -169,7 +172,10 @@ def verify_rows(rows, expected_head=None):
 
     Problems, in the order they are checked for each entry:
 
-    ``edited``      the entry's content no longer matches its own hash;
+    ``edited``      the entry's content no longer matches its own hash, or its
+                    stored ``data`` text is not the canonical JSON of what it
+                    parses to (a duplicated key: the hash covers the value a
+                    JSON parser keeps, a query may read the other one);
     ``deleted``     its ``prev_hash`` names no entry still in the ledger, or
                     the sequence numbers skip;
     ``inserted``    it sits between two entries that were chained directly;
@@ -193,6 +199,12 @@ def verify_rows(rows, expected_head=None):
             return VerifyReport(len(positions), None, None, _broken(
                 entry, "edited",
                 "entry %s (%s %s) was edited: its content does not match its hash" % (
+                    entry.seq, entry.kind, entry.subject)))
+        if entry.stored_data is not None and entry.stored_data != canonical_json(entry.data):
+            return VerifyReport(len(positions), None, None, _broken(
+                entry, "edited",
+                "entry %s (%s %s) was edited: its stored data is not in canonical form (for example a key given"
+                " twice), so what a query reads from it can differ from what its hash covers" % (
                     entry.seq, entry.kind, entry.subject)))
         expected_prev = previous.hash if previous else GENESIS_HASH
         if entry.prev_hash != expected_prev:

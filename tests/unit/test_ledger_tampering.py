@@ -79,6 +79,20 @@ def edit_and_rehash(conn):
     return 6, "edited"
 
 
+def duplicate_key(conn):
+    """A key given twice: a JSON parser keeps the last value (the hashed one), SQL's json functions the first."""
+    text = row(conn, 5)[6]
+    assert text.startswith("{") and '"host":"web03"' in text
+    conn.execute("UPDATE ledger SET data = ? WHERE seq = 5", ('{"host":"mallory",' + text[1:],))
+    return 5, "edited"
+
+
+def reformat_data(conn):
+    """Same content, other bytes: what the ledger holds must be exactly what was sealed."""
+    conn.execute("UPDATE ledger SET data = ? WHERE seq = 3", (json.dumps(json.loads(row(conn, 3)[6]), indent=1),))
+    return 3, "edited"
+
+
 def delete_middle(conn):
     conn.execute("DELETE FROM ledger WHERE seq = 4")
     return 4, "deleted"
@@ -116,8 +130,8 @@ def insert_forged(conn):
     return 6, "inserted"
 
 
-@pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, delete_middle, delete_first,
-                                    delete_and_renumber, swap, insert_forged], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, duplicate_key, reformat_data, delete_middle,
+                                    delete_first, delete_and_renumber, swap, insert_forged], ids=lambda f: f.__name__)
 def test_verify_names_the_first_broken_entry(sor, backend_env, tamper):
     populate(sor)
     conn = raw_ledger_connection(sor, backend_env)
@@ -130,6 +144,20 @@ def test_verify_names_the_first_broken_entry(sor, backend_env, tamper):
     broken = report.first_broken
     assert (broken["seq"], broken["problem"]) == (expected_seq, expected_problem), broken
     assert str(expected_seq) in report.summary()
+
+
+def test_a_duplicated_key_is_reported_although_projections_agree(sor, backend_env):
+    """The projections were made from the sealed value, so only the stored text shows the forgery."""
+    populate(sor)
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        duplicate_key(conn)
+    finally:
+        conn.close()
+    report = verify_fresh(sor, projections=True)
+    assert not report.valid
+    assert (report.first_broken["seq"], report.first_broken["problem"]) == (5, "edited")
+    assert "canonical" in report.summary()
 
 
 def test_each_new_tampering_moves_the_report_to_the_first_break(sor, backend_env):
