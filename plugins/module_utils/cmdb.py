@@ -710,7 +710,9 @@ def ci_history(sor, ci_id, limit=None):
         if run_id:
             if run_id not in events:
                 event = sor.get_change_event(run_id)
-                keys = ("run_id", "playbook", "status", "started_at", "ended_at", "user", "authorisation",
+                # dry_run: a check-mode run changed nothing, though ledgers from before the recorder
+                # stopped linking check-mode results to CIs hold such links
+                keys = ("run_id", "playbook", "status", "dry_run", "started_at", "ended_at", "user", "authorisation",
                         "authorisation_ref")
                 events[run_id] = None if event is None else dict((key, event.get(key)) for key in keys)
             item["change_event"] = events[run_id]

@@ -173,7 +173,10 @@ configuration_items:
     history:
       description:
         - Ledger entries about the CI C({seq, entry_id, at, kind, actor, data}), with
-          C(change_event) (run id, playbook, status, authorisation) when the entry names a run.
+          C(change_event) (run id, playbook, status, C(dry_run), start and end, user, authorisation)
+          when the entry names a run; null when that run is not in the ledger.
+        - C(dry_run) marks a check-mode run, which changed nothing; older ledgers link such runs to
+          the hosts they would have changed.
       returned: when O(include_history=true)
       type: list
       elements: dict

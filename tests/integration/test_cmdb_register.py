@@ -159,7 +159,15 @@ BAD_INPUT = {
         - name: Register with attributes that are not a dictionary
           changeops.itsm.register_host:
             attributes: just-a-string
-        """, "attributes"),
+        """, "argument 'attributes' is of type str and we were unable to convert to dict"),
+    "services not names": ("""
+        - name: A CI whose services are not a list of names
+          changeops.itsm.configuration_item:
+            name: billing
+            ci_class: application
+            attributes:
+              services: {billing: true}
+        """, "attributes.services must be a list of names (or one name as a string), got {'billing': True}"),
     "bad status": ("""
         - name: Register with an unknown status
           changeops.itsm.register_host:

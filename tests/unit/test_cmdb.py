@@ -518,6 +518,7 @@ def test_info_history_includes_runs_that_changed_the_host(sor, estate):
     kinds = [item["kind"] for item in found["history"]]
     assert kinds[0] == "ci.created" and kinds[-1] == "ci.changed_by_run"
     assert found["history"][-1]["data"]["run_id"] == "run-77"
+    assert found["history"][-1]["change_event"] is None  # no such run in the ledger (tests/integration/test_cmdb_history.py reads real ones)
     assert found["last_change_run_id"] == "run-77"
     assert len(info(sor, name=["db01"], include_history=True, history_limit=1)["configuration_items"][0][
         "history"]) == 1

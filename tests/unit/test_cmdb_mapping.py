@@ -102,10 +102,19 @@ def test_expression_failing_at_evaluation_names_the_attribute():
     assert "attribute_map.disks" in error.value.message and "length(memtotal_mb)" in error.value.message
 
 
-@pytest.mark.parametrize("bad", [["a"], "rack: x", 3])
-def test_attribute_map_must_be_a_dictionary_of_strings(bad):
-    with pytest.raises(ValidationError):
-        compile_attribute_map(bad if not isinstance(bad, str) else {"rack": 3})
+@pytest.mark.parametrize("bad, message", [
+    (["a"], "attribute_map must be a dictionary of attribute: JMESPath expression, got list"),
+    ("rack: x", "attribute_map must be a dictionary of attribute: JMESPath expression, got str"),
+    (3, "attribute_map must be a dictionary of attribute: JMESPath expression, got int"),
+    ({"rack": 3}, "attribute_map.rack: a JMESPath expression (non-empty string) is required, got 3"),
+    ({"rack": "  "}, "attribute_map.rack: a JMESPath expression (non-empty string) is required, got '  '"),
+    ({" rack": "dc.rack"}, "attribute_map key: attribute names must be non-empty strings without surrounding "
+                           "spaces, got ' rack'"),
+])
+def test_attribute_map_must_be_a_dictionary_of_strings(bad, message):
+    with pytest.raises(ValidationError) as error:
+        compile_attribute_map(bad)
+    assert error.value.message == message
 
 
 @pytest.mark.parametrize("value", [
