@@ -293,7 +293,12 @@ def register_host(ctx):
     """Register (create or update) the current host as a CI; idempotent."""
     params = ctx.params
     refresh = parse_refresh(params.get("last_seen_refresh", "24h"))
-    order = [kind for kind in IDENTITY_ORDER if kind in (params.get("identify_by") or IDENTITY_ORDER)]
+    # The user's order is the rule set, as in a CMDB's identification rules:
+    # the first identity listed that an existing CI holds picks the CI.
+    order = []
+    for kind in params.get("identify_by") or IDENTITY_ORDER:
+        if kind not in order:
+            order.append(kind)
     desired = desired_host_attributes(params, getattr(ctx, "facts", None), ctx.host)
     host = ctx.host or desired["name"]
     known = {

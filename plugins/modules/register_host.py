@@ -101,8 +101,9 @@ options:
     choices: [planned, operational, maintenance, non_operational, retired]
   identify_by:
     description:
-      - Identities used to match the host to an existing CI, in this order. Drop one that your
-        estate does not keep unique (for example V(serial_number) on white-box hardware).
+      - Identities used to match the host to an existing CI, tried in the order given (the first
+        one an existing CI holds picks it). Drop one that your estate does not keep unique (for
+        example V(serial_number) on white-box hardware); a kind left out is not compared at all.
     type: list
     elements: str
     choices: [product_uuid, machine_id, serial_number, fqdn, name]

@@ -213,6 +213,32 @@ def test_hardware_identities_left_out_of_identify_by_are_not_compared(sor):
     assert again["changes"]["product_uuid"] == {"from": "aaaa-1111-2222", "to": "bbbb-3333-4444"}
 
 
+def test_identify_by_is_tried_in_the_order_given(sor):
+    first = register(sor, "web01", facts_for("web01", "m1"))
+    assert register(sor, "web01", facts_for("web01", "m1"))["matched_by"] == "machine_id"
+    assert register(sor, "web01", facts_for("web01", "m1"), identify_by=["fqdn", "machine_id", "name"])[
+        "matched_by"] == "fqdn"
+    assert register(sor, "web01", facts_for("web01", "m1"), identify_by=["name", "name", "fqdn"])[
+        "matched_by"] == "name"
+    assert len(sor.find_cis()) == 1 and sor.find_cis()[0]["ci_id"] == first["ci_id"]
+
+
+def test_the_order_of_identify_by_decides_between_a_retired_and_a_live_ci(sor):
+    old = register(sor, "old-host", facts_for("old-host", "m-shared"))
+    ci_item(sor, ci_id=old["ci_id"], state="retired")
+    live = register(sor, "app01", facts_for("app01", "m-app"))
+    claim = facts_for("app01", "m-shared", fqdn="app01.example.com")
+    with pytest.raises(ConflictError) as error:
+        # machine id first: the retired CI is the match, and the live one holds the fqdn
+        register(sor, "app01", claim, identify_by=["machine_id", "fqdn", "name"])
+    assert "two CIs claim this host" in error.value.message
+    # fqdn first: the live CI is the match, and the retired one gives up the machine id
+    result = register(sor, "app01", claim, identify_by=["fqdn", "machine_id", "name"])
+    assert result["ci_id"] == live["ci_id"] and result["matched_by"] == "fqdn"
+    assert sor.find_ci_by_identity("machine_id", "m-shared") == live["ci_id"]
+    assert "machine_id" not in sor.get_ci(old["ci_id"])["identities"]
+
+
 def test_a_different_machine_claiming_a_serial_is_refused(sor):
     register(sor, "db01", facts_for("db01", "m1", product_uuid="aaaa-1111-2222", product_serial="CZ12"))
     before = head(sor)
