@@ -32,7 +32,7 @@ description:
   - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
   - B(dry-run) - in a C(--check) run the play is always allowed; the decision a real run would get is
     returned under C(decision.would_be). What counts is the run's C(--check), not the gate task's own
-    C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode: false)) is
+    C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode) set to V(false)) is
     judged as a real run.
   - B(denied) otherwise, with every reason. It fails closed - if the system of record cannot be read
     or the decision cannot be recorded, the decision is denied with that reason.
@@ -46,7 +46,7 @@ attributes:
   check_mode:
     description:
       - C(--check) runs are always allowed and recorded as type V(dry-run), with the decision a real run would get,
-        unless some task of the play runs for real (C(check_mode: false)).
+        unless some task of the play runs for real (C(check_mode) set to V(false)).
       - The gate task's own C(check_mode) is ignored.
     support: full
   diff_mode:
