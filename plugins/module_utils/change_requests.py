@@ -75,7 +75,8 @@ def transition_problem(record, target):
             return "%s is %s; a %s change request cannot change state any more" % (record["number"], state, state)
         return ("%s cannot move from %s to %s; from %s a %s change may go to %s"
                 % (record["number"], state, target, state, record["type"], ", ".join(allowed)))
-    if target == "scheduled" and record["type"] != "standard" and record.get("approval") != "approved":
+    authorising = ("pre-approved", "approved") if record["type"] == "standard" else ("approved",)
+    if target == "scheduled" and record.get("approval") not in authorising:
         return ("%s cannot be scheduled before it is approved (approval: %s)"
                 % (record["number"], record.get("approval") or "not requested"))
     if target == "closed" and not record.get("close_code"):
@@ -235,6 +236,39 @@ def _check_cis(sor, names):
             option="affected_cis", value=missing)
 
 
+#: what an approval approves: changing any of these after approval needs a new one
+SCOPE_FIELDS = ("type", "template", "affected_cis", "planned_start", "planned_end")
+
+
+def _check_template(record):
+    if record.get("type") == "standard" and not record.get("template"):
+        raise ValidationError(
+            "%s: a standard change request must name the policy template that pre-authorises it (template); "
+            "without one, raise a normal change request" % (record.get("number") or "change request"),
+            option="template")
+
+
+def _reset_approval(record, now, because):
+    """Withdraw the approval of ``record`` (in place); returns the change for the entry, or None.
+
+    The approvals stop counting but are kept under ``superseded_approvals`` with why: the
+    ledger keeps them anyway, and the record should say who approved what before.
+    """
+    if record.get("type") == "standard":
+        fresh = "pre-approved"
+    else:
+        fresh = "not requested" if record["state"] == "new" else "requested"
+    stale = list(record.get("approvals") or [])
+    if record.get("approval") == fresh and not stale:
+        return None
+    before = record.get("approval")
+    record["superseded_approvals"] = list(record.get("superseded_approvals") or []) + [
+        dict(approval, superseded_at=now, superseded_because=because) for approval in stale]
+    record["approvals"] = []
+    record["approval"] = fresh
+    return {"from": before, "to": fresh, "because": because}
+
+
 def _find_by_correlation(sor, correlation_id):
     for record in sor.find_change_requests():
         if record.get("correlation_id") == correlation_id:
@@ -283,20 +317,34 @@ def plan_change_request(sor, params, actor, now=None):
         if not record.get("short_description"):
             raise ValidationError("short_description is required to create a change request")
         _check_window(record)
+        _check_template(record)
         steps.append(("change_request.created", dict(record), {}))
     else:
         record = dict(before)
-        if "type" in desired and desired["type"] != record["type"] and record["state"] != "new":
-            raise ValidationError("%s: the type can change only while the request is new (it is %s)"
-                                  % (record["number"], record["state"]))
         changes = {key: {"from": record.get(key), "to": value} for key, value in desired.items()
                    if record.get(key) != value}
+        if changes and record["state"] in TERMINAL_STATES:
+            raise ValidationError("%s is %s; its fields can no longer be edited (asked to change %s)"
+                                  % (record["number"], record["state"], ", ".join(sorted(changes))),
+                                  number=record["number"], state=record["state"])
+        if "type" in changes and record["state"] != "new":
+            raise ValidationError("%s: the type can change only while the request is new (it is %s)"
+                                  % (record["number"], record["state"]))
         if changes:
             record.update({key: change["to"] for key, change in changes.items()})
-            if "type" in changes and record["type"] == "standard" and record.get("approval") == "not requested":
-                record["approval"] = "pre-approved"
             _check_window(record)
-            steps.append(("change_request.updated", dict(record), {"changes": changes}))
+            if "type" in changes or "template" in changes:
+                _check_template(record)
+            extra = {"changes": changes}
+            scope = sorted(key for key in changes if key in SCOPE_FIELDS)
+            # An approval covers the scope and window it was given for; a new type has its own
+            # approval path (a standard change is pre-approved by its template, the others are not).
+            if scope and (record.get("approval") == "approved" or "type" in changes):
+                reset = _reset_approval(record, now, "%s changed after approval" % ", ".join(scope)
+                                        if "type" not in changes else "type changed to %s" % record["type"])
+                if reset:
+                    extra["approval_reset"] = reset
+            steps.append(("change_request.updated", dict(record), extra))
 
     if params.get("validate_cis", True) and desired.get("affected_cis") and (
             before is None or desired["affected_cis"] != before.get("affected_cis")):
@@ -326,6 +374,12 @@ def plan_change_request(sor, params, actor, now=None):
         previous = record["state"]
         record = dict(record)
         record["state"] = target_state
+        extra = {"transition": {"from": previous, "to": target_state}}
+        if target_state == "new":
+            # Sent back for rework: whatever comes back must be decided again.
+            reset = _reset_approval(record, now, "sent back to new from %s" % previous)
+            if reset:
+                extra["approval_reset"] = reset
         if target_state == "authorise" and record.get("approval") == "not requested":
             record["approval"] = "requested"
         if target_state == "implement" and not record.get("actual_start"):
@@ -336,7 +390,7 @@ def plan_change_request(sor, params, actor, now=None):
             record["closed_at"] = now
             record["closed_by"] = actor
         kind = "change_request.closed" if target_state in TERMINAL_STATES else "change_request.transitioned"
-        steps.append((kind, dict(record), {"transition": {"from": previous, "to": target_state}}))
+        steps.append((kind, dict(record), extra))
 
     return before, record, steps, version
 

@@ -20,6 +20,12 @@ description:
     skip assessment (V(new) -> V(authorise)); V(assess), V(authorise) and V(scheduled) may go back
     to V(new) for rework. A normal or emergency change cannot be V(scheduled) before it is approved,
     and nothing is V(closed) without O(close_code).
+  - An approval stands for what was approved. Changing O(affected_cis), O(planned_start),
+    O(planned_end), O(type) or O(template) of an approved request, or sending it back to V(new),
+    withdraws it - C(approval) goes back to V(requested) (V(not requested) in V(new), V(pre-approved)
+    for a standard change) and the earlier decisions move to C(superseded_approvals) - so it must be
+    approved again before the change gate lets a play run under it.
+  - Closed and cancelled requests can no longer be edited.
   - Every change is a C(change_request.*) ledger entry (C(created), C(updated), C(approved),
     C(rejected), C(transitioned), C(closed)) carrying the full new record. A task that asks for
     what is already stored appends nothing and reports C(changed=false).
@@ -59,6 +65,8 @@ options:
   type:
     description:
       - Change model. Defaults to V(normal) on creation; can change only while the request is V(new).
+      - A V(standard) request is pre-approved (V(pre-approved)) through its O(template), which it must name;
+        changing the type recomputes the approval.
     type: str
     choices: [standard, normal, emergency]
   short_description:
@@ -75,7 +83,10 @@ options:
     type: str
     choices: [low, moderate, high, very_high]
   template:
-    description: Name of the standard change template this request instantiates.
+    description:
+      - Name of the change policy's standard change template this request instantiates; required for
+        O(type=standard).
+      - The change gate allows a play under a standard request only when this template covers the play.
     type: str
   requested_by:
     description: Who asked for the change.
@@ -218,9 +229,19 @@ change_request:
       description: V(not requested), V(requested), V(approved), V(rejected) or V(pre-approved) (standard).
       type: str
     approvals:
-      description: Every decision recorded, oldest first, each with C(approver), C(decision), C(at), C(comment).
+      description: The decisions that count, oldest first, each with C(approver), C(decision), C(at), C(comment).
       type: list
       elements: dict
+    superseded_approvals:
+      description:
+        - Decisions withdrawn because the scope or window changed or the request went back to V(new),
+          each with C(superseded_at) and C(superseded_because).
+      type: list
+      elements: dict
+      returned: when an approval was withdrawn
+    template:
+      description: Standard change template of a standard request.
+      type: str
     planned_start:
       description: Planned window start, ISO 8601 UTC.
       type: str

@@ -110,7 +110,7 @@ def test_closing_needs_a_close_code_and_is_final(sor):
 
 
 def test_standard_and_emergency_shortcuts(sor):
-    standard = change_request(sor, short_description="std", type="standard")["number"]
+    standard = change_request(sor, short_description="std", type="standard", template="patching")["number"]
     assert change_request(sor, number=standard, state="scheduled")["change_request"]["state"] == "scheduled"
     emergency = change_request(sor, short_description="fire", type="emergency")["number"]
     assert change_request(sor, number=emergency, state="authorise")["changed"]
@@ -151,3 +151,91 @@ def test_info_filters(sor):
     assert [r["number"] for r in info(sor, ci="db01")] == [first]
     assert info(sor, number=second)[0]["next_states"] == ["assess", "authorise", "cancelled"]
     assert [r["number"] for r in info(sor, state=["authorize", "new"])] == [second]
+
+
+# ----------------------------------------------------------------------------- approvals stay tied to what was approved
+def approved_now(sor, **fields):
+    params = dict(affected_cis=["web01"], planned_start="2026-11-23T10:00Z", planned_end="2026-11-23T12:00Z",
+                  timezone="UTC")
+    params.update(fields)
+    return approved_change(sor, params.pop("affected_cis"), params.pop("planned_start"), params.pop("planned_end"),
+                           **params)
+
+
+@pytest.mark.parametrize("edit", [{"affected_cis": ["web01", "web02"]}, {"planned_end": "2026-11-23T18:00Z"},
+                                  {"planned_start": "2026-11-23T09:00Z"}],
+                         ids=["affected_cis", "planned_end", "planned_start"])
+def test_changing_the_scope_or_window_after_approval_withdraws_it(sor, edit):
+    number = approved_now(sor)
+    edited = change_request(sor, number=number, validate_cis=False, **edit)["change_request"]
+    assert (edited["state"], edited["approval"], edited["approvals"]) == ("scheduled", "requested", [])
+    [superseded] = edited["superseded_approvals"]
+    assert (superseded["approver"], superseded["decision"]) == ("carol", "approved")
+    assert superseded["superseded_because"] == "%s changed after approval" % ", ".join(sorted(edit))
+    entry = list(sor.iter_entries(subject=number))[-1]
+    assert entry.kind == "change_request.updated"
+    assert entry.data["approval_reset"] == {"from": "approved", "to": "requested",
+                                            "because": superseded["superseded_because"]}
+    # approving the new scope makes it count again
+    again = change_request(sor, number=number, approval={"approver": "carol"})["change_request"]
+    assert again["approval"] == "approved" and len(again["approvals"]) == 1
+
+
+def test_other_edits_and_repeats_keep_the_approval(sor):
+    number = approved_now(sor)
+    head = sor.head()
+    assert change_request(sor, number=number, affected_cis=["web01"], planned_end="2026-11-23T12:00Z",
+                          validate_cis=False)["changed"] is False
+    assert sor.head() == head
+    edited = change_request(sor, number=number, description="more detail", risk="low")["change_request"]
+    assert edited["approval"] == "approved" and len(edited["approvals"]) == 1
+
+
+def test_sending_an_approved_request_back_to_new_withdraws_the_approval(sor):
+    number = approved_now(sor)
+    back = change_request(sor, number=number, state="new")["change_request"]
+    assert (back["approval"], back["approvals"]) == ("not requested", [])
+    for step in ("assess", "authorise"):
+        change_request(sor, number=number, state=step)
+    with pytest.raises(ValidationError, match="cannot be scheduled before it is approved"):
+        change_request(sor, number=number, state="scheduled")
+
+
+def test_the_type_decides_the_approval(sor):
+    number = change_request(sor, short_description="retype")["number"]
+    change_request(sor, number=number, approval={"approver": "carol"})
+    standard = change_request(sor, number=number, type="standard", template="patching")["change_request"]
+    assert (standard["approval"], standard["approvals"]) == ("pre-approved", [])
+    assert standard["superseded_approvals"][0]["superseded_because"] == "type changed to standard"
+    normal = change_request(sor, number=number, type="normal")["change_request"]
+    assert normal["approval"] == "not requested"
+    with pytest.raises(ValidationError, match="cannot move from new to scheduled"):
+        change_request(sor, number=number, state="scheduled")
+
+
+def test_a_standard_request_must_name_its_template(sor):
+    with pytest.raises(ValidationError) as error:
+        change_request(sor, short_description="std", type="standard")
+    assert error.value.message == ("change request: a standard change request must name the policy template that "
+                                   "pre-authorises it (template); without one, raise a normal change request")
+    number = change_request(sor, short_description="normal")["number"]
+    with pytest.raises(ValidationError, match="%s: a standard change request must name" % number):
+        change_request(sor, number=number, type="standard")
+
+
+@pytest.mark.parametrize("final", ["closed", "cancelled"])
+def test_closed_and_cancelled_requests_cannot_be_edited(sor, final):
+    number = approved_now(sor, state="implement")
+    if final == "closed":
+        change_request(sor, number=number, state="review")
+        change_request(sor, number=number, state="closed", close_code="successful")
+    else:
+        change_request(sor, number=number, state="cancelled")
+    head = sor.head()
+    with pytest.raises(ValidationError) as error:
+        change_request(sor, number=number, affected_cis=["web01", "web09"], description="x", validate_cis=False)
+    assert error.value.message == "%s is %s; its fields can no longer be edited (asked to change affected_cis, " \
+        "description)" % (number, final)
+    assert sor.head() == head
+    # asking for what is stored is still fine (a re-run of the closing task)
+    assert change_request(sor, number=number, state=final)["changed"] is False
