@@ -103,6 +103,27 @@ def test_a_writer_gives_up_after_the_busy_timeout_with_a_clear_error(tmp_path):
         assert sor.append([evidence(3)])[0].seq == 2
 
 
+def test_the_busy_timeout_bounds_the_whole_wait_for_the_lock(tmp_path):
+    """One deadline for the lock, not one per retry: a stuck writer blocks an append for busy_timeout, no more."""
+    path = tmp_path / "l.sqlite"
+    with open_system_of_record(sqlite_config(path, busy_timeout=2)) as sor:
+        sor.append([evidence(1)])
+        holder = raw(path)
+        holder.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        try:
+            with pytest.raises(BackendUnavailable):
+                sor.append([evidence(2)])
+        finally:
+            waited = time.monotonic() - started
+            holder.execute("ROLLBACK")
+            holder.close()
+        # 5 busy timeouts (10 s) before; generous margin over the 2 s for a loaded machine
+        assert 1.9 <= waited < 4.5, waited
+        # the retries' shortened timeouts are not left on the connection
+        assert sor._connection().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+
+
 def test_readers_are_not_blocked_by_a_writer(sqlite_sor):
     sqlite_sor.append([evidence(1)])
     holder = raw(sqlite_sor.path)

@@ -23,9 +23,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Backe
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
 
-# Retry the lock a few times beyond the busy handler: SQLite may report BUSY
-# without waiting when it detects that waiting could deadlock.
-_LOCK_ATTEMPTS = 5
+# SQLite may report BUSY without waiting (when waiting could deadlock): then
+# the lock is tried again after a short pause, until the busy timeout is spent.
+_LOCK_PAUSE = 0.05
+_LOCK_MAX_PAUSE = 0.5
 
 # Ansible forks its workers from the controller process, where the
 # change_recorder's writer thread keeps a connection. A child forked while that
@@ -119,14 +120,27 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         return self._query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0]
 
     def _lock(self, conn):
-        for attempt in range(_LOCK_ATTEMPTS):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_locked(exc) or attempt == _LOCK_ATTEMPTS - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        """``BEGIN IMMEDIATE`` within one overall ``busy_timeout``: each retry waits only what is left of it."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = _LOCK_PAUSE
+        shortened = False
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    remaining = deadline - time.monotonic()
+                    if not _is_locked(exc) or remaining <= pause:
+                        raise
+                    time.sleep(pause)
+                    pause = min(pause * 2, _LOCK_MAX_PAUSE)
+                    remaining = deadline - time.monotonic()
+                    conn.execute("PRAGMA busy_timeout = %d" % max(1, int(remaining * 1000)))
+                    shortened = True
+        finally:
+            if shortened:
+                conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
 
     @contextlib.contextmanager
     def _write_transaction(self):
