@@ -108,3 +108,78 @@ def test_a_motherboard_swap_is_refused_until_configuration_item_corrects_the_ide
     assert recap(again.stdout)["db01"][1] == 1
     assert [ci["ci_id"] for ci in sor.find_cis()] == [ci_id]
     assert sor.get_ci(ci_id)["attributes"]["memory_mb"] == 16384
+
+
+FACTS_PLAY = """
+- name: Register localhost from its {how} facts
+  hosts: localhost
+  gather_facts: {gather}
+  tasks:
+    - name: Register the host
+      changeops.itsm.register_host:
+        environment: lab
+"""
+
+KEEP_FACTS = """
+    - name: Keep the gathered facts for the test
+      ansible.builtin.copy:
+        content: "{{ ansible_facts | to_json }}"
+        dest: "{{ playbook_dir }}/gathered.json"
+        mode: "0600"
+"""
+
+DRIFT_PLAY = """
+- name: The CI drifts from the machine
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Someone edits the memory by hand
+      changeops.itsm.configuration_item:
+        name: localhost
+        attributes:
+          memory_mb: 1
+"""
+
+
+def test_register_from_gathered_then_cached_facts(project, open_sor):
+    project.write_cfg("fact_caching = jsonfile")
+    cache = project.path("facts")
+    write_inventory(project, {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}})
+    project.write_playbook("gathered.yml", FACTS_PLAY.format(how="gathered", gather="true") + KEEP_FACTS)
+    project.write_playbook("cached.yml", FACTS_PLAY.format(how="cached", gather="false"))
+    project.write_playbook("drift.yml", DRIFT_PLAY)
+    # one line in ansible.cfg (Project.write_cfg), the cache directory from the environment
+    env = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": cache}
+
+    def run(playbook):
+        return project.run(playbook, "-i", "inventory.yml", env=env)
+
+    first = run("gathered.yml")
+    assert recap(first.stdout)["localhost"][1] == 2  # the CI created, the facts file written
+    with open(project.path("gathered.json")) as handle:
+        facts = json.load(handle)  # what setup really gathered on this machine
+    assert os.listdir(cache), "the facts were not cached"
+    sor = open_sor()
+    ci = sor.find_cis(name="localhost")[0]
+    attributes = ci["attributes"]
+    assert attributes["hostname"] == facts["hostname"]
+    assert attributes["os"] == facts["distribution"]
+    assert attributes["kernel"] == facts["kernel"]
+    assert attributes["architecture"] == facts["architecture"]
+    assert attributes["memory_mb"] == facts["memtotal_mb"]
+    assert attributes["ip_addresses"] == sorted(set(facts["all_ipv4_addresses"] + facts["all_ipv6_addresses"]))
+    assert attributes["class"] in ("server", "virtual_machine", "container")
+    assert attributes["environment"] == "lab"
+
+    # gather_facts: false, facts from the cache: the same facts, nothing to write
+    written = len(ci_entries(sor))
+    cached = run("cached.yml")
+    assert recap(cached.stdout)["localhost"] == (1, 0, 0)
+    assert len(ci_entries(sor)) == written
+
+    # the cached facts are what that play reads: they put a drifted attribute right again
+    run("drift.yml")
+    assert sor.get_ci(ci["ci_id"])["attributes"]["memory_mb"] == 1
+    repaired = run("cached.yml")
+    assert recap(repaired.stdout)["localhost"] == (1, 1, 0)
+    assert sor.get_ci(ci["ci_id"])["attributes"]["memory_mb"] == facts["memtotal_mb"]
