@@ -1,25 +1,27 @@
 # -*- coding: utf-8 -*-
 """The change register in real headless Chromium (Debian's /usr/bin/chromium driven by Playwright).
 
-The ledger is filled by real ansible-playbook runs; the register is generated
-with the collection playbook and opened from file://, the way a reviewer opens
-an attachment. Screenshots go to $CHANGEOPS_SCREENSHOTS_DIR (artifacts/screenshots/).
-
-These tests are about the page, so they read one SQLite ledger; the same
-register generated from PostgreSQL is checked, data and HTML, by
-test_register.py, which runs on both backends.
+The ledger is filled by real ansible-playbook runs, once per backend (SQLite and
+PostgreSQL); the register is generated with the collection playbook and opened
+from file://, the way a reviewer opens an attachment. Screenshots go to
+$CHANGEOPS_SCREENSHOTS_DIR (artifacts/screenshots/).
 """
 
 from __future__ import annotations
 
 import csv
+import http.server
 import json
 import os
+import threading
 import time
 
 import pytest
 
+from support.backends import BACKENDS, backend_config, fresh_env
 from support.project import REPO_ROOT, Project
+
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 from register_fixtures import record_real_runs
 
@@ -29,59 +31,83 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("CHANGEOPS_SCREENSHOTS_DIR") or os.path.join(REPO_ROOT, "artifacts", "screenshots")
+#: awaiting review, riskiest first: unauthorised, emergency, failed, the rest; newest first within each
+AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "patch.yml", "release.yml"]
+#: every real run that changed a managed host or would have (the dry run): shown by default
+CHANGING_RUNS = ("motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "deploy.yml")
 
 
-@pytest.fixture(scope="module")
-def register(tmp_path_factory):
+def generate_register(project, out_dir, title="Change register (test)"):
+    """Generate with the collection playbook; returns (HTML path, register data)."""
+    html, data = str(out_dir / "register.html"), str(out_dir / "register.json")
+    os.makedirs(str(out_dir), exist_ok=True)
+    project.run("changeops.itsm.change_register", "-e", "register_path=%s" % html, "-e", "register_json_path=%s" % data,
+                "-e", "register_title=%s" % title)
+    with open(data) as stream:
+        return html, json.load(stream)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def register(request, tmp_path_factory):
     if not os.path.exists(CHROMIUM):
         pytest.fail("%s is missing: apt-get install -y chromium (never `playwright install`)" % CHROMIUM)
     root = tmp_path_factory.mktemp("register_browser")
-    env = {"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": str(root / "ledger.sqlite")}
-    project = Project(root / "project", env)
+    project = Project(root / "project", fresh_env(request.param, request, root))
     workdir = root / "work"
     workdir.mkdir()
     record_real_runs(project, str(workdir))
-    html, data = str(root / "out" / "register.html"), str(root / "out" / "register.json")
-    os.makedirs(os.path.dirname(html))
-    project.run("changeops.itsm.change_register", "-e", "register_path=%s" % html, "-e", "register_json_path=%s" % data,
-                "-e", "register_title=Change register (test)")
-    with open(data) as stream:
-        document = json.load(stream)
+    html, document = generate_register(project, root / "out")
     by_playbook = {}
     for row in document["rows"]:
         by_playbook[row["playbook"].rsplit("/", 1)[-1] + (":check" if row["dry_run"] else "")] = row
-    return {"html": html, "data": document, "runs": by_playbook, "root": root}
+    return {"html": html, "data": document, "runs": by_playbook, "root": root, "backend": request.param}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError as exc:
+        # like a missing Chromium, a missing Playwright is a broken set-up, not a reason to skip
+        pytest.fail("Playwright is missing (%s): pip install -r requirements-dev.txt (never `playwright install`)"
+                    % exc, pytrace=False)
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, register):
+def open_page(browser, url):
+    """A page of ``url`` in a fresh context; returns (context, page, problems, requests)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     problems, requests = [], []
     page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
     page.on("request", lambda request: requests.append(request.url))
-    page.goto("file://" + register["html"])
+    page.goto(url)
     page.wait_for_selector("html[data-ready=true]")
-    yield page
-    context.close()
+    return context, page, problems, requests
+
+
+def check_clean(problems, requests):
     assert problems == [], "console errors or CSP violations: %s" % problems
     outside = [url for url in requests if not url.startswith(("file:", "blob:", "data:"))]
     assert outside == [], "the register must not touch the network: %s" % outside
 
 
-def shot(page, name, full_page=False):
+@pytest.fixture
+def page(browser, register):
+    context, page, problems, requests = open_page(browser, "file://" + register["html"])
+    yield page
+    context.close()
+    check_clean(problems, requests)
+
+
+def shot(page, name, full_page=False, backend=None):
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    page.screenshot(path=os.path.join(SCREENSHOTS, "register-%s.png" % name), full_page=full_page)
+    suffix = "-%s" % backend if backend and backend != "sqlite" else ""
+    page.screenshot(path=os.path.join(SCREENSHOTS, "register-%s%s.png" % (name, suffix)), full_page=full_page)
 
 
 def wait_rows(page, count, timeout=10.0):
@@ -105,11 +131,11 @@ def test_list_counts_filters_search_sort(page, register):
     runs = register["runs"]
     counts = register["data"]["counts"]
     assert page.inner_text("#count-unauthorised") == str(counts["unauthorised"]) == "2"
-    assert page.inner_text("#count-failed") == str(counts["failed"]) == "1"
+    assert page.inner_text("#count-failed") == str(counts["failed"]) == "2"
     # runs that changed nothing are hidden by default; the dry run is shown, set apart
     shown = visible_run_ids(page)
     assert runs["cmdb.yml"]["run_id"] not in shown
-    assert set(shown) == {runs[name]["run_id"] for name in ("motd.yml", "motd.yml:check", "emergency.yml", "deploy.yml")}
+    assert set(shown) == {runs[name]["run_id"] for name in CHANGING_RUNS}
     dry = page.locator("tr[data-run-id='%s']" % runs["motd.yml:check"]["run_id"])
     assert "is-dry-run" in dry.get_attribute("class") and "DRY RUN" in dry.inner_text()
     unauthorised = page.locator("tr[data-run-id='%s']" % runs["motd.yml"]["run_id"])
@@ -118,16 +144,18 @@ def test_list_counts_filters_search_sort(page, register):
     # hosts expand
     unauthorised.locator("details.hosts summary").click()
     assert unauthorised.locator("details.hosts li").all_inner_texts() == ["web01 — changed", "web02 — changed"]
-    shot(page, "list")
+    shot(page, "list", backend=register["backend"])
 
     page.select_option("#f-outcome", "failed")
-    wait_rows(page, 1)
-    assert visible_run_ids(page) == [runs["deploy.yml"]["run_id"]]
+    wait_rows(page, 2)
+    assert visible_run_ids(page) == [runs["deploy.yml"]["run_id"], runs["patch.yml"]["run_id"]], "newest first"
     page.click("#f-reset")
-    page.select_option("#f-auth", "emergency")
-    wait_rows(page, 1)
-    assert visible_run_ids(page) == [runs["emergency.yml"]["run_id"]]
-    page.click("#f-reset")
+    for authorisation, name in (("emergency", "emergency.yml"), ("standard", "patch.yml"),
+                                ("change-request", "release.yml"), ("dry-run", "motd.yml:check")):
+        page.select_option("#f-auth", authorisation)
+        wait_rows(page, 1)
+        assert visible_run_ids(page) == [runs[name]["run_id"]], authorisation
+        page.click("#f-reset")
 
     page.fill("#f-search", "emergency.yml")
     wait_rows(page, 1)
@@ -140,8 +168,8 @@ def test_list_counts_filters_search_sort(page, register):
     page.fill("#f-search", "")
     page.fill("#f-host", "web02")
     page.select_option("#f-env", "production")
-    wait_rows(page, 4)
-    assert set(visible_run_ids(page)) == {runs[name]["run_id"] for name in ("motd.yml", "motd.yml:check", "emergency.yml", "deploy.yml")}
+    wait_rows(page, len(CHANGING_RUNS))
+    assert set(visible_run_ids(page)) == {runs[name]["run_id"] for name in CHANGING_RUNS}
     page.fill("#f-host", "db01")
     wait_rows(page, 0)
     assert "No matching changes" in page.inner_text("#result-count")
@@ -149,10 +177,10 @@ def test_list_counts_filters_search_sort(page, register):
     page.fill("#f-from", "2999-01-01")
     wait_rows(page, 0)
     page.fill("#f-from", runs["deploy.yml"]["started_at"][:10])
-    wait_rows(page, 4)
+    wait_rows(page, len(CHANGING_RUNS))
     page.check("#f-nochange")
-    wait_rows(page, 5)
-    shot(page, "filtered")
+    wait_rows(page, len(CHANGING_RUNS) + 1)
+    shot(page, "filtered", backend=register["backend"])
 
     page.click("th[data-key=playbook] button")
     assert page.get_attribute("th[data-key=playbook]", "aria-sort") == "ascending"
@@ -181,7 +209,7 @@ def test_change_page_shows_what_the_run_did(page, register):
     assert "awaiting post-implementation review" in text
     view.locator(".signoff summary").click()
     assert "changeops.itsm.change_review" in view.locator(".signoff pre").inner_text()
-    shot(page, "change", full_page=True)
+    shot(page, "change", full_page=True, backend=register["backend"])
 
     # CIs touched link to their history
     view.locator("#sec-cis ~ div a", has_text="web01").click()
@@ -190,7 +218,7 @@ def test_change_page_shows_what_the_run_did(page, register):
     assert "Configuration item web01" in ci_text
     assert "created (" in ci_text and "environment=production" in ci_text
     assert page.locator("#ci-view tbody tr[data-run-id='%s']" % motd["run_id"]).count() == 1
-    shot(page, "ci")
+    shot(page, "ci", backend=register["backend"])
     page.go_back()
     page.wait_for_selector("#change-view:not([hidden])")
 
@@ -234,15 +262,22 @@ def test_keyboard_review_list_and_print(page, register):
     page.click("#nav-review")
     page.wait_for_selector("#review-view:not([hidden])")
     order = page.eval_on_selector_all("#review-rows tr[data-run-id]", "rows => rows.map(r => r.dataset.runId)")
-    assert order[-1] == runs["emergency.yml"]["run_id"]
-    assert set(order[:2]) == {runs["motd.yml"]["run_id"], runs["deploy.yml"]["run_id"]}, "unauthorised first"
-    assert runs["motd.yml:check"]["run_id"] not in order
-    shot(page, "review")
+    # unauthorised, then emergency, then failed, then the rest, newest first within each; no dry run, no
+    # run that changed nothing
+    assert order == [runs[name]["run_id"] for name in AWAITING_ORDER]
+    shot(page, "review", backend=register["backend"])
 
     page.click("#nav-all")
     page.emulate_media(media="print")
     assert not page.is_visible("#filters") and not page.is_visible("#pager")
     assert page.is_visible("#changes")
+    # the headline counts are printed, without their button chrome
+    counts = register["data"]["counts"]
+    for key, count_id in (("unauthorised", "count-unauthorised"), ("failed", "count-failed"),
+                          ("changes", "count-changes"), ("awaiting_review", "count-awaiting")):
+        assert page.is_visible("#" + count_id), "%s count hidden in print" % key
+        assert page.inner_text("#" + count_id) == str(counts[key])
+    assert page.evaluate("getComputedStyle(document.querySelector('.counts .count')).borderTopStyle") == "none"
     page.emulate_media(media="screen")
 
 
@@ -274,3 +309,149 @@ def test_exports_are_the_filtered_list(page, register):
     assert exported["count"] == 2 and exported["filters"]["auth"] == "unauthorised"
     assert [change["run_id"] for change in exported["changes"]] == [record["run_id"] for record in records]
     assert exported["verification"]["valid"] is True
+
+
+# --------------------------------------------------------------------------
+# checklist evidence from a real release_readiness run
+# --------------------------------------------------------------------------
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server API)
+        status, body = {"/health": (200, b'{"status": "ok"}')}.get(self.path, (503, b"maintenance"))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+READINESS_SEED = """
+- name: Register the shop service and this host in the CMDB
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Host
+      changeops.itsm.configuration_item:
+        name: localhost
+        ci_class: server
+        attributes: {status: operational, environment: production}
+    - name: Service
+      changeops.itsm.configuration_item:
+        name: shop
+        ci_class: service
+        attributes: {owner: shop-team, support_group: shop-oncall, environment: production, tier: A}
+    - name: Application (member of the service, runs on the host)
+      changeops.itsm.configuration_item:
+        name: shop-api
+        ci_class: application
+        relationships:
+          - {type: member_of, target: shop, target_class: service}
+          - {type: runs_on, target: localhost}
+"""
+
+#: the health endpoint answers 503 and its gate is made advisory, so the run records a failed
+#: gate next to passed and skipped ones and still finishes
+READINESS = """
+- name: Is the shop ready for release?
+  hosts: localhost
+  gather_facts: false
+  vars:
+    release_readiness_service: shop
+    release_readiness_ports: [{port}]
+    release_readiness_health_url: "http://127.0.0.1:{port}/down"
+    release_readiness_disk_paths: [{root}]
+    release_readiness_disk_min_free_percent: 0
+    release_readiness_config_file: {root}/app.conf
+    release_readiness_rollback_path: {root}/releases
+    release_readiness_evidence_dir: {root}/evidence
+    release_readiness_gate_overrides:
+      GATE-HTTP-01: {{blocking: false}}
+    release_readiness_skip_gates:
+      - id: GATE-SVC-01
+        reason: the test service is a thread of pytest, not a systemd unit
+      - id: GATE-REBOOT-01
+        reason: a pending reboot of the CI machine is not the service's business
+  roles:
+    - changeops.itsm.release_readiness
+"""
+
+EVIDENCE_TABLES_JS = """() => Array.from(document.querySelectorAll(
+    '#change-view section[aria-labelledby=sec-evidence] table')).map(table => ({
+  headers: Array.from(table.querySelectorAll('thead th')).map(cell => cell.textContent),
+  rows: Array.from(table.querySelectorAll('tbody tr')).map(row => Array.from(row.children).map(cell => cell.textContent))
+}))"""
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def readiness_register(request, tmp_path_factory):
+    """A register whose ledger holds the evidence of a real release_readiness run against localhost."""
+    root = tmp_path_factory.mktemp("register_readiness")
+    env = fresh_env(request.param, request, root)
+    project = Project(root / "project", env)
+    srv = root / "srv"
+    for release in ("1.0.0", "1.1.0"):
+        (srv / "releases" / release).mkdir(parents=True)
+    (srv / "app.conf").write_text("x=1\n")
+    os.chmod(str(srv / "app.conf"), 0o640)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        project.write_playbook("seed.yml", READINESS_SEED)
+        project.write_playbook("readiness.yml", READINESS.format(port=server.server_address[1], root=srv))
+        project.run("seed.yml")
+        project.run("readiness.yml")
+    finally:
+        server.shutdown()
+        server.server_close()
+    html, document = generate_register(project, root / "out", title="Release readiness (test)")
+    (row,) = [row for row in document["rows"] if row["playbook"].endswith("readiness.yml")]
+    with open_system_of_record(backend_config(env)) as sor:
+        evidence = {item["host"]: item for item in sor.find_evidence(run_id=row["run_id"])}
+    return {"html": html, "run_id": row["run_id"], "evidence": evidence, "backend": request.param}
+
+
+def test_checklist_evidence_of_a_real_readiness_run_shows_per_control_rows(browser, readiness_register):
+    run_id = readiness_register["run_id"]
+    host_document = readiness_register["evidence"]["localhost"]["document"]
+    service_document = readiness_register["evidence"]["shop"]["document"]
+    # what the role really recorded: a host document listing its gates, a service document listing them per host
+    assert isinstance(host_document["gates"], list) and list(service_document["gates"]) == ["localhost"]
+    statuses = {gate["id"]: gate["status"] for gate in host_document["gates"]}
+    assert statuses["GATE-HTTP-01"] == "fail" and statuses["GATE-PORT-01"] == "pass"
+    assert statuses["GATE-SVC-01"] == "skipped"
+
+    context, page, problems, requests = open_page(
+        browser, "file://%s#/change/%s" % (readiness_register["html"], run_id))
+    try:
+        page.wait_for_selector("#change-view:not([hidden]) #sec-evidence")
+        section = page.locator("#change-view section[aria-labelledby=sec-evidence]")
+        headings = section.locator("h4").all_inner_texts()
+        assert sorted(headings) == [
+            "release_readiness on localhost: %s" % readiness_register["evidence"]["localhost"]["status"],
+            "release_readiness on shop: %s" % readiness_register["evidence"]["shop"]["status"]]
+        assert "[object Object]" not in section.inner_text()
+        # one table per evidence record, in the order of their headings
+        tables = dict(zip((heading.split(" on ")[1].split(":")[0] for heading in headings),
+                          page.evaluate(EVIDENCE_TABLES_JS)))
+        host_table, service_table = tables["localhost"], tables["shop"]
+
+        assert host_table["headers"] == ["Control", "Title", "Status", "Observed", "Expected", "Detail"]
+        assert [(cells[0], cells[2]) for cells in host_table["rows"]] == [
+            (gate["id"], gate["status"]) for gate in host_document["gates"]]
+        http_row = [cells for cells in host_table["rows"] if cells[0] == "GATE-HTTP-01"][0]
+        http_gate = [gate for gate in host_document["gates"] if gate["id"] == "GATE-HTTP-01"][0]
+        assert "returned 503" in http_row[5] and http_row[5] == http_gate["message"]
+        assert '"status": 503' in http_row[3]
+
+        # the service's document: one row per host and gate, with the host named
+        assert service_table["headers"] == ["Host", "Control", "Title", "Status", "Observed", "Expected", "Detail"]
+        assert [(cells[0], cells[1], cells[3]) for cells in service_table["rows"]] == [
+            ("localhost", gate["id"], gate["status"]) for gate in service_document["gates"]["localhost"]]
+        failed = page.locator("#change-view section[aria-labelledby=sec-evidence] .badge-bad")
+        assert failed.count() == 2, "the failed gate is marked in both tables"
+        shot(page, "evidence", full_page=True, backend=readiness_register["backend"])
+    finally:
+        context.close()
+    check_clean(problems, requests)
