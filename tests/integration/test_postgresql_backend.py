@@ -339,3 +339,49 @@ def test_a_forked_worker_never_closes_its_parents_session(sor):
     assert sor._connection().info.backend_pid == parent_pid  # pylint: disable=protected-access
     assert sor.append([result("r1", "parent", 10)])[0].seq == 3
     assert os.getpid() == sor._pid  # pylint: disable=protected-access
+
+
+# --------------------------------------------------------------------------
+# TLS
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tls_server():
+    """A cluster of our own that serves TLS with a self-signed certificate (see support/postgresql_server)."""
+    server = postgresql_server.LocalServer(max_connections=20, tls=True).start()
+    yield server
+    server.remove()
+
+
+def _ssl_of_session(server, application_name):
+    """``(ssl, version)`` of every session named ``application_name``, seen from the server's side."""
+    with psycopg.connect(server.admin_dsn, autocommit=True, sslmode="disable") as admin:
+        return admin.execute("SELECT s.ssl, s.version FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
+                             " WHERE a.application_name = %s", (application_name,)).fetchall()
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-full"])
+def test_the_system_of_record_connects_over_tls(tls_server, mode):
+    name = postgresql_server.create_database(tls_server, prefix="changeops_tls")
+    try:
+        options = {"sslmode": mode, "application_name": "changeops-tls-%s" % mode}
+        if mode == "verify-full":
+            # the certificate names 127.0.0.1, so verifying the host name as well as the chain succeeds
+            options["sslrootcert"] = tls_server.ca_file
+        dsn = psycopg.conninfo.make_conninfo(tls_server.dsn(name), **options)
+        with open_system_of_record(pg_config(dsn)) as sor:
+            assert sor.append([started("r1")])[0].seq == 1
+            assert sor.get_change_event("r1")["status"] == "running"
+            sessions = _ssl_of_session(tls_server, options["application_name"])
+            assert len(sessions) == 1 and sessions[0][0] is True, sessions
+            assert sessions[0][1].startswith("TLSv1.")
+            assert tls_server.password not in sor.describe()
+    finally:
+        postgresql_server.drop_database(tls_server, name)
+
+
+def test_verify_full_refuses_a_certificate_it_does_not_trust(tls_server, tmp_path):
+    stranger = postgresql_server.self_signed_certificate(str(tmp_path), "stranger")[0]
+    dsn = psycopg.conninfo.make_conninfo(tls_server.dsn(), sslmode="verify-full", sslrootcert=stranger)
+    with pytest.raises(BackendUnavailable, match="certificate verify failed") as raised:
+        open_system_of_record(pg_config(dsn)).head()
+    assert tls_server.password not in raised.value.message

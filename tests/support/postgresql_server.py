@@ -16,7 +16,9 @@ Missing server binaries FAIL the test with the fix, they do not skip it:
 
 The private cluster requires a password over TCP (scram-sha-256), so every
 test exercises the same authentication path, and the password-redaction
-checks have a real password to look for.
+checks have a real password to look for. ``LocalServer(tls=True)`` also serves
+TLS, with a self-signed certificate for localhost/127.0.0.1 that openssl makes
+(``ca_file`` is what clients trust); the session's server has no certificate.
 """
 
 from __future__ import annotations
@@ -70,12 +72,32 @@ def _connect(dsn, **kwargs):
     return psycopg.connect(dsn, autocommit=True, connect_timeout=10, **kwargs)
 
 
+def self_signed_certificate(directory, name="server"):
+    """``(certificate, key)`` paths: a self-signed certificate for ``localhost`` and ``127.0.0.1`` made with
+    openssl in ``directory`` (key private to its owner), usable as its own root for ``verify-full``."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("openssl is missing: apt-get install -y openssl (the TLS tests make their certificate with it)",
+                    pytrace=False)
+    cert, key = os.path.join(directory, name + ".crt"), os.path.join(directory, name + ".key")
+    completed = subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        timeout=60, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError("openssl could not make a test certificate:\n%s" % completed.stdout)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
 class LocalServer(object):
     """A throwaway cluster owned by this process: initdb, start, stop, restart, remove."""
 
     superuser = "postgres"
 
-    def __init__(self, bin_dir=None, max_connections=300):
+    def __init__(self, bin_dir=None, max_connections=300, tls=False):
         self.bin_dir = bin_dir or find_bin_dir()
         if self.bin_dir is None:
             pytest.fail(
@@ -96,6 +118,8 @@ class LocalServer(object):
             os.chown(self.root, account.pw_uid, account.pw_gid)
         os.chmod(self.root, 0o700)
         self._initdb()
+        #: with ``tls``, the self-signed certificate the server presents (clients use it as sslrootcert)
+        self.ca_file = self._make_certificate() if tls else None
 
     # -- commands ------------------------------------------------------------
     def _command(self, name, *args):
@@ -130,12 +154,28 @@ class LocalServer(object):
         finally:
             os.unlink(pwfile)
 
+    def _make_certificate(self):
+        """Certificate and key in the data directory (the server refuses a key others can read), owned by
+        the server's user; returns a copy of the certificate beside the cluster, for clients to trust."""
+        cert, key = self_signed_certificate(self.data_dir, "server")
+        if self._as_postgres:
+            account = pwd.getpwnam("postgres")
+            for path in (key, cert):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        trusted = os.path.join(self.root, "root.crt")
+        shutil.copyfile(cert, trusted)
+        os.chmod(trusted, 0o644)
+        return trusted
+
     def start(self, port=None):
         self.port = port or self.port or free_port()
         # fsync off: the tests crash processes (kill -9, immediate shutdown),
         # never the kernel, so the WAL in the page cache is enough to recover.
         options = "-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=%d -c fsync=off" % (
             self.port, self.socket_dir, self.max_connections)
+        if self.ca_file:
+            # server.crt / server.key in the data directory are the defaults of ssl_cert_file / ssl_key_file
+            options += " -c ssl=on"
         self._run("pg_ctl", "-D", self.data_dir, "-l", self.log_file, "-o", options, "-w", "-t", "60", "start")
         return self
 
