@@ -8,6 +8,7 @@ the test only looks at what ends up in the database (and in the spool).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -247,7 +248,135 @@ def test_gate_with_the_database_down_denies_with_the_reason(tmp_path, dsn, serve
         if run.poll() is None:
             Project.kill(run)
     assert run.returncode != 0
-    assert "cannot connect to the PostgreSQL system of record" in output
+    # the decision itself: denied, with the reason
+    assert "change gate denied play 'Gated change': cannot connect to the PostgreSQL system of record" in output
+    assert '"allowed": false' in output and '"type": "denied"' in output
     assert server.password not in output
     assert not marker.exists(), "the play ran although the gate could not read the system of record"
     server.start()
+
+
+SEED_PLAYBOOK = """
+- name: What the fault run will try to change
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: A CI
+      changeops.itsm.configuration_item:
+        name: web01
+        ci_class: cmdb_ci_linux_server
+        attributes: {environment: production}
+
+    - name: A change request
+      changeops.itsm.change_request:
+        type: normal
+        short_description: Rotate the certificates
+        affected_cis: [web01]
+      register: created
+
+    - name: Remember its number
+      ansible.builtin.copy:
+        content: "{{ created.number }}"
+        dest: "{{ out }}/number"
+        mode: "0644"
+"""
+
+#: every module that writes to the system of record, each as its own task that may fail; the results
+#: are written to a file on the controller for the test to read
+MODULES_PLAYBOOK = """
+- name: Every module with the database down
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: configuration_item
+      changeops.itsm.configuration_item:
+        name: web01
+        ci_class: cmdb_ci_linux_server
+        attributes: {environment: staging}
+      register: configuration_item
+      ignore_errors: true
+
+    - name: change_request
+      changeops.itsm.change_request:
+        number: "{{ number }}"
+        state: assess
+      register: change_request
+      ignore_errors: true
+
+    - name: change_review
+      changeops.itsm.change_review:
+        run_id: "{{ run_id }}"
+        outcome: accepted
+        comment: checked
+      register: change_review
+      ignore_errors: true
+
+    - name: change_register
+      changeops.itsm.change_register:
+        path: "{{ out }}/register/register.html"
+        json_path: "{{ out }}/register/register.json"
+      register: change_register
+      ignore_errors: true
+
+    - name: register_host
+      changeops.itsm.register_host:
+        attributes: {environment: production}
+      register: register_host
+      ignore_errors: true
+
+    - name: Keep the results for the test
+      ansible.builtin.copy:
+        content: "{{ {'configuration_item': configuration_item, 'change_request': change_request,
+                      'change_review': change_review, 'change_register': change_register,
+                      'register_host': register_host} | to_json }}"
+        dest: "{{ out }}/results.json"
+        mode: "0644"
+"""
+
+
+def test_modules_with_the_database_down_fail_clearly_and_change_nothing(tmp_path, dsn, server):
+    project = make_project(tmp_path / "project", dsn)
+    project.write_inventory(["localhost"])
+    out = tmp_path / "out"
+    (out / "register").mkdir(parents=True)
+    project.write_playbook("seed.yml", SEED_PLAYBOOK)
+    project.write_playbook("modules.yml", MODULES_PLAYBOOK)
+    project.run("seed.yml", "-e", "out=%s" % out)
+    number = (out / "number").read_text()
+    sor = open_dsn(dsn)
+    try:
+        (seed_run,) = sor.find_change_events()
+        head = sor.head()
+    finally:
+        sor.close()
+
+    server.stop("fast")
+    try:
+        run = project.run("modules.yml", "-e", "out=%s" % out, "-e", "number=%s" % number,
+                          "-e", "run_id=%s" % seed_run["run_id"])
+    finally:
+        server.start()
+    output = run.stdout
+    with open(str(out / "results.json")) as stream:
+        results = json.load(stream)
+    assert sorted(results) == ["change_register", "change_request", "change_review", "configuration_item",
+                               "register_host"]
+    for module, result in results.items():
+        assert result.get("failed") is True, (module, result)
+        assert result.get("changed") is False, (module, result)
+        assert result["msg"].startswith("cannot connect to the PostgreSQL system of record postgresql:"), (module, result)
+        assert "refused" in result["msg"].lower(), (module, result["msg"])
+        assert server.password not in json.dumps(result)
+    assert server.password not in output
+    assert os.listdir(str(out / "register")) == [], "change_register wrote something with the database down"
+
+    sor = open_dsn(dsn)
+    try:
+        assert sor.head() == head, "the ledger changed although every module failed"
+        report = sor.verify(projections=True)
+        assert report.valid, report.summary()
+        assert sor.get_change_request(number)["state"] == "new"
+        assert sor.find_cis(names=["web01"])[0]["environment"] == "production"
+        assert sor.find_reviews(run_id=seed_run["run_id"]) == []
+    finally:
+        sor.close()
