@@ -58,7 +58,7 @@ def test_history_names_the_change_events_that_touched_the_ci(project, open_sor):
         sor.append([Entry("ci.changed_by_run", ci_id, {"ci_id": ci_id, "run_id": dry, "host": "db01"})])
 
     run(project, "history.yml")
-    with open(project.path("history.json")) as handle:
+    with open(project.path("history.json"), encoding="utf-8") as handle:
         found = json.load(handle)
     assert [item["ci_id"] for item in found] == [ci_id]
     history = found[0]["history"]

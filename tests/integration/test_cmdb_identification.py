@@ -151,12 +151,12 @@ def test_register_from_gathered_then_cached_facts(project, open_sor):
     # one line in ansible.cfg (Project.write_cfg), the cache directory from the environment
     env = {"ANSIBLE_CACHE_PLUGIN_CONNECTION": cache}
 
-    def run(playbook):
+    def play(playbook):
         return project.run(playbook, "-i", "inventory.yml", env=env)
 
-    first = run("gathered.yml")
+    first = play("gathered.yml")
     assert recap(first.stdout)["localhost"][1] == 2  # the CI created, the facts file written
-    with open(project.path("gathered.json")) as handle:
+    with open(project.path("gathered.json"), encoding="utf-8") as handle:
         facts = json.load(handle)  # what setup really gathered on this machine
     assert os.listdir(cache), "the facts were not cached"
     sor = open_sor()
@@ -173,13 +173,13 @@ def test_register_from_gathered_then_cached_facts(project, open_sor):
 
     # gather_facts: false, facts from the cache: the same facts, nothing to write
     written = len(ci_entries(sor))
-    cached = run("cached.yml")
+    cached = play("cached.yml")
     assert recap(cached.stdout)["localhost"] == (1, 0, 0)
     assert len(ci_entries(sor)) == written
 
     # the cached facts are what that play reads: they put a drifted attribute right again
-    run("drift.yml")
+    play("drift.yml")
     assert sor.get_ci(ci["ci_id"])["attributes"]["memory_mb"] == 1
-    repaired = run("cached.yml")
+    repaired = play("cached.yml")
     assert recap(repaired.stdout)["localhost"] == (1, 1, 0)
     assert sor.get_ci(ci["ci_id"])["attributes"]["memory_mb"] == facts["memtotal_mb"]

@@ -472,7 +472,7 @@ def test_a_host_ci_made_by_configuration_item_is_identified_like_a_registered_on
 def test_a_name_held_by_another_host_class_is_refused_before_writing(sor, monkeypatch):
     web = register(sor, "web01", facts_for("web01", "m-web"))
     appends = []
-    monkeypatch.setattr(sor, "append", lambda entries: appends.append(entries))
+    monkeypatch.setattr(sor, "append", appends.append)
     with pytest.raises(ConflictError) as error:
         ci_item(sor, name="web01", ci_class="virtual_machine")
     assert error.value.message.startswith(
