@@ -7,6 +7,8 @@ One ``evidence.recorded`` ledger entry per (run, host, checklist, document): it 
 change event (``find_evidence(run_id=...)``). When the host has a CI (looked up by name), a
 ``ci.updated`` entry in the same batch sets ``compliance.<checklist>`` to the latest status, score
 and audit time, so the CMDB answers "is this server compliant?" without reading the ledger.
+In check mode only the evidence entry is written, and only within a recorded run: the CI is not
+changed (its change is reported as the diff).
 """
 
 from __future__ import annotations
@@ -106,9 +108,15 @@ def record_evidence(ctx):
     if ctx.diff:
         result["diff"] = {"before": {attribute: before_ci} if ci else {},
                           "after": {attribute: after_ci} if ci else {}}
-    if already or ctx.check_mode:
+    if already:
         return result
-    if run_id is None:
+    if ctx.check_mode:
+        # a dry run must not change the CMDB, but what it found is the record of that dry run, kept on its
+        # (dry-run) change event like the recorder keeps the run itself; without a run there is no such event
+        if run_id is None:
+            return result
+        entries = entries[:1]
+    elif run_id is None:
         ctx.warn("no change_recorder run id (CHANGEOPS_RUN_ID): the evidence is recorded without a change event")
     appended = ctx.sor.append(entries)
     result["changed"] = bool(appended)

@@ -17,6 +17,10 @@ description:
     CI attribute C(compliance.<checklist>) to the latest status, score and audit time.
   - The same document for the same run, host and checklist is recorded once; repeating the task
     reports no change.
+  - In check mode the CI is never changed; its change is only reported (changed, diff). The evidence is
+    still attached to the run's change event, which the P(changeops.itsm.change_recorder#callback)
+    callback marks C(dry-run), as the record of what the dry run found, just as the recorder records
+    the dry run itself. Outside a recorded run (no run id) check mode records nothing.
   - Runs on the controller; no C(delegate_to) is needed. The run id comes from the
     P(changeops.itsm.change_recorder#callback) callback (E(CHANGEOPS_RUN_ID)).
 author:
@@ -25,8 +29,9 @@ extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
-    description: Reports what would be recorded and the CI change, and records nothing.
-    support: full
+    description: Does not change the CI; reports its C(compliance.<checklist>) change (changed, diff).
+    support: partial
+    details: The evidence is still attached to the run's change event (a C(dry-run) event) as the record of the dry run.
   diff_mode:
     description: Shows the CI's C(compliance.<checklist>) attribute before and after.
     support: full

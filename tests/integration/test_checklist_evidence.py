@@ -91,13 +91,24 @@ def test_evidence_shows_on_the_change_event_and_the_ci(project, open_sor):
     assert shown["checklist"] == "hardening" and shown["summary"]["score"] == 87.5
 
 
-def test_check_mode_records_nothing_and_diff_shows_the_ci_change(project, open_sor):
+def test_check_mode_records_the_dry_run_but_leaves_the_ci_alone(project, open_sor):
     sor = open_sor()
-    _ci(sor, "localhost")
+    ci_id = _ci(sor, "localhost")
     project.write_playbook("pb.yml", PLAYBOOK)
     out = project.run("pb.yml", "--check", "--diff").stdout
-    assert sor.find_evidence() == []
+    (event,) = sor.find_change_events()
+    assert event["authorisation"] == "dry-run", event
+    # the dry run's findings are its record, on its change event ...
+    (evidence,) = sor.find_evidence(run_id=event["run_id"])
+    assert evidence["ci_id"] == ci_id and evidence["status"] == "fail"
+    # ... but the CMDB does not change: the diff only shows what a real run would set
+    ci = sor.get_ci(ci_id)
+    assert "compliance.hardening" not in ci["attributes"] and ci["version"] == 1, ci
     assert "compliance.hardening" in out
+    # outside a recorded run there is no dry-run change event to attach to: nothing is recorded
+    project.callbacks = []
+    project.run("pb.yml", "--check")
+    assert len(sor.find_evidence()) == 1
 
 
 def test_ambiguous_ci_name_and_bad_checklist_are_clear_errors(project, open_sor):
