@@ -26,6 +26,10 @@ TIER_RANK = {"C": 1, "B": 2, "A": 3}
 CONTROLLER_TYPES = ("cmdb_service", "cmdb_relationships", "cmdb_host")
 GATE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 VERSION_OPERATORS = (">=", ">", "==", "!=", "<=", "<")
+# a readiness probe only reads, and it runs from the target even under --check
+HTTP_METHODS = ("GET", "HEAD")
+CMDB_DEFAULTS = {"service_class": "service", "required_attributes": ["owner", "support_group", "environment"],
+                 "relationship_types": [], "transitive": True}
 BODY_EXCERPT = 300
 
 
@@ -153,6 +157,11 @@ def _validate_check(check, where):
             raise ReadinessError("%s: check.url must start with http:// or https://, got %r" % (where, check["url"]))
         check["status"] = [_int(s, where, "status", 100) for s in _as_list(check["status"])]
         check["timeout"] = _int(check["timeout"], where, "timeout", 1)
+        method = str(check["method"] or "").upper()
+        if method not in HTTP_METHODS:
+            raise ReadinessError("%s: check.method must be GET or HEAD (a readiness probe only reads, also under "
+                                 "--check), got %r" % (where, check["method"]))
+        check["method"] = method
         if check["from"] not in ("target", "controller"):
             raise ReadinessError("%s: check.from must be target or controller, got %r" % (where, check["from"]))
         if check["body_regex"]:
@@ -229,6 +238,32 @@ def _validate_check(check, where):
     return check
 
 
+def _strings(value, where, field):
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in _as_list(value)):
+        raise ReadinessError("%s: check.%s must be a list of names, got %r" % (where, field, value))
+    return list(value)
+
+
+def _cmdb_check(check, where, defaults):
+    """The gate's own CMDB options, or the role-level defaults (release_readiness_cmdb_*) for those it leaves out."""
+    kind = check["type"]
+    if kind == "cmdb_service":
+        if check["ci_class"] is None:
+            check["ci_class"] = defaults["service_class"]
+        elif not isinstance(check["ci_class"], str) or not check["ci_class"]:
+            raise ReadinessError("%s: check.ci_class must be a CI class name, got %r" % (where, check["ci_class"]))
+        check["required_attributes"] = (list(defaults["required_attributes"] or []) if check["required_attributes"] is None
+                                        else _strings(check["required_attributes"], where, "required_attributes"))
+    elif kind == "cmdb_relationships":
+        check["types"] = (list(defaults["relationship_types"] or []) if check["types"] is None
+                          else _strings(check["types"], where, "types"))
+        if check["transitive"] is None:
+            check["transitive"] = bool(defaults["transitive"])
+        elif check["transitive"] not in (True, False):
+            raise ReadinessError("%s: check.transitive must be true or false, got %r" % (where, check["transitive"]))
+    return check
+
+
 def _configured(check):
     configured_by = CHECK_TYPES[check["type"]]["configured_by"]
     if configured_by is None:
@@ -240,8 +275,13 @@ def _configured(check):
 
 
 def plan(gates, extra_gates=None, overrides=None, skips=None, service_tier="A", today=None, unconfigured="skip",
-         default_owner=None, cmdb_enabled=True):
-    """Validate the checklist and decide, per gate, whether it runs or why it is skipped."""
+         default_owner=None, cmdb_enabled=True, cmdb_defaults=None):
+    """Validate the checklist and decide, per gate, whether it runs or why it is skipped.
+
+    ``cmdb_defaults``: the role-level CMDB settings (keys of CMDB_DEFAULTS) that CMDB gates use for
+    the options they do not set themselves.
+    """
+    cmdb_defaults = dict(CMDB_DEFAULTS, **(cmdb_defaults or {}))
     if str(service_tier) not in TIERS:
         raise ReadinessError("release_readiness_service_tier must be one of %s, got %r" % (", ".join(TIERS),
                                                                                            service_tier))
@@ -303,7 +343,7 @@ def plan(gates, extra_gates=None, overrides=None, skips=None, service_tier="A", 
         }
         configured, missing = _configured(check)
         if configured:
-            check = _validate_check(check, where)
+            check = _cmdb_check(_validate_check(check, where), where, cmdb_defaults)
         entry.update(check=check, configured=configured)
         if TIER_RANK[tier] > TIER_RANK[str(service_tier)]:
             entry.update(status="skipped", message="tier %s gate; the service is tier %s" % (tier, service_tier))
@@ -824,13 +864,16 @@ def _cmdb_error(result):
 
 def _check_cmdb_service(gate, cmdb, context):
     service = context.get("service")
-    lookup = cmdb.get("service") or {}
     if not service:
         return "error", None, "release_readiness_service is not set: the CMDB gates need the service CI's name"
+    # looked up per gate, with the gate's own ci_class
+    lookup = _results_by_id(cmdb.get("service_gates")).get(gate["id"])
+    if lookup is None:
+        return "error", None, "service CI %r was not looked up for this gate" % service
     if _cmdb_error(lookup):
         return "error", None, "the CMDB could not be read: %s" % _msg(lookup)
     items = lookup["configuration_items"]
-    ci_class = gate["check"]["ci_class"] or context.get("service_class") or "service"
+    ci_class = gate["check"]["ci_class"]
     if not items:
         return "fail", {"exists": False}, "service CI %r (class %s) does not exist in the CMDB" % (service, ci_class)
     if len(items) > 1:
@@ -838,8 +881,8 @@ def _check_cmdb_service(gate, cmdb, context):
             len(items), service, ci_class)
     ci = items[0]
     attributes = dict(ci.get("attributes") or {})
-    required = gate["check"]["required_attributes"] or context.get("required_attributes") or []
-    observed = {"ci_id": ci["ci_id"], "status": ci.get("status")}
+    required = gate["check"]["required_attributes"]
+    observed = {"ci_id": ci["ci_id"], "class": ci.get("class"), "status": ci.get("status")}
     observed.update({attr: attributes.get(attr) for attr in required})
     missing = [attr for attr in required if _empty(attributes.get(attr))]
     if missing:
@@ -856,15 +899,28 @@ def _check_cmdb_relationships(gate, cmdb, context):
     if not cmdb["service"]["configuration_items"]:
         return "fail", None, "service CI %r does not exist, so it has no relationship to host CI %r" % (service,
                                                                                                         host_ci)
-    related = cmdb.get("related") or {}
+    # looked up per gate: only relationships of the gate's types, followed transitively if it says so
+    related = _results_by_id(cmdb.get("related_gates")).get(gate["id"])
+    if related is None:
+        return "error", None, "the relationships of service CI %r were not looked up for this gate" % service
     if _cmdb_error(related):
         return "error", None, "the relationships of service CI %r could not be read: %s" % (service, _msg(related))
+    check = gate["check"]
     names = sorted({ci.get("name") for ci in related["configuration_items"]})
-    observed = {"related": names[:50]}
+    observed = {"related": names[:50], "types": check["types"] or None, "transitive": check["transitive"]}
+    scope = _relationship_scope(check)
     if host_ci not in names:
-        return "fail", observed, "service CI %r has no relationship to host CI %r%s" % (
-            service, host_ci, " (types %s)" % ", ".join(gate["check"]["types"]) if gate["check"]["types"] else "")
-    return "pass", observed, "service CI %r is related to host CI %r" % (service, host_ci)
+        return "fail", observed, "service CI %r has no relationship to host CI %r%s" % (service, host_ci, scope)
+    return "pass", observed, "service CI %r is related to host CI %r%s" % (service, host_ci, scope)
+
+
+def _relationship_scope(check):
+    parts = []
+    if check["types"]:
+        parts.append("types %s" % ", ".join(check["types"]))
+    if not check["transitive"]:
+        parts.append("direct relationships only")
+    return " (%s)" % "; ".join(parts) if parts else ""
 
 
 def _check_cmdb_host(gate, cmdb, context):
@@ -915,9 +971,10 @@ def _expected(gate):
     if kind == "reboot":
         return "no reboot pending"
     if kind == "cmdb_service":
-        return "service CI exists with its required attributes"
+        return "service CI of class %s exists%s" % (check["ci_class"], " with %s set" % ", ".join(
+            check["required_attributes"]) if check["required_attributes"] else "")
     if kind == "cmdb_relationships":
-        return "service CI related to this host's CI"
+        return "service CI related to this host's CI%s" % _relationship_scope(check)
     return "host CI %s" % " or ".join(check.get("statuses") or [])
 
 
@@ -931,8 +988,9 @@ def evaluate(planned, raw, context=None):
     """Per-gate results from the plan and what the role's tasks registered.
 
     ``raw`` keys: service, port, http_target, http_controller, tls, disk, package, file, command,
-    rollback, reboot {flag, packages, needs_restarting}, cmdb {service, related, hosts}, checked_at {type: time}.
-    ``context``: host, service, host_ci_name, os_family, required_attributes, service_class, now.
+    rollback, reboot {flag, packages, needs_restarting}, cmdb {service (the service CI, role-level class),
+    service_gates and related_gates (per-gate lookups, loops over the gates), hosts}, checked_at {type: time}.
+    ``context``: host, service, host_ci_name, os_family, now.
     """
     context = context or {}
     raw = raw or {}

@@ -2,7 +2,7 @@
 """release_readiness role end to end: real ansible-playbook runs (recorder on) against localhost, probing
 HTTP and TLS servers this test starts on loopback, with the CMDB in the system of record of every backend.
 The evidence must land on the run's change event and on the service CI; a blocking failure must stop the
-play with an actionable line; --check must still probe and record."""
+play with an actionable line; --check must still probe and record the dry run, but not change the CIs."""
 
 from __future__ import annotations
 
@@ -204,22 +204,72 @@ def test_evidence_lands_on_the_change_event_and_the_service_ci(project, open_sor
     assert service["attributes"]["ready_for_release_blocking"] == ["localhost: " + line]
 
 
-def test_check_mode_probes_and_records_without_touching_the_target(project, open_sor, loopback_services):
+def test_check_mode_probes_and_records_without_touching_the_target_or_the_cmdb(project, open_sor, loopback_services):
     root = _prepare_project(project, loopback_services)
     project.run("seed.yml")
+    sor = open_sor()
+
+    def attributes():
+        return {ci["ci_id"]: (ci["version"], ci["attributes"]) for ci in sor.find_cis(names=["shop", "localhost"])}
+
+    cis_before = attributes()
     before = sorted(os.listdir(root)) + [oct(os.stat(os.path.join(root, "app.conf")).st_mode)]
-    result = project.run("readiness.yml", "--check")
+    result = project.run("readiness.yml", "--check", "--diff")
     assert "is ready for release" in result.stdout
     assert sorted(os.listdir(root)) == sorted(before[:-1] + ["evidence"])
     assert oct(os.stat(os.path.join(root, "app.conf")).st_mode) == before[-1]
-    sor = open_sor()
     (event,) = sor.find_change_events(playbook="readiness.yml")
     assert event["authorisation"] == "dry-run"
-    host_evidence = [item for item in sor.find_evidence(run_id=event["run_id"]) if item["host"] == "localhost"][0]
-    assert host_evidence["document"]["check_mode"] is True
-    assert {gate["id"]: gate["status"] for gate in host_evidence["document"]["gates"]}["GATE-HTTP-01"] == "pass"
-    # a check-mode run still records readiness: the probes read, the writes go to the system of record only
-    assert _service_ci(sor)["attributes"]["ready_for_release"] is True
+    # the dry run's evidence is its record, on its change event
+    evidence = {item["host"]: item for item in sor.find_evidence(run_id=event["run_id"])}
+    assert set(evidence) == {"localhost", "shop"}
+    assert evidence["localhost"]["document"]["check_mode"] is True
+    assert {gate["id"]: gate["status"] for gate in evidence["localhost"]["document"]["gates"]}["GATE-HTTP-01"] == "pass"
+    assert evidence["shop"]["document"]["summary"]["ready"] is True
+    # the CIs are not changed by a dry run (no ready_for_release, no compliance); the diff says what would be
+    assert attributes() == cis_before
+    assert "ready_for_release" not in _service_ci(sor)["attributes"]
+    assert "compliance.release_readiness" in result.stdout and "ready_for_release" in result.stdout
+
+
+PER_GATE_CMDB = [
+    # the host is reached through the application (member_of, runs_on): any type, transitively
+    {"id": "GATE-REL-ANY", "title": "related through anything", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_relationships"}},
+    {"id": "GATE-REL-RUNS", "title": "related through member_of/runs_on", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_relationships", "types": ["member_of", "runs_on"]}},
+    {"id": "GATE-REL-DEP", "title": "related through depends_on", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_relationships", "types": ["depends_on"]}},
+    {"id": "GATE-REL-DIRECT", "title": "related directly", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_relationships", "transitive": False}},
+    {"id": "GATE-CI-BIZ", "title": "a business service CI", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_service", "ci_class": "business_service"}},
+    {"id": "GATE-CI-TIER", "title": "the service CI has a tier", "blocking": False, "owner": "ops",
+     "check": {"type": "cmdb_service", "required_attributes": ["tier", "owner"]}},
+]
+
+
+def test_cmdb_gates_use_their_own_types_transitivity_and_class(project, open_sor, loopback_services):
+    _prepare_project(project, loopback_services)
+    project.run("seed.yml")
+    result = project.run("readiness.yml", "-e", json.dumps({"release_readiness_extra_gates": PER_GATE_CMDB}))
+    assert "is ready for release" in result.stdout  # advisory gates
+    sor = open_sor()
+    (event,) = sor.find_change_events(playbook="readiness.yml")
+    (host,) = [item for item in sor.find_evidence(run_id=event["run_id"]) if item["host"] == "localhost"]
+    gates = {gate["id"]: gate for gate in host["document"]["gates"]}
+    assert {gate_id: gates[gate_id]["status"] for gate_id in [g["id"] for g in PER_GATE_CMDB]} == {
+        "GATE-REL-ANY": "pass", "GATE-REL-RUNS": "pass", "GATE-REL-DEP": "fail", "GATE-REL-DIRECT": "fail",
+        "GATE-CI-BIZ": "fail", "GATE-CI-TIER": "pass"}, gates
+    assert gates["GATE-REL-DEP"]["message"] == ("service CI 'shop' has no relationship to host CI 'localhost' "
+                                                "(types depends_on)")
+    assert gates["GATE-REL-DIRECT"]["message"] == ("service CI 'shop' has no relationship to host CI 'localhost' "
+                                                   "(direct relationships only)")
+    assert gates["GATE-REL-DIRECT"]["observed"]["related"] == ["shop-api"]
+    assert gates["GATE-CI-BIZ"]["message"] == "service CI 'shop' (class business_service) does not exist in the CMDB"
+    assert gates["GATE-CI-TIER"]["message"] == "service CI 'shop' has tier=A, owner=shop-team"
+    # the default gates still use the role-level settings
+    assert gates["GATE-CMDB-02"]["status"] == "pass" and gates["GATE-CMDB-01"]["status"] == "pass"
 
 
 def test_a_checklist_error_names_the_variable_gate_and_field(project, loopback_services):

@@ -287,3 +287,89 @@ def test_unconfigured_gates_of_every_type_evaluate_to_skipped():
     results = rr.evaluate(planned, {})
     assert {r["status"] for r in results} == {"skipped"}
     assert all(r["expected"] is None and r["message"].startswith("not configured: ") for r in results)
+
+
+# ------------------------------------------------------------------------------------- http method
+@pytest.mark.parametrize("method", ["DELETE", "post", "PUT", "", None])
+def test_http_gates_only_read(method):
+    bad = gate("GATE-HTTP-09", check={"type": "http", "url": "http://app/health", "method": method})
+    with pytest.raises(rr.ReadinessError) as caught:
+        plan([bad])
+    assert ("release_readiness_gates[0] (id GATE-HTTP-09): check.method must be GET or HEAD "
+            "(a readiness probe only reads, also under --check), got %r" % method) == str(caught.value)
+
+
+def test_http_method_is_normalised():
+    planned = plan([gate(check={"type": "http", "url": "http://app/health", "method": "head"})])[0]
+    assert planned["check"]["method"] == "HEAD"
+    assert plan([gate(check={"type": "http", "url": "http://app/health"})])[0]["check"]["method"] == "GET"
+
+
+# ------------------------------------------------------------------------------------ per-gate CMDB
+SERVICE_CI = {"ci_id": "s1", "name": "shop", "class": "service", "status": "operational",
+              "attributes": {"owner": "shop-team", "support_group": "", "environment": "production"}}
+
+
+def _lookup(planned, gate_id, items):
+    """A registered loop result of the role's per-gate lookup for one gate."""
+    return {"item": [g for g in planned if g["id"] == gate_id][0], "configuration_items": items}
+
+
+def test_cmdb_gates_take_the_role_defaults_for_options_they_leave_out():
+    defaults = {"service_class": "business_service", "required_attributes": ["owner"],
+                "relationship_types": ["runs_on"], "transitive": False}
+    planned = {g["id"]: g for g in plan([gate("S", check={"type": "cmdb_service"}),
+                                         gate("R", check={"type": "cmdb_relationships"}),
+                                         gate("R2", check={"type": "cmdb_relationships", "types": [], "transitive": True}),
+                                         gate("S2", check={"type": "cmdb_service", "ci_class": "service",
+                                                           "required_attributes": []})],
+                                        cmdb_defaults=defaults)}
+    assert (planned["S"]["check"]["ci_class"], planned["S"]["check"]["required_attributes"]) == ("business_service",
+                                                                                                 ["owner"])
+    assert (planned["R"]["check"]["types"], planned["R"]["check"]["transitive"]) == (["runs_on"], False)
+    assert (planned["R2"]["check"]["types"], planned["R2"]["check"]["transitive"]) == ([], True)
+    assert (planned["S2"]["check"]["ci_class"], planned["S2"]["check"]["required_attributes"]) == ("service", [])
+    for bad, message in ((gate(check={"type": "cmdb_relationships", "types": "depends_on"}),
+                          "(id GATE-T-01): check.types must be a list of names, got 'depends_on'"),
+                         (gate(check={"type": "cmdb_relationships", "transitive": "yes"}),
+                          "(id GATE-T-01): check.transitive must be true or false, got 'yes'"),
+                         (gate(check={"type": "cmdb_service", "ci_class": ""}),
+                          "(id GATE-T-01): check.ci_class must be a CI class name, got ''")):
+        with pytest.raises(rr.ReadinessError) as caught:
+            plan([bad])
+        assert message in str(caught.value)
+
+
+def test_a_relationship_gate_judges_its_own_lookup():
+    # two gates, two lookups: any relationship reaches the host; a depends_on-only lookup does not
+    planned = plan([gate("GATE-REL-ANY", check={"type": "cmdb_relationships"}),
+                    gate("GATE-REL-DEP", check={"type": "cmdb_relationships", "types": ["depends_on"],
+                                                "transitive": False})])
+    cmdb = {"service": {"configuration_items": [SERVICE_CI]},
+            "related_gates": {"results": [_lookup(planned, "GATE-REL-ANY", [{"name": "shop-api"}, {"name": "web01"}]),
+                                          _lookup(planned, "GATE-REL-DEP", [{"name": "shop-db"}])]}}
+    results = {r["id"]: r for r in rr.evaluate(planned, {"cmdb": cmdb}, {"service": "shop", "host_ci_name": "web01"})}
+    assert results["GATE-REL-ANY"]["status"] == "pass"
+    assert results["GATE-REL-DEP"]["status"] == "fail"
+    assert results["GATE-REL-DEP"]["message"] == ("service CI 'shop' has no relationship to host CI 'web01' "
+                                                  "(types depends_on; direct relationships only)")
+    assert results["GATE-REL-DEP"]["observed"] == {"related": ["shop-db"], "types": ["depends_on"], "transitive": False}
+    assert results["GATE-REL-DEP"]["expected"] == ("service CI related to this host's CI "
+                                                   "(types depends_on; direct relationships only)")
+    # a gate whose own lookup is missing is an error, never judged on another gate's lookup
+    missing = rr.evaluate(planned, {"cmdb": dict(cmdb, related_gates={"results": cmdb["related_gates"]["results"][:1]})},
+                          {"service": "shop", "host_ci_name": "web01"})
+    assert [r["status"] for r in missing] == ["pass", "error"]
+
+
+def test_a_service_gate_judges_the_ci_of_its_own_class():
+    planned = plan([gate("GATE-SVC-CI", check={"type": "cmdb_service", "ci_class": "business_service",
+                                               "required_attributes": ["owner"]}),
+                    gate("GATE-SVC-CI2", check={"type": "cmdb_service"})])
+    cmdb = {"service_gates": {"results": [_lookup(planned, "GATE-SVC-CI", []),
+                                          _lookup(planned, "GATE-SVC-CI2", [SERVICE_CI])]}}
+    results = {r["id"]: r for r in rr.evaluate(planned, {"cmdb": cmdb}, {"service": "shop"})}
+    assert results["GATE-SVC-CI"]["message"] == "service CI 'shop' (class business_service) does not exist in the CMDB"
+    assert results["GATE-SVC-CI2"]["message"] == "service CI 'shop' has no support_group"
+    assert results["GATE-SVC-CI2"]["expected"] == ("service CI of class service exists with owner, support_group, "
+                                                   "environment set")
