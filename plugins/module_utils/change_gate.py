@@ -114,6 +114,10 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "modules": list(play.get("modules") or []),
         "paths": list(play.get("paths") or []),
         "dynamic_includes": list(play.get("dynamic_includes") or []),
+        "unresolved_paths": list(play.get("unresolved_paths") or []),
+        "opaque_actions": list(play.get("opaque_actions") or []),
+        "delegated_hosts": list(play.get("delegated_hosts") or []),
+        "unresolved_delegations": list(play.get("unresolved_delegations") or []),
         "real_in_check_mode": list(play.get("real_in_check_mode") or []),
         "cis": ci_docs,
         "hosts_without_ci": hosts_without_ci,
@@ -239,6 +243,17 @@ def check_change_request(policy, context, record, number, now):
     affected = set(record.get("affected_cis") or ())
     missing = [host for host in context["hosts"] if host not in affected]
     reasons.extend(_host_reasons(missing, number))
+    # a task delegated elsewhere changes that host too
+    targeted = set(context["hosts"])
+    delegated = [host for host in context.get("delegated_hosts") or () if host not in affected and host not in targeted]
+    reasons.extend("%s (a task delegates to it) is not an affected CI of %s" % (host, number)
+                   for host in delegated[:MAX_HOST_REASONS])
+    if len(delegated) > MAX_HOST_REASONS:
+        reasons.append("%d more hosts tasks delegate to are not affected CIs of %s"
+                       % (len(delegated) - MAX_HOST_REASONS, number))
+    for where in context.get("unresolved_delegations") or ():
+        reasons.append("the gate cannot tell which host %s is before the play runs, so it cannot check it is an "
+                       "affected CI of %s; delegate to a name or a variable known before the play" % (where, number))
     return reasons
 
 

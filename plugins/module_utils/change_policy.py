@@ -320,15 +320,17 @@ def _describe_days(days):
 class Template(object):
     """A standard change template: pre-authorised work that matches its conditions."""
 
-    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows")
+    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows", "allow")
 
-    def __init__(self, name, description, conditions, max_hosts, environments, windows):
+    def __init__(self, name, description, conditions, max_hosts, environments, windows, allow=()):
         self.name = name
         self.description = description
         self.conditions = conditions  # list of (text, compiled)
         self.max_hosts = max_hosts
         self.environments = environments
         self.windows = windows
+        #: context fields listing what the gate cannot see that this template accepts anyway
+        self.allow = frozenset(allow)
 
 
 class ProtectedArea(object):
@@ -401,7 +403,17 @@ class Policy(object):
 
 
 TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal")
-TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows")
+#: what the gate cannot see in advance: (context field, template key that accepts it, wording, how to avoid it)
+BLIND_SPOTS = (
+    ("dynamic_includes", "allow_dynamic_includes", "the gate cannot see what %s will run",
+     "use import_tasks/import_role"),
+    ("unresolved_paths", "allow_unresolved_paths", "the gate cannot tell which file %s writes before the play runs",
+     "use a path known before the play (not a loop item or a registered result)"),
+    ("opaque_actions", "allow_opaque_actions", "the gate cannot see what %s changes",
+     "use a module that names what it changes"),
+)
+TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows") + tuple(
+    key for _field, key, _text, _avoid in BLIND_SPOTS)
 WINDOW_KEYS = ("days", "start", "end", "timezone")
 AREA_KEYS = ("description", "modules", "roles", "tags", "paths")
 FREEZE_KEYS = ("name", "reason", "start", "end", "timezone", "environments", "allowed_change_types")
@@ -456,7 +468,9 @@ def parse_policy(document, origin, digest=None):
         for position, raw_window in enumerate(raw_windows):
             windows.append(_parse_window(check, raw_window, "%s.windows[%d]" % (path, position),
                                          line(raw, "windows")))
-        templates.append(Template(name, description, conditions, max_hosts, environments, windows))
+        allow = [field for field, key, _text, _avoid in BLIND_SPOTS
+                 if key in raw and check.boolean(raw[key], "%s.%s" % (path, key), line(raw, key))]
+        templates.append(Template(name, description, conditions, max_hosts, environments, windows, allow))
 
     areas = {}
     defaults = document.get("default_protected_areas", True)
@@ -638,6 +652,12 @@ def template_mismatches(template, context, now, expressions, stop_at_first=False
             reasons.append("standard change '%s' is limited to environments %s, but %s %s no CI environment"
                            % (template.name, ", ".join(sorted(allowed)), _some(unknown),
                               "has" if len(unknown) == 1 else "have"))
+    for field, key, text, avoid in BLIND_SPOTS:
+        unseen = context.get(field) or ()
+        if unseen and field not in template.allow:
+            more = " (and %d more)" % (len(unseen) - 1) if len(unseen) > 1 else ""
+            reasons.append("%s%s; standard change '%s' covers that only with %s: true, else %s or raise a normal "
+                           "change request" % (text % unseen[0], more, template.name, key, avoid))
     if template.windows and not any(window.contains(now) for window in template.windows):
         window = template.windows[0]
         local = now.astimezone(window.tz)

@@ -104,9 +104,13 @@ options:
 notes:
   - With the C(free) strategy Ansible runs the gate once per host; each evaluation decides for the
     whole play and identical decisions are recorded once.
-  - Tasks pulled in at run time (C(include_tasks), C(include_role)) cannot be inspected in advance;
-    they are listed in the change context as C(dynamic_includes) (and C(include_role) names count as
-    roles), so a policy can refuse them.
+  - What the gate cannot see before the play runs is listed in the change context, never skipped -
+    tasks pulled in at run time (C(include_tasks), C(include_role)) as C(dynamic_includes), paths that
+    need run-time values as C(unresolved_paths), commands (C(shell), C(command), C(raw), C(script)...)
+    as C(opaque_actions). A standard change template covers such a play only when it says so
+    (C(allow_dynamic_includes), C(allow_unresolved_paths), C(allow_opaque_actions)).
+  - Hosts that tasks delegate to (C(delegated_hosts)) must be affected CIs of a normal change too;
+    delegating to the controller (C(localhost)) does not count.
 seealso:
   - module: changeops.itsm.change_request
   - plugin: changeops.itsm.change_recorder

@@ -6,8 +6,10 @@
 The change gate needs the play's roles, tags, the modules its tasks call and
 the files they write *before* any of them runs. Static content (``roles:``,
 ``import_role``, ``import_tasks``, role dependencies, handlers) is already
-parsed into blocks and is walked here; dynamic includes cannot be known in
-advance and are listed as such so a policy can refuse them. Tasks that the
+parsed into blocks and is walked here. What cannot be known in advance is
+listed as such, never silently skipped: dynamic includes, paths that need
+variables only known at run time (loop items, registered results), commands
+that do not say what they change, and hosts tasks delegate to. Tasks that the
 run's ``--tags``/``--skip-tags`` exclude are left out: they will not run.
 """
 
@@ -31,7 +33,12 @@ DEFAULT_MODULE_PATHS = {
     "sudoers": "/etc/sudoers.d/",
     "authorized_key": "~/.ssh/authorized_keys",
 }
-DYNAMIC_INCLUDES = {"include_tasks", "include_role", "include_vars", "include"}
+#: tasks whose content is only known once they run (include_vars loads variables, not tasks)
+DYNAMIC_INCLUDES = {"include_tasks", "include_role", "include"}
+#: actions that run arbitrary commands: nothing says which files they change
+OPAQUE_ACTIONS = {"shell", "command", "raw", "script", "expect", "win_shell", "win_command", "psexec"}
+#: delegating to the controller itself is not a change to another managed host
+CONTROLLER_NAMES = {"localhost", "127.0.0.1", "::1"}
 #: actions that only write to the system of record (see projections.RECORD_ONLY_ACTION_PREFIX)
 RECORD_ONLY_PREFIX = "changeops.itsm."
 
@@ -67,8 +74,16 @@ def _template(templar, value):
     return rendered if isinstance(rendered, str) else value
 
 
-def _where(task):
-    return task.get_path() or "(unknown file)"
+def _where(task, base_dir):
+    """``file:line`` of a task, relative to the playbook directory when below it."""
+    path = task.get_path() or "(unknown file)"
+    if base_dir and path.startswith(base_dir.rstrip(os.sep) + os.sep):
+        path = path[len(base_dir.rstrip(os.sep)) + 1:]
+    return path
+
+
+def _unresolved(value):
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def _runs_for_real(task, templar):
@@ -98,6 +113,8 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
     only_tags = set(getattr(play, "only_tags", None) or ["all"])
     skip_tags = set(getattr(play, "skip_tags", None) or [])
     roles, tags, modules, paths, includes, real = [], [], [], [], [], []
+    unresolved_paths, opaque, delegated, unresolved_delegations = [], [], [], []
+    base_dir = task_vars.get("playbook_dir") or (os.path.dirname(playbook) if playbook else None)
 
     def add(target, value):
         if value and value not in target:
@@ -133,22 +150,36 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
             add(tags, str(tag))
         short = _short(action)
         args = task.args or {}
-        if check_mode and not action.startswith(RECORD_ONLY_PREFIX) and _runs_for_real(task, templar):
-            add(real, "%s (%s)" % (_where(task), task.get_name()))
+        where = _where(task, base_dir)
+        record_only = action.startswith(RECORD_ONLY_PREFIX)
+        if check_mode and not record_only and _runs_for_real(task, templar):
+            add(real, "%s (%s)" % (where, task.get_name()))
+        if getattr(task, "delegate_to", None) and not record_only:
+            target = _template(templar, task.delegate_to)
+            if _unresolved(target) or not isinstance(target, str):
+                add(unresolved_delegations, "%s delegate_to %s" % (where, task.delegate_to))
+            elif target not in CONTROLLER_NAMES:
+                add(delegated, target)
         if short in DYNAMIC_INCLUDES:
             target = args.get("name") or args.get("file") or args.get("_raw_params")
-            add(includes, "%s %s" % (short, target))
+            add(includes, "%s %s %s" % (where, short, target))
             if short == "include_role" and target:
                 add(roles, str(_template(templar, target)))
             continue
         add(modules, action)
+        if short in OPAQUE_ACTIONS:
+            add(opaque, "%s %s" % (where, action))
         keys = list(PATH_ARGUMENTS) + list(EXTRA_PATH_ARGUMENTS.get(short, ()))
         if short in NAME_IS_PATH:
             keys.append("name")
         written = False
         for key in keys:
             value = _template(templar, args.get(key))
-            if isinstance(value, str) and value:
+            if _unresolved(value):
+                # raw template text matches no protected path: say so instead of pretending
+                add(unresolved_paths, "%s %s %s=%s" % (where, action, key, value))
+                written = True
+            elif isinstance(value, str) and value:
                 add(paths, os.path.normpath(value) + ("/" if value.endswith("/") else ""))
                 written = True
         if not written and short in DEFAULT_MODULE_PATHS:
@@ -169,5 +200,9 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
         "modules": sorted(modules),
         "paths": sorted(paths),
         "dynamic_includes": includes,
+        "unresolved_paths": unresolved_paths,
+        "opaque_actions": opaque,
+        "delegated_hosts": sorted(delegated),
+        "unresolved_delegations": unresolved_delegations,
         "real_in_check_mode": real,
     }

@@ -40,6 +40,8 @@ def error_of(tmp_path, text):
      "policy.yml line 3: templates[1].name: another template already has this name (got 'a')"),
     ("templates:\n  - name: a\n    conditions: ['`true`']\n    max_hosts: 0\n",
      "policy.yml line 4: templates[0].max_hosts: must be at least 1 (got 0)"),
+    ("templates:\n  - name: a\n    conditions: ['`true`']\n    allow_opaque_actions: sometimes\n",
+     "policy.yml line 4: templates[0].allow_opaque_actions: must be true or false (got 'sometimes')"),
     ("templates:\n  - name: a\n    conditions: ['`true`']\n    windows:\n      - {start: '25:00', end: '18:00', "
      "timezone: UTC}\n",
      "policy.yml line 5: templates[0].windows[0].start: must be a time of day HH:MM between 00:00 and 24:00"),
