@@ -85,7 +85,25 @@ def test_first_open_creates_the_shared_schema_with_64_bit_integers(sor, dsn):
     # the indexes the info modules, inventory and register rely on exist on PostgreSQL too
     assert {"ledger_subject", "ledger_kind", "change_events_started", "run_hosts_host", "task_results_run",
             "configuration_items_name", "ci_identities_ci", "ci_relationships_target", "change_requests_state",
-            "evidence_run", "reviews_run"} <= indexes
+            "evidence_run", "reviews_run", "change_events_authorisation", "task_results_status"} <= indexes
+
+
+def test_a_database_of_an_earlier_schema_gets_the_later_migrations_once(dsn, monkeypatch):
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+    monkeypatch.setattr(schema, "LATEST_VERSION", 1)
+    with open_system_of_record(pg_config(dsn)) as sor:
+        sor.append([started("r1")])
+        assert sor.schema_version() == 1
+    monkeypatch.undo()
+    for _reopen in range(2):  # CREATE INDEX without IF NOT EXISTS fails if a migration ever runs twice
+        with open_system_of_record(pg_config(dsn)) as sor:
+            assert sor.schema_version() == schema.LATEST_VERSION
+            assert sor.verify().valid and sor.head()[0] == 1
+    with psycopg.connect(dsn) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    assert {"change_events_authorisation", "task_results_status"} <= indexes
+    assert versions == [migration[0] for migration in schema.MIGRATIONS]
 
 
 def test_concurrent_first_opens_migrate_exactly_once(dsn):

@@ -144,6 +144,12 @@ MIGRATIONS = [
             value {int} NOT NULL
         )""",
     ]),
+    # change_event_info's authorisation filter (newest first) and the register's read of the task
+    # results that changed or failed something, a small share of all results, scanned whole before.
+    (2, "indexes for the authorisation and task status filters", [
+        "CREATE INDEX change_events_authorisation ON change_events (authorisation, started_at)",
+        "CREATE INDEX task_results_status ON task_results (status, seq)",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
