@@ -306,7 +306,6 @@ def register_host(ctx):
         # groups.all is the whole inventory whatever --limit says: a clone run
         # on its own must still meet the host whose identity it copied.
         "inventory_hosts": (ctx.task_vars.get("groups") or {}).get("all") or (),
-        "own_names": (host, desired["name"]),
     }
 
     def attempt():

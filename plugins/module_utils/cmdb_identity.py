@@ -130,13 +130,12 @@ class Match(object):
         self.released = released or {}
 
 
-def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=(), inventory_hosts=(), own_names=()):
+def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=(), inventory_hosts=()):
     """Find the CI for ``identities``; raise ``ConflictError`` on contradictions.
 
-    ``host`` names the inventory host in messages. A CI named after another
-    host of ``play_hosts`` or ``inventory_hosts`` (the whole inventory, not
-    just this run's ``--limit``) is that host's; ``own_names`` are the names
-    this host registers under (its inventory name and the CI name it asks for).
+    ``host`` is the inventory host registering. A CI named after another host
+    of ``play_hosts`` or ``inventory_hosts`` (the whole inventory, not just
+    this run's ``--limit``) is that host's.
     """
     holders = {}
     cache = {}
@@ -175,8 +174,7 @@ def identify_host(sor, host, identities, order=IDENTITY_ORDER, play_hosts=(), in
         break
 
     if matched is not None:
-        _refuse_other_host(host, matched, matched_by, identities, play_hosts, inventory_hosts,
-                           own_names or (host,))
+        _refuse_other_host(host, matched, matched_by, identities, play_hosts, inventory_hosts)
 
     for kind, ci_id in holders.items():
         if matched is not None and ci_id == matched["ci_id"]:
@@ -215,25 +213,28 @@ def _hardware_difference(ci, identities):
                      if kind in identities and kind in stored and stored[kind] != identities[kind])
 
 
-def _inventory_host_named(name, hosts, own):
-    # Linear, and only reached when the matched CI carries another name (a
-    # rename or a clone), so a 5,000-host inventory costs nothing per host
-    # in the usual case.
+def _inventory_host_named(name, hosts):
+    # Linear, and only reached when the matched CI carries another name than
+    # the host (a rename or a clone), so a 5,000-host inventory costs nothing
+    # per host in the usual case.
     for other in hosts or ():
-        if str(other).lower() == name and str(other).lower() not in own:
+        if str(other).lower() == name:
             return other
     return None
 
 
-def _refuse_other_host(host, ci, matched_by, identities, play_hosts, inventory_hosts, own_names):
-    """A CI still named after another inventory host is that host's: this one is a clone, not a rename."""
+def _refuse_other_host(host, ci, matched_by, identities, play_hosts, inventory_hosts):
+    """A CI still named after another inventory host is that host's: this one is a clone, not a rename.
+
+    Also when this host asks for that name with the ``name`` option: two
+    inventory hosts writing one CI would overwrite each other's facts.
+    """
     name = ci.get("name")
-    own = set(str(alias).lower() for alias in own_names if alias)
-    if not name or str(name).lower() in own:
+    if not name or str(name).lower() == str(host).lower():
         return
     name = str(name).lower()
     value = identities[matched_by]
-    sibling = _inventory_host_named(name, play_hosts, own)
+    sibling = _inventory_host_named(name, play_hosts)
     if sibling is not None:
         # Hosts of one play register in parallel, so which of the two gets the
         # CI is a race: name them in a fixed order so the message is the same
@@ -244,7 +245,7 @@ def _refuse_other_host(host, ci, matched_by, identities, play_hosts, inventory_h
             "/etc/machine-id on cloned machines) or drop %s from identify_by"
             % (first, second, matched_by, value, _describe(ci), matched_by),
             host=host, other_host=sibling, identity=matched_by, value=value, ci_id=ci["ci_id"])
-    other = _inventory_host_named(name, inventory_hosts, own)
+    other = _inventory_host_named(name, inventory_hosts)
     if other is not None:
         raise ConflictError(
             "host %s claims %s %r, which identifies %s registered for inventory host %s, still in the "

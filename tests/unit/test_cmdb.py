@@ -166,12 +166,20 @@ def test_a_clone_run_on_its_own_is_refused_while_the_original_is_in_the_inventor
     assert renamed["ci_id"] == original["ci_id"] and renamed["changes"]["name"] == {"from": "web01", "to": "web02"}
 
 
-def test_a_host_registering_under_the_cis_own_name_is_no_clash(sor):
+def test_the_name_option_does_not_let_a_second_inventory_host_into_a_ci(sor):
     inventory = ["web01", "web01-mgmt"]
-    original = register(sor, "web01", facts_for("web01", "m1"), play_hosts=["web01"], inventory=inventory)
-    again = register(sor, "web01-mgmt", facts_for("web01", "m1"), name="web01", play_hosts=["web01-mgmt"],
-                     inventory=inventory)
-    assert again["ci_id"] == original["ci_id"] and not again["changed"]
+    register(sor, "web01", facts_for("web01", "m1"), play_hosts=["web01"], inventory=inventory)
+    with pytest.raises(ConflictError) as error:
+        register(sor, "web01-mgmt", facts_for("web01-mgmt", "m2"), name="web01", play_hosts=["web01-mgmt"],
+                 inventory=inventory)
+    assert error.value.message.startswith("host web01-mgmt claims name 'host/web01', which identifies CI ")
+    assert "registered for inventory host web01, still in the inventory" in error.value.message
+
+
+def test_a_ci_name_that_is_no_inventory_host_is_the_hosts_registered_name(sor):
+    first = register(sor, "web01.dc1", facts_for("web01", "m1"), name="web01", play_hosts=["web01.dc1"])
+    again = register(sor, "web01.dc1", facts_for("web01", "m1"), name="web01", play_hosts=["web01.dc1"])
+    assert again["ci_id"] == first["ci_id"] and not again["changed"]
 
 
 @pytest.mark.parametrize("fqdn", ["localhost", "localhost.localdomain", "LOCALHOST.LOCALDOMAIN.",
