@@ -25,6 +25,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import fo
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import claimed_user
 
 DECISION_TYPES = ("standard", "normal", "emergency", "dry-run", "denied")
 #: reasons listed one by one before the rest is summarised (a 10,000-host play
@@ -452,11 +453,18 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     record, timeout_reason = wait_and_read(ctx, number, progress)
     now = now_func()
     cis = ctx.sor.find_cis(names=list(hosts)) if hosts else []
+    # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
+    # it decides who may declare an emergency
     user = ctx.actor.split("@", 1)[0]
     context = build_change_context(play, hosts, host_groups, cis, user, ctx.check_mode, now)
+    claimed = claimed_user()
+    if claimed:
+        context["claimed_user"] = claimed
     decision = decide(policy, context, now, change_request=number, record=record,
                       emergency=params.get("emergency"), justification=params.get("justification"),
                       standard_template=params.get("standard_template"), user=user)
+    if claimed and decision.get("emergency"):
+        decision["emergency"]["claimed_by"] = claimed
     if timeout_reason:
         decision["reasons"].insert(0, timeout_reason)
         decision.update(allowed=False, type="denied", reference=None, review_required=False)

@@ -23,6 +23,11 @@ import getpass
 import os
 import socket
 
+try:
+    import pwd
+except ImportError:  # not POSIX
+    pwd = None
+
 from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -32,12 +37,34 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
 RUN_ID_ENV = "CHANGEOPS_RUN_ID"
 
 
-def current_actor():
+def os_user():
+    """The account this process runs as, from its uid.
+
+    Unlike ``getpass.getuser()``, which believes LOGNAME/USER, nobody can become someone else
+    here by setting an environment variable: this is the name authorisation decisions use.
+    """
+    if pwd is not None and hasattr(os, "getuid"):
+        try:
+            return pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:  # a uid without a passwd entry (some containers)
+            return str(os.getuid())
     try:
-        user = getpass.getuser()
+        return getpass.getuser()  # no uids on this platform
     except Exception:  # pylint: disable=broad-except
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return "%s@%s" % (user, socket.gethostname())
+        return "unknown"
+
+
+def claimed_user():
+    """The login name the environment claims (LOGNAME, USER...), or None when it is the real one."""
+    try:
+        claimed = getpass.getuser()
+    except Exception:  # pylint: disable=broad-except
+        return None
+    return claimed if claimed != os_user() else None
+
+
+def current_actor():
+    return "%s@%s" % (os_user(), socket.gethostname())
 
 
 class OperationContext(object):
