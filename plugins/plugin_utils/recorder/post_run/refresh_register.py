@@ -76,6 +76,7 @@ class Refresh(object):
         self._renderer_factory = renderer_factory
         self.result = None
         self.error = None
+        self.error_message = None
         self.done = threading.Event()
         self.abandoned = False
         self._write_lock = threading.Lock()
@@ -86,8 +87,10 @@ class Refresh(object):
             with self._opener(self.config) as sor:
                 self.result = generate_register(sor, self.params, self._renderer_factory(),
                                                 write_guard=self._writing)
+        except ChangeopsError as exc:
+            self.error, self.error_message = exc, exc.message
         except Exception as exc:  # pylint: disable=broad-except
-            self.error = exc
+            self.error, self.error_message = exc, "%s: %s" % (type(exc).__name__, exc)
         finally:
             self.done.set()
 
@@ -157,9 +160,7 @@ def refresh_change_register(sor, run_id, options, display):
             % (PREFIX, path, run_id, time.monotonic() - started))
         return
     if refresh.error is not None:
-        message = refresh.error.message if isinstance(refresh.error, ChangeopsError) else "%s: %s" % (
-            type(refresh.error).__name__, refresh.error)
-        display.warning("%s: change register not refreshed after run %s: %s" % (PREFIX, run_id, message))
+        display.warning("%s: change register not refreshed after run %s: %s" % (PREFIX, run_id, refresh.error_message))
         return
     if refresh.result["changed"]:
         display.vv("%s: %s (%.1f s)" % (PREFIX, refresh.result["msg"], time.monotonic() - started))
