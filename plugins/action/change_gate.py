@@ -117,6 +117,7 @@ class ActionModule(SystemOfRecordAction):
                 params, ChangeopsError("cannot inspect the play's tasks: %s" % exc), self._now(), play, play_id,
                 hosts, False))
             return result
+        play["play_host_count"] = len(task_vars.get("ansible_play_hosts_all") or hosts)
         # A --check run whose play has tasks that run for real is judged as a real run.
         check_mode = run_check_mode() and not play.get("real_in_check_mode")
 

@@ -107,6 +107,8 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "pattern": play.get("pattern"),
         "hosts": list(hosts),
         "host_count": len(hosts),
+        # with serial, hosts is one batch; limits are about the whole play
+        "play_host_count": max(int(play.get("play_host_count") or 0), len(hosts)),
         "groups": sorted(groups),
         "roles": list(play.get("roles") or []),
         "tags": list(play.get("tags") or []),
@@ -311,6 +313,9 @@ def decide(policy, context, now, change_request=None, record=None, emergency=Fal
                            % (max(rules.min_justification_length, 1), " (got %d)" % len(text) if text else ""))
         if change_request and record is None:
             reasons.append("%s does not exist in the system of record" % change_request)
+        elif record is not None and record.get("state") in ("closed", "cancelled"):
+            reasons.append("%s is %s: an emergency cannot be declared under it; declare it without change_request "
+                           "or under an open emergency change request" % (change_request, record.get("state")))
         reasons.extend(_freeze_reasons(freezes, "emergency"))
         if not reasons:
             decision.update(allowed=True, type="emergency", reference=change_request or "emergency",

@@ -99,6 +99,17 @@ class _Mapping(dict):
     lines = None
 
 
+class _Sequence(list):
+    """A list that remembers the line of each item, for error messages."""
+
+    lines = None
+
+
+def _item_line(sequence, index, default):
+    lines = getattr(sequence, "lines", None)
+    return lines[index] if lines and index < len(lines) else default
+
+
 if yaml is not None:
     class _PolicyLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
         """SafeLoader that keeps key lines, refuses duplicate keys, and reads 18:00 as a string.
@@ -138,6 +149,13 @@ if yaml is not None:
         return mapping
 
     _PolicyLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+    def _construct_sequence(loader, node, deep=False):
+        sequence = _Sequence(loader.construct_object(child, deep=True) for child in node.value)
+        sequence.lines = [child.start_mark.line + 1 for child in node.value]
+        return sequence
+
+    _PolicyLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
 
 
 def _require(module, name):
@@ -453,7 +471,8 @@ def parse_policy(document, origin, digest=None):
         if not isinstance(raw_conditions, list) or not raw_conditions:
             check.fail(path + ".conditions", "must be a non-empty list of JMESPath expressions",
                        raw["conditions"], line(raw, "conditions"))
-        conditions = [(text, check.expression(text, "%s.conditions[%d]" % (path, position), line(raw, "conditions")))
+        conditions = [(text, check.expression(text, "%s.conditions[%d]" % (path, position),
+                                              _item_line(raw_conditions, position, line(raw, "conditions"))))
                       for position, text in enumerate(raw_conditions)]
         max_hosts = None
         if raw.get("max_hosts") is not None:
@@ -635,10 +654,13 @@ def template_mismatches(template, context, now, expressions, stop_at_first=False
             return False, reasons
     if reasons:
         return False, reasons
-    host_count = context.get("host_count", len(context.get("hosts") or ()))
+    batch = context.get("host_count", len(context.get("hosts") or ()))
+    # serial batches must not split a play into pieces under the limit
+    host_count = max(context.get("play_host_count") or 0, batch)
     if template.max_hosts is not None and host_count > template.max_hosts:
-        reasons.append("standard change '%s' allows at most %d hosts; the play targets %d"
-                       % (template.name, template.max_hosts, host_count))
+        reasons.append("standard change '%s' allows at most %d hosts; the play targets %d%s"
+                       % (template.name, template.max_hosts, host_count,
+                          " (%d in this batch)" % batch if batch != host_count else ""))
     if template.environments is not None:
         allowed = set(template.environments)
         outside = sorted(set(context.get("environments") or ()) - allowed)
@@ -694,9 +716,25 @@ def evaluate_standard(policy, context, now, only_template=None):
         if conditions_hold or only_template is not None:
             reasons.extend(mismatches)
     if not covered_by and not candidates and only_template is None:
-        reasons.append("no standard change template matches this play (%d checked in %s)"
-                       % (len(policy.templates), policy.origin))
+        reasons.append("no standard change template matches this play (%d checked in %s)%s"
+                       % (len(policy.templates), policy.origin, "; the closest:" if policy.templates else ""))
+        reasons.extend(_closest_misses(policy, context, now, expressions))
     return {"covered_by": covered_by, "candidates": candidates, "reasons": reasons}
+
+
+#: templates whose failed conditions a "no template matches" denial lists
+CLOSEST_TEMPLATES = 3
+
+
+def _closest_misses(policy, context, now, expressions):
+    """Every failed condition of the templates that fail the fewest (a denial only: the cache
+    makes it one more pass over the distinct expressions)."""
+    misses = []
+    for position, template in enumerate(policy.templates):
+        _hold, reasons = template_mismatches(template, context, now, expressions)
+        misses.append((len(reasons), position, reasons))
+    misses.sort()
+    return [reason for _count, _position, reasons in misses[:CLOSEST_TEMPLATES] for reason in reasons]
 
 
 def _matches_module(action, patterns):

@@ -154,13 +154,23 @@ templates:
     ]
 
 
-def test_no_template_matching_is_one_reason(tmp_path):
-    policy = load(tmp_path, "templates:\n  - {name: a, conditions: [\"contains(roles, 'x')\"]}\n")
+def test_no_template_matching_says_what_the_closest_templates_lack(tmp_path):
+    policy = load(tmp_path, """
+templates:
+  - {name: a, conditions: ["contains(roles, 'x')"]}
+  - {name: far, conditions: ["contains(roles, 'y')", "host_count > `5`", "contains(tags, 'z')"]}
+  - {name: b, conditions: ["contains(tags, 'patching')", "contains(roles, 'nginx')"]}
+  - {name: c, conditions: ["contains(roles, 'app')", "contains(tags, 'patching')"]}
+""")
     decision = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice")
-    assert decision["reasons"] == ["no standard change template matches this play (1 checked in %s)"
-                                   % policy.origin]
-    named = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice",
-                   standard_template="a")
+    assert decision["reasons"] == [
+        "no standard change template matches this play (4 checked in %s); the closest:" % policy.origin,
+        "standard change 'a': condition contains(roles, 'x') is false for this play",
+        "standard change 'b': condition contains(roles, 'nginx') is false for this play",
+        "standard change 'c': condition contains(roles, 'app') is false for this play",
+    ]
+    named = decide(load(tmp_path, "templates:\n  - {name: a, conditions: [\"contains(roles, 'x')\"]}\n"),
+                   _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice", standard_template="a")
     assert named["reasons"] == ["standard change 'a': condition contains(roles, 'x') is false for this play"]
 
 
@@ -181,3 +191,33 @@ def test_the_sample_policy_is_valid():
     policy = change_policy.load_policy(sample)
     assert [t.name for t in policy.templates] == ["patching", "web-content", "certificate-renewal"]
     assert {"sshd", "database_access"} <= set(a.name for a in policy.protected_areas)
+
+
+def test_a_bad_condition_is_reported_on_its_own_line(tmp_path):
+    message = error_of(tmp_path, "templates:\n  - name: a\n    conditions:\n      - \"`true`\"\n"
+                                 "      - \"contains(tags, 'x'\"\n")
+    assert message.startswith("policy.yml line 5: templates[0].conditions[1]: invalid JMESPath expression")
+
+
+def test_max_hosts_counts_the_whole_play_not_one_serial_batch(tmp_path):
+    policy = load(tmp_path, "templates:\n  - name: patching\n    conditions: [\"contains(tags, 'patching')\"]\n"
+                            "    max_hosts: 2\n")
+    now = datetime.datetime(2026, 11, 23, 12, tzinfo=UTC)
+    batch = _context(["a"], play_host_count=3)
+    assert batch["host_count"] == 1 and batch["play_host_count"] == 3
+    decision = decide(policy, batch, now, user="alice")
+    assert decision["reasons"] == ["standard change 'patching' allows at most 2 hosts; the play targets 3 "
+                                   "(1 in this batch)"]
+    assert decide(policy, _context(["a"], play_host_count=2), now, user="alice")["allowed"] is True
+
+
+@pytest.mark.parametrize("state", ["closed", "cancelled"])
+def test_an_emergency_under_a_finished_change_request_is_denied(state):
+    policy = change_policy.load_policy(None)
+    decision = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), emergency=True,
+                      user="alice", justification="INC0001: database down for every customer",
+                      change_request="CHG0000004", record={"number": "CHG0000004", "state": state,
+                                                           "type": "emergency"})
+    assert decision["allowed"] is False
+    assert decision["reasons"] == ["CHG0000004 is %s: an emergency cannot be declared under it; declare it without "
+                                   "change_request or under an open emergency change request" % state]
