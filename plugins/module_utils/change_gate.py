@@ -469,7 +469,7 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
                       emergency=params.get("emergency"), justification=params.get("justification"),
                       standard_template=params.get("standard_template"), user=user)
     if claimed and decision.get("emergency"):
-        decision["emergency"]["claimed_by"] = claimed
+        decision["emergency"] = dict(decision["emergency"], claimed_by=claimed)
     if timeout_reason:
         decision["reasons"].insert(0, timeout_reason)
         decision.update(allowed=False, type="denied", reference=None, review_required=False)
