@@ -15,7 +15,8 @@ description:
     V(container); retired CIs are left out.
   - Hosts are named after their CI; every CI attribute becomes a host variable under
     O(hostvar_prefix) (for example C(cmdb_os), C(cmdb_primary_ipv4)), plus C(cmdb_ci_id),
-    C(cmdb_last_change_run_id) and C(cmdb_updated_at).
+    C(cmdb_last_change_run_id) and C(cmdb_updated_at). A character of an attribute key that cannot be
+    in a variable name becomes C(_), so C(compliance.hardening) is C(cmdb_compliance_hardening).
   - Default groups by environment (C(environment_production)), class (C(class_server)) and
     service (C(service_billing)); O(compose), O(groups) and O(keyed_groups) work as in the
     P(ansible.builtin.constructed#inventory) plugin.
@@ -102,6 +103,8 @@ cache_connection: ~/.cache/changeops-inventory
 cache_timeout: 3600
 """
 
+import re
+
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
@@ -112,6 +115,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
 
 _CONFIG_NAMES = ("cmdb.yml", "cmdb.yaml")
 _METADATA = ("ci_id", "last_change_run_id", "updated_at")
+# Ansible variable names are identifiers; CI attribute keys need not be (compliance.hardening).
+_NOT_IN_A_VARIABLE_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
 class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
@@ -180,7 +185,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 continue
             self.inventory.add_host(host)
             for key, value in sorted(attributes.items()):
-                self.inventory.set_variable(host, prefix + key, value)
+                self.inventory.set_variable(host, _NOT_IN_A_VARIABLE_NAME.sub("_", prefix + key), value)
             for key in _METADATA:
                 self.inventory.set_variable(host, prefix + key, record.get(key))
             if address_from and address_from != "none" and attributes.get(address_from):

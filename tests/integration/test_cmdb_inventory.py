@@ -101,6 +101,25 @@ def test_inventory_lists_exactly_the_operational_hosts_with_groups_and_vars(proj
     assert web02["cmdb_fqdn"] == "web02.example.com" and web02["cmdb_services"] == ["api", "shop"]
 
 
+def test_attribute_keys_that_are_not_identifiers_become_valid_variable_names(project, open_sor):
+    """Checklists store compliance under dotted keys; ansible-core deprecates such variable names."""
+    sor = open_sor()
+    seed(sor)
+    cmdb.configuration_item(_ctx(sor, cmdb.CONFIGURATION_ITEM_SPEC, {
+        "name": "web01", "attributes": {"compliance.hardening": {"status": "pass", "score": 100.0}}}))
+    project.write("estate.cmdb.yml", "plugin: changeops.itsm.cmdb\n")
+    completed = subprocess.run(
+        [os.path.join(os.path.dirname(project.command("x")[0]), "ansible-inventory"), "-i", "estate.cmdb.yml",
+         "--host", "web01"],
+        cwd=project.root, env=project.env({"ANSIBLE_DEPRECATION_WARNINGS": "True"}),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr
+    web01 = plain(json.loads(completed.stdout))
+    assert web01["cmdb_compliance_hardening"] == {"status": "pass", "score": 100.0}
+    assert not [name for name in web01 if "." in name]
+    assert "invalid name" not in completed.stderr, completed.stderr
+
+
 def test_inventory_filters(project, open_sor):
     seed(open_sor())
     result = ansible_inventory(project, "filtered.cmdb.yml", """
