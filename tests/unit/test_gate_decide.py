@@ -103,3 +103,13 @@ def test_a_normal_request_is_still_a_normal_change():
     decision = decide_with(request(change_type="normal", template=None),
                            play_context=context(tags=("deploy",), roles=("ssh_hardening",)))
     assert (decision["allowed"], decision["type"], decision["reference"]) == (True, "normal", "CHG0000007")
+
+
+def test_ci_services_are_read_as_the_cmdb_stores_them():
+    cis = [{"name": "a", "attributes": {"services": ["shop", "search"]}},
+           {"name": "b", "attributes": {"services": "billing"}},
+           {"name": "c", "attributes": {"services": [7, None]}},
+           {"name": "d", "attributes": {}}]
+    built = build_change_context({"name": "p"}, ["a", "b", "c", "d"], {}, cis, "alice", False, NOW)
+    assert built["services"] == ["7", "billing", "search", "shop"]
+    assert [ci["services"] for ci in built["cis"]] == [["shop", "search"], ["billing"], ["7"], []]
