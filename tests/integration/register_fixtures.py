@@ -224,9 +224,9 @@ PATCH_PLAYBOOK = """
       tags: [patching]
 
     - name: Service check that fails on web01
-      ansible.builtin.command: /bin/false
-      when: inventory_hostname == 'web01'
-      changed_when: false
+      ansible.builtin.assert:
+        that: inventory_hostname != 'web01'
+        fail_msg: "nginx on {{ inventory_hostname }} did not come back after patching"
       tags: [patching]
 """
 
