@@ -9,8 +9,10 @@ is exactly what a stuck writer or a long maintenance transaction does to a real 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sqlite3
+import time
 import uuid
 
 import pytest
@@ -100,6 +102,9 @@ def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlit
     lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
     try:
         project.wait_for(lambda: spooled_files(project), timeout=60, what="entries in the spool")
+        # the first files are safety copies of a waiting append; hold the lock past the busy timeout (1 s)
+        # so the append really fails and the run carries on through the spool
+        time.sleep(3)
         recorded_while_locked = len(sqlite_sor.get_task_results(run_id))
     finally:
         lock.release()
@@ -115,6 +120,54 @@ def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlit
     assert [r["task"]["name"] for r in results if r["host"] == "l1"] == ["Step %d" % n for n in range(1, steps + 1)], \
         "replay changed the order of the run's results"
     assert sqlite_sor.get_change_event(run_id)["status"] == "successful"
+    assert spooled_files(project) == []
+    assert sqlite_sor.verify().valid
+
+
+def spooled_results(project, run_id):
+    """``(task name, host)`` of the run's results in the spool files."""
+    found = set()
+    for path in spooled_files(project):
+        try:
+            with open(path) as handle:
+                documents = [json.loads(line) for line in handle if line.strip()]
+        except (OSError, ValueError):
+            continue  # replayed and removed meanwhile
+        found.update((d["data"]["task"]["name"], d["data"]["host"]) for d in documents
+                     if d["kind"] == "run.result" and d["subject"] == run_id)
+    return found
+
+
+def test_a_lock_held_for_long_with_the_default_busy_timeout_loses_nothing_to_kill_9(sqlite_project, sqlite_sor, sqlite_env):
+    """busy_timeout 60 s, the default: the writer waits for the lock that long, but the playbook goes on and
+    what finishes meanwhile reaches the spool within a few flush intervals, so SIGKILL loses none of it."""
+    project = sqlite_project
+    project.write_inventory(["w1", "w2"])
+    project.write_playbook("steps.yml", steps_playbook(60, pause="0.2"))
+    env = {"CHANGEOPS_BUSY_TIMEOUT": "60", "CHANGEOPS_RECORDER_FLUSH_INTERVAL": "0.2"}
+    process = project.start("steps.yml", env=env)
+    try:
+        run_id = wait_for_results(project, sqlite_sor, 2)
+        lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
+        try:
+            in_ledger = set((r["task"]["name"], r["host"]) for r in sqlite_sor.get_task_results(run_id))
+            # far less than one busy timeout: results keep coming (workers still fork) and reach the disk
+            spooled = project.wait_for(lambda: len(spooled_results(project, run_id) - in_ledger) >= 8 and
+                                       spooled_results(project, run_id), timeout=40, what="results in the spool")
+        finally:
+            project.kill(process)
+            lock.release()
+    finally:
+        project.kill(process)
+        process.communicate(timeout=60)
+    assert sqlite_sor.get_change_event(run_id)["status"] == "running"
+
+    project.write_playbook("next.yml", steps_playbook(1, pause="0"))
+    project.run("next.yml", env=env)
+    recorded = set((r["task"]["name"], r["host"]) for r in sqlite_sor.get_task_results(run_id))
+    assert spooled <= recorded, "lost: %s" % sorted(spooled - recorded)
+    assert in_ledger <= recorded
+    assert sqlite_sor.get_change_event(run_id)["status"] == "interrupted"
     assert spooled_files(project) == []
     assert sqlite_sor.verify().valid
 

@@ -24,6 +24,14 @@ def documents(run_id, count, start=0):
             for n in range(start, start + count)]
 
 
+def appending_to(sor):
+    """``Spool.replay``'s append: appends, refuses nothing."""
+    def append(entries):
+        sor.append(entries)
+        return []
+    return append
+
+
 # -- spool -------------------------------------------------------------------------------------
 def test_spool_writes_complete_files_in_order_and_replays_them_in_order(tmp_path, sqlite_sor):
     spool = Spool(str(tmp_path / "spool"), "sqlite-test", "sqlite:/x")
@@ -34,14 +42,14 @@ def test_spool_writes_complete_files_in_order_and_replays_them_in_order(tmp_path
     assert [d["id"] for d in Spool.read(paths[1])] == [d["id"] for d in batches[1]]
     assert not [name for name in os.listdir(spool.directory) if name.startswith(".tmp-")]
 
-    replayed, entries, problems = spool.replay(sqlite_sor.append, Entry.from_dict)
+    replayed, entries, problems = spool.replay(appending_to(sqlite_sor), Entry.from_dict)
     assert (replayed, entries, problems) == (3, 9, [])
     assert spool.pending() == []
     assert [e.data["host"] for e in sqlite_sor.iter_entries()] == ["h%d" % n for n in range(9)]
 
     # a second copy of an already replayed batch is skipped by entry id
     spool.write(batches[0])
-    assert spool.replay(sqlite_sor.append, Entry.from_dict)[:2] == (1, 3)
+    assert spool.replay(appending_to(sqlite_sor), Entry.from_dict)[:2] == (1, 3)
     assert sqlite_sor.head()[0] == 9
     assert sqlite_sor.verify().valid
 
@@ -67,7 +75,7 @@ def test_spool_sets_aside_an_unreadable_file_and_goes_on(tmp_path, sqlite_sor):
     bad = os.path.join(spool.directory, "00000000000000000000-1-1.jsonl")
     with open(bad, "w") as handle:
         handle.write("{not json\n")
-    replayed, entries, problems = spool.replay(sqlite_sor.append, Entry.from_dict)
+    replayed, entries, problems = spool.replay(appending_to(sqlite_sor), Entry.from_dict)
     assert (replayed, entries) == (1, 2)
     assert len(problems) == 1 and bad in problems[0] and "line 1" in problems[0]
     assert os.path.exists(bad + ".bad") and not os.path.exists(good)
@@ -202,7 +210,8 @@ class RecordingDisplay(object):
 def test_writer_batches_links_cis_and_runs_hooks(tmp_path, sqlite_env):
     config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 5}
     with open_system_of_record(config) as sor:
-        sor.append([Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "h1"}})])
+        sor.append([Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "h1", "class": "server"},
+                                                 "identities": {"name": "host/h1"}})])
     calls = []
 
     def good_hook(sor, run_id, options, display):
@@ -287,3 +296,185 @@ def test_writer_spools_when_the_ledger_cannot_be_opened_and_warns_once(tmp_path)
     assert sum(len(Spool.read(path)) for path in spool.pending()) == 4
     assert len(display.warnings) == 1 and "ledger is on fire" in display.warnings[0]
     assert not writer.reached_ledger
+
+
+# -- refused entries, waiting appends, what emergency_spool sees ----------------------------------
+def ci_created(ci_id, name, ci_class="server"):
+    return entry_document("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": ci_class},
+                                                "identities": {"name": "%s/%s" % (
+                                                    "host" if ci_class == "server" else ci_class, name)}})
+
+
+def link(ci_id, run_id):
+    return entry_document("ci.changed_by_run", ci_id, {"ci_id": ci_id, "run_id": run_id, "host": "h"})
+
+
+def writer_for(config, spool, display=None, **kwargs):
+    kwargs.setdefault("batch_size", 50)
+    kwargs.setdefault("flush_interval", 0.05)
+    return RecorderWriter(config, spool, display or RecordingDisplay(), **kwargs)
+
+
+def test_a_refused_spool_batch_is_set_aside_and_the_rest_still_lands(tmp_path, sqlite_env):
+    """A link to a CI deleted meanwhile is refused for good: it must not hold back that run or later runs."""
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 5}
+    spool = Spool(str(tmp_path / "spool"), target_key(config))
+    first = spool.write(documents("spooled", 2) + [link("ci-gone", "spooled"),
+                                                   entry_document("bogus.kind", "x", {})] + documents("spooled", 1, 2))
+    second = spool.write(documents("later", 2))
+    display = RecordingDisplay()
+    writer = writer_for(config, spool, display)
+    writer.start()
+    assert writer.finish("own-run", [], timeout=60)
+    with open_system_of_record(config) as sor:
+        hosts = [(entry.subject, entry.data["host"]) for entry in sor.iter_entries(kinds=["run.result"])]
+        assert hosts == [("spooled", "h0"), ("spooled", "h1"), ("spooled", "h2"), ("later", "h0"), ("later", "h1")]
+        assert not list(sor.iter_entries(kinds=["ci.changed_by_run"]))
+        assert sor.verify().valid
+    assert spool.pending() == [] and not os.path.exists(first) and not os.path.exists(second)
+    [rejected] = spool.rejected()
+    assert rejected == first + ".rejected"
+    assert [document["kind"] for document in Spool.read(rejected)] == ["ci.changed_by_run", "bogus.kind"]
+    [warning] = display.warnings
+    assert rejected in warning and "refused 2 of the 5 entries" in warning and "ci-gone" in warning
+
+
+def test_an_unavailable_ledger_keeps_the_spool_in_order_and_says_so(tmp_path):
+    spool = Spool(str(tmp_path / "spool"), "k")
+    paths = [spool.write(documents("r", 1, n)) for n in range(3)]
+    appended = []
+
+    def flaky_append(entries):
+        if len(appended) == 1:
+            raise BackendUnavailable("ledger locked")
+        appended.append(entries)
+        return []
+
+    with pytest.raises(BackendUnavailable):
+        spool.replay(flaky_append, Entry.from_dict)
+    assert spool.pending() == paths[1:] and spool.rejected() == []
+
+    display = RecordingDisplay()
+
+    def unavailable(config):
+        raise BackendUnavailable("ledger is on fire")
+
+    writer = writer_for({"backend": "sqlite"}, spool, display, opener=unavailable)
+    writer.start()
+    own = documents("run-x", 1)
+    writer.put(own[0])
+    assert writer.finish("run-x", [], timeout=30)
+    assert spool.pending()[:2] == paths[1:], "an unavailable ledger never costs a spooled entry"
+    assert [Spool.read(path)[0]["id"] for path in spool.pending()[2:]] == [own[0]["id"]]
+    assert len(display.warnings) == 1 and "ledger is on fire" in display.warnings[0]
+
+
+def test_a_live_batch_with_a_refused_entry_records_the_others(tmp_path, sqlite_env):
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 5}
+    spool = Spool(str(tmp_path / "spool"), target_key(config))
+    display = RecordingDisplay()
+    writer = writer_for(config, spool, display, flush_interval=30)
+    writer.start()
+    writer.put_run_started(entry_document("run.started", "run-r", {"run_id": "run-r", "pid": os.getpid(),
+                                                                   "playbooks": [str(tmp_path)]}))
+    for document in documents("run-r", 2) + [link("ci-missing", "run-r")] + documents("run-r", 2, 2):
+        writer.put(document)
+    writer.put(entry_document("run.finished", "run-r", {"run_id": "run-r", "outcome": "successful"}))
+    assert writer.finish("run-r", [], timeout=60)
+    with open_system_of_record(config) as sor:
+        assert [entry.kind for entry in sor.iter_entries()] == ["run.started"] + ["run.result"] * 4 + ["run.finished"]
+        assert sor.get_change_event("run-r")["status"] == "successful"
+    assert spool.pending() == [], "a refused entry does not send the run's later entries to the spool"
+    [rejected] = spool.rejected()
+    assert [document["subject"] for document in Spool.read(rejected)] == ["ci-missing"]
+    [warning] = display.warnings
+    assert "1 ci.changed_by_run" in warning and rejected in warning
+
+
+class GatedOpener(object):
+    """Opens the real ledger; its appends wait until ``release`` is set (a stuck lock holder, a slow network)."""
+
+    def __init__(self):
+        self.waiting = __import__("threading").Event()
+        self.release = __import__("threading").Event()
+
+    def __call__(self, config):
+        sor = open_system_of_record(config)
+        real_append = sor.append
+
+        def gated_append(entries, **kwargs):
+            if any(entry.kind == "run.result" for entry in entries):
+                self.waiting.set()
+                assert self.release.wait(60)
+            return real_append(entries, **kwargs)
+
+        sor.append = gated_append
+        return sor
+
+
+def spooled_ids(spool):
+    return set(document["id"] for path in spool.pending() for document in Spool.read(path))
+
+
+def test_entries_reach_the_spool_while_an_append_waits_and_leave_it_once_it_succeeds(tmp_path, sqlite_env):
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 60}
+    spool = Spool(str(tmp_path / "spool"), target_key(config))
+    opener = GatedOpener()
+    writer = writer_for(config, spool, opener=opener, flush_interval=0.1)
+    writer.start()
+    waiting = documents("run-w", 3)
+    for document in waiting:
+        writer.put(document)
+    assert opener.waiting.wait(30)
+    later = documents("run-w", 2, 3)
+    for document in later:
+        writer.put(document)
+    # within a few flush intervals (not the 60 s busy timeout) everything held is on disk, the batch in
+    # flight and what was queued behind it: a kill -9 now loses nothing
+    deadline = __import__("time").monotonic() + 30
+    while not spooled_ids(spool) >= set(d["id"] for d in waiting + later) and __import__("time").monotonic() < deadline:
+        __import__("time").sleep(0.05)
+    assert spooled_ids(spool) >= set(d["id"] for d in waiting + later)
+    opener.release.set()
+    assert writer.finish("run-w", [], timeout=60)
+    assert spool.pending() == [], "safety copies are removed once the ledger took the entries"
+    assert writer.safety_copies >= 1
+    with open_system_of_record(config) as sor:
+        assert [entry.data["host"] for entry in sor.iter_entries(kinds=["run.result"])] == ["h%d" % n for n in range(5)]
+
+
+def test_emergency_spool_sees_the_batch_in_flight_pending_and_queued_entries(tmp_path, sqlite_env):
+    config = {"backend": "sqlite", "sqlite_path": sqlite_env["CHANGEOPS_SQLITE_PATH"], "busy_timeout": 60}
+    spool = Spool(str(tmp_path / "spool"), target_key(config))
+    opener = GatedOpener()
+    writer = writer_for(config, spool, opener=opener, flush_interval=30, batch_size=2)
+    writer.start()
+    held = documents("run-e", 5)
+    for document in held:
+        writer.put(document)
+    assert opener.waiting.wait(30)
+    writer.put_run_started(entry_document("run.started", "run-e", {"run_id": "run-e", "pid": os.getpid(),
+                                                                   "playbooks": [str(tmp_path)]}))
+    try:
+        writer.emergency_spool()
+        assert spooled_ids(spool) >= set(document["id"] for document in held)
+        kinds = [document["kind"] for path in spool.pending() for document in Spool.read(path)]
+        assert "run.started" in kinds
+    finally:
+        opener.release.set()
+        writer.finish("run-e", [], timeout=60)
+
+
+def test_an_interruption_detected_by_another_run_does_not_follow_the_runs_own_end(sqlite_sor):
+    """The detecting run saw the run running; its real end was replayed from a spool before the append."""
+    sqlite_sor.append([Entry("run.started", "run-d", {"run_id": "run-d", "pid": 1}),
+                       Entry("run.finished", "run-d", {"run_id": "run-d", "outcome": "successful"})])
+    detected = Entry("run.interrupted", "run-d", {"run_id": "run-d", "reason": "gone", "detected_by_run": "other"})
+    assert sqlite_sor.append([detected]) == []
+    assert [entry.kind for entry in sqlite_sor.iter_entries()] == ["run.started", "run.finished"]
+    assert sqlite_sor.get_change_event("run-d")["status"] == "successful"
+    # a run that is still running is interrupted as before, and so is a run reporting its own interruption
+    sqlite_sor.append([Entry("run.started", "run-k", {"run_id": "run-k", "pid": 1})])
+    assert len(sqlite_sor.append([Entry("run.interrupted", "run-k", {"run_id": "run-k", "reason": "gone",
+                                                                     "detected_by_run": "other"})])) == 1
+    assert sqlite_sor.get_change_event("run-k")["status"] == "interrupted"

@@ -85,6 +85,8 @@ class SqlSystemOfRecord(SystemOfRecord):
                 if entry.id in seen or db.execute(
                         "SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
                     continue
+                if not self._still_applies(db, entry):
+                    continue
                 seen.add(entry.id)
                 seq += 1
                 entry.seal(seq, prev_hash)
@@ -96,6 +98,16 @@ class SqlSystemOfRecord(SystemOfRecord):
                 projections.project(db, entry)
                 appended.append(entry)
         return appended
+
+    @staticmethod
+    def _still_applies(db, entry):
+        """An interruption that another run detected (``detected_by_run``) is skipped when, under the write
+        lock, its run is no longer running: the run's own end can have been replayed from a spool between
+        the detecting run's query and this append, and must not be followed by a false interruption."""
+        if entry.kind != "run.interrupted" or "detected_by_run" not in (entry.data or {}):
+            return True
+        row = db.execute("SELECT status FROM change_events WHERE run_id = ?", (entry.subject,)).fetchone()
+        return row is not None and row[0] == "running"
 
     def iter_entries(self, after_seq=0, kinds=None, subject=None, limit=None, batch=2000):
         clauses = ["seq > ?"]

@@ -19,7 +19,11 @@ import threading
 import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable, ConfigurationError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    ConflictError,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
 
@@ -27,6 +31,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sq
 # the lock is tried again after a short pause, until the busy timeout is spent.
 _LOCK_PAUSE = 0.05
 _LOCK_MAX_PAUSE = 0.5
+# A write transaction waits for the lock in slices of this many seconds, and
+# between slices it lets go of the fork guard: Ansible keeps forking workers
+# while another writer holds the ledger, instead of stalling with the writer.
+_LOCK_SLICE = 0.1
+_BETWEEN_SLICES = 0.005
 
 # Ansible forks its workers from the controller process, where the
 # change_recorder's writer thread keeps a connection. A child forked while that
@@ -144,22 +153,49 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
 
     @contextlib.contextmanager
     def _write_transaction(self):
-        with _FORK_GUARD:
-            with self._unguarded_write_transaction() as cursor:
-                yield cursor
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            with _FORK_GUARD:
+                conn = self._connection()
+                if self._try_lock(conn, deadline):
+                    with self._locked_transaction(conn) as cursor:
+                        yield cursor
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendUnavailable(
+                    "cannot lock the SQLite ledger %s for writing: database is locked (another writer held it for"
+                    " more than busy_timeout, %d s)" % (self.path, self.busy_timeout), path=self.path)
+            time.sleep(min(_BETWEEN_SLICES, remaining))
 
-    @contextlib.contextmanager
-    def _unguarded_write_transaction(self):
-        conn = self._connection()
+    def _try_lock(self, conn, deadline):
+        """``BEGIN IMMEDIATE`` waiting at most one slice of what is left; False when another writer still has it."""
+        slice_ms = max(1, int(min(_LOCK_SLICE, max(0.0, deadline - time.monotonic())) * 1000))
         try:
-            self._lock(conn)
+            conn.execute("PRAGMA busy_timeout = %d" % slice_ms)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return True
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc):
+                    raise
+                return False
+            finally:
+                conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot lock the SQLite ledger %s for writing: %s" % (self.path, exc),
                                      path=self.path)
+
+    @contextlib.contextmanager
+    def _locked_transaction(self, conn):
         cursor = conn.cursor()
         try:
             yield cursor
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            # a constraint the batch breaks: deterministic, so a refusal rather than "try again later"
+            self._rollback(conn)
+            raise ConflictError("the SQLite ledger %s refused the batch: %s" % (self.path, exc), path=self.path)
         except sqlite3.Error as exc:
             self._rollback(conn)
             raise BackendUnavailable("cannot write the SQLite ledger %s: %s" % (self.path, exc), path=self.path)

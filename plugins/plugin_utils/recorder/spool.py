@@ -14,6 +14,12 @@ so entries spooled for one ledger are never replayed into another. Replay is
 idempotent because entry ids are: ``SystemOfRecord.append`` skips ids it
 already holds, so a file replayed twice (a crash between append and unlink)
 does no harm.
+
+Entries the system of record refuses for good (a projector's conflict, an
+unknown kind) are set aside in ``<batch>.rejected`` (same format; never
+replayed, never deleted: rename it back to ``.jsonl`` once the cause is
+fixed) and replay goes on with the next file. A file that cannot be parsed
+becomes ``<batch>.bad``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 SPOOL_SUFFIX = ".jsonl"
 _TEMP_PREFIX = ".tmp-"
 _BAD_SUFFIX = ".bad"
+REJECTED_SUFFIX = ".rejected"
 _counter = itertools.count(1)
 _counter_lock = threading.Lock()
 
@@ -109,6 +116,34 @@ class Spool(object):
             raise SpoolError("cannot write the spool %s: %s" % (self.directory, exc))
         return path
 
+    def set_aside(self, documents, path=None):
+        """Durably keep refused entries apart from the replayed files; returns the ``.rejected`` path.
+
+        ``path``: the spool file they came from (its name is kept); otherwise a new name.
+        """
+        documents = list(documents)
+        if path is None:
+            with _counter_lock:
+                number = next(_counter)
+            name = "%020d-%08d-%06d%s" % (time.time_ns(), os.getpid(), number, SPOOL_SUFFIX)
+            path = os.path.join(self.directory, name)
+        target = path + REJECTED_SUFFIX
+        text = "".join(json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n" for document in documents)
+        try:
+            self._ensure_directory()
+            self._write_atomically(target, text)
+        except OSError as exc:
+            raise SpoolError("cannot write %s: %s" % (target, exc))
+        return target
+
+    def rejected(self):
+        """Files of refused entries that were set aside."""
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return []
+        return [os.path.join(self.directory, name) for name in sorted(names) if name.endswith(REJECTED_SUFFIX)]
+
     # -- reading ----------------------------------------------------------------
     def pending(self):
         """Spooled batch files, oldest first."""
@@ -148,11 +183,12 @@ class Spool(object):
     def replay(self, append, build_entry):
         """Append every spooled batch in order with ``append(list_of_entries)``.
 
-        Stops at (and re-raises) the first append failure, so later batches
-        never overtake earlier ones. A file that cannot be parsed is renamed
-        ``*.bad`` and reported in the returned ``problems``. Returns
-        ``(batches, entries, problems)``; ``(0, 0, [])`` when another process
-        holds the spool (it is replaying it already).
+        ``append`` returns the entries the system of record refused, as ``(entry, error)`` pairs (after
+        appending the others), or raises when it cannot be written now. Replay stops at (and re-raises)
+        such a failure, so later batches never overtake earlier ones. Refused entries are set aside in
+        ``<file>.rejected`` and replay goes on. A file that cannot be parsed is renamed ``*.bad``. Both
+        are reported in the returned ``problems``. Returns ``(batches, entries, problems)``;
+        ``(0, 0, [])`` when another process holds the spool (it is replaying it already).
         """
         if not self.pending():
             return 0, 0, []
@@ -165,22 +201,33 @@ class Spool(object):
             for path in self.pending():
                 try:
                     documents = self.read(path)
+                    built = [build_entry(document) for document in documents]
                 except FileNotFoundError:
                     continue
-                except (OSError, ValueError) as exc:
+                except (OSError, ValueError, KeyError, TypeError) as exc:
                     problems.append("set aside unreadable spool file %s: %s" % (path, exc))
                     try:
                         os.rename(path, path + _BAD_SUFFIX)
                     except OSError:
                         pass
                     continue
-                append([build_entry(document) for document in documents])
+                refused = append(built) or []
+                if refused:
+                    refused_ids = set(entry.id for entry, _error in refused)
+                    target = self.set_aside([document for document in documents if document.get("id") in refused_ids],
+                                            path)
+                    error = refused[0][1]
+                    problems.append(
+                        "the system of record refused %d of the %d entries of spool file %s (first: %s %s: %s: %s);"
+                        " they were set aside in %s, the others were recorded" % (
+                            len(refused), len(documents), path, refused[0][0].kind, refused[0][0].subject,
+                            type(error).__name__, error, target))
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
                 batches += 1
-                entries += len(documents)
+                entries += len(documents) - len(refused)
             if batches:
                 self._fsync_directory()
         finally:

@@ -16,6 +16,19 @@ While any of this run's entries wait in the spool, later batches queue up
 behind them so the run's order is kept; the spool is retried periodically and
 at the end of the run, and the next run on this controller replays it first.
 
+An append that waits (another writer holds the ledger's lock, a slow network)
+must not leave results only in memory for the whole busy timeout: once it has
+waited ``flush_interval``, a watchdog thread writes a safety copy of what the
+writer holds to the spool, and again every ``flush_interval`` while it waits.
+The copy is removed when the append succeeds; after ``kill -9`` the next run
+replays it (entry ids make that idempotent).
+
+"Cannot write now" (``BackendUnavailable``...) and "will not take this"
+(a projector's ``ConflictError``/``ValidationError``) are told apart: the first
+keeps the batch for a retry, the second appends the batch entry by entry and
+sets the refused entries aside in ``<batch>.rejected`` with a warning, so one
+refused entry never holds back a run's results.
+
 At start it also marks as interrupted the runs of this controller that are
 still ``running`` although their process is gone (``kill -9``, power loss).
 """
@@ -29,6 +42,17 @@ import time
 import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import (
+    IDENTITY_ORDER,
+    identity_value,
+    name_identity,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    MissingDependency,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
@@ -39,6 +63,29 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool impo
 
 PREFIX = "changeops.itsm.change_recorder: "
 RUN_END_KINDS = ("run.finished", "run.interrupted")
+
+#: errors meaning the system of record cannot be written now: the entries are kept and retried
+UNAVAILABLE_ERRORS = (BackendUnavailable, ConfigurationError, MissingDependency, OSError)
+
+#: facts register_host identifies a host by (``ansible_facts`` key per identity kind), in its order
+IDENTITY_FACTS = (("product_uuid", "product_uuid"), ("machine_id", "machine_id"), ("serial_number", "product_serial"),
+                  ("fqdn", "fqdn"))
+
+
+def is_refusal(exc):
+    """True when the system of record refused the entries (retrying the same entries cannot help)."""
+    return not isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+def host_identities_from_facts(facts):
+    """``{kind: value}`` register_host would identify a host by, from its gathered facts."""
+    identities = {}
+    for kind, fact in IDENTITY_FACTS:
+        value = facts.get(fact, facts.get("ansible_" + fact)) if isinstance(facts, dict) else None
+        value = identity_value(kind, value) if value not in (None, "") else None
+        if value is not None:
+            identities[kind] = value
+    return identities
 
 
 def entry_document(kind, subject, data, at=None):
@@ -63,9 +110,19 @@ class RecorderWriter(threading.Thread):
         self._wake = threading.Event()
         self.done = threading.Event()
         self._sor = None
+        # _state guards what the writer holds (_pending, _inflight, _processing) so emergency_spool and the
+        # watchdog never see an entry in neither place; it also carries the watchdog's wake-ups
+        self._state = threading.Condition(threading.RLock())
         self._pending = []
         self._pending_since = None
         self._inflight = []
+        self._processing = None
+        self._append_started = None
+        self._safety_files = []
+        self._safety_ids = set()
+        self._watchdog = None
+        self._stopping = False
+        self.safety_copies = 0
         self._my_spool_files = set()
         self._next_retry = 0.0
         self._warned = False
@@ -97,13 +154,18 @@ class RecorderWriter(threading.Thread):
     def finish(self, run_id, changed_hosts, timeout, wake=True):
         """Final flush, CMDB links and post-run hooks; waits at most ``timeout`` seconds.
 
+        ``changed_hosts``: the hosts this run really changed (not in check mode), as names or as
+        ``{host: {"ci_id": ..., "identities": {...}}}`` (see :meth:`_link_changed_cis`).
+
         Returns True when the writer finished in time. Otherwise everything it
         still held is written to the spool from the calling thread, so the
         process may exit without losing an entry. A signal handler passes
         ``wake=False`` (``Event.set`` takes a lock the interrupted code may
         hold); the writer then notices within ``flush_interval``.
         """
-        self.queue.append(("finish", {"run_id": run_id, "changed_hosts": sorted(changed_hosts or ())}))
+        if not isinstance(changed_hosts, dict):
+            changed_hosts = dict((host, {}) for host in changed_hosts or ())
+        self.queue.append(("finish", {"run_id": run_id, "changed_hosts": changed_hosts}))
         if wake:
             self._wake.set()
         if self.done.wait(timeout):
@@ -113,18 +175,7 @@ class RecorderWriter(threading.Thread):
 
     def emergency_spool(self):
         """Spool whatever has not reached the ledger, from any thread (duplicates are harmless)."""
-        documents = list(self._inflight) + list(self._pending)
-        while True:
-            try:
-                message = self.queue.popleft()
-            except IndexError:
-                break
-            if message[0] == "entry":
-                documents.append(message[1])
-            elif message[0] == "start":
-                documents.append(self._complete_run_started(message[1], slow_facts=False))
-        for document in documents:
-            document["actor"] = document.get("actor") or self._actor
+        documents = self._held_documents(drain=True)
         if not documents:
             return
         try:
@@ -141,6 +192,32 @@ class RecorderWriter(threading.Thread):
             self._warn("%d entries of this run are LOST: the ledger did not take them in time and %s" % (
                 len(documents), exc))
 
+    def _held_documents(self, drain=False):
+        """Copies of every entry not yet in the ledger, in order: in flight, pending, being prepared, queued.
+
+        ``drain`` also takes the queued ones out of the queue (the writer will not get to them).
+        """
+        with self._state:
+            held = list(self._inflight) + list(self._pending)
+            if self._processing is not None:
+                held.append(self._complete_run_started(self._processing, slow_facts=False))
+            if drain:
+                queued = []
+                while True:
+                    try:
+                        queued.append(self.queue.popleft())
+                    except IndexError:
+                        break
+            else:
+                # a deque is copied in one step under the GIL: a concurrent put cannot break it
+                queued = list(self.queue)
+            for kind, payload in queued:
+                if kind == "entry":
+                    held.append(payload)
+                elif kind == "start":
+                    held.append(self._complete_run_started(payload, slow_facts=False))
+        return [dict(document, actor=document.get("actor") or self._actor) for document in held]
+
     # ------------------------------------------------------------------
     # writer thread
     # ------------------------------------------------------------------
@@ -148,6 +225,7 @@ class RecorderWriter(threading.Thread):
         try:
             self._actor = runinfo.controller_user()
             self._controller = runinfo.controller_name()
+            self._start_watchdog()
             self._prepare()
             self._loop()
         except Exception as exc:  # pylint: disable=broad-except
@@ -157,6 +235,9 @@ class RecorderWriter(threading.Thread):
                 type(exc).__name__, exc))
             self.emergency_spool()
         finally:
+            with self._state:
+                self._stopping = True
+                self._state.notify_all()
             self._close()
             self.done.set()
 
@@ -165,14 +246,24 @@ class RecorderWriter(threading.Thread):
             self._wake.wait(self._next_timeout())
             self._wake.clear()
             while True:
-                try:
-                    kind, payload = self.queue.popleft()
-                except IndexError:
-                    break
+                with self._state:
+                    # taken and made pending in one step: never in neither place
+                    try:
+                        kind, payload = self.queue.popleft()
+                    except IndexError:
+                        break
+                    if kind == "entry":
+                        self._add(payload, flush=False)
+                    elif kind == "start":
+                        self._processing = payload
                 if kind == "entry":
-                    self._add(payload)
+                    if len(self._pending) >= self.batch_size:
+                        self._flush()
                 elif kind == "start":
-                    self._add(self._complete_run_started(payload))
+                    completed = self._complete_run_started(payload)
+                    with self._state:
+                        self._processing = None
+                        self._add(completed, flush=False)
                 elif kind == "flush":
                     self._flush(retry_spool=True)
                     payload.set()
@@ -192,9 +283,10 @@ class RecorderWriter(threading.Thread):
 
     def _add(self, document, flush=True):
         document["actor"] = document.get("actor") or self._actor
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending.append(document)
+        with self._state:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(document)
         if flush and len(self._pending) >= self.batch_size:
             self._flush()
 
@@ -220,15 +312,124 @@ class RecorderWriter(threading.Thread):
             self._sor = None
 
     def _append_entries(self, entries):
+        """``sor.append`` watched by the watchdog: a wait longer than ``flush_interval`` gets a safety copy."""
+        with self._state:
+            self._append_started = time.monotonic()
+            self._state.notify_all()
+        answered = False
         try:
-            return self._open().append(entries)
-        except Exception:
-            # a connection that failed may be unusable: reopen on the next attempt
-            self._close()
+            appended = self._open().append(entries)
+            answered = True
+            return appended
+        except Exception as exc:
+            answered = is_refusal(exc)
+            if not answered:
+                # a connection that failed may be unusable: reopen on the next attempt
+                self._close()
             raise
+        finally:
+            with self._state:
+                self._append_started = None
+                safety_files, self._safety_files = self._safety_files, []
+                self._safety_ids = set()
+            if answered:
+                # the ledger took the entries or refused them (the caller sets those aside): what the copies
+                # held is in the ledger now or still held by this writer
+                for path in safety_files:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+            else:
+                # keep them: replayed before anything this run spools later, so the order holds
+                self._my_spool_files.update(safety_files)
+
+    def _append_or_refuse(self, entries):
+        """Append ``entries``; ``(appended, refused)`` with ``refused`` a list of ``(entry, error)``.
+
+        When the system of record refuses the batch, its entries are appended one by one, in order, so only
+        the refused ones are left out. Raises when it is unavailable (nothing is refused then).
+        """
+        try:
+            return list(self._append_entries(entries) or ()), []
+        except Exception as exc:  # pylint: disable=broad-except
+            if not is_refusal(exc):
+                raise
+            if len(entries) == 1:
+                return [], [(entries[0], exc)]
+        appended, refused = [], []
+        for entry in entries:
+            try:
+                appended.extend(self._append_entries([entry]) or ())
+            except Exception as exc:  # pylint: disable=broad-except
+                if not is_refusal(exc):
+                    raise
+                refused.append((entry, exc))
+        return appended, refused
 
     def _append_documents(self, documents):
-        return self._append_entries([Entry.from_dict(document) for document in documents])
+        """Append a batch of documents; refused ones are set aside with a warning. Raises when unavailable."""
+        entries = [Entry.from_dict(document) for document in documents]
+        appended, refused = self._append_or_refuse(entries)
+        if refused:
+            refused_ids = set(entry.id for entry, _exc in refused)
+            self._set_aside([document for document in documents if document["id"] in refused_ids], refused)
+        return appended
+
+    def _set_aside(self, documents, refused):
+        first = refused[0][1]
+        reason = "%s: %s" % (type(first).__name__, first)
+        try:
+            path = self.spool.set_aside(documents)
+        except SpoolError as exc:
+            self._warn("the system of record refused %d entries of this run (%s) and they could not be set aside"
+                       " either (%s); they are LOST" % (len(documents), reason, exc), always=True)
+            return
+        self._warn("the system of record refused %d %s (first: %s); set aside in %s, the other entries were recorded"
+                   % (len(documents), describe_kinds(entry for entry, _exc in refused), reason, path), always=True)
+
+    # -- the watchdog ---------------------------------------------------------
+    def _start_watchdog(self):
+        self._watchdog = threading.Thread(target=self._watch_appends, name="changeops-recorder-watchdog",
+                                          daemon=True)
+        self._watchdog.start()
+
+    def _watch_appends(self):
+        """Safety copies of what the writer holds while an append waits (its own thread: the writer is blocked)."""
+        try:
+            with self._state:
+                while not self._stopping:
+                    if self._append_started is None:
+                        self._state.wait()
+                        continue
+                    due = self._append_started + self.flush_interval - time.monotonic()
+                    if due > 0:
+                        self._state.wait(due)
+                        continue
+                    # still waiting: copy what came in since the last copy, then look again in flush_interval
+                    self._append_started = time.monotonic()
+                    self._write_safety_copy()
+        except Exception as exc:  # pylint: disable=broad-except
+            self.last_error = exc  # the writer itself goes on; it only loses its safety copies
+
+    def _write_safety_copy(self):
+        """Called with ``_state`` held, so the writer cannot take or drop entries meanwhile."""
+        documents = [document for document in self._held_documents() if document["id"] not in self._safety_ids]
+        if not documents:
+            return
+        try:
+            path = self.spool.write(documents)
+        except SpoolError as exc:
+            self._warn("the ledger is slow to take this run's entries and the spool cannot hold a copy (%s)" % exc)
+            return
+        self._safety_files.append(path)
+        self._safety_ids.update(document["id"] for document in documents)
+        self.safety_copies += 1
+        try:
+            self.display.vv(PREFIX + "the ledger is slow to take entries; %d saved to the spool meanwhile" % len(
+                documents))
+        except Exception:  # pylint: disable=broad-except
+            pass
 
     def _replay_spool(self):
         """Replay the spool in order; True when none of this run's entries remain in it."""
@@ -236,14 +437,17 @@ class RecorderWriter(threading.Thread):
         ended_runs = []
 
         def append_and_note_ended_runs(entries):
-            appended = self._append_entries(entries)
-            ended_runs.extend(entry.subject for entry in appended or () if entry.kind in RUN_END_KINDS)
-            return appended
+            appended, refused = self._append_or_refuse(entries)
+            ended_runs.extend(entry.subject for entry in appended if entry.kind in RUN_END_KINDS)
+            return refused
 
         try:
             _batches, _entries, problems = self.spool.replay(append_and_note_ended_runs, Entry.from_dict)
         except Exception as exc:  # pylint: disable=broad-except
+            # unavailable: the files stay for the next attempt; said once per run, like a failed flush
             self.last_error = exc
+            self._warn("cannot replay the spool %s into the system of record (%s); it is kept and retried"
+                       % (self.spool.directory, exc))
         else:
             for problem in problems:
                 self._warn(problem, always=True)
@@ -259,12 +463,30 @@ class RecorderWriter(threading.Thread):
         """CMDB links of a run whose own writer could not make them: its end reached the ledger only through
         the spool, or it was killed. Queued, not flushed: this may run inside a flush."""
         try:
-            results = self._open().get_task_results(run_id, changed_only=True)
+            sor = self._open()
+            results = sor.get_task_results(run_id, changed_only=True)
+            event = sor.get_change_event(run_id) or {}
         except Exception as exc:  # pylint: disable=broad-except
             self._warn("could not link the hosts changed by run %s to configuration items: %s"
                        % (run_id, exc), always=True)
             return
-        self._link_changed_cis(run_id, set(r["host"] for r in results if is_host_change(r)), flush=False)
+        hosts = {}
+        run_check_mode = bool(event.get("check_mode", event.get("dry_run")))
+        for result in results:
+            if is_host_change(result) and not ran_in_check_mode(result, run_check_mode):
+                hosts.setdefault(result["host"], {})
+        for result in self._register_results(sor, run_id, hosts):
+            hosts[result["host"]]["ci_id"] = result["result"]["ci_id"]
+        self._link_changed_cis(run_id, hosts, flush=False)
+
+    @staticmethod
+    def _register_results(sor, run_id, hosts):
+        """register_host results of ``hosts`` in a run: they name each host's CI."""
+        if not hosts:
+            return []
+        return [result for result in sor.get_task_results(run_id)
+                if result.get("host") in hosts and is_register_host((result.get("task") or {}).get("action"))
+                and isinstance(result.get("result"), dict) and result["result"].get("ci_id")]
 
     def _prepare(self):
         """Replay what earlier runs left in the spool, then close runs whose process died."""
@@ -289,14 +511,16 @@ class RecorderWriter(threading.Thread):
         if not stale:
             return
         now = utc_now()
-        self._append_entries([Entry(
+        # The system of record skips an interruption "detected_by_run" when, inside its write transaction, the
+        # run is no longer running: its real end may have been replayed from a spool since the query above.
+        appended = self._append_entries([Entry(
             kind="run.interrupted", subject=event["run_id"], actor=self._actor,
             data={"run_id": event["run_id"], "ended_at": now,
                   "reason": "process %s on %s ended without finishing the run (killed or crashed); detected"
                             " by a later run" % (event.get("pid"), self._controller),
                   "detected_by_run": own_run}) for event in stale])
-        for event in stale:
-            self._link_hosts_of_ended_run(event["run_id"])
+        for entry in appended or ():
+            self._link_hosts_of_ended_run(entry.subject)
 
     def _flush(self, retry_spool=False):
         """Append the pending batch, or spool it; never raises."""
@@ -304,8 +528,10 @@ class RecorderWriter(threading.Thread):
             self._replay_spool()
         if not self._pending:
             return
-        batch, self._pending = self._pending, []
-        self._inflight = batch
+        with self._state:
+            # in flight before it leaves pending: emergency_spool must always find it in one of them
+            batch = self._inflight = self._pending
+            self._pending = []
         try:
             if self._my_spool_files:
                 # keep the run's order: earlier entries still wait in the spool
@@ -320,15 +546,17 @@ class RecorderWriter(threading.Thread):
                 self._warn("cannot write to the system of record (%s); this run's entries are kept in the spool %s"
                            " and will be replayed automatically" % (exc, self.spool.directory))
         finally:
-            self._inflight = []
+            with self._state:
+                self._inflight = []
 
     def _spool(self, batch):
         try:
             path = self.spool.write(batch)
         except SpoolError as exc:
             # neither the ledger nor the spool can be written: keep the batch in memory and retry
-            self._pending = batch + self._pending
-            self._pending_since = time.monotonic()
+            with self._state:
+                self._pending = batch + self._pending
+                self._pending_since = time.monotonic()
             self._warn("cannot write to the system of record nor to the spool (%s); retrying" % exc)
             return
         self.spooled += len(batch)
@@ -360,24 +588,60 @@ class RecorderWriter(threading.Thread):
         hooks.run_post_run_hooks(sor, run_id, self.options, self.display, replayed=replayed)
 
     def _link_changed_cis(self, run_id, changed_hosts, flush=True):
-        """``ci.changed_by_run`` for each changed host that is a configuration item."""
+        """``ci.changed_by_run`` for each changed host that is a configuration item.
+
+        ``changed_hosts``: host names, or ``{host: {"ci_id": ..., "identities": {...}}}`` with what this run
+        learnt about each host. A host's CI is found as register_host finds it: the CI register_host
+        returned for it in this run, else the first of its identities (from gathered facts) a CI holds, else
+        its name among host CIs (servers, virtual machines, containers share one namespace of names), so
+        neither an application CI named like the host nor a CI registered under another name is mistaken.
+        """
         if not changed_hosts:
             return
+        hints = changed_hosts if isinstance(changed_hosts, dict) else dict((host, {}) for host in changed_hosts)
         try:
-            cis = self._open().find_cis(names=list(changed_hosts))
+            sor = self._open()
+            by_name = {}
+            for ci in sor.find_cis(names=sorted(hints), ci_class=list(HOST_CLASSES)):
+                by_name.setdefault(ci["name"].lower(), ci["ci_id"])
+            links = []
+            for host in sorted(hints):
+                ci_id = self._ci_of_host(sor, host, hints[host] or {}, by_name)
+                if ci_id is not None:
+                    links.append((host, ci_id))
         except Exception as exc:  # pylint: disable=broad-except
             self._warn("could not link changed hosts to configuration items: %s" % exc, always=True)
             return
-        for ci in cis:
-            self._add(entry_document("ci.changed_by_run", ci["ci_id"], {
-                "ci_id": ci["ci_id"], "run_id": run_id, "host": ci["name"]}), flush=False)
+        for host, ci_id in links:
+            self._add(entry_document("ci.changed_by_run", ci_id, {
+                "ci_id": ci_id, "run_id": run_id, "host": host}), flush=False)
         if flush:
             self._flush()
 
+    @staticmethod
+    def _ci_of_host(sor, host, hint, by_name):
+        if hint.get("ci_id") and sor.get_ci(hint["ci_id"]) is not None:
+            return hint["ci_id"]
+        identities = hint.get("identities") or {}
+        for kind in IDENTITY_ORDER:
+            if kind != "name" and identities.get(kind):
+                holder = sor.find_ci_by_identity(kind, identities[kind])
+                if holder is not None:
+                    return holder
+        holder = sor.find_ci_by_identity("name", name_identity("server", host))
+        if holder is not None:
+            return holder
+        # CIs written straight to the ledger may lack the name identity; still only host CIs
+        return by_name.get(str(host).strip().lower())
+
     # -- run.started ---------------------------------------------------------
     def _complete_run_started(self, document, slow_facts=True):
-        """Add what needs a syscall, a file or a subprocess: user, controller, process identity, git."""
-        data = document["data"]
+        """Add what needs a syscall, a file or a subprocess: user, controller, process identity, git.
+
+        Returns a new document: the queued one may be copied by another thread (emergency_spool) meanwhile.
+        """
+        document = dict(document)
+        data = document["data"] = dict(document["data"])
         data["user"] = self._actor or runinfo.controller_user()
         data["controller"] = self._controller or runinfo.controller_name()
         if slow_facts:
@@ -413,6 +677,22 @@ class RecorderWriter(threading.Thread):
 
 def is_record_only_action(action):
     return bool(action) and str(action).startswith(RECORD_ONLY_ACTION_PREFIX)
+
+
+def is_register_host(action):
+    return bool(action) and str(action).rsplit(".", 1)[-1] == "register_host" and (
+        "." not in str(action) or is_record_only_action(action))
+
+
+def ran_in_check_mode(result, run_check_mode=False):
+    """Whether a ``run.result`` ran in check mode (``task.check_mode``; older records: the run's mode)."""
+    value = (result.get("task") or {}).get("check_mode")
+    return bool(run_check_mode) if value is None else bool(value)
+
+
+def describe_kinds(entries):
+    counts = collections.Counter(entry.kind for entry in entries)
+    return ", ".join("%d %s" % (count, kind) for kind, count in sorted(counts.items()))
 
 
 def is_host_change(result):
