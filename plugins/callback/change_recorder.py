@@ -191,10 +191,16 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer imp
     PREFIX,
     RecorderWriter,
     entry_document,
+    host_identities_from_facts,
     is_host_change,
+    is_register_host,
 )
 
 RUN_ID_ENV = "CHANGEOPS_RUN_ID"
+
+
+def status_failed(raw):
+    return bool(raw.get("failed") or raw.get("unreachable"))
 
 
 def _iso(moment):
@@ -239,6 +245,7 @@ class CallbackModule(CallbackBase):
         self._last_stats = None
         self._task_infos = {}
         self._changed_hosts = set()
+        self._host_hints = {}
         self._previous_sigterm = None
         self._diff_mode = False
         self._check_mode = False
@@ -402,8 +409,7 @@ class CallbackModule(CallbackBase):
         else:
             data["outcome"] = outcome
             self._writer.put(entry_document("run.finished", self._run_id, data))
-        self._writer.finish(self._run_id, self._changed_hosts, self.get_option("flush_timeout"),
-                            wake=not from_signal)
+        self._writer.finish(self._run_id, self._link_hints(), self.get_option("flush_timeout"), wake=not from_signal)
 
     def _at_exit(self):
         if os.getpid() != self._owner_pid or self._finished:
@@ -583,15 +589,16 @@ class CallbackModule(CallbackBase):
             return raw
         return result._result
 
-    def _task_info(self, task, result):
-        info = self._task_infos.get(task._uuid)
+    def _task_info(self, task, result, check_mode):
+        key = (task._uuid, check_mode)
+        info = self._task_infos.get(key)
         name = getattr(result, "task_name", None)
         if info is None or (name and info["name"] != self._redactor.redact_string(to_text(name))):
-            info = summary.task_info(task, self._redactor, name=name)
-            self._task_infos[task._uuid] = info
+            info = summary.task_info(task, self._redactor, name=name, check_mode=check_mode)
+            self._task_infos[key] = info
         elif info["action"] != summary.action_of(task, result):
             info = dict(info, action=summary.action_of(task, result))
-            self._task_infos[task._uuid] = info
+            self._task_infos[key] = info
         return info
 
     def _record(self, event, result, item=False, ignored=False):
@@ -624,7 +631,8 @@ class CallbackModule(CallbackBase):
             self._item_counters.pop(key, None)
             item_value = None
         status = summary.status_of(event, raw)
-        info = self._task_info(task, result)
+        check_mode = summary.check_mode_of(task, result, self._check_mode)
+        info = self._task_info(task, result, check_mode)
         if info["action"].rsplit(".", 1)[-1] == "include_vars":
             self._collect_included_vars(host)
         if raw.get("ansible_facts") or getattr(task, "register", None):
@@ -653,9 +661,45 @@ class CallbackModule(CallbackBase):
             diffs = summary.summarise_diff(raw, self._redactor, self.get_option("max_diff_chars"))
             if diffs:
                 data["diff"] = diffs
-        if is_host_change(data):
+        if is_host_change(data) and not check_mode:
+            # a check-mode "changed" is a prediction: the host is not this run's change
             self._changed_hosts.add(host)
+        if not item:
+            self._note_host_identity(host, info["action"], raw, censored)
         self._writer.put(entry_document("run.result", self._run_id, data))
+
+    def _note_host_identity(self, host, action, raw, censored):
+        """register_host's answer ties ``host`` to its CI: keep the ``ci_id`` it returned for the links."""
+        if not censored and not status_failed(raw) and is_register_host(action) and raw.get("ci_id"):
+            self._host_hints.setdefault(host, {})["ci_id"] = to_text(raw["ci_id"])
+
+    def _link_hints(self):
+        """``{host: {"ci_id", "identities"}}`` for the hosts this run changed, to find their CIs as register_host
+        does: the CI it returned in this run, else the identities in the host's facts (gathered or cached, and
+        ``ansible_*`` host variables for plays without fact gathering). Dictionary look-ups only."""
+        fact_cache = getattr(self._variable_manager, "_fact_cache", None)
+        inventory = getattr(self._variable_manager, "_inventory", None)
+        hints = {}
+        for host in sorted(self._changed_hosts):
+            hint = dict(self._host_hints.get(host) or {})
+            facts = {}
+            try:
+                inventory_host = inventory.get_host(host) if inventory is not None else None
+                for key, value in dict(getattr(inventory_host, "vars", None) or {}).items():
+                    if str(key).startswith("ansible_") and not (isinstance(value, str) and "{" in value):
+                        facts[str(key)[8:]] = value
+                if fact_cache is not None:
+                    try:
+                        facts.update(fact_cache.get(host) or {})
+                    except KeyError:
+                        pass
+                identities = host_identities_from_facts(facts)
+            except Exception:  # pylint: disable=broad-except
+                identities = {}
+            if identities:
+                hint["identities"] = identities
+            hints[host] = hint
+        return hints
 
     def _item_counters_next(self, key):
         self._item_counters[key] = self._item_counters.get(key, -1) + 1
@@ -668,7 +712,8 @@ class CallbackModule(CallbackBase):
             self._writer.put(entry_document("run.result", self._run_id, {
                 "run_id": self._run_id, "play_id": self._play_id,
                 "task": {"uuid": task._uuid, "name": None, "action": summary.action_of(task), "path": None,
-                         "tags": [], "role": None, "handler": False},
+                         "tags": [], "role": None, "handler": False,
+                         "check_mode": summary.check_mode_of(task, result, self._check_mode)},
                 "host": host, "item": {"index": None, "label": None} if item else None,
                 "status": event, "changed": False, "started_at": None, "ended_at": utc_now(),
                 "duration_ms": None, "result": {"censored": "the recorder could not summarise this result"},

@@ -24,6 +24,8 @@ KEPT_RESULT_KEYS = (
     "state", "path", "dest", "src", "name", "owner", "group", "mode", "checksum",
     "skip_reason", "false_condition", "censored", "attempts", "retries", "warnings",
     "start", "end", "delta", "backup_file", "changed_when_result", "failed_when_result",
+    # the CI register_host matched or created: it ties the host to its CI, also for a run replayed later
+    "ci_id",
 )
 CENSORED = "the output has been hidden because no_log was set for this result"
 ITEM_LABEL_LIMIT = 200
@@ -155,7 +157,17 @@ def action_of(task, result=None):
     return str(action) if action is not None else None
 
 
-def task_info(task, redactor, name=None):
+def check_mode_of(task, result, run_check_mode):
+    """Whether this result ran in check mode: the task's ``check_mode`` as the worker resolved it for this host
+    (``check_mode: false`` runs for real under ``--check``), else the run's mode."""
+    fields = getattr(result, "task_fields", None) or getattr(result, "_task_fields", None) or {}
+    for value in (fields.get("check_mode"), getattr(task, "check_mode", None)):
+        if isinstance(value, bool):
+            return value
+    return bool(run_check_mode)
+
+
+def task_info(task, redactor, name=None, check_mode=False):
     """Identity of a task as recorded: never its arguments."""
     from ansible.playbook.handler import Handler
 
@@ -174,4 +186,5 @@ def task_info(task, redactor, name=None):
         "tags": sorted(str(tag) for tag in tags) if isinstance(tags, (list, tuple, set)) else [str(tags)],
         "role": role.get_name() if role is not None else None,
         "handler": isinstance(task, Handler),
+        "check_mode": bool(check_mode),
     }
