@@ -100,3 +100,57 @@ def test_a_plain_check_run_is_still_a_dry_run(project, sor):
     assert written(project) == []
     [decision] = gate_entries(sor)
     assert decision["type"] == "dry-run"
+
+
+# --------------------------------------------------------------------------
+# what ITSM staff see afterwards (needs the recorder's task.check_mode in run.result entries)
+# --------------------------------------------------------------------------
+def last_event(sor):
+    [event] = sor.find_change_events(limit=1)
+    return event
+
+
+UNGATED = """
+- name: Quick fix during a dry run
+  hosts: web
+  gather_facts: false
+  tasks:
+    - name: Predicted only
+      ansible.builtin.copy:
+        content: "predicted\\n"
+        dest: "{{ playbook_dir }}/out/predicted-{{ inventory_hostname }}.txt"
+        mode: "0644"
+
+    - name: Really written, --check or not
+      ansible.builtin.copy:
+        content: "{{ inventory_hostname }}\\n"
+        dest: "{{ playbook_dir }}/out/{{ inventory_hostname }}.txt"
+        mode: "0644"
+%s"""
+
+
+def test_a_real_change_in_a_check_run_without_a_gate_is_unauthorised(project, sor):
+    setup(project, sor)
+    project.write("ungated.yml", UNGATED % "      check_mode: false\n")
+    project.run("ungated.yml", "--check")
+    assert written(project) == ["web01.txt", "web02.txt"]
+    [result] = [r for r in sor.get_task_results(last_event(sor)["run_id"], host="web01")
+                if r["task"]["name"] == "Really written, --check or not"]
+    assert result["task"]["check_mode"] is False, "the recorder does not record task.check_mode yet"
+    event = last_event(sor)
+    assert (event["dry_run"], event["authorisation"]) == (True, "unauthorised")
+
+
+def test_a_check_run_that_only_predicts_changes_stays_a_dry_run(project, sor):
+    setup(project, sor)
+    project.write("ungated.yml", UNGATED % "")
+    project.run("ungated.yml", "--check")
+    assert written(project) == []
+    assert last_event(sor)["authorisation"] == "dry-run"
+
+
+def test_a_real_change_in_a_check_run_is_authorised_by_the_gate_decision(project, sor):
+    setup(project, sor, task_extra="      check_mode: false\n")
+    project.run("pb.yml", "--check")
+    event = last_event(sor)
+    assert (event["dry_run"], event["authorisation"], event["authorisation_ref"]) == (True, "standard", "patching")
