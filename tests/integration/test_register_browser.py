@@ -37,12 +37,12 @@ AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "patch.yml", "relea
 CHANGING_RUNS = ("motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "deploy.yml")
 
 
-def generate_register(project, out_dir, title="Change register (test)"):
+def generate_register(project, out_dir, title="Change register"):
     """Generate with the collection playbook; returns (HTML path, register data)."""
     html, data = str(out_dir / "register.html"), str(out_dir / "register.json")
     os.makedirs(str(out_dir), exist_ok=True)
-    project.run("changeops.itsm.change_register", "-e", "register_path=%s" % html, "-e", "register_json_path=%s" % data,
-                "-e", "register_title=%s" % title)
+    project.run("changeops.itsm.change_register", "-e", json.dumps(
+        {"register_path": html, "register_json_path": data, "register_title": title}))
     with open(data) as stream:
         return html, json.load(stream)
 
@@ -57,6 +57,7 @@ def register(request, tmp_path_factory):
     workdir.mkdir()
     record_real_runs(project, str(workdir))
     html, document = generate_register(project, root / "out")
+    assert document["title"] == "Change register", "a title with spaces reaches the page whole"
     by_playbook = {}
     for row in document["rows"]:
         by_playbook[row["playbook"].rsplit("/", 1)[-1] + (":check" if row["dry_run"] else "")] = row
