@@ -22,7 +22,7 @@ description:
     plaintexts and extra-var values are redacted wherever they appear. Values of secret-looking
     keys are replaced in results and diffs, and task arguments are never recorded.
   - A run in check mode is recorded as a dry run, not as a change. Each result records the check mode it
-    really ran in, so a task with C(check_mode: false) under C(--check) is recorded as the real change it is.
+    really ran in, so a task with C(check_mode=false) under C(--check) is recorded as the real change it is.
 type: aggregate
 author:
   - changeops.itsm maintainers (@changeops)
