@@ -35,6 +35,8 @@ class FilterModule(object):
             "hardening_managed_files": _friendly(hardening.managed_files),
             "hardening_managed_modules": _friendly(hardening.managed_modules),
             "hardening_managed": _friendly(hardening.managed),
+            "hardening_owned": _friendly(hardening.owned),
+            "hardening_service_fixes": _friendly(hardening.service_fixes),
             "hardening_openssh_version": _friendly(hardening.openssh_version),
             "hardening_rule_variable": _friendly(hardening.rule_variable),
             "hardening_file_mode_fixes": _friendly(hardening.file_mode_fixes),

@@ -170,6 +170,12 @@ def validate_catalogue(catalogue):
         if control["check"].get("type") not in CHECK_TYPES:
             raise HardeningError("%s (id %s): field 'check.type' value %r is not one of %s"
                                  % (where, control["id"], control["check"].get("type"), ", ".join(CHECK_TYPES)))
+        if control["remediation"] not in ("auto", "manual"):
+            raise HardeningError("%s (id %s): field 'remediation' value %r is not auto or manual"
+                                 % (where, control["id"], control["remediation"]))
+        if control["remediation"] == "manual" and not str(control.get("fix") or "").strip():
+            raise HardeningError("%s (id %s): field 'fix' is missing or empty; a manual control must say how to "
+                                 "remediate it" % (where, control["id"]))
     return seen
 
 
@@ -207,7 +213,7 @@ def plan(catalogue, family, ssh_version=None, level=1, allow_disruptive=False, t
         if not item["selected"]:
             item["remediate"], item["remediate_reason"] = False, reason
         elif item.get("remediation") != "auto":
-            item["remediate"], item["remediate_reason"] = False, "report only: needs a manual fix"
+            item["remediate"], item["remediate_reason"] = False, "manual fix: %s" % _norm(item["fix"])
         elif waived:
             item["remediate"], item["remediate_reason"] = False, "waived until %s" % item["waiver"]["expires"]
         elif item.get("disruptive") and not allow_disruptive:
@@ -239,6 +245,47 @@ def managed(planned, check_type, results=None):
             and (failing is None or c["id"] in failing)]
 
 
+def service_fixes(planned, services_result, check_mode=False):
+    """Units of the service_enabled controls enforce may enable, each marked ``deferred`` or not.
+
+    ``services_result``: the pre-remediation ``systemctl is-enabled`` loop (empty stdout: no such
+    unit). Under --check the packages enforce installs first are not installed, so their units do
+    not exist yet and systemd_service would fail on them even in check mode: those are deferred,
+    reported as would-be-enabled instead of asked about.
+    """
+    known = {r.get("item"): bool((r.get("stdout") or "").strip()) for r in (services_result or {}).get("results", [])}
+    return [{"id": control["id"], "service": control["check"]["service"],
+             "deferred": bool(check_mode) and not known.get(control["check"]["service"], False)}
+            for control in managed(planned, "service_enabled")]
+
+
+def owned(planned, check_type, before=None):
+    """Controls whose settings go into the files the role owns (sshd_config, sysctl.d, modprobe.d, ...).
+
+    The controls enforce may change, plus, given ``before`` (the pre-remediation results), the selected
+    automatic controls it may not change now (disruptive without hardening_allow_disruptive, waived)
+    that already pass. Rewriting an owned file therefore never undoes a setting such a control
+    depends on: "not remediated" means left as it is, not reverted. A control switched off with its
+    hardening_rule_<id> toggle is no longer managed and its settings leave the file.
+    """
+    passing = {r["id"] for r in (before or []) if r.get("check_status") == "pass"}
+    result = []
+    for control in planned:
+        if control["check"]["type"] != check_type:
+            continue
+        if control["remediate"]:
+            result.append(control)
+        elif (control["selected"] and control.get("remediation") == "auto" and control["id"] in passing
+              and not _unresolved(control)):
+            result.append(control)
+    return result
+
+
+def _unresolved(control):
+    check = control["check"]
+    return check.get("type") == "sshd" and any(v is None for v in (check.get("options") or {}).values())
+
+
 def sshd_settings(planned):
     settings = {}
     for control in managed(planned, "sshd"):
@@ -253,11 +300,17 @@ def sysctl_settings(planned):
     return settings
 
 
-def managed_files(planned):
-    """target path -> lines, for the file_lines controls enforce mode writes."""
+def managed_files(planned, before=None):
+    """target path -> lines, for the file_lines controls enforce mode writes.
+
+    Only targets with a control to remediate are written; their lines include those of passing
+    controls enforce may not change (see ``owned``), so a rewrite keeps them.
+    """
+    targets = {control["check"]["target"] for control in managed(planned, "file_lines")}
     files = {}
-    for control in managed(planned, "file_lines"):
-        files.setdefault(control["check"]["target"], []).extend(control["check"]["lines"])
+    for control in owned(planned, "file_lines", before):
+        if control["check"]["target"] in targets:
+            files.setdefault(control["check"]["target"], []).extend(control["check"]["lines"])
     return [{"path": path, "lines": lines} for path, lines in sorted(files.items())]
 
 

@@ -251,3 +251,68 @@ def test_find_argv_needs_no_shell():
     assert argv[-6:] == ["(", "-nouser", "-o", "-nogroup", ")", "-print"]
     with pytest.raises(hardening.HardeningError):
         hardening.find_argv("suid")
+
+
+def test_every_control_says_how_to_remediate_and_cites_a_real_cis_section(catalogue):
+    for control in catalogue["controls"]:
+        assert control["remediation"] in ("auto", "manual") and control["fix"].strip(), control["id"]
+        cis = control["refs"]["cis"]
+        # a section number of the named benchmark, or an explicit statement that it has none
+        assert cis.endswith("(CIS Debian 12 v1.1.0)") or cis.startswith("none in CIS Debian 12 v1.1.0"), cis
+        assert "x " not in cis and ".x" not in cis and "n/a" not in cis, cis
+    manual = [c for c in catalogue["controls"] if c["remediation"] == "manual"]
+    assert {c["id"] for c in manual} == {"FS-04", "FS-05"}
+    broken = dict(catalogue, controls=[dict(manual[0], fix="  ")])
+    with pytest.raises(hardening.HardeningError, match=r"controls\[0\] \(id FS-04\): field 'fix' is missing or empty"):
+        hardening.validate_catalogue(broken)
+
+
+def test_a_failing_manual_control_carries_its_fix_in_the_message(catalogue):
+    found = {"world_writable": ["/srv/shared.txt"], "unowned": []}
+    results = _by_id(hardening.evaluate(_plan(catalogue), _raw(find=found)))
+    assert results["FS-04"]["status"] == "fail"
+    assert "[not remediated: manual fix: for each file listed" in results["FS-04"]["message"]
+    assert "chmod o-w" in results["FS-04"]["message"]
+
+
+def test_check_mode_defers_units_whose_package_is_not_installed_yet(catalogue):
+    plan = _plan(catalogue)
+    # auditd is not installed (is-enabled prints nothing), chrony is installed but disabled
+    services = {"results": [{"item": "auditd", "stdout": "", "rc": 1}, {"item": "chrony", "stdout": "disabled", "rc": 1}]}
+    checked = {f["id"]: f for f in hardening.service_fixes(plan, services, check_mode=True)}
+    assert checked["AUD-02"] == {"id": "AUD-02", "service": "auditd", "deferred": True}
+    assert checked["TIME-02"]["deferred"] is False
+    # for real, the packages are installed first: every unit is enabled (and a missing one is an error)
+    assert not any(f["deferred"] for f in hardening.service_fixes(plan, services, check_mode=False))
+    waived = _plan(catalogue, waivers=[dict(WAIVER, id="AUD-02", expires="2099-01-01")])
+    assert "AUD-02" not in {f["id"] for f in hardening.service_fixes(waived, services, check_mode=True)}
+
+
+def test_owned_files_keep_passing_controls_enforce_may_not_change(catalogue):
+    # SSH-02 is disruptive: with hardening_allow_disruptive false enforce must leave it as it is. When it
+    # passes (a previous run with allow_disruptive wrote it), rewriting sshd_config must keep it.
+    hardened = "passwordauthentication no\nkbdinteractiveauthentication no\nloglevel VERBOSE\npermitrootlogin yes\n"
+    plan = _plan(catalogue, toggles={"hardening_rule_ssh_12": False})
+    before = hardening.evaluate(plan, _raw(sshd=hardened))
+    owned = {c["id"] for c in hardening.owned(plan, "sshd", before)}
+    assert "SSH-02" in owned and "SSH-01" in owned
+    assert "SSH-12" not in owned  # switched off: no longer managed
+    assert "passwordauthentication" not in hardening.sshd_settings(plan)  # still not remediated
+    # when it fails, it is not remediated and not written either
+    failing = hardening.evaluate(plan, _raw(sshd="passwordauthentication yes\n"))
+    assert "SSH-02" not in {c["id"] for c in hardening.owned(plan, "sshd", failing)}
+    # file_lines: a waived control that passes keeps its lines in a file enforce rewrites for another control
+    extra = dict({c["id"]: c for c in catalogue["controls"]}["KRN-14"], id="KRN-99")
+    extra["check"] = dict(extra["check"], lines=["* hard nproc 4096"])
+    shared = dict(catalogue, controls=catalogue["controls"] + [extra])
+    waived = hardening.plan(shared, "Debian", ssh_version="9.2", today="2026-06-01",
+                            waivers=[dict(WAIVER, id="KRN-14", expires="2099-01-01")])
+    limits = "/etc/security/limits.d/60-changeops-hardening.conf"
+    passing = hardening.evaluate(waived, _raw(files="%s:* hard core 0\n" % limits))
+    assert _by_id(passing)["KRN-14"]["check_status"] == "pass"
+    files = {f["path"]: f["lines"] for f in hardening.managed_files(waived, passing)}
+    assert files[limits] == ["* hard core 0", "* hard nproc 4096"]
+    # ... and a file only waived controls would write is not touched at all
+    only_waived = _plan(catalogue, waivers=[dict(WAIVER, id="AUD-03", expires="2099-01-01")])
+    assert "/etc/audit/rules.d/60-changeops-hardening.rules" not in {
+        f["path"] for f in hardening.managed_files(only_waived, hardening.evaluate(only_waived, _raw()))}

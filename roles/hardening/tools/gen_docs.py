@@ -148,12 +148,16 @@ def render_readme(specs):
         text = markdown(" ".join(spec["description"])).replace("|", "\\|").replace("\n", " ")
         lines.append("| `%s` | %s | `%s` | %s |" % (name, spec["type"], str(default).replace("\n", "\\n"), text))
     lines += ["", "## Controls (`hardening_rule_<id>` toggles)", "",
-              "| Id | Toggle | Severity | Level | Disruptive | Title | CIS | NIST 800-53 |", "|---|---|---|---|---|---|---|---|"]
+              "CIS numbers refer to the CIS Debian Linux 12 Benchmark v1.1.0. Remediation: `auto` controls are fixed "
+              "by `enforce` mode as described; `manual` ones are reported with the steps to take.", "",
+              "| Id | Toggle | Severity | Level | Disruptive | Title | CIS | NIST 800-53 | Remediation |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for control in catalogue["controls"]:
-        lines.append("| %s | `%s` | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | `%s` | %s | %s | %s | %s | %s | %s | %s: %s |" % (
             control["id"], rule_variable(control["id"]), control["severity"], control["level"],
             "yes" if control.get("disruptive") else "no", control["title"], control["refs"].get("cis", ""),
-            ", ".join(control["refs"].get("nist", []))))
+            ", ".join(control["refs"].get("nist", [])), control["remediation"],
+            " ".join(str(control.get("fix") or "").split()).replace("|", "\\|")))
     return "\n".join(lines) + "\n"
 
 
