@@ -374,3 +374,11 @@ def test_a_decision_recorded_without_hosts_covers_its_whole_play(sor):
                           reference="std-a", reasons=[])])
     run.result("p1", "web07", "changed")
     assert run.finish()["authorisation"] == "standard"
+
+
+def test_in_a_real_run_a_task_that_ran_in_check_mode_changed_nothing(sor):
+    run = Run(sor).start().play("p1").result("p1", "web01", "changed", check_mode=True)
+    assert run.finish()["authorisation"] == "no-change"
+    other = Run(sor).start().play("p1").result("p1", "web01", "changed", check_mode=True)
+    other.result("p1", "web01", "changed", task="real", check_mode=False)
+    assert other.finish()["authorisation"] == "unauthorised"

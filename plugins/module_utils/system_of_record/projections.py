@@ -162,22 +162,29 @@ def _run_gate(db, entry):
     _save_event_doc(db, run_id, doc, entry.seq)
 
 
-#: a result that ran for real in a --check run (task ``check_mode: false``) carries this in its
-#: canonical JSON; the text test only narrows the rows whose document is then read
-_REAL_IN_CHECK_MODE = '%"check_mode":false%'
+#: how a result's effective check mode (``task.check_mode``) reads in its canonical JSON; the
+#: text test only narrows the rows whose document is then read
+_CHECK_MODE_TEXT = {True: '%"check_mode":true%', False: '%"check_mode":false%'}
 
 
 def _changed_results(db, run_id, dry_run):
-    """``(seq, play_id, host, started_at)`` of the results that changed a managed host."""
-    sql = ("SELECT seq, play_id, host, started_at%s FROM task_results WHERE run_id = ? AND changed = 1"
-           " AND status <> 'failed' AND (action IS NULL OR action NOT LIKE ?)")
-    if not dry_run:
-        return db.execute(sql % "" + " ORDER BY seq", (run_id, RECORD_ONLY_ACTION_PREFIX + "%")).fetchall()
-    # In a --check run only tasks forced out of check mode change anything; results recorded
-    # before the recorder said so (no task.check_mode) keep counting as dry-run.
-    rows = db.execute(sql % ", doc" + " AND doc LIKE ? ORDER BY seq",
-                      (run_id, RECORD_ONLY_ACTION_PREFIX + "%", _REAL_IN_CHECK_MODE)).fetchall()
-    return [row[:4] for row in rows if (_load(row[4]).get("task") or {}).get("check_mode") is False]
+    """``(seq, play_id, host, started_at)`` of the results that changed a managed host.
+
+    A result that ran in check mode changed nothing, whatever it reports: in a --check run only
+    tasks forced out of check mode (``check_mode: false``) change hosts, in a real run every task
+    but those with ``check_mode: true``. Results without ``task.check_mode`` (recorded before the
+    recorder said) follow the run.
+    """
+    rows = db.execute(
+        "SELECT seq, play_id, host, started_at, CASE WHEN doc LIKE ? THEN doc END FROM task_results"
+        " WHERE run_id = ? AND changed = 1 AND status <> 'failed' AND (action IS NULL OR action NOT LIKE ?)"
+        " ORDER BY seq", (_CHECK_MODE_TEXT[not dry_run], run_id, RECORD_ONLY_ACTION_PREFIX + "%")).fetchall()
+    changes = []
+    for row in rows:
+        check_mode = (_load(row[4]).get("task") or {}).get("check_mode") if row[4] is not None else None
+        if (check_mode is False) if dry_run else (check_mode is not True):
+            changes.append(row[:4])
+    return changes
 
 
 def _decisions_by_host(doc):
