@@ -52,6 +52,9 @@ POLICY_INI_KEY = "gate_policy"
 # --------------------------------------------------------------------------
 # the change context
 # --------------------------------------------------------------------------
+_NO_ATTRIBUTES = {}
+
+
 def ci_service_names(ci):
     """The business services of a CI, as the CMDB stores them: ``attributes.services``, a list
     (register_host, configuration_item), or one name written by hand."""
@@ -84,7 +87,16 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
             continue
         environment = ci.get("environment")
         ci_class = ci.get("class")
-        ci_services = ci_service_names(ci)
+        # the list as stored, not a normalised copy: normalising per host doubled the cost of
+        # this loop; odd values (one string, numbers, nulls) are normalised below
+        ci_services = (ci.get("attributes") or _NO_ATTRIBUTES).get("services")
+        if ci_services.__class__ is not list:
+            ci_services = ci_service_names(ci)
+        try:
+            services.update(ci_services)
+        except TypeError:  # an unhashable item: normalise this CI now
+            ci_services = ci_service_names(ci)
+            services.update(ci_services)
         ci_docs.append({"name": host, "ci_id": ci.get("ci_id"), "environment": environment, "class": ci_class,
                         "services": ci_services, "status": ci.get("status")})
         if environment:
@@ -92,8 +104,13 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         else:
             hosts_without_environment.append(host)
         classes.add(ci_class)
-        services.update(ci_services)
     classes.discard(None)
+    if any(name.__class__ is not str or not name for name in services):
+        # rare: some CI lists a number or a null; redo the (few) documents with normalised names
+        services = set()
+        for doc in ci_docs:
+            doc["services"] = ci_service_names(by_name[doc["name"]])
+            services.update(doc["services"])
     groups = set()
     for host in hosts:
         groups.update(host_groups.get(host, ()))
