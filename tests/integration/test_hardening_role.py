@@ -69,3 +69,13 @@ def test_audit_evidence_shows_on_the_change_event_and_the_ci(project, open_sor, 
     assert summary["score"] == sor.get_ci(ci_id)["attributes"]["compliance.hardening"]["score"]
     statuses = {c["id"]: c["status"] for c in evidence["document"]["controls"]}
     assert statuses["SVC-01"] == "fail" and statuses["FS-02"] == "pass"
+
+    # a dry run records what it found on its own (dry-run) change event, but does not touch the CI
+    compliance = sor.get_ci(ci_id)["attributes"]["compliance.hardening"]
+    project.run("audit.yml", "--check")
+    dry = [e for e in sor.find_change_events(playbook="audit.yml") if e["run_id"] != event["run_id"]][0]
+    assert dry["authorisation"] == "dry-run", dry
+    (dry_evidence,) = sor.find_evidence(run_id=dry["run_id"], checklist="hardening")
+    assert dry_evidence["document"]["check_mode"] is True and dry_evidence["ci_id"] == ci_id
+    assert sor.get_ci(ci_id)["attributes"]["compliance.hardening"] == compliance
+    assert compliance["run_id"] == event["run_id"]
