@@ -151,12 +151,14 @@ def test_list_counts_filters_search_sort(page, register):
     wait_rows(page, 2)
     assert visible_run_ids(page) == [runs["deploy.yml"]["run_id"], runs["patch.yml"]["run_id"]], "newest first"
     page.click("#f-reset")
+    wait_rows(page, len(CHANGING_RUNS))
     for authorisation, name in (("emergency", "emergency.yml"), ("standard", "patch.yml"),
                                 ("change-request", "release.yml"), ("dry-run", "motd.yml:check")):
         page.select_option("#f-auth", authorisation)
         wait_rows(page, 1)
         assert visible_run_ids(page) == [runs[name]["run_id"]], authorisation
         page.click("#f-reset")
+        wait_rows(page, len(CHANGING_RUNS))   # else the next wait sees this filter's one row
 
     page.fill("#f-search", "emergency.yml")
     wait_rows(page, 1)
@@ -175,6 +177,7 @@ def test_list_counts_filters_search_sort(page, register):
     wait_rows(page, 0)
     assert "No matching changes" in page.inner_text("#result-count")
     page.click("#f-reset")
+    wait_rows(page, len(CHANGING_RUNS))
     page.fill("#f-from", "2999-01-01")
     wait_rows(page, 0)
     page.fill("#f-from", runs["deploy.yml"]["started_at"][:10])
