@@ -35,8 +35,8 @@ _AUTH_SCHEMES = r"(?:Bearer|Basic|Digest|Token|Negotiate|NTLM|Bot|ApiKey|Key|AWS
 
 # The password of a URL's user information: scheme://user:password@host (RFC 3986 userinfo holds no
 # "/", "?", "#" or "@", so the match cannot run into the path)
-_URL_PASSWORD_RE = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^\s:/?#@\"']*:)(?P<value>[^\s/?#@\"']+)@",
-                              re.IGNORECASE)
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<head>(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s:/?#@\"']*+:)(?P<value>[^\s/?#@\"']++)@", re.IGNORECASE)
 
 # Secrets shorter than this are not substituted inside longer strings: a
 # 1-character "secret" would otherwise shred every string in the record.
@@ -51,12 +51,14 @@ class Redactor(object):
         self.replacement = replacement
         alternatives = "|".join(re.escape(p.lower()).replace("_", "[_-]?") for p in patterns)
         self._key_re = re.compile(r"(%s)" % alternatives, re.IGNORECASE) if patterns else None
-        # key=value / key: value / "key": "value" / --key value inside strings. A quoted value is taken
+        # key=value / key: value / "key": "value" / --key value inside strings. A key starts where a word
+        # starts and its tail is possessive: tried at every position, a long unbroken word (base64, a
+        # certificate) took quadratic time, a minute for 20,000 characters on the playbook's thread. A quoted value is taken
         # whole up to its closing quote (spaces, commas and escaped quotes included); an unquoted one runs to
         # the next space or quote, so "token=abc,def" loses "abc,def"; an HTTP auth scheme ("Bearer x")
         # is kept readable while its credential, the word after it, is replaced.
         self._inline_re = re.compile(
-            r"""(?P<key>[\w.-]*(?:%s)[\w.-]*)(?P<sep>["']?\s*[=:]\s*|\s+)"""
+            r"""(?P<key>(?<![\w.-])[\w.-]*(?:%s)[\w.-]*+)(?P<sep>["']?\s*[=:]\s*|\s+)"""
             r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*)(?P<close>(?P=quote)?)"""
             r"""|(?P<scheme>%s\s+)?(?P<value>[^\s"']+))"""
             % (alternatives, _AUTH_SCHEMES), re.IGNORECASE) if patterns else None
@@ -64,7 +66,7 @@ class Redactor(object):
         # (YAML, HTTP headers, ini and config dumps): the value is the rest of the line, spaces included.
         # Not "PGPASSWORD=x psql": without spaces around "=" that is a shell assignment before a command.
         self._line_re = re.compile(
-            r"""^(?P<key>[ \t]*(?:-[ \t]+)?[\w.-]*(?:%s)[\w.-]*)(?P<sep>[ \t]*:[ \t]*|[ \t]+=[ \t]*)"""
+            r"""^(?P<key>[ \t]*(?:-[ \t]+)?[\w.-]*(?:%s)[\w.-]*+)(?P<sep>[ \t]*:[ \t]*|[ \t]+=[ \t]*)"""
             r"""(?P<scheme>%s[ \t]+)?(?P<value>[^\s"'][^\n]*?)[ \t]*$"""
             % (alternatives, _AUTH_SCHEMES), re.IGNORECASE | re.MULTILINE) if patterns else None
         self._known = set()
