@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
@@ -395,8 +397,8 @@ class GatedOpener(object):
     """Opens the real ledger; its appends wait until ``release`` is set (a stuck lock holder, a slow network)."""
 
     def __init__(self):
-        self.waiting = __import__("threading").Event()
-        self.release = __import__("threading").Event()
+        self.waiting = threading.Event()
+        self.release = threading.Event()
 
     def __call__(self, config):
         sor = open_system_of_record(config)
@@ -431,9 +433,9 @@ def test_entries_reach_the_spool_while_an_append_waits_and_leave_it_once_it_succ
         writer.put(document)
     # within a few flush intervals (not the 60 s busy timeout) everything held is on disk, the batch in
     # flight and what was queued behind it: a kill -9 now loses nothing
-    deadline = __import__("time").monotonic() + 30
-    while not spooled_ids(spool) >= set(d["id"] for d in waiting + later) and __import__("time").monotonic() < deadline:
-        __import__("time").sleep(0.05)
+    deadline = time.monotonic() + 30
+    while not spooled_ids(spool) >= set(d["id"] for d in waiting + later) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert spooled_ids(spool) >= set(d["id"] for d in waiting + later)
     opener.release.set()
     assert writer.finish("run-w", [], timeout=60)
