@@ -106,6 +106,19 @@ def test_unknown_entry_kind_rolls_back(sor):
     assert sor.head() == (0, None)
 
 
+def test_a_batch_the_database_refuses_is_a_refusal_not_an_outage(sor):
+    """A constraint the batch breaks fails the same way on every retry: the spool must set it aside,
+    so each backend reports it as ConflictError, never as BackendUnavailable."""
+    sor.append([evidence(1)])
+    head = sor.head()
+    breaks_not_null = Entry("evidence.recorded", "run-1", {"run_id": "run-1", "host": "h2", "checklist": None})
+    with pytest.raises(ConflictError) as caught:
+        sor.append([evidence(2), breaks_not_null])
+    assert "refused the batch" in str(caught.value)
+    assert sor.head() == head
+    assert sor.append([evidence(3)])[0].seq == head[0] + 1
+
+
 def test_a_conflict_is_reported_by_a_second_connection_too(open_sor):
     """Conflicts are decided inside the write lock, against what another writer committed."""
     writer, other = open_sor(), open_sor()

@@ -46,6 +46,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import redac
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ConfigurationError,
+    ConflictError,
     MissingDependency,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
@@ -267,6 +268,11 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                 raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while writing: %s"
                                       % (self.describe(), self._scrub(_one_line(exc))), exc,
                                       backend=self.describe())
+            if isinstance(exc, (psycopg.IntegrityError, psycopg.DataError)):
+                # a constraint or value the batch breaks is deterministic: a refusal (the spool sets the
+                # entries aside), not "unavailable" (the spool would retry the same batch forever)
+                raise ConflictError("the PostgreSQL system of record %s refused the batch: %s"
+                                    % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise BackendUnavailable(
                     "another writer held the ledger lock of %s for more than %d s (busy_timeout)"
