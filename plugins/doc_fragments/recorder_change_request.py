@@ -11,7 +11,7 @@ class ModuleDocFragment(object):
 options:
   close_change_requests:
     description:
-      - After a run, close the normal (or emergency) change requests that authorised it through
+      - After a run, close the change requests (standard, normal or emergency) that authorised it through
         P(changeops.itsm.change_gate#module), walking each forward (V(scheduled) -> V(implement) ->
         V(review) -> V(closed)) with close code V(successful) when the run succeeded and
         V(unsuccessful) otherwise, and the run's start and end as the actual start and end.

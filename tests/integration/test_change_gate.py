@@ -160,6 +160,30 @@ def test_normal_change_allowed_and_closed_by_the_recorder(project, sor):
     assert kinds[-3:] == ["change_request.transitioned", "change_request.transitioned", "change_request.closed"]
 
 
+def test_standard_change_request_allowed_and_closed_by_the_recorder(project, sor):
+    """A standard change request authorises what its template covers, and is closed like a normal one;
+    a template-only standard change has no request to close."""
+    setup(project, sor)
+    number = change_request(sor, type="standard", template="patching", short_description="monthly patching",
+                            affected_cis=["web01", "web02"], planned_start=iso(hours=-1), planned_end=iso(hours=2),
+                            validate_cis=False)["number"]
+    change_request(sor, number=number, state="scheduled")
+    project.write("pb.yml", gated_playbook(gate_args="change_request: %s" % number))
+    project.run("pb.yml", "--tags", "patching", env={"CHANGEOPS_CLOSE_CHANGE_REQUESTS": "true"})
+    [decision] = gate_entries(sor)
+    assert (decision["allowed"], decision["type"], decision["reference"]) == (True, "standard", number)
+    event = last_event(sor)
+    assert (event["authorisation"], event["authorisation_ref"]) == ("standard", number)
+    record = sor.get_change_request(number)
+    assert (record["state"], record["close_code"]) == ("closed", "successful")
+
+    for name in written(project):
+        os.unlink(project.path("out", name))
+    project.write("template_only.yml", gated_playbook())
+    project.run("template_only.yml", "--tags", "patching", env={"CHANGEOPS_CLOSE_CHANGE_REQUESTS": "true"})
+    assert (last_event(sor)["authorisation"], last_event(sor)["authorisation_ref"]) == ("standard", "patching")
+
+
 def test_normal_change_denied_with_every_reason(project, sor):
     setup(project, sor)
     number = change_request(sor, type="normal", short_description="rework", affected_cis=["web01"],

@@ -30,7 +30,8 @@ def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service
     if environment:
         attributes["environment"] = environment
     if service:
-        attributes["service"] = service
+        # where register_host and configuration_item keep them
+        attributes["services"] = [service]
     sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": attributes, "identities": {}})])
     return ci_id
 
