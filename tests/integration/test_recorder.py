@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import pwd
 import signal
 import subprocess
 import time
@@ -102,8 +103,9 @@ def test_every_result_of_many_hosts_is_recorded(project, sor):
     with open(project.path("site.yml"), "a") as handle:
         handle.write("# local edit\n")  # tracked file modified: the run is from a dirty tree
 
+    # who ran it is the process's account, not what LOGNAME/USER claim
     completed = project.run("site.yml", "-e", "workdir=%s" % workdir, "--limit", "all_hosts",
-                            "--skip-tags", "nothing", "--forks", "10")
+                            "--skip-tags", "nothing", "--forks", "10", env={"LOGNAME": "mallory", "USER": "mallory"})
 
     run_id = only_run_id(sor)
     started = run_entries(sor, run_id, "run.started")
@@ -117,7 +119,7 @@ def test_every_result_of_many_hosts_is_recorded(project, sor):
     assert meta["forks"] == 10
     assert meta["inventory"] == [project.path("inventory.ini")]
     assert meta["pid"] > 0 and meta["pid_identity"]
-    assert meta["controller"] and meta["user"]
+    assert meta["controller"] and meta["user"] == pwd.getpwuid(os.getuid()).pw_name
     assert meta["ansible_version"].startswith("2.")
     head = subprocess.run(["git", "-C", project.root, "rev-parse", "HEAD"], stdout=subprocess.PIPE,
                           universal_newlines=True, check=True).stdout.strip()

@@ -9,19 +9,18 @@ thread calls it, never a callback method.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import subprocess
+
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import os_user
 
 GIT_TIMEOUT = 10
 
 
 def controller_user():
-    try:
-        return getpass.getuser()
-    except Exception:  # pylint: disable=broad-except
-        return str(os.getuid()) if hasattr(os, "getuid") else None
+    """Who ran the playbook: the account of the process, as the gate decides it (LOGNAME/USER can lie)."""
+    return os_user()
 
 
 def controller_name():
