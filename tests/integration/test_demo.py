@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+"""The README's first command, ``bash scripts/demo``, run as a user would run it.
+
+HOME points into the test's directory, so the demo records into the default ledger
+(``~/.ansible/changeops/ledger.sqlite``) of a fresh user and the test reads that file back
+through the system-of-record interface. The demo runs twice: people run it again, and a
+second run must work on a ledger the first one filled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def run_demo(home, artifacts):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
+    env.update(HOME=str(home), CHANGEOPS_DEMO_ARTIFACTS=str(artifacts), ANSIBLE_NOCOLOR="1")
+    completed = subprocess.run(
+        ["bash", os.path.join(REPO_ROOT, "scripts", "demo")], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900, check=False)
+    assert completed.returncode == 0, completed.stdout[-20000:]
+    return completed.stdout
+
+
+def by_playbook(events):
+    latest = {}
+    for event in events:  # newest first
+        latest.setdefault(os.path.basename(event["playbook"]), event)
+    return latest
+
+
+def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
+    home, artifacts = tmp_path / "home", tmp_path / "artifacts"
+    home.mkdir()
+    first = run_demo(home, artifacts)
+    run_demo(home, artifacts)
+
+    ledger = home / ".ansible" / "changeops" / "ledger.sqlite"
+    assert ledger.is_file(), "the demo did not use the default ledger path"
+    sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
+    try:
+        events = sor.find_change_events(limit=100)
+        assert len(events) == 12, [event["playbook"] for event in events]
+        latest = by_playbook(events)
+
+        # a registered CI, with the checklists' compliance on it, and the service that runs on it
+        host_ci = sor.find_cis(name="localhost")[0]
+        assert (host_ci["environment"], host_ci["attributes"]["services"]) == ("demo", ["demo-web"])
+        assert host_ci["attributes"]["compliance.hardening"]["run_id"] == latest["checklists.yml"]["run_id"]
+        assert host_ci["attributes"]["compliance.release_readiness"]["status"] == "pass"
+        service_ci = sor.find_cis(name="demo-web")[0]
+        assert service_ci["attributes"]["ready_for_release"] is True
+
+        # gate decisions: a standard change, a normal change whose request the recorder closed,
+        # and an ungated change that ITSM sees as unauthorised and a reviewer signed off
+        assert (latest["site.yml"]["authorisation"], latest["site.yml"]["authorisation_ref"]) == ("standard", "demo-motd")
+        normal = latest["normal_change.yml"]
+        assert normal["authorisation"] == "normal"
+        change_request = sor.get_change_request(normal["authorisation_ref"])
+        assert (change_request["state"], change_request["close_code"]) == ("closed", "successful")
+        ungated = latest["ungated.yml"]
+        assert ungated["authorisation"] == "unauthorised"
+        assert [review["outcome"] for review in sor.find_reviews(run_id=ungated["run_id"])] == ["follow-up"]
+
+        # the checklists only read the host: their evidence files on the controller are no change to it
+        checklists = latest["checklists.yml"]
+        assert checklists["authorisation"] == "no-change", checklists
+        evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
+        assert evidence == ["hardening", "release_readiness", "release_readiness"]
+
+        assert sor.verify(projections=True).valid
+    finally:
+        sor.close()
+
+    register = artifacts / "change-register.html"
+    assert register.is_file()
+    assert normal["authorisation_ref"] in register.read_text()
+    assert (artifacts / "hardening" / "localhost.json").is_file()
+    assert (artifacts / "release-readiness" / "service-demo-web.json").is_file()
+    for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
+                  "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:"):
+        assert shown in first, shown
