@@ -47,6 +47,9 @@ def test_connection_defaults_fill_only_what_the_dsn_leaves_out():
     assert "connect_timeout" not in kwargs and "application_name" not in kwargs
     assert kwargs["keepalives_idle"] == "30"
     assert postgresql.connection_kwargs("")["connect_timeout"] == "10"
+    # libpq's Kerberos probe is not fork-safe: off unless the DSN asks for GSSAPI encryption
+    assert postgresql.connection_kwargs("host=db")["gssencmode"] == "disable"
+    assert "gssencmode" not in postgresql.connection_kwargs("host=db gssencmode=require")
     uri = postgresql.connection_kwargs("postgresql://db/changeops?keepalives_idle=5&sslmode=verify-full")
     assert "keepalives_idle" not in uri
 

@@ -59,10 +59,16 @@ LEDGER_LOCK_KEY = 0x6368676F70730001
 MIGRATION_LOCK_KEY = 0x6368676F70730002
 
 #: libpq parameters we set when the DSN does not: fail fast when the server is
-#: unreachable (the recorder then spools instead of stalling the playbook), and
-#: notice a silently dropped TCP connection within about a minute.
+#: unreachable (the recorder then spools instead of stalling the playbook),
+#: notice a silently dropped TCP connection within about a minute, and keep
+#: libpq out of its GSSAPI (Kerberos) probe, which is not fork-safe: Ansible
+#: forks its workers while the recorder's writer thread is connected, and a
+#: worker that inherits a Kerberos lock mid-probe blocks in connect forever,
+#: past connect_timeout (seen once in this project's tests; a known libpq/krb5
+#: hazard). Sites that do use GSSAPI encryption set gssencmode in the DSN.
 CONNECTION_DEFAULTS = {
     "connect_timeout": "10",
+    "gssencmode": "disable",
     "application_name": "changeops.itsm",
     "keepalives": "1",
     "keepalives_idle": "30",
