@@ -62,13 +62,7 @@ def private_server():
 
 @pytest.fixture
 def private_dsn(private_server):
-    if not private_server.running():
-        private_server.start()
-    name = postgresql_server.create_database(private_server, prefix="changeops_fault")
-    yield private_server.dsn(name)
-    if not private_server.running():
-        private_server.start()
-    postgresql_server.drop_database(private_server, name)
+    yield from postgresql_server.database_on_stoppable_server(private_server, "changeops_fault")
 
 
 # --------------------------------------------------------------------------

@@ -92,13 +92,7 @@ def server():
 
 @pytest.fixture
 def dsn(server):
-    if not server.running():
-        server.start()
-    name = postgresql_server.create_database(server, prefix="changeops_faults")
-    yield server.dsn(name)
-    if not server.running():
-        server.start()
-    postgresql_server.drop_database(server, name)
+    yield from postgresql_server.database_on_stoppable_server(server, "changeops_faults")
 
 
 def make_project(root, dsn, **cfg):

@@ -20,6 +20,7 @@ import pytest
 
 from support.backends import BACKENDS, backend_config, fresh_env
 from support.project import REPO_ROOT, Project
+from support.readiness import SHOP_CMDB_PLAYBOOK
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
@@ -330,30 +331,6 @@ class _Health(http.server.BaseHTTPRequestHandler):
         pass
 
 
-READINESS_SEED = """
-- name: Register the shop service and this host in the CMDB
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Host
-      changeops.itsm.configuration_item:
-        name: localhost
-        ci_class: server
-        attributes: {status: operational, environment: production}
-    - name: Service
-      changeops.itsm.configuration_item:
-        name: shop
-        ci_class: service
-        attributes: {owner: shop-team, support_group: shop-oncall, environment: production, tier: A}
-    - name: Application (member of the service, runs on the host)
-      changeops.itsm.configuration_item:
-        name: shop-api
-        ci_class: application
-        relationships:
-          - {type: member_of, target: shop, target_class: service}
-          - {type: runs_on, target: localhost}
-"""
-
 #: the health endpoint answers 503 and its gate is made advisory, so the run records a failed
 #: gate next to passed and skipped ones and still finishes
 READINESS = """
@@ -402,7 +379,7 @@ def readiness_register(request, tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        project.write_playbook("seed.yml", READINESS_SEED)
+        project.write_playbook("seed.yml", SHOP_CMDB_PLAYBOOK)
         project.write_playbook("readiness.yml", READINESS.format(port=server.server_address[1], root=srv))
         project.run("seed.yml")
         project.run("readiness.yml")

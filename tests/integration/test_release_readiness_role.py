@@ -15,6 +15,8 @@ import threading
 
 import pytest
 
+from support.readiness import SHOP_CMDB_PLAYBOOK
+
 pytestmark = [pytest.mark.integration]
 
 
@@ -76,29 +78,6 @@ def loopback_services(tmp_path):
         server.server_close()
 
 
-SEED = """
-- name: Register the shop service and this host in the CMDB
-  hosts: localhost
-  gather_facts: false
-  tasks:
-    - name: Host
-      changeops.itsm.configuration_item:
-        name: localhost
-        ci_class: server
-        attributes: {status: operational, environment: production}
-    - name: Service
-      changeops.itsm.configuration_item:
-        name: shop
-        ci_class: service
-        attributes: {owner: shop-team, support_group: shop-oncall, environment: production, tier: A}
-    - name: Application (member of the service, runs on the host)
-      changeops.itsm.configuration_item:
-        name: shop-api
-        ci_class: application
-        relationships:
-          - {type: member_of, target: shop, target_class: service}
-          - {type: runs_on, target: localhost}
-"""
 
 READINESS = """
 - name: Is the shop ready for release?
@@ -138,7 +117,7 @@ def _prepare_project(project, services):
     with open(config, "w") as handle:
         handle.write("x=1\n")
     os.chmod(config, 0o640)
-    project.write_playbook("seed.yml", SEED)
+    project.write_playbook("seed.yml", SHOP_CMDB_PLAYBOOK)
     project.write_playbook("readiness.yml", READINESS.format(root=root, **services))
     return root
 

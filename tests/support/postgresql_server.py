@@ -266,6 +266,21 @@ def drop_database(server, name):
         pass
 
 
+def database_on_stoppable_server(server, prefix):
+    """Generator for a fixture: a fresh database on ``server``, a cluster the test may stop.
+
+    The server is started again before the database is made and before it is dropped, so a
+    test that stopped it (and failed before restarting it) does not break the next one.
+    """
+    if not server.running():
+        server.start()
+    name = create_database(server, prefix=prefix)
+    yield server.dsn(name)
+    if not server.running():
+        server.start()
+    drop_database(server, name)
+
+
 def fresh_database_env(request):
     """Backend env vars selecting a fresh, empty database (dropped after the test)."""
     server = session_server(request)

@@ -56,21 +56,6 @@ def test_spool_writes_complete_files_in_order_and_replays_them_in_order(tmp_path
     assert sqlite_sor.verify().valid
 
 
-def test_spool_replay_stops_at_the_first_failure_to_keep_order(tmp_path):
-    spool = Spool(str(tmp_path / "spool"), "k")
-    paths = [spool.write(documents("r", 1, n)) for n in range(3)]
-    appended = []
-
-    def flaky_append(entries):
-        if len(appended) == 1:
-            raise BackendUnavailable("ledger locked")
-        appended.append(entries)
-
-    with pytest.raises(BackendUnavailable):
-        spool.replay(flaky_append, Entry.from_dict)
-    assert spool.pending() == paths[1:]
-
-
 def test_spool_sets_aside_an_unreadable_file_and_goes_on(tmp_path, sqlite_sor):
     spool = Spool(str(tmp_path / "spool"), "k")
     good = spool.write(documents("r", 2))
