@@ -129,7 +129,7 @@ def test_a_changed_host_is_linked_to_its_own_ci_only(project, sor):
     seen = set()
     project.run("register.yml")
     register_run = new_run_id(sor, seen)
-    [web2_ci] = [ci for ci in sor.find_cis(ci_class="server")]
+    [web2_ci] = sor.find_cis(ci_class="server")
     assert web2_ci["name"] == "web2.example.com"
     assert links_of(sor, register_run) == [("web2", web2_ci["ci_id"])], "found through register_host's answer"
 

@@ -78,7 +78,6 @@ def loopback_services(tmp_path):
         server.server_close()
 
 
-
 READINESS = """
 - name: Is the shop ready for release?
   hosts: localhost
