@@ -267,3 +267,31 @@ def release_entries_data(sor, released, run_id):
         updates.append({"ci_id": ci_id, "base_version": ci["version"], "changes": {}, "identities": remaining,
                         "run_id": run_id, "reason": "identities %s taken over by a new machine" % ", ".join(sorted(kinds))})
     return updates
+
+
+def find_host_cis(sor, names):
+    """The CI of each inventory host: ``{name: ci}`` for the names that have one.
+
+    A host's CI is the CI of a host class (server, virtual machine, container) with its name, the
+    one register_host made for it (its ``host/<name>`` identity) when several are; only when no host
+    CI has the name does the one CI of another class with that name count (CIs another tool wrote
+    under its own class names). So an application or service CI that shares a host's name is never
+    taken for the host's own CI: by the gate (environment, freezes), by checklist evidence
+    (compliance) or by the recorder (last change). One query for all names, plus one per host
+    whose name several host CIs share.
+    """
+    wanted = sorted(set(name for name in names if name))
+    if not wanted:
+        return {}
+    candidates = {}
+    for ci in sor.find_cis(names=wanted):
+        candidates.setdefault(ci["name"], []).append(ci)
+    found = {}
+    for name, cis in candidates.items():
+        hosts = [ci for ci in cis if ci.get("class") in HOST_CLASSES]
+        if len(hosts) == 1 or (not hosts and len(cis) == 1):
+            found[name] = (hosts or cis)[0]
+        elif len(hosts) > 1:
+            owner = sor.find_ci_by_identity("name", name_identity("server", name))
+            found[name] = next((ci for ci in hosts if ci["ci_id"] == owner), hosts[0])
+    return found
