@@ -109,6 +109,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb import find_configuration_items
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import BACKEND_OPTIONS, resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -165,7 +166,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         records = []
         for ci in cis:
             attributes = ci.get("attributes") or {}
-            if services and not services.intersection(_as_list(attributes.get("services"))):
+            if services and not services.intersection(name_list(attributes.get("services"))):
                 continue
             record = {"attributes": attributes}
             for key in _METADATA:
@@ -195,7 +196,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if "class" in default_groups and attributes.get("class"):
                 self._add_to_group(host, "class_%s" % attributes["class"])
             if "service" in default_groups:
-                for service in _as_list(attributes.get("services")):
+                for service in name_list(attributes.get("services")):
                     self._add_to_group(host, "service_%s" % service)
             hostvars = self.inventory.get_host(host).get_vars()
             self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
@@ -206,11 +207,3 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _add_to_group(self, host, name):
         group = self.inventory.add_group(self._sanitize_group_name(name))
         self.inventory.add_child(group, host)
-
-
-def _as_list(value):
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, set)):
-        return [str(item) for item in value]
-    return [str(value)]

@@ -28,6 +28,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
     compile_attribute_map,
     compile_expression,
     map_facts,
+    NAME_LIST_ATTRIBUTES,
+    name_list,
     normalise_attributes,
     search,
     validate_attribute_name,
@@ -40,8 +42,6 @@ STATUSES = ["planned", "operational", "maintenance", "non_operational", "retired
 DEFAULT_RELATIONSHIP_TYPES = ["runs_on", "depends_on", "hosted_on", "member_of"]
 #: columns the projection indexes; everything else is a free attribute
 CORE_ATTRIBUTES = ("name", "class", "status", "environment")
-#: attributes holding a list of names (services the CI belongs to, tags)
-NAME_LIST_ATTRIBUTES = ("services", "tags")
 DEFAULT_CLASS = "cmdb_ci"
 #: how many times a write is recomputed when another writer got there first
 WRITE_ATTEMPTS = 3
@@ -141,20 +141,8 @@ def validate_attributes(attributes, field="attributes"):
     attributes = dict(attributes)
     for key in NAME_LIST_ATTRIBUTES:
         if attributes.get(key) is not None:
-            attributes[key] = _name_list("%s.%s" % (field, key), attributes[key])
+            attributes[key] = name_list(attributes[key], "%s.%s" % (field, key))
     return to_plain(attributes)
-
-
-def _name_list(field, value):
-    # One name written as a plain string is what people type for a single
-    # service; everything that reads services (the gate, the inventory's
-    # service_* groups, service filters) expects a list.
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
-        raise ValidationError("%s must be a list of names (or one name as a string), got %r" % (field, value),
-                              field=field, value=value)
-    return value
 
 
 def attribute_changes(current, desired):
@@ -261,7 +249,7 @@ def desired_host_attributes(params, facts, host):
     desired = map_facts(facts or {}, user_map, use_defaults=params.get("default_mapping", True))
     for key in NAME_LIST_ATTRIBUTES:
         if key in desired:
-            desired[key] = _name_list("attribute_map.%s" % key, desired[key])
+            desired[key] = name_list(desired[key], "attribute_map.%s" % key)
     for option in ("environment", "owner", "support_group", "services", "tags", "status"):
         if params.get(option) is not None:
             desired[option] = params[option]
@@ -648,10 +636,7 @@ def matches_filter(ci, compiled, field="filter"):
 def in_service(ci, service):
     if not service:
         return True
-    services = (ci.get("attributes") or {}).get("services") or []
-    if isinstance(services, str):
-        services = [services]
-    return service in services
+    return service in name_list((ci.get("attributes") or {}).get("services"))
 
 
 def related_ci_ids(sor, start_id, types=None, direction="inbound", transitive=False):

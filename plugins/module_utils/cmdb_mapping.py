@@ -65,6 +65,9 @@ PLACEHOLDER_PRONE = frozenset(("serial_number", "product_uuid", "machine_id"))
 #: list attributes whose order carries no meaning: sorted, so a reordered fact is no change
 UNORDERED_LIST_ATTRIBUTES = frozenset(("ip_addresses", "services", "tags"))
 
+#: attributes holding a list of names (the business services a CI belongs to, its tags)
+NAME_LIST_ATTRIBUTES = ("services", "tags")
+
 # Firmware and hypervisors fill unset DMI fields with these; identifying by
 # them would merge unrelated machines into one CI.
 _PLACEHOLDERS = frozenset(value.lower() for value in (
@@ -211,6 +214,32 @@ def map_facts(facts, user_map=(), use_defaults=True):
         if _meaningful(value):
             attributes[attribute] = value
     return normalise_attributes(attributes)
+
+
+def name_list(value, field=None):
+    """A ``services``/``tags`` value as the list of names everything reads (the gate, the inventory's
+    ``service_*`` groups, service filters).
+
+    One name written as a plain string is what people type for a single service, so it is a list
+    of one. With ``field`` (a value about to be written) anything else but a list of non-blank
+    strings is an error naming the field and the value. Without it (a stored CI, which another tool
+    or a hand-written entry may have filled oddly) reading never fails: nulls and blank items are
+    dropped, other scalars become their text, a mapping holds no names.
+    """
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    elif value is None or isinstance(value, dict):
+        items = None if field is not None else []
+    else:
+        items = None if field is not None else [value]
+    if field is not None:
+        if items is None or not all(isinstance(item, str) and item.strip() for item in items):
+            raise ValidationError("%s must be a list of names (or one name as a string), got %r" % (field, value),
+                                  field=field, value=value)
+        return items
+    return [str(item) for item in items if item is not None and str(item).strip()]
 
 
 def normalise_attributes(attributes):

@@ -12,6 +12,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
     host_class,
     is_placeholder,
     map_facts,
+    name_list,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 
@@ -160,3 +161,32 @@ def test_collect_facts_prefers_the_fact_cache_and_fills_in_from_host_vars():
     assert facts["fqdn"] == "web01.example.com"
     assert facts["ansible_local"] == {"dc": {"rack": "R1"}}
     assert "inventory_hostname" not in facts
+
+
+@pytest.mark.parametrize("stored, names", [
+    ("billing", ["billing"]),
+    (["billing", "api"], ["billing", "api"]),
+    ("", []),
+    (None, []),
+    ([], []),
+    (["billing", None, "", "  ", 7], ["billing", "7"]),
+    ({"name": "billing"}, []),
+    (42, ["42"]),
+])
+def test_name_list_reads_what_a_stored_ci_holds_without_failing(stored, names):
+    # the gate, the inventory and service filters read CIs another tool may have written
+    assert name_list(stored) == names
+
+
+@pytest.mark.parametrize("value", [3, None, {"name": "billing"}, ["billing", 7], [""], "  ", ["api", None]])
+def test_name_list_refuses_what_is_not_names_when_writing(value):
+    with pytest.raises(ValidationError) as error:
+        name_list(value, "attributes.services")
+    assert error.value.message == "attributes.services must be a list of names (or one name as a string), got %r" % (
+        value,)
+
+
+def test_name_list_keeps_written_names_as_given():
+    assert name_list("billing", "services") == ["billing"]
+    assert name_list(["billing", "api"], "services") == ["billing", "api"]
+    assert name_list([], "services") == []
