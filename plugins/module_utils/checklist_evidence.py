@@ -4,7 +4,8 @@
 """Attach a checklist evidence document (hardening, release readiness, ...) to the system of record.
 
 One ``evidence.recorded`` ledger entry per (run, host, checklist, document): it shows on the run's
-change event (``find_evidence(run_id=...)``). When the host has a CI (looked up by name), a
+change event (``find_evidence(run_id=...)``). When the host has a CI (``ci_id``, ``ci_name``, or the
+host's own CI as ``cmdb_identity.find_host_cis`` finds it), a
 ``ci.updated`` entry in the same batch sets ``compliance.<checklist>`` to the latest status, score
 and audit time, so the CMDB answers "is this server compliant?" without reading the ledger.
 In check mode only the evidence entry is written, and only within a recorded run: the CI is not
@@ -17,6 +18,8 @@ import hashlib
 import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -47,20 +50,31 @@ def _checklist_name(value):
     return value
 
 
-def _find_ci(sor, params, host):
+def _find_ci(ctx, params, host):
+    sor = ctx.sor
     if params.get("ci_id"):
         ci = sor.get_ci(params["ci_id"])
         if ci is None:
             raise ValidationError("ci_id: CI %r does not exist" % params["ci_id"], option="ci_id")
         return ci
-    name = params.get("ci_name") or host
-    if not name:
-        return None
-    matches = sor.find_cis(names=[name])
-    if len(matches) > 1:
-        raise ValidationError("ci_name: %d CIs are named %r (%s); pass ci_id to choose one"
-                              % (len(matches), name, ", ".join(ci["ci_id"] for ci in matches)), option="ci_name")
-    return matches[0] if matches else None
+    name = params.get("ci_name")
+    if name:
+        # a CI named explicitly may be of any class (an application's release readiness)
+        matches = sor.find_cis(names=[name])
+        if len(matches) > 1:
+            raise ValidationError("ci_name: %d CIs are named %r (%s); pass ci_id to choose one"
+                                  % (len(matches), name, ", ".join(ci["ci_id"] for ci in matches)), option="ci_name")
+        return matches[0] if matches else None
+    # the host's own CI, as the gate and the recorder find it: never an application named like the host
+    ci = find_host_cis(sor, [host]).get(host)
+    if ci is None:
+        others = sor.find_cis(names=[host])
+        if others:
+            ctx.warn("host %s: no %s CI is named %r, and %d CIs of other classes are (%s); the evidence is "
+                     "recorded without a CI. Pass ci_id or ci_name to choose one"
+                     % (host, "/".join(HOST_CLASSES), host, len(others),
+                        ", ".join("%s %s" % (other.get("class"), other["ci_id"]) for other in others)))
+    return ci
 
 
 def record_evidence(ctx):
@@ -81,7 +95,7 @@ def record_evidence(ctx):
     # the same document for the same run, host and checklist is one entry (re-running the task is a no-op)
     entry_id = uuid.uuid5(_NAMESPACE, "|".join([run_id or "-", host, checklist, digest])).hex
 
-    ci = _find_ci(ctx.sor, params, host) if params.get("update_ci", True) else None
+    ci = _find_ci(ctx, params, host) if params.get("update_ci", True) else None
     data = {"run_id": run_id, "host": host, "ci_id": ci["ci_id"] if ci else None, "checklist": checklist,
             "status": params["status"], "score": score, "summary": summary, "document": document,
             "document_sha256": digest}

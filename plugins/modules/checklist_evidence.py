@@ -13,8 +13,11 @@ description:
   - Records one checklist result for one host as an C(evidence.recorded) ledger entry tied to the
     current run, so it shows on the run's change event
     (M(changeops.itsm.change_event_info) with O(changeops.itsm.change_event_info#module:include_results=true)).
-  - When the host has a configuration item (looked up by name, or given by O(ci_id)), also sets the
-    CI attribute C(compliance.<checklist>) to the latest status, score and audit time.
+  - When the host has a configuration item, also sets the CI attribute C(compliance.<checklist>) to the
+    latest status, score and audit time. The CI is O(ci_id), else the CI named O(ci_name) (any class),
+    else the host's own CI, found as the change gate and the change recorder find it - the server,
+    virtual machine or container named O(host) (the one M(changeops.itsm.register_host) registered when
+    several are), or the one CI of another class with that name when there is no such CI.
   - The same document for the same run, host and checklist is recorded once; repeating the task
     reports no change.
   - In check mode the CI is never changed; its change is only reported (changed, diff). The evidence is
@@ -62,7 +65,9 @@ options:
     type: dict
     required: true
   ci_name:
-    description: Name of the CI to update; defaults to O(host).
+    description:
+      - Name of the CI to update, of any class; an error when several CIs have this name (use O(ci_id)).
+      - Without it (and O(ci_id)) the host's own CI is updated, see the description.
     type: str
   ci_id:
     description: Id of the CI to update, when names are ambiguous.

@@ -111,15 +111,53 @@ def test_check_mode_records_the_dry_run_but_leaves_the_ci_alone(project, open_so
     assert len(sor.find_evidence()) == 1
 
 
+def _classed_ci(sor, ci_id, name, ci_class):
+    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": ci_class},
+                                            "identities": {}, "run_id": None})])
+
+
+def test_the_hosts_own_ci_gets_the_compliance_not_an_application_named_like_it(project, open_sor):
+    sor = open_sor()
+    # the lower ci_id: a plain name lookup meets the application first
+    _classed_ci(sor, "ci-0-app", "localhost", "application")
+    _classed_ci(sor, "ci-9-host", "localhost", "server")
+    project.write_playbook("pb.yml", PLAYBOOK)
+    project.run("pb.yml")
+    (evidence,) = sor.find_evidence()
+    assert evidence["ci_id"] == "ci-9-host"
+    assert sor.get_ci("ci-9-host")["attributes"]["compliance.hardening"]["status"] == "fail"
+    assert "compliance.hardening" not in sor.get_ci("ci-0-app")["attributes"]
+    # named explicitly, a CI of any class is updated
+    project.write_playbook("app.yml", PLAYBOOK.replace("checklist: hardening\n", "checklist: hardening\n"
+                                                       "        ci_name: localhost-app\n"))
+    _classed_ci(sor, "ci-5-app", "localhost-app", "application")
+    project.run("app.yml")
+    assert sor.get_ci("ci-5-app")["attributes"]["compliance.hardening"]["status"] == "fail"
+
+
+def test_a_host_without_a_host_ci_but_several_named_like_it_is_warned_about(project, open_sor):
+    sor = open_sor()
+    _classed_ci(sor, "ci-1", "localhost", "application")
+    _classed_ci(sor, "ci-2", "localhost", "database")
+    project.write_playbook("pb.yml", PLAYBOOK)
+    out = project.run("pb.yml").stdout
+    (evidence,) = sor.find_evidence()
+    assert evidence["ci_id"] is None
+    assert "host localhost: no server/virtual_machine/container CI is named 'localhost', and 2 CIs of other " \
+           "classes are (application ci-1, database ci-2)" in " ".join(out.split())
+    assert all(sor.get_ci(ci_id)["version"] == 1 for ci_id in ("ci-1", "ci-2"))
+
+
 def test_ambiguous_ci_name_and_bad_checklist_are_clear_errors(project, open_sor):
     sor = open_sor()
     for _copy in range(2):
         ci_id = uuid.uuid4().hex
-        sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "localhost"}, "run_id": None})])
-    project.write_playbook("pb.yml", PLAYBOOK)
+        sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "db01"}, "run_id": None})])
+    project.write_playbook("pb.yml", PLAYBOOK.replace("checklist: hardening\n", "checklist: hardening\n"
+                                                      "        ci_name: db01\n", 1))
     completed = project.run("pb.yml", check=False)
     assert completed.returncode != 0
-    assert "ci_name: 2 CIs are named 'localhost'" in completed.stdout
+    assert "ci_name: 2 CIs are named 'db01'" in completed.stdout
     assert sor.find_evidence() == []  # nothing half-written
     project.write_playbook("bad.yml", PLAYBOOK.replace("checklist: hardening", "checklist: os.hardening", 1))
     completed = project.run("bad.yml", "-e", "unused=1", check=False)
