@@ -497,7 +497,7 @@ def _ensure_ci(ctx, ci, attributes, state):
             raise ValidationError("ci_class: required to create CI %r" % desired.get("name"), field="ci_class")
         new_attributes = dict((key, value) for key, value in desired.items() if value is not None)
         ci_id = new_ci_id()
-        identities = ci_identities(new_attributes, changes=new_attributes)
+        identities = ci_identities(new_attributes, changes=attribute_changes({}, new_attributes))
         refuse_held_identities(ctx.sor, ci_id, identities, {}, _identity_fields(params, new_attributes))
         relationships = _desired_relationships(ctx.sor, params, None, new_attributes["name"])
         entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": new_attributes,

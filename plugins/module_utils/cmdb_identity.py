@@ -78,21 +78,35 @@ def host_identities(attributes, kinds=IDENTITY_ORDER):
 def ci_identities(attributes, stored=None, changes=None):
     """Identities a CI holds after ``configuration_item`` wrote ``attributes``.
 
+    ``changes`` is the write's ``{attr: {from, to}}`` (every attribute from None for a new CI).
     Host CIs recompute them with the same rules as register_host, for the
     kinds the CI already holds (register_host's ``identify_by`` chose them, and
     a retired CI may have given some up) plus the kinds this write touches: so
     correcting ``product_uuid`` after a motherboard swap moves the identity
-    too. Other classes only have their name identity.
+    too. A CI entering a host class is identified from then on by every kind its
+    attributes give, as register_host would. Other classes only have their name
+    identity: a CI leaving the host classes gives up the host identities, or
+    register_host would match the application it became by the old server's
+    product UUID and overwrite it with a host's facts.
     """
     stored = dict(stored or {})
-    touched = set(changes or ())
+    changes = changes or {}
+    touched = set(changes)
     if "class" in touched:
         touched.add("name")
-    if attributes.get("class") in HOST_CLASSES:
-        kinds = [kind for kind in IDENTITY_ORDER if kind in stored or kind in touched]
+    ci_class = attributes.get("class")
+    was_class = changes["class"].get("from") if "class" in changes else ci_class
+    if ci_class in HOST_CLASSES:
+        if was_class in HOST_CLASSES:
+            kinds = [kind for kind in IDENTITY_ORDER if kind in stored or kind in touched]
+        else:
+            kinds = IDENTITY_ORDER
         return host_identities(attributes, kinds)
+    if was_class in HOST_CLASSES:
+        for kind in IDENTITY_ORDER:
+            stored.pop(kind, None)
     if "name" in touched or "name" not in stored:
-        stored["name"] = name_identity(attributes.get("class"), attributes.get("name"))
+        stored["name"] = name_identity(ci_class, attributes.get("name"))
     return stored
 
 

@@ -21,6 +21,11 @@ description:
     M(changeops.itsm.register_host) matches hosts by (C(product_uuid), C(machine_id),
     C(serial_number), C(fqdn), C(name)) follow its attributes: setting C(product_uuid) and
     C(serial_number) after a motherboard swap moves those identities, so the host registers again."
+  - "A CI moved into a host class by O(ci_class) is identified from then on by every identity its
+    attributes give. A CI moved out of the host classes gives up its C(product_uuid), C(machine_id),
+    C(serial_number) and C(fqdn) identities, and its name is then unique in its new class, so
+    M(changeops.itsm.register_host) makes a new CI for the machine instead of overwriting the CI
+    it became. Check mode and diff show the identities changing."
   - A name or identity that another CI already holds is refused before anything is written,
     naming the field, the value and that CI. Servers, virtual machines and containers share one
     namespace of names; other classes have one per class.

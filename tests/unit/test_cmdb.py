@@ -477,6 +477,51 @@ def test_a_host_ci_made_by_configuration_item_is_identified_like_a_registered_on
     assert found["ci_id"] == made["ci_id"] and found["matched_by"] == "machine_id"
 
 
+def test_a_ci_leaving_the_host_classes_gives_up_its_host_identities(sor):
+    board = {"product_uuid": "aaaa-1111-2222", "product_serial": "CZ12"}
+    server = register(sor, "web01", facts_for("web01", "m1", **board))
+    held = sor.get_ci(server["ci_id"])["identities"]
+    assert set(held) == {"name", "product_uuid", "machine_id", "serial_number", "fqdn"}
+    before = head(sor)
+    predicted = ci_item(sor, check_mode=True, ci_id=server["ci_id"], ci_class="application")
+    assert head(sor) == before
+    assert predicted["identities"] == {"from": held, "to": {"name": "application/web01"}}
+    assert predicted["diff"]["before"]["identities"] == held
+    assert predicted["diff"]["after"]["identities"] == {"name": "application/web01"}
+
+    ci_item(sor, ci_id=server["ci_id"], ci_class="application")
+    app = sor.get_ci(server["ci_id"])
+    assert app["identities"] == {"name": "application/web01"}
+    assert app["attributes"]["product_uuid"] == "aaaa-1111-2222"  # attributes stay, only identification goes
+    # the machine registering with the old server's product uuid is a new host, not the application
+    again = register(sor, "web01", facts_for("web01", "m1", **board))
+    assert again["created"] and again["ci_id"] != server["ci_id"]
+    assert sor.get_ci(server["ci_id"]) == app
+
+
+def test_a_ci_entering_a_host_class_is_identified_by_its_attributes(sor):
+    made = ci_item(sor, name="web09", ci_class="application",
+                   attributes={"machine_id": "M9", "fqdn": "web09.example.com", "serial_number": "NA"})
+    assert sor.get_ci(made["ci_id"])["identities"] == {"name": "application/web09"}
+    moved = ci_item(sor, ci_id=made["ci_id"], ci_class="server")
+    expected = {"name": "host/web09", "machine_id": "m9", "fqdn": "web09.example.com"}
+    assert moved["identities"] == {"from": {"name": "application/web09"}, "to": expected}
+    assert sor.get_ci(made["ci_id"])["identities"] == expected
+    found = register(sor, "web09", facts_for("web09", "m9"), identify_by=["machine_id", "name"])
+    assert found["ci_id"] == made["ci_id"] and found["matched_by"] == "machine_id"
+
+
+def test_entering_a_host_class_with_an_identity_another_ci_holds_is_refused(sor):
+    web = register(sor, "web01", facts_for("web01", "m1"))
+    app = ci_item(sor, name="billing", ci_class="application", attributes={"machine_id": "M1"})
+    before = head(sor)
+    with pytest.raises(ConflictError) as error:
+        ci_item(sor, ci_id=app["ci_id"], ci_class="server")
+    assert error.value.message.startswith(
+        "attributes.machine_id: 'M1' already identifies CI %s (web01, server" % web["ci_id"])
+    assert head(sor) == before
+
+
 def test_a_name_held_by_another_host_class_is_refused_before_writing(sor, monkeypatch):
     web = register(sor, "web01", facts_for("web01", "m-web"))
     appends = []
