@@ -221,6 +221,29 @@ def test_environment_comes_from_the_cmdb(sor):
     assert event["environments"] == ["prod", "stage"]
 
 
+def test_environment_comes_from_each_hosts_own_ci(sor):
+    """An application CI named like a host is not the host's CI; among host CIs the registered one is."""
+    sor.append([
+        # ci_ids sort before the host CIs': taking the first CI of the name would pick these
+        Entry("ci.created", "a-app", {"ci_id": "a-app", "attributes": {
+            "name": "web01", "class": "application", "environment": "production"},
+            "identities": {"name": "application/web01"}}),
+        Entry("ci.created", "b-srv", {"ci_id": "b-srv", "attributes": {
+            "name": "web01", "class": "server", "environment": "staging"}, "identities": {"name": "host/web01"}}),
+        Entry("ci.created", "a-vm", {"ci_id": "a-vm", "attributes": {
+            "name": "web02", "class": "virtual_machine", "environment": "production"}}),
+        Entry("ci.created", "b-vm", {"ci_id": "b-vm", "attributes": {
+            "name": "web02", "class": "virtual_machine", "environment": "test"}, "identities": {"name": "host/web02"}}),
+        # another tool's class counts when it is the only CI of the name
+        Entry("ci.created", "c-linux", {"ci_id": "c-linux", "attributes": {
+            "name": "db01", "class": "cmdb_ci_linux_server", "environment": "dev"}}),
+    ])
+    run = Run(sor).start().play("p1").result("p1", "web01", "ok").result("p1", "web02", "ok").result("p1", "db01", "ok")
+    event = run.finish()
+    assert event["environments"] == ["dev", "staging", "test"]
+    assert event["environment"] == "dev,staging,test"
+
+
 def test_reviews_attach_to_existing_events_only(sor):
     run = Run(sor).start().play("p1").result("p1", "web01", "changed")
     run.finish()

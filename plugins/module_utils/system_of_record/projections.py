@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 
 PROJECTORS = {}
@@ -249,6 +250,29 @@ def _authorisation(db, run_id, doc, dry_run):
     return "+".join(kinds), ", ".join(references) or None
 
 
+class _RunHostCis(object):
+    """The two lookups ``cmdb_identity.find_host_cis`` makes, over the tables of this transaction,
+    for the CIs named like the hosts of one run (``names`` are those hosts: one query, not one
+    parameter per host)."""
+
+    def __init__(self, db, run_id):
+        self._db = db
+        self._run_id = run_id
+
+    def find_cis(self, names):
+        wanted = set(names)
+        rows = self._db.execute(
+            "SELECT ci_id, name, ci_class, environment FROM configuration_items WHERE name IN"
+            " (SELECT host FROM run_hosts WHERE run_id = ?) ORDER BY name, ci_id", (self._run_id,)).fetchall()
+        return [{"ci_id": row[0], "name": row[1], "class": row[2], "environment": row[3]}
+                for row in rows if row[1] in wanted]
+
+    def find_ci_by_identity(self, kind, value):
+        row = self._db.execute("SELECT ci_id FROM ci_identities WHERE kind = ? AND value = ?",
+                               (kind, str(value))).fetchone()
+        return row[0] if row else None
+
+
 def _finish(db, entry, outcome):
     data = entry.data
     run_id = data["run_id"]
@@ -263,9 +287,10 @@ def _finish(db, entry, outcome):
         "SELECT COUNT(*), SUM(CASE WHEN changed > 0 THEN 1 ELSE 0 END),"
         " SUM(CASE WHEN failed > 0 OR unreachable > 0 THEN 1 ELSE 0 END) FROM run_hosts WHERE run_id = ?",
         (run_id,)).fetchone()
-    environments = sorted(set(row[0] for row in db.execute(
-        "SELECT DISTINCT environment FROM configuration_items WHERE environment IS NOT NULL AND name IN"
-        " (SELECT host FROM run_hosts WHERE run_id = ?)", (run_id,)).fetchall()))
+    hosts = [row[0] for row in db.execute("SELECT host FROM run_hosts WHERE run_id = ?", (run_id,)).fetchall()]
+    # each host's own CI, as the gate finds it: not an application CI that shares a host's name
+    environments = sorted(set(ci["environment"] for ci in find_host_cis(_RunHostCis(db, run_id), hosts).values()
+                              if ci.get("environment")))
     if environments:
         doc["environments"] = environments
     _save_event_doc(
