@@ -51,24 +51,38 @@ class Redactor(object):
         self.replacement = replacement
         alternatives = "|".join(re.escape(p.lower()).replace("_", "[_-]?") for p in patterns)
         self._key_re = re.compile(r"(%s)" % alternatives, re.IGNORECASE) if patterns else None
-        # key=value / key: value / "key": "value" / --key value inside strings. A key starts where a word
-        # starts and its tail is possessive: tried at every position, a long unbroken word (base64, a
-        # certificate) took quadratic time, a minute for 20,000 characters on the playbook's thread. A quoted value is taken
+        # Every pattern is linear by construction: an attempt starts only at a boundary (a word start, a line
+        # start), and nothing it consumed is given back. A key is one atomic word holding a secret pattern (a
+        # plain "[\w.-]*" before the pattern backtracked through every place the pattern occurs, quadratic on
+        # "passwordpassword..."); every other repetition is possessive, so a lazy value followed by an
+        # end-of-line test (quadratic on a long run of spaces) cannot come back. tests/unit/test_redact.py
+        # checks this shape on the compiled patterns.
+        key = r"(?>[\w.-]*?(?:%s)[\w.-]*+)" % alternatives
+        # key=value / key: value / "key": "value" / --key value inside strings. A quoted value is taken
         # whole up to its closing quote (spaces, commas and escaped quotes included); an unquoted one runs to
         # the next space or quote, so "token=abc,def" loses "abc,def"; an HTTP auth scheme ("Bearer x")
-        # is kept readable while its credential, the word after it, is replaced.
+        # is kept readable while its credential, the word after it, is replaced. Only an option ("--password
+        # x") takes the next word without "=" or ":": in prose ("reset password token=abc") the next word
+        # may be the start of a real pair, which must not be swallowed as the prose's "value".
         self._inline_re = re.compile(
-            r"""(?P<key>(?<![\w.-])[\w.-]*(?:%s)[\w.-]*+)(?P<sep>["']?\s*[=:]\s*|\s+)"""
-            r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*)(?P<close>(?P=quote)?)"""
-            r"""|(?P<scheme>%s\s+)?(?P<value>[^\s"']+))"""
-            % (alternatives, _AUTH_SCHEMES), re.IGNORECASE) if patterns else None
+            r"""(?P<key>(?<![\w.-])(?P<dash>-)?+%s)(?P<sep>["']?+\s*+[=:]\s*+|(?(dash)\s++|(?!)))"""
+            r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*+)(?P<close>(?P=quote)?+)"""
+            r"""|(?P<scheme>%s\s++)?(?P<value>[^\s"']++))"""
+            % (key, _AUTH_SCHEMES), re.IGNORECASE) if patterns else None
         # "password: correct horse battery" or "password = correct horse battery" on a line of its own
-        # (YAML, HTTP headers, ini and config dumps): the value is the rest of the line, spaces included.
-        # Not "PGPASSWORD=x psql": without spaces around "=" that is a shell assignment before a command.
+        # (YAML, HTTP headers, ini and config dumps): the value is the rest of the line, spaces included
+        # (trailing blanks are dropped with it). Not "PGPASSWORD=x psql": without spaces around "=" that
+        # is a shell assignment before a command.
         self._line_re = re.compile(
-            r"""^(?P<key>[ \t]*(?:-[ \t]+)?[\w.-]*(?:%s)[\w.-]*+)(?P<sep>[ \t]*:[ \t]*|[ \t]+=[ \t]*)"""
-            r"""(?P<scheme>%s[ \t]+)?(?P<value>[^\s"'][^\n]*?)[ \t]*$"""
-            % (alternatives, _AUTH_SCHEMES), re.IGNORECASE | re.MULTILINE) if patterns else None
+            r"""^(?P<key>[ \t]*+(?:-[ \t]++)?+%s)(?P<sep>[ \t]*+:[ \t]*+|[ \t]++=[ \t]*+)"""
+            r"""(?P<scheme>%s[ \t]++)?(?P<value>[^\s"'][^\n]*+)"""
+            % (key, _AUTH_SCHEMES), re.IGNORECASE | re.MULTILINE) if patterns else None
+        # A YAML block scalar ("db_password: |" or ">-", then the value on the lines below): the head is
+        # found here, its lines by _redact_block_scalars, which walks them once.
+        self._block_re = re.compile(
+            r"""^(?P<head>(?P<indent>[ \t]*+(?:-[ \t]++)?+)["']?+%s["']?+[ \t]*+:[ \t]*+)"""
+            r"""[|>](?:[1-9][+-]?+|[+-][1-9]?+)?+[ \t]*+(?:#[^\r\n]*+)?+\r?+$"""
+            % key, re.IGNORECASE | re.MULTILINE) if patterns else None
         self._known = set()
         self._known_re = None
 
@@ -100,6 +114,8 @@ class Redactor(object):
         if self._known_re is not None:
             text = self._known_re.sub(self.replacement, text)
         text = _URL_PASSWORD_RE.sub(self._url_replacement, text)
+        if self._block_re is not None:
+            text = self._redact_block_scalars(text)
         if self._line_re is not None:
             text = self._line_re.sub(self._line_replacement, text)
         if self._inline_re is not None:
@@ -109,17 +125,50 @@ class Redactor(object):
     def _url_replacement(self, match):
         return "%s%s@" % (match.group("head"), self.replacement)
 
+    def _redact_block_scalars(self, text):
+        """``key: |`` (or ``>``) under a secret-looking key: the head says REDACTED and the scalar's lines go.
+
+        Its lines are those after the head that are blank or indented deeper than the key, as YAML reads
+        them (under ``- key: |`` the key's column counts, not the dash's). Each line is looked at once.
+        """
+        heads = list(self._block_re.finditer(text))
+        if not heads:
+            return text
+        pieces = []
+        position = 0
+        for head in heads:
+            if head.start() < position:
+                continue  # a "key: |" line inside the block just dropped
+            pieces.append(text[position:head.start()])
+            pieces.append(head.group("head") + self.replacement)
+            column = len(head.group("indent"))
+            # end: the newline ending the last line looked at; position: where the kept text resumes
+            # (the line ending after the scalar, a "\r" included)
+            end = head.end()
+            position = end - 1 if head.group(0).endswith("\r") else end
+            while end < len(text):
+                following = text.find("\n", end + 1)
+                following = len(text) if following < 0 else following
+                line = text[end + 1:following]
+                body = line.lstrip(" \t")
+                blank = not body.rstrip("\r")
+                if not blank and len(line) - len(body) <= column:
+                    break
+                if not blank:
+                    # blank lines between the head and this line belong to the scalar too
+                    position = following - 1 if line.endswith("\r") else following
+                end = following
+        pieces.append(text[position:])
+        return "".join(pieces)
+
     def _line_replacement(self, match):
-        if match.group("value") == self.replacement:
+        if match.group("value").rstrip() == self.replacement:
             return match.group(0)
         return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", self.replacement)
 
     def _inline_replacement(self, match):
         quote = match.group("quote")
         value = match.group("quoted") if quote else match.group("value")
-        # "--password abc" is a secret; "change password for bob" is prose
-        if not match.group("sep").strip() and not match.group("key").startswith("-"):
-            return match.group(0)
         if value == self.replacement or (quote and not value):
             return match.group(0)  # already redacted, or an empty value that tells "no password set"
         if quote:
