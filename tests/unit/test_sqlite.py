@@ -15,6 +15,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Backe
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import sqlite as sqlite_backend
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sqlite import SqliteSystemOfRecord
 
 
@@ -218,6 +219,67 @@ def test_a_new_migration_is_applied_once_to_an_existing_ledger(tmp_path, monkeyp
             assert sor.schema_version() == upgrade[0]
             assert sor.verify().valid and sor.head()[0] == 1
     assert "test_notes" in tables(path)
+
+
+def test_a_migration_waiting_for_the_lock_lets_ansible_fork_meanwhile(tmp_path, monkeypatch):
+    """The first open after an upgrade waits for another writer's lock; it must not hold the fork guard
+    for that wait (Ansible could not fork a worker for up to busy_timeout), only slice by slice."""
+    path = tmp_path / "l.sqlite"
+    with open_system_of_record(sqlite_config(path)) as sor:
+        sor.append([evidence(1)])
+    upgrade = (schema.LATEST_VERSION + 1, "test: notes table",
+               ["CREATE TABLE test_notes (id {int} PRIMARY KEY, note TEXT)"])
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [upgrade])
+    monkeypatch.setattr(schema, "LATEST_VERSION", upgrade[0])
+    holder = raw(path)
+    holder.execute("BEGIN IMMEDIATE")
+    opened, outcome = threading.Event(), {}
+
+    def open_after_the_upgrade():
+        try:
+            with open_system_of_record(sqlite_config(path, busy_timeout=30)) as upgraded:
+                outcome["version"] = upgraded.schema_version()
+                outcome["head"] = upgraded.head()[0]
+        except Exception as exc:  # pylint: disable=broad-except
+            outcome["error"] = exc
+        opened.set()
+
+    thread = threading.Thread(target=open_after_the_upgrade)
+    thread.start()
+    try:
+        time.sleep(0.5)  # the migration is waiting for the lock by now
+        assert not opened.is_set()
+        for _fork in range(5):
+            # what os.fork takes first (register_at_fork): free within a slice, not after busy_timeout
+            assert sqlite_backend._FORK_GUARD.acquire(timeout=5), "the migration holds the fork guard while it waits"
+            sqlite_backend._FORK_GUARD.release()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        thread.join(60)
+    assert outcome == {"version": upgrade[0], "head": 1}
+    assert "test_notes" in tables(path)
+
+
+def test_a_migration_gives_up_after_the_busy_timeout_naming_the_ledger(tmp_path, monkeypatch):
+    path = tmp_path / "l.sqlite"
+    with open_system_of_record(sqlite_config(path)) as sor:
+        sor.append([evidence(1)])
+    upgrade = (schema.LATEST_VERSION + 1, "test: notes table", ["CREATE TABLE test_notes (id {int} PRIMARY KEY)"])
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [upgrade])
+    monkeypatch.setattr(schema, "LATEST_VERSION", upgrade[0])
+    holder = raw(path)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(BackendUnavailable) as caught:
+            with open_system_of_record(sqlite_config(path, busy_timeout=1)) as sor:
+                sor.head()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert str(path) in str(caught.value) and "locked" in str(caught.value)
+    with open_system_of_record(sqlite_config(path)) as sor:
+        assert sor.schema_version() == upgrade[0] and sor.head()[0] == 1
 
 
 def test_a_failing_migration_leaves_the_ledger_as_it_was(tmp_path, monkeypatch):

@@ -27,11 +27,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
 
-# SQLite may report BUSY without waiting (when waiting could deadlock): then
-# the lock is tried again after a short pause, until the busy timeout is spent.
-_LOCK_PAUSE = 0.05
-_LOCK_MAX_PAUSE = 0.5
-# A write transaction waits for the lock in slices of this many seconds, and
+# A write transaction (an append, a migration) waits for the lock in slices of this many seconds, and
 # between slices it lets go of the fork guard: Ansible keeps forking workers
 # while another writer holds the ledger, instead of stalling with the writer.
 _LOCK_SLICE = 0.1
@@ -73,10 +69,32 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
     # -- connection and schema ---------------------------------------------
     def _connection(self):
         if self._conn is None:
-            self._conn = self._open()
+            self._ensure_open()
         return self._conn
 
-    def _open(self):
+    def _ensure_open(self):
+        """Open the ledger and bring its schema up to date; call it without holding ``_FORK_GUARD``.
+
+        A migration waits for the write lock like an append does, in slices with the fork guard let go
+        between them: the first open after an upgrade may wait for another writer for up to
+        ``busy_timeout``, and Ansible must go on forking its workers meanwhile.
+        """
+        if self._conn is not None:
+            return
+        with _FORK_GUARD:
+            conn = self._connect()
+        try:
+            self._migrate(conn)
+        except BaseException:
+            with _FORK_GUARD:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            raise
+        self._conn = conn
+
+    def _connect(self):
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             if not os.path.isdir(directory):
@@ -93,25 +111,49 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             # commits in batches, so the fsync cost is paid rarely.
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate(conn)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
         except OSError as exc:
             raise BackendUnavailable("cannot create the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
         return conn
 
+    @staticmethod
+    def _current_version(conn):
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").fetchone():
+            return 0
+        return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
     def _migrate(self, conn):
-        conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                     " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
-        current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-        if current >= schema.LATEST_VERSION:
-            if current > schema.LATEST_VERSION:
-                raise ConfigurationError(
-                    "%s has schema version %d, newer than this collection understands (%d): upgrade changeops.itsm"
-                    % (self.path, current, schema.LATEST_VERSION))
-            return
-        self._lock(conn)
         try:
+            with _FORK_GUARD:
+                current = self._current_version(conn)
+            if current >= schema.LATEST_VERSION:
+                if current > schema.LATEST_VERSION:
+                    raise ConfigurationError(
+                        "%s has schema version %d, newer than this collection understands (%d): upgrade changeops.itsm"
+                        % (self.path, current, schema.LATEST_VERSION))
+                return
+            deadline = time.monotonic() + self.busy_timeout
+            while True:
+                with _FORK_GUARD:
+                    if self._try_lock(conn, deadline):
+                        self._apply_migrations(conn)
+                        return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackendUnavailable(
+                        "cannot open the SQLite ledger %s: its schema needs an upgrade and the database is locked"
+                        " (another writer held it for more than busy_timeout, %d s)" % (self.path, self.busy_timeout),
+                        path=self.path)
+                time.sleep(min(_BETWEEN_SLICES, remaining))
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot open the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+
+    def _apply_migrations(self, conn):
+        """Inside the write lock: the migrations not applied yet (another process may have done some), then COMMIT."""
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                         " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
             current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
             for migration in schema.MIGRATIONS:
                 if migration[0] <= current:
@@ -122,37 +164,15 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            self._rollback(conn)
             raise
 
     def schema_version(self):
         return self._query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")[0][0]
 
-    def _lock(self, conn):
-        """``BEGIN IMMEDIATE`` within one overall ``busy_timeout``: each retry waits only what is left of it."""
-        deadline = time.monotonic() + self.busy_timeout
-        pause = _LOCK_PAUSE
-        shortened = False
-        try:
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    remaining = deadline - time.monotonic()
-                    if not _is_locked(exc) or remaining <= pause:
-                        raise
-                    time.sleep(pause)
-                    pause = min(pause * 2, _LOCK_MAX_PAUSE)
-                    remaining = deadline - time.monotonic()
-                    conn.execute("PRAGMA busy_timeout = %d" % max(1, int(remaining * 1000)))
-                    shortened = True
-        finally:
-            if shortened:
-                conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
-
     @contextlib.contextmanager
     def _write_transaction(self):
+        self._ensure_open()
         deadline = time.monotonic() + self.busy_timeout
         while True:
             with _FORK_GUARD:
@@ -214,6 +234,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
 
     def _query(self, sql, params=()):
         try:
+            self._ensure_open()
             with _FORK_GUARD:
                 return super(SqliteSystemOfRecord, self)._query(sql, params)
         except sqlite3.Error as exc:
