@@ -15,6 +15,7 @@ import datetime
 import fnmatch
 import posixpath
 import re
+import shlex
 from xml.sax.saxutils import escape, quoteattr
 
 SEVERITIES = ["low", "medium", "high", "critical"]
@@ -223,7 +224,32 @@ def plan(catalogue, family, ssh_version=None, level=1, allow_disruptive=False, t
         if item["check"].get("type") == "sshd" and any(v is None for v in item["check"]["options"].values()):
             item["remediate"], item["remediate_reason"] = False, "OpenSSH version unknown: no crypto profile"
         planned.append(item)
+    _check_one_owner(planned)
     return planned
+
+
+def _settings_of(control):
+    check = control["check"]
+    kind = check.get("type")
+    if kind in _OWN_FILE_KINDS:
+        return {(kind, key) for key in _OWN_FILE_KINDS[kind][1](control)}
+    if kind == "file_lines":
+        return {("file", check["target"])}
+    if kind == "key_value":
+        return {("key_value", check["path"], str(check["key"]).lower())}
+    return set()
+
+
+def _check_one_owner(planned):
+    """Every setting the role writes belongs to one control, so enforce can keep or change it on that control's terms."""
+    owners = {}
+    for control in planned:
+        for setting in sorted(_settings_of(control)):
+            if setting in owners:
+                raise HardeningError("catalogue controls %s and %s both set %s; a setting must belong to one control "
+                                     "(a waiver, toggle or disruptive flag of one would otherwise decide for the other)"
+                                     % (owners[setting], control["id"], " ".join(setting)))
+            owners[setting] = control["id"]
 
 
 def _truthy(value):
@@ -259,33 +285,6 @@ def service_fixes(planned, services_result, check_mode=False):
             for control in managed(planned, "service_enabled")]
 
 
-def owned(planned, check_type, before=None):
-    """Controls whose settings go into the files the role owns (sshd_config, sysctl.d, modprobe.d, ...).
-
-    The controls enforce may change, plus, given ``before`` (the pre-remediation results), the selected
-    automatic controls it may not change now (disruptive without hardening_allow_disruptive, waived)
-    that already pass. Rewriting an owned file therefore never undoes a setting such a control
-    depends on: "not remediated" means left as it is, not reverted. A control switched off with its
-    hardening_rule_<id> toggle is no longer managed and its settings leave the file.
-    """
-    passing = {r["id"] for r in (before or []) if r.get("check_status") == "pass"}
-    result = []
-    for control in planned:
-        if control["check"]["type"] != check_type:
-            continue
-        if control["remediate"]:
-            result.append(control)
-        elif (control["selected"] and control.get("remediation") == "auto" and control["id"] in passing
-              and not _unresolved(control)):
-            result.append(control)
-    return result
-
-
-def _unresolved(control):
-    check = control["check"]
-    return check.get("type") == "sshd" and any(v is None for v in (check.get("options") or {}).values())
-
-
 def sshd_settings(planned):
     settings = {}
     for control in managed(planned, "sshd"):
@@ -300,25 +299,223 @@ def sysctl_settings(planned):
     return settings
 
 
-def managed_files(planned, before=None):
+def managed_files(planned):
     """target path -> lines, for the file_lines controls enforce mode writes.
 
-    Only targets with a control to remediate are written; their lines include those of passing
-    controls enforce may not change (see ``owned``), so a rewrite keeps them.
+    Every target belongs to one control (``plan`` refuses a catalogue where two share one), so a file is
+    written only for its own control, when that control may be changed, and never for anybody else.
     """
-    targets = {control["check"]["target"] for control in managed(planned, "file_lines")}
-    files = {}
-    for control in owned(planned, "file_lines", before):
-        if control["check"]["target"] in targets:
-            files.setdefault(control["check"]["target"], []).extend(control["check"]["lines"])
-    return [{"path": path, "lines": lines} for path, lines in sorted(files.items())]
+    return [{"path": control["check"]["target"], "lines": list(control["check"]["lines"])}
+            for control in sorted(managed(planned, "file_lines"), key=lambda c: c["check"]["target"])]
 
 
-def managed_modules(planned):
-    modules = []
-    for control in managed(planned, "modprobe"):
-        modules.extend(control["check"]["modules"])
-    return modules
+# --------------------------------------------------------------------------- files the role owns
+# sshd uses the FIRST value it reads for a keyword, and the Debian/Ubuntu and RHEL 9 sshd_config start with
+# `Include /etc/ssh/sshd_config.d/*.conf` (sorted by name): a drop-in named 00-... is read before any other
+# setting, so it needs no change to the distribution's file. OpenSSH before 8.2 has no Include (EL 8):
+# there the same lines go into a marked block at the top of sshd_config.
+SSHD_MAIN = "/etc/ssh/sshd_config"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-changeops-hardening.conf"
+SSHD_INCLUDE_SINCE = (8, 2)
+SSHD_BLOCK_MARKER = "# {mark} changeops.itsm.hardening: read before everything below"
+SYSCTL_FILE = "/etc/sysctl.d/60-changeops-hardening.conf"
+MODPROBE_FILE = "/etc/modprobe.d/60-changeops-hardening.conf"
+OWN_FILE_HEADER = ["# Managed by changeops.itsm.hardening. Enforce mode rewrites the settings of the controls it may",
+                   "# change; the lines of every other control stay as they are. Change settings in the inventory."]
+KEPT_HEADER = "# kept as found (not the setting of a catalogue control)"
+SITE_HEADER = "# site options (hardening_ssh_extra_options)"
+_SSHD_LINE = re.compile(r"\s*([^\s=]+)\s*(?:=\s*)?(.*?)\s*$")
+
+
+def _directive(line):
+    text = line.strip()
+    return text if text and not text.startswith("#") else None
+
+
+def _sshd_key(line):
+    return _SSHD_LINE.match(line).group(1).lower()
+
+
+def _sysctl_key(line):
+    return line.partition("=")[0].strip().lstrip("-").replace("/", ".")
+
+
+def _modprobe_key(line):
+    words = line.split()
+    return (words[1] if len(words) > 1 else words[0]).replace("-", "_")
+
+
+def _render_sshd(control):
+    return ["%s %s" % (keyword, value) for keyword, value in control["check"]["options"].items()]
+
+
+def _render_sysctl(control):
+    return ["%s = %s" % (key, value) for key, value in control["check"]["settings"].items()]
+
+
+def _render_modprobe(control):
+    lines = []
+    for module in control["check"]["modules"]:
+        lines += ["install %s /bin/false" % module, "blacklist %s" % module]
+    return lines
+
+
+# check type -> (key of a line, keys of a control, lines of a control)
+_OWN_FILE_KINDS = {
+    "sshd": (_sshd_key, lambda c: {k.lower() for k in c["check"]["options"]}, _render_sshd),
+    "sysctl": (_sysctl_key, lambda c: {str(k) for k in c["check"]["settings"]}, _render_sysctl),
+    "modprobe": (_modprobe_key, lambda c: {m.replace("-", "_") for m in c["check"]["modules"]}, _render_modprobe),
+}
+
+
+def _own_file_body(planned, check_type, current, site=None):
+    """Lines of a file the role owns, and whether enforce has anything to write into it.
+
+    ``current``: the file's lines now. Controls enforce may change get their catalogue lines; every other
+    control (waived, disruptive without hardening_allow_disruptive, switched off, not selected, unresolved)
+    keeps exactly the lines it has now, whether they pass or not, so "not remediated" never reverts a
+    setting. Lines of no control are kept too; only ``site`` (sshd site options, rendered whole from
+    hardening_ssh_extra_options) replaces the site section of the file.
+    """
+    key_of, keys_of, render = _OWN_FILE_KINDS[check_type]
+    remediate = {c["id"] for c in managed(planned, check_type)}
+    site = site or []
+    found, found_site, in_site = [], [], False
+    for line in current:
+        text = line.strip()
+        if text.startswith("#"):
+            in_site = text == SITE_HEADER
+        elif text:
+            (found_site if in_site else found).append((key_of(text), text))
+    superseded = {key for key, _line in site}
+    body, claimed = [], set()
+    for control in planned:
+        if control["check"]["type"] != check_type:
+            continue
+        keys = keys_of(control)
+        if control["id"] in remediate:
+            lines = render(control)
+        else:
+            lines = [line for key, line in found if key in keys and key not in superseded]
+        claimed |= keys
+        if lines:
+            body += ["# %s: %s" % (control["id"], control["title"])] + lines
+    leftover = [line for key, line in found if key not in claimed and key not in superseded]
+    if leftover:
+        body += [KEPT_HEADER] + leftover
+    if site:
+        body += [SITE_HEADER] + [line for _key, line in site]
+    return body, bool(remediate or site or found_site)
+
+
+def _sshd_value(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return " ".join(_sshd_value(v) for v in value)
+    return str(value)
+
+
+def sshd_site_options(planned, options):
+    """``hardening_ssh_extra_options`` -> [(keyword, line)], refusing what would change a control's setting."""
+    if options in (None, "", {}):
+        return []
+    if not isinstance(options, dict):
+        raise HardeningError("hardening_ssh_extra_options must be a mapping of sshd keyword to value, got %r" % (options,))
+    owners = {keyword.lower(): c["id"] for c in planned if c["check"]["type"] == "sshd" for keyword in c["check"]["options"]}
+    site = []
+    for keyword, value in options.items():
+        where = "hardening_ssh_extra_options key %r" % (keyword,)
+        name = str(keyword)
+        if not re.match(r"^[A-Za-z][A-Za-z0-9]*$", name):
+            raise HardeningError("%s is not an sshd keyword" % where)
+        if name.lower() in ("match", "include"):
+            raise HardeningError("%s: Match and Include cannot be site options (they would apply to the lines after "
+                                 "them); put them in a file of your own under /etc/ssh/sshd_config.d/" % where)
+        if name.lower() in owners:
+            raise HardeningError("%s: %s is the setting of control %s; set it through that control (its "
+                                 "hardening_ssh_* variable, a waiver or %s), not as a site option"
+                                 % (where, name, owners[name.lower()], rule_variable(owners[name.lower()])))
+        text = _sshd_value(value)
+        if not text.strip() or "\n" in text or "\r" in text:
+            raise HardeningError("%s: value %r must be one non-empty line" % (where, value))
+        site.append((name.lower(), "%s %s" % (name, text)))
+    return site
+
+
+def _marked_block(lines, marker):
+    begin, end = marker.format(mark="BEGIN"), marker.format(mark="END")
+    stripped = [line.strip() for line in lines]
+    if begin in stripped and end in stripped[stripped.index(begin):]:
+        start = stripped.index(begin)
+        return lines[start + 1:start + stripped[start:].index(end)], True
+    return [], False
+
+
+def _include_args(rest):
+    try:
+        return shlex.split(rest)
+    except ValueError:
+        return rest.split()
+
+
+def sshd_reads_dropin_first(main_lines, files, dropin=SSHD_DROPIN):
+    """True when the first directive of sshd_config is an Include that reads ``dropin`` before any other setting.
+
+    ``files``: path -> lines of the sshd_config.d/*.conf files (what the role read). A pattern the role cannot
+    see through (another directory, not ``*.conf``) counts as "maybe not first".
+    """
+    directory, name = posixpath.split(dropin)
+    for line in main_lines:
+        text = _directive(line)
+        if text is None:
+            continue
+        match = _SSHD_LINE.match(text)
+        if match.group(1).lower() != "include":
+            return False
+        for pattern in _include_args(match.group(2)):
+            path = pattern if pattern.startswith("/") else posixpath.join("/etc/ssh", pattern)
+            pattern_dir, pattern_name = posixpath.split(path)
+            if pattern_dir != directory or not pattern_name.endswith(".conf"):
+                return False
+            names = {posixpath.basename(p) for p in files if posixpath.dirname(p) == directory}
+            names = sorted(n for n in names | {name} if fnmatch.fnmatchcase(n, pattern_name))
+            for other in names:
+                if other == name:
+                    return True
+                if any(_directive(x) for x in files.get(posixpath.join(directory, other), [])):
+                    return False
+        return False
+    return False
+
+
+def owned_files(planned, files_result, ssh_version=None, sshd_options=None):
+    """What enforce writes into the files the role owns: the sshd drop-in (or, before OpenSSH 8.2, a block at
+    the top of sshd_config), the block that makes sshd read the drop-in first where sshd_config does not, and
+    the role's sysctl.d and modprobe.d files. ``None`` for a file enforce leaves as it is.
+
+    ``files_result``: the pre-remediation file read (registered ``grep -H`` output, or path -> lines).
+    """
+    files = files_result if isinstance(files_result, dict) and "stdout" not in files_result else \
+        parse_grep_h((files_result or {}).get("stdout", ""))
+    main = files.get(SSHD_MAIN, [])
+    block, has_block = _marked_block(main, SSHD_BLOCK_MARKER)
+    include = "Include %s" % SSHD_DROPIN
+    current = files.get(SSHD_DROPIN, []) + [line for line in block if line.strip() != include]
+    body, write = _own_file_body(planned, "sshd", current, sshd_site_options(planned, sshd_options))
+    result = {"sshd_dropin": None, "sshd_main_block": None}
+    version = version_tuple(ssh_version)
+    if version is not None and version < SSHD_INCLUDE_SINCE:
+        if write:
+            result["sshd_main_block"] = {"path": SSHD_MAIN, "marker": SSHD_BLOCK_MARKER, "lines": body}
+    elif write:
+        result["sshd_dropin"] = {"path": SSHD_DROPIN, "lines": OWN_FILE_HEADER + body}
+        if (has_block and [line.strip() for line in block] != [include]) or not sshd_reads_dropin_first(main, files):
+            result["sshd_main_block"] = {"path": SSHD_MAIN, "marker": SSHD_BLOCK_MARKER, "lines": [include]}
+    for check_type, path in (("sysctl", SYSCTL_FILE), ("modprobe", MODPROBE_FILE)):
+        body, write = _own_file_body(planned, check_type, files.get(path, []))
+        result[check_type] = {"path": path, "lines": OWN_FILE_HEADER + body} if write else None
+    return result
 
 
 # --------------------------------------------------------------------------- observations

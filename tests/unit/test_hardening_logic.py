@@ -288,31 +288,174 @@ def test_check_mode_defers_units_whose_package_is_not_installed_yet(catalogue):
     assert "AUD-02" not in {f["id"] for f in hardening.service_fixes(waived, services, check_mode=True)}
 
 
-def test_owned_files_keep_passing_controls_enforce_may_not_change(catalogue):
-    # SSH-02 is disruptive: with hardening_allow_disruptive false enforce must leave it as it is. When it
-    # passes (a previous run with allow_disruptive wrote it), rewriting sshd_config must keep it.
-    hardened = "passwordauthentication no\nkbdinteractiveauthentication no\nloglevel VERBOSE\npermitrootlogin yes\n"
-    plan = _plan(catalogue, toggles={"hardening_rule_ssh_12": False})
-    before = hardening.evaluate(plan, _raw(sshd=hardened))
-    owned = {c["id"] for c in hardening.owned(plan, "sshd", before)}
-    assert "SSH-02" in owned and "SSH-01" in owned
-    assert "SSH-12" not in owned  # switched off: no longer managed
-    assert "passwordauthentication" not in hardening.sshd_settings(plan)  # still not remediated
-    # when it fails, it is not remediated and not written either
-    failing = hardening.evaluate(plan, _raw(sshd="passwordauthentication yes\n"))
-    assert "SSH-02" not in {c["id"] for c in hardening.owned(plan, "sshd", failing)}
-    # file_lines: a waived control that passes keeps its lines in a file enforce rewrites for another control
-    extra = dict({c["id"]: c for c in catalogue["controls"]}["KRN-14"], id="KRN-99")
-    extra["check"] = dict(extra["check"], lines=["* hard nproc 4096"])
-    shared = dict(catalogue, controls=catalogue["controls"] + [extra])
-    waived = hardening.plan(shared, "Debian", ssh_version="9.2", today="2026-06-01",
-                            waivers=[dict(WAIVER, id="KRN-14", expires="2099-01-01")])
-    limits = "/etc/security/limits.d/60-changeops-hardening.conf"
-    passing = hardening.evaluate(waived, _raw(files="%s:* hard core 0\n" % limits))
-    assert _by_id(passing)["KRN-14"]["check_status"] == "pass"
-    files = {f["path"]: f["lines"] for f in hardening.managed_files(waived, passing)}
-    assert files[limits] == ["* hard core 0", "* hard nproc 4096"]
-    # ... and a file only waived controls would write is not touched at all
-    only_waived = _plan(catalogue, waivers=[dict(WAIVER, id="AUD-03", expires="2099-01-01")])
-    assert "/etc/audit/rules.d/60-changeops-hardening.rules" not in {
-        f["path"] for f in hardening.managed_files(only_waived, hardening.evaluate(only_waived, _raw()))}
+# the Debian 12 sshd_config as the openssh-server package ships it (comments left out), plus a site line
+DEBIAN_SSHD_CONFIG = ["Include /etc/ssh/sshd_config.d/*.conf", "KbdInteractiveAuthentication no", "UsePAM yes",
+                      "X11Forwarding yes", "PrintMotd no", "AcceptEnv LANG LC_*",
+                      "Subsystem\tsftp\t/usr/lib/openssh/sftp-server", "PermitRootLogin yes"]
+ROOT_WAIVER = dict(WAIVER, id="SSH-01", expires="2099-01-01")
+
+
+def _sshd_directives(lines):
+    """keyword -> first value, as sshd takes it (first obtained value wins); comments and Include left out."""
+    effective = {}
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            keyword, _sep, value = text.replace("\t", " ").partition(" ")
+            if keyword.lower() != "include":
+                effective.setdefault(keyword.lower(), value.strip())
+    return effective
+
+
+def _sshd_effective(owned, main):
+    """What sshd reads with the role's files in place: the block at the top of sshd_config (if any), then
+    sshd_config, whose first line includes the drop-in (Debian's Include /etc/ssh/sshd_config.d/*.conf)."""
+    block = owned["sshd_main_block"]["lines"] if owned["sshd_main_block"] else []
+    dropin = owned["sshd_dropin"]["lines"] if owned["sshd_dropin"] else []
+    return _sshd_directives(block + dropin + main)
+
+
+def test_sshd_enforce_changes_only_what_it_may_and_leaves_sshd_config_alone(catalogue):
+    # stock Debian 12 with a site's PermitRootLogin yes: SSH-01 waived, SSH-02 disruptive (not allowed)
+    plan = _plan(catalogue, waivers=[ROOT_WAIVER])
+    owned = hardening.owned_files(plan, {hardening.SSHD_MAIN: DEBIAN_SSHD_CONFIG}, ssh_version="9.2")
+    assert owned["sshd_main_block"] is None  # the Include at the top already reads the drop-in first
+    assert owned["sshd_dropin"]["path"] == "/etc/ssh/sshd_config.d/00-changeops-hardening.conf"
+    before, after = _sshd_directives(DEBIAN_SSHD_CONFIG), _sshd_effective(owned, DEBIAN_SSHD_CONFIG)
+    may_change = set(hardening.sshd_settings(plan))
+    assert {k for k in set(before) | set(after) if before.get(k) != after.get(k)} <= may_change
+    assert after["kbdinteractiveauthentication"] == "no"  # the Debian default, not sshd's compiled-in yes
+    assert "passwordauthentication" not in after  # SSH-02 not remediated: still sshd's default
+    assert after["permitrootlogin"] == "yes"  # waived: the site's value, not prohibit-password
+    assert after["maxauthtries"] == "4" and after["usepam"] == "yes" and after["x11forwarding"] == "no"
+    # the next run reads the drop-in it wrote and writes the same lines
+    again = hardening.owned_files(plan, {hardening.SSHD_MAIN: DEBIAN_SSHD_CONFIG,
+                                         hardening.SSHD_DROPIN: owned["sshd_dropin"]["lines"]}, ssh_version="9.2")
+    assert again == owned
+
+
+def test_controls_enforce_may_not_change_keep_the_lines_the_role_wrote_before(catalogue):
+    # a run with hardening_allow_disruptive wrote SSH-02 and KRN-01; then SSH-02 passes, KRN-01 fails live
+    # (a container runtime switched forwarding on); without allow_disruptive both keep their lines
+    allowed = _plan(catalogue, allow_disruptive=True)
+    first = hardening.owned_files(allowed, {hardening.SSHD_MAIN: DEBIAN_SSHD_CONFIG}, ssh_version="9.2")
+    assert "passwordauthentication no" in first["sshd_dropin"]["lines"]
+    assert "net.ipv4.ip_forward = 0" in first["sysctl"]["lines"]
+    files = {hardening.SSHD_MAIN: DEBIAN_SSHD_CONFIG, hardening.SSHD_DROPIN: first["sshd_dropin"]["lines"],
+             hardening.SYSCTL_FILE: first["sysctl"]["lines"], hardening.MODPROBE_FILE: first["modprobe"]["lines"]}
+    for plan in (_plan(catalogue),  # disruptive, not allowed
+                 _plan(catalogue, waivers=[dict(WAIVER, id="SSH-02", expires="2099-01-01"),
+                                           dict(WAIVER, id="KRN-01", expires="2099-01-01")]),
+                 _plan(catalogue, allow_disruptive=True,
+                       toggles={"hardening_rule_ssh_02": False, "hardening_rule_krn_01": False})):
+        kept = hardening.owned_files(plan, files, ssh_version="9.2")
+        # the same content: nothing changes, nothing restarts
+        assert kept["sshd_dropin"] == first["sshd_dropin"] and kept["sysctl"] == first["sysctl"]
+    # ... while a control enforce may change gets its new value
+    stricter = dict(catalogue, controls=[dict(c, check=dict(c["check"], options={"maxauthtries": "3"}))
+                                         if c["id"] == "SSH-06" else c for c in catalogue["controls"]])
+    changed = hardening.owned_files(hardening.plan(stricter, "Debian", ssh_version="9.2", today="2026-06-01"),
+                                    files, ssh_version="9.2")
+    assert "maxauthtries 3" in changed["sshd_dropin"]["lines"] and "maxauthtries 4" not in changed["sshd_dropin"]["lines"]
+    assert "passwordauthentication no" in changed["sshd_dropin"]["lines"]
+
+
+def test_modprobe_and_sysctl_files_keep_failing_controls_enforce_may_not_change(catalogue):
+    # KRN-22 (usb-storage, disruptive) written by an earlier run; KRN-07 waived and failing (the site's
+    # loose rp_filter 2 sits in the role's file by hand): rewriting for KRN-20 and KRN-08 keeps both
+    modprobe = ["# KRN-22: USB storage cannot be used", "install usb-storage /bin/false", "blacklist usb-storage"]
+    sysctl = ["net.ipv4.conf.all.rp_filter = 2", "net.ipv4.conf.default.rp_filter = 2", "vm.swappiness = 10"]
+    plan = _plan(catalogue, level=2, waivers=[dict(WAIVER, id="KRN-07", expires="2099-01-01")])
+    owned = hardening.owned_files(plan, {hardening.MODPROBE_FILE: modprobe, hardening.SYSCTL_FILE: sysctl})
+    lines = owned["modprobe"]["lines"]
+    at = lines.index(modprobe[0])
+    assert lines[at:at + 3] == modprobe and "install cramfs /bin/false" in lines
+    assert "install udf /bin/false" not in lines  # disruptive too, but never written: not added either
+    lines = owned["sysctl"]["lines"]
+    assert "net.ipv4.conf.all.rp_filter = 2" in lines and "net.ipv4.conf.all.rp_filter = 1" not in lines
+    assert "vm.swappiness = 10" in lines  # not a control's setting: kept as found
+    assert "net.ipv4.tcp_syncookies = 1" in lines
+    # nothing enforce may change: the files are left as they are
+    quiet = _plan(catalogue, toggles={hardening.rule_variable(c["id"]): False for c in catalogue["controls"]
+                                      if c["check"]["type"] in ("sysctl", "modprobe")})
+    untouched = hardening.owned_files(quiet, {hardening.MODPROBE_FILE: modprobe, hardening.SYSCTL_FILE: sysctl})
+    assert untouched["modprobe"] is None and untouched["sysctl"] is None
+
+
+@pytest.mark.parametrize("main, block", [
+    (DEBIAN_SSHD_CONFIG, False),
+    (["# comment", "", "include   sshd_config.d/*.conf", "UsePAM yes"], False),  # relative to /etc/ssh, any case
+    ([line for line in DEBIAN_SSHD_CONFIG if not line.startswith("Include")], True),  # no Include at all
+    (["PermitRootLogin yes"] + DEBIAN_SSHD_CONFIG, True),  # a setting sshd reads before the drop-in
+    (["Include /etc/ssh/site/*.conf", "Include /etc/ssh/sshd_config.d/*.conf"], True),  # another directory first
+    ([], True),
+])
+def test_sshd_config_gets_a_block_only_where_sshd_would_not_read_the_drop_in_first(catalogue, main, block):
+    owned = hardening.owned_files(_plan(catalogue), {hardening.SSHD_MAIN: main}, ssh_version="9.2")
+    assert (owned["sshd_main_block"] is not None) is block
+    if block:
+        assert owned["sshd_main_block"]["lines"] == ["Include " + hardening.SSHD_DROPIN]
+        effective = _sshd_effective(owned, main)
+        assert effective["maxauthtries"] == "4"
+        # nothing the main file sets is lost, apart from what the drop-in now sets first
+        for keyword, value in _sshd_directives(main).items():
+            assert effective[keyword] == value or keyword in hardening.sshd_settings(_plan(catalogue))
+
+
+def test_a_drop_in_sorting_before_the_role_s_own_needs_the_block():
+    dropin_dir = "/etc/ssh/sshd_config.d/"
+    main = ["Include /etc/ssh/sshd_config.d/*.conf"]
+    assert hardening.sshd_reads_dropin_first(main, {})
+    assert hardening.sshd_reads_dropin_first(main, {dropin_dir + "00-aaa.conf": ["# only comments", ""],
+                                                    dropin_dir + "50-cloud-init.conf": ["PasswordAuthentication yes"]})
+    assert not hardening.sshd_reads_dropin_first(main, {dropin_dir + "00-aaa.conf": ["MaxAuthTries 9"]})
+
+
+def test_before_openssh_8_2_the_settings_go_into_a_block_at_the_top_of_sshd_config(catalogue):
+    plan = _plan(catalogue, ssh_version="8.0", waivers=[ROOT_WAIVER])
+    main = [line for line in DEBIAN_SSHD_CONFIG if not line.startswith("Include")]
+    owned = hardening.owned_files(plan, {hardening.SSHD_MAIN: main}, ssh_version="8.0")
+    assert owned["sshd_dropin"] is None and "maxauthtries 4" in owned["sshd_main_block"]["lines"]
+    assert _sshd_effective(owned, main)["permitrootlogin"] == "yes"
+    marker = owned["sshd_main_block"]["marker"]
+    written = [marker.format(mark="BEGIN")] + owned["sshd_main_block"]["lines"] + [marker.format(mark="END")] + main
+    assert hardening.owned_files(plan, {hardening.SSHD_MAIN: written}, ssh_version="8.0") == owned
+
+
+def test_site_options_go_into_the_drop_in_and_cannot_touch_a_control(catalogue):
+    plan = _plan(catalogue)
+    owned = hardening.owned_files(plan, {}, ssh_version="9.2",
+                                  sshd_options={"Port": 2222, "PermitTunnel": False, "AllowGroups": ["ops", "adm"]})
+    lines = owned["sshd_dropin"]["lines"]
+    assert lines[-4:] == [hardening.SITE_HEADER, "Port 2222", "PermitTunnel no", "AllowGroups ops adm"]
+    # an option removed from the variable leaves the drop-in; a control's lines stay
+    removed = hardening.owned_files(plan, {hardening.SSHD_DROPIN: lines}, ssh_version="9.2", sshd_options={"Port": 2222})
+    assert removed["sshd_dropin"]["lines"][-2:] == [hardening.SITE_HEADER, "Port 2222"]
+    for options, message in [({"PasswordAuthentication": "yes"}, "setting of control SSH-02.*hardening_rule_ssh_02"),
+                             ({"Match": "User backup"}, "'Match': Match and Include cannot be site options"),
+                             ({"Banner": "x"}, "control SSH-10"),
+                             ({"MaxStartups": "10\nPermitRootLogin yes"}, "must be one non-empty line"),
+                             ({"Max Startups": 10}, "is not an sshd keyword"),
+                             (["Port 22"], "must be a mapping")]:
+        with pytest.raises(hardening.HardeningError, match=message):
+            hardening.owned_files(plan, {}, ssh_version="9.2", sshd_options=options)
+
+
+def test_file_lines_targets_are_written_for_their_own_control_only(catalogue):
+    waived = _plan(catalogue, waivers=[dict(WAIVER, id="AUD-03", expires="2099-01-01")])
+    paths = {f["path"] for f in hardening.managed_files(waived)}
+    assert "/etc/security/limits.d/60-changeops-hardening.conf" in paths
+    assert "/etc/audit/rules.d/60-changeops-hardening.rules" not in paths  # waived: left as it is
+
+
+@pytest.mark.parametrize("control_id, change, message", [
+    ("KRN-14", {"lines": ["* hard nproc 4096"]}, "both set file /etc/security/limits.d/60-changeops-hardening.conf"),
+    ("KRN-02", {"settings": {"net.ipv4.ip_forward": 0}}, "KRN-01 and KRN-99 both set sysctl net.ipv4.ip_forward"),
+    ("SSH-06", {"options": {"permitrootlogin": "no"}}, "SSH-01 and KRN-99 both set sshd permitrootlogin"),
+])
+def test_a_setting_belongs_to_one_control(catalogue, control_id, change, message):
+    # a waiver of one would otherwise decide (keep or rewrite) for the other
+    extra = dict({c["id"]: c for c in catalogue["controls"]}[control_id], id="KRN-99")
+    extra["check"] = dict(extra["check"], **change)
+    with pytest.raises(hardening.HardeningError, match=message):
+        hardening.plan(dict(catalogue, controls=catalogue["controls"] + [extra]), "Debian", today="2026-06-01")

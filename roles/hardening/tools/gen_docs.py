@@ -60,12 +60,12 @@ OPTIONS = {
                                                  description=["C(ClientAliveCountMax) (SSH-07)."]),
     "hardening_ssh_login_grace_time": dict(type="int", default=60, description=["C(LoginGraceTime) (SSH-07)."]),
     "hardening_ssh_extra_options": dict(type="dict", default={}, description=[
-        "Site sshd options (C(Port), C(AllowGroups), ...) rendered after the hardened settings. The role "
-        "owns C(/etc/ssh/sshd_config) in enforce mode; it is validated with C(sshd -t) before it replaces "
-        "the old file, so a bad value fails the task and leaves the working configuration in place."]),
-    "hardening_ssh_include_dropins": dict(type="bool", default=True, description=[
-        "End C(sshd_config) with C(Include /etc/ssh/sshd_config.d/*.conf). Drop-ins cannot weaken the "
-        "hardened settings because sshd keeps the first value it reads."]),
+        "Site sshd options (C(Port), C(AllowGroups), ...) for the role's drop-in "
+        "C(/etc/ssh/sshd_config.d/00-changeops-hardening.conf), which sshd reads before the rest of its "
+        "configuration. Enforce mode changes nothing else in the sshd configuration.",
+        "The drop-in is validated with C(sshd -t) before it replaces the old one, so a bad value fails the task "
+        "and leaves the working configuration in place. A keyword of a catalogue control (set it through the "
+        "control), C(Match) and C(Include) are errors; an option removed here leaves the drop-in."]),
     "hardening_ssh_banner_text": dict(type="str", default="Authorised access only. Activity on this system is "
                                                           "monitored and recorded.\n",
                                       description=["Text of C(/etc/issue.net) (SSH-10)."]),
