@@ -203,3 +203,34 @@ def test_concurrent_processes_keep_one_chain(backend_env, open_sor, tmp_path):
     assert report.entries_checked == processes_count * batches * 2
     for index in range(processes_count):
         assert len(list(sor.iter_entries(subject="p%d" % index))) == batches * 2
+
+
+def test_bulk_ci_lookups_answer_as_the_single_ones_in_a_few_queries(sor):
+    """find_cis_by_identities / get_cis: what find_ci_by_identity / get_ci say, one query per batch of values."""
+    count = 1100
+    sor.append([ci_created("ci-%04d" % n, "host-%04d" % n, {"machine_id": "m-%04d" % n, "name": "host/host-%04d" % n})
+                for n in range(count)])
+    wanted = ["m-%04d" % n for n in range(0, count, 1)] + ["m-missing", "m-0003"]
+    queries = []
+    real_query = sor._query
+
+    def counting_query(sql, params=()):
+        queries.append(sql)
+        return real_query(sql, params)
+
+    sor._query = counting_query
+    try:
+        holders = sor.find_cis_by_identities("machine_id", wanted)
+        assert len(queries) == 3, "one query per 500 distinct values"
+        del queries[:]
+        cis = sor.get_cis(["ci-%04d" % n for n in range(0, count, 2)] + ["ci-gone"])
+        assert len(queries) == 2 * 2, "per batch of 500: the CIs, then their identities"
+    finally:
+        sor._query = real_query
+    assert holders == dict(("m-%04d" % n, "ci-%04d" % n) for n in range(count))
+    assert all(sor.find_ci_by_identity("machine_id", value) == ci_id for value, ci_id in list(holders.items())[:20])
+    assert sorted(cis) == ["ci-%04d" % n for n in range(0, count, 2)]
+    single = sor.get_ci("ci-0002")
+    single.pop("relationships")
+    assert cis["ci-0002"] == single
+    assert sor.find_cis_by_identities("machine_id", []) == {} and sor.get_cis([]) == {}

@@ -118,6 +118,30 @@ class SystemOfRecord(abc.ABC):
     def find_ci_by_identity(self, kind, value):
         """The ``ci_id`` holding identity ``kind=value`` or None."""
 
+    def find_cis_by_identities(self, kind, values):
+        """``{value: ci_id}`` for those ``values`` of identity ``kind`` that a CI holds: the bulk form of
+        :meth:`find_ci_by_identity`, for callers that identify many hosts at once (the recorder at the
+        end of a run). Values are compared as stored: normalise them first (``cmdb_identity``).
+        Backends should override this with one query per batch of values; this fallback asks per value.
+        """
+        found = {}
+        for value in values:
+            ci_id = self.find_ci_by_identity(kind, value)
+            if ci_id is not None:
+                found[value] = ci_id
+        return found
+
+    def get_cis(self, ci_ids):
+        """``{ci_id: ci}`` for those ``ci_ids`` that exist: the bulk form of :meth:`get_ci`, each CI with its
+        ``identities`` but without ``relationships``. Backends should override this with one query per batch."""
+        found = {}
+        for ci_id in ci_ids:
+            ci = self.get_ci(ci_id)
+            if ci is not None:
+                ci.pop("relationships", None)
+                found[ci_id] = ci
+        return found
+
     @abc.abstractmethod
     def get_relationships(self, ci_id=None, rel_type=None, direction="both"):
         """Relationships ``{source, type, target}`` touching ``ci_id``."""
