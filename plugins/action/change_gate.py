@@ -117,9 +117,14 @@ class ActionModule(SystemOfRecordAction):
                 params, ChangeopsError("cannot inspect the play's tasks: %s" % exc), self._now(), play, play_id,
                 hosts, False))
             return result
-        play["play_host_count"] = len(task_vars.get("ansible_play_hosts_all") or hosts)
-        # A --check run whose play has tasks that run for real is judged as a real run.
-        check_mode = run_check_mode() and not play.get("real_in_check_mode")
+        play_hosts = task_vars.get("ansible_play_hosts_all") or hosts
+        play["play_host_count"] = len(play_hosts)
+        # hosts tasks delegate to count towards a template's max_hosts unless the play targets them anyway
+        in_play = set(play_hosts)
+        play["delegated_outside_play"] = [host for host in play.get("delegated_hosts") or () if host not in in_play]
+        # A --check run whose play has tasks that run for real, or includes whose tasks the gate
+        # cannot read (they may), is judged as a real run.
+        check_mode = run_check_mode() and not (play.get("real_in_check_mode") or play.get("uninspectable_includes"))
 
         try:
             policy = change_policy.load_policy(resolve_policy_path(params, task_vars.get("playbook_dir")))

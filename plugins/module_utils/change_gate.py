@@ -22,6 +22,9 @@ import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
+from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -56,12 +59,13 @@ _NO_ATTRIBUTES = {}
 
 
 def ci_service_names(ci):
-    """The business services of a CI, as the CMDB stores them: ``attributes.services``, a list
-    (register_host, configuration_item), or one name written by hand."""
-    services = (ci.get("attributes") or {}).get("services")
-    if isinstance(services, str):
-        return [services] if services else []
-    return [str(name) for name in services or () if name]
+    """The business services of a CI, read as the CMDB reads them (``cmdb_mapping.name_list``)."""
+    return name_list((ci.get("attributes") or _NO_ATTRIBUTES).get("services"))
+
+
+def _ci_doc(name, ci, services):
+    return {"name": name, "ci_id": ci.get("ci_id"), "environment": ci.get("environment"), "class": ci.get("class"),
+            "services": services, "status": ci.get("status")}
 
 
 def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
@@ -69,8 +73,12 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
 
     ``play`` is what the action plugin found in the play (see
     ``plugin_utils/play_inspection.py``); ``cis`` the CMDB records of the
-    targeted hosts. Aggregates (``environments``, ``groups``...) are computed
+    targeted hosts and of the hosts tasks delegate to (one per name: each
+    host's own CI). Aggregates (``environments``, ``groups``...) are computed
     here once so that conditions stay cheap for plays of many hosts.
+    ``environments`` and ``hosts_without_environment`` cover the hosts tasks
+    delegate to as well: the play changes them too, so environment limits and
+    freezes must see them.
     """
     # One pass over the hosts with as little work per host as possible: this
     # loop is the whole cost of the gate for a play of thousands of hosts.
@@ -97,20 +105,36 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         except TypeError:  # an unhashable item: normalise this CI now
             ci_services = ci_service_names(ci)
             services.update(ci_services)
-        ci_docs.append({"name": host, "ci_id": ci.get("ci_id"), "environment": environment, "class": ci_class,
-                        "services": ci_services, "status": ci.get("status")})
+        ci_docs.append(_ci_doc(host, ci, ci_services))
         if environment:
             environments.add(environment)
         else:
             hosts_without_environment.append(host)
         classes.add(ci_class)
     classes.discard(None)
-    if any(name.__class__ is not str or not name for name in services):
+    if any(name.__class__ is not str or not name.strip() for name in services):
         # rare: some CI lists a number or a null; redo the (few) documents with normalised names
         services = set()
         for doc in ci_docs:
             doc["services"] = ci_service_names(by_name[doc["name"]])
             services.update(doc["services"])
+    targeted = set(hosts)
+    delegated_docs = []
+    for host in play.get("delegated_hosts") or ():
+        if host in targeted:
+            continue
+        ci = by_name.get(host)
+        if ci is None:
+            hosts_without_environment.append(host)
+            continue
+        delegated_docs.append(_ci_doc(host, ci, ci_service_names(ci)))
+        if ci.get("environment"):
+            environments.add(ci["environment"])
+        else:
+            hosts_without_environment.append(host)
+    outside_play = play.get("delegated_outside_play")
+    if outside_play is None:
+        outside_play = [host for host in play.get("delegated_hosts") or () if host not in targeted]
     groups = set()
     for host in hosts:
         groups.update(host_groups.get(host, ()))
@@ -137,8 +161,12 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "unresolved_paths": list(play.get("unresolved_paths") or []),
         "opaque_actions": list(play.get("opaque_actions") or []),
         "delegated_hosts": list(play.get("delegated_hosts") or []),
+        # hosts tasks delegate to that the play does not target: they count towards max_hosts
+        "delegated_host_count": len(outside_play),
+        "delegated_cis": delegated_docs,
         "unresolved_delegations": list(play.get("unresolved_delegations") or []),
         "real_in_check_mode": list(play.get("real_in_check_mode") or []),
+        "uninspectable_includes": list(play.get("uninspectable_includes") or []),
         "cis": ci_docs,
         "hosts_without_ci": hosts_without_ci,
         "hosts_without_environment": hosts_without_environment,
@@ -238,9 +266,8 @@ def check_change_request(policy, context, record, number, now):
     state = record.get("state")
     if state not in policy.normal_states:
         reasons.append("%s is in state %s, not %s" % (number, state, " or ".join(policy.normal_states)))
-    change_type = record.get("type")
     # A standard request is pre-approved by its template (checked against the play by decide()).
-    authorising = ("pre-approved", "approved") if change_type == "standard" else ("approved",)
+    authorising = authorising_approvals(record.get("type"))
     approval = record.get("approval") or "not requested"
     if approval == "rejected":
         last = [a for a in record.get("approvals") or [] if a.get("decision") == "rejected"]
@@ -407,11 +434,17 @@ def decision_message(decision, play_name):
                 label, would.get("type"), would.get("reference"))
         return "check mode: %s allowed; a real run would be denied: %s" % (
             label, "; ".join(would.get("reasons") or []))
-    real = (decision.get("context") or {}).get("real_in_check_mode") or []
+    context = decision.get("context") or {}
+    real = context.get("real_in_check_mode") or []
+    unread = context.get("uninspectable_includes") or []
     note = ""
     if real:
         note = " (check mode, but %d task%s run%s for real with check_mode: false, e.g. %s: judged as a real run)" % (
             len(real), "" if len(real) == 1 else "s", "s" if len(real) == 1 else "", real[0])
+    elif unread:
+        note = (" (check mode, but the gate cannot read the tasks of %d dynamic include%s, which may run for real "
+                "with check_mode: false, e.g. %s: judged as a real run)"
+                % (len(unread), "" if len(unread) == 1 else "s", unread[0]))
     if decision["allowed"]:
         text = "%s authorised as a %s change (%s)%s" % (label, decision["type"], decision["reference"], note)
         if decision.get("review_required"):
@@ -474,7 +507,8 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     number = params.get("change_request")
     record, timeout_reason = wait_and_read(ctx, number, progress)
     now = now_func()
-    cis = ctx.sor.find_cis(names=list(hosts)) if hosts else []
+    # each host's own CI, never an application or service CI that happens to share its name
+    cis = list(find_host_cis(ctx.sor, list(hosts) + list(play.get("delegated_hosts") or ())).values())
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
     # it decides who may declare an emergency
     user = ctx.actor.split("@", 1)[0]

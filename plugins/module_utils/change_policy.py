@@ -429,6 +429,10 @@ BLIND_SPOTS = (
      "use a path known before the play (not a loop item or a registered result)"),
     ("opaque_actions", "allow_opaque_actions", "the gate cannot see what %s changes",
      "use a module that names what it changes"),
+    # a host known only at run time may be outside the template's environments or over its max_hosts
+    ("unresolved_delegations", "allow_unresolved_delegations",
+     "the gate cannot tell which host %s is before the play runs",
+     "delegate to a name or a variable known before the play"),
 )
 TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows") + tuple(
     key for _field, key, _text, _avoid in BLIND_SPOTS)
@@ -656,16 +660,21 @@ def template_mismatches(template, context, now, expressions, stop_at_first=False
         return False, reasons
     batch = context.get("host_count", len(context.get("hosts") or ()))
     # serial batches must not split a play into pieces under the limit
-    host_count = max(context.get("play_host_count") or 0, batch)
-    if template.max_hosts is not None and host_count > template.max_hosts:
-        reasons.append("standard change '%s' allows at most %d hosts; the play targets %d%s"
-                       % (template.name, template.max_hosts, host_count,
-                          " (%d in this batch)" % batch if batch != host_count else ""))
+    targeted = max(context.get("play_host_count") or 0, batch)
+    # a task delegated to another host changes that host too
+    delegated = context.get("delegated_host_count") or 0
+    if template.max_hosts is not None and targeted + delegated > template.max_hosts:
+        reasons.append("standard change '%s' allows at most %d hosts; the play targets %d%s%s"
+                       % (template.name, template.max_hosts, targeted,
+                          " (%d in this batch)" % batch if batch != targeted else "",
+                          " and tasks delegate to %d more" % delegated if delegated else ""))
     if template.environments is not None:
         allowed = set(template.environments)
         outside = sorted(set(context.get("environments") or ()) - allowed)
         if outside:
             hosts = [ci["name"] for ci in context.get("cis") or () if ci.get("environment") in outside]
+            hosts.extend("%s (a task delegates to it)" % ci["name"] for ci in context.get("delegated_cis") or ()
+                         if ci.get("environment") in outside)
             reasons.append("standard change '%s' is allowed in environment%s %s only; %s %s in %s"
                            % (template.name, "s" if len(allowed) > 1 else "", ", ".join(sorted(allowed)),
                               _some(hosts), "is" if len(hosts) == 1 else "are", ", ".join(outside)))

@@ -52,6 +52,12 @@ _BACK = {"assess": ("new",), "authorise": ("new",), "scheduled": ("new",)}
 _SHORTCUTS = {"standard": {"new": ("scheduled",)}, "emergency": {"new": ("authorise",)}}
 
 
+def authorising_approvals(change_type):
+    """The approvals under which a request may be scheduled and implemented: a standard change is
+    pre-approved by its template, every other type needs an approval."""
+    return ("pre-approved", "approved") if change_type == "standard" else ("approved",)
+
+
 def allowed_transitions(change_type, state):
     """The states a request of ``change_type`` may move to from ``state``, in a stable order."""
     if state in TERMINAL_STATES:
@@ -75,8 +81,7 @@ def transition_problem(record, target):
             return "%s is %s; a %s change request cannot change state any more" % (record["number"], state, state)
         return ("%s cannot move from %s to %s; from %s a %s change may go to %s"
                 % (record["number"], state, target, state, record["type"], ", ".join(allowed)))
-    authorising = ("pre-approved", "approved") if record["type"] == "standard" else ("approved",)
-    if target == "scheduled" and record.get("approval") not in authorising:
+    if target == "scheduled" and record.get("approval") not in authorising_approvals(record["type"]):
         return ("%s cannot be scheduled before it is approved (approval: %s)"
                 % (record["number"], record.get("approval") or "not requested"))
     if target == "closed" and not record.get("close_code"):

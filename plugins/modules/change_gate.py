@@ -32,8 +32,10 @@ description:
   - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
   - B(dry-run) - in a C(--check) run the play is always allowed; the decision a real run would get is
     returned under C(decision.would_be). What counts is the run's C(--check), not the gate task's own
-    C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode) set to V(false)) is
-    judged as a real run.
+    C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode) set to V(false)
+    without a literal C(changed_when) V(false), which declares a read-only probe) is judged as a real run,
+    and so is a play with a dynamic include whose tasks the gate cannot read before the play runs
+    (C(include_role), a file name from a variable); the files C(include_tasks) loads are read.
   - B(denied) otherwise, with every reason. It fails closed - if the system of record cannot be read
     or the decision cannot be recorded, the decision is denied with that reason.
   - A policy file that is not valid fails the task (and so the play) with one error naming the
@@ -46,7 +48,8 @@ attributes:
   check_mode:
     description:
       - C(--check) runs are always allowed and recorded as type V(dry-run), with the decision a real run would get,
-        unless some task of the play runs for real (C(check_mode) set to V(false)).
+        unless some task of the play runs for real (C(check_mode) set to V(false), and not declared read-only with
+        C(changed_when) V(false)) or a dynamic include cannot be read before the play runs.
       - The gate task's own C(check_mode) is ignored.
     support: full
   diff_mode:
@@ -107,10 +110,13 @@ notes:
   - What the gate cannot see before the play runs is listed in the change context, never skipped -
     tasks pulled in at run time (C(include_tasks), C(include_role)) as C(dynamic_includes), paths that
     need run-time values as C(unresolved_paths), commands (C(shell), C(command), C(raw), C(script)...)
-    as C(opaque_actions). A standard change template covers such a play only when it says so
-    (C(allow_dynamic_includes), C(allow_unresolved_paths), C(allow_opaque_actions)).
-  - Hosts that tasks delegate to (C(delegated_hosts)) must be affected CIs of a normal change too;
-    delegating to the controller (C(localhost)) does not count.
+    as C(opaque_actions) (unless declared read-only with C(changed_when) V(false)), delegations to hosts
+    known only at run time as C(unresolved_delegations). A standard change template covers such a play
+    only when it says so (C(allow_dynamic_includes), C(allow_unresolved_paths), C(allow_opaque_actions),
+    C(allow_unresolved_delegations)).
+  - Hosts that tasks delegate to (C(delegated_hosts)) must be affected CIs of a normal change too, and
+    count for a standard change template's environments and host limit and for freezes; delegating to
+    the controller (C(localhost)) does not count.
 seealso:
   - module: changeops.itsm.change_request
   - plugin: changeops.itsm.change_recorder
