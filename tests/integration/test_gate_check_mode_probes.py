@@ -165,6 +165,27 @@ def test_a_task_that_runs_for_real_inside_an_included_file_makes_the_check_run_r
     assert decision["type"] == "denied"
 
 
+APPLY = """
+- name: Apply real mode to the fixes
+  ansible.builtin.include_tasks:
+    file: fix.yml
+    apply:
+      check_mode: false
+"""
+
+
+def test_an_include_that_applies_check_mode_false_to_its_tasks_makes_the_check_run_real(project, sor):
+    setup(project, sor, gather_extra=APPLY)
+    project.write("roles/ssh_hardening/tasks/fix.yml", REAL_IN_INCLUDE.replace("  check_mode: false\n", ""))
+    run = project.run("pb.yml", "--check", check=False)
+    assert run.returncode != 0, run.stdout[-3000:]
+    [decision] = gate_entries(sor)
+    assert decision["type"] == "denied"
+    assert [re.sub(r":\d+ ", " ", task) for task in decision["context"]["real_in_check_mode"]] == [
+        "roles/ssh_hardening/tasks/fix.yml (ssh_hardening : Fix it while reading (really written under --check))"]
+    assert listing(project, "out") == []
+
+
 def test_a_read_only_task_with_an_expression_in_changed_when_is_not_taken_for_one(project, sor):
     setup(project, sor, gather_extra=REAL_IN_INCLUDE.replace("check_mode: false",
                                                              "check_mode: false\n  changed_when: 1 == 2"))
