@@ -332,8 +332,14 @@ def _directive(line):
     return text if text and not text.startswith("#") else None
 
 
+def _sshd_keyword(line):
+    """(keyword lower-cased, arguments) of a directive line; ``Keyword=value`` counts as sshd reads it."""
+    match = _SSHD_LINE.match(line)
+    return (match.group(1).lower(), match.group(2)) if match else (line.strip().lower(), "")
+
+
 def _sshd_key(line):
-    return _SSHD_LINE.match(line).group(1).lower()
+    return _sshd_keyword(line)[0]
 
 
 def _sysctl_key(line):
@@ -470,10 +476,10 @@ def sshd_reads_dropin_first(main_lines, files, dropin=SSHD_DROPIN):
         text = _directive(line)
         if text is None:
             continue
-        match = _SSHD_LINE.match(text)
-        if match.group(1).lower() != "include":
+        keyword, arguments = _sshd_keyword(text)
+        if keyword != "include":
             return False
-        for pattern in _include_args(match.group(2)):
+        for pattern in _include_args(arguments):
             path = pattern if pattern.startswith("/") else posixpath.join("/etc/ssh", pattern)
             pattern_dir, pattern_name = posixpath.split(path)
             if pattern_dir != directory or not pattern_name.endswith(".conf"):

@@ -385,6 +385,7 @@ def test_modprobe_and_sysctl_files_keep_failing_controls_enforce_may_not_change(
 @pytest.mark.parametrize("main, block", [
     (DEBIAN_SSHD_CONFIG, False),
     (["# comment", "", "include   sshd_config.d/*.conf", "UsePAM yes"], False),  # relative to /etc/ssh, any case
+    (['Include="/etc/ssh/sshd_config.d/*.conf"'], False),  # Keyword=value and quotes, as sshd reads them
     ([line for line in DEBIAN_SSHD_CONFIG if not line.startswith("Include")], True),  # no Include at all
     (["PermitRootLogin yes"] + DEBIAN_SSHD_CONFIG, True),  # a setting sshd reads before the drop-in
     (["Include /etc/ssh/site/*.conf", "Include /etc/ssh/sshd_config.d/*.conf"], True),  # another directory first
