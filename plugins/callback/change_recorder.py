@@ -183,7 +183,14 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Chang
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
+    IdentificationRules,
+    RunContext,
+    changes_host,
+    is_register_host,
+)
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vars_files import VarsFiles
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
     collect_plain_values,
     collect_vault_secrets,
@@ -192,9 +199,6 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer imp
     PREFIX,
     RecorderWriter,
     entry_document,
-    host_identities_from_facts,
-    is_host_change,
-    is_register_host,
 )
 
 RUN_ID_ENV = "CHANGEOPS_RUN_ID"
@@ -235,7 +239,7 @@ class CallbackModule(CallbackBase):
         # loader cache keys already walked; kept apart from the vars_files this callback read itself, which
         # are never in that cache (the early exit in _scan_loaded_files compares the two sizes)
         self._scanned_cache_keys = set()
-        self._read_vars_files = set()
+        self._vars_files = None
         self._templated_vars_files = False
         self._host_vars_scanned = set()
         self._seen_secret_containers = set()
@@ -247,6 +251,7 @@ class CallbackModule(CallbackBase):
         self._task_infos = {}
         self._changed_hosts = set()
         self._host_hints = {}
+        self._identification = IdentificationRules()
         self._previous_sigterm = None
         self._diff_mode = False
         self._check_mode = False
@@ -283,6 +288,7 @@ class CallbackModule(CallbackBase):
         os.environ[RUN_ID_ENV] = self._run_id
         self._started_at = utc_now()
         self._redactor = Redactor(extra_key_patterns=self.get_option("redact_keys") or ())
+        self._vars_files = VarsFiles(self._redactor.add_known_secret)
         cli = context.CLIARGS
         self._check_mode = bool(cli.get("check"))
         self._diff_mode = bool(cli.get("diff"))
@@ -406,11 +412,14 @@ class CallbackModule(CallbackBase):
         data = {"run_id": self._run_id, "ended_at": utc_now(), "stats": host_stats or {}}
         if interrupted_reason:
             data["reason"] = interrupted_reason
-            self._writer.put(entry_document("run.interrupted", self._run_id, data))
+            end = entry_document("run.interrupted", self._run_id, data)
         else:
             data["outcome"] = outcome
-            self._writer.put(entry_document("run.finished", self._run_id, data))
-        self._writer.finish(self._run_id, self._link_hints(), self.get_option("flush_timeout"), wake=not from_signal)
+            end = entry_document("run.finished", self._run_id, data)
+        # the hosts' facts (the fact cache may be a file or a network cache) are read by the writer
+        changed = dict((host, dict(self._host_hints.get(host) or {})) for host in self._changed_hosts)
+        self._writer.finish(self._run_id, changed, self.get_option("flush_timeout"), wake=not from_signal, end=end,
+                            context=RunContext(self._variable_manager, self._identification))
 
     def _at_exit(self):
         if os.getpid() != self._owner_pid or self._finished:
@@ -472,7 +481,7 @@ class CallbackModule(CallbackBase):
         """vars_files with inline ``!vault`` values: the loader does not cache those, so read them once.
 
         A name with a template (``vars/{{ site }}.yml``) can name another file for each host: those are
-        found per host, from the host's variables (:meth:`_collect_host_play_secrets`).
+        found per host (:meth:`_collect_host_play_secrets`).
         """
         self._templated_vars_files = False
         loader = self._loader
@@ -486,27 +495,22 @@ class CallbackModule(CallbackBase):
                     continue
                 try:
                     found = loader.path_dwim_relative_stack(play.get_search_path(), "vars", name)
-                    if found in self._read_vars_files:
-                        continue
-                    self._read_vars_files.add(found)
-                    data = loader.load_from_file(found, unsafe=True, cache="vaulted", trusted_as_template=True)
+                    self._vars_files.load(loader, found, trusted_as_template=True)
                 except Exception:  # pylint: disable=broad-except
                     continue
-                collect_vault_secrets(data, self._redactor.add_known_secret)
 
     def _collect_host_play_secrets(self, host):
         """Vault values of the vars_files a template names for this host.
 
-        Ansible templates and reads those files for every host and task (``cache='vaulted'`` keeps only
-        wholly encrypted files), so nothing else would ever see an inline ``!vault`` value in them. The
-        host's play variables hold what they loaded: walk those, once per host and play, and again after
-        a result that may change what the templates resolve to (facts, registered values). Runs before
-        the host's task is executed, so its result is already redacted with these secrets.
+        Ansible templates and reads those files for every host and task, and nothing else would ever
+        see an inline ``!vault`` value in them. Asked once per host and play, and again after a result
+        that set facts (which may make a template name another file); each file is parsed once
+        (``vars_files.VarsFiles``). Runs before the host's task is executed, so its result is already
+        redacted with these secrets.
         """
         self._host_vars_scanned.add(host.get_name())
         try:
-            variables = self._variable_manager.get_vars(play=self._play, host=host, include_hostvars=False)
-            collect_vault_secrets(variables, self._redactor.add_known_secret)
+            self._vars_files.scan_host(self._variable_manager, self._play, host)
         except Exception:  # pylint: disable=broad-except
             pass
 
@@ -636,8 +640,9 @@ class CallbackModule(CallbackBase):
         info = self._task_info(task, result, check_mode)
         if info["action"].rsplit(".", 1)[-1] == "include_vars":
             self._collect_included_vars(host)
-        if raw.get("ansible_facts") or getattr(task, "register", None):
-            # a fact or a registered value may name another vars_file for this host from its next task on
+        if raw.get("ansible_facts"):
+            # a fact may name another vars_file for this host from its next task on (vars_files templates
+            # see facts, not registered values nor include_vars)
             self._host_vars_scanned.discard(host)
         data = {
             "run_id": self._run_id,
@@ -662,45 +667,21 @@ class CallbackModule(CallbackBase):
             diffs = summary.summarise_diff(raw, self._redactor, self.get_option("max_diff_chars"))
             if diffs:
                 data["diff"] = diffs
-        if is_host_change(data) and not check_mode:
-            # a check-mode "changed" is a prediction: the host is not this run's change
+        if changes_host(data):
+            # the rule the change event's authorisation applies (a check-mode "changed" is a prediction)
             self._changed_hosts.add(host)
         if not item:
-            self._note_host_identity(host, info["action"], raw, censored)
+            self._note_host_identity(host, task, info["action"], raw, censored)
         self._writer.put(entry_document("run.result", self._run_id, data))
 
-    def _note_host_identity(self, host, action, raw, censored):
-        """register_host's answer ties ``host`` to its CI: keep the ``ci_id`` it returned for the links."""
-        if not censored and not status_failed(raw) and is_register_host(action) and raw.get("ci_id"):
+    def _note_host_identity(self, host, task, action, raw, censored):
+        """register_host's answer ties ``host`` to its CI: keep the ``ci_id`` it returned for the links, and
+        how its arguments identify hosts, for the changed hosts it did not run for."""
+        if not is_register_host(action):
+            return
+        self._identification.note_task(task._uuid, getattr(task, "args", None))
+        if not censored and not status_failed(raw) and raw.get("ci_id"):
             self._host_hints.setdefault(host, {})["ci_id"] = to_text(raw["ci_id"])
-
-    def _link_hints(self):
-        """``{host: {"ci_id", "identities"}}`` for the hosts this run changed, to find their CIs as register_host
-        does: the CI it returned in this run, else the identities in the host's facts (gathered or cached, and
-        ``ansible_*`` host variables for plays without fact gathering). Dictionary look-ups only."""
-        fact_cache = getattr(self._variable_manager, "_fact_cache", None)
-        inventory = getattr(self._variable_manager, "_inventory", None)
-        hints = {}
-        for host in sorted(self._changed_hosts):
-            hint = dict(self._host_hints.get(host) or {})
-            facts = {}
-            try:
-                inventory_host = inventory.get_host(host) if inventory is not None else None
-                for key, value in dict(getattr(inventory_host, "vars", None) or {}).items():
-                    if str(key).startswith("ansible_") and not (isinstance(value, str) and "{" in value):
-                        facts[str(key)[8:]] = value
-                if fact_cache is not None:
-                    try:
-                        facts.update(fact_cache.get(host) or {})
-                    except KeyError:
-                        pass
-                identities = host_identities_from_facts(facts)
-            except Exception:  # pylint: disable=broad-except
-                identities = {}
-            if identities:
-                hint["identities"] = identities
-            hints[host] = hint
-        return hints
 
     def _item_counters_next(self, key):
         self._item_counters[key] = self._item_counters.get(key, -1) + 1

@@ -99,14 +99,19 @@ def test_the_effective_check_mode_of_each_result_decides_what_is_a_change(projec
 
 
 def test_a_changed_host_is_linked_to_its_own_ci_only(project, sor):
-    """An application CI named like a host is not that host; a host registered under another name is."""
+    """An application CI named like a host is not that host when the host has a CI of a host class
+    (cmdb_identity.find_host_cis); a host registered under another name is found by its identity."""
     hosts = {"web1": "machine-web1", "web2": "machine-web2"}
     project.write_inventory(list(hosts), host_vars=dict(
         (host, {"ansible_machine_id": machine, "ansible_hostname": host}) for host, machine in hosts.items()))
-    application = uuid.uuid4().hex
+    # the application's ci_id sorts first, so a lookup by name alone would take it; the server CI was
+    # written by another tool, without register_host's identities
+    application, web1_ci = "0-application-web1", "z-server-web1"
     sor.append([Entry("ci.created", application, {"ci_id": application,
                                                   "attributes": {"name": "web1", "class": "application"},
-                                                  "identities": {"name": "application/web1"}})])
+                                                  "identities": {"name": "application/web1"}}),
+                Entry("ci.created", web1_ci, {"ci_id": web1_ci, "attributes": {"name": "web1", "class": "server"},
+                                              "identities": {}})])
     project.write_playbook("register.yml", """
         - hosts: web2
           gather_facts: false
@@ -129,15 +134,15 @@ def test_a_changed_host_is_linked_to_its_own_ci_only(project, sor):
     seen = set()
     project.run("register.yml")
     register_run = new_run_id(sor, seen)
-    [web2_ci] = sor.find_cis(ci_class="server")
-    assert web2_ci["name"] == "web2.example.com"
+    [web2_ci] = sor.find_cis(name="web2.example.com")
+    assert web2_ci["class"] == "server"
     assert links_of(sor, register_run) == [("web2", web2_ci["ci_id"])], "found through register_host's answer"
 
     # a later run without register_host: web2 is found by the identity register_host recorded
-    # (its machine id), web1 has no CI of its own, and the application CI named web1 is not it
+    # (its machine id), web1 by its name among host CIs, and the application CI named web1 is not it
     project.run("change.yml")
     change_run = new_run_id(sor, seen)
-    assert links_of(sor, change_run) == [("web2", web2_ci["ci_id"])]
+    assert links_of(sor, change_run) == [("web1", web1_ci), ("web2", web2_ci["ci_id"])]
     assert sor.get_ci(application)["last_change_run_id"] is None
     assert sor.get_ci(web2_ci["ci_id"])["last_change_run_id"] == change_run
     assert sor.verify().valid

@@ -7,7 +7,14 @@ One file per batch, JSON lines of entry documents (``id, at, kind, subject,
 actor, data``), written to a temporary name, fsynced, atomically renamed and
 the directory fsynced: a file is either complete or absent, even after a
 crash or power loss. Names sort in write order
-(``<time_ns>-<pid>-<counter>.jsonl``) so a replay keeps entry order.
+(``<time_ns>-<pid>-<counter>-<process>.jsonl``) so a replay keeps entry order.
+
+``<process>`` is a hash of the writing process's identity (pid and start
+time): a replay skips the files of another process that still runs, whose
+recorder may still be appending them itself (a safety copy written while its
+append waits for the ledger's lock). Replaying them meanwhile would run that
+run's post-run hooks twice. Files named without it (older recorders) are
+replayed by anyone.
 
 Each system of record gets its own sub-directory (a hash of its location),
 so entries spooled for one ledger are never replayed into another. Replay is
@@ -33,6 +40,8 @@ import os
 import threading
 import time
 
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import processes
+
 SPOOL_SUFFIX = ".jsonl"
 _TEMP_PREFIX = ".tmp-"
 _BAD_SUFFIX = ".bad"
@@ -56,11 +65,39 @@ class SpoolError(Exception):
     """The spool itself cannot be written (disk full, permissions)."""
 
 
+def _identity_tag(identity):
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12] if identity else None
+
+
+def written_by(path):
+    """``(pid, identity tag)`` of the process that wrote a spool file, from its name (tag None: not named)."""
+    parts = os.path.basename(path)[:-len(SPOOL_SUFFIX)].split("-")
+    try:
+        pid = int(parts[1])
+    except (IndexError, ValueError):
+        return None, None
+    return pid, parts[3] if len(parts) > 3 else None
+
+
 class Spool(object):
     def __init__(self, root, key, label=None):
         self.root = os.path.expanduser(root)
         self.directory = os.path.join(self.root, key)
         self.label = label
+        self._own = (None, None)
+
+    def _own_tag(self):
+        """This process's identity tag, read once per process (from /proc, by the first write)."""
+        pid = os.getpid()
+        if self._own[0] != pid:
+            self._own = (pid, _identity_tag(processes.process_identity(pid)))
+        return self._own[1]
+
+    def _name(self):
+        with _counter_lock:
+            number = next(_counter)
+        tag = self._own_tag()
+        return "%020d-%08d-%06d%s%s" % (time.time_ns(), os.getpid(), number, "-" + tag if tag else "", SPOOL_SUFFIX)
 
     # -- writing --------------------------------------------------------------
     def _ensure_directory(self):
@@ -104,9 +141,7 @@ class Spool(object):
         documents = list(documents)
         if not documents:
             return None
-        with _counter_lock:
-            number = next(_counter)
-        name = "%020d-%08d-%06d%s" % (time.time_ns(), os.getpid(), number, SPOOL_SUFFIX)
+        name = self._name()
         text = "".join(json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n" for document in documents)
         try:
             self._ensure_directory()
@@ -123,10 +158,7 @@ class Spool(object):
         """
         documents = list(documents)
         if path is None:
-            with _counter_lock:
-                number = next(_counter)
-            name = "%020d-%08d-%06d%s" % (time.time_ns(), os.getpid(), number, SPOOL_SUFFIX)
-            path = os.path.join(self.directory, name)
+            path = os.path.join(self.directory, self._name())
         target = path + REJECTED_SUFFIX
         text = "".join(json.dumps(document, sort_keys=True, ensure_ascii=False) + "\n" for document in documents)
         try:
@@ -180,6 +212,21 @@ class Spool(object):
             raise
         return descriptor
 
+    def held_by_live_process(self, path, alive=None):
+        """True when another process that still runs wrote ``path`` (``alive``: a cache per pid)."""
+        pid, tag = written_by(path)
+        if tag is None or pid == os.getpid():
+            return False
+        if alive is not None and pid in alive:
+            return alive[pid] == tag
+        current = None
+        if processes.pid_is_alive(pid):
+            # alive with an unknown identity: the same process, as far as anyone can tell
+            current = _identity_tag(processes.process_identity(pid)) or tag
+        if alive is not None:
+            alive[pid] = current
+        return current == tag
+
     def replay(self, append, build_entry):
         """Append every spooled batch in order with ``append(list_of_entries)``.
 
@@ -187,8 +234,9 @@ class Spool(object):
         appending the others), or raises when it cannot be written now. Replay stops at (and re-raises)
         such a failure, so later batches never overtake earlier ones. Refused entries are set aside in
         ``<file>.rejected`` and replay goes on. A file that cannot be parsed is renamed ``*.bad``. Both
-        are reported in the returned ``problems``. Returns ``(batches, entries, problems)``;
-        ``(0, 0, [])`` when another process holds the spool (it is replaying it already).
+        are reported in the returned ``problems``. Files another live process wrote are left to it.
+        Returns ``(batches, entries, problems)``; ``(0, 0, [])`` when another process holds the spool
+        (it is replaying it already).
         """
         if not self.pending():
             return 0, 0, []
@@ -197,8 +245,11 @@ class Spool(object):
             return 0, 0, []
         batches = entries = 0
         problems = []
+        alive = {}
         try:
             for path in self.pending():
+                if self.held_by_live_process(path, alive):
+                    continue
                 try:
                     documents = self.read(path)
                     built = [build_entry(document) for document in documents]

@@ -21,7 +21,15 @@ must not leave results only in memory for the whole busy timeout: once it has
 waited ``flush_interval``, a watchdog thread writes a safety copy of what the
 writer holds to the spool, and again every ``flush_interval`` while it waits.
 The copy is removed when the append succeeds; after ``kill -9`` the next run
-replays it (entry ids make that idempotent).
+replays it (entry ids make that idempotent). Another run never replays a copy
+while the process that wrote it lives (see ``spool``): that process may still
+append it itself.
+
+At the end of the run the writer looks up the CMDB links first (a few bulk
+queries, see ``links``) and then appends the run's end and its links in one
+batch. The append that writes a run's end, the run's own or a replay's, runs
+its post-run hooks; links have one id per run and CI. So whatever the timing,
+a run gets its links and its hooks once.
 
 "Cannot write now" (``BackendUnavailable``...) and "will not take this"
 (a projector's ``ConflictError``/``ValidationError``) are told apart: the first
@@ -42,12 +50,6 @@ import time
 import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
-from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import (
-    IDENTITY_ORDER,
-    identity_value,
-    name_identity,
-)
-from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ConfigurationError,
@@ -55,10 +57,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
-    RECORD_ONLY_ACTION_PREFIX,
-)
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, runinfo
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, links, processes, runinfo
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import SpoolError
 
 PREFIX = "changeops.itsm.change_recorder: "
@@ -67,31 +66,17 @@ RUN_END_KINDS = ("run.finished", "run.interrupted")
 #: errors meaning the system of record cannot be written now: the entries are kept and retried
 UNAVAILABLE_ERRORS = (BackendUnavailable, ConfigurationError, MissingDependency, OSError)
 
-#: facts register_host identifies a host by (``ansible_facts`` key per identity kind), in its order
-IDENTITY_FACTS = (("product_uuid", "product_uuid"), ("machine_id", "machine_id"), ("serial_number", "product_serial"),
-                  ("fqdn", "fqdn"))
-
 
 def is_refusal(exc):
     """True when the system of record refused the entries (retrying the same entries cannot help)."""
     return not isinstance(exc, UNAVAILABLE_ERRORS)
 
 
-def host_identities_from_facts(facts):
-    """``{kind: value}`` register_host would identify a host by, from its gathered facts."""
-    identities = {}
-    for kind, fact in IDENTITY_FACTS:
-        value = facts.get(fact, facts.get("ansible_" + fact)) if isinstance(facts, dict) else None
-        value = identity_value(kind, value) if value not in (None, "") else None
-        if value is not None:
-            identities[kind] = value
-    return identities
-
-
-def entry_document(kind, subject, data, at=None):
-    """A queued entry: what ``ledger.Entry`` needs, as plain data (ids make replays idempotent)."""
-    return {"id": uuid.uuid4().hex, "at": at or utc_now(), "kind": kind, "subject": subject, "actor": None,
-            "data": data}
+def entry_document(kind, subject, data, at=None, entry_id=None):
+    """A queued entry: what ``ledger.Entry`` needs, as plain data (ids make replays idempotent; a derived
+    entry that any run may make, a CMDB link, passes its own deterministic ``entry_id``)."""
+    return {"id": entry_id or uuid.uuid4().hex, "at": at or utc_now(), "kind": kind, "subject": subject,
+            "actor": None, "data": data}
 
 
 class RecorderWriter(threading.Thread):
@@ -117,6 +102,9 @@ class RecorderWriter(threading.Thread):
         self._pending_since = None
         self._inflight = []
         self._processing = None
+        # the run's end while the writer makes its CMDB links: never in the ledger before them, never
+        # out of what emergency_spool saves
+        self._finishing = None
         self._append_started = None
         self._safety_files = []
         self._safety_ids = set()
@@ -128,6 +116,11 @@ class RecorderWriter(threading.Thread):
         self._warned = False
         self._actor = None
         self._controller = None
+        #: the run this writer records (from its run.started, or finish)
+        self.run_id = None
+        # runs whose end this writer's own appends wrote: only the append that wrote a run's end runs
+        # its post-run hooks, so a run and a run replaying its spooled end never both do
+        self._ended_here = set()
         self.appended = 0
         self.spooled = 0
         self.reached_ledger = False
@@ -142,6 +135,7 @@ class RecorderWriter(threading.Thread):
             self._wake.set()
 
     def put_run_started(self, document):
+        self.run_id = self.run_id or document.get("subject")
         self.queue.append(("start", document))
 
     def request_flush(self):
@@ -151,11 +145,15 @@ class RecorderWriter(threading.Thread):
         self._wake.set()
         return flushed
 
-    def finish(self, run_id, changed_hosts, timeout, wake=True):
-        """Final flush, CMDB links and post-run hooks; waits at most ``timeout`` seconds.
+    def finish(self, run_id, changed_hosts, timeout, wake=True, end=None, context=None):
+        """The run's end, its CMDB links, final flush and post-run hooks; waits at most ``timeout`` seconds.
 
-        ``changed_hosts``: the hosts this run really changed (not in check mode), as names or as
-        ``{host: {"ci_id": ..., "identities": {...}}}`` (see :meth:`_link_changed_cis`).
+        ``end``: the run's ``run.finished``/``run.interrupted`` document. It reaches the ledger in one
+        batch with the links, so a deadline that passes while the links are looked up leaves it in
+        the spool, and the run that replays it makes them. ``changed_hosts``: the hosts this run
+        really changed, as names or ``{host: {"ci_id": ...}}`` (register_host's answers);
+        ``context``: a ``links.RunContext`` to read their facts and the inventory from, here in the
+        writer thread, while the callback waits.
 
         Returns True when the writer finished in time. Otherwise everything it
         still held is written to the spool from the calling thread, so the
@@ -165,7 +163,9 @@ class RecorderWriter(threading.Thread):
         """
         if not isinstance(changed_hosts, dict):
             changed_hosts = dict((host, {}) for host in changed_hosts or ())
-        self.queue.append(("finish", {"run_id": run_id, "changed_hosts": changed_hosts}))
+        self.run_id = self.run_id or run_id
+        self.queue.append(("finish", {"run_id": run_id, "changed_hosts": changed_hosts, "end": end,
+                                      "context": context}))
         if wake:
             self._wake.set()
         if self.done.wait(timeout):
@@ -201,6 +201,8 @@ class RecorderWriter(threading.Thread):
             held = list(self._inflight) + list(self._pending)
             if self._processing is not None:
                 held.append(self._complete_run_started(self._processing, slow_facts=False))
+            if self._finishing is not None:
+                held.append(self._finishing)
             if drain:
                 queued = []
                 while True:
@@ -216,6 +218,8 @@ class RecorderWriter(threading.Thread):
                     held.append(payload)
                 elif kind == "start":
                     held.append(self._complete_run_started(payload, slow_facts=False))
+                elif kind == "finish" and payload.get("end") is not None:
+                    held.append(payload["end"])
         return [dict(document, actor=document.get("actor") or self._actor) for document in held]
 
     # ------------------------------------------------------------------
@@ -268,6 +272,8 @@ class RecorderWriter(threading.Thread):
                     self._flush(retry_spool=True)
                     payload.set()
                 elif kind == "finish":
+                    with self._state:
+                        self._finishing = payload.get("end")
                     self._finish(payload)
                     return
             self._flush_if_due()
@@ -371,6 +377,7 @@ class RecorderWriter(threading.Thread):
         """Append a batch of documents; refused ones are set aside with a warning. Raises when unavailable."""
         entries = [Entry.from_dict(document) for document in documents]
         appended, refused = self._append_or_refuse(entries)
+        self._ended_here.update(entry.subject for entry in appended if entry.kind in RUN_END_KINDS)
         if refused:
             refused_ids = set(entry.id for entry, _exc in refused)
             self._set_aside([document for document in documents if document["id"] in refused_ids], refused)
@@ -435,10 +442,13 @@ class RecorderWriter(threading.Thread):
         """Replay the spool in order; True when none of this run's entries remain in it."""
         self._next_retry = time.monotonic() + self.retry_interval
         ended_runs = []
+        linked_runs = set()
 
         def append_and_note_ended_runs(entries):
             appended, refused = self._append_or_refuse(entries)
-            ended_runs.extend(entry.subject for entry in appended if entry.kind in RUN_END_KINDS)
+            ended_runs.extend(entry for entry in appended if entry.kind in RUN_END_KINDS)
+            # the links a run made itself travel in one batch with its end (see finish)
+            linked_runs.update((entry.data or {}).get("run_id") for entry in entries if entry.kind == "ci.changed_by_run")
             return refused
 
         try:
@@ -452,11 +462,16 @@ class RecorderWriter(threading.Thread):
             for problem in problems:
                 self._warn(problem, always=True)
         self._my_spool_files = set(path for path in self._my_spool_files if os.path.exists(path))
-        own_run = os.environ.get("CHANGEOPS_RUN_ID")
-        for run_id in ended_runs:
-            if run_id != own_run:  # this run links its own hosts and runs its hooks in _finish
-                self._link_hosts_of_ended_run(run_id)
-                self._run_hooks(run_id, replayed=True)
+        own_run = self.run_id or os.environ.get("CHANGEOPS_RUN_ID")
+        for entry in ended_runs:
+            if entry.subject == own_run:
+                self._ended_here.add(own_run)  # this run links its own hosts and runs its hooks in _finish
+                continue
+            if entry.subject not in linked_runs:
+                self._link_hosts_of_ended_run(entry.subject)
+            if "detected_by_run" not in (entry.data or {}):
+                # a run found dead never recorded its end: a person decides what its change request needs
+                self._run_hooks(entry.subject, replayed=True)
         return not self._my_spool_files
 
     def _link_hosts_of_ended_run(self, run_id):
@@ -466,18 +481,17 @@ class RecorderWriter(threading.Thread):
             sor = self._open()
             results = sor.get_task_results(run_id, changed_only=True)
             event = sor.get_change_event(run_id) or {}
+            run_check_mode = bool(event.get("check_mode", event.get("dry_run")))
+            hosts = dict((result["host"], {}) for result in results if links.changes_host(result, run_check_mode))
+            for result in self._register_results(sor, run_id, hosts):
+                hosts[result["host"]]["ci_id"] = result["result"]["ci_id"]
+            documents = self._link_documents(sor, run_id, hosts)
         except Exception as exc:  # pylint: disable=broad-except
             self._warn("could not link the hosts changed by run %s to configuration items: %s"
                        % (run_id, exc), always=True)
             return
-        hosts = {}
-        run_check_mode = bool(event.get("check_mode", event.get("dry_run")))
-        for result in results:
-            if is_host_change(result) and not ran_in_check_mode(result, run_check_mode):
-                hosts.setdefault(result["host"], {})
-        for result in self._register_results(sor, run_id, hosts):
-            hosts[result["host"]]["ci_id"] = result["result"]["ci_id"]
-        self._link_changed_cis(run_id, hosts, flush=False)
+        for document in documents:
+            self._add(document, flush=False)
 
     @staticmethod
     def _register_results(sor, run_id, hosts):
@@ -485,8 +499,28 @@ class RecorderWriter(threading.Thread):
         if not hosts:
             return []
         return [result for result in sor.get_task_results(run_id)
-                if result.get("host") in hosts and is_register_host((result.get("task") or {}).get("action"))
+                if result.get("host") in hosts and links.is_register_host((result.get("task") or {}).get("action"))
                 and isinstance(result.get("result"), dict) and result["result"].get("ci_id")]
+
+    @staticmethod
+    def _link_documents(sor, run_id, hosts, context=None):
+        """``ci.changed_by_run`` documents for ``hosts`` (see ``links.resolve_host_cis``), one per CI."""
+        if not hosts:
+            return []
+        if context is not None:
+            found = links.resolve_host_cis(sor, hosts, facts_of=context.facts, inventory_names=context.inventory_host_names(),
+                                           rules=context.rules)
+        else:
+            found = links.resolve_host_cis(sor, hosts)
+        documents, seen = [], set()
+        for host in sorted(found):
+            ci_id = found[host]
+            if ci_id in seen:
+                continue  # two inventory names of one machine: one link per run and CI
+            seen.add(ci_id)
+            documents.append(entry_document("ci.changed_by_run", ci_id, {"ci_id": ci_id, "run_id": run_id, "host": host},
+                                            entry_id=links.link_id(run_id, ci_id)))
+        return documents
 
     def _prepare(self):
         """Replay what earlier runs left in the spool, then close runs whose process died."""
@@ -565,14 +599,29 @@ class RecorderWriter(threading.Thread):
             self._next_retry = time.monotonic() + self.retry_interval
 
     def _finish(self, info):
+        run_id = info["run_id"]
+        documents = []
+        if info["changed_hosts"]:
+            try:
+                documents = self._link_documents(self._open(), run_id, info["changed_hosts"], info.get("context"))
+            except Exception as exc:  # pylint: disable=broad-except
+                # an unavailable ledger also fails the flush below: the end then goes to the spool and the
+                # run replaying it makes the links
+                self.last_error = exc
+                self._warn("could not link changed hosts to configuration items: %s" % exc, always=True)
+        with self._state:
+            # end and links become pending in one step: in one batch, in the ledger or in the spool
+            if info.get("end") is not None:
+                self._add(info["end"], flush=False)
+            for document in documents:
+                self._add(document, flush=False)
+            self._finishing = None
         self._flush(retry_spool=True)
         if self._pending or self._my_spool_files:
             return
         self.reached_ledger = True
-        self._link_changed_cis(info["run_id"], info["changed_hosts"])
-        if self._pending or self._my_spool_files:
-            return
-        self._run_hooks(info["run_id"])
+        if run_id in self._ended_here:
+            self._run_hooks(run_id)
 
     def _run_hooks(self, run_id, replayed=False):
         for problem in hooks.discover_post_run_hooks():
@@ -586,53 +635,6 @@ class RecorderWriter(threading.Thread):
                        always=True)
             return
         hooks.run_post_run_hooks(sor, run_id, self.options, self.display, replayed=replayed)
-
-    def _link_changed_cis(self, run_id, changed_hosts, flush=True):
-        """``ci.changed_by_run`` for each changed host that is a configuration item.
-
-        ``changed_hosts``: host names, or ``{host: {"ci_id": ..., "identities": {...}}}`` with what this run
-        learnt about each host. A host's CI is found as register_host finds it: the CI register_host
-        returned for it in this run, else the first of its identities (from gathered facts) a CI holds, else
-        its name among host CIs (servers, virtual machines, containers share one namespace of names), so
-        neither an application CI named like the host nor a CI registered under another name is mistaken.
-        """
-        if not changed_hosts:
-            return
-        hints = changed_hosts if isinstance(changed_hosts, dict) else dict((host, {}) for host in changed_hosts)
-        try:
-            sor = self._open()
-            by_name = {}
-            for ci in sor.find_cis(names=sorted(hints), ci_class=list(HOST_CLASSES)):
-                by_name.setdefault(ci["name"].lower(), ci["ci_id"])
-            links = []
-            for host in sorted(hints):
-                ci_id = self._ci_of_host(sor, host, hints[host] or {}, by_name)
-                if ci_id is not None:
-                    links.append((host, ci_id))
-        except Exception as exc:  # pylint: disable=broad-except
-            self._warn("could not link changed hosts to configuration items: %s" % exc, always=True)
-            return
-        for host, ci_id in links:
-            self._add(entry_document("ci.changed_by_run", ci_id, {
-                "ci_id": ci_id, "run_id": run_id, "host": host}), flush=False)
-        if flush:
-            self._flush()
-
-    @staticmethod
-    def _ci_of_host(sor, host, hint, by_name):
-        if hint.get("ci_id") and sor.get_ci(hint["ci_id"]) is not None:
-            return hint["ci_id"]
-        identities = hint.get("identities") or {}
-        for kind in IDENTITY_ORDER:
-            if kind != "name" and identities.get(kind):
-                holder = sor.find_ci_by_identity(kind, identities[kind])
-                if holder is not None:
-                    return holder
-        holder = sor.find_ci_by_identity("name", name_identity("server", host))
-        if holder is not None:
-            return holder
-        # CIs written straight to the ledger may lack the name identity; still only host CIs
-        return by_name.get(str(host).strip().lower())
 
     # -- run.started ---------------------------------------------------------
     def _complete_run_started(self, document, slow_facts=True):
@@ -675,28 +677,6 @@ class RecorderWriter(threading.Thread):
             pass
 
 
-def is_record_only_action(action):
-    return bool(action) and str(action).startswith(RECORD_ONLY_ACTION_PREFIX)
-
-
-def is_register_host(action):
-    return bool(action) and str(action).rsplit(".", 1)[-1] == "register_host" and (
-        "." not in str(action) or is_record_only_action(action))
-
-
-def ran_in_check_mode(result, run_check_mode=False):
-    """Whether a ``run.result`` ran in check mode (``task.check_mode``; older records: the run's mode)."""
-    value = (result.get("task") or {}).get("check_mode")
-    return bool(run_check_mode) if value is None else bool(value)
-
-
 def describe_kinds(entries):
     counts = collections.Counter(entry.kind for entry in entries)
     return ", ".join("%d %s" % (count, kind) for kind, count in sorted(counts.items()))
-
-
-def is_host_change(result):
-    """Whether a ``run.result`` changed its host: a changed task result (a loop counts once, by its own
-    result, not per item) of an action that changes hosts rather than only writing to the record."""
-    return (not result.get("item") and result.get("status") == "changed"
-            and not is_record_only_action((result.get("task") or {}).get("action")))
