@@ -412,3 +412,35 @@ def test_a_detected_interruption_replayed_from_the_spool_gets_links_but_no_hooks
     with open_system_of_record(config) as sor:
         assert sor.get_change_event("run-killed")["status"] == "interrupted"
         assert links_in_ledger(sor) == [("run-killed", "h1", "ci-1")]
+
+
+def test_links_are_made_when_the_ledger_is_back_for_the_end_after_a_failed_look_up(tmp_path, sqlite_env):
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
+
+    config = sqlite_config(sqlite_env)
+    with open_system_of_record(config) as sor:
+        sor.append([server_ci("ci-1", "h1")])
+    failures = []
+
+    def flaky_lookups(config):
+        sor = open_system_of_record(config)
+        real = sor.find_cis
+
+        def find_cis(*args, **kwargs):
+            if not failures:
+                failures.append(True)
+                raise BackendUnavailable("the network dropped the look-up")
+            return real(*args, **kwargs)
+
+        sor.find_cis = find_cis
+        return sor
+
+    display = RecordingDisplay()
+    writer = RecorderWriter(config, Spool(str(tmp_path / "spool"), target_key(config)), display, flush_interval=0.1,
+                            opener=flaky_lookups)
+    writer.start()
+    end = start_run(writer, "run-flaky", ["h1"], tmp_path)
+    assert writer.finish("run-flaky", ["h1"], timeout=60, end=end)
+    assert failures and display.warnings == []
+    with open_system_of_record(config) as sor:
+        assert links_in_ledger(sor) == [("run-flaky", "h1", "ci-1")]

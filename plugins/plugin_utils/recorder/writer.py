@@ -600,15 +600,7 @@ class RecorderWriter(threading.Thread):
 
     def _finish(self, info):
         run_id = info["run_id"]
-        documents = []
-        if info["changed_hosts"]:
-            try:
-                documents = self._link_documents(self._open(), run_id, info["changed_hosts"], info.get("context"))
-            except Exception as exc:  # pylint: disable=broad-except
-                # an unavailable ledger also fails the flush below: the end then goes to the spool and the
-                # run replaying it makes the links
-                self.last_error = exc
-                self._warn("could not link changed hosts to configuration items: %s" % exc, always=True)
+        documents, unavailable = self._links_of(info)
         with self._state:
             # end and links become pending in one step: in one batch, in the ledger or in the spool
             if info.get("end") is not None:
@@ -619,9 +611,32 @@ class RecorderWriter(threading.Thread):
         self._flush(retry_spool=True)
         if self._pending or self._my_spool_files:
             return
+        if unavailable:
+            # the ledger came back for the end: this run's links are its own to make, not a replay's
+            for document in self._links_of(info, warn_unavailable=True)[0]:
+                self._add(document, flush=False)
+            self._flush()
+            if self._pending or self._my_spool_files:
+                return
         self.reached_ledger = True
         if run_id in self._ended_here:
             self._run_hooks(run_id)
+
+    def _links_of(self, info, warn_unavailable=False):
+        """``(link documents, unavailable)`` for the hosts the finishing run changed."""
+        if not info["changed_hosts"]:
+            return [], False
+        try:
+            return self._link_documents(self._open(), info["run_id"], info["changed_hosts"], info.get("context")), False
+        except Exception as exc:  # pylint: disable=broad-except
+            self.last_error = exc
+            if is_refusal(exc) or warn_unavailable:
+                self._warn("could not link changed hosts to configuration items: %s" % exc, always=True)
+                return [], False
+            # the flush meets it too and says so once; the end then goes to the spool, and the run
+            # replaying it makes the links
+            self._close()
+            return [], True
 
     def _run_hooks(self, run_id, replayed=False):
         for problem in hooks.discover_post_run_hooks():
