@@ -114,7 +114,7 @@ class Redactor(object):
         if self._known_re is not None:
             text = self._known_re.sub(self.replacement, text)
         text = _URL_PASSWORD_RE.sub(self._url_replacement, text)
-        if self._block_re is not None:
+        if self._block_re is not None and ("|" in text or ">" in text):
             text = self._redact_block_scalars(text)
         if self._line_re is not None:
             text = self._line_re.sub(self._line_replacement, text)
