@@ -18,7 +18,8 @@ calls each hook as ``func(sor, run_id, options, display)``:
 
 A hook that raises is reported as a warning; it never fails the playbook and
 never stops the other hooks. Hooks run only when the run's entries reached the
-system of record (not while they wait in the spool).
+system of record (not while they wait in the spool), once: in the process whose
+append wrote the run's end.
 
 A run whose end reached the ledger only later, when another run replayed the
 spool, gets the hooks registered with ``replayed_runs=True``, called by the
