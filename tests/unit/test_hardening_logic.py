@@ -460,3 +460,17 @@ def test_a_setting_belongs_to_one_control(catalogue, control_id, change, message
     extra["check"] = dict(extra["check"], **change)
     with pytest.raises(hardening.HardeningError, match=message):
         hardening.plan(dict(catalogue, controls=catalogue["controls"] + [extra]), "Debian", today="2026-06-01")
+
+
+def test_the_role_writes_the_files_the_logic_plans():
+    with open(os.path.join(REPO, "roles", "hardening", "tasks", "enforce.yml")) as handle:
+        tasks = {t["name"].split(" | ")[-1]: t for t in yaml.safe_load(handle)}
+
+    def args(name):
+        task = tasks[name]
+        return task[next(k for k in task if k.startswith("ansible.builtin."))]
+    assert args("Stop unused kernel modules from loading")["dest"] == hardening.MODPROBE_FILE
+    assert args("Persist kernel parameters in /etc/sysctl.d")["dest"] == hardening.SYSCTL_FILE
+    assert args("Make sure the sshd drop-in directory exists")["path"] == os.path.dirname(hardening.SSHD_DROPIN)
+    assert args("Write the sshd drop-in (validated with sshd -t first)")["dest"] == hardening.SSHD_DROPIN
+    assert args("Add the block sshd reads first to the top of sshd_config")["path"] == hardening.SSHD_MAIN
