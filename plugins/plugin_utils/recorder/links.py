@@ -174,7 +174,9 @@ def resolve_host_cis(sor, hosts, facts_of=None, inventory_names=(), rules=None):
 
     ``hosts``: ``{host: {"ci_id": ...}}`` (register_host's answer, when it ran for the host);
     ``facts_of(host)``: the host's facts, or None; ``inventory_names``: every inventory host (any
-    case); ``rules``: an :class:`IdentificationRules`. About seven queries per 500 hosts.
+    case); ``rules``: an :class:`IdentificationRules`. At most ten queries per 500 hosts (the CIs
+    register_host named, one per identity kind, the CIs holding them, the names), plus one per name
+    that several host CIs share.
     """
     found = {}
     answered = dict((host, hint["ci_id"]) for host, hint in hosts.items() if (hint or {}).get("ci_id"))
