@@ -110,7 +110,7 @@ class ActionModule(SystemOfRecordAction):
         play = {"name": getattr(play_obj, "name", None) or ""}
         try:
             play = inspect_play(play_obj, task_vars, templar=self._templar, playbook=run_playbook(play_obj),
-                                check_mode=run_check_mode())
+                                check_mode=run_check_mode(), hosts=hosts)
         except Exception as exc:  # pylint: disable=broad-except
             # Not knowing what the play does must not let it through unchecked, nor call it a dry run.
             result.update(change_gate.fail_closed(

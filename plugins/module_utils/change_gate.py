@@ -158,6 +158,12 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "modules": list(play.get("modules") or []),
         "paths": list(play.get("paths") or []),
         "dynamic_includes": list(play.get("dynamic_includes") or []),
+        # what the gate read in advance, and what it ruled out (a when false for every host of the batch)
+        "read_includes": list(play.get("read_includes") or []),
+        "skipped_includes": list(play.get("skipped_includes") or []),
+        "skipped_tasks": list(play.get("skipped_tasks") or []),
+        # "module X" / "path P" -> the file:line of the first task that calls or writes it
+        "touched_at": dict(play.get("touched_at") or {}),
         "unresolved_paths": list(play.get("unresolved_paths") or []),
         "opaque_actions": list(play.get("opaque_actions") or []),
         "delegated_hosts": list(play.get("delegated_hosts") or []),

@@ -764,18 +764,28 @@ def _matches_path(path, pattern):
 
 
 def protected_areas_touched(policy, context):
-    """``[{"area": name, "matched_by": ["role ssh_hardening", ...]}]`` for every protected area the play touches."""
+    """``[{"area": name, "matched_by": ["role ssh_hardening", ...]}]`` for every protected area the play touches.
+
+    A module or path says where the play calls or writes it (``path /etc/ssh/x at tasks/enforce.yml:12``)
+    when the context's ``touched_at`` knows: the task may sit deep in an included file.
+    """
     modules = context.get("modules") or ()
     roles = context.get("roles") or ()
     tags = set(context.get("tags") or ())
     paths = context.get("paths") or ()
+    touched_at = context.get("touched_at") or {}
+
+    def located(what):
+        where = touched_at.get(what)
+        return "%s at %s" % (what, where) if where else what
+
     touched = []
     for area in policy.protected_areas:
         matched = []
-        matched.extend("module %s" % m for m in modules if _matches_module(m, area.modules))
+        matched.extend(located("module %s" % m) for m in modules if _matches_module(m, area.modules))
         matched.extend("role %s" % r for r in roles if any(fnmatch.fnmatchcase(r, p) for p in area.roles))
         matched.extend("tag %s" % t for t in sorted(tags) if t in area.tags)
-        matched.extend("path %s" % p for p in paths if any(_matches_path(p, pattern) for pattern in area.paths))
+        matched.extend(located("path %s" % p) for p in paths if any(_matches_path(p, pattern) for pattern in area.paths))
         if matched:
             touched.append({"area": area.name, "matched_by": matched})
     return touched

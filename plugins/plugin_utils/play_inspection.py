@@ -6,16 +6,20 @@
 The change gate needs the play's roles, tags, the modules its tasks call and
 the files they write *before* any of them runs. Static content (``roles:``,
 ``import_role``, ``import_tasks``, role dependencies, handlers) is already
-parsed into blocks and is walked here. What cannot be known in advance is
-listed as such, never silently skipped: dynamic includes, paths that need
-variables only known at run time (loop items, registered results), commands
-that do not say what they change, and hosts tasks delegate to. Tasks that the
-run's ``--tags``/``--skip-tags`` exclude are left out: they will not run.
+parsed into blocks and is walked here. Dynamic includes are read the way
+Ansible will load them when the gate can know what they load before the play
+runs: ``include_tasks`` of a literal file name (or ``prefix{{ loop_var }}suffix``
+over a literal loop), ``include_role`` of a literal role name, nested ones too.
+Their tasks count like the play's own, in real and in ``--check`` runs alike:
+a protected area behind an include is still a protected area.
 
-In a ``--check`` run the gate must also know whether any task runs for real
-(``check_mode: false``): that needs the tasks of dynamic includes too, so
-``include_tasks`` of a file known before the play runs is read here the way
-Ansible will load it; one that cannot be read is listed as uninspectable.
+What cannot be known in advance is listed as such, never silently skipped:
+includes the gate cannot read, paths that need variables only known at run
+time (loop items, registered results), commands that do not say what they
+change, and hosts tasks delegate to. Tasks that the run's
+``--tags``/``--skip-tags`` exclude are left out: they will not run; so are
+tasks and includes whose ``when`` is false for every host of the batch, when
+the gate can tell that before the play runs (see :class:`_Conditions`).
 """
 
 from __future__ import annotations
@@ -27,15 +31,24 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.playbook.block import Block
 from ansible.playbook.handler import Handler
 from ansible.playbook.helpers import load_list_of_blocks
+from ansible.template import Templar
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
     RECORD_ONLY_ACTION_PREFIX,
 )
 
+try:
+    import jinja2
+    from jinja2 import nodes as jinja2_nodes
+except ImportError:  # pragma: no cover - ansible-core requires Jinja2
+    jinja2 = None
+
 #: arguments that name a file a task writes, for any module
 PATH_ARGUMENTS = ("dest", "path")
 #: modules whose ``name`` argument is a path too (for others it is a package, a user...)
-NAME_IS_PATH = {"file", "lineinfile", "blockinfile", "replace", "ini_file", "xml", "stat"}
+NAME_IS_PATH = {"file", "lineinfile", "blockinfile", "replace", "ini_file", "xml"}
+#: modules that only read the files they name: they touch nothing
+READ_ONLY_MODULES = {"stat", "slurp", "find"}
 #: module-specific path arguments
 EXTRA_PATH_ARGUMENTS = {"sysctl": ("sysctl_file",), "cron": ("cron_file",), "pamd": ("path",),
                         "sudoers": ("sudoers_path",), "authorized_key": ("path",)}
@@ -55,6 +68,36 @@ CONTROLLER_NAMES = {"localhost", "127.0.0.1", "::1"}
 MAX_INCLUDE_DEPTH = 10
 #: ``{{ name }}`` alone: the only template a looped include's file name may hold to be read in advance
 _LOOP_VARIABLE = re.compile(r"^([^{}]*)\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}([^{}]*)$")
+
+# --- conditions -----------------------------------------------------------------------------
+#: variables Ansible sets once for the whole run: no task changes them, every host sees the same value
+RUN_CONSTANTS = frozenset((
+    "ansible_check_mode", "ansible_diff_mode", "ansible_run_tags", "ansible_skip_tags", "ansible_version",
+    "ansible_forks", "ansible_verbosity", "ansible_limit", "ansible_inventory_sources", "ansible_config_file",
+    "ansible_playbook_python", "playbook_dir", "ansible_play_name", "ansible_play_role_names",
+    "ansible_role_names", "ansible_dependent_role_names", "role_names", "role_name", "role_path", "role_uuid",
+    "ansible_role_name", "ansible_collection_name", "ansible_parent_role_names", "ansible_parent_role_paths",
+    "omit", "undef",
+))
+#: per host, but no task changes them
+HOST_CONSTANTS = frozenset(("inventory_hostname", "inventory_hostname_short"))
+#: change while the play runs whatever its tasks say: hosts fail or end, group_by/add_host move hosts
+ALWAYS_MUTABLE = frozenset(("ansible_play_hosts", "ansible_play_batch", "ansible_play_hosts_all", "play_hosts"))
+#: names whose value the gate cannot follow (any variable, another host's, a lookup run at gate time)
+OPAQUE_NAMES = frozenset(("vars", "hostvars", "lookup", "query", "q", "now"))
+#: what the fact modules of ansible-core add besides ``ansible_*`` facts
+FACT_MODULE_NAMES = {"package_facts": ("packages",), "service_facts": ("services",)}
+FACT_MODULE_PREFIXES = {"getent": "getent_"}
+#: a variable whose value holds more templates or items than this is not followed
+MAX_CLOSURE_NAMES = 100
+MAX_VALUE_ITEMS = 2000
+#: variable look-ups (one per host and task, ~0.2 ms each) the gate may spend on conditions per play batch:
+#: a condition false for the first host that may differ on other hosts is evaluated for every host
+#: of the batch while this lasts, else it counts as possibly true
+MAX_VARIABLE_LOOKUPS = 1000
+
+_MISSING = object()
+_NOT_FOLLOWED = object()
 
 
 def _short(action):
@@ -88,12 +131,15 @@ def _template(templar, value):
     return rendered if isinstance(rendered, str) else value
 
 
+def _relative(path, base_dir):
+    if base_dir and path.startswith(base_dir.rstrip(os.sep) + os.sep):
+        return path[len(base_dir.rstrip(os.sep)) + 1:]
+    return path
+
+
 def _where(task, base_dir):
     """``file:line`` of a task, relative to the playbook directory when below it."""
-    path = task.get_path() or "(unknown file)"
-    if base_dir and path.startswith(base_dir.rstrip(os.sep) + os.sep):
-        path = path[len(base_dir.rstrip(os.sep)) + 1:]
-    return path
+    return _relative(task.get_path() or "(unknown file)", base_dir)
 
 
 def _unresolved(value):
@@ -133,10 +179,10 @@ def _read_only(task):
 
 
 def _include_targets(task, short, args):
-    """The file names a dynamic include loads, or None when they are not known before the play runs.
+    """The file names an ``include_tasks`` loads, or None when they are not known before the play runs.
 
-    Only ``include_tasks`` of a literal file name, or of ``prefix{{ loop_var }}suffix`` over a
-    literal ``loop:`` list, is known: any other variable may differ from host to host.
+    Only a literal file name, or ``prefix{{ loop_var }}suffix`` over a literal ``loop:`` list, is
+    known: any other variable may differ from host to host.
     """
     if short != "include_tasks":
         return None
@@ -202,6 +248,79 @@ def _included_blocks(task, path, play):
         play.roles = roles
 
 
+def _literal_role(task):
+    """``include_role``: the role name and ``*_from`` files when all are literal, else None."""
+    name = getattr(task, "_role_name", None)
+    from_files = dict(getattr(task, "_from_files", None) or {})
+    if not isinstance(name, str) or not name or "{" in name:
+        return None
+    if any(not isinstance(value, str) or "{" in value for value in from_files.values()):
+        return None
+    return name, tuple(sorted(from_files.items()))
+
+
+def _included_role_blocks(task, play):
+    """The task and handler blocks Ansible builds for an ``include_role`` (IncludeRole.get_block_list),
+    and the role's directory.
+
+    Loading a role registers it with the play (roles, handlers, role cache): that is for Ansible to
+    do when (and if) the include runs, so the play is left as it was.
+    """
+    include = task.copy()
+    roles, handlers = list(play.roles or []), list(play.handlers or [])
+    cache = getattr(play, "role_cache", None)
+    saved_cache = {key: list(value) for key, value in cache.items()} if isinstance(cache, dict) else None
+    try:
+        blocks, handler_blocks = include.get_block_list(play=play, variable_manager=task._variable_manager,
+                                                        loader=task._loader)
+    finally:
+        play.roles, play.handlers = roles, handlers
+        if saved_cache is not None:
+            cache.clear()
+            cache.update(saved_cache)
+    return list(blocks) + list(handler_blocks), include._role_path
+
+
+def _read_include(task, short, play, stack):
+    """What a dynamic include loads: ``([(file, blocks, key)], [(target, why it is not read)])``.
+
+    ``stack``: the keys of the includes being read (an include of itself is a loop). This one
+    resolver serves real and ``--check`` runs alike.
+    """
+    args = task.args or {}
+    loaded, unread = [], []
+    if short == "include_role":
+        role = _literal_role(task)
+        shown = args.get("name") or args.get("role")
+        if role is None:
+            return loaded, [(shown, "not known before the play runs")]
+        key = ("role",) + role
+        if key in stack or len(stack) >= MAX_INCLUDE_DEPTH:
+            return loaded, [(shown, "included from itself or nested too deep")]
+        try:
+            blocks, path = _included_role_blocks(task, play)
+        except Exception as exc:  # pylint: disable=broad-except
+            return loaded, [(shown, "cannot be read: %s" % exc)]
+        return [(path or role[0], blocks, key)], unread
+    targets = _include_targets(task, short, args)
+    if targets is None:
+        return loaded, [(args.get("name") or args.get("_raw_params") or args.get("file"),
+                         "not known before the play runs")]
+    for target in targets:
+        path = _include_file(task, target)
+        if path is None:
+            unread.append((target, "no single file found"))
+            continue
+        if path in stack or len(stack) >= MAX_INCLUDE_DEPTH:
+            unread.append((target, "included from itself or nested too deep"))
+            continue
+        try:
+            loaded.append((path, _included_blocks(task, path, play), path))
+        except Exception as exc:  # pylint: disable=broad-except
+            unread.append((target, "cannot be read: %s" % exc))
+    return loaded, unread
+
+
 def _selected(task, only_tags, skip_tags, task_vars):
     try:
         return task.evaluate_tags(only_tags, skip_tags, all_vars=task_vars)
@@ -209,84 +328,351 @@ def _selected(task, only_tags, skip_tags, task_vars):
         return True  # a tag that cannot be templated yet: assume the task runs
 
 
-class _CheckModeScan(object):
-    """In a --check run: the tasks that run for real, and the includes whose tasks cannot be read.
+def _loop_names(task):
+    """Variables a loop sets for each item: local to the task (and to the files an include loads)."""
+    if not (getattr(task, "loop", None) is not None or getattr(task, "loop_with", None)):
+        return ()
+    control = getattr(task, "loop_control", None)
+    names = [getattr(control, "loop_var", None) or "item"]
+    if isinstance(getattr(control, "index_var", None), str):
+        names.append(control.index_var)
+    return tuple(names)
 
-    A task forced out of check mode (``check_mode: false``) changes hosts unless it is declared
-    read-only (``changed_when: false``). Dynamic includes are read like Ansible will load them
-    (nested includes too), so a ``check_mode: false`` task inside one is seen; one the gate
-    cannot read makes the run as good as real, since it may hold such a task.
+
+class _Step(object):
+    """A task or include of the play, with the includes it sits in (``guards``, outermost first)."""
+
+    __slots__ = ("task", "action", "short", "where", "guards", "local", "files", "unread", "shown")
+
+    def __init__(self, task, action, where, guards):
+        self.task = task
+        self.action = action
+        self.short = _short(action)
+        self.where = where
+        self.guards = guards
+        local = set(_loop_names(task))
+        for guard in guards:
+            local.update(guard.local)
+        self.local = frozenset(local)
+        self.files = []
+        self.unread = []
+        args = task.args or {}
+        self.shown = args.get("name") or args.get("role") or args.get("file") or args.get("_raw_params")
+
+
+class _Mutations(object):
+    """The variables the play's tasks may set while it runs (set_fact, register, include_vars, facts...).
+
+    A condition on such a variable cannot be judged before the play runs: its value at gate time
+    (undefined, or what an earlier play left) is not the value the task will see. Collected over
+    every task the gate reads, whether it may run or not (a superset, so conservative), and in no
+    particular order (a variable set after the include counts too).
     """
 
-    def __init__(self, play, templar, base_dir, tags, task_vars):
+    def __init__(self):
+        self.names = set()
+        self.prefixes = set()
+        #: why every variable may change (an include the gate cannot read, include_vars of an unknown file...)
+        self.everything = None
+
+    def all(self, why):
+        if self.everything is None:
+            self.everything = why
+
+    def add(self, name, why):
+        if isinstance(name, str) and name and "{" not in name:
+            self.names.add(name)
+        elif name:
+            self.all(why)
+
+    def covers(self, name):
+        if name in RUN_CONSTANTS or name in HOST_CONSTANTS:
+            return False
+        if name in ALWAYS_MUTABLE or name.startswith("ansible_") or self.everything is not None:
+            # facts (any module may return ansible_facts) and play host lists
+            return True
+        return name in self.names or any(name.startswith(prefix) for prefix in self.prefixes)
+
+    def task(self, task, short, where):
+        args = task.args or {}
+        register = getattr(task, "register", None)
+        if register:
+            self.add(register, "%s registers %s" % (where, register))
+        if short == "set_fact":
+            for key in args:
+                if key != "cacheable":
+                    self.add(key, "%s sets a fact named by a template" % where)
+        elif short == "include_vars":
+            self._include_vars(task, args, where)
+        elif short in ("add_host", "group_by") or (short == "meta" and args.get("_raw_params") == "refresh_inventory"):
+            # hosts change groups, so group variables may change for any name
+            self.all("%s %s changes the inventory" % (where, short))
+        elif short in FACT_MODULE_NAMES:
+            self.names.update(FACT_MODULE_NAMES[short])
+        elif short in FACT_MODULE_PREFIXES:
+            self.prefixes.add(FACT_MODULE_PREFIXES[short])
+        elif short.endswith("_facts") and short != "gather_facts":
+            self.all("%s %s returns facts" % (where, short))
+        elif short == "include_role" and args.get("public") not in (None, False, "false", "no"):
+            self.all("%s include_role exposes the role's variables" % where)
+
+    def _include_vars(self, task, args, where):
+        why = "%s include_vars of a file the gate cannot read" % where
+        if args.get("name"):
+            self.add(args["name"], why)
+            return
+        source = args.get("file") or args.get("_raw_params")
+        if args.get("dir") or not isinstance(source, str) or "{" in source:
+            self.all(why)
+            return
+        try:
+            path = task._loader.path_dwim_relative_stack(task.get_search_path(), "vars", source)
+            data = task._loader.load_from_file(path)
+        except Exception:  # pylint: disable=broad-except
+            data = None
+        if not isinstance(data, dict):
+            self.all(why)
+            return
+        for key in data:
+            self.add(key, why)
+
+
+class _Conditions(object):
+    """Is a task's ``when`` false for every host of the batch, as far as the gate can tell now?
+
+    ``task.when`` already holds the conditions the task inherits from its blocks, roles and static
+    includes (Ansible builds included tasks under the include, so its own ``when`` is not theirs,
+    as at run time). A condition is judged only when every variable it reads, directly or through
+    the templates in their values, is one no task of the play may change (see :class:`_Mutations`)
+    and no loop sets; it is evaluated with each host's own variables, as Ansible would compute them
+    for the task. Anything else - an undefined variable a task will register, a lookup, an error -
+    counts as possibly true.
+
+    Cost: one variable look-up for the first host of the batch; when the condition is false there
+    and reads only extra vars and run constants, it is false for every host. Otherwise each further
+    host costs a look-up (bounded by :data:`MAX_VARIABLE_LOOKUPS` per play batch; past that the
+    condition counts as possibly true), and the condition is evaluated once per distinct set of
+    values of the variables it reads.
+    """
+
+    def __init__(self, play, hosts, mutations, lookups=None):
+        manager = play.get_variable_manager() if hasattr(play, "get_variable_manager") else None
+        self.manager = manager
+        self.inventory = getattr(manager, "_inventory", None)
+        self.loader = getattr(play, "_loader", None)
+        self.extra = frozenset(getattr(manager, "extra_vars", None) or ())
         self.play = play
-        self.templar = templar
+        self.hosts = [host for host in hosts or () if host]
+        self.mutations = mutations
+        self.lookups = MAX_VARIABLE_LOOKUPS if lookups is None else lookups
+        self._parsed = {}
+        self._results = {}
+        self._environment = jinja2.Environment() if jinja2 is not None else None
+
+    # -- reading names ---------------------------------------------------------------------
+    def _names(self, text, expression=True):
+        """Top-level variable names ``text`` reads, or None when the gate does not judge it."""
+        key = (text, expression)
+        if key in self._parsed:
+            return self._parsed[key]
+        names = None
+        if self._environment is not None and isinstance(text, str) and text.strip():
+            source = text.strip()
+            if expression and not any(mark in source for mark in ("{{", "{%", "{#")):
+                # a template in a condition (indirection) is resolved by Ansible at run time: not judged
+                source = "{{ (%s) }}" % source
+            elif expression:
+                source = None
+            if source is not None:
+                try:
+                    tree = self._environment.parse(source)
+                except Exception:  # pylint: disable=broad-except
+                    tree = None
+                if tree is not None:
+                    # every name read (not only the undeclared ones: a name a template sets itself is read
+                    # as a variable too, which can only make the gate more careful); filters and tests are
+                    # not names, Jinja's own globals (range, dict...) not variables
+                    names = frozenset(node.name for node in tree.find_all(jinja2_nodes.Name)
+                                      if node.ctx == "load" and node.name not in self._environment.globals)
+        self._parsed[key] = names
+        return names
+
+    def _judged(self, name, local):
+        if name in local or name in OPAQUE_NAMES:
+            return False
+        # extra vars win over anything a task sets (set_fact, register, include_vars, facts)
+        return name in self.extra or not self.mutations.covers(name)
+
+    def _templates(self, value):
+        """The template strings inside a variable's (raw) value, or None when too big to follow."""
+        found, todo, items = [], [value], 0
+        while todo:
+            item = todo.pop()
+            items += 1
+            if items > MAX_VALUE_ITEMS:
+                return None
+            if isinstance(item, str):
+                if "{{" in item or "{%" in item:
+                    found.append(item)
+            elif isinstance(item, dict):
+                todo.extend(item.keys())
+                todo.extend(item.values())
+            elif isinstance(item, (list, tuple, set, frozenset)):
+                todo.extend(item)
+        return found
+
+    def _closure(self, names, variables, local):
+        """Every variable ``names`` read through the templates in their values, or None when one of
+        them cannot be judged before the play runs."""
+        seen, todo = set(), list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if len(seen) > MAX_CLOSURE_NAMES or not self._judged(name, local):
+                return None
+            value = variables.get(name, _MISSING)
+            if value is _MISSING:
+                continue  # undefined, and no task defines it: undefined at run time too
+            templates = self._templates(value)
+            if templates is None:
+                return None
+            for text in templates:
+                more = self._names(text, expression=False)
+                if more is None:
+                    return None
+                todo.extend(more)
+        return frozenset(seen)
+
+    def _host_independent(self, closure):
+        return all(name in RUN_CONSTANTS or (name in self.extra and name not in HOST_CONSTANTS) for name in closure)
+
+    # -- evaluating ------------------------------------------------------------------------
+    def _variables(self, task, host_name):
+        """The variables Ansible would give ``task`` on ``host_name``, or None."""
+        if self.manager is None or self.inventory is None or self.loader is None or self.lookups <= 0:
+            return None
+        host = self.inventory.get_host(host_name)
+        if host is None:
+            return None
+        self.lookups -= 1
+        try:
+            # one-host play lists: a full list per host makes each look-up O(hosts); conditions never
+            # read them (hosts fail or end while the play runs: ALWAYS_MUTABLE)
+            return self.manager.get_vars(play=self.play, host=host, task=task, _hosts=[host_name],
+                                         _hosts_all=[host_name])
+        except TypeError:
+            try:
+                return self.manager.get_vars(play=self.play, host=host, task=task)
+            except Exception:  # pylint: disable=broad-except
+                return None
+        except Exception:  # pylint: disable=broad-except
+            return None
+
+    def _value(self, text, closure, variables):
+        """True/False, or None when it cannot be evaluated; once per distinct set of values read."""
+        key = (text, tuple((name, repr(variables.get(name, _MISSING))) for name in sorted(closure)))
+        if key not in self._results:
+            try:
+                self._results[key] = bool(Templar(loader=self.loader, variables=variables).evaluate_conditional(text))
+            except Exception:  # pylint: disable=broad-except
+                self._results[key] = None  # undefined, broken...: possibly true
+        return self._results[key]
+
+    def _false_on(self, conditions, variables, local):
+        """The first of ``conditions`` that is certainly false with ``variables``, as ``(text, closure)``."""
+        for text, names in conditions:
+            closure = self._closure(names, variables, local)
+            if closure is not None and self._value(text, closure, variables) is False:
+                return text, closure
+        return None
+
+    def false_for_every_host(self, task, local=frozenset()):
+        """The condition of ``task`` that is false for every host of the batch, or None (it may run)."""
+        conditions = list(getattr(task, "when", None) or ())
+        if not conditions or not self.hosts:
+            return None
+        for condition in conditions:
+            if condition is False or (isinstance(condition, str) and condition.strip().lower() == "false"):
+                return "false"
+        judged = []
+        for condition in conditions:
+            names = self._names(condition) if isinstance(condition, str) else None
+            if names is not None and all(self._judged(name, local) for name in names):
+                judged.append((condition, names))
+        if not judged:
+            return None
+        first, others = self.hosts[0], self.hosts[1:]
+        variables = self._variables(task, first)
+        if variables is None:
+            return None
+        false = self._false_on(judged, variables, local)
+        if false is None:
+            return None
+        if not others or self._host_independent(false[1]):
+            return false[0]
+        if self.lookups < len(others):
+            return None  # not enough look-ups left for every host: possibly true
+        for host in others:
+            variables = self._variables(task, host)
+            if variables is None or self._false_on(judged, variables, local) is None:
+                return None
+        return false[0]
+
+
+class _Scan(object):
+    """One walk over the tasks that may run: the play's own, and those of every include the gate can read."""
+
+    def __init__(self, play, base_dir, tags, task_vars):
+        self.play = play
         self.base_dir = base_dir
         self.tags = tags
         self.task_vars = task_vars
-        self.real = []
-        self.uninspectable = []
+        self.tasks = []
+        self.includes = []
+        self.mutations = _Mutations()
 
-    @staticmethod
-    def _add(target, value):
-        if value not in target:
-            target.append(value)
-
-    def task(self, task, action, where):
-        if action.startswith(RECORD_ONLY_ACTION_PREFIX) or _read_only(task):
-            return
-        if _runs_for_real(task, self.templar):
-            self._add(self.real, "%s (%s)" % (where, task.get_name()))
-
-    def include(self, task, short, where, stack=()):
-        """Read what the include loads; ``stack``: the files being read (an include of itself is a loop)."""
-        args = task.args or {}
-        targets = _include_targets(task, short, args)
-        shown = args.get("name") or args.get("_raw_params") or args.get("file")
-        if targets is None:
-            self._add(self.uninspectable, "%s %s %s (not known before the play runs)" % (where, short, shown))
-            return
-        for target in targets:
-            path = _include_file(task, target)
-            if path is None:
-                self._add(self.uninspectable, "%s %s %s (no single file found)" % (where, short, target))
-                continue
-            if path in stack or len(stack) >= MAX_INCLUDE_DEPTH:
-                self._add(self.uninspectable, "%s %s %s (included from itself or nested too deep)"
-                          % (where, short, target))
-                continue
-            try:
-                blocks = _included_blocks(task, path, self.play)
-            except Exception as exc:  # pylint: disable=broad-except
-                self._add(self.uninspectable, "%s %s %s (cannot be read: %s)" % (where, short, target, exc))
-                continue
-            self.blocks(blocks, stack + (path,))
-
-    def blocks(self, blocks, stack):
+    def blocks(self, blocks, guards=(), stack=()):
         for task in _walk(blocks):
             action = getattr(task, "resolved_action", None) or getattr(task, "action", None)
-            if not action or _short(action) == "meta" or not _selected(task, *self.tags, task_vars=self.task_vars):
+            if not action or not _selected(task, *self.tags, task_vars=self.task_vars):
                 continue
             where = _where(task, self.base_dir)
-            if _short(action) in DYNAMIC_INCLUDES:
-                self.include(task, _short(action), where, stack)
-            else:
-                self.task(task, action, where)
+            short = _short(action)
+            self.mutations.task(task, short, where)
+            if short == "meta":
+                continue
+            step = _Step(task, action, where, guards)
+            if short not in DYNAMIC_INCLUDES:
+                self.tasks.append(step)
+                continue
+            self.includes.append(step)
+            loaded, unread = _read_include(task, short, self.play, stack)
+            step.unread = ["%s %s %s (%s)" % (where, short, target, why) for target, why in unread]
+            if unread:
+                # its tasks may set any variable
+                self.mutations.all(step.unread[0])
+            for path, included, key in loaded:
+                step.files.append(_relative(path, self.base_dir))
+                self.blocks(included, guards + (step,), stack + (key,))
 
 
-def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False):
+def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False, hosts=None):
     """``{name, pattern, roles, tags, modules, paths, dynamic_includes, ...}`` of ``play``.
 
     ``check_mode`` is the run's ``--check``: tasks that still run for real are listed in
     ``real_in_check_mode``, dynamic includes whose tasks cannot be read in advance in
-    ``uninspectable_includes``.
+    ``uninspectable_includes``. ``hosts``: the play batch the gate decides for (conditions are
+    judged for these hosts; default: the host of ``task_vars``).
     """
     only_tags = set(getattr(play, "only_tags", None) or ["all"])
     skip_tags = set(getattr(play, "skip_tags", None) or [])
-    roles, tags, modules, paths, includes = [], [], [], [], []
-    unresolved_paths, opaque, delegated, unresolved_delegations = [], [], [], []
+    roles, tags, modules, paths, includes, unread = [], [], [], [], [], []
+    unresolved_paths, opaque, delegated, unresolved_delegations, real = [], [], [], [], []
+    read_includes, skipped_includes, skipped_tasks = [], [], []
+    touched_at = {}
     base_dir = task_vars.get("playbook_dir") or (os.path.dirname(playbook) if playbook else None)
-    scan = _CheckModeScan(play, templar, base_dir, (only_tags, skip_tags), task_vars)
 
     def add(target, value):
         if value and value not in target:
@@ -307,38 +693,76 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
             blocks.extend(role.get_handler_blocks())
     blocks.extend(play.handlers or [])
 
-    for task in _walk(blocks):
-        action = getattr(task, "resolved_action", None) or getattr(task, "action", None)
-        if not action or _short(action) == "meta" or not _selected(task, only_tags, skip_tags, task_vars):
-            continue
-        if getattr(task, "_role", None) is not None:
-            add(roles, _role_name(task._role))
-        for tag in task.tags or []:
+    scan = _Scan(play, base_dir, (only_tags, skip_tags), task_vars)
+    scan.blocks(blocks)
+    conditions = _Conditions(play, hosts or [task_vars.get("inventory_hostname")], scan.mutations)
+    false_for_all = {}
+
+    def skipped(step):
+        key = id(step)
+        if key not in false_for_all:
+            false_for_all[key] = conditions.false_for_every_host(step.task, step.local)
+        return false_for_all[key]
+
+    def reached(step):
+        # an include that runs on no host loads nothing
+        return not any(skipped(guard) for guard in step.guards)
+
+    def described(step):
+        if getattr(step.task, "_role", None) is not None:
+            add(roles, _role_name(step.task._role))
+        for tag in step.task.tags or []:
             add(tags, str(tag))
-        short = _short(action)
-        args = task.args or {}
-        where = _where(task, base_dir)
-        record_only = action.startswith(RECORD_ONLY_ACTION_PREFIX)
-        if getattr(task, "delegate_to", None) and not record_only:
-            target = _template(templar, task.delegate_to)
+
+    def delegation(step):
+        if getattr(step.task, "delegate_to", None) and not step.action.startswith(RECORD_ONLY_ACTION_PREFIX):
+            target = _template(templar, step.task.delegate_to)
             if _unresolved(target) or not isinstance(target, str):
-                add(unresolved_delegations, "%s delegate_to %s" % (where, task.delegate_to))
+                add(unresolved_delegations, "%s delegate_to %s" % (step.where, step.task.delegate_to))
             elif target not in CONTROLLER_NAMES:
                 add(delegated, target)
-        if short in DYNAMIC_INCLUDES:
-            target = args.get("name") or args.get("file") or args.get("_raw_params")
-            add(includes, "%s %s %s" % (where, short, target))
-            if short == "include_role" and target:
-                add(roles, str(_template(templar, target)))
-            if check_mode:
-                scan.include(task, short, where)
+
+    # includes first: what they load depends on them, and they get the condition look-ups first
+    for step in scan.includes:
+        if not reached(step):
             continue
-        if check_mode:
-            scan.task(task, action, where)
+        described(step)
+        condition = skipped(step)
+        if condition:
+            add(skipped_includes, "%s %s %s (when: %s)" % (step.where, step.short, step.shown, condition))
+            continue
+        delegation(step)
+        if step.short == "include_role" and step.shown:
+            add(roles, str(_template(templar, step.shown)))
+        for path in step.files:
+            add(read_includes, "%s %s %s" % (step.where, step.short, path))
+        if step.unread:
+            add(includes, "%s %s %s" % (step.where, step.short, step.shown))
+            if check_mode:
+                for text in step.unread:
+                    add(unread, text)
+
+    for step in scan.tasks:
+        if not reached(step):
+            continue
+        described(step)
+        task, action, short, where = step.task, step.action, step.short, step.where
+        condition = skipped(step)
+        if condition:
+            add(skipped_tasks, "%s (%s) (when: %s)" % (where, task.get_name(), condition))
+            continue
+        delegation(step)
+        record_only = action.startswith(RECORD_ONLY_ACTION_PREFIX)
+        if check_mode and not record_only and not _read_only(task) and _runs_for_real(task, templar):
+            add(real, "%s (%s)" % (where, task.get_name()))
         add(modules, action)
+        touched_at.setdefault("module %s" % action, where)
         if short in OPAQUE_ACTIONS and not _read_only(task):
             # a command declared read-only (changed_when: false) changes nothing there is to see
             add(opaque, "%s %s" % (where, action))
+        if short in READ_ONLY_MODULES:
+            continue
+        args = task.args or {}
         keys = list(PATH_ARGUMENTS) + list(EXTRA_PATH_ARGUMENTS.get(short, ()))
         if short in NAME_IS_PATH:
             keys.append("name")
@@ -350,14 +774,17 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
                 add(unresolved_paths, "%s %s %s=%s" % (where, action, key, value))
                 written = True
             elif isinstance(value, str) and value:
-                add(paths, os.path.normpath(value) + ("/" if value.endswith("/") else ""))
+                path = os.path.normpath(value) + ("/" if value.endswith("/") else "")
+                add(paths, path)
+                touched_at.setdefault("path %s" % path, where)
                 written = True
         if not written and short in DEFAULT_MODULE_PATHS:
             add(paths, DEFAULT_MODULE_PATHS[short])
+            touched_at.setdefault("path %s" % DEFAULT_MODULE_PATHS[short], where)
 
     name = play.get_name() if hasattr(play, "get_name") else getattr(play, "name", "")
-    hosts = play.hosts
-    pattern = ",".join(hosts) if isinstance(hosts, list) else str(hosts or "")
+    play_hosts = play.hosts
+    pattern = ",".join(play_hosts) if isinstance(play_hosts, list) else str(play_hosts or "")
     return {
         "name": str(play.name or "") if getattr(play, "name", None) else str(name or ""),
         "pattern": pattern,
@@ -369,11 +796,15 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False)
         "skip_tags": sorted(skip_tags),
         "modules": sorted(modules),
         "paths": sorted(paths),
+        "touched_at": touched_at,
         "dynamic_includes": includes,
+        "read_includes": read_includes,
+        "skipped_includes": skipped_includes,
+        "skipped_tasks": skipped_tasks,
         "unresolved_paths": unresolved_paths,
         "opaque_actions": opaque,
         "delegated_hosts": sorted(delegated),
         "unresolved_delegations": unresolved_delegations,
-        "real_in_check_mode": scan.real,
-        "uninspectable_includes": scan.uninspectable,
+        "real_in_check_mode": real,
+        "uninspectable_includes": unread,
     }

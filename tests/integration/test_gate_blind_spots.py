@@ -56,32 +56,53 @@ def written(project):
 
 INCLUDE = """
     - name: Pull in more tasks
-      ansible.builtin.include_tasks: more.yml
+      ansible.builtin.include_tasks: %s
       tags: [patching]
 """
 
+MORE = """
+- name: Write the marker file
+  ansible.builtin.copy:
+    content: "x"
+    dest: "%s"
+    mode: "0644"
+"""
 
-def test_a_dynamic_include_needs_a_template_that_allows_it(project, sor):
-    setup(project, sor, INCLUDE)
-    project.write("more.yml", """
-        - name: Edit sshd_config (the gate never sees this)
-          ansible.builtin.copy:
-            content: "x"
-            dest: "{{ playbook_dir }}/out/{{ inventory_hostname }}.txt"
-            mode: "0644"
-        """)
+
+def test_a_dynamic_include_the_gate_cannot_read_needs_a_template_that_allows_it(project, sor):
+    setup(project, sor, INCLUDE % '"{{ more_tasks }}"\n      vars:\n        more_tasks: more.yml')
+    project.write("more.yml", MORE % "{{ playbook_dir }}/out/{{ inventory_hostname }}.txt")
     run = project.run("pb.yml", check=False)
     assert run.returncode != 0
-    assert re.search(r"the gate cannot see what pb\.yml:\d+ include_tasks more\.yml will run; standard change "
+    assert re.search(r"the gate cannot see what pb\.yml:\d+ include_tasks \{\{ more_tasks \}\} will run; standard change "
                      r"'patching' covers that only with allow_dynamic_includes: true, else use "
                      r"import_tasks/import_role or raise a normal change request", flat(run.stdout)), run.stdout[-3000:]
     assert written(project) == []
     [decision] = gate_entries(sor)
-    assert re.match(r"pb\.yml:\d+ include_tasks more\.yml$", decision["context"]["dynamic_includes"][0])
+    assert re.match(r"pb\.yml:\d+ include_tasks \{\{ more_tasks \}\}$", decision["context"]["dynamic_includes"][0])
 
     project.write("policy.yml", POLICY % "    allow_dynamic_includes: true\n")
     project.run("pb.yml")
     assert written(project) == ["web01.txt", "web02.txt"]
+
+
+def test_a_literal_include_is_read_like_the_play_itself(project, sor):
+    """Its tasks count as the play's: no blind spot to allow, and a protected area inside is still one."""
+    setup(project, sor, INCLUDE % "more.yml")
+    project.write("more.yml", MORE % "{{ playbook_dir }}/out/{{ inventory_hostname }}.txt")
+    run = project.run("pb.yml")
+    assert "authorised as a standard change (patching)" in flat(run.stdout)
+    assert written(project) == ["web01.txt", "web02.txt"]
+    [decision] = gate_entries(sor)
+    assert decision["context"]["dynamic_includes"] == []
+    assert [re.sub(r":\d+ ", " ", text) for text in decision["context"]["read_includes"]] == ["pb.yml include_tasks more.yml"]
+
+    project.write("policy.yml", POLICY % "    allow_dynamic_includes: true\n")
+    project.write("more.yml", MORE % "/etc/ssh/sshd_config.d/50-patching.conf")
+    run = project.run("pb.yml", check=False)
+    assert run.returncode != 0
+    assert re.search(r"play touches protected area sshd \(path /etc/ssh/sshd_config\.d/50-patching\.conf at more\.yml:\d+\), "
+                     r"which standard change 'patching' cannot cover", flat(run.stdout)), run.stdout[-3000:]
 
 
 LOOP_WRITE = """

@@ -198,7 +198,7 @@ def test_a_read_only_task_with_an_expression_in_changed_when_is_not_taken_for_on
 
 @pytest.mark.parametrize("include", [
     "ansible.builtin.include_tasks: \"{{ audit_file }}\"\n  vars:\n    audit_file: more.yml",
-    "ansible.builtin.include_role:\n    name: ssh_extra",
+    "ansible.builtin.include_role:\n    name: \"{{ extra_role }}\"\n  vars:\n    extra_role: ssh_extra",
 ])
 def test_an_include_the_gate_cannot_read_makes_the_check_run_real(project, sor, include):
     setup(project, sor, gather_extra="\n- name: More probes\n  %s\n" % include)
@@ -213,6 +213,19 @@ def test_an_include_the_gate_cannot_read_makes_the_check_run_real(project, sor, 
                      r"play runs\): judged as a real run\)", output), output[-3000:]
     [decision] = gate_entries(sor)
     assert decision["type"] == "denied" and decision["context"]["real_in_check_mode"] == []
+
+
+@pytest.mark.parametrize("extra, real", [(CHECK % ("extra", "extra"), False), (REAL_IN_INCLUDE, True)])
+def test_an_include_role_of_a_literal_role_is_read_in_a_check_run(project, sor, extra, real):
+    setup(project, sor, gather_extra="\n- name: More probes\n  ansible.builtin.include_role:\n    name: ssh_extra\n")
+    project.write("roles/ssh_extra/tasks/main.yml", extra)
+    run = project.run("pb.yml", "--check", check=False)
+    [decision] = gate_entries(sor)
+    context = decision["context"]
+    assert context["uninspectable_includes"] == []
+    assert [re.sub(r"\S*roles/", "roles/", re.sub(r":\d+ ", " ", text)) for text in context["real_in_check_mode"]] == (
+        ["roles/ssh_extra/tasks/main.yml (ssh_extra : Fix it while reading (really written under --check))"] if real else [])
+    assert (decision["type"], run.returncode != 0) == (("denied", True) if real else ("dry-run", False)), run.stdout[-3000:]
 
 
 STANDARD_PLAYBOOK = """
