@@ -30,6 +30,7 @@ import contextlib
 import encodings.idna  # noqa: F401 pylint: disable=unused-import
 import os
 import re
+import threading
 
 try:
     import psycopg
@@ -40,6 +41,52 @@ except ImportError as _import_error:  # pragma: no cover - depends on the contro
     PSYCOPG_IMPORT_ERROR = _import_error
 else:
     PSYCOPG_IMPORT_ERROR = None
+
+# Ansible forks its workers from the controller process while the change_recorder's writer
+# thread talks to PostgreSQL. libpq does its TLS and SCRAM work in OpenSSL, whose locks are not
+# fork-safe: a worker forked while the writer thread held one inherits it locked and blocks in its
+# own connect for ever, past connect_timeout (seen in this project's tests: a worker stuck in
+# pthread_rwlock_rdlock under CRYPTO_THREAD_read_lock). So every step of libpq work in this
+# process holds _FORK_GUARD and fork takes it first. Waiting for the socket between two steps does
+# not hold it, so a slow or unreachable server never holds up Ansible's forks: only one step can
+# (its CPU work, and the host name lookup libpq makes when it starts connecting).
+_FORK_GUARD = threading.RLock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_FORK_GUARD.acquire, after_in_parent=_FORK_GUARD.release,
+                        after_in_child=_FORK_GUARD.release)
+
+
+def _guarded_steps(gen):
+    """Run each step of a psycopg generator under the fork guard, the waits between them outside it."""
+    try:
+        with _FORK_GUARD:
+            request = next(gen)
+        while True:
+            ready = yield request
+            with _FORK_GUARD:
+                request = gen.send(ready)
+    except StopIteration as stop:
+        return stop.value
+
+
+if psycopg is not None:
+    class _ForkSafeConnection(psycopg.Connection):
+        """A psycopg connection whose libpq work never overlaps a fork of this process.
+
+        psycopg runs every operation as a generator of libpq steps and socket waits: connecting
+        through ``_connect_gen``, everything else through ``wait``; ``close`` calls libpq directly.
+        """
+
+        @classmethod
+        def _connect_gen(cls, conninfo=""):
+            return _guarded_steps(super(_ForkSafeConnection, cls)._connect_gen(conninfo))
+
+        def wait(self, gen, *args, **kwargs):
+            return super(_ForkSafeConnection, self).wait(_guarded_steps(gen), *args, **kwargs)
+
+        def close(self):
+            with _FORK_GUARD:
+                super(_ForkSafeConnection, self).close()
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import redact_dsn
@@ -189,7 +236,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
 
     def _open(self):
         try:
-            conn = psycopg.connect(self.dsn, autocommit=True, **self._connect_kwargs)
+            conn = _ForkSafeConnection.connect(self.dsn, autocommit=True, **self._connect_kwargs)
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 "cannot connect to the PostgreSQL system of record %s: %s"
