@@ -122,11 +122,24 @@ class Project(object):
 
     @staticmethod
     def kill(process, sig=signal.SIGKILL):
-        """Kill a started run and all its workers."""
+        """Kill a started run and all its workers.
+
+        Ansible's workers start sessions of their own (setsid), so killing the run's process group
+        leaves them running; they are found as its descendants first and sent the signal too.
+        """
+        descendants = _descendants(process.pid)
         try:
             os.killpg(process.pid, sig)
         except ProcessLookupError:
             pass
+        for pid in descendants:
+            try:
+                os.killpg(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
         return process.wait(timeout=60)
 
     @staticmethod
@@ -138,3 +151,24 @@ class Project(object):
                 return value
             time.sleep(interval)
         raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def _descendants(pid):
+    """Every process below ``pid`` (from /proc), children before grandchildren."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                # the command may hold spaces and parentheses: the fields after the last ')' are fixed
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return found
