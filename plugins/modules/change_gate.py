@@ -18,6 +18,14 @@ description:
     hosts; C(run_once) is not needed. It reads the play's targeted hosts (the current batch), the
     roles, tags, modules and file paths of the tasks that will run, check mode and the user, and
     looks the hosts up as configuration items (environment, class, service).
+  - The tasks that will run include those of the dynamic includes the gate can read before the play
+    runs - C(include_tasks) of a literal file name, C(include_role) of a literal role name - in real
+    and C(--check) runs alike, so a protected area behind an include is still a protected area.
+    An include or task whose C(when) is false for every host of the batch, as far as the gate can
+    tell before the play runs, does not count. It judges a condition only over variables no task
+    of the play may change (extra vars, or inventory and play variables that nothing sets), with
+    each host's own variables; a condition it cannot judge counts as true (see
+    C(docs/change-gate.md) in the collection).
   - B(standard) - no O(change_request) and no O(emergency); a standard change template of the
     policy matches the play (its JMESPath conditions hold and its limits allow it) and the play
     touches no protected area.
@@ -35,7 +43,7 @@ description:
     C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode) set to V(false)
     without a literal C(changed_when) V(false), which declares a read-only probe) is judged as a real run,
     and so is a play with a dynamic include whose tasks the gate cannot read before the play runs
-    (C(include_role), a file name from a variable); the files C(include_tasks) loads are read.
+    (a file or role name from a variable); the tasks of the includes it can read are read.
   - B(denied) otherwise, with every reason. It fails closed - if the system of record cannot be read
     or the decision cannot be recorded, the decision is denied with that reason.
   - A policy file that is not valid fails the task (and so the play) with one error naming the
@@ -108,7 +116,8 @@ notes:
   - With the C(free) strategy Ansible runs the gate once per host; each evaluation decides for the
     whole play and identical decisions are recorded once.
   - What the gate cannot see before the play runs is listed in the change context, never skipped -
-    tasks pulled in at run time (C(include_tasks), C(include_role)) as C(dynamic_includes), paths that
+    includes whose tasks it cannot read in advance (C(include_tasks) or C(include_role) of a name from
+    a variable) as C(dynamic_includes), paths that
     need run-time values as C(unresolved_paths), commands (C(shell), C(command), C(raw), C(script)...)
     as C(opaque_actions) (unless declared read-only with C(changed_when) V(false)), delegations to hosts
     known only at run time as C(unresolved_delegations). A standard change template covers such a play
@@ -207,7 +216,9 @@ decision:
       description: True for emergency changes, which need a retrospective review.
       type: bool
     protected_areas:
-      description: Protected areas the play touches, each with C(area) and C(matched_by).
+      description:
+        - Protected areas the play touches, each with C(area) and C(matched_by).
+        - A module or path in C(matched_by) says which task calls or writes it (C(path /etc/ssh/x at tasks/main.yml:12)).
       type: list
       elements: dict
     freezes:

@@ -81,6 +81,8 @@ RUN_CONSTANTS = frozenset((
 ))
 #: per host, but no task changes them
 HOST_CONSTANTS = frozenset(("inventory_hostname", "inventory_hostname_short"))
+#: the same for every host; only tasks that change the inventory change it (and then nothing is judged)
+INVENTORY_WIDE = frozenset(("groups",))
 #: change while the play runs whatever its tasks say: hosts fail or end, group_by/add_host move hosts
 ALWAYS_MUTABLE = frozenset(("ansible_play_hosts", "ansible_play_batch", "ansible_play_hosts_all", "play_hosts"))
 #: names whose value the gate cannot follow (any variable, another host's, a lookup run at gate time)
@@ -498,7 +500,7 @@ class _Conditions(object):
         return names
 
     def _judged(self, name, local):
-        if name in local or name in OPAQUE_NAMES:
+        if name in local or name in OPAQUE_NAMES or name in ALWAYS_MUTABLE:
             return False
         # extra vars win over anything a task sets (set_fact, register, include_vars, facts)
         return name in self.extra or not self.mutations.covers(name)
@@ -546,7 +548,8 @@ class _Conditions(object):
         return frozenset(seen)
 
     def _host_independent(self, closure):
-        return all(name in RUN_CONSTANTS or (name in self.extra and name not in HOST_CONSTANTS) for name in closure)
+        return all(name in RUN_CONSTANTS or name in INVENTORY_WIDE or (name in self.extra and name not in HOST_CONSTANTS)
+                   for name in closure)
 
     # -- evaluating ------------------------------------------------------------------------
     def _variables(self, task, host_name):
