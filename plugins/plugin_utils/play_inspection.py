@@ -227,10 +227,11 @@ def _include_file(task, target):
 
 
 def _included_blocks(task, path, play):
-    """The blocks Ansible builds from ``path`` for ``task`` (see StrategyBase._load_included_file)."""
+    """The blocks Ansible builds from ``path`` for ``task`` (see StrategyBase._load_included_file), and
+    whether loading them adds a public role to the play (an ``import_role`` in the file)."""
     data = task._loader.load_from_file(path, trusted_as_template=True)
     if data is None:
-        return []
+        return [], False
     if not isinstance(data, list):
         raise ValueError("%s is not a list of tasks" % path)
     parent = task
@@ -241,9 +242,10 @@ def _included_blocks(task, path, play):
                             variable_manager=task._variable_manager, loader=task._loader)
     roles = list(play.roles or [])
     try:
-        return load_list_of_blocks(data, play=play, parent_block=parent, role=task._role,
-                                   use_handlers=isinstance(task, Handler), loader=task._loader,
-                                   variable_manager=task._variable_manager)
+        blocks = load_list_of_blocks(data, play=play, parent_block=parent, role=task._role,
+                                     use_handlers=isinstance(task, Handler), loader=task._loader,
+                                     variable_manager=task._variable_manager)
+        return blocks, any(getattr(role, "public", True) for role in (play.roles or [])[len(roles):])
     finally:
         # an import_role in the file adds its role to the play when loaded: that is for Ansible to do
         # when (and if) the include runs
@@ -284,7 +286,10 @@ def _included_role_blocks(task, play):
 
 
 def _read_include(task, short, play, stack):
-    """What a dynamic include loads: ``([(file, blocks, key)], [(target, why it is not read)])``.
+    """What a dynamic include loads: ``([(file, blocks, key, exposes_variables)], [(target, why it is not read)])``.
+
+    ``exposes_variables``: loading the file adds a public role to the play, whose variables later
+    tasks will see.
 
     ``stack``: the keys of the includes being read (an include of itself is a loop). This one
     resolver serves real and ``--check`` runs alike.
@@ -303,7 +308,7 @@ def _read_include(task, short, play, stack):
             blocks, path = _included_role_blocks(task, play)
         except Exception as exc:  # pylint: disable=broad-except
             return loaded, [(shown, "cannot be read: %s" % exc)]
-        return [(path or role[0], blocks, key)], unread
+        return [(path or role[0], blocks, key, False)], unread
     targets = _include_targets(task, short, args)
     if targets is None:
         return loaded, [(args.get("name") or args.get("_raw_params") or args.get("file"),
@@ -317,9 +322,11 @@ def _read_include(task, short, play, stack):
             unread.append((target, "included from itself or nested too deep"))
             continue
         try:
-            loaded.append((path, _included_blocks(task, path, play), path))
+            blocks, exposes = _included_blocks(task, path, play)
         except Exception as exc:  # pylint: disable=broad-except
             unread.append((target, "cannot be read: %s" % exc))
+            continue
+        loaded.append((path, blocks, path, exposes))
     return loaded, unread
 
 
@@ -656,7 +663,9 @@ class _Scan(object):
             if unread:
                 # its tasks may set any variable
                 self.mutations.all(step.unread[0])
-            for path, included, key in loaded:
+            for path, included, key, exposes in loaded:
+                if exposes:
+                    self.mutations.all("%s %s imports a role whose variables later tasks see" % (where, path))
                 step.files.append(_relative(path, self.base_dir))
                 self.blocks(included, guards + (step,), stack + (key,))
 

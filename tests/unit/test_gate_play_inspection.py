@@ -188,6 +188,11 @@ def later(before="ansible.builtin.set_fact:\n  mode: enforce", mode="audit", whe
      "an include the gate cannot read may set anything"),
     (later("ansible.builtin.set_fact:\n  picked: enforce", mode="\"{{ picked | default('audit') }}\""),
      "the value is a template over a variable a task sets"),
+    (later("ansible.builtin.include_tasks: setter.yml", more={
+        "setter.yml": "- name: Set up\n  ansible.builtin.import_role:\n    name: setter\n",
+        "roles/setter/vars/main.yml": "mode: enforce\n",
+        "roles/setter/tasks/main.yml": "- name: Nothing\n  ansible.builtin.debug:\n    msg: x\n"}),
+     "an included file imports a role whose variables later tasks see"),
 ])
 def test_a_variable_the_play_may_change_before_the_include_is_not_judged_from_its_value_now(
         tmp_path, monkeypatch, files, why):
