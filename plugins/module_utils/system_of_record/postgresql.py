@@ -276,6 +276,11 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     continue
                 for statement in schema.statements_for("BIGINT", migration):
                     conn.execute(statement)
+                if schema.replays_ledger(migration):
+                    # appenders take only the ledger lock: holding it too keeps them out of the rebuild
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+                    with conn.cursor() as cursor:
+                        self._replay_ledger(cursor)
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 

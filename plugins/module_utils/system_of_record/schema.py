@@ -14,6 +14,11 @@ that could be rebuilt by replaying the ledger.
 
 from __future__ import annotations
 
+#: A migration step that is not SQL: empty every query table and project every ledger entry into it
+#: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
+#: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
+REPLAY_LEDGER = "replay the ledger into the query tables"
+
 MIGRATIONS = [
     (1, "ledger, change events, task results, CMDB, change requests, evidence, reviews", [
         """CREATE TABLE ledger (
@@ -150,10 +155,20 @@ MIGRATIONS = [
         "CREATE INDEX change_events_authorisation ON change_events (authorisation, started_at)",
         "CREATE INDEX task_results_status ON task_results (status, seq)",
     ]),
+    # The projection rules changed (authorisation per host and decision time, check-mode results,
+    # each host's own CI for environments...): tables an older version filled would no longer
+    # match a replay of their own ledger, and ledger_verify would call them altered.
+    (3, "query tables replayed from the ledger with the 0.1.0 projection rules", [REPLAY_LEDGER]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 def statements_for(dialect_int_type, migration):
-    return [statement.format(int=dialect_int_type) for statement in migration[2]]
+    """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
+    return [statement.format(int=dialect_int_type) for statement in migration[2] if statement != REPLAY_LEDGER]
+
+
+def replays_ledger(migration):
+    """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
+    return REPLAY_LEDGER in migration[2]

@@ -14,7 +14,7 @@ import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
@@ -98,6 +98,32 @@ class SqlSystemOfRecord(SystemOfRecord):
                 projections.project(db, entry)
                 appended.append(entry)
         return appended
+
+    def _replay_ledger(self, cursor, batch=2000):
+        """Rebuild every query table from the ledger (the :data:`schema.REPLAY_LEDGER` migration step).
+
+        Runs on the migration's cursor, inside its transaction and with appends locked out, so the
+        tables are never seen half rebuilt. An entry the current projection rules refuse stops the
+        upgrade with its seq and kind: the tables stay as they were.
+        """
+        db = _Statements(cursor, self.placeholder)
+        for table in projection_check.PROJECTION_TABLES:
+            db.execute("DELETE FROM %s" % table)
+        last = 0
+        while True:
+            rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (LEDGER_COLUMNS, batch),
+                              (last,)).fetchall()
+            for row in rows:
+                entry = Entry.from_row(row)
+                try:
+                    projections.project(db, entry)
+                except ChangeopsError as exc:
+                    raise ConfigurationError(
+                        "cannot upgrade %s: replaying ledger entry %d (%s) into the query tables failed: %s"
+                        % (self.describe(), entry.seq, entry.kind, exc))
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     @staticmethod
     def _still_applies(db, entry):

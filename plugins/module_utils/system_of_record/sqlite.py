@@ -160,6 +160,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                     continue
                 for statement in schema.statements_for("INTEGER", migration):
                     conn.execute(statement)
+                if schema.replays_ledger(migration):
+                    self._replay_ledger(conn.cursor())
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")
