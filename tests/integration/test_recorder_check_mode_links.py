@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from support.recorder import links_of, new_run_id
 
 pytestmark = [pytest.mark.integration]
 
@@ -49,17 +50,6 @@ def server_ci(sor, name):
     sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "server"},
                                             "identities": {"name": "host/%s" % name}})])
     return ci_id
-
-
-def links_of(sor, run_id):
-    return sorted((entry.data["host"], entry.data["ci_id"]) for entry in sor.iter_entries(kinds=["ci.changed_by_run"])
-                  if entry.data["run_id"] == run_id)
-
-
-def new_run_id(sor, seen):
-    [event] = [event for event in sor.find_change_events() if event["run_id"] not in seen]
-    seen.add(event["run_id"])
-    return event["run_id"]
 
 
 def test_the_effective_check_mode_of_each_result_decides_what_is_a_change(project, sor, tmp_path):

@@ -10,18 +10,9 @@ from __future__ import annotations
 
 import pytest
 
+from support.recorder import links_of, new_run_id
+
 pytestmark = [pytest.mark.integration]
-
-
-def links_of(sor, run_id):
-    return sorted((entry.data["host"], entry.data["ci_id"]) for entry in sor.iter_entries(kinds=["ci.changed_by_run"])
-                  if entry.data["run_id"] == run_id)
-
-
-def new_run_id(sor, seen):
-    [event] = [event for event in sor.find_change_events() if event["run_id"] not in seen]
-    seen.add(event["run_id"])
-    return event["run_id"]
 
 
 def test_a_clone_is_not_linked_to_the_ci_of_the_host_it_copied(project, sor):

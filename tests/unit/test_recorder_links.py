@@ -23,23 +23,10 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import lin
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer import RecorderWriter, entry_document
 from support.change_requests import approved_change, iso
+from support.recorder import RecordingDisplay
 
 COLLECTIONS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 ".build", "collections")
-
-
-class RecordingDisplay(object):
-    def __init__(self):
-        self.warnings = []
-        self.messages = []
-
-    def warning(self, message):
-        self.warnings.append(message)
-
-    def vv(self, message):
-        self.messages.append(message)
-
-    display = vv
 
 
 def server_ci(ci_id, name, **identities):

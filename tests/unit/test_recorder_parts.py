@@ -18,6 +18,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, summary, vault
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer import RecorderWriter, entry_document
+from support.recorder import RecordingDisplay
 
 
 def documents(run_id, count, start=0):
@@ -180,18 +181,6 @@ def test_process_identity_tells_live_dead_and_reused_pids():
 
 
 # -- hooks and writer ----------------------------------------------------------------------------------
-class RecordingDisplay(object):
-    def __init__(self):
-        self.warnings = []
-        self.messages = []
-
-    def warning(self, message):
-        self.warnings.append(message)
-
-    def vv(self, message):
-        self.messages.append(message)
-
-    display = vv
 
 
 def test_writer_batches_links_cis_and_runs_hooks(tmp_path, sqlite_env):

@@ -206,14 +206,20 @@ def test_reopening_does_not_reapply_migrations(tmp_path):
         conn.close()
 
 
-def test_a_new_migration_is_applied_once_to_an_existing_ledger(tmp_path, monkeypatch):
-    path = tmp_path / "l.sqlite"
-    with open_system_of_record(sqlite_config(path)) as sor:
-        sor.append([evidence(1)])
+def add_notes_table_migration(monkeypatch):
+    """A new schema version (one CREATE TABLE test_notes) after the real ones; returns the migration."""
     upgrade = (schema.LATEST_VERSION + 1, "test: notes table",
                ["CREATE TABLE test_notes (id {int} PRIMARY KEY, note TEXT)"])
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [upgrade])
     monkeypatch.setattr(schema, "LATEST_VERSION", upgrade[0])
+    return upgrade
+
+
+def test_a_new_migration_is_applied_once_to_an_existing_ledger(tmp_path, monkeypatch):
+    path = tmp_path / "l.sqlite"
+    with open_system_of_record(sqlite_config(path)) as sor:
+        sor.append([evidence(1)])
+    upgrade = add_notes_table_migration(monkeypatch)
     for _reopen in range(2):  # CREATE TABLE without IF NOT EXISTS fails if it ever runs twice
         with open_system_of_record(sqlite_config(path)) as sor:
             assert sor.schema_version() == upgrade[0]
@@ -227,10 +233,7 @@ def test_a_migration_waiting_for_the_lock_lets_ansible_fork_meanwhile(tmp_path, 
     path = tmp_path / "l.sqlite"
     with open_system_of_record(sqlite_config(path)) as sor:
         sor.append([evidence(1)])
-    upgrade = (schema.LATEST_VERSION + 1, "test: notes table",
-               ["CREATE TABLE test_notes (id {int} PRIMARY KEY, note TEXT)"])
-    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS + [upgrade])
-    monkeypatch.setattr(schema, "LATEST_VERSION", upgrade[0])
+    upgrade = add_notes_table_migration(monkeypatch)
     holder = raw(path)
     holder.execute("BEGIN IMMEDIATE")
     opened, outcome = threading.Event(), {}
