@@ -133,19 +133,10 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                         "%s has schema version %d, newer than this collection understands (%d): upgrade changeops.itsm"
                         % (self.path, current, schema.LATEST_VERSION))
                 return
-            deadline = time.monotonic() + self.busy_timeout
-            while True:
-                with _FORK_GUARD:
-                    if self._try_lock(conn, deadline):
-                        self._apply_migrations(conn)
-                        return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BackendUnavailable(
-                        "cannot open the SQLite ledger %s: its schema needs an upgrade and the database is locked"
-                        " (another writer held it for more than busy_timeout, %d s)" % (self.path, self.busy_timeout),
-                        path=self.path)
-                time.sleep(min(_BETWEEN_SLICES, remaining))
+            locked_out = ("cannot open the SQLite ledger %s: its schema needs an upgrade and the database is locked"
+                          " (another writer held it for more than busy_timeout, %d s)" % (self.path, self.busy_timeout))
+            with self._write_lock(lambda: conn, locked_out):
+                self._apply_migrations(conn)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot open the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
 
@@ -154,7 +145,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                          " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+            current = self._current_version(conn)
             for migration in schema.MIGRATIONS:
                 if migration[0] <= current:
                     continue
@@ -175,19 +166,30 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
     @contextlib.contextmanager
     def _write_transaction(self):
         self._ensure_open()
+        locked_out = ("cannot lock the SQLite ledger %s for writing: database is locked (another writer held it for"
+                      " more than busy_timeout, %d s)" % (self.path, self.busy_timeout))
+        # _write_lock holds the fork guard in a with block, which is left on GeneratorExit too
+        with self._write_lock(self._connection, locked_out) as conn:  # pylint: disable=contextmanager-generator-missing-cleanup
+            with self._locked_transaction(conn) as cursor:
+                yield cursor
+
+    @contextlib.contextmanager
+    def _write_lock(self, connection, locked_out):
+        """The write lock (``BEGIN IMMEDIATE``) on ``connection()``, held with ``_FORK_GUARD`` while the body runs.
+
+        It is waited for in slices, the fork guard let go between them, within one overall ``busy_timeout``;
+        after that, ``BackendUnavailable(locked_out)``.
+        """
         deadline = time.monotonic() + self.busy_timeout
         while True:
             with _FORK_GUARD:
-                conn = self._connection()
+                conn = connection()
                 if self._try_lock(conn, deadline):
-                    with self._locked_transaction(conn) as cursor:
-                        yield cursor
+                    yield conn
                     return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BackendUnavailable(
-                    "cannot lock the SQLite ledger %s for writing: database is locked (another writer held it for"
-                    " more than busy_timeout, %d s)" % (self.path, self.busy_timeout), path=self.path)
+                raise BackendUnavailable(locked_out, path=self.path)
             time.sleep(min(_BETWEEN_SLICES, remaining))
 
     def _try_lock(self, conn, deadline):
