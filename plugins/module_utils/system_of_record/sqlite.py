@@ -104,7 +104,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             if created:
                 os.chmod(self.path, 0o600)
             conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._switch_to_wal(conn)
             if str(mode).lower() != "wal":
                 raise BackendUnavailable("%s: cannot switch the ledger to WAL mode (got %s)" % (self.path, mode))
             # FULL: a committed batch survives power loss too; the recorder
@@ -116,6 +116,21 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         except OSError as exc:
             raise BackendUnavailable("cannot create the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
         return conn
+
+    def _switch_to_wal(self, conn):
+        """``PRAGMA journal_mode = WAL``, tried again until ``busy_timeout`` is spent while the file is locked.
+
+        A new ledger switching to WAL needs a lock that SQLite refuses at once, without its busy handler,
+        while other processes open the same new file (seen with four writers starting together under load).
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(_BETWEEN_SLICES)
 
     @staticmethod
     def _current_version(conn):
