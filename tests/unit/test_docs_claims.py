@@ -1,0 +1,34 @@
+# -*- coding: utf-8 -*-
+"""What the README and docs claim about measurements says what was measured.
+
+A figure without its scope misleads: ``bench/gate_eval`` times the gate's in-memory evaluation,
+not a ``change_gate`` task (which also inspects the play, reads the system of record and writes
+the ledger), and the README must say so next to the figure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def paragraph_with(path, needle):
+    with open(os.path.join(REPO, path), encoding="utf-8") as stream:
+        paragraphs = re.split(r"\n\s*\n", stream.read())
+    found = [paragraph for paragraph in paragraphs if needle in paragraph]
+    assert found, "%s has no paragraph mentioning %s" % (path, needle)
+    return " ".join(found[0].split())
+
+
+def test_the_gate_eval_figure_says_it_is_the_in_memory_evaluation_only():
+    text = paragraph_with("README.md", "`bench/gate_eval`")
+    assert "in-memory evaluation only" in text, text
+    for left_out in ("inspecting the play", "system of record", "ledger"):
+        assert left_out in text, "the README's gate_eval paragraph does not say it leaves out %s: %s" % (left_out, text)
+    # and the benchmark itself still measures only that (were it to time the whole task, the words would lie)
+    with open(os.path.join(REPO, "bench", "gate_eval", "run.py"), encoding="utf-8") as stream:
+        source = stream.read()
+    assert "The system of record is not involved" in source
+    assert "open_system_of_record" not in source and "inspect_play" not in source
