@@ -85,3 +85,8 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
                   "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:"):
         assert shown in first, shown
+    # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
+    # "cmdb_services:" before)
+    inventory_step = first.split("==== 5/6", 1)[1].split("==== 6/6", 1)[0]
+    assert "cmdb_services:\n- demo-web\n" in inventory_step, inventory_step
+    assert "cmdb_environment: demo\n" in inventory_step, inventory_step
