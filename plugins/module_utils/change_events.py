@@ -12,7 +12,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import fo
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 
-OUTCOMES = ["running", "successful", "failed", "interrupted"]
+#: a change event's ``status``: still running, or how the run ended
+STATUSES = ["running", "successful", "failed", "interrupted"]
 
 CHANGE_EVENT_INFO_SPEC = dict(
     backend_argument_spec(),
@@ -21,7 +22,9 @@ CHANGE_EVENT_INFO_SPEC = dict(
     until=dict(type="str"),
     host=dict(type="str"),
     playbook=dict(type="str"),
-    outcome=dict(type="list", elements="str", choices=OUTCOMES),
+    # One name for the filter and the returned field (status); "outcome" was the filter's name before.
+    status=dict(type="list", elements="str", choices=STATUSES, aliases=["outcome"],
+                deprecated_aliases=[dict(name="outcome", version="2.0.0", collection_name="changeops.itsm")]),
     authorisation=dict(type="list", elements="str"),
     limit=dict(type="int", default=50),
     include_results=dict(type="bool", default=False),
@@ -70,10 +73,13 @@ def query_change_events(ctx):
             until=parse_moment("until", params.get("until")),
             host=params.get("host"),
             playbook=params.get("playbook"),
-            outcome=params.get("outcome"),
+            status=params.get("status"),
             authorisation=params.get("authorisation"),
             limit=params.get("limit"),
         )
+    for event in events:
+        # the run.finished entry's "outcome" is the same value as "status": return it under one name
+        event.pop("outcome", None)
     if params.get("include_results"):
         for event in events:
             event["results"] = sor.get_task_results(event["run_id"], host=params.get("host"))

@@ -45,11 +45,15 @@ options:
   playbook:
     description: Only events whose playbook path contains this text.
     type: str
-  outcome:
-    description: Only events with one of these outcomes.
+  status:
+    description:
+      - Only events with one of these statuses (the RV(change_events[].status) each event returns):
+        V(running), or how the run ended.
+      - The former name O(outcome) still works and is deprecated.
     type: list
     elements: str
     choices: [running, successful, failed, interrupted]
+    aliases: [outcome]
   authorisation:
     description:
       - Only events authorised this way, for example V(standard), V(normal), V(emergency),
@@ -70,6 +74,8 @@ options:
         return RV(verification) (see M(changeops.itsm.ledger_verify)).
     type: bool
     default: false
+notes:
+  - The filters combine with AND; to list events that match one filter or another, query once per filter.
 seealso:
   - plugin: changeops.itsm.change_recorder
     plugin_type: callback
@@ -77,12 +83,19 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Failed or unauthorised changes to web01 in the last week
+- name: Failed or interrupted runs on web01 in the last week
   changeops.itsm.change_event_info:
     host: web01
     since: 7d
-    outcome: [failed]
-  register: recent
+    status: [failed, interrupted]
+  register: failed_runs
+
+- name: Unauthorised changes to web01 in the last week
+  changeops.itsm.change_event_info:
+    host: web01
+    since: 7d
+    authorisation: [unauthorised]
+  register: unauthorised_changes
 
 - name: One run with everything it did
   changeops.itsm.change_event_info:
@@ -109,7 +122,8 @@ change_events:
       description: End time, ISO 8601 UTC; null while running.
       type: str
     status:
-      description: V(running), V(successful), V(failed) or V(interrupted).
+      description:
+        - V(running), V(successful), V(failed) or V(interrupted); the O(status) option filters on it.
       type: str
     dry_run:
       description: True for a check-mode run, which changed nothing.

@@ -62,17 +62,24 @@ class SystemOfRecordAction(ActionBase):
             display=self._display,
         )
 
+    def show_deprecations(self, validation):
+        """Say so when a task uses a deprecated option name (a module would; the action plugin validates instead)."""
+        for deprecation in getattr(validation, "_deprecations", None) or ():
+            self._display.deprecated(deprecation["msg"], version=deprecation.get("version"),
+                                     date=deprecation.get("date"), collection_name=deprecation.get("collection_name"))
+
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super(SystemOfRecordAction, self).run(tmp, task_vars)
         del tmp
-        _validation, params = self.validate_argument_spec(
+        validation, params = self.validate_argument_spec(
             argument_spec=self.ARGUMENT_SPEC,
             mutually_exclusive=self.MUTUALLY_EXCLUSIVE,
             required_if=self.REQUIRED_IF,
             required_one_of=self.REQUIRED_ONE_OF,
             required_together=self.REQUIRED_TOGETHER,
         )
+        self.show_deprecations(validation)
         try:
             config = resolve_controller_backend_config(params)
             sor = open_system_of_record(config)
