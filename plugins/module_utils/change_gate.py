@@ -559,11 +559,19 @@ def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, reco
 
 
 def gate_result(params, decision, play):
+    """The task result: the whole decision, unless the gate fails the play.
+
+    A failed task's result is what Ansible prints on its ``fatal:`` line, and the decision's
+    context (what the gate read of the play) and host list run to kilobytes that bury the
+    reasons. So a failing result carries the message (the reasons) and the decision's id;
+    the whole decision is in the ledger's ``run.gate`` entry (``change_event_info``, the change
+    register), and in the result of a gate that does not fail (``fail_on_deny: false``).
+    """
     message = decision_message(decision, (play or {}).get("name"))
-    result = {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
     if not decision["allowed"] and params.get("fail_on_deny", True):
-        result["failed"] = True
-    return result
+        return {"changed": False, "failed": True, "allowed": False, "msg": message,
+                "decision_id": decision.get("decision_id"), "recorded": bool(decision.get("recorded"))}
+    return {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
 
 
 def fail_closed(params, error, now, play, play_id, hosts, check_mode):

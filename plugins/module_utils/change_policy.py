@@ -725,10 +725,20 @@ def evaluate_standard(policy, context, now, only_template=None):
         if conditions_hold or only_template is not None:
             reasons.extend(mismatches)
     if not covered_by and not candidates and only_template is None:
-        reasons.append("no standard change template matches this play (%d checked in %s)%s"
-                       % (len(policy.templates), policy.origin, "; the closest:" if policy.templates else ""))
-        reasons.extend(_closest_misses(policy, context, now, expressions))
+        reasons.append(no_template_reason(policy))
+        reasons.extend("closest: %s" % reason for reason in _closest_misses(policy, context, now, expressions))
     return {"covered_by": covered_by, "candidates": candidates, "reasons": reasons}
+
+
+def no_template_reason(policy):
+    """What a play no standard template covers needs, said so the person reading the denial can act on it."""
+    found = ("no standard change template matches this play (%d checked in %s)" % (len(policy.templates), policy.origin)
+             if policy.templates else "%s has no standard change template" % policy.origin)
+    advice = ("give the gate change_request: <number> of an approved change request (raise one with "
+              "changeops.itsm.change_request)")
+    if policy.templates:
+        advice += ", or change the play so that a template covers it (what the closest ones lack is listed)"
+    return "%s: %s" % (found, advice)
 
 
 #: templates whose failed conditions a "no template matches" denial lists

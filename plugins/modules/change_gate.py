@@ -91,9 +91,12 @@ options:
     type: str
   fail_on_deny:
     description:
-      - Fail the task, and so the play, when the change is denied.
+      - Fail the task, and so the play, when the change is denied. The failed result holds the
+        message with every reason (RV(msg)) and RV(decision_id), not the whole decision, so the
+        reasons are what Ansible prints; the whole decision is in the ledger (C(run.gate) entry).
       - With V(false) the decision is returned (and recorded) and the play goes on; use RV(allowed) in
-        later conditions. A play that then changes hosts is recorded as unauthorised.
+        later conditions and RV(decision) for the whole decision. A play that then changes hosts is
+        recorded as unauthorised.
     type: bool
     default: true
   wait_for_approval:
@@ -191,9 +194,23 @@ msg:
   type: str
   sample: "change gate denied play 'Harden SSH': CHG0000012 is in state assess, not scheduled or implement;
     web03 is not an affected CI of CHG0000012"
+decision_id:
+  description:
+    - Id of the decision, when the gate failed the task; the whole decision is the C(run.gate) ledger entry of
+      that id (M(changeops.itsm.change_event_info) returns it under C(gates), the change register shows it).
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+  sample: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
+recorded:
+  description: Whether the decision was written to the system of record, when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: bool
 decision:
-  description: The decision document, as recorded in the C(run.gate) ledger entry.
-  returned: always
+  description:
+    - The decision document, as recorded in the C(run.gate) ledger entry.
+    - Not returned when the gate fails the task (see O(fail_on_deny)), so Ansible's C(fatal) line shows the reasons
+      instead of kilobytes of context.
+  returned: unless the change is denied and O(fail_on_deny=true)
   type: dict
   contains:
     decision_id:

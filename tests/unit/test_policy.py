@@ -164,11 +164,20 @@ templates:
 """)
     decision = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice")
     assert decision["reasons"] == [
-        "no standard change template matches this play (4 checked in %s); the closest:" % policy.origin,
-        "standard change 'a': condition contains(roles, 'x') is false for this play",
-        "standard change 'b': condition contains(roles, 'nginx') is false for this play",
-        "standard change 'c': condition contains(roles, 'app') is false for this play",
+        "no standard change template matches this play (4 checked in %s): give the gate change_request: <number> "
+        "of an approved change request (raise one with changeops.itsm.change_request), or change the play so that "
+        "a template covers it (what the closest ones lack is listed)" % policy.origin,
+        "closest: standard change 'a': condition contains(roles, 'x') is false for this play",
+        "closest: standard change 'b': condition contains(roles, 'nginx') is false for this play",
+        "closest: standard change 'c': condition contains(roles, 'app') is false for this play",
     ]
+    # no reason is an empty heading: joined into the message, they read as sentences ("; the closest:;" did not)
+    assert all(not reason.rstrip().endswith(":") for reason in decision["reasons"])
+    empty = decide(load(tmp_path, "templates: []\n"), _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC),
+                   user="alice")
+    assert empty["reasons"] == [
+        "%s has no standard change template: give the gate change_request: <number> of an approved change request "
+        "(raise one with changeops.itsm.change_request)" % empty["reasons"][0].split(" has no ")[0]]
     named = decide(load(tmp_path, "templates:\n  - {name: a, conditions: [\"contains(roles, 'x')\"]}\n"),
                    _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice", standard_template="a")
     assert named["reasons"] == ["standard change 'a': condition contains(roles, 'x') is false for this play"]
