@@ -19,11 +19,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils import change_gate,
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
     SystemOfRecordAction,
     ansible_cfg_path,
-    resolve_controller_backend_config,
+    open_controller_system_of_record,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
 
@@ -137,7 +136,7 @@ class ActionModule(SystemOfRecordAction):
 
         sor = None
         try:
-            sor = open_system_of_record(resolve_controller_backend_config(params))
+            sor = open_controller_system_of_record(params, self._display.warning)
             context = OperationContext(
                 sor, params, check_mode=check_mode, diff=bool(self._task.diff),
                 host=task_vars.get("inventory_hostname"), task_vars=task_vars, play=play_obj, task=self._task,

@@ -182,6 +182,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import warn_if_new_ledger
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
@@ -283,6 +284,8 @@ class CallbackModule(CallbackBase):
             self._display.warning(PREFIX + "not recording this run: %s" % exc)
             self.disabled = True
             return
+        # before the writer opens (and so creates) the ledger: a new one next to others splits the audit trail
+        warn_if_new_ledger(config, self._display.warning)
         self._run_id = uuid.uuid4().hex
         # set before the first task forks a worker, so action plugins inherit it
         os.environ[RUN_ID_ENV] = self._run_id

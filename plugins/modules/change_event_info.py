@@ -47,8 +47,8 @@ options:
     type: str
   status:
     description:
-      - Only events with one of these statuses (the RV(change_events[].status) each event returns):
-        V(running), or how the run ended.
+      - Only events with one of these statuses, the RV(change_events[].status) each event returns
+        (V(running), or how the run ended).
       - The former name O(outcome) still works and is deprecated.
     type: list
     elements: str

@@ -12,26 +12,32 @@ host is opened, so SQLite stays one file on one machine.
 
 from __future__ import annotations
 
-import os
-
-from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section, resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-
-
-def ansible_cfg_path():
-    return getattr(C.config, "_config_file", None)
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 (re-exported)
+    ansible_cfg_path,
+    controller_backend_config,
+    warn_if_new_ledger,
+)
 
 
 def resolve_controller_backend_config(params):
-    """Backend config for controller-side code: arguments, env, ansible.cfg, defaults."""
-    cfg = ansible_cfg_path()
-    return resolve_backend_config(params, os.environ, read_ini_section(cfg), cfg or "ansible.cfg")
+    """Backend config for controller-side code: arguments, env, ansible.cfg (relative to its folder), defaults."""
+    return controller_backend_config(params)
+
+
+def open_controller_system_of_record(params, warn):
+    """Open the system of record the task's arguments, the environment and ansible.cfg point at.
+
+    ``warn`` is told when that creates a new SQLite ledger while another is configured or exists.
+    """
+    config = controller_backend_config(params)
+    warn_if_new_ledger(config, warn, params)
+    return open_system_of_record(config)
 
 
 class SystemOfRecordAction(ActionBase):
@@ -81,8 +87,7 @@ class SystemOfRecordAction(ActionBase):
         )
         self.show_deprecations(validation)
         try:
-            config = resolve_controller_backend_config(params)
-            sor = open_system_of_record(config)
+            sor = open_controller_system_of_record(params, self._display.warning)
             try:
                 context = self.build_context(sor, params, task_vars)
                 outcome = type(self).operation(context)

@@ -39,6 +39,9 @@ def test_every_plugin_has_documentation(plugin_type):
     undocumented = sorted(name for name, description in listing.items()
                           if not description or description == "UNDOCUMENTED")
     assert undocumented == [], "%s plugins without documentation: %s" % (plugin_type, undocumented)
+    # and every one's full documentation parses (ansible-doc fails on the first that does not)
+    docs = json.loads(ansible_doc("-t", plugin_type, "-j", *sorted(listing)).stdout)
+    assert sorted(docs) == sorted(listing)
 
 
 def test_release_readiness_filters_are_documented_in_full():
