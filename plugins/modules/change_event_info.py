@@ -57,7 +57,8 @@ options:
   authorisation:
     description:
       - Only events authorised this way, for example V(standard), V(normal), V(emergency),
-        V(unauthorised), V(dry-run) or V(no-change).
+        V(unauthorised), V(dry-run), V(denied) (a gate denied a play and no host changed),
+        V(record-only) (only the system of record changed) or V(no-change).
     type: list
     elements: str
   limit:

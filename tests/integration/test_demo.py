@@ -67,9 +67,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert ungated["authorisation"] == "unauthorised"
         assert [review["outcome"] for review in sor.find_reviews(run_id=ungated["run_id"])] == ["follow-up"]
 
-        # the checklists only read the host: their evidence files on the controller are no change to it
+        # the checklists only read the host: their evidence files on the controller are no change to it, and
+        # attaching the evidence to the change event and the CIs changes the record only
         checklists = latest["checklists.yml"]
-        assert checklists["authorisation"] == "no-change", checklists
+        assert checklists["authorisation"] == "record-only", checklists
+        assert checklists["changed_host_count"] == 0, checklists
         evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 

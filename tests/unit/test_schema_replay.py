@@ -60,3 +60,25 @@ def test_an_entry_the_replay_refuses_stops_the_upgrade_naming_it(open_sor):
         open_sor().find_cis()  # the schema is checked when the store is first used
     assert "replaying ledger entry 2 (ci.changed_by_run)" in str(caught.value)
     assert "CI ci-gone does not exist" in str(caught.value)
+
+
+def test_runs_classified_before_the_one_definition_of_a_change_are_replayed(open_sor):
+    """Migration 4: a CMDB-only run was 'no-change' and its changed_host_count Ansible's; replayed, it is
+    'record-only' and changed no host, and the ledger verifies."""
+    sor = open_sor()
+    run = "run-cmdb"
+    sor.append([
+        Entry("run.started", run, {"run_id": run, "check_mode": False}),
+        Entry("run.result", run, {"run_id": run, "play_id": "p", "host": "localhost", "item": None,
+                                  "status": "changed", "changed": True,
+                                  "task": {"uuid": "t1", "name": "register", "action": "changeops.itsm.register_host",
+                                           "check_mode": False}}),
+        Entry("run.finished", run, {"run_id": run, "outcome": "successful"})])
+    assert sor.get_change_event(run)["authorisation"] == "record-only"
+    as_written_by_an_older_version(sor, [
+        "UPDATE change_events SET authorisation = 'no-change', changed_host_count = 1 WHERE run_id = 'run-cmdb'"])
+
+    upgraded = open_sor()
+    event = upgraded.get_change_event(run)
+    assert (event["authorisation"], event["changed_host_count"]) == ("record-only", 0)
+    assert upgraded.verify(projections=True).valid

@@ -159,6 +159,12 @@ MIGRATIONS = [
     # each host's own CI for environments...): tables an older version filled would no longer
     # match a replay of their own ledger, and ledger_verify would call them altered.
     (3, "query tables replayed from the ledger with the 0.1.0 projection rules", [REPLAY_LEDGER]),
+    # One definition of a change (change_scope.py): a run that changed no host is denied (a gate stopped
+    # it), record-only (only the system of record changed) or no-change, and changed_host_count counts
+    # the hosts a change of a host was made to, not Ansible's "changed" (check-mode predictions and the
+    # collection's own record writes were in it). Rows of older versions would read as altered.
+    (4, "query tables replayed: denied and record-only runs, changed hosts by the one definition of a change",
+     [REPLAY_LEDGER]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
