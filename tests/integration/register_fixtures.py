@@ -196,6 +196,17 @@ CMDB_PLAYBOOK = """
       loop: "{{ groups['all_hosts'] }}"
 """
 
+#: a run that only looks: no host changed, nothing recorded but the run itself
+NOOP_PLAYBOOK = """
+- name: Look at the web servers
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Read the message of the day
+      ansible.builtin.stat:
+        path: "{{ workdir }}/{{ inventory_hostname }}.motd"
+"""
+
 #: the standard change template the patch run is authorised by
 PATCHING_POLICY = """
 templates:
@@ -273,8 +284,8 @@ DENIED_PLAYBOOK = """
 
 #: record_real_runs' playbooks in the order they run; the name (the file's
 #: basename, ':check' for a dry run) is how tests refer to each run
-REAL_RUNS = ("cmdb.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "denied.yml",
-             "deploy.yml")
+REAL_RUNS = ("cmdb.yml", "noop.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml",
+             "denied.yml", "deploy.yml")
 #: who asked for release.yml's change request (who raised it is the test's actor)
 RELEASE_REQUESTED_BY = "Dana Requester"
 
@@ -286,9 +297,10 @@ def _open(project):
 
 
 def record_real_runs(project, workdir):
-    """Eight real ansible-playbook runs, one of each kind a reviewer meets, oldest first:
+    """Nine real ansible-playbook runs, one of each kind a reviewer meets, oldest first:
 
-    ``cmdb.yml`` CMDB registration (changes the record, no managed host), ``motd.yml``
+    ``cmdb.yml`` CMDB registration (changes the record, no managed host), ``noop.yml``
+    a run that changes nothing, ``motd.yml``
     unauthorised change, ``motd.yml:check`` dry run, ``emergency.yml`` emergency
     change, ``patch.yml`` standard change that fails on web01, ``release.yml``
     normal change under an approved change request (one task and a loop of three
@@ -301,6 +313,7 @@ def record_real_runs(project, workdir):
     project.write_inventory(["web01", "web02"])
     project.write("policy.yml", PATCHING_POLICY)
     project.write_playbook("cmdb.yml", CMDB_PLAYBOOK)
+    project.write_playbook("noop.yml", NOOP_PLAYBOOK)
     project.write_playbook("motd.yml", MOTD_PLAYBOOK)
     project.write_playbook("emergency.yml", EMERGENCY_PLAYBOOK)
     project.write_playbook("patch.yml", PATCH_PLAYBOOK)
@@ -309,6 +322,7 @@ def record_real_runs(project, workdir):
     project.write_playbook("denied.yml", DENIED_PLAYBOOK)
     common = ["-e", "workdir=%s" % workdir]
     project.run("cmdb.yml")
+    project.run("noop.yml", *common)
     project.run("motd.yml", "--diff", "-e", "motd_text=Welcome-release-7", *common)
     project.run("motd.yml", "--check", "--diff", "-e", "motd_text=Planned-release-8", *common)
     project.run("emergency.yml", "--diff", "-e", "limit=4096", *common)

@@ -16,7 +16,7 @@
     'unauthorised': 'Unauthorised', 'denied': 'Denied', 'dry-run': 'Dry run', 'record-only': 'Record only',
     'no-change': 'No change', 'pending': 'Pending'
   };
-  var OUTCOME_BADGES = { successful: 'badge-ok', failed: 'badge-bad', denied: 'badge-denied', interrupted: 'badge-warn', running: 'badge-plain' };
+  var OUTCOME_BADGES = { successful: 'badge-ok', failed: 'badge-bad', denied: 'badge-denied badge-outcome', interrupted: 'badge-warn', running: 'badge-plain' };
   var AUTH_ORDER = { 'unauthorised': 0, 'emergency': 1, 'denied': 2, 'change-request': 3, 'standard': 4, 'pending': 5,
     'record-only': 6, 'no-change': 7, 'dry-run': 8 };
 
