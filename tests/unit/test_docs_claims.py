@@ -32,3 +32,13 @@ def test_the_gate_eval_figure_says_it_is_the_in_memory_evaluation_only():
         source = stream.read()
     assert "The system of record is not involved" in source
     assert "open_system_of_record" not in source and "inspect_play" not in source
+
+
+def test_the_register_docs_say_what_counts_as_a_change_and_how_it_relates_to_the_recap():
+    text = paragraph_with("docs/change-register.md", "**How it relates to Ansible's PLAY RECAP.**")
+    assert "counts *tasks*" in text, text
+    with open(os.path.join(REPO, "docs", "change-register.md"), encoding="utf-8") as stream:
+        doc = stream.read()
+    assert "## What counts as a change" in doc and "plugins/module_utils/change_scope.py" in doc
+    for row in ("a loop of 6 changed items", "check mode", "changeops.itsm.register_host"):
+        assert row in doc, row
