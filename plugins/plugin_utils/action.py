@@ -18,7 +18,8 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 (re-exported)
+# ansible_cfg_path is re-exported: action plugins import it from here
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 pylint: disable=unused-import
     ansible_cfg_path,
     controller_backend_config,
     warn_if_new_ledger,

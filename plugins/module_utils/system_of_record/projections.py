@@ -18,7 +18,8 @@ import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_scope
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
-from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 (re-exported)
+# re-exported: play_inspection and the recorder import it from here
+from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 pylint: disable=unused-import
     RECORD_ONLY_ACTION_PREFIX,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis

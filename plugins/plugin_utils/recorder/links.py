@@ -40,7 +40,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
     compile_attribute_map,
     map_facts,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 (re-exported)
+# changes_host and ran_in_check_mode are re-exported: the callback and the writer use them from here
+from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 pylint: disable=unused-import
     changes_host,
     is_record_only_action,
     ran_in_check_mode,
