@@ -165,6 +165,15 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         # "module X" / "path P" -> the file:line of the first task that calls or writes it
         "touched_at": dict(play.get("touched_at") or {}),
         "unresolved_paths": list(play.get("unresolved_paths") or []),
+        # services the tasks start, stop, enable or mask (service modules, systemctl/service commands), and
+        # the programs command/shell/raw tasks run: protected areas name theirs
+        "system_services": list(play.get("system_services") or []),
+        "unresolved_services": list(play.get("unresolved_services") or []),
+        "commands": list(play.get("commands") or []),
+        # conditions the gate cannot judge before the play runs, counted as true: "path P" -> "when: ... (why)"
+        # for what only such tasks touch, and every such task
+        "conditions_at": dict(play.get("conditions_at") or {}),
+        "uncertain_conditions": list(play.get("uncertain_conditions") or []),
         "opaque_actions": list(play.get("opaque_actions") or []),
         "delegated_hosts": list(play.get("delegated_hosts") or []),
         # hosts tasks delegate to that the play does not target: they count towards max_hosts

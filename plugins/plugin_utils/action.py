@@ -18,6 +18,7 @@ from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import configured_policy_path
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section, resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
@@ -26,6 +27,13 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
 
 def ansible_cfg_path():
     return getattr(C.config, "_config_file", None)
+
+
+def controller_policy_path():
+    """The change policy file configured on this controller (env, ansible.cfg); in force only while none is
+    published (see authorisation/policy_store.py)."""
+    cfg = ansible_cfg_path()
+    return configured_policy_path(os.environ, read_ini_section(cfg), cfg)
 
 
 def resolve_controller_backend_config(params):
@@ -60,6 +68,7 @@ class SystemOfRecordAction(ActionBase):
             task=self._task,
             warn=self._display.warning,
             display=self._display,
+            policy_path=controller_policy_path(),
         )
 
     def run(self, tmp=None, task_vars=None):
