@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import identities_label, policy_label
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import parse_moment
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
@@ -423,7 +424,8 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
             "justification": emergency.get("justification"),
             "declared_by": emergency.get("declared_by"),
             "change_request": gate.get("change_request") or emergency.get("change_request"),
-            "policy": (gate.get("policy") or {}).get("source") if isinstance(gate.get("policy"), dict) else gate.get("policy"),
+            "policy": policy_label(gate.get("policy")),
+            "identities": identities_label(gate.get("identities")),
             "protected_areas": gate.get("protected_areas") or [],
             "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
             "review_required": gate.get("review_required"),
