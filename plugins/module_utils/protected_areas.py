@@ -64,7 +64,8 @@ DEFAULT_PROTECTED_AREAS = {
     "firewall": {
         "description": "Host firewall rules",
         "modules": ["community.general.ufw", "ansible.posix.firewalld", "ansible.builtin.iptables",
-                    "community.general.iptables_state", "community.general.nftables"],
+                    "community.general.iptables_state", "community.general.nftables", "*.win_firewall",
+                    "*.win_firewall_rule"],
         "roles": ["*firewall*", "*iptables*", "*nftables*", "*ufw*"],
         "tags": ["firewall"],
         "paths": ["/etc/nftables.conf", "/etc/nftables.d/", "/etc/iptables/", "/etc/ufw/", "/etc/firewalld/"],

@@ -58,6 +58,8 @@ DEFAULT_MODULE_PATHS = {
     "pamd": "/etc/pam.d/",
     "sudoers": "/etc/sudoers.d/",
     "authorized_key": "~/.ssh/authorized_keys",
+    # community.general.pam_limits writes /etc/security/limits.conf unless told another file (dest)
+    "pam_limits": "/etc/security/limits.conf",
 }
 #: tasks whose content is only known once they run (include_vars loads variables, not tasks)
 DYNAMIC_INCLUDES = {"include_tasks", "include_role", "include"}
