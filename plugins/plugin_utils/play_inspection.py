@@ -24,6 +24,7 @@ the gate can tell that before the play runs (see :class:`_Conditions`).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 
@@ -255,6 +256,45 @@ def _include_targets(task, short, args):
     return ["%s%s%s" % (match.group(1), item, match.group(3)) for item in loop]
 
 
+#: a file name's template parts, whatever they hold (``{{ x }}``, ``{% if y %}-z{% endif %}``)
+_TEMPLATE_PARTS = re.compile(r"\{[{%#].*[}%#]\}")
+#: the most files an include whose name is a template may load that the gate reads
+MAX_CANDIDATE_FILES = 20
+
+
+def _candidate_files(task, args):
+    """The task files an ``include_tasks`` whose name holds a template may load: every file its name (or a
+    ``with_first_found`` item) matches with each template part read as ``*``, next to the including file, in the
+    role's tasks and in the playbook directory. Empty when they are too many or could be anywhere."""
+    if getattr(task, "loop_with", None) == "first_found" and isinstance(getattr(task, "loop", None), list):
+        names = [item for item in task.loop if isinstance(item, str)]
+    else:
+        names = [args.get("_raw_params") or args.get("file")]
+    patterns = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            continue
+        pattern = _TEMPLATE_PARTS.sub("*", name.strip())
+        if pattern.strip("*/") == "" or pattern.startswith(("/", "~")) or ".." in pattern:
+            return []  # any file at all: nothing to narrow it down
+        patterns.add(pattern)
+    including = (task.get_path() or "").rsplit(":", 1)[0]
+    directories = [os.path.dirname(including)] if including else []
+    role = getattr(task, "_role", None)
+    if role is not None:
+        directories.append(os.path.join(role._role_path, "handlers" if isinstance(task, Handler) else "tasks"))
+    else:
+        directories.append(task._loader.get_basedir())
+    found = []
+    for directory in directories:
+        for pattern in sorted(patterns):
+            for path in sorted(glob.glob(os.path.join(directory, pattern))):
+                path = os.path.realpath(path)
+                if os.path.isfile(path) and path.endswith((".yml", ".yaml")) and path not in found:
+                    found.append(path)
+    return found if len(found) <= MAX_CANDIDATE_FILES else []
+
+
 def _include_file(task, target):
     """The one file ``target`` names from ``task``, or None when no file or several files could be it.
 
@@ -363,8 +403,17 @@ def _read_include(task, short, play, stack):
         return [(path or role[0], blocks, key, False)], unread
     targets = _include_targets(task, short, args)
     if targets is None:
-        return loaded, [(args.get("name") or args.get("_raw_params") or args.get("file"),
-                         "not known before the play runs")]
+        unread = [(args.get("name") or args.get("_raw_params") or args.get("file"), "not known before the play runs")]
+        # it stays a blind spot, but the files it may load are read too: what they touch is named
+        for path in _candidate_files(task, args):
+            if path in stack or len(stack) >= MAX_INCLUDE_DEPTH:
+                continue
+            try:
+                blocks, exposes = _included_blocks(task, path, play)
+            except Exception:  # pylint: disable=broad-except
+                continue  # a candidate that is no task file: Ansible would not load it either
+            loaded.append((path, blocks, path, exposes))
+        return loaded, unread
     for target in targets:
         path = _include_file(task, target)
         if path is None:
