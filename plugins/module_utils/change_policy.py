@@ -383,13 +383,21 @@ class Policy(object):
         self.authorisation = authorisation or AuthorisationRules()
         #: built-in protected areas the policy switched off by name
         self.disabled_areas = list(disabled_areas)
-        #: the validated document as plain data (what a publication stores besides the file's text)
-        self.document = document
+        # the validated document (plain data on first use: only a publication and its summary need it)
+        self._document = document
         # one compiled expression per distinct text, shared between templates
         self.expressions = {}
         for template in templates:
             for text, compiled in template.conditions:
                 self.expressions.setdefault(text, compiled)
+
+    @property
+    def document(self):
+        """The validated document as plain data: what a publication stores besides the file's text."""
+        if self._document is not None and not getattr(self, "_plain", False):
+            self._document = plain_document(self._document)
+            self._plain = True
+        return self._document
 
     def describe(self):
         described = {"source": self.origin, "sha256": self.digest, "templates": len(self.templates),
@@ -560,7 +568,7 @@ def parse_policy(document, origin, digest=None):
     authorisation = parse_rules(check, document, _Mapping)
     return Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
                   emergency, normal_states, authorisation=authorisation, disabled_areas=disabled,
-                  document=plain_document(document))
+                  document=document)
 
 
 def plain_document(value):
