@@ -81,7 +81,7 @@ active:
       description: When (ISO 8601 UTC).
       type: str
     publisher:
-      description: Who published it, C({name, source}) (source V(os): the account that ran the module).
+      description: Who published it, C({name, source}) (source V(os) is the account that ran the module).
       type: dict
     summary:
       description: What it changed (see RV(changeops.itsm.change_policy#module:summary)).

@@ -29,6 +29,7 @@ import textwrap
 import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import authorisations
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -307,7 +308,6 @@ def test_the_runner_cannot_be_the_sole_approver_of_the_play_they_run(controller)
         (False, "chgops-bob"), (True, "chgops-alice")]
     # what an auditor reads back: the policy version and every person involved
     assert event["authorisation"] == "normal"
-    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import authorisations
     [authorised] = authorisations(event)
     assert authorised["policy"]["state"] == "published" and authorised["policy"]["version"] == 1
     identities = authorised["identities"]
