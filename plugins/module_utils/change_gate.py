@@ -22,7 +22,7 @@ import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties
-from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity, claimed_user
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
@@ -30,7 +30,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.operation import claimed_user
 
 DECISION_TYPES = ("standard", "normal", "emergency", "dry-run", "denied")
 #: reasons listed one by one before the rest is summarised (a 10,000-host play

@@ -55,6 +55,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas imp
     DEFAULT_PROTECTED_AREAS,
 )
 
+
 CHANGE_TYPES = ("standard", "normal", "emergency")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

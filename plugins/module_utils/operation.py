@@ -22,12 +22,8 @@ from __future__ import annotations
 import os
 import socket
 
-# os_user and claimed_user are re-exported: the identity module is the one place that says who acts
-from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import (  # noqa: F401
-    claimed_user,
-    os_identity,
-    os_user,
-)
+# the identity module is the one place that says who acts (os_user is re-exported for older callers)
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity, os_user
 from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record

@@ -192,7 +192,7 @@ EXAMPLES = r"""
     number: "{{ chg.number }}"
     state: authorise
 
-- name: CAB approval (run by a CAB member: the approver is the account running it)
+- name: CAB approval (run by a CAB member, the approver is the account running it)
   changeops.itsm.change_request:
     number: "{{ chg.number }}"
     approval:
@@ -235,7 +235,9 @@ change_request:
       description: V(not requested), V(requested), V(approved), V(rejected) or V(pre-approved) (standard).
       type: str
     approvals:
-      description: The decisions that count, oldest first, each with C(approver), C(identity) (C({name, source})), C(decision), C(at), C(comment) and C(policy) (the policy version whose rules it passed).
+      description:
+        - The decisions that count, oldest first, each with C(approver), C(identity) (C({name, source})), C(decision),
+          C(at), C(comment) and C(policy) (the policy version whose rules it passed).
       type: list
       elements: dict
     superseded_approvals:

@@ -50,7 +50,7 @@ options:
   reviewer:
     description:
       - Who reviews is the operating-system account running the task (an authenticated identity); it is
-        recorded as RV(review.reviewer), with C(reviewer_identity) C({name, source}), never as a typed name.
+        recorded as the review's C(reviewer), with C(reviewer_identity) C({name, source}), never as a typed name.
       - If set, it must be that account's name; any other name is refused.
     type: str
 seealso:

@@ -541,11 +541,11 @@ class _Mutations(object):
             self.all("%s %s returns facts" % (where, short))
         elif short == "include_role" and args.get("public") not in (None, False, "false", "no"):
             self.all("%s include_role exposes the role's variables" % where)
-        elif short in FACTS_OF_ANOTHER_TASK or not str(getattr(task, "resolved_action", None) or
-                                                       getattr(task, "action", "") or "").startswith(NO_FACT_PREFIXES):
-            # its ansible_facts become variables of any name, overriding inventory and role defaults
-            self.all("%s %s may return facts that set variables" % (where, getattr(task, "resolved_action", None) or
-                                                                      short))
+        else:
+            action = str(getattr(task, "resolved_action", None) or getattr(task, "action", "") or "")
+            if short in FACTS_OF_ANOTHER_TASK or not action.startswith(NO_FACT_PREFIXES):
+                # its ansible_facts become variables of any name, overriding inventory and role defaults
+                self.all("%s %s may return facts that set variables" % (where, action or short))
 
     def _include_vars(self, task, args, where):
         why = "%s include_vars of a file the gate cannot read" % where
@@ -1121,8 +1121,8 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
 
     for step in scan.tasks:
         if step.task in dormant:
-            add(skipped_tasks, "%s (%s) (handler: no task that may run notifies it)" % (step.where,
-                                                                                         step.task.get_name()))
+            add(skipped_tasks, "%s (%s) (handler: no task that may run notifies it)"
+                % (step.where, step.task.get_name()))
             continue
         if not reached(step):
             continue

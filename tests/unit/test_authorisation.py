@@ -138,10 +138,10 @@ def test_the_os_identity_is_the_account_of_the_uid_whatever_the_environment_clai
 @pytest.mark.parametrize("text, message", [
     ("approvals:\n  approvers: [cab]\n", "p.yml line 2: approvals.approvers[0]: no such approver group; define it "
                                          "under approver_groups (defined: none) (got 'cab')"),
-    ("approver_groups:\n  cab: {}\n", "p.yml line 2: approver_groups.cab: must list at least one of accounts or "
-                                     "os_groups"),
-    ("approvals:\n  states: [new, assess]\n", "p.yml line 2: approvals.states: an approval is never accepted while "
-                                               "a request is new"),
+    ("approver_groups:\n  cab: {}\n",
+     "p.yml line 2: approver_groups.cab: must list at least one of accounts or os_groups"),
+    ("approvals:\n  states: [new, assess]\n",
+     "p.yml line 2: approvals.states: an approval is never accepted while a request is new"),
     ("approvals:\n  by_type: {urgent: []}\n", "p.yml line 2: approvals.by_type.urgent: unknown key"),
     ("approver_groups:\n  cab: {accounts: [c]}\napprovals:\n  approvers: []\n",
      "approvals.approvers: must name at least one approver group (omit the key to let anyone do it)"),

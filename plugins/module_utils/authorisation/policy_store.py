@@ -101,7 +101,7 @@ class PolicyInForce(object):
 
     def label(self):
         if self.state == PUBLISHED:
-            return "published policy version %d (sha256 %s)" % (self.version, self.record["sha256"][:12])
+            return "published policy version %s (sha256 %s)" % (self.version, self.record["sha256"][:12])
         if self.state == DRAFT:
             return "draft %s (sha256 %s, not published)" % (self.source, (self.policy.digest or "")[:12])
         return "unpublished policy %s" % self.source
