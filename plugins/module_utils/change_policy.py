@@ -55,9 +55,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas imp
     DEFAULT_PROTECTED_AREAS,
 )
 
-
 CHANGE_TYPES = ("standard", "normal", "emergency")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
 
 # --------------------------------------------------------------------------
 # YAML loading that remembers line numbers
