@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import authorisations
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
@@ -80,6 +81,8 @@ def query_change_events(ctx):
     for event in events:
         # the run.finished entry's "outcome" is the same value as "status": return it under one name
         event.pop("outcome", None)
+        # for every decision: the policy version it was made under and the people involved
+        event["authorisations"] = authorisations(event)
     if params.get("include_results"):
         for event in events:
             event["results"] = sor.get_task_results(event["run_id"], host=params.get("host"))

@@ -45,7 +45,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 10, [event["playbook"] for event in events]  # five playbooks, twice
+        assert len(events) == 12, [event["playbook"] for event in events]  # six playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -74,6 +74,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert checklists["changed_host_count"] == 0, checklists
         evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
+
+        # the change policy published once (the second run changed nothing), and the gate decided under it
+        assert [version["version"] for version in sor.find_policies()] == [1]
+        assert [entry.data["policy"]["state"] for entry in sor.iter_entries(kinds=["run.gate"])
+                if not entry.data.get("run_id_generated")] == ["published"] * 4
 
         assert sor.verify(projections=True).valid
     finally:

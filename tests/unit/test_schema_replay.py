@@ -28,6 +28,9 @@ def as_written_by_an_older_version(sor, statements):
         for statement in statements:
             cursor.execute(statement)
         cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % replay)
+        # and without the tables of the migrations after the replay, which the upgrade creates again
+        for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(replay)):
+            cursor.execute("DROP TABLE %s" % table)
     sor.close()
 
 

@@ -167,3 +167,31 @@ class SystemOfRecord(abc.ABC):
     @abc.abstractmethod
     def find_reviews(self, run_id=None):
         """Post-implementation reviews, newest first."""
+
+    # -- the published change policy ----------------------------------------
+    #: ledger entry kind of a published change policy version
+    POLICY_KIND = "policy.published"
+
+    def get_policy(self, version=None):
+        """A published change policy version (``version``), or the one in force (the newest); None when none is.
+
+        A dict: the ``policy.published`` entry's data (``version``, ``sha256``, ``text``, ``document``,
+        ``publisher``, ``published_at``, ``summary``...) and its ledger ``seq``. Backends with query
+        tables override this; this fallback reads the ledger.
+        """
+        found = None
+        for entry in self.iter_entries(kinds=[self.POLICY_KIND]):
+            if version is None or entry.data.get("version") == version:
+                found = dict(entry.data, seq=entry.seq)
+        return found
+
+    def find_policies(self, sha256=None, limit=None):
+        """Published change policy versions, newest first, without ``text`` and ``document``; only those whose
+        file had ``sha256`` when given."""
+        versions = [dict(entry.data, seq=entry.seq) for entry in self.iter_entries(kinds=[self.POLICY_KIND])
+                    if sha256 is None or entry.data.get("sha256") == sha256]
+        versions.reverse()
+        for version in versions:
+            version.pop("text", None)
+            version.pop("document", None)
+        return versions[:limit] if limit else versions

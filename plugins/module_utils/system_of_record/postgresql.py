@@ -280,7 +280,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     # appenders take only the ledger lock: holding it too keeps them out of the rebuild
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
-                        self._replay_ledger(cursor)
+                        self._replay_ledger(cursor, until=migration[0])
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 

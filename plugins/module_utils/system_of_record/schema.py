@@ -14,6 +14,8 @@ that could be rebuilt by replaying the ledger.
 
 from __future__ import annotations
 
+import re
+
 #: A migration step that is not SQL: empty every query table and project every ledger entry into it
 #: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
@@ -165,6 +167,19 @@ MIGRATIONS = [
     # collection's own record writes were in it). Rows of older versions would read as altered.
     (4, "query tables replayed: denied and record-only runs, changed hosts by the one definition of a change",
      [REPLAY_LEDGER]),
+    # The change policy published into the ledger (policy.published entries): one row per version, the newest
+    # in force; the gate finds a runner's file among them by its sha256.
+    (5, "published change policy versions", [
+        """CREATE TABLE policies (
+            version {int} PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            published_at TEXT NOT NULL,
+            publisher TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX policies_sha256 ON policies (sha256)",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -173,6 +188,19 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
     return [statement.format(int=dialect_int_type) for statement in migration[2] if statement != REPLAY_LEDGER]
+
+
+def tables_until(version):
+    """The tables the migrations up to ``version`` create: a replay at that point fills only those."""
+    tables = set()
+    for migration in MIGRATIONS:
+        if migration[0] > version:
+            break
+        for statement in migration[2]:
+            match = re.match(r"\s*CREATE TABLE (\w+)", statement)
+            if match:
+                tables.add(match.group(1))
+    return tables
 
 
 def replays_ledger(migration):

@@ -15,7 +15,7 @@ import json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
 LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
@@ -99,7 +99,7 @@ class SqlSystemOfRecord(SystemOfRecord):
                 appended.append(entry)
         return appended
 
-    def _replay_ledger(self, cursor, batch=2000):
+    def _replay_ledger(self, cursor, batch=2000, until=None):
         """Rebuild every query table from the ledger (the :data:`schema.REPLAY_LEDGER` migration step).
 
         Runs on the migration's cursor, inside its transaction and with appends locked out, so the
@@ -107,8 +107,11 @@ class SqlSystemOfRecord(SystemOfRecord):
         upgrade with its seq and kind: the tables stay as they were.
         """
         db = _Statements(cursor, self.placeholder)
+        # a replay in an older migration fills the tables that exist at that point (``until``: its version)
+        existing = schema.tables_until(until) if until is not None else None
         for table in projection_check.PROJECTION_TABLES:
-            db.execute("DELETE FROM %s" % table)
+            if existing is None or table in existing:
+                db.execute("DELETE FROM %s" % table)
         last = 0
         while True:
             rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (LEDGER_COLUMNS, batch),
@@ -477,3 +480,29 @@ class SqlSystemOfRecord(SystemOfRecord):
             params = (run_id,)
         sql += " ORDER BY seq DESC"
         return [dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql, params)]
+
+    # -- the published change policy -----------------------------------------------
+    def get_policy(self, version=None):
+        if version is None:
+            rows = self._query("SELECT doc, last_seq FROM policies ORDER BY version DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT doc, last_seq FROM policies WHERE version = ?", (int(version),))
+        return dict(json.loads(rows[0][0]), seq=rows[0][1]) if rows else None
+
+    def find_policies(self, sha256=None, limit=None):
+        sql = "SELECT doc, last_seq FROM policies"
+        params = ()
+        if sha256 is not None:
+            sql += " WHERE sha256 = ?"
+            params = (sha256,)
+        sql += " ORDER BY version DESC"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        versions = []
+        for doc, seq in self._query(sql, params):
+            version = json.loads(doc)
+            version.pop("text", None)
+            version.pop("document", None)
+            version["seq"] = seq
+            versions.append(version)
+        return versions

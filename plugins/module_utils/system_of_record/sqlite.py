@@ -167,7 +167,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                 for statement in schema.statements_for("INTEGER", migration):
                     conn.execute(statement)
                 if schema.replays_ledger(migration):
-                    self._replay_ledger(conn.cursor())
+                    self._replay_ledger(conn.cursor(), until=migration[0])
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")
