@@ -13,6 +13,7 @@ import subprocess
 import tarfile
 
 import pytest
+import yaml
 
 from support.project import REPO_ROOT, VENV_BIN
 
@@ -58,7 +59,9 @@ def test_the_built_tarball_installs_and_documents_the_recorder(tmp_path):
         for probe in probes:
             os.unlink(probe)
     [tarball] = list(built.iterdir())
-    assert tarball.name == "changeops-itsm-0.1.0.tar.gz"
+    with open(os.path.join(REPO_ROOT, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    assert tarball.name == "changeops-itsm-%s.tar.gz" % version
     with tarfile.open(str(tarball)) as archive:
         paths = [member.name.lstrip("./") for member in archive.getmembers()]
     assert "plugins/callback/change_recorder.py" in paths and "MANIFEST.json" in paths
