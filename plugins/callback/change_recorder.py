@@ -23,6 +23,10 @@ description:
     keys are replaced in results and diffs, and task arguments are never recorded.
   - A run in check mode is recorded as a dry run, not as a change. Each result records the check mode it
     really ran in, so a task with C(check_mode=false) under C(--check) is recorded as the real change it is.
+  - Run by AWX or Ansible Automation Platform, the run's C(origin) records the job (id, template, launch type,
+    workflow, schedule, inventory, project revision, the controller's URL) and who launched it, from the
+    C(awx_*)/C(tower_*) job metadata extra vars and the job's environment; only those names are read,
+    never a credential. See C(docs/awx.md).
 type: aggregate
 author:
   - changeops.itsm maintainers (@changeops)
@@ -183,7 +187,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Chang
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import warn_if_new_ledger
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import runinfo, summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
     RunContext,
@@ -343,6 +347,9 @@ class CallbackModule(CallbackBase):
             "become": bool(cli.get("become")),
             "verbosity": cli.get("verbosity", 0),
         }
+        origin = runinfo.awx_origin(extra_vars, os.environ)
+        if origin:
+            data["origin"] = origin  # the AWX/AAP job that ran the playbook (job, template, who launched it)
         self._writer.put_run_started(entry_document("run.started", self._run_id, data, at=self._started_at))
 
     def v2_playbook_on_play_start(self, play):
@@ -462,7 +469,8 @@ class CallbackModule(CallbackBase):
         add = self._redactor.add_known_secret
         extra_vars = getattr(self._variable_manager, "extra_vars", None)
         if extra_vars:
-            collect_plain_values(dict(extra_vars), add)
+            # every extra var value counts as a secret, except the job metadata AWX passes (recorded as the origin)
+            collect_plain_values({k: v for k, v in extra_vars.items() if not runinfo.is_awx_metadata(k)}, add)
         seen = self._seen_secret_containers
         try:
             play_vars = play.get_vars()

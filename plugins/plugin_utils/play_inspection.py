@@ -227,7 +227,10 @@ def _read_only(task):
     and the change event agree. One false condition is enough, as ``changed_when`` conditions
     must all hold.
     """
-    for condition in getattr(task, "changed_when", None) or ():
+    conditions = getattr(task, "changed_when", None)
+    if not isinstance(conditions, (list, tuple)):
+        conditions = [conditions]  # ansible-core 2.21 keeps a single condition as written, not in a list
+    for condition in conditions:
         if condition is False or (isinstance(condition, str) and condition.strip().lower() == "false"):
             return True
     return False
