@@ -473,6 +473,16 @@ class _Step(object):
         self.shown = args.get("name") or args.get("role") or args.get("file") or args.get("_raw_params")
 
 
+def registered_names(register):
+    """The variable names a task's ``register`` sets: a name, or (ansible-core 2.20 and later, which
+    turn a plain name into a projection) a mapping of names to the expressions they hold."""
+    if not register:
+        return []
+    if isinstance(register, dict):
+        return [str(name) for name in register]
+    return [str(register)]
+
+
 class _Mutations(object):
     """The variables the play's tasks may set while it runs (set_fact, register, include_vars, facts...).
 
@@ -521,9 +531,8 @@ class _Mutations(object):
 
     def task(self, task, short, where):
         args = task.args or {}
-        register = getattr(task, "register", None)
-        if register:
-            self.add(register, "%s registers %s" % (where, register))
+        for name in registered_names(getattr(task, "register", None)):
+            self.add(name, "%s registers %s" % (where, name))
         why = "%s %s sets it" % (where, short)
         if short == "set_fact":
             for key in args:
