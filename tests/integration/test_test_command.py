@@ -4,6 +4,8 @@
 - On the machine kind CI uses, a missing prerequisite fails the run instead of skipping (issue 20 item 17):
   scripts/test's molecule stage with no runner, and the hardening integration test with no systemd-nspawn
   or debootstrap. Elsewhere (``CHANGEOPS_STRICT_PREREQS=0``) both are skipped, saying why.
+- scripts/demo installs only what the demo needs (issue 20 item 11): a venv with requirements.txt, none of the
+  test tools scripts/test adds.
 - ansible-test installs each sanity test's requirements with pip inside venvs it makes, passing none of our
   environment; the pip stand-in scripts/bootstrap gives it (scripts/ansible-test-get-pip.py) configures those
   venvs' pip to be quiet, so the sanity log holds no pip download output (issue 20 item 14).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,7 +33,7 @@ PIP_NOISE = re.compile(r"^ *(Collecting |Downloading |Using cached \S+\.(whl|tar
 
 def clean_env(**extra):
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("ANSIBLE_", "CHANGEOPS_", "PIP_")) and key != "CI"}
+           if not key.startswith(("ANSIBLE_", "CHANGEOPS_", "PIP_")) and key not in ("CI", "PYTEST_ADDOPTS")}
     env.update(extra)
     return env
 
@@ -120,3 +123,31 @@ def test_ansible_test_venvs_install_their_requirements_quietly(tmp_path):
                               "no-such-package-changeops"], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, universal_newlines=True, timeout=300, check=False)
     assert failing.returncode != 0 and "no-such-package-changeops" in failing.stdout, failing.stdout
+
+
+def test_the_demo_profile_installs_the_runtime_requirements_only(tmp_path):
+    """What scripts/demo asks scripts/bootstrap for, in a copy of the repository without a venv."""
+    copy = tmp_path / "clone"
+    (copy / "scripts").mkdir(parents=True)
+    for name in ("galaxy.yml", "requirements.txt", "requirements-dev.txt", "requirements-compat.txt",
+                 os.path.join("scripts", "bootstrap")):
+        shutil.copy(os.path.join(REPO_ROOT, name), str(copy / name))
+    with open(os.path.join(REPO_ROOT, "scripts", "demo")) as handle:
+        assert re.search(r"^ *CHANGEOPS_BOOTSTRAP_PROFILE=demo bash scripts/bootstrap$", handle.read(), re.M)
+    completed = subprocess.run(["bash", str(copy / "scripts" / "bootstrap")], cwd=str(copy),
+                               env=clean_env(CHANGEOPS_BOOTSTRAP_PROFILE="demo", HOME=str(tmp_path)),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stdout
+    assert "apt-get" not in completed.stdout and "ansible-test" not in completed.stdout, completed.stdout
+    python = str(copy / ".venv" / "bin" / "python")
+    installed = subprocess.run([python, "-m", "pip", "list", "--format=freeze", "--disable-pip-version-check"],
+                               stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.lower()
+    names = {line.split("==")[0] for line in installed.splitlines()}
+    assert {"ansible-core", "jmespath"} <= names, names
+    for tool in ("pytest", "ansible-lint", "molecule", "playwright", "ansible-navigator", "psycopg"):
+        assert tool not in names, "the demo's venv has %s" % tool
+    assert not (copy / ".venv-2.20").exists() and not (copy / ".venv-2.19").exists()
+    stamp = (copy / ".venv" / ".requirements-stamp").read_text()
+    assert "requirements.txt=" in stamp and "requirements-dev.txt" not in stamp, stamp
+    assert os.path.islink(str(copy / ".build" / "collections" / "ansible_collections" / "changeops" / "itsm"))
