@@ -43,13 +43,6 @@ def _yaml(*path):
 GALAXY = _yaml("galaxy.yml")
 RUNTIME = _yaml("meta", "runtime.yml")
 
-#: issue 20 item 12: these filters have no documentation yet. The set may only shrink: a new undocumented
-#: plugin fails the test; empty it when their docs land.
-UNDOCUMENTED_YET = {"changeops.itsm.release_readiness_" + name for name in (
-    "evaluate", "gates_to_run", "host_evidence", "junit", "packages", "plan", "report", "service_evidence",
-    "summary")}
-
-
 def ansible_core_version():
     from ansible.release import __version__
 
@@ -184,8 +177,7 @@ def test_the_tarball_installs_and_documents_every_plugin_and_role(tmp_path):
             assert sorted(listed) == ["changeops.itsm." + name for name in names], (plugin_type, sorted(listed))
         assert listed, "ansible-doc lists no %s plugin of changeops.itsm" % plugin_type
         undocumented = {name for name, summary in listed.items() if summary == "UNDOCUMENTED"}
-        assert undocumented <= UNDOCUMENTED_YET, "undocumented %s plugins: %s" % (
-            plugin_type, sorted(undocumented - UNDOCUMENTED_YET))
+        assert not undocumented, "undocumented %s plugins: %s" % (plugin_type, sorted(undocumented))
         documented = sorted(set(listed) - undocumented)
         rendered = json.loads(run_doc(doc + ["-t", plugin_type, "--json"] + documented, env, tmp_path))
         assert sorted(rendered) == documented, (plugin_type, sorted(rendered))
