@@ -62,13 +62,15 @@ class SystemOfRecord(abc.ABC):
     def head(self):
         """``(seq, hash)`` of the newest entry, ``(0, None)`` when empty."""
 
-    def verify(self, expected_head=None, projections=False):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
         """Walk the whole chain; returns ``ledger.VerifyReport``.
 
         ``projections``: also check that the query tables match a replay of the
         chain, for backends that keep query tables (the report says whether it was checked).
+        ``payloads``: open every payload against its commitments (False: the chain of hashes only).
+        ``anchors``: heads kept outside the database that the chain must still hold (see ``ledger.verify_rows``).
         """
-        return verify_rows(self.iter_entries(), expected_head=expected_head)
+        return verify_rows(self.iter_entries, expected_head=expected_head, payloads=payloads, anchors=anchors)
 
     def has_entry(self, entry_id):
         raise NotImplementedError

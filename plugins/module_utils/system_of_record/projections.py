@@ -476,3 +476,13 @@ def _evidence_recorded(db, entry):
         "INSERT INTO evidence (seq, run_id, host, ci_id, checklist, status, recorded_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (entry.seq, data.get("run_id"), data.get("host"), data.get("ci_id"), data["checklist"],
          data.get("status"), entry.at, entry.data_json()))
+
+
+# --------------------------------------------------------------------------
+# the ledger's own bookkeeping
+# --------------------------------------------------------------------------
+@projects("ledger.checkpoint", "ledger.redacted")
+def _ledger_bookkeeping(db, entry):
+    """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the
+    ledger itself by ``ledger_verify`` and the witness feed: no query table holds them."""
+    del db, entry

@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
-LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
+#: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
+PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
+LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
 class _Statements(object):
@@ -72,6 +74,9 @@ class SqlSystemOfRecord(SystemOfRecord):
         entries = list(entries)
         if not entries:
             return []
+        for entry in entries:
+            # the payload commitments need no chain position: computed before taking the lock
+            entry.prepare()
         appended = []
         with self._write_transaction() as cursor:
             db = _Statements(cursor, self.placeholder)
@@ -92,9 +97,10 @@ class SqlSystemOfRecord(SystemOfRecord):
                 entry.seal(seq, prev_hash)
                 prev_hash = entry.hash
                 db.execute(
-                    "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                    "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
                     (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-                     entry.prev_hash, entry.hash))
+                     entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
+                     canonical_json(entry.redactions) if entry.redactions else None))
                 projections.project(db, entry)
                 appended.append(entry)
         return appended
@@ -111,7 +117,7 @@ class SqlSystemOfRecord(SystemOfRecord):
             db.execute("DELETE FROM %s" % table)
         last = 0
         while True:
-            rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (LEDGER_COLUMNS, batch),
+            rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
                               (last,)).fetchall()
             for row in rows:
                 entry = Entry.from_row(row)
@@ -161,10 +167,11 @@ class SqlSystemOfRecord(SystemOfRecord):
                 return
             last = rows[-1][0]
 
-    def verify(self, expected_head=None, projections=False):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
         """See ``SystemOfRecord.verify``; with ``projections`` a valid chain is also replayed into fresh query
         tables that must match the live ones (see ``projection_check``)."""
-        report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head)
+        report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head, payloads=payloads,
+                                                       anchors=anchors)
         if projections and report.valid:
             report.projections_checked, report.projection_problems = self._check_projections()
         return report
