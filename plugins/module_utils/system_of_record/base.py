@@ -75,6 +75,31 @@ class SystemOfRecord(abc.ABC):
     def has_entry(self, entry_id):
         raise NotImplementedError
 
+    # -- redaction and witnesses (the ledger's own bookkeeping) --------------
+    def get_entry(self, ref):
+        """One committed entry by sequence number (digits) or entry id, or None."""
+        raise NotImplementedError
+
+    def redact_entry(self, seq, fields, reason, redacted_by, actor):
+        """Replace ``fields`` (texts, see ``commitments.resolve_field``) of entry ``seq`` by tombstones that keep
+        their commitments, append the ``ledger.redacted`` entry saying who (``redacted_by``, ``actor``) and
+        why, and bring the query tables in line, atomically. Returns the ``ledger.redacted`` entry, or None
+        when every field was redacted already. See ``ledger_redaction.py``."""
+        raise NotImplementedError
+
+    def scrub_storage(self, compact=True):
+        """After a redaction, make the backend's own files (free pages, write-ahead log) let go of the old
+        values where it can; returns what was done (``compacted``, ``warnings``)."""
+        return {"compacted": False, "warnings": []}
+
+    def witness_cursor(self, witness):
+        """Sequence number of the last ``ledger.checkpoint`` entry fed to ``witness`` (None: never fed)."""
+        raise NotImplementedError
+
+    def advance_witness_cursor(self, witness, seq):
+        """Record that ``witness`` was fed up to entry ``seq`` (never moves it back)."""
+        raise NotImplementedError
+
     # -- change events (playbook runs) ------------------------------------
     @abc.abstractmethod
     def get_change_event(self, run_id):

@@ -22,6 +22,17 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Confl
 
 PROJECTORS = {}
 
+#: Kinds whose projector copies the entry's data verbatim (``entry.data_json()``) into one row keyed by
+#: its seq, with the data members other columns or tables are derived from. Redacting any other member
+#: only has to rewrite that row's ``doc`` (``SqlSystemOfRecord.redact_entry``); otherwise the tables are
+#: rebuilt from the ledger. Keep this in step with the projectors below.
+VERBATIM_DOCS = {
+    "run.result": ("task_results", {"run_id", "play_id", "task", "host", "item", "status", "changed",
+                                    "started_at", "duration_ms"}),
+    "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
+    "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+}
+
 #: actions that only write to the system of record; a "changed" from them is
 #: not a change to a managed host, so it does not need authorisation.
 RECORD_ONLY_ACTION_PREFIX = "changeops.itsm."
