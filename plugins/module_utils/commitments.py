@@ -246,7 +246,7 @@ class UnknownField(ValueError):
 
 
 def resolve_field(data, text):
-    """The committed fields that hold what ``text`` names, as path tuples.
+    """The committed fields that hold what ``text`` names, as path tuples (a tuple names itself).
 
     ``text`` may name a field (``result.stdout``, ``diff[0]``, ``diff.0``, ``limit``), a
     top-level object or array (every field in it), or a place deeper inside a field
@@ -254,7 +254,14 @@ def resolve_field(data, text):
     keys are matched before splitting on dots, so member names holding dots
     (``attributes.compliance.hardening``) work.
     """
-    text = str(text).strip()
+    if isinstance(text, tuple):
+        # a path as ``iter_fields`` gives it
+        if text not in [path for path, _value in iter_fields(data)]:
+            raise UnknownField("no field %s in the entry" % path_text(text))
+        return [text]
+    text = str(text)
+    if text not in data:
+        text = text.strip()
     if text in data:
         value = data[text]
         if _splits(value):

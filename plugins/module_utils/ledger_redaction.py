@@ -252,8 +252,8 @@ def redact_ledger(ctx):
             continue
         record = None
         if not ctx.check_mode:
-            record = ctx.sor.redact_entry(entry.seq, [commitments.path_text(path) for path, _d, _v in plan.new],
-                                          reason, os_user(), ctx.actor)
+            record = ctx.sor.redact_entry(entry.seq, [path for path, _d, _v in plan.new], reason, os_user(),
+                                          ctx.actor)
         for path, _digest, value_json in plan.new:
             redacted.append({"seq": entry.seq, "entry_id": entry.id, "kind": entry.kind,
                              "field": commitments.path_text(path),

@@ -1,0 +1,141 @@
+# -*- coding: utf-8 -*-
+"""A ledger written by the collection before entry format 2 (tests/fixtures/ledger_v3, made by db415c6 with
+real recorded runs) migrates to schema 4 on both backends, keeps every hash and verifying, takes new
+entries, and can then be redacted: the planted values leave every row (and SQLite's file and WAL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+from support.raw_ledger import raw_ledger_connection
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "ledger_v3")
+
+with open(os.path.join(FIXTURE, "manifest.json")) as _handle:
+    MANIFEST = json.load(_handle)
+STDOUT_LEAK, DIFF_LEAK = MANIFEST["planted"]
+
+
+def load_fixture(backend_env):
+    """The fixture ledger, as the old collection left it, in the test's (empty) system of record."""
+    if backend_env["CHANGEOPS_BACKEND"] == "sqlite":
+        shutil.copyfile(os.path.join(FIXTURE, "ledger.sqlite"), backend_env["CHANGEOPS_SQLITE_PATH"])
+        return
+    import psycopg
+
+    with open(os.path.join(FIXTURE, "ledger.postgresql.sql")) as handle:
+        # psql meta-commands (\restrict) are not SQL; the rest is pg_dump's plain output
+        dump = "".join(line for line in handle if not line.startswith("\\"))
+    with psycopg.connect(backend_env["CHANGEOPS_POSTGRESQL_DSN"], autocommit=True) as conn:
+        conn.execute(dump)
+
+
+def stored_text(sor, backend_env):
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        texts = []
+        for table in ("ledger", "change_events", "run_hosts", "task_results", "configuration_items",
+                      "change_requests", "evidence", "reviews"):
+            for row in conn.execute("SELECT * FROM %s" % table).fetchall():
+                texts.extend(str(value) for value in row)
+        return "\n".join(texts)
+    finally:
+        conn.close()
+
+
+def find_leaks(sor):
+    """``{seq: [field, ...]}`` of the fixture's entries that hold a planted value."""
+    leaks = {}
+    for entry in sor.iter_entries(kinds=["run.result"]):
+        result = entry.data.get("result") or {}
+        for field in ("stdout", "cmd"):
+            if STDOUT_LEAK in str(result.get(field)):
+                leaks.setdefault(entry.seq, []).append("result.%s" % field)
+        for index, diff in enumerate(entry.data.get("diff") or []):
+            if DIFF_LEAK in json.dumps(diff):
+                leaks.setdefault(entry.seq, []).append("diff[%d]" % index)
+    return leaks
+
+
+def test_the_fixture_was_written_by_the_old_schema():
+    import sqlite3
+
+    conn = sqlite3.connect("file:%s?mode=ro" % os.path.join(FIXTURE, "ledger.sqlite"), uri=True)
+    try:
+        assert conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0] == 3
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(ledger)")]
+        assert "payload_root" not in columns
+    finally:
+        conn.close()
+
+
+def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backend_env, open_sor):
+    load_fixture(backend_env)
+    sor = open_sor()
+
+    # migrated: schema 4, every old entry kept as format 1 with its hash
+    assert sor.schema_version() == schema.LATEST_VERSION
+    entries = list(sor.iter_entries())
+    assert len(entries) == MANIFEST["head_seq"]
+    assert sor.head() == (MANIFEST["head_seq"], MANIFEST["head_hash"])
+    assert {entry.format for entry in entries} == {1}
+    report = sor.verify(projections=True)
+    assert report.valid and report.projections_checked, report.summary()
+    assert report.head_hash == MANIFEST["head_hash"]
+
+    # it takes new entries (format 2) on top of the old chain
+    sor.append([Entry("ci.created", "ci-new", {"ci_id": "ci-new", "attributes": {"name": "new", "class": "server"},
+                                               "identities": {}})])
+    assert sor.get_entry(MANIFEST["head_seq"] + 1).format == 2
+    assert sor.verify().valid
+
+    # the planted values, found where the old recorder put them, are redacted
+    leaks = find_leaks(sor)
+    assert sorted(field for fields in leaks.values() for field in fields) == ["diff[0]", "result.cmd",
+                                                                               "result.stdout"], leaks
+    assert STDOUT_LEAK in stored_text(sor, backend_env) and DIFF_LEAK in stored_text(sor, backend_env)
+    for seq, fields in sorted(leaks.items()):
+        assert sor.redact_entry(seq, fields, "planted by the fixture", "auditor", "auditor@ctl") is not None
+    sor.scrub_storage()
+
+    text = stored_text(sor, backend_env)
+    assert STDOUT_LEAK not in text and DIFF_LEAK not in text
+    assert "fixture-web01" in text, "the rest of the record is still there"
+    report = open_sor().verify(projections=True)
+    assert report.valid and report.projections_checked, report.summary()
+    assert sorted((item["seq"], item["field"]) for item in report.redactions) == sorted(
+        (seq, field) for seq, fields in leaks.items() for field in fields)
+    # the old hashes did not move
+    assert [entry.hash for entry in sor.iter_entries(limit=MANIFEST["head_seq"])] == [entry.hash for entry in entries]
+    if backend_env["CHANGEOPS_BACKEND"] == "sqlite":
+        for suffix in ("", "-wal"):
+            path = backend_env["CHANGEOPS_SQLITE_PATH"] + suffix
+            if os.path.exists(path):
+                with open(path, "rb") as handle:
+                    content = handle.read()
+                assert STDOUT_LEAK.encode() not in content and DIFF_LEAK.encode() not in content, path
+
+
+@pytest.mark.tampers_query_tables
+def test_an_old_entry_edited_after_its_redaction_is_caught(backend_env, open_sor):
+    """A format-1 entry no longer matches its hash once redacted: the root its redaction recorded binds it."""
+    load_fixture(backend_env)
+    sor = open_sor()
+    [(seq, fields)] = [(seq, fields) for seq, fields in find_leaks(sor).items() if "result.stdout" in fields]
+    sor.redact_entry(seq, ["result.stdout"], "planted", "auditor", "auditor@ctl")
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        text = conn.execute("SELECT data FROM ledger WHERE seq = ?", (seq,)).fetchone()[0]
+        assert '"rc":0' in text
+        conn.execute("UPDATE ledger SET data = ? WHERE seq = ?", (text.replace('"rc":0', '"rc":3'), seq))
+    finally:
+        conn.close()
+    report = open_sor().verify()
+    assert (report.first_broken["seq"], report.first_broken["problem"]) == (seq, "edited"), report.first_broken
