@@ -92,6 +92,13 @@ class SystemOfRecord(abc.ABC):
         values where it can; returns what was done (``compacted``, ``warnings``)."""
         return {"compacted": False, "warnings": []}
 
+    def latest_entry(self, kinds):
+        """The newest committed entry of one of ``kinds``, or None. Backends should override this with one query."""
+        latest = None
+        for entry in self.iter_entries(kinds=kinds):
+            latest = entry
+        return latest
+
     def witness_cursor(self, witness):
         """Sequence number of the last ``ledger.checkpoint`` entry fed to ``witness`` (None: never fed)."""
         raise NotImplementedError

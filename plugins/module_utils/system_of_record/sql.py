@@ -250,6 +250,11 @@ class SqlSystemOfRecord(SystemOfRecord):
         """After a redaction: what the backend did so that no page or log it keeps still holds the values."""
         return {"compacted": False, "warnings": []}
 
+    def latest_entry(self, kinds):
+        rows = self._query("SELECT %s FROM ledger WHERE kind IN (%s) ORDER BY seq DESC LIMIT 1"
+                           % (LEDGER_COLUMNS, ", ".join("?" * len(kinds))), tuple(kinds))
+        return Entry.from_row(rows[0]) if rows else None
+
     # -- witness cursors (see witnesses/) ---------------------------------------------
     def witness_cursor(self, witness):
         rows = self._query("SELECT seq FROM witness_cursors WHERE witness = ?", (witness,))
