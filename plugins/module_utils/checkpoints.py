@@ -280,11 +280,30 @@ def needs_checkpoint(sor, signing_key_id=None):
                 and latest.data.get("key_id") == signing_key_id)
 
 
+def check_continuity(sor):
+    """Refuse to sign a head whose history contradicts the ledger's newest checkpoint: signing it would vouch
+    for a rewrite. Raises ``ConflictError`` naming the entry."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
+
+    latest = latest_checkpoint_entry(sor)
+    if latest is None or not isinstance(latest.data.get("seq"), int):
+        return
+    seq, head = latest.data["seq"], latest.data.get("head")
+    entry = sor.get_entry(str(seq))
+    if entry is None or entry.hash != head:
+        raise ConflictError(
+            "not signing: the ledger's history changed since its checkpoint of entry %d (%s, recorded as entry %d):"
+            " that entry's hash was %s and is now %s. Someone rewrote or cut the ledger; run"
+            " changeops.itsm.ledger_verify" % (seq, latest.data.get("at"), latest.seq, (head or "")[:16],
+                                               entry.hash[:16] if entry is not None else "missing"), entry=seq)
+
+
 def make_checkpoint(sor, settings, actor):
     """Append a checkpoint of the head unless the head is one already; returns the entry or None."""
     key = load_private_key(settings["checkpoint_key"]) if settings.get("checkpoint_key") else None
     if not needs_checkpoint(sor, key_id(key.public_key()) if key is not None else None):
         return None
+    check_continuity(sor)
     document = checkpoint_document(sor, key)
     appended = sor.append([Entry(KIND_CHECKPOINT, "ledger", document, actor=actor)])
     return appended[0] if appended else None
@@ -332,14 +351,18 @@ def _trust(record, keys):
 
 
 def anchors_from(records, ledger_id, location, keys):
-    """``(anchors, info)``: the checks ``verify_rows`` makes from the newest trusted checkpoint of each witness.
+    """``(anchors, info)``: the checks ``verify_rows`` makes from every trusted checkpoint read.
 
-    A checkpoint belongs to this ledger when its first-entry hash or its location is this ledger's;
-    one whose location matches but whose first entry differs says the ledger was rewritten from its start.
+    Every one counts, not just the newest: a run signing the head after a rewrite (the recorder signs what
+    it finds) must not bless the rewrite; the older checkpoints still contradict it. A checkpoint belongs to
+    this ledger when its first-entry hash or its location is this ledger's; one whose location matches but
+    whose first entry differs says the ledger was rewritten from its start.
     """
     problems = []
+    trusted_records = {}
     newest = {}
     other_ledgers = 0
+    untrusted = 0
     for record in records:
         if record.get("ledger") != ledger_id and record.get("location") != location:
             other_ledgers += 1
@@ -348,42 +371,33 @@ def anchors_from(records, ledger_id, location, keys):
         if problem:
             problems.append(problem)
         if not trusted or not isinstance(record.get("seq"), int) or not record.get("head"):
+            untrusted += 1
             continue
         record = dict(record, verified=verified)
+        trusted_records.setdefault((record["seq"], record["head"], record.get("ledger")), record)
         witness = record.get("witness")
-        best = newest.get(witness)
-        if best is None or record["seq"] > best[0]["seq"]:
-            newest[witness] = [record]
-        elif record["seq"] == best[0]["seq"] and record["head"] != best[0]["head"]:
-            best.append(record)
+        if witness not in newest or record["seq"] > newest[witness]["seq"]:
+            newest[witness] = record
     anchors = []
-    seen = set()
-    for witness in sorted(newest, key=str):
-        for record in newest[witness]:
-            if record.get("ledger") != ledger_id and ledger_id is not None:
-                anchors.append({"seq": 1, "hash": record.get("ledger"), "witness": witness, "at": record.get("at"),
-                                "signed": record["verified"], "key_id": record.get("key_id"),
-                                "detail_rewritten": "history rewritten from the start: the ledger at %s begins with"
-                                " another first entry than %s recorded (%s)" % (
-                                    location, _describe(record), (record.get("ledger") or "")[:16]),
-                                "detail_truncated": "the ledger is empty, but %s covers entry %s" % (
-                                    _describe(record), record["seq"])})
-            key = (record["seq"], record["head"])
-            if key in seen:
-                continue
-            seen.add(key)
-            anchors.append({
-                "seq": record["seq"], "hash": record["head"], "witness": witness, "at": record.get("at"),
-                "signed": record["verified"], "key_id": record.get("key_id"),
-                "detail_rewritten": "history rewritten: entry %s no longer has the hash %s that %s recorded; entries"
-                                    " up to %s were changed and the chain recomputed" % (
-                                        record["seq"], record["head"][:16], _describe(record), record["seq"]),
-                "detail_truncated": "ledger truncated: %s covers entry %s, which the ledger no longer holds: entries"
-                                    " were removed from its end" % (_describe(record), record["seq"]),
-            })
-    info = {"read": len(records), "other_ledgers": other_ledgers, "problems": problems,
-            "signed": any(anchor["signed"] for anchor in anchors), "anchors": [
-                {key: anchor[key] for key in ("seq", "hash", "witness", "at", "signed", "key_id")} for anchor in anchors]}
+    for (seq, head, first), record in sorted(trusted_records.items(), key=lambda item: (item[0][0], str(item[0][1]))):
+        common = {"witness": record.get("witness"), "at": record.get("at"), "signed": record["verified"],
+                  "key_id": record.get("key_id")}
+        if first != ledger_id and ledger_id is not None:
+            anchors.append(dict(common, seq=1, hash=first,
+                                detail_rewritten="history rewritten from the start: the ledger at %s begins with another"
+                                " first entry than %s recorded (%s)" % (location, _describe(record), (first or "")[:16]),
+                                detail_truncated="the ledger is empty, but %s covers entry %s" % (_describe(record), seq)))
+        anchors.append(dict(
+            common, seq=seq, hash=head,
+            detail_rewritten="history rewritten: entry %s no longer has the hash %s that %s recorded; entries up to %s"
+                             " were changed and the chain recomputed" % (seq, head[:16], _describe(record), seq),
+            detail_truncated="ledger truncated: %s covers entry %s, which the ledger no longer holds: entries were"
+                             " removed from its end" % (_describe(record), seq)))
+    info = {"read": len(records), "other_ledgers": other_ledgers, "untrusted": untrusted, "checked": len(trusted_records),
+            "problems": problems, "signed": any(record["verified"] for record in newest.values()),
+            "anchors": [{"seq": record["seq"], "hash": record["head"], "witness": witness, "at": record.get("at"),
+                         "signed": record["verified"], "key_id": record.get("key_id")}
+                        for witness, record in sorted(newest.items(), key=lambda item: str(item[0]))]}
     return anchors, info
 
 
@@ -394,11 +408,12 @@ def checkpoint_summary(info, keys_configured):
                     " signed by a key in checkpoint_public_keys)" % info["read"])
         return "no checkpoint found in the witnesses: nothing outside the database vouches for the history"
     newest = max(info["anchors"], key=lambda anchor: anchor["seq"])
+    also = " and %d older" % (info["checked"] - 1) if info["checked"] > 1 else ""
     if newest["signed"]:
-        return "history matches the signed checkpoint of entry %s (%s, key %s, witness %s)" % (
-            newest["seq"], newest["at"], newest["key_id"], newest["witness"])
-    text = "history matches the checkpoint of entry %s (%s, witness %s)" % (newest["seq"], newest["at"],
-                                                                              newest["witness"])
+        return "history matches the signed checkpoint of entry %s%s (%s, key %s, witness %s)" % (
+            newest["seq"], also, newest["at"], newest["key_id"], newest["witness"])
+    text = "history matches the checkpoint of entry %s%s (%s, witness %s)" % (newest["seq"], also, newest["at"],
+                                                                                newest["witness"])
     if not keys_configured:
         text += ("; not signature-checked (no checkpoint_key or checkpoint_public_keys configured): anyone who can"
                  " write a witness can forge a checkpoint")

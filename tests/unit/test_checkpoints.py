@@ -15,7 +15,7 @@ import pytest
 from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints, witnesses
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError, ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
@@ -124,6 +124,33 @@ def test_a_consistently_rewritten_history_is_reported_from_the_checkpoints_alone
     mismatch = report.history_mismatch
     assert (mismatch["problem"], mismatch["seq"], mismatch["signed"]) == ("rewritten", cp.data["seq"], True)
     assert "history rewritten" in report.summary() and "signed by key" in report.summary()
+
+
+@pytest.mark.tampers_query_tables
+def test_signing_after_a_rewrite_neither_launders_it_nor_hides_it(sor, backend_env, settings):
+    """The recorder signs the head it finds after every run: a rewrite must not become trusted that way."""
+    record_run(sor)
+    cp = checkpoint(sor, settings)
+    rewrite_history(sor, backend_env, 3, hide_web02)
+    record_run(sor, "run-after")
+    with pytest.raises(ConflictError) as caught:
+        checkpoints.make_checkpoint(sor, settings, "ops@ctl")
+    assert "not signing" in caught.value.message and "entry %d" % cp.data["seq"] in caught.value.message
+    # the forger also drops the ledger's own checkpoint entry, so the next run signs the forged head...
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        conn.execute("UPDATE ledger SET kind = 'run.reviewed', data = ? WHERE seq = ?",
+                     (json.dumps({"run_id": RUN, "reviewer": "x", "outcome": "accepted"}), cp.seq))
+    finally:
+        conn.close()
+    rewrite_history(sor, backend_env, cp.seq, lambda data: None)
+    rebuild_query_tables(sor)
+    later = checkpoint(sor, settings)
+    assert later is not None and later.data["signature"]
+    # ...but the witness still holds the checkpoint from before the rewrite
+    report = verify(sor, settings)
+    assert not report.valid
+    assert (report.history_mismatch["problem"], report.history_mismatch["seq"]) == ("rewritten", cp.data["seq"])
 
 
 @pytest.mark.tampers_query_tables
