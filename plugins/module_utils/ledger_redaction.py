@@ -282,7 +282,12 @@ def redact_ledger(ctx):
     targets = [(plan.entry.id, [(path, value_json) for path, _d, value_json in plan.new])
                for _label, _ref, plan in plans if plan.changes]
     sections = _ini_sections(getattr(ctx, "config_file", None))
-    result["spool_files_scrubbed"] = redaction_scrub.scrub_spools(spool_dirs(params, ini=sections), targets)
+    try:
+        result["spool_files_scrubbed"] = redaction_scrub.scrub_spools(spool_dirs(params, ini=sections), targets)
+    except OSError as exc:
+        result["spool_files_scrubbed"] = []
+        ctx.warn("the spool could not be scrubbed and may still hold the redacted values: %s (%s); run the module"
+                 " again once it is writable" % (exc.strerror or exc, getattr(exc, "filename", "")))
     result["register"] = redaction_scrub.regenerate_register(ctx, register_settings(params, ini=sections))
     return result
 

@@ -169,7 +169,16 @@ def regenerate_register(ctx, settings):
         return {"regenerated": False, "reason": message}
     from ansible_collections.changeops.itsm.plugins.module_utils.change_register import generate_register
 
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+
     path, json_path, title = settings
-    outcome = generate_register(ctx.sor, {"path": path, "json_path": json_path, "title": title,
-                                          "verify_chain": True, "check_projections": False}, renderer)
+    try:
+        outcome = generate_register(ctx.sor, {"path": path, "json_path": json_path, "title": title,
+                                              "verify_chain": True, "check_projections": False}, renderer)
+    except (ChangeopsError, OSError) as exc:
+        # the redaction itself is done and recorded: say what is left to do rather than fail
+        message = ("the register %s was not regenerated and may still show the redacted values: %s; run "
+                   "changeops.itsm.change_register" % (path, getattr(exc, "message", None) or exc))
+        ctx.warn(message)
+        return {"regenerated": False, "path": path, "reason": message}
     return {"regenerated": True, "path": path, "json_path": json_path, "changed": outcome.get("changed")}
