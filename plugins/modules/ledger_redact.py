@@ -22,11 +22,11 @@ description:
     SQLite's free pages and write-ahead log (O(compact)), PostgreSQL's old row versions (O(compact)),
     the change recorder's spool, and the HTML register (generated again when one is configured) - see
     docs/ledger.md for what no tool of the collection can reach (backups, PostgreSQL's WAL archive).
-  - Entries written before the collection committed per field (format 1) can be redacted too: their
+  - Entries written before the collection committed per field (format 1) can be redacted too. Their
     content is first checked against their hash, then committed with fresh salts.
   - Fields the query tables are keyed on or that decide a change's authorisation (run and play ids,
     host, status, a gate's decision...) cannot be redacted.
-  - Idempotent: fields already redacted are reported in RV(already_redacted) and change nothing.
+  - Idempotent. Fields already redacted are reported in RV(already_redacted) and change nothing.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
   - changeops.itsm maintainers (@changeops)
@@ -94,7 +94,7 @@ options:
     description: The register's JSON data to generate again with it (default the recorder's C(register_json_path)).
     type: path
 notes:
-  - A redaction cannot be undone: the value is gone from the ledger for good.
+  - A redaction cannot be undone. The value is gone from the ledger for good.
   - PostgreSQL keeps the old values in its write-ahead log, WAL archive, base backups and replicas until
     they are recycled or rebuilt; SQLite backups and file-system snapshots are copies of their own.
     docs/ledger.md lists what to do about each.

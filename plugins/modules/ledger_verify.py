@@ -17,7 +17,7 @@ description:
     the fields removed by M(changeops.itsm.ledger_redact) with who, when and why; a field removed any other
     way is reported as an edit.
   - Checks the chain against the newest signed checkpoints the witnesses hold (O(check_checkpoints)), with
-    the public keys only: a history rewritten consistently (an entry edited and every later hash recomputed)
+    the public keys only. A history rewritten consistently (an entry edited and every later hash recomputed)
     or cut short is reported as such, although the chain itself is intact.
   - Fails the task when the chain is broken, unless O(fail_on_broken=false).
   - Runs on the controller; no C(delegate_to) is needed.
