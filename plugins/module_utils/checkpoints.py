@@ -412,8 +412,8 @@ def checkpoint_summary(info, keys_configured):
     if newest["signed"]:
         return "history matches the signed checkpoint of entry %s%s (%s, key %s, witness %s)" % (
             newest["seq"], also, newest["at"], newest["key_id"], newest["witness"])
-    text = "history matches the checkpoint of entry %s%s (%s, witness %s)" % (newest["seq"], also, newest["at"],
-                                                                                newest["witness"])
+    text = "history matches the checkpoint of entry %s%s (%s, witness %s)" % (
+        newest["seq"], also, newest["at"], newest["witness"])
     if not keys_configured:
         text += ("; not signature-checked (no checkpoint_key or checkpoint_public_keys configured): anyone who can"
                  " write a witness can forge a checkpoint")

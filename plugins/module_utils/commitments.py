@@ -80,8 +80,7 @@ def encode_value(value):
 
 
 def _splits(value):
-    kind = type(value)
-    return (kind is dict or kind is list) and bool(value)
+    return isinstance(value, (dict, list)) and bool(value)
 
 
 def field_count(data):
@@ -92,10 +91,10 @@ def iter_fields(data):
     """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple."""
     for key in sorted(data):
         value = data[key]
-        if type(value) is dict and value:
+        if isinstance(value, dict) and value:
             for member in sorted(value):
                 yield (key, member), value[member]
-        elif type(value) is list and value:
+        elif isinstance(value, list) and value:
             for index, item in enumerate(value):
                 yield (key, index), item
         else:
@@ -143,8 +142,7 @@ def seal_payload(data, seed_hex=None):
     for key in sorted(data):
         value = data[key]
         key_json = _encode_string(key)
-        kind = type(value)
-        if kind is dict and value:
+        if isinstance(value, dict) and value:
             pieces = []
             for member in sorted(value):
                 member_json = _encode_string(member)
@@ -154,7 +152,7 @@ def seal_payload(data, seed_hex=None):
                 offset += SALT_BYTES
                 pieces.append(member_json + ":" + value_json)
             top.append(key_json + ":{" + ",".join(pieces) + "}")
-        elif kind is list and value:
+        elif isinstance(value, list) and value:
             pieces = []
             for index, item in enumerate(value):
                 value_json = encode_value(item)
@@ -265,7 +263,7 @@ def resolve_field(data, text):
     if text in data:
         value = data[text]
         if _splits(value):
-            return [path for path, _ in iter_fields({text: value})]
+            return [path for path, _value in iter_fields({text: value})]
         return [(text,)]
     key, rest = None, None
     for candidate in sorted(data, key=len, reverse=True):

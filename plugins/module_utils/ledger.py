@@ -437,8 +437,8 @@ class _Redactions(object):
                 problems.append((entry.seq, _broken(
                     entry, "edited",
                     "entry %s (%s %s) was edited: field %s does not hold the commitment that ledger entry %s"
-                    " recorded when it redacted it" % (entry.seq, entry.kind, entry.subject, field.get("field"),
-                                                        record.seq))))
+                    " recorded when it redacted it" % (
+                        entry.seq, entry.kind, entry.subject, field.get("field"), record.seq))))
                 continue
             if record.seq <= entry.seq:
                 problems.append((entry.seq, _broken(

@@ -21,7 +21,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import ca
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
-    FORMAT_COMMITTED,
     FORMAT_LEGACY,
     KIND_REDACTED,
     Entry,

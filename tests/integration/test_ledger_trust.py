@@ -137,8 +137,8 @@ def postgresql_bytes(sor, backend_env):
     return dump, table_files
 
 
-def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies(project, backend_env, open_sor,
-                                                                                   tmp_path):
+def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies(
+        project, backend_env, open_sor, tmp_path):
     register = tmp_path / "register" / "index.html"
     register_json = tmp_path / "register" / "register.json"
     register.parent.mkdir()
@@ -244,8 +244,8 @@ def _rewrite_from(sor, backend_env, seq, change):
 
 @pytest.mark.tampers_query_tables
 @pytest.mark.parametrize("attack", ["rewrite", "truncate"])
-def test_ledger_verify_reports_a_forged_history_from_the_recorders_checkpoints(project, backend_env, open_sor,
-                                                                                tmp_path, attack):
+def test_ledger_verify_reports_a_forged_history_from_the_recorders_checkpoints(
+        project, backend_env, open_sor, tmp_path, attack):
     _key(project, tmp_path)
     workdir = tmp_path / "work"
     workdir.mkdir()

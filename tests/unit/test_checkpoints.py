@@ -61,7 +61,7 @@ def verify(sor, settings, projections=True):
 
 
 def rows(sor):
-    return [entry for entry in sor.iter_entries()]
+    return list(sor.iter_entries())
 
 
 def write_back(sor, backend_env, entries):

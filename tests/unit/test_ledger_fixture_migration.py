@@ -98,8 +98,8 @@ def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backen
 
     # the planted values, found where the old recorder put them, are redacted
     leaks = find_leaks(sor)
-    assert sorted(field for fields in leaks.values() for field in fields) == ["diff[0]", "result.cmd",
-                                                                               "result.stdout"], leaks
+    found = sorted(field for fields in leaks.values() for field in fields)
+    assert found == ["diff[0]", "result.cmd", "result.stdout"], leaks
     assert STDOUT_LEAK in stored_text(sor, backend_env) and DIFF_LEAK in stored_text(sor, backend_env)
     for seq, fields in sorted(leaks.items()):
         assert sor.redact_entry(seq, fields, "planted by the fixture", "auditor", "auditor@ctl") is not None
