@@ -293,3 +293,77 @@ def test_ledger_verify_reports_a_forged_history_from_the_recorders_checkpoints(
         assert mismatch["problem"] == "truncated" and mismatch["seq"] == newest["seq"]
         assert "ledger truncated" in verification["summary"]
     assert mismatch["signed"] is True
+
+
+CHECKPOINT_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Checkpoint the ledger
+      changeops.itsm.ledger_checkpoint:
+        checkpoint_key: "{{ key }}"
+        generate_key: true
+      register: checkpoint
+
+    - name: Keep the answer
+      ansible.builtin.copy:
+        content: "{{ checkpoint | to_json }}"
+        dest: "{{ playbook_dir }}/checkpoint-{{ name }}.json"
+        mode: "0600"
+      check_mode: false
+"""
+
+
+@pytest.mark.backends("sqlite")
+def test_ledger_checkpoint_makes_its_key_honours_check_mode_and_is_idempotent(project, open_sor, tmp_path):
+    # the module alone, without the recorder's own checkpoints in between
+    project.callbacks = []
+    key = str(tmp_path / "keys" / "checkpoint.key")
+    sor = open_sor()
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+
+    sor.append([Entry("ci.created", "ci-1", {"ci_id": "ci-1", "identities": {},
+                                             "attributes": {"name": "web01", "class": "server"}})])
+    project.write_playbook("checkpoint.yml", CHECKPOINT_PLAYBOOK)
+
+    project.run("checkpoint.yml", "--check", "--diff", "-e", "key=%s" % key, "-e", "name=dry")
+    dry = answers(project, "checkpoint-dry.json")
+    assert dry["changed"] is True and dry["would_checkpoint"]["seq"] == 1 and dry["key"]["generated"] is True
+    assert not os.path.exists(key) and sor.head()[0] == 1
+
+    project.run("checkpoint.yml", "--diff", "-e", "key=%s" % key, "-e", "name=first")
+    first = answers(project, "checkpoint-first.json")
+    assert first["changed"] is True and first["key"]["generated"] is True
+    assert oct(os.stat(key).st_mode & 0o777) == "0o600"
+    assert first["checkpoint"]["signed"] is True and first["checkpoint"]["seq"] == 1
+    assert [item["delivered"] for item in first["witnesses"]] == [1]
+    assert "signed by key %s" % first["key"]["key_id"] in first["diff"]["after"]
+
+    project.run("checkpoint.yml", "-e", "key=%s" % key, "-e", "name=again")
+    again = answers(project, "checkpoint-again.json")
+    assert again["changed"] is False and again["key"]["generated"] is False
+    assert again["checkpoint"] == first["checkpoint"] and sor.head()[0] == 2
+
+
+@pytest.mark.backends("sqlite")
+def test_witnesses_never_fail_or_hold_up_a_playbook(project, open_sor, tmp_path):
+    blocked = tmp_path / "readonly"
+    blocked.mkdir()
+    (blocked / "checkpoints.jsonl").mkdir()  # a directory where the witness file should be: it cannot append
+    project.write_cfg("""
+        [changeops]
+        witness_file = %s
+        witness_command = /bin/false
+        witness_syslog = true
+        witness_syslog_address = %s
+        """ % (blocked / "checkpoints.jsonl", tmp_path / "no-such-socket"))
+    project.write_playbook("pb.yml", "- hosts: all_hosts\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+    completed = project.run("pb.yml")
+    output = completed.stdout
+    assert completed.returncode == 0
+    for witness in ("file:%s" % (blocked / "checkpoints.jsonl"), "command:/bin/false", "syslog:"):
+        assert "witness %s" % witness in output, output[-3000:]
+    assert "offered again next time" in output
+    sor = open_sor()
+    assert sor.find_change_events()[0]["status"] == "successful"
+    assert len(list(sor.iter_entries(kinds=["ledger.checkpoint"]))) == 1

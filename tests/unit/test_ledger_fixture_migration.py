@@ -139,3 +139,30 @@ def test_an_old_entry_edited_after_its_redaction_is_caught(backend_env, open_sor
         conn.close()
     report = open_sor().verify()
     assert (report.first_broken["seq"], report.first_broken["problem"]) == (seq, "edited"), report.first_broken
+
+
+@pytest.mark.backends("postgresql")
+def test_a_migrated_and_redacted_ledger_copies_to_postgresql_with_every_hash(backend_env, open_sor, tmp_path):
+    """ledger_migrate re-seals each entry in the destination: format 1, format 2 and redacted entries alike
+    must come out with the source's hashes."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_migrate import migrate_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (
+        open_system_of_record,
+    )
+
+    source_path = str(tmp_path / "source.sqlite")
+    load_fixture({"CHANGEOPS_BACKEND": "sqlite", "CHANGEOPS_SQLITE_PATH": source_path})
+    with open_system_of_record({"backend": "sqlite", "sqlite_path": source_path, "busy_timeout": 10}) as source:
+        source.append([Entry("ci.created", "ci-new", {"ci_id": "ci-new", "identities": {},
+                                                      "attributes": {"name": "new", "class": "server"}})])
+        for seq, fields in sorted(find_leaks(source).items()):
+            source.redact_entry(seq, fields, "planted", "auditor", "auditor@ctl")
+        source_hashes = [(entry.seq, entry.hash) for entry in source.iter_entries()]
+    destination = open_sor()
+    result = migrate_ledger(OperationContext(destination, {"source_path": source_path, "batch_size": 7}))
+    assert result["changed"] and result["entries_copied"] == len(source_hashes)
+    assert [(entry.seq, entry.hash) for entry in destination.iter_entries()] == source_hashes
+    report = destination.verify(projections=True)
+    assert report.valid and report.projections_checked, report.summary()
+    assert len(report.redactions) == 3
