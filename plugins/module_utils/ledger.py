@@ -447,6 +447,15 @@ class _Redactions(object):
                     % (entry.seq, entry.kind, entry.subject, field.get("field"), record.seq))))
                 continue
             accounted.add(key)
+        vouched = set(data.get("entry_seq") for _record, data, _field in self.records)
+        for seq, target in self.targets.items():
+            # a format-1 entry's hash no longer covers a redacted payload: only a ledger.redacted entry, whose
+            # recorded root the checks above compared, binds what it holds now
+            if target[2] == FORMAT_LEGACY and seq not in vouched:
+                problems.append((seq, {
+                    "seq": seq, "entry_id": target[0], "kind": target[4], "problem": "edited",
+                    "detail": "entry %s (%s) was edited: it is marked as redacted, but no ledger.redacted entry"
+                              " vouches for it" % (seq, target[4])}))
         for key, (entry, _digest) in self.tombstones.items():
             if key not in accounted:
                 problems.append((entry.seq, _broken(

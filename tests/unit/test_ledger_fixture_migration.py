@@ -166,3 +166,29 @@ def test_a_migrated_and_redacted_ledger_copies_to_postgresql_with_every_hash(bac
     report = destination.verify(projections=True)
     assert report.valid and report.projections_checked, report.summary()
     assert len(report.redactions) == 3
+
+
+@pytest.mark.tampers_query_tables
+def test_an_old_entry_cannot_be_edited_by_marking_it_redacted(backend_env, open_sor):
+    """Giving a format-1 entry a redaction state of one's own (salts, a root, no tombstone) skips its hash
+    check: only a ledger.redacted entry may vouch for such a state."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import commitments
+    from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+
+    load_fixture(backend_env)
+    sor = open_sor()
+    [(seq, _fields)] = [(seq, fields) for seq, fields in find_leaks(sor).items() if "result.stdout" in fields]
+    entry = sor.get_entry(str(seq))
+    data = dict(entry.data, status="ok", changed=False)
+    seed = commitments.new_seed()
+    salts = [salt.hex() for salt in commitments.salts_from_seed(seed, commitments.field_count(data))]
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        conn.execute("UPDATE ledger SET data = ?, payload_root = ?, redactions = ? WHERE seq = ?",
+                     (canonical_json(data), commitments.payload_root(data, seed),
+                      canonical_json({"salts": salts, "tombstones": {}}), seq))
+    finally:
+        conn.close()
+    report = open_sor().verify()
+    assert (report.first_broken["seq"], report.first_broken["problem"]) == (seq, "edited"), report.first_broken
+    assert "no ledger.redacted entry vouches for it" in report.first_broken["detail"]
