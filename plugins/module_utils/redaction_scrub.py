@@ -26,6 +26,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 
 LOCK_NAME = ".lock"
 LOCK_WAIT_SECONDS = 30.0
+#: the spool writes a batch to ``.tmp-*`` and renames it; an older one was left by a process that died
+TEMP_PREFIX = ".tmp-"
+TEMP_SETTLE_SECONDS = 60.0
+#: what a redacted field holds in a spool copy (the entry in the ledger names its ledger.redacted entry)
+SPOOL_TOMBSTONE = "[redacted]"
 
 
 def _needles(value_json):
@@ -54,10 +59,12 @@ def _scrub_line(line, targets):
         changed = False
         for path, _value_json in targets[document["id"]]:
             try:
-                commitments.field_value(data, path)
+                current = commitments.field_value(data, path)
             except (KeyError, IndexError, TypeError):
                 continue
-            data = commitments.with_field_replaced(data, path, "[redacted]")
+            if current == SPOOL_TOMBSTONE:
+                continue
+            data = commitments.with_field_replaced(data, path, SPOOL_TOMBSTONE)
             changed = True
         if changed:
             document["data"] = data
@@ -68,7 +75,7 @@ def _scrub_line(line, targets):
         for fields in targets.values():
             for _path, value_json in fields:
                 for needle in _needles(value_json):
-                    text = text.replace(needle, "[redacted]")
+                    text = text.replace(needle, SPOOL_TOMBSTONE)
         if text != stripped:
             return text + "\n"
     return None
@@ -139,6 +146,8 @@ def scrub_spools(spool_dirs, targets):
                     path = os.path.join(directory, name)
                     if not os.path.isfile(path) or os.path.islink(path):
                         continue
+                    if name.startswith(TEMP_PREFIX) and time.time() - os.path.getmtime(path) < TEMP_SETTLE_SECONDS:
+                        continue  # a batch a recorder is writing right now (renamed once complete)
                     with open(path, encoding="utf-8", errors="surrogateescape") as handle:
                         lines = handle.readlines()
                     changed = False
