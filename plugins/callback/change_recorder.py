@@ -35,6 +35,7 @@ extends_documentation_fragment:
   - changeops.itsm.recorder_post_run
   - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
+  - changeops.itsm.recorder_checkpoint
 options:
   spool_dir:
     description:

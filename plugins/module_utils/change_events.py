@@ -37,6 +37,15 @@ LEDGER_VERIFY_SPEC = dict(
     expected_head=dict(type="str"),
     fail_on_broken=dict(type="bool", default=True),
     check_projections=dict(type="bool", default=True),
+    # signed checkpoints kept by the witnesses (checkpoints.py, witnesses/)
+    check_payloads=dict(type="bool", default=True),
+    check_checkpoints=dict(type="bool", default=True),
+    checkpoint_public_keys=dict(type="list", elements="path"),
+    checkpoint_sources=dict(type="list", elements="path"),
+    checkpoint_key=dict(type="path"),
+    witness_file=dict(type="str"),
+    witness_syslog=dict(type="str", choices=["auto", "true", "false"]),
+    witness_syslog_address=dict(type="path"),
 )
 
 _RELATIVE = re.compile(r"^\s*-?(\d+)\s*([smhdw])\s*$")
@@ -94,8 +103,17 @@ def query_change_events(ctx):
 
 
 def verify_ledger(ctx):
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+
+    anchors, checkpoint_info = [], None
+    if ctx.params.get("check_checkpoints", True):
+        anchors, checkpoint_info = checkpoints.witness_anchors(ctx.sor, checkpoints.settings_for(ctx))
+        for problem in checkpoint_info["problems"]:
+            ctx.warn(problem)
     report = ctx.sor.verify(expected_head=ctx.params.get("expected_head"),
-                            projections=ctx.params.get("check_projections", True))
+                            projections=ctx.params.get("check_projections", True),
+                            payloads=ctx.params.get("check_payloads", True), anchors=anchors)
+    report.checkpoints = checkpoint_info
     result = {"changed": False, "verification": report.to_dict(), "backend": ctx.sor.describe()}
     if not report.valid and ctx.params.get("fail_on_broken", True):
         result["failed"] = True

@@ -13,6 +13,12 @@ description:
   - Walks every entry of the ledger, recomputes each entry's SHA-256 over its canonical JSON
     and its predecessor's hash, and reports the first entry that was edited, deleted,
     inserted or reordered.
+  - Opens every entry's payload against its salted per-field commitments (O(check_payloads)), and lists
+    the fields removed by M(changeops.itsm.ledger_redact) with who, when and why; a field removed any other
+    way is reported as an edit.
+  - Checks the chain against the newest signed checkpoints the witnesses hold (O(check_checkpoints)), with
+    the public keys only. A history rewritten consistently (an entry edited and every later hash recomputed)
+    or cut short is reported as such, although the chain itself is intact.
   - Fails the task when the chain is broken, unless O(fail_on_broken=false).
   - Runs on the controller; no C(delegate_to) is needed.
 author:
@@ -47,8 +53,50 @@ options:
         keep being appended during the comparison.
     type: bool
     default: true
+  check_payloads:
+    description:
+      - Open every payload against the commitments its hash covers. V(false) walks only the chain of hashes,
+        which needs no parsing and is several times faster; entries with redacted fields are opened either way.
+    type: bool
+    default: true
+  check_checkpoints:
+    description:
+      - Compare the chain with the newest checkpoints the witnesses hold (the file witness, the system journal,
+        O(checkpoint_sources)). See docs/ledger.md.
+    type: bool
+    default: true
+  checkpoint_public_keys:
+    description:
+      - Ed25519 public keys (PEM) whose signatures are trusted; keep old keys here after a rotation so their
+        checkpoints still count. Only checkpoints signed by one of them are used.
+      - If not set, E(CHANGEOPS_CHECKPOINT_PUBLIC_KEYS), C(checkpoint_public_keys) in C([changeops]), then
+        C(<checkpoint_key>.pub). With no key at all, checkpoints are compared by hash only and the result
+        says so.
+    type: list
+    elements: path
+  checkpoint_sources:
+    description:
+      - More files to read checkpoints from, for example C(/var/log/syslog) or an export of the central log
+        server (lines with C(CHANGEOPS-CHECKPOINT), or the witness file's JSON lines).
+    type: list
+    elements: path
+  checkpoint_key:
+    description: The signing key, whose C(.pub) is trusted when O(checkpoint_public_keys) is not set.
+    type: path
+  witness_file:
+    description: The file witness to read (default as for M(changeops.itsm.ledger_checkpoint)); V(none) skips it.
+    type: str
+  witness_syslog:
+    description: Read the system journal's checkpoints (V(auto) when the syslog socket exists).
+    type: str
+    choices: [auto, "true", "false"]
+  witness_syslog_address:
+    description: The syslog socket whose presence V(auto) looks for.
+    type: path
 seealso:
   - module: changeops.itsm.change_event_info
+  - module: changeops.itsm.ledger_checkpoint
+  - module: changeops.itsm.ledger_redact
 """
 
 EXAMPLES = r"""
@@ -88,6 +136,23 @@ verification:
     anchor_mismatch:
       description: Why O(expected_head) is no longer part of the chain; null when it is or was not given.
       type: str
+    history_mismatch:
+      description: The checkpoint the ledger contradicts (V(problem) V(rewritten) or V(truncated), V(seq),
+        V(hash), V(witness), V(at), V(signed), V(key_id), V(detail)); null when it agrees with every one read.
+      type: dict
+    checkpoints:
+      description: What the witnesses held (V(read), V(anchors) the newest trusted checkpoint of each witness,
+        V(signed), V(public_keys), V(problems) such as forged or unknown-key checkpoints, V(summary)); null with
+        O(check_checkpoints=false).
+      type: dict
+    payloads_checked:
+      description: Whether every payload was opened against its commitments (O(check_payloads)).
+      type: bool
+    redactions:
+      description: Fields removed by M(changeops.itsm.ledger_redact), each with V(seq), V(entry_id), V(kind),
+        V(field), V(redacted_by) (the C(ledger.redacted) entry), V(at), V(by) and V(reason).
+      type: list
+      elements: dict
     projections_checked:
       description: V(true) when the query tables were compared with the chain, V(false) when the
         ledger kept changing during the comparison, null when O(check_projections=false) or the
