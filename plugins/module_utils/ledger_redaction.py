@@ -33,14 +33,26 @@ PROTECTED_FIELDS = {
     "run.": {("run_id",), ("play_id",), ("decision_id",)},
     "run.result": {("host",), ("status",), ("changed",), ("started_at",), ("task", "check_mode"),
                    ("task", "action"), ("task", "uuid"), ("item", "index")},
-    "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",)},
+    "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",), ("reference",),
+                 ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",)},
     "run.play": {("hosts",)},
     "run.finished": {("outcome",)},
-    "run.reviewed": {("outcome",)},
+    "run.reviewed": {("outcome",), ("reviewer_identity",)},
     "ci.": {("ci_id",), ("source",), ("target",), ("type",), ("base_version",), ("identities",),
             ("attributes", "name"), ("attributes", "class")},
     "change_request.": {("base_version",), ("record", "number"), ("record", "state"), ("record", "type")},
     "evidence.": {("ci_id",), ("checklist",)},
+    # the version chain the policies table replays (a tombstone in it stops the replay), who published it
+    # under which rules, and the document the gate enforces: redacting part of it would change the policy
+    # a decision was made under. Its text, comment, summary and source may be redacted.
+    "policy.published": {("version",), ("sha256",), ("previous_version",), ("previous_sha256",),
+                         ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
+}
+
+#: what to do instead, for the kinds where "redact the fields that hold the secret's text" is not enough
+PROTECTED_HINTS = {
+    "policy.published": " (the published document is what the gate enforced; redact the version's text and "
+                        "publish a corrected policy with changeops.itsm.change_policy)",
 }
 
 LEDGER_REDACT_SPEC = dict(
@@ -142,8 +154,9 @@ def plan_redaction(entry, fields):
             if protected is not None:
                 raise ValidationError(
                     "fields: %s: field %s cannot be redacted: the query tables or the change event's authorisation "
-                    "are derived from %s. Redact the fields that hold the secret's text instead"
-                    % (label, commitments.path_text(path), commitments.path_text(protected)),
+                    "are derived from %s. Redact the fields that hold the secret's text instead%s"
+                    % (label, commitments.path_text(path), commitments.path_text(protected),
+                       PROTECTED_HINTS.get(entry.kind, "")),
                     field=text, entry=entry.seq)
             if path not in wanted:
                 wanted.append(path)

@@ -25,7 +25,8 @@ description:
   - Entries written before the collection committed per field (format 1) can be redacted too. Their
     content is first checked against their hash, then committed with fresh salts.
   - Fields the query tables are keyed on or that decide a change's authorisation (run and play ids,
-    host, status, a gate's decision...) cannot be redacted.
+    host, status, a gate's decision...) cannot be redacted. Nor can a published change policy's version,
+    sha256, publisher or document (what the gate enforced); its text and comment can.
   - Idempotent. Fields already redacted are reported in RV(already_redacted) and change nothing.
   - Runs on the controller; no C(delegate_to) is needed.
 author:

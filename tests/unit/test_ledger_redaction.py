@@ -55,7 +55,7 @@ def stored_text(sor, backend_env):
     try:
         texts = []
         for table in ("ledger", "change_events", "run_hosts", "task_results", "configuration_items",
-                      "change_requests", "evidence", "reviews"):
+                      "change_requests", "evidence", "reviews", "policies"):
             for row in conn.execute("SELECT * FROM %s" % table).fetchall():
                 texts.extend(str(value) for value in row)
         return "\n".join(texts)
@@ -203,6 +203,93 @@ def test_tampering_with_a_redaction_is_reported(sor, backend_env, tamper, proble
     assert not report.valid
     assert report.first_broken["problem"] == "edited"
     assert problem in report.first_broken["detail"], report.first_broken
+
+
+@pytest.mark.parametrize("field", ["reference", "policy.version", "policy.sha256", "policy.state",
+                                   "identities.runner", "identities"])
+def test_what_a_gate_decision_was_authorised_by_is_refused(sor, field):
+    """The change event's authorisation_ref comes from ``reference``; the policy version and the people of a
+    decision are what the authorisation audit shows (authorisation/audit.py)."""
+    populate(sor)
+    [gate] = sor.append([Entry("run.gate", RUN, {
+        "run_id": RUN, "play_id": "p1", "decision_id": "d1", "allowed": True, "type": "normal",
+        "reference": "CHG0000001", "hosts": ["web01"], "checked_at": "2026-11-23T10:00:00.500000Z",
+        "reasons": ["approved by %s" % PLANTED], "policy": {"state": "published", "version": 3, "sha256": "ab" * 32},
+        "identities": {"runner": {"name": "ops", "source": "os"}, "approvers": []}})])
+    head = sor.head()
+    with pytest.raises(ValidationError) as caught:
+        sor.redact_entry(gate.seq, [field], "why", "alice", "alice@ctl")
+    assert "cannot be redacted" in caught.value.message
+    assert sor.head() == head
+    # the free text of the decision can go
+    record = sor.redact_entry(gate.seq, ["reasons"], "why", "alice", "alice@ctl")
+    stored = sor.get_entry(str(gate.seq)).data
+    assert PLANTED not in json.dumps(stored) and commitments.tombstone(record.seq) in json.dumps(stored["reasons"])
+    assert stored["reference"] == "CHG0000001"
+    assert sor.verify(projections=True).valid
+
+
+POLICY_TEXT = """# webhook token for the CAB channel: %s (pasted here by mistake)
+templates:
+  - name: motd
+    description: the message of the day only
+    conditions:
+      - "length(paths[?!starts_with(@, '/tmp/')]) == `0`"
+""" % PLANTED
+
+
+def publish(sor, tmp_path, text, comment):
+    """A ``policy.published`` entry as change_policy writes it (format 2, committed field by field)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    source = tmp_path / ("policy-%d.yml" % len(sor.find_policies()))
+    source.write_text(text)
+    policy_store._PARSED.clear()
+    ctx = OperationContext(sor, {"src": str(source), "change_request": None, "comment": comment},
+                           actor="alice@ctl", identity=Identity("alice", "test"))
+    result = policy_store.publish_policy(ctx)
+    assert result["changed"], result
+    return sor.latest_entry(["policy.published"])
+
+
+@pytest.mark.parametrize("field", ["version", "sha256", "previous_version", "publisher.name", "authorised_by",
+                                   "document", "document.templates[0].conditions[0]", "published_at"])
+def test_a_published_policys_version_chain_publisher_and_document_are_refused(sor, tmp_path, field):
+    """The gate enforces the document and the policies table replays the version chain: a tombstone
+    there would change the policy a decision was made under (or stop every later replay)."""
+    entry = publish(sor, tmp_path, POLICY_TEXT, "first")
+    assert entry.format == 2 and entry.payload_root, "a publication is committed field by field"
+    head = sor.head()
+    with pytest.raises(ValidationError) as caught:
+        sor.redact_entry(entry.seq, [field], "why", "alice", "alice@ctl")
+    assert "cannot be redacted" in caught.value.message and "publish a corrected policy" in caught.value.message
+    assert sor.head() == head, "nothing written"
+
+
+def test_a_published_policys_text_and_comment_are_redacted_and_the_gate_keeps_its_policy(sor, backend_env, tmp_path):
+    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+
+    entry = publish(sor, tmp_path, POLICY_TEXT, "token %s" % PLANTED)
+    # a second version after it: the replay must still follow the version chain
+    publish(sor, tmp_path, POLICY_TEXT.replace(PLANTED, "kept in the vault"), "corrected")
+    in_force = sor.get_policy()
+    assert PLANTED in stored_text(sor, backend_env)
+
+    record = sor.redact_entry(entry.seq, ["text", "comment"], "INC-2: token in a policy comment", "alice", "alice@ctl")
+
+    assert PLANTED not in stored_text(sor, backend_env)
+    first = sor.get_policy(1)
+    assert first["text"] == first["comment"] == commitments.tombstone(record.seq)
+    assert (first["sha256"], first["document"]) == (entry.data["sha256"], entry.data["document"])
+    assert sor.get_policy() == in_force, "the version in force is untouched"
+    policy_store._PARSED.clear()
+    assert policy_store.gate_policy(sor, None).in_force.version == 2
+    with fresh(sor) as other:
+        report = other.verify(projections=True)
+    assert report.valid and report.projections_checked, report.summary()
+    assert sorted(item["field"] for item in report.redactions) == ["comment", "text"]
 
 
 def test_the_commitment_of_a_redacted_field_cannot_be_tried_against(sor):
