@@ -266,6 +266,8 @@ class CallbackModule(CallbackBase):
         options = dict(getattr(self, "_plugin_options", None) or {})
         for name in BACKEND_OPTIONS:
             options.setdefault(name, self.get_option(name))
+        # where each came from (an ansible.cfg path, "env: NAME", "default"): relative paths from a file are its
+        options["_origins"] = dict(getattr(self, "_origins", None) or {})
         return options
 
     def _backend_config(self):

@@ -100,21 +100,39 @@ def _coerce(name, value, origin):
     return value or None
 
 
-def resolve_settings(params=None, environ=None, ini_sections=()):
-    """Every checkpoint option by precedence; ``ini_sections``: dicts of ansible.cfg sections, first wins."""
+def _from_file(name, value, config_file):
+    """A path option's value read from ``config_file``: a relative path is relative to that file's folder."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini
+
+    if value is None or not config_file or CHECKPOINT_OPTIONS[name]["type"] not in ("path", "list"):
+        return value
+    if isinstance(value, list):
+        return [path_from_ini(part, config_file) for part in value]
+    return path_from_ini(value, config_file)
+
+
+def resolve_settings(params=None, environ=None, ini_sections=(), config_file=None, origins=None):
+    """Every checkpoint option by precedence; ``ini_sections``: dicts of ansible.cfg sections, first wins.
+
+    ``config_file``: the ansible.cfg ``ini_sections`` come from; ``origins``: ``{option: ansible.cfg path}``
+    for ``params`` that Ansible read from a file (the recorder's options). Relative paths from a file are
+    relative to its folder.
+    """
     params = params or {}
+    origins = origins or {}
     environ = os.environ if environ is None else environ
     settings = {}
     for name, option in CHECKPOINT_OPTIONS.items():
         if params.get(name) is not None:
-            settings[name] = _coerce(name, params[name], "argument")
+            settings[name] = _from_file(name, _coerce(name, params[name], "argument"), origins.get(name))
             continue
         if environ.get(option["env"]) is not None:
             settings[name] = _coerce(name, environ[option["env"]], "environment variable %s" % option["env"])
             continue
         for section_name, section in zip(INI_SECTIONS, ini_sections):
             if section.get(name) is not None:
-                settings[name] = _coerce(name, section[name], "ansible.cfg [%s] %s" % (section_name, name))
+                settings[name] = _from_file(
+                    name, _coerce(name, section[name], "ansible.cfg [%s] %s" % (section_name, name)), config_file)
                 break
         else:
             default = option["default"]
@@ -130,7 +148,7 @@ def settings_for(ctx, params=None):
 
     config_file = getattr(ctx, "config_file", None) or os.environ.get("ANSIBLE_CONFIG")
     return resolve_settings(params if params is not None else ctx.params, os.environ,
-                            read_ini_sections(config_file, INI_SECTIONS))
+                            read_ini_sections(config_file, INI_SECTIONS), config_file=config_file)
 
 
 # --------------------------------------------------------------------------------------------

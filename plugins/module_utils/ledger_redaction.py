@@ -293,19 +293,25 @@ def redact_ledger(ctx):
         ctx.warn(warning)
     targets = [(plan.entry.id, [(path, value_json) for path, _d, value_json in plan.new])
                for _label, _ref, plan in plans if plan.changes]
-    sections = _ini_sections(getattr(ctx, "config_file", None))
+    config_file = getattr(ctx, "config_file", None) or os.environ.get("ANSIBLE_CONFIG")
+    sections = _ini_sections(config_file)
     try:
-        result["spool_files_scrubbed"] = redaction_scrub.scrub_spools(spool_dirs(params, ini=sections), targets)
+        result["spool_files_scrubbed"] = redaction_scrub.scrub_spools(
+            spool_dirs(params, ini=sections, config_file=config_file), targets)
     except OSError as exc:
         result["spool_files_scrubbed"] = []
         ctx.warn("the spool could not be scrubbed and may still hold the redacted values: %s (%s); run the module"
                  " again once it is writable" % (exc.strerror or exc, getattr(exc, "filename", "")))
-    result["register"] = redaction_scrub.regenerate_register(ctx, register_settings(params, ini=sections))
+    result["register"] = redaction_scrub.regenerate_register(
+        ctx, register_settings(params, ini=sections, config_file=config_file))
     return result
 
 
-def spool_dirs(params, environ=None, ini=()):
-    """The spool directories to scrub: ``spool_dirs``, else the recorder's ``spool_dir`` as it resolves it."""
+def spool_dirs(params, environ=None, ini=(), config_file=None):
+    """The spool directories to scrub: ``spool_dirs``, else the recorder's ``spool_dir`` as it resolves it
+    (a relative path in ``config_file``, the ansible.cfg ``ini`` was read from, is relative to its folder)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini
+
     if params.get("spool_dirs"):
         return [os.path.expanduser(path) for path in params["spool_dirs"]]
     environ = os.environ if environ is None else environ
@@ -313,29 +319,31 @@ def spool_dirs(params, environ=None, ini=()):
         return [os.path.expanduser(environ["CHANGEOPS_SPOOL_DIR"])]
     for section in ini:
         if section.get("spool_dir"):
-            return [os.path.expanduser(section["spool_dir"])]
+            return [path_from_ini(section["spool_dir"], config_file)]
     return [os.path.expanduser(DEFAULT_SPOOL_DIR)]
 
 
-def register_settings(params, environ=None, ini=()):
+def register_settings(params, environ=None, ini=(), config_file=None):
     """``(path, json_path, title)`` of the register to regenerate (None when none is configured)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini
+
     environ = os.environ if environ is None else environ
 
-    def setting(name, env):
+    def setting(name, env, is_path=True):
         if params.get(name):
             return params[name]
         if environ.get(env):
             return environ[env]
         for section in ini:
             if section.get(name):
-                return section[name]
+                return path_from_ini(section[name], config_file) if is_path else section[name]
         return None
 
     path = setting("register_path", "CHANGEOPS_REGISTER_PATH")
     if not path:
         return None
     json_path = setting("register_json_path", "CHANGEOPS_REGISTER_JSON_PATH")
-    title = setting("register_title", "CHANGEOPS_REGISTER_TITLE") or "Change register"
+    title = setting("register_title", "CHANGEOPS_REGISTER_TITLE", is_path=False) or "Change register"
     return (os.path.expanduser(path), os.path.expanduser(json_path) if json_path else None, title)
 
 
@@ -343,4 +351,4 @@ def _ini_sections(config_file):
     """``[changeops]`` and ``[callback_change_recorder]`` of the ansible.cfg in force (the recorder reads both)."""
     from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_sections
 
-    return read_ini_sections(config_file or os.environ.get("ANSIBLE_CONFIG"), ("changeops", "callback_change_recorder"))
+    return read_ini_sections(config_file, ("changeops", "callback_change_recorder"))

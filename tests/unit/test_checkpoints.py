@@ -335,3 +335,25 @@ def test_settings_resolve_argument_then_environment_then_ansible_cfg(tmp_path):
     with pytest.raises(ConfigurationError) as caught:
         checkpoints.resolve_settings({}, {"CHANGEOPS_WITNESS_SYSLOG": "sometimes"}, ())
     assert "CHANGEOPS_WITNESS_SYSLOG" in caught.value.message and "sometimes" in caught.value.message
+
+
+def test_a_relative_path_from_ansible_cfg_is_relative_to_its_folder(tmp_path):
+    """As Ansible reads its own paths and the backend options: a run from another folder must find the same
+    key and witness file (relative to the current directory, ledger_verify found no checkpoint there)."""
+    cfg = tmp_path / "project" / "ansible.cfg"
+    cfg.parent.mkdir()
+    cfg.write_text("[changeops]\nwitness_file = state/witness.jsonl\ncheckpoint_key = keys/ckpt.key\n"
+                   "checkpoint_public_keys = keys/a.pub, /abs/b.pub\n")
+    ini = [{"witness_file": "state/witness.jsonl", "checkpoint_key": "keys/ckpt.key",
+            "checkpoint_public_keys": "keys/a.pub, /abs/b.pub"}, {}]
+    resolved = checkpoints.resolve_settings({}, {}, ini, config_file=str(cfg))
+    assert resolved["witness_file"] == str(tmp_path / "project" / "state" / "witness.jsonl")
+    assert resolved["checkpoint_key"] == str(tmp_path / "project" / "keys" / "ckpt.key")
+    assert resolved["checkpoint_public_keys"] == [str(tmp_path / "project" / "keys" / "a.pub"), "/abs/b.pub"]
+    # off stays off; arguments and the environment are not from the file
+    assert checkpoints.resolve_settings({}, {}, [{"witness_file": "none"}], config_file=str(cfg))["witness_file"] is None
+    assert checkpoints.resolve_settings({"witness_file": "w.jsonl"}, {}, ini, config_file=str(cfg))["witness_file"] \
+        == "w.jsonl"
+    # the recorder's options: Ansible leaves a string option as written and says which file it came from
+    assert checkpoints.resolve_settings({"witness_file": "state/witness.jsonl"}, {}, (),
+                                        origins={"witness_file": str(cfg)})["witness_file"] == resolved["witness_file"]

@@ -61,3 +61,20 @@ def test_every_spool_copy_of_a_redacted_entry_loses_the_value(tmp_path):
     os.utime(fresh_temp, (old, old))
     assert scrub_spools([str(tmp_path / "spool")], [("leaky", fields)]) == [str(fresh_temp)]
     assert scrub_spools([str(tmp_path / "spool"), str(tmp_path / "missing")], [("leaky", fields)]) == []
+
+
+def test_the_spool_and_register_named_in_ansible_cfg_are_found_from_any_folder(tmp_path):
+    """The recorder gets spool_dir and register_path from Ansible, relative to the ansible.cfg's folder;
+    ledger_redact must scrub that spool and regenerate that register, not ones under the current directory."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import register_settings, spool_dirs
+
+    cfg = tmp_path / "project" / "ansible.cfg"
+    cfg.parent.mkdir()
+    cfg.write_text("[changeops]\nspool_dir = spool\n")
+    ini = [{"spool_dir": "spool"}, {"register_path": "out/register.html", "register_title": "Ops changes"}]
+    assert spool_dirs({}, {}, ini, config_file=str(cfg)) == [str(tmp_path / "project" / "spool")]
+    assert register_settings({}, {}, ini, config_file=str(cfg)) == (
+        str(tmp_path / "project" / "out" / "register.html"), None, "Ops changes")
+    # an argument or the environment is taken as given
+    assert spool_dirs({}, {"CHANGEOPS_SPOOL_DIR": "/var/spool/x"}, ini, config_file=str(cfg)) == ["/var/spool/x"]
+    assert spool_dirs({"spool_dirs": ["/a", "/b"]}, {}, ini, config_file=str(cfg)) == ["/a", "/b"]

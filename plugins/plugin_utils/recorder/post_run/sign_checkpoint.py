@@ -13,6 +13,8 @@ Global, not per run: a run that replays another's spooled end checkpoints at its
 
 from __future__ import annotations
 
+import os
+
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import current_actor
@@ -34,8 +36,13 @@ def _truthy(value, default=True):
 def checkpoint_after_run(sor, run_id, options, display):
     if not _truthy(options.get("checkpoint_after_run")):
         return
-    # Ansible resolved these from the environment and ansible.cfg already; unset ones take their defaults
-    settings = checkpoints.resolve_settings({name: options.get(name) for name in checkpoints.CHECKPOINT_OPTIONS})
+    # Ansible resolved these from the environment and ansible.cfg already; unset ones take their defaults.
+    # It leaves a relative witness_file (a string option: none turns it off) as written: from ansible.cfg, it is
+    # relative to that file's folder, as ledger_verify reads it
+    origins = {name: origin for name, origin in (options.get("_origins") or {}).items()
+               if isinstance(origin, str) and os.path.isfile(origin)}
+    settings = checkpoints.resolve_settings({name: options.get(name) for name in checkpoints.CHECKPOINT_OPTIONS},
+                                            origins=origins)
     try:
         checkpoints.make_checkpoint(sor, settings, current_actor())
     except ChangeopsError as exc:
