@@ -180,7 +180,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
     resolve_backend_config,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (

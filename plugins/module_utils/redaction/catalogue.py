@@ -1,0 +1,404 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The catalogue of built-in text detectors: each finds one shape of secret inside a string.
+
+Every detector has a name (reported by ``find_secrets`` and ``ledger_verify scan_secrets``), what it
+matches, an example and its false positives; docs/recorder.md has the same table and a unit test keeps
+the two in step. A detector's ``redact(text, replacement)`` returns ``(text, count)``: the text with
+each secret replaced and how many secrets it replaced (a value that already is the replacement is
+not counted, so redacting twice changes nothing and a redacted ledger scans clean).
+
+Every pattern here is linear by construction (``linear.py``; the unit tests check each one): an
+attempt only starts at a boundary and never backtracks into what it matched. Detectors that need
+more than a pattern (a PEM block's end, a command's arguments, a YAML block) walk the text once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import command_line
+
+# HTTP authentication schemes: in "Authorization: Bearer <token>" the secret is the word after the scheme
+AUTH_SCHEMES = r"(?:Bearer|Basic|Digest|Token|Negotiate|NTLM|Bot|ApiKey|Key|AWS4-HMAC-SHA256)"
+
+
+class Detector(object):
+    """One entry of the catalogue (``kind``: ``text`` detectors read strings, ``key`` ones dict keys,
+    ``mapping`` ones whole dicts)."""
+
+    __slots__ = ("name", "kind", "matches", "example", "false_positives", "redact", "patterns")
+
+    def __init__(self, name, kind, matches, example, false_positives, redact=None, patterns=()):
+        self.name = name
+        self.kind = kind
+        self.matches = matches
+        self.example = example
+        self.false_positives = false_positives
+        self.redact = redact
+        #: the compiled patterns it uses (the linearity test reads them)
+        self.patterns = tuple(patterns)
+
+    def __repr__(self):
+        return "Detector(%r)" % self.name
+
+
+def _already(value, replacement):
+    return value.startswith(replacement) or not value
+
+
+def replace_spans(text, spans, replacement):
+    """Replace sorted, non-overlapping ``spans``; ``(text, count)`` (spans already redacted are kept)."""
+    pieces, position, count = [], 0, 0
+    for start, end in spans:
+        if start < position or _already(text[start:end], replacement):
+            continue
+        pieces.append(text[position:start])
+        pieces.append(replacement)
+        position = end
+        count += 1
+    if not count:
+        return text, 0
+    pieces.append(text[position:])
+    return "".join(pieces), count
+
+
+def group_replacer(pattern, group="value", prefilter=None, accept=None):
+    """A ``redact`` that replaces ``group`` of every match of ``pattern`` (``accept(match)`` may veto one)."""
+
+    def redact(text, replacement):
+        if prefilter is not None and not prefilter(text):
+            return text, 0
+        spans = []
+        for match in pattern.finditer(text):
+            if match.group(group) is None or (accept is not None and not accept(match)):
+                continue
+            spans.append(match.span(group))
+        return replace_spans(text, spans, replacement) if spans else (text, 0)
+
+    return redact
+
+
+# -- private keys --------------------------------------------------------------------------------------
+PEM_BEGIN_RE = re.compile(r"(?<!-)-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PUTTY_RE = re.compile(r"^Private-Lines:[ \t]*+[0-9]++[ \t]*+\r?\n", re.MULTILINE)
+
+
+def _trimmed(text, start, end):
+    """``(start, end)`` without the blank characters at either end (the block keeps its line breaks)."""
+    while start < end and text[start] in " \t\r\n":
+        start += 1
+    while end > start and text[end - 1] in " \t\r\n":
+        end -= 1
+    return start, end
+
+
+def redact_private_keys(text, replacement):
+    """The body of each PEM/OpenSSH/PGP private key block (up to its END line, or the end of the text when
+    the END was cut off), and the private lines of a PuTTY key; the BEGIN/END lines stay readable."""
+    spans = []
+    if "PRIVATE KEY" in text:
+        position = 0
+        while True:
+            begin = PEM_BEGIN_RE.search(text, position)
+            if begin is None:
+                break
+            end = text.find("-----END", begin.end())
+            end = len(text) if end < 0 else end
+            spans.append(_trimmed(text, begin.end(), end))
+            close = text.find("-----", end + 8) if end < len(text) else -1
+            position = len(text) if close < 0 else close + 5
+    if "Private-Lines:" in text:
+        for head in PUTTY_RE.finditer(text):
+            end = text.find("Private-MAC:", head.end())
+            spans.append(_trimmed(text, head.end(), len(text) if end < 0 else end))
+        spans.sort()
+    return replace_spans(text, [(start, end) for start, end in spans if end > start], replacement)
+
+
+# -- cloud credentials -----------------------------------------------------------------------------------
+AWS_KEY_ID_RE = re.compile(r"(?<![A-Za-z0-9])(?P<value>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])")
+AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9/+=])(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+_AWS_CONTEXT_RE = re.compile(r"aws|amazon|(?:AKIA|ASIA)[A-Z0-9]{16}", re.IGNORECASE)
+
+
+def _looks_random(value):
+    """A 40-character AWS secret mixes cases and digits; a git SHA-1 (hex) or a word does not."""
+    return (any(c.isupper() for c in value) and any(c.islower() for c in value)
+            and any(c.isdigit() or c in "/+" for c in value))
+
+
+redact_aws_secret = group_replacer(AWS_SECRET_RE, prefilter=lambda text: len(text) >= 40 and _AWS_CONTEXT_RE.search(text),
+                                   accept=lambda match: _looks_random(match.group("value")))
+
+AZURE_RE = re.compile(
+    r"(?<![\w.-])(?P<key>AccountKey|SharedAccessKey|SharedAccessSignature)=(?P<value>[^;\s\"']++)"
+    r"|(?<![^?&])(?P<sig>sig)=(?P<sigvalue>[^&\s\"'#]++)", re.IGNORECASE)
+
+
+def redact_azure(text, replacement):
+    if "=" not in text:
+        return text, 0
+    spans = []
+    for match in AZURE_RE.finditer(text):
+        spans.append(match.span("value") if match.group("value") is not None else match.span("sigvalue"))
+    return replace_spans(text, spans, replacement) if spans else (text, 0)
+
+
+# -- tokens of well-known services -------------------------------------------------------------------------
+TOKEN_RE = re.compile(
+    r"(?<![A-Za-z0-9_-])(?P<value>"
+    r"gh[pousr]_[A-Za-z0-9]{36,255}+"           # GitHub personal, OAuth, user-to-server, server, refresh tokens
+    r"|github_pat_[A-Za-z0-9_]{22,255}+"        # GitHub fine-grained personal access token
+    r"|glpat-[A-Za-z0-9_-]{20,255}+"            # GitLab personal access token
+    r"|xox[abposr]-[A-Za-z0-9-]{10,255}+"       # Slack tokens
+    r"|[sr]k_live_[A-Za-z0-9]{20,255}+"         # Stripe secret / restricted keys
+    r"|npm_[A-Za-z0-9]{36}"                     # npm access token
+    r"|pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}+"  # PyPI API token
+    r"|AIza[0-9A-Za-z_-]{35}"                   # Google API key
+    r"|eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]*+"  # JSON Web Token
+    r")")
+redact_tokens = group_replacer(TOKEN_RE)
+
+# -- credentials in URLs -----------------------------------------------------------------------------------
+# scheme://user:password@host (RFC 3986 userinfo holds no "/", "?", "#" or "@", so a match cannot run into
+# the path); for http(s) and ftp also scheme://TOKEN@host, a userinfo without ":" (a token as user name)
+URL_PASSWORD_RE = re.compile(
+    r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s:/?#@\"']*+:(?P<value>[^\s/?#@\"']++)@", re.IGNORECASE)
+URL_TOKEN_RE = re.compile(r"(?<![a-z0-9+.-])(?:https?|ftps?)://(?P<value>[^\s:/?#@\"'\[\]]++)@", re.IGNORECASE)
+
+
+def redact_url_credentials(text, replacement):
+    if "://" not in text:
+        return text, 0
+    text, count = group_replacer(URL_PASSWORD_RE)(text, replacement)
+    text, more = group_replacer(URL_TOKEN_RE)(text, replacement)
+    return text, count + more
+
+
+# -- command lines -------------------------------------------------------------------------------------------
+def redact_command_line(text, replacement):
+    spans = command_line.secret_spans(text)
+    return replace_spans(text, spans, replacement) if spans else (text, 0)
+
+
+# -- prose -----------------------------------------------------------------------------------------------------
+_VERBS = r"is|was|are|were|has|have|set|changed|reset|becomes|will"
+PROSE_RE = re.compile(
+    r"(?<![\w-])(?:new[ \t]++|temporary[ \t]++|initial[ \t]++|generated[ \t]++)?+"
+    r"(?:password|passphrase|passwd|passcode|pass[ \t]++phrase|secret|token|api[ \t_-]?+key|pin)s?+"
+    r"(?:[ \t]++(?!(?:%s)\b)[\w'./@-]++){0,4}+"
+    r"[ \t]++(?:is|was|are|were|has[ \t]++been[ \t]++(?:set|changed|reset)[ \t]++to|(?:set|changed|reset)[ \t]++to"
+    r"|becomes|will[ \t]++be)"
+    r"(?:[ \t]++(?:now|still|currently|simply|just))?+(?:[ \t]*+:)?+[ \t]++"
+    r"(?P<value>\"[^\"\n]*+\"|'[^'\n]*+'|`[^`\n]*+`|[^\s\"'`]++)" % _VERBS, re.IGNORECASE)
+#: words after "password is" that say something about it rather than being it
+PROSE_STOPWORDS = frozenset("""
+a an the not no none null nil empty blank unset set missing required needed mandatory optional incorrect
+invalid wrong correct valid expired expiring changed unchanged reset updated rotated generated stored saved
+hidden encrypted hashed masked redacted sent shown below above in at for from of on to by with used taken
+locked unlocked disabled enabled known unknown available unavailable too weak strong short long ok okay fine
+good bad default different same being been also only incorrectly successfully different identical too
+""".split())
+_TRAILING_PUNCTUATION = ".,;:!?)]}"
+
+
+def _prose_span(match):
+    value = match.group("value")
+    start, end = match.span("value")
+    if value[0] in "\"'`":
+        return (start + 1, end - 1) if end - start > 2 else None
+    stripped = value.rstrip(_TRAILING_PUNCTUATION)
+    if not stripped or stripped.lower() in PROSE_STOPWORDS:
+        return None
+    return start, start + len(stripped)
+
+
+def redact_prose(text, replacement):
+    spans = []
+    for match in PROSE_RE.finditer(text):
+        span = _prose_span(match)
+        if span:
+            spans.append(span)
+    return replace_spans(text, spans, replacement) if spans else (text, 0)
+
+
+# -- Kubernetes Secret manifests in YAML text ------------------------------------------------------------------
+K8S_KIND_RE = re.compile(r"""^[ \t]*+(?:-[ \t]++)?+["']?+kind["']?+[ \t]*+:[ \t]*+["']?+Secret["']?+[ \t]*+\r?$""",
+                         re.MULTILINE)
+K8S_DATA_RE = re.compile(r"""^(?P<indent>[ \t]*+)["']?+(?:data|stringData)["']?+[ \t]*+:[ \t]*+\r?$""", re.MULTILINE)
+_YAML_KEY_RE = re.compile(r"""[ \t]*+(?:"[^"\n]*+"|'[^'\n]*+'|[^\s:#][^:\n]*+)[ \t]*+:(?:[ \t]++|$)""")
+
+
+def redact_kubernetes_yaml(text, replacement):
+    """In a text holding a ``kind: Secret`` manifest, the value of every key under ``data:``/``stringData:``
+    (block scalars under them go whole)."""
+    if "Secret" not in text or K8S_KIND_RE.search(text) is None:
+        return text, 0
+    spans = []
+    for head in K8S_DATA_RE.finditer(text):
+        column = len(head.group("indent"))
+        end = head.end()
+        first_level = None
+        while end < len(text):
+            following = text.find("\n", end + 1)
+            following = len(text) if following < 0 else following
+            line_start = end + 1
+            line = text[line_start:following]
+            body = line.lstrip(" \t")
+            if body.rstrip("\r"):
+                indent = len(line) - len(body)
+                if indent <= column:
+                    break
+                if first_level is None:
+                    first_level = indent
+                key = _YAML_KEY_RE.match(line) if indent == first_level else None
+                if key is not None:
+                    value_start = line_start + key.end()
+                    value_end = line_start + len(line.rstrip("\r \t"))
+                    if value_end > value_start:
+                        spans.append((value_start, value_end))
+                elif indent > first_level:
+                    spans.append((line_start + indent, line_start + len(line.rstrip("\r \t"))))
+            end = following
+    return replace_spans(text, sorted(spans), replacement) if spans else (text, 0)
+
+
+# -- key/value pairs under secret-looking keys, inside strings ------------------------------------------------
+class KeyValueDetector(object):
+    """``key=value``, ``key: value``, ``"key": "value"``, ``--key value``, a ``key: ...`` line and a YAML block
+    scalar under a secret-looking key (``keys.KeyRules``), built for one set of key rules."""
+
+    def __init__(self, key_atom):
+        key = key_atom
+        # key=value / key: value / "key": "value" / --key value. A quoted value is taken whole up to its closing
+        # quote (spaces, commas and escaped quotes included); an unquoted one runs to the next space or quote,
+        # so "token=abc,def" loses "abc,def"; an HTTP auth scheme ("Bearer x") is kept readable while its
+        # credential, the word after it, is replaced. Only an option ("--password x") takes the next word
+        # without "=" or ":": in prose ("reset password token=abc") the next word may be the start of a real
+        # pair, which must not be swallowed as the prose's "value".
+        self.inline_re = re.compile(
+            r"""(?P<key>(?<![\w.-])(?P<dash>-)?+%s)(?P<sep>["']?+\s*+(?:=|(?P<colon>:))\s*+|(?(dash)\s++|(?!)))"""
+            r"""(?:(?P<quote>["'])(?P<quoted>(?:\\.|(?!(?P=quote))[^\\\n])*+)(?P<close>(?P=quote)?+)"""
+            # after "key:" a word ending in ":" is the next key ("api key: password: x"), not this one's value
+            r"""|(?P<scheme>%s\s++)?(?P<value>[^\s"']++)(?(colon)(?<!:)))"""
+            % (key, AUTH_SCHEMES), re.IGNORECASE)
+        # "password: correct horse battery" or "password = correct horse battery" on a line of its own (YAML,
+        # HTTP headers, ini and config dumps): the value is the rest of the line, spaces included. Not
+        # "PGPASSWORD=x psql": without spaces around "=" that is a shell assignment before a command.
+        self.line_re = re.compile(
+            r"""^(?P<key>[ \t]*+(?:-[ \t]++)?+[+-]?+%s)(?P<sep>[ \t]*+:[ \t]*+|[ \t]++=[ \t]*+)"""
+            r"""(?P<scheme>%s[ \t]++)?(?P<value>[^\s"'][^\n]*+)"""
+            % (key, AUTH_SCHEMES), re.IGNORECASE | re.MULTILINE)
+        # A YAML block scalar ("db_password: |" or ">-", then the value on the lines below): the head is found
+        # here, its lines by _block_spans, which walks them once.
+        self.block_re = re.compile(
+            r"""^(?P<head>(?P<indent>[ \t]*+(?:-[ \t]++)?+)["']?+%s["']?+[ \t]*+:[ \t]*+)"""
+            r"""(?P<indicator>[|>](?:[1-9][+-]?+|[+-][1-9]?+)?+[ \t]*+(?:#[^\r\n]*+)?+)\r?+$"""
+            % key, re.IGNORECASE | re.MULTILINE)
+        self.patterns = (self.inline_re, self.line_re, self.block_re)
+
+    def redact(self, text, replacement):
+        count = 0
+        if "|" in text or ">" in text:
+            text, count = self._redact_block_scalars(text, replacement)
+        changed = [0]
+
+        def replace_line(match):
+            if match.group("value").startswith(replacement):
+                return match.group(0)
+            changed[0] += 1
+            return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", replacement)
+
+        text = self.line_re.sub(replace_line, text)
+        text, inline = self._sub_inline(text, replacement)
+        return text, count + changed[0] + inline
+
+    def _sub_inline(self, text, replacement):
+        changed = [0]
+
+        def replace(match):
+            quote = match.group("quote")
+            value = match.group("quoted") if quote else match.group("value")
+            if value.startswith(replacement) or (quote and not value):
+                return match.group(0)  # already redacted, or an empty value that tells "no password set"
+            changed[0] += 1
+            if quote:
+                return "%s%s%s%s%s" % (match.group("key"), match.group("sep"), quote, replacement,
+                                       match.group("close"))
+            return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", replacement)
+
+        text = self.inline_re.sub(replace, text)
+        return text, changed[0]
+
+    def _redact_block_scalars(self, text, replacement):
+        """``key: |`` (or ``>``) under a secret-looking key: the head says REDACTED and the scalar's lines go.
+
+        Its lines are those after the head that are blank or indented deeper than the key, as YAML reads
+        them (under ``- key: |`` the key's column counts, not the dash's). Each line is looked at once.
+        """
+        heads = list(self.block_re.finditer(text))
+        if not heads:
+            return text, 0
+        pieces = []
+        position = 0
+        count = 0
+        for head in heads:
+            if head.start() < position:
+                continue  # a "key: |" line inside the block just dropped
+            pieces.append(text[position:head.start()])
+            pieces.append(head.group("head") + replacement)
+            column = len(head.group("indent"))
+            # end: the newline ending the last line looked at; position: where the kept text resumes
+            # (the line ending after the scalar, a "\r" included)
+            end = head.end()
+            position = end - 1 if head.group(0).endswith("\r") else end
+            while end < len(text):
+                following = text.find("\n", end + 1)
+                following = len(text) if following < 0 else following
+                line = text[end + 1:following]
+                body = line.lstrip(" \t")
+                blank = not body.rstrip("\r")
+                if not blank and len(line) - len(body) <= column:
+                    break
+                if not blank:
+                    # blank lines between the head and this line belong to the scalar too
+                    position = following - 1 if line.endswith("\r") else following
+                end = following
+            count += 1
+        pieces.append(text[position:])
+        return "".join(pieces), count
+
+
+# -- JSON documents inside strings ------------------------------------------------------------------------------
+#: JSON texts longer than this are not parsed (the string detectors still read them)
+MAX_JSON_TEXT = 1000000
+
+
+def json_secret_strings(text, structural):
+    """Strings that ``structural`` (a function of a parsed document returning secret leaves) finds secret in
+    ``text`` when it is a JSON document: ``stdout`` of ``kubectl get secret -o json``, a service-account key
+    file printed by ``cat``. Returns a list of strings (empty when ``text`` is no JSON document)."""
+    stripped = text.strip()
+    if len(stripped) < 2 or len(stripped) > MAX_JSON_TEXT or (stripped[0], stripped[-1]) not in (("{", "}"), ("[", "]")):
+        return []
+    try:
+        document = json.loads(stripped)
+    except ValueError:
+        return []
+    return structural(document)
+
+
+def redact_json_strings(text, values, replacement):
+    """Replace each of ``values`` where it stands as a whole JSON string (``"value"``) in ``text``."""
+    count = 0
+    for value in sorted(set(values), key=len, reverse=True):
+        if not value or value.startswith(replacement):
+            continue
+        for encoded in {json.dumps(value), json.dumps(value, ensure_ascii=False)}:
+            if encoded in text:
+                count += text.count(encoded)
+                text = text.replace(encoded, '"%s"' % replacement)
+    return text, count
