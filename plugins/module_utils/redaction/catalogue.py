@@ -190,8 +190,8 @@ PROSE_RE = re.compile(
     r"(?<![\w-])(?:new[ \t]++|temporary[ \t]++|initial[ \t]++|generated[ \t]++)?+"
     r"(?:password|passphrase|passwd|passcode|pass[ \t]++phrase|secret|token|api[ \t_-]?+key|pin)s?+"
     r"(?:[ \t]++(?!(?:%s)\b)[\w'./@-]++){0,4}+"
-    r"[ \t]++(?:is|was|are|were|has[ \t]++been[ \t]++(?:set|changed|reset)[ \t]++to|(?:set|changed|reset)[ \t]++to"
-    r"|becomes|will[ \t]++be)"
+    r"[ \t]++(?:(?:is|was|are|were|has[ \t]++been|have[ \t]++been|will[ \t]++be)"
+    r"(?:[ \t]++(?:set|changed|reset|updated))?+(?:[ \t]++to)?+|(?:set|changed|reset)[ \t]++to|becomes)"
     r"(?:[ \t]++(?:now|still|currently|simply|just))?+(?:[ \t]*+:)?+[ \t]++"
     r"(?P<value>\"[^\"\n]*+\"|'[^'\n]*+'|`[^`\n]*+`|[^\s\"'`]++)" % _VERBS, re.IGNORECASE)
 #: words after "password is" that say something about it rather than being it
@@ -238,7 +238,10 @@ def redact_kubernetes_yaml(text, replacement):
     if "Secret" not in text or K8S_KIND_RE.search(text) is None:
         return text, 0
     spans = []
+    walked = 0
     for head in K8S_DATA_RE.finditer(text):
+        if head.start() < walked:
+            continue  # a "data:" line inside the block just walked
         column = len(head.group("indent"))
         end = head.end()
         first_level = None
@@ -263,6 +266,7 @@ def redact_kubernetes_yaml(text, replacement):
                 elif indent > first_level:
                     spans.append((line_start + indent, line_start + len(line.rstrip("\r \t"))))
             end = following
+        walked = end
     return replace_spans(text, sorted(spans), replacement) if spans else (text, 0)
 
 
@@ -386,19 +390,20 @@ def json_secret_strings(text, structural):
         return []
     try:
         document = json.loads(stripped)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []
     return structural(document)
 
 
 def redact_json_strings(text, values, replacement):
-    """Replace each of ``values`` where it stands as a whole JSON string (``"value"``) in ``text``."""
-    count = 0
-    for value in sorted(set(values), key=len, reverse=True):
-        if not value or value.startswith(replacement):
-            continue
-        for encoded in {json.dumps(value), json.dumps(value, ensure_ascii=False)}:
-            if encoded in text:
-                count += text.count(encoded)
-                text = text.replace(encoded, '"%s"' % replacement)
-    return text, count
+    """Replace each of ``values`` where it stands as a whole JSON string (``"value"``) in ``text`` (one pass)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction.known import trie_pattern
+
+    encoded = set()
+    for value in values:
+        if value and not value.startswith(replacement):
+            encoded.add(json.dumps(value))
+            encoded.add(json.dumps(value, ensure_ascii=False))
+    if not encoded:
+        return text, 0
+    return re.subn(trie_pattern(encoded), lambda match: '"%s"' % replacement, text)

@@ -62,7 +62,7 @@ def base64_fragments(data):
 
 
 def forms_of(text):
-    """Every form of the secret ``text`` worth matching (lower-cased: matching ignores case)."""
+    """Every form of the secret ``text`` worth matching (as written: the matcher lower-cases them)."""
     bases = {text, text.strip(), text.rstrip("\r\n")}
     if "\n" in text and len(text) <= MAX_LINE_SPLIT_CHARS:
         for line in text.splitlines():
@@ -95,7 +95,7 @@ def forms_of(text):
             forms.add(quote_plus(base, safe=""))
         data = base.encode("utf-8", "surrogatepass")
         forms.update(base64_fragments(data))
-    return set(form.lower() for form in forms if len(form) >= MIN_KNOWN_SECRET_LENGTH)
+    return set(form for form in forms if len(form) >= MIN_KNOWN_SECRET_LENGTH)
 
 
 def trie_pattern(words):
@@ -126,6 +126,7 @@ class KnownSecrets(object):
         self._lock = threading.Lock()
         self._values = set()
         self._forms = set()
+        self._original_forms = set()
         self._version = 0
         self._compiled_version = 0
         self._pattern = None
@@ -144,9 +145,11 @@ class KnownSecrets(object):
         text = value if isinstance(value, str) else str(value)
         if len(text.strip()) < MIN_KNOWN_SECRET_LENGTH or text in self._values:
             return False
-        forms = forms_of(text)
+        originals = forms_of(text)
+        forms = set(form.lower() for form in originals)
         with self._lock:
             self._values.add(text)
+            self._original_forms |= originals
             new = forms - self._forms
             if new:
                 self._forms |= new
@@ -171,7 +174,8 @@ class KnownSecrets(object):
         if len(lowered) != len(text):
             # a character whose lower case is longer ("İ"): match case-insensitively on the text itself
             if self._pattern_ci is None:
-                self._pattern_ci = re.compile(pattern.pattern, re.IGNORECASE)
+                with self._lock:
+                    self._pattern_ci = re.compile(trie_pattern(self._original_forms | self._forms), re.IGNORECASE)
             return self._pattern_ci.subn(replacement, text)
         pieces, position, count = [], 0, 0
         for match in pattern.finditer(lowered):

@@ -90,3 +90,8 @@ def linearity_problem(pattern, flags=0):
         return ("it does not start at a boundary: begin it with ^, \\b or a negative lookbehind such as"
                 " (?<![A-Za-z0-9]), so a match is only tried where a secret can begin")
     return None
+
+
+def min_width(pattern, flags=0):
+    """The fewest characters a match of ``pattern`` can hold (0: it can match the empty string)."""
+    return _sre_parser.parse(pattern, flags).getwidth()[0]

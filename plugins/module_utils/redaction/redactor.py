@@ -57,15 +57,15 @@ def builtin_text_detectors(key_value):
                  "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9v...==;EndpointSuffix=core.windows.net",
                  "any URL query parameter named sig",
                  catalogue.redact_azure, [catalogue.AZURE_RE]),
-        Detector("aws_access_key_id", "text", "AWS access key ids: AKIA, ASIA, ABIA, ACCA or A3T and 16 more upper-case"
-                 " letters or digits", "AKIAIOSFODNN7EXAMPLE",
-                 "20-character upper-case words starting with those letters",
-                 catalogue.group_replacer(catalogue.AWS_KEY_ID_RE), [catalogue.AWS_KEY_ID_RE]),
         Detector("aws_secret_access_key", "text", "a 40-character [A-Za-z0-9/+] word mixing upper case, lower case and"
                  " digits, in a text that mentions aws/amazon or holds an access key id",
                  "aws configure set aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                  "other 40-character random words next to the word aws (git SHA-1s are hex: kept)",
                  catalogue.redact_aws_secret, [catalogue.AWS_SECRET_RE]),
+        Detector("aws_access_key_id", "text", "AWS access key ids: AKIA, ASIA, ABIA, ACCA or A3T and 16 more upper-case"
+                 " letters or digits", "AKIAIOSFODNN7EXAMPLE",
+                 "20-character upper-case words starting with those letters",
+                 catalogue.group_replacer(catalogue.AWS_KEY_ID_RE), [catalogue.AWS_KEY_ID_RE]),
         Detector("service_token", "text", "tokens with a documented prefix: GitHub (ghp_, gho_, ghu_, ghs_, ghr_,"
                  " github_pat_), GitLab (glpat-), Slack (xox?-), Stripe (sk_live_, rk_live_), npm (npm_), PyPI"
                  " (pypi-AgEIcHlwaS5vcmc), Google API keys (AIza), JSON Web Tokens (eyJ...eyJ...)",

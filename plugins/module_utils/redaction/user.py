@@ -26,7 +26,7 @@ import re
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction.catalogue import Detector, replace_spans
-from ansible_collections.changeops.itsm.plugins.module_utils.redaction.linear import linearity_problem
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction.linear import linearity_problem, min_width
 
 try:
     import yaml
@@ -101,8 +101,7 @@ def load_detector_file(path):
         if problem:
             raise ConfigurationError("%s (%s): pattern %r is refused: %s" % (where, name, pattern, problem),
                                      file=path, entry=index + 1, field="pattern", value=pattern)
-        compiled = re.compile(pattern)
-        if compiled.match("") is not None or compiled.search("") is not None:
+        if min_width(pattern) == 0:
             raise ConfigurationError("%s (%s): pattern %r matches the empty string" % (where, name, pattern),
                                      file=path, entry=index + 1, field="pattern", value=pattern)
         description = entry.get("description")
