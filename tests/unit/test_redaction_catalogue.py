@@ -343,3 +343,9 @@ def test_long_pathological_strings_for_every_detector(text):
     unterminated key block): still redacted without error. Linearity itself is checked on the patterns
     (test_redact.py), never timed."""
     Redactor().redact_string(text + " password=s3cr3t-pw")
+
+
+def test_a_numeric_known_secret_is_replaced_as_a_number_too():
+    redactor = Redactor()
+    redactor.add_known_secret("000123456")
+    assert redactor.redact({"msg": 123456, "rc": 0, "other": 1234567}) == {"msg": REDACTED, "rc": 0, "other": 1234567}

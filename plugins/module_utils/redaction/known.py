@@ -156,6 +156,10 @@ class KnownSecrets(object):
                 self._version += 1
         return True
 
+    def is_form(self, text):
+        """True when ``text`` is, whole, a form of a known value (a number printed by ``| int``)."""
+        return text.lower() in self._forms
+
     def _compiled(self):
         if self._compiled_version != self._version:
             with self._lock:

@@ -201,6 +201,12 @@ class Redactor(object):
             return [self._walk(item, findings, path + (index,), depth + 1) for index, item in enumerate(value)]
         if isinstance(value, bytes):
             return self.redact_string(value.decode("utf-8", "replace"), findings, path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and len(self.known) and \
+                self.known.is_form(str(value)):
+            # a numeric secret through "| int" is a number in the result, not a string
+            if findings is not None:
+                findings.append((path, KNOWN_SECRET))
+            return self.replacement
         return value
 
     def _replace_whole(self, item, findings, path, name, depth):
