@@ -349,3 +349,34 @@ def test_a_numeric_known_secret_is_replaced_as_a_number_too():
     redactor = Redactor()
     redactor.add_known_secret("000123456")
     assert redactor.redact({"msg": 123456, "rc": 0, "other": 1234567}) == {"msg": REDACTED, "rc": 0, "other": 1234567}
+
+
+# -- triggers: a detector is skipped only when it could find nothing ----------------------------------------------------
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+FRAGMENTS = ["password", "Pass", "pw", "key", "auth", "token", "secret", "=", ": ", " is ", "-p", "mysql ", "curl -u ",
+             "a:b", "://", "@", "AKIA", "aws", "-----BEGIN RSA PRIVATE KEY-----", "kind: Secret", "\ndata:\n  ",
+             "AccountKey=", "sig=", "ghp_", "eyJ", "\n", " ", "x" * 8, "Y7" * 10, "|", "  ", "'", '"', "--pass "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=6), max_size=14))
+def test_a_trigger_never_hides_a_finding(pieces):
+    text = "".join(pieces)
+    lowered = text.lower()
+    for detector in Redactor().detectors:
+        if detector.trigger is not None and not detector.trigger(text, lowered):
+            assert detector.redact(text, REDACTED)[1] == 0, (detector.name, text)
+
+
+def test_triggers_hold_for_every_positive_row():
+    detectors = dict((detector.name, detector) for detector in Redactor().detectors)
+    for name, text, _secret in POSITIVE:
+        assert detectors[name].trigger(text, text.lower()), (name, text)
+
+
+def test_every_command_has_a_trigger():
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction import command_line
+
+    for name in list(command_line.COMMAND_RULES) + list(command_line._POSITIONAL):
+        assert any(trigger in name for trigger in command_line.TRIGGERS), name

@@ -38,13 +38,13 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.register_render imp
 ALNUM = string.ascii_letters + string.digits
 word = st.text(alphabet=ALNUM + "-_.!@%+", min_size=8, max_size=24)
 alnum_word = st.text(alphabet=ALNUM, min_size=10, max_size=24)
-hex_upper = st.text(alphabet="0123456789ABCDEF", min_size=16, max_size=16)
 base64_body = st.text(alphabet=ALNUM + "+/", min_size=40, max_size=64)
 
 
-def distinct(value):
-    """A secret that cannot occur in the stored bytes by chance (a short hypothesis word could)."""
-    return "Zq%s" % value
+def distinct(value, salt):
+    """A secret that cannot occur in the stored bytes by chance, not even its tail (a hypothesis word alone
+    could: "Unauthoris" is in the register's HTML)."""
+    return "Zq%s%s" % (value, salt)
 
 
 @st.composite
@@ -55,7 +55,8 @@ def planted(draw):
         "vault_upper", "vault_urlencoded", "vault_file_line", "pem", "openssh", "aws", "azure", "url_password",
         "url_token", "curl", "mysql", "sshpass", "pass_option", "env_assignment", "kubernetes", "prose",
         "user_detector", "github_token"]))
-    secret = distinct(draw(alnum_word if kind in ("mysql", "sshpass", "curl", "url_token", "prose") else word))
+    salt = draw(st.uuids()).hex[:8]
+    secret = distinct(draw(alnum_word if kind in ("mysql", "sshpass", "curl", "url_token", "prose") else word), salt)
     known = []
     if kind.startswith("vault_"):
         if kind == "vault_plain":
@@ -82,21 +83,21 @@ def planted(draw):
             known, shown = ["first line of the file\n%s\nlast line\n" % secret], secret
         return kind, secret, shown, known
     if kind == "pem":
-        body = draw(base64_body) + "Zq"
+        body = draw(base64_body) + salt
         secret = body
         shown = "-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----" % body
     elif kind == "openssh":
-        secret = "b3BlbnNzaC1rZXk" + draw(base64_body)
+        secret = "b3BlbnNzaC1rZXk" + draw(base64_body) + salt
         shown = "-----BEGIN OPENSSH PRIVATE KEY-----\n%s\n" % secret  # cut before its END line
     elif kind == "aws":
-        key_id = "AKIA" + draw(hex_upper)
-        secret_key = ("Zq9" + draw(st.text(alphabet=ALNUM + "/+", min_size=37, max_size=37)))[:40]
+        key_id = "AKIA" + draw(st.uuids()).hex[:16].upper()
+        secret_key = ("Zq9" + draw(st.text(alphabet=ALNUM + "/+", min_size=29, max_size=29)) + salt)[:40]
         secret = key_id
         shown = "aws_keys %s,%s" % (key_id, secret_key)
         known = []
         return kind, (key_id, secret_key), shown, known
     elif kind == "azure":
-        secret = draw(base64_body) + "=="
+        secret = draw(base64_body) + salt + "=="
         shown = "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=%s;EndpointSuffix=core.windows.net" % secret
     elif kind == "url_password":
         shown = "https://deploy:%s@git.example.com/repo.git" % quote(secret, safe="")
@@ -121,10 +122,10 @@ def planted(draw):
         shown = draw(st.sampled_from(["Your new password is %s.", "the temporary token was %s",
                                       "Password for bob has been set to %s", "the api key is now %s"])) % secret
     elif kind == "user_detector":
-        secret = "ACME-" + draw(hex_upper)
+        secret = "ACME-" + draw(st.uuids()).hex[:16].upper()
         shown = "licence %s" % secret
     else:
-        secret = "ghp_" + draw(st.text(alphabet=ALNUM, min_size=36, max_size=36))
+        secret = "ghp_" + draw(st.text(alphabet=ALNUM, min_size=28, max_size=28)) + salt
         shown = "token %s" % secret
     return kind, secret, shown, known
 

@@ -29,10 +29,14 @@ class Detector(object):
     """One entry of the catalogue (``kind``: ``text`` detectors read strings, ``key`` ones dict keys,
     ``mapping`` ones whole dicts)."""
 
-    __slots__ = ("name", "kind", "matches", "example", "false_positives", "redact", "patterns")
+    __slots__ = ("name", "kind", "matches", "example", "false_positives", "redact", "patterns", "trigger")
 
-    def __init__(self, name, kind, matches, example, false_positives, redact=None, patterns=()):
+    def __init__(self, name, kind, matches, example, false_positives, redact=None, patterns=(), trigger=None):
         self.name = name
+        #: ``trigger(text, lowered)``: False when the detector cannot find anything in ``text`` (a few ``in``
+        #: tests, so that most strings never reach a pattern: a pattern starting with a lookbehind enters the
+        #: regex engine at every position, about 1 us per character with IGNORECASE)
+        self.trigger = trigger
         self.kind = kind
         self.matches = matches
         self.example = example
@@ -81,6 +85,44 @@ def group_replacer(pattern, group="value", prefilter=None, accept=None):
     return redact
 
 
+def any_in(words, text):
+    for word in words:
+        if word in text:
+            return True
+    return False
+
+
+def trigger_windows(text, words):
+    """Spans of ``text`` worth a pattern: each line holding one of ``words`` (lower case) and the line after it,
+    merged; the whole text when lower-casing changes its length (positions would not map back)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        return [(0, len(text))]
+    positions = []
+    for word in words:
+        position = lowered.find(word)
+        while position >= 0:
+            positions.append(position)
+            position = lowered.find(word, position + len(word))
+    if not positions:
+        return []
+    positions.sort()
+    windows = []
+    for position in positions:
+        if windows and position < windows[-1][1]:
+            continue
+        start = text.rfind("\n", 0, position) + 1
+        end = text.find("\n", position)
+        if end >= 0:
+            end = text.find("\n", end + 1)
+        end = len(text) if end < 0 else end
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
 # -- private keys --------------------------------------------------------------------------------------
 PEM_BEGIN_RE = re.compile(r"(?<!-)-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 PUTTY_RE = re.compile(r"^Private-Lines:[ \t]*+[0-9]++[ \t]*+\r?\n", re.MULTILINE)
@@ -119,6 +161,7 @@ def redact_private_keys(text, replacement):
 
 
 # -- cloud credentials -----------------------------------------------------------------------------------
+AWS_KEY_ID_PREFIXES = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T")
 AWS_KEY_ID_RE = re.compile(r"(?<![A-Za-z0-9])(?P<value>(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16})(?![A-Za-z0-9])")
 AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9/+=])(?P<value>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
 _AWS_CONTEXT_RE = re.compile(r"aws|amazon|(?:AKIA|ASIA)[A-Z0-9]{16}", re.IGNORECASE)
@@ -161,6 +204,8 @@ TOKEN_RE = re.compile(
     r"|eyJ[A-Za-z0-9_-]{8,}+\.eyJ[A-Za-z0-9_-]{8,}+\.[A-Za-z0-9_-]*+"  # JSON Web Token
     r")")
 redact_tokens = group_replacer(TOKEN_RE)
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xox", "k_live_", "npm_", "pypi-",
+                  "AIza", "eyJ")
 
 # -- credentials in URLs -----------------------------------------------------------------------------------
 # scheme://user:password@host (RFC 3986 userinfo holds no "/", "?", "#" or "@", so a match cannot run into
@@ -168,14 +213,35 @@ redact_tokens = group_replacer(TOKEN_RE)
 URL_PASSWORD_RE = re.compile(
     r"(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://[^\s:/?#@\"']*+:(?P<value>[^\s/?#@\"']++)@", re.IGNORECASE)
 URL_TOKEN_RE = re.compile(r"(?<![a-z0-9+.-])(?:https?|ftps?)://(?P<value>[^\s:/?#@\"'\[\]]++)@", re.IGNORECASE)
+#: the user information after "://", matched at that position only
+_USERINFO_RE = re.compile(r"(?P<user>[^\s:/?#@\"'\[\]]*+)(?::(?P<password>[^\s/?#@\"']++))?+@")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+_TOKEN_SCHEMES = frozenset(("http", "https", "ftp", "ftps"))
 
 
 def redact_url_credentials(text, replacement):
-    if "://" not in text:
-        return text, 0
-    text, count = group_replacer(URL_PASSWORD_RE)(text, replacement)
-    text, more = group_replacer(URL_TOKEN_RE)(text, replacement)
-    return text, count + more
+    """Each "://" is looked at once: the scheme before it, the user information after it (the two patterns
+    above say the same; they are kept for the documentation and the linearity test)."""
+    spans = []
+    position = text.find("://")
+    previous_end = 0
+    while position >= 0:
+        start = position
+        while start > previous_end and text[start - 1] in _SCHEME_CHARS:
+            start -= 1
+        scheme = text[start:position].lower()
+        while scheme and not scheme[0].isalpha():
+            scheme = scheme[1:]
+        if scheme:
+            match = _USERINFO_RE.match(text, position + 3)
+            if match is not None:
+                if match.group("password") is not None:
+                    spans.append(match.span("password"))
+                elif match.group("user") and scheme in _TOKEN_SCHEMES:
+                    spans.append(match.span("user"))
+        previous_end = position + 3
+        position = text.find("://", previous_end)
+    return replace_spans(text, spans, replacement) if spans else (text, 0)
 
 
 # -- command lines -------------------------------------------------------------------------------------------
@@ -216,12 +282,16 @@ def _prose_span(match):
     return start, start + len(stripped)
 
 
+PROSE_TRIGGERS = ("pass", "secret", "token", "key", "pin")
+
+
 def redact_prose(text, replacement):
     spans = []
-    for match in PROSE_RE.finditer(text):
-        span = _prose_span(match)
-        if span:
-            spans.append(span)
+    for start, end in trigger_windows(text, PROSE_TRIGGERS):
+        for match in PROSE_RE.finditer(text, start, end):
+            span = _prose_span(match)
+            if span:
+                spans.append(span)
     return replace_spans(text, spans, replacement) if spans else (text, 0)
 
 
@@ -275,8 +345,10 @@ class KeyValueDetector(object):
     """``key=value``, ``key: value``, ``"key": "value"``, ``--key value``, a ``key: ...`` line and a YAML block
     scalar under a secret-looking key (``keys.KeyRules``), built for one set of key rules."""
 
-    def __init__(self, key_atom):
+    def __init__(self, key_atom, triggers):
         key = key_atom
+        #: lower-case words one of which every secret-looking key holds
+        self.triggers = tuple(triggers)
         # key=value / key: value / "key": "value" / --key value. A quoted value is taken whole up to its closing
         # quote (spaces, commas and escaped quotes included); an unquoted one runs to the next space or quote,
         # so "token=abc,def" loses "abc,def"; an HTTP auth scheme ("Bearer x") is kept readable while its
@@ -305,75 +377,49 @@ class KeyValueDetector(object):
         self.patterns = (self.inline_re, self.line_re, self.block_re)
 
     def redact(self, text, replacement):
-        count = 0
-        if "|" in text or ">" in text:
-            text, count = self._redact_block_scalars(text, replacement)
-        changed = [0]
-
-        def replace_line(match):
-            if match.group("value").startswith(replacement):
-                return match.group(0)
-            changed[0] += 1
-            return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", replacement)
-
-        text = self.line_re.sub(replace_line, text)
-        text, inline = self._sub_inline(text, replacement)
-        return text, count + changed[0] + inline
-
-    def _sub_inline(self, text, replacement):
-        changed = [0]
-
-        def replace(match):
-            quote = match.group("quote")
-            value = match.group("quoted") if quote else match.group("value")
-            if value.startswith(replacement) or (quote and not value):
-                return match.group(0)  # already redacted, or an empty value that tells "no password set"
-            changed[0] += 1
-            if quote:
-                return "%s%s%s%s%s" % (match.group("key"), match.group("sep"), quote, replacement,
-                                       match.group("close"))
-            return "%s%s%s%s" % (match.group("key"), match.group("sep"), match.group("scheme") or "", replacement)
-
-        text = self.inline_re.sub(replace, text)
-        return text, changed[0]
-
-    def _redact_block_scalars(self, text, replacement):
-        """``key: |`` (or ``>``) under a secret-looking key: the head says REDACTED and the scalar's lines go.
-
-        Its lines are those after the head that are blank or indented deeper than the key, as YAML reads
-        them (under ``- key: |`` the key's column counts, not the dash's). Each line is looked at once.
-        """
-        heads = list(self.block_re.finditer(text))
-        if not heads:
+        spans = []
+        for start, end in trigger_windows(text, self.triggers):
+            if "|" in text or ">" in text:
+                for head in self.block_re.finditer(text, start, end):
+                    spans.append((head.start("indicator"), _block_end(text, head)))
+            for match in self.line_re.finditer(text, start, end):
+                value_start, value_end = match.span("value")
+                spans.append(_trimmed(text, value_start, value_end))
+            for match in self.inline_re.finditer(text, start, end):
+                if match.group("quote"):
+                    if match.group("quoted"):
+                        spans.append(match.span("quoted"))
+                else:
+                    spans.append(match.span("value"))
+        if not spans:
             return text, 0
-        pieces = []
-        position = 0
-        count = 0
-        for head in heads:
-            if head.start() < position:
-                continue  # a "key: |" line inside the block just dropped
-            pieces.append(text[position:head.start()])
-            pieces.append(head.group("head") + replacement)
-            column = len(head.group("indent"))
-            # end: the newline ending the last line looked at; position: where the kept text resumes
-            # (the line ending after the scalar, a "\r" included)
-            end = head.end()
-            position = end - 1 if head.group(0).endswith("\r") else end
-            while end < len(text):
-                following = text.find("\n", end + 1)
-                following = len(text) if following < 0 else following
-                line = text[end + 1:following]
-                body = line.lstrip(" \t")
-                blank = not body.rstrip("\r")
-                if not blank and len(line) - len(body) <= column:
-                    break
-                if not blank:
-                    # blank lines between the head and this line belong to the scalar too
-                    position = following - 1 if line.endswith("\r") else following
-                end = following
-            count += 1
-        pieces.append(text[position:])
-        return "".join(pieces), count
+        # a block scalar or a whole line before the pairs inside it
+        spans.sort(key=lambda span: (span[0], -span[1]))
+        return replace_spans(text, spans, replacement)
+
+
+def _block_end(text, head):
+    """Where the text kept after a ``key: |`` head resumes: the line ending after the scalar's last line.
+
+    Its lines are those after the head that are blank or indented deeper than the key, as YAML reads them
+    (under ``- key: |`` the key's column counts, not the dash's). Each line is looked at once.
+    """
+    column = len(head.group("indent"))
+    end = head.end()
+    position = end - 1 if head.group(0).endswith("\r") else end
+    while end < len(text):
+        following = text.find("\n", end + 1)
+        following = len(text) if following < 0 else following
+        line = text[end + 1:following]
+        body = line.lstrip(" \t")
+        blank = not body.rstrip("\r")
+        if not blank and len(line) - len(body) <= column:
+            break
+        if not blank:
+            # blank lines between the head and this line belong to the scalar too
+            position = following - 1 if line.endswith("\r") else following
+        end = following
+    return position
 
 
 # -- JSON documents inside strings ------------------------------------------------------------------------------

@@ -52,6 +52,10 @@ _NEEDS_LOGIN = frozenset(("docker", "podman", "buildah", "skopeo", "nerdctl"))
 # htpasswd -b FILE USER PASSWORD / htpasswd -nb USER PASSWORD: a positional argument
 _POSITIONAL = frozenset(("htpasswd",))
 
+#: a command line can only hold one of these if it names one of the commands (lower case)
+TRIGGERS = ("mysql", "mariadb", "sshpass", "curl", "redis-cli", "ldap", "smbclient", "rpcclient", "openssl", "sqlcmd",
+            "bcp", "ipmitool", "mongo", "useradd", "usermod", "docker", "podman", "buildah", "skopeo", "nerdctl",
+            "htpasswd")
 _NAMES = sorted(set(COMMAND_RULES) | _POSITIONAL, key=len, reverse=True)
 #: a command name as a word, maybe with a directory (/usr/bin/mysql)
 COMMAND_RE = re.compile(r"(?<![\w./-])(?>(?:[\w.-]*+/)*+)(?P<command>%s)(?![\w.-])"

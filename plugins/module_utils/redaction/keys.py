@@ -53,6 +53,20 @@ def key_atom(patterns):
     return "(?>%s)" % "|".join(alternatives)
 
 
+def key_triggers(patterns):
+    """Lower-case words one of which every secret-looking key holds, as few as possible (each costs a scan of
+    every recorded string): the whole-name and suffix words, and for each substring rule a word already
+    among them (``api_key`` holds "key" in every spelling: ``apikey``, ``api-key``), else its first piece
+    (``session_id``: "session")."""
+    words = list(EXACT_SECRET_KEYS) + [word for word in SUFFIX_SECRET_KEYS + DOT_SUFFIX_SECRET_KEYS
+                                       if word not in EXACT_SECRET_KEYS]
+    for pattern in patterns:
+        pieces = [piece for piece in pattern.lower().split("_") if piece]
+        if pieces and not any(word in piece for piece in pieces for word in words):
+            words.append(pieces[0])
+    return tuple(words)
+
+
 class KeyRules(object):
     """``is_secret(key)`` for dict keys, with a cache (the same few keys repeat in every result)."""
 

@@ -23,6 +23,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.redaction.keys impo
     DEFAULT_SECRET_KEY_PATTERNS,
     KeyRules,
     key_atom,
+    key_triggers,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction.known import (
     MIN_KNOWN_SECRET_LENGTH,
@@ -46,52 +47,65 @@ def builtin_text_detectors(key_value):
                  " or to the end of the text when the END was cut off), and a PuTTY key's private lines",
                  "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1r...\\n-----END OPENSSH PRIVATE KEY-----",
                  "none known: the BEGIN line names a private key",
-                 catalogue.redact_private_keys, [catalogue.PEM_BEGIN_RE, catalogue.PUTTY_RE]),
+                 catalogue.redact_private_keys, [catalogue.PEM_BEGIN_RE, catalogue.PUTTY_RE],
+                 lambda text, lowered: "PRIVATE KEY" in text or "Private-Lines:" in text),
         Detector("url_credentials", "text", "the password of a URL (scheme://user:PASSWORD@host) and, for http(s) and"
                  " ftp(s), a user part without password (https://TOKEN@host)",
                  "https://deploy:hunter2@git.example.com/repo.git, https://ghp_x@github.com/o/r",
                  "a plain user name in an https URL (https://bob@host) is hidden too; ssh://git@host is kept",
-                 catalogue.redact_url_credentials, [catalogue.URL_PASSWORD_RE, catalogue.URL_TOKEN_RE]),
+                 catalogue.redact_url_credentials, [catalogue.URL_PASSWORD_RE, catalogue.URL_TOKEN_RE],
+                 lambda text, lowered: "://" in text),
         Detector("azure_storage", "text", "AccountKey=, SharedAccessKey=, SharedAccessSignature= in Azure connection"
                  " strings (up to the next ;) and sig= in a SAS URL's query",
                  "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9v...==;EndpointSuffix=core.windows.net",
                  "any URL query parameter named sig",
-                 catalogue.redact_azure, [catalogue.AZURE_RE]),
+                 catalogue.redact_azure, [catalogue.AZURE_RE],
+                 lambda text, lowered: catalogue.any_in(("accountkey=", "sharedaccess", "sig="), lowered)),
         Detector("aws_secret_access_key", "text", "a 40-character [A-Za-z0-9/+] word mixing upper case, lower case and"
                  " digits, in a text that mentions aws/amazon or holds an access key id",
                  "aws configure set aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                  "other 40-character random words next to the word aws (git SHA-1s are hex: kept)",
-                 catalogue.redact_aws_secret, [catalogue.AWS_SECRET_RE]),
+                 catalogue.redact_aws_secret, [catalogue.AWS_SECRET_RE],
+                 lambda text, lowered: len(text) >= 40 and (catalogue.any_in(("aws", "amazon"), lowered) or
+                                                            catalogue.any_in(catalogue.AWS_KEY_ID_PREFIXES, text))),
         Detector("aws_access_key_id", "text", "AWS access key ids: AKIA, ASIA, ABIA, ACCA or A3T and 16 more upper-case"
                  " letters or digits", "AKIAIOSFODNN7EXAMPLE",
                  "20-character upper-case words starting with those letters",
-                 catalogue.group_replacer(catalogue.AWS_KEY_ID_RE), [catalogue.AWS_KEY_ID_RE]),
+                 catalogue.group_replacer(catalogue.AWS_KEY_ID_RE), [catalogue.AWS_KEY_ID_RE],
+                 lambda text, lowered: catalogue.any_in(catalogue.AWS_KEY_ID_PREFIXES, text)),
         Detector("service_token", "text", "tokens with a documented prefix: GitHub (ghp_, gho_, ghu_, ghs_, ghr_,"
                  " github_pat_), GitLab (glpat-), Slack (xox?-), Stripe (sk_live_, rk_live_), npm (npm_), PyPI"
                  " (pypi-AgEIcHlwaS5vcmc), Google API keys (AIza), JSON Web Tokens (eyJ...eyJ...)",
                  "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB", "a JWT that only carries public claims",
-                 catalogue.redact_tokens, [catalogue.TOKEN_RE]),
+                 catalogue.redact_tokens, [catalogue.TOKEN_RE],
+                 lambda text, lowered: catalogue.any_in(catalogue.TOKEN_PREFIXES, text)),
         Detector(KUBERNETES_SECRET, "text", "in text holding a kind: Secret manifest, the value of every key under"
                  " data: and stringData: (also a Secret as a dict, and in JSON text)",
                  "kind: Secret\\ndata:\\n  username: YWRtaW4=", "a ConfigMap's data in the same text as a Secret",
-                 catalogue.redact_kubernetes_yaml, [catalogue.K8S_KIND_RE, catalogue.K8S_DATA_RE]),
+                 catalogue.redact_kubernetes_yaml, [catalogue.K8S_KIND_RE, catalogue.K8S_DATA_RE],
+                 lambda text, lowered: "Secret" in text and "data" in lowered),
         Detector("key_value_pair", "text", "the value after a secret-looking key (see secret_key_name) in a string:"
                  " key=value, key: value, \"key\": \"value\", --key value, env-style DB_PASS=value, a key: line of"
                  " its own (rest of the line), a YAML block scalar (key: | and its lines), the credential after an"
                  " HTTP auth scheme", "PGPASSWORD=s3cr3t psql; db_password: \"correct horse\"; Authorization: Bearer x",
                  "values of keys that only look secret (a path after --key, public keys under key:)",
-                 key_value.redact, key_value.patterns),
+                 key_value.redact, key_value.patterns,
+                 lambda text, lowered: catalogue.any_in(key_value.triggers, lowered)),
         Detector("command_line_password", "text", "passwords given as options of well-known commands: mysql -pPW,"
                  " sshpass -p PW, curl -u user:PW, smbclient -U user%PW, ldapsearch -w PW, redis-cli -a PW,"
                  " openssl -passin pass:PW, sqlcmd -P PW, mongo -p PW, docker/podman login -p PW, htpasswd -b f u PW,"
                  " useradd -p HASH", "mysql -uroot -pS3cret -e 'select 1'",
                  "the value of those options for those commands only (ssh -p 2222 is kept)",
-                 catalogue.redact_command_line, [catalogue.command_line.COMMAND_RE]),
+                 catalogue.redact_command_line, [catalogue.command_line.COMMAND_RE],
+                 # every rule is an option: " -" first, one scan, before the command names
+                 lambda text, lowered: (" -" in text or "\t-" in text) and
+                 catalogue.any_in(catalogue.command_line.TRIGGERS, lowered)),
         Detector("prose_password", "text", "a password, passphrase, secret, token, API key or PIN announced in prose:"
                  " \"the new password is X\", \"token for bob was X\", \"password has been set to X\"",
                  "Your new password is Tr0ub4dor&3", "words after 'is' that describe it (required, invalid, "
                  "expired...) are kept; other words are hidden (\"the secret is out\")",
-                 catalogue.redact_prose, [catalogue.PROSE_RE]),
+                 catalogue.redact_prose, [catalogue.PROSE_RE],
+                 lambda text, lowered: catalogue.any_in(catalogue.PROSE_TRIGGERS, lowered)),
     ]
 
 
@@ -104,7 +118,7 @@ class Redactor(object):
         self.replacement = replacement
         self.keys = KeyRules(patterns)
         self.known = KnownSecrets()
-        self.key_values = catalogue.KeyValueDetector(key_atom(patterns))
+        self.key_values = catalogue.KeyValueDetector(key_atom(patterns), key_triggers(patterns))
         self.detectors = builtin_text_detectors(self.key_values) + list(user_detectors)
 
     # -- known secrets ------------------------------------------------------------------------------------
@@ -130,6 +144,8 @@ class Redactor(object):
     # -- strings -----------------------------------------------------------------------------------------
     def redact_string(self, text, findings=None, path=()):
         """``text`` with every secret the catalogue finds replaced (``findings``: a list to report into)."""
+        if len(text) < MIN_KNOWN_SECRET_LENGTH:
+            return text  # nothing this short is a secret any detector knows
         replacement = self.replacement
         text, count = self.known.redact(text, replacement)
         if count and findings is not None:
@@ -139,7 +155,11 @@ class Redactor(object):
             text, count = catalogue.redact_json_strings(text, values, replacement)
             if count and findings is not None:
                 findings.append((tuple(path), "json_document"))
+        # what the triggers read: redacting only takes text away, so a detector a trigger skips has nothing to find
+        lowered = text.lower()
         for detector in self.detectors:
+            if detector.trigger is not None and not detector.trigger(text, lowered):
+                continue
             text, count = detector.redact(text, replacement)
             if count and findings is not None:
                 findings.append((tuple(path), detector.name))
