@@ -245,7 +245,7 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
                   metadata:
                     name: db
                   data:
-                    password: {k8s}
+                    username: {k8s}
                 dest: "{out}/secret.yml"
                 mode: "0600"
             - name: Prose in stdout and stderr

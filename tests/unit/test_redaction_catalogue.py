@@ -151,7 +151,9 @@ def test_what_the_detectors_keep_readable():
     assert redactor.redact_string("Your new password is Tr0ub4dor&3.") == "Your new password is %s." % REDACTED
     assert redactor.redact_string("git clone https://TOKEN123456@host/r") == "git clone https://%s@host/r" % REDACTED
     pem = "-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----\n" % PEM_BODY
-    assert redactor.redact_string(pem) == "-----BEGIN RSA PRIVATE KEY-----\n%s\n-----END RSA PRIVATE KEY-----\n" % REDACTED
+    # one marker per line: a text keeps its number of lines
+    assert redactor.redact_string(pem) == "-----BEGIN RSA PRIVATE KEY-----\n%s\n%s\n-----END RSA PRIVATE KEY-----\n" % (
+        REDACTED, REDACTED)
     assert redactor.redact_string("AccountName=acct;AccountKey=abc==;EndpointSuffix=x") == (
         "AccountName=acct;AccountKey=%s;EndpointSuffix=x" % REDACTED)
     manifest = "kind: Secret\ndata:\n  username: YWRtaW4=\nmetadata:\n  name: db\n"
@@ -380,3 +382,18 @@ def test_every_command_has_a_trigger():
 
     for name in list(command_line.COMMAND_RULES) + list(command_line._POSITIONAL):
         assert any(trigger in name for trigger in command_line.TRIGGERS), name
+
+
+@pytest.mark.parametrize("lines, secret", [
+    (["-----BEGIN RSA PRIVATE KEY-----", "MIIEowIBAAKCAQEAx3k9Zp0bQm1w", "kT5uWcE2rM0yPq9n7dLb", "-----END RSA PRIVATE KEY-----"],
+     "kT5uWcE2rM0yPq9n7dLb"),
+    (["apiVersion: v1", "kind: Secret", "data:", "  username: YWRtaW4xMjM=", "metadata:", "  name: db"], "YWRtaW4xMjM="),
+    (["config:", "  db_password: |", "    line-one-secret", "  user: bob"], "line-one-secret"),
+])
+def test_a_list_of_lines_is_redacted_as_one_text(lines, secret):
+    """``msg: "{{ out.stdout_lines }}"`` splits a key or a manifest over list items: no item alone shows the shape."""
+    redacted = redact({"msg": lines})["msg"]
+    assert len(redacted) == len(lines)
+    assert secret not in json.dumps(redacted)
+    assert redacted[0] == lines[0]
+    assert find_secrets({"msg": lines}) and find_secrets({"msg": redacted}) == []

@@ -53,6 +53,14 @@ def _already(value, replacement):
     return value.startswith(replacement) or not value
 
 
+def line_preserving(segment, replacement):
+    """``replacement`` for ``segment``, once per line when it spans several: redacting never changes how many
+    lines a text has, so a list of lines (``msg: "{{ out.stdout_lines }}"``) can be redacted as one text."""
+    if "\n" not in segment:
+        return replacement
+    return "\n".join(replacement if line.strip() else line for line in segment.split("\n"))
+
+
 def replace_spans(text, spans, replacement):
     """Replace sorted, non-overlapping ``spans``; ``(text, count)`` (spans already redacted are kept)."""
     pieces, position, count = [], 0, 0
@@ -60,7 +68,7 @@ def replace_spans(text, spans, replacement):
         if start < position or _already(text[start:end], replacement):
             continue
         pieces.append(text[position:start])
-        pieces.append(replacement)
+        pieces.append(line_preserving(text[start:end], replacement))
         position = end
         count += 1
     if not count:

@@ -44,6 +44,13 @@ MAX_LINE_SPLIT_CHARS = 256 * 1024
 _NUMBER_RE = re.compile(r"[+-]?+[0-9]++(?:\.[0-9]++)?+")
 
 
+def _per_line(segment, replacement):
+    """One replacement per line of a multi-line value, so a text keeps its number of lines."""
+    if "\n" not in segment:
+        return replacement
+    return "\n".join(replacement if line.strip() else line for line in segment.split("\n"))
+
+
 def base64_fragments(data):
     """The parts of ``base64(data)`` that do not depend on the bytes around ``data``, at each alignment."""
     fragments = []
@@ -180,14 +187,14 @@ class KnownSecrets(object):
             if self._pattern_ci is None:
                 with self._lock:
                     self._pattern_ci = re.compile(trie_pattern(self._original_forms | self._forms), re.IGNORECASE)
-            return self._pattern_ci.subn(replacement, text)
+            return self._pattern_ci.subn(lambda match: _per_line(match.group(0), replacement), text)
         pieces, position, count = [], 0, 0
         for match in pattern.finditer(lowered):
             start, end = match.span()
             if start == end:
                 continue
             pieces.append(text[position:start])
-            pieces.append(replacement)
+            pieces.append(_per_line(text[start:end], replacement))
             position = end
             count += 1
         if not count:

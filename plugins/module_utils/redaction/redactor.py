@@ -218,7 +218,12 @@ class Redactor(object):
         if isinstance(value, (list, tuple, set, frozenset)):
             if depth > _MAX_DEPTH:
                 return "[nested too deep]"
-            return [self._walk(item, findings, path + (index,), depth + 1) for index, item in enumerate(value)]
+            items = list(value)
+            if len(items) > 1 and all(isinstance(item, str) for item in items):
+                lines = self._redact_lines(items, findings, path)
+                if lines is not None:
+                    return lines
+            return [self._walk(item, findings, path + (index,), depth + 1) for index, item in enumerate(items)]
         if isinstance(value, bytes):
             return self.redact_string(value.decode("utf-8", "replace"), findings, path)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and len(self.known) and \
@@ -228,6 +233,23 @@ class Redactor(object):
                 findings.append((path, KNOWN_SECRET))
             return self.replacement
         return value
+
+    def _redact_lines(self, items, findings, path):
+        """A list of strings redacted as the lines of one text (a private key or a YAML block split into
+        ``stdout_lines``), or None when that does not give back as many items (then each goes alone)."""
+        joined = "\n".join(items)
+        redacted = self.redact_string(joined, findings, path)
+        if redacted == joined:
+            return list(items)
+        pieces = redacted.split("\n")
+        if len(pieces) != joined.count("\n") + 1:
+            return None
+        lines, position = [], 0
+        for item in items:
+            count = item.count("\n") + 1
+            lines.append("\n".join(pieces[position:position + count]))
+            position += count
+        return lines
 
     def _replace_whole(self, item, findings, path, name, depth):
         if findings is not None:
