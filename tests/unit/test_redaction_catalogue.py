@@ -397,3 +397,13 @@ def test_a_list_of_lines_is_redacted_as_one_text(lines, secret):
     assert secret not in json.dumps(redacted)
     assert redacted[0] == lines[0]
     assert find_secrets({"msg": lines}) and find_secrets({"msg": redacted}) == []
+
+
+def test_long_known_values_are_found_without_the_trie():
+    """A decrypted file is one long value: matched by substring search (a trie as deep as the value
+    overflowed Python's recursion limit), in any case, also repeated."""
+    redactor = Redactor()
+    value = "Zq" + "".join("%04x" % n for n in range(2000))
+    redactor.add_known_secret(value)
+    text = "a %s b %s c" % (value, value.upper())
+    assert redactor.redact_string(text) == "a %s b %s c" % (REDACTED, REDACTED)

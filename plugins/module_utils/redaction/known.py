@@ -41,6 +41,8 @@ MIN_LINE_LENGTH = 8
 MIN_BASE64_FRAGMENT = 6
 #: values longer than this are matched whole only (no per-line forms): a big decrypted file
 MAX_LINE_SPLIT_CHARS = 256 * 1024
+#: longer forms are found with a plain substring search instead of the trie (whose depth is the form's length)
+MAX_TRIE_FORM = 128
 _NUMBER_RE = re.compile(r"[+-]?+[0-9]++(?:\.[0-9]++)?+")
 
 
@@ -134,6 +136,8 @@ class KnownSecrets(object):
         self._values = set()
         self._forms = set()
         self._original_forms = set()
+        #: lower-case forms longer than MAX_TRIE_FORM, longest first
+        self._long_forms = ()
         self._version = 0
         self._compiled_version = 0
         self._pattern = None
@@ -154,9 +158,14 @@ class KnownSecrets(object):
             return False
         originals = forms_of(text)
         forms = set(form.lower() for form in originals)
+        long_forms = set(form for form in forms if len(form) > MAX_TRIE_FORM)
+        forms -= long_forms
+        originals = set(form for form in originals if len(form) <= MAX_TRIE_FORM)
         with self._lock:
             self._values.add(text)
             self._original_forms |= originals
+            if long_forms - set(self._long_forms):
+                self._long_forms = tuple(sorted(set(self._long_forms) | long_forms, key=len, reverse=True))
             new = forms - self._forms
             if new:
                 self._forms |= new
@@ -178,9 +187,36 @@ class KnownSecrets(object):
 
     def redact(self, text, replacement):
         """``(text with every form replaced, number of replacements)``."""
+        text, long_count = self._redact_long(text, replacement)
         pattern = self._compiled()
         if pattern is None or len(text) < MIN_KNOWN_SECRET_LENGTH:
-            return text, 0
+            return text, long_count
+        text, count = self._redact_trie(pattern, text, replacement)
+        return text, count + long_count
+
+    def _redact_long(self, text, replacement):
+        count = 0
+        for form in self._long_forms:
+            if len(form) > len(text):
+                continue
+            lowered = text.lower()
+            if len(lowered) != len(text):
+                lowered = text  # see _redact_trie: such texts are matched as written
+            position = lowered.find(form)
+            if position < 0:
+                continue
+            pieces, kept = [], 0
+            while position >= 0:
+                pieces.append(text[kept:position])
+                pieces.append(_per_line(text[position:position + len(form)], replacement))
+                kept = position + len(form)
+                count += 1
+                position = lowered.find(form, kept)
+            pieces.append(text[kept:])
+            text = "".join(pieces)
+        return text, count
+
+    def _redact_trie(self, pattern, text, replacement):
         lowered = text.lower()
         if len(lowered) != len(text):
             # a character whose lower case is longer ("İ"): match case-insensitively on the text itself
