@@ -12,8 +12,8 @@ One playbook run (``-v --diff``, a vault password file, the register refreshed t
   pair, a GCP service-account key file, an Azure connection string, credentials in URLs, password options
   (``curl -u``, ``mysql -p``, ``sshpass -p``, ``--pass``, ``--password`` in argv), env-style assignments in a
   file's diff, keys ``pass``/``pw``/``auth``/``key``/``tls.key`` and a Kubernetes Secret, prose;
-* a value of a variable named in ``secret_vars`` (from ``lookup('env')``), and one matched by a user
-  detector file (``redact_patterns_file``).
+* values of variables named in ``secret_vars`` (from ``lookup('env')``, and a registered command output),
+  and one matched by a user detector file (``redact_patterns_file``).
 
 ``ansible-playbook -v`` prints each task result, so the test first proves that every planted value
 really reached a result; then it reads every byte the collection wrote: the ledger (SQLite file, -wal and
@@ -136,6 +136,7 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
     s["ProseStderr"] = token("ProseErr")
     s["ProseMsg"] = token("ProseMsg")
     s["SecretVar"] = token("SecretVar")
+    s["RegisteredVar"] = token("RegVar")
     s["UserDetector"] = "ACME-" + uuid.uuid4().hex[:16].upper()
 
     project.write("vault-pass", "correct horse battery staple\n", mode=0o600)
@@ -259,6 +260,13 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
               changed_when: false
               vars:
                 db_password: "{{{{ lookup('ansible.builtin.env', 'PLANTED_DB_PASSWORD') }}}}"
+            - name: Read a password into a registered variable
+              ansible.builtin.command: echo {registered}
+              register: root_pw_result
+              changed_when: false
+            - name: Use the registered password
+              ansible.builtin.debug:
+                msg: "root={{{{ root_pw_result.stdout }}}}"
             - name: A value of the user's detector
               ansible.builtin.command: echo licence {user_detector}
               changed_when: false
@@ -276,7 +284,8 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
                    password_argv=s["PasswordArgv"], db_pass=s["EnvDbPass"], app_secret=s["EnvSecret"],
                    api_token=s["EnvToken"], key_pass=s["KeyPass"], key_pw=s["KeyPw"], key_auth=s["KeyAuth"],
                    key_key=s["KeyKey"], key_tls=s["KeyTls"], k8s=s["K8sData"], prose_out=s["ProseStdout"],
-                   prose_err=s["ProseStderr"], prose_msg=s["ProseMsg"], user_detector=s["UserDetector"]))
+                   prose_err=s["ProseStderr"], prose_msg=s["ProseMsg"], user_detector=s["UserDetector"],
+                   registered=s["RegisteredVar"]))
     os.makedirs(out)
     os.makedirs(project.path("register"))
     register_html = project.path("register", "index.html")
@@ -286,7 +295,7 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
         "CHANGEOPS_REGISTER_PATH": register_html,
         "CHANGEOPS_REGISTER_JSON_PATH": register_json,
         "CHANGEOPS_REDACT_PATTERNS_FILE": project.path("patterns.yml"),
-        "CHANGEOPS_SECRET_VARS": "db_password",
+        "CHANGEOPS_SECRET_VARS": "db_password,root_pw_result",
     })
     shown = completed.stdout
     # the forms a task prints: ansible-playbook shows results as JSON, and some tasks transform the value
