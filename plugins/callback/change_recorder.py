@@ -74,7 +74,7 @@ options:
         the collection's C(docs/recorder.md)). It holds a list of entries with C(name), C(pattern) (a Python
         regular expression; with a group named C(secret) only that group is replaced), optional
         C(description) and C(ignore_case).
-      - Each pattern must be linear like the built-in ones. It must start at a boundary (C(^), C(\\b) or a negative
+      - Each pattern must be linear like the built-in ones. It must start at a boundary (C(^), C(\b) or a negative
         lookbehind) and use only possessive (C(++), C(*+)) or bounded repetitions. Otherwise it is refused.
       - When the file cannot be loaded the run is still recorded, with a warning, but every recorded string
         of its results is replaced (fail closed), so a secret your detectors were meant to catch is never

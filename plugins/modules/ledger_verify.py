@@ -55,7 +55,7 @@ options:
         Use it to find what ledgers written by older versions (or leaks of a shape the recorder did not know)
         hold, before cleaning them.
       - Findings never include the content itself, and do not fail the task.
-      - Values known only to a run (vault plaintexts, extra vars) cannot be recognised afterwards: only shapes are.
+      - Values known only to a run (vault plaintexts, extra vars) cannot be recognised afterwards, only shapes can.
     type: bool
     default: false
 seealso:
