@@ -91,9 +91,9 @@ def heavy_results():
     config = "\n".join("option_%03d = value-%d  # a comment about option %d" % (i, i * 7, i) for i in range(110))[:5000]
     return [
         {"changed": True, "cmd": "apt-get install -y nginx", "rc": 0, "stdout": stdout, "stderr": "", "msg": ""},
-        {"changed": True, "path": "/etc/app.conf", "diff": [{"before_header": "/etc/app.conf",
-                                                              "after_header": "/etc/app.conf",
-                                                              "before": config, "after": config + "\nnew = 1\n"}]},
+        {"changed": True, "path": "/etc/app.conf",
+         "diff": [{"before_header": "/etc/app.conf", "after_header": "/etc/app.conf", "before": config,
+                   "after": config + "\nnew = 1\n"}]},
     ]
 
 

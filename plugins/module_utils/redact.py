@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.changeops.itsm.plugins.module_utils.redaction import (  # noqa: F401
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import (
     DEFAULT_SECRET_KEY_PATTERNS,
     MIN_KNOWN_SECRET_LENGTH,
     REDACTED,
     Redactor,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.redaction.catalogue import (  # noqa: F401
-    URL_PASSWORD_RE as _URL_PASSWORD_RE,
-)
+
+__all__ = ["DEFAULT_SECRET_KEY_PATTERNS", "MIN_KNOWN_SECRET_LENGTH", "REDACTED", "Redactor"]

@@ -89,8 +89,9 @@ def test_scan_secrets_names_each_entry_and_field(sor):
 
 def test_scan_secrets_is_off_by_default_and_clean_ledgers_scan_clean(sor):
     assert "secret_scan" not in verify_ledger(OperationContext(sor, params()))
-    assert scan_ledger_for_secrets(sor) == {"entries_with_secrets": 0, "findings_total": 0, "findings": [],
-                                           "truncated": False, "summary": "no stored entry holds secret-shaped content"}
+    assert scan_ledger_for_secrets(sor) == {
+        "entries_with_secrets": 0, "findings_total": 0, "findings": [], "truncated": False,
+        "summary": "no stored entry holds secret-shaped content"}
 
 
 def test_scan_secrets_lists_at_most_the_limit(sor):

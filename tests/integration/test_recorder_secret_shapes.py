@@ -328,3 +328,32 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
 
     assert sor.verify().valid
     sor.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_a_broken_detector_file_censors_the_run_instead_of_letting_its_secrets_through(project, open_sor):
+    """The user's detectors were meant to catch something: a file that cannot be loaded must not let it
+    through. The run is recorded (statuses, tasks) with every result string replaced, and a warning names
+    the file, the entry and why."""
+    planted = "ACME-" + uuid.uuid4().hex[:16].upper()
+    project.write("patterns.yml", "- name: acme\n  pattern: 'ACME-[0-9A-F]+'\n")  # no boundary, can backtrack
+    project.write("pb.yml", """
+        - name: Print a licence
+          hosts: all_hosts
+          gather_facts: false
+          tasks:
+            - name: Echo it
+              ansible.builtin.command: echo licence {planted}
+              changed_when: false
+        """.format(planted=planted))
+    completed = project.run("pb.yml", "-v", env={"CHANGEOPS_REDACT_PATTERNS_FILE": project.path("patterns.yml")})
+    assert planted in completed.stdout
+    warning = " ".join(completed.stdout.split())
+    assert "redaction patterns file %s, entry 1 (acme): pattern" % project.path("patterns.yml") in warning, warning
+    assert "every recorded string of this run's results is replaced" in warning
+    sor = open_sor()
+    [event] = sor.find_change_events()
+    [result] = sor.get_task_results(event["run_id"])
+    assert result["status"] == "ok" and result["result"]["stdout"] == "********"
+    assert planted not in "\n".join(entry.canonical() for entry in sor.iter_entries())
+    sor.close()

@@ -67,9 +67,8 @@ def starts_at_a_boundary(tree):
     if op == constants.BRANCH:
         return all(starts_at_a_boundary(branch) for branch in argument[1])
     # "^" parses as AT_BEGINNING; with re.MULTILINE it is a line start
-    return (op == constants.AT and argument in (constants.AT_BEGINNING, constants.AT_BEGINNING_LINE,
-                                                  constants.AT_BEGINNING_STRING, constants.AT_BOUNDARY)) or (
-        op == constants.ASSERT_NOT and argument[0] == -1)
+    starts = (constants.AT_BEGINNING, constants.AT_BEGINNING_LINE, constants.AT_BEGINNING_STRING, constants.AT_BOUNDARY)
+    return (op == constants.AT and argument in starts) or (op == constants.ASSERT_NOT and argument[0] == -1)
 
 
 def linearity_problem(pattern, flags=0):
