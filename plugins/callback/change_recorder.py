@@ -224,7 +224,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor, load_detector_file
-from ansible_collections.changeops.itsm.plugins.module_utils.redaction.catalogue import Detector
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.decryption import DecryptionWatch
@@ -369,14 +368,15 @@ class CallbackModule(CallbackBase):
     def _build_redactor(self):
         """The run's redactor: the catalogue, ``redact_keys`` and the user's detectors. A detector file that
         cannot be loaded censors every recorded string (fail closed) rather than let its secrets through."""
+        censor = False
         try:
             user_detectors = load_detector_file(self.get_option("redact_patterns_file"))
         except ChangeopsError as exc:
             self._display.warning(PREFIX + "%s; every recorded string of this run's results is replaced instead"
                                   % exc)
-            user_detectors = [Detector("user:unavailable", "text", "everything", "", "",
-                                       lambda text, replacement: (replacement, 1) if text else (text, 0))]
-        return Redactor(extra_key_patterns=self.get_option("redact_keys") or (), user_detectors=user_detectors)
+            user_detectors, censor = [], True
+        return Redactor(extra_key_patterns=self.get_option("redact_keys") or (), user_detectors=user_detectors,
+                        censor_values=censor)
 
     def _queue_run_started(self):
         if self._run_started_queued:

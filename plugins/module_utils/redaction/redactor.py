@@ -113,9 +113,11 @@ class Redactor(object):
     """Redacts nested data; build one per run and feed it known secrets as they appear."""
 
     def __init__(self, key_patterns=DEFAULT_SECRET_KEY_PATTERNS, extra_key_patterns=(), replacement=REDACTED,
-                 user_detectors=()):
+                 user_detectors=(), censor_values=False):
         patterns = [p for p in list(key_patterns) + list(extra_key_patterns) if p]
         self.replacement = replacement
+        #: fail closed: every non-empty string value of ``redact``'s data is replaced (keys still only redacted)
+        self.censor_values = bool(censor_values)
         self.keys = KeyRules(patterns)
         self.known = KnownSecrets()
         self.key_values = catalogue.KeyValueDetector(key_atom(patterns), key_triggers(patterns))
@@ -190,6 +192,8 @@ class Redactor(object):
 
     def _walk(self, value, findings, path, depth):
         if isinstance(value, str):
+            if self.censor_values and value and (not path or path[-1] is not KEY_OF):
+                return self.replacement
             return self.redact_string(value, findings, path)
         if isinstance(value, dict):
             if depth > _MAX_DEPTH:
@@ -219,7 +223,7 @@ class Redactor(object):
             if depth > _MAX_DEPTH:
                 return "[nested too deep]"
             items = list(value)
-            if len(items) > 1 and all(isinstance(item, str) for item in items):
+            if len(items) > 1 and not self.censor_values and all(isinstance(item, str) for item in items):
                 lines = self._redact_lines(items, findings, path)
                 if lines is not None:
                     return lines
