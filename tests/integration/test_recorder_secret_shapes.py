@@ -7,7 +7,8 @@ One playbook run (``-v --diff``, a vault password file, the register refreshed t
   a numeric value through ``| int``, JSON-escaped (``to_json``), base64 (``b64encode`` and ``| base64`` of
   ``user:value``), upper-cased;
 * the content of vault-encrypted files read during the run: ``lookup('file')``, ``lookup('unvault')``,
-  ``copy: src:`` with ``--diff``, ``include_vars`` (also with ``name:``) echoed in a later play;
+  ``copy: src:`` with ``--diff``, ``include_vars`` (also with ``name:``, and for another host with
+  ``delegate_facts``) echoed in a later play;
 * secrets of well-known shapes in stdout, stderr, msg and diffs: PEM and OpenSSH private keys, an AWS key
   pair, a GCP service-account key file, an Azure connection string, credentials in URLs, password options
   (``curl -u``, ``mysql -p``, ``sshpass -p``, ``--pass``, ``--password`` in argv), env-style assignments in a
@@ -27,6 +28,7 @@ import glob
 import json
 import os
 import subprocess
+import sys
 import uuid
 
 import pytest
@@ -108,6 +110,7 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
     s["CopySrc"] = token("CopySrc")
     s["IncludeVars"] = token("IncVars")
     s["IncludeNamed"] = token("IncNamed")
+    s["IncludeDelegated"] = token("IncDelegated")
     # shapes
     s["PemBody"] = "MIIEpAIBAAKCAQEA" + uuid.uuid4().hex + uuid.uuid4().hex.upper()
     s["OpenSshBody"] = "b3BlbnNzaC1rZXktdjEAAAAA" + uuid.uuid4().hex
@@ -149,6 +152,10 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
     encrypt_file(project, "files/copied.conf", "listen 8080\nshared_key_line %s\n" % s["CopySrc"])
     encrypt_file(project, "vars/included.yml", "included_secret: %s\n" % s["IncludeVars"])
     encrypt_file(project, "vars/named.yml", "token_value: %s\n" % s["IncludeNamed"])
+    encrypt_file(project, "vars/delegated.yml", "delegated_value: %s\n" % s["IncludeDelegated"])
+    with open(project.path("inventory.ini"), "a") as handle:
+        # a host that only receives variables (include_vars with delegate_facts) and echoes them later
+        handle.write("[peers]\npeer ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
     project.write("files/sa.json", json.dumps({
         "type": "service_account", "project_id": "demo", "private_key_id": s["GcpKeyId"],
         "private_key": "-----BEGIN PRIVATE KEY-----\n%s\n-----END PRIVATE KEY-----\n" % s["GcpKey"],
@@ -191,6 +198,10 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
               ansible.builtin.include_vars:
                 file: vars/named.yml
                 name: creds
+            - name: Load an encrypted vars file for another host
+              ansible.builtin.include_vars: vars/delegated.yml
+              delegate_to: peer
+              delegate_facts: true
             - name: A PEM private key in a file's diff and in stdout
               ansible.builtin.copy:
                 content: "-----BEGIN RSA PRIVATE KEY-----\\n{pem}\\n-----END RSA PRIVATE KEY-----\\n"
@@ -277,6 +288,14 @@ def test_secrets_of_common_shapes_never_reach_a_stored_byte(project, backend, ba
           tasks:
             - name: Echo included values
               ansible.builtin.command: echo {{{{ included_secret }}}} {{{{ creds.token_value }}}}
+              changed_when: false
+
+        - name: Echo what include_vars loaded for the peer
+          hosts: peers
+          gather_facts: false
+          tasks:
+            - name: Echo the delegated value
+              ansible.builtin.command: echo {{{{ delegated_value }}}}
               changed_when: false
         """.format(out=out, pem=s["PemBody"], openssh=s["OpenSshBody"], aws_id=s["AwsKeyId"], aws_secret=s["AwsSecret"],
                    azure=s["AzureKey"], url_password=s["UrlPassword"], url_token=s["UrlToken"], curl=s["CurlPassword"],
