@@ -46,7 +46,11 @@ LEDGER_VERIFY_SPEC = dict(
     witness_file=dict(type="str"),
     witness_syslog=dict(type="str", choices=["auto", "true", "false"]),
     witness_syslog_address=dict(type="path"),
+    scan_secrets=dict(type="bool", default=False),
 )
+
+#: most findings ledger_verify lists (the count is always complete)
+MAX_LISTED_SECRET_FINDINGS = 1000
 
 _RELATIVE = re.compile(r"^\s*-?(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -120,4 +124,43 @@ def verify_ledger(ctx):
         result["msg"] = report.summary()
     else:
         result["msg"] = report.summary()
+    if ctx.params.get("scan_secrets"):
+        result["secret_scan"] = scan_ledger_for_secrets(ctx.sor)
+        result["msg"] += "; %s" % result["secret_scan"]["summary"]
     return result
+
+
+def ledger_secret_findings(sor, redactor=None):
+    """Yield ``(entry, [(path, detector)])`` for every stored entry in which the redaction catalogue finds
+    secret-shaped content; ``path`` starts at the entry's field (``data``, ``actor``, ``subject``)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor
+
+    redactor = redactor or Redactor()
+    for entry in sor.iter_entries():
+        findings = redactor.find_secrets(entry.data, path=("data",))
+        for field in ("actor", "subject"):
+            value = getattr(entry, field, None)
+            if isinstance(value, str):
+                findings.extend(redactor.find_secrets(value, path=(field,)))
+        if findings:
+            yield entry, findings
+
+
+def scan_ledger_for_secrets(sor, redactor=None, limit=MAX_LISTED_SECRET_FINDINGS):
+    """The ``secret_scan`` report of ``ledger_verify``: each entry (seq, id, kind) and field that holds
+    secret-shaped content and the detector that found it; never the content itself."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction import format_path
+
+    findings, entries, total = [], set(), 0
+    for entry, found in ledger_secret_findings(sor, redactor):
+        entries.add(entry.seq)
+        for path, detector in found:
+            total += 1
+            if len(findings) < limit:
+                findings.append({"seq": entry.seq, "id": entry.id, "kind": entry.kind, "path": format_path(path),
+                                 "detector": detector})
+    summary = ("no stored entry holds secret-shaped content" if not total else
+               "%d stored entries hold secret-shaped content (%d findings%s)" % (
+                   len(entries), total, ", %d listed" % len(findings) if total > len(findings) else ""))
+    return {"entries_with_secrets": len(entries), "findings_total": total, "findings": findings,
+            "truncated": total > len(findings), "summary": summary}

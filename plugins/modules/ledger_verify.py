@@ -93,6 +93,17 @@ options:
   witness_syslog_address:
     description: The syslog socket whose presence V(auto) looks for.
     type: path
+  scan_secrets:
+    description:
+      - Also run the collection's secret detector catalogue (the table in C(docs/recorder.md)) over every
+        stored entry and report each entry and field that holds secret-shaped content (a private key, a cloud
+        credential, a password on a command line or under a secret-looking key...) in RV(secret_scan).
+        Use it to find what ledgers written by older versions (or leaks of a shape the recorder did not know)
+        hold, before cleaning them.
+      - Findings never include the content itself, and do not fail the task.
+      - Values known only to a run (vault plaintexts, extra vars) cannot be recognised afterwards, only shapes can.
+    type: bool
+    default: false
 seealso:
   - module: changeops.itsm.change_event_info
   - module: changeops.itsm.ledger_checkpoint
@@ -103,6 +114,11 @@ EXAMPLES = r"""
 - name: Verify the ledger before the CAB meeting
   changeops.itsm.ledger_verify:
   register: ledger
+
+- name: Find entries that hold secret-shaped content (ledgers written before the detector catalogue)
+  changeops.itsm.ledger_verify:
+    scan_secrets: true
+  register: scanned
 
 - name: Keep the head somewhere the ledger's writers cannot reach
   ansible.builtin.copy:
@@ -172,6 +188,40 @@ verification:
       seq: 42
       problem: edited
       detail: "entry 42 (run.result 6f1c...) was edited: its content does not match its hash"
+secret_scan:
+  description: What O(scan_secrets=true) found.
+  returned: when O(scan_secrets=true)
+  type: dict
+  contains:
+    entries_with_secrets:
+      description: Number of entries holding secret-shaped content.
+      type: int
+    findings_total:
+      description: Number of findings (an entry may have several, one per field and detector).
+      type: int
+    findings:
+      description: The findings (at most 1000), each with V(seq), V(id) and V(kind) of the entry, V(path) of the
+        field inside it (for example V(data.result.stdout) or V(data.diff[0].after)) and the V(detector) that
+        found it.
+      type: list
+      elements: dict
+    truncated:
+      description: V(true) when there were more findings than listed.
+      type: bool
+    summary:
+      description: One line for people.
+      type: str
+  sample:
+    entries_with_secrets: 1
+    findings_total: 1
+    findings:
+      - seq: 1042
+        id: 6f1c0a9e2b7d4c1e8a3f5b6d7c8e9f01
+        kind: run.result
+        path: data.result.stdout
+        detector: command_line_password
+    truncated: false
+    summary: 1 stored entries hold secret-shaped content (1 findings)
 backend:
   description: Which system of record was verified (no secrets).
   returned: always

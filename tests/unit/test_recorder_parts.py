@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, summary, vault
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
