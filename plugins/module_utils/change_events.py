@@ -132,12 +132,21 @@ def verify_ledger(ctx):
 
 def ledger_secret_findings(sor, redactor=None):
     """Yield ``(entry, [(path, detector)])`` for every stored entry in which the redaction catalogue finds
-    secret-shaped content; ``path`` starts at the entry's field (``data``, ``actor``, ``subject``)."""
+    secret-shaped content; ``path`` starts at the entry's field (``data``, ``actor``, ``subject``).
+
+    A field ``ledger_redact`` already replaced by a tombstone is not a finding, even under a secret-looking
+    key: what is stored there is the tombstone, so a redacted ledger scans clean.
+    """
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import already_redacted, finding_field
     from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor
 
     redactor = redactor or Redactor()
     for entry in sor.iter_entries():
-        findings = redactor.find_secrets(entry.data, path=("data",))
+        findings = []
+        for path, detector in redactor.find_secrets(entry.data, path=("data",)):
+            field, _why_not = finding_field(entry, path)
+            if field is None or not already_redacted(entry, field):
+                findings.append((path, detector))
         for field in ("actor", "subject"):
             value = getattr(entry, field, None)
             if isinstance(value, str):
@@ -148,7 +157,10 @@ def ledger_secret_findings(sor, redactor=None):
 
 def scan_ledger_for_secrets(sor, redactor=None, limit=MAX_LISTED_SECRET_FINDINGS):
     """The ``secret_scan`` report of ``ledger_verify``: each entry (seq, id, kind) and field that holds
-    secret-shaped content and the detector that found it; never the content itself."""
+    secret-shaped content and the detector that found it; never the content itself. Each finding also names
+    the ``field`` ``ledger_redact`` removes to clear it (``secret_findings``), or null and ``not_redactable``."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.commitments import path_text
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import finding_field
     from ansible_collections.changeops.itsm.plugins.module_utils.redaction import format_path
 
     findings, entries, total = [], set(), 0
@@ -157,8 +169,12 @@ def scan_ledger_for_secrets(sor, redactor=None, limit=MAX_LISTED_SECRET_FINDINGS
         for path, detector in found:
             total += 1
             if len(findings) < limit:
-                findings.append({"seq": entry.seq, "id": entry.id, "kind": entry.kind, "path": format_path(path),
-                                 "detector": detector})
+                field, why_not = finding_field(entry, path)
+                finding = {"seq": entry.seq, "id": entry.id, "kind": entry.kind, "path": format_path(path),
+                           "detector": detector, "field": path_text(field) if field else None}
+                if why_not:
+                    finding["not_redactable"] = why_not
+                findings.append(finding)
     summary = ("no stored entry holds secret-shaped content" if not total else
                "%d stored entries hold secret-shaped content (%d findings%s)" % (
                    len(entries), total, ", %d listed" % len(findings) if total > len(findings) else ""))

@@ -60,14 +60,15 @@ LEDGER_REDACT_SPEC = dict(
     entry=dict(type="str"),
     fields=dict(type="list", elements="str"),
     redactions=dict(type="list", elements="dict"),
+    secret_findings=dict(type="list", elements="dict", no_log=False),
     reason=dict(type="str", required=True),
     spool_dirs=dict(type="list", elements="path"),
     register_path=dict(type="path"),
     register_json_path=dict(type="path"),
     compact=dict(type="bool", default=True),
 )
-LEDGER_REDACT_MUTUALLY_EXCLUSIVE = [["entry", "redactions"]]
-LEDGER_REDACT_REQUIRED_ONE_OF = [["entry", "redactions"]]
+LEDGER_REDACT_MUTUALLY_EXCLUSIVE = [["entry", "redactions"], ["entry", "secret_findings"]]
+LEDGER_REDACT_REQUIRED_ONE_OF = [["entry", "redactions", "secret_findings"]]
 LEDGER_REDACT_REQUIRED_TOGETHER = [["entry", "fields"]]
 
 DEFAULT_SPOOL_DIR = "~/.ansible/changeops/spool"
@@ -81,6 +82,43 @@ def _protected(kind, path):
                 if path[:len(protected)] == protected:
                     return protected
     return None
+
+
+def finding_field(entry, path):
+    """What clears a secret found at ``path`` of ``entry`` (a ``redaction.find_secrets`` path from the entry,
+    such as ``("data", "result", "stdout")``, as ``ledger_verify scan_secrets`` reports it).
+
+    ``(field, None)``: the committed field to redact (a path tuple; a top-level object whole, when the
+    secret is its value); ``(None, why not)`` when no redaction can remove it.
+    """
+    if entry.kind.startswith("ledger."):
+        return None, "the ledger's own bookkeeping (%s) holds no payload to redact" % entry.kind
+    if not path or path[0] != "data" or len(path) < 2:
+        return None, ("it is in the entry's %s, which the chain hashes as it is (only payload fields can be "
+                      "redacted)" % (path[0] if path else "header"))
+    inside = tuple(path[1:])
+    fields = set(path for path, _value in commitments.iter_fields(entry.data))
+    field = next((inside[:length] for length in (2, 1) if len(inside) >= length and inside[:length] in fields), None)
+    if field is None and len(inside) == 1 and inside[0] in entry.data:
+        field = inside  # a top-level object or array: every field in it
+    if field is None:
+        return None, "it is in the name of a key, which the payload's commitments keep"
+    protected = _protected(entry.kind, field)
+    if protected is not None:
+        return None, ("it is in field %s, from which the query tables or the change event's authorisation are "
+                      "derived" % commitments.path_text(protected))
+    return field, None
+
+
+def already_redacted(entry, field):
+    """True when the field (a :func:`finding_field` tuple) holds a tombstone: what was found is the marker."""
+    value = entry.data.get(field[0])
+    if len(field) > 1 and isinstance(value, (dict, list)):
+        try:
+            value = value[field[1]]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return commitments.is_tombstone(value)
 
 
 class Plan(object):
@@ -197,27 +235,54 @@ def redaction_entry(plan, reason, redacted_by, actor):
 # --------------------------------------------------------------------------------------------
 # the module's operation
 # --------------------------------------------------------------------------------------------
+def _entry_ref(label, item, keys):
+    ref = next((item.get(key) for key in keys if item.get(key) not in (None, "")), None)
+    if ref is None:
+        raise ValidationError("%s: names no entry (give %s): %r" % (label, " or ".join(keys), item))
+    return str(ref).strip()
+
+
+def _finding_targets(findings):
+    """``([(label, entry_ref, [field])], [finding that names no field])`` from ``secret_findings``: the
+    ``findings`` of ``ledger_verify scan_secrets`` as they are (``seq``/``id``, ``field``, ``path``)."""
+    targets, unredactable = [], []
+    for index, item in enumerate(findings):
+        label = "secret_findings[%d]" % index
+        if not isinstance(item, dict):
+            raise ValidationError("%s: a finding of ledger_verify's secret_scan is a dict, got %r" % (label, item))
+        ref = _entry_ref(label, item, ("seq", "id"))
+        if "field" not in item:
+            raise ValidationError("%s: has no field (give the findings of changeops.itsm.ledger_verify with "
+                                  "scan_secrets: true, from its secret_scan.findings)" % label)
+        if not item["field"]:
+            unredactable.append(item)
+            continue
+        targets.append((label, ref, [str(item["field"])]))
+    return targets, unredactable
+
+
 def _targets(params):
-    """``[(label, entry_ref, [field, ...])]`` from ``entry``/``fields`` or the ``redactions`` list."""
+    """``[(label, entry_ref, [field, ...])]`` from ``entry``/``fields``, the ``redactions`` list and the
+    ``secret_findings``; and the findings that name no field that can be redacted."""
     if params.get("entry") is not None:
         if not params.get("fields"):
             raise ValidationError("fields: name at least one field of entry %s to redact" % params["entry"])
-        return [("entry", str(params["entry"]).strip(), list(params["fields"]))]
+        return [("entry", str(params["entry"]).strip(), list(params["fields"]))], []
     targets = []
     for index, item in enumerate(params.get("redactions") or []):
         label = "redactions[%d]" % index
-        ref = next((item.get(key) for key in ("entry", "seq", "entry_seq", "entry_id") if item.get(key) not in (None, "")),
-                   None)
-        if ref is None:
-            raise ValidationError("%s: names no entry (give entry, seq or entry_id): %r" % (label, item))
-        fields = item.get("fields") or [item.get(key) for key in ("field", "path") if item.get(key)]
+        ref = _entry_ref(label, item, ("entry", "seq", "entry_seq", "entry_id"))
+        # one of fields, field or path (the first given): not several spellings of the same place
+        fields = item.get("fields") or item.get("field") or item.get("path")
         if isinstance(fields, str):
             fields = [fields]
         if not fields:
             raise ValidationError("%s: names no field of entry %s (give field or fields)" % (label, ref))
-        targets.append((label, str(ref).strip(), [str(field) for field in fields]))
-    if not targets:
+        targets.append((label, ref, [str(field) for field in fields]))
+    if params.get("redactions") is not None and not params["redactions"]:
         raise ValidationError("redactions: the list is empty")
+    found, unredactable = _finding_targets(params.get("secret_findings") or [])
+    targets.extend(found)
     merged = []
     for label, ref, fields in targets:
         for existing in merged:
@@ -226,7 +291,7 @@ def _targets(params):
                 break
         else:
             merged.append((label, ref, list(fields)))
-    return merged
+    return merged, unredactable
 
 
 def _find(sor, label, ref):
@@ -251,7 +316,8 @@ def redact_ledger(ctx):
     if not reason:
         raise ValidationError("reason: say why the fields are redacted (it is recorded in the ledger)")
     plans = []
-    for label, ref, fields in _targets(params):
+    targets, unredactable = _targets(params)
+    for label, ref, fields in targets:
         entry = _find(ctx.sor, label, ref)
         plans.append((label, ref, plan_redaction(entry, fields)))
     redacted, already, before, after = [], [], [], []
@@ -274,15 +340,25 @@ def redact_ledger(ctx):
             before.append(_diff_line(entry_label, path, "<a value of %d characters>" % len(value_json)))
             after.append(_diff_line(entry_label, path, commitments.tombstone(record.seq) if record is not None
                                     else "[redacted by the next ledger entry]"))
+    not_redactable = [{"seq": item.get("seq"), "id": item.get("id"), "kind": item.get("kind"),
+                       "path": item.get("path"), "detector": item.get("detector"),
+                       "reason": item.get("not_redactable") or "the finding names no field"} for item in unredactable]
     result = {"changed": bool(redacted), "redacted": redacted, "already_redacted": already,
-              "backend": ctx.sor.describe()}
+              "not_redactable": not_redactable, "backend": ctx.sor.describe()}
     if redacted:
         result["msg"] = "%sredacted %d field%s: %s" % ("would have " if ctx.check_mode else "", len(redacted),
                                                        "" if len(redacted) == 1 else "s",
                                                        ", ".join("entry %s %s" % (item["seq"], item["field"])
                                                                  for item in redacted))
-    else:
+    elif plans:
         result["msg"] = "nothing to redact: every field named is redacted already"
+    else:
+        result["msg"] = "nothing to redact: no finding names a field"
+    if not_redactable:
+        # still in the ledger: say so where people look, not only in the result
+        ctx.warn("%d secret finding%s cannot be removed by a redaction: %s" % (
+            len(not_redactable), "" if len(not_redactable) == 1 else "s",
+            "; ".join("entry %s %s (%s)" % (item["seq"], item["path"], item["reason"]) for item in not_redactable)))
     if ctx.diff and redacted:
         result["diff"] = {"before": "".join(before), "after": "".join(after)}
     if ctx.check_mode or not redacted:

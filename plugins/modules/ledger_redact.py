@@ -58,8 +58,18 @@ options:
   redactions:
     description:
       - Several entries at once, each a dict with the entry (V(entry), V(seq) or V(entry_id)) and its
-        fields (V(fields), or one V(field) or V(path)). The findings of a secret scan can be passed
-        as they are.
+        fields (V(fields), or one V(field) or V(path)).
+    type: list
+    elements: dict
+  secret_findings:
+    description:
+      - The findings of M(changeops.itsm.ledger_verify) with O(changeops.itsm.ledger_verify#module:scan_secrets=true),
+        as they are (RV(changeops.itsm.ledger_verify#module:secret_scan.findings)). The field each finding names
+        (V(field)) is redacted in its entry (V(seq)).
+      - A finding that no redaction can remove (V(field) null - a secret in an entry's actor or subject, in a
+        key's name, in a field the record's meaning depends on, or in the ledger's own entries) is listed in
+        RV(not_redactable) with the reason and warned about; the others are still redacted.
+      - An empty list (a scan that found nothing) redacts nothing. Can be combined with O(redactions).
     type: list
     elements: dict
   reason:
@@ -110,10 +120,16 @@ EXAMPLES = r"""
     fields: [result.stdout, result.cmd]
     reason: "INC0012345: database password echoed by the migration script"
 
-- name: Remove what a secret scan found
+- name: Find the secrets that ledgers written before the detector catalogue hold
+  changeops.itsm.ledger_verify:
+    scan_secrets: true
+  register: scan
+
+- name: Remove what the scan found
   changeops.itsm.ledger_redact:
-    redactions: "{{ scan.verification.secret_findings }}"
+    secret_findings: "{{ scan.secret_scan.findings }}"
     reason: "Secrets found by the quarterly scan (SEC-77)"
+  when: scan.secret_scan.findings_total > 0
 """
 
 RETURN = r"""
@@ -128,6 +144,12 @@ redacted:
        redacted_by: 1907}
 already_redacted:
   description: Fields named that were redacted before (nothing done for them).
+  returned: always
+  type: list
+  elements: dict
+not_redactable:
+  description: The O(secret_findings) no redaction can remove, each with V(seq), V(id), V(kind), V(path),
+    V(detector) and V(reason).
   returned: always
   type: list
   elements: dict

@@ -19,6 +19,9 @@ description:
   - Checks the chain against the newest signed checkpoints the witnesses hold (O(check_checkpoints)), with
     the public keys only. A history rewritten consistently (an entry edited and every later hash recomputed)
     or cut short is reported as such, although the chain itself is intact.
+  - With O(scan_secrets=true), also runs the secret detector catalogue over every stored entry and reports in
+    RV(secret_scan) where secret-shaped content is, and which field M(changeops.itsm.ledger_redact) removes
+    to clear it (its O(changeops.itsm.ledger_redact#module:secret_findings) takes the findings as they are).
   - Fails the task when the chain is broken, unless O(fail_on_broken=false).
   - Runs on the controller; no C(delegate_to) is needed.
 author:
@@ -120,6 +123,12 @@ EXAMPLES = r"""
     scan_secrets: true
   register: scanned
 
+- name: Remove them without breaking the chain (the next verification lists the redactions)
+  changeops.itsm.ledger_redact:
+    secret_findings: "{{ scanned.secret_scan.findings }}"
+    reason: "SEC-77: secrets found by the ledger scan"
+  when: scanned.secret_scan.findings_total > 0
+
 - name: Keep the head somewhere the ledger's writers cannot reach
   ansible.builtin.copy:
     content: "{{ ledger.verification.head_hash }}\n"
@@ -201,8 +210,11 @@ secret_scan:
       type: int
     findings:
       description: The findings (at most 1000), each with V(seq), V(id) and V(kind) of the entry, V(path) of the
-        field inside it (for example V(data.result.stdout) or V(data.diff[0].after)) and the V(detector) that
-        found it.
+        place inside it (for example V(data.result.stdout) or V(data.diff[0].after)), the V(detector) that
+        found it, and V(field), the field M(changeops.itsm.ledger_redact) redacts to remove it (for example
+        V(result.stdout) or V(diff[0])). V(field) is null, and V(not_redactable) says why, when no redaction can
+        remove it (the entry's actor or subject, a key's name, a field the record's meaning depends on).
+        A field already redacted is not a finding.
       type: list
       elements: dict
     truncated:
@@ -220,6 +232,7 @@ secret_scan:
         kind: run.result
         path: data.result.stdout
         detector: command_line_password
+        field: result.stdout
     truncated: false
     summary: 1 stored entries hold secret-shaped content (1 findings)
 backend:

@@ -6,6 +6,9 @@
   (SQLite's file, WAL and shared memory; PostgreSQL's rows, a ``pg_dump`` and the table files after
   the compaction), the spool, the HTML register and its JSON. ``ledger_verify`` still passes and lists
   the redaction; the module is idempotent and honours check mode.
+* A secret an older recorder let through (the committed schema-3 ledger's planted password) is found by
+  ``ledger_verify scan_secrets: true``, removed by ``ledger_redact`` fed with the scan's findings as they
+  are, and is then in no stored byte while the ledger verifies and lists the redaction.
 * The recorder signs a checkpoint after every run and hands it to the file witness. A history
   rewritten consistently with the collection's own code, or cut short, is reported by
   ``ledger_verify`` from that witness alone.
@@ -20,6 +23,7 @@ import subprocess
 
 import pytest
 
+from support.ledger_fixture import STDOUT_LEAK, load_fixture
 from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
@@ -208,6 +212,80 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     project.run("redact.yml", "-e", json.dumps({"findings": findings}))
     again = answers(project)["redaction"]
     assert again["changed"] is False and len(again["already_redacted"]) == 3
+
+
+SCAN_AND_REDACT_PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Find the secrets older versions let through
+      changeops.itsm.ledger_verify:
+        scan_secrets: true
+      register: scan
+
+    - name: Remove what the scan found
+      changeops.itsm.ledger_redact:
+        secret_findings: "{{ scan.secret_scan.findings }}"
+        reason: "SEC-77: secrets found by the ledger scan"
+      register: redaction
+
+    - name: Verify and scan again
+      changeops.itsm.ledger_verify:
+        scan_secrets: true
+      register: after
+
+    - name: Keep the answers
+      ansible.builtin.copy:
+        content: "{{ {'scan': scan, 'redaction': redaction, 'after': after} | to_json }}"
+        dest: "{{ playbook_dir }}/answers.json"
+        mode: "0600"
+      check_mode: false
+"""
+
+
+def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_by_its_findings(
+        project, backend_env, open_sor):
+    load_fixture(backend_env)
+    sor = open_sor()  # schema 3 upgraded through the replay (4), policies (5) and entry format 2 (6)
+    [planted] = [entry for entry in sor.iter_entries(kinds=["run.result"])
+                 if STDOUT_LEAK in json.dumps(entry.data.get("result"))]
+    assert planted.format == 1, "an entry as the old recorder sealed it"
+    project.write_playbook("clean.yml", SCAN_AND_REDACT_PLAYBOOK)
+
+    output = project.run("clean.yml").stdout
+    assert STDOUT_LEAK not in output
+    result = answers(project)
+    scan, redaction, after = result["scan"], result["redaction"], result["after"]
+    assert sorted((item["seq"], item["field"]) for item in scan["secret_scan"]["findings"]) == [
+        (planted.seq, "result.cmd"), (planted.seq, "result.stdout")], scan["secret_scan"]
+    assert redaction["changed"] is True and redaction["not_redactable"] == []
+    assert sorted((item["seq"], item["field"]) for item in redaction["redacted"]) == [
+        (planted.seq, "result.cmd"), (planted.seq, "result.stdout")]
+    verification = after["verification"]
+    assert verification["valid"] is True and verification["projections_checked"], verification["summary"]
+    assert sorted((item["seq"], item["field"], item["reason"]) for item in verification["redactions"]) == [
+        (planted.seq, "result.cmd", "SEC-77: secrets found by the ledger scan"),
+        (planted.seq, "result.stdout", "SEC-77: secrets found by the ledger scan")]
+    assert after["secret_scan"]["findings_total"] == 0, after["secret_scan"]
+    assert STDOUT_LEAK not in json.dumps(result), "no report repeats the secret"
+
+    # in no stored byte: the ledger's rows, SQLite's file, WAL and shared memory, or PostgreSQL's dump
+    # and table files (the recorder wrote this run's entries meanwhile, none holding it either)
+    sor.close()
+    if backend_env["CHANGEOPS_BACKEND"] == "sqlite":
+        ledger_files = [backend_env["CHANGEOPS_SQLITE_PATH"] + suffix for suffix in ("", "-wal", "-shm")]
+        assert files_holding(ledger_files, planted.id), "the ledger files were read"
+        assert files_holding(ledger_files, STDOUT_LEAK) == []
+    else:
+        dump, table_files = postgresql_bytes(sor, backend_env)
+        assert planted.id.encode() in dump and STDOUT_LEAK.encode() not in dump
+        assert files_holding(table_files, STDOUT_LEAK) == []
+    assert files_holding(all_files(project.spool_dir), STDOUT_LEAK) == []
+
+    # again: nothing left to find, nothing to do
+    project.run("clean.yml")
+    again = answers(project)
+    assert again["scan"]["secret_scan"]["findings"] == [] and again["redaction"]["changed"] is False
 
 
 def _key(project, tmp_path):

@@ -7,34 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
+from support.ledger_fixture import DIFF_LEAK, FIXTURE, MANIFEST, STDOUT_LEAK, load_fixture
 from support.raw_ledger import raw_ledger_connection
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
-
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "ledger_v3")
-
-with open(os.path.join(FIXTURE, "manifest.json")) as _handle:
-    MANIFEST = json.load(_handle)
-STDOUT_LEAK, DIFF_LEAK = MANIFEST["planted"]
-
-
-def load_fixture(backend_env):
-    """The fixture ledger, as the old collection left it, in the test's (empty) system of record."""
-    if backend_env["CHANGEOPS_BACKEND"] == "sqlite":
-        shutil.copyfile(os.path.join(FIXTURE, "ledger.sqlite"), backend_env["CHANGEOPS_SQLITE_PATH"])
-        return
-    import psycopg
-
-    with open(os.path.join(FIXTURE, "ledger.postgresql.sql")) as handle:
-        # psql meta-commands (\restrict) are not SQL; the rest is pg_dump's plain output
-        dump = "".join(line for line in handle if not line.startswith("\\"))
-    with psycopg.connect(backend_env["CHANGEOPS_POSTGRESQL_DSN"], autocommit=True) as conn:
-        conn.execute(dump)
 
 
 def stored_text(sor, backend_env):

@@ -356,3 +356,97 @@ def test_any_fields_of_any_payload_redact_without_changing_the_root(payload, dat
     report = verify_rows([redacted, record])
     assert report.valid, report.summary()
     assert len(report.redactions) == len(plan.new)
+
+
+# ---------------------------------------------------------------------------------------------
+# the findings of ledger_verify scan_secrets, fed to ledger_redact
+# ---------------------------------------------------------------------------------------------
+def _scan_then_redact(sor, tmp_path, check_mode=False):
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import scan_ledger_for_secrets
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    scan = scan_ledger_for_secrets(sor)
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    params.update(secret_findings=scan["findings"], reason="SEC-1", spool_dirs=[str(tmp_path / "spool")])
+    warnings = []
+    result = redact_ledger(OperationContext(sor, params, check_mode=check_mode, actor="alice@ctl",
+                                            warn=warnings.append))
+    return scan, result, warnings
+
+
+def test_each_finding_names_the_field_ledger_redact_removes(sor, tmp_path):
+    run = "run-scan"
+    sor.append([
+        Entry("run.started", run, {"run_id": run, "user": "ops"}),
+        Entry("run.result", run, {
+            "run_id": run, "play_id": "p", "host": "web01", "item": None, "status": "ok", "changed": False,
+            "task": {"name": "t", "action": "ansible.builtin.command"},
+            "result": {"cmd": "mysql -uroot -p%s" % PLANTED, "db_password": PLANTED,
+                       "msg": {"kind": "Secret", "data": {"username": PLANTED}}},
+            "diff": [{"after": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow%s\n-----END RSA PRIVATE KEY-----\n" % PLANTED}]}),
+        # a secret where no redaction can reach: the actor is hashed into the chain as it is
+        Entry("ci.created", "ci-9", {"ci_id": "ci-9", "attributes": {"name": "db", "class": "server"},
+                                     "identities": {}}, actor="deploy:password=%s" % PLANTED)])
+    scan, result, warnings = _scan_then_redact(sor, tmp_path, check_mode=True)
+    fields = sorted((item["kind"], item["field"]) for item in scan["findings"])
+    assert fields == [("ci.created", None), ("run.result", "diff[0]"), ("run.result", "result.cmd"),
+                      ("run.result", "result.db_password"), ("run.result", "result.msg")], scan["findings"]
+    [unreachable] = [item for item in scan["findings"] if item["field"] is None]
+    assert unreachable["path"] == "actor" and "hashes as it is" in unreachable["not_redactable"]
+    assert result["changed"] and sorted(item["field"] for item in result["redacted"]) == [
+        "diff[0]", "result.cmd", "result.db_password", "result.msg"]
+    assert [item["path"] for item in result["not_redactable"]] == ["actor"]
+    assert warnings and "cannot be removed by a redaction" in warnings[0] and PLANTED not in warnings[0]
+    assert PLANTED not in json.dumps(result)
+
+    scan, result, _warnings = _scan_then_redact(sor, tmp_path)
+    assert len(result["redacted"]) == 4 and sor.verify(projections=True).valid
+    # a tombstone under a secret-looking key (result.db_password) is not a secret: only the actor is left
+    scan, result, _warnings = _scan_then_redact(sor, tmp_path)
+    assert [item["path"] for item in scan["findings"]] == ["actor"]
+    assert result["changed"] is False and result["redacted"] == []
+
+
+@pytest.mark.parametrize("path,expected", [
+    (("data", "result", "stdout"), ("result", "stdout")),
+    (("data", "result", "msg", "data", "username"), ("result", "msg")),
+    (("data", "diff", 0, "after"), ("diff", 0)),
+    (("data", "result"), ("result",)),
+    (("data", "result", "nested", "(key)"), ("result", "nested")),
+    (("data", "result", "(key)"), "in the name of a key"),
+    (("data", "host"), "field host, from which"),
+    (("subject",), "the entry's subject"),
+])
+def test_finding_field(path, expected):
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import finding_field
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction import KEY_OF
+
+    path = tuple(KEY_OF if part == "(key)" else part for part in path)
+    entry = Entry("run.result", RUN, {"run_id": RUN, "host": "web01", "status": "ok",
+                                      "result": {"stdout": "x", "msg": {"data": {}}, "nested": {"a": 1}},
+                                      "diff": [{"after": "y"}]}).seal(1, "0" * 64)
+    field, why_not = finding_field(entry, path)
+    if isinstance(expected, tuple):
+        assert (field, why_not) == (expected, None)
+    else:
+        assert field is None and expected in why_not
+    record = Entry("ledger.redacted", entry.id, {"fields": [{"field": "x"}]}).seal(2, entry.hash)
+    assert finding_field(record, ("data", "fields", 0))[1].startswith("the ledger's own bookkeeping")
+
+
+def test_secret_findings_that_are_not_a_scans_are_refused_naming_them(sor, tmp_path):
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    populate(sor)
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    for findings, message in (([{"seq": 3, "path": "data.result.stdout"}], "secret_findings[0]: has no field"),
+                              ([{"field": "result.stdout"}], "secret_findings[0]: names no entry"),
+                              (["3"], "secret_findings[0]: a finding of ledger_verify's secret_scan is a dict")):
+        with pytest.raises(ValidationError) as caught:
+            redact_ledger(OperationContext(sor, dict(params, secret_findings=findings, reason="r",
+                                                     spool_dirs=[str(tmp_path)])))
+        assert message in caught.value.message
+    empty = redact_ledger(OperationContext(sor, dict(params, secret_findings=[], reason="r")))
+    assert empty["changed"] is False and empty["msg"] == "nothing to redact: no finding names a field"
