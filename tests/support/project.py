@@ -86,6 +86,8 @@ class Project(object):
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
         env.update(
             HOME=self.home,
+            # where the recorder's default checkpoint witness file lives (not the caller's own)
+            XDG_STATE_HOME=os.path.join(self.home, ".local", "state"),
             ANSIBLE_HOME=os.path.join(self.home, ".ansible"),
             ANSIBLE_CONFIG=self.path("ansible.cfg"),
             ANSIBLE_COLLECTIONS_PATH=ensure_collection_tree(),

@@ -180,6 +180,21 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX policies_sha256 ON policies (sha256)",
     ]),
+    # Entry format 2 (ledger.py, commitments.py): the hash covers salted per-field commitments, so a
+    # leaked field can be redacted without breaking the chain. Rows written before keep format 1 and
+    # their hashes; salt/payload_root/redactions stay NULL until a field of theirs is redacted.
+    # witness_cursors: how far each witness of the chain's checkpoints was fed (not a projection).
+    (6, "salted per-field payload commitments, redactions, witness cursors", [
+        "ALTER TABLE ledger ADD COLUMN entry_format {int} NOT NULL DEFAULT 1",
+        "ALTER TABLE ledger ADD COLUMN salt TEXT",
+        "ALTER TABLE ledger ADD COLUMN payload_root TEXT",
+        "ALTER TABLE ledger ADD COLUMN redactions TEXT",
+        """CREATE TABLE witness_cursors (
+            witness TEXT PRIMARY KEY,
+            seq {int} NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

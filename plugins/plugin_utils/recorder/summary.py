@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import shlex
 
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import REDACTED
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import is_vaulted
 
 #: result keys worth keeping: what happened, not what was asked
