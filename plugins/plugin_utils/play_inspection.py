@@ -38,6 +38,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas imp
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
     RECORD_ONLY_ACTION_PREFIX,
 )
+from ansible_collections.changeops.itsm.plugins.plugin_utils.task_compat import registered_names
 
 try:
     import jinja2
@@ -473,16 +474,6 @@ class _Step(object):
         self.shown = args.get("name") or args.get("role") or args.get("file") or args.get("_raw_params")
 
 
-def registered_names(register):
-    """The variable names a task's ``register`` sets: a name, or (ansible-core 2.20 and later, which
-    turn a plain name into a projection) a mapping of names to the expressions they hold."""
-    if not register:
-        return []
-    if isinstance(register, dict):
-        return [str(name) for name in register]
-    return [str(register)]
-
-
 class _Mutations(object):
     """The variables the play's tasks may set while it runs (set_fact, register, include_vars, facts...).
 
@@ -531,7 +522,7 @@ class _Mutations(object):
 
     def task(self, task, short, where):
         args = task.args or {}
-        for name in registered_names(getattr(task, "register", None)):
+        for name in registered_names(task):
             self.add(name, "%s registers %s" % (where, name))
         why = "%s %s sets it" % (where, short)
         if short == "set_fact":

@@ -115,6 +115,9 @@ NEGATIVE = [
     ("prose_password", "Password is incorrect. The token was expired."),
     ("prose_password", "the password was changed"),
     ("prose_password", "your passport is ready"),
+    # a task name: "was given" says something about the password, it is not one (seen on an AWX job's task)
+    ("prose_password", "Use the database password the job was given"),
+    ("prose_password", "the token was issued yesterday"),
 ]
 
 

@@ -275,6 +275,7 @@ invalid wrong correct valid expired expiring changed unchanged reset updated rot
 hidden encrypted hashed masked redacted sent shown below above in at for from of on to by with used taken
 locked unlocked disabled enabled known unknown available unavailable too weak strong short long ok okay fine
 good bad default different same being been also only incorrectly successfully different identical too
+given provided supplied received accepted rejected ignored issued requested entered typed
 """.split())
 _TRAILING_PUNCTUATION = ".,;:!?)]}"
 

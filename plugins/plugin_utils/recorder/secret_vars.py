@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import collect_plain_values
+from ansible_collections.changeops.itsm.plugins.plugin_utils.task_compat import registered_names
 
 #: keys of a registered result that describe the task rather than hold the registered value
 _RESULT_METADATA = frozenset((
@@ -46,8 +47,7 @@ class SecretVars(object):
         """Learn the secret variables' values for ``host`` before ``raw`` (its result) is summarised."""
         if not self.names:
             return
-        register = getattr(task, "register", None)
-        if register in self.names and isinstance(raw, dict):
+        if isinstance(raw, dict) and any(name in self.names for name in registered_names(task)):
             self.learn_registered(raw)
         name = host.get_name()
         if name not in self._resolved:
