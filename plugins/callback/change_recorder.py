@@ -17,7 +17,10 @@ description:
   - Recording never loses data. Results are written while the run goes on. A run killed with
     C(kill -9) keeps every finished task, and the next run on the same controller marks it
     interrupted. When the ledger cannot be written, entries go to a durable local spool (one
-    warning, never a failed playbook) and are replayed later, in order, exactly once.
+    warning) and are replayed later, in order, exactly once. When neither the ledger nor any spool
+    location (O(spool_dir), then O(spool_fallback_dir)) takes them, O(on_record_failure) decides: the
+    run goes on and says at its end how many entries of which run were lost (V(warn)), or it stops
+    before the next task starts on any host (V(fail)).
   - Recording never stores a secret. C(no_log) results (also per loop item) are censored. Vault
     plaintexts and extra-var values are redacted wherever they appear. Values of secret-looking
     keys are replaced in results and diffs, and task arguments are never recorded.
@@ -50,6 +53,42 @@ options:
         key: spool_dir
       - section: callback_change_recorder
         key: spool_dir
+  spool_fallback_dir:
+    description:
+      - Second spool location, tried when O(spool_dir) cannot be written (a read-only, full or immutable
+        file system, which by default also holds the ledger).
+      - Default, the platform's state directory outside C(~/.ansible) - C($XDG_STATE_HOME/changeops/spool)
+        when E(XDG_STATE_HOME) is set, else C(/var/lib/changeops/spool) for root and
+        C(~/.local/state/changeops/spool) for other users.
+    type: path
+    env:
+      - name: CHANGEOPS_SPOOL_FALLBACK_DIR
+    ini:
+      - section: changeops
+        key: spool_fallback_dir
+      - section: callback_change_recorder
+        key: spool_fallback_dir
+  on_record_failure:
+    description:
+      - What a run does when its record cannot be kept, because neither the system of record nor any spool
+        location takes its entries.
+      - V(warn) - the run goes on; the entries are held in memory and retried; whatever is still held at
+        the end of the run is lost, and a warning at the end says how many entries of which run, and a
+        C(run.incomplete) marker is recorded at the next opportunity.
+      - V(fail) - no record, no change. Before each task, the recorder waits until the record so far is
+        durable (in the ledger or a spool file); when it is not, the run stops before the task starts on
+        any host and exits with status 1, and a run whose end cannot be kept exits with status 1. This
+        costs one ledger transaction per task.
+    type: str
+    choices: [warn, fail]
+    default: warn
+    env:
+      - name: CHANGEOPS_ON_RECORD_FAILURE
+    ini:
+      - section: changeops
+        key: on_record_failure
+      - section: callback_change_recorder
+        key: on_record_failure
   redact_keys:
     description:
       - Extra key name patterns whose values are redacted anywhere in results and diffs, added to the
@@ -183,13 +222,15 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Chang
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.durability import RecordGuard
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
     RunContext,
     changes_host,
     is_register_host,
 )
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool_locations import spool_chain
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vars_files import VarsFiles
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
     collect_plain_values,
@@ -223,6 +264,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display)
         self._writer = None
+        self._guard = None
         self._run_id = None
         self._redactor = None
         self._started_at = None
@@ -304,7 +346,8 @@ class CallbackModule(CallbackBase):
             pass  # the writer meets the same error when it opens the backend, and spools
         self._writer = RecorderWriter(
             config,
-            Spool(self.get_option("spool_dir"), target_key(config), describe(config)),
+            spool_chain(self.get_option("spool_dir"), target_key(config), describe(config),
+                        fallback_dir=self.get_option("spool_fallback_dir")),
             self._display,
             options=self._options_dict(),
             batch_size=self.get_option("batch_size"),
@@ -312,6 +355,8 @@ class CallbackModule(CallbackBase):
             retry_interval=self.get_option("spool_retry_interval"),
         )
         self._writer.start()
+        self._guard = RecordGuard(self._writer, self.get_option("on_record_failure"), self.get_option("flush_timeout"),
+                                  self._display)
         atexit.register(self._at_exit)
         self._install_sigterm_handler()
 
@@ -385,6 +430,8 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             pass
         self._scan_loaded_files()
+        # on_record_failure=fail: no host starts this task unless the record so far is durable
+        self._guard.before_task(self._redactor.redact_string(to_text(task.get_name())))
 
     def v2_playbook_on_stats(self, stats):
         if self._writer is None or self._finished:
@@ -398,6 +445,7 @@ class CallbackModule(CallbackBase):
             self._writer.request_flush()
             return
         self._finish_run(self._outcome(host_stats), host_stats)
+        self._guard.after_run()
 
     @staticmethod
     def _outcome(host_stats):
@@ -429,7 +477,7 @@ class CallbackModule(CallbackBase):
             # ansible-playbook stops running further playbooks after one whose hosts failed
             self._finish_run("failed", last_stats)
         else:
-            self._finish_run(None, last_stats, interrupted_reason=(
+            self._finish_run(None, last_stats, interrupted_reason=(self._guard.stopped or
                 "ansible-playbook exited before the end of the run (interrupted or a fatal error)"))
 
     def _install_sigterm_handler(self):

@@ -48,3 +48,11 @@ class ConflictError(ChangeopsError):
 
 class MissingDependency(ChangeopsError):
     """A Python library the chosen feature needs is not installed."""
+
+
+class LedgerCorrupted(BackendUnavailable):
+    """The system of record's storage is damaged (a file with random bytes inside, an unreadable page).
+
+    A kind of ``BackendUnavailable``: whatever cannot be written now is kept (the recorder spools it), but
+    retrying cannot help until a person restores the ledger, so the message says what to do.
+    """

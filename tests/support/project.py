@@ -38,6 +38,7 @@ class Project(object):
         self.home = os.path.join(self.root, "home")
         os.makedirs(self.home, exist_ok=True)
         self.spool_dir = os.path.join(self.home, ".ansible", "changeops", "spool")
+        self.fallback_spool_dir = os.path.join(self.home, ".local", "state", "changeops", "spool")
         self.cfg_extra = ""
         self.write_inventory(["localhost"])
         self.write_cfg()
@@ -85,6 +86,8 @@ class Project(object):
         env.update(
             HOME=self.home,
             ANSIBLE_HOME=os.path.join(self.home, ".ansible"),
+            # the recorder's fallback spool (the state directory; for root it would be /var/lib otherwise)
+            XDG_STATE_HOME=os.path.join(self.home, ".local", "state"),
             ANSIBLE_CONFIG=self.path("ansible.cfg"),
             ANSIBLE_COLLECTIONS_PATH=ensure_collection_tree(),
             ANSIBLE_NOCOLOR="1",

@@ -22,9 +22,13 @@ class RecordingDisplay(object):
     def __init__(self):
         self.warnings = []
         self.messages = []
+        self.errors = []
 
     def warning(self, message):
         self.warnings.append(message)
+
+    def error(self, message):
+        self.errors.append(message)
 
     def vv(self, message):
         self.messages.append(message)

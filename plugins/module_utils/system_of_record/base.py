@@ -167,3 +167,12 @@ class SystemOfRecord(abc.ABC):
     @abc.abstractmethod
     def find_reviews(self, run_id=None):
         """Post-implementation reviews, newest first."""
+
+    # -- storage health (the recorder's writer asks once per run) -------------
+    def check_storage(self):
+        """A quick structural check of the storage; raises ``LedgerCorrupted`` saying what to do.
+
+        Damage that the next write would not touch is found here too, before anything more is
+        written on top of it. Checks the structure, not the content: the hash chain
+        (``ledger_verify``) checks every entry's content. The default checks nothing.
+        """

@@ -273,8 +273,8 @@ class _RunHostCis(object):
         return row[0] if row else None
 
 
-def _finish(db, entry, outcome):
-    data = entry.data
+def _finish(db, entry, outcome, data=None):
+    data = entry.data if data is None else data
     run_id = data["run_id"]
     doc = _ensure_event(db, entry, run_id)
     doc.update({key: value for key, value in data.items() if key != "run_id"})
@@ -282,6 +282,9 @@ def _finish(db, entry, outcome):
     row = db.execute("SELECT dry_run FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
     dry_run = bool(row[0]) if row else False
     authorisation, reference = _authorisation(db, run_id, doc, dry_run)
+    if ((doc.get("record_lost") or {}).get("kinds") or {}).get("run.result"):
+        # results are missing from the record: what they changed, and under which decision, is unknown
+        authorisation, reference = INCOMPLETE_AUTHORISATION, None
     doc["authorisation"] = {"type": authorisation, "reference": reference}
     counts = db.execute(
         "SELECT COUNT(*), SUM(CASE WHEN changed > 0 THEN 1 ELSE 0 END),"
@@ -314,6 +317,50 @@ def _run_finished(db, entry):
 @projects("run.interrupted")
 def _run_interrupted(db, entry):
     _finish(db, entry, "interrupted")
+
+
+#: the authorisation of a change event whose record lost task results (see ``run.incomplete``)
+INCOMPLETE_AUTHORISATION = "incomplete"
+
+
+@projects("run.incomplete")
+def _run_incomplete(db, entry):
+    """Entries of a run were lost (neither the ledger nor any spool location took them before it ended).
+
+    The change event keeps what the markers say (``record_lost``: how many entries of which kinds, why);
+    a marker for a placeholder event (the run's start was lost too) fills in who ran what, where. The run
+    ended when its marker was written, so a run still ``running`` ends ``interrupted``.
+    """
+    data = entry.data
+    run_id = data["run_id"]
+    doc = _ensure_event(db, entry, run_id)
+    columns = {}
+    if doc.get("incomplete"):
+        run = data.get("run") or {}
+        for key, value in run.items():
+            doc.setdefault(key, value)
+        columns = dict(started_at=run.get("started_at") or entry.at, user_name=run.get("user"),
+                       controller=run.get("controller"), playbook=(run.get("playbooks") or [None])[0])
+    lost = dict(doc.get("record_lost") or {"entries": 0, "kinds": {}, "markers": []})
+    lost["entries"] = lost.get("entries", 0) + int(data.get("lost_entries") or 0)
+    kinds = dict(lost.get("kinds") or {})
+    for kind, count in (data.get("lost_kinds") or {}).items():
+        kinds[kind] = kinds.get(kind, 0) + int(count)
+    lost["kinds"] = kinds
+    lost["markers"] = list(lost.get("markers") or []) + [{key: data.get(key) for key in (
+        "lost_entries", "lost_from", "noted_at", "reason")}]
+    doc["record_lost"] = lost
+    _save_event_doc(db, run_id, doc, entry.seq, **columns)
+    status = db.execute("SELECT status FROM change_events WHERE run_id = ?", (run_id,)).fetchone()[0]
+    if status == "running":
+        _finish(db, entry, "interrupted", data={
+            "run_id": run_id, "ended_at": data.get("noted_at") or entry.at,
+            "reason": "the recorder lost %d entries of this run, its end among them: %s" % (
+                lost["entries"], data.get("reason") or "no reason recorded")})
+    elif kinds.get("run.result"):
+        # ended already: only the authorisation changes (results are missing)
+        _save_event_doc(db, run_id, dict(doc, authorisation={"type": INCOMPLETE_AUTHORISATION, "reference": None}),
+                        entry.seq, authorisation=INCOMPLETE_AUTHORISATION, authorisation_ref=None)
 
 
 @projects("run.reviewed")
