@@ -18,8 +18,8 @@ description:
     C(kill -9) keeps every finished task, and the next run on the same controller marks it
     interrupted. When the ledger cannot be written, entries go to a durable local spool (one
     warning) and are replayed later, in order, exactly once. When neither the ledger nor any spool
-    location (O(spool_dir), then O(spool_fallback_dir)) takes them, O(on_record_failure) decides: the
-    run goes on and says at its end how many entries of which run were lost (V(warn)), or it stops
+    location (O(spool_dir), then O(spool_fallback_dir)) takes them, O(on_record_failure) decides whether
+    the run goes on and says at its end how many entries of which run were lost (V(warn)), or stops
     before the next task starts on any host (V(fail)).
   - Recording never stores a secret. C(no_log) results (also per loop item) are censored. Vault
     plaintexts and extra-var values are redacted wherever they appear. Values of secret-looking

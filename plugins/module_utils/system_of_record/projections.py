@@ -329,7 +329,8 @@ def _run_incomplete(db, entry):
 
     The change event keeps what the markers say (``record_lost``: how many entries of which kinds, why);
     a marker for a placeholder event (the run's start was lost too) fills in who ran what, where. The run
-    ended when its marker was written, so a run still ``running`` ends ``interrupted``.
+    ended when its marker was written, so a run still ``running`` ends as its lost end says (the marker
+    carries it), else ``interrupted``. Lost results make its authorisation ``incomplete``.
     """
     data = entry.data
     run_id = data["run_id"]
@@ -353,10 +354,17 @@ def _run_incomplete(db, entry):
     _save_event_doc(db, run_id, doc, entry.seq, **columns)
     status = db.execute("SELECT status FROM change_events WHERE run_id = ?", (run_id,)).fetchone()[0]
     if status == "running":
-        _finish(db, entry, "interrupted", data={
-            "run_id": run_id, "ended_at": data.get("noted_at") or entry.at,
-            "reason": "the recorder lost %d entries of this run, its end among them: %s" % (
-                lost["entries"], data.get("reason") or "no reason recorded")})
+        # the marker carries the lost end (Ansible's outcome and stats) when it has it
+        end = dict(data.get("end") or {})
+        end_kind = end.pop("kind", None)
+        end.update(run_id=run_id, ended_at=end.get("ended_at") or data.get("noted_at") or entry.at)
+        if end_kind == "run.finished":
+            _finish(db, entry, end.get("outcome") or "successful", data=end)
+        else:
+            lost_reason = "the recorder lost %d entries of this run, its end among them: %s" % (
+                lost["entries"], data.get("reason") or "no reason recorded")
+            end["reason"] = "%s; %s" % (end["reason"], lost_reason) if end.get("reason") else lost_reason
+            _finish(db, entry, "interrupted", data=end)
     elif kinds.get("run.result"):
         # ended already: only the authorisation changes (results are missing)
         _save_event_doc(db, run_id, dict(doc, authorisation={"type": INCOMPLETE_AUTHORISATION, "reference": None}),

@@ -306,6 +306,10 @@ class RecorderWriter(threading.Thread):
                 "reason": reason, "noted_at": utc_now(),
                 "lost_from": min(document["at"] for document in lost),
                 "run_ended": any(document["kind"] in RUN_END_KINDS for document in lost)}
+        ends = [document for document in lost if document["kind"] in RUN_END_KINDS and document["subject"] == run_id]
+        if ends:
+            # how the run ended (Ansible's own stats included): the marker may be all that is left of it
+            data["end"] = dict(ends[-1]["data"], kind=ends[-1]["kind"])
         started = [document for document in lost if document["kind"] == "run.started"]
         if started:
             # nothing else tells the record who ran it, where and what
