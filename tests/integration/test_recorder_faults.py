@@ -389,3 +389,96 @@ def test_postgresql_nothing_durable_warn_reports_and_fail_stops(tmp_path, faulty
         assert lost_run["status"] == "successful" and lost_run["authorisation"] == "incomplete"
         assert recorded_stats(lost_run) == play_recap(broken.stdout)
     assert spooled(scene.marker_dir) == []
+
+
+# -- a damaged ledger --------------------------------------------------------------------------------
+def random_bytes(count, seed=7):
+    import random
+    generator = random.Random(seed)
+    return bytes(generator.getrandbits(8) for _ in range(count))
+
+
+def damaged_warnings(output):
+    return [warning for warning in recorder_warnings(output) if "is damaged" in warning]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_sqlite_a_damaged_ledger_is_found_at_the_next_run_reported_once_and_its_entries_spooled(tmp_path, mode):
+    project = Project(tmp_path / "project", sqlite_env(tmp_path))
+    project.write_inventory(HOSTS)
+    project.write_playbook("work.yml", WORK)
+    os.makedirs(project.path("out"), exist_ok=True)
+    args = ("-e", "out=%s" % project.path("out"))
+    env = dict(FAST, CHANGEOPS_ON_RECORD_FAILURE=mode)
+    for _ in range(3):
+        project.run("work.yml", *args, env=env)
+    path = project.backend_env["CHANGEOPS_SQLITE_PATH"]
+    with open(path, "rb") as handle:
+        intact = handle.read()
+    # random bytes over one page in the middle of the file (a table or index page; the header stays)
+    page = 4096
+    offset = (len(intact) // page // 2) * page
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(random_bytes(page))
+
+    damaged = project.run("work.yml", *args, env=env, check=False)
+    assert damaged.returncode == 0, damaged.stdout
+    [warning] = recorder_warnings(damaged.stdout)
+    assert warning in damaged_warnings(damaged.stdout)
+    assert path in warning and "What to do" in warning and ".recover" in warning and project.spool_dir in warning
+    assert len(glob.glob(os.path.join(project.spool_dir, "*", "*.jsonl"))) >= 1
+
+    # the user restores the ledger; the next run replays the damaged-ledger run into it
+    with open(path, "wb") as handle:
+        handle.write(intact)
+    project.run("work.yml", *args, env=env)
+    assert glob.glob(os.path.join(project.spool_dir, "*", "*.jsonl")) == []
+    with open_system_of_record({"backend": "sqlite", "sqlite_path": path}) as sor:
+        events = sorted(sor.find_change_events(), key=lambda event: event["started_at"])
+        assert [event["status"] for event in events] == ["successful"] * 5
+        assert_recorded_like_ansible(sor, events[3]["run_id"], damaged.stdout)
+        assert sor.verify(projections=True).valid
+
+
+@pytest.mark.postgresql
+def test_postgresql_a_damaged_ledger_page_is_found_at_the_next_run(tmp_path, server, dsn):
+    import psycopg
+
+    project = Project(tmp_path / "project", pg_env(dsn))
+    project.write_inventory(HOSTS)
+    project.write_playbook("work.yml", WORK)
+    os.makedirs(project.path("out"), exist_ok=True)
+    args = ("-e", "out=%s" % project.path("out"))
+    for _ in range(3):
+        project.run("work.yml", *args, env=FAST)
+    with psycopg.connect(dsn) as conn:
+        relation = conn.execute("SELECT pg_relation_filepath('ledger')").fetchone()[0]
+        pages = conn.execute("SELECT pg_relation_size('ledger') / 8192").fetchone()[0]
+    assert pages >= 3, "the ledger table should span a few pages"
+    path = os.path.join(server.data_dir, relation)
+    server.stop("fast")
+    with open(path, "r+b") as handle:
+        handle.seek(8192)
+        intact = handle.read(8192)
+        handle.seek(8192)
+        handle.write(random_bytes(8192))
+    server.start()
+
+    damaged = project.run("work.yml", *args, env=FAST, check=False)
+    assert damaged.returncode == 0, damaged.stdout
+    [warning] = recorder_warnings(damaged.stdout)
+    assert warning in damaged_warnings(damaged.stdout) and "invalid page" in warning, warning
+    assert "What to do" in warning and server.password not in damaged.stdout
+
+    server.stop("fast")
+    with open(path, "r+b") as handle:
+        handle.seek(8192)
+        handle.write(intact)
+    server.start()
+    project.run("work.yml", *args, env=FAST)
+    events = pg_events(dsn)
+    assert [event["status"] for event in events] == ["successful"] * 5
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": dsn}) as sor:
+        assert_recorded_like_ansible(sor, events[3]["run_id"], damaged.stdout)
+        assert sor.verify(projections=True).valid

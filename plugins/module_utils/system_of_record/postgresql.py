@@ -133,6 +133,10 @@ _LOCK_NOT_AVAILABLE = "55P03"
 #: SQLSTATE XX001 data_corrupted, XX002 index_corrupted: the server read a damaged page.
 _DAMAGED_STATES = ("XX001", "XX002")
 
+#: ``check_storage`` reads the whole ledger table up to this size (a sequential scan, like SQLite's
+#: quick_check limit in sqlite.py); larger ledgers are checked by the reads and writes that touch a page.
+CHECK_STORAGE_MAX_BYTES = 128 * 1024 * 1024
+
 #: connections inherited from a parent process (a forked Ansible worker):
 #: kept referenced and never closed here, because closing would end the
 #: parent's session; psycopg itself skips the close in a forked child on GC.
@@ -400,6 +404,15 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                                          backend=self.describe())
 
         return self._retrying(attempt, "reading")
+
+    def check_storage(self):
+        """Reads every page of the ledger table (up to :data:`CHECK_STORAGE_MAX_BYTES`): the server checks each
+        page header it reads (and its checksum, when the cluster has data checksums), and a damaged one
+        raises ``LedgerCorrupted``. Indexes and the query tables are not read; ``ledger_verify`` and, for
+        the database administrator, the ``amcheck`` extension check the rest."""
+        if self._query("SELECT pg_relation_size('ledger')")[0][0] <= CHECK_STORAGE_MAX_BYTES:
+            # the data column is in no index, so this reads the table itself, page by page
+            self._query("SELECT SUM(OCTET_LENGTH(data)) FROM ledger")
 
     def close(self):
         if self._conn is not None and self._pid != os.getpid():

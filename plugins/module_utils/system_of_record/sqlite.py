@@ -308,8 +308,10 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         except OSError as exc:
             raise BackendUnavailable("cannot check the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
         if problems != ["ok"]:
-            raise LedgerCorrupted(damaged_ledger_message(self.path, "PRAGMA quick_check: %s" % "; ".join(problems)),
-                                  path=self.path)
+            # one line: quick_check's first problem starts with "*** in database main ***" and a newline
+            detail = "; ".join(line.strip() for problem in problems for line in problem.splitlines()
+                               if line.strip() and not line.startswith("***"))
+            raise LedgerCorrupted(damaged_ledger_message(self.path, "PRAGMA quick_check: %s" % detail), path=self.path)
 
     def close(self):
         with _FORK_GUARD:
