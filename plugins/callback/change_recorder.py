@@ -181,7 +181,10 @@ notes:
     so the collection's modules can tie their own records to the run.
   - Extra-var values are treated as secrets. Every occurrence of one (4 characters or longer) is
     replaced in recorded output, and only extra-var names are recorded.
-  - Ad-hoc C(ansible) commands are recorded only with E(ANSIBLE_LOAD_CALLBACK_PLUGINS=1).
+  - Ad-hoc C(ansible) commands are recorded, as change events of kind C(adhoc), when callbacks are enabled for
+    them - C(bin_ansible_callbacks = true) in the C([defaults]) section of C(ansible.cfg), or
+    E(ANSIBLE_LOAD_CALLBACK_PLUGINS=1). E(CHANGEOPS_CHANGE_REQUEST) or E(CHANGEOPS_EMERGENCY) name what
+    authorises one; it is checked like the change gate checks it.
 seealso:
   - module: changeops.itsm.change_event_info
   - module: changeops.itsm.ledger_verify
@@ -221,7 +224,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import adhoc, summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.durability import RecordGuard
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
@@ -272,9 +275,14 @@ class CallbackModule(CallbackBase):
         self._finished = False
         self._owner_pid = os.getpid()
         self._playbooks = []
+        # an ad-hoc command ({module, pattern, args}), or None for a playbook run
+        self._adhoc = None
+        self._adhoc_authorised = False
         self._stats_seen = 0
         self._tasks_since_stats = 0
         self._play_id = None
+        # batches started per play (a play with serial starts once per batch, same play id)
+        self._play_batches = {}
         self._loader = None
         self._variable_manager = None
         self._play = None
@@ -334,9 +342,13 @@ class CallbackModule(CallbackBase):
         cli = context.CLIARGS
         self._check_mode = bool(cli.get("check"))
         self._diff_mode = bool(cli.get("diff"))
-        self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
-        if not self._playbooks and getattr(playbook, "_file_name", None):
-            self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
+        if adhoc.is_adhoc(playbook):
+            # its "args" is the host pattern, not playbooks; described once the play's secrets are known
+            self._adhoc = {}
+        else:
+            self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
+            if not self._playbooks and getattr(playbook, "_file_name", None):
+                self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
         try:
             # Import the backend (psycopg for PostgreSQL) here, on the main thread: a
             # worker forked while the writer thread is halfway through that import
@@ -384,7 +396,11 @@ class CallbackModule(CallbackBase):
             "forks": cli.get("forks"),
             "become": bool(cli.get("become")),
             "verbosity": cli.get("verbosity", 0),
+            "kind": "playbook",
         }
+        if self._adhoc is not None:
+            self._adhoc = adhoc.describe(cli, self._redactor)
+            data.update(kind=adhoc.KIND, adhoc=self._adhoc)
         self._writer.put_run_started(entry_document("run.started", self._run_id, data, at=self._started_at))
 
     def v2_playbook_on_play_start(self, play):
@@ -403,9 +419,13 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             hosts = []
         pattern = play.hosts
+        # with serial, Ansible starts the play once per batch and the inventory holds that batch only:
+        # each batch is one run.play entry, which the change event merges into the play's hosts
+        self._play_batches[play._uuid] = self._play_batches.get(play._uuid, 0) + 1
         self._writer.put(entry_document("run.play", self._run_id, {
             "run_id": self._run_id,
             "play_id": play._uuid,
+            "batch": self._play_batches[play._uuid],
             "name": self._redactor.redact_string(to_text(play.get_name())),
             "pattern": [to_text(p) for p in pattern] if isinstance(pattern, (list, tuple)) else to_text(pattern),
             "hosts": hosts,
@@ -414,6 +434,11 @@ class CallbackModule(CallbackBase):
             "strategy": to_text(play.strategy) if getattr(play, "strategy", None) else None,
             "started_at": utc_now(),
         }))
+        if self._adhoc and not self._adhoc_authorised:
+            # before its one task starts: the change request or emergency the operator named, if any
+            self._adhoc_authorised = True
+            adhoc.authorise(play, self._adhoc, hosts, self._run_id, self._backend_config(), self._check_mode,
+                            self._writer.put, self._display)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._task_started(task)

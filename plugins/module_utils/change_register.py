@@ -58,6 +58,8 @@ AUTHORISATION_CATEGORIES = {
     "unauthorised": "unauthorised",
     "dry-run": "dry-run",
     "no-change": "no-change",
+    # the recorder lost task results of the run (run.incomplete): how it was authorised cannot be told
+    "incomplete": "incomplete",
 }
 #: awaiting-review order: the riskiest first
 REVIEW_PRIORITY = {"unauthorised": 0, "emergency": 1, "failed": 2}
@@ -335,7 +337,7 @@ def _descending(text):
 
 
 def _review_priority(row):
-    if "unauthorised" in row["authorisation_types"]:
+    if "unauthorised" in row["authorisation_types"] or "incomplete" in row["authorisation_types"]:
         return REVIEW_PRIORITY["unauthorised"]
     if "emergency" in row["authorisation_types"]:
         return REVIEW_PRIORITY["emergency"]
@@ -444,6 +446,9 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "user": event.get("user"),
         "controller": event.get("controller"),
         "playbook": event.get("playbook"),
+        # an ad-hoc command (``ansible -m``): its module and host pattern; its arguments are in the detail
+        "kind": event.get("kind") or "playbook",
+        "adhoc": {key: (event.get("adhoc") or {}).get(key) for key in ("module", "pattern")} if event.get("adhoc") else None,
         "environments": environments,
         "hosts": sorted(hosts),
         "changed_hosts": changed_hosts,
@@ -462,7 +467,7 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "run": {key: event.get(key) for key in (
             "started_at", "ended_at", "user", "controller", "pid", "playbooks", "git", "ansible_version",
             "check_mode", "diff_mode", "limit", "tags", "skip_tags", "extra_var_names", "inventory", "forks",
-            "reason")},
+            "reason", "adhoc", "record_lost")},
         "plays": [{key: play.get(key) for key in ("play_id", "name", "pattern", "hosts", "roles", "tags", "started_at")}
                   for play in event.get("plays") or []],
         "gates": gates,

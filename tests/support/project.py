@@ -117,6 +117,19 @@ class Project(object):
                 playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))
         return completed
 
+    def adhoc(self, pattern, *args, env=None, check=True, timeout=600):
+        """Run an ad-hoc ``ansible <pattern> <args>`` with callbacks enabled for ad-hoc commands (the one
+        setting: bin_ansible_callbacks, here ANSIBLE_LOAD_CALLBACK_PLUGINS=1)."""
+        command = [os.path.join(VENV_BIN, "ansible"), pattern] + list(args)
+        completed = subprocess.run(
+            command, cwd=self.root, env=self.env(dict({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}, **(env or {}))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+            timeout=timeout, check=False)
+        if check and completed.returncode != 0:
+            raise AssertionError("ansible %s exited %d:\n%s" % (
+                " ".join([pattern] + list(args)), completed.returncode, completed.stdout[-20000:]))
+        return completed
+
     def start(self, playbook, *args, env=None):
         """Start ansible-playbook in the background (its own process group); returns Popen."""
         return subprocess.Popen(

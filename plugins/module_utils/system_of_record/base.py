@@ -80,8 +80,8 @@ class SystemOfRecord(abc.ABC):
 
     @abc.abstractmethod
     def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
-                           authorisation=None, controller=None, status=None, limit=None, offset=0):
-        """Change events, newest first."""
+                           authorisation=None, controller=None, status=None, limit=None, offset=0, kind=None):
+        """Change events, newest first; ``kind``: ``playbook`` or ``adhoc`` (or a list of them)."""
 
     @abc.abstractmethod
     def get_task_results(self, run_id, host=None, changed_only=False):

@@ -98,23 +98,44 @@ def _run_started(db, entry):
         user_name=data.get("user"),
         controller=data.get("controller"),
         playbook=(data.get("playbooks") or [None])[0],
+        kind=data.get("kind") or "playbook",
     )
     if existing is None:
         db.execute(
-            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, doc, last_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, kind,"
+            " doc, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, columns["started_at"], columns["status"], columns["dry_run"], columns["user_name"],
-             columns["controller"], columns["playbook"], _dump(doc), entry.seq))
+             columns["controller"], columns["playbook"], columns["kind"], _dump(doc), entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
 
 
 @projects("run.play")
 def _run_play(db, entry):
+    """A play's start; a play with ``serial`` starts once per batch (same ``play_id``, the batch's hosts).
+
+    The change event's play lists every host of every batch, in order, and ``batches`` the hosts of
+    each (only for plays that ran in more than one batch), so a serial play is never recorded as its
+    last batch. ``started_at`` stays the first batch's.
+    """
     run_id = entry.data["run_id"]
     doc = _ensure_event(db, entry, run_id)
-    plays = [play for play in doc.get("plays", []) if play.get("play_id") != entry.data.get("play_id")]
-    plays.append(entry.data)
+    play = dict(entry.data)
+    play.pop("batch", None)
+    batch_hosts = list(play.get("hosts") or [])
+    plays = list(doc.get("plays", []))
+    for position, previous in enumerate(plays):
+        if previous.get("play_id") != play.get("play_id"):
+            continue
+        hosts = list(previous.get("hosts") or [])
+        known = set(hosts)
+        hosts.extend(host for host in batch_hosts if host not in known)
+        play.update(hosts=hosts, batches=list(previous.get("batches") or [previous.get("hosts") or []]) + [batch_hosts],
+                    started_at=previous.get("started_at", play.get("started_at")))
+        plays[position] = play
+        break
+    else:
+        plays.append(play)
     doc["plays"] = plays
     _save_event_doc(db, run_id, doc, entry.seq)
 
@@ -341,7 +362,8 @@ def _run_incomplete(db, entry):
         for key, value in run.items():
             doc.setdefault(key, value)
         columns = dict(started_at=run.get("started_at") or entry.at, user_name=run.get("user"),
-                       controller=run.get("controller"), playbook=(run.get("playbooks") or [None])[0])
+                       controller=run.get("controller"), playbook=(run.get("playbooks") or [None])[0],
+                       kind=run.get("kind") or "playbook")
     lost = dict(doc.get("record_lost") or {"entries": 0, "kinds": {}, "markers": []})
     lost["entries"] = lost.get("entries", 0) + int(data.get("lost_entries") or 0)
     kinds = dict(lost.get("kinds") or {})

@@ -159,6 +159,16 @@ MIGRATIONS = [
     # each host's own CI for environments...): tables an older version filled would no longer
     # match a replay of their own ledger, and ledger_verify would call them altered.
     (3, "query tables replayed from the ledger with the 0.1.0 projection rules", [REPLAY_LEDGER]),
+    # Change events have a kind: a playbook run or an ad-hoc command (change_event_info filters on it).
+    (4, "change event kind (playbook or adhoc)", [
+        "ALTER TABLE change_events ADD COLUMN kind TEXT",
+        "CREATE INDEX change_events_kind ON change_events (kind, started_at)",
+    ]),
+    # The kind column filled for existing events; a play with serial lists the hosts of every batch (its
+    # run.play entries were one per batch all along, the projection kept the last); run.incomplete markers
+    # (entries the recorder lost) are a new entry kind, which a collection without this migration refuses.
+    (5, "query tables replayed: change event kinds, serial plays list every batch, run.incomplete markers",
+     [REPLAY_LEDGER]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
