@@ -23,6 +23,7 @@ CHANGE_EVENT_INFO_SPEC = dict(
     playbook=dict(type="str"),
     outcome=dict(type="list", elements="str", choices=OUTCOMES),
     authorisation=dict(type="list", elements="str"),
+    kind=dict(type="list", elements="str", choices=["playbook", "adhoc"]),
     limit=dict(type="int", default=50),
     include_results=dict(type="bool", default=False),
     verify=dict(type="bool", default=False),
@@ -73,6 +74,7 @@ def query_change_events(ctx):
             outcome=params.get("outcome"),
             authorisation=params.get("authorisation"),
             limit=params.get("limit"),
+            kind=params.get("kind"),
         )
     if params.get("include_results"):
         for event in events:

@@ -219,3 +219,49 @@ def test_the_register_shows_an_adhoc_command(project, sor, tmp_path):
     html = page.read_text()
     assert "whatRan" in html and '"kind": "adhoc"' in html.replace('"kind":"adhoc"', '"kind": "adhoc"')
     assert os.path.getsize(str(page)) > 0
+
+
+def test_change_event_info_returns_adhoc_commands_by_kind(project, sor):
+    adhoc_project(project)
+    project.adhoc("a1", "-m", "ansible.builtin.command", "-a", "hostname", env=ADHOC_ENV)
+    project.write_inventory(ADHOC_HOSTS + ["localhost"])
+    project.write_playbook("info.yml", """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - changeops.itsm.change_event_info:
+                kind: [adhoc]
+              register: adhoc_only
+
+            - ansible.builtin.copy:
+                content: "{{ adhoc_only.change_events | to_json }}"
+                dest: "{{ playbook_dir }}/adhoc.json"
+                mode: "0600"
+        """)
+    project.run("info.yml")
+    with open(project.path("adhoc.json")) as handle:
+        [event] = json.load(handle)
+    assert (event["kind"], event["adhoc"]["args"], event["status"]) == ("adhoc", "hostname", "successful")
+
+
+def test_the_gate_reads_the_change_request_named_in_the_environment(project, sor):
+    project.write_inventory(["g1", "g2"])
+    number = approved_change(sor, ["g1", "g2"], iso(hours=-1), iso(hours=2))
+    project.write_playbook("gated.yml", """
+        - hosts: all_hosts
+          gather_facts: false
+          tasks:
+            - name: Change gate
+              changeops.itsm.change_gate:
+
+            - name: The change
+              ansible.builtin.command: "true"
+              changed_when: true
+        """)
+    denied = project.run("gated.yml", check=False)
+    assert denied.returncode == 2 and "change gate denied" in denied.stdout
+    allowed = project.run("gated.yml", env={"CHANGEOPS_CHANGE_REQUEST": number})
+    assert "authorised as a normal change (%s)" % number in allowed.stdout
+    events = sorted(sor.find_change_events(), key=lambda event: event["started_at"])
+    assert [(event["authorisation"], event["authorisation_ref"]) for event in events] == [
+        ("no-change", None), ("normal", number)]
