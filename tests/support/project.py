@@ -117,12 +117,13 @@ class Project(object):
                 playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))
         return completed
 
-    def adhoc(self, pattern, *args, env=None, check=True, timeout=600):
-        """Run an ad-hoc ``ansible <pattern> <args>`` with callbacks enabled for ad-hoc commands (the one
-        setting: bin_ansible_callbacks, here ANSIBLE_LOAD_CALLBACK_PLUGINS=1)."""
+    def adhoc(self, pattern, *args, env=None, check=True, timeout=600, enable_callbacks=True):
+        """Run an ad-hoc ``ansible <pattern> <args>``; ``enable_callbacks``: with callbacks enabled for ad-hoc
+        commands (the one setting: bin_ansible_callbacks, here ANSIBLE_LOAD_CALLBACK_PLUGINS=1)."""
         command = [os.path.join(VENV_BIN, "ansible"), pattern] + list(args)
+        extra = {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"} if enable_callbacks else {}
         completed = subprocess.run(
-            command, cwd=self.root, env=self.env(dict({"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}, **(env or {}))),
+            command, cwd=self.root, env=self.env(dict(extra, **(env or {}))),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
             timeout=timeout, check=False)
         if check and completed.returncode != 0:
