@@ -455,8 +455,9 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             pass
         self._scan_loaded_files()
-        # on_record_failure=fail: no host starts this task unless the record so far is durable
-        self._guard.before_task(self._redactor.redact_string(to_text(task.get_name())))
+        if self._guard.strict:
+            # on_record_failure=fail: no host starts this task unless the record so far is durable
+            self._guard.before_task(self._redactor.redact_string(to_text(task.get_name())))
 
     def v2_playbook_on_stats(self, stats):
         if self._writer is None or self._finished:
