@@ -503,8 +503,9 @@ class CallbackModule(CallbackBase):
             # ansible-playbook stops running further playbooks after one whose hosts failed
             self._finish_run("failed", last_stats)
         else:
-            self._finish_run(None, last_stats, interrupted_reason=(self._guard.stopped or
-                "ansible-playbook exited before the end of the run (interrupted or a fatal error)"))
+            reason = self._guard.stopped or (
+                "ansible-playbook exited before the end of the run (interrupted or a fatal error)")
+            self._finish_run(None, last_stats, interrupted_reason=reason)
 
     def _install_sigterm_handler(self):
         if threading.current_thread() is not threading.main_thread():

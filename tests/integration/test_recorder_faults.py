@@ -395,7 +395,7 @@ def test_postgresql_nothing_durable_warn_reports_and_fail_stops(tmp_path, faulty
 def random_bytes(count, seed=7):
     import random
     generator = random.Random(seed)
-    return bytes(generator.getrandbits(8) for _ in range(count))
+    return bytes(generator.getrandbits(8) for _byte in range(count))
 
 
 def damaged_warnings(output):
@@ -410,7 +410,7 @@ def test_sqlite_a_damaged_ledger_is_found_at_the_next_run_reported_once_and_its_
     os.makedirs(project.path("out"), exist_ok=True)
     args = ("-e", "out=%s" % project.path("out"))
     env = dict(FAST, CHANGEOPS_ON_RECORD_FAILURE=mode)
-    for _ in range(3):
+    for _run in range(3):
         project.run("work.yml", *args, env=env)
     path = project.backend_env["CHANGEOPS_SQLITE_PATH"]
     with open(path, "rb") as handle:
@@ -450,7 +450,7 @@ def test_postgresql_a_damaged_ledger_page_is_found_at_the_next_run(tmp_path, ser
     project.write_playbook("work.yml", WORK)
     os.makedirs(project.path("out"), exist_ok=True)
     args = ("-e", "out=%s" % project.path("out"))
-    for _ in range(3):
+    for _run in range(3):
         project.run("work.yml", *args, env=FAST)
     with psycopg.connect(dsn) as conn:
         relation = conn.execute("SELECT pg_relation_filepath('ledger')").fetchone()[0]

@@ -274,7 +274,7 @@ def damage(path, seed=13):
     generator = random.Random(seed)
     with open(path, "r+b") as handle:
         handle.seek(size // 2)
-        handle.write(bytes(generator.getrandbits(8) for _ in range(size - size // 2)))
+        handle.write(bytes(generator.getrandbits(8) for _byte in range(size - size // 2)))
 
 
 def small_ledger(config, results=60):

@@ -404,8 +404,8 @@ class SpoolChain(object):
 
     def pending(self):
         """Spooled batch files of every location, in write order."""
-        return [path for _name, path in sorted((os.path.basename(path), path)
-                                                for spool in self._all() for path in spool.pending())]
+        paths = [path for spool in self._all() for path in spool.pending()]
+        return sorted(paths, key=os.path.basename)
 
     def replay(self, append, build_entry):
         """See ``Spool.replay``: every location, in write order."""
