@@ -9,7 +9,6 @@ and the ``default`` stdout callback, so that Ansible prints its PLAY RECAP for t
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -210,20 +209,47 @@ def test_the_register_shows_an_adhoc_command(project, sor, tmp_path):
     assert detail["run"]["adhoc"]["args"] == "uptime"
     assert sorted(change["host"] for change in detail["changes"]) == ADHOC_HOSTS
 
-    # and the page: the same data the browser renders (tests/integration/test_register_browser.py renders pages)
-    page = tmp_path / "register.html"
+
+
+@pytest.mark.browser
+@pytest.mark.backends("sqlite")
+def test_an_adhoc_command_in_the_register_page(project, sor, tmp_path):
+    """In real headless Chromium, as tests/integration/test_register_browser.py opens the register."""
+    from playwright import sync_api
+
+    adhoc_project(project)
+    project.adhoc("all_hosts", "-m", "ansible.builtin.shell", "-a", "uptime", env=ADHOC_ENV)
+    run_id = new_run_id(sor, set())
+    page_path = tmp_path / "register.html"
+    project.write_inventory(ADHOC_HOSTS + ["localhost"])
     project.write_playbook("register.yml", """
         - hosts: localhost
           gather_facts: false
           tasks:
             - changeops.itsm.change_register:
                 path: %s
-        """ % page)
-    project.write_inventory(ADHOC_HOSTS + ["localhost"])
+        """ % page_path)
     project.run("register.yml")
-    html = page.read_text()
-    assert "whatRan" in html and '"kind": "adhoc"' in html.replace('"kind":"adhoc"', '"kind": "adhoc"')
-    assert os.path.getsize(str(page)) > 0
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                              args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            page = chromium.new_page()
+            problems = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.goto("file://%s" % page_path)
+            page.wait_for_selector("html[data-ready=true]")
+            cell = page.locator("tr[data-run-id='%s'] td.playbook" % run_id)
+            assert cell.inner_text().split() == ["AD-HOC", "ansible.builtin.shell", "all_hosts"]
+            page.click("tr[data-run-id='%s'] td.when a" % run_id)
+            page.wait_for_selector("#change-view:not([hidden]) #change-heading")
+            assert page.inner_text("#change-heading").startswith("ad-hoc ansible.builtin.shell on all_hosts")
+            text = page.inner_text("#change-view")
+            assert "ansible all_hosts -m ansible.builtin.shell -a uptime" in text
+            assert "No gate allowed this change" in text
+            assert problems == []
+        finally:
+            chromium.close()
 
 
 def test_change_event_info_returns_adhoc_commands_by_kind(project, sor):
