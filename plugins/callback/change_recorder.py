@@ -79,8 +79,10 @@ options:
         durable (in the ledger or a spool file); when it is not, the run stops before the task starts on
         any host and exits with status 1, and a run whose end cannot be kept exits with status 1. This
         costs one ledger transaction per task.
+      - Any other value stops the run before its first task, saying so - a typo in a record policy never
+        leaves a run unrecorded (the values are checked by the recorder, not by Ansible, which would only
+        skip loading the callback).
     type: str
-    choices: [warn, fail]
     default: warn
     env:
       - name: CHANGEOPS_ON_RECORD_FAILURE

@@ -263,8 +263,19 @@ def test_warn_never_waits_for_the_record(tmp_path):
     guard.after_run()
     assert writer.queue, "warn must not have flushed"
     writer.finish("r", [], timeout=30)
-    with pytest.raises(ValueError):
-        RecordGuard(writer, "ignore", 30, display)
+
+
+@pytest.mark.parametrize("value", ["fial", "ignore"])
+def test_a_record_policy_that_cannot_be_told_stops_the_run_rather_than_leave_it_unrecorded(tmp_path, value):
+    display = RecordingDisplay()
+    writer = RecorderWriter(sqlite_config(tmp_path), SpoolChain([Spool(str(tmp_path / "spool"), "k")]), display)
+    guard = RecordGuard(writer, value, 30, display)
+    with pytest.raises(RecordStopped):
+        guard.before_task("First task")
+    assert ("on_record_failure is %r, which is neither warn nor fail" % value) in guard.stopped
+    assert RecordGuard(writer, " Warn ", 30, display).strict is False
+    assert RecordGuard(writer, "FAIL", 30, display).mode == "fail"
+    assert RecordGuard(writer, "", 30, display).mode == "warn", "an empty variable is the default"
 
 
 # -- a damaged ledger ------------------------------------------------------------------------------

@@ -13,6 +13,10 @@ In the spirit of auditd's ``disk_full_action``/``disk_error_action``:
     No record, no change. Before each task starts, the recorder waits until every entry so far is
     durable (in the ledger or in a spool file); when it is not, the run stops before the task starts
     on any host, and exits with status 1. A run whose end cannot be kept also exits with status 1.
+anything else
+    The run stops before its first task, saying why: a typo in a record policy never leaves a run
+    unrecorded. (With ``choices`` in the option's documentation, Ansible would only skip loading the
+    callback, and the run would go on unrecorded.)
 
 How the run is stopped: ``SystemExit`` raised from ``v2_playbook_on_task_start`` (or the handler
 variant). The strategies (linear and free) send that callback on the controller's main thread right
@@ -47,10 +51,11 @@ class RecordGuard(object):
     """
 
     def __init__(self, writer, mode, timeout, display):
-        if mode not in ON_RECORD_FAILURE:
-            raise ValueError("on_record_failure must be one of %s, got %r" % (", ".join(ON_RECORD_FAILURE), mode))
         self.writer = writer
-        self.mode = mode
+        # unset (an empty variable) is the default
+        self.mode = str(mode or "").strip().lower() or "warn"
+        #: a value that is neither warn nor fail: the run is not left unrecorded on a typo, it does not start
+        self.invalid = None if self.mode in ON_RECORD_FAILURE else mode
         self.timeout = max(1.0, float(timeout))
         self.display = display
         #: why the run was stopped (recorded as the reason of its ``run.interrupted``), or None
@@ -58,23 +63,31 @@ class RecordGuard(object):
 
     @property
     def strict(self):
-        return self.mode == "fail"
+        return self.mode == "fail" or self.invalid is not None
 
     def before_task(self, task_name):
         """With ``fail``: return when the record so far is durable, else stop the run (``RecordStopped``)."""
         if not self.strict or self.stopped is not None:
             return
-        failure = self.writer.wait_durable(self.timeout)
+        if self.invalid is not None:
+            failure = ("on_record_failure is %r, which is neither warn nor fail; a run whose record policy cannot be"
+                       " told is not started (set CHANGEOPS_ON_RECORD_FAILURE or on_record_failure in ansible.cfg"
+                       " to warn or fail)" % (self.invalid,))
+        else:
+            failure = self.writer.wait_durable(self.timeout)
         if failure is None:
             return
-        self.stopped = ("stopped before task '%s' because on_record_failure is fail and the record of this run"
-                        " cannot be kept: %s" % (task_name, failure))
+        if self.invalid is not None:
+            self.stopped = "stopped before task '%s': %s" % (task_name, failure)
+        else:
+            self.stopped = ("stopped before task '%s' because on_record_failure is fail and the record of this run"
+                            " cannot be kept: %s" % (task_name, failure))
         self.display.error(PREFIX + "run %s %s. No host has started this task." % (self.writer.run_id, self.stopped))
         raise RecordStopped(EXIT_STATUS)
 
     def after_run(self):
         """With ``fail``: a run whose record could not be kept to its end fails (``RecordStopped``)."""
-        if not self.strict or not self.writer.lost:
+        if self.mode != "fail" or not self.writer.lost:
             return
         lost = ", ".join("%d of run %s" % (count, run_id) for run_id, count in sorted(self.writer.lost.items()))
         self.display.error(PREFIX + "on_record_failure is fail and entries of this run's record were lost (%s):"
