@@ -352,7 +352,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         """``LedgerCorrupted`` with what to do when the server reports a damaged page."""
         if getattr(exc, "sqlstate", None) in _DAMAGED_STATES:
             raise LedgerCorrupted(
-                "the PostgreSQL system of record %s is damaged (%s). What to do: stop the runs that write to it and"
+                "the PostgreSQL system of record %s cannot read its own data (%s): the database is damaged. What to do:"
+                " stop the runs that write to it and"
                 " ask its database administrator to restore the database from a backup (or point-in-time"
                 " recovery) and find the cause (storage, memory); check the result with changeops.itsm.ledger_verify"
                 % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())

@@ -69,18 +69,18 @@ def _is_damage(exc):
     return "malformed" in text or "not a database" in text
 
 
-def damaged_ledger_message(path, detail):
-    """What a damaged SQLite ledger means and what to do about it (the recorder shows it once per run)."""
-    return ("the SQLite ledger %s is damaged (%s). What to do: stop the runs that write to it; keep a copy of the"
-            " file and its -wal file; restore the newest backup, or recover what SQLite can still read"
+def damaged_ledger_message(path, problem):
+    """``problem`` (what SQLite said) and what to do about a damaged ledger (the recorder shows it once per run)."""
+    return ("%s. The ledger file is damaged. What to do: stop the runs that write to it; keep a copy of the file"
+            " and its -wal file; restore the newest backup, or recover what SQLite can still read"
             " (sqlite3 %s .recover | sqlite3 %s.recovered) and check the result with changeops.itsm.ledger_verify"
-            " before putting it in place" % (path, detail, path, path))
+            " before putting it in place" % (problem, path, path))
 
 
 def _storage_error(exc, message, path):
     """``LedgerCorrupted`` when SQLite says the file is damaged, else ``BackendUnavailable(message)``."""
     if _is_damage(exc):
-        return LedgerCorrupted(damaged_ledger_message(path, exc), path=path)
+        return LedgerCorrupted(damaged_ledger_message(path, message), path=path)
     return BackendUnavailable(message, path=path)
 
 
@@ -311,7 +311,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             # one line: quick_check's first problem starts with "*** in database main ***" and a newline
             detail = "; ".join(line.strip() for problem in problems for line in problem.splitlines()
                                if line.strip() and not line.startswith("***"))
-            raise LedgerCorrupted(damaged_ledger_message(self.path, "PRAGMA quick_check: %s" % detail), path=self.path)
+            raise LedgerCorrupted(damaged_ledger_message(
+                self.path, "the SQLite ledger %s fails PRAGMA quick_check: %s" % (self.path, detail)), path=self.path)
 
     def close(self):
         with _FORK_GUARD:
