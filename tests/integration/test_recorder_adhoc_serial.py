@@ -210,7 +210,6 @@ def test_the_register_shows_an_adhoc_command(project, sor, tmp_path):
     assert sorted(change["host"] for change in detail["changes"]) == ADHOC_HOSTS
 
 
-
 @pytest.mark.browser
 @pytest.mark.backends("sqlite")
 def test_an_adhoc_command_in_the_register_page(project, sor, tmp_path):
