@@ -27,6 +27,7 @@ CHANGE_EVENT_INFO_SPEC = dict(
     status=dict(type="list", elements="str", choices=STATUSES, aliases=["outcome"],
                 deprecated_aliases=[dict(name="outcome", version="2.0.0", collection_name="changeops.itsm")]),
     authorisation=dict(type="list", elements="str"),
+    kind=dict(type="list", elements="str", choices=["playbook", "adhoc"]),
     limit=dict(type="int", default=50),
     include_results=dict(type="bool", default=False),
     verify=dict(type="bool", default=False),
@@ -90,6 +91,7 @@ def query_change_events(ctx):
             status=params.get("status"),
             authorisation=params.get("authorisation"),
             limit=params.get("limit"),
+            kind=params.get("kind"),
         )
     for event in events:
         # the run.finished entry's "outcome" is the same value as "status": return it under one name

@@ -52,6 +52,30 @@ CHANGE_GATE_SPEC = dict(
 POLICY_ENV = "CHANGEOPS_GATE_POLICY"
 POLICY_INI_KEY = "gate_policy"
 
+#: the change request (number) or emergency (its justification) the operator names for what they run:
+#: read by the gate when its task names neither, and by the change_recorder for ad-hoc commands
+CHANGE_REQUEST_ENV = "CHANGEOPS_CHANGE_REQUEST"
+EMERGENCY_ENV = "CHANGEOPS_EMERGENCY"
+
+
+def named_in_environment(params, environ):
+    """``params`` with the change request or emergency that ``environ`` names, when the task names neither.
+
+    ``CHANGEOPS_CHANGE_REQUEST=CHG0000042`` names a change request; ``CHANGEOPS_EMERGENCY=<justification>``
+    declares an emergency with that justification. A task's own ``change_request``, ``emergency`` or
+    ``standard_template`` always wins: the environment never changes a decision the play spells out.
+    """
+    params = dict(params)
+    if params.get("change_request") or params.get("emergency") or params.get("standard_template"):
+        return params
+    number = (environ.get(CHANGE_REQUEST_ENV) or "").strip()
+    justification = (environ.get(EMERGENCY_ENV) or "").strip()
+    if justification:
+        params.update(emergency=True, justification=params.get("justification") or justification)
+    if number:
+        params["change_request"] = number
+    return params
+
 
 # --------------------------------------------------------------------------
 # the change context

@@ -85,6 +85,9 @@ options:
     description:
       - Number of the change request that authorises this play (normal change), for example V(CHG0000042).
       - With O(emergency=true), the emergency change request to link the decision to (optional).
+      - When the task sets none of O(change_request), O(emergency) and O(standard_template), the environment
+        variable E(CHANGEOPS_CHANGE_REQUEST) names it (the change_recorder reads the same variable for ad-hoc
+        commands).
     type: str
   standard_template:
     description:
@@ -92,7 +95,10 @@ options:
       - By default any template of the policy may match.
     type: str
   emergency:
-    description: Declare an emergency change (needs O(justification) unless the policy says otherwise).
+    description:
+      - Declare an emergency change (needs O(justification) unless the policy says otherwise).
+      - When the task sets none of O(change_request), O(emergency) and O(standard_template), a non-empty
+        environment variable E(CHANGEOPS_EMERGENCY) declares one, its value being the justification.
     type: bool
     default: false
   justification:

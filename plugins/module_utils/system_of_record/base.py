@@ -114,8 +114,8 @@ class SystemOfRecord(abc.ABC):
 
     @abc.abstractmethod
     def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
-                           authorisation=None, controller=None, status=None, limit=None, offset=0):
-        """Change events, newest first."""
+                           authorisation=None, controller=None, status=None, limit=None, offset=0, kind=None):
+        """Change events, newest first; ``kind``: ``playbook`` or ``adhoc`` (or a list of them)."""
 
     @abc.abstractmethod
     def get_task_results(self, run_id, host=None, changed_only=False):
@@ -229,3 +229,12 @@ class SystemOfRecord(abc.ABC):
             version.pop("text", None)
             version.pop("document", None)
         return versions[:limit] if limit else versions
+
+    # -- storage health (the recorder's writer asks once per run) -------------
+    def check_storage(self):
+        """A quick structural check of the storage; raises ``LedgerCorrupted`` saying what to do.
+
+        Damage that the next write would not touch is found here too, before anything more is
+        written on top of it. Checks the structure, not the content: the hash chain
+        (``ledger_verify``) checks every entry's content. The default checks nothing.
+        """

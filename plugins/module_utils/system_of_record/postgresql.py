@@ -94,6 +94,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ConfigurationError,
     ConflictError,
+    LedgerCorrupted,
     MissingDependency,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
@@ -128,6 +129,13 @@ _LOCATION_ENV = ("PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "P
 
 #: SQLSTATE 55P03: lock_timeout expired while waiting for the ledger lock.
 _LOCK_NOT_AVAILABLE = "55P03"
+
+#: SQLSTATE XX001 data_corrupted, XX002 index_corrupted: the server read a damaged page.
+_DAMAGED_STATES = ("XX001", "XX002")
+
+#: ``check_storage`` reads the whole ledger table up to this size (a sequential scan, like SQLite's
+#: quick_check limit in sqlite.py); larger ledgers are checked by the reads and writes that touch a page.
+CHECK_STORAGE_MAX_BYTES = 128 * 1024 * 1024
 
 #: connections inherited from a parent process (a forked Ansible worker):
 #: kept referenced and never closed here, because closing would end the
@@ -249,6 +257,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             self._migrate(conn)
         except psycopg.Error as exc:
             _close_quietly(conn)
+            self._raise_if_damaged(exc)
             raise BackendUnavailable(
                 "cannot prepare the PostgreSQL system of record %s: %s"
                 % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
@@ -331,12 +340,23 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                 # entries aside), not "unavailable" (the spool would retry the same batch forever)
                 raise ConflictError("the PostgreSQL system of record %s refused the batch: %s"
                                     % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+            self._raise_if_damaged(exc)
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise BackendUnavailable(
                     "another writer held the ledger lock of %s for more than %d s (busy_timeout)"
                     % (self.describe(), self.busy_timeout), backend=self.describe())
             raise BackendUnavailable("cannot write the PostgreSQL system of record %s: %s"
                                      % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+
+    def _raise_if_damaged(self, exc):
+        """``LedgerCorrupted`` with what to do when the server reports a damaged page."""
+        if getattr(exc, "sqlstate", None) in _DAMAGED_STATES:
+            raise LedgerCorrupted(
+                "the PostgreSQL system of record %s cannot read its own data (%s): the database is damaged. What to do:"
+                " stop the runs that write to it and"
+                " ask its database administrator to restore the database from a backup (or point-in-time"
+                " recovery) and find the cause (storage, memory); check the result with changeops.itsm.ledger_verify"
+                % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
     def _retrying(self, action, what):
         """Run ``action``; on a lost connection reconnect and run it once more."""
@@ -419,11 +439,21 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
                                           % (self.describe(), self._scrub(_one_line(exc))), exc,
                                           backend=self.describe())
+                self._raise_if_damaged(exc)
                 raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
                                          % (self.describe(), self._scrub(_one_line(exc))),
                                          backend=self.describe())
 
         return self._retrying(attempt, "reading")
+
+    def check_storage(self):
+        """Reads every page of the ledger table (up to :data:`CHECK_STORAGE_MAX_BYTES`): the server checks each
+        page header it reads (and its checksum, when the cluster has data checksums), and a damaged one
+        raises ``LedgerCorrupted``. Indexes and the query tables are not read; ``ledger_verify`` and, for
+        the database administrator, the ``amcheck`` extension check the rest."""
+        if self._query("SELECT pg_relation_size('ledger')")[0][0] <= CHECK_STORAGE_MAX_BYTES:
+            # the data column is in no index, so this reads the table itself, page by page
+            self._query("SELECT SUM(OCTET_LENGTH(data)) FROM ledger")
 
     def close(self):
         if self._conn is not None and self._pid != os.getpid():

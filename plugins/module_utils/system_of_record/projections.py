@@ -110,23 +110,44 @@ def _run_started(db, entry):
         user_name=data.get("user"),
         controller=data.get("controller"),
         playbook=(data.get("playbooks") or [None])[0],
+        kind=data.get("kind") or "playbook",
     )
     if existing is None:
         db.execute(
-            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, doc, last_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, kind,"
+            " doc, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, columns["started_at"], columns["status"], columns["dry_run"], columns["user_name"],
-             columns["controller"], columns["playbook"], _dump(doc), entry.seq))
+             columns["controller"], columns["playbook"], columns["kind"], _dump(doc), entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
 
 
 @projects("run.play")
 def _run_play(db, entry):
+    """A play's start; a play with ``serial`` starts once per batch (same ``play_id``, the batch's hosts).
+
+    The change event's play lists every host of every batch, in order, and ``batches`` the hosts of
+    each (only for plays that ran in more than one batch), so a serial play is never recorded as its
+    last batch. ``started_at`` stays the first batch's.
+    """
     run_id = entry.data["run_id"]
     doc = _ensure_event(db, entry, run_id)
-    plays = [play for play in doc.get("plays", []) if play.get("play_id") != entry.data.get("play_id")]
-    plays.append(entry.data)
+    play = dict(entry.data)
+    play.pop("batch", None)
+    batch_hosts = list(play.get("hosts") or [])
+    plays = list(doc.get("plays", []))
+    for position, previous in enumerate(plays):
+        if previous.get("play_id") != play.get("play_id"):
+            continue
+        hosts = list(previous.get("hosts") or [])
+        known = set(hosts)
+        hosts.extend(host for host in batch_hosts if host not in known)
+        play.update(hosts=hosts, batches=list(previous.get("batches") or [previous.get("hosts") or []]) + [batch_hosts],
+                    started_at=previous.get("started_at", play.get("started_at")))
+        plays[position] = play
+        break
+    else:
+        plays.append(play)
     doc["plays"] = plays
     _save_event_doc(db, run_id, doc, entry.seq)
 
@@ -250,14 +271,21 @@ def _decision_in_force(decisions, seq, started_at):
     return None
 
 
-def _authorisation(db, run_id, doc, dry_run):
+def _results_lost(doc):
+    """Whether ``run.incomplete`` markers say task results of the run were lost."""
+    return bool(((doc.get("record_lost") or {}).get("kinds") or {}).get("run.result"))
+
+
+def _authorisation(db, run_id, doc, dry_run, results_lost=False):
     """The change event's category and references, and the hosts it changed.
 
     A change to a managed host is authorised only by an allowing, non-dry-run gate decision for
     its play that covers its host and was in force when it started (the latest decision for
     that play and host before it). One change without such a decision makes the whole run
     ``unauthorised``. A run that changed no host is ``dry-run``, ``denied``, ``record-only`` or
-    ``no-change`` (``change_scope.classify``). Returns ``(category, reference, changed hosts)``.
+    ``no-change``, and a run whose results were lost (``results_lost``) is ``incomplete``
+    (``change_scope.classify``). Returns ``(category, reference, changed hosts)``: the changed hosts
+    are those of the results the ledger holds.
     """
     changes, record_changed = _changes(db, run_id, dry_run)
 
@@ -276,7 +304,8 @@ def _authorisation(db, run_id, doc, dry_run):
         return "+".join(kinds), ", ".join(references) or None
 
     denied = not changes and not dry_run and _gate_denied(db, run_id, doc)
-    category, reference = change_scope.classify(dry_run, bool(changes), denied, record_changed, by_gates)
+    category, reference = change_scope.classify(dry_run, bool(changes), denied, record_changed, by_gates,
+                                                results_lost=results_lost)
     return category, reference, sorted(set(host for _seq, _play, host, _started in changes))
 
 
@@ -303,15 +332,16 @@ class _RunHostCis(object):
         return row[0] if row else None
 
 
-def _finish(db, entry, outcome):
-    data = entry.data
+def _finish(db, entry, outcome, data=None):
+    data = entry.data if data is None else data
     run_id = data["run_id"]
     doc = _ensure_event(db, entry, run_id)
     doc.update({key: value for key, value in data.items() if key != "run_id"})
     doc["outcome"] = outcome
     row = db.execute("SELECT dry_run FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
     dry_run = bool(row[0]) if row else False
-    authorisation, reference, changed_hosts = _authorisation(db, run_id, doc, dry_run)
+    authorisation, reference, changed_hosts = _authorisation(db, run_id, doc, dry_run,
+                                                             results_lost=_results_lost(doc))
     doc["authorisation"] = {"type": authorisation, "reference": reference}
     counts = db.execute(
         "SELECT COUNT(*), SUM(CASE WHEN failed > 0 OR unreachable > 0 THEN 1 ELSE 0 END) FROM run_hosts"
@@ -344,6 +374,59 @@ def _run_finished(db, entry):
 @projects("run.interrupted")
 def _run_interrupted(db, entry):
     _finish(db, entry, "interrupted")
+
+
+#: the authorisation of a change event whose record lost task results (see ``run.incomplete``)
+INCOMPLETE_AUTHORISATION = change_scope.INCOMPLETE
+
+
+@projects("run.incomplete")
+def _run_incomplete(db, entry):
+    """Entries of a run were lost (neither the ledger nor any spool location took them before it ended).
+
+    The change event keeps what the markers say (``record_lost``: how many entries of which kinds, why);
+    a marker for a placeholder event (the run's start was lost too) fills in who ran what, where. The run
+    ended when its marker was written, so a run still ``running`` ends as its lost end says (the marker
+    carries it), else ``interrupted``. Lost results make its authorisation ``incomplete``.
+    """
+    data = entry.data
+    run_id = data["run_id"]
+    doc = _ensure_event(db, entry, run_id)
+    columns = {}
+    if doc.get("incomplete"):
+        run = data.get("run") or {}
+        for key, value in run.items():
+            doc.setdefault(key, value)
+        columns = dict(started_at=run.get("started_at") or entry.at, user_name=run.get("user"),
+                       controller=run.get("controller"), playbook=(run.get("playbooks") or [None])[0],
+                       kind=run.get("kind") or "playbook")
+    lost = dict(doc.get("record_lost") or {"entries": 0, "kinds": {}, "markers": []})
+    lost["entries"] = lost.get("entries", 0) + int(data.get("lost_entries") or 0)
+    kinds = dict(lost.get("kinds") or {})
+    for kind, count in (data.get("lost_kinds") or {}).items():
+        kinds[kind] = kinds.get(kind, 0) + int(count)
+    lost["kinds"] = kinds
+    lost["markers"] = list(lost.get("markers") or []) + [{key: data.get(key) for key in (
+        "lost_entries", "lost_from", "noted_at", "reason")}]
+    doc["record_lost"] = lost
+    _save_event_doc(db, run_id, doc, entry.seq, **columns)
+    status = db.execute("SELECT status FROM change_events WHERE run_id = ?", (run_id,)).fetchone()[0]
+    if status == "running":
+        # the marker carries the lost end (Ansible's outcome and stats) when it has it
+        end = dict(data.get("end") or {})
+        end_kind = end.pop("kind", None)
+        end.update(run_id=run_id, ended_at=end.get("ended_at") or data.get("noted_at") or entry.at)
+        if end_kind == "run.finished":
+            _finish(db, entry, end.get("outcome") or "successful", data=end)
+        else:
+            lost_reason = "the recorder lost %d entries of this run, its end among them: %s" % (
+                lost["entries"], data.get("reason") or "no reason recorded")
+            end["reason"] = "%s; %s" % (end["reason"], lost_reason) if end.get("reason") else lost_reason
+            _finish(db, entry, "interrupted", data=end)
+    elif kinds.get("run.result"):
+        # ended already: only the authorisation changes (results are missing)
+        _save_event_doc(db, run_id, dict(doc, authorisation={"type": INCOMPLETE_AUTHORISATION, "reference": None}),
+                        entry.seq, authorisation=INCOMPLETE_AUTHORISATION, authorisation_ref=None)
 
 
 @projects("run.reviewed")

@@ -195,6 +195,16 @@ MIGRATIONS = [
             updated_at TEXT NOT NULL
         )""",
     ]),
+    # Change events have a kind: a playbook run or an ad-hoc command (change_event_info filters on it).
+    (7, "change event kind (playbook or adhoc)", [
+        "ALTER TABLE change_events ADD COLUMN kind TEXT",
+        "CREATE INDEX change_events_kind ON change_events (kind, started_at)",
+    ]),
+    # The kind column filled for existing events; a play with serial lists the hosts of every batch (its
+    # run.play entries were one per batch all along, the projection kept the last); run.incomplete markers
+    # (entries the recorder lost) are a new entry kind, which a collection without this migration refuses.
+    (8, "query tables replayed: change event kinds, serial plays list every batch, run.incomplete markers",
+     [REPLAY_LEDGER]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -221,3 +231,4 @@ def tables_until(version):
 def replays_ledger(migration):
     """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
     return REPLAY_LEDGER in migration[2]
+

@@ -280,7 +280,7 @@ class SqlSystemOfRecord(SystemOfRecord):
     # -- change events ----------------------------------------------------------
     _EVENT_COLUMNS = ("run_id, started_at, ended_at, status, dry_run, user_name, controller, playbook, environment,"
                       " authorisation, authorisation_ref, review_status, host_count, changed_host_count,"
-                      " failed_host_count, doc, last_seq")
+                      " failed_host_count, doc, last_seq, kind")
 
     @staticmethod
     def _event(row):
@@ -291,6 +291,8 @@ class SqlSystemOfRecord(SystemOfRecord):
             user=row[5], controller=row[6], playbook=row[7], environment=row[8],
             authorisation=row[9], authorisation_ref=row[10], review_status=row[11], host_count=row[12],
             changed_host_count=row[13], failed_host_count=row[14], last_seq=row[16])
+        # rows written before change events had a kind are playbook runs
+        event["kind"] = row[17] or "playbook"
         return event
 
     def get_change_event(self, run_id):
@@ -306,8 +308,12 @@ class SqlSystemOfRecord(SystemOfRecord):
         return event
 
     def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
-                           authorisation=None, controller=None, status=None, limit=None, offset=0):
+                           authorisation=None, controller=None, status=None, limit=None, offset=0, kind=None):
         clauses, params = [], []
+        if kind:
+            kinds = kind if isinstance(kind, (list, tuple)) else [kind]
+            clauses.append("COALESCE(kind, 'playbook') IN (%s)" % ", ".join("?" * len(kinds)))
+            params.extend(kinds)
         if since:
             clauses.append("started_at >= ?")
             params.append(since)
