@@ -280,12 +280,10 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                          " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
             current = self._schema_version(conn) or 0
             self._refuse_newer(current)
-            for migration in schema.MIGRATIONS:
-                if migration[0] <= current:
-                    continue
+            for migration, replay in schema.upgrade_steps(current):
                 for statement in schema.statements_for("BIGINT", migration):
                     conn.execute(statement)
-                if schema.replays_ledger(migration):
+                if replay:
                     # appenders take only the ledger lock: holding it too keeps them out of the rebuild
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:

@@ -19,6 +19,7 @@ import re
 #: A migration step that is not SQL: empty every query table and project every ledger entry into it
 #: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
+#: An upgrade through several such migrations replays once, after the last (:func:`upgrade_steps`).
 REPLAY_LEDGER = "replay the ledger into the query tables"
 
 MIGRATIONS = [
@@ -232,3 +233,18 @@ def replays_ledger(migration):
     """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
     return REPLAY_LEDGER in migration[2]
 
+
+def upgrade_steps(current):
+    """The migrations after version ``current``, in order, each as ``(migration, replay_now)``.
+
+    A replay projects the ledger with *this* version's rules (projections.py), whichever migration asks
+    for it, so one upgrade replays once: after the last pending migration that has a
+    :data:`REPLAY_LEDGER` step. Replaying earlier as well would cost a full pass over the ledger for
+    nothing, and would write columns that a later migration of the same upgrade only adds (a schema-3
+    ledger replayed at migration 4 has no ``change_events.kind`` before migration 7). The rule this
+    sets for migrations: their SQL must not read what the query tables hold.
+    """
+    pending = [migration for migration in MIGRATIONS if migration[0] > current]
+    replaying = [migration[0] for migration in pending if replays_ledger(migration)]
+    last_replay = replaying[-1] if replaying else None
+    return [(migration, migration[0] == last_replay) for migration in pending]

@@ -194,12 +194,10 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                          " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
             current = self._current_version(conn)
-            for migration in schema.MIGRATIONS:
-                if migration[0] <= current:
-                    continue
+            for migration, replay in schema.upgrade_steps(current):
                 for statement in schema.statements_for("INTEGER", migration):
                     conn.execute(statement)
-                if schema.replays_ledger(migration):
+                if replay:
                     self._replay_ledger(conn.cursor(), until=migration[0])
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
