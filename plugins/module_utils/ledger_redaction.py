@@ -20,6 +20,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import state_spool_dir
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     FORMAT_LEGACY,
     KIND_REDACTED,
@@ -384,19 +385,29 @@ def redact_ledger(ctx):
 
 
 def spool_dirs(params, environ=None, ini=(), config_file=None):
-    """The spool directories to scrub: ``spool_dirs``, else the recorder's ``spool_dir`` as it resolves it
-    (a relative path in ``config_file``, the ansible.cfg ``ini`` was read from, is relative to its folder)."""
+    """The spool directories to scrub: ``spool_dirs``, else both locations the recorder writes entries to, as
+    it resolves them: its ``spool_dir`` and its ``spool_fallback_dir`` (by default the platform's state
+    directory, ``state_paths.state_spool_dir``). A relative path in ``config_file``, the ansible.cfg ``ini``
+    was read from, is relative to its folder."""
     from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini
 
     if params.get("spool_dirs"):
         return [os.path.expanduser(path) for path in params["spool_dirs"]]
     environ = os.environ if environ is None else environ
-    if environ.get("CHANGEOPS_SPOOL_DIR"):
-        return [os.path.expanduser(environ["CHANGEOPS_SPOOL_DIR"])]
-    for section in ini:
-        if section.get("spool_dir"):
-            return [path_from_ini(section["spool_dir"], config_file)]
-    return [os.path.expanduser(DEFAULT_SPOOL_DIR)]
+
+    def setting(name, env, default):
+        if environ.get(env):
+            return os.path.expanduser(environ[env])
+        for section in ini:
+            if section.get(name):
+                return path_from_ini(section[name], config_file)
+        return default
+
+    found = [setting("spool_dir", "CHANGEOPS_SPOOL_DIR", os.path.expanduser(DEFAULT_SPOOL_DIR))]
+    fallback = setting("spool_fallback_dir", "CHANGEOPS_SPOOL_FALLBACK_DIR", state_spool_dir(environ))
+    if os.path.realpath(fallback) != os.path.realpath(found[0]):
+        found.append(fallback)
+    return found
 
 
 def register_settings(params, environ=None, ini=(), config_file=None):

@@ -91,9 +91,12 @@ options:
   spool_dirs:
     description:
       - The change recorder's spool directories to scrub.
-      - If not set, the recorder's C(spool_dir) as it resolves it (E(CHANGEOPS_SPOOL_DIR), then C(spool_dir)
-        in C([changeops]) or C([callback_change_recorder]) of C(ansible.cfg), then
-        C(~/.ansible/changeops/spool)).
+      - If not set, both locations the recorder writes entries to, as it resolves them - its C(spool_dir)
+        (E(CHANGEOPS_SPOOL_DIR), then C(spool_dir) in C([changeops]) or C([callback_change_recorder]) of
+        C(ansible.cfg), then C(~/.ansible/changeops/spool)) and its C(spool_fallback_dir)
+        (E(CHANGEOPS_SPOOL_FALLBACK_DIR), then C(spool_fallback_dir) in C(ansible.cfg), then the platform's
+        state directory - C($XDG_STATE_HOME/changeops/spool), else C(/var/lib/changeops/spool) for root and
+        C(~/.local/state/changeops/spool) for other users).
     type: list
     elements: path
   register_path:

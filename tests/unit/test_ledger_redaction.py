@@ -450,3 +450,36 @@ def test_secret_findings_that_are_not_a_scans_are_refused_naming_them(sor, tmp_p
         assert message in caught.value.message
     empty = redact_ledger(OperationContext(sor, dict(params, secret_findings=[], reason="r")))
     assert empty["changed"] is False and empty["msg"] == "nothing to redact: no finding names a field"
+
+
+def test_a_redaction_scrubs_the_copies_in_both_spool_locations_of_the_recorder(sor, tmp_path, monkeypatch):
+    """A batch the ledger could not take goes to the recorder's spool_dir, else to its second location (the
+    state directory, spool_fallback_dir); by default ledger_redact scrubs both, resolved as the recorder does."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction_scrub import SPOOL_TOMBSTONE
+    from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import state_spool_dir
+    from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool_locations import spool_chain
+
+    seq = populate(sor)
+    entry = sor.get_entry(seq)
+    copy = {"id": entry.id, "at": entry.at, "kind": entry.kind, "subject": entry.subject, "actor": entry.actor,
+            "data": entry.data}
+    monkeypatch.setenv("CHANGEOPS_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.delenv("CHANGEOPS_SPOOL_FALLBACK_DIR", raising=False)
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    # the recorder's own locations (XDG_STATE_HOME is the temporary state directory of tests/conftest.py)
+    chain = spool_chain(str(tmp_path / "spool"), "sqlite-0123456789abcdef", "test ledger")
+    assert [spool.root for spool in chain.spools] == [str(tmp_path / "spool"), state_spool_dir()]
+    copies = [spool.write([copy]) for spool in chain.spools]
+    assert all(PLANTED in open(path, encoding="utf-8").read() for path in copies)
+
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    params.update(entry=str(seq), fields=["result.stdout", "result.cmd", "diff[0]"], reason="INC-1: echoed")
+    result = redact_ledger(OperationContext(sor, params, actor="alice@ctl", warn=[].append))
+
+    assert result["changed"] and sorted(result["spool_files_scrubbed"]) == sorted(copies)
+    for path in copies:
+        stored = json.loads(open(path, encoding="utf-8").read())
+        assert PLANTED not in json.dumps(stored)
+        assert stored["data"]["result"]["stdout"] == SPOOL_TOMBSTONE and stored["data"]["diff"][0] == SPOOL_TOMBSTONE

@@ -27,24 +27,12 @@ import os
 import stat
 import tempfile
 
+# the state directory is also where ledger_redact scrubs: one definition for both
+from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import (  # noqa: F401 pylint: disable=unused-import
+    STATE_SUBDIRECTORY,
+    state_spool_dir,
+)
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, SpoolChain
-
-STATE_SUBDIRECTORY = os.path.join("changeops", "spool")
-
-
-def state_spool_dir(environ=None, uid=None, home=None):
-    """The platform's state-directory location for the spool (see the module docstring)."""
-    environ = os.environ if environ is None else environ
-    uid = os.getuid() if uid is None and hasattr(os, "getuid") else uid
-    state_home = environ.get("XDG_STATE_HOME") or ""
-    # the specification ignores a relative path
-    if os.path.isabs(state_home):
-        return os.path.join(state_home, STATE_SUBDIRECTORY)
-    if uid == 0:
-        return os.path.join(os.sep, "var", "lib", STATE_SUBDIRECTORY)
-    home = home or os.path.expanduser("~")
-    return os.path.join(home, ".local", "state", STATE_SUBDIRECTORY)
-
 
 def marker_spool_dir(temp_dir=None, uid=None, create=False):
     """``<tmp>/changeops-<uid>/spool``, or None when that directory is absent (and not ``create``d) or
