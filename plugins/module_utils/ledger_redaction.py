@@ -37,7 +37,11 @@ PROTECTED_FIELDS = {
     "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",), ("reference",),
                  ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",)},
     "run.play": {("hosts",)},
+    # a playbook run or an ad-hoc command (change_events.kind); an ad-hoc command's arguments may be redacted
+    "run.started": {("kind",)},
     "run.finished": {("outcome",)},
+    # what the recorder lost decides the change event's authorisation (incomplete) and, for a lost end, how it ended
+    "run.incomplete": {("lost_entries",), ("lost_kinds",), ("end", "kind"), ("end", "outcome"), ("run", "kind")},
     "run.reviewed": {("outcome",), ("reviewer_identity",)},
     "ci.": {("ci_id",), ("source",), ("target",), ("type",), ("base_version",), ("identities",),
             ("attributes", "name"), ("attributes", "class")},

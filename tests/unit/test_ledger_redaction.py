@@ -144,6 +144,35 @@ def test_bad_fields_are_refused_naming_the_entry_and_field(sor, field, message):
     assert sor.head() == head, "nothing written"
 
 
+def test_an_ad_hoc_commands_arguments_redact_but_what_classifies_the_record_does_not(sor):
+    """The recorder's ad-hoc and lost-entry records: a secret typed into ``-a`` is removed like any field, while
+    the event's kind and what a run.incomplete marker says was lost (the authorisation ``incomplete``, the lost
+    end's outcome) are protected."""
+    run = "run-adhoc"
+    sor.append([
+        Entry("run.started", run, {"run_id": run, "started_at": "2026-11-23T10:00:00.000000Z", "user": "ops",
+                                   "playbooks": [], "kind": "adhoc",
+                                   "adhoc": {"module": "ansible.builtin.shell", "pattern": "web",
+                                             "args": "mysql -u root -h db %s" % PLANTED}}),
+        Entry("run.incomplete", run, {"run_id": run, "lost_entries": 2, "lost_kinds": {"run.result": 1,
+                                                                                       "run.finished": 1},
+                                      "reason": "disk full", "noted_at": "2026-11-23T10:01:00.000000Z",
+                                      "lost_from": "2026-11-23T10:00:01.000000Z", "run_ended": True,
+                                      "end": {"kind": "run.finished", "outcome": "successful", "stats": {}}})])
+    started, marker = [entry.seq for entry in sor.iter_entries()]
+    for seq, field in ((started, "kind"), (marker, "lost_kinds"), (marker, "end.outcome"), (marker, "lost_entries")):
+        with pytest.raises(ValidationError) as caught:
+            sor.redact_entry(seq, [field], "why", "alice", "alice@ctl")
+        assert "cannot be redacted: the query tables or the change event's authorisation are derived from %s" % field \
+            in caught.value.message, caught.value.message
+    sor.redact_entry(started, ["adhoc.args"], "INC-9: password typed into -a", "alice", "alice@ctl")
+    sor.redact_entry(marker, ["reason"], "why", "alice", "alice@ctl")
+    event = sor.get_change_event(run)
+    assert (event["kind"], event["authorisation"], event["status"]) == ("adhoc", "incomplete", "successful")
+    assert PLANTED not in json.dumps(event) and event["adhoc"]["args"].startswith(commitments.TOMBSTONE_PREFIX)
+    assert sor.verify(projections=True).valid
+
+
 def test_the_ledgers_own_entries_cannot_be_redacted(sor):
     seq = populate(sor)
     record = sor.redact_entry(seq, ["result.stdout"], "why", "alice", "alice@ctl")
