@@ -17,6 +17,7 @@ The record is compared with what Ansible itself reported (PLAY RECAP).
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import pytest
@@ -139,6 +140,30 @@ class Scene(object):
         return self.project.start(playbook, *self._args(out), env=self.env(mode))
 
 
+def witnessed(project):
+    """``(seq, head)`` of the checkpoints the default file witness holds, in delivery order."""
+    if not os.path.exists(project.witness_file):
+        return []
+    with open(project.witness_file, encoding="utf-8") as handle:
+        return [(record["seq"], record["head"]) for record in map(json.loads, handle)]
+
+
+def checkpointed(sor):
+    """``(seq, head)`` of every ledger.checkpoint entry of the ledger."""
+    return [(entry.data["seq"], entry.data["head"]) for entry in sor.iter_entries(kinds=["ledger.checkpoint"])]
+
+
+def assert_the_head_is_checkpointed_after(sor, project, marker_kind="run.incomplete"):
+    """The ledger ends with a checkpoint of everything before it, the lost run's marker included, and the
+    witness got it: a checkpoint is of what IS in the ledger, at the first run that could write one."""
+    entries = list(sor.iter_entries())
+    last = entries[-1]
+    assert last.kind == "ledger.checkpoint" and last.data["seq"] == last.seq - 1, last
+    assert last.data["head"] == entries[-2].hash
+    assert [entry.seq for entry in entries if entry.kind == marker_kind][-1] < last.seq
+    assert witnessed(project)[-1] == (last.data["seq"], last.data["head"])
+
+
 def new_events(sor, before):
     return [event for event in sor.find_change_events() if event["run_id"] not in before]
 
@@ -195,6 +220,8 @@ def test_sqlite_warn_says_what_was_lost_and_the_next_run_records_the_marker(tmp_
     config = {"backend": "sqlite", "sqlite_path": scene.project.backend_env["CHANGEOPS_SQLITE_PATH"]}
     with open_system_of_record(config) as sor:
         before = set(event["run_id"] for event in sor.find_change_events())
+        head, checkpoints = sor.head(), checkpointed(sor)
+    assert checkpoints and witnessed(scene.project) == checkpoints
     faulty.break_it(fault, scene.ledger_dir)
     try:
         broken = scene.run(mode="warn", check=False, out="broken")
@@ -202,6 +229,10 @@ def test_sqlite_warn_says_what_was_lost_and_the_next_run_records_the_marker(tmp_
         faulty.repair()
     assert broken.returncode == 0, broken.stdout
     assert len(outputs(scene.project)) == len(HOSTS) * len(TASKS), "warn does not stop the run"
+    # nothing of the run reached the ledger: no checkpoint was signed for it, none vouches for lost entries
+    with open_system_of_record(config) as sor:
+        assert sor.head() == head
+    assert witnessed(scene.project) == checkpoints
     [lost] = lost_warnings(broken.stdout)
     entries = 1 + 1 + len(HOSTS) * len(TASKS) + 1  # run.started, run.play, the results, run.finished
     assert "%d entries of run " % entries in lost and scene.marker_dir in lost, lost
@@ -219,6 +250,7 @@ def test_sqlite_warn_says_what_was_lost_and_the_next_run_records_the_marker(tmp_
         assert event["playbook"] == scene.project.path("work.yml")
         assert sor.get_task_results(event["run_id"]) == []
         assert sor.verify(projections=True).valid
+        assert_the_head_is_checkpointed_after(sor, scene.project)
 
 
 @pytest.mark.parametrize("fault", FAULTS)
@@ -228,12 +260,14 @@ def test_sqlite_fail_stops_the_run_before_its_first_task_starts_on_any_host(tmp_
     config = {"backend": "sqlite", "sqlite_path": scene.project.backend_env["CHANGEOPS_SQLITE_PATH"]}
     with open_system_of_record(config) as sor:
         before = set(event["run_id"] for event in sor.find_change_events())
+        checkpoints = checkpointed(sor)
     faulty.break_it(fault, scene.ledger_dir)
     try:
         broken = scene.run(mode="fail", check=False, out="broken")
     finally:
         faulty.repair()
     assert broken.returncode == 1, broken.stdout
+    assert witnessed(scene.project) == checkpoints, "a checkpoint was signed for a run that reached no ledger"
     assert "stopped before task '%s'" % TASKS[0] in broken.stdout
     assert outputs(scene.project) == [], "a host started the task although its record could not be kept"
     assert "TASK [%s]" % TASKS[1] not in broken.stdout
@@ -245,6 +279,7 @@ def test_sqlite_fail_stops_the_run_before_its_first_task_starts_on_any_host(tmp_
         assert event["status"] == "interrupted"
         assert "on_record_failure is fail" in event["reason"]
         assert sor.verify(projections=True).valid
+        assert_the_head_is_checkpointed_after(sor, scene.project)
 
 
 class WriteLock(object):
@@ -422,8 +457,10 @@ def test_sqlite_a_damaged_ledger_is_found_at_the_next_run_reported_once_and_its_
         handle.seek(offset)
         handle.write(random_bytes(page))
 
+    witnessed_before = witnessed(project)
     damaged = project.run("work.yml", *args, env=env, check=False)
     assert damaged.returncode == 0, damaged.stdout
+    assert witnessed(project) == witnessed_before, "a damaged ledger's head was vouched for"
     [warning] = recorder_warnings(damaged.stdout)
     assert warning in damaged_warnings(damaged.stdout)
     assert path in warning and "What to do" in warning and ".recover" in warning and project.spool_dir in warning
