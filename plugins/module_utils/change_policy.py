@@ -338,9 +338,11 @@ def _describe_days(days):
 class Template(object):
     """A standard change template: pre-authorised work that matches its conditions."""
 
-    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows", "allow")
+    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows", "allow",
+                 "servicenow_template")
 
-    def __init__(self, name, description, conditions, max_hosts, environments, windows, allow=()):
+    def __init__(self, name, description, conditions, max_hosts, environments, windows, allow=(),
+                 servicenow_template=None):
         self.name = name
         self.description = description
         self.conditions = conditions  # list of (text, compiled)
@@ -349,6 +351,8 @@ class Template(object):
         self.windows = windows
         #: context fields listing what the gate cannot see that this template accepts anyway
         self.allow = frozenset(allow)
+        #: the ServiceNow standard change template (name or sys_id) a standard change under it is created from
+        self.servicenow_template = servicenow_template
 
 
 class ProtectedArea(object):
@@ -400,7 +404,7 @@ class EmergencyPolicy(object):
 
 
 class Policy(object):
-    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states):
+    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states, servicenow=None):
         self.origin = origin
         self.digest = digest
         self.templates = templates
@@ -408,6 +412,8 @@ class Policy(object):
         self.freezes = freezes
         self.emergency = emergency
         self.normal_states = normal_states
+        #: ServiceNow as the change authority: ``local_fallback`` and ``fallback_max_age`` (minutes)
+        self.servicenow = dict(servicenow or {"local_fallback": False, "fallback_max_age": 60})
         # one compiled expression per distinct text, shared between templates
         self.expressions = {}
         for template in templates:
@@ -420,7 +426,8 @@ class Policy(object):
                 "freezes": len(self.freezes)}
 
 
-TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal")
+TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal",
+            "servicenow")
 #: what the gate cannot see in advance: (context field, template key that accepts it, wording, how to avoid it)
 BLIND_SPOTS = (
     ("dynamic_includes", "allow_dynamic_includes", "the gate cannot see what %s will run",
@@ -434,13 +441,14 @@ BLIND_SPOTS = (
      "the gate cannot tell which host %s is before the play runs",
      "delegate to a name or a variable known before the play"),
 )
-TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows") + tuple(
+TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows", "servicenow_template") + tuple(
     key for _field, key, _text, _avoid in BLIND_SPOTS)
 WINDOW_KEYS = ("days", "start", "end", "timezone")
 AREA_KEYS = ("description", "modules", "roles", "tags", "paths")
 FREEZE_KEYS = ("name", "reason", "start", "end", "timezone", "environments", "allowed_change_types")
 EMERGENCY_KEYS = ("allowed", "declarers", "require_justification", "min_justification_length")
 NORMAL_KEYS = ("allowed_states",)
+SERVICENOW_KEYS = ("local_fallback", "fallback_max_age")
 
 
 def parse_policy(document, origin, digest=None):
@@ -493,7 +501,12 @@ def parse_policy(document, origin, digest=None):
                                          line(raw, "windows")))
         allow = [field for field, key, _text, _avoid in BLIND_SPOTS
                  if key in raw and check.boolean(raw[key], "%s.%s" % (path, key), line(raw, key))]
-        templates.append(Template(name, description, conditions, max_hosts, environments, windows, allow))
+        servicenow_template = None
+        if raw.get("servicenow_template") is not None:
+            servicenow_template = check.string(raw["servicenow_template"], path + ".servicenow_template",
+                                               line(raw, "servicenow_template"))
+        templates.append(Template(name, description, conditions, max_hosts, environments, windows, allow,
+                                  servicenow_template))
 
     areas = {}
     defaults = document.get("default_protected_areas", True)
@@ -568,8 +581,19 @@ def parse_policy(document, origin, digest=None):
         normal_states = check.string_list(raw_normal["allowed_states"], "normal.allowed_states",
                                           line(raw_normal, "allowed_states"), choices=("scheduled", "implement"))
 
+    raw_servicenow = _or_default(document.get("servicenow"), _Mapping())
+    check.mapping(raw_servicenow, "servicenow", SERVICENOW_KEYS, line=line(document, "servicenow"))
+    servicenow = {"local_fallback": False, "fallback_max_age": 60}
+    if "local_fallback" in raw_servicenow:
+        servicenow["local_fallback"] = check.boolean(raw_servicenow["local_fallback"], "servicenow.local_fallback",
+                                                     line(raw_servicenow, "local_fallback"))
+    if "fallback_max_age" in raw_servicenow:
+        servicenow["fallback_max_age"] = check.integer(raw_servicenow["fallback_max_age"],
+                                                       "servicenow.fallback_max_age",
+                                                       line(raw_servicenow, "fallback_max_age"), minimum=1)
+
     return Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
-                  emergency, normal_states)
+                  emergency, normal_states, servicenow)
 
 
 def _parse_window(check, raw, path, line):

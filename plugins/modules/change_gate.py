@@ -52,6 +52,7 @@ author:
   - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
+  - changeops.itsm.servicenow
 attributes:
   check_mode:
     description:

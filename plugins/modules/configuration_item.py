@@ -34,6 +34,8 @@ author:
   - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
+  - changeops.itsm.servicenow
+  - changeops.itsm.servicenow.PUSH
 attributes:
   check_mode:
     description: Computes the predicted CI and changes without writing to the ledger.

@@ -27,8 +27,12 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table im
 STATE_NAMES = {"-5": "new", "-4": "assess", "-3": "authorise", "-2": "scheduled", "-1": "implement", "0": "review",
                "3": "closed", "4": "cancelled"}
 STATE_VALUES = dict((name, value) for value, name in STATE_NAMES.items())
-#: the states a run walks a CHG through to close it
-CLOSING_PATH = ("implement", "review", "closed")
+#: the legacy state model's forward path per change type (c_ChangeStateModel.md)
+STATE_PATHS = {
+    "normal": ("new", "assess", "authorise", "scheduled", "implement", "review", "closed"),
+    "standard": ("new", "scheduled", "implement", "review", "closed"),
+    "emergency": ("new", "authorise", "scheduled", "implement", "review", "closed"),
+}
 CLOSE_CODES = {"successful": "successful", "failed": "unsuccessful", "interrupted": "unsuccessful",
                "successful_issues": "successful_issues"}
 #: change worker states (POST /change/{id}/ci answers 202 and works in the background)
@@ -221,18 +225,20 @@ class ChangeAPI(object):
                        kind="timeout")
 
     def move_to(self, sys_id, number, target, extra=None, direct=False):
-        """Walk the CHG to state ``target`` one documented step at a time (``direct``: in one step), reading the
-        state back after each."""
+        """Walk the CHG to state ``target`` along its type's path, one step at a time (``direct``: in one
+        step), reading the state back after each: a 200 that changed nothing is an error quoting nextstates."""
         record = self.read(sys_id) or {}
         current = STATE_NAMES.get(record.get("state"), record.get("state"))
         if current == target:
             return record
-        order = ["new", "assess", "authorise", "scheduled", "implement", "review", "closed"]
-        if current not in order or target not in order or order.index(target) < order.index(current):
+        path = STATE_PATHS.get(record.get("type") or "normal", STATE_PATHS["normal"])
+        if direct:
+            steps = [target]
+        elif current in path and target in path and path.index(target) > path.index(current):
+            steps = list(path[path.index(current) + 1:path.index(target) + 1])
+        else:
             self._fail(ServiceNowConflict, "%s is %s; it cannot be moved to %s" % (number, current, target),
                        kind="state_unchanged")
-        steps = [target] if direct else [state for state in CLOSING_PATH if order.index(current) < order.index(state)
-                                         <= order.index(target)] or [target]
         for state in steps:
             values = {"state": STATE_VALUES[state]}
             if state == target and extra:

@@ -252,3 +252,12 @@ def controller_settings(params=None, config_file=None, environ=None):
     """Settings for controller-side code (action plugins, the recorder): arguments, env, ansible.cfg."""
     return resolve_settings(params, environ=environ, ini=read_ini_section(config_file),
                             ini_origin=config_file or "ansible.cfg")
+
+
+def ansible_config_file():
+    """The ansible.cfg in use on the controller (None outside a controller process)."""
+    try:
+        from ansible import constants  # controller-only; imported lazily so modules stay importable elsewhere
+    except ImportError:
+        return None
+    return getattr(getattr(constants, "config", None), "_config_file", None)

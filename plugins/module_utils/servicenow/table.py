@@ -74,6 +74,7 @@ class Query(object):
     def __init__(self):
         self._groups = []   # AND of OR-groups: [[(field, op, value), ...], ...]
         self._order = []
+        self._raw = []      # a person's encoded query, fields checked against the schema by the caller
 
     # -- building -------------------------------------------------------------------------------
     def where(self, field, op, value=None, join="AND"):
@@ -104,6 +105,13 @@ class Query(object):
     def isin(self, field, values):
         return self.where(field, "IN", list(values))
 
+    def raw(self, text):
+        """Append a person's encoded query as written. Its fields must have been checked with
+        :meth:`TableAPI.check_fields` (rows cannot be checked against text this class did not build)."""
+        if text:
+            self._raw.append(text.strip().strip("^"))
+        return self
+
     def order_by(self, field, descending=False):
         if not _FIELD.match(field or ""):
             raise ValidationError("not a ServiceNow field name: %r" % (field,), field=field)
@@ -127,6 +135,7 @@ class Query(object):
         parts = []
         for group in self._groups:
             parts.append("^OR".join(_encode_condition(condition) for condition in group))
+        parts.extend(self._raw)
         for field, descending in self._order:
             parts.append("%s%s" % ("ORDERBYDESC" if descending else "ORDERBY", field))
         return "^".join(parts)

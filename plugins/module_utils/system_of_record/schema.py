@@ -159,6 +159,38 @@ MIGRATIONS = [
     # each host's own CI for environments...): tables an older version filled would no longer
     # match a replay of their own ledger, and ledger_verify would call them altered.
     (3, "query tables replayed from the ledger with the 0.1.0 projection rules", [REPLAY_LEDGER]),
+    # The ledger is the outbox of external systems (ServiceNow): each target keeps the seq it has delivered
+    # up to, its last error and when it may be tried again, and a lease so one process drains at a time;
+    # entries a target refused (an IRE MULTI_MATCH...) are set aside here until someone retries or skips
+    # them. Bookkeeping of deliveries, like counters, not records: none of it is a ledger entry.
+    (4, "outbox cursors of sync targets and the entries they set aside", [
+        """CREATE TABLE sync_targets (
+            target TEXT PRIMARY KEY,
+            cursor_seq {int} NOT NULL DEFAULT 0,
+            delivered {int} NOT NULL DEFAULT 0,
+            updated_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            retry_after TEXT,
+            lease_owner TEXT,
+            lease_expires_ms {int}
+        )""",
+        """CREATE TABLE sync_items (
+            target TEXT NOT NULL,
+            seq {int} NOT NULL,
+            entry_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            status TEXT NOT NULL,
+            error TEXT,
+            details TEXT,
+            attempts {int} NOT NULL DEFAULT 1,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (target, seq)
+        )""",
+        "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
