@@ -138,10 +138,12 @@ class Client(object):
         self.session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
         if settings.get("custom_headers"):
             self.session.headers.update(dict((str(k), str(v)) for k, v in settings["custom_headers"].items()))
+        # passed with every request: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override a session's verify
+        self.verify = True
         if settings.get("ca_path"):
-            self.session.verify = settings["ca_path"]
+            self.verify = settings["ca_path"]
         elif settings.get("validate_certs") is False:
-            self.session.verify = False
+            self.verify = False
             self.warnings.append("%s: TLS certificate verification is off (validate_certs: false); name the CA "
                                  "bundle with ca_path instead" % self.describe())
             try:
@@ -283,7 +285,7 @@ class Client(object):
                     method, url, params=params, data=(json.dumps(json_body) if json_body is not None else data),
                     headers=dict(request_headers, **({"Content-Type": "application/json"} if json_body is not None
                                                      else {})),
-                    timeout=self._request_timeout(), allow_redirects=False)
+                    timeout=self._request_timeout(), allow_redirects=False, verify=self.verify)
             except requests.exceptions.SSLError as exc:
                 self._fail(ServiceNowTLSError, "%s: TLS verification failed (%s); if the instance uses a private CA, "
                            "name its bundle with ca_path" % (what, _one_line(exc)))

@@ -218,7 +218,7 @@ def parse_encoded_query(text, origin="query"):
                         "ISNOTEMPTY", "<", ">", "<=", ">=", "BETWEEN", "SAMEAS", "NSAMEAS", "ANYTHING", "EMPTYSTRING",
                         "DYNAMIC", "ON", "NOTON", "RELATIVEGT", "RELATIVELT", "DATEPART", "VALCHANGES", "CHANGESFROM",
                         "CHANGESTO", "INSTANCEOF"], key=len, reverse=True)
-    for part in re.split(r"\^(?:OR|NQ)?", text.replace("^^", "\0")):
+    for part in re.split(r"\^(?:NQ|OR(?!DERBY))?", text.replace("^^", "\0")):
         part = part.replace("\0", "^").strip()
         if not part or part.startswith(("ORDERBY", "GROUPBY")):
             if part.startswith(("ORDERBYDESC", "ORDERBY")):

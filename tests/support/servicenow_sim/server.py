@@ -272,6 +272,9 @@ def _handler_class(sim):
                         if answered is not None:
                             status = answered
                             return
+                    if path == "/oauth_token.do":
+                        entry["grant_type"] = (urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(
+                            "grant_type") or [None])[0]
                     status, answer, headers, raw, user = _api(sim, method, path, query, body, self.headers, fault)
                     entry["user"] = user
                 self._send(status, answer, headers, raw=raw,
