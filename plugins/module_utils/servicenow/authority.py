@@ -244,6 +244,7 @@ class ServiceNowAuthority(object):
                 record = dict(snapshot)
                 record["fallback"] = {"because": exc.message, "read_at": snapshot["servicenow"]["read_at"]}
                 self.fallback_used = record["fallback"]
+                self._last[number] = record
                 return record
         raise type(exc)("%s cannot be read from %s, and the local fallback found no reading of it from the last "
                         "%d minutes: %s" % (number, self.describe(), int(max_age.total_seconds() // 60), exc.message),
@@ -274,8 +275,6 @@ class ServiceNowAuthority(object):
             if record.get("fallback"):
                 decision["change_request"]["fallback"] = record["fallback"]
                 decision["review_required"] = bool(decision.get("allowed")) or decision.get("review_required")
-        elif number and self.fallback_used:
-            decision["change_request"] = dict(record_info or {}, source="local fallback", fallback=self.fallback_used)
         if decision.get("allowed") and decision.get("type") == "standard" and not number and not check_mode:
             template = next((t for t in policy.templates if t.name == decision.get("reference")), None)
             if template is not None and template.servicenow_template:
