@@ -50,7 +50,7 @@ options:
   instance:
     description:
       - For O(source=servicenow), the ServiceNow instance, with the options of the P(changeops.itsm.servicenow_sync#module)
-        module's O(changeops.itsm.servicenow_sync#module:instance) (servicenow.itsm's names: C(host),
+        module's O(changeops.itsm.servicenow_sync#module:instance) (servicenow.itsm's names, C(host),
         C(username), C(password), C(client_id), C(client_secret), C(grant_type), C(api_key)...). What is not
         set here comes from the E(SN_HOST), E(SN_USERNAME)... variables and C([changeops_servicenow]) in
         C(ansible.cfg).

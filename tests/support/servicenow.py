@@ -94,7 +94,7 @@ def sn_process(tmp_path):
     """The simulator in its own process (a test may kill it), records kept in a state file across restarts."""
     process = SimulatorProcess(tmp_path / "servicenow-state.json").start()
     handle = SN(process.url, Control(process.url))
-    handle.process = process
+    handle.process = process  # a SimulatorProcess: kill() it, start() it again on the same port
     yield handle
     process.stop()
 

@@ -192,7 +192,9 @@ class ItemResult(object):
 
     @property
     def ok(self):
-        return bool(self.sys_id) and not self.errors and not self.multi_match and bool(self.operation)
+        # the query variant (check mode) answers INSERT without a sys_id: nothing was created
+        return bool(self.operation) and not self.errors and not self.multi_match and \
+            (bool(self.sys_id) or self.operation == "INSERT")
 
     @property
     def wrote(self):

@@ -24,7 +24,8 @@ SERVICENOW_SYNC_SPEC = dict(
     fail_on_set_aside=dict(type="bool", default=True),
     **instance_argument_spec()
 )
-SERVICENOW_SYNC_MUTUALLY_EXCLUSIVE = [["retry_failed", "skip_failed"]]
+#: retry_failed and skip_failed are both booleans with a default, so "mutually exclusive" is checked on their values
+SERVICENOW_SYNC_MUTUALLY_EXCLUSIVE = None
 
 SERVICENOW_SYNC_INFO_SPEC = dict(
     backend_argument_spec(),
@@ -46,6 +47,9 @@ def servicenow_sync(ctx):
     if params.get("max_entries") is not None and params["max_entries"] < 1:
         raise ValidationError("max_entries must be at least 1, got %r" % params["max_entries"], field="max_entries",
                               value=params["max_entries"])
+    if params.get("retry_failed") and params.get("skip_failed"):
+        raise ValidationError("retry_failed and skip_failed: choose one (retry the set-aside entries, or give them up)",
+                              field="retry_failed")
     settings = _settings(ctx)
     outbox = Outbox(ctx.sor, settings, actor=ctx.actor)
     before = outbox.status()

@@ -431,6 +431,9 @@ class Deliverer(object):
                 message = result.error_message(host_label(result.ci))
                 if message:
                     failures[result.ci["ci_id"]] = message
+                elif not result.sys_id:
+                    failures[result.ci["ci_id"]] = "%s: IRE answered %s without a sys_id" % (
+                        host_label(result.ci), result.operation)
                 elif result.wrote:
                     written.append(result)
             self._read_back(written, failures)

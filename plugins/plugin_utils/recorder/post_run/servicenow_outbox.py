@@ -65,9 +65,11 @@ def deliver_to_servicenow(sor, run_id, options, display):
         display.warning("%s: ServiceNow refused ledger entry %s (%s): %s" % (PREFIX, item["seq"], item["kind"],
                                                                               item["error"]))
     if report.stopped and not report.busy:
-        display.warning("%s: ServiceNow fed %d entries after run %s, then stopped (the rest waits in the outbox; "
-                        "changeops.itsm.servicenow_sync delivers it): %s"
-                        % (PREFIX, report.delivered, run_id, report.stopped))
+        display.warning("%s: ServiceNow fed %d entries after run %s in %.1f s (waited %.1f s for rate limits, "
+                        "rate_limit_wait %.0f s; delivery budget %.0f s), then stopped (the rest waits in the "
+                        "outbox; changeops.itsm.servicenow_sync delivers it): %s"
+                        % (PREFIX, report.delivered, run_id, report.elapsed, report.rate_limit_waited,
+                           float(settings.get("rate_limit_wait") or 0), budget, report.stopped))
     else:
         display.vv("%s: ServiceNow fed %d entries in %d requests (%.1f s)" % (
             PREFIX, report.delivered, report.requests, report.elapsed))
