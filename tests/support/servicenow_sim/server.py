@@ -21,7 +21,8 @@ documentation page is listed in ``fixtures.py``; behaviour worth knowing:
   ``sys_object_source``; the data source must be a ``discovery_source`` choice.
 * Attachment API, journals (``sys_journal_field``), ``/oauth_token.do`` (password,
   refresh_token, client_credentials grants), Basic, Bearer and ``x-sn-apikey``.
-* Faults on demand (``/__sim/faults``): 429 with ``Retry-After``, with
+* Faults on demand (``/__sim/faults``): an error that quotes the request's credentials back
+  (``echo``, the adversarial case for the client's scrubbing), 429 with ``Retry-After``, with
   ``X-RateLimit-Reset`` or with neither, 401 with ``X-MFA_TOKEN``, 403 business-rule
   errors, transaction-cancelled bodies, 502/503/504, slow responses, dropped
   connections, and a 200 that leaves a change's state unchanged; and inbound rate
@@ -268,7 +269,7 @@ def _handler_class(sim):
                     fault = sim.fault_for(method, path)
                     if fault is not None:
                         entry["fault"] = fault.kind
-                        answered = _apply_fault(self, fault)
+                        answered = _apply_fault(self, fault, body)
                         if answered is not None:
                             status = answered
                             return
@@ -310,10 +311,17 @@ def _handler_class(sim):
     return Handler
 
 
-def _apply_fault(handler, fault):
+def _apply_fault(handler, fault, body=b""):
     """Answer the request with the fault (returns the status), or None to go on (slow, state_unchanged)."""
     spec = fault.params
     kind = fault.kind
+    if kind == "echo":
+        # a misbehaving instance or proxy that quotes the request back: credentials included
+        detail = "Authorization: %s; x-sn-apikey: %s; body: %s" % (
+            handler.headers.get("Authorization"), handler.headers.get("x-sn-apikey"),
+            body.decode("utf-8", "replace")[:300])
+        handler._send(int(spec.get("status", 400)), error_body("Invalid request", detail))
+        return int(spec.get("status", 400))
     if kind == "slow":
         time.sleep(float(spec.get("seconds", 1.0)))
         return None
