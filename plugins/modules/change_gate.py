@@ -77,6 +77,11 @@ options:
     description:
       - Number of the change request that authorises this play (normal change), for example V(CHG0000042).
       - With O(emergency=true), the emergency change request to link the decision to (optional).
+      - With ServiceNow enabled (O(instance), E(CHANGEOPS_SERVICENOW)), the CHG is read live from ServiceNow:
+        state, approval, type, planned window, affected CIs (a host is covered by its CI's ServiceNow sys_id or
+        its name) and scheduling conflicts (each one denies). Anything that stops the reading denies, naming
+        it, unless the policy's C(servicenow.local_fallback) allows judging the gate's last reading
+        (see U(https://github.com/changeops/changeops.itsm/blob/main/docs/servicenow.md)).
     type: str
   standard_template:
     description:
@@ -214,8 +219,17 @@ decision:
       type: list
       elements: str
     review_required:
-      description: True for emergency changes, which need a retrospective review.
+      description:
+        - True for emergency changes, which need a retrospective review, and for decisions taken from the
+          ServiceNow local fallback.
       type: bool
+    servicenow:
+      description:
+        - With ServiceNow enabled, an allowing decision under a ServiceNow CHG (read live, or created from a
+          policy template's C(servicenow_template)) names it here (C(number), C(sys_id), C(instance)); the run
+          is recorded on that CHG.
+      returned: when allowed under a ServiceNow CHG
+      type: dict
     protected_areas:
       description:
         - Protected areas the play touches, each with C(area) and C(matched_by).
