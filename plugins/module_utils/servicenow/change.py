@@ -278,16 +278,25 @@ class ChangeAPI(object):
                                .where("value", "LIKE", marker), ["element", "element_id", "value"], limit=2)
         return len(rows)
 
-    def add_journal_entry(self, table, sys_id, text, marker, element="work_notes"):
-        """Append a work note (or comment) once: the marker is looked for before and read back after the write."""
+    def add_journal_entry(self, table, sys_id, text, marker, element="work_notes", fields=None):
+        """Append a work note (or comment) once, with ``fields`` set in the same write: the marker is looked for
+        before and read back after the write; the fields are checked in the record the write answers.
+        Returns the record after the write, or None when the note was there already (nothing written)."""
         if self.has_journal_entry(table, sys_id, marker, element):
-            return False
-        self.table.update(table, sys_id, {element: text})
+            return None
+        fields = dict(fields or {})
+        values = dict(fields)
+        values[element] = text
+        record = self.table.update(table, sys_id, values, fields=tuple(fields) or ("sys_id",)) or {}
+        for field, value in fields.items():
+            if value_of(record.get(field)) not in (None, value):
+                self._fail(ServiceNowConflict, "%s %s: %s was not set (it holds %s)" % (
+                    table, sys_id, field, value_of(record.get(field))), kind="item_error")
         if self.has_journal_entry(table, sys_id, marker, element) != 1:
             self._fail(ServiceNowConflict, "the %s written to %s %s did not come back when read (sys_journal_field); "
                        "check the ACLs on journal entries" % (element.replace("_", " "), table, sys_id),
                        kind="item_error")
-        return True
+        return record
 
 
 def _conflict(item):

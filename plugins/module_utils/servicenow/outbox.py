@@ -347,6 +347,7 @@ class Deliverer(object):
         self.mapper = Mapper(settings)
         self.ire = IRE(client, self.mapper)
         self._events = {}
+        self._changes = {}
 
     # -- helpers --------------------------------------------------------------------------------------
     def ledger_tag(self, entry=None):
@@ -551,6 +552,16 @@ class Deliverer(object):
         url = self.settings.get("register_url")
         return ("%s#run-%s" % (url.rstrip("/"), run_id)) if url else None
 
+    def _change_record(self, change, refresh=False):
+        """The CHG as read once in this drain (kept up to date with what this drain wrote)."""
+        sys_id = change["sys_id"]
+        if refresh or sys_id not in self._changes:
+            record = self.change.read(sys_id)
+            if record is None:
+                raise ItemRefused("%s (%s) no longer exists in ServiceNow" % (change.get("number"), sys_id))
+            self._changes[sys_id] = record
+        return self._changes[sys_id]
+
     def _run_gate(self, entry):
         decision = entry.data
         ref = decision.get("servicenow") or {}
@@ -570,12 +581,12 @@ class Deliverer(object):
         note.append(self.ledger_line(entry))
         marker = "[changeops:%s:start:%s]" % (run_id, ref["sys_id"])
         note.append(marker)
-        self.change.add_journal_entry("change_request", ref["sys_id"], "\n".join(note), marker)
-        record = self.change.read(ref["sys_id"])
-        if record is None:
-            raise ItemRefused("%s (%s) no longer exists in ServiceNow" % (ref.get("number"), ref["sys_id"]))
+        record = self._change_record(ref)
+        fields = {}
         if not record.get("work_start") and event.get("started_at"):
-            self.change.update(ref["sys_id"], {"work_start": to_sn_time(event["started_at"])})
+            fields["work_start"] = to_sn_time(event["started_at"])
+        if self.change.add_journal_entry("change_request", ref["sys_id"], "\n".join(note), marker, fields=fields):
+            record.update(fields)
 
     def _run_finished(self, entry):
         self._finish(entry)
@@ -626,25 +637,20 @@ class Deliverer(object):
         note.append(self.ledger_line(entry))
         marker = "[changeops:%s:end:%s]" % (run_id, change["sys_id"])
         note.append(marker)
-        self.change.add_journal_entry(table, change["sys_id"], "\n".join(note), marker)
+        times = {}
+        record = self._change_record(change) if table == "change_request" else {}
+        if table == "change_request":
+            # the actual start and end travel with the note: one write, its answer read back
+            if not record.get("work_start") and event.get("started_at"):
+                times["work_start"] = to_sn_time(event["started_at"])
+            if event.get("ended_at") and record.get("work_end") != to_sn_time(event["ended_at"]):
+                times["work_end"] = to_sn_time(event["ended_at"])
+        if self.change.add_journal_entry(table, change["sys_id"], "\n".join(note), marker, fields=times):
+            record.update(times)
         self.attachments.attach_once(table, change["sys_id"], "changeops-run-%s.json" % run_id,
                                      self._event_document(entry, event))
         if table != "change_request":
             return
-        record = self.change.read(change["sys_id"])
-        if record is None:
-            raise ItemRefused("%s (%s) no longer exists in ServiceNow" % (change.get("number"), change["sys_id"]))
-        times = {}
-        if not record.get("work_start") and event.get("started_at"):
-            times["work_start"] = to_sn_time(event["started_at"])
-        if event.get("ended_at") and record.get("work_end") != to_sn_time(event["ended_at"]):
-            times["work_end"] = to_sn_time(event["ended_at"])
-        if times:
-            back = self.change.update(change["sys_id"], times)
-            for field, value in times.items():
-                if back.get(field) and back[field] != value:
-                    raise ItemRefused("%s: %s was not set (ServiceNow holds %s)" % (
-                        change.get("number"), field, back.get(field)))
         target = self.settings.get("close_change_requests") or "none"
         if target != "none" and not change.get("unauthorised"):
             current = STATE_NAMES.get(record.get("state"), record.get("state"))
@@ -656,7 +662,9 @@ class Deliverer(object):
                     code = "successful" if outcome == "successful" else "unsuccessful"
                     extra = {"close_code": code, "close_notes": "Closed by changeops run %s: %s. %s" % (
                         run_id, outcome, self.ledger_line(entry))}
-                self.change.move_to(change["sys_id"], change.get("number") or change["sys_id"], target, extra=extra)
+                moved = self.change.move_to(change["sys_id"], change.get("number") or change["sys_id"], target,
+                                            extra=extra)
+                self._changes[change["sys_id"]] = moved
             elif current not in ("review", "closed", "cancelled") and current in order and \
                     order.index(current) < order.index("scheduled"):
                 self.report.warnings.append("%s is %s: a run does not move a change that was never scheduled"
