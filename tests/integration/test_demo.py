@@ -45,7 +45,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 10, [event["playbook"] for event in events]  # five playbooks, twice
+        assert len(events) == 12, [event["playbook"] for event in events]  # six playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -73,6 +73,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 
+        # ServiceNow (the simulator the demo starts): the CHG the CAB approved there authorised the play
+        servicenow = latest["servicenow.yml"]
+        assert servicenow["authorisation"] == "normal" and servicenow["authorisation_ref"].startswith("CHG")
+        assert host_ci["attributes"]["servicenow_sys_id"]
+
         assert sor.verify(projections=True).valid
     finally:
         sor.close()
@@ -83,5 +88,6 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     assert (artifacts / "hardening" / "localhost.json").is_file()
     assert (artifacts / "release-readiness" / "service-demo-web.json").is_file()
     for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
-                  "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:"):
+                  "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
+                  "state 3 (3 = Closed), close code successful", "attachment: changeops-run-"):
         assert shown in first, shown

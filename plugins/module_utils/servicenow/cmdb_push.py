@@ -57,7 +57,7 @@ def after_ci_write(ctx, result, host=None):
     if ctx.check_mode:
         result["servicenow"] = _query(ctx, settings, ci, label, known, changed=result.get("changed"))
         return result
-    if (ctx.params.get("servicenow_push") or "deferred") == "now" and result.get("changed"):
+    if (ctx.params.get("servicenow_push") or "deferred") == "now" and (result.get("changed") or not known["sys_id"]):
         result["servicenow"] = _push_now(ctx, settings, ci, label)
         return result
     result["servicenow"] = dict(known, status="queued" if result.get("changed") or not known["sys_id"] else "linked")
