@@ -21,7 +21,6 @@ import subprocess
 
 import pytest
 
-from support.servicenow import SN, simulator, sn, sn_process  # noqa: F401
 
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.outbox import Outbox
 

@@ -12,7 +12,6 @@ import urllib.parse
 
 import pytest
 
-from support.servicenow import SN, simulator, sn  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 """Fixtures and helpers for tests that talk to the ServiceNow simulator (support/servicenow_sim).
 
-Import the fixtures a test module uses: ``from support.servicenow import simulator, sn  # noqa: F401``.
+tests/conftest.py loads them (``pytest_plugins``), so tests just name ``simulator``, ``sn`` or ``sn_process``.
 The simulator is a simulator of ServiceNow's documented API on 127.0.0.1, not a real instance.
 """
 

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from support.servicenow import SN, simulator, sn  # noqa: F401
+from support.servicenow import SN
 from support.servicenow_sim import Control, Simulator
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError, ValidationError

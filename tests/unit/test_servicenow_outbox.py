@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from support.servicenow import SN, simulator, sn  # noqa: F401
+from support.servicenow import SN
 from support.servicenow_sim import Control, Simulator
 from test_cmdb import ci_item, facts_for, register
 

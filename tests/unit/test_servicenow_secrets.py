@@ -17,7 +17,6 @@ import urllib.parse
 
 import pytest
 
-from support.servicenow import SN, simulator, sn  # noqa: F401
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.client import Client

@@ -26,7 +26,9 @@ import time
 import urllib.error
 import urllib.request
 
-from .server import Simulator  # noqa: F401
+from .server import Simulator
+
+__all__ = ["Control", "Simulator", "SimulatorProcess"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -488,7 +488,6 @@ def _write_role(sim, user, table):
 
 
 def _list_answer(sim, table, query, rows_query, version, base, default_limit=10000):
-    store = sim.store
     text = _param(query, "sysparm_query", "")
     # name=value pairs instead of sysparm_query (c_TableAPI.md)
     pairs = ["%s=%s" % (k, v[0]) for k, v in query.items() if not k.startswith("sysparm_") and k != "x-sn-apikey"]
@@ -752,7 +751,6 @@ def _next_states(record):
 
 
 def _add_cis(sim, record, values, base):
-    store = sim.store
     if values.get("association_type") != "affected":
         raise HttpError(400, error_body("association_type must be affected", ""))
     ids = values.get("cmdb_ci_sys_ids") or []
