@@ -227,16 +227,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     def _fetch_servicenow(self, path):
         from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.inventory import fetch_hosts
-        from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import (
-            ansible_config_file,
-            controller_settings,
-        )
+        from ansible import constants as C
+
+        from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import controller_settings
 
         if self.get_option("services"):
             raise AnsibleParserError("%s: services filters the changeops CMDB only; with source: servicenow use "
                                      "servicenow_query" % path)
         try:
-            settings = controller_settings(self.get_option("instance") or None, ansible_config_file())
+            settings = controller_settings(self.get_option("instance") or None,
+                                           getattr(C.config, "_config_file", None))
             settings.check_complete("%s instance" % path)
             records = fetch_hosts(settings, table=self.get_option("servicenow_table"),
                                   statuses=self.get_option("statuses") or None,

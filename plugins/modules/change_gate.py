@@ -77,9 +77,9 @@ options:
     description:
       - Number of the change request that authorises this play (normal change), for example V(CHG0000042).
       - With O(emergency=true), the emergency change request to link the decision to (optional).
-      - With ServiceNow enabled (O(instance), E(CHANGEOPS_SERVICENOW)), the CHG is read live from ServiceNow:
-        state, approval, type, planned window, affected CIs (a host is covered by its CI's ServiceNow sys_id or
-        its name) and scheduling conflicts (each one denies). Anything that stops the reading denies, naming
+      - With ServiceNow enabled (O(instance), E(CHANGEOPS_SERVICENOW)), the CHG is read live from ServiceNow
+        (state, approval, type, planned window, affected CIs, scheduling conflicts); a host is covered by its
+        CI's ServiceNow sys_id or its name, and each conflict denies. Anything that stops the reading denies, naming
         it, unless the policy's C(servicenow.local_fallback) allows judging the gate's last reading
         (see U(https://github.com/changeops/changeops.itsm/blob/main/docs/servicenow.md)).
     type: str

@@ -45,7 +45,7 @@ options:
     type: bool
     default: false
   skip_failed:
-    description: Give up the set-aside entries (they stay listed as skipped in O(changeops.itsm.servicenow_sync_info)).
+    description: Give up the set-aside entries (they stay listed as skipped in M(changeops.itsm.servicenow_sync_info)).
     type: bool
     default: false
   force:
@@ -62,7 +62,7 @@ options:
 notes:
   - The task fails when the delivery stopped early (ServiceNow unreachable, credentials or roles refused,
     rate limited beyond the budget), with the cause; the entries stay in the outbox. That is the only
-    place an undeliverable ServiceNow fails anything: playbooks never wait for it.
+    place an undeliverable ServiceNow fails anything; playbooks never wait for it.
 seealso:
   - module: changeops.itsm.servicenow_sync_info
 """
@@ -108,7 +108,9 @@ set_aside:
     - seq: 1204
       kind: ci.created
       subject: ci-3f9a0c5d1e2b4a6789ab
-      error: "host web07 (CI ci-3f9a..., class server): ServiceNow IRE found several CIs matching identifier rule 'Hardware Rule' (searched cmdb_ci_hardware on name)..."
+      error: >-
+        host web07 (CI ci-3f9a..., class server): ServiceNow IRE found several CIs matching identifier
+        rule 'Hardware Rule' (searched cmdb_ci_hardware on name)...
 requests:
   description: HTTP requests sent (retries and token requests included).
   returned: always
@@ -120,7 +122,7 @@ stopped:
   type: str
   sample: null
 status:
-  description: The outbox after this task, as O(changeops.itsm.servicenow_sync_info) returns it.
+  description: The outbox after this task, as M(changeops.itsm.servicenow_sync_info) returns it.
   returned: always
   type: dict
 """

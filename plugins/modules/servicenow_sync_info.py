@@ -10,9 +10,9 @@ module: servicenow_sync_info
 short_description: What waits in the ledger's outbox for ServiceNow, and the last error
 version_added: 0.2.0
 description:
-  - Shows the ServiceNow outbox of the system of record without sending anything to ServiceNow: the
+  - Shows the ServiceNow outbox of the system of record without sending anything to ServiceNow (the
     cursor, how many entries wait and since when, the last error and the time a 429 asked to wait
-    until, and the entries ServiceNow refused (set aside) with their reasons.
+    until, and the entries ServiceNow refused, set aside, with their reasons).
   - Runs on the controller; no C(delegate_to) is needed.
 author:
   - changeops.itsm maintainers (@changeops)

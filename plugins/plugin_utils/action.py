@@ -21,11 +21,16 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section, resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import register_config_file_finder
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 
 def ansible_cfg_path():
     return getattr(C.config, "_config_file", None)
+
+
+# module_utils may not import ansible: tell the ServiceNow settings where ansible.cfg is
+register_config_file_finder(ansible_cfg_path)
 
 
 def resolve_controller_backend_config(params):

@@ -189,7 +189,7 @@ def test_the_simulated_rate_limit_rule_counts_per_user(sn):
     sn.control.call("POST", "rate_limit", {"limit": 2})
     client = client_for(sn, rate_limit_wait=0)
     api = TableAPI(client)
-    for _ in range(2):
+    for _attempt in range(2):
         api.list("cmdb_rel_type", Query().eq("name", "Runs on::Runs"), ["name"])
     with pytest.raises(ServiceNowRateLimited, match="Rate limit of 2 requests per hour"):
         api.list("cmdb_rel_type", Query().eq("name", "Runs on::Runs"), ["name"])
@@ -293,7 +293,7 @@ def test_oauth_password_grant_is_refreshed_before_expiry_with_the_refresh_token(
     client = Client(sn.settings(client_id="changeops-client", client_secret="client-simulator-secret"),
                     clock=lambda: clock[0], sleep=Sleeps())
     api = TableAPI(client)
-    for _ in range(3):
+    for _attempt in range(3):
         api.list("cmdb_rel_type", Query().eq("name", "Runs on::Runs"), ["name"])
     assert [entry["grant_type"] for entry in _token_requests(sn)] == ["password"]
     clock[0] = 81.0  # 100 s lifetime, refreshed 20 s (20 %) early

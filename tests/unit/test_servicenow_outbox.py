@@ -75,7 +75,7 @@ def test_a_drain_repeated_from_an_old_cursor_writes_nothing_twice(sor, sn, backe
 
 
 def test_multi_match_is_set_aside_naming_the_host_and_rule_and_the_rest_goes_on(sor, sn):
-    for _ in range(2):
+    for _attempt in range(2):
         sn.control.insert("cmdb_ci_linux_server", {"name": "dup01"})
     ci_item(sor, name="dup01", ci_class="server", attributes={"os_family": "Debian"})
     register_hosts(sor, ["ok01"])
@@ -147,8 +147,8 @@ def record_run(sor, run_id, change=None, changed_hosts=("web01",), outcome="succ
             "run_id": run_id, "play_id": "play-1", "host": host, "status": "changed", "changed": True,
             "started_at": utc_now(), "task": {"uuid": "t1", "name": "change it", "action": "ansible.builtin.copy",
                                               "check_mode": False}, "item": None}))
-    entries.append(Entry("run.finished", run_id, {"run_id": run_id, "ended_at": utc_now(), "outcome": outcome,
-                                                   "stats": {}}))
+    entries.append(Entry("run.finished", run_id,
+                         {"run_id": run_id, "ended_at": utc_now(), "outcome": outcome, "stats": {}}))
     sor.append(entries)
 
 

@@ -95,7 +95,7 @@ def test_an_instance_that_echoes_the_request_back(planted, case):
     client = Client(planted.settings(**credentials))
     text = failure_text(lambda: read(client))
     assert "Invalid request" in text  # the echo did come back, and was scrubbed
-    issued = [token for token in planted.simulator.tokens]  # the OAuth token the instance issued
+    issued = list(planted.simulator.tokens)  # the OAuth token the instance issued
     assert_clean(text, extra=issued)
     # an echoed POST body holding this configuration's own secret
     own = {"basic": PASSWORD, "api key": API_KEY, "oauth": PASSWORD}[case]

@@ -58,9 +58,14 @@ def flatten(record):
         if key == "__meta":
             continue
         value = value_of(field)
-        flat[key] = "" if value is None else (str(int(value)) if isinstance(value, float) and value.is_integer()
-                                               else (("true" if value else "false") if isinstance(value, bool)
-                                                     else str(value)))
+        if value is None:
+            flat[key] = ""
+        elif isinstance(value, bool):
+            flat[key] = "true" if value else "false"
+        elif isinstance(value, float) and value.is_integer():
+            flat[key] = str(int(value))  # the documentation's examples show numbers such as 3.0
+        else:
+            flat[key] = str(value)
         if isinstance(field, dict) and field.get("display_value") not in (None, ""):
             flat[key + "$display"] = str(field["display_value"])
     return flat

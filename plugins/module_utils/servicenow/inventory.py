@@ -45,8 +45,8 @@ def fetch_hosts(settings, table="cmdb_ci_server", statuses=None, environments=No
         if statuses:
             unknown = [status for status in statuses if status not in STATUS_MAP]
             if unknown:
-                raise ValidationError("%s: statuses %s: not a CI status (%s)" % (origin, ", ".join(unknown),
-                                                                                  ", ".join(sorted(STATUS_MAP))),
+                raise ValidationError("%s: statuses %s: not a CI status (%s)"
+                                      % (origin, ", ".join(unknown), ", ".join(sorted(STATUS_MAP))),
                                       field="statuses", value=unknown)
             wanted.isin("operational_status", sorted(set(STATUS_MAP[status][1] for status in statuses)))
         if environments:

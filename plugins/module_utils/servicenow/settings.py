@@ -254,10 +254,23 @@ def controller_settings(params=None, config_file=None, environ=None):
                             ini_origin=config_file or "ansible.cfg")
 
 
+#: functions controller code registers to say where ansible.cfg is (module_utils may not import ansible)
+_CONFIG_FILE_FINDERS = []
+
+
+def register_config_file_finder(finder):
+    """Called by controller-side code (``plugin_utils``) with a function returning the ansible.cfg in use."""
+    if finder not in _CONFIG_FILE_FINDERS:
+        _CONFIG_FILE_FINDERS.append(finder)
+
+
 def ansible_config_file():
-    """The ansible.cfg in use on the controller (None outside a controller process)."""
-    try:
-        from ansible import constants  # controller-only; imported lazily so modules stay importable elsewhere
-    except ImportError:
-        return None
-    return getattr(getattr(constants, "config", None), "_config_file", None)
+    """The ansible.cfg in use on the controller, as a registered finder says; else ``ANSIBLE_CONFIG``."""
+    for finder in _CONFIG_FILE_FINDERS:
+        try:
+            path = finder()
+        except Exception:  # pylint: disable=broad-except
+            continue
+        if path:
+            return path
+    return os.environ.get("ANSIBLE_CONFIG") or None

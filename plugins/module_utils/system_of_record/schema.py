@@ -163,8 +163,9 @@ MIGRATIONS = [
     # up to, its last error and when it may be tried again, and a lease so one process drains at a time;
     # entries a target refused (an IRE MULTI_MATCH...) are set aside here until someone retries or skips
     # them. Bookkeeping of deliveries, like counters, not records: none of it is a ledger entry.
+    # (IF NOT EXISTS: a ledger taken back to an older schema version in tests runs it again.)
     (4, "outbox cursors of sync targets and the entries they set aside", [
-        """CREATE TABLE sync_targets (
+        """CREATE TABLE IF NOT EXISTS sync_targets (
             target TEXT PRIMARY KEY,
             cursor_seq {int} NOT NULL DEFAULT 0,
             delivered {int} NOT NULL DEFAULT 0,
@@ -176,7 +177,7 @@ MIGRATIONS = [
             lease_owner TEXT,
             lease_expires_ms {int}
         )""",
-        """CREATE TABLE sync_items (
+        """CREATE TABLE IF NOT EXISTS sync_items (
             target TEXT NOT NULL,
             seq {int} NOT NULL,
             entry_id TEXT NOT NULL,
@@ -189,7 +190,7 @@ MIGRATIONS = [
             recorded_at TEXT NOT NULL,
             PRIMARY KEY (target, seq)
         )""",
-        "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+        "CREATE INDEX IF NOT EXISTS sync_items_status ON sync_items (target, status, seq)",
     ]),
 ]
 

@@ -132,8 +132,8 @@ class SimulatorProcess(object):
                     self.url = "%s://127.0.0.1:%d" % ("https" if self.certfile else "http", self.port)
                     return self
             if self.process.poll() is not None:
-                raise AssertionError("the simulator exited with %s (log %s)" % (self.process.returncode,
-                                                                               self.log_path))
+                raise AssertionError("the simulator exited with %s (log %s)"
+                                     % (self.process.returncode, self.log_path))
             time.sleep(0.05)
         raise AssertionError("the simulator did not start within %d s (log %s)" % (timeout, self.log_path))
 

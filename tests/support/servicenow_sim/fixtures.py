@@ -231,6 +231,6 @@ BUSINESS_RULE_BODY = {"error": {"message": "Operation Failed",
                                 "detail": "Data Policy Exception: a business rule aborted the update"},
                       "status": "failure"}
 #: servicenow.itsm tests/unit/plugins/modules/test_attachment_info.py: the Table API v1 404 for no rows
-NO_RECORD_BODY = {"error": {"message": "No Record found", "detail": "Records matching query not found. Check "
-                                                                   "query parameter or offset parameter"},
+NO_RECORD_BODY = {"error": {"message": "No Record found",
+                            "detail": "Records matching query not found. Check query parameter or offset parameter"},
                   "status": "failure"}

@@ -49,6 +49,9 @@ from . import fixtures
 from .store import Store, new_sys_id, now_text
 
 CHANGE_STATE_LABELS = fixtures.CHOICES[("change_request", "state")]
+NOT_FOUND_BODY = {"error": {"message": "No Record found",
+                            "detail": "Record doesn't exist or ACL restricts the record retrieval"},
+                  "status": "failure"}
 
 
 class HttpError(Exception):
@@ -536,8 +539,7 @@ def _table(sim, method, rest, query, body, user, version, base):
     if method == "GET":
         record = store.get(table, sys_id)
         if record is None:
-            raise HttpError(404, error_body("No Record found", "Record doesn't exist or ACL restricts the record "
-                                                                "retrieval"))
+            raise HttpError(404, NOT_FOUND_BODY)
         fields = [f for f in (_param(query, "sysparm_fields", "") or "").split(",") if f] or None
         return 200, {"result": _render(sim, table, record, fields, _param(query, "sysparm_display_value", "false"),
                                        _param(query, "sysparm_exclude_reference_link", "false") == "true",
@@ -553,8 +555,7 @@ def _table(sim, method, rest, query, body, user, version, base):
     if method in ("PATCH", "PUT") and sys_id:
         record = store.get(table, sys_id)
         if record is None:
-            raise HttpError(404, error_body("No Record found", "Record doesn't exist or ACL restricts the record "
-                                                                "retrieval"))
+            raise HttpError(404, NOT_FOUND_BODY)
         values = _json(body)
         if record.get("sys_class_name") == "change_request":
             values = _guard_change_update(sim, record, values, None)

@@ -101,8 +101,8 @@ class Store(object):
     def __init__(self, state_path=None):
         self.lock = threading.RLock()
         self.schema = Schema()
-        self.records = dict((table, {}) for table in self.schema.tables if table not in ("sys_db_object",
-                                                                                          "sys_dictionary"))
+        generated = ("sys_db_object", "sys_dictionary")
+        self.records = dict((table, {}) for table in self.schema.tables if table not in generated)
         self.counters = {}
         self.attachments = {}
         self.state_path = state_path

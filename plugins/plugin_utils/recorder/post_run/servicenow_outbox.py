@@ -16,13 +16,18 @@ left to do it.
 
 from __future__ import annotations
 
+from ansible import constants as C
+
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.outbox import Outbox
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import (
     ansible_config_file,
     controller_settings,
+    register_config_file_finder,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.hooks import register_post_run_hook
+
+register_config_file_finder(lambda: getattr(C.config, "_config_file", None))
 
 PREFIX = "changeops.itsm.change_recorder"
 #: share of flush_timeout the delivery may use (the final flush, links and other hooks need the rest)
@@ -62,8 +67,8 @@ def deliver_to_servicenow(sor, run_id, options, display):
     for warning in report.warnings:
         display.warning("%s: %s" % (PREFIX, warning))
     for item in report.set_aside:
-        display.warning("%s: ServiceNow refused ledger entry %s (%s): %s" % (PREFIX, item["seq"], item["kind"],
-                                                                              item["error"]))
+        display.warning("%s: ServiceNow refused ledger entry %s (%s): %s"
+                        % (PREFIX, item["seq"], item["kind"], item["error"]))
     if report.stopped and not report.busy:
         display.warning("%s: ServiceNow fed %d entries after run %s in %.1f s (waited %.1f s for rate limits, "
                         "rate_limit_wait %.0f s; delivery budget %.0f s), then stopped (the rest waits in the "
