@@ -129,7 +129,7 @@ options:
         type: str
       sync_timeout:
         description:
-          - Most seconds the end-of-run delivery (and C(servicenow_push: now)) may take.
+          - Most seconds the end-of-run delivery (and a task's C(servicenow_push=now) delivery) may take.
           - Default V(30).
         type: float
       close_change_requests:

@@ -264,3 +264,21 @@ def test_the_lease_keeps_a_second_drain_out(sor, sn):
     assert report.busy and report.requests == 0
     sor.release_sync_lease(target, "someone-else")
     assert drain(sor, sn).delivered == 1
+
+
+def test_a_cmdb_task_never_fails_because_servicenow_is_misconfigured_or_down(sor, monkeypatch):
+    monkeypatch.setenv("CHANGEOPS_SERVICENOW", "true")
+    monkeypatch.delenv("SN_HOST", raising=False)
+    result = register(sor, "cfg01", facts_for("cfg01", "machine-cfg01"))
+    assert result["changed"] and result["servicenow"]["status"] == "queued"
+    for mode in ("check", "now"):
+        monkeypatch.setenv("SN_HOST", "http://127.0.0.1:1")
+        monkeypatch.setenv("SN_USERNAME", "someone")
+        monkeypatch.setenv("SN_PASSWORD", "something")
+        monkeypatch.setenv("CHANGEOPS_SERVICENOW_RETRIES", "0")
+        if mode == "check":
+            outcome = register(sor, "cfg02", facts_for("cfg02", "machine-cfg02"), check_mode=True)
+            assert outcome["servicenow"]["status"] == "not checked" and "cannot connect" in outcome["servicenow"]["error"]
+        else:
+            outcome = register(sor, "cfg03", facts_for("cfg03", "machine-cfg03"), servicenow_push="now")
+            assert outcome["changed"] and outcome["servicenow"]["status"] == "queued"
