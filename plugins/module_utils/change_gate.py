@@ -520,19 +520,10 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     now_func = now_func or (lambda: datetime.datetime.now(datetime.timezone.utc))
     progress = progress or ctx.warn
     number = params.get("change_request")
+    # the system of record, or ServiceNow (the one place the gate asks an external authority)
     authority = authority_for(ctx, policy, hosts, play.get("delegated_hosts") or ())
-    try:
-        record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
-        now = now_func()
-        return _decide_and_finish(ctx, policy, play, hosts, host_groups, play_id, task_uuid, number, record,
-                                  timeout_reason, now, authority)
-    finally:
-        authority.close()
-
-
-def _decide_and_finish(ctx, policy, play, hosts, host_groups, play_id, task_uuid, number, record, timeout_reason,
-                       now, authority):
-    params = ctx.params
+    record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
+    now = now_func()
     # each host's own CI, never an application or service CI that happens to share its name
     cis = list(find_host_cis(ctx.sor, list(hosts) + list(play.get("delegated_hosts") or ())).values())
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
@@ -551,6 +542,7 @@ def _decide_and_finish(ctx, policy, play, hosts, host_groups, play_id, task_uuid
         decision["reasons"].insert(0, timeout_reason)
         decision.update(allowed=False, type="denied", reference=None, review_required=False)
     decision = authority.after_decision(decision, context, policy, now, ctx.check_mode)
+    authority.close()
     if ctx.check_mode:
         decision = dry_run_decision(decision)
     return finish(ctx, decision, context_summary(context), policy, play, play_id, task_uuid, hosts)
