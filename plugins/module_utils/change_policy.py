@@ -404,7 +404,10 @@ class EmergencyPolicy(object):
 
 
 class Policy(object):
-    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states, servicenow=None):
+    #: ServiceNow as the change authority: ``local_fallback`` and ``fallback_max_age`` (minutes), set by parse_policy
+    servicenow = {"local_fallback": False, "fallback_max_age": 60}
+
+    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states):
         self.origin = origin
         self.digest = digest
         self.templates = templates
@@ -412,8 +415,6 @@ class Policy(object):
         self.freezes = freezes
         self.emergency = emergency
         self.normal_states = normal_states
-        #: ServiceNow as the change authority: ``local_fallback`` and ``fallback_max_age`` (minutes)
-        self.servicenow = dict(servicenow or {"local_fallback": False, "fallback_max_age": 60})
         # one compiled expression per distinct text, shared between templates
         self.expressions = {}
         for template in templates:
@@ -426,8 +427,7 @@ class Policy(object):
                 "freezes": len(self.freezes)}
 
 
-TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal",
-            "servicenow")
+TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal")
 #: what the gate cannot see in advance: (context field, template key that accepts it, wording, how to avoid it)
 BLIND_SPOTS = (
     ("dynamic_includes", "allow_dynamic_includes", "the gate cannot see what %s will run",
@@ -441,13 +441,17 @@ BLIND_SPOTS = (
      "the gate cannot tell which host %s is before the play runs",
      "delegate to a name or a variable known before the play"),
 )
-TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows", "servicenow_template") + tuple(
+TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows") + tuple(
     key for _field, key, _text, _avoid in BLIND_SPOTS)
 WINDOW_KEYS = ("days", "start", "end", "timezone")
 AREA_KEYS = ("description", "modules", "roles", "tags", "paths")
 FREEZE_KEYS = ("name", "reason", "start", "end", "timezone", "environments", "allowed_change_types")
 EMERGENCY_KEYS = ("allowed", "declarers", "require_justification", "min_justification_length")
 NORMAL_KEYS = ("allowed_states",)
+# ServiceNow as the change authority (docs/servicenow.md): a template may name its ServiceNow standard change
+# template; the servicenow section allows the gate's local fallback
+TOP_KEYS = TOP_KEYS + ("servicenow",)
+TEMPLATE_KEYS = TEMPLATE_KEYS + ("servicenow_template",)
 SERVICENOW_KEYS = ("local_fallback", "fallback_max_age")
 
 
@@ -592,8 +596,10 @@ def parse_policy(document, origin, digest=None):
                                                        "servicenow.fallback_max_age",
                                                        line(raw_servicenow, "fallback_max_age"), minimum=1)
 
-    return Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
-                  emergency, normal_states, servicenow)
+    policy = Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
+                    emergency, normal_states)
+    policy.servicenow = servicenow
+    return policy
 
 
 def _parse_window(check, raw, path, line):

@@ -239,3 +239,19 @@ def test_waiting_for_approval_polls_within_the_request_budget(sor, sn, cmdb, pol
     # each poll re-reads only the CHG record; the budget of 60 requests stretches the 5 s interval so that
     # polling could last the whole hour
     assert min(sleeps) > 5 and len(sn.requests(before)) <= 12
+
+
+@pytest.mark.parametrize("text,message", [
+    ("servicenow:\n  local_fallback: 'yes'\n", "servicenow.local_fallback: must be true or false"),
+    ("servicenow:\n  fallback_max_age: 0\n", "servicenow.fallback_max_age: must be at least 1"),
+    ("servicenow:\n  fallback: true\n", "line 2: servicenow.fallback: unknown key; expected one of fallback_max_age, local_fallback"),
+    ("templates:\n  - name: t\n    conditions: ['true']\n    servicenow_template: 5\n",
+     "templates[0].servicenow_template"),
+])
+def test_the_policy_s_servicenow_keys_are_validated(tmp_path, text, message):
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+
+    path = tmp_path / "policy.yml"
+    path.write_text(text)
+    with pytest.raises(ValidationError, match=message.replace("[", "\\[").replace("]", "\\]").replace(".", "\\.")):
+        change_policy.load_policy(str(path))
