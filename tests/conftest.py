@@ -23,6 +23,9 @@ ensure_collection_tree()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "collections"))
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError  # noqa: E402
+
+#: fixtures of the ServiceNow simulator (simulator, sn, sn_process)
+pytest_plugins = ["support.servicenow"]
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
     open_system_of_record,
 )

@@ -38,6 +38,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.cmdb_push import (
+    after_ci_write,
+    cmdb_push_argument_spec,
+)
 
 STATUSES = ["planned", "operational", "maintenance", "non_operational", "retired"]
 DEFAULT_RELATIONSHIP_TYPES = ["runs_on", "depends_on", "hosted_on", "member_of"]
@@ -61,6 +65,7 @@ REGISTER_HOST_SPEC = dict(
     status=dict(type="str", choices=STATUSES),
     identify_by=dict(type="list", elements="str", choices=list(IDENTITY_ORDER), default=list(IDENTITY_ORDER)),
     last_seen_refresh=dict(type="str", default="24h"),
+    **cmdb_push_argument_spec()
 )
 
 CONFIGURATION_ITEM_SPEC = dict(
@@ -79,6 +84,7 @@ CONFIGURATION_ITEM_SPEC = dict(
     relationship_types=dict(type="list", elements="str", default=list(DEFAULT_RELATIONSHIP_TYPES)),
     force=dict(type="bool", default=False),
     reason=dict(type="str"),
+    **cmdb_push_argument_spec()
 )
 CONFIGURATION_ITEM_REQUIRED_ONE_OF = [["name", "ci_id"]]
 
@@ -320,7 +326,8 @@ def register_host(ctx):
     def attempt():
         return _register_once(ctx, desired, order, refresh, host, known)
 
-    return _with_retries(attempt)
+    # with ServiceNow configured: IRE's query variant in check mode, the outbox otherwise
+    return after_ci_write(ctx, _with_retries(attempt), host)
 
 
 def _register_once(ctx, desired, order, refresh, host, known):
@@ -475,7 +482,7 @@ def _dependents(sor, ci_id):
 
 
 def configuration_item(ctx):
-    return _with_retries(lambda: _configuration_item_once(ctx))
+    return after_ci_write(ctx, _with_retries(lambda: _configuration_item_once(ctx)))
 
 
 def _configuration_item_once(ctx):

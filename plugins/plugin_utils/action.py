@@ -21,6 +21,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.polic
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import register_config_file_finder
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 # ansible_cfg_path is re-exported: action plugins import it from here
 from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 pylint: disable=unused-import
@@ -35,6 +36,10 @@ def controller_policy_path():
     published (see authorisation/policy_store.py)."""
     cfg = ansible_cfg_path()
     return configured_policy_path(os.environ, read_ini_section(cfg), cfg)
+
+
+# module_utils may not import ansible: tell the ServiceNow settings where ansible.cfg is
+register_config_file_finder(ansible_cfg_path)
 
 
 def resolve_controller_backend_config(params):

@@ -238,3 +238,42 @@ class SystemOfRecord(abc.ABC):
         written on top of it. Checks the structure, not the content: the hash chain
         (``ledger_verify``) checks every entry's content. The default checks nothing.
         """
+
+    # -- sync targets: the ledger as the outbox of external systems (ServiceNow) -----------------------
+    # Per target: a cursor (the seq delivered up to), the last error, when to try again, a drain
+    # lease, and the entries the target refused. Bookkeeping outside the ledger, like counters.
+    def get_sync_state(self, target):
+        """``{target, cursor_seq, delivered, updated_at, last_success_at, last_error, last_error_at, retry_after,
+        lease_owner, lease_expires_ms}`` of one target, or None before its first delivery."""
+        raise NotImplementedError
+
+    def list_sync_states(self):
+        """Every target's state, by name."""
+        raise NotImplementedError
+
+    def advance_sync_cursor(self, target, from_seq, to_seq, delivered=0):
+        """Move the cursor from ``from_seq`` to ``to_seq`` (adding ``delivered`` to the count) and clear the last
+        error; ``ConflictError`` (nothing changed) when the cursor is no longer at ``from_seq``."""
+        raise NotImplementedError
+
+    def note_sync_error(self, target, message, retry_after=None):
+        """Remember why the last drain stopped (a secret-free message) and, for a 429, when to try again
+        (``retry_after``, an ISO time)."""
+        raise NotImplementedError
+
+    def acquire_sync_lease(self, target, owner, seconds):
+        """Take the target's drain lease for ``seconds``; False while another owner holds an unexpired one."""
+        raise NotImplementedError
+
+    def release_sync_lease(self, target, owner):
+        """Give the lease back (only ``owner``'s)."""
+        raise NotImplementedError
+
+    def set_sync_item(self, target, seq, entry_id, kind, subject, status, error=None, details=None):
+        """Record an entry the target refused (``failed``), queued again (``retry``), given up (``skipped``) or
+        delivered after all (``delivered``)."""
+        raise NotImplementedError
+
+    def find_sync_items(self, target, statuses=None, limit=None):
+        """Set-aside entries of a target, oldest first (``statuses``: only these)."""
+        raise NotImplementedError

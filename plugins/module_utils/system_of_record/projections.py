@@ -548,6 +548,22 @@ def _ci_changed_by_run(db, entry):
                (data["run_id"], entry.seq, data["ci_id"]))
 
 
+@projects("ci.external_ref")
+def _ci_external_ref(db, entry):
+    """What an external CMDB calls the CI (ServiceNow's sys_id and class), as ``<system>_sys_id`` and
+    ``<system>_class`` attributes. Not a change to the CI: its version and update time stay."""
+    data = entry.data
+    attributes, _version = _load_ci(db, data["ci_id"])
+    system = data["system"]
+    for key in ("sys_id", "class"):
+        if data.get(key):
+            attributes["%s_%s" % (system, key)] = data[key]
+        else:
+            attributes.pop("%s_%s" % (system, key), None)
+    db.execute("UPDATE configuration_items SET attributes = ?, last_seq = ? WHERE ci_id = ?",
+               (_dump(attributes), entry.seq, data["ci_id"]))
+
+
 # --------------------------------------------------------------------------
 # change requests: every change_request.* entry carries the full new record
 # --------------------------------------------------------------------------

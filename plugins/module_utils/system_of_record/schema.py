@@ -206,6 +206,38 @@ MIGRATIONS = [
     # (entries the recorder lost) are a new entry kind, which a collection without this migration refuses.
     (8, "query tables replayed: change event kinds, serial plays list every batch, run.incomplete markers",
      [REPLAY_LEDGER]),
+    # The ledger is the outbox of external systems (ServiceNow): each target keeps the seq it has delivered
+    # up to, its last error and when it may be tried again, and a lease so one process drains at a time;
+    # entries a target refused (an IRE MULTI_MATCH...) are set aside here until someone retries or skips
+    # them. Bookkeeping of deliveries, like counters, not records: none of it is a ledger entry.
+    (9, "outbox cursors of sync targets and the entries they set aside", [
+        """CREATE TABLE sync_targets (
+            target TEXT PRIMARY KEY,
+            cursor_seq {int} NOT NULL DEFAULT 0,
+            delivered {int} NOT NULL DEFAULT 0,
+            updated_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            retry_after TEXT,
+            lease_owner TEXT,
+            lease_expires_ms {int}
+        )""",
+        """CREATE TABLE sync_items (
+            target TEXT NOT NULL,
+            seq {int} NOT NULL,
+            entry_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            status TEXT NOT NULL,
+            error TEXT,
+            details TEXT,
+            attempts {int} NOT NULL DEFAULT 1,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (target, seq)
+        )""",
+        "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

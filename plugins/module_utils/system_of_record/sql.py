@@ -23,6 +23,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sync_state import SqlSyncState
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
 PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
@@ -43,7 +44,7 @@ class _Statements(object):
         return self._cursor
 
 
-class SqlSystemOfRecord(SystemOfRecord):
+class SqlSystemOfRecord(SqlSyncState, SystemOfRecord):
     placeholder = "?"
 
     # -- to be provided by the dialect --------------------------------------
