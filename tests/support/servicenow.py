@@ -58,23 +58,42 @@ class SN(object):
         rows = self.control.records("change_request", "number=%s" % number)
         return rows[0] if rows else None
 
+    def user(self, user_name):
+        """The simulator's sys_user record of ``user_name`` (made when it has none)."""
+        rows = self.control.records("sys_user", "user_name=%s" % user_name)
+        return rows[0] if rows else self.control.insert("sys_user", {"user_name": user_name, "name": user_name})
+
     def new_change(self, state="scheduled", approval="approved", kind="normal", start=-1, end=2, cis=(),
-                   **fields):
-        """A CHG made directly in the simulator (as the CAB would leave it), with affected CIs by name."""
+                   approved_by=("cab.manager",), requested_by="changeops.integration", **fields):
+        """A CHG made directly in the simulator (as the CAB would leave it), with affected CIs by name.
+
+        An approved CHG carries an approved approval record of each of ``approved_by`` (ServiceNow's
+        sysapproval_approver), and ``requested_by``/``opened_by`` that user (None: nobody)."""
         states = {"new": "-5", "assess": "-4", "authorise": "-3", "scheduled": "-2", "implement": "-1", "review": "0",
                   "closed": "3", "cancelled": "4"}
         now = datetime.datetime.now(datetime.timezone.utc)
         values = {"short_description": "test change", "type": kind, "state": states[state], "approval": approval,
                   "start_date": (now + datetime.timedelta(hours=start)).strftime("%Y-%m-%d %H:%M:%S"),
                   "end_date": (now + datetime.timedelta(hours=end)).strftime("%Y-%m-%d %H:%M:%S")}
+        if requested_by:
+            values["requested_by"] = values["opened_by"] = self.user(requested_by)["sys_id"]
         values.update(fields)
         record = self.control.insert("change_request", values)
+        if approval == "approved":
+            for user_name in approved_by or ():
+                self.approve(record, user_name)
         for name in cis:
             ci = self.ci(name)
             if ci is None:
                 ci = self.control.insert("cmdb_ci_linux_server", {"name": name})
             self.control.insert("task_ci", {"task": record["sys_id"], "ci_item": ci["sys_id"]})
         return record
+
+    def approve(self, change, user_name, state="approved"):
+        """An approval record of ``user_name`` for ``change`` (as ServiceNow's approval engine leaves it)."""
+        return self.control.insert("sysapproval_approver", {
+            "approver": self.user(user_name)["sys_id"], "sysapproval": change["sys_id"],
+            "document_id": change["sys_id"], "source_table": "change_request", "state": state})
 
 
 @pytest.fixture

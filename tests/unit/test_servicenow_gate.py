@@ -14,6 +14,7 @@ from support.servicenow_sim import Control, Simulator
 from test_cmdb import ci_item
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable, ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.authority import authority_for
@@ -57,13 +58,18 @@ def cmdb(sor, sn):
     return dict((host, sn.ci(host)["sys_id"]) for host in HOSTS)
 
 
-def gate(sor, sn, policy, number=None, run_id="run-1", check_mode=False, tags=(), settings=None, **params):
+def gate(sor, sn, policy, number=None, run_id="run-1", check_mode=False, tags=(), settings=None, identity=None,
+         **params):
     full = dict((name, option.get("default")) for name, option in change_gate.CHANGE_GATE_SPEC.items())
     instance = {"host": sn.url, "username": "changeops.integration", "password": "integration-simulator-password",
                 "retries": 1, "backoff": 0.01, "rate_limit_wait": 1}
     instance.update(settings or {})
-    full.update(change_request=number, instance=instance, **params)
-    ctx = OperationContext(sor, full, check_mode=check_mode, run_id=run_id, actor="alice@controller")
+    # the whole decision is in the result of a gate that does not fail the play (main's change_gate returns only
+    # the message and decision id when it does: the decision is in the ledger)
+    full.update(change_request=number, instance=instance, fail_on_deny=False)
+    full.update(params)
+    ctx = OperationContext(sor, full, check_mode=check_mode, run_id=run_id, actor="alice@controller",
+                           identity=identity)
     play = {"name": "patch", "tags": list(tags), "playbook_name": "site.yml"}
     return change_gate.run_gate(ctx, policy, play, HOSTS, {}, "play-1", uuid.uuid4().hex,
                                 progress=lambda message: None)["decision"]
@@ -135,6 +141,78 @@ def test_conflicts_deny_naming_them(sor, sn, cmdb, policy):
 def test_a_chg_that_does_not_exist(sor, sn, cmdb, policy):
     decision = gate(sor, sn, policy(), "CHG9999999")
     assert decision["reasons"] == ["CHG9999999 does not exist in the system of record"]
+
+
+# -- separation of duties on a ServiceNow CHG -----------------------------------------------------------
+# ServiceNow's approval rules chose its approvers; the policy's rules that refuse still apply to the people
+# ServiceNow reports: its approval records (sysapproval_approver) and who opened or requested the CHG.
+def sod_policy(tmp_path, approvals):
+    path = tmp_path / "sod-policy.yml"
+    path.write_text("approver_groups:\n  cab: {accounts: [carol]}\napprovals:\n%s" % approvals)
+    return change_policy.load_policy(str(path))
+
+
+def test_the_people_servicenow_reports_are_recorded_as_its_identities(sor, sn, cmdb, policy):
+    change = sn.new_change(cis=HOSTS, approved_by=("cab.manager",), requested_by="changeops.integration")
+    decision = gate(sor, sn, policy(), change["number"], identity=Identity("alice"))
+    assert decision["allowed"], decision["reasons"]
+    people = decision["identities"]
+    assert people["requester"] == {"name": "changeops.integration", "source": "servicenow"}
+    assert [(who["name"], who["source"]) for who in people["approvers"]] == [("cab.manager", "servicenow")]
+    assert people["runner"] == {"name": "alice", "source": "os"}
+
+
+def test_the_requester_approving_their_own_chg_does_not_count(sor, sn, cmdb, tmp_path):
+    change = sn.new_change(cis=HOSTS, approved_by=("cab.manager",), requested_by="cab.manager")
+    decision = gate(sor, sn, sod_policy(tmp_path, "  allow_self_approval: false\n"), change["number"],
+                    identity=Identity("alice"))
+    assert not decision["allowed"]
+    assert decision["reasons"] == ["no approval of %s counts under the policy in force (cab.manager (servicenow): "
+                                   "cab.manager requested it (rule approvals.allow_self_approval: false))"
+                                   % change["number"]]
+    # a policy that allows self-approval lets it count; under the strict one, another approver's approval counts
+    decision = gate(sor, sn, sod_policy(tmp_path, "  allow_self_approval: true\n"), change["number"],
+                    identity=Identity("alice"))
+    assert decision["allowed"], decision["reasons"]
+    sn.approve(change, "carol")
+    assert gate(sor, sn, sod_policy(tmp_path, "  allow_self_approval: false\n"), change["number"],
+                identity=Identity("alice"))["allowed"]
+
+
+def test_the_runner_may_not_be_the_only_approver_by_their_servicenow_user_name(sor, sn, cmdb, tmp_path):
+    strict = sod_policy(tmp_path, "  allow_runner_as_sole_approver: false\n")
+    change = sn.new_change(cis=HOSTS, approved_by=("alice",))
+    decision = gate(sor, sn, strict, change["number"], identity=Identity("alice"))
+    assert not decision["allowed"]
+    assert decision["reasons"] == ["alice runs this play and is the only approver of %s; another approver must "
+                                   "approve it too, or someone else must do it (rule "
+                                   "approvals.allow_runner_as_sole_approver: false)" % change["number"]]
+    # someone else runs it, or a second approver approves too
+    assert gate(sor, sn, strict, change["number"], identity=Identity("bob"))["allowed"]
+    sn.approve(change, "cab.manager")
+    assert gate(sor, sn, strict, change["number"], identity=Identity("alice"))["allowed"]
+
+
+def test_an_approved_chg_whose_approvers_servicenow_does_not_name_is_refused(sor, sn, cmdb, policy):
+    change = sn.new_change(cis=HOSTS, approved_by=())
+    decision = gate(sor, sn, policy(), change["number"], identity=Identity("alice"))
+    assert not decision["allowed"]
+    [reason] = decision["reasons"]
+    assert reason.startswith("no approval of %s counts under the policy in force (ServiceNow %s (its Approvals "
+                             "table) calls it approved but names no approver" % (change["number"], sn.url)), reason
+    # a rejected or pending approval record is no approval
+    sn.approve(change, "cab.manager", state="rejected")
+    sn.approve(change, "carol", state="requested")
+    assert not gate(sor, sn, policy(), change["number"], identity=Identity("alice"))["allowed"]
+
+
+def test_the_policys_approver_groups_are_servicenows_to_decide(sor, sn, cmdb, tmp_path):
+    """approvals.approvers names who may approve the collection's own requests; a ServiceNow CHG's approvers
+    were chosen by ServiceNow's approval rules (its groups, its CAB), so cab.manager's approval counts even
+    though the policy's cab group lists only carol."""
+    change = sn.new_change(cis=HOSTS, approved_by=("cab.manager",))
+    assert gate(sor, sn, sod_policy(tmp_path, "  approvers: [cab]\n"), change["number"],
+                identity=Identity("alice"))["allowed"]
 
 
 def test_an_emergency_chg_is_flagged_for_review(sor, sn, cmdb, policy):
@@ -237,8 +315,12 @@ def test_waiting_for_approval_polls_within_the_request_budget(sor, sn, cmdb, pol
     assert timeout_reason is None and record["state"] == "scheduled" and record["approval"] == "approved"
     assert len(polls) == 3
     # each poll re-reads only the CHG record; the budget of 60 requests stretches the 5 s interval so that
-    # polling could last the whole hour
-    assert min(sleeps) > 5 and len(sn.requests(before)) <= 12
+    # polling could last the whole hour. Once approved, the reading also asks who approved and who asked
+    # (separation of duties), once each.
+    made = sn.requests(before)
+    people = [request for request in made if request["path"].endswith(("/sysapproval_approver", "/sys_user"))]
+    assert sorted(request["path"].rsplit("/", 1)[1] for request in people) == ["sys_user", "sysapproval_approver"]
+    assert min(sleeps) > 5 and len(made) - len(people) <= 12
 
 
 @pytest.mark.parametrize("text,message", [

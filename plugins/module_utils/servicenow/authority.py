@@ -14,7 +14,13 @@ approval, type, planned window, affected CIs), plus what only ServiceNow knows:
 * conflicts come from the conflict API's ``conflicts`` list (never its ``status``,
   which reads "Conflict" even when there are none); each one denies;
 * a ServiceNow standard change is covered by the policy template that names its
-  ServiceNow template (``servicenow_template``).
+  ServiceNow template (``servicenow_template``);
+* who asked for it (``opened_by``, ``requested_by``) and who approved it (its approved
+  records in the Approvals table, ``sysapproval_approver``), as identities of source
+  ``servicenow``, so that the separation-of-duties rules of the policy in force apply to a
+  ServiceNow CHG as to the collection's own requests (``authorisation/duties.py``: the
+  requester is no approver, the runner is not the only approver, compared by name; the
+  policy's approver groups are not, since ServiceNow's approval rules chose who approves).
 
 Anything that stops the reading (unreachable, 401/403, 429 beyond the budget) is
 an error the gate turns into a denial naming it (fail closed), unless the policy's
@@ -60,6 +66,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table im
 #: approvals as the gate names them
 APPROVALS = {"approved": "approved", "rejected": "rejected", "requested": "requested",
              "not requested": "not requested", "": "not requested", "not_required": "not requested"}
+#: the source of the identities ServiceNow reports (requesters, approvers): see authorisation/duties.py
+IDENTITY_SOURCE = "servicenow"
 #: how long a standard CHG created by the gate is planned for
 STANDARD_WINDOW = datetime.timedelta(hours=4)
 #: most gate decisions searched for the fallback's last reading
@@ -207,7 +215,36 @@ class ServiceNowAuthority(object):
         }
         if str(raw.get("on_hold")) == "true":
             record["authority_reasons"].append("%s is on hold in ServiceNow" % number)
+        if record["approval"] == "approved":
+            # who approved, and who asked: what separation of duties is checked on (a standard change is
+            # pre-approved by its template and has nobody to check)
+            record.update(self._people(sys_id, raw))
         return record
+
+    def _people(self, sys_id, raw):
+        """``{approvals, opened_by_identity, requested_by, approvals_from}`` of a CHG: its approved records in the
+        Approvals table and the users who opened and requested it, by user name (source ``servicenow``)."""
+        table = self.change.table
+        approvals = []
+        for row in table.list("sysapproval_approver", Query().eq("sysapproval", sys_id).eq("state", "approved"),
+                              ["approver", "approver.user_name", "sys_updated_on"]):
+            name = value_of(row.get("approver.user_name"))
+            if name:
+                approvals.append({"decision": "approved", "approver": name, "at": sn_time(value_of(
+                    row.get("sys_updated_on"))), "identity": {"name": name, "source": IDENTITY_SOURCE}})
+        wanted = dict((field, value_of(raw.get(field))) for field in ("opened_by", "requested_by")
+                      if value_of(raw.get(field)))
+        names = {}
+        if wanted:
+            for row in table.list("sys_user", Query().isin("sys_id", sorted(set(wanted.values()))), ["user_name"]):
+                names[value_of(row["sys_id"])] = value_of(row.get("user_name"))
+        people = {"approvals": sorted(approvals, key=lambda approval: (approval["at"] or "", approval["approver"])),
+                  "approvals_from": "ServiceNow %s (its Approvals table)" % self.settings.base_url}
+        if names.get(wanted.get("opened_by")):
+            people["opened_by_identity"] = {"name": names[wanted["opened_by"]], "source": IDENTITY_SOURCE}
+        if names.get(wanted.get("requested_by")):
+            people["requested_by"] = names[wanted["requested_by"]]
+        return people
 
     def _policy_template(self, raw):
         """The policy template naming this standard change's ServiceNow template (by name or sys_id)."""

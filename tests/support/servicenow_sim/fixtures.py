@@ -40,6 +40,9 @@ TABLES = {
         "unauthorized": "boolean", "on_hold": "boolean", "phase": "string", "risk": "integer",
         "category": "string", "justification": "string", "implementation_plan": "string",
         "backout_plan": "string", "test_plan": "string",
+        # change-management-api.md lists requested_by among a change's fields (a sys_user, by default the
+        # user who raised it)
+        "requested_by": "ref:sys_user",
     }),
     "change_task": ("task", {"change_request": "ref:change_request", "change_task_type": "string"}),
     "incident": ("task", {"caller_id": "ref:sys_user", "category": "string", "subcategory": "string",
@@ -86,6 +89,13 @@ TABLES = {
     "std_change_producer_version": (None, {"name": "string", "version": "integer",
                                            "std_change_producer": "ref:std_change_record_producer"}),
     "sys_user": (None, {"user_name": "string", "name": "string", "email": "string", "active": "boolean"}),
+    # The Approvals table: one record per approver and task (approver, sysapproval: the task, state), which the
+    # Change API's approvals call decides "as the calling user" (change-management-api.md, PATCH
+    # /change/{sys_id}/approvals). ASSUMPTION: the fields kept here are the base ones (a real instance has
+    # more: group, due date, expected start...), and the task's approval is rolled up from them as the call's
+    # own decision (a single-approver rule); ServiceNow's approval rules can ask several approvers.
+    "sysapproval_approver": (None, {"approver": "ref:sys_user", "sysapproval": "ref:task", "document_id": "string",
+                                    "source_table": "string", "state": "string", "comments": "string"}),
     "sys_user_group": (None, {"name": "string", "active": "boolean"}),
     "sys_choice": (None, {"name": "string", "element": "string", "value": "string", "label": "string",
                           "inactive": "boolean"}),

@@ -670,6 +670,18 @@ def _change(sim, method, rest, query, body, user, fault, base):
             raise HttpError(400, error_body("Invalid state", "state must be approved or rejected"))
         if decision == "rejected" and not values.get("comments"):
             raise HttpError(400, error_body("Comments are required", "comments are required to reject"))
+        # the calling user's own approval record, then the change's approval rolled up from it
+        approver = _user_sys_id(store, user)
+        mine = [row for row in store.rows("sysapproval_approver")
+                if row.get("sysapproval") == sys_id and row.get("approver") == approver]
+        if mine:
+            store.update("sysapproval_approver", mine[0]["sys_id"], {"state": decision,
+                                                                      "comments": values.get("comments") or ""},
+                         by=user)
+        else:
+            store.insert("sysapproval_approver", {"approver": approver, "sysapproval": sys_id, "document_id": sys_id,
+                                                  "source_table": "change_request", "state": decision,
+                                                  "comments": values.get("comments") or ""}, by=user)
         store.update("change_request", sys_id, {"approval": decision, "work_notes": values.get("comments") or ""},
                      by=user)
         return 200, {"result": _change_view(sim, store.get("change_request", sys_id))}, {}
@@ -694,6 +706,12 @@ def _change(sim, method, rest, query, body, user, fault, base):
     if sub == "conflict":
         return _conflict(sim, method, record)
     raise HttpError(400, error_body("Requested URI does not represent any resource", "/".join(rest)))
+
+
+def _user_sys_id(store, user_name):
+    """The sys_user record of an authenticated user name ("" when it has none)."""
+    rows = store.query("sys_user", "user_name=%s" % user_name) if user_name else []
+    return rows[0]["sys_id"] if rows else ""
 
 
 def _create_change(sim, kind, values, user, template=None):
@@ -722,6 +740,8 @@ def _create_change(sim, kind, values, user, template=None):
     wanted_state = values.pop("state", None)
     if str(values.get("unauthorized", "")).lower() == "true" and str(wanted_state) == "0":
         extra["state"] = "0"
+    # task.opened_by and change_request.requested_by default to the user who creates the record
+    extra["opened_by"] = extra["requested_by"] = _user_sys_id(store, user)
     merged = dict(extra)
     merged.update(dict((k, v) for k, v in values.items() if k not in ("type",)))
     merged["type"] = kind
