@@ -186,6 +186,53 @@ def test_an_authorised_run_leaves_notes_an_attachment_times_and_closure_on_its_c
     assert len(sn.control.records("sys_attachment", "table_sys_id=%s" % change["sys_id"])) == 1
 
 
+def test_a_run_whose_record_is_incomplete_is_said_so_on_its_chg_and_left_open(sor, sn):
+    """recorder-faults' run.incomplete marker (entries neither the ledger nor a spool took): the CHG gets a note
+    saying so; when the marker carried the run's lost end, the run ends there (note, attachment, times) but the CHG
+    is not closed: an incomplete record is for a person to review."""
+    # a run that ended in the ledger, delivered (and its CHG closed) at its end
+    change = sn.new_change(state="implement", approval="approved")
+    run_id = uuid.uuid4().hex
+    record_run(sor, run_id, change)
+    assert drain(sor, sn, settings={"close_change_requests": "closed"}).set_aside == []
+    assert sn.chg(change["number"])["state"] == "3"
+    # its marker that the end and one result were lost carries the end Ansible reported
+    lost = {"run_id": run_id, "lost_entries": 2, "lost_kinds": {"run.finished": 1, "run.result": 1},
+            "reason": "disk full", "noted_at": utc_now(), "lost_from": utc_now(), "run_ended": True,
+            "end": {"kind": "run.finished", "outcome": "successful", "ended_at": utc_now(), "stats": {}}}
+    # a run whose end never reached the ledger: its start, gate and result only, then the marker
+    lost_run = uuid.uuid4().hex
+    lost_change = sn.new_change(state="implement", approval="approved", start=-2, end=3, short_description="lost")
+    now = utc_now()
+    sor.append([Entry("run.started", lost_run, {"run_id": lost_run, "started_at": now, "user": "alice",
+                                                "controller": "ctl01", "playbooks": ["/srv/site.yml"],
+                                                "check_mode": False}),
+                Entry("run.gate", lost_run, {"run_id": lost_run, "play_id": "play-1", "decision_id": uuid.uuid4().hex,
+                                             "allowed": True, "type": "normal", "reference": lost_change["number"],
+                                             "reasons": [], "hosts": ["web03"], "checked_at": now, "play": "site",
+                                             "servicenow": {"sys_id": lost_change["sys_id"],
+                                                            "number": lost_change["number"]}}),
+                Entry("run.incomplete", lost_run, dict(lost, run_id=lost_run))])
+    # and a marker for a run that ended in the ledger: only its results were lost
+    sor.append([Entry("run.incomplete", run_id, dict(lost, lost_entries=1, lost_kinds={"run.result": 1},
+                                                     run_ended=False, end=None))])
+    report = drain(sor, sn, settings={"close_change_requests": "closed"})
+    assert report.stopped is None and report.set_aside == [], report.to_dict()
+
+    lost_notes = notes(sn, lost_change["sys_id"])
+    assert len(lost_notes) == 3, lost_notes  # started, incomplete, ended
+    [incomplete] = [text for text in lost_notes if "INCOMPLETE" in text]
+    assert "lost 2 entries (1 run.finished, 1 run.result)" in incomplete and "disk full" in incomplete
+    assert any("run %s ended: successful" % lost_run in text for text in lost_notes)
+    assert [row["file_name"] for row in sn.control.records("sys_attachment", "table_sys_id=%s"
+                                                           % lost_change["sys_id"])] == ["changeops-run-%s.json" % lost_run]
+    assert sn.chg(lost_change["number"])["state"] == "-1", "an incomplete run's CHG was closed"
+    assert any(lost_change["number"] in warning and "incomplete" in warning for warning in report.warnings)
+    # for the run that ended in the ledger, the later marker adds its note only
+    texts = notes(sn, change["sys_id"])
+    assert len(texts) == 3 and len([text for text in texts if "INCOMPLETE" in text]) == 1, texts
+
+
 def test_a_transition_answered_200_that_did_not_happen_is_set_aside_with_the_reason(sor, sn):
     change = sn.new_change(state="implement", approval="approved")
     record_run(sor, uuid.uuid4().hex, change, outcome="failed")

@@ -23,6 +23,10 @@ becomes:
     moved to Review or Closed with a close code from the outcome (the state read
     back after every step). An unauthorised run gets a CHG flagged unauthorised in
     Review, or an incident (``unauthorised_runs``): never nothing
+``run.incomplete`` (the recorder lost entries of the run)
+    a work note on the run's CHGs saying how many entries of which kinds were lost and why; when the
+    marker carried the run's lost end, the run ends on its CHGs as above, except that its CHG is not
+    closed (an incomplete record is for a person to review, as the change register says)
 ``run.reviewed``
     a work note on the run's CHGs
 ``evidence.recorded``
@@ -77,7 +81,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table im
 
 SYSTEM = "servicenow"
 CI_KINDS = ("ci.created", "ci.updated", "ci.deleted", "ci.relationship_added", "ci.relationship_removed")
-RUN_KINDS = ("run.gate", "run.finished", "run.interrupted", "run.reviewed", "evidence.recorded")
+RUN_KINDS = ("run.gate", "run.finished", "run.interrupted", "run.incomplete", "run.reviewed", "evidence.recorded")
+RUN_END_KINDS = ("run.finished", "run.interrupted")
 PUSHED_KINDS = CI_KINDS + RUN_KINDS
 #: sys_ids per read-back query (keeps the GET URL short)
 READ_BACK_CHUNK = 50
@@ -606,6 +611,26 @@ class Deliverer(object):
         for change in changes:
             self._finish_on(change, entry, event)
 
+    def _run_incomplete(self, entry):
+        data = entry.data
+        run_id = data["run_id"]
+        self._events.pop(run_id, None)
+        event = self.event(run_id)
+        if event is None or event.get("dry_run"):
+            return
+        kinds = ", ".join("%s %s" % (count, kind) for kind, count in sorted((data.get("lost_kinds") or {}).items()))
+        for change in self._servicenow_changes(event):
+            marker = "[changeops:%s:incomplete:%s:%s]" % (run_id, entry.seq, change["sys_id"])
+            text = ("changeops: the record of run %s is INCOMPLETE: the recorder lost %s entries (%s) since %s: %s. "
+                    "What the run changed cannot all be told from the record; review it.\n%s\n%s" % (
+                        run_id, data.get("lost_entries"), kinds or "?", data.get("lost_from") or "?",
+                        data.get("reason") or "no reason recorded", self.ledger_line(entry), marker))
+            self.change.add_journal_entry("change_request", change["sys_id"], text, marker)
+        ends = list(self.sor.iter_entries(subject=run_id, kinds=list(RUN_END_KINDS), limit=1))
+        if not ends and event.get("status") not in (None, "running"):
+            # the marker carried the run's end (its own never reached the ledger): the run ends on its CHGs here
+            self._finish(entry)
+
     def _summary(self, event):
         hosts = event.get("hosts") or []
         changed = [host["host"] for host in hosts if host.get("changed")]
@@ -652,7 +677,12 @@ class Deliverer(object):
         if table != "change_request":
             return
         target = self.settings.get("close_change_requests") or "none"
-        if target != "none" and not change.get("unauthorised"):
+        if target != "none" and event.get("authorisation") == "incomplete":
+            self.report.warnings.append("%s is left %s: the record of run %s is incomplete (the recorder lost some "
+                                        "of its entries), so a person reviews it before it is closed"
+                                        % (change.get("number"), STATE_NAMES.get(record.get("state"),
+                                                                                record.get("state")), run_id))
+        elif target != "none" and not change.get("unauthorised"):
             current = STATE_NAMES.get(record.get("state"), record.get("state"))
             order = ["new", "assess", "authorise", "scheduled", "implement", "review", "closed"]
             if current in order and order.index(current) < order.index(target) and current in (
