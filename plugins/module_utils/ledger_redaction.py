@@ -52,7 +52,12 @@ PROTECTED_FIELDS = {
     # a decision was made under. Its text, comment, summary and source may be redacted.
     "policy.published": {("version",), ("sha256",), ("previous_version",), ("previous_sha256",),
                          ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
+    # what ServiceNow calls a CI (the outbox retires and relates it by this sys_id; the inventory shows it)
+    "ci.external_ref": {("system",), ("instance",), ("sys_id",), ("class",)},
 }
+# the ServiceNow CHG a decision was taken under (the outbox lands the run on it) and the reading of it the gate's
+# local fallback judges again
+PROTECTED_FIELDS["run.gate"] = PROTECTED_FIELDS["run.gate"] | {("servicenow",), ("change_request", "servicenow_record")}
 
 #: what to do instead, for the kinds where "redact the fields that hold the secret's text" is not enough
 PROTECTED_HINTS = {
@@ -383,6 +388,13 @@ def redact_ledger(ctx):
         result["spool_files_scrubbed"] = []
         ctx.warn("the spool could not be scrubbed and may still hold the redacted values: %s (%s); run the module"
                  " again once it is writable" % (exc.strerror or exc, getattr(exc, "filename", "")))
+    result["external_copies"] = copies_sent_elsewhere(ctx.sor, [plan.entry for _label, _ref, plan in plans
+                                                                if plan.changes])
+    for copy in result["external_copies"]:
+        ctx.warn("entry %s (%s) had been delivered to %s (its cursor is at %s) before this redaction: the copy there "
+                 "(a work note or the run's attachment on its CHG, a CI's fields, an evidence attachment) is outside "
+                 "the collection's reach; remove it in that system" % (copy["seq"], copy["kind"], copy["target"],
+                                                                      copy["cursor_seq"]))
     result["register"] = redaction_scrub.regenerate_register(
         ctx, register_settings(params, ini=sections, config_file=config_file))
     return result
@@ -412,6 +424,28 @@ def spool_dirs(params, environ=None, ini=(), config_file=None):
     if os.path.realpath(fallback) != os.path.realpath(found[0]):
         found.append(fallback)
     return found
+
+
+def copies_sent_elsewhere(sor, entries):
+    """``[{seq, kind, target, cursor_seq}]``: redacted entries a sync target's cursor had passed, of kinds whose
+    content the outbox sends (a run's notes and its change event attached to its CHG, a CI's fields through
+    IRE, evidence attachments: everything but task results, change requests, policies and the ledger's own
+    entries). Such a target may hold a copy that no tool of the collection can reach."""
+    try:
+        states = sor.list_sync_states()
+    except NotImplementedError:
+        return []
+    copies = []
+    for entry in entries:
+        sent = entry.kind.startswith("ci.") or entry.kind == "evidence.recorded" or (
+            entry.kind.startswith("run.") and entry.kind != "run.result")
+        if not sent:
+            continue
+        for state in states:
+            if (state.get("cursor_seq") or 0) >= entry.seq:
+                copies.append({"seq": entry.seq, "kind": entry.kind, "target": state["target"],
+                               "cursor_seq": state["cursor_seq"]})
+    return copies
 
 
 def register_settings(params, environ=None, ini=(), config_file=None):

@@ -166,6 +166,15 @@ spool_files_scrubbed:
   returned: when something was redacted
   type: list
   elements: str
+external_copies:
+  description:
+    - Redacted entries that a sync target (ServiceNow) had already been sent, each with V(seq), V(kind), V(target)
+      and the target's V(cursor_seq). The copy there (a work note or the run's attachment on its change request,
+      a CI's fields, an evidence attachment) is outside the collection's reach; a warning says so. Entries not
+      yet delivered are sent with the tombstones.
+  returned: when something was redacted
+  type: list
+  elements: dict
 register:
   description: Whether the configured register was generated again (V(regenerated), V(path)).
   returned: when something was redacted

@@ -512,3 +512,50 @@ def test_a_redaction_scrubs_the_copies_in_both_spool_locations_of_the_recorder(s
         stored = json.loads(open(path, encoding="utf-8").read())
         assert PLANTED not in json.dumps(stored)
         assert stored["data"]["result"]["stdout"] == SPOOL_TOMBSTONE and stored["data"]["diff"][0] == SPOOL_TOMBSTONE
+
+
+def test_what_servicenow_depends_on_is_protected_and_what_it_received_is_reported(sor):
+    """The outbox retires and relates a CI by the sys_id of its ci.external_ref entry and lands a run on the CHG
+    its gate decision names: those fields are refused. An entry a sync target's cursor had passed may be in that
+    system already: listed in external_copies with a warning (task results are never sent)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    populate(sor)
+    sor.append([
+        Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "web01", "class": "server"},
+                                     "identities": {}}),
+        Entry("ci.external_ref", "ci-1", {"ci_id": "ci-1", "system": "servicenow", "instance": "https://sn.example",
+                                          "sys_id": "0123456789abcdef0123456789abcdef", "class": "cmdb_ci_linux_server",
+                                          "operation": "INSERT", "identified_by": "Hardware Rule"}),
+        Entry("run.gate", RUN, {"run_id": RUN, "play_id": "p1", "decision_id": "d1", "allowed": True,
+                                "type": "normal", "reference": "CHG0030001", "reasons": [], "hosts": ["web01"],
+                                "checked_at": "2026-11-23T10:00:00.500000Z",
+                                "servicenow": {"sys_id": "fedcba9876543210fedcba9876543210", "number": "CHG0030001"},
+                                "change_request": {"number": "CHG0030001", "servicenow_record": {"number": "CHG0030001"}},
+                                "comment": "fine"})])
+    ref, gate = [entry.seq for entry in sor.iter_entries(kinds=["ci.external_ref", "run.gate"])]
+    assert sor.get_entry(str(ref)).format == 2, "new entries are written with per-field commitments"
+    for seq, field in ((ref, "sys_id"), (ref, "class"), (ref, "instance"), (gate, "servicenow.sys_id"),
+                       (gate, "change_request.servicenow_record")):
+        with pytest.raises(ValidationError) as caught:
+            sor.redact_entry(seq, [field], "why", "alice", "alice@ctl")
+        assert "cannot be redacted" in caught.value.message, field
+
+    head = sor.head()[0]
+    sor.advance_sync_cursor("servicenow:sn.example", 0, head - 1)  # delivered up to the CI's reference
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    warnings = []
+
+    def redact(seq, field):
+        return redact_ledger(OperationContext(sor, dict(params, entry=str(seq), fields=[field], reason="INC-3",
+                                                        spool_dirs=[]), actor="alice@ctl", warn=warnings.append))
+
+    # a task result is never sent; the run's start is (its change event is attached to the CHG)
+    assert redact(3, "result.stdout")["external_copies"] == []
+    assert redact(1, "user")["external_copies"] == [{"seq": 1, "kind": "run.started", "target": "servicenow:sn.example",
+                                                     "cursor_seq": head - 1}]
+    assert any("entry 1 (run.started) had been delivered to servicenow:sn.example" in text for text in warnings)
+    # past the cursor: delivered later, with the tombstone
+    assert redact(gate, "comment")["external_copies"] == []
+    assert sor.get_sync_state("servicenow:sn.example")["cursor_seq"] == head - 1, "a redaction moves no cursor"
