@@ -150,6 +150,13 @@ options:
       assignment_group:
         description: Assignment group of the change requests and incidents changeops creates.
         type: str
+      witness:
+        description:
+          - Keep the ledger's signed checkpoints in ServiceNow too, as a witness of the chain's head (attachments
+            on a CI that stands for the ledger; see docs/ledger.md and docs/servicenow.md).
+          - Costs about four requests per checkpoint (one per recorded run).
+          - Default V(false). E(CHANGEOPS_SERVICENOW_WITNESS).
+        type: bool
       class_map:
         description: Our CI class to ServiceNow class, overriding the defaults (see docs/servicenow.md).
         type: dict

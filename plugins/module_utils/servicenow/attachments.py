@@ -52,3 +52,26 @@ class AttachmentAPI(object):
                     self.client.describe(), file_name, table, sys_id, value_of(created.get("size_bytes")),
                     len(content))), kind="item_error")
         return attachment, True
+
+    def listed(self, table, sys_id, prefix, limit=None):
+        """Metadata of the record's attachments whose name starts with ``prefix``, by name, newest name last; at
+        most the ``limit`` last names (paged like the Table API)."""
+        query = Query().eq("table_name", table).eq("table_sys_id", sys_id).where("file_name", "STARTSWITH", prefix)
+        rows, offset, page = [], 0, 1000
+        while True:
+            response = self.client.request("GET", self.client.api("attachment"), params={
+                "sysparm_query": query.encode(), "sysparm_limit": str(page), "sysparm_offset": str(offset),
+                "sysparm_fields": ",".join(("sys_id",) + META_FIELDS)}, allow_404=True)
+            found = response.result if response.status == 200 and isinstance(response.result, list) else []
+            rows.extend(row for row in found if query.matches(row))
+            if len(found) < page:
+                break
+            offset += page
+        rows.sort(key=lambda row: value_of(row.get("file_name")) or "")
+        return rows[-limit:] if limit else rows
+
+    def content(self, attachment_sys_id):
+        """The bytes of an attachment (``GET /api/now/attachment/{sys_id}/file``), or None when it is gone."""
+        response = self.client.request("GET", self.client.api("attachment", attachment_sys_id, "file"),
+                                       headers={"Accept": "*/*"}, allow_404=True)
+        return None if response.status == 404 else response.content

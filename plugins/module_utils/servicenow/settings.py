@@ -67,6 +67,8 @@ OPTIONS = {
                           "choices": list(UNAUTHORISED_RUNS)},
     "register_url": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_REGISTER_URL"]},
     "assignment_group": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_ASSIGNMENT_GROUP"]},
+    # ServiceNow as a witness of the ledger's checkpoints (witnesses/servicenow.py): opt-in, a few requests a run
+    "witness": {"type": "bool", "env": ["CHANGEOPS_SERVICENOW_WITNESS"], "default": False},
     "class_map": {"type": "dict", "env": ["CHANGEOPS_SERVICENOW_CLASS_MAP"]},
     "field_map": {"type": "dict", "env": ["CHANGEOPS_SERVICENOW_FIELD_MAP"]},
 }
