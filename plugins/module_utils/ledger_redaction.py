@@ -393,8 +393,8 @@ def redact_ledger(ctx):
     for copy in result["external_copies"]:
         ctx.warn("entry %s (%s) had been delivered to %s (its cursor is at %s) before this redaction: the copy there "
                  "(a work note or the run's attachment on its CHG, a CI's fields, an evidence attachment) is outside "
-                 "the collection's reach; remove it in that system" % (copy["seq"], copy["kind"], copy["target"],
-                                                                      copy["cursor_seq"]))
+                 "the collection's reach; remove it in that system"
+                 % (copy["seq"], copy["kind"], copy["target"], copy["cursor_seq"]))
     result["register"] = redaction_scrub.regenerate_register(
         ctx, register_settings(params, ini=sections, config_file=config_file))
     return result

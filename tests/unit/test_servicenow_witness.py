@@ -110,8 +110,8 @@ def test_checkpoints_land_on_the_ledgers_ci_once_and_catch_a_rewrite(sor, backen
     assert report.history_mismatch["problem"] == "rewritten" and report.history_mismatch["signed"]
 
 
-def test_servicenow_failing_is_a_witness_failure_and_the_checkpoint_is_offered_again(sor, sn_witness_env, settings,
-                                                                                       monkeypatch):
+def test_servicenow_failing_is_a_witness_failure_and_the_checkpoint_is_offered_again(
+        sor, sn_witness_env, settings, monkeypatch):
     sn = sn_witness_env
     monkeypatch.setenv("CHANGEOPS_SERVICENOW_RETRIES", "0")
     record_run(sor)

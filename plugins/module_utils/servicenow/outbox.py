@@ -680,8 +680,8 @@ class Deliverer(object):
         if target != "none" and event.get("authorisation") == "incomplete":
             self.report.warnings.append("%s is left %s: the record of run %s is incomplete (the recorder lost some "
                                         "of its entries), so a person reviews it before it is closed"
-                                        % (change.get("number"), STATE_NAMES.get(record.get("state"),
-                                                                                record.get("state")), run_id))
+                                        % (change.get("number"),
+                                           STATE_NAMES.get(record.get("state"), record.get("state")), run_id))
         elif target != "none" and not change.get("unauthorised"):
             current = STATE_NAMES.get(record.get("state"), record.get("state"))
             order = ["new", "assess", "authorise", "scheduled", "implement", "review", "closed"]

@@ -34,6 +34,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import 
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, SpoolChain
 
+
 def marker_spool_dir(temp_dir=None, uid=None, create=False):
     """``<tmp>/changeops-<uid>/spool``, or None when that directory is absent (and not ``create``d) or
     not safely this user's own.

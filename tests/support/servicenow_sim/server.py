@@ -675,9 +675,8 @@ def _change(sim, method, rest, query, body, user, fault, base):
         mine = [row for row in store.rows("sysapproval_approver")
                 if row.get("sysapproval") == sys_id and row.get("approver") == approver]
         if mine:
-            store.update("sysapproval_approver", mine[0]["sys_id"], {"state": decision,
-                                                                      "comments": values.get("comments") or ""},
-                         by=user)
+            store.update("sysapproval_approver", mine[0]["sys_id"],
+                         {"state": decision, "comments": values.get("comments") or ""}, by=user)
         else:
             store.insert("sysapproval_approver", {"approver": approver, "sysapproval": sys_id, "document_id": sys_id,
                                                   "source_table": "change_request", "state": decision,
