@@ -6,7 +6,8 @@ Tests run as root, so file permissions cannot make a directory unwritable; these
 * ``read_only()``: ``mount -o remount,ro`` (what a file system remounted read-only after an I/O
   error looks like);
 * ``fill()``: a filler file takes every free byte (a full disk);
-* ``immutable(path)``: ``chattr +i`` on a directory (nothing can be created, renamed or removed in it).
+* ``immutable(path)``: ``chattr +i`` on a directory (nothing can be created, renamed or removed in it);
+  ``break_it("immutable", directory)`` freezes the directories under it too.
 
 It is a tmpfs when the kernel supports ``chattr`` on tmpfs (Linux 6.0 and later), else an ext4 image
 on a loop device. Mounting needs root (CAP_SYS_ADMIN): without it the tests that use this skip, saying so.
@@ -104,7 +105,10 @@ class FaultFS(object):
         elif fault == "full":
             self.fill()
         elif fault == "immutable":
-            self.immutable(os.path.relpath(directory, self.mountpoint))
+            # the directory and every directory already under it: a spool directory that an earlier, healthy
+            # run made (under load a 2 s busy timeout spools and replays) must not stay a way around the fault
+            for current, _dirs, _files in os.walk(directory):
+                self.immutable(os.path.relpath(current, self.mountpoint))
         else:
             raise ValueError(fault)
 
