@@ -18,6 +18,7 @@ import collections
 import sqlite3
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
     MIGRATIONS,
     statements_for,
@@ -45,7 +46,7 @@ def rebuild(entries):
         for statement in statements_for("INTEGER", migration):
             conn.execute(statement)
     conn.execute("BEGIN")
-    db = conn.cursor()  # sqlite3 speaks the projectors' dialect: ``?`` placeholders, execute() returns the cursor
+    db = Statements(conn.cursor())  # sqlite3 speaks the projectors' dialect: ``?`` placeholders
     for entry in entries:
         # the ledger table too: projectors may look up earlier entries
         db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"

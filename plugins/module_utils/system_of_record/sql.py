@@ -23,24 +23,14 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+# _Statements is imported from here by older code and tests
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import (  # noqa: F401
+    Statements as _Statements,
+)
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
 PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
-
-
-class _Statements(object):
-    """Wraps a cursor so projections can write ``?`` placeholders on any dialect."""
-
-    def __init__(self, cursor, placeholder):
-        self._cursor = cursor
-        self._placeholder = placeholder
-
-    def execute(self, sql, params=()):
-        if self._placeholder != "?":
-            sql = sql.replace("%", "%%").replace("?", self._placeholder)
-        self._cursor.execute(sql, params)
-        return self._cursor
 
 
 class SqlSystemOfRecord(SystemOfRecord):
@@ -76,7 +66,15 @@ class SqlSystemOfRecord(SystemOfRecord):
     def append(self, entries, expected_head=None):
         """See ``SystemOfRecord.append``. ``expected_head`` ``(seq, hash)`` (``(0, None)``: empty ledger)
         makes the append refuse with ``ConflictError`` when another writer moved the head meanwhile;
-        ``ledger_migrate`` relies on it to copy a chain without interleaving foreign entries."""
+        ``ledger_migrate`` relies on it to copy a chain without interleaving foreign entries.
+
+        Under the write lock a batch costs a fixed number of statements, not a few per entry: one query
+        finds the ids already stored (idempotency), the entries are sealed onto the head in memory (one
+        SHA-256 each: their commitments were computed before the lock), and each run of consecutive
+        entries whose kind has a set-based projector (``projections.BATCH_PROJECTORS``: task results,
+        the bulk of every run) is stored and projected with one ``executemany`` per table. Any other
+        entry is stored and projected on its own, after what came before it in the batch, as before.
+        """
         entries = list(entries)
         if not entries:
             return []
@@ -91,29 +89,54 @@ class SqlSystemOfRecord(SystemOfRecord):
             if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
                 raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
                                     % (seq, expected_head[0]), head_seq=seq)
-            seen = set()
+            seen = set(found[0] for found in db.select_in(
+                "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
+            pending = []
             for entry in entries:
-                if entry.id in seen or db.execute(
-                        "SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
+                if entry.id in seen:
                     continue
-                if not self._still_applies(db, entry):
-                    continue
+                batched = entry.kind in projections.BATCH_PROJECTORS
+                if not batched:
+                    # what this entry's own checks and projector read must include the entries before it
+                    self._store_and_project(cursor, db, pending)
+                    pending = []
+                    if not self._still_applies(db, entry):
+                        continue
                 seen.add(entry.id)
                 seq += 1
                 entry.seal(seq, prev_hash)
                 prev_hash = entry.hash
-                self._insert_sealed(db, entry)
                 appended.append(entry)
+                pending.append(entry)
+                if not batched:
+                    self._store_and_project(cursor, db, pending)
+                    pending = []
+            self._store_and_project(cursor, db, pending)
         return appended
 
+    def _store_and_project(self, cursor, db, entries):
+        """Store sealed ``entries`` (consecutive, in chain order) and apply them to the query tables."""
+        if not entries:
+            return
+        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in entries])
+        projections.project_many(db, entries)
+
     @staticmethod
-    def _insert_sealed(db, entry):
+    def _ledger_row(entry):
+        return (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
+                canonical_json(entry.redactions) if entry.redactions else None)
+
+    def _store_rows(self, cursor, db, rows):
+        """Insert ledger rows (tuples in ``LEDGER_COLUMNS`` order); a dialect may use a faster bulk path."""
+        del cursor
+        db.executemany("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS, rows)
+
+    @classmethod
+    def _insert_sealed(cls, db, entry):
         """Store a sealed entry and apply it to the query tables (inside the write transaction)."""
-        db.execute(
-            "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
-            (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-             entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
-             canonical_json(entry.redactions) if entry.redactions else None))
+        db.execute("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                   cls._ledger_row(entry))
         projections.project(db, entry)
 
     def _replay_ledger(self, cursor, batch=2000, until=None):
