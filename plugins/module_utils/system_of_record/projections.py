@@ -172,6 +172,9 @@ def _run_result(db, entry):
     _run_results(db, [entry])
 
 
+_TASK_RESULT_COLUMNS = ("seq", "run_id", "play_id", "task_uuid", "task_name", "action", "host", "item_label", "status",
+                        "changed", "started_at", "duration_ms", "doc")
+
 #: run_hosts columns a result's status counts in
 _HOST_COUNTS = ("ok", "changed", "failed", "skipped", "unreachable")
 
@@ -208,9 +211,7 @@ def _run_results(db, entries):
             "INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
             [(run_id, entry.at, "running", 0, _dump({"run_id": run_id, "started_at": entry.at, "incomplete": True}),
               entry.seq) for run_id, entry in missing])
-    db.executemany(
-        "INSERT INTO task_results (seq, run_id, play_id, task_uuid, task_name, action, host, item_label, status,"
-        " changed, started_at, duration_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    db.insert_rows("task_results", _TASK_RESULT_COLUMNS, rows)
     if tallies:
         db.executemany(_RUN_HOSTS_UPSERT, [key + tuple(tally) for key, tally in tallies.items()])
 

@@ -35,6 +35,8 @@ LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redact
 
 class SqlSystemOfRecord(SystemOfRecord):
     placeholder = "?"
+    #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
+    bulk_insert = "executemany"
 
     # -- to be provided by the dialect --------------------------------------
     def _connection(self):
@@ -83,7 +85,7 @@ class SqlSystemOfRecord(SystemOfRecord):
             entry.prepare()
         appended = []
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
             if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
@@ -127,10 +129,11 @@ class SqlSystemOfRecord(SystemOfRecord):
                 entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
                 canonical_json(entry.redactions) if entry.redactions else None)
 
-    def _store_rows(self, cursor, db, rows):
-        """Insert ledger rows (tuples in ``LEDGER_COLUMNS`` order); a dialect may use a faster bulk path."""
+    @staticmethod
+    def _store_rows(cursor, db, rows):
+        """Insert ledger rows (tuples in ``LEDGER_COLUMNS`` order) with the dialect's bulk insert."""
         del cursor
-        db.executemany("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS, rows)
+        db.insert_rows("ledger", LEDGER_COLUMNS.split(", "), rows)
 
     @classmethod
     def _insert_sealed(cls, db, entry):
@@ -146,7 +149,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         tables are never seen half rebuilt. An entry the current projection rules refuse stops the
         upgrade with its seq and kind: the tables stay as they were.
         """
-        db = _Statements(cursor, self.placeholder)
+        db = _Statements(cursor, self.placeholder, self.bulk_insert)
         # a replay in an older migration fills the tables that exist at that point (``until``: its version)
         existing = schema.tables_until(until) if until is not None else None
         for table in projection_check.PROJECTION_TABLES:
@@ -248,7 +251,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         """See ``SystemOfRecord.redact_entry``: plan, ``ledger.redacted`` entry, tombstones and query tables in
         one transaction, planned again under the lock so a concurrent redaction is never undone."""
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             row = db.execute("SELECT %s FROM ledger WHERE seq = ?" % LEDGER_COLUMNS, (seq,)).fetchone()
             if row is None:
                 raise NotFound("the ledger has no entry %s" % seq, entry=seq)
@@ -288,7 +291,7 @@ class SqlSystemOfRecord(SystemOfRecord):
 
     def advance_witness_cursor(self, witness, seq):
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             db.execute("INSERT INTO witness_cursors (witness, seq, updated_at) VALUES (?, ?, ?)"
                        " ON CONFLICT (witness) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
                        " WHERE witness_cursors.seq < excluded.seq", (witness, int(seq), utc_now()))
@@ -528,7 +531,7 @@ class SqlSystemOfRecord(SystemOfRecord):
 
     def next_number(self, counter):
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             db.execute("INSERT INTO counters (name, value) VALUES (?, 1)"
                        " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1", (counter,))
             return db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
@@ -541,7 +544,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         """Raise counters to at least ``values`` ({name: value}), never lower them; returns the names raised."""
         raised = []
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             for name, value in sorted(values.items()):
                 row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
                 if row is not None and row[0] >= value:

@@ -9,9 +9,11 @@ from __future__ import annotations
 class Statements(object):
     """Wraps a cursor so projections can write ``?`` placeholders on any dialect (``%s`` for psycopg)."""
 
-    def __init__(self, cursor, placeholder="?"):
+    def __init__(self, cursor, placeholder="?", bulk="executemany"):
         self._cursor = cursor
         self._placeholder = placeholder
+        #: how :meth:`insert_rows` stores many rows: ``executemany`` or ``copy`` (PostgreSQL's COPY FROM STDIN)
+        self._bulk = bulk
 
     def _sql(self, sql):
         if self._placeholder != "?":
@@ -36,3 +38,17 @@ class Statements(object):
             part = values[start:start + chunk]
             rows.extend(self.execute(sql.format(marks=", ".join("?" * len(part))), tuple(part)).fetchall())
         return rows
+
+    def insert_rows(self, table, columns, rows):
+        """Insert ``rows`` (tuples in ``columns`` order) into ``table``: plain INSERTs with no conflict
+        handling, so PostgreSQL takes them by COPY (one stream instead of a statement per row; a
+        constraint a row breaks fails the whole COPY, and with it the transaction, like an INSERT would)."""
+        if not rows:
+            return
+        if self._bulk == "copy":
+            with self._cursor.copy("COPY %s (%s) FROM STDIN" % (table, ", ".join(columns))) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        self.executemany("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
+                         rows)

@@ -1,0 +1,351 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+"""The ledger at enterprise scale (issue 21): append, verify, archive, backup and restore.
+
+    .venv/bin/python bench/ledger_scale/run.py                        # the full size: 1,000,000 entries
+    .venv/bin/python bench/ledger_scale/run.py --entries 50000        # small, for a shared machine
+    .venv/bin/python bench/ledger_scale/run.py --sections append --backends postgresql --dsn "$DSN"
+
+Sections (``--sections``, default all), each printing every figure with its baseline from this same run:
+
+``append``   ``SystemOfRecord.append`` of task results (the recorder's bulk: about 1 kB of canonical JSON
+             each, three shapes) in batches of ``--batch``, by 1, 8 and 16 writer processes at once
+             (``--writers``), per backend (``--backends``). Each writer appends its share of
+             ``--append-entries`` into one fresh ledger; the figure is all entries over the wall time from
+             the first writer's start to the last one's end. Baseline: the append path before issue 21
+             (kept below as :func:`legacy_append`: per entry an idempotency query, the seal, the ledger
+             INSERT and the projector's statements, the change event read and parsed for every result).
+``verify``   a ledger of ``--entries`` entries (SQLite; PostgreSQL too with ``--verify-backends``): the full
+             chain-only walk (the fast path) against the walk ``ledger_verify`` made before (the general
+             ``verify_rows`` over ``Entry`` objects); then ``--new-entries`` more entries and the incremental
+             verify from the signed verified-up-to marker, against a full verify of the same ledger.
+``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
+             self-verifying archive, the archive checked offline, and the live ledger verified from the
+             archive's last hash; baseline: the full verify of the ledger before archiving.
+``backup``   SQLite's online backup API (``ledger_backup``) of the ledger, its restore (copy back) and the
+             restored ledger's verification; baseline: a plain file copy of the quiescent database.
+
+For PostgreSQL, ``--dsn`` names a database the benchmark may create schemas in (each variant gets a fresh
+schema); without it a throwaway server is started on loopback with ``bench/postgresql_server.sh`` (default
+durability settings, fsync on) and stopped at the end. Nothing here asserts on time; the load average is
+printed at the start and the end because on a shared machine the figures are only as steady as the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
+    open_system_of_record,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import (  # noqa: E402
+    LEDGER_COLUMNS,
+    _Statements,
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# payloads: task results like the recorder's
+# ------------------------------------------------------------------------------------------------
+def result_payload(run_id, index, hosts=200):
+    host = "web%04d" % (index % hosts)
+    data = {"run_id": run_id, "play_id": "5254-0001-play", "host": host, "item": None,
+            "started_at": "2026-12-05T07:43:00.156250Z", "ended_at": "2026-12-05T07:43:01.286557Z",
+            "duration_ms": 1130, "status": "changed", "changed": True,
+            "task": {"uuid": "5254-0001-%08d" % (index % 20), "name": "Task number %d of the play" % (index % 20),
+                     "action": "ansible.builtin.command", "path": "/srv/ansible/site.yml:%d" % (index % 20 * 7),
+                     "tags": ["deploy"], "role": None, "handler": False, "check_mode": False}}
+    shape = index % 3
+    if shape == 0:
+        data["result"] = {"cmd": "systemctl restart app-%d" % index, "rc": 0, "start": "2026-12-05 07:43:01",
+                          "end": "2026-12-05 07:43:01", "delta": "0:00:00.004536", "msg": "", "stderr": "",
+                          "stdout": "restarted app-%d on %s; " % (index, host) * 6}
+    elif shape == 1:
+        data["task"]["action"] = "ansible.builtin.copy"
+        data["result"] = {"checksum": "a030523ae44742b42cfc21d37030f308705b042c", "dest": "/etc/app/app.conf",
+                          "group": "root", "mode": "0644", "owner": "root", "state": "file"}
+        data["diff"] = [{"before": "listen 8080\nworkers 4\n", "after": "listen 8080\nworkers %d\n" % (index % 16),
+                         "before_header": "/etc/app/app.conf", "after_header": "/etc/app/app.conf"}]
+    else:
+        data["item"] = {"index": index % 5, "label": "package-%d" % (index % 5)}
+        data["task"]["action"] = "ansible.builtin.apt"
+        data["result"] = {"msg": "package-%d is installed" % (index % 5), "changed": False, "cache_updated": False}
+        data["status"], data["changed"] = "ok", False
+    return data
+
+
+def run_started(run_id, at="2026-12-05T07:43:00.000000Z"):
+    return {"run_id": run_id, "started_at": at, "user": "ops", "controller": "ctl",
+            "playbooks": ["/srv/ansible/site.yml"], "check_mode": False}
+
+
+def run_finished(run_id, at):
+    return {"run_id": run_id, "ended_at": at, "outcome": "successful", "stats": {}}
+
+
+# ------------------------------------------------------------------------------------------------
+# the append path before issue 21, kept as the baseline
+# ------------------------------------------------------------------------------------------------
+def _legacy_run_result(db, entry):
+    """``projections._run_result`` before issue 21: the event's doc read and parsed for every result, then
+    one INSERT and one upsert."""
+    data = entry.data
+    run_id = data["run_id"]
+    row = db.execute("SELECT doc FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        db.execute("INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", (run_id, entry.at, "running", 0, projections._dump(
+                       {"run_id": run_id, "started_at": entry.at, "incomplete": True}), entry.seq))
+    else:
+        json.loads(row[0])
+    task = data.get("task") or {}
+    item = data.get("item")
+    status = data["status"]
+    db.execute(
+        "INSERT INTO task_results (seq, run_id, play_id, task_uuid, task_name, action, host, item_label, status,"
+        " changed, started_at, duration_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
+         data["host"], item.get("label") if isinstance(item, dict) else None, status,
+         1 if data.get("changed") else 0, data.get("started_at"), data.get("duration_ms"), entry.data_json()))
+    if item is not None:
+        return
+    counts = [0, 0, 0, 0, 0]
+    if status in projections._HOST_COUNTS:
+        counts[projections._HOST_COUNTS.index(status)] = 1
+    db.execute(projections._RUN_HOSTS_UPSERT, (run_id, data["host"]) + tuple(counts))
+
+
+def legacy_append(sor, entries):
+    """``SqlSystemOfRecord.append`` before issue 21 (statement for statement)."""
+    entries = list(entries)
+    for entry in entries:
+        entry.prepare()
+    appended = []
+    with sor._write_transaction() as cursor:  # pylint: disable=protected-access
+        db = _Statements(cursor, sor.placeholder)
+        row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        seen = set()
+        for entry in entries:
+            if entry.id in seen or db.execute("SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
+                continue
+            if not sor._still_applies(db, entry):  # pylint: disable=protected-access
+                continue
+            seen.add(entry.id)
+            seq += 1
+            entry.seal(seq, prev_hash)
+            prev_hash = entry.hash
+            db.execute("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                       sor._ledger_row(entry))  # pylint: disable=protected-access
+            if entry.kind == "run.result":
+                _legacy_run_result(db, entry)
+            else:
+                projections.project(db, entry)
+            appended.append(entry)
+    return appended
+
+
+def _retrying(function, sor, *args):
+    """A PostgreSQL append retried when a lost connection is reported (the backend's own retry wrapper)."""
+    retry = getattr(sor, "_retrying", None)
+    if retry is None:
+        return function(sor, *args)
+    return retry(lambda: function(sor, *args), "appending (benchmark)")
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def load():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def rate(count, seconds):
+    return count / seconds if seconds > 0 else float("inf")
+
+
+class Postgres(object):
+    """A database for the benchmark: ``--dsn``, or a throwaway server of bench/postgresql_server.sh."""
+
+    def __init__(self, dsn, workdir):
+        self.dsn = dsn
+        self.started = None
+        if not dsn:
+            self.started = os.path.join(workdir, "pg")
+            script = os.path.join(REPO, "bench", "postgresql_server.sh")
+            output = subprocess.run(["bash", script, "start", self.started], check=True, stdout=subprocess.PIPE,
+                                    universal_newlines=True).stdout
+            self.dsn = output.strip().splitlines()[-1]
+
+    def schema_config(self, name):
+        """Backend config of a fresh schema ``name`` in the benchmark's database."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % name)
+            conn.execute('CREATE SCHEMA "%s"' % name)
+        separator = "&" if "?" in self.dsn else "?"
+        if "://" not in self.dsn:
+            return {"backend": "postgresql", "busy_timeout": 600,
+                    "postgresql_dsn": "%s options='-csearch_path=%s'" % (self.dsn, name)}
+        return {"backend": "postgresql", "busy_timeout": 600,
+                "postgresql_dsn": "%s%soptions=-csearch_path%%3D%s" % (self.dsn, separator, name)}
+
+    def drop_schema(self, name):
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % name)
+
+    def stop(self):
+        if self.started:
+            subprocess.run(["bash", os.path.join(REPO, "bench", "postgresql_server.sh"), "stop", self.started],
+                           check=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# append
+# ------------------------------------------------------------------------------------------------
+def _writer(config, variant, count, batch, barrier, results):
+    """One writer process: its own run, ``count`` results in batches; reports (start, end, appended)."""
+    sor = open_system_of_record(config)
+    try:
+        run_id = uuid.uuid4().hex
+        sor.append([Entry("run.started", run_id, run_started(run_id))])
+        payloads = [result_payload(run_id, index) for index in range(count)]
+        append = legacy_append if variant == "baseline" else type(sor).append
+        barrier.wait()
+        started = time.perf_counter()
+        appended = 0
+        for start in range(0, count, batch):
+            # entries are built as the recorder's writer builds them from its queue (from_dict)
+            entries = [Entry.from_dict({"id": uuid.uuid4().hex, "at": "2026-12-05T07:43:01.286557Z",
+                                        "kind": "run.result", "subject": run_id, "actor": None, "data": payload})
+                       for payload in payloads[start:start + batch]]
+            appended += len(_retrying(append, sor, entries))
+        results.put((started, time.perf_counter(), appended))
+    finally:
+        sor.close()
+
+
+def append_rate(config, variant, writers, total, batch):
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers)
+    results = context.Queue()
+    share = max(batch, total // writers)
+    processes = [context.Process(target=_writer, args=(config, variant, share, batch, barrier, results))
+                 for _writer_number in range(writers)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=3600) for _process in processes]
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            raise SystemExit("a %s writer failed (exit %d)" % (variant, process.exitcode))
+    appended = sum(outcome[2] for outcome in outcomes)
+    if appended != share * writers:
+        raise SystemExit("%s: %d of %d entries appended" % (variant, appended, share * writers))
+    return rate(appended, max(outcome[1] for outcome in outcomes) - min(outcome[0] for outcome in outcomes))
+
+
+def check_ledger(config):
+    sor = open_system_of_record(config)
+    try:
+        report = sor.verify(projections=True, payloads=False)
+        if not report.valid:
+            raise SystemExit("the benchmark's ledger does not verify: %s" % report.summary())
+        return report.entries_checked
+    finally:
+        sor.close()
+
+
+def section_append(args, workdir, postgres, figures):
+    print("\n== append: %d task results per variant, batches of %d (entries/s, all writers together)"
+          % (args.append_entries, args.batch))
+    print("   %-11s %7s %14s %14s %7s" % ("backend", "writers", "baseline", "now", "ratio"))
+    for backend in args.backends:
+        for writers in args.writers:
+            measured = {}
+            for variant in ("baseline", "now"):
+                name = "append_%s_%s_%d" % (backend, variant, writers)
+                if backend == "sqlite":
+                    config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
+                              "busy_timeout": 600}
+                else:
+                    config = postgres.schema_config(name)
+                open_system_of_record(config).close()  # schema created before the writers race for it
+                measured[variant] = append_rate(config, variant, writers, args.append_entries, args.batch)
+                check_ledger(config)
+                if backend == "sqlite":
+                    for suffix in ("", "-wal", "-shm"):
+                        if os.path.exists(config["sqlite_path"] + suffix):
+                            os.unlink(config["sqlite_path"] + suffix)
+                else:
+                    postgres.drop_schema(name)
+            figures["append"]["%s/%d" % (backend, writers)] = measured
+            print("   %-11s %7d %14.0f %14.0f %7.2f" % (backend, writers, measured["baseline"], measured["now"],
+                                                       measured["now"] / measured["baseline"]))
+
+
+# ------------------------------------------------------------------------------------------------
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1000000, help="ledger size for verify/archive/backup")
+    parser.add_argument("--new-entries", type=int, default=10000, help="entries appended before the incremental verify")
+    parser.add_argument("--append-entries", type=int, default=None,
+                        help="task results per append variant (default: min(--entries, 200000))")
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--writers", default="1,8,16")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--sections", default="append,verify,archive,backup")
+    parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
+    parser.add_argument("--workdir")
+    parser.add_argument("--json", help="write the figures here as JSON")
+    args = parser.parse_args()
+    args.writers = [int(part) for part in args.writers.split(",") if part]
+    args.backends = [part for part in args.backends.split(",") if part]
+    args.sections = [part for part in args.sections.split(",") if part]
+    args.append_entries = args.append_entries or min(args.entries, 200000)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
+    os.makedirs(workdir, exist_ok=True)
+    print("load average at start: %s (%d CPUs)" % (load(), os.cpu_count()))
+    figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "load_start": load()}
+    postgres = None
+    try:
+        if "postgresql" in args.backends and "append" in args.sections:
+            postgres = Postgres(args.dsn, workdir)
+        if "append" in args.sections:
+            section_append(args, workdir, postgres, figures)
+        for section in ("verify", "archive", "backup"):
+            if section in args.sections:
+                globals()["section_" + section](args, workdir, figures)
+    finally:
+        figures["load_end"] = load()
+        print("\nload average at end: %s" % figures["load_end"])
+        if postgres is not None:
+            postgres.stop()
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(figures, handle, indent=2, sort_keys=True)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
