@@ -49,7 +49,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH  # noqa: E402
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
     open_system_of_record,
@@ -304,6 +304,134 @@ def section_append(args, workdir, postgres, figures):
 
 
 # ------------------------------------------------------------------------------------------------
+# a big ledger, and verify
+# ------------------------------------------------------------------------------------------------
+def build_ledger(config, entries, run_size=1000, batch=500, started_at=None, progress=True):
+    """Append ``entries`` entries as runs of ``run_size`` results (start, results, finish), in batches."""
+    sor = open_system_of_record(config)
+    try:
+        written = sor.head()[0]
+        run_number = 0
+        began = time.perf_counter()
+        while written < entries:
+            run_number += 1
+            run_id = "run-%06d-%s" % (run_number, uuid.uuid4().hex[:8])
+            at = started_at(run_number) if started_at else "2026-12-05T07:43:00.000000Z"
+            size = min(run_size, entries - written - 2)
+            batches = [[Entry("run.started", run_id, run_started(run_id, at), at=at)]]
+            payloads = [result_payload(run_id, index) for index in range(max(size, 0))]
+            for start in range(0, len(payloads), batch):
+                batches.append([Entry("run.result", run_id, payload, at=at) for payload in payloads[start:start + batch]])
+            batches.append([Entry("run.finished", run_id, run_finished(run_id, at), at=at)])
+            for chunk in batches:
+                written += len(sor.append(chunk))
+            if progress and run_number % 100 == 0:
+                print("   ... %d entries (%.0f/s)" % (written, rate(written, time.perf_counter() - began)), flush=True)
+        return written
+    finally:
+        sor.close()
+
+
+def timed(function, repeat=1):
+    values = []
+    result = None
+    for _round in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        values.append(time.perf_counter() - started)
+    return statistics.median(values), result
+
+
+def _verify_ctx(sor, settings, **params):
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    values = {name: spec.get("default") for name, spec in LEDGER_VERIFY_SPEC.items()}
+    values.update(settings)
+    values.update(params)
+    return OperationContext(sor, values, actor="bench@ctl", warn=lambda message: None)
+
+
+def ledger_verify(config, settings, **params):
+    """``ledger_verify``'s operation (witnesses, markers and all), as a playbook task runs it."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import verify_ledger
+
+    sor = open_system_of_record(config)
+    try:
+        result = verify_ledger(_verify_ctx(sor, settings, **params))
+        if result.get("failed"):
+            raise SystemExit("ledger_verify failed: %s" % result.get("msg"))
+        return result
+    finally:
+        sor.close()
+
+
+def bench_settings(workdir):
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+
+    key = os.path.join(workdir, "keys", "checkpoint.key")
+    if not os.path.exists(key):
+        checkpoints.generate_key(key)
+    return {"checkpoint_key": key, "witness_file": os.path.join(workdir, "witness.jsonl"), "witness_syslog": "false"}
+
+
+def verify_config(backend, workdir, postgres=None, name="verify"):
+    if backend == "sqlite":
+        return {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"), "busy_timeout": 600}
+    return postgres.schema_config("%s_%s" % (name, backend))
+
+
+def section_verify(args, workdir, figures, postgres=None):
+    settings = bench_settings(workdir)
+    for backend in args.verify_backends:
+        config = verify_config(backend, workdir, postgres)
+        print("\n== verify (%s): building a ledger of %d entries" % (backend, args.entries))
+        seconds, written = timed(lambda: build_ledger(config, args.entries))
+        print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append)" % (seconds, rate(written, seconds)))
+        sor = open_system_of_record(config)
+        try:
+            baseline, old = timed(lambda: verify_rows(sor.iter_entries, payloads=False), args.repeat)
+            now, new = timed(lambda: sor.verify(payloads=False), args.repeat)
+            assert old.valid and new.valid and old.head_hash == new.head_hash
+            payloads, full = timed(lambda: sor.verify(payloads=True))
+            assert full.valid
+        finally:
+            sor.close()
+        per_million = 1e6 / written
+        print("   full chain-only verify of %d entries (median of %d):" % (written, args.repeat))
+        print("     baseline (the walk before issue 21) %8.2f s  %6.2f us/entry  ~%6.1f s per 1,000,000" % (
+            baseline, baseline / written * 1e6, baseline * per_million))
+        print("     now (raw rows, header hashes)        %8.2f s  %6.2f us/entry  ~%6.1f s per 1,000,000   ratio %.2f" % (
+            now, now / written * 1e6, now * per_million, now / baseline))
+        print("   full verify with payloads opened:      %8.2f s  %6.2f us/entry" % (payloads, payloads / written * 1e6))
+
+        # a marker at the head, then new entries: incremental against full, through the module's operation
+        ledger_verify(config, settings, mode="full", record_marker=True, check_projections=False,
+                      check_payloads=False)
+        build_ledger(config, written + args.new_entries, progress=False)
+        full_seconds, full_result = timed(lambda: ledger_verify(config, settings, mode="full", check_projections=False,
+                                                                check_payloads=False, record_marker=False))
+        incremental_seconds, result = timed(lambda: ledger_verify(config, settings, mode="incremental",
+                                                                  check_payloads=False, record_marker=False),
+                                            args.repeat)
+        walked = result["verification"]["entries_checked"]
+        assert result["verification"]["mode"] == "incremental" and walked <= args.new_entries + 10, result["verification"]
+        with_payloads, _result = timed(lambda: ledger_verify(config, settings, mode="incremental", check_payloads=True,
+                                                              record_marker=False), args.repeat)
+        print("   after %d new entries (ledger_verify, witnesses read, chain only unless said):" % args.new_entries)
+        print("     baseline: full verify of %d entries   %8.2f s" % (full_result["verification"]["entries_checked"],
+                                                                     full_seconds))
+        print("     incremental (%d entries walked)      %8.3f s   ratio %.4f" % (
+            walked, incremental_seconds, incremental_seconds / full_seconds))
+        print("     incremental with payloads opened      %8.3f s" % with_payloads)
+        figures["verify"][backend] = {
+            "entries": written, "full_chain_baseline_s": baseline, "full_chain_s": now, "full_payloads_s": payloads,
+            "per_million_baseline_s": baseline * per_million, "per_million_s": now * per_million,
+            "new_entries": args.new_entries, "full_after_new_s": full_seconds, "incremental_s": incremental_seconds,
+            "incremental_payloads_s": with_payloads}
+
+
+# ------------------------------------------------------------------------------------------------
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000000, help="ledger size for verify/archive/backup")
@@ -312,7 +440,10 @@ def main():
                         help="task results per append variant (default: min(--entries, 200000))")
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--writers", default="1,8,16")
-    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="for the append section")
+    parser.add_argument("--verify-backends", default="sqlite",
+                        help="for the verify section (sqlite,postgresql: also on PostgreSQL)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed verification (median)")
     parser.add_argument("--sections", default="append,verify,archive,backup")
     parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
     parser.add_argument("--workdir")
@@ -320,6 +451,7 @@ def main():
     args = parser.parse_args()
     args.writers = [int(part) for part in args.writers.split(",") if part]
     args.backends = [part for part in args.backends.split(",") if part]
+    args.verify_backends = [part for part in args.verify_backends.split(",") if part]
     args.sections = [part for part in args.sections.split(",") if part]
     args.append_entries = args.append_entries or min(args.entries, 200000)
     workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
@@ -328,13 +460,14 @@ def main():
     figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "load_start": load()}
     postgres = None
     try:
-        if "postgresql" in args.backends and "append" in args.sections:
+        if ("postgresql" in args.backends and "append" in args.sections) or (
+                "postgresql" in args.verify_backends and "verify" in args.sections):
             postgres = Postgres(args.dsn, workdir)
         if "append" in args.sections:
             section_append(args, workdir, postgres, figures)
         for section in ("verify", "archive", "backup"):
             if section in args.sections:
-                globals()["section_" + section](args, workdir, figures)
+                globals()["section_" + section](args, workdir, figures, postgres)
     finally:
         figures["load_end"] = load()
         print("\nload average at end: %s" % figures["load_end"])

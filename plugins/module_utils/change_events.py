@@ -47,6 +47,9 @@ LEDGER_VERIFY_SPEC = dict(
     witness_syslog=dict(type="str", choices=["auto", "true", "false"]),
     witness_syslog_address=dict(type="path"),
     scan_secrets=dict(type="bool", default=False),
+    # incremental verification from the newest trusted verified-up-to marker (verify_markers.py)
+    mode=dict(type="str", choices=["full", "incremental"], default="full"),
+    record_marker=dict(type="bool"),
 )
 
 #: most findings ledger_verify lists (the count is always complete)
@@ -107,24 +110,73 @@ def query_change_events(ctx):
 
 
 def verify_ledger(ctx):
-    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    """``ledger_verify``: the whole chain (``mode: full``) or the entries after the newest trusted verified-up-to
+    marker (``mode: incremental``, see verify_markers.py), against the witnesses' checkpoints; then, when the
+    ledger is valid and a signing key is configured, a new marker (``record_marker``)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints, verify_markers
 
-    anchors, checkpoint_info = [], None
-    if ctx.params.get("check_checkpoints", True):
-        anchors, checkpoint_info = checkpoints.witness_anchors(ctx.sor, checkpoints.settings_for(ctx))
+    params = ctx.params
+    mode = params.get("mode") or "full"
+    payloads = params.get("check_payloads", True)
+    record = params.get("record_marker")
+    record = (mode == "incremental") if record is None else record
+    settings = checkpoints.settings_for(ctx)
+    anchors, checkpoint_info, witness_records = [], None, []
+    if params.get("check_checkpoints", True):
+        anchors, checkpoint_info, witness_records = checkpoints.witness_anchors(ctx.sor, settings, with_records=True)
         for problem in checkpoint_info["problems"]:
             ctx.warn(problem)
-    report = ctx.sor.verify(expected_head=ctx.params.get("expected_head"),
-                            projections=ctx.params.get("check_projections", True),
-                            payloads=ctx.params.get("check_payloads", True), anchors=anchors)
+    marker = None
+    if mode == "incremental":
+        marker, problems = verify_markers.newest_marker(ctx.sor, settings, witness_records)
+        for problem in problems:
+            ctx.warn(problem)
+    since = (marker["seq"], marker["head"]) if marker else None
+    report = ctx.sor.verify(expected_head=params.get("expected_head"),
+                            projections=params.get("check_projections", True) and since is None,
+                            payloads=payloads, anchors=anchors, since=since)
     report.checkpoints = checkpoint_info
-    result = {"changed": False, "verification": report.to_dict(), "backend": ctx.sor.describe()}
-    if not report.valid and ctx.params.get("fail_on_broken", True):
+    verification = report.to_dict()
+    verification.update(mode=mode if since else "full", marker=verify_markers.marker_view(marker),
+                        recorded_marker=None)
+    if mode == "incremental" and since is None:
+        verification["summary"] += "; no trusted verified-up-to marker, so every entry was verified"
+    elif since is not None:
+        verification["summary"] += "; incremental from the verified-up-to marker of entry %d (%s, %s)" % (
+            marker["seq"], marker.get("at"), marker.get("source"))
+    result = {"changed": False, "verification": verification, "backend": ctx.sor.describe()}
+    if report.valid and record:
+        if not settings.get("checkpoint_key"):
+            ctx.warn("no verified-up-to marker recorded: that needs checkpoint_key (a marker nobody signed cannot be"
+                     " trusted in the database it vouches for); the next incremental verification starts from the"
+                     " newest marker signed elsewhere, or verifies every entry")
+        else:
+            strength = payloads and (since is None or bool((marker.get(verify_markers.ATTESTATION) or {}).get(
+                "payloads")))
+            before = verify_markers.marker_view(marker)
+            if ctx.check_mode:
+                result["changed"] = not verify_markers.already_marked(
+                    ctx.sor, report.head_seq, checkpoints.key_id(checkpoints.load_private_key(
+                        settings["checkpoint_key"]).public_key()), strength) and bool(report.head_seq)
+            else:
+                entry = verify_markers.record_marker(ctx.sor, settings, report, mode if since else "full",
+                                                     since[0] if since else report.base_seq, strength, ctx.actor)
+                if entry is not None:
+                    from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import feed_witnesses
+
+                    feed_witnesses(ctx.sor, settings, warn=ctx.warn)
+                    result["changed"] = True
+                    verification["recorded_marker"] = dict(verify_markers.marker_view(
+                        dict(entry.data, source="ledger entry %s" % entry.seq, signed=True)), entry_seq=entry.seq)
+            if result["changed"] and ctx.diff:
+                result["diff"] = {
+                    "before": "verified up to entry %s\n" % before["seq"] if before else "no verified-up-to marker\n",
+                    "after": "verified up to entry %s (%s)\n" % (report.head_seq, "payloads opened" if strength else
+                                                                   "chain only")}
+    result["msg"] = verification["summary"]
+    if not report.valid and params.get("fail_on_broken", True):
         result["failed"] = True
-        result["msg"] = report.summary()
-    else:
-        result["msg"] = report.summary()
-    if ctx.params.get("scan_secrets"):
+    if params.get("scan_secrets"):
         result["secret_scan"] = scan_ledger_for_secrets(ctx.sor)
         result["msg"] += "; %s" % result["secret_scan"]["summary"]
     return result

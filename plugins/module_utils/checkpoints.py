@@ -263,6 +263,11 @@ def location_of(sor):
     return sor.describe()
 
 
+def ledger_identity(sor):
+    """What names the ledger in checkpoints: the hash of its first entry (kept when that entry is archived)."""
+    return sor.ledger_identity()
+
+
 def signed_message(record):
     """The bytes an Ed25519 signature of a checkpoint covers."""
     return SIGNING_DOMAIN + canonical_json({key: record.get(key) for key in
@@ -274,8 +279,7 @@ def checkpoint_document(sor, private_key=None, now=None):
     seq, head = sor.head()
     if not seq:
         return None
-    first = sor.get_entry("1")
-    document = {"v": 1, "ledger": first.hash if first is not None else None, "location": location_of(sor),
+    document = {"v": 1, "ledger": ledger_identity(sor), "location": location_of(sor),
                 "seq": seq, "head": head, "at": now or utc_now(), "key_id": None, "signature": None}
     if private_key is not None:
         document["key_id"] = key_id(private_key.public_key())
@@ -438,18 +442,18 @@ def checkpoint_summary(info, keys_configured):
     return text
 
 
-def witness_anchors(sor, settings):
-    """``(anchors, info)`` for ``SystemOfRecord.verify``: what the witnesses hold about this ledger."""
+def witness_anchors(sor, settings, with_records=False):
+    """``(anchors, info)`` for ``SystemOfRecord.verify``: what the witnesses hold about this ledger
+    (``with_records``: ``(anchors, info, records)``, the records as read, for the verified-up-to markers)."""
     from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import read_witnessed
 
     records, problems = read_witnessed(settings)
     keys = load_public_keys(public_key_paths(settings))
-    first = sor.get_entry("1")
-    anchors, info = anchors_from(records, first.hash if first is not None else None, location_of(sor), keys)
+    anchors, info = anchors_from(records, ledger_identity(sor), location_of(sor), keys)
     info["problems"] = problems + info["problems"]
     info["public_keys"] = sorted(keys)
     info["summary"] = checkpoint_summary(info, bool(keys))
-    return anchors, info
+    return (anchors, info, records) if with_records else (anchors, info)
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import CHAIN_ROW_DATA_NEEDED, Entry, walk_chain
 from ansible_collections.changeops.itsm.plugins.module_utils import ledger_redaction
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
@@ -207,14 +207,59 @@ class SqlSystemOfRecord(SystemOfRecord):
                 return
             last = rows[-1][0]
 
-    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None, since=None):
         """See ``SystemOfRecord.verify``; with ``projections`` a valid chain is also replayed into fresh query
-        tables that must match the live ones (see ``projection_check``)."""
+        tables that must match the live ones (see ``projection_check``). An incremental verification
+        (``since``) does not compare them: that needs the whole chain."""
         report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head, payloads=payloads,
-                                                       anchors=anchors)
-        if projections and report.valid:
+                                                       anchors=anchors, since=since)
+        if projections and report.valid and not since:
             report.projections_checked, report.projection_problems = self._check_projections()
         return report
+
+    def _walk(self, expected_head=None, payloads=True, anchors=None, base=None):
+        """A chain-only walk reads raw rows (no payload unless a check needs it) through ``ledger.walk_chain``;
+        anything it does not find plainly right is walked again by ``verify_rows`` for the exact report."""
+        if not payloads:
+            report = walk_chain(self._chain_rows(base[0] if base else 0), expected_head=expected_head,
+                                anchors=anchors, base=base, load_entries=self.entries_at)
+            if report is not None:
+                return report
+        return super(SqlSystemOfRecord, self)._walk(expected_head=expected_head, payloads=payloads, anchors=anchors,
+                                                    base=base)
+
+    def _chain_rows(self, after_seq=0, batch=50000):
+        """Raw ledger rows after ``after_seq`` in chain order, ``data`` only where ``walk_chain`` needs it."""
+        columns = LEDGER_COLUMNS.replace(", data,", ", CASE WHEN %s THEN data END," % CHAIN_ROW_DATA_NEEDED)
+        last = after_seq
+        while True:
+            rows = self._query("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch), (last,))
+            for row in rows:
+                yield row
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def hashes_at(self, seqs):
+        found = {}
+        for start in range(0, len(seqs), self._BATCH):
+            chunk = list(seqs[start:start + self._BATCH])
+            found.update(self._query("SELECT seq, hash FROM ledger WHERE seq IN (%s)" % ", ".join("?" * len(chunk)),
+                                     tuple(chunk)))
+        return found
+
+    def has_hash(self, entry_hash):
+        return bool(self._query("SELECT 1 FROM ledger WHERE hash = ? LIMIT 1", (entry_hash,)))
+
+    def entries_at(self, seqs):
+        entries = []
+        seqs = list(seqs)
+        for start in range(0, len(seqs), self._BATCH):
+            chunk = seqs[start:start + self._BATCH]
+            entries.extend(Entry.from_row(row) for row in self._query(
+                "SELECT %s FROM ledger WHERE seq IN (%s) ORDER BY seq" % (LEDGER_COLUMNS, ", ".join("?" * len(chunk))),
+                tuple(chunk)))
+        return entries
 
     def _check_projections(self, limit=20, attempts=3):
         """``(checked, problems)``. A comparison counts only if no entry was appended while it ran;
@@ -283,6 +328,16 @@ class SqlSystemOfRecord(SystemOfRecord):
         rows = self._query("SELECT %s FROM ledger WHERE kind IN (%s) ORDER BY seq DESC LIMIT 1"
                            % (LEDGER_COLUMNS, ", ".join("?" * len(kinds))), tuple(kinds))
         return Entry.from_row(rows[0]) if rows else None
+
+    def recent_entries(self, kinds, limit=20, data_contains=None):
+        sql = "SELECT %s FROM ledger WHERE kind IN (%s)" % (LEDGER_COLUMNS, ", ".join("?" * len(kinds)))
+        params = list(kinds)
+        if data_contains is not None:
+            sql += " AND data LIKE ?"
+            params.append("%" + data_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            sql += " ESCAPE '\\'"
+        rows = self._query(sql + " ORDER BY seq DESC LIMIT %d" % int(limit), tuple(params))
+        return [Entry.from_row(row) for row in rows]
 
     # -- witness cursors (see witnesses/) ---------------------------------------------
     def witness_cursor(self, witness):
