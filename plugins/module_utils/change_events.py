@@ -50,6 +50,9 @@ LEDGER_VERIFY_SPEC = dict(
     # incremental verification from the newest trusted verified-up-to marker (verify_markers.py)
     mode=dict(type="str", choices=["full", "incremental"], default="full"),
     record_marker=dict(type="bool"),
+    # archive files of ledger_archive, checked offline and against the ledger (archives/verify.py)
+    archives=dict(type="list", elements="path"),
+    ledger=dict(type="bool", default=True),
 )
 
 #: most findings ledger_verify lists (the count is always complete)
@@ -116,6 +119,8 @@ def verify_ledger(ctx):
     from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints, verify_markers
 
     params = ctx.params
+    if ctx.sor is None:
+        return verify_archive_files(ctx)
     mode = params.get("mode") or "full"
     payloads = params.get("check_payloads", True)
     record = params.get("record_marker")
@@ -174,11 +179,63 @@ def verify_ledger(ctx):
                     "after": "verified up to entry %s (%s)\n" % (report.head_seq, "payloads opened" if strength else
                                                                    "chain only")}
     result["msg"] = verification["summary"]
-    if not report.valid and params.get("fail_on_broken", True):
+    if params.get("archives"):
+        checked = _check_archives(ctx, settings, witness_records)
+        result["archives"] = checked
+        result["msg"] += "; %s" % checked["summary"]
+    if (not report.valid or not result.get("archives", {}).get("valid", True)) and params.get("fail_on_broken", True):
         result["failed"] = True
     if params.get("scan_secrets"):
         result["secret_scan"] = scan_ledger_for_secrets(ctx.sor)
         result["msg"] += "; %s" % result["secret_scan"]["summary"]
+    return result
+
+
+def _check_archives(ctx, settings, witness_records):
+    """The ``archives`` report: each archive verified alone, against the ``ledger.archived`` entry that recorded it
+    (when the ledger is open), their links, the newest against the live ledger's start, and every recorded archive
+    present."""
+    import os
+
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import verify_archives
+
+    keys = checkpoints.load_public_keys(checkpoints.public_key_paths(settings))
+    # only witness checkpoints that are trusted count against an archive's entries
+    trusted = [record for record in witness_records if checkpoints.trust(record, keys)[0]]
+    recorded = {item["file"]: item for item in ctx.sor.archives()} if ctx.sor is not None else {}
+    point = ctx.sor.archive_point() if ctx.sor is not None else None
+    reports, problems = verify_archives(ctx.params["archives"], keys, anchors=trusted, recorded=recorded,
+                                        live_base=(point["last_seq"], point["last_hash"]) if point else None)
+    given = set(os.path.basename(report["path"]) for report in reports)
+    for name, item in sorted(recorded.items(), key=lambda pair: pair[1]["last_seq"]):
+        if name not in given:
+            problems.append("archive %s (entries %d to %d, recorded by ledger entry %s) is not among the archives"
+                            " given: it was moved or deleted" % (name, item["first_seq"], item["last_seq"], item["seq"]))
+    entries = sum(report.get("entries") or 0 for report in reports)
+    summary = ("%d archive%s verified (%d entries)%s" % (
+        len(reports), "" if len(reports) == 1 else "s", entries,
+        ", linked to the live ledger" if point and reports else "") if not problems else
+        "archives do not verify: %s" % problems[0])
+    return {"valid": not problems, "checked": len(reports), "entries": entries, "reports": reports,
+            "problems": problems, "summary": summary}
+
+
+def verify_archive_files(ctx):
+    """``ledger_verify`` with ``ledger: false``: archive files checked on their own, no ledger opened."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import read_witnessed
+
+    if not ctx.params.get("archives"):
+        raise ValidationError("ledger: false checks archive files only: give them in archives")
+    settings = checkpoints.settings_for(ctx)
+    records, problems = read_witnessed(settings) if ctx.params.get("check_checkpoints", True) else ([], [])
+    for problem in problems:
+        ctx.warn(problem)
+    checked = _check_archives(ctx, settings, records)
+    result = {"changed": False, "archives": checked, "msg": checked["summary"], "backend": None}
+    if not checked["valid"] and ctx.params.get("fail_on_broken", True):
+        result["failed"] = True
     return result
 
 

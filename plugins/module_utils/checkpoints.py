@@ -274,9 +274,10 @@ def signed_message(record):
                                             ("at", "head", "ledger", "location", "seq", "v")}).encode("utf-8")
 
 
-def checkpoint_document(sor, private_key=None, now=None):
-    """The checkpoint of the ledger's head as it is now (None for an empty ledger)."""
-    seq, head = sor.head()
+def checkpoint_document(sor, private_key=None, now=None, entry=None):
+    """The checkpoint of the ledger's head as it is now (None for an empty ledger); of ``entry`` ``(seq, hash)``
+    when given (an archive's last entry)."""
+    seq, head = entry if entry else sor.head()
     if not seq:
         return None
     document = {"v": 1, "ledger": ledger_identity(sor), "location": location_of(sor),
@@ -312,6 +313,12 @@ def check_continuity(sor):
         return
     seq, head = latest.data["seq"], latest.data.get("head")
     entry = sor.get_entry(str(seq))
+    point = sor.archive_point() if entry is None else None
+    if point is not None and seq <= point["last_seq"]:
+        # archived since: the boundary's hash is in the ledger.archived entry; earlier ones in the archive file
+        if seq < point["last_seq"] or point["last_hash"] == head:
+            return
+        entry = Entry(KIND_CHECKPOINT, None, {}, entry_id="archived", seq=seq, hash=point["last_hash"])
     if entry is None or entry.hash != head:
         raise ConflictError(
             "not signing: the ledger's history changed since its checkpoint of entry %d (%s, recorded as entry %d):"
@@ -370,6 +377,10 @@ def _trust(record, keys):
         return False, False, ("%s does not verify with key %s: it was forged or altered in the witness; it is "
                               "ignored" % (_describe(record), record.get("key_id")))
     return True, True, None
+
+
+#: ``(trusted, verified, problem)`` of a checkpoint record under ``keys`` (archives check theirs with it)
+trust = _trust
 
 
 def anchors_from(records, ledger_id, location, keys):

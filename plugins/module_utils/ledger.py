@@ -57,6 +57,7 @@ HASHED_FIELDS = ("id", "at", "kind", "subject", "actor", "data")
 #: bookkeeping kinds of the ledger itself (see docs/ledger.md)
 KIND_REDACTED = "ledger.redacted"
 KIND_CHECKPOINT = "ledger.checkpoint"
+KIND_ARCHIVED = "ledger.archived"
 
 _sha256 = hashlib.sha256
 
@@ -275,6 +276,9 @@ class VerifyReport(object):
         self.checkpoints = None
         #: the walk started after this entry (0: the whole ledger); see ``verify_rows``'s ``base``
         self.base_seq = 0
+        #: entries up to this one are in archives (0: none); witness checkpoints among them not compared here
+        self.archived_through = 0
+        self.archived_anchors = 0
         #: None: not asked for; True: compared; False: asked for but the ledger kept changing
         self.projections_checked = None
         self.projection_problems = []
@@ -296,6 +300,7 @@ class VerifyReport(object):
             "checkpoints": self.checkpoints,
             "payloads_checked": self.payloads_checked,
             "base_seq": self.base_seq,
+            "archived_through": self.archived_through,
             "redactions": list(self.redactions),
             "projections_checked": self.projections_checked,
             "projection_problems": list(self.projection_problems),
@@ -316,6 +321,8 @@ class VerifyReport(object):
                 len(self.projection_problems), "" if len(self.projection_problems) == 1 else "s", first["detail"])
         summary = "ledger chain verified: %d entries, head %s" % (
             self.entries_checked, (self.head_hash or GENESIS_HASH)[:16])
+        if self.archived_through:
+            summary += " after the %d archived" % self.archived_through
         if not self.payloads_checked:
             summary += " (chain only: payloads not opened)"
         if self.redactions:
@@ -413,8 +420,13 @@ class _Redactions(object):
         self.tombstones = {}  # (seq, path_json) -> (entry summary, commitment)
         self.targets = {}  # seq -> (entry id, hash, format, payload_root, kind)
         self.records = []  # (redaction entry, field dict)
+        self.seen = set()  # seqs of the entries walked or loaded
+
+    def loaded(self, seq):
+        return seq in self.seen
 
     def note_entry(self, entry):
+        self.seen.add(entry.seq)
         if entry.redactions:
             self.targets[entry.seq] = (entry.id, entry.hash, entry.format, entry.payload_root, entry.kind)
             for path, digest in (entry.redactions.get("tombstones") or {}).items():
@@ -436,6 +448,11 @@ class _Redactions(object):
         for record, data, field in self.records:
             key = (data.get("entry_seq"), field.get("path_json"))
             target = self.targets.get(data.get("entry_seq"))
+            if target is None and isinstance(data.get("entry_seq"), int) and data["entry_seq"] <= accounted_until \
+                    and not self.loaded(data["entry_seq"]):
+                # its entry lies before this walk and is not in the ledger: archived (the archive carries this
+                # record and checks its tombstone), or removed before the base, which only a full walk can tell
+                continue
             if key not in self.tombstones or target is None or target[0] != data.get("entry_id"):
                 problems.append((data.get("entry_seq") or record.seq, {
                     "seq": data.get("entry_seq"), "entry_id": data.get("entry_id"), "kind": data.get("entry_kind"),
@@ -509,7 +526,8 @@ def _anchor_index(anchors):
     return wanted
 
 
-def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None, load_entries=None):
+def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None, load_entries=None,
+                extra_records=()):
     """Walk ``rows`` (:class:`Entry` in ascending ``seq``: a list, or a function returning a fresh
     iterator) and report the first break.
 
@@ -541,6 +559,8 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None
     anchors at or before ``seq`` are left to the caller. ``load_entries(seqs)`` gives the entries at or
     before ``base`` that ``ledger.redacted`` entries in ``rows`` redact (their tombstones are checked
     against those records; older redactions were accounted for when the base was verified).
+    ``extra_records``: ``ledger.redacted`` entries from after ``rows`` that redact entries in them (an
+    archive carries those made after its last entry, before it was archived).
     """
     rows = _rows_factory(rows)
     base = tuple(base) if base else (0, GENESIS_HASH)
@@ -588,6 +608,8 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None
             count += 1
         return VerifyReport(count, None, None, broken)
     head = (previous.seq, previous.hash) if previous else (base[0], base[1] if base[0] else None)
+    for record in extra_records:
+        redactions.note_record(record)
     return _finish_walk(count, head, payloads, redactions, base, load_entries, wanted, anchor_failures,
                         expected_head, anchor_found)
 

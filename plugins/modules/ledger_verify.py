@@ -136,7 +136,24 @@ options:
         O(checkpoint_key) (a warning says why: an unsigned marker in the database proves nothing).
       - Defaults to V(true) with O(mode=incremental) and V(false) with O(mode=full).
     type: bool
+  archives:
+    description:
+      - Archive files of M(changeops.itsm.ledger_archive), or directories holding them, to verify too: each on its
+        own (its chain and every payload from its first entry's predecessor to its last entry, its redactions,
+        its checkpoint, with O(checkpoint_public_keys) its signature, the witness checkpoints of its range, its
+        query-table state), against the C(ledger.archived) entry that recorded it (SHA-256, range, last hash),
+        and together (consecutive archives link; the newest ends where the live ledger starts). Every archive
+        the ledger recorded must be among them. See RV(archives).
+    type: list
+    elements: path
+  ledger:
+    description:
+      - V(false) checks only the O(archives), offline: no system of record is opened (or created). Use it where
+        only the archive files and the public keys are, for example on an auditor's machine.
+    type: bool
+    default: true
 seealso:
+  - module: changeops.itsm.ledger_archive
   - module: changeops.itsm.change_event_info
   - module: changeops.itsm.ledger_checkpoint
   - module: changeops.itsm.ledger_redact
@@ -179,7 +196,7 @@ EXAMPLES = r"""
 RETURN = r"""
 verification:
   description: The verification report.
-  returned: always
+  returned: unless O(ledger=false)
   type: dict
   contains:
     valid:
@@ -216,6 +233,9 @@ verification:
     base_seq:
       description: The walk started after this entry (a verified-up-to marker, or the last archived entry); 0 when
         it started at the first entry.
+      type: int
+    archived_through:
+      description: Entries up to this one are in archives (0 when none are); the walk starts after it.
       type: int
     mode:
       description: V(incremental) when the walk started from a marker, else V(full).
@@ -290,8 +310,34 @@ secret_scan:
         field: result.stdout
     truncated: false
     summary: 1 stored entries hold secret-shaped content (1 findings)
+archives:
+  description: What O(archives) found.
+  returned: when O(archives) is given
+  type: dict
+  contains:
+    valid:
+      description: True when every archive verified, they link, and every archive the ledger recorded was given.
+      type: bool
+    checked:
+      description: Number of archive files verified.
+      type: int
+    entries:
+      description: Entries they hold.
+      type: int
+    reports:
+      description: One per archive file (V(path), V(valid), V(first_seq), V(last_seq), V(entries), V(last_hash),
+        V(sha256), V(checkpoint), V(witnessed), V(redactions), V(problems), V(summary)).
+      type: list
+      elements: dict
+    problems:
+      description: Every problem found, one line each.
+      type: list
+      elements: str
+    summary:
+      description: One line for people.
+      type: str
 backend:
-  description: Which system of record was verified (no secrets).
+  description: Which system of record was verified (no secrets); null with O(ledger=false).
   returned: always
   type: str
   sample: sqlite:/home/ops/.ansible/changeops/ledger.sqlite
@@ -305,7 +351,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.operation import ru
 
 def main():
     module = AnsibleModule(argument_spec=LEDGER_VERIFY_SPEC, supports_check_mode=True)
-    run_module(module, verify_ledger)
+    run_module(module, verify_ledger, opens_system_of_record=lambda params: params.get("ledger", True))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,11 @@ class SystemOfRecordAction(ActionBase):
     #: ``function(ctx) -> dict``; a staticmethod on the subclass
     operation = None
 
+    def opens_system_of_record(self, params):
+        """Whether this task needs the system of record (False: ``ctx.sor`` is None, nothing is opened or created)."""
+        del params
+        return True
+
     def build_context(self, sor, params, task_vars):
         """Context for the operation; override to add more (call super first)."""
         return OperationContext(
@@ -100,12 +105,14 @@ class SystemOfRecordAction(ActionBase):
         )
         self.show_deprecations(validation)
         try:
-            sor = open_controller_system_of_record(params, self._display.warning)
+            sor = open_controller_system_of_record(params, self._display.warning) if self.opens_system_of_record(
+                params) else None
             try:
                 context = self.build_context(sor, params, task_vars)
                 outcome = type(self).operation(context)
             finally:
-                sor.close()
+                if sor is not None:
+                    sor.close()
         except ChangeopsError as exc:
             result.update(exc.to_result())
             result["failed"] = True

@@ -71,10 +71,39 @@ class SystemOfRecord(abc.ABC):
         ``anchors``: heads kept outside the database that the chain must still hold (see ``ledger.verify_rows``).
         ``since``: ``(seq, hash)`` of a verified-up-to marker (``verify_markers``): only the entries after it are
         walked, after checking that entry ``seq`` still has that hash; anchors at or before it are looked up.
+
+        Entries moved to archives (``archives/``) are not in the ledger: the walk starts after the last
+        archived entry, whose hash the newest ``ledger.archived`` entry records (it lies in the walked part of
+        the chain, and the first entry after it names that hash). Anchors in archived entries are compared
+        only at that boundary here; ``ledger_verify`` checks the archive files for the rest.
         """
-        if since:
-            return self._verify_since(tuple(since), expected_head, payloads, anchors)
-        return self._walk(expected_head=expected_head, payloads=payloads, anchors=anchors)
+        point = self.archive_point()
+        base = (point["last_seq"], point["last_hash"]) if point else None
+        anchors = list(anchors or ())
+        archived = [anchor for anchor in anchors if base and anchor["seq"] <= base[0]]
+        anchors = [anchor for anchor in anchors if not base or anchor["seq"] > base[0]]
+        if since and (base is None or since[0] > base[0]):
+            report = self._verify_since(tuple(since), expected_head, payloads, anchors)
+        else:
+            report = self._walk(expected_head=expected_head, payloads=payloads, anchors=anchors, base=base)
+        if base and report.first_broken is None:
+            report.archived_through = base[0]
+            contradicted = [anchor for anchor in archived if anchor["seq"] == base[0] and anchor["hash"] != base[1]]
+            if contradicted and report.history_mismatch is None:
+                report.history_mismatch = dict(
+                    {key: value for key, value in contradicted[0].items()
+                     if key not in ("detail_rewritten", "detail_truncated")},
+                    problem="rewritten", detail=contradicted[0]["detail_rewritten"])
+            report.archived_anchors = len(archived)
+        return report
+
+    def archive_point(self):
+        """The newest ``ledger.archived`` entry's data (with its ``seq``): where the live ledger starts; None
+        while nothing was archived."""
+        from ansible_collections.changeops.itsm.plugins.module_utils.ledger import KIND_ARCHIVED
+
+        entry = self.latest_entry([KIND_ARCHIVED])
+        return dict(entry.data, seq=entry.seq) if entry is not None else None
 
     def _walk(self, expected_head=None, payloads=True, anchors=None, base=None):
         """The walk itself: every entry after ``base`` (``(seq, hash)``; None: the whole ledger)."""
@@ -118,9 +147,13 @@ class SystemOfRecord(abc.ABC):
         return report
 
     def ledger_identity(self):
-        """The hash of the ledger's first entry, which names it in checkpoints (None while it is empty)."""
+        """The hash of the ledger's first entry, which names it in checkpoints (None while it is empty); once it
+        is archived, as every ``ledger.archived`` entry carries it forward."""
         first = self.get_entry("1")
-        return first.hash if first is not None else None
+        if first is not None:
+            return first.hash
+        point = self.archive_point()
+        return point.get("ledger") if point else None
 
     def hashes_at(self, seqs):
         """``{seq: hash}`` of the entries at ``seqs`` that the ledger holds. Backends should override this."""

@@ -590,6 +590,20 @@ def _policy_published(db, entry):
 # --------------------------------------------------------------------------
 # the ledger's own bookkeeping
 # --------------------------------------------------------------------------
+@projects("ledger.archived")
+def _ledger_archived(db, entry):
+    """Entries up to ``last_seq`` moved to an archive file (archives/): the query tables keep the summaries (change
+    events, host counts, CIs, change requests, evidence, reviews, policies) and drop the detail the archive holds,
+    the task results; the archive is listed in ledger_archives."""
+    data = entry.data
+    db.execute("DELETE FROM task_results WHERE seq <= ?", (data["last_seq"],))
+    db.execute(
+        "INSERT INTO ledger_archives (archive_seq, file, sha256, first_seq, last_seq, last_hash, entries, cutoff,"
+        " archived_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.seq, data["file"], data["sha256"], data["first_seq"], data["last_seq"], data["last_hash"],
+         data["entries"], data["cutoff"], data.get("archived_at", entry.at), entry.data_json()))
+
+
 @projects("ledger.checkpoint", "ledger.redacted")
 def _ledger_bookkeeping(db, entry):
     """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import CHAIN_ROW_DATA_NEEDED, Entry, walk_chain
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
+    CHAIN_ROW_DATA_NEEDED,
+    KIND_ARCHIVED,
+    Entry,
+    walk_chain,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils import ledger_redaction
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
@@ -83,37 +88,47 @@ class SqlSystemOfRecord(SystemOfRecord):
         for entry in entries:
             # the payload commitments need no chain position: computed before taking the lock
             entry.prepare()
-        appended = []
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder, self.bulk_insert)
-            row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
-            if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
-                raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
-                                    % (seq, expected_head[0]), head_seq=seq)
-            seen = set(found[0] for found in db.select_in(
-                "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
-            pending = []
-            for entry in entries:
-                if entry.id in seen:
+            return self._append_locked(cursor, _Statements(cursor, self.placeholder, self.bulk_insert), entries,
+                                       expected_head)
+
+    def _head_locked(self, db):
+        """``(seq, hash)`` of the newest entry, read under the write lock; None for a new ledger (an archive never
+        empties the table: its own ``ledger.archived`` entry stays live)."""
+        row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _append_locked(self, cursor, db, entries, expected_head=None):
+        """The body of :meth:`append`, inside a write transaction that holds the lock."""
+        row = self._head_locked(db)
+        seq, prev_hash = row if row else (0, GENESIS_HASH)
+        if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
+            raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
+                                % (seq, expected_head[0]), head_seq=seq)
+        seen = set(found[0] for found in db.select_in(
+            "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
+        appended = []
+        pending = []
+        for entry in entries:
+            if entry.id in seen:
+                continue
+            batched = entry.kind in projections.BATCH_PROJECTORS
+            if not batched:
+                # what this entry's own checks and projector read must include the entries before it
+                self._store_and_project(cursor, db, pending)
+                pending = []
+                if not self._still_applies(db, entry):
                     continue
-                batched = entry.kind in projections.BATCH_PROJECTORS
-                if not batched:
-                    # what this entry's own checks and projector read must include the entries before it
-                    self._store_and_project(cursor, db, pending)
-                    pending = []
-                    if not self._still_applies(db, entry):
-                        continue
-                seen.add(entry.id)
-                seq += 1
-                entry.seal(seq, prev_hash)
-                prev_hash = entry.hash
-                appended.append(entry)
-                pending.append(entry)
-                if not batched:
-                    self._store_and_project(cursor, db, pending)
-                    pending = []
-            self._store_and_project(cursor, db, pending)
+            seen.add(entry.id)
+            seq += 1
+            entry.seal(seq, prev_hash)
+            prev_hash = entry.hash
+            appended.append(entry)
+            pending.append(entry)
+            if not batched:
+                self._store_and_project(cursor, db, pending)
+                pending = []
+        self._store_and_project(cursor, db, pending)
         return appended
 
     def _store_and_project(self, cursor, db, entries):
@@ -156,6 +171,12 @@ class SqlSystemOfRecord(SystemOfRecord):
             if existing is None or table in existing:
                 db.execute("DELETE FROM %s" % table)
         last = 0
+        if existing is None or "archive_base" in existing:
+            # after an archive, the tables start from their state at its last entry, not empty
+            point = self._archive_point_in(db)
+            if point is not None:
+                projection_check.load_rows(db, db.execute("SELECT tbl, row_json FROM archive_base").fetchall())
+                last = point["last_seq"]
         while True:
             rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
                               (last,)).fetchall()
@@ -263,10 +284,21 @@ class SqlSystemOfRecord(SystemOfRecord):
 
     def _check_projections(self, limit=20, attempts=3):
         """``(checked, problems)``. A comparison counts only if no entry was appended while it ran;
-        after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm."""
+        after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm.
+
+        After an archive the replay starts from the query tables' state at its last entry (``archive_base``),
+        whose digest the ``ledger.archived`` entry recorded: a state edited since is reported first."""
         for _attempt in range(attempts):
             head_seq = self.head()[0]
-            rebuilt = projection_check.rebuild(entry for entry in self.iter_entries() if entry.seq <= head_seq)
+            point = self.archive_point()
+            base_rows = self.archive_state() if point else []
+            if point and projection_check.state_digest(base_rows) != point.get("state_digest"):
+                return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"], "problem": "altered",
+                               "detail": "archive_base: the query tables' state at archived entry %s is not the one"
+                                         " ledger entry %s recorded (its digest differs): it was edited"
+                                         % (point["last_seq"], point["seq"])}]
+            rebuilt = projection_check.rebuild((entry for entry in self.iter_entries() if entry.seq <= head_seq),
+                                               base_rows=base_rows)
             try:
                 problems = []
                 for table, key_column in projection_check.PROJECTION_TABLES.items():
@@ -323,6 +355,69 @@ class SqlSystemOfRecord(SystemOfRecord):
     def scrub_storage(self, compact=True):
         """After a redaction: what the backend did so that no page or log it keeps still holds the values."""
         return {"compacted": False, "warnings": []}
+
+    # -- archives (see archives/) -------------------------------------------------------
+    def _archive_point_in(self, db):
+        row = db.execute("SELECT %s FROM ledger WHERE kind = ? ORDER BY seq DESC LIMIT 1" % LEDGER_COLUMNS,
+                         (KIND_ARCHIVED,)).fetchone()
+        if row is None:
+            return None
+        entry = Entry.from_row(row)
+        return dict(entry.data, seq=entry.seq)
+
+    def archive_state(self):
+        """The query tables' state at the last archived entry: sorted ``(table, row_json)``."""
+        return sorted((row[0], row[1]) for row in self._query("SELECT tbl, row_json FROM archive_base"))
+
+    def archives(self):
+        """The archives made of this ledger (rows of ``ledger_archives``), oldest first."""
+        return [dict(json.loads(row[0]), seq=row[1]) for row in self._query(
+            "SELECT doc, archive_seq FROM ledger_archives ORDER BY last_seq")]
+
+    def archive_boundary(self, cutoff, after_seq=0, until_seq=None):
+        """The last entry an archive made now may hold, for entries older than ``cutoff`` (a time text): every
+        entry up to it was made before ``cutoff``, none is after ``until_seq``, no playbook run has entries on both
+        sides of it (a run's end is projected from its results, which an archive takes out of the query tables),
+        and at least the newest entry stays live. Returns ``after_seq`` when there is nothing to archive."""
+        row = self._query("SELECT MIN(seq) FROM ledger WHERE seq > ? AND at >= ?", (after_seq, cutoff))
+        newer = row[0][0] if row and row[0][0] is not None else None
+        boundary = (newer - 1) if newer is not None else self.head()[0] - 1
+        if until_seq is not None:
+            boundary = min(boundary, until_seq)
+        while boundary > after_seq:
+            # runs with entries on both sides: the boundary moves back before the first of them
+            rows = self._query(
+                "SELECT MIN(first_seq) FROM (SELECT subject, MIN(seq) AS first_seq, MAX(seq) AS last_seq FROM ledger"
+                " WHERE seq > ? AND kind LIKE 'run.%' GROUP BY subject) AS runs"
+                " WHERE first_seq <= ? AND last_seq > ?", (after_seq, boundary, boundary))
+            split = rows[0][0] if rows else None
+            if split is None:
+                break
+            boundary = split - 1
+        return max(boundary, after_seq)
+
+    def commit_archive(self, first_seq, last_seq, last_hash, records, state_rows):
+        """Take entries ``first_seq``..``last_seq`` out of the live ledger, atomically with appending ``records``
+        (the archive's checkpoint and ``ledger.archived`` entries, whose projector prunes the task results) and
+        replacing the archived query-table state. Refused (``ConflictError``, nothing changed) unless, under the
+        write lock, the live ledger still starts at ``first_seq`` and entry ``last_seq`` still has ``last_hash``:
+        what is deleted is exactly what the archive holds. Returns the appended records."""
+        for record in records:
+            record.prepare()
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
+            first = db.execute("SELECT MIN(seq) FROM ledger").fetchone()[0]
+            stored = db.execute("SELECT hash FROM ledger WHERE seq = ?", (last_seq,)).fetchone()
+            if first != first_seq or stored is None or stored[0] != last_hash:
+                raise ConflictError(
+                    "the ledger changed while the archive of entries %d to %d was written (it now starts at entry %s,"
+                    " and entry %d has hash %s): nothing was deleted; run the archive again"
+                    % (first_seq, last_seq, first, last_seq, stored[0][:16] if stored else "none"))
+            appended = self._append_locked(cursor, db, records)
+            db.execute("DELETE FROM archive_base")
+            db.insert_rows("archive_base", ("tbl", "row_json"), list(state_rows))
+            db.execute("DELETE FROM ledger WHERE seq <= ?", (last_seq,))
+        return appended
 
     def latest_entry(self, kinds):
         rows = self._query("SELECT %s FROM ledger WHERE kind IN (%s) ORDER BY seq DESC LIMIT 1"
