@@ -200,7 +200,7 @@ MIGRATIONS = [
     # archive, kept when the entry itself is archived later); archive_base holds the query tables' state
     # at the last archived entry (one canonical JSON object per row), which replays start from instead of
     # an empty database: its digest is in the chain (the ledger.archived entry), like the archive's hash.
-    (7, "ledger archives and the query tables' state at the last archived entry", [
+    (10, "ledger archives and the query tables' state at the last archived entry", [
         """CREATE TABLE ledger_archives (
             archive_seq {int} PRIMARY KEY,
             file TEXT NOT NULL,
