@@ -187,6 +187,13 @@ class SystemOfRecord(abc.ABC):
         when every field was redacted already. See ``ledger_redaction.py``."""
         raise NotImplementedError
 
+    def backup(self, destination, tool=None):
+        """Write a consistent copy of the whole database (ledger, query tables, cursors) to ``destination`` while
+        writers go on, and return ``{"format", "head_seq", "head_hash"}``: the newest entry the copy holds.
+        ``tool``: the dump program where the backend needs one (PostgreSQL's ``pg_dump``; default: on PATH).
+        See ``ledger_backup.py`` and docs/operations.md."""
+        raise NotImplementedError("%s cannot make a backup" % self.describe())
+
     def scrub_storage(self, compact=True):
         """After a redaction, make the backend's own files (free pages, write-ahead log) let go of the old
         values where it can; returns what was done (``compacted``, ``warnings``)."""

@@ -30,6 +30,8 @@ import contextlib
 import encodings.idna  # noqa: F401 pylint: disable=unused-import
 import os
 import re
+import shutil
+import subprocess
 import threading
 
 try:
@@ -427,6 +429,62 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                                          backend=self.describe())
 
         return self._retrying(attempt, "reading")
+
+    def backup(self, destination, tool=None):
+        """``pg_dump --format=custom`` of the database, from a snapshot a REPEATABLE READ transaction of ours exports
+        (``--snapshot``): the head read in that transaction is exactly the newest entry in the dump, and writers go
+        on meanwhile. The password reaches pg_dump in its environment (PGPASSWORD), never on its command line."""
+        pg_dump = tool or shutil.which("pg_dump")
+        if not pg_dump or not os.path.isfile(pg_dump):
+            raise ConfigurationError("cannot back up %s: pg_dump %s: install the PostgreSQL client (the server's major"
+                                     " version or newer), or give its path" % (
+                                         self.describe(), "was not found on PATH" if not tool else "%s does not exist"
+                                         % tool))
+        self._connection()  # the schema is current before it is dumped
+        params = dict(self._connect_kwargs, **_conninfo.conninfo_to_dict(self.dsn))
+        password = params.pop("password", None)
+        environment = dict(os.environ)
+        if password:
+            environment["PGPASSWORD"] = str(password)
+        partial = destination + ".partial"
+        try:
+            snapshot_conn = _ForkSafeConnection.connect(self.dsn, autocommit=True, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            raise BackendUnavailable("cannot connect to %s for a backup: %s" % (self.describe(), self._scrub(_one_line(exc))),
+                                     backend=self.describe())
+        try:
+            snapshot_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = snapshot_conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            head = snapshot_conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            if os.path.exists(partial):
+                os.remove(partial)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            command = [pg_dump, "--format=custom", "--no-password", "--snapshot=%s" % snapshot, "--file=%s" % partial,
+                       "--dbname=%s" % _conninfo.make_conninfo("", **params)]
+            done = subprocess.run(command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, check=False)
+            if done.returncode != 0:
+                raise BackendUnavailable("pg_dump of %s failed (exit %d): %s" % (
+                    self.describe(), done.returncode, self._scrub(done.stderr.decode("utf-8", "replace").strip())),
+                    backend=self.describe())
+            snapshot_conn.execute("COMMIT")
+            descriptor = os.open(partial, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(partial, destination)
+        except psycopg.Error as exc:
+            raise BackendUnavailable("cannot back up %s: %s" % (self.describe(), self._scrub(_one_line(exc))),
+                                     backend=self.describe())
+        except OSError as exc:
+            raise BackendUnavailable("cannot back up %s to %s: %s" % (self.describe(), destination, exc),
+                                     backend=self.describe())
+        finally:
+            _close_quietly(snapshot_conn)
+            if os.path.exists(partial):
+                os.remove(partial)
+        return {"format": "pg_dump custom", "head_seq": head[0] if head else 0, "head_hash": head[1] if head else None}
 
     def close(self):
         if self._conn is not None and self._pid != os.getpid():
