@@ -188,6 +188,8 @@ class Postgres(object):
         self.started = None
         if not dsn:
             self.started = os.path.join(workdir, "pg")
+            # as root the server runs as the postgres user, which must be able to reach its directory
+            os.chmod(workdir, 0o711)
             script = os.path.join(REPO, "bench", "postgresql_server.sh")
             output = subprocess.run(["bash", script, "start", self.started], check=True, stdout=subprocess.PIPE,
                                     universal_newlines=True).stdout
@@ -429,6 +431,101 @@ def section_verify(args, workdir, figures, postgres=None):
             "per_million_baseline_s": baseline * per_million, "per_million_s": now * per_million,
             "new_entries": args.new_entries, "full_after_new_s": full_seconds, "incremental_s": incremental_seconds,
             "incremental_payloads_s": with_payloads}
+
+
+# ------------------------------------------------------------------------------------------------
+# archive, backup and restore (SQLite: the default backend, and the one a single controller keeps)
+# ------------------------------------------------------------------------------------------------
+def _operation(function, spec, config, **params):
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    values = {name: option.get("default") for name, option in spec.items()}
+    values.update(params)
+    sor = open_system_of_record(config)
+    try:
+        result = function(OperationContext(sor, values, actor="bench@ctl", warn=lambda message: None))
+        if result.get("failed"):
+            raise SystemExit("%s failed: %s" % (function.__name__, result.get("msg")))
+        return result
+    finally:
+        sor.close()
+
+
+def old_then_new(entries, run_size=1000):
+    """``started_at`` for build_ledger: nine tenths of the runs in 2020 (archived), the rest now (kept live)."""
+    old_runs = max(1, int(entries * 0.9) // (run_size + 2))
+
+    def started_at(run_number):
+        return "2020-06-01T00:00:00.000000Z" if run_number <= old_runs else "2026-12-05T07:43:00.000000Z"
+    return started_at
+
+
+def section_archive(args, workdir, figures, postgres=None):
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import LEDGER_ARCHIVE_SPEC, archive_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
+
+    settings = bench_settings(workdir)
+    config = verify_config("sqlite", workdir, name="archive")
+    print("\n== archive (sqlite): a ledger of %d entries, nine tenths of them from 2020" % args.entries)
+    build_ledger(config, args.entries, started_at=old_then_new(args.entries), progress=False)
+    sor = open_system_of_record(config)
+    try:
+        baseline, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid
+    finally:
+        sor.close()
+    archive_dir = os.path.join(workdir, "archives")
+    seconds, result = timed(lambda: _operation(archive_ledger, LEDGER_ARCHIVE_SPEC, config, older_than="2021-01-01T00:00:00Z",
+                                               archive_dir=archive_dir, **settings))
+    archived = sum(item["entries"] for item in result["archives"])
+    size = sum(item["bytes"] for item in result["archives"])
+    offline, checked = timed(lambda: _operation(verify_ledger, LEDGER_VERIFY_SPEC, config, archives=[archive_dir],
+                                                ledger=False, witness_file=settings["witness_file"],
+                                                witness_syslog="false"))
+    assert checked["archives"]["valid"], checked["archives"]
+    sor = open_system_of_record(config)
+    try:
+        live, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid and report.archived_through > 0
+    finally:
+        sor.close()
+    print("   baseline: full chain-only verify of the whole ledger   %8.2f s" % baseline)
+    print("   ledger_archive of %d entries into %d file(s), %.1f MB   %8.2f s  (%.0f entries/s)" % (
+        archived, len(result["archives"]), size / 1e6, seconds, rate(archived, seconds)))
+    print("   the archive verified offline (chain, payloads, state)  %8.2f s" % offline)
+    print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
+    figures["archive"]["sqlite"] = {"entries": args.entries, "archived": archived, "archive_bytes": size,
+                                    "archive_s": seconds, "offline_verify_s": offline,
+                                    "live_verify_baseline_s": baseline, "live_verify_s": live}
+
+
+def section_backup(args, workdir, figures, postgres=None):
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_backup import LEDGER_BACKUP_SPEC, backup_ledger
+
+    config = verify_config("sqlite", workdir, name="backup")
+    print("\n== backup and restore (sqlite): a ledger of %d entries" % args.entries)
+    build_ledger(config, args.entries, progress=False)
+    open_system_of_record(config).close()  # closed: its WAL is checkpointed into the file the baseline copies
+    copy_path = os.path.join(workdir, "plain-copy.sqlite")
+    baseline, _none = timed(lambda: shutil.copyfile(config["sqlite_path"], copy_path))
+    dest = os.path.join(workdir, "ledger.backup")
+    seconds, result = timed(lambda: _operation(backup_ledger, LEDGER_BACKUP_SPEC, config, dest=dest, force=True,
+                                               verify=False))
+    restored = os.path.join(workdir, "restored.sqlite")
+    restore_seconds, _none = timed(lambda: shutil.copyfile(dest, restored))
+    restored_config = dict(config, sqlite_path=restored)
+    sor = open_system_of_record(restored_config)
+    try:
+        verify_seconds, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid and report.head_hash == result["head"]["hash"]
+    finally:
+        sor.close()
+    print("   baseline: plain copy of the closed database file (%.1f MB)  %8.2f s" % (result["bytes"] / 1e6, baseline))
+    print("   ledger_backup (online backup API, open ledger)          %8.2f s   ratio %.2f" % (seconds, seconds / baseline))
+    print("   restore (copy back)                                      %8.2f s" % restore_seconds)
+    print("   the restored ledger verified (chain only)                %8.2f s" % verify_seconds)
+    figures["backup"]["sqlite"] = {"entries": args.entries, "bytes": result["bytes"], "copy_baseline_s": baseline,
+                                   "backup_s": seconds, "restore_s": restore_seconds, "restored_verify_s": verify_seconds}
 
 
 # ------------------------------------------------------------------------------------------------
