@@ -20,13 +20,13 @@ description:
     the ledger's (checked under the ledger's write lock). The archiving is itself recorded, as a
     C(ledger.archived) entry naming the file, its SHA-256, its range and who archived it, and the checkpoint is
     handed to the witnesses.
-  - The query tables keep what the change register, the info modules, the gate and the inventory need:
+  - The query tables keep what the change register, the info modules, the gate and the inventory need, namely
     change events with their plays, gate decisions, authorisation and per-host counts, CIs, change requests,
     evidence, reviews and published policies. The archive holds the detail, the task results (their output and
-    diffs): an archived run is listed with its summary, without its task results.
+    diffs); an archived run is listed with its summary, without its task results.
   - An archive never splits a playbook run, and the newest entry stays live, so an archive may end somewhat
     before the cutoff.
-  - Idempotent: entries already archived are not considered again. With O(max_entries), a large backlog is
+  - Idempotent. Entries already archived are not considered again. With O(max_entries), a large backlog is
     written into several archives in one task.
   - The ledger's write lock is held while the archived entries are deleted (seconds for a million entries);
     recorders wait or spool meanwhile. See docs/operations.md for retention periods and a seven-year rule.

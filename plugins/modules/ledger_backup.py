@@ -21,7 +21,7 @@ description:
     M(changeops.itsm.ledger_verify); point-in-time recovery needs the server's WAL archiving (docs/operations.md).
   - A restore brings the ledger back to RV(head). When the witnesses hold a checkpoint of a later entry,
     M(changeops.itsm.ledger_verify) reports the restored ledger as truncated (or, once new entries were appended,
-    as rewritten): a rollback is detected, not accepted silently.
+    as rewritten); a rollback is detected, not accepted silently.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
   - changeops.itsm maintainers (@changeops)

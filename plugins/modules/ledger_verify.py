@@ -122,7 +122,7 @@ options:
         entries and from the witnesses; with O(checkpoint_public_keys) only one whose attestation is signed by one
         of them), checks that its entry still has its hash, then walks the entries after it and checks every
         witness checkpoint by looking up its entry. Without a trusted marker it verifies every entry, and says so.
-      - An incremental verification does not compare the query tables (O(check_projections)): that needs a replay
+      - An incremental verification does not compare the query tables (O(check_projections)); that needs a replay
         of the whole chain.
     type: str
     choices: [full, incremental]
@@ -133,12 +133,12 @@ options:
         O(checkpoint_key), record it as a C(ledger.checkpoint) entry and hand it to the witnesses, so that the next
         incremental verification starts there (RV(verification.recorded_marker); the task reports C(changed)).
       - Nothing is recorded when the newest entry is already such a marker by the same key, nor without a
-        O(checkpoint_key) (a warning says why: an unsigned marker in the database proves nothing).
+        O(checkpoint_key) (a warning says why; an unsigned marker in the database proves nothing).
       - Defaults to V(true) with O(mode=incremental) and V(false) with O(mode=full).
     type: bool
   archives:
     description:
-      - Archive files of M(changeops.itsm.ledger_archive), or directories holding them, to verify too: each on its
+      - Archive files of M(changeops.itsm.ledger_archive), or directories holding them, to verify too, each on its
         own (its chain and every payload from its first entry's predecessor to its last entry, its redactions,
         its checkpoint, with O(checkpoint_public_keys) its signature, the witness checkpoints of its range, its
         query-table state), against the C(ledger.archived) entry that recorded it (SHA-256, range, last hash),
@@ -148,7 +148,7 @@ options:
     elements: path
   ledger:
     description:
-      - V(false) checks only the O(archives), offline: no system of record is opened (or created). Use it where
+      - V(false) checks only the O(archives), offline; no system of record is opened (or created). Use it where
         only the archive files and the public keys are, for example on an auditor's machine.
     type: bool
     default: true
