@@ -46,7 +46,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 14, [event["playbook"] for event in events]  # seven playbooks, twice
+        assert len(events) == 16, [event["playbook"] for event in events]  # eight playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -103,6 +103,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
                   "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
                   "redacted 2 fields", "history matches the signed checkpoint"):
         assert shown in first, shown
+    # the scale step: a verified backup taken during the run, and a retention rehearsal on a copy of it
+    for shown in ("backed up sqlite:", "1 archive verified", "linked to the live ledger"):
+        assert shown in first, shown
+    assert (artifacts / "backup" / "ledger.sqlite").is_file()
+    assert len(list((artifacts / "retention-rehearsal" / "archives").glob("*.jsonl.gz"))) == 1
     # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
     # "cmdb_services:" before)
     inventory_step = first.split("==== 5/7", 1)[1].split("==== 6/7", 1)[0]
