@@ -301,8 +301,8 @@ def section_append(args, workdir, postgres, figures):
                 else:
                     postgres.drop_schema(name)
             figures["append"]["%s/%d" % (backend, writers)] = measured
-            print("   %-11s %7d %14.0f %14.0f %7.2f" % (backend, writers, measured["baseline"], measured["now"],
-                                                       measured["now"] / measured["baseline"]))
+            ratio = measured["now"] / measured["baseline"]
+            print("   %-11s %7d %14.0f %14.0f %7.2f" % (backend, writers, measured["baseline"], measured["now"], ratio))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -418,11 +418,12 @@ def section_verify(args, workdir, figures, postgres=None):
                                             args.repeat)
         walked = result["verification"]["entries_checked"]
         assert result["verification"]["mode"] == "incremental" and walked <= args.new_entries + 10, result["verification"]
-        with_payloads, _result = timed(lambda: ledger_verify(config, settings, mode="incremental", check_payloads=True,
-                                                              record_marker=False), args.repeat)
+        with_payloads, _result = timed(
+            lambda: ledger_verify(config, settings, mode="incremental", check_payloads=True, record_marker=False),
+            args.repeat)
         print("   after %d new entries (ledger_verify, witnesses read, chain only unless said):" % args.new_entries)
-        print("     baseline: full verify of %d entries   %8.2f s" % (full_result["verification"]["entries_checked"],
-                                                                     full_seconds))
+        print("     baseline: full verify of %d entries   %8.2f s" % (
+            full_result["verification"]["entries_checked"], full_seconds))
         print("     incremental (%d entries walked)      %8.3f s   ratio %.4f" % (
             walked, incremental_seconds, incremental_seconds / full_seconds))
         print("     incremental with payloads opened      %8.3f s" % with_payloads)

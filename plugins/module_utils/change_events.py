@@ -176,8 +176,8 @@ def verify_ledger(ctx):
             if result["changed"] and ctx.diff:
                 result["diff"] = {
                     "before": "verified up to entry %s\n" % before["seq"] if before else "no verified-up-to marker\n",
-                    "after": "verified up to entry %s (%s)\n" % (report.head_seq, "payloads opened" if strength else
-                                                                   "chain only")}
+                    "after": "verified up to entry %s (%s)\n" % (
+                        report.head_seq, "payloads opened" if strength else "chain only")}
     result["msg"] = verification["summary"]
     if params.get("archives"):
         checked = _check_archives(ctx, settings, witness_records)

@@ -244,8 +244,9 @@ def test_a_missing_archive_is_reported(sor, settings, tmp_path):
     archive(sor, settings, tmp_path / "archives")
     os.unlink(first["path"])
     checked = ledger_verify(sor, settings, archives=[str(tmp_path / "archives")], fail_on_broken=False)
-    assert not checked["archives"]["valid"] and any("is not among the archives given" in problem
-                                     for problem in checked["archives"]["problems"]), checked["archives"]["problems"]
+    problems = checked["archives"]["problems"]
+    assert not checked["archives"]["valid"]
+    assert any("is not among the archives given" in problem for problem in problems), problems
 
 
 @pytest.mark.tampers_query_tables

@@ -68,7 +68,7 @@ def test_the_fast_walk_takes_an_intact_ledger_without_falling_back(sor):
 
 def test_the_fast_walk_checks_redactions_like_the_general_walk(sor):
     populate(sor)
-    target = [entry for entry in sor.iter_entries(kinds=["run.result"])][2]
+    target = list(sor.iter_entries(kinds=["run.result"]))[2]
     sor.redact_entry(target.seq, ["task.name"], "test", "ops", "ops@ctl")
     report = walk_chain(sor._chain_rows())
     assert report is not None and report.valid and [item["field"] for item in report.redactions] == ["task.name"]
@@ -213,8 +213,8 @@ def test_an_edit_before_the_marker_is_found_by_a_full_verification(sor, backend_
 
 
 @pytest.mark.tampers_query_tables
-def test_a_history_rewritten_before_the_marker_is_reported_by_the_incremental_verification(sor, backend_env,
-                                                                                         settings):
+def test_a_history_rewritten_before_the_marker_is_reported_by_the_incremental_verification(
+        sor, backend_env, settings):
     earlier = record_run(sor, "run-1")
     marker = ledger_verify(sor, settings, mode="incremental")["verification"]["recorded_marker"]
     record_run(sor, "run-2")

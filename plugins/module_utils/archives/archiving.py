@@ -237,7 +237,7 @@ def archive_ledger(ctx):
     if ctx.diff:
         after_files = before["archives"] + [item["file"] for item in result["archives"]]
         result["diff"] = {
-            "before": "live ledger from entry %d; archives: %s\n" % (before["live_from_seq"],
-                                                                   ", ".join(before["archives"]) or "none"),
+            "before": "live ledger from entry %d; archives: %s\n" % (
+                before["live_from_seq"], ", ".join(before["archives"]) or "none"),
             "after": "live ledger from entry %d; archives: %s\n" % (ranges[-1][1] + 1, ", ".join(after_files))}
     return result

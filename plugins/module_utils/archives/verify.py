@@ -40,7 +40,7 @@ def archive_paths(paths):
             found.append(path)
         else:
             raise ValidationError("archives: %s is neither an archive file nor a directory" % path, path=path)
-    return sorted(set(found), key=lambda item: os.path.basename(item))
+    return sorted(set(found), key=os.path.basename)
 
 
 def _anchor(record, where):

@@ -255,8 +255,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         last = after_seq
         while True:
             rows = self._query("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch), (last,))
-            for row in rows:
-                yield row
+            yield from rows
             if len(rows) < batch:
                 return
             last = rows[-1][0]

@@ -46,6 +46,7 @@ class CommandWitness(Witness):
     def deliver(self, record):
         line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
         try:
+            # pylint: disable-next=ansible-bad-function
             completed = subprocess.run(self.argv, input=line.encode("utf-8"), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.PIPE, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:

@@ -69,6 +69,7 @@ class SyslogWitness(Witness):
         if journalctl is None:
             return []
         try:
+            # pylint: disable-next=ansible-bad-function
             completed = subprocess.run([journalctl, "--quiet", "--no-pager", "--output=cat", "--identifier=" + IDENT,
                                         "--lines=%d" % JOURNAL_LINES], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30, check=False)
