@@ -187,6 +187,12 @@ class SystemOfRecord(abc.ABC):
         when every field was redacted already. See ``ledger_redaction.py``."""
         raise NotImplementedError
 
+    def read_source(self):
+        """Where this instance's reads went when the configuration names a read replica (``postgresql_read_dsn``
+        and a reader, see ``config.py``): ``{"server": "replica" | "primary", "lag_seconds", "reason"}``, where
+        ``reason`` says why a reader fell back to the primary. None when no replica is configured for it."""
+        return None
+
     def backup(self, destination, tool=None):
         """Write a consistent copy of the whole database (ledger, query tables, cursors) to ``destination`` while
         writers go on, and return ``{"format", "head_seq", "head_hash"}``: the newest entry the copy holds.
