@@ -218,11 +218,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if first is not None:
                 first = (first[0], config["sqlite_path"])
             warn_if_new_ledger(config, self.display.warning, first=first)
+            config["reader"] = True  # reads from postgresql_read_dsn when one is configured
             sor = open_system_of_record(config)
             try:
                 cis = find_configuration_items(
                     sor, classes=self.get_option("classes") or None, statuses=self.get_option("statuses") or None,
                     environments=self.get_option("environments") or None, expression=self.get_option("filter"))
+                read_from = sor.read_source()
+                if read_from is not None and read_from["reason"]:
+                    self.display.warning("%s: %s" % (path, read_from["reason"]))
             finally:
                 sor.close()
         except ChangeopsError as exc:

@@ -307,6 +307,14 @@ def _targets(params):
 def _find(sor, label, ref):
     entry = sor.get_entry(ref)
     if entry is None:
+        point = sor.archive_point()
+        if point is not None and str(ref).strip().isdigit() and int(ref) <= point["last_seq"]:
+            archive = next((item for item in sor.archives() if item["first_seq"] <= int(ref) <= item["last_seq"]), None)
+            raise NotFound(
+                "%s: entry %s was archived (in %s, by ledger entry %s): an archived entry is redacted in its archive"
+                " file, which this module does not rewrite; see docs/operations.md, 'Redacting an archived entry'"
+                % (label, ref, archive["file"] if archive else "an archive", archive["seq"] if archive else "?"),
+                entry=ref)
         raise NotFound("%s: the ledger has no entry %s (give its sequence number or its id)" % (label, ref),
                        entry=ref)
     return entry

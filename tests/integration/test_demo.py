@@ -110,6 +110,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
                   "redacted 2 fields", "history matches the signed checkpoint",
                   "state 3 (3 = Closed), close code successful", "attachment: changeops-run-"):
         assert shown in first, shown
+    # the scale step: a verified backup taken during the run, and a retention rehearsal on a copy of it
+    for shown in ("backed up sqlite:", "1 archive verified", "linked to the live ledger"):
+        assert shown in first, shown
+    assert (artifacts / "backup" / "ledger.sqlite").is_file()
+    assert len(list((artifacts / "retention-rehearsal" / "archives").glob("*.jsonl.gz"))) == 1
     # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
     # "cmdb_services:" before)
     inventory_step = first.split("==== 5/8", 1)[1].split("==== 6/8", 1)[0]

@@ -39,10 +39,27 @@ VERBATIM_DOCS = {
 }
 
 
+#: Set-based projectors: ``function(db, entries)`` applies consecutive entries of one kind with the same
+#: effect on the query tables as :func:`project` applied to each in turn, in a fixed number of statements
+#: (``db.executemany``, ``db.select_in``). ``SqlSystemOfRecord.append`` uses them; replays and
+#: ``ledger_verify``'s comparison (``projection_check``) project entry by entry, so the comparison the test
+#: suite makes after every test that writes (tests/conftest.py) checks that both agree. A projector that
+#: changes what an entry of such a kind does must change its set-based form alike.
+BATCH_PROJECTORS = {}
+
+
 def projects(*kinds):
     def register(function):
         for kind in kinds:
             PROJECTORS[kind] = function
+        return function
+    return register
+
+
+def batch_projects(*kinds):
+    def register(function):
+        for kind in kinds:
+            BATCH_PROJECTORS[kind] = function
         return function
     return register
 
@@ -53,6 +70,24 @@ def project(db, entry):
     except KeyError:
         raise ValidationError("unknown ledger entry kind %r" % entry.kind)
     projector(db, entry)
+
+
+def project_many(db, entries):
+    """Apply sealed ``entries`` (in chain order); runs of consecutive entries of a kind with a set-based
+    projector go together, every other entry on its own."""
+    start, count = 0, len(entries)
+    while start < count:
+        kind = entries[start].kind
+        batch = BATCH_PROJECTORS.get(kind)
+        if batch is None:
+            project(db, entries[start])
+            start += 1
+            continue
+        end = start + 1
+        while end < count and entries[end].kind == kind:
+            end += 1
+        batch(db, entries[start:end])
+        start = end
 
 
 def _load(text):
@@ -154,35 +189,59 @@ def _run_play(db, entry):
 
 @projects("run.result")
 def _run_result(db, entry):
-    data = entry.data
-    run_id = data["run_id"]
-    _ensure_event(db, entry, run_id)
-    task = data.get("task") or {}
-    item = data.get("item")
-    status = data["status"]
-    changed = 1 if data.get("changed") else 0
-    db.execute(
-        "INSERT INTO task_results (seq, run_id, play_id, task_uuid, task_name, action, host, item_label, status,"
-        " changed, started_at, duration_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
-         data["host"], item.get("label") if isinstance(item, dict) else None, status, changed,
-         data.get("started_at"), data.get("duration_ms"), entry.data_json()))
-    if item is not None:
-        # Loop items are recorded one by one; the host summary counts the
-        # aggregate result only, as ansible's own stats do.
-        return
-    column = {"ok": "ok", "changed": "changed", "failed": "failed", "skipped": "skipped",
-              "unreachable": "unreachable"}.get(status)
-    counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0}
-    if column:
-        counts[column] = 1
-    db.execute(
-        "INSERT INTO run_hosts (run_id, host, ok, changed, failed, skipped, unreachable) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, host) DO UPDATE SET ok = run_hosts.ok + excluded.ok,"
-        " changed = run_hosts.changed + excluded.changed, failed = run_hosts.failed + excluded.failed,"
-        " skipped = run_hosts.skipped + excluded.skipped, unreachable = run_hosts.unreachable + excluded.unreachable",
-        (run_id, data["host"], counts["ok"], counts["changed"], counts["failed"], counts["skipped"],
-         counts["unreachable"]))
+    # one definition for one result and for many (the append stores runs of results together)
+    _run_results(db, [entry])
+
+
+_TASK_RESULT_COLUMNS = ("seq", "run_id", "play_id", "task_uuid", "task_name", "action", "host", "item_label", "status",
+                        "changed", "started_at", "duration_ms", "doc")
+
+#: run_hosts columns a result's status counts in
+_HOST_COUNTS = ("ok", "changed", "failed", "skipped", "unreachable")
+
+
+@batch_projects("run.result")
+def _run_results(db, entries):
+    """:func:`_run_result` for many results at once: the events they need opened (one query), their
+    task_results rows (one executemany), and each host's counts added up first and upserted once."""
+    first_of_run = {}
+    rows = []
+    tallies = {}
+    for entry in entries:
+        data = entry.data
+        run_id = data["run_id"]
+        first_of_run.setdefault(run_id, entry)
+        task = data.get("task") or {}
+        item = data.get("item")
+        status = data["status"]
+        host = data["host"]
+        rows.append((entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
+                     host, item.get("label") if isinstance(item, dict) else None, status,
+                     1 if data.get("changed") else 0, data.get("started_at"), data.get("duration_ms"),
+                     entry.data_json()))
+        if item is None:
+            tally = tallies.setdefault((run_id, host), [0, 0, 0, 0, 0])
+            if status in _HOST_COUNTS:
+                tally[_HOST_COUNTS.index(status)] += 1
+    opened = set(row[0] for row in db.select_in(
+        "SELECT run_id FROM change_events WHERE run_id IN ({marks})", list(first_of_run)))
+    missing = [(run_id, entry) for run_id, entry in first_of_run.items() if run_id not in opened]
+    if missing:
+        # as _ensure_event: a run whose start was lost (or replayed later) still gets its event
+        db.executemany(
+            "INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, entry.at, "running", 0, _dump({"run_id": run_id, "started_at": entry.at, "incomplete": True}),
+              entry.seq) for run_id, entry in missing])
+    db.insert_rows("task_results", _TASK_RESULT_COLUMNS, rows)
+    if tallies:
+        db.executemany(_RUN_HOSTS_UPSERT, [key + tuple(tally) for key, tally in tallies.items()])
+
+
+_RUN_HOSTS_UPSERT = (
+    "INSERT INTO run_hosts (run_id, host, ok, changed, failed, skipped, unreachable) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, host) DO UPDATE SET ok = run_hosts.ok + excluded.ok,"
+    " changed = run_hosts.changed + excluded.changed, failed = run_hosts.failed + excluded.failed,"
+    " skipped = run_hosts.skipped + excluded.skipped, unreachable = run_hosts.unreachable + excluded.unreachable")
 
 
 @projects("run.gate")
@@ -630,6 +689,20 @@ def _policy_published(db, entry):
 # --------------------------------------------------------------------------
 # the ledger's own bookkeeping
 # --------------------------------------------------------------------------
+@projects("ledger.archived")
+def _ledger_archived(db, entry):
+    """Entries up to ``last_seq`` moved to an archive file (archives/): the query tables keep the summaries (change
+    events, host counts, CIs, change requests, evidence, reviews, policies) and drop the detail the archive holds,
+    the task results; the archive is listed in ledger_archives."""
+    data = entry.data
+    db.execute("DELETE FROM task_results WHERE seq <= ?", (data["last_seq"],))
+    db.execute(
+        "INSERT INTO ledger_archives (archive_seq, file, sha256, first_seq, last_seq, last_hash, entries, cutoff,"
+        " archived_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.seq, data["file"], data["sha256"], data["first_seq"], data["last_seq"], data["last_hash"],
+         data["entries"], data["cutoff"], data.get("archived_at", entry.at), entry.data_json()))
+
+
 @projects("ledger.checkpoint", "ledger.redacted")
 def _ledger_bookkeeping(db, entry):
     """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the

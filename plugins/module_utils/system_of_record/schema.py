@@ -237,6 +237,30 @@ MIGRATIONS = [
             PRIMARY KEY (target, seq)
         )""",
         "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+    # Archives (archives/, docs/operations.md): entries older than a retention period move to compressed,
+    # self-verifying files. ledger_archives is the projection of the ledger.archived entries (one row per
+    # archive, kept when the entry itself is archived later); archive_base holds the query tables' state
+    # at the last archived entry (one canonical JSON object per row), which replays start from instead of
+    # an empty database: its digest is in the chain (the ledger.archived entry), like the archive's hash.
+    (10, "ledger archives and the query tables' state at the last archived entry", [
+        """CREATE TABLE ledger_archives (
+            archive_seq {int} PRIMARY KEY,
+            file TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            first_seq {int} NOT NULL,
+            last_seq {int} NOT NULL,
+            last_hash TEXT NOT NULL,
+            entries {int} NOT NULL,
+            cutoff TEXT NOT NULL,
+            archived_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX ledger_archives_range ON ledger_archives (last_seq)",
+        """CREATE TABLE archive_base (
+            tbl TEXT NOT NULL,
+            row_json TEXT NOT NULL
+        )""",
+        "CREATE INDEX archive_base_tbl ON archive_base (tbl)",
     ]),
 ]
 

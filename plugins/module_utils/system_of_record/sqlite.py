@@ -354,6 +354,36 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         return {"compacted": bool(compact), "wal_checkpointed": not busy and not wal_size,
                 "wal_frames": log_frames, "checkpointed_frames": checkpointed, "warnings": warnings}
 
+    def backup(self, destination, tool=None):
+        """SQLite's online backup API in one step: one read snapshot, so the copy is the ledger as of one commit,
+        while writers (WAL mode) go on. Written beside ``destination`` and renamed over it once complete and
+        synced: a crash leaves the old backup or none, never half of one."""
+        self._ensure_open()
+        partial = destination + ".partial"
+        try:
+            _remove(partial)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            with _FORK_GUARD:
+                source = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            try:
+                source.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
+                target = sqlite3.connect(partial, isolation_level=None)
+                try:
+                    source.backup(target)  # pages=-1: every page in one step, under one read transaction
+                    head = target.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+                finally:
+                    target.close()
+            finally:
+                source.close()
+            _fsync(partial)
+            os.replace(partial, destination)
+            _fsync(os.path.dirname(os.path.abspath(destination)) or ".")
+        except (sqlite3.Error, OSError) as exc:
+            _remove(partial)
+            raise BackendUnavailable("cannot back up the SQLite ledger %s to %s: %s" % (self.path, destination, exc),
+                                     path=self.path)
+        return {"format": "sqlite", "head_seq": head[0] if head else 0, "head_hash": head[1] if head else None}
+
     def close(self):
         with _FORK_GUARD:
             self._close()
@@ -364,3 +394,19 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync(path):
+    """Flush a file (or a directory's entries) to disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
