@@ -237,6 +237,7 @@ MIGRATIONS = [
             PRIMARY KEY (target, seq)
         )""",
         "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+    ]),
     # Archives (archives/, docs/operations.md): entries older than a retention period move to compressed,
     # self-verifying files. ledger_archives is the projection of the ledger.archived entries (one row per
     # archive, kept when the entry itself is archived later); archive_base holds the query tables' state

@@ -20,6 +20,7 @@ import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 
 _TARGET_COLUMNS = ("target, cursor_seq, delivered, updated_at, last_success_at, last_error, last_error_at, "
                    "retry_after, lease_owner, lease_expires_ms")
@@ -57,10 +58,8 @@ class SqlSyncState(object):
         return [_target(row) for row in self._query("SELECT %s FROM sync_targets ORDER BY target" % _TARGET_COLUMNS)]
 
     def advance_sync_cursor(self, target, from_seq, to_seq, delivered=0):
-        from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import _Statements
-
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = Statements(cursor, self.placeholder)
             state = self._ensure_target(db, target)
             if state["cursor_seq"] != from_seq:
                 raise ConflictError("the %s cursor is at %s, not %s: another drain moved it" % (
@@ -71,10 +70,8 @@ class SqlSyncState(object):
                        " WHERE target = ?", (int(to_seq), int(delivered), now, now, target))
 
     def note_sync_error(self, target, message, retry_after=None):
-        from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import _Statements
-
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = Statements(cursor, self.placeholder)
             self._ensure_target(db, target)
             now = utc_now()
             db.execute("UPDATE sync_targets SET last_error = ?, last_error_at = ?, retry_after = ?, updated_at = ?"
@@ -82,11 +79,9 @@ class SqlSyncState(object):
 
     def acquire_sync_lease(self, target, owner, seconds):
         """Take the target's drain lease for ``seconds`` unless another owner holds an unexpired one."""
-        from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import _Statements
-
         now_ms = int(time.time() * 1000)
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = Statements(cursor, self.placeholder)
             state = self._ensure_target(db, target)
             if state["lease_owner"] not in (None, owner) and (state["lease_expires_ms"] or 0) > now_ms:
                 return False
@@ -95,21 +90,17 @@ class SqlSyncState(object):
             return True
 
     def release_sync_lease(self, target, owner):
-        from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import _Statements
-
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = Statements(cursor, self.placeholder)
             db.execute("UPDATE sync_targets SET lease_owner = NULL, lease_expires_ms = NULL"
                        " WHERE target = ? AND lease_owner = ?", (target, owner))
 
     def set_sync_item(self, target, seq, entry_id, kind, subject, status, error=None, details=None):
         """Record what became of one entry the target could not take (insert or update by ``(target, seq)``)."""
-        from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import _Statements
-
         if status not in ITEM_STATUSES:
             raise ValueError("sync item status %r" % status)
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = Statements(cursor, self.placeholder)
             now = utc_now()
             text = json.dumps(details or {}, sort_keys=True)
             row = db.execute("SELECT attempts FROM sync_items WHERE target = ? AND seq = ?", (target, seq)).fetchone()
