@@ -34,6 +34,12 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("change_requests", "number"),
     ("evidence", "seq"),
     ("reviews", "seq"),
+    # the review service's (change_index.py)
+    ("change_event_facets", "run_id"),
+    ("change_event_facet_counts", "facet"),
+    ("acknowledgements", "seq"),
+    ("review_accounts", "name"),
+    ("review_audit", "seq"),
 ])
 
 

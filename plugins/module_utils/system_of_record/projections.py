@@ -23,6 +23,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import
     RECORD_ONLY_ACTION_PREFIX,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 
 PROJECTORS = {}
@@ -108,6 +109,7 @@ def _run_started(db, entry):
              columns["controller"], columns["playbook"], _dump(doc), entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
+    change_index.reindex(db, run_id)
 
 
 @projects("run.play")
@@ -323,6 +325,7 @@ def _finish(db, entry, outcome):
         changed_host_count=len(changed_hosts),
         failed_host_count=counts[1] or 0,
     )
+    change_index.reindex(db, run_id)
 
 
 @projects("run.finished")
@@ -346,6 +349,7 @@ def _run_reviewed(db, entry):
         (entry.seq, run_id, data["reviewer"], data["outcome"], data.get("reviewed_at", entry.at), entry.data_json()))
     db.execute("UPDATE change_events SET review_status = ?, last_seq = ? WHERE run_id = ?",
                (data["outcome"], entry.seq, run_id))
+    change_index.reindex(db, run_id)
 
 
 # --------------------------------------------------------------------------
@@ -495,3 +499,9 @@ def _evidence_recorded(db, entry):
         "INSERT INTO evidence (seq, run_id, host, ci_id, checklist, status, recorded_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (entry.seq, data.get("run_id"), data.get("host"), data.get("ci_id"), data["checklist"],
          data.get("status"), entry.at, entry.data_json()))
+
+
+# --------------------------------------------------------------------------
+# the review service: acknowledgements, accounts and its audit (change_index.py)
+# --------------------------------------------------------------------------
+PROJECTORS.update(change_index.PROJECTORS)

@@ -165,16 +165,116 @@ MIGRATIONS = [
     # collection's own record writes were in it). Rows of older versions would read as altered.
     (4, "query tables replayed: denied and record-only runs, changed hosts by the one definition of a change",
      [REPLAY_LEDGER]),
+    # The review service (review_service/) lists, filters, counts and searches a million change events
+    # per request without reading them: change_event_facets holds one row per (facet, value) of an event
+    # (host, service, environment, outcome, category, review state, acknowledgement, search terms), keyed
+    # so that "this value, newest first" is one index range scan; change_event_facet_counts counts them per
+    # day (whole-day time ranges are summed, never counted row by row); see change_index.py. Unauthorised
+    # changes get acknowledgements; the service's accounts and audit of sign-in failures and tokens are
+    # ledger entries too. Password hashes, sessions and API token hashes are the service's working state,
+    # kept outside the ledger like the counters (a secret never enters the hash chain).
+    (5, "review service: list index (facets and their counts per day), acknowledgements, accounts, audit,"
+        " credentials, sessions, API tokens", [
+        """CREATE TABLE change_event_facets (
+            facet TEXT NOT NULL,
+            value TEXT{bytes} NOT NULL,
+            started_at TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            PRIMARY KEY (facet, value, started_at, run_id)
+        ){without_rowid}""",
+        "CREATE INDEX change_event_facets_run ON change_event_facets (run_id, facet, value)",
+        """CREATE TABLE change_event_facet_counts (
+            facet TEXT NOT NULL,
+            value TEXT{bytes} NOT NULL,
+            day TEXT NOT NULL,
+            listed {int} NOT NULL,
+            n {int} NOT NULL,
+            PRIMARY KEY (facet, value, day, listed)
+        ){without_rowid}""",
+        # newest first with a stable tie-break, and the sortable columns of the list
+        "CREATE INDEX change_events_list ON change_events (started_at, run_id)",
+        "CREATE INDEX change_events_playbook ON change_events (playbook, started_at)",
+        "CREATE INDEX change_events_user ON change_events (user_name, started_at)",
+        "CREATE INDEX change_events_ended ON change_events (ended_at, started_at)",
+        """CREATE TABLE acknowledgements (
+            seq {int} PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            disposition TEXT NOT NULL,
+            acknowledged_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX acknowledgements_run ON acknowledgements (run_id, seq)",
+        """CREATE TABLE review_accounts (
+            name TEXT PRIMARY KEY,
+            display_name TEXT,
+            roles TEXT NOT NULL,
+            disabled {int} NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        """CREATE TABLE review_audit (
+            seq {int} PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            remote TEXT,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX review_audit_subject ON review_audit (kind, subject, at)",
+        "CREATE INDEX review_audit_remote ON review_audit (kind, remote, at)",
+        """CREATE TABLE review_credentials (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE review_sessions (
+            id_hash TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            via TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        )""",
+        "CREATE INDEX review_sessions_name ON review_sessions (name)",
+        """CREATE TABLE review_api_tokens (
+            token_hash TEXT PRIMARY KEY,
+            token_id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            label TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked {int} NOT NULL DEFAULT 0
+        )""",
+        REPLAY_LEDGER,
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
+#: what the other placeholders of a statement stand for in each dialect (chosen by its integer type):
+#: ``{without_rowid}`` stores a table in its primary-key index where the dialect can (SQLite)
+#: and ``{bytes}`` makes a text column compare byte by byte whatever the database's locale (prefix ranges)
+_DIALECT_WORDS = {"INTEGER": {"without_rowid": " WITHOUT ROWID", "bytes": ""},
+                  "BIGINT": {"without_rowid": "", "bytes": ' COLLATE "C"'}}
+
+
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
-    return [statement.format(int=dialect_int_type) for statement in migration[2] if statement != REPLAY_LEDGER]
+    words = _DIALECT_WORDS.get(dialect_int_type, _DIALECT_WORDS["INTEGER"])
+    return [statement.format(int=dialect_int_type, **words) for statement in migration[2]
+            if statement != REPLAY_LEDGER]
 
 
 def replays_ledger(migration):
-    """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
-    return REPLAY_LEDGER in migration[2]
+    """True when ``migration`` rebuilds the query tables from the ledger after its SQL.
+
+    Only the newest replaying migration does: an upgrade applies every later migration too, and one
+    replay under today's projection rules, once every table exists, is what an older replay would
+    have come to (an older one would run today's projectors against tables not created yet).
+    """
+    return REPLAY_LEDGER in migration[2] and migration[0] == max(
+        version for version, _description, steps in MIGRATIONS if REPLAY_LEDGER in steps)

@@ -17,6 +17,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GE
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
 
 LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 
@@ -35,7 +36,7 @@ class _Statements(object):
         return self._cursor
 
 
-class SqlSystemOfRecord(SystemOfRecord):
+class SqlSystemOfRecord(ReviewQueries, SystemOfRecord):
     placeholder = "?"
 
     # -- to be provided by the dialect --------------------------------------
