@@ -132,7 +132,9 @@ def create_app(config, store=None):
     app = FastAPI(title="changeops.itsm review service", version="1", lifespan=lifespan,
                   description="Recorded changes, their reviews and approvals. Every endpoint needs an API token "
                               "(Authorization: Bearer ...); create one on your account page.",
-                  openapi_url="/api/openapi.json", docs_url=None, redoc_url=None)
+                  # served by openapi_document below, behind a token like every other route (FastAPI's own
+                  # route would be public)
+                  openapi_url=None, docs_url=None, redoc_url=None)
     app.state.config = config
     app.state.store = store
     app.state.auth = auth
