@@ -255,10 +255,11 @@ class ReviewQueries(object):
             if not exact:
                 return None
             matching, params = self._matching_sql(filters, driver, probes)
+            # from each matching event to its facets (the run index), not from every facet row to the matches
             rows = self._query(
-                "SELECT g.facet, g.value, COUNT(*) FROM change_event_facets g WHERE g.facet IN (%s) AND g.run_id IN"
-                " (SELECT m.run_id FROM (%s) m) GROUP BY g.facet, g.value" % (marks, matching),
-                tuple(COUNTED_FACETS) + tuple(params))
+                "SELECT g.facet, g.value, COUNT(*) FROM (%s) m JOIN change_event_facets g ON g.run_id = m.run_id"
+                " AND g.facet IN (%s) GROUP BY g.facet, g.value" % (matching, marks),
+                tuple(params) + tuple(COUNTED_FACETS))
         for facet, value, count in rows:
             if int(count or 0) > 0:
                 counts[facet][value] = int(count)
