@@ -28,6 +28,8 @@ import tempfile
 import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_scope
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import identities_label, policy_label
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import parse_moment
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
@@ -35,6 +37,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     ChangeopsError,
     ConfigurationError,
     NotFound,
+    Refused,
     ValidationError,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -430,7 +433,8 @@ def _gate(gate, plays):
         "change_request_at_decision": {key: snapshot.get(key) for key in (
             "state", "approval", "planned_start", "planned_end", "timezone")} if snapshot else None,
         "checked_at": gate.get("checked_at"),
-        "policy": (gate.get("policy") or {}).get("source") if isinstance(gate.get("policy"), dict) else gate.get("policy"),
+        "policy": policy_label(gate.get("policy")),
+        "identities": identities_label(gate.get("identities")),
         "protected_areas": gate.get("protected_areas") or [],
         "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
         "review_required": gate.get("review_required"),
@@ -823,6 +827,23 @@ def generate_register_operation(ctx):
 # --------------------------------------------------------------------------
 # review sign-off
 # --------------------------------------------------------------------------
+def _reviewer(ctx, event):
+    """Who signs off: the authenticated identity, never a typed name; refused where the policy's review rules
+    (``reviews`` in the policy: reviewers, self-review) say no."""
+    identity = ctx.identity
+    named = (ctx.params.get("reviewer") or "").strip()
+    if named and named != identity.name:
+        raise Refused("reviewer: %r is not who signs off (%s, the account running the module): a review is recorded "
+                      "as the authenticated identity that makes it; leave reviewer out, or let %s run the task"
+                      % (named, identity.name, named), refusals=[{"rule": "identity", "reason": "reviewer is not the "
+                                                                  "authenticated identity"}])
+    in_force = policy_store.in_force_for(ctx)
+    refused = duties.refusals("review", identity, in_force.policy.authorisation, record=event)
+    if refused:
+        raise Refused("%s under the %s" % (duties.describe(refused), in_force.label()), refusals=refused)
+    return identity.name
+
+
 def record_review(ctx):
     """``change_review`` operation: append a ``run.reviewed`` entry unless the same sign-off is the latest."""
     params = ctx.params
@@ -838,7 +859,7 @@ def record_review(ctx):
         raise ValidationError(
             "run_id: change event %s is still running; review it after it has finished" % run_id,
             option="run_id", value=run_id)
-    reviewer = (params.get("reviewer") or "").strip() or ctx.actor
+    reviewer = _reviewer(ctx, event)
     comment = params.get("comment") or ""
     if params["outcome"] == "follow-up" and not comment.strip():
         raise ValidationError("comment: say what needs following up when outcome is follow-up", option="comment")
@@ -849,7 +870,7 @@ def record_review(ctx):
     if latest and all(latest.get(key) == value for key, value in wanted.items()):
         return {"changed": False, "review": before, "run_id": run_id,
                 "msg": "change %s already reviewed by %s: %s" % (run_id, reviewer, params["outcome"])}
-    review = dict(wanted, reviewed_at=utc_now())
+    review = dict(wanted, reviewed_at=utc_now(), reviewer_identity=ctx.identity.to_dict(), recorded_by=ctx.actor)
     result = {"changed": True, "run_id": run_id,
               "review": {key: review[key] for key in ("reviewer", "outcome", "comment", "reviewed_at")},
               "msg": "change %s reviewed by %s: %s" % (run_id, reviewer, params["outcome"])}

@@ -141,6 +141,34 @@ change_events:
     authorisation:
       description: How the run's changes were authorised.
       type: str
+    authorisations:
+      description:
+        - Every gate decision of the run, with the change policy it was made under and the people involved.
+      type: list
+      elements: dict
+      contains:
+        play:
+          description: The play the decision is for.
+          type: str
+        allowed:
+          description: Whether the decision allowed the play.
+          type: bool
+        type:
+          description: V(standard), V(normal), V(emergency), V(dry-run) or V(denied).
+          type: str
+        reference:
+          description: Standard change template or change request number.
+          type: str
+        policy:
+          description:
+            - C(state) (V(published), or V(unpublished) when no policy was published and the configured file decided),
+              C(version) (published versions), C(sha256) and C(source).
+          type: dict
+        identities:
+          description:
+            - C(runner) (the account that ran the play), and for a change request C(requester) and C(approvers)
+              (C({name, source, at}) each), for an emergency C(declared_by).
+          type: dict
     hosts:
       description: Per-host counts, when one event was asked for by O(run_id).
       type: list

@@ -12,9 +12,13 @@ host is opened, so SQLite stays one file on one machine.
 
 from __future__ import annotations
 
+import os
+
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import configured_policy_path
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -24,6 +28,13 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location imp
     controller_backend_config,
     warn_if_new_ledger,
 )
+
+
+def controller_policy_path():
+    """The change policy file configured on this controller (env, ansible.cfg); in force only while none is
+    published (see authorisation/policy_store.py)."""
+    cfg = ansible_cfg_path()
+    return configured_policy_path(os.environ, read_ini_section(cfg), cfg)
 
 
 def resolve_controller_backend_config(params):
@@ -67,6 +78,7 @@ class SystemOfRecordAction(ActionBase):
             task=self._task,
             warn=self._display.warning,
             display=self._display,
+            policy_path=controller_policy_path(),
         )
 
     def show_deprecations(self, validation):

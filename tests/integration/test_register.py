@@ -21,6 +21,7 @@ from support.backends import BACKENDS, backend_config, fresh_env
 from support.project import Project
 from support.raw_ledger import raw_ledger_connection
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_user
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 from register_fixtures import RELEASE_REQUESTED_BY, REAL_RUNS, fill_synthetic_ledger, record_real_runs
@@ -341,7 +342,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       check_mode: true
       diff: true
@@ -351,7 +351,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       register: signed
 
@@ -359,7 +358,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       register: again
 
@@ -473,7 +471,8 @@ def test_review_sign_off_is_a_ledger_entry_and_shows_in_the_register(project, op
                              ("accepted", "Retrospective CHG approved")):
         project.run("review.yml", "-e", json.dumps({"run_id": run_id, "outcome": outcome, "comment": comment}))
     reviews = sor.find_reviews(run_id=run_id)
-    assert [(r["outcome"], r["reviewer"]) for r in reviews] == [("accepted", "Dana Reviewer"), ("follow-up", "Dana Reviewer")]
+    # the reviewer is the account that ran the module, never a typed name
+    assert [(r["outcome"], r["reviewer"]) for r in reviews] == [("accepted", os_user()), ("follow-up", os_user())]
     entries = list(sor.iter_entries(kinds=["run.reviewed"]))
     assert len(entries) == 2 and all(entry.subject == run_id for entry in entries)
 

@@ -34,6 +34,7 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("change_requests", "number"),
     ("evidence", "seq"),
     ("reviews", "seq"),
+    ("policies", "version"),
     # the review service's (change_index.py)
     ("change_event_facets", "run_id"),
     ("change_event_facet_counts", "facet"),

@@ -28,6 +28,17 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Confl
 
 PROJECTORS = {}
 
+#: Kinds whose projector copies the entry's data verbatim (``entry.data_json()``) into one row keyed by
+#: its seq, with the data members other columns or tables are derived from. Redacting any other member
+#: only has to rewrite that row's ``doc`` (``SqlSystemOfRecord.redact_entry``); otherwise the tables are
+#: rebuilt from the ledger. Keep this in step with the projectors below.
+VERBATIM_DOCS = {
+    "run.result": ("task_results", {"run_id", "play_id", "task", "host", "item", "status", "changed",
+                                    "started_at", "duration_ms"}),
+    "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
+    "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+}
+
 
 def projects(*kinds):
     def register(function):
@@ -499,6 +510,36 @@ def _evidence_recorded(db, entry):
         "INSERT INTO evidence (seq, run_id, host, ci_id, checklist, status, recorded_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (entry.seq, data.get("run_id"), data.get("host"), data.get("ci_id"), data["checklist"],
          data.get("status"), entry.at, entry.data_json()))
+
+
+# --------------------------------------------------------------------------
+# the published change policy: versions follow each other, one at a time
+# --------------------------------------------------------------------------
+@projects("policy.published")
+def _policy_published(db, entry):
+    data = entry.data
+    row = db.execute("SELECT version, sha256 FROM policies ORDER BY version DESC LIMIT 1").fetchone()
+    current = row[0] if row else None
+    if data.get("previous_version") != current or data.get("version") != (current or 0) + 1:
+        # two publishers raced: the second was prepared against a version that is no longer in force
+        raise ConflictError("change policy version %s was published meanwhile (this publication follows version %s); "
+                            "read the policy in force again and retry" % (current, data.get("previous_version")),
+                            version=current)
+    publisher = data.get("publisher") or {}
+    db.execute(
+        "INSERT INTO policies (version, sha256, published_at, publisher, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+        (data["version"], data["sha256"], data.get("published_at", entry.at), publisher.get("name") or entry.actor or "",
+         entry.data_json(), entry.seq))
+
+
+# --------------------------------------------------------------------------
+# the ledger's own bookkeeping
+# --------------------------------------------------------------------------
+@projects("ledger.checkpoint", "ledger.redacted")
+def _ledger_bookkeeping(db, entry):
+    """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the
+    ledger itself by ``ledger_verify`` and the witness feed: no query table holds them."""
+    del db, entry
 
 
 # --------------------------------------------------------------------------

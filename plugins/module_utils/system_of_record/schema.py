@@ -14,6 +14,8 @@ that could be rebuilt by replaying the ledger.
 
 from __future__ import annotations
 
+import re
+
 #: A migration step that is not SQL: empty every query table and project every ledger entry into it
 #: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
@@ -165,6 +167,34 @@ MIGRATIONS = [
     # collection's own record writes were in it). Rows of older versions would read as altered.
     (4, "query tables replayed: denied and record-only runs, changed hosts by the one definition of a change",
      [REPLAY_LEDGER]),
+    # The change policy published into the ledger (policy.published entries): one row per version, the newest
+    # in force; the gate finds a runner's file among them by its sha256.
+    (5, "published change policy versions", [
+        """CREATE TABLE policies (
+            version {int} PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            published_at TEXT NOT NULL,
+            publisher TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX policies_sha256 ON policies (sha256)",
+    ]),
+    # Entry format 2 (ledger.py, commitments.py): the hash covers salted per-field commitments, so a
+    # leaked field can be redacted without breaking the chain. Rows written before keep format 1 and
+    # their hashes; salt/payload_root/redactions stay NULL until a field of theirs is redacted.
+    # witness_cursors: how far each witness of the chain's checkpoints was fed (not a projection).
+    (6, "salted per-field payload commitments, redactions, witness cursors", [
+        "ALTER TABLE ledger ADD COLUMN entry_format {int} NOT NULL DEFAULT 1",
+        "ALTER TABLE ledger ADD COLUMN salt TEXT",
+        "ALTER TABLE ledger ADD COLUMN payload_root TEXT",
+        "ALTER TABLE ledger ADD COLUMN redactions TEXT",
+        """CREATE TABLE witness_cursors (
+            witness TEXT PRIMARY KEY,
+            seq {int} NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ]),
     # The review service (review_service/) lists, filters, counts and searches a million change events
     # per request without reading them: change_event_facets holds one row per (facet, value) of an event
     # (host, service, environment, outcome, category, review state, acknowledgement, search terms), keyed
@@ -173,7 +203,7 @@ MIGRATIONS = [
     # changes get acknowledgements; the service's accounts and audit of sign-in failures and tokens are
     # ledger entries too. Password hashes, sessions and API token hashes are the service's working state,
     # kept outside the ledger like the counters (a secret never enters the hash chain).
-    (5, "review service: list index (facets and their counts per day), acknowledgements, accounts, audit,"
+    (7, "review service: list index (facets and their counts per day), acknowledgements, accounts, audit,"
         " credentials, sessions, API tokens", [
         """CREATE TABLE change_event_facets (
             facet TEXT NOT NULL,
@@ -269,12 +299,19 @@ def statements_for(dialect_int_type, migration):
             if statement != REPLAY_LEDGER]
 
 
-def replays_ledger(migration):
-    """True when ``migration`` rebuilds the query tables from the ledger after its SQL.
+def tables_until(version):
+    """The tables the migrations up to ``version`` create: a replay at that point fills only those."""
+    tables = set()
+    for migration in MIGRATIONS:
+        if migration[0] > version:
+            break
+        for statement in migration[2]:
+            match = re.match(r"\s*CREATE TABLE (\w+)", statement)
+            if match:
+                tables.add(match.group(1))
+    return tables
 
-    Only the newest replaying migration does: an upgrade applies every later migration too, and one
-    replay under today's projection rules, once every table exists, is what an older replay would
-    have come to (an older one would run today's projectors against tables not created yet).
-    """
-    return REPLAY_LEDGER in migration[2] and migration[0] == max(
-        version for version, _description, steps in MIGRATIONS if REPLAY_LEDGER in steps)
+
+def replays_ledger(migration):
+    """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
+    return REPLAY_LEDGER in migration[2]

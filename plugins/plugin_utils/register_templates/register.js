@@ -405,6 +405,7 @@
         if ((gate.protected_areas || []).length) { reasons.push('Touches protected areas: ' + gate.protected_areas.join(', ')); }
         (gate.freezes || []).forEach(function (freeze) { reasons.push('Change freeze: ' + freeze); });
         if (gate.policy) { reasons.push('Policy: ' + gate.policy); }
+        if (gate.identities) { reasons.push('People: ' + gate.identities); }
         if (gate.review_required) { reasons.push('Post-implementation review required'); }
         return [gate.play || '—', gate.allowed ? badge('Allowed', 'badge-ok') : badge('Denied', 'badge-bad'), gate.type, gate.reference,
           [el('ul', { className: 'reasons' }, reasons.map(function (reason) { return el('li', { text: reason }); }))]];
