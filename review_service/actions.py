@@ -14,8 +14,6 @@ Each entry records ``identity: {"name", "source": "review-service"}`` and how th
 
 from __future__ import annotations
 
-import inspect
-
 from ansible_collections.changeops.itsm.plugins.module_utils import change_requests
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
@@ -24,6 +22,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     NotFound,
     ValidationError,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import Refused as PolicyRefused
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.change_index import (
     DISPOSITIONS,
@@ -46,12 +45,20 @@ def _refuse(refusals, label):
 
 
 def _check(sor, principal, action, record, policy_path):
+    """The role, then the policy in force; returns that policy (``PolicyInForce``) for the entry to name."""
     refused = duties.role_refusals(principal, action)
     if refused:
         _refuse(refused, None)
-    refused = duties.policy_refusals(sor, principal, action, record, policy_path)
+    policy = duties.in_force(sor, policy_path)
+    refused = duties.policy_refusals(policy, principal, action, record)
     if refused:
-        _refuse(refused, duties.policy_label(sor, policy_path))
+        _refuse(refused, "the " + policy.label())
+    return policy
+
+
+def _policy_reference(policy):
+    """What an action records of the policy it passed (as change_requests records it on an approval)."""
+    return change_requests._policy_reference(policy)  # pylint: disable=protected-access
 
 
 def _comment(text, required, what):
@@ -82,9 +89,10 @@ def sign_off(sor, principal, run_id, outcome, comment, policy_path=None):
     if event.get("status") == "running":
         raise ValidationError("change %s is still running; review it after it has finished" % run_id)
     comment = _comment(comment, outcome == "follow-up", "say what needs following up")
-    _check(sor, principal, "review", event, policy_path)
+    policy = _check(sor, principal, "review", event, policy_path)
     review = {"run_id": run_id, "reviewer": principal.name, "reviewer_identity": principal.identity(),
-              "outcome": outcome, "comment": comment, "reviewed_at": utc_now(), "via": principal.via}
+              "outcome": outcome, "comment": comment, "reviewed_at": utc_now(), "via": principal.via,
+              "policy": _policy_reference(policy)}
     sor.append([Entry("run.reviewed", run_id, review, actor=_actor(principal))])
     return review
 
@@ -101,16 +109,13 @@ def acknowledge(sor, principal, run_id, disposition, comment, reference=None, po
     if disposition == "incident-raised" and not reference:
         raise ValidationError("reference: name the incident raised (for example INC0012345)")
     comment = _comment(comment, True, "say why (what was found, what was decided)")
-    _check(sor, principal, "retrospective-approval" if disposition == "retrospective-approval" else "acknowledge",
-           event, policy_path)
+    policy = _check(sor, principal, "retrospective-approval" if disposition == "retrospective-approval"
+                    else "acknowledge", event, policy_path)
     acknowledgement = {"run_id": run_id, "disposition": disposition, "reference": reference, "comment": comment,
-                       "acknowledged_by": principal.identity(), "acknowledged_at": utc_now(), "via": principal.via}
+                       "acknowledged_by": principal.identity(), "acknowledged_at": utc_now(), "via": principal.via,
+                       "policy": _policy_reference(policy)}
     sor.append([Entry("run.acknowledged", run_id, acknowledgement, actor=_actor(principal))])
     return acknowledgement
-
-
-def _plans_with_identity():
-    return "identity" in inspect.signature(change_requests.plan_change_request).parameters
 
 
 def decide_change_request(sor, principal, number, decision, comment, policy_path=None):
@@ -121,17 +126,15 @@ def decide_change_request(sor, principal, number, decision, comment, policy_path
     if record is None:
         raise NotFound("no change request %r" % number)
     comment = _comment(comment, decision == "rejected", "say why the request is rejected")
-    _check(sor, principal, "approve" if decision == "approved" else "reject", record, policy_path)
-    params = {"number": number, "approval": {"decision": decision, "comment": comment or None,
-                                             "approver": principal.name}}
-    kwargs = {}
-    if _plans_with_identity():  # issue 14's planning records the identity and checks the policy itself
-        from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
-        from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
-        kwargs = {"identity": Identity(principal.name, principal.SOURCE, groups=principal.groups),
-                  "in_force": policy_store.policy_in_force(sor, policy_path)}
+    policy = _check(sor, principal, "approve" if decision == "approved" else "reject", record, policy_path)
+    params = {"number": number, "approval": {"decision": decision, "comment": comment or None}}
     actor = _actor(principal)
-    _before, _after, steps, version = change_requests.plan_change_request(sor, params, actor, **kwargs)
+    # the planning records the identity on the approval and checks the same policy again (one definition)
+    try:
+        _before, _after, steps, version = change_requests.plan_change_request(
+            sor, params, actor, identity=duties.identity_of(principal), in_force=policy)
+    except PolicyRefused as exc:
+        raise Refused(exc.message, refusals=exc.details.get("refusals") or [])
     if not steps:
         return sor.get_change_request(number), False
     for _kind, step_record, extra in steps:

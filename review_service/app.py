@@ -114,6 +114,7 @@ def create_app(config, store=None):
     templates.filters["short"] = lambda text, n=12: (text or "")[:n]
     templates.filters["when"] = lambda text: (text or "").replace("T", " ")[:19]
     templates.filters["json"] = lambda value: json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    templates.filters["redacted"] = views.render_redacted
     templates.globals.update(ROLES=ROLES, OUTCOMES=views.OUTCOMES, CATEGORIES=views.CATEGORIES,
                              REVIEW_STATES=views.REVIEW_STATES, ACK_STATES=views.ACK_STATES,
                              DISPOSITIONS=actions.DISPOSITIONS, PAGE_SIZES=views.PAGE_SIZES, quote=quote,

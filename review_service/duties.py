@@ -6,26 +6,31 @@
 1. **The service's role**: reading needs any role; a review sign-off and an acknowledgement need
    ``reviewer`` (a retrospective approval ``cab``); approving or rejecting a change request ``cab``;
    accounts ``admin``.
-2. **The published policy's separation of duties** (issue 14): requester is not approver, approver
-   groups, the states in which approvals are accepted, who may sign off a review. The one place
-   that decides is ``module_utils/authorisation/duties.py`` (``duties.refusals(action, identity,
-   rules, record=...)``) with the rules of the policy in force (``policy_store.policy_in_force``);
-   the service calls it with the signed-in identity, ``{"name": ..., "source": "review-service"}``.
+2. **The published policy's separation of duties**: the one place that decides is
+   ``module_utils/authorisation/duties.py`` (``duties.refusals(action, identity, rules, record=...)``),
+   with the rules of the policy in force (``policy_store.policy_in_force``: the published version, else
+   the configured file, else the defaults) and the signed-in identity ``{"name", "source":
+   "review-service"}`` carrying the groups the service vouches for (a single sign-on group claim or the
+   trusted proxy's groups header), which approver groups match through ``review_service_groups``.
 
-Until that module is on this branch, :func:`policy_refusals` applies the policy's documented
-defaults itself (an approval only in ``assess``/``authorise``/``scheduled``, never by the requester;
-no retrospective approval by whoever ran the change): a seam, replaced by the call above as soon
-as ``authorisation`` is importable (it is tried first).
+The service's actions map onto the policy's as follows (docs/review-service.md):
+
+==============================  ===================================================================
+service action                  policy action (``duties.refusals``)
+==============================  ===================================================================
+review sign-off                 ``review`` (``reviews.reviewers``, ``reviews.allow_self_review``)
+approve / reject a request      ``approve`` / ``reject`` (approver groups, states, not the requester)
+acknowledge (incident/revert)   ``acknowledge`` (the review rules)
+retrospective approval          ``approve-retrospectively`` (review rules, emergency approver groups,
+                                not whoever ran the change)
+==============================  ===================================================================
 """
 
 from __future__ import annotations
 
-try:  # issue 14: the published policy and its separation-of-duties rules
-    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties as _policy_duties
-    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store as _policy_store
-    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity as _Identity
-except ImportError:
-    _policy_duties = _policy_store = _Identity = None
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties as policy_duties
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
 
 #: the role each action needs (besides the policy's rules)
 ACTION_ROLES = {
@@ -36,8 +41,14 @@ ACTION_ROLES = {
     "reject": "cab",
     "admin": "admin",
 }
-#: the policy's defaults while issue 14's module is not here (see docs/policy-schema.md there)
-DEFAULT_APPROVAL_STATES = ("assess", "authorise", "scheduled")
+#: the service's actions -> the policy's (``authorisation.duties.ACTIONS``)
+POLICY_ACTIONS = {
+    "review": "review",
+    "acknowledge": "acknowledge",
+    "retrospective-approval": "approve-retrospectively",
+    "approve": "approve",
+    "reject": "reject",
+}
 
 
 def role_refusals(principal, action):
@@ -55,65 +66,22 @@ def _verb(action):
             "admin": "manage accounts"}[action]
 
 
-def _requesters(record):
-    names = []
-    opened = (record or {}).get("opened_by_identity") or {}
-    if opened.get("name"):
-        names.append(opened["name"])
-    elif (record or {}).get("opened_by"):
-        names.append(str(record["opened_by"]).split("@", 1)[0])
-    if (record or {}).get("requested_by"):
-        names.append(str(record["requested_by"]))
-    return names
+def identity_of(principal):
+    """The authorisation identity of a signed-in person, with the groups the service vouches for."""
+    return Identity(principal.name, principal.SOURCE, groups=principal.groups)
 
 
-def policy_label(sor, policy_path):
-    """Which policy's rules apply, for messages."""
-    if _policy_store is None:
-        return "the policy's default separation-of-duties rules (no published policy support on this version)"
-    return _policy_store.policy_in_force(sor, policy_path).label()
+def in_force(sor, policy_path=None):
+    """The policy whose rules apply now (``policy_store.PolicyInForce``)."""
+    return policy_store.policy_in_force(sor, policy_path)
 
 
-def policy_refusals(sor, principal, action, record, policy_path=None):
-    """Refusals (``[{rule, reason}]``) of the policy in force for ``action`` on ``record``.
+def policy_refusals(policy, principal, action, record):
+    """Refusals (``[{rule, reason}]``) of the policy ``policy`` (a ``PolicyInForce``) for ``action`` on ``record``.
 
     ``record``: the change request (approve, reject) or the change event (review, acknowledge,
     retrospective-approval), as the system of record returns it.
     """
-    if _policy_duties is not None:
-        in_force = _policy_store.policy_in_force(sor, policy_path)
-        identity = _Identity(principal.name, principal.SOURCE, groups=principal.groups)
-        rules = in_force.policy.authorisation
-        if action in ("approve", "reject", "review"):
-            return [dict(refusal) for refusal in _policy_duties.refusals(action, identity, rules, record=record)]
-        refused = [dict(refusal) for refusal in _policy_duties.refusals("review", identity, rules, record=record)]
-        if action == "retrospective-approval":
-            for rule, groups in rules.approvals.required("normal", None):
-                if not rules.member_of_any(identity, groups):
-                    refused.append({"rule": rule, "reason": "%s may not approve a change retrospectively: not in %s"
-                                    % (principal.name, ", ".join(groups))})
-            if not rules.approvals.allow_self_approval and (record or {}).get("user") == principal.name:
-                refused.append({"rule": "approvals.allow_self_approval", "reason": "%s may not approve %s "
-                                "retrospectively: %s ran it (rule approvals.allow_self_approval: false)"
-                                % (principal.name, record.get("run_id"), principal.name)})
-        return refused
-    return _default_refusals(principal, action, record)
-
-
-def _default_refusals(principal, action, record):
-    record = record or {}
-    found = []
-    if action in ("approve", "reject"):
-        label = record.get("number") or "the change request"
-        if record.get("state") not in DEFAULT_APPROVAL_STATES:
-            found.append({"rule": "approvals.states", "reason": "%s is in state %s; approvals and rejections are "
-                          "accepted only in %s (rule approvals.states)" % (label, record.get("state"),
-                                                                            ", ".join(DEFAULT_APPROVAL_STATES))})
-        if action == "approve" and principal.name in _requesters(record):
-            found.append({"rule": "approvals.allow_self_approval", "reason": "%s may not approve %s: %s requested it "
-                          "(rule approvals.allow_self_approval: false)" % (principal.name, label, principal.name)})
-    elif action == "retrospective-approval" and record.get("user") == principal.name:
-        found.append({"rule": "approvals.allow_self_approval", "reason": "%s may not approve %s retrospectively: "
-                      "%s ran it (rule approvals.allow_self_approval: false)" % (principal.name, record.get("run_id"),
-                                                                                principal.name)})
-    return found
+    found = policy_duties.refusals(POLICY_ACTIONS[action], identity_of(principal), policy.policy.authorisation,
+                                   record=record, number=(record or {}).get("number"))
+    return [dict(refusal) for refusal in found]

@@ -13,9 +13,12 @@ from __future__ import annotations
 import datetime
 import re
 
-from ansible_collections.changeops.itsm.plugins.module_utils import change_register, change_requests
+import markupsafe
+
+from ansible_collections.changeops.itsm.plugins.module_utils import change_register, change_requests, commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import verify_rows
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import entry_problem
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.change_index import DISPOSITIONS
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import SORT_COLUMNS
 
@@ -174,26 +177,64 @@ def change_register_counted(results):
 
 
 def verify_entries(sor, run_id, position):
-    """Check this change's own entries: each hash recomputes, and the first links to the entry before it.
+    """Check this change's own entries with the ledger's own verification (``ledger.entry_problem``: each
+    entry's hash, or its salted per-field commitments, and its redactions), and that each links to the
+    entry before it in the chain; list the redactions of its fields (tombstones) with their records.
 
-    A whole-chain verification belongs to ``ledger_verify`` (it reads every entry); this is what one page
-    can afford, and it says so.
+    A whole-chain verification belongs to ``ledger_verify`` (it reads every entry and the checkpoints);
+    this is what one page can afford, and the page says so.
     """
     if not position:
         return None
-    entries = list(sor.iter_entries(subject=run_id))
-    broken = []
-    for entry in entries:
-        expected = entry.hash
-        stored_prev = entry.prev_hash
-        if entry.seal(entry.seq, stored_prev).hash != expected:
-            broken.append(entry.seq)
-    first = position["first"]["seq"]
-    linked = True
-    if first > 1:
-        before = list(sor.iter_entries(after_seq=first - 2, limit=1))
-        linked = bool(before) and before[0].hash == position["first"]["prev_hash"]
-    return {"entries": len(entries), "hashes_recompute": not broken, "broken": broken[:10], "linked": linked}
+    predecessors = position.get("predecessors") or {}
+    broken, unlinked, redactions = [], [], []
+    count = 0
+    for entry in sor.iter_entries(subject=run_id):
+        count += 1
+        problem = entry_problem(entry)
+        if problem is not None:
+            broken.append({"seq": entry.seq, "kind": entry.kind, "problem": problem})
+        expected = GENESIS_HASH if entry.seq == 1 else predecessors.get(entry.seq)
+        if entry.prev_hash != expected:
+            unlinked.append(entry.seq)
+        if entry.redactions:
+            redactions.extend(_redactions_of(sor, entry))
+    return {"entries": count, "hashes_recompute": not broken, "broken": broken[:10], "linked": not unlinked,
+            "unlinked": unlinked[:10], "redactions": redactions}
+
+
+def _redactions_of(sor, entry):
+    """The ``ledger.redacted`` records of ``entry``'s tombstoned fields: which field, why, who, when."""
+    found = []
+    for record in sor.iter_entries(subject=entry.id, kinds=["ledger.redacted"]):
+        data = record.data or {}
+        for field in data.get("fields") or []:
+            found.append({"entry_seq": entry.seq, "entry_kind": entry.kind, "field": field.get("field"),
+                          "redaction_seq": record.seq, "reason": data.get("reason"),
+                          "redacted_by": data.get("redacted_by"), "redacted_at": data.get("redacted_at")})
+    return found
+
+
+_TOMBSTONE = re.compile(re.escape(commitments.TOMBSTONE_PREFIX) + r"(\d+)\]")
+
+
+def render_redacted(value):
+    """A value for a page, its redaction tombstones (``[redacted by ledger entry N]``) marked as such: a field
+    ``ledger_redact`` removed shows where it was and which ledger entry records why (escaped otherwise)."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    if commitments.TOMBSTONE_PREFIX not in text:
+        return text
+    parts, last = [], 0
+    for match in _TOMBSTONE.finditer(text):
+        parts.append(markupsafe.escape(text[last:match.start()]))
+        parts.append(markupsafe.Markup('<span class="tombstone" title="removed from the ledger; ledger entry %s '
+                                       'records who, when and why">redacted (ledger entry %s)</span>')
+                     % (match.group(1), match.group(1)))
+        last = match.end()
+    parts.append(markupsafe.escape(text[last:]))
+    return markupsafe.Markup("").join(parts)
 
 
 def ci_view(sor, ci_id):

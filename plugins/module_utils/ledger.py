@@ -477,6 +477,24 @@ class _Redactions(object):
         return items
 
 
+def entry_problem(entry, payloads=True):
+    """Why one stored entry no longer matches its hash or its commitments, or None when it does.
+
+    The per-entry half of :func:`verify_rows` (which adds the links between entries and the redaction
+    records): a reader that shows a few entries (the review service's change page) checks them with it.
+    ``payloads``: open the payload against its commitments too (redacted entries always are).
+    """
+    problem = None
+    if payloads or entry.redactions:
+        problem = entry.check_payload()
+    if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
+        if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
+            problem = "its format %r is unknown" % (entry.format,)
+        elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
+            problem = "its content does not match its hash"
+    return problem
+
+
 def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
     """Walk ``rows`` (:class:`Entry` in ascending ``seq``: a list, or a function returning a fresh
     iterator) and report the first break.
@@ -518,14 +536,7 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
     iterator = rows()
     for entry in iterator:
         count += 1
-        problem = None
-        if payloads or entry.redactions:
-            problem = entry.check_payload()
-        if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
-            if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
-                problem = "its format %r is unknown" % (entry.format,)
-            elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
-                problem = "its content does not match its hash"
+        problem = entry_problem(entry, payloads)
         if problem is not None:
             broken = _broken(entry, "edited", "entry %s (%s %s) was edited: %s" % (
                 entry.seq, entry.kind, entry.subject, problem))
