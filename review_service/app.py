@@ -343,16 +343,24 @@ def create_app(config, store=None):
         return page(request, "changes.html.j2", principal, listing=listing, query=query)
 
     def export_rows(request):
+        """Every matching change (up to EXPORT_LIMIT), in the list's order: along the keyset cursor in time
+        order, by offset (at most MAX_OFFSET deep) in another."""
         query = views.ListQuery(request.query_params)
-        query.per_page, rows = 250, []
-        for number in range(1, EXPORT_LIMIT // 250 + 1):
-            query.page = number
-            batch = sor().list_change_events(query.filters, sort=query.sort, descending=query.descending,
-                                             limit=250, offset=query.offset)["rows"]
-            rows.extend(batch)
-            if len(batch) < 250:
+        rows, before, after, offset = [], query.before, query.after, 0
+        while len(rows) < EXPORT_LIMIT:
+            page = sor().list_change_events(query.filters, sort=query.sort, descending=query.descending, limit=250,
+                                            offset=offset, before=before, after=after)
+            rows.extend(page["rows"])
+            if query.sort != "started_at":
+                offset += 250
+                if len(page["rows"]) < 250 or offset > views.MAX_OFFSET:
+                    break
+                continue
+            cursor = page["older"] if query.descending else page["newer"]
+            if cursor is None:
                 break
-        return rows
+            before, after = (cursor, None) if query.descending else (None, cursor)
+        return rows[:EXPORT_LIMIT]
 
     @app.get("/changes/export.csv", include_in_schema=False)
     def export_csv(request: Request, principal=Depends(page_principal)):
@@ -523,15 +531,28 @@ def create_app(config, store=None):
                     q: str | None = None, host: str | None = None, service: str | None = None,  # pylint: disable=unused-argument
                     environment: str | None = None, outcome: str | None = None, category: str | None = None,  # pylint: disable=unused-argument
                     review: str | None = None, ack: str | None = None, all: bool = False,  # pylint: disable=unused-argument,redefined-builtin
+                    ref: str | None = None,  # pylint: disable=unused-argument
+                    before: int | None = Query(None, description="cursor: changes older than this row's cursor"),  # pylint: disable=unused-argument
+                    after: int | None = Query(None, description="cursor: changes newer than this row's cursor"),  # pylint: disable=unused-argument
                     counts: bool = True):
         """Change events matching the filters, newest first: one page, the total, and counts per facet.
 
-        ``from``/``to`` (query parameters, UTC days YYYY-MM-DD inclusive) bound the start time.
+        ``from``/``to`` (query parameters, UTC days YYYY-MM-DD inclusive) bound the start time. Follow
+        ``links.next`` (a keyset cursor: every page costs the same however deep) to read them all.
         """
         query = views.ListQuery(request.query_params)
         listing = views.change_list(sor(), query, with_counts=counts)
         listing["links"] = {"self": "/api/v1/changes?" + urlencode(query.params())}
-        if query.page < listing["pages"]:
+        if query.sort == "started_at":
+            onward = listing["older"] if query.descending else listing["newer"]
+            back = listing["newer"] if query.descending else listing["older"]
+            if onward is not None:
+                listing["links"]["next"] = "/api/v1/changes?" + urlencode(query.params(
+                    **({"before": onward} if query.descending else {"after": onward})))
+            if back is not None:
+                listing["links"]["prev"] = "/api/v1/changes?" + urlencode(query.params(
+                    **({"after": back} if query.descending else {"before": back})))
+        elif query.page < listing["pages"] and query.page < listing["max_page"]:
             listing["links"]["next"] = "/api/v1/changes?" + urlencode(query.params(page=query.page + 1))
         return listing
 

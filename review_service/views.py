@@ -20,7 +20,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Valid
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import entry_problem
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.change_index import DISPOSITIONS
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import SORT_COLUMNS
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import (
+    MAX_OFFSET,
+    SORT_COLUMNS,
+)
 
 PAGE_SIZES = (25, 50, 100, 250)
 MAX_PAGE = 1000000
@@ -80,7 +83,8 @@ class ListQuery(object):
     """A change list request (its filters, sort and page) parsed from query parameters: bad input is a
     ``ValidationError`` naming the parameter and value."""
 
-    FILTERS = ("from", "to", "host", "service", "environment", "outcome", "category", "review", "ack", "q", "all")
+    FILTERS = ("from", "to", "host", "service", "environment", "outcome", "category", "review", "ack", "ref", "q",
+               "all")
 
     def __init__(self, params):
         self.filters = {
@@ -93,6 +97,7 @@ class ListQuery(object):
             "category": _choice("category", params.get("category"), CATEGORIES),
             "review": _choice("review", params.get("review"), REVIEW_STATES),
             "ack": _choice("ack", params.get("ack"), ACK_STATES),
+            "ref": _free("ref", params.get("ref")),
             "q": _free("q", params.get("q")),
             "all": str(params.get("all") or "").lower() in ("1", "true", "yes", "on"),
         }
@@ -102,6 +107,13 @@ class ListQuery(object):
         self.descending = (params.get("dir") or "desc") != "asc"
         self.per_page = _int("per_page", params.get("per_page"), 50, 1, 250)
         self.page = _int("page", params.get("page"), 1, 1, MAX_PAGE)
+        # keyset cursors (the list key of the last/first row shown): deep pages cost what the first does
+        self.before = _int("before", params.get("before"), None, -(2 ** 62), 2 ** 62)
+        self.after = _int("after", params.get("after"), None, -(2 ** 62), 2 ** 62)
+        if self.before is not None and self.after is not None:
+            raise ValidationError("before, after: give one cursor, not both")
+        if (self.before is not None or self.after is not None) and self.sort != "started_at":
+            raise ValidationError("before/after: cursors page the list in time order (sort=started_at)")
 
     @property
     def offset(self):
@@ -112,19 +124,26 @@ class ListQuery(object):
         values = dict((key, value) for key, value in self.filters.items() if value)
         values["all"] = "1" if self.filters["all"] else None
         values.update(sort=self.sort if self.sort != "started_at" else None, dir=None if self.descending else "asc",
-                      per_page=self.per_page if self.per_page != 50 else None, page=self.page if self.page != 1 else None)
+                      per_page=self.per_page if self.per_page != 50 else None, page=self.page if self.page != 1 else None,
+                      before=self.before, after=self.after)
+        if {"page", "before", "after", "sort", "dir"} & set(changes):
+            # a new position replaces the old one
+            values.update(page=None, before=None, after=None)
         values.update(changes)
         return dict((key, value) for key, value in values.items() if value not in (None, "", False))
 
 
 def change_list(sor, query, with_counts=True):
     page = sor.list_change_events(query.filters, sort=query.sort, descending=query.descending,
-                                  limit=query.per_page, offset=query.offset)
-    counts = sor.change_event_facet_counts(query.filters) if with_counts else None
+                                  limit=query.per_page, offset=query.offset, before=query.before, after=query.after,
+                                  counts=with_counts)
     pages = max(1, -(-page["total"] // query.per_page))
-    return {"rows": page["rows"], "total": page["total"], "total_exact": page["total_exact"], "counts": counts,
-            "page": query.page, "per_page": query.per_page, "pages": pages, "filters": query.filters,
-            "sort": query.sort, "descending": query.descending}
+    by_cursor = query.before is not None or query.after is not None
+    return {"rows": page["rows"], "total": page["total"], "total_exact": page["total_exact"],
+            "counts": page.get("counts"), "page": None if by_cursor else query.page, "per_page": query.per_page,
+            "pages": pages, "filters": query.filters, "sort": query.sort, "descending": query.descending,
+            "older": page.get("older"), "newer": page.get("newer"),
+            "max_page": MAX_OFFSET // query.per_page + 1}
 
 
 class _LazyRequests(dict):
@@ -244,7 +263,7 @@ def ci_view(sor, ci_id):
     if ci is None and not history:
         return None
     name = (ci or {}).get("name")
-    changes = sor.list_change_events({"host": name, "all": True}, limit=100)["rows"] if name else []
+    changes = sor.list_change_events({"host": name.replace(" ", "_"), "all": True}, limit=100)["rows"] if name else []
     return {"ci": ci, "history": history[::-1], "changes": changes}
 
 
@@ -256,7 +275,7 @@ def change_request_view(sor, number):
                 "transition": (entry.data or {}).get("transition"), "approval": (entry.data or {}).get("approval"),
                 "changes": sorted(((entry.data or {}).get("changes") or {}).keys())}
                for entry in sor.iter_entries(subject=number)]
-    runs = sor.list_change_events({"q": number.lower(), "all": True}, limit=100)["rows"]
+    runs = sor.list_change_events({"ref": number, "all": True}, limit=100)["rows"]
     return {"record": record, "summary": change_register.change_request_summary(record),
             "next_states": list(change_requests.allowed_transitions(record["type"], record["state"])),
             "history": history[::-1], "runs": runs}

@@ -12,18 +12,18 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record im
 #: what undoes a migration besides dropping the tables it creates (``schema.tables_until`` finds those)
 UNDO = {
     6: ["ALTER TABLE ledger DROP COLUMN %s" % column for column in ("entry_format", "salt", "payload_root", "redactions")],
-    # the review service's indexes on a table an older migration created
-    7: ["DROP INDEX %s" % index for index in ("change_events_list", "change_events_playbook", "change_events_user",
-                                              "change_events_ended")],
+    # the review service's free-text index (SQLite: a virtual table the CREATE TABLE scan does not see)
+    7: ["DROP TABLE IF EXISTS change_list_words"],
 }
 
 
 def roll_back(cursor, version):
     """Inside a write transaction: undo every migration after ``version`` (its rows in schema_migrations too)."""
     later = sorted((number for number, _description, _steps in schema.MIGRATIONS if number > version), reverse=True)
+    # the tables first: an index of a dropped table goes with it (PostgreSQL's free-text index)
+    for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
+        cursor.execute("DROP TABLE %s" % table)
     for number in later:
         for statement in UNDO.get(number, ()):
             cursor.execute(statement)
-    for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
-        cursor.execute("DROP TABLE %s" % table)
     cursor.execute("DELETE FROM schema_migrations WHERE version > %d" % version)

@@ -232,8 +232,10 @@ class SystemOfRecord(abc.ABC):
 
     # -- the review service (review_service/): lists at scale, its accounts and working state -----------
     # The SQL backends implement these in ``review_queries.py``; see there and ``change_index.py``.
-    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0):
-        """One page of change events matching ``filters``: ``{"rows", "total", "total_exact"}``."""
+    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0, before=None,
+                           after=None, counts=False):
+        """One page of change events matching ``filters``: ``{"rows", "total", "total_exact", "older", "newer"}``
+        (keyset cursors: pass ``before=older`` for the next older page, ``after=newer`` for the newer one)."""
         raise NotImplementedError
 
     def change_event_facet_counts(self, filters):
@@ -241,7 +243,7 @@ class SystemOfRecord(abc.ABC):
         raise NotImplementedError
 
     def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
-                              forbid_table_scans=True):
+                              forbid_table_scans=True, before=None):
         """The query plan of :meth:`list_change_events`' page query, as text lines."""
         raise NotImplementedError
 
@@ -250,7 +252,8 @@ class SystemOfRecord(abc.ABC):
         raise NotImplementedError
 
     def change_event_position(self, run_id):
-        """Where a change event's ledger entries sit in the hash chain (first and last entry, count)."""
+        """Where a change event's ledger entries sit in the hash chain (first and last entry, count, the hash
+        of the entry before each)."""
         raise NotImplementedError
 
     def find_acknowledgements(self, run_id=None):

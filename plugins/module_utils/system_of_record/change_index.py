@@ -1,15 +1,27 @@
 # -*- coding: utf-8 -*-
 # Copyright: changeops.itsm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The list index of change events, and the review service's own ledger entries, as projections.
+"""The list of change events the review service pages, filters, counts and searches, as projections.
 
-The review service lists, filters, counts and searches up to millions of change events per request.
-Reading the events for that would not scale, so every event is also indexed as *facets*: one row
-``(facet, value, started_at, run_id)`` per value it has, in ``change_event_facets``:
+At a million change events a page must never read the events it skips, so each event is also one
+narrow row of ``change_list``, keyed by its **list key**: the start time in microseconds times 1000,
+plus a tie-break from the run id (:func:`list_key`). The key orders the list newest first on its own,
+so the first page is the last 50 keys, a deep page is "the 50 keys below this one" (a keyset cursor:
+no OFFSET walks), and a time range is a key range. Three things are keyed by it:
+
+``change_list``         one row per event: the facet values, the hosts, the sortable columns and
+                        its search words (SQLite: the table is the key's B-tree itself)
+``change_list_facets``  one row ``(facet, value, list_key)`` per value a filter can ask for:
+                        "events with this value, newest first" is one index range, "does event K
+                        have it" one primary-key probe
+``change_list_words``   the free-text index of the words: SQLite FTS5 (external content, prefix
+                        indexes) whose rowid is the list key, so matches come newest first; on
+                        PostgreSQL a GIN index over ``array_to_tsvector`` of the same words
 
 ==============  ==========================================================================
-``listed``      ``yes`` for every event but those that changed nothing (hidden by default)
-``host``        each host of the run
+facet           values
+==============  ==========================================================================
+``host``        each host of the run (indexed once the run has ended)
 ``service``     each service the run's host CIs carry (their ``services`` attribute)
 ``environment`` each environment of the run's host CIs
 ``outcome``     running, successful, failed, interrupted, or denied (a gate stopped it)
@@ -17,40 +29,52 @@ Reading the events for that would not scale, so every event is also indexed as *
                 denied, dry-run, record-only, no-change, pending
 ``review``      awaiting, accepted, follow-up, not-required (nothing to review), pending (running)
 ``ack``         for unauthorised changes: unacknowledged, or the latest disposition
-``term``        search words: user, controller, playbook (path parts and their words), change
-                request numbers and templates
+``ref``         each change request number or template the run was authorised under
 ==============  ==========================================================================
 
-The primary key makes "events with this value, newest first" one index range scan, and the
-second index ``(run_id, facet, value)`` makes "does this event have that value" one probe: a
-filtered page walks the most selective filter's range and probes the others (see
-``review_queries.py``). ``change_event_facet_counts`` counts the rows per value and UTC day (and
-whether the event is listed), so counts over whole days are sums of a few hundred rows.
+Search words are the words of the user, controller, playbook (path parts and their sub-words) and
+references, and the hosts, services, environments, outcome and categories (:func:`words`).
+``change_list_counts`` counts events per (facet, value, UTC day, listed) for the facets the list
+shows counts of, so the counts of a month or a year are sums of a few hundred rows.
 
-Everything here is a projection: replaying the ledger rebuilds it (``projection_check`` compares it).
+Cost per run (what an append pays): :func:`reindex` runs when a run starts, ends, is reviewed or
+acknowledged, computes the row it should have, and writes only the difference (a review changes one
+facet row and two counters), in one statement per table. Everything here is a projection: replaying
+the ledger rebuilds it, and ``projection_check`` compares it like any query table.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import re
 
-from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
 
-#: facets a filter may name (``term`` is searched with words, ``listed`` is the default view)
-FILTER_FACETS = ("host", "service", "environment", "outcome", "category", "review", "ack")
-#: facets whose values are searched by free text (a word matches a value it starts)
-SEARCH_FACETS = ("term", "host", "service", "environment", "outcome", "category")
+#: facets a filter may name
+FILTER_FACETS = ("host", "service", "environment", "outcome", "category", "review", "ack", "ref")
+#: facets the list shows counts of (``change_list_counts``)
+COUNTED_FACETS = ("outcome", "category", "review", "environment", "ack", "service")
 #: categories of runs that changed no managed host and need no post-implementation review
 NO_REVIEW = ("no-change", "record-only", "dry-run", "pending")
 #: how a gate type maps to the register's authorisation categories (as ``change_register``)
 CATEGORIES = {"normal": "change-request"}
 #: dispositions of an acknowledged unauthorised change
 DISPOSITIONS = ("retrospective-approval", "incident-raised", "reverted")
+#: list keys of one microsecond: the tie-break between runs started at the same microsecond
+KEYS_PER_MICROSECOND = 1000
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _WORD = re.compile(r"[^\w.\-]+", re.UNICODE)
 _SUBWORD = re.compile(r"[^\w]+|_", re.UNICODE)
+#: the columns of ``change_list`` a reindex compares (in this order)
+LIST_COLUMNS = ("run_id", "started_at", "ended_at", "listed", "outcome", "review", "ack", "categories",
+                "environments", "services", "hosts", "refs", "playbook", "user_name", "words")
+_MULTI = {"host": "hosts", "service": "services", "environment": "environments", "category": "categories",
+          "ref": "refs"}
+_SINGLE = ("outcome", "review", "ack")
 
 
 def categories(authorisation):
@@ -92,94 +116,229 @@ def review_state(status, dry_run, category_list, review_status):
     return review_status or "awaiting"
 
 
-def facets_of(event, hosts, services, acknowledgement):
-    """``(listed, {(facet, value)})`` of one change event row (a dict of ``change_events`` columns)."""
-    category_list = categories(event["authorisation"])
-    listed = category_list != ["no-change"]
-    found = {("outcome", outcome_of(event["status"], category_list)),
-             ("review", review_state(event["status"], event["dry_run"], category_list, event["review_status"]))}
-    found.update(("category", category) for category in category_list)
-    found.update(("environment", env) for env in (event["environment"] or "").split(",") if env)
-    found.update(("host", host) for host in hosts)
-    found.update(("service", service) for service in services)
-    if "unauthorised" in category_list:
-        found.add(("ack", acknowledgement or "unacknowledged"))
-    for text in (event["user_name"], event["controller"], event["playbook"], event["authorisation_ref"]):
-        found.update(("term", word) for word in words(text))
-    if listed:
-        found.add(("listed", "yes"))
-    return listed, found
+def micros(started_at):
+    """Microseconds since 1970 of a recorded time (0 for one that does not parse)."""
+    try:
+        delta = parse_time(started_at) - _EPOCH
+    except (TypeError, ValueError):
+        return 0
+    return (delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds
 
 
-def _services(db, hosts):
+def day_key(day, end=False):
+    """The first list key of a UTC day ``YYYY-MM-DD`` (``end``: the last key of that day)."""
+    start = micros(day + "T00:00:00Z")
+    if end:
+        return (start + 86400 * 1000000) * KEYS_PER_MICROSECOND - 1
+    return start * KEYS_PER_MICROSECOND
+
+
+def list_key(started_at, run_id):
+    """The preferred list key of an event: its start, then a tie-break fixed by its run id."""
+    spread = int(hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8], 16) % KEYS_PER_MICROSECOND
+    return micros(started_at) * KEYS_PER_MICROSECOND + spread
+
+
+def _split(text):
+    return [part for part in (text or "").split(" ") if part]
+
+
+def _join(values):
+    return " ".join(values)
+
+
+def _services(db, run_id):
     """Services named by the host CIs of the run (their ``services`` attribute)."""
-    if not hosts:
-        return set()
     found = set()
-    for chunk_start in range(0, len(hosts), 500):
-        chunk = hosts[chunk_start:chunk_start + 500]
-        rows = db.execute("SELECT attributes FROM configuration_items WHERE name IN (%s)" % ", ".join("?" * len(chunk)),
-                          tuple(chunk)).fetchall()
-        for (attributes,) in rows:
-            services = (json.loads(attributes) if attributes else {}).get("services")
-            if isinstance(services, list):
-                found.update(str(service) for service in services if service not in (None, ""))
+    for (attributes,) in db.execute(
+            "SELECT attributes FROM configuration_items WHERE name IN (SELECT host FROM run_hosts WHERE run_id = ?)",
+            (run_id,)).fetchall():
+        services = (json.loads(attributes) if attributes else {}).get("services")
+        if isinstance(services, list):
+            found.update(str(service).replace(" ", "_") for service in services if service not in (None, ""))
+    return sorted(found)
+
+
+def _indexed(db):
+    # a replay in a migration older than the list's: its own migration replays again
+    tables = getattr(db, "tables", None)
+    return tables is None or "change_list" in tables
+
+
+def row_of(event, hosts, services, acknowledgement):
+    """The ``change_list`` row (a dict of :data:`LIST_COLUMNS`) of one ``change_events`` row."""
+    category_list = categories(event["authorisation"])
+    outcome = outcome_of(event["status"], category_list)
+    environments = sorted(set(env for env in (event["environment"] or "").split(",") if env))
+    refs = sorted(set(ref.strip().replace(" ", "_") for ref in (event["authorisation_ref"] or "").split(",")
+                      if ref.strip()))
+    found = []
+    for text in (event["user_name"], event["controller"], event["playbook"]) + tuple(refs):
+        for word in words(text):
+            if word not in found:
+                found.append(word)
+    for value in list(hosts) + list(services) + environments + [outcome] + category_list:
+        for word in words(value):
+            if word not in found:
+                found.append(word)
+    return {
+        "run_id": event["run_id"], "started_at": event["started_at"], "ended_at": event["ended_at"],
+        "listed": 0 if category_list == ["no-change"] else 1, "outcome": outcome,
+        "review": review_state(event["status"], event["dry_run"], category_list, event["review_status"]),
+        "ack": (acknowledgement or "unacknowledged") if "unauthorised" in category_list else None,
+        "categories": _join(category_list), "environments": _join(environments), "services": _join(services),
+        "hosts": _join(hosts), "refs": _join(refs), "playbook": event["playbook"], "user_name": event["user_name"],
+        "words": _join(found),
+    }
+
+
+def facets(row):
+    """``{(facet, value)}`` of a ``change_list`` row."""
+    found = set((facet, row[facet]) for facet in _SINGLE if row[facet])
+    for facet, column in _MULTI.items():
+        found.update((facet, value) for value in _split(row[column]))
     return found
 
 
-def reindex(db, run_id):
-    """Bring the facets of one change event (and their day counts) up to date with its row."""
-    if getattr(db, "tables", None) is not None and "change_event_facets" not in db.tables:
-        return  # a replay in a migration older than the index's: the index's own migration replays again
-    row = db.execute(
-        "SELECT started_at, status, dry_run, user_name, controller, playbook, environment, authorisation,"
-        " authorisation_ref, review_status FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
-    old = db.execute("SELECT facet, value, started_at FROM change_event_facets WHERE run_id = ?",
-                     (run_id,)).fetchall()
-    old_listed = any(facet == "listed" for facet, _value, _started in old)
-    old_started = old[0][2] if old else None
-    old_set = set((facet, value) for facet, value, _started in old)
-    if row is None:
-        new_set, listed, started_at = set(), False, None
-    else:
-        event = dict(zip(("started_at", "status", "dry_run", "user_name", "controller", "playbook", "environment",
-                          "authorisation", "authorisation_ref", "review_status"), row))
-        started_at = event["started_at"]
-        if event["status"] == "running":
-            hosts, services = [], set()  # the hosts are indexed once the run has ended
-        else:
-            hosts = [host for (host,) in db.execute("SELECT host FROM run_hosts WHERE run_id = ? ORDER BY host",
-                                                    (run_id,)).fetchall()]
-            services = _services(db, hosts)
-        ack = db.execute("SELECT disposition FROM acknowledgements WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
-                         (run_id,)).fetchone()
-        listed, new_set = facets_of(event, hosts, services, ack[0] if ack else None)
-    if old and (old_started != started_at or old_listed != listed):
-        removed, added = old_set, new_set
-    else:
-        removed, added = old_set - new_set, new_set - old_set
-    for facet, value in sorted(removed):
-        db.execute("DELETE FROM change_event_facets WHERE facet = ? AND value = ? AND started_at = ? AND run_id = ?",
-                   (facet, value, old_started, run_id))
-        _count(db, facet, value, old_started, old_listed, -1)
-    for facet, value in sorted(added):
-        db.execute("INSERT INTO change_event_facets (facet, value, started_at, run_id) VALUES (?, ?, ?, ?)",
-                   (facet, value, started_at, run_id))
-        _count(db, facet, value, started_at, listed, 1)
+def _counted(row):
+    return set((facet, value) for facet, value in facets(row) if facet in COUNTED_FACETS)
 
 
-def _count(db, facet, value, started_at, listed, delta):
-    day = (started_at or "")[:10]
-    listed = 1 if listed else 0
-    if delta > 0:
-        db.execute("INSERT INTO change_event_facet_counts (facet, value, day, listed, n) VALUES (?, ?, ?, ?, 1)"
-                   " ON CONFLICT (facet, value, day, listed) DO UPDATE SET n = change_event_facet_counts.n + 1",
-                   (facet, value, day, listed))
+def _many(db, sql, rows):
+    if not rows:
         return
-    db.execute("UPDATE change_event_facet_counts SET n = n - 1 WHERE facet = ? AND value = ? AND day = ? AND listed = ?",
-               (facet, value, day, listed))
-    db.execute("DELETE FROM change_event_facet_counts WHERE facet = ? AND value = ? AND day = ? AND listed = ? AND n <= 0",
-               (facet, value, day, listed))
+    if hasattr(db, "executemany"):
+        db.executemany(sql, rows)
+    else:
+        for row in rows:
+            db.execute(sql, row)
+
+
+_EVENT_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_name", "controller", "playbook",
+                  "environment", "authorisation", "authorisation_ref", "review_status")
+
+
+def reindex(db, run_id, full=True):
+    """Bring the list row of one change event (its facets, counts and words) up to date with its event.
+
+    ``full``: read its hosts and their CIs' services again (when the run started or ended); a review or an
+    acknowledgement keeps those of the row.
+    """
+    if not _indexed(db):
+        return
+    found = db.execute("SELECT %s FROM change_events WHERE run_id = ?" % ", ".join(_EVENT_COLUMNS),
+                       (run_id,)).fetchone()
+    old_row = db.execute("SELECT list_key, %s FROM change_list WHERE run_id = ?" % ", ".join(LIST_COLUMNS),
+                         (run_id,)).fetchone()
+    old_key, old = (old_row[0], dict(zip(LIST_COLUMNS, old_row[1:]))) if old_row else (None, None)
+    if found is None:
+        if old is not None:
+            _remove(db, old_key, old)
+        return
+    event = dict(zip(_EVENT_COLUMNS, found))
+    if event["status"] == "running":
+        hosts, services = [], []  # the hosts are indexed once the run has ended
+    elif full or old is None or old["outcome"] == "running":
+        hosts = [host.replace(" ", "_") for (host,) in db.execute(
+            "SELECT host FROM run_hosts WHERE run_id = ? ORDER BY host", (run_id,)).fetchall()]
+        services = _services(db, run_id)
+    else:
+        hosts, services = _split(old["hosts"]), _split(old["services"])
+    ack = None
+    if "unauthorised" in categories(event["authorisation"]):
+        latest = db.execute("SELECT disposition FROM acknowledgements WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+                            (run_id,)).fetchone()
+        ack = latest[0] if latest else None
+    new = row_of(event, hosts, services, ack)
+    if old == new:
+        return
+    if old is not None and old["started_at"] == new["started_at"]:
+        _update(db, old_key, old, new)
+        return
+    if old is not None:
+        _remove(db, old_key, old)
+    _add(db, _free_key(db, new["started_at"], run_id), new)
+
+
+def _free_key(db, started_at, run_id):
+    key = list_key(started_at, run_id)
+    base = key - key % KEYS_PER_MICROSECOND
+    for _attempt in range(KEYS_PER_MICROSECOND):
+        if db.execute("SELECT 1 FROM change_list WHERE list_key = ?", (key,)).fetchone() is None:
+            return key
+        key = base + (key + 1 - base) % KEYS_PER_MICROSECOND
+    raise ConflictError("more than %d change events started at %s" % (KEYS_PER_MICROSECOND, started_at))
+
+
+def _add(db, key, row):
+    db.execute("INSERT INTO change_list (list_key, %s) VALUES (?, %s)" % (
+        ", ".join(LIST_COLUMNS), ", ".join("?" * len(LIST_COLUMNS))), (key,) + tuple(row[c] for c in LIST_COLUMNS))
+    _many(db, "INSERT INTO change_list_facets (facet, value, list_key) VALUES (?, ?, ?)",
+          [(facet, value, key) for facet, value in sorted(facets(row))])
+    _count(db, row, _counted(row), 1)
+    _words(db, "insert", key, row["words"])
+
+
+def _remove(db, key, row):
+    _many(db, "DELETE FROM change_list_facets WHERE facet = ? AND value = ? AND list_key = ?",
+          [(facet, value, key) for facet, value in sorted(facets(row))])
+    _count(db, row, _counted(row), -1)
+    _words(db, "delete", key, row["words"])
+    db.execute("DELETE FROM change_list WHERE list_key = ?", (key,))
+
+
+def _update(db, key, old, new):
+    before, after = facets(old), facets(new)
+    _many(db, "DELETE FROM change_list_facets WHERE facet = ? AND value = ? AND list_key = ?",
+          [(facet, value, key) for facet, value in sorted(before - after)])
+    _many(db, "INSERT INTO change_list_facets (facet, value, list_key) VALUES (?, ?, ?)",
+          [(facet, value, key) for facet, value in sorted(after - before)])
+    if old["listed"] == new["listed"]:
+        _count(db, old, _counted(old) - _counted(new), -1)
+        _count(db, new, _counted(new) - _counted(old), 1)
+    else:
+        _count(db, old, _counted(old), -1)
+        _count(db, new, _counted(new), 1)
+    if old["words"] != new["words"]:
+        _words(db, "delete", key, old["words"])
+        _words(db, "insert", key, new["words"])
+    changed = [column for column in LIST_COLUMNS if old[column] != new[column]]
+    db.execute("UPDATE change_list SET %s WHERE list_key = ?" % ", ".join("%s = ?" % c for c in changed),
+               tuple(new[c] for c in changed) + (key,))
+
+
+def _count(db, row, pairs, delta):
+    if not pairs:
+        return
+    day, listed = (row["started_at"] or "")[:10], row["listed"]
+    if delta > 0:
+        _many(db, "INSERT INTO change_list_counts (facet, value, day, listed, n) VALUES (?, ?, ?, ?, 1)"
+                  " ON CONFLICT (facet, value, day, listed) DO UPDATE SET n = change_list_counts.n + 1",
+              [(facet, value, day, listed) for facet, value in sorted(pairs)])
+        return
+    rows = [(facet, value, day, listed) for facet, value in sorted(pairs)]
+    _many(db, "UPDATE change_list_counts SET n = n - 1 WHERE facet = ? AND value = ? AND day = ? AND listed = ?", rows)
+    _many(db, "DELETE FROM change_list_counts WHERE facet = ? AND value = ? AND day = ? AND listed = ? AND n <= 0",
+          rows)
+
+
+def cleared(db):
+    """After a replay emptied ``change_list``: empty SQLite's free-text index of it too."""
+    if _indexed(db) and getattr(db, "_placeholder", "?") == "?":
+        db.execute("INSERT INTO change_list_words (change_list_words) VALUES ('delete-all')")
+
+
+def _words(db, action, key, text):
+    """The free-text index of a row: SQLite's FTS5 table is told (external content); PostgreSQL's GIN index
+    follows the ``words`` column by itself."""
+    # the projectors' statement wrapper speaks ``?`` on SQLite (and is a plain sqlite3 cursor in a rebuild)
+    if getattr(db, "_placeholder", "?") != "?" or not text:
+        return
+    if action == "insert":
+        db.execute("INSERT INTO change_list_words (rowid, words) VALUES (?, ?)", (key, text))
+    else:
+        db.execute("INSERT INTO change_list_words (change_list_words, rowid, words) VALUES ('delete', ?, ?)",
+                   (key, text))
 
 
 # --------------------------------------------------------------------------
@@ -210,7 +369,7 @@ def _run_acknowledged(db, entry):
         raise ConflictError("disposition %r is not one of %s" % (data.get("disposition"), ", ".join(DISPOSITIONS)))
     db.execute("INSERT INTO acknowledgements (seq, run_id, disposition, acknowledged_at, doc) VALUES (?, ?, ?, ?, ?)",
                (entry.seq, run_id, data["disposition"], data.get("acknowledged_at", entry.at), entry.data_json()))
-    reindex(db, run_id)
+    reindex(db, run_id, full=False)
 
 
 @_projects("review.account")

@@ -35,9 +35,10 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("evidence", "seq"),
     ("reviews", "seq"),
     ("policies", "version"),
-    # the review service's (change_index.py)
-    ("change_event_facets", "run_id"),
-    ("change_event_facet_counts", "facet"),
+    # the review service's (change_index.py; its free-text index follows change_list.words)
+    ("change_list", "run_id"),
+    ("change_list_facets", "list_key"),
+    ("change_list_counts", "facet"),
     ("acknowledgements", "seq"),
     ("review_accounts", "name"),
     ("review_audit", "seq"),

@@ -37,6 +37,7 @@ VERBATIM_DOCS = {
                                     "started_at", "duration_ms"}),
     "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
     "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+    "run.acknowledged": ("acknowledgements", {"run_id", "disposition", "acknowledged_at"}),
 }
 
 
@@ -360,7 +361,7 @@ def _run_reviewed(db, entry):
         (entry.seq, run_id, data["reviewer"], data["outcome"], data.get("reviewed_at", entry.at), entry.data_json()))
     db.execute("UPDATE change_events SET review_status = ?, last_seq = ? WHERE run_id = ?",
                (data["outcome"], entry.seq, run_id))
-    change_index.reindex(db, run_id)
+    change_index.reindex(db, run_id, full=False)
 
 
 # --------------------------------------------------------------------------

@@ -3,21 +3,23 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The review service's reads and working state, for the SQL backends (mixed into ``SqlSystemOfRecord``).
 
-Lists of change events at scale (see ``change_index.py`` for the index they read):
+Lists of change events at scale, over the list index of ``change_index.py``:
 
-* every filter is a *condition* on the facets table: a value (``host = web01``) or, for a search
-  word, a prefix of a value in several facets;
-* the page walks the condition that matches the fewest events (estimated from the per-day counts)
-  newest first along the primary key, and probes every other condition per event through the
-  ``(run_id, facet, value)`` index, stopping as soon as the page is full: a deep page skips
-  index entries, never table rows;
-* the total is exact from the counts when one value is filtered (time ranges are whole UTC days),
-  otherwise counted up to :data:`COUNT_LIMIT` matches; facet counts likewise, or left out for
-  filters broader than that (the page says so).
+* every filter is a *condition*: a facet value (``host = web01``, a ``change_list_facets`` range keyed
+  newest first), the free-text words (every word must start a word of the event: SQLite FTS5 prefix
+  queries, PostgreSQL ``tsquery`` prefixes over a GIN index), ``listed`` (runs that changed something),
+  and the time range and cursor, which are ranges of the list key;
+* the page walks the condition with the fewest matches in the key range (each counted up to
+  :data:`ESTIMATE_LIMIT`) newest first and probes the others per event by primary key, stopping when
+  the page is full. A deep page is a keyset cursor (``before``: the key of the last row shown), so it
+  costs what the first page does; plain offsets are allowed up to :data:`MAX_OFFSET` rows;
+* the total is exact from the per-day counts when at most one counted facet is filtered, otherwise counted
+  up to :data:`COUNT_LIMIT` matches; the facet counts likewise, or left out for broader lists (the page
+  says so).
 
-The service's working state that is not a record (password hashes, sessions, API token hashes)
-lives in tables outside the ledger, like the counters; the accounts and the audit of sign-in
-failures and tokens are ledger entries (``change_index.py`` projects them).
+The service's working state that is not a record (password hashes, sessions, API token hashes, single
+sign-on attempts) lives in tables outside the ledger, like the counters; the accounts and the audit of
+sign-in failures and tokens are ledger entries (``change_index.py`` projects them).
 """
 
 from __future__ import annotations
@@ -25,54 +27,47 @@ from __future__ import annotations
 import datetime
 import json
 
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 
 #: past this many matches a multi-filter total is reported as "more than" and facets are not counted
 COUNT_LIMIT = 10000
+#: the number of matches of one condition counted to choose the one a page walks
+ESTIMATE_LIMIT = 2000
+#: the deepest plain offset a page may ask for: deeper pages follow a cursor (or narrow the time range)
+MAX_OFFSET = 10000
 #: facets whose counts the list shows beside its filters
-COUNTED_FACETS = ("outcome", "category", "review", "environment", "ack", "service")
-#: columns a list may be sorted by (the API's names -> ``change_events`` columns)
-SORT_COLUMNS = {
-    "started_at": "started_at", "ended_at": "ended_at", "playbook": "playbook", "user": "user_name",
-    "controller": "controller", "outcome": "status", "authorisation": "authorisation",
-    "host_count": "host_count", "changed_host_count": "changed_host_count",
-}
+COUNTED_FACETS = change_index.COUNTED_FACETS
+#: orders a list may be sorted in (the API's names -> ``change_list`` columns), each walked along an index
+SORT_COLUMNS = {"started_at": "list_key", "ended_at": "ended_at", "playbook": "playbook", "user": "user_name"}
 LIST_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_name", "controller", "playbook",
                 "environment", "authorisation", "authorisation_ref", "review_status", "host_count",
                 "changed_host_count", "failed_host_count")
 #: above any character of a value: ``word`` to ``word + _TOP`` is every value starting with ``word``
 _TOP = "\U0010ffff"
-
-
-def _next_day(day):
-    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=1)).isoformat()
+_ALL_KEYS = (-(2 ** 62), 2 ** 62)
 
 
 class _Condition(object):
-    """A filter on the facets: ``facets`` one of whose values equals ``value`` (or starts with it)."""
+    """A facet value (``kind`` facet) or the search words (``kind`` text)."""
 
-    def __init__(self, facets, value, prefix=False):
-        self.facets = tuple(facets)
+    def __init__(self, kind, facet=None, value=None, words=None):
+        self.kind = kind
+        self.facet = facet
         self.value = value
-        self.prefix = prefix
+        self.words = words or []
 
-    def sql(self, alias):
-        """``(sql, params)`` restricting ``alias`` (a facets row) to this condition."""
-        facet_sql = ("%s.facet = ?" % alias) if len(self.facets) == 1 else (
-            "%s.facet IN (%s)" % (alias, ", ".join("?" * len(self.facets))))
-        if self.prefix:
-            return ("%s AND %s.value >= ? AND %s.value < ?" % (facet_sql, alias, alias),
-                    self.facets + (self.value, self.value + _TOP))
-        return "%s AND %s.value = ?" % (facet_sql, alias), self.facets + (self.value,)
+    def fts(self):
+        """The FTS5 query of the words: each a prefix (``"deploy"* "web00"*``; the words hold no quotes)."""
+        return " ".join('"%s"*' % word.replace('"', '""') for word in self.words)
 
-    @property
-    def unique_per_event(self):
-        """One facets row per matching event (no DISTINCT needed, and ordered along the key)."""
-        return not self.prefix and len(self.facets) == 1
+    def tsquery(self):
+        """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim)."""
+        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.words)
 
 
 class ReviewQueries(object):
-    """Mixed into ``SqlSystemOfRecord``: needs ``_query``, ``_write_transaction`` and ``_Statements``-style SQL."""
+    """Mixed into ``SqlSystemOfRecord``: needs ``_query``, ``_write_transaction`` and ``backend_name``."""
 
     # -- change event lists ------------------------------------------------------------------
     @staticmethod
@@ -81,199 +76,263 @@ class ReviewQueries(object):
         for facet in change_index.FILTER_FACETS:
             value = filters.get(facet)
             if value not in (None, ""):
-                conditions.append(_Condition((facet,), str(value)))
-        for word in change_index.words(filters.get("q") or ""):
-            conditions.append(_Condition(change_index.SEARCH_FACETS, word, prefix=True))
-        if not filters.get("all"):
-            conditions.append(_Condition(("listed",), "yes"))
+                conditions.append(_Condition("facet", facet, str(value).replace(" ", "_")))
+        words = change_index.words(filters.get("q") or "")
+        if words:
+            conditions.append(_Condition("text", words=words))
         return conditions
 
     @staticmethod
-    def _days(filters):
-        return filters.get("from") or None, filters.get("to") or None
+    def _key_range(filters, before=None, after=None):
+        low, high = _ALL_KEYS
+        if filters.get("from"):
+            low = change_index.day_key(filters["from"])
+        if filters.get("to"):
+            high = change_index.day_key(filters["to"], end=True)
+        if before is not None:
+            high = min(high, int(before) - 1)
+        if after is not None:
+            low = max(low, int(after) + 1)
+        return low, high
 
-    def _estimate(self, condition, filters):
-        """Events matching ``condition`` alone in the time range (exact for a single value)."""
-        sql, params = condition.sql("c")
-        clauses, extra = [sql], list(params)
-        first, last = self._days(filters)
-        if first:
-            clauses.append("c.day >= ?")
-            extra.append(first)
-        if last:
-            clauses.append("c.day <= ?")
-            extra.append(last)
-        if not filters.get("all"):
-            clauses.append("c.listed = 1")
-        rows = self._query("SELECT COALESCE(SUM(c.n), 0) FROM change_event_facet_counts c WHERE %s"
-                           % " AND ".join(clauses), tuple(extra))
-        return int(rows[0][0] or 0)
+    def _sqlite(self):
+        return self.backend_name == "sqlite"
 
-    def _time_sql(self, alias, filters):
-        first, last = self._days(filters)
-        clauses, params = [], []
-        if first:
-            clauses.append("%s.started_at >= ?" % alias)
-            params.append(first)
-        if last:
-            clauses.append("%s.started_at < ?" % alias)
-            params.append(_next_day(last))
-        return clauses, params
+    def _text_sql(self, condition, key_sql):
+        """``(sql, params)``: the event keyed ``key_sql`` has the condition's words."""
+        if self._sqlite():
+            # correlated: FTS5 looks one rowid up in the words' doclists (an IN list would gather every match)
+            return ("EXISTS (SELECT 1 FROM change_list_words WHERE change_list_words MATCH ? AND"
+                    " change_list_words.rowid = %s)" % key_sql, [condition.fts()])
+        return ("EXISTS (SELECT 1 FROM change_list w WHERE w.list_key = %s AND"
+                " array_to_tsvector(string_to_array(w.words, ' ')) @@ CAST(? AS tsquery))" % key_sql,
+                [condition.tsquery()])
 
-    def _plan(self, filters):
-        """``(driver, probes, estimates)``: the condition to walk and the ones to probe."""
+    def _probe(self, condition, key_sql):
+        if condition.kind == "text":
+            return self._text_sql(condition, key_sql)
+        return ("EXISTS (SELECT 1 FROM change_list_facets p WHERE p.facet = ? AND p.value = ? AND p.list_key = %s)"
+                % key_sql, [condition.facet, condition.value])
+
+    def _walk_sql(self, driver, low, high):
+        """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range."""
+        if driver is None:
+            return "SELECT d.list_key FROM change_list d", ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
+        if driver.kind == "facet":
+            return ("SELECT d.list_key FROM change_list_facets d",
+                    ["d.facet = ?", "d.value = ?", "d.list_key BETWEEN ? AND ?"],
+                    [driver.facet, driver.value, low, high], "d.list_key")
+        if self._sqlite():
+            return ("SELECT change_list_words.rowid AS list_key FROM change_list_words",
+                    ["change_list_words MATCH ?", "change_list_words.rowid BETWEEN ? AND ?"],
+                    [driver.fts(), low, high], "change_list_words.rowid")
+        return ("SELECT d.list_key FROM change_list d",
+                ["array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
+                [driver.tsquery(), low, high], "d.list_key")
+
+    def _estimate(self, condition, low, high, cap=ESTIMATE_LIMIT):
+        """Matches of ``condition`` alone in the key range, counted up to ``cap``."""
+        select, where, params, _key = self._walk_sql(condition, low, high)
+        rows = self._query("SELECT COUNT(*) FROM (%s WHERE %s LIMIT %d) m" % (select, " AND ".join(where), cap),
+                           tuple(params))
+        return int(rows[0][0])
+
+    def _plan(self, filters, low, high):
+        """``(driver, probes, estimates)``: the condition to walk (None: the list itself) and the others."""
         conditions = self._conditions(filters)
         if not conditions:
             return None, [], {}
-        estimates = [(self._estimate(condition, filters), index) for index, condition in enumerate(conditions)]
-        estimates.sort()
-        driver = conditions[estimates[0][1]]
-        probes = [condition for index, condition in enumerate(conditions) if index != estimates[0][1]]
-        return driver, probes, dict((index, count) for count, index in estimates)
+        estimates = [(self._estimate(condition, low, high), index) for index, condition in enumerate(conditions)]
+        estimates.sort(key=lambda pair: pair[0])
+        index = estimates[0][1]
+        driver = conditions[index]
+        probes = [condition for position, condition in enumerate(conditions) if position != index]
+        return driver, probes, dict((position, count) for count, position in estimates)
 
-    def _matching_sql(self, filters, driver, probes):
-        """``(select, params)``: ``started_at, run_id`` of every matching event (unordered)."""
-        if driver is None:
-            clauses, params = self._time_sql("f", filters)
-            sql = "SELECT f.started_at, f.run_id FROM change_events f"
-            return sql + (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-        where, params = driver.sql("f")
-        clauses, params = [where], list(params)
-        time_clauses, time_params = self._time_sql("f", filters)
-        clauses += time_clauses
-        params += time_params
+    def _matching_sql(self, filters, driver, probes, low, high):
+        """``(sql without ORDER BY, params, key_sql)``: the keys of every matching event in the key range."""
+        select, where, params, key_sql = self._walk_sql(driver, low, high)
+        where, params = list(where), list(params)
         for probe in probes:
-            sql, probe_params = probe.sql("g")
-            clauses.append("EXISTS (SELECT 1 FROM change_event_facets g WHERE g.run_id = f.run_id AND %s)" % sql)
-            params += list(probe_params)
-        distinct = "" if driver.unique_per_event else "DISTINCT "
-        return ("SELECT %sf.started_at, f.run_id FROM change_event_facets f WHERE %s" % (distinct, " AND ".join(clauses)),
-                params)
+            sql, probe_params = self._probe(probe, key_sql)
+            where.append(sql)
+            params += probe_params
+        if not filters.get("all"):
+            if driver is None:
+                where.append("d.listed = 1")
+            else:
+                where.append("EXISTS (SELECT 1 FROM change_list l WHERE l.list_key = %s AND l.listed = 1)" % key_sql)
+        return "%s WHERE %s" % (select, " AND ".join(where)), params, key_sql
 
-    def _page_sql(self, filters, sort, descending, limit, offset):
-        driver, probes, estimates = self._plan(filters)
-        direction = "DESC" if descending else "ASC"
+    def _page_sql(self, filters, sort, descending, limit, offset, before, after):
         column = SORT_COLUMNS.get(sort or "started_at")
         if column is None:
-            raise ValueError("sort: %r is not one of %s" % (sort, ", ".join(sorted(SORT_COLUMNS))))
-        if column == "started_at":
-            matching, params = self._matching_sql(filters, driver, probes)
-            sql = "%s ORDER BY f.started_at %s, f.run_id %s LIMIT %d OFFSET %d" % (
-                matching, direction, direction, int(limit), int(offset))
-            return sql, params, driver, probes, estimates
-        # another order: over change_events, every condition a probe
-        clauses, params = self._time_sql("e", filters)
-        for condition in ([driver] if driver else []) + probes:
-            sql, probe_params = condition.sql("g")
-            clauses.append("EXISTS (SELECT 1 FROM change_event_facets g WHERE g.run_id = e.run_id AND %s)" % sql)
-            params += list(probe_params)
-        sql = "SELECT e.started_at, e.run_id FROM change_events e%s ORDER BY e.%s %s, e.started_at DESC, e.run_id DESC" \
-              " LIMIT %d OFFSET %d" % (" WHERE " + " AND ".join(clauses) if clauses else "", column, direction,
-                                       int(limit), int(offset))
-        return sql, params, driver, probes, estimates
+            raise ValidationError("sort: %r is not one of %s" % (sort, ", ".join(sorted(SORT_COLUMNS))))
+        if offset > MAX_OFFSET:
+            raise ValidationError("page: at most %d changes deep by page number (offset %d); follow Older/Newer, or "
+                                  "narrow the time range" % (MAX_OFFSET, offset))
+        low, high = self._key_range(filters, before if column == "list_key" else None,
+                                    after if column == "list_key" else None)
+        driver, probes, estimates = self._plan(filters, low, high)
+        matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high)
+        if column == "list_key":
+            # walk away from the cursor (up for newer pages, down for older ones), then show in the list's order
+            walk_up = (after is not None) if descending else (before is None)
+            direction = "ASC" if walk_up else "DESC"
+            sql = "%s ORDER BY %s %s LIMIT %d OFFSET %d" % (matching, key_sql, direction, int(limit), int(offset))
+            return sql, params, driver, probes, estimates, walk_up, (low, high)
+        direction = "DESC" if descending else "ASC"
+        sql = ("SELECT s.list_key FROM change_list s WHERE s.list_key IN (%s) ORDER BY s.%s %s, s.list_key %s"
+               " LIMIT %d OFFSET %d" % (matching, column, direction, direction, int(limit), int(offset)))
+        return sql, params, driver, probes, estimates, False, (low, high)
 
-    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0):
+    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0, before=None,
+                           after=None, counts=False):
         """One page of change events matching ``filters`` (see the module docstring).
 
         ``filters``: ``from``/``to`` (UTC days, inclusive), ``host``, ``service``, ``environment``,
-        ``outcome``, ``category``, ``review``, ``ack``, ``q`` (free text: every word must start a
-        value), ``all`` (include runs that changed nothing). Returns ``{"rows": [...], "total": n,
-        "total_exact": bool}``; each row has the list columns, its ``hosts`` and its acknowledgement.
+        ``outcome``, ``category``, ``review``, ``ack``, ``ref``, ``q`` (free text: every word must start a
+        word of the event), ``all`` (include runs that changed nothing). ``before``/``after``: a list key
+        (the ``cursor`` of a row) to page older/newer than, in the started_at order. Returns ``{"rows",
+        "total", "total_exact", "older", "newer"}`` (the cursors of the next pages, None at an end) and
+        ``counts`` (:meth:`change_event_facet_counts`) when asked; each row has the list columns, its
+        ``cursor``, ``hosts``, ``outcome``, ``categories``, ``review_state`` and acknowledgement.
         """
-        sql, params, driver, probes, estimates = self._page_sql(filters, sort, descending, limit, offset)
-        page = self._query(sql, tuple(params))
-        run_ids = [run_id for _started, run_id in page]
-        rows = self._list_rows(run_ids)
+        sql, params, driver, probes, estimates, walked_up, (low, high) = self._page_sql(
+            filters, sort, descending, limit + 1, offset, before, after)
+        keys = [row[0] for row in self._query(sql, tuple(params))]
+        more = len(keys) > limit
+        keys = keys[:limit]
+        page = {"total": None, "total_exact": None, "older": None, "newer": None}
+        if SORT_COLUMNS.get(sort or "started_at") == "list_key" and keys:
+            older_exists = (after is not None or offset > 0) if walked_up else more
+            newer_exists = more if walked_up else (before is not None or offset > 0)
+            page["older"] = min(keys) if older_exists else None
+            page["newer"] = max(keys) if newer_exists else None
+        if walked_up == descending and SORT_COLUMNS.get(sort or "started_at") == "list_key":
+            keys.reverse()
+        page["rows"] = self._list_rows(keys)
         total, exact = self._total(filters, driver, probes, estimates)
-        return {"rows": rows, "total": total, "total_exact": exact}
+        page.update(total=total, total_exact=exact)
+        if counts:
+            page["counts"] = self._facet_counts(filters, driver, probes, (total, exact))
+        return page
 
     def _total(self, filters, driver, probes, estimates):
-        if driver is not None and not probes and driver.unique_per_event:
-            return min(estimates.values()), True
-        if driver is None:
-            # every event has exactly one outcome: their counts are the events
-            return self._estimate(_Condition(("outcome",), "", prefix=True), filters), True
-        matching, params = self._matching_sql(filters, driver, probes)
+        facets = [c for c in self._conditions(filters)]
+        if not facets or (len(facets) == 1 and facets[0].kind == "facet" and facets[0].facet in COUNTED_FACETS):
+            # the per-day counts: every event has exactly one outcome, so their sum is the events
+            facet, value = (facets[0].facet, facets[0].value) if facets else ("outcome", None)
+            return self._counted(filters, facet, value), True
+        low, high = self._key_range(filters)
+        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
         rows = self._query("SELECT COUNT(*) FROM (%s LIMIT %d) m" % (matching, COUNT_LIMIT + 1), tuple(params))
         count = int(rows[0][0])
         return (count, True) if count <= COUNT_LIMIT else (COUNT_LIMIT, False)
 
-    def _list_rows(self, run_ids):
-        if not run_ids:
+    def _count_clauses(self, filters):
+        clauses, params = [], []
+        if filters.get("from"):
+            clauses.append("c.day >= ?")
+            params.append(filters["from"])
+        if filters.get("to"):
+            clauses.append("c.day <= ?")
+            params.append(filters["to"])
+        if not filters.get("all"):
+            clauses.append("c.listed = 1")
+        return clauses, params
+
+    def _counted(self, filters, facet, value):
+        clauses, params = self._count_clauses(filters)
+        clauses.insert(0, "c.facet = ?")
+        params.insert(0, facet)
+        if value is not None:
+            clauses.insert(1, "c.value = ?")
+            params.insert(1, value)
+        rows = self._query("SELECT COALESCE(SUM(c.n), 0) FROM change_list_counts c WHERE %s" % " AND ".join(clauses),
+                           tuple(params))
+        return int(rows[0][0] or 0)
+
+    def _list_rows(self, keys):
+        if not keys:
             return []
-        marks = ", ".join("?" * len(run_ids))
-        found = {}
-        for row in self._query("SELECT %s FROM change_events WHERE run_id IN (%s)" % (", ".join(LIST_COLUMNS), marks),
-                               tuple(run_ids)):
-            record = dict(zip(LIST_COLUMNS, row))
-            record["dry_run"] = bool(record["dry_run"])
-            record["user"] = record.pop("user_name")
-            record.update(hosts=[], acknowledgement=None, review_state=None, outcome=None, categories=[])
-            found[record["run_id"]] = record
-        for run_id, facet, value in self._query(
-                "SELECT run_id, facet, value FROM change_event_facets WHERE run_id IN (%s)"
-                " AND facet IN ('host', 'ack', 'review', 'outcome', 'category') ORDER BY run_id, facet, value" % marks,
-                tuple(run_ids)):
-            record = found.get(run_id)
-            if record is None:
+        marks = ", ".join("?" * len(keys))
+        listed = {}
+        for key, run_id, outcome, review, ack, categories, hosts in self._query(
+                "SELECT list_key, run_id, outcome, review, ack, categories, hosts FROM change_list WHERE list_key IN"
+                " (%s)" % marks, tuple(keys)):
+            listed[key] = (run_id, outcome, review, ack, categories, hosts)
+        run_ids = [listed[key][0] for key in keys if key in listed]
+        events = {}
+        if run_ids:
+            for row in self._query("SELECT %s FROM change_events WHERE run_id IN (%s)" % (
+                    ", ".join(LIST_COLUMNS), ", ".join("?" * len(run_ids))), tuple(run_ids)):
+                record = dict(zip(LIST_COLUMNS, row))
+                record["dry_run"] = bool(record["dry_run"])
+                record["user"] = record.pop("user_name")
+                events[record["run_id"]] = record
+        rows = []
+        for key in keys:
+            if key not in listed or listed[key][0] not in events:
                 continue
-            if facet == "host":
-                record["hosts"].append(value)
-            elif facet == "ack":
-                record["acknowledgement"] = value
-            elif facet == "review":
-                record["review_state"] = value
-            elif facet == "outcome":
-                record["outcome"] = value
-            else:
-                record["categories"].append(value)
-        return [found[run_id] for run_id in run_ids if run_id in found]
+            run_id, outcome, review, ack, categories, hosts = listed[key]
+            record = events[run_id]
+            record.update(cursor=key, outcome=outcome, review_state=review, acknowledgement=ack,
+                          categories=categories.split(" ") if categories else [],
+                          hosts=hosts.split(" ") if hosts else [])
+            rows.append(record)
+        return rows
 
     def change_event_facet_counts(self, filters):
         """``{facet: {value: count}}`` of the events matching ``filters``, or None when more than
         :data:`COUNT_LIMIT` match several filters (counting them row by row would not scale)."""
-        conditions = self._conditions(filters)
-        only_default = all(condition.facets == ("listed",) for condition in conditions)
+        low, high = self._key_range(filters)
+        driver, probes, estimates = self._plan(filters, low, high)
+        return self._facet_counts(filters, driver, probes, self._total(filters, driver, probes, estimates))
+
+    def _facet_counts(self, filters, driver, probes, total):
         counts = dict((facet, {}) for facet in COUNTED_FACETS)
-        marks = ", ".join("?" * len(COUNTED_FACETS))
-        if only_default:
-            clauses, params = ["c.facet IN (%s)" % marks], list(COUNTED_FACETS)
-            first, last = self._days(filters)
-            if first:
-                clauses.append("c.day >= ?")
-                params.append(first)
-            if last:
-                clauses.append("c.day <= ?")
-                params.append(last)
-            if not filters.get("all"):
-                clauses.append("c.listed = 1")
-            rows = self._query("SELECT c.facet, c.value, SUM(c.n) FROM change_event_facet_counts c WHERE %s"
-                               " GROUP BY c.facet, c.value" % " AND ".join(clauses), tuple(params))
-        else:
-            driver, probes, estimates = self._plan(filters)
-            total, exact = self._total(filters, driver, probes, estimates)
-            if not exact:
-                return None
-            matching, params = self._matching_sql(filters, driver, probes)
-            # from each matching event to its facets (the run index), not from every facet row to the matches
-            rows = self._query(
-                "SELECT g.facet, g.value, COUNT(*) FROM (%s) m JOIN change_event_facets g ON g.run_id = m.run_id"
-                " AND g.facet IN (%s) GROUP BY g.facet, g.value" % (matching, marks),
-                tuple(params) + tuple(COUNTED_FACETS))
-        for facet, value, count in rows:
-            if int(count or 0) > 0:
-                counts[facet][value] = int(count)
+        if not self._conditions(filters):
+            clauses, params = self._count_clauses(filters)
+            clauses.insert(0, "c.facet IN (%s)" % ", ".join("?" * len(COUNTED_FACETS)))
+            params[:0] = list(COUNTED_FACETS)
+            for facet, value, count in self._query(
+                    "SELECT c.facet, c.value, SUM(c.n) FROM change_list_counts c WHERE %s GROUP BY c.facet, c.value"
+                    % " AND ".join(clauses), tuple(params)):
+                if int(count or 0) > 0:
+                    counts[facet][value] = int(count)
+            return counts
+        count, exact = total
+        if not exact or count > COUNT_LIMIT:
+            return None
+        low, high = self._key_range(filters)
+        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
+        # the combinations of the matching events' values, then each value's share (a few dozen groups)
+        columns = ("outcome", "review", "ack", "categories", "environments", "services")
+        for row in self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s) GROUP BY %s" % (
+                ", ".join("c." + column for column in columns), matching, ", ".join("c." + c for c in columns)),
+                tuple(params)):
+            number = int(row[-1])
+            values = dict(zip(columns, row[:-1]))
+            for facet, column in (("outcome", "outcome"), ("review", "review"), ("ack", "ack")):
+                if values[column]:
+                    counts[facet][values[column]] = counts[facet].get(values[column], 0) + number
+            for facet, column in (("category", "categories"), ("environment", "environments"),
+                                  ("service", "services")):
+                for value in (values[column] or "").split(" "):
+                    if value:
+                        counts[facet][value] = counts[facet].get(value, 0) + number
         return counts
 
     def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
-                              forbid_table_scans=True):
+                              forbid_table_scans=True, before=None):
         """The query plan of :meth:`list_change_events`' page query, as text lines (for tests and the bench).
 
         On PostgreSQL ``forbid_table_scans`` turns sequential scans off for the explanation, so a small test
         database shows whether an index *can* serve the query (the planner prefers a scan of a tiny table).
         """
-        sql, params, _driver, _probes, _estimates = self._page_sql(filters, sort, descending, limit, offset)
-        if self.backend_name == "postgresql":
+        sql, params = self._page_sql(filters, sort, descending, limit, offset, before, None)[:2]
+        if not self._sqlite():
             if forbid_table_scans:
                 self._query("SELECT set_config('enable_seqscan', 'off', false)")
             try:
@@ -283,24 +342,31 @@ class ReviewQueries(object):
         return [row[-1] for row in self._query("EXPLAIN QUERY PLAN " + sql, tuple(params))]
 
     def facet_values(self, facet, prefix="", limit=20):
-        """Known values of a facet starting with ``prefix`` (host names for a search box), most frequent first."""
-        rows = self._query(
-            "SELECT value, SUM(n) FROM change_event_facet_counts WHERE facet = ? AND value >= ? AND value < ?"
-            " GROUP BY value ORDER BY SUM(n) DESC, value LIMIT %d" % int(limit), (facet, prefix, prefix + _TOP))
-        return [value for value, _count in rows]
+        """Known values of a facet starting with ``prefix`` (host names for a search box), in order: one index
+        probe per value, never a scan of the facet's rows."""
+        found, last = [], prefix
+        for _number in range(int(limit)):
+            rows = self._query("SELECT value FROM change_list_facets WHERE facet = ? AND value %s ? AND value < ?"
+                               " ORDER BY value LIMIT 1" % (">=" if not found else ">"),
+                               (facet, last, prefix + _TOP))
+            if not rows:
+                break
+            last = rows[0][0]
+            found.append(last)
+        return found
 
     def change_event_position(self, run_id):
         """Where a change event's entries sit in the hash chain: ``{count, first: {seq, hash, prev_hash, kind, at},
-        last: {...}}``, or None when it has none."""
-        rows = self._query("SELECT MIN(seq), MAX(seq), COUNT(*) FROM ledger WHERE subject = ?", (run_id,))
-        if not rows or not rows[0][2]:
+        last: {...}, predecessors: {seq: hash of the entry before it}}``, or None when it has none."""
+        rows = self._query("SELECT l.seq, l.kind, l.at, l.prev_hash, l.hash, p.hash FROM ledger l LEFT JOIN ledger p"
+                           " ON p.seq = l.seq - 1 WHERE l.subject = ? ORDER BY l.seq", (run_id,))
+        if not rows:
             return None
-        first, last, count = rows[0]
-        ends = {}
-        for seq, kind, at, prev_hash, hash_ in self._query(
-                "SELECT seq, kind, at, prev_hash, hash FROM ledger WHERE seq IN (?, ?)", (first, last)):
-            ends[seq] = {"seq": seq, "kind": kind, "at": at, "prev_hash": prev_hash, "hash": hash_}
-        return {"count": int(count), "first": ends.get(first), "last": ends.get(last)}
+
+        def end(row):
+            return {"seq": row[0], "kind": row[1], "at": row[2], "prev_hash": row[3], "hash": row[4]}
+        return {"count": len(rows), "first": end(rows[0]), "last": end(rows[-1]),
+                "predecessors": dict((row[0], row[5]) for row in rows)}
 
     # -- acknowledgements and the service's accounts -------------------------------------------
     def find_acknowledgements(self, run_id=None):

@@ -22,6 +22,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     NotFound,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
 
@@ -132,6 +133,7 @@ class SqlSystemOfRecord(ReviewQueries, SystemOfRecord):
         for table in projection_check.PROJECTION_TABLES:
             if existing is None or table in existing:
                 db.execute("DELETE FROM %s" % table)
+        change_index.cleared(db)
         last = 0
         while True:
             rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
