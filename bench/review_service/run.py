@@ -119,7 +119,10 @@ def scenarios(sor, rng):
     total = first["total"]
     hosts = [host for row in first["rows"] for host in row["hosts"]]
     run_ids = [row["run_id"] for row in first["rows"]]
-    deep = max(1, (total // 50) // 2)
+    # the middle of the list: the keyset cursor its Older link carries there (the key of the last row shown)
+    oldest = sor.list_change_events({}, descending=False, limit=1)["rows"][0]["cursor"]
+    newest = first["rows"][0]["cursor"]
+    middle = (oldest + newest) // 2
     words = ["deploy", "hardening", "alice", "rotate_certs.yml", "CHG0001"]
 
     def filtered():
@@ -132,8 +135,8 @@ def scenarios(sor, rng):
         ("first page", lambda: "/changes"),
         ("filtered page (host + time range + outcome)", filtered),
         ("free-text search", lambda: "/changes?" + urlencode({"q": rng.choice(words) + " " + rng.choice(hosts)[:5]})),
-        ("deep page (page %d of %d)" % (deep, max(1, total // 50)), lambda: "/changes?page=%d" % (
-            deep + rng.randint(-50, 50))),
+        ("deep page (the middle of %d pages, by cursor)" % max(1, total // 50), lambda: "/changes?before=%d" % (
+            middle + rng.randint(-(newest - oldest) // 100, (newest - oldest) // 100))),
         ("change view", lambda: "/changes/" + rng.choice(run_ids)),
     ], total
 
@@ -209,11 +212,13 @@ def main():
     rng = random.Random(args.seed)
     measured, total = scenarios(sor, rng)
     print("list total: %d changes shown by default" % total)
-    for label, filters, offset in (("first page", {}, 0), ("deep page", {}, (total // 2) // 50 * 50),
+    newest = sor.list_change_events({}, limit=1)["rows"][0]["cursor"]
+    oldest = sor.list_change_events({}, descending=False, limit=1)["rows"][0]["cursor"]
+    for label, filters, before in (("first page", {}, None), ("deep page", {}, (oldest + newest) // 2),
                                    ("filtered", {"host": "web0001.example.net", "outcome": "failed",
-                                                 "from": "2025-03-01", "to": "2025-05-01"}, 0),
-                                   ("search", {"q": "deploy web00"}, 0)):
-        print("plan, %s: %s" % (label, " | ".join(sor.explain_change_events(filters, offset=offset,
+                                                 "from": "2025-03-01", "to": "2025-05-01"}, None),
+                                   ("search", {"q": "deploy web00"}, None)):
+        print("plan, %s: %s" % (label, " | ".join(sor.explain_change_events(filters, before=before,
                                                                              forbid_table_scans=False))))
     sor.close()
 

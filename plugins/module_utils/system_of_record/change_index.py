@@ -24,7 +24,8 @@ facet           values
 ``host``        each host of the run (indexed once the run has ended)
 ``service``     each service the run's host CIs carry (their ``services`` attribute)
 ``environment`` each environment of the run's host CIs
-``outcome``     running, successful, failed, interrupted, or denied (a gate stopped it)
+``outcome``     successful, failed, interrupted, or denied (a gate stopped it); running changes
+                have no facet rows (:data:`RUNNING`): ``change_events.status`` finds them
 ``category``    each authorisation category: standard, change-request, emergency, unauthorised,
                 denied, dry-run, record-only, no-change, pending
 ``review``      awaiting, accepted, follow-up, not-required (nothing to review), pending (running)
@@ -33,7 +34,8 @@ facet           values
 ==============  ==========================================================================
 
 Search words are the words of the user, controller, playbook (path parts and their sub-words) and
-references, and the hosts, services, environments, outcome and categories (:func:`words`).
+references, and the hosts, services, environments, outcome and categories (:func:`words`), indexed when
+the run ends (a running change is at the top of the list and under ``outcome=running``).
 ``change_list_counts`` counts events per (facet, value, UTC day, listed) for the facets the list
 shows counts of, so the counts of a month or a year are sums of a few hundred rows.
 
@@ -46,6 +48,7 @@ the ledger rebuilds it, and ``projection_check`` compares it like any query tabl
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import re
@@ -88,6 +91,12 @@ def words(text):
 
     ``/srv/ansible/deploy_web.yml`` gives ``srv``, ``ansible``, ``deploy_web.yml``, ``deploy``, ``web``, ``yml``.
     """
+    return list(_words_of(str(text or "")))
+
+
+@functools.lru_cache(maxsize=8192)
+def _words_of(text):
+    # the same users, playbooks, hosts and services recur in run after run: split each once
     found = []
     for piece in _WORD.split(str(text or "").lower().replace("/", " ")):
         piece = piece.strip(".-")
@@ -99,7 +108,7 @@ def words(text):
             part = part.strip(".-")
             if part and part not in found:
                 found.append(part)
-    return found
+    return tuple(found)
 
 
 def outcome_of(status, category_list):
@@ -173,11 +182,15 @@ def row_of(event, hosts, services, acknowledgement):
     refs = sorted(set(ref.strip().replace(" ", "_") for ref in (event["authorisation_ref"] or "").split(",")
                       if ref.strip()))
     found = []
-    for text in (event["user_name"], event["controller"], event["playbook"]) + tuple(refs):
+    # a running change is indexed for search when it ends (its hosts and authorisation are known then): words
+    # written at its start would be deleted and written again a moment later
+    for text in (() if outcome == "running" else (event["user_name"], event["controller"], event["playbook"])) \
+            + tuple(refs):
         for word in words(text):
             if word not in found:
                 found.append(word)
-    for value in list(hosts) + list(services) + environments + [outcome] + category_list:
+    for value in list(hosts) + list(services) + environments + ([] if outcome == "running" else
+                                                                  [outcome] + category_list):
         for word in words(value):
             if word not in found:
                 found.append(word)
@@ -192,8 +205,15 @@ def row_of(event, hosts, services, acknowledgement):
     }
 
 
+#: the facet values of a running change: it has no facet rows or counts until it ends (a run would otherwise
+#: write and then delete them), and lists find running changes through ``change_events.status``
+RUNNING = (("outcome", "running"), ("review", "pending"), ("category", "pending"))
+
+
 def facets(row):
-    """``{(facet, value)}`` of a ``change_list`` row."""
+    """``{(facet, value)}`` of a ``change_list`` row (none while it runs: see :data:`RUNNING`)."""
+    if row["outcome"] == "running":
+        return set()
     found = set((facet, row[facet]) for facet in _SINGLE if row[facet])
     for facet, column in _MULTI.items():
         found.update((facet, value) for value in _split(row[column]))
@@ -212,6 +232,13 @@ def _many(db, sql, rows):
     else:
         for row in rows:
             db.execute(sql, row)
+
+
+def _insert_rows(db, head, rows, tail=""):
+    """``head VALUES (?, ...) tail`` for each row, as one ``executemany`` (SQLite runs a multi-row VALUES
+    statement several times slower than the same rows through executemany)."""
+    if rows:
+        _many(db, "%s VALUES (%s)%s" % (head, ", ".join("?" * len(rows[0])), tail), rows)
 
 
 _EVENT_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_name", "controller", "playbook",
@@ -273,8 +300,8 @@ def _free_key(db, started_at, run_id):
 def _add(db, key, row):
     db.execute("INSERT INTO change_list (list_key, %s) VALUES (?, %s)" % (
         ", ".join(LIST_COLUMNS), ", ".join("?" * len(LIST_COLUMNS))), (key,) + tuple(row[c] for c in LIST_COLUMNS))
-    _many(db, "INSERT INTO change_list_facets (facet, value, list_key) VALUES (?, ?, ?)",
-          [(facet, value, key) for facet, value in sorted(facets(row))])
+    _insert_rows(db, "INSERT INTO change_list_facets (facet, value, list_key)",
+                 [(facet, value, key) for facet, value in sorted(facets(row))])
     _count(db, row, _counted(row), 1)
     _words(db, "insert", key, row["words"])
 
@@ -291,8 +318,8 @@ def _update(db, key, old, new):
     before, after = facets(old), facets(new)
     _many(db, "DELETE FROM change_list_facets WHERE facet = ? AND value = ? AND list_key = ?",
           [(facet, value, key) for facet, value in sorted(before - after)])
-    _many(db, "INSERT INTO change_list_facets (facet, value, list_key) VALUES (?, ?, ?)",
-          [(facet, value, key) for facet, value in sorted(after - before)])
+    _insert_rows(db, "INSERT INTO change_list_facets (facet, value, list_key)",
+                 [(facet, value, key) for facet, value in sorted(after - before)])
     if old["listed"] == new["listed"]:
         _count(db, old, _counted(old) - _counted(new), -1)
         _count(db, new, _counted(new) - _counted(old), 1)
@@ -312,14 +339,13 @@ def _count(db, row, pairs, delta):
         return
     day, listed = (row["started_at"] or "")[:10], row["listed"]
     if delta > 0:
-        _many(db, "INSERT INTO change_list_counts (facet, value, day, listed, n) VALUES (?, ?, ?, ?, 1)"
-                  " ON CONFLICT (facet, value, day, listed) DO UPDATE SET n = change_list_counts.n + 1",
-              [(facet, value, day, listed) for facet, value in sorted(pairs)])
+        _insert_rows(db, "INSERT INTO change_list_counts (facet, value, day, listed, n)",
+                     [(facet, value, day, listed, 1) for facet, value in sorted(pairs)],
+                     " ON CONFLICT (facet, value, day, listed) DO UPDATE SET n = change_list_counts.n + 1")
         return
-    rows = [(facet, value, day, listed) for facet, value in sorted(pairs)]
-    _many(db, "UPDATE change_list_counts SET n = n - 1 WHERE facet = ? AND value = ? AND day = ? AND listed = ?", rows)
-    _many(db, "DELETE FROM change_list_counts WHERE facet = ? AND value = ? AND day = ? AND listed = ? AND n <= 0",
-          rows)
+    # a count that falls to 0 stays (a value of that day seen before): the readers skip them
+    _many(db, "UPDATE change_list_counts SET n = n - 1 WHERE facet = ? AND value = ? AND day = ? AND listed = ?",
+          [(facet, value, day, listed) for facet, value in sorted(pairs)])
 
 
 def cleared(db):

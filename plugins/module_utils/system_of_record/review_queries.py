@@ -76,7 +76,9 @@ class ReviewQueries(object):
         for facet in change_index.FILTER_FACETS:
             value = filters.get(facet)
             if value not in (None, ""):
-                conditions.append(_Condition("facet", facet, str(value).replace(" ", "_")))
+                value = str(value).replace(" ", "_")
+                running = (facet, value) in change_index.RUNNING
+                conditions.append(_Condition("running" if running else "facet", facet, value))
         words = change_index.words(filters.get("q") or "")
         if words:
             conditions.append(_Condition("text", words=words))
@@ -111,6 +113,8 @@ class ReviewQueries(object):
     def _probe(self, condition, key_sql):
         if condition.kind == "text":
             return self._text_sql(condition, key_sql)
+        if condition.kind == "running":
+            return "EXISTS (SELECT 1 FROM change_list r WHERE r.list_key = %s AND r.outcome = 'running')" % key_sql, []
         return ("EXISTS (SELECT 1 FROM change_list_facets p WHERE p.facet = ? AND p.value = ? AND p.list_key = %s)"
                 % key_sql, [condition.facet, condition.value])
 
@@ -118,6 +122,10 @@ class ReviewQueries(object):
         """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range."""
         if driver is None:
             return "SELECT d.list_key FROM change_list d", ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
+        if driver.kind == "running":
+            # the few changes still running, from the events' status index
+            return ("SELECT d.list_key FROM change_events e JOIN change_list d ON d.run_id = e.run_id",
+                    ["e.status = 'running'", "d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key")
         if driver.kind == "facet":
             return ("SELECT d.list_key FROM change_list_facets d",
                     ["d.facet = ?", "d.value = ?", "d.list_key BETWEEN ? AND ?"],
@@ -220,10 +228,13 @@ class ReviewQueries(object):
 
     def _total(self, filters, driver, probes, estimates):
         facets = [c for c in self._conditions(filters)]
-        if not facets or (len(facets) == 1 and facets[0].kind == "facet" and facets[0].facet in COUNTED_FACETS):
-            # the per-day counts: every event has exactly one outcome, so their sum is the events
-            facet, value = (facets[0].facet, facets[0].value) if facets else ("outcome", None)
-            return self._counted(filters, facet, value), True
+        if not facets:
+            # the per-day counts: every finished event has exactly one outcome, so their sum is the events
+            return self._counted(filters, "outcome", None) + self._running(filters), True
+        if len(facets) == 1 and facets[0].kind == "running":
+            return self._running(filters), True
+        if len(facets) == 1 and facets[0].kind == "facet" and facets[0].facet in COUNTED_FACETS:
+            return self._counted(filters, facets[0].facet, facets[0].value), True
         low, high = self._key_range(filters)
         matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
         rows = self._query("SELECT COUNT(*) FROM (%s LIMIT %d) m" % (matching, COUNT_LIMIT + 1), tuple(params))
@@ -241,6 +252,18 @@ class ReviewQueries(object):
         if not filters.get("all"):
             clauses.append("c.listed = 1")
         return clauses, params
+
+    def _running(self, filters):
+        """Changes still running (they have no counts until they end), in the time range."""
+        clauses, params = ["status = 'running'"], []
+        if filters.get("from"):
+            clauses.append("started_at >= ?")
+            params.append(filters["from"])
+        if filters.get("to"):
+            clauses.append("started_at < ?")
+            params.append((datetime.date.fromisoformat(filters["to"]) + datetime.timedelta(days=1)).isoformat())
+        return int(self._query("SELECT COUNT(*) FROM change_events WHERE %s" % " AND ".join(clauses),
+                               tuple(params))[0][0])
 
     def _counted(self, filters, facet, value):
         clauses, params = self._count_clauses(filters)
@@ -301,6 +324,10 @@ class ReviewQueries(object):
                     % " AND ".join(clauses), tuple(params)):
                 if int(count or 0) > 0:
                     counts[facet][value] = int(count)
+            running = self._running(filters)
+            if running:
+                for facet, value in change_index.RUNNING:
+                    counts[facet][value] = running
             return counts
         count, exact = total
         if not exact or count > COUNT_LIMIT:

@@ -46,6 +46,13 @@ class _Statements(object):
         self._cursor.execute(sql, params)
         return self._cursor
 
+    def executemany(self, sql, params_seq):
+        """One statement for many parameter rows: SQLite loops in C, psycopg pipelines them."""
+        if self._placeholder != "?":
+            sql = sql.replace("%", "%%").replace("?", self._placeholder)
+        self._cursor.executemany(sql, params_seq)
+        return self._cursor
+
 
 class SqlSystemOfRecord(ReviewQueries, SystemOfRecord):
     placeholder = "?"
