@@ -109,6 +109,10 @@ def create_app(config, store=None):
     """The application for ``config`` (a ``ServiceConfig``)."""
     store = store or Store(config.backend)
     auth = Authenticator(config, store)
+    sso = None
+    if config.auth == "oidc":
+        from ansible_collections.changeops.itsm.review_service.oidc import OidcClient
+        sso = OidcClient(config, store)
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True,
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     templates.filters["short"] = lambda text, n=12: (text or "")[:n]
@@ -296,8 +300,12 @@ def create_app(config, store=None):
             return render(request, "error.html.j2", 401, heading="Sign in through your single sign-on",
                           message="This service trusts the sign-in of the web server in front of it; open it through "
                                   "that address.", refusals=[])
+        if sso is not None:
+            return render(request, "login.html.j2", csrf="", next=safe_next(next), error=None, username="",
+                          sso=config.oidc_display_name)
         token = secrets.token_urlsafe(32)
-        response = render(request, "login.html.j2", csrf=token, next=safe_next(next), error=None, username="")
+        response = render(request, "login.html.j2", csrf=token, next=safe_next(next), error=None, username="",
+                          sso=None)
         response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, path="/login", secure=config.secure_cookies,
                             httponly=True, samesite="strict")
         return response
@@ -305,8 +313,8 @@ def create_app(config, store=None):
     @app.post("/login", include_in_schema=False)
     def login(request: Request, username: str = Form(""), password: str = Form(""), csrf_token: str = Form(""),
               next: str = Form("/changes")):  # pylint: disable=redefined-builtin
-        if config.auth == "proxy":
-            raise HTTPException(404, "password sign-in is off: this service uses the proxy's single sign-on")
+        if config.auth != "local":
+            raise HTTPException(404, "password sign-in is off: this service uses single sign-on")
         if not tokens_equal(request.cookies.get(LOGIN_CSRF_COOKIE), csrf_token):
             raise Forbidden("the sign-in form's CSRF token is missing or wrong: reload the sign-in page")
         principal, error = auth.password_sign_in(username, password, remote(request))
@@ -314,13 +322,51 @@ def create_app(config, store=None):
             token = secrets.token_urlsafe(32)
             status = 429 if error.startswith("too many") else 401
             response = render(request, "login.html.j2", status, csrf=token, next=safe_next(next), error=error,
-                              username=username[:100])
+                              username=username[:100], sso=None)
             response.set_cookie(LOGIN_CSRF_COOKIE, token, max_age=3600, path="/login", secure=config.secure_cookies,
                                 httponly=True, samesite="strict")
             return response
         response = RedirectResponse(safe_next(next), status_code=303)
         set_session_cookie(response, auth.start_session(principal))
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+        return response
+
+    # -- single sign-on (OpenID Connect: oidc.py) --------------------------------------------------------------
+    @app.get("/login/oidc", include_in_schema=False)
+    def oidc_begin(request: Request, next: str = "/changes"):  # pylint: disable=redefined-builtin
+        if sso is None:
+            raise HTTPException(404, "single sign-on is not configured (CHANGEOPS_REVIEW_AUTH=oidc)")
+        limited = auth.rate_limited(None, remote(request))
+        if limited:
+            raise HTTPException(429, limited)
+        return RedirectResponse(sso.begin(safe_next(next)), status_code=303)
+
+    @app.get("/login/oidc/callback", include_in_schema=False)
+    def oidc_callback(request: Request):
+        from ansible_collections.changeops.itsm.review_service.oidc import SignInRefused
+        if sso is None:
+            raise HTTPException(404, "single sign-on is not configured (CHANGEOPS_REVIEW_AUTH=oidc)")
+        address = remote(request)
+        limited = auth.rate_limited(None, address)
+        if limited:
+            auth.record_failure(None, address, "rate-limited", "oidc")
+            raise HTTPException(429, limited)
+        name = None
+        try:
+            claims, target = sso.finish(request.query_params)
+            name, groups = sso.identity(claims)
+        except SignInRefused as exc:
+            auth.record_failure(name, address, str(exc)[:300], "oidc")
+            return render(request, "error.html.j2", 401, heading="Single sign-on refused", message=str(exc),
+                          refusals=[])
+        roles = auth.proxy_roles(name, groups)
+        if roles is None:
+            auth.record_failure(name, address, "account disabled", "oidc")
+            return render(request, "error.html.j2", 403, heading="Account disabled",
+                          message="the account %s is disabled" % name, refusals=[])
+        principal = Principal(name, roles, "oidc", display_name=claims.get("name"), groups=groups)
+        response = RedirectResponse(safe_next(target), status_code=303)
+        set_session_cookie(response, auth.start_session(principal, groups=groups))
         return response
 
     # -- pages -----------------------------------------------------------------------------------------------

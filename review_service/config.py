@@ -17,7 +17,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import resol
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 
 ROLES = ("viewer", "reviewer", "cab", "admin")
-AUTH_MODES = ("local", "proxy")
+AUTH_MODES = ("local", "proxy", "oidc")
 
 
 def _bool(name, value):
@@ -54,6 +54,12 @@ def _role_groups(name, text):
             if group.strip():
                 mapping.setdefault(group.strip(), set()).add(role)
     return mapping
+
+
+def _loopback_url(url):
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    return parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
 
 
 class ServiceConfig(object):
@@ -95,6 +101,27 @@ class ServiceConfig(object):
         except ValueError as exc:
             raise ConfigurationError("CHANGEOPS_REVIEW_TRUSTED_PROXIES: %s" % exc)
         self.role_groups = _role_groups("CHANGEOPS_REVIEW_ROLE_GROUPS", get("role_groups", ""))
+        # single sign-on with an OpenID Connect provider (auth = oidc): see oidc.py and docs/review-service.md
+        self.oidc_issuer = (get("oidc_issuer") or "").rstrip("/") or None
+        self.oidc_client_id = get("oidc_client_id") or None
+        self.oidc_client_secret = get("oidc_client_secret") or None
+        self.oidc_redirect_uri = get("oidc_redirect_uri") or None
+        self.oidc_scopes = get("oidc_scopes", "openid profile email groups")
+        self.oidc_username_claim = get("oidc_username_claim", "preferred_username")
+        self.oidc_groups_claim = get("oidc_groups_claim", "groups")
+        self.oidc_display_name = get("oidc_display_name", "single sign-on")
+        self.oidc_ca_file = get("oidc_ca_file") or None
+        if self.auth == "oidc":
+            missing = [name for name, value in (("CHANGEOPS_REVIEW_OIDC_ISSUER", self.oidc_issuer),
+                                                ("CHANGEOPS_REVIEW_OIDC_CLIENT_ID", self.oidc_client_id),
+                                                ("CHANGEOPS_REVIEW_OIDC_REDIRECT_URI", self.oidc_redirect_uri))
+                       if not value]
+            if missing:
+                raise ConfigurationError("CHANGEOPS_REVIEW_AUTH=oidc needs %s" % ", ".join(missing))
+            for name, value in (("CHANGEOPS_REVIEW_OIDC_ISSUER", self.oidc_issuer),
+                                ("CHANGEOPS_REVIEW_OIDC_REDIRECT_URI", self.oidc_redirect_uri)):
+                if not value.startswith("https://") and not _loopback_url(value):
+                    raise ConfigurationError("%s: %r must be an https:// URL (http:// only on loopback)" % (name, value))
         # the policy file the separation-of-duties rules come from while no policy is published
         self.policy_path = get("policy") or environ.get("CHANGEOPS_GATE_POLICY") or None
 

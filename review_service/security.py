@@ -157,13 +157,18 @@ class Authenticator(object):
         return principal, None
 
     # -- sessions --------------------------------------------------------------------------------------
-    def start_session(self, principal):
-        """A new session for ``principal``; returns the cookie value (the only copy of the id)."""
+    def start_session(self, principal, groups=None):
+        """A new session for ``principal``; returns the cookie value (the only copy of the id). A single sign-on
+        session keeps the roles and groups the provider vouched for (``groups``), for people with no account."""
         session_id = secrets.token_urlsafe(32)
         now = utc_now()
         csrf = secrets.token_urlsafe(32)
+        sso = principal.via in ("oidc", "proxy")
         self.store.get().create_review_session(digest(session_id), principal.name, csrf, principal.via, now,
-                                               later(hours=self.config.session_hours))
+                                               later(hours=self.config.session_hours),
+                                               sso_roles=sorted(principal.roles) if sso else None,
+                                               sso_groups=list(groups if groups is not None else principal.groups)
+                                               if sso else None)
         principal.session = {"csrf": csrf, "id_hash": digest(session_id)}
         return session_id
 
@@ -182,7 +187,17 @@ class Authenticator(object):
             return None
         if idle > datetime.timedelta(seconds=TOUCH_SECONDS):
             sor.touch_review_session(session["id_hash"], format_time(now))
-        return self.principal_for(session["name"], session["via"], session=session)
+        account = sor.get_review_account(session["name"])
+        groups = session.get("sso_groups") or ()
+        if account is not None:
+            # an account of that name decides (an administrator disabling it ends the session)
+            if account["disabled"]:
+                return None
+            return Principal(session["name"], account["roles"], session["via"], account.get("display_name"),
+                             session=session, groups=groups)
+        if session.get("sso_roles") is None:
+            return None  # a password or token account that no longer exists
+        return Principal(session["name"], session["sso_roles"], session["via"], session=session, groups=groups)
 
     def end_session(self, session_id):
         if session_id:

@@ -281,7 +281,7 @@ class SystemOfRecord(abc.ABC):
     def get_review_credential(self, name):
         raise NotImplementedError
 
-    def create_review_session(self, id_hash, name, csrf, via, now, expires_at):
+    def create_review_session(self, id_hash, name, csrf, via, now, expires_at, sso_roles=None, sso_groups=None):
         raise NotImplementedError
 
     def get_review_session(self, id_hash):
@@ -291,6 +291,14 @@ class SystemOfRecord(abc.ABC):
         raise NotImplementedError
 
     def delete_review_sessions(self, id_hash=None, name=None):
+        raise NotImplementedError
+
+    def create_review_sign_in_attempt(self, state_hash, nonce, code_verifier, next_path, now, expires_at):
+        """A single sign-on attempt between the redirect to the provider and its callback (working state)."""
+        raise NotImplementedError
+
+    def take_review_sign_in_attempt(self, state_hash, now):
+        """The attempt of ``state_hash`` (``{nonce, code_verifier, next_path}``), removed: usable once."""
         raise NotImplementedError
 
     def create_review_token(self, token_hash, token_id, name, label, now, expires_at=None):

@@ -448,17 +448,25 @@ class ReviewQueries(object):
         rows = self._query("SELECT password_hash FROM review_credentials WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
-    def create_review_session(self, id_hash, name, csrf, via, now, expires_at):
-        self._write([("INSERT INTO review_sessions (id_hash, name, csrf, via, created_at, expires_at, last_seen)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (id_hash, name, csrf, via, now, expires_at, now)),
+    def create_review_session(self, id_hash, name, csrf, via, now, expires_at, sso_roles=None, sso_groups=None):
+        """``sso_roles``/``sso_groups``: what a single sign-on vouched for at sign-in (no account of that name)."""
+        self._write([("INSERT INTO review_sessions (id_hash, name, csrf, via, created_at, expires_at, last_seen,"
+                      " sso_roles, sso_groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (id_hash, name, csrf, via, now, expires_at, now,
+                       None if sso_roles is None else json.dumps(sorted(sso_roles)),
+                       None if sso_groups is None else json.dumps(list(sso_groups)))),
                      ("DELETE FROM review_sessions WHERE expires_at < ?", (now,))])
 
     def get_review_session(self, id_hash):
-        rows = self._query("SELECT id_hash, name, csrf, via, created_at, expires_at, last_seen FROM review_sessions"
-                           " WHERE id_hash = ?", (id_hash,))
+        rows = self._query("SELECT id_hash, name, csrf, via, created_at, expires_at, last_seen, sso_roles, sso_groups"
+                           " FROM review_sessions WHERE id_hash = ?", (id_hash,))
         if not rows:
             return None
-        return dict(zip(("id_hash", "name", "csrf", "via", "created_at", "expires_at", "last_seen"), rows[0]))
+        session = dict(zip(("id_hash", "name", "csrf", "via", "created_at", "expires_at", "last_seen", "sso_roles",
+                            "sso_groups"), rows[0]))
+        for key in ("sso_roles", "sso_groups"):
+            session[key] = json.loads(session[key]) if session[key] else None
+        return session
 
     def touch_review_session(self, id_hash, now):
         self._write([("UPDATE review_sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))])
@@ -468,6 +476,25 @@ class ReviewQueries(object):
             self._write([("DELETE FROM review_sessions WHERE id_hash = ?", (id_hash,))])
         if name is not None:
             self._write([("DELETE FROM review_sessions WHERE name = ?", (name,))])
+
+    def create_review_sign_in_attempt(self, state_hash, nonce, code_verifier, next_path, now, expires_at):
+        self._write([("INSERT INTO review_sign_in_attempts (state_hash, nonce, code_verifier, next_path, created_at,"
+                      " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      (state_hash, nonce, code_verifier, next_path, now, expires_at)),
+                     ("DELETE FROM review_sign_in_attempts WHERE expires_at < ?", (now,))])
+
+    def take_review_sign_in_attempt(self, state_hash, now):
+        """The live sign-in attempt of ``state_hash``, deleted in the same transaction: each is used once."""
+        with self._write_transaction() as cursor:
+            cursor.execute(self._sql("SELECT nonce, code_verifier, next_path, expires_at FROM review_sign_in_attempts"
+                                     " WHERE state_hash = ?"), (state_hash,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            cursor.execute(self._sql("DELETE FROM review_sign_in_attempts WHERE state_hash = ?"), (state_hash,))
+        if row[3] < now:
+            return None
+        return {"nonce": row[0], "code_verifier": row[1], "next_path": row[2]}
 
     def create_review_token(self, token_hash, token_id, name, label, now, expires_at=None):
         self._write([("INSERT INTO review_api_tokens (token_hash, token_id, name, label, created_at, expires_at,"

@@ -300,7 +300,9 @@ MIGRATIONS = [
             via TEXT NOT NULL,
             created_at TEXT NOT NULL,
             expires_at TEXT NOT NULL,
-            last_seen TEXT NOT NULL
+            last_seen TEXT NOT NULL,
+            sso_roles TEXT,
+            sso_groups TEXT
         )""",
         "CREATE INDEX review_sessions_name ON review_sessions (name)",
         """CREATE TABLE review_api_tokens (
