@@ -122,6 +122,7 @@ def create_app(config, store=None):
     templates.globals.update(ROLES=ROLES, OUTCOMES=views.OUTCOMES, CATEGORIES=views.CATEGORIES,
                              REVIEW_STATES=views.REVIEW_STATES, ACK_STATES=views.ACK_STATES,
                              DISPOSITIONS=actions.DISPOSITIONS, PAGE_SIZES=views.PAGE_SIZES, quote=quote,
+                             COUNT_LIMIT=views.COUNT_LIMIT,
                              urlencode=urlencode)
 
     @contextlib.asynccontextmanager

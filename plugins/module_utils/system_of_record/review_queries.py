@@ -31,9 +31,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Valid
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 
 #: past this many matches a multi-filter total is reported as "more than" and facets are not counted
-COUNT_LIMIT = 10000
+COUNT_LIMIT = 2000
+#: the longest word prefix the SQLite free-text index keeps a prefix index for (schema: FTS5 prefix='2 3 4 5 6')
+FTS_PREFIX = 6
 #: the number of matches of one condition counted to choose the one a page walks
-ESTIMATE_LIMIT = 2000
+ESTIMATE_LIMIT = 500
 #: the deepest plain offset a page may ask for: deeper pages follow a cursor (or narrow the time range)
 MAX_OFFSET = 10000
 #: facets whose counts the list shows beside its filters
@@ -58,8 +60,20 @@ class _Condition(object):
         self.words = words or []
 
     def fts(self):
-        """The FTS5 query of the words: each a prefix (``"deploy"* "web00"*``; the words hold no quotes)."""
-        return " ".join('"%s"*' % word.replace('"', '""') for word in self.words)
+        """The FTS5 query of the words, each a prefix (``"deploy"* "web00"*``; the words hold no quotes). A word
+        longer than the longest prefix index is asked for by that prefix (FTS5 then reads one doclist instead
+        of merging every word that starts with it) and checked whole by :meth:`long_words`."""
+        return " ".join('"%s"*' % word[:FTS_PREFIX].replace('"', '""') for word in self.words)
+
+    def long_words(self):
+        """``(sql, params)`` for the words the FTS query shortened: a word of ``c.words`` starts with each."""
+        clauses, params = [], []
+        for word in self.words:
+            if len(word) > FTS_PREFIX:
+                escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                clauses.append("(' ' || c.words) LIKE ? ESCAPE '\\'")
+                params.append("% " + escaped + "%")
+        return clauses, params
 
     def tsquery(self):
         """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim)."""
@@ -104,11 +118,21 @@ class ReviewQueries(object):
         """``(sql, params)``: the event keyed ``key_sql`` has the condition's words."""
         if self._sqlite():
             # correlated: FTS5 looks one rowid up in the words' doclists (an IN list would gather every match)
-            return ("EXISTS (SELECT 1 FROM change_list_words WHERE change_list_words MATCH ? AND"
-                    " change_list_words.rowid = %s)" % key_sql, [condition.fts()])
+            sql = ("EXISTS (SELECT 1 FROM change_list_words WHERE change_list_words MATCH ? AND"
+                   " change_list_words.rowid = %s)" % key_sql)
+            params = [condition.fts()]
+            long_sql, long_params = self._long_words(condition, key_sql)
+            return (sql + (" AND " + long_sql if long_sql else ""), params + long_params)
         return ("EXISTS (SELECT 1 FROM change_list w WHERE w.list_key = %s AND"
                 " array_to_tsvector(string_to_array(w.words, ' ')) @@ CAST(? AS tsquery))" % key_sql,
                 [condition.tsquery()])
+
+    def _long_words(self, condition, key_sql):
+        clauses, params = condition.long_words()
+        if not clauses:
+            return "", []
+        return ("EXISTS (SELECT 1 FROM change_list c WHERE c.list_key = %s AND %s)" % (key_sql, " AND ".join(clauses)),
+                params)
 
     def _probe(self, condition, key_sql):
         if condition.kind == "text":
@@ -131,9 +155,14 @@ class ReviewQueries(object):
                     ["d.facet = ?", "d.value = ?", "d.list_key BETWEEN ? AND ?"],
                     [driver.facet, driver.value, low, high], "d.list_key")
         if self._sqlite():
-            return ("SELECT change_list_words.rowid AS list_key FROM change_list_words",
-                    ["change_list_words MATCH ?", "change_list_words.rowid BETWEEN ? AND ?"],
-                    [driver.fts(), low, high], "change_list_words.rowid")
+            where = ["change_list_words MATCH ?", "change_list_words.rowid BETWEEN ? AND ?"]
+            params = [driver.fts(), low, high]
+            long_sql, long_params = self._long_words(driver, "change_list_words.rowid")
+            if long_sql:
+                where.append(long_sql)
+                params += long_params
+            return ("SELECT change_list_words.rowid AS list_key FROM change_list_words", where, params,
+                    "change_list_words.rowid")
         return ("SELECT d.list_key FROM change_list d",
                 ["array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
                 [driver.tsquery(), low, high], "d.list_key")
@@ -150,6 +179,8 @@ class ReviewQueries(object):
         conditions = self._conditions(filters)
         if not conditions:
             return None, [], {}
+        if len(conditions) == 1:
+            return conditions[0], [], {}  # nothing to choose between
         estimates = [(self._estimate(condition, low, high), index) for index, condition in enumerate(conditions)]
         estimates.sort(key=lambda pair: pair[0])
         index = estimates[0][1]

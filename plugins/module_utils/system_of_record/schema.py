@@ -258,7 +258,7 @@ MIGRATIONS = [
         PerDialect(
             sqlite="CREATE VIRTUAL TABLE change_list_words USING fts5(words, content='change_list',"
                    " content_rowid='list_key', tokenize=\"unicode61 remove_diacritics 0 tokenchars '._-'\","
-                   " prefix='3')",
+                   " prefix='2 3 4 5 6')",
             postgresql="CREATE INDEX change_list_words ON change_list USING gin"
                        " (array_to_tsvector(string_to_array(words, ' ')))"),
         """CREATE TABLE acknowledgements (
