@@ -43,6 +43,7 @@ def _yaml(*path):
 GALAXY = _yaml("galaxy.yml")
 RUNTIME = _yaml("meta", "runtime.yml")
 
+
 def ansible_core_version():
     from ansible.release import __version__
 
