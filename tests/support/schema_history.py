@@ -13,7 +13,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record im
 UNDO = {
     6: ["ALTER TABLE ledger DROP COLUMN %s" % column for column in ("entry_format", "salt", "payload_root", "redactions")],
     # the review service's free-text index (SQLite: a virtual table the CREATE TABLE scan does not see)
-    7: ["DROP TABLE IF EXISTS change_list_words"],
+    11: ["DROP TABLE IF EXISTS change_list_words"],
 }
 
 

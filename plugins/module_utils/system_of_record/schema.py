@@ -216,8 +216,9 @@ MIGRATIONS = [
     # tsvector). Unauthorised changes get acknowledgements; the service's accounts and audit of sign-in
     # failures and tokens are ledger entries too. Password hashes, sessions, API token hashes and single sign-on
     # attempts are the service's working state, kept outside the ledger like the counters (a secret never
-    # enters the hash chain).
-    (7, "review service: change list keyed newest first, its facets, counts per day and free-text index;"
+    # enters the hash chain). Numbered 11 by the lead's assignment: 7-9 and 10 come from other branches (the
+    # runners apply every migration above the applied version in order, so a gap until they land is harmless).
+    (11, "review service: change list keyed newest first, its facets, counts per day and free-text index;"
         " acknowledgements, accounts, audit, credentials, sessions, API tokens, sign-in attempts", [
         """CREATE TABLE change_list (
             list_key {int} PRIMARY KEY,
