@@ -8,6 +8,7 @@ Every filter, search, sort, page and count is checked against a brute-force read
 
 from __future__ import annotations
 
+import datetime
 import random
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 
-from register_fixtures import fill_synthetic_ledger
+from register_fixtures import KIND_CYCLE, fill_synthetic_ledger, synthetic_run
 
 
 def _truth(sor):
@@ -120,6 +121,29 @@ def test_filters_search_pages_and_counts_match_the_events(sor):
     rows = sor.list_change_events({"all": True}, sort="playbook", descending=False, limit=200)["rows"]
     assert [row["playbook"] for row in rows] == sorted(event["playbook"] for event in truth)
     assert sor.facet_values("host", hosts[0][:3])[0].startswith(hosts[0][:3])
+
+
+def test_times_beyond_the_key_range_neither_overflow_nor_drop_an_event(sor):
+    """A list key is a 64-bit integer (start in microseconds x 1000): a filter date or a recorded start outside
+    1677-2262 took an overflow (a 500 for ``?from=2999-01-01``, seen in the browser test) before keys were held
+    to the column's range."""
+    fill_synthetic_ledger(sor, 4, hosts_per_run=1, host_pool=2, with_cis=False)
+    far = datetime.datetime(2999, 6, 1, tzinfo=datetime.timezone.utc)
+    far_run, entries = synthetic_run(99, far, random.Random(1), ["web01.example.net"], KIND_CYCLE[0], "production")
+    sor.append(entries)
+    everything = sor.list_change_events({"all": True}, limit=50)
+    assert everything["rows"][0]["run_id"] == far_run and everything["total"] == 5
+    assert [row["run_id"] for row in sor.list_change_events({"all": True, "from": "2999-01-01"}, limit=5)["rows"]] \
+        == [far_run]
+    # (every time after 2262 shares the last microsecond of keys: a filter from then still finds the run)
+    assert [row["run_id"] for row in sor.list_change_events({"from": "9999-12-31"}, limit=5)["rows"]] == [far_run]
+    for filters in ({"to": "0001-01-01"}, {"from": "2200-01-01", "to": "2200-12-31"}):
+        assert sor.list_change_events(dict(filters, all=True), limit=5)["rows"] == [], filters
+        assert sor.change_event_facet_counts(dict(filters, all=True))["outcome"] == {}, filters
+    oldest = sor.list_change_events({"all": True}, before=-(2 ** 63), limit=5)
+    assert oldest["rows"] == []
+    assert [row["run_id"] for row in sor.list_change_events({"all": True}, after=2 ** 63 - 1, limit=5)["rows"]] == []
+    assert sor.list_change_events({"all": True}, before=2 ** 63 - 1, limit=5)["rows"][0]["run_id"] == far_run
 
 
 def test_the_list_pages_use_indexes(sor, backend):

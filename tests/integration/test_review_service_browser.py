@@ -167,7 +167,8 @@ def test_reviewer_signs_off_a_change(browser, world):
     text = page.inner_text("main")
     assert "No gate allowed this change" in text and "Write the message of the day" in text
     assert page.locator("pre.diff").count() >= 2, "the redacted diffs of both hosts"
-    assert "ledger entries" in page.inner_text("#chain") and "recompute to their hashes" in page.inner_text("#chain")
+    assert "ledger entries" in page.inner_text("#chain")
+    assert "matches its hash and its per-field commitments" in page.inner_text("#chain-ok"), "verified by the ledger"
     page.check("input[name=outcome][value=follow-up]")
     page.click("#review-submit")
     assert "say what needs following up" in page.inner_text("#error"), "follow-up without a comment is refused"
@@ -194,7 +195,7 @@ def test_cab_approval_then_the_gate_authorises_the_play(browser, world):
     assert page.inner_text("#cr-state").startswith("authorise")
     page.click("#decision-submit")
     error = page.inner_text("#error")
-    assert "carol may not approve %s: carol requested it" % number in error
+    assert "carol (review-service) may not approve %s: carol requested it" % number in error
     assert "approvals.allow_self_approval" in error
     shot(page, "self-approval-refused")
     carol.close()

@@ -68,6 +68,9 @@ CATEGORIES = {"normal": "change-request"}
 DISPOSITIONS = ("retrospective-approval", "incident-raised", "reverted")
 #: list keys of one microsecond: the tie-break between runs started at the same microsecond
 KEYS_PER_MICROSECOND = 1000
+#: the range of a list key: a 64-bit integer column (both dialects); times before 1677 or after 2262 (a mistyped
+#: year, a far date asked for in a filter) take the first or last microsecond of keys instead of overflowing it
+KEY_MIN, KEY_MAX = -(2 ** 63), 2 ** 63 - 1
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _WORD = re.compile(r"[^\w.\-]+", re.UNICODE)
@@ -138,14 +141,25 @@ def day_key(day, end=False):
     """The first list key of a UTC day ``YYYY-MM-DD`` (``end``: the last key of that day)."""
     start = micros(day + "T00:00:00Z")
     if end:
-        return (start + 86400 * 1000000) * KEYS_PER_MICROSECOND - 1
-    return start * KEYS_PER_MICROSECOND
+        return _held(start + 86400 * 1000000 - 1) * KEYS_PER_MICROSECOND + KEYS_PER_MICROSECOND - 1
+    return _held(start) * KEYS_PER_MICROSECOND
+
+
+def _held(at):
+    """Microseconds ``at`` held to the whole microseconds of keys the column stores: every time beyond them
+    (a mistyped year, a far date in a filter) shares the first or last one, so filters still find it."""
+    return max(KEY_MIN // KEYS_PER_MICROSECOND + 1, min(KEY_MAX // KEYS_PER_MICROSECOND - 1, at))
+
+
+def clamp(key):
+    """``key`` held to the range a list key column stores (:data:`KEY_MIN`..:data:`KEY_MAX`)."""
+    return max(KEY_MIN, min(KEY_MAX, key))
 
 
 def list_key(started_at, run_id):
     """The preferred list key of an event: its start, then a tie-break fixed by its run id."""
     spread = int(hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:8], 16) % KEYS_PER_MICROSECOND
-    return micros(started_at) * KEYS_PER_MICROSECOND + spread
+    return _held(micros(started_at)) * KEYS_PER_MICROSECOND + spread
 
 
 def _split(text):

@@ -47,7 +47,7 @@ LIST_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_n
                 "changed_host_count", "failed_host_count")
 #: above any character of a value: ``word`` to ``word + _TOP`` is every value starting with ``word``
 _TOP = "\U0010ffff"
-_ALL_KEYS = (-(2 ** 62), 2 ** 62)
+_ALL_KEYS = (change_index.KEY_MIN, change_index.KEY_MAX)
 
 
 class _Condition(object):
@@ -109,7 +109,7 @@ class ReviewQueries(object):
             high = min(high, int(before) - 1)
         if after is not None:
             low = max(low, int(after) + 1)
-        return low, high
+        return change_index.clamp(low), change_index.clamp(high)
 
     def _sqlite(self):
         return self.backend_name == "sqlite"
