@@ -26,7 +26,6 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
@@ -93,16 +92,35 @@ def _csv_cell(value):
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-class _Headers(BaseHTTPMiddleware):
-    async def dispatch(self, request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        if not request.url.path.startswith("/static"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+class _Headers(object):
+    """Security headers on every response (and no caching of anything but CSS and JS).
+
+    Plain ASGI rather than Starlette's BaseHTTPMiddleware, which runs each request through an extra task and
+    memory streams: a third of the list page's time outside its own work at 20 concurrent clients.
+    """
+
+    HEADERS = [(b"content-security-policy", CSP.encode("latin-1")), (b"x-content-type-options", b"nosniff"),
+               (b"x-frame-options", b"DENY"), (b"referrer-policy", b"same-origin")]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cached = scope["path"].startswith("/static")
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = set(name.lower() for name, _value in headers)
+                headers += [(name, value) for name, value in self.HEADERS if name not in present]
+                if not cached and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = dict(message, headers=headers)
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
 
 
 def create_app(config, store=None):
@@ -114,6 +132,7 @@ def create_app(config, store=None):
         from ansible_collections.changeops.itsm.review_service.oidc import OidcClient
         sso = OidcClient(config, store)
     templates = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")), autoescape=True,
+                                   auto_reload=False,  # (templates ship with the code: no stat per page)
                                    undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     templates.filters["short"] = lambda text, n=12: (text or "")[:n]
     templates.filters["when"] = lambda text: (text or "").replace("T", " ")[:19]

@@ -100,12 +100,19 @@ def test_every_route_refuses_anonymous_requests(service, backend_env):
             assert status == 303 and headers["location"].startswith("/login?next="), (method, path, status, body[:300])
         for word in secret_words:
             assert word not in body, "%s %s shows %s to an anonymous client" % (method, path, word)
+        # every answer, refusals too, carries the security headers and is not cached
+        assert (headers.get("x-frame-options"), headers.get("x-content-type-options")) == ("DENY", "nosniff"), path
+        assert "default-src 'none'" in headers.get("content-security-policy", ""), path
+        assert headers.get("cache-control") == "no-store", path
         checked += 1
     assert checked >= 20, routes
     # the public ones show nothing of the record either
     for path in ("/login", "/healthz", "/static/service.css"):
-        status, _headers, body = request(service.base, "GET", path)
+        status, headers, body = request(service.base, "GET", path)
         assert status == 200 and known["run_id"] not in body
+        headers = dict((name.lower(), value) for name, value in headers)
+        assert headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert (headers.get("cache-control") == "no-store") == (not path.startswith("/static")), (path, headers)
     # an API token of nobody, and a cookie on the API, are refused too
     assert api(service.base, "GET", "/api/v1/changes", "cor_" + "x" * 43)[0] == 401
     admin = signed_in(service.base, *ADMIN)
