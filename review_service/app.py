@@ -312,7 +312,14 @@ def create_app(config, store=None):
         return PlainTextResponse("ok\n")
 
     def safe_next(target):
-        return target if target and target.startswith("/") and not target.startswith("//") else "/changes"
+        """Where to go after signing in: a path of this service, else the change list. Browsers read a backslash
+        as a slash and drop tabs and newlines, so ``/\\evil.example`` or ``/<TAB>/evil.example`` would leave
+        the site like ``//evil.example``: refused with them."""
+        if not target or not target.startswith("/") or target.startswith("//"):
+            return "/changes"
+        if "\\" in target or any(ord(char) < 0x21 or ord(char) == 0x7f for char in target):
+            return "/changes"
+        return target
 
     @app.get("/login", include_in_schema=False)
     def login_form(request: Request, next: str = "/changes"):  # pylint: disable=redefined-builtin

@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import sqlite3
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 
@@ -181,6 +183,32 @@ def test_csrf_roles_cookies_and_sign_out(service, backend_env):
     replay = Client(service.base)
     replay.cookies = old
     assert replay.get("/changes")[0] == 303
+
+
+#: ``next`` after signing in, and where the service may send the browser: each row a form of open redirect a
+#: browser would follow off the site (Chromium reads ``/\\host`` and ``/<TAB>/host`` as ``//host``)
+REDIRECT_ROWS = [
+    ("/changes?outcome=failed", "/changes?outcome=failed"),
+    ("//evil.example/changes", "/changes"), ("https://evil.example/", "/changes"),
+    ("/\\evil.example", "/changes"), ("/\t/evil.example", "/changes"), ("/\n/evil.example", "/changes"),
+    ("\\\\evil.example", "/changes"), (" //evil.example", "/changes"), ("javascript:alert(1)", "/changes"),
+    # an encoded CRLF stays encoded: a path of this service, no header of its own
+    ("/%0d%0aSet-Cookie:%20x=1", "/%0d%0aSet-Cookie:%20x=1")]
+
+
+@pytest.mark.backends("sqlite")
+def test_sign_in_never_redirects_off_the_site(service):
+    # (one service for every row: starting one per row would cost CI a minute)
+    for target, expected in REDIRECT_ROWS:
+        client = Client(service.base)
+        status, _headers, page = client.get("/login?" + urlencode({"next": target}))
+        assert status == 200
+        assert re.search(r'name="next" value="([^"]*)"', page).group(1) == html.escape(expected), target
+        token = client.csrf("/login")
+        status, headers, _text = client.post("/login", {"username": ADMIN[0], "password": ADMIN[1],
+                                                        "csrf_token": token, "next": target})
+        assert status == 303 and headers["location"] == expected, target
+        assert not any(name.lower() == "set-cookie" and value.startswith("x=") for name, value in client.last_headers)
 
 
 def test_sign_in_rate_limit_and_audit(service, backend_env):
