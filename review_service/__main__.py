@@ -92,8 +92,8 @@ def serve(args):
     finally:
         store.close()
     host = "[%s]" % config.bind if ":" in config.bind else config.bind
-    print("changeops review service on http://%s:%d/ (system of record: %s)" % (host, config.port,
-                                                                              config.describe_backend()), flush=True)
+    print("changeops review service on http://%s:%d/ (system of record: %s)"
+          % (host, config.port, config.describe_backend()), flush=True)
     uvicorn.run("ansible_collections.changeops.itsm.review_service.asgi:app", host=config.bind, port=config.port,
                 workers=config.workers, proxy_headers=False, server_header=False, date_header=True,
                 log_level=args.log_level, access_log=args.access_log)

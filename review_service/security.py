@@ -66,8 +66,8 @@ def check_password(stored_hash, password):
 
 
 def later(hours=0, minutes=0, seconds=0):
-    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=hours, minutes=minutes,
-                                                                                seconds=seconds)
+    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        hours=hours, minutes=minutes, seconds=seconds)
     return format_time(moment)
 
 
@@ -210,15 +210,15 @@ class Authenticator(object):
         token_id = secrets.token_hex(6)
         sor = self.store.get()
         sor.create_review_token(digest(token), token_id, owner, label, utc_now())
-        sor.append([Entry("review.token_issued", owner, {"token_id": token_id, "account": owner, "label": label,
-                                                        "by": by}, actor=principal.name)])
+        issued = {"token_id": token_id, "account": owner, "label": label, "by": by}
+        sor.append([Entry("review.token_issued", owner, issued, actor=principal.name)])
         return token, token_id
 
     def revoke_token(self, principal, token_id, owner):
         sor = self.store.get()
         sor.revoke_review_token(token_id)
-        sor.append([Entry("review.token_revoked", owner, {"token_id": token_id, "account": owner,
-                                                         "by": principal.identity()}, actor=principal.name)])
+        revoked = {"token_id": token_id, "account": owner, "by": principal.identity()}
+        sor.append([Entry("review.token_revoked", owner, revoked, actor=principal.name)])
 
     def token_principal(self, token, remote):
         """``(principal, None)`` or ``(None, reason)`` for a bearer token; a refused token is a sign-in failure."""

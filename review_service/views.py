@@ -21,7 +21,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GE
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import entry_problem
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.change_index import DISPOSITIONS
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import (
-    COUNT_LIMIT,
+    COUNT_LIMIT,  # pylint: disable=unused-import (the templates' COUNT_LIMIT: app.py reads it from here)
     MAX_OFFSET,
     SORT_COLUMNS,
 )
@@ -168,7 +168,7 @@ def change_view(sor, run_id):
     event = sor.get_change_event(run_id)
     if event is None:
         return None
-    results = [result for result in sor.get_task_results(run_id)]
+    results = list(sor.get_task_results(run_id))
     hosts = sorted(set(result.get("host") for result in results if result.get("host")) |
                    set(host["host"] for host in event.get("hosts") or []))
     cis = dict((ci["ci_id"], ci) for ci in sor.find_cis(names=hosts)) if hosts else {}

@@ -26,9 +26,7 @@ import datetime
 import http.client
 import os
 import random
-import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -66,7 +64,7 @@ def generate(env, events, seed, batch_runs=20, host_pool=2000):
     """Fill the ledger up to ``events`` change events (resumable); returns the seconds it took."""
     sor = open_system_of_record(config_of(env))
     try:
-        have = sor.list_change_events({"all": True}, limit=1)["total"]
+        have = sor.list_change_events({"all": True}, limit=1)["total"] or 0
         if have >= events:
             print("ledger: %d change events already there (%s)" % (have, sor.describe()), flush=True)
             return 0.0
@@ -164,7 +162,7 @@ def measure(base, cookies, name, make_path, clients, duration):
                 else:
                     latencies.append(elapsed)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client) for _number in range(clients)]
     began = time.monotonic()
     for thread in threads:
         thread.start()
@@ -218,8 +216,8 @@ def main():
                                    ("filtered", {"host": "web0001.example.net", "outcome": "failed",
                                                  "from": "2025-03-01", "to": "2025-05-01"}, None),
                                    ("search", {"q": "deploy web00"}, None)):
-        print("plan, %s: %s" % (label, " | ".join(sor.explain_change_events(filters, before=before,
-                                                                             forbid_table_scans=False))))
+        plans = sor.explain_change_events(filters, before=before, forbid_table_scans=False)
+        print("plan, %s: %s" % (label, " | ".join(plans)))
     sor.close()
 
     tmp = os.path.join(REPO, "bench", ".cache", "review_service", "run")
@@ -236,9 +234,8 @@ def main():
     finally:
         process.stop()
     missed = [result["name"] for result in results if result["p95"] > TARGET_P95_MS or result["errors"]]
-    print("target p95 <= %d ms with %d clients: %s" % (TARGET_P95_MS, args.clients,
-                                                        "met by every scenario" if not missed else
-                                                        "missed by " + ", ".join(missed)))
+    verdict = "met by every scenario" if not missed else "missed by " + ", ".join(missed)
+    print("target p95 <= %d ms with %d clients: %s" % (TARGET_P95_MS, args.clients, verdict))
     return 0
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 import random
 
-import pytest
-
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 
@@ -70,8 +68,8 @@ def _expected(truth, filters):
 def test_filters_search_pages_and_counts_match_the_events(sor):
     fill_synthetic_ledger(sor, 120, hosts_per_run=2, host_pool=8)
     some = sor.list_change_events({}, limit=3)["rows"]
-    sor.append([Entry("run.reviewed", some[0]["run_id"], {"run_id": some[0]["run_id"], "reviewer": "rita",
-                                                           "outcome": "accepted", "comment": ""})])
+    review = {"run_id": some[0]["run_id"], "reviewer": "rita", "outcome": "accepted", "comment": ""}
+    sor.append([Entry("run.reviewed", some[0]["run_id"], review)])
     truth = _truth(sor)
     hosts = sorted(set(host for event in truth for host in event["hosts"]))
     days = sorted(set(event["started_at"][:10] for event in truth))
@@ -80,7 +78,7 @@ def test_filters_search_pages_and_counts_match_the_events(sor):
              {"host": hosts[0], "outcome": "successful", "from": days[1], "to": days[-2]},
              {"q": "deploy web"}, {"q": "hardening"}, {"q": "production failed"}, {"q": "nothing-matches-this"},
              {"environment": "staging", "category": "emergency"}, {"from": days[2], "to": days[2], "all": True}]
-    for _ in range(10):
+    for _number in range(10):
         cases.append({"host": rng.choice(hosts), "outcome": rng.choice(["successful", "failed"]),
                       "from": rng.choice(days[:3]), "all": rng.random() < 0.5})
     for filters in cases:

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from support.project import REPO_ROOT, Project
+from support.project import Project
 
 pytestmark = [pytest.mark.integration]
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import html
-import os
 import re
 import sqlite3
 import uuid
@@ -156,8 +155,8 @@ def test_csrf_roles_cookies_and_sign_out(service, backend_env):
     vera = signed_in(service.base, "vera", PASSWORD)
     page = vera.get("/changes/%s" % run_id)[2]
     assert 'id="review-form"' not in page and "Signing off needs the reviewer role" in page
-    status, _h, text = vera.post("/changes/%s/review" % run_id, {"outcome": "accepted",
-                                                               "csrf_token": vera.csrf("/changes/%s" % run_id)})
+    form = {"outcome": "accepted", "csrf_token": vera.csrf("/changes/%s" % run_id)}
+    status, _h, text = vera.post("/changes/%s/review" % run_id, form)
     assert status == 403 and "the reviewer role is needed" in text
     token = api_token(vera)
     status, answer = api(service.base, "POST", "/api/v1/changes/%s/reviews" % run_id, token, {"outcome": "accepted"})

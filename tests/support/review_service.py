@@ -145,8 +145,9 @@ def signed_in(base, username, password):
 
 def create_account(base, admin, name, roles, password):
     token = admin.csrf("/admin/accounts")
-    status, _headers, text = admin.post("/admin/accounts", {"name": name, "roles": list(roles), "password": password,
-                                                           "csrf_token": token, "display_name": name.title()})
+    form = {"name": name, "roles": list(roles), "password": password, "csrf_token": token,
+            "display_name": name.title()}
+    status, _headers, text = admin.post("/admin/accounts", form)
     assert status == 303, "could not create %s (%s): %s" % (name, status, text[:800])
 
 

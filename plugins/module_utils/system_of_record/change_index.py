@@ -203,8 +203,8 @@ def row_of(event, hosts, services, acknowledgement):
         for word in words(text):
             if word not in found:
                 found.append(word)
-    for value in list(hosts) + list(services) + environments + ([] if outcome == "running" else
-                                                                  [outcome] + category_list):
+    states = [] if outcome == "running" else [outcome] + category_list
+    for value in list(hosts) + list(services) + environments + states:
         for word in words(value):
             if word not in found:
                 found.append(word)
@@ -424,8 +424,8 @@ def _review_account(db, entry):
                                        entry.seq, name))
     else:
         db.execute("INSERT INTO review_accounts (name, display_name, roles, disabled, created_at, updated_at, last_seq)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?)", (name, data.get("display_name"), roles,
-                                                    1 if data.get("disabled") else 0, entry.at, entry.at, entry.seq))
+                   " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (name, data.get("display_name"), roles, 1 if data.get("disabled") else 0, entry.at, entry.at, entry.seq))
     _audit(db, entry)
 
 

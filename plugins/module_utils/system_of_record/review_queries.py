@@ -258,7 +258,7 @@ class ReviewQueries(object):
         return page
 
     def _total(self, filters, driver, probes, estimates):
-        facets = [c for c in self._conditions(filters)]
+        facets = list(self._conditions(filters))
         if not facets:
             # the per-day counts: every finished event has exactly one outcome, so their sum is the events
             return self._counted(filters, "outcome", None) + self._running(filters), True

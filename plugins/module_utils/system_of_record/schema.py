@@ -33,6 +33,9 @@ class PerDialect(object):
         return self.postgresql if dialect_int_type == "BIGINT" else self.sqlite
 
 
+_REVIEW_SERVICE = ("review service: change list keyed newest first, its facets, counts per day and free-text index;"
+                   " acknowledgements, accounts, audit, credentials, sessions, API tokens, sign-in attempts")
+
 MIGRATIONS = [
     (1, "ledger, change events, task results, CMDB, change requests, evidence, reviews", [
         """CREATE TABLE ledger (
@@ -218,8 +221,7 @@ MIGRATIONS = [
     # attempts are the service's working state, kept outside the ledger like the counters (a secret never
     # enters the hash chain). Numbered 11 by the lead's assignment: 7-9 and 10 come from other branches (the
     # runners apply every migration above the applied version in order, so a gap until they land is harmless).
-    (11, "review service: change list keyed newest first, its facets, counts per day and free-text index;"
-        " acknowledgements, accounts, audit, credentials, sessions, API tokens, sign-in attempts", [
+    (11, _REVIEW_SERVICE, [
         """CREATE TABLE change_list (
             list_key {int} PRIMARY KEY,
             run_id TEXT NOT NULL UNIQUE,
