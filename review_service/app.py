@@ -34,6 +34,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     NotFound,
     ValidationError,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import COUNT_LIMIT
 
 from ansible_collections.changeops.itsm.review_service import actions, views
 from ansible_collections.changeops.itsm.review_service.config import ROLES
@@ -141,7 +142,7 @@ def create_app(config, store=None):
     templates.globals.update(ROLES=ROLES, OUTCOMES=views.OUTCOMES, CATEGORIES=views.CATEGORIES,
                              REVIEW_STATES=views.REVIEW_STATES, ACK_STATES=views.ACK_STATES,
                              DISPOSITIONS=actions.DISPOSITIONS, PAGE_SIZES=views.PAGE_SIZES, quote=quote,
-                             COUNT_LIMIT=views.COUNT_LIMIT,
+                             COUNT_LIMIT=COUNT_LIMIT,
                              urlencode=urlencode)
 
     @contextlib.asynccontextmanager

@@ -21,7 +21,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GE
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import entry_problem
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.change_index import DISPOSITIONS
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import (
-    COUNT_LIMIT,  # pylint: disable=unused-import (the templates' COUNT_LIMIT: app.py reads it from here)
     MAX_OFFSET,
     SORT_COLUMNS,
 )
