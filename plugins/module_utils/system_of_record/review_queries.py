@@ -65,11 +65,12 @@ class _Condition(object):
         of merging every word that starts with it) and checked whole by :meth:`long_words`."""
         return " ".join('"%s"*' % word[:FTS_PREFIX].replace('"', '""') for word in self.words)
 
-    def long_words(self):
-        """``(sql, params)`` for the words the FTS query shortened: a word of ``c.words`` starts with each."""
+    def long_words(self, every=False):
+        """``(sql, params)`` for the words the FTS query shortened (``every``: all the words): a word of
+        ``c.words`` starts with each."""
         clauses, params = [], []
         for word in self.words:
-            if len(word) > FTS_PREFIX:
+            if every or len(word) > FTS_PREFIX:
                 escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 clauses.append("(' ' || c.words) LIKE ? ESCAPE '\\'")
                 params.append("% " + escaped + "%")
@@ -117,18 +118,16 @@ class ReviewQueries(object):
     def _text_sql(self, condition, key_sql):
         """``(sql, params)``: the event keyed ``key_sql`` has the condition's words."""
         if self._sqlite():
-            # correlated: FTS5 looks one rowid up in the words' doclists (an IN list would gather every match)
-            sql = ("EXISTS (SELECT 1 FROM change_list_words WHERE change_list_words MATCH ? AND"
-                   " change_list_words.rowid = %s)" % key_sql)
-            params = [condition.fts()]
-            long_sql, long_params = self._long_words(condition, key_sql)
-            return (sql + (" AND " + long_sql if long_sql else ""), params + long_params)
+            # checked on the event's own list row (a primary-key look-up and a LIKE per word over its few words):
+            # a correlated FTS5 MATCH merges the doclists of every word with the prefix again for each row probed,
+            # which for a one-letter word (no prefix index) cost milliseconds a row, seconds for a filtered page
+            return self._long_words(condition, key_sql, every=True)
         return ("EXISTS (SELECT 1 FROM change_list w WHERE w.list_key = %s AND"
                 " array_to_tsvector(string_to_array(w.words, ' ')) @@ CAST(? AS tsquery))" % key_sql,
                 [condition.tsquery()])
 
-    def _long_words(self, condition, key_sql):
-        clauses, params = condition.long_words()
+    def _long_words(self, condition, key_sql, every=False):
+        clauses, params = condition.long_words(every)
         if not clauses:
             return "", []
         return ("EXISTS (SELECT 1 FROM change_list c WHERE c.list_key = %s AND %s)" % (key_sql, " AND ".join(clauses)),
