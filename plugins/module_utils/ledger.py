@@ -506,8 +506,13 @@ class _Redactions(object):
         return items
 
 
-def entry_problem(entry, payloads):
-    """Why ``entry``'s stored content does not match its hash or commitments, or None (links aside)."""
+def entry_problem(entry, payloads=True):
+    """Why one stored entry no longer matches its hash or its commitments, or None when it does.
+
+    The per-entry half of :func:`verify_rows` (which adds the links between entries and the redaction
+    records): a reader that shows a few entries (the review service's change page) checks them with it.
+    ``payloads``: open the payload against its commitments too (redacted entries always are).
+    """
     problem = None
     if payloads or entry.redactions:
         problem = entry.check_payload()

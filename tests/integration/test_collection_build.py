@@ -41,7 +41,11 @@ FORBIDDEN = (
 #: requirements, the collection playbooks and the changelog
 REQUIRED = ("README.md", "MANIFEST.json", "FILES.json", "meta/runtime.yml", "requirements.txt",
             "plugins/callback/change_recorder.py", "plugins/modules/change_gate.py", "roles/hardening/tasks/main.yml",
-            "playbooks/change_register.yml", "docs/change-register.md", "changelogs/changelog.yaml")
+            "playbooks/change_register.yml", "docs/change-register.md", "changelogs/changelog.yaml",
+            # the review service runs from the installed collection (the review_service role deploys it from there)
+            "requirements-review.txt", "review_service/__main__.py", "review_service/templates/changes.html.j2",
+            "review_service/static/service.js", "roles/review_service/tasks/main.yml", "playbooks/review_service.yml",
+            "docs/review-service.md")
 
 #: galaxy tags that name a product the collection integrates with: (tag, path prefix of that integration)
 PRODUCT_TAGS = (("servicenow", "plugins/"),)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -115,6 +116,13 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert shown in first, shown
     assert (artifacts / "backup" / "ledger.sqlite").is_file()
     assert len(list((artifacts / "retention-rehearsal" / "archives").glob("*.jsonl.gz"))) == 1
+    # the review service step: started on the demo's ledger, signed in as the demo account (whose list counts
+    # the demo's changes), its URL and account printed, and stopped again (its log ends with the shutdown)
+    service_step = first.split("==== review service", 1)[1]
+    assert re.search(r"signed in as demo-admin: the change list shows \d+ changes", service_step), service_step
+    assert re.search(r"Review service: +http://127\.0\.0\.1:\d+/ +account demo-admin / ", service_step), service_step
+    log = (artifacts / "review-service.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
     # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
     # "cmdb_services:" before)
     inventory_step = first.split("==== 5/8", 1)[1].split("==== 6/8", 1)[0]

@@ -14,15 +14,18 @@ UNDO = {
     6: ["ALTER TABLE ledger DROP COLUMN %s" % column for column in ("entry_format", "salt", "payload_root", "redactions")],
     # SQLite drops no column that an index uses: the index first
     7: ["DROP INDEX change_events_kind", "ALTER TABLE change_events DROP COLUMN kind"],
+    # the review service's free-text index (SQLite: a virtual table the CREATE TABLE scan does not see)
+    11: ["DROP TABLE IF EXISTS change_list_words"],
 }
 
 
 def roll_back(cursor, version):
     """Inside a write transaction: undo every migration after ``version`` (its rows in schema_migrations too)."""
     later = sorted((number for number, _description, _steps in schema.MIGRATIONS if number > version), reverse=True)
+    # the tables first: an index of a dropped table goes with it (PostgreSQL's free-text index)
+    for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
+        cursor.execute("DROP TABLE %s" % table)
     for number in later:
         for statement in UNDO.get(number, ()):
             cursor.execute(statement)
-    for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
-        cursor.execute("DROP TABLE %s" % table)
     cursor.execute("DELETE FROM schema_migrations WHERE version > %d" % version)

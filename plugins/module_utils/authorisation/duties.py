@@ -24,7 +24,7 @@ from __future__ import annotations
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time
 
-ACTIONS = ("approve", "reject", "review", "publish", "run")
+ACTIONS = ("approve", "reject", "review", "publish", "run", "acknowledge", "approve-retrospectively")
 #: identity sources of an external change authority whose own approval rules chose the approvers of its
 #: change requests (ServiceNow: its approval rules and groups, servicenow/authority.py). The policy's approver
 #: groups are not applied to their approvals; the rules that refuse (the requester approving, the runner as the
@@ -56,7 +56,13 @@ def refusals(action, identity, rules, record=None, number=None, change_request=N
     * ``review``: ``record`` is the change event being signed off;
     * ``publish``: ``change_request`` is the request the publication names (or None), ``now`` the time;
     * ``run``: the change gate; ``record`` is the change request the play runs under and ``identity``
-      the account running the play (see :func:`counted_approvals` for what counts).
+      the account running the play (see :func:`counted_approvals` for what counts);
+    * ``acknowledge``: ``record`` is an unauthorised change event being acknowledged (an incident raised,
+      reverted): the review rules, as for a sign-off;
+    * ``approve-retrospectively``: ``record`` is an unauthorised change event approved after the fact. As
+      an emergency change is authorised after it was made, the approver must satisfy the approver groups
+      of emergency changes (``approvals.by_type.emergency``, else ``approvals.approvers``) besides the
+      review rules, and whoever ran the change may not approve it (``approvals.allow_self_approval``).
     """
     if action not in ACTIONS:
         raise ValueError("unknown action %r" % action)
@@ -71,6 +77,10 @@ def refusals(action, identity, rules, record=None, number=None, change_request=N
         found.extend(_review_refusals(identity, rules, record))
     elif action == "publish":
         found.extend(_publish_refusals(identity, rules, change_request, now))
+    elif action == "acknowledge":
+        found.extend(_review_refusals(identity, rules, record, verb="acknowledge"))
+    elif action == "approve-retrospectively":
+        found.extend(_retrospective_refusals(identity, rules, record))
     else:
         found.extend(_run_refusals(identity, rules, record, number))
     return found
@@ -195,18 +205,33 @@ def _same_person(approver, runner):
     return approver.source in EXTERNAL_AUTHORITY_SOURCES and runner is not None and approver.name == runner.name
 
 
-def _review_refusals(identity, rules, event):
+def _review_refusals(identity, rules, event, verb="sign off"):
     event = event or {}
     found = []
     run = event.get("run_id") or "the change"
     reviewers = rules.reviews.reviewers
     if reviewers is not None and not rules.member_of_any(identity, reviewers):
-        found.append(Refusal("reviews.reviewers", "%s may not sign off %s: not in %s (rule reviews.reviewers: %s)"
-                             % (identity, run, ", ".join(reviewers), rules.describe_groups(reviewers))))
+        found.append(Refusal("reviews.reviewers", "%s may not %s %s: not in %s (rule reviews.reviewers: %s)"
+                             % (identity, verb, run, ", ".join(reviewers), rules.describe_groups(reviewers))))
     runner = event.get("user")
     if not rules.reviews.allow_self_review and runner and identity.name == runner:
-        found.append(Refusal("reviews.allow_self_review", "%s may not sign off %s: %s ran it (rule "
-                             "reviews.allow_self_review: false)" % (identity, run, runner)))
+        found.append(Refusal("reviews.allow_self_review", "%s may not %s %s: %s ran it (rule "
+                             "reviews.allow_self_review: false)" % (identity, verb, run, runner)))
+    return found
+
+
+def _retrospective_refusals(identity, rules, event):
+    """An unauthorised change approved after the fact: reviewers, emergency approvers, never its runner."""
+    event = event or {}
+    run = event.get("run_id") or "the change"
+    verb = "approve %s retrospectively" % run
+    found = _review_refusals(identity, rules, event, verb="approve retrospectively")
+    for refusal in _membership(identity, rules, "emergency", None, "approve"):
+        found.append(Refusal(refusal.rule, "%s may not %s: %s" % (identity, verb, refusal.reason)))
+    runner = event.get("user")
+    if not rules.approvals.allow_self_approval and runner and identity.name == runner:
+        found.append(Refusal("approvals.allow_self_approval", "%s may not %s: %s ran it (rule "
+                             "approvals.allow_self_approval: false)" % (identity, verb, runner)))
     return found
 
 

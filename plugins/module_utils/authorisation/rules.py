@@ -7,8 +7,8 @@ Four top-level sections of the change policy (see docs/policy-schema.md), parsed
 policy's own checker so that every error names the file, line, key path and value:
 
 ```yaml
-approver_groups:            # named groups of people: accounts and OS groups
-  cab: {accounts: [carol, dave], os_groups: [cab]}
+approver_groups:            # named groups of people: accounts, OS groups, groups the review service vouches for
+  cab: {accounts: [carol, dave], os_groups: [cab], review_service_groups: [itsm-cab]}
 approvals:
   approvers: [cab]           # every approval (default: anyone)
   by_type: {emergency: [ecab]}
@@ -37,22 +37,28 @@ CHANGE_TYPES = ("standard", "normal", "emergency")
 RISKS = ("low", "moderate", "high", "very_high")
 
 TOP_KEYS = ("approver_groups", "approvals", "publishing", "reviews")
-GROUP_KEYS = ("description", "accounts", "os_groups")
+GROUP_KEYS = ("description", "accounts", "os_groups", "review_service_groups")
+#: the source of the identities of people signed in to the review service (review_service/security.py)
+SOURCE_REVIEW_SERVICE = "review-service"
 APPROVAL_KEYS = ("approvers", "by_type", "by_risk", "states", "allow_self_approval", "allow_runner_as_sole_approver")
 PUBLISHING_KEYS = ("publishers", "require_change_request")
 REVIEW_KEYS = ("reviewers", "allow_self_review")
 
 
 class PeopleGroup(object):
-    """A named group of people: OS accounts (any authenticated source with that name) and OS groups."""
+    """A named group of people: accounts (any authenticated source with that name), OS groups (the group
+    database of the controller, for OS accounts) and review service groups (the groups the review service
+    vouches for a signed-in person: their single sign-on provider's group claim or the trusted proxy's
+    groups header, for identities of source ``review-service`` only)."""
 
-    __slots__ = ("name", "description", "accounts", "os_groups")
+    __slots__ = ("name", "description", "accounts", "os_groups", "review_service_groups")
 
-    def __init__(self, name, description="", accounts=(), os_groups=()):
+    def __init__(self, name, description="", accounts=(), os_groups=(), review_service_groups=()):
         self.name = name
         self.description = description
         self.accounts = tuple(accounts)
         self.os_groups = tuple(os_groups)
+        self.review_service_groups = tuple(review_service_groups)
 
     def has_member(self, identity):
         """An unverified identity (a name typed into an old record) is a member of nothing."""
@@ -60,7 +66,13 @@ class PeopleGroup(object):
             return False
         if identity.name in self.accounts:
             return True
-        return bool(self.os_groups) and identity.source == "os" and bool(set(self.os_groups) & set(identity.groups))
+        # each kind of group is believed only from the source that vouches for it: an OS group name
+        # claimed by a sign-in provider is not the controller's group, and the reverse
+        if self.os_groups and identity.source == "os":
+            return bool(set(self.os_groups) & set(identity.groups))
+        if self.review_service_groups and identity.source == SOURCE_REVIEW_SERVICE:
+            return bool(set(self.review_service_groups) & set(identity.groups))
+        return False
 
     def describe(self):
         parts = []
@@ -68,6 +80,8 @@ class PeopleGroup(object):
             parts.append("accounts %s" % ", ".join(self.accounts))
         if self.os_groups:
             parts.append("OS groups %s" % ", ".join(self.os_groups))
+        if self.review_service_groups:
+            parts.append("review service groups %s" % ", ".join(self.review_service_groups))
         return "%s (%s)" % (self.name, "; ".join(parts) or "nobody")
 
 
@@ -134,7 +148,9 @@ class AuthorisationRules(object):
         """A summary for decisions and ``change_policy_info``."""
         approvals = self.approvals
         return {
-            "approver_groups": {name: {"accounts": list(group.accounts), "os_groups": list(group.os_groups)}
+            "approver_groups": {name: dict({"accounts": list(group.accounts), "os_groups": list(group.os_groups)},
+                                           **({"review_service_groups": list(group.review_service_groups)}
+                                              if group.review_service_groups else {}))
                                 for name, group in sorted(self.groups.items())},
             "approvals": {"approvers": approvals.approvers, "by_type": approvals.by_type, "by_risk": approvals.by_risk,
                           "states": list(approvals.states), "allow_self_approval": approvals.allow_self_approval,
@@ -160,12 +176,14 @@ def parse_rules(check, document, mapping_type):
         accounts = check.string_list(raw.get("accounts") or [], path + ".accounts", line(raw, "accounts") or group_line)
         os_groups = check.string_list(raw.get("os_groups") or [], path + ".os_groups",
                                       line(raw, "os_groups") or group_line)
-        if not accounts and not os_groups:
-            check.fail(path, "must list at least one of accounts or os_groups", raw, group_line)
+        service_groups = check.string_list(raw.get("review_service_groups") or [], path + ".review_service_groups",
+                                           line(raw, "review_service_groups") or group_line)
+        if not accounts and not os_groups and not service_groups:
+            check.fail(path, "must list at least one of accounts, os_groups or review_service_groups", raw, group_line)
         description = raw.get("description") or ""
         if not isinstance(description, str):
             check.fail(path + ".description", "must be a string", description, line(raw, "description"))
-        groups[name] = PeopleGroup(name, description, accounts, os_groups)
+        groups[name] = PeopleGroup(name, description, accounts, os_groups, service_groups)
 
     def group_names(raw, path, at):
         names = check.string_list(raw, path, at)

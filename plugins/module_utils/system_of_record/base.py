@@ -398,3 +398,89 @@ class SystemOfRecord(abc.ABC):
     def find_sync_items(self, target, statuses=None, limit=None):
         """Set-aside entries of a target, oldest first (``statuses``: only these)."""
         raise NotImplementedError
+
+    # -- the review service (review_service/): lists at scale, its accounts and working state -----------
+    # The SQL backends implement these in ``review_queries.py``; see there and ``change_index.py``.
+    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0, before=None,
+                           after=None, counts=False):
+        """One page of change events matching ``filters``: ``{"rows", "total", "total_exact", "older", "newer"}``
+        (keyset cursors: pass ``before=older`` for the next older page, ``after=newer`` for the newer one)."""
+        raise NotImplementedError
+
+    def change_event_facet_counts(self, filters):
+        """``{facet: {value: count}}`` of the change events matching ``filters``, or None when too many match."""
+        raise NotImplementedError
+
+    def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
+                              forbid_table_scans=True, before=None):
+        """The query plan of :meth:`list_change_events`' page query, as text lines."""
+        raise NotImplementedError
+
+    def facet_values(self, facet, prefix="", limit=20):
+        """Known values of a list facet (``host``, ``service``...) starting with ``prefix``."""
+        raise NotImplementedError
+
+    def change_event_position(self, run_id):
+        """Where a change event's ledger entries sit in the hash chain (first and last entry, count, the hash
+        of the entry before each)."""
+        raise NotImplementedError
+
+    def find_acknowledgements(self, run_id=None):
+        """Acknowledgements (``run.acknowledged``) of unauthorised changes, newest first."""
+        raise NotImplementedError
+
+    def get_review_account(self, name):
+        """A review service account (``review.account`` entries): name, display_name, roles, disabled."""
+        raise NotImplementedError
+
+    def find_review_accounts(self):
+        raise NotImplementedError
+
+    def count_review_audit(self, kind, subject=None, remote=None, since=None):
+        """How many review service audit entries of ``kind`` (e.g. ``review.sign_in_failed``) match."""
+        raise NotImplementedError
+
+    def find_review_audit(self, limit=100):
+        raise NotImplementedError
+
+    def set_review_credential(self, name, password_hash, now):
+        """Store an account's password hash (outside the ledger: no secret enters the chain)."""
+        raise NotImplementedError
+
+    def get_review_credential(self, name):
+        raise NotImplementedError
+
+    def create_review_session(self, id_hash, name, csrf, via, now, expires_at, sso_roles=None, sso_groups=None):
+        raise NotImplementedError
+
+    def get_review_session(self, id_hash):
+        raise NotImplementedError
+
+    def touch_review_session(self, id_hash, now):
+        raise NotImplementedError
+
+    def delete_review_sessions(self, id_hash=None, name=None):
+        raise NotImplementedError
+
+    def create_review_sign_in_attempt(self, state_hash, nonce, code_verifier, next_path, now, expires_at):
+        """A single sign-on attempt between the redirect to the provider and its callback (working state)."""
+        raise NotImplementedError
+
+    def take_review_sign_in_attempt(self, state_hash, now):
+        """The attempt of ``state_hash`` (``{nonce, code_verifier, next_path}``), removed: usable once."""
+        raise NotImplementedError
+
+    def create_review_token(self, token_hash, token_id, name, label, now, expires_at=None):
+        raise NotImplementedError
+
+    def get_review_token(self, token_hash):
+        raise NotImplementedError
+
+    def find_review_tokens(self, name=None):
+        raise NotImplementedError
+
+    def revoke_review_token(self, token_id):
+        raise NotImplementedError
+
+    def touch_review_token(self, token_id, now):
+        raise NotImplementedError

@@ -20,7 +20,7 @@ import json
 import sqlite3
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
     MIGRATIONS,
@@ -40,6 +40,13 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("reviews", "seq"),
     ("policies", "version"),
     ("ledger_archives", "archive_seq"),
+    # the review service's (change_index.py; its free-text index follows change_list.words)
+    ("change_list", "run_id"),
+    ("change_list_facets", "list_key"),
+    ("change_list_counts", "facet"),
+    ("acknowledgements", "seq"),
+    ("review_accounts", "name"),
+    ("review_audit", "seq"),
 ])
 
 
@@ -72,6 +79,7 @@ def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
 
 def load_rows(db, rows):
     """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables."""
+    loaded = set()
     for table, row_json in rows:
         if table not in PROJECTION_TABLES:
             raise ValueError("the archived query-table state names table %r, which is not a query table" % (table,))
@@ -79,6 +87,10 @@ def load_rows(db, rows):
         columns = sorted(row)
         db.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
                    tuple(row[column] for column in columns))
+        loaded.add(table)
+    if "change_list" in loaded:
+        # SQLite's free-text index of the change list is external content: told of rows loaded behind its back
+        change_index.loaded(db)
 
 
 def snapshot_rows(conn):

@@ -23,6 +23,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import
     RECORD_ONLY_ACTION_PREFIX,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 
 PROJECTORS = {}
@@ -36,6 +37,7 @@ VERBATIM_DOCS = {
                                     "started_at", "duration_ms"}),
     "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
     "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+    "run.acknowledged": ("acknowledgements", {"run_id", "disposition", "acknowledged_at"}),
 }
 
 
@@ -155,6 +157,7 @@ def _run_started(db, entry):
              columns["controller"], columns["playbook"], columns["kind"], _dump(doc), entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
+    change_index.reindex(db, run_id)
 
 
 @projects("run.play")
@@ -423,6 +426,7 @@ def _finish(db, entry, outcome, data=None):
         changed_host_count=len(changed_hosts),
         failed_host_count=counts[1] or 0,
     )
+    change_index.reindex(db, run_id)
 
 
 @projects("run.finished")
@@ -499,6 +503,7 @@ def _run_reviewed(db, entry):
         (entry.seq, run_id, data["reviewer"], data["outcome"], data.get("reviewed_at", entry.at), entry.data_json()))
     db.execute("UPDATE change_events SET review_status = ?, last_seq = ? WHERE run_id = ?",
                (data["outcome"], entry.seq, run_id))
+    change_index.reindex(db, run_id, full=False)
 
 
 # --------------------------------------------------------------------------
@@ -708,3 +713,9 @@ def _ledger_bookkeeping(db, entry):
     """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the
     ledger itself by ``ledger_verify`` and the witness feed: no query table holds them."""
     del db, entry
+
+
+# --------------------------------------------------------------------------
+# the review service: acknowledgements, accounts and its audit (change_index.py)
+# --------------------------------------------------------------------------
+PROJECTORS.update(change_index.PROJECTORS)

@@ -22,6 +22,21 @@ import re
 #: An upgrade through several such migrations replays once, after the last (:func:`upgrade_steps`).
 REPLAY_LEDGER = "replay the ledger into the query tables"
 
+
+class PerDialect(object):
+    """A migration step written once per dialect (a full-text index is SQLite's FTS5 or PostgreSQL's GIN)."""
+
+    def __init__(self, sqlite, postgresql):
+        self.sqlite = sqlite
+        self.postgresql = postgresql
+
+    def pick(self, dialect_int_type):
+        return self.postgresql if dialect_int_type == "BIGINT" else self.sqlite
+
+
+_REVIEW_SERVICE = ("review service: change list keyed newest first, its facets, counts per day and free-text index;"
+                   " acknowledgements, accounts, audit, credentials, sessions, API tokens, sign-in attempts")
+
 MIGRATIONS = [
     (1, "ledger, change events, task results, CMDB, change requests, evidence, reviews", [
         """CREATE TABLE ledger (
@@ -263,14 +278,142 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX archive_base_tbl ON archive_base (tbl)",
     ]),
+    # The review service (review_service/) pages, filters, counts and searches a million change events per
+    # request without reading the ones it skips (change_index.py): change_list holds one narrow row per event
+    # keyed by its list key (start time in microseconds x 1000 + a tie-break), so newest first, a time range
+    # and a keyset cursor are all key ranges; change_list_facets one row per (facet, value) an event has;
+    # change_list_counts the events per facet value and UTC day; change_list_words the free-text index of its
+    # words (SQLite FTS5 with prefix indexes, rowid = list key; PostgreSQL a GIN index over the words as a
+    # tsvector). Unauthorised changes get acknowledgements; the service's accounts and audit of sign-in
+    # failures and tokens are ledger entries too. Password hashes, sessions, API token hashes and single sign-on
+    # attempts are the service's working state, kept outside the ledger like the counters (a secret never
+    # enters the hash chain).
+    (11, _REVIEW_SERVICE, [
+        """CREATE TABLE change_list (
+            list_key {int} PRIMARY KEY,
+            run_id TEXT NOT NULL UNIQUE,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            listed {int} NOT NULL,
+            outcome TEXT NOT NULL,
+            review TEXT NOT NULL,
+            ack TEXT,
+            categories TEXT NOT NULL,
+            environments TEXT NOT NULL,
+            services TEXT NOT NULL,
+            hosts TEXT NOT NULL,
+            refs TEXT NOT NULL,
+            playbook TEXT,
+            user_name TEXT,
+            words TEXT NOT NULL
+        )""",
+        # the other orders the list can be sorted in, each with the key as tie-break
+        "CREATE INDEX change_list_playbook ON change_list (playbook, list_key)",
+        "CREATE INDEX change_list_user ON change_list (user_name, list_key)",
+        "CREATE INDEX change_list_ended ON change_list (ended_at, list_key)",
+        """CREATE TABLE change_list_facets (
+            facet TEXT NOT NULL,
+            value TEXT{bytes} NOT NULL,
+            list_key {int} NOT NULL,
+            PRIMARY KEY (facet, value, list_key)
+        ){without_rowid}""",
+        """CREATE TABLE change_list_counts (
+            facet TEXT NOT NULL,
+            value TEXT NOT NULL,
+            day TEXT NOT NULL,
+            listed {int} NOT NULL,
+            n {int} NOT NULL,
+            PRIMARY KEY (facet, value, day, listed)
+        ){without_rowid}""",
+        PerDialect(
+            sqlite="CREATE VIRTUAL TABLE change_list_words USING fts5(words, content='change_list',"
+                   " content_rowid='list_key', tokenize=\"unicode61 remove_diacritics 0 tokenchars '._-'\","
+                   " prefix='2 3 4 5 6')",
+            postgresql="CREATE INDEX change_list_words ON change_list USING gin"
+                       " (array_to_tsvector(string_to_array(words, ' ')))"),
+        """CREATE TABLE acknowledgements (
+            seq {int} PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            disposition TEXT NOT NULL,
+            acknowledged_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX acknowledgements_run ON acknowledgements (run_id, seq)",
+        """CREATE TABLE review_accounts (
+            name TEXT PRIMARY KEY,
+            display_name TEXT,
+            roles TEXT NOT NULL,
+            disabled {int} NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        """CREATE TABLE review_audit (
+            seq {int} PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            remote TEXT,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX review_audit_subject ON review_audit (kind, subject, at)",
+        "CREATE INDEX review_audit_remote ON review_audit (kind, remote, at)",
+        """CREATE TABLE review_credentials (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+        """CREATE TABLE review_sessions (
+            id_hash TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            csrf TEXT NOT NULL,
+            via TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            sso_roles TEXT,
+            sso_groups TEXT
+        )""",
+        "CREATE INDEX review_sessions_name ON review_sessions (name)",
+        """CREATE TABLE review_api_tokens (
+            token_hash TEXT PRIMARY KEY,
+            token_id TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            label TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            last_used_at TEXT,
+            revoked {int} NOT NULL DEFAULT 0
+        )""",
+        # single sign-on (OpenID Connect) attempts between the redirect to the provider and its callback:
+        # the state, the nonce and the PKCE verifier, each usable once
+        """CREATE TABLE review_sign_in_attempts (
+            state_hash TEXT PRIMARY KEY,
+            nonce TEXT NOT NULL,
+            code_verifier TEXT NOT NULL,
+            next_path TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL
+        )""",
+        REPLAY_LEDGER,
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
+#: what the other placeholders of a statement stand for in each dialect (chosen by its integer type):
+#: ``{without_rowid}`` stores a table in its primary-key index where the dialect can (SQLite)
+#: and ``{bytes}`` makes a text column compare byte by byte whatever the database's locale (prefix ranges)
+_DIALECT_WORDS = {"INTEGER": {"without_rowid": " WITHOUT ROWID", "bytes": ""},
+                  "BIGINT": {"without_rowid": "", "bytes": ' COLLATE "C"'}}
+
+
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
-    return [statement.format(int=dialect_int_type) for statement in migration[2] if statement != REPLAY_LEDGER]
+    words = _DIALECT_WORDS.get(dialect_int_type, _DIALECT_WORDS["INTEGER"])
+    return [(statement.pick(dialect_int_type) if isinstance(statement, PerDialect) else statement).format(
+        int=dialect_int_type, **words) for statement in migration[2] if statement != REPLAY_LEDGER]
 
 
 def tables_until(version):
@@ -280,6 +423,8 @@ def tables_until(version):
         if migration[0] > version:
             break
         for statement in migration[2]:
+            if isinstance(statement, PerDialect):
+                continue  # (a dialect's own index or virtual table: not a query table of its own)
             match = re.match(r"\s*CREATE TABLE (\w+)", statement)
             if match:
                 tables.add(match.group(1))

@@ -27,19 +27,21 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     NotFound,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sync_state import SqlSyncState
 # _Statements is imported from here by older code and tests
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import (  # noqa: F401
     Statements as _Statements,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
 PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
-class SqlSystemOfRecord(SqlSyncState, SystemOfRecord):
+class SqlSystemOfRecord(SqlSyncState, ReviewQueries, SystemOfRecord):
     placeholder = "?"
     #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
     bulk_insert = "executemany"
@@ -165,12 +167,13 @@ class SqlSystemOfRecord(SqlSyncState, SystemOfRecord):
         tables are never seen half rebuilt. An entry the current projection rules refuse stops the
         upgrade with its seq and kind: the tables stay as they were.
         """
-        db = _Statements(cursor, self.placeholder, self.bulk_insert)
         # a replay in an older migration fills the tables that exist at that point (``until``: its version)
         existing = schema.tables_until(until) if until is not None else None
+        db = _Statements(cursor, self.placeholder, self.bulk_insert, tables=existing)
         for table in projection_check.PROJECTION_TABLES:
             if existing is None or table in existing:
                 db.execute("DELETE FROM %s" % table)
+        change_index.cleared(db)
         last = 0
         if existing is None or "archive_base" in existing:
             # after an archive, the tables start from their state at its last entry, not empty

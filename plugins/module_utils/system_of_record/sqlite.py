@@ -133,7 +133,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             if not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o700)
             created = not os.path.exists(self.path)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=512)
             if created:
                 os.chmod(self.path, 0o600)
             conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))

@@ -9,11 +9,13 @@ from __future__ import annotations
 class Statements(object):
     """Wraps a cursor so projections can write ``?`` placeholders on any dialect (``%s`` for psycopg)."""
 
-    def __init__(self, cursor, placeholder="?", bulk="executemany"):
+    def __init__(self, cursor, placeholder="?", bulk="executemany", tables=None):
         self._cursor = cursor
         self._placeholder = placeholder
         #: how :meth:`insert_rows` stores many rows: ``executemany`` or ``copy`` (PostgreSQL's COPY FROM STDIN)
         self._bulk = bulk
+        #: the query tables that exist (None: all of them); a replay in an older migration has fewer
+        self.tables = tables
 
     def _sql(self, sql):
         if self._placeholder != "?":

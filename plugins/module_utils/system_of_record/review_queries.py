@@ -1,0 +1,550 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The review service's reads and working state, for the SQL backends (mixed into ``SqlSystemOfRecord``).
+
+Lists of change events at scale, over the list index of ``change_index.py``:
+
+* every filter is a *condition*: a facet value (``host = web01``, a ``change_list_facets`` range keyed
+  newest first), the free-text words (every word must start a word of the event: SQLite FTS5 prefix
+  queries, PostgreSQL ``tsquery`` prefixes over a GIN index), ``listed`` (runs that changed something),
+  and the time range and cursor, which are ranges of the list key;
+* the page walks the condition with the fewest matches in the key range (each counted up to
+  :data:`ESTIMATE_LIMIT`) newest first and probes the others per event by primary key, stopping when
+  the page is full. A deep page is a keyset cursor (``before``: the key of the last row shown), so it
+  costs what the first page does; plain offsets are allowed up to :data:`MAX_OFFSET` rows;
+* the total is exact from the per-day counts when at most one counted facet is filtered, otherwise counted
+  up to :data:`COUNT_LIMIT` matches; the facet counts likewise, or left out for broader lists (the page
+  says so).
+
+The service's working state that is not a record (password hashes, sessions, API token hashes, single
+sign-on attempts) lives in tables outside the ledger, like the counters; the accounts and the audit of
+sign-in failures and tokens are ledger entries (``change_index.py`` projects them).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
+
+#: past this many matches a multi-filter total is reported as "more than" and facets are not counted
+COUNT_LIMIT = 2000
+#: the longest word prefix the SQLite free-text index keeps a prefix index for (schema: FTS5 prefix='2 3 4 5 6')
+FTS_PREFIX = 6
+#: the number of matches of one condition counted to choose the one a page walks
+ESTIMATE_LIMIT = 500
+#: the deepest plain offset a page may ask for: deeper pages follow a cursor (or narrow the time range)
+MAX_OFFSET = 10000
+#: facets whose counts the list shows beside its filters
+COUNTED_FACETS = change_index.COUNTED_FACETS
+#: orders a list may be sorted in (the API's names -> ``change_list`` columns), each walked along an index
+SORT_COLUMNS = {"started_at": "list_key", "ended_at": "ended_at", "playbook": "playbook", "user": "user_name"}
+LIST_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_name", "controller", "playbook",
+                "environment", "authorisation", "authorisation_ref", "review_status", "host_count",
+                "changed_host_count", "failed_host_count")
+#: above any character of a value: ``word`` to ``word + _TOP`` is every value starting with ``word``
+_TOP = "\U0010ffff"
+_ALL_KEYS = (change_index.KEY_MIN, change_index.KEY_MAX)
+
+
+class _Condition(object):
+    """A facet value (``kind`` facet) or the search words (``kind`` text)."""
+
+    def __init__(self, kind, facet=None, value=None, words=None):
+        self.kind = kind
+        self.facet = facet
+        self.value = value
+        self.words = words or []
+
+    def fts(self):
+        """The FTS5 query of the words, each a prefix (``"deploy"* "web00"*``; the words hold no quotes). A word
+        longer than the longest prefix index is asked for by that prefix (FTS5 then reads one doclist instead
+        of merging every word that starts with it) and checked whole by :meth:`long_words`."""
+        return " ".join('"%s"*' % word[:FTS_PREFIX].replace('"', '""') for word in self.words)
+
+    def long_words(self, every=False):
+        """``(sql, params)`` for the words the FTS query shortened (``every``: all the words): a word of
+        ``c.words`` starts with each."""
+        clauses, params = [], []
+        for word in self.words:
+            if every or len(word) > FTS_PREFIX:
+                escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                clauses.append("(' ' || c.words) LIKE ? ESCAPE '\\'")
+                params.append("% " + escaped + "%")
+        return clauses, params
+
+    def tsquery(self):
+        """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim)."""
+        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.words)
+
+
+class ReviewQueries(object):
+    """Mixed into ``SqlSystemOfRecord``: needs ``_query``, ``_write_transaction`` and ``backend_name``."""
+
+    # -- change event lists ------------------------------------------------------------------
+    @staticmethod
+    def _conditions(filters):
+        conditions = []
+        for facet in change_index.FILTER_FACETS:
+            value = filters.get(facet)
+            if value not in (None, ""):
+                value = str(value).replace(" ", "_")
+                running = (facet, value) in change_index.RUNNING
+                conditions.append(_Condition("running" if running else "facet", facet, value))
+        words = change_index.words(filters.get("q") or "")
+        if words:
+            conditions.append(_Condition("text", words=words))
+        return conditions
+
+    @staticmethod
+    def _key_range(filters, before=None, after=None):
+        low, high = _ALL_KEYS
+        if filters.get("from"):
+            low = change_index.day_key(filters["from"])
+        if filters.get("to"):
+            high = change_index.day_key(filters["to"], end=True)
+        if before is not None:
+            high = min(high, int(before) - 1)
+        if after is not None:
+            low = max(low, int(after) + 1)
+        return change_index.clamp(low), change_index.clamp(high)
+
+    def _sqlite(self):
+        return self.backend_name == "sqlite"
+
+    def _text_sql(self, condition, key_sql):
+        """``(sql, params)``: the event keyed ``key_sql`` has the condition's words."""
+        if self._sqlite():
+            # checked on the event's own list row (a primary-key look-up and a LIKE per word over its few words):
+            # a correlated FTS5 MATCH merges the doclists of every word with the prefix again for each row probed,
+            # which for a one-letter word (no prefix index) cost milliseconds a row, seconds for a filtered page
+            return self._long_words(condition, key_sql, every=True)
+        return ("EXISTS (SELECT 1 FROM change_list w WHERE w.list_key = %s AND"
+                " array_to_tsvector(string_to_array(w.words, ' ')) @@ CAST(? AS tsquery))" % key_sql,
+                [condition.tsquery()])
+
+    def _long_words(self, condition, key_sql, every=False):
+        clauses, params = condition.long_words(every)
+        if not clauses:
+            return "", []
+        return ("EXISTS (SELECT 1 FROM change_list c WHERE c.list_key = %s AND %s)" % (key_sql, " AND ".join(clauses)),
+                params)
+
+    def _probe(self, condition, key_sql):
+        if condition.kind == "text":
+            return self._text_sql(condition, key_sql)
+        if condition.kind == "running":
+            return "EXISTS (SELECT 1 FROM change_list r WHERE r.list_key = %s AND r.outcome = 'running')" % key_sql, []
+        return ("EXISTS (SELECT 1 FROM change_list_facets p WHERE p.facet = ? AND p.value = ? AND p.list_key = %s)"
+                % key_sql, [condition.facet, condition.value])
+
+    def _walk_sql(self, driver, low, high):
+        """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range."""
+        if driver is None:
+            return "SELECT d.list_key FROM change_list d", ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
+        if driver.kind == "running":
+            # the few changes still running, from the events' status index
+            return ("SELECT d.list_key FROM change_events e JOIN change_list d ON d.run_id = e.run_id",
+                    ["e.status = 'running'", "d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key")
+        if driver.kind == "facet":
+            return ("SELECT d.list_key FROM change_list_facets d",
+                    ["d.facet = ?", "d.value = ?", "d.list_key BETWEEN ? AND ?"],
+                    [driver.facet, driver.value, low, high], "d.list_key")
+        if self._sqlite():
+            where = ["change_list_words MATCH ?", "change_list_words.rowid BETWEEN ? AND ?"]
+            params = [driver.fts(), low, high]
+            long_sql, long_params = self._long_words(driver, "change_list_words.rowid")
+            if long_sql:
+                where.append(long_sql)
+                params += long_params
+            return ("SELECT change_list_words.rowid AS list_key FROM change_list_words", where, params,
+                    "change_list_words.rowid")
+        return ("SELECT d.list_key FROM change_list d",
+                ["array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
+                [driver.tsquery(), low, high], "d.list_key")
+
+    def _estimate(self, condition, low, high, cap=ESTIMATE_LIMIT):
+        """Matches of ``condition`` alone in the key range, counted up to ``cap``."""
+        select, where, params, _key = self._walk_sql(condition, low, high)
+        rows = self._query("SELECT COUNT(*) FROM (%s WHERE %s LIMIT %d) m" % (select, " AND ".join(where), cap),
+                           tuple(params))
+        return int(rows[0][0])
+
+    def _plan(self, filters, low, high):
+        """``(driver, probes, estimates)``: the condition to walk (None: the list itself) and the others."""
+        conditions = self._conditions(filters)
+        if not conditions:
+            return None, [], {}
+        if len(conditions) == 1:
+            return conditions[0], [], {}  # nothing to choose between
+        estimates = [(self._estimate(condition, low, high), index) for index, condition in enumerate(conditions)]
+        estimates.sort(key=lambda pair: pair[0])
+        index = estimates[0][1]
+        driver = conditions[index]
+        probes = [condition for position, condition in enumerate(conditions) if position != index]
+        return driver, probes, dict((position, count) for count, position in estimates)
+
+    def _matching_sql(self, filters, driver, probes, low, high):
+        """``(sql without ORDER BY, params, key_sql)``: the keys of every matching event in the key range."""
+        select, where, params, key_sql = self._walk_sql(driver, low, high)
+        where, params = list(where), list(params)
+        for probe in probes:
+            sql, probe_params = self._probe(probe, key_sql)
+            where.append(sql)
+            params += probe_params
+        if not filters.get("all"):
+            if driver is None:
+                where.append("d.listed = 1")
+            else:
+                where.append("EXISTS (SELECT 1 FROM change_list l WHERE l.list_key = %s AND l.listed = 1)" % key_sql)
+        return "%s WHERE %s" % (select, " AND ".join(where)), params, key_sql
+
+    def _page_sql(self, filters, sort, descending, limit, offset, before, after):
+        column = SORT_COLUMNS.get(sort or "started_at")
+        if column is None:
+            raise ValidationError("sort: %r is not one of %s" % (sort, ", ".join(sorted(SORT_COLUMNS))))
+        if offset > MAX_OFFSET:
+            raise ValidationError("page: at most %d changes deep by page number (offset %d); follow Older/Newer, or "
+                                  "narrow the time range" % (MAX_OFFSET, offset))
+        low, high = self._key_range(filters, before if column == "list_key" else None,
+                                    after if column == "list_key" else None)
+        driver, probes, estimates = self._plan(filters, low, high)
+        matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high)
+        if column == "list_key":
+            # walk away from the cursor (up for newer pages, down for older ones), then show in the list's order
+            walk_up = (after is not None) if descending else (before is None)
+            direction = "ASC" if walk_up else "DESC"
+            sql = "%s ORDER BY %s %s LIMIT %d OFFSET %d" % (matching, key_sql, direction, int(limit), int(offset))
+            return sql, params, driver, probes, estimates, walk_up, (low, high)
+        direction = "DESC" if descending else "ASC"
+        sql = ("SELECT s.list_key FROM change_list s WHERE s.list_key IN (%s) ORDER BY s.%s %s, s.list_key %s"
+               " LIMIT %d OFFSET %d" % (matching, column, direction, direction, int(limit), int(offset)))
+        return sql, params, driver, probes, estimates, False, (low, high)
+
+    def list_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0, before=None,
+                           after=None, counts=False):
+        """One page of change events matching ``filters`` (see the module docstring).
+
+        ``filters``: ``from``/``to`` (UTC days, inclusive), ``host``, ``service``, ``environment``,
+        ``outcome``, ``category``, ``review``, ``ack``, ``ref``, ``q`` (free text: every word must start a
+        word of the event), ``all`` (include runs that changed nothing). ``before``/``after``: a list key
+        (the ``cursor`` of a row) to page older/newer than, in the started_at order. Returns ``{"rows",
+        "total", "total_exact", "older", "newer"}`` (the cursors of the next pages, None at an end) and
+        ``counts`` (:meth:`change_event_facet_counts`) when asked; each row has the list columns, its
+        ``cursor``, ``hosts``, ``outcome``, ``categories``, ``review_state`` and acknowledgement.
+        """
+        sql, params, driver, probes, estimates, walked_up, (low, high) = self._page_sql(
+            filters, sort, descending, limit + 1, offset, before, after)
+        keys = [row[0] for row in self._query(sql, tuple(params))]
+        more = len(keys) > limit
+        keys = keys[:limit]
+        page = {"total": None, "total_exact": None, "older": None, "newer": None}
+        if SORT_COLUMNS.get(sort or "started_at") == "list_key" and keys:
+            older_exists = (after is not None or offset > 0) if walked_up else more
+            newer_exists = more if walked_up else (before is not None or offset > 0)
+            page["older"] = min(keys) if older_exists else None
+            page["newer"] = max(keys) if newer_exists else None
+        if walked_up == descending and SORT_COLUMNS.get(sort or "started_at") == "list_key":
+            keys.reverse()
+        page["rows"] = self._list_rows(keys)
+        total, exact = self._total(filters, driver, probes, estimates)
+        page.update(total=total, total_exact=exact)
+        if counts:
+            page["counts"] = self._facet_counts(filters, driver, probes, (total, exact))
+        return page
+
+    def _total(self, filters, driver, probes, estimates):
+        facets = list(self._conditions(filters))
+        if not facets:
+            # the per-day counts: every finished event has exactly one outcome, so their sum is the events
+            return self._counted(filters, "outcome", None) + self._running(filters), True
+        if len(facets) == 1 and facets[0].kind == "running":
+            return self._running(filters), True
+        if len(facets) == 1 and facets[0].kind == "facet" and facets[0].facet in COUNTED_FACETS:
+            return self._counted(filters, facets[0].facet, facets[0].value), True
+        low, high = self._key_range(filters)
+        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
+        rows = self._query("SELECT COUNT(*) FROM (%s LIMIT %d) m" % (matching, COUNT_LIMIT + 1), tuple(params))
+        count = int(rows[0][0])
+        return (count, True) if count <= COUNT_LIMIT else (COUNT_LIMIT, False)
+
+    def _count_clauses(self, filters):
+        clauses, params = [], []
+        if filters.get("from"):
+            clauses.append("c.day >= ?")
+            params.append(filters["from"])
+        if filters.get("to"):
+            clauses.append("c.day <= ?")
+            params.append(filters["to"])
+        if not filters.get("all"):
+            clauses.append("c.listed = 1")
+        return clauses, params
+
+    def _running(self, filters):
+        """Changes still running (they have no counts until they end), in the time range."""
+        clauses, params = ["status = 'running'"], []
+        if filters.get("from"):
+            clauses.append("started_at >= ?")
+            params.append(filters["from"])
+        if filters.get("to"):
+            clauses.append("started_at < ?")
+            params.append((datetime.date.fromisoformat(filters["to"]) + datetime.timedelta(days=1)).isoformat())
+        return int(self._query("SELECT COUNT(*) FROM change_events WHERE %s" % " AND ".join(clauses),
+                               tuple(params))[0][0])
+
+    def _counted(self, filters, facet, value):
+        clauses, params = self._count_clauses(filters)
+        clauses.insert(0, "c.facet = ?")
+        params.insert(0, facet)
+        if value is not None:
+            clauses.insert(1, "c.value = ?")
+            params.insert(1, value)
+        rows = self._query("SELECT COALESCE(SUM(c.n), 0) FROM change_list_counts c WHERE %s" % " AND ".join(clauses),
+                           tuple(params))
+        return int(rows[0][0] or 0)
+
+    def _list_rows(self, keys):
+        if not keys:
+            return []
+        marks = ", ".join("?" * len(keys))
+        listed = {}
+        for key, run_id, outcome, review, ack, categories, hosts in self._query(
+                "SELECT list_key, run_id, outcome, review, ack, categories, hosts FROM change_list WHERE list_key IN"
+                " (%s)" % marks, tuple(keys)):
+            listed[key] = (run_id, outcome, review, ack, categories, hosts)
+        run_ids = [listed[key][0] for key in keys if key in listed]
+        events = {}
+        if run_ids:
+            for row in self._query("SELECT %s FROM change_events WHERE run_id IN (%s)" % (
+                    ", ".join(LIST_COLUMNS), ", ".join("?" * len(run_ids))), tuple(run_ids)):
+                record = dict(zip(LIST_COLUMNS, row))
+                record["dry_run"] = bool(record["dry_run"])
+                record["user"] = record.pop("user_name")
+                events[record["run_id"]] = record
+        rows = []
+        for key in keys:
+            if key not in listed or listed[key][0] not in events:
+                continue
+            run_id, outcome, review, ack, categories, hosts = listed[key]
+            record = events[run_id]
+            record.update(cursor=key, outcome=outcome, review_state=review, acknowledgement=ack,
+                          categories=categories.split(" ") if categories else [],
+                          hosts=hosts.split(" ") if hosts else [])
+            rows.append(record)
+        return rows
+
+    def change_event_facet_counts(self, filters):
+        """``{facet: {value: count}}`` of the events matching ``filters``, or None when more than
+        :data:`COUNT_LIMIT` match several filters (counting them row by row would not scale)."""
+        low, high = self._key_range(filters)
+        driver, probes, estimates = self._plan(filters, low, high)
+        return self._facet_counts(filters, driver, probes, self._total(filters, driver, probes, estimates))
+
+    def _facet_counts(self, filters, driver, probes, total):
+        counts = dict((facet, {}) for facet in COUNTED_FACETS)
+        if not self._conditions(filters):
+            clauses, params = self._count_clauses(filters)
+            clauses.insert(0, "c.facet IN (%s)" % ", ".join("?" * len(COUNTED_FACETS)))
+            params[:0] = list(COUNTED_FACETS)
+            for facet, value, count in self._query(
+                    "SELECT c.facet, c.value, SUM(c.n) FROM change_list_counts c WHERE %s GROUP BY c.facet, c.value"
+                    % " AND ".join(clauses), tuple(params)):
+                if int(count or 0) > 0:
+                    counts[facet][value] = int(count)
+            running = self._running(filters)
+            if running:
+                for facet, value in change_index.RUNNING:
+                    counts[facet][value] = running
+            return counts
+        count, exact = total
+        if not exact or count > COUNT_LIMIT:
+            return None
+        low, high = self._key_range(filters)
+        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
+        # the combinations of the matching events' values, then each value's share (a few dozen groups)
+        columns = ("outcome", "review", "ack", "categories", "environments", "services")
+        for row in self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s) GROUP BY %s" % (
+                ", ".join("c." + column for column in columns), matching, ", ".join("c." + c for c in columns)),
+                tuple(params)):
+            number = int(row[-1])
+            values = dict(zip(columns, row[:-1]))
+            for facet, column in (("outcome", "outcome"), ("review", "review"), ("ack", "ack")):
+                if values[column]:
+                    counts[facet][values[column]] = counts[facet].get(values[column], 0) + number
+            for facet, column in (("category", "categories"), ("environment", "environments"),
+                                  ("service", "services")):
+                for value in (values[column] or "").split(" "):
+                    if value:
+                        counts[facet][value] = counts[facet].get(value, 0) + number
+        return counts
+
+    def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
+                              forbid_table_scans=True, before=None):
+        """The query plan of :meth:`list_change_events`' page query, as text lines (for tests and the bench).
+
+        On PostgreSQL ``forbid_table_scans`` turns sequential scans off for the explanation, so a small test
+        database shows whether an index *can* serve the query (the planner prefers a scan of a tiny table).
+        """
+        sql, params = self._page_sql(filters, sort, descending, limit, offset, before, None)[:2]
+        if not self._sqlite():
+            if forbid_table_scans:
+                self._query("SELECT set_config('enable_seqscan', 'off', false)")
+            try:
+                return [row[0] for row in self._query("EXPLAIN " + sql, tuple(params))]
+            finally:
+                self._query("SELECT set_config('enable_seqscan', 'on', false)")
+        return [row[-1] for row in self._query("EXPLAIN QUERY PLAN " + sql, tuple(params))]
+
+    def facet_values(self, facet, prefix="", limit=20):
+        """Known values of a facet starting with ``prefix`` (host names for a search box), in order: one index
+        probe per value, never a scan of the facet's rows."""
+        found, last = [], prefix
+        for _number in range(int(limit)):
+            rows = self._query("SELECT value FROM change_list_facets WHERE facet = ? AND value %s ? AND value < ?"
+                               " ORDER BY value LIMIT 1" % (">=" if not found else ">"),
+                               (facet, last, prefix + _TOP))
+            if not rows:
+                break
+            last = rows[0][0]
+            found.append(last)
+        return found
+
+    def change_event_position(self, run_id):
+        """Where a change event's entries sit in the hash chain: ``{count, first: {seq, hash, prev_hash, kind, at},
+        last: {...}, predecessors: {seq: hash of the entry before it}}``, or None when it has none."""
+        rows = self._query("SELECT l.seq, l.kind, l.at, l.prev_hash, l.hash, p.hash FROM ledger l LEFT JOIN ledger p"
+                           " ON p.seq = l.seq - 1 WHERE l.subject = ? ORDER BY l.seq", (run_id,))
+        if not rows:
+            return None
+
+        def end(row):
+            return {"seq": row[0], "kind": row[1], "at": row[2], "prev_hash": row[3], "hash": row[4]}
+        return {"count": len(rows), "first": end(rows[0]), "last": end(rows[-1]),
+                "predecessors": dict((row[0], row[5]) for row in rows)}
+
+    # -- acknowledgements and the service's accounts -------------------------------------------
+    def find_acknowledgements(self, run_id=None):
+        """Acknowledgements of unauthorised changes, newest first."""
+        sql, params = "SELECT seq, doc FROM acknowledgements", ()
+        if run_id:
+            sql, params = sql + " WHERE run_id = ?", (run_id,)
+        return [dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql + " ORDER BY seq DESC", params)]
+
+    def get_review_account(self, name):
+        rows = self._query("SELECT name, display_name, roles, disabled, created_at, updated_at FROM review_accounts"
+                           " WHERE name = ?", (name,))
+        return self._account(rows[0]) if rows else None
+
+    def find_review_accounts(self):
+        return [self._account(row) for row in self._query(
+            "SELECT name, display_name, roles, disabled, created_at, updated_at FROM review_accounts ORDER BY name")]
+
+    @staticmethod
+    def _account(row):
+        return {"name": row[0], "display_name": row[1], "roles": json.loads(row[2]), "disabled": bool(row[3]),
+                "created_at": row[4], "updated_at": row[5]}
+
+    def count_review_audit(self, kind, subject=None, remote=None, since=None):
+        """How many audit entries of ``kind`` for ``subject`` (an account name) or from ``remote`` since a time."""
+        clauses, params = ["kind = ?"], [kind]
+        for column, value in (("subject", subject), ("remote", remote)):
+            if value is not None:
+                clauses.append("%s = ?" % column)
+                params.append(value)
+        if since:
+            clauses.append("at >= ?")
+            params.append(since)
+        return int(self._query("SELECT COUNT(*) FROM review_audit WHERE %s" % " AND ".join(clauses), tuple(params))[0][0])
+
+    def find_review_audit(self, limit=100):
+        return [dict(json.loads(doc), seq=seq, at=at, kind=kind, subject=subject) for seq, at, kind, subject, doc in
+                self._query("SELECT seq, at, kind, subject, doc FROM review_audit ORDER BY seq DESC LIMIT %d" % int(limit))]
+
+    # -- working state outside the ledger: credentials, sessions, tokens -------------------------
+    def _write(self, statements):
+        with self._write_transaction() as cursor:
+            for sql, params in statements:
+                cursor.execute(self._sql(sql), params)
+
+    def set_review_credential(self, name, password_hash, now):
+        self._write([("DELETE FROM review_credentials WHERE name = ?", (name,)),
+                     ("INSERT INTO review_credentials (name, password_hash, updated_at) VALUES (?, ?, ?)",
+                      (name, password_hash, now))])
+
+    def get_review_credential(self, name):
+        rows = self._query("SELECT password_hash FROM review_credentials WHERE name = ?", (name,))
+        return rows[0][0] if rows else None
+
+    def create_review_session(self, id_hash, name, csrf, via, now, expires_at, sso_roles=None, sso_groups=None):
+        """``sso_roles``/``sso_groups``: what a single sign-on vouched for at sign-in (no account of that name)."""
+        self._write([("INSERT INTO review_sessions (id_hash, name, csrf, via, created_at, expires_at, last_seen,"
+                      " sso_roles, sso_groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (id_hash, name, csrf, via, now, expires_at, now,
+                       None if sso_roles is None else json.dumps(sorted(sso_roles)),
+                       None if sso_groups is None else json.dumps(list(sso_groups)))),
+                     ("DELETE FROM review_sessions WHERE expires_at < ?", (now,))])
+
+    def get_review_session(self, id_hash):
+        rows = self._query("SELECT id_hash, name, csrf, via, created_at, expires_at, last_seen, sso_roles, sso_groups"
+                           " FROM review_sessions WHERE id_hash = ?", (id_hash,))
+        if not rows:
+            return None
+        session = dict(zip(("id_hash", "name", "csrf", "via", "created_at", "expires_at", "last_seen", "sso_roles",
+                            "sso_groups"), rows[0]))
+        for key in ("sso_roles", "sso_groups"):
+            session[key] = json.loads(session[key]) if session[key] else None
+        return session
+
+    def touch_review_session(self, id_hash, now):
+        self._write([("UPDATE review_sessions SET last_seen = ? WHERE id_hash = ?", (now, id_hash))])
+
+    def delete_review_sessions(self, id_hash=None, name=None):
+        if id_hash is not None:
+            self._write([("DELETE FROM review_sessions WHERE id_hash = ?", (id_hash,))])
+        if name is not None:
+            self._write([("DELETE FROM review_sessions WHERE name = ?", (name,))])
+
+    def create_review_sign_in_attempt(self, state_hash, nonce, code_verifier, next_path, now, expires_at):
+        self._write([("INSERT INTO review_sign_in_attempts (state_hash, nonce, code_verifier, next_path, created_at,"
+                      " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      (state_hash, nonce, code_verifier, next_path, now, expires_at)),
+                     ("DELETE FROM review_sign_in_attempts WHERE expires_at < ?", (now,))])
+
+    def take_review_sign_in_attempt(self, state_hash, now):
+        """The live sign-in attempt of ``state_hash``, deleted in the same transaction: each is used once."""
+        with self._write_transaction() as cursor:
+            cursor.execute(self._sql("SELECT nonce, code_verifier, next_path, expires_at FROM review_sign_in_attempts"
+                                     " WHERE state_hash = ?"), (state_hash,))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            cursor.execute(self._sql("DELETE FROM review_sign_in_attempts WHERE state_hash = ?"), (state_hash,))
+        if row[3] < now:
+            return None
+        return {"nonce": row[0], "code_verifier": row[1], "next_path": row[2]}
+
+    def create_review_token(self, token_hash, token_id, name, label, now, expires_at=None):
+        self._write([("INSERT INTO review_api_tokens (token_hash, token_id, name, label, created_at, expires_at,"
+                      " revoked) VALUES (?, ?, ?, ?, ?, ?, 0)", (token_hash, token_id, name, label, now, expires_at))])
+
+    _TOKEN_COLUMNS = ("token_id", "name", "label", "created_at", "expires_at", "last_used_at", "revoked")
+
+    def get_review_token(self, token_hash):
+        rows = self._query("SELECT %s FROM review_api_tokens WHERE token_hash = ?" % ", ".join(self._TOKEN_COLUMNS),
+                           (token_hash,))
+        return dict(zip(self._TOKEN_COLUMNS, rows[0])) if rows else None
+
+    def find_review_tokens(self, name=None):
+        sql, params = "SELECT %s FROM review_api_tokens" % ", ".join(self._TOKEN_COLUMNS), ()
+        if name is not None:
+            sql, params = sql + " WHERE name = ?", (name,)
+        return [dict(zip(self._TOKEN_COLUMNS, row)) for row in self._query(sql + " ORDER BY created_at DESC", params)]
+
+    def revoke_review_token(self, token_id):
+        self._write([("UPDATE review_api_tokens SET revoked = 1 WHERE token_id = ?", (token_id,))])
+
+    def touch_review_token(self, token_id, now):
+        self._write([("UPDATE review_api_tokens SET last_used_at = ? WHERE token_id = ?", (now, token_id))])
