@@ -195,3 +195,40 @@ class SystemOfRecord(abc.ABC):
             version.pop("text", None)
             version.pop("document", None)
         return versions[:limit] if limit else versions
+
+    # -- change intelligence (issue 18; SQL backends: system_of_record/intelligence.py) ----------------
+    # Plain-dict reads for the gate's collisions and blast radius, triage, metrics and standard change
+    # candidates (module_utils/intelligence/), and for every other face (register, review service).
+
+    def find_relationships(self, sources=None, targets=None, types=None):
+        """Relationships ``{source, type, target}`` from any of ``sources`` or to any of ``targets`` (the bulk
+        form of :meth:`get_relationships`, one query per batch: a graph walk reads one level at a time)."""
+        found = []
+        for ci_ids, direction in ((sources, "outbound"), (targets, "inbound")):
+            for ci_id in ci_ids or ():
+                for rel in self.get_relationships(ci_id, direction=direction):
+                    if (not types or rel["type"] in types) and rel not in found:
+                        found.append(rel)
+        return found
+
+    def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
+        """Changes of CIs: ``{ci_id, run_id, host, started_at}`` (a ``ci.changed_by_run`` link with its run's
+        start), newest first, of ``ci_ids`` when given, started within ``[since, until]``."""
+        raise NotImplementedError
+
+    def find_ci_facets(self, ci_ids=None, facet=None, values=None):
+        """``{ci_id, facet, value}``: each CI's ``service`` names, ``owner``, ``support_group``, ``criticality``."""
+        raise NotImplementedError
+
+    def find_change_facts(self, since=None, until=None, run_ids=None):
+        """One narrow dict per change event started in ``[since, until)`` (metrics): run_id, started_at,
+        ended_at, status, dry_run, authorisation, authorisation_ref, environment, playbook, user, commit_at."""
+        raise NotImplementedError
+
+    def find_change_links(self, run_ids=None, link=None, target=None):
+        """Incident and remediation links of change events (``run.linked`` entries' data, with ``seq``)."""
+        raise NotImplementedError
+
+    def find_change_requests_in_window(self, start, end, states=None):
+        """Change requests whose planned window overlaps ``[start, end)``, in one of ``states`` when given."""
+        raise NotImplementedError

@@ -35,6 +35,12 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("evidence", "seq"),
     ("reviews", "seq"),
     ("policies", "version"),
+    # change intelligence (intelligence.py)
+    ("ci_changes", "ci_id"),
+    ("ci_facets", "ci_id"),
+    ("change_facts", "run_id"),
+    ("change_links", "seq"),
+    ("change_request_windows", "number"),
 ])
 
 

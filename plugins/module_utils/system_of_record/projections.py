@@ -24,8 +24,12 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import intelligence
 
 PROJECTORS = {}
+#: entry kind -> projectors that run after the kind's own one: the change intelligence tables
+#: (``intelligence.py``), which a replay inside a migration older than them leaves alone
+FOLLOWERS = intelligence.FOLLOWERS
 
 
 def projects(*kinds):
@@ -36,12 +40,17 @@ def projects(*kinds):
     return register
 
 
-def project(db, entry):
+def project(db, entry, until=None):
+    """Apply ``entry`` to the query tables; ``until``: a replay inside the migration of that schema version,
+    which leaves alone the tables of later versions."""
     try:
         projector = PROJECTORS[entry.kind]
     except KeyError:
         raise ValidationError("unknown ledger entry kind %r" % entry.kind)
     projector(db, entry)
+    if until is None or until >= intelligence.TABLES_VERSION:
+        for follower in FOLLOWERS.get(entry.kind, ()):
+            follower(db, entry)
 
 
 def _load(text):
@@ -515,3 +524,7 @@ def _policy_published(db, entry):
         "INSERT INTO policies (version, sha256, published_at, publisher, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
         (data["version"], data["sha256"], data.get("published_at", entry.at), publisher.get("name") or entry.actor or "",
          entry.data_json(), entry.seq))
+
+
+# entry kinds the change intelligence tables introduce (``run.linked``)
+PROJECTORS.update(intelligence.PROJECTORS)

@@ -17,6 +17,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GE
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
+    IntelligenceQueries,
+    backfill as backfill_intelligence,
+)
 
 LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 
@@ -35,7 +39,7 @@ class _Statements(object):
         return self._cursor
 
 
-class SqlSystemOfRecord(SystemOfRecord):
+class SqlSystemOfRecord(IntelligenceQueries, SystemOfRecord):
     placeholder = "?"
 
     # -- to be provided by the dialect --------------------------------------
@@ -119,7 +123,7 @@ class SqlSystemOfRecord(SystemOfRecord):
             for row in rows:
                 entry = Entry.from_row(row)
                 try:
-                    projections.project(db, entry)
+                    projections.project(db, entry, until=until)
                 except ChangeopsError as exc:
                     raise ConfigurationError(
                         "cannot upgrade %s: replaying ledger entry %d (%s) into the query tables failed: %s"
@@ -127,6 +131,10 @@ class SqlSystemOfRecord(SystemOfRecord):
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def _backfill_intelligence(self, cursor):
+        """The :data:`schema.BACKFILL_INTELLIGENCE` migration step, on the migration's cursor and transaction."""
+        backfill_intelligence(_Statements(cursor, self.placeholder))
 
     @staticmethod
     def _still_applies(db, entry):

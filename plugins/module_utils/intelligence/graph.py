@@ -1,0 +1,181 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one walk of CMDB relationships, and the blast radius built on it.
+
+A relationship ``A --runs_on--> B`` says A depends on B. Walking **inbound** from B finds what
+depends on B (``configuration_item_info``'s ``related_to``, the gate's blast radius); walking
+**outbound** from A finds what A depends on (triage: "anything it depends on"). The walk is
+breadth-first, one bulk query per level (``SystemOfRecord.find_relationships``), never visits a CI
+twice (cycles are safe), and stops at ``max_depth`` levels or ``max_items`` CIs, saying so
+(``truncated``), so a densely related CMDB cannot make the gate slow.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+
+DIRECTIONS = ("inbound", "outbound", "both")
+
+
+class Walk(object):
+    """What a walk reached: ``reached`` maps each CI id (not the starting ones) to
+    ``{"depth", "from", "type", "root"}`` (the CI it was reached from, by which relationship type, and
+    the starting CI of that path), in the order found."""
+
+    def __init__(self):
+        self.reached = {}
+        self.truncated = False
+        self.depth = 0
+
+    def ids(self):
+        return list(self.reached)
+
+
+def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_items=None):
+    """Breadth-first over relationships from ``start_ids`` (see the module docstring).
+
+    ``direction``: ``inbound`` (what depends on the start), ``outbound`` (what it depends on) or
+    ``both``; ``types``: only these relationship types; ``max_depth``: levels (None: until nothing new);
+    ``max_items``: CIs reached at most.
+    """
+    result = Walk()
+    start = list(dict.fromkeys(start_ids))
+    seen = set(start)
+    roots = {ci_id: ci_id for ci_id in start}
+    frontier = start
+    depth = 0
+    wanted = list(types) if types else None
+    while frontier and (max_depth is None or depth < max_depth):
+        depth += 1
+        relationships = sor.find_relationships(
+            targets=frontier if direction in ("inbound", "both") else None,
+            sources=frontier if direction in ("outbound", "both") else None,
+            types=wanted)
+        in_frontier = set(frontier)
+        following = []
+        for rel in sorted(relationships, key=lambda rel: (rel["source"], rel["type"], rel["target"])):
+            for here, other in _ends(rel, direction, in_frontier):
+                if other in seen:
+                    continue
+                if max_items is not None and len(result.reached) >= max_items:
+                    result.truncated = True
+                    return result
+                seen.add(other)
+                roots[other] = roots[here]
+                result.reached[other] = {"depth": depth, "from": here, "type": rel["type"], "root": roots[here]}
+                result.depth = depth
+                following.append(other)
+        frontier = following
+    if frontier and max_depth is not None and depth >= max_depth:
+        # CIs at the last level may have dependents of their own that were not followed
+        in_frontier = set(frontier)
+        more = sor.find_relationships(
+            targets=frontier if direction in ("inbound", "both") else None,
+            sources=frontier if direction in ("outbound", "both") else None, types=wanted)
+        result.truncated = any(other not in seen for rel in more for _here, other in _ends(rel, direction, in_frontier))
+    return result
+
+
+def _ends(rel, direction, frontier):
+    """``(here, other)`` pairs by which ``rel`` leads from a CI of the frontier to another CI."""
+    ends = []
+    if direction in ("inbound", "both") and rel["target"] in frontier:
+        ends.append((rel["target"], rel["source"]))
+    if direction in ("outbound", "both") and rel["source"] in frontier:
+        ends.append((rel["source"], rel["target"]))
+    return ends
+
+
+# --------------------------------------------------------------------------
+# blast radius: what depends on the hosts a play changes
+# --------------------------------------------------------------------------
+_CRITICALITY_WORDS = {"critical": 1, "very_high": 1, "high": 2, "medium": 3, "moderate": 3, "low": 4, "planning": 5}
+_LEADING_NUMBER = re.compile(r"^\s*(\d+)")
+
+
+def criticality_rank(value):
+    """A CI's criticality as a number, 1 the most critical: ``1``, ``"1 - most critical"`` (ServiceNow's
+    ``busines_criticality``), ``"high"``; None when it says nothing."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    match = _LEADING_NUMBER.match(text)
+    if match:
+        return int(match.group(1))
+    return _CRITICALITY_WORDS.get(text.lower().replace(" ", "_").replace("-", "_"))
+
+
+def _item(ci, info, names):
+    attributes = ci.get("attributes") or {}
+    return {
+        "name": ci.get("name"),
+        "ci_id": ci["ci_id"],
+        "class": ci.get("class"),
+        "environment": ci.get("environment"),
+        "status": ci.get("status"),
+        "criticality": criticality_rank(attributes.get("criticality")),
+        "criticality_label": attributes.get("criticality"),
+        "owner": attributes.get("owner"),
+        "support_group": attributes.get("support_group"),
+        "depth": info["depth"],
+        # how it depends on the play's hosts: "billing-api runs_on web01"
+        "via": "%s %s %s" % (ci.get("name"), info["type"], names.get(info["from"], info["from"])),
+        "host": names.get(info["root"], info["root"]),
+    }
+
+
+def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000):
+    """The CIs that depend on the hosts a play changes, and a summary policy conditions can test.
+
+    ``host_cis``: ``{host name: CI}`` of the targeted (and delegated) hosts. Returns
+    ``{"items": [...], "services": [...], "service_count", "names", "criticalities",
+    "highest_criticality", "environments", "owners", "host_count", "depth", "max_depth", "truncated"}``:
+    ``items`` is every CI reached (nearest first), ``services`` those not of a host class
+    (applications, services, databases...), ``hosts`` the host CIs reached (VMs of a hypervisor the
+    play changes).
+    """
+    names = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+    found = walk(sor, list(names), "inbound", types=types, max_depth=max_depth, max_items=max_items)
+    cis = sor.get_cis(found.ids()) if found.reached else {}
+    for ci_id, ci in cis.items():
+        names.setdefault(ci_id, ci.get("name"))
+    items = [_item(cis[ci_id], info, names) for ci_id, info in found.reached.items() if ci_id in cis]
+    items.sort(key=lambda item: (item["depth"], item["name"] or "", item["ci_id"]))
+    services = [item for item in items if item["class"] not in HOST_CLASSES]
+    ranks = sorted(set(item["criticality"] for item in services if item["criticality"] is not None))
+    return {
+        "items": items,
+        "services": services,
+        "service_count": len(services),
+        "names": [item["name"] for item in services],
+        "hosts": [item["name"] for item in items if item["class"] in HOST_CLASSES],
+        "host_count": sum(1 for item in items if item["class"] in HOST_CLASSES),
+        "criticalities": ranks,
+        "highest_criticality": ranks[0] if ranks else None,
+        "environments": sorted(set(item["environment"] for item in services if item["environment"])),
+        "owners": sorted(set(str(item["owner"] or item["support_group"]) for item in services
+                             if item["owner"] or item["support_group"])),
+        "depth": found.depth,
+        "max_depth": max_depth,
+        "truncated": found.truncated,
+    }
+
+
+def summary(radius, limit=50):
+    """What a decision records at its top level (the register and the review service show it)."""
+    if radius is None:
+        return None
+    shown = dict(radius)
+    shown.pop("items", None)
+    services = radius.get("services") or []
+    shown["services"] = [{key: item.get(key) for key in ("name", "class", "environment", "criticality", "owner",
+                                                         "support_group", "depth", "via")}
+                         for item in services[:limit]]
+    if len(services) > limit:
+        shown["services_not_listed"] = len(services) - limit
+    return shown
