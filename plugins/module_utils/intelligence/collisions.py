@@ -32,6 +32,7 @@ import datetime
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import describe_duration
 
 #: change request states in which an approved request's work may happen
@@ -226,3 +227,49 @@ def window_of(record):
     if not record.get("planned_start") or not record.get("planned_end"):
         return None
     return parse_time(record["planned_start"]), parse_time(record["planned_end"])
+
+
+def ahead_of_time(sor, record, policy, now, process_check=None):
+    """A change request's collisions over its own planned window, before the CAB meets.
+
+    What its affected CIs (and the CIs that depend on them) meet in ``[planned_start, planned_end)``: other
+    approved change requests, occurrences of the policy's maintenance windows (those naming inventory groups
+    cannot be matched before a play names its hosts), runs in progress when the window includes now; and,
+    separately, the freezes in force during the window. Each item carries the action the policy would take
+    for the request's type. Returns None for a request without a planned window.
+    """
+    period = window_of(record)
+    if period is None:
+        return None
+    start, end = period
+    names = sorted(set(record.get("affected_cis") or ()))
+    cis = sor.find_cis(names=names) if names else []
+    by_name = {}
+    for ci in cis:
+        by_name.setdefault(ci["name"], ci)
+    rules = policy.intelligence
+    radius = graph.blast_radius(sor, by_name, types=rules.relationship_types, max_depth=rules.max_depth,
+                                max_items=rules.max_items)
+    services = set()
+    for ci in by_name.values():
+        services.update(graph.service_names(ci))
+    context = {"hosts": names, "services": sorted(services),
+               "environments": sorted(set(ci.get("environment") for ci in by_name.values() if ci.get("environment")))}
+    scope = scope_of(context, radius)
+    items = []
+    if start <= now < end:
+        items.extend(running_runs(sor, scope["cis"], None, process_check, rules.stale_after, now))
+    items.extend(change_requests(sor, start, end, scope["cis"], record.get("number")))
+    items.extend(maintenance_windows(rules.maintenance_windows, start, end, scope))
+    change_type = record.get("type") or "normal"
+    reasons, warnings = decide(items, rules, change_type)
+    freezes = [{"name": freeze.name, "start": format_time(freeze.start), "end": format_time(freeze.end),
+                "timezone": freeze.timezone, "environments": list(freeze.environments),
+                "allowed_change_types": list(freeze.allowed_change_types), "reason": freeze.reason or None,
+                "blocks": change_type not in freeze.allowed_change_types}
+               for freeze in policy.freezes
+               if freeze.start < end and freeze.end > start and freeze.applies_to(context["environments"], [])]
+    return {"window": {"start": record.get("planned_start"), "end": record.get("planned_end"),
+                       "timezone": record.get("timezone") or "UTC"},
+            "items": items, "would_deny": reasons, "warnings": warnings, "freezes": freezes,
+            "blast_radius": graph.summary(radius)}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES, name_list
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 
 DIRECTIONS = ("inbound", "outbound", "both")
 
@@ -164,6 +165,14 @@ def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000):
         "max_depth": max_depth,
         "truncated": found.truncated,
     }
+
+
+def service_names(ci):
+    """The business services a CI names in its ``services`` attribute."""
+    try:
+        return name_list((ci.get("attributes") or {}).get("services"))
+    except ValidationError:
+        return []
 
 
 def summary(radius, limit=50):
