@@ -229,6 +229,11 @@ class SystemOfRecord(abc.ABC):
         """Incident and remediation links of change events (``run.linked`` entries' data, with ``seq``)."""
         raise NotImplementedError
 
+    def find_run_hosts(self, run_ids):
+        """``{run_id: [host, ...]}``: the hosts each of ``run_ids`` ran on."""
+        return {run_id: [row["host"] for row in (self.get_change_event(run_id) or {}).get("hosts") or ()]
+                for run_id in run_ids}
+
     def find_change_requests_in_window(self, start, end, states=None):
         """Change requests whose planned window overlaps ``[start, end)``, in one of ``states`` when given."""
         raise NotImplementedError

@@ -360,6 +360,15 @@ class IntelligenceQueries(object):
         found.sort(key=lambda link_doc: link_doc["seq"])
         return found
 
+    def find_run_hosts(self, run_ids):
+        """``{run_id: [host, ...]}``: the hosts each run ran on (its per-host counts), one query per batch."""
+        found = {}
+        for chunk in _batches(run_ids):
+            for run_id, host in self._query("SELECT run_id, host FROM run_hosts WHERE run_id IN (%s) ORDER BY run_id, host"
+                                            % _marks(chunk), tuple(chunk)):
+                found.setdefault(run_id, []).append(host)
+        return found
+
     def find_change_requests_in_window(self, start, end, states=None):
         """Change requests whose planned window overlaps ``[start, end)`` (ISO UTC), in one of ``states`` when
         given, oldest window first; full records like ``get_change_request``."""
