@@ -38,11 +38,11 @@ def run_entries(run, ci_ids):
         allowed = run["gate"] != "denied"
         context = dict({"playbook": playbook, "playbook_name": playbook.rsplit("/", 1)[-1], "roles": [],
                         "modules": ["ansible.builtin.copy"], "environments": ["production"]}, **run.get("context", {}))
-        entries.append(Entry("run.gate", run_id, {
+        entries.append(Entry("run.gate", run_id, dict({
             "run_id": run_id, "play_id": "play", "decision_id": "d-" + run_id, "allowed": allowed,
             "type": run["gate"], "reference": run.get("reference") or (run["gate"] if allowed else None),
             "reasons": [] if allowed else ["denied"], "hosts": hosts, "checked_at": at,
-            "protected_areas": run.get("protected_areas", []), "context": context}, at=at))
+            "protected_areas": run.get("protected_areas", []), "context": context}, **run.get("decision", {})), at=at))
     step = format_time(start + datetime.timedelta(seconds=1))
     for host in hosts:
         entries.append(Entry("run.result", run_id, {
