@@ -588,7 +588,7 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     record, timeout_reason = wait_and_read(ctx, number, progress)
     now = now_func()
     # each host's own CI, never an application or service CI that happens to share its name
-    host_cis = find_host_cis(ctx.sor, list(hosts) + list(play.get("delegated_hosts") or ()))
+    host_cis = find_host_cis(intelligence.CiSummaries(ctx.sor), list(hosts) + list(play.get("delegated_hosts") or ()))
     cis = list(host_cis.values())
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
     # it decides who may declare an emergency

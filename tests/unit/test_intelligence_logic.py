@@ -102,10 +102,11 @@ class Graph(object):
         self.relationships = [{"source": s, "type": k, "target": t} for s, k, t in relationships]
         self.queries = 0
 
-    def find_relationships(self, sources=None, targets=None, types=None):
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         self.queries += 1
-        return [rel for rel in self.relationships if (not types or rel["type"] in types) and (
+        found = [rel for rel in self.relationships if (not types or rel["type"] in types) and (
             (targets is not None and rel["target"] in targets) or (sources is not None and rel["source"] in sources))]
+        return [(rel["source"], rel["type"], rel["target"]) for rel in found] if as_rows else found
 
 
 def test_the_walk_is_breadth_first_cycle_safe_bounded_and_one_query_per_level():

@@ -25,6 +25,22 @@ from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.collisions import instant
 
 
+class CiSummaries(object):
+    """The two CMDB reads ``cmdb_identity.find_host_cis`` makes, answered from the CIs' indexed columns and
+    facets (``SystemOfRecord.find_ci_summaries``) instead of their whole attribute documents: what the change
+    context needs of each host's CI (name, class, environment, status, services), for a play of 10,000
+    hosts in a few milliseconds rather than a JSON parse per host."""
+
+    def __init__(self, sor):
+        self._sor = sor
+
+    def find_cis(self, names=None, **_filters):
+        return self._sor.find_ci_summaries(names=names)
+
+    def find_ci_by_identity(self, kind, value):
+        return self._sor.find_ci_by_identity(kind, value)
+
+
 def intended_type(params, record):
     """The change type a play asks for, whatever the decision: what the collision policy is looked up by."""
     if params.get("emergency"):

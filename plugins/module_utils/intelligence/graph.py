@@ -49,16 +49,22 @@ def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_it
     frontier = start
     depth = 0
     wanted = list(types) if types else None
+    inbound = direction in ("inbound", "both")
+    outbound = direction in ("outbound", "both")
     while frontier and (max_depth is None or depth < max_depth):
         depth += 1
-        relationships = sor.find_relationships(
-            targets=frontier if direction in ("inbound", "both") else None,
-            sources=frontier if direction in ("outbound", "both") else None,
-            types=wanted)
+        rows = sor.find_relationships(targets=frontier if inbound else None, sources=frontier if outbound else None,
+                                      types=wanted, as_rows=True)
+        rows.sort()  # the same walk whatever order a backend returns rows in
         in_frontier = set(frontier)
         following = []
-        for rel in sorted(relationships, key=lambda rel: (rel["source"], rel["type"], rel["target"])):
-            for here, other in _ends(rel, direction, in_frontier):
+        for source, rel_type, target in rows:
+            ends = []
+            if inbound and target in in_frontier and source not in seen:
+                ends.append((target, source))
+            if outbound and source in in_frontier and target not in seen:
+                ends.append((source, target))
+            for here, other in ends:
                 if other in seen:
                     continue
                 if max_items is not None and len(result.reached) >= max_items:
@@ -66,28 +72,19 @@ def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_it
                     return result
                 seen.add(other)
                 roots[other] = roots[here]
-                result.reached[other] = {"depth": depth, "from": here, "type": rel["type"], "root": roots[here]}
+                result.reached[other] = {"depth": depth, "from": here, "type": rel_type, "root": roots[here]}
                 result.depth = depth
                 following.append(other)
         frontier = following
     if frontier and max_depth is not None and depth >= max_depth:
-        # CIs at the last level may have dependents of their own that were not followed
+        # CIs at the last level may have relationships of their own that were not followed
         in_frontier = set(frontier)
-        more = sor.find_relationships(
-            targets=frontier if direction in ("inbound", "both") else None,
-            sources=frontier if direction in ("outbound", "both") else None, types=wanted)
-        result.truncated = any(other not in seen for rel in more for _here, other in _ends(rel, direction, in_frontier))
+        rows = sor.find_relationships(targets=frontier if inbound else None, sources=frontier if outbound else None,
+                                      types=wanted, as_rows=True)
+        result.truncated = any((inbound and target in in_frontier and source not in seen) or
+                               (outbound and source in in_frontier and target not in seen)
+                               for source, _type, target in rows)
     return result
-
-
-def _ends(rel, direction, frontier):
-    """``(here, other)`` pairs by which ``rel`` leads from a CI of the frontier to another CI."""
-    ends = []
-    if direction in ("inbound", "both") and rel["target"] in frontier:
-        ends.append((rel["target"], rel["source"]))
-    if direction in ("outbound", "both") and rel["source"] in frontier:
-        ends.append((rel["source"], rel["target"]))
-    return ends
 
 
 # --------------------------------------------------------------------------
@@ -142,7 +139,7 @@ def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000):
     """
     names = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
     found = walk(sor, list(names), "inbound", types=types, max_depth=max_depth, max_items=max_items)
-    cis = sor.get_cis(found.ids()) if found.reached else {}
+    cis = {ci["ci_id"]: ci for ci in sor.find_ci_summaries(ci_ids=found.ids())} if found.reached else {}
     for ci_id, ci in cis.items():
         names.setdefault(ci_id, ci.get("name"))
     items = [_item(cis[ci_id], info, names) for ci_id, info in found.reached.items() if ci_id in cis]

@@ -200,16 +200,34 @@ class SystemOfRecord(abc.ABC):
     # Plain-dict reads for the gate's collisions and blast radius, triage, metrics and standard change
     # candidates (module_utils/intelligence/), and for every other face (register, review service).
 
-    def find_relationships(self, sources=None, targets=None, types=None):
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` from any of ``sources`` or to any of ``targets`` (the bulk
-        form of :meth:`get_relationships`, one query per batch: a graph walk reads one level at a time)."""
+        form of :meth:`get_relationships`, one query per batch: a graph walk reads one level at a time); every
+        relationship when neither is given. ``as_rows``: ``(source, type, target)`` tuples instead of dicts."""
         found = []
+        if sources is None and targets is None:
+            found = [rel for rel in self.get_relationships() if not types or rel["type"] in types]
         for ci_ids, direction in ((sources, "outbound"), (targets, "inbound")):
             for ci_id in ci_ids or ():
                 for rel in self.get_relationships(ci_id, direction=direction):
                     if (not types or rel["type"] in types) and rel not in found:
                         found.append(rel)
+        if as_rows:
+            return [(rel["source"], rel["type"], rel["target"]) for rel in found]
         return found
+
+    def find_ci_summaries(self, names=None, ci_ids=None):
+        """CIs by name or id with only their facets as ``attributes`` (``services``, ``owner``, ``support_group``,
+        ``criticality``): a read that parses no attribute document, for plays of thousands of hosts."""
+        found = {}
+        for ci in self.find_cis(names=list(names)) if names else ():
+            found[ci["ci_id"]] = ci
+        found.update(self.get_cis(list(ci_ids)) if ci_ids else {})
+        keep = ("services", "owner", "support_group", "criticality")
+        return sorted(({"ci_id": ci["ci_id"], "name": ci.get("name"), "class": ci.get("class"), "status": ci.get("status"),
+                        "environment": ci.get("environment"),
+                        "attributes": {key: value for key, value in (ci.get("attributes") or {}).items() if key in keep}}
+                       for ci in found.values()), key=lambda ci: (ci["name"] or "", ci["ci_id"]))
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
         """Changes of CIs: ``{ci_id, run_id, host, started_at}`` (a ``ci.changed_by_run`` link with its run's
