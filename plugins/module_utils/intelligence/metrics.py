@@ -98,18 +98,33 @@ def _is_change(fact):
     return True
 
 
+def _moment(text):
+    """The ledger's own UTC form (``2026-01-05T10:00:00.000000Z``) read fast; anything else through parse_time."""
+    if text.endswith("Z") and len(text) == 27:
+        return _FROM_ISO(text[:-1]).replace(tzinfo=datetime.timezone.utc)
+    return parse_time(text)
+
+
+_FROM_ISO = datetime.datetime.fromisoformat
+
+
 class _Change(object):
-    __slots__ = ("fact", "start", "end", "cis", "failed", "why", "deployment", "restore_hours")
+    __slots__ = ("fact", "start", "end", "cis", "failed", "why", "deployment", "restore_hours", "lead")
 
     def __init__(self, fact):
         self.fact = fact
-        self.start = parse_time(fact["started_at"])
-        self.end = parse_time(fact["ended_at"]) if fact.get("ended_at") else self.start
+        self.start = _moment(fact["started_at"])
+        self.end = _moment(fact["ended_at"]) if fact.get("ended_at") else self.start
         self.cis = set()
         self.failed = fact["status"] in ("failed", "interrupted")
         self.why = [fact["status"]] if self.failed else []
         self.deployment = fact["status"] == "successful" and _authorised(fact.get("authorisation"))
         self.restore_hours = None
+        #: seconds from the commit to the start, for a deployment whose run recorded its commit
+        self.lead = None
+        if self.deployment and fact.get("commit_at"):
+            seconds = (self.start - _moment(fact["commit_at"])).total_seconds()
+            self.lead = seconds if seconds >= 0 else None
 
 
 def compute(sor, since, until, bucket="week", group_by=None, services=None, environments=None, teams=None,
@@ -228,7 +243,7 @@ def _labels(sor, changes):
     facets = {}
     for row in sor.find_ci_facets(ci_ids=sorted(ci_ids)) if ci_ids else ():
         facets.setdefault(row["ci_id"], {}).setdefault(row["facet"], []).append(row["value"])
-    named_services = {ci_id: ci["name"] for ci_id, ci in sor.get_cis(sorted(ci_ids)).items()
+    named_services = {ci["ci_id"]: ci["name"] for ci in sor.find_ci_summaries(ci_ids=sorted(ci_ids))
                       if ci.get("class") not in HOST_CLASSES} if ci_ids else {}
 
     def labels(change):
@@ -249,9 +264,7 @@ def _labels(sor, changes):
 
 def _summary(changes, days):
     deployments = [change for change in changes if change.deployment]
-    lead = [(change.start - parse_time(change.fact["commit_at"])).total_seconds() for change in deployments
-            if change.fact.get("commit_at")]
-    lead = [seconds for seconds in lead if seconds >= 0]
+    lead = [change.lead for change in deployments if change.lead is not None]
     failed = [change for change in changes if change.failed]
     restored = [change.restore_hours for change in failed if change.restore_hours is not None]
     return {
