@@ -30,6 +30,11 @@ from __future__ import annotations
 
 import datetime
 
+try:
+    import zoneinfo
+except ImportError:  # pragma: no cover - Python < 3.9; the gate runs on the controller
+    zoneinfo = None
+
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
@@ -193,9 +198,17 @@ def describe(item, local=None):
 def _when(text, tz_name, local):
     if not text:
         return "?"
-    if local is None:
-        return text
-    return local(text, tz_name)
+    return (local or local_time)(text, tz_name)
+
+
+def local_time(text, tz_name):
+    """``2026-11-23 22:00 Europe/Paris``: a recorded UTC time as the people of that window read it."""
+    try:
+        moment = parse_time(text)
+        zone = zoneinfo.ZoneInfo(tz_name or "UTC") if zoneinfo is not None else datetime.timezone.utc
+    except (ValueError, TypeError, KeyError, zoneinfo.ZoneInfoNotFoundError if zoneinfo else ValueError):
+        return str(text)
+    return "%s %s" % (moment.astimezone(zone).strftime("%Y-%m-%d %H:%M"), tz_name or "UTC")
 
 
 def decide(items, intelligence, change_type, local=None):
