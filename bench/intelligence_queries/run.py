@@ -127,7 +127,7 @@ def timed(function, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--events", type=int, default=1000000)
     parser.add_argument("--cis", type=int, default=10000)
     parser.add_argument("--repeat", type=int, default=15)
@@ -156,8 +156,8 @@ def main():
     sor.close()
     sor = open_system_of_record(config)
     rng = random.Random(7)
-    runs = ["run-%08d" % rng.randrange(args.events) for _ in range(args.repeat)]
-    anchors = [(rng.choice(app_ids), end - SPAN * rng.random()) for _ in range(args.repeat)]
+    runs = ["run-%08d" % rng.randrange(args.events) for _number in range(args.repeat)]
+    anchors = [(rng.choice(app_ids), end - SPAN * rng.random()) for _number in range(args.repeat)]
     found = []
 
     def run_triage(number):

@@ -82,8 +82,9 @@ def triage_query(ctx, options):
         datetime.datetime.now(datetime.timezone.utc)
     for key in ("max_depth", "limit"):
         if options.get(key) is not None and options[key] < (0 if key == "max_depth" else 1):
-            raise ValidationError("triage.%s must be at least %d, got %r" % (key, 0 if key == "max_depth" else 1,
-                                                                            options[key]), option="triage." + key)
+            minimum = 0 if key == "max_depth" else 1
+            raise ValidationError("triage.%s must be at least %d, got %r" % (key, minimum, options[key]),
+                                  option="triage." + key)
     return triage.triage(ctx.sor, at, ci=options.get("ci"), service=options.get("service"), window=window,
                          max_depth=options.get("max_depth", 3), limit=options.get("limit") or 20)
 

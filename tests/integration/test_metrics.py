@@ -94,8 +94,8 @@ def test_the_four_keys_on_a_seeded_history(project, open_sor):
     for name, team in (("web01", {"support_group": "web-team"}), ("db01", {"support_group": "dba-team"}),
                        ("app01", {"owner": "blog-team"})):
         key, value = next(iter(team.items()))
-        sor.append([Entry("ci.updated", ci_ids[name], {"ci_id": ci_ids[name], "changes": {key: {"from": None,
-                                                                                                  "to": value}}})])
+        changes = {key: {"from": None, "to": value}}
+        sor.append([Entry("ci.updated", ci_ids[name], {"ci_id": ci_ids[name], "changes": changes})])
     seed(sor, RUNS, ci_ids)
     project.write("metrics.yml", PLAYBOOK)
     project.run("metrics.yml")

@@ -21,7 +21,14 @@ from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 from test_metrics import RUNS
-from test_register_browser import CHROMIUM, browser, check_clean, generate_register, open_page, shot  # noqa: F401
+from test_register_browser import (  # noqa: F401 pylint: disable=unused-import
+    CHROMIUM,
+    browser,  # a fixture shared with the register's other browser tests
+    check_clean,
+    generate_register,
+    open_page,
+    shot,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

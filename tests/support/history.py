@@ -59,8 +59,8 @@ def run_entries(run, ci_ids):
         entries.append(Entry("run.finished", run_id, dict(closing, outcome=run["status"]), at=format_time(end)))
     if not run.get("check_mode"):
         for host in changed:
-            entries.append(Entry("ci.changed_by_run", ci_ids[host], {"ci_id": ci_ids[host], "run_id": run_id,
-                                                                      "host": host}, at=format_time(end)))
+            link = {"ci_id": ci_ids[host], "run_id": run_id, "host": host}
+            entries.append(Entry("ci.changed_by_run", ci_ids[host], link, at=format_time(end)))
     return entries
 
 

@@ -185,8 +185,8 @@ def find_candidates(sor, since, now, min_successes=5, in_force=None, environment
             why.append("%d of its changes failed or needed remediation (%s)" % (
                 len(failed), ", ".join("%s: %s" % (run["run_id"], "+".join(run["failure"])) for run in failed[:5])))
         if len(successes) < min_successes:
-            why.append("%d successful change%s, %d needed" % (len(successes), "" if len(successes) == 1 else "s",
-                                                             min_successes))
+            plural = "" if len(successes) == 1 else "s"
+            why.append("%d successful change%s, %d needed" % (len(successes), plural, min_successes))
         entry = {"signature": sig, "successes": len(successes), "failures": len(failed), "evidence": runs}
         covered = _already_covered(in_force, group["contexts"][-1], now)
         if covered:

@@ -182,10 +182,10 @@ def describe(item, local=None):
         what = "run %s (%s) by %s, running since %s" % (item["reference"], item.get("name") or "?", item.get("owner"),
                                                       _when(window.get("start"), "UTC", local))
     elif item["kind"] == "change_request":
+        begin = _when(window.get("start"), window.get("timezone"), local)
+        end = _when(window.get("end"), window.get("timezone"), local)
         what = "approved change request %s (%s) of %s, window %s - %s" % (
-            item["reference"], item.get("name") or "no description", item.get("owner") or "owner unknown",
-            _when(window.get("start"), window.get("timezone"), local), _when(window.get("end"),
-                                                                             window.get("timezone"), local))
+            item["reference"], item.get("name") or "no description", item.get("owner") or "owner unknown", begin, end)
     else:
         what = "maintenance window '%s'%s of %s, %s - %s" % (
             item["reference"], " (%s)" % item["name"] if item.get("name") else "",

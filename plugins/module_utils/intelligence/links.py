@@ -58,7 +58,7 @@ def change_link(ctx):
     except ValueError:
         raise ValidationError("at: %r is not an ISO 8601 time such as 2026-11-23T21:00:00Z" % params["at"],
                               option="at", value=params["at"])
-    existing = [found for found in ctx.sor.find_change_links(run_ids=[subject], link=link, target=target)]
+    existing = list(ctx.sor.find_change_links(run_ids=[subject], link=link, target=target))
     result = {"changed": not existing, "link": {"run_id": subject, "link": link, "target": target}}
     if existing:
         result["link"] = existing[-1]

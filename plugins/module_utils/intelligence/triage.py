@@ -121,8 +121,8 @@ def triage(sor, at, ci=None, service=None, window=DEFAULT_WINDOW, max_depth=DEFA
             "window_hours": round(span / 3600.0, 3), "max_depth": max_depth,
             "dependencies": [{"ci": names.get(ci_id), "ci_id": ci_id, "class": (cis.get(ci_id) or {}).get("class"),
                               "depth": depth, "path": paths.get(ci_id)}
-                             for ci_id, depth in sorted(depths.items(), key=lambda item: (item[1], names.get(item[0])
-                                                                                           or ""))][:MAX_LISTED],
+                             for ci_id, depth in sorted(depths.items(),
+                                                        key=lambda item: (item[1], names.get(item[0]) or ""))][:MAX_LISTED],
             "dependency_count": len(depths), "walk_truncated": found.truncated,
             "change_count": len(ranked), "changes": shown}
 
