@@ -179,8 +179,9 @@ def describe(item, local=None):
     """One line for a collision: what, whose, when."""
     window = item.get("window") or {}
     if item["kind"] == "running_run":
-        what = "run %s (%s) by %s, running since %s" % (item["reference"], item.get("name") or "?", item.get("owner"),
-                                                      _when(window.get("start"), "UTC", local))
+        since = _when(window.get("start"), "UTC", local)
+        what = "run %s (%s) by %s, running since %s" % (
+            item["reference"], item.get("name") or "?", item.get("owner"), since)
     elif item["kind"] == "change_request":
         begin = _when(window.get("start"), window.get("timezone"), local)
         end = _when(window.get("end"), window.get("timezone"), local)
