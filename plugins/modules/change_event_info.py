@@ -80,7 +80,8 @@ options:
       - "What changed before this incident? Instead of listing events, return RV(triage): the changes that started
         in the O(triage.window) before O(triage.at) and touched the CI or service, its hosts, or anything it depends
         on (the CMDB's relationships followed outbound), ranked by proximity in time and in the dependency graph,
-        with what each changed (tasks, files, packages). See C(docs/metrics.md) in the collection."
+        with what each changed (tasks, files, packages). For example C(triage: {service: billing, at: 2026-11-24T02:10:00Z,
+        window: 24h}). See C(docs/metrics.md) in the collection."
     type: dict
     suboptions:
       ci:
@@ -133,14 +134,6 @@ EXAMPLES = r"""
     include_results: true
     verify: true
   register: run
-
-- name: What changed in the 24 hours before the billing incident?
-  changeops.itsm.change_event_info:
-    triage:
-      service: billing
-      at: "2026-11-24T02:10:00Z"
-      window: 24h
-  register: suspects
 """
 
 RETURN = r"""
