@@ -145,6 +145,30 @@ def backend_option_sources(name, params=None, environ=None, ini=None, ini_origin
     return sources
 
 
+def path_from_ini(value, config_file):
+    """A path option read from ``config_file``: ``~`` and ``$VARS`` expanded, a relative one taken from that
+    file's folder (as Ansible reads the paths of its own configuration and the backend options above)."""
+    value = os.path.expandvars(os.path.expanduser(str(value)))
+    base_dir = config_file_dir(config_file)
+    if base_dir and value and not os.path.isabs(value):
+        value = os.path.normpath(os.path.join(base_dir, value))
+    return value
+
+
+def read_ini_sections(config_file, names):
+    """The named sections of an ansible.cfg as dicts, in the order given ({} for a missing one)."""
+    if not config_file or not os.path.exists(config_file):
+        return [{} for _name in names]
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    try:
+        parser.read(config_file)
+    except configparser.Error as exc:
+        raise ConfigurationError("%s: cannot parse: %s" % (config_file, exc))
+    return [dict(parser.items(name)) if parser.has_section(name) else {} for name in names]
+
+
 def resolve_backend_config(params=None, environ=None, ini=None, ini_origin="ansible.cfg"):
     """Resolve every backend option by precedence; returns a plain dict.
 

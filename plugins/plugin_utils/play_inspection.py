@@ -38,6 +38,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas imp
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
     RECORD_ONLY_ACTION_PREFIX,
 )
+from ansible_collections.changeops.itsm.plugins.plugin_utils.task_compat import registered_names
 
 try:
     import jinja2
@@ -227,7 +228,10 @@ def _read_only(task):
     and the change event agree. One false condition is enough, as ``changed_when`` conditions
     must all hold.
     """
-    for condition in getattr(task, "changed_when", None) or ():
+    conditions = getattr(task, "changed_when", None)
+    if not isinstance(conditions, (list, tuple)):
+        conditions = [conditions]  # ansible-core 2.21 keeps a single condition as written, not in a list
+    for condition in conditions:
         if condition is False or (isinstance(condition, str) and condition.strip().lower() == "false"):
             return True
     return False
@@ -518,9 +522,8 @@ class _Mutations(object):
 
     def task(self, task, short, where):
         args = task.args or {}
-        register = getattr(task, "register", None)
-        if register:
-            self.add(register, "%s registers %s" % (where, register))
+        for name in registered_names(task):
+            self.add(name, "%s registers %s" % (where, name))
         why = "%s %s sets it" % (where, short)
         if short == "set_fact":
             for key in args:

@@ -14,6 +14,7 @@ import subprocess
 import tarfile
 
 import pytest
+import yaml
 
 from support.project import REPO_ROOT, VENV_BIN
 
@@ -74,7 +75,9 @@ def test_the_built_tarball_installs_and_documents_the_recorder(tmp_path):
         for probe in probes:
             os.unlink(probe)
     [tarball] = list(built.iterdir())
-    assert tarball.name == "changeops-itsm-0.1.0.tar.gz"
+    with open(os.path.join(REPO_ROOT, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    assert tarball.name == "changeops-itsm-%s.tar.gz" % version
     with tarfile.open(str(tarball)) as archive:
         paths = [member.name.lstrip("./") for member in archive.getmembers()]
     missing = [path for path in REQUIRED if path not in paths]

@@ -158,7 +158,8 @@ def test_the_status_filter_and_field_share_one_name_and_outcome_still_works(quie
                   - by_status.change_events | selectattr('outcome', 'defined') | list == []
                   - by_outcome.change_events | map(attribute='run_id') | list == ['r-week']
         """)
-    completed = quiet_project.run("status.yml", env={"ANSIBLE_DEPRECATION_WARNINGS": "True"})
+    completed = quiet_project.run("status.yml", env={"ANSIBLE_DEPRECATION_WARNINGS": "True"},
+                                  deprecations_expected=True)
     assert "Alias 'outcome' is deprecated" in completed.stdout, completed.stdout
 
 

@@ -2,8 +2,8 @@
 """An existing ledger keeps working after the upgrade, and its first published policy is a recorded change.
 
 The ledger is left as a version before published policies left it: schema 3 (no ``policies``
-table), a change request approved with a free-text ``approver`` and no identities, a gate decision
-without a policy state. Opening it applies schema migration 4; the ledger still verifies; the
+table, no entry format 2), a change request approved with a free-text ``approver`` and no
+identities, a gate decision without a policy state. Opening it applies schema migrations 4 to 6; the ledger still verifies; the
 gate keeps deciding from the configured file (``policy: unpublished``) and the old approval still
 authorises its play; publishing the first policy is a ledger entry like any change, after which the
 gate decides under it, and a policy that names approver groups no longer counts an approval that
@@ -17,6 +17,7 @@ import os
 import pytest
 
 from support.change_requests import add_ci, gate_entries, iso
+from support.schema_history import roll_back
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
@@ -68,19 +69,18 @@ def legacy_request():
 
 
 def as_schema_3(sor):
-    """The store as schema 3 left it: no policies table, migration 4 not applied."""
+    """The store as schema 3 left it: no policies table, no entry format 2, migrations 4 to 6 not applied."""
     with sor._write_transaction() as cursor:
-        for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(3)):
-            cursor.execute("DROP TABLE %s" % table)
-        cursor.execute("DELETE FROM schema_migrations WHERE version > 3")
+        roll_back(cursor, 3)
     sor.close()
 
 
 def test_an_existing_ledger_keeps_working_and_its_first_published_policy_is_a_recorded_change(project, open_sor):
     sor = open_sor()
-    add_ci(sor, "web01", environment="test")
+    # sealed as schema 3 sealed them (entry format 1)
+    add_ci(sor, "web01", environment="test", entry_format=1)
     sor.append([Entry("change_request.created", "CHG0000001", {"record": legacy_request(), "base_version": 0},
-                      actor="ops@controller")])
+                      actor="ops@controller", format=1)])
     as_schema_3(sor)
 
     project.write_inventory(["web01"], group="web")

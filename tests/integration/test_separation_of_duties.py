@@ -9,8 +9,10 @@ shared controller. Before this, ``approver:`` was free text anyone could type: t
 approved their own request, anyone approved, in any state, and ran the play they alone approved.
 
 Needs root (to create the accounts), as CI runs. The accounts cannot read root's home, where
-pyenv's Python may live, so they run Debian's /usr/bin/python3 (the same minor version) with the
-test virtual environment's site-packages on its path.
+pyenv's Python may live, so they run Debian's /usr/bin/python3.X of the same minor version when
+there is one, else the test interpreter's own installation bind-mounted read-only at a path they
+can reach (Debian 12 has no 3.13, the main line's Python), with the test virtual environment's
+site-packages on its path.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ CAB = "chgops-cab"
 LEDGER_GROUP = "chgops-ledger"
 ACCOUNTS = {"chgops-alice": [CAB], "chgops-bob": [CAB], "chgops-carol": []}
 SYSTEM_PYTHON = "/usr/bin/python%d.%d" % sys.version_info[:2]
+PYTHON_NAME = "python%d.%d" % sys.version_info[:2]
 
 POLICY = """
 approver_groups:
@@ -103,8 +106,6 @@ def accounts():
     """The three accounts and their groups, removed afterwards (and refreshed if a killed run left them)."""
     if os.geteuid() != 0:
         pytest.fail("separation-of-duties tests create OS accounts: run them as root (CI does)")
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        pytest.fail("%s is needed to run ansible-playbook as the test accounts" % SYSTEM_PYTHON)
     for group in (CAB, LEDGER_GROUP):
         if not _exists(grp.getgrnam, group):
             _run(["groupadd", group])
@@ -123,6 +124,34 @@ def accounts():
         subprocess.run(["groupdel", group], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+@pytest.fixture(scope="module")
+def account_python():
+    """An interpreter of the test's Python version that the accounts may run.
+
+    Debian's own when it has this version; otherwise the installation the test venv was made from
+    (``sys.base_prefix``, e.g. pyenv's under root's home) bind-mounted read-only below a directory
+    anyone may enter, and unmounted afterwards.
+    """
+    if os.access(SYSTEM_PYTHON, os.X_OK):
+        yield SYSTEM_PYTHON
+        return
+    base = os.path.realpath(sys.base_prefix)
+    if not os.access(os.path.join(base, "bin", PYTHON_NAME), os.X_OK):
+        pytest.fail("neither %s nor %s/bin/%s exists to run ansible-playbook as the test accounts"
+                    % (SYSTEM_PYTHON, base, PYTHON_NAME))
+    mount_root = tempfile.mkdtemp(prefix="changeops-sod-python-", dir="/tmp")
+    os.chmod(mount_root, 0o755)
+    target = os.path.join(mount_root, "base")
+    os.mkdir(target)
+    _run(["mount", "--bind", base, target])
+    try:
+        _run(["mount", "-o", "remount,bind,ro", target])
+        yield os.path.join(target, "bin", PYTHON_NAME)
+    finally:
+        subprocess.run(["umount", target], check=False)
+        shutil.rmtree(mount_root, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _group_writable():
     """Files root creates in the shared directory (the ledger's -wal and -shm) stay writable by the group."""
@@ -136,8 +165,10 @@ def _group_writable():
 class SharedController(object):
     """One controller, one ledger, several people: a project and a ledger their group may write."""
 
-    def __init__(self, root):
+    def __init__(self, root, python):
         self.root = root
+        # a bind-mounted build of Python finds its libpython through its own lib/ (its RPATH names root's home)
+        self.library_path = None if python == SYSTEM_PYTHON else os.path.join(os.path.dirname(os.path.dirname(python)), "lib")
         self.ledger = os.path.join(root, "ledger.sqlite")
         self.python = os.path.join(root, "python", "bin", "python")
         ledger_gid = grp.getgrnam(LEDGER_GROUP).gr_gid
@@ -147,7 +178,7 @@ class SharedController(object):
             os.chmod(directory, 0o2775)  # setgid: what anyone creates belongs to the ledger group
         with _group_writable():
             # Debian's Python with the test venv's packages: the accounts cannot enter root's pyenv
-            subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--without-pip", os.path.join(root, "python")], check=True)
+            subprocess.run([python, "-m", "venv", "--without-pip", os.path.join(root, "python")], check=True)
             site = subprocess.run([self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                   check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout.strip()
             venv_site = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -203,6 +234,8 @@ class SharedController(object):
             "ANSIBLE_DEPRECATION_WARNINGS": "False", "CHANGEOPS_BACKEND": "sqlite",
             "CHANGEOPS_SQLITE_PATH": self.ledger, "PYTHONUNBUFFERED": "1",
         }
+        if self.library_path:
+            env["LD_LIBRARY_PATH"] = self.library_path
         command = ["runuser", "-u", account, "--", "env", "-i"] + ["%s=%s" % item for item in sorted(env.items())] + [
             "sh", "-c", 'umask 002 && exec "$@"', "sh", self.python, "-m", "ansible.cli.playbook", playbook]
         if extra:
@@ -216,11 +249,11 @@ class SharedController(object):
 
 
 @pytest.fixture
-def controller(accounts):
+def controller(accounts, account_python):
     ensure_collection_tree()
     root = tempfile.mkdtemp(prefix="changeops-sod-", dir="/tmp")
     os.chmod(root, 0o755)
-    shared = SharedController(root)
+    shared = SharedController(root, account_python)
     # root, the controller's administrator, publishes the policy that names the CAB
     with shared.sor() as sor:
         params = {"src": os.path.join(root, "policy.yml"), "change_request": None, "comment": "the CAB approves"}

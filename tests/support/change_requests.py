@@ -25,7 +25,7 @@ def iso(delta=datetime.timedelta(0), **kwargs):
     return format_time(utc_now() + delta + datetime.timedelta(**kwargs))
 
 
-def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None):
+def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None, entry_format=2):
     ci_id = uuid.uuid4().hex
     attributes = {"name": name, "class": ci_class, "status": "operational"}
     if environment:
@@ -33,7 +33,8 @@ def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service
     if service:
         # where register_host and configuration_item keep them
         attributes["services"] = [service]
-    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": attributes, "identities": {}})])
+    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": attributes, "identities": {}},
+                      format=entry_format)])
     return ci_id
 
 

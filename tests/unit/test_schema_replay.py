@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import pytest
 
+from support.schema_history import roll_back
+
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 
 
 def ci_created(ci_id, name, environment):
+    # entries as the older version sealed them (format 1: it had no payload commitments)
     return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "server",
                                                                       "environment": environment},
-                                       "identities": {}})
+                                       "identities": {}}, format=1)
 
 
 def as_written_by_an_older_version(sor, statements):
@@ -27,10 +30,8 @@ def as_written_by_an_older_version(sor, statements):
     with sor._write_transaction() as cursor:
         for statement in statements:
             cursor.execute(statement)
-        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % replay)
-        # and without the tables of the migrations after the replay, which the upgrade creates again
-        for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(replay)):
-            cursor.execute("DROP TABLE %s" % table)
+        # and without the migrations from the replay on, which the upgrade applies again
+        roll_back(cursor, replay - 1)
     sor.close()
 
 
@@ -71,12 +72,12 @@ def test_runs_classified_before_the_one_definition_of_a_change_are_replayed(open
     sor = open_sor()
     run = "run-cmdb"
     sor.append([
-        Entry("run.started", run, {"run_id": run, "check_mode": False}),
+        Entry("run.started", run, {"run_id": run, "check_mode": False}, format=1),
         Entry("run.result", run, {"run_id": run, "play_id": "p", "host": "localhost", "item": None,
                                   "status": "changed", "changed": True,
                                   "task": {"uuid": "t1", "name": "register", "action": "changeops.itsm.register_host",
-                                           "check_mode": False}}),
-        Entry("run.finished", run, {"run_id": run, "outcome": "successful"})])
+                                           "check_mode": False}}, format=1),
+        Entry("run.finished", run, {"run_id": run, "outcome": "successful"}, format=1)])
     assert sor.get_change_event(run)["authorisation"] == "record-only"
     as_written_by_an_older_version(sor, [
         "UPDATE change_events SET authorisation = 'no-change', changed_host_count = 1 WHERE run_id = 'run-cmdb'"])

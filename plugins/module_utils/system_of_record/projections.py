@@ -31,6 +31,17 @@ PROJECTORS = {}
 #: (``intelligence.py``), which a replay inside a migration older than them leaves alone
 FOLLOWERS = intelligence.FOLLOWERS
 
+#: Kinds whose projector copies the entry's data verbatim (``entry.data_json()``) into one row keyed by
+#: its seq, with the data members other columns or tables are derived from. Redacting any other member
+#: only has to rewrite that row's ``doc`` (``SqlSystemOfRecord.redact_entry``); otherwise the tables are
+#: rebuilt from the ledger. Keep this in step with the projectors below.
+VERBATIM_DOCS = {
+    "run.result": ("task_results", {"run_id", "play_id", "task", "host", "item", "status", "changed",
+                                    "started_at", "duration_ms"}),
+    "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
+    "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+}
+
 
 def projects(*kinds):
     def register(function):
@@ -524,6 +535,16 @@ def _policy_published(db, entry):
         "INSERT INTO policies (version, sha256, published_at, publisher, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
         (data["version"], data["sha256"], data.get("published_at", entry.at), publisher.get("name") or entry.actor or "",
          entry.data_json(), entry.seq))
+
+
+# --------------------------------------------------------------------------
+# the ledger's own bookkeeping
+# --------------------------------------------------------------------------
+@projects("ledger.checkpoint", "ledger.redacted")
+def _ledger_bookkeeping(db, entry):
+    """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the
+    ledger itself by ``ledger_verify`` and the witness feed: no query table holds them."""
+    del db, entry
 
 
 # entry kinds the change intelligence tables introduce (``run.linked``)

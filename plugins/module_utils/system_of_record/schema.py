@@ -187,11 +187,26 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX policies_sha256 ON policies (sha256)",
     ]),
-    # Change intelligence (issue 18): what changed each CI and when (triage, metrics), the CI attributes that
-    # group changes (services, team, criticality), a narrow row per change event for metrics (with the git
+    # Entry format 2 (ledger.py, commitments.py): the hash covers salted per-field commitments, so a
+    # leaked field can be redacted without breaking the chain. Rows written before keep format 1 and
+    # their hashes; salt/payload_root/redactions stay NULL until a field of theirs is redacted.
+    # witness_cursors: how far each witness of the chain's checkpoints was fed (not a projection).
+    (6, "salted per-field payload commitments, redactions, witness cursors", [
+        "ALTER TABLE ledger ADD COLUMN entry_format {int} NOT NULL DEFAULT 1",
+        "ALTER TABLE ledger ADD COLUMN salt TEXT",
+        "ALTER TABLE ledger ADD COLUMN payload_root TEXT",
+        "ALTER TABLE ledger ADD COLUMN redactions TEXT",
+        """CREATE TABLE witness_cursors (
+            witness TEXT PRIMARY KEY,
+            seq {int} NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ]),
+    # Change intelligence (issue 18; numbered 12 by the integrator, 7-11 belong to other branches): what changed
+    # each CI and when (triage, metrics), the CI attributes that group changes (services, team, criticality), a narrow row per change event for metrics (with the git
     # commit time of the playbook tree, for lead time), incident and remediation links, and the planned window
     # of change requests as columns (collisions read only the requests whose window overlaps).
-    (6, INTELLIGENCE_MIGRATION, [
+    (12, INTELLIGENCE_MIGRATION, [
         """CREATE TABLE ci_changes (
             ci_id TEXT NOT NULL,
             run_id TEXT NOT NULL,
