@@ -50,7 +50,7 @@ BUDGET_MS = 200.0
 SPAN = datetime.timedelta(days=730)
 
 
-def seed(sor, events, cis, end, batch=2000, progress=True):
+def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
     rng = random.Random(18)
     hosts = max(1, cis * 9 // 10)
     apps = max(1, cis - hosts)
@@ -82,8 +82,8 @@ def seed(sor, events, cis, end, batch=2000, progress=True):
                                                                       "target": target}))
         flush()
     flush(True)
-    start = end - SPAN
-    step = SPAN / max(events, 1)
+    start = end - span
+    step = span / max(events, 1)
     begun = time.monotonic()
     for number in range(events):
         run_id = "run-%08d" % number
@@ -133,8 +133,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--dsn")
-    parser.add_argument("--reuse", help="an SQLite ledger seeded by an earlier run (kept with --keep)")
+    parser.add_argument("--reuse", help="an SQLite ledger seeded by an earlier run (kept with --keep), seeded here and "
+                                        "kept when the file does not exist yet")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--span-days", type=float, default=SPAN.days,
+                        help="the history's span: fewer events over a shorter span keep the full size's changes per "
+                             "30 days (--events 100000 --span-days 73 is 1,000,000 over two years' density)")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-intelligence-")
     end = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
@@ -146,18 +150,20 @@ def main():
         config = {"backend": "sqlite", "sqlite_path": args.reuse or os.path.join(root, "ledger.sqlite"),
                   "busy_timeout": 60}
     print("load average at start: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
+    seeded_before = bool(args.reuse) and os.path.exists(args.reuse)
     sor = open_system_of_record(config)
-    if args.reuse:
+    if seeded_before:
         app_ids = [ci["ci_id"] for ci in sor.find_cis(ci_class="application")]
     else:
         begun = time.monotonic()
-        app_ids = seed(sor, args.events, args.cis, end)
+        app_ids = seed(sor, args.events, args.cis, end, span=datetime.timedelta(days=args.span_days))
         print("seeded %d change events and %d CIs in %.0f s" % (args.events, args.cis, time.monotonic() - begun))
     sor.close()
     sor = open_system_of_record(config)
     rng = random.Random(7)
     runs = ["run-%08d" % rng.randrange(args.events) for _number in range(args.repeat)]
-    anchors = [(rng.choice(app_ids), end - SPAN * rng.random()) for _number in range(args.repeat)]
+    anchors = [(rng.choice(app_ids), end - datetime.timedelta(days=args.span_days) * rng.random())
+               for _number in range(args.repeat)]
     found = []
 
     def run_triage(number):
