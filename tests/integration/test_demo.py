@@ -46,7 +46,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 14, [event["playbook"] for event in events]  # seven playbooks, twice
+        assert len(events) == 16, [event["playbook"] for event in events]  # eight playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -108,3 +108,9 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     inventory_step = first.split("==== 5/7", 1)[1].split("==== 6/7", 1)[0]
     assert "cmdb_services:\n- demo-web\n" in inventory_step, inventory_step
     assert "cmdb_environment: demo\n" in inventory_step, inventory_step
+    # the change intelligence step: the last gate's blast radius, a request's collisions, triage, the DORA
+    # keys and the earned standard change proposed (never published by the demo)
+    intelligence_step = first.split("==== change intelligence", 1)[1].split("==== 6/7", 1)[0]
+    for shown in ("blast radius: [", "collisions: [", " service(s))", "deployments: ", "change failure rate: ",
+                  " change(s))", "standard change candidate", "earned-normal-change-demo"):
+        assert shown in intelligence_step, (shown, intelligence_step)
