@@ -203,9 +203,10 @@ MIGRATIONS = [
         )""",
     ]),
     # Change intelligence (issue 18; numbered 12 by the integrator, 7-11 belong to other branches): what changed
-    # each CI and when (triage, metrics), the CI attributes that group changes (services, team, criticality), a narrow row per change event for metrics (with the git
-    # commit time of the playbook tree, for lead time), incident and remediation links, and the planned window
-    # of change requests as columns (collisions read only the requests whose window overlaps).
+    # each CI and when (triage, metrics), the CI attributes that group changes (services, team, criticality), a
+    # narrow row per change event for metrics (with the git commit time of the playbook tree, for lead time),
+    # incident and remediation links, and the planned window of change requests as columns (collisions read only
+    # the requests whose window overlaps).
     (12, INTELLIGENCE_MIGRATION, [
         """CREATE TABLE ci_changes (
             ci_id TEXT NOT NULL,
