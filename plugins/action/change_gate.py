@@ -25,6 +25,7 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
     open_controller_system_of_record,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import processes, runinfo
 
 
 def resolve_policy_path(params, playbook_dir=None):
@@ -60,6 +61,14 @@ def run_playbook(play_obj):
         playbooks = ansible_context.CLIARGS.get("args") or ()
         path = playbooks[0] if playbooks else ""
     return os.path.abspath(path) if path else None
+
+
+def run_process_check(event):
+    """Whether a ``running`` change event's process still runs: the recorder's own dead-run check (pid and
+    process identity) for a run of this controller; None (cannot tell here) for one of another controller."""
+    if event.get("controller") != runinfo.controller_name():
+        return None
+    return not processes.run_process_is_gone(event.get("pid"), event.get("pid_identity"))
 
 
 def _host_groups(hosts, task_vars):
@@ -138,7 +147,8 @@ class ActionModule(SystemOfRecordAction):
                 warn=self._display.warning, display=self._display, policy_path=runner_policy)
             outcome = change_gate.run_gate(
                 context, choice.in_force.policy, play, hosts, _host_groups(hosts, task_vars), play_id,
-                self._task._uuid, now_func=self._now, progress=self._display.display, policy_choice=choice)
+                self._task._uuid, now_func=self._now, progress=self._display.display, policy_choice=choice,
+                process_check=run_process_check)
         except ChangeopsError as exc:
             # Fail closed: whatever kept us from reading or recording, the answer is no.
             outcome = change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, check_mode)

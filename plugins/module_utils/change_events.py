@@ -31,6 +31,15 @@ CHANGE_EVENT_INFO_SPEC = dict(
     limit=dict(type="int", default=50),
     include_results=dict(type="bool", default=False),
     verify=dict(type="bool", default=False),
+    # "what changed before this incident?" (intelligence/triage.py)
+    triage=dict(type="dict", options=dict(
+        ci=dict(type="str"),
+        service=dict(type="str"),
+        at=dict(type="str"),
+        window=dict(type="str", default="24h"),
+        max_depth=dict(type="int", default=3),
+        limit=dict(type="int", default=20),
+    )),
 )
 
 LEDGER_VERIFY_SPEC = dict(
@@ -80,9 +89,31 @@ def parse_moment(option, value, now=None):
             % (option, value), option=option, value=value)
 
 
+def triage_query(ctx, options):
+    """``change_event_info``'s ``triage``: the ranked changes before an incident (see ``intelligence/triage.py``)."""
+    # imported here: triage reads the CMDB module, which this module's other callers do not need
+    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import triage
+    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
+    window = parse_duration(options.get("window") or "24h")
+    if window is None:
+        raise ValidationError("triage.window: %r is not a duration such as 24h, 90m or 7d" % options.get("window"),
+                              option="triage.window", value=options.get("window"))
+    at = parse_time(parse_moment("triage.at", options.get("at"))) if options.get("at") else \
+        datetime.datetime.now(datetime.timezone.utc)
+    for key in ("max_depth", "limit"):
+        if options.get(key) is not None and options[key] < (0 if key == "max_depth" else 1):
+            minimum = 0 if key == "max_depth" else 1
+            raise ValidationError("triage.%s must be at least %d, got %r" % (key, minimum, options[key]),
+                                  option="triage." + key)
+    return triage.triage(ctx.sor, at, ci=options.get("ci"), service=options.get("service"), window=window,
+                         max_depth=options.get("max_depth", 3), limit=options.get("limit") or 20)
+
+
 def query_change_events(ctx):
     params = ctx.params
     sor = ctx.sor
+    if params.get("triage"):
+        return {"changed": False, "triage": triage_query(ctx, params["triage"])}
     if params.get("limit") is not None and params["limit"] < 1:
         raise ValidationError("limit must be at least 1, got %r" % params["limit"])
     if params.get("run_id"):

@@ -29,6 +29,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity impor
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.authority import authority_for
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import instance_argument_spec
@@ -225,8 +226,9 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
 
 
 def context_summary(context):
-    """What the ledger keeps of the context: everything but the per-host lists (the decision has ``hosts``)."""
-    return {key: value for key, value in context.items() if key not in ("cis", "hosts")}
+    """What the ledger keeps of the context: everything but the per-host lists (the decision has ``hosts``)
+    and the blast radius (the decision has its summary)."""
+    return {key: value for key, value in context.items() if key not in ("cis", "hosts", "blast_radius")}
 
 
 # --------------------------------------------------------------------------
@@ -501,6 +503,10 @@ def decision_message(decision, play_name):
         text = "%s authorised as a %s change (%s)%s" % (label, decision["type"], decision["reference"], note)
         if decision.get("review_required"):
             text += "; flagged for retrospective review"
+        warnings = decision.get("warnings") or []
+        if warnings:
+            # collisions the policy lets through with a warning (intelligence/collisions.py): recorded and said
+            text += "; %d warning%s: %s" % (len(warnings), "" if len(warnings) == 1 else "s", "; ".join(warnings))
         return text
     return "change gate denied %s%s: %s" % (label, note, "; ".join(decision["reasons"]))
 
@@ -599,13 +605,14 @@ def policy_note(decision):
 
 
 def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func=None, progress=None,
-             policy_choice=None):
+             policy_choice=None, process_check=None):
     """Decide, record the ``run.gate`` entry and return the task result.
 
     ``ctx.sor`` must be open; reading errors propagate as ``ChangeopsError``
     for the caller to turn into a fail-closed denial. ``policy_choice``
     (``policy_store.GatePolicy``) says where ``policy`` comes from, and carries a
-    refusal of the runner's policy file or a draft to evaluate beside it.
+    refusal of the runner's policy file or a draft to evaluate beside it. ``process_check(event)`` says whether
+    a run of this controller still runs (collisions with runs in progress; see ``intelligence/collisions.py``).
     """
     params = ctx.params
     now_func = now_func or (lambda: datetime.datetime.now(datetime.timezone.utc))
@@ -626,7 +633,8 @@ def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid
     record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
     now = now_func()
     # each host's own CI, never an application or service CI that happens to share its name
-    cis = list(find_host_cis(ctx.sor, list(hosts) + list(play.get("delegated_hosts") or ())).values())
+    host_cis = find_host_cis(intelligence.CiSummaries(ctx.sor), list(hosts) + list(play.get("delegated_hosts") or ()))
+    cis = list(host_cis.values())
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
     # it decides who may declare an emergency
     user = ctx.actor.split("@", 1)[0]
@@ -635,11 +643,16 @@ def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid
     if claimed:
         context["claimed_user"] = claimed
     runner = ctx.identity
+    # blast radius into the context (template conditions test it), collisions into each decision
+    insight = intelligence.GateIntelligence(ctx.sor, policy, context, host_cis, now, run_id=ctx.run_id,
+                                            change_request=number, process_check=process_check, local=_local)
+    change_type = intelligence.intended_type(params, record)
 
     def decide_under(chosen):
-        return decide(chosen, context, now, change_request=number, record=record,
-                      emergency=params.get("emergency"), justification=params.get("justification"),
-                      standard_template=params.get("standard_template"), user=user, runner=runner)
+        decision = decide(chosen, context, now, change_request=number, record=record,
+                          emergency=params.get("emergency"), justification=params.get("justification"),
+                          standard_template=params.get("standard_template"), user=user, runner=runner)
+        return insight.apply(decision, chosen, change_type)
 
     decision = decide_under(policy)
     decision["identities"] = identities(runner, record, emergency=params.get("emergency"))

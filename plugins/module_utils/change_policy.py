@@ -49,6 +49,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules
     parse_rules,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import MissingDependency, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.policy import (
+    TOP_KEYS as INTELLIGENCE_KEYS,
+    IntelligencePolicy,
+    parse_intelligence,
+)
 # the built-in areas are a data catalogue of their own (re-exported: callers and docs tests read them here)
 from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas import (  # noqa: F401
     AREA_LISTS,
@@ -379,7 +384,7 @@ class Policy(object):
     servicenow = {"local_fallback": False, "fallback_max_age": 60}
 
     def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states,
-                 authorisation=None, disabled_areas=(), document=None):
+                 authorisation=None, disabled_areas=(), document=None, intelligence=None):
         self.origin = origin
         self.digest = digest
         self.templates = templates
@@ -389,6 +394,8 @@ class Policy(object):
         self.normal_states = normal_states
         #: approver groups, approval/publishing/review rules (authorisation/rules.py)
         self.authorisation = authorisation or AuthorisationRules()
+        #: collisions, blast radius and maintenance windows (intelligence/policy.py)
+        self.intelligence = intelligence or IntelligencePolicy()
         #: built-in protected areas the policy switched off by name
         self.disabled_areas = list(disabled_areas)
         # the validated document (plain data on first use: only a publication and its summary need it)
@@ -417,7 +424,7 @@ class Policy(object):
 
 
 TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "disabled_protected_areas",
-            "freezes", "emergency", "normal") + RULE_KEYS
+            "freezes", "emergency", "normal") + RULE_KEYS + INTELLIGENCE_KEYS
 #: what the gate cannot see in advance: (context field, template key that accepts it, wording, how to avoid it)
 BLIND_SPOTS = (
     ("dynamic_includes", "allow_dynamic_includes", "the gate cannot see what %s will run",
@@ -595,9 +602,10 @@ def parse_policy(document, origin, digest=None):
                                                        line(raw_servicenow, "fallback_max_age"), minimum=1)
 
     authorisation = parse_rules(check, document, _Mapping)
+    intelligence = parse_intelligence(check, document, _Mapping)
     policy = Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
                     emergency, normal_states, authorisation=authorisation, disabled_areas=disabled,
-                    document=document)
+                    document=document, intelligence=intelligence)
     policy.servicenow = servicenow
     return policy
 

@@ -40,6 +40,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     Refused,
     ValidationError,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import register as insights
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
 #: bump when the shape of the register data changes (the page checks it)
@@ -323,6 +324,8 @@ def build_register(sor, since=None, until=None, verify_chain=True, title="Change
 
     chunks = [{run["run_id"]: run for run in details[start:start + CHUNK_SIZE]}
               for start in range(0, len(details), CHUNK_SIZE)]
+    # the Insights page: DORA metrics with trends, and the data its triage form walks
+    page_insights = insights.build(sor, since, until, rows, now=now)
     # The page shows query-table rows, not ledger entries: only comparing the
     # two proves that what reviewers read is what the chain says.
     verification = sor.verify(projections=check_projections).to_dict() if verify_chain else None
@@ -342,6 +345,7 @@ def build_register(sor, since=None, until=None, verify_chain=True, title="Change
             key=lambda row: (_review_priority(row), _descending(row["started_at"])))],
         "cis": _ci_summaries(cis, ci_history, ci_runs),
         "chunks": chunks,
+        "insights": page_insights,
     }
 
 
@@ -443,6 +447,10 @@ def _gate(gate, plays):
         "protected_areas": gate.get("protected_areas") or [],
         "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
         "review_required": gate.get("review_required"),
+        # change intelligence: what depends on the hosts, and other work at the same time (issue 18)
+        "blast_radius": insights.gate_blast_radius(gate.get("blast_radius")),
+        "collisions": insights.gate_collisions(gate.get("collisions")),
+        "warnings": [_as_text(warning) for warning in gate.get("warnings") or []],
     }
 
 

@@ -187,6 +187,7 @@ CHANGE_REQUEST_INFO_SPEC = dict(
     type=dict(type="list", elements="str", choices=list(TYPES)),
     ci=dict(type="str"),
     limit=dict(type="int", default=50),
+    collisions=dict(type="bool", default=False),
 )
 
 #: plain fields copied from the arguments when given
@@ -491,8 +492,15 @@ def query_change_requests(ctx):
         states = [normalise_state(s) for s in params.get("state") or []] or None
         records = ctx.sor.find_change_requests(state=states, change_type=params.get("type") or None,
                                                ci_id=params.get("ci"), limit=params.get("limit"))
+    # imported here: collisions reads change requests through this module's approval rules
+    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import collisions
+    in_force = policy_store.in_force_for(ctx) if params.get("collisions") else None
+    now = datetime.datetime.now(datetime.timezone.utc)
     for record in records:
         record["next_states"] = list(allowed_transitions(record["type"], record["state"]))
+        if in_force is not None:
+            # what the request's planned window meets, before the CAB meets (intelligence/collisions.py)
+            record["collisions"] = collisions.ahead_of_time(ctx.sor, record, in_force.policy, now)
     return {"changed": False, "change_requests": records}
 
 

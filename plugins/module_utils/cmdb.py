@@ -37,6 +37,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.cmdb_push import (
     after_ci_write,
@@ -103,6 +104,7 @@ CONFIGURATION_ITEM_INFO_SPEC = dict(
         types=dict(type="list", elements="str"),
         direction=dict(type="str", choices=["inbound", "outbound", "both"], default="inbound"),
         transitive=dict(type="bool", default=False),
+        max_depth=dict(type="int"),
     )),
     include_history=dict(type="bool", default=False),
     history_limit=dict(type="int", default=100),
@@ -674,26 +676,14 @@ def in_service(ci, service):
     return service in name_list((ci.get("attributes") or {}).get("services"))
 
 
-def related_ci_ids(sor, start_id, types=None, direction="inbound", transitive=False):
-    """CI ids related to ``start_id`` (not including it), following ``direction``."""
-    found = []
-    seen = set([start_id])
-    frontier = [start_id]
-    wanted = set(types) if types else None
-    while frontier:
-        next_frontier = []
-        for ci_id in frontier:
-            for rel in sor.get_relationships(ci_id, direction=direction):
-                if wanted is not None and rel["type"] not in wanted:
-                    continue
-                other = rel["source"] if rel["target"] == ci_id else rel["target"]
-                if other in seen:
-                    continue
-                seen.add(other)
-                found.append(other)
-                next_frontier.append(other)
-        frontier = next_frontier if transitive else []
-    return found
+def related_ci_ids(sor, start_id, types=None, direction="inbound", transitive=False, max_depth=None):
+    """CI ids related to ``start_id`` (not including it), following ``direction``, nearest first.
+
+    The one walk of relationships (``intelligence/graph.py``), which the change gate's blast radius uses too:
+    cycle-safe, one query per level; ``transitive`` follows until nothing new (or ``max_depth`` levels).
+    """
+    depth = (max_depth or None) if transitive else 1
+    return graph.walk(sor, [start_id], direction, types=types, max_depth=depth).ids()
 
 
 def find_configuration_items(sor, names=None, classes=None, environments=None, statuses=None, service=None,
@@ -762,8 +752,11 @@ def configuration_item_info(ctx):
         if anchor is None:
             raise NotFound("related_to.ci: no CI %r exists" % related.get("ci"), field="related_to.ci",
                            value=related.get("ci"))
+        if related.get("max_depth") is not None and related["max_depth"] < 1:
+            raise ValidationError("related_to.max_depth must be at least 1, got %r" % related["max_depth"],
+                                  field="related_to.max_depth")
         reachable = related_ci_ids(sor, anchor["ci_id"], related.get("types"), related.get("direction") or "inbound",
-                                   related.get("transitive"))
+                                   related.get("transitive"), related.get("max_depth"))
         ci_ids = reachable if ci_ids is None else [ci_id for ci_id in ci_ids if ci_id in reachable]
     found = find_configuration_items(
         sor, names=params.get("name"), classes=params.get("ci_class"), environments=params.get("environment"),

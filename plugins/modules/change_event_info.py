@@ -83,6 +83,36 @@ options:
         return RV(verification) (see M(changeops.itsm.ledger_verify)).
     type: bool
     default: false
+  triage:
+    description:
+      - "What changed before this incident? Instead of listing events, return RV(triage): the changes that started
+        in the O(triage.window) before O(triage.at) and touched the CI or service, its hosts, or anything it depends
+        on (the CMDB's relationships followed outbound), ranked by proximity in time and in the dependency graph,
+        with what each changed (tasks, files, packages). For example C(triage: {service: billing, at: 2026-11-24T02:10:00Z,
+        window: 24h}). See C(docs/metrics.md) in the collection."
+    type: dict
+    suboptions:
+      ci:
+        description: The CI (name or ci_id) the incident is on. Give O(triage.ci) or O(triage.service).
+        type: str
+      service:
+        description: The service the incident is on (a CI of that name, and the hosts that list it in their C(services)).
+        type: str
+      at:
+        description: When the incident started, ISO 8601 or a duration back from now (V(2h)); default now.
+        type: str
+      window:
+        description: How far back from O(triage.at) to look (V(24h), V(90m), V(3d)).
+        type: str
+        default: 24h
+      max_depth:
+        description: Levels of "depends on" followed from the CI or service (V(0) for the CI itself only).
+        type: int
+        default: 3
+      limit:
+        description: At most this many changes, the best ranked.
+        type: int
+        default: 20
 notes:
   - The filters combine with AND; to list events that match one filter or another, query once per filter.
 seealso:
@@ -212,6 +242,14 @@ change_events:
     - run_id: 6f1c0c3e2b7f4bd0a1c6f0b3f7a2d9e1
       status: successful
       authorisation: standard
+triage:
+  description:
+    - With O(triage) - C(anchor), C(at), C(since), C(dependencies) (each C(ci), C(class), C(depth), C(path)),
+      C(change_count) and C(changes), best first, each with C(run_id), C(started_at), C(status), C(playbook),
+      C(user), C(authorisation), C(score), C(depth), C(minutes_before), C(touched) (C(ci), C(host), C(path)) and
+      C(changed) (C(tasks), C(files), C(packages)). The ranking is C(0.5 * recency + 0.5 / (1 + depth)).
+  returned: when O(triage) is set
+  type: dict
 verification:
   description: Verification report (chain and query tables), when O(verify=true).
   returned: when requested

@@ -41,6 +41,11 @@ description:
   - B(emergency) - O(emergency=true) by a user the policy lets declare emergencies, with a
     justification. Allowed, recorded and flagged for retrospective review.
   - Freeze windows of the policy deny every change type they do not list, for the environments they cover.
+  - Before deciding it computes the B(blast radius) - the CIs that depend on the hosts through the CMDB's
+    relationships, with their criticality and owner - which template conditions can test (C(blast_radius)), and
+    looks for B(collisions) - runs in progress on the hosts, other approved change requests on the same CIs now,
+    the policy's recurring maintenance windows - which the policy denies, warns about or allows per change type
+    (see C(docs/change-gate.md) in the collection).
   - B(dry-run) - in a C(--check) run the play is always allowed; the decision a real run would get is
     returned under C(decision.would_be). What counts is the run's C(--check), not the gate task's own
     C(check_mode). A play with tasks that run for real in a C(--check) run (C(check_mode) set to V(false)
@@ -272,6 +277,26 @@ decision:
       description: Freeze windows in force for the play's hosts.
       type: list
       elements: dict
+    blast_radius:
+      description:
+        - What depends on the targeted and delegated hosts through the CMDB's relationships (walked inbound, bounded
+          by the policy's C(blast_radius)) - C(services) (nearest first, at most 50 listed, each with C(name),
+          C(class), C(environment), C(criticality), C(owner), C(support_group), C(depth), C(via)), C(service_count),
+          C(names), C(criticalities), C(highest_criticality), C(environments), C(owners), C(hosts), C(depth),
+          C(truncated). Template conditions see it whole as C(blast_radius) in the change context.
+      type: dict
+    collisions:
+      description:
+        - Other work on the same CIs now - runs in progress, approved change requests whose window contains now,
+          occurrences of the policy's maintenance windows - each with C(kind), C(reference), C(name), C(owner),
+          C(window), C(cis) and the C(action) the policy took (V(deny), V(warn), V(allow), or V(ignored) with why,
+          for a run whose process is gone).
+      type: list
+      elements: dict
+    warnings:
+      description: Collisions the policy lets through with a warning (also printed).
+      type: list
+      elements: str
     run_id:
       description: Run the decision belongs to; generated (see C(run_id_generated)) without the recorder.
       type: str

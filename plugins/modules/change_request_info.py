@@ -44,6 +44,15 @@ options:
     description: At most this many requests.
     type: int
     default: 50
+  collisions:
+    description:
+      - Also report, for each request with a planned window, what that window meets before the CAB does -
+        other approved change requests on its affected CIs or on the CIs that depend on them, occurrences of the
+        policy's maintenance windows, runs in progress (when the window includes now), and separately the freezes
+        in force during it - each with the action the policy in force would take for the request's type
+        (RV(change_requests[].collisions)). See C(docs/change-gate.md) in the collection.
+    type: bool
+    default: false
 seealso:
   - module: changeops.itsm.change_request
 """
@@ -58,6 +67,12 @@ EXAMPLES = r"""
 - name: One request
   changeops.itsm.change_request_info:
     number: CHG0000042
+  register: chg
+
+- name: What its planned window collides with, before the CAB meets
+  changeops.itsm.change_request_info:
+    number: CHG0000042
+    collisions: true
   register: chg
 """
 
@@ -87,6 +102,14 @@ change_requests:
       description: States the request may move to next.
       type: list
       elements: str
+    collisions:
+      description:
+        - With O(collisions=true) - C(window), C(items) (each C(kind), C(reference), C(name), C(owner), C(window),
+          C(cis) and the C(action) the policy would take), C(would_deny) and C(warnings) (what the gate would say),
+          C(freezes) in force during the window (with C(blocks)), and the C(blast_radius) of its affected CIs.
+          Null for a request without a planned window.
+      type: dict
+      returned: when O(collisions=true)
   sample:
     - number: CHG0000042
       state: scheduled

@@ -84,9 +84,14 @@ options:
         choices: [inbound, outbound, both]
         default: inbound
       transitive:
-        description: Keep following relationships (in the same direction and types) from each CI found.
+        description:
+          - Keep following relationships (in the same direction and types) from each CI found, breadth-first and
+            never visiting a CI twice (cycles are safe); the same walk as the change gate's blast radius.
         type: bool
         default: false
+      max_depth:
+        description: With O(related_to.transitive=true), follow at most this many levels.
+        type: int
   include_history:
     description: Add each CI's ledger history (oldest first) as RV(configuration_items[].history).
     type: bool

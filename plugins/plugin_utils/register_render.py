@@ -29,6 +29,8 @@ except ImportError:  # pragma: no cover - jinja2 is an ansible-core dependency
 
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "register_templates")
 TEMPLATE_FILES = ("register.html.j2", "register.css", "register.js")
+#: the charting library the Insights page draws its trends with (see register_templates/vendor/README.md)
+CHART_LIBRARY = os.path.join("vendor", "chart.umd.min.js")
 FINGERPRINT_META = re.compile(r'<meta name="changeops-register-fingerprint" content="([0-9a-f]{64})"')
 
 # JSON inside <script> must not be able to close the element or open a comment.
@@ -61,6 +63,16 @@ class RegisterRenderer(object):
             except OSError as exc:
                 raise MissingDependency("change register template %s cannot be read: %s" % (path, exc.strerror))
         self._template_source, self.style, self.script = sources
+        path = os.path.join(template_dir, CHART_LIBRARY)
+        try:
+            with open(path, "r", encoding="utf-8") as stream:
+                self.chart_script = stream.read()
+        except OSError as exc:
+            raise MissingDependency("change register chart library %s cannot be read: %s" % (path, exc.strerror))
+        if "</script" in self.chart_script.lower():
+            raise MissingDependency("change register chart library %s cannot be embedded inline (it holds </script)"
+                                    % path)
+        sources.append(self.chart_script)
         self.digest = hashlib.sha256("\0".join(sources).encode("utf-8")).hexdigest()
         self.environment = jinja2.Environment(
             loader=jinja2.FileSystemLoader(template_dir),
@@ -84,6 +96,8 @@ class RegisterRenderer(object):
             script=Markup(self.script),
             style_hash=_csp_hash(self.style),
             script_hash=_csp_hash(self.script),
+            chart_script=Markup(self.chart_script),
+            chart_hash=_csp_hash(self.chart_script),
         )
 
     @staticmethod

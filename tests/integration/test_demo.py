@@ -118,13 +118,19 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     assert len(list((artifacts / "retention-rehearsal" / "archives").glob("*.jsonl.gz"))) == 1
     # the review service step: started on the demo's ledger, signed in as the demo account (whose list counts
     # the demo's changes), its URL and account printed, and stopped again (its log ends with the shutdown)
-    service_step = first.split("==== review service", 1)[1]
+    service_step = first.split("==== 11/11 review service", 1)[1]
     assert re.search(r"signed in as demo-admin: the change list shows \d+ changes", service_step), service_step
     assert re.search(r"Review service: +http://127\.0\.0\.1:\d+/ +account demo-admin / ", service_step), service_step
     log = (artifacts / "review-service.log").read_text()
     assert "Application shutdown complete" in log and "Traceback" not in log, log[-3000:]
     # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
     # "cmdb_services:" before)
-    inventory_step = first.split("==== 5/8", 1)[1].split("==== 6/8", 1)[0]
+    inventory_step = first.split("==== 5/11", 1)[1].split("==== 6/11", 1)[0]
     assert "cmdb_services:\n- demo-web\n" in inventory_step, inventory_step
     assert "cmdb_environment: demo\n" in inventory_step, inventory_step
+    # the change intelligence step: the last gate's blast radius, a request's collisions, triage, the DORA
+    # keys and the earned standard change proposed (never published by the demo)
+    intelligence_step = first.split("==== 6/11 change intelligence", 1)[1].split("==== 7/11", 1)[0]
+    for shown in ("blast radius: [", "collisions: [", " service(s))", "deployments: ", "change failure rate: ",
+                  " change(s))", "standard change candidate", "earned-normal-change-demo"):
+        assert shown in intelligence_step, (shown, intelligence_step)

@@ -8,6 +8,7 @@ SQLite-only behaviour (file bytes, lock contention) is in test_recorder_sqlite.p
 from __future__ import annotations
 
 import collections
+import datetime
 import os
 import pwd
 import signal
@@ -125,6 +126,13 @@ def test_every_result_of_many_hosts_is_recorded(project, sor):
                           universal_newlines=True, check=True).stdout.strip()
     assert meta["git"]["commit"] == head
     assert meta["git"]["dirty"] is True
+    # the committer time of HEAD, in the ledger's UTC form: lead time for changes runs from it (docs/metrics.md)
+    committed = subprocess.run(["git", "-C", project.root, "log", "-1", "--format=%ct", "HEAD"], stdout=subprocess.PIPE,
+                               universal_newlines=True, check=True).stdout.strip()
+    assert meta["git"]["commit_time"].endswith("Z")
+    assert int(datetime.datetime.strptime(meta["git"]["commit_time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()) == int(committed)
+    assert sor.find_change_facts(run_ids=[run_id])[0]["commit_at"] == meta["git"]["commit_time"]
     assert os.path.realpath(meta["git"]["root"]) == os.path.realpath(project.root)
     assert workdir not in started[0].canonical(), "an extra-var value was recorded"
 

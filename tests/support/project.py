@@ -171,7 +171,10 @@ class Project(object):
                     os.kill(pid, sig)
                 except ProcessLookupError:
                     pass
-        return process.wait(timeout=60)
+        returncode = process.wait(timeout=60)
+        if process.stdout is not None:
+            process.stdout.close()
+        return returncode
 
     @staticmethod
     def wait_for(predicate, timeout=60, interval=0.2, what="condition"):

@@ -7,12 +7,24 @@
 added, removed, **widened** (they may now cover more: a condition removed, a limit raised or
 dropped, an ``allow_*`` switched on, windows changed) or narrowed; protected areas added, removed
 or **weakened** (something they matched no longer matches); freezes added, removed or changed;
-and every changed rule of emergencies, normal changes, approvals, publishing, reviews and ServiceNow. A
-JMESPath condition cannot be compared by meaning: a changed condition counts as a possible
-widening, so that a person looks at it.
+and every changed rule of emergencies, normal changes, approvals, publishing, reviews and ServiceNow; and
+the change intelligence sections: a collision action made more permissive (deny -> warn -> allow) or a
+shorter ``collisions.stale_after`` is **relaxed**, a blast radius that follows fewer relationship
+types, fewer levels or fewer items is **narrowed** (conditions on it see less), and a maintenance
+window removed, occupying fewer CIs/services/groups/environments or acting more permissively is
+**relaxed**. A JMESPath condition or a recurrence rule cannot be compared by meaning: a changed one
+counts as a possible widening (or relaxation), so that a person looks at it.
 """
 
 from __future__ import annotations
+
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.policy import (
+    ACTIONS,
+    CHANGE_TYPES,
+    COLLISION_KINDS,
+    WINDOW_TARGETS,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import describe_duration
 
 TEMPLATE_LIMITS = ("max_hosts", "environments", "windows")
 
@@ -163,11 +175,105 @@ def summarise(old, new, allow_keys=()):
         "removed": [name for name in old_freezes if name not in new_freezes],
         "changed": [name for name in new_freezes if name in old_freezes and new_freezes[name] != old_freezes[name]],
     }
+    summary.update(_intelligence(old, new))
     old_rules, new_rules = _rules(old), _rules(new)
     summary["rules"] = ["%s: %s -> %s" % (key, _show(old_rules.get(key)), _show(new_rules.get(key)))
                         for key in sorted(set(old_rules) | set(new_rules))
                         if old is not None and old_rules.get(key) != new_rules.get(key)]
     return summary
+
+
+def _more_permissive(before, after):
+    """True when collision action ``after`` lets more through than ``before`` (deny < warn < allow)."""
+    return ACTIONS.index(after) > ACTIONS.index(before)
+
+
+def _intelligence(old, new):
+    """The ``collisions``, ``blast_radius`` and ``maintenance_windows`` parts of :func:`summarise`."""
+    if old is None:
+        return {"collisions": {"relaxed": False, "changes": []}, "blast_radius": {"narrowed": False, "changes": []},
+                "maintenance_windows": {"added": [], "removed": [], "relaxed": [], "changed": []}}
+    before, after = old.intelligence, new.intelligence
+    changes, relaxed = [], False
+    for kind in COLLISION_KINDS:
+        for change_type in CHANGE_TYPES:
+            was, now = before.action(kind, change_type), after.action(kind, change_type)
+            if was != now:
+                changes.append("%s for %s changes: %s -> %s" % (kind, change_type, was, now))
+                relaxed = relaxed or _more_permissive(was, now)
+    if before.stale_after != after.stale_after:
+        changes.append("stale_after %s -> %s" % (describe_duration(before.stale_after),
+                                                 describe_duration(after.stale_after)))
+        relaxed = relaxed or after.stale_after < before.stale_after
+    collisions = {"relaxed": relaxed, "changes": changes}
+
+    changes, narrowed = [], False
+    for key in ("max_depth", "max_items"):
+        was, now = getattr(before, key), getattr(after, key)
+        if was != now:
+            changes.append("%s %d -> %d" % (key, was, now))
+            narrowed = narrowed or now < was
+    was, now = before.relationship_types, after.relationship_types
+    if was != now:
+        if now is None:
+            changes.append("relationship_types: every type (was %s)" % ", ".join(was))
+        elif was is None:
+            changes.append("relationship_types limited to %s (was every type)" % ", ".join(now))
+            narrowed = True
+        else:
+            if set(was) - set(now):
+                changes.append("relationship_types removed: %s" % ", ".join(item for item in was if item not in now))
+                narrowed = True
+            if set(now) - set(was):
+                changes.append("relationship_types added: %s" % ", ".join(item for item in now if item not in was))
+    blast_radius = {"narrowed": narrowed, "changes": changes}
+
+    old_windows = {window.name: window for window in before.maintenance_windows}
+    new_windows = {window.name: window for window in after.maintenance_windows}
+    windows = {"added": [name for name in new_windows if name not in old_windows],
+               "removed": [name for name in old_windows if name not in new_windows], "relaxed": [], "changed": []}
+    for name, window in new_windows.items():
+        previous = old_windows.get(name)
+        if previous is None:
+            continue
+        is_relaxed, window_changes = _window_changes(before, previous, after, window)
+        if window_changes:
+            windows["changed"].append({"name": name, "relaxed": is_relaxed, "changes": window_changes})
+            if is_relaxed:
+                windows["relaxed"].append(name)
+    return {"collisions": collisions, "blast_radius": blast_radius, "maintenance_windows": windows}
+
+
+def _window_changes(old_rules, old, new_rules, new):
+    """``(relaxed, changes)`` between two versions of one maintenance window."""
+    changes, relaxed = [], False
+    was, now = old.schedule, new.schedule
+    if (was.kind, was.text, was.start, was.timezone) != (now.kind, now.text, now.start, now.timezone):
+        # when a recurrence falls cannot be compared by meaning: a person looks at it
+        changes.append("schedule %s -> %s" % (was.describe(), now.describe()))
+        relaxed = True
+    elif was.duration != now.duration:
+        changes.append("duration %s -> %s" % (describe_duration(was.duration), describe_duration(now.duration)))
+        relaxed = relaxed or now.duration < was.duration
+    for key in WINDOW_TARGETS:
+        before, after = old.targets.get(key) or [], new.targets.get(key) or []
+        gone = [item for item in before if item not in after]
+        if gone:
+            changes.append("%s removed: %s" % (key, ", ".join(gone)))
+            relaxed = True
+        added = [item for item in after if item not in before]
+        if added:
+            changes.append("%s added: %s" % (key, ", ".join(added)))
+    for change_type in CHANGE_TYPES:
+        was_action = old_rules.action("maintenance_windows", change_type, old)
+        now_action = new_rules.action("maintenance_windows", change_type, new)
+        if old.actions.get(change_type) != new.actions.get(change_type) and was_action != now_action:
+            changes.append("action for %s changes: %s -> %s" % (change_type, was_action, now_action))
+            relaxed = relaxed or _more_permissive(was_action, now_action)
+    for key in ("owner", "description"):
+        if getattr(old, key) != getattr(new, key):
+            changes.append("%s changed" % key)
+    return relaxed, changes
 
 
 def _show(value):
@@ -185,9 +291,9 @@ def summary_lines(summary, new=None):
     lines = []
     templates = summary["templates"]
     if summary.get("first_version") and new is not None:
-        lines.append("first published version: %d templates, protected areas %s, %d freezes"
+        lines.append("first published version: %d templates, protected areas %s, %d freezes, %d maintenance windows"
                      % (len(new.templates), ", ".join(area.name for area in new.protected_areas) or "none",
-                        len(new.freezes)))
+                        len(new.freezes), len(new.intelligence.maintenance_windows)))
         return lines
     for label, key in (("templates added", "added"), ("templates removed", "removed")):
         if templates[key]:
@@ -207,5 +313,28 @@ def summary_lines(summary, new=None):
     for label, key in (("freezes added", "added"), ("freezes removed", "removed"), ("freezes changed", "changed")):
         if freezes[key]:
             lines.append("%s: %s" % (label, ", ".join(freezes[key])))
+    lines.extend(_intelligence_lines(summary))
     lines.extend("rule %s" % rule for rule in summary["rules"])
     return lines or ["no change in meaning (text only)"]
+
+
+def _intelligence_lines(summary):
+    """Lines of the change intelligence parts (a summary recorded before they existed has none)."""
+    lines = []
+    collisions = summary.get("collisions") or {}
+    if collisions.get("changes"):
+        lines.append("collisions %s: %s" % ("RELAXED" if collisions["relaxed"] else "changed",
+                                            "; ".join(collisions["changes"])))
+    radius = summary.get("blast_radius") or {}
+    if radius.get("changes"):
+        lines.append("blast radius %s: %s" % ("NARROWED" if radius["narrowed"] else "changed",
+                                              "; ".join(radius["changes"])))
+    windows = summary.get("maintenance_windows") or {}
+    if windows.get("added"):
+        lines.append("maintenance windows added: %s" % ", ".join(windows["added"]))
+    if windows.get("removed"):
+        lines.append("maintenance windows REMOVED: %s" % ", ".join(windows["removed"]))
+    for change in windows.get("changed") or ():
+        lines.append("maintenance window %s %s: %s" % (change["name"], "RELAXED" if change["relaxed"] else "changed",
+                                                       "; ".join(change["changes"])))
+    return lines

@@ -484,3 +484,63 @@ class SystemOfRecord(abc.ABC):
 
     def touch_review_token(self, token_id, now):
         raise NotImplementedError
+
+    # -- change intelligence (issue 18; SQL backends: system_of_record/intelligence.py) ----------------
+    # Plain-dict reads for the gate's collisions and blast radius, triage, metrics and standard change
+    # candidates (module_utils/intelligence/), and for every other face (register, review service).
+
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
+        """Relationships ``{source, type, target}`` from any of ``sources`` or to any of ``targets`` (the bulk
+        form of :meth:`get_relationships`, one query per batch: a graph walk reads one level at a time); every
+        relationship when neither is given. ``as_rows``: ``(source, type, target)`` tuples instead of dicts."""
+        found = []
+        if sources is None and targets is None:
+            found = [rel for rel in self.get_relationships() if not types or rel["type"] in types]
+        for ci_ids, direction in ((sources, "outbound"), (targets, "inbound")):
+            for ci_id in ci_ids or ():
+                for rel in self.get_relationships(ci_id, direction=direction):
+                    if (not types or rel["type"] in types) and rel not in found:
+                        found.append(rel)
+        if as_rows:
+            return [(rel["source"], rel["type"], rel["target"]) for rel in found]
+        return found
+
+    def find_ci_summaries(self, names=None, ci_ids=None):
+        """CIs by name or id with only their facets as ``attributes`` (``services``, ``owner``, ``support_group``,
+        ``criticality``): a read that parses no attribute document, for plays of thousands of hosts."""
+        found = {}
+        for ci in self.find_cis(names=list(names)) if names else ():
+            found[ci["ci_id"]] = ci
+        found.update(self.get_cis(list(ci_ids)) if ci_ids else {})
+        keep = ("services", "owner", "support_group", "criticality")
+        return sorted(({"ci_id": ci["ci_id"], "name": ci.get("name"), "class": ci.get("class"), "status": ci.get("status"),
+                        "environment": ci.get("environment"),
+                        "attributes": {key: value for key, value in (ci.get("attributes") or {}).items() if key in keep}}
+                       for ci in found.values()), key=lambda ci: (ci["name"] or "", ci["ci_id"]))
+
+    def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
+        """Changes of CIs: ``{ci_id, run_id, host, started_at}`` (a ``ci.changed_by_run`` link with its run's
+        start), newest first, of ``ci_ids`` when given, started within ``[since, until]``."""
+        raise NotImplementedError
+
+    def find_ci_facets(self, ci_ids=None, facet=None, values=None):
+        """``{ci_id, facet, value}``: each CI's ``service`` names, ``owner``, ``support_group``, ``criticality``."""
+        raise NotImplementedError
+
+    def find_change_facts(self, since=None, until=None, run_ids=None):
+        """One narrow dict per change event started in ``[since, until)`` (metrics): run_id, started_at,
+        ended_at, status, dry_run, authorisation, authorisation_ref, environment, playbook, user, commit_at."""
+        raise NotImplementedError
+
+    def find_change_links(self, run_ids=None, link=None, target=None):
+        """Incident and remediation links of change events (``run.linked`` entries' data, with ``seq``)."""
+        raise NotImplementedError
+
+    def find_run_hosts(self, run_ids):
+        """``{run_id: [host, ...]}``: the hosts each of ``run_ids`` ran on."""
+        return {run_id: [row["host"] for row in (self.get_change_event(run_id) or {}).get("hosts") or ()]
+                for run_id in run_ids}
+
+    def find_change_requests_in_window(self, start, end, states=None):
+        """Change requests whose planned window overlaps ``[start, end)``, in one of ``states`` when given."""
+        raise NotImplementedError

@@ -47,6 +47,12 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("acknowledgements", "seq"),
     ("review_accounts", "name"),
     ("review_audit", "seq"),
+    # change intelligence (intelligence.py)
+    ("ci_changes", "ci_id"),
+    ("ci_facets", "ci_id"),
+    ("change_facts", "run_id"),
+    ("change_links", "seq"),
+    ("change_request_windows", "number"),
 ])
 
 

@@ -25,8 +25,12 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import intelligence
 
 PROJECTORS = {}
+#: entry kind -> projectors that run after the kind's own one: the change intelligence tables
+#: (``intelligence.py``), which a replay inside a migration older than them leaves alone
+FOLLOWERS = intelligence.FOLLOWERS
 
 #: Kinds whose projector copies the entry's data verbatim (``entry.data_json()``) into one row keyed by
 #: its seq, with the data members other columns or tables are derived from. Redacting any other member
@@ -66,12 +70,17 @@ def batch_projects(*kinds):
     return register
 
 
-def project(db, entry):
+def project(db, entry, until=None):
+    """Apply ``entry`` to the query tables; ``until``: a replay inside the migration of that schema version,
+    which leaves alone the tables of later versions."""
     try:
         projector = PROJECTORS[entry.kind]
     except KeyError:
         raise ValidationError("unknown ledger entry kind %r" % entry.kind)
     projector(db, entry)
+    if until is None or until >= intelligence.TABLES_VERSION:
+        for follower in FOLLOWERS.get(entry.kind, ()):
+            follower(db, entry)
 
 
 def project_many(db, entries):
@@ -81,7 +90,9 @@ def project_many(db, entries):
     while start < count:
         kind = entries[start].kind
         batch = BATCH_PROJECTORS.get(kind)
-        if batch is None:
+        if batch is None or FOLLOWERS.get(kind):
+            # (a kind whose entries have followers goes one by one: each entry's followers see the tables as
+            # they are right after its own projector, as in a replay)
             project(db, entries[start])
             start += 1
             continue
@@ -719,3 +730,6 @@ def _ledger_bookkeeping(db, entry):
 # the review service: acknowledgements, accounts and its audit (change_index.py)
 # --------------------------------------------------------------------------
 PROJECTORS.update(change_index.PROJECTORS)
+
+# entry kinds the change intelligence tables introduce (``run.linked``)
+PROJECTORS.update(intelligence.PROJECTORS)

@@ -21,6 +21,13 @@ import re
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
 #: An upgrade through several such migrations replays once, after the last (:func:`upgrade_steps`).
 REPLAY_LEDGER = "replay the ledger into the query tables"
+#: A migration step that is not SQL: fill the change intelligence tables (``intelligence.py``) from the ledger
+#: and the tables an older version kept, without replaying the whole ledger (a large ledger upgrades in minutes,
+#: not hours). It fills them exactly as a replay would (``projection_check`` compares them).
+BACKFILL_INTELLIGENCE = "backfill the change intelligence tables"
+#: the description of the change intelligence migration: its projectors find their version by it (the
+#: integrator may renumber migrations when branches land together)
+INTELLIGENCE_MIGRATION = "change intelligence: CI change log, CI facets, change facts, change links, request windows"
 
 
 class PerDialect(object):
@@ -397,10 +404,70 @@ MIGRATIONS = [
         )""",
         REPLAY_LEDGER,
     ]),
+    # Change intelligence (issue 18): what changed
+    # each CI and when (triage, metrics), the CI attributes that group changes (services, team, criticality), a
+    # narrow row per change event for metrics (with the git commit time of the playbook tree, for lead time),
+    # incident and remediation links, and the planned window of change requests as columns (collisions read only
+    # the requests whose window overlaps).
+    (12, INTELLIGENCE_MIGRATION, [
+        """CREATE TABLE ci_changes (
+            ci_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            host TEXT,
+            started_at TEXT NOT NULL,
+            seq {int} NOT NULL,
+            PRIMARY KEY (ci_id, run_id)
+        )""",
+        "CREATE INDEX ci_changes_ci_time ON ci_changes (ci_id, started_at)",
+        "CREATE INDEX ci_changes_time ON ci_changes (started_at)",
+        "CREATE INDEX ci_changes_run ON ci_changes (run_id)",
+        """CREATE TABLE ci_facets (
+            ci_id TEXT NOT NULL,
+            facet TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (ci_id, facet, value)
+        )""",
+        "CREATE INDEX ci_facets_value ON ci_facets (facet, value)",
+        """CREATE TABLE change_facts (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            ended_at TEXT,
+            status TEXT NOT NULL,
+            dry_run {int} NOT NULL DEFAULT 0,
+            authorisation TEXT,
+            authorisation_ref TEXT,
+            environment TEXT,
+            playbook TEXT,
+            user_name TEXT,
+            commit_at TEXT
+        )""",
+        "CREATE INDEX change_facts_started ON change_facts (started_at)",
+        """CREATE TABLE change_links (
+            seq {int} PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            link TEXT NOT NULL,
+            target TEXT NOT NULL,
+            linked_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX change_links_run ON change_links (run_id)",
+        "CREATE INDEX change_links_target ON change_links (link, target)",
+        """CREATE TABLE change_request_windows (
+            number TEXT PRIMARY KEY,
+            state TEXT NOT NULL,
+            planned_start TEXT,
+            planned_end TEXT
+        )""",
+        "CREATE INDEX change_request_windows_end ON change_request_windows (planned_end, planned_start)",
+        BACKFILL_INTELLIGENCE,
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
+
+#: migration steps that are not SQL
+PYTHON_STEPS = (REPLAY_LEDGER, BACKFILL_INTELLIGENCE)
 
 #: what the other placeholders of a statement stand for in each dialect (chosen by its integer type):
 #: ``{without_rowid}`` stores a table in its primary-key index where the dialect can (SQLite)
@@ -410,10 +477,10 @@ _DIALECT_WORDS = {"INTEGER": {"without_rowid": " WITHOUT ROWID", "bytes": ""},
 
 
 def statements_for(dialect_int_type, migration):
-    """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
+    """The SQL of ``migration`` (without its :data:`PYTHON_STEPS`, which are not SQL)."""
     words = _DIALECT_WORDS.get(dialect_int_type, _DIALECT_WORDS["INTEGER"])
     return [(statement.pick(dialect_int_type) if isinstance(statement, PerDialect) else statement).format(
-        int=dialect_int_type, **words) for statement in migration[2] if statement != REPLAY_LEDGER]
+        int=dialect_int_type, **words) for statement in migration[2] if statement not in PYTHON_STEPS]
 
 
 def tables_until(version):
@@ -450,3 +517,16 @@ def upgrade_steps(current):
     replaying = [migration[0] for migration in pending if replays_ledger(migration)]
     last_replay = replaying[-1] if replaying else None
     return [(migration, migration[0] == last_replay) for migration in pending]
+
+
+def backfills_intelligence(migration):
+    """True when ``migration`` fills the change intelligence tables after its SQL."""
+    return BACKFILL_INTELLIGENCE in migration[2]
+
+
+def version_of(description):
+    """The version of the migration with this description (see :data:`INTELLIGENCE_MIGRATION`)."""
+    for migration in MIGRATIONS:
+        if migration[1] == description:
+            return migration[0]
+    raise KeyError(description)

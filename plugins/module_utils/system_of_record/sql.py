@@ -35,13 +35,17 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.st
     Statements as _Statements,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
+    IntelligenceQueries,
+    backfill as backfill_intelligence,
+)
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
 PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
-class SqlSystemOfRecord(SqlSyncState, ReviewQueries, SystemOfRecord):
+class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, SystemOfRecord):
     placeholder = "?"
     #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
     bulk_insert = "executemany"
@@ -187,7 +191,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, SystemOfRecord):
             for row in rows:
                 entry = Entry.from_row(row)
                 try:
-                    projections.project(db, entry)
+                    projections.project(db, entry, until=until)
                 except ChangeopsError as exc:
                     raise ConfigurationError(
                         "cannot upgrade %s: replaying ledger entry %d (%s) into the query tables failed: %s"
@@ -195,6 +199,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, SystemOfRecord):
             if len(rows) < batch:
                 return
             last = rows[-1][0]
+
+    def _backfill_intelligence(self, cursor):
+        """The :data:`schema.BACKFILL_INTELLIGENCE` migration step, on the migration's cursor and transaction."""
+        backfill_intelligence(_Statements(cursor, self.placeholder, self.bulk_insert))
 
     @staticmethod
     def _still_applies(db, entry):

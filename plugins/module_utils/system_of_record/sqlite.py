@@ -199,6 +199,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                     conn.execute(statement)
                 if replay:
                     self._replay_ledger(conn.cursor(), until=migration[0])
+                if schema.backfills_intelligence(migration):
+                    self._backfill_intelligence(conn.cursor())
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import os_user
 
 GIT_TIMEOUT = 10
@@ -37,7 +38,7 @@ def _git(directory, *args):
 
 
 def git_state(path):
-    """``{root, commit, branch, dirty}`` of the git work tree holding ``path``, or None.
+    """``{root, commit, commit_time, branch, dirty}`` of the git work tree holding ``path``, or None.
 
     ``dirty`` counts tracked files only: an untracked scratch file next to the
     playbook does not change what the playbook ran. The remote URL is left
@@ -51,14 +52,27 @@ def git_state(path):
         commit = _git(directory, "rev-parse", "--verify", "-q", "HEAD")
         branch = _git(directory, "rev-parse", "--abbrev-ref", "HEAD")
         status = _git(directory, "status", "--porcelain", "--untracked-files=no")
+        # the committer time of HEAD: lead time for changes runs from it to the change's start (docs/metrics.md)
+        committed = _git(directory, "log", "-1", "--format=%cI", "HEAD") if commit else None
     except (OSError, subprocess.SubprocessError):
         return None
     return {
         "root": root,
         "commit": commit or None,  # None in a repository without commits
+        "commit_time": _utc(committed),
         "branch": branch if branch and branch != "HEAD" else None,
         "dirty": bool(status),
     }
+
+
+def _utc(text):
+    """git's strict ISO 8601 (with the committer's offset) as the ledger's UTC form, or None."""
+    if not text:
+        return None
+    try:
+        return format_time(parse_time(text))
+    except ValueError:
+        return None
 
 
 # -- AWX / Ansible Automation Platform job metadata ------------------------------------------------------

@@ -417,6 +417,20 @@
         if (gate.policy) { reasons.push('Policy: ' + gate.policy); }
         if (gate.identities) { reasons.push('People: ' + gate.identities); }
         if (gate.review_required) { reasons.push('Post-implementation review required'); }
+        (gate.warnings || []).forEach(function (warning) { reasons.push('Warning: ' + warning); });
+        (gate.collisions || []).forEach(function (item) {
+          reasons.push('Collision (' + (item.ignored ? 'not counted: ' + item.ignored : item.action) + '): ' + item.text);
+        });
+        var radius = gate.blast_radius;
+        if (radius) {
+          reasons.push('Blast radius: ' + (radius.service_count ? radius.service_count + ' service(s) depend on the hosts' +
+            (radius.highest_criticality !== null && radius.highest_criticality !== undefined ? ', highest criticality ' + radius.highest_criticality : '') +
+            ' — ' + radius.services.map(function (item) {
+              return item.name + ' (' + [item.class, item.environment, item.owner ? 'owner ' + item.owner : null,
+                item.criticality !== null && item.criticality !== undefined ? 'criticality ' + item.criticality : null]
+                .filter(Boolean).join(', ') + '; ' + item.via + ')';
+            }).join('; ') : 'nothing in the CMDB depends on the hosts') + (radius.truncated ? ' (walk bounded: more may depend on them)' : ''));
+        }
         return [gate.play || '—', gate.allowed ? badge('Allowed', 'badge-ok') : badge('Denied', 'badge-bad'), gate.type, gate.reference,
           [el('ul', { className: 'reasons' }, reasons.map(function (reason) { return el('li', { text: reason }); }))]];
       })) : empty(row.authorisation_types.indexOf('unauthorised') >= 0
@@ -544,14 +558,160 @@
     );
   }
 
+
+  // ---------------------------------------------------------------- insights: metrics and triage
+  var insights = index.insights || {};
+  var charts = [];
+  var HOST_CLASSES = { server: true, virtual_machine: true, container: true };
+
+  function metricRows(overall) {
+    var lead = overall.lead_time || {};
+    var restore = overall.time_to_restore || {};
+    return [
+      ['Deployment frequency', overall.deployments + ' deployments, ' + overall.deployments_per_day + ' per day'],
+      ['Lead time for changes', lead.count ? 'median ' + lead.median_hours + ' h, p90 ' + lead.p90_hours + ' h (' + lead.count + ' with a commit)' : 'no deployment with a recorded commit'],
+      ['Change failure rate', overall.change_failure_rate === null ? 'no change' : Math.round(overall.change_failure_rate * 1000) / 10 + ' % (' + overall.failed_changes + ' of ' + overall.changes + ' changes)'],
+      ['Time to restore', restore.count ? 'median ' + restore.median_hours + ' h (' + restore.count + ' restored, ' + restore.unrestored + ' not yet)' : (restore.unrestored ? restore.unrestored + ' failed changes not restored yet' : 'no failed change')]
+    ];
+  }
+
+  function drawChart(id, kind, labels, values, label) {
+    var canvas = $(id);
+    var chart = new window.Chart(canvas, {
+      type: kind,
+      data: { labels: labels, datasets: [{ label: label, data: values, spanGaps: true, borderWidth: 2 }] },
+      options: { animation: false, responsive: true, maintainAspectRatio: false, plugins: { legend: { display: false } },
+        scales: { y: { beginAtZero: true } } }
+    });
+    canvas.setAttribute('data-points', String(values.filter(function (v) { return v !== null; }).length));
+    charts.push(chart);
+  }
+
+  function renderMetrics() {
+    var found = insights.metrics;
+    charts.forEach(function (chart) { chart.destroy(); });
+    charts = [];
+    if (!found) {
+      $('metrics-period').textContent = 'No change in this register: nothing to measure.';
+      return;
+    }
+    var service = $('metrics-service').value;
+    var group = null;
+    (found.groups || []).forEach(function (item) { if (item.key === service) { group = item; } });
+    var overall = group ? group.overall : found.overall;
+    var buckets = group ? group.buckets : found.buckets;
+    $('metrics-period').textContent = 'From ' + fmtTime(found.since) + ' to ' + fmtTime(found.until) + ', per ' + found.bucket +
+      (group ? ', service ' + group.key : ', every service') + '; failures counted up to ' + found.failure_window_hours + ' h after a change.';
+    $('metrics-summary').replaceChildren(summaryList(metricRows(overall)));
+    var labels = buckets.map(function (row) { return row.start.slice(0, 10); });
+    drawChart('chart-deployments', 'bar', labels, buckets.map(function (row) { return row.deployments; }), 'Deployments');
+    drawChart('chart-failure-rate', 'line', labels, buckets.map(function (row) { return row.change_failure_rate; }), 'Change failure rate');
+    drawChart('chart-lead-time', 'line', labels, buckets.map(function (row) { return row.lead_time.median_hours; }), 'Median lead time (h)');
+    drawChart('chart-restore', 'line', labels, buckets.map(function (row) { return row.time_to_restore.median_hours; }), 'Median time to restore (h)');
+    $('metrics-definitions').replaceChildren(summaryList(Object.keys(found.definitions).sort().map(function (key) {
+      return [key.replace(/_/g, ' '), found.definitions[key]];
+    })));
+  }
+
+  function triageStarts(target) {
+    // as triage.py: a CI by name or id at depth 0; a service name: its own (non-host) CI at depth 0 and the
+    // hosts that list it among their services at depth 1
+    var all = cis();
+    var starts = Object.create(null);
+    var byService = ((insights.triage || {}).services || {})[target] || [];
+    Object.keys(all).forEach(function (id) {
+      var ci = all[id];
+      if ((id === target || ci.name === target) && (!byService.length || !HOST_CLASSES[ci['class']])) { starts[id] = 0; }
+    });
+    byService.forEach(function (id) { if (!(id in starts)) { starts[id] = 1; } });
+    return starts;
+  }
+
+  function runTriage(event) {
+    if (event) { event.preventDefault(); }
+    var data = insights.triage || {};
+    var all = cis();
+    var target = $('triage-target').value.trim();
+    var at = $('triage-at').value ? new Date($('triage-at').value + 'Z') : new Date(data.default_at);
+    var windowHours = Math.max(1, parseFloat($('triage-window').value) || 24);
+    var starts = triageStarts(target);
+    if (!Object.keys(starts).length) {
+      $('triage-status').textContent = 'No CI is named "' + target + '" and no CI lists it among its services.';
+      $('triage-results').replaceChildren();
+      return;
+    }
+    // the outbound walk of triage.py: what the anchor depends on, nearest first, cycle-safe, 3 levels
+    var depth = Object.create(null);
+    var path = Object.create(null);
+    var frontier = Object.keys(starts);
+    frontier.forEach(function (id) { depth[id] = starts[id]; path[id] = (all[id] || {}).name || id; });
+    for (var level = 1; level <= 3 && frontier.length; level += 1) {
+      var next = [];
+      frontier.forEach(function (id) {
+        ((data.outbound || {})[id] || []).forEach(function (edge) {
+          if (edge[0] in depth) { return; }
+          depth[edge[0]] = depth[id] + 1;
+          path[edge[0]] = path[id] + ' ' + edge[1] + ' ' + ((all[edge[0]] || {}).name || edge[0]);
+          next.push(edge[0]);
+        });
+      });
+      frontier = next;
+    }
+    var since = new Date(at.getTime() - windowHours * 3600000);
+    var runs = Object.create(null);
+    Object.keys(depth).forEach(function (id) {
+      ((data.links || {})[id] || []).forEach(function (link) {
+        var started = new Date(link[2]);
+        if (started < since || started > at) { return; }
+        var run = runs[link[0]] || (runs[link[0]] = { run_id: link[0], started: started, depth: depth[id], touched: [] });
+        run.depth = Math.min(run.depth, depth[id]);
+        run.touched.push({ ci: (all[id] || {}).name || id, host: link[1], depth: depth[id], path: path[id] });
+      });
+    });
+    var ranked = Object.keys(runs).map(function (id) {
+      var run = runs[id];
+      var recency = Math.max(0, Math.min(1, 1 - (at - run.started) / (windowHours * 3600000)));
+      run.score = Math.round((0.5 * recency + 0.5 / (1 + run.depth)) * 10000) / 10000;
+      return run;
+    }).sort(function (a, b) { return b.score - a.score || b.started - a.started; });
+    $('triage-status').textContent = ranked.length + ' change' + (ranked.length === 1 ? '' : 's') + ' touched ' + target +
+      ' or what it depends on (' + Object.keys(depth).length + ' CIs) in the ' + windowHours + ' h before ' + at.toISOString().slice(0, 19).replace('T', ' ') + ' UTC.';
+    $('triage-results').replaceChildren(ranked.length ? table('Changes before the incident, most suspicious first (' + data.rule + ')',
+      ['Score', 'When', 'Playbook', 'Outcome', 'Authorisation', 'What it touched'], ranked.slice(0, 50).map(function (run) {
+        var row = byId[run.run_id] || {};
+        return [String(run.score), [el('a', { href: '#/change/' + encodeURIComponent(run.run_id), text: fmtTime(row.started_at) })],
+          basename(row.playbook), row.outcome, row.authorisation,
+          [el('ul', { className: 'reasons' }, run.touched.map(function (item) {
+            return el('li', { text: item.path + (item.host ? ' (host ' + item.host + ')' : '') });
+          }))]];
+      })) : empty('No recorded change touched it in that window.'));
+  }
+
+  function renderInsights() {
+    var select = $('metrics-service');
+    if (!select.getAttribute('data-filled')) {
+      ((insights.metrics || {}).groups || []).forEach(function (group) { select.appendChild(el('option', { value: group.key, text: group.key })); });
+      var options = document.createDocumentFragment();
+      var names = Object.create(null);
+      Object.keys((insights.triage || {}).services || {}).forEach(function (name) { names[name] = true; });
+      var all = cis();
+      Object.keys(all).forEach(function (id) { if (all[id].name) { names[all[id].name] = true; } });
+      Object.keys(names).sort().slice(0, 5000).forEach(function (name) { options.appendChild(el('option', { value: name })); });
+      $('triage-options').appendChild(options);
+      select.setAttribute('data-filled', 'true');
+    }
+    renderMetrics();
+  }
+
   // ---------------------------------------------------------------- routing
-  var views = ['list-view', 'review-view', 'change-view', 'ci-view'];
+  var views = ['list-view', 'review-view', 'change-view', 'ci-view', 'insights-view'];
   var lastListFocus = null;
 
   function show(id) {
     views.forEach(function (view) { $(view).hidden = view !== id; });
     $('nav-all').setAttribute('aria-current', id === 'list-view' ? 'page' : 'false');
     $('nav-review').setAttribute('aria-current', id === 'review-view' ? 'page' : 'false');
+    $('nav-insights').setAttribute('aria-current', id === 'insights-view' ? 'page' : 'false');
   }
 
   function route() {
@@ -567,6 +727,10 @@
       show('ci-view');
       $('ci-heading').focus();
       document.title = 'CI — ' + index.title;
+    } else if (hash === '/insights') {
+      show('insights-view');
+      renderInsights();
+      document.title = 'Insights — ' + index.title;
     } else if (hash === '/review') {
       renderReview();
       show('review-view');
@@ -696,6 +860,8 @@
       button.addEventListener('click', function () { preset(button.getAttribute('data-preset')); });
     });
     $('export-csv').addEventListener('click', exportCsv);
+    $('metrics-service').addEventListener('change', renderMetrics);
+    $('triage-form').addEventListener('submit', runTriage);
     $('export-json').addEventListener('click', exportJson);
 
     $('rows').addEventListener('click', function (event) {

@@ -1,0 +1,254 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+"""The change_gate TASK's own wall time in a real ansible-playbook run, collisions and blast radius on.
+
+    python bench/gate_task/run.py                               # 10,000 hosts, 1,000 CIs, 500 requests, SQLite
+    python bench/gate_task/run.py --hosts 500 --cis 100 --requests 50 --runs 3      # small
+    python bench/gate_task/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
+
+Unlike bench/gate_eval (the in-memory decision), this times everything the gate task does in a real run:
+play inspection, the system-of-record reads (each host's CI, the published policy, the blast radius walk
+over the CMDB's relationships, runs in progress, change requests overlapping now), the decision, and the
+``run.gate`` ledger write. The figure is the gate result's ``duration_ms`` as the change_recorder recorded
+it (the task's own time, not ansible-playbook's start-up or inventory parsing).
+
+Set-up, through the public append path: a host CI per inventory host, ``--cis`` application/service CIs each
+``runs_on`` 10 hosts and ``depends_on`` 2 others (a connected graph with cycles), ``--requests`` approved
+change requests of which one in ten overlap now (each on 5 hosts), a published policy with 20 standard
+templates, a blast-radius condition, collisions set to ``warn`` and three maintenance windows, and a few
+stale running runs of another controller. Baseline, in the same play and run: ``ansible.builtin.debug`` with
+``run_once`` (Ansible's own cost of one task over the same hosts). Prints the median of each and the
+gate's against the 100 ms budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
+    open_system_of_record,
+)
+
+BUDGET_MS = 100.0
+ENVIRONMENTS = ["test", "staging", "production"]
+
+POLICY_HEAD = """
+collisions:
+  running_runs: warn
+  change_requests: warn
+  maintenance_windows: warn
+blast_radius:
+  max_depth: 4
+  max_items: 2000
+maintenance_windows:
+  - {name: backups, owner: backup-team, cron: "0 1 * * *", timezone: Europe/Paris, duration: 3h, groups: [dc0]}
+  - {name: batch, owner: data-team, rrule: "FREQ=WEEKLY;BYDAY=SA;BYHOUR=2;BYMINUTE=0", timezone: UTC, duration: 4h,
+     services: [svc-3, svc-7]}
+  - {name: patching, owner: linux-team, cron: "0 22 * * 2", timezone: UTC, duration: 2h, environments: [test]}
+templates:
+"""
+
+PLAY = """
+- name: Fleet change
+  hosts: fleet
+  gather_facts: false
+  tasks:
+    - name: Baseline (one task over the same hosts, run once)
+      ansible.builtin.debug:
+        msg: baseline
+      run_once: true
+    - name: Change gate
+      changeops.itsm.change_gate:
+        fail_on_deny: false
+      tags: [always]
+"""
+
+
+def policy_text(templates=20):
+    lines = [POLICY_HEAD]
+    for number in range(templates):
+        lines.append("  - name: routine-%d\n    conditions:\n      - \"contains(tags, 'routine-%d') || "
+                     "blast_radius.service_count < `5000`\"\n      - \"blast_radius.truncated == `false` || "
+                     "`true`\"\n    max_hosts: 20000\n" % (number, number))
+    return "".join(lines)
+
+
+def seed(sor, hosts, cis, requests, batch=2000):
+    rng = random.Random(18)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    entries = []
+
+    def flush(force=False):
+        if entries and (force or len(entries) >= batch):
+            sor.append(list(entries))
+            del entries[:]
+
+    host_ids = []
+    for index, host in enumerate(hosts):
+        ci_id = "ci-h%06d" % index
+        host_ids.append(ci_id)
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": {}, "attributes": {
+            "name": host, "class": "server", "status": "operational", "environment": ENVIRONMENTS[index % 3],
+            "services": ["svc-%d" % (index % 10)], "support_group": "team-%d" % (index % 8)}}))
+        flush()
+    service_ids = ["ci-s%05d" % number for number in range(cis)]
+    for number, ci_id in enumerate(service_ids):
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": {}, "attributes": {
+            "name": "app-%d" % number, "class": "application", "environment": ENVIRONMENTS[number % 3],
+            "criticality": 1 + number % 4, "owner": "team-%d" % (number % 8)}}))
+        flush()
+    flush(True)
+    for number, ci_id in enumerate(service_ids):
+        for target in rng.sample(host_ids, min(10, len(host_ids))):
+            entries.append(Entry("ci.relationship_added", ci_id, {"source": ci_id, "type": "runs_on", "target": target}))
+        for target in rng.sample(service_ids, min(2, len(service_ids))):
+            if target != ci_id:
+                entries.append(Entry("ci.relationship_added", ci_id, {"source": ci_id, "type": "depends_on",
+                                                                      "target": target}))
+        flush()
+    flush(True)
+    for number in range(requests):
+        overlapping = number % 10 == 0
+        start = now - datetime.timedelta(hours=1) if overlapping else now + datetime.timedelta(days=1 + number % 30)
+        record = {"number": "CHG%07d" % (number + 1), "state": "scheduled", "type": "normal", "approval": "approved",
+                  "short_description": "bench change %d" % number, "requested_by": "team-%d" % (number % 8),
+                  "planned_start": format_time(start), "planned_end": format_time(start + datetime.timedelta(hours=4)),
+                  "timezone": "UTC", "affected_cis": sorted(rng.sample(hosts, min(5, len(hosts)))), "approvals": []}
+        entries.append(Entry("change_request.created", record["number"], {"record": record, "base_version": 0}))
+        flush()
+    stale = format_time(now - datetime.timedelta(days=2))
+    for number in range(3):
+        run_id = "stale-%d" % number
+        entries.append(Entry("run.started", run_id, {"run_id": run_id, "started_at": stale, "controller": "elsewhere",
+                                                     "user": "ops", "pid": 1, "playbooks": ["old.yml"]}, at=stale))
+        entries.append(Entry("run.play", run_id, {"run_id": run_id, "play_id": "p", "hosts": hosts[:50]}, at=stale))
+    flush(True)
+
+
+def write_project(root, hosts, backend_env):
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, "inventory.ini"), "w") as handle:
+        handle.write("[fleet]\n")
+        for index, host in enumerate(hosts):
+            handle.write("%s ansible_connection=local\n" % host)
+        handle.write("\n[dc0]\n" + "\n".join(hosts[::4]) + "\n")
+    with open(os.path.join(root, "ansible.cfg"), "w") as handle:
+        handle.write("[defaults]\ninventory = inventory.ini\nhost_key_checking = False\nforks = 10\n"
+                     "interpreter_python = %s\n" % sys.executable)
+    with open(os.path.join(root, "policy.yml"), "w") as handle:
+        handle.write(policy_text())
+    with open(os.path.join(root, "play.yml"), "w") as handle:
+        handle.write(PLAY)
+    with open(os.path.join(root, "publish.yml"), "w") as handle:
+        handle.write("- hosts: localhost\n  gather_facts: false\n  tasks:\n    - changeops.itsm.change_policy:\n"
+                     "        src: policy.yml\n")
+
+
+def run_env(root, backend_env):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
+    env.update(backend_env)
+    env.update(HOME=os.path.join(root, "home"), ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".build", "collections"),
+               ANSIBLE_CALLBACKS_ENABLED="changeops.itsm.change_recorder", ANSIBLE_NOCOLOR="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    os.makedirs(env["HOME"], exist_ok=True)
+    return env
+
+
+def durations(sor, run_id):
+    found = {}
+    for result in sor.get_task_results(run_id):
+        found[(result.get("task") or {}).get("action")] = result.get("duration_ms")
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--hosts", type=int, default=10000)
+    parser.add_argument("--cis", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--dsn")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="changeops-gate-task-")
+    backend_env = {"CHANGEOPS_BACKEND": args.backend}
+    if args.backend == "sqlite":
+        backend_env["CHANGEOPS_SQLITE_PATH"] = os.path.join(root, "ledger.sqlite")
+    else:
+        if not args.dsn:
+            parser.error("--backend postgresql needs --dsn (bash bench/postgresql_server.sh start)")
+        backend_env["CHANGEOPS_POSTGRESQL_DSN"] = args.dsn
+    config = {"backend": args.backend, "sqlite_path": backend_env.get("CHANGEOPS_SQLITE_PATH"),
+              "postgresql_dsn": args.dsn, "busy_timeout": 60}
+    hosts = ["host%05d" % index for index in range(args.hosts)]
+    print("load average at start: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
+    started = time.monotonic()
+    sor = open_system_of_record(config)
+    seed(sor, hosts, args.cis, args.requests)
+    sor.close()
+    write_project(root, hosts, backend_env)
+    env = run_env(root, backend_env)
+    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "publish.yml"], cwd=root,
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
+          % (args.hosts, args.cis, args.requests, time.monotonic() - started))
+    gate, baseline, walls = [], [], []
+    for number in range(args.runs):
+        begin = time.monotonic()
+        completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "play.yml"],
+                                   cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   universal_newlines=True, check=False)
+        walls.append(time.monotonic() - begin)
+        if completed.returncode != 0:
+            print(completed.stdout[-5000:])
+            raise SystemExit("ansible-playbook failed")
+        sor = open_system_of_record(config)
+        try:
+            event = sor.find_change_events(limit=1, playbook="play.yml")[0]
+            times = durations(sor, event["run_id"])
+            decision = event["gates"][-1]
+        finally:
+            sor.close()
+        gate.append(times["changeops.itsm.change_gate"])
+        baseline.append(times["ansible.builtin.debug"])
+        print("run %d: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
+              "blast radius %d services%s" % (number + 1, gate[-1], baseline[-1], walls[-1], decision["type"],
+                                              len(decision.get("collisions") or ()),
+                                              (decision.get("blast_radius") or {}).get("service_count", 0),
+                                              " (truncated)" if (decision.get("blast_radius") or {}).get("truncated")
+                                              else ""))
+    median_gate, median_base = statistics.median(gate), statistics.median(baseline)
+    print("\n%s, %d hosts, %d CIs, %d change requests, %d runs"
+          % (args.backend, args.hosts, args.cis, args.requests, args.runs))
+    verdict = "met" if median_gate <= BUDGET_MS else "NOT met"
+    print("gate task median      %8.1f ms   (budget %.0f ms: %s)" % (median_gate, BUDGET_MS, verdict))
+    print("baseline task median  %8.1f ms   gate / baseline %.2f" % (median_base, median_gate / max(median_base, 1)))
+    print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"backend": args.backend, "hosts": args.hosts, "cis": args.cis, "requests": args.requests,
+                       "gate_ms": gate, "baseline_ms": baseline, "wall_s": walls}, handle, indent=2)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+"""Triage and DevOps metrics on a large ledger: 1,000,000 change events and 10,000 CIs by default.
+
+    python bench/intelligence_queries/run.py                         # full size (SQLite; seeding takes long)
+    python bench/intelligence_queries/run.py --events 20000 --cis 2000   # small
+    python bench/intelligence_queries/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
+    python bench/intelligence_queries/run.py --reuse /path/ledger.sqlite # time again on a ledger seeded before
+
+The ledger is filled through the public append path (``SystemOfRecord.append``, batches of 2,000 entries) as
+the recorder and the gate fill it: per change event ``run.started`` (with the git commit time), ``run.gate``
+(standard, normal or emergency), one changed ``run.result``, ``run.finished`` (about 4 % failed) and the
+``ci.changed_by_run`` link, spread over two years. The CMDB: hosts (90 % of the CIs, each listing one of 50
+services and one of 12 support groups) and applications (10 %) that run on 5 hosts and depend on 2 others.
+
+Timed, each the median (and p95) of ``--repeat`` calls with different arguments:
+
+* ``triage``   - ``change_event_info``'s triage (``intelligence/triage.py``) of a random application at a random
+                 moment, 24 h window, depth 3, 20 results with what each changed;
+* ``metrics``  - ``change_metrics_info`` (``intelligence/metrics.py``) over 30 days per week, grouped by service;
+* ``metrics (90 days)`` - the same over a quarter;
+* baseline     - ``get_change_event`` of a random run: one indexed read, what the machine does in the same run.
+
+Budget: triage and metrics <= 200 ms each at full size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics, triage  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
+    open_system_of_record,
+)
+
+BUDGET_MS = 200.0
+SPAN = datetime.timedelta(days=730)
+
+
+def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
+    rng = random.Random(18)
+    hosts = max(1, cis * 9 // 10)
+    apps = max(1, cis - hosts)
+    host_ids = ["ci-h%06d" % number for number in range(hosts)]
+    app_ids = ["ci-a%05d" % number for number in range(apps)]
+    entries = []
+
+    def flush(force=False):
+        if entries and (force or len(entries) >= batch):
+            sor.append(list(entries))
+            del entries[:]
+
+    for number, ci_id in enumerate(host_ids):
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": {}, "attributes": {
+            "name": "host%06d" % number, "class": "server", "environment": ("production", "staging")[number % 2],
+            "services": ["svc-%d" % (number % 50)], "support_group": "team-%d" % (number % 12)}}))
+        flush()
+    for number, ci_id in enumerate(app_ids):
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": {}, "attributes": {
+            "name": "app-%05d" % number, "class": "application", "criticality": 1 + number % 4}}))
+        flush()
+    flush(True)
+    for ci_id in app_ids:
+        for target in rng.sample(host_ids, min(5, len(host_ids))):
+            entries.append(Entry("ci.relationship_added", ci_id, {"source": ci_id, "type": "runs_on", "target": target}))
+        for target in rng.sample(app_ids, min(2, len(app_ids))):
+            if target != ci_id:
+                entries.append(Entry("ci.relationship_added", ci_id, {"source": ci_id, "type": "depends_on",
+                                                                      "target": target}))
+        flush()
+    flush(True)
+    start = end - span
+    step = span / max(events, 1)
+    begun = time.monotonic()
+    for number in range(events):
+        run_id = "run-%08d" % number
+        at = start + step * number
+        host_number = rng.randrange(hosts)
+        host, ci_id = "host%06d" % host_number, host_ids[host_number]
+        started, ended = format_time(at), format_time(at + datetime.timedelta(minutes=3))
+        gate = ("standard", "normal", "emergency")[0 if number % 10 < 7 else (1 if number % 10 < 9 else 2)]
+        status = "failed" if number % 25 == 0 else "successful"
+        entries.extend([
+            Entry("run.started", run_id, {"run_id": run_id, "started_at": started, "user": "ops", "controller": "ctl",
+                                          "pid": 1, "playbooks": ["site-%d.yml" % (number % 40)], "check_mode": False,
+                                          "git": {"commit": "%040x" % number, "commit_time": format_time(
+                                              at - datetime.timedelta(hours=1 + number % 48))}}, at=started),
+            Entry("run.gate", run_id, {"run_id": run_id, "play_id": "p", "decision_id": "d" + run_id,
+                                       "allowed": True, "type": gate, "reference": gate, "reasons": [],
+                                       "hosts": [host], "checked_at": started}, at=started),
+            Entry("run.result", run_id, {"run_id": run_id, "play_id": "p", "host": host, "item": None,
+                                         "status": "changed", "changed": True, "started_at": started,
+                                         "task": {"uuid": "t", "name": "Configure", "action": "ansible.builtin.copy",
+                                                  "check_mode": False},
+                                         "result": {"dest": "/etc/app/%d.conf" % (number % 7)}}, at=started),
+            Entry("run.finished", run_id, {"run_id": run_id, "ended_at": ended, "outcome": status}, at=ended),
+            Entry("ci.changed_by_run", ci_id, {"ci_id": ci_id, "run_id": run_id, "host": host}, at=ended)])
+        flush()
+        if progress and number and number % 50000 == 0:
+            rate = number / (time.monotonic() - begun)
+            print("  %d events (%.0f per second, %.0f min to go)" % (number, rate, (events - number) / rate / 60))
+    flush(True)
+    return app_ids
+
+
+def timed(function, repeat):
+    times = []
+    for number in range(repeat):
+        begin = time.perf_counter()
+        function(number)
+        times.append((time.perf_counter() - begin) * 1000.0)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, int(0.95 * len(times)))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--events", type=int, default=1000000)
+    parser.add_argument("--cis", type=int, default=10000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--dsn")
+    parser.add_argument("--reuse", help="an SQLite ledger seeded by an earlier run (kept with --keep), seeded here and "
+                                        "kept when the file does not exist yet")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--span-days", type=float, default=SPAN.days,
+                        help="the history's span: fewer events over a shorter span keep the full size's changes per "
+                             "30 days (--events 100000 --span-days 73 is 1,000,000 over two years' density)")
+    args = parser.parse_args()
+    root = tempfile.mkdtemp(prefix="changeops-intelligence-")
+    end = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
+    if args.backend == "postgresql":
+        if not args.dsn:
+            parser.error("--backend postgresql needs --dsn (bash bench/postgresql_server.sh start)")
+        config = {"backend": "postgresql", "postgresql_dsn": args.dsn, "busy_timeout": 60}
+    else:
+        config = {"backend": "sqlite", "sqlite_path": args.reuse or os.path.join(root, "ledger.sqlite"),
+                  "busy_timeout": 60}
+    print("load average at start: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
+    seeded_before = bool(args.reuse) and os.path.exists(args.reuse)
+    sor = open_system_of_record(config)
+    if seeded_before:
+        app_ids = [ci["ci_id"] for ci in sor.find_cis(ci_class="application")]
+    else:
+        begun = time.monotonic()
+        app_ids = seed(sor, args.events, args.cis, end, span=datetime.timedelta(days=args.span_days))
+        print("seeded %d change events and %d CIs in %.0f s" % (args.events, args.cis, time.monotonic() - begun))
+    sor.close()
+    sor = open_system_of_record(config)
+    rng = random.Random(7)
+    runs = ["run-%08d" % rng.randrange(args.events) for _number in range(args.repeat)]
+    anchors = [(rng.choice(app_ids), end - datetime.timedelta(days=args.span_days) * rng.random())
+               for _number in range(args.repeat)]
+    found = []
+
+    def run_triage(number):
+        ci_id, at = anchors[number]
+        found.append(triage.triage(sor, at, ci=ci_id, window=datetime.timedelta(hours=24), max_depth=3, limit=20))
+
+    results = {
+        "baseline (get_change_event)": timed(lambda number: sor.get_change_event(runs[number]), args.repeat),
+        "triage": timed(run_triage, args.repeat),
+        "metrics (30 days, weekly, by service)": timed(lambda number: metrics.compute(
+            sor, end - datetime.timedelta(days=30 + number), end - datetime.timedelta(days=number), bucket="week",
+            group_by="service"), args.repeat),
+        "metrics (90 days, weekly, by service)": timed(lambda number: metrics.compute(
+            sor, end - datetime.timedelta(days=90 + number), end - datetime.timedelta(days=number), bucket="week",
+            group_by="service"), max(3, args.repeat // 3)),
+    }
+    sor.close()
+    base = results["baseline (get_change_event)"][0]
+    print("\n%s, %d change events, %d CIs; triage found %.1f changes on average"
+          % (args.backend, args.events, args.cis, statistics.mean(item["change_count"] for item in found)))
+    print("%-42s %10s %10s %10s" % ("query", "median ms", "p95 ms", "x baseline"))
+    for name, (median, p95) in results.items():
+        verdict = ""
+        if name.startswith(("triage", "metrics (30")):
+            verdict = "  budget %.0f ms: %s" % (BUDGET_MS, "met" if median <= BUDGET_MS else "NOT met")
+        print("%-42s %10.1f %10.1f %10.1f%s" % (name, median, p95, median / max(base, 0.001), verdict))
+    print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
+    if args.keep:
+        print("kept: %s" % root)
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""DevOps metrics from the record: the four DORA keys (definitions in ``docs/metrics.md``).
+
+Over a period, per ``day``/``week``/``month`` bucket, overall or per service, environment or team:
+
+* **change** - a recorded run, not a dry run, that changed a managed host (any authorisation) or
+  ended ``failed``/``interrupted`` without a gate denying it; a run a gate denied is an attempt
+  stopped before it changed anything, not a change;
+* **deployment frequency** - successful authorised changes (``standard``, ``normal``, ``emergency``
+  and their combinations; never ``unauthorised``) per bucket, and per day over the period;
+* **lead time for changes** - for deployments whose run recorded the git commit of the playbook tree
+  (``run.started`` ``git.commit_time``), the change's start minus the commit time: median and 90th
+  percentile in hours;
+* **change failure rate** - failed changes / changes, where a change *failed* when it ended failed or
+  interrupted, or within ``failure_window`` after it ended an incident was linked to it, it was declared
+  remediated (``change_link``), or an emergency change touched one of its CIs (a fix under pressure);
+* **time to restore** - for each failed change, from its end to the end of the next deployment that
+  touched one of its CIs: median in hours; failures with none yet are ``unrestored``.
+
+A change belongs to the services (CI ``services``, and application/service CIs it changed), the team
+(CI ``support_group``, else ``owner``) and the environments of the CIs it changed - or, for a failed
+change that changed nothing, of the CIs of the hosts it ran on. A change of several services counts in
+each. Buckets are UTC: days, ISO weeks (Monday), calendar months.
+
+Reads: ``change_facts`` of the period (and ``failure_window`` after it), ``ci_changes`` of the same
+range, every CI facet, ``change_links`` and the hosts of failed changes only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import math
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
+from ansible_collections.changeops.itsm.plugins.module_utils.change_events import parse_moment
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
+
+BUCKETS = ("day", "week", "month")
+GROUP_BY = ("service", "environment", "team")
+GATE_TYPES = ("standard", "normal", "emergency")
+NOT_CHANGES = ("dry-run", "denied", "no-change", "record-only")
+DEFAULT_FAILURE_WINDOW = datetime.timedelta(hours=24)
+
+DEFINITIONS = {
+    "deployment_frequency": "successful authorised changes (standard, normal, emergency) per bucket and per day",
+    "lead_time": "change start minus the git commit time of the playbook tree the recorder saw (deployments with a "
+                 "commit only): median and p90 hours",
+    "change_failure_rate": "failed changes / changes; failed = ended failed or interrupted, or followed within the "
+                           "failure window by an incident link, a remediation link or an emergency change of one of "
+                           "its CIs",
+    "time_to_restore": "a failed change's end to the end of the next deployment of one of its CIs: median hours",
+}
+
+
+def bucket_start(moment, bucket):
+    day = moment.astimezone(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        return day
+    if bucket == "week":
+        return day - datetime.timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def _percentile(values, fraction):
+    if not values:
+        return None
+    ordered = sorted(values)
+    # the median of an even count is the mean of the middle two; other percentiles are nearest-rank
+    if fraction == 0.5:
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+    index = max(0, min(len(ordered) - 1, int(math.ceil(fraction * len(ordered))) - 1))
+    return ordered[index]
+
+
+def _hours(seconds):
+    return None if seconds is None else round(seconds / 3600.0, 3)
+
+
+def _authorised(authorisation):
+    parts = (authorisation or "").split("+")
+    return bool(authorisation) and all(part in GATE_TYPES for part in parts)
+
+
+def _is_change(fact):
+    if fact["dry_run"] or fact["status"] == "running":
+        return False
+    authorisation = fact.get("authorisation") or ""
+    if authorisation in NOT_CHANGES:
+        return fact["status"] in ("failed", "interrupted") and authorisation != "denied"
+    return True
+
+
+def _moment(text):
+    """The ledger's own UTC form (``2026-01-05T10:00:00.000000Z``) read fast; anything else through parse_time."""
+    if text.endswith("Z") and len(text) == 27:
+        return _FROM_ISO(text[:-1]).replace(tzinfo=datetime.timezone.utc)
+    return parse_time(text)
+
+
+_FROM_ISO = datetime.datetime.fromisoformat
+
+
+class _Change(object):
+    __slots__ = ("fact", "start", "end", "cis", "failed", "why", "deployment", "restore_hours", "lead")
+
+    def __init__(self, fact):
+        self.fact = fact
+        self.start = _moment(fact["started_at"])
+        self.end = _moment(fact["ended_at"]) if fact.get("ended_at") else self.start
+        self.cis = set()
+        self.failed = fact["status"] in ("failed", "interrupted")
+        self.why = [fact["status"]] if self.failed else []
+        self.deployment = fact["status"] == "successful" and _authorised(fact.get("authorisation"))
+        self.restore_hours = None
+        #: seconds from the commit to the start, for a deployment whose run recorded its commit
+        self.lead = None
+        if self.deployment and fact.get("commit_at"):
+            seconds = (self.start - _moment(fact["commit_at"])).total_seconds()
+            self.lead = seconds if seconds >= 0 else None
+
+
+def compute(sor, since, until, bucket="week", group_by=None, services=None, environments=None, teams=None,
+            failure_window=DEFAULT_FAILURE_WINDOW):
+    """The four keys over ``[since, until)`` (aware datetimes); see the module docstring."""
+    if bucket not in BUCKETS:
+        raise ValidationError("bucket must be one of %s, got %r" % (", ".join(BUCKETS), bucket), option="bucket")
+    if group_by not in (None,) + GROUP_BY:
+        raise ValidationError("group_by must be one of %s, got %r" % (", ".join(GROUP_BY), group_by),
+                              option="group_by")
+    if until <= since:
+        raise ValidationError("until (%s) must be after since (%s)" % (format_time(until), format_time(since)))
+    horizon = until + failure_window
+    facts = sor.find_change_facts(since=format_time(since), until=format_time(horizon))
+    changes = {fact["run_id"]: _Change(fact) for fact in facts if _is_change(fact)}
+    for link in sor.find_ci_changes(since=format_time(since), until=format_time(horizon)):
+        if link["run_id"] in changes:
+            changes[link["run_id"]].cis.add(link["ci_id"])
+    # a failed change that changed nothing belongs to the CIs of the hosts it ran on
+    idle = [run_id for run_id, change in changes.items() if change.failed and not change.cis]
+    if idle:
+        hosts = sor.find_run_hosts(idle)
+        by_name = find_host_cis(sor, sorted(set(host for names in hosts.values() for host in names)))
+        for run_id, names in hosts.items():
+            changes[run_id].cis.update(by_name[name]["ci_id"] for name in names if name in by_name)
+    _mark_failures(sor, changes, failure_window)
+    _restore_times(changes)
+
+    in_period = [change for change in changes.values() if since <= change.start < until]
+    labels = _labels(sor, in_period)
+    wanted = {"service": set(services or ()), "environment": set(environments or ()), "team": set(teams or ())}
+    selected = []
+    for change in in_period:
+        keys = labels(change)
+        if all(not values or keys[name] & values for name, values in wanted.items()):
+            selected.append((change, keys))
+    days = max((until - since).total_seconds() / 86400.0, 1e-9)
+    result = {
+        "since": format_time(since), "until": format_time(until), "bucket": bucket, "group_by": group_by,
+        "failure_window_hours": _hours(failure_window.total_seconds()),
+        "definitions": dict(DEFINITIONS),
+        "overall": _summary([change for change, _keys in selected], days),
+        "buckets": _buckets([change for change, _keys in selected], since, until, bucket),
+    }
+    if group_by:
+        groups = {}
+        for change, keys in selected:
+            for key in keys[group_by] or ("(none)",):
+                groups.setdefault(key, []).append(change)
+        result["groups"] = [{"key": key, "overall": _summary(members, days),
+                             "buckets": _buckets(members, since, until, bucket)}
+                            for key, members in sorted(groups.items())]
+    return result
+
+
+def _by_ci(changes):
+    """``ci_id -> ([end, ...], [change, ...])`` sorted by end: bisect finds a CI's changes in a time range."""
+    index = {}
+    for change in sorted(changes, key=lambda change: (change.end, change.fact["run_id"])):
+        for ci_id in change.cis:
+            ends, members = index.setdefault(ci_id, ([], []))
+            ends.append(change.end)
+            members.append(change)
+    return index
+
+
+def _mark_failures(sor, changes, window):
+    """Changes followed within ``window`` by an incident link, a remediation or an emergency change of one of
+    their CIs count as failed."""
+    for link in sor.find_change_links(run_ids=list(changes)):
+        change = changes[link["run_id"]]
+        # an incident counts from when it started; a remediation from when the remediating change started
+        fix = changes.get(link["target"]) if link["link"] == "remediated_by" else None
+        when = fix.start if fix is not None else (
+            parse_time(link["linked_at"]) if link.get("linked_at") else change.end)
+        if when <= change.end + window and link["link"] not in change.why:
+            change.failed = True
+            change.why.append(link["link"])
+    index = _by_ci(changes.values())
+    for fix in changes.values():
+        if "emergency" not in (fix.fact.get("authorisation") or "").split("+"):
+            continue
+        for ci_id in fix.cis:
+            ends, members = index.get(ci_id, ((), ()))
+            # changes of the CI that ended in [fix start - window, fix start]
+            for position in range(bisect.bisect_left(ends, fix.start - window), bisect.bisect_right(ends, fix.start)):
+                change = members[position]
+                if change is fix or change.start >= fix.start:
+                    continue
+                change.failed = True
+                if "emergency change" not in change.why:
+                    change.why.append("emergency change")
+
+
+def _restore_times(changes):
+    """For each failed change, the hours from its end to the end of the next deployment of one of its CIs."""
+    index = _by_ci(change for change in changes.values() if change.deployment and not change.failed)
+    for change in changes.values():
+        if not change.failed:
+            continue
+        best = None
+        for ci_id in change.cis:
+            ends, members = index.get(ci_id, ((), ()))
+            position = bisect.bisect_right(ends, change.end)
+            if position < len(ends) and (best is None or ends[position] < best):
+                best = ends[position]
+        if best is not None:
+            change.restore_hours = _hours((best - change.end).total_seconds())
+
+
+def _labels(sor, changes):
+    """``change -> {"service": set, "environment": set, "team": set}`` from the CIs each change touched."""
+    ci_ids = set()
+    for change in changes:
+        ci_ids.update(change.cis)
+    facets = {}
+    for row in sor.find_ci_facets(ci_ids=sorted(ci_ids)) if ci_ids else ():
+        facets.setdefault(row["ci_id"], {}).setdefault(row["facet"], []).append(row["value"])
+    named_services = {ci["ci_id"]: ci["name"] for ci in sor.find_ci_summaries(ci_ids=sorted(ci_ids))
+                      if ci.get("class") not in HOST_CLASSES} if ci_ids else {}
+
+    def labels(change):
+        services, teams = set(), set()
+        for ci_id in change.cis:
+            own = facets.get(ci_id, {})
+            services.update(own.get("service", ()))
+            if ci_id in named_services:
+                services.add(named_services[ci_id])
+            team = (own.get("support_group") or own.get("owner") or [None])[0]
+            if team:
+                teams.add(team)
+        environments = set(part for part in (change.fact.get("environment") or "").split(",") if part)
+        return {"service": services, "environment": environments, "team": teams}
+
+    return labels
+
+
+def _summary(changes, days):
+    deployments = [change for change in changes if change.deployment]
+    lead = [change.lead for change in deployments if change.lead is not None]
+    failed = [change for change in changes if change.failed]
+    restored = [change.restore_hours for change in failed if change.restore_hours is not None]
+    return {
+        "changes": len(changes),
+        "deployments": len(deployments),
+        "deployments_per_day": round(len(deployments) / days, 4),
+        "lead_time": {"count": len(lead), "median_hours": _hours(_percentile(lead, 0.5)),
+                      "p90_hours": _hours(_percentile(lead, 0.9))},
+        "failed_changes": len(failed),
+        "change_failure_rate": round(len(failed) / float(len(changes)), 4) if changes else None,
+        "failure_reasons": _count(reason for change in failed for reason in change.why),
+        "time_to_restore": {"count": len(restored), "median_hours": _percentile(restored, 0.5),
+                            "unrestored": len(failed) - len(restored)},
+    }
+
+
+def _count(values):
+    counts = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return counts
+
+
+def _buckets(changes, since, until, bucket):
+    grouped = {}
+    for change in changes:
+        grouped.setdefault(bucket_start(change.start, bucket), []).append(change)
+    rows = []
+    start = bucket_start(since, bucket)
+    while start < until:
+        following = _next(start, bucket)
+        span = (min(following, until) - max(start, since)).total_seconds() / 86400.0
+        row = _summary(grouped.get(start, []), max(span, 1e-9))
+        row["start"] = format_time(start)
+        rows.append(row)
+        start = following
+    return rows
+
+
+def _next(start, bucket):
+    if bucket == "day":
+        return start + datetime.timedelta(days=1)
+    if bucket == "week":
+        return start + datetime.timedelta(days=7)
+    return (start.replace(day=28) + datetime.timedelta(days=4)).replace(day=1)
+
+
+# --------------------------------------------------------------------------
+# change_metrics_info
+# --------------------------------------------------------------------------
+CHANGE_METRICS_INFO_SPEC = dict(
+    backend_argument_spec(),
+    since=dict(type="str", default="30d"),
+    until=dict(type="str"),
+    bucket=dict(type="str", choices=list(BUCKETS), default="week"),
+    group_by=dict(type="str", choices=list(GROUP_BY)),
+    service=dict(type="list", elements="str"),
+    environment=dict(type="list", elements="str"),
+    team=dict(type="list", elements="str"),
+    failure_window=dict(type="str", default="24h"),
+)
+
+
+def metrics_info(ctx):
+    """``change_metrics_info`` operation."""
+    params = ctx.params
+    now = datetime.datetime.now(datetime.timezone.utc)
+    since = parse_time(parse_moment("since", params.get("since") or "30d", now=now))
+    until = parse_time(parse_moment("until", params["until"], now=now)) if params.get("until") else now
+    window = parse_duration(params.get("failure_window") or "24h")
+    if window is None:
+        raise ValidationError("failure_window: %r is not a duration such as 24h, 90m or 7d"
+                              % params.get("failure_window"), option="failure_window")
+    metrics = compute(ctx.sor, since, until, bucket=params.get("bucket") or "week", group_by=params.get("group_by"),
+                      services=params.get("service"), environments=params.get("environment"), teams=params.get("team"),
+                      failure_window=window)
+    return {"changed": False, "metrics": metrics}

@@ -1,0 +1,445 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The change intelligence tables: projectors, their backfill, and the queries over them (issue 18).
+
+Four narrow query tables, kept from the ledger like every other one (``projection_check`` replays
+and compares them), answer the questions of ``module_utils/intelligence/`` with indexed reads:
+
+``ci_changes``
+    one row per CI a run changed (from ``ci.changed_by_run``) with the run's start: "what changed
+    this CI (or anything it depends on) before the incident" and the per-service metrics;
+``ci_facets``
+    the CI attributes changes are grouped by: ``service`` (one row per name of its ``services``),
+    ``owner``, ``support_group``, ``criticality``;
+``change_facts``
+    a narrow copy of each change event's columns that metrics read (with ``commit_at``, the git commit
+    time of the playbook tree that ``run.started`` records), so a metrics query never parses the wide
+    change event documents;
+``change_links``
+    incidents linked to a change and changes declared as the remediation of another (``run.linked``);
+``change_request_windows``
+    each change request's state and planned window, so collisions read only the requests whose window
+    overlaps.
+
+The projectors *follow* an entry kind's own projector (``projections.FOLLOWERS``) and only ever
+recompute their rows from the entry and the tables the main projectors keep, so the backfill of an
+existing ledger (:func:`backfill`, the migration's ``BACKFILL_INTELLIGENCE`` step) and a replay of the
+ledger fill them identically.
+
+:class:`IntelligenceQueries` is mixed into the SQL backends: plain-dict methods of the
+``SystemOfRecord`` interface (``base.py``) that the gate, the info modules, the register and the
+review service call. No SQL lives anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+
+#: the schema version that made these tables: a replay inside an older migration leaves them alone
+TABLES_VERSION = schema.version_of(schema.INTELLIGENCE_MIGRATION)
+#: CI attributes kept as facets (``services`` is a list of names, one row each)
+FACET_ATTRIBUTES = (("service", "services"), ("owner", "owner"), ("support_group", "support_group"),
+                    ("criticality", "criticality"))
+#: facet -> the attribute it comes from
+FACET_NAMES = dict(FACET_ATTRIBUTES)
+#: ``run.linked`` link kinds: an incident the change caused, a change that remediated it
+LINK_KINDS = ("incident", "remediated_by")
+LINK_ENTRY = "run.linked"
+#: values per ``IN (...)`` list: well under the dialects' bound-parameter limits
+BATCH = 500
+
+_FACT_COLUMNS = ("run_id, started_at, ended_at, status, dry_run, authorisation, authorisation_ref, environment,"
+                 " playbook, user_name")
+
+
+def _batches(values, size=BATCH):
+    values = list(dict.fromkeys(values))
+    return [values[start:start + size] for start in range(0, len(values), size)]
+
+
+def _marks(values):
+    return ", ".join("?" * len(values))
+
+
+# --------------------------------------------------------------------------
+# projectors (they follow the main projector of their entry kind)
+# --------------------------------------------------------------------------
+def _commit_time(data):
+    git = data.get("git") if isinstance(data, dict) else None
+    if isinstance(git, dict) and git.get("commit_time"):
+        return str(git["commit_time"])
+    return None
+
+
+def _sync_facts(db, run_id, commit_at=None):
+    db.execute(
+        "INSERT INTO change_facts (%s, commit_at) SELECT %s, ? FROM change_events WHERE run_id = ?"
+        " ON CONFLICT (run_id) DO UPDATE SET started_at = excluded.started_at, ended_at = excluded.ended_at,"
+        " status = excluded.status, dry_run = excluded.dry_run, authorisation = excluded.authorisation,"
+        " authorisation_ref = excluded.authorisation_ref, environment = excluded.environment,"
+        " playbook = excluded.playbook, user_name = excluded.user_name,"
+        " commit_at = COALESCE(excluded.commit_at, change_facts.commit_at)" % (_FACT_COLUMNS, _FACT_COLUMNS),
+        (commit_at, run_id))
+
+
+def _run_started(db, entry):
+    run_id = entry.data["run_id"]
+    _sync_facts(db, run_id, _commit_time(entry.data))
+    # a start replayed after the run's links (a spool) moves the links' start too
+    db.execute("UPDATE ci_changes SET started_at = (SELECT started_at FROM change_events WHERE run_id = ?)"
+               " WHERE run_id = ?", (run_id, run_id))
+
+
+def _run_ended(db, entry):
+    _sync_facts(db, entry.data["run_id"])
+
+
+def _ci_changed_by_run(db, entry):
+    data = entry.data
+    db.execute(
+        "INSERT INTO ci_changes (ci_id, run_id, host, started_at, seq) VALUES"
+        " (?, ?, ?, COALESCE((SELECT started_at FROM change_events WHERE run_id = ?), ?), ?)"
+        " ON CONFLICT (ci_id, run_id) DO NOTHING",
+        (data["ci_id"], data["run_id"], data.get("host"), data["run_id"], entry.at, entry.seq))
+
+
+def facets_of(attributes):
+    """``[(facet, value)]`` of a CI's attributes (what ``ci_facets`` holds for it)."""
+    facets = set()
+    for facet, attribute in FACET_ATTRIBUTES:
+        value = attributes.get(attribute)
+        if value in (None, "", [], {}):
+            continue
+        if facet == "service":
+            try:
+                names = name_list(value)
+            except ValidationError:
+                continue
+            facets.update((facet, name) for name in names)
+        elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            facets.add((facet, str(value)))
+    return sorted(facets)
+
+
+def _refresh_facets(db, ci_id):
+    db.execute("DELETE FROM ci_facets WHERE ci_id = ?", (ci_id,))
+    row = db.execute("SELECT attributes FROM configuration_items WHERE ci_id = ?", (ci_id,)).fetchone()
+    if row is None:
+        return
+    for facet, value in facets_of(json.loads(row[0]) if row[0] else {}):
+        db.execute("INSERT INTO ci_facets (ci_id, facet, value) VALUES (?, ?, ?)", (ci_id, facet, value))
+
+
+def _ci_written(db, entry):
+    _refresh_facets(db, entry.data["ci_id"])
+
+
+def _change_request_saved(db, entry):
+    record = entry.data["record"]
+    _save_window(db, record["number"], record.get("state"), record.get("planned_start"), record.get("planned_end"))
+
+
+def _save_window(db, number, state, start, end):
+    db.execute("INSERT INTO change_request_windows (number, state, planned_start, planned_end) VALUES (?, ?, ?, ?)"
+               " ON CONFLICT (number) DO UPDATE SET state = excluded.state, planned_start = excluded.planned_start,"
+               " planned_end = excluded.planned_end", (number, state or "new", start, end))
+
+
+def _run_linked(db, entry):
+    data = entry.data
+    if data.get("link") not in LINK_KINDS:
+        raise ValidationError("run.linked: link must be one of %s, got %r" % (", ".join(LINK_KINDS), data.get("link")))
+    db.execute("INSERT INTO change_links (seq, run_id, link, target, linked_at, doc) VALUES (?, ?, ?, ?, ?, ?)",
+               (entry.seq, data["run_id"], data["link"], str(data["target"]), data.get("linked_at") or entry.at,
+                entry.data_json()))
+
+
+#: entry kind -> projectors run after the kind's own one (``projections.project``)
+FOLLOWERS = {
+    "run.started": [_run_started],
+    "run.finished": [_run_ended],
+    "run.interrupted": [_run_ended],
+    "ci.changed_by_run": [_ci_changed_by_run],
+    "ci.created": [_ci_written],
+    "ci.updated": [_ci_written],
+    "ci.deleted": [_ci_written],
+}
+for _kind in ("change_request.created", "change_request.updated", "change_request.transitioned",
+              "change_request.approved", "change_request.rejected", "change_request.closed"):
+    FOLLOWERS[_kind] = [_change_request_saved]
+
+#: entry kinds these tables introduce, with their own (main) projector
+PROJECTORS = {LINK_ENTRY: _run_linked}
+
+
+# --------------------------------------------------------------------------
+# backfill: an existing ledger gets the rows a replay would give it
+# --------------------------------------------------------------------------
+def backfill(db, batch=2000):
+    """Fill the tables from the ledger and the older query tables (the migration's Python step).
+
+    ``db`` speaks ``?`` placeholders (``sql._Statements``) inside the migration's transaction.
+    The ledger cannot hold ``run.linked`` entries yet (the kind is newer than these tables), and
+    ``run.started`` entries written before it carry no commit time, so neither needs reading.
+    """
+    db.execute("INSERT INTO change_facts (%s, commit_at) SELECT %s, NULL FROM change_events WHERE run_id IN"
+               " (SELECT subject FROM ledger WHERE kind IN ('run.started', 'run.finished', 'run.interrupted'))"
+               % (_FACT_COLUMNS, _FACT_COLUMNS))
+    last = 0
+    while True:
+        rows = db.execute("SELECT seq, at, data FROM ledger WHERE kind = 'ci.changed_by_run' AND seq > ?"
+                          " ORDER BY seq LIMIT %d" % batch, (last,)).fetchall()
+        for seq, at, data in rows:
+            link = json.loads(data)
+            db.execute(
+                "INSERT INTO ci_changes (ci_id, run_id, host, started_at, seq) VALUES"
+                " (?, ?, ?, COALESCE((SELECT started_at FROM change_events WHERE run_id = ?), ?), ?)"
+                " ON CONFLICT (ci_id, run_id) DO NOTHING",
+                (link["ci_id"], link["run_id"], link.get("host"), link["run_id"], at, seq))
+        if len(rows) < batch:
+            break
+        last = rows[-1][0]
+    for ci_id, attributes in db.execute("SELECT ci_id, attributes FROM configuration_items").fetchall():
+        for facet, value in facets_of(json.loads(attributes) if attributes else {}):
+            db.execute("INSERT INTO ci_facets (ci_id, facet, value) VALUES (?, ?, ?)", (ci_id, facet, value))
+    for number, state, doc in db.execute("SELECT number, state, doc FROM change_requests").fetchall():
+        record = json.loads(doc)
+        _save_window(db, number, state, record.get("planned_start"), record.get("planned_end"))
+
+
+# --------------------------------------------------------------------------
+# queries
+# --------------------------------------------------------------------------
+class IntelligenceQueries(object):
+    """The change intelligence methods of ``SystemOfRecord``, for SQL backends (``self._query``)."""
+
+    #: ids above which a walk's level reads the relationships of the wanted types whole and filters them here:
+    #: a play over most of the estate would otherwise send dozens of IN (...) batches for most of the table
+    WHOLE_TABLE_ABOVE = 2000
+
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
+        """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
+        ``targets`` (both given: either), of one of ``types`` when given; one query per batch of ids.
+        ``as_rows``: ``(source, type, target)`` tuples instead of dicts (a graph walk over many CIs)."""
+        type_clause, type_params = "", ()
+        if types:
+            type_clause = " AND rel_type IN (%s)" % _marks(types)
+            type_params = tuple(types)
+        rows = []
+        wanted = [(column, values) for column, values in (("source", sources), ("target", targets))
+                  if values is not None]
+        if not wanted:
+            rows = self._query("SELECT source, rel_type, target FROM ci_relationships WHERE 1 = 1%s" % type_clause,
+                               type_params)
+        elif sum(len(values) for _column, values in wanted) > self.WHOLE_TABLE_ABOVE:
+            source_set = set(sources or ())
+            target_set = set(targets or ())
+            rows = [row for row in self._query("SELECT source, rel_type, target FROM ci_relationships WHERE 1 = 1%s"
+                                               % type_clause, type_params)
+                    if row[0] in source_set or row[2] in target_set]
+        else:
+            for column, values in wanted:
+                for chunk in _batches(values):
+                    rows.extend(self._query("SELECT source, rel_type, target FROM ci_relationships WHERE %s IN (%s)%s"
+                                            % (column, _marks(chunk), type_clause), tuple(chunk) + type_params))
+            if len(wanted) > 1:
+                rows = list(dict.fromkeys(tuple(row) for row in rows))
+        if as_rows:
+            return [tuple(row) for row in rows]
+        return [{"source": row[0], "type": row[1], "target": row[2]} for row in rows]
+
+    def find_ci_summaries(self, names=None, ci_ids=None):
+        """CIs named one of ``names`` or with one of ``ci_ids``, without parsing their attribute documents:
+        ``{ci_id, name, class, status, environment, attributes}`` where ``attributes`` holds only the facets
+        (``services`` as a list, ``owner``, ``support_group``, ``criticality``). What the gate reads of the CIs
+        of a play of thousands of hosts, ordered by name like ``find_cis``."""
+        rows = []
+        facets = []
+        columns = "ci_id, name, ci_class, status, environment"
+        for column, values in (("name", names), ("ci_id", ci_ids)):
+            if values is None:
+                continue
+            values = list(values)
+            if len(values) > self.WHOLE_TABLE_ABOVE:
+                wanted = set(values)
+                index = 1 if column == "name" else 0
+                rows.extend(row for row in self._query("SELECT %s FROM configuration_items" % columns)
+                            if row[index] in wanted)
+            else:
+                for chunk in _batches(values):
+                    rows.extend(self._query("SELECT %s FROM configuration_items WHERE %s IN (%s)"
+                                            % (columns, column, _marks(chunk)), tuple(chunk)))
+        found = {}
+        for row in rows:
+            found[row[0]] = {"ci_id": row[0], "name": row[1], "class": row[2], "status": row[3],
+                             "environment": row[4], "attributes": {}}
+        if len(found) > self.WHOLE_TABLE_ABOVE:
+            facets = [row for row in self._query("SELECT ci_id, facet, value FROM ci_facets") if row[0] in found]
+        else:
+            for chunk in _batches(found):
+                facets.extend(self._query("SELECT ci_id, facet, value FROM ci_facets WHERE ci_id IN (%s)"
+                                          % _marks(chunk), tuple(chunk)))
+        for ci_id, facet, value in sorted(facets):
+            attributes = found[ci_id]["attributes"]
+            if facet == "service":
+                attributes.setdefault("services", []).append(value)
+            else:
+                attributes[FACET_NAMES[facet]] = value
+        return sorted(found.values(), key=lambda ci: (ci["name"] or "", ci["ci_id"]))
+
+    def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
+        """Changes of CIs (``ci.changed_by_run``): ``{ci_id, run_id, host, started_at}``, newest first; only
+        those of ``ci_ids`` when given, whose run started in ``[since, until]``."""
+        clauses, params = [], []
+        if since:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("started_at <= ?")
+            params.append(until)
+        chunks = [None] if ci_ids is None else _batches(ci_ids)
+        rows = []
+        for chunk in chunks:
+            where = list(clauses)
+            chunk_params = list(params)
+            if chunk is not None:
+                if not chunk:
+                    continue
+                where.append("ci_id IN (%s)" % _marks(chunk))
+                chunk_params.extend(chunk)
+            sql = "SELECT ci_id, run_id, host, started_at FROM ci_changes"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY started_at DESC, run_id, ci_id"
+            if limit:
+                sql += " LIMIT %d" % int(limit)
+            rows.extend(self._query(sql, tuple(chunk_params)))
+        if len(chunks) > 1:
+            rows.sort(key=lambda row: (row[3], row[1], row[0]), reverse=True)
+            rows = rows[:limit] if limit else rows
+        return [{"ci_id": row[0], "run_id": row[1], "host": row[2], "started_at": row[3]} for row in rows]
+
+    def find_ci_facets(self, ci_ids=None, facet=None, values=None):
+        """``{ci_id, facet, value}`` rows: the services, owner, support group and criticality of CIs."""
+        clauses, params = [], []
+        if facet:
+            clauses.append("facet = ?")
+            params.append(facet)
+        if values:
+            clauses.append("value IN (%s)" % _marks(values))
+            params.extend(values)
+        chunks = [None] if ci_ids is None else _batches(ci_ids)
+        found = []
+        for chunk in chunks:
+            where = list(clauses)
+            chunk_params = list(params)
+            if chunk is not None:
+                if not chunk:
+                    continue
+                where.append("ci_id IN (%s)" % _marks(chunk))
+                chunk_params.extend(chunk)
+            sql = "SELECT ci_id, facet, value FROM ci_facets"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            found.extend({"ci_id": row[0], "facet": row[1], "value": row[2]}
+                         for row in self._query(sql + " ORDER BY ci_id, facet, value", tuple(chunk_params)))
+        return found
+
+    def find_change_facts(self, since=None, until=None, run_ids=None):
+        """The narrow row of each change event (for metrics), oldest first: ``run_id, started_at, ended_at,
+        status, dry_run, authorisation, authorisation_ref, environment, playbook, user, commit_at``."""
+        clauses, params = [], []
+        if since:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until:
+            clauses.append("started_at < ?")
+            params.append(until)
+        chunks = [None] if run_ids is None else _batches(run_ids)
+        rows = []
+        for chunk in chunks:
+            where = list(clauses)
+            chunk_params = list(params)
+            if chunk is not None:
+                if not chunk:
+                    continue
+                where.append("run_id IN (%s)" % _marks(chunk))
+                chunk_params.extend(chunk)
+            sql = "SELECT %s, commit_at FROM change_facts" % _FACT_COLUMNS
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            rows.extend(self._query(sql + " ORDER BY started_at, run_id", tuple(chunk_params)))
+        if len(chunks) > 1:
+            rows.sort(key=lambda row: (row[1], row[0]))
+        keys = ("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "authorisation_ref",
+                "environment", "playbook", "user", "commit_at")
+        facts = []
+        for row in rows:
+            fact = dict(zip(keys, row))
+            fact["dry_run"] = bool(fact["dry_run"])
+            facts.append(fact)
+        return facts
+
+    def find_change_links(self, run_ids=None, link=None, target=None):
+        """Links of change events (``run.linked``): ``{run_id, link, target, linked_at, seq, ...}`` in ledger order."""
+        clauses, params = [], []
+        if link:
+            clauses.append("link = ?")
+            params.append(link)
+        if target is not None:
+            clauses.append("target = ?")
+            params.append(str(target))
+        chunks = [None] if run_ids is None else _batches(run_ids)
+        found = []
+        for chunk in chunks:
+            where = list(clauses)
+            chunk_params = list(params)
+            if chunk is not None:
+                if not chunk:
+                    continue
+                where.append("run_id IN (%s)" % _marks(chunk))
+                chunk_params.extend(chunk)
+            sql = "SELECT seq, doc FROM change_links"
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            found.extend(dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql, tuple(chunk_params)))
+        found.sort(key=lambda link_doc: link_doc["seq"])
+        return found
+
+    def find_run_hosts(self, run_ids):
+        """``{run_id: [host, ...]}``: the hosts each run ran on (its per-host counts), one query per batch."""
+        found = {}
+        for chunk in _batches(run_ids):
+            for run_id, host in self._query("SELECT run_id, host FROM run_hosts WHERE run_id IN (%s) ORDER BY run_id, host"
+                                            % _marks(chunk), tuple(chunk)):
+                found.setdefault(run_id, []).append(host)
+        return found
+
+    def find_change_requests_in_window(self, start, end, states=None):
+        """Change requests whose planned window overlaps ``[start, end)`` (ISO UTC), in one of ``states`` when
+        given, oldest window first; full records like ``get_change_request``."""
+        clauses = ["w.planned_end > ?", "w.planned_start < ?"]
+        params = [start, end]
+        if states:
+            clauses.append("w.state IN (%s)" % _marks(states))
+            params.extend(states)
+        rows = self._query(
+            "SELECT r.doc, r.version FROM change_request_windows w JOIN change_requests r ON r.number = w.number"
+            " WHERE %s ORDER BY w.planned_start, w.number" % " AND ".join(clauses), tuple(params))
+        records = []
+        for doc, version in rows:
+            record = json.loads(doc)
+            record["version"] = version
+            records.append(record)
+        return records
+
+
+def link_document(run_id, link, target, linked_at, identity, comment=None):
+    """The data of a ``run.linked`` entry."""
+    return {"run_id": run_id, "link": link, "target": target, "linked_at": linked_at, "linked_by": identity,
+            "comment": comment}

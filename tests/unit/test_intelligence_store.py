@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+"""The change intelligence tables (system_of_record/intelligence.py) on every backend: what the projectors keep,
+that an existing ledger's backfill gives exactly what a replay gives, and the queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from support.history import seed, t
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+
+RUNS = [
+    dict(run_id="a", start=t("2026-01-05 10:00"), end=t("2026-01-05 10:10"), status="successful", gate="standard",
+         commit=t("2026-01-05 08:00"), changed=["web01", "db01"]),
+    dict(run_id="b", start=t("2026-01-06 10:00"), end=t("2026-01-06 10:10"), status="failed", gate="normal",
+         changed=["db01"]),
+    dict(run_id="c", start=t("2026-01-07 10:00"), end=t("2026-01-07 10:10"), status="successful", gate=None,
+         changed=["web01"], check_mode=True),
+]
+
+
+def ci(ci_id, name, **attributes):
+    return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": dict(attributes, name=name), "identities": {}})
+
+
+def fill(sor):
+    sor.append([ci("ci-w", "web01", **{"class": "server", "services": ["shop", "blog"], "support_group": "web"}),
+                ci("ci-d", "db01", **{"class": "server", "criticality": 1, "owner": "dba"}),
+                ci("ci-a", "shop", **{"class": "application"}),
+                Entry("ci.relationship_added", "ci-a", {"source": "ci-a", "type": "runs_on", "target": "ci-w"}),
+                Entry("ci.relationship_added", "ci-a", {"source": "ci-a", "type": "depends_on", "target": "ci-d"})])
+    seed(sor, RUNS, {"web01": "ci-w", "db01": "ci-d"})
+    sor.append([Entry("run.linked", "b", {"run_id": "b", "link": "incident", "target": "INC1",
+                                          "linked_at": "2026-01-06T11:00:00.000000Z"})])
+    sor.append([Entry("change_request.created", "CHG1", {"record": {
+        "number": "CHG1", "state": "new", "type": "normal", "planned_start": "2026-01-10T00:00:00.000000Z",
+        "planned_end": "2026-01-10T02:00:00.000000Z"}})])
+
+
+def test_the_projectors_keep_what_the_queries_read(open_sor):
+    sor = open_sor()
+    fill(sor)
+    assert [(c["ci_id"], c["run_id"]) for c in sor.find_ci_changes()] == [("ci-d", "b"), ("ci-d", "a"), ("ci-w", "a")]
+    assert [c["run_id"] for c in sor.find_ci_changes(ci_ids=["ci-d"], since="2026-01-06T00:00:00Z")] == ["b"]
+    facets = {(row["ci_id"], row["facet"], row["value"]) for row in sor.find_ci_facets()}
+    assert facets == {("ci-w", "service", "shop"), ("ci-w", "service", "blog"), ("ci-w", "support_group", "web"),
+                      ("ci-d", "criticality", "1"), ("ci-d", "owner", "dba")}
+    facts = {fact["run_id"]: fact for fact in sor.find_change_facts()}
+    assert facts["a"]["commit_at"] == "2026-01-05T08:00:00.000000Z" and facts["a"]["authorisation"] == "standard"
+    assert facts["b"]["status"] == "failed" and facts["c"]["dry_run"] is True
+    assert [(link["run_id"], link["target"]) for link in sor.find_change_links()] == [("b", "INC1")]
+    assert [r["number"] for r in sor.find_change_requests_in_window("2026-01-10T01:00:00Z", "2026-01-10T01:30:00Z")] \
+        == ["CHG1"]
+    assert sor.find_change_requests_in_window("2026-01-10T02:00:00Z", "2026-01-10T03:00:00Z") == []
+    assert {(r["source"], r["target"]) for r in sor.find_relationships(targets=["ci-w", "ci-d"])} == {
+        ("ci-a", "ci-w"), ("ci-a", "ci-d")}
+    assert sor.find_run_hosts(["a"]) == {"a": ["db01", "web01"]}
+    report = sor.verify(projections=True)
+    assert report.valid and report.projections_checked and not report.projection_problems
+
+
+def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
+    sor = open_sor()
+    fill(sor)
+    version = schema.version_of(schema.INTELLIGENCE_MIGRATION)
+    # as a collection before the change intelligence tables left it
+    with sor._write_transaction() as cursor:
+        for table in ("ci_changes", "ci_facets", "change_facts", "change_links", "change_request_windows"):
+            cursor.execute("DROP TABLE %s" % table)
+        cursor.execute("DELETE FROM ledger WHERE kind = 'run.linked'")  # the kind did not exist then
+        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)
+    sor.close()
+    upgraded = open_sor()
+    assert upgraded.schema_version() == schema.LATEST_VERSION
+    assert len(upgraded.find_ci_changes()) == 3 and len(upgraded.find_ci_facets()) == 5
+    facts = {fact["run_id"]: fact for fact in upgraded.find_change_facts()}
+    # a run.started written before the recorder recorded commit times has none; the rest is the same
+    assert set(facts) == {"a", "b", "c"} and facts["b"]["status"] == "failed"
+    assert [r["number"] for r in upgraded.find_change_requests_in_window("2026-01-10T01:00:00Z",
+                                                                         "2026-01-10T01:30:00Z")] == ["CHG1"]
+
+
+@pytest.mark.tampers_query_tables
+def test_the_tables_are_compared_with_the_ledger(open_sor):
+    sor = open_sor()
+    fill(sor)
+    with sor._write_transaction() as cursor:
+        cursor.execute("DELETE FROM ci_changes WHERE run_id = 'b'")
+        cursor.execute("UPDATE change_facts SET status = 'successful' WHERE run_id = 'b'")
+    problems = sor.verify(projections=True).projection_problems
+    assert {(p["table"], p["problem"]) for p in problems} == {("ci_changes", "missing"), ("change_facts", "altered")}
+
+
+def test_a_start_replayed_after_the_links_moves_their_start(open_sor):
+    sor = open_sor()
+    sor.append([ci("ci-w", "web01", **{"class": "server"})])
+    sor.append([Entry("ci.changed_by_run", "ci-w", {"ci_id": "ci-w", "run_id": "late", "host": "web01"},
+                      at="2026-01-05T12:00:00.000000Z")])
+    sor.append([Entry("run.started", "late", {"run_id": "late", "started_at": "2026-01-05T10:00:00.000000Z"})])
+    assert sor.find_ci_changes()[0]["started_at"] == "2026-01-05T10:00:00.000000Z"
