@@ -26,6 +26,9 @@ class Store(object):
     def get(self):
         sor = getattr(self._local, "sor", None)
         if sor is None:
+            # not opened as a reader (config "reader": PostgreSQL reads from postgresql_read_dsn): the service
+            # reads back at once what it has just written (a session after sign-in, a revoked token, a sign-off),
+            # which a lagging replica would not show yet; a reader replica would need per-request routing
             sor = open_system_of_record(self.backend_config)
             self._local.sor = sor
             with self._lock:

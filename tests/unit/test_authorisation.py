@@ -139,7 +139,7 @@ def test_the_os_identity_is_the_account_of_the_uid_whatever_the_environment_clai
     ("approvals:\n  approvers: [cab]\n", "p.yml line 2: approvals.approvers[0]: no such approver group; define it "
                                          "under approver_groups (defined: none) (got 'cab')"),
     ("approver_groups:\n  cab: {}\n",
-     "p.yml line 2: approver_groups.cab: must list at least one of accounts or os_groups"),
+     "p.yml line 2: approver_groups.cab: must list at least one of accounts, os_groups or review_service_groups"),
     ("approvals:\n  states: [new, assess]\n",
      "p.yml line 2: approvals.states: an approval is never accepted while a request is new"),
     ("approvals:\n  by_type: {urgent: []}\n", "p.yml line 2: approvals.by_type.urgent: unknown key"),
