@@ -622,13 +622,13 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     authority = authority_for(ctx, policy, hosts, play.get("delegated_hosts") or ())
     try:
         return _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func, progress,
-                                  policy_choice, authority, number)
+                                  policy_choice, authority, number, process_check)
     finally:
         authority.close()
 
 
 def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func, progress, policy_choice,
-                       authority, number):
+                       authority, number, process_check=None):
     params = ctx.params
     record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
     now = now_func()
