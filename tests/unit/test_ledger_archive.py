@@ -333,3 +333,16 @@ def test_bad_options_are_named(sor, settings, tmp_path):
         archive(sor, settings, tmp_path / "archives", max_entries=0)
     with pytest.raises(ValidationError, match="archives: .* is neither"):
         ledger_verify(None, settings, ledger=False, archives=[str(tmp_path / "nowhere")])
+
+
+def test_a_rebuild_from_the_archived_state_keeps_the_review_list_searchable(sor, settings, tmp_path):
+    """The review service's list rows of archived runs come back from the archived state; SQLite's free-text
+    index of them (external content) must be rebuilt with them, or a search no longer finds those runs."""
+    _old, new = history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    searched = sorted(row["run_id"] for row in sor.list_change_events({"all": True, "q": "site.yml"})["rows"])
+    assert searched == ["run-new-1", "run-new-2", "run-old-1", "run-old-2"]
+    target = [entry for entry in new if entry.kind == "run.result"][0]
+    sor.redact_entry(target.seq, ["task.name"], "INC-9", "ops", "ops@ctl")  # rebuilds from the archived state
+    assert sorted(row["run_id"] for row in sor.list_change_events({"all": True, "q": "site.yml"})["rows"]) == searched
+    assert sor.verify(projections=True).valid
