@@ -525,6 +525,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         if self._query("SELECT pg_relation_size('ledger')")[0][0] <= CHECK_STORAGE_MAX_BYTES:
             # the data column is in no index, so this reads the table itself, page by page
             self._query("SELECT SUM(OCTET_LENGTH(data)) FROM ledger")
+
     def backup(self, destination, tool=None):
         """``pg_dump --format=custom`` of the database, from a snapshot a REPEATABLE READ transaction of ours exports
         (``--snapshot``): the head read in that transaction is exactly the newest entry in the dump, and writers go
