@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Scan a target's root file system with OpenSCAP and Debian's SCAP Security Guide content, as an auditor would,
+and compare the scanner's verdicts with the hardening role's evidence.
+
+    ssg_scan.py --root /path/to/rootfs --evidence host.json --out DIR --label after [--agreement]
+
+Runs ``oscap-chroot ROOT xccdf eval`` once per profile of the content (standard and the ANSSI ones) and once
+with a tailoring that selects every SSG rule the mapping ties to a catalogue control, with the rules' values set
+to the policy the evidence records (``ssg.values``). Writes the XCCDF results and LABEL-summary.json to DIR and
+prints pass/fail counts per profile. With ``--agreement`` it exits 1 when a mapped control and its rules disagree
+(the role's evidence says pass and the scanner fail, or the reverse): fix the role, not the mapping.
+
+Needs openscap-scanner, openscap-utils (oscap-chroot) and ssg-debian (Debian packages) and root. The newest data
+stream ssg-debian 0.1.65 ships is Debian 11's; on Debian 12 and 13 its platform check is widened (see
+plugins/plugin_utils/hardening/scanner.py), nothing else about the content changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+CONTENT = "/usr/share/xml/scap/ssg/content"
+
+
+def _import_scanner():
+    for path in (os.environ.get("ANSIBLE_COLLECTIONS_PATH") or "").split(os.pathsep) + [
+            os.path.join(REPO, ".build", "collections"), os.path.dirname(os.path.dirname(os.path.dirname(REPO)))]:
+        if path and os.path.isdir(os.path.join(path, "ansible_collections", "changeops", "itsm")):
+            sys.path.insert(0, path)
+            break
+    from ansible_collections.changeops.itsm.plugins.plugin_utils.hardening import scanner
+    return scanner
+
+
+def load_mapping():
+    import yaml
+    with open(os.path.join(os.path.dirname(HERE), "vars", "ssg_mapping.yml")) as handle:
+        return yaml.safe_load(handle)["__hardening_ssg"]
+
+
+def oscap(root, datastream, results, profile=None, tailoring=None):
+    argv = ["oscap-chroot", root, "xccdf", "eval", "--results", results]
+    if tailoring:
+        argv += ["--tailoring-file", tailoring]
+    argv += ["--profile", profile, datastream]
+    started = time.time()
+    completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                               check=False)
+    # 0: all selected rules passed, 2: some failed; anything else is the scanner failing
+    if completed.returncode not in (0, 2):
+        raise SystemExit("ssg_scan: %s failed (exit %d): %s" % (" ".join(argv), completed.returncode,
+                                                                completed.stderr.strip()[-2000:]))
+    return time.time() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="root file system of the target")
+    parser.add_argument("--evidence", required=True, help="the role's evidence document of that target")
+    parser.add_argument("--out", required=True, help="directory for results and the summary")
+    parser.add_argument("--label", required=True, help="before or after (file names and the printout)")
+    parser.add_argument("--agreement", action="store_true", help="exit 1 when a mapped control and its rules disagree")
+    parser.add_argument("--content", default=CONTENT, help="directory of the ssg-debian data streams")
+    args = parser.parse_args(argv)
+    scanner = _import_scanner()
+    mapping = load_mapping()
+    with open(args.evidence) as handle:
+        document = json.load(handle)
+    os.makedirs(args.out, exist_ok=True)
+    content = mapping["content"]
+    with open(os.path.join(args.content, content["datastream"])) as handle:
+        datastream_text = handle.read()
+    datastream = os.path.join(args.out, "adapted-" + content["datastream"])
+    adapted = scanner.adapted_datastream(datastream_text)
+    if not os.path.exists(datastream) or open(datastream).read() != adapted:
+        with open(datastream, "w") as handle:
+            handle.write(adapted)
+    values = (document.get("ssg") or {}).get("values") or {}
+    tailoring = os.path.join(args.out, "%s-tailoring.xml" % args.label)
+    with open(tailoring, "w") as handle:
+        handle.write(scanner.tailoring(mapping, values, datastream, document.get("generated_at", "")))
+    summary = {"host": document["host"], "label": args.label, "content": content, "profiles": {}, "seconds": {}}
+    runs = [(p, mapping["profile_prefix"] + p, None) for p in content["profiles"]]
+    runs.append(("changeops-mapped", scanner.TAILORING_PROFILE, tailoring))
+    mapped_results = {}
+    for name, profile, tailoring_file in runs:
+        results = os.path.join(args.out, "%s-%s.xml" % (args.label, name))
+        summary["seconds"][name] = round(oscap(args.root, datastream, results, profile, tailoring_file), 1)
+        with open(results) as handle:
+            outcome = scanner.parse_results(handle.read())
+        summary["profiles"][name] = scanner.counts(outcome)
+        if tailoring_file:
+            mapped_results = outcome
+    report = scanner.agreement(document, mapped_results, mapping)
+    summary["agreement"] = {k: len(v) for k, v in report.items()}
+    summary["details"] = report
+    with open(os.path.join(args.out, "%s-summary.json" % args.label), "w") as handle:
+        json.dump(summary, handle, indent=2, sort_keys=True)
+    target = document.get("target") or {}
+    print("SSG %s %s on %s (%s %s), %s the role's evidence (%s):" % (
+        content["package"], content["version"], document["host"], target.get("distribution"),
+        target.get("distribution_version"), args.label, document.get("mode")))
+    for name, figures in summary["profiles"].items():
+        print("  %-26s pass %3d  fail %3d  other %3d" % (name, figures["pass"], figures["fail"], figures["other"]))
+    print("  agreement of mapped controls: %(agree)d agree, %(disagree)d disagree, %(not_comparable)d not comparable"
+          % summary["agreement"])
+    for entry in report["not_comparable"]:
+        print("    not comparable %s: %s" % (entry["control"], entry.get("why")))
+    for entry in report["disagree"]:
+        print("    DISAGREE %s (ours %s) vs %s" % (entry["control"], entry["ours"], entry["scanner"]))
+    if args.agreement and report["disagree"]:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
