@@ -195,9 +195,17 @@ def test_sysctl_order_later_file_wins(catalogue):
 def test_fixed_status_and_gate(catalogue):
     plan = _plan(catalogue)
     before = hardening.evaluate(plan, _raw(sshd="permitrootlogin yes\n"))
-    after = hardening.evaluate(plan, _raw(sshd="permitrootlogin no\n"), before=before)
+    after = hardening.evaluate(plan, _raw(sshd="permitrootlogin no\n", files="/etc/ssh/sshd_config:PermitRootLogin no"),
+                               before=before)
     assert _by_id(before)["SSH-01"]["status"] == "fail"
     assert _by_id(after)["SSH-01"]["status"] == "fixed"
+    # in force by sshd's default, but not stated in sshd_config (what scanners and auditors read): not a pass
+    implicit = _by_id(hardening.evaluate(plan, _raw(sshd="permitrootlogin no\nmaxsessions 10\n")))
+    assert implicit["SSH-01"]["message"].startswith("permitrootlogin is no by sshd's default, not stated in /etc/ssh/sshd_config")
+    stated_twice = _by_id(hardening.evaluate(plan, _raw(sshd="permitrootlogin no\n", files=(
+        "/etc/ssh/sshd_config:PermitRootLogin no\n/etc/ssh/sshd_config:PermitRootLogin=yes\n"
+        "/etc/ssh/sshd_config:Match User x\n/etc/ssh/sshd_config:PermitRootLogin yes"))))
+    assert stated_twice["SSH-01"]["message"].startswith("/etc/ssh/sshd_config also says permitrootlogin yes")
     summary = hardening.summarise(before, "high")
     assert "SSH-01" in summary["blocking_failures"] and summary["status"] == "fail"
     assert "AUTH-02" not in summary["blocking_failures"]  # low severity: counted, not blocking

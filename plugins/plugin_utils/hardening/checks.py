@@ -75,6 +75,24 @@ def describe(spec):
 
 
 # --------------------------------------------------------------------------- sshd / sysctl / modprobe
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+
+
+def sshd_config_values(lines):
+    """keyword -> every value sshd_config itself states for it (outside Match blocks), as file-based scanners read it."""
+    values = {}
+    for line in lines or []:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        match = re.match(r"([^\s=]+)\s*(?:=\s*)?(.*?)\s*$", text)
+        keyword = match.group(1).lower()
+        if keyword == "match":
+            break
+        values.setdefault(keyword, []).append(match.group(2))
+    return values
+
+
 def _check_sshd(check, obs):
     sshd = obs.get("sshd") or {}
     if sshd.get("rc") is None or sshd.get("missing"):
@@ -82,6 +100,7 @@ def _check_sshd(check, obs):
     if sshd.get("rc") != 0:
         return "error", {}, "sshd -T failed: %s" % norm(sshd.get("stderr") or sshd.get("stdout") or "")[:300]
     effective = parse_sshd_t(sshd.get("stdout"))
+    stated = sshd_config_values((obs.get("files") or {}).get(SSHD_CONFIG)) if check.get("explicit", True) else None
     observed, bad = {}, []
     compares = check.get("compare") or {}
     for keyword, expected in (check.get("options") or {}).items():
@@ -93,6 +112,14 @@ def _check_sshd(check, obs):
         spec = {"value": expected, "compare": compares.get(keyword, "eq")}
         if not compare(actual, spec):
             bad.append("%s is %s, expected %s" % (keyword, actual, describe(spec)))
+        elif stated is not None:
+            # in force is not enough: scanners and auditors read sshd_config itself, and a default moves with the
+            # OpenSSH version (PermitRootLogin was yes before 7.0), so the setting must be stated there too
+            values = stated.get(keyword, [])
+            if not values:
+                bad.append("%s is %s by sshd's default, not stated in %s" % (keyword, actual, SSHD_CONFIG))
+            elif not all(compare(v, spec) for v in values):
+                bad.append("%s also says %s %s" % (SSHD_CONFIG, keyword, ", ".join(v for v in values if not compare(v, spec))))
     present = as_list(check.get("present_any"))
     if present:
         found = {k: effective[k] for k in present if effective.get(k)}
@@ -586,6 +613,8 @@ def sudo_defaults(files):
 def _check_sudoers(check, obs):
     files = obs.get("files") or {}
     if "/etc/sudoers" not in files:
+        if not check.get("defaults"):
+            return "pass", {"sudoers": None}, "sudo is not installed: nothing sets %s" % ", ".join(as_list(check.get("forbid")))
         return "fail", {"sudoers": None}, "/etc/sudoers does not exist (sudo is not installed)"
     effective = sudo_defaults(files)
     observed, bad = {}, []
@@ -681,7 +710,7 @@ def account_findings(check, view):
             return ["%s does not exist" % check["group"]]
         return sorted(set(group["members"]) | {u["name"] for u in users if u["gid"] == group["gid"]})
     if facet == "system_no_shell":
-        return [u["name"] for u in users if _int(u["uid"], 0) < view["uid_min"]
+        return [u["name"] for u in users if (_int(u["uid"], 0) < view["uid_min"] or u["uid"] == "65534")
                 and u["name"] not in SYSTEM_SHELL_EXCEPTIONS and u["shell"] not in NOLOGIN_SHELLS]
     if summary is None:
         return None
@@ -717,10 +746,10 @@ def account_findings(check, view):
                 bad.append("%s (owner %s, mode %s)" % (directory, entry["owner"], entry["mode"]))
         return bad
     if facet == "home_dirs":
-        homes = {h["user"]: h for h in summary.get("home", [])}
+        homes = {h["path"]: h for h in summary.get("home", [])}
         bad = []
         for user in interactive_users(view):
-            home = homes.get(user["name"])
+            home = homes.get(user["home"])
             if not home or home["type"] != "directory":
                 bad.append("%s: %s does not exist" % (user["name"], user["home"]))
             elif home["owner"] != user["name"] or octal(home["mode"]) & 0o027:

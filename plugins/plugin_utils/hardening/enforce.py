@@ -394,8 +394,8 @@ def time_plan(planned, obs):
         raise HardeningError("hardening_time_daemon value %r is not one of %s" % (keep, ", ".join(state)))
     daemon = next(d for d in check["daemons"] if d["name"] == keep)
     return {"keep": keep, "daemon": daemon, "installed": state[keep]["installed"],
-            "disable": [u for name in enabled if name != keep for u in as_list(state[name]["units"])
-                        if state[name]["units"][u] in ENABLED_STATES]}
+            "disable": [unit for name in enabled if name != keep for unit, unit_state in state[name]["units"].items()
+                        if unit_state in ENABLED_STATES]}
 
 
 def packages(planned, obs, before=None):
