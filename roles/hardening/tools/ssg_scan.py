@@ -48,14 +48,22 @@ def load_mapping():
         return yaml.safe_load(handle)["__hardening_ssg"]
 
 
-def oscap(root, datastream, results, profile=None, tailoring=None):
+# oscap's dpkginfo probe reads the apt configuration of the machine it runs on; a docker image's
+# (Dir::Cache::pkgcache "") makes it fail on every package rule under oscap-chroot. The scan reads none of it.
+NEUTRAL_APT_CONFIG = 'Dir::Etc::parts "/nonexistent-changeops-ssg-scan";\nDir::Etc::main "/dev/null";\n'
+
+
+def oscap(root, datastream, results, profile=None, tailoring=None, apt_config=None):
     argv = ["oscap-chroot", root, "xccdf", "eval", "--results", results]
     if tailoring:
         argv += ["--tailoring-file", tailoring]
     argv += ["--profile", profile, datastream]
     started = time.time()
+    env = dict(os.environ, APT_CONFIG=apt_config) if apt_config else None
     completed = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                               check=False)
+                               check=False, env=env)
+    if "dpkginfo_init has failed" in completed.stderr:
+        raise SystemExit("ssg_scan: oscap's dpkginfo probe failed on %s: the package rules would be wrong" % root)
     # 0: all selected rules passed, 2: some failed; anything else is the scanner failing
     if completed.returncode not in (0, 2):
         raise SystemExit("ssg_scan: %s failed (exit %d): %s" % (" ".join(argv), completed.returncode,
@@ -85,6 +93,9 @@ def main(argv=None):
     if not os.path.exists(datastream) or open(datastream).read() != adapted:
         with open(datastream, "w") as handle:
             handle.write(adapted)
+    apt_config = os.path.join(args.out, "neutral-apt.conf")
+    with open(apt_config, "w") as handle:
+        handle.write(NEUTRAL_APT_CONFIG)
     values = (document.get("ssg") or {}).get("values") or {}
     tailoring = os.path.join(args.out, "%s-tailoring.xml" % args.label)
     with open(tailoring, "w") as handle:
@@ -95,7 +106,7 @@ def main(argv=None):
     mapped_results = {}
     for name, profile, tailoring_file in runs:
         results = os.path.join(args.out, "%s-%s.xml" % (args.label, name))
-        summary["seconds"][name] = round(oscap(args.root, datastream, results, profile, tailoring_file), 1)
+        summary["seconds"][name] = round(oscap(args.root, datastream, results, profile, tailoring_file, apt_config), 1)
         with open(results) as handle:
             outcome = scanner.parse_results(handle.read())
         summary["profiles"][name] = scanner.counts(outcome)
