@@ -39,4 +39,5 @@ class FilterModule(object):
             "hardening_openssh_version": _friendly(hardening.openssh_version),
             "hardening_rule_variable": _friendly(hardening.rule_variable),
             "hardening_find_argv": _friendly(hardening.find_argv),
+            "hardening_find_commands": _friendly(hardening.enforce.find_commands),
         }

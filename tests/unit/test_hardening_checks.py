@@ -336,3 +336,22 @@ def test_an_edit_that_needs_a_setting_waits_for_it(catalogue):
                                 "Debian", ssh_version="9.2", today="2026-06-01")
     edit = [e for e in hardening.line_edits(configured, before) if e["id"] == "LOG-09"][0]
     assert edit["line"] == "*.* @@logs.example.org:6514" and edit["create"]
+
+
+def test_one_walk_of_the_file_system_serves_every_search():
+    commands = hardening.enforce.find_commands(["world_writable", "unowned", "world_writable_dirs", "log_files"],
+                                               ["/proc", "/tmp"])
+    assert len(commands) == 2 and commands[0][:3] == ["find", "/", "-xdev"] and commands[1][1] == "/var/log"
+    assert commands[0].count(",") == 2  # GNU find's list operator: every test runs on every file
+    raw = {"find": {"results": [{"item": commands[0], "stdout": "world_writable\t/srv/x\nunowned\t/srv/y"},
+                                {"item": commands[1], "stdout": ""}]}}
+    assert observe.normalise_observations(raw)["find"] == {"world_writable": ["/srv/x"], "unowned": ["/srv/y"],
+                                                           "world_writable_dirs": [], "log_files": []}
+    with pytest.raises(hardening.HardeningError, match="'suid'"):
+        hardening.enforce.find_commands(["suid"])
+
+
+def test_systemd_257_says_not_found_where_older_ones_say_nothing(catalogue):
+    results = _results(catalogue, services={"chrony.service": "not-found", "systemd-timesyncd.service": "",
+                                            "ntp.service": "not-found", "ntpsec.service": "not-found"})
+    assert results["TIME-01"]["status"] == "fail" and results["TIME-01"]["observed"]["installed"] == []

@@ -696,6 +696,36 @@ def sysctl_live_fixes(planned, sysctl_result):
     return fixes
 
 
+_ROOT_WALK = {
+    "world_writable": ["-type", "f", "-perm", "-0002"],
+    "world_writable_dirs": ["-type", "d", "-perm", "-0002", "!", "-perm", "-1000"],
+    "unowned": ["(", "-nouser", "-o", "-nogroup", ")"],
+}
+
+
+def find_commands(kinds, exclude=None):
+    """The gather step's searches: one walk of / for every kind that needs it (GNU find's ',' evaluates each
+    test on every file) and one of /var/log; each line printed is ``kind TAB path``."""
+    kinds = list(kinds or [])
+    unknown = [k for k in kinds if k not in _ROOT_WALK and k != "log_files"]
+    if unknown:
+        raise HardeningError("find check kind %r is not world_writable, world_writable_dirs, unowned or log_files"
+                             % unknown[0])
+    commands = []
+    walk = [k for k in kinds if k in _ROOT_WALK]
+    if walk:
+        argv = ["find", "/", "-xdev"]
+        for path in exclude or []:
+            argv += ["-path", str(path), "-prune", "-o"]
+        argv.append("(")
+        for index, kind in enumerate(walk):
+            argv += ([","] if index else []) + ["("] + _ROOT_WALK[kind] + ["-printf", kind + "\t%p\n", ")"]
+        commands.append(argv + [")"])
+    if "log_files" in kinds:
+        commands.append(find_argv("log_files")[:-1] + ["-printf", "log_files\t%p\n"])
+    return commands
+
+
 def find_argv(kind, exclude=None):
     """``find`` command line for the file system searches (argv: no shell, no quoting issues)."""
     if kind == "log_files":

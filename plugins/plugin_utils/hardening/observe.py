@@ -194,7 +194,8 @@ def parse_units(stdout):
     for line in (stdout or "").splitlines():
         unit, _sep, state = line.partition("\t")
         if unit:
-            units[unit] = state.strip() or None
+            # systemd 257 (Debian 13) prints not-found for a unit that does not exist; older ones print nothing
+            units[unit] = None if state.strip() in ("", "not-found") else state.strip()
     return units
 
 
@@ -249,6 +250,11 @@ def parse_mounts(lines):
     return mounts
 
 
+def _find_kinds(argv):
+    """The kinds a search prints (its -printf formats ``kind\\t%p\\n``)."""
+    return [argv[i + 1].split("\t")[0] for i, arg in enumerate(argv[:-1]) if arg == "-printf"]
+
+
 def normalise_observations(raw):
     """Turn the role's registered task results into what the checkers read."""
     obs = {"files": parse_grep_h((raw.get("files") or {}).get("stdout", ""))}
@@ -261,7 +267,17 @@ def normalise_observations(raw):
     obs["services"] = parse_units((raw.get("services") or {}).get("stdout", ""))
     obs["find"] = {}
     for result in (raw.get("find") or {}).get("results", []):
-        if not result.get("skipped"):
+        if result.get("skipped"):
+            continue
+        if isinstance(result.get("item"), list):
+            # one walk for several kinds (hardening_find_commands): lines are "kind TAB path"
+            for kind in _find_kinds(result["item"]):
+                obs["find"].setdefault(kind, [])
+            for line in (result.get("stdout") or "").splitlines():
+                kind, sep, path = line.partition("\t")
+                if sep:
+                    obs["find"].setdefault(kind, []).append(path)
+        else:
             obs["find"][result["item"]] = [line for line in (result.get("stdout") or "").splitlines() if line]
     accounts = raw.get("accounts") or {}
     obs["accounts"] = None if accounts.get("skipped") or "stdout" not in accounts else \
