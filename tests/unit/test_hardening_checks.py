@@ -322,6 +322,7 @@ def test_enforce_defers_writes_into_directories_a_package_brings_under_check(cat
     before = hardening.evaluate(plan, raw)
     checked = hardening.enforce_plan(plan, raw, before, check_mode=True, ssh_version="9.2")
     deferred = {d["path"] for d in checked["owned"]["dropins"] if d["deferred"]}
+    assert all(d["id"] for d in checked["owned"]["dropins"] + checked["files"])  # the role reports them by control
     assert "/etc/sudoers.d/60-changeops-hardening" in deferred and checked["dirs"] == []
     real = hardening.enforce_plan(plan, raw, before, check_mode=False, ssh_version="9.2")
     assert {"/etc/sudoers.d", "/etc/security/pwquality.conf.d"} <= set(real["dirs"])
@@ -355,3 +356,15 @@ def test_systemd_257_says_not_found_where_older_ones_say_nothing(catalogue):
     results = _results(catalogue, services={"chrony.service": "not-found", "systemd-timesyncd.service": "",
                                             "ntp.service": "not-found", "ntpsec.service": "not-found"})
     assert results["TIME-01"]["status"] == "fail" and results["TIME-01"]["observed"]["installed"] == []
+
+
+@pytest.mark.parametrize("sources, status", [
+    ({"/etc/apt/sources.list": ["deb http://deb.debian.org/debian bookworm main"]}, "fail"),
+    ({"/etc/apt/sources.list": ["deb http://deb.debian.org/debian bookworm main",
+                                "deb [signed-by=/k.gpg] http://mirror.example/debian-security bookworm-security main"]}, "pass"),
+    ({"/etc/apt/sources.list.d/debian.sources": ["Types: deb", "URIs: http://deb.debian.org/debian-security",
+                                                 "Suites: bookworm-security", "Components: main"]}, "pass"),
+    ({"/etc/apt/sources.list": ["# deb http://security.debian.org/debian-security bookworm-security main"]}, "fail"),
+])
+def test_the_security_suite_is_found_in_one_line_and_deb822_sources(catalogue, sources, status):
+    assert _results(catalogue, files=_files(sources))["APT-02"]["status"] == status

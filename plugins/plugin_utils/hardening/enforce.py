@@ -350,7 +350,8 @@ def owned_files(planned, files_result, ssh_version=None, sshd_options=None):
     for kind, path in targets:
         body, write = _own_file_body(planned, kind, path, files.get(path, []))
         if write:
-            result["dropins"].append({"path": path, "lines": OWN_FILE_HEADER + body,
+            owners = ", ".join(c["id"] for c in _own_controls(planned, kind, path))
+            result["dropins"].append({"id": owners, "path": path, "lines": OWN_FILE_HEADER + body,
                                       "mode": "0440" if kind == "sudoers" else "0644",
                                       "validate": "/usr/sbin/visudo -cf %s" if kind == "sudoers" else None,
                                       "notify": notify_for(path)})
