@@ -9,8 +9,9 @@ and compare the scanner's verdicts with the hardening role's evidence.
 
 Runs ``oscap-chroot ROOT xccdf eval`` once per profile of the content (standard and the ANSSI ones) and once
 with a tailoring that selects every SSG rule the mapping ties to a catalogue control, with the rules' values set
-to the policy the evidence records (``ssg.values``). Writes the XCCDF results and LABEL-summary.json to DIR and
-prints pass/fail counts per profile. With ``--agreement`` it exits 1 when a mapped control and its rules disagree
+to the policy the evidence records (``ssg.values``). Writes the XCCDF results (gzipped: each holds the whole
+benchmark, 3.6 MB) and LABEL-summary.json to DIR and prints pass/fail counts per profile. With ``--agreement`` it
+exits 1 when a mapped control and its rules disagree
 (the role's evidence says pass and the scanner fail, or the reverse): fix the role, not the mapping.
 
 Needs openscap-scanner, openscap-utils (oscap-chroot) and ssg-debian (Debian packages) and root. The newest data
@@ -21,10 +22,13 @@ plugins/plugin_utils/hardening/scanner.py), nothing else about the content chang
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,30 +92,37 @@ def main(argv=None):
     content = mapping["content"]
     with open(os.path.join(args.content, content["datastream"])) as handle:
         datastream_text = handle.read()
-    datastream = os.path.join(args.out, "adapted-" + content["datastream"])
-    adapted = scanner.adapted_datastream(datastream_text)
-    if not os.path.exists(datastream) or open(datastream).read() != adapted:
+    # the adapted data stream and the apt configuration are derived inputs: a scratch directory, not artifacts
+    scratch = tempfile.mkdtemp(prefix="ssg_scan-")
+    try:
+        datastream = os.path.join(scratch, "adapted-" + content["datastream"])
         with open(datastream, "w") as handle:
-            handle.write(adapted)
-    apt_config = os.path.join(args.out, "neutral-apt.conf")
-    with open(apt_config, "w") as handle:
-        handle.write(NEUTRAL_APT_CONFIG)
-    values = (document.get("ssg") or {}).get("values") or {}
-    tailoring = os.path.join(args.out, "%s-tailoring.xml" % args.label)
-    with open(tailoring, "w") as handle:
-        handle.write(scanner.tailoring(mapping, values, datastream, document.get("generated_at", "")))
-    summary = {"host": document["host"], "label": args.label, "content": content, "profiles": {}, "seconds": {}}
-    runs = [(p, mapping["profile_prefix"] + p, None) for p in content["profiles"]]
-    runs.append(("changeops-mapped", scanner.TAILORING_PROFILE, tailoring))
-    mapped_results = {}
-    for name, profile, tailoring_file in runs:
-        results = os.path.join(args.out, "%s-%s.xml" % (args.label, name))
-        summary["seconds"][name] = round(oscap(args.root, datastream, results, profile, tailoring_file, apt_config), 1)
-        with open(results) as handle:
-            outcome = scanner.parse_results(handle.read())
-        summary["profiles"][name] = scanner.counts(outcome)
-        if tailoring_file:
-            mapped_results = outcome
+            handle.write(scanner.adapted_datastream(datastream_text))
+        apt_config = os.path.join(scratch, "neutral-apt.conf")
+        with open(apt_config, "w") as handle:
+            handle.write(NEUTRAL_APT_CONFIG)
+        values = (document.get("ssg") or {}).get("values") or {}
+        tailoring = os.path.join(args.out, "%s-tailoring.xml" % args.label)
+        with open(tailoring, "w") as handle:
+            handle.write(scanner.tailoring(mapping, values, datastream, document.get("generated_at", "")))
+        summary = {"host": document["host"], "label": args.label, "content": content, "profiles": {}, "seconds": {}}
+        runs = [(p, mapping["profile_prefix"] + p, None) for p in content["profiles"]]
+        runs.append(("changeops-mapped", scanner.TAILORING_PROFILE, tailoring))
+        mapped_results = {}
+        for name, profile, tailoring_file in runs:
+            results = os.path.join(scratch, "%s-%s.xml" % (args.label, name))
+            summary["seconds"][name] = round(oscap(args.root, datastream, results, profile, tailoring_file,
+                                                   apt_config), 1)
+            with open(results, "rb") as handle:
+                raw = handle.read()
+            with gzip.open(os.path.join(args.out, "%s-%s.xml.gz" % (args.label, name)), "wb") as handle:
+                handle.write(raw)
+            outcome = scanner.parse_results(raw.decode("utf-8"))
+            summary["profiles"][name] = scanner.counts(outcome)
+            if tailoring_file:
+                mapped_results = outcome
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     report = scanner.agreement(document, mapped_results, mapping)
     summary["agreement"] = {k: len(v) for k, v in report.items()}
     summary["details"] = report
