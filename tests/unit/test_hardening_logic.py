@@ -461,6 +461,10 @@ def test_controls_enforce_may_not_change_keep_the_lines_the_role_wrote_before(ca
         kept = hardening.owned_files(plan, files, ssh_version="9.2")
         # the same content: nothing changes, nothing restarts
         assert kept["sshd_dropin"] == first["sshd_dropin"] and kept["sysctl"] == first["sysctl"]
+        # ... also when sshd_config holds the block the first run wrote (the same lines as the drop-in: kept once)
+        with_block = hardening.owned_files(plan, dict(files, **{hardening.SSHD_MAIN: first["sshd_main"]["lines"]}),
+                                           ssh_version="9.2")
+        assert with_block["sshd_dropin"] == first["sshd_dropin"] and with_block["sshd_main"] is None
     # ... while a control enforce may change gets its new value
     stricter = dict(catalogue, controls=[dict(c, check=dict(c["check"], options={"maxauthtries": "3"}))
                                          if c["id"] == "SSH-06" else c for c in catalogue["controls"]])

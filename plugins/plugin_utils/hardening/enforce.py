@@ -322,7 +322,11 @@ def owned_files(planned, files_result, ssh_version=None, sshd_options=None):
     main = files.get(SSHD_MAIN, [])
     block, _start, _stop = _marked_block(main, SSHD_BLOCK_MARKER)
     include = "Include %s" % SSHD_DROPIN
-    current = files.get(SSHD_DROPIN, []) + [line for line in block if line.strip() != include]
+    # the block mirrors the drop-in: a line in both is one setting (sshd reads the block first)
+    current = []
+    for line in [line for line in block if line.strip() != include] + files.get(SSHD_DROPIN, []):
+        if not _directive(line) or line.strip() not in {x.strip() for x in current}:
+            current.append(line)
     body, write = _own_file_body(planned, "sshd", SSHD_DROPIN, current, sshd_site_options(planned, sshd_options))
     result = {"sshd_dropin": None, "sshd_main": None, "dropins": []}
     version = version_tuple(ssh_version)
