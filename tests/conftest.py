@@ -33,6 +33,13 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "tampers_query_tables: edits query tables on purpose (no consistency check)")
 
 
+@pytest.fixture(autouse=True)
+def _witness_state_in_tmp(monkeypatch, tmp_path_factory):
+    """The recorder's post-run checkpoint writes its default file witness under $XDG_STATE_HOME: keep the
+    writers that tests run in-process out of the real home directory."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     marker = request.node.get_closest_marker("backends")

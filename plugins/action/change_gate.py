@@ -15,23 +15,24 @@ import os
 
 from ansible import context as ansible_context
 
-from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy
-from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils import change_gate
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
     SystemOfRecordAction,
-    ansible_cfg_path,
-    resolve_controller_backend_config,
+    controller_policy_path,
+    open_controller_system_of_record,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
 
 
 def resolve_policy_path(params, playbook_dir=None):
-    """Policy file: argument > CHANGEOPS_GATE_POLICY > ansible.cfg [changeops] gate_policy > built-in default.
+    """The runner's policy file: argument > CHANGEOPS_GATE_POLICY > ansible.cfg [changeops] gate_policy > none.
 
     A relative ``policy`` argument is looked up next to the playbook first, like other playbook files.
+    Once a policy is published, this file is used only when it is the published version (see
+    ``authorisation/policy_store.py``); until then it is the policy (none: the built-in default).
     """
     if params.get("policy"):
         path = params["policy"]
@@ -40,16 +41,7 @@ def resolve_policy_path(params, playbook_dir=None):
             if os.path.exists(beside_playbook):
                 return beside_playbook
         return path
-    if os.environ.get(change_gate.POLICY_ENV):
-        return os.path.expanduser(os.environ[change_gate.POLICY_ENV])
-    cfg = ansible_cfg_path()
-    value = read_ini_section(cfg).get(change_gate.POLICY_INI_KEY)
-    if value:
-        value = os.path.expanduser(value)
-        if not os.path.isabs(value) and cfg:
-            value = os.path.join(os.path.dirname(os.path.abspath(cfg)), value)
-        return value
-    return None
+    return controller_policy_path()
 
 
 def run_check_mode():
@@ -126,25 +118,26 @@ class ActionModule(SystemOfRecordAction):
         # cannot read (they may), is judged as a real run.
         check_mode = run_check_mode() and not (play.get("real_in_check_mode") or play.get("uninspectable_includes"))
 
-        try:
-            policy = change_policy.load_policy(resolve_policy_path(params, task_vars.get("playbook_dir")))
-        except ChangeopsError as exc:
-            # A broken policy is a configuration error: the play never runs, whatever fail_on_deny says.
-            result.update(change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, False))
-            result["failed"] = True
-            result["msg"] = "change policy is invalid: %s" % exc.message
-            return result
-
+        runner_policy = resolve_policy_path(params, task_vars.get("playbook_dir"))
         sor = None
         try:
-            sor = open_system_of_record(resolve_controller_backend_config(params))
+            sor = open_controller_system_of_record(params, self._display.warning)
+            # the published policy in force, read once per play (batch); a runner's file only if it is that one
+            try:
+                choice = policy_store.gate_policy(sor, runner_policy, check_mode=check_mode)
+            except ValidationError as exc:
+                # A broken policy is a configuration error: the play never runs, whatever fail_on_deny says.
+                result.update(change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, False))
+                result["failed"] = True
+                result["msg"] = "change policy is invalid: %s" % exc.message
+                return result
             context = OperationContext(
                 sor, params, check_mode=check_mode, diff=bool(self._task.diff),
                 host=task_vars.get("inventory_hostname"), task_vars=task_vars, play=play_obj, task=self._task,
-                warn=self._display.warning, display=self._display)
+                warn=self._display.warning, display=self._display, policy_path=runner_policy)
             outcome = change_gate.run_gate(
-                context, policy, play, hosts, _host_groups(hosts, task_vars), play_id, self._task._uuid,
-                now_func=self._now, progress=self._display.display)
+                context, choice.in_force.policy, play, hosts, _host_groups(hosts, task_vars), play_id,
+                self._task._uuid, now_func=self._now, progress=self._display.display, policy_choice=choice)
         except ChangeopsError as exc:
             # Fail closed: whatever kept us from reading or recording, the answer is no.
             outcome = change_gate.fail_closed(params, exc, self._now(), play, play_id, hosts, check_mode)

@@ -6,9 +6,15 @@
 from __future__ import annotations
 
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
-from ansible_collections.changeops.itsm.plugins.plugin_utils.action import SystemOfRecordAction
+from ansible_collections.changeops.itsm.plugins.plugin_utils.action import SystemOfRecordAction, ansible_cfg_path
 
 
 class ActionModule(SystemOfRecordAction):
     ARGUMENT_SPEC = LEDGER_VERIFY_SPEC
     operation = staticmethod(verify_ledger)
+
+    def build_context(self, sor, params, task_vars):
+        context = super(ActionModule, self).build_context(sor, params, task_vars)
+        # checkpoint and witness settings are read from the same ansible.cfg as the recorder's
+        context.config_file = ansible_cfg_path()
+        return context

@@ -19,10 +19,17 @@ description:
     interrupted. When the ledger cannot be written, entries go to a durable local spool (one
     warning, never a failed playbook) and are replayed later, in order, exactly once.
   - Recording never stores a secret. C(no_log) results (also per loop item) are censored. Vault
-    plaintexts and extra-var values are redacted wherever they appear. Values of secret-looking
-    keys are replaced in results and diffs, and task arguments are never recorded.
+    plaintexts (also of vault-encrypted files read during the run) and extra-var values are redacted wherever
+    they appear, in any form (stripped, as a number, JSON-escaped, base64-encoded, in another letter case).
+    A catalogue of detectors replaces secrets of well-known shapes (private keys, cloud credentials, tokens,
+    passwords in URLs, on command lines and in prose, values of secret-looking keys, Kubernetes Secrets),
+    plus your own (O(redact_patterns_file), O(secret_vars)). Task arguments are never recorded.
   - A run in check mode is recorded as a dry run, not as a change. Each result records the check mode it
     really ran in, so a task with C(check_mode=false) under C(--check) is recorded as the real change it is.
+  - Run by AWX or Ansible Automation Platform, the run's C(origin) records the job (id, template, launch type,
+    workflow, schedule, inventory, project revision, the controller's URL) and who launched it, from the
+    C(awx_*)/C(tower_*) job metadata extra vars and the job's environment; only those names are read,
+    never a credential. See C(docs/awx.md).
 type: aggregate
 author:
   - changeops.itsm maintainers (@changeops)
@@ -35,6 +42,7 @@ extends_documentation_fragment:
   - changeops.itsm.recorder_post_run
   - changeops.itsm.recorder_change_request
   - changeops.itsm.recorder_register
+  - changeops.itsm.recorder_checkpoint
 options:
   spool_dir:
     description:
@@ -65,6 +73,44 @@ options:
         key: redact_keys
       - section: callback_change_recorder
         key: redact_keys
+  redact_patterns_file:
+    description:
+      - A YAML file of your own secret detectors, added to the built-in catalogue (see the detector table in
+        the collection's C(docs/recorder.md)). It holds a list of entries with C(name), C(pattern) (a Python
+        regular expression; with a group named C(secret) only that group is replaced), optional
+        C(description) and C(ignore_case).
+      - Each pattern must be linear like the built-in ones. It must start at a boundary (C(^), C(\b) or a negative
+        lookbehind) and use only possessive (C(++), C(*+)) or bounded repetitions. Otherwise it is refused.
+      - When the file cannot be loaded the run is still recorded, with a warning, but every recorded string
+        of its results is replaced (fail closed), so a secret your detectors were meant to catch is never
+        stored.
+    type: path
+    env:
+      - name: CHANGEOPS_REDACT_PATTERNS_FILE
+    ini:
+      - section: changeops
+        key: redact_patterns_file
+      - section: callback_change_recorder
+        key: redact_patterns_file
+  secret_vars:
+    description:
+      - Names of variables whose values are secrets wherever they come from (C(lookup('env')), a secrets
+        manager lookup, C(set_fact), a registered result). Their values are redacted in every form, like
+        vault values.
+      - Their values are looked up on the controller for each host, before its first recorded result of a
+        play and again after a result that sets facts; a result registered under one of these names has
+        its output (C(stdout), C(content)...) redacted in that result too. This costs a variable look-up
+        per host and play, and runs the variables' lookups once more.
+    type: list
+    elements: str
+    default: []
+    env:
+      - name: CHANGEOPS_SECRET_VARS
+    ini:
+      - section: changeops
+        key: secret_vars
+      - section: callback_change_recorder
+        key: secret_vars
   batch_size:
     description: Most entries appended in one transaction; a full batch is written at once.
     type: int
@@ -157,6 +203,8 @@ EXAMPLES = r"""
 # [changeops]
 # sqlite_path = /srv/changeops/ledger.sqlite
 # redact_keys = ldap_bind, x_vendor_auth
+# redact_patterns_file = /etc/ansible/changeops-detectors.yml
+# secret_vars = db_password, api_token
 # [callback_change_recorder]
 # max_output_chars = 500
 """
@@ -180,15 +228,18 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
     resolve_backend_config,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor, load_detector_file
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import warn_if_new_ledger
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import runinfo, summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.decryption import DecryptionWatch
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
     RunContext,
     changes_host,
     is_register_host,
 )
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.secret_vars import SecretVars
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vars_files import VarsFiles
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
@@ -225,6 +276,8 @@ class CallbackModule(CallbackBase):
         self._writer = None
         self._run_id = None
         self._redactor = None
+        self._decryptions = None
+        self._secret_vars = SecretVars((), None)
         self._started_at = None
         self._run_started_queued = False
         self._finished = False
@@ -264,6 +317,8 @@ class CallbackModule(CallbackBase):
         options = dict(getattr(self, "_plugin_options", None) or {})
         for name in BACKEND_OPTIONS:
             options.setdefault(name, self.get_option(name))
+        # where each came from (an ansible.cfg path, "env: NAME", "default"): relative paths from a file are its
+        options["_origins"] = dict(getattr(self, "_origins", None) or {})
         return options
 
     def _backend_config(self):
@@ -283,11 +338,16 @@ class CallbackModule(CallbackBase):
             self._display.warning(PREFIX + "not recording this run: %s" % exc)
             self.disabled = True
             return
+        # before the writer opens (and so creates) the ledger: a new one next to others splits the audit trail
+        warn_if_new_ledger(config, self._display.warning)
         self._run_id = uuid.uuid4().hex
         # set before the first task forks a worker, so action plugins inherit it
         os.environ[RUN_ID_ENV] = self._run_id
         self._started_at = utc_now()
-        self._redactor = Redactor(extra_key_patterns=self.get_option("redact_keys") or ())
+        self._redactor = self._build_redactor()
+        # before the first worker is forked: workers inherit the wrapped vault decryption
+        self._decryptions = DecryptionWatch(self._redactor.add_known_secret).start()
+        self._secret_vars = SecretVars(self.get_option("secret_vars"), self._redactor.add_known_secret)
         self._vars_files = VarsFiles(self._redactor.add_known_secret)
         cli = context.CLIARGS
         self._check_mode = bool(cli.get("check"))
@@ -315,6 +375,19 @@ class CallbackModule(CallbackBase):
         atexit.register(self._at_exit)
         self._install_sigterm_handler()
 
+    def _build_redactor(self):
+        """The run's redactor: the catalogue, ``redact_keys`` and the user's detectors. A detector file that
+        cannot be loaded censors every recorded string (fail closed) rather than let its secrets through."""
+        censor = False
+        try:
+            user_detectors = load_detector_file(self.get_option("redact_patterns_file"))
+        except ChangeopsError as exc:
+            self._display.warning(PREFIX + "%s; every recorded string of this run's results is replaced instead"
+                                  % exc)
+            user_detectors, censor = [], True
+        return Redactor(extra_key_patterns=self.get_option("redact_keys") or (), user_detectors=user_detectors,
+                        censor_values=censor)
+
     def _queue_run_started(self):
         if self._run_started_queued:
             return
@@ -340,6 +413,9 @@ class CallbackModule(CallbackBase):
             "become": bool(cli.get("become")),
             "verbosity": cli.get("verbosity", 0),
         }
+        origin = runinfo.awx_origin(extra_vars, os.environ)
+        if origin:
+            data["origin"] = origin  # the AWX/AAP job that ran the playbook (job, template, who launched it)
         self._writer.put_run_started(entry_document("run.started", self._run_id, data, at=self._started_at))
 
     def v2_playbook_on_play_start(self, play):
@@ -349,6 +425,7 @@ class CallbackModule(CallbackBase):
         self._loader = getattr(play, "_loader", None) or self._loader
         self._play = play
         self._host_vars_scanned = set()
+        self._secret_vars.new_play()
         self._collect_run_secrets(play)
         self._queue_run_started()
         self._play_id = play._uuid
@@ -408,6 +485,8 @@ class CallbackModule(CallbackBase):
         if self._finished or self._writer is None:
             return
         self._finished = True
+        if self._decryptions is not None:
+            self._decryptions.close()
         self._queue_run_started()
         data = {"run_id": self._run_id, "ended_at": utc_now(), "stats": host_stats or {}}
         if interrupted_reason:
@@ -459,7 +538,8 @@ class CallbackModule(CallbackBase):
         add = self._redactor.add_known_secret
         extra_vars = getattr(self._variable_manager, "extra_vars", None)
         if extra_vars:
-            collect_plain_values(dict(extra_vars), add)
+            # every extra var value counts as a secret, except the job metadata AWX passes (recorded as the origin)
+            collect_plain_values({k: v for k, v in extra_vars.items() if not runinfo.is_awx_metadata(k)}, add)
         seen = self._seen_secret_containers
         try:
             play_vars = play.get_vars()
@@ -624,6 +704,10 @@ class CallbackModule(CallbackBase):
         now = time.time()
         raw = self._raw(result)
         self._scan_loaded_files()
+        # vault files a worker decrypted for this result, and the user's secret_vars, before anything is summarised
+        self._decryptions.sync()
+        if self._secret_vars:
+            self._secret_vars.before_result(self._variable_manager, self._loader, self._play, result._host, task, raw)
         censored = summary.is_censored(raw, task)
         if item:
             started = self._item_marks.get(key) or self._starts.get(key) or now

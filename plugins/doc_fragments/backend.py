@@ -24,6 +24,9 @@ options:
       - Path of the SQLite ledger file (created with mode C(0600) when missing).
       - If not set, E(CHANGEOPS_SQLITE_PATH), then C(sqlite_path) in C([changeops]) of
         C(ansible.cfg), then C(~/.ansible/changeops/ledger.sqlite) on the controller.
+      - A relative path in C(ansible.cfg) is relative to the folder of that C(ansible.cfg), as Ansible reads
+        its own paths, so every run of the project uses one ledger whatever the current directory.
+      - A run about to create a new ledger while another one is configured or exists warns, naming both.
     type: path
   busy_timeout:
     description:
@@ -55,7 +58,9 @@ options:
       - section: changeops
         key: backend
   sqlite_path:
-    description: Path of the SQLite ledger file.
+    description:
+      - Path of the SQLite ledger file.
+      - A relative path in C(ansible.cfg) is relative to the folder of that C(ansible.cfg).
     type: path
     default: ~/.ansible/changeops/ledger.sqlite
     env:

@@ -103,6 +103,7 @@ cache_connection: ~/.cache/changeops-inventory
 cache_timeout: 3600
 """
 
+import os
 import re
 
 from ansible.errors import AnsibleParserError
@@ -113,6 +114,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import BACKEND_OPTIONS, resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import warn_if_new_ledger
 
 _CONFIG_NAMES = ("cmdb.yml", "cmdb.yaml")
 _METADATA = ("ci_id", "last_change_run_id", "updated_at")
@@ -149,10 +151,22 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._populate(records)
 
     def _fetch(self, path):
-        # Ansible has already applied env/ini precedence to the options.
+        # Ansible has already applied env/ini precedence to the options (a relative path of ansible.cfg
+        # is relative to its folder); one set in this file is relative to this file's folder.
         params = dict((name, self.get_option(name)) for name in BACKEND_OPTIONS)
+        first = None
+        raw_path = self._raw_option(path, "sqlite_path")
+        if raw_path is not None:
+            params["sqlite_path"] = raw_path
+            first = ("%s sqlite_path" % path, None)
         try:
             config = resolve_backend_config(params, environ={}, ini={}, ini_origin=path)
+            if raw_path is not None and not os.path.isabs(config["sqlite_path"]):
+                config["sqlite_path"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                                      config["sqlite_path"]))
+            if first is not None:
+                first = (first[0], config["sqlite_path"])
+            warn_if_new_ledger(config, self.display.warning, first=first)
             sor = open_system_of_record(config)
             try:
                 cis = find_configuration_items(
@@ -173,6 +187,16 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 record[key] = ci.get(key)
             records.append(record)
         return records
+
+    def _raw_option(self, path, name):
+        """``name`` as written in the inventory file (Ansible has made a relative path absolute
+        against the current directory by the time get_option returns it), or None when not set there."""
+        try:
+            data = self.loader.load_from_file(path, cache="none")
+        except Exception:  # pylint: disable=broad-except
+            return None
+        value = data.get(name) if isinstance(data, dict) else None
+        return str(value) if value not in (None, "") else None
 
     def _populate(self, records):
         prefix = self.get_option("hostvar_prefix") or ""

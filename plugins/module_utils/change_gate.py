@@ -21,6 +21,8 @@ import time
 import uuid
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity, claimed_user
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
@@ -28,7 +30,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.operation import claimed_user
 
 DECISION_TYPES = ("standard", "normal", "emergency", "dry-run", "denied")
 #: reasons listed one by one before the rest is summarised (a 10,000-host play
@@ -165,6 +166,15 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         # "module X" / "path P" -> the file:line of the first task that calls or writes it
         "touched_at": dict(play.get("touched_at") or {}),
         "unresolved_paths": list(play.get("unresolved_paths") or []),
+        # services the tasks start, stop, enable or mask (service modules, systemctl/service commands), and
+        # the programs command/shell/raw tasks run: protected areas name theirs
+        "system_services": list(play.get("system_services") or []),
+        "unresolved_services": list(play.get("unresolved_services") or []),
+        "commands": list(play.get("commands") or []),
+        # conditions the gate cannot judge before the play runs, counted as true: "path P" -> "when: ... (why)"
+        # for what only such tasks touch, and every such task
+        "conditions_at": dict(play.get("conditions_at") or {}),
+        "uncertain_conditions": list(play.get("uncertain_conditions") or []),
         "opaque_actions": list(play.get("opaque_actions") or []),
         "delegated_hosts": list(play.get("delegated_hosts") or []),
         # hosts tasks delegate to that the play does not target: they count towards max_hosts
@@ -329,8 +339,12 @@ def _standard_request_reasons(policy, context, now, decision, record, number, st
 
 
 def decide(policy, context, now, change_request=None, record=None, emergency=False, justification=None,
-           standard_template=None, user=None):
-    """The decision document (without ids); see module RETURN for its fields."""
+           standard_template=None, user=None, runner=None):
+    """The decision document (without ids); see module RETURN for its fields.
+
+    ``runner``: the identity running the play; a change request's approvals must count under the policy
+    and not rest on the runner alone (separation of duties, ``authorisation/duties.py``).
+    """
     touched = change_policy.protected_areas_touched(policy, context)
     freezes = change_policy.freezes_in_force(policy, context, now)
     decision = {
@@ -375,6 +389,9 @@ def decide(policy, context, now, change_request=None, record=None, emergency=Fal
     if change_request:
         change_reasons = check_change_request(policy, context, record, change_request, now)
         reasons.extend(change_reasons)
+        if runner is not None and record is not None:
+            reasons.extend(refusal.reason for refusal in duties.refusals(
+                "run", runner, policy.authorisation, record=record, number=change_request))
         change_type = (record or {}).get("type") or "normal"
         if record is not None:
             decision["change_request"] = {
@@ -501,11 +518,61 @@ def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic)
     return record, None
 
 
-def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func=None, progress=None):
+def identities(runner, record, emergency=None):
+    """Who took part in a decision: the runner, and for a change request its requester and approvers
+    (each approval with whether it counts under the policy in force)."""
+    found = {"runner": runner.to_dict() if runner is not None else None}
+    if emergency:
+        found["declared_by"] = found["runner"]
+    if record is not None:
+        requester = Identity.from_dict(record.get("opened_by_identity"),
+                                       str(record.get("opened_by") or "").split("@", 1)[0] or None)
+        found["requester"] = requester.to_dict() if requester is not None else None
+        if record.get("requested_by"):
+            found["requested_by"] = record["requested_by"]
+        found["approvers"] = [dict(duties.approval_identity(approval).to_dict(), at=approval.get("at"))
+                              for approval in record.get("approvals") or ()
+                              if approval.get("decision") == "approved" and duties.approval_identity(approval)]
+    return found
+
+
+def policy_decisions(policy_choice, decision, context, now, decide_under):
+    """The gate's policy choice applied to a decision: a runner's file that is not the published policy denies
+    (in a real run), a draft is evaluated side by side (in a --check run)."""
+    if policy_choice is None:
+        return decision
+    if policy_choice.refusal:
+        decision["reasons"].insert(0, policy_choice.refusal)
+        decision.update(allowed=False, type="denied", reference=None, review_required=False)
+    if policy_choice.draft is not None:
+        draft = decide_under(policy_choice.draft.policy)
+        decision["draft"] = {"policy": policy_choice.draft.describe(),
+                             "would_be": {key: draft[key] for key in ("allowed", "type", "reference", "reasons")}}
+    return decision
+
+
+def policy_note(decision):
+    """A line added to the gate's message when a draft was evaluated beside the published policy."""
+    draft = decision.get("draft")
+    if not draft:
+        return ""
+    published = decision.get("policy") or {}
+    would = draft["would_be"]
+    outcome = ("a %s change (%s)" % (would["type"], would["reference"]) if would["allowed"]
+               else "denied: %s" % "; ".join(would["reasons"]))
+    return " [under the published policy version %s; under the draft %s (sha256 %s, not published) a real run " \
+           "would be %s]" % (published.get("version"), draft["policy"].get("source"),
+                             (draft["policy"].get("sha256") or "")[:12], outcome)
+
+
+def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func=None, progress=None,
+             policy_choice=None):
     """Decide, record the ``run.gate`` entry and return the task result.
 
     ``ctx.sor`` must be open; reading errors propagate as ``ChangeopsError``
-    for the caller to turn into a fail-closed denial.
+    for the caller to turn into a fail-closed denial. ``policy_choice``
+    (``policy_store.GatePolicy``) says where ``policy`` comes from, and carries a
+    refusal of the runner's policy file or a draft to evaluate beside it.
     """
     params = ctx.params
     now_func = now_func or (lambda: datetime.datetime.now(datetime.timezone.utc))
@@ -522,20 +589,29 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     claimed = claimed_user()
     if claimed:
         context["claimed_user"] = claimed
-    decision = decide(policy, context, now, change_request=number, record=record,
+    runner = ctx.identity
+
+    def decide_under(chosen):
+        return decide(chosen, context, now, change_request=number, record=record,
                       emergency=params.get("emergency"), justification=params.get("justification"),
-                      standard_template=params.get("standard_template"), user=user)
+                      standard_template=params.get("standard_template"), user=user, runner=runner)
+
+    decision = decide_under(policy)
+    decision["identities"] = identities(runner, record, emergency=params.get("emergency"))
     if claimed and decision.get("emergency"):
         decision["emergency"] = dict(decision["emergency"], claimed_by=claimed)
     if timeout_reason:
         decision["reasons"].insert(0, timeout_reason)
         decision.update(allowed=False, type="denied", reference=None, review_required=False)
+    decision = policy_decisions(policy_choice, decision, context, now, decide_under)
     if ctx.check_mode:
         decision = dry_run_decision(decision)
-    return finish(ctx, decision, context_summary(context), policy, play, play_id, task_uuid, hosts)
+    described = policy_choice.in_force.describe() if policy_choice is not None else None
+    return finish(ctx, decision, context_summary(context), policy, play, play_id, task_uuid, hosts,
+                  policy_described=described)
 
 
-def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, record=True):
+def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, record=True, policy_described=None):
     """Give the decision its ids, append it to the ledger, build the task result."""
     run_id = ctx.run_id
     recorded_run_id = run_id or "gate-%s" % uuid.uuid4().hex
@@ -548,7 +624,7 @@ def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, reco
         play=play.get("name") if play else None,
         hosts=list(hosts),
         host_count=len(hosts),
-        policy=policy.describe() if policy is not None else None,
+        policy=policy_described or (policy.describe() if policy is not None else None),
         context=context,
     )
     if record:
@@ -559,11 +635,19 @@ def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, reco
 
 
 def gate_result(params, decision, play):
-    message = decision_message(decision, (play or {}).get("name"))
-    result = {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
+    """The task result: the whole decision, unless the gate fails the play.
+
+    A failed task's result is what Ansible prints on its ``fatal:`` line, and the decision's
+    context (what the gate read of the play) and host list run to kilobytes that bury the
+    reasons. So a failing result carries the message (the reasons) and the decision's id;
+    the whole decision is in the ledger's ``run.gate`` entry (``change_event_info``, the change
+    register), and in the result of a gate that does not fail (``fail_on_deny: false``).
+    """
+    message = decision_message(decision, (play or {}).get("name")) + policy_note(decision)
     if not decision["allowed"] and params.get("fail_on_deny", True):
-        result["failed"] = True
-    return result
+        return {"changed": False, "failed": True, "allowed": False, "msg": message,
+                "decision_id": decision.get("decision_id"), "recorded": bool(decision.get("recorded"))}
+    return {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
 
 
 def fail_closed(params, error, now, play, play_id, hosts, check_mode):

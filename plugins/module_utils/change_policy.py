@@ -43,51 +43,20 @@ try:
 except ImportError:  # Python < 3.9 on a managed host; the gate only runs on the controller
     zoneinfo = None
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules import (
+    TOP_KEYS as RULE_KEYS,
+    AuthorisationRules,
+    parse_rules,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import MissingDependency, ValidationError
+# the built-in areas are a data catalogue of their own (re-exported: callers and docs tests read them here)
+from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas import (  # noqa: F401
+    AREA_LISTS,
+    DEFAULT_PROTECTED_AREAS,
+)
 
 CHANGE_TYPES = ("standard", "normal", "emergency")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-
-#: Authentication and access: a mistake here locks people out or lets the
-#: wrong people in, so no pre-authorised template may cover it.
-DEFAULT_PROTECTED_AREAS = {
-    "pam": {
-        "description": "Pluggable authentication modules",
-        "modules": ["community.general.pamd"],
-        "roles": ["*pam*"],
-        "tags": ["pam"],
-        "paths": ["/etc/pam.d/", "/etc/pam.conf", "/etc/security/"],
-    },
-    "sshd": {
-        "description": "SSH daemon and client configuration",
-        "modules": [],
-        "roles": ["*ssh*"],
-        "tags": ["ssh", "sshd"],
-        "paths": ["/etc/ssh/"],
-    },
-    "sudoers": {
-        "description": "Privilege escalation rules",
-        "modules": ["community.general.sudoers"],
-        "roles": ["*sudo*"],
-        "tags": ["sudo", "sudoers"],
-        "paths": ["/etc/sudoers*"],
-    },
-    "users_keys": {
-        "description": "Local accounts, groups and SSH authorized keys",
-        "modules": ["ansible.builtin.user", "ansible.builtin.group", "ansible.posix.authorized_key"],
-        "roles": [],
-        "tags": ["users", "authorized_keys"],
-        "paths": ["/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "*/.ssh/authorized_keys*"],
-    },
-    "firewall": {
-        "description": "Host firewall rules",
-        "modules": ["community.general.ufw", "ansible.posix.firewalld", "ansible.builtin.iptables",
-                    "community.general.iptables_state", "community.general.nftables"],
-        "roles": ["*firewall*", "*iptables*", "*nftables*", "*ufw*"],
-        "tags": ["firewall"],
-        "paths": ["/etc/nftables.conf", "/etc/nftables.d/", "/etc/iptables/", "/etc/ufw/", "/etc/firewalld/"],
-    },
-}
 
 
 # --------------------------------------------------------------------------
@@ -352,15 +321,17 @@ class Template(object):
 
 
 class ProtectedArea(object):
-    __slots__ = ("name", "description", "modules", "roles", "tags", "paths")
+    __slots__ = ("name", "description", "modules", "roles", "tags", "paths", "services", "commands")
 
-    def __init__(self, name, description, modules, roles, tags, paths):
+    def __init__(self, name, description, modules=(), roles=(), tags=(), paths=(), services=(), commands=()):
         self.name = name
         self.description = description
-        self.modules = modules
-        self.roles = roles
-        self.tags = tags
-        self.paths = paths
+        self.modules = list(modules)
+        self.roles = list(roles)
+        self.tags = list(tags)
+        self.paths = list(paths)
+        self.services = list(services)
+        self.commands = list(commands)
 
 
 class Freeze(object):
@@ -400,7 +371,8 @@ class EmergencyPolicy(object):
 
 
 class Policy(object):
-    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states):
+    def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states,
+                 authorisation=None, disabled_areas=(), document=None):
         self.origin = origin
         self.digest = digest
         self.templates = templates
@@ -408,19 +380,37 @@ class Policy(object):
         self.freezes = freezes
         self.emergency = emergency
         self.normal_states = normal_states
+        #: approver groups, approval/publishing/review rules (authorisation/rules.py)
+        self.authorisation = authorisation or AuthorisationRules()
+        #: built-in protected areas the policy switched off by name
+        self.disabled_areas = list(disabled_areas)
+        # the validated document (plain data on first use: only a publication and its summary need it)
+        self._document = document
         # one compiled expression per distinct text, shared between templates
         self.expressions = {}
         for template in templates:
             for text, compiled in template.conditions:
                 self.expressions.setdefault(text, compiled)
 
+    @property
+    def document(self):
+        """The validated document as plain data: what a publication stores besides the file's text."""
+        if self._document is not None and not getattr(self, "_plain", False):
+            self._document = plain_document(self._document)
+            self._plain = True
+        return self._document
+
     def describe(self):
-        return {"source": self.origin, "sha256": self.digest, "templates": len(self.templates),
-                "protected_areas": sorted(area.name for area in self.protected_areas),
-                "freezes": len(self.freezes)}
+        described = {"source": self.origin, "sha256": self.digest, "templates": len(self.templates),
+                     "protected_areas": sorted(area.name for area in self.protected_areas),
+                     "freezes": len(self.freezes)}
+        if self.disabled_areas:
+            described["disabled_protected_areas"] = list(self.disabled_areas)
+        return described
 
 
-TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "freezes", "emergency", "normal")
+TOP_KEYS = ("version", "templates", "protected_areas", "default_protected_areas", "disabled_protected_areas",
+            "freezes", "emergency", "normal") + RULE_KEYS
 #: what the gate cannot see in advance: (context field, template key that accepts it, wording, how to avoid it)
 BLIND_SPOTS = (
     ("dynamic_includes", "allow_dynamic_includes", "the gate cannot see what %s will run",
@@ -433,11 +423,15 @@ BLIND_SPOTS = (
     ("unresolved_delegations", "allow_unresolved_delegations",
      "the gate cannot tell which host %s is before the play runs",
      "delegate to a name or a variable known before the play"),
+    # a service known only at run time may be auditd, sshd or the firewall
+    ("unresolved_services", "allow_unresolved_services",
+     "the gate cannot tell which service %s manages before the play runs",
+     "name the service (or use a variable known before the play)"),
 )
 TEMPLATE_KEYS = ("name", "description", "conditions", "max_hosts", "environments", "windows") + tuple(
     key for _field, key, _text, _avoid in BLIND_SPOTS)
 WINDOW_KEYS = ("days", "start", "end", "timezone")
-AREA_KEYS = ("description", "modules", "roles", "tags", "paths")
+AREA_KEYS = ("description",) + AREA_LISTS
 FREEZE_KEYS = ("name", "reason", "start", "end", "timezone", "environments", "allowed_change_types")
 EMERGENCY_KEYS = ("allowed", "declarers", "require_justification", "min_justification_length")
 NORMAL_KEYS = ("allowed_states",)
@@ -498,10 +492,14 @@ def parse_policy(document, origin, digest=None):
     areas = {}
     defaults = document.get("default_protected_areas", True)
     check.boolean(defaults, "default_protected_areas", line(document, "default_protected_areas"))
+    disabled = check.string_list(_or_default(document.get("disabled_protected_areas"), []),
+                                 "disabled_protected_areas", line(document, "disabled_protected_areas"),
+                                 choices=sorted(DEFAULT_PROTECTED_AREAS))
     if defaults:
         for name, spec in DEFAULT_PROTECTED_AREAS.items():
-            areas[name] = ProtectedArea(name, spec["description"], list(spec["modules"]), list(spec["roles"]),
-                                        list(spec["tags"]), list(spec["paths"]))
+            if name not in disabled:
+                areas[name] = ProtectedArea(name, spec["description"],
+                                            **{key: spec.get(key) or () for key in AREA_LISTS})
     raw_areas = _or_default(document.get("protected_areas"), _Mapping())
     check.mapping(raw_areas, "protected_areas", set(raw_areas) if isinstance(raw_areas, dict) else (),
                   line=line(document, "protected_areas"))
@@ -510,10 +508,10 @@ def parse_policy(document, origin, digest=None):
         area_line = line(raw_areas, name)
         check.mapping(raw, path, AREA_KEYS, line=area_line)
         lists = {}
-        for key in ("modules", "roles", "tags", "paths"):
+        for key in AREA_LISTS:
             lists[key] = check.string_list(raw.get(key) or [], "%s.%s" % (path, key), line(raw, key) or area_line)
         if not any(lists.values()):
-            check.fail(path, "must list at least one of modules, roles, tags or paths", raw, area_line)
+            check.fail(path, "must list at least one of %s" % ", ".join(AREA_LISTS), raw, area_line)
         description = raw.get("description") or ""
         if not isinstance(description, str):
             check.fail(path + ".description", "must be a string", description, line(raw, "description"))
@@ -568,8 +566,19 @@ def parse_policy(document, origin, digest=None):
         normal_states = check.string_list(raw_normal["allowed_states"], "normal.allowed_states",
                                           line(raw_normal, "allowed_states"), choices=("scheduled", "implement"))
 
+    authorisation = parse_rules(check, document, _Mapping)
     return Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
-                  emergency, normal_states)
+                  emergency, normal_states, authorisation=authorisation, disabled_areas=disabled,
+                  document=document)
+
+
+def plain_document(value):
+    """The loaded document as plain dicts and lists (no line bookkeeping): JSON-ready."""
+    if isinstance(value, dict):
+        return {key: plain_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_document(item) for item in value]
+    return value
 
 
 def _parse_window(check, raw, path, line):
@@ -584,30 +593,45 @@ def _parse_window(check, raw, path, line):
     return TimeWindow(days, start, end, tz, raw["timezone"])
 
 
+def read_policy_file(path):
+    """``(path, bytes)`` of a policy file, with a clear error when it cannot be read."""
+    path = os.path.expanduser(str(path))
+    try:
+        with open(path, "rb") as handle:
+            return path, handle.read()
+    except OSError as exc:
+        raise ValidationError("cannot read the change policy %s: %s" % (path, exc.strerror or exc), file=path)
+
+
+def policy_digest(raw):
+    """The sha256 a policy is known by: of its file's bytes, exactly as published."""
+    return hashlib.sha256(raw).hexdigest()
+
+
 def load_policy(path):
     """Read and validate a policy file; ``path=None`` gives the built-in default policy."""
     if path is None:
         return parse_policy(None, "(built-in default policy)")
+    path, raw = read_policy_file(path)
+    return parse_policy_text(raw, path)
+
+
+def parse_policy_text(raw, origin):
+    """Validate a policy from the bytes of its file (``origin`` names it in errors)."""
     _require(yaml, "PyYAML")
-    path = os.path.expanduser(str(path))
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-    except OSError as exc:
-        raise ValidationError("cannot read the change policy %s: %s" % (path, exc.strerror or exc), file=path)
-    digest = hashlib.sha256(raw).hexdigest()
+    digest = policy_digest(raw)
     try:
         document = yaml.load(raw.decode("utf-8"), Loader=_PolicyLoader)  # nosec - SafeLoader subclass
     except ValidationError as exc:
-        raise ValidationError("%s %s" % (path, exc.message), file=path)
+        raise ValidationError("%s %s" % (origin, exc.message), file=origin)
     except UnicodeDecodeError as exc:
-        raise ValidationError("%s: not UTF-8 text: %s" % (path, exc), file=path)
+        raise ValidationError("%s: not UTF-8 text: %s" % (origin, exc), file=origin)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = " line %d" % (mark.line + 1) if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError("%s%s: not valid YAML: %s" % (path, where, problem), file=path)
-    return parse_policy(document, path, digest)
+        raise ValidationError("%s%s: not valid YAML: %s" % (origin, where, problem), file=origin)
+    return parse_policy(document, origin, digest)
 
 
 # --------------------------------------------------------------------------
@@ -725,10 +749,20 @@ def evaluate_standard(policy, context, now, only_template=None):
         if conditions_hold or only_template is not None:
             reasons.extend(mismatches)
     if not covered_by and not candidates and only_template is None:
-        reasons.append("no standard change template matches this play (%d checked in %s)%s"
-                       % (len(policy.templates), policy.origin, "; the closest:" if policy.templates else ""))
-        reasons.extend(_closest_misses(policy, context, now, expressions))
+        reasons.append(no_template_reason(policy))
+        reasons.extend("closest: %s" % reason for reason in _closest_misses(policy, context, now, expressions))
     return {"covered_by": covered_by, "candidates": candidates, "reasons": reasons}
+
+
+def no_template_reason(policy):
+    """What a play no standard template covers needs, said so the person reading the denial can act on it."""
+    found = ("no standard change template matches this play (%d checked in %s)" % (len(policy.templates), policy.origin)
+             if policy.templates else "%s has no standard change template" % policy.origin)
+    advice = ("give the gate change_request: <number> of an approved change request (raise one with "
+              "changeops.itsm.change_request)")
+    if policy.templates:
+        advice += ", or change the play so that a template covers it (what the closest ones lack is listed)"
+    return "%s: %s" % (found, advice)
 
 
 #: templates whose failed conditions a "no template matches" denial lists
@@ -773,11 +807,18 @@ def protected_areas_touched(policy, context):
     roles = context.get("roles") or ()
     tags = set(context.get("tags") or ())
     paths = context.get("paths") or ()
+    services = context.get("system_services") or ()
+    commands = context.get("commands") or ()
     touched_at = context.get("touched_at") or {}
+    # "path P" -> the condition, not judged before the play runs, that the only tasks writing it are under
+    conditional = context.get("conditions_at") or {}
 
     def located(what):
         where = touched_at.get(what)
-        return "%s at %s" % (what, where) if where else what
+        text = "%s at %s" % (what, where) if where else what
+        if what in conditional:
+            text += " if %s" % conditional[what]
+        return text
 
     touched = []
     for area in policy.protected_areas:
@@ -786,6 +827,10 @@ def protected_areas_touched(policy, context):
         matched.extend("role %s" % r for r in roles if any(fnmatch.fnmatchcase(r, p) for p in area.roles))
         matched.extend("tag %s" % t for t in sorted(tags) if t in area.tags)
         matched.extend(located("path %s" % p) for p in paths if any(_matches_path(p, pattern) for pattern in area.paths))
+        matched.extend(located("service %s" % name) for name in services
+                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in area.services))
+        matched.extend(located("command %s" % name) for name in commands
+                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in area.commands))
         if matched:
             touched.append({"area": area.name, "matched_by": matched})
     return touched

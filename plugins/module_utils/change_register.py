@@ -27,6 +27,9 @@ import re
 import tempfile
 import time
 
+from ansible_collections.changeops.itsm.plugins.module_utils import change_scope
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import identities_label, policy_label
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import parse_moment
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
@@ -34,12 +37,13 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     ChangeopsError,
     ConfigurationError,
     NotFound,
+    Refused,
     ValidationError,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
 #: bump when the shape of the register data changes (the page checks it)
-REGISTER_FORMAT = 1
+REGISTER_FORMAT = 2
 #: change events per lazily parsed detail chunk
 CHUNK_SIZE = 200
 #: task results worth showing a reviewer: the ones that changed or broke something
@@ -57,10 +61,20 @@ AUTHORISATION_CATEGORIES = {
     "emergency": "emergency",
     "unauthorised": "unauthorised",
     "dry-run": "dry-run",
+    "denied": "denied",
+    "record-only": "record-only",
     "no-change": "no-change",
 }
-#: awaiting-review order: the riskiest first
-REVIEW_PRIORITY = {"unauthorised": 0, "emergency": 1, "failed": 2}
+#: categories of runs that changed no managed host and need no post-implementation review
+NO_REVIEW_CATEGORIES = (["no-change"], ["record-only"], ["pending"], ["dry-run"])
+#: awaiting-review order: the riskiest first; a blocked attempt (denied) is reviewed too
+REVIEW_PRIORITY = {"unauthorised": 0, "emergency": 1, "denied": 2, "failed": 3, "other": 4}
+#: CI fields the CI page shows on their own, so not again among its attributes
+CI_SUMMARY_FIELDS = ("name", "class", "status", "environment")
+#: change request fields a reviewer needs: who asked, who approved, for which window
+CHANGE_REQUEST_FIELDS = ("number", "state", "type", "short_description", "template", "requested_by", "opened_by",
+                         "opened_at", "planned_start", "planned_end", "timezone", "approval", "affected_cis",
+                         "actual_start", "actual_end", "close_code")
 REVIEW_OUTCOMES = ["accepted", "follow-up"]
 
 CHANGE_REGISTER_SPEC = dict(
@@ -335,13 +349,12 @@ def _descending(text):
 
 
 def _review_priority(row):
-    if "unauthorised" in row["authorisation_types"]:
-        return REVIEW_PRIORITY["unauthorised"]
-    if "emergency" in row["authorisation_types"]:
-        return REVIEW_PRIORITY["emergency"]
+    for category in ("unauthorised", "emergency", "denied"):
+        if category in row["authorisation_types"]:
+            return REVIEW_PRIORITY[category]
     if row["outcome"] in ("failed", "interrupted"):
         return REVIEW_PRIORITY["failed"]
-    return 3
+    return REVIEW_PRIORITY["other"]
 
 
 def _hosts(sor, event):
@@ -355,19 +368,102 @@ def _hosts(sor, event):
             for row in full.get("hosts") or []}
 
 
+def _task_record(result, plays):
+    task = result.get("task") or {}
+    play = plays.get(result.get("play_id")) or {}
+    item = result.get("item")
+    return {
+        "task": task.get("name") or task.get("action"),
+        "action": task.get("action"),
+        "role": task.get("role"),
+        "handler": bool(task.get("handler")),
+        "play": play.get("name"),
+        "item": item.get("label") if isinstance(item, dict) else None,
+        "status": result.get("status"),
+        "started_at": result.get("started_at"),
+        "duration_ms": result.get("duration_ms"),
+        "diff": diff_text(result.get("diff")),
+        "result": result_summary(result.get("result")),
+    }
+
+
+def _by_host(results, plays):
+    grouped = {}
+    for result in results:
+        grouped.setdefault(result.get("host"), []).append(_task_record(result, plays))
+    return [{"host": host, "tasks": tasks} for host, tasks in sorted(grouped.items(), key=lambda i: str(i[0]))]
+
+
+def _change_request_number(value):
+    """A gate's change request as its number: decisions record a snapshot dict, emergencies a number."""
+    if isinstance(value, dict):
+        value = value.get("number")
+    return str(value) if value not in (None, "") else None
+
+
+def _approval(approval):
+    return {key: approval.get(key) for key in ("approver", "decision", "at", "comment", "superseded_at",
+                                               "superseded_because")}
+
+
+def change_request_summary(record):
+    """What a reviewer needs of a change request: state, who asked, who approved it, when, and for which window."""
+    summary = {key: record.get(key) for key in CHANGE_REQUEST_FIELDS}
+    summary["affected_cis"] = list(record.get("affected_cis") or [])
+    summary["approvals"] = [_approval(approval) for approval in record.get("approvals") or []]
+    summary["superseded_approvals"] = [_approval(approval) for approval in record.get("superseded_approvals") or []]
+    return summary
+
+
+def _gate(gate, plays):
+    emergency = gate.get("emergency") if isinstance(gate.get("emergency"), dict) else {}
+    snapshot = gate.get("change_request") if isinstance(gate.get("change_request"), dict) else {}
+    return {
+        "play": (plays.get(gate.get("play_id")) or {}).get("name"),
+        "decision_id": gate.get("decision_id"),
+        "allowed": gate.get("allowed"),
+        "type": gate.get("type"),
+        "reference": gate.get("reference"),
+        "reasons": [_as_text(reason) for reason in gate.get("reasons") or []],
+        "justification": emergency.get("justification"),
+        "declared_by": emergency.get("declared_by"),
+        "change_request": _change_request_number(gate.get("change_request")) or _change_request_number(
+            emergency.get("change_request")),
+        # the request as the gate read it when it decided (it may have moved on since)
+        "change_request_at_decision": {key: snapshot.get(key) for key in (
+            "state", "approval", "planned_start", "planned_end", "timezone")} if snapshot else None,
+        "checked_at": gate.get("checked_at"),
+        "policy": policy_label(gate.get("policy")),
+        "identities": identities_label(gate.get("identities")),
+        "protected_areas": gate.get("protected_areas") or [],
+        "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
+        "review_required": gate.get("review_required"),
+    }
+
+
 def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, changed_ci_ids, change_requests):
     run_id = event["run_id"]
     hosts = _hosts(sor, event)
-    changed_hosts = sorted(host for host, counts in hosts.items() if (counts.get("changed") or 0) > 0)
+    dry_run = bool(event.get("dry_run"))
+    # What counts as a change is change_scope's, as for the change event's authorisation: a loop's
+    # summary result is not one more change, a check-mode prediction and a write to the record are
+    # no change to a host (Ansible's own per-host counts, the PLAY RECAP, stay in "hosts").
+    counted = change_scope.counted_results(results)
+    scopes = change_scope.changes_by_scope(counted, dry_run)
+    host_changes = scopes[change_scope.HOST]
+    changed_hosts = sorted(set(result.get("host") for result in host_changes))
+    predicted_hosts = sorted(set(result.get("host") for result in scopes[change_scope.PREDICTED]))
     failed_hosts = sorted(host for host, counts in hosts.items()
                           if (counts.get("failures") or 0) > 0 or (counts.get("unreachable") or 0) > 0)
     categories = authorisation_categories(event.get("authorisation"))
     environments = event.get("environments") or [part for part in (event.get("environment") or "").split(",") if part]
-    dry_run = bool(event.get("dry_run"))
     latest_review = reviews[0] if reviews else None
     outcome = event.get("status")
+    if categories == ["denied"] and outcome == "failed":
+        # a gate stopped it: a blocked attempt, not an ordinary failure
+        outcome = "denied"
     awaiting = (not dry_run and latest_review is None and outcome not in ("running",)
-                and categories not in (["no-change"], ["pending"]))
+                and categories not in NO_REVIEW_CATEGORIES)
 
     plays = {}
     for play in event.get("plays") or []:
@@ -385,55 +481,22 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
                     "environment": cis[ci_id].get("environment"), "status": cis[ci_id].get("status"), "via": via}
                    for ci_id, via in sorted(touched.items(), key=lambda item: (cis[item[0]].get("name") or "", item[0]))]
 
-    changes, failures = {}, []
-    for result in results:
-        task = result.get("task") or {}
-        play = plays.get(result.get("play_id")) or {}
-        item = result.get("item")
-        record = {
-            "task": task.get("name") or task.get("action"),
-            "action": task.get("action"),
-            "role": task.get("role"),
-            "handler": bool(task.get("handler")),
-            "play": play.get("name"),
-            "item": item.get("label") if isinstance(item, dict) else None,
-            "status": result.get("status"),
-            "started_at": result.get("started_at"),
-            "duration_ms": result.get("duration_ms"),
-            "diff": diff_text(result.get("diff")),
-            "result": result_summary(result.get("result")),
-        }
-        if result.get("status") in ("failed", "unreachable"):
-            failures.append(dict(record, host=result.get("host"), message=failure_message(result.get("result"))))
-        else:
-            changes.setdefault(result.get("host"), []).append(record)
+    failures = [dict(_task_record(result, plays), host=result.get("host"),
+                     message=failure_message(result.get("result")))
+                for result in counted if result.get("status") in ("failed", "unreachable")]
 
-    gates = []
-    for gate in event.get("gates") or []:
-        emergency = gate.get("emergency") if isinstance(gate.get("emergency"), dict) else {}
-        gates.append({
-            "play": (plays.get(gate.get("play_id")) or {}).get("name"),
-            "decision_id": gate.get("decision_id"),
-            "allowed": gate.get("allowed"),
-            "type": gate.get("type"),
-            "reference": gate.get("reference"),
-            "reasons": [_as_text(reason) for reason in gate.get("reasons") or []],
-            "justification": emergency.get("justification"),
-            "declared_by": emergency.get("declared_by"),
-            "change_request": gate.get("change_request") or emergency.get("change_request"),
-            "policy": (gate.get("policy") or {}).get("source") if isinstance(gate.get("policy"), dict) else gate.get("policy"),
-            "protected_areas": gate.get("protected_areas") or [],
-            "freezes": [_as_text(freeze) for freeze in gate.get("freezes") or []],
-            "review_required": gate.get("review_required"),
-        })
+    gates = [_gate(gate, plays) for gate in event.get("gates") or []]
 
     references = [ref.strip() for ref in (event.get("authorisation_ref") or "").split(",") if ref.strip()]
-    requests = []
-    for number in references:
-        record = change_requests.get(number)
-        if record:
-            requests.append({key: record.get(key) for key in (
-                "number", "state", "type", "short_description", "start_date", "end_date", "requested_by")})
+    numbers = []
+    for number in references + [gate["change_request"] for gate in gates]:
+        if number and number not in numbers:
+            numbers.append(number)
+    requests = [change_request_summary(change_requests[number]) for number in numbers if number in change_requests]
+
+    host_change_counts = {}
+    for result in host_changes:
+        host_change_counts[result.get("host")] = host_change_counts.get(result.get("host"), 0) + 1
 
     row = {
         "run_id": run_id,
@@ -447,7 +510,10 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "environments": environments,
         "hosts": sorted(hosts),
         "changed_hosts": changed_hosts,
+        "predicted_hosts": predicted_hosts,
         "failed_hosts": failed_hosts,
+        "host_changes": len(host_changes),
+        "record_changes": len(scopes[change_scope.RECORD]),
         "authorisation": event.get("authorisation") or "pending",
         "authorisation_types": categories,
         "authorisation_ref": event.get("authorisation_ref"),
@@ -466,10 +532,14 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "plays": [{key: play.get(key) for key in ("play_id", "name", "pattern", "hosts", "roles", "tags", "started_at")}
                   for play in event.get("plays") or []],
         "gates": gates,
-        "hosts": [dict({"host": host}, **{key: counts.get(key) for key in (
+        # per host: the changes made to it (change_scope), then Ansible's own counts (its PLAY RECAP)
+        "hosts": [dict({"host": host, "changes": host_change_counts.get(host, 0)}, **{key: counts.get(key) for key in (
             "ok", "changed", "failures", "unreachable", "skipped", "rescued", "ignored")})
             for host, counts in sorted(hosts.items())],
-        "changes": [{"host": host, "tasks": tasks} for host, tasks in sorted(changes.items(), key=lambda i: str(i[0]))],
+        "changes": _by_host(host_changes, plays),
+        "predicted_changes": _by_host(scopes[change_scope.PREDICTED], plays),
+        "record_changes": [dict(_task_record(result, plays), host=result.get("host"))
+                           for result in scopes[change_scope.RECORD]],
         "failures": failures,
         "evidence": [_evidence(record) for record in evidence],
         "cis": touched_cis,
@@ -498,10 +568,14 @@ def _counts(rows):
         "changes": len(rows),
         "unauthorised": sum(1 for row in rows if "unauthorised" in row["authorisation_types"]),
         "failed": sum(1 for row in rows if row["outcome"] == "failed"),
+        "denied": sum(1 for row in rows if "denied" in row["authorisation_types"]),
         "interrupted": sum(1 for row in rows if row["outcome"] == "interrupted"),
         "emergency": sum(1 for row in rows if "emergency" in row["authorisation_types"]),
         "dry_runs": sum(1 for row in rows if row["dry_run"]),
+        "record_only": sum(1 for row in rows if row["authorisation_types"] == ["record-only"]),
         "no_change": sum(1 for row in rows if row["authorisation_types"] == ["no-change"]),
+        "changed_hosts": sum(len(row["changed_hosts"]) for row in rows),
+        "host_changes": sum(row["host_changes"] for row in rows),
         "awaiting_review": sum(1 for row in rows if row["awaiting_review"]),
         "follow_up": sum(1 for row in rows if row["review_status"] == "follow-up"),
     }
@@ -530,8 +604,9 @@ def _ci_summaries(cis, ci_history, ci_runs):
             "class": ci.get("class") if ci else None,
             "status": ci.get("status") if ci else "deleted",
             "environment": ci.get("environment") if ci else None,
+            # name, class, status and environment have their own lines on the CI page
             "attributes": {k: v for k, v in sorted((ci or {}).get("attributes", {}).items())
-                           if not isinstance(v, (dict, list))},
+                           if not isinstance(v, (dict, list)) and k not in CI_SUMMARY_FIELDS},
             "history": history[-MAX_CI_HISTORY:][::-1],
             "history_truncated": max(0, len(history) - MAX_CI_HISTORY),
             "runs": ci_runs.get(ci_id, []),
@@ -752,6 +827,23 @@ def generate_register_operation(ctx):
 # --------------------------------------------------------------------------
 # review sign-off
 # --------------------------------------------------------------------------
+def _reviewer(ctx, event):
+    """Who signs off: the authenticated identity, never a typed name; refused where the policy's review rules
+    (``reviews`` in the policy: reviewers, self-review) say no."""
+    identity = ctx.identity
+    named = (ctx.params.get("reviewer") or "").strip()
+    if named and named != identity.name:
+        raise Refused("reviewer: %r is not who signs off (%s, the account running the module): a review is recorded "
+                      "as the authenticated identity that makes it; leave reviewer out, or let %s run the task"
+                      % (named, identity.name, named), refusals=[{"rule": "identity", "reason": "reviewer is not the "
+                                                                  "authenticated identity"}])
+    in_force = policy_store.in_force_for(ctx)
+    refused = duties.refusals("review", identity, in_force.policy.authorisation, record=event)
+    if refused:
+        raise Refused("%s under the %s" % (duties.describe(refused), in_force.label()), refusals=refused)
+    return identity.name
+
+
 def record_review(ctx):
     """``change_review`` operation: append a ``run.reviewed`` entry unless the same sign-off is the latest."""
     params = ctx.params
@@ -767,7 +859,7 @@ def record_review(ctx):
         raise ValidationError(
             "run_id: change event %s is still running; review it after it has finished" % run_id,
             option="run_id", value=run_id)
-    reviewer = (params.get("reviewer") or "").strip() or ctx.actor
+    reviewer = _reviewer(ctx, event)
     comment = params.get("comment") or ""
     if params["outcome"] == "follow-up" and not comment.strip():
         raise ValidationError("comment: say what needs following up when outcome is follow-up", option="comment")
@@ -778,7 +870,7 @@ def record_review(ctx):
     if latest and all(latest.get(key) == value for key, value in wanted.items()):
         return {"changed": False, "review": before, "run_id": run_id,
                 "msg": "change %s already reviewed by %s: %s" % (run_id, reviewer, params["outcome"])}
-    review = dict(wanted, reviewed_at=utc_now())
+    review = dict(wanted, reviewed_at=utc_now(), reviewer_identity=ctx.identity.to_dict(), recorded_by=ctx.actor)
     result = {"changed": True, "run_id": run_id,
               "review": {key: review[key] for key in ("reviewer", "outcome", "comment", "reviewed_at")},
               "msg": "change %s reviewed by %s: %s" % (run_id, reviewer, params["outcome"])}

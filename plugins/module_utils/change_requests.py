@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_store
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, Refused, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
 try:
@@ -146,7 +148,8 @@ def parse_local_time(option, value, tz_name):
 # module specs
 # --------------------------------------------------------------------------
 APPROVAL_SPEC = dict(
-    approver=dict(type="str", required=True),
+    # who approves is the identity running the module; a name given here must be that identity's
+    approver=dict(type="str"),
     decision=dict(type="str", choices=list(APPROVAL_DECISIONS), default="approved"),
     comment=dict(type="str"),
     at=dict(type="str"),
@@ -281,14 +284,17 @@ def _find_by_correlation(sor, correlation_id):
     return None
 
 
-def plan_change_request(sor, params, actor, now=None):
+def plan_change_request(sor, params, actor, now=None, identity=None, in_force=None):
     """Work out the entries that bring the stored record to what ``params`` ask.
 
     Returns ``(before, after, steps)`` where ``steps`` is a list of
     ``(kind, record, extra)``; an empty list means nothing to do. Nothing is
     written here. ``after["number"]`` is None for a request still to be created.
+    ``identity`` is who acts (authenticated: it opens requests and records approvals); ``in_force``
+    the policy whose separation-of-duties rules an approval must pass (``policy_store.PolicyInForce``).
     """
     now = now or utc_now()
+    identity = identity or os_identity()
     number = params.get("number")
     before = None
     if number:
@@ -314,6 +320,8 @@ def plan_change_request(sor, params, actor, now=None):
             "affected_cis": [],
             "timezone": "UTC",
             "opened_by": actor,
+            # the requester, authenticated: separation of duties reads this, never a typed name
+            "opened_by_identity": identity.to_dict(),
             "opened_at": now,
         }
         if desired.get("type") == "standard":
@@ -361,12 +369,27 @@ def plan_change_request(sor, params, actor, now=None):
             raise ValidationError("%s is %s; approvals can no longer be recorded"
                                   % (record.get("number"), record["state"]))
         decision = approval.get("decision") or "approved"
-        by_approver = [a for a in record.get("approvals") or [] if a.get("approver") == approval["approver"]]
+        if approval.get("approver") and approval["approver"] != identity.name:
+            raise Refused("approval.approver: %r is not who records this decision (%s, the %s): approvals and "
+                          "rejections are recorded as the authenticated identity that makes them; leave approver "
+                          "out, or let %s run the task" % (approval["approver"], identity.name,
+                                                           _source_label(identity), approval["approver"]),
+                          refusals=[{"rule": "identity", "reason": "approver is not the authenticated identity"}])
+        by_approver = [a for a in record.get("approvals") or [] if duties.approval_identity(a) == identity]
         # the same approver repeating their latest decision is the idempotent case
         if not (by_approver and by_approver[-1].get("decision") == decision and record.get("approval") == decision):
+            if in_force is not None:
+                refused = duties.refusals("approve" if decision == "approved" else "reject", identity,
+                                          in_force.policy.authorisation, record=record,
+                                          number=record.get("number"))
+                if refused:
+                    raise Refused("%s under the %s" % (duties.describe(refused), in_force.label()),
+                                  number=record.get("number"), refusals=refused)
             at = parse_local_time("approval.at", approval.get("at"), "UTC") if approval.get("at") else now
-            entry = {"approver": approval["approver"], "decision": decision, "at": at,
+            entry = {"approver": identity.name, "identity": identity.to_dict(), "decision": decision, "at": at,
                      "comment": approval.get("comment"), "recorded_by": actor}
+            if in_force is not None:
+                entry["policy"] = _policy_reference(in_force)
             record = dict(record)
             record["approvals"] = list(record.get("approvals") or []) + [entry]
             record["approval"] = decision
@@ -400,6 +423,18 @@ def plan_change_request(sor, params, actor, now=None):
     return before, record, steps, version
 
 
+def _source_label(identity):
+    return "OS account running the module" if identity.source == "os" else "%s sign-in" % identity.source
+
+
+def _policy_reference(in_force):
+    """What an approval records of the policy it passed: the published version, or that none was."""
+    reference = {"state": in_force.state, "sha256": in_force.policy.digest}
+    if in_force.version is not None:
+        reference["version"] = in_force.version
+    return reference
+
+
 def apply_steps(sor, steps, base_version, actor, run_id=None, number=None):
     """Turn planned steps into ledger entries (allocating the number for a new request) and append them."""
     if not steps:
@@ -421,7 +456,12 @@ def apply_steps(sor, steps, base_version, actor, run_id=None, number=None):
 
 def ensure_change_request(ctx):
     params = ctx.params
-    before, after, steps, version = plan_change_request(ctx.sor, params, ctx.actor)
+    in_force = None
+    if params.get("approval"):
+        # only approvals and rejections are judged by the policy's separation-of-duties rules
+        in_force = policy_store.in_force_for(ctx)
+    before, after, steps, version = plan_change_request(ctx.sor, params, ctx.actor, identity=ctx.identity,
+                                                        in_force=in_force)
     result = {"changed": bool(steps)}
     if steps and not ctx.check_mode:
         try:

@@ -63,7 +63,8 @@ def backend_argument_spec():
     return spec
 
 
-def _coerce(name, value, origin):
+def _coerce(name, value, origin, base_dir=None):
+    """``value`` of option ``name`` as its type; a relative path from a file is relative to ``base_dir``."""
     option = BACKEND_OPTIONS[name]
     if value is None:
         return None
@@ -80,6 +81,8 @@ def _coerce(name, value, origin):
     value = str(value)
     if option["type"] == "path":
         value = os.path.expandvars(os.path.expanduser(value))
+        if base_dir and not os.path.isabs(value):
+            value = os.path.normpath(os.path.join(base_dir, value))
     if "choices" in option and value not in option["choices"]:
         raise ConfigurationError(
             "%s: option %s must be one of %s, got %r" % (origin, name, ", ".join(option["choices"]), value))
@@ -104,26 +107,117 @@ def read_ini_section(config_file):
     return dict(parser.items(INI_SECTION))
 
 
+def config_file_dir(config_file):
+    """The folder relative paths in ``config_file`` are read from (None when it is not a file)."""
+    if not config_file or not os.path.isfile(config_file):
+        return None
+    return os.path.dirname(os.path.abspath(config_file))
+
+
+def _raw_sources(name, params, environ, ini, ini_origin):
+    """``(origin, raw value, base dir)`` of every source that sets option ``name``, highest precedence first."""
+    option = BACKEND_OPTIONS[name]
+    if params.get(name) is not None:
+        yield "argument", params[name], None
+    if environ.get(option["env"]) not in (None, ""):
+        yield "environment variable %s" % option["env"], environ[option["env"]], None
+    if ini.get(name) not in (None, ""):
+        yield "%s [%s] %s" % (ini_origin, INI_SECTION, name), ini[name], config_file_dir(ini_origin)
+    yield "default", option["default"], None
+
+
+def backend_option_sources(name, params=None, environ=None, ini=None, ini_origin="ansible.cfg"):
+    """Every value option ``name`` is given, highest precedence first: ``[(origin, value), ...]``.
+
+    The first is the one in force; the others are what it overrides (the default always last;
+    an overridden value that is not valid is left out, as it is never used).
+    A relative path from ansible.cfg is relative to that file's folder, as Ansible reads the
+    paths of its own configuration (``ini_origin`` is the file's path).
+    """
+    sources = []
+    raw = _raw_sources(name, params or {}, os.environ if environ is None else environ, ini or {}, ini_origin)
+    for position, (origin, value, base_dir) in enumerate(raw):
+        try:
+            sources.append((origin, _coerce(name, value, origin, base_dir=base_dir)))
+        except ConfigurationError:
+            if position == 0:
+                raise
+    return sources
+
+
+def path_from_ini(value, config_file):
+    """A path option read from ``config_file``: ``~`` and ``$VARS`` expanded, a relative one taken from that
+    file's folder (as Ansible reads the paths of its own configuration and the backend options above)."""
+    value = os.path.expandvars(os.path.expanduser(str(value)))
+    base_dir = config_file_dir(config_file)
+    if base_dir and value and not os.path.isabs(value):
+        value = os.path.normpath(os.path.join(base_dir, value))
+    return value
+
+
+def read_ini_sections(config_file, names):
+    """The named sections of an ansible.cfg as dicts, in the order given ({} for a missing one)."""
+    if not config_file or not os.path.exists(config_file):
+        return [{} for _name in names]
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
+    try:
+        parser.read(config_file)
+    except configparser.Error as exc:
+        raise ConfigurationError("%s: cannot parse: %s" % (config_file, exc))
+    return [dict(parser.items(name)) if parser.has_section(name) else {} for name in names]
+
+
 def resolve_backend_config(params=None, environ=None, ini=None, ini_origin="ansible.cfg"):
     """Resolve every backend option by precedence; returns a plain dict.
 
     ``params`` are explicit values (module arguments, plugin options already
     resolved by Ansible); None values fall through to the next source.
+    ``ini_origin`` is the path of the ansible.cfg ``ini`` was read from: relative
+    paths in it are resolved against its folder, never the current directory.
     """
     params = params or {}
     environ = os.environ if environ is None else environ
     ini = ini or {}
     config = {}
-    for name, option in BACKEND_OPTIONS.items():
-        if params.get(name) is not None:
-            config[name] = _coerce(name, params[name], "argument")
-        elif environ.get(option["env"]) not in (None, ""):
-            config[name] = _coerce(name, environ[option["env"]], "environment variable %s" % option["env"])
-        elif ini.get(name) not in (None, ""):
-            config[name] = _coerce(name, ini[name], "%s [%s] %s" % (ini_origin, INI_SECTION, name))
-        else:
-            config[name] = _coerce(name, option["default"], "default")
+    for name in BACKEND_OPTIONS:
+        origin, value, base_dir = next(_raw_sources(name, params, environ, ini, ini_origin))
+        config[name] = _coerce(name, value, origin, base_dir=base_dir)
     return config
+
+
+def new_ledger_warning(config, sources, exists=os.path.exists):
+    """A warning when ``config`` is about to create a new SQLite ledger while another one is configured or exists.
+
+    ``sources``: what :func:`backend_option_sources` gives for ``sqlite_path`` (plus any other
+    ledger path worth naming, such as where older versions put a relative path). A second, empty
+    ledger splits the audit trail without anyone noticing: the usual causes are a relative path
+    read from another directory, or an environment variable left over from another project.
+    Returns None when there is nothing to say.
+    """
+    if config.get("backend") != "sqlite":
+        return None
+    path = config.get("sqlite_path")
+    if not path or exists(path):
+        return None
+    here = os.path.abspath(path)
+    others, seen = [], set([here])
+    for origin, other in sources:
+        if not other or os.path.abspath(other) in seen:
+            continue
+        seen.add(os.path.abspath(other))
+        if exists(other):
+            others.append("%s (%s, exists)" % (other, origin))
+        elif origin != "default":
+            others.append("%s (%s)" % (other, origin))
+    if not others:
+        return None
+    chosen = next((origin for origin, value in sources if value and os.path.abspath(value) == here), "sqlite_path")
+    return ("changeops: creating a new, empty ledger %s (%s) while another ledger is configured or present: %s. "
+            "Changes recorded in two ledgers make two incomplete audit trails; if this is not the ledger you meant, "
+            "stop and set sqlite_path (an absolute path, or one relative to ansible.cfg's folder)."
+            % (path, chosen, "; ".join(others)))
 
 
 def describe(config):

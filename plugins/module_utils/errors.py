@@ -48,3 +48,8 @@ class ConflictError(ChangeopsError):
 
 class MissingDependency(ChangeopsError):
     """A Python library the chosen feature needs is not installed."""
+
+
+class Refused(ChangeopsError):
+    """The policy does not let this identity do this (separation of duties); ``details["refusals"]``
+    lists every rule that refused, each ``{rule, reason}``."""

@@ -3,21 +3,40 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tamper-evident ledger: entries, their hashes, and chain verification.
 
-An entry is ``{id, at, kind, subject, actor, data}``. Its hash is
-``sha256(prev_hash || canonical_json(entry))``; the first entry's
-``prev_hash`` is 64 zeros. The storage position (``seq``) is *not* hashed: the
-chain of hashes alone defines the order, which is what lets verification tell
-an edited entry from a deleted, inserted or reordered one.
+An entry is ``{id, at, kind, subject, actor, data}``. Two formats are on disk:
 
-Backends store rows ``(seq, id, at, kind, subject, actor, data, prev_hash,
-hash)`` and call :func:`verify_rows` to walk them; nothing here does I/O.
+**Format 2** (every entry written since schema 6): the payload ``data`` is committed field by
+field with salted hashes (``commitments.py``), and the entry's hash covers the payload's root,
+not the data itself::
+
+    hash = sha256(prev_hash || canonical_json([2, id, at, kind, subject, actor, payload_root]))
+
+so a field can be redacted (replaced by a tombstone, its commitment kept) without changing any
+hash, and the chain can be walked without parsing payloads.
+
+**Format 1** (entries written before schema 6, kept as they are)::
+
+    hash = sha256(prev_hash || canonical_json({id, at, kind, subject, actor, data}))
+
+A format-1 entry has no commitments until it is first redacted: ``ledger_redact`` then checks
+its content against its hash, commits its fields with fresh salts, and records the payload root
+in the ``ledger.redacted`` entry, which the chain covers from then on.
+
+The first entry's ``prev_hash`` is 64 zeros. The storage position (``seq``) is *not* hashed:
+the chain of hashes alone defines the order, which is what lets verification tell an edited
+entry from a deleted, inserted or reordered one.
+
+Backends store rows ``(seq, id, at, kind, subject, actor, data, prev_hash, hash, format, salt,
+payload_root, redactions)`` and call :func:`verify_rows` to walk them; nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
+from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
     GENESIS_HASH,
     canonical_json,
@@ -25,28 +44,90 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
     to_plain,
     utc_now,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.commitments import (
+    FORMAT_COMMITTED,
+    FORMAT_LEGACY,
+    encode_value,
+)
 
 HASHED_FIELDS = ("id", "at", "kind", "subject", "actor", "data")
 
+#: bookkeeping kinds of the ledger itself (see docs/ledger.md)
+KIND_REDACTED = "ledger.redacted"
+KIND_CHECKPOINT = "ledger.checkpoint"
+
+_sha256 = hashlib.sha256
+
+
+def header_json(entry_id, at, kind, subject, actor, payload_root):
+    """What a format-2 hash covers after ``prev_hash``: canonical JSON of the header array."""
+    return "[2,%s,%s,%s,%s,%s,%s]" % (encode_value(entry_id), encode_value(at), encode_value(kind),
+                                      encode_value(subject), encode_value(actor), encode_value(payload_root))
+
+
+def legacy_document_json(entry_id, at, kind, subject, actor, data_json):
+    """``canonical_json({id, at, kind, subject, actor, data})`` from the stored data text, without parsing it."""
+    return '{"actor":%s,"at":%s,"data":%s,"id":%s,"kind":%s,"subject":%s}' % (
+        encode_value(actor), encode_value(at), data_json, encode_value(entry_id), encode_value(kind),
+        encode_value(subject))
+
 
 class Entry(object):
-    """One ledger entry before (``seq``/``hash`` None) or after it is committed."""
+    """One ledger entry before (``seq``/``hash`` None) or after it is committed.
 
-    __slots__ = ("id", "at", "kind", "subject", "actor", "data", "seq", "prev_hash", "hash", "stored_data")
+    ``data`` is parsed from storage only when it is read, so walking the chain does not parse payloads.
+    Treat a sealed entry as a value: assigning ``data`` marks it for new commitments on the next
+    :meth:`seal` (what an attacker rewriting the entry would do).
+    """
+
+    __slots__ = ("id", "at", "kind", "subject", "actor", "_data", "_data_text", "_data_json", "_dirty", "seq",
+                 "prev_hash", "hash", "stored_data", "format", "salt", "payload_root", "redactions")
 
     def __init__(self, kind, subject, data, actor=None, entry_id=None, at=None,
-                 seq=None, prev_hash=None, hash=None):  # pylint: disable=redefined-builtin
+                 seq=None, prev_hash=None, hash=None,  # pylint: disable=redefined-builtin
+                 format=FORMAT_COMMITTED, salt=None, payload_root=None, redactions=None):  # pylint: disable=redefined-builtin
         self.id = entry_id or uuid.uuid4().hex
         self.at = at or utc_now()
         self.kind = kind
         self.subject = subject
         self.actor = actor
-        self.data = to_plain(data if data is not None else {})
+        self._data = to_plain(data if data is not None else {})
+        self._data_text = None
+        self._data_json = None
+        self._dirty = False
         self.seq = seq
         self.prev_hash = prev_hash
         self.hash = hash
         #: the ``data`` text exactly as storage holds it (None for entries not read from storage)
         self.stored_data = None
+        self.format = format or FORMAT_LEGACY
+        #: hex seed of the field salts (format 2, and format 1 once committed); None once redacted
+        self.salt = salt
+        self.payload_root = payload_root
+        #: ``{"salts": [...], "tombstones": {path_json: commitment}}`` once a field was redacted
+        self.redactions = redactions
+
+    # -- payload ------------------------------------------------------------------------
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = json.loads(self._data_text)
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = to_plain(value if value is not None else {})
+        self._data_text = None
+        self._data_json = None
+        self._dirty = True
+
+    def prepare(self):
+        """Commit the payload (salts, root) and serialise it: the costly part of sealing, done before the
+        append takes the ledger's lock. Returns self."""
+        if self.format == FORMAT_COMMITTED and (self.payload_root is None or self._dirty):
+            self._data_json, self.payload_root, self.salt = commitments.seal_payload(self.data)
+            self._dirty = False
+        return self
 
     def hashed_document(self):
         return {
@@ -59,21 +140,45 @@ class Entry(object):
         }
 
     def canonical(self):
+        """Canonical JSON of the whole entry, payload included (what a format-1 hash covers)."""
         return canonical_json(self.hashed_document())
+
+    def header(self):
+        return header_json(self.id, self.at, self.kind, self.subject, self.actor, self.payload_root)
+
+    def compute_hash(self, prev_hash):
+        """The hash this entry's stored content gives after ``prev_hash`` (not for redacted format-1 entries)."""
+        if self.format == FORMAT_COMMITTED:
+            return _sha256((prev_hash + self.header()).encode("utf-8")).hexdigest()
+        data_json = self.stored_data if self.stored_data is not None and not self._dirty else self.data_json()
+        return chain_hash(prev_hash, legacy_document_json(self.id, self.at, self.kind, self.subject, self.actor,
+                                                          data_json))
 
     def seal(self, seq, prev_hash):
         """Give the entry its position and hash; returns self."""
+        self.prepare()
         self.seq = seq
         self.prev_hash = prev_hash
-        self.hash = chain_hash(prev_hash, self.canonical())
+        if self.format == FORMAT_LEGACY and self.redactions:
+            # a redacted format-1 entry no longer holds what its hash covers: a copy keeps the hash it has
+            if not self.hash:
+                raise ValueError("entry %s: a redacted format-1 entry cannot be sealed again" % self.id)
+            return self
+        self.hash = self.compute_hash(prev_hash)
         return self
 
     def data_json(self):
-        return canonical_json(self.data)
+        if self._data_json is None:
+            if self._data_text is not None and not self._dirty:
+                self._data_json = self._data_text
+            else:
+                self._data_json = canonical_json(self.data)
+        return self._data_json
 
     def to_dict(self):
         document = self.hashed_document()
-        document.update(seq=self.seq, prev_hash=self.prev_hash, hash=self.hash)
+        document.update(seq=self.seq, prev_hash=self.prev_hash, hash=self.hash, format=self.format,
+                        salt=self.salt, payload_root=self.payload_root, redactions=self.redactions)
         return document
 
     @classmethod
@@ -88,12 +193,18 @@ class Entry(object):
             seq=document.get("seq"),
             prev_hash=document.get("prev_hash"),
             hash=document.get("hash"),
+            # documents without a format (the spool's, older copies) are new entries: format 2
+            format=document.get("format") or FORMAT_COMMITTED,
+            salt=document.get("salt"),
+            payload_root=document.get("payload_root"),
+            redactions=document.get("redactions"),
         )
 
     @classmethod
     def from_row(cls, row):
-        """Build from a stored row ``(seq, id, at, kind, subject, actor, data_json, prev_hash, hash)``."""
-        seq, entry_id, at, kind, subject, actor, data, prev_hash, entry_hash = row
+        """Build from a stored row ``(seq, id, at, kind, subject, actor, data_json, prev_hash, hash[, format, salt,
+        payload_root, redactions_json])``; ``data`` is parsed when first read."""
+        seq, entry_id, at, kind, subject, actor, data, prev_hash, entry_hash = row[:9]
         entry = cls.__new__(cls)
         entry.seq = seq
         entry.id = entry_id
@@ -101,11 +212,46 @@ class Entry(object):
         entry.kind = kind
         entry.subject = subject
         entry.actor = actor
-        entry.data = json.loads(data) if isinstance(data, str) else data
-        entry.stored_data = data if isinstance(data, str) else None
+        if isinstance(data, str):
+            entry._data, entry._data_text, entry.stored_data = None, data, data
+        else:
+            entry._data, entry._data_text, entry.stored_data = data, None, None
+        entry._data_json = None
+        entry._dirty = False
         entry.prev_hash = prev_hash
         entry.hash = entry_hash
+        if len(row) > 9:
+            entry.format, entry.salt, entry.payload_root, redactions = row[9:13]
+            entry.format = entry.format or FORMAT_LEGACY
+            entry.redactions = json.loads(redactions) if isinstance(redactions, str) else redactions
+        else:
+            entry.format, entry.salt, entry.payload_root, entry.redactions = FORMAT_LEGACY, None, None, None
         return entry
+
+    def check_payload(self):
+        """None when the stored payload opens its commitments (and, for format 1, its hash), else why not."""
+        root = None
+        if self.format == FORMAT_COMMITTED and not self.redactions and self.salt:
+            # one pass gives both the canonical text and the root (the same code that sealed it)
+            try:
+                canonical, root, _seed = commitments.seal_payload(self.data, self.salt)
+            except (ValueError, TypeError):
+                return "its salt seed %r is not hexadecimal" % (self.salt,)
+        else:
+            canonical = canonical_json(self.data) if self.stored_data is not None else None
+        if self.stored_data is not None and self.stored_data != canonical:
+            return ("its stored data is not in canonical form (for example a key given twice), so what a query"
+                    " reads from it can differ from what its hash covers")
+        if self.format == FORMAT_LEGACY and not self.redactions:
+            return None  # the hash itself covers the data
+        if root is None:
+            try:
+                root = commitments.payload_root(self.data, self.salt, self.redactions)
+            except commitments.PayloadMismatch as exc:
+                return "its payload does not open its commitments: %s" % exc
+        if root != self.payload_root:
+            return "its content does not match its commitments"
+        return None
 
 
 class VerifyReport(object):
@@ -117,13 +263,22 @@ class VerifyReport(object):
         self.head_seq = head_seq
         self.first_broken = first_broken
         self.anchor_mismatch = anchor_mismatch
+        #: True when every payload was opened against its commitments, False for a chain-only walk
+        self.payloads_checked = True
+        #: fields removed by ``ledger_redact``, each with the ``ledger.redacted`` entry that did it
+        self.redactions = []
+        #: the first disagreement with a checkpoint kept outside the database (``checkpoints.py``)
+        self.history_mismatch = None
+        #: what the comparison with checkpoints found (filled by ``checkpoints.check_report``)
+        self.checkpoints = None
         #: None: not asked for; True: compared; False: asked for but the ledger kept changing
         self.projections_checked = None
         self.projection_problems = []
 
     @property
     def valid(self):
-        return self.first_broken is None and self.anchor_mismatch is None and not self.projection_problems
+        return (self.first_broken is None and self.anchor_mismatch is None and self.history_mismatch is None
+                and not self.projection_problems)
 
     def to_dict(self):
         return {
@@ -133,6 +288,10 @@ class VerifyReport(object):
             "head_hash": self.head_hash,
             "first_broken": self.first_broken,
             "anchor_mismatch": self.anchor_mismatch,
+            "history_mismatch": self.history_mismatch,
+            "checkpoints": self.checkpoints,
+            "payloads_checked": self.payloads_checked,
+            "redactions": list(self.redactions),
             "projections_checked": self.projections_checked,
             "projection_problems": list(self.projection_problems),
             "summary": self.summary(),
@@ -142,6 +301,8 @@ class VerifyReport(object):
         if self.first_broken:
             return "ledger chain broken at entry %s: %s" % (
                 self.first_broken["seq"], self.first_broken["detail"])
+        if self.history_mismatch:
+            return self.history_mismatch["detail"]
         if self.anchor_mismatch:
             return self.anchor_mismatch
         if self.projection_problems:
@@ -150,6 +311,15 @@ class VerifyReport(object):
                 len(self.projection_problems), "" if len(self.projection_problems) == 1 else "s", first["detail"])
         summary = "ledger chain verified: %d entries, head %s" % (
             self.entries_checked, (self.head_hash or GENESIS_HASH)[:16])
+        if not self.payloads_checked:
+            summary += " (chain only: payloads not opened)"
+        if self.redactions:
+            summary += "; %d field%s redacted (%s)" % (
+                len(self.redactions), "" if len(self.redactions) == 1 else "s",
+                ", ".join("entry %s %s" % (item["seq"], item["field"]) for item in self.redactions[:5])
+                + (", ..." if len(self.redactions) > 5 else ""))
+        if self.checkpoints and self.checkpoints.get("summary"):
+            summary += "; " + self.checkpoints["summary"]
         if self.projections_checked:
             summary += "; query tables match the ledger"
         elif self.projections_checked is False:
@@ -167,100 +337,259 @@ def _broken(entry, problem, detail):
     }
 
 
-def verify_rows(rows, expected_head=None):
-    """Walk ``rows`` (iterable of :class:`Entry` in ascending ``seq``) and report the first break.
+def _rows_factory(rows):
+    """A function returning a fresh iterator over ``rows`` (a callable or a re-iterable collection)."""
+    if callable(rows):
+        return rows
+    if iter(rows) is rows:  # a one-shot iterator: keep what it yields for a second look
+        rows = list(rows)
+    return lambda: iter(rows)
+
+
+class _Summary(object):
+    __slots__ = ("seq", "kind", "subject")
+
+    def __init__(self, entry):
+        self.seq, self.kind, self.subject = entry.seq, entry.kind, entry.subject
+
+
+def _link_problem(rows, entry, previous, previous_previous):
+    """Why ``entry`` does not follow ``previous``: inserted, reordered, rewritten or deleted.
+
+    Only reached on a break, so it may walk the ledger once more to find where ``prev_hash`` points.
+    """
+    skipped_hash = previous_previous.hash if previous_previous is not None else GENESIS_HASH
+    if previous is not None and entry.prev_hash == skipped_hash:
+        # an entry forged in front of the first one sits between entry 1 and the genesis hash
+        return _broken(
+            previous, "inserted",
+            "entry %s (%s %s) was inserted: entry %s is chained directly to %s" % (
+                previous.seq, previous.kind, previous.subject, entry.seq,
+                "entry %s" % previous_previous.seq if previous_previous is not None else "the start of the chain"))
+    linked = None
+    for other in rows():
+        if other.hash == entry.prev_hash:
+            linked = _Summary(other)
+            break
+    if linked is not None:
+        return _broken(
+            entry, "reordered",
+            "entry %s (%s %s) was moved: it follows entry %s in the chain, not entry %s" % (
+                entry.seq, entry.kind, entry.subject, linked.seq, previous.seq if previous else "(start)"))
+    if previous is not None and entry.seq == previous.seq + 1:
+        # Adjacent positions, unknown link: the predecessor was edited and its hash
+        # recomputed (or the rows after a deletion were renumbered). The earliest
+        # entry that can have been altered is the predecessor: name it.
+        broken = _broken(
+            previous, "edited",
+            "entry %s (%s %s) was rewritten: its hash was recomputed, but entry %s still names the "
+            "original (%s); or entries after entry %s were deleted and the rest renumbered" % (
+                previous.seq, previous.kind, previous.subject, entry.seq, (entry.prev_hash or "")[:16], previous.seq))
+        broken["next_seq"] = entry.seq
+        return broken
+    missing_from = previous.seq + 1 if previous else 1
+    broken = _broken(
+        entry, "deleted",
+        "entry %s was deleted: entry %s (%s %s) names a predecessor (%s) that is no longer in the ledger"
+        % ("%s to %s" % (missing_from, entry.seq - 1) if entry.seq - 1 > missing_from else missing_from,
+           entry.seq, entry.kind, entry.subject, (entry.prev_hash or "")[:16]))
+    broken["seq"] = missing_from
+    broken["next_seq"] = entry.seq
+    return broken
+
+
+class _Redactions(object):
+    """Tombstones met in the walk and the ``ledger.redacted`` entries that account for them."""
+
+    def __init__(self):
+        self.tombstones = {}  # (seq, path_json) -> (entry summary, commitment)
+        self.targets = {}  # seq -> (entry id, hash, format, payload_root, kind)
+        self.records = []  # (redaction entry, field dict)
+
+    def note_entry(self, entry):
+        if entry.redactions:
+            self.targets[entry.seq] = (entry.id, entry.hash, entry.format, entry.payload_root, entry.kind)
+            for path, digest in (entry.redactions.get("tombstones") or {}).items():
+                self.tombstones[(entry.seq, path)] = (entry, digest)
+
+    def note_record(self, entry):
+        data = entry.data
+        for field in data.get("fields") or []:
+            self.records.append((entry, data, field))
+
+    def problem(self):
+        """The first unaccounted tombstone or unkept redaction, as a ``first_broken`` dict, or None."""
+        problems = []
+        accounted = set()
+        for record, data, field in self.records:
+            key = (data.get("entry_seq"), field.get("path_json"))
+            target = self.targets.get(data.get("entry_seq"))
+            if key not in self.tombstones or target is None or target[0] != data.get("entry_id"):
+                problems.append((data.get("entry_seq") or record.seq, {
+                    "seq": data.get("entry_seq"), "entry_id": data.get("entry_id"), "kind": data.get("entry_kind"),
+                    "problem": "edited",
+                    "detail": "entry %s (%s) holds field %s again, although ledger entry %s redacted it" % (
+                        data.get("entry_seq"), data.get("entry_kind"), field.get("field"), record.seq)}))
+                continue
+            entry, digest = self.tombstones[key]
+            if digest != field.get("commitment") or target[1] != data.get("entry_hash") or (
+                    target[2] == FORMAT_LEGACY and target[3] != data.get("payload_root")):
+                problems.append((entry.seq, _broken(
+                    entry, "edited",
+                    "entry %s (%s %s) was edited: field %s does not hold the commitment that ledger entry %s"
+                    " recorded when it redacted it" % (
+                        entry.seq, entry.kind, entry.subject, field.get("field"), record.seq))))
+                continue
+            if record.seq <= entry.seq:
+                problems.append((entry.seq, _broken(
+                    entry, "edited",
+                    "entry %s (%s %s) was edited: its field %s is redacted by ledger entry %s, which comes before it"
+                    % (entry.seq, entry.kind, entry.subject, field.get("field"), record.seq))))
+                continue
+            accounted.add(key)
+        vouched = set(data.get("entry_seq") for _record, data, _field in self.records)
+        for seq, target in self.targets.items():
+            # a format-1 entry's hash no longer covers a redacted payload: only a ledger.redacted entry, whose
+            # recorded root the checks above compared, binds what it holds now
+            if target[2] == FORMAT_LEGACY and seq not in vouched:
+                problems.append((seq, {
+                    "seq": seq, "entry_id": target[0], "kind": target[4], "problem": "edited",
+                    "detail": "entry %s (%s) was edited: it is marked as redacted, but no ledger.redacted entry"
+                              " vouches for it" % (seq, target[4])}))
+        for key, (entry, _digest) in self.tombstones.items():
+            if key not in accounted:
+                problems.append((entry.seq, _broken(
+                    entry, "edited",
+                    "entry %s (%s %s) was edited: field %s was removed without a ledger.redacted entry" % (
+                        entry.seq, entry.kind, entry.subject, commitments.path_text(tuple(json.loads(key[1])))))))
+        if not problems:
+            return None
+        return sorted(problems, key=lambda item: item[0] or 0)[0][1]
+
+    def listing(self):
+        items = []
+        for record, data, field in self.records:
+            items.append({
+                "seq": data.get("entry_seq"), "entry_id": data.get("entry_id"), "kind": data.get("entry_kind"),
+                "field": field.get("field"), "redacted_by": record.seq, "redacted_by_id": record.id,
+                "at": record.at, "by": data.get("redacted_by"), "reason": data.get("reason"),
+            })
+        return items
+
+
+def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
+    """Walk ``rows`` (:class:`Entry` in ascending ``seq``: a list, or a function returning a fresh
+    iterator) and report the first break.
 
     Problems, in the order they are checked for each entry:
 
-    ``edited``      the entry's content no longer matches its own hash, or its
-                    stored ``data`` text is not the canonical JSON of what it
-                    parses to (a duplicated key: the hash covers the value a
-                    JSON parser keeps, a query may read the other one);
+    ``edited``      the entry's content no longer matches its hash or its commitments, or its
+                    stored ``data`` text is not the canonical JSON of what it parses to (a
+                    duplicated key: the hash covers the value a JSON parser keeps, a query may
+                    read the other one), or a field was removed without a ``ledger.redacted``
+                    entry (or holds a value again after one);
     ``deleted``     its ``prev_hash`` names no entry still in the ledger, or
                     the sequence numbers skip;
     ``inserted``    it sits between two entries that were chained directly;
     ``reordered``   its ``prev_hash`` names an entry elsewhere in the ledger.
 
+    ``payloads``: open every payload against its commitments (False: the chain of hashes only,
+    which needs no parsing; entries holding redactions are opened either way).
+
     ``expected_head`` (a hash recorded elsewhere, e.g. printed by an earlier
     verify) must be the hash of some entry in the chain: if the tail was
     truncated or rewritten it no longer is.
-    """
-    by_hash = {}
-    positions = []
-    for entry in rows:
-        positions.append(entry)
-        by_hash.setdefault(entry.hash, entry)
 
+    ``anchors``: ``[{"seq", "hash", "detail_rewritten", "detail_truncated"}]``, heads kept outside the
+    database (checkpoints): the entry at ``seq`` must have ``hash``, and the ledger must reach ``seq``.
+    The first that fails becomes ``history_mismatch``.
+    """
+    rows = _rows_factory(rows)
+    wanted = {}
+    for anchor in anchors or ():
+        wanted.setdefault(anchor["seq"], []).append(anchor)
+    anchor_failures = []
+    redactions = _Redactions()
+    anchor_found = False
+    count = 0
     previous = None
     previous_previous = None
-    for entry in positions:
-        recomputed = chain_hash(entry.prev_hash or "", entry.canonical())
-        if recomputed != entry.hash:
-            return VerifyReport(len(positions), None, None, _broken(
-                entry, "edited",
-                "entry %s (%s %s) was edited: its content does not match its hash" % (
-                    entry.seq, entry.kind, entry.subject)))
-        if entry.stored_data is not None and entry.stored_data != canonical_json(entry.data):
-            return VerifyReport(len(positions), None, None, _broken(
-                entry, "edited",
-                "entry %s (%s %s) was edited: its stored data is not in canonical form (for example a key given"
-                " twice), so what a query reads from it can differ from what its hash covers" % (
-                    entry.seq, entry.kind, entry.subject)))
+    broken = None
+    iterator = rows()
+    for entry in iterator:
+        count += 1
+        problem = None
+        if payloads or entry.redactions:
+            problem = entry.check_payload()
+        if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
+            if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
+                problem = "its format %r is unknown" % (entry.format,)
+            elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
+                problem = "its content does not match its hash"
+        if problem is not None:
+            broken = _broken(entry, "edited", "entry %s (%s %s) was edited: %s" % (
+                entry.seq, entry.kind, entry.subject, problem))
+            break
         expected_prev = previous.hash if previous else GENESIS_HASH
         if entry.prev_hash != expected_prev:
-            # an entry forged in front of the first one sits between entry 1 and the genesis hash
-            skipped_hash = previous_previous.hash if previous_previous is not None else GENESIS_HASH
-            if previous is not None and entry.prev_hash == skipped_hash:
-                return VerifyReport(len(positions), None, None, _broken(
-                    previous, "inserted",
-                    "entry %s (%s %s) was inserted: entry %s is chained directly to %s" % (
-                        previous.seq, previous.kind, previous.subject, entry.seq,
-                        "entry %s" % previous_previous.seq if previous_previous is not None
-                        else "the start of the chain")))
-            linked = by_hash.get(entry.prev_hash)
-            if linked is not None:
-                return VerifyReport(len(positions), None, None, _broken(
-                    entry, "reordered",
-                    "entry %s (%s %s) was moved: it follows entry %s in the chain, not entry %s" % (
-                        entry.seq, entry.kind, entry.subject, linked.seq,
-                        previous.seq if previous else "(start)")))
-            if previous is not None and entry.seq == previous.seq + 1:
-                # Adjacent positions, unknown link: the predecessor was edited and its hash
-                # recomputed (or the rows after a deletion were renumbered). The earliest
-                # entry that can have been altered is the predecessor: name it.
-                broken = _broken(
-                    previous, "edited",
-                    "entry %s (%s %s) was rewritten: its hash was recomputed, but entry %s still names the "
-                    "original (%s); or entries after entry %s were deleted and the rest renumbered" % (
-                        previous.seq, previous.kind, previous.subject, entry.seq, entry.prev_hash[:16],
-                        previous.seq))
-                broken["next_seq"] = entry.seq
-                return VerifyReport(len(positions), None, None, broken)
-            missing_from = previous.seq + 1 if previous else 1
-            broken = _broken(
-                entry, "deleted",
-                "entry %s was deleted: entry %s (%s %s) names a predecessor (%s) that is no longer in the ledger"
-                % ("%s to %s" % (missing_from, entry.seq - 1) if entry.seq - 1 > missing_from else missing_from,
-                   entry.seq, entry.kind, entry.subject, entry.prev_hash[:16]))
-            broken["seq"] = missing_from
-            broken["next_seq"] = entry.seq
-            return VerifyReport(len(positions), None, None, broken)
+            broken = _link_problem(rows, entry, previous, previous_previous)
+            break
         if previous is not None and entry.seq != previous.seq + 1:
             broken = _broken(entry, "deleted", "entries %s to %s before entry %s are missing" % (
                 previous.seq + 1, entry.seq - 1, entry.seq))
             broken["seq"] = previous.seq + 1
             broken["next_seq"] = entry.seq
-            return VerifyReport(len(positions), None, None, broken)
-        previous_previous, previous = previous, entry
+            break
+        redactions.note_entry(entry)
+        if entry.kind == KIND_REDACTED:
+            redactions.note_record(entry)
+        if entry.seq in wanted:
+            for anchor in wanted[entry.seq]:
+                if anchor["hash"] != entry.hash:
+                    anchor_failures.append(dict(anchor, problem="rewritten", detail=anchor["detail_rewritten"]))
+        if expected_head and entry.hash == expected_head:
+            anchor_found = True
+        # keep only what the next entry's checks need (not the payload)
+        previous_previous, previous = previous, _Link(entry)
+
+    if broken is not None:
+        for _entry in iterator:
+            count += 1
+        return VerifyReport(count, None, None, broken)
+    broken = redactions.problem()
+    if broken is not None:
+        return VerifyReport(count, None, None, broken)
 
     head_hash = previous.hash if previous else None
     head_seq = previous.seq if previous else 0
-    report = VerifyReport(len(positions), head_hash, head_seq)
-    if expected_head and expected_head not in by_hash:
+    report = VerifyReport(count, head_hash, head_seq)
+    report.payloads_checked = bool(payloads)
+    report.redactions = redactions.listing()
+    if expected_head and not anchor_found:
         report.anchor_mismatch = (
             "the anchored head %s is not in the ledger: entries after it were removed or the chain was rewritten"
             % expected_head[:16])
+    for seq in sorted(wanted):
+        if seq > head_seq:
+            for anchor in wanted[seq]:
+                anchor_failures.append(dict(anchor, problem="truncated", detail=anchor["detail_truncated"]))
+    if anchor_failures:
+        # a rewrite is reported at the oldest checkpoint it contradicts; a truncation at the newest one
+        rewritten = [failure for failure in anchor_failures if failure["problem"] == "rewritten"]
+        first = min(rewritten, key=lambda failure: failure["seq"]) if rewritten else max(
+            anchor_failures, key=lambda failure: failure["seq"])
+        report.history_mismatch = {key: value for key, value in first.items()
+                                   if key not in ("detail_rewritten", "detail_truncated")}
     return report
+
+
+class _Link(object):
+    """What the walk keeps of an entry once it was checked: its position and hash."""
+
+    __slots__ = ("seq", "id", "kind", "subject", "hash")
+
+    def __init__(self, entry):
+        self.seq, self.id, self.kind, self.subject, self.hash = entry.seq, entry.id, entry.kind, entry.subject, entry.hash
 
 
 def new_entry(kind, subject, data, actor=None):

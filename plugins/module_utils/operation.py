@@ -19,15 +19,11 @@ must fix; nothing else is caught.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 
-try:
-    import pwd
-except ImportError:  # not POSIX
-    pwd = None
-
+# the identity module is the one place that says who acts (os_user is re-exported for older callers)
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity, os_user
 from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
@@ -35,32 +31,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.fa
 #: set by the change_recorder callback in the controller process, inherited by
 #: the worker processes that run action plugins
 RUN_ID_ENV = "CHANGEOPS_RUN_ID"
-
-
-def os_user():
-    """The account this process runs as, from its uid.
-
-    Unlike ``getpass.getuser()``, which believes LOGNAME/USER, nobody can become someone else
-    here by setting an environment variable: this is the name authorisation decisions use.
-    """
-    if pwd is not None and hasattr(os, "getuid"):
-        try:
-            return pwd.getpwuid(os.getuid()).pw_name
-        except KeyError:  # a uid without a passwd entry (some containers)
-            return str(os.getuid())
-    try:
-        return getpass.getuser()  # no uids on this platform
-    except Exception:  # pylint: disable=broad-except
-        return "unknown"
-
-
-def claimed_user():
-    """The login name the environment claims (LOGNAME, USER...), or None when it is the real one."""
-    try:
-        claimed = getpass.getuser()
-    except Exception:  # pylint: disable=broad-except
-        return None
-    return claimed if claimed != os_user() else None
 
 
 def current_actor():
@@ -71,7 +41,8 @@ class OperationContext(object):
     """What an operation may use; everything optional beyond ``sor`` and ``params``."""
 
     def __init__(self, sor, params, check_mode=False, diff=False, host=None, task_vars=None, play=None,
-                 task=None, run_id=None, actor=None, warn=None, display=None):
+                 task=None, run_id=None, actor=None, warn=None, display=None, identity=None,
+                 policy_path=None):
         self.sor = sor
         self.params = params
         self.check_mode = bool(check_mode)
@@ -82,6 +53,11 @@ class OperationContext(object):
         self.task = task
         self.run_id = run_id if run_id is not None else os.environ.get(RUN_ID_ENV)
         self.actor = actor or current_actor()
+        #: who acts, from an authenticated source: what approvals, reviews and publications record
+        self.identity = identity or os_identity()
+        #: the change policy file the runner configured (CHANGEOPS_GATE_POLICY, ansible.cfg), used only
+        #: while no policy is published (see authorisation/policy_store.py)
+        self.policy_path = policy_path
         self._warn = warn
         self.display = display
         self.warnings = []

@@ -45,15 +45,20 @@ options:
   playbook:
     description: Only events whose playbook path contains this text.
     type: str
-  outcome:
-    description: Only events with one of these outcomes.
+  status:
+    description:
+      - Only events with one of these statuses, the RV(change_events[].status) each event returns
+        (V(running), or how the run ended).
+      - The former name O(outcome) still works and is deprecated.
     type: list
     elements: str
     choices: [running, successful, failed, interrupted]
+    aliases: [outcome]
   authorisation:
     description:
       - Only events authorised this way, for example V(standard), V(normal), V(emergency),
-        V(unauthorised), V(dry-run) or V(no-change).
+        V(unauthorised), V(dry-run), V(denied) (a gate denied a play and no host changed),
+        V(record-only) (only the system of record changed) or V(no-change).
     type: list
     elements: str
   limit:
@@ -70,6 +75,8 @@ options:
         return RV(verification) (see M(changeops.itsm.ledger_verify)).
     type: bool
     default: false
+notes:
+  - The filters combine with AND; to list events that match one filter or another, query once per filter.
 seealso:
   - plugin: changeops.itsm.change_recorder
     plugin_type: callback
@@ -77,12 +84,19 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Failed or unauthorised changes to web01 in the last week
+- name: Failed or interrupted runs on web01 in the last week
   changeops.itsm.change_event_info:
     host: web01
     since: 7d
-    outcome: [failed]
-  register: recent
+    status: [failed, interrupted]
+  register: failed_runs
+
+- name: Unauthorised changes to web01 in the last week
+  changeops.itsm.change_event_info:
+    host: web01
+    since: 7d
+    authorisation: [unauthorised]
+  register: unauthorised_changes
 
 - name: One run with everything it did
   changeops.itsm.change_event_info:
@@ -109,7 +123,8 @@ change_events:
       description: End time, ISO 8601 UTC; null while running.
       type: str
     status:
-      description: V(running), V(successful), V(failed) or V(interrupted).
+      description:
+        - V(running), V(successful), V(failed) or V(interrupted); the O(status) option filters on it.
       type: str
     dry_run:
       description: True for a check-mode run, which changed nothing.
@@ -126,6 +141,34 @@ change_events:
     authorisation:
       description: How the run's changes were authorised.
       type: str
+    authorisations:
+      description:
+        - Every gate decision of the run, with the change policy it was made under and the people involved.
+      type: list
+      elements: dict
+      contains:
+        play:
+          description: The play the decision is for.
+          type: str
+        allowed:
+          description: Whether the decision allowed the play.
+          type: bool
+        type:
+          description: V(standard), V(normal), V(emergency), V(dry-run) or V(denied).
+          type: str
+        reference:
+          description: Standard change template or change request number.
+          type: str
+        policy:
+          description:
+            - C(state) (V(published), or V(unpublished) when no policy was published and the configured file decided),
+              C(version) (published versions), C(sha256) and C(source).
+          type: dict
+        identities:
+          description:
+            - C(runner) (the account that ran the play), and for a change request C(requester) and C(approvers)
+              (C({name, source, at}) each), for an emergency C(declared_by).
+          type: dict
     hosts:
       description: Per-host counts, when one event was asked for by O(run_id).
       type: list

@@ -30,7 +30,10 @@ description:
     policy matches the play (its JMESPath conditions hold and its limits allow it) and the play
     touches no protected area.
   - B(normal) - O(change_request) is approved, in state V(scheduled) or V(implement), now is inside
-    its planned window and every targeted host is one of its affected CIs.
+    its planned window and every targeted host is one of its affected CIs. Its approvals must count under the
+    policy in force (approver groups, not the requester; approvals recorded without an authenticated identity
+    count only where the policy names no approver groups), and the account running the play must not be its
+    only approver (separation of duties, see C(docs/policy-schema.md)).
   - A O(change_request) of type V(standard) is pre-approved only through its policy template - it must
     name one (its C(template) field), and the decision is B(standard) only when that template covers
     the play as above (conditions, limits, no protected area), besides the state, window and
@@ -66,11 +69,17 @@ attributes:
 options:
   policy:
     description:
-      - Path of the change policy file (YAML; see C(docs/policy-schema.md) and
+      - Path of a change policy file (YAML; see C(docs/policy-schema.md) and
         C(playbooks/policies/change-policy.example.yml) in the collection).
       - If not set, E(CHANGEOPS_GATE_POLICY), then C(gate_policy) in the C([changeops]) section of
-        C(ansible.cfg) (relative to that file), then the built-in default policy - no standard
-        templates, the default protected areas, no freezes, emergencies by anyone with a justification.
+        C(ansible.cfg) (relative to that file).
+      - Once a change policy is published (P(changeops.itsm.change_policy#module)), the gate decides under the
+        published version, and this file is used only when its sha256 is that version's; any other file is
+        denied, naming both hashes - in a C(--check) run it is evaluated as a draft, beside the published policy
+        (RV(decision.draft)).
+      - Until a policy is published, this file decides (without one, the built-in default policy - no standard
+        templates, the default protected areas, no freezes, emergencies by anyone with a justification), and
+        decisions record C(policy.state=unpublished).
     type: path
   change_request:
     description:
@@ -91,9 +100,12 @@ options:
     type: str
   fail_on_deny:
     description:
-      - Fail the task, and so the play, when the change is denied.
+      - Fail the task, and so the play, when the change is denied. The failed result holds the
+        message with every reason (RV(msg)) and RV(decision_id), not the whole decision, so the
+        reasons are what Ansible prints; the whole decision is in the ledger (C(run.gate) entry).
       - With V(false) the decision is returned (and recorded) and the play goes on; use RV(allowed) in
-        later conditions. A play that then changes hosts is recorded as unauthorised.
+        later conditions and RV(decision) for the whole decision. A play that then changes hosts is
+        recorded as unauthorised.
     type: bool
     default: true
   wait_for_approval:
@@ -191,9 +203,23 @@ msg:
   type: str
   sample: "change gate denied play 'Harden SSH': CHG0000012 is in state assess, not scheduled or implement;
     web03 is not an affected CI of CHG0000012"
+decision_id:
+  description:
+    - Id of the decision, when the gate failed the task; the whole decision is the C(run.gate) ledger entry of
+      that id (M(changeops.itsm.change_event_info) returns it under C(gates), the change register shows it).
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+  sample: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
+recorded:
+  description: Whether the decision was written to the system of record, when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: bool
 decision:
-  description: The decision document, as recorded in the C(run.gate) ledger entry.
-  returned: always
+  description:
+    - The decision document, as recorded in the C(run.gate) ledger entry.
+    - Not returned when the gate fails the task (see O(fail_on_deny)), so Ansible's C(fatal) line shows the reasons
+      instead of kilobytes of context.
+  returned: unless the change is denied and O(fail_on_deny=true)
   type: dict
   contains:
     decision_id:
@@ -237,6 +263,23 @@ decision:
       elements: str
     would_be:
       description: In check mode, the decision a real run would get.
+      type: dict
+    policy:
+      description:
+        - The change policy the decision was made under - C(state) (V(published) with C(version), C(published_at) and
+          C(publisher); or V(unpublished) when no policy is published and the configured file or the built-in default
+          decided), C(sha256), C(source), and the number of templates, the protected areas and freezes.
+      type: dict
+    identities:
+      description:
+        - Who took part, each C({name, source}) - C(runner) (the account running the play), for a change request
+          C(requester) and C(approvers) (with C(at)), for an emergency C(declared_by).
+      type: dict
+    draft:
+      description:
+        - In a C(--check) run whose policy file is not the published version, that file evaluated as a draft beside
+          the published policy - C(policy) (C(state=draft), C(sha256), C(source)) and C(would_be).
+      returned: in check mode, with a draft policy file
       type: dict
     context:
       description: The change context the policy was evaluated against, without per-host CI records.

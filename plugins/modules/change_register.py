@@ -121,17 +121,26 @@ fingerprint:
   returned: always
   type: str
 counts:
-  description: How many changes the register holds, by what needs attention.
+  description:
+    - How many change events the register holds, by what needs attention.
+    - C(denied) counts runs a change gate stopped (their outcome is shown as V(denied), not V(failed)),
+      C(record_only) runs that changed only the system of record (CMDB, evidence, change requests),
+      C(changed_hosts) and C(host_changes) the hosts changed and the changes made to them, by the
+      definition in C(docs/change-register.md) (not Ansible's PLAY RECAP).
   returned: always
   type: dict
   sample:
     changes: 1204
     unauthorised: 2
     failed: 7
+    denied: 4
     interrupted: 1
     emergency: 3
     dry_runs: 40
+    record_only: 120
     no_change: 311
+    changed_hosts: 2210
+    host_changes: 9120
     awaiting_review: 12
     follow_up: 1
 verification:

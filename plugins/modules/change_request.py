@@ -122,13 +122,20 @@ options:
   approval:
     description:
       - Record an approval decision. The request's C(approval) becomes the decision.
+      - The approver is the operating-system account running the task (an authenticated identity, recorded as
+        C(approver) and C(identity) C({name, source}) on the decision, with the policy version it passed), never a
+        name typed in.
+      - The change policy in force decides who may approve or reject (separation of duties; see
+        C(docs/policy-schema.md)) - by default the requester cannot approve their own request and nothing is
+        approved or rejected while the request is V(new); the policy may name approver groups per change type or
+        risk. A refusal fails the task and names each rule.
       - Recording the same decision by the same approver again changes nothing.
     type: dict
     suboptions:
       approver:
-        description: Who decided.
+        description:
+          - If set, it must be the name of the account running the task; any other name is refused.
         type: str
-        required: true
       decision:
         description: The decision.
         type: str
@@ -185,11 +192,10 @@ EXAMPLES = r"""
     number: "{{ chg.number }}"
     state: authorise
 
-- name: CAB approval
+- name: CAB approval (run by a CAB member, the approver is the account running it)
   changeops.itsm.change_request:
     number: "{{ chg.number }}"
     approval:
-      approver: carol
       comment: Rollback plan reviewed
 
 - name: Schedule it
@@ -229,7 +235,9 @@ change_request:
       description: V(not requested), V(requested), V(approved), V(rejected) or V(pre-approved) (standard).
       type: str
     approvals:
-      description: The decisions that count, oldest first, each with C(approver), C(decision), C(at), C(comment).
+      description:
+        - The decisions that count, oldest first, each with C(approver), C(identity) (C({name, source})), C(decision),
+          C(at), C(comment) and C(policy) (the policy version whose rules it passed).
       type: list
       elements: dict
     superseded_approvals:

@@ -15,6 +15,8 @@ description:
     tamper-evident ledger, with the reviewer, the outcome, a comment and the time.
   - The change register shows the latest review of each change and lists the changes still
     awaiting one, unauthorised and emergency changes first.
+  - The change policy in force may say who may sign off (C(reviews.reviewers)) and whether the account
+    that ran the change may sign it off (C(reviews.allow_self_review)); a refusal names the rule.
   - Idempotent. Recording the same reviewer, outcome and comment as the latest review changes
     nothing. A different outcome or comment adds a new review; earlier ones stay in the ledger.
   - Runs on the controller; no C(delegate_to) is needed.
@@ -46,7 +48,10 @@ options:
     type: str
     default: ""
   reviewer:
-    description: Who reviewed. Defaults to the user running the task, as C(user@controller).
+    description:
+      - Who reviews is the operating-system account running the task (an authenticated identity); it is
+        recorded as the review's C(reviewer), with C(reviewer_identity) C({name, source}), never as a typed name.
+      - If set, it must be that account's name; any other name is refused.
     type: str
 seealso:
   - module: changeops.itsm.change_register
@@ -58,14 +63,12 @@ EXAMPLES = r"""
   changeops.itsm.change_review:
     run_id: 6f1c0c3e2b7f4bd0a1c6f0b3f7a2d9e1
     outcome: accepted
-    reviewer: Dana Reviewer
     comment: Emergency patch matches INC0012345; verified on all hosts.
 
 - name: Ask for follow-up
   changeops.itsm.change_review:
     run_id: "{{ run_id }}"
     outcome: follow-up
-    reviewer: "{{ reviewer }}"
     comment: Unauthorised change to web01; raise a retrospective change request.
 """
 
@@ -79,7 +82,7 @@ review:
   returned: always
   type: dict
   sample:
-    reviewer: Dana Reviewer
+    reviewer: dana
     outcome: accepted
     comment: Verified on all hosts.
     reviewed_at: "2026-11-24T09:12:03.114512Z"

@@ -13,6 +13,15 @@ description:
   - Walks every entry of the ledger, recomputes each entry's SHA-256 over its canonical JSON
     and its predecessor's hash, and reports the first entry that was edited, deleted,
     inserted or reordered.
+  - Opens every entry's payload against its salted per-field commitments (O(check_payloads)), and lists
+    the fields removed by M(changeops.itsm.ledger_redact) with who, when and why; a field removed any other
+    way is reported as an edit.
+  - Checks the chain against the newest signed checkpoints the witnesses hold (O(check_checkpoints)), with
+    the public keys only. A history rewritten consistently (an entry edited and every later hash recomputed)
+    or cut short is reported as such, although the chain itself is intact.
+  - With O(scan_secrets=true), also runs the secret detector catalogue over every stored entry and reports in
+    RV(secret_scan) where secret-shaped content is, and which field M(changeops.itsm.ledger_redact) removes
+    to clear it (its O(changeops.itsm.ledger_redact#module:secret_findings) takes the findings as they are).
   - Fails the task when the chain is broken, unless O(fail_on_broken=false).
   - Runs on the controller; no C(delegate_to) is needed.
 author:
@@ -47,14 +56,78 @@ options:
         keep being appended during the comparison.
     type: bool
     default: true
+  check_payloads:
+    description:
+      - Open every payload against the commitments its hash covers. V(false) walks only the chain of hashes,
+        which needs no parsing and is several times faster; entries with redacted fields are opened either way.
+    type: bool
+    default: true
+  check_checkpoints:
+    description:
+      - Compare the chain with the newest checkpoints the witnesses hold (the file witness, the system journal,
+        O(checkpoint_sources)). See docs/ledger.md.
+    type: bool
+    default: true
+  checkpoint_public_keys:
+    description:
+      - Ed25519 public keys (PEM) whose signatures are trusted; keep old keys here after a rotation so their
+        checkpoints still count. Only checkpoints signed by one of them are used.
+      - If not set, E(CHANGEOPS_CHECKPOINT_PUBLIC_KEYS), C(checkpoint_public_keys) in C([changeops]), then
+        C(<checkpoint_key>.pub). With no key at all, checkpoints are compared by hash only and the result
+        says so.
+    type: list
+    elements: path
+  checkpoint_sources:
+    description:
+      - More files to read checkpoints from, for example C(/var/log/syslog) or an export of the central log
+        server (lines with C(CHANGEOPS-CHECKPOINT), or the witness file's JSON lines).
+    type: list
+    elements: path
+  checkpoint_key:
+    description: The signing key, whose C(.pub) is trusted when O(checkpoint_public_keys) is not set.
+    type: path
+  witness_file:
+    description: The file witness to read (default as for M(changeops.itsm.ledger_checkpoint)); V(none) skips it.
+    type: str
+  witness_syslog:
+    description: Read the system journal's checkpoints (V(auto) when the syslog socket exists).
+    type: str
+    choices: [auto, "true", "false"]
+  witness_syslog_address:
+    description: The syslog socket whose presence V(auto) looks for.
+    type: path
+  scan_secrets:
+    description:
+      - Also run the collection's secret detector catalogue (the table in C(docs/recorder.md)) over every
+        stored entry and report each entry and field that holds secret-shaped content (a private key, a cloud
+        credential, a password on a command line or under a secret-looking key...) in RV(secret_scan).
+        Use it to find what ledgers written by older versions (or leaks of a shape the recorder did not know)
+        hold, before cleaning them.
+      - Findings never include the content itself, and do not fail the task.
+      - Values known only to a run (vault plaintexts, extra vars) cannot be recognised afterwards, only shapes can.
+    type: bool
+    default: false
 seealso:
   - module: changeops.itsm.change_event_info
+  - module: changeops.itsm.ledger_checkpoint
+  - module: changeops.itsm.ledger_redact
 """
 
 EXAMPLES = r"""
 - name: Verify the ledger before the CAB meeting
   changeops.itsm.ledger_verify:
   register: ledger
+
+- name: Find entries that hold secret-shaped content (ledgers written before the detector catalogue)
+  changeops.itsm.ledger_verify:
+    scan_secrets: true
+  register: scanned
+
+- name: Remove them without breaking the chain (the next verification lists the redactions)
+  changeops.itsm.ledger_redact:
+    secret_findings: "{{ scanned.secret_scan.findings }}"
+    reason: "SEC-77: secrets found by the ledger scan"
+  when: scanned.secret_scan.findings_total > 0
 
 - name: Keep the head somewhere the ledger's writers cannot reach
   ansible.builtin.copy:
@@ -88,6 +161,23 @@ verification:
     anchor_mismatch:
       description: Why O(expected_head) is no longer part of the chain; null when it is or was not given.
       type: str
+    history_mismatch:
+      description: The checkpoint the ledger contradicts (V(problem) V(rewritten) or V(truncated), V(seq),
+        V(hash), V(witness), V(at), V(signed), V(key_id), V(detail)); null when it agrees with every one read.
+      type: dict
+    checkpoints:
+      description: What the witnesses held (V(read), V(anchors) the newest trusted checkpoint of each witness,
+        V(signed), V(public_keys), V(problems) such as forged or unknown-key checkpoints, V(summary)); null with
+        O(check_checkpoints=false).
+      type: dict
+    payloads_checked:
+      description: Whether every payload was opened against its commitments (O(check_payloads)).
+      type: bool
+    redactions:
+      description: Fields removed by M(changeops.itsm.ledger_redact), each with V(seq), V(entry_id), V(kind),
+        V(field), V(redacted_by) (the C(ledger.redacted) entry), V(at), V(by) and V(reason).
+      type: list
+      elements: dict
     projections_checked:
       description: V(true) when the query tables were compared with the chain, V(false) when the
         ledger kept changing during the comparison, null when O(check_projections=false) or the
@@ -107,6 +197,44 @@ verification:
       seq: 42
       problem: edited
       detail: "entry 42 (run.result 6f1c...) was edited: its content does not match its hash"
+secret_scan:
+  description: What O(scan_secrets=true) found.
+  returned: when O(scan_secrets=true)
+  type: dict
+  contains:
+    entries_with_secrets:
+      description: Number of entries holding secret-shaped content.
+      type: int
+    findings_total:
+      description: Number of findings (an entry may have several, one per field and detector).
+      type: int
+    findings:
+      description: The findings (at most 1000), each with V(seq), V(id) and V(kind) of the entry, V(path) of the
+        place inside it (for example V(data.result.stdout) or V(data.diff[0].after)), the V(detector) that
+        found it, and V(field), the field M(changeops.itsm.ledger_redact) redacts to remove it (for example
+        V(result.stdout) or V(diff[0])). V(field) is null, and V(not_redactable) says why, when no redaction can
+        remove it (the entry's actor or subject, a key's name, a field the record's meaning depends on).
+        A field already redacted is not a finding.
+      type: list
+      elements: dict
+    truncated:
+      description: V(true) when there were more findings than listed.
+      type: bool
+    summary:
+      description: One line for people.
+      type: str
+  sample:
+    entries_with_secrets: 1
+    findings_total: 1
+    findings:
+      - seq: 1042
+        id: 6f1c0a9e2b7d4c1e8a3f5b6d7c8e9f01
+        kind: run.result
+        path: data.result.stdout
+        detector: command_line_password
+        field: result.stdout
+    truncated: false
+    summary: 1 stored entries hold secret-shaped content (1 findings)
 backend:
   description: Which system of record was verified (no secrets).
   returned: always

@@ -14,24 +14,42 @@ from __future__ import annotations
 
 import os
 
-from ansible import constants as C
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section, resolve_backend_config
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import configured_policy_path
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+# ansible_cfg_path is re-exported: action plugins import it from here
+from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 pylint: disable=unused-import
+    ansible_cfg_path,
+    controller_backend_config,
+    warn_if_new_ledger,
+)
 
 
-def ansible_cfg_path():
-    return getattr(C.config, "_config_file", None)
+def controller_policy_path():
+    """The change policy file configured on this controller (env, ansible.cfg); in force only while none is
+    published (see authorisation/policy_store.py)."""
+    cfg = ansible_cfg_path()
+    return configured_policy_path(os.environ, read_ini_section(cfg), cfg)
 
 
 def resolve_controller_backend_config(params):
-    """Backend config for controller-side code: arguments, env, ansible.cfg, defaults."""
-    cfg = ansible_cfg_path()
-    return resolve_backend_config(params, os.environ, read_ini_section(cfg), cfg or "ansible.cfg")
+    """Backend config for controller-side code: arguments, env, ansible.cfg (relative to its folder), defaults."""
+    return controller_backend_config(params)
+
+
+def open_controller_system_of_record(params, warn):
+    """Open the system of record the task's arguments, the environment and ansible.cfg point at.
+
+    ``warn`` is told when that creates a new SQLite ledger while another is configured or exists.
+    """
+    config = controller_backend_config(params)
+    warn_if_new_ledger(config, warn, params)
+    return open_system_of_record(config)
 
 
 class SystemOfRecordAction(ActionBase):
@@ -60,22 +78,29 @@ class SystemOfRecordAction(ActionBase):
             task=self._task,
             warn=self._display.warning,
             display=self._display,
+            policy_path=controller_policy_path(),
         )
+
+    def show_deprecations(self, validation):
+        """Say so when a task uses a deprecated option name (a module would; the action plugin validates instead)."""
+        for deprecation in getattr(validation, "_deprecations", None) or ():
+            self._display.deprecated(deprecation["msg"], version=deprecation.get("version"),
+                                     date=deprecation.get("date"), collection_name=deprecation.get("collection_name"))
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super(SystemOfRecordAction, self).run(tmp, task_vars)
         del tmp
-        _validation, params = self.validate_argument_spec(
+        validation, params = self.validate_argument_spec(
             argument_spec=self.ARGUMENT_SPEC,
             mutually_exclusive=self.MUTUALLY_EXCLUSIVE,
             required_if=self.REQUIRED_IF,
             required_one_of=self.REQUIRED_ONE_OF,
             required_together=self.REQUIRED_TOGETHER,
         )
+        self.show_deprecations(validation)
         try:
-            config = resolve_controller_backend_config(params)
-            sor = open_system_of_record(config)
+            sor = open_controller_system_of_record(params, self._display.warning)
             try:
                 context = self.build_context(sor, params, task_vars)
                 outcome = type(self).operation(context)

@@ -24,6 +24,7 @@ the gate can tell that before the play runs (see :class:`_Conditions`).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 
@@ -33,9 +34,11 @@ from ansible.playbook.handler import Handler
 from ansible.playbook.helpers import load_list_of_blocks
 from ansible.template import Templar
 
+from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas import SERVICE_MODULES
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
     RECORD_ONLY_ACTION_PREFIX,
 )
+from ansible_collections.changeops.itsm.plugins.plugin_utils.task_compat import registered_names
 
 try:
     import jinja2
@@ -57,6 +60,8 @@ DEFAULT_MODULE_PATHS = {
     "pamd": "/etc/pam.d/",
     "sudoers": "/etc/sudoers.d/",
     "authorized_key": "~/.ssh/authorized_keys",
+    # community.general.pam_limits writes /etc/security/limits.conf unless told another file (dest)
+    "pam_limits": "/etc/security/limits.conf",
 }
 #: tasks whose content is only known once they run (include_vars loads variables, not tasks)
 DYNAMIC_INCLUDES = {"include_tasks", "include_role", "include"}
@@ -90,6 +95,55 @@ OPAQUE_NAMES = frozenset(("vars", "hostvars", "lookup", "query", "q", "now"))
 #: what the fact modules of ansible-core add besides ``ansible_*`` facts
 FACT_MODULE_NAMES = {"package_facts": ("packages",), "service_facts": ("services",)}
 FACT_MODULE_PREFIXES = {"getent": "getent_"}
+#: any module may return ``ansible_facts`` and so set (or override) a variable of any name; these are known
+#: not to, besides the cases above (every other module, a collection's or a library/ one, may)
+NO_FACT_PREFIXES = ("ansible.builtin.", "changeops.itsm.")
+#: ansible.builtin actions that return whatever another task returned (facts included)
+FACTS_OF_ANOTHER_TASK = frozenset(("async_status",))
+
+#: Jinja tests and filters that only compute from their arguments. Any other one - ``exists``, ``file``,
+#: ``mount`` (the state of the controller or host when the gate runs, not when the task runs),
+#: ``strftime``/``random`` (the clock, chance), ``realpath``/``fileglob``/``expanduser`` (the file system,
+#: the environment), a collection's - makes a condition one the gate cannot judge before the play runs.
+PURE_TESTS = frozenset((
+    "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "escaped", "even", "false", "filter",
+    "float", "ge", "greaterthan", "gt", "in", "integer", "iterable", "le", "lessthan", "lower", "lt", "mapping",
+    "ne", "none", "number", "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper", "==",
+    "!=", "<", "<=", ">", ">=", "all", "any", "contains", "match", "search", "regex", "version",
+    "version_compare", "subset", "superset", "issubset", "issuperset", "nan", "truthy", "falsy",
+    "vault_encrypted", "abs", "uri", "url", "urn", "success", "succeeded", "failure", "failed", "changed",
+    "change", "skipped", "skip", "finished", "started", "reachable", "unreachable", "timedout",
+))
+PURE_FILTERS = frozenset((
+    # Jinja's own (random is left out: chance)
+    "abs", "attr", "batch", "capitalize", "center", "count", "d", "default", "dictsort", "e", "escape",
+    "filesizeformat", "first", "float", "forceescape", "format", "groupby", "indent", "int", "items", "join",
+    "last", "length", "list", "lower", "map", "max", "min", "pprint", "reject", "rejectattr", "replace", "reverse",
+    "round", "safe", "select", "selectattr", "slice", "sort", "string", "striptags", "sum", "title", "tojson",
+    "trim", "truncate", "unique", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "xmlattr",
+    # ansible-core's that read nothing but their arguments
+    "b64decode", "b64encode", "basename", "bool", "checksum", "combine", "comment", "dict2items", "dirname",
+    "extract", "from_json", "from_yaml", "from_yaml_all", "hash", "human_readable", "human_to_bytes",
+    "items2dict", "mandatory", "md5", "path_join", "quote", "regex_escape", "regex_findall", "regex_replace",
+    "regex_search", "sha1", "split", "splitext", "subelements", "ternary", "to_datetime", "to_json",
+    "to_nice_json", "to_nice_yaml", "to_uuid", "to_yaml", "type_debug", "urldecode", "urlsplit", "win_basename",
+    "win_dirname", "win_splitdrive", "zip", "zip_longest", "flatten", "intersect", "difference",
+    "symmetric_difference", "union", "product", "permutations", "combinations", "log", "pow", "root",
+    "normpath", "commonpath",
+))
+#: functions a condition may call (Jinja's globals): the others (lipsum: chance) are not judged
+PURE_GLOBALS = frozenset(("range", "dict", "namespace", "cycler", "joiner", "undef"))
+#: how the reasons name the state an impure test or filter reads
+_STATE_READ = {
+    "exists": "the file system", "file": "the file system", "directory": "the file system", "dir": "the file system",
+    "link": "the file system", "link_exists": "the file system", "mount": "the file system",
+    "same_file": "the file system", "vaulted_file": "the file system", "realpath": "the file system",
+    "fileglob": "the file system", "relpath": "the working directory", "expanduser": "the environment",
+    "expandvars": "the environment", "strftime": "the clock", "random": "chance", "shuffle": "chance",
+    "password_hash": "chance", "vault": "chance",
+}
+#: uncertain conditions listed in the context (each with where and why); the protected-area reasons name theirs
+MAX_UNCERTAIN_LISTED = 50
 #: a variable whose value holds more templates or items than this is not followed
 MAX_CLOSURE_NAMES = 100
 MAX_VALUE_ITEMS = 2000
@@ -174,7 +228,10 @@ def _read_only(task):
     and the change event agree. One false condition is enough, as ``changed_when`` conditions
     must all hold.
     """
-    for condition in getattr(task, "changed_when", None) or ():
+    conditions = getattr(task, "changed_when", None)
+    if not isinstance(conditions, (list, tuple)):
+        conditions = [conditions]  # ansible-core 2.21 keeps a single condition as written, not in a list
+    for condition in conditions:
         if condition is False or (isinstance(condition, str) and condition.strip().lower() == "false"):
             return True
     return False
@@ -201,6 +258,45 @@ def _include_targets(task, short, args):
     if match.group(2) != loop_var or not all(isinstance(item, (str, int)) and "{" not in str(item) for item in loop):
         return None
     return ["%s%s%s" % (match.group(1), item, match.group(3)) for item in loop]
+
+
+#: a file name's template parts, whatever they hold (``{{ x }}``, ``{% if y %}-z{% endif %}``)
+_TEMPLATE_PARTS = re.compile(r"\{[{%#].*[}%#]\}")
+#: the most files an include whose name is a template may load that the gate reads
+MAX_CANDIDATE_FILES = 20
+
+
+def _candidate_files(task, args):
+    """The task files an ``include_tasks`` whose name holds a template may load: every file its name (or a
+    ``with_first_found`` item) matches with each template part read as ``*``, next to the including file, in the
+    role's tasks and in the playbook directory. Empty when they are too many or could be anywhere."""
+    if getattr(task, "loop_with", None) == "first_found" and isinstance(getattr(task, "loop", None), list):
+        names = [item for item in task.loop if isinstance(item, str)]
+    else:
+        names = [args.get("_raw_params") or args.get("file")]
+    patterns = set()
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            continue
+        pattern = _TEMPLATE_PARTS.sub("*", name.strip())
+        if pattern.strip("*/") == "" or pattern.startswith(("/", "~")) or ".." in pattern:
+            return []  # any file at all: nothing to narrow it down
+        patterns.add(pattern)
+    including = (task.get_path() or "").rsplit(":", 1)[0]
+    directories = [os.path.dirname(including)] if including else []
+    role = getattr(task, "_role", None)
+    if role is not None:
+        directories.append(os.path.join(role._role_path, "handlers" if isinstance(task, Handler) else "tasks"))
+    else:
+        directories.append(task._loader.get_basedir())
+    found = []
+    for directory in directories:
+        for pattern in sorted(patterns):
+            for path in sorted(glob.glob(os.path.join(directory, pattern))):
+                path = os.path.realpath(path)
+                if os.path.isfile(path) and path.endswith((".yml", ".yaml")) and path not in found:
+                    found.append(path)
+    return found if len(found) <= MAX_CANDIDATE_FILES else []
 
 
 def _include_file(task, target):
@@ -311,8 +407,17 @@ def _read_include(task, short, play, stack):
         return [(path or role[0], blocks, key, False)], unread
     targets = _include_targets(task, short, args)
     if targets is None:
-        return loaded, [(args.get("name") or args.get("_raw_params") or args.get("file"),
-                         "not known before the play runs")]
+        unread = [(args.get("name") or args.get("_raw_params") or args.get("file"), "not known before the play runs")]
+        # it stays a blind spot, but the files it may load are read too: what they touch is named
+        for path in _candidate_files(task, args):
+            if path in stack or len(stack) >= MAX_INCLUDE_DEPTH:
+                continue
+            try:
+                blocks, exposes = _included_blocks(task, path, play)
+            except Exception:  # pylint: disable=broad-except
+                continue  # a candidate that is no task file: Ansible would not load it either
+            loaded.append((path, blocks, path, exposes))
+        return loaded, unread
     for target in targets:
         path = _include_file(task, target)
         if path is None:
@@ -379,8 +484,8 @@ class _Mutations(object):
     """
 
     def __init__(self):
-        self.names = set()
-        self.prefixes = set()
+        self.names = {}
+        self.prefixes = {}
         #: why every variable may change (an include the gate cannot read, include_vars of an unknown file...)
         self.everything = None
 
@@ -390,9 +495,22 @@ class _Mutations(object):
 
     def add(self, name, why):
         if isinstance(name, str) and name and "{" not in name:
-            self.names.add(name)
+            self.names.setdefault(name, why)
         elif name:
             self.all(why)
+
+    def why(self, name):
+        """Why a task may change ``name`` (for the reasons), or None."""
+        if name in ALWAYS_MUTABLE:
+            return "%s changes while the play runs" % name
+        if name.startswith("ansible_"):
+            return "%s is a fact, which tasks gather and change" % name
+        if name in self.names:
+            return self.names[name]
+        for prefix, why in self.prefixes.items():
+            if name.startswith(prefix):
+                return why
+        return self.everything
 
     def covers(self, name):
         if name in RUN_CONSTANTS or name in HOST_CONSTANTS:
@@ -404,26 +522,33 @@ class _Mutations(object):
 
     def task(self, task, short, where):
         args = task.args or {}
-        register = getattr(task, "register", None)
-        if register:
-            self.add(register, "%s registers %s" % (where, register))
+        for name in registered_names(task):
+            self.add(name, "%s registers %s" % (where, name))
+        why = "%s %s sets it" % (where, short)
         if short == "set_fact":
             for key in args:
                 if key != "cacheable":
-                    self.add(key, "%s sets a fact named by a template" % where)
+                    self.add(key, "%s set_fact sets it" % where if "{" not in str(key) else
+                             "%s sets a fact named by a template" % where)
         elif short == "include_vars":
             self._include_vars(task, args, where)
         elif short in ("add_host", "group_by") or (short == "meta" and args.get("_raw_params") == "refresh_inventory"):
             # hosts change groups, so group variables may change for any name
             self.all("%s %s changes the inventory" % (where, short))
         elif short in FACT_MODULE_NAMES:
-            self.names.update(FACT_MODULE_NAMES[short])
+            for name in FACT_MODULE_NAMES[short]:
+                self.names.setdefault(name, why)
         elif short in FACT_MODULE_PREFIXES:
-            self.prefixes.add(FACT_MODULE_PREFIXES[short])
+            self.prefixes.setdefault(FACT_MODULE_PREFIXES[short], why)
         elif short.endswith("_facts") and short != "gather_facts":
             self.all("%s %s returns facts" % (where, short))
         elif short == "include_role" and args.get("public") not in (None, False, "false", "no"):
             self.all("%s include_role exposes the role's variables" % where)
+        else:
+            action = str(getattr(task, "resolved_action", None) or getattr(task, "action", "") or "")
+            if short in FACTS_OF_ANOTHER_TASK or not action.startswith(NO_FACT_PREFIXES):
+                # its ansible_facts become variables of any name, overriding inventory and role defaults
+                self.all("%s %s may return facts that set variables" % (where, action or short))
 
     def _include_vars(self, task, args, where):
         why = "%s include_vars of a file the gate cannot read" % where
@@ -443,7 +568,7 @@ class _Mutations(object):
             self.all(why)
             return
         for key in data:
-            self.add(key, why)
+            self.add(key, "%s include_vars sets it" % where)
 
 
 class _Conditions(object):
@@ -480,37 +605,85 @@ class _Conditions(object):
 
     # -- reading names ---------------------------------------------------------------------
     def _names(self, text, expression=True):
-        """Top-level variable names ``text`` reads, or None when the gate does not judge it."""
+        """Top-level variable names ``text`` reads, or None when the gate does not judge it (see :meth:`why_not`)."""
+        return self._parse(text, expression)[0]
+
+    def _parse(self, text, expression=True):
+        """``(names, None)``, or ``(None, why the gate does not judge text)``; cached per text."""
         key = (text, expression)
         if key in self._parsed:
             return self._parsed[key]
-        names = None
+        parsed = (None, "the gate cannot read it")
         if self._environment is not None and isinstance(text, str) and text.strip():
             source = text.strip()
             if expression and not any(mark in source for mark in ("{{", "{%", "{#")):
-                # a template in a condition (indirection) is resolved by Ansible at run time: not judged
                 source = "{{ (%s) }}" % source
             elif expression:
+                # a template in a condition (indirection) is resolved by Ansible at run time: not judged
                 source = None
+                parsed = (None, "it holds a template, which Ansible resolves only when the task runs")
             if source is not None:
                 try:
                     tree = self._environment.parse(source)
                 except Exception:  # pylint: disable=broad-except
                     tree = None
+                    parsed = (None, "it is not a valid expression")
                 if tree is not None:
-                    # every name read (not only the undeclared ones: a name a template sets itself is read
-                    # as a variable too, which can only make the gate more careful); filters and tests are
-                    # not names, Jinja's own globals (range, dict...) not variables
-                    names = frozenset(node.name for node in tree.find_all(jinja2_nodes.Name)
-                                      if node.ctx == "load" and node.name not in self._environment.globals)
-        self._parsed[key] = names
-        return names
+                    impure = self._impure(tree)
+                    if impure:
+                        parsed = (None, impure)
+                    else:
+                        # every name read (not only the undeclared ones: a name a template sets itself is read
+                        # as a variable too, which can only make the gate more careful); filters and tests are
+                        # not names, Jinja's own globals (range, dict...) not variables
+                        parsed = (frozenset(node.name for node in tree.find_all(jinja2_nodes.Name)
+                                            if node.ctx == "load" and node.name not in self._environment.globals),
+                                  None)
+        self._parsed[key] = parsed
+        return parsed
+
+    @staticmethod
+    def _plain(name):
+        for prefix in ("ansible.builtin.", "ansible.legacy."):
+            if name.startswith(prefix):
+                return name[len(prefix):]
+        return name
+
+    def _impure(self, tree):
+        """Why ``tree`` reads something besides variables (a test or filter over the state of the host or the
+        controller, the clock, chance), or None when it only computes from them."""
+        for node in tree.find_all(jinja2_nodes.Test):
+            name = self._plain(node.name)
+            if name not in PURE_TESTS:
+                return "the test %s reads %s when it runs" % (node.name, _STATE_READ.get(
+                    name, "what the gate cannot know in advance (it is not a test that only reads its arguments)"))
+        for node in tree.find_all(jinja2_nodes.Filter):
+            name = self._plain(node.name)
+            if name not in PURE_FILTERS:
+                return "the filter %s reads %s when it runs" % (node.name, _STATE_READ.get(
+                    name, "what the gate cannot know in advance (it is not a filter that only reads its arguments)"))
+        for node in tree.find_all(jinja2_nodes.Call):
+            if isinstance(node.node, jinja2_nodes.Name) and node.node.name in self._environment.globals \
+                    and node.node.name not in PURE_GLOBALS:
+                return "%s() gives another value each time" % node.node.name
+        return None
 
     def _judged(self, name, local):
-        if name in local or name in OPAQUE_NAMES or name in ALWAYS_MUTABLE:
-            return False
+        return self._why_not_judged(name, local) is None
+
+    def _why_not_judged(self, name, local):
+        """Why a condition reading ``name`` cannot be judged before the play runs, or None when it can."""
+        if name in local:
+            return "%s is set by a loop" % name
+        if name in OPAQUE_NAMES:
+            return "%s reads what the gate cannot follow (any variable, another host's, a lookup run when the task " \
+                   "runs)" % name
+        if name in ALWAYS_MUTABLE:
+            return self.mutations.why(name)
         # extra vars win over anything a task sets (set_fact, register, include_vars, facts)
-        return name in self.extra or not self.mutations.covers(name)
+        if name in self.extra or not self.mutations.covers(name):
+            return None
+        return self.mutations.why(name) or "a task of the play may set %s" % name
 
     def _templates(self, value):
         """The template strings inside a variable's (raw) value, or None when too big to follow."""
@@ -533,26 +706,33 @@ class _Conditions(object):
     def _closure(self, names, variables, local):
         """Every variable ``names`` read through the templates in their values, or None when one of
         them cannot be judged before the play runs."""
+        return self._closure_why(names, variables, local)[0]
+
+    def _closure_why(self, names, variables, local):
+        """``(closure, None)`` or ``(None, why)``."""
         seen, todo = set(), list(names)
         while todo:
             name = todo.pop()
             if name in seen:
                 continue
             seen.add(name)
-            if len(seen) > MAX_CLOSURE_NAMES or not self._judged(name, local):
-                return None
+            if len(seen) > MAX_CLOSURE_NAMES:
+                return None, "it reads more than %d variables through their values" % MAX_CLOSURE_NAMES
+            why = self._why_not_judged(name, local)
+            if why is not None:
+                return None, why
             value = variables.get(name, _MISSING)
             if value is _MISSING:
                 continue  # undefined, and no task defines it: undefined at run time too
             templates = self._templates(value)
             if templates is None:
-                return None
+                return None, "the value of %s is too big to follow" % name
             for text in templates:
-                more = self._names(text, expression=False)
+                more, why = self._parse(text, expression=False)
                 if more is None:
-                    return None
+                    return None, "%s is a template: %s" % (name, why)
                 todo.extend(more)
-        return frozenset(seen)
+        return frozenset(seen), None
 
     def _host_independent(self, closure):
         return all(name in RUN_CONSTANTS or name in INVENTORY_WIDE or (name in self.extra and name not in HOST_CONSTANTS)
@@ -590,45 +770,78 @@ class _Conditions(object):
                 self._results[key] = None  # undefined, broken...: possibly true
         return self._results[key]
 
+    def _evaluate(self, conditions, variables, local):
+        """``(false, unknown)`` with ``variables`` (one host): the first condition certainly false as
+        ``(text, closure)``, else the first that cannot be evaluated as ``(text, why)``; both None: all true."""
+        unknown = None
+        for text, names in conditions:
+            closure, why = self._closure_why(names, variables, local)
+            value = self._value(text, closure, variables) if closure is not None else None
+            if value is False:
+                return (text, closure), None
+            if value is None and unknown is None:
+                unknown = (text, why or "it cannot be evaluated before the play runs (undefined, or an error)")
+        return None, unknown
+
     def _false_on(self, conditions, variables, local):
         """The first of ``conditions`` that is certainly false with ``variables``, as ``(text, closure)``."""
-        for text, names in conditions:
-            closure = self._closure(names, variables, local)
-            if closure is not None and self._value(text, closure, variables) is False:
-                return text, closure
-        return None
+        return self._evaluate(conditions, variables, local)[0]
 
-    def false_for_every_host(self, task, local=frozenset()):
-        """The condition of ``task`` that is false for every host of the batch, or None (it may run)."""
+    def judge(self, task, local=frozenset()):
+        """What the gate can tell of ``task``'s ``when`` for the batch, before the play runs:
+
+        * ``("false", condition)``: false for every host, the task does not run;
+        * ``("true", None)``: no condition, or all true for a host;
+        * ``("unknown", (condition, why))``: it may run; the condition the gate could not judge (counted true).
+        """
         conditions = list(getattr(task, "when", None) or ())
-        if not conditions or not self.hosts:
-            return None
+        if not conditions:
+            return "true", None
         for condition in conditions:
             if condition is False or (isinstance(condition, str) and condition.strip().lower() == "false"):
-                return "false"
-        judged = []
+                return "false", "false"
+        judged, unjudged = [], None
         for condition in conditions:
-            names = self._names(condition) if isinstance(condition, str) else None
-            if names is not None and all(self._judged(name, local) for name in names):
-                judged.append((condition, names))
+            if condition is True or (isinstance(condition, str) and condition.strip().lower() == "true"):
+                continue
+            names, why = self._parse(condition) if isinstance(condition, str) else (None, "it is not a string")
+            if names is not None:
+                why = next((self._why_not_judged(name, local) for name in sorted(names)
+                            if not self._judged(name, local)), None)
+            if names is None or why is not None:
+                unjudged = unjudged or (str(condition), why)
+                continue
+            judged.append((condition, names))
         if not judged:
-            return None
+            return ("unknown", unjudged) if unjudged else ("true", None)
+        if not self.hosts:
+            return "unknown", (judged[0][0], "the batch has no host to judge it for")
         first, others = self.hosts[0], self.hosts[1:]
         variables = self._variables(task, first)
         if variables is None:
-            return None
-        false = self._false_on(judged, variables, local)
+            return "unknown", (judged[0][0], "the gate could not read the variables of %s" % first)
+        false, unknown = self._evaluate(judged, variables, local)
         if false is None:
-            return None
+            return ("unknown", unjudged or unknown) if (unjudged or unknown) else ("true", None)
         if not others or self._host_independent(false[1]):
-            return false[0]
+            return "false", false[0]
         if self.lookups < len(others):
-            return None  # not enough look-ups left for every host: possibly true
+            # not enough look-ups left for every host: possibly true
+            return "unknown", (false[0], "it would need more than %d variable look-ups to judge for every host of "
+                                         "the batch" % MAX_VARIABLE_LOOKUPS)
         for host in others:
             variables = self._variables(task, host)
-            if variables is None or self._false_on(judged, variables, local) is None:
-                return None
-        return false[0]
+            if variables is None:
+                return "unknown", (false[0], "the gate could not read the variables of %s" % host)
+            host_false, unknown = self._evaluate(judged, variables, local)
+            if host_false is None:
+                return ("unknown", unjudged or unknown) if (unjudged or unknown) else ("true", None)
+        return "false", false[0]
+
+    def false_for_every_host(self, task, local=frozenset()):
+        """The condition of ``task`` that is false for every host of the batch, or None (it may run)."""
+        verdict, condition = self.judge(task, local)
+        return condition if verdict == "false" else None
 
 
 class _Scan(object):
@@ -670,6 +883,127 @@ class _Scan(object):
                 self.blocks(included, guards + (step,), stack + (key,))
 
 
+#: words that run the command after them (``sudo auditctl -e 0``)
+_COMMAND_WRAPPERS = frozenset(("sudo", "env", "exec", "nohup", "nice", "ionice", "command", "time", "builtin", "xargs",
+                               "timeout", "stdbuf", "doas", "chroot", "setsid", "flock"))
+#: systemctl verbs that change a service
+_SYSTEMCTL_VERBS = frozenset(("start", "stop", "restart", "reload", "try-restart", "reload-or-restart", "enable",
+                              "disable", "mask", "unmask", "kill", "reenable", "preset", "isolate", "revert", "edit",
+                              "set-property"))
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+_WRAPPER_VALUE = re.compile(r"^\d+(\.\d+)?[smhd]?$")
+_SHELL_SEPARATORS = re.compile(r"&&|\|\||[;|&\n()`]|\$\(")
+
+
+def _command_line(short, args):
+    """The command line of a command/shell/raw/script task, as written (``argv`` joined), or None."""
+    if isinstance(args.get("argv"), list):
+        return " ".join(str(word) for word in args["argv"])
+    value = args.get("_raw_params") or args.get("cmd")
+    return value if isinstance(value, str) else None
+
+
+def _service_name(name):
+    return name[:-len(".service")] if name.endswith(".service") else name
+
+
+def _command_programs(line):
+    """``(programs, services)`` a command line runs and manages: the first word of each part of a shell line
+    (after ``sudo``, ``env``, variable assignments...), as a base name; and the services ``systemctl <verb>``
+    and ``service <name>`` name. Words still holding a template are left out."""
+    programs, services = [], []
+    if not isinstance(line, str):
+        return programs, services
+    for part in _SHELL_SEPARATORS.split(line):
+        words = [word.strip("\"'") for word in part.split()]
+        while words:
+            if _ASSIGNMENT.match(words[0]):
+                words.pop(0)
+            elif os.path.basename(words[0]) in _COMMAND_WRAPPERS:
+                words.pop(0)
+                # the wrapper's own options and numbers (sudo -u bob, timeout 10)
+                while words and (words[0].startswith("-") or _WRAPPER_VALUE.match(words[0])):
+                    option = words.pop(0)
+                    if option in ("-u", "-g", "-C", "-n", "-c") and words:
+                        words.pop(0)
+            else:
+                break
+        if not words or "{" in words[0]:
+            continue
+        program = os.path.basename(words[0])
+        if program and program not in programs:
+            programs.append(program)
+        rest = [word for word in words[1:] if not word.startswith("-") and "{" not in word]
+        if program == "systemctl" and rest and rest[0] in _SYSTEMCTL_VERBS:
+            services.extend(_service_name(word) for word in rest[1:] if _service_name(word) not in services)
+        elif program == "service" and rest:
+            if _service_name(rest[0]) not in services:
+                services.append(_service_name(rest[0]))
+    return programs, services
+
+
+def _notified_names(task):
+    """What ``task`` notifies, or None when a name needs run-time values (then any handler may run)."""
+    notify = getattr(task, "notify", None) or []
+    if isinstance(notify, str):
+        notify = [notify]
+    names = set()
+    for name in notify:
+        if not isinstance(name, str) or "{" in name:
+            return None
+        names.add(name.strip())
+    return names
+
+
+def _handler_answers(handler, notified):
+    """Does ``handler`` run for any of the ``notified`` names (its name, a listen topic, ``role : name``)?"""
+    name = getattr(handler, "name", None)
+    listen = getattr(handler, "listen", None) or []
+    if isinstance(listen, str):
+        listen = [listen]
+    keys = set(str(item) for item in listen)
+    if name:
+        keys.add(str(name))
+    if any("{" in key for key in keys):
+        return True
+    for wanted in notified:
+        if wanted in keys or wanted.rsplit(" : ", 1)[-1] in keys:
+            return True
+    return False
+
+
+def _dormant_handlers(steps, counted):
+    """The handler tasks (and handler includes) no task that may run notifies, directly or through a handler it
+    notifies: they do not run. ``counted(step)``: the step may run, judged without handler notifications."""
+    handlers = [step for step in steps if isinstance(step.task, Handler)]
+    if not handlers:
+        return set()
+    notified = set()
+    for step in steps:
+        if isinstance(step.task, Handler) or not counted(step):
+            continue
+        names = _notified_names(step.task)
+        if names is None:
+            return set()  # a notification known only at run time: any handler may run
+        notified |= names
+    active = set()
+    changed = True
+    while changed:
+        changed = False
+        for step in handlers:
+            if id(step.task) in active or not _handler_answers(step.task, notified):
+                continue
+            active.add(id(step.task))
+            changed = True
+            names = _notified_names(step.task)
+            if names is None:
+                return set()
+            notified |= names
+    # a handler include that runs makes the handlers it loads run with it
+    return set(step.task for step in handlers if id(step.task) not in active
+               and not any(id(guard.task) in active for guard in step.guards))
+
+
 def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False, hosts=None):
     """``{name, pattern, roles, tags, modules, paths, dynamic_includes, ...}`` of ``play``.
 
@@ -683,7 +1017,11 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
     roles, tags, modules, paths, includes, unread = [], [], [], [], [], []
     unresolved_paths, opaque, delegated, unresolved_delegations, real = [], [], [], [], []
     read_includes, skipped_includes, skipped_tasks = [], [], []
+    services, unresolved_services, commands = [], [], []
     touched_at = {}
+    # "path P" -> the condition the gate could not judge that every task touching P so far is under
+    conditions_at = {}
+    uncertain_conditions = []
     base_dir = task_vars.get("playbook_dir") or (os.path.dirname(playbook) if playbook else None)
 
     def add(target, value):
@@ -708,17 +1046,47 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
     scan = _Scan(play, base_dir, (only_tags, skip_tags), task_vars)
     scan.blocks(blocks)
     conditions = _Conditions(play, hosts or [task_vars.get("inventory_hostname")], scan.mutations)
-    false_for_all = {}
+    verdicts = {}
+
+    def verdict(step):
+        key = id(step)
+        if key not in verdicts:
+            verdicts[key] = conditions.judge(step.task, step.local)
+        return verdicts[key]
 
     def skipped(step):
-        key = id(step)
-        if key not in false_for_all:
-            false_for_all[key] = conditions.false_for_every_host(step.task, step.local)
-        return false_for_all[key]
+        kind, condition = verdict(step)
+        return condition if kind == "false" else None
+
+    def uncertain(step):
+        """``(file:line, condition, why)`` of the condition, the task's own or an include's it sits in, that the
+        gate could not judge and counted as true; None when the task certainly runs where it runs."""
+        for candidate in (step,) + tuple(reversed(step.guards)):
+            kind, detail = verdict(candidate)
+            if kind == "unknown":
+                return candidate.where, detail[0], detail[1]
+        return None
+
+    def touch(key, where, step):
+        """Remember where ``key`` ("path P", "module M"...) is touched; under a condition only while no task
+        touching it is certain to run."""
+        doubt = uncertain(step)
+        if key not in touched_at:
+            touched_at[key] = where
+            if doubt:
+                conditions_at[key] = "%s (at %s, which the gate cannot judge before the play runs: %s; counted as " \
+                                     "true)" % (doubt[1], doubt[0], doubt[2])
+        elif key in conditions_at and not doubt:
+            touched_at[key] = where
+            del conditions_at[key]
 
     def reached(step):
-        # an include that runs on no host loads nothing
-        return not any(skipped(guard) for guard in step.guards)
+        # an include that runs on no host loads nothing; a handler no task notifies does not run
+        return step.task not in dormant and not any(skipped(guard) or guard.task in dormant for guard in step.guards)
+
+    # handlers run only when a task that may run notifies them (or a handler it notifies does)
+    dormant = set()
+    dormant.update(_dormant_handlers(scan.includes + scan.tasks, lambda step: reached(step) and not skipped(step)))
 
     def described(step):
         if getattr(step.task, "_role", None) is not None:
@@ -755,6 +1123,10 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
                     add(unread, text)
 
     for step in scan.tasks:
+        if step.task in dormant:
+            add(skipped_tasks, "%s (%s) (handler: no task that may run notifies it)"
+                % (step.where, step.task.get_name()))
+            continue
         if not reached(step):
             continue
         described(step)
@@ -767,14 +1139,32 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
         record_only = action.startswith(RECORD_ONLY_ACTION_PREFIX)
         if check_mode and not record_only and not _read_only(task) and _runs_for_real(task, templar):
             add(real, "%s (%s)" % (where, task.get_name()))
+        doubt = uncertain(step)
+        if doubt and len(uncertain_conditions) < MAX_UNCERTAIN_LISTED:
+            add(uncertain_conditions, "%s (%s) when: %s (%s)" % (where, task.get_name(), doubt[1], doubt[2]))
         add(modules, action)
-        touched_at.setdefault("module %s" % action, where)
+        touch("module %s" % action, where, step)
+        args = task.args or {}
         if short in OPAQUE_ACTIONS and not _read_only(task):
             # a command declared read-only (changed_when: false) changes nothing there is to see
             add(opaque, "%s %s" % (where, action))
+            programs, managed = _command_programs(_template(templar, _command_line(short, args)))
+            for program in programs:
+                add(commands, program)
+                touch("command %s" % program, where, step)
+            for name in managed:
+                add(services, name)
+                touch("service %s" % name, where, step)
+        if short in SERVICE_MODULES and args.get("name") is not None:
+            name = _template(templar, args.get("name"))
+            if _unresolved(name) or not isinstance(name, str):
+                add(unresolved_services, "%s %s name=%s" % (where, action, args.get("name")))
+            else:
+                name = _service_name(name)
+                add(services, name)
+                touch("service %s" % name, where, step)
         if short in READ_ONLY_MODULES:
             continue
-        args = task.args or {}
         keys = list(PATH_ARGUMENTS) + list(EXTRA_PATH_ARGUMENTS.get(short, ()))
         if short in NAME_IS_PATH:
             keys.append("name")
@@ -788,11 +1178,11 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
             elif isinstance(value, str) and value:
                 path = os.path.normpath(value) + ("/" if value.endswith("/") else "")
                 add(paths, path)
-                touched_at.setdefault("path %s" % path, where)
+                touch("path %s" % path, where, step)
                 written = True
         if not written and short in DEFAULT_MODULE_PATHS:
             add(paths, DEFAULT_MODULE_PATHS[short])
-            touched_at.setdefault("path %s" % DEFAULT_MODULE_PATHS[short], where)
+            touch("path %s" % DEFAULT_MODULE_PATHS[short], where, step)
 
     name = play.get_name() if hasattr(play, "get_name") else getattr(play, "name", "")
     play_hosts = play.hosts
@@ -819,4 +1209,9 @@ def inspect_play(play, task_vars, templar=None, playbook=None, check_mode=False,
         "unresolved_delegations": unresolved_delegations,
         "real_in_check_mode": real,
         "uninspectable_includes": unread,
+        "system_services": sorted(services),
+        "unresolved_services": unresolved_services,
+        "commands": sorted(commands),
+        "conditions_at": conditions_at,
+        "uncertain_conditions": uncertain_conditions,
     }

@@ -17,7 +17,7 @@ import uuid
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-from support.change_requests import approved_change, iso
+from support.change_requests import approved_change, change_request, iso
 
 ENVIRONMENTS = ("production", "staging", "development")
 PLAYBOOKS = ("site.yml", "patch.yml", "deploy_web.yml", "rotate_certs.yml", "db_maintenance.yml", "hardening.yml")
@@ -196,6 +196,17 @@ CMDB_PLAYBOOK = """
       loop: "{{ groups['all_hosts'] }}"
 """
 
+#: a run that only looks: no host changed, nothing recorded but the run itself
+NOOP_PLAYBOOK = """
+- name: Look at the web servers
+  hosts: all_hosts
+  gather_facts: false
+  tasks:
+    - name: Read the message of the day
+      ansible.builtin.stat:
+        path: "{{ workdir }}/{{ inventory_hostname }}.motd"
+"""
+
 #: the standard change template the patch run is authorised by
 PATCHING_POLICY = """
 templates:
@@ -245,11 +256,38 @@ RELEASE_PLAYBOOK = """
         content: "2.4.0\\n"
         dest: "{{ workdir }}/{{ inventory_hostname }}.version"
         mode: "0644"
+
+    - name: Write the release's feature flags
+      ansible.builtin.copy:
+        content: "{{ item }}=on\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.{{ item }}"
+        mode: "0644"
+      loop: [search, checkout, wishlist]
+"""
+
+#: a release nobody raised a change request for: no template covers it, so the gate denies it
+DENIED_PLAYBOOK = """
+- name: Unplanned release of the web tier
+  hosts: all_hosts
+  gather_facts: false
+  pre_tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: policy.yml
+  tasks:
+    - name: Write the release version
+      ansible.builtin.copy:
+        content: "2.5.0\\n"
+        dest: "{{ workdir }}/{{ inventory_hostname }}.version"
+        mode: "0644"
 """
 
 #: record_real_runs' playbooks in the order they run; the name (the file's
 #: basename, ':check' for a dry run) is how tests refer to each run
-REAL_RUNS = ("cmdb.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "deploy.yml")
+REAL_RUNS = ("cmdb.yml", "noop.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml",
+             "denied.yml", "deploy.yml")
+#: who asked for release.yml's change request (who raised it is the test's actor)
+RELEASE_REQUESTED_BY = "Dana Requester"
 
 
 def _open(project):
@@ -259,32 +297,40 @@ def _open(project):
 
 
 def record_real_runs(project, workdir):
-    """Seven real ansible-playbook runs, one of each kind a reviewer meets, oldest first:
+    """Nine real ansible-playbook runs, one of each kind a reviewer meets, oldest first:
 
-    ``cmdb.yml`` CMDB registration (changes no managed host), ``motd.yml``
+    ``cmdb.yml`` CMDB registration (changes the record, no managed host), ``noop.yml``
+    a run that changes nothing, ``motd.yml``
     unauthorised change, ``motd.yml:check`` dry run, ``emergency.yml`` emergency
     change, ``patch.yml`` standard change that fails on web01, ``release.yml``
-    normal change under an approved change request, ``deploy.yml`` unauthorised
-    change that fails on web02. The order lets a wrong awaiting-review order show:
-    newest first alone would put the authorised changes before the emergency one.
+    normal change under an approved change request (one task and a loop of three
+    items per host: four changes each), ``denied.yml`` an attempt the gate denied
+    (no change request, no template), ``deploy.yml`` unauthorised change that fails
+    on web02. The order lets a wrong awaiting-review order show: newest first alone
+    would put the authorised changes before the emergency one.
     Returns the change request number of ``release.yml``.
     """
     project.write_inventory(["web01", "web02"])
     project.write("policy.yml", PATCHING_POLICY)
     project.write_playbook("cmdb.yml", CMDB_PLAYBOOK)
+    project.write_playbook("noop.yml", NOOP_PLAYBOOK)
     project.write_playbook("motd.yml", MOTD_PLAYBOOK)
     project.write_playbook("emergency.yml", EMERGENCY_PLAYBOOK)
     project.write_playbook("patch.yml", PATCH_PLAYBOOK)
     project.write_playbook("release.yml", RELEASE_PLAYBOOK)
     project.write_playbook("deploy.yml", FAILING_PLAYBOOK)
+    project.write_playbook("denied.yml", DENIED_PLAYBOOK)
     common = ["-e", "workdir=%s" % workdir]
     project.run("cmdb.yml")
+    project.run("noop.yml", *common)
     project.run("motd.yml", "--diff", "-e", "motd_text=Welcome-release-7", *common)
     project.run("motd.yml", "--check", "--diff", "-e", "motd_text=Planned-release-8", *common)
     project.run("emergency.yml", "--diff", "-e", "limit=4096", *common)
     project.run("patch.yml", "--diff", *common, check=False)
     with _open(project) as sor:
         number = approved_change(sor, ["web01", "web02"], iso(hours=-1), iso(hours=3))
+        change_request(sor, number=number, requested_by=RELEASE_REQUESTED_BY)
     project.run("release.yml", "--diff", "-e", "change_number=%s" % number, *common)
+    project.run("denied.yml", *common, check=False)
     project.run("deploy.yml", *common, check=False)
     return number

@@ -8,6 +8,7 @@ authorisation, computed from the recorded ``run.gate`` decisions.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -439,3 +440,65 @@ def test_malformed_policy_stops_the_play_with_one_clear_error(project, sor, poli
     fatal = [line for line in run.stdout.splitlines() if line.startswith("fatal:")]
     assert len(fatal) == 1 and "change policy is invalid" in fatal[0], run.stdout
     assert written(project) == []
+
+
+UNMATCHED_PLAYBOOK = """
+- name: Release the web tier
+  hosts: web
+  gather_facts: false
+  pre_tasks:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        policy: policy.yml
+%s      register: gate
+  tasks:
+    - name: Write the release marker
+      ansible.builtin.copy:
+        content: "2.4\\n"
+        dest: "{{ playbook_dir }}/out/{{ inventory_hostname }}.txt"
+        mode: "0644"
+"""
+
+
+def test_a_denial_says_what_to_do_and_prints_the_reasons_not_the_context(project, sor):
+    """No template matches and no change request was given: the message says what to do, the
+    fatal line is the reasons (not kilobytes of context), the record and fail_on_deny: false keep all."""
+    setup(project, sor)
+    project.write("pb.yml", UNMATCHED_PLAYBOOK % "")
+    run = project.run("pb.yml", check=False)
+    assert run.returncode == 2 and written(project) == []
+    output = flat(run.stdout)
+    assert ("no standard change template matches this play (1 checked in %s): give the gate change_request: "
+            "<number> of an approved change request (raise one with changeops.itsm.change_request), or change "
+            "the play so that a template covers it" % project.path("policy.yml")) in output, output[-3000:]
+    assert "; closest: standard change 'patching': condition contains(tags, 'patching') is false for this play" \
+        in output
+    assert ":;" not in output, "an empty reason was joined into the message"
+    [fatal] = [line for line in run.stdout.splitlines() if line.startswith("fatal:")]
+    shown = json.loads(fatal.split(" => ", 1)[1])
+    assert sorted(shown) == ["allowed", "changed", "decision_id", "msg", "recorded"], fatal
+    assert len(fatal) < 1000, "the fatal line buries the reasons: %d characters" % len(fatal)
+    # the whole decision is in the record, under the id the failure names
+    [decision] = gate_entries(sor)
+    assert decision["decision_id"] == shown["decision_id"] and shown["recorded"] is True
+    assert decision["context"]["modules"] and decision["reasons"][1].startswith("closest: ")
+
+    # with fail_on_deny: false the registered result is the whole decision
+    project.write("pb.yml", (UNMATCHED_PLAYBOOK % "        fail_on_deny: false\n").replace("  tasks:\n", """  tasks:
+    - name: Keep the registered decision
+      ansible.builtin.copy:
+        content: "{{ gate | to_json }}"
+        dest: "{{ playbook_dir }}/gate.json"
+        mode: "0600"
+      run_once: true
+      check_mode: false
+      when: not gate.allowed
+    - name: Stop here
+      ansible.builtin.meta: end_play
+      when: not gate.allowed
+"""))
+    project.run("pb.yml")
+    with open(project.path("gate.json")) as handle:
+        registered = json.load(handle)
+    assert registered["allowed"] is False and registered["decision"]["context"]["modules"]
+    assert registered["decision"]["reasons"] == gate_entries(sor)[-1]["reasons"]

@@ -71,7 +71,8 @@ def test_history_names_the_change_events_that_touched_the_ci(project, open_sor):
     assert created[0]["change_event"]["run_id"] == registered
     assert created[0]["change_event"]["playbook"].endswith("register.yml")
     assert created[0]["change_event"]["dry_run"] is False
-    assert created[0]["change_event"]["authorisation"] == "no-change"
+    # registering the CI changed the record, no managed host
+    assert created[0]["change_event"]["authorisation"] == "record-only"
 
     linked = by_run[changed]
     assert [item["kind"] for item in linked] == ["ci.changed_by_run"]

@@ -8,11 +8,13 @@ installed copy only.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tarfile
 
 import pytest
+import yaml
 
 from support.project import REPO_ROOT, VENV_BIN
 
@@ -27,7 +29,22 @@ FORBIDDEN = (
     ("python caches", lambda path: "__pycache__" in path.split("/") or path.endswith(".pyc")),
     ("ansible-test output", lambda path: path.startswith("tests/output")),
     ("benchmarks", lambda path: path == "bench" or path.startswith("bench/")),
+    # developer tooling: users install the collection, they do not run its test suite from it
+    ("the test suite (only tests/sanity ships)",
+     lambda path: path.startswith("tests/") and not (path == "tests/sanity" or path.startswith("tests/sanity/"))),
+    ("developer scripts", lambda path: path == "scripts" or path.startswith("scripts/")),
+    ("test requirements", lambda path: path == "requirements-dev.txt"),
+    ("pytest configuration", lambda path: path == "pytest.ini"),
 )
+
+#: what users need from the tarball: the plugins and roles, their documentation, the controller
+#: requirements, the collection playbooks and the changelog
+REQUIRED = ("README.md", "MANIFEST.json", "FILES.json", "meta/runtime.yml", "requirements.txt",
+            "plugins/callback/change_recorder.py", "plugins/modules/change_gate.py", "roles/hardening/tasks/main.yml",
+            "playbooks/change_register.yml", "docs/change-register.md", "changelogs/changelog.yaml")
+
+#: galaxy tags that name a product the collection integrates with: (tag, path prefix of that integration)
+PRODUCT_TAGS = (("servicenow", "plugins/"),)
 
 
 def run(command, cwd, env):
@@ -58,13 +75,25 @@ def test_the_built_tarball_installs_and_documents_the_recorder(tmp_path):
         for probe in probes:
             os.unlink(probe)
     [tarball] = list(built.iterdir())
-    assert tarball.name == "changeops-itsm-0.1.0.tar.gz"
+    with open(os.path.join(REPO_ROOT, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    assert tarball.name == "changeops-itsm-%s.tar.gz" % version
     with tarfile.open(str(tarball)) as archive:
         paths = [member.name.lstrip("./") for member in archive.getmembers()]
-    assert "plugins/callback/change_recorder.py" in paths and "MANIFEST.json" in paths
+    missing = [path for path in REQUIRED if path not in paths]
+    assert not missing, "missing from the tarball: %s" % missing
     for what, forbidden in FORBIDDEN:
         found = [path for path in paths if forbidden(path)]
         assert not found, "%s in the tarball: %s" % (what, found[:10])
+    with tarfile.open(str(tarball)) as archive:
+        manifest = json.load(archive.extractfile([member for member in archive.getmembers()
+                                                  if member.name.lstrip("./") == "MANIFEST.json"][0]))
+    tags = manifest["collection_info"]["tags"]
+    # tags say what is there: a product's tag only once some plugin integrates with it
+    for tag, prefix in PRODUCT_TAGS:
+        if tag in tags:
+            assert [path for path in paths if path.startswith(prefix) and tag in path.lower()], (
+                "galaxy.yml tags the collection %r, but no %s file is about %s" % (tag, prefix, tag))
 
     installed = tmp_path / "collections"
     run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", "-p", str(installed), str(tarball)],

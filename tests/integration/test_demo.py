@@ -9,6 +9,7 @@ second run must work on a ledger the first one filled.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -45,7 +46,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 10, [event["playbook"] for event in events]  # five playbooks, twice
+        assert len(events) == 14, [event["playbook"] for event in events]  # seven playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -67,13 +68,29 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert ungated["authorisation"] == "unauthorised"
         assert [review["outcome"] for review in sor.find_reviews(run_id=ungated["run_id"])] == ["follow-up"]
 
-        # the checklists only read the host: their evidence files on the controller are no change to it
+        # the checklists only read the host: their evidence files on the controller are no change to it, and
+        # attaching the evidence to the change event and the CIs changes the record only
         checklists = latest["checklists.yml"]
-        assert checklists["authorisation"] == "no-change", checklists
+        assert checklists["authorisation"] == "record-only", checklists
+        assert checklists["changed_host_count"] == 0, checklists
         evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 
-        assert sor.verify(projections=True).valid
+        # the change policy published once (the second run changed nothing), and the gate decided under it
+        assert [version["version"] for version in sor.find_policies()] == [1]
+        assert [entry.data["policy"]["state"] for entry in sor.iter_entries(kinds=["run.gate"])
+                if not entry.data.get("run_id_generated")] == ["published"] * 4
+
+        # trust.yml: the value it printed is redacted in both runs, the chain still verifies and lists it
+        report = sor.verify(projections=True)
+        assert report.valid, report.summary()
+        redacted = sorted((item["field"], item["reason"]) for item in report.redactions)
+        assert redacted == sorted([("result.cmd", "demo: a one-time access code was printed"),
+                                   ("result.stdout", "demo: a one-time access code was printed")] * 2)
+        for item in report.redactions:
+            assert "one-time access code" not in json.dumps(sor.get_entry(str(item["seq"])).data["result"])
+        # every recorded run ends with a signed checkpoint (trust.yml signs one more on demand)
+        assert len(list(sor.iter_entries(kinds=["ledger.checkpoint"]))) >= len(events)
     finally:
         sor.close()
 
@@ -83,5 +100,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     assert (artifacts / "hardening" / "localhost.json").is_file()
     assert (artifacts / "release-readiness" / "service-demo-web.json").is_file()
     for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
-                  "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:"):
+                  "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
+                  "redacted 2 fields", "history matches the signed checkpoint"):
         assert shown in first, shown
+    # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
+    # "cmdb_services:" before)
+    inventory_step = first.split("==== 5/7", 1)[1].split("==== 6/7", 1)[0]
+    assert "cmdb_services:\n- demo-web\n" in inventory_step, inventory_step
+    assert "cmdb_environment: demo\n" in inventory_step, inventory_step

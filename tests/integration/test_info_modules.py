@@ -31,7 +31,7 @@ QUERY_PLAYBOOK = """
     - name: Failed or interrupted runs of the last two days
       changeops.itsm.change_event_info:
         since: 2d
-        outcome: [failed, interrupted]
+        status: [failed, interrupted]
       register: recent
 
     - name: One run with everything it did, and the chain
@@ -132,6 +132,73 @@ def test_bad_filter_fails_the_task_with_a_clear_message(quiet_project, sor):
     completed = quiet_project.run("bad.yml", check=False)
     assert completed.returncode == 2
     assert "since: 'last tuesday' is neither an ISO 8601 time" in completed.stdout
+
+
+def test_the_status_filter_and_field_share_one_name_and_outcome_still_works(quiet_project, sor):
+    seed(sor)
+    quiet_project.write_playbook("status.yml", """
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: Filter on the field the events return
+              changeops.itsm.change_event_info:
+                status: [failed]
+              register: by_status
+
+            - name: The former name, deprecated
+              changeops.itsm.change_event_info:
+                outcome: [failed]
+              register: by_outcome
+
+            - name: Both filters select by the returned status
+              ansible.builtin.assert:
+                that:
+                  - by_status.change_events | map(attribute='run_id') | list == ['r-week']
+                  - by_status.change_events | map(attribute='status') | unique | list == ['failed']
+                  - by_status.change_events | selectattr('outcome', 'defined') | list == []
+                  - by_outcome.change_events | map(attribute='run_id') | list == ['r-week']
+        """)
+    completed = quiet_project.run("status.yml", env={"ANSIBLE_DEPRECATION_WARNINGS": "True"},
+                                  deprecations_expected=True)
+    assert "Alias 'outcome' is deprecated" in completed.stdout, completed.stdout
+
+
+def test_the_module_examples_find_what_their_names_say(quiet_project, sor):
+    """Each EXAMPLES task of change_event_info, run as written against runs of every kind on web01."""
+    import yaml
+
+    from ansible_collections.changeops.itsm.plugins.modules import change_event_info
+
+    record_run(sor, "r-failed", 30, ["web01"], outcome="failed")                      # failed, changed nothing
+    record_run(sor, "r-unauthorised", 20, ["web01"], changed=True)                    # succeeded, unauthorised
+    record_run(sor, "r-interrupted", 10, ["web01"], outcome="interrupted")
+    record_run(sor, "r-fine", 5, ["web01"])
+    examples = yaml.safe_load(change_event_info.EXAMPLES)
+    tasks = []
+    for number, task in enumerate(examples):
+        task = dict(task, register="example_%d" % number)
+        tasks.append(task)
+    tasks.append({"name": "Keep the answers", "ansible.builtin.copy": {
+        "content": "{{ [%s] | to_json }}" % ", ".join("example_%d" % n for n in range(len(examples))),
+        "dest": "{{ playbook_dir }}/answers.json", "mode": "0600"}})
+    quiet_project.write_playbook("examples.yml", yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False, "vars": {"run_id": "r-fine"}, "tasks": tasks}]))
+    quiet_project.run("examples.yml")
+    with open(quiet_project.path("answers.json")) as handle:
+        results = json.load(handle)
+    checked = 0
+    for task, result in zip(examples, results):
+        found = {event["run_id"]: event for event in result["change_events"]}
+        name = task["name"].lower()
+        if "failed" in name:
+            assert set(found) == {"r-failed", "r-interrupted"} if "interrupted" in name else {"r-failed"}, task
+            checked += 1
+        if "unauthorised" in name:
+            assert "r-unauthorised" in found, "%r misses the unauthorised change" % task["name"]
+            checked += 1
+        if "failed" in name and "unauthorised" in name:
+            raise AssertionError("%r: one query cannot find failed OR unauthorised runs, the filters AND" % task["name"])
+    assert checked >= 2
 
 
 def seed_and_tamper(sor, backend_env, statement):

@@ -244,7 +244,8 @@ def test_gate_with_the_database_down_denies_with_the_reason(tmp_path, dsn, serve
     assert run.returncode != 0
     # the decision itself: denied, with the reason
     assert "change gate denied play 'Gated change': cannot connect to the PostgreSQL system of record" in output
-    assert '"allowed": false' in output and '"type": "denied"' in output
+    # the failing result is the short form (message, decision_id, recorded): the decision could not be recorded
+    assert '"allowed": false' in output and '"recorded": false' in output and '"decision_id": "' in output
     assert server.password not in output
     assert not marker.exists(), "the play ran although the gate could not read the system of record"
     server.start()

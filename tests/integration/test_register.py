@@ -21,14 +21,15 @@ from support.backends import BACKENDS, backend_config, fresh_env
 from support.project import Project
 from support.raw_ledger import raw_ledger_connection
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_user
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
-from register_fixtures import REAL_RUNS, fill_synthetic_ledger, record_real_runs
+from register_fixtures import RELEASE_REQUESTED_BY, REAL_RUNS, fill_synthetic_ledger, record_real_runs
 
 pytestmark = [pytest.mark.integration]
 
-#: awaiting review, riskiest first: unauthorised, emergency, failed, the rest; newest first within each
-AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "patch.yml", "release.yml"]
+#: awaiting review, riskiest first: unauthorised, emergency, denied, failed, the rest; newest first within each
+AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "denied.yml", "patch.yml", "release.yml"]
 
 
 def _config(env):
@@ -89,12 +90,16 @@ def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
     assert by_name["release.yml"]["authorisation_ref"] == recorded.change_number
     assert by_name["deploy.yml"]["outcome"] == "failed"
     assert by_name["deploy.yml"]["failed_hosts"] == ["web02"]
-    assert by_name["cmdb.yml"]["authorisation_types"] == ["no-change"]
+    # registering CIs changed the record, no host: neither "no change" nor a change needing authorisation
+    assert by_name["cmdb.yml"]["authorisation_types"] == ["record-only"]
+    assert (by_name["cmdb.yml"]["changed_hosts"], by_name["cmdb.yml"]["record_changes"]) == ([], 2)
+    assert by_name["denied.yml"]["authorisation_types"] == ["denied"] and by_name["denied.yml"]["outcome"] == "denied"
     for name in ("motd.yml", "emergency.yml", "patch.yml", "release.yml", "deploy.yml"):
         assert by_name[name]["hosts"] == ["web01", "web02"]
         assert by_name[name]["environments"] == ["production"], "environment comes from the hosts' CIs"
     assert register["counts"]["unauthorised"] == 2   # motd.yml and deploy.yml changed hosts without a gate
-    assert register["counts"]["failed"] == 2         # patch.yml and deploy.yml
+    assert register["counts"]["failed"] == 2         # patch.yml and deploy.yml (denied.yml is counted apart)
+    assert register["counts"]["denied"] == 1
     assert register["counts"]["emergency"] == 1
     assert register["counts"]["dry_runs"] == 1
     # awaiting review: implemented changes only (no dry run, no run that changed nothing), riskiest first
@@ -121,6 +126,7 @@ def test_register_shows_every_real_run_with_its_details(recorded, tmp_path):
     release = detail[events["release.yml"]["run_id"]]
     assert [(gate["type"], gate["reference"]) for gate in release["gates"]] == [("normal", recorded.change_number)]
     assert [cr["number"] for cr in release["change_requests"]] == [recorded.change_number]
+    assert release["gates"][0]["change_request"] == recorded.change_number, "a number, not the decision's snapshot"
 
     deploy = detail[events["deploy.yml"]["run_id"]]
     assert [(f["host"], f["task"]) for f in deploy["failures"]] == [("web02", "Health check that fails on web02")]
@@ -189,6 +195,59 @@ IDEMPOTENCE_PLAYBOOK = """
           - predicted_again is not changed
           - first.fingerprint == second.fingerprint
 """
+
+
+def test_what_counts_as_a_change_and_who_authorised_it(recorded, tmp_path):
+    """One definition of a change for the list, the detail and the counts; the change request as a
+    reviewer needs it (window, requester, approver); blocked attempts as their own state."""
+    register, _page = generate(recorded.project, tmp_path)
+    rows = {row["run_id"]: row for row in register["rows"]}
+    detail = details(register)
+    by_name = dict((name, (rows[event["run_id"]], detail[event["run_id"]])) for name, event in recorded.events.items())
+
+    # a loop of three items on each host is three changes, not four: its summary result is not one more
+    release_row, release = by_name["release.yml"]
+    for group in release["changes"]:
+        assert [task["item"] for task in group["tasks"]] == [None, "search", "checkout", "wishlist"], group
+    assert release_row["host_changes"] == 8 and release_row["changed_hosts"] == ["web01", "web02"]
+    assert [host["changes"] for host in release["hosts"]] == [4, 4]
+    # Ansible's own recap counts tasks: 2 changed per host (the task and the loop)
+    assert [host["changed"] for host in release["hosts"]] == [2, 2]
+
+    # every row that changed a host is a change needing authorisation, never "no change" or "record only";
+    # every row that changed none is not: the list, the filters and the counts read the same definition
+    for row in rows.values():
+        if row["changed_hosts"]:
+            assert not set(row["authorisation_types"]) & {"no-change", "record-only", "denied", "dry-run"}, row
+        elif not row["dry_run"]:
+            assert row["authorisation_types"][0] in ("no-change", "record-only", "denied"), row
+    assert register["counts"]["changed_hosts"] == sum(len(row["changed_hosts"]) for row in rows.values())
+    record_only = [row["playbook"] for row in rows.values() if row["authorisation_types"] == ["record-only"]]
+    assert register["counts"]["record_only"] == len(record_only) and by_name["cmdb.yml"][0]["playbook"] in record_only
+    assert not [playbook for playbook in record_only if playbook.endswith("change_register.yml")], (
+        "generating the register renders the record, it changes nothing")
+    _row, dry = by_name["motd.yml:check"]
+    assert dry["changes"] == [] and [group["host"] for group in dry["predicted_changes"]] == ["web01", "web02"]
+
+    # the change request: its window, who asked, who raised it, who approved it and when
+    [request] = release["change_requests"]
+    assert request["requested_by"] == RELEASE_REQUESTED_BY and request["opened_by"]
+    assert request["planned_start"] and request["planned_end"] and request["timezone"] == "Europe/Paris"
+    assert [(a["approver"], a["decision"]) for a in request["approvals"]] == [("carol", "approved")]
+    assert request["approvals"][0]["at"]
+    snapshot = release["gates"][0]["change_request_at_decision"]
+    assert (snapshot["state"], snapshot["approval"]) == ("scheduled", "approved")
+    assert snapshot["planned_start"] == request["planned_start"]
+
+    # a blocked attempt: its own state, the gate's reasons, awaiting review
+    denied_row, denied = by_name["denied.yml"]
+    assert denied_row["awaiting_review"] and denied_row["changed_hosts"] == []
+    [gate] = denied["gates"]
+    assert gate["allowed"] is False and "give the gate change_request" in gate["reasons"][0]
+
+    # the CI page lists class, status and environment once, not again among the attributes
+    for ci in register["cis"].values():
+        assert not set(ci["attributes"]) & {"name", "class", "status", "environment"}, ci
 
 
 def test_generation_is_idempotent_and_check_mode_writes_nothing(recorded, tmp_path):
@@ -283,7 +342,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       check_mode: true
       diff: true
@@ -293,7 +351,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       register: signed
 
@@ -301,7 +358,6 @@ REVIEW_PLAYBOOK = """
       changeops.itsm.change_review:
         run_id: "{{ run_id }}"
         outcome: "{{ outcome }}"
-        reviewer: Dana Reviewer
         comment: "{{ comment }}"
       register: again
 
@@ -415,7 +471,8 @@ def test_review_sign_off_is_a_ledger_entry_and_shows_in_the_register(project, op
                              ("accepted", "Retrospective CHG approved")):
         project.run("review.yml", "-e", json.dumps({"run_id": run_id, "outcome": outcome, "comment": comment}))
     reviews = sor.find_reviews(run_id=run_id)
-    assert [(r["outcome"], r["reviewer"]) for r in reviews] == [("accepted", "Dana Reviewer"), ("follow-up", "Dana Reviewer")]
+    # the reviewer is the account that ran the module, never a typed name
+    assert [(r["outcome"], r["reviewer"]) for r in reviews] == [("accepted", os_user()), ("follow-up", os_user())]
     entries = list(sor.iter_entries(kinds=["run.reviewed"]))
     assert len(entries) == 2 and all(entry.subject == run_id for entry in entries)
 

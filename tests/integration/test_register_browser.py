@@ -24,7 +24,7 @@ from support.readiness import SHOP_CMDB_PLAYBOOK
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
-from register_fixtures import record_real_runs
+from register_fixtures import RELEASE_REQUESTED_BY, record_real_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -32,10 +32,12 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 SCREENSHOTS = os.environ.get("CHANGEOPS_SCREENSHOTS_DIR") or os.path.join(REPO_ROOT, "artifacts", "screenshots")
-#: awaiting review, riskiest first: unauthorised, emergency, failed, the rest; newest first within each
-AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "patch.yml", "release.yml"]
-#: every real run that changed a managed host or would have (the dry run): shown by default
-CHANGING_RUNS = ("motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "deploy.yml")
+#: awaiting review, riskiest first: unauthorised, emergency, denied, failed, the rest; newest first within each
+AWAITING_ORDER = ["deploy.yml", "motd.yml", "emergency.yml", "denied.yml", "patch.yml", "release.yml"]
+#: every real run that changed something or tried to: a host, or would have (the dry run), the record
+#: (cmdb.yml), or was blocked by a gate (denied.yml); only noop.yml, which changed nothing, is hidden by default
+CHANGING_RUNS = ("cmdb.yml", "motd.yml", "motd.yml:check", "emergency.yml", "patch.yml", "release.yml", "denied.yml",
+                 "deploy.yml")
 
 
 def generate_register(project, out_dir, title="Change register"):
@@ -136,7 +138,7 @@ def test_list_counts_filters_search_sort(page, register):
     assert page.inner_text("#count-failed") == str(counts["failed"]) == "2"
     # runs that changed nothing are hidden by default; the dry run is shown, set apart
     shown = visible_run_ids(page)
-    assert runs["cmdb.yml"]["run_id"] not in shown
+    assert runs["noop.yml"]["run_id"] not in shown
     assert set(shown) == {runs[name]["run_id"] for name in CHANGING_RUNS}
     dry = page.locator("tr[data-run-id='%s']" % runs["motd.yml:check"]["run_id"])
     assert "is-dry-run" in dry.get_attribute("class") and "DRY RUN" in dry.inner_text()
@@ -146,6 +148,8 @@ def test_list_counts_filters_search_sort(page, register):
     # hosts expand
     unauthorised.locator("details.hosts summary").click()
     assert unauthorised.locator("details.hosts li").all_inner_texts() == ["web01 — changed", "web02 — changed"]
+    # the screenshot (docs/images/change-register.png is this one) shows the counts at the top
+    page.evaluate("() => window.scrollTo(0, 0)")
     shot(page, "list", backend=register["backend"])
 
     page.select_option("#f-outcome", "failed")
@@ -154,7 +158,8 @@ def test_list_counts_filters_search_sort(page, register):
     page.click("#f-reset")
     wait_rows(page, len(CHANGING_RUNS))
     for authorisation, name in (("emergency", "emergency.yml"), ("standard", "patch.yml"),
-                                ("change-request", "release.yml"), ("dry-run", "motd.yml:check")):
+                                ("change-request", "release.yml"), ("dry-run", "motd.yml:check"),
+                                ("denied", "denied.yml"), ("record-only", "cmdb.yml")):
         page.select_option("#f-auth", authorisation)
         wait_rows(page, 1)
         assert visible_run_ids(page) == [runs[name]["run_id"]], authorisation
@@ -172,8 +177,10 @@ def test_list_counts_filters_search_sort(page, register):
     page.fill("#f-search", "")
     page.fill("#f-host", "web02")
     page.select_option("#f-env", "production")
-    wait_rows(page, len(CHANGING_RUNS))
-    assert set(visible_run_ids(page)) == {runs[name]["run_id"] for name in CHANGING_RUNS}
+    # cmdb.yml ran on localhost; denied.yml's gate failed the play at once, a result on web01 only (as in its recap)
+    on_web02 = [name for name in CHANGING_RUNS if name not in ("cmdb.yml", "denied.yml")]
+    wait_rows(page, len(on_web02))
+    assert set(visible_run_ids(page)) == {runs[name]["run_id"] for name in on_web02}
     page.fill("#f-host", "db01")
     wait_rows(page, 0)
     assert "No matching changes" in page.inner_text("#result-count")
@@ -314,6 +321,98 @@ def test_exports_are_the_filtered_list(page, register):
     assert exported["count"] == 2 and exported["filters"]["auth"] == "unauthorised"
     assert [change["run_id"] for change in exported["changes"]] == [record["run_id"] for record in records]
     assert exported["verification"]["valid"] is True
+
+
+def row_cells(page, run_id):
+    return page.eval_on_selector_all("tr[data-run-id='%s'] td" % run_id, "cells => cells.map(c => c.innerText)")
+
+
+def open_change(page, register, run_id):
+    page.goto("file://%s#/change/%s" % (register["html"], run_id))
+    page.wait_for_selector("#change-view:not([hidden]) #change-heading")
+    return page.locator("#change-view")
+
+
+def test_blocked_attempts_are_their_own_state(page, register):
+    """A run a change gate denied: not an ordinary failure ('failed', 'No change', 'Not needed')."""
+    runs = register["runs"]
+    denied = runs["denied.yml"]["run_id"]
+    cells = row_cells(page, denied)
+    # When, Who, Playbook, Environment, Hosts, Outcome, Authorisation, Review
+    assert (cells[5].strip(), cells[6].strip(), cells[7].strip()) == ("denied", "DENIED", "Awaiting review"), cells
+    assert page.locator("tr[data-run-id='%s'] .badge-denied" % denied).count() == 2
+    assert page.inner_text("#count-denied") == "1"
+    page.click("button[data-preset=denied]")
+    wait_rows(page, 1)
+    assert visible_run_ids(page) == [denied]
+    page.click("#f-reset")
+    page.select_option("#f-outcome", "denied")
+    wait_rows(page, 1)
+    assert visible_run_ids(page) == [denied]
+    page.select_option("#f-outcome", "failed")
+    wait_rows(page, 2)
+    assert denied not in visible_run_ids(page), "a blocked attempt is not listed among failures"
+    view = open_change(page, register, denied)
+    assert "give the gate change_request: <number> of an approved change request" in view.inner_text()
+    assert "closest: standard change 'monthly-patching'" in view.inner_text()
+
+
+def test_counts_agree_with_each_other_and_say_what_changed(page, register):
+    """One definition of a change: the hosts cell, the category, the detail and the counts agree."""
+    runs = register["runs"]
+    cmdb = row_cells(page, runs["cmdb.yml"]["run_id"])
+    # CMDB registration changed the record, not its host: shown by default, neither "1 changed" nor "No change"
+    assert (cmdb[4].strip(), cmdb[6].strip(), cmdb[7].strip()) == ("1 host", "Record only", "Not needed"), cmdb
+    release = row_cells(page, runs["release.yml"]["run_id"])
+    assert release[4].startswith("2 hosts (2 changed)"), release
+    dry = row_cells(page, runs["motd.yml:check"]["run_id"])
+    assert dry[4].startswith("2 hosts (2 would change)"), dry
+
+    view = open_change(page, register, runs["release.yml"]["run_id"])
+    # a loop of three items and one task: 4 changes on each host, not 5 (the loop's summary is not one more)
+    assert view.locator("h4", has_text="(4 changes)").all_inner_texts() == ["web01 (4 changes)", "web02 (4 changes)"]
+    hosts = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#change-view section[aria-labelledby=sec-hosts] tbody tr')).map(r => Array.from(r.children).map(c => c.textContent))""")
+    # Changes made (this register's count) next to Ansible's recap, which counts the loop once
+    assert [row[:2] + [row[3]] for row in hosts] == [["web01", "4", "2"], ["web02", "4", "2"]], hosts
+    assert "PLAY RECAP" in view.locator("#sec-hosts ~ p.table-note").inner_text()
+
+    view = open_change(page, register, runs["cmdb.yml"]["run_id"])
+    assert "No task changed a host." in view.inner_text()
+    record = view.locator("section[aria-labelledby=sec-record]")
+    assert "Changes to the record (2)" in record.inner_text()
+
+
+def test_the_authorisation_shows_the_change_request_as_a_reviewer_needs_it(page, register):
+    """Who asked, who approved and when, for which window; never '[object Object]'."""
+    number = register["data"]["rows"] and [row for row in register["data"]["rows"]
+                                           if row["authorisation_types"] == ["change-request"]][0]["authorisation_ref"]
+    view = open_change(page, register, register["runs"]["release.yml"]["run_id"])
+    auth = view.locator("section[aria-labelledby=sec-auth]")
+    text = auth.inner_text()
+    assert "[object Object]" not in view.inner_text()
+    assert "Change request %s (when the gate decided: scheduled, approval approved, window " % number in text
+    requests = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '#change-view section[aria-labelledby=sec-auth] table')).pop().querySelectorAll('tbody tr')[0].children.length""")
+    assert requests == 7
+    cells = auth.locator("table").last.locator("tbody tr").first.locator("th, td").all_inner_texts()
+    assert cells[0] == number and cells[1] == "scheduled"
+    assert cells[4].startswith(RELEASE_REQUESTED_BY + " (raised by "), cells
+    window = cells[5]
+    assert " UTC – " in window and window.endswith("(Europe/Paris request)"), window
+    assert cells[6].startswith("Approved by carol at "), cells
+    shot(page, "change-request", full_page=True, backend=register["backend"])
+
+
+def test_the_ci_page_lists_each_field_once(page, register):
+    page.goto("file://%s#/change/%s" % (register["html"], register["runs"]["motd.yml"]["run_id"]))
+    page.wait_for_selector("#change-view:not([hidden]) #change-heading")
+    page.locator("#change-view a", has_text="web01").first.click()
+    page.wait_for_selector("#ci-view:not([hidden]) #ci-heading")
+    labels = page.eval_on_selector_all("#ci-view dl.summary dt", "terms => terms.map(t => t.textContent)")
+    assert labels[:4] == ["CI id", "Class", "Status", "Environment"]
+    assert len(labels) == len(set(labels)), "a field listed twice: %s" % labels
+    assert not set(labels) & {"class", "status", "environment", "name"}, labels
 
 
 # --------------------------------------------------------------------------

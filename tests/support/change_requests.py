@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import uuid
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import (
     CHANGE_REQUEST_SPEC,
@@ -24,7 +25,7 @@ def iso(delta=datetime.timedelta(0), **kwargs):
     return format_time(utc_now() + delta + datetime.timedelta(**kwargs))
 
 
-def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None):
+def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None, entry_format=2):
     ci_id = uuid.uuid4().hex
     attributes = {"name": name, "class": ci_class, "status": "operational"}
     if environment:
@@ -32,15 +33,23 @@ def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service
     if service:
         # where register_host and configuration_item keep them
         attributes["services"] = [service]
-    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": attributes, "identities": {}})])
+    sor.append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": attributes, "identities": {}},
+                      format=entry_format)])
     return ci_id
 
 
-def change_request(sor, check_mode=False, diff=True, actor="tester@test", **params):
-    """Run the change_request operation with module defaults filled in; returns the result."""
+def change_request(sor, check_mode=False, diff=True, actor="tester@test", identity=None, **params):
+    """Run the change_request operation with module defaults filled in; returns the result.
+
+    ``identity``: who acts (default: the approval's ``approver``, else ``requester``, both of source ``test``);
+    modules always act as the OS account that runs them, tests choose to play several people.
+    """
     full = {name: spec.get("default") for name, spec in CHANGE_REQUEST_SPEC.items()}
     full.update(params)
-    return ensure_change_request(OperationContext(sor, full, check_mode=check_mode, diff=diff, actor=actor))
+    if identity is None:
+        identity = Identity((params.get("approval") or {}).get("approver") or "requester", "test")
+    return ensure_change_request(OperationContext(sor, full, check_mode=check_mode, diff=diff, actor=actor,
+                                                  identity=identity))
 
 
 def approved_change(sor, affected_cis, start, end, timezone="Europe/Paris", change_type="normal", state="scheduled",

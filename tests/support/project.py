@@ -16,6 +16,8 @@ import sys
 import textwrap
 import time
 
+from support.deprecations import DEPRECATION_ENV, assert_no_deprecations_of_ours
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build", "collections")
 VENV_BIN = os.path.dirname(sys.executable)
@@ -84,12 +86,14 @@ class Project(object):
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
         env.update(
             HOME=self.home,
+            # where the recorder's default checkpoint witness file lives (not the caller's own)
+            XDG_STATE_HOME=os.path.join(self.home, ".local", "state"),
             ANSIBLE_HOME=os.path.join(self.home, ".ansible"),
             ANSIBLE_CONFIG=self.path("ansible.cfg"),
             ANSIBLE_COLLECTIONS_PATH=ensure_collection_tree(),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
-            ANSIBLE_DEPRECATION_WARNINGS="False",
+            **DEPRECATION_ENV,
             PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
             PYTHONUNBUFFERED="1",
         )
@@ -103,8 +107,12 @@ class Project(object):
     def command(self, playbook, *args):
         return [os.path.join(VENV_BIN, "ansible-playbook"), playbook] + list(args)
 
-    def run(self, playbook, *args, env=None, check=True, timeout=600):
-        """Run ansible-playbook to completion; raise with its output when ``check`` and it failed."""
+    def run(self, playbook, *args, env=None, check=True, timeout=600, deprecations_expected=False):
+        """Run ansible-playbook to completion; raise with its output when ``check`` and it failed.
+
+        Every run also fails on a deprecation warning our code caused, unless the test is about one
+        (``deprecations_expected``: a deprecated option name a task uses on purpose).
+        """
         completed = subprocess.run(
             self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
@@ -112,6 +120,9 @@ class Project(object):
         if check and completed.returncode != 0:
             raise AssertionError("ansible-playbook %s %s exited %d:\n%s" % (
                 playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))
+        # every run of every supported ansible-core line doubles as a deprecation check of our code
+        if not deprecations_expected:
+            assert_no_deprecations_of_ours(completed.stdout, "ansible-playbook %s %s" % (playbook, " ".join(args)))
         return completed
 
     def start(self, playbook, *args, env=None):

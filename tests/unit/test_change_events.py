@@ -88,11 +88,11 @@ def test_all_events_newest_first(history):
     ({"host": "nowhere"}, []),
     ({"playbook": "deploy"}, ["r-now", "r-recent"]),
     ({"playbook": "/srv/ansible/db.yml"}, ["r-old"]),
-    ({"outcome": ["failed", "interrupted"]}, ["r-recent", "r-week"]),
-    ({"outcome": ["running"]}, ["r-now"]),
+    ({"status": ["failed", "interrupted"]}, ["r-recent", "r-week"]),
+    ({"status": ["running"]}, ["r-now"]),
     ({"authorisation": ["unauthorised"]}, ["r-week"]),
     ({"authorisation": ["dry-run", "no-change"]}, ["r-recent", "r-dry", "r-old"]),
-    ({"host": "web01", "outcome": ["failed"], "since": "7d"}, ["r-week"]),
+    ({"host": "web01", "status": ["failed"], "since": "7d"}, ["r-week"]),
     ({"limit": 2}, ["r-now", "r-recent"]),
     ({"run_id": "r-week"}, ["r-week"]),
     ({"run_id": "r-missing"}, []),
@@ -123,7 +123,7 @@ def test_include_results_adds_results_and_evidence(history):
     event = result["change_events"][0]
     assert [r["host"] for r in event["results"]] == ["web01", "web02"]
     assert [e["checklist"] for e in event["evidence"]] == ["smoke"]
-    narrowed = info(history, host="web02", include_results=True, outcome=["failed"])["change_events"][0]
+    narrowed = info(history, host="web02", include_results=True, status=["failed"])["change_events"][0]
     assert [r["host"] for r in narrowed["results"]] == ["web02"]
 
 

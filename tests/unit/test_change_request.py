@@ -9,7 +9,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_requests imp
     CHANGE_REQUEST_INFO_SPEC,
     query_change_requests,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import NotFound, Refused, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 
 from support.change_requests import add_ci, approved_change, change_request
@@ -203,10 +203,16 @@ def test_sending_an_approved_request_back_to_new_withdraws_the_approval(sor):
 
 def test_the_type_decides_the_approval(sor):
     number = change_request(sor, short_description="retype")["number"]
+    # nothing is approved while new (approvals.states): it is assessed, approved, then sent back for rework
+    with pytest.raises(Refused, match=r"is in state new; the policy accepts approvals and rejections only in "
+                                      r"assess, authorise, scheduled \(rule approvals.states\)"):
+        change_request(sor, number=number, approval={"approver": "carol"})
+    change_request(sor, number=number, state="assess")
     change_request(sor, number=number, approval={"approver": "carol"})
+    change_request(sor, number=number, state="new")
     standard = change_request(sor, number=number, type="standard", template="patching")["change_request"]
     assert (standard["approval"], standard["approvals"]) == ("pre-approved", [])
-    assert standard["superseded_approvals"][0]["superseded_because"] == "type changed to standard"
+    assert standard["superseded_approvals"][0]["superseded_because"] == "sent back to new from assess"
     normal = change_request(sor, number=number, type="normal")["change_request"]
     assert normal["approval"] == "not requested"
     with pytest.raises(ValidationError, match="cannot move from new to scheduled"):

@@ -13,7 +13,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import (
     BACKEND_OPTIONS,
     DEFAULT_SQLITE_PATH,
     backend_argument_spec,
+    backend_option_sources,
     describe,
+    new_ledger_warning,
     read_ini_section,
     redact_dsn,
     resolve_backend_config,
@@ -178,3 +180,56 @@ def test_descriptions_never_show_a_dsn_password(dsn, secret):
 
 def test_describe_sqlite():
     assert describe({"backend": "sqlite", "sqlite_path": "/x/l.sqlite"}) == "sqlite:/x/l.sqlite"
+
+
+def test_a_relative_path_in_ansible_cfg_is_relative_to_its_folder(tmp_path, monkeypatch):
+    """As Ansible reads its own paths: running from another directory must not open another ledger."""
+    (tmp_path / "project").mkdir()
+    cfg = write_cfg(tmp_path / "project", "[changeops]\nsqlite_path = state/ledger.sqlite\n")
+    monkeypatch.chdir(str(tmp_path))
+    assert resolve(cfg_path=cfg)["sqlite_path"] == str(tmp_path / "project" / "state" / "ledger.sqlite")
+    cfg = write_cfg(tmp_path / "project", "[changeops]\nsqlite_path = ../shared/./ledger.sqlite\n")
+    assert resolve(cfg_path=cfg)["sqlite_path"] == str(tmp_path / "shared" / "ledger.sqlite")
+    # absolute, ~ and $VAR paths are what they say; arguments and environment variables are the caller's
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = write_cfg(tmp_path / "project", "[changeops]\nsqlite_path = ~/ledger.sqlite\n")
+    assert resolve(cfg_path=cfg)["sqlite_path"] == str(tmp_path / "home" / "ledger.sqlite")
+    assert resolve({"sqlite_path": "rel.sqlite"}, cfg_path=cfg)["sqlite_path"] == "rel.sqlite"
+    assert resolve(environ={"CHANGEOPS_SQLITE_PATH": "rel.sqlite"}, cfg_path=cfg)["sqlite_path"] == "rel.sqlite"
+
+
+def test_option_sources_list_what_the_value_in_force_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = write_cfg(tmp_path, "[changeops]\nsqlite_path = cfg.sqlite\nbusy_timeout = soon\n")
+    sources = backend_option_sources("sqlite_path", {}, {"CHANGEOPS_SQLITE_PATH": "/env.sqlite"},
+                                     read_ini_section(cfg), cfg)
+    assert sources == [("environment variable CHANGEOPS_SQLITE_PATH", "/env.sqlite"),
+                       ("%s [changeops] sqlite_path" % cfg, str(tmp_path / "cfg.sqlite")),
+                       ("default", str(tmp_path / ".ansible" / "changeops" / "ledger.sqlite"))]
+    # an overridden value that is not valid is never used, so it is not listed (nor an error)
+    assert [origin for origin, _value in backend_option_sources(
+        "busy_timeout", {}, {"CHANGEOPS_BUSY_TIMEOUT": "5"}, read_ini_section(cfg), cfg)] == [
+        "environment variable CHANGEOPS_BUSY_TIMEOUT", "default"]
+
+
+def test_new_ledger_warning_only_when_another_ledger_is_configured_or_present(tmp_path):
+    existing = tmp_path / "existing.sqlite"
+    existing.write_text("")
+    new = str(tmp_path / "new.sqlite")
+    sqlite = {"backend": "sqlite", "sqlite_path": new}
+    default = ("default", str(tmp_path / "default.sqlite"))
+    # the first ledger of a machine, or one that exists already: nothing to say
+    assert new_ledger_warning(sqlite, [("argument", new), default]) is None
+    assert new_ledger_warning({"backend": "sqlite", "sqlite_path": str(existing)},
+                              [("argument", str(existing)), ("environment variable X", new)]) is None
+    assert new_ledger_warning({"backend": "postgresql", "sqlite_path": new}, [("default", str(existing))]) is None
+    # another one exists (even the default), or another source names another path
+    message = new_ledger_warning(sqlite, [("environment variable CHANGEOPS_SQLITE_PATH", new),
+                                          ("ansible.cfg [changeops] sqlite_path", str(existing)), default])
+    assert message.startswith("changeops: creating a new, empty ledger %s (environment variable "
+                              "CHANGEOPS_SQLITE_PATH) while another ledger is configured or present: %s "
+                              "(ansible.cfg [changeops] sqlite_path, exists)." % (new, existing)), message
+    assert "default.sqlite" not in message, "a default that does not exist is no other ledger"
+    assert "(default, exists)" in new_ledger_warning(sqlite, [("argument", new), ("default", str(existing))])
+    configured = new_ledger_warning(sqlite, [("argument", new), ("ansible.cfg [changeops] sqlite_path", "/srv/l.sqlite")])
+    assert "/srv/l.sqlite (ansible.cfg [changeops] sqlite_path)" in configured

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, chain_hash
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows
 
@@ -48,19 +50,32 @@ def test_empty_ledger_is_valid():
 def test_first_entry_chains_to_genesis():
     entry = build_chain(1)[0]
     assert entry.prev_hash == GENESIS_HASH
-    assert entry.hash == chain_hash(GENESIS_HASH, entry.canonical())
+    assert entry.format == 2
+    header = '[2,"%s","%s","run.result","run-1","ops@ctl","%s"]' % (entry.id, entry.at, entry.payload_root)
+    assert entry.hash == hashlib.sha256((GENESIS_HASH + header).encode()).hexdigest()
+    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt)
 
 
 def test_seq_is_not_part_of_the_hash_but_every_other_field_is():
     entry = build_chain(1)[0]
     moved = copy.copy(entry)
     moved.seq = 99
-    assert moved.canonical() == entry.canonical()
+    assert moved.compute_hash(GENESIS_HASH) == entry.hash
     for field, value in (("id", "other"), ("at", "2000-01-01T00:00:00.000000Z"), ("kind", "run.play"),
                          ("subject", "x"), ("actor", "mallory@ctl"), ("data", {"n": 0})):
         changed = Entry.from_dict(entry.to_dict())
         setattr(changed, field, value)
-        assert changed.canonical() != entry.canonical(), field
+        assert changed.seal(1, GENESIS_HASH).hash != entry.hash, field
+
+
+def test_a_format_1_entry_keeps_the_old_hash_rule():
+    """Entries written before schema 6 are verified as they were sealed: over their whole canonical JSON."""
+    entry = Entry("run.result", "run-1", {"n": 1}, actor="ops@ctl", format=1).seal(1, GENESIS_HASH)
+    assert entry.hash == chain_hash(GENESIS_HASH, entry.canonical())
+    assert entry.salt is None and entry.payload_root is None
+    assert verify_rows([entry]).valid
+    entry.data = {"n": 2}
+    assert verify_rows([entry]).first_broken["problem"] == "edited"
 
 
 def test_entry_round_trips_through_dict_and_row():
@@ -68,8 +83,10 @@ def test_entry_round_trips_through_dict_and_row():
     again = Entry.from_dict(entry.to_dict())
     assert again.to_dict() == entry.to_dict()
     row = (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-           entry.prev_hash, entry.hash)
+           entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root, None)
     assert Entry.from_row(row).to_dict() == entry.to_dict()
+    # a row from before schema 6 (nine columns) is a format-1 entry
+    assert Entry.from_row(row[:9]).format == 1
 
 
 def test_entry_data_is_reduced_to_plain_json():
@@ -224,4 +241,5 @@ def test_any_single_tampering_is_detected_at_or_before_the_tampered_position(dat
 def test_report_dict_has_the_documented_keys(size):
     report = verify_rows(build_chain(size)).to_dict()
     assert set(report) == {"valid", "entries_checked", "head_seq", "head_hash", "first_broken",
-                           "anchor_mismatch", "projections_checked", "projection_problems", "summary"}
+                           "anchor_mismatch", "history_mismatch", "checkpoints", "payloads_checked", "redactions",
+                           "projections_checked", "projection_problems", "summary"}

@@ -14,7 +14,8 @@ import pytest
 
 from support.raw_ledger import raw_ledger_connection
 
-from ansible_collections.changeops.itsm.plugins.module_utils.canonical import chain_hash, canonical_json
+from ansible_collections.changeops.itsm.plugins.module_utils import commitments
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
@@ -41,8 +42,8 @@ def populate(sor):
 
 
 def row(conn, seq):
-    return conn.execute("SELECT seq, entry_id, at, kind, subject, actor, data, prev_hash, hash FROM ledger"
-                        " WHERE seq = ?", (seq,)).fetchone()
+    return conn.execute("SELECT seq, entry_id, at, kind, subject, actor, data, prev_hash, hash, entry_format, salt,"
+                        " payload_root, redactions FROM ledger WHERE seq = ?", (seq,)).fetchone()
 
 
 def verify_fresh(sor, expected_head=None, projections=False):
@@ -72,11 +73,37 @@ def edit_actor(conn):
 
 
 def edit_and_rehash(conn):
+    """Someone who knows the format edits entry 6, commits its payload anew and recomputes its hash."""
     entry = Entry.from_row(row(conn, 6))
-    entry.data["host"] = "innocent"
-    entry.hash = chain_hash(entry.prev_hash, entry.canonical())
-    conn.execute("UPDATE ledger SET data = ?, hash = ? WHERE seq = 6", (entry.data_json(), entry.hash))
+    entry.data = dict(entry.data, host="innocent")
+    entry.seal(entry.seq, entry.prev_hash)
+    conn.execute("UPDATE ledger SET data = ?, hash = ?, salt = ?, payload_root = ? WHERE seq = 6",
+                 (entry.data_json(), entry.hash, entry.salt, entry.payload_root))
     return 6, "edited"
+
+
+def edit_commitment(conn):
+    """The payload and its root edited together, the hash left: the hash covers the root."""
+    entry = Entry.from_row(row(conn, 4))
+    entry.data = dict(entry.data, status="ok")
+    entry.prepare()
+    conn.execute("UPDATE ledger SET data = ?, salt = ?, payload_root = ? WHERE seq = 4",
+                 (entry.data_json(), entry.salt, entry.payload_root))
+    return 4, "edited"
+
+
+def fake_redaction(conn):
+    """A field removed as ledger_redact would, but without its ledger.redacted entry."""
+    entry = Entry.from_row(row(conn, 8))
+    digests = commitments.field_commitments(entry.data, entry.salt)
+    salts = commitments.salts_from_seed(entry.salt, len(digests))
+    index = [path for path, _digest, _redacted in digests].index(("host",))
+    data = commitments.with_field_replaced(entry.data, ("host",), commitments.tombstone(99))
+    redactions = {"salts": [salt.hex() if number != index else None for number, salt in enumerate(salts)],
+                  "tombstones": {'["host"]': digests[index][1].hex()}}
+    conn.execute("UPDATE ledger SET data = ?, salt = NULL, redactions = ? WHERE seq = 8",
+                 (canonical_json(data), canonical_json(redactions)))
+    return 8, "edited"
 
 
 def duplicate_key(conn):
@@ -123,15 +150,16 @@ def insert_forged(conn):
         move(conn, seq, seq + 1)
     forged = Entry("run.result", "run-tamper", {"run_id": "run-tamper", "host": "web99", "status": "ok"})
     forged.seal(6, row(conn, 5)[8])
-    conn.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash, entry_format,"
+                 " salt, payload_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  (6, forged.id, forged.at, forged.kind, forged.subject, forged.actor, forged.data_json(),
-                  forged.prev_hash, forged.hash))
+                  forged.prev_hash, forged.hash, forged.format, forged.salt, forged.payload_root))
     return 6, "inserted"
 
 
-@pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, duplicate_key, reformat_data, delete_middle,
-                                    delete_first, delete_and_renumber, swap, insert_forged], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("tamper", [edit_data, edit_actor, edit_and_rehash, edit_commitment, fake_redaction,
+                                    duplicate_key, reformat_data, delete_middle, delete_first, delete_and_renumber,
+                                    swap, insert_forged], ids=lambda f: f.__name__)
 def test_verify_names_the_first_broken_entry(sor, backend_env, tamper):
     populate(sor)
     conn = raw_ledger_connection(sor, backend_env)

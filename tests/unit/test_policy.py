@@ -28,8 +28,9 @@ def error_of(tmp_path, text):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("colour: red\n", "policy.yml line 1: colour: unknown key; expected one of default_protected_areas, emergency, "
-                      "freezes, normal, protected_areas, templates, version (got 'red')"),
+    ("colour: red\n", "policy.yml line 1: colour: unknown key; expected one of approvals, approver_groups, "
+                      "default_protected_areas, disabled_protected_areas, emergency, freezes, normal, "
+                      "protected_areas, publishing, reviews, templates, version (got 'red')"),
     ("templates: {}\n", "policy.yml line 1: templates: must be a list of templates (got {})"),
     ("templates:\n  - name: a\n", "policy.yml line 1: templates[0]: missing required key 'conditions'"),
     ("templates:\n  - name: a\n    conditions: []\n",
@@ -59,7 +60,7 @@ def error_of(tmp_path, text):
      "policy.yml line 6: freezes[0].allowed_change_types[0]: must be one of standard, normal, emergency "
      "(got 'urgent')"),
     ("protected_areas:\n  database: {}\n",
-     "policy.yml line 2: protected_areas.database: must list at least one of modules, roles, tags or paths"),
+     "policy.yml line 2: protected_areas.database: must list at least one of modules, roles, tags, paths, services, commands"),
     ("protected_areas:\n  database:\n    module: [x]\n",
      "policy.yml line 3: protected_areas.database.module: unknown key"),
     ("emergency:\n  require_justification: 'yes please'\n",
@@ -106,7 +107,9 @@ def test_overnight_window_belongs_to_the_day_it_starts():
 
 def test_default_policy_protects_authentication_and_access():
     policy = change_policy.load_policy(None)
-    assert [area.name for area in policy.protected_areas] == ["firewall", "pam", "sshd", "sudoers", "users_keys"]
+    assert [area.name for area in policy.protected_areas] == [
+        "audit_logging", "firewall", "kernel_security", "login_policy", "mandatory_access_control", "pam", "sshd",
+        "sudoers", "trust_store", "users_keys"]
     play = {"modules": ["community.general.ufw", "ansible.builtin.copy"], "roles": ["ssh_hardening"],
             "tags": ["sudoers"], "paths": ["/etc/pam.d/sshd", "/home/bob/.ssh/authorized_keys", "/srv/app.conf"]}
     touched = {t["area"]: t["matched_by"] for t in change_policy.protected_areas_touched(policy, play)}
@@ -164,11 +167,20 @@ templates:
 """)
     decision = decide(policy, _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice")
     assert decision["reasons"] == [
-        "no standard change template matches this play (4 checked in %s); the closest:" % policy.origin,
-        "standard change 'a': condition contains(roles, 'x') is false for this play",
-        "standard change 'b': condition contains(roles, 'nginx') is false for this play",
-        "standard change 'c': condition contains(roles, 'app') is false for this play",
+        "no standard change template matches this play (4 checked in %s): give the gate change_request: <number> "
+        "of an approved change request (raise one with changeops.itsm.change_request), or change the play so that "
+        "a template covers it (what the closest ones lack is listed)" % policy.origin,
+        "closest: standard change 'a': condition contains(roles, 'x') is false for this play",
+        "closest: standard change 'b': condition contains(roles, 'nginx') is false for this play",
+        "closest: standard change 'c': condition contains(roles, 'app') is false for this play",
     ]
+    # no reason is an empty heading: joined into the message, they read as sentences ("; the closest:;" did not)
+    assert all(not reason.rstrip().endswith(":") for reason in decision["reasons"])
+    empty = decide(load(tmp_path, "templates: []\n"), _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC),
+                   user="alice")
+    assert empty["reasons"] == [
+        "%s has no standard change template: give the gate change_request: <number> of an approved change request "
+        "(raise one with changeops.itsm.change_request)" % empty["reasons"][0].split(" has no ")[0]]
     named = decide(load(tmp_path, "templates:\n  - {name: a, conditions: [\"contains(roles, 'x')\"]}\n"),
                    _context(["a"]), datetime.datetime(2026, 11, 23, tzinfo=UTC), user="alice", standard_template="a")
     assert named["reasons"] == ["standard change 'a': condition contains(roles, 'x') is false for this play"]

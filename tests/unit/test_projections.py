@@ -157,11 +157,43 @@ def test_changes_by_changeops_record_only_actions_need_no_authorisation(sor):
     run = Run(sor).start().play("p1")
     run.result("p1", "web01", "changed", action="changeops.itsm.checklist_evidence")
     run.result("p1", "web01", "changed", action="changeops.itsm.configuration_item", task="t2")
-    assert run.finish()["authorisation"] == "no-change"
+    event = run.finish()
+    # the record changed, no host did: no authorisation needed, and not "no change" either
+    assert event["authorisation"] == "record-only" and event["changed_host_count"] == 0
     other = Run(sor).start().play("p1")
     other.result("p1", "web01", "changed", action="changeops.itsm.checklist_evidence")
     other.result("p1", "web01", "changed", action="community.general.ini_file", task="t2")
     assert other.finish()["authorisation"] == "unauthorised"
+
+
+def test_one_definition_of_a_change_counts_hosts_and_classifies_the_run(sor):
+    """A run that changed a host is never 'no-change'; what Ansible calls changed but is a check-mode
+    prediction or the collection's own record write changes no host (changed_host_count)."""
+    run = Run(sor).start().play("p1").gate("p1", reference="std-a", hosts=("web01", "web02", "web03"))
+    run.result("p1", "web01", "changed")                                              # a change of web01
+    run.result("p1", "web02", "changed", task="probe", check_mode=True)              # predicted only
+    run.result("p1", "web03", "changed", action="changeops.itsm.register_host", task="cmdb")  # the record
+    run.result("p1", "web03", "ok", task="t3")
+    event = run.finish()
+    assert (event["authorisation"], event["changed_host_count"], event["host_count"]) == ("standard", 1, 3)
+    # Ansible's own per-host counts (the PLAY RECAP) stay as Ansible counts them
+    assert {h["host"]: h["changed"] for h in event["hosts"]} == {"web01": 1, "web02": 1, "web03": 1}
+
+
+def test_a_run_a_gate_stopped_is_denied_not_no_change(sor):
+    run = Run(sor).start().play("p1").gate("p1", allowed=False, gate_type="denied")
+    run.result("p1", "web01", "failed", action="changeops.itsm.change_gate", task="gate")
+    assert run.finish("failed")["authorisation"] == "denied"
+    # a gate that failed closed records no decision: its failed task says it all the same
+    closed = Run(sor).start().play("p1").result("p1", "web01", "failed", action="changeops.itsm.change_gate")
+    assert closed.finish("failed")["authorisation"] == "denied"
+    # denied, then the play went on (fail_on_deny: false) and changed a host: that change is unauthorised
+    went_on = Run(sor).start().play("p1").gate("p1", allowed=False, gate_type="denied")
+    went_on.result("p1", "web01", "changed")
+    assert went_on.finish()["authorisation"] == "unauthorised"
+    # a denial under --check is a dry run's business
+    dry = Run(sor, check_mode=True).start().play("p1").result("p1", "web01", "failed", action="changeops.itsm.change_gate")
+    assert dry.finish("failed")["authorisation"] == "dry-run"
 
 
 def test_an_interrupted_run_is_marked_and_still_judged(sor):

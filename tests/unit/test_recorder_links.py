@@ -75,8 +75,8 @@ result_shapes = st.fixed_dictionaries({
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(shapes=st.lists(result_shapes, min_size=1, max_size=8), dry_run=st.booleans())
 def test_the_recorder_and_the_authorisation_agree_on_which_results_changed_a_host(sqlite_sor, shapes, dry_run):
-    """links.changes_host (the recorder's links) and projections._changed_results (the change event's
-    authorisation, in SQL) are one rule: the same results count, whatever they report."""
+    """links.changes_host (the recorder's links) and projections._changes (the change event's
+    authorisation, reading the query tables) are one rule: the same results count, whatever they report."""
     run_id = uuid.uuid4().hex
     entries = [Entry("run.started", run_id, {"run_id": run_id, "check_mode": dry_run})]
     for shape in shapes:
@@ -90,7 +90,7 @@ def test_the_recorder_and_the_authorisation_agree_on_which_results_changed_a_hos
     sqlite_sor.append(entries)
     cursor = sqlite_sor._connection().cursor()
     try:
-        in_sql = set(row[0] for row in projections._changed_results(_Statements(cursor, "?"), run_id, dry_run))
+        in_sql = set(row[0] for row in projections._changes(_Statements(cursor, "?"), run_id, dry_run)[0])
     finally:
         cursor.close()
     in_python = set(result["seq"] for result in sqlite_sor.get_task_results(run_id)

@@ -13,7 +13,7 @@ import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, processes, summary, vault
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
@@ -216,7 +216,9 @@ def test_writer_batches_links_cis_and_runs_hooks(tmp_path, sqlite_env):
     assert len(display.warnings) == 1 and "hook exploded" in display.warnings[0]
     with open_system_of_record(config) as sor:
         kinds = [entry.kind for entry in sor.iter_entries()]
-        assert kinds == ["ci.created", "run.started"] + ["run.result"] * 3 + ["run.finished", "ci.changed_by_run"]
+        # the post-run hook sign_checkpoint ends the run with a checkpoint of the head
+        assert kinds == ["ci.created", "run.started"] + ["run.result"] * 3 + ["run.finished", "ci.changed_by_run",
+                                                                              "ledger.checkpoint"]
         started = next(sor.iter_entries(kinds=["run.started"])).data
         assert started["user"] and started["controller"] and started["pid_identity"]
         assert sor.verify().valid
@@ -358,7 +360,8 @@ def test_a_live_batch_with_a_refused_entry_records_the_others(tmp_path, sqlite_e
     writer.put(entry_document("run.finished", "run-r", {"run_id": "run-r", "outcome": "successful"}))
     assert writer.finish("run-r", [], timeout=60)
     with open_system_of_record(config) as sor:
-        assert [entry.kind for entry in sor.iter_entries()] == ["run.started"] + ["run.result"] * 4 + ["run.finished"]
+        assert [entry.kind for entry in sor.iter_entries()] == ["run.started"] + ["run.result"] * 4 + [
+            "run.finished", "ledger.checkpoint"]
         assert sor.get_change_event("run-r")["status"] == "successful"
     assert spool.pending() == [], "a refused entry does not send the run's later entries to the spool"
     [rejected] = spool.rejected()

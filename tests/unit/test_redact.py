@@ -8,7 +8,11 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED, Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import REDACTED, Redactor
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction.linear import (
+    backtracking_constructs as _backtracking_constructs,
+    starts_at_a_boundary as _starts_at_a_boundary,
+)
 
 
 @pytest.fixture
@@ -233,48 +237,6 @@ def test_long_pathological_strings_are_redacted(redactor, text):
     assert "s3cr3t-pw" not in redacted
 
 
-def _backtracking_constructs(tree, inside_atomic=False):
-    """Repetitions the regex engine may backtrack into: lazy ones, and unbounded greedy ones, outside
-    an atomic group (possessive repetitions never give back what they took)."""
-    from re import _constants as constants
-
-    found = []
-    for op, argument in tree:
-        if op in (constants.MIN_REPEAT, constants.MAX_REPEAT):
-            low, high, body = argument
-            if not inside_atomic and (op == constants.MIN_REPEAT or high == constants.MAXREPEAT):
-                found.append((str(op), low, high))
-            found.extend(_backtracking_constructs(body, inside_atomic))
-        elif op == constants.POSSESSIVE_REPEAT:
-            found.extend(_backtracking_constructs(argument[2], inside_atomic))
-        elif op == constants.ATOMIC_GROUP:
-            found.extend(_backtracking_constructs(argument, True))
-        elif op == constants.SUBPATTERN:
-            found.extend(_backtracking_constructs(argument[3], inside_atomic))
-        elif op == constants.BRANCH:
-            for branch in argument[1]:
-                found.extend(_backtracking_constructs(branch, inside_atomic))
-        elif op in (constants.ASSERT, constants.ASSERT_NOT):
-            found.extend(_backtracking_constructs(argument[1], inside_atomic))
-        elif op == constants.GROUPREF_EXISTS:
-            for branch in argument[1:]:
-                found.extend(_backtracking_constructs(branch or [], inside_atomic))
-    return found
-
-
-def _starts_at_a_boundary(tree):
-    """The pattern's first item is a line start or a lookbehind: an attempt can only begin where the
-    previous one could not have covered the same text (a word start, a line start)."""
-    from re import _constants as constants
-
-    op, argument = tree[0]
-    if op == constants.SUBPATTERN:
-        return _starts_at_a_boundary(argument[3])
-    # "^" parses as AT_BEGINNING; the patterns compile it with re.MULTILINE: a line start
-    return (op == constants.AT and argument in (constants.AT_BEGINNING, constants.AT_BEGINNING_LINE)) or (
-        op == constants.ASSERT_NOT and argument[0] == -1)
-
-
 @pytest.mark.parametrize("extra", [(), ("license_code", "x_vendor_auth")])
 def test_every_pattern_is_linear_by_construction(extra):
     """Each pattern is tried only at boundaries and never backtracks into a repetition, so one attempt
@@ -282,14 +244,20 @@ def test_every_pattern_is_linear_by_construction(extra):
     The patterns this replaced (a lazy value before an end-of-line test, a greedy word before the secret
     keyword) fail this check; they took 2 s of the playbook's thread for 32,000 spaces."""
     from re import _parser as parser
-    from ansible_collections.changeops.itsm.plugins.module_utils import redact
 
     redactor = Redactor(extra_key_patterns=extra)
-    patterns = [redactor._inline_re, redactor._line_re, redactor._block_re, redact._URL_PASSWORD_RE]
+    redactor.add_known_secret("Sup3rS3cret!")
+    redactor.add_known_secret("another-secret\nwith two lines")
+    patterns = [pattern for detector in redactor.detectors for pattern in detector.patterns]
+    assert len(patterns) >= 12
     for pattern in patterns:
         tree = list(parser.parse(pattern.pattern, pattern.flags))
         assert _backtracking_constructs(tree) == [], pattern.pattern
         assert _starts_at_a_boundary(tree), pattern.pattern
+    # the known secrets' trie: no backtracking construct (it is tried at every position, and reads at most
+    # the longest form there)
+    known = redactor.known._compiled()
+    assert _backtracking_constructs(list(parser.parse(known.pattern, known.flags))) == [], known.pattern
 
 
 def test_the_linearity_check_catches_the_quadratic_shapes():

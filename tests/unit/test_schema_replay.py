@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import pytest
 
+from support.schema_history import roll_back
+
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 
 
 def ci_created(ci_id, name, environment):
+    # entries as the older version sealed them (format 1: it had no payload commitments)
     return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": name, "class": "server",
                                                                       "environment": environment},
-                                       "identities": {}})
+                                       "identities": {}}, format=1)
 
 
 def as_written_by_an_older_version(sor, statements):
@@ -27,7 +30,8 @@ def as_written_by_an_older_version(sor, statements):
     with sor._write_transaction() as cursor:
         for statement in statements:
             cursor.execute(statement)
-        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % replay)
+        # and without the migrations from the replay on, which the upgrade applies again
+        roll_back(cursor, replay - 1)
     sor.close()
 
 
@@ -60,3 +64,25 @@ def test_an_entry_the_replay_refuses_stops_the_upgrade_naming_it(open_sor):
         open_sor().find_cis()  # the schema is checked when the store is first used
     assert "replaying ledger entry 2 (ci.changed_by_run)" in str(caught.value)
     assert "CI ci-gone does not exist" in str(caught.value)
+
+
+def test_runs_classified_before_the_one_definition_of_a_change_are_replayed(open_sor):
+    """Migration 4: a CMDB-only run was 'no-change' and its changed_host_count Ansible's; replayed, it is
+    'record-only' and changed no host, and the ledger verifies."""
+    sor = open_sor()
+    run = "run-cmdb"
+    sor.append([
+        Entry("run.started", run, {"run_id": run, "check_mode": False}, format=1),
+        Entry("run.result", run, {"run_id": run, "play_id": "p", "host": "localhost", "item": None,
+                                  "status": "changed", "changed": True,
+                                  "task": {"uuid": "t1", "name": "register", "action": "changeops.itsm.register_host",
+                                           "check_mode": False}}, format=1),
+        Entry("run.finished", run, {"run_id": run, "outcome": "successful"}, format=1)])
+    assert sor.get_change_event(run)["authorisation"] == "record-only"
+    as_written_by_an_older_version(sor, [
+        "UPDATE change_events SET authorisation = 'no-change', changed_host_count = 1 WHERE run_id = 'run-cmdb'"])
+
+    upgraded = open_sor()
+    event = upgraded.get_change_event(run)
+    assert (event["authorisation"], event["changed_host_count"]) == ("record-only", 0)
+    assert upgraded.verify(projections=True).valid

@@ -62,15 +62,49 @@ class SystemOfRecord(abc.ABC):
     def head(self):
         """``(seq, hash)`` of the newest entry, ``(0, None)`` when empty."""
 
-    def verify(self, expected_head=None, projections=False):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
         """Walk the whole chain; returns ``ledger.VerifyReport``.
 
         ``projections``: also check that the query tables match a replay of the
         chain, for backends that keep query tables (the report says whether it was checked).
+        ``payloads``: open every payload against its commitments (False: the chain of hashes only).
+        ``anchors``: heads kept outside the database that the chain must still hold (see ``ledger.verify_rows``).
         """
-        return verify_rows(self.iter_entries(), expected_head=expected_head)
+        return verify_rows(self.iter_entries, expected_head=expected_head, payloads=payloads, anchors=anchors)
 
     def has_entry(self, entry_id):
+        raise NotImplementedError
+
+    # -- redaction and witnesses (the ledger's own bookkeeping) --------------
+    def get_entry(self, ref):
+        """One committed entry by sequence number (digits) or entry id, or None."""
+        raise NotImplementedError
+
+    def redact_entry(self, seq, fields, reason, redacted_by, actor):
+        """Replace ``fields`` (texts, see ``commitments.resolve_field``) of entry ``seq`` by tombstones that keep
+        their commitments, append the ``ledger.redacted`` entry saying who (``redacted_by``, ``actor``) and
+        why, and bring the query tables in line, atomically. Returns the ``ledger.redacted`` entry, or None
+        when every field was redacted already. See ``ledger_redaction.py``."""
+        raise NotImplementedError
+
+    def scrub_storage(self, compact=True):
+        """After a redaction, make the backend's own files (free pages, write-ahead log) let go of the old
+        values where it can; returns what was done (``compacted``, ``warnings``)."""
+        return {"compacted": False, "warnings": []}
+
+    def latest_entry(self, kinds):
+        """The newest committed entry of one of ``kinds``, or None. Backends should override this with one query."""
+        latest = None
+        for entry in self.iter_entries(kinds=kinds):
+            latest = entry
+        return latest
+
+    def witness_cursor(self, witness):
+        """Sequence number of the last ``ledger.checkpoint`` entry fed to ``witness`` (None: never fed)."""
+        raise NotImplementedError
+
+    def advance_witness_cursor(self, witness, seq):
+        """Record that ``witness`` was fed up to entry ``seq`` (never moves it back)."""
         raise NotImplementedError
 
     # -- change events (playbook runs) ------------------------------------
@@ -167,3 +201,31 @@ class SystemOfRecord(abc.ABC):
     @abc.abstractmethod
     def find_reviews(self, run_id=None):
         """Post-implementation reviews, newest first."""
+
+    # -- the published change policy ----------------------------------------
+    #: ledger entry kind of a published change policy version
+    POLICY_KIND = "policy.published"
+
+    def get_policy(self, version=None):
+        """A published change policy version (``version``), or the one in force (the newest); None when none is.
+
+        A dict: the ``policy.published`` entry's data (``version``, ``sha256``, ``text``, ``document``,
+        ``publisher``, ``published_at``, ``summary``...) and its ledger ``seq``. Backends with query
+        tables override this; this fallback reads the ledger.
+        """
+        found = None
+        for entry in self.iter_entries(kinds=[self.POLICY_KIND]):
+            if version is None or entry.data.get("version") == version:
+                found = dict(entry.data, seq=entry.seq)
+        return found
+
+    def find_policies(self, sha256=None, limit=None):
+        """Published change policy versions, newest first, without ``text`` and ``document``; only those whose
+        file had ``sha256`` when given."""
+        versions = [dict(entry.data, seq=entry.seq) for entry in self.iter_entries(kinds=[self.POLICY_KIND])
+                    if sha256 is None or entry.data.get("sha256") == sha256]
+        versions.reverse()
+        for version in versions:
+            version.pop("text", None)
+            version.pop("document", None)
+        return versions[:limit] if limit else versions

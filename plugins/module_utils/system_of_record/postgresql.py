@@ -280,7 +280,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     # appenders take only the ledger lock: holding it too keeps them out of the rebuild
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
-                        self._replay_ledger(cursor)
+                        self._replay_ledger(cursor, until=migration[0])
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 
@@ -359,6 +359,46 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     def advance_counters(self, values):
         parent = super(PostgresqlSystemOfRecord, self)
         return self._retrying(lambda: parent.advance_counters(values), "advancing counters")
+
+    def redact_entry(self, seq, fields, reason, redacted_by, actor):
+        # planned again under the lock on every attempt, so a retry after a lost connection cannot redact twice
+        parent = super(PostgresqlSystemOfRecord, self)
+        return self._retrying(lambda: parent.redact_entry(seq, fields, reason, redacted_by, actor),
+                              "redacting a ledger entry")
+
+    #: the tables a redaction rewrites: the ledger row and the query tables that copy entry data
+    _REDACTED_TABLES = ("ledger", "task_results", "change_events", "evidence", "reviews", "change_requests",
+                        "configuration_items")
+
+    def scrub_storage(self, compact=True):
+        """An UPDATE leaves the old row version in the table file until VACUUM reclaims it, and even then its
+        bytes stay until the space is reused. ``compact``: ``VACUUM FULL`` of the tables the redaction rewrote,
+        which writes them to new files and drops the old ones (it locks each table while it copies it). The
+        server's write-ahead log, its archives, backups and replicas keep the old values until they are
+        recycled: docs/ledger.md says what to do about them."""
+        warnings = ["PostgreSQL keeps the redacted values in its write-ahead log (and any WAL archive, base backup"
+                    " or replica) until they are recycled or rebuilt: see docs/ledger.md"]
+        if not compact:
+            warnings.insert(0, "the old row versions stay in the table files until VACUUM FULL (compact: true)")
+            return {"compacted": False, "warnings": warnings}
+
+        def vacuum():
+            conn = self._connection()
+            try:
+                # autocommit connection: VACUUM cannot run inside a transaction block
+                for table in self._REDACTED_TABLES:
+                    conn.execute("VACUUM (FULL) %s" % table)
+            except psycopg.Error as exc:
+                if self._lost(exc):
+                    self._discard()
+                    raise _ConnectionLost("lost the connection to %s while compacting" % self.describe(), exc,
+                                          backend=self.describe())
+                raise BackendUnavailable("cannot VACUUM FULL the PostgreSQL system of record %s after the redaction:"
+                                         " %s (the redaction itself is recorded)"
+                                         % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+
+        self._retrying(vacuum, "compacting the tables after a redaction")
+        return {"compacted": True, "warnings": warnings}
 
     def next_number(self, counter):
         # A retry after a COMMIT whose acknowledgement was lost may skip one

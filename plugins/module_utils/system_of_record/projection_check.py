@@ -34,6 +34,7 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("change_requests", "number"),
     ("evidence", "seq"),
     ("reviews", "seq"),
+    ("policies", "version"),
 ])
 
 

@@ -16,15 +16,27 @@ from __future__ import annotations
 
 import json
 
+from ansible_collections.changeops.itsm.plugins.module_utils import change_scope
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+# re-exported: play_inspection and the recorder import it from here
+from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 pylint: disable=unused-import
+    RECORD_ONLY_ACTION_PREFIX,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 
 PROJECTORS = {}
 
-#: actions that only write to the system of record; a "changed" from them is
-#: not a change to a managed host, so it does not need authorisation.
-RECORD_ONLY_ACTION_PREFIX = "changeops.itsm."
+#: Kinds whose projector copies the entry's data verbatim (``entry.data_json()``) into one row keyed by
+#: its seq, with the data members other columns or tables are derived from. Redacting any other member
+#: only has to rewrite that row's ``doc`` (``SqlSystemOfRecord.redact_entry``); otherwise the tables are
+#: rebuilt from the ledger. Keep this in step with the projectors below.
+VERBATIM_DOCS = {
+    "run.result": ("task_results", {"run_id", "play_id", "task", "host", "item", "status", "changed",
+                                    "started_at", "duration_ms"}),
+    "evidence.recorded": ("evidence", {"run_id", "host", "ci_id", "checklist", "status"}),
+    "run.reviewed": ("reviews", {"run_id", "reviewer", "outcome", "reviewed_at"}),
+}
 
 
 def projects(*kinds):
@@ -168,24 +180,37 @@ def _run_gate(db, entry):
 _CHECK_MODE_TEXT = {True: '%"check_mode":true%', False: '%"check_mode":false%'}
 
 
-def _changed_results(db, run_id, dry_run):
-    """``(seq, play_id, host, started_at)`` of the results that changed a managed host.
+def _changes(db, run_id, dry_run):
+    """``(host_changes, record_changed)``: the ``(seq, play_id, host, started_at)`` of the results that
+    changed a managed host, and whether any changed only the system of record.
 
-    A result that ran in check mode changed nothing, whatever it reports: in a --check run only
-    tasks forced out of check mode (``check_mode: false``) change hosts, in a real run every task
-    but those with ``check_mode: true``. Results without ``task.check_mode`` (recorded before the
-    recorder said) follow the run.
+    What counts is ``change_scope.change_scope``, the one definition of a change; this reads just
+    enough of each result for it. A result's document is parsed only when its text mentions the
+    check mode that would rule it out (``task.check_mode``; results recorded before the recorder
+    said follow the run): in a --check run only tasks forced out of check mode change anything.
     """
     rows = db.execute(
-        "SELECT seq, play_id, host, started_at, CASE WHEN doc LIKE ? THEN doc END FROM task_results"
-        " WHERE run_id = ? AND changed = 1 AND status <> 'failed' AND (action IS NULL OR action NOT LIKE ?)"
-        " ORDER BY seq", (_CHECK_MODE_TEXT[not dry_run], run_id, RECORD_ONLY_ACTION_PREFIX + "%")).fetchall()
-    changes = []
-    for row in rows:
-        check_mode = (_load(row[4]).get("task") or {}).get("check_mode") if row[4] is not None else None
-        if (check_mode is False) if dry_run else (check_mode is not True):
-            changes.append(row[:4])
-    return changes
+        "SELECT seq, play_id, host, started_at, action, status, CASE WHEN doc LIKE ? THEN doc END FROM task_results"
+        " WHERE run_id = ? AND changed = 1 ORDER BY seq", (_CHECK_MODE_TEXT[not dry_run], run_id)).fetchall()
+    host_changes, record_changed = [], False
+    for seq, play_id, host, started_at, action, status, doc in rows:
+        check_mode = (_load(doc).get("task") or {}).get("check_mode") if doc is not None else None
+        result = {"changed": True, "status": status, "task": {"action": action, "check_mode": check_mode}}
+        scope = change_scope.change_scope(result, dry_run)
+        if scope == change_scope.HOST:
+            host_changes.append((seq, play_id, host, started_at))
+        elif scope == change_scope.RECORD:
+            record_changed = True
+    return host_changes, record_changed
+
+
+def _gate_denied(db, run_id, doc):
+    """Whether a gate denied a play of the run: a recorded denial, or a change_gate task that failed
+    (a gate that failed closed could not record its decision)."""
+    if any(not gate.get("allowed") and gate.get("type") == "denied" for gate in doc.get("gates", [])):
+        return True
+    return db.execute("SELECT 1 FROM task_results WHERE run_id = ? AND action = ? AND status = 'failed'",
+                      (run_id, change_scope.CHANGE_GATE_ACTION)).fetchone() is not None
 
 
 def _decisions_by_host(doc):
@@ -226,28 +251,33 @@ def _decision_in_force(decisions, seq, started_at):
 
 
 def _authorisation(db, run_id, doc, dry_run):
-    """Decide how the run's changes were authorised, change by change.
+    """The change event's category and references, and the hosts it changed.
 
     A change to a managed host is authorised only by an allowing, non-dry-run gate decision for
     its play that covers its host and was in force when it started (the latest decision for
     that play and host before it). One change without such a decision makes the whole run
-    ``unauthorised``. A --check run is a ``dry-run`` unless some of its tasks ran for real.
+    ``unauthorised``. A run that changed no host is ``dry-run``, ``denied``, ``record-only`` or
+    ``no-change`` (``change_scope.classify``). Returns ``(category, reference, changed hosts)``.
     """
-    changes = _changed_results(db, run_id, dry_run)
-    if not changes:
-        return ("dry-run" if dry_run else "no-change"), None
-    decisions = _decisions_by_host(doc)
-    kinds = []
-    references = []
-    for seq, play_id, host, started_at in changes:
-        gate = _decision_in_force(_decisions_for(decisions, play_id, host), seq, started_at)
-        if gate is None or not gate.get("allowed") or gate.get("type") == "dry-run":
-            return "unauthorised", None
-        if gate.get("type") not in kinds:
-            kinds.append(gate.get("type"))
-        if gate.get("reference") and gate["reference"] not in references:
-            references.append(gate["reference"])
-    return "+".join(kinds), ", ".join(references) or None
+    changes, record_changed = _changes(db, run_id, dry_run)
+
+    def by_gates():
+        decisions = _decisions_by_host(doc)
+        kinds = []
+        references = []
+        for seq, play_id, host, started_at in changes:
+            gate = _decision_in_force(_decisions_for(decisions, play_id, host), seq, started_at)
+            if gate is None or not gate.get("allowed") or gate.get("type") == "dry-run":
+                return "unauthorised", None
+            if gate.get("type") not in kinds:
+                kinds.append(gate.get("type"))
+            if gate.get("reference") and gate["reference"] not in references:
+                references.append(gate["reference"])
+        return "+".join(kinds), ", ".join(references) or None
+
+    denied = not changes and not dry_run and _gate_denied(db, run_id, doc)
+    category, reference = change_scope.classify(dry_run, bool(changes), denied, record_changed, by_gates)
+    return category, reference, sorted(set(host for _seq, _play, host, _started in changes))
 
 
 class _RunHostCis(object):
@@ -281,12 +311,11 @@ def _finish(db, entry, outcome):
     doc["outcome"] = outcome
     row = db.execute("SELECT dry_run FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
     dry_run = bool(row[0]) if row else False
-    authorisation, reference = _authorisation(db, run_id, doc, dry_run)
+    authorisation, reference, changed_hosts = _authorisation(db, run_id, doc, dry_run)
     doc["authorisation"] = {"type": authorisation, "reference": reference}
     counts = db.execute(
-        "SELECT COUNT(*), SUM(CASE WHEN changed > 0 THEN 1 ELSE 0 END),"
-        " SUM(CASE WHEN failed > 0 OR unreachable > 0 THEN 1 ELSE 0 END) FROM run_hosts WHERE run_id = ?",
-        (run_id,)).fetchone()
+        "SELECT COUNT(*), SUM(CASE WHEN failed > 0 OR unreachable > 0 THEN 1 ELSE 0 END) FROM run_hosts"
+        " WHERE run_id = ?", (run_id,)).fetchone()
     hosts = [row[0] for row in db.execute("SELECT host FROM run_hosts WHERE run_id = ?", (run_id,)).fetchall()]
     # each host's own CI, as the gate finds it: not an application CI that shares a host's name
     environments = sorted(set(ci["environment"] for ci in find_host_cis(_RunHostCis(db, run_id), hosts).values()
@@ -301,8 +330,9 @@ def _finish(db, entry, outcome):
         authorisation_ref=reference,
         environment=",".join(environments) or None,
         host_count=counts[0] or 0,
-        changed_host_count=counts[1] or 0,
-        failed_host_count=counts[2] or 0,
+        # hosts with a change of a host (change_scope), not Ansible's "changed" count: see docs/change-register.md
+        changed_host_count=len(changed_hosts),
+        failed_host_count=counts[1] or 0,
     )
 
 
@@ -476,3 +506,33 @@ def _evidence_recorded(db, entry):
         "INSERT INTO evidence (seq, run_id, host, ci_id, checklist, status, recorded_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (entry.seq, data.get("run_id"), data.get("host"), data.get("ci_id"), data["checklist"],
          data.get("status"), entry.at, entry.data_json()))
+
+
+# --------------------------------------------------------------------------
+# the published change policy: versions follow each other, one at a time
+# --------------------------------------------------------------------------
+@projects("policy.published")
+def _policy_published(db, entry):
+    data = entry.data
+    row = db.execute("SELECT version, sha256 FROM policies ORDER BY version DESC LIMIT 1").fetchone()
+    current = row[0] if row else None
+    if data.get("previous_version") != current or data.get("version") != (current or 0) + 1:
+        # two publishers raced: the second was prepared against a version that is no longer in force
+        raise ConflictError("change policy version %s was published meanwhile (this publication follows version %s); "
+                            "read the policy in force again and retry" % (current, data.get("previous_version")),
+                            version=current)
+    publisher = data.get("publisher") or {}
+    db.execute(
+        "INSERT INTO policies (version, sha256, published_at, publisher, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+        (data["version"], data["sha256"], data.get("published_at", entry.at), publisher.get("name") or entry.actor or "",
+         entry.data_json(), entry.seq))
+
+
+# --------------------------------------------------------------------------
+# the ledger's own bookkeeping
+# --------------------------------------------------------------------------
+@projects("ledger.checkpoint", "ledger.redacted")
+def _ledger_bookkeeping(db, entry):
+    """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the
+    ledger itself by ``ledger_verify`` and the witness feed: no query table holds them."""
+    del db, entry

@@ -14,6 +14,8 @@ that could be rebuilt by replaying the ledger.
 
 from __future__ import annotations
 
+import re
+
 #: A migration step that is not SQL: empty every query table and project every ledger entry into it
 #: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
@@ -159,6 +161,40 @@ MIGRATIONS = [
     # each host's own CI for environments...): tables an older version filled would no longer
     # match a replay of their own ledger, and ledger_verify would call them altered.
     (3, "query tables replayed from the ledger with the 0.1.0 projection rules", [REPLAY_LEDGER]),
+    # One definition of a change (change_scope.py): a run that changed no host is denied (a gate stopped
+    # it), record-only (only the system of record changed) or no-change, and changed_host_count counts
+    # the hosts a change of a host was made to, not Ansible's "changed" (check-mode predictions and the
+    # collection's own record writes were in it). Rows of older versions would read as altered.
+    (4, "query tables replayed: denied and record-only runs, changed hosts by the one definition of a change",
+     [REPLAY_LEDGER]),
+    # The change policy published into the ledger (policy.published entries): one row per version, the newest
+    # in force; the gate finds a runner's file among them by its sha256.
+    (5, "published change policy versions", [
+        """CREATE TABLE policies (
+            version {int} PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            published_at TEXT NOT NULL,
+            publisher TEXT NOT NULL,
+            doc TEXT NOT NULL,
+            last_seq {int} NOT NULL
+        )""",
+        "CREATE INDEX policies_sha256 ON policies (sha256)",
+    ]),
+    # Entry format 2 (ledger.py, commitments.py): the hash covers salted per-field commitments, so a
+    # leaked field can be redacted without breaking the chain. Rows written before keep format 1 and
+    # their hashes; salt/payload_root/redactions stay NULL until a field of theirs is redacted.
+    # witness_cursors: how far each witness of the chain's checkpoints was fed (not a projection).
+    (6, "salted per-field payload commitments, redactions, witness cursors", [
+        "ALTER TABLE ledger ADD COLUMN entry_format {int} NOT NULL DEFAULT 1",
+        "ALTER TABLE ledger ADD COLUMN salt TEXT",
+        "ALTER TABLE ledger ADD COLUMN payload_root TEXT",
+        "ALTER TABLE ledger ADD COLUMN redactions TEXT",
+        """CREATE TABLE witness_cursors (
+            witness TEXT PRIMARY KEY,
+            seq {int} NOT NULL,
+            updated_at TEXT NOT NULL
+        )""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -167,6 +203,19 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without a :data:`REPLAY_LEDGER` step, which is not SQL)."""
     return [statement.format(int=dialect_int_type) for statement in migration[2] if statement != REPLAY_LEDGER]
+
+
+def tables_until(version):
+    """The tables the migrations up to ``version`` create: a replay at that point fills only those."""
+    tables = set()
+    for migration in MIGRATIONS:
+        if migration[0] > version:
+            break
+        for statement in migration[2]:
+            match = re.match(r"\s*CREATE TABLE (\w+)", statement)
+            if match:
+                tables.add(match.group(1))
+    return tables
 
 
 def replays_ledger(migration):

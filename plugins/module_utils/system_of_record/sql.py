@@ -13,12 +13,20 @@ from __future__ import annotations
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConfigurationError, ConflictError
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
+from ansible_collections.changeops.itsm.plugins.module_utils import ledger_redaction
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, canonical_json, utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
+    ChangeopsError,
+    ConfigurationError,
+    ConflictError,
+    NotFound,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 
-LEDGER_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
+#: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
+PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
+LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
 class _Statements(object):
@@ -72,6 +80,9 @@ class SqlSystemOfRecord(SystemOfRecord):
         entries = list(entries)
         if not entries:
             return []
+        for entry in entries:
+            # the payload commitments need no chain position: computed before taking the lock
+            entry.prepare()
         appended = []
         with self._write_transaction() as cursor:
             db = _Statements(cursor, self.placeholder)
@@ -91,15 +102,21 @@ class SqlSystemOfRecord(SystemOfRecord):
                 seq += 1
                 entry.seal(seq, prev_hash)
                 prev_hash = entry.hash
-                db.execute(
-                    "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
-                    (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-                     entry.prev_hash, entry.hash))
-                projections.project(db, entry)
+                self._insert_sealed(db, entry)
                 appended.append(entry)
         return appended
 
-    def _replay_ledger(self, cursor, batch=2000):
+    @staticmethod
+    def _insert_sealed(db, entry):
+        """Store a sealed entry and apply it to the query tables (inside the write transaction)."""
+        db.execute(
+            "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+            (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+             entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
+             canonical_json(entry.redactions) if entry.redactions else None))
+        projections.project(db, entry)
+
+    def _replay_ledger(self, cursor, batch=2000, until=None):
         """Rebuild every query table from the ledger (the :data:`schema.REPLAY_LEDGER` migration step).
 
         Runs on the migration's cursor, inside its transaction and with appends locked out, so the
@@ -107,11 +124,14 @@ class SqlSystemOfRecord(SystemOfRecord):
         upgrade with its seq and kind: the tables stay as they were.
         """
         db = _Statements(cursor, self.placeholder)
+        # a replay in an older migration fills the tables that exist at that point (``until``: its version)
+        existing = schema.tables_until(until) if until is not None else None
         for table in projection_check.PROJECTION_TABLES:
-            db.execute("DELETE FROM %s" % table)
+            if existing is None or table in existing:
+                db.execute("DELETE FROM %s" % table)
         last = 0
         while True:
-            rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (LEDGER_COLUMNS, batch),
+            rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
                               (last,)).fetchall()
             for row in rows:
                 entry = Entry.from_row(row)
@@ -161,10 +181,11 @@ class SqlSystemOfRecord(SystemOfRecord):
                 return
             last = rows[-1][0]
 
-    def verify(self, expected_head=None, projections=False):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
         """See ``SystemOfRecord.verify``; with ``projections`` a valid chain is also replayed into fresh query
         tables that must match the live ones (see ``projection_check``)."""
-        report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head)
+        report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head, payloads=payloads,
+                                                       anchors=anchors)
         if projections and report.valid:
             report.projections_checked, report.projection_problems = self._check_projections()
         return report
@@ -190,6 +211,64 @@ class SqlSystemOfRecord(SystemOfRecord):
             if self.head()[0] == head_seq:
                 return True, problems
         return False, []
+
+    # -- redaction (see ledger_redaction.py) ----------------------------------------
+    def get_entry(self, ref):
+        ref = str(ref).strip()
+        if ref.isdigit():
+            rows = self._query("SELECT %s FROM ledger WHERE seq = ?" % LEDGER_COLUMNS, (int(ref),))
+        else:
+            rows = self._query("SELECT %s FROM ledger WHERE entry_id = ?" % LEDGER_COLUMNS, (ref,))
+        return Entry.from_row(rows[0]) if rows else None
+
+    def redact_entry(self, seq, fields, reason, redacted_by, actor):
+        """See ``SystemOfRecord.redact_entry``: plan, ``ledger.redacted`` entry, tombstones and query tables in
+        one transaction, planned again under the lock so a concurrent redaction is never undone."""
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder)
+            row = db.execute("SELECT %s FROM ledger WHERE seq = ?" % LEDGER_COLUMNS, (seq,)).fetchone()
+            if row is None:
+                raise NotFound("the ledger has no entry %s" % seq, entry=seq)
+            plan = ledger_redaction.plan_redaction(Entry.from_row(row), fields)
+            if not plan.changes:
+                return None
+            record = ledger_redaction.redaction_entry(plan, reason, redacted_by, actor)
+            record.prepare()
+            head = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            record.seal(head[0] + 1, head[1])
+            self._insert_sealed(db, record)
+            data_json, redactions = plan.stored_state(record.seq)
+            db.execute("UPDATE ledger SET data = ?, salt = NULL, payload_root = ?, redactions = ? WHERE seq = ?",
+                       (data_json, plan.payload_root, canonical_json(redactions), seq))
+            verbatim = projections.VERBATIM_DOCS.get(plan.entry.kind)
+            if verbatim and not any(path[0] in verbatim[1] for path, _digest, _value in plan.new):
+                # the only query-table copy of these fields is the entry's own row: rewrite its document
+                db.execute("UPDATE %s SET doc = ? WHERE seq = ?" % verbatim[0], (data_json, seq))
+            else:
+                # other tables derive from what changed: rebuild them as ledger_verify's replay would
+                self._replay_ledger(cursor)
+        return record
+
+    def scrub_storage(self, compact=True):
+        """After a redaction: what the backend did so that no page or log it keeps still holds the values."""
+        return {"compacted": False, "warnings": []}
+
+    def latest_entry(self, kinds):
+        rows = self._query("SELECT %s FROM ledger WHERE kind IN (%s) ORDER BY seq DESC LIMIT 1"
+                           % (LEDGER_COLUMNS, ", ".join("?" * len(kinds))), tuple(kinds))
+        return Entry.from_row(rows[0]) if rows else None
+
+    # -- witness cursors (see witnesses/) ---------------------------------------------
+    def witness_cursor(self, witness):
+        rows = self._query("SELECT seq FROM witness_cursors WHERE witness = ?", (witness,))
+        return rows[0][0] if rows else None
+
+    def advance_witness_cursor(self, witness, seq):
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder)
+            db.execute("INSERT INTO witness_cursors (witness, seq, updated_at) VALUES (?, ?, ?)"
+                       " ON CONFLICT (witness) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
+                       " WHERE witness_cursors.seq < excluded.seq", (witness, int(seq), utc_now()))
 
     def head(self):
         rows = self._query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
@@ -477,3 +556,29 @@ class SqlSystemOfRecord(SystemOfRecord):
             params = (run_id,)
         sql += " ORDER BY seq DESC"
         return [dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql, params)]
+
+    # -- the published change policy -----------------------------------------------
+    def get_policy(self, version=None):
+        if version is None:
+            rows = self._query("SELECT doc, last_seq FROM policies ORDER BY version DESC LIMIT 1")
+        else:
+            rows = self._query("SELECT doc, last_seq FROM policies WHERE version = ?", (int(version),))
+        return dict(json.loads(rows[0][0]), seq=rows[0][1]) if rows else None
+
+    def find_policies(self, sha256=None, limit=None):
+        sql = "SELECT doc, last_seq FROM policies"
+        params = ()
+        if sha256 is not None:
+            sql += " WHERE sha256 = ?"
+            params = (sha256,)
+        sql += " ORDER BY version DESC"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        versions = []
+        for doc, seq in self._query(sql, params):
+            version = json.loads(doc)
+            version.pop("text", None)
+            version.pop("document", None)
+            version["seq"] = seq
+            versions.append(version)
+        return versions

@@ -167,7 +167,7 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                 for statement in schema.statements_for("INTEGER", migration):
                     conn.execute(statement)
                 if schema.replays_ledger(migration):
-                    self._replay_ledger(conn.cursor())
+                    self._replay_ledger(conn.cursor(), until=migration[0])
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")
@@ -258,6 +258,48 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                 return super(SqliteSystemOfRecord, self)._query(sql, params)
         except sqlite3.Error as exc:
             raise BackendUnavailable("cannot read the SQLite ledger %s: %s" % (self.path, exc), path=self.path)
+
+    # -- redaction: leave no copy of a redacted value in the file or its WAL ------------
+    def redact_entry(self, seq, fields, reason, redacted_by, actor):
+        # secure_delete: the cells and pages the redaction frees are overwritten with zeros, not just unlinked
+        self._ensure_open()
+        with _FORK_GUARD:
+            previous = self._conn.execute("PRAGMA secure_delete").fetchone()[0]
+            self._conn.execute("PRAGMA secure_delete = ON")
+        try:
+            return super(SqliteSystemOfRecord, self).redact_entry(seq, fields, reason, redacted_by, actor)
+        finally:
+            with _FORK_GUARD:
+                if self._conn is not None:
+                    self._conn.execute("PRAGMA secure_delete = %d" % int(previous))
+
+    def scrub_storage(self, compact=True):
+        """``VACUUM`` (``compact``): rewrite the file, so no free page or page slack written before the redaction
+        keeps a copy; then a ``TRUNCATE`` checkpoint empties the write-ahead log, which held every page ever
+        written since the last one. Another connection reading at that moment can keep the log from being
+        emptied: that is reported, and the next redaction or any checkpoint finishes the job."""
+        self._ensure_open()
+        warnings = []
+        try:
+            with _FORK_GUARD:
+                if compact:
+                    self._conn.execute("PRAGMA secure_delete = ON")
+                    try:
+                        self._conn.execute("VACUUM")
+                    finally:
+                        self._conn.execute("PRAGMA secure_delete = OFF")
+                busy, log_frames, checkpointed = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            raise BackendUnavailable("cannot compact the SQLite ledger %s after the redaction: %s (the redaction "
+                                     "itself is recorded; run the module again to retry)" % (self.path, exc),
+                                     path=self.path)
+        wal_size = os.path.getsize(self.path + "-wal") if os.path.exists(self.path + "-wal") else 0
+        if busy or wal_size:
+            warnings.append("the write-ahead log %s-wal could not be emptied (another process is reading the ledger):"
+                            " it may still hold the redacted values until the next checkpoint; run ledger_redact"
+                            " again when no playbook is running" % self.path)
+        return {"compacted": bool(compact), "wal_checkpointed": not busy and not wal_size,
+                "wal_frames": log_frames, "checkpointed_frames": checkpointed, "warnings": warnings}
 
     def close(self):
         with _FORK_GUARD:

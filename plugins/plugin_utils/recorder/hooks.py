@@ -13,7 +13,8 @@ calls each hook as ``func(sor, run_id, options, display)``:
              only inside the call);
 ``run_id``   the run just recorded;
 ``options``  the callback's resolved options as a dict (backend options and
-             any option a doc fragment added to the callback);
+             any option a doc fragment added to the callback), with ``_origins``:
+             where Ansible found each (an ansible.cfg path, ``env: NAME``...);
 ``display``  Ansible's ``Display``, to warn or report.
 
 A hook that raises is reported as a warning; it never fails the playbook and

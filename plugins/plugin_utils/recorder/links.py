@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which hosts a run changed, and which configuration item each of them is (``ci.changed_by_run``).
 
-A result changed its host (:func:`changes_host`) by the rule the change event's authorisation
-applies in SQL (``projections._changed_results``): it reports ``changed``, did not fail, is not
-one of the collection's record-only actions, and did not run in check mode (``task.check_mode``;
-results recorded before that field follow the run). A loop item counts like its loop: one of
-its items may have changed the host although the loop as a whole failed.
+A result changed its host (:func:`changes_host`) by the one definition of a change
+(``module_utils/change_scope.py``), which the change event's authorisation and the change register
+apply too: it reports ``changed``, did not fail, is not one of the collection's record-only actions,
+and did not run in check mode (``task.check_mode``; results recorded before that field follow the
+run). A loop item counts like its loop: one of its items may have changed the host although the
+loop as a whole failed.
 
 A changed host's CI is found as ``register_host`` finds it, with its checks, in a few bulk queries
 for the whole run (:func:`resolve_host_cis`):
@@ -39,10 +40,13 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
     compile_attribute_map,
     map_facts,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConflictError
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projections import (
-    RECORD_ONLY_ACTION_PREFIX,
+# changes_host and ran_in_check_mode are re-exported: the callback and the writer use them from here
+from ansible_collections.changeops.itsm.plugins.module_utils.change_scope import (  # noqa: F401 pylint: disable=unused-import
+    changes_host,
+    is_record_only_action,
+    ran_in_check_mode,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ConflictError
 
 #: namespace of the ids of derived entries (a link is one entry per run and CI, whoever makes it)
 _LINK_NAMESPACE = uuid.UUID("5d0b8f3e-7c1a-4d2e-9b6f-2a4c8e1d7f30")
@@ -55,26 +59,9 @@ def link_id(run_id, ci_id):
     return uuid.uuid5(_LINK_NAMESPACE, "ci.changed_by_run\0%s\0%s" % (run_id, ci_id)).hex
 
 
-def is_record_only_action(action):
-    return bool(action) and str(action).startswith(RECORD_ONLY_ACTION_PREFIX)
-
-
 def is_register_host(action):
     return bool(action) and str(action).rsplit(".", 1)[-1] == "register_host" and (
         "." not in str(action) or is_record_only_action(action))
-
-
-def ran_in_check_mode(result, run_check_mode=False):
-    """Whether a ``run.result`` ran in check mode (``task.check_mode``; older records: the run's mode)."""
-    value = (result.get("task") or {}).get("check_mode")
-    return bool(run_check_mode) if value is None else bool(value)
-
-
-def changes_host(result, run_check_mode=False):
-    """Whether a ``run.result`` changed its host (see the module docstring for the rule)."""
-    return (bool(result.get("changed")) and result.get("status") != "failed"
-            and not is_record_only_action((result.get("task") or {}).get("action"))
-            and not ran_in_check_mode(result, run_check_mode))
 
 
 class IdentificationRules(object):

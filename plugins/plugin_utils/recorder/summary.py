@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import shlex
 
-from ansible_collections.changeops.itsm.plugins.module_utils.redact import REDACTED
+from ansible_collections.changeops.itsm.plugins.module_utils.redaction import REDACTED
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import is_vaulted
 
 #: result keys worth keeping: what happened, not what was asked
@@ -149,21 +149,26 @@ def status_of(event, result_dict):
 
 def action_of(task, result=None):
     """The task's action, as a FQCN when Ansible has resolved it (never triggers its warning)."""
+    task = _task_of(task, result)
     resolved = getattr(task, "_resolved_action", None)
     if resolved:
         return str(resolved)
-    fields = getattr(result, "task_fields", None) or getattr(result, "_task_fields", None) or {}
-    action = fields.get("action") or getattr(task, "action", None)
+    action = getattr(task, "action", None)
     return str(action) if action is not None else None
+
+
+def _task_of(task, result):
+    """The task as the worker ran it for this host: since ansible-core 2.19 a result's ``task`` is the copy
+    the strategy rebuilt from the worker's task fields (``task_fields``, deprecated in 2.21, held the same)."""
+    return getattr(result, "task", None) or task
 
 
 def check_mode_of(task, result, run_check_mode):
     """Whether this result ran in check mode: the task's ``check_mode`` as the worker resolved it for this host
     (``check_mode: false`` runs for real under ``--check``), else the run's mode."""
-    fields = getattr(result, "task_fields", None) or getattr(result, "_task_fields", None) or {}
-    for value in (fields.get("check_mode"), getattr(task, "check_mode", None)):
-        if isinstance(value, bool):
-            return value
+    value = getattr(_task_of(task, result), "check_mode", None)
+    if isinstance(value, bool):
+        return value
     return bool(run_check_mode)
 
 

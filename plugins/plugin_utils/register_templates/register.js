@@ -13,10 +13,12 @@
 
   var AUTH_LABELS = {
     'standard': 'Standard', 'change-request': 'Change request', 'emergency': 'Emergency',
-    'unauthorised': 'Unauthorised', 'dry-run': 'Dry run', 'no-change': 'No change', 'pending': 'Pending'
+    'unauthorised': 'Unauthorised', 'denied': 'Denied', 'dry-run': 'Dry run', 'record-only': 'Record only',
+    'no-change': 'No change', 'pending': 'Pending'
   };
-  var OUTCOME_BADGES = { successful: 'badge-ok', failed: 'badge-bad', interrupted: 'badge-warn', running: 'badge-plain' };
-  var AUTH_ORDER = { 'unauthorised': 0, 'emergency': 1, 'change-request': 2, 'standard': 3, 'pending': 4, 'no-change': 5, 'dry-run': 6 };
+  var OUTCOME_BADGES = { successful: 'badge-ok', failed: 'badge-bad', denied: 'badge-denied badge-outcome', interrupted: 'badge-warn', running: 'badge-plain' };
+  var AUTH_ORDER = { 'unauthorised': 0, 'emergency': 1, 'denied': 2, 'change-request': 3, 'standard': 4, 'pending': 5,
+    'record-only': 6, 'no-change': 7, 'dry-run': 8 };
 
   var state = {
     q: '', from: '', to: '', host: '', outcome: '', auth: '', env: '', review: '',
@@ -71,6 +73,7 @@
     var types = row.authorisation_types;
     var cls = 'badge-plain';
     if (types.indexOf('unauthorised') >= 0) { cls = 'badge-unauthorised'; }
+    else if (types.indexOf('denied') >= 0) { cls = 'badge-denied'; }
     else if (types.indexOf('emergency') >= 0) { cls = 'badge-warn'; }
     else if (types.indexOf('dry-run') >= 0) { cls = 'badge-dry'; }
     else if (types.indexOf('standard') >= 0 || types.indexOf('change-request') >= 0) { cls = 'badge-ok'; }
@@ -157,12 +160,15 @@
     if (!count) { return [el('span', { className: 'muted', text: '0' })]; }
     var label = count + (count === 1 ? ' host' : ' hosts');
     var extra = [];
+    // changed = a change was made to the host (the register's definition, not Ansible's recap count)
     if (row.changed_hosts.length) { extra.push(row.changed_hosts.length + ' changed'); }
+    if (row.predicted_hosts.length) { extra.push(row.predicted_hosts.length + ' would change'); }
     if (row.failed_hosts.length) { extra.push(row.failed_hosts.length + ' failed'); }
     if (extra.length) { label += ' (' + extra.join(', ') + ')'; }
     var items = row.hosts.map(function (host) {
       var notes = [];
       if (row.changed_hosts.indexOf(host) >= 0) { notes.push('changed'); }
+      if (row.predicted_hosts.indexOf(host) >= 0) { notes.push('would change'); }
       if (row.failed_hosts.indexOf(host) >= 0) { notes.push('failed'); }
       return el('li', { text: host + (notes.length ? ' — ' + notes.join(', ') : '') });
     });
@@ -173,6 +179,7 @@
     var classes = [];
     if (row.dry_run) { classes.push('is-dry-run'); }
     if (row.authorisation_types.indexOf('unauthorised') >= 0) { classes.push('is-unauthorised'); }
+    if (row.authorisation_types.indexOf('denied') >= 0) { classes.push('is-denied'); }
     var when = [el('a', { href: '#/change/' + encodeURIComponent(row.run_id), text: fmtTime(row.started_at),
       'aria-label': 'Change of ' + fmtTime(row.started_at) + ' by ' + (row.user || 'unknown') + ': ' + (row.playbook || '') })];
     if (row.dry_run) { when.push(' ', badge('DRY RUN', 'badge-dry')); }
@@ -308,6 +315,26 @@
     return el('p', { className: 'chain chain-broken', text: 'BROKEN' + at + ': ' + verification.summary });
   }
 
+  function windowText(cr) {
+    if (!cr || (!cr.planned_start && !cr.planned_end)) { return 'no planned window'; }
+    return fmtTime(cr.planned_start) + ' – ' + fmtTime(cr.planned_end) + (cr.timezone && cr.timezone !== 'UTC' ? ' (' + cr.timezone + ' request)' : '');
+  }
+
+  function approvalLine(approval, superseded) {
+    var text = (approval.decision === 'rejected' ? 'Rejected by ' : 'Approved by ') + (approval.approver || 'unknown') +
+      ' at ' + fmtTime(approval.at) + (approval.comment ? ': ' + approval.comment : '');
+    if (superseded) { text += ' — withdrawn ' + fmtTime(approval.superseded_at) + (approval.superseded_because ? ' (' + approval.superseded_because + ')' : ''); }
+    return el('li', { className: superseded ? 'muted' : null, text: text });
+  }
+
+  function approvalList(cr) {
+    // a standard change is pre-approved by its template; every other type names who approved it and when, for the window shown
+    var items = (cr.approvals || []).map(function (approval) { return approvalLine(approval, false); })
+      .concat((cr.superseded_approvals || []).map(function (approval) { return approvalLine(approval, true); }));
+    if (!items.length) { items.push(el('li', { text: cr.approval === 'pre-approved' ? 'Pre-approved (standard change template)' : 'Not approved (' + (cr.approval || 'not requested') + ')' })); }
+    return el('ul', { className: 'reasons' }, items);
+  }
+
   function signOff(row, detail) {
     var reviews = detail.reviews || [];
     var children = [];
@@ -317,7 +344,10 @@
           return [fmtTime(review.reviewed_at), review.reviewer, review.outcome === 'accepted' ? 'Accepted' : 'Follow-up needed', review.comment || '—'];
         })));
     } else {
-      children.push(el('p', { text: row.awaiting_review ? 'Not reviewed yet: this change is awaiting post-implementation review.' : 'No review needed: nothing was changed.' }));
+      children.push(el('p', { text: row.awaiting_review ? 'Not reviewed yet: this change is awaiting post-implementation review.'
+        : row.dry_run ? 'No review needed: a dry run changes nothing.'
+        : row.authorisation_types.indexOf('record-only') >= 0 ? 'No review needed: no host was changed, only the system of record.'
+        : 'No review needed: nothing was changed.' }));
     }
     var snippet = ['- name: Sign off change ' + row.run_id, '  changeops.itsm.change_review:', '    run_id: ' + row.run_id,
       '    outcome: accepted            # or follow-up', '    reviewer: "Your Name"', '    comment: "What you checked"'].join('\n');
@@ -338,7 +368,7 @@
     }
     var detail = chunk(row.chunk)[runId] || {};
     var run = detail.run || {};
-    var badges = el('div', { className: 'change-badges' }, [outcomeBadge(row)].concat(authCell(row).slice(0, 1), [reviewBadge(row)],
+    var badges = el('div', { className: 'change-badges' }, [outcomeBadge(row)].concat(row.outcome === 'denied' ? [] : authCell(row).slice(0, 1), [reviewBadge(row)],
       row.dry_run ? [badge('DRY RUN: check mode, nothing changed', 'badge-dry')] : []));
     var parts = [
       el('p', { className: 'back' }, [el('a', { href: '#/', text: '← Back to all changes' })]),
@@ -367,18 +397,26 @@
       gates.length ? table('Gate decisions, one per play', ['Play', 'Decision', 'Type', 'Reference', 'Reasons'], gates.map(function (gate) {
         var reasons = (gate.reasons || []).slice();
         if (gate.justification) { reasons.push('Emergency declared' + (gate.declared_by ? ' by ' + gate.declared_by : '') + ': ' + gate.justification); }
-        if (gate.change_request) { reasons.push('Change request ' + gate.change_request); }
+        if (gate.change_request) {
+          var seen = gate.change_request_at_decision;
+          reasons.push('Change request ' + gate.change_request + (seen ? ' (when the gate decided: ' + [seen.state,
+            'approval ' + (seen.approval || 'not requested'), 'window ' + windowText(seen)].join(', ') + ')' : ''));
+        }
         if ((gate.protected_areas || []).length) { reasons.push('Touches protected areas: ' + gate.protected_areas.join(', ')); }
         (gate.freezes || []).forEach(function (freeze) { reasons.push('Change freeze: ' + freeze); });
         if (gate.policy) { reasons.push('Policy: ' + gate.policy); }
+        if (gate.identities) { reasons.push('People: ' + gate.identities); }
         if (gate.review_required) { reasons.push('Post-implementation review required'); }
         return [gate.play || '—', gate.allowed ? badge('Allowed', 'badge-ok') : badge('Denied', 'badge-bad'), gate.type, gate.reference,
           [el('ul', { className: 'reasons' }, reasons.map(function (reason) { return el('li', { text: reason }); }))]];
       })) : empty(row.authorisation_types.indexOf('unauthorised') >= 0
         ? 'No gate allowed this change: it was made without authorisation.' : 'No gate decision was recorded for this run.'),
-      (detail.change_requests || []).length ? table('Change requests', ['Number', 'State', 'Type', 'Description', 'Window'],
+      (detail.change_requests || []).length ? el('h4', { text: 'Change requests' }) : null,
+      (detail.change_requests || []).length ? table('Change requests', ['Number', 'State', 'Type', 'Description', 'Requested by', 'Planned window', 'Approval'],
         detail.change_requests.map(function (cr) {
-          return [cr.number, cr.state, cr.type, cr.short_description, (cr.start_date || '') + (cr.end_date ? ' – ' + cr.end_date : '')];
+          return [cr.number, cr.state, cr.type + (cr.template ? ' (' + cr.template + ')' : ''), cr.short_description,
+            (cr.requested_by || cr.opened_by || '—') + (cr.requested_by && cr.opened_by && cr.requested_by !== cr.opened_by ? ' (raised by ' + cr.opened_by + ')' : ''),
+            windowText(cr), [approvalList(cr)]];
         })) : null
     ]));
 
@@ -388,9 +426,12 @@
     })) : empty('No play was recorded.')]));
 
     var hosts = detail.hosts || [];
-    parts.push(section('Hosts', 'sec-hosts', [hosts.length ? table('Per-host task counts', ['Host', 'OK', 'Changed', 'Failed', 'Unreachable', 'Skipped'], hosts.map(function (host) {
-      return [host.host, host.ok, host.changed, host.failures, host.unreachable, host.skipped];
-    })) : empty('No host results were recorded.')]));
+    parts.push(section('Hosts', 'sec-hosts', hosts.length ? [table('Per-host changes and task counts',
+      ['Host', 'Changes made', 'Recap: ok', 'Recap: changed', 'Recap: failed', 'Recap: unreachable', 'Recap: skipped'], hosts.map(function (host) {
+        return [host.host, host.changes, host.ok, host.changed, host.failures, host.unreachable, host.skipped];
+      })), el('p', { className: 'table-note', text: 'Changes made: the changes this run made to the host, each loop item counted, ' +
+        'as everywhere in this register. The Recap columns are Ansible\u2019s PLAY RECAP, which counts tasks, and in "changed" also ' +
+        'check-mode predictions and the collection\u2019s own writes to the system of record.' })] : [empty('No host results were recorded.')]));
 
     var failures = detail.failures || [];
     parts.push(section('Failures (' + failures.length + ')', 'sec-failures', failures.length ? [table('Failed or unreachable tasks', ['Host', 'Task', 'Item', 'Status', 'Message'],
@@ -398,19 +439,35 @@
         return [failure.host, failure.task, failure.item, badge(failure.status, 'badge-bad'), [el('pre', { className: 'wrap', text: failure.message || '' })]];
       }))] : [empty('No task failed.')]));
 
-    var changes = detail.changes || [];
-    var changeParts = [];
-    changes.forEach(function (group) {
-      changeParts.push(el('h4', { text: group.host + ' (' + group.tasks.length + (group.tasks.length === 1 ? ' change)' : ' changes)') }));
-      changeParts.push(table('Tasks that changed ' + group.host, ['Task', 'Action', 'Item', 'Diff', 'Result'], group.tasks.map(function (task) {
-        return [task.task + (task.handler ? ' (handler)' : ''), task.action, task.item,
-          task.diff ? [el('details', { open: '' }, [el('summary', { text: 'Diff' }), diffBlock(task.diff)])] : '—',
-          task.result ? [el('details', null, [el('summary', { text: 'Show result' }), el('pre', { className: 'wrap',
-            text: typeof task.result === 'string' ? task.result : JSON.stringify(task.result, null, 2) })])] : '—'];
-      })));
-    });
-    parts.push(section('Changed tasks', 'sec-changes', changeParts.length ? changeParts
-      : [empty(row.dry_run ? 'A dry run changes nothing.' : 'No task changed anything.')]));
+    function changeTables(groups, noun, caption) {
+      var out = [];
+      groups.forEach(function (group) {
+        out.push(el('h4', { text: group.host + ' (' + group.tasks.length + ' ' + noun + (group.tasks.length === 1 ? ')' : 's)') }));
+        out.push(table(caption + ' ' + group.host, ['Task', 'Action', 'Item', 'Diff', 'Result'], group.tasks.map(function (task) {
+          return [task.task + (task.handler ? ' (handler)' : ''), task.action, task.item,
+            task.diff ? [el('details', { open: '' }, [el('summary', { text: 'Diff' }), diffBlock(task.diff)])] : '—',
+            task.result ? [el('details', null, [el('summary', { text: 'Show result' }), el('pre', { className: 'wrap',
+              text: typeof task.result === 'string' ? task.result : JSON.stringify(task.result, null, 2) })])] : '—'];
+        })));
+      });
+      return out;
+    }
+    var changeParts = changeTables(detail.changes || [], 'change', 'Tasks that changed');
+    var predicted = detail.predicted_changes || [];
+    if (predicted.length) {
+      changeParts.push(el('h4', { text: 'Predicted in check mode (nothing was changed)' }));
+      changeParts = changeParts.concat(changeTables(predicted, 'predicted change', 'Tasks that would change'));
+    }
+    parts.push(section('Changes to hosts', 'sec-changes', changeParts.length ? changeParts
+      : [empty(row.dry_run ? 'A dry run changes nothing.' : 'No task changed a host.')]));
+    var recordChanges = detail.record_changes || [];
+    if (recordChanges.length) {
+      parts.push(section('Changes to the record (' + recordChanges.length + ')', 'sec-record', [
+        el('p', { className: 'table-note', text: 'Writes of the collection\u2019s own modules to the system of record (CIs, evidence, change requests, reviews): no managed host was changed by them.' }),
+        table('Tasks that changed the system of record', ['Task', 'Action', 'Host', 'Item'], recordChanges.map(function (task) {
+          return [task.task, task.action, task.host, task.item];
+        }))]));
+    }
 
     var evidence = detail.evidence || [];
     var evidenceParts = [];
@@ -513,7 +570,8 @@
 
   // ---------------------------------------------------------------- exports
   var EXPORT_FIELDS = ['run_id', 'started_at', 'ended_at', 'user', 'controller', 'playbook', 'environments', 'hosts',
-    'changed_hosts', 'failed_hosts', 'outcome', 'dry_run', 'authorisation', 'authorisation_ref', 'review_status', 'awaiting_review'];
+    'changed_hosts', 'failed_hosts', 'host_changes', 'record_changes', 'outcome', 'dry_run', 'authorisation', 'authorisation_ref',
+    'review_status', 'awaiting_review'];
 
   function exportRecord(row) {
     var record = {};
@@ -582,7 +640,7 @@
 
   function preset(name) {
     $('filters').reset();
-    if (name === 'unauthorised' || name === 'emergency' || name === 'dry-run') { $('f-auth').value = name; }
+    if (name === 'unauthorised' || name === 'emergency' || name === 'dry-run' || name === 'denied') { $('f-auth').value = name; }
     if (name === 'failed' || name === 'interrupted') { $('f-outcome').value = name; }
     if (name === 'awaiting') { $('f-review').value = 'awaiting'; }
     readForm();

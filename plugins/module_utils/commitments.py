@@ -1,0 +1,309 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Salted per-field commitments to a ledger entry's payload (entry format 2): part of the on-disk contract.
+
+An entry's ``data`` is cut into **fields**: every top-level member, except that a non-empty
+object or array is cut one level deeper, each of its members (``result.stdout``,
+``diff[0]``, ``attributes.owner``) being a field of its own. Deeper values belong to their
+enclosing field whole. Fields are ordered by path (keys sorted as in canonical JSON,
+array members by index).
+
+Each field ``i`` gets a 16-byte salt; the salts are the SHAKE-256 stream of a 16-byte random
+seed kept with the entry (``salts = shake_256(seed).digest(16 * n)``), so one stored value
+serves every field. The field's commitment is::
+
+    c_i = SHA-256(salt_i || path_json_i || 0x00 || value_json_i)
+
+where ``path_json`` is the canonical JSON of the path as an array (``["result","stdout"]``,
+``["diff",0]``, ``["host"]``) and ``value_json`` the canonical JSON of the value. The payload
+root is ``SHA-256("changeops.itsm payload v1\\n" || c_1 || ... || c_n)`` (hex); the entry's
+chain hash covers the root, not the data (see ``ledger.py``).
+
+**Redaction** replaces a field's value by a tombstone string and keeps its commitment: the
+seed is dropped and the salts of the other fields are kept one by one (``salts``, null for a
+redacted field), so the redacted value's salt is gone with it and a short secret cannot be
+found by trying candidates against the commitment. The root, and so every hash of the chain,
+stays the same.
+
+Everything here is linear in the size of the payload and does no I/O.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import os
+import re
+
+from json.encoder import encode_basestring as _encode_string
+
+FORMAT_LEGACY = 1
+FORMAT_COMMITTED = 2
+
+SALT_BYTES = 16
+ROOT_DOMAIN = b"changeops.itsm payload v1\n"
+TOMBSTONE_PREFIX = "[redacted by ledger entry "
+
+
+def _default(value):
+    # the same reductions canonical.canonical_json applies (entries hold plain JSON types already)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+_encode_nested = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                                  default=_default).encode
+_sha256 = hashlib.sha256
+
+
+def encode_value(value):
+    """Canonical JSON of ``value`` (the same text as ``canonical.canonical_json``), fast for scalars."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if kind is int:
+        return int.__repr__(value)
+    return _encode_nested(value)
+
+
+def _splits(value):
+    return isinstance(value, (dict, list)) and bool(value)
+
+
+def field_count(data):
+    return sum(len(value) if _splits(value) else 1 for value in data.values())
+
+
+def iter_fields(data):
+    """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple."""
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, dict) and value:
+            for member in sorted(value):
+                yield (key, member), value[member]
+        elif isinstance(value, list) and value:
+            for index, item in enumerate(value):
+                yield (key, index), item
+        else:
+            yield (key,), value
+
+
+def path_json(path):
+    return "[" + ",".join(_encode_string(part) if isinstance(part, str) else str(part) for part in path) + "]"
+
+
+def path_text(path):
+    """How people write a field: ``limit``, ``result.stdout``, ``diff[0]``."""
+    if len(path) == 1:
+        return path[0]
+    if isinstance(path[1], int):
+        return "%s[%d]" % path
+    return "%s.%s" % path
+
+
+def new_seed():
+    return binascii.hexlify(os.urandom(SALT_BYTES)).decode("ascii")
+
+
+def salts_from_seed(seed_hex, count):
+    stream = hashlib.shake_256(binascii.unhexlify(seed_hex)).digest(SALT_BYTES * count)
+    return [stream[index:index + SALT_BYTES] for index in range(0, SALT_BYTES * count, SALT_BYTES)]
+
+
+def commitment(salt, path, value_json):
+    """``c_i`` (bytes) of one field."""
+    return _sha256(salt + (path_json(path) + "\0" + value_json).encode("utf-8")).digest()
+
+
+def seal_payload(data, seed_hex=None):
+    """``(data_json, root_hex, seed_hex)`` for a new entry, in one pass over ``data``.
+
+    ``data_json`` is the canonical JSON of ``data`` (what the ledger stores), built from the same
+    per-field encodings the commitments use, so nothing is serialised twice.
+    """
+    seed_hex = seed_hex or new_seed()
+    salts = hashlib.shake_256(binascii.unhexlify(seed_hex)).digest(SALT_BYTES * field_count(data))
+    root = _sha256(ROOT_DOMAIN)
+    offset = 0
+    top = []
+    for key in sorted(data):
+        value = data[key]
+        key_json = _encode_string(key)
+        if isinstance(value, dict) and value:
+            pieces = []
+            for member in sorted(value):
+                member_json = _encode_string(member)
+                value_json = encode_value(value[member])
+                root.update(_sha256(salts[offset:offset + SALT_BYTES] + (
+                    "[" + key_json + "," + member_json + "]\0" + value_json).encode("utf-8")).digest())
+                offset += SALT_BYTES
+                pieces.append(member_json + ":" + value_json)
+            top.append(key_json + ":{" + ",".join(pieces) + "}")
+        elif isinstance(value, list) and value:
+            pieces = []
+            for index, item in enumerate(value):
+                value_json = encode_value(item)
+                root.update(_sha256(salts[offset:offset + SALT_BYTES] + (
+                    "[" + key_json + "," + str(index) + "]\0" + value_json).encode("utf-8")).digest())
+                offset += SALT_BYTES
+                pieces.append(value_json)
+            top.append(key_json + ":[" + ",".join(pieces) + "]")
+        else:
+            value_json = encode_value(value)
+            root.update(_sha256(salts[offset:offset + SALT_BYTES] + (
+                "[" + key_json + "]\0" + value_json).encode("utf-8")).digest())
+            offset += SALT_BYTES
+            top.append(key_json + ":" + value_json)
+    return "{" + ",".join(top) + "}", root.hexdigest(), seed_hex
+
+
+class PayloadMismatch(ValueError):
+    """The stored payload does not open its commitments; ``args[0]`` says how."""
+
+
+def field_commitments(data, seed_hex=None, redactions=None):
+    """``[(path, commitment_bytes, redacted)]`` of every field, from the seed or the explicit salts.
+
+    ``redactions`` is the stored redaction state ``{"salts": [hex or null, ...], "tombstones":
+    {path_json: commitment_hex}}``. Raises :class:`PayloadMismatch` when the stored state cannot
+    open the payload (a salt missing, a tombstone whose field holds a value again).
+    """
+    fields = list(iter_fields(data))
+    if redactions:
+        salts = redactions.get("salts") or []
+        tombstones = redactions.get("tombstones") or {}
+        if len(salts) != len(fields):
+            raise PayloadMismatch("it has %d fields but %d salts are kept" % (len(fields), len(salts)))
+    else:
+        if not seed_hex:
+            raise PayloadMismatch("it has neither a salt seed nor kept salts")
+        try:
+            salts = salts_from_seed(seed_hex, len(fields))
+        except (binascii.Error, ValueError):
+            raise PayloadMismatch("its salt seed %r is not hexadecimal" % (seed_hex,))
+        tombstones = {}
+    result = []
+    seen_tombstones = 0
+    for index, (path, value) in enumerate(fields):
+        key = path_json(path)
+        if key in tombstones:
+            seen_tombstones += 1
+            if not is_tombstone(value):
+                raise PayloadMismatch("field %s was redacted, but holds a value again" % path_text(path))
+            result.append((path, binascii.unhexlify(tombstones[key]), True))
+            continue
+        salt = salts[index]
+        if salt is None:
+            raise PayloadMismatch("field %s has no salt and no tombstone" % path_text(path))
+        if isinstance(salt, str):
+            salt = binascii.unhexlify(salt)
+        result.append((path, commitment(salt, path, encode_value(value)), False))
+    if seen_tombstones != len(tombstones):
+        raise PayloadMismatch("a redacted field is no longer in its payload")
+    return result
+
+
+def root_of(commitments):
+    root = _sha256(ROOT_DOMAIN)
+    for _path, digest, _redacted in commitments:
+        root.update(digest)
+    return root.hexdigest()
+
+
+def payload_root(data, seed_hex=None, redactions=None):
+    return root_of(field_commitments(data, seed_hex, redactions))
+
+
+# -- redaction ------------------------------------------------------------------------------
+def tombstone(redaction_seq):
+    return "%s%d]" % (TOMBSTONE_PREFIX, redaction_seq)
+
+
+def is_tombstone(value):
+    return isinstance(value, str) and value.startswith(TOMBSTONE_PREFIX)
+
+
+_INDEX = re.compile(r"^(.*?)\[(\d+)\](.*)$")
+
+
+class UnknownField(ValueError):
+    """A path that names no field of the payload."""
+
+
+def resolve_field(data, text):
+    """The committed fields that hold what ``text`` names, as path tuples (a tuple names itself).
+
+    ``text`` may name a field (``result.stdout``, ``diff[0]``, ``diff.0``, ``limit``), a
+    top-level object or array (every field in it), or a place deeper inside a field
+    (``document.controls[3].output``: the enclosing field, ``document.controls``). Top-level
+    keys are matched before splitting on dots, so member names holding dots
+    (``attributes.compliance.hardening``) work.
+    """
+    if isinstance(text, tuple):
+        # a path as ``iter_fields`` gives it
+        if text not in [path for path, _value in iter_fields(data)]:
+            raise UnknownField("no field %s in the entry" % path_text(text))
+        return [text]
+    text = str(text)
+    if text not in data:
+        text = text.strip()
+    if text in data:
+        value = data[text]
+        if _splits(value):
+            return [path for path, _value in iter_fields({text: value})]
+        return [(text,)]
+    key, rest = None, None
+    for candidate in sorted(data, key=len, reverse=True):
+        if text.startswith(candidate) and text[len(candidate):len(candidate) + 1] in (".", "["):
+            key, rest = candidate, text[len(candidate):]
+            break
+    if key is None:
+        raise UnknownField("no field %r in the entry (its fields start with: %s)" % (text, ", ".join(sorted(data))))
+    value = data[key]
+    if not _splits(value):
+        # a place inside a value committed whole
+        return [(key,)]
+    if isinstance(value, list):
+        match = _INDEX.match(rest) if rest.startswith("[") else re.match(r"^\.(\d+)(.*)$", rest)
+        if not match:
+            raise UnknownField("%r: %s is an array; name a member as %s[N]" % (text, key, key))
+        index = int(match.group(2) if rest.startswith("[") else match.group(1))
+        if index >= len(value):
+            raise UnknownField("%r: %s has %d members" % (text, key, len(value)))
+        return [(key, index)]
+    rest = rest[1:] if rest.startswith(".") else rest
+    for member in sorted(value, key=len, reverse=True):
+        if rest == member or (rest.startswith(member) and rest[len(member):len(member) + 1] in (".", "[")):
+            return [(key, member)]
+    raise UnknownField("no field %r in the entry (%s has: %s)" % (text, key, ", ".join(sorted(value))))
+
+
+def field_value(data, path):
+    value = data[path[0]]
+    return value if len(path) == 1 else value[path[1]]
+
+
+def with_field_replaced(data, path, replacement):
+    """A copy of ``data`` (containers along ``path`` copied) with the field at ``path`` replaced."""
+    copy = dict(data)
+    if len(path) == 1:
+        copy[path[0]] = replacement
+        return copy
+    container = copy[path[0]]
+    container = dict(container) if isinstance(container, dict) else list(container)
+    container[path[1]] = replacement
+    copy[path[0]] = container
+    return copy
