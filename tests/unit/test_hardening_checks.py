@@ -13,7 +13,9 @@ import yaml
 from ansible_collections.changeops.itsm.plugins.plugin_utils import hardening
 from ansible_collections.changeops.itsm.plugins.plugin_utils.hardening import checks, enforce, observe
 
-from test_hardening_logic import ROLE, WAIVER, _by_id, _plan, _raw, _render, _stat_lines, catalogue  # noqa: F401
+from test_hardening_logic import ROLE, WAIVER, _by_id, _plan, _raw, _render, _stat_lines
+# a pytest fixture, used by parameter name
+from test_hardening_logic import catalogue  # noqa: F401 pylint: disable=unused-import
 
 
 def _files(mapping):
@@ -192,8 +194,8 @@ def test_the_account_summary_never_carries_a_password_hash(tmp_path):
                          universal_newlines=True, check=True).stdout
     assert "PLANTED" not in out and "planted" not in out
     summary = observe.parse_accounts(out)["shadow"]
-    assert [(r["name"], r["password"]) for r in summary] == [("root", "locked"), ("alice", "password"),
-                                                           ("bob", "locked")]
+    assert [(r["name"], r["password"]) for r in summary] == [
+        ("root", "locked"), ("alice", "password"), ("bob", "locked")]
     spec = hardening.gather_spec(_plan(_render(_load_catalogue())))
     assert not set(spec["read_globs"]) & {"/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"}
 

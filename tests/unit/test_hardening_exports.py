@@ -11,12 +11,12 @@ import os
 import xml.etree.ElementTree as ET
 
 import pytest
-import yaml
 
 from ansible_collections.changeops.itsm.plugins.plugin_utils import hardening
 from ansible_collections.changeops.itsm.plugins.plugin_utils.hardening import oscal, scanner
 
-from test_hardening_logic import ROLE, WAIVER, _plan, _raw, catalogue, ssg_mapping  # noqa: F401
+# catalogue and ssg_mapping are pytest fixtures, used by parameter name
+from test_hardening_logic import ROLE, WAIVER, _plan, _raw, catalogue, ssg_mapping  # noqa: F401 pylint: disable=unused-import
 
 CONTENT = "/usr/share/xml/scap/ssg/content"
 XCCDF = "{http://checklists.nist.gov/xccdf/1.2}"
@@ -26,9 +26,9 @@ def _document(catalogue, ssg_mapping, **raw):
     plan = _plan(catalogue, waivers=[dict(WAIVER, expires="2099-01-01")])
     results = hardening.evaluate(plan, _raw(**raw))
     return hardening.evidence("web01", catalogue, "audit", results, hardening.summarise(results),
-                              "2026-06-01T10:00:00Z", facts={"os_family": "Debian", "distribution": "Debian",
-                                                              "distribution_version": "12.8",
-                                                              "distribution_major_version": "12"},
+                              "2026-06-01T10:00:00Z",
+                              facts={"os_family": "Debian", "distribution": "Debian", "distribution_version": "12.8",
+                                     "distribution_major_version": "12"},
                               settings={"level": 1}, ssg=ssg_mapping)
 
 

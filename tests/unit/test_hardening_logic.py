@@ -341,8 +341,8 @@ def test_check_mode_defers_units_whose_package_is_not_installed_yet(catalogue):
     real = hardening.service_fixes(plan, _raw(services=services)["services"], check_mode=False)
     assert not any(f["deferred"] for f in real["enable"])
     waived = _plan(catalogue, waivers=[dict(WAIVER, id="AUD-02", expires="2099-01-01")])
-    assert "AUD-02" not in {f["id"] for f in hardening.service_fixes(waived, _raw(services=services)["services"],
-                                                                      check_mode=True)["enable"]}
+    fixes = hardening.service_fixes(waived, _raw(services=services)["services"], check_mode=True)
+    assert "AUD-02" not in {f["id"] for f in fixes["enable"]}
 
 
 # the Debian 12 sshd_config as the openssh-server package ships it (comments left out), plus a site line

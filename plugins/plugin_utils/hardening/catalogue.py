@@ -114,8 +114,7 @@ def iter_checks(check):
     """A check and, for ``any_of`` and ``all_of``, every check inside it (what the gather step must observe)."""
     yield check
     for sub in check.get("checks") or [] if check.get("type") in ("any_of", "all_of") else []:
-        for inner in iter_checks(sub):
-            yield inner
+        yield from iter_checks(sub)
 
 
 def validate_catalogue(catalogue):

@@ -541,8 +541,8 @@ def _pam_item_ok(item, files):
             else:
                 ok = value not in (None, True) and compare(value, spec)
             if not ok:
-                problems.append("%s %s, expected %s" % (key, "not set" if value is None else "is %s" % value,
-                                                         describe(spec)))
+                state = "not set" if value is None else "is %s" % value
+                problems.append("%s %s, expected %s" % (key, state, describe(spec)))
         if not problems:
             return True, ""
     return False, "%s %s: %s" % (item["file"], item["module"], "; ".join(problems))

@@ -104,8 +104,8 @@ def tailoring(mapping, values, benchmark_href, version_time=""):
             seen.add(rule)
             lines.append('    <xccdf:select idref=%s selected="true"/>' % quoteattr(prefix + rule))
     for value_id, value in sorted((values or {}).items()):
-        lines.append('    <xccdf:set-value idref=%s>%s</xccdf:set-value>' % (quoteattr(value_prefix + value_id),
-                                                                           escape(str(value))))
+        lines.append('    <xccdf:set-value idref=%s>%s</xccdf:set-value>'
+                     % (quoteattr(value_prefix + value_id), escape(str(value))))
     lines += ['  </xccdf:Profile>', '</xccdf:Tailoring>', '']
     return "\n".join(lines)
 

@@ -162,8 +162,8 @@ def coverage(catalogue=None, benchmark=None):
             problems.append("CIS %s (level 1) has no control and no out_of_scope reason" % rec["id"])
         rows.append(dict(rec, controls=controls, reason=benchmark["reasons"].get(reason) if reason else None))
     if problems:
-        raise SystemExit("gen_docs: the catalogue and %s disagree:\n  %s" % (os.path.relpath(BENCHMARK, REPO),
-                                                                          "\n  ".join(problems)))
+        raise SystemExit("gen_docs: the catalogue and %s disagree:\n  %s"
+                         % (os.path.relpath(BENCHMARK, REPO), "\n  ".join(problems)))
     level1 = [r for r in rows if r["level"] == 1]
     automated = [r for r in level1 if r["assessment"] == "automated"]
     covered = [r for r in automated if r["controls"]]
@@ -224,8 +224,8 @@ def render_collection_readme(figures):
     with open(COLLECTION_README) as handle:
         text = handle.read()
     if MARK_BEGIN not in text or MARK_END not in text:
-        raise SystemExit("gen_docs: %s has no %s ... %s block in its hardening section" % (COLLECTION_README,
-                                                                                        MARK_BEGIN, MARK_END))
+        raise SystemExit("gen_docs: %s has no %s ... %s block in its hardening section"
+                         % (COLLECTION_README, MARK_BEGIN, MARK_END))
     head, rest = text.split(MARK_BEGIN, 1)
     _old, tail = rest.split(MARK_END, 1)
     return head + MARK_BEGIN + "\n" + coverage_line(figures) + "\n" + MARK_END + tail

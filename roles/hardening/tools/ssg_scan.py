@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: changeops.itsm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Scan a target's root file system with OpenSCAP and Debian's SCAP Security Guide content, as an auditor would,
 and compare the scanner's verdicts with the hardening role's evidence.
 
-    ssg_scan.py --root /path/to/rootfs --evidence host.json --out DIR --label after [--agreement]
+    python3 roles/hardening/tools/ssg_scan.py --root /path/to/rootfs --evidence host.json --out DIR --label after [--agreement]
 
 Runs ``oscap-chroot ROOT xccdf eval`` once per profile of the content (standard and the ANSSI ones) and once
 with a tailoring that selects every SSG rule the mapping ties to a catalogue control, with the rules' values set
@@ -76,7 +75,7 @@ def oscap(root, datastream, results, profile=None, tailoring=None, apt_config=No
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--root", required=True, help="root file system of the target")
     parser.add_argument("--evidence", required=True, help="the role's evidence document of that target")
     parser.add_argument("--out", required=True, help="directory for results and the summary")
