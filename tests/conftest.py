@@ -23,6 +23,9 @@ ensure_collection_tree()
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "collections"))
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError  # noqa: E402
+
+#: fixtures of the ServiceNow simulator (simulator, sn, sn_process)
+pytest_plugins = ["support.servicenow"]
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
     open_system_of_record,
 )
@@ -35,8 +38,9 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _witness_state_in_tmp(monkeypatch, tmp_path_factory):
-    """The recorder's post-run checkpoint writes its default file witness under $XDG_STATE_HOME: keep the
-    writers that tests run in-process out of the real home directory."""
+    """The recorder keeps its default file witness (post-run checkpoint) and its fallback spool under
+    $XDG_STATE_HOME (for root without it: /var/lib/changeops): keep the writers that tests run in-process
+    out of the real home directory and /var/lib. ``Project`` runs get their project's own (state_home)."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
 
 

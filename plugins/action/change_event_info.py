@@ -15,3 +15,4 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.action import Syste
 class ActionModule(SystemOfRecordAction):
     ARGUMENT_SPEC = CHANGE_EVENT_INFO_SPEC
     operation = staticmethod(query_change_events)
+    READS_ONLY = True  # from postgresql_read_dsn when configured

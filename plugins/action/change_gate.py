@@ -89,6 +89,7 @@ class ActionModule(SystemOfRecordAction):
         # denial fails all of them, exactly as if the user had written run_once.
         self._task.run_once = True
         _validation, params = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
+        params = change_gate.named_in_environment(params, os.environ)
         for option in ("approval_timeout", "poll_interval"):
             if params.get(option) is not None and params[option] < (0 if option == "approval_timeout" else 1):
                 result.update(failed=True, changed=False,

@@ -13,6 +13,10 @@ class ActionModule(SystemOfRecordAction):
     ARGUMENT_SPEC = LEDGER_VERIFY_SPEC
     operation = staticmethod(verify_ledger)
 
+    def opens_system_of_record(self, params):
+        # ledger: false checks archive files alone (offline), without opening (or creating) a ledger
+        return params.get("ledger", True)
+
     def build_context(self, sor, params, task_vars):
         context = super(ActionModule, self).build_context(sor, params, task_vars)
         # checkpoint and witness settings are read from the same ansible.cfg as the recorder's

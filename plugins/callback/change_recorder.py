@@ -17,7 +17,10 @@ description:
   - Recording never loses data. Results are written while the run goes on. A run killed with
     C(kill -9) keeps every finished task, and the next run on the same controller marks it
     interrupted. When the ledger cannot be written, entries go to a durable local spool (one
-    warning, never a failed playbook) and are replayed later, in order, exactly once.
+    warning) and are replayed later, in order, exactly once. When neither the ledger nor any spool
+    location (O(spool_dir), then O(spool_fallback_dir)) takes them, O(on_record_failure) decides whether
+    the run goes on and says at its end how many entries of which run were lost (V(warn)), or stops
+    before the next task starts on any host (V(fail)).
   - Recording never stores a secret. C(no_log) results (also per loop item) are censored. Vault
     plaintexts (also of vault-encrypted files read during the run) and extra-var values are redacted wherever
     they appear, in any form (stripped, as a number, JSON-escaped, base64-encoded, in another letter case).
@@ -58,6 +61,44 @@ options:
         key: spool_dir
       - section: callback_change_recorder
         key: spool_dir
+  spool_fallback_dir:
+    description:
+      - Second spool location, tried when O(spool_dir) cannot be written (a read-only, full or immutable
+        file system, which by default also holds the ledger).
+      - Default, the platform's state directory outside C(~/.ansible) - C($XDG_STATE_HOME/changeops/spool)
+        when E(XDG_STATE_HOME) is set, else C(/var/lib/changeops/spool) for root and
+        C(~/.local/state/changeops/spool) for other users.
+    type: path
+    env:
+      - name: CHANGEOPS_SPOOL_FALLBACK_DIR
+    ini:
+      - section: changeops
+        key: spool_fallback_dir
+      - section: callback_change_recorder
+        key: spool_fallback_dir
+  on_record_failure:
+    description:
+      - What a run does when its record cannot be kept, because neither the system of record nor any spool
+        location takes its entries.
+      - V(warn) - the run goes on; the entries are held in memory and retried; whatever is still held at
+        the end of the run is lost, and a warning at the end says how many entries of which run, and a
+        C(run.incomplete) marker is recorded at the next opportunity.
+      - V(fail) - no record, no change. Before each task, the recorder waits until the record so far is
+        durable (in the ledger or a spool file); when it is not, the run stops before the task starts on
+        any host and exits with status 1, and a run whose end cannot be kept exits with status 1. This
+        costs one ledger transaction per task.
+      - Any other value stops the run before its first task, saying so - a typo in a record policy never
+        leaves a run unrecorded (the values are checked by the recorder, not by Ansible, which would only
+        skip loading the callback).
+    type: str
+    default: warn
+    env:
+      - name: CHANGEOPS_ON_RECORD_FAILURE
+    ini:
+      - section: changeops
+        key: on_record_failure
+      - section: callback_change_recorder
+        key: on_record_failure
   redact_keys:
     description:
       - Extra key name patterns whose values are redacted anywhere in results and diffs, added to the
@@ -188,7 +229,10 @@ notes:
     so the collection's modules can tie their own records to the run.
   - Extra-var values are treated as secrets. Every occurrence of one (4 characters or longer) is
     replaced in recorded output, and only extra-var names are recorded.
-  - Ad-hoc C(ansible) commands are recorded only with E(ANSIBLE_LOAD_CALLBACK_PLUGINS=1).
+  - Ad-hoc C(ansible) commands are recorded, as change events of kind C(adhoc), when callbacks are enabled for
+    them - C(bin_ansible_callbacks = true) in the C([defaults]) section of C(ansible.cfg), or
+    E(ANSIBLE_LOAD_CALLBACK_PLUGINS=1). E(CHANGEOPS_CHANGE_REQUEST) or E(CHANGEOPS_EMERGENCY) name what
+    authorises one; it is checked like the change gate checks it.
 seealso:
   - module: changeops.itsm.change_event_info
   - module: changeops.itsm.ledger_verify
@@ -231,8 +275,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Chang
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction import Redactor, load_detector_file
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import load_backend
 from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import warn_if_new_ledger
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import runinfo, summary
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import adhoc, runinfo, summary
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.decryption import DecryptionWatch
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.durability import RecordGuard
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links import (
     IdentificationRules,
     RunContext,
@@ -240,7 +285,8 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.links impo
     is_register_host,
 )
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.secret_vars import SecretVars
-from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import target_key
+from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool_locations import spool_chain
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vars_files import VarsFiles
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.vault import (
     collect_plain_values,
@@ -274,6 +320,7 @@ class CallbackModule(CallbackBase):
     def __init__(self, display=None):
         super(CallbackModule, self).__init__(display)
         self._writer = None
+        self._guard = None
         self._run_id = None
         self._redactor = None
         self._decryptions = None
@@ -283,9 +330,14 @@ class CallbackModule(CallbackBase):
         self._finished = False
         self._owner_pid = os.getpid()
         self._playbooks = []
+        # an ad-hoc command ({module, pattern, args}), or None for a playbook run
+        self._adhoc = None
+        self._adhoc_authorised = False
         self._stats_seen = 0
         self._tasks_since_stats = 0
         self._play_id = None
+        # batches started per play (a play with serial starts once per batch, same play id)
+        self._play_batches = {}
         self._loader = None
         self._variable_manager = None
         self._play = None
@@ -352,9 +404,13 @@ class CallbackModule(CallbackBase):
         cli = context.CLIARGS
         self._check_mode = bool(cli.get("check"))
         self._diff_mode = bool(cli.get("diff"))
-        self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
-        if not self._playbooks and getattr(playbook, "_file_name", None):
-            self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
+        if adhoc.is_adhoc(playbook):
+            # its "args" is the host pattern, not playbooks; described once the play's secrets are known
+            self._adhoc = {}
+        else:
+            self._playbooks = [os.path.abspath(to_text(path)) for path in (cli.get("args") or ())]
+            if not self._playbooks and getattr(playbook, "_file_name", None):
+                self._playbooks = [os.path.abspath(to_text(playbook._file_name))]
         try:
             # Import the backend (psycopg for PostgreSQL) here, on the main thread: a
             # worker forked while the writer thread is halfway through that import
@@ -364,7 +420,8 @@ class CallbackModule(CallbackBase):
             pass  # the writer meets the same error when it opens the backend, and spools
         self._writer = RecorderWriter(
             config,
-            Spool(self.get_option("spool_dir"), target_key(config), describe(config)),
+            spool_chain(self.get_option("spool_dir"), target_key(config), describe(config),
+                        fallback_dir=self.get_option("spool_fallback_dir")),
             self._display,
             options=self._options_dict(),
             batch_size=self.get_option("batch_size"),
@@ -372,6 +429,8 @@ class CallbackModule(CallbackBase):
             retry_interval=self.get_option("spool_retry_interval"),
         )
         self._writer.start()
+        self._guard = RecordGuard(self._writer, self.get_option("on_record_failure"), self.get_option("flush_timeout"),
+                                  self._display)
         atexit.register(self._at_exit)
         self._install_sigterm_handler()
 
@@ -412,10 +471,14 @@ class CallbackModule(CallbackBase):
             "forks": cli.get("forks"),
             "become": bool(cli.get("become")),
             "verbosity": cli.get("verbosity", 0),
+            "kind": "playbook",
         }
         origin = runinfo.awx_origin(extra_vars, os.environ)
         if origin:
             data["origin"] = origin  # the AWX/AAP job that ran the playbook (job, template, who launched it)
+        if self._adhoc is not None:
+            self._adhoc = adhoc.describe(cli, self._redactor)
+            data.update(kind=adhoc.KIND, adhoc=self._adhoc)
         self._writer.put_run_started(entry_document("run.started", self._run_id, data, at=self._started_at))
 
     def v2_playbook_on_play_start(self, play):
@@ -435,9 +498,13 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             hosts = []
         pattern = play.hosts
+        # with serial, Ansible starts the play once per batch and the inventory holds that batch only:
+        # each batch is one run.play entry, which the change event merges into the play's hosts
+        self._play_batches[play._uuid] = self._play_batches.get(play._uuid, 0) + 1
         self._writer.put(entry_document("run.play", self._run_id, {
             "run_id": self._run_id,
             "play_id": play._uuid,
+            "batch": self._play_batches[play._uuid],
             "name": self._redactor.redact_string(to_text(play.get_name())),
             "pattern": [to_text(p) for p in pattern] if isinstance(pattern, (list, tuple)) else to_text(pattern),
             "hosts": hosts,
@@ -446,6 +513,11 @@ class CallbackModule(CallbackBase):
             "strategy": to_text(play.strategy) if getattr(play, "strategy", None) else None,
             "started_at": utc_now(),
         }))
+        if self._adhoc and not self._adhoc_authorised:
+            # before its one task starts: the change request or emergency the operator named, if any
+            self._adhoc_authorised = True
+            adhoc.authorise(play, self._adhoc, hosts, self._run_id, self._backend_config(), self._check_mode,
+                            self._writer.put, self._display)
 
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._task_started(task)
@@ -462,6 +534,9 @@ class CallbackModule(CallbackBase):
         except Exception:  # pylint: disable=broad-except
             pass
         self._scan_loaded_files()
+        if self._guard.strict:
+            # on_record_failure=fail: no host starts this task unless the record so far is durable
+            self._guard.before_task(self._redactor.redact_string(to_text(task.get_name())))
 
     def v2_playbook_on_stats(self, stats):
         if self._writer is None or self._finished:
@@ -475,6 +550,7 @@ class CallbackModule(CallbackBase):
             self._writer.request_flush()
             return
         self._finish_run(self._outcome(host_stats), host_stats)
+        self._guard.after_run()
 
     @staticmethod
     def _outcome(host_stats):
@@ -508,8 +584,9 @@ class CallbackModule(CallbackBase):
             # ansible-playbook stops running further playbooks after one whose hosts failed
             self._finish_run("failed", last_stats)
         else:
-            self._finish_run(None, last_stats, interrupted_reason=(
-                "ansible-playbook exited before the end of the run (interrupted or a fatal error)"))
+            reason = self._guard.stopped or (
+                "ansible-playbook exited before the end of the run (interrupted or a fatal error)")
+            self._finish_run(None, last_stats, interrupted_reason=reason)
 
     def _install_sigterm_handler(self):
         if threading.current_thread() is not threading.main_thread():

@@ -39,6 +39,22 @@ options:
       - If not set, E(CHANGEOPS_POSTGRESQL_DSN), then C(postgresql_dsn) in C([changeops]).
         Standard libpq variables (E(PGHOST), E(PGPASSWORD), ...) fill in what the string leaves out.
     type: str
+  postgresql_read_dsn:
+    description:
+      - libpq connection string or URI of a PostgreSQL streaming replica (a hot standby) of O(postgresql_dsn).
+        Modules that only read (the C(_info) modules) and the C(cmdb) inventory read from it; every other module
+        reads and writes on the primary, and writes always go to the primary.
+      - A reader falls back to the primary, with a warning saying why, when the replica is unreachable, is not a
+        standby, has an older schema, or lags more than O(postgresql_read_max_lag) behind.
+      - If not set, E(CHANGEOPS_POSTGRESQL_READ_DSN), then C(postgresql_read_dsn) in C([changeops]).
+    type: str
+  postgresql_read_max_lag:
+    description:
+      - Seconds a replica may lag behind before readers read from the primary instead. V(0) means only a replica
+        that has replayed everything it received.
+      - If not set, E(CHANGEOPS_POSTGRESQL_READ_MAX_LAG), then C(postgresql_read_max_lag) in C([changeops]),
+        then V(30).
+    type: int
 notes:
   - Runs on the controller; the system of record is never opened on a managed host, so no
     C(delegate_to) is needed.
@@ -85,4 +101,24 @@ options:
     ini:
       - section: changeops
         key: postgresql_dsn
+  postgresql_read_dsn:
+    description:
+      - libpq connection string or URI of a PostgreSQL streaming replica of O(postgresql_dsn), for readers.
+      - The C(cmdb) inventory reads from it, falling back to the primary (with a warning) when the replica is
+        unreachable or lags more than O(postgresql_read_max_lag); the recorder always writes to the primary.
+    type: str
+    env:
+      - name: CHANGEOPS_POSTGRESQL_READ_DSN
+    ini:
+      - section: changeops
+        key: postgresql_read_dsn
+  postgresql_read_max_lag:
+    description: Seconds a replica may lag behind before readers read from the primary instead.
+    type: int
+    default: 30
+    env:
+      - name: CHANGEOPS_POSTGRESQL_READ_MAX_LAG
+    ini:
+      - section: changeops
+        key: postgresql_read_max_lag
 """

@@ -21,6 +21,12 @@ description:
     service (C(service_billing)); O(compose), O(groups) and O(keyed_groups) work as in the
     P(ansible.builtin.constructed#inventory) plugin.
   - The configuration file must be named C(*.cmdb.yml), C(*.cmdb.yaml), C(cmdb.yml) or C(cmdb.yaml).
+  - With O(source=servicenow) the hosts come from ServiceNow's CMDB instead (O(servicenow_table), by
+    default C(cmdb_ci_server) and the classes under it), so the CMDB in ServiceNow drives the play; host
+    variables carry the changeops attribute names mapped back from ServiceNow's fields, plus
+    C(cmdb_servicenow_sys_id), C(cmdb_servicenow_class) and C(cmdb_support_group), and the default groups
+    are by environment, class (ServiceNow's, C(class_cmdb_ci_linux_server)) and support group
+    (C(support_group_linux_ops)).
 author:
   - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
@@ -33,6 +39,38 @@ options:
     type: str
     required: true
     choices: [changeops.itsm.cmdb]
+  source:
+    description:
+      - Which CMDB to read, the changeops system of record (V(changeops)) or ServiceNow's (V(servicenow),
+        configured with O(instance), the E(SN_HOST)... variables or the C([changeops_servicenow]) section
+        of C(ansible.cfg); see U(https://github.com/changeops/changeops.itsm/blob/main/docs/servicenow.md)).
+    type: str
+    choices: [changeops, servicenow]
+    default: changeops
+  instance:
+    description:
+      - For O(source=servicenow), the ServiceNow instance, with the options of the P(changeops.itsm.servicenow_sync#module)
+        module's O(changeops.itsm.servicenow_sync#module:instance) (servicenow.itsm's names, C(host),
+        C(username), C(password), C(client_id), C(client_secret), C(grant_type), C(api_key)...). What is not
+        set here comes from the E(SN_HOST), E(SN_USERNAME)... variables and C([changeops_servicenow]) in
+        C(ansible.cfg).
+    type: dict
+    default: {}
+  servicenow_table:
+    description: For O(source=servicenow), the CMDB table to read (its child classes included).
+    type: str
+    default: cmdb_ci_server
+  servicenow_classes:
+    description: For O(source=servicenow), only CIs of these ServiceNow classes (C(sys_class_name)), for example V(cmdb_ci_linux_server).
+    type: list
+    elements: str
+    default: []
+  servicenow_query:
+    description:
+      - For O(source=servicenow), an extra encoded query (V(os=Linux^ip_addressSTARTSWITH10.)). Its field
+        names are checked against the table's dictionary first, since ServiceNow would ignore a condition
+        on a misspelt field and return more hosts.
+    type: str
   classes:
     description: CI classes to list.
     type: list
@@ -63,11 +101,13 @@ options:
     type: str
     default: cmdb_
   default_groups:
-    description: Which default groups to build.
+    description:
+      - Which default groups to build.
+      - When not set, V([environment, class, service]) for O(source=changeops) and
+        V([environment, class, support_group]) for O(source=servicenow).
     type: list
     elements: str
-    choices: [environment, class, service]
-    default: [environment, class, service]
+    choices: [environment, class, service, support_group]
   ansible_host_from:
     description:
       - Set C(ansible_host) from this CI attribute when the CI has it (V(primary_ipv4),
@@ -77,6 +117,7 @@ options:
     default: none
 requirements:
   - jmespath (on the controller)
+  - requests (on the controller, for O(source=servicenow))
 """
 
 EXAMPLES = r"""
@@ -101,6 +142,14 @@ cache: true
 cache_plugin: ansible.builtin.jsonfile
 cache_connection: ~/.cache/changeops-inventory
 cache_timeout: 3600
+
+---
+# servicenow.cmdb.yml: Linux servers of production, from ServiceNow's CMDB (SN_HOST, SN_USERNAME... set)
+plugin: changeops.itsm.cmdb
+source: servicenow
+servicenow_classes: [cmdb_ci_linux_server]
+environments: [production]
+ansible_host_from: primary_ipv4
 """
 
 import os
@@ -151,6 +200,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         self._populate(records)
 
     def _fetch(self, path):
+        if self.get_option("source") == "servicenow":
+            return self._fetch_servicenow(path)
         # Ansible has already applied env/ini precedence to the options (a relative path of ansible.cfg
         # is relative to its folder); one set in this file is relative to this file's folder.
         params = dict((name, self.get_option(name)) for name in BACKEND_OPTIONS)
@@ -167,11 +218,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if first is not None:
                 first = (first[0], config["sqlite_path"])
             warn_if_new_ledger(config, self.display.warning, first=first)
+            config["reader"] = True  # reads from postgresql_read_dsn when one is configured
             sor = open_system_of_record(config)
             try:
                 cis = find_configuration_items(
                     sor, classes=self.get_option("classes") or None, statuses=self.get_option("statuses") or None,
                     environments=self.get_option("environments") or None, expression=self.get_option("filter"))
+                read_from = sor.read_source()
+                if read_from is not None and read_from["reason"]:
+                    self.display.warning("%s: %s" % (path, read_from["reason"]))
             finally:
                 sor.close()
         except ChangeopsError as exc:
@@ -198,9 +253,40 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         value = data.get(name) if isinstance(data, dict) else None
         return str(value) if value not in (None, "") else None
 
+    def _fetch_servicenow(self, path):
+        from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.inventory import fetch_hosts
+        from ansible import constants as C
+
+        from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import controller_settings
+
+        if self.get_option("services"):
+            raise AnsibleParserError("%s: services filters the changeops CMDB only; with source: servicenow use "
+                                     "servicenow_query" % path)
+        try:
+            settings = controller_settings(self.get_option("instance") or None,
+                                           getattr(C.config, "_config_file", None))
+            settings.check_complete("%s instance" % path)
+            records = fetch_hosts(settings, table=self.get_option("servicenow_table"),
+                                  statuses=self.get_option("statuses") or None,
+                                  environments=self.get_option("environments") or None,
+                                  classes=self.get_option("servicenow_classes") or None,
+                                  query=self.get_option("servicenow_query"), origin=path)
+        except ChangeopsError as exc:
+            raise AnsibleParserError("%s: %s" % (path, exc.message))
+        if self.get_option("filter"):
+            from ansible_collections.changeops.itsm.plugins.module_utils.cmdb import compiled_filter, matches_filter
+
+            compiled = compiled_filter(self.get_option("filter"))
+            records = [record for record in records if matches_filter(record, compiled)]
+        return records
+
     def _populate(self, records):
         prefix = self.get_option("hostvar_prefix") or ""
-        default_groups = set(self.get_option("default_groups") or ())
+        default_groups = self.get_option("default_groups")
+        if default_groups is None:
+            default_groups = (["environment", "class", "support_group"] if self.get_option("source") == "servicenow"
+                              else ["environment", "class", "service"])
+        default_groups = set(default_groups)
         address_from = self.get_option("ansible_host_from")
         strict = self.get_option("strict")
         for record in records:
@@ -222,6 +308,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             if "service" in default_groups:
                 for service in name_list(attributes.get("services")):
                     self._add_to_group(host, "service_%s" % service)
+            if "support_group" in default_groups and attributes.get("support_group"):
+                self._add_to_group(host, "support_group_%s" % attributes["support_group"])
             hostvars = self.inventory.get_host(host).get_vars()
             self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
             hostvars = self.inventory.get_host(host).get_vars()

@@ -27,6 +27,7 @@ CHANGE_EVENT_INFO_SPEC = dict(
     status=dict(type="list", elements="str", choices=STATUSES, aliases=["outcome"],
                 deprecated_aliases=[dict(name="outcome", version="2.0.0", collection_name="changeops.itsm")]),
     authorisation=dict(type="list", elements="str"),
+    kind=dict(type="list", elements="str", choices=["playbook", "adhoc"]),
     limit=dict(type="int", default=50),
     include_results=dict(type="bool", default=False),
     verify=dict(type="bool", default=False),
@@ -47,6 +48,12 @@ LEDGER_VERIFY_SPEC = dict(
     witness_syslog=dict(type="str", choices=["auto", "true", "false"]),
     witness_syslog_address=dict(type="path"),
     scan_secrets=dict(type="bool", default=False),
+    # incremental verification from the newest trusted verified-up-to marker (verify_markers.py)
+    mode=dict(type="str", choices=["full", "incremental"], default="full"),
+    record_marker=dict(type="bool"),
+    # archive files of ledger_archive, checked offline and against the ledger (archives/verify.py)
+    archives=dict(type="list", elements="path"),
+    ledger=dict(type="bool", default=True),
 )
 
 #: most findings ledger_verify lists (the count is always complete)
@@ -90,6 +97,7 @@ def query_change_events(ctx):
             status=params.get("status"),
             authorisation=params.get("authorisation"),
             limit=params.get("limit"),
+            kind=params.get("kind"),
         )
     for event in events:
         # the run.finished entry's "outcome" is the same value as "status": return it under one name
@@ -107,26 +115,129 @@ def query_change_events(ctx):
 
 
 def verify_ledger(ctx):
-    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    """``ledger_verify``: the whole chain (``mode: full``) or the entries after the newest trusted verified-up-to
+    marker (``mode: incremental``, see verify_markers.py), against the witnesses' checkpoints; then, when the
+    ledger is valid and a signing key is configured, a new marker (``record_marker``)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints, verify_markers
 
-    anchors, checkpoint_info = [], None
-    if ctx.params.get("check_checkpoints", True):
-        anchors, checkpoint_info = checkpoints.witness_anchors(ctx.sor, checkpoints.settings_for(ctx))
+    params = ctx.params
+    if ctx.sor is None:
+        return verify_archive_files(ctx)
+    mode = params.get("mode") or "full"
+    payloads = params.get("check_payloads", True)
+    record = params.get("record_marker")
+    record = (mode == "incremental") if record is None else record
+    settings = checkpoints.settings_for(ctx)
+    anchors, checkpoint_info, witness_records = [], None, []
+    if params.get("check_checkpoints", True):
+        anchors, checkpoint_info, witness_records = checkpoints.witness_anchors(ctx.sor, settings, with_records=True)
         for problem in checkpoint_info["problems"]:
             ctx.warn(problem)
-    report = ctx.sor.verify(expected_head=ctx.params.get("expected_head"),
-                            projections=ctx.params.get("check_projections", True),
-                            payloads=ctx.params.get("check_payloads", True), anchors=anchors)
+    marker = None
+    if mode == "incremental":
+        marker, problems = verify_markers.newest_marker(ctx.sor, settings, witness_records)
+        for problem in problems:
+            ctx.warn(problem)
+    since = (marker["seq"], marker["head"]) if marker else None
+    report = ctx.sor.verify(expected_head=params.get("expected_head"),
+                            projections=params.get("check_projections", True) and since is None,
+                            payloads=payloads, anchors=anchors, since=since)
     report.checkpoints = checkpoint_info
-    result = {"changed": False, "verification": report.to_dict(), "backend": ctx.sor.describe()}
-    if not report.valid and ctx.params.get("fail_on_broken", True):
+    verification = report.to_dict()
+    verification.update(mode=mode if since else "full", marker=verify_markers.marker_view(marker),
+                        recorded_marker=None)
+    if mode == "incremental" and since is None:
+        verification["summary"] += "; no trusted verified-up-to marker, so every entry was verified"
+    elif since is not None:
+        verification["summary"] += "; incremental from the verified-up-to marker of entry %d (%s, %s)" % (
+            marker["seq"], marker.get("at"), marker.get("source"))
+    result = {"changed": False, "verification": verification, "backend": ctx.sor.describe()}
+    if report.valid and record:
+        if not settings.get("checkpoint_key"):
+            ctx.warn("no verified-up-to marker recorded: that needs checkpoint_key (a marker nobody signed cannot be"
+                     " trusted in the database it vouches for); the next incremental verification starts from the"
+                     " newest marker signed elsewhere, or verifies every entry")
+        else:
+            strength = payloads and (since is None or bool((marker.get(verify_markers.ATTESTATION) or {}).get(
+                "payloads")))
+            before = verify_markers.marker_view(marker)
+            if ctx.check_mode:
+                result["changed"] = not verify_markers.already_marked(
+                    ctx.sor, report.head_seq, checkpoints.key_id(checkpoints.load_private_key(
+                        settings["checkpoint_key"]).public_key()), strength) and bool(report.head_seq)
+            else:
+                entry = verify_markers.record_marker(ctx.sor, settings, report, mode if since else "full",
+                                                     since[0] if since else report.base_seq, strength, ctx.actor)
+                if entry is not None:
+                    from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import feed_witnesses
+
+                    feed_witnesses(ctx.sor, settings, warn=ctx.warn)
+                    result["changed"] = True
+                    verification["recorded_marker"] = dict(verify_markers.marker_view(
+                        dict(entry.data, source="ledger entry %s" % entry.seq, signed=True)), entry_seq=entry.seq)
+            if result["changed"] and ctx.diff:
+                result["diff"] = {
+                    "before": "verified up to entry %s\n" % before["seq"] if before else "no verified-up-to marker\n",
+                    "after": "verified up to entry %s (%s)\n" % (
+                        report.head_seq, "payloads opened" if strength else "chain only")}
+    result["msg"] = verification["summary"]
+    if params.get("archives"):
+        checked = _check_archives(ctx, settings, witness_records)
+        result["archives"] = checked
+        result["msg"] += "; %s" % checked["summary"]
+    if (not report.valid or not result.get("archives", {}).get("valid", True)) and params.get("fail_on_broken", True):
         result["failed"] = True
-        result["msg"] = report.summary()
-    else:
-        result["msg"] = report.summary()
-    if ctx.params.get("scan_secrets"):
+    if params.get("scan_secrets"):
         result["secret_scan"] = scan_ledger_for_secrets(ctx.sor)
         result["msg"] += "; %s" % result["secret_scan"]["summary"]
+    return result
+
+
+def _check_archives(ctx, settings, witness_records):
+    """The ``archives`` report: each archive verified alone, against the ``ledger.archived`` entry that recorded it
+    (when the ledger is open), their links, the newest against the live ledger's start, and every recorded archive
+    present."""
+    import os
+
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import verify_archives
+
+    keys = checkpoints.load_public_keys(checkpoints.public_key_paths(settings))
+    # only witness checkpoints that are trusted count against an archive's entries
+    trusted = [record for record in witness_records if checkpoints.trust(record, keys)[0]]
+    recorded = {item["file"]: item for item in ctx.sor.archives()} if ctx.sor is not None else {}
+    point = ctx.sor.archive_point() if ctx.sor is not None else None
+    reports, problems = verify_archives(ctx.params["archives"], keys, anchors=trusted, recorded=recorded,
+                                        live_base=(point["last_seq"], point["last_hash"]) if point else None)
+    given = set(os.path.basename(report["path"]) for report in reports)
+    for name, item in sorted(recorded.items(), key=lambda pair: pair[1]["last_seq"]):
+        if name not in given:
+            problems.append("archive %s (entries %d to %d, recorded by ledger entry %s) is not among the archives"
+                            " given: it was moved or deleted" % (name, item["first_seq"], item["last_seq"], item["seq"]))
+    entries = sum(report.get("entries") or 0 for report in reports)
+    summary = ("%d archive%s verified (%d entries)%s" % (
+        len(reports), "" if len(reports) == 1 else "s", entries,
+        ", linked to the live ledger" if point and reports else "") if not problems else
+        "archives do not verify: %s" % problems[0])
+    return {"valid": not problems, "checked": len(reports), "entries": entries, "reports": reports,
+            "problems": problems, "summary": summary}
+
+
+def verify_archive_files(ctx):
+    """``ledger_verify`` with ``ledger: false``: archive files checked on their own, no ledger opened."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+    from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import read_witnessed
+
+    if not ctx.params.get("archives"):
+        raise ValidationError("ledger: false checks archive files only: give them in archives")
+    settings = checkpoints.settings_for(ctx)
+    records, problems = read_witnessed(settings) if ctx.params.get("check_checkpoints", True) else ([], [])
+    for problem in problems:
+        ctx.warn(problem)
+    checked = _check_archives(ctx, settings, records)
+    result = {"changed": False, "archives": checked, "msg": checked["summary"], "backend": None}
+    if not checked["valid"] and ctx.params.get("fail_on_broken", True):
+        result["failed"] = True
     return result
 
 

@@ -30,6 +30,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.authority import authority_for
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import instance_argument_spec
 
 DECISION_TYPES = ("standard", "normal", "emergency", "dry-run", "denied")
 #: reasons listed one by one before the rest is summarised (a 10,000-host play
@@ -47,10 +49,35 @@ CHANGE_GATE_SPEC = dict(
     wait_for_approval=dict(type="bool", default=False),
     approval_timeout=dict(type="int", default=3600),
     poll_interval=dict(type="int", default=60),
+    **instance_argument_spec()
 )
 
 POLICY_ENV = "CHANGEOPS_GATE_POLICY"
 POLICY_INI_KEY = "gate_policy"
+
+#: the change request (number) or emergency (its justification) the operator names for what they run:
+#: read by the gate when its task names neither, and by the change_recorder for ad-hoc commands
+CHANGE_REQUEST_ENV = "CHANGEOPS_CHANGE_REQUEST"
+EMERGENCY_ENV = "CHANGEOPS_EMERGENCY"
+
+
+def named_in_environment(params, environ):
+    """``params`` with the change request or emergency that ``environ`` names, when the task names neither.
+
+    ``CHANGEOPS_CHANGE_REQUEST=CHG0000042`` names a change request; ``CHANGEOPS_EMERGENCY=<justification>``
+    declares an emergency with that justification. A task's own ``change_request``, ``emergency`` or
+    ``standard_template`` always wins: the environment never changes a decision the play spells out.
+    """
+    params = dict(params)
+    if params.get("change_request") or params.get("emergency") or params.get("standard_template"):
+        return params
+    number = (environ.get(CHANGE_REQUEST_ENV) or "").strip()
+    justification = (environ.get(EMERGENCY_ENV) or "").strip()
+    if justification:
+        params.update(emergency=True, justification=params.get("justification") or justification)
+    if number:
+        params["change_request"] = number
+    return params
 
 
 # --------------------------------------------------------------------------
@@ -303,6 +330,8 @@ def check_change_request(policy, context, record, number, now):
         if now >= parse_time(end):
             reasons.append("now is %s after the window ends (%s)"
                            % (humanise(now - parse_time(end)), _local(end, tz_name)))
+    # what an external authority (ServiceNow) says against it: scheduling conflicts, a change on hold
+    reasons.extend(record.get("authority_reasons") or ())
     affected = set(record.get("affected_cis") or ())
     missing = [host for host in context["hosts"] if host not in affected]
     reasons.extend(_host_reasons(missing, number))
@@ -492,10 +521,13 @@ def read_change_request(sor, number):
     return sor.get_change_request(number) if number else None
 
 
-def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic):
-    """Read the change request, polling while it awaits approval (``wait_for_approval``)."""
+def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic, authority=None):
+    """Read the change request from its authority (the system of record, or ServiceNow: see
+    ``servicenow/authority.py``), polling while it awaits approval (``wait_for_approval``) within the
+    authority's request budget."""
     params = ctx.params
-    record = read_change_request(ctx.sor, number)
+    read = authority.read if authority is not None else (lambda wanted: read_change_request(ctx.sor, wanted))
+    record = read(number)
     if not (params.get("wait_for_approval") and number and not ctx.check_mode):
         return record, None
     timeout = max(int(params.get("approval_timeout") or 0), 0)
@@ -513,8 +545,9 @@ def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic)
         progress("change_gate: waiting for approval of %s (state %s, approval %s): poll %d, %s elapsed, %s left"
                  % (number, record.get("state"), record.get("approval") or "not requested", polls,
                     humanise(datetime.timedelta(seconds=elapsed)), humanise(datetime.timedelta(seconds=left))))
-        sleep(min(interval, max(left, 0.0)))
-        record = read_change_request(ctx.sor, number)
+        wait = authority.poll_interval(interval, left) if authority is not None else interval
+        sleep(min(wait, max(left, 0.0)))
+        record = read(number)
     return record, None
 
 
@@ -578,7 +611,19 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
     now_func = now_func or (lambda: datetime.datetime.now(datetime.timezone.utc))
     progress = progress or ctx.warn
     number = params.get("change_request")
-    record, timeout_reason = wait_and_read(ctx, number, progress)
+    # the system of record, or ServiceNow (the one place the gate asks an external authority)
+    authority = authority_for(ctx, policy, hosts, play.get("delegated_hosts") or ())
+    try:
+        return _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func, progress,
+                                  policy_choice, authority, number)
+    finally:
+        authority.close()
+
+
+def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func, progress, policy_choice,
+                       authority, number):
+    params = ctx.params
+    record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
     now = now_func()
     # each host's own CI, never an application or service CI that happens to share its name
     cis = list(find_host_cis(ctx.sor, list(hosts) + list(play.get("delegated_hosts") or ())).values())
@@ -604,6 +649,8 @@ def run_gate(ctx, policy, play, hosts, host_groups, play_id, task_uuid, now_func
         decision["reasons"].insert(0, timeout_reason)
         decision.update(allowed=False, type="denied", reference=None, review_required=False)
     decision = policy_decisions(policy_choice, decision, context, now, decide_under)
+    # after the policy choice: a runner's file the published policy refuses creates no standard CHG
+    decision = authority.after_decision(decision, context, policy, now, ctx.check_mode)
     if ctx.check_mode:
         decision = dry_run_decision(decision)
     described = policy_choice.in_force.describe() if policy_choice is not None else None

@@ -307,9 +307,11 @@ def _describe_days(days):
 class Template(object):
     """A standard change template: pre-authorised work that matches its conditions."""
 
-    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows", "allow")
+    __slots__ = ("name", "description", "conditions", "max_hosts", "environments", "windows", "allow",
+                 "servicenow_template")
 
-    def __init__(self, name, description, conditions, max_hosts, environments, windows, allow=()):
+    def __init__(self, name, description, conditions, max_hosts, environments, windows, allow=(),
+                 servicenow_template=None):
         self.name = name
         self.description = description
         self.conditions = conditions  # list of (text, compiled)
@@ -318,6 +320,8 @@ class Template(object):
         self.windows = windows
         #: context fields listing what the gate cannot see that this template accepts anyway
         self.allow = frozenset(allow)
+        #: the ServiceNow standard change template (name or sys_id) a standard change under it is created from
+        self.servicenow_template = servicenow_template
 
 
 class ProtectedArea(object):
@@ -371,6 +375,9 @@ class EmergencyPolicy(object):
 
 
 class Policy(object):
+    #: ServiceNow as the change authority: ``local_fallback`` and ``fallback_max_age`` (minutes), set by parse_policy
+    servicenow = {"local_fallback": False, "fallback_max_age": 60}
+
     def __init__(self, origin, digest, templates, protected_areas, freezes, emergency, normal_states,
                  authorisation=None, disabled_areas=(), document=None):
         self.origin = origin
@@ -435,6 +442,11 @@ AREA_KEYS = ("description",) + AREA_LISTS
 FREEZE_KEYS = ("name", "reason", "start", "end", "timezone", "environments", "allowed_change_types")
 EMERGENCY_KEYS = ("allowed", "declarers", "require_justification", "min_justification_length")
 NORMAL_KEYS = ("allowed_states",)
+# ServiceNow as the change authority (docs/servicenow.md): a template may name its ServiceNow standard change
+# template; the servicenow section allows the gate's local fallback
+TOP_KEYS = TOP_KEYS + ("servicenow",)
+TEMPLATE_KEYS = TEMPLATE_KEYS + ("servicenow_template",)
+SERVICENOW_KEYS = ("local_fallback", "fallback_max_age")
 
 
 def parse_policy(document, origin, digest=None):
@@ -487,7 +499,12 @@ def parse_policy(document, origin, digest=None):
                                          line(raw, "windows")))
         allow = [field for field, key, _text, _avoid in BLIND_SPOTS
                  if key in raw and check.boolean(raw[key], "%s.%s" % (path, key), line(raw, key))]
-        templates.append(Template(name, description, conditions, max_hosts, environments, windows, allow))
+        servicenow_template = None
+        if raw.get("servicenow_template") is not None:
+            servicenow_template = check.string(raw["servicenow_template"], path + ".servicenow_template",
+                                               line(raw, "servicenow_template"))
+        templates.append(Template(name, description, conditions, max_hosts, environments, windows, allow,
+                                  servicenow_template))
 
     areas = {}
     defaults = document.get("default_protected_areas", True)
@@ -566,10 +583,23 @@ def parse_policy(document, origin, digest=None):
         normal_states = check.string_list(raw_normal["allowed_states"], "normal.allowed_states",
                                           line(raw_normal, "allowed_states"), choices=("scheduled", "implement"))
 
+    raw_servicenow = _or_default(document.get("servicenow"), _Mapping())
+    check.mapping(raw_servicenow, "servicenow", SERVICENOW_KEYS, line=line(document, "servicenow"))
+    servicenow = {"local_fallback": False, "fallback_max_age": 60}
+    if "local_fallback" in raw_servicenow:
+        servicenow["local_fallback"] = check.boolean(raw_servicenow["local_fallback"], "servicenow.local_fallback",
+                                                     line(raw_servicenow, "local_fallback"))
+    if "fallback_max_age" in raw_servicenow:
+        servicenow["fallback_max_age"] = check.integer(raw_servicenow["fallback_max_age"],
+                                                       "servicenow.fallback_max_age",
+                                                       line(raw_servicenow, "fallback_max_age"), minimum=1)
+
     authorisation = parse_rules(check, document, _Mapping)
-    return Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
-                  emergency, normal_states, authorisation=authorisation, disabled_areas=disabled,
-                  document=document)
+    policy = Policy(origin, digest, templates, sorted(areas.values(), key=lambda area: area.name), freezes,
+                    emergency, normal_states, authorisation=authorisation, disabled_areas=disabled,
+                    document=document)
+    policy.servicenow = servicenow
+    return policy
 
 
 def plain_document(value):

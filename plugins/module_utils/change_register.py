@@ -64,6 +64,8 @@ AUTHORISATION_CATEGORIES = {
     "denied": "denied",
     "record-only": "record-only",
     "no-change": "no-change",
+    # the recorder lost task results of the run (run.incomplete): how it was authorised cannot be told
+    "incomplete": "incomplete",
 }
 #: categories of runs that changed no managed host and need no post-implementation review
 NO_REVIEW_CATEGORIES = (["no-change"], ["record-only"], ["pending"], ["dry-run"])
@@ -349,6 +351,9 @@ def _descending(text):
 
 
 def _review_priority(row):
+    # an incomplete record is reviewed as urgently as an unauthorised change: it may hide one
+    if "incomplete" in row["authorisation_types"]:
+        return REVIEW_PRIORITY["unauthorised"]
     for category in ("unauthorised", "emergency", "denied"):
         if category in row["authorisation_types"]:
             return REVIEW_PRIORITY[category]
@@ -507,6 +512,9 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "user": event.get("user"),
         "controller": event.get("controller"),
         "playbook": event.get("playbook"),
+        # an ad-hoc command (``ansible -m``): its module and host pattern; its arguments are in the detail
+        "kind": event.get("kind") or "playbook",
+        "adhoc": {key: (event.get("adhoc") or {}).get(key) for key in ("module", "pattern")} if event.get("adhoc") else None,
         "environments": environments,
         "hosts": sorted(hosts),
         "changed_hosts": changed_hosts,
@@ -528,7 +536,7 @@ def _change(sor, event, chunk, results, evidence, reviews, cis, ci_by_name, chan
         "run": {key: event.get(key) for key in (
             "started_at", "ended_at", "user", "controller", "pid", "playbooks", "git", "ansible_version",
             "check_mode", "diff_mode", "limit", "tags", "skip_tags", "extra_var_names", "inventory", "forks",
-            "reason")},
+            "reason", "adhoc", "record_lost")},
         "plays": [{key: play.get(key) for key in ("play_id", "name", "pattern", "hosts", "roles", "tags", "started_at")}
                   for play in event.get("plays") or []],
         "gates": gates,

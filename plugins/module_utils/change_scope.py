@@ -45,6 +45,9 @@ HOST = "host"
 RECORD = "record"
 PREDICTED = "predicted"
 
+#: the category of a change event whose record lost task results (``classify``)
+INCOMPLETE = "incomplete"
+
 #: statuses of a result that changed nothing, whatever its ``changed`` says
 _NO_CHANGE_STATUSES = ("failed", "unreachable", "skipped")
 
@@ -108,15 +111,21 @@ def changes_by_scope(results, run_check_mode=False):
     return scopes
 
 
-def classify(run_check_mode, host_changed, gate_denied, record_changed, gate_authorisation):
+def classify(run_check_mode, host_changed, gate_denied, record_changed, gate_authorisation, results_lost=False):
     """The change event's category when it ended (its ``authorisation`` value).
 
+    ``incomplete`` first, when task results of the run were lost (``results_lost``: the recorder
+    wrote a ``run.incomplete`` marker): whether a lost result changed a host, and under which
+    decision, cannot be told, so neither an authorisation nor "no change" may be claimed.
     ``gate_authorisation()`` gives the category of a run that changed a host (standard, normal,
     emergency, joined with ``+``, or unauthorised): only a run that changed a host has one.
     Otherwise, in this order: ``dry-run`` (check mode), ``denied`` (a gate stopped a play, or
     denied it and the play changed nothing), ``record-only`` (only the system of record changed),
-    ``no-change``. A run that changed a host is never any of these.
+    ``no-change``. A run that changed a host is never any of these. Playbook runs and ad-hoc
+    commands (change events of kind ``adhoc``) are classified alike.
     """
+    if results_lost:
+        return INCOMPLETE, None
     if host_changed:
         return gate_authorisation()
     if run_check_mode:

@@ -263,19 +263,24 @@ def location_of(sor):
     return sor.describe()
 
 
+def ledger_identity(sor):
+    """What names the ledger in checkpoints: the hash of its first entry (kept when that entry is archived)."""
+    return sor.ledger_identity()
+
+
 def signed_message(record):
     """The bytes an Ed25519 signature of a checkpoint covers."""
     return SIGNING_DOMAIN + canonical_json({key: record.get(key) for key in
                                             ("at", "head", "ledger", "location", "seq", "v")}).encode("utf-8")
 
 
-def checkpoint_document(sor, private_key=None, now=None):
-    """The checkpoint of the ledger's head as it is now (None for an empty ledger)."""
-    seq, head = sor.head()
+def checkpoint_document(sor, private_key=None, now=None, entry=None):
+    """The checkpoint of the ledger's head as it is now (None for an empty ledger); of ``entry`` ``(seq, hash)``
+    when given (an archive's last entry)."""
+    seq, head = entry if entry else sor.head()
     if not seq:
         return None
-    first = sor.get_entry("1")
-    document = {"v": 1, "ledger": first.hash if first is not None else None, "location": location_of(sor),
+    document = {"v": 1, "ledger": ledger_identity(sor), "location": location_of(sor),
                 "seq": seq, "head": head, "at": now or utc_now(), "key_id": None, "signature": None}
     if private_key is not None:
         document["key_id"] = key_id(private_key.public_key())
@@ -308,6 +313,12 @@ def check_continuity(sor):
         return
     seq, head = latest.data["seq"], latest.data.get("head")
     entry = sor.get_entry(str(seq))
+    point = sor.archive_point() if entry is None else None
+    if point is not None and seq <= point["last_seq"]:
+        # archived since: the boundary's hash is in the ledger.archived entry; earlier ones in the archive file
+        if seq < point["last_seq"] or point["last_hash"] == head:
+            return
+        entry = Entry(KIND_CHECKPOINT, None, {}, entry_id="archived", seq=seq, hash=point["last_hash"])
     if entry is None or entry.hash != head:
         raise ConflictError(
             "not signing: the ledger's history changed since its checkpoint of entry %d (%s, recorded as entry %d):"
@@ -366,6 +377,10 @@ def _trust(record, keys):
         return False, False, ("%s does not verify with key %s: it was forged or altered in the witness; it is "
                               "ignored" % (_describe(record), record.get("key_id")))
     return True, True, None
+
+
+#: ``(trusted, verified, problem)`` of a checkpoint record under ``keys`` (archives check theirs with it)
+trust = _trust
 
 
 def anchors_from(records, ledger_id, location, keys):
@@ -438,18 +453,18 @@ def checkpoint_summary(info, keys_configured):
     return text
 
 
-def witness_anchors(sor, settings):
-    """``(anchors, info)`` for ``SystemOfRecord.verify``: what the witnesses hold about this ledger."""
+def witness_anchors(sor, settings, with_records=False):
+    """``(anchors, info)`` for ``SystemOfRecord.verify``: what the witnesses hold about this ledger
+    (``with_records``: ``(anchors, info, records)``, the records as read, for the verified-up-to markers)."""
     from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import read_witnessed
 
     records, problems = read_witnessed(settings)
     keys = load_public_keys(public_key_paths(settings))
-    first = sor.get_entry("1")
-    anchors, info = anchors_from(records, first.hash if first is not None else None, location_of(sor), keys)
+    anchors, info = anchors_from(records, ledger_identity(sor), location_of(sor), keys)
     info["problems"] = problems + info["problems"]
     info["public_keys"] = sorted(keys)
     info["summary"] = checkpoint_summary(info, bool(keys))
-    return anchors, info
+    return (anchors, info, records) if with_records else (anchors, info)
 
 
 # --------------------------------------------------------------------------------------------

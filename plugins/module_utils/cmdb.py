@@ -11,6 +11,7 @@ entries and the predicted CI without appending them.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import uuid
 
@@ -37,6 +38,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.cmdb_push import (
+    after_ci_write,
+    cmdb_push_argument_spec,
+)
 
 STATUSES = ["planned", "operational", "maintenance", "non_operational", "retired"]
 DEFAULT_RELATIONSHIP_TYPES = ["runs_on", "depends_on", "hosted_on", "member_of"]
@@ -60,6 +65,7 @@ REGISTER_HOST_SPEC = dict(
     status=dict(type="str", choices=STATUSES),
     identify_by=dict(type="list", elements="str", choices=list(IDENTITY_ORDER), default=list(IDENTITY_ORDER)),
     last_seen_refresh=dict(type="str", default="24h"),
+    **cmdb_push_argument_spec()
 )
 
 CONFIGURATION_ITEM_SPEC = dict(
@@ -78,6 +84,7 @@ CONFIGURATION_ITEM_SPEC = dict(
     relationship_types=dict(type="list", elements="str", default=list(DEFAULT_RELATIONSHIP_TYPES)),
     force=dict(type="bool", default=False),
     reason=dict(type="str"),
+    **cmdb_push_argument_spec()
 )
 CONFIGURATION_ITEM_REQUIRED_ONE_OF = [["name", "ci_id"]]
 
@@ -122,9 +129,29 @@ def parse_refresh(value, field="last_seen_refresh"):
     return datetime.timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
 
 
+def require_finite(value, field):
+    """Refuse NaN and infinities anywhere in ``value``, naming where (``attributes.metrics.load[2]``).
+
+    The system of record stores canonical JSON, which has no NaN or infinity; without this check the
+    write failed with Python's "Out of range float values are not JSON compliant", naming no field.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError("%s: %r is not a finite number; the system of record stores JSON, which has no NaN or"
+                              " infinity (store it as a string, or leave it out)" % (field, value),
+                              field=field, value=repr(value))
+    if isinstance(value, dict):
+        for key, item in value.items():
+            require_finite(key, "%s (a key)" % field)
+            require_finite(item, "%s.%s" % (field, key))
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for index, item in enumerate(value):
+            require_finite(item, "%s[%d]" % (field, index))
+
+
 def validate_attributes(attributes, field="attributes"):
     if not isinstance(attributes, dict):
         raise ValidationError("%s must be a dictionary, got %s" % (field, type(attributes).__name__), field=field)
+    require_finite(attributes, field)
     for key, value in attributes.items():
         validate_attribute_name(field, key)
         if key in ("name", "class") and value is not None and (not isinstance(value, str) or not value.strip()):
@@ -299,7 +326,8 @@ def register_host(ctx):
     def attempt():
         return _register_once(ctx, desired, order, refresh, host, known)
 
-    return _with_retries(attempt)
+    # with ServiceNow configured: IRE's query variant in check mode, the outbox otherwise
+    return after_ci_write(ctx, _with_retries(attempt), host)
 
 
 def _register_once(ctx, desired, order, refresh, host, known):
@@ -454,12 +482,19 @@ def _dependents(sor, ci_id):
 
 
 def configuration_item(ctx):
-    return _with_retries(lambda: _configuration_item_once(ctx))
+    return after_ci_write(ctx, _with_retries(lambda: _configuration_item_once(ctx)))
 
 
 def _configuration_item_once(ctx):
     params = ctx.params
     state = params.get("state") or "present"
+    if state not in ("present", "retired", "absent"):
+        raise ValidationError("state must be present, retired or absent, got %r" % (state,), field="state", value=state)
+    for field in ("name", "ci_id", "ci_class", "reason"):
+        value = params.get(field)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ValidationError("%s must be a non-empty string, got %r" % (field, value), field=field,
+                                  value=repr(value))
     attributes = validate_attributes(params.get("attributes") or {})
     ci_class = params.get("ci_class")
     if params.get("ci_id"):

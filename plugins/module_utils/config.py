@@ -47,6 +47,19 @@ BACKEND_OPTIONS = {
         "no_log": True,
         "default": None,
     },
+    # a streaming replica for readers only (info modules, the cmdb inventory); writes always go to the primary
+    "postgresql_read_dsn": {
+        "type": "str",
+        "env": "CHANGEOPS_POSTGRESQL_READ_DSN",
+        "no_log": True,
+        "default": None,
+    },
+    "postgresql_read_max_lag": {
+        "type": "int",
+        "env": "CHANGEOPS_POSTGRESQL_READ_MAX_LAG",
+        "default": 30,
+        "minimum": 0,
+    },
 }
 
 

@@ -53,3 +53,11 @@ class MissingDependency(ChangeopsError):
 class Refused(ChangeopsError):
     """The policy does not let this identity do this (separation of duties); ``details["refusals"]``
     lists every rule that refused, each ``{rule, reason}``."""
+
+
+class LedgerCorrupted(BackendUnavailable):
+    """The system of record's storage is damaged (a file with random bytes inside, an unreadable page).
+
+    A kind of ``BackendUnavailable``: whatever cannot be written now is kept (the recorder spools it), but
+    retrying cannot help until a person restores the ledger, so the message says what to do.
+    """

@@ -36,6 +36,8 @@ import hashlib
 import json
 import uuid
 
+from json.encoder import encode_basestring as _encode_string
+
 from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
     GENESIS_HASH,
@@ -55,6 +57,7 @@ HASHED_FIELDS = ("id", "at", "kind", "subject", "actor", "data")
 #: bookkeeping kinds of the ledger itself (see docs/ledger.md)
 KIND_REDACTED = "ledger.redacted"
 KIND_CHECKPOINT = "ledger.checkpoint"
+KIND_ARCHIVED = "ledger.archived"
 
 _sha256 = hashlib.sha256
 
@@ -271,6 +274,11 @@ class VerifyReport(object):
         self.history_mismatch = None
         #: what the comparison with checkpoints found (filled by ``checkpoints.check_report``)
         self.checkpoints = None
+        #: the walk started after this entry (0: the whole ledger); see ``verify_rows``'s ``base``
+        self.base_seq = 0
+        #: entries up to this one are in archives (0: none); witness checkpoints among them not compared here
+        self.archived_through = 0
+        self.archived_anchors = 0
         #: None: not asked for; True: compared; False: asked for but the ledger kept changing
         self.projections_checked = None
         self.projection_problems = []
@@ -291,6 +299,8 @@ class VerifyReport(object):
             "history_mismatch": self.history_mismatch,
             "checkpoints": self.checkpoints,
             "payloads_checked": self.payloads_checked,
+            "base_seq": self.base_seq,
+            "archived_through": self.archived_through,
             "redactions": list(self.redactions),
             "projections_checked": self.projections_checked,
             "projection_problems": list(self.projection_problems),
@@ -311,6 +321,8 @@ class VerifyReport(object):
                 len(self.projection_problems), "" if len(self.projection_problems) == 1 else "s", first["detail"])
         summary = "ledger chain verified: %d entries, head %s" % (
             self.entries_checked, (self.head_hash or GENESIS_HASH)[:16])
+        if self.archived_through:
+            summary += " after the %d archived" % self.archived_through
         if not self.payloads_checked:
             summary += " (chain only: payloads not opened)"
         if self.redactions:
@@ -353,19 +365,21 @@ class _Summary(object):
         self.seq, self.kind, self.subject = entry.seq, entry.kind, entry.subject
 
 
-def _link_problem(rows, entry, previous, previous_previous):
+def _link_problem(rows, entry, previous, previous_previous, base=(0, GENESIS_HASH)):
     """Why ``entry`` does not follow ``previous``: inserted, reordered, rewritten or deleted.
 
     Only reached on a break, so it may walk the ledger once more to find where ``prev_hash`` points.
+    ``base``: ``(seq, hash)`` the walk started after (``(0, GENESIS_HASH)`` for the whole ledger).
     """
-    skipped_hash = previous_previous.hash if previous_previous is not None else GENESIS_HASH
+    skipped_hash = previous_previous.hash if previous_previous is not None else base[1]
     if previous is not None and entry.prev_hash == skipped_hash:
         # an entry forged in front of the first one sits between entry 1 and the genesis hash
         return _broken(
             previous, "inserted",
             "entry %s (%s %s) was inserted: entry %s is chained directly to %s" % (
                 previous.seq, previous.kind, previous.subject, entry.seq,
-                "entry %s" % previous_previous.seq if previous_previous is not None else "the start of the chain"))
+                "entry %s" % previous_previous.seq if previous_previous is not None else (
+                    "entry %s" % base[0] if base[0] else "the start of the chain")))
     linked = None
     for other in rows():
         if other.hash == entry.prev_hash:
@@ -375,7 +389,8 @@ def _link_problem(rows, entry, previous, previous_previous):
         return _broken(
             entry, "reordered",
             "entry %s (%s %s) was moved: it follows entry %s in the chain, not entry %s" % (
-                entry.seq, entry.kind, entry.subject, linked.seq, previous.seq if previous else "(start)"))
+                entry.seq, entry.kind, entry.subject, linked.seq, previous.seq if previous else (
+                    base[0] if base[0] else "(start)")))
     if previous is not None and entry.seq == previous.seq + 1:
         # Adjacent positions, unknown link: the predecessor was edited and its hash
         # recomputed (or the rows after a deletion were renumbered). The earliest
@@ -387,7 +402,7 @@ def _link_problem(rows, entry, previous, previous_previous):
                 previous.seq, previous.kind, previous.subject, entry.seq, (entry.prev_hash or "")[:16], previous.seq))
         broken["next_seq"] = entry.seq
         return broken
-    missing_from = previous.seq + 1 if previous else 1
+    missing_from = previous.seq + 1 if previous else base[0] + 1
     broken = _broken(
         entry, "deleted",
         "entry %s was deleted: entry %s (%s %s) names a predecessor (%s) that is no longer in the ledger"
@@ -405,8 +420,13 @@ class _Redactions(object):
         self.tombstones = {}  # (seq, path_json) -> (entry summary, commitment)
         self.targets = {}  # seq -> (entry id, hash, format, payload_root, kind)
         self.records = []  # (redaction entry, field dict)
+        self.seen = set()  # seqs of the entries walked or loaded
+
+    def loaded(self, seq):
+        return seq in self.seen
 
     def note_entry(self, entry):
+        self.seen.add(entry.seq)
         if entry.redactions:
             self.targets[entry.seq] = (entry.id, entry.hash, entry.format, entry.payload_root, entry.kind)
             for path, digest in (entry.redactions.get("tombstones") or {}).items():
@@ -417,13 +437,22 @@ class _Redactions(object):
         for field in data.get("fields") or []:
             self.records.append((entry, data, field))
 
-    def problem(self):
-        """The first unaccounted tombstone or unkept redaction, as a ``first_broken`` dict, or None."""
+    def problem(self, accounted_until=0):
+        """The first unaccounted tombstone or unkept redaction, as a ``first_broken`` dict, or None.
+
+        ``accounted_until``: the walk started after this entry (a verified marker, an archive): redactions of
+        earlier entries recorded before it were checked then, so only those recorded in this walk count.
+        """
         problems = []
         accounted = set()
         for record, data, field in self.records:
             key = (data.get("entry_seq"), field.get("path_json"))
             target = self.targets.get(data.get("entry_seq"))
+            if target is None and isinstance(data.get("entry_seq"), int) and data["entry_seq"] <= accounted_until \
+                    and not self.loaded(data["entry_seq"]):
+                # its entry lies before this walk and is not in the ledger: archived (the archive carries this
+                # record and checks its tombstone), or removed before the base, which only a full walk can tell
+                continue
             if key not in self.tombstones or target is None or target[0] != data.get("entry_id"):
                 problems.append((data.get("entry_seq") or record.seq, {
                     "seq": data.get("entry_seq"), "entry_id": data.get("entry_id"), "kind": data.get("entry_kind"),
@@ -451,13 +480,13 @@ class _Redactions(object):
         for seq, target in self.targets.items():
             # a format-1 entry's hash no longer covers a redacted payload: only a ledger.redacted entry, whose
             # recorded root the checks above compared, binds what it holds now
-            if target[2] == FORMAT_LEGACY and seq not in vouched:
+            if target[2] == FORMAT_LEGACY and seq not in vouched and seq > accounted_until:
                 problems.append((seq, {
                     "seq": seq, "entry_id": target[0], "kind": target[4], "problem": "edited",
                     "detail": "entry %s (%s) was edited: it is marked as redacted, but no ledger.redacted entry"
                               " vouches for it" % (seq, target[4])}))
         for key, (entry, _digest) in self.tombstones.items():
-            if key not in accounted:
+            if key not in accounted and entry.seq > accounted_until:
                 problems.append((entry.seq, _broken(
                     entry, "edited",
                     "entry %s (%s %s) was edited: field %s was removed without a ledger.redacted entry" % (
@@ -477,7 +506,28 @@ class _Redactions(object):
         return items
 
 
-def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
+def entry_problem(entry, payloads):
+    """Why ``entry``'s stored content does not match its hash or commitments, or None (links aside)."""
+    problem = None
+    if payloads or entry.redactions:
+        problem = entry.check_payload()
+    if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
+        if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
+            problem = "its format %r is unknown" % (entry.format,)
+        elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
+            problem = "its content does not match its hash"
+    return problem
+
+
+def _anchor_index(anchors):
+    wanted = {}
+    for anchor in anchors or ():
+        wanted.setdefault(anchor["seq"], []).append(anchor)
+    return wanted
+
+
+def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None, load_entries=None,
+                extra_records=()):
     """Walk ``rows`` (:class:`Entry` in ascending ``seq``: a list, or a function returning a fresh
     iterator) and report the first break.
 
@@ -503,11 +553,18 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
     ``anchors``: ``[{"seq", "hash", "detail_rewritten", "detail_truncated"}]``, heads kept outside the
     database (checkpoints): the entry at ``seq`` must have ``hash``, and the ledger must reach ``seq``.
     The first that fails becomes ``history_mismatch``.
+
+    ``base``: ``(seq, hash)`` of an entry something else vouches for (a verified-up-to marker, the last
+    entry of an archive): ``rows`` are the entries after it, the first must chain onto ``hash``, and
+    anchors at or before ``seq`` are left to the caller. ``load_entries(seqs)`` gives the entries at or
+    before ``base`` that ``ledger.redacted`` entries in ``rows`` redact (their tombstones are checked
+    against those records; older redactions were accounted for when the base was verified).
+    ``extra_records``: ``ledger.redacted`` entries from after ``rows`` that redact entries in them (an
+    archive carries those made after its last entry, before it was archived).
     """
     rows = _rows_factory(rows)
-    wanted = {}
-    for anchor in anchors or ():
-        wanted.setdefault(anchor["seq"], []).append(anchor)
+    base = tuple(base) if base else (0, GENESIS_HASH)
+    wanted = _anchor_index(anchors)
     anchor_failures = []
     redactions = _Redactions()
     anchor_found = False
@@ -518,26 +575,20 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
     iterator = rows()
     for entry in iterator:
         count += 1
-        problem = None
-        if payloads or entry.redactions:
-            problem = entry.check_payload()
-        if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
-            if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
-                problem = "its format %r is unknown" % (entry.format,)
-            elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
-                problem = "its content does not match its hash"
+        problem = entry_problem(entry, payloads)
         if problem is not None:
             broken = _broken(entry, "edited", "entry %s (%s %s) was edited: %s" % (
                 entry.seq, entry.kind, entry.subject, problem))
             break
-        expected_prev = previous.hash if previous else GENESIS_HASH
+        expected_prev = previous.hash if previous else base[1]
         if entry.prev_hash != expected_prev:
-            broken = _link_problem(rows, entry, previous, previous_previous)
+            broken = _link_problem(rows, entry, previous, previous_previous, base)
             break
-        if previous is not None and entry.seq != previous.seq + 1:
+        expected_seq = previous.seq + 1 if previous is not None else base[0] + 1
+        if entry.seq != expected_seq and (previous is not None or base[0]):
             broken = _broken(entry, "deleted", "entries %s to %s before entry %s are missing" % (
-                previous.seq + 1, entry.seq - 1, entry.seq))
-            broken["seq"] = previous.seq + 1
+                expected_seq, entry.seq - 1, entry.seq))
+            broken["seq"] = expected_seq
             broken["next_seq"] = entry.seq
             break
         redactions.note_entry(entry)
@@ -556,16 +607,31 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
         for _entry in iterator:
             count += 1
         return VerifyReport(count, None, None, broken)
-    broken = redactions.problem()
+    head = (previous.seq, previous.hash) if previous else (base[0], base[1] if base[0] else None)
+    for record in extra_records:
+        redactions.note_record(record)
+    return _finish_walk(count, head, payloads, redactions, base, load_entries, wanted, anchor_failures,
+                        expected_head, anchor_found)
+
+
+def _finish_walk(count, head, payloads, redactions, base, load_entries, wanted, anchor_failures, expected_head,
+                 anchor_found):
+    """The report of a walk that found every link intact: redactions accounted, anchors, expected head."""
+    if base[0] and load_entries is not None:
+        # the entries at or before the base that this walk's ledger.redacted records redact
+        targets = set(data.get("entry_seq") for _record, data, _field in redactions.records)
+        targets = sorted(seq for seq in targets if isinstance(seq, int) and seq <= base[0])
+        for entry in load_entries(targets) if targets else ():
+            redactions.note_entry(entry)
+    broken = redactions.problem(accounted_until=base[0])
     if broken is not None:
         return VerifyReport(count, None, None, broken)
-
-    head_hash = previous.hash if previous else None
-    head_seq = previous.seq if previous else 0
+    head_seq, head_hash = head
     report = VerifyReport(count, head_hash, head_seq)
     report.payloads_checked = bool(payloads)
     report.redactions = redactions.listing()
-    if expected_head and not anchor_found:
+    report.base_seq = base[0]
+    if expected_head and not anchor_found and expected_head != (base[1] if base[0] else None):
         report.anchor_mismatch = (
             "the anchored head %s is not in the ledger: entries after it were removed or the chain was rewritten"
             % expected_head[:16])
@@ -581,6 +647,67 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None):
         report.history_mismatch = {key: value for key, value in first.items()
                                    if key not in ("detail_rewritten", "detail_truncated")}
     return report
+
+
+#: the columns :func:`walk_chain` reads, in ``Entry.from_row`` order (``data`` may be None: see there)
+CHAIN_ROW_DATA_NEEDED = "entry_format <> 2 OR redactions IS NOT NULL OR kind = '%s'" % KIND_REDACTED
+
+
+def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=None):
+    """The chain-only verification (``verify_rows(..., payloads=False)``) at the speed of the hashing.
+
+    ``rows`` is an iterable of raw ledger rows in ``seq`` order, in ``Entry.from_row`` order, whose
+    ``data`` is None except where the checks need it (format 1, an entry holding redactions, a
+    ``ledger.redacted`` record: :data:`CHAIN_ROW_DATA_NEEDED`). A plain format-2 row costs one header
+    hash and no object; the others are checked as ``Entry`` objects exactly as :func:`verify_rows` does.
+
+    Returns the report when every link holds, and None as soon as anything does not: the caller then runs
+    :func:`verify_rows`, whose report says exactly what broke and where (a broken ledger is the rare case,
+    and its report must not depend on which walk found it).
+    """
+    base = tuple(base) if base else (0, GENESIS_HASH)
+    wanted = _anchor_index(anchors)
+    anchor_failures = []
+    redactions = _Redactions()
+    anchor_found = False
+    quote = _encode_string
+    sha256 = _sha256
+    last_seq, last_hash = base
+    first = True
+    count = 0
+    for row in rows:
+        seq, entry_id, at, kind, subject, actor, data, prev_hash, entry_hash, entry_format, _salt, root, marks = row
+        if prev_hash != last_hash or (seq != last_seq + 1 and not (first and not base[0])):
+            return None
+        if entry_format == FORMAT_COMMITTED and marks is None and root is not None:
+            if sha256((prev_hash + "[2,%s,%s,%s,%s,%s,%s]" % (
+                    quote(entry_id), quote(at), quote(kind),
+                    "null" if subject is None else quote(subject) if subject.__class__ is str else encode_value(subject),
+                    "null" if actor is None else quote(actor) if actor.__class__ is str else encode_value(actor),
+                    quote(root))).encode("utf-8")).hexdigest() != entry_hash:
+                return None
+            if kind == KIND_REDACTED:
+                redactions.note_record(Entry.from_row(row))
+        else:
+            entry = Entry.from_row(row)
+            if entry_problem(entry, False) is not None:
+                return None
+            redactions.note_entry(entry)
+            if kind == KIND_REDACTED:
+                redactions.note_record(entry)
+        if seq in wanted:
+            for anchor in wanted[seq]:
+                if anchor["hash"] != entry_hash:
+                    anchor_failures.append(dict(anchor, problem="rewritten", detail=anchor["detail_rewritten"]))
+        if expected_head is not None and entry_hash == expected_head:
+            anchor_found = True
+        last_seq, last_hash = seq, entry_hash
+        first = False
+        count += 1
+    head = (last_seq, last_hash) if count else (base[0], base[1] if base[0] else None)
+    report = _finish_walk(count, head, False, redactions, base, load_entries, wanted, anchor_failures, expected_head,
+                          anchor_found)
+    return None if report.first_broken is not None else report
 
 
 class _Link(object):

@@ -116,6 +116,12 @@ def migrate_ledger(ctx):
 
     source = _open_source(source_path, getattr(destination, "busy_timeout", 60))
     try:
+        archived = source.archive_point()
+        if archived is not None:
+            raise ConflictError("the source ledger %s has archived entries (1 to %d, ledger_archive): ledger_migrate"
+                                " copies whole chains only; migrate before archiving, or keep the archived SQLite"
+                                " ledger and its archives and start the shared ledger afresh" % (
+                                    source_path, archived["last_seq"]))
         source_report = source.verify()
         if not source_report.valid:
             raise ConflictError("the source ledger %s is broken (%s): nothing was copied; investigate it with"

@@ -20,6 +20,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
+from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import state_spool_dir
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     FORMAT_LEGACY,
     KIND_REDACTED,
@@ -36,7 +37,11 @@ PROTECTED_FIELDS = {
     "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",), ("reference",),
                  ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",)},
     "run.play": {("hosts",)},
+    # a playbook run or an ad-hoc command (change_events.kind); an ad-hoc command's arguments may be redacted
+    "run.started": {("kind",)},
     "run.finished": {("outcome",)},
+    # what the recorder lost decides the change event's authorisation (incomplete) and, for a lost end, how it ended
+    "run.incomplete": {("lost_entries",), ("lost_kinds",), ("end", "kind"), ("end", "outcome"), ("run", "kind")},
     "run.reviewed": {("outcome",), ("reviewer_identity",)},
     "ci.": {("ci_id",), ("source",), ("target",), ("type",), ("base_version",), ("identities",),
             ("attributes", "name"), ("attributes", "class")},
@@ -47,7 +52,12 @@ PROTECTED_FIELDS = {
     # a decision was made under. Its text, comment, summary and source may be redacted.
     "policy.published": {("version",), ("sha256",), ("previous_version",), ("previous_sha256",),
                          ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
+    # what ServiceNow calls a CI (the outbox retires and relates it by this sys_id; the inventory shows it)
+    "ci.external_ref": {("system",), ("instance",), ("sys_id",), ("class",)},
 }
+# the ServiceNow CHG a decision was taken under (the outbox lands the run on it) and the reading of it the gate's
+# local fallback judges again
+PROTECTED_FIELDS["run.gate"] = PROTECTED_FIELDS["run.gate"] | {("servicenow",), ("change_request", "servicenow_record")}
 
 #: what to do instead, for the kinds where "redact the fields that hold the secret's text" is not enough
 PROTECTED_HINTS = {
@@ -297,6 +307,14 @@ def _targets(params):
 def _find(sor, label, ref):
     entry = sor.get_entry(ref)
     if entry is None:
+        point = sor.archive_point()
+        if point is not None and str(ref).strip().isdigit() and int(ref) <= point["last_seq"]:
+            archive = next((item for item in sor.archives() if item["first_seq"] <= int(ref) <= item["last_seq"]), None)
+            raise NotFound(
+                "%s: entry %s was archived (in %s, by ledger entry %s): an archived entry is redacted in its archive"
+                " file, which this module does not rewrite; see docs/operations.md, 'Redacting an archived entry'"
+                % (label, ref, archive["file"] if archive else "an archive", archive["seq"] if archive else "?"),
+                entry=ref)
         raise NotFound("%s: the ledger has no entry %s (give its sequence number or its id)" % (label, ref),
                        entry=ref)
     return entry
@@ -378,25 +396,64 @@ def redact_ledger(ctx):
         result["spool_files_scrubbed"] = []
         ctx.warn("the spool could not be scrubbed and may still hold the redacted values: %s (%s); run the module"
                  " again once it is writable" % (exc.strerror or exc, getattr(exc, "filename", "")))
+    result["external_copies"] = copies_sent_elsewhere(ctx.sor, [plan.entry for _label, _ref, plan in plans
+                                                                if plan.changes])
+    for copy in result["external_copies"]:
+        ctx.warn("entry %s (%s) had been delivered to %s (its cursor is at %s) before this redaction: the copy there "
+                 "(a work note or the run's attachment on its CHG, a CI's fields, an evidence attachment) is outside "
+                 "the collection's reach; remove it in that system"
+                 % (copy["seq"], copy["kind"], copy["target"], copy["cursor_seq"]))
     result["register"] = redaction_scrub.regenerate_register(
         ctx, register_settings(params, ini=sections, config_file=config_file))
     return result
 
 
 def spool_dirs(params, environ=None, ini=(), config_file=None):
-    """The spool directories to scrub: ``spool_dirs``, else the recorder's ``spool_dir`` as it resolves it
-    (a relative path in ``config_file``, the ansible.cfg ``ini`` was read from, is relative to its folder)."""
+    """The spool directories to scrub: ``spool_dirs``, else both locations the recorder writes entries to, as
+    it resolves them: its ``spool_dir`` and its ``spool_fallback_dir`` (by default the platform's state
+    directory, ``state_paths.state_spool_dir``). A relative path in ``config_file``, the ansible.cfg ``ini``
+    was read from, is relative to its folder."""
     from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini
 
     if params.get("spool_dirs"):
         return [os.path.expanduser(path) for path in params["spool_dirs"]]
     environ = os.environ if environ is None else environ
-    if environ.get("CHANGEOPS_SPOOL_DIR"):
-        return [os.path.expanduser(environ["CHANGEOPS_SPOOL_DIR"])]
-    for section in ini:
-        if section.get("spool_dir"):
-            return [path_from_ini(section["spool_dir"], config_file)]
-    return [os.path.expanduser(DEFAULT_SPOOL_DIR)]
+
+    def setting(name, env, default):
+        if environ.get(env):
+            return os.path.expanduser(environ[env])
+        for section in ini:
+            if section.get(name):
+                return path_from_ini(section[name], config_file)
+        return default
+
+    found = [setting("spool_dir", "CHANGEOPS_SPOOL_DIR", os.path.expanduser(DEFAULT_SPOOL_DIR))]
+    fallback = setting("spool_fallback_dir", "CHANGEOPS_SPOOL_FALLBACK_DIR", state_spool_dir(environ))
+    if os.path.realpath(fallback) != os.path.realpath(found[0]):
+        found.append(fallback)
+    return found
+
+
+def copies_sent_elsewhere(sor, entries):
+    """``[{seq, kind, target, cursor_seq}]``: redacted entries a sync target's cursor had passed, of kinds whose
+    content the outbox sends (a run's notes and its change event attached to its CHG, a CI's fields through
+    IRE, evidence attachments: everything but task results, change requests, policies and the ledger's own
+    entries). Such a target may hold a copy that no tool of the collection can reach."""
+    try:
+        states = sor.list_sync_states()
+    except NotImplementedError:
+        return []
+    copies = []
+    for entry in entries:
+        sent = entry.kind.startswith("ci.") or entry.kind == "evidence.recorded" or (
+            entry.kind.startswith("run.") and entry.kind != "run.result")
+        if not sent:
+            continue
+        for state in states:
+            if (state.get("cursor_seq") or 0) >= entry.seq:
+                copies.append({"seq": entry.seq, "kind": entry.kind, "target": state["target"],
+                               "cursor_seq": state["cursor_seq"]})
+    return copies
 
 
 def register_settings(params, environ=None, ini=(), config_file=None):

@@ -68,17 +68,21 @@ class OperationContext(object):
             self._warn(message)
 
 
-def run_module(module, operation):
-    """``main()`` body for a module executed directly: resolve, open, run, exit."""
+def run_module(module, operation, opens_system_of_record=None):
+    """``main()`` body for a module executed directly: resolve, open, run, exit.
+
+    ``opens_system_of_record(params)``: False when the task needs no system of record (``ctx.sor`` is None)."""
     try:
-        config = resolve_backend_config(module.params)
-        sor = open_system_of_record(config)
+        sor = None
+        if opens_system_of_record is None or opens_system_of_record(module.params):
+            sor = open_system_of_record(resolve_backend_config(module.params))
         try:
             context = OperationContext(sor, module.params, check_mode=module.check_mode,
                                        diff=getattr(module, "_diff", False), warn=module.warn)
             result = operation(context)
         finally:
-            sor.close()
+            if sor is not None:
+                sor.close()
     except ChangeopsError as exc:
         module.fail_json(**exc.to_result())
     result.setdefault("changed", False)

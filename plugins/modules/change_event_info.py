@@ -58,9 +58,17 @@ options:
     description:
       - Only events authorised this way, for example V(standard), V(normal), V(emergency),
         V(unauthorised), V(dry-run), V(denied) (a gate denied a play and no host changed),
-        V(record-only) (only the system of record changed) or V(no-change).
+        V(record-only) (only the system of record changed), V(no-change) or V(incomplete) (the recorder lost
+        some of the run's task results).
     type: list
     elements: str
+  kind:
+    description:
+      - Only events of these kinds - V(playbook) (an C(ansible-playbook) run) or V(adhoc) (an ad-hoc
+        C(ansible) command).
+    type: list
+    elements: str
+    choices: [playbook, adhoc]
   limit:
     description: At most this many events.
     type: int
@@ -97,6 +105,12 @@ EXAMPLES = r"""
     since: 7d
     authorisation: [unauthorised]
   register: unauthorised_changes
+
+- name: Ad-hoc commands of the last day (module, host pattern, redacted arguments)
+  changeops.itsm.change_event_info:
+    kind: [adhoc]
+    since: 24h
+  register: adhoc_commands
 
 - name: One run with everything it did
   changeops.itsm.change_event_info:
@@ -136,8 +150,25 @@ change_events:
       description: Host name of the controller.
       type: str
     playbook:
-      description: The (first) playbook path.
+      description: The (first) playbook path; null for an ad-hoc command.
       type: str
+    kind:
+      description: V(playbook) or V(adhoc).
+      type: str
+    adhoc:
+      description: For an ad-hoc command, its C(module), host C(pattern) and C(args) (redacted).
+      type: dict
+    plays:
+      description:
+        - The plays, each with C(hosts) (every host it ran on) and, for a play run in C(serial) batches,
+          C(batches) (the hosts of each batch).
+      type: list
+      elements: dict
+    record_lost:
+      description:
+        - Present when the recorder lost entries of this run (neither the ledger nor any spool location took
+          them) - C(entries) (how many), C(kinds) (how many of each kind) and C(markers) (when and why).
+      type: dict
     authorisation:
       description: How the run's changes were authorised.
       type: str

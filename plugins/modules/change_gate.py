@@ -55,6 +55,7 @@ author:
   - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
+  - changeops.itsm.servicenow
 attributes:
   check_mode:
     description:
@@ -85,6 +86,14 @@ options:
     description:
       - Number of the change request that authorises this play (normal change), for example V(CHG0000042).
       - With O(emergency=true), the emergency change request to link the decision to (optional).
+      - When the task sets none of O(change_request), O(emergency) and O(standard_template), the environment
+        variable E(CHANGEOPS_CHANGE_REQUEST) names it (the change_recorder reads the same variable for ad-hoc
+        commands).
+      - With ServiceNow enabled (O(instance), E(CHANGEOPS_SERVICENOW)), the CHG is read live from ServiceNow
+        (state, approval, type, planned window, affected CIs, scheduling conflicts); a host is covered by its
+        CI's ServiceNow sys_id or its name, and each conflict denies. Anything that stops the reading denies, naming
+        it, unless the policy's C(servicenow.local_fallback) allows judging the gate's last reading
+        (see U(https://github.com/changeops/changeops.itsm/blob/main/docs/servicenow.md)).
     type: str
   standard_template:
     description:
@@ -92,7 +101,10 @@ options:
       - By default any template of the policy may match.
     type: str
   emergency:
-    description: Declare an emergency change (needs O(justification) unless the policy says otherwise).
+    description:
+      - Declare an emergency change (needs O(justification) unless the policy says otherwise).
+      - When the task sets none of O(change_request), O(emergency) and O(standard_template), a non-empty
+        environment variable E(CHANGEOPS_EMERGENCY) declares one, its value being the justification.
     type: bool
     default: false
   justification:
@@ -239,8 +251,17 @@ decision:
       type: list
       elements: str
     review_required:
-      description: True for emergency changes, which need a retrospective review.
+      description:
+        - True for emergency changes, which need a retrospective review, and for decisions taken from the
+          ServiceNow local fallback.
       type: bool
+    servicenow:
+      description:
+        - With ServiceNow enabled, an allowing decision under a ServiceNow CHG (read live, or created from a
+          policy template's C(servicenow_template)) names it here (C(number), C(sys_id), C(instance)); the run
+          is recorded on that CHG.
+      returned: when allowed under a ServiceNow CHG
+      type: dict
     protected_areas:
       description:
         - Protected areas the play touches, each with C(area) and C(matched_by).

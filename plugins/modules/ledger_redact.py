@@ -91,9 +91,12 @@ options:
   spool_dirs:
     description:
       - The change recorder's spool directories to scrub.
-      - If not set, the recorder's C(spool_dir) as it resolves it (E(CHANGEOPS_SPOOL_DIR), then C(spool_dir)
-        in C([changeops]) or C([callback_change_recorder]) of C(ansible.cfg), then
-        C(~/.ansible/changeops/spool)).
+      - If not set, both locations the recorder writes entries to, as it resolves them - its C(spool_dir)
+        (E(CHANGEOPS_SPOOL_DIR), then C(spool_dir) in C([changeops]) or C([callback_change_recorder]) of
+        C(ansible.cfg), then C(~/.ansible/changeops/spool)) and its C(spool_fallback_dir)
+        (E(CHANGEOPS_SPOOL_FALLBACK_DIR), then C(spool_fallback_dir) in C(ansible.cfg), then the platform's
+        state directory - C($XDG_STATE_HOME/changeops/spool), else C(/var/lib/changeops/spool) for root and
+        C(~/.local/state/changeops/spool) for other users).
     type: list
     elements: path
   register_path:
@@ -163,6 +166,15 @@ spool_files_scrubbed:
   returned: when something was redacted
   type: list
   elements: str
+external_copies:
+  description:
+    - Redacted entries that a sync target (ServiceNow) had already been sent, each with V(seq), V(kind), V(target)
+      and the target's V(cursor_seq). The copy there (a work note or the run's attachment on its change request,
+      a CI's fields, an evidence attachment) is outside the collection's reach; a warning says so. Entries not
+      yet delivered are sent with the tombstones.
+  returned: when something was redacted
+  type: list
+  elements: dict
 register:
   description: Whether the configured register was generated again (V(regenerated), V(path)).
   returned: when something was redacted

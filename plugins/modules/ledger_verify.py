@@ -22,6 +22,13 @@ description:
   - With O(scan_secrets=true), also runs the secret detector catalogue over every stored entry and reports in
     RV(secret_scan) where secret-shaped content is, and which field M(changeops.itsm.ledger_redact) removes
     to clear it (its O(changeops.itsm.ledger_redact#module:secret_findings) takes the findings as they are).
+  - With O(mode=incremental), walks only the entries after the newest trusted verified-up-to marker (a signed
+    attestation that an earlier verification found every entry up to it intact), after checking that its entry
+    still has the hash it recorded; its cost is in proportion to the new entries. A full verification stays
+    the default (O(mode=full)) and is what finds an old entry edited in place (docs/ledger.md, "Incremental
+    verification"; docs/operations.md says how often to run each).
+  - After a verification that found the ledger valid, records a new signed marker (O(record_marker)) when a
+    O(checkpoint_key) is configured, and hands it to the witnesses.
   - Fails the task when the chain is broken, unless O(fail_on_broken=false).
   - Runs on the controller; no C(delegate_to) is needed.
 author:
@@ -30,11 +37,11 @@ extends_documentation_fragment:
   - changeops.itsm.backend
 attributes:
   check_mode:
-    description: Can run in check mode and return the same information.
+    description: Verifies in check mode too, and reports whether it would record a marker without recording it.
     support: full
   diff_mode:
-    description: Reads only, so there is nothing to diff.
-    support: none
+    description: Shows the verified-up-to marker before and after when one is recorded.
+    support: full
 options:
   expected_head:
     description:
@@ -107,7 +114,46 @@ options:
       - Values known only to a run (vault plaintexts, extra vars) cannot be recognised afterwards, only shapes can.
     type: bool
     default: false
+  mode:
+    description:
+      - V(full) walks every entry of the live ledger (from the last archived entry when entries were archived with
+        M(changeops.itsm.ledger_archive)).
+      - V(incremental) starts from the newest trusted verified-up-to marker (read from the ledger's own checkpoint
+        entries and from the witnesses; with O(checkpoint_public_keys) only one whose attestation is signed by one
+        of them), checks that its entry still has its hash, then walks the entries after it and checks every
+        witness checkpoint by looking up its entry. Without a trusted marker it verifies every entry, and says so.
+      - An incremental verification does not compare the query tables (O(check_projections)); that needs a replay
+        of the whole chain.
+    type: str
+    choices: [full, incremental]
+    default: full
+  record_marker:
+    description:
+      - After a verification that found the ledger valid, sign a verified-up-to marker of its newest entry with
+        O(checkpoint_key), record it as a C(ledger.checkpoint) entry and hand it to the witnesses, so that the next
+        incremental verification starts there (RV(verification.recorded_marker); the task reports C(changed)).
+      - Nothing is recorded when the newest entry is already such a marker by the same key, nor without a
+        O(checkpoint_key) (a warning says why; an unsigned marker in the database proves nothing).
+      - Defaults to V(true) with O(mode=incremental) and V(false) with O(mode=full).
+    type: bool
+  archives:
+    description:
+      - Archive files of M(changeops.itsm.ledger_archive), or directories holding them, to verify too, each on its
+        own (its chain and every payload from its first entry's predecessor to its last entry, its redactions,
+        its checkpoint, with O(checkpoint_public_keys) its signature, the witness checkpoints of its range, its
+        query-table state), against the C(ledger.archived) entry that recorded it (SHA-256, range, last hash),
+        and together (consecutive archives link; the newest ends where the live ledger starts). Every archive
+        the ledger recorded must be among them. See RV(archives).
+    type: list
+    elements: path
+  ledger:
+    description:
+      - V(false) checks only the O(archives), offline; no system of record is opened (or created). Use it where
+        only the archive files and the public keys are, for example on an auditor's machine.
+    type: bool
+    default: true
 seealso:
+  - module: changeops.itsm.ledger_archive
   - module: changeops.itsm.change_event_info
   - module: changeops.itsm.ledger_checkpoint
   - module: changeops.itsm.ledger_redact
@@ -129,6 +175,17 @@ EXAMPLES = r"""
     reason: "SEC-77: secrets found by the ledger scan"
   when: scanned.secret_scan.findings_total > 0
 
+- name: After each run, verify only what was appended since the last verification (signs a new marker)
+  changeops.itsm.ledger_verify:
+    mode: incremental
+    checkpoint_key: /etc/changeops/checkpoint.key
+
+- name: Every week, verify every entry, payloads and query tables, and mark where it got to
+  changeops.itsm.ledger_verify:
+    mode: full
+    record_marker: true
+    checkpoint_key: /etc/changeops/checkpoint.key
+
 - name: Keep the head somewhere the ledger's writers cannot reach
   ansible.builtin.copy:
     content: "{{ ledger.verification.head_hash }}\n"
@@ -139,7 +196,7 @@ EXAMPLES = r"""
 RETURN = r"""
 verification:
   description: The verification report.
-  returned: always
+  returned: unless O(ledger=false)
   type: dict
   contains:
     valid:
@@ -173,6 +230,24 @@ verification:
     payloads_checked:
       description: Whether every payload was opened against its commitments (O(check_payloads)).
       type: bool
+    base_seq:
+      description: The walk started after this entry (a verified-up-to marker, or the last archived entry); 0 when
+        it started at the first entry.
+      type: int
+    archived_through:
+      description: Entries up to this one are in archives (0 when none are); the walk starts after it.
+      type: int
+    mode:
+      description: V(incremental) when the walk started from a marker, else V(full).
+      type: str
+    marker:
+      description: The verified-up-to marker an incremental verification started from (V(seq), V(head), V(at),
+        V(signed), V(key_id), V(source), V(mode), V(payloads), V(from_seq)); null when none was used.
+      type: dict
+    recorded_marker:
+      description: The marker this task recorded (the same keys, and V(entry_seq), the C(ledger.checkpoint) entry
+        holding it); null when none was recorded.
+      type: dict
     redactions:
       description: Fields removed by M(changeops.itsm.ledger_redact), each with V(seq), V(entry_id), V(kind),
         V(field), V(redacted_by) (the C(ledger.redacted) entry), V(at), V(by) and V(reason).
@@ -235,8 +310,34 @@ secret_scan:
         field: result.stdout
     truncated: false
     summary: 1 stored entries hold secret-shaped content (1 findings)
+archives:
+  description: What O(archives) found.
+  returned: when O(archives) is given
+  type: dict
+  contains:
+    valid:
+      description: True when every archive verified, they link, and every archive the ledger recorded was given.
+      type: bool
+    checked:
+      description: Number of archive files verified.
+      type: int
+    entries:
+      description: Entries they hold.
+      type: int
+    reports:
+      description: One per archive file (V(path), V(valid), V(first_seq), V(last_seq), V(entries), V(last_hash),
+        V(sha256), V(checkpoint), V(witnessed), V(redactions), V(problems), V(summary)).
+      type: list
+      elements: dict
+    problems:
+      description: Every problem found, one line each.
+      type: list
+      elements: str
+    summary:
+      description: One line for people.
+      type: str
 backend:
-  description: Which system of record was verified (no secrets).
+  description: Which system of record was verified (no secrets); null with O(ledger=false).
   returned: always
   type: str
   sample: sqlite:/home/ops/.ansible/changeops/ledger.sqlite
@@ -250,7 +351,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.operation import ru
 
 def main():
     module = AnsibleModule(argument_spec=LEDGER_VERIFY_SPEC, supports_check_mode=True)
-    run_module(module, verify_ledger)
+    run_module(module, verify_ledger, opens_system_of_record=lambda params: params.get("ledger", True))
 
 
 if __name__ == "__main__":

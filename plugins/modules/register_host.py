@@ -35,6 +35,8 @@ author:
   - changeops.itsm maintainers (@changeops)
 extends_documentation_fragment:
   - changeops.itsm.backend
+  - changeops.itsm.servicenow
+  - changeops.itsm.servicenow.PUSH
 attributes:
   check_mode:
     description: Computes the predicted CI and changes without writing to the ledger.
@@ -154,6 +156,15 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+servicenow:
+  description:
+    - With ServiceNow configured, what became of the CI there. C(status) is V(queued) (in the outbox, delivered
+      at the end of the run), V(linked) (in ServiceNow; C(sys_id), C(class)), V(would insert) / V(would update) /
+      V(would no change) (check mode, IRE's query variant; C(identified_by) names the rule that matched), or
+      V(not checked) (ServiceNow could not be asked; C(error) says why).
+  returned: when ServiceNow is configured
+  type: dict
+  sample: {"status": "linked", "sys_id": "5cc599d98f8b4e28b3f0c30f4bf716d1", "class": "cmdb_ci_linux_server"}
 ci_id:
   description: Id of the CI registered.
   returned: always

@@ -21,6 +21,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.polic
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import register_config_file_finder
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 # ansible_cfg_path is re-exported: action plugins import it from here
 from ansible_collections.changeops.itsm.plugins.plugin_utils.ledger_location import (  # noqa: F401 pylint: disable=unused-import
@@ -37,18 +38,24 @@ def controller_policy_path():
     return configured_policy_path(os.environ, read_ini_section(cfg), cfg)
 
 
+# module_utils may not import ansible: tell the ServiceNow settings where ansible.cfg is
+register_config_file_finder(ansible_cfg_path)
+
+
 def resolve_controller_backend_config(params):
     """Backend config for controller-side code: arguments, env, ansible.cfg (relative to its folder), defaults."""
     return controller_backend_config(params)
 
 
-def open_controller_system_of_record(params, warn):
+def open_controller_system_of_record(params, warn, reader=False):
     """Open the system of record the task's arguments, the environment and ansible.cfg point at.
 
     ``warn`` is told when that creates a new SQLite ledger while another is configured or exists.
     """
     config = controller_backend_config(params)
     warn_if_new_ledger(config, warn, params)
+    # only readers use postgresql_read_dsn: whatever writes reads the primary, so it sees what it wrote
+    config["reader"] = bool(reader)
     return open_system_of_record(config)
 
 
@@ -64,6 +71,14 @@ class SystemOfRecordAction(ActionBase):
 
     #: ``function(ctx) -> dict``; a staticmethod on the subclass
     operation = None
+
+    #: True for modules that only read: they read from ``postgresql_read_dsn`` when one is configured
+    READS_ONLY = False
+
+    def opens_system_of_record(self, params):
+        """Whether this task needs the system of record (False: ``ctx.sor`` is None, nothing is opened or created)."""
+        del params
+        return True
 
     def build_context(self, sor, params, task_vars):
         """Context for the operation; override to add more (call super first)."""
@@ -100,12 +115,19 @@ class SystemOfRecordAction(ActionBase):
         )
         self.show_deprecations(validation)
         try:
-            sor = open_controller_system_of_record(params, self._display.warning)
+            sor = open_controller_system_of_record(params, self._display.warning, reader=self.READS_ONLY) if (
+                self.opens_system_of_record(params)) else None
             try:
                 context = self.build_context(sor, params, task_vars)
                 outcome = type(self).operation(context)
+                read_from = sor.read_source() if sor is not None else None
+                if read_from is not None:
+                    outcome = dict(outcome, read_from=read_from)
+                    if read_from["reason"]:
+                        self._display.warning(read_from["reason"])
             finally:
-                sor.close()
+                if sor is not None:
+                    sor.close()
         except ChangeopsError as exc:
             result.update(exc.to_result())
             result["failed"] = True

@@ -46,7 +46,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 14, [event["playbook"] for event in events]  # seven playbooks, twice
+        assert len(events) == 16, [event["playbook"] for event in events]  # eight playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -76,10 +76,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         evidence = sorted(record["checklist"] for record in sor.find_evidence(run_id=checklists["run_id"]))
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 
-        # the change policy published once (the second run changed nothing), and the gate decided under it
+        # the change policy published once (the second run changed nothing), and the gate decided under it:
+        # site.yml, normal_change.yml and servicenow.yml are gated, twice each
         assert [version["version"] for version in sor.find_policies()] == [1]
         assert [entry.data["policy"]["state"] for entry in sor.iter_entries(kinds=["run.gate"])
-                if not entry.data.get("run_id_generated")] == ["published"] * 4
+                if not entry.data.get("run_id_generated")] == ["published"] * 6
 
         # trust.yml: the value it printed is redacted in both runs, the chain still verifies and lists it
         report = sor.verify(projections=True)
@@ -91,6 +92,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
             assert "one-time access code" not in json.dumps(sor.get_entry(str(item["seq"])).data["result"])
         # every recorded run ends with a signed checkpoint (trust.yml signs one more on demand)
         assert len(list(sor.iter_entries(kinds=["ledger.checkpoint"]))) >= len(events)
+
+        # ServiceNow (the simulator the demo starts): the CHG the CAB approved there authorised the play
+        servicenow = latest["servicenow.yml"]
+        assert servicenow["authorisation"] == "normal" and servicenow["authorisation_ref"].startswith("CHG")
+        assert host_ci["attributes"]["servicenow_sys_id"]
     finally:
         sor.close()
 
@@ -101,10 +107,16 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     assert (artifacts / "release-readiness" / "service-demo-web.json").is_file()
     for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
                   "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
-                  "redacted 2 fields", "history matches the signed checkpoint"):
+                  "redacted 2 fields", "history matches the signed checkpoint",
+                  "state 3 (3 = Closed), close code successful", "attachment: changeops-run-"):
         assert shown in first, shown
+    # the scale step: a verified backup taken during the run, and a retention rehearsal on a copy of it
+    for shown in ("backed up sqlite:", "1 archive verified", "linked to the live ledger"):
+        assert shown in first, shown
+    assert (artifacts / "backup" / "ledger.sqlite").is_file()
+    assert len(list((artifacts / "retention-rehearsal" / "archives").glob("*.jsonl.gz"))) == 1
     # step 5 prints the host's CMDB variables with their values, lists included (it printed a bare
     # "cmdb_services:" before)
-    inventory_step = first.split("==== 5/7", 1)[1].split("==== 6/7", 1)[0]
+    inventory_step = first.split("==== 5/8", 1)[1].split("==== 6/8", 1)[0]
     assert "cmdb_services:\n- demo-web\n" in inventory_step, inventory_step
     assert "cmdb_environment: demo\n" in inventory_step, inventory_step

@@ -332,7 +332,7 @@ def test_ledger_verify_reports_a_forged_history_from_the_recorders_checkpoints(
     project.write_playbook("verify.yml", VERIFY_PLAYBOOK)
     project.run("leak.yml", "-e", "workdir=%s" % workdir)
     project.run("leak.yml", "-e", "workdir=%s" % workdir)
-    witness = os.path.join(project.home, ".local", "state", "changeops", "checkpoints.jsonl")
+    witness = project.witness_file
     with open(witness) as handle:
         witnessed = [json.loads(line) for line in handle]
     assert len(witnessed) == 2 and all(record["signature"] for record in witnessed)

@@ -287,3 +287,17 @@ def fresh_database_env(request):
     name = create_database(server)
     request.addfinalizer(lambda: drop_database(server, name))
     return {"CHANGEOPS_BACKEND": "postgresql", "CHANGEOPS_POSTGRESQL_DSN": server.dsn(name)}
+
+
+class StandbyServer(LocalServer):
+    """A hot standby of ``primary`` (a LocalServer): ``pg_basebackup -R`` over streaming replication on loopback,
+    started on a port of its own. Same users and password as the primary (the base backup copies them)."""
+
+    def __init__(self, primary):
+        self.primary = primary
+        super(StandbyServer, self).__init__(bin_dir=primary.bin_dir, max_connections=primary.max_connections)
+
+    def _initdb(self):
+        self.password = self.primary.password
+        self._run("pg_basebackup", "-D", self.data_dir, "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                  "-d", self.primary.dsn("postgres"))

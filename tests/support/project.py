@@ -40,6 +40,12 @@ class Project(object):
         self.home = os.path.join(self.root, "home")
         os.makedirs(self.home, exist_ok=True)
         self.spool_dir = os.path.join(self.home, ".ansible", "changeops", "spool")
+        # the runs' XDG_STATE_HOME: the one state directory of the recorder's default file witness
+        # (changeops/checkpoints.jsonl) and its fallback spool (changeops/spool); tests/conftest.py gives
+        # writers run inside pytest a temporary one the same way
+        self.state_home = os.path.join(self.home, ".local", "state")
+        self.fallback_spool_dir = os.path.join(self.state_home, "changeops", "spool")
+        self.witness_file = os.path.join(self.state_home, "changeops", "checkpoints.jsonl")
         self.cfg_extra = ""
         self.write_inventory(["localhost"])
         self.write_cfg()
@@ -86,8 +92,8 @@ class Project(object):
         env = {key: value for key, value in os.environ.items() if not key.startswith(("ANSIBLE_", "CHANGEOPS_"))}
         env.update(
             HOME=self.home,
-            # where the recorder's default checkpoint witness file lives (not the caller's own)
-            XDG_STATE_HOME=os.path.join(self.home, ".local", "state"),
+            # the project's state directory, not the caller's (nor /var/lib for root): see state_home
+            XDG_STATE_HOME=self.state_home,
             ANSIBLE_HOME=os.path.join(self.home, ".ansible"),
             ANSIBLE_CONFIG=self.path("ansible.cfg"),
             ANSIBLE_COLLECTIONS_PATH=ensure_collection_tree(),
@@ -123,6 +129,20 @@ class Project(object):
         # every run of every supported ansible-core line doubles as a deprecation check of our code
         if not deprecations_expected:
             assert_no_deprecations_of_ours(completed.stdout, "ansible-playbook %s %s" % (playbook, " ".join(args)))
+        return completed
+
+    def adhoc(self, pattern, *args, env=None, check=True, timeout=600, enable_callbacks=True):
+        """Run an ad-hoc ``ansible <pattern> <args>``; ``enable_callbacks``: with callbacks enabled for ad-hoc
+        commands (the one setting: bin_ansible_callbacks, here ANSIBLE_LOAD_CALLBACK_PLUGINS=1)."""
+        command = [os.path.join(VENV_BIN, "ansible"), pattern] + list(args)
+        extra = {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"} if enable_callbacks else {}
+        completed = subprocess.run(
+            command, cwd=self.root, env=self.env(dict(extra, **(env or {}))),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+            timeout=timeout, check=False)
+        if check and completed.returncode != 0:
+            raise AssertionError("ansible %s exited %d:\n%s" % (
+                " ".join([pattern] + list(args)), completed.returncode, completed.stdout[-20000:]))
         return completed
 
     def start(self, playbook, *args, env=None):

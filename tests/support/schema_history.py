@@ -12,6 +12,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record im
 #: what undoes a migration besides dropping the tables it creates (``schema.tables_until`` finds those)
 UNDO = {
     6: ["ALTER TABLE ledger DROP COLUMN %s" % column for column in ("entry_format", "salt", "payload_root", "redactions")],
+    # SQLite drops no column that an index uses: the index first
+    7: ["DROP INDEX change_events_kind", "ALTER TABLE change_events DROP COLUMN kind"],
 }
 
 

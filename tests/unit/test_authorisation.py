@@ -201,6 +201,31 @@ approvals:
     assert policy_diff.summary_lines(policy_diff.summarise(new, new)) == ["no change in meaning (text only)"]
 
 
+def test_the_servicenow_keys_are_part_of_a_published_version_and_of_what_it_changes(tmp_path):
+    """What a published version holds is what the gate enforces: the servicenow section and a template's
+    servicenow_template travel in the stored document (the version's sha256 is over the file's bytes), and the
+    summary the CAB reads says when a new version turns the local fallback on or maps a ServiceNow template."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
+
+    old = policy("templates:\n  - name: patching\n    conditions: ['`true`']\n")
+    text = ("templates:\n  - name: patching\n    conditions: ['`true`']\n    servicenow_template: Patch Linux servers\n"
+            "servicenow:\n  local_fallback: true\n  fallback_max_age: 15\n")
+    new = policy(text)
+    summary = policy_diff.summarise(old, new)
+    assert summary["templates"]["widened"] == ["patching"]
+    assert summary["templates"]["changed"][0]["changes"] == ["servicenow_template none -> Patch Linux servers"]
+    assert "servicenow.local_fallback: false -> true" in summary["rules"]
+    assert "servicenow.fallback_max_age: 60 -> 15" in summary["rules"]
+    # the version as stored (its document) and read back by the gate keeps them; the digest is the file's
+    digest = change_policy.policy_digest(text.encode("utf-8"))
+    record = {"version": 1, "sha256": digest, "document": change_policy.plain_document(new.document)}
+    published = policy_store.policy_from_record(record)
+    assert published.servicenow == {"local_fallback": True, "fallback_max_age": 15}
+    assert [template.servicenow_template for template in published.templates] == ["Patch Linux servers"]
+    assert digest != change_policy.policy_digest(text.replace("local_fallback: true", "local_fallback: false")
+                                                 .encode("utf-8"))
+
+
 def test_the_docs_list_every_built_in_area_as_the_catalogue_has_it():
     with open(os.path.join(REPO, "docs", "policy-schema.md")) as handle:
         text = handle.read()

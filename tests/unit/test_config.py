@@ -42,6 +42,8 @@ def test_defaults_when_nothing_is_set(monkeypatch, tmp_path):
         "sqlite_path": os.path.join(str(tmp_path), ".ansible", "changeops", "ledger.sqlite"),
         "busy_timeout": 60,
         "postgresql_dsn": None,
+        "postgresql_read_dsn": None,
+        "postgresql_read_max_lag": 30,
     }
     assert DEFAULT_SQLITE_PATH.startswith("~/")
 
@@ -51,6 +53,8 @@ def test_defaults_when_nothing_is_set(monkeypatch, tmp_path):
     ("busy_timeout", "CHANGEOPS_BUSY_TIMEOUT", "7", "8", 9, None),
     ("backend", "CHANGEOPS_BACKEND", "postgresql", "sqlite", "postgresql", None),
     ("postgresql_dsn", "CHANGEOPS_POSTGRESQL_DSN", "dbname=ini", "dbname=env", "dbname=arg", None),
+    ("postgresql_read_dsn", "CHANGEOPS_POSTGRESQL_READ_DSN", "dbname=ini", "dbname=env", "dbname=arg", None),
+    ("postgresql_read_max_lag", "CHANGEOPS_POSTGRESQL_READ_MAX_LAG", "7", "8", 9, None),
 ])
 def test_each_source_overrides_the_next(tmp_path, name, env, ini_value, env_value, arg_value, expected):
     cfg = write_cfg(tmp_path, "[defaults]\nforks = 5\n\n[changeops]\n%s = %s\n" % (name, ini_value))

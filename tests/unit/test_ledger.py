@@ -241,5 +241,6 @@ def test_any_single_tampering_is_detected_at_or_before_the_tampered_position(dat
 def test_report_dict_has_the_documented_keys(size):
     report = verify_rows(build_chain(size)).to_dict()
     assert set(report) == {"valid", "entries_checked", "head_seq", "head_hash", "first_broken",
-                           "anchor_mismatch", "history_mismatch", "checkpoints", "payloads_checked", "redactions",
+                           "anchor_mismatch", "history_mismatch", "checkpoints", "payloads_checked", "base_seq",
+                           "archived_through", "redactions",
                            "projections_checked", "projection_problems", "summary"}

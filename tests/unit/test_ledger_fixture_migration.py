@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 """A ledger written by the collection before entry format 2 (tests/fixtures/ledger_v3, made by db415c6 with
-real recorded runs) migrates to schema 6 on both backends, keeps every hash and verifying, takes new
+real recorded runs) migrates to the latest schema on both backends, keeps every hash and verifying, takes new
 entries, and can then be redacted: the planted values leave every row (and SQLite's file and WAL)."""
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backen
     load_fixture(backend_env)
     sor = open_sor()
 
-    # migrated: schema 6 (through 4: the query tables replayed, 5: policies, 6: commitments), every old entry kept as format 1 with its hash
+    # migrated to the latest schema (4..8: policies, commitments, change event kinds, the query tables replayed
+    # once after the last replaying migration), every old entry kept as format 1 with its hash
     assert sor.schema_version() == schema.LATEST_VERSION
     entries = list(sor.iter_entries())
     assert len(entries) == MANIFEST["head_seq"]
@@ -69,7 +70,7 @@ def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backen
     report = sor.verify(projections=True)
     assert report.valid and report.projections_checked, report.summary()
     assert report.head_hash == MANIFEST["head_hash"]
-    # through every migration in one upgrade: 4 replayed the query tables (the review run, a record-only
+    # through every migration in one upgrade: the replay rebuilt the query tables (the review run, a record-only
     # change that schema 3 called no-change with one changed host), 5 made an empty policies table
     conn = raw_ledger_connection(sor, backend_env)
     try:
@@ -80,6 +81,13 @@ def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backen
     [review] = [event for event in sor.find_change_events(limit=100) if event["playbook"].endswith("review.yml")]
     assert (review["authorisation"], review["changed_host_count"]) == ("record-only", 0), review
     assert sor.find_policies() == [] and sor.get_policy() is None
+    # 7 added the change events' kind column, which the replay filled: every run of the fixture was a playbook
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        assert conn.execute("SELECT DISTINCT kind FROM change_events").fetchall() == [("playbook",)]
+    finally:
+        conn.close()
+    assert [event["kind"] for event in sor.find_change_events(kind="adhoc", limit=100)] == []
 
     # it takes new entries (format 2) on top of the old chain
     sor.append([Entry("ci.created", "ci-new", {"ci_id": "ci-new", "attributes": {"name": "new", "class": "server"},

@@ -144,6 +144,35 @@ def test_bad_fields_are_refused_naming_the_entry_and_field(sor, field, message):
     assert sor.head() == head, "nothing written"
 
 
+def test_an_ad_hoc_commands_arguments_redact_but_what_classifies_the_record_does_not(sor):
+    """The recorder's ad-hoc and lost-entry records: a secret typed into ``-a`` is removed like any field, while
+    the event's kind and what a run.incomplete marker says was lost (the authorisation ``incomplete``, the lost
+    end's outcome) are protected."""
+    run = "run-adhoc"
+    sor.append([
+        Entry("run.started", run, {"run_id": run, "started_at": "2026-11-23T10:00:00.000000Z", "user": "ops",
+                                   "playbooks": [], "kind": "adhoc",
+                                   "adhoc": {"module": "ansible.builtin.shell", "pattern": "web",
+                                             "args": "mysql -u root -h db %s" % PLANTED}}),
+        Entry("run.incomplete", run, {"run_id": run, "lost_entries": 2, "lost_kinds": {"run.result": 1,
+                                                                                       "run.finished": 1},
+                                      "reason": "disk full", "noted_at": "2026-11-23T10:01:00.000000Z",
+                                      "lost_from": "2026-11-23T10:00:01.000000Z", "run_ended": True,
+                                      "end": {"kind": "run.finished", "outcome": "successful", "stats": {}}})])
+    started, marker = [entry.seq for entry in sor.iter_entries()]
+    for seq, field in ((started, "kind"), (marker, "lost_kinds"), (marker, "end.outcome"), (marker, "lost_entries")):
+        with pytest.raises(ValidationError) as caught:
+            sor.redact_entry(seq, [field], "why", "alice", "alice@ctl")
+        assert "cannot be redacted: the query tables or the change event's authorisation are derived from %s" % field \
+            in caught.value.message, caught.value.message
+    sor.redact_entry(started, ["adhoc.args"], "INC-9: password typed into -a", "alice", "alice@ctl")
+    sor.redact_entry(marker, ["reason"], "why", "alice", "alice@ctl")
+    event = sor.get_change_event(run)
+    assert (event["kind"], event["authorisation"], event["status"]) == ("adhoc", "incomplete", "successful")
+    assert PLANTED not in json.dumps(event) and event["adhoc"]["args"].startswith(commitments.TOMBSTONE_PREFIX)
+    assert sor.verify(projections=True).valid
+
+
 def test_the_ledgers_own_entries_cannot_be_redacted(sor):
     seq = populate(sor)
     record = sor.redact_entry(seq, ["result.stdout"], "why", "alice", "alice@ctl")
@@ -450,3 +479,83 @@ def test_secret_findings_that_are_not_a_scans_are_refused_naming_them(sor, tmp_p
         assert message in caught.value.message
     empty = redact_ledger(OperationContext(sor, dict(params, secret_findings=[], reason="r")))
     assert empty["changed"] is False and empty["msg"] == "nothing to redact: no finding names a field"
+
+
+def test_a_redaction_scrubs_the_copies_in_both_spool_locations_of_the_recorder(sor, tmp_path, monkeypatch):
+    """A batch the ledger could not take goes to the recorder's spool_dir, else to its second location (the
+    state directory, spool_fallback_dir); by default ledger_redact scrubs both, resolved as the recorder does."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+    from ansible_collections.changeops.itsm.plugins.module_utils.redaction_scrub import SPOOL_TOMBSTONE
+    from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import state_spool_dir
+    from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool_locations import spool_chain
+
+    seq = populate(sor)
+    entry = sor.get_entry(seq)
+    copy = {"id": entry.id, "at": entry.at, "kind": entry.kind, "subject": entry.subject, "actor": entry.actor,
+            "data": entry.data}
+    monkeypatch.setenv("CHANGEOPS_SPOOL_DIR", str(tmp_path / "spool"))
+    monkeypatch.delenv("CHANGEOPS_SPOOL_FALLBACK_DIR", raising=False)
+    monkeypatch.delenv("ANSIBLE_CONFIG", raising=False)
+    # the recorder's own locations (XDG_STATE_HOME is the temporary state directory of tests/conftest.py)
+    chain = spool_chain(str(tmp_path / "spool"), "sqlite-0123456789abcdef", "test ledger")
+    assert [spool.root for spool in chain.spools] == [str(tmp_path / "spool"), state_spool_dir()]
+    copies = [spool.write([copy]) for spool in chain.spools]
+    assert all(PLANTED in open(path, encoding="utf-8").read() for path in copies)
+
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    params.update(entry=str(seq), fields=["result.stdout", "result.cmd", "diff[0]"], reason="INC-1: echoed")
+    result = redact_ledger(OperationContext(sor, params, actor="alice@ctl", warn=[].append))
+
+    assert result["changed"] and sorted(result["spool_files_scrubbed"]) == sorted(copies)
+    for path in copies:
+        stored = json.loads(open(path, encoding="utf-8").read())
+        assert PLANTED not in json.dumps(stored)
+        assert stored["data"]["result"]["stdout"] == SPOOL_TOMBSTONE and stored["data"]["diff"][0] == SPOOL_TOMBSTONE
+
+
+def test_what_servicenow_depends_on_is_protected_and_what_it_received_is_reported(sor):
+    """The outbox retires and relates a CI by the sys_id of its ci.external_ref entry and lands a run on the CHG
+    its gate decision names: those fields are refused. An entry a sync target's cursor had passed may be in that
+    system already: listed in external_copies with a warning (task results are never sent)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    populate(sor)
+    sor.append([
+        Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "web01", "class": "server"},
+                                     "identities": {}}),
+        Entry("ci.external_ref", "ci-1", {"ci_id": "ci-1", "system": "servicenow", "instance": "https://sn.example",
+                                          "sys_id": "0123456789abcdef0123456789abcdef", "class": "cmdb_ci_linux_server",
+                                          "operation": "INSERT", "identified_by": "Hardware Rule"}),
+        Entry("run.gate", RUN, {"run_id": RUN, "play_id": "p1", "decision_id": "d1", "allowed": True,
+                                "type": "normal", "reference": "CHG0030001", "reasons": [], "hosts": ["web01"],
+                                "checked_at": "2026-11-23T10:00:00.500000Z",
+                                "servicenow": {"sys_id": "fedcba9876543210fedcba9876543210", "number": "CHG0030001"},
+                                "change_request": {"number": "CHG0030001", "servicenow_record": {"number": "CHG0030001"}},
+                                "comment": "fine"})])
+    ref, gate = [entry.seq for entry in sor.iter_entries(kinds=["ci.external_ref", "run.gate"])]
+    assert sor.get_entry(str(ref)).format == 2, "new entries are written with per-field commitments"
+    for seq, field in ((ref, "sys_id"), (ref, "class"), (ref, "instance"), (gate, "servicenow.sys_id"),
+                       (gate, "change_request.servicenow_record")):
+        with pytest.raises(ValidationError) as caught:
+            sor.redact_entry(seq, [field], "why", "alice", "alice@ctl")
+        assert "cannot be redacted" in caught.value.message, field
+
+    head = sor.head()[0]
+    sor.advance_sync_cursor("servicenow:sn.example", 0, head - 1)  # delivered up to the CI's reference
+    params = {name: option.get("default") for name, option in LEDGER_REDACT_SPEC.items()}
+    warnings = []
+
+    def redact(seq, field):
+        return redact_ledger(OperationContext(sor, dict(params, entry=str(seq), fields=[field], reason="INC-3",
+                                                        spool_dirs=[]), actor="alice@ctl", warn=warnings.append))
+
+    # a task result is never sent; the run's start is (its change event is attached to the CHG)
+    assert redact(3, "result.stdout")["external_copies"] == []
+    assert redact(1, "user")["external_copies"] == [{"seq": 1, "kind": "run.started", "target": "servicenow:sn.example",
+                                                     "cursor_seq": head - 1}]
+    assert any("entry 1 (run.started) had been delivered to servicenow:sn.example" in text for text in warnings)
+    # past the cursor: delivered later, with the tombstone
+    assert redact(gate, "comment")["external_copies"] == []
+    assert sor.get_sync_state("servicenow:sn.example")["cursor_seq"] == head - 1, "a redaction moves no cursor"

@@ -30,7 +30,7 @@ def error_of(tmp_path, text):
 @pytest.mark.parametrize("text,message", [
     ("colour: red\n", "policy.yml line 1: colour: unknown key; expected one of approvals, approver_groups, "
                       "default_protected_areas, disabled_protected_areas, emergency, freezes, normal, "
-                      "protected_areas, publishing, reviews, templates, version (got 'red')"),
+                      "protected_areas, publishing, reviews, servicenow, templates, version (got 'red')"),
     ("templates: {}\n", "policy.yml line 1: templates: must be a list of templates (got {})"),
     ("templates:\n  - name: a\n", "policy.yml line 1: templates[0]: missing required key 'conditions'"),
     ("templates:\n  - name: a\n    conditions: []\n",

@@ -67,14 +67,25 @@ def test_the_spool_and_register_named_in_ansible_cfg_are_found_from_any_folder(t
     """The recorder gets spool_dir and register_path from Ansible, relative to the ansible.cfg's folder;
     ledger_redact must scrub that spool and regenerate that register, not ones under the current directory."""
     from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import register_settings, spool_dirs
+    from ansible_collections.changeops.itsm.plugins.module_utils.state_paths import state_spool_dir
 
     cfg = tmp_path / "project" / "ansible.cfg"
     cfg.parent.mkdir()
     cfg.write_text("[changeops]\nspool_dir = spool\n")
     ini = [{"spool_dir": "spool"}, {"register_path": "out/register.html", "register_title": "Ops changes"}]
-    assert spool_dirs({}, {}, ini, config_file=str(cfg)) == [str(tmp_path / "project" / "spool")]
+    state = {"XDG_STATE_HOME": str(tmp_path / "state")}
+    # the recorder's second spool location (the state directory) is scrubbed too
+    assert spool_dirs({}, state, ini, config_file=str(cfg)) == [
+        str(tmp_path / "project" / "spool"), str(tmp_path / "state" / "changeops" / "spool")]
     assert register_settings({}, {}, ini, config_file=str(cfg)) == (
         str(tmp_path / "project" / "out" / "register.html"), None, "Ops changes")
     # an argument or the environment is taken as given
-    assert spool_dirs({}, {"CHANGEOPS_SPOOL_DIR": "/var/spool/x"}, ini, config_file=str(cfg)) == ["/var/spool/x"]
+    assert spool_dirs({}, dict(state, CHANGEOPS_SPOOL_DIR="/var/spool/x", CHANGEOPS_SPOOL_FALLBACK_DIR="/srv/y"), ini,
+                      config_file=str(cfg)) == ["/var/spool/x", "/srv/y"]
+    assert spool_dirs({}, state, ini + [{"spool_fallback_dir": "state-spool"}], config_file=str(cfg)) == [
+        str(tmp_path / "project" / "spool"), str(tmp_path / "project" / "state-spool")]
     assert spool_dirs({"spool_dirs": ["/a", "/b"]}, {}, ini, config_file=str(cfg)) == ["/a", "/b"]
+    # nothing configured: the recorder's defaults (for root without XDG_STATE_HOME, /var/lib/changeops/spool)
+    assert spool_dirs({}, {}, []) == [os.path.expanduser("~/.ansible/changeops/spool"), state_spool_dir({})]
+    # a fallback equal to spool_dir is listed once
+    assert spool_dirs({}, {"CHANGEOPS_SPOOL_DIR": "/s", "CHANGEOPS_SPOOL_FALLBACK_DIR": "/s/"}, []) == ["/s"]

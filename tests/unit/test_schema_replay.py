@@ -86,3 +86,32 @@ def test_runs_classified_before_the_one_definition_of_a_change_are_replayed(open
     event = upgraded.get_change_event(run)
     assert (event["authorisation"], event["changed_host_count"]) == ("record-only", 0)
     assert upgraded.verify(projections=True).valid
+
+
+def test_an_upgrade_through_several_replaying_migrations_replays_once_after_the_last(open_sor, monkeypatch):
+    """Every replay uses this version's projection rules, which write columns later migrations add
+    (change_events.kind, migration 7): a schema-3 ledger with a run replays once, after migration 8,
+    and is then what a new ledger would hold."""
+    sor = open_sor()
+    run = "run-old"
+    sor.append([Entry("run.started", run, {"run_id": run, "check_mode": False, "playbooks": ["site.yml"]}, format=1),
+                Entry("run.finished", run, {"run_id": run, "outcome": "successful"}, format=1)])
+    with sor._write_transaction() as cursor:
+        roll_back(cursor, 3)
+    sor.close()
+    replays = []
+    original = type(sor)._replay_ledger
+
+    def counting(self, cursor, batch=2000, until=None):
+        replays.append(until)
+        return original(self, cursor, batch=batch, until=until)
+
+    monkeypatch.setattr(type(sor), "_replay_ledger", counting)
+    upgraded = open_sor()
+    event = upgraded.get_change_event(run)
+    replaying = [version for version, _description, steps in schema.MIGRATIONS if schema.REPLAY_LEDGER in steps]
+    assert replays == [replaying[-1]]
+    assert (event["kind"], event["status"], event["authorisation"]) == ("playbook", "successful", "no-change")
+    assert upgraded.verify(projections=True).valid
+    assert [step[1] for step in schema.upgrade_steps(3)] == [
+        version == replaying[-1] for version, _description, _steps in schema.MIGRATIONS if version > 3]

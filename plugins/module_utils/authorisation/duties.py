@@ -25,6 +25,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.ident
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time
 
 ACTIONS = ("approve", "reject", "review", "publish", "run")
+#: identity sources of an external change authority whose own approval rules chose the approvers of its
+#: change requests (ServiceNow: its approval rules and groups, servicenow/authority.py). The policy's approver
+#: groups are not applied to their approvals; the rules that refuse (the requester approving, the runner as the
+#: only approver) are, comparing names, since the authority's user name is all that is known of the person.
+EXTERNAL_AUTHORITY_SOURCES = ("servicenow",)
 #: the approvals under which a request may be implemented (a standard change is pre-approved by its template)
 _AUTHORISING = {"standard": ("pre-approved", "approved")}
 
@@ -137,7 +142,9 @@ def counted_approvals(rules, record):
             continue
         problems = []
         required = rules.approvals.required(record.get("type") or "normal", record.get("risk"))
-        if required and not identity.authenticated:
+        if identity.source in EXTERNAL_AUTHORITY_SOURCES:
+            pass  # the authority's approval rules chose this approver: no approver group applies
+        elif required and not identity.authenticated:
             problems.append(Refusal("identity", "the approval by %s was recorded without an authenticated identity"
                                     % identity.name))
         else:
@@ -163,16 +170,29 @@ def _run_refusals(identity, rules, record, number, doing="runs this play"):
     counted, not_counted = counted_approvals(rules, record)
     found = []
     if not counted:
+        none = "it has none"
+        if record.get("approvals_from"):
+            # an external authority calls it approved without saying who approved: no rule can be checked
+            none = ("%s calls it approved but names no approver, so who approved it cannot be checked against "
+                    "the separation-of-duties rules" % record["approvals_from"])
         why = "; ".join("%s: %s" % (who, "; ".join(problem.reason for problem in problems))
-                        for who, problems in not_counted[:5]) or "it has none"
+                        for who, problems in not_counted[:5]) or none
         rule = not_counted[0][1][0].rule if not_counted else "approvals"
         found.append(Refusal(rule, "no approval of %s counts under the policy in force (%s)" % (label, why)))
-    elif not rules.approvals.allow_runner_as_sole_approver and all(who.same_as(identity) for who in counted):
+    elif not rules.approvals.allow_runner_as_sole_approver and all(_same_person(who, identity) for who in counted):
         found.append(Refusal("approvals.allow_runner_as_sole_approver",
                              "%s %s and is the only approver of %s; another approver must approve it too, or "
                              "someone else must do it (rule approvals.allow_runner_as_sole_approver: false)"
                              % (identity, doing, label)))
     return found
+
+
+def _same_person(approver, runner):
+    """For the runner rule: the same identity, or an external authority's user with the runner's name (a rule
+    that refuses compares names, as the requester rule does)."""
+    if approver.same_as(runner):
+        return True
+    return approver.source in EXTERNAL_AUTHORITY_SOURCES and runner is not None and approver.name == runner.name
 
 
 def _review_refusals(identity, rules, event):

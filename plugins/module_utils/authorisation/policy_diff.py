@@ -7,7 +7,7 @@
 added, removed, **widened** (they may now cover more: a condition removed, a limit raised or
 dropped, an ``allow_*`` switched on, windows changed) or narrowed; protected areas added, removed
 or **weakened** (something they matched no longer matches); freezes added, removed or changed;
-and every changed rule of emergencies, normal changes, approvals, publishing and reviews. A
+and every changed rule of emergencies, normal changes, approvals, publishing, reviews and ServiceNow. A
 JMESPath condition cannot be compared by meaning: a changed condition counts as a possible
 widening, so that a person looks at it.
 """
@@ -69,6 +69,11 @@ def _template_changes(old, new, allow_keys):
         if bool(old.get(key)) != bool(new.get(key)):
             changes.append("%s %s -> %s" % (key, str(bool(old.get(key))).lower(), str(bool(new.get(key))).lower()))
             widened = widened or bool(new.get(key))
+    if old.get("servicenow_template") != new.get("servicenow_template"):
+        # the ServiceNow standard changes the template covers (creates, and accepts as its own) change
+        changes.append("servicenow_template %s -> %s" % (old.get("servicenow_template") or "none",
+                                                         new.get("servicenow_template") or "none"))
+        widened = widened or bool(new.get("servicenow_template"))
     if (old.get("description") or "") != (new.get("description") or ""):
         changes.append("description changed")
     return widened, changes
@@ -105,6 +110,8 @@ def _rules(policy):
                            "min_justification_length": emergency.min_justification_length}, flat)
     _flatten("normal", {"allowed_states": policy.normal_states}, flat)
     _flatten("", policy.authorisation.describe(), flat)
+    # ServiceNow as the change authority: a local fallback lets the gate decide without reading the CHG live
+    _flatten("servicenow", dict(policy.servicenow), flat)
     return flat
 
 

@@ -62,15 +62,115 @@ class SystemOfRecord(abc.ABC):
     def head(self):
         """``(seq, hash)`` of the newest entry, ``(0, None)`` when empty."""
 
-    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
-        """Walk the whole chain; returns ``ledger.VerifyReport``.
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None, since=None):
+        """Walk the chain; returns ``ledger.VerifyReport``.
 
         ``projections``: also check that the query tables match a replay of the
         chain, for backends that keep query tables (the report says whether it was checked).
         ``payloads``: open every payload against its commitments (False: the chain of hashes only).
         ``anchors``: heads kept outside the database that the chain must still hold (see ``ledger.verify_rows``).
+        ``since``: ``(seq, hash)`` of a verified-up-to marker (``verify_markers``): only the entries after it are
+        walked, after checking that entry ``seq`` still has that hash; anchors at or before it are looked up.
+
+        Entries moved to archives (``archives/``) are not in the ledger: the walk starts after the last
+        archived entry, whose hash the newest ``ledger.archived`` entry records (it lies in the walked part of
+        the chain, and the first entry after it names that hash). Anchors in archived entries are compared
+        only at that boundary here; ``ledger_verify`` checks the archive files for the rest.
         """
-        return verify_rows(self.iter_entries, expected_head=expected_head, payloads=payloads, anchors=anchors)
+        point = self.archive_point()
+        base = (point["last_seq"], point["last_hash"]) if point else None
+        anchors = list(anchors or ())
+        archived = [anchor for anchor in anchors if base and anchor["seq"] <= base[0]]
+        anchors = [anchor for anchor in anchors if not base or anchor["seq"] > base[0]]
+        if since and (base is None or since[0] > base[0]):
+            report = self._verify_since(tuple(since), expected_head, payloads, anchors)
+        else:
+            report = self._walk(expected_head=expected_head, payloads=payloads, anchors=anchors, base=base)
+        if base and report.first_broken is None:
+            report.archived_through = base[0]
+            contradicted = [anchor for anchor in archived if anchor["seq"] == base[0] and anchor["hash"] != base[1]]
+            if contradicted and report.history_mismatch is None:
+                report.history_mismatch = dict(
+                    {key: value for key, value in contradicted[0].items()
+                     if key not in ("detail_rewritten", "detail_truncated")},
+                    problem="rewritten", detail=contradicted[0]["detail_rewritten"])
+            report.archived_anchors = len(archived)
+        return report
+
+    def archive_point(self):
+        """The newest ``ledger.archived`` entry's data (with its ``seq``): where the live ledger starts; None
+        while nothing was archived."""
+        from ansible_collections.changeops.itsm.plugins.module_utils.ledger import KIND_ARCHIVED
+
+        entry = self.latest_entry([KIND_ARCHIVED])
+        return dict(entry.data, seq=entry.seq) if entry is not None else None
+
+    def _walk(self, expected_head=None, payloads=True, anchors=None, base=None):
+        """The walk itself: every entry after ``base`` (``(seq, hash)``; None: the whole ledger)."""
+        return verify_rows(lambda: self.iter_entries(after_seq=base[0] if base else 0), expected_head=expected_head,
+                           payloads=payloads, anchors=anchors, base=base, load_entries=self.entries_at)
+
+    def _verify_since(self, base, expected_head, payloads, anchors):
+        """An incremental verification from ``base``: see :meth:`verify`."""
+        from ansible_collections.changeops.itsm.plugins.module_utils.ledger import VerifyReport
+
+        anchors = list(anchors or ())
+        seq, expected = base
+        found = self.hashes_at([seq]).get(seq)
+        if found != expected:
+            report = VerifyReport(0, None, None)
+            problem = "truncated" if found is None else "rewritten"
+            report.history_mismatch = {
+                "seq": seq, "hash": expected, "problem": problem, "witness": "verified-up-to marker",
+                "detail": ("history %s: entry %s %s, but the verified-up-to marker this incremental verification"
+                           " starts from recorded %s for it" % (
+                               "truncated" if found is None else "rewritten", seq,
+                               "is no longer in the ledger" if found is None else "has the hash %s" % found[:16],
+                               expected[:16]))}
+            return report
+        before = [anchor for anchor in anchors if anchor["seq"] <= seq]
+        report = self._walk(expected_head=expected_head, payloads=payloads, base=base,
+                            anchors=[anchor for anchor in anchors if anchor["seq"] > seq])
+        if report.first_broken is None:
+            hashes = self.hashes_at(sorted(set(anchor["seq"] for anchor in before)))
+            failures = []
+            for anchor in before:
+                if hashes.get(anchor["seq"]) != anchor["hash"]:
+                    problem = "rewritten" if hashes.get(anchor["seq"]) is not None else "truncated"
+                    failures.append(dict(anchor, problem=problem, detail=anchor["detail_" + problem]))
+            if failures and report.history_mismatch is None:
+                first = min(failures, key=lambda failure: failure["seq"])
+                report.history_mismatch = {key: value for key, value in first.items()
+                                           if key not in ("detail_rewritten", "detail_truncated")}
+            if report.anchor_mismatch and expected_head and self.has_hash(expected_head):
+                report.anchor_mismatch = None  # the expected head lies before the marker, and is still there
+        return report
+
+    def ledger_identity(self):
+        """The hash of the ledger's first entry, which names it in checkpoints (None while it is empty); once it
+        is archived, as every ``ledger.archived`` entry carries it forward."""
+        first = self.get_entry("1")
+        if first is not None:
+            return first.hash
+        point = self.archive_point()
+        return point.get("ledger") if point else None
+
+    def hashes_at(self, seqs):
+        """``{seq: hash}`` of the entries at ``seqs`` that the ledger holds. Backends should override this."""
+        found = {}
+        for seq in seqs:
+            entry = self.get_entry(str(seq))
+            if entry is not None:
+                found[seq] = entry.hash
+        return found
+
+    def has_hash(self, entry_hash):
+        """Whether some stored entry has ``entry_hash``."""
+        return any(entry.hash == entry_hash for entry in self.iter_entries())
+
+    def entries_at(self, seqs):
+        """The committed entries at ``seqs`` (those the ledger holds), in order. Backends should override this."""
+        return [entry for entry in (self.get_entry(str(seq)) for seq in seqs) if entry is not None]
 
     def has_entry(self, entry_id):
         raise NotImplementedError
@@ -87,6 +187,19 @@ class SystemOfRecord(abc.ABC):
         when every field was redacted already. See ``ledger_redaction.py``."""
         raise NotImplementedError
 
+    def read_source(self):
+        """Where this instance's reads went when the configuration names a read replica (``postgresql_read_dsn``
+        and a reader, see ``config.py``): ``{"server": "replica" | "primary", "lag_seconds", "reason"}``, where
+        ``reason`` says why a reader fell back to the primary. None when no replica is configured for it."""
+        return None
+
+    def backup(self, destination, tool=None):
+        """Write a consistent copy of the whole database (ledger, query tables, cursors) to ``destination`` while
+        writers go on, and return ``{"format", "head_seq", "head_hash"}``: the newest entry the copy holds.
+        ``tool``: the dump program where the backend needs one (PostgreSQL's ``pg_dump``; default: on PATH).
+        See ``ledger_backup.py`` and docs/operations.md."""
+        raise NotImplementedError("%s cannot make a backup" % self.describe())
+
     def scrub_storage(self, compact=True):
         """After a redaction, make the backend's own files (free pages, write-ahead log) let go of the old
         values where it can; returns what was done (``compacted``, ``warnings``)."""
@@ -98,6 +211,14 @@ class SystemOfRecord(abc.ABC):
         for entry in self.iter_entries(kinds=kinds):
             latest = entry
         return latest
+
+    def recent_entries(self, kinds, limit=20, data_contains=None):
+        """The newest committed entries of one of ``kinds``, newest first, at most ``limit``; with ``data_contains``
+        only those whose stored data text holds it (a cheap pre-filter: callers check what they read).
+        Backends should override this with one query."""
+        found = [entry for entry in self.iter_entries(kinds=kinds)
+                 if data_contains is None or data_contains in (entry.stored_data or "")]
+        return list(reversed(found))[:limit]
 
     def witness_cursor(self, witness):
         """Sequence number of the last ``ledger.checkpoint`` entry fed to ``witness`` (None: never fed)."""
@@ -114,8 +235,8 @@ class SystemOfRecord(abc.ABC):
 
     @abc.abstractmethod
     def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
-                           authorisation=None, controller=None, status=None, limit=None, offset=0):
-        """Change events, newest first."""
+                           authorisation=None, controller=None, status=None, limit=None, offset=0, kind=None):
+        """Change events, newest first; ``kind``: ``playbook`` or ``adhoc`` (or a list of them)."""
 
     @abc.abstractmethod
     def get_task_results(self, run_id, host=None, changed_only=False):
@@ -229,3 +350,51 @@ class SystemOfRecord(abc.ABC):
             version.pop("text", None)
             version.pop("document", None)
         return versions[:limit] if limit else versions
+
+    # -- storage health (the recorder's writer asks once per run) -------------
+    def check_storage(self):
+        """A quick structural check of the storage; raises ``LedgerCorrupted`` saying what to do.
+
+        Damage that the next write would not touch is found here too, before anything more is
+        written on top of it. Checks the structure, not the content: the hash chain
+        (``ledger_verify``) checks every entry's content. The default checks nothing.
+        """
+
+    # -- sync targets: the ledger as the outbox of external systems (ServiceNow) -----------------------
+    # Per target: a cursor (the seq delivered up to), the last error, when to try again, a drain
+    # lease, and the entries the target refused. Bookkeeping outside the ledger, like counters.
+    def get_sync_state(self, target):
+        """``{target, cursor_seq, delivered, updated_at, last_success_at, last_error, last_error_at, retry_after,
+        lease_owner, lease_expires_ms}`` of one target, or None before its first delivery."""
+        raise NotImplementedError
+
+    def list_sync_states(self):
+        """Every target's state, by name."""
+        raise NotImplementedError
+
+    def advance_sync_cursor(self, target, from_seq, to_seq, delivered=0):
+        """Move the cursor from ``from_seq`` to ``to_seq`` (adding ``delivered`` to the count) and clear the last
+        error; ``ConflictError`` (nothing changed) when the cursor is no longer at ``from_seq``."""
+        raise NotImplementedError
+
+    def note_sync_error(self, target, message, retry_after=None):
+        """Remember why the last drain stopped (a secret-free message) and, for a 429, when to try again
+        (``retry_after``, an ISO time)."""
+        raise NotImplementedError
+
+    def acquire_sync_lease(self, target, owner, seconds):
+        """Take the target's drain lease for ``seconds``; False while another owner holds an unexpired one."""
+        raise NotImplementedError
+
+    def release_sync_lease(self, target, owner):
+        """Give the lease back (only ``owner``'s)."""
+        raise NotImplementedError
+
+    def set_sync_item(self, target, seq, entry_id, kind, subject, status, error=None, details=None):
+        """Record an entry the target refused (``failed``), queued again (``retry``), given up (``skipped``) or
+        delivered after all (``delivered``)."""
+        raise NotImplementedError
+
+    def find_sync_items(self, target, statuses=None, limit=None):
+        """Set-aside entries of a target, oldest first (``statuses``: only these)."""
+        raise NotImplementedError

@@ -30,6 +30,8 @@ import contextlib
 import encodings.idna  # noqa: F401 pylint: disable=unused-import
 import os
 import re
+import shutil
+import subprocess
 import threading
 
 try:
@@ -94,6 +96,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ConfigurationError,
     ConflictError,
+    LedgerCorrupted,
     MissingDependency,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
@@ -128,6 +131,13 @@ _LOCATION_ENV = ("PGSERVICE", "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "P
 
 #: SQLSTATE 55P03: lock_timeout expired while waiting for the ledger lock.
 _LOCK_NOT_AVAILABLE = "55P03"
+
+#: SQLSTATE XX001 data_corrupted, XX002 index_corrupted: the server read a damaged page.
+_DAMAGED_STATES = ("XX001", "XX002")
+
+#: ``check_storage`` reads the whole ledger table up to this size (a sequential scan, like SQLite's
+#: quick_check limit in sqlite.py); larger ledgers are checked by the reads and writes that touch a page.
+CHECK_STORAGE_MAX_BYTES = 128 * 1024 * 1024
 
 #: connections inherited from a parent process (a forked Ansible worker):
 #: kept referenced and never closed here, because closing would end the
@@ -202,6 +212,9 @@ class _ConnectionLost(BackendUnavailable):
 class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     backend_name = "postgresql"
     placeholder = "%s"
+    # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
+    # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
+    bulk_insert = "copy"
 
     def __init__(self, config):
         super(PostgresqlSystemOfRecord, self).__init__(config)
@@ -215,6 +228,12 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                                      % (self.describe(), self._scrub(exc)))
         self._conn = None
         self._pid = None
+        # a streaming replica for this instance's reads, only when its opener is a reader (config "reader")
+        self.read_dsn = (config.get("postgresql_read_dsn") or None) if config.get("reader") else None
+        max_lag = config.get("postgresql_read_max_lag")
+        self.read_max_lag = 30 if max_lag is None else int(max_lag)
+        self._replica = None
+        self._read_source = None
 
     def describe(self):
         return describe_dsn(self.dsn)
@@ -249,6 +268,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             self._migrate(conn)
         except psycopg.Error as exc:
             _close_quietly(conn)
+            self._raise_if_damaged(exc)
             raise BackendUnavailable(
                 "cannot prepare the PostgreSQL system of record %s: %s"
                 % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
@@ -271,12 +291,10 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                          " description TEXT NOT NULL, applied_at TEXT NOT NULL)")
             current = self._schema_version(conn) or 0
             self._refuse_newer(current)
-            for migration in schema.MIGRATIONS:
-                if migration[0] <= current:
-                    continue
+            for migration, replay in schema.upgrade_steps(current):
                 for statement in schema.statements_for("BIGINT", migration):
                     conn.execute(statement)
-                if schema.replays_ledger(migration):
+                if replay:
                     # appenders take only the ledger lock: holding it too keeps them out of the rebuild
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
@@ -331,12 +349,23 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                 # entries aside), not "unavailable" (the spool would retry the same batch forever)
                 raise ConflictError("the PostgreSQL system of record %s refused the batch: %s"
                                     % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+            self._raise_if_damaged(exc)
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 raise BackendUnavailable(
                     "another writer held the ledger lock of %s for more than %d s (busy_timeout)"
                     % (self.describe(), self.busy_timeout), backend=self.describe())
             raise BackendUnavailable("cannot write the PostgreSQL system of record %s: %s"
                                      % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+
+    def _raise_if_damaged(self, exc):
+        """``LedgerCorrupted`` with what to do when the server reports a damaged page."""
+        if getattr(exc, "sqlstate", None) in _DAMAGED_STATES:
+            raise LedgerCorrupted(
+                "the PostgreSQL system of record %s cannot read its own data (%s): the database is damaged. What to do:"
+                " stop the runs that write to it and"
+                " ask its database administrator to restore the database from a backup (or point-in-time"
+                " recovery) and find the cause (storage, memory); check the result with changeops.itsm.ledger_verify"
+                % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
     def _retrying(self, action, what):
         """Run ``action``; on a lost connection reconnect and run it once more."""
@@ -406,7 +435,69 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         parent = super(PostgresqlSystemOfRecord, self)
         return self._retrying(lambda: parent.next_number(counter), "allocating a number")
 
+    # -- reads from a streaming replica --------------------------------------
+    def read_source(self):
+        if not self.read_dsn:
+            return None
+        if self._read_source is None:
+            self._choose_read_server()
+        return dict(self._read_source)
+
+    def _fall_back(self, why):
+        self._close_replica()
+        self._read_source = {"server": "primary", "lag_seconds": None,
+                             "reason": "reading from the primary: the read replica %s %s"
+                                       % (describe_dsn(self.read_dsn), scrub(why, self.read_dsn))}
+
+    def _close_replica(self):
+        if self._replica is not None:
+            _close_quietly(self._replica)
+            self._replica = None
+
+    def _choose_read_server(self):
+        """Once per instance: read from the replica if it is a standby of this schema that lags at most
+        ``read_max_lag`` seconds (0 when it replayed all it received while streaming), else from the primary."""
+        try:
+            replica = _ForkSafeConnection.connect(self.read_dsn, autocommit=True, **connection_kwargs(self.read_dsn))
+        except psycopg.Error as exc:
+            self._fall_back("is unreachable (%s)" % _one_line(exc))
+            return
+        self._replica = replica
+        try:
+            in_recovery, caught_up, replay_age = replica.execute(
+                "SELECT pg_is_in_recovery(),"
+                " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                " AND COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
+                " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())").fetchone()
+            version = self._schema_version(replica)
+        except psycopg.Error as exc:
+            self._fall_back("cannot be read (%s)" % _one_line(exc))
+            return
+        if not in_recovery:
+            self._fall_back("is not a standby (not in recovery)")
+            return
+        if version is None or version < schema.LATEST_VERSION:
+            self._fall_back("has schema version %s, older than %d (not replayed yet)" % (version, schema.LATEST_VERSION))
+            return
+        lag = 0.0 if caught_up else (float(replay_age) if replay_age is not None else None)
+        if lag is None or lag > self.read_max_lag:
+            self._fall_back("lags %s behind (postgresql_read_max_lag: %d s)" % (
+                "an unknown time" if lag is None else "%.1f s" % lag, self.read_max_lag))
+            return
+        self._read_source = {"server": "replica", "lag_seconds": lag, "reason": None}
+
     def _query(self, sql, params=()):
+        if self.read_dsn:
+            if self._read_source is None:
+                self._choose_read_server()
+            if self._read_source["server"] == "replica":
+                try:
+                    with self._replica.cursor() as cursor:
+                        cursor.execute(self._sql(sql), params)
+                        return cursor.fetchall()
+                except psycopg.Error as exc:
+                    # gone in the middle of a task: the rest of its reads go to the primary, and it says so
+                    self._fall_back("failed while reading (%s)" % _one_line(exc))
         parent = super(PostgresqlSystemOfRecord, self)
 
         def attempt():
@@ -419,13 +510,81 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
                                           % (self.describe(), self._scrub(_one_line(exc))), exc,
                                           backend=self.describe())
+                self._raise_if_damaged(exc)
                 raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
                                          % (self.describe(), self._scrub(_one_line(exc))),
                                          backend=self.describe())
 
         return self._retrying(attempt, "reading")
 
+    def check_storage(self):
+        """Reads every page of the ledger table (up to :data:`CHECK_STORAGE_MAX_BYTES`): the server checks each
+        page header it reads (and its checksum, when the cluster has data checksums), and a damaged one
+        raises ``LedgerCorrupted``. Indexes and the query tables are not read; ``ledger_verify`` and, for
+        the database administrator, the ``amcheck`` extension check the rest."""
+        if self._query("SELECT pg_relation_size('ledger')")[0][0] <= CHECK_STORAGE_MAX_BYTES:
+            # the data column is in no index, so this reads the table itself, page by page
+            self._query("SELECT SUM(OCTET_LENGTH(data)) FROM ledger")
+    def backup(self, destination, tool=None):
+        """``pg_dump --format=custom`` of the database, from a snapshot a REPEATABLE READ transaction of ours exports
+        (``--snapshot``): the head read in that transaction is exactly the newest entry in the dump, and writers go
+        on meanwhile. The password reaches pg_dump in its environment (PGPASSWORD), never on its command line."""
+        pg_dump = tool or shutil.which("pg_dump")
+        if not pg_dump or not os.path.isfile(pg_dump):
+            raise ConfigurationError("cannot back up %s: pg_dump %s: install the PostgreSQL client (the server's major"
+                                     " version or newer), or give its path" % (
+                                         self.describe(), "was not found on PATH" if not tool else "%s does not exist"
+                                         % tool))
+        self._connection()  # the schema is current before it is dumped
+        params = dict(self._connect_kwargs, **_conninfo.conninfo_to_dict(self.dsn))
+        password = params.pop("password", None)
+        environment = dict(os.environ)
+        if password:
+            environment["PGPASSWORD"] = str(password)
+        partial = destination + ".partial"
+        try:
+            snapshot_conn = _ForkSafeConnection.connect(self.dsn, autocommit=True, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            raise BackendUnavailable("cannot connect to %s for a backup: %s" % (self.describe(), self._scrub(_one_line(exc))),
+                                     backend=self.describe())
+        try:
+            snapshot_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot = snapshot_conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            head = snapshot_conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            if os.path.exists(partial):
+                os.remove(partial)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            command = [pg_dump, "--format=custom", "--no-password", "--snapshot=%s" % snapshot, "--file=%s" % partial,
+                       "--dbname=%s" % _conninfo.make_conninfo("", **params)]
+            # controller-side backend code, no AnsibleModule here to offer run_command
+            done = subprocess.run(  # pylint: disable=ansible-bad-function
+                command, env=environment, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                check=False)
+            if done.returncode != 0:
+                raise BackendUnavailable("pg_dump of %s failed (exit %d): %s" % (
+                    self.describe(), done.returncode, self._scrub(done.stderr.decode("utf-8", "replace").strip())),
+                    backend=self.describe())
+            snapshot_conn.execute("COMMIT")
+            descriptor = os.open(partial, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            os.replace(partial, destination)
+        except psycopg.Error as exc:
+            raise BackendUnavailable("cannot back up %s: %s" % (self.describe(), self._scrub(_one_line(exc))),
+                                     backend=self.describe())
+        except OSError as exc:
+            raise BackendUnavailable("cannot back up %s to %s: %s" % (self.describe(), destination, exc),
+                                     backend=self.describe())
+        finally:
+            _close_quietly(snapshot_conn)
+            if os.path.exists(partial):
+                os.remove(partial)
+        return {"format": "pg_dump custom", "head_seq": head[0] if head else 0, "head_hash": head[1] if head else None}
+
     def close(self):
+        self._close_replica()
         if self._conn is not None and self._pid != os.getpid():
             _INHERITED_CONNECTIONS.append(self._conn)
             self._conn = None

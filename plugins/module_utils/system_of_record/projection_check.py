@@ -15,9 +15,13 @@ Counters (change request numbers) live outside the ledger and are not compared.
 from __future__ import annotations
 
 import collections
+import hashlib
+import json
 import sqlite3
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
     MIGRATIONS,
     statements_for,
@@ -35,26 +39,65 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("evidence", "seq"),
     ("reviews", "seq"),
     ("policies", "version"),
+    ("ledger_archives", "archive_seq"),
 ])
 
 
-def rebuild(entries):
-    """An in-memory SQLite database holding the query tables rebuilt from ``entries`` (in chain order)."""
-    conn = sqlite3.connect(":memory:", isolation_level=None)
+def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
+    """A SQLite database (in memory, or a scratch file at ``path``) holding the query tables rebuilt from
+    ``entries`` (in chain order), starting from ``base_rows`` (``(table, row_json)``: the state at the last
+    archived entry, see :func:`load_rows`) instead of empty tables."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    if path != ":memory:":
+        # a scratch file nobody else reads, removed by the caller: no journal, no fsync
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
     for migration in MIGRATIONS:
         for statement in statements_for("INTEGER", migration):
             conn.execute(statement)
     conn.execute("BEGIN")
-    db = conn.cursor()  # sqlite3 speaks the projectors' dialect: ``?`` placeholders, execute() returns the cursor
+    db = Statements(conn.cursor())  # sqlite3 speaks the projectors' dialect: ``?`` placeholders
+    load_rows(db, base_rows)
     for entry in entries:
-        # the ledger table too: projectors may look up earlier entries
-        db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-                    entry.prev_hash, entry.hash))
+        if with_ledger:
+            # the ledger table too: projectors may look up earlier entries
+            db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                        entry.prev_hash, entry.hash))
         projections.project(db, entry)
     conn.execute("COMMIT")
     return conn
+
+
+def load_rows(db, rows):
+    """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables."""
+    for table, row_json in rows:
+        if table not in PROJECTION_TABLES:
+            raise ValueError("the archived query-table state names table %r, which is not a query table" % (table,))
+        row = json.loads(row_json)
+        columns = sorted(row)
+        db.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
+                   tuple(row[column] for column in columns))
+
+
+def snapshot_rows(conn):
+    """Every query table row of ``conn`` (a SQLite database of :func:`rebuild`) as sorted ``(table, row_json)``."""
+    rows = []
+    for table in PROJECTION_TABLES:
+        columns = columns_of(conn, table)
+        for values in conn.execute("SELECT %s FROM %s" % (", ".join(columns), table)):
+            rows.append((table, canonical_json(dict(zip(columns, values)))))
+    rows.sort()
+    return rows
+
+
+def state_digest(rows):
+    """SHA-256 over sorted ``(table, row_json)`` rows: what a ``ledger.archived`` entry records of the state."""
+    digest = hashlib.sha256(b"changeops.itsm archived state v1\n")
+    for table, row_json in sorted(rows):
+        digest.update(("%s\t%s\n" % (table, row_json)).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def columns_of(conn, table):

@@ -39,10 +39,27 @@ VERBATIM_DOCS = {
 }
 
 
+#: Set-based projectors: ``function(db, entries)`` applies consecutive entries of one kind with the same
+#: effect on the query tables as :func:`project` applied to each in turn, in a fixed number of statements
+#: (``db.executemany``, ``db.select_in``). ``SqlSystemOfRecord.append`` uses them; replays and
+#: ``ledger_verify``'s comparison (``projection_check``) project entry by entry, so the comparison the test
+#: suite makes after every test that writes (tests/conftest.py) checks that both agree. A projector that
+#: changes what an entry of such a kind does must change its set-based form alike.
+BATCH_PROJECTORS = {}
+
+
 def projects(*kinds):
     def register(function):
         for kind in kinds:
             PROJECTORS[kind] = function
+        return function
+    return register
+
+
+def batch_projects(*kinds):
+    def register(function):
+        for kind in kinds:
+            BATCH_PROJECTORS[kind] = function
         return function
     return register
 
@@ -53,6 +70,24 @@ def project(db, entry):
     except KeyError:
         raise ValidationError("unknown ledger entry kind %r" % entry.kind)
     projector(db, entry)
+
+
+def project_many(db, entries):
+    """Apply sealed ``entries`` (in chain order); runs of consecutive entries of a kind with a set-based
+    projector go together, every other entry on its own."""
+    start, count = 0, len(entries)
+    while start < count:
+        kind = entries[start].kind
+        batch = BATCH_PROJECTORS.get(kind)
+        if batch is None:
+            project(db, entries[start])
+            start += 1
+            continue
+        end = start + 1
+        while end < count and entries[end].kind == kind:
+            end += 1
+        batch(db, entries[start:end])
+        start = end
 
 
 def _load(text):
@@ -110,58 +145,103 @@ def _run_started(db, entry):
         user_name=data.get("user"),
         controller=data.get("controller"),
         playbook=(data.get("playbooks") or [None])[0],
+        kind=data.get("kind") or "playbook",
     )
     if existing is None:
         db.execute(
-            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, doc, last_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, kind,"
+            " doc, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, columns["started_at"], columns["status"], columns["dry_run"], columns["user_name"],
-             columns["controller"], columns["playbook"], _dump(doc), entry.seq))
+             columns["controller"], columns["playbook"], columns["kind"], _dump(doc), entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
 
 
 @projects("run.play")
 def _run_play(db, entry):
+    """A play's start; a play with ``serial`` starts once per batch (same ``play_id``, the batch's hosts).
+
+    The change event's play lists every host of every batch, in order, and ``batches`` the hosts of
+    each (only for plays that ran in more than one batch), so a serial play is never recorded as its
+    last batch. ``started_at`` stays the first batch's.
+    """
     run_id = entry.data["run_id"]
     doc = _ensure_event(db, entry, run_id)
-    plays = [play for play in doc.get("plays", []) if play.get("play_id") != entry.data.get("play_id")]
-    plays.append(entry.data)
+    play = dict(entry.data)
+    play.pop("batch", None)
+    batch_hosts = list(play.get("hosts") or [])
+    plays = list(doc.get("plays", []))
+    for position, previous in enumerate(plays):
+        if previous.get("play_id") != play.get("play_id"):
+            continue
+        hosts = list(previous.get("hosts") or [])
+        known = set(hosts)
+        hosts.extend(host for host in batch_hosts if host not in known)
+        play.update(hosts=hosts, batches=list(previous.get("batches") or [previous.get("hosts") or []]) + [batch_hosts],
+                    started_at=previous.get("started_at", play.get("started_at")))
+        plays[position] = play
+        break
+    else:
+        plays.append(play)
     doc["plays"] = plays
     _save_event_doc(db, run_id, doc, entry.seq)
 
 
 @projects("run.result")
 def _run_result(db, entry):
-    data = entry.data
-    run_id = data["run_id"]
-    _ensure_event(db, entry, run_id)
-    task = data.get("task") or {}
-    item = data.get("item")
-    status = data["status"]
-    changed = 1 if data.get("changed") else 0
-    db.execute(
-        "INSERT INTO task_results (seq, run_id, play_id, task_uuid, task_name, action, host, item_label, status,"
-        " changed, started_at, duration_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
-         data["host"], item.get("label") if isinstance(item, dict) else None, status, changed,
-         data.get("started_at"), data.get("duration_ms"), entry.data_json()))
-    if item is not None:
-        # Loop items are recorded one by one; the host summary counts the
-        # aggregate result only, as ansible's own stats do.
-        return
-    column = {"ok": "ok", "changed": "changed", "failed": "failed", "skipped": "skipped",
-              "unreachable": "unreachable"}.get(status)
-    counts = {"ok": 0, "changed": 0, "failed": 0, "skipped": 0, "unreachable": 0}
-    if column:
-        counts[column] = 1
-    db.execute(
-        "INSERT INTO run_hosts (run_id, host, ok, changed, failed, skipped, unreachable) VALUES (?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (run_id, host) DO UPDATE SET ok = run_hosts.ok + excluded.ok,"
-        " changed = run_hosts.changed + excluded.changed, failed = run_hosts.failed + excluded.failed,"
-        " skipped = run_hosts.skipped + excluded.skipped, unreachable = run_hosts.unreachable + excluded.unreachable",
-        (run_id, data["host"], counts["ok"], counts["changed"], counts["failed"], counts["skipped"],
-         counts["unreachable"]))
+    # one definition for one result and for many (the append stores runs of results together)
+    _run_results(db, [entry])
+
+
+_TASK_RESULT_COLUMNS = ("seq", "run_id", "play_id", "task_uuid", "task_name", "action", "host", "item_label", "status",
+                        "changed", "started_at", "duration_ms", "doc")
+
+#: run_hosts columns a result's status counts in
+_HOST_COUNTS = ("ok", "changed", "failed", "skipped", "unreachable")
+
+
+@batch_projects("run.result")
+def _run_results(db, entries):
+    """:func:`_run_result` for many results at once: the events they need opened (one query), their
+    task_results rows (one executemany), and each host's counts added up first and upserted once."""
+    first_of_run = {}
+    rows = []
+    tallies = {}
+    for entry in entries:
+        data = entry.data
+        run_id = data["run_id"]
+        first_of_run.setdefault(run_id, entry)
+        task = data.get("task") or {}
+        item = data.get("item")
+        status = data["status"]
+        host = data["host"]
+        rows.append((entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
+                     host, item.get("label") if isinstance(item, dict) else None, status,
+                     1 if data.get("changed") else 0, data.get("started_at"), data.get("duration_ms"),
+                     entry.data_json()))
+        if item is None:
+            tally = tallies.setdefault((run_id, host), [0, 0, 0, 0, 0])
+            if status in _HOST_COUNTS:
+                tally[_HOST_COUNTS.index(status)] += 1
+    opened = set(row[0] for row in db.select_in(
+        "SELECT run_id FROM change_events WHERE run_id IN ({marks})", list(first_of_run)))
+    missing = [(run_id, entry) for run_id, entry in first_of_run.items() if run_id not in opened]
+    if missing:
+        # as _ensure_event: a run whose start was lost (or replayed later) still gets its event
+        db.executemany(
+            "INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, entry.at, "running", 0, _dump({"run_id": run_id, "started_at": entry.at, "incomplete": True}),
+              entry.seq) for run_id, entry in missing])
+    db.insert_rows("task_results", _TASK_RESULT_COLUMNS, rows)
+    if tallies:
+        db.executemany(_RUN_HOSTS_UPSERT, [key + tuple(tally) for key, tally in tallies.items()])
+
+
+_RUN_HOSTS_UPSERT = (
+    "INSERT INTO run_hosts (run_id, host, ok, changed, failed, skipped, unreachable) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id, host) DO UPDATE SET ok = run_hosts.ok + excluded.ok,"
+    " changed = run_hosts.changed + excluded.changed, failed = run_hosts.failed + excluded.failed,"
+    " skipped = run_hosts.skipped + excluded.skipped, unreachable = run_hosts.unreachable + excluded.unreachable")
 
 
 @projects("run.gate")
@@ -250,14 +330,21 @@ def _decision_in_force(decisions, seq, started_at):
     return None
 
 
-def _authorisation(db, run_id, doc, dry_run):
+def _results_lost(doc):
+    """Whether ``run.incomplete`` markers say task results of the run were lost."""
+    return bool(((doc.get("record_lost") or {}).get("kinds") or {}).get("run.result"))
+
+
+def _authorisation(db, run_id, doc, dry_run, results_lost=False):
     """The change event's category and references, and the hosts it changed.
 
     A change to a managed host is authorised only by an allowing, non-dry-run gate decision for
     its play that covers its host and was in force when it started (the latest decision for
     that play and host before it). One change without such a decision makes the whole run
     ``unauthorised``. A run that changed no host is ``dry-run``, ``denied``, ``record-only`` or
-    ``no-change`` (``change_scope.classify``). Returns ``(category, reference, changed hosts)``.
+    ``no-change``, and a run whose results were lost (``results_lost``) is ``incomplete``
+    (``change_scope.classify``). Returns ``(category, reference, changed hosts)``: the changed hosts
+    are those of the results the ledger holds.
     """
     changes, record_changed = _changes(db, run_id, dry_run)
 
@@ -276,7 +363,8 @@ def _authorisation(db, run_id, doc, dry_run):
         return "+".join(kinds), ", ".join(references) or None
 
     denied = not changes and not dry_run and _gate_denied(db, run_id, doc)
-    category, reference = change_scope.classify(dry_run, bool(changes), denied, record_changed, by_gates)
+    category, reference = change_scope.classify(dry_run, bool(changes), denied, record_changed, by_gates,
+                                                results_lost=results_lost)
     return category, reference, sorted(set(host for _seq, _play, host, _started in changes))
 
 
@@ -303,15 +391,16 @@ class _RunHostCis(object):
         return row[0] if row else None
 
 
-def _finish(db, entry, outcome):
-    data = entry.data
+def _finish(db, entry, outcome, data=None):
+    data = entry.data if data is None else data
     run_id = data["run_id"]
     doc = _ensure_event(db, entry, run_id)
     doc.update({key: value for key, value in data.items() if key != "run_id"})
     doc["outcome"] = outcome
     row = db.execute("SELECT dry_run FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
     dry_run = bool(row[0]) if row else False
-    authorisation, reference, changed_hosts = _authorisation(db, run_id, doc, dry_run)
+    authorisation, reference, changed_hosts = _authorisation(db, run_id, doc, dry_run,
+                                                             results_lost=_results_lost(doc))
     doc["authorisation"] = {"type": authorisation, "reference": reference}
     counts = db.execute(
         "SELECT COUNT(*), SUM(CASE WHEN failed > 0 OR unreachable > 0 THEN 1 ELSE 0 END) FROM run_hosts"
@@ -344,6 +433,59 @@ def _run_finished(db, entry):
 @projects("run.interrupted")
 def _run_interrupted(db, entry):
     _finish(db, entry, "interrupted")
+
+
+#: the authorisation of a change event whose record lost task results (see ``run.incomplete``)
+INCOMPLETE_AUTHORISATION = change_scope.INCOMPLETE
+
+
+@projects("run.incomplete")
+def _run_incomplete(db, entry):
+    """Entries of a run were lost (neither the ledger nor any spool location took them before it ended).
+
+    The change event keeps what the markers say (``record_lost``: how many entries of which kinds, why);
+    a marker for a placeholder event (the run's start was lost too) fills in who ran what, where. The run
+    ended when its marker was written, so a run still ``running`` ends as its lost end says (the marker
+    carries it), else ``interrupted``. Lost results make its authorisation ``incomplete``.
+    """
+    data = entry.data
+    run_id = data["run_id"]
+    doc = _ensure_event(db, entry, run_id)
+    columns = {}
+    if doc.get("incomplete"):
+        run = data.get("run") or {}
+        for key, value in run.items():
+            doc.setdefault(key, value)
+        columns = dict(started_at=run.get("started_at") or entry.at, user_name=run.get("user"),
+                       controller=run.get("controller"), playbook=(run.get("playbooks") or [None])[0],
+                       kind=run.get("kind") or "playbook")
+    lost = dict(doc.get("record_lost") or {"entries": 0, "kinds": {}, "markers": []})
+    lost["entries"] = lost.get("entries", 0) + int(data.get("lost_entries") or 0)
+    kinds = dict(lost.get("kinds") or {})
+    for kind, count in (data.get("lost_kinds") or {}).items():
+        kinds[kind] = kinds.get(kind, 0) + int(count)
+    lost["kinds"] = kinds
+    lost["markers"] = list(lost.get("markers") or []) + [{key: data.get(key) for key in (
+        "lost_entries", "lost_from", "noted_at", "reason")}]
+    doc["record_lost"] = lost
+    _save_event_doc(db, run_id, doc, entry.seq, **columns)
+    status = db.execute("SELECT status FROM change_events WHERE run_id = ?", (run_id,)).fetchone()[0]
+    if status == "running":
+        # the marker carries the lost end (Ansible's outcome and stats) when it has it
+        end = dict(data.get("end") or {})
+        end_kind = end.pop("kind", None)
+        end.update(run_id=run_id, ended_at=end.get("ended_at") or data.get("noted_at") or entry.at)
+        if end_kind == "run.finished":
+            _finish(db, entry, end.get("outcome") or "successful", data=end)
+        else:
+            lost_reason = "the recorder lost %d entries of this run, its end among them: %s" % (
+                lost["entries"], data.get("reason") or "no reason recorded")
+            end["reason"] = "%s; %s" % (end["reason"], lost_reason) if end.get("reason") else lost_reason
+            _finish(db, entry, "interrupted", data=end)
+    elif kinds.get("run.result"):
+        # ended already: only the authorisation changes (results are missing)
+        _save_event_doc(db, run_id, dict(doc, authorisation={"type": INCOMPLETE_AUTHORISATION, "reference": None}),
+                        entry.seq, authorisation=INCOMPLETE_AUTHORISATION, authorisation_ref=None)
 
 
 @projects("run.reviewed")
@@ -465,6 +607,22 @@ def _ci_changed_by_run(db, entry):
                (data["run_id"], entry.seq, data["ci_id"]))
 
 
+@projects("ci.external_ref")
+def _ci_external_ref(db, entry):
+    """What an external CMDB calls the CI (ServiceNow's sys_id and class), as ``<system>_sys_id`` and
+    ``<system>_class`` attributes. Not a change to the CI: its version and update time stay."""
+    data = entry.data
+    attributes, _version = _load_ci(db, data["ci_id"])
+    system = data["system"]
+    for key in ("sys_id", "class"):
+        if data.get(key):
+            attributes["%s_%s" % (system, key)] = data[key]
+        else:
+            attributes.pop("%s_%s" % (system, key), None)
+    db.execute("UPDATE configuration_items SET attributes = ?, last_seq = ? WHERE ci_id = ?",
+               (_dump(attributes), entry.seq, data["ci_id"]))
+
+
 # --------------------------------------------------------------------------
 # change requests: every change_request.* entry carries the full new record
 # --------------------------------------------------------------------------
@@ -531,6 +689,20 @@ def _policy_published(db, entry):
 # --------------------------------------------------------------------------
 # the ledger's own bookkeeping
 # --------------------------------------------------------------------------
+@projects("ledger.archived")
+def _ledger_archived(db, entry):
+    """Entries up to ``last_seq`` moved to an archive file (archives/): the query tables keep the summaries (change
+    events, host counts, CIs, change requests, evidence, reviews, policies) and drop the detail the archive holds,
+    the task results; the archive is listed in ledger_archives."""
+    data = entry.data
+    db.execute("DELETE FROM task_results WHERE seq <= ?", (data["last_seq"],))
+    db.execute(
+        "INSERT INTO ledger_archives (archive_seq, file, sha256, first_seq, last_seq, last_hash, entries, cutoff,"
+        " archived_at, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.seq, data["file"], data["sha256"], data["first_seq"], data["last_seq"], data["last_hash"],
+         data["entries"], data["cutoff"], data.get("archived_at", entry.at), entry.data_json()))
+
+
 @projects("ledger.checkpoint", "ledger.redacted")
 def _ledger_bookkeeping(db, entry):
     """Checkpoints (fed to the witnesses from the ledger) and redaction records are read from the

@@ -19,6 +19,7 @@ import re
 #: A migration step that is not SQL: empty every query table and project every ledger entry into it
 #: again, in chain order, inside the migration's transaction and write lock. Needed whenever what
 #: ``projections.py`` derives from an entry changes, since the tables are only a cache of the ledger.
+#: An upgrade through several such migrations replays once, after the last (:func:`upgrade_steps`).
 REPLAY_LEDGER = "replay the ledger into the query tables"
 
 MIGRATIONS = [
@@ -195,6 +196,73 @@ MIGRATIONS = [
             updated_at TEXT NOT NULL
         )""",
     ]),
+    # Change events have a kind: a playbook run or an ad-hoc command (change_event_info filters on it).
+    (7, "change event kind (playbook or adhoc)", [
+        "ALTER TABLE change_events ADD COLUMN kind TEXT",
+        "CREATE INDEX change_events_kind ON change_events (kind, started_at)",
+    ]),
+    # The kind column filled for existing events; a play with serial lists the hosts of every batch (its
+    # run.play entries were one per batch all along, the projection kept the last); run.incomplete markers
+    # (entries the recorder lost) are a new entry kind, which a collection without this migration refuses.
+    (8, "query tables replayed: change event kinds, serial plays list every batch, run.incomplete markers",
+     [REPLAY_LEDGER]),
+    # The ledger is the outbox of external systems (ServiceNow): each target keeps the seq it has delivered
+    # up to, its last error and when it may be tried again, and a lease so one process drains at a time;
+    # entries a target refused (an IRE MULTI_MATCH...) are set aside here until someone retries or skips
+    # them. Bookkeeping of deliveries, like counters, not records: none of it is a ledger entry.
+    (9, "outbox cursors of sync targets and the entries they set aside", [
+        """CREATE TABLE sync_targets (
+            target TEXT PRIMARY KEY,
+            cursor_seq {int} NOT NULL DEFAULT 0,
+            delivered {int} NOT NULL DEFAULT 0,
+            updated_at TEXT,
+            last_success_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT,
+            retry_after TEXT,
+            lease_owner TEXT,
+            lease_expires_ms {int}
+        )""",
+        """CREATE TABLE sync_items (
+            target TEXT NOT NULL,
+            seq {int} NOT NULL,
+            entry_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            subject TEXT,
+            status TEXT NOT NULL,
+            error TEXT,
+            details TEXT,
+            attempts {int} NOT NULL DEFAULT 1,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (target, seq)
+        )""",
+        "CREATE INDEX sync_items_status ON sync_items (target, status, seq)",
+    ]),
+    # Archives (archives/, docs/operations.md): entries older than a retention period move to compressed,
+    # self-verifying files. ledger_archives is the projection of the ledger.archived entries (one row per
+    # archive, kept when the entry itself is archived later); archive_base holds the query tables' state
+    # at the last archived entry (one canonical JSON object per row), which replays start from instead of
+    # an empty database: its digest is in the chain (the ledger.archived entry), like the archive's hash.
+    (10, "ledger archives and the query tables' state at the last archived entry", [
+        """CREATE TABLE ledger_archives (
+            archive_seq {int} PRIMARY KEY,
+            file TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            first_seq {int} NOT NULL,
+            last_seq {int} NOT NULL,
+            last_hash TEXT NOT NULL,
+            entries {int} NOT NULL,
+            cutoff TEXT NOT NULL,
+            archived_at TEXT NOT NULL,
+            doc TEXT NOT NULL
+        )""",
+        "CREATE INDEX ledger_archives_range ON ledger_archives (last_seq)",
+        """CREATE TABLE archive_base (
+            tbl TEXT NOT NULL,
+            row_json TEXT NOT NULL
+        )""",
+        "CREATE INDEX archive_base_tbl ON archive_base (tbl)",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -221,3 +289,19 @@ def tables_until(version):
 def replays_ledger(migration):
     """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
     return REPLAY_LEDGER in migration[2]
+
+
+def upgrade_steps(current):
+    """The migrations after version ``current``, in order, each as ``(migration, replay_now)``.
+
+    A replay projects the ledger with *this* version's rules (projections.py), whichever migration asks
+    for it, so one upgrade replays once: after the last pending migration that has a
+    :data:`REPLAY_LEDGER` step. Replaying earlier as well would cost a full pass over the ledger for
+    nothing, and would write columns that a later migration of the same upgrade only adds (a schema-3
+    ledger replayed at migration 4 has no ``change_events.kind`` before migration 7). The rule this
+    sets for migrations: their SQL must not read what the query tables hold.
+    """
+    pending = [migration for migration in MIGRATIONS if migration[0] > current]
+    replaying = [migration[0] for migration in pending if replays_ledger(migration)]
+    last_replay = replaying[-1] if replaying else None
+    return [(migration, migration[0] == last_replay) for migration in pending]

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
+    CHAIN_ROW_DATA_NEEDED,
+    KIND_ARCHIVED,
+    Entry,
+    walk_chain,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils import ledger_redaction
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH, canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
@@ -23,28 +28,21 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sync_state import SqlSyncState
+# _Statements is imported from here by older code and tests
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import (  # noqa: F401
+    Statements as _Statements,
+)
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
 PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, hash"
 LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
-class _Statements(object):
-    """Wraps a cursor so projections can write ``?`` placeholders on any dialect."""
-
-    def __init__(self, cursor, placeholder):
-        self._cursor = cursor
-        self._placeholder = placeholder
-
-    def execute(self, sql, params=()):
-        if self._placeholder != "?":
-            sql = sql.replace("%", "%%").replace("?", self._placeholder)
-        self._cursor.execute(sql, params)
-        return self._cursor
-
-
-class SqlSystemOfRecord(SystemOfRecord):
+class SqlSystemOfRecord(SqlSyncState, SystemOfRecord):
     placeholder = "?"
+    #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
+    bulk_insert = "executemany"
 
     # -- to be provided by the dialect --------------------------------------
     def _connection(self):
@@ -76,44 +74,88 @@ class SqlSystemOfRecord(SystemOfRecord):
     def append(self, entries, expected_head=None):
         """See ``SystemOfRecord.append``. ``expected_head`` ``(seq, hash)`` (``(0, None)``: empty ledger)
         makes the append refuse with ``ConflictError`` when another writer moved the head meanwhile;
-        ``ledger_migrate`` relies on it to copy a chain without interleaving foreign entries."""
+        ``ledger_migrate`` relies on it to copy a chain without interleaving foreign entries.
+
+        Under the write lock a batch costs a fixed number of statements, not a few per entry: one query
+        finds the ids already stored (idempotency), the entries are sealed onto the head in memory (one
+        SHA-256 each: their commitments were computed before the lock), and each run of consecutive
+        entries whose kind has a set-based projector (``projections.BATCH_PROJECTORS``: task results,
+        the bulk of every run) is stored and projected with one ``executemany`` per table. Any other
+        entry is stored and projected on its own, after what came before it in the batch, as before.
+        """
         entries = list(entries)
         if not entries:
             return []
         for entry in entries:
             # the payload commitments need no chain position: computed before taking the lock
             entry.prepare()
-        appended = []
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
-            row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
-            if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
-                raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
-                                    % (seq, expected_head[0]), head_seq=seq)
-            seen = set()
-            for entry in entries:
-                if entry.id in seen or db.execute(
-                        "SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
-                    continue
+            return self._append_locked(cursor, _Statements(cursor, self.placeholder, self.bulk_insert), entries,
+                                       expected_head)
+
+    def _head_locked(self, db):
+        """``(seq, hash)`` of the newest entry, read under the write lock; None for a new ledger (an archive never
+        empties the table: its own ``ledger.archived`` entry stays live)."""
+        row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else None
+
+    def _append_locked(self, cursor, db, entries, expected_head=None):
+        """The body of :meth:`append`, inside a write transaction that holds the lock."""
+        row = self._head_locked(db)
+        seq, prev_hash = row if row else (0, GENESIS_HASH)
+        if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
+            raise ConflictError("the ledger head moved to entry %d while this batch was prepared for entry %d"
+                                % (seq, expected_head[0]), head_seq=seq)
+        seen = set(found[0] for found in db.select_in(
+            "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
+        appended = []
+        pending = []
+        for entry in entries:
+            if entry.id in seen:
+                continue
+            batched = entry.kind in projections.BATCH_PROJECTORS
+            if not batched:
+                # what this entry's own checks and projector read must include the entries before it
+                self._store_and_project(cursor, db, pending)
+                pending = []
                 if not self._still_applies(db, entry):
                     continue
-                seen.add(entry.id)
-                seq += 1
-                entry.seal(seq, prev_hash)
-                prev_hash = entry.hash
-                self._insert_sealed(db, entry)
-                appended.append(entry)
+            seen.add(entry.id)
+            seq += 1
+            entry.seal(seq, prev_hash)
+            prev_hash = entry.hash
+            appended.append(entry)
+            pending.append(entry)
+            if not batched:
+                self._store_and_project(cursor, db, pending)
+                pending = []
+        self._store_and_project(cursor, db, pending)
         return appended
 
+    def _store_and_project(self, cursor, db, entries):
+        """Store sealed ``entries`` (consecutive, in chain order) and apply them to the query tables."""
+        if not entries:
+            return
+        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in entries])
+        projections.project_many(db, entries)
+
     @staticmethod
-    def _insert_sealed(db, entry):
+    def _ledger_row(entry):
+        return (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
+                canonical_json(entry.redactions) if entry.redactions else None)
+
+    @staticmethod
+    def _store_rows(cursor, db, rows):
+        """Insert ledger rows (tuples in ``LEDGER_COLUMNS`` order) with the dialect's bulk insert."""
+        del cursor
+        db.insert_rows("ledger", LEDGER_COLUMNS.split(", "), rows)
+
+    @classmethod
+    def _insert_sealed(cls, db, entry):
         """Store a sealed entry and apply it to the query tables (inside the write transaction)."""
-        db.execute(
-            "INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
-            (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-             entry.prev_hash, entry.hash, entry.format, entry.salt, entry.payload_root,
-             canonical_json(entry.redactions) if entry.redactions else None))
+        db.execute("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                   cls._ledger_row(entry))
         projections.project(db, entry)
 
     def _replay_ledger(self, cursor, batch=2000, until=None):
@@ -123,13 +165,19 @@ class SqlSystemOfRecord(SystemOfRecord):
         tables are never seen half rebuilt. An entry the current projection rules refuse stops the
         upgrade with its seq and kind: the tables stay as they were.
         """
-        db = _Statements(cursor, self.placeholder)
+        db = _Statements(cursor, self.placeholder, self.bulk_insert)
         # a replay in an older migration fills the tables that exist at that point (``until``: its version)
         existing = schema.tables_until(until) if until is not None else None
         for table in projection_check.PROJECTION_TABLES:
             if existing is None or table in existing:
                 db.execute("DELETE FROM %s" % table)
         last = 0
+        if existing is None or "archive_base" in existing:
+            # after an archive, the tables start from their state at its last entry, not empty
+            point = self._archive_point_in(db)
+            if point is not None:
+                projection_check.load_rows(db, db.execute("SELECT tbl, row_json FROM archive_base").fetchall())
+                last = point["last_seq"]
         while True:
             rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
                               (last,)).fetchall()
@@ -181,21 +229,76 @@ class SqlSystemOfRecord(SystemOfRecord):
                 return
             last = rows[-1][0]
 
-    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None):
+    def verify(self, expected_head=None, projections=False, payloads=True, anchors=None, since=None):
         """See ``SystemOfRecord.verify``; with ``projections`` a valid chain is also replayed into fresh query
-        tables that must match the live ones (see ``projection_check``)."""
+        tables that must match the live ones (see ``projection_check``). An incremental verification
+        (``since``) does not compare them: that needs the whole chain."""
         report = super(SqlSystemOfRecord, self).verify(expected_head=expected_head, payloads=payloads,
-                                                       anchors=anchors)
-        if projections and report.valid:
+                                                       anchors=anchors, since=since)
+        if projections and report.valid and not since:
             report.projections_checked, report.projection_problems = self._check_projections()
         return report
 
+    def _walk(self, expected_head=None, payloads=True, anchors=None, base=None):
+        """A chain-only walk reads raw rows (no payload unless a check needs it) through ``ledger.walk_chain``;
+        anything it does not find plainly right is walked again by ``verify_rows`` for the exact report."""
+        if not payloads:
+            report = walk_chain(self._chain_rows(base[0] if base else 0), expected_head=expected_head,
+                                anchors=anchors, base=base, load_entries=self.entries_at)
+            if report is not None:
+                return report
+        return super(SqlSystemOfRecord, self)._walk(expected_head=expected_head, payloads=payloads, anchors=anchors,
+                                                    base=base)
+
+    def _chain_rows(self, after_seq=0, batch=50000):
+        """Raw ledger rows after ``after_seq`` in chain order, ``data`` only where ``walk_chain`` needs it."""
+        columns = LEDGER_COLUMNS.replace(", data,", ", CASE WHEN %s THEN data END," % CHAIN_ROW_DATA_NEEDED)
+        last = after_seq
+        while True:
+            rows = self._query("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch), (last,))
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
+
+    def hashes_at(self, seqs):
+        found = {}
+        for start in range(0, len(seqs), self._BATCH):
+            chunk = list(seqs[start:start + self._BATCH])
+            found.update(self._query("SELECT seq, hash FROM ledger WHERE seq IN (%s)" % ", ".join("?" * len(chunk)),
+                                     tuple(chunk)))
+        return found
+
+    def has_hash(self, entry_hash):
+        return bool(self._query("SELECT 1 FROM ledger WHERE hash = ? LIMIT 1", (entry_hash,)))
+
+    def entries_at(self, seqs):
+        entries = []
+        seqs = list(seqs)
+        for start in range(0, len(seqs), self._BATCH):
+            chunk = seqs[start:start + self._BATCH]
+            entries.extend(Entry.from_row(row) for row in self._query(
+                "SELECT %s FROM ledger WHERE seq IN (%s) ORDER BY seq" % (LEDGER_COLUMNS, ", ".join("?" * len(chunk))),
+                tuple(chunk)))
+        return entries
+
     def _check_projections(self, limit=20, attempts=3):
         """``(checked, problems)``. A comparison counts only if no entry was appended while it ran;
-        after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm."""
+        after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm.
+
+        After an archive the replay starts from the query tables' state at its last entry (``archive_base``),
+        whose digest the ``ledger.archived`` entry recorded: a state edited since is reported first."""
         for _attempt in range(attempts):
             head_seq = self.head()[0]
-            rebuilt = projection_check.rebuild(entry for entry in self.iter_entries() if entry.seq <= head_seq)
+            point = self.archive_point()
+            base_rows = self.archive_state() if point else []
+            if point and projection_check.state_digest(base_rows) != point.get("state_digest"):
+                return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"], "problem": "altered",
+                               "detail": "archive_base: the query tables' state at archived entry %s is not the one"
+                                         " ledger entry %s recorded (its digest differs): it was edited"
+                                         % (point["last_seq"], point["seq"])}]
+            rebuilt = projection_check.rebuild((entry for entry in self.iter_entries() if entry.seq <= head_seq),
+                                               base_rows=base_rows)
             try:
                 problems = []
                 for table, key_column in projection_check.PROJECTION_TABLES.items():
@@ -225,7 +328,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         """See ``SystemOfRecord.redact_entry``: plan, ``ledger.redacted`` entry, tombstones and query tables in
         one transaction, planned again under the lock so a concurrent redaction is never undone."""
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             row = db.execute("SELECT %s FROM ledger WHERE seq = ?" % LEDGER_COLUMNS, (seq,)).fetchone()
             if row is None:
                 raise NotFound("the ledger has no entry %s" % seq, entry=seq)
@@ -253,10 +356,83 @@ class SqlSystemOfRecord(SystemOfRecord):
         """After a redaction: what the backend did so that no page or log it keeps still holds the values."""
         return {"compacted": False, "warnings": []}
 
+    # -- archives (see archives/) -------------------------------------------------------
+    def _archive_point_in(self, db):
+        row = db.execute("SELECT %s FROM ledger WHERE kind = ? ORDER BY seq DESC LIMIT 1" % LEDGER_COLUMNS,
+                         (KIND_ARCHIVED,)).fetchone()
+        if row is None:
+            return None
+        entry = Entry.from_row(row)
+        return dict(entry.data, seq=entry.seq)
+
+    def archive_state(self):
+        """The query tables' state at the last archived entry: sorted ``(table, row_json)``."""
+        return sorted((row[0], row[1]) for row in self._query("SELECT tbl, row_json FROM archive_base"))
+
+    def archives(self):
+        """The archives made of this ledger (rows of ``ledger_archives``), oldest first."""
+        return [dict(json.loads(row[0]), seq=row[1]) for row in self._query(
+            "SELECT doc, archive_seq FROM ledger_archives ORDER BY last_seq")]
+
+    def archive_boundary(self, cutoff, after_seq=0, until_seq=None):
+        """The last entry an archive made now may hold, for entries older than ``cutoff`` (a time text): every
+        entry up to it was made before ``cutoff``, none is after ``until_seq``, no playbook run has entries on both
+        sides of it (a run's end is projected from its results, which an archive takes out of the query tables),
+        and at least the newest entry stays live. Returns ``after_seq`` when there is nothing to archive."""
+        row = self._query("SELECT MIN(seq) FROM ledger WHERE seq > ? AND at >= ?", (after_seq, cutoff))
+        newer = row[0][0] if row and row[0][0] is not None else None
+        boundary = (newer - 1) if newer is not None else self.head()[0] - 1
+        if until_seq is not None:
+            boundary = min(boundary, until_seq)
+        while boundary > after_seq:
+            # runs with entries on both sides: the boundary moves back before the first of them
+            rows = self._query(
+                "SELECT MIN(first_seq) FROM (SELECT subject, MIN(seq) AS first_seq, MAX(seq) AS last_seq FROM ledger"
+                " WHERE seq > ? AND kind LIKE 'run.%' GROUP BY subject) AS runs"
+                " WHERE first_seq <= ? AND last_seq > ?", (after_seq, boundary, boundary))
+            split = rows[0][0] if rows else None
+            if split is None:
+                break
+            boundary = split - 1
+        return max(boundary, after_seq)
+
+    def commit_archive(self, first_seq, last_seq, last_hash, records, state_rows):
+        """Take entries ``first_seq``..``last_seq`` out of the live ledger, atomically with appending ``records``
+        (the archive's checkpoint and ``ledger.archived`` entries, whose projector prunes the task results) and
+        replacing the archived query-table state. Refused (``ConflictError``, nothing changed) unless, under the
+        write lock, the live ledger still starts at ``first_seq`` and entry ``last_seq`` still has ``last_hash``:
+        what is deleted is exactly what the archive holds. Returns the appended records."""
+        for record in records:
+            record.prepare()
+        with self._write_transaction() as cursor:
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
+            first = db.execute("SELECT MIN(seq) FROM ledger").fetchone()[0]
+            stored = db.execute("SELECT hash FROM ledger WHERE seq = ?", (last_seq,)).fetchone()
+            if first != first_seq or stored is None or stored[0] != last_hash:
+                raise ConflictError(
+                    "the ledger changed while the archive of entries %d to %d was written (it now starts at entry %s,"
+                    " and entry %d has hash %s): nothing was deleted; run the archive again"
+                    % (first_seq, last_seq, first, last_seq, stored[0][:16] if stored else "none"))
+            appended = self._append_locked(cursor, db, records)
+            db.execute("DELETE FROM archive_base")
+            db.insert_rows("archive_base", ("tbl", "row_json"), list(state_rows))
+            db.execute("DELETE FROM ledger WHERE seq <= ?", (last_seq,))
+        return appended
+
     def latest_entry(self, kinds):
         rows = self._query("SELECT %s FROM ledger WHERE kind IN (%s) ORDER BY seq DESC LIMIT 1"
                            % (LEDGER_COLUMNS, ", ".join("?" * len(kinds))), tuple(kinds))
         return Entry.from_row(rows[0]) if rows else None
+
+    def recent_entries(self, kinds, limit=20, data_contains=None):
+        sql = "SELECT %s FROM ledger WHERE kind IN (%s)" % (LEDGER_COLUMNS, ", ".join("?" * len(kinds)))
+        params = list(kinds)
+        if data_contains is not None:
+            sql += " AND data LIKE ?"
+            params.append("%" + data_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            sql += " ESCAPE '\\'"
+        rows = self._query(sql + " ORDER BY seq DESC LIMIT %d" % int(limit), tuple(params))
+        return [Entry.from_row(row) for row in rows]
 
     # -- witness cursors (see witnesses/) ---------------------------------------------
     def witness_cursor(self, witness):
@@ -265,7 +441,7 @@ class SqlSystemOfRecord(SystemOfRecord):
 
     def advance_witness_cursor(self, witness, seq):
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             db.execute("INSERT INTO witness_cursors (witness, seq, updated_at) VALUES (?, ?, ?)"
                        " ON CONFLICT (witness) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
                        " WHERE witness_cursors.seq < excluded.seq", (witness, int(seq), utc_now()))
@@ -280,7 +456,7 @@ class SqlSystemOfRecord(SystemOfRecord):
     # -- change events ----------------------------------------------------------
     _EVENT_COLUMNS = ("run_id, started_at, ended_at, status, dry_run, user_name, controller, playbook, environment,"
                       " authorisation, authorisation_ref, review_status, host_count, changed_host_count,"
-                      " failed_host_count, doc, last_seq")
+                      " failed_host_count, doc, last_seq, kind")
 
     @staticmethod
     def _event(row):
@@ -291,6 +467,8 @@ class SqlSystemOfRecord(SystemOfRecord):
             user=row[5], controller=row[6], playbook=row[7], environment=row[8],
             authorisation=row[9], authorisation_ref=row[10], review_status=row[11], host_count=row[12],
             changed_host_count=row[13], failed_host_count=row[14], last_seq=row[16])
+        # rows written before change events had a kind are playbook runs
+        event["kind"] = row[17] or "playbook"
         return event
 
     def get_change_event(self, run_id):
@@ -306,8 +484,12 @@ class SqlSystemOfRecord(SystemOfRecord):
         return event
 
     def find_change_events(self, since=None, until=None, host=None, playbook=None, outcome=None,
-                           authorisation=None, controller=None, status=None, limit=None, offset=0):
+                           authorisation=None, controller=None, status=None, limit=None, offset=0, kind=None):
         clauses, params = [], []
+        if kind:
+            kinds = kind if isinstance(kind, (list, tuple)) else [kind]
+            clauses.append("COALESCE(kind, 'playbook') IN (%s)" % ", ".join("?" * len(kinds)))
+            params.extend(kinds)
         if since:
             clauses.append("started_at >= ?")
             params.append(since)
@@ -505,7 +687,7 @@ class SqlSystemOfRecord(SystemOfRecord):
 
     def next_number(self, counter):
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             db.execute("INSERT INTO counters (name, value) VALUES (?, 1)"
                        " ON CONFLICT (name) DO UPDATE SET value = counters.value + 1", (counter,))
             return db.execute("SELECT value FROM counters WHERE name = ?", (counter,)).fetchone()[0]
@@ -518,7 +700,7 @@ class SqlSystemOfRecord(SystemOfRecord):
         """Raise counters to at least ``values`` ({name: value}), never lower them; returns the names raised."""
         raised = []
         with self._write_transaction() as cursor:
-            db = _Statements(cursor, self.placeholder)
+            db = _Statements(cursor, self.placeholder, self.bulk_insert)
             for name, value in sorted(values.items()):
                 row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
                 if row is not None and row[0] >= value:

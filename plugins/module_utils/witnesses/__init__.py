@@ -13,8 +13,8 @@ drop duplicates), and its failure is a warning: a witness never blocks or fails 
 A witness is a class with ``kind``, ``name`` (stable: the cursor is keyed on it), ``deliver(record)``
 (raise :class:`WitnessError` to be retried later) and optionally ``read()`` (yields the records it
 holds). A type is registered with :func:`register_witness_type` as ``factory(settings) -> witness or
-None`` (None: not configured); the built-in ones (``file``, ``syslog``, ``command``) are imported
-below, and a new one (ServiceNow, say) is one more module here and one more import line.
+None`` (None: not configured); the built-in ones (``file``, ``syslog``, ``command``, ``servicenow``) are
+imported below, and a new one is one more module here and one more import line.
 """
 
 from __future__ import annotations
@@ -135,3 +135,4 @@ def read_witnessed(settings, witnesses=None):
 from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import file  # noqa: E402,F401 pylint: disable=wrong-import-position
 from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import syslog  # noqa: E402,F401 pylint: disable=wrong-import-position
 from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import command  # noqa: E402,F401 pylint: disable=wrong-import-position
+from ansible_collections.changeops.itsm.plugins.module_utils.witnesses import servicenow  # noqa: E402,F401 pylint: disable=wrong-import-position

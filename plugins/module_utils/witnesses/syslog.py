@@ -69,9 +69,10 @@ class SyslogWitness(Witness):
         if journalctl is None:
             return []
         try:
-            completed = subprocess.run([journalctl, "--quiet", "--no-pager", "--output=cat", "--identifier=" + IDENT,
-                                        "--lines=%d" % JOURNAL_LINES], stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30, check=False)
+            # on the controller, also from the recorder's post-run hook: no AnsibleModule, so no run_command
+            completed = subprocess.run(  # pylint: disable=ansible-bad-function
+                [journalctl, "--quiet", "--no-pager", "--output=cat", "--identifier=" + IDENT, "--lines=%d" % JOURNAL_LINES],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30, check=False)
         except (OSError, subprocess.TimeoutExpired):
             return []
         records = []

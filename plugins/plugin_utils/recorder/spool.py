@@ -27,6 +27,11 @@ unknown kind) are set aside in ``<batch>.rejected`` (same format; never
 replayed, never deleted: rename it back to ``.jsonl`` once the cause is
 fixed) and replay goes on with the next file. A file that cannot be parsed
 becomes ``<batch>.bad``.
+
+A :class:`SpoolChain` is the list of spool locations the recorder tries in
+order (see ``spool_locations``): a batch goes to the first that takes it, and
+a replay merges the files of every location by name, so a run whose batches
+landed in two places is replayed in write order.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class Spool(object):
         self.directory = os.path.join(self.root, key)
         self.label = label
         self._own = (None, None)
+        # files this process replayed but could not delete (an unwritable directory): not replayed again
+        self._replayed_here = set()
 
     def _own_tag(self):
         """This process's identity tag, read once per process (from /proc, by the first write)."""
@@ -178,13 +185,14 @@ class Spool(object):
 
     # -- reading ----------------------------------------------------------------
     def pending(self):
-        """Spooled batch files, oldest first."""
+        """Spooled batch files, oldest first (without those this process replayed but could not remove)."""
         try:
             names = os.listdir(self.directory)
         except OSError:
             return []
-        return [os.path.join(self.directory, name) for name in sorted(names)
-                if name.endswith(SPOOL_SUFFIX) and not name.startswith(_TEMP_PREFIX)]
+        paths = [os.path.join(self.directory, name) for name in sorted(names)
+                 if name.endswith(SPOOL_SUFFIX) and not name.startswith(_TEMP_PREFIX)]
+        return [path for path in paths if path not in self._replayed_here] if self._replayed_here else paths
 
     @staticmethod
     def read(path):
@@ -200,9 +208,22 @@ class Spool(object):
         return documents
 
     def _lock(self):
-        """Non-blocking exclusive lock on the spool; None when another process is replaying it."""
-        self._ensure_directory()
-        descriptor = os.open(os.path.join(self.directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        """Non-blocking exclusive lock on the spool; None when another process is replaying it.
+
+        In a directory that cannot be written (read-only, immutable, full) an existing lock file is
+        locked read-only; without one, no other process can have created it either, and :data:`UNLOCKED`
+        is returned (a replay needs no lock to be correct, only to avoid double work: entry ids make it
+        idempotent).
+        """
+        lock_path = os.path.join(self.directory, ".lock")
+        try:
+            self._ensure_directory()
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            try:
+                descriptor = os.open(lock_path, os.O_RDONLY)
+            except OSError:
+                return UNLOCKED
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -238,50 +259,154 @@ class Spool(object):
         Returns ``(batches, entries, problems)``; ``(0, 0, [])`` when another process holds the spool
         (it is replaying it already).
         """
-        if not self.pending():
-            return 0, 0, []
-        descriptor = self._lock()
-        if descriptor is None:
-            return 0, 0, []
-        batches = entries = 0
-        problems = []
-        alive = {}
-        try:
-            for path in self.pending():
-                if self.held_by_live_process(path, alive):
-                    continue
+        return replay_spools([self], append, build_entry)
+
+
+#: what ``Spool._lock`` returns for a directory where no lock file can be opened
+UNLOCKED = -1
+
+
+def replay_spools(spools, append, build_entry):
+    """``Spool.replay`` over several spool locations of one system of record, files merged by name.
+
+    Names start with the write time, so a run whose batches went to two locations (the first one
+    failed half-way) is replayed in the order it was written.
+    """
+    spools = [spool for spool in spools if spool.pending()]
+    if not spools:
+        return 0, 0, []
+    locks = []
+    batches = entries = 0
+    problems = []
+    alive = {}
+    try:
+        for spool in spools:
+            descriptor = spool._lock()
+            if descriptor is None:
+                return 0, 0, []  # another process replays these files already
+            locks.append(descriptor)
+        files = sorted((os.path.basename(path), index, path)
+                       for index, spool in enumerate(spools) for path in spool.pending())
+        touched = set()
+        for _name, index, path in files:
+            spool = spools[index]
+            if spool.held_by_live_process(path, alive):
+                continue
+            try:
+                documents = spool.read(path)
+                built = [build_entry(document) for document in documents]
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                problems.append("set aside unreadable spool file %s: %s" % (path, exc))
                 try:
-                    documents = self.read(path)
-                    built = [build_entry(document) for document in documents]
-                except FileNotFoundError:
-                    continue
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    problems.append("set aside unreadable spool file %s: %s" % (path, exc))
-                    try:
-                        os.rename(path, path + _BAD_SUFFIX)
-                    except OSError:
-                        pass
-                    continue
-                refused = append(built) or []
-                if refused:
-                    refused_ids = set(entry.id for entry, _error in refused)
-                    target = self.set_aside([document for document in documents if document.get("id") in refused_ids],
-                                            path)
-                    error = refused[0][1]
-                    problems.append(
-                        "the system of record refused %d of the %d entries of spool file %s (first: %s %s: %s: %s);"
-                        " they were set aside in %s, the others were recorded" % (
-                            len(refused), len(documents), path, refused[0][0].kind, refused[0][0].subject,
-                            type(error).__name__, error, target))
+                    os.rename(path, path + _BAD_SUFFIX)
+                except OSError:
+                    spool._replayed_here.add(path)
+                continue
+            refused = append(built) or []
+            if refused:
+                refused_ids = set(entry.id for entry, _error in refused)
+                error = refused[0][1]
                 try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-                batches += 1
-                entries += len(documents) - len(refused)
-            if batches:
-                self._fsync_directory()
-        finally:
+                    target = spool.set_aside([document for document in documents if document.get("id") in refused_ids],
+                                             path)
+                except SpoolError as exc:
+                    target = "nowhere (%s)" % exc
+                problems.append(
+                    "the system of record refused %d of the %d entries of spool file %s (first: %s %s: %s: %s);"
+                    " they were set aside in %s, the others were recorded" % (
+                        len(refused), len(documents), path, refused[0][0].kind, refused[0][0].subject,
+                        type(error).__name__, error, target))
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                # an unwritable directory: its entries are in the ledger now; never replay it again here
+                spool._replayed_here.add(path)
+            touched.add(index)
+            batches += 1
+            entries += len(documents) - len(refused)
+        for index in touched:
+            spools[index]._fsync_directory()
+    finally:
+        for descriptor in locks:
+            if descriptor == UNLOCKED:
+                continue
             fcntl.flock(descriptor, fcntl.LOCK_UN)
             os.close(descriptor)
-        return batches, entries, problems
+    return batches, entries, problems
+
+
+class SpoolChain(object):
+    """The spool locations of one system of record, in the order they are tried (see ``spool_locations``).
+
+    A batch goes to the first location that takes it; only when none does is it not durable. Replays
+    read every location, files merged by name (write order). ``marker_spool(create)`` returns a last
+    resort (or None) for the small marker that says entries were lost (``write_marker``), never for
+    entries themselves: it lives in the temporary directory, which the system may empty at boot.
+    """
+
+    def __init__(self, spools, marker_spool=None):
+        self.spools = list(spools)
+        self._marker_spool = marker_spool or (lambda create: None)
+        #: where the last batch went (for messages); the first location until then
+        self.directory = self.spools[0].directory
+        self._marker = None
+
+    @property
+    def directories(self):
+        return [spool.directory for spool in self.spools]
+
+    def _all(self, create_marker=False):
+        if self._marker is None:
+            self._marker = self._marker_spool(create_marker)
+        return self.spools + ([self._marker] if self._marker is not None else [])
+
+    def write(self, documents):
+        """Durably store one batch in the first location that takes it; returns its path.
+
+        Raises ``SpoolError`` naming every location and why it refused."""
+        return self._write_first(self.spools, documents)
+
+    def write_marker(self, documents):
+        """Like ``write``, with the temporary directory as a last resort."""
+        return self._write_first(self._all(create_marker=True), documents)
+
+    def _write_first(self, spools, documents):
+        errors = []
+        for spool in spools:
+            try:
+                path = spool.write(documents)
+            except SpoolError as exc:
+                errors.append(str(exc))
+                continue
+            self.directory = spool.directory
+            return path
+        raise SpoolError("; ".join(errors) or "no spool location")
+
+    def set_aside(self, documents, path=None):
+        if path is not None:
+            for spool in self._all():
+                if os.path.dirname(path) == spool.directory:
+                    return spool.set_aside(documents, path)
+        errors = []
+        for spool in self.spools:
+            try:
+                return spool.set_aside(documents)
+            except SpoolError as exc:
+                errors.append(str(exc))
+        raise SpoolError("; ".join(errors))
+
+    def rejected(self):
+        return [path for spool in self._all() for path in spool.rejected()]
+
+    def pending(self):
+        """Spooled batch files of every location, in write order."""
+        paths = [path for spool in self._all() for path in spool.pending()]
+        return sorted(paths, key=os.path.basename)
+
+    def replay(self, append, build_entry):
+        """See ``Spool.replay``: every location, in write order."""
+        return replay_spools(self._all(), append, build_entry)

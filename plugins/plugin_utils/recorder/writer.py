@@ -39,10 +39,26 @@ refused entry never holds back a run's results.
 
 At start it also marks as interrupted the runs of this controller that are
 still ``running`` although their process is gone (``kill -9``, power loss).
+
+Durability: an entry is *durable* once it is in the ledger or in a spool
+file. ``wait_durable`` (used with ``on_record_failure: fail``) blocks the
+callback until every entry put so far is, and says why when none of the
+places takes them. Entries that are durable nowhere when the run ends are
+*lost*: the writer then warns with their number, kinds and run (every time,
+never folded into the one-warning-per-run rule) and leaves a ``run.incomplete``
+marker wherever a small file still fits (``SpoolChain.write_marker``); the run
+that replays it records the marker, and the run's change event says what is
+missing.
+
+A ledger whose storage is damaged (``LedgerCorrupted``: a file with random
+bytes inside, a page PostgreSQL cannot read) is reported once per run with
+what to do, and is not written again by this run: its entries go to the
+spool, to be replayed once the ledger has been restored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import collections
 import threading
@@ -53,6 +69,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import ut
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ConfigurationError,
+    LedgerCorrupted,
     MissingDependency,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -70,6 +87,26 @@ UNAVAILABLE_ERRORS = (BackendUnavailable, ConfigurationError, MissingDependency,
 def is_refusal(exc):
     """True when the system of record refused the entries (retrying the same entries cannot help)."""
     return not isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+def run_of(document):
+    """The run an entry document belongs to (its ``data.run_id``, else its subject)."""
+    data = document.get("data")
+    return (data.get("run_id") if isinstance(data, dict) else None) or document.get("subject")
+
+
+class _Barrier(threading.Event):
+    """``wait_durable``'s marker in the queue: set when every entry before it is durable, or not (``failure``)."""
+
+    def __init__(self, puts):
+        super(_Barrier, self).__init__()
+        self.puts = puts
+        self.failure = None
+
+    def settle(self, failure=None):
+        if not self.is_set():
+            self.failure = failure
+            self.set()
 
 
 def entry_document(kind, subject, data, at=None, entry_id=None):
@@ -125,18 +162,54 @@ class RecorderWriter(threading.Thread):
         self.spooled = 0
         self.reached_ledger = False
         self.last_error = None
+        #: why what the writer holds is durable nowhere (ledger and every spool location refused), or None
+        self.durability_failure = None
+        #: entries that were durable nowhere when the run ended, by run id
+        self.lost = {}
+        # entries put so far, and how many of them a barrier found durable (wait_durable's shortcut)
+        self._puts = 0
+        self._durable_puts = 0
+        self._barrier = None
+        self._storage_checked = False
+        self._end_saved = False
+        self._corruption_reported = False
+        #: LedgerCorrupted met this run: the ledger is not written again by this process
+        self.corrupted = None
 
     # ------------------------------------------------------------------
     # producer side (callback thread, signal handlers, atexit)
     # ------------------------------------------------------------------
     def put(self, document):
+        self._puts += 1
         self.queue.append(("entry", document))
         if len(self.queue) >= self.batch_size:
             self._wake.set()
 
     def put_run_started(self, document):
+        self._puts += 1
         self.run_id = self.run_id or document.get("subject")
         self.queue.append(("start", document))
+
+    def wait_durable(self, timeout):
+        """Block until every entry put so far is in the ledger or a spool file; None then, else the reason.
+
+        A safety copy in the spool counts: an append that waits for the ledger's lock does not hold the
+        caller for longer than ``flush_interval`` when the spool takes the copy.
+        """
+        puts = self._puts
+        if puts == self._durable_puts:
+            return None
+        if self.done.is_set():
+            return self.durability_failure or "the recorder's writer has stopped (%s)" % (
+                self.last_error or "end of the run")
+        barrier = _Barrier(puts)
+        self.queue.append(("barrier", barrier))
+        self._wake.set()
+        if not barrier.wait(timeout):
+            return "the entries of this run did not reach the system of record nor a spool file within %s s" % timeout
+        if barrier.failure is None:
+            self._durable_puts = max(self._durable_puts, puts)
+        return barrier.failure
 
     def request_flush(self):
         """Ask for a flush now; returns an Event set when it happened."""
@@ -174,14 +247,22 @@ class RecorderWriter(threading.Thread):
         return False
 
     def emergency_spool(self):
-        """Spool whatever has not reached the ledger, from any thread (duplicates are harmless)."""
+        """Spool whatever has not reached the ledger, from any thread (duplicates are harmless).
+
+        What no spool location takes is lost: reported, and a marker left where one still fits (``_lose``).
+        Done once: the timed-out ``finish`` and the writer's own end may both ask.
+        """
+        with self._state:
+            if self._end_saved:
+                return
+            self._end_saved = True
         documents = self._held_documents(drain=True)
         if not documents:
             return
         try:
             self.spool.write(documents)
-            message = ("the ledger did not take this run's last %d entries within the flush timeout; they were"
-                       " saved to the spool %s and will be replayed by the next run" % (
+            message = ("the system of record did not take this run's last %d entries by the end of the run; they"
+                       " were saved to the spool %s and will be replayed by the next run" % (
                            len(documents), self.spool.directory))
             if self._warned:
                 # the user was already told that entries go to the spool: one warning per run
@@ -189,8 +270,64 @@ class RecorderWriter(threading.Thread):
             else:
                 self._warn(message)
         except SpoolError as exc:
-            self._warn("%d entries of this run are LOST: the ledger did not take them in time and %s" % (
-                len(documents), exc))
+            self._lose(documents, "the system of record did not take them (%s) and no spool location did (%s)" % (
+                self.last_error or "no answer by the end of the run", exc))
+
+    def _lose(self, documents, reason):
+        """``documents`` are durable nowhere and the run ends: say so every time, and leave a marker per run.
+
+        The marker is one ``run.incomplete`` entry in spool format (id derived from the run and the lost
+        entries, so writing it twice records it once), written to the first spool location that still
+        takes a small file, else to the temporary directory. The next run that replays it appends it.
+        """
+        by_run = collections.OrderedDict()
+        for document in documents:
+            by_run.setdefault(run_of(document), []).append(document)
+        for run_id, lost in by_run.items():
+            self.lost[run_id] = self.lost.get(run_id, 0) + len(lost)
+            marker = self._marker_document(run_id, lost, reason)
+            try:
+                where = "a marker in %s tells the next run to record run %s as incomplete" % (
+                    self.spool.write_marker([marker]), run_id)
+            except SpoolError as exc:
+                if any(document["kind"] == "run.started" for document in lost):
+                    where = ("no marker could be left either (%s): nothing of run %s reached the system of record"
+                             % (exc, run_id))
+                else:
+                    where = ("no marker could be left either (%s); the next run on this controller marks run %s"
+                             " interrupted if its end is among the lost entries" % (exc, run_id))
+            self._warn("%d entries of run %s are LOST (%s): %s; %s" % (
+                len(lost), run_id, describe_kinds(lost), reason, where), always=True)
+
+    def _marker_document(self, run_id, lost, reason):
+        kinds = collections.Counter(document["kind"] for document in lost)
+        ids = hashlib.sha256("\n".join(sorted(document["id"] for document in lost)).encode("utf-8")).hexdigest()
+        data = {"run_id": run_id, "lost_entries": len(lost), "lost_kinds": dict(sorted(kinds.items())),
+                "reason": reason, "noted_at": utc_now(),
+                "lost_from": min(document["at"] for document in lost),
+                "run_ended": any(document["kind"] in RUN_END_KINDS for document in lost)}
+        ends = [document for document in lost if document["kind"] in RUN_END_KINDS and document["subject"] == run_id]
+        if ends:
+            # how the run ended (Ansible's own stats included): the marker may be all that is left of it
+            data["end"] = dict(ends[-1]["data"], kind=ends[-1]["kind"])
+        started = [document for document in lost if document["kind"] == "run.started"]
+        if started:
+            # nothing else tells the record who ran it, where and what
+            run = self._complete_run_started(started[0], slow_facts=False)["data"]
+            data["run"] = {key: run.get(key) for key in (
+                "started_at", "user", "controller", "pid", "playbooks", "kind", "adhoc", "check_mode")
+                if run.get(key) is not None}
+        return entry_document("run.incomplete", run_id, data, entry_id="incomplete-%s" % ids[:32])
+
+    def _report_corruption(self, exc):
+        """Once per run: the ledger's storage is damaged; what happens to this run's entries and what to do."""
+        self.corrupted = exc
+        if not self._corruption_reported:
+            self._corruption_reported = True
+            self._warned = True  # no "cannot write" warning on top of this one
+            self._warn("%s. This run does not write to it again: its entries are kept in the spool (%s) and the"
+                       " first run after the ledger is restored replays them." % (
+                           str(exc).rstrip("."), ", ".join(self.spool.directories)), always=True)
 
     def _held_documents(self, drain=False):
         """Copies of every entry not yet in the ledger, in order: in flight, pending, being prepared, queued.
@@ -242,6 +379,9 @@ class RecorderWriter(threading.Thread):
             with self._state:
                 self._stopping = True
                 self._state.notify_all()
+            if self._pending:
+                # the end of the run found no durable place for these: one last try, then they are lost
+                self.emergency_spool()
             self._close()
             self.done.set()
 
@@ -271,6 +411,13 @@ class RecorderWriter(threading.Thread):
                 elif kind == "flush":
                     self._flush(retry_spool=True)
                     payload.set()
+                elif kind == "barrier":
+                    with self._state:
+                        self._barrier = payload
+                    self._flush()
+                    with self._state:
+                        self._barrier = None
+                    payload.settle(self.durability_failure if self._pending else None)
                 elif kind == "finish":
                     with self._state:
                         self._finishing = payload.get("end")
@@ -305,8 +452,25 @@ class RecorderWriter(threading.Thread):
 
     # -- the system of record ------------------------------------------
     def _open(self):
+        if self.corrupted is not None:
+            raise self.corrupted
         if self._sor is None:
-            self._sor = self._opener(self.config)
+            sor = self._opener(self.config)
+            if not self._storage_checked:
+                # once per run, before its first write: damage a write would not touch is found here too
+                try:
+                    check = getattr(sor, "check_storage", None)
+                    if check is not None:
+                        check()
+                except LedgerCorrupted as exc:
+                    self.corrupted = exc
+                    try:
+                        sor.close()
+                    except Exception:  # pylint: disable=broad-except
+                        pass
+                    raise
+                self._storage_checked = True
+            self._sor = sor
         return self._sor
 
     def _close(self):
@@ -422,13 +586,24 @@ class RecorderWriter(threading.Thread):
     def _write_safety_copy(self):
         """Called with ``_state`` held, so the writer cannot take or drop entries meanwhile."""
         documents = [document for document in self._held_documents() if document["id"] not in self._safety_ids]
+        barriers = [payload for kind, payload in list(self.queue) if kind == "barrier"]
+        if self._barrier is not None:
+            barriers.append(self._barrier)
         if not documents:
+            for barrier in barriers:
+                barrier.settle()
             return
         try:
             path = self.spool.write(documents)
         except SpoolError as exc:
+            self.durability_failure = ("the system of record has not taken this run's entries for %.1f s and no"
+                                       " spool location takes a copy (%s)" % (self.flush_interval, exc))
+            for barrier in barriers:
+                barrier.settle(self.durability_failure)
             self._warn("the ledger is slow to take this run's entries and the spool cannot hold a copy (%s)" % exc)
             return
+        for barrier in barriers:
+            barrier.settle()
         self._safety_files.append(path)
         self._safety_ids.update(document["id"] for document in documents)
         self.safety_copies += 1
@@ -453,6 +628,9 @@ class RecorderWriter(threading.Thread):
 
         try:
             _batches, _entries, problems = self.spool.replay(append_and_note_ended_runs, Entry.from_dict)
+        except LedgerCorrupted as exc:
+            self.last_error = exc
+            self._report_corruption(exc)
         except Exception as exc:  # pylint: disable=broad-except
             # unavailable: the files stay for the next attempt; said once per run, like a failed flush
             self.last_error = exc
@@ -528,6 +706,9 @@ class RecorderWriter(threading.Thread):
             self._replay_spool()
             self._mark_dead_runs_interrupted()
             self._flush()
+        except LedgerCorrupted as exc:
+            self.last_error = exc
+            self._report_corruption(exc)
         except Exception as exc:  # pylint: disable=broad-except
             # not fatal: the first flush will find out and spool if the ledger is really unavailable
             self.last_error = exc
@@ -567,36 +748,46 @@ class RecorderWriter(threading.Thread):
             batch = self._inflight = self._pending
             self._pending = []
         try:
-            if self._my_spool_files:
-                # keep the run's order: earlier entries still wait in the spool
+            if self._my_spool_files or self.corrupted is not None:
+                # keep the run's order: earlier entries still wait in the spool (or the ledger is damaged)
                 self._spool(batch)
                 return
             try:
                 self._append_documents(batch)
                 self.appended += len(batch)
+                self.durability_failure = None
             except Exception as exc:  # pylint: disable=broad-except
                 self.last_error = exc
-                self._spool(batch)
-                self._warn("cannot write to the system of record (%s); this run's entries are kept in the spool %s"
-                           " and will be replayed automatically" % (exc, self.spool.directory))
+                spooled = self._spool(batch)
+                if isinstance(exc, LedgerCorrupted):
+                    self._report_corruption(exc)
+                elif spooled:
+                    self._warn("cannot write to the system of record (%s); this run's entries are kept in the spool"
+                               " %s and will be replayed automatically" % (exc, self.spool.directory))
         finally:
             with self._state:
                 self._inflight = []
 
     def _spool(self, batch):
+        """Write ``batch`` to the spool; True when it is there. Otherwise it is held in memory and retried."""
         try:
             path = self.spool.write(batch)
         except SpoolError as exc:
-            # neither the ledger nor the spool can be written: keep the batch in memory and retry
+            # neither the ledger nor any spool location can be written: keep the batch in memory and retry
             with self._state:
                 self._pending = batch + self._pending
                 self._pending_since = time.monotonic()
-            self._warn("cannot write to the system of record nor to the spool (%s); retrying" % exc)
-            return
+            self.durability_failure = "cannot write to the system of record (%s) nor to any spool location (%s)" % (
+                self.last_error, exc)
+            self._warn("%s; the entries are held in memory and retried until the end of the run"
+                       % self.durability_failure)
+            return False
+        self.durability_failure = None
         self.spooled += len(batch)
         self._my_spool_files.add(path)
         if not self._next_retry or self._next_retry < time.monotonic():
             self._next_retry = time.monotonic() + self.retry_interval
+        return True
 
     def _finish(self, info):
         run_id = info["run_id"]
@@ -693,5 +884,6 @@ class RecorderWriter(threading.Thread):
 
 
 def describe_kinds(entries):
-    counts = collections.Counter(entry.kind for entry in entries)
+    """``"2 run.result, 1 run.finished"`` of entries or entry documents."""
+    counts = collections.Counter(entry["kind"] if isinstance(entry, dict) else entry.kind for entry in entries)
     return ", ".join("%d %s" % (count, kind) for kind, count in sorted(counts.items()))

@@ -72,7 +72,7 @@
   function authCell(row) {
     var types = row.authorisation_types;
     var cls = 'badge-plain';
-    if (types.indexOf('unauthorised') >= 0) { cls = 'badge-unauthorised'; }
+    if (types.indexOf('unauthorised') >= 0 || types.indexOf('incomplete') >= 0) { cls = 'badge-unauthorised'; }
     else if (types.indexOf('denied') >= 0) { cls = 'badge-denied'; }
     else if (types.indexOf('emergency') >= 0) { cls = 'badge-warn'; }
     else if (types.indexOf('dry-run') >= 0) { cls = 'badge-dry'; }
@@ -94,9 +94,14 @@
     return badge(reviewText(row), cls);
   }
 
+  // what ran: the playbook, or an ad-hoc command's module and host pattern
+  function whatRan(row) {
+    return row.kind === 'adhoc' && row.adhoc ? 'ad-hoc ' + row.adhoc.module + ' on ' + row.adhoc.pattern : row.playbook;
+  }
+
   function searchText(row) {
     if (row._search === undefined) {
-      row._search = [row.run_id, row.user, row.controller, row.playbook, row.outcome, row.authorisation,
+      row._search = [row.run_id, row.user, row.controller, whatRan(row), row.outcome, row.authorisation,
         authText(row), row.authorisation_ref || '', reviewText(row), row.environments.join(' '),
         row.hosts.join(' '), row.ci_names.join(' '), row.dry_run ? 'dry run check mode' : ''].join(' \u0001 ').toLowerCase();
       row._hosts = row.hosts.concat(row.ci_names).join('\u0001').toLowerCase();
@@ -181,13 +186,15 @@
     if (row.authorisation_types.indexOf('unauthorised') >= 0) { classes.push('is-unauthorised'); }
     if (row.authorisation_types.indexOf('denied') >= 0) { classes.push('is-denied'); }
     var when = [el('a', { href: '#/change/' + encodeURIComponent(row.run_id), text: fmtTime(row.started_at),
-      'aria-label': 'Change of ' + fmtTime(row.started_at) + ' by ' + (row.user || 'unknown') + ': ' + (row.playbook || '') })];
+      'aria-label': 'Change of ' + fmtTime(row.started_at) + ' by ' + (row.user || 'unknown') + ': ' + (whatRan(row) || '') })];
     if (row.dry_run) { when.push(' ', badge('DRY RUN', 'badge-dry')); }
     return el('tr', { className: classes.join(' ') || null, 'data-run-id': row.run_id }, [
       el('td', { className: 'when' }, when),
       el('td', null, [row.user || '—', row.controller ? el('span', { className: 'ref', text: row.controller }) : null]),
-      el('td', { className: 'playbook', title: row.playbook || null }, [basename(row.playbook) || '—',
-        dirname(row.playbook) ? el('span', { className: 'ref', text: dirname(row.playbook) }) : null]),
+      row.kind === 'adhoc' && row.adhoc ? el('td', { className: 'playbook', title: whatRan(row) }, [badge('AD-HOC', 'badge-plain'),
+        ' ' + row.adhoc.module, el('span', { className: 'ref', text: row.adhoc.pattern })])
+        : el('td', { className: 'playbook', title: row.playbook || null }, [basename(row.playbook) || '—',
+          dirname(row.playbook) ? el('span', { className: 'ref', text: dirname(row.playbook) }) : null]),
       el('td', { text: row.environments.join(', ') || '—' }),
       el('td', null, hostsCell(row)),
       el('td', null, [outcomeBadge(row)]),
@@ -372,7 +379,7 @@
       row.dry_run ? [badge('DRY RUN: check mode, nothing changed', 'badge-dry')] : []));
     var parts = [
       el('p', { className: 'back' }, [el('a', { href: '#/', text: '← Back to all changes' })]),
-      el('h2', { id: 'change-heading', tabindex: '-1', text: (row.playbook || 'Playbook run') + ' — ' + fmtTime(row.started_at) }),
+      el('h2', { id: 'change-heading', tabindex: '-1', text: (whatRan(row) || 'Playbook run') + ' — ' + fmtTime(row.started_at) }),
       badges
     ];
     var git = run.git || {};
@@ -380,13 +387,16 @@
       section('Run', 'sec-run', [summaryList([
         ['Run id', el('code', { text: row.run_id })],
         ['Started', fmtTime(row.started_at)], ['Ended', fmtTime(row.ended_at)], ['Duration', duration(row.started_at, row.ended_at)],
-        ['Who', row.user], ['Controller', row.controller], ['Playbooks', (run.playbooks || [row.playbook]).join(', ')],
+        ['Who', row.user], ['Controller', row.controller],
+        run.adhoc ? ['Ad-hoc command', 'ansible ' + run.adhoc.pattern + ' -m ' + run.adhoc.module + (run.adhoc.args ? ' -a ' + run.adhoc.args : '')]
+          : ['Playbooks', (run.playbooks || [row.playbook]).join(', ')],
         ['Inventory', (run.inventory || []).join(', ')], ['Limit', run.limit], ['Tags', (run.tags || []).join(', ')],
         ['Skipped tags', (run.skip_tags || []).join(', ')], ['Extra variables (names)', (run.extra_var_names || []).join(', ')],
         ['Check mode', run.check_mode ? 'yes (dry run)' : 'no'], ['Diff mode', run.diff_mode ? 'yes' : 'no'],
         ['Git commit', git.commit ? git.commit + (git.dirty ? ' (uncommitted changes)' : '') : null],
         ['Ansible', run.ansible_version], ['Environment', row.environments.join(', ')],
-        ['Interrupted because', run.reason]
+        ['Interrupted because', run.reason],
+        ['Record incomplete', run.record_lost ? run.record_lost.entries + ' entries were lost by the recorder' : null]
       ])]),
       section('Review', 'sec-review', [signOff(row, detail), chainNote()])
     ]));
@@ -569,7 +579,7 @@
   }
 
   // ---------------------------------------------------------------- exports
-  var EXPORT_FIELDS = ['run_id', 'started_at', 'ended_at', 'user', 'controller', 'playbook', 'environments', 'hosts',
+  var EXPORT_FIELDS = ['run_id', 'started_at', 'ended_at', 'user', 'controller', 'playbook', 'kind', 'environments', 'hosts',
     'changed_hosts', 'failed_hosts', 'host_changes', 'record_changes', 'outcome', 'dry_run', 'authorisation', 'authorisation_ref',
     'review_status', 'awaiting_review'];
 

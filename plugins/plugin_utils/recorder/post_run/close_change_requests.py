@@ -24,6 +24,8 @@ def linked_change_requests(event):
     """Numbers of the change requests whose gate decisions allowed plays of this run."""
     numbers = []
     for gate in event.get("gates") or []:
+        if gate.get("servicenow"):
+            continue  # a ServiceNow CHG: the ServiceNow outbox closes it there (docs/servicenow.md)
         # a standard change request (one instance of a pre-authorised template) is closed like a
         # normal one; a standard decision without a request has a template name as reference
         if gate.get("allowed") and gate.get("type") in ("standard", "normal", "emergency"):

@@ -1,0 +1,582 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+"""The ledger at enterprise scale (issue 21): append, verify, archive, backup and restore.
+
+    .venv/bin/python bench/ledger_scale/run.py                        # the full size: 1,000,000 entries
+    .venv/bin/python bench/ledger_scale/run.py --entries 50000        # small, for a shared machine
+    .venv/bin/python bench/ledger_scale/run.py --sections append --backends postgresql --dsn "$DSN"
+
+Sections (``--sections``, default all), each printing every figure with its baseline from this same run:
+
+``append``   ``SystemOfRecord.append`` of task results (the recorder's bulk: about 1 kB of canonical JSON
+             each, three shapes) in batches of ``--batch``, by 1, 8 and 16 writer processes at once
+             (``--writers``), per backend (``--backends``). Each writer appends its share of
+             ``--append-entries`` into one fresh ledger; the figure is all entries over the wall time from
+             the first writer's start to the last one's end. Baseline: the append path before issue 21
+             (kept below as :func:`legacy_append`: per entry an idempotency query, the seal, the ledger
+             INSERT and the projector's statements, the change event read and parsed for every result).
+``verify``   a ledger of ``--entries`` entries (SQLite; PostgreSQL too with ``--verify-backends``): the full
+             chain-only walk (the fast path) against the walk ``ledger_verify`` made before (the general
+             ``verify_rows`` over ``Entry`` objects); then ``--new-entries`` more entries and the incremental
+             verify from the signed verified-up-to marker, against a full verify of the same ledger.
+``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
+             self-verifying archive, the archive checked offline, and the live ledger verified from the
+             archive's last hash; baseline: the full verify of the ledger before archiving.
+``backup``   SQLite's online backup API (``ledger_backup``) of the ledger, its restore (copy back) and the
+             restored ledger's verification; baseline: a plain file copy of the quiescent database.
+
+For PostgreSQL, ``--dsn`` names a database the benchmark may create schemas in (each variant gets a fresh
+schema); without it a throwaway server is started on loopback with ``bench/postgresql_server.sh`` (default
+durability settings, fsync on) and stopped at the end. Nothing here asserts on time; the load average is
+printed at the start and the end because on a shared machine the figures are only as steady as the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
+    open_system_of_record,
+)
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import (  # noqa: E402
+    LEDGER_COLUMNS,
+    _Statements,
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# payloads: task results like the recorder's
+# ------------------------------------------------------------------------------------------------
+def result_payload(run_id, index, hosts=200):
+    host = "web%04d" % (index % hosts)
+    data = {"run_id": run_id, "play_id": "5254-0001-play", "host": host, "item": None,
+            "started_at": "2026-12-05T07:43:00.156250Z", "ended_at": "2026-12-05T07:43:01.286557Z",
+            "duration_ms": 1130, "status": "changed", "changed": True,
+            "task": {"uuid": "5254-0001-%08d" % (index % 20), "name": "Task number %d of the play" % (index % 20),
+                     "action": "ansible.builtin.command", "path": "/srv/ansible/site.yml:%d" % (index % 20 * 7),
+                     "tags": ["deploy"], "role": None, "handler": False, "check_mode": False}}
+    shape = index % 3
+    if shape == 0:
+        data["result"] = {"cmd": "systemctl restart app-%d" % index, "rc": 0, "start": "2026-12-05 07:43:01",
+                          "end": "2026-12-05 07:43:01", "delta": "0:00:00.004536", "msg": "", "stderr": "",
+                          "stdout": "restarted app-%d on %s; " % (index, host) * 6}
+    elif shape == 1:
+        data["task"]["action"] = "ansible.builtin.copy"
+        data["result"] = {"checksum": "a030523ae44742b42cfc21d37030f308705b042c", "dest": "/etc/app/app.conf",
+                          "group": "root", "mode": "0644", "owner": "root", "state": "file"}
+        data["diff"] = [{"before": "listen 8080\nworkers 4\n", "after": "listen 8080\nworkers %d\n" % (index % 16),
+                         "before_header": "/etc/app/app.conf", "after_header": "/etc/app/app.conf"}]
+    else:
+        data["item"] = {"index": index % 5, "label": "package-%d" % (index % 5)}
+        data["task"]["action"] = "ansible.builtin.apt"
+        data["result"] = {"msg": "package-%d is installed" % (index % 5), "changed": False, "cache_updated": False}
+        data["status"], data["changed"] = "ok", False
+    return data
+
+
+def run_started(run_id, at="2026-12-05T07:43:00.000000Z"):
+    return {"run_id": run_id, "started_at": at, "user": "ops", "controller": "ctl",
+            "playbooks": ["/srv/ansible/site.yml"], "check_mode": False}
+
+
+def run_finished(run_id, at):
+    return {"run_id": run_id, "ended_at": at, "outcome": "successful", "stats": {}}
+
+
+# ------------------------------------------------------------------------------------------------
+# the append path before issue 21, kept as the baseline
+# ------------------------------------------------------------------------------------------------
+def _legacy_run_result(db, entry):
+    """``projections._run_result`` before issue 21: the event's doc read and parsed for every result, then
+    one INSERT and one upsert."""
+    data = entry.data
+    run_id = data["run_id"]
+    row = db.execute("SELECT doc FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        db.execute("INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", (run_id, entry.at, "running", 0, projections._dump(
+                       {"run_id": run_id, "started_at": entry.at, "incomplete": True}), entry.seq))
+    else:
+        json.loads(row[0])
+    task = data.get("task") or {}
+    item = data.get("item")
+    status = data["status"]
+    db.execute(
+        "INSERT INTO task_results (seq, run_id, play_id, task_uuid, task_name, action, host, item_label, status,"
+        " changed, started_at, duration_ms, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry.seq, run_id, data.get("play_id"), task.get("uuid"), task.get("name"), task.get("action"),
+         data["host"], item.get("label") if isinstance(item, dict) else None, status,
+         1 if data.get("changed") else 0, data.get("started_at"), data.get("duration_ms"), entry.data_json()))
+    if item is not None:
+        return
+    counts = [0, 0, 0, 0, 0]
+    if status in projections._HOST_COUNTS:
+        counts[projections._HOST_COUNTS.index(status)] = 1
+    db.execute(projections._RUN_HOSTS_UPSERT, (run_id, data["host"]) + tuple(counts))
+
+
+def legacy_append(sor, entries):
+    """``SqlSystemOfRecord.append`` before issue 21 (statement for statement)."""
+    entries = list(entries)
+    for entry in entries:
+        entry.prepare()
+    appended = []
+    with sor._write_transaction() as cursor:  # pylint: disable=protected-access
+        db = _Statements(cursor, sor.placeholder)
+        row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev_hash = (row[0], row[1]) if row else (0, GENESIS_HASH)
+        seen = set()
+        for entry in entries:
+            if entry.id in seen or db.execute("SELECT 1 FROM ledger WHERE entry_id = ?", (entry.id,)).fetchone():
+                continue
+            if not sor._still_applies(db, entry):  # pylint: disable=protected-access
+                continue
+            seen.add(entry.id)
+            seq += 1
+            entry.seal(seq, prev_hash)
+            prev_hash = entry.hash
+            db.execute("INSERT INTO ledger (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % LEDGER_COLUMNS,
+                       sor._ledger_row(entry))  # pylint: disable=protected-access
+            if entry.kind == "run.result":
+                _legacy_run_result(db, entry)
+            else:
+                projections.project(db, entry)
+            appended.append(entry)
+    return appended
+
+
+def _retrying(function, sor, *args):
+    """A PostgreSQL append retried when a lost connection is reported (the backend's own retry wrapper)."""
+    retry = getattr(sor, "_retrying", None)
+    if retry is None:
+        return function(sor, *args)
+    return retry(lambda: function(sor, *args), "appending (benchmark)")
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def load():
+    return "%.2f %.2f %.2f" % os.getloadavg()
+
+
+def rate(count, seconds):
+    return count / seconds if seconds > 0 else float("inf")
+
+
+class Postgres(object):
+    """A database for the benchmark: ``--dsn``, or a throwaway server of bench/postgresql_server.sh."""
+
+    def __init__(self, dsn, workdir):
+        self.dsn = dsn
+        self.started = None
+        if not dsn:
+            self.started = os.path.join(workdir, "pg")
+            # as root the server runs as the postgres user, which must be able to reach its directory
+            os.chmod(workdir, 0o711)
+            script = os.path.join(REPO, "bench", "postgresql_server.sh")
+            output = subprocess.run(["bash", script, "start", self.started], check=True, stdout=subprocess.PIPE,
+                                    universal_newlines=True).stdout
+            self.dsn = output.strip().splitlines()[-1]
+
+    def schema_config(self, name):
+        """Backend config of a fresh schema ``name`` in the benchmark's database."""
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % name)
+            conn.execute('CREATE SCHEMA "%s"' % name)
+        separator = "&" if "?" in self.dsn else "?"
+        if "://" not in self.dsn:
+            return {"backend": "postgresql", "busy_timeout": 600,
+                    "postgresql_dsn": "%s options='-csearch_path=%s'" % (self.dsn, name)}
+        return {"backend": "postgresql", "busy_timeout": 600,
+                "postgresql_dsn": "%s%soptions=-csearch_path%%3D%s" % (self.dsn, separator, name)}
+
+    def drop_schema(self, name):
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % name)
+
+    def stop(self):
+        if self.started:
+            subprocess.run(["bash", os.path.join(REPO, "bench", "postgresql_server.sh"), "stop", self.started],
+                           check=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# append
+# ------------------------------------------------------------------------------------------------
+def _writer(config, variant, count, batch, barrier, results):
+    """One writer process: its own run, ``count`` results in batches; reports (start, end, appended)."""
+    sor = open_system_of_record(config)
+    try:
+        run_id = uuid.uuid4().hex
+        sor.append([Entry("run.started", run_id, run_started(run_id))])
+        payloads = [result_payload(run_id, index) for index in range(count)]
+        append = legacy_append if variant == "baseline" else type(sor).append
+        barrier.wait()
+        started = time.perf_counter()
+        appended = 0
+        for start in range(0, count, batch):
+            # entries are built as the recorder's writer builds them from its queue (from_dict)
+            entries = [Entry.from_dict({"id": uuid.uuid4().hex, "at": "2026-12-05T07:43:01.286557Z",
+                                        "kind": "run.result", "subject": run_id, "actor": None, "data": payload})
+                       for payload in payloads[start:start + batch]]
+            appended += len(_retrying(append, sor, entries))
+        results.put((started, time.perf_counter(), appended))
+    finally:
+        sor.close()
+
+
+def append_rate(config, variant, writers, total, batch):
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(writers)
+    results = context.Queue()
+    share = max(batch, total // writers)
+    processes = [context.Process(target=_writer, args=(config, variant, share, batch, barrier, results))
+                 for _writer_number in range(writers)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=3600) for _process in processes]
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            raise SystemExit("a %s writer failed (exit %d)" % (variant, process.exitcode))
+    appended = sum(outcome[2] for outcome in outcomes)
+    if appended != share * writers:
+        raise SystemExit("%s: %d of %d entries appended" % (variant, appended, share * writers))
+    return rate(appended, max(outcome[1] for outcome in outcomes) - min(outcome[0] for outcome in outcomes))
+
+
+def check_ledger(config):
+    sor = open_system_of_record(config)
+    try:
+        report = sor.verify(projections=True, payloads=False)
+        if not report.valid:
+            raise SystemExit("the benchmark's ledger does not verify: %s" % report.summary())
+        return report.entries_checked
+    finally:
+        sor.close()
+
+
+def section_append(args, workdir, postgres, figures):
+    print("\n== append: %d task results per variant, batches of %d (entries/s, all writers together)"
+          % (args.append_entries, args.batch))
+    print("   %-11s %7s %14s %14s %7s" % ("backend", "writers", "baseline", "now", "ratio"))
+    for backend in args.backends:
+        for writers in args.writers:
+            measured = {}
+            for variant in ("baseline", "now"):
+                name = "append_%s_%s_%d" % (backend, variant, writers)
+                if backend == "sqlite":
+                    config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
+                              "busy_timeout": 600}
+                else:
+                    config = postgres.schema_config(name)
+                open_system_of_record(config).close()  # schema created before the writers race for it
+                measured[variant] = append_rate(config, variant, writers, args.append_entries, args.batch)
+                check_ledger(config)
+                if backend == "sqlite":
+                    for suffix in ("", "-wal", "-shm"):
+                        if os.path.exists(config["sqlite_path"] + suffix):
+                            os.unlink(config["sqlite_path"] + suffix)
+                else:
+                    postgres.drop_schema(name)
+            figures["append"]["%s/%d" % (backend, writers)] = measured
+            ratio = measured["now"] / measured["baseline"]
+            print("   %-11s %7d %14.0f %14.0f %7.2f" % (backend, writers, measured["baseline"], measured["now"], ratio))
+
+
+# ------------------------------------------------------------------------------------------------
+# a big ledger, and verify
+# ------------------------------------------------------------------------------------------------
+def build_ledger(config, entries, run_size=1000, batch=500, started_at=None, progress=True):
+    """Append ``entries`` entries as runs of ``run_size`` results (start, results, finish), in batches."""
+    sor = open_system_of_record(config)
+    try:
+        written = sor.head()[0]
+        run_number = 0
+        began = time.perf_counter()
+        while written < entries:
+            run_number += 1
+            run_id = "run-%06d-%s" % (run_number, uuid.uuid4().hex[:8])
+            at = started_at(run_number) if started_at else "2026-12-05T07:43:00.000000Z"
+            size = min(run_size, entries - written - 2)
+            batches = [[Entry("run.started", run_id, run_started(run_id, at), at=at)]]
+            payloads = [result_payload(run_id, index) for index in range(max(size, 0))]
+            for start in range(0, len(payloads), batch):
+                batches.append([Entry("run.result", run_id, payload, at=at) for payload in payloads[start:start + batch]])
+            batches.append([Entry("run.finished", run_id, run_finished(run_id, at), at=at)])
+            for chunk in batches:
+                written += len(sor.append(chunk))
+            if progress and run_number % 100 == 0:
+                print("   ... %d entries (%.0f/s)" % (written, rate(written, time.perf_counter() - began)), flush=True)
+        return written
+    finally:
+        sor.close()
+
+
+def timed(function, repeat=1):
+    values = []
+    result = None
+    for _round in range(repeat):
+        started = time.perf_counter()
+        result = function()
+        values.append(time.perf_counter() - started)
+    return statistics.median(values), result
+
+
+def _verify_ctx(sor, settings, **params):
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    values = {name: spec.get("default") for name, spec in LEDGER_VERIFY_SPEC.items()}
+    values.update(settings)
+    values.update(params)
+    return OperationContext(sor, values, actor="bench@ctl", warn=lambda message: None)
+
+
+def ledger_verify(config, settings, **params):
+    """``ledger_verify``'s operation (witnesses, markers and all), as a playbook task runs it."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import verify_ledger
+
+    sor = open_system_of_record(config)
+    try:
+        result = verify_ledger(_verify_ctx(sor, settings, **params))
+        if result.get("failed"):
+            raise SystemExit("ledger_verify failed: %s" % result.get("msg"))
+        return result
+    finally:
+        sor.close()
+
+
+def bench_settings(workdir):
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+
+    key = os.path.join(workdir, "keys", "checkpoint.key")
+    if not os.path.exists(key):
+        checkpoints.generate_key(key)
+    return {"checkpoint_key": key, "witness_file": os.path.join(workdir, "witness.jsonl"), "witness_syslog": "false"}
+
+
+def verify_config(backend, workdir, postgres=None, name="verify"):
+    if backend == "sqlite":
+        return {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"), "busy_timeout": 600}
+    return postgres.schema_config("%s_%s" % (name, backend))
+
+
+def section_verify(args, workdir, figures, postgres=None):
+    settings = bench_settings(workdir)
+    for backend in args.verify_backends:
+        config = verify_config(backend, workdir, postgres)
+        print("\n== verify (%s): building a ledger of %d entries" % (backend, args.entries))
+        seconds, written = timed(lambda: build_ledger(config, args.entries))
+        print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append)" % (seconds, rate(written, seconds)))
+        sor = open_system_of_record(config)
+        try:
+            baseline, old = timed(lambda: verify_rows(sor.iter_entries, payloads=False), args.repeat)
+            now, new = timed(lambda: sor.verify(payloads=False), args.repeat)
+            assert old.valid and new.valid and old.head_hash == new.head_hash
+            payloads, full = timed(lambda: sor.verify(payloads=True))
+            assert full.valid
+        finally:
+            sor.close()
+        per_million = 1e6 / written
+        print("   full chain-only verify of %d entries (median of %d):" % (written, args.repeat))
+        print("     baseline (the walk before issue 21) %8.2f s  %6.2f us/entry  ~%6.1f s per 1,000,000" % (
+            baseline, baseline / written * 1e6, baseline * per_million))
+        print("     now (raw rows, header hashes)        %8.2f s  %6.2f us/entry  ~%6.1f s per 1,000,000   ratio %.2f" % (
+            now, now / written * 1e6, now * per_million, now / baseline))
+        print("   full verify with payloads opened:      %8.2f s  %6.2f us/entry" % (payloads, payloads / written * 1e6))
+
+        # a marker at the head, then new entries: incremental against full, through the module's operation
+        ledger_verify(config, settings, mode="full", record_marker=True, check_projections=False,
+                      check_payloads=False)
+        build_ledger(config, written + args.new_entries, progress=False)
+        full_seconds, full_result = timed(lambda: ledger_verify(config, settings, mode="full", check_projections=False,
+                                                                check_payloads=False, record_marker=False))
+        incremental_seconds, result = timed(lambda: ledger_verify(config, settings, mode="incremental",
+                                                                  check_payloads=False, record_marker=False),
+                                            args.repeat)
+        walked = result["verification"]["entries_checked"]
+        assert result["verification"]["mode"] == "incremental" and walked <= args.new_entries + 10, result["verification"]
+        with_payloads, _result = timed(
+            lambda: ledger_verify(config, settings, mode="incremental", check_payloads=True, record_marker=False),
+            args.repeat)
+        print("   after %d new entries (ledger_verify, witnesses read, chain only unless said):" % args.new_entries)
+        print("     baseline: full verify of %d entries   %8.2f s" % (
+            full_result["verification"]["entries_checked"], full_seconds))
+        print("     incremental (%d entries walked)      %8.3f s   ratio %.4f" % (
+            walked, incremental_seconds, incremental_seconds / full_seconds))
+        print("     incremental with payloads opened      %8.3f s" % with_payloads)
+        figures["verify"][backend] = {
+            "entries": written, "full_chain_baseline_s": baseline, "full_chain_s": now, "full_payloads_s": payloads,
+            "per_million_baseline_s": baseline * per_million, "per_million_s": now * per_million,
+            "new_entries": args.new_entries, "full_after_new_s": full_seconds, "incremental_s": incremental_seconds,
+            "incremental_payloads_s": with_payloads}
+
+
+# ------------------------------------------------------------------------------------------------
+# archive, backup and restore (SQLite: the default backend, and the one a single controller keeps)
+# ------------------------------------------------------------------------------------------------
+def _operation(function, spec, config, **params):
+    from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+
+    values = {name: option.get("default") for name, option in spec.items()}
+    values.update(params)
+    sor = open_system_of_record(config)
+    try:
+        result = function(OperationContext(sor, values, actor="bench@ctl", warn=lambda message: None))
+        if result.get("failed"):
+            raise SystemExit("%s failed: %s" % (function.__name__, result.get("msg")))
+        return result
+    finally:
+        sor.close()
+
+
+def old_then_new(entries, run_size=1000):
+    """``started_at`` for build_ledger: nine tenths of the runs in 2020 (archived), the rest now (kept live)."""
+    old_runs = max(1, int(entries * 0.9) // (run_size + 2))
+
+    def started_at(run_number):
+        return "2020-06-01T00:00:00.000000Z" if run_number <= old_runs else "2026-12-05T07:43:00.000000Z"
+    return started_at
+
+
+def section_archive(args, workdir, figures, postgres=None):
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import LEDGER_ARCHIVE_SPEC, archive_ledger
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
+
+    settings = bench_settings(workdir)
+    config = verify_config("sqlite", workdir, name="archive")
+    print("\n== archive (sqlite): a ledger of %d entries, nine tenths of them from 2020" % args.entries)
+    build_ledger(config, args.entries, started_at=old_then_new(args.entries), progress=False)
+    sor = open_system_of_record(config)
+    try:
+        baseline, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid
+    finally:
+        sor.close()
+    archive_dir = os.path.join(workdir, "archives")
+    seconds, result = timed(lambda: _operation(archive_ledger, LEDGER_ARCHIVE_SPEC, config, older_than="2021-01-01T00:00:00Z",
+                                               archive_dir=archive_dir, **settings))
+    archived = sum(item["entries"] for item in result["archives"])
+    size = sum(item["bytes"] for item in result["archives"])
+    offline, checked = timed(lambda: _operation(verify_ledger, LEDGER_VERIFY_SPEC, config, archives=[archive_dir],
+                                                ledger=False, witness_file=settings["witness_file"],
+                                                witness_syslog="false"))
+    assert checked["archives"]["valid"], checked["archives"]
+    sor = open_system_of_record(config)
+    try:
+        live, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid and report.archived_through > 0
+    finally:
+        sor.close()
+    print("   baseline: full chain-only verify of the whole ledger   %8.2f s" % baseline)
+    print("   ledger_archive of %d entries into %d file(s), %.1f MB   %8.2f s  (%.0f entries/s)" % (
+        archived, len(result["archives"]), size / 1e6, seconds, rate(archived, seconds)))
+    print("   the archive verified offline (chain, payloads, state)  %8.2f s" % offline)
+    print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
+    figures["archive"]["sqlite"] = {"entries": args.entries, "archived": archived, "archive_bytes": size,
+                                    "archive_s": seconds, "offline_verify_s": offline,
+                                    "live_verify_baseline_s": baseline, "live_verify_s": live}
+
+
+def section_backup(args, workdir, figures, postgres=None):
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_backup import LEDGER_BACKUP_SPEC, backup_ledger
+
+    config = verify_config("sqlite", workdir, name="backup")
+    print("\n== backup and restore (sqlite): a ledger of %d entries" % args.entries)
+    build_ledger(config, args.entries, progress=False)
+    open_system_of_record(config).close()  # closed: its WAL is checkpointed into the file the baseline copies
+    copy_path = os.path.join(workdir, "plain-copy.sqlite")
+    baseline, _none = timed(lambda: shutil.copyfile(config["sqlite_path"], copy_path))
+    dest = os.path.join(workdir, "ledger.backup")
+    seconds, result = timed(lambda: _operation(backup_ledger, LEDGER_BACKUP_SPEC, config, dest=dest, force=True,
+                                               verify=False))
+    restored = os.path.join(workdir, "restored.sqlite")
+    restore_seconds, _none = timed(lambda: shutil.copyfile(dest, restored))
+    restored_config = dict(config, sqlite_path=restored)
+    sor = open_system_of_record(restored_config)
+    try:
+        verify_seconds, report = timed(lambda: sor.verify(payloads=False))
+        assert report.valid and report.head_hash == result["head"]["hash"]
+    finally:
+        sor.close()
+    print("   baseline: plain copy of the closed database file (%.1f MB)  %8.2f s" % (result["bytes"] / 1e6, baseline))
+    print("   ledger_backup (online backup API, open ledger)          %8.2f s   ratio %.2f" % (seconds, seconds / baseline))
+    print("   restore (copy back)                                      %8.2f s" % restore_seconds)
+    print("   the restored ledger verified (chain only)                %8.2f s" % verify_seconds)
+    figures["backup"]["sqlite"] = {"entries": args.entries, "bytes": result["bytes"], "copy_baseline_s": baseline,
+                                   "backup_s": seconds, "restore_s": restore_seconds, "restored_verify_s": verify_seconds}
+
+
+# ------------------------------------------------------------------------------------------------
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1000000, help="ledger size for verify/archive/backup")
+    parser.add_argument("--new-entries", type=int, default=10000, help="entries appended before the incremental verify")
+    parser.add_argument("--append-entries", type=int, default=None,
+                        help="task results per append variant (default: min(--entries, 200000))")
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--writers", default="1,8,16")
+    parser.add_argument("--backends", default="sqlite,postgresql", help="for the append section")
+    parser.add_argument("--verify-backends", default="sqlite",
+                        help="for the verify section (sqlite,postgresql: also on PostgreSQL)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed verification (median)")
+    parser.add_argument("--sections", default="append,verify,archive,backup")
+    parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
+    parser.add_argument("--workdir")
+    parser.add_argument("--json", help="write the figures here as JSON")
+    args = parser.parse_args()
+    args.writers = [int(part) for part in args.writers.split(",") if part]
+    args.backends = [part for part in args.backends.split(",") if part]
+    args.verify_backends = [part for part in args.verify_backends.split(",") if part]
+    args.sections = [part for part in args.sections.split(",") if part]
+    args.append_entries = args.append_entries or min(args.entries, 200000)
+    workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
+    os.makedirs(workdir, exist_ok=True)
+    print("load average at start: %s (%d CPUs)" % (load(), os.cpu_count()))
+    figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "load_start": load()}
+    postgres = None
+    try:
+        if ("postgresql" in args.backends and "append" in args.sections) or (
+                "postgresql" in args.verify_backends and "verify" in args.sections):
+            postgres = Postgres(args.dsn, workdir)
+        if "append" in args.sections:
+            section_append(args, workdir, postgres, figures)
+        for section in ("verify", "archive", "backup"):
+            if section in args.sections:
+                globals()["section_" + section](args, workdir, figures, postgres)
+    finally:
+        figures["load_end"] = load()
+        print("\nload average at end: %s" % figures["load_end"])
+        if postgres is not None:
+            postgres.stop()
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(figures, handle, indent=2, sort_keys=True)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+"""Readers on a PostgreSQL streaming replica (``postgresql_read_dsn``), with a real primary and a hot standby.
+
+Two clusters started here on loopback (the standby made with ``pg_basebackup -R``). A reader (an instance opened
+with ``reader``, as the ``_info`` modules and the ``cmdb`` inventory open theirs) reads from the standby while it
+is caught up; when replay is paused and the lag exceeds ``postgresql_read_max_lag`` it reads from the primary and
+says why; when the standby is down it falls back and says so; writes always go to the primary. The warnings
+never carry the replica's password.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+pytestmark = pytest.mark.backends("postgresql")
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    from support import postgresql_server
+
+    if postgresql_server.find_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    primary = postgresql_server.LocalServer().start()
+    standby = None
+    try:
+        name = postgresql_server.create_database(primary, prefix="changeops_replica")
+        # the schema is created on the primary before the standby is cloned from it
+        open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}).close()
+        standby = postgresql_server.StandbyServer(primary).start()
+        yield primary, standby, name
+    finally:
+        if standby is not None:
+            standby.remove()
+        primary.remove()
+
+
+def record_run(sor, run_id):
+    return sor.append([
+        Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-12-05T10:00:00.000000Z", "user": "ops",
+                                      "controller": "ctl", "playbooks": ["site.yml"]}),
+        Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"}),
+    ])
+
+
+def standby_sql(standby, sql):
+    import psycopg
+
+    with psycopg.connect(standby.dsn("postgres"), autocommit=True) as conn:
+        return conn.execute(sql).fetchone()
+
+
+def wait_until_replayed(standby, name, head_seq, timeout=120):
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(standby.dsn(name), autocommit=True) as conn:
+                row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()
+            if row[0] >= head_seq:
+                return
+        except psycopg.Error:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError("the standby did not replay entry %d within %d s" % (head_seq, timeout))
+        time.sleep(0.2)
+
+
+def reader(primary, standby, name, **overrides):
+    config = {"backend": "postgresql", "postgresql_dsn": primary.dsn(name), "postgresql_read_dsn": standby.dsn(name),
+              "postgresql_read_max_lag": 30, "reader": True}
+    config.update(overrides)
+    return open_system_of_record(config)
+
+
+def run_ids(sor):
+    return {event["run_id"] for event in sor.find_change_events(limit=1000)}
+
+
+def test_a_reader_reads_from_the_caught_up_replica_and_from_the_primary_when_it_lags(clusters):
+    primary, standby, name = clusters
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        head = record_run(writer, "before-pause")[-1].seq
+        wait_until_replayed(standby, name, head)
+        with reader(primary, standby, name) as sor:
+            assert "before-pause" in run_ids(sor)
+            source = sor.read_source()
+            assert source["server"] == "replica" and source["reason"] is None, source
+
+        standby_sql(standby, "SELECT pg_wal_replay_pause()")
+        try:
+            record_run(writer, "during-pause")
+            # a generous lag limit: the paused replica is still read, so the new run is not seen yet
+            with reader(primary, standby, name, postgresql_read_max_lag=3600) as sor:
+                assert "during-pause" not in run_ids(sor), "the reader must have read the replica"
+                assert sor.read_source()["server"] == "replica"
+            # no lag allowed: a replica that has not replayed what it received is behind; the primary is read
+            with reader(primary, standby, name, postgresql_read_max_lag=0) as sor:
+                assert "during-pause" in run_ids(sor)
+                source = sor.read_source()
+                assert source["server"] == "primary" and "lags" in source["reason"], source
+                assert "postgresql_read_max_lag: 0 s" in source["reason"]
+                assert standby.password not in source["reason"]
+        finally:
+            standby_sql(standby, "SELECT pg_wal_replay_resume()")
+        wait_until_replayed(standby, name, writer.head()[0])
+        with reader(primary, standby, name, postgresql_read_max_lag=0) as sor:
+            assert "during-pause" in run_ids(sor) and sor.read_source()["server"] == "replica"
+
+
+def test_a_reader_falls_back_to_the_primary_when_the_replica_is_down_and_writes_go_to_the_primary(clusters):
+    primary, standby, name = clusters
+    standby.stop()
+    try:
+        with reader(primary, standby, name) as sor:
+            # a reader that writes (as an info module may record what it found) writes to the primary
+            record_run(sor, "while-replica-down")
+            assert "while-replica-down" in run_ids(sor)
+            source = sor.read_source()
+            assert source["server"] == "primary" and "is unreachable" in source["reason"], source
+            assert standby.password not in source["reason"]
+    finally:
+        standby.start()
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        wait_until_replayed(standby, name, writer.head()[0])
+
+
+def test_a_writer_never_reads_the_replica_even_when_one_is_configured(clusters):
+    primary, standby, name = clusters
+    standby_sql(standby, "SELECT pg_wal_replay_pause()")
+    try:
+        config = {"backend": "postgresql", "postgresql_dsn": primary.dsn(name),
+                  "postgresql_read_dsn": standby.dsn(name), "postgresql_read_max_lag": 3600}
+        with open_system_of_record(config) as sor:  # no "reader": a module that writes
+            record_run(sor, "written-and-read-back")
+            assert "written-and-read-back" in run_ids(sor)
+            assert sor.read_source() is None
+    finally:
+        standby_sql(standby, "SELECT pg_wal_replay_resume()")
+
+
+def test_a_primary_given_as_the_replica_is_not_read_as_one(clusters):
+    primary, _standby, name = clusters
+    with reader(primary, primary, name) as sor:
+        run_ids(sor)
+        source = sor.read_source()
+        assert source["server"] == "primary" and "is not a standby" in source["reason"], source
+
+
+INFO_PLAYBOOK = """
+- name: Read the record as ITSM staff do
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The recorded runs
+      changeops.itsm.change_event_info:
+      register: events
+    - name: Keep what the module reported
+      ansible.builtin.copy:
+        content: "{{ events | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+def test_an_info_module_reads_from_the_replica_and_says_when_it_falls_back(clusters, tmp_path):
+    import json
+
+    from support.project import Project
+
+    primary, standby, name = clusters
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        record_run(writer, "seen-by-the-info-module")
+        wait_until_replayed(standby, name, writer.head()[0])
+    project = Project(tmp_path / "project", {"CHANGEOPS_BACKEND": "postgresql",
+                                             "CHANGEOPS_POSTGRESQL_DSN": primary.dsn(name),
+                                             "CHANGEOPS_POSTGRESQL_READ_DSN": standby.dsn(name)}, callbacks=())
+    project.write_playbook("info.yml", INFO_PLAYBOOK)
+    out = tmp_path / "events.json"
+    project.run("info.yml", "-e", "out=%s" % out)
+    result = json.loads(out.read_text())
+    assert result["read_from"]["server"] == "replica", result["read_from"]
+    assert "seen-by-the-info-module" in {event["run_id"] for event in result["change_events"]}
+
+    standby.stop()
+    try:
+        completed = project.run("info.yml", "-e", "out=%s" % out)
+    finally:
+        standby.start()
+    result = json.loads(out.read_text())
+    assert result["read_from"]["server"] == "primary" and "is unreachable" in result["read_from"]["reason"]
+    assert "reading from the primary: the read replica" in completed.stdout
+    assert standby.password not in completed.stdout and standby.password not in out.read_text()

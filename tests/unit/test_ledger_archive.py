@@ -1,0 +1,335 @@
+# -*- coding: utf-8 -*-
+"""ledger_archive and archive verification on both backends: round trips, what stays in the query tables,
+never a run split, nothing deleted without an archive that verifies, archives checked offline and against the
+ledger, tampering with an archive or with the state it leaves behind found, and the live ledger verifying (in
+full, incrementally, with replays of its query tables) from the archive's last hash."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+
+import pytest
+
+from support.raw_ledger import raw_ledger_connection
+
+from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+from ansible_collections.changeops.itsm.plugins.module_utils.archives import LEDGER_ARCHIVE_SPEC, archive_ledger
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
+from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import KIND_ARCHIVED, Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+
+OLD = "2024-03-0%dT10:00:00.000000Z"
+NEW = "2026-11-2%dT10:00:00.000000Z"
+CUTOFF = "2025-01-01T00:00:00Z"
+
+
+def record_run(sor, run_id, at, results=4, finished_at=None):
+    entries = [Entry("run.started", run_id, {"run_id": run_id, "started_at": at, "user": "ops", "controller": "ctl",
+                                             "playbooks": ["site.yml"]}, at=at),
+               Entry("run.play", run_id, {"run_id": run_id, "play_id": "p1", "name": "web"}, at=at)]
+    entries += [Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % number,
+                                             "item": None, "status": "changed", "changed": True, "started_at": at,
+                                             "task": {"name": "deploy %d" % number, "action": "ansible.builtin.copy"},
+                                             "result": {"dest": "/etc/app.conf", "diff_lines": number}}, at=at)
+                for number in range(results)]
+    if finished_at is not False:
+        entries.append(Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"},
+                             at=finished_at or at))
+    return sor.append(entries)
+
+
+def history(sor):
+    """Two old runs and a CI made back then, then two recent runs."""
+    old = record_run(sor, "run-old-1", OLD % 1) + record_run(sor, "run-old-2", OLD % 2)
+    old += sor.append([Entry("ci.created", "ci-1", {"ci_id": "ci-1", "attributes": {"name": "web01"},
+                                                    "identities": {"fqdn": "web01.example"}}, at=OLD % 3)])
+    new = record_run(sor, "run-new-1", NEW % 1) + record_run(sor, "run-new-2", NEW % 2)
+    return old, new
+
+
+@pytest.fixture
+def settings(tmp_path):
+    key = str(tmp_path / "keys" / "checkpoint.key")
+    checkpoints.generate_key(key)
+    return {"checkpoint_key": key, "witness_file": str(tmp_path / "witness.jsonl"), "witness_syslog": "false"}
+
+
+def operation(function, spec, sor, settings, check_mode=False, **params):
+    values = {name: option.get("default") for name, option in spec.items()}
+    values.update(settings)
+    values.update(params)
+    warnings = []
+    with (open_system_of_record(dict(sor.config)) if sor is not None else _Nothing()) as other:
+        result = function(OperationContext(other, values, check_mode=check_mode, diff=True, warn=warnings.append,
+                                           actor="archivist@ctl"))
+    result["warnings"] = warnings
+    return result
+
+
+class _Nothing(object):
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+def archive(sor, settings, archive_dir, check_mode=False, **params):
+    return operation(archive_ledger, LEDGER_ARCHIVE_SPEC, sor, settings, check_mode=check_mode,
+                     archive_dir=str(archive_dir), **dict({"older_than": CUTOFF}, **params))
+
+
+def ledger_verify(sor, settings, **params):
+    return operation(verify_ledger, LEDGER_VERIFY_SPEC, sor, settings, **params)
+
+
+def test_an_archive_round_trip(sor, settings, tmp_path):
+    old, new = history(sor)
+    archived = archive(sor, settings, tmp_path / "archives")
+    assert archived["changed"], archived
+    [made] = archived["archives"]
+    assert (made["first_seq"], made["last_seq"], made["entries"]) == (1, old[-1].seq, len(old))
+    assert made["checkpoint"]["signed"] and made["last_hash"] == old[-1].hash
+    assert "archive %s verified" % made["file"] in made["verified"]
+    assert os.path.isfile(made["path"]) and oct(os.stat(made["path"]).st_mode & 0o777) == "0o600"
+    assert archived["diff"]["before"].startswith("live ledger from entry 1;")
+    assert archived["diff"]["after"].startswith("live ledger from entry %d;" % (old[-1].seq + 1))
+
+    # the live ledger: starts after the archive, holds the archiving itself, verifies (queries tables too)
+    assert sor.get_entry("1") is None and sor.get_entry(str(new[0].seq)) is not None
+    record = sor.latest_entry([KIND_ARCHIVED])
+    assert record.data["sha256"] == made["sha256"] and record.actor == "archivist@ctl"
+    report = sor.verify(projections=True)
+    assert report.valid and report.archived_through == old[-1].seq and report.projections_checked, report.summary()
+    assert "after the %d archived" % old[-1].seq in report.summary()
+
+    # the query tables keep the summaries, the archive holds the task results
+    assert sor.get_change_event("run-old-1")["status"] == "successful"
+    assert sor.get_change_event("run-old-1")["hosts"] and sor.get_task_results("run-old-1") == []
+    assert len(sor.get_task_results("run-new-1")) == 4 and sor.get_ci("ci-1")["name"] == "web01"
+    assert [item["file"] for item in sor.archives()] == [made["file"]]
+
+    # the archive, with and without the ledger
+    checked = ledger_verify(sor, settings, archives=[str(tmp_path / "archives")])
+    assert checked["archives"]["valid"] and checked["verification"]["valid"], checked["archives"]
+    assert "linked to the live ledger" in checked["msg"]
+    offline = ledger_verify(None, settings, ledger=False, archives=[made["path"]])
+    assert offline["archives"]["valid"] and offline["backend"] is None, offline["archives"]
+    assert offline["archives"]["reports"][0]["checkpoint"]["verified"]
+    with gzip.open(made["path"], "rt") as handle:
+        lines = [json.loads(line) for line in handle]
+    assert lines[0]["type"] == "changeops.ledger.archive" and lines[-1]["type"] == "changeops.ledger.archive.end"
+    assert [line["seq"] for line in lines[1:-1]] == list(range(1, old[-1].seq + 1))
+
+
+def test_archiving_is_idempotent_and_check_mode_writes_nothing(sor, settings, tmp_path):
+    old, _new = history(sor)
+    predicted = archive(sor, settings, tmp_path / "archives", check_mode=True)
+    assert predicted["changed"] and predicted["archives"][0]["last_seq"] == old[-1].seq
+    assert not (tmp_path / "archives").exists() and sor.get_entry("1") is not None
+    assert archive(sor, settings, tmp_path / "archives")["changed"]
+    again = archive(sor, settings, tmp_path / "archives")
+    assert not again["changed"] and "nothing to archive" in again["msg"]
+    assert len(os.listdir(tmp_path / "archives")) == 1
+
+
+def test_an_archive_never_splits_a_run(sor, settings, tmp_path):
+    record_run(sor, "run-old-1", OLD % 1)
+    # started long ago, ended after the cutoff (its end is projected from its results)
+    spanning = record_run(sor, "run-long", OLD % 2, finished_at=False)
+    sor.append([Entry("run.finished", "run-long", {"run_id": "run-long", "outcome": "successful"}, at=NEW % 1)])
+    archived = archive(sor, settings, tmp_path / "archives")
+    assert archived["archives"][0]["last_seq"] == spanning[0].seq - 1
+    assert len(sor.get_task_results("run-long")) == 4
+    assert sor.verify(projections=True).valid
+
+
+def test_several_archives_link_and_the_newest_ends_where_the_ledger_starts(sor, settings, tmp_path):
+    record_run(sor, "run-2023", "2023-05-01T10:00:00.000000Z")
+    record_run(sor, "run-2024", OLD % 1)
+    record_run(sor, "run-2026", NEW % 1)
+    first = archive(sor, settings, tmp_path / "archives", older_than="2024-01-01T00:00:00Z")["archives"]
+    second = archive(sor, settings, tmp_path / "archives")["archives"]
+    assert second[0]["first_seq"] == first[0]["last_seq"] + 1
+    checked = ledger_verify(sor, settings, archives=[str(tmp_path / "archives")], mode="full")
+    assert checked["archives"]["valid"] and checked["archives"]["checked"] == 2, checked["archives"]["problems"]
+    # the first archive's record was itself archived in the second: ledger_archives still lists both
+    assert [item["file"] for item in sor.archives()] == [first[0]["file"], second[0]["file"]]
+    assert sor.verify(projections=True).valid
+
+
+def test_a_large_backlog_goes_into_several_archives_in_one_task(sor, settings, tmp_path):
+    for number in range(1, 5):
+        record_run(sor, "run-old-%d" % number, OLD % number, results=2)
+    record_run(sor, "run-new", NEW % 1)
+    archived = archive(sor, settings, tmp_path / "archives", max_entries=12)
+    assert len(archived["archives"]) >= 2 and all(item["entries"] <= 12 for item in archived["archives"])
+    assert ledger_verify(sor, settings, archives=[str(tmp_path / "archives")])["archives"]["valid"]
+
+
+@pytest.mark.tampers_query_tables
+def test_nothing_is_deleted_when_the_archive_would_not_verify(sor, backend_env, settings, tmp_path):
+    old, _new = history(sor)
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        data = json.loads(conn.execute("SELECT data FROM ledger WHERE seq = 3").fetchone()[0])
+        data["host"] = "elsewhere"
+        conn.execute("UPDATE ledger SET data = ? WHERE seq = 3", (canonical_json(data),))
+    finally:
+        conn.close()
+    with pytest.raises(ConflictError) as raised:
+        archive(sor, settings, tmp_path / "archives")
+    assert "does not verify, so nothing was deleted" in str(raised.value) and "entry 3" in str(raised.value)
+    assert sor.get_entry("1") is not None and sor.head()[0] == _new[-1].seq
+    assert [name for name in os.listdir(tmp_path / "archives") if not name.startswith(".")] == []
+
+
+def rewrite_archive(path, change):
+    with gzip.open(path, "rt") as handle:
+        lines = [json.loads(line) for line in handle]
+    change(lines)
+    with gzip.open(path, "wt") as handle:
+        for line in lines:
+            handle.write(canonical_json(line) + "\n")
+
+
+def test_an_edited_archive_is_found_offline_and_against_the_ledger(sor, settings, tmp_path):
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+
+    def edit(lines):
+        lines[3]["data"]["host"] = "elsewhere"
+
+    rewrite_archive(made["path"], edit)
+    offline = ledger_verify(None, settings, ledger=False, archives=[made["path"]], fail_on_broken=False)
+    [report] = offline["archives"]["reports"]
+    assert not report["valid"] and "entry 3" in report["problems"][0], report["problems"]
+    against = ledger_verify(sor, settings, archives=[made["path"]], fail_on_broken=False)
+    assert not against["archives"]["valid"] and against["verification"]["valid"]
+    assert any("sha256" in problem for problem in against["archives"]["problems"]), against["archives"]["problems"]
+
+
+def test_a_rehashed_archive_is_found_by_its_signed_checkpoint(sor, settings, tmp_path):
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+
+    def rehash(lines):
+        entries = [Entry.from_dict(line) for line in lines[1:-1]]
+        entries[2].data = dict(entries[2].data, host="elsewhere")
+        previous = lines[0]["prev_hash"]
+        for entry in entries:
+            entry.seal(entry.seq, previous)
+            previous = entry.hash
+        lines[1:-1] = [entry.to_dict() for entry in entries]
+        lines[-1]["last_hash"] = previous
+
+    rewrite_archive(made["path"], rehash)
+    trusting = dict(settings, checkpoint_public_keys=[settings["checkpoint_key"] + ".pub"])
+    offline = ledger_verify(None, trusting, ledger=False, archives=[made["path"]], fail_on_broken=False)
+    problems = offline["archives"]["reports"][0]["problems"]
+    assert any("checkpoint" in problem for problem in problems), problems
+
+
+def test_a_missing_archive_is_reported(sor, settings, tmp_path):
+    record_run(sor, "run-2023", "2023-05-01T10:00:00.000000Z")
+    record_run(sor, "run-2024", OLD % 1)
+    record_run(sor, "run-2026", NEW % 1)
+    [first] = archive(sor, settings, tmp_path / "archives", older_than="2024-01-01T00:00:00Z")["archives"]
+    archive(sor, settings, tmp_path / "archives")
+    os.unlink(first["path"])
+    checked = ledger_verify(sor, settings, archives=[str(tmp_path / "archives")], fail_on_broken=False)
+    problems = checked["archives"]["problems"]
+    assert not checked["archives"]["valid"]
+    assert any("is not among the archives given" in problem for problem in problems), problems
+
+
+@pytest.mark.tampers_query_tables
+def test_the_query_tables_state_an_archive_leaves_is_protected(sor, backend_env, settings, tmp_path):
+    history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        conn.execute("UPDATE archive_base SET row_json = replace(row_json, 'successful', 'failed')"
+                     " WHERE tbl = 'change_events'")
+    finally:
+        conn.close()
+    report = sor.verify(projections=True)
+    assert not report.valid and report.projection_problems[0]["table"] == "archive_base", report.projection_problems
+
+
+@pytest.mark.tampers_query_tables
+def test_the_live_ledger_verifies_from_the_archive_and_a_cut_is_found(sor, backend_env, settings, tmp_path):
+    old, new = history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        conn.execute("DELETE FROM ledger WHERE seq = ?", (new[0].seq,))
+    finally:
+        conn.close()
+    broken = sor.verify().first_broken
+    assert (broken["seq"], broken["problem"]) == (new[0].seq, "deleted"), broken
+
+
+def test_witness_checkpoints_of_archived_entries_do_not_read_as_truncation(sor, settings, tmp_path):
+    from ansible_collections.changeops.itsm.plugins.module_utils import witnesses
+
+    record_run(sor, "run-old-1", OLD % 1)
+    resolved = checkpoints.resolve_settings(settings, environ={})
+    checkpoints.make_checkpoint(sor, resolved, "ops@ctl")
+    witnesses.feed_witnesses(sor, resolved)
+    record_run(sor, "run-old-2", OLD % 2)
+    record_run(sor, "run-new", NEW % 1)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+    assert made["witnessed"] >= 1
+    result = ledger_verify(sor, settings)
+    verification = result["verification"]
+    assert verification["valid"] and verification["history_mismatch"] is None, verification["summary"]
+    # the recorder's next checkpoint finds the history continuous across the archive
+    assert checkpoints.make_checkpoint(sor, resolved, "ops@ctl") is not None
+
+
+def test_incremental_verification_after_an_archive(sor, settings, tmp_path):
+    history(sor)
+    assert ledger_verify(sor, settings, mode="incremental")["changed"]  # a marker older than the archive
+    archive(sor, settings, tmp_path / "archives")
+    record_run(sor, "run-new-3", NEW % 3)
+    result = ledger_verify(sor, settings, mode="incremental")
+    verification = result["verification"]
+    assert verification["valid"], verification["summary"]
+    assert verification["archived_through"] > 0 and verification["base_seq"] >= verification["archived_through"]
+
+
+def test_a_redaction_that_rebuilds_the_query_tables_starts_from_the_archived_state(sor, settings, tmp_path):
+    _old, new = history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    target = [entry for entry in new if entry.kind == "run.result"][0]
+    # task.name is copied into columns: the query tables are rebuilt from the ledger (from the archived state)
+    sor.redact_entry(target.seq, ["task.name"], "INC-9", "ops", "ops@ctl")
+    assert sor.get_ci("ci-1") is not None and sor.get_change_event("run-old-2")["status"] == "successful"
+    assert sor.verify(projections=True).valid
+
+
+def test_redacting_an_archived_entry_says_where_it_is(sor, settings, tmp_path):
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+    with pytest.raises(NotFound) as raised:
+        operation(redact_ledger, LEDGER_REDACT_SPEC, sor, {}, entry="3", fields=["result.dest"], reason="x",
+                  compact=False)
+    assert made["file"] in str(raised.value) and "Redacting an archived entry" in str(raised.value)
+
+
+def test_bad_options_are_named(sor, settings, tmp_path):
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="older_than"):
+        archive(sor, settings, tmp_path / "archives", older_than="last spring")
+    with pytest.raises(ValidationError, match="max_entries"):
+        archive(sor, settings, tmp_path / "archives", max_entries=0)
+    with pytest.raises(ValidationError, match="archives: .* is neither"):
+        ledger_verify(None, settings, ledger=False, archives=[str(tmp_path / "nowhere")])
