@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: changeops.itsm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters used by the changeops.itsm.hardening role (logic in plugin_utils/hardening.py)."""
+"""Filters used by the changeops.itsm.hardening role (logic in plugin_utils/hardening/)."""
 
 from __future__ import annotations
 
@@ -26,18 +26,18 @@ class FilterModule(object):
     def filters(self):
         return {
             "hardening_plan": _friendly(hardening.plan),
+            "hardening_gather": _friendly(hardening.gather_spec),
             "hardening_evaluate": _friendly(hardening.evaluate),
             "hardening_summary": _friendly(hardening.summarise),
+            "hardening_enforce_plan": _friendly(hardening.enforce_plan),
             "hardening_evidence": _friendly(hardening.evidence),
             "hardening_junit": _friendly(hardening.junit),
+            "hardening_oscal": _friendly(hardening.assessment_results),
+            "hardening_file_mode_fixes": _friendly(hardening.file_mode_fixes),
             "hardening_sshd_settings": _friendly(hardening.sshd_settings),
-            "hardening_managed_files": _friendly(hardening.managed_files),
-            "hardening_managed": _friendly(hardening.managed),
             "hardening_owned_files": _friendly(hardening.owned_files),
-            "hardening_service_fixes": _friendly(hardening.service_fixes),
             "hardening_openssh_version": _friendly(hardening.openssh_version),
             "hardening_rule_variable": _friendly(hardening.rule_variable),
-            "hardening_file_mode_fixes": _friendly(hardening.file_mode_fixes),
-            "hardening_sysctl_live_fixes": _friendly(hardening.sysctl_live_fixes),
             "hardening_find_argv": _friendly(hardening.find_argv),
+            "hardening_find_commands": _friendly(hardening.enforce.find_commands),
         }
