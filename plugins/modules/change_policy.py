@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: change_policy
 short_description: Publish a version of the change policy into the system of record
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Publishes the change policy file O(src) as the next version of the policy in force. The
     P(changeops.itsm.change_gate#module) then decides every play under it, whatever policy file the

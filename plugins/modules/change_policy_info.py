@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: change_policy_info
 short_description: Read the published change policy in force and its history
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Returns the change policy version in force (the newest published one), the history of published versions,
     newest first, and one version on request, from the system of record.

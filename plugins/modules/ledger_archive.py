@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ledger_archive
 short_description: Move ledger entries older than a retention period into compressed, self-verifying archives
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Moves the entries made before O(older_than) out of the live ledger into gzip-compressed JSON Lines files in
     O(archive_dir), each holding its entries exactly as stored (hashes, salts, commitments), a checkpoint of its

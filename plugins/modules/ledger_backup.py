@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ledger_backup
 short_description: Take a consistent backup of the system of record while playbooks go on recording
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Writes a consistent copy of the whole system of record (the ledger, its query tables, the witnesses' cursors)
     to O(dest), without stopping the recorders.

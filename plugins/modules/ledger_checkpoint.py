@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ledger_checkpoint
 short_description: Sign a checkpoint of the change ledger's head and hand it to witnesses outside the database
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Signs C((sequence, head hash, time)) of the ledger with an Ed25519 key, records the checkpoint as a
     C(ledger.checkpoint) entry, and feeds every configured witness the checkpoints it has not taken yet

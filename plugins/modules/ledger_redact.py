@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: ledger_redact
 short_description: Remove a leaked value from the change ledger without breaking its hash chain
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Replaces fields of a ledger entry (a task result's C(result.stdout), one diff, a change request's
     description...) by a tombstone. Each entry commits to every field of its payload with a salted hash,
