@@ -151,9 +151,7 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
                                            base_rows=base_rows, path=os.path.join(scratch_dir, "state.sqlite"),
                                            with_ledger=False)
         try:
-            # the archive takes the detail: the state it leaves behind is the summaries
-            scratch.execute("DELETE FROM task_results WHERE seq <= ?", (last_seq,))
-            state = projection_check.snapshot_rows(scratch)
+            state = projection_check.state_after_archive(scratch, last_seq)
         finally:
             scratch.close()
         if last[0] is None or last[0].seq != last_seq or writer.entries != last_seq - first_seq + 1:

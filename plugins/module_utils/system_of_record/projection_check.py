@@ -83,6 +83,13 @@ def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
     return conn
 
 
+def state_after_archive(conn, last_seq):
+    """The query tables' state an archive up to ``last_seq`` leaves behind, from a rebuilt scratch database:
+    the archive takes the task results' detail, the summaries stay (as the ``ledger.archived`` projector does)."""
+    conn.execute("DELETE FROM task_results WHERE seq <= ?", (last_seq,))
+    return snapshot_rows(conn)
+
+
 def load_rows(db, rows):
     """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables."""
     loaded = set()
