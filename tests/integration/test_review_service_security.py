@@ -366,3 +366,50 @@ def test_proxy_header_sign_in(backend_env, tmp_path):
         failures = [entry.data for entry in sor.iter_entries(kinds=["review.sign_in_failed"])]
     assert [(failure["username"], failure["via"]) for failure in failures] == [("admin", "proxy")]
     assert "s3cret" not in repr(failures)
+
+
+#: (who, their roles, the roles they try to give themselves): each row a way to change one's own authority
+SELF_GRANT_ROWS = [
+    ("adam", ["admin", "viewer"], ["admin", "cab", "viewer"]),        # a CAB approver by their own hand
+    ("adam", ["admin", "viewer"], ["admin", "reviewer", "viewer"]),   # a reviewer by their own hand
+    ("adam", ["admin", "viewer"], ["viewer"]),                        # shedding a role is a change too
+    (" adam ", ["admin", "viewer"], ["admin", "cab", "viewer"]),      # the name is stripped: still oneself
+    (ADMIN[0], None, ["admin", "cab", "viewer"]),                     # the first administrator too
+]
+
+
+@pytest.mark.backends("sqlite")
+def test_an_administrator_cannot_change_their_own_roles(service, backend_env):
+    admin = signed_in(service.base, *ADMIN)
+    create_account(service.base, admin, "adam", ["admin", "viewer"], PASSWORD)
+    create_account(service.base, admin, "rita", ["viewer"], PASSWORD)
+    adam = signed_in(service.base, "adam", PASSWORD)
+    clients = {"adam": adam, " adam ": adam, ADMIN[0]: admin}
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        before = {name: sor.get_review_account(name)["roles"] for name in ("adam", ADMIN[0])}
+        entries_before = len(list(sor.iter_entries(kinds=["review.account"])))
+    for name, _roles, wanted in SELF_GRANT_ROWS:
+        client = clients[name]
+        form = {"name": name, "roles": wanted, "display_name": "Myself", "password": "",
+                "csrf_token": client.csrf("/admin/accounts")}
+        status, _h, text = client.post("/admin/accounts", form)
+        assert status == 403 and "role.self_grant" in text and "may not change their own roles" in text, \
+            (name, wanted, status, text[:500])
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert {name: sor.get_review_account(name)["roles"] for name in ("adam", ADMIN[0])} == before
+        assert len(list(sor.iter_entries(kinds=["review.account"]))) == entries_before, "a refusal writes nothing"
+    # an administrator still manages others, and may save their own account with the roles unchanged
+    form = {"name": "rita", "roles": ["viewer", "cab"], "password": "", "csrf_token": adam.csrf("/admin/accounts")}
+    assert adam.post("/admin/accounts", form)[0] == 303
+    form = {"name": "adam", "roles": ["admin", "viewer"], "display_name": "Adam A.", "password": "",
+            "csrf_token": adam.csrf("/admin/accounts")}
+    assert adam.post("/admin/accounts", form)[0] == 303
+    # another administrator may grant adam the CAB role: the entry names who granted it
+    form = {"name": "adam", "roles": ["admin", "cab", "viewer"], "password": "", "csrf_token": admin.csrf("/admin/accounts")}
+    assert admin.post("/admin/accounts", form)[0] == 303
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert sor.get_review_account("rita")["roles"] == ["cab", "viewer"]
+        assert sor.get_review_account("adam")["roles"] == ["admin", "cab", "viewer"]
+        last = list(sor.iter_entries(kinds=["review.account"], subject="adam"))[-1]
+        assert last.data["by"]["name"] == ADMIN[0] and last.data["before"]["roles"] == ["admin", "viewer"]
+
