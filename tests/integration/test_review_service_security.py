@@ -413,3 +413,30 @@ def test_an_administrator_cannot_change_their_own_roles(service, backend_env):
         last = list(sor.iter_entries(kinds=["review.account"], subject="adam"))[-1]
         assert last.data["by"]["name"] == ADMIN[0] and last.data["before"]["roles"] == ["admin", "viewer"]
 
+
+@pytest.mark.backends("sqlite")
+def test_token_revocation_names_the_owner_and_refuses_unknown_tokens(service, backend_env):
+    admin = signed_in(service.base, *ADMIN)
+    create_account(service.base, admin, "vera", ["viewer"], PASSWORD)
+    create_account(service.base, admin, "walt", ["viewer"], PASSWORD)
+    vera = signed_in(service.base, "vera", PASSWORD)
+    walt = signed_in(service.base, "walt", PASSWORD)
+    token = api_token(vera)
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        token_id = sor.find_review_tokens("vera")[0]["token_id"]
+        revocations = len(list(sor.iter_entries(kinds=["review.token_revoked"])))
+    # rows: an unknown token id (by an administrator and by anyone), someone else's token (not an administrator)
+    for client, target in ((admin, "ffffffffffff"), (vera, "ffffffffffff"), (walt, token_id)):
+        status, _h, text = client.post("/account/tokens/%s/revoke" % target, {"csrf_token": client.csrf("/account")})
+        assert status == 404 and "no token %s" % target in text, (target, status, text[:300])
+    assert api(service.base, "GET", "/api/v1/me", token)[0] == 200, "walt must not have revoked vera's token"
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert len(list(sor.iter_entries(kinds=["review.token_revoked"]))) == revocations, "a 404 records nothing"
+    # an administrator revokes vera's token: the entry names vera as its owner, and the admin as who revoked it
+    status, _h, _t = admin.post("/account/tokens/%s/revoke" % token_id, {"csrf_token": admin.csrf("/account")})
+    assert status == 303
+    assert api(service.base, "GET", "/api/v1/me", token)[0] == 401
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        entry = list(sor.iter_entries(kinds=["review.token_revoked"]))[-1]
+    assert entry.subject == "vera" and entry.data["account"] == "vera" and entry.data["token_id"] == token_id, entry.data
+    assert entry.data["by"]["name"] == ADMIN[0] and entry.actor == ADMIN[0]
