@@ -32,7 +32,7 @@ if not __package__:  # run by path: make the collection importable by its full n
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError  # noqa: E402
 from ansible_collections.changeops.itsm.review_service import actions  # noqa: E402
-from ansible_collections.changeops.itsm.review_service.config import ROLES, ServiceConfig  # noqa: E402
+from ansible_collections.changeops.itsm.review_service.config import AUTH_MODES, ROLES, ServiceConfig  # noqa: E402
 from ansible_collections.changeops.itsm.review_service.store import Store  # noqa: E402
 
 SYSTEM = {"name": "review-service", "source": "review-service"}
@@ -120,14 +120,16 @@ def set_password(args):
         store.close()
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="review_service", description="The changeops.itsm review service")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run the service (uvicorn)")
     run.add_argument("--bind", help="address to listen on (default 127.0.0.1; CHANGEOPS_REVIEW_BIND)")
     run.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one... not with workers)")
     run.add_argument("--workers", type=int, help="worker processes (default 1; CHANGEOPS_REVIEW_WORKERS)")
-    run.add_argument("--auth", choices=("local", "proxy"), help="local accounts, or a trusted proxy's header")
+    run.add_argument("--auth", choices=AUTH_MODES,  # every mode the configuration accepts (CHANGEOPS_REVIEW_AUTH)
+                     help="local accounts, a trusted proxy's header, or OpenID Connect single sign-on (oidc: "
+                          "the CHANGEOPS_REVIEW_OIDC_* settings, docs/review-service.md)")
     run.add_argument("--insecure-cookies", action="store_true",
                      help="session cookies without Secure (only for plain http other than localhost)")
     run.add_argument("--log-level", default="info")
@@ -144,7 +146,11 @@ def main(argv=None):
     password.add_argument("name")
     password.add_argument("--password-env")
     password.set_defaults(func=set_password)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except ChangeopsError as exc:

@@ -164,6 +164,9 @@ def save_account(sor, by, name, roles, display_name=None, disabled=False):
     if unknown:
         raise ValidationError("roles: %s not among %s" % (", ".join(unknown), ", ".join(ROLES)))
     existing = sor.get_review_account(name)
+    refused = duties.account_refusals(by, name, existing, roles)
+    if refused:
+        _refuse(refused, None)
     wanted = {"roles": sorted(set(roles)), "display_name": display_name or (existing or {}).get("display_name"),
               "disabled": bool(disabled)}
     if existing and all(existing.get(key) == value for key, value in wanted.items()):

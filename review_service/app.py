@@ -559,11 +559,14 @@ def create_app(config, store=None):
     @app.post("/account/tokens/{token_id}/revoke", include_in_schema=False)
     def revoke_token(request: Request, token_id: str, csrf_token: str = Form(""), principal=Depends(page_principal)):
         check_csrf(principal, csrf_token)
-        owned = [token for token in sor().find_review_tokens(principal.name) if token["token_id"] == token_id]
-        if not owned and not principal.has("admin"):
-            raise NotFound("no token %s of yours" % token_id)
-        owner = owned[0]["name"] if owned else principal.name
-        auth.revoke_token(principal, token_id, owner)
+        # the owner comes from the token itself: an administrator revoking someone's token records that person as
+        # its owner, and a token that does not exist (or is not yours, unless you are an administrator) is a 404
+        # with nothing recorded
+        found = [token for token in sor().find_review_tokens(None if principal.has("admin") else principal.name)
+                 if token["token_id"] == token_id]
+        if not found:
+            raise NotFound("no token %s%s" % (token_id, "" if principal.has("admin") else " of yours"))
+        auth.revoke_token(principal, token_id, found[0]["name"])
         return with_session_cookie(request, RedirectResponse("/account", status_code=303))
 
     def require_admin(principal):

@@ -85,3 +85,21 @@ def policy_refusals(policy, principal, action, record):
     found = policy_duties.refusals(POLICY_ACTIONS[action], identity_of(principal), policy.policy.authorisation,
                                    record=record, number=(record or {}).get("number"))
     return [dict(refusal) for refusal in found]
+
+
+def account_refusals(by, name, existing, roles):
+    """Refusals of ``by`` (the identity dict of whoever saves the account) setting account ``name``'s roles.
+
+    Rule ``role.self_grant``: nobody changes their own roles, so no one grants themselves authority (an
+    administrator making themselves a CAB approver or reviewer) or quietly sheds and regains it; another
+    administrator must do it, and the ``review.account`` entry names them. Saving one's own account with the
+    roles unchanged (a display name) is allowed.
+    """
+    who = by.get("name") if isinstance(by, dict) else by
+    if who != name:
+        return []
+    before = sorted((existing or {}).get("roles") or [])
+    if existing is not None and before == sorted(set(roles)):
+        return []
+    return [{"rule": "role.self_grant", "reason": "%s may not change their own roles (%s -> %s): another administrator "
+             "must (rule role.self_grant)" % (name, ", ".join(before) or "none", ", ".join(sorted(set(roles))) or "none")}]

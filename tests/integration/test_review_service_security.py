@@ -366,3 +366,77 @@ def test_proxy_header_sign_in(backend_env, tmp_path):
         failures = [entry.data for entry in sor.iter_entries(kinds=["review.sign_in_failed"])]
     assert [(failure["username"], failure["via"]) for failure in failures] == [("admin", "proxy")]
     assert "s3cret" not in repr(failures)
+
+
+#: (who, their roles, the roles they try to give themselves): each row a way to change one's own authority
+SELF_GRANT_ROWS = [
+    ("adam", ["admin", "viewer"], ["admin", "cab", "viewer"]),        # a CAB approver by their own hand
+    ("adam", ["admin", "viewer"], ["admin", "reviewer", "viewer"]),   # a reviewer by their own hand
+    ("adam", ["admin", "viewer"], ["viewer"]),                        # shedding a role is a change too
+    (" adam ", ["admin", "viewer"], ["admin", "cab", "viewer"]),      # the name is stripped: still oneself
+    (ADMIN[0], None, ["admin", "cab", "viewer"]),                     # the first administrator too
+]
+
+
+@pytest.mark.backends("sqlite")
+def test_an_administrator_cannot_change_their_own_roles(service, backend_env):
+    admin = signed_in(service.base, *ADMIN)
+    create_account(service.base, admin, "adam", ["admin", "viewer"], PASSWORD)
+    create_account(service.base, admin, "rita", ["viewer"], PASSWORD)
+    adam = signed_in(service.base, "adam", PASSWORD)
+    clients = {"adam": adam, " adam ": adam, ADMIN[0]: admin}
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        before = {name: sor.get_review_account(name)["roles"] for name in ("adam", ADMIN[0])}
+        entries_before = len(list(sor.iter_entries(kinds=["review.account"])))
+    for name, _roles, wanted in SELF_GRANT_ROWS:
+        client = clients[name]
+        form = {"name": name, "roles": wanted, "display_name": "Myself", "password": "",
+                "csrf_token": client.csrf("/admin/accounts")}
+        status, _h, text = client.post("/admin/accounts", form)
+        assert status == 403 and "role.self_grant" in text and "may not change their own roles" in text, \
+            (name, wanted, status, text[:500])
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert {name: sor.get_review_account(name)["roles"] for name in ("adam", ADMIN[0])} == before
+        assert len(list(sor.iter_entries(kinds=["review.account"]))) == entries_before, "a refusal writes nothing"
+    # an administrator still manages others, and may save their own account with the roles unchanged
+    form = {"name": "rita", "roles": ["viewer", "cab"], "password": "", "csrf_token": adam.csrf("/admin/accounts")}
+    assert adam.post("/admin/accounts", form)[0] == 303
+    form = {"name": "adam", "roles": ["admin", "viewer"], "display_name": "Adam A.", "password": "",
+            "csrf_token": adam.csrf("/admin/accounts")}
+    assert adam.post("/admin/accounts", form)[0] == 303
+    # another administrator may grant adam the CAB role: the entry names who granted it
+    form = {"name": "adam", "roles": ["admin", "cab", "viewer"], "password": "", "csrf_token": admin.csrf("/admin/accounts")}
+    assert admin.post("/admin/accounts", form)[0] == 303
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert sor.get_review_account("rita")["roles"] == ["cab", "viewer"]
+        assert sor.get_review_account("adam")["roles"] == ["admin", "cab", "viewer"]
+        last = list(sor.iter_entries(kinds=["review.account"], subject="adam"))[-1]
+        assert last.data["by"]["name"] == ADMIN[0] and last.data["before"]["roles"] == ["admin", "viewer"]
+
+
+@pytest.mark.backends("sqlite")
+def test_token_revocation_names_the_owner_and_refuses_unknown_tokens(service, backend_env):
+    admin = signed_in(service.base, *ADMIN)
+    create_account(service.base, admin, "vera", ["viewer"], PASSWORD)
+    create_account(service.base, admin, "walt", ["viewer"], PASSWORD)
+    vera = signed_in(service.base, "vera", PASSWORD)
+    walt = signed_in(service.base, "walt", PASSWORD)
+    token = api_token(vera)
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        token_id = sor.find_review_tokens("vera")[0]["token_id"]
+        revocations = len(list(sor.iter_entries(kinds=["review.token_revoked"])))
+    # rows: an unknown token id (by an administrator and by anyone), someone else's token (not an administrator)
+    for client, target in ((admin, "ffffffffffff"), (vera, "ffffffffffff"), (walt, token_id)):
+        status, _h, text = client.post("/account/tokens/%s/revoke" % target, {"csrf_token": client.csrf("/account")})
+        assert status == 404 and "no token %s" % target in text, (target, status, text[:300])
+    assert api(service.base, "GET", "/api/v1/me", token)[0] == 200, "walt must not have revoked vera's token"
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        assert len(list(sor.iter_entries(kinds=["review.token_revoked"]))) == revocations, "a 404 records nothing"
+    # an administrator revokes vera's token: the entry names vera as its owner, and the admin as who revoked it
+    status, _h, _t = admin.post("/account/tokens/%s/revoke" % token_id, {"csrf_token": admin.csrf("/account")})
+    assert status == 303
+    assert api(service.base, "GET", "/api/v1/me", token)[0] == 401
+    with open_system_of_record(backend_config(backend_env)) as sor:
+        entry = list(sor.iter_entries(kinds=["review.token_revoked"]))[-1]
+    assert entry.subject == "vera" and entry.data["account"] == "vera" and entry.data["token_id"] == token_id, entry.data
+    assert entry.data["by"]["name"] == ADMIN[0] and entry.actor == ADMIN[0]
