@@ -85,7 +85,7 @@ def test_ansible_builder_create_makes_a_context_that_installs_the_collection_and
         "/tmp/src/bindep.txt", str(bindep_out)).split()
     report = yaml.safe_load(run([os.path.join(VENV_BIN, "python"), str(context / "_build" / "scripts" / "introspect.py")]
                                 + arguments + [str(collections)], tmp_path, env))
-    collection_python = {"jmespath", "psycopg[binary]", "python-dateutil", "croniter"}
+    collection_python = {"jmespath", "psycopg[binary]", "requests", "python-dateutil", "croniter"}
     assert requirement_names(report["python"]) == collection_python, report
     assert all(line.endswith("# from collection changeops.itsm") for line in report["python"] + report["system"])
     assert requirement_names(pip_out.read_text().splitlines()) == collection_python
