@@ -285,6 +285,24 @@ def _find_by_correlation(sor, correlation_id):
     return None
 
 
+def _decision_time(value, record, now):
+    """When an approval or rejection was decided: now, or a stated earlier time (a decision taken in a CAB
+    meeting and recorded afterwards). A stated time may not lie in the future nor before the request was
+    opened: an approval dated back before the request existed, or ahead of its recording, would make the
+    record say something that did not happen (the ledger entry's own time stays the recording time)."""
+    if not value:
+        return now
+    at = parse_local_time("approval.at", value, "UTC")
+    if parse_time(at) > parse_time(now):
+        raise ValidationError("approval.at: %r is in the future (now %s); a decision is recorded when or after it "
+                              "is taken" % (value, now), field="approval.at", value=value)
+    opened = record.get("opened_at")
+    if opened and parse_time(at) < parse_time(opened):
+        raise ValidationError("approval.at: %r is before %s was opened (%s); a request cannot be decided before "
+                              "it exists" % (value, record.get("number"), opened), field="approval.at", value=value)
+    return at
+
+
 def plan_change_request(sor, params, actor, now=None, identity=None, in_force=None):
     """Work out the entries that bring the stored record to what ``params`` ask.
 
@@ -386,7 +404,7 @@ def plan_change_request(sor, params, actor, now=None, identity=None, in_force=No
                 if refused:
                     raise Refused("%s under the %s" % (duties.describe(refused), in_force.label()),
                                   number=record.get("number"), refusals=refused)
-            at = parse_local_time("approval.at", approval.get("at"), "UTC") if approval.get("at") else now
+            at = _decision_time(approval.get("at"), record, now)
             entry = {"approver": identity.name, "identity": identity.to_dict(), "decision": decision, "at": at,
                      "comment": approval.get("comment"), "recorded_by": actor}
             if in_force is not None:

@@ -145,7 +145,7 @@ options:
         description: Why.
         type: str
       at:
-        description: When the decision was taken (ISO 8601); defaults to now.
+        description: When the decision was taken (ISO 8601); defaults to now. A stated time may not lie in the future nor before the request was opened.
         type: str
   close_code:
     description: Outcome, required to close.

@@ -245,3 +245,28 @@ def test_closed_and_cancelled_requests_cannot_be_edited(sor, final):
     assert sor.head() == head
     # asking for what is stored is still fine (a re-run of the closing task)
     assert change_request(sor, number=number, state=final)["changed"] is False
+
+
+@pytest.mark.parametrize("stated, problem", [
+    ("2099-01-01T00:00:00Z", "is in the future"),                 # dated ahead of its recording
+    ("2000-01-01T00:00:00Z", "is before CHG"),                    # dated back before the request existed
+])
+def test_an_approval_cannot_be_dated_outside_the_requests_life(sor, stated, problem):
+    """The stated time of a decision (a CAB meeting recorded afterwards) is bounded: not in the future,
+    not before the request was opened; nothing is written when it is refused."""
+    number = change_request(sor, short_description="x")["number"]
+    change_request(sor, number=number, state="assess")
+    change_request(sor, number=number, state="authorise")
+    before = ledger_kinds(sor, number)
+    with pytest.raises(ValidationError, match=problem):
+        change_request(sor, number=number, approval={"approver": "carol", "at": stated})
+    assert ledger_kinds(sor, number) == before
+
+
+def test_an_approval_may_state_an_earlier_time_within_the_requests_life(sor):
+    number = change_request(sor, short_description="x")["number"]
+    change_request(sor, number=number, state="assess")
+    change_request(sor, number=number, state="authorise")
+    opened = info(sor, number=number)[0]["opened_at"]
+    approved = change_request(sor, number=number, approval={"approver": "carol", "at": opened})["change_request"]
+    assert approved["approvals"][0]["at"] == opened
