@@ -24,7 +24,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.operation import Op
 
 pytestmark = [pytest.mark.integration]
 
-MYSQL_PASSWORD = "MysqlPw" + uuid.uuid4().hex[:10]
+# a digit after "Pw": a random hex letter d there makes "...Pwd...", which the key_value_pair detector
+# rightly takes for a key as well, and the expected findings below name one detector per field
+MYSQL_PASSWORD = "MysqlPw7" + uuid.uuid4().hex[:10]
 PEM_BODY = "MIIEpAIBAAKCAQEA" + uuid.uuid4().hex
 DB_PASS = "DbPass" + uuid.uuid4().hex[:10]
 AWS_KEY_ID = "AKIA" + uuid.uuid4().hex[:16].upper()
