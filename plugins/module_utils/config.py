@@ -104,20 +104,7 @@ def _coerce(name, value, origin, base_dir=None):
 
 def read_ini_section(config_file):
     """Return the ``[changeops]`` section of an ansible.cfg as a dict ({} when absent)."""
-    if not config_file or not os.path.exists(config_file):
-        return {}
-    import configparser
-
-    # Parse the way ansible-core parses ansible.cfg (";" starts an inline comment, "%" is literal), so
-    # the callback (configured by Ansible itself) and the modules (reading the file here) see one value.
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-    try:
-        parser.read(config_file)
-    except configparser.Error as exc:
-        raise ConfigurationError("%s: cannot parse: %s" % (config_file, exc))
-    if not parser.has_section(INI_SECTION):
-        return {}
-    return dict(parser.items(INI_SECTION))
+    return read_ini_sections(config_file, [INI_SECTION])[0]
 
 
 def config_file_dir(config_file):
@@ -174,6 +161,8 @@ def read_ini_sections(config_file, names):
         return [{} for _name in names]
     import configparser
 
+    # Parse the way ansible-core parses ansible.cfg (";" starts an inline comment, "%" is literal), so
+    # the callback (configured by Ansible itself) and the modules (reading the file here) see one value.
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
     try:
         parser.read(config_file)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_sections
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.errors import Secrets
 
@@ -144,18 +145,7 @@ def _coerce(name, value, origin):
 
 def read_ini_section(config_file):
     """The ``[changeops_servicenow]`` section of an ansible.cfg as a dict ({} when absent)."""
-    if not config_file or not os.path.exists(config_file):
-        return {}
-    import configparser
-
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";",))
-    try:
-        parser.read(config_file)
-    except configparser.Error as exc:
-        raise ConfigurationError("%s: cannot parse: %s" % (config_file, exc))
-    if not parser.has_section(INI_SECTION):
-        return {}
-    return dict(parser.items(INI_SECTION))
+    return read_ini_sections(config_file, [INI_SECTION])[0]
 
 
 class Settings(dict):
