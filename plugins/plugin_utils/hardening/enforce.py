@@ -786,8 +786,3 @@ def enforce_plan(planned, raw, before, check_mode=False, ssh_version=None, sshd_
         "sysctl_live": sysctl_live_fixes(planned, raw.get("sysctl") or {}),
         "time_unit": as_list(time["daemon"]["units"])[0] if time else "",
     }
-
-
-def touched_checks(planned):
-    """Every check of every control (any_of included), for callers that walk them."""
-    return [check for control in planned for check in iter_checks(control["check"])]

@@ -180,8 +180,3 @@ def agreement(document, results, mapping, chroot=True):
         else:
             report["disagree"].append(entry)
     return report
-
-
-def profile_ids(datastream_text):
-    """Profile ids of the data stream's benchmark, in document order."""
-    return re.findall(r'<(?:xccdf-1\.2:|xccdf:)?Profile id="([^"]+)"', datastream_text)
