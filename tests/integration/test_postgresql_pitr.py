@@ -95,7 +95,8 @@ def archived_history(tmp_path_factory):
             first = record_run(writer, "before-the-target")
             with _connect(primary.dsn(name)) as conn:
                 target_time, target_lsn = conn.execute("SELECT clock_timestamp(), pg_current_wal_lsn()").fetchone()
-            # the second run commits after the moment noted (its commit time is read from the same clock later)
+            # the second run commits after the moment noted (both on the server's clock; the pause only keeps
+            # them apart by more than the clock's resolution, nothing is timed)
             time.sleep(0.2)
             second = record_run(writer, "after-the-target")
             signed = operation(checkpoints.checkpoint_ledger, checkpoints.LEDGER_CHECKPOINT_SPEC, config, **witness)
