@@ -639,8 +639,8 @@ def main():
             else:
                 globals()["section_" + section](args, workdir, figures, postgres)
             figures["sections"][section] = {"seconds": time.perf_counter() - started, "load_after": load()}
-            print("   (section %s: %.0f s, load average %s)" % (section, figures["sections"][section]["seconds"],
-                                                             figures["sections"][section]["load_after"]), flush=True)
+            took = figures["sections"][section]
+            print("   (section %s: %.0f s, load average %s)" % (section, took["seconds"], took["load_after"]), flush=True)
             save()
     finally:
         figures["load_end"] = load()
