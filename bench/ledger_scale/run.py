@@ -6,12 +6,22 @@
     .venv/bin/python bench/ledger_scale/run.py --entries 50000        # small, for a shared machine
     .venv/bin/python bench/ledger_scale/run.py --sections append --backends postgresql --dsn "$DSN"
 
-Sections (``--sections``, default all), each printing every figure with its baseline from this same run:
+Every ledger is generated through the public, set-based ``SystemOfRecord.append`` (batches of 500, as the
+recorder's writer thread appends), never by writing rows directly. One SQLite ledger of ``--entries`` entries is
+built once and used by verify, backup and archive in that order (archive last: it moves entries out); PostgreSQL
+gets its own for ``--verify-backends``. At 1,000,000 entries the timed verifications run once (``--repeat``: 3 up
+to 100,000 entries) and the full verify that opens every payload is skipped above 200,000 entries
+(``--payload-verify``; the incremental one with payloads is printed instead). Each section's figures go to
+``--json`` as soon as it ends, so a run stopped part-way keeps what it measured.
+
+Sections (``--sections``, default ``verify,backup,archive,append``, run in the order given), each printing every
+figure with its baseline from this same run:
 
 ``append``   ``SystemOfRecord.append`` of task results (the recorder's bulk: about 1 kB of canonical JSON
              each, three shapes) in batches of ``--batch``, by 1, 8 and 16 writer processes at once
              (``--writers``), per backend (``--backends``). Each writer appends its share of
-             ``--append-entries`` into one fresh ledger; the figure is all entries over the wall time from
+             ``--append-entries`` (default min(--entries, 50,000): a rate, steady after a few thousand entries)
+             into one fresh ledger; the figure is all entries over the wall time from
              the first writer's start to the last one's end. Baseline: the append path before issue 21
              (kept below as :func:`legacy_append`: per entry an idempotency query, the seal, the ledger
              INSERT and the projector's statements, the change event read and parsed for every result).
@@ -377,26 +387,61 @@ def bench_settings(workdir):
     return {"checkpoint_key": key, "witness_file": os.path.join(workdir, "witness.jsonl"), "witness_syslog": "false"}
 
 
+def open_head(config):
+    sor = open_system_of_record(config)
+    try:
+        return sor.head()[0]
+    finally:
+        sor.close()
+
+
 def verify_config(backend, workdir, postgres=None, name="verify"):
     if backend == "sqlite":
         return {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"), "busy_timeout": 600}
     return postgres.schema_config("%s_%s" % (name, backend))
 
 
+_SHARED = {}
+
+
+def shared_sqlite_ledger(args, workdir, figures):
+    """The SQLite ledger of the verify, backup and archive sections: ``--entries`` entries, nine tenths of the runs
+    dated 2020 (what the archive section archives), built once through ``SystemOfRecord.append``."""
+    if "sqlite" not in _SHARED:
+        config = verify_config("sqlite", workdir, name="ledger")
+        print("\n== building the SQLite ledger of %d entries (verify, backup, archive use it)" % args.entries, flush=True)
+        seconds, written = timed(lambda: build_ledger(config, args.entries, started_at=old_then_new(args.entries)))
+        print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append, one writer, batches of 500)"
+              % (seconds, rate(written, seconds)), flush=True)
+        figures["build"]["sqlite"] = {"entries": written, "seconds": seconds}
+        _SHARED["sqlite"] = config
+    return _SHARED["sqlite"]
+
+
 def section_verify(args, workdir, figures, postgres=None):
     settings = bench_settings(workdir)
     for backend in args.verify_backends:
-        config = verify_config(backend, workdir, postgres)
-        print("\n== verify (%s): building a ledger of %d entries" % (backend, args.entries))
-        seconds, written = timed(lambda: build_ledger(config, args.entries))
-        print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append)" % (seconds, rate(written, seconds)))
+        if backend == "sqlite":
+            config = shared_sqlite_ledger(args, workdir, figures)
+            written = open_head(config)
+        else:
+            config = verify_config(backend, workdir, postgres)
+            size = args.postgresql_entries or args.entries
+            print("\n== verify (%s): building a ledger of %d entries" % (backend, size), flush=True)
+            seconds, written = timed(lambda: build_ledger(config, size))
+            print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append, one writer, batches of 500)"
+                  % (seconds, rate(written, seconds)), flush=True)
+            figures["build"][backend] = {"entries": written, "seconds": seconds}
+        print("\n== verify (%s): a ledger of %d entries" % (backend, written), flush=True)
         sor = open_system_of_record(config)
         try:
             baseline, old = timed(lambda: verify_rows(sor.iter_entries, payloads=False), args.repeat)
             now, new = timed(lambda: sor.verify(payloads=False), args.repeat)
             assert old.valid and new.valid and old.head_hash == new.head_hash
-            payloads, full = timed(lambda: sor.verify(payloads=True))
-            assert full.valid
+            payloads = None
+            if args.payload_verify == "yes" or (args.payload_verify == "auto" and written <= 200000):
+                payloads, full = timed(lambda: sor.verify(payloads=True))
+                assert full.valid
         finally:
             sor.close()
         per_million = 1e6 / written
@@ -405,7 +450,10 @@ def section_verify(args, workdir, figures, postgres=None):
             baseline, baseline / written * 1e6, baseline * per_million))
         print("     now (raw rows, header hashes)        %8.2f s  %6.2f us/entry  ~%6.1f s per 1,000,000   ratio %.2f" % (
             now, now / written * 1e6, now * per_million, now / baseline))
-        print("   full verify with payloads opened:      %8.2f s  %6.2f us/entry" % (payloads, payloads / written * 1e6))
+        if payloads is None:
+            print("   full verify with payloads opened:      skipped above 200,000 entries (--payload-verify yes)")
+        else:
+            print("   full verify with payloads opened:      %8.2f s  %6.2f us/entry" % (payloads, payloads / written * 1e6))
 
         # a marker at the head, then new entries: incremental against full, through the module's operation
         ledger_verify(config, settings, mode="full", record_marker=True, check_projections=False,
@@ -426,7 +474,8 @@ def section_verify(args, workdir, figures, postgres=None):
             full_result["verification"]["entries_checked"], full_seconds))
         print("     incremental (%d entries walked)      %8.3f s   ratio %.4f" % (
             walked, incremental_seconds, incremental_seconds / full_seconds))
-        print("     incremental with payloads opened      %8.3f s" % with_payloads)
+        print("     incremental with payloads opened      %8.3f s   (%.0f us per entry walked)" % (
+            with_payloads, with_payloads / max(walked, 1) * 1e6))
         figures["verify"][backend] = {
             "entries": written, "full_chain_baseline_s": baseline, "full_chain_s": now, "full_payloads_s": payloads,
             "per_million_baseline_s": baseline * per_million, "per_million_s": now * per_million,
@@ -466,9 +515,10 @@ def section_archive(args, workdir, figures, postgres=None):
     from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
 
     settings = bench_settings(workdir)
-    config = verify_config("sqlite", workdir, name="archive")
-    print("\n== archive (sqlite): a ledger of %d entries, nine tenths of them from 2020" % args.entries)
-    build_ledger(config, args.entries, started_at=old_then_new(args.entries), progress=False)
+    config = shared_sqlite_ledger(args, workdir, figures)
+    entries = open_head(config)
+    print("\n== archive (sqlite): the ledger of %d entries, nine tenths of the first %d from 2020"
+          % (entries, args.entries), flush=True)
     sor = open_system_of_record(config)
     try:
         baseline, report = timed(lambda: sor.verify(payloads=False))
@@ -495,7 +545,7 @@ def section_archive(args, workdir, figures, postgres=None):
         archived, len(result["archives"]), size / 1e6, seconds, rate(archived, seconds)))
     print("   the archive verified offline (chain, payloads, state)  %8.2f s" % offline)
     print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
-    figures["archive"]["sqlite"] = {"entries": args.entries, "archived": archived, "archive_bytes": size,
+    figures["archive"]["sqlite"] = {"entries": entries, "archived": archived, "archive_bytes": size,
                                     "archive_s": seconds, "offline_verify_s": offline,
                                     "live_verify_baseline_s": baseline, "live_verify_s": live}
 
@@ -503,9 +553,9 @@ def section_archive(args, workdir, figures, postgres=None):
 def section_backup(args, workdir, figures, postgres=None):
     from ansible_collections.changeops.itsm.plugins.module_utils.ledger_backup import LEDGER_BACKUP_SPEC, backup_ledger
 
-    config = verify_config("sqlite", workdir, name="backup")
-    print("\n== backup and restore (sqlite): a ledger of %d entries" % args.entries)
-    build_ledger(config, args.entries, progress=False)
+    config = shared_sqlite_ledger(args, workdir, figures)
+    entries = open_head(config)
+    print("\n== backup and restore (sqlite): the ledger of %d entries" % entries, flush=True)
     open_system_of_record(config).close()  # closed: its WAL is checkpointed into the file the baseline copies
     copy_path = os.path.join(workdir, "plain-copy.sqlite")
     baseline, _none = timed(lambda: shutil.copyfile(config["sqlite_path"], copy_path))
@@ -525,24 +575,33 @@ def section_backup(args, workdir, figures, postgres=None):
     print("   ledger_backup (online backup API, open ledger)          %8.2f s   ratio %.2f" % (seconds, seconds / baseline))
     print("   restore (copy back)                                      %8.2f s" % restore_seconds)
     print("   the restored ledger verified (chain only)                %8.2f s" % verify_seconds)
-    figures["backup"]["sqlite"] = {"entries": args.entries, "bytes": result["bytes"], "copy_baseline_s": baseline,
+    figures["backup"]["sqlite"] = {"entries": entries, "bytes": result["bytes"], "copy_baseline_s": baseline,
                                    "backup_s": seconds, "restore_s": restore_seconds, "restored_verify_s": verify_seconds}
+    for path in (copy_path, dest, restored):  # at 1,000,000 entries each copy is gigabytes
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.unlink(path + suffix)
 
 
 # ------------------------------------------------------------------------------------------------
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1000000, help="ledger size for verify/archive/backup")
+    parser.add_argument("--postgresql-entries", type=int, default=None,
+                        help="ledger size for the PostgreSQL verify (default: --entries; building it is the slow part)")
     parser.add_argument("--new-entries", type=int, default=10000, help="entries appended before the incremental verify")
     parser.add_argument("--append-entries", type=int, default=None,
-                        help="task results per append variant (default: min(--entries, 200000))")
+                        help="task results per append variant (default: min(--entries, 50000))")
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--writers", default="1,8,16")
     parser.add_argument("--backends", default="sqlite,postgresql", help="for the append section")
     parser.add_argument("--verify-backends", default="sqlite",
                         help="for the verify section (sqlite,postgresql: also on PostgreSQL)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of each timed verification (median)")
-    parser.add_argument("--sections", default="append,verify,archive,backup")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="rounds of each timed verification (median; default 3 up to 100,000 entries, else 1)")
+    parser.add_argument("--payload-verify", choices=("auto", "yes", "no"), default="auto",
+                        help="time a full verify that opens every payload (auto: up to 200,000 entries)")
+    parser.add_argument("--sections", default="verify,backup,archive,append")
     parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
     parser.add_argument("--workdir")
     parser.add_argument("--json", help="write the figures here as JSON")
@@ -551,29 +610,44 @@ def main():
     args.backends = [part for part in args.backends.split(",") if part]
     args.verify_backends = [part for part in args.verify_backends.split(",") if part]
     args.sections = [part for part in args.sections.split(",") if part]
-    args.append_entries = args.append_entries or min(args.entries, 200000)
+    args.append_entries = args.append_entries or min(args.entries, 50000)
+    if args.repeat is None:
+        args.repeat = 3 if args.entries <= 100000 else 1
+    unknown = set(args.sections) - {"append", "verify", "archive", "backup"}
+    if unknown:
+        parser.error("--sections: unknown %s (append, verify, archive, backup)" % ", ".join(sorted(unknown)))
     workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
     os.makedirs(workdir, exist_ok=True)
     print("load average at start: %s (%d CPUs)" % (load(), os.cpu_count()))
-    figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "load_start": load()}
+    figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "build": {}, "sections": {},
+               "entries": args.entries, "append_entries": args.append_entries, "load_start": load()}
+
+    def save():
+        if args.json:
+            with open(args.json, "w") as handle:
+                json.dump(figures, handle, indent=2, sort_keys=True)
+
     postgres = None
     try:
         if ("postgresql" in args.backends and "append" in args.sections) or (
                 "postgresql" in args.verify_backends and "verify" in args.sections):
             postgres = Postgres(args.dsn, workdir)
-        if "append" in args.sections:
-            section_append(args, workdir, postgres, figures)
-        for section in ("verify", "archive", "backup"):
-            if section in args.sections:
+        for section in args.sections:
+            started = time.perf_counter()
+            if section == "append":
+                section_append(args, workdir, postgres, figures)
+            else:
                 globals()["section_" + section](args, workdir, figures, postgres)
+            figures["sections"][section] = {"seconds": time.perf_counter() - started, "load_after": load()}
+            took = figures["sections"][section]
+            print("   (section %s: %.0f s, load average %s)" % (section, took["seconds"], took["load_after"]), flush=True)
+            save()
     finally:
         figures["load_end"] = load()
         print("\nload average at end: %s" % figures["load_end"])
         if postgres is not None:
             postgres.stop()
-        if args.json:
-            with open(args.json, "w") as handle:
-                json.dump(figures, handle, indent=2, sort_keys=True)
+        save()
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 

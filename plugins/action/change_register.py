@@ -16,6 +16,7 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.register_render imp
 class ActionModule(SystemOfRecordAction):
     ARGUMENT_SPEC = CHANGE_REGISTER_SPEC
     operation = staticmethod(generate_register_operation)
+    READS_ONLY = True  # from postgresql_read_dsn when configured; the page says which server it read
 
     def build_context(self, sor, params, task_vars):
         context = super(ActionModule, self).build_context(sor, params, task_vars)

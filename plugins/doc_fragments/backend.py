@@ -42,8 +42,8 @@ options:
   postgresql_read_dsn:
     description:
       - libpq connection string or URI of a PostgreSQL streaming replica (a hot standby) of O(postgresql_dsn).
-        Modules that only read (the C(_info) modules) and the C(cmdb) inventory read from it; every other module
-        reads and writes on the primary, and writes always go to the primary.
+        Modules that only read (the C(_info) modules, C(change_register)) and the C(cmdb) inventory read from it;
+        every other module reads and writes on the primary, and writes always go to the primary.
       - A reader falls back to the primary, with a warning saying why, when the replica is unreachable, is not a
         standby, has an older schema, or lags more than O(postgresql_read_max_lag) behind.
       - If not set, E(CHANGEOPS_POSTGRESQL_READ_DSN), then C(postgresql_read_dsn) in C([changeops]).
@@ -106,6 +106,8 @@ options:
       - libpq connection string or URI of a PostgreSQL streaming replica of O(postgresql_dsn), for readers.
       - The C(cmdb) inventory reads from it, falling back to the primary (with a warning) when the replica is
         unreachable or lags more than O(postgresql_read_max_lag); the recorder always writes to the primary.
+      - The recorder's register refresh after a run reads from it once it has replayed the run's last entry
+        (waiting up to 10 seconds, at most O(postgresql_read_max_lag)), else from the primary, with a warning.
     type: str
     env:
       - name: CHANGEOPS_POSTGRESQL_READ_DSN

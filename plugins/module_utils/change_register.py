@@ -329,7 +329,7 @@ def build_register(sor, since=None, until=None, verify_chain=True, title="Change
     # The page shows query-table rows, not ledger entries: only comparing the
     # two proves that what reviewers read is what the chain says.
     verification = sor.verify(projections=check_projections).to_dict() if verify_chain else None
-    return {
+    register = {
         "format": REGISTER_FORMAT,
         "title": title,
         "generated_at": utc_now() if now is None else now,
@@ -347,6 +347,11 @@ def build_register(sor, since=None, until=None, verify_chain=True, title="Change
         "chunks": chunks,
         "insights": page_insights,
     }
+    # with a read replica configured (postgresql_read_dsn), which server the page was read from, and its lag
+    read_from = sor.read_source()
+    if read_from is not None:
+        register["read_from"] = read_from
+    return register
 
 
 def _descending(text):
@@ -642,6 +647,10 @@ def fingerprint(register, salt=""):
     stable = dict(register)
     stable.pop("generated_at", None)
     stable.pop("head", None)
+    # which server was read counts (the page says it); its lag and the wording of a fallback do not
+    read_from = stable.pop("read_from", None)
+    if read_from:
+        stable["read_from"] = read_from.get("server")
     verification = stable.get("verification")
     if verification:
         stable["verification"] = dict((key, verification.get(key)) for key in (
@@ -804,6 +813,8 @@ def generate_register(sor, params, renderer, check_mode=False, want_diff=False, 
             path, summary["changes"], summary["unauthorised"], summary["failed"], summary["awaiting_review"],
             "" if stale else " (already up to date)"),
     }
+    if register.get("read_from"):
+        result["read_from"] = register["read_from"]
     if want_diff and stale:
         options = [target[0] for target in targets]
         result["diff"] = {"before": {"files": [option for option in options if option not in stale]},

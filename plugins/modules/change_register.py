@@ -86,6 +86,10 @@ options:
 notes:
   - The register holds operational detail (host names, task names, redacted diffs); publish it where
     only people allowed to review changes can read it, or set O(mode).
+  - With a PostgreSQL read replica configured (O(postgresql_read_dsn)) the register is read from it, as the
+    C(_info) modules read, falling back to the primary (with a warning saying why) when the replica is
+    unreachable, not a standby, or lags more than O(postgresql_read_max_lag); the page says which server it was
+    read from and the replica's lag.
 seealso:
   - module: changeops.itsm.change_review
   - module: changeops.itsm.change_event_info
@@ -175,6 +179,28 @@ verification:
     projections_checked: true
     projection_problems: []
     summary: "ledger chain verified: 48211 entries, head 3f9a0c5d1e2b4a67; query tables match the ledger"
+read_from:
+  description: Where the register was read from, when a read replica is configured (O(postgresql_read_dsn)).
+  returned: when O(postgresql_read_dsn) is set
+  type: dict
+  contains:
+    server:
+      description: V(replica) or V(primary).
+      type: str
+    lag_seconds:
+      description: The replica's lag when it was read (V(0) when it had replayed all it received), else null.
+      type: float
+    replica:
+      description: The replica's host, port and database (no password).
+      type: str
+    reason:
+      description: Why the primary was read instead of the replica; null when the replica was read.
+      type: str
+  sample:
+    server: replica
+    lag_seconds: 0.0
+    replica: "postgresql:host=db-standby dbname=changeops user=changeops_reader"
+    reason: null
 """
 
 from ansible.module_utils.basic import AnsibleModule

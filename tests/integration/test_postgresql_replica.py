@@ -10,6 +10,7 @@ never carry the replica's password.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -197,3 +198,125 @@ def test_an_info_module_reads_from_the_replica_and_says_when_it_falls_back(clust
     assert result["read_from"]["server"] == "primary" and "is unreachable" in result["read_from"]["reason"]
     assert "reading from the primary: the read replica" in completed.stdout
     assert standby.password not in completed.stdout and standby.password not in out.read_text()
+
+
+# -- the change register (issue 21 (c)): generated from the replica, and it says so --------------------------------
+REGISTER_PLAYBOOK = """
+- name: Publish the change register as the CAB's job does
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The register
+      changeops.itsm.change_register:
+        path: "{{ html }}"
+        json_path: "{{ data }}"
+      register: published
+    - name: Keep what the module reported
+      ansible.builtin.copy:
+        content: "{{ published | to_json }}"
+        dest: "{{ out }}"
+        mode: "0600"
+"""
+
+
+def _publish(project, tmp_path, label, env=None):
+    paths = {name: tmp_path / ("%s-%s" % (label, name)) for name in ("register.html", "register.json", "result.json")}
+    completed = project.run("register.yml", "-e", "html=%s" % paths["register.html"], "-e",
+                            "data=%s" % paths["register.json"], "-e", "out=%s" % paths["result.json"], env=env)
+    return (completed, json.loads(paths["result.json"].read_text()), json.loads(paths["register.json"].read_text()),
+            paths["register.html"].read_text())
+
+
+def test_the_change_register_is_read_from_the_replica_and_says_which_server_it_read(clusters, tmp_path):
+    from support.project import Project
+
+    primary, standby, name = clusters
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        record_run(writer, "in-the-replica-register")
+        wait_until_replayed(standby, name, writer.head()[0])
+    project = Project(tmp_path / "project", {"CHANGEOPS_BACKEND": "postgresql",
+                                             "CHANGEOPS_POSTGRESQL_DSN": primary.dsn(name),
+                                             "CHANGEOPS_POSTGRESQL_READ_DSN": standby.dsn(name)}, callbacks=())
+    project.write_playbook("register.yml", REGISTER_PLAYBOOK)
+
+    _completed, result, data, html = _publish(project, tmp_path, "caught-up")
+    assert result["read_from"]["server"] == "replica", result["read_from"]
+    assert data["read_from"]["server"] == "replica" and data["read_from"]["lag_seconds"] is not None
+    assert "in-the-replica-register" in {row["run_id"] for row in data["rows"]}
+    assert 'data-server="replica"' in html and "read from the read replica" in html and ", lag " in html
+    assert data["verification"]["valid"], data["verification"]
+
+    # the replica behind by more than allowed: read from the primary, which has the new run, and the page says why
+    standby_sql(standby, "SELECT pg_wal_replay_pause()")
+    try:
+        with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+            record_run(writer, "only-on-the-primary")
+        completed, result, data, html = _publish(project, tmp_path, "lagging",
+                                                 env={"CHANGEOPS_POSTGRESQL_READ_MAX_LAG": "0"})
+    finally:
+        standby_sql(standby, "SELECT pg_wal_replay_resume()")
+    assert result["read_from"]["server"] == "primary" and "lags" in result["read_from"]["reason"], result
+    assert "only-on-the-primary" in {row["run_id"] for row in data["rows"]}
+    assert 'data-server="primary"' in html and "reading from the primary: the read replica" in html
+    assert "reading from the primary: the read replica" in completed.stdout
+
+    # the replica down: read from the primary, said in the warning, the result and the page, never its password
+    standby.stop()
+    try:
+        completed, result, data, html = _publish(project, tmp_path, "down")
+    finally:
+        standby.start()
+    assert result["read_from"]["server"] == "primary" and "is unreachable" in result["read_from"]["reason"]
+    assert "is unreachable" in html
+    for text in (completed.stdout, html, json.dumps(data), json.dumps(result)):
+        assert standby.password not in text
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        wait_until_replayed(standby, name, writer.head()[0])
+
+
+class _Display(object):
+    def __init__(self):
+        self.warnings = []
+
+    def warning(self, message):
+        self.warnings.append(message)
+
+    def vv(self, message):
+        pass
+
+
+def test_the_recorders_register_refresh_reads_the_replica_only_once_it_has_replayed_the_run(clusters, tmp_path):
+    """The refresh after a run must show that run: a replica that has not replayed it (replay paused here) is
+    waited for briefly, then the primary is read, with a warning."""
+    from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.post_run.refresh_register import (
+        refresh_change_register,
+    )
+
+    primary, standby, name = clusters
+    # the recorder's writer: it has the replica in its configuration but is no reader itself
+    config = {"backend": "postgresql", "postgresql_dsn": primary.dsn(name), "postgresql_read_dsn": standby.dsn(name),
+              "postgresql_read_max_lag": 3600}
+    options = {"register_path": str(tmp_path / "register.html"), "register_json_path": str(tmp_path / "register.json")}
+
+    with open_system_of_record(config) as writer:
+        record_run(writer, "refreshed-from-the-replica")
+        display = _Display()
+        refresh_change_register(writer, "refreshed-from-the-replica", options, display)
+        data = json.loads((tmp_path / "register.json").read_text())
+        assert data["read_from"]["server"] == "replica", (data["read_from"], display.warnings)
+        assert "refreshed-from-the-replica" in {row["run_id"] for row in data["rows"]}
+        assert display.warnings == []
+
+        standby_sql(standby, "SELECT pg_wal_replay_pause()")
+        try:
+            record_run(writer, "not-replayed-yet")
+            display = _Display()
+            refresh_change_register(writer, "not-replayed-yet", options, display)
+        finally:
+            standby_sql(standby, "SELECT pg_wal_replay_resume()")
+        data = json.loads((tmp_path / "register.json").read_text())
+        assert data["read_from"]["server"] == "primary", data["read_from"]
+        assert "has not replayed entry %d yet" % writer.head()[0] in data["read_from"]["reason"]
+        assert "not-replayed-yet" in {row["run_id"] for row in data["rows"]}
+        assert any("has not replayed entry" in warning for warning in display.warnings), display.warnings
+        wait_until_replayed(standby, name, writer.head()[0])

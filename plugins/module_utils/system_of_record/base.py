@@ -189,8 +189,9 @@ class SystemOfRecord(abc.ABC):
 
     def read_source(self):
         """Where this instance's reads went when the configuration names a read replica (``postgresql_read_dsn``
-        and a reader, see ``config.py``): ``{"server": "replica" | "primary", "lag_seconds", "reason"}``, where
-        ``reason`` says why a reader fell back to the primary. None when no replica is configured for it."""
+        and a reader, see ``config.py``): ``{"server": "replica" | "primary", "lag_seconds", "replica", "reason"}``,
+        where ``replica`` describes the replica (no password) and ``reason`` says why a reader fell back to the
+        primary. None when no replica is configured for it."""
         return None
 
     def backup(self, destination, tool=None):

@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 
 try:
     import psycopg
@@ -139,6 +140,10 @@ _DAMAGED_STATES = ("XX001", "XX002")
 #: quick_check limit in sqlite.py); larger ledgers are checked by the reads and writes that touch a page.
 CHECK_STORAGE_MAX_BYTES = 128 * 1024 * 1024
 
+#: how long a reader that must see entry ``read_min_seq`` (the recorder's register refresh: its own run) waits for
+#: the replica to replay it before reading from the primary; at most postgresql_read_max_lag
+READ_MIN_SEQ_WAIT = 10.0
+
 #: connections inherited from a parent process (a forked Ansible worker):
 #: kept referenced and never closed here, because closing would end the
 #: parent's session; psycopg itself skips the close in a forked child on GC.
@@ -232,6 +237,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         self.read_dsn = (config.get("postgresql_read_dsn") or None) if config.get("reader") else None
         max_lag = config.get("postgresql_read_max_lag")
         self.read_max_lag = 30 if max_lag is None else int(max_lag)
+        # a reader that must see what was just written on the primary (the recorder's register refresh)
+        self.read_min_seq = int(config.get("read_min_seq") or 0)
         self._replica = None
         self._read_source = None
 
@@ -449,7 +456,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
 
     def _fall_back(self, why):
         self._close_replica()
-        self._read_source = {"server": "primary", "lag_seconds": None,
+        self._read_source = {"server": "primary", "lag_seconds": None, "replica": describe_dsn(self.read_dsn),
                              "reason": "reading from the primary: the read replica %s %s"
                                        % (describe_dsn(self.read_dsn), scrub(why, self.read_dsn))}
 
@@ -488,7 +495,26 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             self._fall_back("lags %s behind (postgresql_read_max_lag: %d s)" % (
                 "an unknown time" if lag is None else "%.1f s" % lag, self.read_max_lag))
             return
-        self._read_source = {"server": "replica", "lag_seconds": lag, "reason": None}
+        if self.read_min_seq:
+            replayed = self._replayed_through(replica, self.read_min_seq)
+            if replayed < self.read_min_seq:
+                self._fall_back("has not replayed entry %d yet (its newest is %d)" % (self.read_min_seq, replayed))
+                return
+        self._read_source = {"server": "replica", "lag_seconds": lag, "replica": describe_dsn(self.read_dsn),
+                             "reason": None}
+
+    def _replayed_through(self, replica, wanted):
+        """The replica's newest ledger entry, waited for (polling) until it reaches ``wanted`` or
+        min(READ_MIN_SEQ_WAIT, read_max_lag) seconds pass: streaming replay is usually milliseconds behind."""
+        deadline = time.monotonic() + min(READ_MIN_SEQ_WAIT, self.read_max_lag)
+        while True:
+            try:
+                newest = replica.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()[0]
+            except psycopg.Error:
+                return 0
+            if newest >= wanted or time.monotonic() >= deadline:
+                return newest
+            time.sleep(0.1)
 
     def _query(self, sql, params=()):
         if self.read_dsn:

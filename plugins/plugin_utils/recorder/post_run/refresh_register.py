@@ -143,7 +143,12 @@ def refresh_change_register(sor, run_id, options, display):
         "check_projections": _truthy(options.get("register_check_projections"), default=False),
     }
     budget = refresh_budget(options)
-    refresh = Refresh(sor.config, params)
+    config = dict(sor.config)
+    if config.get("postgresql_read_dsn"):
+        # read from the replica (postgresql_read_dsn) like the change_register module, but only once it has
+        # replayed this run's last entry: the register must show the run it is refreshed for
+        config.update(reader=True, read_min_seq=sor.head()[0])
+    refresh = Refresh(config, params)
     started = time.monotonic()
     atexit.register(_abandon_at_exit, refresh, display, run_id, path)
     try:
@@ -162,5 +167,8 @@ def refresh_change_register(sor, run_id, options, display):
     if refresh.error is not None:
         display.warning("%s: change register not refreshed after run %s: %s" % (PREFIX, run_id, refresh.error_message))
         return
+    read_from = refresh.result.get("read_from") or {}
+    if read_from.get("reason"):
+        display.warning("%s: change register refreshed after run %s, %s" % (PREFIX, run_id, read_from["reason"]))
     if refresh.result["changed"]:
         display.vv("%s: %s (%.1f s)" % (PREFIX, refresh.result["msg"], time.monotonic() - started))
