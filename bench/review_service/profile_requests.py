@@ -116,6 +116,8 @@ def main():
     if args.backend == "sqlite" and not os.path.exists(env["CHANGEOPS_SQLITE_PATH"]):
         parser.error("no ledger %s: run run.py --events %d first" % (env["CHANGEOPS_SQLITE_PATH"], args.events))
     sor = open_system_of_record(bench.config_of(env))
+    if args.backend == "postgresql":
+        bench.analyze(sor)
     measured, total = bench.scenarios(sor, random.Random(args.seed))
     sor.close()
     print("%d changes listed; %d requests per scenario, one at a time" % (total, args.requests))

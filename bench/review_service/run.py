@@ -96,6 +96,17 @@ def generate(env, events, seed, batch_runs=20, host_pool=2000):
         sor.close()
 
 
+def analyze(sor):
+    """Fresh statistics for PostgreSQL's planner. ANALYZE runs (autocommit), then the read's fetchall refuses a
+    statement without rows: that refusal is expected."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
+    try:
+        sor._query("ANALYZE")  # pylint: disable=protected-access
+    except BackendUnavailable as exc:
+        if "didn't produce records" not in str(exc):
+            raise
+
+
 class Session(object):
     """One client: a keep-alive HTTP/1.1 connection with the session cookie."""
 
@@ -207,7 +218,7 @@ def main():
         print("generated in %.0f s (%.0f change events/s through SystemOfRecord.append)" % (took, args.events / took))
     sor = open_system_of_record(config_of(env))
     if args.backend == "postgresql":
-        sor._query("ANALYZE")  # pylint: disable=protected-access  # fresh statistics for the planner
+        analyze(sor)
     rng = random.Random(args.seed)
     measured, total = scenarios(sor, rng)
     print("list total: %d changes shown by default" % total)
