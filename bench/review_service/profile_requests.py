@@ -162,8 +162,8 @@ def main():
             parts = [(value * 1000 / args.requests, key) for key, value in meter.totals.items()]
             parts.append((wall - accounted, "framework (routing, dependencies, thread hops, middleware)"))
             for value, key in sorted(parts, reverse=True):
-                print("  %7.3f ms  %5.1f/req  %s" % (value, meter.counts.get(key, args.requests) / float(args.requests),
-                                                    key))
+                per_request = meter.counts.get(key, args.requests) / float(args.requests)
+                print("  %7.3f ms  %5.1f/req  %s" % (value, per_request, key))
             slow = sorted(meter.slowest.items(), key=lambda item: -meter.totals[item[0]])[:args.plans]
             probe = store.get()
             for key, (_elapsed, statement, params) in slow:
