@@ -96,6 +96,17 @@ def generate(env, events, seed, batch_runs=20, host_pool=2000):
         sor.close()
 
 
+def analyze(sor):
+    """Fresh statistics for PostgreSQL's planner. ANALYZE runs (autocommit), then the read's fetchall refuses a
+    statement without rows: that refusal is expected."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
+    try:
+        sor._query("ANALYZE")  # pylint: disable=protected-access
+    except BackendUnavailable as exc:
+        if "didn't produce records" not in str(exc):
+            raise
+
+
 class Session(object):
     """One client: a keep-alive HTTP/1.1 connection with the session cookie."""
 
@@ -175,8 +186,8 @@ def measure(base, cookies, name, make_path, clients, duration):
         return latencies[min(len(latencies) - 1, int(round(p / 100.0 * (len(latencies) - 1))))] if latencies else 0
 
     p95 = pct(95)
-    print("%-48s %7d req %4d err  p50 %6.1f  p95 %6.1f  p99 %6.1f ms  %6.1f req/s  %s" % (
-        name, len(latencies), len(errors), pct(50), p95, pct(99), len(latencies) / wall,
+    print("%-48s %7d req %4d err  p50 %6.1f  p95 %6.1f  p99 %6.1f ms  %6.1f req/s  load %4.1f  %s" % (
+        name, len(latencies), len(errors), pct(50), p95, pct(99), len(latencies) / wall, os.getloadavg()[0],
         "ok" if p95 <= TARGET_P95_MS and not errors else "MISSES p95 <= %d ms" % TARGET_P95_MS
         if not errors else "ERRORS"), flush=True)
     for error in errors[:5]:
@@ -195,6 +206,7 @@ def main():
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per scenario")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="handler threads per worker")
+    parser.add_argument("--only", action="append", help="run only the scenarios whose name has this (repeatable)")
     args = parser.parse_args()
     if args.backend == "postgresql" and not args.dsn:
         parser.error("--backend postgresql needs --dsn")
@@ -206,7 +218,7 @@ def main():
         print("generated in %.0f s (%.0f change events/s through SystemOfRecord.append)" % (took, args.events / took))
     sor = open_system_of_record(config_of(env))
     if args.backend == "postgresql":
-        sor._query("ANALYZE")  # pylint: disable=protected-access  # fresh statistics for the planner
+        analyze(sor)
     rng = random.Random(args.seed)
     measured, total = scenarios(sor, rng)
     print("list total: %d changes shown by default" % total)
@@ -229,8 +241,9 @@ def main():
     process.start(timeout=300)
     try:
         client = signed_in(process.base, *ADMIN)
+        print("load average %.1f %.1f %.1f (other processes on the machine count too)" % os.getloadavg(), flush=True)
         results = [measure(process.base, client.cookies, name, make_path, args.clients, args.duration)
-                   for name, make_path in measured]
+                   for name, make_path in measured if not args.only or any(part in name for part in args.only)]
     finally:
         process.stop()
     missed = [result["name"] for result in results if result["p95"] > TARGET_P95_MS or result["errors"]]

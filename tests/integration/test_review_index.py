@@ -188,3 +188,55 @@ def test_search_words_beside_a_filter_are_checked_on_the_list_row(sor, backend):
             words = set(word for value in values for word in change_index.words(value))
             has = all(any(word.startswith(term) for word in words) for term in terms)
             assert has == (row["run_id"] in [r["run_id"] for r in rows]), (filters, row["run_id"])
+
+
+def test_cached_totals_and_counts_are_those_of_the_record_as_it_stands(sor, monkeypatch):
+    """Each process keeps a list's total and facet counts for the ledger's head (review_queries._summary): they
+    must equal a fresh count for every list, and a new run, a review (both ledger entries) must show at once."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import review_queries
+
+    run_ids = fill_synthetic_ledger(sor, 60, hosts_per_run=2, host_pool=8)
+    host = sor.list_change_events({}, limit=1)["rows"][0]["hosts"][0]
+    cases = [{}, {"all": True}, {"outcome": "failed"}, {"q": "deploy web"}, {"host": host, "outcome": "successful"},
+             {"category": "unauthorised", "ack": "unacknowledged"}]
+
+    def summaries():
+        found = []
+        for filters in cases:
+            first = sor.list_change_events(filters, limit=5, counts=True)
+            deeper = sor.list_change_events(filters, limit=5, before=first["older"], counts=True) \
+                if first["older"] is not None else first
+            assert (deeper["total"], deeper["counts"]) == (first["total"], first["counts"]), filters
+            # a search or several filters count total and facets in one pass over the matches: the same as the
+            # total alone and the facet counts alone
+            alone = sor.list_change_events(filters, limit=5)
+            assert (first["total"], first["total_exact"]) == (alone["total"], alone["total_exact"]), filters
+            assert first["counts"] == sor.change_event_facet_counts(filters), filters
+            found.append((first["total"], first["total_exact"], first["counts"]))
+        return found
+
+    def fresh():
+        monkeypatch.setattr(review_queries, "SUMMARY_CACHE_SIZE", 0)
+        try:
+            return summaries()
+        finally:
+            monkeypatch.undo()
+
+    review_queries._SUMMARIES.clear()  # pylint: disable=protected-access
+    assert summaries() == fresh()
+    assert summaries() == fresh()  # (the second time from the cache)
+    before = summaries()
+    # a new run: the head moves, every list is counted again
+    _run_id, entries = synthetic_run(60, datetime.datetime(2026, 3, 1, tzinfo=datetime.timezone.utc),
+                                     random.Random(3), [host], KIND_CYCLE[0], "production")
+    sor.append(entries)
+    after = summaries()
+    assert after == fresh() and after[1][0] == before[1][0] + 1
+    # a review sign-off changes a review count of a past day
+    awaiting = sor.list_change_events({"review": "awaiting"}, limit=1)["rows"][0]["run_id"]
+    accepted = sor.change_event_facet_counts({})["review"].get("accepted", 0)
+    sor.append([Entry("run.reviewed", awaiting, {"run_id": awaiting, "reviewer": "rita", "outcome": "accepted",
+                                                 "comment": ""})])
+    assert sor.list_change_events({}, limit=1, counts=True)["counts"]["review"]["accepted"] == accepted + 1
+    assert summaries() == fresh()
+    assert run_ids

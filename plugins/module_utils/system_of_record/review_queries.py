@@ -24,8 +24,10 @@ sign-in failures and tokens are ledger entries (``change_index.py`` projects the
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
+import threading
 
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
@@ -38,6 +40,8 @@ FTS_PREFIX = 6
 ESTIMATE_LIMIT = 500
 #: the deepest plain offset a page may ask for: deeper pages follow a cursor (or narrow the time range)
 MAX_OFFSET = 10000
+#: lists whose total and facet counts each process keeps for the ledger's current head (0: none kept)
+SUMMARY_CACHE_SIZE = 512
 #: facets whose counts the list shows beside its filters
 COUNTED_FACETS = change_index.COUNTED_FACETS
 #: orders a list may be sorted in (the API's names -> ``change_list`` columns), each walked along an index
@@ -48,6 +52,11 @@ LIST_COLUMNS = ("run_id", "started_at", "ended_at", "status", "dry_run", "user_n
 #: above any character of a value: ``word`` to ``word + _TOP`` is every value starting with ``word``
 _TOP = "\U0010ffff"
 _ALL_KEYS = (change_index.KEY_MIN, change_index.KEY_MAX)
+#: the ``change_list`` columns facet counts over matches are grouped by
+_GROUPED = ("outcome", "review", "ack", "categories", "environments", "services")
+#: (describe(), filters) -> ((head seq, head hash), summary): see ``ReviewQueries._summary``
+_SUMMARIES = collections.OrderedDict()
+_SUMMARIES_LOCK = threading.Lock()
 
 
 class _Condition(object):
@@ -250,11 +259,89 @@ class ReviewQueries(object):
         if walked_up == descending and SORT_COLUMNS.get(sort or "started_at") == "list_key":
             keys.reverse()
         page["rows"] = self._list_rows(keys)
-        total, exact = self._total(filters, driver, probes, estimates)
+        summary = self._summary(filters)
+        if "total" not in summary and counts and self._counted_by_matching(filters):
+            # one pass over the matches (up to COUNT_LIMIT + 1) gives both the total and the facet counts: a search
+            # walked its free-text matches twice, once to count them and once to group them
+            total, exact, grouped = self._matching_summary(filters, driver, probes)
+            summary.update(total=(total, exact), counts=grouped)
+        if "total" not in summary:
+            summary["total"] = self._total(filters, driver, probes, estimates)
+        total, exact = summary["total"]
         page.update(total=total, total_exact=exact)
         if counts:
-            page["counts"] = self._facet_counts(filters, driver, probes, (total, exact))
+            if "counts" not in summary:
+                summary["counts"] = self._facet_counts(filters, driver, probes, (total, exact))
+            page["counts"] = summary["counts"]
         return page
+
+    def _summary(self, filters):
+        """The cached total and facet counts of a list (``{"total": (n, exact), "counts": ...}``, filled by the
+        caller as it computes them) for the record as it stands: keyed by the filters and the ledger's head.
+
+        Every query table is a projection of the ledger written in the same transaction as the entries it
+        derives from, so while the head (its seq and hash) stays the same, so do a list's total and counts;
+        the first request after an append computes them again. The page's rows are always read. Deep pages of
+        one list share the first page's summary, and counting is what a broad list or a search costs most
+        (the per-day sums of every facet, or the matches of a search counted up to :data:`COUNT_LIMIT`).
+        """
+        if SUMMARY_CACHE_SIZE <= 0:
+            return {}
+        key = (self.describe(), tuple(sorted((name, value) for name, value in filters.items()
+                                             if value not in (None, "", False))))
+        head = self.head()
+        with _SUMMARIES_LOCK:
+            cached = _SUMMARIES.get(key)
+            if cached is not None and cached[0] == head:
+                _SUMMARIES.move_to_end(key)
+                return cached[1]
+            summary = {}
+            _SUMMARIES[key] = (head, summary)
+            while len(_SUMMARIES) > SUMMARY_CACHE_SIZE:
+                _SUMMARIES.popitem(last=False)
+        return summary
+
+    def _counted_by_matching(self, filters):
+        """True when a list's total is counted over its matches (several filters, or a search), not summed from
+        the per-day counts (no filter, or one counted facet) or the running changes."""
+        conditions = self._conditions(filters)
+        if not conditions:
+            return False
+        if len(conditions) == 1 and (conditions[0].kind == "running" or (
+                conditions[0].kind == "facet" and conditions[0].facet in COUNTED_FACETS)):
+            return False
+        return True
+
+    def _matching_summary(self, filters, driver, probes):
+        """``(total, exact, counts)`` of a list counted over its matches, in one pass: the matches' value
+        combinations grouped, up to ``COUNT_LIMIT + 1`` matches (beyond: ``(COUNT_LIMIT, False, None)``, as
+        :meth:`_total` and :meth:`_facet_counts` say)."""
+        low, high = self._key_range(filters)
+        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
+        rows = self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s LIMIT %d) GROUP BY %s" % (
+            ", ".join("c." + column for column in _GROUPED), matching, COUNT_LIMIT + 1,
+            ", ".join("c." + column for column in _GROUPED)), tuple(params))
+        total = sum(int(row[-1]) for row in rows)
+        if total > COUNT_LIMIT:
+            return COUNT_LIMIT, False, None
+        counts = dict((facet, {}) for facet in COUNTED_FACETS)
+        self._tally(counts, rows)
+        return total, True, counts
+
+    @staticmethod
+    def _tally(counts, rows):
+        """Add grouped ``change_list`` rows (the :data:`_GROUPED` columns and a count) to ``counts``."""
+        for row in rows:
+            number = int(row[-1])
+            values = dict(zip(_GROUPED, row[:-1]))
+            for facet, column in (("outcome", "outcome"), ("review", "review"), ("ack", "ack")):
+                if values[column]:
+                    counts[facet][values[column]] = counts[facet].get(values[column], 0) + number
+            for facet, column in (("category", "categories"), ("environment", "environments"),
+                                  ("service", "services")):
+                for value in (values[column] or "").split(" "):
+                    if value:
+                        counts[facet][value] = counts[facet].get(value, 0) + number
 
     def _total(self, filters, driver, probes, estimates):
         facets = list(self._conditions(filters))
@@ -365,20 +452,9 @@ class ReviewQueries(object):
         low, high = self._key_range(filters)
         matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
         # the combinations of the matching events' values, then each value's share (a few dozen groups)
-        columns = ("outcome", "review", "ack", "categories", "environments", "services")
-        for row in self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s) GROUP BY %s" % (
-                ", ".join("c." + column for column in columns), matching, ", ".join("c." + c for c in columns)),
-                tuple(params)):
-            number = int(row[-1])
-            values = dict(zip(columns, row[:-1]))
-            for facet, column in (("outcome", "outcome"), ("review", "review"), ("ack", "ack")):
-                if values[column]:
-                    counts[facet][values[column]] = counts[facet].get(values[column], 0) + number
-            for facet, column in (("category", "categories"), ("environment", "environments"),
-                                  ("service", "services")):
-                for value in (values[column] or "").split(" "):
-                    if value:
-                        counts[facet][value] = counts[facet].get(value, 0) + number
+        self._tally(counts, self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s) GROUP BY %s" % (
+            ", ".join("c." + column for column in _GROUPED), matching, ", ".join("c." + c for c in _GROUPED)),
+            tuple(params)))
         return counts
 
     def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
