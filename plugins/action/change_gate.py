@@ -75,7 +75,7 @@ def run_process_check(event):
 class InventoryGroups(object):
     """The play's inventory groups (``groups`` of the task variables) as the change context reads them: which
     groups hold at least one host of the batch. Asked per group (a set test over its members, in C), not per
-    host: a 10,000-host play needs no host -> groups map. ``get(host)`` answers per host for callers that ask."""
+    host: a 10,000-host play needs no host -> groups map."""
 
     def __init__(self, groups):
         self._groups = groups or {}
@@ -83,15 +83,6 @@ class InventoryGroups(object):
     def groups_holding(self, hosts):
         wanted = hosts if isinstance(hosts, (set, frozenset)) else set(hosts)
         return [group for group, members in self._groups.items() if members and not wanted.isdisjoint(members)]
-
-    def get(self, host, default=None):
-        found = [group for group, members in self._groups.items() if host in (members or ())]
-        return found or default
-
-
-def _host_groups(hosts, task_vars):
-    del hosts
-    return InventoryGroups(task_vars.get("groups"))
 
 
 class ActionModule(SystemOfRecordAction):
@@ -107,13 +98,19 @@ class ActionModule(SystemOfRecordAction):
         # millions of objects). A full collection of the cyclic GC, which the gate's own allocations trigger,
         # walked all of them and wrote to their pages (copy-on-write): most of the gate task's wall time in
         # bench/gate_task. Frozen, the inherited objects are left out of every collection; they are neither
-        # garbage of this task nor freed by it. Unfrozen after, so a process that runs actions in-process is
-        # left as it was.
+        # garbage of this task nor freed by it. And no collection runs while the gate does: what it allocates
+        # (tens of thousands of rows and documents) is freed by reference counting, and collecting it young
+        # dozens of times found nothing. Both undone after, so a process that runs actions in-process is left
+        # as it was.
+        collecting = gc.isenabled()
+        gc.disable()
         gc.freeze()
         try:
             return self._run(tmp, task_vars)
         finally:
             gc.unfreeze()
+            if collecting:
+                gc.enable()
 
     def _run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
@@ -172,7 +169,7 @@ class ActionModule(SystemOfRecordAction):
                 host=task_vars.get("inventory_hostname"), task_vars=task_vars, play=play_obj, task=self._task,
                 warn=self._display.warning, display=self._display, policy_path=runner_policy)
             outcome = change_gate.run_gate(
-                context, choice.in_force.policy, play, hosts, _host_groups(hosts, task_vars), play_id,
+                context, choice.in_force.policy, play, hosts, InventoryGroups(task_vars.get("groups")), play_id,
                 self._task._uuid, now_func=self._now, progress=self._display.display, policy_choice=choice,
                 process_check=run_process_check)
         except ChangeopsError as exc:
