@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import itertools
 import time
 import uuid
 
@@ -97,6 +98,18 @@ def _ci_doc(name, ci, services):
             "services": services, "status": ci.get("status")}
 
 
+def groups_holding(hosts, host_groups):
+    """The set of groups holding at least one of ``hosts``: ``host_groups`` is ``{host: [group, ...]}``, or an
+    object answering ``groups_holding(hosts)`` per group (the action plugin's ``InventoryGroups``)."""
+    per_group = getattr(host_groups, "groups_holding", None)
+    if per_group is not None:
+        return set(per_group(hosts))
+    groups = set()
+    for host in hosts:
+        groups.update(host_groups.get(host, ()))
+    return groups
+
+
 def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     """The document that template conditions (JMESPath) are evaluated against.
 
@@ -109,37 +122,43 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     delegate to as well: the play changes them too, so environment limits and
     freezes must see them.
     """
-    # One pass over the hosts with as little work per host as possible: this
-    # loop is the whole cost of the gate for a play of thousands of hosts.
+    # One pass over the hosts with as little work per host as possible: this loop is the whole cost of the
+    # context for a play of thousands of hosts. The aggregates are taken from the documents after it, each
+    # in one C-level pass.
     by_name = {ci["name"]: ci for ci in reversed(cis) if ci.get("name")}
     ci_docs = []
+    add_doc = ci_docs.append
     hosts_without_ci = []
     hosts_without_environment = []
-    environments, classes, services = set(), set(), set()
     for host in hosts:
         ci = by_name.get(host)
         if ci is None:
             hosts_without_ci.append(host)
             hosts_without_environment.append(host)
             continue
-        environment = ci.get("environment")
-        ci_class = ci.get("class")
+        get = ci.get
         # the list as stored, not a normalised copy: normalising per host doubled the cost of
         # this loop; odd values (one string, numbers, nulls) are normalised below
-        ci_services = (ci.get("attributes") or _NO_ATTRIBUTES).get("services")
+        ci_services = (get("attributes") or _NO_ATTRIBUTES).get("services")
         if ci_services.__class__ is not list:
             ci_services = ci_service_names(ci)
-        try:
-            services.update(ci_services)
-        except TypeError:  # an unhashable item: normalise this CI now
-            ci_services = ci_service_names(ci)
-            services.update(ci_services)
-        ci_docs.append(_ci_doc(host, ci, ci_services))
-        if environment:
-            environments.add(environment)
-        else:
+        environment = get("environment")
+        add_doc({"name": host, "ci_id": get("ci_id"), "environment": environment, "class": get("class"),
+                 "services": ci_services, "status": get("status")})
+        if not environment:
             hosts_without_environment.append(host)
-        classes.add(ci_class)
+    environments = set(doc["environment"] for doc in ci_docs if doc["environment"])
+    classes = set(doc["class"] for doc in ci_docs)
+    try:
+        services = set(itertools.chain.from_iterable([doc["services"] for doc in ci_docs]))
+    except TypeError:  # an unhashable item: normalise those CIs' lists, one by one as they come
+        services = set()
+        for doc in ci_docs:
+            try:
+                services.update(doc["services"])
+            except TypeError:
+                doc["services"] = ci_service_names(by_name[doc["name"]])
+                services.update(doc["services"])
     classes.discard(None)
     if any(name.__class__ is not str or not name.strip() for name in services):
         # rare: some CI lists a number or a null; redo the (few) documents with normalised names
@@ -164,9 +183,7 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     outside_play = play.get("delegated_outside_play")
     if outside_play is None:
         outside_play = [host for host in play.get("delegated_hosts") or () if host not in targeted]
-    groups = set()
-    for host in hosts:
-        groups.update(host_groups.get(host, ()))
+    groups = groups_holding(hosts, host_groups)
     groups.discard("all")
     groups.discard("ungrouped")
     local_now = now.astimezone(datetime.timezone.utc)

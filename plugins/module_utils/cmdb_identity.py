@@ -297,15 +297,22 @@ def find_host_cis(sor, names):
     wanted = sorted(set(name for name in names if name))
     if not wanted:
         return {}
-    candidates = {}
-    for ci in sor.find_cis(names=wanted):
-        candidates.setdefault(ci["name"], []).append(ci)
+    # a name with one CI (nearly every name) is that CI's, whatever its class: only names several CIs share
+    # are grouped and decided below (a play of 10,000 hosts makes no list per name)
     found = {}
-    for name, cis in candidates.items():
+    shared = {}
+    for ci in sor.find_cis(names=wanted):
+        name = ci["name"]
+        first = found.setdefault(name, ci)
+        if first is not ci:
+            shared.setdefault(name, [first]).append(ci)
+    for name, cis in shared.items():
         hosts = [ci for ci in cis if ci.get("class") in HOST_CLASSES]
-        if len(hosts) == 1 or (not hosts and len(cis) == 1):
-            found[name] = (hosts or cis)[0]
+        if len(hosts) == 1:
+            found[name] = hosts[0]
         elif len(hosts) > 1:
             owner = sor.find_ci_by_identity("name", name_identity("server", name))
             found[name] = next((ci for ci in hosts if ci["ci_id"] == owner), hosts[0])
+        else:
+            del found[name]  # several CIs of other classes share the name: none is the host's
     return found

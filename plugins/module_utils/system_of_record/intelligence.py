@@ -66,6 +66,10 @@ def _marks(values):
     return ", ".join("?" * len(values))
 
 
+def _by_name(ci):
+    return (ci["name"] or "", ci["ci_id"])
+
+
 # --------------------------------------------------------------------------
 # projectors (they follow the main projector of their entry kind)
 # --------------------------------------------------------------------------
@@ -218,13 +222,25 @@ def backfill(db, batch=2000):
 class IntelligenceQueries(object):
     """The change intelligence methods of ``SystemOfRecord``, for SQL backends (``self._query``)."""
 
-    #: ids above which a walk's level reads the relationships of the wanted types whole and filters them here:
-    #: a play over most of the estate would otherwise send dozens of IN (...) batches for most of the table
+    #: ids above which a read takes the table whole (of the wanted relationship types or facets) and filters it
+    #: here: fetching rows is what costs, and a play over most of the estate wants most of them anyway
     WHOLE_TABLE_ABOVE = 2000
+
+    #: how a list of values is bound as ONE parameter (``_in_values``): ``json_each`` (SQLite's JSON1 table-valued
+    #: function over a JSON array) or ``any`` (a PostgreSQL array); the backends set it
+    set_parameter = "json_each"
+
+    def _in_values(self, column, values):
+        """``(clause, params)``: ``column`` is one of ``values``, however many, as one query with one bound
+        parameter (no IN list per batch of 500, no whole-table read filtered here): the gate's set-based reads
+        of the CIs and relationships of a play of thousands of hosts."""
+        if self.set_parameter == "any":
+            return "%s = ANY(CAST(? AS TEXT[]))" % column, (list(values),)
+        return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
     def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
-        ``targets`` (both given: either), of one of ``types`` when given; one query per batch of ids.
+        ``targets`` (both given: either), of one of ``types`` when given; one query per direction given.
         ``as_rows``: ``(source, type, target)`` tuples instead of dicts (a graph walk over many CIs)."""
         type_clause, type_params = "", ()
         if types:
@@ -244,53 +260,65 @@ class IntelligenceQueries(object):
                     if row[0] in source_set or row[2] in target_set]
         else:
             for column, values in wanted:
-                for chunk in _batches(values):
-                    rows.extend(self._query("SELECT source, rel_type, target FROM ci_relationships WHERE %s IN (%s)%s"
-                                            % (column, _marks(chunk), type_clause), tuple(chunk) + type_params))
+                if not values:
+                    continue
+                clause, params = self._in_values(column, values)
+                rows.extend(self._query("SELECT source, rel_type, target FROM ci_relationships WHERE %s%s"
+                                        % (clause, type_clause), params + type_params))
             if len(wanted) > 1:
                 rows = list(dict.fromkeys(tuple(row) for row in rows))
         if as_rows:
             return [tuple(row) for row in rows]
         return [{"source": row[0], "type": row[1], "target": row[2]} for row in rows]
 
-    def find_ci_summaries(self, names=None, ci_ids=None):
+    def find_ci_summaries(self, names=None, ci_ids=None, facets=None):
         """CIs named one of ``names`` or with one of ``ci_ids``, without parsing their attribute documents:
         ``{ci_id, name, class, status, environment, attributes}`` where ``attributes`` holds only the facets
-        (``services`` as a list, ``owner``, ``support_group``, ``criticality``). What the gate reads of the CIs
-        of a play of thousands of hosts, ordered by name like ``find_cis``."""
-        rows = []
-        facets = []
-        columns = "ci_id, name, ci_class, status, environment"
-        for column, values in (("name", names), ("ci_id", ci_ids)):
-            if values is None:
-                continue
-            values = list(values)
-            if len(values) > self.WHOLE_TABLE_ABOVE:
-                wanted = set(values)
-                index = 1 if column == "name" else 0
-                rows.extend(row for row in self._query("SELECT %s FROM configuration_items" % columns)
-                            if row[index] in wanted)
-            else:
-                for chunk in _batches(values):
-                    rows.extend(self._query("SELECT %s FROM configuration_items WHERE %s IN (%s)"
-                                            % (columns, column, _marks(chunk)), tuple(chunk)))
+        (``services`` as a list, ``owner``, ``support_group``, ``criticality``; only those of ``facets``, facet
+        names, when given). What the gate reads of the CIs of a play of thousands of hosts, ordered by name like
+        ``find_cis``: one query for the CIs of each kind of key given and one for their facets."""
         found = {}
-        for row in rows:
-            found[row[0]] = {"ci_id": row[0], "name": row[1], "class": row[2], "status": row[3],
-                             "environment": row[4], "attributes": {}}
-        if len(found) > self.WHOLE_TABLE_ABOVE:
-            facets = [row for row in self._query("SELECT ci_id, facet, value FROM ci_facets") if row[0] in found]
-        else:
-            for chunk in _batches(found):
-                facets.extend(self._query("SELECT ci_id, facet, value FROM ci_facets WHERE ci_id IN (%s)"
-                                          % _marks(chunk), tuple(chunk)))
-        for ci_id, facet, value in sorted(facets):
-            attributes = found[ci_id]["attributes"]
-            if facet == "service":
-                attributes.setdefault("services", []).append(value)
+        columns = "SELECT ci_id, name, ci_class, status, environment FROM configuration_items"
+        for column, values in (("name", names), ("ci_id", ci_ids)):
+            if not values:
+                continue
+            if len(values) > self.WHOLE_TABLE_ABOVE:
+                wanted = values if isinstance(values, (set, frozenset, dict)) else set(values)
+                index = 1 if column == "name" else 0
+                rows = [row for row in self._query(columns) if row[index] in wanted]
             else:
-                attributes[FACET_NAMES[facet]] = value
-        return sorted(found.values(), key=lambda ci: (ci["name"] or "", ci["ci_id"]))
+                clause, params = self._in_values(column, values)
+                rows = self._query("%s WHERE %s" % (columns, clause), params)
+            for ci_id, name, ci_class, status, environment in rows:
+                found[ci_id] = {"ci_id": ci_id, "name": name, "class": ci_class, "status": status,
+                                "environment": environment, "attributes": {}}
+        if found:
+            facet_clause, facet_params = "", ()
+            if facets is not None:
+                facet_clause = " AND facet IN (%s)" % _marks(facets)
+                facet_params = tuple(facets)
+            if len(found) > self.WHOLE_TABLE_ABOVE:
+                rows = [row for row in self._query("SELECT ci_id, facet, value FROM ci_facets WHERE 1 = 1%s"
+                                                   % facet_clause, facet_params) if row[0] in found]
+            else:
+                clause, params = self._in_values("ci_id", found)
+                rows = self._query("SELECT ci_id, facet, value FROM ci_facets WHERE %s%s" % (clause, facet_clause),
+                                   params + facet_params)
+            listed = []
+            for ci_id, facet, value in rows:
+                attributes = found[ci_id]["attributes"]
+                if facet == "service":
+                    services = attributes.get("services")
+                    if services is None:
+                        attributes["services"] = [value]
+                    else:
+                        services.append(value)
+                        listed.append(services)
+                else:
+                    attributes[FACET_NAMES[facet]] = value
+            for services in listed:
+                services.sort()  # in value order, whatever order the backend returned them in
+        return sorted(found.values(), key=_by_name)
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
         """Changes of CIs (``ci.changed_by_run``): ``{ci_id, run_id, host, started_at}``, newest first; only

@@ -217,6 +217,8 @@ class _ConnectionLost(BackendUnavailable):
 class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     backend_name = "postgresql"
     placeholder = "%s"
+    #: a list of values is bound as one array parameter (``intelligence.IntelligenceQueries._in_values``)
+    set_parameter = "any"
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"

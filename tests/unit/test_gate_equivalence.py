@@ -1,0 +1,238 @@
+# -*- coding: utf-8 -*-
+"""The gate's fast paths decide exactly as the paths they replaced, on both backends.
+
+The gate-speed work (bench/gate_task) changed how the gate reads and assembles what it decides on: one
+set-based read per kind of the play's host CIs (only their service facet) and of the relationships a blast
+radius walks, host CIs grouped only for names several CIs share, inventory groups found per group instead of
+a host -> groups map, and one lean pass per host for the change context. Here a seeded estate with every
+case those paths distinguish (a host CI sharing its name with an application CI, two host CIs sharing a name
+and the identity that settles it, a name only applications carry, hosts missing from the CMDB or without an
+environment, services listed out of order, a cyclic dependency graph, change requests overlapping now, a
+run in progress and a stale one, a maintenance window on a group) goes through ``change_gate.run_gate``
+twice: once as the gate now runs, once through the reference of main (``support/gate_reference.py``, over
+the interface's generic reads of whole CI documents), and the decisions must be identical: allowed or
+not, type, reasons, rule ids, collisions, blast radius and the recorded context.
+"""
+
+from __future__ import annotations
+
+import datetime
+import types
+import uuid
+
+import pytest
+
+from support import gate_reference
+
+from ansible_collections.changeops.itsm.plugins.action.change_gate import InventoryGroups
+from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy, cmdb_identity
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import base, intelligence as queries
+
+NOW = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+HOSTS = ["h%02d" % number for number in range(40)] + ["orphan01", "nowhere01"]
+ENVIRONMENTS = ["test", "staging", "production", None]
+CRITICALITIES = ["1", "high", "3 - moderate", "low", "2"]
+GROUPS = {"all": HOSTS, "ungrouped": ["nowhere01"], "web": HOSTS[:20], "db": HOSTS[20:40], "dc0": HOSTS[:40:3],
+          "elsewhere": ["not-in-play"]}
+
+POLICY = {
+    "collisions": {"running_runs": {"standard": "deny", "normal": "warn", "emergency": "allow"},
+                   "change_requests": "warn", "maintenance_windows": {"standard": "deny", "normal": "warn"}},
+    "blast_radius": {"max_depth": 3, "max_items": 10},
+    "maintenance_windows": [
+        {"name": "backups", "owner": "backup-team", "cron": "0 0 * * *", "timezone": "UTC", "duration": "24h",
+         "groups": ["dc0"]},
+        {"name": "batch", "owner": "data-team", "cron": "0 0 * * *", "timezone": "UTC", "duration": "24h",
+         "services": ["app-02"]},
+        {"name": "elsewhere", "owner": "nobody", "cron": "0 0 * * *", "timezone": "UTC", "duration": "24h",
+         "groups": ["elsewhere"]},
+    ],
+    "templates": [
+        {"name": "routine", "conditions": ["contains(tags, 'routine')", "blast_radius.service_count < `100`"],
+         "max_hosts": 100, "environments": ["test", "staging"]},
+        {"name": "few-production", "conditions": ["length(cis[?environment=='production']) < `50`",
+                                                  "contains(groups, 'web')"]},
+        {"name": "critical-only", "conditions": ["blast_radius.highest_criticality == `1`",
+                                                 "contains(services, 'shop')"]},
+    ],
+}
+
+
+def ci_entry(ci_id, name, identities=None, **attributes):
+    attributes = dict(attributes, name=name)
+    return Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": identities or {}, "attributes": attributes})
+
+
+def seed(sor):
+    entries = []
+    for number, host in enumerate(HOSTS[:40]):
+        attributes = {"class": "server", "status": "operational", "support_group": "team-%d" % (number % 3)}
+        if ENVIRONMENTS[number % 4]:
+            attributes["environment"] = ENVIRONMENTS[number % 4]
+        if number % 3 == 0:
+            attributes["services"] = ["blog", "shop"]  # as main's facets list them: by name
+        elif number % 3 == 1:
+            attributes["services"] = ["shop"]
+        entries.append(ci_entry("ci-%s" % host, host, **attributes))
+    # an application named like a host: never the host's CI
+    entries.append(ci_entry("ci-app-h05", "h05", **{"class": "application", "criticality": "1"}))
+    # two host CIs share a name: the one holding the host/<name> identity is the host's
+    entries.append(ci_entry("ci-vm-h07", "h07", identities={"name": "host/h07"},
+                            **{"class": "virtual_machine", "environment": "production", "services": ["vm-svc"]}))
+    # a name only applications carry: no CI for that host
+    entries.append(ci_entry("ci-orphan-a", "orphan01", **{"class": "application"}))
+    entries.append(ci_entry("ci-orphan-b", "orphan01", **{"class": "service"}))
+    for number in range(15):
+        app = "ci-app-%02d" % number
+        entries.append(ci_entry(app, "app-%02d" % number, **{
+            "class": "application", "environment": ENVIRONMENTS[number % 3],
+            "criticality": CRITICALITIES[number % len(CRITICALITIES)], "owner": "owner-%d" % (number % 4)}))
+    sor.append(entries)
+    entries = []
+    for number in range(15):
+        app = "ci-app-%02d" % number
+        for host in HOSTS[:40][(number * 3) % 40:(number * 3) % 40 + 3]:
+            entries.append(Entry("ci.relationship_added", app, {"source": app, "type": "runs_on",
+                                                                "target": "ci-%s" % host}))
+        # a cycle through every application, and a chain deeper than max_depth
+        entries.append(Entry("ci.relationship_added", app, {"source": app, "type": "depends_on",
+                                                            "target": "ci-app-%02d" % ((number + 1) % 15)}))
+    entries.append(Entry("ci.relationship_added", "ci-app-h05", {"source": "ci-app-h05", "type": "runs_on",
+                                                                 "target": "ci-h06"}))
+    sor.append(entries)
+
+    def request(number, affected, start, end, approval="approved", state="scheduled"):
+        record = {"number": number, "state": state, "type": "normal", "approval": approval,
+                  "short_description": "change %s" % number, "requested_by": "team-%s" % number[-1],
+                  "planned_start": format_time(start), "planned_end": format_time(end), "timezone": "UTC",
+                  "affected_cis": affected, "approvals": []}
+        return Entry("change_request.created", number, {"record": record, "base_version": 0})
+
+    hour = datetime.timedelta(hours=1)
+    sor.append([
+        request("CHG0000001", ["h01", "h02", "h30"], NOW - hour, NOW + hour),
+        request("CHG0000002", ["app-03"], NOW - hour, NOW + hour),
+        request("CHG0000003", ["h01"], NOW - hour, NOW + hour, approval="requested", state="authorise"),
+        request("CHG0000004", ["h01"], NOW + 24 * hour, NOW + 26 * hour),
+        request("CHG0000009", HOSTS[:39], NOW - hour, NOW + 2 * hour),
+    ])
+    recent, stale = format_time(NOW - datetime.timedelta(minutes=1)), format_time(NOW - datetime.timedelta(days=2))
+    for run_id, at, hosts in (("other-live", recent, ["h03", "h04", "zz"]), ("other-stale", stale, ["h05"])):
+        sor.append([Entry("run.started", run_id, {"run_id": run_id, "started_at": at, "controller": "elsewhere",
+                                                  "user": "ops", "pid": 1, "playbooks": ["other.yml"]}, at=at),
+                    Entry("run.play", run_id, {"run_id": run_id, "play_id": "p", "hosts": hosts}, at=at)])
+
+
+class _GenericReads(object):
+    """The SQL backend with the interface's generic CI and relationship reads, as main's reference."""
+
+    def __init__(self, sor):
+        self._sor = sor
+        self.find_ci_summaries = types.MethodType(base.SystemOfRecord.find_ci_summaries, sor)
+        self.find_relationships = types.MethodType(base.SystemOfRecord.find_relationships, sor)
+
+    def __getattr__(self, name):
+        return getattr(self._sor, name)
+
+
+class _MainCiSummaries(intelligence.CiSummaries):
+    FACETS = None  # main read every facet of a host's CI
+
+
+def gate(sor, params, tags, reference):
+    full = dict((name, option.get("default")) for name, option in change_gate.CHANGE_GATE_SPEC.items())
+    full.update(fail_on_deny=False, **params)
+    reads = _GenericReads(sor) if reference else sor
+    ctx = OperationContext(reads, full, run_id="run-eq", actor="ops@controller")
+    play = {"name": "fleet", "tags": list(tags), "playbook_name": "site.yml", "modules": ["ansible.builtin.apt"],
+            "delegated_hosts": ["h39", "orphan01", "outside01"], "delegated_outside_play": ["outside01"],
+            "play_host_count": len(HOSTS)}
+    groups = (gate_reference.host_groups(HOSTS, {"groups": GROUPS}) if reference
+              else InventoryGroups(GROUPS))
+    policy = change_policy.parse_policy(POLICY, "policy.yml")
+    result = change_gate.run_gate(ctx, policy, play, HOSTS, groups, "play-1", uuid.uuid4().hex,
+                                  now_func=lambda: NOW, progress=lambda message: None)
+    decision = dict(result["decision"])
+    decision.pop("decision_id")
+    return decision
+
+
+SCENARIOS = [
+    pytest.param({}, ["routine"], id="standard"),
+    pytest.param({}, ["other"], id="no-template"),
+    pytest.param({"change_request": "CHG0000009"}, [], id="change-request"),
+    pytest.param({"emergency": True, "justification": "the database is down for everyone"}, [], id="emergency"),
+]
+
+
+@pytest.mark.parametrize("whole_table_above", [2000, 4])
+@pytest.mark.parametrize("params,tags", SCENARIOS)
+def test_the_gate_decides_as_main_did(open_sor, monkeypatch, params, tags, whole_table_above):
+    # 2000: the set-parameter reads (one bound list); 4: the whole-table reads a play over most of the estate takes
+    monkeypatch.setattr(queries.IntelligenceQueries, "WHOLE_TABLE_ABOVE", whole_table_above)
+    sor = open_sor()
+    seed(sor)
+    now_path = gate(sor, params, tags, reference=False)
+    with monkeypatch.context() as reference:
+        reference.setattr(change_gate, "find_host_cis", gate_reference.find_host_cis)
+        reference.setattr(change_gate, "build_change_context", gate_reference.build_change_context)
+        reference.setattr(intelligence, "CiSummaries", _MainCiSummaries)
+        main_path = gate(sor, params, tags, reference=True)
+    assert now_path == main_path
+    # not a vacuous comparison: the estate gives the gate something to find
+    assert now_path["blast_radius"]["service_count"] > 0 and now_path["blast_radius"]["truncated"] is True
+    assert {item["kind"] for item in now_path["collisions"]} == {"running_run", "change_request",
+                                                                 "maintenance_window"}
+    assert "orphan01" in now_path["context"]["hosts_without_ci"]
+    if not params:
+        assert now_path["allowed"] is False and now_path["reasons"]
+
+
+def test_the_reads_and_the_context_agree_with_main(open_sor, monkeypatch):
+    sor = open_sor()
+    seed(sor)
+    generic = _GenericReads(sor)
+    for threshold in (2000, 4):
+        monkeypatch.setattr(queries.IntelligenceQueries, "WHOLE_TABLE_ABOVE", threshold)
+        ids = sorted(ci["ci_id"] for ci in sor.find_ci_summaries(names=HOSTS + ["app-03", "app-04"]))
+        assert sor.find_ci_summaries(names=HOSTS, ci_ids=["ci-app-01"]) == generic.find_ci_summaries(
+            names=HOSTS, ci_ids=["ci-app-01"])
+        assert sor.find_ci_summaries(ci_ids=ids, facets=("service",)) == generic.find_ci_summaries(
+            ci_ids=ids, facets=("service",))
+        for kwargs in ({"targets": ids}, {"sources": ids[:5]}, {"sources": ids[:3], "targets": ids[3:]},
+                       {"targets": ids, "types": ["runs_on"]}):
+            assert sorted(sor.find_relationships(as_rows=True, **kwargs)) == sorted(
+                generic.find_relationships(as_rows=True, **kwargs))
+        found = cmdb_identity.find_host_cis(intelligence.CiSummaries(sor), HOSTS)
+        main_found = gate_reference.find_host_cis(_MainCiSummaries(generic), HOSTS)
+        assert list(found) == list(main_found)
+        assert {name: ci["ci_id"] for name, ci in found.items()} == {
+            name: ci["ci_id"] for name, ci in main_found.items()}
+        assert found["h05"]["ci_id"] == "ci-h05" and found["h07"]["ci_id"] == "ci-vm-h07" and "orphan01" not in found
+        play = {"name": "fleet", "delegated_hosts": ["h39", "orphan01"]}
+        assert change_gate.build_change_context(
+            play, HOSTS, InventoryGroups(GROUPS), list(found.values()), "ops", False, NOW) == \
+            gate_reference.build_change_context(play, HOSTS, gate_reference.host_groups(HOSTS, {"groups": GROUPS}),
+                                                list(main_found.values()), "ops", False, NOW)
+
+
+@pytest.mark.parametrize("services", [["b", "a", " c "], "one, two", [1, None, "x"], [["nested"], "y"], None, []])
+def test_the_context_normalises_odd_service_lists_as_main_did(services):
+    cis = [{"name": "web01", "ci_id": "c1", "class": "server", "environment": "test", "status": "operational",
+            "attributes": {"services": services}},
+           {"name": "web02", "ci_id": "c2", "class": "server", "environment": "", "attributes": {"services": ["z"]}}]
+    hosts = ["web01", "web02", "web03"]
+    groups = {"all": hosts, "web": ["web01"]}
+
+    def build(module, host_groups):
+        try:
+            return module.build_change_context({"name": "p"}, hosts, host_groups, cis, "ops", False, NOW)
+        except Exception as exc:  # pylint: disable=broad-except
+            return type(exc).__name__, str(exc)
+
+    assert build(change_gate, InventoryGroups(groups)) == build(gate_reference,
+                                                                gate_reference.host_groups(hosts, {"groups": groups}))
