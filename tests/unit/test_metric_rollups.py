@@ -172,7 +172,7 @@ def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
     version = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
     # as a collection before the rollups left it
     with sor._write_transaction() as cursor:
-        for table in ("metric_changes", "metric_days"):
+        for table in ("metric_changes", "metric_days", "metric_ci_labels"):
             cursor.execute("DROP TABLE %s" % table)
         cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)
     sor.close()

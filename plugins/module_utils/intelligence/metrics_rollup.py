@@ -52,15 +52,17 @@ class _Sum(object):
     def add(self, other):
         self.changes += other.changes
         self.deployments += other.deployments
-        self.lead_chunks.extend(other.lead_chunks)
         self.lead.extend(other.lead)
         self.failed.extend(other.failed)
 
-    def figures(self, days):
-        lead = list(self.lead)
+    def parse_leads(self):
+        """The lead times of the rollup rows read into this cell, parsed once (JSON keeps a float exactly)."""
         if self.lead_chunks:
-            lead.extend(json.loads("[%s]" % ",".join(self.lead_chunks)))
-        return metrics.figures(self.changes, self.deployments, lead, self.failed, days)
+            self.lead.extend(json.loads("[%s]" % ",".join(self.lead_chunks)))
+            self.lead_chunks = []
+
+    def figures(self, days):
+        return metrics.figures(self.changes, self.deployments, self.lead, self.failed, days)
 
 
 def _utc_midnight(moment):
@@ -134,6 +136,8 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         cell(*cell_key).add(value)
 
     wanted = {"service": set(services or ()), "environment": set(environments or ()), "team": set(teams or ())}
+    for value in sums.values():
+        value.parse_leads()
     overall, buckets, groups = _Sum(), {}, {}
     label_cache = {}
     for (start, key), value in sums.items():
@@ -262,11 +266,11 @@ def _restore_times(sor, changes, since_text, horizon_text):
     if not ci_ids:
         return
     ends = {}
-    for ci_id, row in sor.find_metric_changes_of_cis(ci_ids, since_text, horizon_text, deployments_only=True):
-        known = changes.get(row["run_id"])
+    for ci_id, run_id, end_us in sor.find_deployment_ends(ci_ids, since_text, horizon_text):
+        known = changes.get(run_id)
         if known is not None and known.failed:
             continue
-        ends.setdefault(ci_id, []).append(row["end_us"])
+        ends.setdefault(ci_id, []).append(end_us)
     for change in failed:
         end = micros(change.end)
         best = None

@@ -563,6 +563,10 @@ class SystemOfRecord(abc.ABC):
         """``(ci_id, change dict)`` for the changes of ``ci_ids`` (``ci.changed_by_run``) started in ``[since, until)``."""
         raise NotImplementedError
 
+    def find_deployment_ends(self, ci_ids, since, until):
+        """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` started in ``[since, until)``."""
+        raise NotImplementedError
+
     def find_emergency_marked(self, since, until, window_us):
         """Run ids of changes in ``[since, until)`` an emergency change of one of their CIs followed within
         ``window_us`` microseconds of their end."""

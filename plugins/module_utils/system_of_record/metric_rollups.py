@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Daily rollups of the DevOps metrics (issue 18): projectors, their backfill and the queries over them.
 
-Two query tables, kept from the ledger like every other one (``projection_check`` replays and compares
+Query tables kept from the ledger like every other one (``projection_check`` replays and compares
 them), let ``intelligence/metrics.py`` read a period's whole days as a few rows per day instead of a row
 per change (the design and why the figures are exact: docs/metrics.md, "Daily rollups"):
 
@@ -17,7 +17,10 @@ per change (the design and why the figures are exact: docs/metrics.md, "Daily ro
 ``metric_days``
     per UTC day and label key, over the changes that did not end failed: how many, how many deployments, and
     every lead time (seconds, a sorted JSON list: medians and percentiles cannot be summed, so the list is
-    kept whole and the percentile computed from it as the raw computation does).
+    kept whole and the percentile computed from it as the raw computation does);
+``metric_ci_labels``
+    what each CI gives the labels of its changes (services, own name, team), so a CI write that changes none of
+    it (most do: every run refreshes host facts) costs one read, not a pass over the CI's changes.
 
 A change that ended failed stays out of ``metric_days``: its CIs can come from the hosts it ran on through
 the CMDB *as it is when asked* (``find_host_cis``), so it is always read row by row (a few per cent of
@@ -82,6 +85,24 @@ def labels_of_key(key):
     return {"service": set(services), "environment": set(environments), "team": set(teams)}
 
 
+def ci_labels(facets, name_and_class):
+    """What one CI gives the labels of a change of it (``metrics._labels``' rules): ``(services, team)`` from its
+    facets (``{facet: [value, ...]}``, values sorted) and ``(name, class)`` (None: no such CI) - the services
+    it lists, its own name when it is not a host, and its support group, else its owner."""
+    services = set(facets.get("service", ()))
+    if name_and_class is not None and name_and_class[1] not in HOST_CLASSES:
+        services.add(name_and_class[0])
+    return services, (facets.get("support_group") or facets.get("owner") or [None])[0]
+
+
+def _fingerprint(facets, name_and_class):
+    services, team = ci_labels(facets, name_and_class)
+    return json.dumps([sorted(services), team], separators=(",", ":"))
+
+
+_NOTHING = _fingerprint({}, None)
+
+
 def member_row(fact, ci_ids, facets, names):
     """The ``metric_changes`` row of a change event, or None when it is not a change.
 
@@ -98,12 +119,8 @@ def member_row(fact, ci_ids, facets, names):
     if not failed:
         services, teams = set(), set()
         for ci_id in ci_ids:
-            own = facets.get(ci_id, {})
-            services.update(own.get("service", ()))
-            name, ci_class = names.get(ci_id, (None, None))
-            if ci_id in names and ci_class not in HOST_CLASSES:
-                services.add(name)
-            team = (own.get("support_group") or own.get("owner") or [None])[0]
+            ci_services, team = ci_labels(facets.get(ci_id, {}), names.get(ci_id))
+            services.update(ci_services)
             if team:
                 teams.add(team)
         environments = set(part for part in (fact.get("environment") or "").split(",") if part)
@@ -148,11 +165,15 @@ def _add_to_day(db, day, key, sign, deployment, lead):
             bisect.insort(leads, lead)
         else:
             leads.pop(bisect.bisect_left(leads, lead))
-    if row is not None:
-        db.execute("DELETE FROM metric_days WHERE day = ? AND label_key = ?", (day, key))
-    if changes:
+    text = json.dumps(leads, separators=(",", ":"))
+    if row is None:
         db.execute("INSERT INTO metric_days (day, label_key, changes, deployments, lead_seconds) VALUES (?, ?, ?, ?, ?)",
-                   (day, key, changes, deployments, json.dumps(leads, separators=(",", ":"))))
+                   (day, key, changes, deployments, text))
+    elif changes:
+        db.execute("UPDATE metric_days SET changes = ?, deployments = ?, lead_seconds = ? WHERE day = ? AND label_key = ?",
+                   (changes, deployments, text, day, key))
+    else:
+        db.execute("DELETE FROM metric_days WHERE day = ? AND label_key = ?", (day, key))
 
 
 def _sync(db, run_id):
@@ -177,8 +198,28 @@ def _run_written(db, entry):
 
 
 def _ci_written(db, entry):
-    # the CI's services, team or name may have changed: its changes may count for other labels now
-    for (run_id,) in db.execute("SELECT run_id FROM ci_changes WHERE ci_id = ?", (entry.data["ci_id"],)).fetchall():
+    """A CI's services, team or name may have changed: its changes then count for other labels. Most CI writes
+    (facts refreshed by every run) change none of that: ``metric_ci_labels`` keeps what each CI gives the labels,
+    and only a change of it re-reads the CI's changes."""
+    ci_id = entry.data["ci_id"]
+    facets = {}
+    for facet, value in db.execute("SELECT facet, value FROM ci_facets WHERE ci_id = ? ORDER BY facet, value",
+                                   (ci_id,)).fetchall():
+        facets.setdefault(facet, []).append(value)
+    row = db.execute("SELECT name, ci_class FROM configuration_items WHERE ci_id = ?", (ci_id,)).fetchone()
+    fingerprint = _fingerprint(facets, tuple(row) if row is not None else None)
+    known = db.execute("SELECT labels FROM metric_ci_labels WHERE ci_id = ?", (ci_id,)).fetchone()
+    # (a CI that does not exist gives nothing, like one without services, team or a name of its own)
+    before = known[0] if known is not None else _NOTHING
+    if row is None:
+        db.execute("DELETE FROM metric_ci_labels WHERE ci_id = ?", (ci_id,))
+    elif known is None:
+        db.execute("INSERT INTO metric_ci_labels (ci_id, labels) VALUES (?, ?)", (ci_id, fingerprint))
+    elif known[0] != fingerprint:
+        db.execute("UPDATE metric_ci_labels SET labels = ? WHERE ci_id = ?", (fingerprint, ci_id))
+    if before == fingerprint:
+        return
+    for (run_id,) in db.execute("SELECT run_id FROM ci_changes WHERE ci_id = ?", (ci_id,)).fetchall():
         _sync(db, run_id)
 
 
@@ -210,6 +251,9 @@ def backfill(db, batch=5000):
         facets.setdefault(ci_id, {}).setdefault(facet, []).append(value)
     names = {ci_id: (name, ci_class) for ci_id, name, ci_class
              in db.execute("SELECT ci_id, name, ci_class FROM configuration_items").fetchall()}
+    for ci_id in sorted(names):
+        db.execute("INSERT INTO metric_ci_labels (ci_id, labels) VALUES (?, ?)",
+                   (ci_id, _fingerprint(facets.get(ci_id, {}), names[ci_id])))
     days = {}
     last = ""
     keys = ("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "environment", "commit_at")
@@ -299,6 +343,17 @@ class MetricRollupQueries(object):
                     " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.started_at >= ? AND m.started_at < ?%s"
                     % (columns, _marks(chunk), extra), tuple(chunk) + (since, since, until)):
                 found.append((row[0], dict(zip(_MEMBER_KEYS, row[1:]))))
+        return found
+
+    def find_deployment_ends(self, ci_ids, since, until):
+        """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` (``ci_changes``) started in ``[since, until)``:
+        what a time to restore looks for."""
+        found = []
+        for chunk in _batches(ci_ids):
+            found.extend(tuple(row) for row in self._query(
+                "SELECT c.ci_id, m.run_id, m.end_us FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
+                " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.deployment = 1 AND m.started_at >= ?"
+                " AND m.started_at < ?" % _marks(chunk), tuple(chunk) + (since, since, until)))
         return found
 
     def find_emergency_marked(self, since, until, window_us):

@@ -56,6 +56,7 @@ PROJECTION_TABLES = collections.OrderedDict([
     # daily metric rollups (metric_rollups.py)
     ("metric_changes", "run_id"),
     ("metric_days", "day"),
+    ("metric_ci_labels", "ci_id"),
 ])
 
 

@@ -493,6 +493,10 @@ MIGRATIONS = [
             lead_seconds TEXT NOT NULL,
             PRIMARY KEY (day, label_key)
         )""",
+        """CREATE TABLE metric_ci_labels (
+            ci_id TEXT PRIMARY KEY,
+            labels TEXT NOT NULL
+        )""",
         BACKFILL_METRIC_ROLLUPS,
     ]),
 ]
