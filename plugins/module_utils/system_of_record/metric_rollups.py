@@ -140,6 +140,11 @@ def _member_from_tables(db, run_id):
         return None
     fact = dict(zip(("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "environment",
                      "commit_at"), row))
+    rules = _rules()
+    if not rules._is_change(dict(fact, dry_run=bool(fact["dry_run"]))):
+        return None  # (a run still running, a dry run, a denied one: nothing to read)
+    if fact["status"] in ("failed", "interrupted"):
+        return member_row(fact, [], {}, {})  # (no label key: see the module docstring)
     ci_ids = [ci_id for (ci_id,) in db.execute("SELECT ci_id FROM ci_changes WHERE run_id = ? ORDER BY ci_id",
                                                (run_id,)).fetchall()]
     facets, names = {}, {}
