@@ -207,8 +207,8 @@ def main():
     base = results["baseline (get_change_event)"][0]
     print("\n%s, %d change events, %d CIs; triage found %.1f changes on average"
           % (args.backend, args.events, args.cis, statistics.mean(item["change_count"] for item in found)))
-    print("%-40s %9s %9s %9s %11s %9s %10s" % ("query", "median ms", "p95 ms", "x base", "raw med ms", "x faster",
-                                              "identical"))
+    print("%-40s %9s %9s %9s %11s %9s %10s"
+          % ("query", "median ms", "p95 ms", "x base", "raw med ms", "x faster", "identical"))
     for name, (median, p95) in results.items():
         verdict = ""
         if name.startswith(("triage", "metrics")):

@@ -69,10 +69,10 @@ def history(sor, seed=18, runs=160):
             "run_id": run["run_id"], "link": "incident", "target": "INC%d" % rng.randrange(100),
             "linked_at": format_time(run["end"] + datetime.timedelta(hours=rng.choice([-1, 2, 20, 30, 80])))}))
     for run, fix in zip(rng.sample(made, 15), rng.sample(made, 15)):
-        links.append(Entry("run.linked", run["run_id"], {"run_id": run["run_id"], "link": "remediated_by",
-                                                          "target": fix["run_id"], "linked_at": None}))
-    links.append(Entry("run.linked", made[3]["run_id"], {"run_id": made[3]["run_id"], "link": "remediated_by",
-                                                          "target": "no-such-run", "linked_at": None}))
+        links.append(Entry("run.linked", run["run_id"], {
+            "run_id": run["run_id"], "link": "remediated_by", "target": fix["run_id"], "linked_at": None}))
+    links.append(Entry("run.linked", made[3]["run_id"], {
+        "run_id": made[3]["run_id"], "link": "remediated_by", "target": "no-such-run", "linked_at": None}))
     sor.append(links)
     return made
 
