@@ -17,11 +17,14 @@ Timed, each the median (and p95) of ``--repeat`` calls with different arguments:
 
 * ``triage``   - ``change_event_info``'s triage (``intelligence/triage.py``) of a random application at a random
                  moment, 24 h window, depth 3, 20 results with what each changed;
-* ``metrics``  - ``change_metrics_info`` (``intelligence/metrics.py``) over 30 days per week, grouped by service;
-* ``metrics (90 days)`` - the same over a quarter;
+* ``metrics``  - ``change_metrics_info`` (``intelligence/metrics.py``) over 7 days per day by service, 30 days per
+                 week by service, 30 days of one environment by team, 30 days of one service, 90 days per week by
+                 service: read from the daily rollups (``metrics_rollup.py``, the default) and, as the baseline in
+                 the same run, computed from every change of the period (``use_rollups=False``, the raw
+                 computation; fewer repeats: it is slow). Each pair's results are compared: they must be identical;
 * baseline     - ``get_change_event`` of a random run: one indexed read, what the machine does in the same run.
 
-Budget: triage and metrics <= 200 ms each at full size.
+Budget: triage and every metrics query <= 200 ms at full size.
 """
 
 from __future__ import annotations
@@ -139,6 +142,7 @@ def main():
     parser.add_argument("--span-days", type=float, default=SPAN.days,
                         help="the history's span: fewer events over a shorter span keep the full size's changes per "
                              "30 days (--events 100000 --span-days 73 is 1,000,000 over two years' density)")
+    parser.add_argument("--skip-raw", action="store_true", help="time the rollups only (no raw baseline)")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-intelligence-")
     end = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
@@ -170,26 +174,51 @@ def main():
         ci_id, at = anchors[number]
         found.append(triage.triage(sor, at, ci=ci_id, window=datetime.timedelta(hours=24), max_depth=3, limit=20))
 
+    def metrics_call(days, bucket, group_by=None, use_rollups=True, **filters):
+        def call(number):
+            until = end - datetime.timedelta(days=number)
+            return metrics.compute(sor, until - datetime.timedelta(days=days), until, bucket=bucket,
+                                   group_by=group_by, use_rollups=use_rollups, **filters)
+        return call
+
     results = {
         "baseline (get_change_event)": timed(lambda number: sor.get_change_event(runs[number]), args.repeat),
         "triage": timed(run_triage, args.repeat),
-        "metrics (30 days, weekly, by service)": timed(lambda number: metrics.compute(
-            sor, end - datetime.timedelta(days=30 + number), end - datetime.timedelta(days=number), bucket="week",
-            group_by="service"), args.repeat),
-        "metrics (90 days, weekly, by service)": timed(lambda number: metrics.compute(
-            sor, end - datetime.timedelta(days=90 + number), end - datetime.timedelta(days=number), bucket="week",
-            group_by="service"), max(3, args.repeat // 3)),
     }
+    metric_queries = [
+        ("metrics (7 days, daily, by service)", (7, "day", "service"), {}),
+        ("metrics (30 days, weekly, by service)", (30, "week", "service"), {}),
+        ("metrics (30 days, production, by team)", (30, "week", "team"), {"environments": ["production"]}),
+        ("metrics (30 days, one service)", (30, "week", None), {"services": ["svc-7"]}),
+        ("metrics (90 days, weekly, by service)", (90, "week", "service"), {}),
+    ]
+    raw_repeat = max(2, args.repeat // 5)
+    raw, identical = {}, {}
+    for name, (days, bucket, group_by), filters in metric_queries:
+        results[name] = timed(metrics_call(days, bucket, group_by, True, **filters), args.repeat)
+        if not args.skip_raw:
+            raw[name] = timed(metrics_call(days, bucket, group_by, False, **filters), raw_repeat)
+            # the rollups must give the raw computation's figures exactly (a shifted period: edge days too)
+            shifted = end - datetime.timedelta(days=3, hours=5, minutes=17)
+            pair = [metrics.compute(sor, shifted - datetime.timedelta(days=days), shifted, bucket=bucket,
+                                    group_by=group_by, use_rollups=flag, **filters) for flag in (True, False)]
+            identical[name] = pair[0] == pair[1]
     sor.close()
     base = results["baseline (get_change_event)"][0]
     print("\n%s, %d change events, %d CIs; triage found %.1f changes on average"
           % (args.backend, args.events, args.cis, statistics.mean(item["change_count"] for item in found)))
-    print("%-42s %10s %10s %10s" % ("query", "median ms", "p95 ms", "x baseline"))
+    print("%-40s %9s %9s %9s %11s %9s %10s"
+          % ("query", "median ms", "p95 ms", "x base", "raw med ms", "x faster", "identical"))
     for name, (median, p95) in results.items():
         verdict = ""
-        if name.startswith(("triage", "metrics (30")):
+        if name.startswith(("triage", "metrics")):
             verdict = "  budget %.0f ms: %s" % (BUDGET_MS, "met" if median <= BUDGET_MS else "NOT met")
-        print("%-42s %10.1f %10.1f %10.1f%s" % (name, median, p95, median / max(base, 0.001), verdict))
+        raw_median = raw.get(name, (None, None))[0]
+        print("%-40s %9.1f %9.1f %9.1f %11s %9s %10s%s" % (
+            name, median, p95, median / max(base, 0.001),
+            "-" if raw_median is None else "%.1f" % raw_median,
+            "-" if raw_median is None else "%.1f" % (raw_median / max(median, 0.001)),
+            {True: "yes", False: "NO"}.get(identical.get(name), "-"), verdict))
     print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
     if args.keep:
         print("kept: %s" % root)

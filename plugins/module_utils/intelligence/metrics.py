@@ -128,8 +128,12 @@ class _Change(object):
 
 
 def compute(sor, since, until, bucket="week", group_by=None, services=None, environments=None, teams=None,
-            failure_window=DEFAULT_FAILURE_WINDOW):
-    """The four keys over ``[since, until)`` (aware datetimes); see the module docstring."""
+            failure_window=DEFAULT_FAILURE_WINDOW, use_rollups=None):
+    """The four keys over ``[since, until)`` (aware datetimes); see the module docstring.
+
+    ``use_rollups``: read whole days from the daily rollups (``metrics_rollup.py``; the default where the backend
+    keeps them) or compute everything from the change facts (False: the raw computation, which the rollups
+    reproduce exactly - tests/unit/test_metric_rollups.py compares them)."""
     if bucket not in BUCKETS:
         raise ValidationError("bucket must be one of %s, got %r" % (", ".join(BUCKETS), bucket), option="bucket")
     if group_by not in (None,) + GROUP_BY:
@@ -137,6 +141,12 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
                               option="group_by")
     if until <= since:
         raise ValidationError("until (%s) must be after since (%s)" % (format_time(until), format_time(since)))
+    if use_rollups is None:
+        use_rollups = getattr(sor, "has_metric_rollups", False)
+    if use_rollups:
+        from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics_rollup
+        return metrics_rollup.compute(sor, since, until, bucket=bucket, group_by=group_by, services=services,
+                                      environments=environments, teams=teams, failure_window=failure_window)
     horizon = until + failure_window
     facts = sor.find_change_facts(since=format_time(since), until=format_time(horizon))
     changes = {fact["run_id"]: _Change(fact) for fact in facts if _is_change(fact)}
@@ -161,14 +171,11 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         keys = labels(change)
         if all(not values or keys[name] & values for name, values in wanted.items()):
             selected.append((change, keys))
-    days = max((until - since).total_seconds() / 86400.0, 1e-9)
-    result = {
-        "since": format_time(since), "until": format_time(until), "bucket": bucket, "group_by": group_by,
-        "failure_window_hours": _hours(failure_window.total_seconds()),
-        "definitions": dict(DEFINITIONS),
+    days = period_days(since, until)
+    result = dict(header(since, until, bucket, group_by, failure_window), **{
         "overall": _summary([change for change, _keys in selected], days),
         "buckets": _buckets([change for change, _keys in selected], since, until, bucket),
-    }
+    })
     if group_by:
         groups = {}
         for change, keys in selected:
@@ -178,6 +185,15 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
                              "buckets": _buckets(members, since, until, bucket)}
                             for key, members in sorted(groups.items())]
     return result
+
+
+def period_days(since, until):
+    return max((until - since).total_seconds() / 86400.0, 1e-9)
+
+
+def header(since, until, bucket, group_by, failure_window):
+    return {"since": format_time(since), "until": format_time(until), "bucket": bucket, "group_by": group_by,
+            "failure_window_hours": _hours(failure_window.total_seconds()), "definitions": dict(DEFINITIONS)}
 
 
 def _by_ci(changes):
@@ -266,15 +282,21 @@ def _summary(changes, days):
     deployments = [change for change in changes if change.deployment]
     lead = [change.lead for change in deployments if change.lead is not None]
     failed = [change for change in changes if change.failed]
+    return figures(len(changes), len(deployments), lead, failed, days)
+
+
+def figures(changes, deployments, lead, failed, days):
+    """The figures of a bucket or a period from its counts of changes and deployments, the lead times (seconds) of
+    its deployments and its failed changes (``_Change``): what the raw and the rollup computations share."""
     restored = [change.restore_hours for change in failed if change.restore_hours is not None]
     return {
-        "changes": len(changes),
-        "deployments": len(deployments),
-        "deployments_per_day": round(len(deployments) / days, 4),
+        "changes": changes,
+        "deployments": deployments,
+        "deployments_per_day": round(deployments / days, 4),
         "lead_time": {"count": len(lead), "median_hours": _hours(_percentile(lead, 0.5)),
                       "p90_hours": _hours(_percentile(lead, 0.9))},
         "failed_changes": len(failed),
-        "change_failure_rate": round(len(failed) / float(len(changes)), 4) if changes else None,
+        "change_failure_rate": round(len(failed) / float(changes), 4) if changes else None,
         "failure_reasons": _count(reason for change in failed for reason in change.why),
         "time_to_restore": {"count": len(restored), "median_hours": _percentile(restored, 0.5),
                             "unrestored": len(failed) - len(restored)},
@@ -302,6 +324,17 @@ def _buckets(changes, since, until, bucket):
         rows.append(row)
         start = following
     return rows
+
+
+def bucket_starts(since, until, bucket):
+    """``[(start, days in the period)]`` of the buckets ``_buckets`` lists."""
+    found = []
+    start = bucket_start(since, bucket)
+    while start < until:
+        following = _next(start, bucket)
+        found.append((start, max((min(following, until) - max(start, since)).total_seconds() / 86400.0, 1e-9)))
+        start = following
+    return found
 
 
 def _next(start, bucket):

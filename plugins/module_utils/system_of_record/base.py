@@ -550,3 +550,38 @@ class SystemOfRecord(abc.ABC):
     def find_change_requests_in_window(self, start, end, states=None):
         """Change requests whose planned window overlaps ``[start, end)``, in one of ``states`` when given."""
         raise NotImplementedError
+
+    # -- daily metric rollups (metric_rollups.py; docs/metrics.md) --------
+    #: False: ``intelligence/metrics.py`` computes every figure from the change facts (the raw computation)
+    has_metric_rollups = False
+
+    def find_metric_days(self, first_day, end_day):
+        """Per UTC day in ``[first_day, end_day)`` and label key, over the changes that did not end failed:
+        ``(day, label_key, changes, deployments, lead_seconds JSON list)`` tuples."""
+        raise NotImplementedError
+
+    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None):
+        """One dict per change started in ``[since, until)``: its microsecond start and end, flags, lead time, day
+        and label key."""
+        raise NotImplementedError
+
+    def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
+        """``(ci_id, change dict)`` for the changes of ``ci_ids`` (``ci.changed_by_run``) started in ``[since, until)``."""
+        raise NotImplementedError
+
+    def find_deployment_ends(self, ci_ids, since, until):
+        """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` started in ``[since, until)``."""
+        raise NotImplementedError
+
+    def find_emergency_marked(self, since, until, window_us):
+        """Run ids of changes in ``[since, until)`` an emergency change of one of their CIs followed within
+        ``window_us`` microseconds of their end."""
+        raise NotImplementedError
+
+    def find_linked_runs(self, since, until):
+        """Run ids of the changes started in ``[since, until)`` with an incident or remediation link."""
+        raise NotImplementedError
+
+    def find_run_cis(self, run_ids):
+        """``{run_id: [ci_id, ...]}``: the CIs each run changed."""
+        raise NotImplementedError

@@ -312,6 +312,10 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
                         self._backfill_intelligence(cursor)
+                if schema.backfills_metric_rollups(migration):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+                    with conn.cursor() as cursor:
+                        self._backfill_metric_rollups(cursor)
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 

@@ -53,6 +53,10 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("change_facts", "run_id"),
     ("change_links", "seq"),
     ("change_request_windows", "number"),
+    # daily metric rollups (metric_rollups.py)
+    ("metric_changes", "run_id"),
+    ("metric_days", "day"),
+    ("metric_ci_labels", "ci_id"),
 ])
 
 

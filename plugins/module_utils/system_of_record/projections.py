@@ -26,6 +26,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity impor
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import intelligence
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import metric_rollups
 
 PROJECTORS = {}
 #: entry kind -> projectors that run after the kind's own one: the change intelligence tables
@@ -81,6 +82,9 @@ def project(db, entry, until=None):
     if until is None or until >= intelligence.TABLES_VERSION:
         for follower in FOLLOWERS.get(entry.kind, ()):
             follower(db, entry)
+    if until is None or until >= metric_rollups.TABLES_VERSION:
+        for follower in metric_rollups.FOLLOWERS.get(entry.kind, ()):
+            follower(db, entry)
 
 
 def project_many(db, entries):
@@ -90,7 +94,7 @@ def project_many(db, entries):
     while start < count:
         kind = entries[start].kind
         batch = BATCH_PROJECTORS.get(kind)
-        if batch is None or FOLLOWERS.get(kind):
+        if batch is None or FOLLOWERS.get(kind) or metric_rollups.FOLLOWERS.get(kind):
             # (a kind whose entries have followers goes one by one: each entry's followers see the tables as
             # they are right after its own projector, as in a replay)
             project(db, entries[start])

@@ -28,6 +28,11 @@ BACKFILL_INTELLIGENCE = "backfill the change intelligence tables"
 #: the description of the change intelligence migration: its projectors find their version by it (the
 #: integrator may renumber migrations when branches land together)
 INTELLIGENCE_MIGRATION = "change intelligence: CI change log, CI facets, change facts, change links, request windows"
+#: A migration step that is not SQL: fill the metric rollups (``metric_rollups.py``) from the change intelligence
+#: tables, exactly as a replay would (``projection_check`` compares them).
+BACKFILL_METRIC_ROLLUPS = "backfill the daily metric rollups"
+#: the description of the metric rollups migration (its projectors find their version by it)
+METRIC_ROLLUPS_MIGRATION = "DevOps metrics: one row per change and daily rollups per label key"
 
 
 class PerDialect(object):
@@ -461,13 +466,46 @@ MIGRATIONS = [
         "CREATE INDEX change_request_windows_end ON change_request_windows (planned_end, planned_start)",
         BACKFILL_INTELLIGENCE,
     ]),
+    # Daily metric rollups (issue 18): 30- and 90-day DevOps metrics read a few rows per day instead of a row per
+    # change; one narrow row per change (microsecond times, flags, label key) for a period's edge days and the
+    # failure rules. Why the figures stay exact: docs/metrics.md, "Daily rollups".
+    (13, METRIC_ROLLUPS_MIGRATION, [
+        """CREATE TABLE metric_changes (
+            run_id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            day TEXT NOT NULL,
+            start_us {int} NOT NULL,
+            end_us {int} NOT NULL,
+            status_failed {int} NOT NULL,
+            deployment {int} NOT NULL,
+            emergency {int} NOT NULL,
+            lead_seconds DOUBLE PRECISION,
+            label_key TEXT
+        )""",
+        "CREATE INDEX metric_changes_started ON metric_changes (started_at)",
+        "CREATE INDEX metric_changes_failed ON metric_changes (status_failed, started_at)",
+        "CREATE INDEX metric_changes_emergency ON metric_changes (emergency, started_at)",
+        """CREATE TABLE metric_days (
+            day TEXT NOT NULL,
+            label_key TEXT NOT NULL,
+            changes {int} NOT NULL,
+            deployments {int} NOT NULL,
+            lead_seconds TEXT NOT NULL,
+            PRIMARY KEY (day, label_key)
+        )""",
+        """CREATE TABLE metric_ci_labels (
+            ci_id TEXT PRIMARY KEY,
+            labels TEXT NOT NULL
+        )""",
+        BACKFILL_METRIC_ROLLUPS,
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 #: migration steps that are not SQL
-PYTHON_STEPS = (REPLAY_LEDGER, BACKFILL_INTELLIGENCE)
+PYTHON_STEPS = (REPLAY_LEDGER, BACKFILL_INTELLIGENCE, BACKFILL_METRIC_ROLLUPS)
 
 #: what the other placeholders of a statement stand for in each dialect (chosen by its integer type):
 #: ``{without_rowid}`` stores a table in its primary-key index where the dialect can (SQLite)
@@ -522,6 +560,11 @@ def upgrade_steps(current):
 def backfills_intelligence(migration):
     """True when ``migration`` fills the change intelligence tables after its SQL."""
     return BACKFILL_INTELLIGENCE in migration[2]
+
+
+def backfills_metric_rollups(migration):
+    """True when ``migration`` fills the metric rollups after its SQL."""
+    return BACKFILL_METRIC_ROLLUPS in migration[2]
 
 
 def version_of(description):

@@ -28,6 +28,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections, schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import metric_rollups
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.base import SystemOfRecord
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sync_state import SqlSyncState
 # _Statements is imported from here by older code and tests
@@ -45,7 +46,8 @@ PROJECTED_COLUMNS = "seq, entry_id, at, kind, subject, actor, data, prev_hash, h
 LEDGER_COLUMNS = PROJECTED_COLUMNS + ", entry_format, salt, payload_root, redactions"
 
 
-class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, SystemOfRecord):
+class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric_rollups.MetricRollupQueries,
+                        SystemOfRecord):
     placeholder = "?"
     #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
     bulk_insert = "executemany"
@@ -203,6 +205,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, System
     def _backfill_intelligence(self, cursor):
         """The :data:`schema.BACKFILL_INTELLIGENCE` migration step, on the migration's cursor and transaction."""
         backfill_intelligence(_Statements(cursor, self.placeholder, self.bulk_insert))
+
+    def _backfill_metric_rollups(self, cursor):
+        """The :data:`schema.BACKFILL_METRIC_ROLLUPS` migration step, on the migration's cursor and transaction."""
+        metric_rollups.backfill(_Statements(cursor, self.placeholder, self.bulk_insert))
 
     @staticmethod
     def _still_applies(db, entry):

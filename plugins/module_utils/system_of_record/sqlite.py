@@ -201,6 +201,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                     self._replay_ledger(conn.cursor(), until=migration[0])
                 if schema.backfills_intelligence(migration):
                     self._backfill_intelligence(conn.cursor())
+                if schema.backfills_metric_rollups(migration):
+                    self._backfill_metric_rollups(conn.cursor())
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")

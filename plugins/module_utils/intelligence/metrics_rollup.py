@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The DevOps metrics from the daily rollups: the same figures as ``metrics.compute``'s raw computation, read
+from a few rows per day (docs/metrics.md, "Daily rollups"; the tables: ``system_of_record/metric_rollups.py``).
+
+What adds up is read from the rollups: for the period's whole UTC days, per day and label key (services,
+environments, teams), the changes that did not end failed, their deployments and every lead time; for the
+partial days at the edges, the same from one narrow row per change. Medians and percentiles are computed from
+the merged lead times, never from per-day figures.
+
+What depends on the question (the failure window, the period's end) or on the CMDB as it is now is computed
+here, change by change, for the few changes it concerns, with the raw computation's own rules:
+
+* every change that ended failed (its CIs, for one that changed nothing, are those of its hosts now);
+* the changes a failure rule may mark: those with an incident or remediation link, and those an emergency
+  change followed on one of their CIs within the window (found by one query over the CI change log);
+* for each failed change of the period, its time to restore: the next deployment of one of its CIs that is not
+  itself failed, among the changes the raw computation loads (started before the period's end plus the window).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.metric_rollups import (
+    label_key,
+    labels_of_key,
+    micros,
+)
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_DAY = datetime.timedelta(days=1)
+
+
+class _Sum(object):
+    """Counts and lead times of a bucket (or a period) of a group: what the rollups add up."""
+
+    __slots__ = ("changes", "deployments", "lead_chunks", "lead", "failed")
+
+    def __init__(self):
+        self.changes = 0
+        self.deployments = 0
+        self.lead_chunks = []
+        self.lead = []
+        self.failed = []
+
+    def add(self, other):
+        self.changes += other.changes
+        self.deployments += other.deployments
+        self.lead.extend(other.lead)
+        self.failed.extend(other.failed)
+
+    def parse_leads(self):
+        """The lead times of the rollup rows read into this cell, parsed once (JSON keeps a float exactly)."""
+        if self.lead_chunks:
+            self.lead.extend(json.loads("[%s]" % ",".join(self.lead_chunks)))
+            self.lead_chunks = []
+
+    def figures(self, days):
+        return metrics.figures(self.changes, self.deployments, self.lead, self.failed, days)
+
+
+def _utc_midnight(moment):
+    return moment.astimezone(datetime.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def compute(sor, since, until, bucket="week", group_by=None, services=None, environments=None, teams=None,
+            failure_window=metrics.DEFAULT_FAILURE_WINDOW):
+    """``metrics.compute`` (arguments already checked there) from the rollups."""
+    horizon = until + failure_window
+    since_text, until_text, horizon_text = format_time(since), format_time(until), format_time(horizon)
+    since_us, until_us = micros(since), micros(until)
+    # the whole UTC days of the period, read from metric_days; the rest from metric_changes
+    first = _utc_midnight(since)
+    if first < since:
+        first += _DAY
+    end = _utc_midnight(until)
+    if first >= end:
+        first = end = None
+    # (bucket start, label key) -> _Sum; labels of the failed changes are computed, the rest come with their key
+    sums = {}
+    bucket_of_day = {}
+
+    def cell(start, key):
+        found = sums.get((start, key))
+        if found is None:
+            found = sums[(start, key)] = _Sum()
+        return found
+
+    if first is not None:
+        for day, key, changes, deployments, lead in sor.find_metric_days(first.strftime("%Y-%m-%d"),
+                                                                         end.strftime("%Y-%m-%d")):
+            start = bucket_of_day.get(day)
+            if start is None:
+                moment = datetime.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
+                start = bucket_of_day[day] = metrics.bucket_start(moment, bucket)
+            target = cell(start, key)
+            target.changes += changes
+            target.deployments += deployments
+            if len(lead) > 2:
+                target.lead_chunks.append(lead[1:-1])
+        edges = [(since_text, format_time(first)), (format_time(end), until_text)]
+    else:
+        edges = [(since_text, until_text)]
+    for low, high in edges:
+        if low >= high:
+            continue
+        for row in sor.find_metric_changes(low, high):
+            if row["status_failed"] or not since_us <= row["start_us"] < until_us:
+                continue
+            moment = _EPOCH + datetime.timedelta(microseconds=row["start_us"])
+            target = cell(metrics.bucket_start(moment, bucket), row["label_key"])
+            target.changes += 1
+            target.deployments += row["deployment"]
+            if row["lead_seconds"] is not None:
+                target.lead.append(row["lead_seconds"])
+
+    # the failed changes of the period, with the raw computation's rules
+    failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
+              if change.failed and since <= change.start < until]
+    labels = metrics._labels(sor, failed)
+    extra = {}
+    for change in failed:
+        keys = labels(change)
+        key = label_key(keys["service"], keys["environment"], keys["team"])
+        target = extra.setdefault((metrics.bucket_start(change.start, bucket), key), _Sum())
+        if change.fact["status"] in ("failed", "interrupted"):
+            target.changes += 1  # (the rollups leave out the changes that ended failed)
+        target.failed.append(change)
+    for cell_key, value in extra.items():
+        cell(*cell_key).add(value)
+
+    wanted = {"service": set(services or ()), "environment": set(environments or ()), "team": set(teams or ())}
+    for value in sums.values():
+        value.parse_leads()
+    overall, buckets, groups = _Sum(), {}, {}
+    label_cache = {}
+    for (start, key), value in sums.items():
+        keys = label_cache.get(key)
+        if keys is None:
+            keys = label_cache[key] = labels_of_key(key)
+        if not all(not values or keys[name] & values for name, values in wanted.items()):
+            continue
+        overall.add(value)
+        buckets.setdefault(start, _Sum()).add(value)
+        if group_by:
+            for group in keys[group_by] or ("(none)",):
+                members = groups.setdefault(group, [_Sum(), {}])
+                members[0].add(value)
+                members[1].setdefault(start, _Sum()).add(value)
+
+    days = metrics.period_days(since, until)
+    starts = metrics.bucket_starts(since, until, bucket)
+    result = dict(metrics.header(since, until, bucket, group_by, failure_window), **{
+        "overall": overall.figures(days),
+        "buckets": _bucket_rows(buckets, starts),
+    })
+    if group_by:
+        result["groups"] = [{"key": group, "overall": members[0].figures(days),
+                             "buckets": _bucket_rows(members[1], starts)}
+                            for group, members in sorted(groups.items())]
+    return result
+
+
+def _bucket_rows(buckets, starts):
+    rows = []
+    for start, span in starts:
+        row = buckets.get(start, _Sum()).figures(span)
+        row["start"] = format_time(start)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------
+# the failure rules, for the changes they concern
+# --------------------------------------------------------------------------
+def _load(sor, run_ids):
+    """``run_id -> metrics._Change`` with the CIs it changed, for changes among ``run_ids``."""
+    if not run_ids:
+        return {}
+    changes = {fact["run_id"]: metrics._Change(fact) for fact in sor.find_change_facts(run_ids=sorted(run_ids))
+               if metrics._is_change(fact)}
+    for run_id, ci_ids in sor.find_run_cis(list(changes)).items():
+        changes[run_id].cis.update(ci_ids)
+    return changes
+
+
+def _failures(sor, since_text, horizon_text, window):
+    """The changes started in ``[since, horizon)`` that ended failed or that a failure rule may mark, as
+    ``metrics._Change`` with ``failed``, ``why`` and (for the failed ones) ``restore_hours`` as
+    ``metrics.compute`` sets them over every change of that range."""
+    window_us = window // datetime.timedelta(microseconds=1)
+    ended_failed = sor.find_metric_changes(since_text, horizon_text, failed_only=True)
+    marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
+    wanted = set(row["run_id"] for row in ended_failed) | set(sor.find_linked_runs(since_text, horizon_text)) | marked
+    changes = _load(sor, wanted)
+    # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
+    idle = [run_id for run_id, change in changes.items() if change.failed and not change.cis]
+    if idle:
+        hosts = sor.find_run_hosts(idle)
+        by_name = find_host_cis(sor, sorted(set(host for names in hosts.values() for host in names)))
+        for run_id, names in hosts.items():
+            changes[run_id].cis.update(by_name[name]["ci_id"] for name in names if name in by_name)
+        marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
+    changes.update(_load(sor, marked - set(changes)))
+
+    # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
+    links = sor.find_change_links(run_ids=list(changes))
+    targets = [link["target"] for link in links if link["link"] == "remediated_by"]
+    fix_starts = {row["run_id"]: metrics._moment(row["started_at"])
+                  for row in (sor.find_metric_changes(since_text, horizon_text, run_ids=targets) if targets else ())}
+    for link in links:
+        change = changes[link["run_id"]]
+        fix_start = fix_starts.get(link["target"]) if link["link"] == "remediated_by" else None
+        when = fix_start if fix_start is not None else (
+            parse_time(link["linked_at"]) if link.get("linked_at") else change.end)
+        if when <= change.end + window and link["link"] not in change.why:
+            change.failed = True
+            change.why.append(link["link"])
+    for run_id in marked:
+        change = changes[run_id]
+        change.failed = True
+        if "emergency change" not in change.why:
+            change.why.append("emergency change")
+    _restore_times(sor, changes, since_text, horizon_text)
+    return changes
+
+
+def _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us):
+    """The emergency rule over the CIs that failed changes which changed nothing have through their hosts (the
+    query of ``find_emergency_marked`` sees only the CI change log): an emergency change that changed nothing
+    marks the changes of its hosts' CIs, and any emergency change of such a CI marks the idle change."""
+    by_ci = {}
+    for run_id in idle:
+        change = changes[run_id]
+        for ci_id in change.cis:
+            by_ci.setdefault(ci_id, {})[run_id] = (micros(change.start), micros(change.end),
+                                                   "emergency" in (change.fact.get("authorisation") or "").split("+"))
+    for ci_id, row in sor.find_metric_changes_of_cis(sorted(by_ci), since_text, horizon_text):
+        by_ci[ci_id][row["run_id"]] = (row["start_us"], row["end_us"], bool(row["emergency"]))
+    idle_set = set(idle)
+    marked = set()
+    for members in by_ci.values():
+        for fix_id, (fix_start, _fix_end, emergency) in members.items():
+            if not emergency:
+                continue
+            for run_id, (start, end, _emergency) in members.items():
+                if run_id == fix_id or start >= fix_start or not fix_start - window_us <= end <= fix_start:
+                    continue
+                if fix_id in idle_set or run_id in idle_set:
+                    marked.add(run_id)
+    return marked
+
+
+def _restore_times(sor, changes, since_text, horizon_text):
+    """Each failed change's hours to the end of the next deployment of one of its CIs that is not failed itself
+    (``metrics._restore_times``: deployments never end failed, so a failed one is one a rule marked, and every
+    change a rule marks is in ``changes``)."""
+    failed = [change for change in changes.values() if change.failed]
+    ci_ids = sorted(set(ci_id for change in failed for ci_id in change.cis))
+    if not ci_ids:
+        return
+    ends = {}
+    for ci_id, run_id, end_us in sor.find_deployment_ends(ci_ids, since_text, horizon_text):
+        known = changes.get(run_id)
+        if known is not None and known.failed:
+            continue
+        ends.setdefault(ci_id, []).append(end_us)
+    for change in failed:
+        end = micros(change.end)
+        best = None
+        for ci_id in change.cis:
+            later = [value for value in ends.get(ci_id, ()) if value > end]
+            if later and (best is None or min(later) < best):
+                best = min(later)
+        if best is not None:
+            change.restore_hours = metrics._hours(
+                ((_EPOCH + datetime.timedelta(microseconds=best)) - change.end).total_seconds())

@@ -1,0 +1,394 @@
+# -*- coding: utf-8 -*-
+# Copyright: changeops.itsm contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Daily rollups of the DevOps metrics (issue 18): projectors, their backfill and the queries over them.
+
+Query tables kept from the ledger like every other one (``projection_check`` replays and compares
+them), let ``intelligence/metrics.py`` read a period's whole days as a few rows per day instead of a row
+per change (the design and why the figures are exact: docs/metrics.md, "Daily rollups"):
+
+``metric_changes``
+    one row per *change* (``metrics._is_change``): its start (text, as ``change_facts`` has it, and in
+    microseconds since the epoch), its end in microseconds, whether it ended failed/interrupted, is a
+    deployment or an emergency change, its lead time in seconds, its UTC day and, for a change that did
+    not end failed, its *label key*: the services, environments and teams it counts for (``metrics._labels``
+    over the CIs ``ci_changes`` gives it), as canonical JSON. The metrics read it for the partial days at
+    a period's edges and to find the few changes the failure rules concern;
+``metric_days``
+    per UTC day and label key, over the changes that did not end failed: how many, how many deployments, and
+    every lead time (seconds, a sorted JSON list: medians and percentiles cannot be summed, so the list is
+    kept whole and the percentile computed from it as the raw computation does);
+``metric_ci_labels``
+    what each CI gives the labels of its changes (services, own name, team), so a CI write that changes none of
+    it (most do: every run refreshes host facts) costs one read, not a pass over the CI's changes.
+
+A change that ended failed stays out of ``metric_days``: its CIs can come from the hosts it ran on through
+the CMDB *as it is when asked* (``find_host_cis``), so it is always read row by row (a few per cent of
+changes). Whether a change that ended well counts as failed (an incident, a remediation, an emergency change
+after it) and every time to restore depend on the failure window and the period asked, so they are computed
+when asked too, from ``metric_changes`` and the narrow intelligence tables, never stored.
+
+The projectors follow ``change_facts``' (``run.started``/``run.finished``/``run.interrupted``), the CI links
+(``ci.changed_by_run``) and CI writes (``ci.*``: a changed service, owner, support group or name moves the
+CI's changes to their new label key), and recompute a change's row from those tables alone
+(:func:`_sync`), so a replay, the backfill of an existing ledger (:func:`backfill`, migration 13's
+``BACKFILL_METRIC_ROLLUPS`` step) and live appends give identical rows.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime
+import json
+
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+
+#: the schema version that made these tables: a replay inside an older migration leaves them alone
+TABLES_VERSION = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
+BATCH = 500
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_FACT_COLUMNS = "run_id, started_at, ended_at, status, dry_run, authorisation, environment, commit_at"
+_MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, deployment, emergency, lead_seconds,"
+                   " label_key")
+
+
+def _rules():
+    # the definitions live with the metrics (intelligence/metrics.py); imported late, as that module reads this
+    # package's queries
+    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
+    return metrics
+
+
+def micros(moment):
+    """Microseconds since the epoch of an aware datetime: exact, so comparisons and differences are too."""
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds
+
+
+def _batches(values, size=BATCH):
+    values = list(dict.fromkeys(values))
+    return [values[start:start + size] for start in range(0, len(values), size)]
+
+
+def _marks(values):
+    return ", ".join("?" * len(values))
+
+
+def label_key(services, environments, teams):
+    """The canonical JSON of a change's labels (what ``metric_days`` groups by)."""
+    return json.dumps([sorted(services), sorted(environments), sorted(teams)], separators=(",", ":"))
+
+
+def labels_of_key(key):
+    services, environments, teams = json.loads(key)
+    return {"service": set(services), "environment": set(environments), "team": set(teams)}
+
+
+def ci_labels(facets, name_and_class):
+    """What one CI gives the labels of a change of it (``metrics._labels``' rules): ``(services, team)`` from its
+    facets (``{facet: [value, ...]}``, values sorted) and ``(name, class)`` (None: no such CI) - the services
+    it lists, its own name when it is not a host, and its support group, else its owner."""
+    services = set(facets.get("service", ()))
+    if name_and_class is not None and name_and_class[1] not in HOST_CLASSES:
+        services.add(name_and_class[0])
+    return services, (facets.get("support_group") or facets.get("owner") or [None])[0]
+
+
+def _fingerprint(facets, name_and_class):
+    services, team = ci_labels(facets, name_and_class)
+    return json.dumps([sorted(services), team], separators=(",", ":"))
+
+
+_NOTHING = _fingerprint({}, None)
+
+
+def member_row(fact, ci_ids, facets, names):
+    """The ``metric_changes`` row of a change event, or None when it is not a change.
+
+    ``fact``: its ``change_facts`` columns (``_FACT_COLUMNS``); ``ci_ids``: the CIs ``ci_changes`` links it to;
+    ``facets``: ``ci_id -> {facet: [value, ...]}`` (values sorted); ``names``: ``ci_id -> (name, class)``.
+    The labels are ``metrics._labels``' own rules over the same inputs."""
+    rules = _rules()
+    fact = dict(fact, dry_run=bool(fact["dry_run"]))
+    if not rules._is_change(fact):
+        return None
+    change = rules._Change(fact)
+    failed = 1 if change.failed else 0
+    key = None
+    if not failed:
+        services, teams = set(), set()
+        for ci_id in ci_ids:
+            ci_services, team = ci_labels(facets.get(ci_id, {}), names.get(ci_id))
+            services.update(ci_services)
+            if team:
+                teams.add(team)
+        environments = set(part for part in (fact.get("environment") or "").split(",") if part)
+        key = label_key(services, environments, teams)
+    day = change.start.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
+    emergency = 1 if "emergency" in (fact.get("authorisation") or "").split("+") else 0
+    return (fact["run_id"], fact["started_at"], day, micros(change.start), micros(change.end), failed,
+            1 if change.deployment else 0, emergency, change.lead, key)
+
+
+# --------------------------------------------------------------------------
+# projectors
+# --------------------------------------------------------------------------
+def _member_from_tables(db, run_id):
+    row = db.execute("SELECT %s FROM change_facts WHERE run_id = ?" % _FACT_COLUMNS, (run_id,)).fetchone()
+    if row is None:
+        return None
+    fact = dict(zip(("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "environment",
+                     "commit_at"), row))
+    rules = _rules()
+    if not rules._is_change(dict(fact, dry_run=bool(fact["dry_run"]))):
+        return None  # (a run still running, a dry run, a denied one: nothing to read)
+    if fact["status"] in ("failed", "interrupted"):
+        return member_row(fact, [], {}, {})  # (no label key: see the module docstring)
+    ci_ids = [ci_id for (ci_id,) in db.execute("SELECT ci_id FROM ci_changes WHERE run_id = ? ORDER BY ci_id",
+                                               (run_id,)).fetchall()]
+    facets, names = {}, {}
+    if ci_ids:
+        marks = _marks(ci_ids)
+        for ci_id, facet, value in db.execute("SELECT ci_id, facet, value FROM ci_facets WHERE ci_id IN (%s)"
+                                              " ORDER BY ci_id, facet, value" % marks, tuple(ci_ids)).fetchall():
+            facets.setdefault(ci_id, {}).setdefault(facet, []).append(value)
+        for ci_id, name, ci_class in db.execute("SELECT ci_id, name, ci_class FROM configuration_items WHERE ci_id"
+                                                " IN (%s)" % marks, tuple(ci_ids)).fetchall():
+            names[ci_id] = (name, ci_class)
+    return member_row(fact, ci_ids, facets, names)
+
+
+def _add_to_day(db, day, key, sign, deployment, lead):
+    row = db.execute("SELECT changes, deployments, lead_seconds FROM metric_days WHERE day = ? AND label_key = ?",
+                     (day, key)).fetchone()
+    changes, deployments, leads = (row[0], row[1], json.loads(row[2])) if row else (0, 0, [])
+    changes += sign
+    deployments += sign * deployment
+    if lead is not None:
+        if sign > 0:
+            bisect.insort(leads, lead)
+        else:
+            leads.pop(bisect.bisect_left(leads, lead))
+    text = json.dumps(leads, separators=(",", ":"))
+    if row is None:
+        db.execute("INSERT INTO metric_days (day, label_key, changes, deployments, lead_seconds) VALUES (?, ?, ?, ?, ?)",
+                   (day, key, changes, deployments, text))
+    elif changes:
+        db.execute("UPDATE metric_days SET changes = ?, deployments = ?, lead_seconds = ? WHERE day = ? AND label_key = ?",
+                   (changes, deployments, text, day, key))
+    else:
+        db.execute("DELETE FROM metric_days WHERE day = ? AND label_key = ?", (day, key))
+
+
+def _sync(db, run_id):
+    """Bring ``run_id``'s ``metric_changes`` row and its share of ``metric_days`` up to date with the tables."""
+    old = db.execute("SELECT %s FROM metric_changes WHERE run_id = ?" % _MEMBER_COLUMNS, (run_id,)).fetchone()
+    new = _member_from_tables(db, run_id)
+    old = tuple(old) if old is not None else None
+    if old == new:
+        return
+    if old is not None:
+        db.execute("DELETE FROM metric_changes WHERE run_id = ?", (run_id,))
+        if not old[5]:
+            _add_to_day(db, old[2], old[9], -1, old[6], old[8])
+    if new is not None:
+        db.execute("INSERT INTO metric_changes (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _MEMBER_COLUMNS, new)
+        if not new[5]:
+            _add_to_day(db, new[2], new[9], 1, new[6], new[8])
+
+
+def _run_written(db, entry):
+    _sync(db, entry.data["run_id"])
+
+
+def _ci_written(db, entry):
+    """A CI's services, team or name may have changed: its changes then count for other labels. Most CI writes
+    (facts refreshed by every run) change none of that: ``metric_ci_labels`` keeps what each CI gives the labels,
+    and only a change of it re-reads the CI's changes."""
+    ci_id = entry.data["ci_id"]
+    facets = {}
+    for facet, value in db.execute("SELECT facet, value FROM ci_facets WHERE ci_id = ? ORDER BY facet, value",
+                                   (ci_id,)).fetchall():
+        facets.setdefault(facet, []).append(value)
+    row = db.execute("SELECT name, ci_class FROM configuration_items WHERE ci_id = ?", (ci_id,)).fetchone()
+    fingerprint = _fingerprint(facets, tuple(row) if row is not None else None)
+    known = db.execute("SELECT labels FROM metric_ci_labels WHERE ci_id = ?", (ci_id,)).fetchone()
+    # (a CI that does not exist gives nothing, like one without services, team or a name of its own)
+    before = known[0] if known is not None else _NOTHING
+    if row is None:
+        db.execute("DELETE FROM metric_ci_labels WHERE ci_id = ?", (ci_id,))
+    elif known is None:
+        db.execute("INSERT INTO metric_ci_labels (ci_id, labels) VALUES (?, ?)", (ci_id, fingerprint))
+    elif known[0] != fingerprint:
+        db.execute("UPDATE metric_ci_labels SET labels = ? WHERE ci_id = ?", (fingerprint, ci_id))
+    if before == fingerprint:
+        return
+    for (run_id,) in db.execute("SELECT run_id FROM ci_changes WHERE ci_id = ?", (ci_id,)).fetchall():
+        _sync(db, run_id)
+
+
+#: entry kind -> projectors run after the intelligence followers (``projections.project``), from TABLES_VERSION
+FOLLOWERS = {
+    "run.started": [_run_written],
+    "run.finished": [_run_written],
+    "run.interrupted": [_run_written],
+    "ci.changed_by_run": [_run_written],
+    "ci.created": [_ci_written],
+    "ci.updated": [_ci_written],
+    "ci.deleted": [_ci_written],
+}
+
+
+# --------------------------------------------------------------------------
+# backfill: an existing ledger gets the rows a replay would give it
+# --------------------------------------------------------------------------
+def backfill(db, batch=5000):
+    """Fill the tables from ``change_facts``, ``ci_changes``, ``ci_facets`` and ``configuration_items`` (migration
+    13's Python step, inside its transaction): the same :func:`member_row` over the same inputs as the projectors,
+    read a table at a time rather than a run at a time."""
+    cis = {}
+    for ci_id, run_id in db.execute("SELECT ci_id, run_id FROM ci_changes").fetchall():
+        cis.setdefault(run_id, []).append(ci_id)
+    facets = {}
+    for ci_id, facet, value in db.execute("SELECT ci_id, facet, value FROM ci_facets ORDER BY ci_id, facet, value"
+                                          ).fetchall():
+        facets.setdefault(ci_id, {}).setdefault(facet, []).append(value)
+    names = {ci_id: (name, ci_class) for ci_id, name, ci_class
+             in db.execute("SELECT ci_id, name, ci_class FROM configuration_items").fetchall()}
+    for ci_id in sorted(names):
+        db.execute("INSERT INTO metric_ci_labels (ci_id, labels) VALUES (?, ?)",
+                   (ci_id, _fingerprint(facets.get(ci_id, {}), names[ci_id])))
+    days = {}
+    last = ""
+    keys = ("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "environment", "commit_at")
+    while True:
+        rows = db.execute("SELECT %s FROM change_facts WHERE run_id > ? ORDER BY run_id LIMIT %d"
+                          % (_FACT_COLUMNS, batch), (last,)).fetchall()
+        for row in rows:
+            fact = dict(zip(keys, row))
+            member = member_row(fact, sorted(cis.get(fact["run_id"], ())), facets, names)
+            if member is None:
+                continue
+            db.execute("INSERT INTO metric_changes (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _MEMBER_COLUMNS,
+                       member)
+            if not member[5]:
+                day = days.setdefault((member[2], member[9]), [0, 0, []])
+                day[0] += 1
+                day[1] += member[6]
+                if member[8] is not None:
+                    day[2].append(member[8])
+        if len(rows) < batch:
+            break
+        last = rows[-1][0]
+    for (day, key), (changes, deployments, leads) in sorted(days.items()):
+        db.execute("INSERT INTO metric_days (day, label_key, changes, deployments, lead_seconds) VALUES (?, ?, ?, ?, ?)",
+                   (day, key, changes, deployments, json.dumps(sorted(leads), separators=(",", ":"))))
+
+
+# --------------------------------------------------------------------------
+# queries
+# --------------------------------------------------------------------------
+_MEMBER_KEYS = ("run_id", "started_at", "day", "start_us", "end_us", "status_failed", "deployment", "emergency",
+                "lead_seconds", "label_key")
+
+
+class MetricRollupQueries(object):
+    """The metric rollup methods of ``SystemOfRecord``, for SQL backends (``self._query``)."""
+
+    has_metric_rollups = True
+
+    def find_metric_days(self, first_day, end_day):
+        """``metric_days`` rows of the UTC days ``[first_day, end_day)`` (``YYYY-MM-DD``): ``(day, label_key,
+        changes, deployments, lead_seconds)`` with ``lead_seconds`` a JSON list, as tuples (a 90-day period is
+        thousands of rows)."""
+        return [tuple(row) for row in self._query(
+            "SELECT day, label_key, changes, deployments, lead_seconds FROM metric_days WHERE day >= ? AND day < ?",
+            (first_day, end_day))]
+
+    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None):
+        """``metric_changes`` rows (dicts) of changes started in ``[since, until)`` (text, as ``change_facts``
+        compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``."""
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("started_at < ?")
+            params.append(until)
+        if failed_only:
+            clauses.append("status_failed = 1")
+        if emergency_only:
+            clauses.append("emergency = 1")
+        chunks = [None] if run_ids is None else _batches(run_ids)
+        rows = []
+        for chunk in chunks:
+            where = list(clauses)
+            chunk_params = list(params)
+            if chunk is not None:
+                if not chunk:
+                    continue
+                where.append("run_id IN (%s)" % _marks(chunk))
+                chunk_params.extend(chunk)
+            sql = "SELECT %s FROM metric_changes" % _MEMBER_COLUMNS
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            rows.extend(self._query(sql, tuple(chunk_params)))
+        return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
+
+    def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
+        """``(ci_id, metric_changes row as a dict)`` for the changes ``ci_changes`` links to ``ci_ids`` that started in
+        ``[since, until)``; only deployments when asked."""
+        found = []
+        extra = " AND m.deployment = 1" if deployments_only else ""
+        columns = ", ".join("m." + column.strip() for column in _MEMBER_COLUMNS.split(","))
+        for chunk in _batches(ci_ids):
+            for row in self._query(
+                    "SELECT c.ci_id, %s FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
+                    " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.started_at >= ? AND m.started_at < ?%s"
+                    % (columns, _marks(chunk), extra), tuple(chunk) + (since, since, until)):
+                found.append((row[0], dict(zip(_MEMBER_KEYS, row[1:]))))
+        return found
+
+    def find_deployment_ends(self, ci_ids, since, until):
+        """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` (``ci_changes``) started in ``[since, until)``:
+        what a time to restore looks for."""
+        found = []
+        for chunk in _batches(ci_ids):
+            found.extend(tuple(row) for row in self._query(
+                "SELECT c.ci_id, m.run_id, m.end_us FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
+                " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.deployment = 1 AND m.started_at >= ?"
+                " AND m.started_at < ?" % _marks(chunk), tuple(chunk) + (since, since, until)))
+        return found
+
+    def find_emergency_marked(self, since, until, window_us):
+        """Run ids of the changes started in ``[since, until)`` that an emergency change started in the same range
+        follows on a CI both changed (``ci_changes``), the change having ended at most ``window_us`` microseconds
+        before the emergency change started and started before it: ``metrics._mark_failures``' emergency rule,
+        for CIs the changes changed (a failed change's CIs of its hosts are the caller's)."""
+        rows = self._query(
+            "SELECT DISTINCT x.run_id FROM metric_changes e"
+            " JOIN ci_changes ec ON ec.run_id = e.run_id"
+            " JOIN ci_changes xc ON xc.ci_id = ec.ci_id AND xc.started_at >= ? AND xc.started_at <= e.started_at"
+            " JOIN metric_changes x ON x.run_id = xc.run_id"
+            " WHERE e.emergency = 1 AND e.started_at >= ? AND e.started_at < ?"
+            " AND x.run_id <> e.run_id AND x.started_at >= ? AND x.started_at < ?"
+            " AND x.start_us < e.start_us AND x.end_us <= e.start_us AND x.end_us >= e.start_us - ?",
+            (since, since, until, since, until, int(window_us)))
+        return [row[0] for row in rows]
+
+    def find_linked_runs(self, since, until):
+        """Run ids of the changes started in ``[since, until)`` that have a ``run.linked`` link."""
+        return [row[0] for row in self._query(
+            # (links are few, changes many: SQLite reads the links first when told with CROSS JOIN)
+            "SELECT DISTINCT m.run_id FROM change_links l CROSS JOIN metric_changes m"
+            " WHERE m.run_id = l.run_id AND m.started_at >= ? AND m.started_at < ?", (since, until))]
+
+    def find_run_cis(self, run_ids):
+        """``{run_id: [ci_id, ...]}``: the CIs ``ci_changes`` links each of ``run_ids`` to."""
+        found = {}
+        for chunk in _batches(run_ids):
+            for run_id, ci_id in self._query("SELECT run_id, ci_id FROM ci_changes WHERE run_id IN (%s)"
+                                             " ORDER BY run_id, ci_id" % _marks(chunk), tuple(chunk)):
+                found.setdefault(run_id, []).append(ci_id)
+        return found

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+"""The daily metric rollups (system_of_record/metric_rollups.py, intelligence/metrics_rollup.py) on every backend:
+the figures read from them are exactly those of the raw computation (``metrics.compute(use_rollups=False)``) on a
+seeded history full of edge cases - periods that start and end inside a day and in other time zones, runs over
+midnight, failures that changed nothing, emergency changes, incident and remediation links, a CI whose services
+and team change and a CI deleted after its changes, runs still running, dry runs and denied runs - and an existing
+ledger's backfill gives the rows a replay gives (the suite's fixture compares the tables with a replay after every
+test: ``tests/conftest.py``)."""
+
+from __future__ import annotations
+
+import datetime
+import random
+
+import pytest
+
+from support.history import run_entries, t
+
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+
+UTC = datetime.timezone.utc
+HOSTS = ["web01", "web02", "db01", "db02", "batch01", "lonely01"]  # lonely01 has no CI
+
+
+def ci(ci_id, name, **attributes):
+    return Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": dict(attributes, name=name), "identities": {}})
+
+
+def history(sor, seed=18, runs=160):
+    """CIs of several services, teams and environments, then ``runs`` random runs over 12 days (2026-01-05 on)."""
+    sor.append([
+        ci("ci-web01", "web01", **{"class": "server", "services": ["shop"], "support_group": "web"}),
+        ci("ci-web02", "web02", **{"class": "server", "services": ["shop", "blog"], "support_group": "web"}),
+        ci("ci-db01", "db01", **{"class": "server", "services": ["shop"], "owner": "dba"}),
+        ci("ci-db02", "db02", **{"class": "server", "owner": "dba"}),
+        ci("ci-batch01", "batch01", **{"class": "server"}),
+        ci("ci-app", "checkout", **{"class": "application", "services": ["payments"]}),
+    ])
+    ci_ids = {"web01": "ci-web01", "web02": "ci-web02", "db01": "ci-db01", "db02": "ci-db02",
+              "batch01": "ci-batch01", "checkout": "ci-app"}
+    rng = random.Random(seed)
+    origin = t("2026-01-05 00:00")
+    made = []
+    for number in range(runs):
+        start = origin + datetime.timedelta(minutes=rng.randrange(12 * 24 * 60))
+        # some runs cross midnight, most take minutes
+        end = start + datetime.timedelta(minutes=rng.choice([1, 5, 20, 90, 600]), microseconds=rng.randrange(10 ** 6))
+        status = rng.choice(["successful"] * 6 + ["failed", "interrupted"])
+        gate = rng.choice(["standard", "standard", "normal", "emergency", "emergency", None, "denied"])
+        changed = rng.sample(sorted(ci_ids), rng.choice([0, 1, 1, 1, 2]))
+        hosts = list(changed) or rng.sample(HOSTS, rng.choice([1, 2]))
+        if gate == "denied":
+            changed = []
+        commit = start - datetime.timedelta(minutes=rng.randrange(-30, 3000)) if rng.random() < 0.7 else None
+        run = dict(run_id="r%03d" % number, start=start, end=end, status=status, gate=gate, commit=commit,
+                   changed=changed, hosts=hosts, check_mode=rng.random() < 0.05)
+        entries = run_entries(run, ci_ids)
+        if number % 40 == 7:
+            # still running: no end (and so not a change yet)
+            entries = [entry for entry in entries if entry.kind not in ("run.finished", "run.interrupted")]
+        sor.append(entries)
+        made.append(run)
+    links = []
+    for run in rng.sample(made, 20):
+        links.append(Entry("run.linked", run["run_id"], {
+            "run_id": run["run_id"], "link": "incident", "target": "INC%d" % rng.randrange(100),
+            "linked_at": format_time(run["end"] + datetime.timedelta(hours=rng.choice([-1, 2, 20, 30, 80])))}))
+    for run, fix in zip(rng.sample(made, 15), rng.sample(made, 15)):
+        links.append(Entry("run.linked", run["run_id"], {
+            "run_id": run["run_id"], "link": "remediated_by", "target": fix["run_id"], "linked_at": None}))
+    links.append(Entry("run.linked", made[3]["run_id"], {
+        "run_id": made[3]["run_id"], "link": "remediated_by", "target": "no-such-run", "linked_at": None}))
+    sor.append(links)
+    return made
+
+
+PERIODS = [
+    ("2026-01-05 00:00", "2026-01-19 00:00"),          # whole days only
+    ("2026-01-05 13:17", "2026-01-15 06:45"),          # edge days at both ends
+    ("2026-01-07 23:59", "2026-01-08 00:01"),          # two minutes over midnight: no whole day
+    ("2026-01-09 03:00", "2026-01-09 22:00"),          # inside one day
+    ("2026-01-01 00:00", "2026-02-01 00:00"),          # beyond the history at both ends
+]
+ZONES = [UTC, datetime.timezone(datetime.timedelta(hours=5, minutes=30)), datetime.timezone(-datetime.timedelta(hours=8))]
+
+
+def _period(since, until, zone):
+    # the same wall-clock times in another zone: the UTC day boundaries fall inside the period elsewhere
+    return (t(since).replace(tzinfo=zone), t(until).replace(tzinfo=zone))
+
+
+def _both(sor, since, until, **options):
+    raw = metrics.compute(sor, since, until, use_rollups=False, **options)
+    rolled = metrics.compute(sor, since, until, use_rollups=True, **options)
+    return raw, rolled
+
+
+def test_the_rollups_give_the_raw_figures_exactly(open_sor):
+    sor = open_sor()
+    history(sor)
+    assert sor.has_metric_rollups
+    compared = 0
+    for since_text, until_text in PERIODS:
+        for zone in ZONES:
+            since, until = _period(since_text, until_text, zone)
+            for bucket, group_by in (("week", "service"), ("day", "team"), ("month", "environment"), ("day", None)):
+                raw, rolled = _both(sor, since, until, bucket=bucket, group_by=group_by)
+                assert rolled == raw, (since, until, bucket, group_by)
+                compared += 1
+    # the comparison is not vacuous: the history has what every rule counts
+    raw = metrics.compute(sor, t("2026-01-05 00:00"), t("2026-01-19 00:00"), use_rollups=False)["overall"]
+    assert raw["deployments"] > 20 and raw["lead_time"]["count"] > 10 and raw["time_to_restore"]["count"] > 3
+    assert {"failed", "interrupted", "incident", "remediated_by", "emergency change"} <= set(raw["failure_reasons"])
+    assert compared == len(PERIODS) * len(ZONES) * 4
+
+
+@pytest.mark.parametrize("window", [datetime.timedelta(hours=1), datetime.timedelta(hours=24),
+                                    datetime.timedelta(days=3), datetime.timedelta(0)])
+def test_every_failure_window_and_filter_gives_the_raw_figures(open_sor, window):
+    sor = open_sor()
+    history(sor, seed=7)
+    since, until = t("2026-01-06 08:30"), t("2026-01-14 17:10")
+    for filters in ({}, {"services": ["shop"]}, {"services": ["blog", "payments"]}, {"teams": ["dba"]},
+                    {"environments": ["production"], "teams": ["web"]}, {"services": ["nothing"]}):
+        for group_by in (None, "service", "team"):
+            raw, rolled = _both(sor, since, until, bucket="day", group_by=group_by, failure_window=window, **filters)
+            assert rolled == raw, (window, filters, group_by)
+
+
+def test_the_rollups_follow_the_cmdb(open_sor):
+    sor = open_sor()
+    history(sor, seed=3)
+    since, until = t("2026-01-05 06:00"), t("2026-01-17 00:00")
+    # web01 moves to another service and team, the application is renamed, db02 is deleted
+    sor.append([Entry("ci.updated", "ci-web01", {"ci_id": "ci-web01", "changes": {
+        "services": {"from": ["shop"], "to": ["storefront"]}, "support_group": {"from": "web", "to": "sre"}}}),
+        Entry("ci.updated", "ci-app", {"ci_id": "ci-app", "changes": {"name": {"from": "checkout", "to": "pay"}}}),
+        Entry("ci.deleted", "ci-db02", {"ci_id": "ci-db02"})])
+    for group_by in ("service", "team"):
+        raw, rolled = _both(sor, since, until, bucket="week", group_by=group_by)
+        assert rolled == raw
+    keys = [group["key"] for group in metrics.compute(sor, since, until, group_by="service")["groups"]]
+    assert "storefront" in keys and "pay" in keys and "checkout" not in keys
+
+
+def test_whole_days_are_read_from_the_rollups(open_sor):
+    sor = open_sor()
+    made = history(sor)
+    read = []
+    original = sor.find_metric_days
+
+    def counting(first_day, end_day):
+        rows = original(first_day, end_day)
+        read.append((first_day, end_day, len(rows)))
+        return rows
+
+    sor.find_metric_days = counting
+    metrics.compute(sor, t("2026-01-05 12:00"), t("2026-01-15 12:00"), group_by="service")
+    assert read and read[0][:2] == ("2026-01-06", "2026-01-15")
+    # a row per day and label key, fewer than the changes they count
+    assert 0 < read[0][2] < len(made)
+
+
+def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
+    sor = open_sor()
+    history(sor, runs=60)
+    before = (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
+              sorted(sor.find_metric_days("0000", "9999")))
+    version = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
+    # as a collection before the rollups left it
+    with sor._write_transaction() as cursor:
+        for table in ("metric_changes", "metric_days", "metric_ci_labels"):
+            cursor.execute("DROP TABLE %s" % table)
+        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)
+    sor.close()
+    upgraded = open_sor()
+    assert upgraded.schema_version() == schema.LATEST_VERSION
+    after = (sorted(tuple(row.values()) for row in upgraded.find_metric_changes(None, None)),
+             sorted(upgraded.find_metric_days("0000", "9999")))
+    assert after == before and before[0] and before[1]
