@@ -544,3 +544,8 @@ class SystemOfRecord(abc.ABC):
     def find_change_requests_in_window(self, start, end, states=None):
         """Change requests whose planned window overlaps ``[start, end)``, in one of ``states`` when given."""
         raise NotImplementedError
+
+    # -- moving the ledger: the outbox and witness bookkeeping (ledger_migrate) ---------------------------
+    def list_witness_cursors(self):
+        """``{witness: seq}`` of every witness fed so far (``advance_witness_cursor``'s cursors)."""
+        raise NotImplementedError
