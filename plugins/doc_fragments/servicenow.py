@@ -140,8 +140,11 @@ options:
         choices: [none, review, closed]
       unauthorised_runs:
         description:
-          - What records a run that changed hosts without authorisation in ServiceNow.
-          - Default V(change).
+          - Deprecated, to be removed in 2.0.0 - set C(servicenow.unauthorised_runs) in the change policy instead
+            (it wins when both are set, with a warning). What records a run that changed hosts without
+            authorisation in ServiceNow (E(CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS)).
+          - Used only when the change policy in force does not say; a warning says it is deprecated.
+            Neither set means V(change).
         type: str
         choices: [change, incident]
       register_url:

@@ -22,7 +22,9 @@ becomes:
     as a JSON attachment, the actual start and end, and, when configured, the CHG
     moved to Review or Closed with a close code from the outcome (the state read
     back after every step). An unauthorised run gets a CHG flagged unauthorised in
-    Review, or an incident (``unauthorised_runs``): never nothing
+    Review, or an incident, as the change policy in force says
+    (``servicenow.unauthorised_runs``; the ServiceNow setting of that name is its
+    deprecated predecessor): never nothing
 ``run.incomplete`` (the recorder lost entries of the run)
     a work note on the run's CHGs saying how many entries of which kinds were lost and why; when the
     marker carried the run's lost end, the run ends on its CHGs as above, except that its CHG is not
@@ -57,7 +59,12 @@ import socket
 import time
 import uuid
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import (
+    configured_policy_path,
+    policy_in_force,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time, to_plain
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ChangeopsError,
@@ -77,6 +84,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.errors i
     ServiceNowForbidden,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.ire import IRE, Mapper, RELATION_TYPES, host_label
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import ansible_config_file
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table import Query, TableAPI, value_of
 
 SYSTEM = "servicenow"
@@ -143,6 +151,13 @@ class SorCooldown(object):
         self.sor.note_sync_error(self.target, "rate limited: %s" % message, retry_after=iso(epoch))
 
 
+def default_policy(sor):
+    """The change policy in force for the outbox: the published version, else the controller's configured file
+    (``CHANGEOPS_GATE_POLICY``, ``gate_policy`` in ``[changeops]`` of ansible.cfg), else the built-in default."""
+    config_file = ansible_config_file()
+    return policy_in_force(sor, configured_policy_path(os.environ, read_ini_section(config_file), config_file))
+
+
 def iso(epoch):
     return format_time(datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)) if epoch else None
 
@@ -152,13 +167,16 @@ def owner_id():
 
 
 class Outbox(object):
-    def __init__(self, sor, settings, actor=None, client_factory=Client, wall_clock=time.time):
+    def __init__(self, sor, settings, actor=None, client_factory=Client, wall_clock=time.time, policy=None):
         self.sor = sor
         self.settings = settings
         self.target = settings.target_key()
         self.actor = actor or "changeops-outbox"
         self.client_factory = client_factory
         self.wall_clock = wall_clock
+        #: ``policy() -> PolicyInForce``: the change policy whose ``servicenow.unauthorised_runs`` applies
+        #: (default: the published policy in force, else the controller's configured file, else the built-in one)
+        self.policy = policy or (lambda: default_policy(sor))
 
     # -- what is waiting ----------------------------------------------------------------------------
     def state(self):
@@ -238,7 +256,7 @@ class Outbox(object):
         try:
             client = self.client_factory(self.settings, deadline=deadline,
                                          cooldown=None if force else SorCooldown(self.sor, self.target))
-            deliverer = Deliverer(self.sor, client, self.settings, self.actor, report)
+            deliverer = Deliverer(self.sor, client, self.settings, self.actor, report, policy=self.policy)
             if retry_failed:
                 self._retry_failed(deliverer, report)
             self._drain(deliverer, report, max_entries)
@@ -340,12 +358,14 @@ def _next_group(window, batch_size):
 class Deliverer(object):
     """Turns ledger entries into ServiceNow writes (one drain's worth)."""
 
-    def __init__(self, sor, client, settings, actor, report):
+    def __init__(self, sor, client, settings, actor, report, policy=None):
         self.sor = sor
         self.client = client
         self.settings = settings
         self.actor = actor
         self.report = report
+        self.policy = policy or (lambda: default_policy(sor))
+        self._unauthorised_runs = None
         self.table = TableAPI(client)
         self.change = ChangeAPI(client, self.table)
         self.attachments = AttachmentAPI(client)
@@ -705,7 +725,7 @@ class Deliverer(object):
         run_id = event["run_id"]
         correlation = "changeops-unauthorised-%s" % run_id
         changed, failed = self._summary(event)
-        kind = self.settings.get("unauthorised_runs") or "change"
+        kind = self.unauthorised_runs()
         table = "incident" if kind == "incident" else "change_request"
         existing = self.change.find_by_correlation(correlation, table=table)
         description = ("changeops recorded run %s of %s by %s on %s, which changed hosts without an authorising "
@@ -755,6 +775,33 @@ class Deliverer(object):
             if not self.table.get("incident", sys_id, ["number"]):
                 raise ItemRefused("incident %s for unauthorised run %s cannot be read back" % (number, run_id))
         return {"sys_id": sys_id, "number": number, "table": table, "unauthorised": True}
+
+    def unauthorised_runs(self):
+        """``change`` or ``incident``: the policy's ``servicenow.unauthorised_runs``, else the deprecated ServiceNow
+        setting of that name (with a warning), else ``change``. Decided once per drain."""
+        if self._unauthorised_runs is None:
+            try:
+                in_force = self.policy()
+            except ChangeopsError as exc:
+                # a policy that does not load decides nothing: this entry waits, set aside, until it is fixed
+                raise ItemRefused("the change policy that says what records an unauthorised run cannot be read: %s"
+                                  % exc.message)
+            policy = getattr(in_force, "policy", in_force)
+            chosen = (getattr(policy, "servicenow", None) or {}).get("unauthorised_runs")
+            setting = self.settings.get("unauthorised_runs")
+            where = getattr(in_force, "label", lambda: getattr(policy, "origin", "the change policy"))()
+            if chosen and setting and setting != chosen:
+                self.report.warnings.append(
+                    "the ServiceNow setting unauthorised_runs=%s (CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS, "
+                    "[changeops_servicenow]) is deprecated and ignored: the %s says servicenow.unauthorised_runs: %s"
+                    % (setting, where, chosen))
+            elif not chosen and setting:
+                self.report.warnings.append(
+                    "the ServiceNow setting unauthorised_runs=%s (CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS, "
+                    "[changeops_servicenow]) is deprecated and will be removed in 2.0.0: set "
+                    "servicenow.unauthorised_runs: %s in the change policy (%s has none)" % (setting, setting, where))
+            self._unauthorised_runs = chosen or setting or "change"
+        return self._unauthorised_runs
 
     def _host_sys_id(self, host):
         for ci in self.sor.find_cis(names=[host]):
