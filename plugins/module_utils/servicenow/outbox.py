@@ -221,11 +221,29 @@ class Outbox(object):
         }
 
     # -- the drain -------------------------------------------------------------------------------------
-    def drain(self, timeout, force=False, retry_failed=False, skip_failed=False, max_entries=None, wait_for_lease=0.0):
+    def ready(self, partial_batches=True):
+        """True when a drain would deliver something now: entries wait, no 429 asked to wait, and (without
+        ``partial_batches``) they are not only the start of an IRE batch still being written. Reads only: the
+        recorder's background delivery asks this before it takes the lease (a write) for nothing."""
+        state = self.state()
+        retry_after = state.get("retry_after")
+        if retry_after and parse_time(retry_after).timestamp() > self.wall_clock():
+            return False
+        batch_size = int(self.settings.get("batch_size") or 100)
+        window = list(self.sor.iter_entries(after_seq=state.get("cursor_seq") or 0, kinds=list(PUSHED_KINDS),
+                                            limit=batch_size * 4))
+        if not window:
+            return False
+        return partial_batches or not _growing_batch(_next_group(window, batch_size), window, batch_size)
+
+    def drain(self, timeout, force=False, retry_failed=False, skip_failed=False, max_entries=None, wait_for_lease=0.0,
+              partial_batches=True):
         """Deliver what is pending within ``timeout`` seconds; returns a :class:`DrainReport`.
 
         Before a 429's retry time only ``force`` sends anything. ``wait_for_lease``: how long to wait for another
-        drain to finish (it delivers our entries too).
+        drain to finish (it delivers our entries too). Without ``partial_batches`` (the recorder's delivery while
+        the run goes on) CIs go only in full IRE batches: a batch still being written waits for more CIs, or for
+        the end of the run.
         """
         report = DrainReport(self.target)
         started = time.monotonic()
@@ -259,7 +277,7 @@ class Outbox(object):
             deliverer = Deliverer(self.sor, client, self.settings, self.actor, report, policy=self.policy)
             if retry_failed:
                 self._retry_failed(deliverer, report)
-            self._drain(deliverer, report, max_entries)
+            self._drain(deliverer, report, max_entries, partial_batches)
         except ServiceNowError as exc:
             report.stopped = exc.message
             report.stop_kind = exc.kind
@@ -303,7 +321,7 @@ class Outbox(object):
                 report.retried.append({"seq": entry.seq, "status": "delivered"})
                 report.delivered += 1
 
-    def _drain(self, deliverer, report, max_entries):
+    def _drain(self, deliverer, report, max_entries, partial_batches=True):
         batch_size = int(self.settings.get("batch_size") or 100)
         cursor = report.cursor
         handled = 0
@@ -314,6 +332,8 @@ class Outbox(object):
             if not window:
                 return
             group = _next_group(window, batch_size)
+            if not partial_batches and _growing_batch(group, window, batch_size):
+                return
             refused = deliverer.deliver(group)
             for entry in group:
                 if entry.seq in refused:
@@ -337,6 +357,17 @@ def _ci_ids_of(entry):
     if entry.kind in ("ci.relationship_added", "ci.relationship_removed"):
         return [data.get("source"), data.get("target")]
     return [data.get("ci_id") or entry.subject]
+
+
+def _growing_batch(group, window, batch_size):
+    """True when ``group`` is an IRE batch short of ``batch_size`` CIs with nothing after it yet: more CIs of the
+    run may still join it (a full batch, or one an entry of another kind closed, is complete)."""
+    if group[0].kind not in CI_KINDS or group[-1] is not window[-1] or len(window) >= batch_size * 4:
+        return False
+    cis = set()
+    for entry in group:
+        cis.update(ci for ci in _ci_ids_of(entry) if ci)
+    return len(cis) < batch_size
 
 
 def _next_group(window, batch_size):
