@@ -281,9 +281,14 @@ class Outbox(object):
         except ServiceNowError as exc:
             report.stopped = exc.message
             report.stop_kind = exc.kind
-            self.sor.note_sync_error(self.target, exc.message, retry_after=iso(exc.retry_at))
-            if exc.retry_at:
-                report.waiting_until = iso(exc.retry_at)
+            retry_at = exc.retry_at
+            if retry_at is None:
+                # out of time while waiting out a 429 (the end of a run cut the wait): its retry time still holds
+                retry_at = SorCooldown(self.sor, self.target).get()
+                retry_at = retry_at if retry_at and retry_at > self.wall_clock() else None
+            self.sor.note_sync_error(self.target, exc.message, retry_after=iso(retry_at))
+            if retry_at:
+                report.waiting_until = iso(retry_at)
         except (BackendUnavailable, ConfigurationError) as exc:
             report.stopped = exc.message
             report.stop_kind = "error"
