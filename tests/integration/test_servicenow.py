@@ -273,7 +273,8 @@ def test_killed_mid_run_the_outbox_delivers_each_entry_exactly_once_later(sqlite
     sources = sn_process.control.records("sys_object_source", "name=ChangeOps")
     assert len(sources) == 20 and len(set(row["id"] for row in sources)) == 20
     # only the second half went again: 10 CIs, 5 per IRE request (the first half was not sent twice)
-    ire = [entry for entry in sn_process.requests() if entry["method"] == "POST" and "identifyreconcile" in entry["path"]]
+    ire = [entry for entry in sn_process.requests()
+           if entry["method"] == "POST" and "identifyreconcile" in entry["path"]]
     assert len(ire) == 2
     assert outbox_status(sqlite_sor, sn_process)["pending"] == 0
     before = len(sn_process.requests())

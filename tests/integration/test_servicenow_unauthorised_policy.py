@@ -15,7 +15,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Valid
 pytestmark = pytest.mark.integration
 
 UNGATED = GATED.split("  pre_tasks:", maxsplit=1)[0] + "  tasks:" + GATED.split("  tasks:", maxsplit=1)[1]
-DEPRECATED = "is deprecated and will be removed in 2.0.0: set servicenow.unauthorised_runs: incident in the change policy"
+DEPRECATED = ("is deprecated and will be removed in 2.0.0: set servicenow.unauthorised_runs: incident in the change "
+              "policy")
 IGNORED = "unauthorised_runs=incident (CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS, [changeops_servicenow]) is " \
           "deprecated and ignored"
 
