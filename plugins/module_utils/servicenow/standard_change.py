@@ -69,10 +69,10 @@ def ensure_standard_change(change, template, correlation_id, values, ci_sys_ids,
     Returns ``{changed, created, sys_id, number, state, template_sys_id, cis_added, before, warnings}``;
     ``before`` is None when the CHG did not exist. In ``check_mode`` only reads are sent and the answer says
     what would be done (``sys_id``/``number`` None for a CHG that would be created)."""
-    outcome = {"changed": False, "created": False, "cis_added": [], "warnings": [], "template_sys_id": None}
+    outcome = {"changed": False, "created": False, "cis_added": [], "warnings": [],
+               "template_sys_id": change.find_template(template)}
     existing = change.find_by_correlation(correlation_id)
     if existing is None:
-        outcome["template_sys_id"] = change.find_template(template)
         outcome.update(changed=True, created=True, before=None, cis_added=sorted(set(ci_sys_ids)))
         if check_mode:
             outcome.update(sys_id=None, number=None, state=state)
@@ -81,7 +81,6 @@ def ensure_standard_change(change, template, correlation_id, values, ci_sys_ids,
                                                  correlation_display="changeops"), template=outcome["template_sys_id"])
         sys_id, number = created["sys_id"], created.get("number")
         current = STATE_NAMES.get(created.get("state"), created.get("state")) or "new"
-        present = {}
     else:
         sys_id, number = value_of(existing["sys_id"]), value_of(existing.get("number"))
         record = change.read(sys_id) or {}
@@ -91,7 +90,6 @@ def ensure_standard_change(change, template, correlation_id, values, ci_sys_ids,
                                      kind="item_error")
         current = STATE_NAMES.get(record.get("state"), record.get("state"))
         present = change.affected_ci_sys_ids(sys_id)
-        outcome["template_sys_id"] = value_of(record.get("std_change_producer_version")) or None
         outcome["before"] = {"number": number, "state": current, "affected_ci_sys_ids": sorted(present)}
         outcome["cis_added"] = sorted(set(ci for ci in ci_sys_ids if ci not in present))
     outcome.update(sys_id=sys_id, number=number)

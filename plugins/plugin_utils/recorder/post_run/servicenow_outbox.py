@@ -122,6 +122,7 @@ def deliver_to_servicenow(sor, run_id, options, display):
     started = time.monotonic()
     try:
         settings.check_complete("[changeops_servicenow] of ansible.cfg / SN_* variables")
+        report = None
         if feeder is not None:
             in_time = feeder.finish(budget)
             report = feeder.final_report
@@ -129,10 +130,10 @@ def deliver_to_servicenow(sor, run_id, options, display):
                 display.warning("%s: the background delivery to ServiceNow did not stop within the end-of-run "
                                 "budget of %.0f s; the run goes on without it (what it did not deliver waits in "
                                 "the outbox)" % (PREFIX, budget))
-            if feeder.error is not None and report is None:
-                raise ChangeopsError("the background delivery stopped: %s" % feeder.error)
-        else:
-            report = None
+            if feeder.error is not None:
+                # the last drain below delivers what it left
+                display.warning("%s: the background delivery to ServiceNow stopped during run %s: %s"
+                                % (PREFIX, run_id, feeder.error))
         if report is None and (feeder is None or feeder.done.is_set()):
             # no feeder (ServiceNow enabled after the run's first append) or it had no time left: one drain here
             report = Outbox(sor, settings).drain(max(0.0, budget - (time.monotonic() - started)))
