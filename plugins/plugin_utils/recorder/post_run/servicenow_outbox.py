@@ -21,6 +21,12 @@ the same time (the drain lease) is left to do it.
 
 from __future__ import annotations
 
+# What a first request imports lazily (the idna codec for host names, requests' netrc and cookie helpers), imported
+# here, on the callback's main thread when the writer is made: the feeder thread must not be inside an import
+# when Ansible forks a worker, which would inherit the import's lock held for ever
+import encodings.idna  # noqa: F401 pylint: disable=unused-import
+import http.cookiejar  # noqa: F401 pylint: disable=unused-import
+import netrc  # noqa: F401 pylint: disable=unused-import
 import threading
 import time
 
