@@ -332,7 +332,7 @@ WAIT_FOR_429 = """
     - name: Wait until ServiceNow has answered the background delivery with a 429
       changeops.itsm.servicenow_sync_info:
       register: outbox
-      until: outbox.servicenow.retry_after
+      until: outbox.servicenow.retry_after is not none
       retries: 120
       delay: 1
 """
