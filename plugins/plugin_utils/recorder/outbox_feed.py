@@ -16,9 +16,9 @@ budget) leaves its entries in the outbox, and the feeder tries again after a bac
 up to ``max_backoff`` (never before a 429's retry time, which the outbox keeps).
 
 At the end of the run the post-run hook calls :meth:`finish` with the end-of-run budget: the drain in
-progress is cut to that deadline (its sleeps, a 429's ``Retry-After`` included, wake up at it and its
-next request is not sent), then one last drain delivers what is left, partial IRE batches and the
-run's end included, within what remains. So a 429 storm or a dead instance holds the run up by the
+progress is cut to that deadline (a sleep that would end after it, a 429's ``Retry-After`` included,
+is given up at once and the request after it is not sent), then one last drain delivers what is left,
+partial IRE batches and the run's end included, within what remains. So a 429 storm or a dead instance holds the run up by the
 budget at most, and whatever is not delivered by then waits in the outbox for the next run or
 ``servicenow_sync``: nothing is lost.
 """
@@ -150,6 +150,12 @@ class OutboxFeeder(threading.Thread):
             with self._lock:
                 client = self._client
                 deadline = client.deadline if client is not None else None
+                if self._final_deadline is not None and client is not None and deadline is not None and \
+                        deadline < end:
+                    # the run ends before this wait would (a 429's Retry-After): give the wait up now, and with
+                    # it the request after it, so the last drain gets the budget
+                    client.deadline = min(deadline, now)
+                    return
             until = end if deadline is None else min(end, deadline)
             if now >= until:
                 return
