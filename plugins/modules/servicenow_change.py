@@ -86,27 +86,20 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Patch the web servers under a standard change raised from ServiceNow's catalog
-  hosts: web
-  tags: [patching]
-  pre_tasks:
-    - name: Raise the standard change
-      changeops.itsm.servicenow_change:
-        template: Patch Linux servers
-        hosts: "{{ ansible_play_hosts }}"
-        state: implement
-      run_once: true
-      register: chg
-      tags: [always]
+# In pre_tasks of a play tagged for the policy template that names the ServiceNow template (tags: [patching])
+- name: Raise the standard change from ServiceNow's catalog
+  changeops.itsm.servicenow_change:
+    template: Patch Linux servers
+    hosts: "{{ ansible_play_hosts }}"
+    state: implement
+  run_once: true
+  register: chg
+  tags: [always]
 
-    - name: Change gate
-      changeops.itsm.change_gate:
-        change_request: "{{ chg.number }}"
-      tags: [always]
-  tasks:
-    - name: Upgrade packages
-      ansible.builtin.apt:
-        upgrade: safe
+- name: Change gate (reads the CHG live from ServiceNow)
+  changeops.itsm.change_gate:
+    change_request: "{{ chg.number }}"
+  tags: [always]
 
 - name: A standard change named by a schedule of its own (one per month, however often the play runs)
   changeops.itsm.servicenow_change:
