@@ -129,7 +129,9 @@ options:
         type: str
       sync_timeout:
         description:
-          - Most seconds the end-of-run delivery (and a task's C(servicenow_push=now) delivery) may take.
+          - The end-of-run budget - most seconds the end of a run waits for ServiceNow (the recorder's background
+            delivery is cut to it, then delivers what is left), and most seconds a task's C(servicenow_push=now)
+            delivery may take.
           - Default V(30).
         type: float
       close_change_requests:
@@ -140,8 +142,11 @@ options:
         choices: [none, review, closed]
       unauthorised_runs:
         description:
-          - What records a run that changed hosts without authorisation in ServiceNow.
-          - Default V(change).
+          - Deprecated, to be removed in 2.0.0 - set C(servicenow.unauthorised_runs) in the change policy instead
+            (it wins when both are set, with a warning). What records a run that changed hosts without
+            authorisation in ServiceNow (E(CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS)).
+          - Used only when the change policy in force does not say; a warning says it is deprecated.
+            Neither set means V(change).
         type: str
         choices: [change, incident]
       register_url:
@@ -171,8 +176,9 @@ options:
   servicenow_push:
     description:
       - With ServiceNow configured (see O(instance)), when the CI reaches ServiceNow's CMDB through IRE.
-      - V(deferred) leaves it in the ledger's outbox, delivered at the end of the run by the recorder
-        with every other CI of the run, many per IRE request.
+      - V(deferred) leaves it in the ledger's outbox, delivered by the recorder with the other CIs of the
+        run, many per IRE request - in the background while the run goes on once a full batch waits, the
+        rest at its end.
       - V(now) delivers the outbox from this task and fails the task when ServiceNow refused this CI
         (an IRE C(MULTI_MATCH) or item error, naming the host and the identifier rule).
       - In check mode the task asks IRE's query variant what it would do instead, and fails on a

@@ -453,7 +453,10 @@ NORMAL_KEYS = ("allowed_states",)
 # template; the servicenow section allows the gate's local fallback
 TOP_KEYS = TOP_KEYS + ("servicenow",)
 TEMPLATE_KEYS = TEMPLATE_KEYS + ("servicenow_template",)
-SERVICENOW_KEYS = ("local_fallback", "fallback_max_age")
+SERVICENOW_KEYS = ("local_fallback", "fallback_max_age", "unauthorised_runs")
+#: what records an unauthorised run in ServiceNow (the outbox, servicenow/outbox.py): a CHG flagged unauthorised
+#: in Review, or an incident
+UNAUTHORISED_RUNS = ("change", "incident")
 
 
 def parse_policy(document, origin, digest=None):
@@ -600,6 +603,14 @@ def parse_policy(document, origin, digest=None):
         servicenow["fallback_max_age"] = check.integer(raw_servicenow["fallback_max_age"],
                                                        "servicenow.fallback_max_age",
                                                        line(raw_servicenow, "fallback_max_age"), minimum=1)
+    if raw_servicenow.get("unauthorised_runs") is not None:
+        # None when absent: the deprecated ServiceNow setting of the same name still applies then
+        servicenow["unauthorised_runs"] = check.string(raw_servicenow["unauthorised_runs"],
+                                                       "servicenow.unauthorised_runs",
+                                                       line(raw_servicenow, "unauthorised_runs"))
+        if servicenow["unauthorised_runs"] not in UNAUTHORISED_RUNS:
+            check.fail("servicenow.unauthorised_runs", "must be one of %s" % ", ".join(UNAUTHORISED_RUNS),
+                       raw_servicenow["unauthorised_runs"], line(raw_servicenow, "unauthorised_runs"))
 
     authorisation = parse_rules(check, document, _Mapping)
     intelligence = parse_intelligence(check, document, _Mapping)

@@ -14,6 +14,12 @@ Safe to repeat and to resume: each batch is its own transaction, guarded by
 the destination head it was prepared for, so an interrupted copy continues
 where it stopped, a finished one reports no change, and a destination that
 already holds something else is refused before anything is written.
+
+The delivery bookkeeping moves with the chain (:func:`_delivery_bookkeeping`): each sync target's
+outbox cursor (ServiceNow), its set-aside entries and the time a 429 asked to wait until, and each
+witness's cursor. Sequence numbers are kept by the copy, so a cursor means the same entry on both
+sides: after the move nothing is delivered again and nothing is skipped. A cursor only moves forward
+(one the destination already passed, because something delivered from it, stays).
 """
 
 from __future__ import annotations
@@ -99,6 +105,57 @@ def _copy(source, destination, head, until_seq, batch_size):
     return copied
 
 
+def _delivery_bookkeeping(source, destination):
+    """What of the source's outbox and witness bookkeeping the destination lacks: a list of steps
+    ``{"what", "name", "from", "to", ...}``, each applied by :func:`_apply_bookkeeping`."""
+    steps = []
+    for state in source.list_sync_states():
+        target = state["target"]
+        mine = destination.get_sync_state(target) or {"cursor_seq": 0, "delivered": 0}
+        if (state.get("cursor_seq") or 0) > (mine.get("cursor_seq") or 0):
+            steps.append({"what": "sync_cursor", "name": target, "from": mine.get("cursor_seq") or 0,
+                          "to": state["cursor_seq"],
+                          "delivered": max(0, (state.get("delivered") or 0) - (mine.get("delivered") or 0)),
+                          "last_error": state.get("last_error"), "retry_after": state.get("retry_after")})
+        theirs = dict((item["seq"], item) for item in destination.find_sync_items(target))
+        for item in source.find_sync_items(target):
+            if item["status"] == "delivered" or (theirs.get(item["seq"]) or {}).get("status") == item["status"]:
+                continue
+            steps.append({"what": "sync_item", "name": target, "seq": item["seq"], "item": item})
+    mine = destination.list_witness_cursors()
+    for witness, seq in sorted(source.list_witness_cursors().items()):
+        if seq is not None and (mine.get(witness) is None or mine[witness] < seq):
+            steps.append({"what": "witness_cursor", "name": witness, "from": mine.get(witness), "to": seq})
+    return steps
+
+
+def _apply_bookkeeping(destination, steps):
+    for step in steps:
+        if step["what"] == "sync_cursor":
+            destination.advance_sync_cursor(step["name"], step["from"], step["to"], delivered=step["delivered"])
+            if step.get("last_error") or step.get("retry_after"):
+                destination.note_sync_error(step["name"], step.get("last_error") or "rate limited",
+                                            retry_after=step.get("retry_after"))
+        elif step["what"] == "sync_item":
+            item = step["item"]
+            destination.set_sync_item(step["name"], item["seq"], item["entry_id"], item["kind"], item["subject"],
+                                      item["status"], error=item.get("error"), details=item.get("details"))
+        else:
+            destination.advance_witness_cursor(step["name"], step["to"])
+
+
+def _describe_steps(steps):
+    """The result's ``cursors_copied``: what moved (never the set-aside entries' details)."""
+    described = []
+    for step in steps:
+        if step["what"] == "sync_item":
+            described.append({"what": "set_aside_entry", "name": step["name"], "seq": step["seq"],
+                              "status": step["item"]["status"]})
+        else:
+            described.append({"what": step["what"], "name": step["name"], "from": step["from"], "to": step["to"]})
+    return described
+
+
 def migrate_ledger(ctx):
     params = ctx.params
     destination = ctx.sor
@@ -134,12 +191,17 @@ def migrate_ledger(ctx):
         counters_to_advance = {name: value for name, value in source_counters.items()
                                if destination_counters.get(name, 0) < value}
         pending = source_report.head_seq - destination_report.head_seq
-        changed = bool(pending or counters_to_advance)
+        bookkeeping = _delivery_bookkeeping(source, destination)
+        changed = bool(pending or counters_to_advance or bookkeeping)
 
         before = {"head_seq": destination_report.head_seq, "head_hash": destination_report.head_hash,
-                  "counters": destination_counters}
+                  "counters": destination_counters,
+                  "cursors": dict(("%s %s" % (step["what"], step["name"]), step["from"])
+                                  for step in bookkeeping if step["what"] != "sync_item")}
         after = {"head_seq": source_report.head_seq, "head_hash": source_report.head_hash,
-                 "counters": dict(destination_counters, **counters_to_advance)}
+                 "counters": dict(destination_counters, **counters_to_advance),
+                 "cursors": dict(("%s %s" % (step["what"], step["name"]), step["to"])
+                                 for step in bookkeeping if step["what"] != "sync_item")}
         copied = 0
         final_report = destination_report
         if changed and not ctx.check_mode:
@@ -150,10 +212,14 @@ def migrate_ledger(ctx):
             if not final_report.valid or final_report.head_hash != source_report.head_hash:
                 raise ConflictError("after copying, the destination %s does not verify against the source (%s)"
                                     % (destination.describe(), final_report.summary()))
+            # only now that the destination holds every entry a cursor counts: the outbox and the witnesses
+            # go on from where they were, delivering nothing twice and skipping nothing
+            _apply_bookkeeping(destination, bookkeeping)
         result = {
             "changed": changed,
             "entries_copied": pending if ctx.check_mode else copied,
             "counters_advanced": sorted(counters_to_advance),
+            "cursors_copied": _describe_steps(bookkeeping),
             "source": dict(_chain_state(source_report), path=source_path),
             "destination": dict(_chain_state(final_report), backend=destination.describe()),
         }
@@ -165,6 +231,9 @@ def migrate_ledger(ctx):
         else:
             result["msg"] = "copied %d entries from %s into %s; chain verified, head %s" % (
                 copied, source_path, destination.describe(), (source_report.head_hash or "")[:16])
+            if bookkeeping:
+                result["msg"] += "; %d outbox/witness cursor%s and set-aside entr%s copied" % (
+                    len(bookkeeping), "" if len(bookkeeping) == 1 else "s", "y" if len(bookkeeping) == 1 else "ies")
         if ctx.diff:
             result["diff"] = {"before": before, "after": after}
         return result

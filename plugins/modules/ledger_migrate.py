@@ -21,6 +21,10 @@ description:
     before anything is written.
   - Named counters (such as change request numbers) are raised in the destination to at least
     their value in the source, so numbers are never handed out twice.
+  - The delivery bookkeeping moves too, once every entry is copied - the outbox cursor of each
+    sync target (ServiceNow), its set-aside entries and a 429's retry time, and each witness's
+    cursor - so after the move nothing is delivered to ServiceNow or a witness twice and nothing
+    is skipped. A cursor only moves forward.
   - Runs on the controller; no C(delegate_to) is needed.
 author:
   - changeops.itsm maintainers (@changeops)
@@ -31,7 +35,7 @@ attributes:
     description: Verifies both ledgers and reports how many entries would be copied, writing nothing.
     support: full
   diff_mode:
-    description: Shows the destination head and counters before and after the copy.
+    description: Shows the destination head, counters and cursors before and after the copy.
     support: full
 options:
   source_path:
@@ -87,6 +91,16 @@ counters_advanced:
   type: list
   elements: str
   sample: [change_request]
+cursors_copied:
+  description:
+    - Outbox cursors (C(sync_cursor)), set-aside outbox entries (C(set_aside_entry)) and witness cursors
+      (C(witness_cursor)) copied into the destination (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {what: sync_cursor, name: "servicenow:example.service-now.com", from: 0, to: 18211}
+    - {what: witness_cursor, name: "file:/var/lib/changeops/witness.jsonl", from: null, to: 18300}
 source:
   description: The source chain as verified before copying.
   returned: always

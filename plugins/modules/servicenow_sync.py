@@ -11,9 +11,9 @@ short_description: Deliver the ledger's outbox to ServiceNow now, and report the
 version_added: 0.2.0
 description:
   - ServiceNow is fed from the ledger as an outbox, in ledger order, from a cursor kept in the system
-    of record. The P(changeops.itsm.change_recorder#callback) delivers it at the end of every run, for
-    at most O(instance.sync_timeout) seconds; this module delivers whatever is left, on demand (after
-    an outage, a 429 storm, or on a schedule).
+    of record. The P(changeops.itsm.change_recorder#callback) delivers it in the background while a run
+    goes on and at its end (waiting at most O(instance.sync_timeout) seconds); this module delivers
+    whatever is left, on demand (after an outage, a 429 storm, or on a schedule).
   - CIs go through IRE (many per request), runs authorised by a ServiceNow CHG become work notes, a JSON
     attachment, actual start and end and, if configured, the CHG's move to Review or Closed;
     unauthorised runs become a CHG flagged unauthorised or an incident; checklist evidence is attached

@@ -8,8 +8,10 @@
 * the gate authorises from a live CHG, denies and fails closed naming the cause;
 * a standard CHG is created from a policy template's ServiceNow template;
 * a run leaves work notes, the change event attachment, actual times and the closure on its CHG;
-* the simulator killed in the middle of a run: the outbox delivers each entry exactly once later;
-* a 429 storm delays the run by no more than the rate-limit budget, and nothing is lost.
+* the simulator killed in the middle of a run: what the recorder's background feeder delivered during the run
+  is not sent again, and the outbox delivers the rest exactly once later;
+* a 429 storm delays the run by no more than the rate-limit budget, and nothing is lost; one the background
+  feeder meets during the run is cut at the run's end to the end-of-run budget.
 """
 
 from __future__ import annotations
@@ -211,17 +213,23 @@ def test_an_unauthorised_run_becomes_a_chg_in_review(sqlite_project, sqlite_sor,
 
 # -- outages, restarts, 429s ----------------------------------------------------------------------------------
 KILLED = """
-- name: First half, delivered as it goes
+- name: First half, delivered in the recorder's background while the run goes on
   hosts: first
   gather_facts: false
   tasks:
     - name: Register the host
       changeops.itsm.register_host:
-        servicenow_push: now
+        servicenow_push: deferred
 - name: ServiceNow goes down in the middle of the run
   hosts: localhost
   gather_facts: false
   tasks:
+    - name: Wait until the background delivery has fed the first half
+      changeops.itsm.servicenow_sync_info:
+      register: outbox
+      until: outbox.servicenow.pending == 0
+      retries: 120
+      delay: 1
     - name: Kill the simulator
       ansible.builtin.command: kill -9 {{ simulator_pid }}
       changed_when: false
@@ -246,25 +254,31 @@ def test_killed_mid_run_the_outbox_delivers_each_entry_exactly_once_later(sqlite
     sqlite_project.write("inventory.ini", "\n".join(lines) + "\n")
     sqlite_project.write("killed.yml", KILLED)
     simulator_process = sn_process.process
-    run = sqlite_project.run("killed.yml", "-e", "simulator_pid=%d" % simulator_process.process.pid,
-                             env=sn_process.env())
+    # 5 CIs per IRE request: the first half is two full batches, which the background feeder delivers during the run
+    env = sn_process.env(CHANGEOPS_SERVICENOW_BATCH_SIZE="5")
+    run = sqlite_project.run("killed.yml", "-e", "simulator_pid=%d" % simulator_process.process.pid, env=env)
     assert run.returncode == 0  # ServiceNow going away fails nothing
     assert "queued for ServiceNow, not delivered yet" in run.stdout
     status = outbox_status(sqlite_sor, sn_process)
     assert status["pending"] >= 10 and "cannot connect" in status["last_error"]
-    delivered_before = set(row["name"] for row in _records_from_state(simulator_process.state_path))
-    assert delivered_before and delivered_before <= set(first)
+    # delivered while the run went on, before the simulator was killed: the first half, all of it, only it
+    delivered_before = sorted(row["name"] for row in _records_from_state(simulator_process.state_path))
+    assert delivered_before == first
     simulator_process.process.wait(timeout=60)
     simulator_process.start()  # the same instance again: same port, same records
-    sync = sqlite_project.run(SYNC_PLAYBOOK, env=sn_process.env())
+    sync = sqlite_project.run(SYNC_PLAYBOOK, env=env)
     assert "delivered" in sync.stdout
     servers = sn_process.control.records("cmdb_ci_linux_server")
     assert sorted(row["name"] for row in servers) == sorted(first + second)
     sources = sn_process.control.records("sys_object_source", "name=ChangeOps")
     assert len(sources) == 20 and len(set(row["id"] for row in sources)) == 20
+    # only the second half went again: 10 CIs, 5 per IRE request (the first half was not sent twice)
+    ire = [entry for entry in sn_process.requests()
+           if entry["method"] == "POST" and "identifyreconcile" in entry["path"]]
+    assert len(ire) == 2
     assert outbox_status(sqlite_sor, sn_process)["pending"] == 0
     before = len(sn_process.requests())
-    sqlite_project.run(SYNC_PLAYBOOK, env=sn_process.env())
+    sqlite_project.run(SYNC_PLAYBOOK, env=env)
     assert writes(sn_process.requests(before)) == []
 
 
@@ -279,6 +293,12 @@ def _records_from_state(path):
     return list(state["records"].get("cmdb_ci_linux_server", {}).values())
 
 
+END_OF_RUN = (r"ServiceNow fed (?P<total>\d+) entries during and after run \w+: (?P<during>\d+) during the run in the "
+              r"background \((?P<drains>\d+) drains, waited (?P<waited_during>[\d.]+) s for rate limits\), "
+              r"(?P<at_end>\d+) at its end in (?P<end_seconds>[\d.]+) s \(waited (?P<waited_at_end>[\d.]+) s for rate "
+              r"limits, rate_limit_wait (?P<rate_limit_wait>\d+) s; end-of-run budget (?P<budget>\d+) s\)")
+
+
 def test_a_429_storm_delays_a_run_by_no_more_than_the_budget_and_loses_nothing(sqlite_project, sqlite_sor, sn):
     names = ["s%02d" % number for number in range(30)]
     sqlite_project.write_inventory(names, group="web", host_vars=host_vars(names))
@@ -287,10 +307,13 @@ def test_a_429_storm_delays_a_run_by_no_more_than_the_budget_and_loses_nothing(s
     sn.control.fault(kind="429", retry_after=3600)  # beyond the budget: the drain stops, the entries wait
     env = sn.env(CHANGEOPS_SERVICENOW_RATE_LIMIT_WAIT="5")
     run = sqlite_project.run("provision.yml", env=env)
-    match = re.search(r"ServiceNow fed (\d+) entries after run \w+ in [\d.]+ s \(waited ([\d.]+) s for rate "
-                      r"limits, rate_limit_wait 5 s", run.stdout)
+    match = re.search(END_OF_RUN, run.stdout)
     assert match, run.stdout[-3000:]
-    assert int(match.group(1)) == 0 and 4.0 <= float(match.group(2)) <= 5.0
+    # 30 CIs are less than one IRE batch, delivered once the run's end closes it: by the background feeder if
+    # it gets there first, else by the end-of-run delivery; either way 4 s of waiting, then the stop
+    assert int(match.group("total")) == 0
+    assert 4.0 <= float(match.group("waited_during")) + float(match.group("waited_at_end")) <= 5.0
+    assert float(match.group("end_seconds")) <= float(match.group("budget"))
     status = outbox_status(sqlite_sor, sn)
     assert status["pending"] == 31 and status["retry_after"]  # 30 CIs and the run's end
     sn.control.clear_faults()
@@ -298,6 +321,47 @@ def test_a_429_storm_delays_a_run_by_no_more_than_the_budget_and_loses_nothing(s
     assert "asked to wait until" in waiting.stdout
     sqlite_project.run(SYNC_PLAYBOOK, "-e", "servicenow_sync_force=true", env=env)
     assert sorted(row["name"] for row in sn.control.records("cmdb_ci_linux_server")) == names
+    assert outbox_status(sqlite_sor, sn)["pending"] == 0
+
+
+WAIT_FOR_429 = """
+- name: The run goes on while the background delivery waits out a 429
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Wait until ServiceNow has answered the background delivery with a 429
+      changeops.itsm.servicenow_sync_info:
+      register: outbox
+      until: outbox.servicenow.retry_after is not none
+      retries: 120
+      delay: 1
+"""
+
+
+def test_a_429_storm_during_the_run_holds_its_end_up_by_the_budget_at_most_and_loses_nothing(
+        sqlite_project, sqlite_sor, sn):
+    names = ["c%02d" % number for number in range(20)]
+    sqlite_project.write_inventory(names, group="web", host_vars=host_vars(names))
+    sqlite_project.write("provision.yml", REGISTER.format(hosts="web", push="deferred") + WAIT_FOR_429)
+    # every request answered 429 with Retry-After 20 s: within rate_limit_wait (60 s), so the background feeder
+    # sleeps through it while the run goes on; the run's end (budget 3 s) must cut that sleep
+    sn.control.fault(kind="429", retry_after=20)
+    env = sn.env(CHANGEOPS_SERVICENOW_BATCH_SIZE="10", CHANGEOPS_SERVICENOW_RATE_LIMIT_WAIT="60",
+                 CHANGEOPS_SERVICENOW_SYNC_TIMEOUT="3")
+    run = sqlite_project.run("provision.yml", env=env)
+    match = re.search(END_OF_RUN, run.stdout)
+    assert match, run.stdout[-3000:]
+    assert int(match.group("total")) == 0 and int(match.group("budget")) == 3
+    assert int(match.group("drains")) >= 1  # the background feeder met the storm during the run
+    # cut at the budget (a second of grace for a request in flight), not the 20 s Retry-After
+    assert float(match.group("end_seconds")) <= 3 + 1.5
+    assert any(entry.get("fault") == "429" for entry in sn.requests())
+    status = outbox_status(sqlite_sor, sn)
+    assert status["pending"] == 21 and status["retry_after"]  # 20 CIs and the run's end, the 429's time kept
+    sn.control.clear_faults()
+    sqlite_project.run(SYNC_PLAYBOOK, "-e", "servicenow_sync_force=true", env=env)
+    servers = sn.control.records("cmdb_ci_linux_server")
+    assert sorted(row["name"] for row in servers) == names  # each once
     assert outbox_status(sqlite_sor, sn)["pending"] == 0
 
 

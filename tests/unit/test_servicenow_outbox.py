@@ -329,3 +329,89 @@ def test_a_cmdb_task_never_fails_because_servicenow_is_misconfigured_or_down(sor
         else:
             outcome = register(sor, "cfg03", facts_for("cfg03", "machine-cfg03"), servicenow_push="now")
             assert outcome["changed"] and outcome["servicenow"]["status"] == "queued"
+
+
+# -- delivery during the run (the recorder's background feeder) ---------------------------------------------
+def test_during_the_run_cis_wait_for_a_full_ire_batch(sor, sn):
+    register_hosts(sor, ["web01", "web02", "web03"])
+    outbox = Outbox(sor, sn.settings(batch_size=5))
+    assert outbox.ready(partial_batches=True) is True
+    assert outbox.ready(partial_batches=False) is False  # three CIs, and more of the run may follow
+    report = outbox.drain(30, partial_batches=False)
+    assert report.delivered == 0 and report.stopped is None and sn.requests() == []
+    register_hosts(sor, ["web04", "web05"])
+    assert outbox.ready(partial_batches=False) is True
+    report = outbox.drain(30, partial_batches=False)
+    assert report.delivered == len(sor.find_cis()) and len(ire_posts(sn)) == 1
+
+
+def test_the_change_policy_decides_what_records_an_unauthorised_run_over_the_deprecated_setting(sor, sn):
+    from ansible_collections.changeops.itsm.plugins.module_utils.change_policy import parse_policy_text
+
+    register_hosts(sor, ["web01"])
+    drain(sor, sn)
+    run_id = uuid.uuid4().hex
+    record_run(sor, run_id, change=None)
+    policy = parse_policy_text(b"servicenow:\n  unauthorised_runs: incident\n", "policy.yml")
+    report = Outbox(sor, sn.settings(unauthorised_runs="change"), policy=lambda: policy).drain(30)
+    assert report.set_aside == [] and report.stopped is None
+    assert len(sn.control.records("incident", "correlation_id=changeops-unauthorised-%s" % run_id)) == 1
+    assert sn.control.records("change_request", "correlation_id=changeops-unauthorised-%s" % run_id) == []
+    assert any("deprecated and ignored" in warning and "policy.yml says servicenow.unauthorised_runs: incident"
+               in warning for warning in report.warnings)
+
+
+class _FakeClient(object):
+    def __init__(self, settings, deadline=None, cooldown=None, sleep=None, clock=None):
+        self.deadline = deadline
+        self.sleep = sleep
+
+
+class _FakeOutbox(object):
+    """A drain that waits out a long Retry-After, as the real client does on a 429 within rate_limit_wait."""
+
+    def __init__(self, client_factory, waiting):
+        self.client_factory = client_factory
+        self.waiting = waiting
+        self.drains = []
+
+    def ready(self, partial_batches=True):
+        return not self.drains
+
+    def drain(self, timeout, partial_batches=True):
+        import time
+
+        from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.outbox import DrainReport
+
+        client = self.client_factory(None, deadline=time.monotonic() + timeout)
+        self.drains.append(partial_batches)
+        if not partial_batches:
+            self.waiting.set()
+            client.sleep(3600)
+        return DrainReport("servicenow:test")
+
+
+def test_the_end_of_the_run_cuts_a_background_drain_waiting_out_a_429():
+    import threading
+
+    from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.outbox_feed import OutboxFeeder
+
+    class _Sor(object):
+        def close(self):
+            pass
+
+    waiting = threading.Event()
+    made = []
+
+    def make_outbox(sor, client_factory):
+        made.append(_FakeOutbox(client_factory, waiting))
+        return made[0]
+
+    feeder = OutboxFeeder(_Sor, make_outbox, _FakeClient, drain_timeout=7200, interval=0.05)
+    feeder.start()
+    feeder.nudge()
+    assert waiting.wait(60), "the background drain never started"
+    # the drain sleeps through a one-hour Retry-After; the end of the run gives it 2 s and then one last drain
+    assert feeder.finish(2.0) is True
+    assert feeder.done.is_set() and feeder.error is None
+    assert made[0].drains == [False, True] and feeder.final_report is not None and len(feeder.reports) == 1

@@ -61,6 +61,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings
     ansible_config_file,
     controller_settings,
 )
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.standard_change import ensure_standard_change
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table import Query, value_of
 
 #: approvals as the gate names them
@@ -322,35 +323,22 @@ class ServiceNowAuthority(object):
         run_id = self.ctx.run_id or decision.get("run_id") or "no-run"
         correlation = "changeops-%s-%s" % (run_id, template.name)[:100]
         try:
-            existing = self.change.find_by_correlation(correlation)
-            if existing is not None:
-                sys_id, number = value_of(existing["sys_id"]), value_of(existing.get("number"))
-            else:
-                producer = self.change.find_template(template.servicenow_template)
-                start = now.astimezone(datetime.timezone.utc)
-                values = {
-                    "short_description": "changeops: %s (standard change '%s')" % (
-                        context.get("playbook_name") or context.get("play") or "playbook", template.name),
-                    "correlation_id": correlation,
-                    "correlation_display": "changeops",
-                    "start_date": to_sn_time(format_time(start)),
-                    "end_date": to_sn_time(format_time(start + STANDARD_WINDOW)),
-                }
-                if self.settings.get("assignment_group"):
-                    values["assignment_group"] = self.settings["assignment_group"]
-                created = self.change.create("standard", values, template=producer)
-                sys_id, number = created["sys_id"], created.get("number")
+            start = now.astimezone(datetime.timezone.utc)
+            values = {
+                "short_description": "changeops: %s (standard change '%s')" % (
+                    context.get("playbook_name") or context.get("play") or "playbook", template.name),
+                "start_date": to_sn_time(format_time(start)),
+                "end_date": to_sn_time(format_time(start + STANDARD_WINDOW)),
+            }
+            if self.settings.get("assignment_group"):
+                values["assignment_group"] = self.settings["assignment_group"]
             cis = find_host_cis(self.sor, context.get("hosts") or [])
             wanted = [(ci.get("attributes") or {}).get("servicenow_sys_id") for ci in cis.values()]
-            wanted = [ci for ci in wanted if ci]
-            if wanted:
-                present = self.change.affected_ci_sys_ids(sys_id)
-                missing = [ci for ci in wanted if ci not in present]
-                if missing:
-                    self.change.associate_cis(sys_id, missing)
-            record = self.change.move_to(sys_id, number, "implement")
-            if STATE_NAMES.get(record.get("state")) != "implement":
-                raise ServiceNowConflict("%s is %s, not implement" % (number, STATE_NAMES.get(record.get("state"))))
+            outcome = ensure_standard_change(self.change, template.servicenow_template, correlation, values,
+                                             [ci for ci in wanted if ci], "implement")
+            sys_id, number = outcome["sys_id"], outcome["number"]
+            if outcome["state"] != "implement":
+                raise ServiceNowConflict("%s is %s, not implement" % (number, outcome["state"]))
         except ServiceNowError as exc:
             decision.update(allowed=False, type="denied", reference=None, review_required=False)
             decision["reasons"] = ["standard change '%s' names ServiceNow template %r, but the standard change "

@@ -22,7 +22,9 @@ becomes:
     as a JSON attachment, the actual start and end, and, when configured, the CHG
     moved to Review or Closed with a close code from the outcome (the state read
     back after every step). An unauthorised run gets a CHG flagged unauthorised in
-    Review, or an incident (``unauthorised_runs``): never nothing
+    Review, or an incident, as the change policy in force says
+    (``servicenow.unauthorised_runs``; the ServiceNow setting of that name is its
+    deprecated predecessor): never nothing
 ``run.incomplete`` (the recorder lost entries of the run)
     a work note on the run's CHGs saying how many entries of which kinds were lost and why; when the
     marker carried the run's lost end, the run ends on its CHGs as above, except that its CHG is not
@@ -57,7 +59,12 @@ import socket
 import time
 import uuid
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import (
+    configured_policy_path,
+    policy_in_force,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time, to_plain
+from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     BackendUnavailable,
     ChangeopsError,
@@ -77,6 +84,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.errors i
     ServiceNowForbidden,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.ire import IRE, Mapper, RELATION_TYPES, host_label
+from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import ansible_config_file
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table import Query, TableAPI, value_of
 
 SYSTEM = "servicenow"
@@ -143,6 +151,13 @@ class SorCooldown(object):
         self.sor.note_sync_error(self.target, "rate limited: %s" % message, retry_after=iso(epoch))
 
 
+def default_policy(sor):
+    """The change policy in force for the outbox: the published version, else the controller's configured file
+    (``CHANGEOPS_GATE_POLICY``, ``gate_policy`` in ``[changeops]`` of ansible.cfg), else the built-in default."""
+    config_file = ansible_config_file()
+    return policy_in_force(sor, configured_policy_path(os.environ, read_ini_section(config_file), config_file))
+
+
 def iso(epoch):
     return format_time(datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)) if epoch else None
 
@@ -152,13 +167,16 @@ def owner_id():
 
 
 class Outbox(object):
-    def __init__(self, sor, settings, actor=None, client_factory=Client, wall_clock=time.time):
+    def __init__(self, sor, settings, actor=None, client_factory=Client, wall_clock=time.time, policy=None):
         self.sor = sor
         self.settings = settings
         self.target = settings.target_key()
         self.actor = actor or "changeops-outbox"
         self.client_factory = client_factory
         self.wall_clock = wall_clock
+        #: ``policy() -> PolicyInForce``: the change policy whose ``servicenow.unauthorised_runs`` applies
+        #: (default: the published policy in force, else the controller's configured file, else the built-in one)
+        self.policy = policy or (lambda: default_policy(sor))
 
     # -- what is waiting ----------------------------------------------------------------------------
     def state(self):
@@ -203,11 +221,29 @@ class Outbox(object):
         }
 
     # -- the drain -------------------------------------------------------------------------------------
-    def drain(self, timeout, force=False, retry_failed=False, skip_failed=False, max_entries=None, wait_for_lease=0.0):
+    def ready(self, partial_batches=True):
+        """True when a drain would deliver something now: entries wait, no 429 asked to wait, and (without
+        ``partial_batches``) they are not only the start of an IRE batch still being written. Reads only: the
+        recorder's background delivery asks this before it takes the lease (a write) for nothing."""
+        state = self.state()
+        retry_after = state.get("retry_after")
+        if retry_after and parse_time(retry_after).timestamp() > self.wall_clock():
+            return False
+        batch_size = int(self.settings.get("batch_size") or 100)
+        window = list(self.sor.iter_entries(after_seq=state.get("cursor_seq") or 0, kinds=list(PUSHED_KINDS),
+                                            limit=batch_size * 4))
+        if not window:
+            return False
+        return partial_batches or not _growing_batch(_next_group(window, batch_size), window, batch_size)
+
+    def drain(self, timeout, force=False, retry_failed=False, skip_failed=False, max_entries=None, wait_for_lease=0.0,
+              partial_batches=True):
         """Deliver what is pending within ``timeout`` seconds; returns a :class:`DrainReport`.
 
         Before a 429's retry time only ``force`` sends anything. ``wait_for_lease``: how long to wait for another
-        drain to finish (it delivers our entries too).
+        drain to finish (it delivers our entries too). Without ``partial_batches`` (the recorder's delivery while
+        the run goes on) CIs go only in full IRE batches: a batch still being written waits for more CIs, or for
+        the end of the run.
         """
         report = DrainReport(self.target)
         started = time.monotonic()
@@ -238,16 +274,21 @@ class Outbox(object):
         try:
             client = self.client_factory(self.settings, deadline=deadline,
                                          cooldown=None if force else SorCooldown(self.sor, self.target))
-            deliverer = Deliverer(self.sor, client, self.settings, self.actor, report)
+            deliverer = Deliverer(self.sor, client, self.settings, self.actor, report, policy=self.policy)
             if retry_failed:
                 self._retry_failed(deliverer, report)
-            self._drain(deliverer, report, max_entries)
+            self._drain(deliverer, report, max_entries, partial_batches)
         except ServiceNowError as exc:
             report.stopped = exc.message
             report.stop_kind = exc.kind
-            self.sor.note_sync_error(self.target, exc.message, retry_after=iso(exc.retry_at))
-            if exc.retry_at:
-                report.waiting_until = iso(exc.retry_at)
+            retry_at = exc.retry_at
+            if retry_at is None:
+                # out of time while waiting out a 429 (the end of a run cut the wait): its retry time still holds
+                retry_at = SorCooldown(self.sor, self.target).get()
+                retry_at = retry_at if retry_at and retry_at > self.wall_clock() else None
+            self.sor.note_sync_error(self.target, exc.message, retry_after=iso(retry_at))
+            if retry_at:
+                report.waiting_until = iso(retry_at)
         except (BackendUnavailable, ConfigurationError) as exc:
             report.stopped = exc.message
             report.stop_kind = "error"
@@ -285,7 +326,7 @@ class Outbox(object):
                 report.retried.append({"seq": entry.seq, "status": "delivered"})
                 report.delivered += 1
 
-    def _drain(self, deliverer, report, max_entries):
+    def _drain(self, deliverer, report, max_entries, partial_batches=True):
         batch_size = int(self.settings.get("batch_size") or 100)
         cursor = report.cursor
         handled = 0
@@ -296,6 +337,8 @@ class Outbox(object):
             if not window:
                 return
             group = _next_group(window, batch_size)
+            if not partial_batches and _growing_batch(group, window, batch_size):
+                return
             refused = deliverer.deliver(group)
             for entry in group:
                 if entry.seq in refused:
@@ -321,6 +364,17 @@ def _ci_ids_of(entry):
     return [data.get("ci_id") or entry.subject]
 
 
+def _growing_batch(group, window, batch_size):
+    """True when ``group`` is an IRE batch short of ``batch_size`` CIs with nothing after it yet: more CIs of the
+    run may still join it (a full batch, or one an entry of another kind closed, is complete)."""
+    if group[0].kind not in CI_KINDS or group[-1] is not window[-1] or len(window) >= batch_size * 4:
+        return False
+    cis = set()
+    for entry in group:
+        cis.update(ci for ci in _ci_ids_of(entry) if ci)
+    return len(cis) < batch_size
+
+
 def _next_group(window, batch_size):
     """The next entries delivered together: a run of CI entries over at most ``batch_size`` CIs, or one entry."""
     if window[0].kind not in CI_KINDS:
@@ -340,12 +394,14 @@ def _next_group(window, batch_size):
 class Deliverer(object):
     """Turns ledger entries into ServiceNow writes (one drain's worth)."""
 
-    def __init__(self, sor, client, settings, actor, report):
+    def __init__(self, sor, client, settings, actor, report, policy=None):
         self.sor = sor
         self.client = client
         self.settings = settings
         self.actor = actor
         self.report = report
+        self.policy = policy or (lambda: default_policy(sor))
+        self._unauthorised_runs = None
         self.table = TableAPI(client)
         self.change = ChangeAPI(client, self.table)
         self.attachments = AttachmentAPI(client)
@@ -705,7 +761,7 @@ class Deliverer(object):
         run_id = event["run_id"]
         correlation = "changeops-unauthorised-%s" % run_id
         changed, failed = self._summary(event)
-        kind = self.settings.get("unauthorised_runs") or "change"
+        kind = self.unauthorised_runs()
         table = "incident" if kind == "incident" else "change_request"
         existing = self.change.find_by_correlation(correlation, table=table)
         description = ("changeops recorded run %s of %s by %s on %s, which changed hosts without an authorising "
@@ -755,6 +811,33 @@ class Deliverer(object):
             if not self.table.get("incident", sys_id, ["number"]):
                 raise ItemRefused("incident %s for unauthorised run %s cannot be read back" % (number, run_id))
         return {"sys_id": sys_id, "number": number, "table": table, "unauthorised": True}
+
+    def unauthorised_runs(self):
+        """``change`` or ``incident``: the policy's ``servicenow.unauthorised_runs``, else the deprecated ServiceNow
+        setting of that name (with a warning), else ``change``. Decided once per drain."""
+        if self._unauthorised_runs is None:
+            try:
+                in_force = self.policy()
+            except ChangeopsError as exc:
+                # a policy that does not load decides nothing: this entry waits, set aside, until it is fixed
+                raise ItemRefused("the change policy that says what records an unauthorised run cannot be read: %s"
+                                  % exc.message)
+            policy = getattr(in_force, "policy", in_force)
+            chosen = (getattr(policy, "servicenow", None) or {}).get("unauthorised_runs")
+            setting = self.settings.get("unauthorised_runs")
+            where = getattr(in_force, "label", lambda: getattr(policy, "origin", "the change policy"))()
+            if chosen and setting and setting != chosen:
+                self.report.warnings.append(
+                    "the ServiceNow setting unauthorised_runs=%s (CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS, "
+                    "[changeops_servicenow]) is deprecated and ignored: the %s says servicenow.unauthorised_runs: %s"
+                    % (setting, where, chosen))
+            elif not chosen and setting:
+                self.report.warnings.append(
+                    "the ServiceNow setting unauthorised_runs=%s (CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS, "
+                    "[changeops_servicenow]) is deprecated and will be removed in 2.0.0: set "
+                    "servicenow.unauthorised_runs: %s in the change policy (%s has none)" % (setting, setting, where))
+            self._unauthorised_runs = chosen or setting or "change"
+        return self._unauthorised_runs
 
     def _host_sys_id(self, host):
         for ci in self.sor.find_cis(names=[host]):

@@ -64,8 +64,10 @@ OPTIONS = {
     "sync_timeout": {"type": "float", "env": ["CHANGEOPS_SERVICENOW_SYNC_TIMEOUT"], "default": 30.0, "minimum": 0},
     "close_change_requests": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_CLOSE_CHANGE_REQUESTS"],
                               "default": "none", "choices": list(CLOSE_TO)},
-    "unauthorised_runs": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS"], "default": "change",
-                          "choices": list(UNAUTHORISED_RUNS)},
+    # deprecated: the change policy's servicenow.unauthorised_runs decides (no default here, so the outbox can tell
+    # a setting someone made from none and say it is deprecated; absent from both: change)
+    "unauthorised_runs": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_UNAUTHORISED_RUNS"],
+                          "choices": list(UNAUTHORISED_RUNS), "deprecated": "servicenow.unauthorised_runs"},
     "register_url": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_REGISTER_URL"]},
     "assignment_group": {"type": "str", "env": ["CHANGEOPS_SERVICENOW_ASSIGNMENT_GROUP"]},
     # ServiceNow as a witness of the ledger's checkpoints (witnesses/servicenow.py): opt-in, a few requests a run

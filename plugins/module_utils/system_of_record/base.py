@@ -585,3 +585,8 @@ class SystemOfRecord(abc.ABC):
     def find_run_cis(self, run_ids):
         """``{run_id: [ci_id, ...]}``: the CIs each run changed."""
         raise NotImplementedError
+
+    # -- moving the ledger: the outbox and witness bookkeeping (ledger_migrate) ---------------------------
+    def list_witness_cursors(self):
+        """``{witness: seq}`` of every witness fed so far (``advance_witness_cursor``'s cursors)."""
+        raise NotImplementedError

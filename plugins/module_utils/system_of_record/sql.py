@@ -456,6 +456,9 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         rows = self._query("SELECT seq FROM witness_cursors WHERE witness = ?", (witness,))
         return rows[0][0] if rows else None
 
+    def list_witness_cursors(self):
+        return dict(self._query("SELECT witness, seq FROM witness_cursors ORDER BY witness"))
+
     def advance_witness_cursor(self, witness, seq):
         with self._write_transaction() as cursor:
             db = _Statements(cursor, self.placeholder, self.bulk_insert)

@@ -29,6 +29,15 @@ belongs to the recorded run (closing its change request) should say so; a hook
 whose effect is global (refreshing the register) should not, because the
 replaying run calls it at its own end anyway. A run killed before it could
 record its end gets no hooks: a person decides what its change request needs.
+
+**Append hooks** (:func:`register_append_hook`) are for work that follows the ledger while the run
+goes on (feeding an external system from the outbox): the writer thread calls each as
+``func(writer, entries)`` right after ``entries`` reached the ledger, with ``writer.config``
+(the backend configuration), ``writer.run_id``, ``writer.options`` and ``writer.display``. It must
+return at once (it runs on the writer's thread, between two appends): one that has I/O to do starts
+a thread of its own and nudges it. Modules of ``post_run`` are imported when the writer is made, on
+the callback's main thread, before any worker is forked (an import in a thread while a worker forks
+can leave the worker a held import lock).
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import pkgutil
 
 _POST_RUN_HOOKS = []
 _REPLAYED_RUN_HOOKS = []
+_APPEND_HOOKS = []
 _PACKAGE = "ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.post_run"
 _discovered = False
 
@@ -60,9 +70,34 @@ def register_post_run_hook(func=None, replayed_runs=False):
 
 
 def unregister_post_run_hook(func):
-    for registry in (_POST_RUN_HOOKS, _REPLAYED_RUN_HOOKS):
+    for registry in (_POST_RUN_HOOKS, _REPLAYED_RUN_HOOKS, _APPEND_HOOKS):
         if func in registry:
             registry.remove(func)
+
+
+def register_append_hook(func):
+    """Register ``func(writer, entries)``, called after each append of the writer (see the module docstring)."""
+    if not callable(func):
+        raise TypeError("append hook %r is not callable" % (func,))
+    if func not in _APPEND_HOOKS:
+        _APPEND_HOOKS.append(func)
+    return func
+
+
+def run_append_hooks(writer, entries):
+    """Call every append hook; a failing one is told once at -vv and never stops the writer. Returns failures."""
+    failures = 0
+    for hook in list(_APPEND_HOOKS):
+        try:
+            hook(writer, entries)
+        except Exception as exc:  # pylint: disable=broad-except
+            failures += 1
+            try:
+                writer.display.vv("changeops.itsm.change_recorder: append hook %s failed: %s" % (
+                    getattr(hook, "__qualname__", repr(hook)), exc))
+            except Exception:  # pylint: disable=broad-except
+                pass
+    return failures
 
 
 def discover_post_run_hooks():

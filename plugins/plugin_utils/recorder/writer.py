@@ -175,6 +175,9 @@ class RecorderWriter(threading.Thread):
         self._corruption_reported = False
         #: LedgerCorrupted met this run: the ledger is not written again by this process
         self.corrupted = None
+        # the post-run hook modules, imported here on the callback's main thread before any worker is forked
+        # (their append hooks follow the ledger during the run); problems are told with the post-run hooks
+        self._hook_problems = hooks.discover_post_run_hooks()
 
     # ------------------------------------------------------------------
     # producer side (callback thread, signal handlers, atexit)
@@ -490,6 +493,9 @@ class RecorderWriter(threading.Thread):
         try:
             appended = self._open().append(entries)
             answered = True
+            if appended:
+                # in the ledger now: whatever follows it during the run (the outbox's feeder) is told
+                hooks.run_append_hooks(self, appended)
             return appended
         except Exception as exc:
             answered = is_refusal(exc)
@@ -830,7 +836,8 @@ class RecorderWriter(threading.Thread):
             return [], True
 
     def _run_hooks(self, run_id, replayed=False):
-        for problem in hooks.discover_post_run_hooks():
+        problems, self._hook_problems = self._hook_problems + hooks.discover_post_run_hooks(), []
+        for problem in problems:
             self._warn(problem, always=True)
         if not hooks.post_run_hooks(replayed):
             return
