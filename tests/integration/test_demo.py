@@ -47,7 +47,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 20, [event["playbook"] for event in events]  # ten playbooks, twice
+        assert len(events) == 22, [event["playbook"] for event in events]  # eleven playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -78,10 +78,10 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 
         # the change policy published once (the second run changed nothing), and the gate decided under it:
-        # site.yml, normal_change.yml and servicenow.yml are gated, twice each
+        # site.yml, normal_change.yml, servicenow.yml and servicenow_standard.yml are gated, twice each
         assert [version["version"] for version in sor.find_policies()] == [1]
         assert [entry.data["policy"]["state"] for entry in sor.iter_entries(kinds=["run.gate"])
-                if not entry.data.get("run_id_generated")] == ["published"] * 6
+                if not entry.data.get("run_id_generated")] == ["published"] * 8
 
         # trust.yml: the value it printed is redacted in both runs, the chain still verifies and lists it
         report = sor.verify(projections=True)
@@ -98,6 +98,9 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         servicenow = latest["servicenow.yml"]
         assert servicenow["authorisation"] == "normal" and servicenow["authorisation_ref"].startswith("CHG")
         assert host_ci["attributes"]["servicenow_sys_id"]
+        # and a standard change raised in the play from ServiceNow's template authorised the next one
+        standard = latest["servicenow_standard.yml"]
+        assert standard["authorisation"] == "standard" and standard["authorisation_ref"].startswith("CHG"), standard
     finally:
         sor.close()
 
@@ -109,7 +112,8 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     for shown in ("authorised as a standard change (demo-motd)", "authorised as a normal change (CHG",
                   "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
                   "redacted 2 fields", "history matches the signed checkpoint",
-                  "state 3 (3 = Closed), close code successful", "attachment: changeops-run-"):
+                  "state 3 (3 = Closed), close code successful", "attachment: changeops-run-",
+                  "authorised as a standard change (CHG"):
         assert shown in first, shown
     # the scale step: a verified backup taken during the run, and a retention rehearsal on a copy of it
     for shown in ("backed up sqlite:", "1 archive verified", "linked to the live ledger"):
