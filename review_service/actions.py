@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ansible_collections.changeops.itsm.plugins.module_utils import change_requests
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import utc_now
+from ansible_collections.changeops.itsm.plugins.module_utils.change_register import REVIEW_OUTCOMES
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     ChangeopsError,
     ConflictError,
@@ -31,7 +32,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.ch
 
 from ansible_collections.changeops.itsm.review_service import duties
 
-REVIEW_OUTCOMES = ("accepted", "follow-up")
 MAX_COMMENT = 4000
 
 

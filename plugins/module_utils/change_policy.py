@@ -45,6 +45,7 @@ except ImportError:  # Python < 3.9 on a managed host; the gate only runs on the
 
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules import (
     TOP_KEYS as RULE_KEYS,
+    CHANGE_TYPES,
     AuthorisationRules,
     parse_rules,
 )
@@ -60,7 +61,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.protected_areas imp
     DEFAULT_PROTECTED_AREAS,
 )
 
-CHANGE_TYPES = ("standard", "normal", "emergency")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 

@@ -18,6 +18,7 @@ import datetime
 
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_store
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules import CHANGE_TYPES as TYPES, RISKS
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, Refused, ValidationError
@@ -36,8 +37,6 @@ OPEN_STATES = STATES[:6]
 TERMINAL_STATES = ("closed", "cancelled")
 #: ServiceNow spells these the American way; accept both, store one.
 STATE_ALIASES = {"authorize": "authorise", "canceled": "cancelled"}
-TYPES = ("standard", "normal", "emergency")
-RISKS = ("low", "moderate", "high", "very_high")
 CLOSE_CODES = ("successful", "successful_issues", "unsuccessful")
 APPROVAL_DECISIONS = ("approved", "rejected")
 

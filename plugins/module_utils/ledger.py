@@ -58,6 +58,8 @@ HASHED_FIELDS = ("id", "at", "kind", "subject", "actor", "data")
 KIND_REDACTED = "ledger.redacted"
 KIND_CHECKPOINT = "ledger.checkpoint"
 KIND_ARCHIVED = "ledger.archived"
+#: the entry kinds that end a run (its change event is then final)
+RUN_END_KINDS = ("run.finished", "run.interrupted")
 
 _sha256 = hashlib.sha256
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime
 
+from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules import CHANGE_TYPES
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import Schedule, parse_duration
 
 TOP_KEYS = ("collisions", "blast_radius", "maintenance_windows")
-CHANGE_TYPES = ("standard", "normal", "emergency")
 ACTIONS = ("deny", "warn", "allow")
 #: collision kinds and the policy key of each
 COLLISION_KINDS = ("running_runs", "change_requests", "maintenance_windows")

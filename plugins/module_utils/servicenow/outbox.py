@@ -71,7 +71,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     ConfigurationError,
     ConflictError,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import RUN_END_KINDS, Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.attachments import AttachmentAPI
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.change import (
     STATE_NAMES,
@@ -90,7 +90,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.table im
 SYSTEM = "servicenow"
 CI_KINDS = ("ci.created", "ci.updated", "ci.deleted", "ci.relationship_added", "ci.relationship_removed")
 RUN_KINDS = ("run.gate", "run.finished", "run.interrupted", "run.incomplete", "run.reviewed", "evidence.recorded")
-RUN_END_KINDS = ("run.finished", "run.interrupted")
 PUSHED_KINDS = CI_KINDS + RUN_KINDS
 #: sys_ids per read-back query (keeps the GET URL short)
 READ_BACK_CHUNK = 50

@@ -72,13 +72,12 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     LedgerCorrupted,
     MissingDependency,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.ledger import RUN_END_KINDS, Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import hooks, links, processes, runinfo
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import SpoolError
 
 PREFIX = "changeops.itsm.change_recorder: "
-RUN_END_KINDS = ("run.finished", "run.interrupted")
 
 #: errors meaning the system of record cannot be written now: the entries are kept and retried
 UNAVAILABLE_ERRORS = (BackendUnavailable, ConfigurationError, MissingDependency, OSError)
