@@ -54,8 +54,6 @@ CHANGE_GATE_SPEC = dict(
     **instance_argument_spec()
 )
 
-POLICY_ENV = "CHANGEOPS_GATE_POLICY"
-POLICY_INI_KEY = "gate_policy"
 
 #: the change request (number) or emergency (its justification) the operator names for what they run:
 #: read by the gate when its task names neither, and by the change_recorder for ad-hoc commands

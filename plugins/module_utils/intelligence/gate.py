@@ -87,14 +87,5 @@ class GateIntelligence(object):
         return decision
 
 
-def recorded_context(context):
-    """The change context as the ledger keeps it: the blast radius is recorded once, at the decision's top level."""
-    if "blast_radius" not in context:
-        return context
-    kept = dict(context)
-    kept.pop("blast_radius")
-    return kept
-
-
 def now_text(now):
     return format_time(now)
