@@ -66,6 +66,22 @@ def _marks(values):
     return ", ".join("?" * len(values))
 
 
+def select_chunked(query, select, clauses, params, column=None, values=None, tail=""):
+    """Rows of ``select`` where every clause of ``clauses`` holds (``params`` bound in order) and, unless ``values``
+    is None, ``column`` is one of ``values``: one statement per BATCH of values (SQLite's bound-parameter limit),
+    ``tail`` (an ORDER BY) applied per statement. No values, no rows. ``query(sql, params)`` runs a statement."""
+    chunks = [None] if values is None else _batches(values)
+    rows = []
+    for chunk in chunks:
+        where, chunk_params = list(clauses), list(params)
+        if chunk is not None:
+            where.append("%s IN (%s)" % (column, _marks(chunk)))
+            chunk_params.extend(chunk)
+        sql = select + (" WHERE " + " AND ".join(where) if where else "") + tail
+        rows.extend(query(sql, tuple(chunk_params)))
+    return rows
+
+
 def _by_name(ci):
     return (ci["name"] or "", ci["ci_id"])
 
@@ -361,22 +377,9 @@ class IntelligenceQueries(object):
         if values:
             clauses.append("value IN (%s)" % _marks(values))
             params.extend(values)
-        chunks = [None] if ci_ids is None else _batches(ci_ids)
-        found = []
-        for chunk in chunks:
-            where = list(clauses)
-            chunk_params = list(params)
-            if chunk is not None:
-                if not chunk:
-                    continue
-                where.append("ci_id IN (%s)" % _marks(chunk))
-                chunk_params.extend(chunk)
-            sql = "SELECT ci_id, facet, value FROM ci_facets"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            found.extend({"ci_id": row[0], "facet": row[1], "value": row[2]}
-                         for row in self._query(sql + " ORDER BY ci_id, facet, value", tuple(chunk_params)))
-        return found
+        rows = select_chunked(self._query, "SELECT ci_id, facet, value FROM ci_facets", clauses, params,
+                              "ci_id", ci_ids, " ORDER BY ci_id, facet, value")
+        return [{"ci_id": row[0], "facet": row[1], "value": row[2]} for row in rows]
 
     def find_change_facts(self, since=None, until=None, run_ids=None):
         """The narrow row of each change event (for metrics), oldest first: ``run_id, started_at, ended_at,
@@ -388,21 +391,10 @@ class IntelligenceQueries(object):
         if until:
             clauses.append("started_at < ?")
             params.append(until)
-        chunks = [None] if run_ids is None else _batches(run_ids)
-        rows = []
-        for chunk in chunks:
-            where = list(clauses)
-            chunk_params = list(params)
-            if chunk is not None:
-                if not chunk:
-                    continue
-                where.append("run_id IN (%s)" % _marks(chunk))
-                chunk_params.extend(chunk)
-            sql = "SELECT %s, commit_at FROM change_facts" % _FACT_COLUMNS
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            rows.extend(self._query(sql + " ORDER BY started_at, run_id", tuple(chunk_params)))
-        if len(chunks) > 1:
+        rows = select_chunked(self._query, "SELECT %s, commit_at FROM change_facts" % _FACT_COLUMNS, clauses, params,
+                              "run_id", run_ids, " ORDER BY started_at, run_id")
+        if run_ids is not None and len(dict.fromkeys(run_ids)) > BATCH:
+            # several statements, each ordered on its own
             rows.sort(key=lambda row: (row[1], row[0]))
         keys = ("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "authorisation_ref",
                 "environment", "playbook", "user", "commit_at")

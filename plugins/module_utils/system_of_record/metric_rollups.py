@@ -43,10 +43,14 @@ import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
+    _batches,
+    _marks,
+    select_chunked,
+)
 
 #: the schema version that made these tables: a replay inside an older migration leaves them alone
 TABLES_VERSION = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
-BATCH = 500
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _FACT_COLUMNS = "run_id, started_at, ended_at, status, dry_run, authorisation, environment, commit_at"
 _MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, deployment, emergency, lead_seconds,"
@@ -64,15 +68,6 @@ def micros(moment):
     """Microseconds since the epoch of an aware datetime: exact, so comparisons and differences are too."""
     delta = moment - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1000000 + delta.microseconds
-
-
-def _batches(values, size=BATCH):
-    values = list(dict.fromkeys(values))
-    return [values[start:start + size] for start in range(0, len(values), size)]
-
-
-def _marks(values):
-    return ", ".join("?" * len(values))
 
 
 def label_key(services, environments, teams):
@@ -320,20 +315,8 @@ class MetricRollupQueries(object):
             clauses.append("status_failed = 1")
         if emergency_only:
             clauses.append("emergency = 1")
-        chunks = [None] if run_ids is None else _batches(run_ids)
-        rows = []
-        for chunk in chunks:
-            where = list(clauses)
-            chunk_params = list(params)
-            if chunk is not None:
-                if not chunk:
-                    continue
-                where.append("run_id IN (%s)" % _marks(chunk))
-                chunk_params.extend(chunk)
-            sql = "SELECT %s FROM metric_changes" % _MEMBER_COLUMNS
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            rows.extend(self._query(sql, tuple(chunk_params)))
+        rows = select_chunked(self._query, "SELECT %s FROM metric_changes" % _MEMBER_COLUMNS, clauses, params,
+                              "run_id", run_ids)
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
