@@ -26,9 +26,9 @@ import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
-from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from support.history import record_run
 
 pytestmark = pytest.mark.backends("postgresql")
 
@@ -112,16 +112,6 @@ def archived_history(tmp_path_factory):
     finally:
         primary.remove()
 
-
-def record_run(sor, run_id, results=5):
-    entries = [Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-12-05T10:00:00.000000Z",
-                                             "user": "ops", "controller": "ctl", "playbooks": ["site.yml"]})]
-    entries += [Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % number,
-                                             "item": None, "status": "changed", "changed": True,
-                                             "task": {"name": "deploy", "action": "ansible.builtin.copy"}})
-                for number in range(results)]
-    entries.append(Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"}))
-    return sor.append(entries)
 
 
 def operation(function, spec, config, **params):

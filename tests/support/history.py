@@ -15,6 +15,18 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import fo
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
 
+def record_run(sor, run_id, results=5):
+    """A successful run of ``results`` changed task results on web00.. through ``sor.append``; its entries."""
+    entries = [Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-12-05T10:00:00.000000Z",
+                                             "user": "ops", "controller": "ctl", "playbooks": ["site.yml"]})]
+    entries += [Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % number,
+                                             "item": None, "status": "changed", "changed": True,
+                                             "task": {"name": "deploy", "action": "ansible.builtin.copy"}})
+                for number in range(results)]
+    entries.append(Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"}))
+    return sor.append(entries)
+
+
 def t(text):
     return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=datetime.timezone.utc)
 

@@ -42,6 +42,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
+from support.history import record_run
 
 TAMPERINGS = [edit_data, edit_actor, edit_and_rehash, edit_commitment, fake_redaction, duplicate_key, reformat_data,
               delete_middle, delete_first, delete_and_renumber, swap, insert_forged]
@@ -112,16 +113,6 @@ def ledger_verify(sor, settings, check_mode=False, **params):
     result["warnings"] = warnings
     return result
 
-
-def record_run(sor, run_id, results=5):
-    entries = [Entry("run.started", run_id, {"run_id": run_id, "started_at": "2026-12-05T10:00:00.000000Z",
-                                             "user": "ops", "controller": "ctl", "playbooks": ["site.yml"]})]
-    entries += [Entry("run.result", run_id, {"run_id": run_id, "play_id": "p1", "host": "web%02d" % number,
-                                             "item": None, "status": "changed", "changed": True,
-                                             "task": {"name": "deploy", "action": "ansible.builtin.copy"}})
-                for number in range(results)]
-    entries.append(Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"}))
-    return sor.append(entries)
 
 
 def seqs_of(appended, kind="run.result"):
