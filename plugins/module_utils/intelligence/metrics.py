@@ -153,13 +153,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     for link in sor.find_ci_changes(since=format_time(since), until=format_time(horizon)):
         if link["run_id"] in changes:
             changes[link["run_id"]].cis.add(link["ci_id"])
-    # a failed change that changed nothing belongs to the CIs of the hosts it ran on
-    idle = [run_id for run_id, change in changes.items() if change.failed and not change.cis]
-    if idle:
-        hosts = sor.find_run_hosts(idle)
-        by_name = find_host_cis(sor, sorted(set(host for names in hosts.values() for host in names)))
-        for run_id, names in hosts.items():
-            changes[run_id].cis.update(by_name[name]["ci_id"] for name in names if name in by_name)
+    attach_idle_hosts(sor, changes)
     _mark_failures(sor, changes, failure_window)
     _restore_times(changes)
 
@@ -205,6 +199,18 @@ def _by_ci(changes):
             ends.append(change.end)
             members.append(change)
     return index
+
+
+def attach_idle_hosts(sor, changes):
+    """A failed change that changed nothing belongs to the CIs of the hosts it ran on: add those CIs to each such
+    change of ``changes`` (``{run_id: _Change}``). Returns the run ids of those changes."""
+    idle = [run_id for run_id, change in changes.items() if change.failed and not change.cis]
+    if idle:
+        hosts = sor.find_run_hosts(idle)
+        by_name = find_host_cis(sor, sorted(set(host for names in hosts.values() for host in names)))
+        for run_id, names in hosts.items():
+            changes[run_id].cis.update(by_name[name]["ci_id"] for name in names if name in by_name)
+    return idle
 
 
 def _mark_failures(sor, changes, window):

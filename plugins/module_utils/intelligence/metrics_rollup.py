@@ -25,7 +25,6 @@ import datetime
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
-from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.metric_rollups import (
     label_key,
@@ -200,12 +199,8 @@ def _failures(sor, since_text, horizon_text, window):
     wanted = set(row["run_id"] for row in ended_failed) | set(sor.find_linked_runs(since_text, horizon_text)) | marked
     changes = _load(sor, wanted)
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
-    idle = [run_id for run_id, change in changes.items() if change.failed and not change.cis]
+    idle = metrics.attach_idle_hosts(sor, changes)
     if idle:
-        hosts = sor.find_run_hosts(idle)
-        by_name = find_host_cis(sor, sorted(set(host for names in hosts.values() for host in names)))
-        for run_id, names in hosts.items():
-            changes[run_id].cis.update(by_name[name]["ci_id"] for name in names if name in by_name)
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
     changes.update(_load(sor, marked - set(changes)))
 
