@@ -34,7 +34,6 @@ def operation(function, spec, sor, check_mode=False, **params):
         return function(OperationContext(other, values, check_mode=check_mode, diff=True, actor="ops@ctl"))
 
 
-
 def restore(backup, sor, request, tmp_path):
     """Restore ``backup`` the documented way into a new place; the config that opens the restored ledger."""
     if sor.backend_name == "sqlite":

@@ -113,7 +113,6 @@ def archived_history(tmp_path_factory):
         primary.remove()
 
 
-
 def operation(function, spec, config, **params):
     values = {name: option.get("default") for name, option in spec.items()}
     values.update(params)

@@ -114,7 +114,6 @@ def ledger_verify(sor, settings, check_mode=False, **params):
     return result
 
 
-
 def seqs_of(appended, kind="run.result"):
     return [entry.seq for entry in appended if entry.kind == kind]
 
