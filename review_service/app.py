@@ -472,7 +472,7 @@ def create_app(config, store=None):
         rows, before, after, offset = [], query.before, query.after, 0
         while len(rows) < EXPORT_LIMIT:
             page = reader.list_change_events(query.filters, sort=query.sort, descending=query.descending, limit=250,
-                                            offset=offset, before=before, after=after)
+                                             offset=offset, before=before, after=after)
             rows.extend(page["rows"])
             if query.sort != "started_at":
                 offset += 250

@@ -503,34 +503,37 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         waited for when ``wait``), else from the primary. Once per instance, or once per request (``route_reads``),
         on one replica connection kept open between requests."""
         min_seq = self.read_min_seq if min_seq is None else min_seq
-        replica = self._replica
-        if replica is not None and (replica.closed or replica.broken):
-            self._close_replica()
-            replica = None
-        if replica is None:
+        in_recovery = caught_up = replay_age = replayed = version = None
+        # a connection kept from an earlier request may have died meanwhile (the replica restarted): one new one
+        for reused in ((True, False) if self._replica is not None else (False,)):
+            if not reused:
+                self._close_replica()
+                try:
+                    self._replica = _ForkSafeConnection.connect(self.read_dsn, autocommit=True,
+                                                                **connection_kwargs(self.read_dsn))
+                except psycopg.Error as exc:
+                    self._replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
+                    self._fall_back("is unreachable (%s)" % _one_line(exc), cause="unreachable")
+                    return
+                self._replica_retry_at = None
+            replica = self._replica
             try:
-                replica = _ForkSafeConnection.connect(self.read_dsn, autocommit=True,
-                                                      **connection_kwargs(self.read_dsn))
+                if self._replica_version is None or self._replica_version < schema.LATEST_VERSION:
+                    self._replica_version = self._schema_version(replica)
+                version = self._replica_version
+                newest = "(SELECT COALESCE(MAX(seq), 0) FROM ledger)" if (
+                    version is not None and version >= schema.LATEST_VERSION) else "NULL"
+                in_recovery, caught_up, replay_age, replayed = replica.execute(
+                    "SELECT pg_is_in_recovery(),"
+                    " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                    " AND COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
+                    " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), %s" % newest).fetchone()
+                break
             except psycopg.Error as exc:
-                self._replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
-                self._fall_back("is unreachable (%s)" % _one_line(exc), cause="unreachable")
+                if reused:
+                    continue
+                self._fall_back("cannot be read (%s)" % _one_line(exc))
                 return
-            self._replica = replica
-            self._replica_retry_at = None
-        try:
-            if self._replica_version is None or self._replica_version < schema.LATEST_VERSION:
-                self._replica_version = self._schema_version(replica)
-            version = self._replica_version
-            newest = "(SELECT COALESCE(MAX(seq), 0) FROM ledger)" if (
-                version is not None and version >= schema.LATEST_VERSION) else "NULL"
-            in_recovery, caught_up, replay_age, replayed = replica.execute(
-                "SELECT pg_is_in_recovery(),"
-                " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
-                " AND COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
-                " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), %s" % newest).fetchone()
-        except psycopg.Error as exc:
-            self._fall_back("cannot be read (%s)" % _one_line(exc))
-            return
         self._replayed_seq = replayed
         if not in_recovery:
             self._fall_back("is not a standby (not in recovery)", cause="not-standby", keep_connection=not wait)
