@@ -187,7 +187,8 @@ def create_app(config, store=None):
     def render(request, name, status=200, principal=None, **context):
         template = templates.get_template(name)
         html = template.render(title=config.title, principal=principal, path=request.url.path,
-                               backend=config.describe_backend(), **context)
+                               backend=config.describe_backend(), read_notice=views.read_from_notice(read_from(request)),
+                               **context)
         return HTMLResponse(html, status_code=status)
 
     # -- errors -------------------------------------------------------------------------------------------
@@ -309,7 +310,38 @@ def create_app(config, store=None):
         return with_session_cookie(request, render(request, name, principal=principal, **context))
 
     def sor():
+        """The primary: sign-in, sessions, tokens, accounts, permission checks, every action and what validates it."""
         return store.get()
+
+    def data(request, principal):
+        """The system of record for this request's change data: with a read replica configured (store.py), the
+        replica when it is fit and has replayed this person's own newest action, else the primary."""
+        reader, routed = store.reader(principal.name)
+        request.state.read_from = (reader, routed)
+        return reader
+
+    def read_from(request):
+        """Where this request's change data came from (None without a replica): the routing's answer, or the
+        primary when the replica failed in the middle of the request (the backend then says why)."""
+        state = getattr(request.state, "read_from", None)
+        if not state or state[1] is None:
+            return None
+        reader, routed = state
+        current = reader.read_source()
+        if current and current["server"] != routed["server"]:
+            return dict(routed, cause="error", **current)
+        return routed
+
+    def with_read_from(request, body):
+        """An API answer with ``read_from`` when a read replica is configured."""
+        where = read_from(request)
+        if where is not None:
+            body = dict(body, read_from=where)
+        return body
+
+    def acted(principal):
+        """After an action: this person's next pages must see it, whatever the replica has replayed."""
+        store.note_write(principal.name)
 
     # -- public ----------------------------------------------------------------------------------------------
     @app.get("/healthz", include_in_schema=False)
@@ -429,17 +461,18 @@ def create_app(config, store=None):
     def list_page(request):
         principal = page_principal(request)
         query = views.ListQuery(request.query_params)
-        listing = views.change_list(sor(), query)
+        listing = views.change_list(data(request, principal), query)
         return page(request, "changes.html.j2", principal, listing=listing, query=query)
 
-    def export_rows(request):
+    def export_rows(request, principal):
         """Every matching change (up to EXPORT_LIMIT), in the list's order: along the keyset cursor in time
         order, by offset (at most MAX_OFFSET deep) in another."""
         query = views.ListQuery(request.query_params)
+        reader = data(request, principal)
         rows, before, after, offset = [], query.before, query.after, 0
         while len(rows) < EXPORT_LIMIT:
-            page = sor().list_change_events(query.filters, sort=query.sort, descending=query.descending, limit=250,
-                                            offset=offset, before=before, after=after)
+            page = reader.list_change_events(query.filters, sort=query.sort, descending=query.descending, limit=250,
+                                             offset=offset, before=before, after=after)
             rows.extend(page["rows"])
             if query.sort != "started_at":
                 offset += 250
@@ -457,14 +490,14 @@ def create_app(config, store=None):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        for row in export_rows(request):
+        for row in export_rows(request, principal):
             writer.writerow([_csv_cell(row.get(column)) for column in CSV_COLUMNS])
         return with_session_cookie(request, Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers={
             "Content-Disposition": 'attachment; filename="changes.csv"'}))
 
     @app.get("/changes/export.json", include_in_schema=False)
     def export_json(request: Request, principal=Depends(page_principal)):
-        body = json.dumps({"changes": export_rows(request)}, indent=1, sort_keys=True, ensure_ascii=False)
+        body = json.dumps({"changes": export_rows(request, principal)}, indent=1, sort_keys=True, ensure_ascii=False)
         return with_session_cookie(request, Response(body, media_type="application/json", headers={
             "Content-Disposition": 'attachment; filename="changes.json"'}))
 
@@ -478,7 +511,7 @@ def create_app(config, store=None):
         until = query.filters["to"] + "T23:59:59.999999Z" if query.filters["to"] else None
         if not since:
             raise ValidationError("from: an export of the register needs a date range (from, and optionally to)")
-        register = change_register.build_register(sor(), since=since, until=until, title="Change register %s to %s"
+        register = change_register.build_register(data(request, principal), since=since, until=until, title="Change register %s to %s"
                                                   % (query.filters["from"], query.filters["to"] or "now"))
         renderer = RegisterRenderer()
         html = renderer.render_html(register, change_register.fingerprint(register, renderer.digest))
@@ -488,7 +521,7 @@ def create_app(config, store=None):
             "Content-Security-Policy": "sandbox allow-scripts; default-src 'none'"}))
 
     def change_page(request, principal, run_id, notice=None, error=None, refusals=(), status=200):
-        view = views.change_view(sor(), run_id)
+        view = views.change_view(data(request, principal), run_id)
         if view is None:
             raise NotFound("no change event %s" % run_id)
         return with_session_cookie(request, render(
@@ -506,6 +539,7 @@ def create_app(config, store=None):
             status = 403 if isinstance(exc, actions.Refused) else 409 if isinstance(exc, ConflictError) else 400
             return change_page(request, principal, run_id, error=exc.message,
                                refusals=exc.details.get("refusals") or [], status=status)
+        acted(principal)
         return with_session_cookie(request, RedirectResponse("/changes/%s?done=1" % quote(run_id), status_code=303))
 
     @app.post("/changes/{run_id}/review", include_in_schema=False)
@@ -524,7 +558,7 @@ def create_app(config, store=None):
 
     @app.get("/cis/{ci_id}", include_in_schema=False)
     def ci_page(request: Request, ci_id: str, principal=Depends(page_principal)):
-        view = views.ci_view(sor(), ci_id)
+        view = views.ci_view(data(request, principal), ci_id)
         if view is None:
             raise NotFound("no configuration item %s" % ci_id)
         return page(request, "ci.html.j2", principal, view=view)
@@ -532,11 +566,11 @@ def create_app(config, store=None):
     @app.get("/change-requests", include_in_schema=False)
     def change_requests_page(request: Request, state: str = "", principal=Depends(page_principal)):
         state = views._choice("state", state, views.change_requests.STATES)  # pylint: disable=protected-access
-        records = sor().find_change_requests(state=state, limit=500)
+        records = data(request, principal).find_change_requests(state=state, limit=500)
         return page(request, "change_requests.html.j2", principal, records=records, state=state)
 
     def change_request_page(request, principal, number, error=None, refusals=(), status=200):
-        view = views.change_request_view(sor(), number)
+        view = views.change_request_view(data(request, principal), number)
         if view is None:
             raise NotFound("no change request %s" % number)
         return with_session_cookie(request, render(
@@ -557,6 +591,7 @@ def create_app(config, store=None):
             status = 403 if isinstance(exc, actions.Refused) else 409 if isinstance(exc, ConflictError) else 400
             return change_request_page(request, principal, number, error=exc.message,
                                        refusals=exc.details.get("refusals") or [], status=status)
+        acted(principal)
         return with_session_cookie(request, RedirectResponse("/change-requests/%s" % quote(number), status_code=303))
 
     @app.get("/account", include_in_schema=False)
@@ -634,7 +669,7 @@ def create_app(config, store=None):
         ``links.next`` (a keyset cursor: every page costs the same however deep) to read them all.
         """
         query = views.ListQuery(request.query_params)
-        listing = views.change_list(sor(), query, with_counts=counts)
+        listing = views.change_list(data(request, principal), query, with_counts=counts)
         listing["links"] = {"self": "/api/v1/changes?" + urlencode(query.params())}
         if query.sort == "started_at":
             onward = listing["older"] if query.descending else listing["newer"]
@@ -647,56 +682,63 @@ def create_app(config, store=None):
                     **({"after": back} if query.descending else {"before": back})))
         elif query.page < listing["pages"] and query.page < listing["max_page"]:
             listing["links"]["next"] = "/api/v1/changes?" + urlencode(query.params(page=query.page + 1))
-        return listing
+        return with_read_from(request, listing)
 
     @app.get("/api/v1/changes/{run_id}", tags=["changes"])
-    def api_change(run_id: str, principal=Depends(api_principal)):
+    def api_change(request: Request, run_id: str, principal=Depends(api_principal)):
         """One change: plays, gate decisions and reasons, per-host changes with diffs, evidence, CIs, reviews,
         acknowledgements and its place in the hash chain."""
-        view = views.change_view(sor(), run_id)
+        view = views.change_view(data(request, principal), run_id)
         if view is None:
             raise NotFound("no change event %s" % run_id)
-        return view
+        return with_read_from(request, view)
 
     @app.post("/api/v1/changes/{run_id}/reviews", tags=["actions"], status_code=201)
     def api_review(run_id: str, body: ReviewIn, principal=Depends(api_principal)):
         """Sign off a change (reviewer role; the policy's review rules)."""
-        return actions.sign_off(sor(), principal, run_id, body.outcome, body.comment, config.policy_path)
+        review = actions.sign_off(sor(), principal, run_id, body.outcome, body.comment, config.policy_path)
+        acted(principal)
+        return review
 
     @app.post("/api/v1/changes/{run_id}/acknowledgements", tags=["actions"], status_code=201)
     def api_acknowledge(run_id: str, body: AcknowledgementIn, principal=Depends(api_principal)):
         """Acknowledge an unauthorised change with a disposition (reviewer role; cab for retrospective approval)."""
-        return actions.acknowledge(sor(), principal, run_id, body.disposition, body.comment, body.reference,
-                                   config.policy_path)
+        acknowledgement = actions.acknowledge(sor(), principal, run_id, body.disposition, body.comment, body.reference,
+                                              config.policy_path)
+        acted(principal)
+        return acknowledgement
 
     @app.get("/api/v1/cis/{ci_id}", tags=["cmdb"])
-    def api_ci(ci_id: str, principal=Depends(api_principal)):
+    def api_ci(request: Request, ci_id: str, principal=Depends(api_principal)):
         """A configuration item, its ledger history and the changes that touched it."""
-        view = views.ci_view(sor(), ci_id)
+        view = views.ci_view(data(request, principal), ci_id)
         if view is None:
             raise NotFound("no configuration item %s" % ci_id)
-        return view
+        return with_read_from(request, view)
 
     @app.get("/api/v1/change-requests", tags=["change requests"])
-    def api_change_requests(principal=Depends(api_principal), state: str | None = None,
+    def api_change_requests(request: Request, principal=Depends(api_principal), state: str | None = None,
                             limit: int = Query(100, ge=1, le=1000)):
         """Change requests, newest first."""
         state = views._choice("state", state, views.change_requests.STATES)  # pylint: disable=protected-access
-        return {"change_requests": sor().find_change_requests(state=state, limit=limit)}
+        return with_read_from(request, {"change_requests": data(request, principal).find_change_requests(
+            state=state, limit=limit)})
 
     @app.get("/api/v1/change-requests/{number}", tags=["change requests"])
-    def api_change_request(number: str, principal=Depends(api_principal)):
+    def api_change_request(request: Request, number: str, principal=Depends(api_principal)):
         """A change request, its workflow (next states, history) and the runs it authorised."""
-        view = views.change_request_view(sor(), number)
+        view = views.change_request_view(data(request, principal), number)
         if view is None:
             raise NotFound("no change request %s" % number)
-        return view
+        return with_read_from(request, view)
 
     @app.post("/api/v1/change-requests/{number}/decisions", tags=["actions"], status_code=201)
     def api_decide(number: str, body: DecisionIn, principal=Depends(api_principal)):
         """Approve or reject a change request (cab role; the policy's separation of duties)."""
         record, changed = actions.decide_change_request(sor(), principal, number, body.decision, body.comment,
                                                         config.policy_path)
+        if changed:
+            acted(principal)
         return {"change_request": record, "changed": changed}
 
     return app

@@ -279,3 +279,27 @@ def change_request_view(sor, number):
     return {"record": record, "summary": change_register.change_request_summary(record),
             "next_states": list(change_requests.allowed_transitions(record["type"], record["state"])),
             "history": history[::-1], "runs": runs}
+
+
+def read_from_notice(read_from):
+    """What a page says about where its change data came from, with a read replica configured: ``{"level",
+    "server", "text"}`` (level ``info`` for a replica that is caught up or a person's own action still on its way,
+    ``warn`` for a lagging replica or one the page could not use), or None without a replica."""
+    if not read_from:
+        return None
+    lag = read_from.get("lag_seconds")
+    replayed = read_from.get("replayed_seq")
+    if read_from["server"] == "replica":
+        if lag:
+            return {"level": "warn", "server": "replica",
+                    "text": "Data from the read replica, %.1f s behind the primary (replayed up to entry %s): changes "
+                            "recorded since then do not show yet." % (lag, replayed)}
+        return {"level": "info", "server": "replica",
+                "text": "Data from the read replica (up to date, entry %s)." % replayed}
+    if read_from.get("cause") == "position":
+        return {"level": "info", "server": "primary",
+                "text": "Data from the primary: your latest action (entry %s) is not on the read replica yet (it has "
+                        "replayed up to entry %s)." % (read_from.get("own_write_seq"), replayed)}
+    return {"level": "warn", "server": "primary",
+            "text": "Data from the primary, not the read replica: %s." % (
+                (read_from.get("reason") or "it could not be used").replace("reading from the primary: ", "", 1))}

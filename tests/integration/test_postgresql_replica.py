@@ -11,34 +11,21 @@ never carry the replica's password.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
+from support.replica import primary_and_standby, standby_sql, wait_until_replayed
+
 pytestmark = pytest.mark.backends("postgresql")
 
 
 @pytest.fixture(scope="module")
 def clusters():
-    from support import postgresql_server
-
-    if postgresql_server.find_bin_dir() is None:
-        pytest.skip("PostgreSQL server binaries are not installed")
-    primary = postgresql_server.LocalServer().start()
-    standby = None
-    try:
-        name = postgresql_server.create_database(primary, prefix="changeops_replica")
-        # the schema is created on the primary before the standby is cloned from it
-        open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}).close()
-        standby = postgresql_server.StandbyServer(primary).start()
+    with primary_and_standby() as (primary, standby, name):
         yield primary, standby, name
-    finally:
-        if standby is not None:
-            standby.remove()
-        primary.remove()
 
 
 def record_run(sor, run_id):
@@ -47,30 +34,6 @@ def record_run(sor, run_id):
                                       "controller": "ctl", "playbooks": ["site.yml"]}),
         Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"}),
     ])
-
-
-def standby_sql(standby, sql):
-    import psycopg
-
-    with psycopg.connect(standby.dsn("postgres"), autocommit=True) as conn:
-        return conn.execute(sql).fetchone()
-
-
-def wait_until_replayed(standby, name, head_seq, timeout=120):
-    import psycopg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with psycopg.connect(standby.dsn(name), autocommit=True) as conn:
-                row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger").fetchone()
-            if row[0] >= head_seq:
-                return
-        except psycopg.Error:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError("the standby did not replay entry %d within %d s" % (head_seq, timeout))
-        time.sleep(0.2)
 
 
 def reader(primary, standby, name, **overrides):

@@ -194,6 +194,14 @@ class SystemOfRecord(abc.ABC):
         primary. None when no replica is configured for it."""
         return None
 
+    def route_reads(self, min_seq=0):
+        """Decide again where this reader's next reads go, for one request of a long-lived reader (the review
+        service): the replica if it answers, is a standby that lags at most ``postgresql_read_max_lag`` and has
+        replayed ledger position ``min_seq`` (read-your-writes: no waiting), else the primary. Returns what
+        :meth:`read_source` returns, with ``replayed_seq`` (the replica's newest entry, None when unknown).
+        None when no replica is configured for this instance."""
+        return None
+
     def backup(self, destination, tool=None):
         """Write a consistent copy of the whole database (ledger, query tables, cursors) to ``destination`` while
         writers go on, and return ``{"format", "head_seq", "head_hash"}``: the newest entry the copy holds.
@@ -484,6 +492,16 @@ class SystemOfRecord(abc.ABC):
         raise NotImplementedError
 
     def touch_review_token(self, token_id, now):
+        raise NotImplementedError
+
+    def note_review_write(self, name, seq, now):
+        """Remember that account ``name`` acted in the review service and its entries reach ledger position
+        ``seq`` (working state, never moved back): its next pages are read from the primary until a read replica
+        has replayed ``seq`` (read-your-writes, see ``route_reads``)."""
+        raise NotImplementedError
+
+    def get_review_write_position(self, name):
+        """The ledger position :meth:`note_review_write` keeps for ``name`` (0 when it never acted)."""
         raise NotImplementedError
 
     # -- change intelligence (issue 18; SQL backends: system_of_record/intelligence.py) ----------------

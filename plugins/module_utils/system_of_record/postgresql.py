@@ -144,6 +144,11 @@ CHECK_STORAGE_MAX_BYTES = 128 * 1024 * 1024
 #: the replica to replay it before reading from the primary; at most postgresql_read_max_lag
 READ_MIN_SEQ_WAIT = 10.0
 
+#: a long-lived reader (``route_reads``, the review service) that could not connect to its replica reads the primary
+#: for this many seconds before it tries to connect again: a replica that is down costs one connection attempt per
+#: interval and thread, not one per request
+REPLICA_RETRY_SECONDS = 5.0
+
 #: connections inherited from a parent process (a forked Ansible worker):
 #: kept referenced and never closed here, because closing would end the
 #: parent's session; psycopg itself skips the close in a forked child on GC.
@@ -243,6 +248,13 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         self.read_min_seq = int(config.get("read_min_seq") or 0)
         self._replica = None
         self._read_source = None
+        # per-request routing (route_reads): the replica's schema, checked once per connection; its newest entry; why
+        # the reads went to the primary; until when a replica that refused connections is left alone
+        self._replica_version = None
+        self._replayed_seq = None
+        self._replica_lag = None
+        self._read_cause = None
+        self._replica_retry_at = None
 
     def describe(self):
         return describe_dsn(self.dsn)
@@ -460,8 +472,21 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             self._choose_read_server()
         return dict(self._read_source)
 
-    def _fall_back(self, why):
-        self._close_replica()
+    def route_reads(self, min_seq=0):
+        if not self.read_dsn:
+            return None
+        if self._replica is None and self._replica_retry_at is not None and time.monotonic() < self._replica_retry_at:
+            pass  # still the unreachable replica of a moment ago: its _read_source says so
+        else:
+            self._replayed_seq = self._replica_lag = None
+            self._choose_read_server(min_seq=min_seq, wait=False)
+        return dict(self._read_source, replayed_seq=self._replayed_seq, replica_lag_seconds=self._replica_lag,
+                    cause=self._read_cause)
+
+    def _fall_back(self, why, cause="error", keep_connection=False):
+        if not keep_connection:
+            self._close_replica()
+        self._read_cause = cause
         self._read_source = {"server": "primary", "lag_seconds": None, "replica": describe_dsn(self.read_dsn),
                              "reason": "reading from the primary: the read replica %s %s"
                                        % (describe_dsn(self.read_dsn), scrub(why, self.read_dsn))}
@@ -470,42 +495,69 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         if self._replica is not None:
             _close_quietly(self._replica)
             self._replica = None
+        self._replica_version = None
 
-    def _choose_read_server(self):
-        """Once per instance: read from the replica if it is a standby of this schema that lags at most
-        ``read_max_lag`` seconds (0 when it replayed all it received while streaming), else from the primary."""
-        try:
-            replica = _ForkSafeConnection.connect(self.read_dsn, autocommit=True, **connection_kwargs(self.read_dsn))
-        except psycopg.Error as exc:
-            self._fall_back("is unreachable (%s)" % _one_line(exc))
-            return
-        self._replica = replica
-        try:
-            in_recovery, caught_up, replay_age = replica.execute(
-                "SELECT pg_is_in_recovery(),"
-                " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
-                " AND COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
-                " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())").fetchone()
-            version = self._schema_version(replica)
-        except psycopg.Error as exc:
-            self._fall_back("cannot be read (%s)" % _one_line(exc))
-            return
+    def _choose_read_server(self, min_seq=None, wait=True):
+        """Read from the replica if it is a standby of this schema that lags at most ``read_max_lag`` seconds (0 when
+        it replayed all it received while streaming) and has replayed entry ``min_seq`` (default: ``read_min_seq``;
+        waited for when ``wait``), else from the primary. Once per instance, or once per request (``route_reads``),
+        on one replica connection kept open between requests."""
+        min_seq = self.read_min_seq if min_seq is None else min_seq
+        in_recovery = caught_up = replay_age = replayed = version = None
+        # a connection kept from an earlier request may have died meanwhile (the replica restarted): one new one
+        for reused in ((True, False) if self._replica is not None else (False,)):
+            if not reused:
+                self._close_replica()
+                try:
+                    self._replica = _ForkSafeConnection.connect(self.read_dsn, autocommit=True,
+                                                                **connection_kwargs(self.read_dsn))
+                except psycopg.Error as exc:
+                    self._replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
+                    self._fall_back("is unreachable (%s)" % _one_line(exc), cause="unreachable")
+                    return
+                self._replica_retry_at = None
+            replica = self._replica
+            try:
+                if self._replica_version is None or self._replica_version < schema.LATEST_VERSION:
+                    self._replica_version = self._schema_version(replica)
+                version = self._replica_version
+                newest = "(SELECT COALESCE(MAX(seq), 0) FROM ledger)" if (
+                    version is not None and version >= schema.LATEST_VERSION) else "NULL"
+                in_recovery, caught_up, replay_age, replayed = replica.execute(
+                    "SELECT pg_is_in_recovery(),"
+                    " pg_last_wal_receive_lsn() IS NOT NULL AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+                    " AND COALESCE((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false),"
+                    " EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), %s" % newest).fetchone()
+                break
+            except psycopg.Error as exc:
+                if reused:
+                    continue
+                self._fall_back("cannot be read (%s)" % _one_line(exc))
+                return
+        self._replayed_seq = replayed
         if not in_recovery:
-            self._fall_back("is not a standby (not in recovery)")
+            self._fall_back("is not a standby (not in recovery)", cause="not-standby", keep_connection=not wait)
             return
         if version is None or version < schema.LATEST_VERSION:
-            self._fall_back("has schema version %s, older than %d (not replayed yet)" % (version, schema.LATEST_VERSION))
+            self._fall_back("has schema version %s, older than %d (not replayed yet)" % (version, schema.LATEST_VERSION),
+                            cause="schema", keep_connection=not wait)
             return
         lag = 0.0 if caught_up else (float(replay_age) if replay_age is not None else None)
+        self._replica_lag = lag
         if lag is None or lag > self.read_max_lag:
             self._fall_back("lags %s behind (postgresql_read_max_lag: %d s)" % (
-                "an unknown time" if lag is None else "%.1f s" % lag, self.read_max_lag))
+                "an unknown time" if lag is None else "%.1f s" % lag, self.read_max_lag), cause="lag",
+                keep_connection=not wait)
             return
-        if self.read_min_seq:
-            replayed = self._replayed_through(replica, self.read_min_seq)
-            if replayed < self.read_min_seq:
-                self._fall_back("has not replayed entry %d yet (its newest is %d)" % (self.read_min_seq, replayed))
+        if min_seq:
+            if wait:
+                replayed = self._replayed_through(replica, min_seq)
+                self._replayed_seq = replayed
+            if replayed < min_seq:
+                self._fall_back("has not replayed entry %d yet (its newest is %d)" % (min_seq, replayed),
+                                cause="position", keep_connection=not wait)
                 return
+        self._read_cause = None
         self._read_source = {"server": "replica", "lag_seconds": lag, "replica": describe_dsn(self.read_dsn),
                              "reason": None}
 

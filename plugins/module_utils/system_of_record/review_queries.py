@@ -624,3 +624,18 @@ class ReviewQueries(object):
 
     def touch_review_token(self, token_id, now):
         self._write([("UPDATE review_api_tokens SET last_used_at = ? WHERE token_id = ?", (now, token_id))])
+
+    def note_review_write(self, name, seq, now):
+        # never moved back: two actions of one person finishing out of order keep the newer position
+        with self._write_transaction() as cursor:
+            cursor.execute(self._sql("SELECT seq FROM review_write_positions WHERE name = ?"), (name,))
+            row = cursor.fetchone()
+            if row is not None and row[0] >= seq:
+                return
+            cursor.execute(self._sql("DELETE FROM review_write_positions WHERE name = ?"), (name,))
+            cursor.execute(self._sql("INSERT INTO review_write_positions (name, seq, written_at) VALUES (?, ?, ?)"),
+                           (name, int(seq), now))
+
+    def get_review_write_position(self, name):
+        rows = self._query("SELECT seq FROM review_write_positions WHERE name = ?", (name,))
+        return rows[0][0] if rows else 0

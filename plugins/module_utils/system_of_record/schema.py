@@ -499,6 +499,17 @@ MIGRATIONS = [
         )""",
         BACKFILL_METRIC_ROLLUPS,
     ]),
+    # The review service with a read replica (issue 21, docs/review-service.md "Read replica"): the ledger position
+    # of each person's newest action there, so the pages they read next come from the primary until the replica
+    # has replayed it (read-your-writes). Working state like the sessions: outside the ledger, never replicated
+    # into it, and nothing to replay.
+    (17, "the ledger position of each review service account's newest action (read-your-writes on a replica)", [
+        """CREATE TABLE review_write_positions (
+            name TEXT PRIMARY KEY,
+            seq {int} NOT NULL,
+            written_at TEXT NOT NULL
+        )""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

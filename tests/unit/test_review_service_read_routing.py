@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+"""The review service's read routing without a replica, and what a page says about where its data came from.
+
+The routing itself (replica, lag, read-your-writes, a stopped replica) is tested against a real primary and hot
+standby in ``tests/integration/test_review_service_replica.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from ansible_collections.changeops.itsm.review_service.store import Store  # noqa: E402
+from ansible_collections.changeops.itsm.review_service.views import read_from_notice  # noqa: E402
+
+
+def test_without_a_replica_change_data_is_read_from_the_primary_and_no_position_is_kept(tmp_path):
+    store = Store({"backend": "sqlite", "sqlite_path": str(tmp_path / "ledger.sqlite"), "busy_timeout": 5,
+                   "postgresql_read_dsn": "host=ignored-for-sqlite"})
+    try:
+        assert not store.has_replica
+        sor, read_from = store.reader("rita")
+        assert sor is store.get() and read_from is None
+        store.note_write("rita")
+        assert store.get().get_review_write_position("rita") == 0
+    finally:
+        store.close()
+
+
+def test_write_positions_only_move_forward(tmp_path):
+    store = Store({"backend": "sqlite", "sqlite_path": str(tmp_path / "ledger.sqlite"), "busy_timeout": 5})
+    try:
+        sor = store.get()
+        sor.note_review_write("rita", 12, "2026-12-05T10:00:00Z")
+        sor.note_review_write("rita", 7, "2026-12-05T10:00:01Z")  # an older action finishing late
+        assert sor.get_review_write_position("rita") == 12
+        sor.note_review_write("rita", 15, "2026-12-05T10:00:02Z")
+        assert sor.get_review_write_position("rita") == 15 and sor.get_review_write_position("remy") == 0
+    finally:
+        store.close()
+
+
+REPLICA = "postgresql:host=db-standby dbname=changeops"
+
+
+@pytest.mark.parametrize("read_from, level, server, words", [
+    (None, None, None, None),
+    ({"server": "replica", "lag_seconds": 0.0, "replayed_seq": 42, "reason": None, "cause": None},
+     "info", "replica", "up to date, entry 42"),
+    ({"server": "replica", "lag_seconds": 12.34, "replayed_seq": 40, "reason": None, "cause": None},
+     "warn", "replica", "12.3 s behind the primary (replayed up to entry 40)"),
+    ({"server": "primary", "lag_seconds": None, "replayed_seq": 40, "own_write_seq": 43, "cause": "position",
+      "reason": "reading from the primary: the read replica %s has not replayed entry 43 yet" % REPLICA},
+     "info", "primary", "your latest action (entry 43) is not on the read replica yet"),
+    ({"server": "primary", "lag_seconds": None, "replayed_seq": None, "cause": "unreachable",
+      "reason": "reading from the primary: the read replica %s is unreachable (connection refused)" % REPLICA},
+     "warn", "primary", "not the read replica: the read replica %s is unreachable" % REPLICA),
+])
+def test_the_notice_names_the_source_and_the_lag(read_from, level, server, words):
+    notice = read_from_notice(read_from)
+    if read_from is None:
+        assert notice is None
+        return
+    assert notice["level"] == level and notice["server"] == server
+    assert words in notice["text"], notice["text"]
