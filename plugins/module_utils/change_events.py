@@ -19,6 +19,8 @@ STATUSES = ["running", "successful", "failed", "interrupted"]
 CHANGE_EVENT_INFO_SPEC = dict(
     backend_argument_spec(),
     run_id=dict(type="str"),
+    # one gate decision by the id a failed change_gate task returns (rescue: ansible_failed_result.decision_id)
+    decision_id=dict(type="str"),
     since=dict(type="str"),
     until=dict(type="str"),
     host=dict(type="str"),
@@ -41,6 +43,9 @@ CHANGE_EVENT_INFO_SPEC = dict(
         limit=dict(type="int", default=20),
     )),
 )
+
+#: decision_id names one decision: no other way of choosing events goes with it
+CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE = [("decision_id", "run_id"), ("decision_id", "triage")]
 
 LEDGER_VERIFY_SPEC = dict(
     backend_argument_spec(),
@@ -109,6 +114,29 @@ def triage_query(ctx, options):
                          max_depth=options.get("max_depth", 3), limit=options.get("limit") or 20)
 
 
+#: what change_gate's decision ids look like (32 lowercase hex digits)
+_DECISION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def gate_decision(sor, decision_id):
+    """``(decision, change_event)`` of the gate decision ``decision_id`` (``(None, None)`` when none was recorded).
+
+    The decision is the ``run.gate`` ledger entry of that id as the change event holds it (with its ledger
+    ``seq``), the ledger entry itself when no event holds it. A decision that could not be recorded (the
+    failed gate's ``recorded: false``, a fail-closed denial) is in no ledger: its result says everything known.
+    """
+    value = str(decision_id).strip()
+    if not _DECISION_ID.match(value):
+        raise ValidationError("decision_id: %r is not a change gate decision id (32 hexadecimal digits, as a gate "
+                              "task returns in decision_id)" % decision_id, option="decision_id", value=decision_id)
+    entry = sor.get_entry("gate-%s" % value)
+    if entry is None or entry.kind != "run.gate":
+        return None, None
+    event = sor.get_change_event(entry.data.get("run_id")) if entry.data.get("run_id") else None
+    held = [gate for gate in (event or {}).get("gates") or () if gate.get("decision_id") == value]
+    return (held[-1] if held else dict(entry.data, seq=entry.seq)), event
+
+
 def query_change_events(ctx):
     params = ctx.params
     sor = ctx.sor
@@ -116,7 +144,11 @@ def query_change_events(ctx):
         return {"changed": False, "triage": triage_query(ctx, params["triage"])}
     if params.get("limit") is not None and params["limit"] < 1:
         raise ValidationError("limit must be at least 1, got %r" % params["limit"])
-    if params.get("run_id"):
+    decision = None
+    if params.get("decision_id") is not None:
+        decision, event = gate_decision(sor, params["decision_id"])
+        events = [event] if event else []
+    elif params.get("run_id"):
         event = sor.get_change_event(params["run_id"])
         events = [event] if event else []
     else:
@@ -140,6 +172,8 @@ def query_change_events(ctx):
             event["results"] = sor.get_task_results(event["run_id"], host=params.get("host"))
             event["evidence"] = sor.find_evidence(run_id=event["run_id"])
     result = {"changed": False, "change_events": events}
+    if params.get("decision_id") is not None:
+        result["decision"] = decision
     if params.get("verify"):
         result["verification"] = sor.verify(projections=True).to_dict()
     return result
