@@ -11,6 +11,7 @@ import re
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import authorisations
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 
 #: a change event's ``status``: still running, or how the run ended
@@ -73,18 +74,15 @@ LEDGER_VERIFY_SPEC = dict(
 #: most findings ledger_verify lists (the count is always complete)
 MAX_LISTED_SECRET_FINDINGS = 1000
 
-_RELATIVE = re.compile(r"^\s*-?(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 def parse_moment(option, value, now=None):
     """ISO 8601 time/date, or a duration back from now such as ``24h`` or ``7d``."""
     if value in (None, ""):
         return None
-    match = _RELATIVE.match(str(value))
-    if match:
+    text = str(value).strip()
+    delta = parse_duration(text[1:] if text.startswith("-") else text, allow_zero=True)
+    if delta is not None:
         now = now or datetime.datetime.now(datetime.timezone.utc)
-        delta = datetime.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         return format_time(now - delta)
     try:
         return format_time(parse_time(value))
@@ -98,7 +96,6 @@ def triage_query(ctx, options):
     """``change_event_info``'s ``triage``: the ranked changes before an incident (see ``intelligence/triage.py``)."""
     # imported here: triage reads the CMDB module, which this module's other callers do not need
     from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import triage
-    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
     window = parse_duration(options.get("window") or "24h")
     if window is None:
         raise ValidationError("triage.window: %r is not a duration such as 24h, 90m or 7d" % options.get("window"),

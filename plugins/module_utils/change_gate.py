@@ -29,6 +29,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_requests imp
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_roughly
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -249,20 +250,6 @@ def context_summary(context):
 # --------------------------------------------------------------------------
 # wording
 # --------------------------------------------------------------------------
-def humanise(delta):
-    seconds = int(abs(delta.total_seconds()))
-    if seconds < 60:
-        return "%d s" % seconds
-    minutes = seconds // 60
-    if minutes < 60:
-        return "%d min" % minutes
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return "%d h" % hours if minutes == 0 or hours >= 10 else "%d h %d min" % (hours, minutes)
-    days, hours = divmod(hours, 24)
-    return "%d d" % days if hours == 0 else "%d d %d h" % (days, hours)
-
-
 def _local(moment_text, tz_name):
     moment = parse_time(moment_text)
     try:
@@ -343,10 +330,10 @@ def check_change_request(policy, context, record, number, now):
     else:
         if now < parse_time(start):
             reasons.append("now is %s before the window starts (%s)"
-                           % (humanise(parse_time(start) - now), _local(start, tz_name)))
+                           % (describe_roughly(parse_time(start) - now), _local(start, tz_name)))
         if now >= parse_time(end):
             reasons.append("now is %s after the window ends (%s)"
-                           % (humanise(now - parse_time(end)), _local(end, tz_name)))
+                           % (describe_roughly(now - parse_time(end)), _local(end, tz_name)))
     # what an external authority (ServiceNow) says against it: scheduling conflicts, a change on hold
     reasons.extend(record.get("authority_reasons") or ())
     affected = set(record.get("affected_cis") or ())
@@ -560,12 +547,13 @@ def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic,
         left = timeout - elapsed
         if left <= 0:
             return record, ("%s still awaits approval after %s (state %s, approval %s): approval_timeout reached"
-                            % (number, humanise(datetime.timedelta(seconds=elapsed)), record.get("state"),
+                            % (number, describe_roughly(datetime.timedelta(seconds=elapsed)), record.get("state"),
                                record.get("approval")))
         polls += 1
         progress("change_gate: waiting for approval of %s (state %s, approval %s): poll %d, %s elapsed, %s left"
                  % (number, record.get("state"), record.get("approval") or "not requested", polls,
-                    humanise(datetime.timedelta(seconds=elapsed)), humanise(datetime.timedelta(seconds=left))))
+                    describe_roughly(datetime.timedelta(seconds=elapsed)),
+                    describe_roughly(datetime.timedelta(seconds=left))))
         wait = authority.poll_interval(interval, left) if authority is not None else interval
         sleep(min(wait, max(left, 0.0)))
         record = read(number)

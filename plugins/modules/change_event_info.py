@@ -35,7 +35,8 @@ options:
       - Return the whole change gate decision of this id as RV(decision), and the change event that holds it as the
         only one in RV(change_events); the other filters are not applied.
       - A failed M(changeops.itsm.change_gate) task returns the id (RV(changeops.itsm.change_gate#module:decision_id)),
-        so a C(rescue) section reads the decision with C(decision_id: "{{ ansible_failed_result.decision_id }}").
+        so a C(rescue) section reads the decision with O(decision_id) set to
+        C({{ ansible_failed_result.decision_id }}).
       - Read from the primary even when O(postgresql_read_dsn) is set, so a decision just made is found.
       - A decision that could not be recorded (the gate's C(recorded) is false) is in no ledger - RV(decision) is
         then null, and the gate's own result holds all there is.
@@ -309,8 +310,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.operation import ru
 
 
 def main():
-    module = AnsibleModule(argument_spec=CHANGE_EVENT_INFO_SPEC, mutually_exclusive=CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE,
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=CHANGE_EVENT_INFO_SPEC,
+                           mutually_exclusive=CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     run_module(module, query_change_events)
 
 

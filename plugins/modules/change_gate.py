@@ -226,15 +226,16 @@ msg:
 decision_id:
   description:
     - Id of the decision, when the gate failed the task; the whole decision is the C(run.gate) ledger entry of
-      that id (M(changeops.itsm.change_event_info) returns it with O(changeops.itsm.change_event_info#module:decision_id),
-      and under C(gates) of its change event; the change register shows it).
+      that id (M(changeops.itsm.change_event_info) returns it with
+      O(changeops.itsm.change_event_info#module:decision_id), and under C(gates) of its change event; the change
+      register shows it).
   returned: when the change is denied and O(fail_on_deny=true)
   type: str
   sample: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
 recorded:
   description:
     - Whether the decision was written to the system of record, when the gate failed the task (false when the
-      system of record could not be read or written: the denial is then in this result only).
+      system of record could not be read or written - the denial is then in this result only).
   returned: when the change is denied and O(fail_on_deny=true)
   type: bool
 reasons:

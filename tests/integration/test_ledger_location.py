@@ -127,7 +127,8 @@ PATH_OPTIONS = sorted(
                    "checkpoint_sources")]
     + [("ledger_redact", section, key) for section in BOTH
        for key in ("spool_dir", "spool_fallback_dir", "register_path", "register_json_path")]
-    + [("servicenow", "changeops_servicenow", key) for key in ("ca_path", "client_certificate_file", "client_key_file")])
+    + [("servicenow", "changeops_servicenow", key)
+       for key in ("ca_path", "client_certificate_file", "client_key_file")])
 
 #: run with the project's ansible.cfg (ANSIBLE_CONFIG) from another folder: each reader's value of each option,
 #: through the calls the plugins make, and the path options the recorder's and inventory's documentation declare
