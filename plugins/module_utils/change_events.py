@@ -11,6 +11,7 @@ import re
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.audit import authorisations
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 
 #: a change event's ``status``: still running, or how the run ended
@@ -19,6 +20,8 @@ STATUSES = ["running", "successful", "failed", "interrupted"]
 CHANGE_EVENT_INFO_SPEC = dict(
     backend_argument_spec(),
     run_id=dict(type="str"),
+    # one gate decision by the id a failed change_gate task returns (rescue: ansible_failed_result.decision_id)
+    decision_id=dict(type="str"),
     since=dict(type="str"),
     until=dict(type="str"),
     host=dict(type="str"),
@@ -41,6 +44,9 @@ CHANGE_EVENT_INFO_SPEC = dict(
         limit=dict(type="int", default=20),
     )),
 )
+
+#: decision_id names one decision: no other way of choosing events goes with it
+CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE = [("decision_id", "run_id"), ("decision_id", "triage")]
 
 LEDGER_VERIFY_SPEC = dict(
     backend_argument_spec(),
@@ -68,18 +74,15 @@ LEDGER_VERIFY_SPEC = dict(
 #: most findings ledger_verify lists (the count is always complete)
 MAX_LISTED_SECRET_FINDINGS = 1000
 
-_RELATIVE = re.compile(r"^\s*-?(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 def parse_moment(option, value, now=None):
     """ISO 8601 time/date, or a duration back from now such as ``24h`` or ``7d``."""
     if value in (None, ""):
         return None
-    match = _RELATIVE.match(str(value))
-    if match:
+    text = str(value).strip()
+    delta = parse_duration(text[1:] if text.startswith("-") else text, allow_zero=True)
+    if delta is not None:
         now = now or datetime.datetime.now(datetime.timezone.utc)
-        delta = datetime.timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
         return format_time(now - delta)
     try:
         return format_time(parse_time(value))
@@ -93,7 +96,6 @@ def triage_query(ctx, options):
     """``change_event_info``'s ``triage``: the ranked changes before an incident (see ``intelligence/triage.py``)."""
     # imported here: triage reads the CMDB module, which this module's other callers do not need
     from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import triage
-    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
     window = parse_duration(options.get("window") or "24h")
     if window is None:
         raise ValidationError("triage.window: %r is not a duration such as 24h, 90m or 7d" % options.get("window"),
@@ -109,6 +111,29 @@ def triage_query(ctx, options):
                          max_depth=options.get("max_depth", 3), limit=options.get("limit") or 20)
 
 
+#: what change_gate's decision ids look like (32 lowercase hex digits)
+_DECISION_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def gate_decision(sor, decision_id):
+    """``(decision, change_event)`` of the gate decision ``decision_id`` (``(None, None)`` when none was recorded).
+
+    The decision is the ``run.gate`` ledger entry of that id as the change event holds it (with its ledger
+    ``seq``), the ledger entry itself when no event holds it. A decision that could not be recorded (the
+    failed gate's ``recorded: false``, a fail-closed denial) is in no ledger: its result says everything known.
+    """
+    value = str(decision_id).strip()
+    if not _DECISION_ID.match(value):
+        raise ValidationError("decision_id: %r is not a change gate decision id (32 hexadecimal digits, as a gate "
+                              "task returns in decision_id)" % decision_id, option="decision_id", value=decision_id)
+    entry = sor.get_entry("gate-%s" % value)
+    if entry is None or entry.kind != "run.gate":
+        return None, None
+    event = sor.get_change_event(entry.data.get("run_id")) if entry.data.get("run_id") else None
+    held = [gate for gate in (event or {}).get("gates") or () if gate.get("decision_id") == value]
+    return (held[-1] if held else dict(entry.data, seq=entry.seq)), event
+
+
 def query_change_events(ctx):
     params = ctx.params
     sor = ctx.sor
@@ -116,7 +141,11 @@ def query_change_events(ctx):
         return {"changed": False, "triage": triage_query(ctx, params["triage"])}
     if params.get("limit") is not None and params["limit"] < 1:
         raise ValidationError("limit must be at least 1, got %r" % params["limit"])
-    if params.get("run_id"):
+    decision = None
+    if params.get("decision_id") is not None:
+        decision, event = gate_decision(sor, params["decision_id"])
+        events = [event] if event else []
+    elif params.get("run_id"):
         event = sor.get_change_event(params["run_id"])
         events = [event] if event else []
     else:
@@ -140,6 +169,8 @@ def query_change_events(ctx):
             event["results"] = sor.get_task_results(event["run_id"], host=params.get("host"))
             event["evidence"] = sor.find_evidence(run_id=event["run_id"])
     result = {"changed": False, "change_events": events}
+    if params.get("decision_id") is not None:
+        result["decision"] = decision
     if params.get("verify"):
         result["verification"] = sor.verify(projections=True).to_dict()
     return result

@@ -29,6 +29,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.change_requests imp
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_roughly
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -249,20 +250,6 @@ def context_summary(context):
 # --------------------------------------------------------------------------
 # wording
 # --------------------------------------------------------------------------
-def humanise(delta):
-    seconds = int(abs(delta.total_seconds()))
-    if seconds < 60:
-        return "%d s" % seconds
-    minutes = seconds // 60
-    if minutes < 60:
-        return "%d min" % minutes
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return "%d h" % hours if minutes == 0 or hours >= 10 else "%d h %d min" % (hours, minutes)
-    days, hours = divmod(hours, 24)
-    return "%d d" % days if hours == 0 else "%d d %d h" % (days, hours)
-
-
 def _local(moment_text, tz_name):
     moment = parse_time(moment_text)
     try:
@@ -343,10 +330,10 @@ def check_change_request(policy, context, record, number, now):
     else:
         if now < parse_time(start):
             reasons.append("now is %s before the window starts (%s)"
-                           % (humanise(parse_time(start) - now), _local(start, tz_name)))
+                           % (describe_roughly(parse_time(start) - now), _local(start, tz_name)))
         if now >= parse_time(end):
             reasons.append("now is %s after the window ends (%s)"
-                           % (humanise(now - parse_time(end)), _local(end, tz_name)))
+                           % (describe_roughly(now - parse_time(end)), _local(end, tz_name)))
     # what an external authority (ServiceNow) says against it: scheduling conflicts, a change on hold
     reasons.extend(record.get("authority_reasons") or ())
     affected = set(record.get("affected_cis") or ())
@@ -378,7 +365,7 @@ def _standard_request_reasons(policy, context, now, decision, record, number, st
     if standard_template and standard_template != template:
         reasons.append("standard_template '%s' is not the template of %s ('%s')" % (standard_template, number, template))
     standard = change_policy.evaluate_standard(policy, context, now, only_template=template)
-    decision["standard"] = {"covered_by": standard["covered_by"], "candidates": standard["candidates"]}
+    decision["standard"] = {key: standard[key] for key in ("covered_by", "candidates", "closest")}
     if not standard["covered_by"]:
         reasons.extend("%s: %s" % (number, reason) for reason in standard["reasons"])
     return reasons
@@ -461,7 +448,7 @@ def decide(policy, context, now, change_request=None, record=None, emergency=Fal
         return decision
 
     standard = change_policy.evaluate_standard(policy, context, now, only_template=standard_template)
-    decision["standard"] = {"covered_by": standard["covered_by"], "candidates": standard["candidates"]}
+    decision["standard"] = {key: standard[key] for key in ("covered_by", "candidates", "closest")}
     names = standard["covered_by"] or standard["candidates"]
     for touch in touched:
         if names:
@@ -560,12 +547,13 @@ def wait_and_read(ctx, number, progress, sleep=time.sleep, clock=time.monotonic,
         left = timeout - elapsed
         if left <= 0:
             return record, ("%s still awaits approval after %s (state %s, approval %s): approval_timeout reached"
-                            % (number, humanise(datetime.timedelta(seconds=elapsed)), record.get("state"),
+                            % (number, describe_roughly(datetime.timedelta(seconds=elapsed)), record.get("state"),
                                record.get("approval")))
         polls += 1
         progress("change_gate: waiting for approval of %s (state %s, approval %s): poll %d, %s elapsed, %s left"
                  % (number, record.get("state"), record.get("approval") or "not requested", polls,
-                    humanise(datetime.timedelta(seconds=elapsed)), humanise(datetime.timedelta(seconds=left))))
+                    describe_roughly(datetime.timedelta(seconds=elapsed)),
+                    describe_roughly(datetime.timedelta(seconds=left))))
         wait = authority.poll_interval(interval, left) if authority is not None else interval
         sleep(min(wait, max(left, 0.0)))
         record = read(number)
@@ -709,19 +697,44 @@ def finish(ctx, decision, context, policy, play, play_id, task_uuid, hosts, reco
     return gate_result(ctx.params, decision, play)
 
 
+#: the decision's fields a failing gate's result carries: short, and enough to read and act on a denial
+DENIAL_FIELDS = ("decision_id", "run_id", "play", "allowed", "type", "reference", "reasons", "host_count",
+                 "checked_at")
+#: of the decision's parts, the short fields a denial's reader needs (never the per-host lists)
+DENIAL_PARTS = {
+    "change_request": ("number", "type", "state", "approval", "template"),
+    "standard": ("covered_by", "candidates", "closest"),
+    "emergency": ("declared_by", "change_request"),
+    # the file and its sha256 are in the recorded decision (and a reason names the file when it matters)
+    "policy": ("state", "version"),
+}
+
+
+def denial_summary(decision):
+    """What a failing gate's result holds of ``decision``: the reasons, type, reference, the change request,
+    the closest templates and the policy version, by ``decision_id``; never the context, hosts or collisions."""
+    summary = {key: decision.get(key) for key in DENIAL_FIELDS if key in decision}
+    for part, keys in DENIAL_PARTS.items():
+        if decision.get(part):
+            summary[part] = {key: decision[part].get(key) for key in keys if key in decision[part]}
+    summary["recorded"] = bool(decision.get("recorded"))
+    return summary
+
+
 def gate_result(params, decision, play):
     """The task result: the whole decision, unless the gate fails the play.
 
-    A failed task's result is what Ansible prints on its ``fatal:`` line, and the decision's
-    context (what the gate read of the play) and host list run to kilobytes that bury the
-    reasons. So a failing result carries the message (the reasons) and the decision's id;
-    the whole decision is in the ledger's ``run.gate`` entry (``change_event_info``, the change
-    register), and in the result of a gate that does not fail (``fail_on_deny: false``).
+    A failed task's result is what Ansible prints on its ``fatal:`` line, whole (its default
+    callback leaves out only ``diff``, ``invocation`` and ``exception``), and the decision's context
+    (what the gate read of the play) and host list run to kilobytes that bury the reasons. So a
+    failing result carries the message, the reasons and the short fields of :func:`denial_summary`;
+    the whole decision is in the ledger's ``run.gate`` entry of its ``decision_id`` (``change_event_info``
+    with ``decision_id``, the change register), and in the result of a gate that does not fail
+    (``fail_on_deny: false``).
     """
     message = decision_message(decision, (play or {}).get("name")) + policy_note(decision)
     if not decision["allowed"] and params.get("fail_on_deny", True):
-        return {"changed": False, "failed": True, "allowed": False, "msg": message,
-                "decision_id": decision.get("decision_id"), "recorded": bool(decision.get("recorded"))}
+        return dict(denial_summary(decision), changed=False, failed=True, msg=message)
     return {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
 
 

@@ -775,8 +775,10 @@ def evaluate_standard(policy, context, now, only_template=None):
     """Find the templates that cover the play.
 
     Returns ``{"covered_by": [names], "candidates": [names whose conditions held],
-    "reasons": [...]}``; ``reasons`` explain, for the candidates (or for
-    ``only_template``), what they did not allow.
+    "closest": [names], "reasons": [...]}``; ``reasons`` explain, for the candidates (or for
+    ``only_template``), what they did not allow. ``closest`` names, when none covers the play,
+    the templates a reader of the denial should look at: the candidates, else the named template,
+    else those that fail the fewest conditions (whose failed conditions ``reasons`` lists).
     """
     expressions = ExpressionCache(policy, context)
     covered_by, candidates, reasons = [], [], []
@@ -784,7 +786,7 @@ def evaluate_standard(policy, context, now, only_template=None):
     if only_template is not None:
         templates = [t for t in templates if t.name == only_template]
         if not templates:
-            return {"covered_by": [], "candidates": [],
+            return {"covered_by": [], "candidates": [], "closest": [],
                     "reasons": ["standard change template '%s' does not exist in %s"
                                 % (only_template, policy.origin)]}
     for template in templates:
@@ -797,10 +799,12 @@ def evaluate_standard(policy, context, now, only_template=None):
                 continue
         if conditions_hold or only_template is not None:
             reasons.extend(mismatches)
+    closest = [] if covered_by else list(candidates) or ([only_template] if only_template is not None else [])
     if not covered_by and not candidates and only_template is None:
         reasons.append(no_template_reason(policy))
-        reasons.extend("closest: %s" % reason for reason in _closest_misses(policy, context, now, expressions))
-    return {"covered_by": covered_by, "candidates": candidates, "reasons": reasons}
+        closest, misses = _closest_misses(policy, context, now, expressions)
+        reasons.extend("closest: %s" % reason for reason in misses)
+    return {"covered_by": covered_by, "candidates": candidates, "closest": closest, "reasons": reasons}
 
 
 def no_template_reason(policy):
@@ -819,14 +823,16 @@ CLOSEST_TEMPLATES = 3
 
 
 def _closest_misses(policy, context, now, expressions):
-    """Every failed condition of the templates that fail the fewest (a denial only: the cache
-    makes it one more pass over the distinct expressions)."""
+    """``(names, reasons)``: the templates that fail the fewest conditions, and every failed condition of
+    theirs (a denial only: the cache makes it one more pass over the distinct expressions)."""
     misses = []
     for position, template in enumerate(policy.templates):
         _hold, reasons = template_mismatches(template, context, now, expressions)
         misses.append((len(reasons), position, reasons))
     misses.sort()
-    return [reason for _count, _position, reasons in misses[:CLOSEST_TEMPLATES] for reason in reasons]
+    closest = misses[:CLOSEST_TEMPLATES]
+    return ([policy.templates[position].name for _count, position, _reasons in closest],
+            [reason for _count, _position, reasons in closest for reason in reasons])
 
 
 def _matches_module(action, patterns):

@@ -10,7 +10,6 @@ entries and the predicted CI without appending them.
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
 import uuid
@@ -36,6 +35,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import
     validate_attribute_name,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -111,24 +111,21 @@ CONFIGURATION_ITEM_INFO_SPEC = dict(
     limit=dict(type="int"),
 )
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_DURATION_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
 
 def new_ci_id():
     return "ci-" + uuid.uuid4().hex[:20]
 
 
 def parse_refresh(value, field="last_seen_refresh"):
-    """``24h``/``7d``/``0`` -> timedelta; ``never`` -> None."""
+    """``24h``/``7d``/``0`` (and a bare number of seconds) -> timedelta; ``never`` -> None."""
     text = str(value).strip().lower()
     if text == "never":
         return None
-    match = _DURATION.match(text)
-    if not match:
+    delta = parse_duration(text, allow_zero=True, bare_seconds=True)
+    if delta is None:
         raise ValidationError("%s: %r is neither a duration (30m, 24h, 7d, 0) nor 'never'" % (field, value),
                               field=field, value=value)
-    return datetime.timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    return delta
 
 
 def require_finite(value, field):

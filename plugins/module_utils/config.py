@@ -76,8 +76,9 @@ def backend_argument_spec():
     return spec
 
 
-def _coerce(name, value, origin, base_dir=None):
-    """``value`` of option ``name`` as its type; a relative path from a file is relative to ``base_dir``."""
+def _coerce(name, value, origin, config_file=None):
+    """``value`` of option ``name`` as its type; a relative path read from ``config_file`` is relative to its folder
+    (:func:`path_from_ini`)."""
     option = BACKEND_OPTIONS[name]
     if value is None:
         return None
@@ -93,9 +94,7 @@ def _coerce(name, value, origin, base_dir=None):
         return number
     value = str(value)
     if option["type"] == "path":
-        value = os.path.expandvars(os.path.expanduser(value))
-        if base_dir and not os.path.isabs(value):
-            value = os.path.normpath(os.path.join(base_dir, value))
+        value = path_from_ini(value, config_file)
     if "choices" in option and value not in option["choices"]:
         raise ConfigurationError(
             "%s: option %s must be one of %s, got %r" % (origin, name, ", ".join(option["choices"]), value))
@@ -115,14 +114,15 @@ def config_file_dir(config_file):
 
 
 def _raw_sources(name, params, environ, ini, ini_origin):
-    """``(origin, raw value, base dir)`` of every source that sets option ``name``, highest precedence first."""
+    """``(origin, raw value, config file)`` of every source that sets option ``name``, highest precedence first
+    (the config file only for a value read from one)."""
     option = BACKEND_OPTIONS[name]
     if params.get(name) is not None:
         yield "argument", params[name], None
     if environ.get(option["env"]) not in (None, ""):
         yield "environment variable %s" % option["env"], environ[option["env"]], None
     if ini.get(name) not in (None, ""):
-        yield "%s [%s] %s" % (ini_origin, INI_SECTION, name), ini[name], config_file_dir(ini_origin)
+        yield "%s [%s] %s" % (ini_origin, INI_SECTION, name), ini[name], ini_origin
     yield "default", option["default"], None
 
 
@@ -136,9 +136,9 @@ def backend_option_sources(name, params=None, environ=None, ini=None, ini_origin
     """
     sources = []
     raw = _raw_sources(name, params or {}, os.environ if environ is None else environ, ini or {}, ini_origin)
-    for position, (origin, value, base_dir) in enumerate(raw):
+    for position, (origin, value, config_file) in enumerate(raw):
         try:
-            sources.append((origin, _coerce(name, value, origin, base_dir=base_dir)))
+            sources.append((origin, _coerce(name, value, origin, config_file=config_file)))
         except ConfigurationError:
             if position == 0:
                 raise
@@ -147,7 +147,12 @@ def backend_option_sources(name, params=None, environ=None, ini=None, ini_origin
 
 def path_from_ini(value, config_file):
     """A path option read from ``config_file``: ``~`` and ``$VARS`` expanded, a relative one taken from that
-    file's folder (as Ansible reads the paths of its own configuration and the backend options above)."""
+    file's folder, as Ansible reads the paths of its own configuration (its ``type: path`` options).
+
+    The ONE resolver of path options the collection reads from ansible.cfg itself: the backend options above,
+    ``gate_policy``, the checkpoint and witness options, ``ledger_redact``'s spool and register, the ServiceNow
+    files (``ca_path``, ``client_certificate_file``, ``client_key_file``). ``config_file`` None (a value from an
+    argument or the environment): expanded only, so relative to the current directory."""
     value = os.path.expandvars(os.path.expanduser(str(value)))
     base_dir = config_file_dir(config_file)
     if base_dir and value and not os.path.isabs(value):
@@ -184,8 +189,8 @@ def resolve_backend_config(params=None, environ=None, ini=None, ini_origin="ansi
     ini = ini or {}
     config = {}
     for name in BACKEND_OPTIONS:
-        origin, value, base_dir = next(_raw_sources(name, params, environ, ini, ini_origin))
-        config[name] = _coerce(name, value, origin, base_dir=base_dir)
+        origin, value, config_file = next(_raw_sources(name, params, environ, ini, ini_origin))
+        config[name] = _coerce(name, value, origin, config_file=config_file)
     return config
 
 

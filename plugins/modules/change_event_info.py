@@ -30,6 +30,17 @@ options:
   run_id:
     description: Return only this change event.
     type: str
+  decision_id:
+    description:
+      - Return the whole change gate decision of this id as RV(decision), and the change event that holds it as the
+        only one in RV(change_events); the other filters are not applied.
+      - A failed M(changeops.itsm.change_gate) task returns the id (RV(changeops.itsm.change_gate#module:decision_id)),
+        so a C(rescue) section reads the decision with O(decision_id) set to
+        C({{ ansible_failed_result.decision_id }}).
+      - Read from the primary even when O(postgresql_read_dsn) is set, so a decision just made is found.
+      - A decision that could not be recorded (the gate's C(recorded) is false) is in no ledger - RV(decision) is
+        then null, and the gate's own result holds all there is.
+    type: str
   since:
     description:
       - Only events started at or after this time.
@@ -142,6 +153,21 @@ EXAMPLES = r"""
     since: 24h
   register: adhoc_commands
 
+- name: Patch, and when the change gate denies it, read its whole decision before stopping
+  block:
+    - name: Change gate
+      changeops.itsm.change_gate:
+        change_request: CHG0000042
+  rescue:
+    - name: The whole decision of the denial (context, hosts, collisions, blast radius)
+      changeops.itsm.change_event_info:
+        decision_id: "{{ ansible_failed_result.decision_id }}"
+      register: denial
+      run_once: true
+    - name: Stop the play (a rescued failure would let it go on, unauthorised)
+      ansible.builtin.fail:
+        msg: "{{ ansible_failed_result.msg }}"
+
 - name: One run with everything it did
   changeops.itsm.change_event_info:
     run_id: "{{ run_id }}"
@@ -250,6 +276,19 @@ triage:
       C(changed) (C(tasks), C(files), C(packages)). The ranking is C(0.5 * recency + 0.5 / (1 + depth)).
   returned: when O(triage) is set
   type: dict
+decision:
+  description:
+    - With O(decision_id), the whole gate decision of that id, as the C(run.gate) ledger entry holds it (see the
+      RV(changeops.itsm.change_gate#module:decision) of M(changeops.itsm.change_gate)), with the entry's ledger
+      C(seq); null when no decision of that id is recorded.
+  returned: when O(decision_id) is set
+  type: dict
+  sample:
+    decision_id: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
+    allowed: false
+    type: denied
+    reasons: ["CHG0000042 is not approved (approval: requested)"]
+    context: {play: Patch, modules: [ansible.builtin.copy]}
 verification:
   description: Verification report (chain and query tables), when O(verify=true).
   returned: when requested
@@ -263,6 +302,7 @@ verification:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.changeops.itsm.plugins.module_utils.change_events import (
+    CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE,
     CHANGE_EVENT_INFO_SPEC,
     query_change_events,
 )
@@ -270,7 +310,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.operation import ru
 
 
 def main():
-    module = AnsibleModule(argument_spec=CHANGE_EVENT_INFO_SPEC, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=CHANGE_EVENT_INFO_SPEC,
+                           mutually_exclusive=CHANGE_EVENT_INFO_MUTUALLY_EXCLUSIVE, supports_check_mode=True)
     run_module(module, query_change_events)
 
 

@@ -118,8 +118,11 @@ options:
   fail_on_deny:
     description:
       - Fail the task, and so the play, when the change is denied. The failed result holds the
-        message with every reason (RV(msg)) and RV(decision_id), not the whole decision, so the
-        reasons are what Ansible prints; the whole decision is in the ledger (C(run.gate) entry).
+        message with every reason (RV(msg)), the reasons as a list (RV(reasons)), RV(decision_id) and other short
+        fields (RV(type), RV(reference), RV(change_request), RV(standard), RV(policy)), not the whole decision,
+        so the reasons are what Ansible prints; the whole decision is in the ledger (C(run.gate) entry), which
+        M(changeops.itsm.change_event_info) returns by O(changeops.itsm.change_event_info#module:decision_id)
+        (in a C(rescue) section, C(ansible_failed_result.decision_id)).
       - With V(false) the decision is returned (and recorded) and the play goes on; use RV(allowed) in
         later conditions and RV(decision) for the whole decision. A play that then changes hosts is
         recorded as unauthorised.
@@ -223,14 +226,71 @@ msg:
 decision_id:
   description:
     - Id of the decision, when the gate failed the task; the whole decision is the C(run.gate) ledger entry of
-      that id (M(changeops.itsm.change_event_info) returns it under C(gates), the change register shows it).
+      that id (M(changeops.itsm.change_event_info) returns it with
+      O(changeops.itsm.change_event_info#module:decision_id), and under C(gates) of its change event; the change
+      register shows it).
   returned: when the change is denied and O(fail_on_deny=true)
   type: str
   sample: 2f0c8a4e6b1d4c3a9e7f5b2d1c0a9e8f
 recorded:
-  description: Whether the decision was written to the system of record, when the gate failed the task.
+  description:
+    - Whether the decision was written to the system of record, when the gate failed the task (false when the
+      system of record could not be read or written - the denial is then in this result only).
   returned: when the change is denied and O(fail_on_deny=true)
   type: bool
+reasons:
+  description: Every reason the play was denied, one string each (RV(msg) joins them), when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: list
+  elements: str
+  sample: ["CHG0000012 is not approved (approval: requested)", "web03 is not an affected CI of CHG0000012"]
+type:
+  description: V(denied), when the gate failed the task (the decision's type).
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+reference:
+  description: The decision's reference (null for a denial), when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+run_id:
+  description: The run the decision was recorded under, when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+play:
+  description: Name of the play, when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+host_count:
+  description: How many hosts the decision was about (the batch), when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: int
+checked_at:
+  description: When the gate decided (ISO 8601 UTC), when the gate failed the task.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: str
+change_request:
+  description:
+    - The change request the play asked for, as the gate read it (C(number), C(type), C(state), C(approval),
+      C(template)), when the gate failed the task.
+  returned: when the change is denied under an existing change request and O(fail_on_deny=true)
+  type: dict
+standard:
+  description:
+    - The standard change templates considered, when the gate failed the task - C(covered_by) (empty for a
+      denial), C(candidates) (templates whose conditions held, but not their limits) and C(closest) (the
+      templates to look at - the candidates, the named template, else those failing the fewest conditions).
+  returned: when the change is denied as a standard change and O(fail_on_deny=true)
+  type: dict
+emergency:
+  description: The emergency declared (C(declared_by), C(change_request)), when the gate failed the task.
+  returned: when an emergency is denied and O(fail_on_deny=true)
+  type: dict
+policy:
+  description:
+    - The policy the decision was made under (C(state), and C(version) once published), when the gate failed the
+      task; the recorded decision names its file and sha256.
+  returned: when the change is denied and O(fail_on_deny=true)
+  type: dict
 decision:
   description:
     - The decision document, as recorded in the C(run.gate) ledger entry.

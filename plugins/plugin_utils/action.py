@@ -75,6 +75,12 @@ class SystemOfRecordAction(ActionBase):
     #: True for modules that only read: they read from ``postgresql_read_dsn`` when one is configured
     READS_ONLY = False
 
+    def reads_only(self, params):
+        """Whether this task may read from a replica (``postgresql_read_dsn``): ``READS_ONLY`` unless a subclass
+        says otherwise for these arguments."""
+        del params
+        return self.READS_ONLY
+
     def opens_system_of_record(self, params):
         """Whether this task needs the system of record (False: ``ctx.sor`` is None, nothing is opened or created)."""
         del params
@@ -115,7 +121,7 @@ class SystemOfRecordAction(ActionBase):
         )
         self.show_deprecations(validation)
         try:
-            sor = open_controller_system_of_record(params, self._display.warning, reader=self.READS_ONLY) if (
+            sor = open_controller_system_of_record(params, self._display.warning, reader=self.reads_only(params)) if (
                 self.opens_system_of_record(params)) else None
             try:
                 context = self.build_context(sor, params, task_vars)

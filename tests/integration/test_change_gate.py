@@ -476,8 +476,11 @@ def test_a_denial_says_what_to_do_and_prints_the_reasons_not_the_context(project
     assert ":;" not in output, "an empty reason was joined into the message"
     [fatal] = [line for line in run.stdout.splitlines() if line.startswith("fatal:")]
     shown = json.loads(fatal.split(" => ", 1)[1])
-    assert sorted(shown) == ["allowed", "changed", "decision_id", "msg", "recorded"], fatal
-    assert len(fatal) < 1000, "the fatal line buries the reasons: %d characters" % len(fatal)
+    assert sorted(shown) == ["allowed", "changed", "checked_at", "decision_id", "host_count", "msg", "play", "policy",
+                             "reasons", "recorded", "reference", "run_id", "standard", "type"], fatal
+    assert "context" not in shown and shown["standard"]["closest"] == ["patching"]
+    # the reasons twice (msg, reasons) and a few short fields: ~3 KB with the context
+    assert len(fatal) < 1500, "the fatal line buries the reasons: %d characters" % len(fatal)
     # the whole decision is in the record, under the id the failure names
     [decision] = gate_entries(sor)
     assert decision["decision_id"] == shown["decision_id"] and shown["recorded"] is True

@@ -189,3 +189,36 @@ def test_verify_ledger_on_a_broken_chain(sqlite_sor):
     lenient = verify(sqlite_sor, fail_on_broken=False)
     assert not lenient.get("failed") and lenient["verification"]["valid"] is False
     assert lenient["msg"] == result["msg"]
+
+
+# -- one gate decision by its id (change_event_info decision_id) -------------------------------------------------
+def gate_decision_entry(run_id, decision_id, reasons):
+    return Entry("run.gate", run_id, {"decision_id": decision_id, "run_id": run_id, "allowed": False, "type": "denied",
+                                      "reference": None, "reasons": reasons, "hosts": ["web01"],
+                                      "context": {"play": "Patch", "modules": ["ansible.builtin.copy"]}},
+                 entry_id="gate-%s" % decision_id)
+
+
+def test_decision_id_returns_the_whole_decision_and_its_event(sor):
+    record_run(sor, "run-a", 2)
+    record_run(sor, "run-b", 1)
+    wanted, other = "a" * 32, "b" * 32
+    sor.append([gate_decision_entry("run-a", wanted, ["CHG0000001 is not approved (approval: requested)"]),
+                gate_decision_entry("run-b", other, ["another"])])
+    found = info(sor, decision_id=wanted, playbook="no such playbook")
+    assert found["decision"]["decision_id"] == wanted and found["decision"]["context"]["modules"]
+    assert found["decision"]["reasons"] == ["CHG0000001 is not approved (approval: requested)"]
+    assert [event["run_id"] for event in found["change_events"]] == ["run-a"], "the other filters are not applied"
+
+
+def test_decision_id_unknown_is_null_and_a_malformed_one_names_the_option(sor):
+    assert info(sor, decision_id="c" * 32) == {"changed": False, "change_events": [], "decision": None}
+    with pytest.raises(ValidationError) as raised:
+        info(sor, decision_id="{{ ansible_failed_result.decision_id }}")
+    assert "decision_id: '{{ ansible_failed_result.decision_id }}' is not a change gate decision id" \
+        in raised.value.message
+    # an entry of another kind under that id is no gate decision
+    record_run(sor, "run-c", 1)
+    sor.append([Entry("evidence.recorded", "run-c", {"run_id": "run-c", "host": "web01", "checklist": "smoke",
+                                                     "status": "pass"}, entry_id="gate-" + "d" * 32)])
+    assert info(sor, decision_id="d" * 32)["decision"] is None

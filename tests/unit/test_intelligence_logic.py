@@ -11,7 +11,8 @@ import pytest
 from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import Schedule, parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import Schedule
 
 UTC = datetime.timezone.utc
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")

@@ -24,7 +24,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.policy
     COLLISION_KINDS,
     WINDOW_TARGETS,
 )
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import describe_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_duration
 
 TEMPLATE_LIMITS = ("max_hosts", "environments", "windows")
 

@@ -30,7 +30,7 @@ import os
 from ansible_collections.changeops.itsm.plugins.module_utils import change_policy
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import duties, policy_diff
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time, utc_now
-from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
+from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec, path_from_ini
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import NotFound, Refused, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 
@@ -125,10 +125,7 @@ def configured_policy_path(environ=None, ini=None, ini_file=None):
         return os.path.expanduser(environ[POLICY_ENV])
     value = (ini or {}).get("gate_policy")
     if value:
-        value = os.path.expanduser(value)
-        if not os.path.isabs(value) and ini_file:
-            value = os.path.join(os.path.dirname(os.path.abspath(ini_file)), value)
-        return value
+        return path_from_ini(value, ini_file)
     return None
 
 

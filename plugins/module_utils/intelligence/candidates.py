@@ -41,7 +41,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation impor
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
 
 SIGNATURE_FIELDS = ("playbook_name", "roles", "modules", "protected_areas", "environments", "ci_classes")
 #: blind spots a template accepts only with its allow_* switch (change_policy.BLIND_SPOTS)

@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - Python < 3.9; the gate runs on the con
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import describe_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_duration
 
 #: change request states in which an approved request's work may happen
 ACTIVE_REQUEST_STATES = ("assess", "authorise", "scheduled", "implement")

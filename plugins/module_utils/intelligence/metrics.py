@@ -40,7 +40,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity impor
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
 
 BUCKETS = ("day", "week", "month")
 GROUP_BY = ("service", "environment", "team")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.rules import CHANGE_TYPES
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import Schedule, parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import parse_duration
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.schedules import Schedule
 
 TOP_KEYS = ("collisions", "blast_radius", "maintenance_windows")
 ACTIONS = ("deny", "warn", "allow")

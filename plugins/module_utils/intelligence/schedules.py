@@ -19,7 +19,6 @@ is ~300 steps).
 from __future__ import annotations
 
 import datetime
-import re
 
 try:
     from dateutil import rrule as _rrule
@@ -32,42 +31,14 @@ except ImportError:  # pragma: no cover - declared in requirements.txt
     _croniter_module = None
     _croniter = None
 
+from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_duration
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import MissingDependency
 
-_DURATION = re.compile(r"(\d+)\s*([wdhms])")
-_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 _FIXED_PERIODS = {"MINUTELY": "minutes", "HOURLY": "hours", "DAILY": "days", "WEEKLY": "weeks"}
 #: the DTSTART of a rule that names none (its times of day should be in BYHOUR/BYMINUTE)
 DEFAULT_START = datetime.datetime(2000, 1, 3)  # a Monday at midnight
 #: occurrences listed for one period at most (a minutely cron over a week-long change window)
 MAX_OCCURRENCES = 200
-
-
-def parse_duration(text):
-    """``3h``, ``90m``, ``1d12h``, ``2h 30m`` -> timedelta; None when it is not one."""
-    if isinstance(text, bool):
-        return None
-    if isinstance(text, int):
-        return datetime.timedelta(seconds=text) if text > 0 else None
-    if not isinstance(text, str):
-        return None
-    stripped = text.strip().lower()
-    if not stripped or _DURATION.sub("", stripped).strip():
-        return None
-    delta = datetime.timedelta()
-    for amount, unit in _DURATION.findall(stripped):
-        delta += datetime.timedelta(**{_DURATION_UNITS[unit]: int(amount)})
-    return delta if delta > datetime.timedelta() else None
-
-
-def describe_duration(delta):
-    seconds = int(delta.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append("%d %s" % (seconds // size, unit))
-            seconds %= size
-    return " ".join(parts) or "0 s"
 
 
 def _require_rrule():

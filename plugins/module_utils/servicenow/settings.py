@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_sections
+from ansible_collections.changeops.itsm.plugins.module_utils.config import path_from_ini, read_ini_sections
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConfigurationError
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.errors import Secrets
 
@@ -101,7 +101,9 @@ def _truthy(text):
     return None
 
 
-def _coerce(name, value, origin):
+def _coerce(name, value, origin, config_file=None):
+    """``value`` of option ``name`` as its type; a relative path read from ``config_file`` (ansible.cfg) is relative
+    to its folder, through the collection's one resolver (``config.path_from_ini``)."""
     option = OPTIONS[name]
     kind = option["type"]
     shown = "(hidden)" if option.get("secret") else repr(value)
@@ -138,7 +140,7 @@ def _coerce(name, value, origin):
         return parsed
     value = str(value)
     if kind == "path":
-        value = os.path.expandvars(os.path.expanduser(value))
+        value = path_from_ini(value, config_file)
     if option.get("choices") and value not in option["choices"]:
         raise ConfigurationError("%s: ServiceNow option %s must be one of %s, got %s"
                                  % (origin, name, ", ".join(option["choices"]), shown), option=name)
@@ -220,7 +222,9 @@ class Settings(dict):
 
 
 def resolve_settings(params=None, environ=None, ini=None, ini_origin="ansible.cfg"):
-    """Resolve every option by precedence; ``params`` is the task's ``instance`` dict (or None)."""
+    """Resolve every option by precedence; ``params`` is the task's ``instance`` dict (or None).
+
+    ``ini_origin``: the ansible.cfg ``ini`` was read from; a relative path in it is relative to its folder."""
     given = dict(params or {})
     environ = os.environ if environ is None else environ
     ini = ini or {}
@@ -235,7 +239,8 @@ def resolve_settings(params=None, environ=None, ini=None, ini_origin="ansible.cf
                 break
         else:
             if ini.get(name) not in (None, ""):
-                values[name] = _coerce(name, ini[name], "%s [%s] %s" % (ini_origin, INI_SECTION, name))
+                values[name] = _coerce(name, ini[name], "%s [%s] %s" % (ini_origin, INI_SECTION, name),
+                                       config_file=ini_origin)
             else:
                 values[name] = option.get("default")
     explicit = any(value is not None for value in given.values())

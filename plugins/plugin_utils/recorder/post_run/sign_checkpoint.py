@@ -32,17 +32,22 @@ def _truthy(value, default=True):
     return bool(value)
 
 
-@register_post_run_hook
-def checkpoint_after_run(sor, run_id, options, display):
-    if not _truthy(options.get("checkpoint_after_run")):
-        return
+def checkpoint_settings(options):
+    """The checkpoint and witness settings of the recorder's ``options`` (with their ``_origins``)."""
     # Ansible resolved these from the environment and ansible.cfg already; unset ones take their defaults.
     # It leaves a relative witness_file (a string option: none turns it off) as written: from ansible.cfg, it is
     # relative to that file's folder, as ledger_verify reads it
     origins = {name: origin for name, origin in (options.get("_origins") or {}).items()
                if isinstance(origin, str) and os.path.isfile(origin)}
-    settings = checkpoints.resolve_settings({name: options.get(name) for name in checkpoints.CHECKPOINT_OPTIONS},
-                                            origins=origins)
+    return checkpoints.resolve_settings({name: options.get(name) for name in checkpoints.CHECKPOINT_OPTIONS},
+                                        origins=origins)
+
+
+@register_post_run_hook
+def checkpoint_after_run(sor, run_id, options, display):
+    if not _truthy(options.get("checkpoint_after_run")):
+        return
+    settings = checkpoint_settings(options)
     try:
         checkpoints.make_checkpoint(sor, settings, current_actor())
     except ChangeopsError as exc:
