@@ -47,7 +47,7 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
     sor = open_system_of_record({"backend": "sqlite", "sqlite_path": str(ledger), "busy_timeout": 60})
     try:
         events = sor.find_change_events(limit=100)
-        assert len(events) == 22, [event["playbook"] for event in events]  # eleven playbooks, twice
+        assert len(events) == 24, [event["playbook"] for event in events]  # twelve playbooks, twice
         latest = by_playbook(events)
 
         # a registered CI, with the checklists' compliance on it, and the service that runs on it
@@ -65,6 +65,9 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert normal["authorisation"] == "normal"
         change_request = sor.get_change_request(normal["authorisation_ref"])
         assert (change_request["state"], change_request["close_code"]) == ("closed", "successful")
+        # the same change tried first without a change request: denied before it touched anything
+        denied = latest["denied_attempt.yml"]
+        assert (denied["authorisation"], denied["changed_host_count"]) == ("denied", 0), denied
         ungated = latest["ungated.yml"]
         assert ungated["authorisation"] == "unauthorised"
         assert [review["outcome"] for review in sor.find_reviews(run_id=ungated["run_id"])] == ["follow-up"]
@@ -78,10 +81,11 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
         assert evidence == ["hardening", "release_readiness", "release_readiness"]
 
         # the change policy published once (the second run changed nothing), and the gate decided under it:
-        # site.yml, normal_change.yml, servicenow.yml and servicenow_standard.yml are gated, twice each
+        # site.yml, denied_attempt.yml, normal_change.yml, servicenow.yml and servicenow_standard.yml are gated,
+        # twice each
         assert [version["version"] for version in sor.find_policies()] == [1]
         assert [entry.data["policy"]["state"] for entry in sor.iter_entries(kinds=["run.gate"])
-                if not entry.data.get("run_id_generated")] == ["published"] * 8
+                if not entry.data.get("run_id_generated")] == ["published"] * 10
 
         # trust.yml: the value it printed is redacted in both runs, the chain still verifies and lists it
         report = sor.verify(projections=True)
@@ -113,7 +117,9 @@ def test_the_demo_shows_every_capability_and_runs_again(tmp_path):
                   "authorisation unauthorised", "ledger chain verified", "@environment_demo", "Change register:",
                   "redacted 2 fields", "history matches the signed checkpoint",
                   "state 3 (3 = Closed), close code successful", "attachment: changeops-run-",
-                  "authorised as a standard change (CHG"):
+                  "authorised as a standard change (CHG",
+                  "change gate denied play 'Publish the release notes without a change request'",
+                  "closest standard templates: demo-motd", "decision denied, "):
         assert shown in first, shown
     # the scale step: a verified backup taken during the run, and a retention rehearsal on a copy of it
     for shown in ("backed up sqlite:", "1 archive verified", "linked to the live ledger"):
