@@ -118,8 +118,9 @@ def test_a_batch_appended_again_changes_nothing(open_sor):
     # the same entries again (a spool replayed twice), whole and as a part of a larger batch
     assert sor.append(copies(entries)) == []
     assert sor.head() == head and ledger_rows(sor) == rows and query_tables(sor) == tables
-    extra = Entry("run.reviewed", first[-1].subject, {"run_id": first[-1].subject, "reviewer": "alice",
-                                                     "outcome": "accepted", "reviewed_at": "2026-03-03T10:00:00.000000Z"})
+    run_id = first[-1].subject
+    extra = Entry("run.reviewed", run_id, {"run_id": run_id, "reviewer": "alice", "outcome": "accepted",
+                                           "reviewed_at": "2026-03-03T10:00:00.000000Z"})
     again = sor.append(copies(entries[:40]) + [extra] + copies(entries[40:]))
     assert [entry.id for entry in again] == [extra.id]
     assert again[0].seq == head[0] + 1 and again[0].prev_hash == head[1]

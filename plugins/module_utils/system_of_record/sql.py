@@ -115,7 +115,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         PostgreSQL): no projector reads the ledger table, and the transaction makes rows and projections one
         write. While the batch is projected, ``db.event_docs`` keeps the change-event documents this
         transaction wrote (a run's start, plays, gates and end read the document the entry before wrote), and
-        the dialect may queue the statements (:meth:`_projecting`: PostgreSQL's pipeline mode).
+        the dialect may queue the statements of a batch that holds entries projected on their own
+        (:meth:`_projecting`: PostgreSQL's pipeline mode); a batch of task results alone goes by bulk inserts.
         """
         row = self._head_locked(db)
         seq, prev_hash = row if row else (0, GENESIS_HASH)
@@ -127,7 +128,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         appended = []
         pending = []
         db.event_docs = {}
-        with self._projecting(db):
+        # a batch of task results alone is stored by bulk inserts (COPY on PostgreSQL); one with entries projected on
+        # their own (a run's start, plays, gates, end: a dozen statements each) may have its statements queued
+        queued = any(entry.kind not in projections.BATCH_PROJECTORS for entry in entries)
+        with self._projecting(db) if queued else contextlib.nullcontext():
             for entry in entries:
                 if entry.id in seen:
                     continue
@@ -154,8 +158,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
 
     @staticmethod
     def _projecting(db):
-        """Context in which a batch is projected; a dialect may queue its statements there (fetches still
-        wait for their results). SQLite runs each at once."""
+        """Context in which a batch with entries projected on their own is projected; a dialect may queue its
+        statements there (fetches still wait for their results). SQLite runs each at once."""
         del db
         return contextlib.nullcontext()
 
