@@ -254,8 +254,12 @@ def _run_results(db, entries):
             tally = tallies.setdefault((run_id, host), [0, 0, 0, 0, 0])
             if status in _HOST_COUNTS:
                 tally[_HOST_COUNTS.index(status)] += 1
-    opened = set(row[0] for row in db.select_in(
-        "SELECT run_id FROM change_events WHERE run_id IN ({marks})", list(first_of_run)))
+    # the events this append wrote exist (Statements.event_docs): only the others are looked up
+    written = getattr(db, "event_docs", None) or {}
+    opened = set(run_id for run_id in first_of_run if run_id in written)
+    opened.update(row[0] for row in db.select_in(
+        "SELECT run_id FROM change_events WHERE run_id IN ({marks})",
+        [run_id for run_id in first_of_run if run_id not in opened]))
     missing = [(run_id, entry) for run_id, entry in first_of_run.items() if run_id not in opened]
     if missing:
         # as _ensure_event: a run whose start was lost (or replayed later) still gets its event
