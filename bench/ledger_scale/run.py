@@ -17,14 +17,18 @@ to 100,000 entries) and the full verify that opens every payload is skipped abov
 Sections (``--sections``, default ``verify,backup,archive,append``, run in the order given), each printing every
 figure with its baseline from this same run:
 
-``append``   ``SystemOfRecord.append`` of task results (the recorder's bulk: about 1 kB of canonical JSON
-             each, three shapes) in batches of ``--batch``, by 1, 8 and 16 writer processes at once
-             (``--writers``), per backend (``--backends``). Each writer appends its share of
+``append``   ``SystemOfRecord.append`` in batches of ``--batch`` entries, by 1, 8 and 16 writer processes at
+             once (``--writers``), per backend (``--backends``), for two shapes (``--append-shapes``): ``results``,
+             task results of one run per writer (the recorder's bulk: about 1 kB of canonical JSON each, three
+             shapes), and ``recorder``, whole recorder-shaped runs (start, play, gate, three results per host, end:
+             the register tests' ``synthetic_run``, about 10 entries a run, hosts of 300 registered CIs), what the
+             review service's 1,000,000-event ledger is built of. Each writer appends its share of
              ``--append-entries`` (default min(--entries, 50,000): a rate, steady after a few thousand entries)
              into one fresh ledger; the figure is all entries over the wall time from
              the first writer's start to the last one's end. Baseline: the append path before issue 21
              (kept below as :func:`legacy_append`: per entry an idempotency query, the seal, the ledger
              INSERT and the projector's statements, the change event read and parsed for every result).
+             Quick form: ``--sections append --append-entries 5000 --writers 1,16``.
 ``verify``   a ledger of ``--entries`` entries (SQLite; PostgreSQL too with ``--verify-backends``): the full
              chain-only walk (the fast path) against the walk ``ledger_verify`` made before (the general
              ``verify_rows`` over ``Entry`` objects); then ``--new-entries`` more entries and the incremental
@@ -44,9 +48,11 @@ printed at the start and the end because on a shared machine the figures are onl
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import multiprocessing
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -58,6 +64,8 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
+sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(REPO, "tests", "integration")]
+
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections  # noqa: E402
@@ -68,6 +76,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sq
     LEDGER_COLUMNS,
     _Statements,
 )
+from register_fixtures import register_cis, synthetic_run  # noqa: E402
+
+#: the CIs the recorder-shaped runs' hosts are (registered in each append ledger first), and the kinds of run
+RECORDER_HOSTS = ["web%04d.example.net" % number for number in range(300)]
+RECORDER_KINDS = ("standard",) * 5 + ("normal",) * 2 + ("emergency", "unauthorised", "dry-run", "no-change", "failed")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -234,35 +247,70 @@ class Postgres(object):
 # ------------------------------------------------------------------------------------------------
 # append
 # ------------------------------------------------------------------------------------------------
-def _writer(config, variant, count, batch, barrier, results):
-    """One writer process: its own run, ``count`` results in batches; reports (start, end, appended)."""
+def recorder_documents(count, seed, hosts=RECORDER_HOSTS):
+    """Entry documents of recorder-shaped runs (start, play, gate, three results per host, end: the register
+    tests' ``synthetic_run``, 1 to 3 hosts of a pool of CIs), about ``count`` entries in whole runs."""
+    rng = random.Random(seed)
+    started = datetime.datetime(2026, 12, 5, 7, 0, tzinfo=datetime.timezone.utc)
+    runs = []
+    written = 0
+    number = 0
+    while written < count:
+        _run_id, entries = synthetic_run(seed * 1000000 + number, started + datetime.timedelta(seconds=number),
+                                         rng, sorted(rng.sample(hosts, rng.randint(1, 3))),
+                                         RECORDER_KINDS[number % len(RECORDER_KINDS)], environment="production",
+                                         diff=number % 10 == 0)
+        runs.append([dict(entry.to_dict(), format=None) for entry in entries])
+        written += len(entries)
+        number += 1
+    return runs
+
+
+def _batches(shape, run_id, count, batch, seed):
+    """Entry documents in batches: ``results`` (task results of one run) or ``recorder`` (whole runs, batches of
+    at least ``batch`` entries). Built before the clock starts."""
+    if shape == "results":
+        payloads = [result_payload(run_id, index) for index in range(count)]
+        return [[{"id": uuid.uuid4().hex, "at": "2026-12-05T07:43:01.286557Z", "kind": "run.result",
+                  "subject": run_id, "actor": None, "data": payload} for payload in payloads[start:start + batch]]
+                for start in range(0, count, batch)]
+    batches, pending = [], []
+    for run in recorder_documents(count, seed):
+        pending.extend(run)
+        if len(pending) >= batch:
+            batches.append(pending)
+            pending = []
+    return batches + ([pending] if pending else [])
+
+
+def _writer(config, variant, count, batch, barrier, results, shape="results", seed=0):
+    """One writer process: its own run, ``count`` entries in batches; reports (start, end, appended)."""
     sor = open_system_of_record(config)
     try:
         run_id = uuid.uuid4().hex
         sor.append([Entry("run.started", run_id, run_started(run_id))])
-        payloads = [result_payload(run_id, index) for index in range(count)]
+        batches = _batches(shape, run_id, count, batch, seed)
         append = legacy_append if variant == "baseline" else type(sor).append
         barrier.wait()
         started = time.perf_counter()
         appended = 0
-        for start in range(0, count, batch):
+        for documents in batches:
             # entries are built as the recorder's writer builds them from its queue (from_dict)
-            entries = [Entry.from_dict({"id": uuid.uuid4().hex, "at": "2026-12-05T07:43:01.286557Z",
-                                        "kind": "run.result", "subject": run_id, "actor": None, "data": payload})
-                       for payload in payloads[start:start + batch]]
+            entries = [Entry.from_dict(document) for document in documents]
             appended += len(_retrying(append, sor, entries))
-        results.put((started, time.perf_counter(), appended))
+        results.put((started, time.perf_counter(), appended, sum(len(documents) for documents in batches)))
     finally:
         sor.close()
 
 
-def append_rate(config, variant, writers, total, batch):
+def append_rate(config, variant, writers, total, batch, shape="results"):
     context = multiprocessing.get_context("fork")
     barrier = context.Barrier(writers)
     results = context.Queue()
     share = max(batch, total // writers)
-    processes = [context.Process(target=_writer, args=(config, variant, share, batch, barrier, results))
-                 for _writer_number in range(writers)]
+    processes = [context.Process(target=_writer, args=(config, variant, share, batch, barrier, results, shape,
+                                                       number + 1))
+                 for number in range(writers)]
     for process in processes:
         process.start()
     outcomes = [results.get(timeout=3600) for _process in processes]
@@ -271,8 +319,8 @@ def append_rate(config, variant, writers, total, batch):
         if process.exitcode:
             raise SystemExit("a %s writer failed (exit %d)" % (variant, process.exitcode))
     appended = sum(outcome[2] for outcome in outcomes)
-    if appended != share * writers:
-        raise SystemExit("%s: %d of %d entries appended" % (variant, appended, share * writers))
+    if appended != sum(outcome[3] for outcome in outcomes):
+        raise SystemExit("%s: %d of %d entries appended" % (variant, appended, sum(outcome[3] for outcome in outcomes)))
     return rate(appended, max(outcome[1] for outcome in outcomes) - min(outcome[0] for outcome in outcomes))
 
 
@@ -288,31 +336,42 @@ def check_ledger(config):
 
 
 def section_append(args, workdir, postgres, figures):
-    print("\n== append: %d task results per variant, batches of %d (entries/s, all writers together)"
-          % (args.append_entries, args.batch))
-    print("   %-11s %7s %14s %14s %7s" % ("backend", "writers", "baseline", "now", "ratio"))
-    for backend in args.backends:
-        for writers in args.writers:
-            measured = {}
-            for variant in ("baseline", "now"):
-                name = "append_%s_%s_%d" % (backend, variant, writers)
-                if backend == "sqlite":
-                    config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
-                              "busy_timeout": 600}
-                else:
-                    config = postgres.schema_config(name)
-                open_system_of_record(config).close()  # schema created before the writers race for it
-                measured[variant] = append_rate(config, variant, writers, args.append_entries, args.batch)
-                check_ledger(config)
-                if backend == "sqlite":
-                    for suffix in ("", "-wal", "-shm"):
-                        if os.path.exists(config["sqlite_path"] + suffix):
-                            os.unlink(config["sqlite_path"] + suffix)
-                else:
-                    postgres.drop_schema(name)
-            figures["append"]["%s/%d" % (backend, writers)] = measured
-            ratio = measured["now"] / measured["baseline"]
-            print("   %-11s %7d %14.0f %14.0f %7.2f" % (backend, writers, measured["baseline"], measured["now"], ratio))
+    for shape in args.append_shapes:
+        what = ("task results (one run per writer)" if shape == "results" else
+                "entries of recorder-shaped runs (start, play, gate, results, end; ~10 entries a run)")
+        print("\n== append: %d %s per variant, batches of %d (entries/s, all writers together; variants alternate)"
+              % (args.append_entries, what, args.batch))
+        print("   %-11s %7s %14s %14s %7s  %s" % ("backend", "writers", "baseline", "now", "ratio", "load average"))
+        for backend in args.backends:
+            for writers in args.writers:
+                measured = {}
+                for variant in ("baseline", "now"):
+                    name = "append_%s_%s_%s_%d" % (shape, backend, variant, writers)
+                    if backend == "sqlite":
+                        config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
+                                  "busy_timeout": 600}
+                    else:
+                        config = postgres.schema_config(name)
+                    sor = open_system_of_record(config)  # schema created before the writers race for it
+                    try:
+                        if shape == "recorder":
+                            for position, environment in enumerate(("production", "staging", "development")):
+                                register_cis(sor, RECORDER_HOSTS[position::3], environment)
+                    finally:
+                        sor.close()
+                    measured[variant] = append_rate(config, variant, writers, args.append_entries, args.batch, shape)
+                    check_ledger(config)
+                    if backend == "sqlite":
+                        for suffix in ("", "-wal", "-shm"):
+                            if os.path.exists(config["sqlite_path"] + suffix):
+                                os.unlink(config["sqlite_path"] + suffix)
+                    else:
+                        postgres.drop_schema(name)
+                key = "%s/%d" % (backend, writers) if shape == "results" else "%s/%s/%d" % (shape, backend, writers)
+                figures["append"][key] = measured
+                ratio = measured["now"] / measured["baseline"]
+                print("   %-11s %7d %14.0f %14.0f %7.2f  %s" % (
+                    backend, writers, measured["baseline"], measured["now"], ratio, load()), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,6 +652,9 @@ def main():
     parser.add_argument("--append-entries", type=int, default=None,
                         help="task results per append variant (default: min(--entries, 50000))")
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--append-shapes", default="results,recorder",
+                        help="append section: task results of one run (results) and/or whole recorder-shaped runs"
+                             " (recorder)")
     parser.add_argument("--writers", default="1,8,16")
     parser.add_argument("--backends", default="sqlite,postgresql", help="for the append section")
     parser.add_argument("--verify-backends", default="sqlite",
@@ -607,6 +669,7 @@ def main():
     parser.add_argument("--json", help="write the figures here as JSON")
     args = parser.parse_args()
     args.writers = [int(part) for part in args.writers.split(",") if part]
+    args.append_shapes = [part for part in args.append_shapes.split(",") if part]
     args.backends = [part for part in args.backends.split(",") if part]
     args.verify_backends = [part for part in args.verify_backends.split(",") if part]
     args.sections = [part for part in args.sections.split(",") if part]

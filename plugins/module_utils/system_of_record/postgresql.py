@@ -386,6 +386,23 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             raise BackendUnavailable("cannot write the PostgreSQL system of record %s: %s"
                                      % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
+    @contextlib.contextmanager
+    def _projecting(self, db):
+        """A batch that holds entries projected on their own (a run's start, plays, gates, end: a dozen statements
+        each) is projected in pipeline mode: a statement whose result nobody reads (the inserts and updates) is
+        sent without waiting for the server, and a read flushes what is queued before it, so such an entry costs a
+        round trip per read instead of per statement. An error still fails the batch: it is raised at the next
+        read or at the end, inside the transaction. COPY cannot run in a pipeline: bulk inserts there go by
+        ``executemany`` (the ledger rows are stored by COPY after it; a batch of task results alone, the bulk of
+        a long play, keeps COPY throughout: ``SqlSystemOfRecord._append_locked``)."""
+        bulk = db.bulk
+        db.bulk = "executemany"
+        try:
+            with self._conn.pipeline():
+                yield
+        finally:
+            db.bulk = bulk
+
     def _raise_if_damaged(self, exc):
         """``LedgerCorrupted`` with what to do when the server reports a damaged page."""
         if getattr(exc, "sqlstate", None) in _DAMAGED_STATES:

@@ -119,15 +119,27 @@ def _dump(value):
 # change events
 # --------------------------------------------------------------------------
 def _event_doc(db, run_id):
+    # within an append, the document this transaction last wrote (every write of it goes through here)
+    known = getattr(db, "event_docs", None)
+    if known is not None and run_id in known:
+        return _load(known[run_id])
     row = db.execute("SELECT doc FROM change_events WHERE run_id = ?", (run_id,)).fetchone()
     if row is None:
         return None
     return _load(row[0])
 
 
+def _wrote_event_doc(db, run_id, text):
+    """Remember the document text just written for ``run_id`` (see ``Statements.event_docs``); returns it."""
+    known = getattr(db, "event_docs", None)
+    if known is not None:
+        known[run_id] = text
+    return text
+
+
 def _save_event_doc(db, run_id, doc, seq, **columns):
     assignments = ["doc = ?", "last_seq = ?"]
-    params = [_dump(doc), seq]
+    params = [_wrote_event_doc(db, run_id, _dump(doc)), seq]
     for column, value in columns.items():
         assignments.append("%s = ?" % column)
         params.append(value)
@@ -143,7 +155,7 @@ def _ensure_event(db, entry, run_id):
         doc = {"run_id": run_id, "started_at": entry.at, "incomplete": True}
         db.execute(
             "INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, entry.at, "running", 0, _dump(doc), entry.seq))
+            (run_id, entry.at, "running", 0, _wrote_event_doc(db, run_id, _dump(doc)), entry.seq))
     return doc
 
 
@@ -169,7 +181,8 @@ def _run_started(db, entry):
             "INSERT INTO change_events (run_id, started_at, status, dry_run, user_name, controller, playbook, kind,"
             " doc, last_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run_id, columns["started_at"], columns["status"], columns["dry_run"], columns["user_name"],
-             columns["controller"], columns["playbook"], columns["kind"], _dump(doc), entry.seq))
+             columns["controller"], columns["playbook"], columns["kind"], _wrote_event_doc(db, run_id, _dump(doc)),
+             entry.seq))
     else:
         _save_event_doc(db, run_id, doc, entry.seq, **columns)
     change_index.reindex(db, run_id)
@@ -241,15 +254,19 @@ def _run_results(db, entries):
             tally = tallies.setdefault((run_id, host), [0, 0, 0, 0, 0])
             if status in _HOST_COUNTS:
                 tally[_HOST_COUNTS.index(status)] += 1
-    opened = set(row[0] for row in db.select_in(
-        "SELECT run_id FROM change_events WHERE run_id IN ({marks})", list(first_of_run)))
+    # the events this append wrote exist (Statements.event_docs): only the others are looked up
+    written = getattr(db, "event_docs", None) or {}
+    opened = set(run_id for run_id in first_of_run if run_id in written)
+    opened.update(row[0] for row in db.select_in(
+        "SELECT run_id FROM change_events WHERE run_id IN ({marks})",
+        [run_id for run_id in first_of_run if run_id not in opened]))
     missing = [(run_id, entry) for run_id, entry in first_of_run.items() if run_id not in opened]
     if missing:
         # as _ensure_event: a run whose start was lost (or replayed later) still gets its event
         db.executemany(
             "INSERT INTO change_events (run_id, started_at, status, dry_run, doc, last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-            [(run_id, entry.at, "running", 0, _dump({"run_id": run_id, "started_at": entry.at, "incomplete": True}),
-              entry.seq) for run_id, entry in missing])
+            [(run_id, entry.at, "running", 0, _wrote_event_doc(db, run_id, _dump(
+                {"run_id": run_id, "started_at": entry.at, "incomplete": True})), entry.seq) for run_id, entry in missing])
     db.insert_rows("task_results", _TASK_RESULT_COLUMNS, rows)
     if tallies:
         db.executemany(_RUN_HOSTS_UPSERT, [key + tuple(tally) for key, tally in tallies.items()])

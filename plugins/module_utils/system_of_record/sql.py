@@ -10,6 +10,7 @@ else, the append algorithm, projections and queries, lives here once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
@@ -108,7 +109,15 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         return (row[0], row[1]) if row else None
 
     def _append_locked(self, cursor, db, entries, expected_head=None):
-        """The body of :meth:`append`, inside a write transaction that holds the lock."""
+        """The body of :meth:`append`, inside a write transaction that holds the lock.
+
+        The batch's ledger rows are stored together once every entry is projected (one bulk insert: COPY on
+        PostgreSQL): no projector reads the ledger table, and the transaction makes rows and projections one
+        write. While the batch is projected, ``db.event_docs`` keeps the change-event documents this
+        transaction wrote (a run's start, plays, gates and end read the document the entry before wrote), and
+        the dialect may queue the statements of a batch that holds entries projected on their own
+        (:meth:`_projecting`: PostgreSQL's pipeline mode); a batch of task results alone goes by bulk inserts.
+        """
         row = self._head_locked(db)
         seq, prev_hash = row if row else (0, GENESIS_HASH)
         if expected_head is not None and tuple(expected_head) != ((seq, prev_hash) if row else (0, None)):
@@ -118,34 +127,41 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
         appended = []
         pending = []
-        for entry in entries:
-            if entry.id in seen:
-                continue
-            batched = entry.kind in projections.BATCH_PROJECTORS
-            if not batched:
-                # what this entry's own checks and projector read must include the entries before it
-                self._store_and_project(cursor, db, pending)
-                pending = []
-                if not self._still_applies(db, entry):
+        db.event_docs = {}
+        # a batch of task results alone is stored by bulk inserts (COPY on PostgreSQL); one with entries projected on
+        # their own (a run's start, plays, gates, end: a dozen statements each) may have its statements queued
+        queued = any(entry.kind not in projections.BATCH_PROJECTORS for entry in entries)
+        with self._projecting(db) if queued else contextlib.nullcontext():
+            for entry in entries:
+                if entry.id in seen:
                     continue
-            seen.add(entry.id)
-            seq += 1
-            entry.seal(seq, prev_hash)
-            prev_hash = entry.hash
-            appended.append(entry)
-            pending.append(entry)
-            if not batched:
-                self._store_and_project(cursor, db, pending)
-                pending = []
-        self._store_and_project(cursor, db, pending)
+                batched = entry.kind in projections.BATCH_PROJECTORS
+                if not batched:
+                    # what this entry's own checks and projector read must include the entries before it
+                    projections.project_many(db, pending)
+                    pending = []
+                    if not self._still_applies(db, entry):
+                        continue
+                seen.add(entry.id)
+                seq += 1
+                entry.seal(seq, prev_hash)
+                prev_hash = entry.hash
+                appended.append(entry)
+                pending.append(entry)
+                if not batched:
+                    projections.project_many(db, pending)
+                    pending = []
+            projections.project_many(db, pending)
+        db.event_docs = None
+        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
         return appended
 
-    def _store_and_project(self, cursor, db, entries):
-        """Store sealed ``entries`` (consecutive, in chain order) and apply them to the query tables."""
-        if not entries:
-            return
-        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in entries])
-        projections.project_many(db, entries)
+    @staticmethod
+    def _projecting(db):
+        """Context in which a batch with entries projected on their own is projected; a dialect may queue its
+        statements there (fetches still wait for their results). SQLite runs each at once."""
+        del db
+        return contextlib.nullcontext()
 
     @staticmethod
     def _ledger_row(entry):

@@ -16,6 +16,17 @@ class Statements(object):
         self._bulk = bulk
         #: the query tables that exist (None: all of them); a replay in an older migration has fewer
         self.tables = tables
+        #: ``{run_id: doc text}`` of the change events this transaction wrote, while an append projects its batch
+        #: (``projections._event_doc``); None: every read goes to the table
+        self.event_docs = None
+
+    @property
+    def bulk(self):
+        return self._bulk
+
+    @bulk.setter
+    def bulk(self, value):
+        self._bulk = value
 
     def _sql(self, sql):
         if self._placeholder != "?":
