@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from support import schema_history
 from support.history import seed, t
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
@@ -67,12 +68,9 @@ def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
     version = schema.version_of(schema.INTELLIGENCE_MIGRATION)
     # as a collection before the change intelligence tables left it
     with sor._write_transaction() as cursor:
-        # (and the metric rollups of migration 13, which come after them)
-        for table in ("ci_changes", "ci_facets", "change_facts", "change_links", "change_request_windows",
-                      "metric_changes", "metric_days", "metric_ci_labels"):
-            cursor.execute("DROP TABLE %s" % table)
+        # (and every migration after them: the metric rollups, ...)
+        schema_history.roll_back(cursor, version - 1)
         cursor.execute("DELETE FROM ledger WHERE kind = 'run.linked'")  # the kind did not exist then
-        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)
     sor.close()
     upgraded = open_sor()
     assert upgraded.schema_version() == schema.LATEST_VERSION

@@ -125,9 +125,19 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                                 % (seq, expected_head[0]), head_seq=seq)
         seen = set(found[0] for found in db.select_in(
             "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
+        db.event_docs = {}
+        try:
+            appended = self._project_batch(db, entries, seen, seq, prev_hash)
+        finally:
+            # the cache holds what this transaction wrote: never let it outlive the append (a failed one rolls back)
+            db.event_docs = None
+        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
+        return appended
+
+    def _project_batch(self, db, entries, seen, seq, prev_hash):
+        """Seal and project the batch's new entries in chain order; returns them (their rows are stored after)."""
         appended = []
         pending = []
-        db.event_docs = {}
         # a batch of task results alone is stored by bulk inserts (COPY on PostgreSQL); one with entries projected on
         # their own (a run's start, plays, gates, end: a dozen statements each) may have its statements queued
         queued = any(entry.kind not in projections.BATCH_PROJECTORS for entry in entries)
@@ -152,8 +162,6 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                     projections.project_many(db, pending)
                     pending = []
             projections.project_many(db, pending)
-        db.event_docs = None
-        self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
         return appended
 
     @staticmethod
