@@ -222,7 +222,7 @@ def _failures(sor, since_text, horizon_text, window):
         change.failed = True
         if "emergency change" not in change.why:
             change.why.append("emergency change")
-    _restore_times(sor, changes, since_text, horizon_text)
+    _restore_times(sor, changes, since_text, horizon_text, idle)
     return changes
 
 
@@ -252,11 +252,40 @@ def _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, win
     return marked
 
 
-def _restore_times(sor, changes, since_text, horizon_text):
+def _restore_times(sor, changes, since_text, horizon_text, idle):
     """Each failed change's hours to the end of the next deployment of one of its CIs that is not failed itself
     (``metrics._restore_times``: deployments never end failed, so a failed one is one a rule marked, and every
-    change a rule marks is in ``changes``)."""
+    change a rule marks is in ``changes``).
+
+    ``metric_ci_next`` keeps, per change and CI, the deployment with the earliest end after the change's: when the
+    earliest over the change's CIs is one the raw computation counts (started in ``[since, horizon)``, not failed)
+    it is the answer. The other failed changes (that deployment does not count, or the change changed nothing and
+    has its hosts' CIs, ``idle``) read their CIs' deployments (:func:`_restore_from_deployments`)."""
     failed = [change for change in changes.values() if change.failed]
+    idle = set(idle)
+    since_us, horizon_us = micros(parse_time(since_text)), micros(parse_time(horizon_text))
+    following = sor.find_next_deployments([change.fact["run_id"] for change in failed
+                                           if change.fact["run_id"] not in idle])
+    slow = []
+    for change in failed:
+        run_id = change.fact["run_id"]
+        if run_id in idle:
+            slow.append(change)
+            continue
+        candidates = [row for row in following.get(run_id, ()) if row is not None]
+        if not candidates:
+            continue  # (no deployment of its CIs ended after it: unrestored)
+        end_us, deployment_id, start_us = min(candidates)
+        counted = changes.get(deployment_id)
+        if since_us <= start_us < horizon_us and not (counted is not None and counted.failed):
+            change.restore_hours = metrics._hours((end_us - micros(change.end)) / 1000000.0)
+        else:
+            slow.append(change)
+    _restore_from_deployments(sor, changes, slow, since_text, horizon_text)
+
+
+def _restore_from_deployments(sor, changes, failed, since_text, horizon_text):
+    """The times to restore of ``failed`` from every deployment of their CIs in ``[since, horizon)``."""
     ci_ids = sorted(set(ci_id for change in failed for ci_id in change.cis))
     if not ci_ids:
         return

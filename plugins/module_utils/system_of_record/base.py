@@ -578,6 +578,11 @@ class SystemOfRecord(abc.ABC):
         ``window_us`` microseconds of their end."""
         raise NotImplementedError
 
+    def find_next_deployments(self, run_ids):
+        """``{run_id: [(end_us, run_id, start_us) or None, ...]}``: per CI each change of ``run_ids`` changed, the
+        deployment of that CI with the earliest end after the change's end."""
+        raise NotImplementedError
+
     def find_linked_runs(self, since, until):
         """Run ids of the changes started in ``[since, until)`` with an incident or remediation link."""
         raise NotImplementedError
