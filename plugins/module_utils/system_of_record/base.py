@@ -578,6 +578,10 @@ class SystemOfRecord(abc.ABC):
         ``window_us`` microseconds of their end."""
         raise NotImplementedError
 
+    def find_metric_ci_labels(self, ci_ids):
+        """``{ci_id: (services, team)}``: what each CI gives the labels of a change of it."""
+        raise NotImplementedError
+
     def find_next_deployments(self, run_ids):
         """``{run_id: [(end_us, run_id, start_us) or None, ...]}``: per CI each change of ``run_ids`` changed, the
         deployment of that CI with the earliest end after the change's end."""

@@ -465,6 +465,17 @@ class MetricRollupQueries(object):
                 found.setdefault(run_id, []).append((end_us, following, start_us) if following else None)
         return found
 
+    def find_metric_ci_labels(self, ci_ids):
+        """``{ci_id: (services, team)}``: what each of ``ci_ids`` gives the labels of a change of it
+        (``metric_ci_labels``: :func:`ci_labels` kept from the CMDB as it is); a CI with no row gives nothing."""
+        found = {}
+        for chunk in _batches(ci_ids):
+            for ci_id, labels in self._query("SELECT ci_id, labels FROM metric_ci_labels WHERE ci_id IN (%s)"
+                                             % _marks(chunk), tuple(chunk)):
+                services, team = json.loads(labels)
+                found[ci_id] = (services, team)
+        return found
+
     def find_linked_runs(self, since, until):
         """Run ids of the changes started in ``[since, until)`` that have a ``run.linked`` link."""
         return [row[0] for row in self._query(
