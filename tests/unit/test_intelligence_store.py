@@ -67,9 +67,9 @@ def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
     version = schema.version_of(schema.INTELLIGENCE_MIGRATION)
     # as a collection before the change intelligence tables left it
     with sor._write_transaction() as cursor:
-        # (and the metric rollups of migration 13, which come after them)
+        # (and the metric rollups of migrations 13 and 15, which come after them)
         for table in ("ci_changes", "ci_facets", "change_facts", "change_links", "change_request_windows",
-                      "metric_changes", "metric_days", "metric_ci_labels"):
+                      "metric_changes", "metric_days", "metric_ci_labels", "metric_ci_next"):
             cursor.execute("DROP TABLE %s" % table)
         cursor.execute("DELETE FROM ledger WHERE kind = 'run.linked'")  # the kind did not exist then
         cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)

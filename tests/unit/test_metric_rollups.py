@@ -234,3 +234,16 @@ def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_so
     raw, rolled = _both(sor, t("2026-01-05 00:00"), t("2026-01-06 00:00"), bucket="day")
     assert rolled == raw
     assert raw["overall"]["time_to_restore"]["median_hours"] == 3.0
+
+
+@pytest.mark.tampers_query_tables
+def test_ledger_verify_finds_a_next_emergency_change_rewritten_behind_its_back(open_sor):
+    """``metric_ci_next`` decides which changes an emergency change marks failed: like every query table it is
+    compared with a replay, so a row rewritten outside the ledger shows (and is rebuilt by a replay)."""
+    sor = open_sor()
+    history(sor, runs=60)
+    assert sor.verify(projections=True).projection_problems == []
+    with sor._write_transaction() as cursor:
+        cursor.execute("UPDATE metric_ci_next SET next_emergency_us = NULL WHERE next_emergency_us IS NOT NULL")
+    problems = sor.verify(projections=True).projection_problems
+    assert problems and {(p["table"], p["problem"]) for p in problems} == {("metric_ci_next", "altered")}
