@@ -398,9 +398,11 @@ class MetricRollupQueries(object):
             "SELECT day, label_key, changes, deployments, lead_seconds FROM metric_days WHERE day >= ? AND day < ?",
             (first_day, end_day))]
 
-    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None):
+    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
+                            run_ids_only=False):
         """``metric_changes`` rows (dicts) of changes started in ``[since, until)`` (text, as ``change_facts``
-        compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``."""
+        compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``; only
+        their run ids with ``run_ids_only``."""
         clauses, params = [], []
         if since is not None:
             clauses.append("started_at >= ?")
@@ -412,8 +414,10 @@ class MetricRollupQueries(object):
             clauses.append("status_failed = 1")
         if emergency_only:
             clauses.append("emergency = 1")
-        rows = select_chunked(self._query, "SELECT %s FROM metric_changes" % _MEMBER_COLUMNS, clauses, params,
-                              "run_id", run_ids)
+        rows = select_chunked(self._query, "SELECT %s FROM metric_changes"
+                              % ("run_id" if run_ids_only else _MEMBER_COLUMNS), clauses, params, "run_id", run_ids)
+        if run_ids_only:
+            return [row[0] for row in rows]
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
@@ -455,14 +459,15 @@ class MetricRollupQueries(object):
         return [row[0] for row in rows]
 
     def find_next_deployments(self, run_ids):
-        """``{run_id: [(end_us, run_id, start_us), ...]}``: per CI ``ci_changes`` links each change of ``run_ids``
-        to, the deployment of that CI with the earliest end after the change's end (``metric_ci_next``)."""
+        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI ``ci_changes`` links each change of
+        ``run_ids`` to, the deployment of that CI with the earliest end after the change's end (``metric_ci_next``;
+        ``(ci_id, None, None, None)`` when it has none)."""
         found = {}
         for chunk in _batches(run_ids):
-            for run_id, end_us, following, start_us in self._query(
-                    "SELECT run_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us"
+            for run_id, ci_id, end_us, following, start_us in self._query(
+                    "SELECT run_id, ci_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us"
                     " FROM metric_ci_next WHERE run_id IN (%s)" % _marks(chunk), tuple(chunk)):
-                found.setdefault(run_id, []).append((end_us, following, start_us) if following else None)
+                found.setdefault(run_id, []).append((ci_id, end_us, following, start_us))
         return found
 
     def find_metric_ci_labels(self, ci_ids):
