@@ -150,7 +150,7 @@ class main_path(object):
         self.saved = (sor.find_emergency_marked, metrics_rollup._restore_times)
         sor.find_emergency_marked = lambda since, until, window_us: [row[0] for row in sor._query(
             MAIN_EMERGENCY_SQL, (since, since, until, since, until, int(window_us)))]
-        metrics_rollup._restore_times = lambda sor_, changes, since, horizon, idle: (
+        metrics_rollup._restore_times = lambda sor_, changes, since, horizon, *_rest: (
             metrics_rollup._restore_from_deployments(sor_, changes, [change for change in changes.values()
                                                                      if change.failed], since, horizon))
 
