@@ -218,6 +218,7 @@ def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_so
 
     run("a", "2026-01-05 10:00", 5, "standard", status="failed")
     run("c", "2026-01-05 14:00", 5, "emergency")
+
     def micros(moment):
         return int((t(moment) - datetime.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1000000
 
