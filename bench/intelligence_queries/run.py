@@ -25,6 +25,10 @@ Timed, each the median (and p95) of ``--repeat`` calls with different arguments:
 * baseline     - ``get_change_event`` of a random run: one indexed read, what the machine does in the same run.
 
 Budget: triage and every metrics query <= 200 ms at full size.
+
+``--main-path`` also times each rollup query as main had it before ``metric_ci_next`` (migration 14): the emergency
+rule as one join over the CI change log, every failed change's time to restore from all deployments of its CIs
+(``main path ms``, alternating with the new path call by call; ``x main`` is the ratio).
 """
 
 from __future__ import annotations
@@ -43,7 +47,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time  # noqa: E402
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics, triage  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import (  # noqa: E402
+    metrics,
+    metrics_rollup,
+    triage,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
     open_system_of_record,
@@ -119,6 +127,50 @@ def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
     return app_ids
 
 
+#: the emergency rule's query before metric_ci_next (main before migration 14): the baseline of --main-path
+MAIN_EMERGENCY_SQL = (
+    "SELECT DISTINCT x.run_id FROM metric_changes e"
+    " JOIN ci_changes ec ON ec.run_id = e.run_id"
+    " JOIN ci_changes xc ON xc.ci_id = ec.ci_id AND xc.started_at >= ? AND xc.started_at <= e.started_at"
+    " JOIN metric_changes x ON x.run_id = xc.run_id"
+    " WHERE e.emergency = 1 AND e.started_at >= ? AND e.started_at < ?"
+    " AND x.run_id <> e.run_id AND x.started_at >= ? AND x.started_at < ?"
+    " AND x.start_us < e.start_us AND x.end_us <= e.start_us AND x.end_us >= e.start_us - ?")
+
+
+class main_path(object):
+    """Within the block, the rollup computation runs main's path: the emergency rule's join and every failed
+    change's time to restore from all deployments of its CIs."""
+
+    def __init__(self, sor):
+        self.sor = sor
+
+    def __enter__(self):
+        sor = self.sor
+        self.saved = (sor.find_emergency_marked, metrics_rollup._restore_times)
+        sor.find_emergency_marked = lambda since, until, window_us: [row[0] for row in sor._query(
+            MAIN_EMERGENCY_SQL, (since, since, until, since, until, int(window_us)))]
+        metrics_rollup._restore_times = lambda sor_, changes, since, horizon, *_rest: (
+            metrics_rollup._restore_from_deployments(sor_, changes, [change for change in changes.values()
+                                                                     if change.failed], since, horizon))
+
+    def __exit__(self, *exc):
+        self.sor.find_emergency_marked, metrics_rollup._restore_times = self.saved
+        del self.sor.find_emergency_marked
+
+
+def timed_pair(new, old, repeat):
+    """Median (and p95) of ``new`` and of ``old``, called alternately (the same load on both)."""
+    times = ([], [])
+    for number in range(repeat):
+        for which, function in enumerate((new, old)):
+            begin = time.perf_counter()
+            function(number)
+            times[which].append((time.perf_counter() - begin) * 1000.0)
+    return [(statistics.median(values), sorted(values)[min(len(values) - 1, int(0.95 * len(values)))])
+            for values in times]
+
+
 def timed(function, repeat):
     times = []
     for number in range(repeat):
@@ -143,6 +195,8 @@ def main():
                         help="the history's span: fewer events over a shorter span keep the full size's changes per "
                              "30 days (--events 100000 --span-days 73 is 1,000,000 over two years' density)")
     parser.add_argument("--skip-raw", action="store_true", help="time the rollups only (no raw baseline)")
+    parser.add_argument("--main-path", action="store_true",
+                        help="also time the rollup queries as main had them before metric_ci_next (migration 14)")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-intelligence-")
     end = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
@@ -193,9 +247,24 @@ def main():
         ("metrics (90 days, weekly, by service)", (90, "week", "service"), {}),
     ]
     raw_repeat = max(2, args.repeat // 5)
-    raw, identical = {}, {}
+    raw, identical, main = {}, {}, {}
     for name, (days, bucket, group_by), filters in metric_queries:
-        results[name] = timed(metrics_call(days, bucket, group_by, True, **filters), args.repeat)
+        if args.main_path:
+            new_call = metrics_call(days, bucket, group_by, True, **filters)
+
+            def old_call(number, new_call=new_call):
+                with main_path(sor):
+                    return new_call(number)
+            results[name], main[name] = timed_pair(new_call, old_call, args.repeat)
+            until = end - datetime.timedelta(days=1, hours=7)
+            with main_path(sor):
+                before = metrics.compute(sor, until - datetime.timedelta(days=days), until, bucket=bucket,
+                                         group_by=group_by, **filters)
+            if before != metrics.compute(sor, until - datetime.timedelta(days=days), until, bucket=bucket,
+                                         group_by=group_by, **filters):
+                print("%s: main's path and the new one DIFFER" % name)
+        else:
+            results[name] = timed(metrics_call(days, bucket, group_by, True, **filters), args.repeat)
         if not args.skip_raw:
             raw[name] = timed(metrics_call(days, bucket, group_by, False, **filters), raw_repeat)
             # the rollups must give the raw computation's figures exactly (a shifted period: edge days too)
@@ -207,18 +276,22 @@ def main():
     base = results["baseline (get_change_event)"][0]
     print("\n%s, %d change events, %d CIs; triage found %.1f changes on average"
           % (args.backend, args.events, args.cis, statistics.mean(item["change_count"] for item in found)))
-    print("%-40s %9s %9s %9s %11s %9s %10s"
-          % ("query", "median ms", "p95 ms", "x base", "raw med ms", "x faster", "identical"))
+    print("%-40s %9s %9s %9s %11s %9s %10s %12s %7s"
+          % ("query", "median ms", "p95 ms", "x base", "raw med ms", "x faster", "identical", "main path ms",
+             "x main"))
     for name, (median, p95) in results.items():
         verdict = ""
         if name.startswith(("triage", "metrics")):
             verdict = "  budget %.0f ms: %s" % (BUDGET_MS, "met" if median <= BUDGET_MS else "NOT met")
         raw_median = raw.get(name, (None, None))[0]
-        print("%-40s %9.1f %9.1f %9.1f %11s %9s %10s%s" % (
+        main_median = main.get(name, (None, None))[0]
+        print("%-40s %9.1f %9.1f %9.1f %11s %9s %10s %12s %7s%s" % (
             name, median, p95, median / max(base, 0.001),
             "-" if raw_median is None else "%.1f" % raw_median,
             "-" if raw_median is None else "%.1f" % (raw_median / max(median, 0.001)),
-            {True: "yes", False: "NO"}.get(identical.get(name), "-"), verdict))
+            {True: "yes", False: "NO"}.get(identical.get(name), "-"),
+            "-" if main_median is None else "%.1f" % main_median,
+            "-" if main_median is None else "%.2f" % (main_median / max(median, 0.001)), verdict))
     print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
     if args.keep:
         print("kept: %s" % root)

@@ -14,6 +14,7 @@ import random
 
 import pytest
 
+from support import schema_history
 from support.history import run_entries, t
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
@@ -172,12 +173,76 @@ def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
     version = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
     # as a collection before the rollups left it
     with sor._write_transaction() as cursor:
-        for table in ("metric_changes", "metric_days", "metric_ci_labels"):
-            cursor.execute("DROP TABLE %s" % table)
-        cursor.execute("DELETE FROM schema_migrations WHERE version >= %d" % version)
+        schema_history.roll_back(cursor, version - 1)
     sor.close()
     upgraded = open_sor()
     assert upgraded.schema_version() == schema.LATEST_VERSION
     after = (sorted(tuple(row.values()) for row in upgraded.find_metric_changes(None, None)),
              sorted(upgraded.find_metric_days("0000", "9999")))
     assert after == before and before[0] and before[1]
+
+
+def _next_rows(sor):
+    return sorted(tuple(row) for row in sor._query("SELECT * FROM metric_ci_next"))
+
+
+def test_a_ledger_with_the_rollups_gets_each_changes_next_emergency_and_deployment_as_a_replay_would(open_sor):
+    sor = open_sor()
+    history(sor, runs=80)
+    before = _next_rows(sor)
+    # emergency changes and deployments after other changes of their CIs: the rows have something to say
+    assert any(row[4] is not None for row in before) and any(row[5] is not None for row in before)
+    version = schema.version_of(schema.METRIC_NEXT_MIGRATION)
+    # as a collection with the daily rollups (migration 13) but not metric_ci_next left it
+    with sor._write_transaction() as cursor:
+        schema_history.roll_back(cursor, version - 1)
+    sor.close()
+    upgraded = open_sor()
+    assert upgraded.schema_version() == schema.LATEST_VERSION
+    assert _next_rows(upgraded) == before
+
+
+def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_sor):
+    """The projector keeps every change's row exact whatever order the runs arrive in (a spool replayed late):
+    an emergency change recorded after a later change of its CI moves the earlier change's next emergency."""
+    sor = open_sor()
+    sor.append([ci("ci-web01", "web01", **{"class": "server", "services": ["shop"]})])
+    ci_ids = {"web01": "ci-web01"}
+
+    def run(run_id, start, minutes, gate, status="successful"):
+        sor.append(run_entries(dict(run_id=run_id, start=t(start), end=t(start) + datetime.timedelta(minutes=minutes),
+                                    status=status, gate=gate, commit=None, changed=["web01"], hosts=["web01"],
+                                    check_mode=False), ci_ids))
+
+    run("a", "2026-01-05 10:00", 5, "standard", status="failed")
+    run("c", "2026-01-05 14:00", 5, "emergency")
+
+    def micros(moment):
+        return int((t(moment) - datetime.datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1000000
+
+    rows = {row[1]: row for row in _next_rows(sor)}
+    assert (rows["a"][4], rows["a"][5]) == (micros("2026-01-05 14:00"), "c")
+    run("b", "2026-01-05 12:00", 5, "emergency")  # recorded late, between the two
+    rows = {row[1]: row for row in _next_rows(sor)}
+    assert (rows["a"][4], rows["a"][5]) == (micros("2026-01-05 12:00"), "b")
+    assert (rows["b"][4], rows["b"][5]) == (micros("2026-01-05 14:00"), "c")
+    assert (rows["c"][4], rows["c"][5]) == (None, None)
+    # b is itself failed (the emergency change c follows it within the window), so a's next deployment does not
+    # restore it: a (ended 10:05) is restored by c (ended 14:05), b by c too (2 h); the rollups fall back to the
+    # CI's deployments
+    raw, rolled = _both(sor, t("2026-01-05 00:00"), t("2026-01-06 00:00"), bucket="day")
+    assert rolled == raw
+    assert raw["overall"]["time_to_restore"]["median_hours"] == 3.0
+
+
+@pytest.mark.tampers_query_tables
+def test_ledger_verify_finds_a_next_emergency_change_rewritten_behind_its_back(open_sor):
+    """``metric_ci_next`` decides which changes an emergency change marks failed: like every query table it is
+    compared with a replay, so a row rewritten outside the ledger shows (and is rebuilt by a replay)."""
+    sor = open_sor()
+    history(sor, runs=60)
+    assert sor.verify(projections=True).projection_problems == []
+    with sor._write_transaction() as cursor:
+        cursor.execute("UPDATE metric_ci_next SET next_emergency_us = NULL WHERE next_emergency_us IS NOT NULL")
+    problems = sor.verify(projections=True).projection_problems
+    assert problems and {(p["table"], p["problem"]) for p in problems} == {("metric_ci_next", "altered")}

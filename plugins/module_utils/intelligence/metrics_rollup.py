@@ -122,7 +122,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     # the failed changes of the period, with the raw computation's rules
     failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
               if change.failed and since <= change.start < until]
-    labels = metrics._labels(sor, failed)
+    labels = _labels(sor, failed)
     extra = {}
     for change in failed:
         keys = labels(change)
@@ -166,6 +166,24 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     return result
 
 
+def _labels(sor, changes):
+    """``metrics._labels`` for ``changes`` from ``metric_ci_labels`` (what each CI gives, kept from the CMDB as it
+    is by the same rules): one narrow read instead of the CIs' facets and summaries."""
+    given = sor.find_metric_ci_labels(sorted(set(ci_id for change in changes for ci_id in change.cis)))
+
+    def labels(change):
+        services, teams = set(), set()
+        for ci_id in change.cis:
+            ci_services, team = given.get(ci_id, ((), None))
+            services.update(ci_services)
+            if team:
+                teams.add(team)
+        environments = set(part for part in (change.fact.get("environment") or "").split(",") if part)
+        return {"service": services, "environment": environments, "team": teams}
+
+    return labels
+
+
 def _bucket_rows(buckets, starts):
     rows = []
     for start, span in starts:
@@ -178,14 +196,16 @@ def _bucket_rows(buckets, starts):
 # --------------------------------------------------------------------------
 # the failure rules, for the changes they concern
 # --------------------------------------------------------------------------
-def _load(sor, run_ids):
-    """``run_id -> metrics._Change`` with the CIs it changed, for changes among ``run_ids``."""
+def _load(sor, run_ids, following):
+    """``run_id -> metrics._Change`` with the CIs it changed, for changes among ``run_ids``; ``following`` gets, per
+    change, its ``metric_ci_next`` rows (``find_next_deployments``: one row per CI, which gives the CIs too)."""
     if not run_ids:
         return {}
     changes = {fact["run_id"]: metrics._Change(fact) for fact in sor.find_change_facts(run_ids=sorted(run_ids))
                if metrics._is_change(fact)}
-    for run_id, ci_ids in sor.find_run_cis(list(changes)).items():
-        changes[run_id].cis.update(ci_ids)
+    for run_id, rows in sor.find_next_deployments(list(changes)).items():
+        changes[run_id].cis.update(row[0] for row in rows)
+        following[run_id] = rows
     return changes
 
 
@@ -194,15 +214,16 @@ def _failures(sor, since_text, horizon_text, window):
     ``metrics._Change`` with ``failed``, ``why`` and (for the failed ones) ``restore_hours`` as
     ``metrics.compute`` sets them over every change of that range."""
     window_us = window // datetime.timedelta(microseconds=1)
-    ended_failed = sor.find_metric_changes(since_text, horizon_text, failed_only=True)
+    ended_failed = sor.find_metric_changes(since_text, horizon_text, failed_only=True, run_ids_only=True)
     marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
-    wanted = set(row["run_id"] for row in ended_failed) | set(sor.find_linked_runs(since_text, horizon_text)) | marked
-    changes = _load(sor, wanted)
+    wanted = set(ended_failed) | set(sor.find_linked_runs(since_text, horizon_text)) | marked
+    following = {}
+    changes = _load(sor, wanted, following)
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
     idle = metrics.attach_idle_hosts(sor, changes)
     if idle:
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
-    changes.update(_load(sor, marked - set(changes)))
+    changes.update(_load(sor, marked - set(changes), following))
 
     # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
     links = sor.find_change_links(run_ids=list(changes))
@@ -222,7 +243,7 @@ def _failures(sor, since_text, horizon_text, window):
         change.failed = True
         if "emergency change" not in change.why:
             change.why.append("emergency change")
-    _restore_times(sor, changes, since_text, horizon_text)
+    _restore_times(sor, changes, since_text, horizon_text, idle, following)
     return changes
 
 
@@ -252,11 +273,38 @@ def _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, win
     return marked
 
 
-def _restore_times(sor, changes, since_text, horizon_text):
+def _restore_times(sor, changes, since_text, horizon_text, idle, following):
     """Each failed change's hours to the end of the next deployment of one of its CIs that is not failed itself
     (``metrics._restore_times``: deployments never end failed, so a failed one is one a rule marked, and every
-    change a rule marks is in ``changes``)."""
+    change a rule marks is in ``changes``).
+
+    ``metric_ci_next`` keeps, per change and CI, the deployment with the earliest end after the change's: when the
+    earliest over the change's CIs is one the raw computation counts (started in ``[since, horizon)``, not failed)
+    it is the answer. The other failed changes (that deployment does not count, or the change changed nothing and
+    has its hosts' CIs, ``idle``) read their CIs' deployments (:func:`_restore_from_deployments`)."""
     failed = [change for change in changes.values() if change.failed]
+    idle = set(idle)
+    since_us, horizon_us = micros(parse_time(since_text)), micros(parse_time(horizon_text))
+    slow = []
+    for change in failed:
+        run_id = change.fact["run_id"]
+        if run_id in idle:
+            slow.append(change)
+            continue
+        candidates = [row[1:] for row in following.get(run_id, ()) if row[2] is not None]
+        if not candidates:
+            continue  # (no deployment of its CIs ended after it: unrestored)
+        end_us, deployment_id, start_us = min(candidates)
+        counted = changes.get(deployment_id)
+        if since_us <= start_us < horizon_us and not (counted is not None and counted.failed):
+            change.restore_hours = metrics._hours((end_us - micros(change.end)) / 1000000.0)
+        else:
+            slow.append(change)
+    _restore_from_deployments(sor, changes, slow, since_text, horizon_text)
+
+
+def _restore_from_deployments(sor, changes, failed, since_text, horizon_text):
+    """The times to restore of ``failed`` from every deployment of their CIs in ``[since, horizon)``."""
     ci_ids = sorted(set(ci_id for change in failed for ci_id in change.cis))
     if not ci_ids:
         return

@@ -578,9 +578,10 @@ class SystemOfRecord(abc.ABC):
         ``(day, label_key, changes, deployments, lead_seconds JSON list)`` tuples."""
         raise NotImplementedError
 
-    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None):
+    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
+                            run_ids_only=False):
         """One dict per change started in ``[since, until)``: its microsecond start and end, flags, lead time, day
-        and label key."""
+        and label key (only the run ids with ``run_ids_only``)."""
         raise NotImplementedError
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
@@ -594,6 +595,15 @@ class SystemOfRecord(abc.ABC):
     def find_emergency_marked(self, since, until, window_us):
         """Run ids of changes in ``[since, until)`` an emergency change of one of their CIs followed within
         ``window_us`` microseconds of their end."""
+        raise NotImplementedError
+
+    def find_metric_ci_labels(self, ci_ids):
+        """``{ci_id: (services, team)}``: what each CI gives the labels of a change of it."""
+        raise NotImplementedError
+
+    def find_next_deployments(self, run_ids):
+        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI each change of ``run_ids`` changed, the
+        deployment of that CI with the earliest end after the change's end (None's when it has none)."""
         raise NotImplementedError
 
     def find_linked_runs(self, since, until):

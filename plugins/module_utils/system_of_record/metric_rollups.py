@@ -41,6 +41,7 @@ import bisect
 import datetime
 import json
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time as _parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
@@ -51,6 +52,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.in
 
 #: the schema version that made these tables: a replay inside an older migration leaves them alone
 TABLES_VERSION = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
+#: the schema version that made ``metric_ci_next`` (:data:`NEXT_FOLLOWERS`)
+NEXT_TABLES_VERSION = schema.version_of(schema.METRIC_NEXT_MIGRATION)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _FACT_COLUMNS = "run_id, started_at, ended_at, status, dry_run, authorisation, environment, commit_at"
 _MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, deployment, emergency, lead_seconds,"
@@ -223,6 +226,71 @@ def _ci_written(db, entry):
         _sync(db, run_id)
 
 
+# --------------------------------------------------------------------------
+# metric_ci_next: per change and CI it changed, the next emergency change and the next deployment of the CI
+# --------------------------------------------------------------------------
+_NEXT_COLUMNS = ("ci_id, run_id, started_at, end_us, next_emergency_us, next_deployment_run_id, next_deployment_start_us,"
+                 " next_deployment_end_us")
+
+
+def next_rows(ci_id, members):
+    """The ``metric_ci_next`` rows of a CI from its changes ``members``: ``(run_id, started_at, start_us, end_us,
+    emergency, deployment)`` of every change ``ci_changes`` links to it. For each change:
+
+    * ``next_emergency_us``: the earliest start of an emergency change of the CI that started after the change
+      started and not before it ended (``metrics._mark_failures``' emergency rule marks the change when that start
+      is within the failure window of its end: the earliest such start decides, whatever the window);
+    * ``next_deployment_*``: the deployment of the CI with the earliest end after the change's end (lowest run id
+      among equal ends): the time to restore of a failed change when that deployment is itself counted (started
+      inside the range asked, not marked failed); the reader falls back to the CI's deployments otherwise.
+    """
+    emergencies = sorted(start for _run, _started, start, _end, emergency, _dep in members if emergency)
+    deployments = sorted((end, run_id, start) for run_id, _started, start, end, _emergency, deployment in members
+                         if deployment)
+    deployment_ends = [row[0] for row in deployments]
+    rows = []
+    for run_id, started_at, start, end, _emergency, _deployment in members:
+        # (an emergency change itself never qualifies: it did not start after its own start)
+        position = bisect.bisect_left(emergencies, max(end, start + 1))
+        next_emergency = emergencies[position] if position < len(emergencies) else None
+        position = bisect.bisect_right(deployment_ends, end)
+        following = deployments[position] if position < len(deployments) else (None, None, None)
+        rows.append((ci_id, run_id, started_at, end, next_emergency, following[1], following[2], following[0]))
+    return rows
+
+
+def _members_of_ci(db, ci_id):
+    return [tuple(row) for row in db.execute(
+        "SELECT m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment FROM ci_changes c"
+        " JOIN metric_changes m ON m.run_id = c.run_id WHERE c.ci_id = ?", (ci_id,)).fetchall()]
+
+
+def _refresh_next(db, ci_id):
+    """Bring the CI's ``metric_ci_next`` rows up to date with ``ci_changes`` and ``metric_changes``: the CI's changes
+    are read again (one indexed range), and only the rows that differ are written."""
+    wanted = {row[1]: row for row in next_rows(ci_id, _members_of_ci(db, ci_id))}
+    stored = {row[1]: tuple(row) for row in db.execute(
+        "SELECT %s FROM metric_ci_next WHERE ci_id = ?" % _NEXT_COLUMNS, (ci_id,)).fetchall()}
+    for run_id, row in stored.items():
+        if wanted.get(run_id) != row:
+            db.execute("DELETE FROM metric_ci_next WHERE ci_id = ? AND run_id = ?", (ci_id, run_id))
+    for run_id, row in wanted.items():
+        if stored.get(run_id) != row:
+            db.execute("INSERT INTO metric_ci_next (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % _NEXT_COLUMNS, row)
+
+
+def _run_next(db, entry):
+    """A run's start, end or authorisation may have changed (or it became a change): the rows of the CIs it
+    changed (as the recorder writes, a run's CI links come after its end: usually none yet). A new CI link: that
+    CI's rows."""
+    if entry.kind == "ci.changed_by_run":
+        _refresh_next(db, entry.data["ci_id"])
+        return
+    for (ci_id,) in db.execute("SELECT ci_id FROM ci_changes WHERE run_id = ? ORDER BY ci_id",
+                               (entry.data["run_id"],)).fetchall():
+        _refresh_next(db, ci_id)
+
+
 #: entry kind -> projectors run after the intelligence followers (``projections.project``), from TABLES_VERSION
 FOLLOWERS = {
     "run.started": [_run_written],
@@ -232,6 +300,15 @@ FOLLOWERS = {
     "ci.created": [_ci_written],
     "ci.updated": [_ci_written],
     "ci.deleted": [_ci_written],
+}
+
+
+#: entry kind -> ``metric_ci_next``'s projector, run after :data:`FOLLOWERS`, from NEXT_TABLES_VERSION
+NEXT_FOLLOWERS = {
+    "run.started": [_run_next],
+    "run.finished": [_run_next],
+    "run.interrupted": [_run_next],
+    "ci.changed_by_run": [_run_next],
 }
 
 
@@ -281,6 +358,26 @@ def backfill(db, batch=5000):
                    (day, key, changes, deployments, json.dumps(sorted(leads), separators=(",", ":"))))
 
 
+def backfill_next(db):
+    """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 14's Python step): the same
+    :func:`next_rows` over the same inputs as the projector, read in one pass ordered by CI."""
+    rows = []
+    current, members = None, []
+    for row in db.execute("SELECT c.ci_id, m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment"
+                          " FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id ORDER BY c.ci_id"
+                          ).fetchall():
+        if row[0] != current:
+            if members:
+                rows.extend(next_rows(current, members))
+            current, members = row[0], []
+        members.append(tuple(row[1:]))
+    if members:
+        rows.extend(next_rows(current, members))
+    for start in range(0, len(rows), 5000):
+        db.executemany("INSERT INTO metric_ci_next (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % _NEXT_COLUMNS,
+                       rows[start:start + 5000])
+
+
 # --------------------------------------------------------------------------
 # queries
 # --------------------------------------------------------------------------
@@ -301,9 +398,11 @@ class MetricRollupQueries(object):
             "SELECT day, label_key, changes, deployments, lead_seconds FROM metric_days WHERE day >= ? AND day < ?",
             (first_day, end_day))]
 
-    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None):
+    def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
+                            run_ids_only=False):
         """``metric_changes`` rows (dicts) of changes started in ``[since, until)`` (text, as ``change_facts``
-        compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``."""
+        compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``; only
+        their run ids with ``run_ids_only``."""
         clauses, params = [], []
         if since is not None:
             clauses.append("started_at >= ?")
@@ -315,8 +414,10 @@ class MetricRollupQueries(object):
             clauses.append("status_failed = 1")
         if emergency_only:
             clauses.append("emergency = 1")
-        rows = select_chunked(self._query, "SELECT %s FROM metric_changes" % _MEMBER_COLUMNS, clauses, params,
-                              "run_id", run_ids)
+        rows = select_chunked(self._query, "SELECT %s FROM metric_changes"
+                              % ("run_id" if run_ids_only else _MEMBER_COLUMNS), clauses, params, "run_id", run_ids)
+        if run_ids_only:
+            return [row[0] for row in rows]
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
@@ -348,17 +449,37 @@ class MetricRollupQueries(object):
         """Run ids of the changes started in ``[since, until)`` that an emergency change started in the same range
         follows on a CI both changed (``ci_changes``), the change having ended at most ``window_us`` microseconds
         before the emergency change started and started before it: ``metrics._mark_failures``' emergency rule,
-        for CIs the changes changed (a failed change's CIs of its hosts are the caller's)."""
+        for CIs the changes changed (a failed change's CIs of its hosts are the caller's). One indexed range of
+        ``metric_ci_next``: the earliest emergency change after each change decides (:func:`next_rows`)."""
+        until_us = micros(_parse_time(until))
         rows = self._query(
-            "SELECT DISTINCT x.run_id FROM metric_changes e"
-            " JOIN ci_changes ec ON ec.run_id = e.run_id"
-            " JOIN ci_changes xc ON xc.ci_id = ec.ci_id AND xc.started_at >= ? AND xc.started_at <= e.started_at"
-            " JOIN metric_changes x ON x.run_id = xc.run_id"
-            " WHERE e.emergency = 1 AND e.started_at >= ? AND e.started_at < ?"
-            " AND x.run_id <> e.run_id AND x.started_at >= ? AND x.started_at < ?"
-            " AND x.start_us < e.start_us AND x.end_us <= e.start_us AND x.end_us >= e.start_us - ?",
-            (since, since, until, since, until, int(window_us)))
+            "SELECT DISTINCT run_id FROM metric_ci_next WHERE started_at >= ? AND started_at < ?"
+            " AND next_emergency_us IS NOT NULL AND next_emergency_us - end_us <= ? AND next_emergency_us < ?",
+            (since, until, int(window_us), until_us))
         return [row[0] for row in rows]
+
+    def find_next_deployments(self, run_ids):
+        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI ``ci_changes`` links each change of
+        ``run_ids`` to, the deployment of that CI with the earliest end after the change's end (``metric_ci_next``;
+        ``(ci_id, None, None, None)`` when it has none)."""
+        found = {}
+        for chunk in _batches(run_ids):
+            for run_id, ci_id, end_us, following, start_us in self._query(
+                    "SELECT run_id, ci_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us"
+                    " FROM metric_ci_next WHERE run_id IN (%s)" % _marks(chunk), tuple(chunk)):
+                found.setdefault(run_id, []).append((ci_id, end_us, following, start_us))
+        return found
+
+    def find_metric_ci_labels(self, ci_ids):
+        """``{ci_id: (services, team)}``: what each of ``ci_ids`` gives the labels of a change of it
+        (``metric_ci_labels``: :func:`ci_labels` kept from the CMDB as it is); a CI with no row gives nothing."""
+        found = {}
+        for chunk in _batches(ci_ids):
+            for ci_id, labels in self._query("SELECT ci_id, labels FROM metric_ci_labels WHERE ci_id IN (%s)"
+                                             % _marks(chunk), tuple(chunk)):
+                services, team = json.loads(labels)
+                found[ci_id] = (services, team)
+        return found
 
     def find_linked_runs(self, since, until):
         """Run ids of the changes started in ``[since, until)`` that have a ``run.linked`` link."""

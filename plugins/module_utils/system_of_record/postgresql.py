@@ -328,6 +328,10 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
                         self._backfill_metric_rollups(cursor)
+                if schema.backfills_metric_next(migration):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+                    with conn.cursor() as cursor:
+                        self._backfill_metric_next(cursor)
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 

@@ -57,6 +57,7 @@ PROJECTION_TABLES = collections.OrderedDict([
     ("metric_changes", "run_id"),
     ("metric_days", "day"),
     ("metric_ci_labels", "ci_id"),
+    ("metric_ci_next", "ci_id"),
 ])
 
 

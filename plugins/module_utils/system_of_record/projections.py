@@ -85,6 +85,9 @@ def project(db, entry, until=None):
     if until is None or until >= metric_rollups.TABLES_VERSION:
         for follower in metric_rollups.FOLLOWERS.get(entry.kind, ()):
             follower(db, entry)
+    if until is None or until >= metric_rollups.NEXT_TABLES_VERSION:
+        for follower in metric_rollups.NEXT_FOLLOWERS.get(entry.kind, ()):
+            follower(db, entry)
 
 
 def project_many(db, entries):

@@ -33,6 +33,11 @@ INTELLIGENCE_MIGRATION = "change intelligence: CI change log, CI facets, change 
 BACKFILL_METRIC_ROLLUPS = "backfill the daily metric rollups"
 #: the description of the metric rollups migration (its projectors find their version by it)
 METRIC_ROLLUPS_MIGRATION = "DevOps metrics: one row per change and daily rollups per label key"
+#: A migration step that is not SQL: fill ``metric_ci_next`` (``metric_rollups.py``) from ``ci_changes`` and
+#: ``metric_changes``, exactly as a replay would (``projection_check`` compares them).
+BACKFILL_METRIC_NEXT = "backfill each change's next emergency change and next deployment per CI"
+#: the description of that migration (its projectors find their version by it)
+METRIC_NEXT_MIGRATION = "DevOps metrics: per change and CI, the next emergency change and the next deployment"
 
 
 class PerDialect(object):
@@ -499,11 +504,30 @@ MIGRATIONS = [
         )""",
         BACKFILL_METRIC_ROLLUPS,
     ]),
+    # Per change and CI it changed, the next emergency change and the next deployment of that CI (issue 18): the
+    # emergency rule and the times to restore of 30- and 90-day metrics read one indexed row per change instead
+    # of every change of the CIs concerned (docs/metrics.md, "Daily rollups").
+    (14, METRIC_NEXT_MIGRATION, [
+        """CREATE TABLE metric_ci_next (
+            ci_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            end_us {int} NOT NULL,
+            next_emergency_us {int},
+            next_deployment_run_id TEXT,
+            next_deployment_start_us {int},
+            next_deployment_end_us {int},
+            PRIMARY KEY (ci_id, run_id)
+        )""",
+        "CREATE INDEX metric_ci_next_started ON metric_ci_next (started_at, next_emergency_us, end_us, run_id)",
+        "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)",
+        BACKFILL_METRIC_NEXT,
+    ]),
     # The review service with a read replica (issue 21, docs/review-service.md "Read replica"): the ledger position
     # of each person's newest action there, so the pages they read next come from the primary until the replica
     # has replayed it (read-your-writes). Working state like the sessions: outside the ledger, never replicated
     # into it, and nothing to replay.
-    (17, "the ledger position of each review service account's newest action (read-your-writes on a replica)", [
+    (15, "the ledger position of each review service account's newest action (read-your-writes on a replica)", [
         """CREATE TABLE review_write_positions (
             name TEXT PRIMARY KEY,
             seq {int} NOT NULL,
@@ -516,7 +540,7 @@ LATEST_VERSION = MIGRATIONS[-1][0]
 
 
 #: migration steps that are not SQL
-PYTHON_STEPS = (REPLAY_LEDGER, BACKFILL_INTELLIGENCE, BACKFILL_METRIC_ROLLUPS)
+PYTHON_STEPS = (REPLAY_LEDGER, BACKFILL_INTELLIGENCE, BACKFILL_METRIC_ROLLUPS, BACKFILL_METRIC_NEXT)
 
 #: what the other placeholders of a statement stand for in each dialect (chosen by its integer type):
 #: ``{without_rowid}`` stores a table in its primary-key index where the dialect can (SQLite)
@@ -576,6 +600,11 @@ def backfills_intelligence(migration):
 def backfills_metric_rollups(migration):
     """True when ``migration`` fills the metric rollups after its SQL."""
     return BACKFILL_METRIC_ROLLUPS in migration[2]
+
+
+def backfills_metric_next(migration):
+    """True when ``migration`` fills ``metric_ci_next`` after its SQL."""
+    return BACKFILL_METRIC_NEXT in migration[2]
 
 
 def version_of(description):

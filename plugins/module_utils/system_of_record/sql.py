@@ -234,6 +234,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         """The :data:`schema.BACKFILL_METRIC_ROLLUPS` migration step, on the migration's cursor and transaction."""
         metric_rollups.backfill(_Statements(cursor, self.placeholder, self.bulk_insert))
 
+    def _backfill_metric_next(self, cursor):
+        """The :data:`schema.BACKFILL_METRIC_NEXT` migration step, on the migration's cursor and transaction."""
+        metric_rollups.backfill_next(_Statements(cursor, self.placeholder, self.bulk_insert))
+
     @staticmethod
     def _still_applies(db, entry):
         """An interruption that another run detected (``detected_by_run``) is skipped when, under the write
