@@ -170,6 +170,79 @@ def run_env(root, backend_env):
     return env
 
 
+# --profile: the gate task runs in a worker forked from ansible-playbook, so the profiler is installed there by a
+# sitecustomize module (on PYTHONPATH for ansible-playbook only) that wraps the change_gate action's run() when
+# Ansible defines the class; the collection's code carries no profiling hook.
+SITECUSTOMIZE = """
+import cProfile
+import os
+
+import ansible.plugins.action as _actions
+
+_OUT = os.environ["CHANGEOPS_BENCH_PROFILE"]
+
+
+def _wrap(run):
+    def profiled(self, *args, **kwargs):
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(run, self, *args, **kwargs)
+        finally:
+            profiler.dump_stats(_OUT)
+    return profiled
+
+
+def _subclassed(cls, **kwargs):
+    if cls.__module__.endswith("plugins.action.change_gate") and "run" in vars(cls):
+        cls.run = _wrap(cls.run)
+
+
+_actions.ActionBase.__init_subclass__ = classmethod(_subclassed)
+"""
+
+#: the phases of the gate task, each a function whose cumulative time is the phase's
+PHASES = (
+    ("play inspection", "play_inspection.py", "inspect_play"),
+    ("policy in force", "policy_store.py", "gate_policy"),
+    ("host CIs", "cmdb_identity.py", "find_host_cis"),
+    ("change context", "change_gate.py", "build_change_context"),
+    ("blast radius", "graph.py", "blast_radius"),
+    ("runs in progress", "collisions.py", "running_runs"),
+    ("change requests now", "collisions.py", "change_requests"),
+    ("decide (+ collisions)", "change_gate.py", "policy_decisions"),
+    ("decide: first policy", "change_gate.py", "decide_under"),
+    ("seal + append run.gate", "change_gate.py", "finish"),
+    ("whole task", "change_gate.py", "run"),
+)
+
+
+def profiling_env(root, env):
+    directory = os.path.join(root, "profile")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "sitecustomize.py"), "w") as handle:
+        handle.write(SITECUSTOMIZE)
+    env = dict(env, CHANGEOPS_BENCH_PROFILE=os.path.join(directory, "gate.pstats"),
+               PYTHONPATH=os.pathsep.join(filter(None, [directory, env.get("PYTHONPATH")])))
+    return env
+
+
+def print_profile(path, top=25):
+    import pstats  # pylint: disable=import-outside-toplevel
+
+    stats = pstats.Stats(path)
+    cumulative = {}
+    for (filename, _line, function), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():
+        for label, file_end, name in PHASES:
+            if function == name and filename.endswith(file_end):
+                cumulative[label] = cumulative.get(label, 0.0) + cumtime
+    print("  profiled phases (cumulative, with the profiler's overhead):")
+    for label, _file_end, _name in PHASES:
+        if label in cumulative:
+            print("    %-26s %7.1f ms" % (label, cumulative[label] * 1000))
+    print("  top functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def durations(sor, run_id):
     found = {}
     for result in sor.get_task_results(run_id):
@@ -187,6 +260,9 @@ def main():
     parser.add_argument("--dsn")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the gate task (cProfile in the forked worker) and print its time per phase; "
+                             "the profiler slows it, so these runs' durations are not the figure")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-gate-task-")
     backend_env = {"CHANGEOPS_BACKEND": args.backend}
@@ -206,6 +282,8 @@ def main():
     sor.close()
     write_project(root, hosts, backend_env)
     env = run_env(root, backend_env)
+    if args.profile:
+        env = profiling_env(root, env)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "publish.yml"], cwd=root,
                    env=env, check=True, stdout=subprocess.DEVNULL)
     print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
@@ -227,6 +305,8 @@ def main():
             decision = event["gates"][-1]
         finally:
             sor.close()
+        if args.profile:
+            print_profile(os.path.join(root, "profile", "gate.pstats"))
         gate.append(times["changeops.itsm.change_gate"])
         baseline.append(times["ansible.builtin.debug"])
         print("run %d: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
