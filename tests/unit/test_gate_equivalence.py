@@ -17,6 +17,7 @@ not, type, reasons, rule ids, collisions, blast radius and the recorded context.
 from __future__ import annotations
 
 import datetime
+import random
 import types
 import uuid
 
@@ -27,7 +28,7 @@ from support import gate_reference
 from ansible_collections.changeops.itsm.plugins.action.change_gate import InventoryGroups
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy, cmdb_identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence, graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import base, intelligence as queries
@@ -236,3 +237,40 @@ def test_the_context_normalises_odd_service_lists_as_main_did(services):
 
     assert build(change_gate, InventoryGroups(groups)) == build(gate_reference,
                                                                 gate_reference.host_groups(hosts, {"groups": groups}))
+
+
+class _Relationships(object):
+    """``find_relationships`` over a list of ``(source, type, target)``, rows in a shuffled order (the walk sorts)."""
+
+    def __init__(self, rows, rng):
+        self.rows = rows
+        self.rng = rng
+
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
+        assert as_rows
+        found = [row for row in self.rows if (not types or row[1] in types) and (
+            (targets is not None and row[2] in targets) or (sources is not None and row[0] in sources))]
+        self.rng.shuffle(found)
+        return found
+
+
+@pytest.mark.parametrize("seed_value", range(12))
+def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
+    # random graphs with cycles, shared targets, several types; every bound, both directions
+    rng = random.Random(seed_value)
+    nodes = ["n%02d" % number for number in range(30)]
+    rows = sorted(set((rng.choice(nodes), rng.choice(("runs_on", "depends_on", "hosted_on")), rng.choice(nodes))
+                      for _ in range(rng.randint(20, 90))))
+    cmdb = _Relationships(rows, rng)
+    compared = 0
+    for direction in ("inbound", "outbound", "both"):
+        for types in (None, ["runs_on", "depends_on"]):
+            for max_depth, max_items in ((None, None), (2, None), (None, 5), (3, 12), (1, 1)):
+                start = rng.sample(nodes, rng.randint(1, 6))
+                now = graph.walk(cmdb, start, direction, types=types, max_depth=max_depth, max_items=max_items)
+                main = gate_reference.walk(cmdb, start, direction, types=types, max_depth=max_depth,
+                                           max_items=max_items)
+                assert (list(now.reached.items()), now.truncated, now.depth) == (
+                    list(main.reached.items()), main.truncated, main.depth)
+                compared += bool(now.reached)
+    assert compared > 10  # not vacuous: most walks reach something
