@@ -246,6 +246,9 @@ class IntelligenceQueries(object):
     #: function over a JSON array) or ``any`` (a PostgreSQL array); the backends set it
     set_parameter = "json_each"
 
+    #: whether ``_packed_rows`` has the database pack many rows into one JSON value; the backends set it
+    packs_rows = True
+
     def _in_values(self, column, values):
         """``(clause, params)``: ``column`` is one of ``values``, however many, as one query with one bound
         parameter (no IN list per batch of 500, no whole-table read filtered here): the gate's set-based reads
@@ -255,20 +258,17 @@ class IntelligenceQueries(object):
         return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
     def _packed_rows(self, columns, rest, params=()):
-        """The rows of ``SELECT columns rest`` as lists, fetched as ONE value: the database packs them into a JSON
-        array (SQLite's ``json_group_array``, PostgreSQL's ``json_agg``) that one C-level parse unpacks. For the
-        tens of thousands of short rows the gate reads of a 10,000-host play (its host CIs, their services, the
+        """The rows of ``SELECT columns rest``. On SQLite (``packs_rows``) fetched as ONE value: the database packs
+        them into a JSON array (``json_group_array``) that one C-level parse unpacks, as lists. For the tens of
+        thousands of short rows the gate reads of a 10,000-host play (its host CIs, their services, the
         relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
-        time; the values are the same (text and nulls; these columns hold no numbers). Row order is the
-        table's: callers sort."""
-        if self.set_parameter == "any":
-            sql = "SELECT json_agg(json_build_array(%s)) %s" % (columns, rest)
-        else:
-            sql = "SELECT json_group_array(json_array(%s)) %s" % (columns, rest)
-        packed = self._query(sql, params)[0][0]
-        if packed is None:  # PostgreSQL's aggregate over no rows
-            return []
-        return json.loads(packed) if isinstance(packed, (str, bytes)) else packed
+        time; the values are the same (text and nulls; these columns hold no numbers). On PostgreSQL the same
+        packing (``json_agg``) measured slower, server and client (bench/gate_task): rows come as rows there.
+        Row order is the table's: callers sort."""
+        if not self.packs_rows:
+            return self._query("SELECT %s %s" % (columns, rest), params)
+        packed = self._query("SELECT json_group_array(json_array(%s)) %s" % (columns, rest), params)[0][0]
+        return json.loads(packed)
 
     def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
