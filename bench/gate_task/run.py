@@ -244,6 +244,16 @@ def print_profile(path, top=25):
     stats.sort_stats("tottime").print_stats(top)
 
 
+def export_tree(ref, root):
+    """The collection as of git ``ref`` (``git archive``), as a collections path beside the bench's files."""
+    path = os.path.join(root, "compare")
+    target = os.path.join(path, "ansible_collections", "changeops", "itsm")
+    os.makedirs(target)
+    archive = subprocess.run(["git", "-C", REPO, "archive", ref], stdout=subprocess.PIPE, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    return path
+
+
 def durations(sor, run_id):
     found = {}
     for result in sor.get_task_results(run_id):
@@ -264,6 +274,9 @@ def main():
     parser.add_argument("--profile", action="store_true",
                         help="profile the gate task (cProfile in the forked worker) and print its time per phase; "
                              "the profiler slows it, so these runs' durations are not the figure")
+    parser.add_argument("--compare", metavar="REF",
+                        help="also run the play with the collection as of git REF (e.g. main), alternating with this "
+                             "tree's over the same ledger, and print the ratio of their gate medians")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-gate-task-")
     backend_env = {"CHANGEOPS_BACKEND": args.backend}
@@ -289,44 +302,57 @@ def main():
                    env=env, check=True, stdout=subprocess.DEVNULL)
     print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
           % (args.hosts, args.cis, args.requests, time.monotonic() - started))
-    gate, baseline, walls = [], [], []
+    trees = [("this tree", env)]
+    if args.compare:
+        trees.append((args.compare, dict(env, ANSIBLE_COLLECTIONS_PATH=export_tree(args.compare, root))))
+    figures = {label: {"gate_ms": [], "baseline_ms": [], "wall_s": []} for label, _env in trees}
     for number in range(args.runs):
-        begin = time.monotonic()
-        completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "play.yml"],
-                                   cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   universal_newlines=True, check=False)
-        walls.append(time.monotonic() - begin)
-        if completed.returncode != 0:
-            print(completed.stdout[-5000:])
-            raise SystemExit("ansible-playbook failed")
-        sor = open_system_of_record(config)
-        try:
-            event = sor.find_change_events(limit=1, playbook="play.yml")[0]
-            times = durations(sor, event["run_id"])
-            decision = event["gates"][-1]
-        finally:
-            sor.close()
-        if args.profile:
-            print_profile(os.path.join(root, "profile", "gate.pstats"))
-        gate.append(times["changeops.itsm.change_gate"])
-        baseline.append(times["ansible.builtin.debug"])
-        print("run %d: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
-              "blast radius %d services%s" % (number + 1, gate[-1], baseline[-1], walls[-1], decision["type"],
-                                              len(decision.get("collisions") or ()),
-                                              (decision.get("blast_radius") or {}).get("service_count", 0),
-                                              " (truncated)" if (decision.get("blast_radius") or {}).get("truncated")
-                                              else ""))
-    median_gate, median_base = statistics.median(gate), statistics.median(baseline)
+        # ABBA: each tree runs first in every other round, so a load that drifts weighs on both alike
+        for label, tree_env in (trees if number % 2 == 0 else trees[::-1]):
+            figure = figures[label]
+            begin = time.monotonic()
+            completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "play.yml"],
+                                       cwd=root, env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       universal_newlines=True, check=False)
+            figure["wall_s"].append(time.monotonic() - begin)
+            if completed.returncode != 0:
+                print(completed.stdout[-5000:])
+                raise SystemExit("ansible-playbook failed (%s)" % label)
+            sor = open_system_of_record(config)
+            try:
+                event = sor.find_change_events(limit=1, playbook="play.yml")[0]
+                times = durations(sor, event["run_id"])
+                decision = event["gates"][-1]
+            finally:
+                sor.close()
+            if args.profile:
+                print_profile(os.path.join(root, "profile", "gate.pstats"))
+            figure["gate_ms"].append(times["changeops.itsm.change_gate"])
+            figure["baseline_ms"].append(times["ansible.builtin.debug"])
+            print("run %d, %s: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
+                  "blast radius %d services%s" % (
+                      number + 1, label, figure["gate_ms"][-1], figure["baseline_ms"][-1], figure["wall_s"][-1],
+                      decision["type"], len(decision.get("collisions") or ()),
+                      (decision.get("blast_radius") or {}).get("service_count", 0),
+                      " (truncated)" if (decision.get("blast_radius") or {}).get("truncated") else ""))
     print("\n%s, %d hosts, %d CIs, %d change requests, %d runs"
           % (args.backend, args.hosts, args.cis, args.requests, args.runs))
-    verdict = "met" if median_gate <= BUDGET_MS else "NOT met"
-    print("gate task median      %8.1f ms   (budget %.0f ms: %s)" % (median_gate, BUDGET_MS, verdict))
-    print("baseline task median  %8.1f ms   gate / baseline %.2f" % (median_base, median_gate / max(median_base, 1)))
+    for label, _env in trees:
+        median_gate = statistics.median(figures[label]["gate_ms"])
+        median_base = statistics.median(figures[label]["baseline_ms"])
+        verdict = "met" if median_gate <= BUDGET_MS else "NOT met"
+        print("%s:" % label)
+        print("  gate task median      %8.1f ms   (budget %.0f ms: %s)" % (median_gate, BUDGET_MS, verdict))
+        print("  baseline task median  %8.1f ms   gate / baseline %.2f"
+              % (median_base, median_gate / max(median_base, 1)))
+    if args.compare:
+        this, other = (statistics.median(figures[label]["gate_ms"]) for label, _env in trees)
+        print("gate task, this tree / %s: %.2f" % (args.compare, this / max(other, 1)))
     print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"backend": args.backend, "hosts": args.hosts, "cis": args.cis, "requests": args.requests,
-                       "gate_ms": gate, "baseline_ms": baseline, "wall_s": walls}, handle, indent=2)
+                       "figures": figures}, handle, indent=2)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 
