@@ -274,3 +274,36 @@ def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
                     list(main.reached.items()), main.truncated, main.depth)
                 compared += bool(now.reached)
     assert compared > 10  # not vacuous: most walks reach something
+
+
+ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0"]
+
+
+def test_packed_reads_give_the_values_rows_gave(open_sor):
+    # SQLite packs a read's rows into one JSON value (PostgreSQL does not): text that looks like JSON, escapes,
+    # characters outside the BMP and missing environments must come back exactly as the rows gave them
+    sor = open_sor()
+    cis, relationships = [], []
+    for number, text in enumerate(ODD_TEXT):
+        attributes = {"class": "server", "status": text}
+        if text.strip():  # a blank service name is no facet (the context drops it either way: the test below)
+            attributes["services"] = sorted([text, "svc %d" % number])  # as facets list them: by name
+        if number % 2:
+            attributes["environment"] = text
+        cis.append(ci_entry("ci-odd-%d" % number, "odd %s" % text, **attributes))
+        relationships.append(Entry("ci.relationship_added", "ci-odd-%d" % number, {
+            "source": "ci-odd-%d" % number, "type": text, "target": "ci-odd-%d" % ((number + 1) % len(ODD_TEXT))}))
+    sor.append(cis)
+    sor.append(relationships)
+    for columns, rest in (("ci_id, name, ci_class, status, environment", "FROM configuration_items"),
+                          ("ci_id, facet, value", "FROM ci_facets"),
+                          ("source, rel_type, target", "FROM ci_relationships")):
+        packed = sor._packed_rows(columns, rest)
+        plain = sor._query("SELECT %s %s" % (columns, rest))
+        assert sorted(tuple(row) for row in packed) == sorted(tuple(row) for row in plain) and len(plain) >= 7
+    generic = _GenericReads(sor)
+    names = ["odd %s" % text for text in ODD_TEXT]
+    assert sor.find_ci_summaries(names=names) == generic.find_ci_summaries(names=names)
+    ids = ["ci-odd-%d" % number for number in range(len(ODD_TEXT))]
+    assert sorted(sor.find_relationships(targets=ids, as_rows=True)) == sorted(
+        generic.find_relationships(targets=ids, as_rows=True))
