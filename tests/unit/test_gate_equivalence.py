@@ -260,7 +260,7 @@ def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
     rng = random.Random(seed_value)
     nodes = ["n%02d" % number for number in range(30)]
     rows = sorted(set((rng.choice(nodes), rng.choice(("runs_on", "depends_on", "hosted_on")), rng.choice(nodes))
-                      for _ in range(rng.randint(20, 90))))
+                      for _number in range(rng.randint(20, 90))))
     cmdb = _Relationships(rows, rng)
     compared = 0
     for direction in ("inbound", "outbound", "both"):
