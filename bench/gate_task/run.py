@@ -6,6 +6,7 @@
     python bench/gate_task/run.py --hosts 500 --cis 100 --requests 50 --runs 3      # small
     python bench/gate_task/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
     python bench/gate_task/run.py --runs 1 --profile            # where the time goes, per phase (profiled)
+    python bench/gate_task/run.py --compare main                # this tree and main alternating: their ratio
 
 Unlike bench/gate_eval (the in-memory decision), this times everything the gate task does in a real run:
 play inspection, the system-of-record reads (each host's CI, the published policy, the blast radius walk
