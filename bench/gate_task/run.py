@@ -5,6 +5,8 @@
     python bench/gate_task/run.py                               # 10,000 hosts, 1,000 CIs, 500 requests, SQLite
     python bench/gate_task/run.py --hosts 500 --cis 100 --requests 50 --runs 3      # small
     python bench/gate_task/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
+    python bench/gate_task/run.py --runs 1 --profile            # where the time goes, per phase (profiled)
+    python bench/gate_task/run.py --compare main                # this tree and main alternating: their ratio
 
 Unlike bench/gate_eval (the in-memory decision), this times everything the gate task does in a real run:
 play inspection, the system-of-record reads (each host's CI, the published policy, the blast radius walk
@@ -170,6 +172,94 @@ def run_env(root, backend_env):
     return env
 
 
+# --profile: the gate task runs in a worker forked from ansible-playbook, so the profiler is installed there by a
+# sitecustomize module (on PYTHONPATH for ansible-playbook only) that wraps the change_gate action's run() when
+# Ansible defines the class; the collection's code carries no profiling hook.
+SITECUSTOMIZE = """
+import cProfile
+import os
+import time
+
+import ansible.plugins.action as _actions
+
+_OUT = os.environ["CHANGEOPS_BENCH_PROFILE"]
+
+
+def _wrap(run):
+    def profiled(self, *args, **kwargs):
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        try:
+            return profiler.runcall(run, self, *args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - started
+            profiler.dump_stats(_OUT)
+            with open(_OUT + ".wall", "w") as handle:
+                handle.write("%.6f" % elapsed)
+    return profiled
+
+
+def _subclassed(cls, **kwargs):
+    if cls.__module__.endswith("plugins.action.change_gate") and "run" in vars(cls):
+        cls.run = _wrap(cls.run)
+
+
+_actions.ActionBase.__init_subclass__ = classmethod(_subclassed)
+"""
+
+#: the phases of the gate task, each a function whose cumulative time is the phase's
+PHASES = (
+    ("play inspection", "play_inspection.py", "inspect_play"),
+    ("policy in force", "policy_store.py", "gate_policy"),
+    ("host CIs", "cmdb_identity.py", "find_host_cis"),
+    ("change context", "change_gate.py", "build_change_context"),
+    ("blast radius", "graph.py", "blast_radius"),
+    ("runs in progress", "collisions.py", "running_runs"),
+    ("change requests now", "collisions.py", "change_requests"),
+    ("decide (+ collisions)", "change_gate.py", "policy_decisions"),
+    ("decide: first policy", "change_gate.py", "decide_under"),
+    ("seal + append run.gate", "change_gate.py", "finish"),
+    ("whole task", "change_gate.py", "run"),
+)
+
+
+def profiling_env(root, env):
+    directory = os.path.join(root, "profile")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "sitecustomize.py"), "w") as handle:
+        handle.write(SITECUSTOMIZE)
+    env = dict(env, CHANGEOPS_BENCH_PROFILE=os.path.join(directory, "gate.pstats"),
+               PYTHONPATH=os.pathsep.join(filter(None, [directory, env.get("PYTHONPATH")])))
+    return env
+
+
+def print_profile(path, top=25):
+    import pstats  # pylint: disable=import-outside-toplevel
+
+    stats = pstats.Stats(path)
+    cumulative = {}
+    for (filename, _line, function), (_cc, _nc, _tt, cumtime, _callers) in stats.stats.items():
+        for label, file_end, name in PHASES:
+            if function == name and filename.endswith(file_end):
+                cumulative[label] = cumulative.get(label, 0.0) + cumtime
+    print("  profiled phases (cumulative, with the profiler's overhead):")
+    for label, _file_end, _name in PHASES:
+        if label in cumulative:
+            print("    %-26s %7.1f ms" % (label, cumulative[label] * 1000))
+    print("  top functions by own time:")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def export_tree(ref, root):
+    """The collection as of git ``ref`` (``git archive``), as a collections path beside the bench's files."""
+    path = os.path.join(root, "compare")
+    target = os.path.join(path, "ansible_collections", "changeops", "itsm")
+    os.makedirs(target)
+    archive = subprocess.run(["git", "-C", REPO, "archive", ref], stdout=subprocess.PIPE, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", target], input=archive, check=True)
+    return path
+
+
 def durations(sor, run_id):
     found = {}
     for result in sor.get_task_results(run_id):
@@ -187,6 +277,12 @@ def main():
     parser.add_argument("--dsn")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the gate task (cProfile in the forked worker) and print its time per phase; "
+                             "the profiler slows it, so these runs' durations are not the figure")
+    parser.add_argument("--compare", metavar="REF",
+                        help="also run the play with the collection as of git REF (e.g. main), alternating with this "
+                             "tree's over the same ledger, and print the ratio of their gate medians")
     args = parser.parse_args()
     root = tempfile.mkdtemp(prefix="changeops-gate-task-")
     backend_env = {"CHANGEOPS_BACKEND": args.backend}
@@ -206,46 +302,67 @@ def main():
     sor.close()
     write_project(root, hosts, backend_env)
     env = run_env(root, backend_env)
+    if args.profile:
+        env = profiling_env(root, env)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "publish.yml"], cwd=root,
                    env=env, check=True, stdout=subprocess.DEVNULL)
     print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
           % (args.hosts, args.cis, args.requests, time.monotonic() - started))
-    gate, baseline, walls = [], [], []
+    trees = [("this tree", env)]
+    if args.compare:
+        trees.append((args.compare, dict(env, ANSIBLE_COLLECTIONS_PATH=export_tree(args.compare, root))))
+    figures = {label: {"gate_ms": [], "baseline_ms": [], "wall_s": []} for label, _env in trees}
     for number in range(args.runs):
-        begin = time.monotonic()
-        completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "play.yml"],
-                                   cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   universal_newlines=True, check=False)
-        walls.append(time.monotonic() - begin)
-        if completed.returncode != 0:
-            print(completed.stdout[-5000:])
-            raise SystemExit("ansible-playbook failed")
-        sor = open_system_of_record(config)
-        try:
-            event = sor.find_change_events(limit=1, playbook="play.yml")[0]
-            times = durations(sor, event["run_id"])
-            decision = event["gates"][-1]
-        finally:
-            sor.close()
-        gate.append(times["changeops.itsm.change_gate"])
-        baseline.append(times["ansible.builtin.debug"])
-        print("run %d: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
-              "blast radius %d services%s" % (number + 1, gate[-1], baseline[-1], walls[-1], decision["type"],
-                                              len(decision.get("collisions") or ()),
-                                              (decision.get("blast_radius") or {}).get("service_count", 0),
-                                              " (truncated)" if (decision.get("blast_radius") or {}).get("truncated")
-                                              else ""))
-    median_gate, median_base = statistics.median(gate), statistics.median(baseline)
+        # ABBA: each tree runs first in every other round, so a load that drifts weighs on both alike
+        for label, tree_env in (trees if number % 2 == 0 else trees[::-1]):
+            figure = figures[label]
+            begin = time.monotonic()
+            completed = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "play.yml"],
+                                       cwd=root, env=tree_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       universal_newlines=True, check=False)
+            figure["wall_s"].append(time.monotonic() - begin)
+            if completed.returncode != 0:
+                print(completed.stdout[-5000:])
+                raise SystemExit("ansible-playbook failed (%s)" % label)
+            sor = open_system_of_record(config)
+            try:
+                event = sor.find_change_events(limit=1, playbook="play.yml")[0]
+                times = durations(sor, event["run_id"])
+                decision = event["gates"][-1]
+            finally:
+                sor.close()
+            if args.profile:
+                print_profile(os.path.join(root, "profile", "gate.pstats"))
+                with open(os.path.join(root, "profile", "gate.pstats.wall")) as handle:
+                    in_run = float(handle.read()) * 1000
+                print("  the action's run() took %.0f ms (profiled) of the task's %d ms: the rest is Ansible's "
+                      "(the worker, task variables, the result's way back)" % (in_run, times["changeops.itsm.change_gate"]))
+            figure["gate_ms"].append(times["changeops.itsm.change_gate"])
+            figure["baseline_ms"].append(times["ansible.builtin.debug"])
+            print("run %d, %s: gate %d ms, baseline task %d ms, ansible-playbook %.1f s; decision %s, %d collisions, "
+                  "blast radius %d services%s" % (
+                      number + 1, label, figure["gate_ms"][-1], figure["baseline_ms"][-1], figure["wall_s"][-1],
+                      decision["type"], len(decision.get("collisions") or ()),
+                      (decision.get("blast_radius") or {}).get("service_count", 0),
+                      " (truncated)" if (decision.get("blast_radius") or {}).get("truncated") else ""))
     print("\n%s, %d hosts, %d CIs, %d change requests, %d runs"
           % (args.backend, args.hosts, args.cis, args.requests, args.runs))
-    verdict = "met" if median_gate <= BUDGET_MS else "NOT met"
-    print("gate task median      %8.1f ms   (budget %.0f ms: %s)" % (median_gate, BUDGET_MS, verdict))
-    print("baseline task median  %8.1f ms   gate / baseline %.2f" % (median_base, median_gate / max(median_base, 1)))
+    for label, _env in trees:
+        median_gate = statistics.median(figures[label]["gate_ms"])
+        median_base = statistics.median(figures[label]["baseline_ms"])
+        verdict = "met" if median_gate <= BUDGET_MS else "NOT met"
+        print("%s:" % label)
+        print("  gate task median      %8.1f ms   (budget %.0f ms: %s)" % (median_gate, BUDGET_MS, verdict))
+        print("  baseline task median  %8.1f ms   gate / baseline %.2f"
+              % (median_base, median_gate / max(median_base, 1)))
+    if args.compare:
+        this, other = (statistics.median(figures[label]["gate_ms"]) for label, _env in trees)
+        print("gate task, this tree / %s: %.2f" % (args.compare, this / max(other, 1)))
     print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"backend": args.backend, "hosts": args.hosts, "cis": args.cis, "requests": args.requests,
-                       "gate_ms": gate, "baseline_ms": baseline, "wall_s": walls}, handle, indent=2)
+                       "figures": figures}, handle, indent=2)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

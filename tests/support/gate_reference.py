@@ -174,3 +174,52 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "weekday": change_policy.WEEKDAYS[local_now.weekday()],
         "hour": local_now.hour,
     }
+
+
+def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_items=None):
+    """``intelligence.graph.walk`` of main (one loop for every direction, a list of ends per row): the reference
+    its one-direction loop must agree with."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence.graph import Walk
+
+    result = Walk()
+    start = list(dict.fromkeys(start_ids))
+    seen = set(start)
+    roots = {ci_id: ci_id for ci_id in start}
+    frontier = start
+    depth = 0
+    wanted = list(types) if types else None
+    inbound = direction in ("inbound", "both")
+    outbound = direction in ("outbound", "both")
+    while frontier and (max_depth is None or depth < max_depth):
+        depth += 1
+        rows = sor.find_relationships(targets=frontier if inbound else None, sources=frontier if outbound else None,
+                                      types=wanted, as_rows=True)
+        rows.sort()
+        in_frontier = set(frontier)
+        following = []
+        for source, rel_type, target in rows:
+            ends = []
+            if inbound and target in in_frontier and source not in seen:
+                ends.append((target, source))
+            if outbound and source in in_frontier and target not in seen:
+                ends.append((source, target))
+            for here, other in ends:
+                if other in seen:
+                    continue
+                if max_items is not None and len(result.reached) >= max_items:
+                    result.truncated = True
+                    return result
+                seen.add(other)
+                roots[other] = roots[here]
+                result.reached[other] = {"depth": depth, "from": here, "type": rel_type, "root": roots[here]}
+                result.depth = depth
+                following.append(other)
+        frontier = following
+    if frontier and max_depth is not None and depth >= max_depth:
+        in_frontier = set(frontier)
+        rows = sor.find_relationships(targets=frontier if inbound else None, sources=frontier if outbound else None,
+                                      types=wanted, as_rows=True)
+        result.truncated = any((inbound and target in in_frontier and source not in seen) or
+                               (outbound and source in in_frontier and target not in seen)
+                               for source, _type, target in rows)
+    return result

@@ -17,6 +17,7 @@ not, type, reasons, rule ids, collisions, blast radius and the recorded context.
 from __future__ import annotations
 
 import datetime
+import random
 import types
 import uuid
 
@@ -27,7 +28,7 @@ from support import gate_reference
 from ansible_collections.changeops.itsm.plugins.action.change_gate import InventoryGroups
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy, cmdb_identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence, graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import base, intelligence as queries
@@ -236,3 +237,73 @@ def test_the_context_normalises_odd_service_lists_as_main_did(services):
 
     assert build(change_gate, InventoryGroups(groups)) == build(gate_reference,
                                                                 gate_reference.host_groups(hosts, {"groups": groups}))
+
+
+class _Relationships(object):
+    """``find_relationships`` over a list of ``(source, type, target)``, rows in a shuffled order (the walk sorts)."""
+
+    def __init__(self, rows, rng):
+        self.rows = rows
+        self.rng = rng
+
+    def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
+        assert as_rows
+        found = [row for row in self.rows if (not types or row[1] in types) and (
+            (targets is not None and row[2] in targets) or (sources is not None and row[0] in sources))]
+        self.rng.shuffle(found)
+        return found
+
+
+@pytest.mark.parametrize("seed_value", range(12))
+def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
+    # random graphs with cycles, shared targets, several types; every bound, both directions
+    rng = random.Random(seed_value)
+    nodes = ["n%02d" % number for number in range(30)]
+    rows = sorted(set((rng.choice(nodes), rng.choice(("runs_on", "depends_on", "hosted_on")), rng.choice(nodes))
+                      for _number in range(rng.randint(20, 90))))
+    cmdb = _Relationships(rows, rng)
+    compared = 0
+    for direction in ("inbound", "outbound", "both"):
+        for types in (None, ["runs_on", "depends_on"]):
+            for max_depth, max_items in ((None, None), (2, None), (None, 5), (3, 12), (1, 1)):
+                start = rng.sample(nodes, rng.randint(1, 6))
+                now = graph.walk(cmdb, start, direction, types=types, max_depth=max_depth, max_items=max_items)
+                main = gate_reference.walk(cmdb, start, direction, types=types, max_depth=max_depth,
+                                           max_items=max_items)
+                assert (list(now.reached.items()), now.truncated, now.depth) == (
+                    list(main.reached.items()), main.truncated, main.depth)
+                compared += bool(now.reached)
+    assert compared > 10  # not vacuous: most walks reach something
+
+
+ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0"]
+
+
+def test_packed_reads_give_the_values_rows_gave(open_sor):
+    # SQLite packs a read's rows into one JSON value (PostgreSQL does not): text that looks like JSON, escapes,
+    # characters outside the BMP and missing environments must come back exactly as the rows gave them
+    sor = open_sor()
+    cis, relationships = [], []
+    for number, text in enumerate(ODD_TEXT):
+        attributes = {"class": "server", "status": text}
+        if text.strip():  # a blank service name is no facet (the context drops it either way: the test below)
+            attributes["services"] = sorted([text, "svc %d" % number])  # as facets list them: by name
+        if number % 2:
+            attributes["environment"] = text
+        cis.append(ci_entry("ci-odd-%d" % number, "odd %s" % text, **attributes))
+        relationships.append(Entry("ci.relationship_added", "ci-odd-%d" % number, {
+            "source": "ci-odd-%d" % number, "type": text, "target": "ci-odd-%d" % ((number + 1) % len(ODD_TEXT))}))
+    sor.append(cis)
+    sor.append(relationships)
+    for columns, rest in (("ci_id, name, ci_class, status, environment", "FROM configuration_items"),
+                          ("ci_id, facet, value", "FROM ci_facets"),
+                          ("source, rel_type, target", "FROM ci_relationships")):
+        packed = sor._packed_rows(columns, rest)
+        plain = sor._query("SELECT %s %s" % (columns, rest))
+        assert sorted(tuple(row) for row in packed) == sorted(tuple(row) for row in plain) and len(plain) >= 7
+    generic = _GenericReads(sor)
+    names = ["odd %s" % text for text in ODD_TEXT]
+    assert sor.find_ci_summaries(names=names) == generic.find_ci_summaries(names=names)
+    ids = ["ci-odd-%d" % number for number in range(len(ODD_TEXT))]
+    assert sorted(sor.find_relationships(targets=ids, as_rows=True)) == sorted(
+        generic.find_relationships(targets=ids, as_rows=True))

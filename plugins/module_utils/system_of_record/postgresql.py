@@ -224,6 +224,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     placeholder = "%s"
     #: a list of values is bound as one array parameter (``intelligence.IntelligenceQueries._in_values``)
     set_parameter = "any"
+    #: rows are fetched as rows (``intelligence.IntelligenceQueries._packed_rows``): json_agg measured slower here
+    packs_rows = False
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"
