@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import datetime
 import random
+import sqlite3
 
+import pytest
 from register_fixtures import synthetic_run
 from support.backends import backend_config, fresh_env
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import LEDGER_COLUMNS
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import LEDGER_COLUMNS, SqlSystemOfRecord
 
 KINDS = ("standard", "normal", "emergency", "unauthorised", "dry-run", "no-change", "failed")
 HOSTS = ["web%02d.example.net" % number for number in range(1, 13)]
@@ -125,5 +127,69 @@ def test_a_batch_appended_again_changes_nothing(open_sor):
     assert [entry.id for entry in again] == [extra.id]
     assert again[0].seq == head[0] + 1 and again[0].prev_hash == head[1]
     assert ledger_rows(sor)[:len(rows)] == rows
+    report = sor.verify(projections=True)
+    assert report.valid and report.projections_checked, report.summary()
+
+
+def test_a_failed_batch_leaves_nothing_behind_for_the_next_append(open_sor, backend, request, tmp_path, monkeypatch):
+    """A batch that fails part-way (here a projector raising at the ninth run's end, as a full disk or a broken
+    statement would) rolls back whole: the next append of the same entries stores and projects them exactly as
+    appending them one by one does, so nothing the failed batch kept in memory (the change-event documents it
+    wrote, PostgreSQL's queued statements) leaks into it."""
+    entries = recorder_batch(runs=10, seed=17)
+    sor = open_sor()
+    before = (sor.head(), ledger_rows(sor), query_tables(sor))
+    real_project_many = projections.project_many
+    failing_run = [entry for entry in entries if entry.kind == "run.finished"][8].subject
+
+    def failing(db, batch):
+        if any(entry.kind == "run.finished" and entry.subject == failing_run for entry in batch):
+            raise RuntimeError("projector failed part-way (test)")
+        return real_project_many(db, batch)
+
+    monkeypatch.setattr(projections, "project_many", failing)
+    with pytest.raises(Exception, match="projector failed part-way"):
+        sor.append(copies(entries))
+    monkeypatch.setattr(projections, "project_many", real_project_many)
+    assert (sor.head(), ledger_rows(sor), query_tables(sor)) == before
+    appended = sor.append(copies(entries))
+    one_by_one = second_store(backend, request, tmp_path)
+    try:
+        singly = []
+        for entry in copies(entries):
+            singly.extend(one_by_one.append([entry]))
+        assert [entry.hash for entry in appended] == [entry.hash for entry in singly]
+        assert ledger_rows(sor) == ledger_rows(one_by_one)
+        assert query_tables(sor) == query_tables(one_by_one)
+    finally:
+        one_by_one.close()
+
+
+@pytest.mark.backends("sqlite")
+def test_projectors_never_read_the_ledger_table(open_sor, monkeypatch):
+    """An append stores the batch's ledger rows after every projector ran (one bulk insert): correct only while no
+    projector reads the ``ledger`` table (docs/architecture.md). SQLite's authorizer refuses any read of it while
+    the batch is projected, so a projector that starts reading it fails here."""
+    sor = open_sor()
+    real_project_batch = SqlSystemOfRecord._project_batch  # pylint: disable=protected-access
+    refused = []
+
+    def authorizer(action, table, _column, _database, _source):
+        if action == sqlite3.SQLITE_READ and table == "ledger":
+            refused.append(table)
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def watched(self, db, *args):
+        connection = self._connection()  # pylint: disable=protected-access
+        connection.set_authorizer(authorizer)
+        try:
+            return real_project_batch(self, db, *args)
+        finally:
+            connection.set_authorizer(None)
+
+    monkeypatch.setattr(SqlSystemOfRecord, "_project_batch", watched)
+    appended = sor.append(copies(recorder_batch(runs=14, seed=23)))
+    assert appended and not refused
     report = sor.verify(projections=True)
     assert report.valid and report.projections_checked, report.summary()

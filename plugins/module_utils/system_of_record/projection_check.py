@@ -78,7 +78,7 @@ def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
     load_rows(db, base_rows)
     for entry in entries:
         if with_ledger:
-            # the ledger table too: projectors may look up earlier entries
+            # the ledger table too, as a replay leaves it (projectors themselves never read it: docs/architecture.md)
             db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),

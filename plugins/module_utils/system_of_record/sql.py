@@ -129,7 +129,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         try:
             appended = self._project_batch(db, entries, seen, seq, prev_hash)
         finally:
-            # the cache holds what this transaction wrote: never let it outlive the append (a failed one rolls back)
+            # defensive: each append has its own Statements, but the cache holds what this transaction wrote and must
+            # not be consulted after it (a failed append rolls back)
             db.event_docs = None
         self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
         return appended
