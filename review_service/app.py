@@ -16,6 +16,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import secrets
 import sys
@@ -246,7 +247,6 @@ def create_app(config, store=None):
 
     @app.exception_handler(Exception)
     def _unexpected(request, exc):  # never a stack trace to the client; the server log keeps it
-        import logging
         logging.getLogger("changeops.review").exception("unexpected error on %s", request.url.path)
         if wants_json(request):
             return JSONResponse({"error": "internal error (see the service log)"}, status_code=500)
@@ -340,8 +340,14 @@ def create_app(config, store=None):
         return body
 
     def acted(principal):
-        """After an action: this person's next pages must see it, whatever the replica has replayed."""
-        store.note_write(principal.name)
+        """After an action: this person's next pages must see it, whatever the replica has replayed. The action
+        has committed by now: failing to note its position must not answer the action with an error (the next
+        page may then come from a replica that has not replayed it yet, and its banner says how far behind)."""
+        try:
+            store.note_write(principal.name)
+        except BackendUnavailable as exc:
+            logging.getLogger("changeops.review").warning(
+                "could not note %s's newest ledger position for read-your-writes: %s", principal.name, exc)
 
     # -- public ----------------------------------------------------------------------------------------------
     @app.get("/healthz", include_in_schema=False)

@@ -65,10 +65,14 @@ class Store(object):
         read_from = sor.route_reads(min_seq=written)
         if read_from is not None:
             read_from["own_write_seq"] = written or None
+            if read_from.get("server") == "primary":
+                # the thread's primary instance answers: the reader instance would open a second primary connection
+                sor = self.get()
         return sor, read_from
 
     def note_write(self, name):
-        """After ``name``'s action: the ledger position their next pages must see (read-your-writes)."""
+        """After ``name``'s action: the ledger position their next pages must see (read-your-writes). The head, not
+        the action's own entry: it may include other writers' later entries, which only makes the wait longer."""
         if not self.has_replica or not name:
             return
         primary = self.get()

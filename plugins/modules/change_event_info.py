@@ -164,6 +164,8 @@ EXAMPLES = r"""
         decision_id: "{{ ansible_failed_result.decision_id }}"
       register: denial
       run_once: true
+      # a gate that failed without recording a decision (an invalid policy, the system of record down) has none
+      when: ansible_failed_result.recorded | default(false)
     - name: Stop the play (a rescued failure would let it go on, unauthorised)
       ansible.builtin.fail:
         msg: "{{ ansible_failed_result.msg }}"

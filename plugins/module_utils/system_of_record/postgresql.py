@@ -498,9 +498,9 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     def route_reads(self, min_seq=0):
         if not self.read_dsn:
             return None
-        if self._replica is None and self._replica_retry_at is not None and time.monotonic() < self._replica_retry_at:
-            pass  # still the unreachable replica of a moment ago: its _read_source says so
-        else:
+        # a replica that failed a moment ago is left alone until _replica_retry_at: its _read_source still says why
+        resting = self._replica is None and self._replica_retry_at is not None and time.monotonic() < self._replica_retry_at
+        if not resting:
             self._replayed_seq = self._replica_lag = None
             self._choose_read_server(min_seq=min_seq, wait=False)
         return dict(self._read_source, replayed_seq=self._replayed_seq, replica_lag_seconds=self._replica_lag,
@@ -555,6 +555,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             except psycopg.Error as exc:
                 if reused:
                     continue
+                # a replica that accepts connections but fails the probe is left alone like an unreachable one
+                self._replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
                 self._fall_back("cannot be read (%s)" % _one_line(exc))
                 return
         self._replayed_seq = replayed

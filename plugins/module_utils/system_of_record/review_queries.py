@@ -628,13 +628,10 @@ class ReviewQueries(object):
     def note_review_write(self, name, seq, now):
         # never moved back: two actions of one person finishing out of order keep the newer position
         with self._write_transaction() as cursor:
-            cursor.execute(self._sql("SELECT seq FROM review_write_positions WHERE name = ?"), (name,))
-            row = cursor.fetchone()
-            if row is not None and row[0] >= seq:
-                return
-            cursor.execute(self._sql("DELETE FROM review_write_positions WHERE name = ?"), (name,))
-            cursor.execute(self._sql("INSERT INTO review_write_positions (name, seq, written_at) VALUES (?, ?, ?)"),
-                           (name, int(seq), now))
+            cursor.execute(self._sql(
+                "INSERT INTO review_write_positions (name, seq, written_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, written_at = excluded.written_at"
+                " WHERE review_write_positions.seq < excluded.seq"), (name, int(seq), now))
 
     def get_review_write_position(self, name):
         rows = self._query("SELECT seq FROM review_write_positions WHERE name = ?", (name,))
