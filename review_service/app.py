@@ -188,7 +188,7 @@ def create_app(config, store=None):
     def render(request, name, status=200, principal=None, **context):
         template = templates.get_template(name)
         html = template.render(title=config.title, principal=principal, path=request.url.path,
-                               backend=config.describe_backend(), read_notice=views.read_from_notice(read_from(request)),
+                               backend=config.describe_backend(), read_notice=views.read_from_notice(read_source_of(request)),
                                **context)
         return HTMLResponse(html, status_code=status)
 
@@ -313,14 +313,14 @@ def create_app(config, store=None):
         """The primary: sign-in, sessions, tokens, accounts, permission checks, every action and what validates it."""
         return store.get()
 
-    def data(request, principal):
+    def change_data_reader(request, principal):
         """The system of record for this request's change data: with a read replica configured (store.py), the
         replica when it is fit and has replayed this person's own newest action, else the primary."""
         reader, routed = store.reader(principal.name)
         request.state.read_from = (reader, routed)
         return reader
 
-    def read_from(request):
+    def read_source_of(request):
         """Where this request's change data came from (None without a replica): the routing's answer, or the
         primary when the replica failed in the middle of the request (the backend then says why)."""
         state = getattr(request.state, "read_from", None)
@@ -334,7 +334,7 @@ def create_app(config, store=None):
 
     def with_read_from(request, body):
         """An API answer with ``read_from`` when a read replica is configured."""
-        where = read_from(request)
+        where = read_source_of(request)
         if where is not None:
             body = dict(body, read_from=where)
         return body
@@ -467,14 +467,14 @@ def create_app(config, store=None):
     def list_page(request):
         principal = page_principal(request)
         query = views.ListQuery(request.query_params)
-        listing = views.change_list(data(request, principal), query)
+        listing = views.change_list(change_data_reader(request, principal), query)
         return page(request, "changes.html.j2", principal, listing=listing, query=query)
 
     def export_rows(request, principal):
         """Every matching change (up to EXPORT_LIMIT), in the list's order: along the keyset cursor in time
         order, by offset (at most MAX_OFFSET deep) in another."""
         query = views.ListQuery(request.query_params)
-        reader = data(request, principal)
+        reader = change_data_reader(request, principal)
         rows, before, after, offset = [], query.before, query.after, 0
         while len(rows) < EXPORT_LIMIT:
             page = reader.list_change_events(query.filters, sort=query.sort, descending=query.descending, limit=250,
@@ -517,8 +517,9 @@ def create_app(config, store=None):
         until = query.filters["to"] + "T23:59:59.999999Z" if query.filters["to"] else None
         if not since:
             raise ValidationError("from: an export of the register needs a date range (from, and optionally to)")
-        register = change_register.build_register(data(request, principal), since=since, until=until, title="Change register %s to %s"
-                                                  % (query.filters["from"], query.filters["to"] or "now"))
+        register = change_register.build_register(
+            change_data_reader(request, principal), since=since, until=until,
+            title="Change register %s to %s" % (query.filters["from"], query.filters["to"] or "now"))
         renderer = RegisterRenderer()
         html = renderer.render_html(register, change_register.fingerprint(register, renderer.digest))
         return with_session_cookie(request, Response(html, media_type="text/html; charset=utf-8", headers={
@@ -527,7 +528,7 @@ def create_app(config, store=None):
             "Content-Security-Policy": "sandbox allow-scripts; default-src 'none'"}))
 
     def change_page(request, principal, run_id, notice=None, error=None, refusals=(), status=200):
-        view = views.change_view(data(request, principal), run_id)
+        view = views.change_view(change_data_reader(request, principal), run_id)
         if view is None:
             raise NotFound("no change event %s" % run_id)
         return with_session_cookie(request, render(
@@ -564,7 +565,7 @@ def create_app(config, store=None):
 
     @app.get("/cis/{ci_id}", include_in_schema=False)
     def ci_page(request: Request, ci_id: str, principal=Depends(page_principal)):
-        view = views.ci_view(data(request, principal), ci_id)
+        view = views.ci_view(change_data_reader(request, principal), ci_id)
         if view is None:
             raise NotFound("no configuration item %s" % ci_id)
         return page(request, "ci.html.j2", principal, view=view)
@@ -572,11 +573,11 @@ def create_app(config, store=None):
     @app.get("/change-requests", include_in_schema=False)
     def change_requests_page(request: Request, state: str = "", principal=Depends(page_principal)):
         state = views._choice("state", state, views.change_requests.STATES)  # pylint: disable=protected-access
-        records = data(request, principal).find_change_requests(state=state, limit=500)
+        records = change_data_reader(request, principal).find_change_requests(state=state, limit=500)
         return page(request, "change_requests.html.j2", principal, records=records, state=state)
 
     def change_request_page(request, principal, number, error=None, refusals=(), status=200):
-        view = views.change_request_view(data(request, principal), number)
+        view = views.change_request_view(change_data_reader(request, principal), number)
         if view is None:
             raise NotFound("no change request %s" % number)
         return with_session_cookie(request, render(
@@ -675,7 +676,7 @@ def create_app(config, store=None):
         ``links.next`` (a keyset cursor: every page costs the same however deep) to read them all.
         """
         query = views.ListQuery(request.query_params)
-        listing = views.change_list(data(request, principal), query, with_counts=counts)
+        listing = views.change_list(change_data_reader(request, principal), query, with_counts=counts)
         listing["links"] = {"self": "/api/v1/changes?" + urlencode(query.params())}
         if query.sort == "started_at":
             onward = listing["older"] if query.descending else listing["newer"]
@@ -694,7 +695,7 @@ def create_app(config, store=None):
     def api_change(request: Request, run_id: str, principal=Depends(api_principal)):
         """One change: plays, gate decisions and reasons, per-host changes with diffs, evidence, CIs, reviews,
         acknowledgements and its place in the hash chain."""
-        view = views.change_view(data(request, principal), run_id)
+        view = views.change_view(change_data_reader(request, principal), run_id)
         if view is None:
             raise NotFound("no change event %s" % run_id)
         return with_read_from(request, view)
@@ -717,7 +718,7 @@ def create_app(config, store=None):
     @app.get("/api/v1/cis/{ci_id}", tags=["cmdb"])
     def api_ci(request: Request, ci_id: str, principal=Depends(api_principal)):
         """A configuration item, its ledger history and the changes that touched it."""
-        view = views.ci_view(data(request, principal), ci_id)
+        view = views.ci_view(change_data_reader(request, principal), ci_id)
         if view is None:
             raise NotFound("no configuration item %s" % ci_id)
         return with_read_from(request, view)
@@ -727,13 +728,13 @@ def create_app(config, store=None):
                             limit: int = Query(100, ge=1, le=1000)):
         """Change requests, newest first."""
         state = views._choice("state", state, views.change_requests.STATES)  # pylint: disable=protected-access
-        return with_read_from(request, {"change_requests": data(request, principal).find_change_requests(
-            state=state, limit=limit)})
+        records = change_data_reader(request, principal).find_change_requests(state=state, limit=limit)
+        return with_read_from(request, {"change_requests": records})
 
     @app.get("/api/v1/change-requests/{number}", tags=["change requests"])
     def api_change_request(request: Request, number: str, principal=Depends(api_principal)):
         """A change request, its workflow (next states, history) and the runs it authorised."""
-        view = views.change_request_view(data(request, principal), number)
+        view = views.change_request_view(change_data_reader(request, principal), number)
         if view is None:
             raise NotFound("no change request %s" % number)
         return with_read_from(request, view)

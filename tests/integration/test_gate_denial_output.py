@@ -86,20 +86,27 @@ def only_event(sor):
     return event
 
 
-def test_a_failed_gate_prints_every_reason_and_no_context(project, sor):
-    number = setup(project, sor)
+def run_denied_gate(project, *gate_options):
+    """Run a play whose only task is the gate (``policy.yml`` and ``gate_options``, each ``key: value``); returns
+    the run and its one fatal line."""
+    options = "".join("\n        %s" % option for option in gate_options)
     project.write("pb.yml", playbook("""
     - name: Change gate
       changeops.itsm.change_gate:
-        policy: policy.yml
-        change_request: %s
-""" % number))
+        policy: policy.yml%s
+""" % options))
     run = project.run("pb.yml", check=False)
+    [fatal] = fatal_lines(run.stdout)
+    return run, fatal
+
+
+def test_a_failed_gate_prints_every_reason_and_no_context(project, sor):
+    number = setup(project, sor)
+    run, fatal = run_denied_gate(project, "change_request: %s" % number)
     assert run.returncode == 2 and written(project) == [], run.stdout[-3000:]
     [decision] = gate_entries(sor)
     assert len(decision["reasons"]) == 3 and decision["context"]["modules"], decision["reasons"]
 
-    [fatal] = fatal_lines(run.stdout)
     shown = shown_result(fatal)
     assert set(shown) == SHORT_FIELDS, sorted(shown)
     assert shown["reasons"] == decision["reasons"], "the fatal line lists every reason"
@@ -118,13 +125,7 @@ def test_a_failed_gate_prints_every_reason_and_no_context(project, sor):
 
 def test_a_standard_denial_names_the_closest_template(project, sor):
     setup(project, sor)
-    project.write("pb.yml", playbook("""
-    - name: Change gate
-      changeops.itsm.change_gate:
-        policy: policy.yml
-"""))
-    run = project.run("pb.yml", check=False)
-    [fatal] = fatal_lines(run.stdout)
+    _run, fatal = run_denied_gate(project)
     shown = shown_result(fatal)
     assert shown["standard"] == {"covered_by": [], "candidates": [], "closest": ["patching"]}, shown
     assert shown["reasons"][0].startswith("no standard change template matches this play")

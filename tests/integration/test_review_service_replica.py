@@ -115,6 +115,19 @@ def _reviews_on_primary_and_standby(clusters, run_id):
     return on_primary, " ".join(on_standby)
 
 
+
+def _sign_off_while_replay_is_paused(base, standby, run_id, label):
+    """remy signs ``run_id`` off (a unique comment) while the standby's replay is paused; returns his session and
+    the comment once the standby has received the write but not replayed it."""
+    remy = signed_in(base, "remy", PASSWORD)
+    comment = "%s-%s" % (label, uuid.uuid4().hex[:8])
+    status, _h, text = remy.post("/changes/%s/review" % run_id, {
+        "outcome": "accepted", "comment": comment, "csrf_token": remy.csrf("/changes/%s" % run_id)})
+    assert status == 303, text[:800]
+    wait_until_received_but_not_replayed(standby)
+    return remy, comment
+
+
 def test_pages_read_the_replica_and_a_persons_own_action_is_never_stale(clusters, service):
     _primary_server, standby, _name = clusters
     first, second, _third = _runs(clusters)  # a third run, untouched, keeps the list's first page busy
@@ -130,12 +143,7 @@ def test_pages_read_the_replica_and_a_persons_own_action_is_never_stale(clusters
     standby_sql(standby, "SELECT pg_wal_replay_pause()")
     try:
         # sessions and actions go to the primary: signing in and signing off work while the standby replays nothing
-        remy = signed_in(service.base, "remy", PASSWORD)
-        remys = "remy-checked-%s" % uuid.uuid4().hex[:8]
-        status, _h, text = remy.post("/changes/%s/review" % first, {
-            "outcome": "accepted", "comment": remys, "csrf_token": remy.csrf("/changes/%s" % first)})
-        assert status == 303, text[:800]
-        wait_until_received_but_not_replayed(standby)
+        remy, remys = _sign_off_while_replay_is_paused(service.base, standby, first, "remy-checked")
         on_primary, on_standby = _reviews_on_primary_and_standby(clusters, first)
         assert remys in on_primary and remys not in on_standby  # written to the primary only
 
@@ -193,12 +201,7 @@ def test_a_replica_lagging_beyond_the_bound_is_not_read(clusters, tmp_path):
         _wait_for_banner(admin, "/changes", "replica")
         standby_sql(standby, "SELECT pg_wal_replay_pause()")
         try:
-            remy = signed_in(process.base, "remy", PASSWORD)
-            comment = "while-lagging-%s" % uuid.uuid4().hex[:8]
-            status, _h, text = remy.post("/changes/%s/review" % run_id, {
-                "outcome": "accepted", "comment": comment, "csrf_token": remy.csrf("/changes/%s" % run_id)})
-            assert status == 303, text[:800]
-            wait_until_received_but_not_replayed(standby)
+            _remy, comment = _sign_off_while_replay_is_paused(process.base, standby, run_id, "while-lagging")
             # the administrator has not acted, but the replica lags more than 0 s: the primary is read, and says so
             page = _page(admin, "/changes/%s" % run_id)
             assert comment in page
