@@ -33,6 +33,14 @@ figure with its baseline from this same run:
              chain-only walk (the fast path) against the walk ``ledger_verify`` made before (the general
              ``verify_rows`` over ``Entry`` objects); then ``--new-entries`` more entries and the incremental
              verify from the signed verified-up-to marker, against a full verify of the same ledger.
+``chain``    the full chain-only walk alone, in CPU time (``time.process_time``: SQLite works in-process; for
+             PostgreSQL the client's share, the server's is not counted) and wall time per entry, three walks in
+             alternating rounds (median of ``--repeat``): the general walk (``verify_rows`` over ``Entry`` objects,
+             the walk before issue 21), the fast walk as it was before it was tuned (kept below as
+             :func:`previous_walk_chain`: 50,000-row batches, the salt read), and the backend's walk now
+             (``SystemOfRecord.verify(payloads=False)``), each with its ratio. Quick form on a shared machine:
+             ``--sections chain --entries 100000``; ``--chain-ledger PATH`` walks an existing SQLite ledger instead
+             of building one (the ledger is only read).
 ``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
              self-verifying archive, the archive checked offline, and the live ledger verified from the
              archive's last hash; baseline: the full verify of the ledger before archiving.
@@ -49,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import multiprocessing
 import os
@@ -67,6 +76,7 @@ sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
 sys.path[:0] = [os.path.join(REPO, "tests"), os.path.join(REPO, "tests", "integration")]
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH  # noqa: E402
+from ansible_collections.changeops.itsm.plugins.module_utils import ledger  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projections  # noqa: E402
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import (  # noqa: E402
@@ -543,6 +553,125 @@ def section_verify(args, workdir, figures, postgres=None):
 
 
 # ------------------------------------------------------------------------------------------------
+# the chain-only fast walk before it was tuned (main fd6688f), kept as the chain section's baseline
+# ------------------------------------------------------------------------------------------------
+def previous_chain_rows(sor, after_seq=0, batch=50000):
+    """``SqlSystemOfRecord._chain_rows`` before: 50,000-row batches, every row's salt."""
+    columns = LEDGER_COLUMNS.replace(", data,", ", CASE WHEN %s THEN data END," % ledger.CHAIN_ROW_DATA_NEEDED)
+    last = after_seq
+    while True:
+        rows = sor._query("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch), (last,))
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1][0]
+
+
+def previous_walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=None):
+    """``ledger.walk_chain`` before (see there): the same checks, a per-row first-entry test and count."""
+    from json.encoder import encode_basestring as quote
+
+    encode_value = ledger.encode_value
+    base = tuple(base) if base else (0, GENESIS_HASH)
+    wanted = ledger._anchor_index(anchors)
+    anchor_failures = []
+    redactions = ledger._Redactions()
+    anchor_found = False
+    sha256 = hashlib.sha256
+    last_seq, last_hash = base
+    first = True
+    count = 0
+    for row in rows:
+        seq, entry_id, at, kind, subject, actor, data, prev_hash, entry_hash, entry_format, _salt, root, marks = row
+        if prev_hash != last_hash or (seq != last_seq + 1 and not (first and not base[0])):
+            return None
+        if entry_format == 2 and marks is None and root is not None:
+            if sha256((prev_hash + "[2,%s,%s,%s,%s,%s,%s]" % (
+                    quote(entry_id), quote(at), quote(kind),
+                    "null" if subject is None else quote(subject) if subject.__class__ is str else encode_value(subject),
+                    "null" if actor is None else quote(actor) if actor.__class__ is str else encode_value(actor),
+                    quote(root))).encode("utf-8")).hexdigest() != entry_hash:
+                return None
+            if kind == ledger.KIND_REDACTED:
+                redactions.note_record(Entry.from_row(row))
+        else:
+            entry = Entry.from_row(row)
+            if ledger.entry_problem(entry, False) is not None:
+                return None
+            redactions.note_entry(entry)
+            if kind == ledger.KIND_REDACTED:
+                redactions.note_record(entry)
+        if seq in wanted:
+            for anchor in wanted[seq]:
+                if anchor["hash"] != entry_hash:
+                    anchor_failures.append(dict(anchor, problem="rewritten", detail=anchor["detail_rewritten"]))
+        if expected_head is not None and entry_hash == expected_head:
+            anchor_found = True
+        last_seq, last_hash = seq, entry_hash
+        first = False
+        count += 1
+    head = (last_seq, last_hash) if count else (base[0], base[1] if base[0] else None)
+    report = ledger._finish_walk(count, head, False, redactions, base, load_entries, wanted, anchor_failures,
+                                 expected_head, anchor_found)
+    return None if report.first_broken is not None else report
+
+
+def cpu_timed(function):
+    """``(cpu_seconds, wall_seconds, result)`` of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = function()
+    return time.process_time() - cpu, time.perf_counter() - wall, result
+
+
+def section_chain(args, workdir, figures, postgres=None):
+    """The full chain-only walk, three ways in alternating rounds: see the module's docstring."""
+    for backend in args.verify_backends:
+        if backend == "sqlite" and args.chain_ledger:
+            config = {"backend": "sqlite", "sqlite_path": args.chain_ledger, "busy_timeout": 600}
+        elif backend == "sqlite":
+            config = shared_sqlite_ledger(args, workdir, figures)
+        else:
+            config = verify_config(backend, workdir, postgres, name="chain")
+            size = args.postgresql_entries or args.entries
+            print("\n== chain (%s): building a ledger of %d entries" % (backend, size), flush=True)
+            seconds, written = timed(lambda: build_ledger(config, size))
+            figures["build"]["chain_" + backend] = {"entries": written, "seconds": seconds}
+        sor = open_system_of_record(config)
+        try:
+            written = sor.head()[0]
+            walks = [
+                ("general", "the general walk (before issue 21)", lambda: verify_rows(sor.iter_entries, payloads=False)),
+                ("previous", "the fast walk before tuning", lambda: previous_walk_chain(
+                    previous_chain_rows(sor), load_entries=sor.entries_at)),
+                ("now", "the walk now (SystemOfRecord.verify)", lambda: sor.verify(payloads=False)),
+            ]
+            print("\n== chain (%s): full chain-only walk of %d entries, %d alternating rounds, load average %s"
+                  % (backend, written, args.repeat, load()), flush=True)
+            measured = {name: ([], []) for name, _label, _walk in walks}
+            heads = set()
+            for _round in range(args.repeat):
+                for name, _label, walk in walks:
+                    cpu, wall, report = cpu_timed(walk)
+                    if report is None or not report.valid:
+                        raise SystemExit("the %s walk did not verify the benchmark's ledger" % name)
+                    heads.add(report.head_hash)
+                    measured[name][0].append(cpu)
+                    measured[name][1].append(wall)
+            assert len(heads) == 1, heads
+        finally:
+            sor.close()
+        now_cpu = statistics.median(measured["now"][0])
+        result = {"entries": written, "rounds": args.repeat, "load_after": load()}
+        for name, label, _walk in walks:
+            cpu, wall = statistics.median(measured[name][0]), statistics.median(measured[name][1])
+            result[name] = {"cpu_s": cpu, "wall_s": wall, "cpu_us_per_entry": cpu / written * 1e6,
+                            "cpu_s_per_million": cpu / written * 1e6}
+            print("   %-40s CPU %7.2f us/entry (~%5.1f s per 1,000,000)  wall %7.2f us/entry  now/this %.2f" % (
+                label, cpu / written * 1e6, cpu / written * 1e6, wall / written * 1e6, now_cpu / cpu))
+        figures.setdefault("chain", {})[backend] = result
+
+
+# ------------------------------------------------------------------------------------------------
 # archive, backup and restore (SQLite: the default backend, and the one a single controller keeps)
 # ------------------------------------------------------------------------------------------------
 def _operation(function, spec, config, **params):
@@ -663,7 +792,9 @@ def main():
                         help="rounds of each timed verification (median; default 3 up to 100,000 entries, else 1)")
     parser.add_argument("--payload-verify", choices=("auto", "yes", "no"), default="auto",
                         help="time a full verify that opens every payload (auto: up to 200,000 entries)")
-    parser.add_argument("--sections", default="verify,backup,archive,append")
+    parser.add_argument("--sections", default="verify,backup,archive,append",
+                        help="any of verify, chain, backup, archive, append, run in the order given")
+    parser.add_argument("--chain-ledger", help="chain section: walk this existing SQLite ledger (only read)")
     parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
     parser.add_argument("--workdir")
     parser.add_argument("--json", help="write the figures here as JSON")
@@ -676,13 +807,13 @@ def main():
     args.append_entries = args.append_entries or min(args.entries, 50000)
     if args.repeat is None:
         args.repeat = 3 if args.entries <= 100000 else 1
-    unknown = set(args.sections) - {"append", "verify", "archive", "backup"}
+    unknown = set(args.sections) - {"append", "verify", "chain", "archive", "backup"}
     if unknown:
-        parser.error("--sections: unknown %s (append, verify, archive, backup)" % ", ".join(sorted(unknown)))
+        parser.error("--sections: unknown %s (append, verify, chain, archive, backup)" % ", ".join(sorted(unknown)))
     workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
     os.makedirs(workdir, exist_ok=True)
     print("load average at start: %s (%d CPUs)" % (load(), os.cpu_count()))
-    figures = {"append": {}, "verify": {}, "archive": {}, "backup": {}, "build": {}, "sections": {},
+    figures = {"append": {}, "verify": {}, "chain": {}, "archive": {}, "backup": {}, "build": {}, "sections": {},
                "entries": args.entries, "append_entries": args.append_entries, "load_start": load()}
 
     def save():
@@ -693,7 +824,7 @@ def main():
     postgres = None
     try:
         if ("postgresql" in args.backends and "append" in args.sections) or (
-                "postgresql" in args.verify_backends and "verify" in args.sections):
+                "postgresql" in args.verify_backends and ("verify" in args.sections or "chain" in args.sections)):
             postgres = Postgres(args.dsn, workdir)
         for section in args.sections:
             started = time.perf_counter()

@@ -33,6 +33,7 @@ payload_root, redactions)`` and call :func:`verify_rows` to walk them; nothing h
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import uuid
 
@@ -656,17 +657,23 @@ def _finish_walk(count, head, payloads, redactions, base, load_entries, wanted, 
     return report
 
 
-#: the columns :func:`walk_chain` reads, in ``Entry.from_row`` order (``data`` may be None: see there)
+#: :func:`walk_chain` reads ``Entry.from_row`` rows whose ``data`` is None unless this SQL condition holds (format 1,
+#: an entry holding redactions, a ``ledger.redacted`` record) and whose ``salt`` is None unless
+#: :data:`CHAIN_ROW_SALT_NEEDED` holds (a chain-only walk opens only redacted entries' payloads)
 CHAIN_ROW_DATA_NEEDED = "entry_format <> 2 OR redactions IS NOT NULL OR kind = '%s'" % KIND_REDACTED
+CHAIN_ROW_SALT_NEEDED = "redactions IS NOT NULL"
 
 
 def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=None):
     """The chain-only verification (``verify_rows(..., payloads=False)``) at the speed of the hashing.
 
-    ``rows`` is an iterable of raw ledger rows in ``seq`` order, in ``Entry.from_row`` order, whose
-    ``data`` is None except where the checks need it (format 1, an entry holding redactions, a
-    ``ledger.redacted`` record: :data:`CHAIN_ROW_DATA_NEEDED`). A plain format-2 row costs one header
-    hash and no object; the others are checked as ``Entry`` objects exactly as :func:`verify_rows` does.
+    ``rows`` is an iterable of raw ledger rows in ``seq`` order, in ``Entry.from_row`` order, whose ``data`` and
+    ``salt`` are None except where the checks need them (:data:`CHAIN_ROW_DATA_NEEDED`,
+    :data:`CHAIN_ROW_SALT_NEEDED`). A plain format-2 row (no redactions, a payload root, not a ``ledger.redacted``
+    record) costs one hash and no object: ``sha256(prev_hash || header_json(...))`` built from its stored columns
+    by one format string, after checking that its ``prev_hash`` is the previous row's ``hash`` and its ``seq``
+    the next one. Every other row takes the general path, row by row: an ``Entry`` checked by
+    :func:`entry_problem` and noted for the redaction checks, exactly as :func:`verify_rows` does.
 
     Returns the report when every link holds, and None as soon as anything does not: the caller then runs
     :func:`verify_rows`, whose report says exactly what broke and where (a broken ledger is the rare case,
@@ -679,38 +686,40 @@ def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=N
     anchor_found = False
     quote = _encode_string
     sha256 = _sha256
+    committed, redacted_kind = FORMAT_COMMITTED, KIND_REDACTED
     last_seq, last_hash = base
-    first = True
-    count = 0
-    for row in rows:
-        seq, entry_id, at, kind, subject, actor, data, prev_hash, entry_hash, entry_format, _salt, root, marks = row
-        if prev_hash != last_hash or (seq != last_seq + 1 and not (first and not base[0])):
+    rows = iter(rows)
+    first = next(rows, None)
+    if first is not None and not base[0]:
+        # a whole-ledger walk does not check the first entry's position (as verify_rows), only its link
+        last_seq = first[0] - 1
+    first_seq = last_seq + 1
+    for row in itertools.chain((first,), rows) if first is not None else ():
+        seq, entry_id, at, kind, subject, actor, _data, prev_hash, entry_hash, entry_format, _salt, root, marks = row
+        if prev_hash != last_hash or seq != last_seq + 1:
             return None
-        if entry_format == FORMAT_COMMITTED and marks is None and root is not None:
-            if sha256((prev_hash + "[2,%s,%s,%s,%s,%s,%s]" % (
-                    quote(entry_id), quote(at), quote(kind),
+        if marks is None and entry_format == committed and root is not None and kind != redacted_kind:
+            if sha256(("%s[2,%s,%s,%s,%s,%s,%s]" % (
+                    prev_hash, quote(entry_id), quote(at), quote(kind),
                     "null" if subject is None else quote(subject) if subject.__class__ is str else encode_value(subject),
                     "null" if actor is None else quote(actor) if actor.__class__ is str else encode_value(actor),
                     quote(root))).encode("utf-8")).hexdigest() != entry_hash:
                 return None
-            if kind == KIND_REDACTED:
-                redactions.note_record(Entry.from_row(row))
         else:
             entry = Entry.from_row(row)
             if entry_problem(entry, False) is not None:
                 return None
             redactions.note_entry(entry)
-            if kind == KIND_REDACTED:
+            if kind == redacted_kind:
                 redactions.note_record(entry)
         if seq in wanted:
             for anchor in wanted[seq]:
                 if anchor["hash"] != entry_hash:
                     anchor_failures.append(dict(anchor, problem="rewritten", detail=anchor["detail_rewritten"]))
-        if expected_head is not None and entry_hash == expected_head:
+        if entry_hash == expected_head:
             anchor_found = True
         last_seq, last_hash = seq, entry_hash
-        first = False
-        count += 1
+    count = last_seq - first_seq + 1
     head = (last_seq, last_hash) if count else (base[0], base[1] if base[0] else None)
     report = _finish_walk(count, head, False, redactions, base, load_entries, wanted, anchor_failures, expected_head,
                           anchor_found)

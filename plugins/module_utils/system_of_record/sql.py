@@ -15,6 +15,7 @@ import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     CHAIN_ROW_DATA_NEEDED,
+    CHAIN_ROW_SALT_NEEDED,
     KIND_ARCHIVED,
     Entry,
     walk_chain,
@@ -296,12 +297,20 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         return super(SqlSystemOfRecord, self)._walk(expected_head=expected_head, payloads=payloads, anchors=anchors,
                                                     base=base)
 
-    def _chain_rows(self, after_seq=0, batch=50000):
-        """Raw ledger rows after ``after_seq`` in chain order, ``data`` only where ``walk_chain`` needs it."""
-        columns = LEDGER_COLUMNS.replace(", data,", ", CASE WHEN %s THEN data END," % CHAIN_ROW_DATA_NEEDED)
+    #: rows a chain-only walk reads per query: a batch that stays in the CPU's caches (50,000 cost SQLite ~0.7 us
+    #: more per entry); PostgreSQL takes more per round trip
+    _CHAIN_BATCH = 2000
+
+    def _chain_rows(self, after_seq=0, batch=None):
+        """Raw ledger rows after ``after_seq`` in chain order, ``data`` and ``salt`` only where ``walk_chain`` needs
+        them (``CHAIN_ROW_DATA_NEEDED``, ``CHAIN_ROW_SALT_NEEDED``)."""
+        batch = batch or self._CHAIN_BATCH
+        columns = LEDGER_COLUMNS.replace(", data,", ", CASE WHEN %s THEN data END," % CHAIN_ROW_DATA_NEEDED).replace(
+            ", salt,", ", CASE WHEN %s THEN salt END," % CHAIN_ROW_SALT_NEEDED)
+        statement = "SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch)
         last = after_seq
         while True:
-            rows = self._query("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (columns, batch), (last,))
+            rows = self._query(statement, (last,))
             yield from rows
             if len(rows) < batch:
                 return
