@@ -287,8 +287,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             # READ COMMITTED whatever the server default: the head must be read
             # with a snapshot taken *after* the ledger lock was granted.
             conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", ("%ds" % self.busy_timeout,))
-            self._migrate(conn)
+            self._migrate(conn, self._prepare_session(conn))
         except psycopg.Error as exc:
             _close_quietly(conn)
             self._raise_if_damaged(exc)
@@ -300,8 +299,23 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             raise
         return conn
 
-    def _migrate(self, conn):
-        current = self._schema_version(conn)
+    def _prepare_session(self, conn):
+        """Set the session's lock_timeout and return the applied schema version (None: no changeops tables yet).
+
+        One round trip on a database already migrated (every connection but the first ever): each forked Ansible
+        worker that reads or writes the record (the change gate of every play) opens its own connection, and
+        under load every round trip waits for the server process to be scheduled. The first connection to an
+        empty database gets an error for the missing table, without effect (autocommit: no transaction is left
+        aborted), and takes the three statements the single one stands for."""
+        timeout = "%ds" % self.busy_timeout
+        try:
+            return conn.execute("SELECT set_config('lock_timeout', %s, false),"
+                                " (SELECT COALESCE(MAX(version), 0) FROM schema_migrations)", (timeout,)).fetchone()[1]
+        except _pg_errors.UndefinedTable:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
+            return self._schema_version(conn)
+
+    def _migrate(self, conn, current):
         if current is not None and current >= schema.LATEST_VERSION:
             self._refuse_newer(current)
             return
