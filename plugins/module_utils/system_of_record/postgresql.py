@@ -226,6 +226,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     set_parameter = "any"
     #: rows are fetched as rows (``intelligence.IntelligenceQueries._packed_rows``): json_agg measured slower here
     packs_rows = False
+    #: ``_queries`` sends its statements in one pipeline (``intelligence.IntelligenceQueries.find_ci_summaries``)
+    pipelines_reads = True
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"
@@ -639,6 +641,38 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                 raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
                                          % (self.describe(), self._scrub(_one_line(exc))),
                                          backend=self.describe())
+
+        return self._retrying(attempt, "reading")
+
+    def _queries(self, statements):
+        """The statements in one pipeline: one round trip for all (the CIs of a play and their facets), where each
+        would wait for its answer and, under load, for the server process to be scheduled. A reader routed to a
+        replica reads them one by one (``_query`` chooses its server)."""
+        if self.read_dsn or len(statements) < 2:
+            return super(PostgresqlSystemOfRecord, self)._queries(statements)
+
+        def attempt():
+            conn = self._connection()
+            cursors = []
+            try:
+                with conn.pipeline():
+                    for sql, params in statements:
+                        cursor = conn.cursor()
+                        cursors.append(cursor)
+                        cursor.execute(self._sql(sql), params)
+                    return [cursor.fetchall() for cursor in cursors]
+            except psycopg.Error as exc:
+                if self._lost(exc):
+                    self._discard()
+                    raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
+                                          % (self.describe(), self._scrub(_one_line(exc))), exc,
+                                          backend=self.describe())
+                self._raise_if_damaged(exc)
+                raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
+                                         % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+            finally:
+                for cursor in cursors:
+                    cursor.close()
 
         return self._retrying(attempt, "reading")
 
