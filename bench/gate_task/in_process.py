@@ -52,7 +52,7 @@ def child(args):
     full.update(fail_on_deny=False)
     play = {"name": "Fleet change", "tags": [], "playbook_name": "play.yml", "modules": ["ansible.builtin.debug"],
             "play_host_count": len(hosts)}
-    figures = []
+    figures, walls = [], []
     for _number in range(args.runs):
         # a run around each gate, as the change_recorder records it: started before, finished after (a run left
         # running would be a collision of every later gate, and each evaluation would cost more than the last)
@@ -64,7 +64,7 @@ def child(args):
         # as the action plugin runs it: no cyclic collection during the gate (see plugins/action/change_gate.py)
         gc.disable()
         gc.freeze()
-        started = time.process_time()
+        started, wall = time.process_time(), time.perf_counter()
         sor = open_system_of_record(config)
         try:
             ctx = OperationContext(sor, full, run_id=run_id, actor="ops@controller")
@@ -73,6 +73,7 @@ def child(args):
         finally:
             sor.close()
         figures.append((time.process_time() - started) * 1000)
+        walls.append((time.perf_counter() - wall) * 1000)
         gc.unfreeze()
         gc.enable()
         gc.collect()
@@ -80,7 +81,7 @@ def child(args):
         sor.append([Entry("run.finished", run_id, {"run_id": run_id, "outcome": "successful"})])
         sor.close()
         decision = result["decision"]
-    print(json.dumps({"cpu_ms": figures, "type": decision["type"],
+    print(json.dumps({"cpu_ms": figures, "wall_ms": walls, "type": decision["type"],
                       "services": (decision.get("blast_radius") or {}).get("service_count")}))
 
 
@@ -121,6 +122,7 @@ def main():
     trees = [("this tree", os.path.join(REPO, ".build", "collections")),
              (args.compare, bench.export_tree(args.compare, root))]
     figures = {label: [] for label, _path in trees}
+    walls = {label: [] for label, _path in trees}
     for number in range(args.rounds):
         for label, path in (trees if number % 2 == 0 else trees[::-1]):
             completed = subprocess.run(
@@ -130,15 +132,22 @@ def main():
             found = json.loads(completed.stdout.strip().splitlines()[-1])
             # the first evaluation of a process pays its imports and caches: not the figure
             figures[label].extend(found["cpu_ms"][1:])
-            print("round %d, %s: %s ms CPU; decision %s, blast radius %s services"
-                  % (number + 1, label, " ".join("%.1f" % value for value in found["cpu_ms"]), found["type"],
+            walls[label].extend(found["wall_ms"][1:])
+            print("round %d, %s: %s ms CPU (wall %s); decision %s, blast radius %s services"
+                  % (number + 1, label, " ".join("%.1f" % value for value in found["cpu_ms"]),
+                     " ".join("%.0f" % value for value in found["wall_ms"]), found["type"],
                      found["services"]))
     print("\n%s, %d hosts, %d CIs, %d change requests, %s" % (args.backend, args.hosts, args.cis, args.requests,
                                                               datetime.date.today()))
     medians = {label: statistics.median(figures[label]) for label, _path in trees}
+    wall_medians = {label: statistics.median(walls[label]) for label, _path in trees}
     for label, _path in trees:
-        print("  %-10s run_gate CPU median %7.1f ms  (of %d)" % (label, medians[label], len(figures[label])))
+        print("  %-10s run_gate CPU median %7.1f ms, wall %7.1f ms  (of %d)"
+              % (label, medians[label], wall_medians[label], len(figures[label])))
     print("run_gate CPU, this tree / %s: %.2f" % (args.compare, medians["this tree"] / medians[args.compare]))
+    # the wall time adds the waits (the database server's own work, round trips) and whatever the load takes
+    print("run_gate wall, this tree / %s: %.2f (the load's share included)"
+          % (args.compare, wall_medians["this tree"] / wall_medians[args.compare]))
     print("load average at end: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
     subprocess.run(["rm", "-rf", root], check=False)
 
