@@ -109,7 +109,7 @@ def groups_holding(hosts, host_groups):
     return groups
 
 
-def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
+def build_change_context(play, hosts, host_groups, cis, user, check_mode, now, ci_documents=True):
     """The document that template conditions (JMESPath) are evaluated against.
 
     ``play`` is what the action plugin found in the play (see
@@ -120,11 +120,90 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     ``environments`` and ``hosts_without_environment`` cover the hosts tasks
     delegate to as well: the play changes them too, so environment limits and
     freezes must see them.
+
+    ``ci_documents``: whether to build ``cis``, one document per targeted host (True), or a function of the
+    play's environments that says whether anything will read them (``ci_documents_read``): for a play of
+    10,000 hosts they are most of the context's cost, and only a template condition that reads ``cis`` or an
+    environment limit's reason (which names the hosts outside it) does. Without them the context has no ``cis``
+    key, and the aggregates are the same.
     """
+    by_name = {ci["name"]: ci for ci in reversed(cis) if ci.get("name")}
+    ci_docs = None
+    if ci_documents is not True:
+        lean = _host_aggregates(hosts, by_name)
+        if lean is not None and not ci_documents(sorted(lean[3])):
+            hosts_without_ci, hosts_without_environment, classes, environments, services = lean
+        else:
+            ci_documents = True
+    if ci_documents is True:
+        ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services = _host_documents(
+            hosts, by_name)
+    return _context(play, hosts, host_groups, by_name, ci_docs, hosts_without_ci, hosts_without_environment,
+                    classes, environments, services, user, check_mode, now)
+
+
+def ci_documents_read(policies):
+    """For ``build_change_context``: a function of the play's environments saying whether deciding under
+    ``policies`` (the policy in force, a draft beside it; None skipped) reads the per-host documents ``cis``:
+    a template condition that can read them (``Policy.conditions_may_read``), or a template's environment
+    limit that one of the play's environments is outside of (its reason lists the hosts there:
+    ``change_policy.template_mismatches``)."""
+    policies = [policy for policy in policies if policy is not None]
+    if any(policy.conditions_may_read("cis") for policy in policies):
+        return lambda environments: True
+    limits = [frozenset(template.environments) for policy in policies for template in policy.templates
+              if template.environments is not None]
+
+    def read(environments):
+        return any(not limit.issuperset(environments) for limit in limits)
+    return read
+
+
+def _host_aggregates(hosts, by_name):
+    """``(hosts_without_ci, hosts_without_environment, classes, environments, services)`` of the targeted hosts
+    as ``_host_documents`` gives them, without a document per host; None when a CI's list of services holds
+    something other than names (``_host_documents`` normalises those lists in its documents)."""
+    hosts_without_ci = []
+    hosts_without_environment = []
+    environments = set()
+    classes = set()
+    service_lists = []
+    add_environment = environments.add
+    add_class = classes.add
+    add_services = service_lists.append
+    find = by_name.get
+    for host in hosts:
+        ci = find(host)
+        if ci is None:
+            hosts_without_ci.append(host)
+            hosts_without_environment.append(host)
+            continue
+        get = ci.get
+        ci_services = (get("attributes") or _NO_ATTRIBUTES).get("services")
+        if ci_services.__class__ is not list:
+            ci_services = ci_service_names(ci)
+        add_services(ci_services)
+        add_class(get("class"))
+        environment = get("environment")
+        if environment:
+            add_environment(environment)
+        else:
+            hosts_without_environment.append(host)
+    try:
+        services = set(itertools.chain.from_iterable(service_lists))
+    except TypeError:
+        return None
+    if any(name.__class__ is not str or not name.strip() for name in services):
+        return None
+    classes.discard(None)
+    return hosts_without_ci, hosts_without_environment, classes, environments, services
+
+
+def _host_documents(hosts, by_name):
+    """The targeted hosts' CI documents and the aggregates taken from them."""
     # One pass over the hosts with as little work per host as possible: this loop is the whole cost of the
     # context for a play of thousands of hosts. The aggregates are taken from the documents after it, each
     # in one C-level pass.
-    by_name = {ci["name"]: ci for ci in reversed(cis) if ci.get("name")}
     ci_docs = []
     add_doc = ci_docs.append
     hosts_without_ci = []
@@ -165,6 +244,11 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         for doc in ci_docs:
             doc["services"] = ci_service_names(by_name[doc["name"]])
             services.update(doc["services"])
+    return ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services
+
+
+def _context(play, hosts, host_groups, by_name, ci_docs, hosts_without_ci, hosts_without_environment, classes,
+             environments, services, user, check_mode, now):
     targeted = set(hosts)
     delegated_docs = []
     for host in play.get("delegated_hosts") or ():
@@ -186,7 +270,7 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
     groups.discard("all")
     groups.discard("ungrouped")
     local_now = now.astimezone(datetime.timezone.utc)
-    return {
+    context = {
         "playbook": play.get("playbook"),
         "playbook_name": play.get("playbook_name"),
         "play": play.get("name") or "",
@@ -227,7 +311,6 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "unresolved_delegations": list(play.get("unresolved_delegations") or []),
         "real_in_check_mode": list(play.get("real_in_check_mode") or []),
         "uninspectable_includes": list(play.get("uninspectable_includes") or []),
-        "cis": ci_docs,
         "hosts_without_ci": hosts_without_ci,
         "hosts_without_environment": hosts_without_environment,
         "environments": sorted(environments),
@@ -239,6 +322,9 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now):
         "weekday": change_policy.WEEKDAYS[local_now.weekday()],
         "hour": local_now.hour,
     }
+    if ci_docs is not None:
+        context["cis"] = ci_docs
+    return context
 
 
 def context_summary(context):
@@ -641,7 +727,10 @@ def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
     # it decides who may declare an emergency
     user = ctx.actor.split("@", 1)[0]
-    context = build_change_context(play, hosts, host_groups, cis, user, ctx.check_mode, now)
+    # the per-host CI documents only when deciding reads them (a condition on cis, an environment limit's reason)
+    draft = policy_choice.draft.policy if policy_choice is not None and policy_choice.draft is not None else None
+    context = build_change_context(play, hosts, host_groups, cis, user, ctx.check_mode, now,
+                                   ci_documents=ci_documents_read((policy, draft)))
     claimed = claimed_user()
     if claimed:
         context["claimed_user"] = claimed

@@ -406,6 +406,22 @@ class Policy(object):
             for text, compiled in template.conditions:
                 self.expressions.setdefault(text, compiled)
 
+    def conditions_may_read(self, key):
+        """Whether some template condition may read ``key`` of the change context (a top-level key): it names
+        the key, or it can see the whole context (``@``, a projection or ``keys``/``values`` of it). The gate
+        builds what no condition reads only when something else reads it (``change_gate.build_change_context``)."""
+        read = getattr(self, "_context_keys_read", False)
+        if read is False:
+            read = set()
+            for compiled in self.expressions.values():
+                keys = context_keys_read(compiled.parsed)
+                if keys is None:
+                    read = None
+                    break
+                read |= keys
+            self._context_keys_read = read
+        return read is None or key in read
+
     @property
     def document(self):
         """The validated document as plain data: what a publication stores besides the file's text."""
@@ -686,6 +702,38 @@ def parse_policy_text(raw, origin):
 # --------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------
+#: JMESPath AST nodes whose first child is evaluated against the value at hand and the others against what that
+#: child gives (``a.b``, ``a[0]``, ``a | b``, ``a[*].b``, ``a.*``, ``a[?c]``, ``a[]``)
+_CHAINED_NODES = ("subexpression", "index_expression", "pipe", "projection", "value_projection", "filter_projection",
+                  "flatten")
+#: nodes whose every child is evaluated against the value at hand
+_BRANCHING_NODES = ("comparator", "or_expression", "and_expression", "not_expression", "function_expression",
+                    "multi_select_list", "multi_select_dict", "key_val_pair")
+
+
+def context_keys_read(node):
+    """The top-level keys of the document a parsed JMESPath expression (``compiled.parsed``) can read, or None
+    when it can read the whole document: ``@`` or a projection at the top (``*``, ``[0]``, ``[?...]``), or a node
+    this function does not know (a newer jmespath). An ``&expression`` argument is evaluated by the function
+    (``sort_by``, ``max_by``...) against the items of another argument, never against the document itself."""
+    kind = node.get("type")
+    if kind == "field":
+        return {node["value"]}
+    if kind in ("literal", "expref"):
+        return set()
+    if kind in _CHAINED_NODES:
+        return context_keys_read(node["children"][0])
+    if kind in _BRANCHING_NODES:
+        keys = set()
+        for child in node["children"]:
+            found = context_keys_read(child)
+            if found is None:
+                return None
+            keys |= found
+        return keys
+    return None
+
+
 def truthy(value):
     """JMESPath truthiness: false, null, empty string/list/object are false."""
     return not (value is None or value is False or value == "" or value == [] or value == {})

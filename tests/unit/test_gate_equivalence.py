@@ -140,11 +140,16 @@ class _GenericReads(object):
         return getattr(self._sor, name)
 
 
+def _main_context(*args, **_ci_documents):
+    """main's context: every host's CI document, whatever the policy reads"""
+    return gate_reference.build_change_context(*args)
+
+
 class _MainCiSummaries(intelligence.CiSummaries):
     FACETS = None  # main read every facet of a host's CI
 
 
-def gate(sor, params, tags, reference):
+def gate(sor, params, tags, reference, policy_document=None):
     full = dict((name, option.get("default")) for name, option in change_gate.CHANGE_GATE_SPEC.items())
     full.update(fail_on_deny=False, **params)
     reads = _GenericReads(sor) if reference else sor
@@ -154,7 +159,7 @@ def gate(sor, params, tags, reference):
             "play_host_count": len(HOSTS)}
     groups = (gate_reference.host_groups(HOSTS, {"groups": GROUPS}) if reference
               else InventoryGroups(GROUPS))
-    policy = change_policy.parse_policy(POLICY, "policy.yml")
+    policy = change_policy.parse_policy(policy_document or POLICY, "policy.yml")
     result = change_gate.run_gate(ctx, policy, play, HOSTS, groups, "play-1", uuid.uuid4().hex,
                                   now_func=lambda: NOW, progress=lambda message: None)
     decision = dict(result["decision"])
@@ -180,7 +185,7 @@ def test_the_gate_decides_as_main_did(open_sor, monkeypatch, params, tags, whole
     now_path = gate(sor, params, tags, reference=False)
     with monkeypatch.context() as reference:
         reference.setattr(change_gate, "find_host_cis", gate_reference.find_host_cis)
-        reference.setattr(change_gate, "build_change_context", gate_reference.build_change_context)
+        reference.setattr(change_gate, "build_change_context", _main_context)
         reference.setattr(intelligence, "CiSummaries", _MainCiSummaries)
         main_path = gate(sor, params, tags, reference=True)
     assert now_path == main_path
@@ -191,6 +196,66 @@ def test_the_gate_decides_as_main_did(open_sor, monkeypatch, params, tags, whole
     assert "orphan01" in now_path["context"]["hosts_without_ci"]
     if not params:
         assert now_path["allowed"] is False and now_path["reasons"]
+
+
+def _templates(*templates):
+    return dict(POLICY, templates=list(templates))
+
+
+ROUTINE = {"name": "routine", "conditions": ["contains(tags, 'routine')", "blast_radius.service_count < `100`"],
+           "max_hosts": 100}
+#: policies whose conditions read the per-host CI documents (``cis``) or not, and whose environment limits the play
+#: breaks (the reason lists the hosts outside them, from ``cis``) or not: and whether the gate builds them
+POLICIES = [
+    pytest.param(POLICY, True, id="condition-reads-cis"),
+    pytest.param(_templates(ROUTINE, {"name": "prod-count", "conditions": [
+        "length(sort_by(cis, &name)[?environment == 'production']) > `0`"]}), True, id="condition-reads-cis-sorted"),
+    pytest.param(_templates(ROUTINE), False, id="nothing-reads-cis"),
+    pytest.param(_templates(dict(ROUTINE, environments=["test", "staging", "production"])), False,
+                 id="environment-limit-kept"),
+    pytest.param(_templates(dict(ROUTINE, environments=["test", "staging"])), True, id="environment-limit-broken"),
+    pytest.param(_templates(ROUTINE, {"name": "whole", "conditions": ["length(keys(@)) > `100`"]}), True,
+                 id="condition-reads-whole-context"),
+    pytest.param(_templates(ROUTINE, {"name": "starred", "conditions": ["length(*[?environment]) > `0`"]}), True,
+                 id="condition-projects-the-context"),
+]
+
+
+@pytest.mark.parametrize("policy_document,builds_cis", POLICIES)
+@pytest.mark.parametrize("params,tags", SCENARIOS[:2] + SCENARIOS[3:])
+def test_the_ci_documents_are_built_only_when_deciding_reads_them(open_sor, monkeypatch, policy_document, builds_cis,
+                                                                  params, tags):
+    # a play's per-host CI documents (context["cis"]) are most of the context's cost at 10,000 hosts: built only
+    # when a condition or an environment limit's reason reads them, and the decision is main's either way
+    sor = open_sor()
+    seed(sor)
+    built = []
+    host_documents = change_gate._host_documents  # pylint: disable=protected-access
+    monkeypatch.setattr(change_gate, "_host_documents", lambda *args: built.append(1) or host_documents(*args))
+    now_path = gate(sor, params, tags, reference=False, policy_document=policy_document)
+    assert bool(built) is builds_cis
+    with monkeypatch.context() as reference:
+        reference.setattr(change_gate, "find_host_cis", gate_reference.find_host_cis)
+        reference.setattr(change_gate, "build_change_context", _main_context)
+        reference.setattr(intelligence, "CiSummaries", _MainCiSummaries)
+        main_path = gate(sor, params, tags, reference=True, policy_document=policy_document)
+    assert now_path == main_path
+    if policy_document is POLICIES[4].values[0] and tags == ["routine"]:
+        # not vacuous: the limit's reason names hosts from their CI documents
+        assert any("is allowed in environments staging, test only; h02" in reason for reason in now_path["reasons"])
+
+
+@pytest.mark.parametrize("expression,keys", [
+    ("contains(tags, 'x') && blast_radius.service_count < `5`", {"tags", "blast_radius"}),
+    ("length(cis[?environment=='production']) < `50`", {"cis"}),
+    ("sort_by(hosts_list, &cis)[0] | name", {"hosts_list"}),
+    ("{a: cis, b: `1`}.a", {"cis"}),
+    ("!(environments[0] == 'x') || not_null(user, 'y')", {"environments", "user"}),
+    ("@.cis", None), ("*", None), ("[0]", None), ("[?x]", None), ("values(@)", None), ("length(@) > `3`", None),
+])
+def test_the_context_keys_a_condition_reads(expression, keys):
+    import jmespath  # pylint: disable=import-outside-toplevel
+    assert change_policy.context_keys_read(jmespath.compile(expression).parsed) == keys
 
 
 def test_the_reads_and_the_context_agree_with_main(open_sor, monkeypatch):

@@ -249,6 +249,14 @@ class IntelligenceQueries(object):
     #: whether ``_packed_rows`` has the database pack many rows into one JSON value; the backends set it
     packs_rows = True
 
+    #: whether ``_queries`` sends its statements in one round trip (a PostgreSQL pipeline): then a read of CIs
+    #: fetches their facets in the same round trip (``find_ci_summaries``); the backends set it
+    pipelines_reads = False
+
+    def _queries(self, statements):
+        """The rows of each ``(sql, params)``; a backend that can sends them at once (``pipelines_reads``)."""
+        return [self._query(sql, params) for sql, params in statements]
+
     def _in_values(self, column, values):
         """``(clause, params)``: ``column`` is one of ``values``, however many, as one query with one bound
         parameter (no IN list per batch of 500, no whole-table read filtered here): the gate's set-based reads
@@ -311,25 +319,53 @@ class IntelligenceQueries(object):
         ``find_cis``: one query for the CIs of each kind of key given and one for their facets."""
         found = {}
         columns = "ci_id, name, ci_class, status, environment"
+        facet_clause, facet_params = "", ()
+        if facets is not None:
+            facet_clause = " AND facet IN (%s)" % _marks(facets)
+            facet_params = tuple(facets)
+        reads, wanted_by, chosen = [], [], []
         for column, values in (("name", names), ("ci_id", ci_ids)):
             if not values:
                 continue
             if len(values) > self.WHOLE_TABLE_ABOVE:
                 wanted = values if isinstance(values, (set, frozenset, dict)) else set(values)
-                index = 1 if column == "name" else 0
-                rows = [row for row in self._packed_rows(columns, "FROM configuration_items") if row[index] in wanted]
+                reads.append(("FROM configuration_items", ()))
+                wanted_by.append((1 if column == "name" else 0, wanted))
+                chosen = None
             else:
                 clause, params = self._in_values(column, values)
-                rows = self._packed_rows(columns, "FROM configuration_items WHERE %s" % clause, params)
+                reads.append(("FROM configuration_items WHERE %s" % clause, params))
+                wanted_by.append(None)
+                if chosen is not None:
+                    chosen.append((clause, params))
+        facet_rows = None
+        if self.pipelines_reads and reads:
+            # the facets of the CIs those statements select, in the same round trip (a pipeline): chosen by the same
+            # clauses in a subquery, or the whole table when a statement takes the whole table (filtered below)
+            statements = [("SELECT %s %s" % (columns, rest), params) for rest, params in reads]
+            if chosen is None:
+                statements.append(("SELECT ci_id, facet, value FROM ci_facets WHERE 1 = 1%s" % facet_clause,
+                                   facet_params))
+            else:
+                statements.append((
+                    "SELECT ci_id, facet, value FROM ci_facets WHERE ci_id IN (SELECT ci_id FROM configuration_items"
+                    " WHERE %s)%s" % (" OR ".join(clause for clause, _params in chosen), facet_clause),
+                    tuple(value for _clause, params in chosen for value in params) + facet_params))
+            results = self._queries(statements)
+            facet_rows = results.pop()
+        else:
+            results = [self._packed_rows(columns, rest, params) for rest, params in reads]
+        for rows, wanted in zip(results, wanted_by):
+            if wanted is not None:
+                index, wanted = wanted
+                rows = [row for row in rows if row[index] in wanted]
             for ci_id, name, ci_class, status, environment in rows:
                 found[ci_id] = {"ci_id": ci_id, "name": name, "class": ci_class, "status": status,
                                 "environment": environment, "attributes": {}}
         if found:
-            facet_clause, facet_params = "", ()
-            if facets is not None:
-                facet_clause = " AND facet IN (%s)" % _marks(facets)
-                facet_params = tuple(facets)
-            if len(found) > self.WHOLE_TABLE_ABOVE:
+            if facet_rows is not None:
+                rows = [row for row in facet_rows if row[0] in found]
+            elif len(found) > self.WHOLE_TABLE_ABOVE:
                 rows = [row for row in self._packed_rows("ci_id, facet, value", "FROM ci_facets WHERE 1 = 1%s"
                                                          % facet_clause, facet_params) if row[0] in found]
             else:

@@ -226,6 +226,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     set_parameter = "any"
     #: rows are fetched as rows (``intelligence.IntelligenceQueries._packed_rows``): json_agg measured slower here
     packs_rows = False
+    #: ``_queries`` sends its statements in one pipeline (``intelligence.IntelligenceQueries.find_ci_summaries``)
+    pipelines_reads = True
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"
@@ -287,8 +289,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             # READ COMMITTED whatever the server default: the head must be read
             # with a snapshot taken *after* the ledger lock was granted.
             conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-            conn.execute("SELECT set_config('lock_timeout', %s, false)", ("%ds" % self.busy_timeout,))
-            self._migrate(conn)
+            self._migrate(conn, self._prepare_session(conn))
         except psycopg.Error as exc:
             _close_quietly(conn)
             self._raise_if_damaged(exc)
@@ -300,8 +301,23 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             raise
         return conn
 
-    def _migrate(self, conn):
-        current = self._schema_version(conn)
+    def _prepare_session(self, conn):
+        """Set the session's lock_timeout and return the applied schema version (None: no changeops tables yet).
+
+        One round trip on a database already migrated (every connection but the first ever): each forked Ansible
+        worker that reads or writes the record (the change gate of every play) opens its own connection, and
+        under load every round trip waits for the server process to be scheduled. The first connection to an
+        empty database gets an error for the missing table, without effect (autocommit: no transaction is left
+        aborted), and takes the three statements the single one stands for."""
+        timeout = "%ds" % self.busy_timeout
+        try:
+            return conn.execute("SELECT set_config('lock_timeout', %s, false),"
+                                " (SELECT COALESCE(MAX(version), 0) FROM schema_migrations)", (timeout,)).fetchone()[1]
+        except _pg_errors.UndefinedTable:
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", (timeout,))
+            return self._schema_version(conn)
+
+    def _migrate(self, conn, current):
         if current is not None and current >= schema.LATEST_VERSION:
             self._refuse_newer(current)
             return
@@ -627,6 +643,38 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                 raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
                                          % (self.describe(), self._scrub(_one_line(exc))),
                                          backend=self.describe())
+
+        return self._retrying(attempt, "reading")
+
+    def _queries(self, statements):
+        """The statements in one pipeline: one round trip for all (the CIs of a play and their facets), where each
+        would wait for its answer and, under load, for the server process to be scheduled. A reader routed to a
+        replica reads them one by one (``_query`` chooses its server)."""
+        if self.read_dsn or len(statements) < 2:
+            return super(PostgresqlSystemOfRecord, self)._queries(statements)
+
+        def attempt():
+            conn = self._connection()
+            cursors = []
+            try:
+                with conn.pipeline():
+                    for sql, params in statements:
+                        cursor = conn.cursor()
+                        cursors.append(cursor)
+                        cursor.execute(self._sql(sql), params)
+                    return [cursor.fetchall() for cursor in cursors]
+            except psycopg.Error as exc:
+                if self._lost(exc):
+                    self._discard()
+                    raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
+                                          % (self.describe(), self._scrub(_one_line(exc))), exc,
+                                          backend=self.describe())
+                self._raise_if_damaged(exc)
+                raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
+                                         % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+            finally:
+                for cursor in cursors:
+                    cursor.close()
 
         return self._retrying(attempt, "reading")
 
