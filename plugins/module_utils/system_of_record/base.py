@@ -584,6 +584,12 @@ class SystemOfRecord(abc.ABC):
         and label key (only the run ids with ``run_ids_only``)."""
         raise NotImplementedError
 
+    def find_metric_failure_rows(self, since, until, failed_only=False, run_ids=None):
+        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment)`` tuples of the
+        changes started in ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of
+        ``run_ids``: what the failure rules read of a change (``status`` and ``environment`` from its facts)."""
+        raise NotImplementedError
+
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
         """``(ci_id, change dict)`` for the changes of ``ci_ids`` (``ci.changed_by_run``) started in ``[since, until)``."""
         raise NotImplementedError
