@@ -578,6 +578,11 @@ class SystemOfRecord(abc.ABC):
         ``(day, label_key, changes, deployments, lead_seconds JSON list)`` tuples."""
         raise NotImplementedError
 
+    def find_metric_day_sums(self, day_ranges):
+        """Per ``(first_day, end_day)`` of ``day_ranges`` and label key, the days added up: ``(range index, label_key,
+        changes, deployments, lead times as comma-joined numbers or None)`` tuples."""
+        raise NotImplementedError
+
     def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
                             run_ids_only=False):
         """One dict per change started in ``[since, until)``: its microsecond start and end, flags, lead time, day

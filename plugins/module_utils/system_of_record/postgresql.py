@@ -226,6 +226,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     set_parameter = "any"
     #: rows are fetched as rows (``intelligence.IntelligenceQueries._packed_rows``): json_agg measured slower here
     packs_rows = False
+    #: metric_days' lead times joined by the database (``metric_rollups.MetricRollupQueries.find_metric_day_sums``)
+    text_aggregate = "STRING_AGG(%s, ',')"
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"
