@@ -235,7 +235,7 @@ class _Failure(object):
 
     def __init__(self, row):
         (self.run_id, self.start_us, self.end_us, ended_failed, self.emergency, self.key, status,
-         self.environment) = row
+         self.environment) = row[:8]
         self.status = status if ended_failed else None
         self.cis = set()
         self.failed = bool(ended_failed)
@@ -244,13 +244,18 @@ class _Failure(object):
 
 
 def _load(sor, rows, following):
-    """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``) with the CIs each changed; ``following`` gets,
-    per change, its ``metric_ci_next`` rows (``find_next_deployments``: one row per CI, which gives the CIs too)."""
-    changes = {row[0]: _Failure(row) for row in rows}
-    if changes:
-        for run_id, found in sor.find_next_deployments(list(changes)).items():
-            changes[run_id].cis.update(row[0] for row in found)
-            following[run_id] = found
+    """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``: a row per CI) with the CIs each changed;
+    ``following`` gets, per change, its ``metric_ci_next`` columns ``(ci_id, end_us, run_id, start_us)`` (as
+    ``find_next_deployments`` gives them)."""
+    changes = {}
+    for row in rows:
+        run_id = row[0]
+        change = changes.get(run_id)
+        if change is None:
+            change = changes[run_id] = _Failure(row)
+        if row[8] is not None:
+            change.cis.add(row[8])
+            following.setdefault(run_id, []).append(row[8:])
     return changes
 
 

@@ -590,9 +590,10 @@ class SystemOfRecord(abc.ABC):
         raise NotImplementedError
 
     def find_metric_failure_rows(self, since, until, failed_only=False, run_ids=None):
-        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment)`` tuples of the
-        changes started in ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of
-        ``run_ids``: what the failure rules read of a change (``status`` and ``environment`` from its facts)."""
+        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
+        next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
+        ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: what the
+        failure rules read of a change, a row per CI it changed (``find_next_deployments``' columns)."""
         raise NotImplementedError
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):

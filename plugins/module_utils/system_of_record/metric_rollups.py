@@ -439,9 +439,11 @@ class MetricRollupQueries(object):
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
 
     def find_metric_failure_rows(self, since, until, failed_only=False, run_ids=None):
-        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment)`` tuples of the
-        changes started in ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of
-        ``run_ids``: narrow rows, no dicts (a 90-day period's failure rules read thousands)."""
+        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
+        next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
+        ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: a row per
+        CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none).
+        Narrow rows, no dicts: a 90-day period's failure rules read thousands."""
         clauses, params = [], []
         if since is not None:
             clauses.append("m.started_at >= ?")
@@ -453,8 +455,9 @@ class MetricRollupQueries(object):
             clauses.append("m.status_failed = 1")
         return [tuple(row) for row in select_chunked(
             self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key, f.status,"
-            " f.environment FROM metric_changes m JOIN change_facts f ON f.run_id = m.run_id", clauses, params,
-            "m.run_id", run_ids)]
+            " f.environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id, n.next_deployment_start_us"
+            " FROM metric_changes m JOIN change_facts f ON f.run_id = m.run_id"
+            " LEFT JOIN metric_ci_next n ON n.run_id = m.run_id", clauses, params, "m.run_id", run_ids)]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
         """``(ci_id, metric_changes row as a dict)`` for the changes ``ci_changes`` links to ``ci_ids`` that started in
