@@ -442,7 +442,8 @@ class MetricRollupQueries(object):
         """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
         next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
         ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: a row per
-        CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none).
+        CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none);
+        ``status`` and ``environment`` only for a change that ended failed (None otherwise).
         Narrow rows, no dicts: a 90-day period's failure rules read thousands."""
         clauses, params = [], []
         if since is not None:
@@ -456,7 +457,8 @@ class MetricRollupQueries(object):
         return [tuple(row) for row in select_chunked(
             self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key, f.status,"
             " f.environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id, n.next_deployment_start_us"
-            " FROM metric_changes m JOIN change_facts f ON f.run_id = m.run_id"
+            # (the facts only of the changes that ended failed: the others' labels are their label key)
+            " FROM metric_changes m LEFT JOIN change_facts f ON m.status_failed = 1 AND f.run_id = m.run_id"
             " LEFT JOIN metric_ci_next n ON n.run_id = m.run_id", clauses, params, "m.run_id", run_ids)]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
