@@ -245,8 +245,8 @@ class _Failure(object):
 
 def _load(sor, rows, following):
     """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``: a row per CI) with the CIs each changed;
-    ``following`` gets, per change, its ``metric_ci_next`` columns ``(ci_id, end_us, run_id, start_us)`` (as
-    ``find_next_deployments`` gives them)."""
+    ``following`` gets, per change, its ``metric_ci_next`` columns ``(ci_id, end_us, run_id, start_us)`` of the
+    next deployment per CI (None's when the CI has none after it)."""
     changes = {}
     for row in rows:
         run_id = row[0]

@@ -593,7 +593,8 @@ class SystemOfRecord(abc.ABC):
         """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
         next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
         ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: what the
-        failure rules read of a change, a row per CI it changed (``find_next_deployments``' columns)."""
+        failure rules read of a change, a row per CI it changed with its ``metric_ci_next`` columns (the next
+        deployment: its end, run id and start)."""
         raise NotImplementedError
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
@@ -611,11 +612,6 @@ class SystemOfRecord(abc.ABC):
 
     def find_metric_ci_labels(self, ci_ids):
         """``{ci_id: (services, team)}``: what each CI gives the labels of a change of it."""
-        raise NotImplementedError
-
-    def find_next_deployments(self, run_ids):
-        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI each change of ``run_ids`` changed, the
-        deployment of that CI with the earliest end after the change's end (None's when it has none)."""
         raise NotImplementedError
 
     def find_linked_runs(self, since, until):

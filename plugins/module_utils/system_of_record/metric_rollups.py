@@ -499,18 +499,6 @@ class MetricRollupQueries(object):
             (since, until, int(window_us), until_us))
         return [row[0] for row in rows]
 
-    def find_next_deployments(self, run_ids):
-        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI ``ci_changes`` links each change of
-        ``run_ids`` to, the deployment of that CI with the earliest end after the change's end (``metric_ci_next``;
-        ``(ci_id, None, None, None)`` when it has none)."""
-        found = {}
-        for chunk in _batches(run_ids):
-            for run_id, ci_id, end_us, following, start_us in self._query(
-                    "SELECT run_id, ci_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us"
-                    " FROM metric_ci_next WHERE run_id IN (%s)" % _marks(chunk), tuple(chunk)):
-                found.setdefault(run_id, []).append((ci_id, end_us, following, start_us))
-        return found
-
     def find_metric_ci_labels(self, ci_ids):
         """``{ci_id: (services, team)}``: what each of ``ci_ids`` gives the labels of a change of it
         (``metric_ci_labels``: :func:`ci_labels` kept from the CMDB as it is); a CI with no row gives nothing."""
