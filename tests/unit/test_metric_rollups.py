@@ -151,18 +151,19 @@ def test_whole_days_are_read_from_the_rollups(open_sor):
     sor = open_sor()
     made = history(sor)
     read = []
-    original = sor.find_metric_days
+    original = sor.find_metric_day_sums
 
-    def counting(first_day, end_day):
-        rows = original(first_day, end_day)
-        read.append((first_day, end_day, len(rows)))
+    def counting(day_ranges):
+        rows = original(day_ranges)
+        read.append((day_ranges, len(rows)))
         return rows
 
-    sor.find_metric_days = counting
+    sor.find_metric_day_sums = counting
     metrics.compute(sor, t("2026-01-05 12:00"), t("2026-01-15 12:00"), group_by="service")
-    assert read and read[0][:2] == ("2026-01-06", "2026-01-15")
-    # a row per day and label key, fewer than the changes they count
-    assert 0 < read[0][2] < len(made)
+    # the whole days, cut at the weeks' bounds (Monday 2026-01-12)
+    assert read and read[0][0] == [("2026-01-06", "2026-01-12"), ("2026-01-12", "2026-01-15")]
+    # a row per week and label key, fewer than the changes they count
+    assert 0 < read[0][1] < len(made)
 
 
 def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):

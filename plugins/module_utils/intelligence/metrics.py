@@ -31,6 +31,7 @@ range, every CI facet, ``change_links`` and the hosts of failed changes only.
 from __future__ import annotations
 
 import bisect
+import collections
 import datetime
 import math
 
@@ -312,10 +313,8 @@ def figures(changes, deployments, lead, failed, days):
 
 
 def _count(values):
-    counts = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
+    # (Counter counts in C, keeping the order of first appearance, as a loop over a dict would)
+    return dict(collections.Counter(values))
 
 
 def _buckets(changes, since, until, bucket):

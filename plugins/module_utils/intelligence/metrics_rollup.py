@@ -34,6 +34,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.me
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _DAY = datetime.timedelta(days=1)
+_DAY_US = 86400 * 1000000
 
 
 class _Sum(object):
@@ -83,7 +84,6 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         first = end = None
     # (bucket start, label key) -> _Sum; labels of the failed changes are computed, the rest come with their key
     sums = {}
-    bucket_of_day = {}
 
     def cell(start, key):
         found = sums.get((start, key))
@@ -92,17 +92,18 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         return found
 
     if first is not None:
-        for day, key, changes, deployments, lead in sor.find_metric_days(first.strftime("%Y-%m-%d"),
-                                                                         end.strftime("%Y-%m-%d")):
-            start = bucket_of_day.get(day)
-            if start is None:
-                moment = datetime.datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=datetime.timezone.utc)
-                start = bucket_of_day[day] = metrics.bucket_start(moment, bucket)
-            target = cell(start, key)
+        # per bucket, its whole days added up by the database: a row per label key, one parse of its lead times
+        ranges, range_starts = [], []
+        for start, _span in metrics.bucket_starts(first, end, bucket):
+            low, high = max(start, first), min(metrics._next(start, bucket), end)
+            ranges.append((low.strftime("%Y-%m-%d"), high.strftime("%Y-%m-%d")))
+            range_starts.append(start)
+        for index, key, changes, deployments, lead in sor.find_metric_day_sums(ranges):
+            target = cell(range_starts[index], key)
             target.changes += changes
             target.deployments += deployments
-            if len(lead) > 2:
-                target.lead_chunks.append(lead[1:-1])
+            if lead:
+                target.lead_chunks.append(lead)
         edges = [(since_text, format_time(first)), (format_time(end), until_text)]
     else:
         edges = [(since_text, until_text)]
@@ -121,15 +122,22 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
 
     # the failed changes of the period, with the raw computation's rules
     failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
-              if change.failed and since <= change.start < until]
-    labels = _labels(sor, failed)
+              if change.failed and since_us <= change.start_us < until_us]
+    key_of = _labels(sor, [change for change in failed if change.status is not None])
     extra = {}
+    bucket_of_day_number = {}
     for change in failed:
-        keys = labels(change)
-        key = label_key(keys["service"], keys["environment"], keys["team"])
-        target = extra.setdefault((metrics.bucket_start(change.start, bucket), key), _Sum())
-        if change.fact["status"] in ("failed", "interrupted"):
+        number = change.start_us // _DAY_US
+        start = bucket_of_day_number.get(number)
+        if start is None:
+            start = bucket_of_day_number[number] = metrics.bucket_start(
+                _EPOCH + datetime.timedelta(days=number), bucket)
+        if change.status is not None:
+            target = extra.setdefault((start, key_of(change)), _Sum())
             target.changes += 1  # (the rollups leave out the changes that ended failed)
+        else:
+            # (a change that ended well counts in metric_days under its label key: the same labels by the same rules)
+            target = extra.setdefault((start, change.key), _Sum())
         target.failed.append(change)
     for cell_key, value in extra.items():
         cell(*cell_key).add(value)
@@ -137,7 +145,9 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     wanted = {"service": set(services or ()), "environment": set(environments or ()), "team": set(teams or ())}
     for value in sums.values():
         value.parse_leads()
-    overall, buckets, groups = _Sum(), {}, {}
+    # every cell goes to its bucket and its groups' buckets; a period's figures are its buckets added up (each
+    # bucket's lead times sorted once: the period merges a few sorted runs instead of every cell's)
+    buckets, groups = {}, {}
     label_cache = {}
     for (start, key), value in sums.items():
         keys = label_cache.get(key)
@@ -145,50 +155,68 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             keys = label_cache[key] = labels_of_key(key)
         if not all(not values or keys[name] & values for name, values in wanted.items()):
             continue
-        overall.add(value)
         buckets.setdefault(start, _Sum()).add(value)
         if group_by:
             for group in keys[group_by] or ("(none)",):
-                members = groups.setdefault(group, [_Sum(), {}])
-                members[0].add(value)
-                members[1].setdefault(start, _Sum()).add(value)
+                groups.setdefault(group, {}).setdefault(start, _Sum()).add(value)
 
     days = metrics.period_days(since, until)
-    starts = metrics.bucket_starts(since, until, bucket)
+    starts = [(start, span, format_time(start)) for start, span in metrics.bucket_starts(since, until, bucket)]
+    rows = _bucket_rows(buckets, starts)
     result = dict(metrics.header(since, until, bucket, group_by, failure_window), **{
-        "overall": overall.figures(days),
-        "buckets": _bucket_rows(buckets, starts),
+        "overall": _total(buckets).figures(days),
+        "buckets": rows,
     })
     if group_by:
-        result["groups"] = [{"key": group, "overall": members[0].figures(days),
-                             "buckets": _bucket_rows(members[1], starts)}
-                            for group, members in sorted(groups.items())]
+        result["groups"] = []
+        for group, members in sorted(groups.items()):
+            rows = _bucket_rows(members, starts)
+            result["groups"].append({"key": group, "overall": _total(members).figures(days), "buckets": rows})
     return result
 
 
-def _labels(sor, changes):
-    """``metrics._labels`` for ``changes`` from ``metric_ci_labels`` (what each CI gives, kept from the CMDB as it
-    is by the same rules): one narrow read instead of the CIs' facets and summaries."""
-    given = sor.find_metric_ci_labels(sorted(set(ci_id for change in changes for ci_id in change.cis)))
+def _total(buckets):
+    """The buckets' sums added up (after ``_bucket_rows``: their lead times sorted)."""
+    total = _Sum()
+    for start in sorted(buckets):
+        total.add(buckets[start])
+    return total
 
-    def labels(change):
+
+def _labels(sor, changes):
+    """The label key of each change that ended failed (``metrics._labels``' rules) from ``metric_ci_labels`` (what each
+    CI gives, kept from the CMDB as it is by the same rules): one narrow read instead of the CIs' facets and
+    summaries; changes with the same labels share one key."""
+    given = sor.find_metric_ci_labels(sorted(set(ci_id for change in changes for ci_id in change.cis)))
+    keys = {}
+
+    def key_of(change):
         services, teams = set(), set()
         for ci_id in change.cis:
             ci_services, team = given.get(ci_id, ((), None))
             services.update(ci_services)
             if team:
                 teams.add(team)
-        environments = set(part for part in (change.fact.get("environment") or "").split(",") if part)
-        return {"service": services, "environment": environments, "team": teams}
+        known = (frozenset(services), change.environment, frozenset(teams))
+        key = keys.get(known)
+        if key is None:
+            environments = set(part for part in (change.environment or "").split(",") if part)
+            key = keys[known] = label_key(services, environments, teams)
+        return key
 
-    return labels
+    return key_of
 
 
 def _bucket_rows(buckets, starts):
+    """The rows of ``starts`` (``(start, span, start as text)``); sorts each bucket's lead times in place."""
     rows = []
-    for start, span in starts:
-        row = buckets.get(start, _Sum()).figures(span)
-        row["start"] = format_time(start)
+    for start, span, text in starts:
+        value = buckets.get(start)
+        if value is None:
+            value = _Sum()
+        value.lead.sort()
+        row = value.figures(span)
+        row["start"] = text
         rows.append(row)
     return rows
 
@@ -196,46 +224,71 @@ def _bucket_rows(buckets, starts):
 # --------------------------------------------------------------------------
 # the failure rules, for the changes they concern
 # --------------------------------------------------------------------------
-def _load(sor, run_ids, following):
-    """``run_id -> metrics._Change`` with the CIs it changed, for changes among ``run_ids``; ``following`` gets, per
-    change, its ``metric_ci_next`` rows (``find_next_deployments``: one row per CI, which gives the CIs too)."""
-    if not run_ids:
-        return {}
-    changes = {fact["run_id"]: metrics._Change(fact) for fact in sor.find_change_facts(run_ids=sorted(run_ids))
-               if metrics._is_change(fact)}
-    for run_id, rows in sor.find_next_deployments(list(changes)).items():
-        changes[run_id].cis.update(row[0] for row in rows)
-        following[run_id] = rows
+class _Failure(object):
+    """A change a failure rule concerns, from its ``metric_changes`` row and, when it ended failed, the status and
+    environments ``change_facts`` has for it: what the rules and ``metrics.figures`` read of a ``metrics._Change``
+    (``failed``, ``why``, ``restore_hours``, ``cis``), with its times in microseconds since the epoch (exact, like the
+    datetimes they stand for). ``status`` is None for a change that ended well: its ``key`` is its label key."""
+
+    __slots__ = ("run_id", "start_us", "end_us", "emergency", "key", "status", "environment", "cis", "failed", "why",
+                 "restore_hours")
+
+    def __init__(self, row):
+        (self.run_id, self.start_us, self.end_us, ended_failed, self.emergency, self.key, status,
+         self.environment) = row[:8]
+        self.status = status if ended_failed else None
+        self.cis = set()
+        self.failed = bool(ended_failed)
+        self.why = [status] if ended_failed else []
+        self.restore_hours = None
+
+
+def _load(sor, rows, following):
+    """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``: a row per CI) with the CIs each changed;
+    ``following`` gets, per change, its ``metric_ci_next`` columns ``(ci_id, end_us, run_id, start_us)`` of the
+    next deployment per CI (None's when the CI has none after it)."""
+    changes = {}
+    for row in rows:
+        run_id = row[0]
+        change = changes.get(run_id)
+        if change is None:
+            change = changes[run_id] = _Failure(row)
+        if row[8] is not None:
+            change.cis.add(row[8])
+            following.setdefault(run_id, []).append(row[8:])
     return changes
 
 
 def _failures(sor, since_text, horizon_text, window):
     """The changes started in ``[since, horizon)`` that ended failed or that a failure rule may mark, as
-    ``metrics._Change`` with ``failed``, ``why`` and (for the failed ones) ``restore_hours`` as
-    ``metrics.compute`` sets them over every change of that range."""
+    ``_Failure`` with ``failed``, ``why`` and (for the failed ones) ``restore_hours`` as ``metrics.compute`` sets
+    them over every change of that range."""
     window_us = window // datetime.timedelta(microseconds=1)
-    ended_failed = sor.find_metric_changes(since_text, horizon_text, failed_only=True, run_ids_only=True)
     marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
-    wanted = set(ended_failed) | set(sor.find_linked_runs(since_text, horizon_text)) | marked
     following = {}
-    changes = _load(sor, wanted, following)
+    changes = _load(sor, sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True), following)
+    others = (set(sor.find_linked_runs(since_text, horizon_text)) | marked) - set(changes)
+    changes.update(_load(sor, sor.find_metric_failure_rows(None, None, run_ids=sorted(others)) if others else (),
+                         following))
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
     idle = metrics.attach_idle_hosts(sor, changes)
     if idle:
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
-    changes.update(_load(sor, marked - set(changes), following))
+        more = marked - set(changes)
+        changes.update(_load(sor, sor.find_metric_failure_rows(None, None, run_ids=sorted(more)) if more else (),
+                             following))
 
     # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
     links = sor.find_change_links(run_ids=list(changes))
     targets = [link["target"] for link in links if link["link"] == "remediated_by"]
-    fix_starts = {row["run_id"]: metrics._moment(row["started_at"])
+    fix_starts = {row["run_id"]: row["start_us"]
                   for row in (sor.find_metric_changes(since_text, horizon_text, run_ids=targets) if targets else ())}
     for link in links:
         change = changes[link["run_id"]]
-        fix_start = fix_starts.get(link["target"]) if link["link"] == "remediated_by" else None
-        when = fix_start if fix_start is not None else (
-            parse_time(link["linked_at"]) if link.get("linked_at") else change.end)
-        if when <= change.end + window and link["link"] not in change.why:
+        when = fix_starts.get(link["target"]) if link["link"] == "remediated_by" else None
+        if when is None:
+            when = micros(parse_time(link["linked_at"])) if link.get("linked_at") else change.end_us
+        if when <= change.end_us + window_us and link["link"] not in change.why:
             change.failed = True
             change.why.append(link["link"])
     for run_id in marked:
@@ -255,8 +308,7 @@ def _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, win
     for run_id in idle:
         change = changes[run_id]
         for ci_id in change.cis:
-            by_ci.setdefault(ci_id, {})[run_id] = (micros(change.start), micros(change.end),
-                                                   "emergency" in (change.fact.get("authorisation") or "").split("+"))
+            by_ci.setdefault(ci_id, {})[run_id] = (change.start_us, change.end_us, bool(change.emergency))
     for ci_id, row in sor.find_metric_changes_of_cis(sorted(by_ci), since_text, horizon_text):
         by_ci[ci_id][row["run_id"]] = (row["start_us"], row["end_us"], bool(row["emergency"]))
     idle_set = set(idle)
@@ -287,7 +339,7 @@ def _restore_times(sor, changes, since_text, horizon_text, idle, following):
     since_us, horizon_us = micros(parse_time(since_text)), micros(parse_time(horizon_text))
     slow = []
     for change in failed:
-        run_id = change.fact["run_id"]
+        run_id = change.run_id
         if run_id in idle:
             slow.append(change)
             continue
@@ -297,7 +349,7 @@ def _restore_times(sor, changes, since_text, horizon_text, idle, following):
         end_us, deployment_id, start_us = min(candidates)
         counted = changes.get(deployment_id)
         if since_us <= start_us < horizon_us and not (counted is not None and counted.failed):
-            change.restore_hours = metrics._hours((end_us - micros(change.end)) / 1000000.0)
+            change.restore_hours = metrics._hours((end_us - change.end_us) / 1000000.0)
         else:
             slow.append(change)
     _restore_from_deployments(sor, changes, slow, since_text, horizon_text)
@@ -315,12 +367,12 @@ def _restore_from_deployments(sor, changes, failed, since_text, horizon_text):
             continue
         ends.setdefault(ci_id, []).append(end_us)
     for change in failed:
-        end = micros(change.end)
+        end = change.end_us
         best = None
         for ci_id in change.cis:
             later = [value for value in ends.get(ci_id, ()) if value > end]
             if later and (best is None or min(later) < best):
                 best = min(later)
         if best is not None:
-            change.restore_hours = metrics._hours(
-                ((_EPOCH + datetime.timedelta(microseconds=best)) - change.end).total_seconds())
+            # (integer microseconds over a float: the quotient timedelta.total_seconds() gives)
+            change.restore_hours = metrics._hours((best - end) / 1000000.0)

@@ -578,10 +578,23 @@ class SystemOfRecord(abc.ABC):
         ``(day, label_key, changes, deployments, lead_seconds JSON list)`` tuples."""
         raise NotImplementedError
 
+    def find_metric_day_sums(self, day_ranges):
+        """Per ``(first_day, end_day)`` of ``day_ranges`` and label key, the days added up: ``(range index, label_key,
+        changes, deployments, lead times as comma-joined numbers or None)`` tuples."""
+        raise NotImplementedError
+
     def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
                             run_ids_only=False):
         """One dict per change started in ``[since, until)``: its microsecond start and end, flags, lead time, day
         and label key (only the run ids with ``run_ids_only``)."""
+        raise NotImplementedError
+
+    def find_metric_failure_rows(self, since, until, failed_only=False, run_ids=None):
+        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
+        next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
+        ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: what the
+        failure rules read of a change, a row per CI it changed with its ``metric_ci_next`` columns (the next
+        deployment: its end, run id and start)."""
         raise NotImplementedError
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
@@ -599,11 +612,6 @@ class SystemOfRecord(abc.ABC):
 
     def find_metric_ci_labels(self, ci_ids):
         """``{ci_id: (services, team)}``: what each CI gives the labels of a change of it."""
-        raise NotImplementedError
-
-    def find_next_deployments(self, run_ids):
-        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI each change of ``run_ids`` changed, the
-        deployment of that CI with the earliest end after the change's end (None's when it has none)."""
         raise NotImplementedError
 
     def find_linked_runs(self, since, until):

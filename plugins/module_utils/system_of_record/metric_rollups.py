@@ -398,6 +398,24 @@ class MetricRollupQueries(object):
             "SELECT day, label_key, changes, deployments, lead_seconds FROM metric_days WHERE day >= ? AND day < ?",
             (first_day, end_day))]
 
+    #: the dialect's aggregate that joins texts with commas (PostgreSQL: STRING_AGG); NULLs are skipped by both
+    text_aggregate = "GROUP_CONCAT(%s, ',')"
+
+    def find_metric_day_sums(self, day_ranges):
+        """Per range of UTC days ``(first_day, end_day)`` of ``day_ranges`` (``YYYY-MM-DD``, end excluded) and label
+        key, ``metric_days`` added up: ``(range index, label_key, changes, deployments, lead times)`` with the lead
+        times the day lists' numbers joined by commas as the lists hold them (None: none), in no order. The
+        database adds the counts and joins the texts, so a bucket's rows cost one row per label key, and its lead
+        times one parse, whatever its number of days (exact: whole numbers added, the numbers' own text)."""
+        found = []
+        leads = "CASE WHEN lead_seconds = '[]' THEN NULL ELSE SUBSTR(lead_seconds, 2, LENGTH(lead_seconds) - 2) END"
+        sql = ("SELECT label_key, SUM(changes), SUM(deployments), %s FROM metric_days WHERE day >= ? AND day < ?"
+               " GROUP BY label_key" % (self.text_aggregate % leads))
+        for index, (first_day, end_day) in enumerate(day_ranges):
+            found.extend((index, key, int(changes), int(deployments), text)
+                         for key, changes, deployments, text in self._query(sql, (first_day, end_day)))
+        return found
+
     def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
                             run_ids_only=False):
         """``metric_changes`` rows (dicts) of changes started in ``[since, until)`` (text, as ``change_facts``
@@ -419,6 +437,29 @@ class MetricRollupQueries(object):
         if run_ids_only:
             return [row[0] for row in rows]
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
+
+    def find_metric_failure_rows(self, since, until, failed_only=False, run_ids=None):
+        """``(run_id, start_us, end_us, status_failed, emergency, label_key, status, environment, ci_id,
+        next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
+        ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: a row per
+        CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none);
+        ``status`` and ``environment`` only for a change that ended failed (None otherwise).
+        Narrow rows, no dicts: a 90-day period's failure rules read thousands."""
+        clauses, params = [], []
+        if since is not None:
+            clauses.append("m.started_at >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("m.started_at < ?")
+            params.append(until)
+        if failed_only:
+            clauses.append("m.status_failed = 1")
+        return [tuple(row) for row in select_chunked(
+            self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key, f.status,"
+            " f.environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id, n.next_deployment_start_us"
+            # (the facts only of the changes that ended failed: the others' labels are their label key)
+            " FROM metric_changes m LEFT JOIN change_facts f ON m.status_failed = 1 AND f.run_id = m.run_id"
+            " LEFT JOIN metric_ci_next n ON n.run_id = m.run_id", clauses, params, "m.run_id", run_ids)]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
         """``(ci_id, metric_changes row as a dict)`` for the changes ``ci_changes`` links to ``ci_ids`` that started in
@@ -458,27 +499,19 @@ class MetricRollupQueries(object):
             (since, until, int(window_us), until_us))
         return [row[0] for row in rows]
 
-    def find_next_deployments(self, run_ids):
-        """``{run_id: [(ci_id, end_us, run_id, start_us), ...]}``: per CI ``ci_changes`` links each change of
-        ``run_ids`` to, the deployment of that CI with the earliest end after the change's end (``metric_ci_next``;
-        ``(ci_id, None, None, None)`` when it has none)."""
-        found = {}
-        for chunk in _batches(run_ids):
-            for run_id, ci_id, end_us, following, start_us in self._query(
-                    "SELECT run_id, ci_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us"
-                    " FROM metric_ci_next WHERE run_id IN (%s)" % _marks(chunk), tuple(chunk)):
-                found.setdefault(run_id, []).append((ci_id, end_us, following, start_us))
-        return found
-
     def find_metric_ci_labels(self, ci_ids):
         """``{ci_id: (services, team)}``: what each of ``ci_ids`` gives the labels of a change of it
         (``metric_ci_labels``: :func:`ci_labels` kept from the CMDB as it is); a CI with no row gives nothing."""
-        found = {}
+        found, parsed = {}, {}
         for chunk in _batches(ci_ids):
             for ci_id, labels in self._query("SELECT ci_id, labels FROM metric_ci_labels WHERE ci_id IN (%s)"
                                              % _marks(chunk), tuple(chunk)):
-                services, team = json.loads(labels)
-                found[ci_id] = (services, team)
+                value = parsed.get(labels)
+                if value is None:
+                    # (CIs share a few hundred combinations of services and team: each parsed once)
+                    services, team = json.loads(labels)
+                    value = parsed[labels] = (services, team)
+                found[ci_id] = value
         return found
 
     def find_linked_runs(self, since, until):

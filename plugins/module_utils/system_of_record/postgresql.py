@@ -228,6 +228,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     packs_rows = False
     #: ``_queries`` sends its statements in one pipeline (``intelligence.IntelligenceQueries.find_ci_summaries``)
     pipelines_reads = True
+    #: metric_days' lead times joined by the database (``metric_rollups.MetricRollupQueries.find_metric_day_sums``)
+    text_aggregate = "STRING_AGG(%s, ',')"
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"
