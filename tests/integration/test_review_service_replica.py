@@ -115,7 +115,6 @@ def _reviews_on_primary_and_standby(clusters, run_id):
     return on_primary, " ".join(on_standby)
 
 
-
 def _sign_off_while_replay_is_paused(base, standby, run_id, label):
     """remy signs ``run_id`` off (a unique comment) while the standby's replay is paused; returns his session and
     the comment once the standby has received the write but not replayed it."""
