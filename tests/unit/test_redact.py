@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction import REDACTED, Redactor
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction.linear import (
@@ -142,6 +142,8 @@ secret_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126
 @settings(max_examples=100, deadline=None)
 @given(secret=secret_text, prefix=st.text(max_size=20), suffix=st.text(max_size=20))
 def test_a_known_secret_never_survives_anywhere(secret, prefix, suffix):
+    # a "secret" that is part of the mask itself ('****') is found in every masked value: no leak to look for
+    assume(secret not in REDACTED)
     redactor = Redactor()
     redactor.add_known_secret(secret)
     document = {"stdout": prefix + secret + suffix, "results": [{"item": secret, "msg": [prefix, secret]}],
