@@ -618,10 +618,6 @@ class SystemOfRecord(abc.ABC):
         """Run ids of the changes started in ``[since, until)`` with an incident or remediation link."""
         raise NotImplementedError
 
-    def find_run_cis(self, run_ids):
-        """``{run_id: [ci_id, ...]}``: the CIs each run changed."""
-        raise NotImplementedError
-
     # -- moving the ledger: the outbox and witness bookkeeping (ledger_migrate) ---------------------------
     def list_witness_cursors(self):
         """``{witness: seq}`` of every witness fed so far (``advance_witness_cursor``'s cursors)."""

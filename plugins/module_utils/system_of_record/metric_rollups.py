@@ -520,12 +520,3 @@ class MetricRollupQueries(object):
             # (links are few, changes many: SQLite reads the links first when told with CROSS JOIN)
             "SELECT DISTINCT m.run_id FROM change_links l CROSS JOIN metric_changes m"
             " WHERE m.run_id = l.run_id AND m.started_at >= ? AND m.started_at < ?", (since, until))]
-
-    def find_run_cis(self, run_ids):
-        """``{run_id: [ci_id, ...]}``: the CIs ``ci_changes`` links each of ``run_ids`` to."""
-        found = {}
-        for chunk in _batches(run_ids):
-            for run_id, ci_id in self._query("SELECT run_id, ci_id FROM ci_changes WHERE run_id IN (%s)"
-                                             " ORDER BY run_id, ci_id" % _marks(chunk), tuple(chunk)):
-                found.setdefault(run_id, []).append(ci_id)
-        return found

@@ -97,7 +97,8 @@ def project_many(db, entries):
     while start < count:
         kind = entries[start].kind
         batch = BATCH_PROJECTORS.get(kind)
-        if batch is None or FOLLOWERS.get(kind) or metric_rollups.FOLLOWERS.get(kind):
+        if batch is None or FOLLOWERS.get(kind) or metric_rollups.FOLLOWERS.get(kind) or \
+                metric_rollups.NEXT_FOLLOWERS.get(kind):
             # (a kind whose entries have followers goes one by one: each entry's followers see the tables as
             # they are right after its own projector, as in a replay)
             project(db, entries[start])
