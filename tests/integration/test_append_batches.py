@@ -12,6 +12,7 @@ are copied into both stores, so the two ledgers hold the same salts and must hol
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import random
 import sqlite3
@@ -83,21 +84,26 @@ def query_tables(sor):
     return tables
 
 
-def second_store(backend, request, tmp_path):
+@contextlib.contextmanager
+def appended_one_by_one(backend, request, tmp_path, entries):
+    """A second, fresh store that got ``entries`` one append each: ``(store, the entries it appended)``."""
     directory = tmp_path / "one_by_one"
     directory.mkdir()
-    return open_system_of_record(backend_config(fresh_env(backend, request, directory)))
+    store = open_system_of_record(backend_config(fresh_env(backend, request, directory)))
+    try:
+        singly = []
+        for entry in copies(entries):
+            singly.extend(store.append([entry]))
+        yield store, singly
+    finally:
+        store.close()
 
 
 def test_a_batch_is_stored_and_projected_as_its_entries_one_by_one(open_sor, backend, request, tmp_path):
     entries = recorder_batch()
     batched = open_sor()
     appended = batched.append(copies(entries))
-    one_by_one = second_store(backend, request, tmp_path)
-    try:
-        singly = []
-        for entry in copies(entries):
-            singly.extend(one_by_one.append([entry]))
+    with appended_one_by_one(backend, request, tmp_path, entries) as (one_by_one, singly):
         assert [entry.hash for entry in appended] == [entry.hash for entry in singly]
         assert len(appended) == len(entries) - 1  # the entry given twice is stored once
         assert ledger_rows(batched) == ledger_rows(one_by_one)
@@ -107,8 +113,6 @@ def test_a_batch_is_stored_and_projected_as_its_entries_one_by_one(open_sor, bac
         for sor in (batched, one_by_one):
             report = sor.verify(projections=True)
             assert report.valid and report.projections_checked, report.summary()
-    finally:
-        one_by_one.close()
 
 
 def test_a_batch_appended_again_changes_nothing(open_sor):
@@ -153,16 +157,10 @@ def test_a_failed_batch_leaves_nothing_behind_for_the_next_append(open_sor, back
     monkeypatch.setattr(projections, "project_many", real_project_many)
     assert (sor.head(), ledger_rows(sor), query_tables(sor)) == before
     appended = sor.append(copies(entries))
-    one_by_one = second_store(backend, request, tmp_path)
-    try:
-        singly = []
-        for entry in copies(entries):
-            singly.extend(one_by_one.append([entry]))
+    with appended_one_by_one(backend, request, tmp_path, entries) as (one_by_one, singly):
         assert [entry.hash for entry in appended] == [entry.hash for entry in singly]
         assert ledger_rows(sor) == ledger_rows(one_by_one)
         assert query_tables(sor) == query_tables(one_by_one)
-    finally:
-        one_by_one.close()
 
 
 @pytest.mark.backends("sqlite")

@@ -636,17 +636,20 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
             try:
                 return parent._query(sql, params)
             except psycopg.Error as exc:
-                if self._lost(exc):
-                    self._discard()
-                    raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
-                                          % (self.describe(), self._scrub(_one_line(exc))), exc,
-                                          backend=self.describe())
-                self._raise_if_damaged(exc)
-                raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
-                                         % (self.describe(), self._scrub(_one_line(exc))),
-                                         backend=self.describe())
+                self._raise_read_error(exc)
 
         return self._retrying(attempt, "reading")
+
+    def _raise_read_error(self, exc):
+        """A read's driver error as the collection's: a lost connection (retried by ``_retrying``), a damaged
+        database, else the system of record unavailable; the DSN's password scrubbed from the message."""
+        if self._lost(exc):
+            self._discard()
+            raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
+                                  % (self.describe(), self._scrub(_one_line(exc))), exc, backend=self.describe())
+        self._raise_if_damaged(exc)
+        raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
+                                 % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
     def _queries(self, statements):
         """The statements in one pipeline: one round trip for all (the CIs of a play and their facets), where each
@@ -666,14 +669,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                         cursor.execute(self._sql(sql), params)
                     return [cursor.fetchall() for cursor in cursors]
             except psycopg.Error as exc:
-                if self._lost(exc):
-                    self._discard()
-                    raise _ConnectionLost("lost the connection to the PostgreSQL system of record %s while reading: %s"
-                                          % (self.describe(), self._scrub(_one_line(exc))), exc,
-                                          backend=self.describe())
-                self._raise_if_damaged(exc)
-                raise BackendUnavailable("cannot read the PostgreSQL system of record %s: %s"
-                                         % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
+                self._raise_read_error(exc)
             finally:
                 for cursor in cursors:
                     cursor.close()
