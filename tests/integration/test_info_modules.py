@@ -173,7 +173,9 @@ def test_the_module_examples_find_what_their_names_say(quiet_project, sor):
     record_run(sor, "r-unauthorised", 20, ["web01"], changed=True)                    # succeeded, unauthorised
     record_run(sor, "r-interrupted", 10, ["web01"], outcome="interrupted")
     record_run(sor, "r-fine", 5, ["web01"])
-    examples = yaml.safe_load(change_event_info.EXAMPLES)
+    # (the block example reads a denial's decision in rescue: it needs a failing gate, and
+    # test_gate_denial_output.py runs that pattern)
+    examples = [task for task in yaml.safe_load(change_event_info.EXAMPLES) if "block" not in task]
     tasks = []
     for number, task in enumerate(examples):
         task = dict(task, register="example_%d" % number)
