@@ -166,18 +166,23 @@ def test_whole_days_are_read_from_the_rollups(open_sor):
     assert 0 < read[0][1] < len(made)
 
 
+def _upgraded_from_before(open_sor, sor, migration):
+    """``sor`` put back to the schema before ``migration`` (and closed), opened again: upgraded, its backfill run."""
+    with sor._write_transaction() as cursor:
+        schema_history.roll_back(cursor, schema.version_of(migration) - 1)
+    sor.close()
+    upgraded = open_sor()
+    assert upgraded.schema_version() == schema.LATEST_VERSION
+    return upgraded
+
+
 def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
     sor = open_sor()
     history(sor, runs=60)
     before = (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
               sorted(sor.find_metric_days("0000", "9999")))
-    version = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
     # as a collection before the rollups left it
-    with sor._write_transaction() as cursor:
-        schema_history.roll_back(cursor, version - 1)
-    sor.close()
-    upgraded = open_sor()
-    assert upgraded.schema_version() == schema.LATEST_VERSION
+    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_ROLLUPS_MIGRATION)
     after = (sorted(tuple(row.values()) for row in upgraded.find_metric_changes(None, None)),
              sorted(upgraded.find_metric_days("0000", "9999")))
     assert after == before and before[0] and before[1]
@@ -193,13 +198,8 @@ def test_a_ledger_with_the_rollups_gets_each_changes_next_emergency_and_deployme
     before = _next_rows(sor)
     # emergency changes and deployments after other changes of their CIs: the rows have something to say
     assert any(row[4] is not None for row in before) and any(row[5] is not None for row in before)
-    version = schema.version_of(schema.METRIC_NEXT_MIGRATION)
     # as a collection with the daily rollups (migration 13) but not metric_ci_next left it
-    with sor._write_transaction() as cursor:
-        schema_history.roll_back(cursor, version - 1)
-    sor.close()
-    upgraded = open_sor()
-    assert upgraded.schema_version() == schema.LATEST_VERSION
+    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_NEXT_MIGRATION)
     assert _next_rows(upgraded) == before
 
 

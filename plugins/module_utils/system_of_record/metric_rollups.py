@@ -385,6 +385,21 @@ _MEMBER_KEYS = ("run_id", "started_at", "day", "start_us", "end_us", "status_fai
                 "lead_seconds", "label_key")
 
 
+def _change_clauses(prefix, since, until, failed_only):
+    """``(clauses, params)`` choosing ``metric_changes`` rows (columns under ``prefix``) started in ``[since, until)``
+    (None: unbounded), only those that ended failed when asked."""
+    clauses, params = [], []
+    if since is not None:
+        clauses.append(prefix + "started_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append(prefix + "started_at < ?")
+        params.append(until)
+    if failed_only:
+        clauses.append(prefix + "status_failed = 1")
+    return clauses, params
+
+
 class MetricRollupQueries(object):
     """The metric rollup methods of ``SystemOfRecord``, for SQL backends (``self._query``)."""
 
@@ -421,15 +436,7 @@ class MetricRollupQueries(object):
         """``metric_changes`` rows (dicts) of changes started in ``[since, until)`` (text, as ``change_facts``
         compares them), only those that ended failed / are emergency changes when asked, or of ``run_ids``; only
         their run ids with ``run_ids_only``."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("started_at >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("started_at < ?")
-            params.append(until)
-        if failed_only:
-            clauses.append("status_failed = 1")
+        clauses, params = _change_clauses("", since, until, failed_only)
         if emergency_only:
             clauses.append("emergency = 1")
         rows = select_chunked(self._query, "SELECT %s FROM metric_changes"
@@ -445,15 +452,7 @@ class MetricRollupQueries(object):
         CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none);
         ``status`` and ``environment`` only for a change that ended failed (None otherwise).
         Narrow rows, no dicts: a 90-day period's failure rules read thousands."""
-        clauses, params = [], []
-        if since is not None:
-            clauses.append("m.started_at >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("m.started_at < ?")
-            params.append(until)
-        if failed_only:
-            clauses.append("m.status_failed = 1")
+        clauses, params = _change_clauses("m.", since, until, failed_only)
         return [tuple(row) for row in select_chunked(
             self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key, f.status,"
             " f.environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id, n.next_deployment_start_us"
