@@ -4,6 +4,8 @@
 #   bash bench/postgresql_server.sh start [DIR]   initdb + start; prints the DSN on stdout (last line)
 #   bash bench/postgresql_server.sh dsn   [DIR]   print the DSN of the running server again
 #   bash bench/postgresql_server.sh stop  [DIR]   stop the server and remove DIR
+#   bash bench/postgresql_server.sh halt  [DIR]   stop the server and keep DIR (a large ledger built over hours)
+#   bash bench/postgresql_server.sh resume [DIR]  start a halted server in DIR again (same port); prints the DSN
 #
 # DIR defaults to /tmp/changeops-bench-pg. Uses Debian's server binaries (/usr/lib/postgresql/<v>/bin,
 # `apt-get install postgresql`); as root, initdb and the server run as the `postgres` user, since initdb
@@ -62,6 +64,20 @@ start)
 dsn)
     dsn
     ;;
+halt)
+    [ -f "$dir/data/postmaster.pid" ] || exit 0
+    (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null)
+    ;;
+resume)
+    [ -d "$dir/data" ] && [ -f "$dir/port" ] || die "no halted server in $dir (run: $0 start $dir)"
+    if [ ! -f "$dir/data/postmaster.pid" ]; then
+        port="$(cat "$dir/port")"
+        (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 300 \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null) \
+            || die "the server did not start: see $dir/server.log"
+    fi
+    dsn
+    ;;
 stop)
     [ -d "$dir" ] || exit 0
     if [ -f "$dir/data/postmaster.pid" ]; then
@@ -70,7 +86,7 @@ stop)
     rm -rf "$dir"
     ;;
 *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
