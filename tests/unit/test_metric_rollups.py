@@ -20,7 +20,7 @@ from support.history import run_entries, t
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import metric_rollups, schema
 
 UTC = datetime.timezone.utc
 HOSTS = ["web01", "web02", "db01", "db02", "batch01", "lonely01"]  # lonely01 has no CI
@@ -234,6 +234,45 @@ def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_so
     raw, rolled = _both(sor, t("2026-01-05 00:00"), t("2026-01-06 00:00"), bucket="day")
     assert rolled == raw
     assert raw["overall"]["time_to_restore"]["median_hours"] == 3.0
+
+
+def _next_rows_from_scratch(sor):
+    """What :func:`metric_rollups.next_rows` gives over each CI's whole history: the rows before the upkeep was
+    incremental, and what the backfill writes."""
+    members = {}
+    for row in sor._query("SELECT c.ci_id, m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment"
+                          " FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"):
+        members.setdefault(row[0], []).append(tuple(row[1:]))
+    return sorted(row for ci_id, rows in members.items() for row in metric_rollups.next_rows(ci_id, rows))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_incremental_upkeep_gives_every_row_exactly_whatever_order_runs_arrive_in(open_sor, seed):
+    """A new CI link updates only the rows its change displaces (``metric_rollups._link_next``): after each run,
+    recorded in a random order (a spool flushed after later runs), the rows equal a computation over the CIs' whole
+    histories. Starts and ends on a ten-minute grid give equal ends (the lowest run id wins), runs that end as they
+    start and emergency changes that start as others end; run ids are not in time order."""
+    sor = open_sor()
+    sor.append([ci("ci-web01", "web01", **{"class": "server"}), ci("ci-web02", "web02", **{"class": "server"})])
+    ci_ids = {"web01": "ci-web01", "web02": "ci-web02"}
+    rng = random.Random(seed)
+    runs = []
+    for number in range(36):
+        start = t("2026-01-05 10:00") + datetime.timedelta(minutes=10 * rng.randrange(20))
+        runs.append(dict(run_id="r%02d-%d" % (rng.randrange(100), number), start=start,
+                         end=start + datetime.timedelta(minutes=rng.choice([0, 0, 10, 20, 60])),
+                         status=rng.choice(["successful"] * 4 + ["failed", "interrupted"]),
+                         gate=rng.choice(["standard", "normal", "emergency", "emergency", None]), commit=None,
+                         changed=rng.sample(sorted(ci_ids), rng.choice([1, 1, 2])), check_mode=False))
+    rng.shuffle(runs)
+    kinds = set()
+    for run in runs:
+        sor.append(run_entries(run, ci_ids))
+        rows = _next_rows(sor)
+        assert rows == _next_rows_from_scratch(sor), run["run_id"]
+        kinds.update((row[4] is None, row[5] is None) for row in rows)
+    # every combination of a next emergency change and a next deployment, present and missing, was kept
+    assert kinds == {(True, True), (True, False), (False, True), (False, False)}
 
 
 @pytest.mark.tampers_query_tables
