@@ -176,31 +176,38 @@ def _upgraded_from_before(open_sor, sor, migration):
     return upgraded
 
 
-def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
-    sor = open_sor()
-    history(sor, runs=60)
-    before = (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
-              sorted(sor.find_metric_days("0000", "9999")))
-    # as a collection before the rollups left it
-    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_ROLLUPS_MIGRATION)
-    after = (sorted(tuple(row.values()) for row in upgraded.find_metric_changes(None, None)),
-             sorted(upgraded.find_metric_days("0000", "9999")))
-    assert after == before and before[0] and before[1]
+def _rollup_rows(sor):
+    """``metric_changes`` and ``metric_days``, sorted."""
+    return (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
+            sorted(sor.find_metric_days("0000", "9999")))
 
 
 def _next_rows(sor):
     return sorted(tuple(row) for row in sor._query("SELECT * FROM metric_ci_next"))
 
 
-def test_a_ledger_with_the_rollups_gets_each_changes_next_emergency_and_deployment_as_a_replay_would(open_sor):
+def _next_parts(sor):
+    """``metric_ci_next`` sorted, and its rows that name a next emergency change / a next deployment."""
+    rows = _next_rows(sor)
+    return rows, [row for row in rows if row[4] is not None], [row for row in rows if row[5] is not None]
+
+
+@pytest.mark.parametrize("migration, reader", [
+    # as a collection before the rollups left it
+    (schema.METRIC_ROLLUPS_MIGRATION, _rollup_rows),
+    # with the daily rollups but not metric_ci_next
+    (schema.METRIC_NEXT_MIGRATION, _next_parts),
+    # with metric_ci_next as migration 14 made it, filled by a full refresh per link
+    (schema.METRIC_NEXT_INCREMENTAL_MIGRATION, _next_parts),
+], ids=["metric_changes+metric_days", "metric_ci_next", "metric_ci_next-incremental"])
+def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader):
     sor = open_sor()
     history(sor, runs=80)
-    before = _next_rows(sor)
-    # emergency changes and deployments after other changes of their CIs: the rows have something to say
-    assert any(row[4] is not None for row in before) and any(row[5] is not None for row in before)
-    # as a collection with the daily rollups (migration 13) but not metric_ci_next left it
-    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_NEXT_MIGRATION)
-    assert _next_rows(upgraded) == before
+    before = reader(sor)
+    # every part has something to say (emergency changes and deployments after other changes of their CIs)
+    assert all(before)
+    upgraded = _upgraded_from_before(open_sor, sor, migration)
+    assert reader(upgraded) == before
 
 
 def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_sor):
