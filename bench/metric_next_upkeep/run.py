@@ -151,8 +151,8 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
     print()
     print("median CPU ms per run appended to a CI with N earlier changes (%d runs per variant and size)" % args.repeat)
-    print("%8s  %22s  %22s  %15s  %15s" % ("N", "upkeep full / incr.", "append full / incr.", "upkeep ratio",
-                                         "append ratio"))
+    headings = ("N", "upkeep full / incr.", "append full / incr.", "upkeep ratio", "append ratio")
+    print("%8s  %22s  %22s  %15s  %15s" % headings)
     for size, figures in results:
         full, incr = figures["full"], figures["incremental"]
         print("%8d  %10.3f / %9.3f  %10.3f / %9.3f  %15.1f  %15.2f" % (

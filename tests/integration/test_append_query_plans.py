@@ -41,7 +41,8 @@ def whole_ci_history(detail):
 
 def with_links(run_id, entries, ci_ids):
     """The run's entries and, as the recorder writes them after its end, its ``ci.changed_by_run`` links."""
-    changed = sorted(set(entry.data["host"] for entry in entries if entry.kind == "run.result" and entry.data["changed"]))
+    changed = sorted(set(entry.data["host"] for entry in entries
+                         if entry.kind == "run.result" and entry.data["changed"]))
     return entries + [Entry("ci.changed_by_run", ci_ids[host], {"ci_id": ci_ids[host], "run_id": run_id, "host": host})
                       for host in changed]
 

@@ -319,8 +319,8 @@ def _link_next(db, ci_id, run_id):
         # the CI's changes that ended before it whose next deployment ends later (at the same end: has a higher run
         # id, compared here as next_rows sorts, whatever the database's collation) or is none
         for other, following in db.execute(
-                "SELECT run_id, next_deployment_run_id FROM metric_ci_next WHERE ci_id = ? AND next_deployment_end_us = ?"
-                " AND end_us < ?", (ci_id, end, end)).fetchall():
+                "SELECT run_id, next_deployment_run_id FROM metric_ci_next WHERE ci_id = ?"
+                " AND next_deployment_end_us = ? AND end_us < ?", (ci_id, end, end)).fetchall():
             if following > run_id:
                 db.execute("UPDATE metric_ci_next SET next_deployment_run_id = ?, next_deployment_start_us = ?"
                            " WHERE ci_id = ? AND run_id = ?", (run_id, start, ci_id, other))
