@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 
-#: what undoes a migration besides dropping the tables it creates (``schema.tables_until`` finds those)
+#: what undoes a migration besides dropping the tables it creates (``schema.tables_until`` finds those): statements,
+#: or a function of the version rolled back to that gives them
 UNDO = {
     6: ["ALTER TABLE ledger DROP COLUMN %s" % column for column in ("entry_format", "salt", "payload_root", "redactions")],
     # SQLite drops no column that an index uses: the index first
     7: ["DROP INDEX change_events_kind", "ALTER TABLE change_events DROP COLUMN kind"],
     # the review service's free-text index (SQLite: a virtual table the CREATE TABLE scan does not see)
     11: ["DROP TABLE IF EXISTS change_list_words"],
+    # metric_ci_next back to migration 14's shape, unless the rollback drops it (its rows do not matter: migration 18
+    # makes it again)
+    schema.version_of(schema.METRIC_NEXT_INCREMENTAL_MIGRATION): lambda version: [] if version < schema.version_of(
+        schema.METRIC_NEXT_MIGRATION) else ["DROP TABLE metric_ci_next"] + schema.statements_for("BIGINT", next(
+            migration for migration in schema.MIGRATIONS if migration[1] == schema.METRIC_NEXT_MIGRATION)),
 }
 
 
@@ -26,6 +32,7 @@ def roll_back(cursor, version):
     for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
         cursor.execute("DROP TABLE %s" % table)
     for number in later:
-        for statement in UNDO.get(number, ()):
+        undo = UNDO.get(number, ())
+        for statement in undo(version) if callable(undo) else undo:
             cursor.execute(statement)
     cursor.execute("DELETE FROM schema_migrations WHERE version > %d" % version)

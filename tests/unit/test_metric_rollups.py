@@ -20,7 +20,7 @@ from support.history import run_entries, t
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import metric_rollups, schema
 
 UTC = datetime.timezone.utc
 HOSTS = ["web01", "web02", "db01", "db02", "batch01", "lonely01"]  # lonely01 has no CI
@@ -176,31 +176,38 @@ def _upgraded_from_before(open_sor, sor, migration):
     return upgraded
 
 
-def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor):
-    sor = open_sor()
-    history(sor, runs=60)
-    before = (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
-              sorted(sor.find_metric_days("0000", "9999")))
-    # as a collection before the rollups left it
-    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_ROLLUPS_MIGRATION)
-    after = (sorted(tuple(row.values()) for row in upgraded.find_metric_changes(None, None)),
-             sorted(upgraded.find_metric_days("0000", "9999")))
-    assert after == before and before[0] and before[1]
+def _rollup_rows(sor):
+    """``metric_changes`` and ``metric_days``, sorted."""
+    return (sorted(tuple(row.values()) for row in sor.find_metric_changes(None, None)),
+            sorted(sor.find_metric_days("0000", "9999")))
 
 
 def _next_rows(sor):
     return sorted(tuple(row) for row in sor._query("SELECT * FROM metric_ci_next"))
 
 
-def test_a_ledger_with_the_rollups_gets_each_changes_next_emergency_and_deployment_as_a_replay_would(open_sor):
+def _next_parts(sor):
+    """``metric_ci_next`` sorted, and its rows that name a next emergency change / a next deployment."""
+    rows = _next_rows(sor)
+    return rows, [row for row in rows if row[4] is not None], [row for row in rows if row[5] is not None]
+
+
+@pytest.mark.parametrize("migration, reader", [
+    # as a collection before the rollups left it
+    (schema.METRIC_ROLLUPS_MIGRATION, _rollup_rows),
+    # with the daily rollups but not metric_ci_next
+    (schema.METRIC_NEXT_MIGRATION, _next_parts),
+    # with metric_ci_next as migration 14 made it, filled by a full refresh per link
+    (schema.METRIC_NEXT_INCREMENTAL_MIGRATION, _next_parts),
+], ids=["metric_changes+metric_days", "metric_ci_next", "metric_ci_next-incremental"])
+def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader):
     sor = open_sor()
     history(sor, runs=80)
-    before = _next_rows(sor)
-    # emergency changes and deployments after other changes of their CIs: the rows have something to say
-    assert any(row[4] is not None for row in before) and any(row[5] is not None for row in before)
-    # as a collection with the daily rollups (migration 13) but not metric_ci_next left it
-    upgraded = _upgraded_from_before(open_sor, sor, schema.METRIC_NEXT_MIGRATION)
-    assert _next_rows(upgraded) == before
+    before = reader(sor)
+    # every part has something to say (emergency changes and deployments after other changes of their CIs)
+    assert all(before)
+    upgraded = _upgraded_from_before(open_sor, sor, migration)
+    assert reader(upgraded) == before
 
 
 def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_sor):
@@ -234,6 +241,45 @@ def test_next_emergency_and_deployment_follow_runs_recorded_out_of_order(open_so
     raw, rolled = _both(sor, t("2026-01-05 00:00"), t("2026-01-06 00:00"), bucket="day")
     assert rolled == raw
     assert raw["overall"]["time_to_restore"]["median_hours"] == 3.0
+
+
+def _next_rows_from_scratch(sor):
+    """What :func:`metric_rollups.next_rows` gives over each CI's whole history: the rows before the upkeep was
+    incremental, and what the backfill writes."""
+    members = {}
+    for row in sor._query("SELECT c.ci_id, m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment"
+                          " FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"):
+        members.setdefault(row[0], []).append(tuple(row[1:]))
+    return sorted(row for ci_id, rows in members.items() for row in metric_rollups.next_rows(ci_id, rows))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_incremental_upkeep_gives_every_row_exactly_whatever_order_runs_arrive_in(open_sor, seed):
+    """A new CI link updates only the rows its change displaces (``metric_rollups._link_next``): after each run,
+    recorded in a random order (a spool flushed after later runs), the rows equal a computation over the CIs' whole
+    histories. Starts and ends on a ten-minute grid give equal ends (the lowest run id wins), runs that end as they
+    start and emergency changes that start as others end; run ids are not in time order."""
+    sor = open_sor()
+    sor.append([ci("ci-web01", "web01", **{"class": "server"}), ci("ci-web02", "web02", **{"class": "server"})])
+    ci_ids = {"web01": "ci-web01", "web02": "ci-web02"}
+    rng = random.Random(seed)
+    runs = []
+    for number in range(36):
+        start = t("2026-01-05 10:00") + datetime.timedelta(minutes=10 * rng.randrange(20))
+        runs.append(dict(run_id="r%02d-%d" % (rng.randrange(100), number), start=start,
+                         end=start + datetime.timedelta(minutes=rng.choice([0, 0, 10, 20, 60])),
+                         status=rng.choice(["successful"] * 4 + ["failed", "interrupted"]),
+                         gate=rng.choice(["standard", "normal", "emergency", "emergency", None]), commit=None,
+                         changed=rng.sample(sorted(ci_ids), rng.choice([1, 1, 2])), check_mode=False))
+    rng.shuffle(runs)
+    kinds = set()
+    for run in runs:
+        sor.append(run_entries(run, ci_ids))
+        rows = _next_rows(sor)
+        assert rows == _next_rows_from_scratch(sor), run["run_id"]
+        kinds.update((row[4] is None, row[5] is None) for row in rows)
+    # every combination of a next emergency change and a next deployment, present and missing, was kept
+    assert kinds == {(True, True), (True, False), (False, True), (False, False)}
 
 
 @pytest.mark.tampers_query_tables

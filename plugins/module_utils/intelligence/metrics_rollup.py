@@ -243,11 +243,11 @@ class _Failure(object):
         self.restore_hours = None
 
 
-def _load(sor, rows, following):
-    """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``: a row per CI) with the CIs each changed;
-    ``following`` gets, per change, its ``metric_ci_next`` columns ``(ci_id, end_us, run_id, start_us)`` of the
-    next deployment per CI (None's when the CI has none after it)."""
-    changes = {}
+def _load(rows):
+    """``(changes, following)`` of ``rows`` (``find_metric_failure_rows``: a row per CI): ``run_id -> _Failure``
+    with the CIs each changed, and ``run_id ->`` its ``metric_ci_next`` columns ``(ci_id, end_us, run_id,
+    start_us)`` of the next deployment per CI (None's when the CI has none after it)."""
+    changes, following = {}, {}
     for row in rows:
         run_id = row[0]
         change = changes.get(run_id)
@@ -256,7 +256,7 @@ def _load(sor, rows, following):
         if row[8] is not None:
             change.cis.add(row[8])
             following.setdefault(run_id, []).append(row[8:])
-    return changes
+    return changes, following
 
 
 def _failures(sor, since_text, horizon_text, window):
@@ -265,18 +265,22 @@ def _failures(sor, since_text, horizon_text, window):
     them over every change of that range."""
     window_us = window // datetime.timedelta(microseconds=1)
     marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
-    following = {}
-    changes = _load(sor, sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True), following)
+    changes, following = _load(sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True))
     others = (set(sor.find_linked_runs(since_text, horizon_text)) | marked) - set(changes)
-    changes.update(_load(sor, sor.find_metric_failure_rows(None, None, run_ids=sorted(others)) if others else (),
-                         following))
+    if others:
+        # (new changes: their run ids are not among those loaded before)
+        loaded, loaded_following = _load(sor.find_metric_failure_rows(None, None, run_ids=sorted(others)))
+        changes.update(loaded)
+        following.update(loaded_following)
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
     idle = metrics.attach_idle_hosts(sor, changes)
     if idle:
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
         more = marked - set(changes)
-        changes.update(_load(sor, sor.find_metric_failure_rows(None, None, run_ids=sorted(more)) if more else (),
-                             following))
+        if more:
+            loaded, loaded_following = _load(sor.find_metric_failure_rows(None, None, run_ids=sorted(more)))
+            changes.update(loaded)
+            following.update(loaded_following)
 
     # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
     links = sor.find_change_links(run_ids=list(changes))

@@ -52,8 +52,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.in
 
 #: the schema version that made these tables: a replay inside an older migration leaves them alone
 TABLES_VERSION = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
-#: the schema version that made ``metric_ci_next`` (:data:`NEXT_FOLLOWERS`)
-NEXT_TABLES_VERSION = schema.version_of(schema.METRIC_NEXT_MIGRATION)
+#: the schema version that made ``metric_ci_next`` as :data:`NEXT_FOLLOWERS` write it (migration 14 made it first,
+#: without the columns its incremental upkeep reads)
+NEXT_TABLES_VERSION = schema.version_of(schema.METRIC_NEXT_INCREMENTAL_MIGRATION)
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _FACT_COLUMNS = "run_id, started_at, ended_at, status, dry_run, authorisation, environment, commit_at"
 _MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, deployment, emergency, lead_seconds,"
@@ -230,7 +231,8 @@ def _ci_written(db, entry):
 # metric_ci_next: per change and CI it changed, the next emergency change and the next deployment of the CI
 # --------------------------------------------------------------------------
 _NEXT_COLUMNS = ("ci_id, run_id, started_at, end_us, next_emergency_us, next_deployment_run_id, next_deployment_start_us,"
-                 " next_deployment_end_us")
+                 " next_deployment_end_us, start_us, emergency, deployment")
+_NEXT_INSERT = "INSERT INTO metric_ci_next (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _NEXT_COLUMNS
 
 
 def next_rows(ci_id, members):
@@ -242,21 +244,30 @@ def next_rows(ci_id, members):
       is within the failure window of its end: the earliest such start decides, whatever the window);
     * ``next_deployment_*``: the deployment of the CI with the earliest end after the change's end (lowest run id
       among equal ends): the time to restore of a failed change when that deployment is itself counted (started
-      inside the range asked, not marked failed); the reader falls back to the CI's deployments otherwise.
+      inside the range asked, not marked failed); the reader falls back to the CI's deployments otherwise;
+    * ``start_us``, ``emergency``, ``deployment``: the change's own, which the incremental upkeep
+      (:func:`_link_next`) looks the CI's next ones up by.
     """
     emergencies = sorted(start for _run, _started, start, _end, emergency, _dep in members if emergency)
     deployments = sorted((end, run_id, start) for run_id, _started, start, end, _emergency, deployment in members
                          if deployment)
     deployment_ends = [row[0] for row in deployments]
     rows = []
-    for run_id, started_at, start, end, _emergency, _deployment in members:
+    for run_id, started_at, start, end, emergency, deployment in members:
         # (an emergency change itself never qualifies: it did not start after its own start)
-        position = bisect.bisect_left(emergencies, max(end, start + 1))
+        position = bisect.bisect_left(emergencies, _emergency_from(start, end))
         next_emergency = emergencies[position] if position < len(emergencies) else None
         position = bisect.bisect_right(deployment_ends, end)
         following = deployments[position] if position < len(deployments) else (None, None, None)
-        rows.append((ci_id, run_id, started_at, end, next_emergency, following[1], following[2], following[0]))
+        rows.append((ci_id, run_id, started_at, end, next_emergency, following[1], following[2], following[0],
+                     start, 1 if emergency else 0, 1 if deployment else 0))
     return rows
+
+
+def _emergency_from(start, end):
+    """The earliest start of an emergency change that follows a change (:func:`next_rows`): not before its end, and
+    after its start."""
+    return max(end, start + 1)
 
 
 def _members_of_ci(db, ci_id):
@@ -267,7 +278,9 @@ def _members_of_ci(db, ci_id):
 
 def _refresh_next(db, ci_id):
     """Bring the CI's ``metric_ci_next`` rows up to date with ``ci_changes`` and ``metric_changes``: the CI's changes
-    are read again (one indexed range), and only the rows that differ are written."""
+    are read again (one indexed range over its whole history), and only the rows that differ are written. For a
+    change whose start, end or kind changed after its CI links (rare: the recorder links a run's CIs after its end);
+    a new link takes :func:`_link_next`."""
     wanted = {row[1]: row for row in next_rows(ci_id, _members_of_ci(db, ci_id))}
     stored = {row[1]: tuple(row) for row in db.execute(
         "SELECT %s FROM metric_ci_next WHERE ci_id = ?" % _NEXT_COLUMNS, (ci_id,)).fetchall()}
@@ -276,15 +289,65 @@ def _refresh_next(db, ci_id):
             db.execute("DELETE FROM metric_ci_next WHERE ci_id = ? AND run_id = ?", (ci_id, run_id))
     for run_id, row in wanted.items():
         if stored.get(run_id) != row:
-            db.execute("INSERT INTO metric_ci_next (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % _NEXT_COLUMNS, row)
+            db.execute(_NEXT_INSERT, row)
+
+
+def _link_next(db, ci_id, run_id):
+    """A new CI link: the change's own row, and the rows of the CI's earlier changes whose next emergency change or
+    next deployment the change displaces - :func:`next_rows`' result, reached without reading the CI's history.
+
+    Every statement is an index range bounded by what changes (docs/metrics.md, "Speed"): the displaced rows are
+    those whose next is later than the new change's, or missing (``metric_ci_next_by_emergency`` /
+    ``_by_deployment``), which for a run recorded in order are the changes since the CI's last emergency change or
+    deployment - rows that must be written anyway; for one recorded late (a spool flushed after later runs), also
+    the CI's changes after it up to their own next one. The change's own next ones are the first entries of two
+    partial indexes after its end. Exactness: tests/unit/test_metric_rollups.py compares the rows with
+    :func:`next_rows` over the CI's whole history after runs arrive in random order."""
+    member = db.execute("SELECT started_at, start_us, end_us, emergency, deployment FROM metric_changes"
+                        " WHERE run_id = ?", (run_id,)).fetchone()
+    if member is None:
+        return  # (not a change, or not yet: its end brings its CIs' rows, :func:`_run_next`)
+    if db.execute("SELECT 1 FROM metric_ci_next WHERE ci_id = ? AND run_id = ?", (ci_id, run_id)).fetchone():
+        return  # (a link recorded again: the row follows the change's own writes already)
+    started_at, start, end, emergency, deployment = member
+    if emergency:
+        # the CI's changes it follows (started before it, ended not after it) whose next emergency is later or none
+        for clause, params in (("next_emergency_us > ?", (start,)), ("next_emergency_us IS NULL", ())):
+            db.execute("UPDATE metric_ci_next SET next_emergency_us = ? WHERE ci_id = ? AND %s AND end_us <= ?"
+                       " AND start_us < ?" % clause, (start, ci_id) + params + (start, start))
+    if deployment:
+        # the CI's changes that ended before it whose next deployment ends later (at the same end: has a higher run
+        # id, compared here as next_rows sorts, whatever the database's collation) or is none
+        for other, following in db.execute(
+                "SELECT run_id, next_deployment_run_id FROM metric_ci_next WHERE ci_id = ?"
+                " AND next_deployment_end_us = ? AND end_us < ?", (ci_id, end, end)).fetchall():
+            if following > run_id:
+                db.execute("UPDATE metric_ci_next SET next_deployment_run_id = ?, next_deployment_start_us = ?"
+                           " WHERE ci_id = ? AND run_id = ?", (run_id, start, ci_id, other))
+        for clause, params in (("next_deployment_end_us > ?", (end,)), ("next_deployment_end_us IS NULL", ())):
+            db.execute("UPDATE metric_ci_next SET next_deployment_run_id = ?, next_deployment_start_us = ?,"
+                       " next_deployment_end_us = ? WHERE ci_id = ? AND %s AND end_us < ?" % clause,
+                       (run_id, start, end, ci_id) + params + (end,))
+    # its own next ones, among the CI's other changes (it never qualifies for itself)
+    next_emergency = db.execute("SELECT MIN(start_us) FROM metric_ci_next WHERE ci_id = ? AND emergency = 1"
+                                " AND start_us >= ?", (ci_id, _emergency_from(start, end))).fetchone()[0]
+    following = (None, None, None)
+    first_end = db.execute("SELECT MIN(end_us) FROM metric_ci_next WHERE ci_id = ? AND deployment = 1 AND end_us > ?",
+                           (ci_id, end)).fetchone()[0]
+    if first_end is not None:
+        following = min((other, other_start, first_end) for other, other_start in db.execute(
+            "SELECT run_id, start_us FROM metric_ci_next WHERE ci_id = ? AND deployment = 1 AND end_us = ?",
+            (ci_id, first_end)).fetchall())
+    db.execute(_NEXT_INSERT, (ci_id, run_id, started_at, end, next_emergency, following[0], following[1],
+                              following[2], start, emergency, deployment))
 
 
 def _run_next(db, entry):
-    """A run's start, end or authorisation may have changed (or it became a change): the rows of the CIs it
-    changed (as the recorder writes, a run's CI links come after its end: usually none yet). A new CI link: that
-    CI's rows."""
+    """A new CI link: :func:`_link_next`. A run's start, end or authorisation may have changed (or it became a
+    change): the rows of the CIs it changed, read again (:func:`_refresh_next`; as the recorder writes, a run's CI
+    links come after its end: usually there are none yet)."""
     if entry.kind == "ci.changed_by_run":
-        _refresh_next(db, entry.data["ci_id"])
+        _link_next(db, entry.data["ci_id"], entry.data["run_id"])
         return
     for (ci_id,) in db.execute("SELECT ci_id FROM ci_changes WHERE run_id = ? ORDER BY ci_id",
                                (entry.data["run_id"],)).fetchall():
@@ -359,7 +422,7 @@ def backfill(db, batch=5000):
 
 
 def backfill_next(db):
-    """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 14's Python step): the same
+    """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 18's Python step): the same
     :func:`next_rows` over the same inputs as the projector, read in one pass ordered by CI."""
     rows = []
     current, members = None, []
@@ -374,8 +437,7 @@ def backfill_next(db):
     if members:
         rows.extend(next_rows(current, members))
     for start in range(0, len(rows), 5000):
-        db.executemany("INSERT INTO metric_ci_next (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)" % _NEXT_COLUMNS,
-                       rows[start:start + 5000])
+        db.executemany(_NEXT_INSERT, rows[start:start + 5000])
 
 
 # --------------------------------------------------------------------------

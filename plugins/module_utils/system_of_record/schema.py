@@ -38,6 +38,9 @@ METRIC_ROLLUPS_MIGRATION = "DevOps metrics: one row per change and daily rollups
 BACKFILL_METRIC_NEXT = "backfill each change's next emergency change and next deployment per CI"
 #: the description of that migration (its projectors find their version by it)
 METRIC_NEXT_MIGRATION = "DevOps metrics: per change and CI, the next emergency change and the next deployment"
+#: the migration that made ``metric_ci_next`` again for its incremental upkeep (its projector's version)
+METRIC_NEXT_INCREMENTAL_MIGRATION = ("DevOps metrics: per change and CI, the next emergency change and the next"
+                                     " deployment, kept up incrementally")
 
 
 class PerDialect(object):
@@ -521,7 +524,8 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX metric_ci_next_started ON metric_ci_next (started_at, next_emergency_us, end_us, run_id)",
         "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)",
-        BACKFILL_METRIC_NEXT,
+        # (its backfill moved to migration 18, which makes the table again with the columns an incremental
+        # upkeep reads: a ledger upgraded through both fills it once, in the shape the projector writes)
     ]),
     # The review service with a read replica (issue 21, docs/review-service.md "Read replica"): the ledger position
     # of each person's newest action there, so the pages they read next come from the primary until the replica
@@ -533,6 +537,36 @@ MIGRATIONS = [
             seq {int} NOT NULL,
             written_at TEXT NOT NULL
         )""",
+    ]),
+    # metric_ci_next kept up incrementally (issue 18, docs/metrics.md "Daily rollups"): each row also holds its
+    # change's start and kind, and four indexes let a new CI link read only the CI's rows its change displaces
+    # and its own next ones, whatever the CI's history (before: every change of the CI, read again per link).
+    # Made again rather than altered: the new columns are NOT NULL, and the backfill fills them all.
+    (18, METRIC_NEXT_INCREMENTAL_MIGRATION, [
+        "DROP TABLE metric_ci_next",
+        """CREATE TABLE metric_ci_next (
+            ci_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            end_us {int} NOT NULL,
+            next_emergency_us {int},
+            next_deployment_run_id TEXT,
+            next_deployment_start_us {int},
+            next_deployment_end_us {int},
+            start_us {int} NOT NULL,
+            emergency {int} NOT NULL,
+            deployment {int} NOT NULL,
+            PRIMARY KEY (ci_id, run_id)
+        )""",
+        "CREATE INDEX metric_ci_next_started ON metric_ci_next (started_at, next_emergency_us, end_us, run_id)",
+        "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)",
+        # a change's own next emergency change and next deployment (partial: only those changes are indexed)
+        "CREATE INDEX metric_ci_next_emergencies ON metric_ci_next (ci_id, start_us) WHERE emergency = 1",
+        "CREATE INDEX metric_ci_next_deployments ON metric_ci_next (ci_id, end_us) WHERE deployment = 1",
+        # the rows a new emergency change or deployment displaces: those whose next is later or missing
+        "CREATE INDEX metric_ci_next_by_emergency ON metric_ci_next (ci_id, next_emergency_us)",
+        "CREATE INDEX metric_ci_next_by_deployment ON metric_ci_next (ci_id, next_deployment_end_us)",
+        BACKFILL_METRIC_NEXT,
     ]),
 ]
 
