@@ -62,17 +62,29 @@ SPAN = datetime.timedelta(days=730)
 
 
 def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
+    """Seed the ledger with ``cis`` CIs and ``events`` change events; resumes a seeding that stopped.
+
+    Everything drawn is drawn again on a resume (the same random sequence), but only what the ledger does not
+    hold yet is appended: the CMDB when it has no CI, and the change events from the first one it lacks. Each
+    append is one transaction, so an interrupted seeding leaves whole batches only."""
     rng = random.Random(18)
     hosts = max(1, cis * 9 // 10)
     apps = max(1, cis - hosts)
     host_ids = ["ci-h%06d" % number for number in range(hosts)]
     app_ids = ["ci-a%05d" % number for number in range(apps)]
     entries = []
+    have_cmdb = bool(sor.find_cis(limit=1))
+    have_events = sor.list_change_events({"all": True}, limit=1)["total"] or 0 if have_cmdb else 0
+    if have_cmdb and progress:
+        print("  resuming: the CMDB and %d change events are there already" % have_events, flush=True)
 
     def flush(force=False):
         if entries and (force or len(entries) >= batch):
-            sor.append(list(entries))
+            if not skipping:
+                sor.append(list(entries))
             del entries[:]
+
+    skipping = have_cmdb
 
     for number, ci_id in enumerate(host_ids):
         entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "identities": {}, "attributes": {
@@ -93,10 +105,14 @@ def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
                                                                       "target": target}))
         flush()
     flush(True)
+    skipping = False
     start = end - span
     step = span / max(events, 1)
     begun = time.monotonic()
     for number in range(events):
+        if number < have_events:
+            rng.randrange(hosts)
+            continue
         run_id = "run-%08d" % number
         at = start + step * number
         host_number = rng.randrange(hosts)
@@ -120,9 +136,10 @@ def seed(sor, events, cis, end, batch=2000, progress=True, span=SPAN):
             Entry("run.finished", run_id, {"run_id": run_id, "ended_at": ended, "outcome": status}, at=ended),
             Entry("ci.changed_by_run", ci_id, {"ci_id": ci_id, "run_id": run_id, "host": host}, at=ended)])
         flush()
-        if progress and number and number % 50000 == 0:
-            rate = number / (time.monotonic() - begun)
-            print("  %d events (%.0f per second, %.0f min to go)" % (number, rate, (events - number) / rate / 60))
+        if progress and number > have_events and number % 50000 == 0:
+            rate = (number - have_events) / (time.monotonic() - begun)
+            print("  %d events (%.0f per second, %.0f min to go)" % (number, rate, (events - number) / rate / 60),
+                  flush=True)
     flush(True)
     return app_ids
 
@@ -188,8 +205,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--dsn")
-    parser.add_argument("--reuse", help="an SQLite ledger seeded by an earlier run (kept with --keep), seeded here and "
-                                        "kept when the file does not exist yet")
+    parser.add_argument("--reuse", help="an SQLite ledger to seed and keep: seeded here when the file does not exist "
+                                        "yet, and a seeding that stopped part-way resumes (so does a --dsn database)")
+    parser.add_argument("--seed-only", action="store_true", help="seed (or resume seeding) and stop")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--span-days", type=float, default=SPAN.days,
                         help="the history's span: fewer events over a shorter span keep the full size's changes per "
@@ -198,6 +216,8 @@ def main():
     parser.add_argument("--main-path", action="store_true",
                         help="also time the rollup queries as main had them before metric_ci_next (migration 14)")
     args = parser.parse_args()
+    if args.seed_only and not (args.reuse or args.dsn):
+        parser.error("--seed-only seeds a ledger that is kept: give --reuse PATH or --dsn")
     root = tempfile.mkdtemp(prefix="changeops-intelligence-")
     end = datetime.datetime(2026, 12, 1, tzinfo=datetime.timezone.utc)
     if args.backend == "postgresql":
@@ -208,14 +228,15 @@ def main():
         config = {"backend": "sqlite", "sqlite_path": args.reuse or os.path.join(root, "ledger.sqlite"),
                   "busy_timeout": 60}
     print("load average at start: %s" % " ".join("%.2f" % value for value in os.getloadavg()))
-    seeded_before = bool(args.reuse) and os.path.exists(args.reuse)
     sor = open_system_of_record(config)
-    if seeded_before:
-        app_ids = [ci["ci_id"] for ci in sor.find_cis(ci_class="application")]
-    else:
-        begun = time.monotonic()
-        app_ids = seed(sor, args.events, args.cis, end, span=datetime.timedelta(days=args.span_days))
-        print("seeded %d change events and %d CIs in %.0f s" % (args.events, args.cis, time.monotonic() - begun))
+    begun = time.monotonic()
+    app_ids = seed(sor, args.events, args.cis, end, span=datetime.timedelta(days=args.span_days))
+    print("seeded %d change events and %d CIs in %.0f s (what was not there yet)"
+          % (args.events, args.cis, time.monotonic() - begun), flush=True)
+    if args.seed_only:
+        sor.close()
+        shutil.rmtree(root, ignore_errors=True)
+        return 0
     sor.close()
     sor = open_system_of_record(config)
     rng = random.Random(7)
@@ -300,4 +321,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
