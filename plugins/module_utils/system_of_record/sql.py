@@ -128,11 +128,13 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
         db.event_docs = {}
         try:
+            projections.prefetch_event_docs(db, [entry for entry in entries if entry.id not in seen])
             appended = self._project_batch(db, entries, seen, seq, prev_hash)
         finally:
             # defensive: each append has its own Statements, but the cache holds what this transaction wrote and must
             # not be consulted after it (a failed append rolls back)
             db.event_docs = None
+            db.absent_events = None
         self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
         return appended
 
