@@ -450,8 +450,8 @@ def section_cost(args, workdir, figures, postgres=None):
     count = min(args.append_entries, 10000)
     print("\n== append cost: one writer, %d entries per variant and round, batches of %d (CPU us per entry;"
           " PostgreSQL: the client's CPU, and result fetches per entry, each a round trip)" % (count, args.batch))
-    print("   %-9s %-11s %14s %14s %7s %16s  %s" % ("shape", "backend", "baseline CPU", "now CPU", "ratio",
-                                                   "fetches b -> n", "load average"))
+    print("   %-9s %-11s %14s %14s %7s %16s  %s" % (
+        "shape", "backend", "baseline CPU", "now CPU", "ratio", "fetches b -> n", "load average"))
     figures.setdefault("cost", {})
     for shape in args.append_shapes:
         for backend in args.backends:
