@@ -29,6 +29,12 @@ figure with its baseline from this same run:
              (kept below as :func:`legacy_append`: per entry an idempotency query, the seal, the ledger
              INSERT and the projector's statements, the change event read and parsed for every result).
              Quick form: ``--sections append --append-entries 5000 --writers 1,16``.
+``cost``     what one entry costs one writer, in this process, for the same shapes and backends: CPU time per entry
+             (``time.process_time``: building the entries as the writer does, sealing, projecting, SQLite's own work;
+             PostgreSQL: the client's share) and, on PostgreSQL, result fetches per entry (each a round trip: the
+             append's other statements are queued in pipeline mode). Baseline and now alternate, two rounds, the
+             lower CPU time of each is printed: figures a shared machine's load moves less than the wall-time rates.
+             Quick form: ``--sections cost --append-entries 3000``.
 ``verify``   a ledger of ``--entries`` entries (SQLite; PostgreSQL too with ``--verify-backends``): the full
              chain-only walk (the fast path) against the walk ``ledger_verify`` made before (the general
              ``verify_rows`` over ``Entry`` objects); then ``--new-entries`` more entries and the incremental
@@ -56,6 +62,7 @@ printed at the start and the end because on a shared machine the figures are onl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -382,6 +389,95 @@ def section_append(args, workdir, postgres, figures):
                 ratio = measured["now"] / measured["baseline"]
                 print("   %-11s %7d %14.0f %14.0f %7.2f  %s" % (
                     backend, writers, measured["baseline"], measured["now"], ratio, load()), flush=True)
+
+
+class _FetchCounter(object):
+    """Counts the result fetches of psycopg cursors while it is entered: in the append's pipeline mode each one
+    waits for the server (a round trip), the rest of the statements are queued."""
+
+    def __init__(self):
+        self.count = 0
+        self._saved = {}
+
+    def __enter__(self):
+        import psycopg
+
+        for name in ("fetchone", "fetchall"):
+            original = self._saved[name] = getattr(psycopg.Cursor, name)
+
+            def counted(cursor, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(cursor, *args, **kwargs)
+
+            setattr(psycopg.Cursor, name, counted)
+        return self
+
+    def __exit__(self, *exc_info):
+        import psycopg
+
+        for name, original in self._saved.items():
+            setattr(psycopg.Cursor, name, original)
+
+
+def append_cost(config, variant, shape, count, batch):
+    """One writer in this process: CPU seconds (``time.process_time``: building the entries as the writer does,
+    sealing, projecting, SQLite's own work; for PostgreSQL the client's share) and result fetches per entry."""
+    sor = open_system_of_record(config)
+    try:
+        if shape == "recorder":
+            for position, environment in enumerate(("production", "staging", "development")):
+                register_cis(sor, RECORDER_HOSTS[position::3], environment)
+        run_id = uuid.uuid4().hex
+        sor.append([Entry("run.started", run_id, run_started(run_id))])
+        batches = _batches(shape, run_id, count, batch, 1)
+        append = legacy_append if variant == "baseline" else type(sor).append
+        counter = _FetchCounter() if sor.backend_name == "postgresql" else contextlib.nullcontext()
+        appended = 0
+        with counter:
+            started = time.process_time()
+            for documents in batches:
+                appended += len(append(sor, [Entry.from_dict(document) for document in documents]))
+            seconds = time.process_time() - started
+        return seconds / appended, (counter.count / appended if sor.backend_name == "postgresql" else None)
+    finally:
+        sor.close()
+
+
+def section_cost(args, workdir, figures, postgres=None):
+    """``cost``: what one entry costs one writer, in CPU time and (PostgreSQL) round trips, figures that the load
+    of a shared machine moves less than wall-time rates: baseline and now alternate, two rounds, the lower CPU
+    time of each is printed."""
+    count = min(args.append_entries, 10000)
+    print("\n== append cost: one writer, %d entries per variant and round, batches of %d (CPU us per entry;"
+          " PostgreSQL: the client's CPU, and result fetches per entry, each a round trip)" % (count, args.batch))
+    print("   %-9s %-11s %14s %14s %7s %16s  %s" % (
+        "shape", "backend", "baseline CPU", "now CPU", "ratio", "fetches b -> n", "load average"))
+    figures.setdefault("cost", {})
+    for shape in args.append_shapes:
+        for backend in args.backends:
+            measured = {"baseline": [], "now": []}
+            for round_number in range(2):
+                for variant in ("baseline", "now"):
+                    name = "cost_%s_%s_%s_%d" % (shape, backend, variant, round_number)
+                    if backend == "sqlite":
+                        config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
+                                  "busy_timeout": 600}
+                    else:
+                        config = postgres.schema_config(name)
+                    measured[variant].append(append_cost(config, variant, shape, count, args.batch))
+                    if backend == "sqlite":
+                        for suffix in ("", "-wal", "-shm"):
+                            if os.path.exists(config["sqlite_path"] + suffix):
+                                os.unlink(config["sqlite_path"] + suffix)
+                    else:
+                        postgres.drop_schema(name)
+            best = {variant: min(values) for variant, values in measured.items()}
+            figures["cost"]["%s/%s" % (shape, backend)] = {
+                variant: {"cpu_us": value[0] * 1e6, "fetches": value[1]} for variant, value in best.items()}
+            fetches = ("%.2f -> %.2f" % (best["baseline"][1], best["now"][1])) if backend == "postgresql" else "-"
+            print("   %-9s %-11s %14.1f %14.1f %7.2f %16s  %s" % (
+                shape, backend, best["baseline"][0] * 1e6, best["now"][0] * 1e6, best["baseline"][0] / best["now"][0],
+                fetches, load()), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -807,9 +903,9 @@ def main():
     args.append_entries = args.append_entries or min(args.entries, 50000)
     if args.repeat is None:
         args.repeat = 3 if args.entries <= 100000 else 1
-    unknown = set(args.sections) - {"append", "verify", "chain", "archive", "backup"}
+    unknown = set(args.sections) - {"append", "cost", "verify", "chain", "archive", "backup"}
     if unknown:
-        parser.error("--sections: unknown %s (append, verify, chain, archive, backup)" % ", ".join(sorted(unknown)))
+        parser.error("--sections: unknown %s (append, cost, verify, chain, archive, backup)" % ", ".join(sorted(unknown)))
     workdir = args.workdir or tempfile.mkdtemp(prefix="changeops-bench-scale-")
     os.makedirs(workdir, exist_ok=True)
     print("load average at start: %s (%d CPUs)" % (load(), os.cpu_count()))
@@ -823,7 +919,7 @@ def main():
 
     postgres = None
     try:
-        if ("postgresql" in args.backends and "append" in args.sections) or (
+        if ("postgresql" in args.backends and ("append" in args.sections or "cost" in args.sections)) or (
                 "postgresql" in args.verify_backends and ("verify" in args.sections or "chain" in args.sections)):
             postgres = Postgres(args.dsn, workdir)
         for section in args.sections:

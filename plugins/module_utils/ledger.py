@@ -160,8 +160,9 @@ class Entry(object):
         return chain_hash(prev_hash, legacy_document_json(self.id, self.at, self.kind, self.subject, self.actor,
                                                           data_json))
 
-    def seal(self, seq, prev_hash):
-        """Give the entry its position and hash; returns self."""
+    def seal(self, seq, prev_hash, header=None):
+        """Give the entry its position and hash; returns self. ``header``: :meth:`header` of a format-2 entry,
+        computed by the caller before it took the ledger's lock (the entry unchanged since)."""
         self.prepare()
         self.seq = seq
         self.prev_hash = prev_hash
@@ -169,6 +170,9 @@ class Entry(object):
             # a redacted format-1 entry no longer holds what its hash covers: a copy keeps the hash it has
             if not self.hash:
                 raise ValueError("entry %s: a redacted format-1 entry cannot be sealed again" % self.id)
+            return self
+        if header is not None and self.format == FORMAT_COMMITTED:
+            self.hash = _sha256((prev_hash + header).encode("utf-8")).hexdigest()
             return self
         self.hash = self.compute_hash(prev_hash)
         return self

@@ -191,3 +191,54 @@ def test_projectors_never_read_the_ledger_table(open_sor, monkeypatch):
     assert appended and not refused
     report = sor.verify(projections=True)
     assert report.valid and report.projections_checked, report.summary()
+
+
+def namesake_cis():
+    """Application CIs named like two of the hosts (a name is not an identity): their services count for those
+    hosts' changes (``change_index``), and a host on two CIs is still one host of the change."""
+    entries = []
+    for position, host in ((0, HOSTS[0]), (1, HOSTS[4]), (2, HOSTS[4])):
+        ci_id = "app-%02d" % position
+        entries.append(Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {
+            "name": host, "class": "cmdb_ci_appl", "status": "operational", "environment": "production",
+            "services": ["checkout %d" % position, "shop"]}, "identities": {}, "run_id": None}))
+    return entries
+
+
+def test_runs_split_across_appends_are_projected_as_entry_by_entry(open_sor, backend, request, tmp_path):
+    """An append reads the change-event documents of its batch's runs in one query before projecting them, a run's
+    end reads its hosts with their failures in one query, and the change list reads an event with its list row and
+    a run's hosts with their CIs' services in one query each (fewer round trips on PostgreSQL). Runs cut in two by
+    the batch boundary (the start in one append, the plays, gates, results and end in the next, or a run's start
+    replayed in a later batch than its results), hosts with namesake CIs and failing hosts must give exactly the
+    tables of the same entries appended one at a time, and of a replay entry by entry (``verify``)."""
+    entries = namesake_cis() + recorder_batch(runs=21, seed=29)
+    for entry in entries:
+        entry.prepare()
+    cuts = [0, 40, 41, 97, 150, len(entries)]  # inside runs, one single-entry batch
+    batched = open_sor()
+    appended = []
+    for start, end in zip(cuts, cuts[1:]):
+        appended.extend(batched.append(copies(entries[start:end])))
+    with appended_one_by_one(backend, request, tmp_path, entries) as (one_by_one, singly):
+        assert [entry.hash for entry in appended] == [entry.hash for entry in singly]
+        assert ledger_rows(batched) == ledger_rows(one_by_one)
+        tables = query_tables(batched)
+        assert tables == query_tables(one_by_one)
+        services = " ".join(row[LIST_INDEX["services"]] for row in tables["change_list"])
+        assert "checkout_1" in services and "checkout_2" in services
+        for row in tables["change_list"]:
+            listed_hosts = row[LIST_INDEX["hosts"]].split()
+            assert listed_hosts == sorted(set(listed_hosts)), row
+        for sor in (batched, one_by_one):
+            report = sor.verify(projections=True)
+            assert report.valid and report.projections_checked, report.summary()
+            for event in sor.find_change_events():
+                hosts = [row["host"] for row in sor.get_change_event(event["run_id"])["hosts"]]
+                assert len(hosts) == len(set(hosts)), hosts
+
+
+#: column positions in ``SELECT * FROM change_list`` (list_key first)
+LIST_INDEX = {column: position + 1 for position, column in enumerate(
+    ("run_id", "started_at", "ended_at", "listed", "outcome", "review", "ack", "categories", "environments",
+     "services", "hosts", "refs", "playbook", "user_name", "words"))}

@@ -115,3 +115,52 @@ def test_parse_time_accepts_iso_forms(text, expected):
 def test_parse_time_rejects_garbage():
     with pytest.raises(ValueError):
         parse_time("yesterday")
+
+
+def _round_trip(value):
+    return json.loads(json.dumps(value, allow_nan=False, default=str))
+
+
+@pytest.mark.parametrize("value", [
+    {"a": 1, "b": [1, 2.5, None, True, {"c": "d", "e": []}], "f": {}},
+    {"nested": [[[{"deep": [1, {"x": -0.0}]}]]], "text": "caf\u00e9 \ud83d\ude00", "big": 2 ** 70},
+    {1: "int key", "s": "x"},                      # a non-str key: the round trip makes it "1"
+    {"t": (1, 2), "l": [(3,)]},                    # tuples become lists
+])
+def test_to_plain_matches_the_json_round_trip_and_shares_nothing_mutable(value):
+    plain = to_plain(value)
+    assert plain == _round_trip(value)
+    assert canonical_json(plain) == canonical_json(_round_trip(value))
+
+    def containers(item):
+        if isinstance(item, dict):
+            yield item
+            for member in item.values():
+                yield from containers(member)
+        elif isinstance(item, (list, tuple)):
+            yield item
+            for member in item:
+                yield from containers(member)
+
+    originals = set(id(item) for item in containers(value))
+    assert not any(id(item) in originals for item in containers(plain))
+
+
+def test_to_plain_reduces_subclasses_and_refuses_what_json_refuses():
+    class Tagged(str):
+        pass
+
+    class Counted(int):
+        pass
+
+    plain = to_plain({Tagged("k"): Tagged("v"), "n": Counted(3), "l": [Tagged("w")]})
+    assert plain == {"k": "v", "n": 3, "l": ["w"]}
+    # exact types, not subclasses: pylint: disable=unidiomatic-typecheck
+    assert type(plain["l"][0]) is str and type(plain["n"]) is int  # noqa: E721
+    assert all(type(key) is str for key in plain)  # noqa: E721
+    with pytest.raises(ValueError):
+        to_plain({"value": [math.nan]})
+    looped = {"a": []}
+    looped["a"].append(looped)
+    with pytest.raises(ValueError):
+        to_plain(looped)

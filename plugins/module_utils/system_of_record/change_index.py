@@ -170,18 +170,6 @@ def _join(values):
     return " ".join(values)
 
 
-def _services(db, run_id):
-    """Services named by the host CIs of the run (their ``services`` attribute)."""
-    found = set()
-    for (attributes,) in db.execute(
-            "SELECT attributes FROM configuration_items WHERE name IN (SELECT host FROM run_hosts WHERE run_id = ?)",
-            (run_id,)).fetchall():
-        services = (json.loads(attributes) if attributes else {}).get("services")
-        if isinstance(services, list):
-            found.update(str(service).replace(" ", "_") for service in services if service not in (None, ""))
-    return sorted(found)
-
-
 def _indexed(db):
     # a replay in a migration older than the list's: its own migration replays again
     tables = getattr(db, "tables", None)
@@ -267,10 +255,16 @@ def reindex(db, run_id, full=True):
     """
     if not _indexed(db):
         return
-    found = db.execute("SELECT %s FROM change_events WHERE run_id = ?" % ", ".join(_EVENT_COLUMNS),
-                       (run_id,)).fetchone()
-    old_row = db.execute("SELECT list_key, %s FROM change_list WHERE run_id = ?" % ", ".join(LIST_COLUMNS),
-                         (run_id,)).fetchone()
+    # the event and its list row in one query (a round trip each on PostgreSQL); a list row without its event
+    # (never left by the projections) is read on its own, to be removed
+    both = db.execute(_EVENT_AND_LIST, (run_id,)).fetchone()
+    if both is None:
+        found = None
+        old_row = db.execute("SELECT list_key, %s FROM change_list WHERE run_id = ?" % ", ".join(LIST_COLUMNS),
+                             (run_id,)).fetchone()
+    else:
+        found = both[:len(_EVENT_COLUMNS)]
+        old_row = both[len(_EVENT_COLUMNS):] if both[len(_EVENT_COLUMNS)] is not None else None
     old_key, old = (old_row[0], dict(zip(LIST_COLUMNS, old_row[1:]))) if old_row else (None, None)
     if found is None:
         if old is not None:
@@ -280,9 +274,7 @@ def reindex(db, run_id, full=True):
     if event["status"] == "running":
         hosts, services = [], []  # the hosts are indexed once the run has ended
     elif full or old is None or old["outcome"] == "running":
-        hosts = [host.replace(" ", "_") for (host,) in db.execute(
-            "SELECT host FROM run_hosts WHERE run_id = ? ORDER BY host", (run_id,)).fetchall()]
-        services = _services(db, run_id)
+        hosts, services = _hosts_and_services(db, run_id)
     else:
         hosts, services = _split(old["hosts"]), _split(old["services"])
     ack = None
@@ -299,6 +291,29 @@ def reindex(db, run_id, full=True):
     if old is not None:
         _remove(db, old_key, old)
     _add(db, _free_key(db, new["started_at"], run_id), new)
+
+
+_EVENT_AND_LIST = ("SELECT %s, change_list.list_key, %s FROM change_events LEFT JOIN change_list"
+                   " ON change_list.run_id = change_events.run_id WHERE change_events.run_id = ?" % (
+                       ", ".join("change_events.%s" % column for column in _EVENT_COLUMNS),
+                       ", ".join("change_list.%s" % column for column in LIST_COLUMNS)))
+
+
+def _hosts_and_services(db, run_id):
+    """The run's hosts (in order) and the services named by the CIs of those names (their ``services`` attribute),
+    in one query."""
+    hosts, found, previous = [], set(), None
+    for host, attributes in db.execute(
+            "SELECT run_hosts.host, configuration_items.attributes FROM run_hosts LEFT JOIN configuration_items"
+            " ON configuration_items.name = run_hosts.host WHERE run_hosts.run_id = ? ORDER BY run_hosts.host",
+            (run_id,)).fetchall():
+        if host != previous:  # a host is on one row per CI of its name (none: one row)
+            hosts.append(host.replace(" ", "_"))
+            previous = host
+        services = (json.loads(attributes) if attributes else {}).get("services")
+        if isinstance(services, list):
+            found.update(str(service).replace(" ", "_") for service in services if service not in (None, ""))
+    return hosts, sorted(found)
 
 
 def _free_key(db, started_at, run_id):

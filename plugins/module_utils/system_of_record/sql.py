@@ -16,6 +16,7 @@ import json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     CHAIN_ROW_DATA_NEEDED,
     CHAIN_ROW_SALT_NEEDED,
+    FORMAT_COMMITTED,
     KIND_ARCHIVED,
     Entry,
     walk_chain,
@@ -97,11 +98,13 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         if not entries:
             return []
         for entry in entries:
-            # the payload commitments need no chain position: computed before taking the lock
+            # the payload commitments, and the header a format-2 hash covers after the previous hash, need no chain
+            # position: computed before taking the lock (the lock then holds one SHA-256 of the header per entry)
             entry.prepare()
+        headers = dict((id(entry), entry.header()) for entry in entries if entry.format == FORMAT_COMMITTED)
         with self._write_transaction() as cursor:
             return self._append_locked(cursor, _Statements(cursor, self.placeholder, self.bulk_insert), entries,
-                                       expected_head)
+                                       expected_head, headers)
 
     def _head_locked(self, db):
         """``(seq, hash)`` of the newest entry, read under the write lock; None for a new ledger (an archive never
@@ -109,7 +112,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         row = db.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else None
 
-    def _append_locked(self, cursor, db, entries, expected_head=None):
+    def _append_locked(self, cursor, db, entries, expected_head=None, headers=None):
         """The body of :meth:`append`, inside a write transaction that holds the lock.
 
         The batch's ledger rows are stored together once every entry is projected (one bulk insert: COPY on
@@ -128,15 +131,17 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             "SELECT entry_id FROM ledger WHERE entry_id IN ({marks})", set(entry.id for entry in entries)))
         db.event_docs = {}
         try:
-            appended = self._project_batch(db, entries, seen, seq, prev_hash)
+            projections.prefetch_event_docs(db, [entry for entry in entries if entry.id not in seen])
+            appended = self._project_batch(db, entries, seen, seq, prev_hash, headers)
         finally:
             # defensive: each append has its own Statements, but the cache holds what this transaction wrote and must
             # not be consulted after it (a failed append rolls back)
             db.event_docs = None
+            db.absent_events = None
         self._store_rows(cursor, db, [self._ledger_row(entry) for entry in appended])
         return appended
 
-    def _project_batch(self, db, entries, seen, seq, prev_hash):
+    def _project_batch(self, db, entries, seen, seq, prev_hash, headers=None):
         """Seal and project the batch's new entries in chain order; returns them (their rows are stored after)."""
         appended = []
         pending = []
@@ -156,7 +161,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                         continue
                 seen.add(entry.id)
                 seq += 1
-                entry.seal(seq, prev_hash)
+                entry.seal(seq, prev_hash, (headers or {}).get(id(entry)))
                 prev_hash = entry.hash
                 appended.append(entry)
                 pending.append(entry)

@@ -19,6 +19,8 @@ class Statements(object):
         #: ``{run_id: doc text}`` of the change events this transaction wrote, while an append projects its batch
         #: (``projections._event_doc``); None: every read goes to the table
         self.event_docs = None
+        #: run ids known to have no change event while an append projects its batch (``projections._event_doc``)
+        self.absent_events = None
 
     @property
     def bulk(self):
