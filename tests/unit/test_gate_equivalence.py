@@ -230,8 +230,10 @@ def test_the_ci_documents_are_built_only_when_deciding_reads_them(open_sor, monk
     sor = open_sor()
     seed(sor)
     built = []
-    host_documents = change_gate._host_documents  # pylint: disable=protected-access
-    monkeypatch.setattr(change_gate, "_host_documents", lambda *args: built.append(1) or host_documents(*args))
+    host_records = change_gate._host_records  # pylint: disable=protected-access
+    monkeypatch.setattr(change_gate, "_host_records",
+                        lambda hosts, by_name, documents: (built.append(1) if documents else None) or host_records(
+                            hosts, by_name, documents))
     now_path = gate(sor, params, tags, reference=False, policy_document=policy_document)
     assert bool(built) is builds_cis
     with monkeypatch.context() as reference:
