@@ -312,7 +312,7 @@ class IntelligenceQueries(object):
             if len(wanted) > 1:
                 rows = list(dict.fromkeys(tuple(row) for row in rows))
         if as_rows:
-            return [tuple(row) for row in rows]
+            return list(map(tuple, rows))
         return [{"source": row[0], "type": row[1], "target": row[2]} for row in rows]
 
     def find_ci_summaries(self, names=None, ci_ids=None, facets=None):
