@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import operator
+import re
 
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
@@ -88,6 +89,7 @@ def _by_name(ci):
 
 
 _NAME_AND_ID = operator.itemgetter("name", "ci_id")
+_FROM_TABLE = re.compile(r"FROM \w+")
 
 
 # --------------------------------------------------------------------------
@@ -253,6 +255,13 @@ class IntelligenceQueries(object):
     #: whether ``_packed_rows`` has the database pack many rows into one JSON value; the backends set it
     packs_rows = True
 
+    #: the most rows ``_packed_rows`` packs into one value: a table that may hold more (its largest rowid, read from
+    #: its primary key in microseconds, bounds its rows) is read as rows. One JSON text of a whole huge CMDB would
+    #: be as large in memory as the table and could pass SQLite's 1 GB limit on one value; 250,000 short rows pack
+    #: into some 20 MB. Below it rows stay packed: for the gate's reads of a 10,000-host estate fetching rows cost two
+    #: to four times as much, and paging the packed reads by rowid (to bound every value) twice as much
+    PACK_ROWS_UP_TO = 250000
+
     #: whether ``_queries`` sends its statements in one round trip (a PostgreSQL pipeline): then a read of CIs
     #: fetches their facets in the same round trip (``find_ci_summaries``); the backends set it
     pipelines_reads = False
@@ -276,11 +285,18 @@ class IntelligenceQueries(object):
         relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
         time; the values are the same (text and nulls; these columns hold no numbers). On PostgreSQL the same
         packing (``json_agg``) measured slower, server and client (bench/gate_task): rows come as rows there.
-        Row order is the table's: callers sort."""
-        if not self.packs_rows:
+        Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
+        :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples), whatever the backend."""
+        if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
             return self._query("SELECT %s %s" % (columns, rest), params)
         packed = self._query("SELECT json_group_array(json_array(%s)) %s" % (columns, rest), params)[0][0]
         return json.loads(packed)
+
+    def _may_hold_more_than(self, rest, count):
+        """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
+        (rowids only grow; a table with deletions is read as rows a little early, which is only slower)."""
+        largest = self._query("SELECT max(rowid) %s" % _FROM_TABLE.match(rest).group(0))[0][0]
+        return (largest or 0) > count
 
     def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
