@@ -128,16 +128,12 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now, c
     key, and the aggregates are the same.
     """
     by_name = {ci["name"]: ci for ci in reversed(cis) if ci.get("name")}
-    ci_docs = None
-    if ci_documents is not True:
-        lean = _host_aggregates(hosts, by_name)
-        if lean is not None and not ci_documents(sorted(lean[3])):
-            hosts_without_ci, hosts_without_environment, classes, environments, services = lean
-        else:
-            ci_documents = True
-    if ci_documents is True:
-        ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services = _host_documents(
-            hosts, by_name)
+    documents = ci_documents is True
+    found = _host_records(hosts, by_name, documents)
+    if not documents and (found is None or ci_documents(sorted(found[4]))):
+        # deciding reads the documents (or a CI lists odd services, which only the documents normalise)
+        found = _host_records(hosts, by_name, True)
+    ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services = found
     return _context(play, hosts, host_groups, by_name, ci_docs, hosts_without_ci, hosts_without_environment,
                     classes, environments, services, user, check_mode, now)
 
@@ -159,10 +155,14 @@ def ci_documents_read(policies):
     return read
 
 
-def _host_aggregates(hosts, by_name):
-    """``(hosts_without_ci, hosts_without_environment, classes, environments, services)`` of the targeted hosts
-    as ``_host_documents`` gives them, without a document per host; None when a CI's list of services holds
-    something other than names (``_host_documents`` normalises those lists in its documents)."""
+def _host_records(hosts, by_name, documents):
+    """``(ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services)`` of the targeted
+    hosts, in ONE pass over them with as little work per host as possible (for a play of thousands of hosts this
+    loop is most of the context's cost). ``documents``: also build ``ci_docs``, one document per host with a CI
+    (else None). Without documents, None when a CI's list of services holds something other than names: the
+    documents normalise those lists (ask again with ``documents``)."""
+    ci_docs = [] if documents else None
+    add_doc = ci_docs.append if documents else None
     hosts_without_ci = []
     hosts_without_environment = []
     environments = set()
@@ -179,57 +179,28 @@ def _host_aggregates(hosts, by_name):
             hosts_without_environment.append(host)
             continue
         get = ci.get
-        ci_services = (get("attributes") or _NO_ATTRIBUTES).get("services")
-        if ci_services.__class__ is not list:
-            ci_services = ci_service_names(ci)
-        add_services(ci_services)
-        add_class(get("class"))
-        environment = get("environment")
-        if environment:
-            add_environment(environment)
-        else:
-            hosts_without_environment.append(host)
-    try:
-        services = set(itertools.chain.from_iterable(service_lists))
-    except TypeError:
-        return None
-    if any(name.__class__ is not str or not name.strip() for name in services):
-        return None
-    classes.discard(None)
-    return hosts_without_ci, hosts_without_environment, classes, environments, services
-
-
-def _host_documents(hosts, by_name):
-    """The targeted hosts' CI documents and the aggregates taken from them."""
-    # One pass over the hosts with as little work per host as possible: this loop is the whole cost of the
-    # context for a play of thousands of hosts. The aggregates are taken from the documents after it, each
-    # in one C-level pass.
-    ci_docs = []
-    add_doc = ci_docs.append
-    hosts_without_ci = []
-    hosts_without_environment = []
-    for host in hosts:
-        ci = by_name.get(host)
-        if ci is None:
-            hosts_without_ci.append(host)
-            hosts_without_environment.append(host)
-            continue
-        get = ci.get
         # the list as stored, not a normalised copy: normalising per host doubled the cost of
         # this loop; odd values (one string, numbers, nulls) are normalised below
         ci_services = (get("attributes") or _NO_ATTRIBUTES).get("services")
         if ci_services.__class__ is not list:
             ci_services = ci_service_names(ci)
+        add_services(ci_services)
+        ci_class = get("class")
+        add_class(ci_class)
         environment = get("environment")
-        add_doc({"name": host, "ci_id": get("ci_id"), "environment": environment, "class": get("class"),
-                 "services": ci_services, "status": get("status")})
-        if not environment:
+        if documents:
+            add_doc({"name": host, "ci_id": get("ci_id"), "environment": environment, "class": ci_class,
+                     "services": ci_services, "status": get("status")})
+        if environment:
+            add_environment(environment)
+        else:
             hosts_without_environment.append(host)
-    environments = set(doc["environment"] for doc in ci_docs if doc["environment"])
-    classes = set(doc["class"] for doc in ci_docs)
+    classes.discard(None)
     try:
-        services = set(itertools.chain.from_iterable([doc["services"] for doc in ci_docs]))
+        services = set(itertools.chain.from_iterable(service_lists))
     except TypeError:  # an unhashable item: normalise those CIs' lists, one by one as they come
+        if not documents:
+            return None
         services = set()
         for doc in ci_docs:
             try:
@@ -237,8 +208,9 @@ def _host_documents(hosts, by_name):
             except TypeError:
                 doc["services"] = ci_service_names(by_name[doc["name"]])
                 services.update(doc["services"])
-    classes.discard(None)
     if any(name.__class__ is not str or not name.strip() for name in services):
+        if not documents:
+            return None
         # rare: some CI lists a number or a null; redo the (few) documents with normalised names
         services = set()
         for doc in ci_docs:

@@ -294,9 +294,15 @@ def find_host_cis(sor, names):
     (compliance) or by the recorder (last change). One query for all names, plus one per host
     whose name several host CIs share.
     """
-    wanted = sorted(set(name for name in names if name))
+    wanted = set(names)
+    wanted.discard("")
+    wanted.discard(None)
     if not wanted:
         return {}
+    if not getattr(sor, "names_in_any_order", False):
+        # a reader that batches the names answers in an order that follows theirs: sorted, so that it is the same
+        # in every process (set order is not); the gate's reader takes them as a set and sorts what it finds
+        wanted = sorted(wanted)
     # a name with one CI (nearly every name) is that CI's, whatever its class: only names several CIs share
     # are grouped and decided below (a play of 10,000 hosts makes no list per name)
     found = {}

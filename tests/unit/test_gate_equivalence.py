@@ -230,8 +230,10 @@ def test_the_ci_documents_are_built_only_when_deciding_reads_them(open_sor, monk
     sor = open_sor()
     seed(sor)
     built = []
-    host_documents = change_gate._host_documents  # pylint: disable=protected-access
-    monkeypatch.setattr(change_gate, "_host_documents", lambda *args: built.append(1) or host_documents(*args))
+    host_records = change_gate._host_records  # pylint: disable=protected-access
+    monkeypatch.setattr(change_gate, "_host_records",
+                        lambda hosts, by_name, documents: (built.append(1) if documents else None) or host_records(
+                            hosts, by_name, documents))
     now_path = gate(sor, params, tags, reference=False, policy_document=policy_document)
     assert bool(built) is builds_cis
     with monkeypatch.context() as reference:
@@ -344,7 +346,7 @@ def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
 ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0"]
 
 
-def test_packed_reads_give_the_values_rows_gave(open_sor):
+def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
     # SQLite packs a read's rows into one JSON value (PostgreSQL does not): text that looks like JSON, escapes,
     # characters outside the BMP and missing environments must come back exactly as the rows gave them
     sor = open_sor()
@@ -372,3 +374,16 @@ def test_packed_reads_give_the_values_rows_gave(open_sor):
     ids = ["ci-odd-%d" % number for number in range(len(ODD_TEXT))]
     assert sorted(sor.find_relationships(targets=ids, as_rows=True)) == sorted(
         generic.find_relationships(targets=ids, as_rows=True))
+    # a table that may hold more rows than one packed value should carry is read as rows: the same values
+    packed_reads = (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
+                    sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
+                        sources=ids[:2], as_rows=True)))
+    fetched = []
+    query = sor._query
+    monkeypatch.setattr(sor, "_query", lambda sql, params=(): fetched.append(sql) or query(sql, params))
+    monkeypatch.setattr(sor, "PACK_ROWS_UP_TO", 3)
+    assert (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
+            sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
+                sources=ids[:2], as_rows=True))) == packed_reads
+    assert not any("json_group_array" in sql for sql in fetched)
+    assert sor.packs_rows is False or any("max(rowid)" in sql for sql in fetched)

@@ -35,6 +35,8 @@ review service call. No SQL lives anywhere else.
 from __future__ import annotations
 
 import json
+import operator
+import re
 
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
@@ -84,6 +86,10 @@ def select_chunked(query, select, clauses, params, column=None, values=None, tai
 
 def _by_name(ci):
     return (ci["name"] or "", ci["ci_id"])
+
+
+_NAME_AND_ID = operator.itemgetter("name", "ci_id")
+_FROM_TABLE = re.compile(r"FROM \w+")
 
 
 # --------------------------------------------------------------------------
@@ -249,6 +255,13 @@ class IntelligenceQueries(object):
     #: whether ``_packed_rows`` has the database pack many rows into one JSON value; the backends set it
     packs_rows = True
 
+    #: the most rows ``_packed_rows`` packs into one value: a table that may hold more (its largest rowid, read from
+    #: its primary key in microseconds, bounds its rows) is read as rows. One JSON text of a whole huge CMDB would
+    #: be as large in memory as the table and could pass SQLite's 1 GB limit on one value; 250,000 short rows pack
+    #: into some 20 MB. Below it rows stay packed: for the gate's reads of a 10,000-host estate fetching rows cost two
+    #: to four times as much, and paging the packed reads by rowid (to bound every value) twice as much
+    PACK_ROWS_UP_TO = 250000
+
     #: whether ``_queries`` sends its statements in one round trip (a PostgreSQL pipeline): then a read of CIs
     #: fetches their facets in the same round trip (``find_ci_summaries``); the backends set it
     pipelines_reads = False
@@ -272,11 +285,18 @@ class IntelligenceQueries(object):
         relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
         time; the values are the same (text and nulls; these columns hold no numbers). On PostgreSQL the same
         packing (``json_agg``) measured slower, server and client (bench/gate_task): rows come as rows there.
-        Row order is the table's: callers sort."""
-        if not self.packs_rows:
+        Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
+        :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples), whatever the backend."""
+        if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
             return self._query("SELECT %s %s" % (columns, rest), params)
         packed = self._query("SELECT json_group_array(json_array(%s)) %s" % (columns, rest), params)[0][0]
         return json.loads(packed)
+
+    def _may_hold_more_than(self, rest, count):
+        """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
+        (rowids only grow; a table with deletions is read as rows a little early, which is only slower)."""
+        largest = self._query("SELECT max(rowid) %s" % _FROM_TABLE.match(rest).group(0))[0][0]
+        return (largest or 0) > count
 
     def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
@@ -308,7 +328,7 @@ class IntelligenceQueries(object):
             if len(wanted) > 1:
                 rows = list(dict.fromkeys(tuple(row) for row in rows))
         if as_rows:
-            return [tuple(row) for row in rows]
+            return list(map(tuple, rows))
         return [{"source": row[0], "type": row[1], "target": row[2]} for row in rows]
 
     def find_ci_summaries(self, names=None, ci_ids=None, facets=None):
@@ -355,26 +375,33 @@ class IntelligenceQueries(object):
             facet_rows = results.pop()
         else:
             results = [self._packed_rows(columns, rest, params) for rest, params in reads]
+        # each CI's attributes by its id: the facet rows below go straight to them (a whole-table read of the
+        # facets holds rows of CIs not asked for: no attributes, skipped); one pass per read, no filtered copy
+        attributes_of = {}
         for rows, wanted in zip(results, wanted_by):
-            if wanted is not None:
-                index, wanted = wanted
-                rows = [row for row in rows if row[index] in wanted]
+            index, wanted = wanted if wanted is not None else (None, None)
             for ci_id, name, ci_class, status, environment in rows:
+                if index is not None and (name if index else ci_id) not in wanted:
+                    continue
+                attributes = attributes_of[ci_id] = {}
                 found[ci_id] = {"ci_id": ci_id, "name": name, "class": ci_class, "status": status,
-                                "environment": environment, "attributes": {}}
+                                "environment": environment, "attributes": attributes}
         if found:
             if facet_rows is not None:
-                rows = [row for row in facet_rows if row[0] in found]
+                rows = facet_rows
             elif len(found) > self.WHOLE_TABLE_ABOVE:
-                rows = [row for row in self._packed_rows("ci_id, facet, value", "FROM ci_facets WHERE 1 = 1%s"
-                                                         % facet_clause, facet_params) if row[0] in found]
+                rows = self._packed_rows("ci_id, facet, value", "FROM ci_facets WHERE 1 = 1%s" % facet_clause,
+                                         facet_params)
             else:
                 clause, params = self._in_values("ci_id", found)
                 rows = self._packed_rows("ci_id, facet, value", "FROM ci_facets WHERE %s%s" % (clause, facet_clause),
                                          params + facet_params)
             listed = []
+            attributes_for = attributes_of.get
             for ci_id, facet, value in rows:
-                attributes = found[ci_id]["attributes"]
+                attributes = attributes_for(ci_id)
+                if attributes is None:
+                    continue
                 if facet == "service":
                     services = attributes.get("services")
                     if services is None:
@@ -386,7 +413,11 @@ class IntelligenceQueries(object):
                     attributes[FACET_NAMES[facet]] = value
             for services in listed:
                 services.sort()  # in value order, whatever order the backend returned them in
-        return sorted(found.values(), key=_by_name)
+        try:
+            # names and ids are NOT NULL columns: the C-level key (11,000 CIs of a 10,000-host play)
+            return sorted(found.values(), key=_NAME_AND_ID)
+        except TypeError:
+            return sorted(found.values(), key=_by_name)
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
         """Changes of CIs (``ci.changed_by_run``): ``{ci_id, run_id, host, started_at}``, newest first; only
