@@ -17,7 +17,7 @@ UNDO = {
     7: ["DROP INDEX change_events_kind", "ALTER TABLE change_events DROP COLUMN kind"],
     # the review service's free-text index (SQLite: a virtual table the CREATE TABLE scan does not see)
     11: ["DROP TABLE IF EXISTS change_list_words"],
-    # metric_ci_next back to migration 14's shape, unless the rollback drops it (its rows do not matter: migration 18
+    # metric_ci_next back to migration 14's shape, unless the rollback drops it (its rows do not matter: migration 16
     # makes it again)
     schema.version_of(schema.METRIC_NEXT_INCREMENTAL_MIGRATION): lambda version: [] if version < schema.version_of(
         schema.METRIC_NEXT_MIGRATION) else ["DROP TABLE metric_ci_next"] + schema.statements_for("BIGINT", next(

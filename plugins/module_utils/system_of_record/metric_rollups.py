@@ -422,7 +422,7 @@ def backfill(db, batch=5000):
 
 
 def backfill_next(db):
-    """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 18's Python step): the same
+    """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 16's Python step): the same
     :func:`next_rows` over the same inputs as the projector, read in one pass ordered by CI."""
     rows = []
     current, members = None, []

@@ -524,7 +524,7 @@ MIGRATIONS = [
         )""",
         "CREATE INDEX metric_ci_next_started ON metric_ci_next (started_at, next_emergency_us, end_us, run_id)",
         "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)",
-        # (its backfill moved to migration 18, which makes the table again with the columns an incremental
+        # (its backfill moved to migration 16, which makes the table again with the columns an incremental
         # upkeep reads: a ledger upgraded through both fills it once, in the shape the projector writes)
     ]),
     # The review service with a read replica (issue 21, docs/review-service.md "Read replica"): the ledger position
@@ -542,7 +542,7 @@ MIGRATIONS = [
     # change's start and kind, and four indexes let a new CI link read only the CI's rows its change displaces
     # and its own next ones, whatever the CI's history (before: every change of the CI, read again per link).
     # Made again rather than altered: the new columns are NOT NULL, and the backfill fills them all.
-    (18, METRIC_NEXT_INCREMENTAL_MIGRATION, [
+    (16, METRIC_NEXT_INCREMENTAL_MIGRATION, [
         "DROP TABLE metric_ci_next",
         """CREATE TABLE metric_ci_next (
             ci_id TEXT NOT NULL,
