@@ -7,9 +7,9 @@
     .venv/bin/python bench/ledger_scale/run.py --sections append --backends postgresql --dsn "$DSN"
 
 Every ledger is generated through the public, set-based ``SystemOfRecord.append`` (batches of 500, as the
-recorder's writer thread appends), never by writing rows directly. One SQLite ledger of ``--entries`` entries is
-built once and used by verify, backup and archive in that order (archive last: it moves entries out); PostgreSQL
-gets its own for ``--verify-backends``. At 1,000,000 entries the timed verifications run once (``--repeat``: 3 up
+recorder's writer thread appends), never by writing rows directly. One ledger per backend of ``--verify-backends``
+(``--entries`` entries; ``--postgresql-entries`` on PostgreSQL) is built once and used by verify, backup and
+archive in that order (archive last: it moves entries out). At 1,000,000 entries the timed verifications run once (``--repeat``: 3 up
 to 100,000 entries) and the full verify that opens every payload is skipped above 200,000 entries
 (``--payload-verify``; the incremental one with payloads is printed instead). Each section's figures go to
 ``--json`` as soon as it ends, so a run stopped part-way keeps what it measured.
@@ -43,9 +43,15 @@ figure with its baseline from this same run:
              of building one (the ledger is only read).
 ``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
              self-verifying archive, the archive checked offline, and the live ledger verified from the
-             archive's last hash; baseline: the full verify of the ledger before archiving.
-``backup``   SQLite's online backup API (``ledger_backup``) of the ledger, its restore (copy back) and the
-             restored ledger's verification; baseline: a plain file copy of the quiescent database.
+             archive's last hash; baseline: the full verify of the ledger before archiving. Per backend of
+             ``--verify-backends``, with the peak resident memory after each step.
+``backup``   per backend of ``--verify-backends``: ``ledger_backup`` of the ledger while another process appends
+             (SQLite's online backup API; PostgreSQL's pg_dump from an exported snapshot), against a plain copy
+             of the closed SQLite file / a plain ``pg_dump --format=custom`` with no writer; the restore (copy
+             back / pg_restore into a new database) and the restored ledger's chain-only verification (its head
+             must be the one the backup reported); then a witness checkpoint of the live head and
+             ``ledger_verify`` of the live ledger (baseline, valid) and of the restored one, which must report
+             the rollback (``truncated`` at the witnessed entry) or the benchmark stops.
 
 For PostgreSQL, ``--dsn`` names a database the benchmark may create schemas in (each variant gets a fresh
 schema); without it a throwaway server is started on loopback with ``bench/postgresql_server.sh`` (default
