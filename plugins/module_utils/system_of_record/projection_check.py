@@ -6,8 +6,10 @@
 The hash chain protects the ledger, but the register, the info modules, the
 gate and the inventory read the query tables (projections). Someone who can
 write the database could edit those and leave the chain intact. This module
-replays the ledger into a fresh in-memory SQLite database with the same
-projectors and compares every query table with the live one, row by row.
+replays the ledger into a fresh SQLite database (a scratch file for a live
+ledger's check: its query tables can be gigabytes) with the same projectors and
+compares every query table with the live one: by a digest per row, read a page
+at a time, and row by row only for a table that differs.
 
 Counters (change request numbers) live outside the ledger and are not compared.
 """
