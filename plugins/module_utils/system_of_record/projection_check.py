@@ -139,6 +139,12 @@ def columns_of(conn, table):
     return [row[1] for row in conn.execute("PRAGMA table_info(%s)" % table)]
 
 
+def primary_key_of(conn, table):
+    """The primary key's columns of a query table, in key order (the live tables have the same schema)."""
+    return [row[1] for row in sorted(conn.execute("PRAGMA table_info(%s)" % table), key=lambda row: row[5])
+            if row[5] > 0]
+
+
 class ScratchDatabase(object):
     """A file for :func:`rebuild` in a private temporary directory; :meth:`remove` deletes both."""
 

@@ -362,7 +362,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                     columns = projection_check.columns_of(rebuilt, table)
                     select = "SELECT %s FROM %s" % (", ".join(columns), table)
                     if projection_check.same_rows(
-                            self._paged_rows(select, key_column), rebuilt.execute(select)):
+                            self._paged_rows(table, columns, projection_check.primary_key_of(rebuilt, table)),
+                            rebuilt.execute(select)):
                         continue  # compared by digests, a page at a time: memory bounded by the table's row count
                     problems += projection_check.compare_table(
                         table, key_column, columns, self._query(select), rebuilt.execute(select).fetchall(),
@@ -379,18 +380,26 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     #: rows a projection check reads per query of a live table (it holds a digest per row, not the rows)
     _PROJECTION_PAGE = 5000
 
-    def _paged_rows(self, select, key_column):
-        """The rows of ``select`` (one query table) ``page`` at a time, ordered by ``key_column``: never the whole
-        table in memory. Rows appended meanwhile or tied keys can shift a page; the caller then compares exactly."""
-        offset = 0
+    def _paged_rows(self, table, columns, key_columns):
+        """The rows of a query table (``columns``), a page at a time in the order of its primary key
+        ``key_columns`` (keyset pagination: each page a range scan of the key's index, never an OFFSET to skip),
+        so the whole table is never in memory. Rows appended meanwhile can shift the pages; the caller then
+        compares exactly."""
+        positions = [columns.index(column) for column in key_columns]
+        order = ", ".join(key_columns)
+        select = "SELECT %s FROM %s" % (", ".join(columns), table)
+        after = None
         while True:
-            page = self._PROJECTION_PAGE
-            rows = self._query("%s ORDER BY %s LIMIT %d OFFSET %d" % (select, key_column, page, offset))
+            if after is None:
+                rows = self._query("%s ORDER BY %s LIMIT %d" % (select, order, self._PROJECTION_PAGE))
+            else:
+                rows = self._query("%s WHERE (%s) > (%s) ORDER BY %s LIMIT %d" % (
+                    select, order, ", ".join("?" * len(key_columns)), order, self._PROJECTION_PAGE), after)
             for row in rows:
                 yield row
-            if len(rows) < page:
+            if len(rows) < self._PROJECTION_PAGE:
                 return
-            offset += page
+            after = tuple(rows[-1][position] for position in positions)
 
     # -- redaction (see ledger_redaction.py) ----------------------------------------
     def get_entry(self, ref):
