@@ -7,9 +7,9 @@
     .venv/bin/python bench/ledger_scale/run.py --sections append --backends postgresql --dsn "$DSN"
 
 Every ledger is generated through the public, set-based ``SystemOfRecord.append`` (batches of 500, as the
-recorder's writer thread appends), never by writing rows directly. One SQLite ledger of ``--entries`` entries is
-built once and used by verify, backup and archive in that order (archive last: it moves entries out); PostgreSQL
-gets its own for ``--verify-backends``. At 1,000,000 entries the timed verifications run once (``--repeat``: 3 up
+recorder's writer thread appends), never by writing rows directly. One ledger per backend of ``--verify-backends``
+(``--entries`` entries; ``--postgresql-entries`` on PostgreSQL) is built once and used by verify, backup and
+archive in that order (archive last: it moves entries out). At 1,000,000 entries the timed verifications run once (``--repeat``: 3 up
 to 100,000 entries) and the full verify that opens every payload is skipped above 200,000 entries
 (``--payload-verify``; the incremental one with payloads is printed instead). Each section's figures go to
 ``--json`` as soon as it ends, so a run stopped part-way keeps what it measured.
@@ -49,9 +49,15 @@ figure with its baseline from this same run:
              of building one (the ledger is only read).
 ``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
              self-verifying archive, the archive checked offline, and the live ledger verified from the
-             archive's last hash; baseline: the full verify of the ledger before archiving.
-``backup``   SQLite's online backup API (``ledger_backup``) of the ledger, its restore (copy back) and the
-             restored ledger's verification; baseline: a plain file copy of the quiescent database.
+             archive's last hash; baseline: the full verify of the ledger before archiving. Per backend of
+             ``--verify-backends``, with the peak resident memory after each step.
+``backup``   per backend of ``--verify-backends``: ``ledger_backup`` of the ledger while another process appends
+             (SQLite's online backup API; PostgreSQL's pg_dump from an exported snapshot), against a plain copy
+             of the closed SQLite file / a plain ``pg_dump --format=custom`` with no writer; the restore (copy
+             back / pg_restore into a new database) and the restored ledger's chain-only verification (its head
+             must be the one the backup reported); then a witness checkpoint of the live head and
+             ``ledger_verify`` of the live ledger (baseline, valid) and of the restored one, which must report
+             the rollback (``truncated`` at the witnessed entry) or the benchmark stops.
 
 For PostgreSQL, ``--dsn`` names a database the benchmark may create schemas in (each variant gets a fresh
 schema); without it a throwaway server is started on loopback with ``bench/postgresql_server.sh`` (default
@@ -64,6 +70,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import glob
 import hashlib
 import json
 import multiprocessing
@@ -583,20 +590,32 @@ def shared_sqlite_ledger(args, workdir, figures):
     return _SHARED["sqlite"]
 
 
+def shared_postgresql_ledger(args, workdir, figures, postgres):
+    """The PostgreSQL ledger of the verify, backup and archive sections (``--postgresql-entries``, default
+    ``--entries``; dated like the SQLite one), built once through ``SystemOfRecord.append``."""
+    if "postgresql" not in _SHARED:
+        config = verify_config("postgresql", workdir, postgres, name="ledger")
+        size = args.postgresql_entries or args.entries
+        print("\n== building the PostgreSQL ledger of %d entries (verify, backup, archive use it)" % size, flush=True)
+        seconds, written = timed(lambda: build_ledger(config, size, started_at=old_then_new(size)))
+        print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append, one writer, batches of 500)"
+              % (seconds, rate(written, seconds)), flush=True)
+        figures["build"]["postgresql"] = {"entries": written, "seconds": seconds}
+        _SHARED["postgresql"] = config
+    return _SHARED["postgresql"]
+
+
+def shared_ledger(backend, args, workdir, figures, postgres):
+    if backend == "sqlite":
+        return shared_sqlite_ledger(args, workdir, figures)
+    return shared_postgresql_ledger(args, workdir, figures, postgres)
+
+
 def section_verify(args, workdir, figures, postgres=None):
     settings = bench_settings(workdir)
     for backend in args.verify_backends:
-        if backend == "sqlite":
-            config = shared_sqlite_ledger(args, workdir, figures)
-            written = open_head(config)
-        else:
-            config = verify_config(backend, workdir, postgres)
-            size = args.postgresql_entries or args.entries
-            print("\n== verify (%s): building a ledger of %d entries" % (backend, size), flush=True)
-            seconds, written = timed(lambda: build_ledger(config, size))
-            print("   built in %.1f s (%.0f entries/s through SystemOfRecord.append, one writer, batches of 500)"
-                  % (seconds, rate(written, seconds)), flush=True)
-            figures["build"][backend] = {"entries": written, "seconds": seconds}
+        config = shared_ledger(backend, args, workdir, figures, postgres)
+        written = open_head(config)
         print("\n== verify (%s): a ledger of %d entries" % (backend, written), flush=True)
         sor = open_system_of_record(config)
         try:
@@ -775,14 +794,16 @@ def _operation(function, spec, config, **params):
 
     values = {name: option.get("default") for name, option in spec.items()}
     values.update(params)
-    sor = open_system_of_record(config)
+    # config None: no ledger opened, as the modules do for ``ledger: false`` (archives checked offline)
+    sor = open_system_of_record(config) if config is not None else None
     try:
         result = function(OperationContext(sor, values, actor="bench@ctl", warn=lambda message: None))
         if result.get("failed"):
             raise SystemExit("%s failed: %s" % (function.__name__, result.get("msg")))
         return result
     finally:
-        sor.close()
+        if sor is not None:
+            sor.close()
 
 
 def old_then_new(entries, run_size=1000):
@@ -795,26 +816,32 @@ def old_then_new(entries, run_size=1000):
 
 
 def section_archive(args, workdir, figures, postgres=None):
+    settings = bench_settings(workdir)
+    for backend in args.verify_backends:
+        _archive_one(backend, args, workdir, figures, postgres, settings)
+
+
+def _archive_one(backend, args, workdir, figures, postgres, settings):
     from ansible_collections.changeops.itsm.plugins.module_utils.archives import LEDGER_ARCHIVE_SPEC, archive_ledger
     from ansible_collections.changeops.itsm.plugins.module_utils.change_events import LEDGER_VERIFY_SPEC, verify_ledger
 
-    settings = bench_settings(workdir)
-    config = shared_sqlite_ledger(args, workdir, figures)
+    config = shared_ledger(backend, args, workdir, figures, postgres)
     entries = open_head(config)
-    print("\n== archive (sqlite): the ledger of %d entries, nine tenths of the first %d from 2020"
-          % (entries, args.entries), flush=True)
+    print("\n== archive (%s): the ledger of %d entries, nine tenths of the first ones from 2020, load average %s"
+          % (backend, entries, load()), flush=True)
     sor = open_system_of_record(config)
     try:
         baseline, report = timed(lambda: sor.verify(payloads=False))
         assert report.valid
     finally:
         sor.close()
-    archive_dir = os.path.join(workdir, "archives")
+    archive_dir = os.path.join(workdir, "archives-" + backend)
     seconds, result = timed(lambda: _operation(archive_ledger, LEDGER_ARCHIVE_SPEC, config, older_than="2021-01-01T00:00:00Z",
                                                archive_dir=archive_dir, **settings))
+    archive_rss = peak_rss_mb()
     archived = sum(item["entries"] for item in result["archives"])
     size = sum(item["bytes"] for item in result["archives"])
-    offline, checked = timed(lambda: _operation(verify_ledger, LEDGER_VERIFY_SPEC, config, archives=[archive_dir],
+    offline, checked = timed(lambda: _operation(verify_ledger, LEDGER_VERIFY_SPEC, None, archives=[archive_dir],
                                                 ledger=False, witness_file=settings["witness_file"],
                                                 witness_syslog="false"))
     assert checked["archives"]["valid"], checked["archives"]
@@ -827,44 +854,196 @@ def section_archive(args, workdir, figures, postgres=None):
     print("   baseline: full chain-only verify of the whole ledger   %8.2f s" % baseline)
     print("   ledger_archive of %d entries into %d file(s), %.1f MB   %8.2f s  (%.0f entries/s)" % (
         archived, len(result["archives"]), size / 1e6, seconds, rate(archived, seconds)))
-    print("   the archive verified offline (chain, payloads, state)  %8.2f s" % offline)
+    print("   the archive verified offline (ledger: false; chain, payloads, state)  %8.2f s  (%.0f us/entry)"
+          % (offline, offline / max(archived, 1) * 1e6))
     print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
-    figures["archive"]["sqlite"] = {"entries": entries, "archived": archived, "archive_bytes": size,
-                                    "archive_s": seconds, "offline_verify_s": offline,
-                                    "live_verify_baseline_s": baseline, "live_verify_s": live}
+    print("   peak RSS: %.0f MB after the archive, %.0f MB after the offline verify" % (archive_rss, peak_rss_mb()))
+    figures["archive"][backend] = {"entries": entries, "archived": archived, "archive_bytes": size,
+                                   "archive_s": seconds, "offline_verify_s": offline,
+                                   "live_verify_baseline_s": baseline, "live_verify_s": live,
+                                   "peak_rss_after_archive_mb": archive_rss, "peak_rss_mb": peak_rss_mb(),
+                                   "load_after": load()}
+    shutil.rmtree(archive_dir, ignore_errors=True)
 
 
-def section_backup(args, workdir, figures, postgres=None):
-    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_backup import LEDGER_BACKUP_SPEC, backup_ledger
-
-    config = shared_sqlite_ledger(args, workdir, figures)
-    entries = open_head(config)
-    print("\n== backup and restore (sqlite): the ledger of %d entries" % entries, flush=True)
-    open_system_of_record(config).close()  # closed: its WAL is checkpointed into the file the baseline copies
-    copy_path = os.path.join(workdir, "plain-copy.sqlite")
-    baseline, _none = timed(lambda: shutil.copyfile(config["sqlite_path"], copy_path))
-    dest = os.path.join(workdir, "ledger.backup")
-    seconds, result = timed(lambda: _operation(backup_ledger, LEDGER_BACKUP_SPEC, config, dest=dest, force=True,
-                                               verify=False))
-    restored = os.path.join(workdir, "restored.sqlite")
-    restore_seconds, _none = timed(lambda: shutil.copyfile(dest, restored))
-    restored_config = dict(config, sqlite_path=restored)
-    sor = open_system_of_record(restored_config)
+def _appender(config, stop, appended, batch=200):
+    """A writer appending task results of one run in batches until ``stop`` is set (the backup's load)."""
+    sor = open_system_of_record(config)
     try:
-        verify_seconds, report = timed(lambda: sor.verify(payloads=False))
-        assert report.valid and report.head_hash == result["head"]["hash"]
+        run_id = "backup-writer-%s" % uuid.uuid4().hex[:8]
+        sor.append([Entry("run.started", run_id, run_started(run_id))])
+        index = 0
+        while not stop.is_set():
+            entries = [Entry("run.result", run_id, result_payload(run_id, index + offset)) for offset in range(batch)]
+            index += batch
+            with appended.get_lock():
+                appended.value += len(sor.append(entries))
+        sor.append([Entry("run.finished", run_id, run_finished(run_id, "2026-12-05T08:43:00.000000Z"))])
     finally:
         sor.close()
-    print("   baseline: plain copy of the closed database file (%.1f MB)  %8.2f s" % (result["bytes"] / 1e6, baseline))
-    print("   ledger_backup (online backup API, open ledger)          %8.2f s   ratio %.2f" % (seconds, seconds / baseline))
-    print("   restore (copy back)                                      %8.2f s" % restore_seconds)
-    print("   the restored ledger verified (chain only)                %8.2f s" % verify_seconds)
-    figures["backup"]["sqlite"] = {"entries": entries, "bytes": result["bytes"], "copy_baseline_s": baseline,
-                                   "backup_s": seconds, "restore_s": restore_seconds, "restored_verify_s": verify_seconds}
-    for path in (copy_path, dest, restored):  # at 1,000,000 entries each copy is gigabytes
+
+
+class Appending(object):
+    """``with Appending(config) as writer:`` a writer process appends meanwhile; ``writer.appended`` after."""
+
+    def __init__(self, config):
+        self.config = config
+        self.appended = 0
+
+    def __enter__(self):
+        context = multiprocessing.get_context("fork")
+        self._stop = context.Event()
+        self._count = context.Value("q", 0)
+        self._process = context.Process(target=_appender, args=(self.config, self._stop, self._count))
+        self._process.start()
+        deadline = time.time() + 120
+        while self._count.value == 0 and time.time() < deadline:  # the writer is appending before the backup starts
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._process.join(600)
+        self.appended = self._count.value
+        if self._process.exitcode != 0:
+            raise SystemExit("the writer appending during the backup failed (exit %s)" % self._process.exitcode)
+
+
+def peak_rss_mb():
+    """This process's peak resident memory so far (MB): what each step of the archive and backup needed."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _remove_files(*paths):
+    for path in paths:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):
                 os.unlink(path + suffix)
+
+
+def _rollback_check(backend, live_config, restored_config, backup_head, settings):
+    """A checkpoint of the live ledger's head (fed to the witness file), then ``ledger_verify`` (full, chain only)
+    of the live ledger (the baseline: valid) and of the restored one, which must report the rollback."""
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+
+    signed = _operation(checkpoints.checkpoint_ledger, checkpoints.LEDGER_CHECKPOINT_SPEC, live_config, **settings)
+    options = dict(mode="full", check_projections=False, check_payloads=False, record_marker=False,
+                   fail_on_broken=False)
+    live_seconds, live = timed(lambda: ledger_verify(live_config, settings, **options))
+    assert live["verification"]["valid"], live["verification"]
+    seconds, result = timed(lambda: ledger_verify(restored_config, settings, **options))
+    verification = result["verification"]
+    mismatch = verification.get("history_mismatch") or {}
+    if verification["valid"] or mismatch.get("problem") != "truncated" or mismatch.get("seq", 0) <= backup_head:
+        raise SystemExit("%s: the restore to entry %d was not reported as a rollback: %r" % (
+            backend, backup_head, verification))
+    print("   witness checkpoint of the live head (entry %s); ledger_verify (full, chain only):" % (
+        (signed.get("checkpoint") or {}).get("seq")))
+    print("     baseline: the live ledger (%d entries), valid          %8.2f s" % (
+        live["verification"]["entries_checked"], live_seconds))
+    print("     the restored ledger: rollback reported (%s at entry %s)  %8.2f s   ratio %.2f" % (
+        mismatch["problem"], mismatch["seq"], seconds, seconds / live_seconds))
+    return {"live_verify_s": live_seconds, "rollback_verify_s": seconds, "problem": mismatch["problem"],
+            "witnessed_seq": mismatch["seq"], "backup_head": backup_head}
+
+
+def _pg_tool(name):
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/%s" % name), key=lambda path: int(path.split("/")[4]))
+    if not candidates:
+        raise SystemExit("%s not found: apt-get install postgresql-client" % name)
+    return candidates[-1]
+
+
+def _pg_environment(postgres):
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(postgres.dsn)
+    environment = dict(os.environ, PGPASSWORD=str(params.pop("password", "")))
+    return params, environment, make_conninfo
+
+
+def section_backup(args, workdir, figures, postgres=None):
+    """Backup while a writer appends, restore, the restored ledger verified, and a restore to an older point
+    reported as a rollback against the witness: see the module's docstring."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger_backup import LEDGER_BACKUP_SPEC, backup_ledger
+
+    settings = bench_settings(workdir)
+    for backend in args.verify_backends:
+        config = shared_ledger(backend, args, workdir, figures, postgres)
+        entries = open_head(config)
+        print("\n== backup and restore (%s): the ledger of %d entries, load average %s" % (backend, entries, load()),
+              flush=True)
+        dest = os.path.join(workdir, "ledger-%s.backup" % backend)
+        if backend == "sqlite":
+            open_system_of_record(config).close()  # closed: its WAL is checkpointed into the file the baseline copies
+            copy_path = os.path.join(workdir, "plain-copy.sqlite")
+            baseline, _none = timed(lambda: shutil.copyfile(config["sqlite_path"], copy_path))
+            baseline_label = "plain copy of the closed database file"
+            _remove_files(copy_path)  # at 1,000,000 entries each copy is gigabytes
+        else:
+            params, environment, make_conninfo = _pg_environment(postgres)
+            plain = os.path.join(workdir, "plain.pgdump")
+            baseline, _none = timed(lambda: subprocess.run(
+                [_pg_tool("pg_dump"), "--format=custom", "--no-password", "--file=%s" % plain,
+                 "--schema=%s" % "ledger_postgresql", "--dbname=%s" % make_conninfo("", **params)],
+                env=environment, check=True, stdin=subprocess.DEVNULL))
+            baseline_label = "plain pg_dump --format=custom, no writer"
+            _remove_files(plain)
+        with Appending(config) as writer:
+            seconds, result = timed(lambda: _operation(backup_ledger, LEDGER_BACKUP_SPEC, config, dest=dest,
+                                                       force=True, verify=False))
+        backup_rss = peak_rss_mb()
+        restored_db = None
+        if backend == "sqlite":
+            restored = os.path.join(workdir, "restored.sqlite")
+            restore_seconds, _none = timed(lambda: shutil.copyfile(dest, restored))
+            restored_config = dict(config, sqlite_path=restored)
+            restore_label = "restore (copy back)"
+        else:
+            restored_db = "changeops_restored"
+            import psycopg
+
+            with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS %s" % restored_db)
+                conn.execute("CREATE DATABASE %s" % restored_db)
+            target = dict(params, dbname=restored_db)
+            restore_seconds, _none = timed(lambda: subprocess.run(
+                [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error", "--dbname=%s" % make_conninfo("", **target),
+                 dest], env=environment, check=True, stdin=subprocess.DEVNULL))
+            restored_config = dict(config, postgresql_dsn="%s options='-csearch_path=%s'" % (
+                make_conninfo("", **dict(params, password=environment["PGPASSWORD"], dbname=restored_db)),
+                "ledger_postgresql"))
+            restore_label = "pg_restore into a new database"
+        sor = open_system_of_record(restored_config)
+        try:
+            verify_seconds, report = timed(lambda: sor.verify(payloads=False))
+            assert report.valid and report.head_hash == result["head"]["hash"], report.to_dict()
+        finally:
+            sor.close()
+        print("   baseline: %s (%.1f MB)  %8.2f s" % (baseline_label, result["bytes"] / 1e6, baseline))
+        print("   ledger_backup (%s) while a writer appended %d entries  %8.2f s   ratio %.2f" % (
+            result["format"], writer.appended, seconds, seconds / baseline))
+        print("   %-48s %8.2f s" % (restore_label, restore_seconds))
+        print("   the restored ledger verified (chain only, head = the backup's)  %8.2f s  (peak RSS %.0f MB)"
+              % (verify_seconds, backup_rss))
+        rollback = _rollback_check(backend, config, restored_config, result["head"]["seq"], settings)
+        figures["backup"][backend] = dict(
+            entries=entries, bytes=result["bytes"], baseline_s=baseline, backup_s=seconds, appended_meanwhile=writer.appended,
+            backup_head=result["head"]["seq"], restore_s=restore_seconds, restored_verify_s=verify_seconds,
+            rollback=rollback, peak_rss_mb=peak_rss_mb(), load_after=load())
+        _remove_files(dest)
+        if backend == "sqlite":
+            _remove_files(restored)
+        else:
+            import psycopg
+
+            with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+                conn.execute("DROP DATABASE IF EXISTS %s" % restored_db)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -919,8 +1098,8 @@ def main():
 
     postgres = None
     try:
-        if ("postgresql" in args.backends and ("append" in args.sections or "cost" in args.sections)) or (
-                "postgresql" in args.verify_backends and ("verify" in args.sections or "chain" in args.sections)):
+        if ("postgresql" in args.backends and set(args.sections) & {"append", "cost"}) or (
+                "postgresql" in args.verify_backends and set(args.sections) & {"verify", "chain", "backup", "archive"}):
             postgres = Postgres(args.dsn, workdir)
         for section in args.sections:
             started = time.perf_counter()

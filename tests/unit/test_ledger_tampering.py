@@ -273,3 +273,29 @@ def test_verify_with_projections_names_the_edited_query_table_row(sor, backend_e
     if columns:
         assert columns in found["detail"]
     assert "query tables disagree" in report.summary() and key in report.summary()
+
+
+def test_the_projection_check_holds_a_page_of_a_live_table_not_the_whole_table(sor, monkeypatch):
+    """``ledger_verify``'s projection check (on by default) read every live query table whole and compared it with
+    a whole in-memory replay: ~5.5 kB of memory per live entry, gigabytes at 1,000,000 entries (issue 21). It
+    now reads a page at a time, holds a digest per row and replays into a scratch file."""
+    import tracemalloc
+
+    monkeypatch.setattr(type(sor), "_PROJECTION_PAGE", 100, raising=False)
+    run_id = "run-big"
+    started = {"run_id": run_id, "started_at": "2026-12-05T07:00:00Z", "playbooks": ["site.yml"], "check_mode": False}
+    sor.append([Entry("run.started", run_id, started)])
+    for start in range(0, 6000, 500):
+        sor.append([Entry("run.result", run_id, {
+            "run_id": run_id, "host": "web%03d" % (index % 50), "status": "changed", "changed": True,
+            "task": {"uuid": "t-%d" % (index % 20), "name": "task %d" % (index % 20), "action": "command"},
+            "result": {"stdout": ("output line %d of a long task; " % index) * 40}}) for index in range(start, start + 500)])
+    tracemalloc.start()
+    try:
+        report = verify_fresh(sor, projections=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert report.valid and report.projections_checked is True and not report.projection_problems
+    # the whole task_results table, read twice (live and replayed), is ~25 MB here
+    assert peak < 15 * 1024 * 1024, "the projection check of 6,000 task results peaked at %.1f MB" % (peak / 1048576.0)

@@ -6,8 +6,10 @@
 The hash chain protects the ledger, but the register, the info modules, the
 gate and the inventory read the query tables (projections). Someone who can
 write the database could edit those and leave the chain intact. This module
-replays the ledger into a fresh in-memory SQLite database with the same
-projectors and compares every query table with the live one, row by row.
+replays the ledger into a fresh SQLite database (a scratch file for a live
+ledger's check: its query tables can be gigabytes) with the same projectors and
+compares every query table with the live one: by a digest per row, read a page
+at a time, and row by row only for a table that differs.
 
 Counters (change request numbers) live outside the ledger and are not compared.
 """
@@ -17,7 +19,10 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, projections
@@ -132,6 +137,45 @@ def state_digest(rows):
 
 def columns_of(conn, table):
     return [row[1] for row in conn.execute("PRAGMA table_info(%s)" % table)]
+
+
+def primary_key_of(conn, table):
+    """The primary key's columns of a query table, in key order (the live tables have the same schema)."""
+    return [row[1] for row in sorted(conn.execute("PRAGMA table_info(%s)" % table), key=lambda row: row[5])
+            if row[5] > 0]
+
+
+class ScratchDatabase(object):
+    """A file for :func:`rebuild` in a private temporary directory; :meth:`remove` deletes both."""
+
+    def __init__(self):
+        self.directory = tempfile.mkdtemp(prefix="changeops-projection-check-")
+        self.path = os.path.join(self.directory, "rebuilt.sqlite")
+
+    def remove(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _row_digest(row):
+    return hashlib.sha256(repr(tuple(row)).encode("utf-8")).digest()
+
+
+def same_rows(live_rows, rebuilt_rows):
+    """Whether two iterables of rows hold the same rows (as multisets), holding a digest per row, not the rows.
+
+    Equal digests mean equal ``repr`` and so equal rows; rows that are equal but typed differently by a backend
+    (rare) give different digests, and the caller then compares them exactly with :func:`compare_table`."""
+    counts = collections.Counter(_row_digest(row) for row in live_rows)
+    for row in rebuilt_rows:
+        digest = _row_digest(row)
+        left = counts.get(digest, 0)
+        if not left:
+            return False
+        if left == 1:
+            del counts[digest]
+        else:
+            counts[digest] = left - 1
+    return not counts
 
 
 def _sort_key(row):
