@@ -69,7 +69,7 @@ halt)
     (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null)
     ;;
 resume)
-    [ -d "$dir/data" ] && [ -f "$dir/port" ] || die "no halted server in $dir (run: $0 start $dir)"
+    if [ ! -d "$dir/data" ] || [ ! -f "$dir/port" ]; then die "no halted server in $dir (run: $0 start $dir)"; fi
     if [ ! -f "$dir/data/postmaster.pid" ]; then
         port="$(cat "$dir/port")"
         (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 300 \

@@ -400,8 +400,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             else:
                 rows = self._query("%s WHERE (%s) > (%s) ORDER BY %s LIMIT %d" % (
                     select, order, ", ".join("?" * len(key_columns)), order, self._PROJECTION_PAGE), after)
-            for row in rows:
-                yield row
+            yield from rows
             if len(rows) < self._PROJECTION_PAGE:
                 return
             after = tuple(rows[-1][position] for position in positions)
