@@ -69,7 +69,8 @@ def to_plain(value):
     """Return ``value`` as plain JSON types (dict/list/str/int/float/bool/None): a copy that shares nothing mutable.
 
     Entries built from documents that are plain already (the recorder's spool and queue, every append) are copied
-    directly, four times faster than the round trip through JSON text that reduces anything else (bench/ledger_scale).
+    directly, about 2.4 times faster (17 -> 7 us per task result in ``Entry.from_dict``) than the round trip
+    through JSON text that reduces anything else (bench/ledger_scale).
     """
     try:
         return _plain_copy(value)

@@ -162,7 +162,10 @@ class Entry(object):
 
     def seal(self, seq, prev_hash, header=None):
         """Give the entry its position and hash; returns self. ``header``: :meth:`header` of a format-2 entry,
-        computed by the caller before it took the ledger's lock (the entry unchanged since)."""
+        computed by the caller before it took the ledger's lock (the entry unchanged since). It is not used when
+        the payload was set again since it was committed (the header's payload root would be the old one)."""
+        if self._dirty or self.payload_root is None:
+            header = None
         self.prepare()
         self.seq = seq
         self.prev_hash = prev_hash

@@ -284,3 +284,13 @@ def test_entries_loaded_out_of_the_walks_order_are_remembered_exactly():
     for seq in [10, 11, 12, 3, 7, 13, 14, 40, 12, 15]:
         redactions.note_entry(_Walked(seq))
     assert [seq for seq in range(0, 45) if redactions.loaded(seq)] == [3, 7, 10, 11, 12, 13, 14, 15, 40]
+
+
+def test_a_header_computed_before_the_payload_was_set_again_is_not_what_gets_hashed():
+    """The append computes each format-2 entry's header before it takes the lock and hands it to ``seal``; an entry
+    whose payload is set again in between must be hashed over its new payload root, or verify reports it edited."""
+    entry = Entry("run.started", "run-1", {"run_id": "run-1", "user": "ops"}).prepare()
+    early_header = entry.header()
+    entry.data = {"run_id": "run-1", "user": "someone else"}
+    entry.seal(1, "0" * 64, early_header)
+    assert entry.hash == Entry.from_dict(entry.to_dict()).compute_hash("0" * 64)

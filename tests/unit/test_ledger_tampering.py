@@ -299,3 +299,27 @@ def test_the_projection_check_holds_a_page_of_a_live_table_not_the_whole_table(s
     assert report.valid and report.projections_checked is True and not report.projection_problems
     # the whole task_results table, read twice (live and replayed), is ~25 MB here
     assert peak < 15 * 1024 * 1024, "the projection check of 6,000 task results peaked at %.1f MB" % (peak / 1048576.0)
+
+
+def test_a_projection_check_that_fails_part_way_leaves_no_scratch_copy_behind(sor, monkeypatch, tmp_path):
+    """The projection check replays into a scratch file of the query tables' size; a replay that fails part-way
+    (a full temporary directory, a projector error, an interrupt) must not leave that copy behind, run after run
+    (the scratch was made, and the replay started, outside the cleanup)."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
+
+    scratch_root = tmp_path / "tmpdir"
+    scratch_root.mkdir()
+    monkeypatch.setattr(projection_check.tempfile, "tempdir", str(scratch_root))
+    sor.append([Entry("run.started", "run-1", {"run_id": "run-1", "started_at": "2026-12-05T07:00:00Z",
+                                                "playbooks": ["site.yml"], "check_mode": False})])
+    real_rebuild = projection_check.rebuild
+
+    def failing_rebuild(entries, **kwargs):
+        real_rebuild(entries, **kwargs).close()  # the scratch file is written, then the replay fails
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patched:  # undone before the fixture's own teardown verifies the ledger
+        patched.setattr(projection_check, "rebuild", failing_rebuild)
+        with pytest.raises(OSError):
+            verify_fresh(sor, projections=True)
+    assert list(scratch_root.iterdir()) == []

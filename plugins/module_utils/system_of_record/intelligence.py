@@ -294,7 +294,8 @@ class IntelligenceQueries(object):
 
     def _may_hold_more_than(self, rest, count):
         """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
-        (rowids only grow; a table with deletions is read as rows a little early, which is only slower)."""
+        (rowids are distinct positive integers, so a table never holds more rows than its largest; one with deletions
+        is read as rows a little early, which is only slower)."""
         largest = self._query("SELECT max(rowid) %s" % _FROM_TABLE.match(rest).group(0))[0][0]
         return (largest or 0) > count
 

@@ -358,10 +358,13 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                                          " ledger entry %s recorded (its digest differs): it was edited"
                                          % (point["last_seq"], point["seq"])}]
             # the replay goes to a scratch file, not memory: the query tables of a large live ledger are gigabytes
+            # (made inside the try: a replay that fails part-way, a full TMPDIR or an interrupt, must not leave
+            # a partial copy of the query tables behind in the temporary directory)
             scratch = projection_check.ScratchDatabase()
-            rebuilt = projection_check.rebuild((entry for entry in self.iter_entries() if entry.seq <= head_seq),
-                                               base_rows=base_rows, path=scratch.path)
+            rebuilt = None
             try:
+                rebuilt = projection_check.rebuild((entry for entry in self.iter_entries() if entry.seq <= head_seq),
+                                                   base_rows=base_rows, path=scratch.path)
                 problems = []
                 for table, key_column in projection_check.PROJECTION_TABLES.items():
                     columns = projection_check.columns_of(rebuilt, table)
@@ -370,13 +373,16 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                             self._paged_rows(table, columns, projection_check.primary_key_of(rebuilt, table)),
                             rebuilt.execute(select)):
                         continue  # compared by digests, a page at a time: memory bounded by the table's row count
+                    if self.head()[0] != head_seq:
+                        break  # an append moved the tables meanwhile: try again rather than read them whole
                     problems += projection_check.compare_table(
                         table, key_column, columns, self._query(select), rebuilt.execute(select).fetchall(),
                         limit - len(problems))
                     if len(problems) >= limit:
                         break
             finally:
-                rebuilt.close()
+                if rebuilt is not None:
+                    rebuilt.close()
                 scratch.remove()
             if self.head()[0] == head_seq:
                 return True, problems
