@@ -200,7 +200,9 @@ def _next_parts(sor):
     # with metric_ci_next as migration 14 made it, filled by a full refresh per link
     (schema.METRIC_NEXT_INCREMENTAL_MIGRATION, _next_parts),
 ], ids=["metric_changes+metric_days", "metric_ci_next", "metric_ci_next-incremental"])
-def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader):
+def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader, monkeypatch):
+    # a few CIs per page, so the backfill's paging over CIs is exercised (a large estate reads millions of links)
+    monkeypatch.setattr(metric_rollups, "_BACKFILL_CIS", 3)
     sor = open_sor()
     history(sor, runs=80)
     before = reader(sor)

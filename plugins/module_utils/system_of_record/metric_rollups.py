@@ -423,21 +423,35 @@ def backfill(db, batch=5000):
 
 def backfill_next(db):
     """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 16's Python step): the same
-    :func:`next_rows` over the same inputs as the projector, read in one pass ordered by CI."""
-    rows = []
-    current, members = None, []
-    for row in db.execute("SELECT c.ci_id, m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment"
-                          " FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id ORDER BY c.ci_id"
-                          ).fetchall():
-        if row[0] != current:
-            if members:
-                rows.extend(next_rows(current, members))
-            current, members = row[0], []
-        members.append(tuple(row[1:]))
-    if members:
-        rows.extend(next_rows(current, members))
-    for start in range(0, len(rows), 5000):
-        db.executemany(_NEXT_INSERT, rows[start:start + 5000])
+    :func:`next_rows` over the same inputs as the projector, read CI by CI in pages of ``_BACKFILL_CIS`` CIs, so
+    a large estate's CI links (millions) are never all in memory at once."""
+    after = ""
+    while True:
+        ci_ids = [row[0] for row in db.execute(
+            "SELECT DISTINCT ci_id FROM ci_changes WHERE ci_id > ? ORDER BY ci_id LIMIT %d" % _BACKFILL_CIS,
+            (after,)).fetchall()]
+        if not ci_ids:
+            return
+        rows = []
+        current, members = None, []
+        for row in db.execute("SELECT c.ci_id, m.run_id, m.started_at, m.start_us, m.end_us, m.emergency, m.deployment"
+                              " FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
+                              " WHERE c.ci_id >= ? AND c.ci_id <= ? ORDER BY c.ci_id",
+                              (ci_ids[0], ci_ids[-1])).fetchall():
+            if row[0] != current:
+                if members:
+                    rows.extend(next_rows(current, members))
+                current, members = row[0], []
+            members.append(tuple(row[1:]))
+        if members:
+            rows.extend(next_rows(current, members))
+        for start in range(0, len(rows), 5000):
+            db.executemany(_NEXT_INSERT, rows[start:start + 5000])
+        after = ci_ids[-1]
+
+
+#: CIs whose links :func:`backfill_next` reads per page
+_BACKFILL_CIS = 2000
 
 
 # --------------------------------------------------------------------------
