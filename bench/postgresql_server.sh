@@ -70,7 +70,8 @@ halt)
     ;;
 resume)
     if [ ! -d "$dir/data" ] || [ ! -f "$dir/port" ]; then die "no halted server in $dir (run: $0 start $dir)"; fi
-    if [ ! -f "$dir/data/postmaster.pid" ]; then
+    # (pg_ctl status, not the pid file: a server killed with the machine leaves its postmaster.pid behind)
+    if ! as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         port="$(cat "$dir/port")"
         (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 300 \
             -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null) \
