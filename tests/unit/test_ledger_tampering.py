@@ -310,8 +310,8 @@ def test_a_projection_check_that_fails_part_way_leaves_no_scratch_copy_behind(so
     scratch_root = tmp_path / "tmpdir"
     scratch_root.mkdir()
     monkeypatch.setattr(projection_check.tempfile, "tempdir", str(scratch_root))
-    sor.append([Entry("run.started", "run-1", {"run_id": "run-1", "started_at": "2026-12-05T07:00:00Z",
-                                                "playbooks": ["site.yml"], "check_mode": False})])
+    started = {"run_id": "run-1", "started_at": "2026-12-05T07:00:00Z", "playbooks": ["site.yml"], "check_mode": False}
+    sor.append([Entry("run.started", "run-1", started)])
     real_rebuild = projection_check.rebuild
 
     def failing_rebuild(entries, **kwargs):
