@@ -371,11 +371,7 @@ def section_append(args, workdir, postgres, figures):
                 measured = {}
                 for variant in ("baseline", "now"):
                     name = "append_%s_%s_%s_%d" % (shape, backend, variant, writers)
-                    if backend == "sqlite":
-                        config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
-                                  "busy_timeout": 600}
-                    else:
-                        config = postgres.schema_config(name)
+                    config = scratch_config(backend, workdir, postgres, name)
                     sor = open_system_of_record(config)  # schema created before the writers race for it
                     try:
                         if shape == "recorder":
@@ -385,12 +381,7 @@ def section_append(args, workdir, postgres, figures):
                         sor.close()
                     measured[variant] = append_rate(config, variant, writers, args.append_entries, args.batch, shape)
                     check_ledger(config)
-                    if backend == "sqlite":
-                        for suffix in ("", "-wal", "-shm"):
-                            if os.path.exists(config["sqlite_path"] + suffix):
-                                os.unlink(config["sqlite_path"] + suffix)
-                    else:
-                        postgres.drop_schema(name)
+                    drop_scratch(config, postgres, name)
                 key = "%s/%d" % (backend, writers) if shape == "results" else "%s/%s/%d" % (shape, backend, writers)
                 figures["append"][key] = measured
                 ratio = measured["now"] / measured["baseline"]
@@ -466,18 +457,9 @@ def section_cost(args, workdir, figures, postgres=None):
             for round_number in range(2):
                 for variant in ("baseline", "now"):
                     name = "cost_%s_%s_%s_%d" % (shape, backend, variant, round_number)
-                    if backend == "sqlite":
-                        config = {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"),
-                                  "busy_timeout": 600}
-                    else:
-                        config = postgres.schema_config(name)
+                    config = scratch_config(backend, workdir, postgres, name)
                     measured[variant].append(append_cost(config, variant, shape, count, args.batch))
-                    if backend == "sqlite":
-                        for suffix in ("", "-wal", "-shm"):
-                            if os.path.exists(config["sqlite_path"] + suffix):
-                                os.unlink(config["sqlite_path"] + suffix)
-                    else:
-                        postgres.drop_schema(name)
+                    drop_scratch(config, postgres, name)
             best = {variant: min(values) for variant, values in measured.items()}
             figures["cost"]["%s/%s" % (shape, backend)] = {
                 variant: {"cpu_us": value[0] * 1e6, "fetches": value[1]} for variant, value in best.items()}
@@ -567,10 +549,23 @@ def open_head(config):
         sor.close()
 
 
-def verify_config(backend, workdir, postgres=None, name="verify"):
+def scratch_config(backend, workdir, postgres, name):
+    """A bench ledger called ``name``: an SQLite file in ``workdir`` or a schema of the bench's PostgreSQL."""
     if backend == "sqlite":
         return {"backend": "sqlite", "sqlite_path": os.path.join(workdir, name + ".sqlite"), "busy_timeout": 600}
-    return postgres.schema_config("%s_%s" % (name, backend))
+    return postgres.schema_config(name)
+
+
+def drop_scratch(config, postgres, name):
+    """Remove the ledger :func:`scratch_config` gave for ``name``."""
+    if config["backend"] == "sqlite":
+        _remove_files(config["sqlite_path"])
+    else:
+        postgres.drop_schema(name)
+
+
+def verify_config(backend, workdir, postgres=None, name="verify"):
+    return scratch_config(backend, workdir, postgres, name if backend == "sqlite" else "%s_%s" % (name, backend))
 
 
 _SHARED = {}
