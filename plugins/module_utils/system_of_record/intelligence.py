@@ -84,10 +84,6 @@ def select_chunked(query, select, clauses, params, column=None, values=None, tai
     return rows
 
 
-def _by_name(ci):
-    return (ci["name"] or "", ci["ci_id"])
-
-
 _NAME_AND_ID = operator.itemgetter("name", "ci_id")
 _FROM_TABLE = re.compile(r"FROM \w+")
 
@@ -414,11 +410,8 @@ class IntelligenceQueries(object):
                     attributes[FACET_NAMES[facet]] = value
             for services in listed:
                 services.sort()  # in value order, whatever order the backend returned them in
-        try:
-            # names and ids are NOT NULL columns: the C-level key (11,000 CIs of a 10,000-host play)
-            return sorted(found.values(), key=_NAME_AND_ID)
-        except TypeError:
-            return sorted(found.values(), key=_by_name)
+        # names and ids are NOT NULL columns: the C-level key (11,000 CIs of a 10,000-host play)
+        return sorted(found.values(), key=_NAME_AND_ID)
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
         """Changes of CIs (``ci.changed_by_run``): ``{ci_id, run_id, host, started_at}``, newest first; only
