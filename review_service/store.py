@@ -5,7 +5,10 @@
 
 Request handlers run in a small thread pool; an SQLite connection belongs to the thread that opened it
 and a PostgreSQL connection serves one statement at a time, so each thread opens its own, once, and
-keeps it. A connection that fails (a restarted PostgreSQL, a locked SQLite file) raises
+keeps it while the thread lives. The pool ends threads that stay idle (anyio: after 10 s) and starts new ones
+in the next burst of requests, so a thread's connections are closed once it has ended (see
+:meth:`Store._close_ended`): kept until the service stops, every quiet spell left up to a pool's worth of
+PostgreSQL connections open, until the server refused new ones. A connection that fails (a restarted PostgreSQL, a locked SQLite file) raises
 ``BackendUnavailable``; the PostgreSQL backend reconnects by itself on the next request.
 
 With a PostgreSQL read replica configured (``CHANGEOPS_POSTGRESQL_READ_DSN``), routing is per request:
@@ -32,6 +35,7 @@ class Store(object):
         self.backend_config = dict(backend_config)
         self._local = threading.local()
         self._lock = threading.Lock()
+        #: (thread, system of record) of every instance opened and not yet closed
         self._opened = []
 
     @property
@@ -42,11 +46,20 @@ class Store(object):
     def _open(self, attribute, config):
         sor = getattr(self._local, attribute, None)
         if sor is None:
+            self._close_ended()
             sor = open_system_of_record(config)
             setattr(self._local, attribute, sor)
             with self._lock:
-                self._opened.append(sor)
+                self._opened.append((threading.current_thread(), sor))
         return sor
+
+    def _close_ended(self):
+        """Close the instances of threads that have ended (a new thread is about to open its own)."""
+        with self._lock:
+            ended = [sor for thread, sor in self._opened if not thread.is_alive()]
+            self._opened = [(thread, sor) for thread, sor in self._opened if thread.is_alive()]
+        for sor in ended:
+            _close_quietly(sor)
 
     def get(self):
         """The primary: everything that writes, and every read that must see what was just written."""
@@ -83,8 +96,14 @@ class Store(object):
     def close(self):
         with self._lock:
             opened, self._opened = self._opened, []
-        for sor in opened:
-            try:
-                sor.close()
-            except Exception:  # pylint: disable=broad-except
-                pass
+        for _thread, sor in opened:
+            _close_quietly(sor)
+
+
+def _close_quietly(sor):
+    # an SQLite connection refuses to be closed from a thread other than its own: the instance drops it anyway
+    # (SqliteSystemOfRecord.close), and the connection closes when it is collected
+    try:
+        sor.close()
+    except Exception:  # pylint: disable=broad-except
+        pass

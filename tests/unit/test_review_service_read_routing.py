@@ -7,12 +7,15 @@ standby in ``tests/integration/test_review_service_replica.py``.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 pytest.importorskip("fastapi")
 
 from ansible_collections.changeops.itsm.review_service.store import Store  # noqa: E402
 from ansible_collections.changeops.itsm.review_service.views import read_from_notice  # noqa: E402
+from support.backends import backend_config  # noqa: E402
 
 
 def test_without_a_replica_change_data_is_read_from_the_primary_and_no_position_is_kept(tmp_path):
@@ -39,6 +42,41 @@ def test_write_positions_only_move_forward(tmp_path):
         assert sor.get_review_write_position("rita") == 15 and sor.get_review_write_position("remy") == 0
     finally:
         store.close()
+
+
+def _server_connections(env):
+    """Connections the test's PostgreSQL database has open (psycopg: the backend's own driver)."""
+    import psycopg
+    with psycopg.connect(env["CHANGEOPS_POSTGRESQL_DSN"], autocommit=True) as connection:
+        return connection.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                  " AND pid <> pg_backend_pid()").fetchone()[0]
+
+
+def test_the_connections_of_ended_worker_threads_are_closed(backend, backend_env):
+    """The request thread pool ends idle threads and starts new ones for the next burst: each new thread's
+    connection must not leave an ended thread's open (they piled up until PostgreSQL refused clients)."""
+    store = Store(backend_config(backend_env))
+    opened = []
+
+    def request():
+        opened.append(store.get())
+        opened[-1].head()
+
+    try:
+        for _burst in range(6):
+            worker = threading.Thread(target=request)
+            worker.start()
+            worker.join()
+        store.get().head()  # this thread's own instance: the sixth worker's is closed as it is opened
+        assert len(set(map(id, opened))) == 6
+        assert all(sor._conn is None for sor in opened), "an ended thread's connection is still open"
+        if backend == "postgresql":
+            assert _server_connections(backend_env) == 1  # this thread's
+        assert len(store._opened) == 1
+    finally:
+        store.close()
+    if backend == "postgresql":
+        assert _server_connections(backend_env) == 0
 
 
 REPLICA = "postgresql:host=db-standby dbname=changeops"
