@@ -86,8 +86,23 @@ class _Condition(object):
         return clauses, params
 
     def tsquery(self):
-        """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim)."""
-        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.words)
+        """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim), of the
+        words no other word implies (:func:`implied_words`): GIN reads every lexeme's postings, and a part such
+        as ``yml`` of ``rotate_certs.yml`` starts a word of nearly every event."""
+        implied = implied_words(self.words)
+        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.words
+                          if word not in implied)
+
+
+def implied_words(words):
+    """The search words that another of ``words`` implies: the parts ``change_index.words`` splits a word into
+    (``rotate``, ``certs``, ``yml`` of ``rotate_certs.yml``). An event word that starts with a word holding a
+    separator is one of the event's own words split the same way (parts hold no separator), so it has each of
+    those parts, the last perhaps longer: a word starting with each. Leaving them out changes no match."""
+    implied = set()
+    for word in words:
+        implied.update(part for part in change_index.words(word) if part != word)
+    return implied
 
 
 class ReviewQueries(object):
@@ -150,13 +165,19 @@ class ReviewQueries(object):
         return ("EXISTS (SELECT 1 FROM change_list_facets p WHERE p.facet = ? AND p.value = ? AND p.list_key = %s)"
                 % key_sql, [condition.facet, condition.value])
 
-    def _walk_sql(self, driver, low, high):
-        """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range."""
+    def _walks_the_list(self, driver):
+        """True when walking ``driver`` reads ``change_list`` rows themselves (aliased ``d``): their columns need
+        no look-up by key."""
+        return driver is None or driver.kind == "running" or (driver.kind == "text" and not self._sqlite())
+
+    def _walk_sql(self, driver, low, high, columns="d.list_key"):
+        """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range;
+        ``columns``: what a walk of the list itself (:meth:`_walks_the_list`) selects, the key by default."""
         if driver is None:
-            return "SELECT d.list_key FROM change_list d", ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
+            return "SELECT %s FROM change_list d" % columns, ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
         if driver.kind == "running":
             # the few changes still running, from the events' status index
-            return ("SELECT d.list_key FROM change_events e JOIN change_list d ON d.run_id = e.run_id",
+            return ("SELECT %s FROM change_events e JOIN change_list d ON d.run_id = e.run_id" % columns,
                     ["e.status = 'running'", "d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key")
         if driver.kind == "facet":
             return ("SELECT d.list_key FROM change_list_facets d",
@@ -171,7 +192,7 @@ class ReviewQueries(object):
                 params += long_params
             return ("SELECT change_list_words.rowid AS list_key FROM change_list_words", where, params,
                     "change_list_words.rowid")
-        return ("SELECT d.list_key FROM change_list d",
+        return ("SELECT %s FROM change_list d" % columns,
                 ["array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
                 [driver.tsquery(), low, high], "d.list_key")
 
@@ -196,16 +217,23 @@ class ReviewQueries(object):
         probes = [condition for position, condition in enumerate(conditions) if position != index]
         return driver, probes, dict((position, count) for count, position in estimates)
 
-    def _matching_sql(self, filters, driver, probes, low, high):
-        """``(sql without ORDER BY, params, key_sql)``: the keys of every matching event in the key range."""
-        select, where, params, key_sql = self._walk_sql(driver, low, high)
+    def _matching_sql(self, filters, driver, probes, low, high, columns="d.list_key"):
+        """``(sql without ORDER BY, params, key_sql)``: the keys of every matching event in the key range (or
+        ``columns`` of their ``change_list`` rows, when the walk reads them: :meth:`_walks_the_list`)."""
+        select, where, params, key_sql = self._walk_sql(driver, low, high, columns)
         where, params = list(where), list(params)
+        on_the_list = self._walks_the_list(driver)
         for probe in probes:
-            sql, probe_params = self._probe(probe, key_sql)
+            if on_the_list and probe.kind == "text" and not self._sqlite():
+                # the walked row's own words: a look-up of the same row by its key cost an index probe per match
+                sql, probe_params = "array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", [
+                    probe.tsquery()]
+            else:
+                sql, probe_params = self._probe(probe, key_sql)
             where.append(sql)
             params += probe_params
         if not filters.get("all"):
-            if driver is None:
+            if on_the_list:
                 where.append("d.listed = 1")
             else:
                 where.append("EXISTS (SELECT 1 FROM change_list l WHERE l.list_key = %s AND l.listed = 1)" % key_sql)
@@ -316,11 +344,7 @@ class ReviewQueries(object):
         """``(total, exact, counts)`` of a list counted over its matches, in one pass: the matches' value
         combinations grouped, up to ``COUNT_LIMIT + 1`` matches (beyond: ``(COUNT_LIMIT, False, None)``, as
         :meth:`_total` and :meth:`_facet_counts` say)."""
-        low, high = self._key_range(filters)
-        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
-        rows = self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s LIMIT %d) GROUP BY %s" % (
-            ", ".join("c." + column for column in _GROUPED), matching, COUNT_LIMIT + 1,
-            ", ".join("c." + column for column in _GROUPED)), tuple(params))
+        rows = self._grouped_matches(filters, driver, probes, COUNT_LIMIT + 1)
         total = sum(int(row[-1]) for row in rows)
         if total > COUNT_LIMIT:
             return COUNT_LIMIT, False, None
@@ -449,13 +473,26 @@ class ReviewQueries(object):
         count, exact = total
         if not exact or count > COUNT_LIMIT:
             return None
-        low, high = self._key_range(filters)
-        matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
         # the combinations of the matching events' values, then each value's share (a few dozen groups)
-        self._tally(counts, self._query("SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s) GROUP BY %s" % (
-            ", ".join("c." + column for column in _GROUPED), matching, ", ".join("c." + c for c in _GROUPED)),
-            tuple(params)))
+        self._tally(counts, self._grouped_matches(filters, driver, probes))
         return counts
+
+    def _grouped_matches(self, filters, driver, probes, limit=None):
+        """Rows of the matching events' :data:`_GROUPED` value combinations and how many events have each, over
+        the first ``limit`` matches (None: all). A walk of the list itself groups the rows it walked; any other
+        walk's keys are looked up in the list (an index probe per match)."""
+        low, high = self._key_range(filters)
+        grouped = ", ".join("c." + column for column in _GROUPED)
+        cap = "" if limit is None else " LIMIT %d" % int(limit)
+        if self._walks_the_list(driver):
+            matching, params, _key = self._matching_sql(filters, driver, probes, low, high,
+                                                        columns=", ".join("d." + column for column in _GROUPED))
+            sql = "SELECT %s, COUNT(*) FROM (%s%s) c GROUP BY %s" % (grouped, matching, cap, grouped)
+        else:
+            matching, params, _key = self._matching_sql(filters, driver, probes, low, high)
+            sql = "SELECT %s, COUNT(*) FROM change_list c WHERE c.list_key IN (%s%s) GROUP BY %s" % (
+                grouped, matching, cap, grouped)
+        return self._query(sql, tuple(params))
 
     def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
                               forbid_table_scans=True, before=None):
