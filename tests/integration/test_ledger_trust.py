@@ -4,8 +4,11 @@
 * A value that reached the ledger (a deploy marker a command printed and a config file's diff held)
   is removed by ``changeops.itsm.ledger_redact`` from every byte the collection keeps: the ledger
   (SQLite's file, WAL and shared memory; PostgreSQL's rows, a ``pg_dump`` and the table files after
-  the compaction), the spool, the HTML register and its JSON. ``ledger_verify`` still passes and lists
-  the redaction; the module is idempotent and honours check mode.
+  the compaction), the spool, the HTML register and its JSON, and the scratch database ``ledger_verify``'s
+  projection check replays the ledger into in the temporary directory (copied before the module removes it:
+  ``support/scratch_capture``; the same check before the redaction finds the value there, so the scan can
+  fail). ``ledger_verify`` still passes and lists the redaction; the module is idempotent and honours check
+  mode.
 * A secret an older recorder let through (the committed schema-3 ledger's planted password) is found by
   ``ledger_verify scan_secrets: true``, removed by ``ledger_redact`` fed with the scan's findings as they
   are, and is then in no stored byte while the ledger verifies and lists the redaction.
@@ -25,6 +28,7 @@ import pytest
 
 from support.ledger_fixture import STDOUT_LEAK, load_fixture
 from support.raw_ledger import raw_ledger_connection
+from support.scratch_capture import capture_env, captured_scratch_dirs
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import target_key
@@ -155,6 +159,7 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     workdir.mkdir()
     project.write_playbook("leak.yml", LEAK_PLAYBOOK)
     project.write_playbook("redact.yml", REDACT_PLAYBOOK)
+    project.write_playbook("verify.yml", VERIFY_PLAYBOOK)
     project.run("leak.yml", "--diff", "-e", "workdir=%s" % workdir)
     sor = open_sor()
     findings = findings_of(sor)
@@ -176,6 +181,14 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     assert files_holding(elsewhere, PLANTED) and (
         files_holding(ledger_files, PLANTED) if ledger_files else PLANTED in postgresql_bytes(sor, backend_env)[0].decode())
 
+    # the projection check's scratch database, in a temporary directory the test reads: before the redaction
+    # the replayed query tables hold the value (the control: the scan below can fail)
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch-before")
+    project.run("verify.yml", env=scratch_env)
+    assert answers(project, "verification.json")["verification"]["projections_checked"] is True
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert captured and files_holding(all_files(captured[0]), PLANTED), captured
+
     # check mode: reported, nothing written
     before = sor.get_entry(str(findings[0]["seq"])).data
     project.run("redact.yml", "--check", "--diff", "-e", json.dumps({"findings": findings}))
@@ -184,7 +197,8 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     assert PLANTED not in json.dumps(dry)
     assert sor.get_entry(str(findings[0]["seq"])).data == before
 
-    output = project.run("redact.yml", "--diff", "-e", json.dumps({"findings": findings})).stdout
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch-after")
+    output = project.run("redact.yml", "--diff", "-e", json.dumps({"findings": findings}), env=scratch_env).stdout
     assert PLANTED not in output
     result = answers(project)
     redaction, verification = result["redaction"], result["verification"]["verification"]
@@ -207,6 +221,13 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
         assert files_holding(table_files, PLANTED) == []
         assert files_holding(table_files, leaking.id), "the table files were read"
     assert PLANTED not in register.read_text() and "redacted by ledger entry" in register_json.read_text()
+    # and from the bytes the projection check wrote to the temporary directory (its replay of the redacted
+    # ledger), which it removed again
+    assert verification["projections_checked"] is True
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert captured and all(all_files(path) for path in captured), captured
+    assert files_holding([path for directory in captured for path in all_files(directory)], PLANTED) == []
+    assert all_files(scratch_env["TMPDIR"]) == []
 
     # idempotent
     project.run("redact.yml", "-e", json.dumps({"findings": findings}))
