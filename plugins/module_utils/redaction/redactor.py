@@ -110,7 +110,6 @@ def builtin_text_detectors(key_value):
     ]
 
 
-
 def _text(value):
     """A scalar as text; an int of any length (``str`` refuses ints of more than 4,300 digits)."""
     return int_text(value) if isinstance(value, int) and not isinstance(value, bool) else str(value)
