@@ -11,7 +11,8 @@
   mode.
 * A secret an older recorder let through (the committed schema-3 ledger's planted password) is found by
   ``ledger_verify scan_secrets: true``, removed by ``ledger_redact`` fed with the scan's findings as they
-  are, and is then in no stored byte while the ledger verifies and lists the redaction.
+  are, and is then in no stored byte while the ledger verifies and lists the redaction, nor in the scratch
+  database of the projection check after the redaction (the scan's own check, before it, holds it).
 * The recorder signs a checkpoint after every run and hands it to the file witness. A history
   rewritten consistently with the collection's own code, or cut short, is reported by
   ``ledger_verify`` from that witness alone.
@@ -265,7 +266,7 @@ SCAN_AND_REDACT_PLAYBOOK = """
 
 
 def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_by_its_findings(
-        project, backend_env, open_sor):
+        project, backend_env, open_sor, tmp_path):
     load_fixture(backend_env)
     sor = open_sor()  # schema 3 upgraded through the replay (4), policies (5) and entry format 2 (6)
     [planted] = [entry for entry in sor.iter_entries(kinds=["run.result"])
@@ -273,7 +274,8 @@ def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_b
     assert planted.format == 1, "an entry as the old recorder sealed it"
     project.write_playbook("clean.yml", SCAN_AND_REDACT_PLAYBOOK)
 
-    output = project.run("clean.yml").stdout
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch")
+    output = project.run("clean.yml", env=scratch_env).stdout
     assert STDOUT_LEAK not in output
     result = answers(project)
     scan, redaction, after = result["scan"], result["redaction"], result["after"]
@@ -302,6 +304,13 @@ def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_b
         assert planted.id.encode() in dump and STDOUT_LEAK.encode() not in dump
         assert files_holding(table_files, STDOUT_LEAK) == []
     assert files_holding(all_files(project.spool_dir), STDOUT_LEAK) == []
+    # nor in what the projection checks wrote to the temporary directory: the scan's, before the redaction,
+    # replayed the secret (the control), the one after it did not
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert len(captured) == 2, captured
+    assert files_holding(all_files(captured[0]), STDOUT_LEAK)
+    assert all_files(captured[1]) and files_holding(all_files(captured[1]), STDOUT_LEAK) == []
+    assert all_files(scratch_env["TMPDIR"]) == []
 
     # again: nothing left to find, nothing to do
     project.run("clean.yml")

@@ -20,4 +20,5 @@ def capture_env(tmpdir, capture_dir):
 
 
 def captured_scratch_dirs(capture_dir):
+    """The scratch directories captured, in the order the checks that wrote them ran."""
     return sorted(os.path.join(capture_dir, name) for name in os.listdir(capture_dir))

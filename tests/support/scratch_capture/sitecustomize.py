@@ -7,6 +7,7 @@ module has cleaned up."""
 
 import os
 import shutil
+import time
 
 _CAPTURE = os.environ.get("SCRATCH_CAPTURE_DIR")
 _PREFIX = "changeops-projection-check-"
@@ -17,7 +18,8 @@ if _CAPTURE:
     def _capturing_rmtree(path, *args, **kwargs):
         name = os.path.basename(os.fspath(path).rstrip(os.sep))
         if name.startswith(_PREFIX) and os.path.isdir(path):
-            shutil.copytree(path, os.path.join(_CAPTURE, "%d-%s" % (os.getpid(), name)))
+            # named by the time first, so a sorted listing is in the order the checks ran
+            shutil.copytree(path, os.path.join(_CAPTURE, "%020d-%d-%s" % (time.time_ns(), os.getpid(), name)))
         return _rmtree(path, *args, **kwargs)
 
     shutil.rmtree = _capturing_rmtree
