@@ -156,7 +156,15 @@ def to_plain(value):
     try:
         return _plain_copy(value)
     except (_NotPlain, RecursionError):
+        pass
+    try:
         return json.loads(json.dumps(value, default=_default, allow_nan=False))
+    except ValueError as exc:
+        # (not a circular reference, NaN...: Python's own words for the int limit, since 3.11)
+        if "integer string conversion" not in str(exc):
+            raise
+        # (in a tuple or an int subclass, which the plain copy leaves to the round trip: see the module docstring)
+        return json.loads(json.dumps(replace_oversized_ints(value), default=_default, allow_nan=False))
 
 
 def canonical_json(value):

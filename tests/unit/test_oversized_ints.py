@@ -104,6 +104,8 @@ def test_an_entry_holding_one_is_recorded_with_its_digits_and_the_batch_whole(op
     assert canonical_json(stored)
     report = sor.verify(projections=True)
     assert report.valid and report.projections_checked and report.projection_problems == [], report.summary()
+    # in a tuple (not plain: copied through JSON text when the entry is made) too
+    assert Entry("run.note", "r-big", {"pair": (1, BIG)}).data == {"pair": [1, oversized_int_text(BIG)]}
     # later appends chain on from it
     record_run(sor, "r-after", results=1)
     assert sor.verify().valid
