@@ -19,7 +19,7 @@ from ansible import context as ansible_context
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation import policy_store
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
-from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext, check_int_sizes
 from ansible_collections.changeops.itsm.plugins.plugin_utils.action import (
     SystemOfRecordAction,
     controller_policy_path,
@@ -128,6 +128,11 @@ class ActionModule(SystemOfRecordAction):
                               msg="%s must be %s seconds, got %r" % (
                                   option, "0 or more" if option == "approval_timeout" else "1 or more", params[option]))
                 return result
+        try:
+            check_int_sizes(params)
+        except ValidationError as exc:
+            result.update(exc.to_result(), failed=True, changed=False)
+            return result
         play_obj = self._task.get_play()
         play_id = getattr(play_obj, "_uuid", None)
         hosts = list(task_vars.get("ansible_play_batch") or task_vars.get("ansible_play_hosts") or

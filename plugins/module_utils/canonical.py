@@ -7,6 +7,13 @@ Every ledger entry is hashed over its canonical JSON form, so the exact byte
 layout is part of the on-disk contract: keys sorted, no insignificant
 whitespace, UTF-8, no NaN/Infinity. Changing this function breaks every
 existing chain: don't.
+
+An integer with more than :data:`MAX_INT_DIGITS` decimal digits never reaches
+the canonical form as a number: Python refuses to write (and to read back)
+such a JSON number, so an entry holding one is recorded with the integer
+replaced by the string :func:`oversized_int_text` gives - its every digit,
+after a marker (docs/ledger.md, "Integers too long for JSON"). The canonical
+form itself is unchanged: the entry holds a string.
 """
 
 from __future__ import annotations
@@ -18,6 +25,80 @@ import math
 import re
 
 GENESIS_HASH = "0" * 64
+
+#: integers with more decimal digits than this are recorded as text (:func:`oversized_int_text`): CPython's
+#: default ``sys.int_info.default_max_str_digits``, fixed here so the recorded form never depends on a process's
+#: ``sys.set_int_max_str_digits``
+MAX_INT_DIGITS = 4300
+_INT_LIMIT = 10 ** MAX_INT_DIGITS
+#: what an oversized integer's text starts with; the number of digits follows, then the digits
+OVERSIZED_INT_MARKER = "[integer of %d digits] "
+#: digits per piece when an integer is written out a piece at a time (well under any str conversion limit)
+_PIECE_DIGITS = 1000
+_PIECE = 10 ** _PIECE_DIGITS
+
+
+def is_oversized_int(value):
+    """True for an int (not a bool) with more than :data:`MAX_INT_DIGITS` decimal digits."""
+    return type(value) is not bool and isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT
+
+
+def int_text(value):
+    """The decimal text of any int, however long: written a piece of :data:`_PIECE_DIGITS` digits at a time, so
+    Python's limit on int-to-str conversion (``sys.get_int_max_str_digits``) is never met."""
+    value = int(value)
+    if -_PIECE < value < _PIECE:
+        return int.__repr__(value)
+    sign, value = ("-", -value) if value < 0 else ("", value)
+    pieces = []
+    while value >= _PIECE:
+        value, piece = divmod(value, _PIECE)
+        pieces.append(int.__repr__(piece).rjust(_PIECE_DIGITS, "0"))
+    pieces.append(int.__repr__(value))
+    return sign + "".join(reversed(pieces))
+
+
+def oversized_int_text(value):
+    """What an oversized integer is recorded as: ``[integer of N digits] `` and its N digits (lossless; a
+    minus sign before the digits of a negative one)."""
+    digits = int_text(value)
+    return (OVERSIZED_INT_MARKER % len(digits.lstrip("-"))) + digits
+
+
+def find_oversized_int(value, path=()):
+    """The path (a tuple of keys and indexes) of the first oversized integer in ``value``, or None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = find_oversized_int(item, path + (key,))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = find_oversized_int(item, path + (index,))
+            if found is not None:
+                return found
+    elif is_oversized_int(value):
+        return path
+    return None
+
+
+def replace_oversized_ints(value):
+    """``value`` with every oversized integer replaced by :func:`oversized_int_text` (lists and dicts copied)."""
+    if isinstance(value, dict):
+        return {key: replace_oversized_ints(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [replace_oversized_ints(item) for item in value]
+    if is_oversized_int(value):
+        return oversized_int_text(value)
+    return value
+
+
+def field_name(path):
+    """``a.b[2].c`` for the path ``("a", "b", 2, "c")``."""
+    text = ""
+    for part in path:
+        text += "[%d]" % part if isinstance(part, int) else ("." if text else "") + str(part)
+    return text
 
 
 def _default(value):
@@ -75,7 +156,15 @@ def to_plain(value):
     try:
         return _plain_copy(value)
     except (_NotPlain, RecursionError):
+        pass
+    try:
         return json.loads(json.dumps(value, default=_default, allow_nan=False))
+    except ValueError as exc:
+        # (not a circular reference, NaN...: Python's own words for the int limit, since 3.11)
+        if "integer string conversion" not in str(exc):
+            raise
+        # (in a tuple or an int subclass, which the plain copy leaves to the round trip: see the module docstring)
+        return json.loads(json.dumps(replace_oversized_ints(value), default=_default, allow_nan=False))
 
 
 def canonical_json(value):

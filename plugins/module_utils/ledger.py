@@ -44,6 +44,8 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
     GENESIS_HASH,
     canonical_json,
     chain_hash,
+    find_oversized_int,
+    replace_oversized_ints,
     to_plain,
     utc_now,
 )
@@ -131,7 +133,17 @@ class Entry(object):
         """Commit the payload (salts, root) and serialise it: the costly part of sealing, done before the
         append takes the ledger's lock. Returns self."""
         if self.format == FORMAT_COMMITTED and (self.payload_root is None or self._dirty):
-            self._data_json, self.payload_root, self.salt = commitments.seal_payload(self.data)
+            try:
+                sealed = commitments.seal_payload(self.data)
+            except ValueError:
+                if find_oversized_int(self.data) is None:
+                    raise
+                # an integer Python cannot write as JSON: recorded as its digits after a marker, never refused
+                # (it would fail the whole batch: docs/ledger.md, "Integers too long for JSON")
+                self._data = replace_oversized_ints(self._data)
+                self._data_text = None
+                sealed = commitments.seal_payload(self._data)
+            self._data_json, self.payload_root, self.salt = sealed
             self._dirty = False
         return self
 

@@ -24,8 +24,13 @@ import socket
 
 # the identity module is the one place that says who acts (os_user is re-exported for older callers)
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import os_identity, os_user
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
+    MAX_INT_DIGITS,
+    field_name,
+    find_oversized_int,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.config import resolve_backend_config
-from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 #: set by the change_recorder callback in the controller process, inherited by
@@ -68,11 +73,22 @@ class OperationContext(object):
             self._warn(message)
 
 
+def check_int_sizes(params):
+    """Refuse a module's input holding an integer of more than ``MAX_INT_DIGITS`` digits, naming the field: the
+    ledger records what a playbook *did* whatever it holds (docs/ledger.md, "Integers too long for JSON"), but a
+    module's own arguments are the caller's to fix, not to be recorded as something else."""
+    path = find_oversized_int(params)
+    if path is not None:
+        raise ValidationError("%s: an integer of more than %d digits cannot be recorded as a number; pass it as a"
+                              " string" % (field_name(path), MAX_INT_DIGITS), option=path[0])
+
+
 def run_module(module, operation, opens_system_of_record=None):
     """``main()`` body for a module executed directly: resolve, open, run, exit.
 
     ``opens_system_of_record(params)``: False when the task needs no system of record (``ctx.sor`` is None)."""
     try:
+        check_int_sizes(module.params)
         sor = None
         if opens_system_of_record is None or opens_system_of_record(module.params):
             sor = open_system_of_record(resolve_backend_config(module.params))

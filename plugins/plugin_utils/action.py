@@ -20,7 +20,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.policy_store import configured_policy_path
 from ansible_collections.changeops.itsm.plugins.module_utils.config import read_ini_section
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
-from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext, check_int_sizes
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import register_config_file_finder
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 # ansible_cfg_path is re-exported: action plugins import it from here
@@ -121,6 +121,7 @@ class SystemOfRecordAction(ActionBase):
         )
         self.show_deprecations(validation)
         try:
+            check_int_sizes(params)
             sor = open_controller_system_of_record(params, self._display.warning, reader=self.reads_only(params)) if (
                 self.opens_system_of_record(params)) else None
             try:

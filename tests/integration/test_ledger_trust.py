@@ -4,11 +4,15 @@
 * A value that reached the ledger (a deploy marker a command printed and a config file's diff held)
   is removed by ``changeops.itsm.ledger_redact`` from every byte the collection keeps: the ledger
   (SQLite's file, WAL and shared memory; PostgreSQL's rows, a ``pg_dump`` and the table files after
-  the compaction), the spool, the HTML register and its JSON. ``ledger_verify`` still passes and lists
-  the redaction; the module is idempotent and honours check mode.
+  the compaction), the spool, the HTML register and its JSON, and the scratch database ``ledger_verify``'s
+  projection check replays the ledger into in the temporary directory (copied before the module removes it:
+  ``support/scratch_capture``; the same check before the redaction finds the value there, so the scan can
+  fail). ``ledger_verify`` still passes and lists the redaction; the module is idempotent and honours check
+  mode.
 * A secret an older recorder let through (the committed schema-3 ledger's planted password) is found by
   ``ledger_verify scan_secrets: true``, removed by ``ledger_redact`` fed with the scan's findings as they
-  are, and is then in no stored byte while the ledger verifies and lists the redaction.
+  are, and is then in no stored byte while the ledger verifies and lists the redaction, nor in the scratch
+  database of the projection check after the redaction (the scan's own check, before it, holds it).
 * The recorder signs a checkpoint after every run and hands it to the file witness. A history
   rewritten consistently with the collection's own code, or cut short, is reported by
   ``ledger_verify`` from that witness alone.
@@ -25,6 +29,7 @@ import pytest
 
 from support.ledger_fixture import STDOUT_LEAK, load_fixture
 from support.raw_ledger import raw_ledger_connection
+from support.scratch_capture import capture_env, captured_scratch_dirs
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import target_key
@@ -155,6 +160,7 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     workdir.mkdir()
     project.write_playbook("leak.yml", LEAK_PLAYBOOK)
     project.write_playbook("redact.yml", REDACT_PLAYBOOK)
+    project.write_playbook("verify.yml", VERIFY_PLAYBOOK)
     project.run("leak.yml", "--diff", "-e", "workdir=%s" % workdir)
     sor = open_sor()
     findings = findings_of(sor)
@@ -176,6 +182,14 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     assert files_holding(elsewhere, PLANTED) and (
         files_holding(ledger_files, PLANTED) if ledger_files else PLANTED in postgresql_bytes(sor, backend_env)[0].decode())
 
+    # the projection check's scratch database, in a temporary directory the test reads: before the redaction
+    # the replayed query tables hold the value (the control: the scan below can fail)
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch-before")
+    project.run("verify.yml", env=scratch_env)
+    assert answers(project, "verification.json")["verification"]["projections_checked"] is True
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert captured and files_holding(all_files(captured[0]), PLANTED), captured
+
     # check mode: reported, nothing written
     before = sor.get_entry(str(findings[0]["seq"])).data
     project.run("redact.yml", "--check", "--diff", "-e", json.dumps({"findings": findings}))
@@ -184,7 +198,8 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
     assert PLANTED not in json.dumps(dry)
     assert sor.get_entry(str(findings[0]["seq"])).data == before
 
-    output = project.run("redact.yml", "--diff", "-e", json.dumps({"findings": findings})).stdout
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch-after")
+    output = project.run("redact.yml", "--diff", "-e", json.dumps({"findings": findings}), env=scratch_env).stdout
     assert PLANTED not in output
     result = answers(project)
     redaction, verification = result["redaction"], result["verification"]["verification"]
@@ -207,6 +222,13 @@ def test_a_redacted_value_leaves_every_stored_byte_and_the_ledger_still_verifies
         assert files_holding(table_files, PLANTED) == []
         assert files_holding(table_files, leaking.id), "the table files were read"
     assert PLANTED not in register.read_text() and "redacted by ledger entry" in register_json.read_text()
+    # and from the bytes the projection check wrote to the temporary directory (its replay of the redacted
+    # ledger), which it removed again
+    assert verification["projections_checked"] is True
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert captured and all(all_files(path) for path in captured), captured
+    assert files_holding([path for directory in captured for path in all_files(directory)], PLANTED) == []
+    assert all_files(scratch_env["TMPDIR"]) == []
 
     # idempotent
     project.run("redact.yml", "-e", json.dumps({"findings": findings}))
@@ -244,7 +266,7 @@ SCAN_AND_REDACT_PLAYBOOK = """
 
 
 def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_by_its_findings(
-        project, backend_env, open_sor):
+        project, backend_env, open_sor, tmp_path):
     load_fixture(backend_env)
     sor = open_sor()  # schema 3 upgraded through the replay (4), policies (5) and entry format 2 (6)
     [planted] = [entry for entry in sor.iter_entries(kinds=["run.result"])
@@ -252,7 +274,8 @@ def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_b
     assert planted.format == 1, "an entry as the old recorder sealed it"
     project.write_playbook("clean.yml", SCAN_AND_REDACT_PLAYBOOK)
 
-    output = project.run("clean.yml").stdout
+    scratch_env = capture_env(tmp_path / "tmp", tmp_path / "scratch")
+    output = project.run("clean.yml", env=scratch_env).stdout
     assert STDOUT_LEAK not in output
     result = answers(project)
     scan, redaction, after = result["scan"], result["redaction"], result["after"]
@@ -281,6 +304,13 @@ def test_a_secret_an_old_recorder_let_through_is_found_by_the_scan_and_removed_b
         assert planted.id.encode() in dump and STDOUT_LEAK.encode() not in dump
         assert files_holding(table_files, STDOUT_LEAK) == []
     assert files_holding(all_files(project.spool_dir), STDOUT_LEAK) == []
+    # nor in what the projection checks wrote to the temporary directory: the scan's, before the redaction,
+    # replayed the secret (the control), the one after it did not
+    captured = captured_scratch_dirs(scratch_env["SCRATCH_CAPTURE_DIR"])
+    assert len(captured) == 2, captured
+    assert files_holding(all_files(captured[0]), STDOUT_LEAK)
+    assert all_files(captured[1]) and files_holding(all_files(captured[1]), STDOUT_LEAK) == []
+    assert all_files(scratch_env["TMPDIR"]) == []
 
     # again: nothing left to find, nothing to do
     project.run("clean.yml")

@@ -255,12 +255,36 @@ def _next_rows_from_scratch(sor):
     return sorted(row for ci_id, rows in members.items() for row in metric_rollups.next_rows(ci_id, rows))
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+def _late_end(run, rng):
+    """A second end of ``run``, recorded after its CI links (a spool flushed late, an interrupted run's end
+    recorded again): another outcome and end time, so its kind (a deployment or not) and its end change after the
+    CIs it changed were linked - the rows follow through ``metric_rollups._refresh_next``."""
+    end = run["start"] + datetime.timedelta(minutes=rng.choice([0, 10, 30, 60]))
+    closing = {"run_id": run["run_id"], "ended_at": format_time(end)}
+    status = rng.choice(["successful", "failed", "interrupted"])
+    if status == "interrupted":
+        return Entry("run.interrupted", run["run_id"], dict(closing, reason="killed"), at=format_time(end))
+    return Entry("run.finished", run["run_id"], dict(closing, outcome=status), at=format_time(end))
+
+
+def _duplicate_links(run, ci_ids):
+    """The CI links of ``run`` again, under another host name (two hosts of a run that are one CI, or a link
+    recorded twice): ``ci_changes`` keeps one row per change and CI, and so must ``metric_ci_next``."""
+    return [Entry("ci.changed_by_run", ci_ids[host], {"ci_id": ci_ids[host], "run_id": run["run_id"],
+                                                      "host": host + "-alias"}, at=format_time(run["end"]))
+            for host in run["changed"]]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 4])
 def test_the_incremental_upkeep_gives_every_row_exactly_whatever_order_runs_arrive_in(open_sor, seed):
     """A new CI link updates only the rows its change displaces (``metric_rollups._link_next``): after each run,
     recorded in a random order (a spool flushed after later runs), the rows equal a computation over the CIs' whole
     histories. Starts and ends on a ten-minute grid give equal ends (the lowest run id wins), runs that end as they
-    start and emergency changes that start as others end; run ids are not in time order."""
+    start and emergency changes that start as others end; run ids are not in time order. Some runs link a CI twice
+    (in the same append or a later one), some are ended again later with another outcome and end (their kind,
+    emergency or deployment, and their end change after their CIs were linked), some link their CIs before their
+    end arrives (not yet a change when linked), and the CIs change class between runs (a host becomes an
+    application and back: its changes' labels move, their next rows must not)."""
     sor = open_sor()
     sor.append([ci("ci-web01", "web01", **{"class": "server"}), ci("ci-web02", "web02", **{"class": "server"})])
     ci_ids = {"web01": "ci-web01", "web02": "ci-web02"}
@@ -275,13 +299,54 @@ def test_the_incremental_upkeep_gives_every_row_exactly_whatever_order_runs_arri
                          changed=rng.sample(sorted(ci_ids), rng.choice([1, 1, 2])), check_mode=False))
     rng.shuffle(runs)
     kinds = set()
-    for run in runs:
-        sor.append(run_entries(run, ci_ids))
+    cases = {"duplicate": 0, "late duplicate": 0, "ended again": 0, "linked before its end": 0, "class": 0}
+    recorded = []
+
+    def check(what):
         rows = _next_rows(sor)
-        assert rows == _next_rows_from_scratch(sor), run["run_id"]
+        assert rows == _next_rows_from_scratch(sor), what
         kinds.update((row[4] is None, row[5] is None) for row in rows)
+
+    for run in runs:
+        entries = run_entries(run, ci_ids)
+        choice = rng.random()
+        if choice < 0.15:
+            entries += _duplicate_links(run, ci_ids)
+            cases["duplicate"] += 1
+        elif choice < 0.25:
+            # the links before the end: the run is still running when its CIs are linked
+            links = [entry for entry in entries if entry.kind == "ci.changed_by_run"]
+            ends = [entry for entry in entries if entry.kind in ("run.finished", "run.interrupted")]
+            sor.append([entry for entry in entries if entry not in links and entry not in ends] + links)
+            check((run["run_id"], "linked before its end"))
+            entries = ends
+            cases["linked before its end"] += 1
+        sor.append(entries)
+        recorded.append(run)
+        check(run["run_id"])
+        if rng.random() < 0.2:
+            earlier = rng.choice(recorded)
+            sor.append([_late_end(earlier, rng)])
+            check((earlier["run_id"], "ended again"))
+            cases["ended again"] += 1
+        if rng.random() < 0.15:
+            earlier = rng.choice(recorded)
+            sor.append(_duplicate_links(earlier, ci_ids))
+            check((earlier["run_id"], "late duplicate"))
+            cases["late duplicate"] += 1
+        if rng.random() < 0.15:
+            ci_id = rng.choice(sorted(ci_ids.values()))
+            current = sor._query("SELECT ci_class FROM configuration_items WHERE ci_id = ?", (ci_id,))[0][0]
+            other = "application" if current == "server" else "server"
+            sor.append([Entry("ci.updated", ci_id, {"ci_id": ci_id, "changes": {
+                "class": {"from": current, "to": other}}})])
+            assert sor._query("SELECT ci_class FROM configuration_items WHERE ci_id = ?", (ci_id,))[0][0] == other
+            check((ci_id, "class"))
+            cases["class"] += 1
     # every combination of a next emergency change and a next deployment, present and missing, was kept
     assert kinds == {(True, True), (True, False), (False, True), (False, False)}
+    # and every case above happened
+    assert all(cases.values()), cases
 
 
 @pytest.mark.tampers_query_tables

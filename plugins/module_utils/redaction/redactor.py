@@ -17,6 +17,7 @@ marked ``no_log``):
 
 from __future__ import annotations
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import int_text
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction import catalogue
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction.catalogue import Detector
 from ansible_collections.changeops.itsm.plugins.module_utils.redaction.keys import (
@@ -109,6 +110,11 @@ def builtin_text_detectors(key_value):
     ]
 
 
+def _text(value):
+    """A scalar as text; an int of any length (``str`` refuses ints of more than 4,300 digits)."""
+    return int_text(value) if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
 class Redactor(object):
     """Redacts nested data; build one per run and feed it known secrets as they appear."""
 
@@ -138,7 +144,7 @@ class Redactor(object):
             return
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        self.known.add(value if isinstance(value, str) else str(value))
+        self.known.add(value if isinstance(value, str) else _text(value))
 
     def is_secret_key(self, key):
         return self.keys.is_secret(key)
@@ -231,7 +237,7 @@ class Redactor(object):
         if isinstance(value, bytes):
             return self.redact_string(value.decode("utf-8", "replace"), findings, path)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and len(self.known) and \
-                self.known.is_form(str(value)):
+                self.known.is_form(_text(value)):
             # a numeric secret through "| int" is a number in the result, not a string
             if findings is not None:
                 findings.append((path, KNOWN_SECRET))

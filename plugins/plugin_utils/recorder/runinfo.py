@@ -13,7 +13,12 @@ import os
 import socket
 import subprocess
 
-from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
+    format_time,
+    is_oversized_int,
+    oversized_int_text,
+    parse_time,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import os_user
 
 GIT_TIMEOUT = 10
@@ -104,7 +109,7 @@ def _origin_value(value):
     if isinstance(value, bool) or value is None or isinstance(value, (dict, list, tuple, set)):
         return None
     if isinstance(value, int):
-        return int(value)
+        return int(value) if not is_oversized_int(value) else oversized_int_text(value)[:_MAX_ORIGIN_TEXT]
     text = str(value) + ""  # ``+ ""`` drops data tags
     return text[:_MAX_ORIGIN_TEXT] if text else None
 

@@ -31,6 +31,8 @@ except ImportError:  # pragma: no cover - older cores
 
 from ansible.parsing.vault import is_encrypted_file
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import int_text
+
 try:  # ansible-core < 2.19 kept vaulted values in this class
     from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode
 except ImportError:  # pragma: no cover
@@ -38,6 +40,11 @@ except ImportError:  # pragma: no cover
 
 _MAX_DEPTH = 64
 _UNTAGGED_TYPES = frozenset((str, int, float, bool, type(None), dict, list, tuple, bytes))
+
+
+def _number_text(value):
+    # an int of any length (``str`` refuses ints of more than 4,300 digits)
+    return int_text(value) if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
 def is_vaulted(value):
@@ -120,7 +127,7 @@ def collect_vault_secrets(value, add_secret, seen=None, inside_encrypted=False, 
         return
     if isinstance(value, (str, int, float)) and not isinstance(value, bool) and (
             inside_encrypted or from_encrypted_file(value)):
-        add_secret(str(value) + "" if isinstance(value, str) else str(value))
+        add_secret(str(value) + "" if isinstance(value, str) else _number_text(value))
 
 
 def collect_plain_values(value, add_secret, depth=0):
@@ -138,4 +145,4 @@ def collect_plain_values(value, add_secret, depth=0):
         if plaintext is not None:
             add_secret(plaintext)
     elif isinstance(value, (str, int, float)):
-        add_secret(str(value) + "" if isinstance(value, str) else str(value))
+        add_secret(str(value) + "" if isinstance(value, str) else _number_text(value))
