@@ -6,9 +6,9 @@
 Request handlers run in a small thread pool; an SQLite connection belongs to the thread that opened it
 and a PostgreSQL connection serves one statement at a time, so each thread opens its own, once, and
 keeps it while the thread lives. The pool ends threads that stay idle (anyio: after 10 s) and starts new ones
-in the next burst of requests, so a thread's connections are closed once it has ended (see
-:meth:`Store._close_ended`): kept until the service stops, every quiet spell left up to a pool's worth of
-PostgreSQL connections open, until the server refused new ones. A connection that fails (a restarted PostgreSQL, a locked SQLite file) raises
+in the next burst of requests: the first time a new thread opens its connection, those of every thread that has
+ended are closed (:meth:`Store._close_ended`). Kept until the service stopped, each quiet spell left up to a
+pool's worth of PostgreSQL connections open, until the server refused new clients. A connection that fails (a restarted PostgreSQL, a locked SQLite file) raises
 ``BackendUnavailable``; the PostgreSQL backend reconnects by itself on the next request.
 
 With a PostgreSQL read replica configured (``CHANGEOPS_POSTGRESQL_READ_DSN``), routing is per request:
@@ -56,9 +56,12 @@ class Store(object):
     def _close_ended(self):
         """Close the instances of threads that have ended (a new thread is about to open its own)."""
         with self._lock:
-            ended = [sor for thread, sor in self._opened if not thread.is_alive()]
-            self._opened = [(thread, sor) for thread, sor in self._opened if thread.is_alive()]
-        for sor in ended:
+            # each thread asked once: one that ends between two questions would be neither kept nor closed
+            ended, alive = [], []
+            for thread, sor in self._opened:
+                (alive if thread.is_alive() else ended).append((thread, sor))
+            self._opened = alive
+        for _thread, sor in ended:
             _close_quietly(sor)
 
     def get(self):

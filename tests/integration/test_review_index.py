@@ -80,10 +80,13 @@ def test_filters_search_pages_and_counts_match_the_events(sor, monkeypatch):
              {"host": hosts[0], "outcome": "successful", "from": days[1], "to": days[-2]},
              {"q": "deploy web"}, {"q": "hardening"}, {"q": "production failed"}, {"q": "nothing-matches-this"},
              {"environment": "staging", "category": "emergency"}, {"from": days[2], "to": days[2], "all": True},
-             # the words beside a filter: whichever drives the walk, the other is checked on the walked row
+             # the words beside a filter: a filter matching fewer leads and the words are checked on each match, or
+             # the words lead (rotate_certs.yml: 16 of 120) and the filter is checked on each of theirs
              {"q": "deploy", "outcome": "failed"}, {"q": "web", "host": hosts[1]}, {"q": "hardening", "all": True},
              {"q": "nothing-matches-this", "outcome": "successful"}, {"q": "production", "from": days[1]},
-             # words with separators (PostgreSQL leaves out the parts they imply: review_queries.implied_words)
+             {"q": "rotate_certs.yml", "environment": "production"}, {"q": "rotate_certs.yml", "outcome": "successful"},
+             # words with separators (PostgreSQL leaves out the parts they imply: review_queries.implied_words);
+             # certs.yml and site.yml + failed match nothing: no extra match either
              {"q": "rotate_certs.yml"}, {"q": "deploy_web.y web01.example"}, {"q": "certs.yml"},
              {"q": "yml db_maintenance"}, {"q": "web0"}, {"q": "/srv/ansible/site.yml", "outcome": "failed"}]
     for _number in range(10):

@@ -8,6 +8,7 @@ standby in ``tests/integration/test_review_service_replica.py``.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -44,12 +45,20 @@ def test_write_positions_only_move_forward(tmp_path):
         store.close()
 
 
-def _server_connections(env):
-    """Connections the test's PostgreSQL database has open (psycopg: the backend's own driver)."""
+def _server_connections(env, expected):
+    """Client connections the test's PostgreSQL database has open besides this count's own (psycopg: the backend's
+    own driver), once they reach ``expected`` or after 5 s: a closed connection's server process may take a moment
+    to leave pg_stat_activity."""
     import psycopg
-    with psycopg.connect(env["CHANGEOPS_POSTGRESQL_DSN"], autocommit=True) as connection:
-        return connection.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
-                                  " AND pid <> pg_backend_pid()").fetchone()[0]
+    deadline = time.monotonic() + 5
+    while True:
+        with psycopg.connect(env["CHANGEOPS_POSTGRESQL_DSN"], autocommit=True) as connection:
+            count = connection.execute(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND backend_type = 'client backend' AND pid <> pg_backend_pid()").fetchone()[0]
+        if count == expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.1)
 
 
 def test_the_connections_of_ended_worker_threads_are_closed(backend, backend_env):
@@ -71,12 +80,34 @@ def test_the_connections_of_ended_worker_threads_are_closed(backend, backend_env
         assert len(set(map(id, opened))) == 6
         assert all(sor._conn is None for sor in opened), "an ended thread's connection is still open"
         if backend == "postgresql":
-            assert _server_connections(backend_env) == 1  # this thread's
+            assert _server_connections(backend_env, 1) == 1  # this thread's
         assert len(store._opened) == 1
     finally:
         store.close()
     if backend == "postgresql":
-        assert _server_connections(backend_env) == 0
+        assert _server_connections(backend_env, 0) == 0
+
+
+def test_a_thread_that_ends_while_the_store_asks_is_closed_not_forgotten(tmp_path):
+    store = Store({"backend": "sqlite", "sqlite_path": str(tmp_path / "ledger.sqlite"), "busy_timeout": 5})
+
+    class EndsWhileAsked(object):
+        """A worker thread alive when first asked and ended from then on."""
+        answers = iter([True])
+
+        def is_alive(self):
+            return next(self.answers, False)
+
+    try:
+        sor = store.get()
+        sor.head()  # (opens its connection)
+        store._opened[:] = [(EndsWhileAsked(), sor)]  # as if another thread had opened it
+        store._close_ended()  # alive: kept
+        assert store._opened and sor._conn is not None
+        store._close_ended()  # ended: closed
+        assert store._opened == [] and sor._conn is None
+    finally:
+        store.close()
 
 
 REPLICA = "postgresql:host=db-standby dbname=changeops"
