@@ -40,7 +40,7 @@ _PIECE = 10 ** _PIECE_DIGITS
 
 def is_oversized_int(value):
     """True for an int (not a bool) with more than :data:`MAX_INT_DIGITS` decimal digits."""
-    return type(value) is not bool and isinstance(value, int) and not -_INT_LIMIT < value < _INT_LIMIT
+    return isinstance(value, int) and not isinstance(value, bool) and not -_INT_LIMIT < value < _INT_LIMIT
 
 
 def int_text(value):

@@ -93,7 +93,7 @@ def test_a_result_holding_an_integer_too_long_for_json_is_recorded_with_its_digi
     sor = open_sor()
     events = sor.find_change_events()
     assert len(events) == 1 and events[0]["status"] == "successful", events
-    results = [entry for entry in sor.iter_entries(kinds=["run.result"])]
+    results = list(sor.iter_entries(kinds=["run.result"]))
     assert [entry.data["task"]["name"] for entry in results] == ["Compute a big number", "Show it", "Change something"]
     texts = [value for entry in results for value in (entry.data.get("result") or {}).values()
              if isinstance(value, str) and value.startswith("[integer of 5001 digits] 7000")]

@@ -65,7 +65,7 @@ def test_the_interpreter_refuses_them():
 def test_int_text_writes_any_int_without_meeting_the_limit():
     rng = random.Random(4300)
     values = [0, 1, -1, 10 ** 999, 10 ** 1000, -(10 ** 1000), 10 ** 4300 - 1, 10 ** 4300, BIG, -BIG]
-    values += [rng.getrandbits(rng.randrange(1, 60000)) * rng.choice((1, -1)) for _ in range(40)]
+    values += [rng.getrandbits(rng.randrange(1, 60000)) * rng.choice((1, -1)) for _draw in range(40)]
     for value in values:
         assert int_text(value) == _str_unlimited(value)
 
