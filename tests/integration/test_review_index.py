@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import random
 
+import pytest
+
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, review_queries
 
@@ -254,3 +256,19 @@ def test_cached_totals_and_counts_are_those_of_the_record_as_it_stands(sor, monk
     assert sor.list_change_events({}, limit=1, counts=True)["counts"]["review"]["accepted"] == accepted + 1
     assert summaries() == fresh()
     assert run_ids
+
+
+def test_searches_are_planned_for_their_words_each_time(sor, backend):
+    """psycopg prepares a statement a connection has run five times and PostgreSQL may then keep a generic plan,
+    made without the search words: a walk of the whole list for words that match a handful of changes (2 s at
+    700,000 changes). A search's statements are never prepared; the list's other statements still are."""
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server-side prepared statements")
+    fill_synthetic_ledger(sor, 20, hosts_per_run=2, host_pool=8)
+    for number in range(8):
+        sor.list_change_events({"q": "deploy web0%d" % (number % 3)}, counts=True)
+        sor.list_change_events({"host": "web01.example.net", "q": "hardening"}, counts=True)
+        sor.list_change_events({"outcome": "failed"}, limit=10)
+    prepared = [row[0] for row in sor._query("SELECT statement FROM pg_prepared_statements")]
+    assert not [statement for statement in prepared if "tsquery" in statement], prepared
+    assert [statement for statement in prepared if "change_list" in statement], prepared  # the others are

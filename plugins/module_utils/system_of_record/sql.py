@@ -72,11 +72,15 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     def _query(self, sql, params=()):
         cursor = self._connection().cursor()
         try:
-            cursor.execute(self._sql(sql), params)
+            cursor.execute(self._sql(sql), params, **self._read_options(sql))
             return cursor.fetchall()
         finally:
             cursor.close()
             self._end_read()
+
+    def _read_options(self, sql):
+        """Driver options of one read's ``execute`` (keyword arguments): none by default."""
+        return {}
 
     def _end_read(self):
         """Dialects with implicit transactions end the read here."""
