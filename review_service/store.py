@@ -8,8 +8,9 @@ and a PostgreSQL connection serves one statement at a time, so each thread opens
 keeps it while the thread lives. The pool ends threads that stay idle (anyio: after 10 s) and starts new ones
 in the next burst of requests: the first time a new thread opens its connection, those of every thread that has
 ended are closed (:meth:`Store._close_ended`). Kept until the service stopped, each quiet spell left up to a
-pool's worth of PostgreSQL connections open, until the server refused new clients. A connection that fails (a restarted PostgreSQL, a locked SQLite file) raises
-``BackendUnavailable``; the PostgreSQL backend reconnects by itself on the next request.
+pool's worth of PostgreSQL connections open, until the server refused new clients. A connection that fails (a
+restarted PostgreSQL, a locked SQLite file) raises ``BackendUnavailable``; the PostgreSQL backend reconnects by
+itself on the next request.
 
 With a PostgreSQL read replica configured (``CHANGEOPS_POSTGRESQL_READ_DSN``), routing is per request:
 
