@@ -36,21 +36,13 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.summary im
 BIG = 7 * 10 ** 5000 + 12345
 
 
-def _str_unlimited(value):
-    """``str(value)`` with the interpreter's limit lifted for the call (the reference for int_text)."""
+def _unlimited(convert, value):
+    """``convert(value)`` (``str`` or ``int``) with the interpreter's limit on int/str conversion lifted for the
+    call: the reference int_text is checked against, and the way back from recorded digits."""
     old = sys.get_int_max_str_digits()
     sys.set_int_max_str_digits(0)
     try:
-        return str(value)
-    finally:
-        sys.set_int_max_str_digits(old)
-
-
-def _int_unlimited(text):
-    old = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(0)
-    try:
-        return int(text)
+        return convert(value)
     finally:
         sys.set_int_max_str_digits(old)
 
@@ -67,7 +59,7 @@ def test_int_text_writes_any_int_without_meeting_the_limit():
     values = [0, 1, -1, 10 ** 999, 10 ** 1000, -(10 ** 1000), 10 ** 4300 - 1, 10 ** 4300, BIG, -BIG]
     values += [rng.getrandbits(rng.randrange(1, 60000)) * rng.choice((1, -1)) for _draw in range(40)]
     for value in values:
-        assert int_text(value) == _str_unlimited(value)
+        assert int_text(value) == _unlimited(str, value)
 
 
 def test_only_ints_of_more_than_4300_digits_are_oversized():
@@ -76,7 +68,7 @@ def test_only_ints_of_more_than_4300_digits_are_oversized():
     assert not is_oversized_int(True) and not is_oversized_int("9" * 5000) and not is_oversized_int(1e300)
     text = oversized_int_text(-BIG)
     assert text.startswith("[integer of 5001 digits] -7000")
-    assert _int_unlimited(text.split("] ", 1)[1]) == -BIG  # lossless
+    assert _unlimited(int, text.split("] ", 1)[1]) == -BIG  # lossless
     assert find_oversized_int({"a": [1, {"b": BIG}]}) == ("a", 1, "b")
     assert find_oversized_int({"a": [1, {"b": 2}]}) is None
 
@@ -98,7 +90,7 @@ def test_an_entry_holding_one_is_recorded_with_its_digits_and_the_batch_whole(op
     stored = sor.get_entry(result.id).data["result"]
     assert stored["factorial"] == oversized_int_text(BIG) and stored["pair"] == [1, oversized_int_text(-BIG)]
     assert stored["small"] == 10 ** 4299  # under the limit: a number, as before
-    assert _int_unlimited(stored["factorial"].split("] ", 1)[1]) == BIG
+    assert _unlimited(int, stored["factorial"].split("] ", 1)[1]) == BIG
     # what the entry holds in memory is what storage holds, and its canonical form is that of plain JSON
     assert result.data["result"] == stored
     assert canonical_json(stored)
