@@ -14,9 +14,10 @@ import random
 import pytest
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, review_queries
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, review_queries, schema
 
 from register_fixtures import KIND_CYCLE, fill_synthetic_ledger, synthetic_run
+from support import schema_history
 
 
 def _truth(sor):
@@ -272,3 +273,43 @@ def test_searches_are_planned_for_their_words_each_time(sor, backend):
     prepared = [row[0] for row in sor._query("SELECT statement FROM pg_prepared_statements")]
     assert not [statement for statement in prepared if "tsquery" in statement], prepared
     assert [statement for statement in prepared if "change_list" in statement], prepared  # the others are
+
+
+def test_searches_read_each_changes_stored_word_vector(sor, backend):
+    """On PostgreSQL a search reads the word vector stored with each change (``change_list.search``, schema
+    migration 17) and its GIN index: computing the vector from ``words`` for every row a search walked or rechecked
+    cost most of a common-word search's time at a million changes."""
+    if backend != "postgresql":
+        pytest.skip("SQLite searches its FTS5 index")
+    fill_synthetic_ledger(sor, 20, hosts_per_run=2, host_pool=8)
+    host = sor.list_change_events({}, limit=1)["rows"][0]["hosts"][0]
+    for filters in ({"q": "deploy"}, {"q": "deploy web0"}, {"host": host, "q": "hardening"},
+                    {"outcome": "successful", "q": "a"}):
+        plan = "\n".join(sor.explain_change_events(filters))
+        assert "search @@" in plan and "array_to_tsvector" not in plan, (filters, plan)
+    # the vector is what the words say: every change's stored vector equals the one computed from its words
+    differing = sor._query("SELECT COUNT(*) FROM change_list WHERE search IS DISTINCT FROM"
+                           " array_to_tsvector(string_to_array(words, ' '))")
+    assert differing[0][0] == 0
+
+
+def test_a_ledger_from_before_the_stored_word_vector_searches_the_same_once_upgraded(open_sor, backend):
+    """Migration 17 on a filled ledger: PostgreSQL fills the stored vector of every existing change as it adds the
+    column, and every search finds what it found before (SQLite: nothing changes)."""
+    sor = open_sor()
+    fill_synthetic_ledger(sor, 30, hosts_per_run=2, host_pool=8)
+    searches = ({"q": "deploy"}, {"q": "deploy web0"}, {"q": "web01 hardening"}, {"q": "zzz"}, {"q": "d", "all": True})
+
+    def found(system):
+        return [[row["run_id"] for row in system.list_change_events(filters, limit=100)["rows"]] for filters in searches]
+
+    before = found(sor)
+    with sor._write_transaction() as cursor:
+        schema_history.roll_back(cursor, schema.version_of(schema.PG_SEARCH_VECTOR_MIGRATION) - 1)
+    sor.close()
+    upgraded = open_sor()  # opening migrates
+    assert upgraded.schema_version() == schema.LATEST_VERSION
+    assert found(upgraded) == before and any(before)
+    if backend == "postgresql":
+        indexes = [row[0] for row in upgraded._query("SELECT indexname FROM pg_indexes WHERE tablename = 'change_list'")]
+        assert "change_list_search" in indexes and "change_list_words" not in indexes, indexes

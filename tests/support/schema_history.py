@@ -7,6 +7,8 @@ before migration 6): the columns of entry format 2 go away with the rollback.
 
 from __future__ import annotations
 
+import sqlite3
+
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 
 #: what undoes a migration besides dropping the tables it creates (``schema.tables_until`` finds those): statements,
@@ -23,6 +25,14 @@ UNDO = {
         schema.METRIC_NEXT_MIGRATION) else ["DROP TABLE metric_ci_next"] + schema.statements_for("BIGINT", next(
             migration for migration in schema.MIGRATIONS if migration[1] == schema.METRIC_NEXT_MIGRATION)),
 }
+#: the same for PostgreSQL only (SQLite has nothing of these migrations to undo)
+UNDO_POSTGRESQL = {
+    # the stored word vector back to migration 11's expression index, unless the rollback drops change_list
+    schema.version_of(schema.PG_SEARCH_VECTOR_MIGRATION): lambda version: [] if version < 11 else [
+        "DROP INDEX change_list_search", "ALTER TABLE change_list DROP COLUMN search"] + [
+        statement for statement in schema.statements_for("BIGINT", next(
+            migration for migration in schema.MIGRATIONS if migration[0] == 11)) if "change_list_words" in statement],
+}
 
 
 def roll_back(cursor, version):
@@ -31,8 +41,9 @@ def roll_back(cursor, version):
     # the tables first: an index of a dropped table goes with it (PostgreSQL's free-text index)
     for table in sorted(schema.tables_until(schema.LATEST_VERSION) - schema.tables_until(version)):
         cursor.execute("DROP TABLE %s" % table)
+    postgresql = not isinstance(cursor, sqlite3.Cursor)
     for number in later:
-        undo = UNDO.get(number, ())
-        for statement in undo(version) if callable(undo) else undo:
-            cursor.execute(statement)
+        for undo in (UNDO.get(number, ()), UNDO_POSTGRESQL.get(number, ()) if postgresql else ()):
+            for statement in undo(version) if callable(undo) else undo:
+                cursor.execute(statement)
     cursor.execute("DELETE FROM schema_migrations WHERE version > %d" % version)

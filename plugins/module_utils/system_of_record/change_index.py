@@ -16,7 +16,8 @@ no OFFSET walks), and a time range is a key range. Three things are keyed by it:
                         have it" one primary-key probe
 ``change_list_words``   the free-text index of the words: SQLite FTS5 (external content, prefix
                         indexes) whose rowid is the list key, so matches come newest first; on
-                        PostgreSQL a GIN index over ``array_to_tsvector`` of the same words
+                        PostgreSQL a GIN index (``change_list_search``) over the stored
+                        word vector ``change_list.search``, generated from the same words
 
 ==============  ==========================================================================
 facet           values

@@ -7,8 +7,9 @@ Lists of change events at scale, over the list index of ``change_index.py``:
 
 * every filter is a *condition*: a facet value (``host = web01``, a ``change_list_facets`` range keyed
   newest first), the free-text words (every word must start a word of the event: SQLite FTS5 prefix
-  queries, PostgreSQL ``tsquery`` prefixes over a GIN index), ``listed`` (runs that changed something),
-  and the time range and cursor, which are ranges of the list key;
+  queries, PostgreSQL ``tsquery`` prefixes over the stored word vector ``change_list.search`` and its GIN
+  index), ``listed`` (runs that changed something), and the time range and cursor, which are ranges of the
+  list key;
 * the page walks the condition with the fewest matches in the key range (each counted up to
   :data:`ESTIMATE_LIMIT`) newest first and probes the others per event by primary key, stopping when
   the page is full. A deep page is a keyset cursor (``before``: the key of the last row shown), so it
@@ -147,7 +148,7 @@ class ReviewQueries(object):
             # which for a one-letter word (no prefix index) cost milliseconds a row, seconds for a filtered page
             return self._long_words(condition, key_sql, every=True)
         return ("EXISTS (SELECT 1 FROM change_list w WHERE w.list_key = %s AND"
-                " array_to_tsvector(string_to_array(w.words, ' ')) @@ CAST(? AS tsquery))" % key_sql,
+                " w.search @@ CAST(? AS tsquery))" % key_sql,
                 [condition.tsquery()])
 
     def _long_words(self, condition, key_sql, every=False):
@@ -193,7 +194,7 @@ class ReviewQueries(object):
             return ("SELECT change_list_words.rowid AS list_key FROM change_list_words", where, params,
                     "change_list_words.rowid")
         return ("SELECT %s FROM change_list d" % columns,
-                ["array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
+                ["d.search @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
                 [driver.tsquery(), low, high], "d.list_key")
 
     def _estimate(self, condition, low, high, cap=ESTIMATE_LIMIT):
@@ -226,8 +227,7 @@ class ReviewQueries(object):
         for probe in probes:
             if on_the_list and probe.kind == "text" and not self._sqlite():
                 # the walked row's own words: a look-up of the same row by its key cost an index probe per match
-                sql, probe_params = "array_to_tsvector(string_to_array(d.words, ' ')) @@ CAST(? AS tsquery)", [
-                    probe.tsquery()]
+                sql, probe_params = "d.search @@ CAST(? AS tsquery)", [probe.tsquery()]
             else:
                 sql, probe_params = self._probe(probe, key_sql)
             where.append(sql)

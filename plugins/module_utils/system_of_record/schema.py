@@ -42,9 +42,16 @@ METRIC_NEXT_MIGRATION = "DevOps metrics: per change and CI, the next emergency c
 METRIC_NEXT_INCREMENTAL_MIGRATION = ("DevOps metrics: per change and CI, the next emergency change and the next"
                                      " deployment, kept up incrementally")
 
+#: the migration that stored PostgreSQL's word vector of each change (``change_list.search``)
+PG_SEARCH_VECTOR_MIGRATION = "review service: PostgreSQL's word vector of each change stored, the free-text index on it"
+#: the most a search's GIN index holds in its pending list (kB; PostgreSQL's default is 4,096): each search scans the
+#: whole list, about 8,600 changes at the default when a recorder had just filled it
+GIN_PENDING_LIST_KB = 256
+
 
 class PerDialect(object):
-    """A migration step written once per dialect (a full-text index is SQLite's FTS5 or PostgreSQL's GIN)."""
+    """A migration step written once per dialect (a full-text index is SQLite's FTS5 or PostgreSQL's GIN); None:
+    nothing to do in that dialect."""
 
     def __init__(self, sqlite, postgresql):
         self.sqlite = sqlite
@@ -568,6 +575,19 @@ MIGRATIONS = [
         "CREATE INDEX metric_ci_next_by_deployment ON metric_ci_next (ci_id, next_deployment_end_us)",
         BACKFILL_METRIC_NEXT,
     ]),
+    # PostgreSQL's free-text search read each change's word vector by computing it from ``words`` for every row it
+    # walked or rechecked (``array_to_tsvector(string_to_array(words, ' '))``, the expression migration 11 indexed):
+    # a search whose words are common walks the list newest first and tests thousands of rows a page. The vector is
+    # now a stored generated column (computed once, when the row is written; PostgreSQL fills it for the existing
+    # rows as it adds the column, rewriting the table) with the GIN index on it. Its pending list (rows indexed
+    # lazily, scanned by every search until merged) is kept small. SQLite's FTS5 index is unchanged.
+    (17, PG_SEARCH_VECTOR_MIGRATION, [
+        PerDialect(sqlite=None, postgresql="ALTER TABLE change_list ADD COLUMN search tsvector GENERATED ALWAYS AS"
+                                           " (array_to_tsvector(string_to_array(words, ' '))) STORED"),
+        PerDialect(sqlite=None, postgresql="CREATE INDEX change_list_search ON change_list USING gin (search)"
+                                           " WITH (gin_pending_list_limit = %d)" % GIN_PENDING_LIST_KB),
+        PerDialect(sqlite=None, postgresql="DROP INDEX change_list_words"),
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
@@ -586,8 +606,9 @@ _DIALECT_WORDS = {"INTEGER": {"without_rowid": " WITHOUT ROWID", "bytes": ""},
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without its :data:`PYTHON_STEPS`, which are not SQL)."""
     words = _DIALECT_WORDS.get(dialect_int_type, _DIALECT_WORDS["INTEGER"])
-    return [(statement.pick(dialect_int_type) if isinstance(statement, PerDialect) else statement).format(
-        int=dialect_int_type, **words) for statement in migration[2] if statement not in PYTHON_STEPS]
+    picked = [statement.pick(dialect_int_type) if isinstance(statement, PerDialect) else statement
+              for statement in migration[2] if statement not in PYTHON_STEPS]
+    return [statement.format(int=dialect_int_type, **words) for statement in picked if statement is not None]
 
 
 def tables_until(version):
