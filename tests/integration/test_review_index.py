@@ -68,9 +68,25 @@ def _expected(truth, filters):
     return [event["run_id"] for event in chosen]
 
 
-def test_filters_search_pages_and_counts_match_the_events(sor, monkeypatch):
+@pytest.mark.parametrize("walks", [None, (3, 10)], ids=["default-walks", "short-walks"])
+def test_filters_search_pages_and_counts_match_the_events(sor, backend, monkeypatch, walks):
+    """``walks``: PostgreSQL's search page walks the list a few changes at a time (``_text_page_keys``), so that
+    each way on of a search page (the page filled by the first walk, a longer walk at the rate the first found,
+    the query below the walks, with GIN reading rare words alone) is taken and compared too; at the default
+    sizes a test ledger is read by the first walk."""
     # every list counted afresh: a cached summary would let the second way of counting below repeat the first
     monkeypatch.setattr(review_queries, "SUMMARY_CACHE_SIZE", 0)
+    statements = []
+    if walks:
+        monkeypatch.setattr(review_queries, "TEXT_WALK_FIRST", walks[0])
+        monkeypatch.setattr(review_queries, "TEXT_WALK_MOST", walks[1])
+        query = sor._query
+
+        def recording(sql, params=()):
+            statements.append(sql)
+            return query(sql, params)
+
+        monkeypatch.setattr(sor, "_query", recording)
     fill_synthetic_ledger(sor, 120, hosts_per_run=2, host_pool=8)
     some = sor.list_change_events({}, limit=3)["rows"]
     review = {"run_id": some[0]["run_id"], "reviewer": "rita", "outcome": "accepted", "comment": ""}
@@ -99,6 +115,8 @@ def test_filters_search_pages_and_counts_match_the_events(sor, monkeypatch):
         expected = _expected(truth, filters)
         page = sor.list_change_events(filters, limit=7, offset=3)
         assert [row["run_id"] for row in page["rows"]] == expected[3:10], filters
+        page = sor.list_change_events(filters, limit=7)
+        assert [row["run_id"] for row in page["rows"]] == expected[:7], filters
         assert (page["total"], page["total_exact"]) == (len(expected), True), filters
         counted = dict((facet, {}) for facet in ("outcome", "category", "review", "environment"))
         for run_id in expected:
@@ -134,6 +152,15 @@ def test_filters_search_pages_and_counts_match_the_events(sor, monkeypatch):
             assert back == expected, filters
             oldest_first = sor.list_change_events(filters, descending=False, limit=len(expected))["rows"]
             assert [row["run_id"] for row in oldest_first] == expected[::-1], filters
+    if walks and backend == "postgresql":
+        walked = [sql for sql in statements if "FROM (SELECT * FROM change_list" in sql]
+        assert [sql for sql in walked if "LIMIT %d)" % walks[0] in sql], "no first walk"
+        assert [sql for sql in walked if "LIMIT %d)" % walks[0] not in sql], "no walk at the rate found"
+        below = [sql for sql in statements if "tsquery" in sql and "ORDER BY d.list_key" in sql and "OFFSET" not in sql
+                 and sql not in walked]
+        assert below, "no query below the walks"
+        # and below the walks GIN read the rare words alone, the others checked on its rows (_rare_words)
+        assert [sql for sql in below if "IS TRUE" in sql], "no search read its rare words alone"
     # another order, both directions
     rows = sor.list_change_events({"all": True}, sort="playbook", descending=False, limit=200)["rows"]
     assert [row["playbook"] for row in rows] == sorted(event["playbook"] for event in truth)

@@ -41,6 +41,12 @@ FTS_PREFIX = 6
 ESTIMATE_LIMIT = 500
 #: the deepest plain offset a page may ask for: deeper pages follow a cursor (or narrow the time range)
 MAX_OFFSET = 10000
+#: PostgreSQL's search page: the changes its first newest-first walk reads, and the most any later walk reads
+#: (see ``ReviewQueries._text_page_keys``)
+TEXT_WALK_FIRST = 2000
+TEXT_WALK_MOST = 40000
+#: fewer matches than this in the whole list make a search word rare enough for GIN to read alone
+RARE_WORD_MATCHES = 1000
 #: lists whose total and facet counts each process keeps for the ledger's current head (0: none kept)
 SUMMARY_CACHE_SIZE = 512
 #: facets whose counts the list shows beside its filters
@@ -68,6 +74,9 @@ class _Condition(object):
         self.facet = facet
         self.value = value
         self.words = words or []
+        #: PostgreSQL: the words a search reads from GIN when some are rare (None: all of them); the others are
+        #: checked on the rows GIN gives (``ReviewQueries._rare_words``)
+        self.index_words = None
 
     def fts(self):
         """The FTS5 query of the words, each a prefix (``"deploy"* "web00"*``; the words hold no quotes). A word
@@ -86,13 +95,17 @@ class _Condition(object):
                 params.append("% " + escaped + "%")
         return clauses, params
 
-    def tsquery(self):
+    def tsquery(self, words=None):
         """The same as a PostgreSQL tsquery literal (lexemes verbatim: the index holds the words verbatim), of the
         words no other word implies (:func:`implied_words`): GIN reads every lexeme's postings, and a part such
-        as ``yml`` of ``rotate_certs.yml`` starts a word of nearly every event."""
+        as ``yml`` of ``rotate_certs.yml`` starts a word of nearly every event. ``words``: only those of them."""
+        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.query_words()
+                          if words is None or word in words)
+
+    def query_words(self):
+        """The words the tsquery asks for: those no other word implies."""
         implied = implied_words(self.words)
-        return " & ".join("'%s':*" % word.replace("\\", "\\\\").replace("'", "''") for word in self.words
-                          if word not in implied)
+        return [word for word in self.words if word not in implied]
 
 
 def implied_words(words):
@@ -171,9 +184,10 @@ class ReviewQueries(object):
         no look-up by key."""
         return driver is None or driver.kind == "running" or (driver.kind == "text" and not self._sqlite())
 
-    def _walk_sql(self, driver, low, high, columns="d.list_key"):
+    def _walk_sql(self, driver, low, high, columns="d.list_key", rows="change_list"):
         """``(select, where, params, key_sql)`` walking ``driver`` (None: every event) in the key range;
-        ``columns``: what a walk of the list itself (:meth:`_walks_the_list`) selects, the key by default."""
+        ``columns``: what a walk of the list itself (:meth:`_walks_the_list`) selects, the key by default;
+        ``rows``: the list rows a PostgreSQL search reads (:meth:`_text_page_keys` bounds them)."""
         if driver is None:
             return "SELECT %s FROM change_list d" % columns, ["d.list_key BETWEEN ? AND ?"], [low, high], "d.list_key"
         if driver.kind == "running":
@@ -193,7 +207,19 @@ class ReviewQueries(object):
                 params += long_params
             return ("SELECT change_list_words.rowid AS list_key FROM change_list_words", where, params,
                     "change_list_words.rowid")
-        return ("SELECT %s FROM change_list d" % columns,
+        if driver.index_words:
+            # GIN reads the rare words only: a prefix's postings are read whole (a bitmap per prefix, however few
+            # rows the other words leave), and those of a common word cost more than the rows they remove. The
+            # other words are checked on each row; IS TRUE keeps the planner from making them an index condition
+            # and still lets it estimate them as words
+            rest = [word for word in driver.query_words() if word not in driver.index_words]
+            where = ["d.search @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"]
+            params = [driver.tsquery(driver.index_words), low, high]
+            if rest:
+                where.append("(d.search @@ CAST(? AS tsquery)) IS TRUE")
+                params.append(driver.tsquery(rest))
+            return "SELECT %s FROM %s d" % (columns, rows), where, params, "d.list_key"
+        return ("SELECT %s FROM %s d" % (columns, rows),
                 ["d.search @@ CAST(? AS tsquery)", "d.list_key BETWEEN ? AND ?"],
                 [driver.tsquery(), low, high], "d.list_key")
 
@@ -218,10 +244,10 @@ class ReviewQueries(object):
         probes = [condition for position, condition in enumerate(conditions) if position != index]
         return driver, probes, dict((position, count) for count, position in estimates)
 
-    def _matching_sql(self, filters, driver, probes, low, high, columns="d.list_key"):
+    def _matching_sql(self, filters, driver, probes, low, high, columns="d.list_key", rows="change_list"):
         """``(sql without ORDER BY, params, key_sql)``: the keys of every matching event in the key range (or
         ``columns`` of their ``change_list`` rows, when the walk reads them: :meth:`_walks_the_list`)."""
-        select, where, params, key_sql = self._walk_sql(driver, low, high, columns)
+        select, where, params, key_sql = self._walk_sql(driver, low, high, columns, rows)
         where, params = list(where), list(params)
         on_the_list = self._walks_the_list(driver)
         for probe in probes:
@@ -275,7 +301,10 @@ class ReviewQueries(object):
         """
         sql, params, driver, probes, estimates, walked_up, (low, high) = self._page_sql(
             filters, sort, descending, limit + 1, offset, before, after)
-        keys = [row[0] for row in self._query(sql, tuple(params))]
+        if self._walks_text(driver, sort, offset):
+            keys = self._text_page_keys(filters, driver, probes, low, high, walked_up, limit + 1)
+        else:
+            keys = [row[0] for row in self._query(sql, tuple(params))]
         more = len(keys) > limit
         keys = keys[:limit]
         page = {"total": None, "total_exact": None, "older": None, "newer": None}
@@ -302,6 +331,86 @@ class ReviewQueries(object):
                 summary["counts"] = self._facet_counts(filters, driver, probes, (total, exact))
             page["counts"] = summary["counts"]
         return page
+
+    def _walks_text(self, driver, sort, offset):
+        """True for a PostgreSQL page the search words drive, in the list's order from its start or a cursor."""
+        return (not self._sqlite() and driver is not None and driver.kind == "text" and not offset
+                and SORT_COLUMNS.get(sort or "started_at") == "list_key")
+
+    def _text_page_keys(self, filters, driver, probes, low, high, walk_up, wanted):
+        """Up to ``wanted`` keys of a PostgreSQL search page, walking the list away from its start and deciding
+        from what the walk finds how to go on, not from the planner's estimate.
+
+        Reading the list newest first and testing each change's stored word vector costs about a microsecond a
+        change; reading the matches from GIN costs their postings and then a heap visit and a sort per match, so
+        for words that match a few percent of the list (a common word and part of a host name) the walk fills a
+        page after a few thousand changes where GIN reads tens of thousands of matches (about 0.2 s at a million
+        changes), and for words that match a few hundred changes in all GIN answers in milliseconds where the
+        walk would read the whole list. PostgreSQL's estimates for prefixes are not good enough to choose (off
+        ten times either way at a million changes: a third of the bench's searches read GIN when walking was
+        cheaper). So: walk :data:`TEXT_WALK_FIRST` changes; if that filled the page, done; if it found some
+        matches, walk on as far as their rate says the page needs (at most :data:`TEXT_WALK_MOST` changes);
+        whatever is still missing (rare words) comes from the query the planner chooses (GIN), below where the
+        walks stopped. Every change of the range is read by exactly one of them, so the page is the same.
+        """
+        direction = "ASC" if walk_up else "DESC"
+        keys, walked, walk = [], 0, TEXT_WALK_FIRST
+        first_low, first_high = low, high
+        while True:
+            rows = ("(SELECT * FROM change_list WHERE list_key BETWEEN %d AND %d ORDER BY list_key %s LIMIT %d)"
+                    % (low, high, direction, walk))
+            matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high, rows=rows)
+            keys += [row[0] for row in self._query("%s ORDER BY %s %s LIMIT %d" % (
+                matching, key_sql, direction, wanted - len(keys)), tuple(params))]
+            if len(keys) >= wanted:
+                return keys
+            # where this walk stopped: its last change (none: it read the rest of the range)
+            edge = self._query("SELECT list_key FROM change_list WHERE list_key BETWEEN ? AND ? ORDER BY list_key %s"
+                               " LIMIT 1 OFFSET %d" % (direction, walk - 1), (low, high))
+            if not edge:
+                return keys
+            if walk_up:
+                low = edge[0][0] + 1
+            else:
+                high = edge[0][0] - 1
+            if low > high:
+                return keys
+            walked += walk
+            needed = (wanted - len(keys)) * walked * 3 // 2 // max(len(keys), 1)
+            if not keys or walked >= TEXT_WALK_MOST or needed > TEXT_WALK_MOST:
+                break
+            walk = max(needed, TEXT_WALK_FIRST)
+        driver.index_words = self._rare_words(driver, first_low, first_high, walk_up)
+        matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high)
+        return keys + [row[0] for row in self._query("%s ORDER BY %s %s LIMIT %d" % (
+            matching, key_sql, direction, wanted - len(keys)), tuple(params))]
+
+    def _rare_words(self, driver, low, high, walk_up):
+        """The search words GIN should read alone, or None (all of them), for words the walks found rare together.
+
+        A word is rare when none of the first :data:`TEXT_WALK_FIRST` changes of the range has it and GIN then
+        finds fewer than :data:`RARE_WORD_MATCHES` changes with it in all: reading only its postings and checking
+        the other words on those rows costs far less than reading every word's postings (``chg0001 web12`` at a
+        million changes: 40 ms with ``web12``'s 97,000 postings, a few without). A word common in the newest
+        changes is never asked of GIN alone (its postings could be most of the list), so the check costs one walk
+        of those changes and, per word they lack, one read bounded by the match count.
+        """
+        words = driver.query_words()
+        if len(words) < 2:
+            return None
+        counted = self._query(
+            "SELECT %s FROM (SELECT search FROM change_list WHERE list_key BETWEEN ? AND ? ORDER BY list_key %s"
+            " LIMIT %d) s" % (", ".join("COUNT(*) FILTER (WHERE search @@ CAST(? AS tsquery))" for _word in words),
+                              "ASC" if walk_up else "DESC", TEXT_WALK_FIRST),
+            tuple([driver.tsquery([word]) for word in words] + [low, high]))[0]
+        rare = []
+        for word, count in zip(words, counted):
+            if int(count) == 0:
+                matches = self._query("SELECT COUNT(*) FROM (SELECT 1 FROM change_list WHERE search @@ CAST(? AS"
+                                      " tsquery) LIMIT %d) m" % RARE_WORD_MATCHES, (driver.tsquery([word]),))
+                if int(matches[0][0]) < RARE_WORD_MATCHES:
+                    rare.append(word)
+        return rare or None
 
     def _summary(self, filters):
         """The cached total and facet counts of a list (``{"total": (n, exact), "counts": ...}``, filled by the
