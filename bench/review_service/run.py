@@ -250,6 +250,8 @@ def main():
     for label, filters, before in (("first page", {}, None), ("deep page", {}, (oldest + newest) // 2),
                                    ("filtered", {"host": "web0001.example.net", "outcome": "failed",
                                                  "from": "2025-03-01", "to": "2025-05-01"}, None),
+                                   # (PostgreSQL: what a search asks below its newest-first walks, if they
+                                   # leave the page short: review_queries.ReviewQueries._text_page_keys)
                                    ("search", {"q": "deploy web00"}, None)):
         plans = sor.explain_change_events(filters, before=before, forbid_table_scans=False)
         print("plan, %s: %s" % (label, " | ".join(plans)))
