@@ -340,3 +340,50 @@ def test_a_ledger_from_before_the_stored_word_vector_searches_the_same_once_upgr
     if backend == "postgresql":
         indexes = [row[0] for row in upgraded._query("SELECT indexname FROM pg_indexes WHERE tablename = 'change_list'")]
         assert "change_list_search" in indexes and "change_list_words" not in indexes, indexes
+
+
+@pytest.mark.tampers_query_tables
+@pytest.mark.parametrize("change", ["recorded", "removed"])
+def test_a_search_page_reads_each_change_once_while_the_list_changes(sor, backend, monkeypatch, change):
+    """A PostgreSQL search page reads the list in several statements (walks, then a query below them). Where a walk
+    stopped is read in the walk's own statement: asked in the next one, a change recorded meanwhile at the top of
+    the list moved that edge up (the next step read a change again: a page showed it twice) and one removed moved
+    it down (a change was never read). Changes are added or removed right after the first walk here."""
+    if backend != "postgresql":
+        pytest.skip("SQLite reads a search page in one statement")
+    monkeypatch.setattr(review_queries, "SUMMARY_CACHE_SIZE", 0)
+    monkeypatch.setattr(review_queries, "TEXT_WALK_FIRST", 3)
+    monkeypatch.setattr(review_queries, "TEXT_WALK_MOST", 10)
+    fill_synthetic_ledger(sor, 40, hosts_per_run=2, host_pool=8)
+    filters = {"q": "deploy", "all": True}
+    before = [row["cursor"] for row in sor.list_change_events(filters, limit=1000)["rows"]]
+    assert len(before) > 12
+    columns = ", ".join(change_index.LIST_COLUMNS)
+    query, changed, pages = sor._query, [], []
+
+    def changing(sql, params=()):
+        result = query(sql, params)
+        if "FROM (SELECT * FROM change_list" in sql and not changed:
+            changed.append(sql)
+            with sor._write_transaction() as cursor:
+                if change == "recorded":  # three newer changes with the same words, at the top of the list
+                    cursor.execute("INSERT INTO change_list (list_key, %s) SELECT list_key + 1000000000000,"
+                                   " run_id || '-new', %s FROM change_list ORDER BY list_key DESC LIMIT 3"
+                                   % (columns, ", ".join(change_index.LIST_COLUMNS[1:])))
+                else:  # the two newest, which the first walk has read
+                    cursor.execute("DELETE FROM change_list WHERE list_key IN (SELECT list_key FROM change_list"
+                                   " ORDER BY list_key DESC LIMIT 2)")
+        return result
+
+    text_page_keys = sor._text_page_keys
+
+    def recording(*args, **kwargs):
+        pages.append(text_page_keys(*args, **kwargs))
+        return pages[-1]
+
+    monkeypatch.setattr(sor, "_query", changing)
+    monkeypatch.setattr(sor, "_text_page_keys", recording)
+    sor.list_change_events(filters, limit=7)
+    assert changed and pages
+    # the page as the list stood when the first walk read it: the rows of the first 8 matches, each once
+    assert pages[0] == before[:8], (pages[0], before[:9])

@@ -45,8 +45,12 @@ MAX_OFFSET = 10000
 #: (see ``ReviewQueries._text_page_keys``)
 TEXT_WALK_FIRST = 2000
 TEXT_WALK_MOST = 40000
-#: fewer matches than this in the whole list make a search word rare enough for GIN to read alone
+#: fewer matches than this in the whole list make a search word rare enough for GIN to read alone, if at most
+#: RARE_WORD_SEEN of the first walk's changes have it
 RARE_WORD_MATCHES = 1000
+RARE_WORD_SEEN = 2
+#: search words each process found to match RARE_WORD_MATCHES or more, kept (most recent) for the next search
+COMMON_WORDS_KEPT = 4096
 #: lists whose total and facet counts each process keeps for the ledger's current head (0: none kept)
 SUMMARY_CACHE_SIZE = 512
 #: facets whose counts the list shows beside its filters
@@ -64,6 +68,8 @@ _GROUPED = ("outcome", "review", "ack", "categories", "environments", "services"
 #: (describe(), filters) -> ((head seq, head hash), summary): see ``ReviewQueries._summary``
 _SUMMARIES = collections.OrderedDict()
 _SUMMARIES_LOCK = threading.Lock()
+#: (describe(), word) -> True: see ``ReviewQueries._rare_words`` (guarded by _SUMMARIES_LOCK)
+_COMMON_WORDS = collections.OrderedDict()
 
 
 class _Condition(object):
@@ -360,19 +366,22 @@ class ReviewQueries(object):
             rows = ("(SELECT * FROM change_list WHERE list_key BETWEEN %d AND %d ORDER BY list_key %s LIMIT %d)"
                     % (low, high, direction, walk))
             matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high, rows=rows)
-            keys += [row[0] for row in self._query("%s ORDER BY %s %s LIMIT %d" % (
-                matching, key_sql, direction, wanted - len(keys)), tuple(params))]
-            if len(keys) >= wanted:
-                return keys
-            # where this walk stopped: its last change (none: it read the rest of the range)
-            edge = self._query("SELECT list_key FROM change_list WHERE list_key BETWEEN ? AND ? ORDER BY list_key %s"
-                               " LIMIT 1 OFFSET %d" % (direction, walk - 1), (low, high))
-            if not edge:
+            # the matches and where the walk stopped (its last change; none: it read the rest of the range) in ONE
+            # statement, so from one snapshot: a change recorded or removed between two statements would move the
+            # edge, and the next step would read a change again or never
+            found = self._query(
+                "SELECT 0, m.list_key FROM (%s ORDER BY %s %s LIMIT %d) m UNION ALL SELECT 1, e.list_key FROM"
+                " (SELECT list_key FROM change_list WHERE list_key BETWEEN ? AND ? ORDER BY list_key %s LIMIT 1"
+                " OFFSET %d) e" % (matching, key_sql, direction, wanted - len(keys), direction, walk - 1),
+                tuple(params) + (low, high))
+            keys += sorted((row[1] for row in found if row[0] == 0), reverse=not walk_up)
+            edge = [row[1] for row in found if row[0] == 1]
+            if len(keys) >= wanted or not edge:
                 return keys
             if walk_up:
-                low = edge[0][0] + 1
+                low = edge[0] + 1
             else:
-                high = edge[0][0] - 1
+                high = edge[0] - 1
             if low > high:
                 return keys
             walked += walk
@@ -380,20 +389,24 @@ class ReviewQueries(object):
             if not keys or walked >= TEXT_WALK_MOST or needed > TEXT_WALK_MOST:
                 break
             walk = max(needed, TEXT_WALK_FIRST)
-        driver.index_words = self._rare_words(driver, first_low, first_high, walk_up)
+        # (a match in the first walk means every word is in it: none is rare)
+        driver.index_words = None if keys else self._rare_words(driver, first_low, first_high, walk_up)
         matching, params, key_sql = self._matching_sql(filters, driver, probes, low, high)
         return keys + [row[0] for row in self._query("%s ORDER BY %s %s LIMIT %d" % (
             matching, key_sql, direction, wanted - len(keys)), tuple(params))]
 
     def _rare_words(self, driver, low, high, walk_up):
-        """The search words GIN should read alone, or None (all of them), for words the walks found rare together.
+        """The search words GIN should read alone, or None (all of them), when the walks found none of the page.
 
-        A word is rare when none of the first :data:`TEXT_WALK_FIRST` changes of the range has it and GIN then
-        finds fewer than :data:`RARE_WORD_MATCHES` changes with it in all: reading only its postings and checking
-        the other words on those rows costs far less than reading every word's postings (``chg0001 web12`` at a
-        million changes: 40 ms with ``web12``'s 97,000 postings, a few without). A word common in the newest
-        changes is never asked of GIN alone (its postings could be most of the list), so the check costs one walk
-        of those changes and, per word they lack, one read bounded by the match count.
+        A word is rare when at most :data:`RARE_WORD_SEEN` of the first :data:`TEXT_WALK_FIRST` changes of the
+        range have it and GIN then finds fewer than :data:`RARE_WORD_MATCHES` changes with it in all: reading only
+        its postings and checking the other words on those rows costs far less than reading every word's postings
+        (``chg0001 web12`` at a million changes: 40 ms with ``web12``'s 97,000 postings, 6 ms without). A word
+        common in the newest changes is never asked of GIN alone. The check reads those changes once and, per word
+        they hardly have, GIN for that word: its postings whole (GIN reads a prefix's postings before any limit
+        applies) and at most :data:`RARE_WORD_MATCHES` rows. A word found common that way (one in the history,
+        such as a retired host's name) is remembered by the process (:data:`_COMMON_WORDS`; matches only grow
+        but by a redaction or an archive, after which a search is slower, never wrong), so it costs that once.
         """
         words = driver.query_words()
         if len(words) < 2:
@@ -403,13 +416,19 @@ class ReviewQueries(object):
             " LIMIT %d) s" % (", ".join("COUNT(*) FILTER (WHERE search @@ CAST(? AS tsquery))" for _word in words),
                               "ASC" if walk_up else "DESC", TEXT_WALK_FIRST),
             tuple([driver.tsquery([word]) for word in words] + [low, high]))[0]
-        rare = []
+        rare, where = [], self.describe()
         for word, count in zip(words, counted):
-            if int(count) == 0:
-                matches = self._query("SELECT COUNT(*) FROM (SELECT 1 FROM change_list WHERE search @@ CAST(? AS"
-                                      " tsquery) LIMIT %d) m" % RARE_WORD_MATCHES, (driver.tsquery([word]),))
-                if int(matches[0][0]) < RARE_WORD_MATCHES:
-                    rare.append(word)
+            if int(count) > RARE_WORD_SEEN or (where, word) in _COMMON_WORDS:
+                continue
+            matches = self._query("SELECT COUNT(*) FROM (SELECT 1 FROM change_list WHERE search @@ CAST(? AS"
+                                  " tsquery) LIMIT %d) m" % RARE_WORD_MATCHES, (driver.tsquery([word]),))
+            if int(matches[0][0]) < RARE_WORD_MATCHES:
+                rare.append(word)
+            else:
+                with _SUMMARIES_LOCK:
+                    _COMMON_WORDS[(where, word)] = True
+                    while len(_COMMON_WORDS) > COMMON_WORDS_KEPT:
+                        _COMMON_WORDS.popitem(last=False)
         return rare or None
 
     def _summary(self, filters):
@@ -605,7 +624,9 @@ class ReviewQueries(object):
 
     def explain_change_events(self, filters, sort="started_at", descending=True, limit=50, offset=0,
                               forbid_table_scans=True, before=None):
-        """The query plan of :meth:`list_change_events`' page query, as text lines (for tests and the bench).
+        """The query plan of :meth:`list_change_events`' page query, as text lines (for tests and the bench). On
+        PostgreSQL a search page from the list's start or a cursor walks the list first (:meth:`_text_page_keys`):
+        this is the query it asks below its walks.
 
         On PostgreSQL ``forbid_table_scans`` turns sequential scans off for the explanation, so a small test
         database shows whether an index *can* serve the query (the planner prefers a scan of a tiny table).
