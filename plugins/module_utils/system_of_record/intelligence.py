@@ -279,14 +279,19 @@ class IntelligenceQueries(object):
         them into a JSON array (``json_group_array``) that one C-level parse unpacks, as lists. For the tens of
         thousands of short rows the gate reads of a 10,000-host play (its host CIs, their services, the
         relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
-        time; the values are the same (text and nulls; these columns hold no numbers). On PostgreSQL the same
+        time; the values are the same (text and nulls; these columns hold no numbers), the rows tuples. On PostgreSQL the same
         packing (``json_agg``) measured slower, server and client (bench/gate_task): rows come as rows there.
         Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
         :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples), whatever the backend."""
         if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
             return self._query("SELECT %s %s" % (columns, rest), params)
-        packed = self._query("SELECT json_group_array(json_array(%s)) %s" % (columns, rest), params)[0][0]
-        return json.loads(packed)
+        # one array per column, not one per row: SQLite builds a value per row of json_array, and one parse of
+        # 11,000 short arrays costs twice what the same values in five long ones cost (the gate's host CIs: 9 ms
+        # against 5.5; its relationships 5.3 against 3.7 with the rows zipped back, 2026-12-06). The aggregates of
+        # one statement step over the same rows in the same order, so the columns zip back into the rows.
+        packed = self._query("SELECT %s %s" % (", ".join("json_group_array(%s)" % column.strip()
+                                                         for column in columns.split(",")), rest), params)[0]
+        return list(zip(*map(json.loads, packed)))
 
     def _may_hold_more_than(self, rest, count):
         """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
@@ -325,7 +330,7 @@ class IntelligenceQueries(object):
             if len(wanted) > 1:
                 rows = list(dict.fromkeys(tuple(row) for row in rows))
         if as_rows:
-            return list(map(tuple, rows))
+            return rows  # tuples already: the drivers' rows, the packed read's zip (no copy of 10,000 rows)
         return [{"source": row[0], "type": row[1], "target": row[2]} for row in rows]
 
     def find_ci_summaries(self, names=None, ci_ids=None, facets=None):
