@@ -26,7 +26,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.authorisation impor
 from ansible_collections.changeops.itsm.plugins.module_utils.authorisation.identity import Identity, claimed_user
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.change_requests import authorising_approvals
-from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_cis
+from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_identity import find_host_ci_columns, find_host_cis
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import name_list
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_roughly
@@ -217,6 +217,41 @@ def _host_records(hosts, by_name, documents):
             doc["services"] = ci_service_names(by_name[doc["name"]])
             services.update(doc["services"])
     return ci_docs, hosts_without_ci, hosts_without_environment, classes, environments, services
+
+
+def lean_change_context(sor, play, hosts, host_groups, user, check_mode, now, documents_read):
+    """``(context, {host CI id: name})``, as ``build_change_context`` over ``find_host_cis`` gives them, when deciding
+    reads no per-host CI document (``documents_read``: ``ci_documents_read``); else None (build them that way).
+
+    The play's host CIs are read column by column (``cmdb_identity.find_host_ci_columns``) and the context's
+    aggregates taken per column, with no record per CI or per host: at 10,000 hosts this path builds some 60,000
+    fewer objects than the one through CI records (which the gate takes when deciding reads the documents, and which
+    the hosts tasks delegate to outside the play, usually none, still take)."""
+    if documents_read is True or getattr(sor, "find_ci_columns", None) is None:
+        return None
+    columns = find_host_ci_columns(sor, hosts)
+    names, environments_of = columns["name"], columns["environment"]
+    environment_of = dict(zip(names, environments_of))
+    services = set(columns["facet_value"])
+    if any(name.__class__ is not str or not name.strip() for name in services):
+        return None  # a service name the CI records normalise (no facet holds one): the records' way
+    environments = set(environments_of)
+    environments.discard(None)
+    environments.discard("")
+    if documents_read(sorted(environments)):
+        return None
+    classes = set(columns["class"])
+    classes.discard(None)
+    hosts_without_ci = [host for host in hosts if host not in environment_of]
+    hosts_without_environment = [host for host in hosts if not environment_of.get(host)]
+    host_ci_ids = dict(zip(columns["ci_id"], names))
+    targeted = set(hosts)
+    outside = [host for host in play.get("delegated_hosts") or () if host not in targeted]
+    by_name = find_host_cis(intelligence.CiSummaries(sor), outside) if outside else {}
+    host_ci_ids.update((ci["ci_id"], name) for name, ci in by_name.items() if ci.get("ci_id"))
+    context = _context(play, hosts, host_groups, by_name, None, hosts_without_ci, hosts_without_environment, classes,
+                       environments, services, user, check_mode, now)
+    return context, host_ci_ids
 
 
 def _context(play, hosts, host_groups, by_name, ci_docs, hosts_without_ci, hosts_without_environment, classes,
@@ -693,22 +728,28 @@ def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid
     params = ctx.params
     record, timeout_reason = wait_and_read(ctx, number, progress, authority=authority)
     now = now_func()
-    # each host's own CI, never an application or service CI that happens to share its name
-    host_cis = find_host_cis(intelligence.CiSummaries(ctx.sor), list(hosts) + list(play.get("delegated_hosts") or ()))
-    cis = list(host_cis.values())
     # the actor is the account the gate runs as (its uid), never what LOGNAME/USER claim:
     # it decides who may declare an emergency
     user = ctx.actor.split("@", 1)[0]
     # the per-host CI documents only when deciding reads them (a condition on cis, an environment limit's reason)
     draft = policy_choice.draft.policy if policy_choice is not None and policy_choice.draft is not None else None
-    context = build_change_context(play, hosts, host_groups, cis, user, ctx.check_mode, now,
-                                   ci_documents=ci_documents_read((policy, draft)))
+    documents_read = ci_documents_read((policy, draft))
+    found = lean_change_context(ctx.sor, play, hosts, host_groups, user, ctx.check_mode, now, documents_read)
+    if found is None:
+        # each host's own CI, never an application or service CI that happens to share its name
+        host_cis = find_host_cis(intelligence.CiSummaries(ctx.sor),
+                                 list(hosts) + list(play.get("delegated_hosts") or ()))
+        context = build_change_context(play, hosts, host_groups, list(host_cis.values()), user, ctx.check_mode, now,
+                                       ci_documents=documents_read)
+        host_ci_ids = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+    else:
+        context, host_ci_ids = found
     claimed = claimed_user()
     if claimed:
         context["claimed_user"] = claimed
     runner = ctx.identity
     # blast radius into the context (template conditions test it), collisions into each decision
-    insight = intelligence.GateIntelligence(ctx.sor, policy, context, host_cis, now, run_id=ctx.run_id,
+    insight = intelligence.GateIntelligence(ctx.sor, policy, context, host_ci_ids, now, run_id=ctx.run_id,
                                             change_request=number, process_check=process_check, local=_local)
     change_type = intelligence.intended_type(params, record)
 

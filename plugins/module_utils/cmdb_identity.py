@@ -18,6 +18,9 @@ match is then checked before anything is written:
 
 from __future__ import annotations
 
+import collections
+import itertools
+
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES, is_placeholder
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError
 
@@ -322,3 +325,44 @@ def find_host_cis(sor, names):
         else:
             del found[name]  # several CIs of other classes share the name: none is the host's
     return found
+
+
+def find_host_ci_columns(sor, names):
+    """:func:`find_host_cis` column by column: ``sor.find_ci_columns`` of the names (``SystemOfRecord``), keeping
+    each name's host CI only, as :func:`find_host_cis` chooses it (a name with one CI: that CI; several: the one of
+    a host class, or the one holding the ``host/<name>`` identity when several are, else the first by CI id; none
+    of a host class: none). The gate's read of the 10,000 host CIs of a play, which it aggregates column by column
+    without a record per CI. Returns the columns (one row per name that has a host CI, in no promised order)."""
+    wanted = set(names)
+    wanted.discard("")
+    wanted.discard(None)
+    found = sor.find_ci_columns(wanted, facet="service")
+    ci_names = found["name"]
+    if len(set(ci_names)) == len(ci_names):
+        return found
+    # names several CIs share (rare): grouped and decided as find_host_cis does, each group by CI id (its order)
+    counts = collections.Counter(ci_names)
+    groups = {}
+    for index, name in enumerate(ci_names):
+        if counts[name] > 1:
+            groups.setdefault(name, []).append(index)
+    ci_ids, classes = found["ci_id"], found["class"]
+    dropped = set()
+    for name, indexes in groups.items():
+        indexes.sort(key=ci_ids.__getitem__)
+        hosts = [index for index in indexes if classes[index] in HOST_CLASSES]
+        kept = None
+        if len(hosts) == 1:
+            kept = hosts[0]
+        elif len(hosts) > 1:
+            owner = sor.find_ci_by_identity("name", name_identity("server", name))
+            kept = next((index for index in hosts if ci_ids[index] == owner), hosts[0])
+        dropped.update(index for index in indexes if index != kept)
+    keep = [index not in dropped for index in range(len(ci_ids))]
+    chosen = {key: list(itertools.compress(found[key], keep)) for key in ("ci_id", "name", "class", "status",
+                                                                           "environment")}
+    kept_ids = set(chosen["ci_id"])
+    facet_keep = list(map(kept_ids.__contains__, found["facet_ci_id"]))
+    chosen["facet_ci_id"] = list(itertools.compress(found["facet_ci_id"], facet_keep))
+    chosen["facet_value"] = list(itertools.compress(found["facet_value"], facet_keep))
+    return chosen

@@ -145,6 +145,11 @@ def _main_context(*args, **_ci_documents):
     return gate_reference.build_change_context(*args)
 
 
+def _no_lean_context(*_args):
+    """main had no column-by-column path: every host CI as a record"""
+    return None
+
+
 class _MainCiSummaries(intelligence.CiSummaries):
     FACETS = None  # main read every facet of a host's CI
 
@@ -186,6 +191,7 @@ def test_the_gate_decides_as_main_did(open_sor, monkeypatch, params, tags, whole
     with monkeypatch.context() as reference:
         reference.setattr(change_gate, "find_host_cis", gate_reference.find_host_cis)
         reference.setattr(change_gate, "build_change_context", _main_context)
+        reference.setattr(change_gate, "lean_change_context", _no_lean_context)
         reference.setattr(intelligence, "CiSummaries", _MainCiSummaries)
         main_path = gate(sor, params, tags, reference=True)
     assert now_path == main_path
@@ -239,6 +245,7 @@ def test_the_ci_documents_are_built_only_when_deciding_reads_them(open_sor, monk
     with monkeypatch.context() as reference:
         reference.setattr(change_gate, "find_host_cis", gate_reference.find_host_cis)
         reference.setattr(change_gate, "build_change_context", _main_context)
+        reference.setattr(change_gate, "lean_change_context", _no_lean_context)
         reference.setattr(intelligence, "CiSummaries", _MainCiSummaries)
         main_path = gate(sor, params, tags, reference=True, policy_document=policy_document)
     assert now_path == main_path
@@ -387,3 +394,68 @@ def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
                 sources=ids[:2], as_rows=True))) == packed_reads
     assert not any("json_group_array" in sql for sql in fetched)
     assert sor.packs_rows is False or any("max(rowid)" in sql for sql in fetched)
+
+
+def _by_ci(columns):
+    """``{ci_id: (name, class, status, environment, sorted facet values)}`` of ``find_ci_columns`` columns."""
+    values = {}
+    for ci_id, value in zip(columns["facet_ci_id"], columns["facet_value"]):
+        values.setdefault(ci_id, []).append(value)
+    rows = zip(columns["ci_id"], columns["name"], columns["class"], columns["status"], columns["environment"])
+    found = {ci_id: (name, ci_class, status, environment, sorted(values.pop(ci_id, [])))
+             for ci_id, name, ci_class, status, environment in rows}
+    assert not values  # no facet row of a CI not read
+    return found
+
+
+@pytest.mark.parametrize("pack_rows_up_to", [250000, 3])
+@pytest.mark.parametrize("whole_table_above", [2000, 4])
+def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_table_above, pack_rows_up_to):
+    # the gate reads the play's host CIs column by column (no record per CI): the same CIs, columns and services as
+    # the records of find_ci_summaries / find_host_cis, names several CIs share settled the same way; packed (SQLite)
+    # or as rows (a larger table, PostgreSQL)
+    monkeypatch.setattr(queries.IntelligenceQueries, "WHOLE_TABLE_ABOVE", whole_table_above)
+    monkeypatch.setattr(queries.IntelligenceQueries, "PACK_ROWS_UP_TO", pack_rows_up_to)
+    sor = open_sor()
+    seed(sor)
+    generic = _GenericReads(sor)
+    generic.find_ci_columns = types.MethodType(base.SystemOfRecord.find_ci_columns, generic)
+    names = HOSTS + ["app-03", "not-in-cmdb"]
+    records = {ci["ci_id"]: (ci["name"], ci["class"], ci["status"], ci["environment"],
+                             ci["attributes"].get("services", []))
+               for ci in sor.find_ci_summaries(names=names, facets=("service",))}
+    assert _by_ci(sor.find_ci_columns(set(names))) == records == _by_ci(generic.find_ci_columns(set(names)))
+    assert len(records) > len(HOSTS) - 1  # not vacuous: the shared names' CIs are all there
+    hosts = {name: ci["ci_id"] for name, ci in cmdb_identity.find_host_cis(intelligence.CiSummaries(sor),
+                                                                            names).items()}
+    for reads in (sor, generic):
+        columns = cmdb_identity.find_host_ci_columns(reads, names)
+        assert dict(zip(columns["name"], columns["ci_id"])) == hosts
+        assert _by_ci(columns) == {ci_id: records[ci_id] for ci_id in hosts.values()}
+    assert hosts["h05"] == "ci-h05" and hosts["h07"] == "ci-vm-h07" and "orphan01" not in hosts
+    assert cmdb_identity.find_host_ci_columns(sor, ["", None]) == dict(
+        {key: [] for key in ("ci_id", "name", "class", "status", "environment")}, facet_ci_id=[], facet_value=[])
+
+
+@pytest.mark.parametrize("delegated", [[], ["h39", "orphan01", "outside01", "app-03"]])
+@pytest.mark.parametrize("policy_document,builds_cis", POLICIES)
+def test_the_lean_context_is_the_records_context(open_sor, policy_document, builds_cis, delegated):
+    # the context and the host CI ids the blast radius starts from, column by column, are those of the records'
+    # path; when deciding reads the per-host documents the lean path steps aside (None)
+    sor = open_sor()
+    seed(sor)
+    policy = change_policy.parse_policy(policy_document, "policy.yml")
+    documents_read = change_gate.ci_documents_read((policy,))
+    play = {"name": "fleet", "tags": ["routine"], "delegated_hosts": delegated,
+            "delegated_outside_play": [host for host in delegated if host not in HOSTS]}
+    lean = change_gate.lean_change_context(sor, play, HOSTS, InventoryGroups(GROUPS), "ops", False, NOW,
+                                           documents_read)
+    if builds_cis:
+        assert lean is None
+        return
+    host_cis = cmdb_identity.find_host_cis(intelligence.CiSummaries(sor), HOSTS + delegated)
+    context = change_gate.build_change_context(play, HOSTS, InventoryGroups(GROUPS), list(host_cis.values()), "ops",
+                                               False, NOW, ci_documents=documents_read)
+    assert lean == (context, {ci["ci_id"]: name for name, ci in host_cis.items()})
+    assert "cis" not in lean[0] and lean[0]["hosts_without_ci"] and lean[0]["hosts_without_environment"]
+    assert lean[0]["delegated_cis"] or not delegated

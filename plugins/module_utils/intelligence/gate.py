@@ -59,14 +59,15 @@ def intended_type(params, record):
 
 
 class GateIntelligence(object):
-    def __init__(self, sor, policy, context, host_cis, now, run_id=None, change_request=None, process_check=None,
+    def __init__(self, sor, policy, context, host_ci_ids, now, run_id=None, change_request=None, process_check=None,
                  local=None):
+        """``host_ci_ids``: ``{CI id: host name}`` of the CIs of the targeted and delegated hosts."""
         self.context = context
         self.now = now
         self.local = local
         rules = policy.intelligence
-        radius = graph.blast_radius(sor, host_cis, types=rules.relationship_types, max_depth=rules.max_depth,
-                                    max_items=rules.max_items)
+        radius = graph.blast_radius(sor, None, types=rules.relationship_types, max_depth=rules.max_depth,
+                                    max_items=rules.max_items, host_ci_ids=host_ci_ids)
         context["blast_radius"] = radius
         self.scope = collisions.scope_of(context, radius)
         start, end = instant(now)

@@ -148,7 +148,7 @@ def _item(ci, info, names):
     }
 
 
-def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000):
+def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000, host_ci_ids=None):
     """The CIs that depend on the hosts a play changes, and a summary policy conditions can test.
 
     ``host_cis``: ``{host name: CI}`` of the targeted (and delegated) hosts. Returns
@@ -156,9 +156,12 @@ def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000):
     "highest_criticality", "environments", "owners", "host_count", "depth", "max_depth", "truncated"}``:
     ``items`` is every CI reached (nearest first), ``services`` those not of a host class
     (applications, services, databases...), ``hosts`` the host CIs reached (VMs of a hypervisor the
-    play changes).
+    play changes). ``host_ci_ids``: ``{CI id: host name}`` instead of ``host_cis`` (a copy is taken).
     """
-    names = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+    if host_ci_ids is not None:
+        names = dict(host_ci_ids)
+    else:
+        names = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
     found = walk(sor, list(names), "inbound", types=types, max_depth=max_depth, max_items=max_items)
     cis = {ci["ci_id"]: ci for ci in sor.find_ci_summaries(ci_ids=found.ids())} if found.reached else {}
     for ci_id, ci in cis.items():

@@ -34,6 +34,7 @@ review service call. No SQL lives anywhere else.
 
 from __future__ import annotations
 
+import itertools
 import json
 import operator
 import re
@@ -85,6 +86,18 @@ def select_chunked(query, select, clauses, params, column=None, values=None, tai
 
 
 _NAME_AND_ID = operator.itemgetter("name", "ci_id")
+
+
+def _columns(rows, count):
+    """``rows`` (tuples of ``count`` values) as ``count`` lists, one per column."""
+    return list(map(list, zip(*rows))) if rows else [[] for _column in range(count)]
+
+
+def _compress(columns, keep):
+    """``columns`` without the rows ``keep`` (one flag per row) rules out; unchanged when it keeps every row."""
+    if all(keep):
+        return columns
+    return [list(itertools.compress(column, keep)) for column in columns]
 _FROM_TABLE = re.compile(r"FROM \w+")
 
 
@@ -275,23 +288,30 @@ class IntelligenceQueries(object):
         return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
     def _packed_rows(self, columns, rest, params=()):
-        """The rows of ``SELECT columns rest``. On SQLite (``packs_rows``) fetched as ONE value: the database packs
-        them into a JSON array (``json_group_array``) that one C-level parse unpacks, as lists. For the tens of
-        thousands of short rows the gate reads of a 10,000-host play (its host CIs, their services, the
-        relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
-        time; the values are the same (text and nulls; these columns hold no numbers), the rows tuples. On PostgreSQL the same
-        packing (``json_agg``) measured slower, server and client (bench/gate_task): rows come as rows there.
-        Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
+        """The rows of ``SELECT columns rest``, as tuples. On SQLite (``packs_rows``) fetched as ONE row: the
+        database packs each column into a JSON array (``json_group_array``) that a C-level parse unpacks, and the
+        columns zip back into rows. For the tens of thousands of short rows the gate reads of a 10,000-host play
+        (its host CIs, their services, the relationships a blast radius walks), the driver's per-row and per-value
+        objects were most of each read's time; the values are the same (text and nulls; these columns hold no
+        numbers). On PostgreSQL the same packing (``json_agg``) measured slower, server and client
+        (bench/gate_task): rows come as rows there. Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
         :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples), whatever the backend."""
         if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
             return self._query("SELECT %s %s" % (columns, rest), params)
+        return list(zip(*self._packed_columns(columns, rest, params, checked=True)))
+
+    def _packed_columns(self, columns, rest, params=(), checked=False):
+        """:meth:`_packed_rows` as one list per column of ``columns`` (a read whose caller works column by column
+        builds no row at all). ``checked``: the caller found the read small enough to pack."""
+        if not checked and (not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO)):
+            return _columns(self._query("SELECT %s %s" % (columns, rest), params), columns.count(",") + 1)
         # one array per column, not one per row: SQLite builds a value per row of json_array, and one parse of
         # 11,000 short arrays costs twice what the same values in five long ones cost (the gate's host CIs: 9 ms
         # against 5.5; its relationships 5.3 against 3.7 with the rows zipped back, 2026-12-06). The aggregates of
         # one statement step over the same rows in the same order, so the columns zip back into the rows.
         packed = self._query("SELECT %s %s" % (", ".join("json_group_array(%s)" % column.strip()
                                                          for column in columns.split(",")), rest), params)[0]
-        return list(zip(*map(json.loads, packed)))
+        return list(map(json.loads, packed))
 
     def _may_hold_more_than(self, rest, count):
         """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
@@ -315,11 +335,17 @@ class IntelligenceQueries(object):
             rows = self._packed_rows("source, rel_type, target", "FROM ci_relationships WHERE 1 = 1%s" % type_clause,
                                      type_params)
         elif sum(len(values) for _column, values in wanted) > self.WHOLE_TABLE_ABOVE:
-            source_set = set(sources or ())
-            target_set = set(targets or ())
-            rows = [row for row in self._packed_rows("source, rel_type, target",
-                                                     "FROM ci_relationships WHERE 1 = 1%s" % type_clause, type_params)
-                    if row[0] in source_set or row[2] in target_set]
+            # the table filtered column by column at C level (the first level of the blast radius of a 10,000-host
+            # play keeps 10,000 of its rows): only the rows kept are made
+            columns = self._packed_columns("source, rel_type, target",
+                                           "FROM ci_relationships WHERE 1 = 1%s" % type_clause, type_params)
+            keep = None
+            for values, column in ((sources, columns[0]), (targets, columns[2])):
+                if values:
+                    found = list(map((values if isinstance(values, (set, frozenset, dict))
+                                      else set(values)).__contains__, column))
+                    keep = found if keep is None else list(map(operator.or_, keep, found))
+            rows = list(itertools.compress(zip(*columns), keep)) if keep is not None else []
         else:
             for column, values in wanted:
                 if not values:
@@ -417,6 +443,38 @@ class IntelligenceQueries(object):
                 services.sort()  # in value order, whatever order the backend returned them in
         # names and ids are NOT NULL columns: the C-level key (11,000 CIs of a 10,000-host play)
         return sorted(found.values(), key=_NAME_AND_ID)
+
+    def find_ci_columns(self, names, facet="service"):
+        """The CIs named one of ``names`` as columns (``base.SystemOfRecord.find_ci_columns``): no record per CI,
+        for the gate's read of the 10,000 host CIs of a play, which it aggregates column by column. The same
+        statements as :meth:`find_ci_summaries` (one round trip on PostgreSQL), read column by column."""
+        wanted = names if isinstance(names, (set, frozenset, dict)) else set(names)
+        keys = ("ci_id", "name", "class", "status", "environment")
+        if not wanted:
+            return dict({key: [] for key in keys}, facet_ci_id=[], facet_value=[])
+        columns = "ci_id, name, ci_class, status, environment"
+        whole = len(wanted) > self.WHOLE_TABLE_ABOVE
+        if whole:
+            # a play over most of the estate: both tables whole (of the facet), filtered here
+            reads = [("FROM configuration_items", ()), ("FROM ci_facets WHERE facet = ?", (facet,))]
+        else:
+            clause, params = self._in_values("name", wanted)
+            reads = [("FROM configuration_items WHERE %s" % clause, params),
+                     ("FROM ci_facets WHERE facet = ? AND ci_id IN (SELECT ci_id FROM configuration_items WHERE %s)"
+                      % clause, (facet,) + params)]
+        if self.pipelines_reads:
+            results = self._queries([("SELECT %s %s" % (columns, reads[0][0]), reads[0][1]),
+                                     ("SELECT ci_id, value %s" % reads[1][0], reads[1][1])])
+            cis, facet_rows = _columns(results[0], 5), _columns(results[1], 2)
+        else:
+            cis = self._packed_columns(columns, *reads[0])
+            facet_rows = self._packed_columns("ci_id, value", *reads[1])
+        if whole:
+            cis = _compress(cis, list(map(wanted.__contains__, cis[1])))
+            facet_rows = _compress(facet_rows, list(map(set(cis[0]).__contains__, facet_rows[0])))
+        found = dict(zip(keys, cis))
+        found.update(facet_ci_id=facet_rows[0], facet_value=facet_rows[1])
+        return found
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
         """Changes of CIs (``ci.changed_by_run``): ``{ci_id, run_id, host, started_at}``, newest first; only
