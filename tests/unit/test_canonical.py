@@ -126,6 +126,8 @@ def _round_trip(value):
     {"nested": [[[{"deep": [1, {"x": -0.0}]}]]], "text": "caf\u00e9 \ud83d\ude00", "big": 2 ** 70},
     {1: "int key", "s": "x"},                      # a non-str key: the round trip makes it "1"
     {"t": (1, 2), "l": [(3,)]},                    # tuples become lists
+    # lists of names (run.gate's hosts): all ASCII (copied at C level), mixed, lone surrogates, empty
+    {"hosts": ["web%03d" % number for number in range(50)], "mixed": ["a", "caf\u00e9", "\ud800"], "none": []},
 ])
 def test_to_plain_matches_the_json_round_trip_and_shares_nothing_mutable(value):
     plain = to_plain(value)
@@ -153,8 +155,9 @@ def test_to_plain_reduces_subclasses_and_refuses_what_json_refuses():
     class Counted(int):
         pass
 
-    plain = to_plain({Tagged("k"): Tagged("v"), "n": Counted(3), "l": [Tagged("w")]})
-    assert plain == {"k": "v", "n": 3, "l": ["w"]}
+    plain = to_plain({Tagged("k"): Tagged("v"), "n": Counted(3), "l": [Tagged("w")], "m": ["a", Tagged("b")]})
+    assert plain == {"k": "v", "n": 3, "l": ["w"], "m": ["a", "b"]}
+    assert type(plain["m"][1]) is str  # noqa: E721 (a list of ASCII names with a subclass among them)
     # exact types, not subclasses: pylint: disable=unidiomatic-typecheck
     assert type(plain["l"][0]) is str and type(plain["n"]) is int  # noqa: E721
     assert all(type(key) is str for key in plain)  # noqa: E721
