@@ -242,10 +242,13 @@ def lean_change_context(sor, play, hosts, host_groups, user, check_mode, now, do
         return None
     classes = set(columns["class"])
     classes.discard(None)
-    hosts_without_ci = [host for host in hosts if host not in environment_of]
-    hosts_without_environment = [host for host in hosts if not environment_of.get(host)]
-    host_ci_ids = dict(zip(columns["ci_id"], names))
     targeted = set(hosts)
+    # (every name read is a host's: a CI for each host when there are as many names as hosts)
+    hosts_without_ci = [host for host in hosts if host not in environment_of] \
+        if len(environment_of) < len(targeted) else []
+    hosts_without_environment = [host for host in hosts if not environment_of.get(host)] \
+        if hosts_without_ci or not all(environments_of) else []
+    host_ci_ids = dict(zip(columns["ci_id"], names))
     outside = [host for host in play.get("delegated_hosts") or () if host not in targeted]
     by_name = find_host_cis(intelligence.CiSummaries(sor), outside) if outside else {}
     host_ci_ids.update((ci["ci_id"], name) for name, ci in by_name.items() if ci.get("ci_id"))

@@ -359,8 +359,7 @@ def find_host_ci_columns(sor, names):
             kept = next((index for index in hosts if ci_ids[index] == owner), hosts[0])
         dropped.update(index for index in indexes if index != kept)
     keep = [index not in dropped for index in range(len(ci_ids))]
-    chosen = {key: list(itertools.compress(found[key], keep)) for key in ("ci_id", "name", "class", "status",
-                                                                           "environment")}
+    chosen = {key: list(itertools.compress(found[key], keep)) for key in ("ci_id", "name", "class", "environment")}
     kept_ids = set(chosen["ci_id"])
     facet_keep = list(map(kept_ids.__contains__, found["facet_ci_id"]))
     chosen["facet_ci_id"] = list(itertools.compress(found["facet_ci_id"], facet_keep))

@@ -397,13 +397,13 @@ def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
 
 
 def _by_ci(columns):
-    """``{ci_id: (name, class, status, environment, sorted facet values)}`` of ``find_ci_columns`` columns."""
+    """``{ci_id: (name, class, environment, sorted facet values)}`` of ``find_ci_columns`` columns."""
     values = {}
     for ci_id, value in zip(columns["facet_ci_id"], columns["facet_value"]):
         values.setdefault(ci_id, []).append(value)
-    rows = zip(columns["ci_id"], columns["name"], columns["class"], columns["status"], columns["environment"])
-    found = {ci_id: (name, ci_class, status, environment, sorted(values.pop(ci_id, [])))
-             for ci_id, name, ci_class, status, environment in rows}
+    rows = zip(columns["ci_id"], columns["name"], columns["class"], columns["environment"])
+    found = {ci_id: (name, ci_class, environment, sorted(values.pop(ci_id, [])))
+             for ci_id, name, ci_class, environment in rows}
     assert not values  # no facet row of a CI not read
     return found
 
@@ -421,8 +421,7 @@ def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_ta
     generic = _GenericReads(sor)
     generic.find_ci_columns = types.MethodType(base.SystemOfRecord.find_ci_columns, generic)
     names = HOSTS + ["app-03", "not-in-cmdb"]
-    records = {ci["ci_id"]: (ci["name"], ci["class"], ci["status"], ci["environment"],
-                             ci["attributes"].get("services", []))
+    records = {ci["ci_id"]: (ci["name"], ci["class"], ci["environment"], ci["attributes"].get("services", []))
                for ci in sor.find_ci_summaries(names=names, facets=("service",))}
     assert _by_ci(sor.find_ci_columns(set(names))) == records == _by_ci(generic.find_ci_columns(set(names)))
     assert len(records) > len(HOSTS) - 1  # not vacuous: the shared names' CIs are all there
@@ -434,7 +433,7 @@ def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_ta
         assert _by_ci(columns) == {ci_id: records[ci_id] for ci_id in hosts.values()}
     assert hosts["h05"] == "ci-h05" and hosts["h07"] == "ci-vm-h07" and "orphan01" not in hosts
     assert cmdb_identity.find_host_ci_columns(sor, ["", None]) == dict(
-        {key: [] for key in ("ci_id", "name", "class", "status", "environment")}, facet_ci_id=[], facet_value=[])
+        {key: [] for key in ("ci_id", "name", "class", "environment")}, facet_ci_id=[], facet_value=[])
 
 
 @pytest.mark.parametrize("delegated", [[], ["h39", "orphan01", "outside01", "app-03"]])

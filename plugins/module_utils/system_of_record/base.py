@@ -544,16 +544,15 @@ class SystemOfRecord(abc.ABC):
 
     def find_ci_columns(self, names, facet="service"):
         """The CIs named one of ``names``, column by column: ``{"ci_id": [...], "name": [...], "class": [...],
-        "status": [...], "environment": [...], "facet_ci_id": [...], "facet_value": [...]}``, the i-th value of each
-        of the first five columns the i-th CI's, the facet columns one row per value of ``facet`` (facet name, such
-        as ``service``) of those CIs. No order is promised. What the gate aggregates of the 10,000 host CIs of a
-        play, without a record per CI (the SQL backends read both tables column by column)."""
-        found = {"ci_id": [], "name": [], "class": [], "status": [], "environment": [], "facet_ci_id": [],
-                 "facet_value": []}
+        "environment": [...], "facet_ci_id": [...], "facet_value": [...]}``, the i-th value of each of the first four
+        columns the i-th CI's, the facet columns one row per value of ``facet`` (facet name, such as ``service``) of
+        those CIs. No order is promised. What the gate aggregates of the 10,000 host CIs of a play, without a record
+        per CI (the SQL backends read both tables column by column; no status: the aggregates do not read it)."""
+        found = {"ci_id": [], "name": [], "class": [], "environment": [], "facet_ci_id": [], "facet_value": []}
         attribute = dict((("service", "services"), ("owner", "owner"), ("support_group", "support_group"),
                           ("criticality", "criticality")))[facet]
         for ci in self.find_ci_summaries(names=names, facets=(facet,)) if names else ():
-            for key in ("ci_id", "name", "class", "status", "environment"):
+            for key in ("ci_id", "name", "class", "environment"):
                 found[key].append(ci[key])
             value = ci["attributes"].get(attribute)
             for item in (value if isinstance(value, list) else () if value is None else [value]):

@@ -449,10 +449,10 @@ class IntelligenceQueries(object):
         for the gate's read of the 10,000 host CIs of a play, which it aggregates column by column. The same
         statements as :meth:`find_ci_summaries` (one round trip on PostgreSQL), read column by column."""
         wanted = names if isinstance(names, (set, frozenset, dict)) else set(names)
-        keys = ("ci_id", "name", "class", "status", "environment")
+        keys = ("ci_id", "name", "class", "environment")
         if not wanted:
             return dict({key: [] for key in keys}, facet_ci_id=[], facet_value=[])
-        columns = "ci_id, name, ci_class, status, environment"
+        columns = "ci_id, name, ci_class, environment"
         whole = len(wanted) > self.WHOLE_TABLE_ABOVE
         if whole:
             # a play over most of the estate: both tables whole (of the facet), filtered here
@@ -465,7 +465,7 @@ class IntelligenceQueries(object):
         if self.pipelines_reads:
             results = self._queries([("SELECT %s %s" % (columns, reads[0][0]), reads[0][1]),
                                      ("SELECT ci_id, value %s" % reads[1][0], reads[1][1])])
-            cis, facet_rows = _columns(results[0], 5), _columns(results[1], 2)
+            cis, facet_rows = _columns(results[0], 4), _columns(results[1], 2)
         else:
             cis = self._packed_columns(columns, *reads[0])
             facet_rows = self._packed_columns("ci_id, value", *reads[1])
