@@ -294,8 +294,9 @@ class IntelligenceQueries(object):
         (its host CIs, their services, the relationships a blast radius walks), the driver's per-row and per-value
         objects were most of each read's time; the values are the same (text and nulls; these columns hold no
         numbers). On PostgreSQL the same packing (``json_agg``) measured slower, server and client
-        (bench/gate_task): rows come as rows there. Row order is the table's: callers sort. ``rest`` starts ``FROM table``; a table that may hold more than
-        :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples), whatever the backend."""
+        (bench/gate_task): rows come as rows there. Row order is the table's: callers sort. ``rest`` starts
+        ``FROM table``; a table that may hold more than :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples),
+        whatever the backend."""
         if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
             return self._query("SELECT %s %s" % (columns, rest), params)
         return list(zip(*self._packed_columns(columns, rest, params, checked=True)))
