@@ -219,8 +219,10 @@ _actions.ActionBase.__init_subclass__ = classmethod(_subclassed)
 PHASES = (
     ("play inspection", "play_inspection.py", "inspect_play"),
     ("policy in force", "policy_store.py", "gate_policy"),
-    ("host CIs", "cmdb_identity.py", "find_host_cis"),
-    ("change context", "change_gate.py", "build_change_context"),
+    ("host CIs and context, by column", "change_gate.py", "lean_change_context"),
+    ("  of which host CI columns", "cmdb_identity.py", "find_host_ci_columns"),
+    ("host CIs (as records)", "cmdb_identity.py", "find_host_cis"),
+    ("change context (records)", "change_gate.py", "build_change_context"),
     ("blast radius", "graph.py", "blast_radius"),
     ("runs in progress", "collisions.py", "running_runs"),
     ("change requests now", "collisions.py", "change_requests"),
@@ -266,7 +268,7 @@ def print_profile(path, top=25):
     print("  profiled phases (cumulative, with the profiler's overhead):")
     for label, _file_end, _name in PHASES:
         if label in cumulative:
-            print("    %-26s %7.1f ms" % (label, cumulative[label] * 1000))
+            print("    %-32s %7.1f ms" % (label, cumulative[label] * 1000))
     print("  top functions by own time:")
     stats.sort_stats("tottime").print_stats(top)
 
