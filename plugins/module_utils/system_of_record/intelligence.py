@@ -98,6 +98,8 @@ def _compress(columns, keep):
     if all(keep):
         return columns
     return [list(itertools.compress(column, keep)) for column in columns]
+
+
 _FROM_TABLE = re.compile(r"FROM \w+")
 
 
@@ -472,7 +474,9 @@ class IntelligenceQueries(object):
             facet_rows = self._packed_columns("ci_id, value", *reads[1])
         if whole:
             cis = _compress(cis, list(map(wanted.__contains__, cis[1])))
-            facet_rows = _compress(facet_rows, list(map(set(cis[0]).__contains__, facet_rows[0])))
+        # only the facets of the CIs read (a whole-table read holds others; and the two statements are two reads,
+        # so a CI written between them must not bring its facets without its columns)
+        facet_rows = _compress(facet_rows, list(map(set(cis[0]).__contains__, facet_rows[0])))
         found = dict(zip(keys, cis))
         found.update(facet_ci_id=facet_rows[0], facet_value=facet_rows[1])
         return found
