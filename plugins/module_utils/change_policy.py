@@ -888,13 +888,22 @@ def _closest_misses(policy, context, now, expressions):
             [reason for _count, _position, reasons in closest for reason in reasons])
 
 
+def glob_match(name, pattern):
+    """``fnmatch.fnmatchcase(name, pattern)``; a pattern without ``*``, ``?`` or ``[`` (most of the protected
+    areas' 189 default patterns) is compared as it is, never compiled: the gate runs in a fresh Ansible worker,
+    where fnmatch compiles each pattern it meets for the first time (a regex each)."""
+    if "*" in pattern or "?" in pattern or "[" in pattern:
+        return fnmatch.fnmatchcase(name, pattern)
+    return name == pattern
+
+
 def _matches_module(action, patterns):
     short = action.rsplit(".", 1)[-1]
     for pattern in patterns:
         if "." in pattern:
-            if fnmatch.fnmatchcase(action, pattern):
+            if glob_match(action, pattern):
                 return True
-        elif fnmatch.fnmatchcase(short, pattern):
+        elif glob_match(short, pattern):
             return True
     return False
 
@@ -902,7 +911,7 @@ def _matches_module(action, patterns):
 def _matches_path(path, pattern):
     if pattern.endswith("/"):
         return path.startswith(pattern) or path == pattern.rstrip("/")
-    return fnmatch.fnmatchcase(path, pattern)
+    return glob_match(path, pattern)
 
 
 def protected_areas_touched(policy, context):
@@ -932,13 +941,13 @@ def protected_areas_touched(policy, context):
     for area in policy.protected_areas:
         matched = []
         matched.extend(located("module %s" % m) for m in modules if _matches_module(m, area.modules))
-        matched.extend("role %s" % r for r in roles if any(fnmatch.fnmatchcase(r, p) for p in area.roles))
+        matched.extend("role %s" % r for r in roles if any(glob_match(r, p) for p in area.roles))
         matched.extend("tag %s" % t for t in sorted(tags) if t in area.tags)
         matched.extend(located("path %s" % p) for p in paths if any(_matches_path(p, pattern) for pattern in area.paths))
         matched.extend(located("service %s" % name) for name in services
-                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in area.services))
+                       if any(glob_match(name, pattern) for pattern in area.services))
         matched.extend(located("command %s" % name) for name in commands
-                       if any(fnmatch.fnmatchcase(name, pattern) for pattern in area.commands))
+                       if any(glob_match(name, pattern) for pattern in area.commands))
         if matched:
             touched.append({"area": area.name, "matched_by": matched})
     return touched

@@ -458,3 +458,18 @@ def test_the_lean_context_is_the_records_context(open_sor, policy_document, buil
     assert lean == (context, {ci["ci_id"]: name for name, ci in host_cis.items()})
     assert "cis" not in lean[0] and lean[0]["hosts_without_ci"] and lean[0]["hosts_without_environment"]
     assert lean[0]["delegated_cis"] or not delegated
+
+
+GLOB_NAMES = ["sshd", "ssh", "/etc/ssh/sshd_config", "community.general.pamd", "pamd", "a]b", "x!y", "back\\slash",
+              "caf\u00e9", "", "SSHD", "role-pam-x", "a.b"]
+GLOB_PATTERNS = ["sshd", "ssh*", "*pam*", "/etc/ssh/sshd_config", "a]b", "x!y", "back\\slash", "caf\u00e9", "",
+                 "[sS]shd", "ss?d", "a.b", "a?b", "[!s]*", "SSHD", "*"]
+
+
+def test_glob_match_is_fnmatchcase():
+    # protected areas compare literal patterns as they are (nothing compiled in the gate's fresh worker): the same
+    # answers as fnmatch.fnmatchcase for literal and wildcard patterns alike
+    import fnmatch  # pylint: disable=import-outside-toplevel
+    for name in GLOB_NAMES:
+        for pattern in GLOB_PATTERNS:
+            assert change_policy.glob_match(name, pattern) is fnmatch.fnmatchcase(name, pattern), (name, pattern)
