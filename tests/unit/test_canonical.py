@@ -157,8 +157,8 @@ def test_to_plain_reduces_subclasses_and_refuses_what_json_refuses():
 
     plain = to_plain({Tagged("k"): Tagged("v"), "n": Counted(3), "l": [Tagged("w")], "m": ["a", Tagged("b")]})
     assert plain == {"k": "v", "n": 3, "l": ["w"], "m": ["a", "b"]}
-    assert type(plain["m"][1]) is str  # noqa: E721 (a list of ASCII names with a subclass among them)
     # exact types, not subclasses: pylint: disable=unidiomatic-typecheck
+    assert type(plain["m"][1]) is str  # noqa: E721 (a list of ASCII names with a subclass among them)
     assert type(plain["l"][0]) is str and type(plain["n"]) is int  # noqa: E721
     assert all(type(key) is str for key in plain)  # noqa: E721
     with pytest.raises(ValueError):
