@@ -37,6 +37,18 @@ class Walk(object):
     def ids(self):
         return list(self.reached)
 
+    def reach(self, here, other, rel_type, depth, roots, max_items):
+        """Record ``other``, reached from ``here`` at ``depth``; False (and ``truncated``) when ``max_items`` CIs
+        are reached already. ``roots`` maps each CI to the starting CI of its path."""
+        if max_items is not None and len(self.reached) >= max_items:
+            self.truncated = True
+            return False
+        root = roots[here]
+        roots[other] = root
+        self.reached[other] = {"depth": depth, "from": here, "type": rel_type, "root": root}
+        self.depth = depth
+        return True
+
 
 def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_items=None):
     """Breadth-first over relationships from ``start_ids`` (see the module docstring).
@@ -66,7 +78,6 @@ def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_it
             # together and only its first row whose target is in the frontier can reach it, the rest being skipped
             # as seen: the steps of the loop below, one source at a time (the first level of a 10,000-host play
             # reads 10,000 rows that reach some 1,000 CIs)
-            reached = result.reached
             for other, group in itertools.groupby(rows, _SOURCE):
                 if other in seen:
                     continue
@@ -75,35 +86,21 @@ def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_it
                         break
                 else:
                     continue
-                if max_items is not None and len(reached) >= max_items:
-                    result.truncated = True
+                if not result.reach(row[2], other, row[1], depth, roots, max_items):
                     return result
-                here = row[2]
                 seen.add(other)
-                root = roots[here]
-                roots[other] = root
-                reached[other] = {"depth": depth, "from": here, "type": row[1], "root": root}
-                result.depth = depth
                 following.append(other)
             frontier = following
             continue
         if inbound != outbound:
             # outbound (triage): the same steps as the loop below without its per-row list of ends
-            near, far = 0, 2
-            reached = result.reached
             for row in rows:
-                other = row[far]
-                if other in seen or row[near] not in in_frontier:
+                other = row[2]
+                if other in seen or row[0] not in in_frontier:
                     continue
-                if max_items is not None and len(reached) >= max_items:
-                    result.truncated = True
+                if not result.reach(row[0], other, row[1], depth, roots, max_items):
                     return result
-                here = row[near]
                 seen.add(other)
-                root = roots[here]
-                roots[other] = root
-                reached[other] = {"depth": depth, "from": here, "type": row[1], "root": root}
-                result.depth = depth
                 following.append(other)
             frontier = following
             continue
@@ -116,13 +113,9 @@ def walk(sor, start_ids, direction="inbound", types=None, max_depth=None, max_it
             for here, other in ends:
                 if other in seen:
                     continue
-                if max_items is not None and len(result.reached) >= max_items:
-                    result.truncated = True
+                if not result.reach(here, other, rel_type, depth, roots, max_items):
                     return result
                 seen.add(other)
-                roots[other] = roots[here]
-                result.reached[other] = {"depth": depth, "from": here, "type": rel_type, "root": roots[here]}
-                result.depth = depth
                 following.append(other)
         frontier = following
     if frontier and max_depth is not None and depth >= max_depth:
