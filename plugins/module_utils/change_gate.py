@@ -139,14 +139,14 @@ def build_change_context(play, hosts, host_groups, cis, user, check_mode, now, c
 
 
 def ci_documents_read(policies):
-    """For ``build_change_context``: a function of the play's environments saying whether deciding under
+    """For ``build_change_context``: True, or a function of the play's environments saying whether deciding under
     ``policies`` (the policy in force, a draft beside it; None skipped) reads the per-host documents ``cis``:
     a template condition that can read them (``Policy.conditions_may_read``), or a template's environment
     limit that one of the play's environments is outside of (its reason lists the hosts there:
     ``change_policy.template_mismatches``)."""
     policies = [policy for policy in policies if policy is not None]
     if any(policy.conditions_may_read("cis") for policy in policies):
-        return lambda environments: True
+        return True  # whatever the environments (and the column-by-column read is not worth starting)
     limits = [frozenset(template.environments) for policy in policies for template in policy.templates
               if template.environments is not None]
 
@@ -243,9 +243,9 @@ def lean_change_context(sor, play, hosts, host_groups, user, check_mode, now, do
     classes = set(columns["class"])
     classes.discard(None)
     targeted = set(hosts)
-    # (every name read is a host's: a CI for each host when there are as many names as hosts)
+    # (a set test, not a count of the names read: a backend matching names loosely must not hide a host without CI)
     hosts_without_ci = [host for host in hosts if host not in environment_of] \
-        if len(environment_of) < len(targeted) else []
+        if not targeted.issubset(environment_of) else []
     hosts_without_environment = [host for host in hosts if not environment_of.get(host)] \
         if hosts_without_ci or not all(environments_of) else []
     host_ci_ids = dict(zip(columns["ci_id"], names))

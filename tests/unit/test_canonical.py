@@ -127,7 +127,8 @@ def _round_trip(value):
     {1: "int key", "s": "x"},                      # a non-str key: the round trip makes it "1"
     {"t": (1, 2), "l": [(3,)]},                    # tuples become lists
     # lists of names (run.gate's hosts): all ASCII (copied at C level), mixed, lone surrogates, empty
-    {"hosts": ["web%03d" % number for number in range(50)], "mixed": ["a", "caf\u00e9", "\ud800"], "none": []},
+    {"hosts": ["web%03d" % number for number in range(50)], "mixed": ["a", "caf\u00e9", "\ud800"], "none": [],
+     "pair": ["a", "\ud83d\ude00"]},  # a surrogate pair: the round trip makes it one character
 ])
 def test_to_plain_matches_the_json_round_trip_and_shares_nothing_mutable(value):
     plain = to_plain(value)

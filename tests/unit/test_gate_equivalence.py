@@ -84,6 +84,11 @@ def seed(sor):
     # two host CIs share a name: the one holding the host/<name> identity is the host's
     entries.append(ci_entry("ci-vm-h07", "h07", identities={"name": "host/h07"},
                             **{"class": "virtual_machine", "environment": "production", "services": ["vm-svc"]}))
+    # two host CIs share a name and neither holds its identity: the first by CI id is the host's, whatever order
+    # they were written in (ci-z first)
+    entries.append(ci_entry("ci-z-dup", "dup01", **{"class": "server", "environment": "staging", "services": ["z"]}))
+    entries.append(ci_entry("ci-a-dup", "dup01", **{"class": "server", "environment": "production",
+                                                    "services": ["a"]}))
     # a name only applications carry: no CI for that host
     entries.append(ci_entry("ci-orphan-a", "orphan01", **{"class": "application"}))
     entries.append(ci_entry("ci-orphan-b", "orphan01", **{"class": "service"}))
@@ -420,7 +425,7 @@ def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_ta
     seed(sor)
     generic = _GenericReads(sor)
     generic.find_ci_columns = types.MethodType(base.SystemOfRecord.find_ci_columns, generic)
-    names = HOSTS + ["app-03", "not-in-cmdb"]
+    names = HOSTS + ["app-03", "not-in-cmdb", "dup01"]
     records = {ci["ci_id"]: (ci["name"], ci["class"], ci["environment"], ci["attributes"].get("services", []))
                for ci in sor.find_ci_summaries(names=names, facets=("service",))}
     assert _by_ci(sor.find_ci_columns(set(names))) == records == _by_ci(generic.find_ci_columns(set(names)))
@@ -432,8 +437,23 @@ def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_ta
         assert dict(zip(columns["name"], columns["ci_id"])) == hosts
         assert _by_ci(columns) == {ci_id: records[ci_id] for ci_id in hosts.values()}
     assert hosts["h05"] == "ci-h05" and hosts["h07"] == "ci-vm-h07" and "orphan01" not in hosts
+    assert hosts["dup01"] == "ci-a-dup"
     assert cmdb_identity.find_host_ci_columns(sor, ["", None]) == dict(
         {key: [] for key in ("ci_id", "name", "class", "environment")}, facet_ci_id=[], facet_value=[])
+
+
+def test_the_generic_column_read_gives_services_as_the_facet_rows_hold_them(sor):
+    # a CI's services written oddly by another tool (a mapping, a nested list, a number): the SQL backends' facet
+    # rows hold the names the CI records give; the interface's generic read gave the raw values, and the gate's
+    # set of them failed on a mapping
+    sor.append([ci_entry("ci-odd-1", "odd01", **{"class": "server", "services": {"a": 1}}),
+                ci_entry("ci-odd-2", "odd02", **{"class": "server", "services": [["n"], "y", 7, None, " "]}),
+                ci_entry("ci-odd-3", "odd03", **{"class": "server", "services": "single"})])
+    generic = _GenericReads(sor)
+    generic.find_ci_columns = types.MethodType(base.SystemOfRecord.find_ci_columns, generic)
+    names = {"odd01", "odd02", "odd03"}
+    assert _by_ci(generic.find_ci_columns(names)) == _by_ci(sor.find_ci_columns(names))
+    assert _by_ci(sor.find_ci_columns(names))["ci-odd-3"][3] == ["single"]
 
 
 @pytest.mark.parametrize("delegated", [[], ["h39", "orphan01", "outside01", "app-03"]])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import verify_rows
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import intelligence
 
 
 class SystemOfRecord(abc.ABC):
@@ -549,15 +550,15 @@ class SystemOfRecord(abc.ABC):
         those CIs. No order is promised. What the gate aggregates of the 10,000 host CIs of a play, without a record
         per CI (the SQL backends read both tables column by column; no status: the aggregates do not read it)."""
         found = {"ci_id": [], "name": [], "class": [], "environment": [], "facet_ci_id": [], "facet_value": []}
-        attribute = dict((("service", "services"), ("owner", "owner"), ("support_group", "support_group"),
-                          ("criticality", "criticality")))[facet]
         for ci in self.find_ci_summaries(names=names, facets=(facet,)) if names else ():
             for key in ("ci_id", "name", "class", "environment"):
                 found[key].append(ci[key])
-            value = ci["attributes"].get(attribute)
-            for item in (value if isinstance(value, list) else () if value is None else [value]):
-                found["facet_ci_id"].append(ci["ci_id"])
-                found["facet_value"].append(item)
+            # the values the SQL backends' facet rows hold (services as the CI records name them, other facets as
+            # text): a service written as a mapping or a nested list is no name there either
+            for name, item in intelligence.facets_of(ci["attributes"]):
+                if name == facet:
+                    found["facet_ci_id"].append(ci["ci_id"])
+                    found["facet_value"].append(item)
         return found
 
     def find_ci_changes(self, ci_ids=None, since=None, until=None, limit=None):
