@@ -430,8 +430,8 @@ def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_ta
                for ci in sor.find_ci_summaries(names=names, facets=("service",))}
     assert _by_ci(sor.find_ci_columns(set(names))) == records == _by_ci(generic.find_ci_columns(set(names)))
     assert len(records) > len(HOSTS) - 1  # not vacuous: the shared names' CIs are all there
-    hosts = {name: ci["ci_id"] for name, ci in cmdb_identity.find_host_cis(intelligence.CiSummaries(sor),
-                                                                            names).items()}
+    found = cmdb_identity.find_host_cis(intelligence.CiSummaries(sor), names)
+    hosts = {name: ci["ci_id"] for name, ci in found.items()}
     for reads in (sor, generic):
         columns = cmdb_identity.find_host_ci_columns(reads, names)
         assert dict(zip(columns["name"], columns["ci_id"])) == hosts
