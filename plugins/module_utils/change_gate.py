@@ -32,6 +32,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import backe
 from ansible_collections.changeops.itsm.plugins.module_utils.durations import describe_roughly
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.authority import authority_for
 from ansible_collections.changeops.itsm.plugins.module_utils.servicenow.settings import instance_argument_spec
@@ -251,7 +252,7 @@ def lean_change_context(sor, play, hosts, host_groups, user, check_mode, now, do
     host_ci_ids = dict(zip(columns["ci_id"], names))
     outside = [host for host in play.get("delegated_hosts") or () if host not in targeted]
     by_name = find_host_cis(intelligence.CiSummaries(sor), outside) if outside else {}
-    host_ci_ids.update((ci["ci_id"], name) for name, ci in by_name.items() if ci.get("ci_id"))
+    host_ci_ids.update(graph.ci_ids_of(by_name))
     context = _context(play, hosts, host_groups, by_name, None, hosts_without_ci, hosts_without_environment, classes,
                        environments, services, user, check_mode, now)
     return context, host_ci_ids
@@ -744,7 +745,7 @@ def _decide_and_record(ctx, policy, play, hosts, host_groups, play_id, task_uuid
                                  list(hosts) + list(play.get("delegated_hosts") or ()))
         context = build_change_context(play, hosts, host_groups, list(host_cis.values()), user, ctx.check_mode, now,
                                        ci_documents=documents_read)
-        host_ci_ids = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+        host_ci_ids = graph.ci_ids_of(host_cis)
     else:
         context, host_ci_ids = found
     claimed = claimed_user()

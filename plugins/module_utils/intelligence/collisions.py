@@ -262,8 +262,8 @@ def ahead_of_time(sor, record, policy, now, process_check=None):
     for ci in cis:
         by_name.setdefault(ci["name"], ci)
     rules = policy.intelligence
-    radius = graph.blast_radius(sor, by_name, types=rules.relationship_types, max_depth=rules.max_depth,
-                                max_items=rules.max_items)
+    radius = graph.blast_radius(sor, graph.ci_ids_of(by_name), types=rules.relationship_types,
+                                max_depth=rules.max_depth, max_items=rules.max_items)
     services = set()
     for ci in by_name.values():
         services.update(graph.service_names(ci))

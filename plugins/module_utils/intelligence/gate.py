@@ -66,8 +66,8 @@ class GateIntelligence(object):
         self.now = now
         self.local = local
         rules = policy.intelligence
-        radius = graph.blast_radius(sor, None, types=rules.relationship_types, max_depth=rules.max_depth,
-                                    max_items=rules.max_items, host_ci_ids=host_ci_ids)
+        radius = graph.blast_radius(sor, host_ci_ids, types=rules.relationship_types, max_depth=rules.max_depth,
+                                    max_items=rules.max_items)
         context["blast_radius"] = radius
         self.scope = collisions.scope_of(context, radius)
         start, end = instant(now)

@@ -169,20 +169,22 @@ def _item(ci, info, names):
     }
 
 
-def blast_radius(sor, host_cis, types=None, max_depth=5, max_items=1000, host_ci_ids=None):
+def ci_ids_of(host_cis):
+    """``{CI id: host name}`` of ``{host name: CI}`` (``cmdb_identity.find_host_cis``), hosts without a CI left out."""
+    return {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+
+
+def blast_radius(sor, host_ci_ids, types=None, max_depth=5, max_items=1000):
     """The CIs that depend on the hosts a play changes, and a summary policy conditions can test.
 
-    ``host_cis``: ``{host name: CI}`` of the targeted (and delegated) hosts. Returns
+    ``host_ci_ids``: ``{CI id: host name}`` of the targeted (and delegated) hosts (:func:`ci_ids_of`). Returns
     ``{"items": [...], "services": [...], "service_count", "names", "criticalities",
     "highest_criticality", "environments", "owners", "host_count", "depth", "max_depth", "truncated"}``:
     ``items`` is every CI reached (nearest first), ``services`` those not of a host class
     (applications, services, databases...), ``hosts`` the host CIs reached (VMs of a hypervisor the
-    play changes). ``host_ci_ids``: ``{CI id: host name}`` instead of ``host_cis`` (a copy is taken).
+    play changes).
     """
-    if host_ci_ids is not None:
-        names = dict(host_ci_ids)
-    else:
-        names = {ci["ci_id"]: name for name, ci in host_cis.items() if ci.get("ci_id")}
+    names = dict(host_ci_ids)  # (a copy: the names of the CIs reached join it)
     found = walk(sor, list(names), "inbound", types=types, max_depth=max_depth, max_items=max_items)
     cis = {ci["ci_id"]: ci for ci in sor.find_ci_summaries(ci_ids=found.ids())} if found.reached else {}
     for ci_id, ci in cis.items():
