@@ -355,12 +355,15 @@ def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
     assert compared > 10  # not vacuous: most walks reach something
 
 
-ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0"]
+# the unit separator joins a column's values in PostgreSQL's packed reads: a value holding it is read as rows
+ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0",
+            "unit\x1fseparator", "1", ""]
 
 
 def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
-    # SQLite packs a read's rows into one JSON value (PostgreSQL does not): text that looks like JSON, escapes,
-    # characters outside the BMP and missing environments must come back exactly as the rows gave them
+    # SQLite packs a read's columns into JSON arrays, PostgreSQL joins each column's values with a separator: text
+    # that looks like JSON, escapes, characters outside the BMP, the separator itself, empty text beside missing
+    # environments (a null) must come back exactly as the rows gave them
     sor = open_sor()
     cis, relationships = [], []
     for number, text in enumerate(ODD_TEXT):
@@ -391,14 +394,29 @@ def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
                     sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
                         sources=ids[:2], as_rows=True)))
     fetched = []
-    query = sor._query
+    query, queries_at_once = sor._query, sor._queries
     monkeypatch.setattr(sor, "_query", lambda sql, params=(): fetched.append(sql) or query(sql, params))
+    monkeypatch.setattr(sor, "_queries", lambda statements: fetched.extend(sql for sql, _params in statements) or
+                        queries_at_once(statements))
     monkeypatch.setattr(sor, "PACK_ROWS_UP_TO", 3)
+    monkeypatch.setattr(sor, "PACK_BYTES_UP_TO", 0, raising=False)
     assert (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
             sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
                 sources=ids[:2], as_rows=True))) == packed_reads
-    assert not any("json_group_array" in sql for sql in fetched)
-    assert sor.packs_rows is False or any("max(rowid)" in sql for sql in fetched)
+    assert not any("json_group_array" in sql or "string_agg" in sql for sql in fetched)
+    assert any("max(rowid)" in sql or "pg_relation_size" in sql for sql in fetched)
+
+
+def test_packed_columns_without_null_flags_are_not_null_in_the_schema(open_sor):
+    # PostgreSQL's packed reads carry no null flags for the columns PACKED_NOT_NULL lists: a column listed there
+    # that the schema lets be null would come back '' where the database holds a null
+    sor = open_sor()
+    if sor.backend_name != "postgresql":
+        pytest.skip("SQLite packs JSON arrays, which hold nulls; the list is PostgreSQL's")
+    for table, columns in queries.PACKED_NOT_NULL.items():
+        nullable = dict(sor._query("SELECT column_name, is_nullable FROM information_schema.columns "
+                                   "WHERE table_schema = current_schema() AND table_name = ?", (table,)))
+        assert {column: nullable.get(column) for column in columns} == {column: "NO" for column in columns}
 
 
 def _by_ci(columns):

@@ -100,7 +100,18 @@ def _compress(columns, keep):
     return [list(itertools.compress(column, keep)) for column in columns]
 
 
-_FROM_TABLE = re.compile(r"FROM \w+")
+FROM_TABLE = re.compile(r"FROM (\w+)")
+
+#: what joins a column's values in a PostgreSQL packed read (``IntelligenceQueries._packed_select``)
+_SEPARATOR = "\x1f"
+
+#: the columns of the tables read packed that schema.py declares NOT NULL: their packed reads carry no null flags
+#: (tests/unit/test_gate_equivalence.py checks this against each backend's schema)
+PACKED_NOT_NULL = {
+    "configuration_items": frozenset(["ci_id", "name", "ci_class", "status"]),
+    "ci_facets": frozenset(["ci_id", "facet", "value"]),
+    "ci_relationships": frozenset(["source", "rel_type", "target"]),
+}
 
 
 # --------------------------------------------------------------------------
@@ -263,8 +274,10 @@ class IntelligenceQueries(object):
     #: function over a JSON array) or ``any`` (a PostgreSQL array); the backends set it
     set_parameter = "json_each"
 
-    #: whether ``_packed_rows`` has the database pack many rows into one JSON value; the backends set it
-    packs_rows = True
+    #: how ``_packed_rows`` has the database pack many rows into one row, one value per column: ``json`` (SQLite's
+    #: ``json_group_array``, parsed in C) or ``text`` (PostgreSQL's ``string_agg`` with a separator, split in C:
+    #: json_agg measured slower there than rows); the backends set it
+    packs_rows = "json"
 
     #: the most rows ``_packed_rows`` packs into one value: a table that may hold more (its largest rowid, read from
     #: its primary key in microseconds, bounds its rows) is read as rows. One JSON text of a whole huge CMDB would
@@ -290,38 +303,91 @@ class IntelligenceQueries(object):
         return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
     def _packed_rows(self, columns, rest, params=()):
-        """The rows of ``SELECT columns rest``, as tuples. On SQLite (``packs_rows``) fetched as ONE row: the
-        database packs each column into a JSON array (``json_group_array``) that a C-level parse unpacks, and the
-        columns zip back into rows. For the tens of thousands of short rows the gate reads of a 10,000-host play
-        (its host CIs, their services, the relationships a blast radius walks), the driver's per-row and per-value
-        objects were most of each read's time; the values are the same (text and nulls; these columns hold no
-        numbers). On PostgreSQL the same packing (``json_agg``) measured slower, server and client
-        (bench/gate_task): rows come as rows there. Row order is the table's: callers sort. ``rest`` starts
-        ``FROM table``; a table that may hold more than :attr:`PACK_ROWS_UP_TO` rows is read as rows (tuples),
-        whatever the backend."""
-        if not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO):
+        """The rows of ``SELECT columns rest``, as tuples, fetched as ONE row of packed columns (``packs_rows``): on
+        SQLite one JSON array per column (``json_group_array``), on PostgreSQL the column's values joined by a
+        separator (``string_agg``), either unpacked in C, and the columns zip back into rows. For the tens of
+        thousands of short rows the gate reads of a 10,000-host play (its host CIs, their services, the
+        relationships a blast radius walks), the driver's per-row and per-value objects were most of each read's
+        time; the values are the same (text and nulls; these columns hold no numbers). Row order is the table's:
+        callers sort. ``rest`` starts ``FROM table``; a table too large to pack (:meth:`_packable`) is read as rows."""
+        if not self.packs_rows or not self._packable([rest])[0]:
             return self._query("SELECT %s %s" % (columns, rest), params)
         return list(zip(*self._packed_columns(columns, rest, params, checked=True)))
 
     def _packed_columns(self, columns, rest, params=(), checked=False):
         """:meth:`_packed_rows` as one list per column of ``columns`` (a read whose caller works column by column
         builds no row at all). ``checked``: the caller found the read small enough to pack."""
-        if not checked and (not self.packs_rows or self._may_hold_more_than(rest, self.PACK_ROWS_UP_TO)):
-            return _columns(self._query("SELECT %s %s" % (columns, rest), params), columns.count(",") + 1)
-        # one array per column, not one per row: SQLite builds a value per row of json_array, and one parse of
-        # 11,000 short arrays costs twice what the same values in five long ones cost (the gate's host CIs: 9 ms
-        # against 5.5; its relationships 5.3 against 3.7 with the rows zipped back, 2026-12-06). The aggregates of
-        # one statement step over the same rows in the same order, so the columns zip back into the rows.
-        packed = self._query("SELECT %s %s" % (", ".join("json_group_array(%s)" % column.strip()
-                                                         for column in columns.split(",")), rest), params)[0]
-        return list(map(json.loads, packed))
+        return self._column_reads([(columns, rest, params)], checked=checked)[0]
 
-    def _may_hold_more_than(self, rest, count):
-        """Whether the table ``rest`` reads FROM may hold more than ``count`` rows: its largest rowid is a bound
-        (rowids are distinct positive integers, so a table never holds more rows than its largest; one with deletions
-        is read as rows a little early, which is only slower)."""
-        largest = self._query("SELECT max(rowid) %s" % _FROM_TABLE.match(rest).group(0))[0][0]
-        return (largest or 0) > count
+    def _column_reads(self, reads, checked=False):
+        """One list per column for each read ``(columns, rest, params)`` (``SELECT columns rest``), packed by the
+        database where it can (:meth:`_packed_rows`), in one round trip where the backend pipelines its statements
+        (``pipelines_reads``: a read of CIs and the read of their facets). ``checked``: packable, known already."""
+        packed = [bool(self.packs_rows)] * len(reads)
+        if self.packs_rows and not checked:
+            packed = self._packable([rest for _columns, rest, _params in reads])
+        results = self._queries([(self._packed_select(columns, rest) if pack else "SELECT %s %s" % (columns, rest),
+                                  params) for (columns, rest, params), pack in zip(reads, packed)])
+        found = []
+        for (columns, rest, params), pack, rows in zip(reads, packed, results):
+            unpacked = self._unpacked(rows[0], columns, rest) if pack else None
+            if unpacked is None:  # not packed, or a value holding the separator (read again as rows)
+                unpacked = _columns(self._query("SELECT %s %s" % (columns, rest), params) if pack else rows,
+                                    columns.count(",") + 1)
+            found.append(unpacked)
+        return found
+
+    def _packed_select(self, columns, rest):
+        """``SELECT columns rest`` as one row of packed columns. The aggregates of one statement step over the same
+        rows in the same order, so the columns zip back into the rows. One array per column, not one per row:
+        SQLite builds a value per row of json_array, and one parse of 11,000 short arrays costs twice what the same
+        values in five long ones cost (the gate's host CIs: 9 ms against 5.5; its relationships 5.3 against 3.7
+        with the rows zipped back, 2026-12-06)."""
+        names = [column.strip() for column in columns.split(",")]
+        if self.packs_rows == "json":
+            return "SELECT %s %s" % (", ".join("json_group_array(%s)" % name for name in names), rest)
+        # text: the row count, then per column its values joined by the unit separator (PostgreSQL's text holds no
+        # NUL, the only character never in one) and, unless the column is NOT NULL, one null flag per row (a null
+        # is packed as '' and flagged '1')
+        not_null = PACKED_NOT_NULL.get(FROM_TABLE.match(rest).group(1), ())
+        aggregates = ["count(*)"]
+        for name in names:
+            aggregates.append("string_agg(coalesce(%s, ''), chr(31))" % name)
+            if name not in not_null:
+                aggregates.append("string_agg(CASE WHEN %s IS NULL THEN '1' ELSE '0' END, '')" % name)
+        return "SELECT %s %s" % (", ".join(aggregates), rest)
+
+    def _unpacked(self, row, columns, rest):
+        """The columns of a row of :meth:`_packed_select`; None when a value held the separator (the values split
+        into more than the rows counted: the caller reads the rows instead)."""
+        if self.packs_rows == "json":
+            return list(map(json.loads, row))
+        names = [column.strip() for column in columns.split(",")]
+        total = row[0]
+        if not total:
+            return [[] for _name in names]
+        not_null = PACKED_NOT_NULL.get(FROM_TABLE.match(rest).group(1), ())
+        found, position = [], 1
+        for name in names:
+            values = row[position].split(_SEPARATOR)
+            position += 1
+            if len(values) != total:
+                return None
+            if name not in not_null:
+                flags = row[position]
+                position += 1
+                if "1" in flags:
+                    values = [None if flag == "1" else value for value, flag in zip(values, flags)]
+            found.append(values)
+        return found
+
+    def _packable(self, rests):
+        """Whether each read of ``rests`` (``FROM table ...``) may be packed into one value per column: on SQLite,
+        its table holds at most :attr:`PACK_ROWS_UP_TO` rows (its largest rowid is a bound: rowids are distinct
+        positive integers, so a table never holds more rows than its largest; one with deletions is read as rows a
+        little early, which is only slower). The PostgreSQL backend bounds the tables' size instead."""
+        return [(self._query("SELECT max(rowid) %s" % FROM_TABLE.match(rest).group(0))[0][0] or 0)
+                <= self.PACK_ROWS_UP_TO for rest in rests]
 
     def find_relationships(self, sources=None, targets=None, types=None, as_rows=False):
         """Relationships ``{source, type, target}`` whose source is one of ``sources`` or whose target is one of
@@ -393,16 +459,16 @@ class IntelligenceQueries(object):
         if self.pipelines_reads and reads:
             # the facets of the CIs those statements select, in the same round trip (a pipeline): chosen by the same
             # clauses in a subquery, or the whole table when a statement takes the whole table (filtered below)
-            statements = [("SELECT %s %s" % (columns, rest), params) for rest, params in reads]
+            statements = [(columns, rest, params) for rest, params in reads]
             if chosen is None:
-                statements.append(("SELECT ci_id, facet, value FROM ci_facets WHERE 1 = 1%s" % facet_clause,
+                statements.append(("ci_id, facet, value", "FROM ci_facets WHERE 1 = 1%s" % facet_clause,
                                    facet_params))
             else:
                 statements.append((
-                    "SELECT ci_id, facet, value FROM ci_facets WHERE ci_id IN (SELECT ci_id FROM configuration_items"
+                    "ci_id, facet, value", "FROM ci_facets WHERE ci_id IN (SELECT ci_id FROM configuration_items"
                     " WHERE %s)%s" % (" OR ".join(clause for clause, _params in chosen), facet_clause),
                     tuple(value for _clause, params in chosen for value in params) + facet_params))
-            results = self._queries(statements)
+            results = [list(zip(*found)) for found in self._column_reads(statements)]
             facet_rows = results.pop()
         else:
             results = [self._packed_rows(columns, rest, params) for rest, params in reads]
@@ -465,13 +531,7 @@ class IntelligenceQueries(object):
             reads = [("FROM configuration_items WHERE %s" % clause, params),
                      ("FROM ci_facets WHERE facet = ? AND ci_id IN (SELECT ci_id FROM configuration_items WHERE %s)"
                       % clause, (facet,) + params)]
-        if self.pipelines_reads:
-            results = self._queries([("SELECT %s %s" % (columns, reads[0][0]), reads[0][1]),
-                                     ("SELECT ci_id, value %s" % reads[1][0], reads[1][1])])
-            cis, facet_rows = _columns(results[0], 4), _columns(results[1], 2)
-        else:
-            cis = self._packed_columns(columns, *reads[0])
-            facet_rows = self._packed_columns("ci_id, value", *reads[1])
+        cis, facet_rows = self._column_reads([(columns,) + reads[0], ("ci_id, value",) + reads[1]])
         if whole:
             cis = _compress(cis, list(map(wanted.__contains__, cis[1])))
         # only the facets of the CIs read (a whole-table read holds others; and the two statements are two reads,
