@@ -542,3 +542,27 @@ def test_glob_match_is_fnmatchcase():
     for name in GLOB_NAMES:
         for pattern in GLOB_PATTERNS:
             assert change_policy.glob_match(name, pattern) is fnmatch.fnmatchcase(name, pattern), (name, pattern)
+
+
+@pytest.mark.parametrize("extra_hosts,listed", [(1000 - len(HOSTS), True), (1001 - len(HOSTS), False)])
+def test_a_large_batch_s_hosts_are_in_the_recorded_decision_only(open_sor, extra_hosts, listed):
+    # the task result's decision lists up to RESULT_HOSTS_UP_TO hosts (Ansible carries the result back and converts it
+    # for each callback: 10,000 names were about 10 ms of the gate task); the ledger's run.gate entry holds them all
+    sor = open_sor()
+    seed(sor)
+    hosts = HOSTS + ["extra%04d" % number for number in range(extra_hosts)]
+    full = dict((name, option.get("default")) for name, option in change_gate.CHANGE_GATE_SPEC.items())
+    full.update(fail_on_deny=False)
+    ctx = OperationContext(sor, full, run_id="run-large", actor="ops@controller")
+    play = {"name": "fleet", "tags": ["routine"], "playbook_name": "site.yml", "modules": ["ansible.builtin.apt"],
+            "play_host_count": len(hosts)}
+    result = change_gate.run_gate(ctx, change_policy.parse_policy(POLICY, "policy.yml"), play, hosts,
+                                  InventoryGroups(GROUPS), "play-1", uuid.uuid4().hex, now_func=lambda: NOW,
+                                  progress=lambda message: None)
+    decision = result["decision"]
+    assert decision["host_count"] == len(hosts) == change_gate.RESULT_HOSTS_UP_TO + (0 if listed else 1)
+    assert decision.get("hosts") == (hosts if listed else None)
+    recorded = [entry for entry in sor.iter_entries(kinds=["run.gate"]) if entry.subject == "run-large"]
+    assert [entry.data["hosts"] for entry in recorded] == [hosts]
+    assert {key: value for key, value in recorded[0].data.items() if key not in ("hosts", "recorded")} == {
+        key: value for key, value in decision.items() if key not in ("hosts", "recorded")}

@@ -18,7 +18,6 @@ context and before deciding:
 
 from __future__ import annotations
 
-import copy
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import collisions, graph
@@ -78,7 +77,9 @@ class GateIntelligence(object):
     def apply(self, decision, policy, change_type):
         """Add the blast radius summary and the collisions to ``decision`` (in place) under ``policy``."""
         start, end = instant(self.now)
-        items = copy.deepcopy(self.items)
+        # each item anew (decide sets its action and drops its window); what the items hold is never changed, so a
+        # second policy (a --check draft) decides on the same collisions; a deep copy was 2-3 ms of the gate
+        items = [dict(item) for item in self.items]
         items.extend(collisions.maintenance_windows(policy.intelligence.maintenance_windows, start, end, self.scope))
         reasons, warnings = collisions.decide(items, policy.intelligence, change_type, self.local)
         decision["blast_radius"] = graph.summary(self.context.get("blast_radius"))
