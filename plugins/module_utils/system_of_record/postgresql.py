@@ -235,6 +235,8 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     pipelines_reads = True
     #: metric_days' lead times joined by the database (``metric_rollups.MetricRollupQueries.find_metric_day_sums``)
     text_aggregate = "STRING_AGG(%s, ',')"
+    #: its planner keeps statistics and finds the run index itself (``SqlSystemOfRecord.task_results_by_run``)
+    task_results_by_run = "task_results"
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
     # hold the ledger lock a fraction of the time executemany's pipeline does for the same rows
     bulk_insert = "copy"

@@ -54,6 +54,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     placeholder = "?"
     #: how ``Statements.insert_rows`` stores many rows (``executemany``, or ``copy`` on PostgreSQL)
     bulk_insert = "executemany"
+    #: the task results of given runs, read through the run index (``find_task_results``): SQLite keeps no
+    #: statistics, and with a status filter as well it walked the status index over every changed result of the
+    #: ledger (triage at 1,000,000 change events: 390 ms a query, 6 s at p95); PostgreSQL's planner has them
+    task_results_by_run = "task_results INDEXED BY task_results_run"
 
     # -- to be provided by the dialect --------------------------------------
     def _connection(self):
@@ -655,8 +659,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             elif not chunk:
                 continue
             else:
-                sql = "SELECT seq, doc FROM task_results WHERE run_id IN (%s)%s" % (
-                    ", ".join("?" * len(chunk)), status_clause)
+                sql = "SELECT seq, doc FROM %s WHERE run_id IN (%s)%s" % (
+                    self.task_results_by_run, ", ".join("?" * len(chunk)), status_clause)
                 params = tuple(chunk) + status_params
             rows.extend(self._query(sql + " ORDER BY seq", params))
         if run_ids is not None and len(batches) > 1:
