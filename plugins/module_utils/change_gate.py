@@ -827,8 +827,8 @@ def denial_summary(decision):
     return summary
 
 
-#: the most hosts a task result's decision lists: a larger batch's hosts are in the recorded decision only (its
-#: ``host_count`` says how many). A play has them in ``ansible_play_batch`` already, and Ansible carries a task
+#: the most hosts a task result's decision lists once the decision is recorded: a larger batch's hosts are in the
+#: recorded decision only (its ``host_count`` says how many). A play has them in ``ansible_play_batch`` already, and Ansible carries a task
 #: result back from the worker and converts it for every callback: at 10,000 hosts their names cost the gate task
 #: about 10 ms of its own time (bench/gate_task), and a registered result copies them to every host's variables
 RESULT_HOSTS_UP_TO = 1000
@@ -843,13 +843,14 @@ def gate_result(params, decision, play):
     failing result carries the message, the reasons and the short fields of :func:`denial_summary`;
     the whole decision is in the ledger's ``run.gate`` entry of its ``decision_id`` (``change_event_info``
     with ``decision_id``, the change register), and in the result of a gate that does not fail
-    (``fail_on_deny: false``), but for the hosts of a batch of more than
+    (``fail_on_deny: false``), but for the hosts of a recorded decision on a batch of more than
     :data:`RESULT_HOSTS_UP_TO`.
     """
     message = decision_message(decision, (play or {}).get("name")) + policy_note(decision)
     if not decision["allowed"] and params.get("fail_on_deny", True):
         return dict(denial_summary(decision), changed=False, failed=True, msg=message)
-    if len(decision.get("hosts") or ()) > RESULT_HOSTS_UP_TO:
+    if decision.get("recorded") and len(decision.get("hosts") or ()) > RESULT_HOSTS_UP_TO:
+        # (only a decision the ledger holds: a fail-closed one may be recorded from this result, or nowhere else)
         decision = {key: value for key, value in decision.items() if key != "hosts"}
     return {"changed": False, "decision": decision, "allowed": decision["allowed"], "msg": message}
 

@@ -28,6 +28,7 @@ from support import gate_reference
 from ansible_collections.changeops.itsm.plugins.action.change_gate import InventoryGroups
 from ansible_collections.changeops.itsm.plugins.module_utils import change_gate, change_policy, cmdb_identity
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
+from ansible_collections.changeops.itsm.plugins.module_utils.errors import BackendUnavailable
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import gate as intelligence, graph
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
@@ -355,18 +356,18 @@ def test_the_one_direction_walk_reaches_what_main_reached(seed_value):
     assert compared > 10  # not vacuous: most walks reach something
 
 
-# the unit separator joins a column's values in PostgreSQL's packed reads: a value holding it is read as rows
-ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0",
-            "unit\x1fseparator", "1", ""]
+ODD_TEXT = ["quote \" and back\\slash", "tab\tnew\nline", "caf\u00e9 \u2603 \U0001f680", "[1, 2]", "null", "  ", "0", "1",
+            ""]
+#: the unit separator joins a column's values in PostgreSQL's packed reads: a value holding it is read as rows
+SEPARATOR_TEXT = "unit\x1fseparator"
+PACKED_READS = (("ci_id, name, ci_class, status, environment", "FROM configuration_items"),
+                ("ci_id, facet, value", "FROM ci_facets"),
+                ("source, rel_type, target", "FROM ci_relationships"))
 
 
-def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
-    # SQLite packs a read's columns into JSON arrays, PostgreSQL joins each column's values with a separator: text
-    # that looks like JSON, escapes, characters outside the BMP, the separator itself, empty text beside missing
-    # environments (a null) must come back exactly as the rows gave them
-    sor = open_sor()
+def _odd_entries(texts, first=0):
     cis, relationships = [], []
-    for number, text in enumerate(ODD_TEXT):
+    for number, text in enumerate(texts, first):
         attributes = {"class": "server", "status": text}
         if text.strip():  # a blank service name is no facet (the context drops it either way: the test below)
             attributes["services"] = sorted([text, "svc %d" % number])  # as facets list them: by name
@@ -375,36 +376,81 @@ def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
         cis.append(ci_entry("ci-odd-%d" % number, "odd %s" % text, **attributes))
         relationships.append(Entry("ci.relationship_added", "ci-odd-%d" % number, {
             "source": "ci-odd-%d" % number, "type": text, "target": "ci-odd-%d" % ((number + 1) % len(ODD_TEXT))}))
-    sor.append(cis)
-    sor.append(relationships)
-    for columns, rest in (("ci_id, name, ci_class, status, environment", "FROM configuration_items"),
-                          ("ci_id, facet, value", "FROM ci_facets"),
-                          ("source, rel_type, target", "FROM ci_relationships")):
+    return cis, relationships
+
+
+def _spied_unpacking(sor, monkeypatch):
+    """``[(table, unpacked)]`` of each packed read ``sor`` makes from now on (``unpacked``: False when it fell back)."""
+    seen = []
+    unpacked = sor._unpacked
+
+    def spy(row, columns, rest):
+        found = unpacked(row, columns, rest)
+        seen.append((queries.FROM_TABLE.match(rest).group(1), found is not None))
+        return found
+    monkeypatch.setattr(sor, "_unpacked", spy)
+    return seen
+
+
+def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
+    # SQLite packs a read's columns into JSON arrays, PostgreSQL joins each column's values with a separator: text
+    # that looks like JSON, escapes, characters outside the BMP, empty text beside missing environments (a null) must
+    # come back exactly as the rows gave them, unpacked (not read again as rows)
+    sor = open_sor()
+    seen = _spied_unpacking(sor, monkeypatch)
+    for entries in _odd_entries(ODD_TEXT):
+        sor.append(entries)
+    for columns, rest in PACKED_READS:
         packed = sor._packed_rows(columns, rest)
         plain = sor._query("SELECT %s %s" % (columns, rest))
         assert sorted(tuple(row) for row in packed) == sorted(tuple(row) for row in plain) and len(plain) >= 7
+    assert seen == [(rest.split()[1], True) for _columns, rest in PACKED_READS]
     generic = _GenericReads(sor)
     names = ["odd %s" % text for text in ODD_TEXT]
     assert sor.find_ci_summaries(names=names) == generic.find_ci_summaries(names=names)
     ids = ["ci-odd-%d" % number for number in range(len(ODD_TEXT))]
     assert sorted(sor.find_relationships(targets=ids, as_rows=True)) == sorted(
         generic.find_relationships(targets=ids, as_rows=True))
-    # a table that may hold more rows than one packed value should carry is read as rows: the same values
-    packed_reads = (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
-                    sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
-                        sources=ids[:2], as_rows=True)))
+    assert seen and all(unpacked for _table, unpacked in seen)
+
+    # a value holding the separator: PostgreSQL reads that table again as rows, and so from the start afterwards
+    for entries in _odd_entries([SEPARATOR_TEXT], first=len(ODD_TEXT)):
+        sor.append(entries)
+    for columns, rest in PACKED_READS:
+        del seen[:]
+        plain = sorted(tuple(row) for row in sor._query("SELECT %s %s" % (columns, rest)))
+        assert sorted(tuple(row) for row in sor._packed_rows(columns, rest)) == plain
+        assert seen == [(rest.split()[1], sor.packs_rows == "json")]
+        del seen[:]
+        assert sorted(tuple(row) for row in sor._packed_rows(columns, rest)) == plain
+        assert seen == ([(rest.split()[1], True)] if sor.packs_rows == "json" else [])
+
+
+def test_a_table_too_large_to_pack_is_read_as_rows(open_sor, monkeypatch):
+    sor = open_sor()
+    for entries in _odd_entries(ODD_TEXT):
+        sor.append(entries)
+    names = ["odd %s" % text for text in ODD_TEXT]
+    ids = ["ci-odd-%d" % number for number in range(len(ODD_TEXT))]
+
+    def reads():
+        return (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
+                sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
+                    sources=ids[:2], as_rows=True)))
     fetched = []
     query, queries_at_once = sor._query, sor._queries
     monkeypatch.setattr(sor, "_query", lambda sql, params=(): fetched.append(sql) or query(sql, params))
     monkeypatch.setattr(sor, "_queries", lambda statements: fetched.extend(sql for sql, _params in statements) or
                         queries_at_once(statements))
+    packed_reads = reads()
+    assert any("json_group_array" in sql or "string_agg" in sql for sql in fetched)  # packed while small
+    del fetched[:]
     monkeypatch.setattr(sor, "PACK_ROWS_UP_TO", 3)
     monkeypatch.setattr(sor, "PACK_BYTES_UP_TO", 0, raising=False)
-    assert (sor.find_ci_summaries(names=names), sor.find_ci_summaries(ci_ids=ids, facets=("service",)),
-            sorted(sor.find_relationships(targets=ids, as_rows=True)), sorted(sor.find_relationships(
-                sources=ids[:2], as_rows=True))) == packed_reads
+    monkeypatch.setattr(sor, "_pack_sizes", None, raising=False)  # (the sizes a PostgreSQL store keeps a minute)
+    assert reads() == packed_reads
     assert not any("json_group_array" in sql or "string_agg" in sql for sql in fetched)
-    assert any("max(rowid)" in sql or "pg_relation_size" in sql for sql in fetched)
+    assert any("max(rowid)" in sql or "pg_table_size" in sql for sql in fetched)
 
 
 def test_packed_columns_without_null_flags_are_not_null_in_the_schema(open_sor):
@@ -435,11 +481,13 @@ def _by_ci(columns):
 @pytest.mark.parametrize("whole_table_above", [2000, 4])
 def test_the_column_reads_agree_with_the_records(open_sor, monkeypatch, whole_table_above, pack_rows_up_to):
     # the gate reads the play's host CIs column by column (no record per CI): the same CIs, columns and services as
-    # the records of find_ci_summaries / find_host_cis, names several CIs share settled the same way; packed (SQLite)
-    # or as rows (a larger table, PostgreSQL)
+    # the records of find_ci_summaries / find_host_cis, names several CIs share settled the same way; packed, or as
+    # rows (a table too large to pack: 3 rows on SQLite, no byte on PostgreSQL)
     monkeypatch.setattr(queries.IntelligenceQueries, "WHOLE_TABLE_ABOVE", whole_table_above)
     monkeypatch.setattr(queries.IntelligenceQueries, "PACK_ROWS_UP_TO", pack_rows_up_to)
     sor = open_sor()
+    if pack_rows_up_to < 10:
+        monkeypatch.setattr(sor, "PACK_BYTES_UP_TO", 0, raising=False)
     seed(sor)
     generic = _GenericReads(sor)
     generic.find_ci_columns = types.MethodType(base.SystemOfRecord.find_ci_columns, generic)
@@ -566,3 +614,30 @@ def test_a_large_batch_s_hosts_are_in_the_recorded_decision_only(open_sor, extra
     assert [entry.data["hosts"] for entry in recorded] == [hosts]
     assert {key: value for key, value in recorded[0].data.items() if key not in ("hosts", "recorded")} == {
         key: value for key, value in decision.items() if key not in ("hosts", "recorded")}
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_a_fail_closed_decision_keeps_every_host(check_mode):
+    # a decision the gate could not record (the system of record unreachable) is in its result only, and an ad-hoc
+    # command's is recorded from that result (recorder/adhoc.py): its hosts stay whatever the batch's size
+    hosts = ["host%04d" % number for number in range(change_gate.RESULT_HOSTS_UP_TO + 1)]
+    result = change_gate.fail_closed({"fail_on_deny": False}, BackendUnavailable("the database is down"), NOW,
+                                     {"name": "fleet"}, "play-1", hosts, check_mode)
+    assert result["decision"]["hosts"] == hosts and result["decision"]["recorded"] is False
+
+
+def test_a_read_of_host_cis_is_one_round_trip_once_the_table_sizes_are_known(open_sor, monkeypatch):
+    # PostgreSQL checks the tables' sizes before packing: read once a minute per store, not before every read
+    sor = open_sor()
+    seed(sor)
+    if sor.backend_name != "postgresql":
+        pytest.skip("SQLite reads in process: a round trip is PostgreSQL's")
+    names = set(HOSTS)
+    first = sor.find_ci_columns(names)
+    trips = []
+    query, queries_at_once = sor._query, sor._queries
+    monkeypatch.setattr(sor, "_query", lambda sql, params=(): trips.append(sql) or query(sql, params))
+    monkeypatch.setattr(sor, "_queries", lambda statements: trips.append(statements) or queries_at_once(statements))
+    assert sor.find_ci_columns(names) == first and len(trips) == 1
+    monkeypatch.setattr(sor, "_pack_sizes", (sor._pack_sizes[0] - sor.PACK_SIZES_FOR_SECONDS - 1, sor._pack_sizes[1]))
+    assert sor.find_ci_columns(names) == first and len(trips) == 3  # the sizes read again, then the read

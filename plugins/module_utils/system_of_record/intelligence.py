@@ -326,15 +326,21 @@ class IntelligenceQueries(object):
         packed = [bool(self.packs_rows)] * len(reads)
         if self.packs_rows and not checked:
             packed = self._packable([rest for _columns, rest, _params in reads])
+        # a table a value of which held the separator is read as rows by this store from then on (see below)
+        split_fails = self.__dict__.setdefault("_tables_read_as_rows", set())
+        packed = [pack and FROM_TABLE.match(rest).group(1) not in split_fails
+                  for pack, (_columns, rest, _params) in zip(packed, reads)]
         results = self._queries([(self._packed_select(columns, rest) if pack else "SELECT %s %s" % (columns, rest),
                                   params) for (columns, rest, params), pack in zip(reads, packed)])
         found = []
         for (columns, rest, params), pack, rows in zip(reads, packed, results):
             unpacked = self._unpacked(rows[0], columns, rest) if pack else None
-            if unpacked is None:  # not packed, or a value holding the separator (read again as rows)
-                unpacked = _columns(self._query("SELECT %s %s" % (columns, rest), params) if pack else rows,
-                                    columns.count(",") + 1)
-            found.append(unpacked)
+            if unpacked is None and pack:
+                # a value holding the separator: read again as rows, and so from the start next time (each read of
+                # that table would otherwise cost the packed statement and the rows' both)
+                split_fails.add(FROM_TABLE.match(rest).group(1))
+                rows = self._query("SELECT %s %s" % (columns, rest), params)
+            found.append(unpacked if unpacked is not None else _columns(rows, columns.count(",") + 1))
         return found
 
     def _packed_select(self, columns, rest):
@@ -516,7 +522,7 @@ class IntelligenceQueries(object):
     def find_ci_columns(self, names, facet="service"):
         """The CIs named one of ``names`` as columns (``base.SystemOfRecord.find_ci_columns``): no record per CI,
         for the gate's read of the 10,000 host CIs of a play, which it aggregates column by column. The same
-        statements as :meth:`find_ci_summaries` (one round trip on PostgreSQL), read column by column."""
+        statements as :meth:`find_ci_summaries` (one round trip on PostgreSQL once the store knows the tables' sizes), read column by column."""
         wanted = names if isinstance(names, (set, frozenset, dict)) else set(names)
         keys = ("ci_id", "name", "class", "environment")
         if not wanted:

@@ -101,7 +101,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import (
     MissingDependency,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import FROM_TABLE
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
+    FROM_TABLE,
+    PACKED_NOT_NULL,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.sql import SqlSystemOfRecord
 
 #: ``pg_advisory_xact_lock`` keys (64-bit, database-wide). Chosen once and
@@ -228,9 +231,13 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     #: many short rows are fetched as one row, each column's values joined by a separator (``string_agg``; see
     #: ``intelligence.IntelligenceQueries._packed_rows``): json_agg measured slower here than rows, this faster
     packs_rows = "text"
-    #: the largest table (bytes of its heap) read packed: every value of a column is on the heap with more than a
-    #: byte of tuple header, so a packed column is smaller, and far below the 1 GB a PostgreSQL value may hold
+    #: the largest table (bytes of its heap and TOAST, ``pg_table_size``) read packed: every value of a column is
+    #: stored there with more than a byte of header, so a packed column is smaller, and far below the 1 GB a
+    #: PostgreSQL value may hold
     PACK_BYTES_UP_TO = 256 * 1024 * 1024
+    #: how long a store trusts the table sizes it read (a round trip each read otherwise: a gate reads several times
+    #: within a second, a review service for hours)
+    PACK_SIZES_FOR_SECONDS = 60.0
     #: ``_queries`` sends its statements in one pipeline (``intelligence.IntelligenceQueries.find_ci_summaries``)
     pipelines_reads = True
     #: metric_days' lead times joined by the database (``metric_rollups.MetricRollupQueries.find_metric_day_sums``)
@@ -669,12 +676,19 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                                  % (self.describe(), self._scrub(_one_line(exc))), backend=self.describe())
 
     def _packable(self, rests):
-        """Whether each read of ``rests`` (``FROM table ...``) may be packed: its table's heap holds at most
-        :attr:`PACK_BYTES_UP_TO` bytes (one statement for all, read from the table files' sizes)."""
+        """Whether each read of ``rests`` (``FROM table ...``) may be packed: its table holds at most
+        :attr:`PACK_BYTES_UP_TO` bytes (``pg_table_size``: its heap and TOAST). The sizes of the tables read packed
+        (``intelligence.PACKED_NOT_NULL``) are read in one statement and kept :attr:`PACK_SIZES_FOR_SECONDS`."""
         tables = [FROM_TABLE.match(rest).group(1) for rest in rests]
-        sizes = self._query("SELECT %s" % ", ".join(["pg_relation_size(to_regclass(?))"] * len(tables)),
-                            tuple(tables))[0]
-        return [(size or 0) <= self.PACK_BYTES_UP_TO for size in sizes]
+        read_at, sizes = self.__dict__.get("_pack_sizes") or (None, {})
+        now = time.monotonic()
+        if read_at is None or now - read_at > self.PACK_SIZES_FOR_SECONDS or not set(tables) <= set(sizes):
+            names = sorted(set(PACKED_NOT_NULL) | set(tables))
+            found = self._query("SELECT %s" % ", ".join(["pg_table_size(to_regclass(?))"] * len(names)),
+                                tuple(names))[0]
+            sizes = dict(zip(names, found))
+            self._pack_sizes = (now, sizes)
+        return [(sizes.get(table) or 0) <= self.PACK_BYTES_UP_TO for table in tables]
 
     def _queries(self, statements):
         """The statements in one pipeline: one round trip for all (the CIs of a play and their facets), where each
