@@ -366,9 +366,9 @@ decision:
     hosts:
       description:
         - Hosts the decision covers (the play's current batch).
-        - Not returned for a batch of more than 1,000 hosts (C(ansible_play_batch) lists them, the decision's
-          C(host_count) says how many); the recorded decision holds them all.
-      returned: when the batch has at most 1,000 hosts
+        - Not returned for a batch of more than 1,000 hosts once the decision is recorded (C(ansible_play_batch)
+          lists them, the decision's C(host_count) says how many); the recorded decision holds them all.
+      returned: when the batch has at most 1,000 hosts, or the decision could not be recorded
       type: list
       elements: str
     would_be:
