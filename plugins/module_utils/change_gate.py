@@ -828,9 +828,10 @@ def denial_summary(decision):
 
 
 #: the most hosts a task result's decision lists once the decision is recorded: a larger batch's hosts are in the
-#: recorded decision only (its ``host_count`` says how many). A play has them in ``ansible_play_batch`` already, and Ansible carries a task
-#: result back from the worker and converts it for every callback: at 10,000 hosts their names cost the gate task
-#: about 10 ms of its own time (bench/gate_task), and a registered result copies them to every host's variables
+#: recorded decision only (its ``host_count`` says how many). A play has them in ``ansible_play_batch`` already,
+#: and Ansible carries a task result back from the worker and converts it for every callback: at 10,000 hosts their
+#: names cost the gate task about 10 ms of its own time (bench/gate_task), and a registered result copies them to
+#: every host's variables
 RESULT_HOSTS_UP_TO = 1000
 
 

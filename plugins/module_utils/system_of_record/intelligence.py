@@ -114,6 +114,13 @@ PACKED_NOT_NULL = {
 }
 
 
+def _text_layout(columns, rest):
+    """``[(column, flagged)]`` of a PostgreSQL packed read: each column, and whether a null flag follows its values
+    (the one layout ``_packed_select`` writes and ``_unpacked`` reads)."""
+    not_null = PACKED_NOT_NULL.get(FROM_TABLE.match(rest).group(1), ())
+    return [(name, name not in not_null) for name in (column.strip() for column in columns.split(","))]
+
+
 # --------------------------------------------------------------------------
 # projectors (they follow the main projector of their entry kind)
 # --------------------------------------------------------------------------
@@ -349,17 +356,16 @@ class IntelligenceQueries(object):
         SQLite builds a value per row of json_array, and one parse of 11,000 short arrays costs twice what the same
         values in five long ones cost (the gate's host CIs: 9 ms against 5.5; its relationships 5.3 against 3.7
         with the rows zipped back, 2026-12-06)."""
-        names = [column.strip() for column in columns.split(",")]
         if self.packs_rows == "json":
-            return "SELECT %s %s" % (", ".join("json_group_array(%s)" % name for name in names), rest)
+            return "SELECT %s %s" % (", ".join("json_group_array(%s)" % column.strip()
+                                               for column in columns.split(",")), rest)
         # text: the row count, then per column its values joined by the unit separator (PostgreSQL's text holds no
         # NUL, the only character never in one) and, unless the column is NOT NULL, one null flag per row (a null
         # is packed as '' and flagged '1')
-        not_null = PACKED_NOT_NULL.get(FROM_TABLE.match(rest).group(1), ())
         aggregates = ["count(*)"]
-        for name in names:
+        for name, flagged in _text_layout(columns, rest):
             aggregates.append("string_agg(coalesce(%s, ''), chr(31))" % name)
-            if name not in not_null:
+            if flagged:
                 aggregates.append("string_agg(CASE WHEN %s IS NULL THEN '1' ELSE '0' END, '')" % name)
         return "SELECT %s %s" % (", ".join(aggregates), rest)
 
@@ -368,18 +374,17 @@ class IntelligenceQueries(object):
         into more than the rows counted: the caller reads the rows instead)."""
         if self.packs_rows == "json":
             return list(map(json.loads, row))
-        names = [column.strip() for column in columns.split(",")]
+        layout = _text_layout(columns, rest)
         total = row[0]
         if not total:
-            return [[] for _name in names]
-        not_null = PACKED_NOT_NULL.get(FROM_TABLE.match(rest).group(1), ())
+            return [[] for _column in layout]
         found, position = [], 1
-        for name in names:
+        for _name, flagged in layout:
             values = row[position].split(_SEPARATOR)
             position += 1
             if len(values) != total:
                 return None
-            if name not in not_null:
+            if flagged:
                 flags = row[position]
                 position += 1
                 if "1" in flags:
