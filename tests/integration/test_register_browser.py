@@ -13,6 +13,7 @@ import csv
 import http.server
 import json
 import os
+import re
 import threading
 import time
 
@@ -114,9 +115,27 @@ def shot(page, name, full_page=False, backend=None):
     page.screenshot(path=os.path.join(SCREENSHOTS, "register-%s%s.png" % (name, suffix)), full_page=full_page)
 
 
+def _search_debounce_ms():
+    """The search box's debounce, read from register.js (onFilterInput) so the wait below follows it."""
+    source = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "plugin_utils", "register_templates", "register.js")
+    with open(source, encoding="utf-8") as stream:
+        found = re.search(r"type === 'search' \? (\d+) : 0", stream.read())
+    assert found, "%s: onFilterInput's search delay not found" % source
+    return int(found.group(1))
+
+
+LIST_FILTER_DELAY_MS = _search_debounce_ms()
+
+
 def wait_rows(page, count, timeout=10.0):
     """Wait until the list shows ``count`` rows. Polls with evaluate (a function, run through CDP):
-    Playwright's wait_for_function with a string would need 'unsafe-eval', which the page's CSP forbids."""
+    Playwright's wait_for_function with a string would need 'unsafe-eval', which the page's CSP forbids.
+
+    The search box applies what was typed 150 ms after the last key. A count seen before then can be a
+    part-typed query's ("dep" may match as many rows as "deploy"), and its re-render replaces the rows a
+    test then focuses or clicks. A timer the page queues now, longer than that delay, fires after the
+    list's pending one: once it has, the list shows everything typed so far."""
+    page.evaluate("() => new Promise(resolve => setTimeout(resolve, %d))" % (LIST_FILTER_DELAY_MS + 50))
     deadline = time.monotonic() + timeout
     while True:
         shown = page.evaluate("() => document.querySelectorAll('#rows tr[data-run-id]').length")
