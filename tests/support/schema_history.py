@@ -24,6 +24,18 @@ UNDO = {
     schema.version_of(schema.METRIC_NEXT_INCREMENTAL_MIGRATION): lambda version: [] if version < schema.version_of(
         schema.METRIC_NEXT_MIGRATION) else ["DROP TABLE metric_ci_next"] + schema.statements_for("BIGINT", next(
             migration for migration in schema.MIGRATIONS if migration[1] == schema.METRIC_NEXT_MIGRATION)),
+    # the covering indexes of migration 18 back to their earlier columns (migrations 12 to 14), on the tables the
+    # rollback keeps
+    schema.version_of(schema.METRIC_FAILURE_ROWS_MIGRATION): lambda version: [
+        statement for table, statements in (
+            ("metric_changes", ["DROP INDEX metric_changes_failed",
+                                "CREATE INDEX metric_changes_failed ON metric_changes (status_failed, started_at)"]),
+            ("metric_ci_next", ["DROP INDEX metric_ci_next_run",
+                                "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)"]),
+            ("metric_changes", ["DROP INDEX metric_changes_run_deployment"]),
+            ("ci_changes", ["DROP INDEX ci_changes_ci_time",
+                            "CREATE INDEX ci_changes_ci_time ON ci_changes (ci_id, started_at)"]))
+        if table in schema.tables_until(version) for statement in statements],
 }
 #: the same for PostgreSQL only (SQLite has nothing of these migrations to undo)
 UNDO_POSTGRESQL = {

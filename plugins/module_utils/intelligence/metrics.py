@@ -295,20 +295,28 @@ def _summary(changes, days):
 
 def figures(changes, deployments, lead, failed, days):
     """The figures of a bucket or a period from its counts of changes and deployments, the lead times (seconds) of
-    its deployments and its failed changes (``_Change``): what the raw and the rollup computations share."""
+    its deployments and its failed changes (``_Change``)."""
     restored = [change.restore_hours for change in failed if change.restore_hours is not None]
-    lead = sorted(lead)  # (once for both percentiles: a 90-day period's buckets hold tens of thousands)
+    return counted_figures(changes, deployments, sorted(lead), len(failed),
+                           _count(reason for change in failed for reason in change.why), restored, days)
+
+
+def counted_figures(changes, deployments, ordered_lead, failed, reasons, restored, days):
+    """The figures from what a bucket or a period adds up: counts of changes, deployments and failed changes, the
+    deployments' lead times sorted (seconds), ``{reason: failed changes}`` and the failed changes' hours to
+    restore (those restored): what the raw and the rollup computations share (the rollups add these up per cell
+    instead of listing every failed change in each bucket and group it counts in)."""
     return {
         "changes": changes,
         "deployments": deployments,
         "deployments_per_day": round(deployments / days, 4),
-        "lead_time": {"count": len(lead), "median_hours": _hours(_percentile(lead, 0.5, ordered=True)),
-                      "p90_hours": _hours(_percentile(lead, 0.9, ordered=True))},
-        "failed_changes": len(failed),
-        "change_failure_rate": round(len(failed) / float(changes), 4) if changes else None,
-        "failure_reasons": _count(reason for change in failed for reason in change.why),
+        "lead_time": {"count": len(ordered_lead), "median_hours": _hours(_percentile(ordered_lead, 0.5, ordered=True)),
+                      "p90_hours": _hours(_percentile(ordered_lead, 0.9, ordered=True))},
+        "failed_changes": failed,
+        "change_failure_rate": round(failed / float(changes), 4) if changes else None,
+        "failure_reasons": reasons,
         "time_to_restore": {"count": len(restored), "median_hours": _percentile(restored, 0.5),
-                            "unrestored": len(failed) - len(restored)},
+                            "unrestored": failed - len(restored)},
     }
 
 

@@ -38,22 +38,40 @@ _DAY_US = 86400 * 1000000
 
 
 class _Sum(object):
-    """Counts and lead times of a bucket (or a period) of a group: what the rollups add up."""
+    """What a bucket (or a period) of a group adds up: counts, lead times, and of its failed changes their count,
+    ``{reason: count}`` and hours to restore. Each failed change is added once, to its own cell; buckets and groups
+    add cells up (a failed change counts in its bucket, each of its groups' buckets and their periods)."""
 
-    __slots__ = ("changes", "deployments", "lead_chunks", "lead", "failed")
+    __slots__ = ("changes", "deployments", "lead_chunks", "lead", "failed", "reasons", "restored")
 
     def __init__(self):
         self.changes = 0
         self.deployments = 0
         self.lead_chunks = []
         self.lead = []
-        self.failed = []
+        self.failed = 0
+        self.reasons = {}
+        self.restored = []
 
     def add(self, other):
         self.changes += other.changes
         self.deployments += other.deployments
         self.lead.extend(other.lead)
-        self.failed.extend(other.failed)
+        if other.failed:
+            self.failed += other.failed
+            reasons = self.reasons
+            for reason, count in other.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + count
+            self.restored.extend(other.restored)
+
+    def add_failed(self, change):
+        """``change`` (``_Failure``), failed."""
+        self.failed += 1
+        reasons = self.reasons
+        for reason in change.why:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        if change.restore_hours is not None:
+            self.restored.append(change.restore_hours)
 
     def parse_leads(self):
         """The lead times of the rollup rows read into this cell, parsed once (JSON keeps a float exactly)."""
@@ -62,7 +80,9 @@ class _Sum(object):
             self.lead_chunks = []
 
     def figures(self, days):
-        return metrics.figures(self.changes, self.deployments, self.lead, self.failed, days)
+        """The figures, this sum's lead times being sorted."""
+        return metrics.counted_figures(self.changes, self.deployments, self.lead, self.failed, self.reasons,
+                                       self.restored, days)
 
 
 def _utc_midnight(moment):
@@ -124,7 +144,6 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
               if change.failed and since_us <= change.start_us < until_us]
     key_of = _labels(sor, [change for change in failed if change.status is not None])
-    extra = {}
     bucket_of_day_number = {}
     for change in failed:
         number = change.start_us // _DAY_US
@@ -133,14 +152,12 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             start = bucket_of_day_number[number] = metrics.bucket_start(
                 _EPOCH + datetime.timedelta(days=number), bucket)
         if change.status is not None:
-            target = extra.setdefault((start, key_of(change)), _Sum())
+            target = cell(start, key_of(change))
             target.changes += 1  # (the rollups leave out the changes that ended failed)
         else:
             # (a change that ended well counts in metric_days under its label key: the same labels by the same rules)
-            target = extra.setdefault((start, change.key), _Sum())
-        target.failed.append(change)
-    for cell_key, value in extra.items():
-        cell(*cell_key).add(value)
+            target = cell(start, change.key)
+        target.add_failed(change)
 
     wanted = {"service": set(services or ()), "environment": set(environments or ()), "team": set(teams or ())}
     for value in sums.values():
@@ -148,17 +165,25 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     # every cell goes to its bucket and its groups' buckets; a period's figures are its buckets added up (each
     # bucket's lead times sorted once: the period merges a few sorted runs instead of every cell's)
     buckets, groups = {}, {}
-    label_cache = {}
+    # per label key, worked out once: None when the filters leave its changes out, else the groups it counts in
+    routes = {}
     for (start, key), value in sums.items():
-        keys = label_cache.get(key)
-        if keys is None:
-            keys = label_cache[key] = labels_of_key(key)
-        if not all(not values or keys[name] & values for name, values in wanted.items()):
+        route = routes.get(key, False)
+        if route is False:
+            keys = labels_of_key(key)
+            if all(not values or keys[name] & values for name, values in wanted.items()):
+                route = tuple(keys[group_by] or ("(none)",)) if group_by else ()
+            else:
+                route = None
+            routes[key] = route
+        if route is None:
             continue
-        buckets.setdefault(start, _Sum()).add(value)
-        if group_by:
-            for group in keys[group_by] or ("(none)",):
-                groups.setdefault(group, {}).setdefault(start, _Sum()).add(value)
+        _sum_of(buckets, start).add(value)
+        for group in route:
+            members = groups.get(group)
+            if members is None:
+                members = groups[group] = {}
+            _sum_of(members, start).add(value)
 
     days = metrics.period_days(since, until)
     starts = [(start, span, format_time(start)) for start, span in metrics.bucket_starts(since, until, bucket)]
@@ -175,11 +200,20 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     return result
 
 
+def _sum_of(sums, start):
+    """``sums[start]``, a new ``_Sum`` there first if none (not made on every call, as ``setdefault`` would)."""
+    found = sums.get(start)
+    if found is None:
+        found = sums[start] = _Sum()
+    return found
+
+
 def _total(buckets):
-    """The buckets' sums added up (after ``_bucket_rows``: their lead times sorted)."""
+    """The buckets' sums added up, lead times sorted (after ``_bucket_rows``: a few sorted runs to merge)."""
     total = _Sum()
     for start in sorted(buckets):
         total.add(buckets[start])
+    total.lead.sort()
     return total
 
 
