@@ -29,7 +29,9 @@ UNDO = {
     schema.version_of(schema.METRIC_FAILURE_ROWS_MIGRATION): lambda version: [
         statement for table, statements in (
             ("metric_changes", ["DROP INDEX metric_changes_failed",
-                                "CREATE INDEX metric_changes_failed ON metric_changes (status_failed, started_at)"]),
+                                "CREATE INDEX metric_changes_failed ON metric_changes (status_failed, started_at)",
+                                "ALTER TABLE metric_changes DROP COLUMN failed_status",
+                                "ALTER TABLE metric_changes DROP COLUMN failed_environment"]),
             ("metric_ci_next", ["DROP INDEX metric_ci_next_run",
                                 "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)"]),
             ("metric_changes", ["DROP INDEX metric_changes_run_deployment"]),

@@ -33,9 +33,11 @@ def ci(ci_id, name, **attributes):
 def history(sor, seed=18, runs=160):
     """CIs of several services, teams and environments, then ``runs`` random runs over 12 days (2026-01-05 on)."""
     sor.append([
-        ci("ci-web01", "web01", **{"class": "server", "services": ["shop"], "support_group": "web"}),
-        ci("ci-web02", "web02", **{"class": "server", "services": ["shop", "blog"], "support_group": "web"}),
-        ci("ci-db01", "db01", **{"class": "server", "services": ["shop"], "owner": "dba"}),
+        ci("ci-web01", "web01", **{"class": "server", "services": ["shop"], "support_group": "web",
+                                   "environment": "production"}),
+        ci("ci-web02", "web02", **{"class": "server", "services": ["shop", "blog"], "support_group": "web",
+                                   "environment": "production"}),
+        ci("ci-db01", "db01", **{"class": "server", "services": ["shop"], "owner": "dba", "environment": "staging"}),
         ci("ci-db02", "db02", **{"class": "server", "owner": "dba"}),
         ci("ci-batch01", "batch01", **{"class": "server"}),
         ci("ci-app", "checkout", **{"class": "application", "services": ["payments"]}),
@@ -192,14 +194,23 @@ def _next_parts(sor):
     return rows, [row for row in rows if row[4] is not None], [row for row in rows if row[5] is not None]
 
 
+def _failed_parts(sor):
+    """The changes that ended failed with the status and environment their rows keep, and those with an environment."""
+    rows = sorted((row["run_id"], row["failed_status"], row["failed_environment"])
+                  for row in sor.find_metric_changes(None, None, failed_only=True))
+    return rows, [row for row in rows if row[1] in ("failed", "interrupted") and row[2]]
+
+
 @pytest.mark.parametrize("migration, reader", [
     # as a collection before the rollups left it
     (schema.METRIC_ROLLUPS_MIGRATION, _rollup_rows),
+    # with the rollups, but the failed changes' status and environment only in change_facts
+    (schema.METRIC_FAILURE_ROWS_MIGRATION, _failed_parts),
     # with the daily rollups but not metric_ci_next
     (schema.METRIC_NEXT_MIGRATION, _next_parts),
     # with metric_ci_next as migration 14 made it, filled by a full refresh per link
     (schema.METRIC_NEXT_INCREMENTAL_MIGRATION, _next_parts),
-], ids=["metric_changes+metric_days", "metric_ci_next", "metric_ci_next-incremental"])
+], ids=["metric_changes+metric_days", "failed-status-environment", "metric_ci_next", "metric_ci_next-incremental"])
 def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader, monkeypatch):
     # a few CIs per page, so the backfill's paging over CIs is exercised (a large estate reads millions of links)
     monkeypatch.setattr(metric_rollups, "_BACKFILL_CIS", 3)

@@ -58,7 +58,11 @@ NEXT_TABLES_VERSION = schema.version_of(schema.METRIC_NEXT_INCREMENTAL_MIGRATION
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _FACT_COLUMNS = "run_id, started_at, ended_at, status, dry_run, authorisation, environment, commit_at"
 _MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, deployment, emergency, lead_seconds,"
-                   " label_key")
+                   " label_key, failed_status, failed_environment")
+#: the columns migration 13 made, all its backfill writes (migration 18 adds the failed changes' status and
+#: environment, filling them for the rows there are)
+_MEMBER_COLUMNS_13 = ", ".join(_MEMBER_COLUMNS.split(", ")[:10])
+_MEMBER_INSERT = "INSERT INTO metric_changes (%s) VALUES (%s)" % (_MEMBER_COLUMNS, ", ".join(["?"] * 12))
 
 
 def _rules():
@@ -107,7 +111,8 @@ def member_row(fact, ci_ids, facets, names):
 
     ``fact``: its ``change_facts`` columns (``_FACT_COLUMNS``); ``ci_ids``: the CIs ``ci_changes`` links it to;
     ``facets``: ``ci_id -> {facet: [value, ...]}`` (values sorted); ``names``: ``ci_id -> (name, class)``.
-    The labels are ``metrics._labels``' own rules over the same inputs."""
+    The labels are ``metrics._labels``' own rules over the same inputs. A change that ended failed has no label
+    key but its status and environment (``change_facts``' own): the failure rules read them with its row."""
     rules = _rules()
     fact = dict(fact, dry_run=bool(fact["dry_run"]))
     if not rules._is_change(fact):
@@ -127,7 +132,8 @@ def member_row(fact, ci_ids, facets, names):
     day = change.start.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d")
     emergency = 1 if "emergency" in (fact.get("authorisation") or "").split("+") else 0
     return (fact["run_id"], fact["started_at"], day, micros(change.start), micros(change.end), failed,
-            1 if change.deployment else 0, emergency, change.lead, key)
+            1 if change.deployment else 0, emergency, change.lead, key, fact["status"] if failed else None,
+            fact.get("environment") if failed else None)
 
 
 # --------------------------------------------------------------------------
@@ -192,7 +198,7 @@ def _sync(db, run_id):
         if not old[5]:
             _add_to_day(db, old[2], old[9], -1, old[6], old[8])
     if new is not None:
-        db.execute("INSERT INTO metric_changes (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _MEMBER_COLUMNS, new)
+        db.execute(_MEMBER_INSERT, new)
         if not new[5]:
             _add_to_day(db, new[2], new[9], 1, new[6], new[8])
 
@@ -405,8 +411,8 @@ def backfill(db, batch=5000):
             member = member_row(fact, sorted(cis.get(fact["run_id"], ())), facets, names)
             if member is None:
                 continue
-            db.execute("INSERT INTO metric_changes (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _MEMBER_COLUMNS,
-                       member)
+            db.execute("INSERT INTO metric_changes (%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" % _MEMBER_COLUMNS_13,
+                       member[:10])
             if not member[5]:
                 day = days.setdefault((member[2], member[9]), [0, 0, []])
                 day[0] += 1
@@ -458,7 +464,7 @@ _BACKFILL_CIS = 2000
 # queries
 # --------------------------------------------------------------------------
 _MEMBER_KEYS = ("run_id", "started_at", "day", "start_us", "end_us", "status_failed", "deployment", "emergency",
-                "lead_seconds", "label_key")
+                "lead_seconds", "label_key", "failed_status", "failed_environment")
 
 
 def _change_clauses(prefix, since, until, failed_only):
@@ -526,15 +532,15 @@ class MetricRollupQueries(object):
         next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)`` tuples of the changes started in
         ``[since, until)`` (None: unbounded), only those that ended failed when asked, or of ``run_ids``: a row per
         CI the change changed with its ``metric_ci_next`` columns (one row with a None CI when it changed none);
-        ``status`` and ``environment`` only for a change that ended failed (None otherwise).
-        Narrow rows, no dicts: a 90-day period's failure rules read thousands."""
+        ``status`` and ``environment`` only for a change that ended failed (None otherwise: the others' labels are
+        their label key). Narrow rows, no dicts: a 90-day period's failure rules read thousands, from the index
+        ranges of ``metric_changes_failed`` and ``metric_ci_next_run`` alone (migration 18)."""
         clauses, params = _change_clauses("m.", since, until, failed_only)
         return [tuple(row) for row in select_chunked(
-            self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key, f.status,"
-            " f.environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id, n.next_deployment_start_us"
-            # (the facts only of the changes that ended failed: the others' labels are their label key)
-            " FROM metric_changes m LEFT JOIN change_facts f ON m.status_failed = 1 AND f.run_id = m.run_id"
-            " LEFT JOIN metric_ci_next n ON n.run_id = m.run_id", clauses, params, "m.run_id", run_ids)]
+            self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key,"
+            " m.failed_status, m.failed_environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id,"
+            " n.next_deployment_start_us FROM metric_changes m LEFT JOIN metric_ci_next n ON n.run_id = m.run_id",
+            clauses, params, "m.run_id", run_ids)]
 
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
         """``(ci_id, metric_changes row as a dict)`` for the changes ``ci_changes`` links to ``ci_ids`` that started in

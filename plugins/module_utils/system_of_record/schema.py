@@ -590,17 +590,23 @@ MIGRATIONS = [
                                            " WITH (gin_pending_list_limit = %d)" % GIN_PENDING_LIST_KB),
         PerDialect(sqlite=None, postgresql="DROP INDEX change_list_words"),
     ]),
-    # A metrics query's failure rules read every change of its period that ended failed, and each one's next
-    # deployment per CI (find_metric_failure_rows): about 5,000 changes in 90 days at 1,000,000 change events; the
+    # A metrics query's failure rules read every change of its period that ended failed, its status and environment,
+    # and its next deployment per CI (find_metric_failure_rows): about 5,000 changes in 90 days at 1,000,000 change events; the
     # times to restore that metric_ci_next does not answer read the deployments of their CIs (find_deployment_ends:
     # ci_changes by CI and time, then each change's row). Each row looked a table row up from its index entry; with
     # the columns read in the indexes they come from the index ranges alone (docs/metrics.md, "Speed"). A widened
     # index keeps its name and leading columns, so it serves every query it served; triage's reads of a CI's
     # changes in a window (ci_changes by CI and time) gain the same way.
     (18, METRIC_FAILURE_ROWS_MIGRATION, [
+        # a failed change's status and environment, which the rules read of change_facts row by row before
+        "ALTER TABLE metric_changes ADD COLUMN failed_status TEXT",
+        "ALTER TABLE metric_changes ADD COLUMN failed_environment TEXT",
+        "UPDATE metric_changes SET failed_status = (SELECT f.status FROM change_facts f WHERE f.run_id ="
+        " metric_changes.run_id), failed_environment = (SELECT f.environment FROM change_facts f WHERE f.run_id ="
+        " metric_changes.run_id) WHERE status_failed = 1",
         "DROP INDEX metric_changes_failed",
         "CREATE INDEX metric_changes_failed ON metric_changes"
-        " (status_failed, started_at, run_id, start_us, end_us, emergency, label_key)",
+        " (status_failed, started_at, run_id, start_us, end_us, emergency, label_key, failed_status, failed_environment)",
         "DROP INDEX metric_ci_next_run",
         "CREATE INDEX metric_ci_next_run ON metric_ci_next"
         " (run_id, ci_id, next_deployment_end_us, next_deployment_run_id, next_deployment_start_us)",
