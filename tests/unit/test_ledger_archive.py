@@ -22,6 +22,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.errors import Confl
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import KIND_ARCHIVED, Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger_redaction import LEDGER_REDACT_SPEC, redact_ledger
 from ansible_collections.changeops.itsm.plugins.module_utils.operation import OperationContext
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 
 OLD = "2024-03-0%dT10:00:00.000000Z"
@@ -346,3 +347,43 @@ def test_a_rebuild_from_the_archived_state_keeps_the_review_list_searchable(sor,
     sor.redact_entry(target.seq, ["task.name"], "INC-9", "ops", "ops@ctl")  # rebuilds from the archived state
     assert sorted(row["run_id"] for row in sor.list_change_events({"all": True, "q": "site.yml"})["rows"]) == searched
     assert sor.verify(projections=True).valid
+
+
+@pytest.mark.parametrize("filled", [True, False], ids=["filled-on-load", "not-filled"])
+def test_a_state_archived_before_migration_18_gets_the_failed_changes_status(
+        sor, settings, tmp_path, monkeypatch, filled):
+    """An archive made before migration 18 holds ``metric_changes`` rows without a failed change's status and
+    environment, which the upgrade gave the live rows from ``change_facts``. Loaded for a replay, that state gets
+    them the same way; else the projection check reports every archived failed change as altered (not-filled:
+    what it did before)."""
+    record_run(sor, "run-old-0", OLD % 1, finished_at=False)
+    sor.append([Entry("run.finished", "run-old-0", {"run_id": "run-old-0", "outcome": "failed"}, at=OLD % 1)])
+    history(sor)
+    assert [row["failed_status"] for row in sor.find_metric_changes(None, None, failed_only=True)] == ["failed"]
+    made_by = projection_check.state_after_archive
+
+    def as_before_migration_18(conn, last_seq):
+        rows = []
+        for table, row_json in made_by(conn, last_seq):
+            if table == "metric_changes":
+                row = json.loads(row_json)
+                del row["failed_status"], row["failed_environment"]
+                row_json = canonical_json(row)
+            rows.append((table, row_json))
+        return rows
+
+    monkeypatch.setattr(projection_check, "state_after_archive", as_before_migration_18)
+    archive(sor, settings, tmp_path / "archives")
+    assert '"run_id":"run-old-0"' in "".join(row for table, row in sor.archive_state() if table == "metric_changes")
+    assert "failed_status" not in "".join(row for table, row in sor.archive_state() if table == "metric_changes")
+    if not filled:
+        monkeypatch.setattr(projection_check, "FILLED_BY_MIGRATION", {})
+    report = sor.verify(projections=True)
+    assert report.valid is filled, report.summary()
+    if not filled:
+        assert "failed_status" in report.summary()
+    # a redaction rebuilds the query tables from the archived state: the failed change keeps its status
+    target = [entry for entry in sor.iter_entries() if entry.kind == "run.result"][-1]
+    sor.redact_entry(target.seq, ["task.name"], "INC-9", "ops", "ops@ctl")
+    assert [row["failed_status"] for row in sor.find_metric_changes(None, None, failed_only=True)] == (
+        ["failed"] if filled else [None])

@@ -28,6 +28,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import ca
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, projections
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
+    FILL_FAILED_FACTS,
     MIGRATIONS,
     statements_for,
 )
@@ -100,9 +101,19 @@ def state_after_archive(conn, last_seq):
     return snapshot_rows(conn)
 
 
+#: columns a migration added to a query table and filled from the other query tables, with its filling statement:
+#: an archive's state made before that migration has rows without them, and is brought up to date as the migration
+#: brought the live tables (from the same state's rows), so a replay from it gives what the live tables hold
+FILLED_BY_MIGRATION = {
+    "metric_changes": (("failed_status", "failed_environment"), FILL_FAILED_FACTS),  # migration 18
+}
+
+
 def load_rows(db, rows):
-    """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables."""
+    """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables; rows of a
+    state made before a migration that filled new columns get them as it did (:data:`FILLED_BY_MIGRATION`)."""
     loaded = set()
+    fills = []
     for table, row_json in rows:
         if table not in PROJECTION_TABLES:
             raise ValueError("the archived query-table state names table %r, which is not a query table" % (table,))
@@ -111,6 +122,11 @@ def load_rows(db, rows):
         db.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
                    tuple(row[column] for column in columns))
         loaded.add(table)
+        filled = FILLED_BY_MIGRATION.get(table)
+        if filled is not None and filled[1] not in fills and not all(column in row for column in filled[0]):
+            fills.append(filled[1])
+    for statement in fills:
+        db.execute(statement)
     if "change_list" in loaded:
         # SQLite's free-text index of the change list is external content: told of rows loaded behind its back
         change_index.loaded(db)

@@ -47,6 +47,11 @@ PG_SEARCH_VECTOR_MIGRATION = "review service: PostgreSQL's word vector of each c
 #: the most a search's GIN index holds in its pending list (kB; PostgreSQL's default is 4,096): each search scans the
 #: whole list, about 8,600 changes at the default when a recorder had just filled it
 GIN_PENDING_LIST_KB = 256
+#: migration 18's filling of the failed changes' status and environment from change_facts; also what an archive's
+#: state made before it gets when loaded (``projection_check.load_rows``)
+FILL_FAILED_FACTS = ("UPDATE metric_changes SET failed_status = (SELECT f.status FROM change_facts f WHERE f.run_id ="
+                     " metric_changes.run_id), failed_environment = (SELECT f.environment FROM change_facts f WHERE"
+                     " f.run_id = metric_changes.run_id) WHERE status_failed = 1")
 METRIC_FAILURE_ROWS_MIGRATION = ("metrics: the failure rules' and the times to restore's reads of the change tables"
                                  " answered from their indexes alone")
 
@@ -601,9 +606,7 @@ MIGRATIONS = [
         # a failed change's status and environment, which the rules read of change_facts row by row before
         "ALTER TABLE metric_changes ADD COLUMN failed_status TEXT",
         "ALTER TABLE metric_changes ADD COLUMN failed_environment TEXT",
-        "UPDATE metric_changes SET failed_status = (SELECT f.status FROM change_facts f WHERE f.run_id ="
-        " metric_changes.run_id), failed_environment = (SELECT f.environment FROM change_facts f WHERE f.run_id ="
-        " metric_changes.run_id) WHERE status_failed = 1",
+        FILL_FAILED_FACTS,
         "DROP INDEX metric_changes_failed",
         "CREATE INDEX metric_changes_failed ON metric_changes"
         " (status_failed, started_at, run_id, start_us, end_us, emergency, label_key, failed_status, failed_environment)",
