@@ -25,7 +25,11 @@ import sqlite3
 import tempfile
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import change_index, projections
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import (
+    change_index,
+    metric_rollups,
+    projections,
+)
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
     FILL_FAILED_FACTS,
@@ -107,17 +111,28 @@ def state_after_archive(conn, last_seq):
 FILLED_BY_MIGRATION = {
     "metric_changes": (("failed_status", "failed_environment"), FILL_FAILED_FACTS),  # migration 18
 }
+#: the metric tables migration 13 made and backfilled from the intelligence tables
+_METRIC_TABLES = frozenset(("metric_changes", "metric_days", "metric_ci_labels"))
 
 
 def load_rows(db, rows):
-    """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables; rows of a
-    state made before a migration that filled new columns get them as it did (:data:`FILLED_BY_MIGRATION`)."""
+    """Insert ``(table, row_json)`` rows (a row as a JSON object of its columns) into the query tables.
+
+    A state archived by an older collection is brought to this schema as the upgrade brought the live tables,
+    from the state's own rows: the metric tables backfilled when it predates them (migrations 13 and 16, or 14's
+    shape of ``metric_ci_next``), and the columns of :data:`FILLED_BY_MIGRATION` filled. Otherwise a replay from it
+    (the projection check, a redaction's rebuild) would lack what the upgrade gave the archived changes, and the
+    check would report them as altered."""
     loaded = set()
     fills = []
+    next_rows_stale = False
     for table, row_json in rows:
         if table not in PROJECTION_TABLES:
             raise ValueError("the archived query-table state names table %r, which is not a query table" % (table,))
         row = json.loads(row_json)
+        if table == "metric_ci_next" and "start_us" not in row:
+            next_rows_stale = True  # (migration 14's shape: migration 16 made the table again, backfilled)
+            continue
         columns = sorted(row)
         db.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
                    tuple(row[column] for column in columns))
@@ -125,11 +140,24 @@ def load_rows(db, rows):
         filled = FILLED_BY_MIGRATION.get(table)
         if filled is not None and filled[1] not in fills and not all(column in row for column in filled[0]):
             fills.append(filled[1])
-    for statement in fills:
-        db.execute(statement)
+    # (not in a replay inside an older migration, which has its tables only: the later migrations bring them, with
+    # the rows loaded here, up to date as they do the rest)
+    if rows and getattr(db, "tables", None) is None:
+        _upgrade_loaded(db, loaded, fills, next_rows_stale)
     if "change_list" in loaded:
         # SQLite's free-text index of the change list is external content: told of rows loaded behind its back
         change_index.loaded(db)
+
+
+def _upgrade_loaded(db, loaded, fills, next_rows_stale):
+    """The migrations' backfills and fills over an older state's rows just loaded (:func:`load_rows`)."""
+    if not loaded & _METRIC_TABLES:
+        metric_rollups.backfill(db)
+        fills = [statement for _columns, statement in FILLED_BY_MIGRATION.values()]
+    for statement in fills:
+        db.execute(statement)
+    if next_rows_stale or "metric_ci_next" not in loaded:
+        metric_rollups.backfill_next(db)
 
 
 def snapshot_rows(conn):
