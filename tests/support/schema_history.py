@@ -35,6 +35,7 @@ UNDO = {
             ("metric_ci_next", ["DROP INDEX metric_ci_next_run",
                                 "CREATE INDEX metric_ci_next_run ON metric_ci_next (run_id)"]),
             ("metric_changes", ["DROP INDEX metric_changes_run_deployment"]),
+            ("metric_days", ["ALTER TABLE metric_days DROP COLUMN lead_packed"]),
             ("ci_changes", ["DROP INDEX ci_changes_ci_time",
                             "CREATE INDEX ci_changes_ci_time ON ci_changes (ci_id, started_at)"]))
         if table in schema.tables_until(version) for statement in statements],

@@ -363,9 +363,9 @@ def _as_before_migration_16(rows):
 
 
 def _as_before_migration_18(rows):
-    # metric_changes without a failed change's status and environment
-    return [(table, _without(row, "failed_status", "failed_environment") if table == "metric_changes" else row)
-            for table, row in rows]
+    # metric_changes without a failed change's status and environment, metric_days without its packed lead times
+    dropped = {"metric_changes": ("failed_status", "failed_environment"), "metric_days": ("lead_packed",)}
+    return [(table, _without(row, *dropped[table]) if table in dropped else row) for table, row in rows]
 
 
 def _without(row_json, *columns):

@@ -10,6 +10,7 @@ test: ``tests/conftest.py``)."""
 from __future__ import annotations
 
 import datetime
+import json
 import random
 
 import pytest
@@ -194,23 +195,27 @@ def _next_parts(sor):
     return rows, [row for row in rows if row[4] is not None], [row for row in rows if row[5] is not None]
 
 
-def _failed_parts(sor):
-    """The changes that ended failed with the status and environment their rows keep, and those with an environment."""
+def _migration_18_parts(sor):
+    """The changes that ended failed with the status and environment their rows keep, those with an environment,
+    and each day's lead times packed (those with any)."""
     rows = sorted((row["run_id"], row["failed_status"], row["failed_environment"])
                   for row in sor.find_metric_changes(None, None, failed_only=True))
-    return rows, [row for row in rows if row[1] in ("failed", "interrupted") and row[2]]
+    packed = sorted(tuple(row) for row in sor._query("SELECT day, label_key, lead_seconds, lead_packed FROM metric_days"))
+    assert all(list(metric_rollups.unpack_leads(row[3])) == json.loads(row[2]) for row in packed)
+    return rows, [row for row in rows if row[1] in ("failed", "interrupted") and row[2]], packed, [
+        row for row in packed if row[3]]
 
 
 @pytest.mark.parametrize("migration, reader", [
     # as a collection before the rollups left it
     (schema.METRIC_ROLLUPS_MIGRATION, _rollup_rows),
-    # with the rollups, but the failed changes' status and environment only in change_facts
-    (schema.METRIC_FAILURE_ROWS_MIGRATION, _failed_parts),
+    # with the rollups, but the failed changes' status and environment only in change_facts, lead times as JSON only
+    (schema.METRIC_FAILURE_ROWS_MIGRATION, _migration_18_parts),
     # with the daily rollups but not metric_ci_next
     (schema.METRIC_NEXT_MIGRATION, _next_parts),
     # with metric_ci_next as migration 14 made it, filled by a full refresh per link
     (schema.METRIC_NEXT_INCREMENTAL_MIGRATION, _next_parts),
-], ids=["metric_changes+metric_days", "failed-status-environment", "metric_ci_next", "metric_ci_next-incremental"])
+], ids=["metric_changes+metric_days", "failed-facts-packed-leads", "metric_ci_next", "metric_ci_next-incremental"])
 def test_an_existing_ledger_is_backfilled_as_a_replay_would_fill_it(open_sor, migration, reader, monkeypatch):
     # a few CIs per page, so the backfill's paging over CIs is exercised (a large estate reads millions of links)
     monkeypatch.setattr(metric_rollups, "_BACKFILL_CIS", 3)

@@ -22,7 +22,6 @@ here, change by change, for the few changes it concerns, with the raw computatio
 from __future__ import annotations
 
 import datetime
-import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
@@ -30,6 +29,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.me
     label_key,
     labels_of_key,
     micros,
+    unpack_leads,
 )
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
@@ -74,9 +74,9 @@ class _Sum(object):
             self.restored.append(change.restore_hours)
 
     def parse_leads(self):
-        """The lead times of the rollup rows read into this cell, parsed once (JSON keeps a float exactly)."""
+        """The lead times of the rollup rows read into this cell, decoded once (binary64: each float exactly)."""
         if self.lead_chunks:
-            self.lead.extend(json.loads("[%s]" % ",".join(self.lead_chunks)))
+            self.lead.extend(unpack_leads("".join(self.lead_chunks)))
             self.lead_chunks = []
 
     def figures(self, days):

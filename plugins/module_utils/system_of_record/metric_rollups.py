@@ -17,7 +17,8 @@ per change (the design and why the figures are exact: docs/metrics.md, "Daily ro
 ``metric_days``
     per UTC day and label key, over the changes that did not end failed: how many, how many deployments, and
     every lead time (seconds, a sorted JSON list: medians and percentiles cannot be summed, so the list is
-    kept whole and the percentile computed from it as the raw computation does);
+    kept whole and the percentile computed from it as the raw computation does; and the same list packed,
+    :func:`pack_leads`, which is what a metrics query reads);
 ``metric_ci_labels``
     what each CI gives the labels of its changes (services, own name, team), so a CI write that changes none of
     it (most do: every run refreshes host facts) costs one read, not a pass over the CI's changes.
@@ -40,6 +41,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import json
+import struct
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time as _parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
@@ -164,6 +166,19 @@ def _member_from_tables(db, run_id):
     return member_row(fact, ci_ids, facets, names)
 
 
+def pack_leads(leads):
+    """Lead times (floats) as the hex text of their big-endian IEEE 754 binary64 values (``metric_days.lead_packed``):
+    exact like the JSON list, and days' texts joined by the database decode in one call (:func:`unpack_leads`)
+    where parsing as many JSON numbers was most of a long period's query."""
+    return struct.pack(">%dd" % len(leads), *leads).hex()
+
+
+def unpack_leads(text):
+    """The floats of :func:`pack_leads` texts joined together."""
+    raw = bytes.fromhex(text)
+    return struct.unpack(">%dd" % (len(raw) // 8), raw)
+
+
 def _add_to_day(db, day, key, sign, deployment, lead):
     row = db.execute("SELECT changes, deployments, lead_seconds FROM metric_days WHERE day = ? AND label_key = ?",
                      (day, key)).fetchone()
@@ -177,11 +192,11 @@ def _add_to_day(db, day, key, sign, deployment, lead):
             leads.pop(bisect.bisect_left(leads, lead))
     text = json.dumps(leads, separators=(",", ":"))
     if row is None:
-        db.execute("INSERT INTO metric_days (day, label_key, changes, deployments, lead_seconds) VALUES (?, ?, ?, ?, ?)",
-                   (day, key, changes, deployments, text))
+        db.execute("INSERT INTO metric_days (day, label_key, changes, deployments, lead_seconds, lead_packed)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", (day, key, changes, deployments, text, pack_leads(leads)))
     elif changes:
-        db.execute("UPDATE metric_days SET changes = ?, deployments = ?, lead_seconds = ? WHERE day = ? AND label_key = ?",
-                   (changes, deployments, text, day, key))
+        db.execute("UPDATE metric_days SET changes = ?, deployments = ?, lead_seconds = ?, lead_packed = ?"
+                   " WHERE day = ? AND label_key = ?", (changes, deployments, text, pack_leads(leads), day, key))
     else:
         db.execute("DELETE FROM metric_days WHERE day = ? AND label_key = ?", (day, key))
 
@@ -427,6 +442,21 @@ def backfill(db, batch=5000):
                    (day, key, changes, deployments, json.dumps(sorted(leads), separators=(",", ":"))))
 
 
+def backfill_leads_packed(db, batch=5000):
+    """Pack every ``metric_days`` row's lead times from its JSON list (migration 18's Python step, and an archived
+    state written before it: ``projection_check.load_rows``), a page of rows at a time."""
+    after = ("", "")
+    while True:
+        rows = db.execute("SELECT day, label_key, lead_seconds FROM metric_days WHERE day > ? OR (day = ? AND"
+                          " label_key > ?) ORDER BY day, label_key LIMIT %d" % batch,
+                          (after[0], after[0], after[1])).fetchall()
+        db.executemany("UPDATE metric_days SET lead_packed = ? WHERE day = ? AND label_key = ?",
+                       [(pack_leads(json.loads(leads)), day, key) for day, key, leads in rows])
+        if len(rows) < batch:
+            return
+        after = (rows[-1][0], rows[-1][1])
+
+
 def backfill_next(db):
     """Fill ``metric_ci_next`` from ``ci_changes`` and ``metric_changes`` (migration 16's Python step): the same
     :func:`next_rows` over the same inputs as the projector, read CI by CI in pages of ``_BACKFILL_CIS`` CIs, so
@@ -495,19 +525,18 @@ class MetricRollupQueries(object):
             "SELECT day, label_key, changes, deployments, lead_seconds FROM metric_days WHERE day >= ? AND day < ?",
             (first_day, end_day))]
 
-    #: the dialect's aggregate that joins texts with commas (PostgreSQL: STRING_AGG); NULLs are skipped by both
-    text_aggregate = "GROUP_CONCAT(%s, ',')"
+    #: the dialect's aggregate that joins texts (PostgreSQL: STRING_AGG)
+    text_aggregate = "GROUP_CONCAT(%s, '')"
 
     def find_metric_day_sums(self, day_ranges):
         """Per range of UTC days ``(first_day, end_day)`` of ``day_ranges`` (``YYYY-MM-DD``, end excluded) and label
         key, ``metric_days`` added up: ``(range index, label_key, changes, deployments, lead times)`` with the lead
-        times the day lists' numbers joined by commas as the lists hold them (None: none), in no order. The
+        times the days' packed texts joined (:func:`unpack_leads` decodes them; '': none), in no order. The
         database adds the counts and joins the texts, so a bucket's rows cost one row per label key, and its lead
-        times one parse, whatever its number of days (exact: whole numbers added, the numbers' own text)."""
+        times one decoding, whatever its number of days (exact: whole numbers added, binary64 values as stored)."""
         found = []
-        leads = "CASE WHEN lead_seconds = '[]' THEN NULL ELSE SUBSTR(lead_seconds, 2, LENGTH(lead_seconds) - 2) END"
         sql = ("SELECT label_key, SUM(changes), SUM(deployments), %s FROM metric_days WHERE day >= ? AND day < ?"
-               " GROUP BY label_key" % (self.text_aggregate % leads))
+               " GROUP BY label_key" % (self.text_aggregate % "lead_packed"))
         for index, (first_day, end_day) in enumerate(day_ranges):
             found.extend((index, key, int(changes), int(deployments), text)
                          for key, changes, deployments, text in self._query(sql, (first_day, end_day)))

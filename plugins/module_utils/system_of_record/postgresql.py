@@ -241,7 +241,7 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     #: ``_queries`` sends its statements in one pipeline (``intelligence.IntelligenceQueries.find_ci_summaries``)
     pipelines_reads = True
     #: metric_days' lead times joined by the database (``metric_rollups.MetricRollupQueries.find_metric_day_sums``)
-    text_aggregate = "STRING_AGG(%s, ',')"
+    text_aggregate = "STRING_AGG(%s, '')"
     #: its planner keeps statistics and finds the run index itself (``SqlSystemOfRecord.task_results_by_run``)
     task_results_by_run = "task_results"
     # COPY FROM STDIN for the ledger rows and the task results of a batch: measured (bench/ledger_scale) to
@@ -366,6 +366,10 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
                     with conn.cursor() as cursor:
                         self._backfill_metric_next(cursor)
+                if schema.backfills_metric_leads_packed(migration):
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (LEDGER_LOCK_KEY,))
+                    with conn.cursor() as cursor:
+                        self._backfill_metric_leads_packed(cursor)
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (%s, %s, %s)",
                              (migration[0], migration[1], utc_now()))
 

@@ -105,11 +105,13 @@ def state_after_archive(conn, last_seq):
     return snapshot_rows(conn)
 
 
-#: columns a migration added to a query table and filled from the other query tables, with its filling statement:
-#: an archive's state made before that migration has rows without them, and is brought up to date as the migration
-#: brought the live tables (from the same state's rows), so a replay from it gives what the live tables hold
+#: columns a migration added to a query table and filled from the query tables, with its filling (a statement, or a
+#: function of the statements): an archive's state made before that migration has rows without them, and is brought
+#: up to date as the migration brought the live tables (from the same state's rows), so a replay from it gives what
+#: the live tables hold
 FILLED_BY_MIGRATION = {
     "metric_changes": (("failed_status", "failed_environment"), FILL_FAILED_FACTS),  # migration 18
+    "metric_days": (("lead_packed",), metric_rollups.backfill_leads_packed),  # migration 18
 }
 #: the metric tables migration 13 made and backfilled from the intelligence tables
 _METRIC_TABLES = frozenset(("metric_changes", "metric_days", "metric_ci_labels"))
@@ -154,8 +156,11 @@ def _upgrade_loaded(db, loaded, fills, next_rows_stale):
     if not loaded & _METRIC_TABLES:
         metric_rollups.backfill(db)
         fills = [statement for _columns, statement in FILLED_BY_MIGRATION.values()]
-    for statement in fills:
-        db.execute(statement)
+    for fill in fills:
+        if callable(fill):
+            fill(db)
+        else:
+            db.execute(fill)
     if next_rows_stale or "metric_ci_next" not in loaded:
         metric_rollups.backfill_next(db)
 

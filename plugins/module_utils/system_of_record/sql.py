@@ -253,6 +253,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         """The :data:`schema.BACKFILL_METRIC_NEXT` migration step, on the migration's cursor and transaction."""
         metric_rollups.backfill_next(_Statements(cursor, self.placeholder, self.bulk_insert))
 
+    def _backfill_metric_leads_packed(self, cursor):
+        """The :data:`schema.BACKFILL_METRIC_LEADS_PACKED` migration step, on the migration's cursor and transaction."""
+        metric_rollups.backfill_leads_packed(_Statements(cursor, self.placeholder, self.bulk_insert))
+
     @staticmethod
     def _still_applies(db, entry):
         """An interruption that another run detected (``detected_by_run``) is skipped when, under the write

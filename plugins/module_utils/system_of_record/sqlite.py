@@ -205,6 +205,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
                     self._backfill_metric_rollups(conn.cursor())
                 if schema.backfills_metric_next(migration):
                     self._backfill_metric_next(conn.cursor())
+                if schema.backfills_metric_leads_packed(migration):
+                    self._backfill_metric_leads_packed(conn.cursor())
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration[0], migration[1], utc_now()))
             conn.execute("COMMIT")
