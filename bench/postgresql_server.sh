@@ -10,7 +10,11 @@
 # DIR defaults to /tmp/changeops-bench-pg. Uses Debian's server binaries (/usr/lib/postgresql/<v>/bin,
 # `apt-get install postgresql`); as root, initdb and the server run as the `postgres` user, since initdb
 # refuses root. Only 127.0.0.1 is listened on, with scram-sha-256 password authentication and the
-# default durability settings (fsync on), so the figures are those of a real, if local, server.
+# default durability settings (fsync on), so the figures are those of a real, if local, server. Its memory is
+# set as PostgreSQL's manual advises for a dedicated server ("Resource Consumption"): shared_buffers a quarter of
+# the machine's memory (at most 8 GB) and effective_cache_size half of it, not the defaults (128 MB, 4 GB) that
+# read a multi-gigabyte ledger through the kernel's cache; CHANGEOPS_BENCH_PG_SHARED_BUFFERS (e.g. 128MB) and
+# CHANGEOPS_BENCH_PG_CACHE_SIZE set them, applied by start and resume.
 #
 # Benchmark the recorder against it:
 #   DSN=$(bash bench/postgresql_server.sh start | tail -n1)
@@ -30,6 +34,15 @@ bin_dir() {
         [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
     done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k5 -n -r)
     die "no PostgreSQL server binaries in /usr/lib/postgresql/*/bin: apt-get install postgresql"
+}
+
+memory_options() {
+    # (MemTotal in kB; a quarter of it, at most 8 GB, in MB)
+    local total_kb
+    total_kb="$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
+    local buffers="${CHANGEOPS_BENCH_PG_SHARED_BUFFERS:-$(( total_kb / 4 / 1024 > 8192 ? 8192 : total_kb / 4 / 1024 ))MB}"
+    local cache="${CHANGEOPS_BENCH_PG_CACHE_SIZE:-$(( total_kb / 2 / 1024 ))MB}"
+    echo "-c shared_buffers=$buffers -c effective_cache_size=$cache"
 }
 
 as_owner() {
@@ -55,7 +68,7 @@ start)
         --auth-host=scram-sha-256 --encoding=UTF8 --no-locale >"$dir/initdb.log") || die "initdb failed: see $dir/initdb.log"
     rm -f "$dir/pwfile"
     (cd "$dir" && as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null) \
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $(memory_options)" start >/dev/null) \
         || die "the server did not start: see $dir/server.log"
     as_owner "$bin/psql" -h "$dir" -p "$port" -U postgres -d postgres -qAt -c "CREATE DATABASE $db" >/dev/null
     echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port, data in $dir" >&2
@@ -74,7 +87,7 @@ resume)
     if ! as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
         port="$(cat "$dir/port")"
         (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 300 \
-            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null) \
+            -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 $(memory_options)" start >/dev/null) \
             || die "the server did not start: see $dir/server.log"
     fi
     dsn

@@ -300,7 +300,8 @@ def _failures(sor, since_text, horizon_text, window):
     window_us = window // datetime.timedelta(microseconds=1)
     marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
     changes, following = _load(sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True))
-    others = (set(sor.find_linked_runs(since_text, horizon_text)) | marked) - set(changes)
+    linked = set(sor.find_linked_runs(since_text, horizon_text))
+    others = (linked | marked) - set(changes)
     if others:
         # (new changes: their run ids are not among those loaded before)
         loaded, loaded_following = _load(sor.find_metric_failure_rows(None, None, run_ids=sorted(others)))
@@ -317,7 +318,9 @@ def _failures(sor, since_text, horizon_text, window):
             following.update(loaded_following)
 
     # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
-    links = sor.find_change_links(run_ids=list(changes))
+    # (every change loaded started in [since, horizon), so those with links are the linked ones loaded: a few
+    # hundred run ids to look up instead of every failed or marked change's)
+    links = sor.find_change_links(run_ids=sorted(run_id for run_id in linked if run_id in changes))
     targets = [link["target"] for link in links if link["link"] == "remediated_by"]
     fix_starts = {row["run_id"]: row["start_us"]
                   for row in (sor.find_metric_changes(since_text, horizon_text, run_ids=targets) if targets else ())}

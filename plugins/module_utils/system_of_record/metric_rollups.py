@@ -587,13 +587,14 @@ class MetricRollupQueries(object):
 
     def find_deployment_ends(self, ci_ids, since, until):
         """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` (``ci_changes``) started in ``[since, until)``:
-        what a time to restore looks for."""
+        what a time to restore looks for. ``metric_ci_next`` has a row per change and CI that ``ci_changes`` links
+        (the change's start, end and kind): one range of ``metric_ci_next_deployment_starts`` per CI (migration 19)."""
         found = []
         for chunk in _batches(ci_ids):
             found.extend(tuple(row) for row in self._query(
-                "SELECT c.ci_id, m.run_id, m.end_us FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
-                " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.deployment = 1 AND m.started_at >= ?"
-                " AND m.started_at < ?" % _marks(chunk), tuple(chunk) + (since, since, until)))
+                # (deployment = 1 as a literal: the partial index's condition, which the planner must see)
+                "SELECT ci_id, run_id, end_us FROM metric_ci_next WHERE ci_id IN (%s) AND deployment = 1"
+                " AND started_at >= ? AND started_at < ?" % _marks(chunk), tuple(chunk) + (since, until)))
         return found
 
     def find_emergency_marked(self, since, until, window_us):

@@ -57,6 +57,8 @@ FILL_FAILED_FACTS = ("UPDATE metric_changes SET failed_status = (SELECT f.status
                      " f.run_id = metric_changes.run_id) WHERE status_failed = 1")
 METRIC_FAILURE_ROWS_MIGRATION = ("metrics: the failure rules' and the times to restore's reads of the change tables"
                                  " answered from their indexes alone")
+#: the migration that indexed each CI's deployments by start, with the columns the times to restore read of them
+METRIC_DEPLOYMENT_STARTS_MIGRATION = "metrics: each CI's deployments by start, for the times to restore"
 
 
 class PerDialect(object):
@@ -623,6 +625,15 @@ MIGRATIONS = [
         # texts and Python decodes them at C speed, where parsing the JSON numbers was a 90-day period's largest cost
         "ALTER TABLE metric_days ADD COLUMN lead_packed TEXT NOT NULL DEFAULT ''",
         BACKFILL_METRIC_LEADS_PACKED,
+    ]),
+    # The times to restore that metric_ci_next's next deployment does not answer (it is itself failed, or started
+    # outside the range asked; a few hundred failed changes in 90 days at 1,000,000 change events) read the
+    # deployments their CIs had in the range (find_deployment_ends). metric_ci_next has a row per change and CI with
+    # the change's start, end and kind; this index gives a CI's deployments in a range of starts from its entries
+    # alone, where ci_changes joined to metric_changes looked each change up (PostgreSQL: 130 ms to 11 for 515 CIs).
+    (19, METRIC_DEPLOYMENT_STARTS_MIGRATION, [
+        "CREATE INDEX metric_ci_next_deployment_starts ON metric_ci_next (ci_id, started_at, end_us, run_id)"
+        " WHERE deployment = 1",
     ]),
 ]
 
