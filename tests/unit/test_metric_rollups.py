@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import sqlite3
 
 import pytest
 
@@ -119,6 +120,35 @@ def test_the_rollups_give_the_raw_figures_exactly(open_sor):
     assert raw["deployments"] > 20 and raw["lead_time"]["count"] > 10 and raw["time_to_restore"]["count"] > 3
     assert {"failed", "interrupted", "incident", "remediated_by", "emergency change"} <= set(raw["failure_reasons"])
     assert compared == len(PERIODS) * len(ZONES) * 4
+
+
+@pytest.mark.backends("sqlite")
+def test_the_failure_rules_read_metric_ci_next_through_its_indexes(open_sor, backend_env, monkeypatch):
+    """At 1,000,000 change events the deployments of a few hundred CIs over 90 days and the changes an emergency
+    change followed within a day are a few thousand rows of metric_ci_next: migration 19's indexes give them, where
+    the reads joined ci_changes to metric_changes or went through the period's every row (PostgreSQL scanned the
+    table). A window longer than the index's day does not use it (it would miss rows). SQLite keeps no statistics
+    and follows the statement; PostgreSQL's planner weighs its statistics, which on a test's few rows favour any
+    index (its plans at 1,000,000 change events: bench/intelligence_queries, docs/metrics.md "Speed")."""
+    sor = open_sor()
+    history(sor)
+    statements = []
+    query = sor._query
+    monkeypatch.setattr(sor, "_query", lambda sql, params=(): statements.append((sql, tuple(params))) or query(
+        sql, params))
+    since, until = "2026-01-05T00:00:00.000000Z", "2026-01-19T00:00:00.000000Z"
+    assert sor.find_deployment_ends(["ci-web01", "ci-db01"], since, until)
+    assert sor.find_emergency_marked(since, until, schema.NEAR_EMERGENCY_US)
+    # (a shorter window too: SQLite matches a partial index's condition to a bound value only when they are equal)
+    sor.find_emergency_marked(since, until, schema.NEAR_EMERGENCY_US // 24)
+    sor.find_emergency_marked(since, until, 3 * schema.NEAR_EMERGENCY_US)
+    connection = sqlite3.connect(backend_env["CHANGEOPS_SQLITE_PATH"])
+    deployments, near, nearer, far = [" ".join(str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
+                              for sql, params in statements]
+    connection.close()
+    assert "metric_ci_next_deployment_starts" in deployments, deployments
+    assert "metric_ci_next_near_emergencies" in near and "metric_ci_next_near_emergencies" in nearer, (near, nearer)
+    assert "metric_ci_next_near_emergencies" not in far, far
 
 
 @pytest.mark.parametrize("window", [datetime.timedelta(hours=1), datetime.timedelta(hours=24),

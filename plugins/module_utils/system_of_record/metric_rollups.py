@@ -604,10 +604,13 @@ class MetricRollupQueries(object):
         for CIs the changes changed (a failed change's CIs of its hosts are the caller's). One indexed range of
         ``metric_ci_next``: the earliest emergency change after each change decides (:func:`next_rows`)."""
         until_us = micros(_parse_time(until))
-        rows = self._query(
-            "SELECT DISTINCT run_id FROM metric_ci_next WHERE started_at >= ? AND started_at < ?"
-            " AND next_emergency_us IS NOT NULL AND next_emergency_us - end_us <= ? AND next_emergency_us < ?",
-            (since, until, int(window_us), until_us))
+        sql = ("SELECT DISTINCT run_id FROM metric_ci_next WHERE started_at >= ? AND started_at < ?"
+               " AND next_emergency_us IS NOT NULL AND next_emergency_us - end_us <= ? AND next_emergency_us < ?")
+        if window_us <= schema.NEAR_EMERGENCY_US:
+            # (implied by the window; as a literal, the condition of metric_ci_next_near_emergencies, migration 19,
+            # which holds only those rows)
+            sql += " AND next_emergency_us - end_us <= %d" % schema.NEAR_EMERGENCY_US
+        rows = self._query(sql, (since, until, int(window_us), until_us))
         return [row[0] for row in rows]
 
     def find_metric_ci_labels(self, ci_ids):
