@@ -265,7 +265,7 @@ class _Failure(object):
     datetimes they stand for). ``status`` is None for a change that ended well: its ``key`` is its label key."""
 
     __slots__ = ("run_id", "start_us", "end_us", "emergency", "key", "status", "environment", "cis", "failed", "why",
-                 "restore_hours")
+                 "restore_hours", "next_deployment")
 
     def __init__(self, row):
         (self.run_id, self.start_us, self.end_us, ended_failed, self.emergency, self.key, status,
@@ -275,13 +275,15 @@ class _Failure(object):
         self.failed = bool(ended_failed)
         self.why = [status] if ended_failed else []
         self.restore_hours = None
+        # (end_us, run_id, start_us) of the deployment with the earliest end after this change's over its CIs
+        # (``metric_ci_next``; the lowest run id among equal ends), None when none of its CIs has one
+        self.next_deployment = None
 
 
 def _load(rows):
-    """``(changes, following)`` of ``rows`` (``find_metric_failure_rows``: a row per CI): ``run_id -> _Failure``
-    with the CIs each changed, and ``run_id ->`` its ``metric_ci_next`` columns ``(ci_id, end_us, run_id,
-    start_us)`` of the next deployment per CI (None's when the CI has none after it)."""
-    changes, following = {}, {}
+    """``run_id -> _Failure`` of ``rows`` (``find_metric_failure_rows``: a row per CI) with the CIs each changed and
+    the earliest of their next deployments (kept as the rows come, not listed per change and compared later)."""
+    changes = {}
     for row in rows:
         run_id = row[0]
         change = changes.get(run_id)
@@ -289,8 +291,11 @@ def _load(rows):
             change = changes[run_id] = _Failure(row)
         if row[8] is not None:
             change.cis.add(row[8])
-            following.setdefault(run_id, []).append(row[8:])
-    return changes, following
+            if row[10] is not None:
+                following = (row[9], row[10], row[11])
+                if change.next_deployment is None or following < change.next_deployment:
+                    change.next_deployment = following
+    return changes
 
 
 def _failures(sor, since_text, horizon_text, window):
@@ -299,23 +304,19 @@ def _failures(sor, since_text, horizon_text, window):
     them over every change of that range."""
     window_us = window // datetime.timedelta(microseconds=1)
     marked = set(sor.find_emergency_marked(since_text, horizon_text, window_us))
-    changes, following = _load(sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True))
+    changes = _load(sor.find_metric_failure_rows(since_text, horizon_text, failed_only=True))
     linked = set(sor.find_linked_runs(since_text, horizon_text))
     others = (linked | marked) - set(changes)
     if others:
         # (new changes: their run ids are not among those loaded before)
-        loaded, loaded_following = _load(sor.find_metric_failure_rows(None, None, run_ids=sorted(others)))
-        changes.update(loaded)
-        following.update(loaded_following)
+        changes.update(_load(sor.find_metric_failure_rows(None, None, run_ids=sorted(others))))
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
     idle = metrics.attach_idle_hosts(sor, changes)
     if idle:
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
         more = marked - set(changes)
         if more:
-            loaded, loaded_following = _load(sor.find_metric_failure_rows(None, None, run_ids=sorted(more)))
-            changes.update(loaded)
-            following.update(loaded_following)
+            changes.update(_load(sor.find_metric_failure_rows(None, None, run_ids=sorted(more))))
 
     # incident and remediation links, in ledger order, then the emergency changes (as metrics._mark_failures)
     # (every change loaded started in [since, horizon), so those with links are the linked ones loaded: a few
@@ -337,7 +338,7 @@ def _failures(sor, since_text, horizon_text, window):
         change.failed = True
         if "emergency change" not in change.why:
             change.why.append("emergency change")
-    _restore_times(sor, changes, since_text, horizon_text, idle, following)
+    _restore_times(sor, changes, since_text, horizon_text, idle)
     return changes
 
 
@@ -366,7 +367,7 @@ def _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, win
     return marked
 
 
-def _restore_times(sor, changes, since_text, horizon_text, idle, following):
+def _restore_times(sor, changes, since_text, horizon_text, idle):
     """Each failed change's hours to the end of the next deployment of one of its CIs that is not failed itself
     (``metrics._restore_times``: deployments never end failed, so a failed one is one a rule marked, and every
     change a rule marks is in ``changes``).
@@ -384,10 +385,9 @@ def _restore_times(sor, changes, since_text, horizon_text, idle, following):
         if run_id in idle:
             slow.append(change)
             continue
-        candidates = [row[1:] for row in following.get(run_id, ()) if row[2] is not None]
-        if not candidates:
+        if change.next_deployment is None:
             continue  # (no deployment of its CIs ended after it: unrestored)
-        end_us, deployment_id, start_us = min(candidates)
+        end_us, deployment_id, start_us = change.next_deployment
         counted = changes.get(deployment_id)
         if since_us <= start_us < horizon_us and not (counted is not None and counted.failed):
             change.restore_hours = metrics._hours((end_us - change.end_us) / 1000000.0)
