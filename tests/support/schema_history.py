@@ -40,9 +40,9 @@ UNDO = {
                             "CREATE INDEX ci_changes_ci_time ON ci_changes (ci_id, started_at)"]))
         if table in schema.tables_until(version) for statement in statements],
     # migration 19's indexes, unless the rollback drops their table
-    schema.version_of(schema.METRIC_DEPLOYMENT_STARTS_MIGRATION): lambda version: [
-        "DROP INDEX metric_ci_next_deployment_starts", "DROP INDEX metric_ci_next_near_emergencies"]
-        if "metric_ci_next" in schema.tables_until(version) else [],
+    schema.version_of(schema.METRIC_DEPLOYMENT_STARTS_MIGRATION): lambda version: (
+        ["DROP INDEX metric_ci_next_deployment_starts", "DROP INDEX metric_ci_next_near_emergencies"]
+        if "metric_ci_next" in schema.tables_until(version) else []),
 }
 #: the same for PostgreSQL only (SQLite has nothing of these migrations to undo)
 UNDO_POSTGRESQL = {

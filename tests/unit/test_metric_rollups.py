@@ -143,8 +143,9 @@ def test_the_failure_rules_read_metric_ci_next_through_its_indexes(open_sor, bac
     sor.find_emergency_marked(since, until, schema.NEAR_EMERGENCY_US // 24)
     sor.find_emergency_marked(since, until, 3 * schema.NEAR_EMERGENCY_US)
     connection = sqlite3.connect(backend_env["CHANGEOPS_SQLITE_PATH"])
-    deployments, near, nearer, far = [" ".join(str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
-                              for sql, params in statements]
+    deployments, near, nearer, far = [
+        " ".join(str(row[-1]) for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
+        for sql, params in statements]
     connection.close()
     assert "metric_ci_next_deployment_starts" in deployments, deployments
     assert "metric_ci_next_near_emergencies" in near and "metric_ci_next_near_emergencies" in nearer, (near, nearer)
