@@ -528,6 +528,19 @@ class MetricRollupQueries(object):
     #: the dialect's aggregate that joins texts (PostgreSQL: STRING_AGG)
     text_aggregate = "GROUP_CONCAT(%s, '')"
 
+    def _select_in(self, select, clauses, params, column, values):
+        """``select_chunked``'s rows (``column`` one of ``values``, None: any). Where the dialect binds a set as one
+        parameter (PostgreSQL's array), one statement whatever the number of values: a 90-day period's failure
+        rules look thousands of run ids and CIs up, which in IN lists of 500 were a round trip and a plan each.
+        SQLite keeps its IN lists (its set parameter, ``json_each``, is a join it plans less well here)."""
+        if values is None or self.set_parameter != "any":
+            return select_chunked(self._query, select, clauses, params, column, values)
+        if not values:
+            return []
+        clause, value_params = self._in_values(column, values)
+        return self._query(select + " WHERE " + " AND ".join(list(clauses) + [clause]),
+                           tuple(params) + tuple(value_params))
+
     def find_metric_day_sums(self, day_ranges):
         """Per range of UTC days ``(first_day, end_day)`` of ``day_ranges`` (``YYYY-MM-DD``, end excluded) and label
         key, ``metric_days`` added up: ``(range index, label_key, changes, deployments, lead times)`` with the lead
@@ -550,8 +563,8 @@ class MetricRollupQueries(object):
         clauses, params = _change_clauses("", since, until, failed_only)
         if emergency_only:
             clauses.append("emergency = 1")
-        rows = select_chunked(self._query, "SELECT %s FROM metric_changes"
-                              % ("run_id" if run_ids_only else _MEMBER_COLUMNS), clauses, params, "run_id", run_ids)
+        rows = self._select_in("SELECT %s FROM metric_changes" % ("run_id" if run_ids_only else _MEMBER_COLUMNS),
+                               clauses, params, "run_id", run_ids)
         if run_ids_only:
             return [row[0] for row in rows]
         return [dict(zip(_MEMBER_KEYS, row)) for row in rows]
@@ -565,8 +578,8 @@ class MetricRollupQueries(object):
         their label key). Narrow rows, no dicts: a 90-day period's failure rules read thousands, from the index
         ranges of ``metric_changes_failed`` and ``metric_ci_next_run`` alone (migration 18)."""
         clauses, params = _change_clauses("m.", since, until, failed_only)
-        return [tuple(row) for row in select_chunked(
-            self._query, "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key,"
+        return [tuple(row) for row in self._select_in(
+            "SELECT m.run_id, m.start_us, m.end_us, m.status_failed, m.emergency, m.label_key,"
             " m.failed_status, m.failed_environment, n.ci_id, n.next_deployment_end_us, n.next_deployment_run_id,"
             " n.next_deployment_start_us FROM metric_changes m LEFT JOIN metric_ci_next n ON n.run_id = m.run_id",
             clauses, params, "m.run_id", run_ids)]
@@ -589,13 +602,10 @@ class MetricRollupQueries(object):
         """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` (``ci_changes``) started in ``[since, until)``:
         what a time to restore looks for. ``metric_ci_next`` has a row per change and CI that ``ci_changes`` links
         (the change's start, end and kind): one range of ``metric_ci_next_deployment_starts`` per CI (migration 19)."""
-        found = []
-        for chunk in _batches(ci_ids):
-            found.extend(tuple(row) for row in self._query(
-                # (deployment = 1 as a literal: the partial index's condition, which the planner must see)
-                "SELECT ci_id, run_id, end_us FROM metric_ci_next WHERE ci_id IN (%s) AND deployment = 1"
-                " AND started_at >= ? AND started_at < ?" % _marks(chunk), tuple(chunk) + (since, until)))
-        return found
+        return [tuple(row) for row in self._select_in(
+            # (deployment = 1 as a literal: the partial index's condition, which the planner must see)
+            "SELECT ci_id, run_id, end_us FROM metric_ci_next", ["deployment = 1", "started_at >= ?", "started_at < ?"],
+            (since, until), "ci_id", ci_ids)]
 
     def find_emergency_marked(self, since, until, window_us):
         """Run ids of the changes started in ``[since, until)`` that an emergency change started in the same range
@@ -617,15 +627,13 @@ class MetricRollupQueries(object):
         """``{ci_id: (services, team)}``: what each of ``ci_ids`` gives the labels of a change of it
         (``metric_ci_labels``: :func:`ci_labels` kept from the CMDB as it is); a CI with no row gives nothing."""
         found, parsed = {}, {}
-        for chunk in _batches(ci_ids):
-            for ci_id, labels in self._query("SELECT ci_id, labels FROM metric_ci_labels WHERE ci_id IN (%s)"
-                                             % _marks(chunk), tuple(chunk)):
-                value = parsed.get(labels)
-                if value is None:
-                    # (CIs share a few hundred combinations of services and team: each parsed once)
-                    services, team = json.loads(labels)
-                    value = parsed[labels] = (services, team)
-                found[ci_id] = value
+        for ci_id, labels in self._select_in("SELECT ci_id, labels FROM metric_ci_labels", [], (), "ci_id", ci_ids):
+            value = parsed.get(labels)
+            if value is None:
+                # (CIs share a few hundred combinations of services and team: each parsed once)
+                services, team = json.loads(labels)
+                value = parsed[labels] = (services, team)
+            found[ci_id] = value
         return found
 
     def find_linked_runs(self, since, until):
