@@ -532,7 +532,7 @@ class MetricRollupQueries(object):
         """``select_chunked``'s rows (``column`` one of ``values``, None: any). Where the dialect binds a set as one
         parameter (PostgreSQL's array), one statement whatever the number of values: a 90-day period's failure
         rules look thousands of run ids and CIs up, which in IN lists of 500 were a round trip and a plan each.
-        SQLite keeps its IN lists (its set parameter, ``json_each``, is a join it plans less well here)."""
+        SQLite keeps its IN lists: it has no round trips to save."""
         if values is None or self.set_parameter != "any":
             return select_chunked(self._query, select, clauses, params, column, values)
         if not values:
