@@ -142,7 +142,8 @@ def test_a_request_sees_the_run_in_progress_the_other_request_the_backup_window_
     project.write("ask.yml", ASK)
     long_run = project.start("long.yml")
     try:
-        busy = project.wait_for(lambda: running_on(open_sor(), "db01"), timeout=180, what="the long run's play")
+        busy = project.wait_for(lambda: running_on(open_sor(), "db01"), timeout=180, what="the long run's play",
+                                process=long_run)
         project.run("ask.yml", "-e", "change_type=normal", "-e", "planned_start=%s" % iso(minutes=-5),
                     "-e", "planned_end=%s" % iso(hours=1))
         found = read_found(project)

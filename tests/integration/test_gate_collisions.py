@@ -91,7 +91,8 @@ def test_a_run_in_progress_on_the_host_denies_and_a_killed_one_no_longer_does(pr
     project.write("long.yml", LONG_RUN)
     long_run = project.start("long.yml")
     try:
-        busy = project.wait_for(lambda: running_on(open_sor(), "web01"), timeout=180, what="the long run's play")
+        busy = project.wait_for(lambda: running_on(open_sor(), "web01"), timeout=180, what="the long run's play",
+                                process=long_run)
         denied = project.run("pb.yml", check=False)
         assert denied.returncode != 0
         text = flat(denied.stdout)

@@ -98,7 +98,7 @@ def test_a_spooled_run_closes_its_change_request_when_the_next_run_replays_it(tm
         run_id = project.wait_for(
             lambda: [event["run_id"] for event in sor.find_change_events(status="running")
                      if len(sor.get_task_results(event["run_id"])) >= 2][:1],
-            timeout=120, what="two recorded results")[0]
+            timeout=120, what="two recorded results", process=process)[0]
         server.stop("fast")
         output = process.communicate(timeout=600)[0]
     finally:

@@ -297,7 +297,7 @@ def test_four_concurrent_playbooks_keep_one_valid_chain(project, sor):
     assert report.entries_checked == 4 * (per_run + 3) + checkpoint_entries
 
 
-def wait_for_results(project, sor_factory, count, timeout=120):
+def wait_for_results(project, sor_factory, count, process, timeout=120):
     def recorded():
         sor = sor_factory()
         try:
@@ -307,7 +307,7 @@ def wait_for_results(project, sor_factory, count, timeout=120):
             return None
         finally:
             sor.close()
-    return project.wait_for(recorded, timeout=timeout, what="%d recorded results" % count)
+    return project.wait_for(recorded, timeout=timeout, what="%d recorded results" % count, process=process)
 
 
 SLOW_PLAYBOOK = """
@@ -333,7 +333,7 @@ def test_sigkill_keeps_finished_tasks_and_next_run_marks_it_interrupted(project,
     open_sor().append([Entry("ci.created", ci_id, {"ci_id": ci_id, "attributes": {"name": "k2", "class": "server"},
                                                    "identities": {}})])
     process = project.start("slow.yml")
-    run_id = wait_for_results(project, open_sor, 9)
+    run_id = wait_for_results(project, open_sor, 9, process)
     time.sleep(0.5)  # the slow task has started on every host
     project.kill(process, signal.SIGKILL)
     process.stdout.close()
@@ -370,7 +370,7 @@ def test_sigterm_marks_the_run_interrupted_at_once(project, open_sor):
     project.write_inventory(["t1", "t2"])
     project.write_playbook("slow.yml", SLOW_PLAYBOOK)
     process = project.start("slow.yml")
-    run_id = wait_for_results(project, open_sor, 6)
+    run_id = wait_for_results(project, open_sor, 6, process)
     time.sleep(0.5)
     os.kill(process.pid, signal.SIGTERM)
     process.communicate(timeout=120)

@@ -312,7 +312,7 @@ def test_sqlite_a_fault_in_the_middle_of_a_run(tmp_path, faulty, mode):
             run_id = scene.project.wait_for(
                 lambda: [event["run_id"] for event in sor.find_change_events(status="running")
                          if len(sor.get_task_results(event["run_id"])) >= len(HOSTS)][:1],
-                timeout=120, what="the first task's results")[0]
+                timeout=120, what="the first task's results", process=process)[0]
         lock = WriteLock(config["sqlite_path"])
         spools.read_only()
         with open(scene.release, "w"):

@@ -69,18 +69,18 @@ def project_events(sor):
     return sorted(sor.find_change_events(), key=lambda event: event["started_at"])
 
 
-def wait_for_results(project, sqlite_sor, count):
+def wait_for_results(project, sqlite_sor, count, process):
     def recorded():
         running = sqlite_sor.find_change_events(status="running")
         return running and len(sqlite_sor.get_task_results(running[0]["run_id"])) >= count and running[0]["run_id"]
-    return project.wait_for(recorded, timeout=120, what="%d recorded results" % count)
+    return project.wait_for(recorded, timeout=120, what="%d recorded results" % count, process=process)
 
 
 def run_with_the_end_spooled(project, sqlite_sor, sqlite_env, playbook, env):
     """Run ``playbook`` and lock the ledger once two results are in, until the run ends: its end is spooled.
     Returns (run id, output)."""
     process = project.start(playbook, env=dict(env, CHANGEOPS_RECORDER_FLUSH_TIMEOUT="2"))
-    run_id = wait_for_results(project, sqlite_sor, 2)
+    run_id = wait_for_results(project, sqlite_sor, 2, process)
     lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
     try:
         output = process.communicate(timeout=600)[0]
@@ -97,11 +97,11 @@ def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlit
     steps = 24
     project.write_playbook("steps.yml", steps_playbook(steps))
     process = project.start("steps.yml", env=LOCK_ENV)
-    run_id = wait_for_results(project, sqlite_sor, 2)
+    run_id = wait_for_results(project, sqlite_sor, 2, process)
 
     lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
     try:
-        project.wait_for(lambda: spooled_files(project), timeout=60, what="entries in the spool")
+        project.wait_for(lambda: spooled_files(project), timeout=60, what="entries in the spool", process=process)
         # the first files are safety copies of a waiting append; hold the lock past the busy timeout (1 s)
         # so the append really fails and the run carries on through the spool
         time.sleep(3)
@@ -147,7 +147,7 @@ def test_a_lock_held_for_long_with_the_default_busy_timeout_loses_nothing_to_kil
     env = {"CHANGEOPS_BUSY_TIMEOUT": "60", "CHANGEOPS_RECORDER_FLUSH_INTERVAL": "0.2"}
     process = project.start("steps.yml", env=env)
     try:
-        run_id = wait_for_results(project, sqlite_sor, 2)
+        run_id = wait_for_results(project, sqlite_sor, 2, process)
         lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
         try:
             in_ledger = set((r["task"]["name"], r["host"]) for r in sqlite_sor.get_task_results(run_id))

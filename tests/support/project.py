@@ -146,10 +146,41 @@ class Project(object):
         return completed
 
     def start(self, playbook, *args, env=None):
-        """Start ansible-playbook in the background (its own process group); returns Popen."""
+        """Start ansible-playbook in the background (its own process group); returns Popen.
+
+        Python's fault handler is on in it and its workers (they inherit it), so a run that hangs can be
+        made to print every thread's stack (``post_mortem``) instead of only timing out.
+        """
         return subprocess.Popen(
-            self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, start_new_session=True)
+            self.command(playbook, *args), cwd=self.root, env=self.env(dict(env or {}, PYTHONFAULTHANDLER="1")),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+            start_new_session=True)
+
+    @staticmethod
+    def post_mortem(process):
+        """What a started run that did not get where a test waited for was doing; ends the run.
+
+        Lists the run's processes with the kernel function each sleeps in, then sends them SIGABRT: the
+        fault handler (see ``start``) prints the Python stack of every thread of each one to the run's
+        output, which is returned (its last 30,000 characters).
+        """
+        processes = [process.pid] + _descendants(process.pid)
+        listing = []
+        for pid in processes:
+            listing.append("%d %s [%s]" % (pid, _proc_text(pid, "cmdline").replace("\0", " ").strip(),
+                                           _proc_text(pid, "wchan")))
+        for pid in reversed(processes):  # the workers first: the run may wait on them
+            try:
+                os.kill(pid, signal.SIGABRT)
+            except ProcessLookupError:
+                pass
+        try:
+            output = process.communicate(timeout=60)[0] or ""
+        except subprocess.TimeoutExpired:
+            Project.kill(process)
+            output = "(the run did not end on SIGABRT)"
+        return "the run's processes (pid, command, kernel wait):\n%s\nits output, ending with the stacks:\n%s" % (
+            "\n".join(listing), output[-30000:])
 
     @staticmethod
     def kill(process, sig=signal.SIGKILL):
@@ -177,14 +208,37 @@ class Project(object):
         return returncode
 
     @staticmethod
-    def wait_for(predicate, timeout=60, interval=0.2, what="condition"):
+    def wait_for(predicate, timeout=60, interval=0.2, what="condition", process=None):
+        """Poll ``predicate`` until it returns something true. With the started run ``process`` that should
+        bring it about, fail at once when the run ends first, and on timeout say what the run was doing."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             value = predicate()
             if value:
                 return value
+            if process is not None and process.poll() is not None:
+                value = predicate()  # it may have come about just before the run ended
+                if value:
+                    return value
+                try:
+                    output = process.communicate(timeout=60)[0] or ""
+                except subprocess.TimeoutExpired:  # a worker left behind holds the output open
+                    Project.kill(process)
+                    output = "(its output stayed open after it ended)"
+                raise AssertionError("the run ended (exit %s) before %s:\n%s" % (process.returncode, what, output[-20000:]))
             time.sleep(interval)
+        if process is not None:
+            raise AssertionError("timed out after %ss waiting for %s; %s" % (timeout, what, Project.post_mortem(process)))
         raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+def _proc_text(pid, name):
+    """``/proc/<pid>/<name>``, or "" when the process is gone."""
+    try:
+        with open("/proc/%d/%s" % (pid, name)) as handle:
+            return handle.read()
+    except OSError:
+        return ""
 
 
 def _descendants(pid):
