@@ -118,3 +118,21 @@ def test_the_task_results_of_given_runs_are_read_through_the_run_index(open_sor,
         return  # PostgreSQL's planner has statistics (the statement names no index)
     plan = " ".join(str(row[-1]) for row in query("EXPLAIN QUERY PLAN " + sql, params))
     assert "task_results_run" in plan and "task_results_status" not in plan
+
+
+def test_a_read_of_more_ids_than_one_in_list_holds_finds_each_once(open_sor, monkeypatch):
+    # 1,201 CIs: three IN lists of 500 on SQLite, one bound array on PostgreSQL (``_select_in``); either way each
+    # asked-for CI's facets once, whatever the duplicates and unknown ids asked with them
+    sor = open_sor()
+    sor.append([ci("ci-%04d" % number, "host%04d" % number, **{"class": "server", "owner": "team%d" % (number % 7)})
+                for number in range(1201)])
+    wanted = ["ci-%04d" % number for number in range(1201) if number != 600] + ["ci-0001", "no-such-ci"]
+    statements = []
+    query = sor._query
+    monkeypatch.setattr(sor, "_query", lambda sql, params=(): statements.append(sql) or query(sql, params))
+    rows = [(row["ci_id"], row["facet"], row["value"]) for row in sor.find_ci_facets(ci_ids=wanted, facet="owner")]
+    assert sorted(rows) == [("ci-%04d" % number, "owner", "team%d" % (number % 7))
+                            for number in range(1201) if number != 600]
+    assert len(statements) == (3 if sor.set_parameter != "any" else 1)
+    if len(statements) == 1:
+        assert rows == sorted(rows)  # one statement: its ORDER BY holds for all of them

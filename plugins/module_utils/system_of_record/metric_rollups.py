@@ -46,11 +46,7 @@ import struct
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time as _parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
-    _batches,
-    _marks,
-    select_chunked,
-)
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import _marks
 
 #: the schema version that made these tables: a replay inside an older migration leaves them alone
 TABLES_VERSION = schema.version_of(schema.METRIC_ROLLUPS_MIGRATION)
@@ -528,19 +524,6 @@ class MetricRollupQueries(object):
     #: the dialect's aggregate that joins texts (PostgreSQL: STRING_AGG)
     text_aggregate = "GROUP_CONCAT(%s, '')"
 
-    def _select_in(self, select, clauses, params, column, values):
-        """``select_chunked``'s rows (``column`` one of ``values``, None: any). Where the dialect binds a set as one
-        parameter (PostgreSQL's array), one statement whatever the number of values: a 90-day period's failure
-        rules look thousands of run ids and CIs up, which in IN lists of 500 were a round trip and a plan each.
-        SQLite keeps its IN lists: it has no round trips to save."""
-        if values is None or self.set_parameter != "any":
-            return select_chunked(self._query, select, clauses, params, column, values)
-        if not values:
-            return []
-        clause, value_params = self._in_values(column, values)
-        return self._query(select + " WHERE " + " AND ".join(list(clauses) + [clause]),
-                           tuple(params) + tuple(value_params))
-
     def find_metric_day_sums(self, day_ranges):
         """Per range of UTC days ``(first_day, end_day)`` of ``day_ranges`` (``YYYY-MM-DD``, end excluded) and label
         key, ``metric_days`` added up: ``(range index, label_key, changes, deployments, lead times)`` with the lead
@@ -587,16 +570,13 @@ class MetricRollupQueries(object):
     def find_metric_changes_of_cis(self, ci_ids, since, until, deployments_only=False):
         """``(ci_id, metric_changes row as a dict)`` for the changes ``ci_changes`` links to ``ci_ids`` that started in
         ``[since, until)``; only deployments when asked."""
-        found = []
-        extra = " AND m.deployment = 1" if deployments_only else ""
+        clauses = ["c.started_at >= ?", "m.started_at >= ?", "m.started_at < ?"]
+        if deployments_only:
+            clauses.append("m.deployment = 1")
         columns = ", ".join("m." + column.strip() for column in _MEMBER_COLUMNS.split(","))
-        for chunk in _batches(ci_ids):
-            for row in self._query(
-                    "SELECT c.ci_id, %s FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
-                    " WHERE c.ci_id IN (%s) AND c.started_at >= ? AND m.started_at >= ? AND m.started_at < ?%s"
-                    % (columns, _marks(chunk), extra), tuple(chunk) + (since, since, until)):
-                found.append((row[0], dict(zip(_MEMBER_KEYS, row[1:]))))
-        return found
+        rows = self._select_in("SELECT c.ci_id, %s FROM ci_changes c JOIN metric_changes m ON m.run_id = c.run_id"
+                               % columns, clauses, (since, since, until), "c.ci_id", ci_ids)
+        return [(row[0], dict(zip(_MEMBER_KEYS, row[1:]))) for row in rows]
 
     def find_deployment_ends(self, ci_ids, since, until):
         """``(ci_id, run_id, end_us)`` of the deployments of ``ci_ids`` (``ci_changes``) started in ``[since, until)``:
