@@ -244,7 +244,18 @@ def _handler_class(sim):
         def log_message(self, *args):  # quiet
             pass
 
+        def _log_request(self):
+            """Put the request being handled in the log, once (the control API's own requests are not logged)."""
+            if self._entry is not None and not self._logged:
+                self._logged = True
+                sim.record_request(self._entry)
+
         def _send(self, status, body=None, headers=None, raw=None, content_type="application/json"):
+            # logged before the answer leaves: a test that reads the log as soon as its call returns must find the
+            # call there (logged after, the log could be asked for and answered first: a CI run failed on that)
+            if self._entry is not None:
+                self._entry["status"] = status
+            self._log_request()
             payload = raw if raw is not None else (b"" if body is None else json.dumps(body).encode("utf-8"))
             self.send_response(status)
             if payload or status not in (204,):
@@ -264,6 +275,7 @@ def _handler_class(sim):
             body = self.rfile.read(length) if length else b""
             entry = {"method": method, "path": path, "at": time.time(),
                      "query": dict((k, v[0]) for k, v in query.items() if k != "x-sn-apikey")}
+            self._entry, self._logged = (None if path.startswith("/__sim/") else entry), False
             status = 500
             try:
                 if path.startswith("/__sim/"):
@@ -292,9 +304,9 @@ def _handler_class(sim):
                 status = 500
                 self._send(500, error_body("Simulator error", "%s: %s" % (type(exc).__name__, exc)))
             finally:
+                # (in the log already when answered: this corrects its status when the answer could not be written)
                 entry["status"] = status
-                if not path.startswith("/__sim/"):
-                    sim.record_request(entry)
+                self._log_request()
 
         def do_GET(self):
             self._handle("GET")
