@@ -20,6 +20,8 @@ from support.deprecations import DEPRECATION_ENV, assert_no_deprecations_of_ours
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build", "collections")
+#: holds the sitecustomize that audits every run's processes for fork safety (see its docstring)
+FORK_SAFETY_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fork_safety")
 VENV_BIN = os.path.dirname(sys.executable)
 
 
@@ -46,6 +48,8 @@ class Project(object):
         self.state_home = os.path.join(self.home, ".local", "state")
         self.fallback_spool_dir = os.path.join(self.state_home, "changeops", "spool")
         self.witness_file = os.path.join(self.state_home, "changeops", "checkpoints.jsonl")
+        # outside the project: tests read back what the collection wrote under it
+        self.fork_safety_audit = self.root.rstrip(os.sep) + ".fork-safety-audit"
         self.cfg_extra = ""
         self.write_inventory(["localhost"])
         self.write_cfg()
@@ -102,6 +106,8 @@ class Project(object):
             **DEPRECATION_ENV,
             PATH=VENV_BIN + os.pathsep + env.get("PATH", ""),
             PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(part for part in (FORK_SAFETY_DIR, env.get("PYTHONPATH")) if part),
+            FORK_SAFETY_AUDIT=self.fork_safety_audit,
         )
         if self.callbacks:
             env["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(self.callbacks)
@@ -117,33 +123,57 @@ class Project(object):
         """Run ansible-playbook to completion; raise with its output when ``check`` and it failed.
 
         Every run also fails on a deprecation warning our code caused, unless the test is about one
-        (``deprecations_expected``: a deprecated option name a task uses on purpose).
+        (``deprecations_expected``: a deprecated option name a task uses on purpose). A run that does not
+        end inside ``timeout`` fails the test with every thread's stack of each of its processes
+        (``post_mortem``), not only the timeout.
         """
-        completed = subprocess.run(
-            self.command(playbook, *args), cwd=self.root, env=self.env(env), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout,
-            check=False)
+        completed = self._complete(self.command(playbook, *args), env, timeout)
         if check and completed.returncode != 0:
             raise AssertionError("ansible-playbook %s %s exited %d:\n%s" % (
                 playbook, " ".join(args), completed.returncode, completed.stdout[-20000:]))
+        self.assert_fork_safe()
         # every run of every supported ansible-core line doubles as a deprecation check of our code
         if not deprecations_expected:
             assert_no_deprecations_of_ours(completed.stdout, "ansible-playbook %s %s" % (playbook, " ".join(args)))
         return completed
+
+    def _complete(self, command, env, timeout):
+        """Run ``command`` in the project as ``start`` does and wait for it; CompletedProcess."""
+        process = self._popen(command, env)
+        try:
+            output = process.communicate(timeout=timeout)[0]
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s did not end inside %ss; %s" % (
+                " ".join(os.path.basename(part) for part in command[:2]), timeout, Project.post_mortem(process)))
+        return subprocess.CompletedProcess(command, process.returncode, output, None)
 
     def adhoc(self, pattern, *args, env=None, check=True, timeout=600, enable_callbacks=True):
         """Run an ad-hoc ``ansible <pattern> <args>``; ``enable_callbacks``: with callbacks enabled for ad-hoc
         commands (the one setting: bin_ansible_callbacks, here ANSIBLE_LOAD_CALLBACK_PLUGINS=1)."""
         command = [os.path.join(VENV_BIN, "ansible"), pattern] + list(args)
         extra = {"ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"} if enable_callbacks else {}
-        completed = subprocess.run(
-            command, cwd=self.root, env=self.env(dict(extra, **(env or {}))),
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-            timeout=timeout, check=False)
+        completed = self._complete(command, dict(extra, **(env or {})), timeout)
         if check and completed.returncode != 0:
             raise AssertionError("ansible %s exited %d:\n%s" % (
                 " ".join([pattern] + list(args)), completed.returncode, completed.stdout[-20000:]))
+        self.assert_fork_safe()
         return completed
+
+    def assert_fork_safe(self):
+        """Fail when a run so far (this one, or one started before) imported a module on a thread of ours.
+
+        Every run doubles as this check: see tests/support/fork_safety/sitecustomize.py for why such an
+        import can hang one of Ansible's workers, rarely and for ever.
+        """
+        try:
+            with open(self.fork_safety_audit, encoding="utf-8") as handle:
+                findings = handle.read()
+        except FileNotFoundError:
+            return
+        os.unlink(self.fork_safety_audit)
+        raise AssertionError("a module was imported on a thread other than the main one, with our code on its stack; "
+                             "a worker forked meanwhile would hang (import it on the main thread before the thread "
+                             "starts, or avoid the import):\n%s" % findings[-20000:])
 
     def start(self, playbook, *args, env=None):
         """Start ansible-playbook in the background (its own process group); returns Popen.
@@ -151,8 +181,11 @@ class Project(object):
         Python's fault handler is on in it and its workers (they inherit it), so a run that hangs can be
         made to print every thread's stack (``post_mortem``) instead of only timing out.
         """
+        return self._popen(self.command(playbook, *args), env)
+
+    def _popen(self, command, env):
         return subprocess.Popen(
-            self.command(playbook, *args), cwd=self.root, env=self.env(dict(env or {}, PYTHONFAULTHANDLER="1")),
+            command, cwd=self.root, env=self.env(dict(env or {}, PYTHONFAULTHANDLER="1")),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
             start_new_session=True)
 
@@ -174,13 +207,19 @@ class Project(object):
                 os.kill(pid, signal.SIGABRT)
             except ProcessLookupError:
                 pass
-        try:
-            output = process.communicate(timeout=60)[0] or ""
-        except subprocess.TimeoutExpired:
-            Project.kill(process)
-            output = "(the run did not end on SIGABRT)"
+        output = Project.last_output(process, "(the run did not end on SIGABRT)")
         return "the run's processes (pid, command, kernel wait):\n%s\nits output, ending with the stacks:\n%s" % (
             "\n".join(listing), output[-30000:])
+
+    @staticmethod
+    def last_output(process, otherwise):
+        """The rest of an ending run's output; ``otherwise`` (and the run killed) when it stays open a minute,
+        as when a worker left behind holds it."""
+        try:
+            return process.communicate(timeout=60)[0] or ""
+        except subprocess.TimeoutExpired:
+            Project.kill(process)
+            return otherwise
 
     @staticmethod
     def kill(process, sig=signal.SIGKILL):
@@ -220,11 +259,7 @@ class Project(object):
                 value = predicate()  # it may have come about just before the run ended
                 if value:
                     return value
-                try:
-                    output = process.communicate(timeout=60)[0] or ""
-                except subprocess.TimeoutExpired:  # a worker left behind holds the output open
-                    Project.kill(process)
-                    output = "(its output stayed open after it ended)"
+                output = Project.last_output(process, "(its output stayed open after it ended)")
                 raise AssertionError("the run ended (exit %s) before %s:\n%s" % (process.returncode, what, output[-20000:]))
             time.sleep(interval)
         if process is not None:

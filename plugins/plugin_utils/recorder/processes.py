@@ -16,10 +16,22 @@ import os
 import subprocess
 
 
+def _read_ascii(path):
+    """The text of a small /proc file.
+
+    Read as bytes and decoded by ``bytes.decode``, whose ASCII codec is built in: opening in text mode
+    looks the codec up in the codec registry, which imports ``encodings.ascii`` the first time, and the
+    recorder's writer thread calls this while Ansible forks workers. A worker forked halfway through
+    that import inherits the module's import lock held for ever and hangs on its own first look-up (the
+    change gate's check of a running run calls this in the worker).
+    """
+    with open(path, "rb") as handle:
+        return handle.read().decode("ascii", "replace")
+
+
 def _linux_identity(pid):
     try:
-        with open("/proc/%d/stat" % pid, encoding="ascii", errors="replace") as handle:
-            stat = handle.read()
+        stat = _read_ascii("/proc/%d/stat" % pid)
     except OSError:
         return None
     # the command name (field 2) may contain spaces and parentheses: split after the last ")"
@@ -28,8 +40,7 @@ def _linux_identity(pid):
         return None
     start_ticks = fields[19]
     try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
-            boot_id = handle.read().strip()
+        boot_id = _read_ascii("/proc/sys/kernel/random/boot_id").strip()
     except OSError:
         boot_id = "?"
     return "linux:%s:%s" % (boot_id, start_ticks)
