@@ -104,8 +104,13 @@ def sor(open_sor):
 
 @pytest.fixture
 def project(tmp_path, backend_env):
-    """An Ansible project whose runs record into the test's system of record."""
-    return Project(tmp_path / "project", backend_env)
+    """An Ansible project whose runs record into the test's system of record.
+
+    Its runs are checked for imports on our threads after the test too (``Project.assert_fork_safe``), so a run
+    the test started and killed is checked as well as those it ran to the end."""
+    made = Project(tmp_path / "project", backend_env)
+    yield made
+    made.assert_fork_safe()
 
 
 @pytest.fixture
@@ -122,4 +127,6 @@ def sqlite_sor(sqlite_env):
 
 @pytest.fixture
 def sqlite_project(tmp_path, sqlite_env):
-    return Project(tmp_path / "project", sqlite_env)
+    made = Project(tmp_path / "project", sqlite_env)
+    yield made
+    made.assert_fork_safe()

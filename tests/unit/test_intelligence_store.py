@@ -4,10 +4,12 @@ that an existing ledger's backfill gives exactly what a replay gives, and the qu
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 
 from support import schema_history
-from support.history import seed, t
+from support.history import run_entries, seed, t
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
@@ -136,3 +138,17 @@ def test_a_read_of_more_ids_than_one_in_list_holds_finds_each_once(open_sor, mon
     assert len(statements) == (3 if sor.set_parameter != "any" else 1)
     if len(statements) == 1:
         assert rows == sorted(rows)  # one statement: its ORDER BY holds for all of them
+
+
+def test_a_read_of_more_run_ids_than_one_in_list_holds_keeps_one_order(open_sor):
+    # 1,001 changes read back by run id: three lists on SQLite, each ordered on its own, sorted into one order
+    # (``_select_in``'s sort_key); one statement on PostgreSQL. Run ids do not follow the starts, and pairs of
+    # changes start at the same moment, so both keys of the order count.
+    sor = open_sor()
+    runs = [dict(run_id="r%04d" % ((number * 7919) % 1001), start=t("2026-01-05 10:00") + datetime.timedelta(
+        minutes=number // 2), end=t("2026-01-05 10:00") + datetime.timedelta(minutes=number // 2, seconds=30),
+        status="successful", gate=None, changed=[]) for number in range(1001)]
+    sor.append([entry for run in runs for entry in run_entries(run, {})])
+    wanted = [run["run_id"] for run in reversed(runs)]
+    facts = [(fact["started_at"], fact["run_id"]) for fact in sor.find_change_facts(run_ids=wanted + ["no-such-run"])]
+    assert len(facts) == 1001 and facts == sorted(facts)

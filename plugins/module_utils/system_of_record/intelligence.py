@@ -309,14 +309,19 @@ class IntelligenceQueries(object):
             return "%s = ANY(CAST(? AS TEXT[]))" % column, (list(values),)
         return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
-    def _select_in(self, select, clauses, params, column=None, values=None, tail=""):
+    def _select_in(self, select, clauses, params, column=None, values=None, tail="", sort_key=None):
         """:func:`select_chunked`'s rows: every clause of ``clauses`` holds and, unless ``values`` is None,
         ``column`` is one of ``values``. Where the dialect binds a set as one parameter (PostgreSQL's array), one
         statement whatever the number of values, ``tail`` applied to all of them: a 90-day period's failure rules
         look thousands of run ids and CIs up, which in IN lists of 500 were a round trip and a plan each. SQLite
-        keeps its IN lists: it has no round trips to save (and ``tail`` orders each list's rows only)."""
+        keeps its IN lists: it has no round trips to save (and ``tail`` orders each list's rows only).
+        ``sort_key``: the order ``tail`` gives, as a key of a row; rows that came from several lists are sorted
+        into it, so the caller gets one order on either dialect."""
         if values is None or self.set_parameter != "any":
-            return select_chunked(self._query, select, clauses, params, column, values, tail)
+            rows = select_chunked(self._query, select, clauses, params, column, values, tail)
+            if sort_key is not None and values is not None and len(dict.fromkeys(values)) > BATCH:
+                rows.sort(key=sort_key)
+            return rows
         if not values:
             return []
         clause, value_params = self._in_values(column, values)
@@ -622,10 +627,8 @@ class IntelligenceQueries(object):
             clauses.append("started_at < ?")
             params.append(until)
         rows = self._select_in("SELECT %s, commit_at FROM change_facts" % _FACT_COLUMNS, clauses, params,
-                               "run_id", run_ids, " ORDER BY started_at, run_id")
-        if run_ids is not None and len(dict.fromkeys(run_ids)) > BATCH:
-            # several statements, each ordered on its own
-            rows.sort(key=lambda row: (row[1], row[0]))
+                               "run_id", run_ids, " ORDER BY started_at, run_id",
+                               sort_key=lambda row: (row[1], row[0]))
         keys = ("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "authorisation_ref",
                 "environment", "playbook", "user", "commit_at")
         facts = []
