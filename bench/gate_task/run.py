@@ -6,6 +6,7 @@
     python bench/gate_task/run.py --hosts 500 --cis 100 --requests 50 --runs 3      # small
     python bench/gate_task/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
     python bench/gate_task/run.py --runs 1 --profile            # where the time goes, per phase (profiled)
+    python bench/gate_task/run.py --runs 3 --phases             # each phase's wall time, unprofiled
     python bench/gate_task/run.py --compare main                # this tree and main alternating: their ratio
 
 Unlike bench/gate_eval (the in-memory decision), this times everything the gate task does in a real run:
@@ -200,6 +201,9 @@ def _wrap(run):
             elapsed = time.perf_counter() - started
             with open(_CPU, "w") as handle:
                 handle.write("%.6f" % cpu)
+            if _PHASES:
+                _TIMES["run()"] = elapsed
+                _write_phases()
             if profiler is not None:
                 profiler.dump_stats(_OUT)
                 with open(_OUT + ".wall", "w") as handle:
@@ -210,6 +214,59 @@ def _wrap(run):
 def _subclassed(cls, **kwargs):
     if cls.__module__.endswith("plugins.action.change_gate") and "run" in vars(cls):
         cls.run = _wrap(cls.run)
+        if _PHASES:
+            _watch_phases()
+
+
+# --phases: each phase function's wall time, unprofiled. sys.monitoring events are switched on for those functions'
+# code objects only, so the rest of the task runs at full speed (cProfile's overhead skews the split).
+_PHASES = os.environ.get("CHANGEOPS_BENCH_PHASES")
+_PHASES_OUT = os.environ.get("CHANGEOPS_BENCH_PHASES_OUT")
+_TIMES = {}
+_STARTED = {}
+
+
+def _watch_phases():
+    import json
+    import sys
+
+    monitoring = sys.monitoring
+    tool = monitoring.PROFILER_ID
+    monitoring.use_tool_id(tool, "changeops-bench")
+    labels = {}
+    namespaces = []
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("ansible_collections.changeops."):
+            namespaces.append(vars(module))
+            namespaces.extend(vars(value) for value in vars(module).values() if isinstance(value, type))
+    for label, file_end, name in json.loads(_PHASES):
+        for namespace in namespaces:
+            code = getattr(getattr(namespace.get(name), "__wrapped__", namespace.get(name)), "__code__", None)
+            if code is not None and code.co_filename.endswith("/" + file_end) and code not in labels:
+                labels[code] = label
+                monitoring.set_local_events(tool, code, monitoring.events.PY_START | monitoring.events.PY_RETURN)
+    monitoring.set_events(tool, monitoring.events.PY_UNWIND)  # (not a local event: every unwinding frame, ignored)
+
+    def start(code, _offset):
+        _STARTED.setdefault(code, []).append(time.perf_counter())
+
+    def end(code, _offset, _value):
+        if code not in labels:
+            return
+        begun = _STARTED[code].pop()
+        if not _STARTED[code]:  # the outermost call of a recursive one
+            label = labels[code]
+            _TIMES[label] = _TIMES.get(label, 0.0) + time.perf_counter() - begun
+
+    monitoring.register_callback(tool, monitoring.events.PY_START, start)
+    monitoring.register_callback(tool, monitoring.events.PY_RETURN, end)
+    monitoring.register_callback(tool, monitoring.events.PY_UNWIND, end)
+
+
+def _write_phases():
+    import json
+    with open(_PHASES_OUT, "w") as handle:
+        json.dump(_TIMES, handle)
 
 
 _actions.ActionBase.__init_subclass__ = classmethod(_subclassed)
@@ -224,19 +281,22 @@ PHASES = (
     ("host CIs (as records)", "cmdb_identity.py", "find_host_cis"),
     ("change context (records)", "change_gate.py", "build_change_context"),
     ("blast radius", "graph.py", "blast_radius"),
+    ("  of which the walk", "graph.py", "walk"),
+    ("collisions and blast radius", "gate.py", "__init__"),
     ("runs in progress", "collisions.py", "running_runs"),
     ("change requests now", "collisions.py", "change_requests"),
     ("decide (+ collisions)", "change_gate.py", "policy_decisions"),
     ("decide: first policy", "change_gate.py", "decide_under"),
     ("seal + append run.gate", "change_gate.py", "finish"),
+    ("  of which sealing", "commitments.py", "seal_payload"),
     ("whole task", "change_gate.py", "run"),
 )
 
 
-def measuring_env(root, env, profile):
+def measuring_env(root, env, profile, phases=False):
     """``env`` with the sitecustomize that times the gate action's run() in the worker: its CPU time
-    (``time.process_time``, a figure that holds while others load the machine) always, and a cProfile of it
-    with ``profile``."""
+    (``time.process_time``, a figure that holds while others load the machine) always, a cProfile of it
+    with ``profile``, each phase's wall time with ``phases``."""
     directory = os.path.join(root, "profile")
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "sitecustomize.py"), "w") as handle:
@@ -245,7 +305,22 @@ def measuring_env(root, env, profile):
                PYTHONPATH=os.pathsep.join(filter(None, [directory, env.get("PYTHONPATH")])))
     if profile:
         env["CHANGEOPS_BENCH_PROFILE"] = os.path.join(directory, "gate.pstats")
+    if phases:
+        env.update(CHANGEOPS_BENCH_PHASES=json.dumps(PHASES), CHANGEOPS_BENCH_PHASES_OUT=phases_path(root))
     return env
+
+
+def phases_path(root):
+    return os.path.join(root, "profile", "gate.phases.json")
+
+
+def print_phases(root):
+    with open(phases_path(root)) as handle:
+        times = json.load(handle)
+    print("  phases (wall, unprofiled; the action's run() %.1f ms):" % (times.pop("run()") * 1000))
+    for label, _file_end, _name in PHASES:
+        if label in times:
+            print("    %-32s %7.1f ms" % (label, times[label] * 1000))
 
 
 def gate_cpu_ms(root):
@@ -300,9 +375,13 @@ def main():
     parser.add_argument("--dsn")
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--json")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile the gate task (cProfile in the forked worker) and print its time per phase; "
-                             "the profiler slows it, so these runs' durations are not the figure")
+    measuring = parser.add_mutually_exclusive_group()  # (a profiler would inflate the phases; both use sys.monitoring)
+    measuring.add_argument("--profile", action="store_true",
+                           help="profile the gate task (cProfile in the forked worker) and print its time per phase; "
+                                "the profiler slows it, so these runs' durations are not the figure")
+    measuring.add_argument("--phases", action="store_true",
+                           help="print each phase's wall time in the worker, unprofiled (sys.monitoring on the phase "
+                                "functions only)")
     parser.add_argument("--compare", metavar="REF",
                         help="also run the play with the collection as of git REF (e.g. main), alternating with this "
                              "tree's over the same ledger, and print the ratio of their gate medians")
@@ -324,7 +403,7 @@ def main():
     seed(sor, hosts, args.cis, args.requests)
     sor.close()
     write_project(root, hosts, backend_env)
-    env = measuring_env(root, run_env(root, backend_env), args.profile)
+    env = measuring_env(root, run_env(root, backend_env), args.profile, args.phases)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "publish.yml"], cwd=root,
                    env=env, check=True, stdout=subprocess.DEVNULL)
     print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
@@ -358,6 +437,8 @@ def main():
                     in_run = float(handle.read()) * 1000
                 print("  the action's run() took %.0f ms (profiled) of the task's %d ms: the rest is Ansible's "
                       "(the worker, task variables, the result's way back)" % (in_run, times["changeops.itsm.change_gate"]))
+            if args.phases:
+                print_phases(root)
             figure["gate_ms"].append(times["changeops.itsm.change_gate"])
             figure["gate_cpu_ms"].append(gate_cpu_ms(root))
             figure["baseline_ms"].append(times["ansible.builtin.debug"])
