@@ -130,7 +130,7 @@ def test_eight_concurrent_runs_on_one_database_record_every_result_in_one_chain(
     outputs = []
     try:
         for process in processes:
-            output, _stderr = process.communicate(timeout=900)
+            output = Project.wait_ended(process, 900)
             outputs.append(output)
             assert process.returncode == 0, output[-5000:]
     finally:
@@ -175,7 +175,7 @@ def test_database_stopped_mid_run_loses_nothing_once_the_next_run_replays_the_sp
         server.stop("fast")
         with open(release, "w"):
             pass
-        output, _stderr = run.communicate(timeout=600)
+        output = Project.wait_ended(run, 600)
     finally:
         if run.poll() is None:
             Project.kill(run)
@@ -237,7 +237,7 @@ def test_gate_with_the_database_down_denies_with_the_reason(tmp_path, dsn, serve
     server.stop("fast")
     run = project.start("gated.yml", "-e", "marker=%s" % marker)
     try:
-        output, _stderr = run.communicate(timeout=300)
+        output = Project.wait_ended(run, 300)
     finally:
         if run.poll() is None:
             Project.kill(run)

@@ -100,7 +100,7 @@ def test_a_spooled_run_closes_its_change_request_when_the_next_run_replays_it(tm
                      if len(sor.get_task_results(event["run_id"])) >= 2][:1],
             timeout=120, what="two recorded results", process=process)[0]
         server.stop("fast")
-        output = process.communicate(timeout=600)[0]
+        output = Project.wait_ended(process, 600)
     finally:
         if process.poll() is None:
             Project.kill(process)

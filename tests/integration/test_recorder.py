@@ -277,7 +277,7 @@ def test_four_concurrent_playbooks_keep_one_valid_chain(project, sor):
         """)
     fast_flush = {"CHANGEOPS_RECORDER_FLUSH_INTERVAL": "0.05", "CHANGEOPS_RECORDER_BATCH_SIZE": "5"}
     processes = [project.start("busy.yml", env=fast_flush) for run in range(4)]
-    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    outputs = [project.wait_ended(process, 600) for process in processes]
     for process, output in zip(processes, outputs):
         assert process.returncode == 0, output
         assert "locked" not in output.lower(), output
@@ -373,7 +373,7 @@ def test_sigterm_marks_the_run_interrupted_at_once(project, open_sor):
     run_id = wait_for_results(project, open_sor, 6, process)
     time.sleep(0.5)
     os.kill(process.pid, signal.SIGTERM)
-    process.communicate(timeout=120)
+    project.wait_ended(process, 120)
     sor = open_sor()
     event = sor.get_change_event(run_id)
     assert event["status"] == "interrupted"

@@ -317,7 +317,7 @@ def test_sqlite_a_fault_in_the_middle_of_a_run(tmp_path, faulty, mode):
         spools.read_only()
         with open(scene.release, "w"):
             pass
-        output = process.communicate(timeout=600)[0]
+        output = Project.wait_ended(process, 600)
     finally:
         if process.poll() is None:
             Project.kill(process)

@@ -83,7 +83,7 @@ def run_with_the_end_spooled(project, sqlite_sor, sqlite_env, playbook, env):
     run_id = wait_for_results(project, sqlite_sor, 2, process)
     lock = WriteLock(sqlite_env["CHANGEOPS_SQLITE_PATH"])
     try:
-        output = process.communicate(timeout=600)[0]
+        output = project.wait_ended(process, 600)
         assert process.returncode == 0, output
     finally:
         lock.release()
@@ -108,7 +108,7 @@ def test_ledger_locked_mid_run_then_released_loses_nothing(sqlite_project, sqlit
         recorded_while_locked = len(sqlite_sor.get_task_results(run_id))
     finally:
         lock.release()
-    output = process.communicate(timeout=600)[0]
+    output = project.wait_ended(process, 600)
     assert process.returncode == 0, output
 
     assert recorded_while_locked < steps * 2

@@ -212,6 +212,15 @@ class Project(object):
             "\n".join(listing), output[-30000:])
 
     @staticmethod
+    def wait_ended(process, timeout):
+        """The output of a started run once it ends; when it has not ended inside ``timeout`` seconds, an
+        AssertionError with :meth:`post_mortem` (what its processes were doing), never a bare ``TimeoutExpired``."""
+        try:
+            return process.communicate(timeout=timeout)[0] or ""
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the run did not end inside %ss; %s" % (timeout, Project.post_mortem(process)))
+
+    @staticmethod
     def last_output(process, otherwise):
         """The rest of an ending run's output; ``otherwise`` (and the run killed) when it stays open a minute,
         as when a worker left behind holds it."""

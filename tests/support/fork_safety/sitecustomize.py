@@ -15,13 +15,13 @@ import sys
 import threading
 
 _AUDIT_FILE = os.environ.get("FORK_SAFETY_AUDIT")
-_OURS = (os.sep + os.path.join("ansible_collections", "changeops", "itsm") + os.sep,)
+_OURS = os.sep + os.path.join("ansible_collections", "changeops", "itsm") + os.sep
 
 
 def _ours_on_stack():
     frame = sys._getframe(2)
     while frame is not None:
-        if any(marker in frame.f_code.co_filename for marker in _OURS):
+        if _OURS in frame.f_code.co_filename:
             return True
         frame = frame.f_back
     return False
@@ -30,8 +30,9 @@ def _ours_on_stack():
 def _audit(event, args):
     if event != "import" or threading.current_thread() is threading.main_thread():
         return
+    # (the event is raised only when a module is loaded, never for one sys.modules holds already)
     name = args[0]
-    if name in sys.modules or not _ours_on_stack():
+    if not _ours_on_stack():
         return
     # the stack by hand: importing traceback here would be one more import on this thread
     stack, frame = [], sys._getframe(1)
