@@ -11,6 +11,7 @@ import pytest
 from support import schema_history
 from support.history import run_entries, seed, t
 
+from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 
@@ -152,3 +153,50 @@ def test_a_read_of_more_run_ids_than_one_in_list_holds_keeps_one_order(open_sor)
     wanted = [run["run_id"] for run in reversed(runs)]
     facts = [(fact["started_at"], fact["run_id"]) for fact in sor.find_change_facts(run_ids=wanted + ["no-such-run"])]
     assert len(facts) == 1001 and facts == sorted(facts)
+
+
+def test_changes_of_more_cis_than_one_in_list_holds_keep_the_statements_order_and_limit(open_sor):
+    # 1,200 CIs changed by 120 runs (ten each), pairs of runs starting at the same moment and run ids that do not
+    # follow the starts: read back newest first, ties by run then CI, whether in three lists (SQLite, merged here)
+    # or one statement (PostgreSQL), with and without a limit
+    sor = open_sor()
+    hosts = ["h%04d" % number for number in range(1200)]
+    ci_ids = {host: "ci-%04d" % number for number, host in enumerate(hosts)}
+    sor.append([ci(ci_ids[host], host, **{"class": "server"}) for host in hosts])
+    runs = [dict(run_id="r%03d" % ((number * 37) % 120), start=t("2026-01-05 10:00") + datetime.timedelta(
+        minutes=number // 2), end=t("2026-01-05 10:00") + datetime.timedelta(minutes=number // 2, seconds=30),
+        status="successful", gate=None, changed=hosts[number * 10:number * 10 + 10]) for number in range(120)]
+    sor.append([entry for run in runs for entry in run_entries(run, ci_ids)])
+    wanted = list(reversed(list(ci_ids.values()))) + ["no-such-ci"]
+    expected = sorted(((ci_ids[host], run["run_id"], format_time(run["start"])) for run in runs
+                       for host in run["changed"]), key=lambda row: (row[1], row[0]))
+    expected.sort(key=lambda row: row[2], reverse=True)
+    for limit in (None, 25):
+        changes = sor.find_ci_changes(ci_ids=wanted, limit=limit)
+        found = [(row["ci_id"], row["run_id"], row["started_at"]) for row in changes]
+        assert found == expected[:limit]
+    assert sor.find_ci_changes(ci_ids=[]) == []
+
+
+def test_links_and_hosts_of_more_runs_than_one_in_list_holds_come_back_whole_and_in_order(open_sor):
+    # 1,001 runs each on two hosts and with one incident link, linked in an order their run ids do not follow: the
+    # links come back in ledger order and each run's hosts by name, whether read in three lists (SQLite) or one
+    # statement (PostgreSQL)
+    sor = open_sor()
+    runs = [dict(run_id="r%04d" % number, start=t("2026-01-05 10:00") + datetime.timedelta(minutes=number),
+                 end=t("2026-01-05 10:00") + datetime.timedelta(minutes=number, seconds=30), status="successful",
+                 gate=None, hosts=["web%d" % (number % 5), "db%d" % (number % 7)]) for number in range(1001)]
+    sor.append([entry for run in runs for entry in run_entries(run, {})])
+    linked = ["r%04d" % ((number * 7919) % 1001) for number in range(1001)]
+    sor.append([Entry("run.linked", run_id, {"run_id": run_id, "link": "incident", "target": "INC%04d" % index,
+                                             "linked_at": "2026-01-06T11:00:00.000000Z"})
+                for index, run_id in enumerate(linked)])
+    wanted = [run["run_id"] for run in reversed(runs)] + ["no-such-run"]
+    links = sor.find_change_links(run_ids=wanted)
+    assert [link["run_id"] for link in links] == linked
+    assert [link["seq"] for link in links] == sorted(link["seq"] for link in links)
+    assert [link["run_id"] for link in sor.find_change_links(run_ids=wanted[:3], link="incident")] == [
+        run_id for run_id in linked if run_id in wanted[:3]]
+    hosts = sor.find_run_hosts(wanted)
+    assert hosts == {run["run_id"]: sorted(run["hosts"]) for run in runs}
+    assert sor.find_run_hosts([]) == {} and sor.find_change_links(run_ids=[]) == []

@@ -319,7 +319,7 @@ class IntelligenceQueries(object):
         into it, so the caller gets one order on either dialect."""
         if values is None or self.set_parameter != "any":
             rows = select_chunked(self._query, select, clauses, params, column, values, tail)
-            if sort_key is not None and values is not None and len(dict.fromkeys(values)) > BATCH:
+            if sort_key is not None and self._in_several_statements(values):
                 rows.sort(key=sort_key)
             return rows
         if not values:
@@ -327,6 +327,11 @@ class IntelligenceQueries(object):
         clause, value_params = self._in_values(column, values)
         return self._query(select + " WHERE " + " AND ".join(list(clauses) + [clause]) + tail,
                            tuple(params) + tuple(value_params))
+
+    def _in_several_statements(self, values):
+        """Whether :meth:`_select_in` reads ``values`` in several statements (SQLite's lists of BATCH), whose rows
+        its caller may have to merge into one order."""
+        return values is not None and self.set_parameter != "any" and len(dict.fromkeys(values)) > BATCH
 
     def _packed_rows(self, columns, rest, params=()):
         """The rows of ``SELECT columns rest``, as tuples, fetched as ONE row of packed columns (``packs_rows``): on
@@ -581,25 +586,14 @@ class IntelligenceQueries(object):
         if until:
             clauses.append("started_at <= ?")
             params.append(until)
-        chunks = [None] if ci_ids is None else _batches(ci_ids)
-        rows = []
-        for chunk in chunks:
-            where = list(clauses)
-            chunk_params = list(params)
-            if chunk is not None:
-                if not chunk:
-                    continue
-                where.append("ci_id IN (%s)" % _marks(chunk))
-                chunk_params.extend(chunk)
-            sql = "SELECT ci_id, run_id, host, started_at FROM ci_changes"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY started_at DESC, run_id, ci_id"
-            if limit:
-                sql += " LIMIT %d" % int(limit)
-            rows.extend(self._query(sql, tuple(chunk_params)))
-        if len(chunks) > 1:
-            rows.sort(key=lambda row: (row[3], row[1], row[0]), reverse=True)
+        ci_ids = None if ci_ids is None else list(ci_ids)
+        tail = " ORDER BY started_at DESC, run_id, ci_id" + (" LIMIT %d" % int(limit) if limit else "")
+        rows = self._select_in("SELECT ci_id, run_id, host, started_at FROM ci_changes", clauses, params, "ci_id",
+                               ci_ids, tail)
+        if self._in_several_statements(ci_ids):
+            # each list's rows in the statement's order (and limit): merged into it, newest first, ties by run and CI
+            rows.sort(key=operator.itemgetter(1, 0))
+            rows.sort(key=operator.itemgetter(3), reverse=True)
             rows = rows[:limit] if limit else rows
         return [{"ci_id": row[0], "run_id": row[1], "host": row[2], "started_at": row[3]} for row in rows]
 
@@ -647,30 +641,18 @@ class IntelligenceQueries(object):
         if target is not None:
             clauses.append("target = ?")
             params.append(str(target))
-        chunks = [None] if run_ids is None else _batches(run_ids)
-        found = []
-        for chunk in chunks:
-            where = list(clauses)
-            chunk_params = list(params)
-            if chunk is not None:
-                if not chunk:
-                    continue
-                where.append("run_id IN (%s)" % _marks(chunk))
-                chunk_params.extend(chunk)
-            sql = "SELECT seq, doc FROM change_links"
-            if where:
-                sql += " WHERE " + " AND ".join(where)
-            found.extend(dict(json.loads(doc), seq=seq) for seq, doc in self._query(sql, tuple(chunk_params)))
-        found.sort(key=lambda link_doc: link_doc["seq"])
-        return found
+        rows = self._select_in("SELECT seq, doc FROM change_links", clauses, params, "run_id",
+                               None if run_ids is None else list(run_ids), " ORDER BY seq",
+                               sort_key=operator.itemgetter(0))
+        return [dict(json.loads(doc), seq=seq) for seq, doc in rows]
 
     def find_run_hosts(self, run_ids):
-        """``{run_id: [host, ...]}``: the hosts each run ran on (its per-host counts), one query per batch."""
+        """``{run_id: [host, ...]}``: the hosts each run ran on (its per-host counts), each run's hosts by name."""
         found = {}
-        for chunk in _batches(run_ids):
-            for run_id, host in self._query("SELECT run_id, host FROM run_hosts WHERE run_id IN (%s) ORDER BY run_id, host"
-                                            % _marks(chunk), tuple(chunk)):
-                found.setdefault(run_id, []).append(host)
+        # (a run's rows all come from one statement, whichever list holds its id: no order across lists is needed)
+        for run_id, host in self._select_in("SELECT run_id, host FROM run_hosts", [], [], "run_id", list(run_ids),
+                                            " ORDER BY run_id, host"):
+            found.setdefault(run_id, []).append(host)
         return found
 
     def find_change_requests_in_window(self, start, end, states=None):
