@@ -717,31 +717,23 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         rows = self._query("SELECT ci_id FROM ci_identities WHERE kind = ? AND value = ?", (kind, str(value)))
         return rows[0][0] if rows else None
 
-    #: values per ``IN (...)`` list: well under SQLite's and PostgreSQL's bound-parameter limits
+    #: seqs per ``IN (...)`` list of the ledger's look-ups by seq: well under SQLite's and PostgreSQL's
+    #: bound-parameter limits (text ids go through ``_select_in``: one bound array on PostgreSQL)
     _BATCH = 500
 
-    def _batches(self, values):
-        values = list(dict.fromkeys(values))
-        return [values[start:start + self._BATCH] for start in range(0, len(values), self._BATCH)]
-
     def find_cis_by_identities(self, kind, values):
-        found = {}
-        for chunk in self._batches(str(value) for value in values):
-            found.update(self._query("SELECT value, ci_id FROM ci_identities WHERE kind = ? AND value IN (%s)"
-                                     % ", ".join("?" * len(chunk)), (kind,) + tuple(chunk)))
-        return found
+        return dict(self._select_in("SELECT value, ci_id FROM ci_identities", ["kind = ?"], [kind], "value",
+                                    [str(value) for value in values]))
 
     def get_cis(self, ci_ids):
+        ci_ids = list(ci_ids)
         found = {}
-        for chunk in self._batches(ci_ids):
-            marks = ", ".join("?" * len(chunk))
-            for row in self._query("SELECT %s FROM configuration_items WHERE ci_id IN (%s)" % (self._CI_COLUMNS, marks),
-                                   tuple(chunk)):
-                found[row[0]] = dict(self._ci(row), identities={})
-            for ci_id, kind, value in self._query(
-                    "SELECT ci_id, kind, value FROM ci_identities WHERE ci_id IN (%s)" % marks, tuple(chunk)):
-                if ci_id in found:
-                    found[ci_id]["identities"][kind] = value
+        for row in self._select_in("SELECT %s FROM configuration_items" % self._CI_COLUMNS, [], [], "ci_id", ci_ids):
+            found[row[0]] = dict(self._ci(row), identities={})
+        for ci_id, kind, value in self._select_in("SELECT ci_id, kind, value FROM ci_identities", [], [], "ci_id",
+                                                  ci_ids):
+            if ci_id in found:
+                found[ci_id]["identities"][kind] = value
         return found
 
     def get_relationships(self, ci_id=None, rel_type=None, direction="both"):
