@@ -160,7 +160,9 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
         last_hash = last[0].hash
         document = checkpoints.checkpoint_document(sor, key, entry=(last_seq, last_hash))
         digest = projection_check.state_digest(state)
-        temporary = writer.finish({"last_hash": last_hash, "checkpoint": document, "state": [list(row) for row in state],
+        # (the rows as they are: JSON writes a tuple as the array a list gives, with no copy of a state that grows
+        # with the archived runs' hosts)
+        temporary = writer.finish({"last_hash": last_hash, "checkpoint": document, "state": state,
                                    "state_digest": digest})
     except BaseException:
         writer.abort()
