@@ -189,6 +189,11 @@ _CPU = os.environ["CHANGEOPS_BENCH_CPU"]
 
 def _wrap(run):
     def measured(self, *args, **kwargs):
+        if _PHASES:
+            # the phases of this task only: the worker inherits what the parent's threads timed before the fork (the
+            # recorder seals entries too), and a start the fork caught halfway
+            _TIMES.clear()
+            _STARTED.clear()
         profiler = cProfile.Profile() if _OUT else None
         started = time.perf_counter()
         cpu = time.process_time()
