@@ -140,11 +140,7 @@ class Project(object):
     def _complete(self, command, env, timeout):
         """Run ``command`` in the project as ``start`` does and wait for it; CompletedProcess."""
         process = self._popen(command, env)
-        try:
-            output = process.communicate(timeout=timeout)[0]
-        except subprocess.TimeoutExpired:
-            raise AssertionError("%s did not end inside %ss; %s" % (
-                " ".join(os.path.basename(part) for part in command[:2]), timeout, Project.post_mortem(process)))
+        output = Project.wait_ended(process, timeout, " ".join(os.path.basename(part) for part in command[:2]))
         return subprocess.CompletedProcess(command, process.returncode, output, None)
 
     def adhoc(self, pattern, *args, env=None, check=True, timeout=600, enable_callbacks=True):
@@ -212,13 +208,14 @@ class Project(object):
             "\n".join(listing), output[-30000:])
 
     @staticmethod
-    def wait_ended(process, timeout):
+    def wait_ended(process, timeout, what="the run"):
         """The output of a started run once it ends; when it has not ended inside ``timeout`` seconds, an
-        AssertionError with :meth:`post_mortem` (what its processes were doing), never a bare ``TimeoutExpired``."""
+        AssertionError naming ``what`` with :meth:`post_mortem` (what its processes were doing), never a bare
+        ``TimeoutExpired``."""
         try:
             return process.communicate(timeout=timeout)[0] or ""
         except subprocess.TimeoutExpired:
-            raise AssertionError("the run did not end inside %ss; %s" % (timeout, Project.post_mortem(process)))
+            raise AssertionError("%s did not end inside %ss; %s" % (what, timeout, Project.post_mortem(process)))
 
     @staticmethod
     def last_output(process, otherwise):

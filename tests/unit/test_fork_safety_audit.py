@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-FORK_SAFETY_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "support", "fork_safety")
+from support.project import FORK_SAFETY_DIR
 
 #: stdlib modules no bare interpreter has imported yet (checked in the child before it imports them)
 PROGRAM = textwrap.dedent("""

@@ -40,6 +40,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.st
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
+    BATCH,
     IntelligenceQueries,
     backfill as backfill_intelligence,
 )
@@ -717,9 +718,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         rows = self._query("SELECT ci_id FROM ci_identities WHERE kind = ? AND value = ?", (kind, str(value)))
         return rows[0][0] if rows else None
 
-    #: seqs per ``IN (...)`` list of the ledger's look-ups by seq: well under SQLite's and PostgreSQL's
-    #: bound-parameter limits (text ids go through ``_select_in``: one bound array on PostgreSQL)
-    _BATCH = 500
+    #: seqs per ``IN (...)`` list of the ledger's look-ups by seq: the intelligence readers' bound, well under
+    #: SQLite's and PostgreSQL's bound-parameter limits (text ids go through ``_select_in``: one bound array on
+    #: PostgreSQL)
+    _BATCH = BATCH
 
     def find_cis_by_identities(self, kind, values):
         return dict(self._select_in("SELECT value, ci_id FROM ci_identities", ["kind = ?"], [kind], "value",
