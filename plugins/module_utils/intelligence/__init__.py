@@ -12,6 +12,7 @@
 * ``gate.py``         the gate's one entry point: blast radius into the change context, collisions into the decision;
 * ``triage.py``       "what changed before this incident?";
 * ``metrics.py``      the four DORA keys from the record;
+* ``metric_rules.py`` what the metrics count, shared by the raw and the rollup computations and the projectors;
 * ``candidates.py``   standard changes earned from the record, and templates whose changes started failing;
 * ``links.py``        incidents and remediations linked to change events (``change_link``).
 

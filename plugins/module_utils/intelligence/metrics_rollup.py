@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import format_time, parse_time
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metric_rules
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.metric_rollups import (
     label_key,
     labels_of_key,
@@ -81,8 +81,8 @@ class _Sum(object):
 
     def figures(self, days):
         """The figures, this sum's lead times being sorted."""
-        return metrics.counted_figures(self.changes, self.deployments, self.lead, self.failed, self.reasons,
-                                       self.restored, days)
+        return metric_rules.counted_figures(self.changes, self.deployments, self.lead, self.failed, self.reasons,
+                                            self.restored, days)
 
 
 def _utc_midnight(moment):
@@ -90,7 +90,7 @@ def _utc_midnight(moment):
 
 
 def compute(sor, since, until, bucket="week", group_by=None, services=None, environments=None, teams=None,
-            failure_window=metrics.DEFAULT_FAILURE_WINDOW):
+            failure_window=metric_rules.DEFAULT_FAILURE_WINDOW):
     """``metrics.compute`` (arguments already checked there) from the rollups."""
     horizon = until + failure_window
     since_text, until_text, horizon_text = format_time(since), format_time(until), format_time(horizon)
@@ -114,8 +114,8 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
     if first is not None:
         # per bucket, its whole days added up by the database: a row per label key, one parse of its lead times
         ranges, range_starts = [], []
-        for start, _span in metrics.bucket_starts(first, end, bucket):
-            low, high = max(start, first), min(metrics._next(start, bucket), end)
+        for start, _span in metric_rules.bucket_starts(first, end, bucket):
+            low, high = max(start, first), min(metric_rules.next_bucket(start, bucket), end)
             ranges.append((low.strftime("%Y-%m-%d"), high.strftime("%Y-%m-%d")))
             range_starts.append(start)
         for index, key, changes, deployments, lead in sor.find_metric_day_sums(ranges):
@@ -134,7 +134,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             if row["status_failed"] or not since_us <= row["start_us"] < until_us:
                 continue
             moment = _EPOCH + datetime.timedelta(microseconds=row["start_us"])
-            target = cell(metrics.bucket_start(moment, bucket), row["label_key"])
+            target = cell(metric_rules.bucket_start(moment, bucket), row["label_key"])
             target.changes += 1
             target.deployments += row["deployment"]
             if row["lead_seconds"] is not None:
@@ -149,7 +149,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         number = change.start_us // _DAY_US
         start = bucket_of_day_number.get(number)
         if start is None:
-            start = bucket_of_day_number[number] = metrics.bucket_start(
+            start = bucket_of_day_number[number] = metric_rules.bucket_start(
                 _EPOCH + datetime.timedelta(days=number), bucket)
         if change.status is not None:
             target = cell(start, key_of(change))
@@ -185,10 +185,10 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
                 members = groups[group] = {}
             _sum_of(members, start).add(value)
 
-    days = metrics.period_days(since, until)
-    starts = [(start, span, format_time(start)) for start, span in metrics.bucket_starts(since, until, bucket)]
+    days = metric_rules.period_days(since, until)
+    starts = [(start, span, format_time(start)) for start, span in metric_rules.bucket_starts(since, until, bucket)]
     rows = _bucket_rows(buckets, starts)
-    result = dict(metrics.header(since, until, bucket, group_by, failure_window), **{
+    result = dict(metric_rules.header(since, until, bucket, group_by, failure_window), **{
         "overall": _total(buckets).figures(days),
         "buckets": rows,
     })
@@ -260,7 +260,7 @@ def _bucket_rows(buckets, starts):
 # --------------------------------------------------------------------------
 class _Failure(object):
     """A change a failure rule concerns, from its ``metric_changes`` row and, when it ended failed, the status and
-    environments ``change_facts`` has for it: what the rules and ``metrics.figures`` read of a ``metrics._Change``
+    environments ``change_facts`` has for it: what the rules and ``metrics.figures`` read of a ``metric_rules.Change``
     (``failed``, ``why``, ``restore_hours``, ``cis``), with its times in microseconds since the epoch (exact, like the
     datetimes they stand for). ``status`` is None for a change that ended well: its ``key`` is its label key."""
 
@@ -311,7 +311,7 @@ def _failures(sor, since_text, horizon_text, window):
         # (new changes: their run ids are not among those loaded before)
         changes.update(_load(sor.find_metric_failure_rows(None, None, run_ids=sorted(others))))
     # a failed change that changed nothing belongs to the CIs of the hosts it ran on (as metrics.compute)
-    idle = metrics.attach_idle_hosts(sor, changes)
+    idle = metric_rules.attach_idle_hosts(sor, changes)
     if idle:
         marked |= _emergency_marks_via_hosts(sor, changes, idle, since_text, horizon_text, window_us)
         more = marked - set(changes)
@@ -390,7 +390,7 @@ def _restore_times(sor, changes, since_text, horizon_text, idle):
         end_us, deployment_id, start_us = change.next_deployment
         counted = changes.get(deployment_id)
         if since_us <= start_us < horizon_us and not (counted is not None and counted.failed):
-            change.restore_hours = metrics._hours((end_us - change.end_us) / 1000000.0)
+            change.restore_hours = metric_rules.hours((end_us - change.end_us) / 1000000.0)
         else:
             slow.append(change)
     _restore_from_deployments(sor, changes, slow, since_text, horizon_text)
@@ -416,4 +416,4 @@ def _restore_from_deployments(sor, changes, failed, since_text, horizon_text):
                 best = min(later)
         if best is not None:
             # (integer microseconds over a float: the quotient timedelta.total_seconds() gives)
-            change.restore_hours = metrics._hours((best - end) / 1000000.0)
+            change.restore_hours = metric_rules.hours((best - end) / 1000000.0)

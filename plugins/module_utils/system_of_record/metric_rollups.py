@@ -8,7 +8,7 @@ them), let ``intelligence/metrics.py`` read a period's whole days as a few rows 
 per change (the design and why the figures are exact: docs/metrics.md, "Daily rollups"):
 
 ``metric_changes``
-    one row per *change* (``metrics._is_change``): its start (text, as ``change_facts`` has it, and in
+    one row per *change* (``metric_rules.is_change``): its start (text, as ``change_facts`` has it, and in
     microseconds since the epoch), its end in microseconds, whether it ended failed/interrupted, is a
     deployment or an emergency change, its lead time in seconds, its UTC day and, for a change that did
     not end failed, its *label key*: the services, environments and teams it counts for (``metrics._labels``
@@ -45,6 +45,7 @@ import struct
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import parse_time as _parse_time
 from ansible_collections.changeops.itsm.plugins.module_utils.cmdb_mapping import HOST_CLASSES
+from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metric_rules
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import schema
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import _marks
 
@@ -61,13 +62,6 @@ _MEMBER_COLUMNS = ("run_id, started_at, day, start_us, end_us, status_failed, de
 #: environment, filling them for the rows there are)
 _MEMBER_COLUMNS_13 = ", ".join(_MEMBER_COLUMNS.split(", ")[:10])
 _MEMBER_INSERT = "INSERT INTO metric_changes (%s) VALUES (%s)" % (_MEMBER_COLUMNS, ", ".join(["?"] * 12))
-
-
-def _rules():
-    # the definitions live with the metrics (intelligence/metrics.py); imported late, as that module reads this
-    # package's queries
-    from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import metrics
-    return metrics
 
 
 def micros(moment):
@@ -111,11 +105,10 @@ def member_row(fact, ci_ids, facets, names):
     ``facets``: ``ci_id -> {facet: [value, ...]}`` (values sorted); ``names``: ``ci_id -> (name, class)``.
     The labels are ``metrics._labels``' own rules over the same inputs. A change that ended failed has no label
     key but its status and environment (``change_facts``' own): the failure rules read them with its row."""
-    rules = _rules()
     fact = dict(fact, dry_run=bool(fact["dry_run"]))
-    if not rules._is_change(fact):
+    if not metric_rules.is_change(fact):
         return None
-    change = rules._Change(fact)
+    change = metric_rules.Change(fact)
     failed = 1 if change.failed else 0
     key = None
     if not failed:
@@ -143,8 +136,7 @@ def _member_from_tables(db, run_id):
         return None
     fact = dict(zip(("run_id", "started_at", "ended_at", "status", "dry_run", "authorisation", "environment",
                      "commit_at"), row))
-    rules = _rules()
-    if not rules._is_change(dict(fact, dry_run=bool(fact["dry_run"]))):
+    if not metric_rules.is_change(dict(fact, dry_run=bool(fact["dry_run"]))):
         return None  # (a run still running, a dry run, a denied one: nothing to read)
     if fact["status"] in ("failed", "interrupted"):
         return member_row(fact, [], {}, {})  # (no label key: see the module docstring)

@@ -25,13 +25,6 @@ import time
 
 from ansible_collections.changeops.itsm.plugins.module_utils.change_register import generate_register
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ChangeopsError
-# What a generation imports lazily (the metrics' daily-rollup reads, imported late there against an import cycle),
-# imported here, on the callback's main thread when the writer is made: the refresh thread must not be inside an
-# import when Ansible forks a worker (a replayed run's refresh runs while the next run's tasks fork), which would
-# inherit the import's lock held for ever
-from ansible_collections.changeops.itsm.plugins.module_utils.intelligence import (  # noqa: F401 pylint: disable=unused-import
-    metrics_rollup,
-)
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.hooks import register_post_run_hook
 from ansible_collections.changeops.itsm.plugins.plugin_utils.register_render import RegisterRenderer
