@@ -6,7 +6,8 @@
     python bench/gate_task/run.py --hosts 500 --cis 100 --requests 50 --runs 3      # small
     python bench/gate_task/run.py --backend postgresql --dsn "$(bash bench/postgresql_server.sh start | tail -n1)"
     python bench/gate_task/run.py --runs 1 --profile            # where the time goes, per phase (profiled)
-    python bench/gate_task/run.py --runs 3 --phases             # each phase's wall time, unprofiled
+    python bench/gate_task/run.py --runs 3 --phases             # each phase's wall time and page faults, unprofiled
+    python bench/gate_task/run.py --runs 3 --twice              # run() twice in one worker: the first touch's cost
     python bench/gate_task/run.py --compare main                # this tree and main alternating: their ratio
 
 Unlike bench/gate_eval (the in-memory decision), this times everything the gate task does in a real run:
@@ -178,13 +179,21 @@ def run_env(root, backend_env):
 # Ansible defines the class; the collection's code carries no profiling hook.
 SITECUSTOMIZE = """
 import cProfile
+import json
 import os
+import resource
 import time
 
 import ansible.plugins.action as _actions
 
 _OUT = os.environ.get("CHANGEOPS_BENCH_PROFILE")
 _CPU = os.environ["CHANGEOPS_BENCH_CPU"]
+_TWICE = os.environ.get("CHANGEOPS_BENCH_TWICE")
+
+
+def _faults():
+    # minor page faults so far: in a worker forked from ansible-playbook, mostly copies of inherited pages written to
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def _wrap(run):
@@ -193,11 +202,18 @@ def _wrap(run):
             # the phases of this task only: the worker inherits what the parent's threads timed before the fork (the
             # recorder seals entries too), and a start the fork caught halfway
             _TIMES.clear()
+            _FAULTS.clear()
             _STARTED.clear()
         profiler = cProfile.Profile() if _OUT else None
-        started = time.perf_counter()
-        cpu = time.process_time()
+        first = None
+        started, cpu, faults = time.perf_counter(), time.process_time(), _faults()
         try:
+            if _TWICE:
+                # --twice: run() once as every real run does, then again in the same worker, whose pages are its own
+                # by then: the difference is what the first touch of the worker's memory costs
+                run(self, *args, **kwargs)
+                first = [time.perf_counter() - started, time.process_time() - cpu, _faults() - faults]
+                started, cpu, faults = time.perf_counter(), time.process_time(), _faults()
             if profiler is None:
                 return run(self, *args, **kwargs)
             return profiler.runcall(run, self, *args, **kwargs)
@@ -205,7 +221,7 @@ def _wrap(run):
             cpu = time.process_time() - cpu
             elapsed = time.perf_counter() - started
             with open(_CPU, "w") as handle:
-                handle.write("%.6f" % cpu)
+                json.dump({"cpu": cpu, "wall": elapsed, "faults": _faults() - faults, "first": first}, handle)
             if _PHASES:
                 _TIMES["run()"] = elapsed
                 _write_phases()
@@ -228,11 +244,11 @@ def _subclassed(cls, **kwargs):
 _PHASES = os.environ.get("CHANGEOPS_BENCH_PHASES")
 _PHASES_OUT = os.environ.get("CHANGEOPS_BENCH_PHASES_OUT")
 _TIMES = {}
+_FAULTS = {}
 _STARTED = {}
 
 
 def _watch_phases():
-    import json
     import sys
 
     monitoring = sys.monitoring
@@ -253,15 +269,16 @@ def _watch_phases():
     monitoring.set_events(tool, monitoring.events.PY_UNWIND)  # (not a local event: every unwinding frame, ignored)
 
     def start(code, _offset):
-        _STARTED.setdefault(code, []).append(time.perf_counter())
+        _STARTED.setdefault(code, []).append((time.perf_counter(), _faults()))
 
     def end(code, _offset, _value):
         if code not in labels:
             return
-        begun = _STARTED[code].pop()
+        begun, faults = _STARTED[code].pop()
         if not _STARTED[code]:  # the outermost call of a recursive one
             label = labels[code]
             _TIMES[label] = _TIMES.get(label, 0.0) + time.perf_counter() - begun
+            _FAULTS[label] = _FAULTS.get(label, 0) + _faults() - faults
 
     monitoring.register_callback(tool, monitoring.events.PY_START, start)
     monitoring.register_callback(tool, monitoring.events.PY_RETURN, end)
@@ -269,9 +286,8 @@ def _watch_phases():
 
 
 def _write_phases():
-    import json
     with open(_PHASES_OUT, "w") as handle:
-        json.dump(_TIMES, handle)
+        json.dump({"times": _TIMES, "faults": _FAULTS}, handle)
 
 
 _actions.ActionBase.__init_subclass__ = classmethod(_subclassed)
@@ -298,10 +314,11 @@ PHASES = (
 )
 
 
-def measuring_env(root, env, profile, phases=False):
+def measuring_env(root, env, profile, phases=False, twice=False):
     """``env`` with the sitecustomize that times the gate action's run() in the worker: its CPU time
-    (``time.process_time``, a figure that holds while others load the machine) always, a cProfile of it
-    with ``profile``, each phase's wall time with ``phases``."""
+    (``time.process_time``, a figure that holds while others load the machine), wall time and minor page faults
+    always, a cProfile of it with ``profile``, each phase's wall time with ``phases``, a first run() before the
+    one measured with ``twice``."""
     directory = os.path.join(root, "profile")
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "sitecustomize.py"), "w") as handle:
@@ -312,6 +329,8 @@ def measuring_env(root, env, profile, phases=False):
         env["CHANGEOPS_BENCH_PROFILE"] = os.path.join(directory, "gate.pstats")
     if phases:
         env.update(CHANGEOPS_BENCH_PHASES=json.dumps(PHASES), CHANGEOPS_BENCH_PHASES_OUT=phases_path(root))
+    if twice:
+        env["CHANGEOPS_BENCH_TWICE"] = "1"
     return env
 
 
@@ -321,19 +340,22 @@ def phases_path(root):
 
 def print_phases(root):
     with open(phases_path(root)) as handle:
-        times = json.load(handle)
-    print("  phases (wall, unprofiled; the action's run() %.1f ms):" % (times.pop("run()") * 1000))
+        found = json.load(handle)
+    times = found["times"]
+    print("  phases (wall, unprofiled, and minor page faults; the action's run() %.1f ms):" % (times.pop("run()") * 1000))
     for label, _file_end, _name in PHASES:
         if label in times:
-            print("    %-32s %7.1f ms" % (label, times[label] * 1000))
+            print("    %-32s %7.1f ms %6d faults" % (label, times[label] * 1000, found["faults"].get(label, 0)))
 
 
-def gate_cpu_ms(root):
+def gate_run_figures(root):
+    """What the worker measured of the action's run(): ``{"cpu", "wall"}`` seconds, ``"faults"`` (minor page faults)
+    and, with --twice, ``"first"``: the first run()'s ``[wall, cpu, faults]``."""
     path = os.path.join(root, "profile", "gate.cpu")
     with open(path) as handle:
-        figure = float(handle.read()) * 1000
+        figures = json.load(handle)
     os.unlink(path)
-    return figure
+    return figures
 
 
 def print_profile(path, top=25):
@@ -387,6 +409,11 @@ def main():
     measuring.add_argument("--phases", action="store_true",
                            help="print each phase's wall time in the worker, unprofiled (sys.monitoring on the phase "
                                 "functions only)")
+    measuring.add_argument("--twice", action="store_true",
+                           help="run the action's run() twice in the same worker and print both: the first is what a "
+                                "real run pays, the second runs on pages the worker has made its own (each records "
+                                "a decision, and the task's duration holds both: these runs' task figures are not "
+                                "the budget's)")
     parser.add_argument("--compare", metavar="REF",
                         help="also run the play with the collection as of git REF (e.g. main), alternating with this "
                              "tree's over the same ledger, and print the ratio of their gate medians")
@@ -408,7 +435,7 @@ def main():
     seed(sor, hosts, args.cis, args.requests)
     sor.close()
     write_project(root, hosts, backend_env)
-    env = measuring_env(root, run_env(root, backend_env), args.profile, args.phases)
+    env = measuring_env(root, run_env(root, backend_env), args.profile, args.phases, args.twice)
     subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "publish.yml"], cwd=root,
                    env=env, check=True, stdout=subprocess.DEVNULL)
     print("seeded %d host CIs, %d CIs with relationships, %d change requests in %.0f s"
@@ -416,7 +443,8 @@ def main():
     trees = [("this tree", env)]
     if args.compare:
         trees.append((args.compare, dict(env, ANSIBLE_COLLECTIONS_PATH=export_tree(args.compare, root))))
-    figures = {label: {"gate_ms": [], "gate_cpu_ms": [], "baseline_ms": [], "wall_s": []} for label, _env in trees}
+    figures = {label: {"gate_ms": [], "gate_cpu_ms": [], "gate_run_wall_ms": [], "gate_faults": [], "baseline_ms": [],
+                       "wall_s": []} for label, _env in trees}
     for number in range(args.runs):
         # ABBA: each tree runs first in every other round, so a load that drifts weighs on both alike
         for label, tree_env in (trees if number % 2 == 0 else trees[::-1]):
@@ -444,13 +472,23 @@ def main():
                       "(the worker, task variables, the result's way back)" % (in_run, times["changeops.itsm.change_gate"]))
             if args.phases:
                 print_phases(root)
+            in_worker = gate_run_figures(root)
             figure["gate_ms"].append(times["changeops.itsm.change_gate"])
-            figure["gate_cpu_ms"].append(gate_cpu_ms(root))
+            figure["gate_cpu_ms"].append(in_worker["cpu"] * 1000)
+            figure["gate_run_wall_ms"].append(in_worker["wall"] * 1000)
+            figure["gate_faults"].append(in_worker["faults"])
             figure["baseline_ms"].append(times["ansible.builtin.debug"])
-            print("run %d, %s: gate %d ms (its run() %.1f ms CPU), baseline task %d ms, ansible-playbook %.1f s; "
-                  "decision %s, %d collisions, blast radius %d services%s" % (
-                      number + 1, label, figure["gate_ms"][-1], figure["gate_cpu_ms"][-1], figure["baseline_ms"][-1],
-                      figure["wall_s"][-1],
+            if in_worker["first"]:
+                first_wall, first_cpu, first_faults = in_worker["first"]
+                figure.setdefault("first_run", []).append(in_worker["first"])
+                print("  run() in the worker: first %.1f ms wall, %.1f ms CPU, %d minor faults; second %.1f ms wall, "
+                      "%.1f ms CPU, %d minor faults" % (
+                          first_wall * 1000, first_cpu * 1000, first_faults,
+                          in_worker["wall"] * 1000, in_worker["cpu"] * 1000, in_worker["faults"]))
+            print("run %d, %s: gate %d ms (its run() %.1f ms CPU, %d minor faults), baseline task %d ms, "
+                  "ansible-playbook %.1f s; decision %s, %d collisions, blast radius %d services%s" % (
+                      number + 1, label, figure["gate_ms"][-1], figure["gate_cpu_ms"][-1], figure["gate_faults"][-1],
+                      figure["baseline_ms"][-1], figure["wall_s"][-1],
                       decision["type"], len(decision.get("collisions") or ()),
                       (decision.get("blast_radius") or {}).get("service_count", 0),
                       " (truncated)" if (decision.get("blast_radius") or {}).get("truncated") else ""))
@@ -466,6 +504,14 @@ def main():
               % (median_base, median_gate / max(median_base, 1)))
         print("  gate run() CPU median %8.1f ms   (time.process_time in the worker)"
               % statistics.median(figures[label]["gate_cpu_ms"]))
+        if figures[label].get("first_run"):
+            firsts = figures[label]["first_run"]
+            print("  --twice: run() wall median, first %.1f ms (%d minor faults), second %.1f ms (%d); the task "
+                  "figures above hold both runs" % (
+                      statistics.median(wall for wall, _cpu, _faults in firsts) * 1000,
+                      statistics.median(faults for _wall, _cpu, faults in firsts),
+                      statistics.median(figures[label]["gate_run_wall_ms"]),
+                      statistics.median(figures[label]["gate_faults"])))
     if args.compare:
         this, other = (statistics.median(figures[label]["gate_ms"]) for label, _env in trees)
         print("gate task, this tree / %s: %.2f" % (args.compare, this / max(other, 1)))
