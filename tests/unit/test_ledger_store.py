@@ -63,6 +63,16 @@ def test_verify_walks_ledgers_larger_than_one_read_batch(sor):
     assert report.valid and report.entries_checked == 2500 and report.head_seq == 2500
 
 
+def test_look_ups_by_seq_read_more_than_one_list_in_order(sor):
+    """entries_at / hashes_at (the chain walk's reads of redacted entries before its base, the anchors' hashes): every
+    entry asked for that the ledger holds, in order, however many lists of seqs the look-up takes."""
+    appended = sor.append([evidence(n) for n in range(1200)])
+    wanted = list(range(2, 1200, 1)) + [5000]  # (5000: not in the ledger)
+    assert [entry.to_dict() for entry in sor.entries_at(wanted)] == [entry.to_dict() for entry in appended[1:1199]]
+    assert sor.hashes_at(wanted) == dict((entry.seq, entry.hash) for entry in appended[1:1199])
+    assert sor.entries_at([]) == [] and sor.hashes_at([]) == {}
+
+
 def test_reappending_known_entry_ids_is_a_no_op(sor):
     originals = sor.append([evidence(1), evidence(2)])
     head = sor.head()

@@ -40,9 +40,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.st
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.review_queries import ReviewQueries
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.intelligence import (
-    BATCH,
     IntelligenceQueries,
     backfill as backfill_intelligence,
+    select_chunked,
 )
 
 #: the columns a projector needs, present in every schema version (a migration's ledger replay reads these)
@@ -335,25 +335,15 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             last = rows[-1][0]
 
     def hashes_at(self, seqs):
-        found = {}
-        for start in range(0, len(seqs), self._BATCH):
-            chunk = list(seqs[start:start + self._BATCH])
-            found.update(self._query("SELECT seq, hash FROM ledger WHERE seq IN (%s)" % ", ".join("?" * len(chunk)),
-                                     tuple(chunk)))
-        return found
+        return dict(select_chunked(self._query, "SELECT seq, hash FROM ledger", (), (), "seq", seqs))
 
     def has_hash(self, entry_hash):
         return bool(self._query("SELECT 1 FROM ledger WHERE hash = ? LIMIT 1", (entry_hash,)))
 
     def entries_at(self, seqs):
-        entries = []
-        seqs = list(seqs)
-        for start in range(0, len(seqs), self._BATCH):
-            chunk = seqs[start:start + self._BATCH]
-            entries.extend(Entry.from_row(row) for row in self._query(
-                "SELECT %s FROM ledger WHERE seq IN (%s) ORDER BY seq" % (LEDGER_COLUMNS, ", ".join("?" * len(chunk))),
-                tuple(chunk)))
-        return entries
+        # (each list of seqs in order: the callers ask for seqs in order, so the entries come in order)
+        return [Entry.from_row(row) for row in select_chunked(
+            self._query, "SELECT %s FROM ledger" % LEDGER_COLUMNS, (), (), "seq", seqs, " ORDER BY seq")]
 
     def _check_projections(self, limit=20, attempts=3):
         """``(checked, problems)``. A comparison counts only if no entry was appended while it ran;
@@ -717,11 +707,6 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     def find_ci_by_identity(self, kind, value):
         rows = self._query("SELECT ci_id FROM ci_identities WHERE kind = ? AND value = ?", (kind, str(value)))
         return rows[0][0] if rows else None
-
-    #: seqs per ``IN (...)`` list of the ledger's look-ups by seq: the intelligence readers' bound, well under
-    #: SQLite's and PostgreSQL's bound-parameter limits (text ids go through ``_select_in``: one bound array on
-    #: PostgreSQL)
-    _BATCH = BATCH
 
     def find_cis_by_identities(self, kind, values):
         return dict(self._select_in("SELECT value, ci_id FROM ci_identities", ["kind = ?"], [kind], "value",
