@@ -202,7 +202,7 @@ def _summary(changes, days):
 
 def figures(changes, deployments, lead, failed, days):
     """The figures of a bucket or a period from its counts of changes and deployments, the lead times (seconds) of
-    its deployments and its failed changes (``_Change``)."""
+    its deployments and its failed changes (``metric_rules.Change``)."""
     restored = [change.restore_hours for change in failed if change.restore_hours is not None]
     return counted_figures(changes, deployments, sorted(lead), len(failed),
                            _count(reason for change in failed for reason in change.why), restored, days)
