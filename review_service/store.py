@@ -48,7 +48,8 @@ class Store(object):
         sor = getattr(self._local, attribute, None)
         if sor is None:
             self._close_ended()
-            sor = open_system_of_record(config)
+            # (an SQLite instance this store may close once its thread has ended: see _close_ended)
+            sor = open_system_of_record(dict(config, close_from_any_thread=True))
             setattr(self._local, attribute, sor)
             with self._lock:
                 self._opened.append((threading.current_thread(), sor))
@@ -105,8 +106,7 @@ class Store(object):
 
 
 def _close_quietly(sor):
-    # an SQLite connection refuses to be closed from a thread other than its own: the instance drops it anyway
-    # (SqliteSystemOfRecord.close), and the connection closes when it is collected
+    # (the store opens its SQLite instances closable from another thread: a thread that has ended cannot close its own)
     try:
         sor.close()
     except Exception:  # pylint: disable=broad-except

@@ -7,6 +7,7 @@ standby in ``tests/integration/test_review_service_replica.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -61,9 +62,24 @@ def _server_connections(env, expected):
         time.sleep(0.1)
 
 
+def _open_files(path):
+    """The descriptors this process holds on ``path`` (an SQLite ledger: its file, its -wal and -shm files)."""
+    held = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(os.path.join("/proc/self/fd", name))
+        except OSError:
+            continue  # (the listing's own descriptor, closed by now)
+        if target.startswith(path):
+            held.append(target)
+    return sorted(held)
+
+
 def test_the_connections_of_ended_worker_threads_are_closed(backend, backend_env):
     """The request thread pool ends idle threads and starts new ones for the next burst: each new thread's
-    connection must not leave an ended thread's open (they piled up until PostgreSQL refused clients)."""
+    connection must not leave an ended thread's open (they piled up until PostgreSQL refused clients). On SQLite
+    the connection itself is closed, not only dropped by its instance: a dropped one kept its file descriptors
+    until the cyclic GC freed it."""
     store = Store(backend_config(backend_env))
     opened = []
 
@@ -81,6 +97,10 @@ def test_the_connections_of_ended_worker_threads_are_closed(backend, backend_env
         assert all(sor._conn is None for sor in opened), "an ended thread's connection is still open"
         if backend == "postgresql":
             assert _server_connections(backend_env, 1) == 1  # this thread's
+        else:
+            path = store.backend_config["sqlite_path"]
+            # this thread's connection alone: the ledger file and its -wal and -shm files once each
+            assert _open_files(path) == [path, path + "-shm", path + "-wal"]
         assert len(store._opened) == 1
     finally:
         store.close()

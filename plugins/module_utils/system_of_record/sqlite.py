@@ -94,6 +94,11 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         if not self.path:
             raise ConfigurationError("sqlite_path is empty: set it or CHANGEOPS_SQLITE_PATH")
         self.busy_timeout = int(config.get("busy_timeout") or 60)
+        #: the connection may be closed by another thread than its own: for an owner that uses each instance from one
+        #: thread at a time and closes it once that thread has ended (the review service's request threads). Without
+        #: it, SQLite refuses the close, the instance drops the connection, and the connection's file descriptors
+        #: stay open until the cyclic GC frees it (its statement cache refers back to it).
+        self.close_from_any_thread = bool(config.get("close_from_any_thread"))
         self._conn = None
 
     def describe(self):
@@ -133,7 +138,8 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
             if not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o700)
             created = not os.path.exists(self.path)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=512)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, cached_statements=512,
+                                   check_same_thread=not self.close_from_any_thread)
             if created:
                 os.chmod(self.path, 0o600)
             conn.execute("PRAGMA busy_timeout = %d" % (self.busy_timeout * 1000))
