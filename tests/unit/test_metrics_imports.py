@@ -14,18 +14,18 @@ import textwrap
 
 import pytest
 
+from support.project import COLLECTIONS_PATH
+
 PACKAGE = "ansible_collections.changeops.itsm.plugins.module_utils."
 #: the rules, the raw computation, the figures from the rollups and the projectors that keep the rollups
 METRIC_MODULES = ("intelligence.metric_rules", "intelligence.metrics", "intelligence.metrics_rollup",
                   "system_of_record.metric_rollups")
-COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".build",
-                           "collections")
 
 
 def run_child(program):
     completed = subprocess.run([sys.executable, "-c", textwrap.dedent(program)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, universal_newlines=True, check=False, timeout=120,
-                               env=dict(os.environ, PYTHONPATH=COLLECTIONS))
+                               env=dict(os.environ, PYTHONPATH=COLLECTIONS_PATH))
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
 
