@@ -13,8 +13,6 @@ import textwrap
 
 import pytest
 
-import os
-
 from ansible import context
 from ansible.inventory.manager import InventoryManager
 from ansible.module_utils.common.collections import ImmutableDict
@@ -27,9 +25,7 @@ from ansible.vars.manager import VariableManager
 
 from ansible_collections.changeops.itsm.plugins.plugin_utils import play_inspection
 from ansible_collections.changeops.itsm.plugins.plugin_utils.play_inspection import inspect_play
-
-COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                           ".build", "collections")
+from support.project import COLLECTIONS_PATH as COLLECTIONS
 
 
 @pytest.fixture(autouse=True)

@@ -15,9 +15,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.config import resol
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.factory import open_system_of_record
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS_PATH = os.path.join(REPO_ROOT, ".build", "collections")
+from support.project import COLLECTIONS_PATH
 
 
 def evidence(n, run_id="run-1"):

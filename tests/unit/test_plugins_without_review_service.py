@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 from support.prereqs import require
-from support.project import REPO_ROOT
+from support.project import COLLECTIONS_PATH, REPO_ROOT
 
 SERVICE_ONLY = ("fastapi", "uvicorn", "argon2", "authlib", "starlette", "joserfc")
 
@@ -49,16 +49,12 @@ if failed or loaded:
 """
 
 
-def _collections_path():
-    return os.path.join(REPO_ROOT, ".build", "collections")
-
-
 def test_every_plugin_imports_in_a_venv_without_the_service_dependencies():
     python = os.path.join(REPO_ROOT, ".venv-2.19", "bin", "python")
     require(os.path.exists(python), ".venv-2.19 (scripts/bootstrap builds it from requirements-compat.txt)")
-    result = subprocess.run([python, "-c", _IMPORT_ALL, os.path.join(_collections_path(), "ansible_collections",
+    result = subprocess.run([python, "-c", _IMPORT_ALL, os.path.join(COLLECTIONS_PATH, "ansible_collections",
                                                                      "changeops", "itsm"), ",".join(SERVICE_ONLY), "probe"],
-                            env=dict(os.environ, PYTHONPATH=_collections_path()), capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=COLLECTIONS_PATH), capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "imported" in result.stdout
@@ -66,7 +62,7 @@ def test_every_plugin_imports_in_a_venv_without_the_service_dependencies():
 
 def test_importing_every_plugin_loads_nothing_of_the_service():
     result = subprocess.run([sys.executable, "-c", _IMPORT_ALL, os.path.join(
-        _collections_path(), "ansible_collections", "changeops", "itsm"), ",".join(SERVICE_ONLY), "no-probe"],
-        env=dict(os.environ, PYTHONPATH=_collections_path()), capture_output=True, text=True, timeout=300,
+        COLLECTIONS_PATH, "ansible_collections", "changeops", "itsm"), ",".join(SERVICE_ONLY), "no-probe"],
+        env=dict(os.environ, PYTHONPATH=COLLECTIONS_PATH), capture_output=True, text=True, timeout=300,
         check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -23,10 +23,8 @@ from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder import lin
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.spool import Spool, target_key
 from ansible_collections.changeops.itsm.plugins.plugin_utils.recorder.writer import RecorderWriter, entry_document
 from support.change_requests import approved_change, iso
+from support.project import COLLECTIONS_PATH
 from support.recorder import RecordingDisplay
-
-COLLECTIONS_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                ".build", "collections")
 
 
 def server_ci(ci_id, name, **identities):
