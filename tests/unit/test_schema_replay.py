@@ -115,3 +115,26 @@ def test_an_upgrade_through_several_replaying_migrations_replays_once_after_the_
     assert upgraded.verify(projections=True).valid
     assert [step[1] for step in schema.upgrade_steps(3)] == [
         version == replaying[-1] for version, _description, _steps in schema.MIGRATIONS if version > 3]
+
+
+def test_a_filled_columns_step_is_its_columns_then_its_filling_and_what_an_archive_load_fills():
+    """A ``FilledColumns`` step is declared once: the migration's SQL in place (its columns added, then their
+    filling, or its Python step after the migration's SQL), and what loading an older archive's state fills."""
+    sql_fill = schema.FilledColumns("t", (("a", "TEXT"), ("b", "INTEGER NOT NULL DEFAULT 0")), "UPDATE t SET a = 'x'")
+    python_fill = schema.FilledColumns("t", (("c", "TEXT"),), schema.BACKFILL_METRIC_LEADS_PACKED)
+    migration = (99, "a test migration", ["CREATE TABLE t (id {int})", sql_fill, "CREATE INDEX t_a ON t (a)",
+                                          python_fill])
+    assert schema.statements_for("INTEGER", migration) == [
+        "CREATE TABLE t (id INTEGER)", "ALTER TABLE t ADD COLUMN a TEXT",
+        "ALTER TABLE t ADD COLUMN b INTEGER NOT NULL DEFAULT 0", "UPDATE t SET a = 'x'", "CREATE INDEX t_a ON t (a)",
+        "ALTER TABLE t ADD COLUMN c TEXT"]
+    assert schema.backfills_metric_leads_packed(migration)
+    assert not schema.backfills_metric_leads_packed((99, "no Python step", [sql_fill]))
+    assert schema.tables_until(schema.LATEST_VERSION) >= {step.table for step in schema.filled_columns()}
+
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import metric_rollups, projection_check
+
+    assert {table: [columns for columns, _fill in filled] for table, filled in projection_check.FILLED_BY_MIGRATION.items()} == {
+        "metric_changes": [("failed_status", "failed_environment")], "metric_days": [("lead_packed",)]}
+    assert projection_check.FILLED_BY_MIGRATION["metric_changes"][0][1] == schema.FILL_FAILED_FACTS
+    assert projection_check.FILLED_BY_MIGRATION["metric_days"][0][1] is metric_rollups.backfill_leads_packed

@@ -32,8 +32,10 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record im
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.statements import Statements
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.schema import (
-    FILL_FAILED_FACTS,
+    BACKFILL_METRIC_LEADS_PACKED,
     MIGRATIONS,
+    PYTHON_STEPS,
+    filled_columns,
     statements_for,
 )
 
@@ -105,14 +107,23 @@ def state_after_archive(conn, last_seq):
     return snapshot_rows(conn)
 
 
-#: columns a migration added to a query table and filled from the query tables, with its filling (a statement, or a
-#: function of the statements): an archive's state made before that migration has rows without them, and is brought
-#: up to date as the migration brought the live tables (from the same state's rows), so a replay from it gives what
-#: the live tables hold
-FILLED_BY_MIGRATION = {
-    "metric_changes": (("failed_status", "failed_environment"), FILL_FAILED_FACTS),  # migration 18
-    "metric_days": (("lead_packed",), metric_rollups.backfill_leads_packed),  # migration 18
-}
+#: the Python steps a migration's ``FilledColumns`` may fill its columns by, as functions of the statements
+_PYTHON_FILLS = {BACKFILL_METRIC_LEADS_PACKED: metric_rollups.backfill_leads_packed}
+
+
+def _fills_by_table():
+    fills = {}
+    for step in filled_columns():
+        fill = _PYTHON_FILLS[step.fill] if step.fill in PYTHON_STEPS else step.fill
+        fills.setdefault(step.table, []).append((step.column_names, fill))
+    return fills
+
+
+#: per query table, the columns migrations added to it and filled from the query tables, each group with its filling
+#: (a statement, or a function of the statements), from the migrations' ``FilledColumns`` steps: an archive's state
+#: made before such a migration has rows without them, and is brought up to date as the migration brought the live
+#: tables (from the same state's rows), so a replay from it gives what the live tables hold
+FILLED_BY_MIGRATION = _fills_by_table()
 #: the metric tables migration 13 made and backfilled from the intelligence tables
 _METRIC_TABLES = frozenset(("metric_changes", "metric_days", "metric_ci_labels"))
 
@@ -139,9 +150,9 @@ def load_rows(db, rows):
         db.execute("INSERT INTO %s (%s) VALUES (%s)" % (table, ", ".join(columns), ", ".join("?" * len(columns))),
                    tuple(row[column] for column in columns))
         loaded.add(table)
-        filled = FILLED_BY_MIGRATION.get(table)
-        if filled is not None and filled[1] not in fills and not all(column in row for column in filled[0]):
-            fills.append(filled[1])
+        for columns, fill in FILLED_BY_MIGRATION.get(table, ()):
+            if fill not in fills and not all(column in row for column in columns):
+                fills.append(fill)
     # (not in a replay inside an older migration, which has its tables only: the later migrations bring them, with
     # the rows loaded here, up to date as they do the rest)
     if rows and getattr(db, "tables", None) is None:
@@ -155,7 +166,7 @@ def _upgrade_loaded(db, loaded, fills, next_rows_stale):
     """The migrations' backfills and fills over an older state's rows just loaded (:func:`load_rows`)."""
     if not loaded & _METRIC_TABLES:
         metric_rollups.backfill(db)
-        fills = [statement for _columns, statement in FILLED_BY_MIGRATION.values()]
+        fills = [fill for filled in FILLED_BY_MIGRATION.values() for _columns, fill in filled]
     for fill in fills:
         if callable(fill):
             fill(db)

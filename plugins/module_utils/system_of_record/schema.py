@@ -50,8 +50,7 @@ PG_SEARCH_VECTOR_MIGRATION = "review service: PostgreSQL's word vector of each c
 #: the most a search's GIN index holds in its pending list (kB; PostgreSQL's default is 4,096): each search scans the
 #: whole list, about 8,600 changes at the default when a recorder had just filled it
 GIN_PENDING_LIST_KB = 256
-#: migration 18's filling of the failed changes' status and environment from change_facts; also what an archive's
-#: state made before it gets when loaded (``projection_check.load_rows``)
+#: migration 18's filling of the failed changes' status and environment from change_facts
 FILL_FAILED_FACTS = ("UPDATE metric_changes SET failed_status = (SELECT f.status FROM change_facts f WHERE f.run_id ="
                      " metric_changes.run_id), failed_environment = (SELECT f.environment FROM change_facts f WHERE"
                      " f.run_id = metric_changes.run_id) WHERE status_failed = 1")
@@ -78,6 +77,27 @@ class PerDialect(object):
 
     def pick(self, dialect_int_type):
         return self.postgresql if dialect_int_type == "BIGINT" else self.sqlite
+
+
+class FilledColumns(object):
+    """A migration step that adds ``columns`` (``(name, definition)`` pairs) to a query table and fills them from the
+    query tables by ``fill``: a statement, or a Python step of :data:`PYTHON_STEPS` (run after the migration's SQL).
+
+    Declared once here, it is both the migration's SQL and what an archive's state made before the migration gets
+    when loaded for a replay (``projection_check.load_rows``: a row without the columns is filled the same way)."""
+
+    def __init__(self, table, columns, fill):
+        self.table = table
+        self.columns = tuple(columns)
+        self.fill = fill
+
+    @property
+    def column_names(self):
+        return tuple(name for name, _definition in self.columns)
+
+    def steps(self):
+        return ["ALTER TABLE %s ADD COLUMN %s %s" % (self.table, name, definition)
+                for name, definition in self.columns] + [self.fill]
 
 
 _REVIEW_SERVICE = ("review service: change list keyed newest first, its facets, counts per day and free-text index;"
@@ -616,9 +636,7 @@ MIGRATIONS = [
     # changes in a window (ci_changes by CI and time) gain the same way.
     (18, METRIC_FAILURE_ROWS_MIGRATION, [
         # a failed change's status and environment, which the rules read of change_facts row by row before
-        "ALTER TABLE metric_changes ADD COLUMN failed_status TEXT",
-        "ALTER TABLE metric_changes ADD COLUMN failed_environment TEXT",
-        FILL_FAILED_FACTS,
+        FilledColumns("metric_changes", (("failed_status", "TEXT"), ("failed_environment", "TEXT")), FILL_FAILED_FACTS),
         "DROP INDEX metric_changes_failed",
         "CREATE INDEX metric_changes_failed ON metric_changes"
         " (status_failed, started_at, run_id, start_us, end_us, emergency, label_key, failed_status, failed_environment)",
@@ -630,8 +648,7 @@ MIGRATIONS = [
         "CREATE INDEX metric_changes_run_deployment ON metric_changes (run_id, deployment, started_at, end_us)",
         # a day's lead times as hex of big-endian IEEE 754 binary64 values too: the database joins a bucket's days'
         # texts and Python decodes them at C speed, where parsing the JSON numbers was a 90-day period's largest cost
-        "ALTER TABLE metric_days ADD COLUMN lead_packed TEXT NOT NULL DEFAULT ''",
-        BACKFILL_METRIC_LEADS_PACKED,
+        FilledColumns("metric_days", (("lead_packed", "TEXT NOT NULL DEFAULT ''"),), BACKFILL_METRIC_LEADS_PACKED),
     ]),
     # The times to restore that metric_ci_next's next deployment does not answer (it is itself failed, or started
     # outside the range asked; a few hundred failed changes in 90 days at 1,000,000 change events) read the
@@ -664,11 +681,24 @@ _DIALECT_WORDS = {"INTEGER": {"without_rowid": " WITHOUT ROWID", "bytes": ""},
                   "BIGINT": {"without_rowid": "", "bytes": ' COLLATE "C"'}}
 
 
+def steps_of(migration):
+    """The steps of ``migration`` in order, each :class:`FilledColumns` step as its own steps."""
+    steps = []
+    for step in migration[2]:
+        steps.extend(step.steps() if isinstance(step, FilledColumns) else [step])
+    return steps
+
+
+def filled_columns():
+    """Every :class:`FilledColumns` step of the migrations, in order."""
+    return [step for migration in MIGRATIONS for step in migration[2] if isinstance(step, FilledColumns)]
+
+
 def statements_for(dialect_int_type, migration):
     """The SQL of ``migration`` (without its :data:`PYTHON_STEPS`, which are not SQL)."""
     words = _DIALECT_WORDS.get(dialect_int_type, _DIALECT_WORDS["INTEGER"])
     picked = [statement.pick(dialect_int_type) if isinstance(statement, PerDialect) else statement
-              for statement in migration[2] if statement not in PYTHON_STEPS]
+              for statement in steps_of(migration) if statement not in PYTHON_STEPS]
     return [statement.format(int=dialect_int_type, **words) for statement in picked if statement is not None]
 
 
@@ -678,8 +708,8 @@ def tables_until(version):
     for migration in MIGRATIONS:
         if migration[0] > version:
             break
-        for statement in migration[2]:
-            if isinstance(statement, PerDialect):
+        for statement in steps_of(migration):
+            if not isinstance(statement, str):
                 continue  # (a dialect's own index or virtual table: not a query table of its own)
             match = re.match(r"\s*CREATE TABLE (\w+)", statement)
             if match:
@@ -689,7 +719,7 @@ def tables_until(version):
 
 def replays_ledger(migration):
     """True when ``migration`` rebuilds the query tables from the ledger after its SQL."""
-    return REPLAY_LEDGER in migration[2]
+    return REPLAY_LEDGER in steps_of(migration)
 
 
 def upgrade_steps(current):
@@ -710,22 +740,22 @@ def upgrade_steps(current):
 
 def backfills_intelligence(migration):
     """True when ``migration`` fills the change intelligence tables after its SQL."""
-    return BACKFILL_INTELLIGENCE in migration[2]
+    return BACKFILL_INTELLIGENCE in steps_of(migration)
 
 
 def backfills_metric_rollups(migration):
     """True when ``migration`` fills the metric rollups after its SQL."""
-    return BACKFILL_METRIC_ROLLUPS in migration[2]
+    return BACKFILL_METRIC_ROLLUPS in steps_of(migration)
 
 
 def backfills_metric_next(migration):
     """True when ``migration`` fills ``metric_ci_next`` after its SQL."""
-    return BACKFILL_METRIC_NEXT in migration[2]
+    return BACKFILL_METRIC_NEXT in steps_of(migration)
 
 
 def backfills_metric_leads_packed(migration):
     """True when ``migration`` packs ``metric_days``' lead times after its SQL."""
-    return BACKFILL_METRIC_LEADS_PACKED in migration[2]
+    return BACKFILL_METRIC_LEADS_PACKED in steps_of(migration)
 
 
 def version_of(description):
