@@ -6,6 +6,7 @@
 #   bash bench/postgresql_server.sh stop  [DIR]   stop the server and remove DIR
 #   bash bench/postgresql_server.sh halt  [DIR]   stop the server and keep DIR (a large ledger built over hours)
 #   bash bench/postgresql_server.sh resume [DIR]  start a halted server in DIR again (same port); prints the DSN
+#   bash bench/postgresql_server.sh pooler [DIR]  PgBouncer in front of the running server; prints its DSN
 #
 # DIR defaults to /tmp/changeops-bench-pg. Uses Debian's server binaries (/usr/lib/postgresql/<v>/bin,
 # `apt-get install postgresql`); as root, initdb and the server run as the `postgres` user, since initdb
@@ -14,7 +15,11 @@
 # set as PostgreSQL's manual advises for a dedicated server ("Resource Consumption"): shared_buffers a quarter of
 # the machine's memory (at most 8 GB) and effective_cache_size half of it, not the defaults (128 MB, 4 GB) that
 # read a multi-gigabyte ledger through the kernel's cache; CHANGEOPS_BENCH_PG_SHARED_BUFFERS (e.g. 128MB) and
-# CHANGEOPS_BENCH_PG_CACHE_SIZE set them, applied by start and resume.
+# CHANGEOPS_BENCH_PG_CACHE_SIZE set them, applied by start and resume. The pooler is Debian's PgBouncer
+# (`apt-get install pgbouncer`) on another loopback port, in session mode (a client keeps its server connection until
+# it disconnects, so everything a driver does works) with scram-sha-256 between client and pooler: a connection a
+# gate task opens gets a server connection the pool kept open, not a new server process with cold caches (see
+# docs/change-gate.md, "Cost"). halt and stop stop it too.
 #
 # Benchmark the recorder against it:
 #   DSN=$(bash bench/postgresql_server.sh start | tail -n1)
@@ -51,7 +56,18 @@ as_owner() {
 
 dsn() {
     if [ ! -f "$dir/port" ] || [ ! -f "$dir/password" ]; then die "no server in $dir (run: $0 start $dir)"; fi
-    echo "postgresql://postgres:$(cat "$dir/password")@127.0.0.1:$(cat "$dir/port")/$db"
+    echo "postgresql://postgres:$(cat "$dir/password")@127.0.0.1:${1:-$(cat "$dir/port")}/$db"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+stop_pooler() {
+    if [ -f "$dir/pooler/pgbouncer.pid" ]; then
+        kill "$(cat "$dir/pooler/pgbouncer.pid")" 2>/dev/null || true
+        rm -f "$dir/pooler/pgbouncer.pid"
+    fi
 }
 
 case "$action" in
@@ -60,7 +76,7 @@ start)
     bin="$(bin_dir)"
     mkdir -p "$dir" && chmod 700 "$dir"
     [ "$(id -u)" -ne 0 ] || chown postgres: "$dir"
-    port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+    port="$(free_port)"
     password="$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
     (umask 077; echo "$password" >"$dir/pwfile"; echo "$password" >"$dir/password"; echo "$port" >"$dir/port")
     [ "$(id -u)" -ne 0 ] || chown postgres: "$dir/pwfile"
@@ -77,7 +93,40 @@ start)
 dsn)
     dsn
     ;;
+pooler)
+    [ -f "$dir/data/postmaster.pid" ] || die "no running server in $dir (run: $0 start $dir)"
+    pgbouncer="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
+    [ -x "$pgbouncer" ] || die "no PgBouncer: apt-get install pgbouncer"
+    if [ ! -f "$dir/pooler/pgbouncer.pid" ]; then
+        mkdir -p "$dir/pooler" && chmod 700 "$dir/pooler"
+        pooler_port="$(free_port)"
+        (umask 077
+         echo "$pooler_port" >"$dir/pooler/port"
+         # (the password in the pooler's auth file: PgBouncer signs in to the server with it)
+         echo "\"postgres\" \"$(cat "$dir/password")\"" >"$dir/pooler/userlist.txt"
+         cat >"$dir/pooler/pgbouncer.ini" <<EOF
+[databases]
+$db = host=127.0.0.1 port=$(cat "$dir/port") dbname=$db
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $pooler_port
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $dir/pooler/userlist.txt
+pool_mode = session
+default_pool_size = 20
+logfile = $dir/pooler/pgbouncer.log
+pidfile = $dir/pooler/pgbouncer.pid
+EOF
+        )
+        [ "$(id -u)" -ne 0 ] || chown -R postgres: "$dir/pooler"
+        as_owner "$pgbouncer" -d "$dir/pooler/pgbouncer.ini" || die "PgBouncer did not start: see $dir/pooler/pgbouncer.log"
+    fi
+    echo "PgBouncer on 127.0.0.1:$(cat "$dir/pooler/port") in front of the server of $dir" >&2
+    dsn "$(cat "$dir/pooler/port")"
+    ;;
 halt)
+    stop_pooler
     [ -f "$dir/data/postmaster.pid" ] || exit 0
     (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null)
     ;;
@@ -94,13 +143,14 @@ resume)
     ;;
 stop)
     [ -d "$dir" ] || exit 0
+    stop_pooler
     if [ -f "$dir/data/postmaster.pid" ]; then
         (cd "$dir" && as_owner "$(bin_dir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null)
     fi
     rm -rf "$dir"
     ;;
 *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
