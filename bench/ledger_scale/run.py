@@ -50,7 +50,10 @@ figure with its baseline from this same run:
 ``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
              self-verifying archive, the archive checked offline, and the live ledger verified from the
              archive's last hash; baseline: the full verify of the ledger before archiving. Per backend of
-             ``--verify-backends``, with the peak resident memory after each step.
+             ``--verify-backends``, with the peak resident memory after each step; ``--trace-memory`` also
+             gives the peak of the memory Python allocated (``tracemalloc``) during the archive and during the
+             offline check, which the ledger's build does not cloud as it does the resident peak (slower: for
+             memory figures, not times).
 ``backup``   per backend of ``--verify-backends``: ``ledger_backup`` of the ledger while another process appends
              (SQLite's online backup API; PostgreSQL's pg_dump from an exported snapshot), against a plain copy
              of the closed SQLite file / a plain ``pg_dump --format=custom`` with no writer; the restore (copy
@@ -82,6 +85,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -498,6 +502,18 @@ def build_ledger(config, entries, run_size=1000, batch=500, started_at=None, pro
         sor.close()
 
 
+def traced(function, trace):
+    """``(function(), peak MB of the memory Python allocated while it ran)``; the peak is None unless ``trace``."""
+    if not trace:
+        return function(), None
+    tracemalloc.start()
+    try:
+        result = function()
+        return result, tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
 def timed(function, repeat=1):
     values = []
     result = None
@@ -831,14 +847,15 @@ def _archive_one(backend, args, workdir, figures, postgres, settings):
     finally:
         sor.close()
     archive_dir = os.path.join(workdir, "archives-" + backend)
-    seconds, result = timed(lambda: _operation(archive_ledger, LEDGER_ARCHIVE_SPEC, config, older_than="2021-01-01T00:00:00Z",
-                                               archive_dir=archive_dir, **settings))
+    (seconds, result), archive_traced = traced(lambda: timed(lambda: _operation(
+        archive_ledger, LEDGER_ARCHIVE_SPEC, config, older_than="2021-01-01T00:00:00Z", archive_dir=archive_dir,
+        **settings)), args.trace_memory)
     archive_rss = peak_rss_mb()
     archived = sum(item["entries"] for item in result["archives"])
     size = sum(item["bytes"] for item in result["archives"])
-    offline, checked = timed(lambda: _operation(verify_ledger, LEDGER_VERIFY_SPEC, None, archives=[archive_dir],
-                                                ledger=False, witness_file=settings["witness_file"],
-                                                witness_syslog="false"))
+    (offline, checked), offline_traced = traced(lambda: timed(lambda: _operation(
+        verify_ledger, LEDGER_VERIFY_SPEC, None, archives=[archive_dir], ledger=False,
+        witness_file=settings["witness_file"], witness_syslog="false")), args.trace_memory)
     assert checked["archives"]["valid"], checked["archives"]
     sor = open_system_of_record(config)
     try:
@@ -853,10 +870,15 @@ def _archive_one(backend, args, workdir, figures, postgres, settings):
           % (offline, offline / max(archived, 1) * 1e6))
     print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
     print("   peak RSS: %.0f MB after the archive, %.0f MB after the offline verify" % (archive_rss, peak_rss_mb()))
+    if args.trace_memory:
+        print("   peak traced memory (tracemalloc): %.1f MB during the archive (%d state rows), %.1f MB during the"
+              " offline check" % (archive_traced, sum(item["state_rows"] for item in result["archives"]),
+                                  offline_traced))
     figures["archive"][backend] = {"entries": entries, "archived": archived, "archive_bytes": size,
                                    "archive_s": seconds, "offline_verify_s": offline,
                                    "live_verify_baseline_s": baseline, "live_verify_s": live,
                                    "peak_rss_after_archive_mb": archive_rss, "peak_rss_mb": peak_rss_mb(),
+                                   "archive_traced_peak_mb": archive_traced, "offline_traced_peak_mb": offline_traced,
                                    "load_after": load()}
     shutil.rmtree(archive_dir, ignore_errors=True)
 
@@ -1065,6 +1087,9 @@ def main():
     parser.add_argument("--sections", default="verify,backup,archive,append",
                         help="any of verify, chain, backup, archive, append, run in the order given")
     parser.add_argument("--chain-ledger", help="chain section: walk this existing SQLite ledger (only read)")
+    parser.add_argument("--trace-memory", action="store_true",
+                        help="archive section: the peak of Python's allocations (tracemalloc) during the archive and "
+                             "the offline check")
     parser.add_argument("--dsn", help="PostgreSQL database to create benchmark schemas in")
     parser.add_argument("--workdir")
     parser.add_argument("--json", help="write the figures here as JSON")

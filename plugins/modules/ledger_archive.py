@@ -16,6 +16,10 @@ description:
     and the query tables' state at its end. M(changeops.itsm.ledger_verify) checks an archive offline
     (its O(changeops.itsm.ledger_verify#module:archives) option), and the live ledger keeps verifying from the
     archive's last hash.
+  - The query tables' state grows with everything ever archived (a row per archived run and host), so it is
+    written, verified and committed a row at a time, never held in memory whole; sorting it spills to the
+    temporary directory (E(TMPDIR)), which needs room for about the state's size. Archives written before
+    format 2 (the state inside the end record) are still read and verified.
   - Nothing is deleted unless the written archive verifies on its own first, and the entries it holds are still
     the ledger's (checked under the ledger's write lock). The archiving is itself recorded, as a
     C(ledger.archived) entry naming the file, its SHA-256, its range and who archived it, and the checkpoint is
@@ -122,7 +126,8 @@ RETURN = r"""
 archives:
   description: The archives written (in check mode, those that would be), oldest first, each with V(file),
     V(path), V(first_seq), V(last_seq), V(entries), V(sha256), V(bytes), V(last_hash), V(checkpoint)
-    (V(seq), V(head), V(key_id), V(signed)), V(state_digest), V(witnessed) (witness checkpoints copied in),
+    (V(seq), V(head), V(key_id), V(signed)), V(state_digest), V(state_rows), V(witnessed) (witness checkpoints
+    copied in),
     V(entry_seq) (the C(ledger.archived) entry recording it) and V(verified) (the archive's own verification).
   returned: always
   type: list

@@ -127,7 +127,15 @@ def test_an_archive_round_trip(sor, settings, tmp_path):
     with gzip.open(made["path"], "rt") as handle:
         lines = [json.loads(line) for line in handle]
     assert lines[0]["type"] == "changeops.ledger.archive" and lines[-1]["type"] == "changeops.ledger.archive.end"
-    assert [line["seq"] for line in lines[1:-1]] == list(range(1, old[-1].seq + 1))
+    assert lines[0]["v"] == 2 and "state" not in lines[-1]
+    entries = lines[1:1 + len(old)]
+    assert [line["seq"] for line in entries] == list(range(1, old[-1].seq + 1))
+    # the query tables' state after the entries, a row per line, sorted; the end record counts and digests it
+    state = [(line["table"], line["row"]) for line in lines[1 + len(old):-1]]
+    assert all(line["type"] == "changeops.ledger.archive.state" for line in lines[1 + len(old):-1])
+    assert state and state == sorted(state) and {table for table, _row in state} >= {"change_events", "run_hosts"}
+    assert lines[-1]["state_rows"] == len(state) == made["state_rows"]
+    assert lines[-1]["state_digest"] == projection_check.state_digest(state) == made["state_digest"]
 
 
 def test_archiving_is_idempotent_and_check_mode_writes_nothing(sor, settings, tmp_path):
@@ -217,18 +225,162 @@ def test_an_edited_archive_is_found_offline_and_against_the_ledger(sor, settings
     assert any("sha256" in problem for problem in against["archives"]["problems"]), against["archives"]["problems"]
 
 
+def _offline_problems(settings, path):
+    offline = ledger_verify(None, settings, ledger=False, archives=[str(path)], fail_on_broken=False)
+    [report] = offline["archives"]["reports"]
+    return report["problems"]
+
+
+def _state_lines(lines):
+    return [index for index, line in enumerate(lines) if line.get("type") == "changeops.ledger.archive.state"]
+
+
+@pytest.mark.backends("sqlite")
+def test_the_state_is_checked_row_by_row_offline(sor, settings, tmp_path):
+    """The state follows the entries a row per line, sorted, and is digested as it is read: an edited row, rows
+    out of order, a dropped row and an entry after the state are each found; so is a state record in a version 1
+    archive. The archive as written verifies."""
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+    original = tmp_path / "original.jsonl.gz"
+    with open(made["path"], "rb") as source, open(str(original), "wb") as copy:
+        copy.write(source.read())
+    assert _offline_problems(settings, original) == []
+
+    def edited(change):
+        path = tmp_path / ("%s.jsonl.gz" % change.__name__)
+        with open(str(original), "rb") as source, open(str(path), "wb") as copy:
+            copy.write(source.read())
+        rewrite_archive(str(path), change)
+        return _offline_problems(settings, path)
+
+    def edit_a_row(lines):
+        index = _state_lines(lines)[3]
+        lines[index]["row"] = lines[index]["row"].replace("successful", "failed").replace("1", "2")
+
+    def swap_two_rows(lines):
+        first, second = _state_lines(lines)[:2]
+        lines[first], lines[second] = lines[second], lines[first]
+
+    def drop_a_row(lines):
+        del lines[_state_lines(lines)[-1]]
+
+    def entry_after_the_state(lines):
+        lines.insert(len(lines) - 1, lines[1])
+
+    def state_in_version_1(lines):
+        lines[0]["v"] = 1
+
+    assert edited(edit_a_row) == ["the query-table state it carries does not match its digest"]
+    assert "is not in order" in edited(swap_two_rows)[0]
+    assert edited(drop_a_row) == ["the query-table state it carries does not match its digest"]
+    assert "is an entry after the archive's state" in edited(entry_after_the_state)[0]
+    assert "which a version 1 archive does not hold" in edited(state_in_version_1)[0]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_version_1_archive_with_the_state_in_its_end_record_still_verifies(sor, settings, tmp_path):
+    """Archives written before 2026-12-07 (format 1) carry the state inside the end record, unsorted as far as the
+    reader knows: they verify offline as before, and an edited state row is found."""
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+
+    def as_version_1(lines):
+        rows = [[lines[index]["table"], lines[index]["row"]] for index in _state_lines(lines)]
+        end = dict(lines[-1], state=list(reversed(rows)))
+        del end["state_rows"]
+        lines[:] = [dict(lines[0], v=1)] + [line for line in lines[1:-1] if "seq" in line] + [end]
+
+    rewrite_archive(made["path"], as_version_1)
+    assert _offline_problems(settings, made["path"]) == []
+
+    def edit_a_row(lines):
+        lines[-1]["state"][0][1] = lines[-1]["state"][0][1].replace("1", "2")
+
+    rewrite_archive(made["path"], edit_a_row)
+    assert _offline_problems(settings, made["path"]) == ["the query-table state it carries does not match its digest"]
+
+
+def test_an_archive_changed_between_its_proof_and_the_commit_deletes_nothing(sor, settings, tmp_path, monkeypatch):
+    """The commit reads the state back from the verified file a row at a time, digesting it again: a file changed
+    after its proof fails the commit's transaction, and the ledger and its archived state are as they were."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import archiving
+
+    old, new = history(sor)
+    proven = archiving.verify_archive
+
+    def proven_then_changed(path, *args, **kwargs):
+        report = proven(path, *args, **kwargs)
+
+        def edit(lines):
+            index = _state_lines(lines)[0]
+            lines[index]["row"] = lines[index]["row"].replace("1", "2")
+
+        rewrite_archive(path, edit)
+        return report
+
+    monkeypatch.setattr(archiving, "verify_archive", proven_then_changed)
+    with pytest.raises(ConflictError) as raised:
+        archive(sor, settings, tmp_path / "archives")
+    assert "changed after it was verified, so nothing was deleted" in str(raised.value)
+    assert sor.get_entry("1") is not None and sor.head()[0] == new[-1].seq and sor.archive_point() is None
+    assert list(sor.archive_state()) == []
+
+
+def test_the_archived_state_is_read_a_page_at_a_time_in_order(sor, backend_env, settings, tmp_path, monkeypatch):
+    """The live copy of the state (archive_base) is read in parts, in sorted order, on both backends: SQLite a page
+    of rows at a time, PostgreSQL as one streamed COPY. A second archive starts from it, and a replay (a
+    redaction's rebuild) loads it a page at a time inside its transaction."""
+    record_run(sor, "run-2023", "2023-05-01T10:00:00.000000Z")
+    record_run(sor, "run-2024", OLD % 1)
+    record_run(sor, "run-2026", NEW % 1)
+    [first] = archive(sor, settings, tmp_path / "archives", older_than="2024-01-01T00:00:00Z")["archives"]
+    monkeypatch.setattr(type(sor), "_STATE_PAGE", 3)
+    state = list(sor.archive_state())
+    assert len(state) == first["state_rows"] > 3 and state == sorted(state)
+    assert projection_check.state_digest(state) == first["state_digest"]
+    [second] = archive(sor, settings, tmp_path / "archives")["archives"]
+    assert second["state_rows"] > first["state_rows"]
+    with open_system_of_record(dict(sor.config)) as other:
+        assert other.verify(projections=True).valid
+        target = [entry for entry in other.iter_entries() if entry.kind == "run.result"][-1]
+        other.redact_entry(target.seq, ["task.name"], "INC-9", "ops", "ops@ctl")  # rebuilds from archive_base
+        assert other.get_change_event("run-2023")["status"] == "successful"
+        assert other.get_change_event("run-2024")["hosts"] and other.verify(projections=True).valid
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.tampers_query_tables
+def test_archived_state_rows_moved_in_the_live_table_read_as_an_edit(sor, backend_env, settings, tmp_path):
+    """SQLite reads archive_base in the order its rows were written (sorted): a row deleted and written again
+    (same text, now last) is out of order, and the projection check reports the state edited."""
+    history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        table, row_json = conn.execute("SELECT tbl, row_json FROM archive_base ORDER BY rowid LIMIT 1").fetchone()
+        conn.execute("DELETE FROM archive_base WHERE rowid = (SELECT MIN(rowid) FROM archive_base)")
+        conn.execute("INSERT INTO archive_base (tbl, row_json) VALUES (?, ?)", (table, row_json))
+    finally:
+        conn.close()
+    problems = sor.verify(projections=True).projection_problems
+    assert problems[0]["table"] == "archive_base" and "not in the order they were written" in problems[0]["detail"]
+
+
 def test_a_rehashed_archive_is_found_by_its_signed_checkpoint(sor, settings, tmp_path):
     history(sor)
     [made] = archive(sor, settings, tmp_path / "archives")["archives"]
 
     def rehash(lines):
-        entries = [Entry.from_dict(line) for line in lines[1:-1]]
+        positions = [index for index, line in enumerate(lines) if "seq" in line]
+        entries = [Entry.from_dict(lines[index]) for index in positions]
         entries[2].data = dict(entries[2].data, host="elsewhere")
         previous = lines[0]["prev_hash"]
         for entry in entries:
             entry.seal(entry.seq, previous)
             previous = entry.hash
-        lines[1:-1] = [entry.to_dict() for entry in entries]
+        for index, entry in zip(positions, entries):
+            lines[index] = entry.to_dict()
         lines[-1]["last_hash"] = previous
 
     rewrite_archive(made["path"], rehash)
@@ -411,9 +563,11 @@ def test_a_state_archived_by_an_older_collection_is_upgraded_when_loaded(
     failed = [(row["run_id"], row["failed_status"]) for row in sor.find_metric_changes(None, None, failed_only=True)]
     assert failed == [("run-old-0", "failed")]
     made_by = projection_check.state_after_archive
-    monkeypatch.setattr(projection_check, "state_after_archive", lambda conn, last_seq: older(made_by(conn, last_seq)))
+    # (the rows the older collection wrote, sorted as an archive holds them)
+    monkeypatch.setattr(projection_check, "state_after_archive",
+                        lambda conn, last_seq: sorted(older(list(made_by(conn, last_seq)))))
     archive(sor, settings, tmp_path / "archives")
-    state = sor.archive_state()
+    state = list(sor.archive_state())
     assert state and state == sorted(older(state)), "the state is as the older collection wrote it"
     if not upgraded:
         upgrade_step(monkeypatch)

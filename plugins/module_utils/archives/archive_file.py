@@ -5,16 +5,23 @@
 
 ::
 
-    {"type": "changeops.ledger.archive", "v": 1, "ledger": ..., "location": ..., "first_seq": F, "last_seq": L,
+    {"type": "changeops.ledger.archive", "v": 2, "ledger": ..., "location": ..., "first_seq": F, "last_seq": L,
      "prev_hash": <hash of entry F-1, or 64 zeros>, "cutoff": ..., "created_at": ..., "created_by": ...,
      "witnessed": [<the witnesses' checkpoints of entries F..L>],
      "later_redactions": [<ledger.redacted entries after L that redact entries F..L>]}
     {"seq": F, "id": ..., "at": ..., "kind": ..., "subject": ..., "actor": ..., "data": {...}, "prev_hash": ...,
      "hash": ..., "format": 2, "salt": ..., "payload_root": ..., "redactions": null}
     ...                                              (every entry F..L, as the ledger stored it)
+    {"type": "changeops.ledger.archive.state", "table": T, "row": <row_json>}
+    ...                                              (every row of the query tables' state at entry L, one per line,
+                                                      sorted by table, then row text)
     {"type": "changeops.ledger.archive.end", "entries": N, "last_hash": <hash of entry L>,
      "checkpoint": {<the checkpoint of entry L, signed when a key is configured>},
-     "state": [[table, row_json], ...], "state_digest": ...}
+     "state_rows": M, "state_digest": ...}
+
+The state is written, read and digested a row at a time, so no step holds it whole: it keeps a row per archived
+run and host, and grows with everything ever archived. Version 1 archives (before 2026-12-07) carried it inside
+the end record (``"state": [[table, row_json], ...]``); they are still read and verified.
 
 The entries carry their hashes, salts and commitments: the file proves itself (``verify.py``) with the
 collection's own verification, and the checkpoint (and the witnesses' copies of it) ties it to the ledger
@@ -31,10 +38,18 @@ import os
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projection_check import StateDigest
 
 HEADER_TYPE = "changeops.ledger.archive"
+STATE_TYPE = "changeops.ledger.archive.state"
 TRAILER_TYPE = "changeops.ledger.archive.end"
-VERSION = 1
+#: the format this collection writes; it reads :data:`READABLE_VERSIONS`
+VERSION = 2
+#: version 1 carried the state inside the end record
+READABLE_VERSIONS = (1, 2)
+#: text every state and end record holds (in its type), and an entry's line only inside its payload: lines without
+#: it are entries, skipped unparsed when only the state is read
+_RECORD_MARK = b"changeops.ledger.archive."
 SUFFIX = ".jsonl.gz"
 
 
@@ -68,6 +83,8 @@ class ArchiveWriter(object):
         # mtime 0: the same entries give the same bytes
         self._gzip = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=level, mtime=0)
         self.entries = 0
+        #: the state rows' digest, taken as they are written (they must come sorted: ``StateDigest``)
+        self.state = StateDigest()
         self._line(dict(header, type=HEADER_TYPE, v=VERSION))
 
     def _line(self, document):
@@ -77,8 +94,15 @@ class ArchiveWriter(object):
         self._line(entry.to_dict())
         self.entries += 1
 
+    def state_row(self, table, row_json):
+        """One row of the query tables' state, after every entry; rows in sorted order."""
+        self.state.update(table, row_json)
+        self._line({"type": STATE_TYPE, "table": table, "row": row_json})
+
     def finish(self, trailer):
-        self._line(dict(trailer, type=TRAILER_TYPE, entries=self.entries))
+        """Write the end record (``trailer``, with the entry and state counts and the state digest added)."""
+        self._line(dict(trailer, type=TRAILER_TYPE, entries=self.entries, state_rows=self.state.rows,
+                        state_digest=self.state.hexdigest()))
         self._gzip.close()
         self._raw.flush()
         os.fsync(self._raw.fileno())
@@ -106,21 +130,25 @@ def publish(temporary, path):
 
 
 class ArchiveReader(object):
-    """Reads an archive: :attr:`header` at once, the entries as :meth:`entries` yields them, then :attr:`trailer`.
+    """Reads an archive in one pass: :attr:`header` at once, the entries as :meth:`entries` yields them, the
+    query tables' state as :meth:`state_rows` yields it, and :attr:`trailer`, the end record, once read.
 
     A malformed file raises ``ValidationError`` naming the file and the line."""
 
     def __init__(self, path):
         self.path = path
         self.trailer = None
+        #: the state or end record that ended the entries, ``(line number, document)``, not yet handed out
+        self._after_entries = None
         self._lines = self._read()
         self.header = self._next_document(1)
         if self.header.get("type") != HEADER_TYPE:
             raise ValidationError("%s: line 1 is not a changeops ledger archive header (type %r)"
                                   % (path, self.header.get("type")), path=path)
-        if self.header.get("v") != VERSION:
-            raise ValidationError("%s: archive format version %r is not one this collection reads (%d)"
-                                  % (path, self.header.get("v"), VERSION), path=path)
+        self.version = self.header.get("v")
+        if self.version not in READABLE_VERSIONS:
+            raise ValidationError("%s: archive format version %r is not one this collection reads (%s)"
+                                  % (path, self.version, ", ".join(map(str, READABLE_VERSIONS))), path=path)
 
     def _read(self):
         try:
@@ -147,15 +175,27 @@ class ArchiveReader(object):
             raise ValidationError("%s: line %d is not a JSON object" % (self.path, number), path=self.path, line=number)
         return document
 
+    def _end(self, document):
+        self.trailer = document
+        for extra_number, _extra in self._lines:
+            raise ValidationError("%s: line %d follows the archive's end record" % (self.path, extra_number),
+                                  path=self.path, line=extra_number)
+
+    def _record_type(self, number, document):
+        """The type of a state or end record (None: an entry); a state record in a version 1 archive is refused."""
+        kind = document.get("type")
+        if kind == STATE_TYPE and self.version == 1:
+            raise ValidationError("%s: line %d is a state record, which a version 1 archive does not hold"
+                                  % (self.path, number), path=self.path, line=number)
+        return kind if kind in (STATE_TYPE, TRAILER_TYPE) else None
+
     def entries(self):
-        """Yield every archived entry (``ledger.Entry``, as stored); sets :attr:`trailer` at the end."""
+        """Yield every archived entry (``ledger.Entry``, as stored), up to the state (:meth:`state_rows`)."""
         for number, line in self._lines:
             document = self._parse(number, line)
-            if document.get("type") == TRAILER_TYPE:
-                self.trailer = document
-                for extra_number, _extra in self._lines:
-                    raise ValidationError("%s: line %d follows the archive's end record" % (self.path, extra_number),
-                                          path=self.path, line=extra_number)
+            kind = self._record_type(number, document)
+            if kind is not None:
+                self._after_entries = (number, document)
                 return
             try:
                 entry = Entry.from_dict(document)
@@ -164,3 +204,44 @@ class ArchiveReader(object):
                                       path=self.path, line=number)
             yield entry
         raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path, path=self.path)
+
+    def _skip_entries(self):
+        """The record that ends the entries, reading past those :meth:`entries` did not yield, unparsed."""
+        if self._after_entries is None:
+            for number, line in self._lines:
+                if _RECORD_MARK in line:
+                    document = self._parse(number, line)
+                    if self._record_type(number, document) is not None:
+                        self._after_entries = (number, document)
+                        break
+            else:
+                raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path,
+                                      path=self.path)
+        found, self._after_entries = self._after_entries, False
+        return found
+
+    def state_rows(self):
+        """Yield the query tables' state as ``(table, row_json)``, in the file's order (entries not read are
+        skipped); sets :attr:`trailer` at the end. A version 1 archive's rows come from its end record."""
+        if self._after_entries is False:
+            raise ValueError("the state of %s was read already" % self.path)
+        number, document = self._skip_entries()
+        while document.get("type") == STATE_TYPE:
+            table, row = document.get("table"), document.get("row")
+            if not isinstance(table, str) or not isinstance(row, str):
+                raise ValidationError("%s: line %d is a state record without a table and a row text"
+                                      % (self.path, number), path=self.path, line=number)
+            yield table, row
+            try:
+                number, line = next(self._lines)
+            except StopIteration:
+                raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path,
+                                      path=self.path)
+            document = self._parse(number, line)
+            if self._record_type(number, document) is None:
+                raise ValidationError("%s: line %d is an entry after the archive's state" % (self.path, number),
+                                      path=self.path, line=number)
+        self._end(document)
+        if self.version == 1:
+            for table, row in document.get("state") or ():
+                yield table, row

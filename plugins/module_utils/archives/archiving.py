@@ -11,15 +11,16 @@ For each archive (at most ``max_entries`` entries; several in one task when more
 2. **Write.** One pass over the entries writes the archive (``archive_file``) and replays them, from the
    state the previous archive left, into a scratch database beside it: the query tables' state at the
    archive's last entry, which replays start from afterwards (``archive_base``). The header carries the
-   witnesses' checkpoints of the range and the redaction records made after it; the trailer a checkpoint of
-   the last entry (signed with ``checkpoint_key`` when configured) and that state.
+   witnesses' checkpoints of the range and the redaction records made after it; the state follows the entries,
+   a row per line in sorted order (the scratch database sorts it, so it is never held whole), and the end record
+   carries a checkpoint of the last entry (signed with ``checkpoint_key`` when configured) and the state's digest.
 3. **Prove.** The written file is verified on its own (``verify.py``: chain, every payload, redactions,
    checkpoints, state digest). A file that does not verify is removed and nothing else happens.
 4. **Commit.** In one transaction under the ledger's write lock, and only if entry ``last`` still has the hash
    the archive ends with: the archive's checkpoint and a ``ledger.archived`` entry (file, SHA-256, range, last
    hash, state digest, who) are appended (the archiving is itself a recorded change; its projector takes the
-   archived task results out of ``task_results``), ``archive_base`` is replaced, entries up to ``last`` are
-   deleted. Then the witnesses are fed the checkpoint.
+   archived task results out of ``task_results``), ``archive_base`` is replaced by the state read back from the
+   verified file a row at a time, entries up to ``last`` are deleted. Then the witnesses are fed the checkpoint.
 
 Idempotent: entries already archived are not considered again, so a second run with the same cutoff finds
 nothing due. Check mode reports what would be archived.
@@ -33,6 +34,7 @@ import tempfile
 
 from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
 from ansible_collections.changeops.itsm.plugins.module_utils.archives.archive_file import (
+    ArchiveReader,
     ArchiveWriter,
     archive_name,
     file_sha256,
@@ -121,6 +123,21 @@ def _later_redactions(sor, first_seq, last_seq):
             if isinstance(entry.data.get("entry_seq"), int) and first_seq <= entry.data["entry_seq"] <= last_seq]
 
 
+def _proven_state(path, digest):
+    """The state rows of the archive at ``path`` read a row at a time for the commit, checked against ``digest``
+    as they go: a file that changed after its proof fails the commit's transaction at its end."""
+    check = projection_check.StateDigest()
+    changed = ConflictError("the archive %s changed after it was verified, so nothing was deleted" % path)
+    for table, row_json in ArchiveReader(path).state_rows():
+        try:
+            check.update(table, row_json)
+        except projection_check.StateOutOfOrder:
+            raise changed
+        yield table, row_json
+    if check.hexdigest() != digest:
+        raise changed
+
+
 def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive_dir, level=6):
     """Write, prove and commit one archive; returns what ``ledger_archive`` reports of it."""
     sor = ctx.sor
@@ -151,19 +168,17 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
                                            base_rows=base_rows, path=os.path.join(scratch_dir, "state.sqlite"),
                                            with_ledger=False)
         try:
-            state = projection_check.state_after_archive(scratch, last_seq)
+            if last[0] is None or last[0].seq != last_seq or writer.entries != last_seq - first_seq + 1:
+                raise ConflictError("the ledger no longer holds entries %d to %d as planned (another archive ran?)"
+                                    % (first_seq, last_seq))
+            for table, row_json in projection_check.state_after_archive(scratch, last_seq):
+                writer.state_row(table, row_json)
         finally:
             scratch.close()
-        if last[0] is None or last[0].seq != last_seq or writer.entries != last_seq - first_seq + 1:
-            raise ConflictError("the ledger no longer holds entries %d to %d as planned (another archive ran?)"
-                                % (first_seq, last_seq))
         last_hash = last[0].hash
         document = checkpoints.checkpoint_document(sor, key, entry=(last_seq, last_hash))
-        digest = projection_check.state_digest(state)
-        # (the rows as they are: JSON writes a tuple as the array a list gives, with no copy of a state that grows
-        # with the archived runs' hosts)
-        temporary = writer.finish({"last_hash": last_hash, "checkpoint": document, "state": state,
-                                   "state_digest": digest})
+        temporary = writer.finish({"last_hash": last_hash, "checkpoint": document})
+        digest, state_rows = writer.state.hexdigest(), writer.state.rows
     except BaseException:
         writer.abort()
         raise
@@ -182,11 +197,11 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
               "archived_by": header["created_by"], "ledger": ledger_id, "location": header["location"],
               "checkpoint": {"seq": last_seq, "head": last_hash, "key_id": document.get("key_id"),
                              "signed": bool(document.get("signature"))},
-              "state_digest": digest, "state_rows": len(state), "witnessed": len(header["witnessed"]),
+              "state_digest": digest, "state_rows": state_rows, "witnessed": len(header["witnessed"]),
               "pruned": ["task_results"]}
     appended = sor.commit_archive(first_seq, last_seq, last_hash, [
         Entry(KIND_CHECKPOINT, "ledger", document, actor=ctx.actor),
-        Entry(KIND_ARCHIVED, "ledger", record, actor=ctx.actor)], state)
+        Entry(KIND_ARCHIVED, "ledger", record, actor=ctx.actor)], _proven_state(path, digest))
     return dict(record, entry_seq=appended[-1].seq if appended else None, verified=proof["summary"])
 
 

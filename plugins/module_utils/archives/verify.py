@@ -25,7 +25,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.archives.archive_fi
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ValidationError
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry, verify_rows
-from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projection_check import state_digest
+from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projection_check import (
+    StateDigest,
+    StateOutOfOrder,
+    state_digest,
+)
 
 
 def archive_paths(paths):
@@ -86,7 +90,12 @@ def verify_archive(path, keys=None, anchors=(), expected=None, name=None):
         walk = verify_rows(rows, payloads=True, base=base, extra_records=later,
                            anchors=[_anchor(record, "checkpoint of %s" % (record.get("witness") or "the archive"))
                                     for record in witnessed])
-        trailer = readers[0].trailer or {}
+        reader = readers[0] if readers else ArchiveReader(path)
+        try:
+            state_problem = _check_state(reader)
+        except ValidationError as exc:  # (a malformed state or end record: the walk's findings still count)
+            state_problem = str(exc)
+        trailer = reader.trailer or {}
         report.update(entries=walk.entries_checked, last_hash=walk.head_hash, redactions=walk.redactions,
                       witnessed=len(witnessed))
         if walk.first_broken:
@@ -97,12 +106,14 @@ def verify_archive(path, keys=None, anchors=(), expected=None, name=None):
             if walk.head_seq != last_seq or walk.entries_checked != last_seq - first_seq + 1:
                 problems.append("the archive holds entries %s to %s (%d), not %d to %d as its header says" % (
                     first_seq, walk.head_seq, walk.entries_checked, first_seq, last_seq))
-            if trailer.get("last_hash") != walk.head_hash or trailer.get("entries") != walk.entries_checked:
+            if reader.trailer is not None and (trailer.get("last_hash") != walk.head_hash
+                                               or trailer.get("entries") != walk.entries_checked):
                 problems.append("the archive's end record names another last hash or count than its entries give")
-        problems.extend(_check_checkpoint(trailer.get("checkpoint"), header, last_seq, walk.head_hash, keys, report))
-        # (the parsed rows digested as they are: a list sorts and unpacks as the tuple would, without a copy)
-        if state_digest(trailer.get("state") or ()) != trailer.get("state_digest"):
-            problems.append("the query-table state it carries does not match its digest")
+        if reader.trailer is not None:  # (else the state could not be read to it: that problem says why)
+            problems.extend(_check_checkpoint(trailer.get("checkpoint"), header, last_seq, walk.head_hash, keys,
+                                              report))
+        if state_problem:
+            problems.append(state_problem)
         report["state_digest"] = trailer.get("state_digest")
         report["prev_hash"] = prev_hash
         if expected:
@@ -117,6 +128,33 @@ def verify_archive(path, keys=None, anchors=(), expected=None, name=None):
             "verified") else "; checkpoint not signature-checked") if not problems else
         "archive %s does not verify: %s" % (name, problems[0]))
     return report
+
+
+def _check_state(reader):
+    """What is wrong with the query-table state ``reader`` holds (None: nothing), read a row at a time after the
+    entries; sets ``reader.trailer``. Version 2 holds the rows sorted, digested as they come; version 1 in its end
+    record, sorted here."""
+    if reader.version == 1:
+        try:
+            rows = list(reader.state_rows())
+            found, count = state_digest(rows), len(rows)
+        except (TypeError, ValueError):
+            return "the query-table state it carries is not a list of table and row texts"
+    else:
+        digest = StateDigest()
+        rows = reader.state_rows()
+        try:
+            for table, row_json in rows:
+                digest.update(table, row_json)
+        except StateOutOfOrder as exc:
+            for _row in rows:
+                pass  # (to the end record, which the other checks read)
+            return "the query-table state it carries is not in order (%s)" % exc
+        found, count = digest.hexdigest(), digest.rows
+    trailer = reader.trailer or {}
+    if found != trailer.get("state_digest") or trailer.get("state_rows", count) != count:
+        return "the query-table state it carries does not match its digest"
+    return None
 
 
 def _check_checkpoint(checkpoint, header, last_seq, last_hash, keys, report):

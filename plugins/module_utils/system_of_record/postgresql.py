@@ -658,6 +658,28 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
 
         return self._retrying(attempt, "reading")
 
+    def archive_state(self):
+        """``SqlSystemOfRecord.archive_state`` as one ``COPY ... TO STDOUT`` from the primary, streamed: one snapshot,
+        sorted by the server in byte order (``COLLATE "C"``, the order of the code points Python sorts ``str`` by).
+        The connection is busy until the last row is read."""
+        try:
+            with self._connection().cursor() as cursor:
+                with cursor.copy('COPY (SELECT tbl, row_json FROM archive_base ORDER BY tbl COLLATE "C",'
+                                 ' row_json COLLATE "C") TO STDOUT') as copy:
+                    yield from copy.rows()
+        except psycopg.Error as exc:
+            self._raise_read_error(exc)
+
+    #: rows of ``archive_base`` a replay fetches at a time
+    _STATE_PAGE = 5000
+
+    def _archived_rows_in(self, cursor):
+        """A server-side cursor in the replay's transaction (other statements run between its fetches)."""
+        with cursor.connection.cursor(name="changeops_archived_state") as rows:
+            rows.itersize = self._STATE_PAGE
+            rows.execute("SELECT tbl, row_json FROM archive_base")
+            yield from rows
+
     def _read_options(self, sql):
         """A read matching search words (a ``tsquery``) is planned for its words every time: psycopg prepares a
         statement a connection has run five times, and PostgreSQL then keeps a generic plan, made without the

@@ -102,9 +102,25 @@ def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
 
 def state_after_archive(conn, last_seq):
     """The query tables' state an archive up to ``last_seq`` leaves behind, from a rebuilt scratch database:
-    the archive takes the task results' detail, the summaries stay (as the ``ledger.archived`` projector does)."""
+    the archive takes the task results' detail, the summaries stay (as the ``ledger.archived`` projector does).
+
+    Yields sorted ``(table, row_json)`` rows without holding them: each row's JSON goes into a table of the scratch
+    database, which SQLite sorts (spilling to temporary files) and hands back a row at a time. Its BINARY order
+    compares the UTF-8 bytes, which order as the code points Python sorts ``str`` by: the order of
+    :func:`state_digest`'s sort."""
     conn.execute("DELETE FROM task_results WHERE seq <= ?", (last_seq,))
-    return snapshot_rows(conn)
+    conn.execute("CREATE TEMP TABLE archived_state (tbl TEXT NOT NULL, row_json TEXT NOT NULL)")
+    for table in PROJECTION_TABLES:
+        columns = columns_of(conn, table)
+        rows = conn.cursor().execute("SELECT %s FROM %s" % (", ".join(columns), table))
+        conn.executemany("INSERT INTO archived_state (tbl, row_json) VALUES (?, ?)",
+                         ((table, canonical_json(dict(zip(columns, values)))) for values in rows))
+    cursor = conn.execute("SELECT tbl, row_json FROM archived_state ORDER BY tbl, row_json")
+    while True:
+        rows = cursor.fetchmany(1000)
+        if not rows:
+            return
+        yield from rows
 
 
 #: the Python steps a migration's ``FilledColumns`` may fill its columns by, as functions of the statements
@@ -176,22 +192,36 @@ def _upgrade_loaded(db, loaded, fills, next_rows_stale):
         metric_rollups.backfill_next(db)
 
 
-def snapshot_rows(conn):
-    """Every query table row of ``conn`` (a SQLite database of :func:`rebuild`) as sorted ``(table, row_json)``."""
-    rows = []
-    for table in PROJECTION_TABLES:
-        columns = columns_of(conn, table)
-        for values in conn.execute("SELECT %s FROM %s" % (", ".join(columns), table)):
-            rows.append((table, canonical_json(dict(zip(columns, values)))))
-    rows.sort()
-    return rows
+class StateOutOfOrder(ValueError):
+    """A state row given to :class:`StateDigest` sorts before the one given before it."""
+
+
+class StateDigest(object):
+    """:func:`state_digest` taken a row at a time, the rows given in sorted order (an archive's state, written or
+    read a row at a time); a row out of order raises :class:`StateOutOfOrder`. Equal rows may repeat."""
+
+    def __init__(self):
+        self._digest = hashlib.sha256(b"changeops.itsm archived state v1\n")
+        self._last = None
+        self.rows = 0
+
+    def update(self, table, row_json):
+        row = (table, row_json)
+        if self._last is not None and row < self._last:
+            raise StateOutOfOrder("state row %d (table %s) sorts before the row before it" % (self.rows + 1, table))
+        self._last = row
+        self._digest.update(("%s\t%s\n" % row).encode("utf-8"))
+        self.rows += 1
+
+    def hexdigest(self):
+        return self._digest.hexdigest()
 
 
 def state_digest(rows):
     """SHA-256 over sorted ``(table, row_json)`` rows: what a ``ledger.archived`` entry records of the state."""
-    digest = hashlib.sha256(b"changeops.itsm archived state v1\n")
+    digest = StateDigest()
     for table, row_json in sorted(rows):
-        digest.update(("%s\t%s\n" % (table, row_json)).encode("utf-8"))
+        digest.update(table, row_json)
     return digest.hexdigest()
 
 

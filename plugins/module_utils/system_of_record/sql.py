@@ -225,7 +225,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
             # after an archive, the tables start from their state at its last entry, not empty
             point = self._archive_point_in(db)
             if point is not None:
-                projection_check.load_rows(db, db.execute("SELECT tbl, row_json FROM archive_base").fetchall())
+                projection_check.load_rows(db, self._archived_rows_in(cursor))
                 last = point["last_seq"]
         while True:
             rows = db.execute("SELECT %s FROM ledger WHERE seq > ? ORDER BY seq LIMIT %d" % (PROJECTED_COLUMNS, batch),
@@ -354,12 +354,24 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         for _attempt in range(attempts):
             head_seq = self.head()[0]
             point = self.archive_point()
+            if point:
+                digest = projection_check.StateDigest()
+                try:
+                    for table, row_json in self.archive_state():
+                        digest.update(table, row_json)
+                    found = digest.hexdigest()
+                except projection_check.StateOutOfOrder:
+                    found = None
+                if self.archive_point() != point:
+                    continue  # an archive replaced the state while it was read: read the new one
+                if found != point.get("state_digest"):
+                    return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"],
+                                   "problem": "altered",
+                                   "detail": "archive_base: the query tables' state at archived entry %s is not the"
+                                             " one ledger entry %s recorded (%s): it was edited"
+                                             % (point["last_seq"], point["seq"], "its digest differs" if found else
+                                                "its rows are not in the order they were written")}]
             base_rows = self.archive_state() if point else []
-            if point and projection_check.state_digest(base_rows) != point.get("state_digest"):
-                return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"], "problem": "altered",
-                               "detail": "archive_base: the query tables' state at archived entry %s is not the one"
-                                         " ledger entry %s recorded (its digest differs): it was edited"
-                                         % (point["last_seq"], point["seq"])}]
             # the replay goes to a scratch file, not memory: the query tables of a large live ledger are gigabytes
             # (made inside the try: a replay that fails part-way, a full TMPDIR or an interrupt, must not leave
             # a partial copy of the query tables behind in the temporary directory)
@@ -465,8 +477,15 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         return dict(entry.data, seq=entry.seq)
 
     def archive_state(self):
-        """The query tables' state at the last archived entry: sorted ``(table, row_json)``."""
-        return sorted((row[0], row[1]) for row in self._query("SELECT tbl, row_json FROM archive_base"))
+        """The query tables' state at the last archived entry: an iterator of ``(table, row_json)`` rows in sorted
+        order, read a part at a time, never whole (it keeps a row per archived run and host). Read it to the end
+        before the next read of this store."""
+        raise NotImplementedError
+
+    def _archived_rows_in(self, cursor):
+        """``archive_base``'s ``(table, row_json)`` rows, in no promised order, a part at a time on ``cursor`` inside
+        its transaction, which writes between the parts (a replay loading them into the query tables)."""
+        raise NotImplementedError
 
     def archives(self):
         """The archives made of this ledger (rows of ``ledger_archives``), oldest first."""
@@ -514,7 +533,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                     % (first_seq, last_seq, first, last_seq, stored[0][:16] if stored else "none"))
             appended = self._append_locked(cursor, db, records)
             db.execute("DELETE FROM archive_base")
-            db.insert_rows("archive_base", ("tbl", "row_json"), list(state_rows))
+            # (in the order given, sorted: SQLite's archive_state reads them back in rowid order)
+            db.insert_rows("archive_base", ("tbl", "row_json"), state_rows)
             db.execute("DELETE FROM ledger WHERE seq <= ?", (last_seq,))
         return appended
 

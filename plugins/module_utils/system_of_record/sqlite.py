@@ -304,6 +304,30 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         except sqlite3.Error as exc:
             raise _storage_error(exc, "cannot read the SQLite ledger %s: %s" % (self.path, exc), self.path)
 
+    #: rows of ``archive_base`` read per query
+    _STATE_PAGE = 5000
+
+    def archive_state(self):
+        """``SqlSystemOfRecord.archive_state`` a page at a time in rowid order, each page a read of its own (no
+        statement stays open across a fork): ``commit_archive`` inserts the rows sorted, as the archive file holds
+        them, so rowid order is their order. Rows moved since come out of order, which ``StateDigest`` refuses (the
+        projection check reports the state edited)."""
+        return self._state_pages(self._query)
+
+    def _archived_rows_in(self, cursor):
+        return self._state_pages(lambda sql, params: cursor.execute(sql, params).fetchall())
+
+    def _state_pages(self, query):
+        after = 0
+        while True:
+            rows = query("SELECT rowid, tbl, row_json FROM archive_base WHERE rowid > ? ORDER BY rowid LIMIT %d"
+                         % self._STATE_PAGE, (after,))
+            for row in rows:
+                yield row[1], row[2]
+            if len(rows) < self._STATE_PAGE:
+                return
+            after = rows[-1][0]
+
     def check_storage(self):
         """``PRAGMA quick_check`` (every page's structure) up to :data:`QUICK_CHECK_MAX_BYTES`, else the
         header and schema; raises ``LedgerCorrupted`` with what to do."""
