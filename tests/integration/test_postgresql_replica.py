@@ -283,3 +283,41 @@ def test_the_recorders_register_refresh_reads_the_replica_only_once_it_has_repla
         assert "not-replayed-yet" in {row["run_id"] for row in data["rows"]}
         assert any("has not replayed entry" in warning for warning in display.warnings), display.warnings
         wait_until_replayed(standby, name, writer.head()[0])
+
+
+def test_the_projection_check_on_the_replica_reads_the_archived_state_there_too(clusters, tmp_path):
+    """A reader checking the query tables (the change register's check) reads the archive point, the entries and
+    the tables from the replica, and so the archived state too: a replica one archive behind is not reported as an
+    edited state (the state used to be read from the primary)."""
+    import sys
+    import os
+
+    from support import postgresql_server
+    from ansible_collections.changeops.itsm.plugins.module_utils import checkpoints
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "unit"))
+    import test_ledger_archive as archives  # (its ledger shapes and archive helper)
+
+    primary, standby, _shared = clusters
+    name = postgresql_server.create_database(primary, prefix="changeops_replica_archive")
+    key = str(tmp_path / "keys" / "checkpoint.key")
+    checkpoints.generate_key(key)
+    settings = {"checkpoint_key": key, "witness_file": str(tmp_path / "witness.jsonl"), "witness_syslog": "false"}
+    with open_system_of_record({"backend": "postgresql", "postgresql_dsn": primary.dsn(name)}) as writer:
+        archives.record_run(writer, "run-2023", "2023-05-01T10:00:00.000000Z")
+        archives.record_run(writer, "run-2024", archives.OLD % 1)
+        archives.record_run(writer, "run-2026", archives.NEW % 1)
+        archives.archive(writer, settings, tmp_path / "archives", older_than="2024-01-01T00:00:00Z")
+        wait_until_replayed(standby, name, writer.head()[0])
+        with reader(primary, standby, name, postgresql_read_max_lag=3600) as sor:
+            report = sor.verify(projections=True)
+            assert report.valid and sor.read_source()["server"] == "replica", report.summary()
+        standby_sql(standby, "SELECT pg_wal_replay_pause()")
+        try:
+            archives.archive(writer, settings, tmp_path / "archives")  # not replayed by the standby yet
+            with reader(primary, standby, name, postgresql_read_max_lag=3600) as sor:
+                report = sor.verify(projections=True)
+                assert sor.read_source()["server"] == "replica"
+                assert report.valid, report.projection_problems
+        finally:
+            standby_sql(standby, "SELECT pg_wal_replay_resume()")

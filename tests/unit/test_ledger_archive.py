@@ -364,7 +364,130 @@ def test_archived_state_rows_moved_in_the_live_table_read_as_an_edit(sor, backen
     finally:
         conn.close()
     problems = sor.verify(projections=True).projection_problems
-    assert problems[0]["table"] == "archive_base" and "not in the order they were written" in problems[0]["detail"]
+    assert problems[0]["table"] == "archive_base" and "sorts before the row before it" in problems[0]["detail"]
+
+
+def test_an_archive_whose_entries_changed_after_its_proof_deletes_nothing(sor, settings, tmp_path, monkeypatch):
+    """The commit reads the published file again and checks its bytes against what the proof read: an entry
+    rewritten after the proof fails the commit, as a changed state row does."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.archives import archiving
+
+    _old, new = history(sor)
+    published = archiving.publish
+
+    def publish_then_rewrite(temporary, path):
+        published(temporary, path)
+
+        def edit(lines):
+            lines[3]["data"]["host"] = "elsewhere"
+
+        rewrite_archive(path, edit)
+
+    monkeypatch.setattr(archiving, "publish", publish_then_rewrite)
+    with pytest.raises(ConflictError) as raised:
+        archive(sor, settings, tmp_path / "archives")
+    assert "changed after it was verified, so nothing was deleted" in str(raised.value)
+    assert sor.get_entry("1") is not None and sor.head()[0] == new[-1].seq and sor.archive_point() is None
+
+
+@pytest.mark.tampers_query_tables
+def test_an_edited_archived_state_is_not_carried_into_the_next_archive(sor, backend_env, settings, tmp_path):
+    """The next archive starts from archive_base and checks it against the digest the last archive recorded as it
+    reads it: a state edited together with the live rows is refused, not archived again under a new digest."""
+    record_run(sor, "run-2023", "2023-05-01T10:00:00.000000Z")
+    record_run(sor, "run-2024", OLD % 1)
+    record_run(sor, "run-2026", NEW % 1)
+    archive(sor, settings, tmp_path / "archives", older_than="2024-01-01T00:00:00Z")
+    point = sor.archive_point()
+    conn = raw_ledger_connection(sor, backend_env)
+    try:
+        row_json = conn.execute("SELECT row_json FROM archive_base WHERE tbl = 'run_hosts' ORDER BY row_json"
+                                " LIMIT 1").fetchone()[0]
+        row = json.loads(row_json)
+        conn.execute("DELETE FROM archive_base WHERE tbl = 'run_hosts' AND row_json = ?", (row_json,))
+        conn.execute("DELETE FROM run_hosts WHERE run_id = ? AND host = ?", (row["run_id"], row["host"]))
+    finally:
+        conn.close()
+    with pytest.raises(ConflictError) as raised:
+        archive(sor, settings, tmp_path / "archives")
+    assert "is not the one its ledger.archived entry recorded" in str(raised.value)
+    assert sor.archive_point() == point
+    assert sor.verify(projections=True).projection_problems[0]["table"] == "archive_base"
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.tampers_query_tables
+def test_the_projection_check_replays_from_the_state_it_digested(sor, backend_env, settings, tmp_path, monkeypatch):
+    """The projection check digests the archived state on the read its replay loads: an edit of archive_base and
+    the live rows landing after that read is found by the comparison, not passed by a second, edited read."""
+    history(sor)
+    archive(sor, settings, tmp_path / "archives")
+    conn = raw_ledger_connection(sor, backend_env)
+    rowid, row_json = conn.execute("SELECT rowid, row_json FROM archive_base WHERE tbl = 'run_hosts'"
+                                   " ORDER BY rowid LIMIT 1").fetchone()
+    row = json.loads(row_json)
+    read = type(sor).archive_state
+
+    def read_then_edit(self):
+        yield from read(self)
+        conn.execute("DELETE FROM archive_base WHERE rowid = ?", (rowid,))
+        conn.execute("DELETE FROM run_hosts WHERE run_id = ? AND host = ?", (row["run_id"], row["host"]))
+
+    monkeypatch.setattr(type(sor), "archive_state", read_then_edit)
+    try:
+        report = sor.verify(projections=True)
+    finally:
+        conn.close()
+    assert not report.valid and report.projection_problems[0]["table"] == "run_hosts", report.projection_problems
+
+
+@pytest.mark.backends("sqlite")
+def test_malformed_archive_headers_and_lines_are_reported_not_crashed_on(sor, settings, tmp_path):
+    """Header fields of the wrong shape, a line nested deeper than the parser goes and state rows framed to read as
+    others are each a reported problem of that archive, never an exception that loses the other reports."""
+    history(sor)
+    [made] = archive(sor, settings, tmp_path / "archives")["archives"]
+    original = tmp_path / "original.jsonl.gz"
+    with open(made["path"], "rb") as source, open(str(original), "wb") as copy:
+        copy.write(source.read())
+
+    def problems_after(change, raw_line=None):
+        path = tmp_path / ("%s.jsonl.gz" % change.__name__)
+        with open(str(original), "rb") as source, open(str(path), "wb") as copy:
+            copy.write(source.read())
+        rewrite_archive(str(path), change)
+        if raw_line is not None:
+            with gzip.open(str(path), "rb") as handle:
+                lines = handle.read().split(b"\n")[:-1]
+            lines.insert(1, raw_line)
+            with gzip.open(str(path), "wb") as handle:
+                handle.write(b"\n".join(lines) + b"\n")
+        return _offline_problems(settings, path)
+
+    def witnessed_not_a_list(lines):
+        lines[0]["witnessed"] = 5
+
+    def witnessed_not_records(lines):
+        lines[0]["witnessed"] = [5]
+
+    def later_redaction_not_an_entry(lines):
+        lines[0]["later_redactions"] = [{}]
+
+    def nothing(lines):
+        pass
+
+    def two_rows_framed_as_one(lines):
+        first, second = _state_lines(lines)[:2]
+        merged = "%s\n%s\t%s" % (lines[first]["row"], lines[second]["table"], lines[second]["row"])
+        lines[first]["row"] = merged
+        del lines[second]
+
+    assert "witnessed is not a list of JSON objects" in problems_after(witnessed_not_a_list)[0]
+    assert "witnessed is not a list of JSON objects" in problems_after(witnessed_not_records)[0]
+    assert "later_redactions hold a record that is not a ledger entry" in problems_after(
+        later_redaction_not_an_entry)[0]
+    assert "line 2 is not JSON" in problems_after(nothing, raw_line=b"[" * 100000 + b"]" * 100000)[0]
+    assert "holds a row no query table has" in problems_after(two_rows_framed_as_one)[0]
 
 
 def test_a_rehashed_archive_is_found_by_its_signed_checkpoint(sor, settings, tmp_path):

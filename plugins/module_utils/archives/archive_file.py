@@ -129,14 +129,29 @@ def publish(temporary, path):
         os.close(directory)
 
 
+class _Hashing(object):
+    """A file read through, its bytes fed to ``digest`` (what ``gzip`` reads of the compressed file)."""
+
+    def __init__(self, raw, digest):
+        self._raw = raw
+        self._digest = digest
+
+    def read(self, size=-1):
+        data = self._raw.read(size)
+        self._digest.update(data)
+        return data
+
+
 class ArchiveReader(object):
     """Reads an archive in one pass: :attr:`header` at once, the entries as :meth:`entries` yields them, the
     query tables' state as :meth:`state_rows` yields it, and :attr:`trailer`, the end record, once read.
 
     A malformed file raises ``ValidationError`` naming the file and the line."""
 
-    def __init__(self, path):
+    def __init__(self, path, sha256=None):
         self.path = path
+        #: a ``hashlib`` object fed the file's bytes as they are read (complete once the end record was read)
+        self.sha256 = sha256
         self.trailer = None
         #: the state or end record that ended the entries, ``(line number, document)``, not yet handed out
         self._after_entries = None
@@ -152,9 +167,11 @@ class ArchiveReader(object):
 
     def _read(self):
         try:
-            with gzip.open(self.path, "rb") as handle:
-                for number, line in enumerate(handle, start=1):
-                    yield number, line
+            with open(self.path, "rb") as raw:
+                source = raw if self.sha256 is None else _Hashing(raw, self.sha256)
+                with gzip.GzipFile(fileobj=source, mode="rb") as handle:
+                    for number, line in enumerate(handle, start=1):
+                        yield number, line
         except (OSError, EOFError) as exc:
             raise ValidationError("%s: cannot read the archive: %s" % (self.path, exc), path=self.path)
 
@@ -169,7 +186,7 @@ class ArchiveReader(object):
     def _parse(self, number, line):
         try:
             document = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # (RecursionError: nesting deeper than the parser goes)
             raise ValidationError("%s: line %d is not JSON: %s" % (self.path, number, exc), path=self.path, line=number)
         if not isinstance(document, dict):
             raise ValidationError("%s: line %d is not a JSON object" % (self.path, number), path=self.path, line=number)

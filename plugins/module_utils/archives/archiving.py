@@ -28,6 +28,7 @@ nothing due. Check mode reports what would be archived.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -37,7 +38,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.archives.archive_fi
     ArchiveReader,
     ArchiveWriter,
     archive_name,
-    file_sha256,
     publish,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.archives.verify import verify_archive
@@ -123,23 +123,26 @@ def _later_redactions(sor, first_seq, last_seq):
             if isinstance(entry.data.get("entry_seq"), int) and first_seq <= entry.data["entry_seq"] <= last_seq]
 
 
-def _proven_state(path, digest):
-    """The state rows of the archive at ``path`` read a row at a time for the commit, checked against ``digest``
-    as they go: a file that changed after its proof fails the commit's transaction at its end."""
+def _proven_state(path, digest, sha256):
+    """The state rows of the archive at ``path`` read a row at a time for the commit, checked as they go against
+    the state ``digest`` and, once read to the end, the file's bytes against the ``sha256`` its proof read: a file
+    that changed after its proof (its entries or its state) fails the commit's transaction at its end."""
     check = projection_check.StateDigest()
+    reader = ArchiveReader(path, sha256=hashlib.sha256())
     changed = ConflictError("the archive %s changed after it was verified, so nothing was deleted" % path)
-    for table, row_json in ArchiveReader(path).state_rows():
+    for table, row_json in reader.state_rows():
         try:
             check.update(table, row_json)
-        except projection_check.StateOutOfOrder:
+        except projection_check.StateRowRefused:
             raise changed
         yield table, row_json
-    if check.hexdigest() != digest:
+    if check.hexdigest() != digest or reader.sha256.hexdigest() != sha256:
         raise changed
 
 
-def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive_dir, level=6):
-    """Write, prove and commit one archive; returns what ``ledger_archive`` reports of it."""
+def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive_dir, level=6, base_digest=None):
+    """Write, prove and commit one archive; returns what ``ledger_archive`` reports of it. ``base_digest``: the
+    state digest the last archive recorded, which the state this one starts from (``archive_base``) must have."""
     sor = ctx.sor
     ledger_id = checkpoints.ledger_identity(sor)
     name = archive_name(ledger_id, first_seq, last_seq)
@@ -151,7 +154,8 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
               "created_by": ctx.identity.name if ctx.identity is not None else None,
               "witnessed": _witnessed(sor, settings, first_seq, last_seq),
               "later_redactions": _later_redactions(sor, first_seq, last_seq)}
-    base_rows = sor.archive_state() if first_seq > 1 else []
+    base_check = projection_check.StateDigest()
+    base_rows = projection_check.digested(sor.archive_state(), base_check) if first_seq > 1 else []
     scratch_dir = tempfile.mkdtemp(prefix=".changeops-archive-", dir=archive_dir)
     writer = ArchiveWriter(path, header, level=level)
     try:
@@ -163,11 +167,19 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
                 last[0] = entry
                 yield entry
 
-        scratch = projection_check.rebuild(written(sor.iter_entries(after_seq=first_seq - 1,
-                                                                    limit=last_seq - first_seq + 1)),
-                                           base_rows=base_rows, path=os.path.join(scratch_dir, "state.sqlite"),
-                                           with_ledger=False)
         try:
+            scratch = projection_check.rebuild(written(sor.iter_entries(after_seq=first_seq - 1,
+                                                                        limit=last_seq - first_seq + 1)),
+                                               base_rows=base_rows, path=os.path.join(scratch_dir, "state.sqlite"),
+                                               with_ledger=False)
+        except projection_check.StateRowRefused as exc:
+            raise ConflictError("archive_base, the state the last archive left, was edited (%s), so nothing was"
+                                " archived: ledger_verify with projections reports it" % exc)
+        try:
+            if first_seq > 1 and base_check.hexdigest() != base_digest:
+                raise ConflictError("archive_base, the state the last archive left, is not the one its ledger.archived"
+                                    " entry recorded (it was edited), so nothing was archived: ledger_verify with"
+                                    " projections reports it")
             if last[0] is None or last[0].seq != last_seq or writer.entries != last_seq - first_seq + 1:
                 raise ConflictError("the ledger no longer holds entries %d to %d as planned (another archive ran?)"
                                     % (first_seq, last_seq))
@@ -190,7 +202,7 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
         raise ConflictError("the archive of entries %d to %d does not verify, so nothing was deleted: %s"
                             % (first_seq, last_seq, proof["summary"]), problems=proof["problems"])
     publish(temporary, path)
-    sha256 = file_sha256(path)
+    sha256 = proof["sha256"]  # (what the proof read; the commit reads the file again and checks it)
     record = {"file": name, "path": os.path.abspath(path), "sha256": sha256, "bytes": os.path.getsize(path),
               "first_seq": first_seq, "last_seq": last_seq, "prev_hash": prev_hash, "last_hash": last_hash,
               "entries": last_seq - first_seq + 1, "cutoff": cutoff, "archived_at": utc_now(),
@@ -201,7 +213,7 @@ def archive_range(ctx, settings, first_seq, last_seq, prev_hash, cutoff, archive
               "pruned": ["task_results"]}
     appended = sor.commit_archive(first_seq, last_seq, last_hash, [
         Entry(KIND_CHECKPOINT, "ledger", document, actor=ctx.actor),
-        Entry(KIND_ARCHIVED, "ledger", record, actor=ctx.actor)], _proven_state(path, digest))
+        Entry(KIND_ARCHIVED, "ledger", record, actor=ctx.actor)], _proven_state(path, digest, sha256))
     return dict(record, entry_seq=appended[-1].seq if appended else None, verified=proof["summary"])
 
 
@@ -238,10 +250,11 @@ def archive_ledger(ctx):
         if not os.path.isdir(archive_dir):
             os.makedirs(archive_dir, mode=0o700)
         prev_hash = point["last_hash"] if point else GENESIS_HASH
+        base_digest = point.get("state_digest") if point else None
         for first, last in ranges:
-            made = archive_range(ctx, settings, first, last, prev_hash, cutoff, archive_dir, level)
+            made = archive_range(ctx, settings, first, last, prev_hash, cutoff, archive_dir, level, base_digest)
             result["archives"].append(made)
-            prev_hash = made["last_hash"]
+            prev_hash, base_digest = made["last_hash"], made["state_digest"]
         fed = feed_witnesses(sor, settings, warn=ctx.warn)
         result["witnesses"] = fed
         if not settings.get("checkpoint_key"):

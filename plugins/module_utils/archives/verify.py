@@ -28,6 +28,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.projection_check import (
     StateDigest,
     StateOutOfOrder,
+    StateRowRefused,
     state_digest,
 )
 
@@ -83,8 +84,12 @@ def verify_archive(path, keys=None, anchors=(), expected=None, name=None):
         base = (first_seq - 1, prev_hash) if first_seq > 1 else None
         if first_seq == 1 and prev_hash != GENESIS_HASH:
             problems.append("the archive starts at entry 1 but its header names a predecessor")
-        later = [Entry.from_dict(document) for document in header.get("later_redactions") or ()]
-        witnessed = [record for record in list(header.get("witnessed") or ()) + list(anchors or ())
+        try:
+            later = [Entry.from_dict(document) for document in _header_records(header, "later_redactions", path)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError("%s: the header's later_redactions hold a record that is not a ledger entry: %s"
+                                  % (path, exc), path=path)
+        witnessed = [record for record in _header_records(header, "witnessed", path) + list(anchors or ())
                      if isinstance(record.get("seq"), int) and record.get("head") and first_seq <= record["seq"] <= last_seq
                      and record.get("ledger") in (None, header.get("ledger"))]
         walk = verify_rows(rows, payloads=True, base=base, extra_records=later,
@@ -130,6 +135,14 @@ def verify_archive(path, keys=None, anchors=(), expected=None, name=None):
     return report
 
 
+def _header_records(header, name, path):
+    """The header's list of records ``name`` (JSON objects), or a ``ValidationError`` naming it."""
+    records = header.get(name) or []
+    if not isinstance(records, list) or not all(isinstance(record, dict) for record in records):
+        raise ValidationError("%s: the header's %s is not a list of JSON objects" % (path, name), path=path)
+    return records
+
+
 def _check_state(reader):
     """What is wrong with the query-table state ``reader`` holds (None: nothing), read a row at a time after the
     entries; sets ``reader.trailer``. Version 2 holds the rows sorted, digested as they come; version 1 in its end
@@ -138,18 +151,19 @@ def _check_state(reader):
         try:
             rows = list(reader.state_rows())
             found, count = state_digest(rows), len(rows)
-        except (TypeError, ValueError):
-            return "the query-table state it carries is not a list of table and row texts"
+        except (TypeError, ValueError) as exc:
+            return "the query-table state it carries is not a list of query tables' row texts (%s)" % exc
     else:
         digest = StateDigest()
         rows = reader.state_rows()
         try:
             for table, row_json in rows:
                 digest.update(table, row_json)
-        except StateOutOfOrder as exc:
+        except StateRowRefused as exc:
             for _row in rows:
                 pass  # (to the end record, which the other checks read)
-            return "the query-table state it carries is not in order (%s)" % exc
+            return "the query-table state it carries %s (%s)" % (
+                "is not in order" if isinstance(exc, StateOutOfOrder) else "holds a row no query table has", exc)
         found, count = digest.hexdigest(), digest.rows
     trailer = reader.trailer or {}
     if found != trailer.get("state_digest") or trailer.get("state_rows", count) != count:

@@ -659,16 +659,38 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
         return self._retrying(attempt, "reading")
 
     def archive_state(self):
-        """``SqlSystemOfRecord.archive_state`` as one ``COPY ... TO STDOUT`` from the primary, streamed: one snapshot,
-        sorted by the server in byte order (``COLLATE "C"``, the order of the code points Python sorts ``str`` by).
-        The connection is busy until the last row is read."""
+        """``SqlSystemOfRecord.archive_state`` as one ``COPY ... TO STDOUT``, streamed: one snapshot, sorted by the
+        server in byte order (``COLLATE "C"``: in a UTF8 database, the order of the code points Python sorts
+        ``str`` by). From the server the store's other reads go to (a replica when one serves them, so that the
+        state matches the ``archive_point`` and tables read there; the primary if the replica fails before its
+        first row). The connection is busy until the last row is read."""
+        if self.read_dsn:
+            if self._read_source is None:
+                self._choose_read_server()
+            if self._read_source["server"] == "replica":
+                started = False
+                try:
+                    for row in self._copy_state(self._replica):
+                        started = True
+                        yield row
+                    return
+                except psycopg.Error as exc:
+                    if started:
+                        raise BackendUnavailable("the read replica of %s failed while the archived state was read: %s"
+                                                 % (self.describe(), self._scrub(_one_line(exc))),
+                                                 backend=self.describe())
+                    self._fall_back("failed while reading (%s)" % _one_line(exc))
         try:
-            with self._connection().cursor() as cursor:
-                with cursor.copy('COPY (SELECT tbl, row_json FROM archive_base ORDER BY tbl COLLATE "C",'
-                                 ' row_json COLLATE "C") TO STDOUT') as copy:
-                    yield from copy.rows()
+            yield from self._copy_state(self._connection())
         except psycopg.Error as exc:
             self._raise_read_error(exc)
+
+    @staticmethod
+    def _copy_state(conn):
+        with conn.cursor() as cursor:
+            with cursor.copy('COPY (SELECT tbl, row_json FROM archive_base ORDER BY tbl COLLATE "C",'
+                             ' row_json COLLATE "C") TO STDOUT') as copy:
+                yield from copy.rows()
 
     #: rows of ``archive_base`` a replay fetches at a time
     _STATE_PAGE = 5000

@@ -78,25 +78,29 @@ def rebuild(entries, base_rows=(), path=":memory:", with_ledger=True):
     ``entries`` (in chain order), starting from ``base_rows`` (``(table, row_json)``: the state at the last
     archived entry, see :func:`load_rows`) instead of empty tables."""
     conn = sqlite3.connect(path, isolation_level=None)
-    if path != ":memory:":
-        # a scratch file nobody else reads, removed by the caller: no journal, no fsync
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-    for migration in MIGRATIONS:
-        for statement in statements_for("INTEGER", migration):
-            conn.execute(statement)
-    conn.execute("BEGIN")
-    db = Statements(conn.cursor())  # sqlite3 speaks the projectors' dialect: ``?`` placeholders
-    load_rows(db, base_rows)
-    for entry in entries:
-        if with_ledger:
-            # the ledger table too, as a replay leaves it (projectors themselves never read it: docs/architecture.md)
-            db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
-                       " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
-                        entry.prev_hash, entry.hash))
-        projections.project(db, entry)
-    conn.execute("COMMIT")
+    try:
+        if path != ":memory:":
+            # a scratch file nobody else reads, removed by the caller: no journal, no fsync
+            conn.execute("PRAGMA journal_mode = OFF")
+            conn.execute("PRAGMA synchronous = OFF")
+        for migration in MIGRATIONS:
+            for statement in statements_for("INTEGER", migration):
+                conn.execute(statement)
+        conn.execute("BEGIN")
+        db = Statements(conn.cursor())  # sqlite3 speaks the projectors' dialect: ``?`` placeholders
+        load_rows(db, base_rows)
+        for entry in entries:
+            if with_ledger:
+                # the ledger table too, as a replay leaves it (projectors never read it: docs/architecture.md)
+                db.execute("INSERT INTO ledger (seq, entry_id, at, kind, subject, actor, data, prev_hash, hash)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (entry.seq, entry.id, entry.at, entry.kind, entry.subject, entry.actor, entry.data_json(),
+                            entry.prev_hash, entry.hash))
+            projections.project(db, entry)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.close()  # (the caller gets no connection to close: a refused state row, a projector's error)
+        raise
     return conn
 
 
@@ -192,13 +196,19 @@ def _upgrade_loaded(db, loaded, fills, next_rows_stale):
         metric_rollups.backfill_next(db)
 
 
-class StateOutOfOrder(ValueError):
+class StateRowRefused(ValueError):
+    """A state row :class:`StateDigest` refuses: its table is not a query table, or its text holds a line break (a
+    row's canonical JSON never does), either of which could frame two rows as one under the same digest."""
+
+
+class StateOutOfOrder(StateRowRefused):
     """A state row given to :class:`StateDigest` sorts before the one given before it."""
 
 
 class StateDigest(object):
     """:func:`state_digest` taken a row at a time, the rows given in sorted order (an archive's state, written or
-    read a row at a time); a row out of order raises :class:`StateOutOfOrder`. Equal rows may repeat."""
+    read a row at a time); a row out of order raises :class:`StateOutOfOrder`, another refused row
+    :class:`StateRowRefused`. Equal rows may repeat."""
 
     def __init__(self):
         self._digest = hashlib.sha256(b"changeops.itsm archived state v1\n")
@@ -206,6 +216,9 @@ class StateDigest(object):
         self.rows = 0
 
     def update(self, table, row_json):
+        if table not in PROJECTION_TABLES or "\n" in row_json:
+            raise StateRowRefused("state row %d names table %r, which is not a query table, or holds a line break"
+                                  % (self.rows + 1, str(table)[:60]))
         row = (table, row_json)
         if self._last is not None and row < self._last:
             raise StateOutOfOrder("state row %d (table %s) sorts before the row before it" % (self.rows + 1, table))
@@ -215,6 +228,14 @@ class StateDigest(object):
 
     def hexdigest(self):
         return self._digest.hexdigest()
+
+
+def digested(rows, digest):
+    """``rows`` as they are, each given to ``digest`` (a :class:`StateDigest`) on its way: a state checked by the
+    same read that loads or writes it."""
+    for table, row_json in rows:
+        digest.update(table, row_json)
+        yield table, row_json
 
 
 def state_digest(rows):

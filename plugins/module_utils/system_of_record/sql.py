@@ -350,36 +350,35 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         after ``attempts`` busy tries it gives up with ``(False, [])`` rather than report a false alarm.
 
         After an archive the replay starts from the query tables' state at its last entry (``archive_base``),
-        whose digest the ``ledger.archived`` entry recorded: a state edited since is reported first."""
+        whose digest the ``ledger.archived`` entry recorded: the rows the replay loads are digested on their way,
+        and a state edited since is reported first."""
         for _attempt in range(attempts):
             head_seq = self.head()[0]
             point = self.archive_point()
-            if point:
-                digest = projection_check.StateDigest()
-                try:
-                    for table, row_json in self.archive_state():
-                        digest.update(table, row_json)
-                    found = digest.hexdigest()
-                except projection_check.StateOutOfOrder:
-                    found = None
-                if self.archive_point() != point:
-                    continue  # an archive replaced the state while it was read: read the new one
-                if found != point.get("state_digest"):
-                    return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"],
-                                   "problem": "altered",
-                                   "detail": "archive_base: the query tables' state at archived entry %s is not the"
-                                             " one ledger entry %s recorded (%s): it was edited"
-                                             % (point["last_seq"], point["seq"], "its digest differs" if found else
-                                                "its rows are not in the order they were written")}]
-            base_rows = self.archive_state() if point else []
+            base_digest = projection_check.StateDigest()
+            base_rows = projection_check.digested(self.archive_state(), base_digest) if point else []
             # the replay goes to a scratch file, not memory: the query tables of a large live ledger are gigabytes
             # (made inside the try: a replay that fails part-way, a full TMPDIR or an interrupt, must not leave
             # a partial copy of the query tables behind in the temporary directory)
             scratch = projection_check.ScratchDatabase()
             rebuilt = None
             try:
-                rebuilt = projection_check.rebuild((entry for entry in self.iter_entries() if entry.seq <= head_seq),
-                                                   base_rows=base_rows, path=scratch.path)
+                refused = None
+                try:
+                    rebuilt = projection_check.rebuild(
+                        (entry for entry in self.iter_entries() if entry.seq <= head_seq), base_rows=base_rows,
+                        path=scratch.path)
+                except projection_check.StateRowRefused as exc:
+                    refused = str(exc)
+                if point:
+                    if self.archive_point() != point:
+                        continue  # an archive replaced the state while it was read: read the new one
+                    if refused or base_digest.hexdigest() != point.get("state_digest"):
+                        return True, [{"table": "archive_base", "key": "archive_seq=%s" % point["seq"],
+                                       "problem": "altered",
+                                       "detail": "archive_base: the query tables' state at archived entry %s is not"
+                                                 " the one ledger entry %s recorded (%s): it was edited"
+                                                 % (point["last_seq"], point["seq"], refused or "its digest differs")}]
                 problems = []
                 for table, key_column in projection_check.PROJECTION_TABLES.items():
                     columns = projection_check.columns_of(rebuilt, table)
