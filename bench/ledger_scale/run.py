@@ -49,7 +49,9 @@ figure with its baseline from this same run:
              of building one (the ledger is only read).
 ``archive``  ``ledger_archive`` of every entry of that ledger older than a cutoff into a compressed,
              self-verifying archive, the archive checked offline, and the live ledger verified from the
-             archive's last hash; baseline: the full verify of the ledger before archiving. Per backend of
+             archive's last hash; baselines: the full chain-only verify of the ledger before archiving (for the
+             live ledger's verify after it), and the full verify with every payload (for the offline check, per
+             entry). Per backend of
              ``--verify-backends``, with the peak resident memory after each step; ``--trace-memory`` also
              gives the peak of the memory Python allocated (``tracemalloc``) during the archive and during the
              offline check, which the ledger's build does not cloud as it does the resident peak (slower: for
@@ -57,7 +59,8 @@ figure with its baseline from this same run:
 ``backup``   per backend of ``--verify-backends``: ``ledger_backup`` of the ledger while another process appends
              (SQLite's online backup API; PostgreSQL's pg_dump from an exported snapshot), against a plain copy
              of the closed SQLite file / a plain ``pg_dump --format=custom`` with no writer; the restore (copy
-             back / pg_restore into a new database) and the restored ledger's chain-only verification (its head
+             back / pg_restore into a new database, against the plain copy / a pg_restore of the plain dump
+             into a database of its own) and the restored ledger's chain-only verification (its head
              must be the one the backup reported); then a witness checkpoint of the live head and
              ``ledger_verify`` of the live ledger (baseline, valid) and of the restored one, which must report
              the rollback (``truncated`` at the witnessed entry) or the benchmark stops.
@@ -844,6 +847,9 @@ def _archive_one(backend, args, workdir, figures, postgres, settings):
     try:
         baseline, report = timed(lambda: sor.verify(payloads=False))
         assert report.valid
+        # the offline check's baseline: the same work (chain and every payload) on the live ledger, per entry
+        payload_baseline, report = timed(lambda: sor.verify(payloads=True))
+        assert report.valid
     finally:
         sor.close()
     archive_dir = os.path.join(workdir, "archives-" + backend)
@@ -866,8 +872,12 @@ def _archive_one(backend, args, workdir, figures, postgres, settings):
     print("   baseline: full chain-only verify of the whole ledger   %8.2f s" % baseline)
     print("   ledger_archive of %d entries into %d file(s), %.1f MB   %8.2f s  (%.0f entries/s)" % (
         archived, len(result["archives"]), size / 1e6, seconds, rate(archived, seconds)))
-    print("   the archive verified offline (ledger: false; chain, payloads, state)  %8.2f s  (%.0f us/entry)"
-          % (offline, offline / max(archived, 1) * 1e6))
+    offline_us = offline / max(archived, 1) * 1e6
+    live_us = payload_baseline / max(entries, 1) * 1e6
+    print("   baseline: full verify of the live ledger before archiving (chain, payloads)  %8.2f s  (%.0f us/entry)"
+          % (payload_baseline, live_us))
+    print("   the archive verified offline (ledger: false; chain, payloads, state)  %8.2f s  (%.0f us/entry,"
+          " ratio %.2f per entry)" % (offline, offline_us, offline_us / live_us))
     print("   the live ledger verified from the archive's last hash  %8.2f s   ratio %.3f" % (live, live / baseline))
     print("   peak RSS: %.0f MB after the archive, %.0f MB after the offline verify" % (archive_rss, peak_rss_mb()))
     if args.trace_memory:
@@ -877,6 +887,7 @@ def _archive_one(backend, args, workdir, figures, postgres, settings):
     figures["archive"][backend] = {"entries": entries, "archived": archived, "archive_bytes": size,
                                    "archive_s": seconds, "offline_verify_s": offline,
                                    "live_verify_baseline_s": baseline, "live_verify_s": live,
+                                   "payload_verify_baseline_s": payload_baseline,
                                    "peak_rss_after_archive_mb": archive_rss, "peak_rss_mb": peak_rss_mb(),
                                    "archive_traced_peak_mb": archive_traced, "offline_traced_peak_mb": offline_traced,
                                    "load_after": load()}
@@ -1010,7 +1021,6 @@ def section_backup(args, workdir, figures, postgres=None):
                  "--schema=%s" % "ledger_postgresql", "--dbname=%s" % make_conninfo("", **params)],
                 env=environment, check=True, stdin=subprocess.DEVNULL))
             baseline_label = "plain pg_dump --format=custom, no writer"
-            _remove_files(plain)
         with Appending(config) as writer:
             seconds, result = timed(lambda: _operation(backup_ledger, LEDGER_BACKUP_SPEC, config, dest=dest,
                                                        force=True, verify=False))
@@ -1019,19 +1029,32 @@ def section_backup(args, workdir, figures, postgres=None):
         if backend == "sqlite":
             restored = os.path.join(workdir, "restored.sqlite")
             restore_seconds, _none = timed(lambda: shutil.copyfile(dest, restored))
+            restore_baseline, restore_baseline_label = baseline, baseline_label
             restored_config = dict(config, sqlite_path=restored)
             restore_label = "restore (copy back)"
         else:
             restored_db = "changeops_restored"
             import psycopg
 
+            def restore_into(database, dump):
+                with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+                    conn.execute("DROP DATABASE IF EXISTS %s" % database)
+                    conn.execute("CREATE DATABASE %s" % database)
+                return timed(lambda: subprocess.run(
+                    [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error",
+                     "--dbname=%s" % make_conninfo("", **dict(params, dbname=database)), dump],
+                    env=environment, check=True, stdin=subprocess.DEVNULL))[0]
+
+            # the restore's baseline: pg_restore of the plain dump (no writer) into a database of its own, before and
+            # after the backup's restore (the server's checkpoints and caches favour neither)
+            plain_before = restore_into("changeops_plain_restored", plain)
+            restore_seconds = restore_into(restored_db, dest)
+            plain_after = restore_into("changeops_plain_restored", plain)
+            restore_baseline = (plain_before + plain_after) / 2
+            restore_baseline_label = "plain pg_restore of the plain dump (%.2f, %.2f s)" % (plain_before, plain_after)
             with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS %s" % restored_db)
-                conn.execute("CREATE DATABASE %s" % restored_db)
-            target = dict(params, dbname=restored_db)
-            restore_seconds, _none = timed(lambda: subprocess.run(
-                [_pg_tool("pg_restore"), "--no-owner", "--exit-on-error", "--dbname=%s" % make_conninfo("", **target),
-                 dest], env=environment, check=True, stdin=subprocess.DEVNULL))
+                conn.execute("DROP DATABASE IF EXISTS changeops_plain_restored")
+            _remove_files(plain)
             restored_config = dict(config, postgresql_dsn="%s options='-csearch_path=%s'" % (
                 make_conninfo("", **dict(params, password=environment["PGPASSWORD"], dbname=restored_db)),
                 "ledger_postgresql"))
@@ -1045,13 +1068,15 @@ def section_backup(args, workdir, figures, postgres=None):
         print("   baseline: %s (%.1f MB)  %8.2f s" % (baseline_label, result["bytes"] / 1e6, baseline))
         print("   ledger_backup (%s) while a writer appended %d entries  %8.2f s   ratio %.2f" % (
             result["format"], writer.appended, seconds, seconds / baseline))
-        print("   %-48s %8.2f s" % (restore_label, restore_seconds))
+        print("   baseline: %-48s %8.2f s" % (restore_baseline_label, restore_baseline))
+        print("   %-48s %8.2f s   ratio %.2f" % (restore_label, restore_seconds, restore_seconds / restore_baseline))
         print("   the restored ledger verified (chain only, head = the backup's)  %8.2f s  (peak RSS %.0f MB)"
               % (verify_seconds, backup_rss))
         rollback = _rollback_check(backend, config, restored_config, result["head"]["seq"], settings)
         figures["backup"][backend] = dict(
             entries=entries, bytes=result["bytes"], baseline_s=baseline, backup_s=seconds, appended_meanwhile=writer.appended,
-            backup_head=result["head"]["seq"], restore_s=restore_seconds, restored_verify_s=verify_seconds,
+            backup_head=result["head"]["seq"], restore_s=restore_seconds, restore_baseline_s=restore_baseline,
+            restored_verify_s=verify_seconds,
             rollback=rollback, peak_rss_mb=peak_rss_mb(), load_after=load())
         _remove_files(dest)
         if backend == "sqlite":
