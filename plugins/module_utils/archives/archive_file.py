@@ -220,7 +220,10 @@ class ArchiveReader(object):
                 raise ValidationError("%s: line %d is not a ledger entry: %s" % (self.path, number, exc),
                                       path=self.path, line=number)
             yield entry
-        raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path, path=self.path)
+        raise self._cut_short()
+
+    def _cut_short(self):
+        return ValidationError("%s: the archive has no end record (it was cut short)" % self.path, path=self.path)
 
     def _skip_entries(self):
         """The record that ends the entries, reading past those :meth:`entries` did not yield, unparsed."""
@@ -232,8 +235,7 @@ class ArchiveReader(object):
                         self._after_entries = (number, document)
                         break
             else:
-                raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path,
-                                      path=self.path)
+                raise self._cut_short()
         found, self._after_entries = self._after_entries, False
         return found
 
@@ -252,8 +254,7 @@ class ArchiveReader(object):
             try:
                 number, line = next(self._lines)
             except StopIteration:
-                raise ValidationError("%s: the archive has no end record (it was cut short)" % self.path,
-                                      path=self.path)
+                raise self._cut_short()
             document = self._parse(number, line)
             if self._record_type(number, document) is None:
                 raise ValidationError("%s: line %d is an entry after the archive's state" % (self.path, number),

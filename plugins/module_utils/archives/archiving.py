@@ -130,12 +130,10 @@ def _proven_state(path, digest, sha256):
     check = projection_check.StateDigest()
     reader = ArchiveReader(path, sha256=hashlib.sha256())
     changed = ConflictError("the archive %s changed after it was verified, so nothing was deleted" % path)
-    for table, row_json in reader.state_rows():
-        try:
-            check.update(table, row_json)
-        except projection_check.StateRowRefused:
-            raise changed
-        yield table, row_json
+    try:
+        yield from projection_check.digested(reader.state_rows(), check)
+    except projection_check.StateRowRefused:
+        raise changed
     if check.hexdigest() != digest or reader.sha256.hexdigest() != sha256:
         raise changed
 

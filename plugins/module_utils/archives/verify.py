@@ -29,6 +29,7 @@ from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record.pr
     StateDigest,
     StateOutOfOrder,
     StateRowRefused,
+    digested,
     state_digest,
 )
 
@@ -157,8 +158,8 @@ def _check_state(reader):
         digest = StateDigest()
         rows = reader.state_rows()
         try:
-            for table, row_json in rows:
-                digest.update(table, row_json)
+            for _row in digested(rows, digest):
+                pass
         except StateRowRefused as exc:
             for _row in rows:
                 pass  # (to the end record, which the other checks read)

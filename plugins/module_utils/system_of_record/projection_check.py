@@ -119,12 +119,7 @@ def state_after_archive(conn, last_seq):
         rows = conn.cursor().execute("SELECT %s FROM %s" % (", ".join(columns), table))
         conn.executemany("INSERT INTO archived_state (tbl, row_json) VALUES (?, ?)",
                          ((table, canonical_json(dict(zip(columns, values)))) for values in rows))
-    cursor = conn.execute("SELECT tbl, row_json FROM archived_state ORDER BY tbl, row_json")
-    while True:
-        rows = cursor.fetchmany(1000)
-        if not rows:
-            return
-        yield from rows
+    yield from conn.execute("SELECT tbl, row_json FROM archived_state ORDER BY tbl, row_json")  # (a row at a time)
 
 
 #: the Python steps a migration's ``FilledColumns`` may fill its columns by, as functions of the statements

@@ -405,23 +405,26 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     #: rows a projection check reads per query of a live table (it holds a digest per row, not the rows)
     _PROJECTION_PAGE = 5000
 
-    def _paged_rows(self, table, columns, key_columns):
+    def _paged_rows(self, table, columns, key_columns, query=None, page=None):
         """The rows of a query table (``columns``), a page at a time in the order of its primary key
         ``key_columns`` (keyset pagination: each page a range scan of the key's index, never an OFFSET to skip),
         so the whole table is never in memory. Rows appended meanwhile can shift the pages; the caller then
-        compares exactly."""
+        compares exactly. ``query(sql, params)`` reads a page (default: :meth:`_query`), ``page`` rows at a time
+        (default: :data:`_PROJECTION_PAGE`)."""
+        query = query or self._query
+        page = page or self._PROJECTION_PAGE
         positions = [columns.index(column) for column in key_columns]
         order = ", ".join(key_columns)
         select = "SELECT %s FROM %s" % (", ".join(columns), table)
         after = None
         while True:
             if after is None:
-                rows = self._query("%s ORDER BY %s LIMIT %d" % (select, order, self._PROJECTION_PAGE))
+                rows = query("%s ORDER BY %s LIMIT %d" % (select, order, page), ())
             else:
-                rows = self._query("%s WHERE (%s) > (%s) ORDER BY %s LIMIT %d" % (
-                    select, order, ", ".join("?" * len(key_columns)), order, self._PROJECTION_PAGE), after)
+                rows = query("%s WHERE (%s) > (%s) ORDER BY %s LIMIT %d" % (
+                    select, order, ", ".join("?" * len(key_columns)), order, page), after)
             yield from rows
-            if len(rows) < self._PROJECTION_PAGE:
+            if len(rows) < page:
                 return
             after = tuple(rows[-1][position] for position in positions)
 

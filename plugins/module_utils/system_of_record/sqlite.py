@@ -318,15 +318,9 @@ class SqliteSystemOfRecord(SqlSystemOfRecord):
         return self._state_pages(lambda sql, params: cursor.execute(sql, params).fetchall())
 
     def _state_pages(self, query):
-        after = 0
-        while True:
-            rows = query("SELECT rowid, tbl, row_json FROM archive_base WHERE rowid > ? ORDER BY rowid LIMIT %d"
-                         % self._STATE_PAGE, (after,))
-            for row in rows:
-                yield row[1], row[2]
-            if len(rows) < self._STATE_PAGE:
-                return
-            after = rows[-1][0]
+        for _rowid, table, row_json in self._paged_rows("archive_base", ["rowid", "tbl", "row_json"], ["rowid"],
+                                                        query=query, page=self._STATE_PAGE):
+            yield table, row_json
 
     def check_storage(self):
         """``PRAGMA quick_check`` (every page's structure) up to :data:`QUICK_CHECK_MAX_BYTES`, else the
