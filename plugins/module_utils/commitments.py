@@ -1,13 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright: changeops.itsm contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Salted per-field commitments to a ledger entry's payload (entry format 2): part of the on-disk contract.
+"""Salted per-field commitments to a ledger entry's payload (entry formats 2 and 3): part of the on-disk contract.
 
 An entry's ``data`` is cut into **fields**: every top-level member, except that a non-empty
 object or array is cut one level deeper, each of its members (``result.stdout``,
 ``diff[0]``, ``attributes.owner``) being a field of its own. Deeper values belong to their
 enclosing field whole. Fields are ordered by path (keys sorted as in canonical JSON,
 array members by index).
+
+**Format 3** (every entry written since) cuts the same way except for the lists of :data:`WHOLE_NAME_LISTS`:
+the ``hosts`` of ``run.gate`` and ``run.play``, when every member is a string and none a tombstone, are one
+field, committed whole. They hold the 10,000 hosts of a large play, a commitment per name was a tenth of the
+gate task's time (bench/gate_task), and they buy nothing there: both lists are protected from redaction
+(``ledger_redaction.PROTECTED_FIELDS``), so no member is ever opened or hidden on its own. Every other array
+is cut as in format 2, so a redaction never turns a list into a tombstone string under a reader's feet.
+Format 2 entries keep their cut; the format and the kind are stored with the entry (and hashed), so a
+verifier always knows which cut its root was computed over.
 
 Each field ``i`` gets a 16-byte salt; the salts are the SHAKE-256 stream of a 16-byte random
 seed kept with the entry (``salts = shake_256(seed).digest(16 * n)``), so one stored value
@@ -41,10 +50,29 @@ from json.encoder import encode_basestring as _encode_string
 
 FORMAT_LEGACY = 1
 FORMAT_COMMITTED = 2
+FORMAT_WHOLE_NAME_LISTS = 3
+#: the formats whose hash covers the payload's root (the salted field commitments) rather than the payload
+COMMITTED_FORMATS = (FORMAT_COMMITTED, FORMAT_WHOLE_NAME_LISTS)
+#: what a new entry is sealed as
+FORMAT_CURRENT = FORMAT_WHOLE_NAME_LISTS
+KNOWN_FORMATS = (FORMAT_LEGACY,) + COMMITTED_FORMATS
+#: format 3's one difference from format 2, per entry kind: the top-level lists of names committed whole. Fixed with
+#: the format (a verifier derives an entry's cut from its stored format and kind): another list needs a format 4.
+WHOLE_NAME_LISTS = {"run.gate": frozenset(("hosts",)), "run.play": frozenset(("hosts",))}
+NO_WHOLE_LISTS = frozenset()
+
+
+def whole_lists(entry_format, kind):
+    """The top-level keys whose list of names an entry of ``entry_format`` and ``kind`` commits as one field."""
+    if entry_format == FORMAT_WHOLE_NAME_LISTS:
+        return WHOLE_NAME_LISTS.get(kind, NO_WHOLE_LISTS)
+    return NO_WHOLE_LISTS
 
 SALT_BYTES = 16
 ROOT_DOMAIN = b"changeops.itsm payload v1\n"
 TOMBSTONE_PREFIX = "[redacted by ledger entry "
+#: how a member that is a tombstone starts in a list's canonical JSON (the prefix holds nothing JSON escapes)
+_QUOTED_TOMBSTONE = '"' + TOMBSTONE_PREFIX
 
 
 def _default(value):
@@ -81,22 +109,37 @@ def encode_value(value):
     return _encode_nested(value)
 
 
-def _splits(value):
-    return isinstance(value, (dict, list)) and bool(value)
+def _is_name_list(value):
+    """Every member a string, none a tombstone: a tombstone in a list of strings can only be a member redacted
+    on its own (a list committed whole is redacted whole), so such a list keeps the cut it was sealed with."""
+    for item in value:
+        if not isinstance(item, str) or item.startswith(TOMBSTONE_PREFIX):
+            return False
+    return True
 
 
-def field_count(data):
-    return sum(len(value) if _splits(value) else 1 for value in data.values())
+def _splits(key, value, whole):
+    """Whether the top-level member ``key`` is cut into fields; ``whole``: :func:`whole_lists` of the entry."""
+    if isinstance(value, dict):
+        return bool(value)
+    if isinstance(value, list) and value:
+        return key not in whole or not _is_name_list(value)
+    return False
 
 
-def iter_fields(data):
-    """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple."""
+def field_count(data, *, whole):
+    return sum(len(value) if _splits(key, value, whole) else 1 for key, value in data.items())
+
+
+def iter_fields(data, *, whole):
+    """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple. ``whole``:
+    :func:`whole_lists` of the entry's format and kind."""
     for key in sorted(data):
         value = data[key]
         if isinstance(value, dict) and value:
             for member in sorted(value):
                 yield (key, member), value[member]
-        elif isinstance(value, list) and value:
+        elif _splits(key, value, whole):
             for index, item in enumerate(value):
                 yield (key, index), item
         else:
@@ -134,8 +177,9 @@ def commitment(salt, path, value_json):
 _scalar_json = encode_value
 
 
-def seal_payload(data, seed_hex=None):
-    """``(data_json, root_hex, seed_hex)`` for a new entry, in one pass over ``data``.
+def seal_payload(data, seed_hex=None, *, whole):
+    """``(data_json, root_hex, seed_hex)`` for a new entry, in one pass over ``data``; ``whole``:
+    :func:`whole_lists` of its format and kind.
 
     ``data_json`` is the canonical JSON of ``data`` (what the ledger stores), built from the same
     per-field encodings the commitments use, so nothing is serialised twice. The field texts are
@@ -159,16 +203,26 @@ def seal_payload(data, seed_hex=None):
                 pieces.append(member_json + ":" + value_json)
             top.append(key_json + ":{" + ",".join(pieces) + "}")
         elif kind is list and value:
-            prefix = "[" + key_json + ","
             try:
                 # a list of names (run.gate's 10,000 hosts): each member's text in C, the same text encode_value gives
                 pieces = list(map(_encode_string, value))
+                names = True
             except TypeError:  # a member that is not a string
                 pieces = [_scalar_json(item) for item in value]
-            texts.extend([prefix + str(index) + "]\0" + value_json for index, value_json in enumerate(pieces)])
-            top.append(key_json + ":[" + ",".join(pieces) + "]")
+                names = False
+            value_json = "[" + ",".join(pieces) + "]"
+            names = names and key in whole
+            if names and _QUOTED_TOMBSTONE in value_json:
+                names = _is_name_list(value)  # (the text is also found after an escaped quote inside a name)
+            if names:
+                texts.append("[" + key_json + "]\0" + value_json)
+            else:
+                prefix = "[" + key_json + ","
+                texts.extend([prefix + str(index) + "]\0" + member_json for index, member_json in enumerate(pieces)])
+            top.append(key_json + ":" + value_json)
         elif isinstance(value, (dict, list)) and value:
-            return _seal_payload_generic(data, seed_hex)  # a dict or list subclass: sorted and split the same way
+            # a dict or list subclass: sorted and split the same way
+            return _seal_payload_generic(data, seed_hex, whole)
         else:
             value_json = _scalar_json(value)
             texts.append("[" + key_json + "]\0" + value_json)
@@ -179,9 +233,9 @@ def seal_payload(data, seed_hex=None):
     return "{" + ",".join(top) + "}", _sha256(ROOT_DOMAIN + b"".join(digests)).hexdigest(), seed_hex
 
 
-def _seal_payload_generic(data, seed_hex):
+def _seal_payload_generic(data, seed_hex, whole):
     """:func:`seal_payload` through :func:`iter_fields` (any mapping and sequence types)."""
-    fields = list(iter_fields(data))
+    fields = list(iter_fields(data, whole=whole))
     salts = salts_from_seed(seed_hex, len(fields))
     root = _sha256(ROOT_DOMAIN)
     for salt, (path, value) in zip(salts, fields):
@@ -193,14 +247,14 @@ class PayloadMismatch(ValueError):
     """The stored payload does not open its commitments; ``args[0]`` says how."""
 
 
-def field_commitments(data, seed_hex=None, redactions=None):
+def field_commitments(data, seed_hex=None, redactions=None, *, whole):
     """``[(path, commitment_bytes, redacted)]`` of every field, from the seed or the explicit salts.
 
     ``redactions`` is the stored redaction state ``{"salts": [hex or null, ...], "tombstones":
     {path_json: commitment_hex}}``. Raises :class:`PayloadMismatch` when the stored state cannot
     open the payload (a salt missing, a tombstone whose field holds a value again).
     """
-    fields = list(iter_fields(data))
+    fields = list(iter_fields(data, whole=whole))
     if redactions:
         salts = redactions.get("salts") or []
         tombstones = redactions.get("tombstones") or {}
@@ -242,8 +296,8 @@ def root_of(commitments):
     return root.hexdigest()
 
 
-def payload_root(data, seed_hex=None, redactions=None):
-    return root_of(field_commitments(data, seed_hex, redactions))
+def payload_root(data, seed_hex=None, redactions=None, *, whole):
+    return root_of(field_commitments(data, seed_hex, redactions, whole=whole))
 
 
 # -- redaction ------------------------------------------------------------------------------
@@ -262,7 +316,7 @@ class UnknownField(ValueError):
     """A path that names no field of the payload."""
 
 
-def resolve_field(data, text):
+def resolve_field(data, text, *, whole):
     """The committed fields that hold what ``text`` names, as path tuples (a tuple names itself).
 
     ``text`` may name a field (``result.stdout``, ``diff[0]``, ``diff.0``, ``limit``), a
@@ -273,7 +327,7 @@ def resolve_field(data, text):
     """
     if isinstance(text, tuple):
         # a path as ``iter_fields`` gives it
-        if text not in [path for path, _value in iter_fields(data)]:
+        if text not in [path for path, _value in iter_fields(data, whole=whole)]:
             raise UnknownField("no field %s in the entry" % path_text(text))
         return [text]
     text = str(text)
@@ -281,8 +335,8 @@ def resolve_field(data, text):
         text = text.strip()
     if text in data:
         value = data[text]
-        if _splits(value):
-            return [path for path, _value in iter_fields({text: value})]
+        if _splits(text, value, whole):
+            return [path for path, _value in iter_fields({text: value}, whole=whole)]
         return [(text,)]
     key, rest = None, None
     for candidate in sorted(data, key=len, reverse=True):
@@ -292,7 +346,7 @@ def resolve_field(data, text):
     if key is None:
         raise UnknownField("no field %r in the entry (its fields start with: %s)" % (text, ", ".join(sorted(data))))
     value = data[key]
-    if not _splits(value):
+    if not _splits(key, value, whole):
         # a place inside a value committed whole
         return [(key,)]
     if isinstance(value, list):

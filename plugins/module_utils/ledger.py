@@ -3,16 +3,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The tamper-evident ledger: entries, their hashes, and chain verification.
 
-An entry is ``{id, at, kind, subject, actor, data}``. Two formats are on disk:
+An entry is ``{id, at, kind, subject, actor, data}``. Three formats are on disk:
 
-**Format 2** (every entry written since schema 6): the payload ``data`` is committed field by
-field with salted hashes (``commitments.py``), and the entry's hash covers the payload's root,
+**Formats 2 and 3** (every entry written since schema 6): the payload ``data`` is committed field
+by field with salted hashes (``commitments.py``), and the entry's hash covers the payload's root,
 not the data itself::
 
-    hash = sha256(prev_hash || canonical_json([2, id, at, kind, subject, actor, payload_root]))
+    hash = sha256(prev_hash || canonical_json([format, id, at, kind, subject, actor, payload_root]))
 
 so a field can be redacted (replaced by a tombstone, its commitment kept) without changing any
-hash, and the chain can be walked without parsing payloads.
+hash, and the chain can be walked without parsing payloads. The two differ only in how the payload
+is cut into fields (format 3 commits a top-level list of names as one field: ``commitments.py``);
+the format leads the hashed header, so an entry's format cannot be changed either.
 
 **Format 1** (entries written before schema 6, kept as they are)::
 
@@ -50,8 +52,11 @@ from ansible_collections.changeops.itsm.plugins.module_utils.canonical import (
     utc_now,
 )
 from ansible_collections.changeops.itsm.plugins.module_utils.commitments import (
+    COMMITTED_FORMATS,
     FORMAT_COMMITTED,
+    FORMAT_CURRENT,
     FORMAT_LEGACY,
+    KNOWN_FORMATS,
     encode_value,
 )
 
@@ -67,10 +72,10 @@ RUN_END_KINDS = ("run.finished", "run.interrupted")
 _sha256 = hashlib.sha256
 
 
-def header_json(entry_id, at, kind, subject, actor, payload_root):
-    """What a format-2 hash covers after ``prev_hash``: canonical JSON of the header array."""
-    return "[2,%s,%s,%s,%s,%s,%s]" % (encode_value(entry_id), encode_value(at), encode_value(kind),
-                                      encode_value(subject), encode_value(actor), encode_value(payload_root))
+def header_json(entry_format, entry_id, at, kind, subject, actor, payload_root):
+    """What a format-2 or format-3 hash covers after ``prev_hash``: canonical JSON of the header array."""
+    return "[%d,%s,%s,%s,%s,%s,%s]" % (entry_format, encode_value(entry_id), encode_value(at), encode_value(kind),
+                                       encode_value(subject), encode_value(actor), encode_value(payload_root))
 
 
 def legacy_document_json(entry_id, at, kind, subject, actor, data_json):
@@ -93,7 +98,7 @@ class Entry(object):
 
     def __init__(self, kind, subject, data, actor=None, entry_id=None, at=None,
                  seq=None, prev_hash=None, hash=None,  # pylint: disable=redefined-builtin
-                 format=FORMAT_COMMITTED, salt=None, payload_root=None, redactions=None):  # pylint: disable=redefined-builtin
+                 format=FORMAT_CURRENT, salt=None, payload_root=None, redactions=None):  # pylint: disable=redefined-builtin
         self.id = entry_id or uuid.uuid4().hex
         self.at = at or utc_now()
         self.kind = kind
@@ -109,7 +114,7 @@ class Entry(object):
         #: the ``data`` text exactly as storage holds it (None for entries not read from storage)
         self.stored_data = None
         self.format = format or FORMAT_LEGACY
-        #: hex seed of the field salts (format 2, and format 1 once committed); None once redacted
+        #: hex seed of the field salts (formats 2 and 3, and format 1 once committed); None once redacted
         self.salt = salt
         self.payload_root = payload_root
         #: ``{"salts": [...], "tombstones": {path_json: commitment}}`` once a field was redacted
@@ -132,9 +137,9 @@ class Entry(object):
     def prepare(self):
         """Commit the payload (salts, root) and serialise it: the costly part of sealing, done before the
         append takes the ledger's lock. Returns self."""
-        if self.format == FORMAT_COMMITTED and (self.payload_root is None or self._dirty):
+        if self.format in COMMITTED_FORMATS and (self.payload_root is None or self._dirty):
             try:
-                sealed = commitments.seal_payload(self.data)
+                sealed = commitments.seal_payload(self.data, whole=self.whole_lists())
             except ValueError:
                 if find_oversized_int(self.data) is None:
                     raise
@@ -142,10 +147,14 @@ class Entry(object):
                 # (it would fail the whole batch: docs/ledger.md, "Integers too long for JSON")
                 self._data = replace_oversized_ints(self._data)
                 self._data_text = None
-                sealed = commitments.seal_payload(self._data)
+                sealed = commitments.seal_payload(self._data, whole=self.whole_lists())
             self._data_json, self.payload_root, self.salt = sealed
             self._dirty = False
         return self
+
+    def whole_lists(self):
+        """The top-level lists of names committed as one field each (``commitments.whole_lists``)."""
+        return commitments.whole_lists(self.format, self.kind)
 
     def hashed_document(self):
         return {
@@ -162,18 +171,18 @@ class Entry(object):
         return canonical_json(self.hashed_document())
 
     def header(self):
-        return header_json(self.id, self.at, self.kind, self.subject, self.actor, self.payload_root)
+        return header_json(self.format, self.id, self.at, self.kind, self.subject, self.actor, self.payload_root)
 
     def compute_hash(self, prev_hash):
         """The hash this entry's stored content gives after ``prev_hash`` (not for redacted format-1 entries)."""
-        if self.format == FORMAT_COMMITTED:
+        if self.format in COMMITTED_FORMATS:
             return _sha256((prev_hash + self.header()).encode("utf-8")).hexdigest()
         data_json = self.stored_data if self.stored_data is not None and not self._dirty else self.data_json()
         return chain_hash(prev_hash, legacy_document_json(self.id, self.at, self.kind, self.subject, self.actor,
                                                           data_json))
 
     def seal(self, seq, prev_hash, header=None):
-        """Give the entry its position and hash; returns self. ``header``: :meth:`header` of a format-2 entry,
+        """Give the entry its position and hash; returns self. ``header``: :meth:`header` of a format-2 or -3 entry,
         computed by the caller before it took the ledger's lock (the entry unchanged since). It is not used when
         the payload was set again since it was committed (the header's payload root would be the old one)."""
         if self._dirty or self.payload_root is None:
@@ -186,7 +195,7 @@ class Entry(object):
             if not self.hash:
                 raise ValueError("entry %s: a redacted format-1 entry cannot be sealed again" % self.id)
             return self
-        if header is not None and self.format == FORMAT_COMMITTED:
+        if header is not None and self.format in COMMITTED_FORMATS:
             self.hash = _sha256((prev_hash + header).encode("utf-8")).hexdigest()
             return self
         self.hash = self.compute_hash(prev_hash)
@@ -218,8 +227,9 @@ class Entry(object):
             seq=document.get("seq"),
             prev_hash=document.get("prev_hash"),
             hash=document.get("hash"),
-            # documents without a format (the spool's, older copies) are new entries: format 2
-            format=document.get("format") or FORMAT_COMMITTED,
+            # documents without a format: a sealed one (an older copy) is format 2, an unsealed one (the spool's) is
+            # a new entry
+            format=document.get("format") or (FORMAT_COMMITTED if document.get("payload_root") else FORMAT_CURRENT),
             salt=document.get("salt"),
             payload_root=document.get("payload_root"),
             redactions=document.get("redactions"),
@@ -256,10 +266,10 @@ class Entry(object):
     def check_payload(self):
         """None when the stored payload opens its commitments (and, for format 1, its hash), else why not."""
         root = None
-        if self.format == FORMAT_COMMITTED and not self.redactions and self.salt:
+        if self.format in COMMITTED_FORMATS and not self.redactions and self.salt:
             # one pass gives both the canonical text and the root (the same code that sealed it)
             try:
-                canonical, root, _seed = commitments.seal_payload(self.data, self.salt)
+                canonical, root, _seed = commitments.seal_payload(self.data, self.salt, whole=self.whole_lists())
             except (ValueError, TypeError):
                 return "its salt seed %r is not hexadecimal" % (self.salt,)
         else:
@@ -271,7 +281,7 @@ class Entry(object):
             return None  # the hash itself covers the data
         if root is None:
             try:
-                root = commitments.payload_root(self.data, self.salt, self.redactions)
+                root = commitments.payload_root(self.data, self.salt, self.redactions, whole=self.whole_lists())
             except commitments.PayloadMismatch as exc:
                 return "its payload does not open its commitments: %s" % exc
         if root != self.payload_root:
@@ -552,7 +562,7 @@ def entry_problem(entry, payloads=True):
     if payloads or entry.redactions:
         problem = entry.check_payload()
     if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
-        if entry.format not in (FORMAT_LEGACY, FORMAT_COMMITTED):
+        if entry.format not in KNOWN_FORMATS:
             problem = "its format %r is unknown" % (entry.format,)
         elif entry.compute_hash(entry.prev_hash or "") != entry.hash:
             problem = "its content does not match its hash"
@@ -692,7 +702,8 @@ def _finish_walk(count, head, payloads, redactions, base, load_entries, wanted, 
 #: :func:`walk_chain` reads ``Entry.from_row`` rows whose ``data`` is None unless this SQL condition holds (format 1,
 #: an entry holding redactions, a ``ledger.redacted`` record) and whose ``salt`` is None unless
 #: :data:`CHAIN_ROW_SALT_NEEDED` holds (a chain-only walk opens only redacted entries' payloads)
-CHAIN_ROW_DATA_NEEDED = "entry_format <> 2 OR redactions IS NOT NULL OR kind = '%s'" % KIND_REDACTED
+CHAIN_ROW_DATA_NEEDED = "entry_format NOT IN (%s) OR redactions IS NOT NULL OR kind = '%s'" % (
+    ", ".join(str(entry_format) for entry_format in COMMITTED_FORMATS), KIND_REDACTED)
 CHAIN_ROW_SALT_NEEDED = "redactions IS NOT NULL"
 
 
@@ -701,7 +712,7 @@ def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=N
 
     ``rows`` is an iterable of raw ledger rows in ``seq`` order, in ``Entry.from_row`` order, whose ``data`` and
     ``salt`` are None except where the checks need them (:data:`CHAIN_ROW_DATA_NEEDED`,
-    :data:`CHAIN_ROW_SALT_NEEDED`). A plain format-2 row (no redactions, a payload root, not a ``ledger.redacted``
+    :data:`CHAIN_ROW_SALT_NEEDED`). A plain format-2 or -3 row (no redactions, a payload root, not a ``ledger.redacted``
     record) costs one hash and no object: ``sha256(prev_hash || header_json(...))`` built from its stored columns
     by one format string, after checking that its ``prev_hash`` is the previous row's ``hash`` and its ``seq``
     the next one. Every other row takes the general path, row by row: an ``Entry`` checked by
@@ -718,7 +729,7 @@ def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=N
     anchor_found = False
     quote = _encode_string
     sha256 = _sha256
-    committed, redacted_kind = FORMAT_COMMITTED, KIND_REDACTED
+    committed, redacted_kind = COMMITTED_FORMATS, KIND_REDACTED
     last_seq, last_hash = base
     rows = iter(rows)
     first = next(rows, None)
@@ -730,9 +741,9 @@ def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=N
         seq, entry_id, at, kind, subject, actor, _data, prev_hash, entry_hash, entry_format, _salt, root, marks = row
         if prev_hash != last_hash or seq != last_seq + 1:
             return None
-        if marks is None and entry_format == committed and root is not None and kind != redacted_kind:
-            if sha256(("%s[2,%s,%s,%s,%s,%s,%s]" % (
-                    prev_hash, quote(entry_id), quote(at), quote(kind),
+        if marks is None and entry_format in committed and root is not None and kind != redacted_kind:
+            if sha256(("%s[%d,%s,%s,%s,%s,%s,%s]" % (
+                    prev_hash, entry_format, quote(entry_id), quote(at), quote(kind),
                     "null" if subject is None else quote(subject) if subject.__class__ is str else encode_value(subject),
                     "null" if actor is None else quote(actor) if actor.__class__ is str else encode_value(actor),
                     quote(root))).encode("utf-8")).hexdigest() != entry_hash:

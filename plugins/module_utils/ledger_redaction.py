@@ -5,7 +5,7 @@
 
 ``plan_redaction(entry, fields)`` works out, from an entry as stored, what a redaction writes:
 the tombstoned payload, the salts kept for the other fields, each redacted field's commitment
-and the payload root the chain (format 2) or the ``ledger.redacted`` entry (format 1) covers.
+and the payload root the chain (formats 2 and 3) or the ``ledger.redacted`` entry (format 1) covers.
 ``SystemOfRecord.redact_entry`` applies it inside one write transaction, with the
 ``ledger.redacted`` entry and the query tables; :func:`redact_ledger` (the module's operation)
 then scrubs the spool and regenerates the register. See docs/ledger.md.
@@ -107,7 +107,7 @@ def finding_field(entry, path):
         return None, ("it is in the entry's %s, which the chain hashes as it is (only payload fields can be "
                       "redacted)" % (path[0] if path else "header"))
     inside = tuple(path[1:])
-    fields = set(path for path, _value in commitments.iter_fields(entry.data))
+    fields = set(path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists()))
     field = next((inside[:length] for length in (2, 1) if len(inside) >= length and inside[:length] in fields), None)
     if field is None and len(inside) == 1 and inside[0] in entry.data:
         field = inside  # a top-level object or array: every field in it
@@ -194,7 +194,7 @@ def plan_redaction(entry, fields):
     wanted = []
     for text in fields:
         try:
-            paths = commitments.resolve_field(data, text)
+            paths = commitments.resolve_field(data, text, whole=entry.whole_lists())
         except commitments.UnknownField as exc:
             raise ValidationError("fields: %s: %s" % (label, exc), field=text, entry=entry.seq)
         for path in paths:
@@ -218,10 +218,10 @@ def plan_redaction(entry, fields):
         if entry.format == FORMAT_LEGACY or not seed:
             # format 1: commit its fields now, with fresh salts, while its hash still proves its content
             seed = commitments.new_seed()
-        count = commitments.field_count(data)
+        count = commitments.field_count(data, whole=entry.whole_lists())
         salts = [binascii.hexlify(salt).decode("ascii") for salt in commitments.salts_from_seed(seed, count)]
-        plan.payload_root = commitments.payload_root(data, seed)
-    fields_in_order = [path for path, _value in commitments.iter_fields(data)]
+        plan.payload_root = commitments.payload_root(data, seed, whole=entry.whole_lists())
+    fields_in_order = [path for path, _value in commitments.iter_fields(data, whole=entry.whole_lists())]
     for path in wanted:
         key = commitments.path_json(path)
         if key in tombstones:

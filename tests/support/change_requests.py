@@ -25,7 +25,7 @@ def iso(delta=datetime.timedelta(0), **kwargs):
     return format_time(utc_now() + delta + datetime.timedelta(**kwargs))
 
 
-def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None, entry_format=2):
+def add_ci(sor, name, environment=None, ci_class="cmdb_ci_linux_server", service=None, entry_format=3):
     ci_id = uuid.uuid4().hex
     attributes = {"name": name, "class": ci_class, "status": "operational"}
     if environment:

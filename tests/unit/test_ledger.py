@@ -50,10 +50,10 @@ def test_empty_ledger_is_valid():
 def test_first_entry_chains_to_genesis():
     entry = build_chain(1)[0]
     assert entry.prev_hash == GENESIS_HASH
-    assert entry.format == 2
-    header = '[2,"%s","%s","run.result","run-1","ops@ctl","%s"]' % (entry.id, entry.at, entry.payload_root)
+    assert entry.format == 3
+    header = '[3,"%s","%s","run.result","run-1","ops@ctl","%s"]' % (entry.id, entry.at, entry.payload_root)
     assert entry.hash == hashlib.sha256((GENESIS_HASH + header).encode()).hexdigest()
-    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt)
+    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, whole=entry.whole_lists())
 
 
 def test_seq_is_not_part_of_the_hash_but_every_other_field_is():

@@ -92,7 +92,7 @@ def test_a_ledger_of_the_old_format_migrates_verifies_and_can_be_redacted(backen
     # it takes new entries (format 2) on top of the old chain
     sor.append([Entry("ci.created", "ci-new", {"ci_id": "ci-new", "attributes": {"name": "new", "class": "server"},
                                                "identities": {}})])
-    assert sor.get_entry(MANIFEST["head_seq"] + 1).format == 2
+    assert sor.get_entry(MANIFEST["head_seq"] + 1).format == 3
     assert sor.verify().valid
 
     # the planted values, found where the old recorder put them, are redacted
@@ -180,11 +180,12 @@ def test_an_old_entry_cannot_be_edited_by_marking_it_redacted(backend_env, open_
     entry = sor.get_entry(str(seq))
     data = dict(entry.data, status="ok", changed=False)
     seed = commitments.new_seed()
-    salts = [salt.hex() for salt in commitments.salts_from_seed(seed, commitments.field_count(data))]
+    salts = [salt.hex() for salt in commitments.salts_from_seed(
+        seed, commitments.field_count(data, whole=entry.whole_lists()))]
     conn = raw_ledger_connection(sor, backend_env)
     try:
         conn.execute("UPDATE ledger SET data = ?, payload_root = ?, redactions = ? WHERE seq = ?",
-                     (canonical_json(data), commitments.payload_root(data, seed),
+                     (canonical_json(data), commitments.payload_root(data, seed, whole=entry.whole_lists()),
                       canonical_json({"salts": salts, "tombstones": {}}), seq))
     finally:
         conn.close()

@@ -23,7 +23,7 @@ PLANTED = "Planted-Value-7f3e91"
 RUN = "run-redact"
 
 
-def populate(sor, entry_format=2, stdout_size=0):
+def populate(sor, entry_format=3, stdout_size=0):
     """A run whose third entry printed ``PLANTED`` in stdout and in a diff; returns the results' seqs."""
     started = {"run_id": RUN, "started_at": "2026-11-23T10:00:00.000000Z", "user": "ops", "controller": "ctl",
                "playbooks": ["site.yml"]}
@@ -67,7 +67,7 @@ def fresh(sor):
     return open_system_of_record(dict(sor.config))
 
 
-@pytest.mark.parametrize("entry_format", [2, 1], ids=["format2", "format1"])
+@pytest.mark.parametrize("entry_format", [3, 2, 1], ids=["format3", "format2", "format1"])
 def test_redacting_keeps_every_hash_and_the_chain_verifying(sor, backend_env, entry_format):
     seq = populate(sor, entry_format)
     before = hashes(sor)
@@ -289,7 +289,7 @@ def test_a_published_policys_version_chain_publisher_and_document_are_refused(so
     """The gate enforces the document and the policies table replays the version chain: a tombstone
     there would change the policy a decision was made under (or stop every later replay)."""
     entry = publish(sor, tmp_path, POLICY_TEXT, "first")
-    assert entry.format == 2 and entry.payload_root, "a publication is committed field by field"
+    assert entry.format == 3 and entry.payload_root, "a publication is committed field by field"
     head = sor.head()
     with pytest.raises(ValidationError) as caught:
         sor.redact_entry(entry.seq, [field], "why", "alice", "alice@ctl")
@@ -325,7 +325,7 @@ def test_the_commitment_of_a_redacted_field_cannot_be_tried_against(sor):
     """Its salt is deleted with the value: neither the seed nor the kept salts give it back."""
     seq = populate(sor)
     entry = sor.get_entry(seq)
-    fields = [path for path, _value in commitments.iter_fields(entry.data)]
+    fields = [path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists())]
     index = fields.index(("result", "stdout"))
     record = sor.redact_entry(seq, ["result.stdout"], "why", "alice", "alice@ctl")
     redacted = sor.get_entry(seq)
@@ -373,13 +373,15 @@ _payloads = st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda key: k
 @given(payload=_payloads, data=st.data())
 def test_any_fields_of_any_payload_redact_without_changing_the_root(payload, data):
     entry = Entry("note.recorded", "s", payload).seal(1, "0" * 64)
-    fields = [path for path, _value in commitments.iter_fields(entry.data)]
+    fields = [path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists())]
     chosen = data.draw(st.lists(st.sampled_from(fields), min_size=1, unique=True), label="fields")
     plan = plan_redaction(entry, chosen)
     data_json, redactions = plan.stored_state(2)
     redacted = Entry.from_row((1, entry.id, entry.at, entry.kind, entry.subject, entry.actor, data_json,
-                               entry.prev_hash, entry.hash, 2, None, entry.payload_root, json.dumps(redactions)))
-    assert commitments.payload_root(redacted.data, None, redacted.redactions) == entry.payload_root
+                               entry.prev_hash, entry.hash, entry.format, None, entry.payload_root,
+                               json.dumps(redactions)))
+    assert commitments.payload_root(redacted.data, None, redacted.redactions, whole=entry.whole_lists()) == \
+        entry.payload_root
     assert redacted.compute_hash("0" * 64) == entry.hash
     record = Entry("ledger.redacted", entry.id, plan.record_data("why", "me", "now")).seal(2, entry.hash)
     report = verify_rows([redacted, record])
@@ -535,7 +537,7 @@ def test_what_servicenow_depends_on_is_protected_and_what_it_received_is_reporte
                                 "change_request": {"number": "CHG0030001", "servicenow_record": {"number": "CHG0030001"}},
                                 "comment": "fine"})])
     ref, gate = [entry.seq for entry in sor.iter_entries(kinds=["ci.external_ref", "run.gate"])]
-    assert sor.get_entry(str(ref)).format == 2, "new entries are written with per-field commitments"
+    assert sor.get_entry(str(ref)).format == 3, "new entries are written with per-field commitments"
     for seq, field in ((ref, "sys_id"), (ref, "class"), (ref, "instance"), (gate, "servicenow.sys_id"),
                        (gate, "change_request.servicenow_record")):
         with pytest.raises(ValidationError) as caught:

@@ -16,7 +16,7 @@ import json
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     CHAIN_ROW_DATA_NEEDED,
     CHAIN_ROW_SALT_NEEDED,
-    FORMAT_COMMITTED,
+    COMMITTED_FORMATS,
     KIND_ARCHIVED,
     Entry,
     walk_chain,
@@ -107,10 +107,10 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         if not entries:
             return []
         for entry in entries:
-            # the payload commitments, and the header a format-2 hash covers after the previous hash, need no chain
+            # the payload commitments, and the header a format-2 or -3 hash covers after the previous hash, need no chain
             # position: computed before taking the lock (the lock then holds one SHA-256 of the header per entry)
             entry.prepare()
-        headers = dict((id(entry), entry.header()) for entry in entries if entry.format == FORMAT_COMMITTED)
+        headers = dict((id(entry), entry.header()) for entry in entries if entry.format in COMMITTED_FORMATS)
         with self._write_transaction() as cursor:
             return self._append_locked(cursor, _Statements(cursor, self.placeholder, self.bulk_insert), entries,
                                        expected_head, headers)
