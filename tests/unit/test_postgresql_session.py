@@ -75,3 +75,33 @@ def test_a_read_of_cis_fetches_their_facets_in_the_same_round_trip(open_sor, mon
     assert [(ci["ci_id"], ci["attributes"]) for ci in found] == [
         ("ci-1", {"services": ["a", "b"]}), ("ci-2", {"services": ["c"]}), ("ci-3", {"services": ["a", "b"]}),
         ("ci-4", {"services": ["c"]})]
+
+
+def test_the_session_compresses_large_values_with_lz4_where_the_server_left_the_default(open_sor):
+    from ansible_collections.changeops.itsm.plugins.module_utils.ledger import Entry  # pylint: disable=import-outside-toplevel
+
+    sor = open_sor()
+    conn = sor._connection()  # pylint: disable=protected-access
+    offered = conn.execute("SELECT 'lz4' = ANY(enumvals), source FROM pg_settings"
+                           " WHERE name = 'default_toast_compression'").fetchone()
+    if offered is None or not offered[0]:
+        pytest.skip("this PostgreSQL server has no lz4 compression (before 14, or built without it)")
+    assert conn.execute("SHOW default_toast_compression").fetchone()[0] == "lz4"
+    hosts = ["host%05d" % number for number in range(10000)]
+    [entry] = sor.append([Entry("run.play", "run-1", {"run_id": "run-1", "play_id": "p1", "hosts": hosts})])
+    assert conn.execute("SELECT pg_column_compression(data) FROM ledger WHERE seq = %s",
+                        (entry.seq,)).fetchone()[0] == "lz4"
+    assert sor.get_entry(entry.seq).data["hosts"] == hosts
+
+
+def test_a_compression_the_administrator_chose_is_kept(open_sor):
+    sor = open_sor()
+    conn = sor._connection()  # pylint: disable=protected-access
+    if conn.execute("SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression'").fetchone()[0] == 0:
+        pytest.skip("PostgreSQL before 14 has one TOAST compression")
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    conn.execute('ALTER DATABASE "%s" SET default_toast_compression = pglz' % database)
+    sor.close()
+    other = open_sor()
+    assert other._connection().execute(  # pylint: disable=protected-access
+        "SHOW default_toast_compression").fetchone()[0] == "pglz"
