@@ -45,6 +45,7 @@ import hashlib
 import json
 import os
 import re
+import types
 
 from json.encoder import encode_basestring as _encode_string
 
@@ -58,8 +59,14 @@ FORMAT_CURRENT = FORMAT_WHOLE_NAME_LISTS
 KNOWN_FORMATS = (FORMAT_LEGACY,) + COMMITTED_FORMATS
 #: format 3's one difference from format 2, per entry kind: the top-level lists of names committed whole. Fixed with
 #: the format (a verifier derives an entry's cut from its stored format and kind): another list needs a format 4.
-WHOLE_NAME_LISTS = {"run.gate": frozenset(("hosts",)), "run.play": frozenset(("hosts",))}
+WHOLE_NAME_LISTS = types.MappingProxyType({"run.gate": frozenset(("hosts",)), "run.play": frozenset(("hosts",))})
 NO_WHOLE_LISTS = frozenset()
+
+SALT_BYTES = 16
+ROOT_DOMAIN = b"changeops.itsm payload v1\n"
+TOMBSTONE_PREFIX = "[redacted by ledger entry "
+#: how a member that is a tombstone starts in a list's canonical JSON (the prefix holds nothing JSON escapes)
+_QUOTED_TOMBSTONE = '"' + TOMBSTONE_PREFIX
 
 
 def whole_lists(entry_format, kind):
@@ -67,12 +74,6 @@ def whole_lists(entry_format, kind):
     if entry_format == FORMAT_WHOLE_NAME_LISTS:
         return WHOLE_NAME_LISTS.get(kind, NO_WHOLE_LISTS)
     return NO_WHOLE_LISTS
-
-SALT_BYTES = 16
-ROOT_DOMAIN = b"changeops.itsm payload v1\n"
-TOMBSTONE_PREFIX = "[redacted by ledger entry "
-#: how a member that is a tombstone starts in a list's canonical JSON (the prefix holds nothing JSON escapes)
-_QUOTED_TOMBSTONE = '"' + TOMBSTONE_PREFIX
 
 
 def _default(value):

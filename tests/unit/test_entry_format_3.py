@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ansible_collections.changeops.itsm.plugins.module_utils import commitments
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import GENESIS_HASH
@@ -141,3 +142,21 @@ def test_a_spooled_document_without_a_format_is_sealed_as_a_new_entry_and_a_seal
     old.pop("format")
     copy = Entry.from_dict(old)
     assert copy.format == 2 and copy.check_payload() is None
+
+
+_LOOKALIKES = [commitments.tombstone(3), 'x"' + commitments.tombstone(3), commitments.TOMBSTONE_PREFIX, '"', "\\"]
+_names = st.one_of(st.text(max_size=8), st.sampled_from(_LOOKALIKES))
+_members = st.one_of(_names, st.none(), st.integers(-5, 5), st.lists(_names, max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(hosts=st.lists(_members, max_size=6), kind=st.sampled_from(["run.gate", "run.play", "run.started"]),
+       entry_format=st.sampled_from(commitments.COMMITTED_FORMATS))
+def test_any_hosts_list_seals_and_opens_under_one_cut(hosts, kind, entry_format):
+    entry = sealed({"run_id": "run-1", "hosts": hosts}, entry_format=entry_format, kind=kind)
+    assert entry.check_payload() is None
+    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, whole=entry.whole_lists())
+    assert entry_problem(Entry.from_row(row_of(entry))) is None
+    whole = (entry_format == 3 and kind != "run.started" and bool(hosts)
+             and all(isinstance(item, str) and not item.startswith(commitments.TOMBSTONE_PREFIX) for item in hosts))
+    assert (("hosts",) in fields(entry)) is (whole or not hosts)
