@@ -13,10 +13,19 @@ array members by index).
 the ``hosts`` of ``run.gate`` and ``run.play``, when every member is a string and none a tombstone, are one
 field, committed whole. They hold the 10,000 hosts of a large play, a commitment per name was a tenth of the
 gate task's time (bench/gate_task), and they buy nothing there: both lists are protected from redaction
-(``ledger_redaction.PROTECTED_FIELDS``), so no member is ever opened or hidden on its own. Every other array
+(``protected_fields.PROTECTED_FIELDS``), so no member is ever opened or hidden on its own. Every other array
 is cut as in format 2, so a redaction never turns a list into a tombstone string under a reader's feet.
 Format 2 entries keep their cut; the format and the kind are stored with the entry (and hashed), so a
-verifier always knows which cut its root was computed over.
+verifier always knows which cut its root was computed over. And format 3's root covers the cut itself, the
+paths of the fields in order (:func:`root_hex`)::
+
+    root = SHA-256("changeops.itsm payload v2\\n" || SHA-256(paths_json) || c_1 || ... || c_n)
+
+where ``paths_json`` is the canonical JSON array of the fields' ``path_json``. A tombstone keeps its field's
+commitment but not its value, so a format-2 root cannot tell a payload re-cut around tombstones (a list
+grown by a tombstone carrying the commitment of the field after it, whose key is then deleted) from the one
+sealed. A redaction never changes the cut (a tombstone takes its field's place, and a list of strings
+holding one is cut member by member), so a format-3 root still opens after any.
 
 Each field ``i`` gets a 16-byte salt; the salts are the SHAKE-256 stream of a 16-byte random
 seed kept with the entry (``salts = shake_256(seed).digest(16 * n)``), so one stored value
@@ -41,6 +50,7 @@ Everything here is linear in the size of the payload and does no I/O.
 from __future__ import annotations
 
 import binascii
+import collections
 import hashlib
 import json
 import os
@@ -62,18 +72,39 @@ KNOWN_FORMATS = (FORMAT_LEGACY,) + COMMITTED_FORMATS
 WHOLE_NAME_LISTS = types.MappingProxyType({"run.gate": frozenset(("hosts",)), "run.play": frozenset(("hosts",))})
 NO_WHOLE_LISTS = frozenset()
 
+
+class Cut(collections.namedtuple("Cut", "whole binds_paths")):
+    """How an entry's payload is cut into fields and rooted: ``whole``, the top-level keys whose list of names is one
+    field; ``binds_paths``, whether the root covers the fields' paths (format 3)."""
+
+    __slots__ = ()
+
+
+#: formats 1 (once committed by a redaction) and 2
+CUT_FORMAT_2 = Cut(NO_WHOLE_LISTS, False)
+
 SALT_BYTES = 16
 ROOT_DOMAIN = b"changeops.itsm payload v1\n"
+#: format 3's root, which covers the paths of the fields too
+ROOT_DOMAIN_CUT = b"changeops.itsm payload v2\n"
 TOMBSTONE_PREFIX = "[redacted by ledger entry "
 #: how a member that is a tombstone starts in a list's canonical JSON (the prefix holds nothing JSON escapes)
 _QUOTED_TOMBSTONE = '"' + TOMBSTONE_PREFIX
 
 
-def whole_lists(entry_format, kind):
-    """The top-level keys whose list of names an entry of ``entry_format`` and ``kind`` commits as one field."""
+def cut_of(entry_format, kind):
+    """The :class:`Cut` of an entry of ``entry_format`` and ``kind``."""
     if entry_format == FORMAT_WHOLE_NAME_LISTS:
-        return WHOLE_NAME_LISTS.get(kind, NO_WHOLE_LISTS)
-    return NO_WHOLE_LISTS
+        return Cut(WHOLE_NAME_LISTS.get(kind, NO_WHOLE_LISTS), True)
+    return CUT_FORMAT_2
+
+
+def root_hex(digests, paths_json_text, cut):
+    """The payload root of the commitments ``digests`` (bytes, in field order) of the fields whose paths'
+    canonical JSON array is ``paths_json_text`` (read only when ``cut.binds_paths``)."""
+    if cut.binds_paths:
+        return _sha256(ROOT_DOMAIN_CUT + _sha256(paths_json_text.encode("utf-8")).digest() + digests).hexdigest()
+    return _sha256(ROOT_DOMAIN + digests).hexdigest()
 
 
 def _default(value):
@@ -119,28 +150,28 @@ def _is_name_list(value):
     return True
 
 
-def _splits(key, value, whole):
-    """Whether the top-level member ``key`` is cut into fields; ``whole``: :func:`whole_lists` of the entry."""
+def _splits(key, value, cut):
+    """Whether the top-level member ``key`` is cut into fields; ``cut``: :func:`cut_of` the entry."""
     if isinstance(value, dict):
         return bool(value)
     if isinstance(value, list) and value:
-        return key not in whole or not _is_name_list(value)
+        return key not in cut.whole or not _is_name_list(value)
     return False
 
 
-def field_count(data, *, whole):
-    return sum(len(value) if _splits(key, value, whole) else 1 for key, value in data.items())
+def field_count(data, *, cut):
+    return sum(len(value) if _splits(key, value, cut) else 1 for key, value in data.items())
 
 
-def iter_fields(data, *, whole):
-    """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple. ``whole``:
-    :func:`whole_lists` of the entry's format and kind."""
+def iter_fields(data, *, cut):
+    """``(path, value)`` of every field of ``data`` in commitment order; ``path`` is a tuple. ``cut``:
+    :func:`cut_of` the entry's format and kind."""
     for key in sorted(data):
         value = data[key]
         if isinstance(value, dict) and value:
             for member in sorted(value):
                 yield (key, member), value[member]
-        elif _splits(key, value, whole):
+        elif _splits(key, value, cut):
             for index, item in enumerate(value):
                 yield (key, index), item
         else:
@@ -178,9 +209,9 @@ def commitment(salt, path, value_json):
 _scalar_json = encode_value
 
 
-def seal_payload(data, seed_hex=None, *, whole):
-    """``(data_json, root_hex, seed_hex)`` for a new entry, in one pass over ``data``; ``whole``:
-    :func:`whole_lists` of its format and kind.
+def seal_payload(data, seed_hex=None, *, cut):
+    """``(data_json, root_hex, seed_hex)`` for a new entry, in one pass over ``data``; ``cut``:
+    :func:`cut_of` its format and kind.
 
     ``data_json`` is the canonical JSON of ``data`` (what the ledger stores), built from the same
     per-field encodings the commitments use, so nothing is serialised twice. The field texts are
@@ -212,7 +243,7 @@ def seal_payload(data, seed_hex=None, *, whole):
                 pieces = [_scalar_json(item) for item in value]
                 names = False
             value_json = "[" + ",".join(pieces) + "]"
-            names = names and key in whole
+            names = names and key in cut.whole
             if names and _QUOTED_TOMBSTONE in value_json:
                 names = _is_name_list(value)  # (the text is also found after an escaped quote inside a name)
             if names:
@@ -223,7 +254,7 @@ def seal_payload(data, seed_hex=None, *, whole):
             top.append(key_json + ":" + value_json)
         elif isinstance(value, (dict, list)) and value:
             # a dict or list subclass: sorted and split the same way
-            return _seal_payload_generic(data, seed_hex, whole)
+            return _seal_payload_generic(data, seed_hex, cut)
         else:
             value_json = _scalar_json(value)
             texts.append("[" + key_json + "]\0" + value_json)
@@ -231,31 +262,35 @@ def seal_payload(data, seed_hex=None, *, whole):
     salts = hashlib.shake_256(binascii.unhexlify(seed_hex)).digest(SALT_BYTES * len(texts))
     digests = [_sha256(salts[offset:offset + SALT_BYTES] + text.encode("utf-8")).digest()
                for offset, text in zip(range(0, SALT_BYTES * len(texts), SALT_BYTES), texts)]
-    return "{" + ",".join(top) + "}", _sha256(ROOT_DOMAIN + b"".join(digests)).hexdigest(), seed_hex
+    # each text is path_json NUL value_json, and a path's JSON holds no raw NUL (JSON escapes it)
+    paths = "[" + ",".join(text[:text.index("\0")] for text in texts) + "]" if cut.binds_paths else None
+    return "{" + ",".join(top) + "}", root_hex(b"".join(digests), paths, cut), seed_hex
 
 
-def _seal_payload_generic(data, seed_hex, whole):
+def _seal_payload_generic(data, seed_hex, cut):
     """:func:`seal_payload` through :func:`iter_fields` (any mapping and sequence types)."""
-    fields = list(iter_fields(data, whole=whole))
+    fields = list(iter_fields(data, cut=cut))
     salts = salts_from_seed(seed_hex, len(fields))
-    root = _sha256(ROOT_DOMAIN)
-    for salt, (path, value) in zip(salts, fields):
-        root.update(commitment(salt, path, encode_value(value)))
-    return canonical_json_of(data), root.hexdigest(), seed_hex
+    digests = b"".join(commitment(salt, path, encode_value(value)) for salt, (path, value) in zip(salts, fields))
+    return canonical_json_of(data), root_hex(digests, _paths_json(path for path, _value in fields), cut), seed_hex
+
+
+def _paths_json(paths):
+    return "[" + ",".join(map(path_json, paths)) + "]"
 
 
 class PayloadMismatch(ValueError):
     """The stored payload does not open its commitments; ``args[0]`` says how."""
 
 
-def field_commitments(data, seed_hex=None, redactions=None, *, whole):
+def field_commitments(data, seed_hex=None, redactions=None, *, cut):
     """``[(path, commitment_bytes, redacted)]`` of every field, from the seed or the explicit salts.
 
     ``redactions`` is the stored redaction state ``{"salts": [hex or null, ...], "tombstones":
     {path_json: commitment_hex}}``. Raises :class:`PayloadMismatch` when the stored state cannot
     open the payload (a salt missing, a tombstone whose field holds a value again).
     """
-    fields = list(iter_fields(data, whole=whole))
+    fields = list(iter_fields(data, cut=cut))
     if redactions:
         salts = redactions.get("salts") or []
         tombstones = redactions.get("tombstones") or {}
@@ -290,15 +325,13 @@ def field_commitments(data, seed_hex=None, redactions=None, *, whole):
     return result
 
 
-def root_of(commitments):
-    root = _sha256(ROOT_DOMAIN)
-    for _path, digest, _redacted in commitments:
-        root.update(digest)
-    return root.hexdigest()
+def root_of(commitments, cut):
+    return root_hex(b"".join(digest for _path, digest, _redacted in commitments),
+                    _paths_json(path for path, _digest, _redacted in commitments), cut)
 
 
-def payload_root(data, seed_hex=None, redactions=None, *, whole):
-    return root_of(field_commitments(data, seed_hex, redactions, whole=whole))
+def payload_root(data, seed_hex=None, redactions=None, *, cut):
+    return root_of(field_commitments(data, seed_hex, redactions, cut=cut), cut)
 
 
 # -- redaction ------------------------------------------------------------------------------
@@ -317,7 +350,7 @@ class UnknownField(ValueError):
     """A path that names no field of the payload."""
 
 
-def resolve_field(data, text, *, whole):
+def resolve_field(data, text, *, cut):
     """The committed fields that hold what ``text`` names, as path tuples (a tuple names itself).
 
     ``text`` may name a field (``result.stdout``, ``diff[0]``, ``diff.0``, ``limit``), a
@@ -328,7 +361,7 @@ def resolve_field(data, text, *, whole):
     """
     if isinstance(text, tuple):
         # a path as ``iter_fields`` gives it
-        if text not in [path for path, _value in iter_fields(data, whole=whole)]:
+        if text not in [path for path, _value in iter_fields(data, cut=cut)]:
             raise UnknownField("no field %s in the entry" % path_text(text))
         return [text]
     text = str(text)
@@ -336,8 +369,8 @@ def resolve_field(data, text, *, whole):
         text = text.strip()
     if text in data:
         value = data[text]
-        if _splits(text, value, whole):
-            return [path for path, _value in iter_fields({text: value}, whole=whole)]
+        if _splits(text, value, cut):
+            return [path for path, _value in iter_fields({text: value}, cut=cut)]
         return [(text,)]
     key, rest = None, None
     for candidate in sorted(data, key=len, reverse=True):
@@ -347,7 +380,7 @@ def resolve_field(data, text, *, whole):
     if key is None:
         raise UnknownField("no field %r in the entry (its fields start with: %s)" % (text, ", ".join(sorted(data))))
     value = data[key]
-    if not _splits(key, value, whole):
+    if not _splits(key, value, cut):
         # a place inside a value committed whole
         return [(key,)]
     if isinstance(value, list):

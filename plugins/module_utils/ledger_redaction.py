@@ -16,7 +16,7 @@ from __future__ import annotations
 import binascii
 import os
 
-from ansible_collections.changeops.itsm.plugins.module_utils import commitments
+from ansible_collections.changeops.itsm.plugins.module_utils import commitments, protected_fields
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json, utc_now
 from ansible_collections.changeops.itsm.plugins.module_utils.config import backend_argument_spec
 from ansible_collections.changeops.itsm.plugins.module_utils.errors import ConflictError, NotFound, ValidationError
@@ -27,37 +27,9 @@ from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
     Entry,
 )
 
-#: Fields the query tables are keyed on or that decide a change event's authorisation: a
-#: tombstone there would change what the record says happened, not just hide a value. Paths per
-#: entry-kind prefix (``"run."`` covers every run entry); ``("task", "action")`` is a member.
-PROTECTED_FIELDS = {
-    "run.": {("run_id",), ("play_id",), ("decision_id",)},
-    "run.result": {("host",), ("status",), ("changed",), ("started_at",), ("task", "check_mode"),
-                   ("task", "action"), ("task", "uuid"), ("item", "index")},
-    "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",), ("reference",),
-                 ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",)},
-    "run.play": {("hosts",)},
-    # a playbook run or an ad-hoc command (change_events.kind); an ad-hoc command's arguments may be redacted
-    "run.started": {("kind",)},
-    "run.finished": {("outcome",)},
-    # what the recorder lost decides the change event's authorisation (incomplete) and, for a lost end, how it ended
-    "run.incomplete": {("lost_entries",), ("lost_kinds",), ("end", "kind"), ("end", "outcome"), ("run", "kind")},
-    "run.reviewed": {("outcome",), ("reviewer_identity",)},
-    "ci.": {("ci_id",), ("source",), ("target",), ("type",), ("base_version",), ("identities",),
-            ("attributes", "name"), ("attributes", "class")},
-    "change_request.": {("base_version",), ("record", "number"), ("record", "state"), ("record", "type")},
-    "evidence.": {("ci_id",), ("checklist",)},
-    # the version chain the policies table replays (a tombstone in it stops the replay), who published it
-    # under which rules, and the document the gate enforces: redacting part of it would change the policy
-    # a decision was made under. Its text, comment, summary and source may be redacted.
-    "policy.published": {("version",), ("sha256",), ("previous_version",), ("previous_sha256",),
-                         ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
-    # what ServiceNow calls a CI (the outbox retires and relates it by this sys_id; the inventory shows it)
-    "ci.external_ref": {("system",), ("instance",), ("sys_id",), ("class",)},
-}
-# the ServiceNow CHG a decision was taken under (the outbox lands the run on it) and the reading of it the gate's
-# local fallback judges again
-PROTECTED_FIELDS["run.gate"] = PROTECTED_FIELDS["run.gate"] | {("servicenow",), ("change_request", "servicenow_record")}
+#: Fields the query tables are keyed on or that decide a change event's authorisation (``protected_fields.py``,
+#: where verification reads them too)
+PROTECTED_FIELDS = protected_fields.PROTECTED_FIELDS
 
 #: what to do instead, for the kinds where "redact the fields that hold the secret's text" is not enough
 PROTECTED_HINTS = {
@@ -86,12 +58,7 @@ DEFAULT_SPOOL_DIR = "~/.ansible/changeops/spool"
 
 def _protected(kind, path):
     """The protected path that ``path`` is or lies in, or None."""
-    for prefix, paths in PROTECTED_FIELDS.items():
-        if kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)):
-            for protected in paths:
-                if path[:len(protected)] == protected:
-                    return protected
-    return None
+    return protected_fields.protected_path(kind, path)
 
 
 def finding_field(entry, path):
@@ -107,7 +74,7 @@ def finding_field(entry, path):
         return None, ("it is in the entry's %s, which the chain hashes as it is (only payload fields can be "
                       "redacted)" % (path[0] if path else "header"))
     inside = tuple(path[1:])
-    fields = set(path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists()))
+    fields = set(path for path, _value in commitments.iter_fields(entry.data, cut=entry.cut()))
     field = next((inside[:length] for length in (2, 1) if len(inside) >= length and inside[:length] in fields), None)
     if field is None and len(inside) == 1 and inside[0] in entry.data:
         field = inside  # a top-level object or array: every field in it
@@ -194,7 +161,7 @@ def plan_redaction(entry, fields):
     wanted = []
     for text in fields:
         try:
-            paths = commitments.resolve_field(data, text, whole=entry.whole_lists())
+            paths = commitments.resolve_field(data, text, cut=entry.cut())
         except commitments.UnknownField as exc:
             raise ValidationError("fields: %s: %s" % (label, exc), field=text, entry=entry.seq)
         for path in paths:
@@ -218,10 +185,10 @@ def plan_redaction(entry, fields):
         if entry.format == FORMAT_LEGACY or not seed:
             # format 1: commit its fields now, with fresh salts, while its hash still proves its content
             seed = commitments.new_seed()
-        count = commitments.field_count(data, whole=entry.whole_lists())
+        count = commitments.field_count(data, cut=entry.cut())
         salts = [binascii.hexlify(salt).decode("ascii") for salt in commitments.salts_from_seed(seed, count)]
-        plan.payload_root = commitments.payload_root(data, seed, whole=entry.whole_lists())
-    fields_in_order = [path for path, _value in commitments.iter_fields(data, whole=entry.whole_lists())]
+        plan.payload_root = commitments.payload_root(data, seed, cut=entry.cut())
+    fields_in_order = [path for path, _value in commitments.iter_fields(data, cut=entry.cut())]
     for path in wanted:
         key = commitments.path_json(path)
         if key in tombstones:

@@ -19,7 +19,8 @@ description:
   - The query tables' state grows with everything ever archived (a row per archived run and host), so it is
     written, verified and committed a row at a time, never held in memory whole; sorting it spills to the
     temporary directory (E(TMPDIR)), which needs room for about the state's size. Archives written before
-    format 2 (the state inside the end record) are still read and verified.
+    format 2 (the state inside the end record) are still read and verified. Archive format 3 is format 2's
+    layout whose entries may be of entry format 3; a collection from before it refuses it by its version.
   - Nothing is deleted unless the written archive verifies on its own first, and the entries it holds are still
     the ledger's (checked under the ledger's write lock). The archiving is itself recorded, as a
     C(ledger.archived) entry naming the file, its SHA-256, its range and who archived it, and the checkpoint is

@@ -40,7 +40,7 @@ def row_of(entry, entry_format=None, data_json=None, redactions=None):
 
 
 def fields(entry):
-    return [path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists())]
+    return [path for path, _value in commitments.iter_fields(entry.data, cut=entry.cut())]
 
 
 @pytest.mark.parametrize("kind", ["run.gate", "run.play"])
@@ -54,8 +54,8 @@ def test_new_entries_commit_the_hosts_whole_and_format_2_host_by_host(kind):
     # the same payload under the two cuts: two different roots, each entry opening its own
     assert new.payload_root != old.payload_root
     assert new.check_payload() is None and old.check_payload() is None
-    assert new.payload_root == commitments.payload_root(new.data, new.salt, whole={"hosts"})
-    assert new.payload_root != commitments.payload_root(new.data, new.salt, whole=frozenset())
+    assert new.payload_root == commitments.payload_root(new.data, new.salt, cut=commitments.Cut({"hosts"}, True))
+    assert new.payload_root != commitments.payload_root(new.data, new.salt, cut=commitments.Cut(frozenset(), True))
 
 
 def test_every_other_list_of_names_keeps_a_commitment_per_member():
@@ -91,7 +91,7 @@ def test_the_fast_seal_and_the_generic_cut_agree_on_every_kind_of_list():
         for entry_format in commitments.COMMITTED_FORMATS:
             entry = sealed(payload, entry_format=entry_format)
             assert entry.payload_root == commitments.payload_root(entry.data, entry.salt,
-                                                                  whole=entry.whole_lists()), (payload, entry_format)
+                                                                  cut=entry.cut()), (payload, entry_format)
             assert entry_problem(Entry.from_row(row_of(entry))) is None, (payload, entry_format)
     assert fields(sealed({"hosts": ["web01", lookalike]})) == [("hosts", 0), ("hosts", 1)]
     assert fields(sealed({"hosts": ["web01", None]})) == [("hosts", 0), ("hosts", 1)]
@@ -101,9 +101,9 @@ def test_the_fast_seal_and_the_generic_cut_agree_on_every_kind_of_list():
 def test_a_list_a_redaction_turned_into_strings_keeps_the_cut_it_was_sealed_with():
     """``[None, "a"]`` is cut member by member; with ``None`` redacted it is a list of strings, one a tombstone:
     it must not then read as a list of names committed whole."""
-    whole = commitments.WHOLE_NAME_LISTS["run.gate"]
+    cut = commitments.cut_of(3, "run.gate")
     redacted = {"hosts": [commitments.tombstone(2), "a"]}
-    assert [path for path, _value in commitments.iter_fields(redacted, whole=whole)] == [("hosts", 0), ("hosts", 1)]
+    assert [path for path, _value in commitments.iter_fields(redacted, cut=cut)] == [("hosts", 0), ("hosts", 1)]
 
 
 @pytest.mark.parametrize("stored_format", [2, 1, 4])
@@ -155,7 +155,7 @@ _members = st.one_of(_names, st.none(), st.integers(-5, 5), st.lists(_names, max
 def test_any_hosts_list_seals_and_opens_under_one_cut(hosts, kind, entry_format):
     entry = sealed({"run_id": "run-1", "hosts": hosts}, entry_format=entry_format, kind=kind)
     assert entry.check_payload() is None
-    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, whole=entry.whole_lists())
+    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, cut=entry.cut())
     assert entry_problem(Entry.from_row(row_of(entry))) is None
     whole = (entry_format == 3 and kind != "run.started" and bool(hosts)
              and all(isinstance(item, str) and not item.startswith(commitments.TOMBSTONE_PREFIX) for item in hosts))

@@ -53,7 +53,7 @@ def test_first_entry_chains_to_genesis():
     assert entry.format == 3
     header = '[3,"%s","%s","run.result","run-1","ops@ctl","%s"]' % (entry.id, entry.at, entry.payload_root)
     assert entry.hash == hashlib.sha256((GENESIS_HASH + header).encode()).hexdigest()
-    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, whole=entry.whole_lists())
+    assert entry.payload_root == commitments.payload_root(entry.data, entry.salt, cut=entry.cut())
 
 
 def test_seq_is_not_part_of_the_hash_but_every_other_field_is():

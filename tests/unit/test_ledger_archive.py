@@ -127,7 +127,7 @@ def test_an_archive_round_trip(sor, settings, tmp_path):
     with gzip.open(made["path"], "rt") as handle:
         lines = [json.loads(line) for line in handle]
     assert lines[0]["type"] == "changeops.ledger.archive" and lines[-1]["type"] == "changeops.ledger.archive.end"
-    assert lines[0]["v"] == 2 and "state" not in lines[-1]
+    assert lines[0]["v"] == 3 and "state" not in lines[-1]
     entries = lines[1:1 + len(old)]
     assert [line["seq"] for line in entries] == list(range(1, old[-1].seq + 1))
     # the query tables' state after the entries, a row per line, sorted; the end record counts and digests it

@@ -181,11 +181,11 @@ def test_an_old_entry_cannot_be_edited_by_marking_it_redacted(backend_env, open_
     data = dict(entry.data, status="ok", changed=False)
     seed = commitments.new_seed()
     salts = [salt.hex() for salt in commitments.salts_from_seed(
-        seed, commitments.field_count(data, whole=entry.whole_lists()))]
+        seed, commitments.field_count(data, cut=entry.cut()))]
     conn = raw_ledger_connection(sor, backend_env)
     try:
         conn.execute("UPDATE ledger SET data = ?, payload_root = ?, redactions = ? WHERE seq = ?",
-                     (canonical_json(data), commitments.payload_root(data, seed, whole=entry.whole_lists()),
+                     (canonical_json(data), commitments.payload_root(data, seed, cut=entry.cut()),
                       canonical_json({"salts": salts, "tombstones": {}}), seq))
     finally:
         conn.close()

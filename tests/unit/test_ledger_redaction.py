@@ -325,7 +325,7 @@ def test_the_commitment_of_a_redacted_field_cannot_be_tried_against(sor):
     """Its salt is deleted with the value: neither the seed nor the kept salts give it back."""
     seq = populate(sor)
     entry = sor.get_entry(seq)
-    fields = [path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists())]
+    fields = [path for path, _value in commitments.iter_fields(entry.data, cut=entry.cut())]
     index = fields.index(("result", "stdout"))
     record = sor.redact_entry(seq, ["result.stdout"], "why", "alice", "alice@ctl")
     redacted = sor.get_entry(seq)
@@ -373,14 +373,14 @@ _payloads = st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda key: k
 @given(payload=_payloads, data=st.data())
 def test_any_fields_of_any_payload_redact_without_changing_the_root(payload, data):
     entry = Entry("note.recorded", "s", payload).seal(1, "0" * 64)
-    fields = [path for path, _value in commitments.iter_fields(entry.data, whole=entry.whole_lists())]
+    fields = [path for path, _value in commitments.iter_fields(entry.data, cut=entry.cut())]
     chosen = data.draw(st.lists(st.sampled_from(fields), min_size=1, unique=True), label="fields")
     plan = plan_redaction(entry, chosen)
     data_json, redactions = plan.stored_state(2)
     redacted = Entry.from_row((1, entry.id, entry.at, entry.kind, entry.subject, entry.actor, data_json,
                                entry.prev_hash, entry.hash, entry.format, None, entry.payload_root,
                                json.dumps(redactions)))
-    assert commitments.payload_root(redacted.data, None, redacted.redactions, whole=entry.whole_lists()) == \
+    assert commitments.payload_root(redacted.data, None, redacted.redactions, cut=entry.cut()) == \
         entry.payload_root
     assert redacted.compute_hash("0" * 64) == entry.hash
     record = Entry("ledger.redacted", entry.id, plan.record_data("why", "me", "now")).seal(2, entry.hash)

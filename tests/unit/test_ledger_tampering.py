@@ -95,7 +95,7 @@ def edit_commitment(conn):
 def fake_redaction(conn):
     """A field removed as ledger_redact would, but without its ledger.redacted entry."""
     entry = Entry.from_row(row(conn, 8))
-    digests = commitments.field_commitments(entry.data, entry.salt, whole=entry.whole_lists())
+    digests = commitments.field_commitments(entry.data, entry.salt, cut=entry.cut())
     salts = commitments.salts_from_seed(entry.salt, len(digests))
     index = [path for path, _digest, _redacted in digests].index(("host",))
     data = commitments.with_field_replaced(entry.data, ("host",), commitments.tombstone(99))

@@ -5,12 +5,12 @@
 
 ::
 
-    {"type": "changeops.ledger.archive", "v": 2, "ledger": ..., "location": ..., "first_seq": F, "last_seq": L,
+    {"type": "changeops.ledger.archive", "v": 3, "ledger": ..., "location": ..., "first_seq": F, "last_seq": L,
      "prev_hash": <hash of entry F-1, or 64 zeros>, "cutoff": ..., "created_at": ..., "created_by": ...,
      "witnessed": [<the witnesses' checkpoints of entries F..L>],
      "later_redactions": [<ledger.redacted entries after L that redact entries F..L>]}
     {"seq": F, "id": ..., "at": ..., "kind": ..., "subject": ..., "actor": ..., "data": {...}, "prev_hash": ...,
-     "hash": ..., "format": 2, "salt": ..., "payload_root": ..., "redactions": null}
+     "hash": ..., "format": 3, "salt": ..., "payload_root": ..., "redactions": null}
     ...                                              (every entry F..L, as the ledger stored it)
     {"type": "changeops.ledger.archive.state", "table": T, "row": <row_json>}
     ...                                              (every row of the query tables' state at entry L, one per line,
@@ -44,9 +44,10 @@ HEADER_TYPE = "changeops.ledger.archive"
 STATE_TYPE = "changeops.ledger.archive.state"
 TRAILER_TYPE = "changeops.ledger.archive.end"
 #: the format this collection writes; it reads :data:`READABLE_VERSIONS`
-VERSION = 2
-#: version 1 carried the state inside the end record
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+#: version 1 carried the state inside the end record; version 3 is version 2's layout, its entries of any entry format
+#: (a collection from before entry format 3 refuses it by its version rather than calling those entries edited)
+READABLE_VERSIONS = (1, 2, 3)
 #: text every state and end record holds (in its type), and an entry's line only inside its payload: lines without
 #: it are entries, skipped unparsed when only the state is read
 _RECORD_MARK = b"changeops.ledger.archive."

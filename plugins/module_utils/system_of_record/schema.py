@@ -665,6 +665,10 @@ MIGRATIONS = [
         "CREATE INDEX metric_ci_next_near_emergencies ON metric_ci_next (started_at, next_emergency_us, end_us, run_id)"
         " WHERE next_emergency_us - end_us <= %d" % NEAR_EMERGENCY_US,
     ]),
+    # Entry format 3 (commitments.py, docs/ledger.md "What is hashed"): nothing changes in the tables (entry_format is
+    # an integer column already), but a collection from before it would report every entry written since as edited
+    # (a format it does not know); with the schema's version it refuses the ledger as a newer collection's instead.
+    (20, "entry format 3: a play's hosts committed as one field, the payload root over the fields' paths", []),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
