@@ -56,7 +56,6 @@ from ansible_collections.changeops.itsm.plugins.module_utils.commitments import 
     FORMAT_COMMITTED,
     FORMAT_CURRENT,
     FORMAT_LEGACY,
-    FORMAT_WHOLE_NAME_LISTS,
     KNOWN_FORMATS,
     encode_value,
 )
@@ -285,6 +284,9 @@ class Entry(object):
                 root = commitments.payload_root(self.data, self.salt, self.redactions, cut=self.cut())
             except commitments.PayloadMismatch as exc:
                 return "its payload does not open its commitments: %s" % exc
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+                # a redaction state of another shape than a redaction writes (salts not hex, not a list...)
+                return "its payload does not open its commitments: its redaction state is malformed (%s)" % exc
         if root != self.payload_root:
             return "its content does not match its commitments"
         return None
@@ -457,6 +459,20 @@ def _tombstone_path(key):
     return tuple(path)
 
 
+def _path_label(key):
+    path = _tombstone_path(key)
+    return commitments.path_text(path) if path else key
+
+
+def _stored_value(entry, key):
+    """The value an entry holds at the tombstone key ``key`` (a path's JSON), or None."""
+    path = _tombstone_path(key)
+    try:
+        return commitments.field_value(entry.data, path) if path else None
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
 class _Redactions(object):
     """Tombstones met in the walk and the ``ledger.redacted`` entries that account for them."""
 
@@ -464,6 +480,7 @@ class _Redactions(object):
         self.tombstones = {}  # (seq, path_json) -> (entry summary, commitment)
         self.targets = {}  # seq -> (entry id, hash, format, payload_root, kind)
         self.records = []  # (redaction entry, field dict)
+        self.malformed = []  # ledger.redacted entries whose list of fields is not one a redaction writes
         # the seqs of the entries walked or loaded: a walk notes consecutive seqs, kept as one range so that its
         # memory does not grow with the ledger (a set of every seq was ~60 MB per 1,000,000 entries walked);
         # any seq that does not extend the range (entries loaded from before a base, a fast walk's sparse ones)
@@ -491,7 +508,13 @@ class _Redactions(object):
 
     def note_record(self, entry):
         data = entry.data
-        for field in data.get("fields") or []:
+        fields = data.get("fields") if isinstance(data, dict) else None
+        if fields is not None and not isinstance(fields, list) or any(
+                not isinstance(field, dict) for field in fields or ()):
+            # not what redaction_entry writes: an edit to name, not a walk to crash
+            self.malformed.append(entry)
+            return
+        for field in fields or []:
             self.records.append((entry, data, field))
 
     def problem(self, accounted_until=0):
@@ -500,21 +523,24 @@ class _Redactions(object):
         ``accounted_until``: the walk started after this entry (a verified marker, an archive): redactions of
         earlier entries recorded before it were checked then, so only those recorded in this walk count.
         """
-        problems = []
+        problems = [(entry.seq, _broken(entry, "edited", "entry %s (%s) was edited: its list of redacted fields is not"
+                                                         " one ledger_redact writes" % (entry.seq, entry.kind)))
+                    for entry in self.malformed]
         accounted = set()
         for (seq, key), (entry, _digest) in self.tombstones.items():
-            # ledger_redact refuses these fields, so a tombstone there was written by someone else (a forged
-            # ledger.redacted entry vouching for it would still be in the chain: it must not make it pass). Formats 1
-            # and 2 predate this check and the table's present shape: held to it, an old legitimate redaction of a
-            # field protected only since could read as an edit
+            # ledger_redact refuses these fields (and the ledger's own entries), so a tombstone there was written by
+            # someone else (a forged ledger.redacted entry vouching for it would still be in the chain: it must not
+            # make it pass). Formats 1 and 2 predate this check and the table's present shape: held to it, an old
+            # legitimate redaction of a field protected only since could read as an edit
             path = _tombstone_path(key)
-            if entry.format == FORMAT_WHOLE_NAME_LISTS and (path is None or protected_fields.protected_path(
-                    entry.kind, path, protected_fields.VERIFIED_FOR_FORMAT_3) is not None):
+            table = protected_fields.VERIFIED_TABLES.get(entry.format)
+            if table is not None and (path is None or entry.kind.startswith("ledger.") or
+                                      protected_fields.protected_path(entry.kind, path, table) is not None):
                 problems.append((seq, _broken(
                     entry, "edited",
                     "entry %s (%s %s) was edited: its field %s holds a tombstone, but that field may not be redacted "
                     "(the query tables or the change event's authorisation are derived from it)"
-                    % (seq, entry.kind, entry.subject, commitments.path_text(path) if path else key))))
+                    % (seq, entry.kind, entry.subject, _path_label(key)))))
         for record, data, field in self.records:
             key = (data.get("entry_seq"), field.get("path_json"))
             target = self.targets.get(data.get("entry_seq"))
@@ -531,6 +557,13 @@ class _Redactions(object):
                         data.get("entry_seq"), data.get("entry_kind"), field.get("field"), record.seq)}))
                 continue
             entry, digest = self.tombstones[key]
+            if _stored_value(entry, key[1]) != commitments.tombstone(record.seq):
+                # a tombstone is a fixed text: anything written after its prefix would read as part of the record
+                problems.append((entry.seq, _broken(
+                    entry, "edited",
+                    "entry %s (%s %s) was edited: field %s does not hold the tombstone ledger entry %s wrote" % (
+                        entry.seq, entry.kind, entry.subject, field.get("field"), record.seq))))
+                continue
             if digest != field.get("commitment") or target[1] != data.get("entry_hash") or (
                     target[2] == FORMAT_LEGACY and target[3] != data.get("payload_root")):
                 problems.append((entry.seq, _broken(
@@ -560,7 +593,7 @@ class _Redactions(object):
                 problems.append((entry.seq, _broken(
                     entry, "edited",
                     "entry %s (%s %s) was edited: field %s was removed without a ledger.redacted entry" % (
-                        entry.seq, entry.kind, entry.subject, commitments.path_text(tuple(json.loads(key[1])))))))
+                        entry.seq, entry.kind, entry.subject, _path_label(key[1])))))
         if not problems:
             return None
         return sorted(problems, key=lambda item: item[0] or 0)[0][1]

@@ -14,12 +14,18 @@ import types
 #: Fields the query tables are keyed on or that decide a change event's authorisation: a
 #: tombstone there would change what the record says happened, not just hide a value. Paths per
 #: entry-kind prefix (``"run."`` covers every run entry); ``("task", "action")`` is a member.
-PROTECTED_FIELDS = {
+#: This is the table as entry format 3 was introduced (2026-12-07), and verification holds format-3
+#: entries to it (:data:`VERIFIED_TABLES`): never change it, add later protections to
+#: :data:`PROTECTED_SINCE_FORMAT_3` (a format-3 entry redacted before them must still verify).
+PROTECTED_AT_FORMAT_3 = types.MappingProxyType({prefix: frozenset(paths) for prefix, paths in {
     "run.": {("run_id",), ("play_id",), ("decision_id",)},
     "run.result": {("host",), ("status",), ("changed",), ("started_at",), ("task", "check_mode"),
                    ("task", "action"), ("task", "uuid"), ("item", "index")},
+    # and the ServiceNow CHG a decision was taken under (the outbox lands the run on it) and the reading of it the
+    # gate's local fallback judges again
     "run.gate": {("allowed",), ("type",), ("hosts",), ("checked_at",), ("reference",),
-                 ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",)},
+                 ("policy", "state"), ("policy", "version"), ("policy", "sha256"), ("identities",),
+                 ("servicenow",), ("change_request", "servicenow_record")},
     "run.play": {("hosts",)},
     # a playbook run or an ad-hoc command (change_events.kind); an ad-hoc command's arguments may be redacted
     "run.started": {("kind",)},
@@ -38,15 +44,14 @@ PROTECTED_FIELDS = {
                          ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
     # what ServiceNow calls a CI (the outbox retires and relates it by this sys_id; the inventory shows it)
     "ci.external_ref": {("system",), ("instance",), ("sys_id",), ("class",)},
-}
-# the ServiceNow CHG a decision was taken under (the outbox lands the run on it) and the reading of it the gate's
-# local fallback judges again
-PROTECTED_FIELDS["run.gate"] = PROTECTED_FIELDS["run.gate"] | {("servicenow",), ("change_request", "servicenow_record")}
-
-
-#: what verification holds a format-3 entry's tombstones to: the table as format 3 was introduced (2026-12-07).
-#: ``ledger_redact`` may come to protect more; an entry redacted before that must still verify.
-VERIFIED_FOR_FORMAT_3 = types.MappingProxyType({prefix: frozenset(paths) for prefix, paths in PROTECTED_FIELDS.items()})
+}.items()})
+#: protections added since entry format 3: ``ledger_redact`` refuses them, verification of format 3 does not
+PROTECTED_SINCE_FORMAT_3 = {}
+#: what ``ledger_redact`` refuses
+PROTECTED_FIELDS = {prefix: set(PROTECTED_AT_FORMAT_3.get(prefix, ())) | set(PROTECTED_SINCE_FORMAT_3.get(prefix, ()))
+                    for prefix in set(PROTECTED_AT_FORMAT_3) | set(PROTECTED_SINCE_FORMAT_3)}
+#: the table verification holds the entries of each entry format to (formats 1 and 2: none, they predate it)
+VERIFIED_TABLES = types.MappingProxyType({3: PROTECTED_AT_FORMAT_3})
 
 
 def protected_path(kind, path, table=None):

@@ -126,3 +126,82 @@ def test_a_payload_re_cut_around_tombstones_no_longer_opens_its_root():
         stored.data, None, stored.redactions, cut=gate.cut())] == [
         digest for _path, digest, _redacted in commitments.field_commitments(gate.data, gate.salt, cut=gate.cut())]
     assert stored.check_payload() == "its content does not match its commitments"
+
+
+# -- a second review of the fixes (2026-12-07) ---------------------------------------------------------------------
+def forged_record(target, path, digest, seq, prev_hash):
+    return Entry(KIND_REDACTED, target.id, {
+        "entry_seq": target.seq, "entry_id": target.id, "entry_kind": target.kind, "entry_hash": target.hash,
+        "entry_format": target.format, "payload_root": target.payload_root,
+        "fields": [{"field": commitments.path_text(path), "path_json": commitments.path_json(path),
+                    "commitment": digest}],
+        "reason": "x", "redacted_by": "x", "redacted_at": "2026-12-07T00:00:00.000000Z"}).seal(seq, prev_hash)
+
+
+def fresh_state(entry):
+    return {"salts": [salt.hex() for salt in commitments.salts_from_seed(
+        entry.salt, commitments.field_count(entry.data, cut=entry.cut()))], "tombstones": {}}
+
+
+def test_a_tombstone_in_the_ledgers_own_entry_is_an_edit():
+    """``ledger_redact`` refuses the ledger's own entries whole; a format-3 one with a tombstone was not its work."""
+    archived = Entry("ledger.archived", "ledger", {"file": "a.jsonl", "sha256": "ab" * 32, "first_seq": 1},
+                     actor="ops").seal(1, GENESIS_HASH)
+    with pytest.raises(Exception, match="bookkeeping"):
+        plan_redaction(archived, ["sha256"])
+    state = fresh_state(archived)
+    digest = tombstoned(archived, archived.data, state, ("sha256",))
+    data = commitments.with_field_replaced(archived.data, ("sha256",), commitments.tombstone(2))
+    rows = [row(archived, canonical_json(data), state), row(forged_record(archived, ("sha256",), digest, 2,
+                                                                          archived.hash))]
+    report = verify_rows([Entry.from_row(one) for one in rows])
+    assert not report.valid and "may not be redacted" in report.first_broken["detail"], report.first_broken
+    assert not chain_only_valid(rows)
+
+
+def test_a_tombstone_with_text_after_it_is_an_edit():
+    """A tombstone is a fixed text: words written after its prefix would read as part of the record."""
+    gate = Entry("run.gate", "run-1", GATE, actor="ops").seal(1, GENESIS_HASH)
+    plan = plan_redaction(gate, ["note"])
+    record = redaction_entry(plan, "INC-1", "alice", "alice").seal(2, gate.hash)
+    data_json, redactions = plan.stored_state(2)
+    data = json.loads(data_json)
+    data["note"] = commitments.tombstone(2) + " approved by CAB-42"
+    rows = [row(gate, canonical_json(data), redactions), row(record)]
+    report = verify_rows([Entry.from_row(one) for one in rows])
+    assert not report.valid and "does not hold the tombstone" in report.first_broken["detail"], report.first_broken
+    assert not chain_only_valid(rows)
+
+
+@pytest.mark.parametrize("fields", ["hosts", ["not a field"], [commitments.tombstone(3)]])
+def test_a_redaction_record_of_another_shape_is_named_not_a_crash(fields):
+    gate = Entry("run.gate", "run-1", GATE, actor="ops").seal(1, GENESIS_HASH)
+    payload = {"entry_seq": 1, "entry_id": gate.id, "fields": fields, "reason": "x"}
+    record = Entry(KIND_REDACTED, gate.id, payload).seal(2, gate.hash)
+    rows = [row(gate), row(record)]
+    report = verify_rows([Entry.from_row(one) for one in rows])
+    assert not report.valid and report.first_broken["seq"] == 2, report.first_broken
+    assert "list of redacted fields" in report.first_broken["detail"]
+    assert not chain_only_valid(rows)
+
+
+@pytest.mark.parametrize("state", [
+    {"salts": "abc", "tombstones": {}},
+    {"salts": ["zz"] * 5, "tombstones": {}},
+    {"salts": [None] * 5, "tombstones": ["not", "a", "map"]},
+    ["a", "list"],
+])
+def test_a_malformed_redaction_state_is_named_not_a_crash(state):
+    gate = Entry("run.gate", "run-1", GATE, actor="ops").seal(1, GENESIS_HASH)
+    stored = Entry.from_row(row(gate, None, state))
+    assert "does not open its commitments" in stored.check_payload()
+    report = verify_rows([stored])
+    assert not report.valid and report.first_broken["seq"] == 1, report.first_broken
+
+
+def test_what_verification_holds_format_3_to_is_what_redaction_refused_then_and_still_refuses():
+    from ansible_collections.changeops.itsm.plugins.module_utils import protected_fields  # pylint: disable=import-outside-toplevel
+
+    assert protected_fields.VERIFIED_TABLES[3] is protected_fields.PROTECTED_AT_FORMAT_3
+    for prefix, paths in protected_fields.PROTECTED_AT_FORMAT_3.items():
+        assert paths <= protected_fields.PROTECTED_FIELDS[prefix], prefix
