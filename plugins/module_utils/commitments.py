@@ -61,11 +61,12 @@ from json.encoder import encode_basestring as _encode_string
 
 FORMAT_LEGACY = 1
 FORMAT_COMMITTED = 2
-FORMAT_WHOLE_NAME_LISTS = 3
+#: format 3: the root covers the cut (the fields' paths), and a play's hosts are one field (module docstring)
+FORMAT_CUT_COMMITTED = 3
 #: the formats whose hash covers the payload's root (the salted field commitments) rather than the payload
-COMMITTED_FORMATS = (FORMAT_COMMITTED, FORMAT_WHOLE_NAME_LISTS)
+COMMITTED_FORMATS = (FORMAT_COMMITTED, FORMAT_CUT_COMMITTED)
 #: what a new entry is sealed as
-FORMAT_CURRENT = FORMAT_WHOLE_NAME_LISTS
+FORMAT_CURRENT = FORMAT_CUT_COMMITTED
 KNOWN_FORMATS = (FORMAT_LEGACY,) + COMMITTED_FORMATS
 #: format 3's one difference from format 2, per entry kind: the top-level lists of names committed whole. Fixed with
 #: the format (a verifier derives an entry's cut from its stored format and kind): another list needs a format 4.
@@ -94,7 +95,7 @@ _QUOTED_TOMBSTONE = '"' + TOMBSTONE_PREFIX
 
 def cut_of(entry_format, kind):
     """The :class:`Cut` of an entry of ``entry_format`` and ``kind``."""
-    if entry_format == FORMAT_WHOLE_NAME_LISTS:
+    if entry_format == FORMAT_CUT_COMMITTED:
         return Cut(WHOLE_NAME_LISTS.get(kind, NO_WHOLE_LISTS), True)
     return CUT_FORMAT_2
 

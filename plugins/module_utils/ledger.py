@@ -12,9 +12,10 @@ not the data itself::
     hash = sha256(prev_hash || canonical_json([format, id, at, kind, subject, actor, payload_root]))
 
 so a field can be redacted (replaced by a tombstone, its commitment kept) without changing any
-hash, and the chain can be walked without parsing payloads. The two differ only in how the payload
-is cut into fields (format 3 commits a top-level list of names as one field: ``commitments.py``);
-the format leads the hashed header, so an entry's format cannot be changed either.
+hash, and the chain can be walked without parsing payloads. The two differ in how the payload is
+cut into fields and rooted (format 3 commits a play's hosts as one field, and its root covers the
+fields' paths: ``commitments.py``); the format leads the hashed header, so an entry's format cannot be
+changed either.
 
 **Format 1** (entries written before schema 6, kept as they are)::
 
@@ -509,7 +510,7 @@ class _Redactions(object):
     def note_record(self, entry):
         data = entry.data
         fields = data.get("fields") if isinstance(data, dict) else None
-        if fields is not None and not isinstance(fields, list) or any(
+        if (fields is not None and not isinstance(fields, list)) or any(
                 not isinstance(field, dict) for field in fields or ()):
             # not what redaction_entry writes: an edit to name, not a walk to crash
             self.malformed.append(entry)
