@@ -273,11 +273,12 @@ def _seal_payload_generic(data, seed_hex, cut):
     fields = list(iter_fields(data, cut=cut))
     salts = salts_from_seed(seed_hex, len(fields))
     digests = b"".join(commitment(salt, path, encode_value(value)) for salt, (path, value) in zip(salts, fields))
-    return canonical_json_of(data), root_hex(digests, _paths_json(path for path, _value in fields), cut), seed_hex
+    return canonical_json_of(data), root_hex(digests, _paths_json([path for path, _value in fields], cut), cut), seed_hex
 
 
-def _paths_json(paths):
-    return "[" + ",".join(map(path_json, paths)) + "]"
+def _paths_json(paths, cut):
+    """What :func:`root_hex` reads of the fields' ``paths``: their JSON array, only when the root covers them."""
+    return "[" + ",".join(map(path_json, paths)) + "]" if cut.binds_paths else None
 
 
 class PayloadMismatch(ValueError):
@@ -328,7 +329,7 @@ def field_commitments(data, seed_hex=None, redactions=None, *, cut):
 
 def root_of(commitments, cut):
     return root_hex(b"".join(digest for _path, digest, _redacted in commitments),
-                    _paths_json(path for path, _digest, _redacted in commitments), cut)
+                    _paths_json([path for path, _digest, _redacted in commitments], cut), cut)
 
 
 def payload_root(data, seed_hex=None, redactions=None, *, cut):

@@ -529,14 +529,14 @@ class _Redactions(object):
                     for entry in self.malformed]
         accounted = set()
         for (seq, key), (entry, _digest) in self.tombstones.items():
-            # ledger_redact refuses these fields (and the ledger's own entries), so a tombstone there was written by
-            # someone else (a forged ledger.redacted entry vouching for it would still be in the chain: it must not
-            # make it pass). Formats 1 and 2 predate this check and the table's present shape: held to it, an old
-            # legitimate redaction of a field protected only since could read as an edit
+            # ledger_redact refuses these fields, so a tombstone there was written by someone else (a forged
+            # ledger.redacted entry vouching for it would still be in the chain: it must not make it pass). Formats 1
+            # and 2 predate this check and the table's present shape: held to it, an old legitimate redaction of a
+            # field protected only since could read as an edit
             path = _tombstone_path(key)
             table = protected_fields.VERIFIED_TABLES.get(entry.format)
-            if table is not None and (path is None or entry.kind.startswith("ledger.") or
-                                      protected_fields.protected_path(entry.kind, path, table) is not None):
+            if table is not None and (path is None or protected_fields.protected_path(entry.kind, path, table)
+                                      is not None):
                 problems.append((seq, _broken(
                     entry, "edited",
                     "entry %s (%s %s) was edited: its field %s holds a tombstone, but that field may not be redacted "
@@ -615,10 +615,12 @@ def entry_problem(entry, payloads=True):
 
     The per-entry half of :func:`verify_rows` (which adds the links between entries and the redaction
     records): a reader that shows a few entries (the review service's change page) checks them with it.
-    ``payloads``: open the payload against its commitments too (redacted entries always are).
+    ``payloads``: open the payload against its commitments too (redacted entries always are, and
+    ``ledger.redacted`` entries: what one vouches for is read from its payload, so an edit there must not pass a
+    chain-only walk).
     """
     problem = None
-    if payloads or entry.redactions:
+    if payloads or entry.redactions or entry.kind == KIND_REDACTED:
         problem = entry.check_payload()
     if problem is None and not (entry.format == FORMAT_LEGACY and entry.redactions):
         if entry.format not in KNOWN_FORMATS:
@@ -684,9 +686,7 @@ def verify_rows(rows, expected_head=None, payloads=True, anchors=None, base=None
     iterator = rows()
     for entry in iterator:
         count += 1
-        # a ledger.redacted entry is opened whatever ``payloads`` says: what it vouches for is read from its payload,
-        # so an edit there must not pass a chain-only walk
-        problem = entry_problem(entry, payloads or entry.kind == KIND_REDACTED)
+        problem = entry_problem(entry, payloads)
         if problem is not None:
             broken = _broken(entry, "edited", "entry %s (%s %s) was edited: %s" % (
                 entry.seq, entry.kind, entry.subject, problem))
@@ -812,7 +812,7 @@ def walk_chain(rows, expected_head=None, anchors=None, base=None, load_entries=N
                 return None
         else:
             entry = Entry.from_row(row)
-            if entry_problem(entry, kind == redacted_kind) is not None:
+            if entry_problem(entry, False) is not None:
                 return None
             redactions.note_entry(entry)
             if kind == redacted_kind:

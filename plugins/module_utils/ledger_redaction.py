@@ -157,11 +157,11 @@ def plan_redaction(entry, fields):
     if problem is not None:
         raise ConflictError("%s cannot be redacted: %s. The ledger was altered; run changeops.itsm.ledger_verify "
                             "to see where. Nothing was redacted" % (label, problem), entry=entry.seq)
-    data = entry.data
+    data, cut = entry.data, entry.cut()
     wanted = []
     for text in fields:
         try:
-            paths = commitments.resolve_field(data, text, cut=entry.cut())
+            paths = commitments.resolve_field(data, text, cut=cut)
         except commitments.UnknownField as exc:
             raise ValidationError("fields: %s: %s" % (label, exc), field=text, entry=entry.seq)
         for path in paths:
@@ -185,10 +185,10 @@ def plan_redaction(entry, fields):
         if entry.format == FORMAT_LEGACY or not seed:
             # format 1: commit its fields now, with fresh salts, while its hash still proves its content
             seed = commitments.new_seed()
-        count = commitments.field_count(data, cut=entry.cut())
+        count = commitments.field_count(data, cut=cut)
         salts = [binascii.hexlify(salt).decode("ascii") for salt in commitments.salts_from_seed(seed, count)]
-        plan.payload_root = commitments.payload_root(data, seed, cut=entry.cut())
-    fields_in_order = [path for path, _value in commitments.iter_fields(data, cut=entry.cut())]
+        plan.payload_root = commitments.payload_root(data, seed, cut=cut)
+    fields_in_order = [path for path, _value in commitments.iter_fields(data, cut=cut)]
     for path in wanted:
         key = commitments.path_json(path)
         if key in tombstones:

@@ -13,7 +13,8 @@ import types
 
 #: Fields the query tables are keyed on or that decide a change event's authorisation: a
 #: tombstone there would change what the record says happened, not just hide a value. Paths per
-#: entry-kind prefix (``"run."`` covers every run entry); ``("task", "action")`` is a member.
+#: entry-kind prefix (``"run."`` covers every run entry); ``("task", "action")`` is a member, and the empty
+#: path ``()`` every field.
 #: This is the table as entry format 3 was introduced (2026-12-07), and verification holds format-3
 #: entries to it (:data:`VERIFIED_TABLES`): never change it, add later protections to
 #: :data:`PROTECTED_SINCE_FORMAT_3` (a format-3 entry redacted before them must still verify).
@@ -44,6 +45,8 @@ PROTECTED_AT_FORMAT_3 = types.MappingProxyType({prefix: frozenset(paths) for pre
                          ("published_at",), ("publisher",), ("authorised_by",), ("document",)},
     # what ServiceNow calls a CI (the outbox retires and relates it by this sys_id; the inventory shows it)
     "ci.external_ref": {("system",), ("instance",), ("sys_id",), ("class",)},
+    # the ledger's own bookkeeping, whole (ledger_redact refuses these kinds before it reads a field)
+    "ledger.": {()},
 }.items()})
 #: protections added since entry format 3: ``ledger_redact`` refuses them, verification of format 3 does not
 PROTECTED_SINCE_FORMAT_3 = {}
