@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, ".build", "collections"))
@@ -392,6 +393,28 @@ def durations(sor, run_id):
     return found
 
 
+def fresh_database(dsn):
+    """``(name, dsn)`` of a new, empty database on the server of ``dsn`` (whose role may create databases, as
+    bench/postgresql_server.sh's does), for one run of this benchmark."""
+    import psycopg  # pylint: disable=import-outside-toplevel
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # pylint: disable=import-outside-toplevel
+
+    name = "changeops_gate_task_%s" % uuid.uuid4().hex[:12]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE %s" % name)
+    return name, make_conninfo("", **dict(conninfo_to_dict(dsn), dbname=name))
+
+
+def drop_database(dsn, name):
+    import psycopg  # pylint: disable=import-outside-toplevel
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo  # pylint: disable=import-outside-toplevel
+
+    # connected to the server's maintenance database: a database cannot be dropped from a session inside it
+    with psycopg.connect(make_conninfo("", **dict(conninfo_to_dict(dsn), dbname="postgres")),
+                         autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--hosts", type=int, default=10000)
@@ -422,9 +445,13 @@ def main():
     backend_env = {"CHANGEOPS_BACKEND": args.backend}
     if args.backend == "sqlite":
         backend_env["CHANGEOPS_SQLITE_PATH"] = os.path.join(root, "ledger.sqlite")
-    else:
+    database = None
+    if args.backend == "postgresql":
         if not args.dsn:
             parser.error("--backend postgresql needs --dsn (bash bench/postgresql_server.sh start)")
+        # a database of its own per run: the seeding creates fixed CI ids, so a second run into the --dsn database
+        # itself would fail ("CI ... already exists")
+        database, args.dsn = fresh_database(args.dsn)
         backend_env["CHANGEOPS_POSTGRESQL_DSN"] = args.dsn
     config = {"backend": args.backend, "sqlite_path": backend_env.get("CHANGEOPS_SQLITE_PATH"),
               "postgresql_dsn": args.dsn, "busy_timeout": 60}
@@ -524,6 +551,10 @@ def main():
                        "figures": figures}, handle, indent=2)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
+        if database:
+            drop_database(args.dsn, database)
+    elif database:
+        print("kept the ledger in PostgreSQL database %s" % database)
 
 
 if __name__ == "__main__":
