@@ -426,6 +426,27 @@ def test_packed_reads_give_the_values_rows_gave(open_sor, monkeypatch):
         assert seen == ([(rest.split()[1], True)] if sor.packs_rows == "json" else [])
 
 
+@pytest.mark.parametrize("chosen", [
+    "all", "first", "separator", [""], ["", "odd 0"], ["odd 0", None], [None], [], ["odd 1", "odd 1"],
+    ["no such CI", "odd \U0001f680"]])
+def test_a_set_parameter_matches_exactly_the_values_it_holds(open_sor, chosen):
+    # PostgreSQL binds a set of text values as one text it splits (string_to_array) unless a value holds the
+    # separator, is not text, or the set is one empty string (which would split into no value): then as an array.
+    # Either way the rows are those whose column is one of the values, as Python's own test says.
+    sor = open_sor()
+    for entries in _odd_entries(ODD_TEXT + [SEPARATOR_TEXT]):
+        sor.append(entries)
+    names = [row[0] for row in sor._query("SELECT name FROM configuration_items")]
+    named = {"all": names, "first": names[:1], "separator": ["odd " + SEPARATOR_TEXT, "odd 0"]}
+    values = named[chosen] if isinstance(chosen, str) else chosen
+    clause, params = sor._in_values("name", values)
+    found = sorted(row[0] for row in sor._query("SELECT name FROM configuration_items WHERE " + clause, params))
+    assert found == sorted(name for name in names if name in values)
+    if sor.set_parameter == "any":
+        text = all(isinstance(value, str) and "\x1f" not in value for value in values) and values not in ([], [""])
+        assert ("string_to_array" in clause) == text
+
+
 def test_a_table_too_large_to_pack_is_read_as_rows(open_sor, monkeypatch):
     sor = open_sor()
     for entries in _odd_entries(ODD_TEXT):

@@ -105,6 +105,21 @@ FROM_TABLE = re.compile(r"FROM (\w+)")
 #: what joins a column's values in a PostgreSQL packed read (``IntelligenceQueries._packed_select``)
 _SEPARATOR = "\x1f"
 
+
+def _joined(values):
+    """``values`` joined by :data:`_SEPARATOR`, when the server's ``string_to_array(text, chr(31))`` gives them back
+    exactly: text values none of which holds the separator, and not the one empty string (an empty text splits
+    into no values); else None (bound as an array)."""
+    if not values or (len(values) == 1 and values[0] == ""):
+        return None
+    try:
+        joined = _SEPARATOR.join(values)
+    except TypeError:  # a value that is not text (None: a NULL element, which matches nothing)
+        return None
+    # (each value without the separator: then the joined text holds exactly one per join)
+    return joined if joined.count(_SEPARATOR) == len(values) - 1 else None
+
+
 #: the columns of the tables read packed that schema.py declares NOT NULL: their packed reads carry no null flags
 #: (tests/unit/test_gate_equivalence.py checks this against each backend's schema)
 PACKED_NOT_NULL = {
@@ -306,7 +321,13 @@ class IntelligenceQueries(object):
         parameter (no IN list per batch of 500, no whole-table read filtered here): the gate's set-based reads
         of the CIs and relationships of a play of thousands of hosts."""
         if self.set_parameter == "any":
-            return "%s = ANY(CAST(? AS TEXT[]))" % column, (list(values),)
+            values = list(values)
+            joined = _joined(values)
+            if joined is not None:
+                # one text the server splits (string_to_array, in C on both sides): an array parameter of 1,000 ids
+                # was dumped element by element here and parsed as an array literal there, 0.6 ms more a read
+                return "%s = ANY(string_to_array(?, chr(31)))" % column, (joined,)
+            return "%s = ANY(CAST(? AS TEXT[]))" % column, (values,)
         return "%s IN (SELECT value FROM json_each(?))" % column, (json.dumps(list(values)),)
 
     def _select_in(self, select, clauses, params, column=None, values=None, tail="", sort_key=None):
