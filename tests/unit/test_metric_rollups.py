@@ -181,23 +181,26 @@ def test_the_rollups_follow_the_cmdb(open_sor):
     assert "storefront" in keys and "pay" in keys and "checkout" not in keys
 
 
-def test_whole_days_are_read_from_the_rollups(open_sor):
+def test_whole_days_are_read_from_the_rollups(open_sor, monkeypatch):
     sor = open_sor()
     made = history(sor)
     read = []
-    original = sor.find_metric_day_sums
+    original = type(sor).find_metric_day_sums
 
-    def counting(day_ranges):
-        rows = original(day_ranges)
-        read.append((day_ranges, len(rows)))
+    def counting(store, day_ranges):
+        rows = original(store, day_ranges)
+        read.append((day_ranges, len(rows), store is sor))
         return rows
 
-    sor.find_metric_day_sums = counting
+    # (on the class: the day sums are read aside, by a store of their own)
+    monkeypatch.setattr(type(sor), "find_metric_day_sums", counting)
     metrics.compute(sor, t("2026-01-05 12:00"), t("2026-01-15 12:00"), group_by="service")
     # the whole days, cut at the weeks' bounds (Monday 2026-01-12)
     assert read and read[0][0] == [("2026-01-06", "2026-01-12"), ("2026-01-12", "2026-01-15")]
     # a row per week and label key, fewer than the changes they count
     assert 0 < read[0][1] < len(made)
+    # by a store of their own, in a thread, where the backend reads aside
+    assert read[0][2] is not sor.reads_aside
 
 
 def _upgraded_from_before(open_sor, sor, migration):

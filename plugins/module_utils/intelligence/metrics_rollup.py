@@ -111,26 +111,41 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             found = sums[(start, key)] = _Sum()
         return found
 
+    day_sums, range_starts = None, []
     if first is not None:
-        # per bucket, its whole days added up by the database: a row per label key, one parse of its lead times
-        ranges, range_starts = [], []
+        # per bucket, its whole days added up by the database: a row per label key, one parse of its lead times.
+        # The largest read of a long period (13 statements for 90 days, 40 ms on PostgreSQL at 1,000,000 change
+        # events), so it runs aside (SystemOfRecord.read_aside: a connection of its own, in a thread) while this
+        # thread reads the period's edges and works out its failed changes; it is added up first, as before.
+        ranges = []
         for start, _span in metric_rules.bucket_starts(first, end, bucket):
             low, high = max(start, first), min(metric_rules.next_bucket(start, bucket), end)
             ranges.append((low.strftime("%Y-%m-%d"), high.strftime("%Y-%m-%d")))
             range_starts.append(start)
-        for index, key, changes, deployments, lead in sor.find_metric_day_sums(ranges):
+        day_sums = _read_aside(sor, lambda store: store.find_metric_day_sums(ranges))
+        edges = [(since_text, format_time(first)), (format_time(end), until_text)]
+    else:
+        edges = [(since_text, until_text)]
+    try:
+        edge_rows = [sor.find_metric_changes(low, high) for low, high in edges if low < high]
+        # the failed changes of the period, with the raw computation's rules
+        failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
+                  if change.failed and since_us <= change.start_us < until_us]
+        key_of = _labels(sor, [change for change in failed if change.status is not None])
+    except BaseException:
+        if day_sums is not None:
+            _settle(day_sums)  # (its store closed before this error goes on)
+        raise
+
+    if day_sums is not None:
+        for index, key, changes, deployments, lead in day_sums():
             target = cell(range_starts[index], key)
             target.changes += changes
             target.deployments += deployments
             if lead:
                 target.lead_chunks.append(lead)
-        edges = [(since_text, format_time(first)), (format_time(end), until_text)]
-    else:
-        edges = [(since_text, until_text)]
-    for low, high in edges:
-        if low >= high:
-            continue
-        for row in sor.find_metric_changes(low, high):
+    for rows in edge_rows:
+        for row in rows:
             if row["status_failed"] or not since_us <= row["start_us"] < until_us:
                 continue
             moment = _EPOCH + datetime.timedelta(microseconds=row["start_us"])
@@ -139,11 +154,6 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             target.deployments += row["deployment"]
             if row["lead_seconds"] is not None:
                 target.lead.append(row["lead_seconds"])
-
-    # the failed changes of the period, with the raw computation's rules
-    failed = [change for change in _failures(sor, since_text, horizon_text, failure_window).values()
-              if change.failed and since_us <= change.start_us < until_us]
-    key_of = _labels(sor, [change for change in failed if change.status is not None])
     bucket_of_day_number = {}
     for change in failed:
         number = change.start_us // _DAY_US
@@ -198,6 +208,24 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             rows = _bucket_rows(members, starts)
             result["groups"].append({"key": group, "overall": _total(members).figures(days), "buckets": rows})
     return result
+
+
+def _read_aside(sor, read):
+    """``sor.read_aside(read)`` where the store has it (a stand-in store of a test may not): a function giving
+    ``read``'s result."""
+    read_aside = getattr(sor, "read_aside", None)
+    if read_aside is not None:
+        return read_aside(read)
+    found = read(sor)
+    return lambda: found
+
+
+def _settle(wait):
+    """Wait for a read aside whose result is no longer wanted; its own error, if any, is not the one to report."""
+    try:
+        wait()
+    except Exception:  # pylint: disable=broad-except
+        pass
 
 
 def _sum_of(sums, start):

@@ -43,6 +43,20 @@ class SystemOfRecord(abc.ABC):
         """Secret-free one-line location, for messages."""
         return self.backend_name
 
+    #: whether :meth:`read_aside` runs its read beside the caller (a backend whose reads wait on a database server
+    #: that works meanwhile); False: the read runs at once, in the caller's thread
+    reads_aside = False
+
+    def read_aside(self, read):
+        """Start ``read(store)``, a read only, and return a function that waits for it and gives its result (or raises
+        its error). Where the backend can (:attr:`reads_aside`: PostgreSQL), ``store`` is a store of its own (this
+        one's configuration, its own connection) and the read runs in a thread beside what the caller does
+        meanwhile: a metrics period's day sums, added up by the database, while the caller works out its failed
+        changes. Here ``store`` is this store and the read runs now. What it reads is the record as it is at some
+        moment between the call and the wait, as for any two reads of a record that others write."""
+        found = read(self)
+        return lambda: found
+
     # -- ledger ----------------------------------------------------------
     @abc.abstractmethod
     def append(self, entries):

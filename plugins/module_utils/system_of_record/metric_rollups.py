@@ -525,9 +525,12 @@ class MetricRollupQueries(object):
         found = []
         sql = ("SELECT label_key, SUM(changes), SUM(deployments), %s FROM metric_days WHERE day >= ? AND day < ?"
                " GROUP BY label_key" % (self.text_aggregate % "lead_packed"))
-        for index, (first_day, end_day) in enumerate(day_ranges):
+        # a statement per range, sent together where the backend pipelines them (PostgreSQL: one round trip for a
+        # 90-day period's 13 weeks; one statement grouping by range measured slower on both backends)
+        results = self._queries([(sql, (first_day, end_day)) for first_day, end_day in day_ranges])
+        for index, rows in enumerate(results):
             found.extend((index, key, int(changes), int(deployments), text)
-                         for key, changes, deployments, text in self._query(sql, (first_day, end_day)))
+                         for key, changes, deployments, text in rows)
         return found
 
     def find_metric_changes(self, since, until, failed_only=False, emergency_only=False, run_ids=None,
