@@ -854,6 +854,9 @@ class PostgresqlSystemOfRecord(SqlSystemOfRecord):
     def read_aside(self, read):
         """``SystemOfRecord.read_aside``: ``read`` runs in a thread on a store of its own (this one's configuration and
         its own connection), kept for this store's next read aside, and closed with this store."""
+        # this store connected first, here: whatever connecting imports the first time is imported on the caller's
+        # thread, not the read's ("threads of ours never import", docs/architecture.md); the caller reads on it next
+        self._connection()
         outcome = {}
 
         def work():
