@@ -134,7 +134,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
         key_of = _labels(sor, [change for change in failed if change.status is not None])
     except BaseException:
         if day_sums is not None:
-            _settle(day_sums)  # (its store closed before this error goes on)
+            _settle(day_sums)  # (the read aside done before this error goes on)
         raise
 
     if day_sums is not None:

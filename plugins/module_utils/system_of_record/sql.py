@@ -59,6 +59,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
     #: statistics, and with a status filter as well it walked the status index over every changed result of the
     #: ledger (triage at 1,000,000 change events: 390 ms a query, 6 s at p95); PostgreSQL's planner has them
     task_results_by_run = "task_results INDEXED BY task_results_run"
+
     # -- to be provided by the dialect --------------------------------------
     def _connection(self):
         raise NotImplementedError
