@@ -122,7 +122,7 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             low, high = max(start, first), min(metric_rules.next_bucket(start, bucket), end)
             ranges.append((low.strftime("%Y-%m-%d"), high.strftime("%Y-%m-%d")))
             range_starts.append(start)
-        day_sums = _read_aside(sor, lambda store: store.find_metric_day_sums(ranges))
+        day_sums = sor.read_aside(lambda store: store.find_metric_day_sums(ranges))
         edges = [(since_text, format_time(first)), (format_time(end), until_text)]
     else:
         edges = [(since_text, until_text)]
@@ -208,16 +208,6 @@ def compute(sor, since, until, bucket="week", group_by=None, services=None, envi
             rows = _bucket_rows(members, starts)
             result["groups"].append({"key": group, "overall": _total(members).figures(days), "buckets": rows})
     return result
-
-
-def _read_aside(sor, read):
-    """``sor.read_aside(read)`` where the store has it (a stand-in store of a test may not): a function giving
-    ``read``'s result."""
-    read_aside = getattr(sor, "read_aside", None)
-    if read_aside is not None:
-        return read_aside(read)
-    found = read(sor)
-    return lambda: found
 
 
 def _settle(wait):
