@@ -83,6 +83,22 @@ def test_first_open_creates_the_shared_schema_with_64_bit_integers(sor, dsn):
             "evidence_run", "reviews_run", "change_events_authorisation", "task_results_status"} <= indexes
 
 
+def test_the_tables_read_by_index_alone_are_vacuumed_after_a_few_thousand_inserts(sor, dsn):
+    # migration 21: autovacuum visits them after VACUUM_AFTER_INSERTS rows whatever their size (the default waits for a
+    # fifth of the table, leaving the newest period, the one metrics read, to be looked up row by row in the table)
+    assert sor.schema_version() == schema.LATEST_VERSION  # (the store connects, and migrates, on its first read)
+    with psycopg.connect(dsn) as conn:
+        server = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()[0]
+        options = dict(conn.execute("SELECT relname, reloptions FROM pg_class WHERE relkind = 'r'"
+                                    " AND relnamespace = current_schema()::regnamespace AND reloptions IS NOT NULL").fetchall())
+    if server < 130000:
+        assert not options  # (no insert-driven autovacuum before PostgreSQL 13: nothing set)
+        return
+    expected = ["autovacuum_vacuum_insert_threshold=%d" % schema.VACUUM_AFTER_INSERTS,
+                "autovacuum_vacuum_insert_scale_factor=0"]
+    assert options == {table: expected for table in ("metric_changes", "metric_ci_next", "ci_changes")}
+
+
 def test_a_database_of_an_earlier_schema_gets_the_later_migrations_once(dsn, monkeypatch):
     monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
     monkeypatch.setattr(schema, "LATEST_VERSION", 1)

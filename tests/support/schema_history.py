@@ -51,6 +51,10 @@ UNDO_POSTGRESQL = {
         "DROP INDEX change_list_search", "ALTER TABLE change_list DROP COLUMN search"] + [
         statement for statement in schema.statements_for("BIGINT", next(
             migration for migration in schema.MIGRATIONS if migration[0] == 11)) if "change_list_words" in statement],
+    # migration 21's autovacuum settings back to the server's defaults, on the tables the rollback keeps
+    schema.version_of(schema.METRIC_TABLES_VACUUM_MIGRATION): lambda version: [
+        "ALTER TABLE %s RESET (autovacuum_vacuum_insert_threshold, autovacuum_vacuum_insert_scale_factor)" % table
+        for table in schema.VACUUMED_AFTER_INSERTS if table in schema.tables_until(version)],
 }
 
 
