@@ -685,7 +685,7 @@ MIGRATIONS = [
     # took 170 ms median against 144-148 after a vacuum (docs/postgresql.md, "Vacuum of the metric tables"). Each is
     # now visited after every VACUUM_AFTER_INSERTS rows inserted whatever its size: a vacuum that finds the older
     # pages marked skips them, so each visit reads about that many rows' pages. PostgreSQL 12 has no insert-driven
-    # autovacuum: nothing to set there. SQLite reads its tables' rows from the index entries alone without one.
+    # autovacuum: nothing to set there. SQLite answers from a covering index with no visibility map: nothing either.
     (21, METRIC_TABLES_VACUUM_MIGRATION, [
         PerDialect(sqlite=None, postgresql="DO $$ BEGIN IF current_setting('server_version_num')::int >= 130000 THEN "
                    + " ".join("ALTER TABLE %s SET (autovacuum_vacuum_insert_threshold = %d,"
