@@ -54,7 +54,7 @@ UNDO_POSTGRESQL = {
     # migration 21's autovacuum settings back to the server's defaults, on the tables the rollback keeps
     schema.version_of(schema.METRIC_TABLES_VACUUM_MIGRATION): lambda version: [
         "ALTER TABLE %s RESET (autovacuum_vacuum_insert_threshold, autovacuum_vacuum_insert_scale_factor)" % table
-        for table in schema.VACUUMED_AFTER_INSERTS if table in schema.tables_until(version)],
+        for table in schema.INSERT_VACUUMED_TABLES if table in schema.tables_until(version)],
 }
 
 

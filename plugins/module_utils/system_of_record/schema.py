@@ -60,14 +60,14 @@ METRIC_FAILURE_ROWS_MIGRATION = ("metrics: the failure rules' and the times to r
 #: and the changes an emergency change of one of their CIs followed within a day
 METRIC_DEPLOYMENT_STARTS_MIGRATION = ("metrics: each CI's deployments by start, for the times to restore; the changes an"
                                       " emergency change followed within a day, by start")
-#: PostgreSQL vacuums the change tables metrics and triage read by index alone after this many rows inserted
+#: migration 21: PostgreSQL vacuums the change tables metrics and triage read by index alone after a few thousand inserts
 METRIC_TABLES_VACUUM_MIGRATION = ("metrics and triage: PostgreSQL vacuums the change tables they read by index alone after"
                                   " every few thousand rows inserted")
 #: rows inserted into one of those tables after which autovacuum visits it (``autovacuum_vacuum_insert_threshold``)
 VACUUM_AFTER_INSERTS = 5000
 #: the tables whose index-only reads of a recent period need its pages all-visible: the failure rules' rows
 #: (metric_changes, metric_ci_next) and the changes of CIs by time (ci_changes: triage, the times to restore)
-VACUUMED_AFTER_INSERTS = ("metric_changes", "metric_ci_next", "ci_changes")
+INSERT_VACUUMED_TABLES = ("metric_changes", "metric_ci_next", "ci_changes")
 #: the longest gap (microseconds) from a change's end to its CI's next emergency change that
 #: ``metric_ci_next_near_emergencies`` holds: the default failure window (``metrics.DEFAULT_FAILURE_WINDOW``). A window
 #: up to it reads that index; a longer one the period's every row. Another value needs a migration (the index's
@@ -690,7 +690,7 @@ MIGRATIONS = [
         PerDialect(sqlite=None, postgresql="DO $$ BEGIN IF current_setting('server_version_num')::int >= 130000 THEN "
                    + " ".join("ALTER TABLE %s SET (autovacuum_vacuum_insert_threshold = %d,"
                               " autovacuum_vacuum_insert_scale_factor = 0);" % (table, VACUUM_AFTER_INSERTS)
-                              for table in VACUUMED_AFTER_INSERTS) + " END IF; END $$"),
+                              for table in INSERT_VACUUMED_TABLES) + " END IF; END $$"),
     ]),
 ]
 
