@@ -386,7 +386,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                     if projection_check.same_rows(
                             self._paged_rows(table, columns, projection_check.primary_key_of(rebuilt, table)),
                             rebuilt.execute(select)):
-                        continue  # compared by digests, a page at a time: memory bounded by the table's row count
+                        continue  # compared by a keyed multiset digest, a page at a time: constant memory
                     if self.head()[0] != head_seq:
                         break  # an append moved the tables meanwhile: try again rather than read them whole
                     problems += projection_check.compare_table(
@@ -402,7 +402,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                 return True, problems
         return False, []
 
-    #: rows a projection check reads per query of a live table (it holds a digest per row, not the rows)
+    #: rows a projection check reads per query of a live table (it holds one digest per table, not the rows)
     _PROJECTION_PAGE = 5000
 
     def _paged_rows(self, table, columns, key_columns, query=None, page=None):
