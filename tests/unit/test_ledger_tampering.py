@@ -320,14 +320,17 @@ _ROW_C = ("run-2", "web01", 1, "ok", None)
 def test_the_projection_check_compares_tables_as_multisets_of_rows(live, rebuilt, same):
     from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
 
-    assert projection_check.same_rows(iter(live), iter(rebuilt)) is same
-    assert projection_check.same_rows(iter(rebuilt), iter(live)) is same
+    columns = ["c%d" % index for index in range(len((live or rebuilt or [_ROW_A])[0]))]
+    for one, other in ((live, rebuilt), (rebuilt, live)):
+        problems = projection_check.table_problems("task_results", "c0", columns, lambda: iter(one),
+                                                   lambda: iter(other), 20)
+        assert (problems == []) is same, problems
 
 
-def test_the_projection_checks_multiset_digest_is_keyed_afresh_by_each_comparison(monkeypatch):
+def test_the_projection_checks_multiset_digest_is_keyed_afresh_for_each_table(monkeypatch):
     """The digest is a sum of row hashes: unkeyed, someone who edits the live table before a check could search for
-    rows whose hashes sum to the original's. The key is drawn when each comparison starts and a digest under one
-    key says nothing of another's."""
+    rows whose hashes sum to the original's. The key is drawn when each table's comparison starts, and a digest
+    under one key says nothing of another's."""
     from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
 
     drawn = []
@@ -338,33 +341,101 @@ def test_the_projection_checks_multiset_digest_is_keyed_afresh_by_each_compariso
         return drawn[-1]
 
     monkeypatch.setattr(projection_check.os, "urandom", recording_urandom)
-    assert projection_check.same_rows(iter([_ROW_A, _ROW_B]), iter([_ROW_B, _ROW_A]))
-    assert projection_check.same_rows(iter([_ROW_A]), iter([_ROW_A]))
-    assert len(drawn) == 2 and all(len(key) == 32 for key in drawn) and drawn[0] != drawn[1]
+    columns = ["run_id", "host", "count", "status", "at"]
     rows = [_ROW_A, _ROW_B, _ROW_C]
+    assert projection_check.table_problems("run_hosts", "run_id", columns, lambda: iter(rows),
+                                           lambda: iter(reversed(rows)), 20) == []
+    assert projection_check.table_problems("run_hosts", "run_id", columns, lambda: iter(rows[:1]),
+                                           lambda: iter(rows[:1]), 20) == []
+    assert len(drawn) == 2 and all(len(key) == 32 for key in drawn) and drawn[0] != drawn[1]
     first, second = (projection_check.multiset_digest(iter(rows), key) for key in drawn)
     assert first[1] == second[1] == 3 and first[0] != second[0]
     assert projection_check.multiset_digest(iter(reversed(rows)), drawn[0]) == first
+    # the buckets' digests sum to the table's
+    buckets = projection_check.bucket_digests(iter(rows), drawn[0], 0)
+    assert sum(digest for digest, _count in buckets) % (1 << 256) == first[0]
+    assert sum(count for _digest, count in buckets) == 3
 
 
 def test_the_projection_check_holds_no_state_per_row_of_a_table():
     """A digest held per live row (about 110 bytes) made the projection check of a 1,000,000-change-event ledger
-    hold hundreds of megabytes for its largest table (``task_results``); a comparison now holds one sum per side."""
+    hold hundreds of megabytes for its largest table (``task_results``); a comparison now holds a sum per bucket."""
     import tracemalloc
 
     from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
 
-    def rows():
-        return (("run-%06d" % index, "web%03d" % (index % 500), index, "ok") for index in range(60000))
-
     tracemalloc.start()
     try:
-        assert projection_check.same_rows(rows(), rows())
+        problems = projection_check.table_problems("task_results", "seq", ["seq", "run_id", "host", "status"],
+                                                   _results_table(60000), _results_table(60000), 20)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+    assert problems == []
     # a digest per row of 60,000 rows is over 6 MB
     assert peak < 512 * 1024, "comparing two tables of 60,000 rows peaked at %.2f MB" % (peak / 1048576.0)
+
+
+def _results_table(count, altered=(), deleted=(), inserted=0):
+    """Rows of a task_results-like table: ``(seq, run_id, host, status)``; the seqs in ``altered`` with another
+    status, those in ``deleted`` left out, ``inserted`` rows added that the other side lacks."""
+    def rows():
+        for seq in range(count):
+            if seq in deleted:
+                continue
+            yield (seq, "run-%05d" % (seq // 10), "web%03d" % (seq % 500), "failed" if seq in altered else "ok")
+        for extra in range(inserted):
+            yield (count + extra, "run-forged", "web001", "ok")
+    return rows
+
+
+def test_a_table_the_projection_check_finds_edited_is_read_again_for_its_edited_part_only():
+    """A table that differs was read whole on both sides to name the differing rows: the check that found one edited
+    row in a table of millions could exhaust the controller's memory. Now only the edited rows' buckets are held."""
+    import tracemalloc
+
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
+
+    columns = ["seq", "run_id", "host", "status"]
+    tracemalloc.start()
+    try:
+        problems = projection_check.table_problems("task_results", "seq", columns,
+                                                   _results_table(60000, altered={41234}), _results_table(60000), 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(found["key"], found["problem"]) for found in problems] == [("seq=41234", "altered")]
+    assert "status" in problems[0]["detail"]
+    # both tables whole are over 10 MB
+    assert peak < 1024 * 1024, "naming one edited row of 60,000 peaked at %.2f MB" % (peak / 1048576.0)
+
+
+def test_the_projection_check_names_what_a_whole_table_comparison_names_whatever_the_buckets_held(monkeypatch):
+    """Differing buckets read a few at a time (``ROWS_HELD``) give the problems the whole tables give."""
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
+
+    columns = ["seq", "run_id", "host", "status"]
+    live = _results_table(3000, altered={5, 700, 1999}, deleted={12, 2500}, inserted=2)
+    rebuilt = _results_table(3000)
+    whole = projection_check.compare_table("task_results", "seq", columns, list(live()), list(rebuilt()), 50)
+    assert sorted((found["key"], found["problem"]) for found in whole) == [
+        ("seq=12", "missing"), ("seq=1999", "altered"), ("seq=2500", "missing"), ("seq=3000", "unexpected"),
+        ("seq=3001", "unexpected"), ("seq=5", "altered"), ("seq=700", "altered")]
+    for held in (1, 10, projection_check.ROWS_HELD):
+        monkeypatch.setattr(projection_check, "ROWS_HELD", held)
+        found = projection_check.table_problems("task_results", "seq", columns, live, rebuilt, 50)
+        assert sorted(found, key=repr) == sorted(whole, key=repr), held
+        limited = projection_check.table_problems("task_results", "seq", columns, live, rebuilt, 3)
+        assert len(limited) == 3 and all(problem in whole for problem in limited), held
+    assert projection_check.table_problems("task_results", "seq", columns, rebuilt, rebuilt, 50) == []
+
+
+def test_the_projection_check_reports_nothing_of_a_table_that_moved_while_it_was_read_again():
+    from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import projection_check
+
+    columns = ["seq", "run_id", "host", "status"]
+    assert projection_check.table_problems("task_results", "seq", columns, _results_table(100, altered={3}),
+                                           _results_table(100), 20, unchanged=lambda: False) is None
 
 
 def test_a_projection_check_that_fails_part_way_leaves_no_scratch_copy_behind(sor, monkeypatch, tmp_path):

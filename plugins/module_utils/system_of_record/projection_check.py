@@ -8,9 +8,9 @@ gate and the inventory read the query tables (projections). Someone who can
 write the database could edit those and leave the chain intact. This module
 replays the ledger into a fresh SQLite database (a scratch file for a live
 ledger's check: its query tables can be gigabytes) with the same projectors and
-compares every query table with the live one: by one keyed multiset digest per
-table, the live rows read a page at a time (constant memory), and row by row
-only for a table that differs.
+compares every query table with the live one: by keyed multiset digests, the
+live rows read a page at a time (constant memory), and row by row only for the
+part of a table that differs (:func:`table_problems`).
 
 Counters (change request numbers) live outside the ledger and are not compared.
 """
@@ -263,41 +263,95 @@ class ScratchDatabase(object):
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-#: a multiset's digest is the sum of its rows' digests modulo this (see :func:`same_rows`)
+#: a multiset's digest is the sum of its rows' digests modulo this (see :func:`table_problems`)
 _MULTISET_MODULUS = 1 << 256
+#: the buckets a table's rows are digested in, by their reporting key (:data:`PROJECTION_TABLES`): a table that
+#: differs is read again for its differing buckets only (:func:`table_problems`)
+DIGEST_BUCKETS = 1024
+#: the rows (live and rebuilt together) one further reading of a table that differs holds at most, when its
+#: differing buckets hold more (a single bucket is read alone whatever it holds)
+ROWS_HELD = 100000
+
+
+def _row_hasher(key):
+    """The keyed BLAKE2b of a row (its ``repr``): the function each multiset digest sums."""
+    keyed = hashlib.blake2b(key=key, digest_size=32)
+    from_bytes = int.from_bytes
+
+    def row_hash(row):
+        hashing = keyed.copy()
+        hashing.update(repr(tuple(row)).encode("utf-8"))
+        return from_bytes(hashing.digest(), "big")
+    return row_hash
 
 
 def multiset_digest(rows, key):
     """``(digest, count)`` of ``rows`` as a multiset, in constant memory: the sum modulo 2**256 of each row's
     BLAKE2b keyed by ``key`` (over the row's ``repr``), and the number of rows. The order of the rows does not
     matter; a row's multiplicity does."""
-    keyed = hashlib.blake2b(key=key, digest_size=32)
-    from_bytes = int.from_bytes
+    row_hash = _row_hasher(key)
     total = count = 0
     for row in rows:
-        row_hash = keyed.copy()
-        row_hash.update(repr(tuple(row)).encode("utf-8"))
-        total += from_bytes(row_hash.digest(), "big")
+        total += row_hash(row)
         count += 1
     return total % _MULTISET_MODULUS, count
 
 
-def same_rows(live_rows, rebuilt_rows):
-    """Whether two iterables of rows hold the same rows (as multisets), in constant memory: each side is read once,
-    a row at a time, into :func:`multiset_digest` under one key drawn for this comparison.
+def bucket_digests(rows, key, key_index, buckets=DIGEST_BUCKETS):
+    """:func:`multiset_digest` per bucket: ``[(digest, count)]``, a row in bucket ``hash(row[key_index]) %
+    buckets``. Rows with the same reporting key share a bucket, so an altered row differs in one bucket, which holds
+    both of its versions. (Python's ``hash`` of text is seeded per process: the buckets hold within one check.)"""
+    row_hash = _row_hasher(key)
+    sums = [0] * buckets
+    counts = [0] * buckets
+    for row in rows:
+        bucket = hash(row[key_index]) % buckets
+        sums[bucket] += row_hash(row)
+        counts[bucket] += 1
+    return [(total % _MULTISET_MODULUS, count) for total, count in zip(sums, counts)]
 
-    Why a sum and why a key: a live table can have millions of rows (``task_results``: about 6 million in the
+
+def _in_buckets(rows, key_index, wanted, buckets=DIGEST_BUCKETS):
+    return [tuple(row) for row in rows if hash(row[key_index]) % buckets in wanted]
+
+
+def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, unchanged=None):
+    """Problems (dicts, at most ``limit``) where a live query table differs from its replay; ``[]`` when they hold
+    the same rows, None when ``unchanged()`` says the live tables moved while the table was read again.
+
+    ``live_rows`` and ``rebuilt_rows`` are functions that read the table's rows (``columns``) afresh, a row at a
+    time. Both are first digested per bucket (:func:`bucket_digests`): equal digests in every bucket, the same rows,
+    in constant memory. Otherwise both are read again for the differing buckets only, as many at a time as hold
+    :data:`ROWS_HELD` rows, and those rows compared exactly (:func:`compare_table`): a check that finds one edited
+    row in a table of millions holds that bucket's rows, not the table (which, read whole on both sides, could
+    exhaust the memory of the very check that found the edit).
+
+    Why sums, and why a key: a live table can have millions of rows (``task_results``: about 6 million in the
     1,000,000-change-event bench ledger), and a digest held per row cost about 110 bytes a row, some 650 MB for
     that table alone. A sum of row hashes is an incremental multiset hash; unkeyed it could be aimed at (someone who
     edits the live table before the check could search for rows whose hashes sum to the original's), so the hash is
-    keyed with 32 random bytes (``os.urandom``) the verifying process draws when the comparison starts and never
-    writes anywhere. For two different multisets the sums then agree with probability at most 2**-216 (a row's
-    multiplicity differs by less than 2**40, and a keyed hash's outputs are independent and uniform).
-
-    Equal digests mean equal ``repr`` and so equal rows; rows that are equal but typed differently by a backend
-    (rare) give different digests, and the caller then compares them exactly with :func:`compare_table`."""
+    keyed with 32 random bytes (``os.urandom``) this function draws for the table and never writes anywhere. For
+    two different multisets of rows the sums then agree with probability at most 2**-216 (a row's multiplicity
+    differs by less than 2**40, and a keyed hash's outputs are independent and uniform). Equal digests mean equal
+    ``repr`` and so equal rows; rows that are equal but typed differently by a backend (rare) give different
+    digests, and the exact comparison then finds them equal."""
+    key_index = columns.index(key_column)
     key = os.urandom(32)
-    return multiset_digest(live_rows, key) == multiset_digest(rebuilt_rows, key)
+    live = bucket_digests(live_rows(), key, key_index)
+    rebuilt = bucket_digests(rebuilt_rows(), key, key_index)
+    differing = [bucket for bucket, digests in enumerate(zip(live, rebuilt)) if digests[0] != digests[1]]
+    problems = []
+    while differing and len(problems) < limit:
+        if unchanged is not None and not unchanged():
+            return None
+        group, held = set(), 0
+        while differing and (not group or held + live[differing[0]][1] + rebuilt[differing[0]][1] <= ROWS_HELD):
+            bucket = differing.pop(0)
+            group.add(bucket)
+            held += live[bucket][1] + rebuilt[bucket][1]
+        problems += compare_table(table, key_column, columns, _in_buckets(live_rows(), key_index, group),
+                                  _in_buckets(rebuilt_rows(), key_index, group), limit - len(problems))
+    return problems[:limit]
 
 
 def _sort_key(row):

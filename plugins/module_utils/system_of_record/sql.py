@@ -11,6 +11,7 @@ else, the append algorithm, projections and queries, lives here once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 
 from ansible_collections.changeops.itsm.plugins.module_utils.ledger import (
@@ -383,15 +384,15 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                 for table, key_column in projection_check.PROJECTION_TABLES.items():
                     columns = projection_check.columns_of(rebuilt, table)
                     select = "SELECT %s FROM %s" % (", ".join(columns), table)
-                    if projection_check.same_rows(
-                            self._paged_rows(table, columns, projection_check.primary_key_of(rebuilt, table)),
-                            rebuilt.execute(select)):
-                        continue  # compared by a keyed multiset digest, a page at a time: constant memory
-                    if self.head()[0] != head_seq:
-                        break  # an append moved the tables meanwhile: try again rather than read them whole
-                    problems += projection_check.compare_table(
-                        table, key_column, columns, self._query(select), rebuilt.execute(select).fetchall(),
-                        limit - len(problems))
+                    key_columns = projection_check.primary_key_of(rebuilt, table)
+                    # (each reads its table afresh when called: the live one a page at a time)
+                    found = projection_check.table_problems(
+                        table, key_column, columns, functools.partial(self._paged_rows, table, columns, key_columns),
+                        functools.partial(rebuilt.execute, select), limit - len(problems),
+                        unchanged=lambda head_seq=head_seq: self.head()[0] == head_seq)
+                    if found is None:
+                        break  # an append moved the tables meanwhile: try again rather than report (below)
+                    problems += found
                     if len(problems) >= limit:
                         break
             finally:
