@@ -18,12 +18,15 @@ Counters (change request numbers) live outside the ledger and are not compared.
 from __future__ import annotations
 
 import collections
+import decimal
+import fractions
 import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import tempfile
+import zlib
 
 from ansible_collections.changeops.itsm.plugins.module_utils.canonical import canonical_json
 from ansible_collections.changeops.itsm.plugins.module_utils.system_of_record import (
@@ -273,22 +276,68 @@ DIGEST_BUCKETS = 1024
 ROWS_HELD = 100000
 
 
+#: the types a backend returns a value as that need no normal form (:func:`normal_row`)
+_PLAIN_TYPES = frozenset((str, int, type(None)))
+#: the normal form of a NaN: a tuple, which no column value's ``repr`` can be taken for
+_NAN = ("NaN",)
+
+
+def _normal(value):
+    """``value`` in a form equal for the values Python compares equal whatever type a backend returned them as:
+    ``True``, ``1.0`` and ``Decimal("1.0")`` as ``1``, other finite numbers as exact fractions, infinities as
+    floats, a NaN as one marker (Python's hash of a NaN is its identity's), bytes-like values as ``bytes``."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (float, decimal.Decimal)):
+        if value.is_nan() if isinstance(value, decimal.Decimal) else value != value:
+            return _NAN
+        if value.is_infinite() if isinstance(value, decimal.Decimal) else value in (float("inf"), float("-inf")):
+            return float(value)
+        ratio = fractions.Fraction(value)
+        return ratio.numerator if ratio.denominator == 1 else ratio
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return value
+
+
+def normal_row(row):
+    """``row`` as a tuple of :func:`_normal` values (the row itself, as a tuple, when every value is plain already:
+    text, integers and NULLs, the usual case)."""
+    row = tuple(row)
+    if _PLAIN_TYPES.issuperset(map(type, row)):
+        return row
+    return tuple(map(_normal, row))
+
+
+def bucket_of(value, buckets=DIGEST_BUCKETS):
+    """The bucket of a row whose reporting key is ``value``: a CRC of its normal form, so the same on
+    every reading and in every process (the problems of a table come out in the same order each time). Text and
+    integers, the usual keys, go straight to the CRC (a number and its digits as text may share a bucket: harmless)."""
+    kind = type(value)
+    if kind is not str and kind is not int:
+        value = _normal(value)
+        kind = type(value)
+    text = value if kind is str else str(value) if kind is int else repr(value)
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % buckets
+
+
 def _row_hasher(key):
-    """The keyed BLAKE2b of a row (its ``repr``): the function each multiset digest sums."""
+    """The keyed BLAKE2b of a row (the ``repr`` of its :func:`normal_row`): the function each multiset digest
+    sums."""
     keyed = hashlib.blake2b(key=key, digest_size=32)
     from_bytes = int.from_bytes
 
     def row_hash(row):
         hashing = keyed.copy()
-        hashing.update(repr(tuple(row)).encode("utf-8"))
+        hashing.update(repr(normal_row(row)).encode("utf-8", "surrogatepass"))
         return from_bytes(hashing.digest(), "big")
     return row_hash
 
 
 def multiset_digest(rows, key):
     """``(digest, count)`` of ``rows`` as a multiset, in constant memory: the sum modulo 2**256 of each row's
-    BLAKE2b keyed by ``key`` (over the row's ``repr``), and the number of rows. The order of the rows does not
-    matter; a row's multiplicity does."""
+    BLAKE2b keyed by ``key`` (over its normal form), and the number of rows. The order of the rows does not matter;
+    a row's multiplicity does."""
     row_hash = _row_hasher(key)
     total = count = 0
     for row in rows:
@@ -297,22 +346,23 @@ def multiset_digest(rows, key):
     return total % _MULTISET_MODULUS, count
 
 
-def bucket_digests(rows, key, key_index, buckets=DIGEST_BUCKETS):
-    """:func:`multiset_digest` per bucket: ``[(digest, count)]``, a row in bucket ``hash(row[key_index]) %
-    buckets``. Rows with the same reporting key share a bucket, so an altered row differs in one bucket, which holds
-    both of its versions. (Python's ``hash`` of text is seeded per process: the buckets hold within one check.)"""
+def bucket_digests(rows, key, key_index, buckets=DIGEST_BUCKETS, wanted=None, kept=None):
+    """:func:`multiset_digest` per bucket: ``[(digest, count)]``, a row in bucket :func:`bucket_of` its reporting key
+    (``row[key_index]``). Rows with the same reporting key share a bucket, so an altered row differs in one bucket,
+    which holds both of its versions. With ``wanted`` (a set of buckets), only their rows count, and ``kept`` (a
+    list) receives them, as normal rows."""
     row_hash = _row_hasher(key)
     sums = [0] * buckets
     counts = [0] * buckets
     for row in rows:
-        bucket = hash(row[key_index]) % buckets
+        bucket = bucket_of(row[key_index], buckets)
+        if wanted is not None:
+            if bucket not in wanted:
+                continue
+            kept.append(normal_row(row))
         sums[bucket] += row_hash(row)
         counts[bucket] += 1
     return [(total % _MULTISET_MODULUS, count) for total, count in zip(sums, counts)]
-
-
-def _in_buckets(rows, key_index, wanted, buckets=DIGEST_BUCKETS):
-    return [tuple(row) for row in rows if hash(row[key_index]) % buckets in wanted]
 
 
 def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, unchanged=None):
@@ -333,8 +383,11 @@ def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, u
     keyed with 32 random bytes (``os.urandom``) this function draws for the table and never writes anywhere. For
     two different multisets of rows the sums then agree with probability at most 2**-216 (a row's multiplicity
     differs by less than 2**40, and a keyed hash's outputs are independent and uniform). Equal digests mean equal
-    ``repr`` and so equal rows; rows that are equal but typed differently by a backend (rare) give different
-    digests, and the exact comparison then finds them equal."""
+    ``repr`` of the rows' normal forms (:func:`normal_row`), and so equal rows, but for a chance of that size:
+    values a backend returns typed differently from SQLite (``True``, ``1.0`` or ``Decimal("1")`` for ``1``, a
+    ``memoryview`` for ``bytes``) have the same normal form, so they neither differ nor cost a second reading.
+    A second reading is digested again: rows that change between the two readings of one check while no entry is
+    appended are reported (the table is being written behind the ledger's back)."""
     key_index = columns.index(key_column)
     key = os.urandom(32)
     live = bucket_digests(live_rows(), key, key_index)
@@ -349,8 +402,18 @@ def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, u
             bucket = differing.pop(0)
             group.add(bucket)
             held += live[bucket][1] + rebuilt[bucket][1]
-        problems += compare_table(table, key_column, columns, _in_buckets(live_rows(), key_index, group),
-                                  _in_buckets(rebuilt_rows(), key_index, group), limit - len(problems))
+        live_kept, rebuilt_kept = [], []
+        live_again = bucket_digests(live_rows(), key, key_index, wanted=group, kept=live_kept)
+        rebuilt_again = bucket_digests(rebuilt_rows(), key, key_index, wanted=group, kept=rebuilt_kept)
+        if any(live_again[bucket] != live[bucket] or rebuilt_again[bucket] != rebuilt[bucket] for bucket in group):
+            if unchanged is not None and not unchanged():
+                return None
+            # the same rows read twice in one check, with no entry appended, gave other digests: the table is being
+            # written behind the ledger's back (what the exact comparison then names is what it read the second time)
+            problems.append(_problem(table, key_column, "*", "altered",
+                                     "the table's rows changed between two readings of this check while no ledger"
+                                     " entry was appended: something writes the table directly"))
+        problems += compare_table(table, key_column, columns, live_kept, rebuilt_kept, limit - len(problems))
     return problems[:limit]
 
 
@@ -359,9 +422,10 @@ def _sort_key(row):
 
 
 def compare_table(table, key_column, columns, live_rows, rebuilt_rows, limit):
-    """Problems (dicts) where ``live_rows`` differ from ``rebuilt_rows``; at most ``limit``."""
-    live = collections.Counter(tuple(row) for row in live_rows)
-    rebuilt = collections.Counter(tuple(row) for row in rebuilt_rows)
+    """Problems (dicts) where ``live_rows`` differ from ``rebuilt_rows``; at most ``limit``. Rows are compared in
+    their normal form (:func:`normal_row`), as they are digested."""
+    live = collections.Counter(map(normal_row, live_rows))
+    rebuilt = collections.Counter(map(normal_row, rebuilt_rows))
     if live == rebuilt:
         return []
     key_index = columns.index(key_column)

@@ -403,7 +403,7 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
                 return True, problems
         return False, []
 
-    #: rows a projection check reads per query of a live table (it holds one digest per table, not the rows)
+    #: rows a projection check reads per query of a live table (it holds a sum per bucket, not the rows)
     _PROJECTION_PAGE = 5000
 
     def _paged_rows(self, table, columns, key_columns, query=None, page=None):
