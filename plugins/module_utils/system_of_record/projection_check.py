@@ -22,6 +22,7 @@ import decimal
 import fractions
 import hashlib
 import json
+import math
 import os
 import shutil
 import sqlite3
@@ -289,9 +290,10 @@ def _normal(value):
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (float, decimal.Decimal)):
-        if value.is_nan() if isinstance(value, decimal.Decimal) else value != value:
+        decimal_value = isinstance(value, decimal.Decimal)
+        if value.is_nan() if decimal_value else math.isnan(value):
             return _NAN
-        if value.is_infinite() if isinstance(value, decimal.Decimal) else value in (float("inf"), float("-inf")):
+        if value.is_infinite() if decimal_value else math.isinf(value):
             return float(value)
         ratio = fractions.Fraction(value)
         return ratio.numerator if ratio.denominator == 1 else ratio
