@@ -410,8 +410,8 @@ class SqlSystemOfRecord(SqlSyncState, ReviewQueries, IntelligenceQueries, metric
         """The rows of a query table (``columns``), a page at a time in the order of its primary key
         ``key_columns`` (keyset pagination: each page a range scan of the key's index, never an OFFSET to skip),
         so the whole table is never in memory. Rows appended meanwhile can shift the pages; the caller then
-        finds the head moved and checks again. ``query(sql, params)`` reads a page (default: :meth:`_query`), ``page`` rows at a time
-        (default: :data:`_PROJECTION_PAGE`)."""
+        finds the head moved and checks again. ``query(sql, params)`` reads a page (default: :meth:`_query`),
+        ``page`` rows at a time (default: :data:`_PROJECTION_PAGE`)."""
         query = query or self._query
         page = page or self._PROJECTION_PAGE
         positions = [columns.index(column) for column in key_columns]
