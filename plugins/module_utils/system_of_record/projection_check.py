@@ -336,23 +336,14 @@ def _row_hasher(key):
     return row_hash
 
 
-def multiset_digest(rows, key):
-    """``(digest, count)`` of ``rows`` as a multiset, in constant memory: the sum modulo 2**256 of each row's
-    BLAKE2b keyed by ``key`` (over its normal form), and the number of rows. The order of the rows does not matter;
-    a row's multiplicity does."""
-    row_hash = _row_hasher(key)
-    total = count = 0
-    for row in rows:
-        total += row_hash(row)
-        count += 1
-    return total % _MULTISET_MODULUS, count
-
-
 def bucket_digests(rows, key, key_index, buckets=DIGEST_BUCKETS, wanted=None, kept=None):
-    """:func:`multiset_digest` per bucket: ``[(digest, count)]``, a row in bucket :func:`bucket_of` its reporting key
-    (``row[key_index]``). Rows with the same reporting key share a bucket, so an altered row differs in one bucket,
+    """``{bucket: (digest, count)}`` of the buckets that hold rows: per bucket, the sum modulo 2**256 of its rows'
+    BLAKE2b keyed by ``key`` (over their normal form) and their number, in constant memory; a row in bucket
+    :func:`bucket_of` its reporting key (``row[key_index]``). The order of the rows does not matter; a row's
+    multiplicity does. Rows with the same reporting key share a bucket, so an altered row differs in one bucket,
     which holds both of its versions. With ``wanted`` (a set of buckets), only their rows count, and ``kept`` (a
-    list) receives them, as normal rows."""
+    list) receives them, as normal rows. (Only the buckets used are returned, so comparing a check's many small
+    tables costs next to nothing.)"""
     row_hash = _row_hasher(key)
     sums = [0] * buckets
     counts = [0] * buckets
@@ -364,7 +355,11 @@ def bucket_digests(rows, key, key_index, buckets=DIGEST_BUCKETS, wanted=None, ke
             kept.append(normal_row(row))
         sums[bucket] += row_hash(row)
         counts[bucket] += 1
-    return [(total % _MULTISET_MODULUS, count) for total, count in zip(sums, counts)]
+    return {bucket: (sums[bucket] % _MULTISET_MODULUS, count) for bucket, count in enumerate(counts) if count}
+
+
+#: the digest of a bucket no row is in
+_EMPTY_BUCKET = (0, 0)
 
 
 def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, unchanged=None):
@@ -394,20 +389,27 @@ def table_problems(table, key_column, columns, live_rows, rebuilt_rows, limit, u
     key = os.urandom(32)
     live = bucket_digests(live_rows(), key, key_index)
     rebuilt = bucket_digests(rebuilt_rows(), key, key_index)
-    differing = [bucket for bucket, digests in enumerate(zip(live, rebuilt)) if digests[0] != digests[1]]
+
+    def rows_in(bucket):
+        return live.get(bucket, _EMPTY_BUCKET)[1] + rebuilt.get(bucket, _EMPTY_BUCKET)[1]
+
+    def same(first, second, bucket):
+        return first.get(bucket, _EMPTY_BUCKET) == second.get(bucket, _EMPTY_BUCKET)
+
+    differing = sorted(bucket for bucket in set(live) | set(rebuilt) if not same(live, rebuilt, bucket))
     problems = []
     while differing and len(problems) < limit:
         if unchanged is not None and not unchanged():
             return None
         group, held = set(), 0
-        while differing and (not group or held + live[differing[0]][1] + rebuilt[differing[0]][1] <= ROWS_HELD):
+        while differing and (not group or held + rows_in(differing[0]) <= ROWS_HELD):
             bucket = differing.pop(0)
             group.add(bucket)
-            held += live[bucket][1] + rebuilt[bucket][1]
+            held += rows_in(bucket)
         live_kept, rebuilt_kept = [], []
         live_again = bucket_digests(live_rows(), key, key_index, wanted=group, kept=live_kept)
         rebuilt_again = bucket_digests(rebuilt_rows(), key, key_index, wanted=group, kept=rebuilt_kept)
-        if any(live_again[bucket] != live[bucket] or rebuilt_again[bucket] != rebuilt[bucket] for bucket in group):
+        if not all(same(live_again, live, bucket) and same(rebuilt_again, rebuilt, bucket) for bucket in group):
             if unchanged is not None and not unchanged():
                 return None
             # the same rows read twice in one check, with no entry appended, gave other digests: the table is being
